@@ -1,0 +1,116 @@
+# psmem - build, test, bench, install.  `make help` lists the targets.
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+BUILD   ?= build
+SAN     ?=
+PREFIX  ?= /usr/local
+CC      ?= cc
+PKGS    := liburcu-memb liburcu-cds numa jemalloc
+DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev
+
+# pkg-config is asked lazily so that `make deps` works before it exists.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+OPT     ?= -O2
+CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
+           -Ilib $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lz -lm -pthread
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -DPS_SANITIZE=1
+LDFLAGS += -fsanitize=$(SAN)
+endif
+
+LIB_SRC   := $(wildcard lib/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BIN_SRC   := $(wildcard bin/*.c)
+BINS      := $(BIN_SRC:bin/%.c=$(BUILD)/bin/%)
+APP_MAINS := $(filter-out apps/common_%.c,$(wildcard apps/*.c))
+APP_COMMON:= $(wildcard apps/common_*.c)
+APPS      := $(APP_MAINS:apps/%.c=$(BUILD)/apps/%)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_COMMON := $(wildcard tests/common_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+STATIC    := $(BUILD)/lib/libpsmem.a
+SHARED    := $(BUILD)/lib/libpsmem.so
+
+.PHONY: all deps test demo bench asan tsan install uninstall clean help check-deps
+
+all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)
+
+help:
+	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
+	@echo "make         build everything into $(BUILD)/"
+	@echo "make demo    deps + build + a small training job under psrun"
+	@echo "make test    the test suite (cmocka; multi-process tests under psrun)"
+	@echo "make bench   micro-benchmark, CSV on stdout"
+	@echo "make asan    the test suite under AddressSanitizer"
+	@echo "make tsan    the test suite under ThreadSanitizer"
+	@echo "make install PREFIX=/usr/local"
+
+deps:
+	@bash .ci/deps.sh $(DEB_PKGS)
+
+check-deps:
+	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
+	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h) | check-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libpsmem.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+test: all
+	@BUILD=$(BUILD) bash tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash apps/demo.sh $(BUILD)
+
+bench: all
+	@$(BUILD)/bench/micro
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address OPT=-O1 test
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread OPT=-O1 test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libpsmem.so.0
+	ln -sf libpsmem.so.0 $(DESTDIR)$(PREFIX)/lib/libpsmem.so
+	install -m 644 lib/psmem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(BUILD)/bin/psrun $(BUILD)/bin/psstat $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,135 @@
+/*
+ * dump.c - statistics and the "who waits for what" dump (psstat --dump,
+ * SIGQUIT to psrun).  Reads the segment without locks: a torn or stale view
+ * only makes a diagnostic line out of date, it never changes the job.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "psmem_int.h"
+
+static const char *state_name(uint32_t st)
+{
+	switch (st) {
+	case PS__NODE_EMPTY: return "empty";
+	case PS__NODE_ALIVE: return "alive";
+	case PS__NODE_EXITED: return "exited";
+	case PS__NODE_DEAD: return "dead";
+	default: return "?";
+	}
+}
+
+static const char *wait_name(uint32_t what)
+{
+	switch (what) {
+	case PS__WAIT_BARRIER: return "barrier";
+	case PS__WAIT_SLOTLOCK: return "slot lock";
+	case PS__WAIT_REQUEST: return "request";
+	case PS__WAIT_CREATE: return "table create";
+	case PS__WAIT_GRACE: return "grace period";
+	default: return "nothing";
+	}
+}
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FILE *f)
+{
+	uint32_t what = LD(wt->what);
+	uint64_t arg = LD(wt->arg), arg2 = LD(wt->arg2);
+	fprintf(f, "    thread %d waits for %s", (int)LD(wt->tid), wait_name(what));
+	switch (what) {
+	case PS__WAIT_BARRIER: {
+		const struct ps__barrier *b = arg2 ? &s->hdr->nodes : &s->hdr->workers;
+		fprintf(f, " (%s barrier, generation %" PRIu64 ", %u of %u arrived)", arg2 ? "node" : "worker", arg,
+			LD(b->count), b->total);
+		break;
+	}
+	case PS__WAIT_SLOTLOCK:
+		fprintf(f, " (slot at offset %" PRIu64 " held by node %d)", arg, (int)arg2);
+		break;
+	case PS__WAIT_REQUEST:
+		fprintf(f, " (op %" PRIu64 ", %" PRIu64 " keys, executed by the service thread)", arg, arg2);
+		break;
+	case PS__WAIT_CREATE:
+		fprintf(f, " (table %" PRIu64 " being laid out by another node)", arg);
+		break;
+	default:
+		break;
+	}
+	fputc('\n', f);
+}
+
+void ps__dump_seg(const struct ps__seg *s, FILE *f)
+{
+	const struct ps__hdr *h = s->hdr;
+	fprintf(f, "psmem job %s: %u nodes x %u threads, global epoch %" PRIu64 ", memory %" PRIu64 " of %" PRIu64
+		   " MiB\n",
+		s->name, h->num_nodes, h->threads_per_node, LD(((struct ps__hdr *)h)->global_epoch),
+		LD(((struct ps__hdr *)h)->mem_committed) >> 20, h->mem_budget >> 20);
+	for (uint32_t i = 0; i < h->num_nodes; i++) {
+		struct ps__node *n = ps__node_at(s, (int)i);
+		fprintf(f, "  node %u: %s, pid %d, numa %d, epoch %" PRIu64 "\n", i, state_name(LD(n->state)), n->pid,
+			n->numa_node, LD(n->epoch));
+		uint32_t nw = LD(n->nwaiters);
+		int shown = 0;
+		for (uint32_t j = 0; j < nw && j < PS__MAX_WAITERS; j++) {
+			if (LD(n->waiters[j].what) == PS__WAIT_NONE)
+				continue;
+			dump_waiter(s, &n->waiters[j], f);
+			shown++;
+		}
+		if (!shown)
+			fprintf(f, "    no thread waiting\n");
+	}
+	for (int t = 0; t < PS__MAX_TABLES; t++) {
+		struct ps__tdesc *d = ps__tdesc_at(s, t);
+		if (LD(d->state) != PS__T_READY)
+			continue;
+		fprintf(f, "  table %d: %" PRIu64 " keys x %u floats, pools:", t, d->num_keys, d->value_len);
+		for (uint32_t i = 0; i < h->num_nodes; i++) {
+			struct ps__pool *p = ps__pool_at(s, t, (int)i);
+			uint64_t lk = LD(p->lock);
+			fprintf(f, " [node %u: %" PRIu64 " used%s]", i, p->used, lk ? ", locked" : "");
+		}
+		fputc('\n', f);
+	}
+	fflush(f);
+}
+
+void ps_dump(ps_world *w, FILE *f)
+{
+	ps__dump_seg(&w->seg, f);
+}
+
+int ps_stats(ps_world *w, int node, ps_node_stats *o)
+{
+	if (!w || !o)
+		return -EINVAL;
+	if (node < 0 || node >= w->nnodes)
+		return PS_ENODE;
+	const struct ps__node *n = ps__node_at(&w->seg, node);
+	const struct ps__stats *st = &n->stats;
+	memset(o, 0, sizeof *o);
+	o->pulls = LD(st->pulls);
+	o->pushes = LD(st->pushes);
+	o->keys_pulled = LD(st->keys_pulled);
+	o->keys_pushed = LD(st->keys_pushed);
+	o->local_keys = LD(st->local_keys);
+	o->remote_keys = LD(st->remote_keys);
+	o->relocations = LD(st->relocations);
+	o->retries = LD(st->retries);
+	o->stale_reads = LD(st->stale_reads);
+	o->arena_bytes = n->arena_size;
+	o->arena_used = LD(((struct ps__node *)n)->arena_used);
+	for (int t = 0; t < PS__MAX_TABLES; t++) {
+		struct ps__tdesc *d = ps__tdesc_at(&w->seg, t);
+		if (LD(d->state) != PS__T_READY)
+			continue;
+		struct ps__pool *p = ps__pool_at(&w->seg, t, node);
+		o->slots_used += p->used;
+		o->slots_capacity += p->cap;
+	}
+	return 0;
+}

@@ -1,0 +1,464 @@
+/*
+ * kv.c - pull, push and localize on one host: the per-key protocol.
+ *
+ * Per-key linearizability.  Invariants:
+ *   (I1) loc[k] names the one live slot of key k.  It changes only by a
+ *        relocator holding the lock of the slot loc[k] names, with a release
+ *        store made after the new slot is fully written.
+ *   (I2) Every write to a slot's values (push, relocation copy) happens with
+ *        the slot's lock bit set in its seq word, the writer's node id beside
+ *        it; unlock adds one version (release).  Readers copy seqlock-style
+ *        and never write shared lines.
+ *   (I3) A relocated slot is unlocked with MOVED set and never written again;
+ *        anyone who finds MOVED re-reads loc[k] and retries.  So a push is
+ *        applied either to the old slot before the copy or to the new one.
+ *   (I4) Every access runs inside a liburcu read-side section from its load
+ *        of loc[k] until it is done with the slot; a slot is freed only after
+ *        a grace period covering all nodes (grace.c).  A slot whose key word
+ *        is not k, or that is FREED, is a violation: counted in stale_reads
+ *        (tests assert 0) and retried.
+ *   (I5) A lock held by a dead process is recovered by the first waiter that
+ *        sees the holder dead: version +1, MOVED set if loc[k] has already
+ *        moved away (the relocator died after publishing).
+ *
+ * Memory order of the seqlock (Boehm, "Can seqlocks get along with
+ * programming language memory models?", 2012): writer = CAS(lock, acquire);
+ * fence(release); relaxed data stores; store(seq+1, release).  Reader =
+ * load(seq, acquire); relaxed data loads; fence(acquire); load(seq, relaxed).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "psmem_int.h"
+
+static inline struct ps__slot *slot_at(ps_world *w, uint64_t locw)
+{
+	return (struct ps__slot *)(w->seg.base + PS__LOC_OFF(locw));
+}
+
+static inline uint64_t loc_load(ps_table *t, ps_key k)
+{
+	/* acquire: pairs with the release publish in relocate()/init; the
+	 * slot's seq, key and values written before it are visible */
+	return atomic_load_explicit(&t->loc[k], memory_order_acquire);
+}
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* relaxed: statistics counter, orders nothing */
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* Recovers a lock held by a dead node (I5).  Returns true if it changed it. */
+static bool recover_lock(ps_world *w, struct ps__slot *sl, uint64_t s)
+{
+	int holder = PS__SEQ_HOLDER(s);
+	if (holder < 0 || holder >= w->nnodes || holder == w->node || ps__node_alive(&w->seg, holder))
+		return false;
+	ps__mark_dead(&w->seg, holder);
+	uint64_t base = s & ~(PS__SEQ_LOCKED | (0xffffULL << PS__SEQ_HOLDER_SHIFT));
+	uint64_t nv = base + PS__SEQ_VER1;
+	return atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel,
+						       memory_order_relaxed);
+}
+
+/* Waits while the slot is locked; returns the first unlocked seq seen. */
+static uint64_t wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
+{
+	unsigned spins = 0;
+	bool waiting = false;
+	while (s & PS__SEQ_LOCKED) {
+		if (++spins < 128) {
+			ps__cpu_relax();
+		} else {
+			if (!waiting) {
+				ps__wait_set(w, PS__WAIT_SLOTLOCK, (uint64_t)((char *)sl - w->seg.base),
+					     (uint64_t)PS__SEQ_HOLDER(s));
+				waiting = true;
+			}
+			sched_yield();
+			if ((spins & 1023) == 0 && recover_lock(w, sl, s) && t) {
+				/* the dead relocator may have published already (I5) */
+				uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
+				if (k < t->num_keys && PS__LOC_OFF(loc_load(t, k)) != (uint64_t)((char *)sl - w->seg.base))
+					atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
+			}
+		}
+		/* acquire: when it reads unlocked, the holder's writes are visible */
+		s = atomic_load_explicit(&sl->seq, memory_order_acquire);
+	}
+	if (waiting)
+		ps__wait_clear(w);
+	return s;
+}
+
+/*
+ * Locks sl for node w->node.  Returns the unlocked seq value it replaced;
+ * *moved is set (and nothing locked) if the slot has MOVED or been FREED.
+ */
+uint64_t ps__slot_lock(ps_world *w, ps_table *t, struct ps__slot *sl, bool *moved)
+{
+	uint64_t holder = ((uint64_t)w->node + 1) << PS__SEQ_HOLDER_SHIFT;
+	uint64_t s = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+	for (;;) {
+		if (s & PS__SEQ_LOCKED)
+			s = wait_unlocked(w, t, sl, s);
+		if (s & (PS__SEQ_MOVED | PS__SEQ_FREED)) {
+			*moved = true;
+			return s;
+		}
+		/* acquire: the previous holder's value stores happen before ours */
+		if (atomic_compare_exchange_weak_explicit(&sl->seq, &s, s | PS__SEQ_LOCKED | holder,
+							  memory_order_acquire, memory_order_relaxed))
+			break;
+	}
+	/* release fence: our later relaxed value stores cannot become visible
+	 * before the lock bit; a reader that sees one of them then sees LOCKED
+	 * or a newer version when it re-checks seq */
+	atomic_thread_fence(memory_order_release);
+	*moved = false;
+	return s;
+}
+
+void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved)
+{
+	/* release: the value stores made under the lock happen before the new
+	 * version is seen */
+	atomic_store_explicit(&sl->seq, (s + PS__SEQ_VER1) | (moved ? PS__SEQ_MOVED : 0), memory_order_release);
+}
+
+static int check_keys(ps_table *t, const ps_key *keys, size_t n)
+{
+	if (!t || t->magic != PS__TABLE_MAGIC)
+		return PS_ETABLE;
+	if (n && !keys)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] >= t->num_keys)
+			return PS_EKEY;
+	return 0;
+}
+
+/* Copies key k's values into out (seqlock read).  Returns owner node. */
+static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
+{
+	const uint32_t len = t->value_len;
+	uint32_t *dst = (uint32_t *)out;
+	for (;;) {
+		uint64_t lw = loc_load(t, k);
+		struct ps__slot *sl = slot_at(w, lw);
+		/* acquire: the data loads below stay after it */
+		uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+		if (s1 & PS__SEQ_LOCKED)
+			s1 = wait_unlocked(w, t, sl, s1);
+		if (s1 & (PS__SEQ_MOVED | PS__SEQ_FREED)) {
+			if (s1 & PS__SEQ_FREED)
+				stat_add(&w->me->stats.stale_reads, 1);
+			stat_add(&w->me->stats.retries, 1);
+			continue;
+		}
+		for (uint32_t j = 0; j < len; j++)
+			dst[j] = atomic_load_explicit(&sl->v[j], memory_order_relaxed);
+		uint64_t key = atomic_load_explicit(&sl->key, memory_order_relaxed);
+		/* acquire fence: the data loads above complete before the re-check */
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t s2 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+		if (s1 != s2) {
+			stat_add(&w->me->stats.retries, 1);
+			continue;
+		}
+		if (key != k) {
+			stat_add(&w->me->stats.stale_reads, 1);
+			continue;
+		}
+		return PS__LOC_OWNER(lw);
+	}
+}
+
+static void add_values(struct ps__slot *sl, const float *upd, uint32_t len)
+{
+	for (uint32_t j = 0; j < len; j++) {
+		uint32_t bits = atomic_load_explicit(&sl->v[j], memory_order_relaxed);
+		float f;
+		memcpy(&f, &bits, sizeof f);
+		f += upd[j];
+		memcpy(&bits, &f, sizeof f);
+		atomic_store_explicit(&sl->v[j], bits, memory_order_relaxed);
+	}
+}
+
+static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
+{
+	for (;;) {
+		uint64_t lw = loc_load(t, k);
+		struct ps__slot *sl = slot_at(w, lw);
+		if (t->flags & PS_HOGWILD) {
+			/* opt-in race: no lock; an add racing a relocation of the
+			 * same key may be lost (documented) */
+			uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
+			if (s & (PS__SEQ_MOVED | PS__SEQ_FREED))
+				continue;
+			add_values(sl, upd, t->value_len);
+			return PS__LOC_OWNER(lw);
+		}
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, sl, &moved);
+		if (moved) {
+			if (s & PS__SEQ_FREED)
+				stat_add(&w->me->stats.stale_reads, 1);
+			stat_add(&w->me->stats.retries, 1);
+			continue;
+		}
+		if (atomic_load_explicit(&sl->key, memory_order_relaxed) != k) {
+			ps__slot_unlock(sl, s, false);
+			stat_add(&w->me->stats.stale_reads, 1);
+			continue;
+		}
+		add_values(sl, upd, t->value_len);
+		ps__slot_unlock(sl, s, false);
+		return PS__LOC_OWNER(lw);
+	}
+}
+
+int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc)
+		return rc;
+	if (n && !values)
+		return -EINVAL;
+	ps_world *w = t->w;
+	ps__thread_enter(w);
+	uint64_t local = 0;
+	urcu_memb_read_lock();
+	for (size_t i = 0; i < n; i++)
+		local += pull_one(w, t, keys[i], values + i * t->value_len) == w->node;
+	urcu_memb_read_unlock();
+	stat_add(&w->me->stats.pulls, 1);
+	stat_add(&w->me->stats.keys_pulled, n);
+	stat_add(&w->me->stats.local_keys, local);
+	stat_add(&w->me->stats.remote_keys, n - local);
+	return 0;
+}
+
+int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc)
+		return rc;
+	if (n && !updates)
+		return -EINVAL;
+	ps_world *w = t->w;
+	ps__thread_enter(w);
+	uint64_t local = 0;
+	urcu_memb_read_lock();
+	for (size_t i = 0; i < n; i++)
+		local += push_one(w, t, keys[i], updates + i * t->value_len) == w->node;
+	urcu_memb_read_unlock();
+	stat_add(&w->me->stats.pushes, 1);
+	stat_add(&w->me->stats.keys_pushed, n);
+	stat_add(&w->me->stats.local_keys, local);
+	stat_add(&w->me->stats.remote_keys, n - local);
+	return 0;
+}
+
+/*
+ * Moves key k into this node's pool (I1, I3).  Returns 1 if it moved, 0 if
+ * it was local already, or a negative code; the old slot goes to *retired.
+ */
+static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *retired)
+{
+	for (;;) {
+		uint64_t lw = loc_load(t, k);
+		int owner = PS__LOC_OWNER(lw);
+		if (owner == w->node)
+			return 0;
+		struct ps__slot *old = slot_at(w, lw);
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, old, &moved);
+		if (moved) {
+			stat_add(&w->me->stats.retries, 1);
+			continue;
+		}
+		if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
+			ps__slot_unlock(old, s, false);
+			stat_add(&w->me->stats.stale_reads, 1);
+			continue;
+		}
+		uint64_t noff;
+		int rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &noff);
+		if (rc) {
+			ps__slot_unlock(old, s, false);
+			return rc;
+		}
+		struct ps__slot *nw = ps__at(&w->seg, noff);
+		uint64_t ns = atomic_load_explicit(&nw->seq, memory_order_relaxed);
+		/* a fresh slot: keep its version counting up, clear the flags */
+		ns = (ns & ~(PS__SEQ_LOCKED | PS__SEQ_MOVED | PS__SEQ_FREED | (0xffffULL << PS__SEQ_HOLDER_SHIFT))) +
+		     PS__SEQ_VER1;
+		atomic_store_explicit(&nw->seq, ns, memory_order_relaxed);
+		atomic_store_explicit(&nw->key, k, memory_order_relaxed);
+		for (uint32_t j = 0; j < t->value_len; j++)
+			atomic_store_explicit(&nw->v[j], atomic_load_explicit(&old->v[j], memory_order_relaxed),
+					      memory_order_relaxed);
+		/* release: the new slot's seq, key and values are visible to
+		 * whoever acquires the new location word (I1) */
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, noff), memory_order_release);
+		ps__slot_unlock(old, s, true);
+		retired->off = PS__LOC_OFF(lw);
+		retired->table = t->id;
+		retired->node = owner;
+		return 1;
+	}
+}
+
+int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
+{
+	ps_world *w = t->w;
+	ps__thread_enter(w);
+	struct ps__retire_batch *b = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc >= 0; i += 256) {
+		size_t m = n - i < 256 ? n - i : 256;
+		if (!b) {
+			cap = m;
+			b = ps__alloc(w, sizeof *b + cap * sizeof b->e[0]);
+			if (!b)
+				return -ENOMEM;
+			b->n = 0;
+		}
+		urcu_memb_read_lock();
+		for (size_t j = 0; j < m; j++) {
+			rc = relocate(w, t, keys[i + j], &b->e[b->n]);
+			if (rc < 0)
+				break;
+			b->n += (size_t)rc;
+		}
+		urcu_memb_read_unlock();
+		if (b->n) {
+			stat_add(&w->me->stats.relocations, b->n);
+			ps__retire(w, b); /* takes ownership */
+			b = NULL;
+		}
+	}
+	if (b)
+		ps__free(w, b);
+	return rc < 0 ? rc : 0;
+}
+
+int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc)
+		return rc;
+	return ps__localize_keys(t, keys, n);
+}
+
+int ps_owner(ps_table *t, ps_key key)
+{
+	int rc = check_keys(t, &key, 1);
+	if (rc)
+		return rc;
+	return PS__LOC_OWNER(loc_load(t, key));
+}
+
+/* ------------------------------------------------------------- handles */
+
+static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key *keys, size_t n)
+{
+	struct ps_req *r = ps__alloc(w, sizeof *r);
+	if (!r)
+		return NULL;
+	cds_wfcq_node_init(&r->qn);
+	r->magic = PS__REQ_MAGIC;
+	r->op = op;
+	r->t = t;
+	r->keys = keys;
+	r->n = n;
+	r->result = 0;
+	atomic_init(&r->done, 0);
+	return r;
+}
+
+/* Thread-free world lookup for handles of a rejected table. */
+static ps_world *table_world(ps_table *t)
+{
+	return (t && t->magic == PS__TABLE_MAGIC) ? t->w : NULL;
+}
+
+static struct ps_req failed_table = {.magic = PS__REQ_MAGIC, .result = PS_ETABLE, .done = 1};
+
+static ps_handle done_req(ps_table *t, enum ps__op op, int result)
+{
+	ps_world *w = table_world(t);
+	if (!w)
+		return &failed_table; /* static: ps_wait does not free it */
+	struct ps_req *r = new_req(w, op, t, NULL, 0);
+	if (!r)
+		return NULL;
+	r->result = result;
+	atomic_store_explicit(&r->done, 1, memory_order_relaxed);
+	return r;
+}
+
+ps_handle ps_pull(ps_table *t, const ps_key *keys, size_t n, float *values)
+{
+	return done_req(t, PS__OP_PULL, ps_pull_sync(t, keys, n, values));
+}
+
+ps_handle ps_push(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+{
+	return done_req(t, PS__OP_PUSH, ps_push_sync(t, keys, n, updates));
+}
+
+ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc)
+		return done_req(t, PS__OP_LOCALIZE, rc);
+	ps_world *w = t->w;
+	struct ps_req *r = new_req(w, PS__OP_LOCALIZE, t, keys, n);
+	if (!r)
+		return NULL;
+	stat_add(&w->me->stats.localize_reqs, 1);
+	cds_wfcq_enqueue(&w->req_head, &w->req_tail, &r->qn);
+	ps__doorbell(w);
+	return r;
+}
+
+/* Runs by the service thread: executes one queued request. */
+void ps__req_execute(struct ps_req *r)
+{
+	r->result = ps__localize_keys(r->t, r->keys, r->n);
+	/* release: result is visible to the waiter that acquires done */
+	atomic_store_explicit(&r->done, 1, memory_order_release);
+	ps__futex_wake(&r->done, 1, false);
+}
+
+int ps_wait(ps_handle h)
+{
+	if (!h || h->magic != PS__REQ_MAGIC)
+		return PS_EHANDLE;
+	if (h == &failed_table)
+		return PS_ETABLE;
+	ps_world *w = h->t->w;
+	unsigned spins = 0;
+	/* acquire: pairs with the release in ps__req_execute */
+	while (!atomic_load_explicit(&h->done, memory_order_acquire)) {
+		if (++spins < 256) {
+			ps__cpu_relax();
+			continue;
+		}
+		ps__wait_set(w, PS__WAIT_REQUEST, (uint64_t)h->op, h->n);
+		ps__futex_wait(&h->done, 0, 10 * 1000 * 1000, false);
+		ps__wait_clear(w);
+	}
+	int rc = h->result;
+	h->magic = 0;
+	ps__free(w, h);
+	return rc;
+}

@@ -1,0 +1,276 @@
+/*
+ * table.c - collective table creation and initial placement.
+ *
+ * Invariants
+ *   - Tables are numbered by the order of ps_table_create calls in each
+ *     process; every node must create the same tables in the same order.
+ *   - The first node to reach descriptor i (CAS EMPTY -> CREATING under
+ *     hdr->create_lock) lays it out: location table in the shared region,
+ *     one pool per node.  It stores READY with release; the others acquire
+ *     READY and compare their options (PS_EMISMATCH when they differ).
+ *   - Each node writes the slots of the keys its placement gives it, each
+ *     slot complete before its location word is stored with release; then
+ *     all nodes meet at the node barrier, so every key is readable on
+ *     return on every node.
+ *   - Initial values are a function of (seed, key, index) only, so they do
+ *     not depend on the number of nodes or on the placement.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "psmem_int.h"
+
+#define MAX_VALUE_LEN 65536u
+
+void ps_table_opts_init(ps_table_opts *o, uint64_t num_keys, uint32_t value_len)
+{
+	memset(o, 0, sizeof *o);
+	o->num_keys = num_keys;
+	o->value_len = value_len;
+	o->init = PS_INIT_ZERO;
+	o->placement = PS_PLACE_RANGE;
+}
+
+static uint32_t slot_size_for(uint32_t value_len)
+{
+	uint64_t sz = 16 + 4ULL * value_len;
+	return (uint32_t)(sz < PS__CL ? PS__ALIGN(sz, 16) : PS__ALIGN(sz, PS__CL));
+}
+
+static int node_of(const struct ps__tdesc *d, ps_key k, int nnodes)
+{
+	if (d->placement == PS_PLACE_HASH)
+		return (int)(ps__mix64(k ^ 0x5bd1e995ULL) % (uint64_t)nnodes);
+	return (int)((unsigned __int128)k * (unsigned)nnodes / d->num_keys);
+}
+
+static float init_value(const struct ps__tdesc *d, ps_key k, uint32_t j)
+{
+	switch (d->init) {
+	case PS_INIT_CONST:
+		return d->init_a;
+	case PS_INIT_UNIFORM: {
+		uint64_t r = ps__mix64(d->seed * 0x9e3779b97f4a7c15ULL ^ ps__mix64(k * d->value_len + j));
+		double u = (double)(r >> 40) / (double)(1ULL << 24); /* [0, 1) */
+		return (float)((2.0 * u - 1.0) * d->init_a);
+	}
+	default:
+		return 0.0f;
+	}
+}
+
+static int validate(const ps_table_opts *o)
+{
+	if (!o || o->num_keys == 0 || o->value_len == 0 || o->value_len > MAX_VALUE_LEN)
+		return -EINVAL;
+	if (o->num_keys > (1ULL << 40))
+		return -EINVAL;
+	if ((unsigned)o->init > PS_INIT_UNIFORM || (unsigned)o->placement > PS_PLACE_HASH)
+		return -EINVAL;
+	if (o->flags & ~PS_HOGWILD)
+		return -EINVAL;
+	return 0;
+}
+
+static void lock_create(ps_world *w)
+{
+	_Atomic uint64_t *l = &w->seg.hdr->create_lock;
+	uint64_t cur = 0;
+	/* acquire: the shared-region bump and arena bumps read under it */
+	while (!atomic_compare_exchange_weak_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
+						      memory_order_relaxed)) {
+		if (cur && !ps__node_alive(&w->seg, (int)cur - 1) &&
+		    atomic_compare_exchange_strong_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
+							    memory_order_relaxed))
+			return;
+		cur = 0;
+		sched_yield();
+	}
+}
+
+static void unlock_create(ps_world *w)
+{
+	/* release: publishes the bumps made under the lock */
+	atomic_store_explicit(&w->seg.hdr->create_lock, 0, memory_order_release);
+}
+
+static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts *o)
+{
+	d->value_len = o->value_len;
+	d->slot_size = slot_size_for(o->value_len);
+	d->flags = o->flags;
+	d->init = (uint32_t)o->init;
+	d->placement = (uint32_t)o->placement;
+	d->init_a = o->init_a;
+	d->seed = o->seed;
+	d->num_keys = o->num_keys;
+	d->slots_per_node = o->slots_per_node ? o->slots_per_node : o->num_keys;
+	lock_create(w);
+	int rc = ps__shared_alloc(&w->seg, o->num_keys * sizeof(uint64_t), &d->loc_off);
+	if (rc == 0)
+		rc = ps__pool_reserve(w, id, d->slots_per_node, d->slot_size);
+	unlock_create(w);
+	return rc;
+}
+
+static int same_opts(const struct ps__tdesc *d, const ps_table_opts *o)
+{
+	uint64_t spn = o->slots_per_node ? o->slots_per_node : o->num_keys;
+	return d->num_keys == o->num_keys && d->value_len == o->value_len && d->flags == o->flags &&
+	       d->init == (uint32_t)o->init && d->placement == (uint32_t)o->placement &&
+	       memcmp(&d->init_a, &o->init_a, sizeof d->init_a) == 0 && d->seed == o->seed &&
+	       d->slots_per_node == spn;
+}
+
+/* Waits for READY; PS_EDEAD if the creating node dies. */
+static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
+{
+	ps__wait_set(w, PS__WAIT_CREATE, (uint64_t)id, 0);
+	int rc = 0;
+	unsigned spins = 0;
+	/* acquire: pairs with the creator's release of READY */
+	while (atomic_load_explicit(&d->state, memory_order_acquire) != PS__T_READY) {
+		if (++spins % 1024 == 0) {
+			for (int i = 0; i < w->nnodes; i++) {
+				uint32_t st = atomic_load_explicit(&ps__node_at(&w->seg, i)->state, memory_order_acquire);
+				if (st == PS__NODE_DEAD || (st == PS__NODE_ALIVE && !ps__node_alive(&w->seg, i)))
+					rc = PS_EDEAD;
+			}
+			if (rc)
+				break;
+		}
+		sched_yield();
+	}
+	ps__wait_clear(w);
+	return rc;
+}
+
+/* Writes the slots of this node's keys; returns 0 or PS_EFULL. */
+static int init_keys(ps_world *w, ps_table *t)
+{
+	const struct ps__tdesc *d = t->d;
+	uint64_t k0 = 0, k1 = d->num_keys;
+	if (d->placement == PS_PLACE_RANGE) {
+		k0 = (d->num_keys * (uint64_t)w->node + w->nnodes - 1) / (uint64_t)w->nnodes;
+		k1 = (d->num_keys * (uint64_t)(w->node + 1) + w->nnodes - 1) / (uint64_t)w->nnodes;
+		/* exact inverse of node_of(): first key whose node is >= mine */
+		while (k0 > 0 && node_of(d, k0 - 1, w->nnodes) >= w->node)
+			k0--;
+		while (k0 < d->num_keys && node_of(d, k0, w->nnodes) < w->node)
+			k0++;
+		k1 = k0;
+		while (k1 < d->num_keys && node_of(d, k1, w->nnodes) == w->node)
+			k1++;
+	}
+	uint64_t mine = 0;
+	for (uint64_t k = k0; k < k1; k++)
+		mine += node_of(d, k, w->nnodes) == w->node;
+	if (mine == 0)
+		return 0;
+	uint64_t off;
+	int rc = ps__slot_alloc_run(w, t->id, w->node, t->slot_size, mine, &off);
+	if (rc)
+		return rc;
+	for (uint64_t k = k0; k < k1; k++) {
+		if (node_of(d, k, w->nnodes) != w->node)
+			continue;
+		struct ps__slot *sl = ps__at(&w->seg, off);
+		atomic_store_explicit(&sl->seq, 0, memory_order_relaxed);
+		atomic_store_explicit(&sl->key, k, memory_order_relaxed);
+		for (uint32_t j = 0; j < d->value_len; j++) {
+			float f = init_value(d, k, j);
+			uint32_t bits;
+			memcpy(&bits, &f, sizeof bits);
+			atomic_store_explicit(&sl->v[j], bits, memory_order_relaxed);
+		}
+		/* release: the slot is complete before its location is seen */
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, off), memory_order_release);
+		off += t->slot_size;
+	}
+	return 0;
+}
+
+static void set_error(struct ps__tdesc *d, int rc)
+{
+	int32_t zero = 0;
+	/* relaxed: the node barrier that follows orders it */
+	atomic_compare_exchange_strong_explicit(&d->error, &zero, rc, memory_order_relaxed, memory_order_relaxed);
+}
+
+ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
+{
+	ps_table *t = NULL;
+	int rc = w ? validate(o) : -EINVAL;
+	if (rc)
+		goto out;
+	ps__thread_enter(w);
+	pthread_mutex_lock(&w->tables_lock);
+	int id = w->ntables;
+	if (id >= PS__MAX_TABLES) {
+		pthread_mutex_unlock(&w->tables_lock);
+		rc = PS_ETOOMANY;
+		goto out;
+	}
+	w->ntables++;
+	pthread_mutex_unlock(&w->tables_lock);
+
+	struct ps__tdesc *d = ps__tdesc_at(&w->seg, id);
+	uint32_t empty = PS__T_EMPTY;
+	/* acquire: nothing to see yet; we own the descriptor after it */
+	if (atomic_compare_exchange_strong_explicit(&d->state, &empty, PS__T_CREATING, memory_order_acquire,
+						    memory_order_acquire)) {
+		rc = layout(w, id, d, o);
+		if (rc)
+			set_error(d, rc);
+		/* release: descriptor fields and pools visible to acquirers */
+		atomic_store_explicit(&d->state, PS__T_READY, memory_order_release);
+	} else {
+		rc = wait_ready(w, id, d);
+		if (rc == 0 && !same_opts(d, o)) {
+			rc = PS_EMISMATCH;
+			set_error(d, rc);
+		}
+	}
+	if (rc == 0 && atomic_load_explicit(&d->error, memory_order_relaxed) == 0) {
+		t = ps__alloc(w, sizeof *t);
+		if (!t) {
+			rc = -ENOMEM;
+			set_error(d, rc);
+		}
+	}
+	if (t) {
+		t->magic = PS__TABLE_MAGIC;
+		t->id = id;
+		t->w = w;
+		t->d = d;
+		t->loc = ps__at(&w->seg, d->loc_off);
+		t->num_keys = d->num_keys;
+		t->value_len = d->value_len;
+		t->slot_size = d->slot_size;
+		t->flags = d->flags;
+		w->tables[id] = t;
+		rc = init_keys(w, t);
+		if (rc)
+			set_error(d, rc);
+	}
+	int brc = ps__barrier_wait(w, &w->seg.hdr->nodes);
+	if (brc)
+		rc = brc;
+	if (rc == 0)
+		rc = atomic_load_explicit(&d->error, memory_order_relaxed);
+	if (rc && t) {
+		w->tables[id] = NULL;
+		t->magic = 0;
+		ps__free(w, t);
+		t = NULL;
+	}
+out:
+	if (err)
+		*err = rc;
+	return t;
+}
+
+uint64_t ps_table_num_keys(const ps_table *t) { return t->num_keys; }
+uint32_t ps_table_value_len(const ps_table *t) { return t->value_len; }
+int ps_table_id(const ps_table *t) { return t->id; }

@@ -1,0 +1,70 @@
+/*
+ * workers.c - starting a node's worker threads, pinned to the CPUs of the
+ * node's NUMA node (libnuma), each registered with the library before its
+ * function runs.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include <numa.h>
+
+#include "psmem_int.h"
+
+struct worker {
+	pthread_t tid;
+	ps_world *w;
+	int index;
+	ps_worker_fn fn;
+	void *arg;
+};
+
+static void pin_to_node(int numa_node)
+{
+	if (numa_node < 0 || numa_available() < 0)
+		return;
+	struct bitmask *cpus = numa_allocate_cpumask();
+	if (numa_node_to_cpus(numa_node, cpus) == 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		for (unsigned i = 0; i < cpus->size && i < CPU_SETSIZE; i++)
+			if (numa_bitmask_isbitset(cpus, i))
+				CPU_SET(i, &set);
+		if (CPU_COUNT(&set) > 0)
+			pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
+	numa_free_cpumask(cpus);
+}
+
+static void *worker_main(void *p)
+{
+	struct worker *wk = p;
+	pin_to_node(wk->w->numa_node);
+	ps__thread_enter(wk->w);
+	wk->fn(wk->w, wk->index, wk->arg);
+	return NULL;
+}
+
+int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg)
+{
+	if (!w || !fn)
+		return -EINVAL;
+	int n = w->nthreads;
+	struct worker *wk = calloc((size_t)n, sizeof *wk);
+	if (!wk)
+		return -ENOMEM;
+	int rc = 0, started = 0;
+	for (int i = 0; i < n; i++) {
+		wk[i] = (struct worker){.w = w, .index = i, .fn = fn, .arg = arg};
+		int e = pthread_create(&wk[i].tid, NULL, worker_main, &wk[i]);
+		if (e) {
+			rc = -e;
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(wk[i].tid, NULL);
+	free(wk);
+	return rc;
+}
