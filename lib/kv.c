@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <urcu/urcu-memb.h>
 
@@ -167,6 +168,8 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t s2 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
 		if (s1 != s2) {
+			if (s2 & PS__SEQ_FREED) /* freed under our feet: (I4) broken */
+				stat_add(&w->me->stats.stale_reads, 1);
 			stat_add(&w->me->stats.retries, 1);
 			continue;
 		}
@@ -315,39 +318,63 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 	}
 }
 
+/*
+ * This node's pool is full.  Slots of it may be waiting for a grace period
+ * (retired by relocations away from us): called outside any read-side
+ * section, waits a bounded time (1 s) for the free list to refill.
+ */
+static bool wait_for_free_slot(ps_world *w, ps_table *t)
+{
+	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
+	bool ok = false;
+	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
+	for (int i = 0; i < 2000 && !ok; i++) {
+		ps__doorbell(w);
+		usleep(500);
+		/* relaxed: a hint; the allocator re-checks under the pool lock */
+		ok = __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) != 0;
+	}
+	ps__wait_clear(w);
+	return ok;
+}
+
+/* Relocates keys[0..n) to this node, in chunks of one read-side section
+ * each; the old slots of each chunk are retired together. */
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 {
+	enum { CHUNK = 256 };
 	ps_world *w = t->w;
 	ps__thread_enter(w);
-	struct ps__retire_batch *b = NULL;
-	size_t cap = 0;
 	int rc = 0;
-	for (size_t i = 0; i < n && rc >= 0; i += 256) {
-		size_t m = n - i < 256 ? n - i : 256;
-		if (!b) {
-			cap = m;
-			b = ps__alloc(w, sizeof *b + cap * sizeof b->e[0]);
-			if (!b)
-				return -ENOMEM;
-			b->n = 0;
-		}
+	size_t i = 0;
+	while (i < n) {
+		size_t m = n - i < CHUNK ? n - i : CHUNK;
+		struct ps__retire_batch *b = ps__alloc(w, sizeof *b + m * sizeof b->e[0]);
+		if (!b)
+			return -ENOMEM;
+		b->n = 0;
+		size_t done = 0;
 		urcu_memb_read_lock();
-		for (size_t j = 0; j < m; j++) {
-			rc = relocate(w, t, keys[i + j], &b->e[b->n]);
+		for (; done < m; done++) {
+			rc = relocate(w, t, keys[i + done], &b->e[b->n]);
 			if (rc < 0)
 				break;
 			b->n += (size_t)rc;
 		}
 		urcu_memb_read_unlock();
+		i += done;
 		if (b->n) {
 			stat_add(&w->me->stats.relocations, b->n);
 			ps__retire(w, b); /* takes ownership */
-			b = NULL;
+		} else {
+			ps__free(w, b);
 		}
+		if (rc == PS_EFULL && wait_for_free_slot(w, t))
+			rc = 0; /* retry from the key that failed */
+		if (rc < 0)
+			return rc;
 	}
-	if (b)
-		ps__free(w, b);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
 
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n)

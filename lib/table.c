@@ -38,6 +38,13 @@ static uint32_t slot_size_for(uint32_t value_len)
 	return (uint32_t)(sz < PS__CL ? PS__ALIGN(sz, 16) : PS__ALIGN(sz, PS__CL));
 }
 
+/* Default pool capacity: the whole table, plus headroom for slots that wait
+ * for a grace period after their key moved away. */
+static uint64_t slots_per_node(const ps_table_opts *o)
+{
+	return o->slots_per_node ? o->slots_per_node : o->num_keys + o->num_keys / 8 + 64;
+}
+
 static int node_of(const struct ps__tdesc *d, ps_key k, int nnodes)
 {
 	if (d->placement == PS_PLACE_HASH)
@@ -105,7 +112,7 @@ static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts 
 	d->init_a = o->init_a;
 	d->seed = o->seed;
 	d->num_keys = o->num_keys;
-	d->slots_per_node = o->slots_per_node ? o->slots_per_node : o->num_keys;
+	d->slots_per_node = slots_per_node(o);
 	lock_create(w);
 	int rc = ps__shared_alloc(&w->seg, o->num_keys * sizeof(uint64_t), &d->loc_off);
 	if (rc == 0)
@@ -116,7 +123,7 @@ static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts 
 
 static int same_opts(const struct ps__tdesc *d, const ps_table_opts *o)
 {
-	uint64_t spn = o->slots_per_node ? o->slots_per_node : o->num_keys;
+	uint64_t spn = slots_per_node(o);
 	return d->num_keys == o->num_keys && d->value_len == o->value_len && d->flags == o->flags &&
 	       d->init == (uint32_t)o->init && d->placement == (uint32_t)o->placement &&
 	       memcmp(&d->init_a, &o->init_a, sizeof d->init_a) == 0 && d->seed == o->seed &&

@@ -1,0 +1,33 @@
+/*
+ * common.h - helpers shared by the tests: run a program with a time limit
+ * and capture its output; list psmem segments; find leftover processes.
+ */
+#ifndef PSMEM_TESTS_COMMON_H
+#define PSMEM_TESTS_COMMON_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct run_result {
+	int status;       /* exit code, or 128 + signal, or -1 on timeout */
+	double seconds;   /* wall time until exit */
+	char out[65536];  /* stdout (truncated) */
+	char err[65536];  /* stderr (truncated) */
+};
+
+/* Path of a built program: $PSMEM_BUILD/<rel> (PSMEM_BUILD defaults to build). */
+const char *build_path(const char *rel);
+
+/* Runs argv with env additions ("K=V", NULL-terminated, may be NULL), waits
+ * up to timeout_s (then SIGKILL of its process group, status -1).  If
+ * signal_after_s >= 0, sends sig to the child after that many seconds. */
+void run_prog(char *const argv[], char *const env[], double timeout_s, double signal_after_s, int sig,
+	      struct run_result *r);
+
+/* Number of /dev/shm/psmem-* entries. */
+int count_segments(void);
+
+/* Number of live processes whose command line contains needle. */
+int count_procs(const char *needle);
+
+#endif

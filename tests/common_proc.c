@@ -1,0 +1,149 @@
+/* common_proc.c - see common.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *build_path(const char *rel)
+{
+	static char buf[8][1024];
+	static int i;
+	const char *b = getenv("PSMEM_BUILD");
+	char *p = buf[i++ % 8];
+	snprintf(p, 1024, "%s/%s", b && *b ? b : "build", rel);
+	return p;
+}
+
+static void drain(int fd, char *buf, size_t *len, size_t cap)
+{
+	char tmp[4096];
+	ssize_t n = read(fd, tmp, sizeof tmp);
+	if (n <= 0)
+		return;
+	size_t room = cap - 1 - *len;
+	size_t take = (size_t)n < room ? (size_t)n : room;
+	memcpy(buf + *len, tmp, take);
+	*len += take;
+	buf[*len] = 0;
+}
+
+void run_prog(char *const argv[], char *const env[], double timeout_s, double signal_after_s, int sig,
+	      struct run_result *r)
+{
+	int po[2], pe[2];
+	memset(r, 0, sizeof *r);
+	if (pipe(po) || pipe(pe))
+		abort();
+	double t0 = now();
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		close(pe[0]);
+		for (int i = 0; env && env[i]; i++)
+			putenv(env[i]);
+		execvp(argv[0], argv);
+		fprintf(stderr, "test: cannot execute %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	size_t lo = 0, le = 0;
+	bool sent = false;
+	int status = 0;
+	bool done = false;
+	for (;;) {
+		struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+		poll(fds, 2, 20);
+		if (fds[0].revents)
+			drain(po[0], r->out, &lo, sizeof r->out);
+		if (fds[1].revents)
+			drain(pe[0], r->err, &le, sizeof r->err);
+		if (!done && waitpid(pid, &status, WNOHANG) == pid) {
+			done = true;
+			r->seconds = now() - t0;
+		}
+		if (done && !(fds[0].revents & POLLIN) && !(fds[1].revents & POLLIN))
+			break;
+		double el = now() - t0;
+		if (!sent && signal_after_s >= 0 && el >= signal_after_s) {
+			kill(pid, sig);
+			sent = true;
+		}
+		if (!done && el > timeout_s) {
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			r->status = -1;
+			r->seconds = now() - t0;
+			close(po[0]);
+			close(pe[0]);
+			return;
+		}
+	}
+	close(po[0]);
+	close(pe[0]);
+	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int count_segments(void)
+{
+	DIR *d = opendir("/dev/shm");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, "psmem-", 6) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int count_procs(const char *needle)
+{
+	DIR *d = opendir("/proc");
+	int n = 0;
+	struct dirent *e;
+	pid_t me = getpid();
+	while (d && (e = readdir(d)) != NULL) {
+		pid_t pid = atoi(e->d_name);
+		if (pid <= 0 || pid == me)
+			continue;
+		char path[64], cmd[4096];
+		snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, cmd, sizeof cmd - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		for (ssize_t i = 0; i < len; i++)
+			if (cmd[i] == 0)
+				cmd[i] = ' ';
+		cmd[len] = 0;
+		/* a zombie has an empty cmdline and is skipped above */
+		n += strstr(cmd, needle) != NULL;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
