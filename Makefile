@@ -39,6 +39,7 @@ BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
 
+.SECONDARY:
 .PHONY: all deps test demo bench asan tsan install uninstall clean help check-deps
 
 all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)

@@ -170,4 +170,5 @@ void ps__slot_free(ps_world *w, int table, int node, uint64_t off, uint32_t valu
 	p->free_head = off;
 	p->used--;
 	pool_unlock(p);
+	atomic_fetch_sub_explicit(&p->retired, 1, memory_order_relaxed);
 }

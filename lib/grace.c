@@ -42,6 +42,9 @@ void ps__retire(ps_world *w, struct ps__retire_batch *b)
 {
 	/* seq_cst: the location-word stores that unpublished these slots are
 	 * ordered before the tag is taken (G1) */
+	for (size_t i = 0; i < b->n; i++)
+		atomic_fetch_add_explicit(&ps__pool_at(&w->seg, b->e[i].table, b->e[i].node)->retired, 1,
+					  memory_order_relaxed);
 	b->tag = atomic_fetch_add_explicit(&w->seg.hdr->global_epoch, 1, memory_order_seq_cst) + 1;
 	cds_wfcq_node_init(&b->qn);
 	cds_wfcq_enqueue(&w->ret_head, &w->ret_tail, &b->qn);

@@ -319,19 +319,22 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 }
 
 /*
- * This node's pool is full.  Slots of it may be waiting for a grace period
- * (retired by relocations away from us): called outside any read-side
- * section, waits a bounded time (1 s) for the free list to refill.
+ * This node's pool is full.  If slots of it wait for a grace period
+ * (retired by relocations away from us), the full pool is temporary: wait,
+ * outside any read-side section, until one is freed.  Gives up after 10 s
+ * (a reclaimer that died leaves its retired count behind).
  */
 static bool wait_for_free_slot(ps_world *w, ps_table *t)
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
 	bool ok = false;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
-	for (int i = 0; i < 2000 && !ok; i++) {
+	for (int i = 0; i < 20000 && !ok; i++) {
+		/* relaxed: hints; the allocator re-checks under the pool lock */
+		if (atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
+			break;
 		ps__doorbell(w);
 		usleep(500);
-		/* relaxed: a hint; the allocator re-checks under the pool lock */
 		ok = __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) != 0;
 	}
 	ps__wait_clear(w);

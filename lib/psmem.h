@@ -101,7 +101,8 @@ typedef struct ps_table_opts {
 	enum ps_placement placement;
 	uint32_t flags;           /* PS_HOGWILD */
 	uint64_t slots_per_node;  /* slot capacity of each node's pool; 0 = num_keys
-	                           * + 1/8 headroom for slots awaiting reclamation */
+	                           * + num_keys/4 + 4096 headroom for slots awaiting
+	                           * reclamation */
 } ps_table_opts;
 
 /* Fills opts with defaults for a table of num_keys keys of value_len floats. */

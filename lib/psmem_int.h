@@ -113,6 +113,10 @@ struct ps__pool {
 	uint64_t free_head;  /* offset of first free slot, 0 = none (under lock) */
 	uint64_t used;       /* slots in use (under lock) */
 	uint64_t committed;  /* bytes of the memory budget charged (under lock) */
+	/* slots of this pool retired and not yet freed.  W: retirers
+	 * (fetch_add) and reclaimers (fetch_sub), relaxed: a hint that tells a
+	 * full pool's allocator that waiting can help. */
+	_Atomic uint64_t retired;
 };
 
 struct ps__tdesc {

@@ -36,7 +36,9 @@
 #define DEFAULT_ARENA   (64ULL << 30) /* virtual, per node */
 #define DEFAULT_SHARED  (16ULL << 30) /* virtual, location tables */
 
-uint64_t ps__proc_start_time(pid_t pid)
+/* starttime of pid from /proc/PID/stat, 0 if gone; *zombie set if it has
+ * exited and waits to be reaped (it can hold no lock and read nothing). */
+static uint64_t proc_stat(pid_t pid, bool *zombie)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -50,11 +52,18 @@ uint64_t ps__proc_start_time(pid_t pid)
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return 0;
+	if (zombie)
+		*zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 	int field = 2;
 	for (; *p && field < 22; p++)
 		if (*p == ' ')
 			field++;
 	return strtoull(p, NULL, 10);
+}
+
+uint64_t ps__proc_start_time(pid_t pid)
+{
+	return proc_stat(pid, NULL);
 }
 
 bool ps__pid_alive(pid_t pid, uint64_t start_time)
@@ -63,9 +72,10 @@ bool ps__pid_alive(pid_t pid, uint64_t start_time)
 		return false;
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return false;
-	uint64_t st = ps__proc_start_time(pid);
-	if (st == 0)
-		return false; /* gone between kill() and fopen(), or a zombie being reaped */
+	bool zombie = false;
+	uint64_t st = proc_stat(pid, &zombie);
+	if (st == 0 || zombie)
+		return false; /* gone between kill() and fopen(), or exited unreaped */
 	return start_time == 0 || st == start_time;
 }
 

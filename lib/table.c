@@ -39,10 +39,11 @@ static uint32_t slot_size_for(uint32_t value_len)
 }
 
 /* Default pool capacity: the whole table, plus headroom for slots that wait
- * for a grace period after their key moved away. */
+ * for a grace period after their key moved away (virtual: costs memory only
+ * when used). */
 static uint64_t slots_per_node(const ps_table_opts *o)
 {
-	return o->slots_per_node ? o->slots_per_node : o->num_keys + o->num_keys / 8 + 64;
+	return o->slots_per_node ? o->slots_per_node : o->num_keys + o->num_keys / 4 + 4096;
 }
 
 static int node_of(const struct ps__tdesc *d, ps_key k, int nnodes)

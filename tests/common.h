@@ -11,6 +11,7 @@
 struct run_result {
 	int status;       /* exit code, or 128 + signal, or -1 on timeout */
 	double seconds;   /* wall time until exit */
+	double t_end;     /* CLOCK_MONOTONIC seconds at exit (comparable across processes) */
 	char out[65536];  /* stdout (truncated) */
 	char err[65536];  /* stderr (truncated) */
 };

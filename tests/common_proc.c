@@ -80,7 +80,8 @@ void run_prog(char *const argv[], char *const env[], double timeout_s, double si
 			drain(pe[0], r->err, &le, sizeof r->err);
 		if (!done && waitpid(pid, &status, WNOHANG) == pid) {
 			done = true;
-			r->seconds = now() - t0;
+			r->t_end = now();
+			r->seconds = r->t_end - t0;
 		}
 		if (done && !(fds[0].revents & POLLIN) && !(fds[1].revents & POLLIN))
 			break;
