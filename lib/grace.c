@@ -47,6 +47,7 @@ void ps__retire(ps_world *w, struct ps__retire_batch *b)
 					  memory_order_relaxed);
 	b->tag = atomic_fetch_add_explicit(&w->seg.hdr->global_epoch, 1, memory_order_seq_cst) + 1;
 	cds_wfcq_node_init(&b->qn);
+	PS__TSAN_RELEASE(b);
 	cds_wfcq_enqueue(&w->ret_head, &w->ret_tail, &b->qn);
 	ps__doorbell(w);
 }
@@ -87,6 +88,7 @@ static void drain_retired(ps_world *w)
 	while ((qn = __cds_wfcq_dequeue_nonblocking(&w->ret_head, &w->ret_tail)) != NULL &&
 	       qn != CDS_WFCQ_WOULDBLOCK) {
 		struct ps__retire_batch *b = caa_container_of(qn, struct ps__retire_batch, qn);
+		PS__TSAN_ACQUIRE(b);
 		if (w->npending == w->cap_pending) {
 			size_t cap = w->cap_pending ? w->cap_pending * 2 : 64;
 			void *p = realloc(w->pending, cap * sizeof *w->pending);

@@ -455,6 +455,7 @@ ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
 	if (!r)
 		return NULL;
 	stat_add(&w->me->stats.localize_reqs, 1);
+	PS__TSAN_RELEASE(r);
 	cds_wfcq_enqueue(&w->req_head, &w->req_tail, &r->qn);
 	ps__doorbell(w);
 	return r;
@@ -463,6 +464,7 @@ ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
 /* Runs by the service thread: executes one queued request. */
 void ps__req_execute(struct ps_req *r)
 {
+	PS__TSAN_ACQUIRE(r);
 	r->result = ps__localize_keys(r->t, r->keys, r->n);
 	/* release: result is visible to the waiter that acquires done */
 	atomic_store_explicit(&r->done, 1, memory_order_release);

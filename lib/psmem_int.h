@@ -33,6 +33,23 @@
 #define PS__HUGE         (2u << 20)
 #define PS__CHUNK        (1u << 20) /* memory-budget accounting granule */
 #define PS__NAME_MAX     64
+#define PS__DEFAULT_ARENA  (64ULL << 30) /* virtual, per node */
+#define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
+
+/*
+ * Hand-offs through liburcu's wait-free queues (compiled without TSan) are
+ * invisible to ThreadSanitizer: tell it that the enqueue releases the
+ * object and the dequeue acquires it.
+ */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define PS__TSAN_RELEASE(p) __tsan_release(p)
+#define PS__TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define PS__TSAN_RELEASE(p) ((void)(p))
+#define PS__TSAN_ACQUIRE(p) ((void)(p))
+#endif
 
 #define PS__ALIGN(x, a)  (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 #define PS__CACHE_ALIGNED _Alignas(PS__CL)

@@ -33,8 +33,6 @@
 
 #include "psmem_int.h"
 
-#define DEFAULT_ARENA   (64ULL << 30) /* virtual, per node */
-#define DEFAULT_SHARED  (16ULL << 30) /* virtual, location tables */
 
 /* starttime of pid from /proc/PID/stat, 0 if gone; *zombie set if it has
  * exited and waits to be reaped (it can hold no lock and read nothing). */
@@ -152,8 +150,8 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 		return PS_ENODE;
 	memset(out, 0, sizeof *out);
 
-	uint64_t arena = PS__ALIGN(p->arena_size ? p->arena_size : DEFAULT_ARENA, PS__HUGE);
-	uint64_t shared = PS__ALIGN(p->shared_size ? p->shared_size : DEFAULT_SHARED, PS__HUGE);
+	uint64_t arena = PS__ALIGN(p->arena_size ? p->arena_size : PS__DEFAULT_ARENA, PS__HUGE);
+	uint64_t shared = PS__ALIGN(p->shared_size ? p->shared_size : PS__DEFAULT_SHARED, PS__HUGE);
 	uint64_t off = PS__ALIGN(sizeof(struct ps__hdr), PS__CL);
 	uint64_t nodes_off = off;
 	off = PS__ALIGN(off + sizeof(struct ps__node) * PS__MAX_NODES, PS__CL);

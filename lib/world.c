@@ -99,16 +99,27 @@ void ps__doorbell(ps_world *w)
 	ps__futex_wake(&w->doorbell, 1, false);
 }
 
+/* Process-private allocations come from this node's jemalloc arena.  Under
+ * a sanitizer they go through malloc, which the sanitizer intercepts. */
 void *ps__alloc(ps_world *w, size_t size)
 {
+#ifdef PS_SANITIZE
+	(void)w;
+	return malloc(size);
+#else
 	return mallocx(size, MALLOCX_ARENA(w->je_arena));
+#endif
 }
 
 void ps__free(ps_world *w, void *p)
 {
 	(void)w;
+#ifdef PS_SANITIZE
+	free(p);
+#else
 	if (p)
 		dallocx(p, 0);
+#endif
 }
 
 static int env_int(const char *name, int def)

@@ -1,0 +1,792 @@
+/*
+ * psrun - runs a program as an N-node psmem job on this host.
+ *
+ *   psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]
+ *         [--mem SIZE] prog [args...]
+ *
+ * Process tree:
+ *
+ *   psrun --+-- guardian      (psrun's own code, no exec)
+ *           +-- node 0        (execs prog; leads its own process group)
+ *           +-- ...
+ *           +-- node N-1
+ *
+ * Invariants
+ *   - The segment is removed on every path: by psrun itself when it ends
+ *     (normally, after a node failed, after SIGINT/SIGTERM/SIGHUP); by the
+ *     guardian when psrun is killed outright (the guardian gets SIGUSR1 via
+ *     PR_SET_PDEATHSIG); by ps__seg_sweep_stale() at the next start when both
+ *     were killed (the creator pid in the header is dead by then).
+ *   - No node outlives psrun: nodes get SIGKILL via PR_SET_PDEATHSIG, and
+ *     each node leads a process group so that stopping it reaches the
+ *     processes it started (a shell's `sleep` would otherwise survive).
+ *   - The signals psrun handles are blocked from before the segment exists
+ *     and read with a signalfd, so none is lost between fork and the loop,
+ *     and no handler runs while the job is half built.
+ *   - Exit status: 0 iff every node exited 0; else the first failing node's
+ *     (exit code, or 128 + signal); 127 when prog cannot be executed;
+ *     128 + signal when psrun was interrupted and no node failed first;
+ *     2 for bad arguments; 1 when the job cannot be set up.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <numa.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "psmem_int.h"
+
+#define MAX_THREADS      1024
+#define FAIL_GRACE_NS    (1000ULL * 1000 * 1000) /* node failed: SIGTERM, SIGKILL after */
+#define SIGNAL_GRACE_NS  (2000ULL * 1000 * 1000) /* psrun signalled: forward, SIGKILL after */
+
+struct opts {
+	int nodes;
+	int threads;
+	int numa_mode;          /* 0 auto, 1 none (as in struct ps__seg_params) */
+	bool verbose;
+	uint64_t arena_size;    /* 0: the library's default */
+	uint64_t mem_budget;    /* 0: the library's default */
+	char **prog;            /* argv of the program, NULL-terminated */
+};
+
+struct node_proc {
+	pid_t pid;              /* 0 once reaped */
+	int exec_fd;            /* read end of the exec-report pipe, -1 when read */
+	bool exec_failed;
+};
+
+struct job {
+	struct opts o;
+	struct ps__seg seg;
+	pid_t self;
+	pid_t guardian;         /* 0 when not running */
+	/*
+	 * Process groups of the nodes, shared with the guardian (anonymous
+	 * shared mapping) so it can kill them if psrun dies.  W: psrun and the
+	 * node itself (same value), psrun clears it on reaping; R: guardian.
+	 * Relaxed: each entry is independent and read once psrun is gone.
+	 */
+	_Atomic int32_t *pgids;
+	struct node_proc node[PS__MAX_NODES];
+	int live;               /* nodes not yet reaped */
+	int sfd;                /* signalfd of the blocked signals */
+	sigset_t orig_mask;     /* restored in nodes before exec */
+	int status;             /* psrun's exit status once failed is set */
+	bool failed;
+	int stop_sig;           /* signal sent to stop the nodes; 0 while running */
+	uint64_t kill_at;       /* CLOCK_MONOTONIC deadline for SIGKILL; 0 = none */
+	int interrupted;        /* first SIGINT/SIGTERM/SIGHUP received; 0 = none */
+};
+
+/* ------------------------------------------------------------ arguments */
+
+static const char usage_line[] =
+	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
+	"             [--mem SIZE] [--help] prog [args...]\n";
+
+static void print_help(void)
+{
+	printf("psrun - run a program as an N-node psmem job on this host\n\n%s\n", usage_line);
+	printf("  -n, --nodes N        node processes to start, 1..%d (required)\n"
+	       "  -t, --threads T      worker threads per node, 1..%d (default: 1)\n"
+	       "      --numa auto|none auto: pin node i to NUMA node i mod S (S NUMA nodes)\n"
+	       "                       and bind its arena there; none: no pinning, no\n"
+	       "                       binding (default: auto)\n"
+	       "  -v, --verbose        print the node -> NUMA node -> CPU mapping and the\n"
+	       "                       node pids to stderr (default: off)\n"
+	       "      --arena-size SIZE\n"
+	       "                       virtual arena reserved per node; tmpfs is sparse, so\n"
+	       "                       only touched pages cost memory (default: %lluG)\n"
+	       "      --mem SIZE       memory the job may touch in /dev/shm (default: 90%%\n"
+	       "                       of the free space of /dev/shm)\n"
+	       "  -h, --help           print this help and exit\n\n",
+	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30));
+	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
+	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
+	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set, in a process group\n"
+	       "of its own; a terminal on stdin is replaced by /dev/null.\n\n"
+	       "Signals: SIGINT, SIGTERM, SIGHUP are forwarded to every node, which is\n"
+	       "killed 2 s later if still running; SIGQUIT prints who waits for what.\n"
+	       "When a node fails, the others get SIGTERM, then SIGKILL 1 s later.\n\n"
+	       "Exit status: 0 if every node exited 0; else the first failing node's\n"
+	       "status (128+N when killed by signal N); 127 if prog cannot be executed;\n"
+	       "128+N if psrun got signal N first; 2 for bad arguments; 1 if the job\n"
+	       "cannot be set up.\n");
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("psrun: bad arguments: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n%s(psrun --help for details)\n", usage_line);
+	exit(2);
+}
+
+/* A decimal integer in [min, max], nothing else (no sign, no blanks). */
+static bool parse_count(const char *s, long min, long max, int *out)
+{
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* A positive byte count with an optional K/M/G/T suffix (powers of 1024). */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	unsigned shift = 0;
+	const char *units = "KMGT";
+	const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+	if (u) {
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
+	}
+	if (*end != '\0' || v == 0 || v > (UINT64_MAX >> shift))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "nodes", required_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "numa", required_argument, NULL, 'N' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "arena-size", required_argument, NULL, 'A' },
+		{ "mem", required_argument, NULL, 'M' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*o = (struct opts){ .threads = 1 };
+	/* "+": stop at the first non-option, the rest is prog's argv.
+	 * ":": report a missing argument as ':' so we word the message. */
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "+:n:t:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (!parse_count(optarg, 1, PS__MAX_NODES, &o->nodes))
+				usage_error("-n wants a node count from 1 to %d, not '%s'",
+					    PS__MAX_NODES, optarg);
+			break;
+		case 't':
+			if (!parse_count(optarg, 1, MAX_THREADS, &o->threads))
+				usage_error("-t wants a thread count from 1 to %d, not '%s'",
+					    MAX_THREADS, optarg);
+			break;
+		case 'N':
+			if (strcmp(optarg, "auto") == 0)
+				o->numa_mode = 0;
+			else if (strcmp(optarg, "none") == 0)
+				o->numa_mode = 1;
+			else
+				usage_error("--numa wants auto or none, not '%s'", optarg);
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'A':
+			if (!parse_size(optarg, &o->arena_size))
+				usage_error("--arena-size wants a size like 512M or 8G, not '%s'", optarg);
+			break;
+		case 'M':
+			if (!parse_size(optarg, &o->mem_budget))
+				usage_error("--mem wants a size like 512M or 8G, not '%s'", optarg);
+			break;
+		case 'h':
+			print_help();
+			exit(0);
+		case ':':
+			usage_error("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			/* optopt names an unknown short option; 0 for a long one */
+			if (optopt)
+				usage_error("unknown option '-%c'", optopt);
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (o->nodes == 0)
+		usage_error("-n N is required");
+	if (optind >= argc)
+		usage_error("no program to run");
+	o->prog = argv + optind;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static int exit_code(int wstatus)
+{
+	if (WIFEXITED(wstatus))
+		return WEXITSTATUS(wstatus);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return 1;
+}
+
+/*
+ * Signals node i and the processes it started.  The node leads its own
+ * group; if it left that group (setpgid/setsid of its own), the group kill
+ * misses it, so it is also signalled directly - only then, so that a
+ * program counting SIGINTs does not see two.
+ */
+static void signal_node(const struct job *j, int i, int sig)
+{
+	pid_t pid = j->node[i].pid;
+	if (pid <= 0)
+		return;
+	kill(-pid, sig);
+	if (getpgid(pid) != pid)
+		kill(pid, sig);
+}
+
+static void signal_all(const struct job *j, int sig)
+{
+	for (int i = 0; i < j->o.nodes; i++)
+		signal_node(j, i, sig);
+}
+
+/* Sends sig to every node and arms the SIGKILL deadline (an earlier
+ * deadline already armed stays). */
+static void begin_stop(struct job *j, int sig, uint64_t grace_ns)
+{
+	if (!j->stop_sig)
+		j->stop_sig = sig;
+	signal_all(j, sig);
+	uint64_t at = ps__now_ns() + grace_ns;
+	if (!j->kill_at || at < j->kill_at)
+		j->kill_at = at;
+}
+
+static void set_failed(struct job *j, int status)
+{
+	if (!j->failed) {
+		j->failed = true;
+		j->status = status;
+	}
+}
+
+/* ------------------------------------------------------------ guardian */
+
+/* Runs in the guardian once psrun is gone: nothing else will clean up. */
+static void guardian_cleanup(const struct job *j)
+{
+	int rc = ps__seg_unlink(j->seg.name);
+	/* SIGKILL via PDEATHSIG reached the nodes, not what they started. */
+	for (int i = 0; i < j->o.nodes; i++) {
+		pid_t pg = atomic_load_explicit(&j->pgids[i], memory_order_relaxed);
+		if (pg > 0)
+			kill(-pg, SIGKILL);
+	}
+	if (rc == 0)
+		fprintf(stderr, "psrun: launcher (pid %d) died; removed segment /dev/shm%s\n",
+			(int)j->self, j->seg.name);
+}
+
+static void guardian_main(struct job *j)
+{
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	/* Blocked before the death signal is armed: SIGUSR1's default action
+	 * would kill us without cleaning up.  INT/TERM/HUP/QUIT stay blocked
+	 * (inherited), so a terminal's Ctrl-C does not take the guardian. */
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	close(j->sfd);
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		/* Keep no pipe of psrun's caller open past psrun but stderr. */
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		close(null);
+	}
+	ps__seg_detach(&j->seg);
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0) {
+		/* Cannot watch psrun; psrun warns when it reaps us. */
+		fprintf(stderr, "psrun: guardian: cannot set the parent-death signal: %s\n",
+			strerror(errno));
+		_exit(1);
+	}
+	/* psrun may have died before prctl(): then we are already orphaned.
+	 * The kernel reparents before sending the death signal, so getppid()
+	 * also tells a real death from a stray SIGUSR1. */
+	while (getppid() == j->self) {
+		int sig;
+		sigwait(&usr1, &sig);
+	}
+	guardian_cleanup(j);
+	_exit(0);
+}
+
+static int start_guardian(struct job *j)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "psrun: cannot fork the guardian: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0)
+		guardian_main(j);
+	j->guardian = pid;
+	return 0;
+}
+
+static void stop_guardian(struct job *j)
+{
+	if (j->guardian <= 0)
+		return;
+	kill(j->guardian, SIGKILL);
+	while (waitpid(j->guardian, NULL, 0) < 0 && errno == EINTR)
+		;
+	j->guardian = 0;
+}
+
+/* ------------------------------------------------------------ nodes */
+
+static void set_env(const struct job *j, int i)
+{
+	char v[32];
+	int fail = 0;
+	/* PSMEM_SEGMENT carries no leading '/', as ps__seg_find names it */
+	fail |= setenv("PSMEM_SEGMENT", j->seg.name + (j->seg.name[0] == '/'), 1);
+	snprintf(v, sizeof v, "%d", i);
+	fail |= setenv("PSMEM_NODE", v, 1);
+	snprintf(v, sizeof v, "%d", j->o.nodes);
+	fail |= setenv("PSMEM_NODES", v, 1);
+	snprintf(v, sizeof v, "%d", j->o.threads);
+	fail |= setenv("PSMEM_THREADS", v, 1);
+	fail |= setenv("PSMEM_NUMA", j->o.numa_mode == 1 ? "none" : "auto", 1);
+	snprintf(v, sizeof v, "%d", (int)j->self);
+	fail |= setenv("PSMEM_PSRUN_PID", v, 1);
+	if (fail) {
+		fprintf(stderr, "psrun: node %d: cannot set the environment: %s\n", i, strerror(errno));
+		_exit(127);
+	}
+}
+
+/* NUMA node of node i: the one its arena was bound to (i mod S), read from
+ * the segment so that process and memory always agree; -1 for none. */
+static int numa_of(const struct job *j, int i)
+{
+	if (j->o.numa_mode == 1 || numa_available() < 0)
+		return -1;
+	return ps__node_at(&j->seg, i)->numa_node;
+}
+
+/* Both settings are kept across execve, so they bind prog. */
+static void pin_numa(const struct job *j, int i)
+{
+	int nn = numa_of(j, i);
+	if (nn < 0)
+		return;
+	if (numa_run_on_node(nn) != 0)
+		fprintf(stderr, "psrun: node %d: cannot run on NUMA node %d: %s\n", i, nn,
+			strerror(errno));
+	numa_set_preferred(nn);
+}
+
+/*
+ * A node leads a background process group: reading a terminal would stop it
+ * with SIGTTIN and hang the job, so a terminal on stdin becomes /dev/null.
+ * Pipes and files are left alone.
+ */
+static void detach_tty_stdin(void)
+{
+	if (!isatty(STDIN_FILENO))
+		return;
+	int null = open("/dev/null", O_RDONLY);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		if (null != STDIN_FILENO)
+			close(null);
+	}
+}
+
+static void node_main(struct job *j, int i, int report_fd)
+{
+	/* psrun may have died before prctl(): no death signal would come. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != j->self)
+		_exit(127);
+	setpgid(0, 0);
+	atomic_store_explicit(&j->pgids[i], getpid(), memory_order_relaxed);
+	sigprocmask(SIG_SETMASK, &j->orig_mask, NULL);
+	detach_tty_stdin();
+	set_env(j, i);
+	pin_numa(j, i);
+	execvp(j->o.prog[0], j->o.prog);
+	/* psrun prints the failure once for all nodes; only if it cannot be
+	 * told does the node say it itself. */
+	int err = errno;
+	if (write(report_fd, &err, sizeof err) != (ssize_t)sizeof err)
+		fprintf(stderr, "psrun: cannot execute '%s': %s\n", j->o.prog[0], strerror(err));
+	_exit(127);
+}
+
+static int start_node(struct job *j, int i)
+{
+	int p[2];
+	/* O_CLOEXEC: a successful exec closes the write end, psrun reads EOF */
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		fprintf(stderr, "psrun: cannot create a pipe for node %d: %s\n", i, strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "psrun: cannot fork node %d: %s\n", i, strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		node_main(j, i, p[1]);
+	}
+	close(p[1]);
+	/* Also here, so the group exists before psrun may signal it; fails
+	 * harmlessly once the child has exec'd (it did it itself). */
+	setpgid(pid, pid);
+	atomic_store_explicit(&j->pgids[i], pid, memory_order_relaxed);
+	j->node[i] = (struct node_proc){ .pid = pid, .exec_fd = p[0] };
+	j->live++;
+	if (j->o.verbose)
+		fprintf(stderr, "psrun: node %d is pid %d\n", i, (int)pid);
+	return 0;
+}
+
+/* Waits until every node has exec'd prog or failed to (the report pipe
+ * gives EOF or an errno); reports the first failure once. */
+static void check_exec(struct job *j)
+{
+	bool reported = false;
+	for (int i = 0; i < j->o.nodes; i++) {
+		struct node_proc *n = &j->node[i];
+		if (n->exec_fd < 0)
+			continue;
+		int err;
+		ssize_t r;
+		while ((r = read(n->exec_fd, &err, sizeof err)) < 0 && errno == EINTR)
+			;
+		close(n->exec_fd);
+		n->exec_fd = -1;
+		if (r != (ssize_t)sizeof err)
+			continue;
+		n->exec_failed = true;
+		if (!reported)
+			fprintf(stderr, "psrun: cannot execute '%s': %s\n", j->o.prog[0], strerror(err));
+		reported = true;
+	}
+}
+
+static void start_nodes(struct job *j)
+{
+	for (int i = 0; i < j->o.nodes; i++) {
+		if (start_node(j, i) != 0) {
+			set_failed(j, 1);
+			/* the job cannot run short-handed: stop what started */
+			begin_stop(j, SIGKILL, 0);
+			break;
+		}
+	}
+	check_exec(j);
+}
+
+/* ------------------------------------------------------------ verbose */
+
+static void print_cpus(FILE *f, int numa_node)
+{
+	struct bitmask *cpus = numa_allocate_cpumask();
+	if (!cpus || numa_node_to_cpus(numa_node, cpus) != 0) {
+		fprintf(f, "?");
+		if (cpus)
+			numa_free_cpumask(cpus);
+		return;
+	}
+	const char *sep = "";
+	unsigned n = cpus->size;
+	for (unsigned c = 0; c < n; c++) {
+		if (!numa_bitmask_isbitset(cpus, c))
+			continue;
+		unsigned e = c;
+		while (e + 1 < n && numa_bitmask_isbitset(cpus, e + 1))
+			e++;
+		if (e == c)
+			fprintf(f, "%s%u", sep, c);
+		else
+			fprintf(f, "%s%u-%u", sep, c, e);
+		sep = ",";
+		c = e;
+	}
+	if (!*sep)
+		fprintf(f, "none");
+	numa_free_cpumask(cpus);
+}
+
+static void print_mapping(const struct job *j)
+{
+	const struct ps__hdr *h = j->seg.hdr;
+	fprintf(stderr, "psrun: job %s: %d nodes x %d threads, numa %s, arena %" PRIu64
+		" MiB/node, memory budget %" PRIu64 " MiB\n",
+		j->seg.name + 1, j->o.nodes, j->o.threads, j->o.numa_mode ? "none" : "auto",
+		h->arena_size >> 20, h->mem_budget >> 20);
+	for (int i = 0; i < j->o.nodes; i++) {
+		int nn = numa_of(j, i);
+		if (nn < 0) {
+			fprintf(stderr, "psrun: node %d -> no NUMA node (%s) -> any CPU\n", i,
+				j->o.numa_mode ? "--numa none" : "NUMA unavailable");
+			continue;
+		}
+		fprintf(stderr, "psrun: node %d -> NUMA node %d -> CPUs ", i, nn);
+		print_cpus(stderr, nn);
+		fputc('\n', stderr);
+	}
+}
+
+/* ------------------------------------------------------------ supervision */
+
+/* A death by the signal psrun used to stop the job is psrun's doing. */
+static bool stopped_by_us(const struct job *j, int st)
+{
+	return j->stop_sig && WIFSIGNALED(st) &&
+	       (WTERMSIG(st) == j->stop_sig || WTERMSIG(st) == SIGKILL);
+}
+
+static void report_failure(const struct job *j, int i, pid_t pid, int st)
+{
+	if (j->node[i].exec_failed)
+		return; /* check_exec said it */
+	if (stopped_by_us(j, st))
+		return;
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "psrun: node %d (pid %d) killed by signal %d (%s)%s\n", i, (int)pid,
+			WTERMSIG(st), strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
+	else
+		fprintf(stderr, "psrun: node %d (pid %d) exited with status %d\n", i, (int)pid,
+			exit_code(st));
+}
+
+static void node_ended(struct job *j, int i, pid_t pid, int st)
+{
+	j->node[i].pid = 0;
+	atomic_store_explicit(&j->pgids[i], 0, memory_order_relaxed);
+	j->live--;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return; /* the library marked the node EXITED itself */
+	/* Peers must stop waiting for it (barriers, grace periods). */
+	ps__mark_dead(&j->seg, i);
+	/* What it started dies with it; the group number stays reserved while
+	 * members remain, so this cannot hit a stranger. */
+	kill(-pid, SIGKILL);
+	report_failure(j, i, pid, st);
+	/* After SIGINT & co. psrun's status tells the signal it got, not the
+	 * way it stopped the nodes. */
+	if (!(j->interrupted && stopped_by_us(j, st)))
+		set_failed(j, exit_code(st));
+	if (!j->stop_sig)
+		begin_stop(j, SIGTERM, FAIL_GRACE_NS);
+}
+
+static void reap(struct job *j)
+{
+	for (;;) {
+		int st;
+		pid_t pid = waitpid(-1, &st, WNOHANG);
+		if (pid <= 0)
+			return;
+		if (pid == j->guardian) {
+			fprintf(stderr, "psrun: guardian (pid %d) ended early; the segment will "
+				"not be removed if psrun is killed\n", (int)pid);
+			j->guardian = 0;
+			continue;
+		}
+		for (int i = 0; i < j->o.nodes; i++) {
+			if (j->node[i].pid == pid) {
+				node_ended(j, i, pid, st);
+				break;
+			}
+		}
+	}
+}
+
+static void on_signal(struct job *j, int sig)
+{
+	switch (sig) {
+	case SIGINT:
+	case SIGTERM:
+	case SIGHUP:
+		if (!j->interrupted)
+			j->interrupted = sig;
+		begin_stop(j, sig, SIGNAL_GRACE_NS);
+		break;
+	case SIGQUIT:
+		ps__dump_seg(&j->seg, stderr);
+		fflush(stderr);
+		break;
+	default: /* SIGCHLD: reap() follows every wake-up */
+		break;
+	}
+}
+
+static void read_signals(struct job *j)
+{
+	struct signalfd_siginfo si;
+	while (read(j->sfd, &si, sizeof si) == (ssize_t)sizeof si)
+		on_signal(j, (int)si.ssi_signo);
+}
+
+static void supervise(struct job *j)
+{
+	reap(j); /* nodes that ended before the loop */
+	while (j->live > 0) {
+		int timeout = -1;
+		if (j->kill_at) {
+			uint64_t now = ps__now_ns();
+			timeout = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+		}
+		struct pollfd p = { .fd = j->sfd, .events = POLLIN };
+		int n = poll(&p, 1, timeout);
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "psrun: cannot wait for signals: %s\n", strerror(errno));
+			set_failed(j, 1);
+			signal_all(j, SIGKILL);
+			j->kill_at = 0;
+			/* nothing else can wake us: wait for the killed nodes */
+			while (j->live > 0) {
+				int st;
+				pid_t pid = waitpid(-1, &st, 0);
+				if (pid < 0 && errno != EINTR)
+					return;
+				for (int i = 0; pid > 0 && i < j->o.nodes; i++)
+					if (j->node[i].pid == pid)
+						node_ended(j, i, pid, st);
+			}
+			return;
+		}
+		if (j->kill_at && ps__now_ns() >= j->kill_at) {
+			signal_all(j, SIGKILL);
+			j->kill_at = 0;
+		}
+		if (n > 0)
+			read_signals(j);
+		reap(j);
+	}
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int block_signals(struct job *j)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGHUP);
+	/* An inherited SIG_IGN for SIGCHLD would reap nodes behind our back.
+	 * INT/TERM/QUIT/HUP keep their disposition: a caller that ignores them
+	 * (e.g. a background job of a script) means it. */
+	signal(SIGCHLD, SIG_DFL);
+	if (sigprocmask(SIG_BLOCK, &set, &j->orig_mask) != 0)
+		return -errno;
+	j->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return j->sfd < 0 ? -errno : 0;
+}
+
+static int map_pgids(struct job *j)
+{
+	void *p = mmap(NULL, sizeof(*j->pgids) * PS__MAX_NODES, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	j->pgids = p;
+	return 0;
+}
+
+static void remove_segment(struct job *j)
+{
+	int rc = ps__seg_unlink(j->seg.name);
+	if (rc != 0 && rc != -ENOENT)
+		fprintf(stderr, "psrun: cannot remove segment /dev/shm%s: %s\n", j->seg.name,
+			ps_strerror(rc));
+	ps__seg_detach(&j->seg);
+}
+
+int main(int argc, char **argv)
+{
+	static struct job job;
+	struct job *j = &job;
+	parse_args(argc, argv, &j->o);
+	j->self = getpid();
+	j->sfd = -1;
+
+	int rc = block_signals(j);
+	if (rc != 0) {
+		fprintf(stderr, "psrun: cannot set up signal handling: %s\n", strerror(-rc));
+		return 1;
+	}
+	rc = map_pgids(j);
+	if (rc != 0) {
+		fprintf(stderr, "psrun: cannot map the process-group table: %s\n", strerror(-rc));
+		return 1;
+	}
+	ps__seg_sweep_stale(stderr);
+	struct ps__seg_params params = {
+		.num_nodes = (uint32_t)j->o.nodes,
+		.threads_per_node = (uint32_t)j->o.threads,
+		.numa_mode = (uint32_t)j->o.numa_mode,
+		.arena_size = j->o.arena_size,
+		.mem_budget = j->o.mem_budget,
+	};
+	rc = ps__seg_create(&params, &j->seg);
+	if (rc != 0) {
+		fprintf(stderr, "psrun: cannot create the job segment: %s\n", ps_strerror(rc));
+		return 1;
+	}
+	fflush(NULL); /* nothing buffered may be written twice by the children */
+	if (start_guardian(j) != 0) {
+		remove_segment(j);
+		return 1;
+	}
+	if (j->o.verbose)
+		print_mapping(j);
+	start_nodes(j);
+	supervise(j);
+
+	remove_segment(j);
+	stop_guardian(j);
+	if (j->failed)
+		return j->status;
+	return j->interrupted ? 128 + j->interrupted : 0;
+}

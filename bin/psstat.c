@@ -1,0 +1,474 @@
+/*
+ * psstat - live per-node figures of a running psmem job.
+ *
+ *   psstat [--once] [--json] [--interval SEC] [--dump] [--help] [JOB]
+ *
+ * Invariants
+ *   - Read-only: the segment is mapped PROT_READ and nothing in it is ever
+ *     written, so watching a job cannot disturb it (counters are read with
+ *     relaxed loads; they order nothing).
+ *   - Rates are deltas of the per-node counters between two samples divided
+ *     by the time between them (CLOCK_MONOTONIC), never since-start averages.
+ *   - The job has ended when its segment is gone or its creator (psrun, or
+ *     the embedded app) is dead; psstat then says so and exits 0.  Our own
+ *     mapping keeps the memory readable after the unlink, so a sample taken
+ *     across the end is still sound.
+ *
+ * Exit status: 0 success or job ended; 1 no job / cannot attach; 2 bad
+ * arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "psmem_int.h"
+
+#define MAX_INTERVAL 86400.0
+
+struct opts {
+	bool once, json, dump;
+	double interval;        /* seconds */
+	const char *job;        /* as the user wrote it; NULL: newest job */
+};
+
+/* The counters of struct ps__stats, in display and JSON order. */
+enum { C_PULLS, C_PUSHES, C_KPULLED, C_KPUSHED, C_LOCAL, C_REMOTE, C_RELOC,
+       C_RETRIES, C_STALE, C_LOCALIZE, C_GRACE, C_FREED, NCOUNTERS };
+
+static const struct {
+	const char *name;
+	size_t off;
+} counters[NCOUNTERS] = {
+	[C_PULLS] = { "pulls", offsetof(struct ps__stats, pulls) },
+	[C_PUSHES] = { "pushes", offsetof(struct ps__stats, pushes) },
+	[C_KPULLED] = { "keys_pulled", offsetof(struct ps__stats, keys_pulled) },
+	[C_KPUSHED] = { "keys_pushed", offsetof(struct ps__stats, keys_pushed) },
+	[C_LOCAL] = { "local_keys", offsetof(struct ps__stats, local_keys) },
+	[C_REMOTE] = { "remote_keys", offsetof(struct ps__stats, remote_keys) },
+	[C_RELOC] = { "relocations", offsetof(struct ps__stats, relocations) },
+	[C_RETRIES] = { "retries", offsetof(struct ps__stats, retries) },
+	[C_STALE] = { "stale_reads", offsetof(struct ps__stats, stale_reads) },
+	[C_LOCALIZE] = { "localize_reqs", offsetof(struct ps__stats, localize_reqs) },
+	[C_GRACE] = { "grace_periods", offsetof(struct ps__stats, grace_periods) },
+	[C_FREED] = { "slots_freed", offsetof(struct ps__stats, slots_freed) },
+};
+
+struct node_sample {
+	const char *state;
+	int32_t pid;
+	int32_t numa_node;
+	uint64_t c[NCOUNTERS];
+	uint64_t arena_used, arena_size;
+};
+
+struct sample {
+	uint64_t t_ns;
+	uint64_t mem_committed;
+	int nodes;
+	struct node_sample n[PS__MAX_NODES];
+};
+
+/* ------------------------------------------------------------ arguments */
+
+static const char usage_line[] =
+	"usage: psstat [--once] [--json] [--interval SEC] [--dump] [--help] [JOB]\n";
+
+static void print_help(void)
+{
+	printf("psstat - live per-node figures of a running psmem job\n\n%s\n", usage_line);
+	printf("  JOB             segment name (psmem-..., with or without a leading / or\n"
+	       "                  /dev/shm/); default: the newest running job of this user\n"
+	       "      --once      print one block (rates over one interval) and exit\n"
+	       "      --json      print JSON objects instead of a table, one per line\n"
+	       "                  (default: table)\n"
+	       "      --interval SEC\n"
+	       "                  seconds between samples, fractions allowed (default: 1)\n"
+	       "      --dump      print who waits for what (barriers, slot locks,\n"
+	       "                  requests) and exit\n"
+	       "  -h, --help      print this help and exit\n\n"
+	       "Columns: pulls/s, pushes/s and keys pulled/pushed per second; local%%, the\n"
+	       "share of accessed keys served from the node's own arena; relocations/s;\n"
+	       "retries/s (seqlock or moved-key retries); arena used / reserved.\n"
+	       "psstat only reads the job's segment.  It exits 0 when the job ends.\n");
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("psstat: bad arguments: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n%s(psstat --help for details)\n", usage_line);
+	exit(2);
+}
+
+static bool parse_interval(const char *s, double *out)
+{
+	errno = 0;
+	char *end;
+	double v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > MAX_INTERVAL)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { O_ONCE = 256, O_JSON, O_INTERVAL, O_DUMP };
+	static const struct option longopts[] = {
+		{ "once", no_argument, NULL, O_ONCE },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "interval", required_argument, NULL, O_INTERVAL },
+		{ "dump", no_argument, NULL, O_DUMP },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*o = (struct opts){ .interval = 1.0 };
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_ONCE:
+			o->once = true;
+			break;
+		case O_JSON:
+			o->json = true;
+			break;
+		case O_INTERVAL:
+			if (!parse_interval(optarg, &o->interval))
+				usage_error("--interval wants seconds, more than 0 and at most %.0f, not '%s'",
+					    MAX_INTERVAL, optarg);
+			break;
+		case O_DUMP:
+			o->dump = true;
+			break;
+		case 'h':
+			print_help();
+			exit(0);
+		case ':':
+			usage_error("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			if (optopt > 0 && optopt < 256)
+				usage_error("unknown option '-%c'", optopt);
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind > 1)
+		usage_error("more than one JOB ('%s', '%s')", argv[optind], argv[optind + 1]);
+	o->job = optind < argc ? argv[optind] : NULL;
+}
+
+/* ------------------------------------------------------------ attaching */
+
+/* "psmem-x", "/psmem-x" and "/dev/shm/psmem-x" all name segment psmem-x. */
+static const char *bare_name(const char *job)
+{
+	if (strncmp(job, "/dev/shm/", 9) == 0)
+		job += 9;
+	while (*job == '/')
+		job++;
+	return job;
+}
+
+static int attach(const struct opts *o, struct ps__seg *seg)
+{
+	char found[PS__NAME_MAX];
+	const char *name;
+	if (o->job) {
+		name = bare_name(o->job);
+		/* a name the segment table could not hold cannot be a job */
+		if (!*name || strchr(name, '/') || strlen(name) + 2 > PS__NAME_MAX) {
+			fprintf(stderr, "psstat: %s: %s\n", o->job, ps_strerror(PS_ENOSEG));
+			return -1;
+		}
+	} else {
+		if (ps__seg_find(found, sizeof found) != 0) {
+			fprintf(stderr, "psstat: no running psmem job found\n");
+			return -1;
+		}
+		name = found;
+	}
+	int rc = ps__seg_attach(name, true, seg);
+	if (rc != 0) {
+		fprintf(stderr, "psstat: %s: %s\n", o->job ? o->job : name, ps_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static bool job_ended(const struct ps__seg *seg)
+{
+	int fd = shm_open(seg->name, O_RDONLY, 0);
+	if (fd < 0)
+		return errno == ENOENT;
+	close(fd);
+	return !ps__pid_alive(seg->hdr->creator_pid, seg->hdr->creator_start);
+}
+
+/* ------------------------------------------------------------ sampling */
+
+static int num_nodes(const struct ps__seg *seg)
+{
+	uint32_t n = seg->hdr->num_nodes;
+	return n > PS__MAX_NODES ? PS__MAX_NODES : (int)n;
+}
+
+static const char *state_name(const struct ps__seg *seg, int i)
+{
+	static const char *const names[] = {
+		[PS__NODE_EMPTY] = "empty",
+		[PS__NODE_ALIVE] = "alive",
+		[PS__NODE_EXITED] = "exited",
+		[PS__NODE_DEAD] = "dead",
+	};
+	struct ps__node *n = ps__node_at(seg, i);
+	/* acquire: pairs with the node's release store of its state, so the
+	 * pid read after it belongs to this incarnation */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (st >= sizeof names / sizeof names[0])
+		return "?";
+	/* a node killed before anyone marked it shows as dead already */
+	if (st == PS__NODE_ALIVE && !ps__node_alive(seg, i))
+		return "dead";
+	return names[st];
+}
+
+static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
+{
+	struct ps__node *n = ps__node_at(seg, i);
+	ns->state = state_name(seg, i);
+	ns->pid = n->pid;
+	ns->numa_node = n->numa_node;
+	for (int c = 0; c < NCOUNTERS; c++) {
+		_Atomic uint64_t *p = (_Atomic uint64_t *)((char *)&n->stats + counters[c].off);
+		/* relaxed: a counter, orders nothing */
+		ns->c[c] = atomic_load_explicit(p, memory_order_relaxed);
+	}
+	/* relaxed: a figure for display */
+	ns->arena_used = atomic_load_explicit(&n->arena_used, memory_order_relaxed);
+	ns->arena_size = n->arena_size;
+}
+
+static void take(const struct ps__seg *seg, struct sample *s)
+{
+	s->t_ns = ps__now_ns();
+	s->nodes = num_nodes(seg);
+	/* relaxed: a figure for display */
+	s->mem_committed = atomic_load_explicit(&seg->hdr->mem_committed, memory_order_relaxed);
+	for (int i = 0; i < s->nodes; i++)
+		take_node(seg, i, &s->n[i]);
+}
+
+static double rate(const struct sample *a, const struct sample *b, int i, int c)
+{
+	double dt = (double)(b->t_ns - a->t_ns) / 1e9;
+	/* counters only grow; a smaller value means a new incarnation */
+	uint64_t d = b->n[i].c[c] >= a->n[i].c[c] ? b->n[i].c[c] - a->n[i].c[c] : 0;
+	return dt > 0 ? (double)d / dt : 0;
+}
+
+/* Share of keys served locally over the interval, or -1 without access. */
+static double local_share(const struct sample *a, const struct sample *b, int i)
+{
+	double l = rate(a, b, i, C_LOCAL), r = rate(a, b, i, C_REMOTE);
+	return l + r > 0 ? l / (l + r) : -1;
+}
+
+/* ------------------------------------------------------------ table */
+
+static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	if (v < 1024) {
+		snprintf(buf, len, "%" PRIu64 "B", v);
+		return buf;
+	}
+	double d = (double)v / 1024;
+	int u = 0;
+	while (d >= 1024 && units[u + 1]) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f%c", d, units[u]);
+	return buf;
+}
+
+static const char *fmt_rate(double r, char *buf, size_t len)
+{
+	if (r < 1000)
+		snprintf(buf, len, "%.0f", r);
+	else if (r < 1e6)
+		snprintf(buf, len, "%.1fk", r / 1e3);
+	else if (r < 1e9)
+		snprintf(buf, len, "%.1fM", r / 1e6);
+	else
+		snprintf(buf, len, "%.1fG", r / 1e9);
+	return buf;
+}
+
+static void print_table(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
+{
+	const struct ps__hdr *h = seg->hdr;
+	char m1[16], m2[16];
+	printf("job %s  nodes %u  threads %u  numa %s  memory %s / %s\n", seg->name + 1,
+	       h->num_nodes, h->threads_per_node, h->numa_mode == 1 ? "none" : "auto",
+	       fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
+	printf("%4s %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s\n", "node", "pid", "state",
+	       "numa", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "reloc/s",
+	       "retry/s", "arena used/size");
+	for (int i = 0; i < b->nodes; i++) {
+		const struct node_sample *n = &b->n[i];
+		char r[6][16], pid[12], numa[12], share[12], au[16], as[16], arena[34];
+		if (n->pid <= 0)
+			snprintf(pid, sizeof pid, "-"); /* never attached */
+		else
+			snprintf(pid, sizeof pid, "%d", (int)n->pid);
+		if (n->numa_node < 0)
+			snprintf(numa, sizeof numa, "-");
+		else
+			snprintf(numa, sizeof numa, "%d", n->numa_node);
+		double ls = local_share(a, b, i);
+		if (ls < 0)
+			snprintf(share, sizeof share, "-");
+		else
+			snprintf(share, sizeof share, "%.1f", 100 * ls);
+		snprintf(arena, sizeof arena, "%s/%s", fmt_bytes(n->arena_used, au, sizeof au),
+			 fmt_bytes(n->arena_size, as, sizeof as));
+		printf("%4d %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s\n", i, pid,
+		       n->state, numa, fmt_rate(rate(a, b, i, C_PULLS), r[0], 16),
+		       fmt_rate(rate(a, b, i, C_PUSHES), r[1], 16),
+		       fmt_rate(rate(a, b, i, C_KPULLED), r[2], 16),
+		       fmt_rate(rate(a, b, i, C_KPUSHED), r[3], 16), share,
+		       fmt_rate(rate(a, b, i, C_RELOC), r[4], 16),
+		       fmt_rate(rate(a, b, i, C_RETRIES), r[5], 16), arena);
+	}
+}
+
+/* ------------------------------------------------------------ json */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void print_json_node(const struct sample *a, const struct sample *b, int i)
+{
+	const struct node_sample *n = &b->n[i];
+	printf("{\"node\": %d, \"pid\": %d, \"state\": \"%s\", \"numa_node\": %d", i, (int)n->pid,
+	       n->state, n->numa_node);
+	for (int c = 0; c < NCOUNTERS; c++)
+		printf(", \"%s\": %" PRIu64 ", \"%s_per_s\": %.3f", counters[c].name, n->c[c],
+		       counters[c].name, rate(a, b, i, c));
+	double ls = local_share(a, b, i);
+	if (ls < 0)
+		printf(", \"local_share\": null");
+	else
+		printf(", \"local_share\": %.4f", ls);
+	printf(", \"arena_used\": %" PRIu64 ", \"arena_size\": %" PRIu64 "}", n->arena_used,
+	       n->arena_size);
+}
+
+static void print_json(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
+{
+	const struct ps__hdr *h = seg->hdr;
+	printf("{\"job\": ");
+	json_str(seg->name + 1);
+	printf(", \"nodes\": %u, \"threads\": %u, \"numa\": \"%s\", \"mem_committed\": %" PRIu64
+	       ", \"mem_budget\": %" PRIu64 ", \"interval_s\": %.3f, \"per_node\": [",
+	       h->num_nodes, h->threads_per_node, h->numa_mode == 1 ? "none" : "auto",
+	       b->mem_committed, h->mem_budget, (double)(b->t_ns - a->t_ns) / 1e9);
+	for (int i = 0; i < b->nodes; i++) {
+		if (i)
+			printf(", ");
+		print_json_node(a, b, i);
+	}
+	printf("]}\n");
+}
+
+/* ------------------------------------------------------------ main */
+
+static void sleep_for(double sec)
+{
+	struct timespec ts = { .tv_sec = (time_t)sec,
+			       .tv_nsec = (long)((sec - floor(sec)) * 1e9) };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void print_block(const struct opts *o, const struct ps__seg *seg, const struct sample *a,
+			const struct sample *b, bool redraw)
+{
+	if (redraw)
+		fputs("\033[H\033[2J", stdout); /* home, clear screen */
+	if (o->json)
+		print_json(seg, a, b);
+	else
+		print_table(seg, a, b);
+	fflush(stdout);
+}
+
+static int watch(const struct opts *o, const struct ps__seg *seg)
+{
+	static struct sample s[2];
+	/* redraw in place on a terminal; pipes and files get every block */
+	bool redraw = !o->json && !o->once && isatty(STDOUT_FILENO);
+	int cur = 0;
+	take(seg, &s[cur]);
+	for (;;) {
+		sleep_for(o->interval);
+		bool ended = job_ended(seg);
+		take(seg, &s[cur ^ 1]);
+		/* --once still reports the last interval: the mapping is valid */
+		if (ended && !o->once) {
+			fprintf(stderr, "psstat: job %s ended\n", seg->name + 1);
+			return 0;
+		}
+		print_block(o, seg, &s[cur], &s[cur ^ 1], redraw);
+		if (o->once)
+			return 0;
+		cur ^= 1;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	parse_args(argc, argv, &o);
+	struct ps__seg seg;
+	if (attach(&o, &seg) != 0)
+		return 1;
+	int rc = 0;
+	if (o.dump) {
+		ps__dump_seg(&seg, stdout);
+		fflush(stdout);
+	} else {
+		rc = watch(&o, &seg);
+	}
+	ps__seg_detach(&seg);
+	return rc;
+}

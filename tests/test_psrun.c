@@ -1,0 +1,763 @@
+/*
+ * test_psrun.c - the launcher and the monitor, run as real processes.
+ *
+ * The tools are found under $PSMEM_BUILD (default "build"): bin/psrun and
+ * bin/psstat.  Every child runs under a deadline and is SIGKILLed if it
+ * overstays, so no test can hang.
+ *
+ * This process makes itself a child subreaper: whatever psrun leaves behind
+ * (a node, a node's own child, the guardian) is reparented to us when psrun
+ * ends, so "nothing left" is checked by looking at our own children.
+ *
+ * Segments are matched to a run by the creator pid in their header, so a
+ * test is not confused by jobs of other tests running at the same time.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "psmem_int.h"
+
+#define DEADLINE_MS  10000 /* no child may run longer than this */
+#define MAX_PROCS    8
+#define MAX_SEGS     256
+#define OUT_MAX      65536
+
+struct proc {
+	pid_t pid;
+	int out_fd, err_fd;
+	char out[OUT_MAX], err[OUT_MAX];
+	size_t out_len, err_len;
+	int status;
+	bool reaped;
+	uint64_t start_ns, end_ns;
+};
+
+/* Started processes, so that teardown can kill what a failed test left. */
+static struct proc *procs[MAX_PROCS];
+
+#define assert_contains(hay, needle)                                                     \
+	do {                                                                             \
+		if (!strstr((hay), (needle)))                                            \
+			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));            \
+	} while (0)
+
+/* ------------------------------------------------------------ processes */
+
+static const char *tool(const char *name)
+{
+	static char buf[2][512];
+	static int k;
+	const char *dir = getenv("PSMEM_BUILD");
+	char *b = buf[k ^= 1];
+	snprintf(b, sizeof buf[0], "%s/bin/%s", dir && *dir ? dir : "build", name);
+	return b;
+}
+
+static void track(struct proc *p)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		if (!procs[i]) {
+			procs[i] = p;
+			return;
+		}
+	}
+	fail_msg("too many processes tracked");
+}
+
+/* Records the exit of a tracked process reaped by a wait for any child. */
+static void note_exit(pid_t pid, int st)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct proc *p = procs[i];
+		if (p && p->pid == pid && !p->reaped) {
+			p->status = st;
+			p->reaped = true;
+			p->end_ns = ps__now_ns();
+		}
+	}
+}
+
+static void child_exec(char *const argv[], int out, int err)
+{
+	dup2(out, STDOUT_FILENO);
+	dup2(err, STDERR_FILENO);
+	int null = open("/dev/null", O_RDONLY);
+	if (null >= 0)
+		dup2(null, STDIN_FILENO);
+	/* A caller that ignores or blocks these must not change what the
+	 * tools do with them. */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	int sigs[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE, SIGCHLD };
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_DFL);
+	execv(argv[0], argv);
+	fprintf(stderr, "test_psrun: cannot execute %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void proc_start(struct proc *p, char *const argv[])
+{
+	int out[2], err[2];
+	memset(p, 0, sizeof *p);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+	p->start_ns = ps__now_ns();
+	p->pid = fork();
+	assert_true(p->pid >= 0);
+	if (p->pid == 0)
+		child_exec(argv, out[1], err[1]);
+	close(out[1]);
+	close(err[1]);
+	p->out_fd = out[0];
+	p->err_fd = err[0];
+	fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+	track(p);
+}
+
+static void drain(int *fd, char *buf, size_t *len)
+{
+	if (*fd < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(*fd, buf + *len, OUT_MAX - 1 - *len);
+		if (n > 0) {
+			*len += (size_t)n;
+			buf[*len] = '\0';
+			if (*len < OUT_MAX - 1)
+				continue;
+		}
+		if (n == 0 || *len >= OUT_MAX - 1) {
+			close(*fd); /* EOF, or full: the rest is not needed */
+			*fd = -1;
+		}
+		return;
+	}
+}
+
+static void pump(struct proc *p, int timeout_ms)
+{
+	struct pollfd fds[2] = { { .fd = p->out_fd, .events = POLLIN },
+				 { .fd = p->err_fd, .events = POLLIN } };
+	if (p->out_fd >= 0 || p->err_fd >= 0)
+		poll(fds, 2, timeout_ms);
+	else
+		usleep((useconds_t)timeout_ms * 1000);
+	drain(&p->out_fd, p->out, &p->out_len);
+	drain(&p->err_fd, p->err, &p->err_len);
+}
+
+static void close_pipes(struct proc *p)
+{
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	p->out_fd = p->err_fd = -1;
+}
+
+/*
+ * Waits up to timeout_ms for p to exit, collecting its output.  It does not
+ * wait for EOF: something p leaked may hold the pipes open, and that is for
+ * the leftover checks to catch, not a reason to hang.
+ */
+static bool proc_reap(struct proc *p, int timeout_ms)
+{
+	uint64_t end = ps__now_ns() + (uint64_t)timeout_ms * 1000000;
+	while (!p->reaped) {
+		int st;
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid)
+			note_exit(r, st);
+		else if (ps__now_ns() >= end)
+			return false;
+		else
+			pump(p, 5);
+	}
+	pump(p, 20); /* what it wrote just before exiting */
+	return true;
+}
+
+static bool proc_wait(struct proc *p, int timeout_ms)
+{
+	bool done = proc_reap(p, timeout_ms);
+	if (done)
+		close_pipes(p);
+	return done;
+}
+
+/* Reads p's pipes until every writer (p's descendants too) has closed them
+ * or the deadline passes. */
+static void read_to_eof(struct proc *p, uint64_t deadline_ns)
+{
+	while ((p->out_fd >= 0 || p->err_fd >= 0) && ps__now_ns() < deadline_ns)
+		pump(p, 10);
+	close_pipes(p);
+}
+
+static void proc_kill(struct proc *p)
+{
+	if (!p->reaped) {
+		kill(p->pid, SIGKILL);
+		int st;
+		if (waitpid(p->pid, &st, 0) == p->pid)
+			note_exit(p->pid, st);
+	}
+	close_pipes(p);
+}
+
+/* Runs argv to completion; a run past the deadline is killed and fails. */
+static void run(struct proc *p, char *const argv[])
+{
+	proc_start(p, argv);
+	if (!proc_wait(p, DEADLINE_MS)) {
+		proc_kill(p);
+		fail_msg("%s did not finish within %d ms; stderr:\n%s", argv[0], DEADLINE_MS, p->err);
+	}
+}
+
+static double elapsed_s(const struct proc *p)
+{
+	return (double)(p->end_ns - p->start_ns) / 1e9;
+}
+
+static int exit_status(const struct proc *p)
+{
+	if (WIFEXITED(p->status))
+		return WEXITSTATUS(p->status);
+	fail_msg("process ended by signal %d, not by exit", WTERMSIG(p->status));
+	return -1;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* ------------------------------------------------------------ /proc */
+
+/* Parent pid and state of pid from /proc/PID/stat; false if it is gone. */
+static bool proc_stat(pid_t pid, pid_t *ppid, char *state)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* comm may hold blanks and ')' */
+	int pp;
+	if (!p || sscanf(p + 1, " %c %d", state, &pp) != 2)
+		return false;
+	*ppid = pp;
+	return true;
+}
+
+static bool proc_gone(pid_t pid)
+{
+	pid_t pp;
+	char st;
+	return !proc_stat(pid, &pp, &st) || st == 'Z' || st == 'X';
+}
+
+/* Live (non-zombie) processes whose parent is parent; returns the count. */
+static int children_of(pid_t parent, pid_t *out, int max)
+{
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		pid_t pp;
+		char st;
+		if (pid <= 0 || !proc_stat(pid, &pp, &st) || pp != parent || st == 'Z')
+			continue;
+		if (n < max)
+			out[n] = pid;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool comm_is(pid_t pid, const char *name)
+{
+	char path[64], buf[64] = "";
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, name) == 0;
+}
+
+/* Reaps zombies reparented to us; tracked processes get their status. */
+static void reap_orphans(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+		note_exit(pid, st);
+}
+
+static bool tracked_live(pid_t pid)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (procs[i] && procs[i]->pid == pid && !procs[i]->reaped)
+			return true;
+	return false;
+}
+
+/*
+ * Processes left behind by the runs of this test: anything that is our
+ * child (directly, or reparented to us as subreaper) but was not started
+ * by a test.  Waits up to timeout_ms for them to go (a killed process
+ * takes a moment), then kills the rest so later tests start clean.
+ */
+static int strays(int timeout_ms)
+{
+	uint64_t end = ps__now_ns() + (uint64_t)timeout_ms * 1000000;
+	pid_t kids[64];
+	int left;
+	for (;;) {
+		reap_orphans();
+		int n = children_of(getpid(), kids, 64);
+		left = 0;
+		for (int i = 0; i < n && i < 64; i++)
+			if (!tracked_live(kids[i]))
+				kids[left++] = kids[i];
+		if (left == 0 || ps__now_ns() >= end)
+			break;
+		usleep(10000);
+	}
+	for (int i = 0; i < left; i++)
+		kill(kids[i], SIGKILL);
+	reap_orphans();
+	return left;
+}
+
+/* Children of psrun that are nodes (not the guardian): they exec'd `comm`. */
+static int nodes_running(pid_t psrun, const char *comm, pid_t *out, int max)
+{
+	pid_t kids[PS__MAX_NODES + 1];
+	int n = children_of(psrun, kids, PS__MAX_NODES + 1), k = 0;
+	for (int i = 0; i < n && i < PS__MAX_NODES + 1; i++)
+		if (comm_is(kids[i], comm) && k < max)
+			out[k++] = kids[i];
+	return k;
+}
+
+static void wait_nodes(struct proc *p, const char *comm, pid_t *out, int want)
+{
+	uint64_t end = ps__now_ns() + (uint64_t)DEADLINE_MS * 1000000;
+	while (nodes_running(p->pid, comm, out, want) < want) {
+		if (p->reaped || ps__now_ns() >= end)
+			fail_msg("psrun did not start %d '%s' nodes; stderr:\n%s", want, comm, p->err);
+		pump(p, 10);
+		int st;
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+			note_exit(p->pid, st);
+	}
+}
+
+/* ------------------------------------------------------------ segments */
+
+struct seglist {
+	int n;
+	char name[MAX_SEGS][PS__NAME_MAX];
+};
+
+/* The /dev/shm/psmem-* entries now. */
+static void list_segments(struct seglist *l)
+{
+	l->n = 0;
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && l->n < MAX_SEGS) {
+		size_t len = strlen(e->d_name);
+		/* longer names cannot be segments psrun made */
+		if (strncmp(e->d_name, "psmem-", 6) == 0 && len < PS__NAME_MAX)
+			memcpy(l->name[l->n++], e->d_name, len + 1);
+	}
+	closedir(d);
+}
+
+static bool in_list(const struct seglist *l, const char *name)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcmp(l->name[i], name) == 0)
+			return true;
+	return false;
+}
+
+static pid_t segment_creator(const char *name)
+{
+	char path[PS__NAME_MAX + 16];
+	snprintf(path, sizeof path, "/dev/shm/%s", name);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	struct ps__hdr h;
+	ssize_t n = pread(fd, &h, sizeof h, 0);
+	close(fd);
+	return n == (ssize_t)sizeof h && h.magic == PS__MAGIC ? h.creator_pid : -1;
+}
+
+/* Name of a segment created by pid that was not in before; false if none. */
+static bool new_segment_of(const struct seglist *before, pid_t creator, char *name)
+{
+	struct seglist now;
+	list_segments(&now);
+	for (int i = 0; i < now.n; i++) {
+		if (in_list(before, now.name[i]) || segment_creator(now.name[i]) != creator)
+			continue;
+		snprintf(name, PS__NAME_MAX, "%s", now.name[i]);
+		return true;
+	}
+	return false;
+}
+
+static void wait_segment(const struct seglist *before, struct proc *p, char *name)
+{
+	uint64_t end = ps__now_ns() + (uint64_t)DEADLINE_MS * 1000000;
+	while (!new_segment_of(before, p->pid, name)) {
+		if (p->reaped || ps__now_ns() >= end)
+			fail_msg("psrun created no segment; stderr:\n%s", p->err);
+		pump(p, 10);
+	}
+}
+
+static void assert_no_segment_left(const struct seglist *before, pid_t psrun)
+{
+	char name[PS__NAME_MAX];
+	if (new_segment_of(before, psrun, name)) {
+		char path[PS__NAME_MAX + 16];
+		snprintf(path, sizeof path, "/dev/shm/%s", name);
+		unlink(path); /* do not leak it into later tests */
+		fail_msg("segment %s of psrun %d was left behind", name, (int)psrun);
+	}
+}
+
+static void assert_no_strays(void)
+{
+	int n = strays(1000);
+	if (n)
+		fail_msg("%d process(es) left behind by psrun", n);
+}
+
+/* ------------------------------------------------------------ fixtures */
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < MAX_PROCS; i++) {
+		if (procs[i])
+			proc_kill(procs[i]);
+		procs[i] = NULL;
+	}
+	strays(0);
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	/* orphans of psrun's children come to us, see the file comment */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+		fprintf(stderr, "test_psrun: cannot become a subreaper: %s\n", strerror(errno));
+		return -1;
+	}
+	const char *need[] = { tool("psrun"), tool("psstat") };
+	for (int i = 0; i < 2; i++) {
+		if (access(need[i], X_OK) != 0) {
+			fprintf(stderr, "test_psrun: %s: %s (set PSMEM_BUILD)\n", need[i],
+				strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_psrun_runs_any_program_once_per_node(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "hostname", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(count_lines(p.out), 2);
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays();
+}
+
+static void test_psrun_gives_each_node_its_environment(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "3", "sh", "-c",
+			 "echo $PSMEM_NODE/$PSMEM_NODES", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(count_lines(p.out), 3);
+	assert_contains(p.out, "0/3\n");
+	assert_contains(p.out, "1/3\n");
+	assert_contains(p.out, "2/3\n");
+	assert_no_strays();
+}
+
+static void expect_usage_error(char *const argv[])
+{
+	struct proc p;
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 2);
+	assert_contains(p.err, "usage");
+	assert_no_strays();
+}
+
+static void test_psrun_rejects_missing_program(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_rejects_zero_nodes(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "0", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_rejects_too_many_nodes(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "65", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_rejects_non_numeric_nodes(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "abc", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_rejects_unknown_flag(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "--no-such-flag", "-n", "1", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_reports_unexecutable_program_once(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "3", "/nonexistent/prog", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 127);
+	const char *msg = "cannot execute '/nonexistent/prog'";
+	const char *first = strstr(p.err, msg);
+	if (!first)
+		fail_msg("expected \"%s\" in:\n%s", msg, p.err);
+	/* one report for the job, not one per node */
+	assert_null(strstr(first + 1, msg));
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays();
+}
+
+static void test_psrun_stops_job_when_a_node_is_killed(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "3", "sh", "-c",
+			 "if [ $PSMEM_NODE = 1 ]; then kill -9 $$; fi; sleep 30", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 137);
+	if (elapsed_s(&p) >= 2.0)
+		fail_msg("psrun took %.2f s to stop after a node died", elapsed_s(&p));
+	assert_contains(p.err, "node 1");
+	assert_contains(p.err, "signal 9");
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays(); /* the other nodes' sleeps included */
+}
+
+static void test_psrun_forwards_sigint_and_cleans_up(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	pid_t nodes[2];
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "sleep", "30", NULL };
+	proc_start(&p, argv);
+	wait_nodes(&p, "sleep", nodes, 2);
+	uint64_t t0 = ps__now_ns();
+	kill(p.pid, SIGINT);
+	assert_true(proc_wait(&p, DEADLINE_MS));
+	double took = (double)(p.end_ns - t0) / 1e9;
+	if (took >= 3.0)
+		fail_msg("psrun took %.2f s to end after SIGINT", took);
+	assert_int_not_equal(exit_status(&p), 0);
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays();
+}
+
+static void test_guardian_cleans_up_when_psrun_is_killed(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	pid_t nodes[2];
+	char seg[PS__NAME_MAX], path[PS__NAME_MAX + 16];
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "sleep", "30", NULL };
+	proc_start(&p, argv);
+	wait_nodes(&p, "sleep", nodes, 2);
+	wait_segment(&before, &p, seg);
+	snprintf(path, sizeof path, "/dev/shm/%s", seg);
+
+	kill(p.pid, SIGKILL);
+	assert_true(proc_reap(&p, DEADLINE_MS));
+	uint64_t end = p.end_ns + 2000000000ULL;
+	bool clean;
+	do {
+		reap_orphans(); /* the nodes are ours now: zombies until reaped */
+		clean = access(path, F_OK) != 0 && proc_gone(nodes[0]) && proc_gone(nodes[1]);
+		if (!clean)
+			usleep(10000);
+	} while (!clean && ps__now_ns() < end);
+	if (access(path, F_OK) == 0) {
+		unlink(path);
+		fail_msg("segment %s still there 2 s after psrun was killed", seg);
+	}
+	if (!clean)
+		fail_msg("nodes %d, %d still running 2 s after psrun was killed", (int)nodes[0],
+			 (int)nodes[1]);
+	/* The guardian, not the stale-segment sweep of some other psrun
+	 * starting meanwhile, must be the one that removed it. */
+	read_to_eof(&p, end);
+	assert_contains(p.err, "removed segment");
+	assert_no_strays(); /* the guardian included */
+}
+
+static void test_psrun_returns_first_failing_status(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "sh", "-c",
+			 "exit $((3 + PSMEM_NODE))", NULL };
+	run(&p, argv);
+	int st = exit_status(&p);
+	if (st != 3 && st != 4)
+		fail_msg("psrun exited %d, want 3 or 4 (a node's status)", st);
+	assert_contains(p.err, st == 3 ? "node 0" : "node 1");
+	assert_contains(p.err, "exited with status");
+	assert_no_strays();
+}
+
+static void test_psstat_once_json_shows_running_job(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc job, st;
+	char seg[PS__NAME_MAX];
+	char *job_argv[] = { (char *)tool("psrun"), "-n", "2", "sleep", "3", NULL };
+	proc_start(&job, job_argv);
+	wait_segment(&before, &job, seg);
+	char *argv[] = { (char *)tool("psstat"), "--once", "--json", seg, NULL };
+	run(&st, argv);
+	assert_int_equal(exit_status(&st), 0);
+	assert_contains(st.out, "\"nodes\": 2");
+	assert_contains(st.out, seg);
+	assert_true(proc_wait(&job, DEADLINE_MS));
+	assert_int_equal(exit_status(&job), 0);
+	assert_no_segment_left(&before, job.pid);
+	assert_no_strays();
+}
+
+static void test_psstat_rejects_unknown_job(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psstat"), "psmem-doesnotexist", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 1);
+	assert_contains(p.err, "psmem-doesnotexist");
+	assert_contains(p.err, "does not exist");
+}
+
+static void test_psrun_help_documents_every_flag(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "--help", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	const char *flags[] = { "-n,", "-t,", "--numa", "-v,", "--arena-size", "--mem", "--help",
+				"default" };
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+		assert_contains(p.out, flags[i]);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_psrun_runs_any_program_once_per_node),
+		T(test_psrun_gives_each_node_its_environment),
+		T(test_psrun_rejects_missing_program),
+		T(test_psrun_rejects_zero_nodes),
+		T(test_psrun_rejects_too_many_nodes),
+		T(test_psrun_rejects_non_numeric_nodes),
+		T(test_psrun_rejects_unknown_flag),
+		T(test_psrun_reports_unexecutable_program_once),
+		T(test_psrun_stops_job_when_a_node_is_killed),
+		T(test_psrun_forwards_sigint_and_cleans_up),
+		T(test_guardian_cleans_up_when_psrun_is_killed),
+		T(test_psrun_returns_first_failing_status),
+		T(test_psstat_once_json_shows_running_job),
+		T(test_psstat_rejects_unknown_job),
+		T(test_psrun_help_documents_every_flag),
+	};
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
