@@ -98,7 +98,9 @@ int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size)
 		struct ps__node *n = ps__node_at(s, i);
 		struct ps__pool *p = ps__pool_at(s, table, i);
 		uint64_t used = atomic_load_explicit(&n->arena_used, memory_order_relaxed);
-		memset((void *)((char *)p + sizeof p->lock), 0, sizeof *p - sizeof p->lock);
+		p->bump = p->free_head = p->committed = 0;
+		atomic_store_explicit(&p->used, 0, memory_order_relaxed);
+		atomic_store_explicit(&p->retired, 0, memory_order_relaxed);
 		p->base_off = n->arena_off + used;
 		p->cap = cap;
 		atomic_store_explicit(&n->arena_used, used + bytes, memory_order_relaxed);
@@ -131,7 +133,7 @@ int ps__slot_alloc_run(ps_world *w, int table, int node, uint32_t slot_size, uin
 	if (rc == 0) {
 		*first = p->base_off + p->bump * slot_size;
 		p->bump += n;
-		p->used += n;
+		atomic_fetch_add_explicit(&p->used, n, memory_order_relaxed);
 	}
 	pool_unlock(p);
 	return rc;
@@ -146,7 +148,7 @@ int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_
 		struct ps__slot *sl = ps__at(&w->seg, head);
 		/* relaxed: the pool lock orders the free list */
 		p->free_head = atomic_load_explicit(&sl->key, memory_order_relaxed);
-		p->used++;
+		atomic_fetch_add_explicit(&p->used, 1, memory_order_relaxed);
 		pool_unlock(p);
 		*off = head;
 		return 0;
@@ -168,7 +170,7 @@ void ps__slot_free(ps_world *w, int table, int node, uint64_t off, uint32_t valu
 	pool_lock(w, p);
 	atomic_store_explicit(&sl->key, p->free_head, memory_order_relaxed);
 	p->free_head = off;
-	p->used--;
+	atomic_fetch_sub_explicit(&p->used, 1, memory_order_relaxed);
 	pool_unlock(p);
 	atomic_fetch_sub_explicit(&p->retired, 1, memory_order_relaxed);
 }

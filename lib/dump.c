@@ -91,7 +91,7 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f)
 		for (uint32_t i = 0; i < h->num_nodes; i++) {
 			struct ps__pool *p = ps__pool_at(s, t, (int)i);
 			uint64_t lk = LD(p->lock);
-			fprintf(f, " [node %u: %" PRIu64 " used%s]", i, p->used, lk ? ", locked" : "");
+			fprintf(f, " [node %u: %" PRIu64 " used%s]", i, LD(p->used), lk ? ", locked" : "");
 		}
 		fputc('\n', f);
 	}
@@ -128,7 +128,7 @@ int ps_stats(ps_world *w, int node, ps_node_stats *o)
 		if (LD(d->state) != PS__T_READY)
 			continue;
 		struct ps__pool *p = ps__pool_at(&w->seg, t, node);
-		o->slots_used += p->used;
+		o->slots_used += LD(p->used);
 		o->slots_capacity += p->cap;
 	}
 	return 0;

@@ -128,7 +128,9 @@ struct ps__pool {
 	uint64_t cap;        /* slots reserved for the pool */
 	uint64_t bump;       /* slots ever handed out from base (under lock) */
 	uint64_t free_head;  /* offset of first free slot, 0 = none (under lock) */
-	uint64_t used;       /* slots in use (under lock) */
+	/* slots in use: W: under lock (relaxed); R: stats and dump without
+	 * the lock (relaxed: a snapshot) */
+	_Atomic uint64_t used;
 	uint64_t committed;  /* bytes of the memory budget charged (under lock) */
 	/* slots of this pool retired and not yet freed.  W: retirers
 	 * (fetch_add) and reclaimers (fetch_sub), relaxed: a hint that tells a

@@ -17,29 +17,30 @@ struct worker {
 	int index;
 	ps_worker_fn fn;
 	void *arg;
+	const cpu_set_t *cpus;    /* NULL: no pinning */
 };
 
-static void pin_to_node(int numa_node)
+/* CPUs of a NUMA node.  Called once, before the workers start: libnuma's
+ * numa_node_to_cpus fills an internal cache without a lock. */
+static bool node_cpus(int numa_node, cpu_set_t *set)
 {
 	if (numa_node < 0 || numa_available() < 0)
-		return;
+		return false;
 	struct bitmask *cpus = numa_allocate_cpumask();
-	if (numa_node_to_cpus(numa_node, cpus) == 0) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
+	CPU_ZERO(set);
+	if (numa_node_to_cpus(numa_node, cpus) == 0)
 		for (unsigned i = 0; i < cpus->size && i < CPU_SETSIZE; i++)
 			if (numa_bitmask_isbitset(cpus, i))
-				CPU_SET(i, &set);
-		if (CPU_COUNT(&set) > 0)
-			pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-	}
+				CPU_SET(i, set);
 	numa_free_cpumask(cpus);
+	return CPU_COUNT(set) > 0;
 }
 
 static void *worker_main(void *p)
 {
 	struct worker *wk = p;
-	pin_to_node(wk->w->numa_node);
+	if (wk->cpus)
+		pthread_setaffinity_np(pthread_self(), sizeof *wk->cpus, wk->cpus);
 	ps__thread_enter(wk->w);
 	wk->fn(wk->w, wk->index, wk->arg);
 	return NULL;
@@ -53,9 +54,11 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg)
 	struct worker *wk = calloc((size_t)n, sizeof *wk);
 	if (!wk)
 		return -ENOMEM;
+	cpu_set_t set;
+	const cpu_set_t *cpus = node_cpus(w->numa_node, &set) ? &set : NULL;
 	int rc = 0, started = 0;
 	for (int i = 0; i < n; i++) {
-		wk[i] = (struct worker){.w = w, .index = i, .fn = fn, .arg = arg};
+		wk[i] = (struct worker){.w = w, .index = i, .fn = fn, .arg = arg, .cpus = cpus};
 		int e = pthread_create(&wk[i].tid, NULL, worker_main, &wk[i]);
 		if (e) {
 			rc = -e;
