@@ -1,0 +1,125 @@
+/*
+ * common.h - what the example apps (mf, kge, w2v) share: reading data
+ * (plain or gzip, streaming, errors as file:line: reason), string-to-id
+ * maps, option values with checked parsing, terminal progress, the JSON
+ * summary, and a fast deterministic RNG.  Apps use only lib/psmem.h
+ * besides this.
+ *
+ * Every app_* function that can fail on bad input prints
+ * "<app>: <what>: <why>" to stderr and exits 1 (app_die): an app cannot do
+ * anything useful after a bad input, and one message is what a user needs.
+ */
+#ifndef PSMEM_APPS_COMMON_H
+#define PSMEM_APPS_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------- messages */
+
+/* Name used in messages; set by app_init. */
+extern const char *app_name;
+void app_init(const char *name);
+
+/* Prints "<app>: <fmt...>" and exits 1. */
+__attribute__((noreturn, format(printf, 1, 2))) void app_die(const char *fmt, ...);
+
+/* ------------------------------------------------------------- options */
+
+/* Checked number parsing for option values: dies with
+ * "<app>: --opt: 'val' is not a valid <kind>" (and for ranges "must be
+ * between lo and hi"). */
+long app_opt_long(const char *opt, const char *val, long lo, long hi);
+double app_opt_double(const char *opt, const char *val, double lo, double hi);
+
+/* ---------------------------------------------------------------- input */
+
+typedef struct app_reader app_reader;
+
+/* Opens a text file, plain or gzip (detected by its magic bytes, any name).
+ * Dies on a missing or unreadable file: "<app>: PATH: cannot open: why". */
+app_reader *app_open(const char *path);
+
+/* Next line without its newline (and without a trailing '\r'); NULL at end.
+ * The line is valid until the next call; callers may modify it. */
+char *app_getline(app_reader *r, size_t *len);
+
+long app_lineno(const app_reader *r);      /* of the line last returned */
+const char *app_path(const app_reader *r);
+void app_close(app_reader *r);
+
+/* Prints "<app>: PATH:LINE: reason" and exits 1. */
+__attribute__((noreturn, format(printf, 2, 3))) void app_fail_line(const app_reader *r, const char *fmt, ...);
+
+/* Splits line in place at any character of seps, skipping empty fields when
+ * collapse is true (runs of spaces); returns the number of fields (at most
+ * max; fields beyond max are left joined in the last one). */
+int app_split(char *line, const char *seps, bool collapse, char **fields, int max);
+
+/* Parses a whole field as a number; false if it is not exactly one. */
+bool app_parse_double(const char *s, double *out);
+bool app_parse_i64(const char *s, int64_t *out);
+
+/* Reads a whole file into memory (plain or gzip); *len set. Dies on error. */
+char *app_slurp(const char *path, size_t *len);
+
+/* ---------------------------------------------------------- string ids */
+
+typedef struct app_idmap app_idmap;
+
+app_idmap *app_idmap_new(void);
+void app_idmap_free(app_idmap *m);
+/* Dense id of s (ids 0.. in first-seen order); inserts it when insert is
+ * true, else returns -1 if absent. */
+int64_t app_idmap_get(app_idmap *m, const char *s, size_t len, bool insert);
+size_t app_idmap_size(const app_idmap *m);
+const char *app_idmap_name(const app_idmap *m, int64_t id);
+
+/* ------------------------------------------------------------- progress */
+
+typedef struct app_progress {
+	char what[64];     /* e.g. "epoch 3/20" */
+	uint64_t total;    /* items expected in this phase (0: unknown) */
+	double t0, last;
+	bool tty;
+} app_progress;
+
+/* On a terminal the line is redrawn in place (at most 5 times a second);
+ * otherwise nothing is printed until app_progress_end, which prints one line
+ * per phase.  The line shows percent, items/s, elapsed, ETA and the loss. */
+void app_progress_start(app_progress *p, const char *what, uint64_t total);
+void app_progress_update(app_progress *p, uint64_t done, double loss);
+/* extra: appended to the final line (e.g. "test RMSE 0.9312"), may be NULL */
+void app_progress_end(app_progress *p, uint64_t done, double loss, const char *extra);
+
+/* ---------------------------------------------------------------- JSON */
+
+typedef struct app_json app_json;
+
+app_json *app_json_new(const char *app);          /* {"app": "<app>", ... */
+void app_json_str(app_json *j, const char *key, const char *val);
+void app_json_num(app_json *j, const char *key, double val);
+void app_json_int(app_json *j, const char *key, int64_t val);
+/* Writes the object to path (atomically: temp file + rename); dies on error.
+ * path "-" writes to stdout.  Frees j. */
+void app_json_write(app_json *j, const char *path);
+
+/* ----------------------------------------------------------------- misc */
+
+double app_now(void); /* monotonic seconds */
+
+/* splitmix64: fast, deterministic, one state word per thread */
+static inline uint64_t app_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+static inline double app_rand_unit(uint64_t *s) { return (double)(app_rand(s) >> 11) * 0x1.0p-53; }
+
+#endif
