@@ -39,7 +39,8 @@ int ps__barrier_wait(ps_world *w, struct ps__barrier *b)
 	/* acq_rel: our writes before the barrier are released to the last
 	 * arriver, who releases them again through gen */
 	uint32_t n = atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) + 1;
-	if (n == b->total) {
+	/* relaxed: total changes only before the barrier's first use */
+	if (n == atomic_load_explicit(&b->total, memory_order_relaxed)) {
 		atomic_store_explicit(&b->count, 0, memory_order_relaxed);
 		/* release: everything every participant did before arriving */
 		atomic_store_explicit(&b->gen, gen + 1, memory_order_release);

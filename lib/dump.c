@@ -43,7 +43,7 @@ static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FI
 	case PS__WAIT_BARRIER: {
 		const struct ps__barrier *b = arg2 ? &s->hdr->nodes : &s->hdr->workers;
 		fprintf(f, " (%s barrier, generation %" PRIu64 ", %u of %u arrived)", arg2 ? "node" : "worker", arg,
-			LD(b->count), b->total);
+			LD(b->count), LD(b->total));
 		break;
 	}
 	case PS__WAIT_SLOTLOCK:
@@ -66,7 +66,7 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f)
 	const struct ps__hdr *h = s->hdr;
 	fprintf(f, "psmem job %s: %u nodes x %u threads, global epoch %" PRIu64 ", memory %" PRIu64 " of %" PRIu64
 		   " MiB\n",
-		s->name, h->num_nodes, h->threads_per_node, LD(((struct ps__hdr *)h)->global_epoch),
+		s->name, h->num_nodes, LD(((struct ps__hdr *)h)->threads_per_node), LD(((struct ps__hdr *)h)->global_epoch),
 		LD(((struct ps__hdr *)h)->mem_committed) >> 20, h->mem_budget >> 20);
 	for (uint32_t i = 0; i < h->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(s, (int)i);

@@ -65,6 +65,14 @@ typedef struct ps_world ps_world;
  */
 ps_world *ps_init(int *err);
 
+/*
+ * As ps_init, with the number of worker threads per node chosen by the
+ * program (threads > 0): without psrun it sets the private job's count;
+ * under psrun it replaces psrun's -t, and every node must pass the same
+ * value (PS_EMISMATCH otherwise).  threads == 0: as ps_init.
+ */
+ps_world *ps_init_threads(int threads, int *err);
+
 /* Leaves the job: stops the service thread, unmaps the segment. */
 int ps_finalize(ps_world *w);
 

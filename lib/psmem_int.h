@@ -169,7 +169,7 @@ struct ps__barrier {
 	 * barrier by any participant is visible after it. */
 	PS__CACHE_ALIGNED _Atomic uint32_t count;
 	_Atomic uint32_t gen;
-	uint32_t total;      /* W: creator */
+	_Atomic uint32_t total; /* W: creator, or ps_init_threads before first use */
 };
 
 /* --------------------------------------------------------------- header */
@@ -185,9 +185,12 @@ struct ps__hdr {
 	int32_t creator_pid;      /* psrun (or the embedded app) */
 	uint64_t creator_start;
 	uint32_t num_nodes;
-	uint32_t threads_per_node;
+	_Atomic uint32_t threads_per_node; /* see threads_set */
 	uint32_t numa_mode;       /* 0 auto, 1 none */
-	uint32_t _pad0;
+	/* 0: threads_per_node is psrun's -t; else the count every node asked
+	 * for in ps_init_threads.  CAS 0 -> T by the first node (relaxed: the
+	 * node barrier of the first table creation orders its use). */
+	_Atomic uint32_t threads_set;
 	uint64_t seg_size;
 	uint64_t nodes_off, tdesc_off, pools_off;
 	uint64_t shared_off, shared_size;

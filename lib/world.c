@@ -146,10 +146,10 @@ static int attach_env(ps_world *w)
 	return 0;
 }
 
-static int create_private(ps_world *w)
+static int create_private(ps_world *w, int threads)
 {
 	struct ps__seg_params p = {.num_nodes = 1, .threads_per_node = 1};
-	int t = env_int("PSMEM_THREADS", 1);
+	int t = threads > 0 ? threads : env_int("PSMEM_THREADS", 1);
 	p.threads_per_node = t > 0 ? (uint32_t)t : 1;
 	const char *numa = getenv("PSMEM_NUMA");
 	p.numa_mode = numa && strcmp(numa, "none") == 0;
@@ -193,7 +193,27 @@ static unsigned make_je_arena(void)
 #endif
 }
 
+/* Under psrun: every node asks for the same worker count, which replaces
+ * psrun's -t for this job (before any barrier is used). */
+static int set_threads(ps_world *w, int threads)
+{
+	struct ps__hdr *h = w->seg.hdr;
+	uint32_t t = (uint32_t)threads, cur = 0;
+	/* relaxed: the node barrier of the first table creation orders it */
+	if (!atomic_compare_exchange_strong_explicit(&h->threads_set, &cur, t, memory_order_relaxed,
+						     memory_order_relaxed) && cur != t)
+		return PS_EMISMATCH;
+	atomic_store_explicit(&h->threads_per_node, t, memory_order_relaxed);
+	atomic_store_explicit(&h->workers.total, t * h->num_nodes, memory_order_relaxed);
+	return 0;
+}
+
 ps_world *ps_init(int *err)
+{
+	return ps_init_threads(0, err);
+}
+
+ps_world *ps_init_threads(int threads, int *err)
 {
 	int rc = 0;
 	ps_world *expected = NULL;
@@ -209,12 +229,18 @@ ps_world *ps_init(int *err)
 		goto out;
 	}
 	pthread_mutex_init(&w->tables_lock, NULL);
-	rc = getenv("PSMEM_SEGMENT") ? attach_env(w) : create_private(w);
+	if (threads < 0 || threads > 4096) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	rc = getenv("PSMEM_SEGMENT") ? attach_env(w) : create_private(w, threads);
+	if (rc == 0 && threads > 0 && !w->embedded)
+		rc = set_threads(w, threads);
 	if (rc)
 		goto fail;
 	struct ps__hdr *h = w->seg.hdr;
 	w->nnodes = (int)h->num_nodes;
-	w->nthreads = (int)h->threads_per_node;
+	w->nthreads = (int)atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
 	w->no_grace = getenv("PSMEM_DEBUG_NO_GRACE") && *getenv("PSMEM_DEBUG_NO_GRACE") == '1';
 	rc = take_node(w);
 	if (rc)

@@ -188,14 +188,16 @@ static int verify(struct storm *st)
 static int node_main(int argc, char **argv)
 {
 	struct storm st = {.keys = 2048, .vlen = 4, .batches = 4000, .die_node = -1};
+	int threads = 0;
 	for (int i = 0; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "keys")) st.keys = strtoull(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "vlen")) st.vlen = (uint32_t)atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "batches")) st.batches = atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "die")) st.die_node = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "threads")) threads = atoi(argv[i + 1]);
 	}
 	int err;
-	st.w = ps_init(&err);
+	st.w = ps_init_threads(threads, &err);
 	if (!st.w) {
 		fprintf(stderr, "storm: ps_init: %s\n", ps_strerror(err));
 		return 1;
@@ -268,8 +270,9 @@ static void test_conservation_4_nodes_2_threads_under_relocation(void **state)
 	(void)state;
 	int segs = count_segments();
 	struct run_result r;
-	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "150000", NULL};
-	storm(4, 2, args, -1, 0, 120, NULL, &r);
+	/* psrun says 1 thread; the program asks for 2 (ps_init_threads) */
+	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "150000", "threads", "2", NULL};
+	storm(4, 1, args, -1, 0, 120, NULL, &r);
 	if (r.status != 0)
 		fprintf(stderr, "%s%s", r.out, r.err);
 	assert_int_equal(r.status, 0);
