@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test binary in $BUILD/tests, each with a time limit, and after
-# each one checks that it left no shared state behind: no /dev/shm/psmem-*
-# segment and no process of the project.  Prints "N passed, N failed".
+# Runs every test binary in $BUILD/tests, each with a time limit, in a
+# session of its own.  After each test: any process still in that session,
+# or any /dev/shm/psmem-* segment that was not there before the test, is a
+# leak and fails the test (and is cleaned up).  Prints "N passed, N failed".
 set -u
 BUILD=${BUILD:-build}
 export PSMEM_BUILD=$BUILD
@@ -9,44 +10,42 @@ LIMIT=${PSMEM_TEST_TIMEOUT:-300}
 pass=0
 fail=0
 failed=()
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
-leftovers() {
-	local segs procs
-	segs=$(ls /dev/shm 2>/dev/null | grep '^psmem-' || true)
-	procs=$(pgrep -a -f "$BUILD/(bin/psrun|tests/test_|bench/micro|apps/demo)" 2>/dev/null | grep -v pgrep || true)
-	[ -z "$segs$procs" ] && return 0
-	[ -n "$segs" ] && echo "  leaked segments: $segs"
-	[ -n "$procs" ] && echo "  leaked processes: $procs"
-	return 1
-}
-
-if ! leftovers; then
-	echo "run.sh: shared state left over from before the tests; removing it"
-	pkill -9 -f "$BUILD/(bin/psrun|tests/test_)" 2>/dev/null
-	rm -f /dev/shm/psmem-*
-fi
+segments() { ls /dev/shm 2>/dev/null | grep '^psmem-' | sort || true; }
 
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
 	echo "=== $name"
+	segments > "$tmp/before"
 	start=$(date +%s%N)
-	timeout -k 5 "$LIMIT" "$t"
+	timeout -k 5 "$LIMIT" setsid -w bash -c 'echo $$ > "$1"; exec "$2"' _ "$tmp/sid" "$t"
 	rc=$?
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
-	sleep 0.2
+	sid=$(cat "$tmp/sid" 2>/dev/null || echo 0)
+	leaks=""
+	for i in 1 2 3 4 5 6 7 8 9 10; do   # give the kernel a moment to reap
+		procs=$( [ "$sid" -gt 0 ] && pgrep -a -s "$sid" || true)
+		segs=$(segments | comm -13 "$tmp/before" -)
+		[ -z "$procs$segs" ] && break
+		sleep 0.2
+	done
+	[ -n "$procs" ] && leaks+=" processes: $(echo "$procs" | tr '\n' ';')"
+	[ -n "$segs" ] && leaks+=" segments: $(echo $segs)"
 	if [ $rc -ne 0 ]; then
 		echo "--- $name FAILED (exit $rc) in ${ms} ms"
 		fail=$((fail + 1)); failed+=("$name")
-	elif ! leftovers; then
-		echo "--- $name FAILED: left shared state behind"
+	elif [ -n "$leaks" ]; then
+		echo "--- $name FAILED: left shared state behind:$leaks"
 		fail=$((fail + 1)); failed+=("$name")
-		pkill -9 -f "$BUILD/(bin/psrun|tests/test_)" 2>/dev/null
-		rm -f /dev/shm/psmem-*
 	else
 		echo "--- $name ok in ${ms} ms"
 		pass=$((pass + 1))
 	fi
+	[ "$sid" -gt 0 ] && pkill -9 -s "$sid" 2>/dev/null
+	for s in $segs; do rm -f "/dev/shm/$s"; done
 done
 echo
 [ $fail -gt 0 ] && echo "failed: ${failed[*]}"

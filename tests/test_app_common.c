@@ -168,8 +168,11 @@ static int in_child(void (*fn)(void), char *err, size_t len)
 		_exit(0);
 	}
 	close(p[1]);
-	ssize_t n = read(p[0], err, len - 1);
-	err[n > 0 ? n : 0] = 0;
+	size_t got = 0;
+	ssize_t n;
+	while (got < len - 1 && (n = read(p[0], err + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	err[got] = 0;
 	close(p[0]);
 	int st;
 	waitpid(pid, &st, 0);
