@@ -214,6 +214,9 @@ struct ps__hdr {
 	struct ps__barrier nodes;   /* one participant per node (collectives) */
 };
 
+/* tests/run.sh reads the creator pid of a segment at this byte offset */
+_Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: update tests/run.sh");
+
 /* ----------------------------------------------------------- slot words */
 
 /*

@@ -15,6 +15,19 @@ trap 'rm -rf "$tmp"' EXIT
 
 segments() { ls /dev/shm 2>/dev/null | grep '^psmem-' | sort || true; }
 
+# New segments that belong to the test: their creator (pid at byte 36 of
+# the header) is gone or in the test's session.  Another job's live segment
+# on the same machine is not the test's leak.
+own_new_segments() {
+	local sid=$1 s pid
+	for s in $(segments | comm -13 "$tmp/before" -); do
+		pid=$(od -An -t d4 -j 36 -N 4 "/dev/shm/$s" 2>/dev/null | tr -d ' ')
+		if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null || [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$sid" ]; then
+			echo "$s"
+		fi
+	done
+}
+
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
@@ -28,7 +41,7 @@ for t in "$BUILD"/tests/test_*; do
 	leaks=""
 	for i in 1 2 3 4 5 6 7 8 9 10; do   # give the kernel a moment to reap
 		procs=$( [ "$sid" -gt 0 ] && pgrep -a -s "$sid" || true)
-		segs=$(segments | comm -13 "$tmp/before" -)
+		segs=$(own_new_segments "$sid")
 		[ -z "$procs$segs" ] && break
 		sleep 0.2
 	done
