@@ -7,7 +7,7 @@ SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
 PKGS    := liburcu-memb liburcu-cds numa jemalloc
-DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev
+DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -326,7 +326,7 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 	const struct ps__hdr *h = seg->hdr;
 	char m1[16], m2[16];
 	printf("job %s  nodes %u  threads %u  numa %s  memory %s / %s\n", seg->name + 1,
-	       h->num_nodes, h->threads_per_node, h->numa_mode == 1 ? "none" : "auto",
+	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
 	       fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
 	printf("%4s %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s\n", "node", "pid", "state",
 	       "numa", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "reloc/s",
@@ -400,7 +400,7 @@ static void print_json(const struct ps__seg *seg, const struct sample *a, const 
 	json_str(seg->name + 1);
 	printf(", \"nodes\": %u, \"threads\": %u, \"numa\": \"%s\", \"mem_committed\": %" PRIu64
 	       ", \"mem_budget\": %" PRIu64 ", \"interval_s\": %.3f, \"per_node\": [",
-	       h->num_nodes, h->threads_per_node, h->numa_mode == 1 ? "none" : "auto",
+	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
 	       b->mem_committed, h->mem_budget, (double)(b->t_ns - a->t_ns) / 1e9);
 	for (int i = 0; i < b->nodes; i++) {
 		if (i)
