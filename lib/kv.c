@@ -226,46 +226,42 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
 	}
 }
 
-int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+/*
+ * Pulls (into out) or pushes (from in) a validated batch inside one
+ * read-side section, and counts it.  Exactly one of out and in is used.
+ */
+static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in)
 {
 	int rc = check_keys(t, keys, n);
+	if (rc == 0 && n && !out && !in)
+		rc = -EINVAL;
 	if (rc)
 		return rc;
-	if (n && !values)
-		return -EINVAL;
 	ps_world *w = t->w;
+	const size_t len = t->value_len;
 	ps__thread_enter(w);
 	uint64_t local = 0;
 	urcu_memb_read_lock();
 	for (size_t i = 0; i < n; i++)
-		local += pull_one(w, t, keys[i], values + i * t->value_len) == w->node;
+		local += (out ? pull_one(w, t, keys[i], out + i * len) : push_one(w, t, keys[i], in + i * len)) ==
+			 w->node;
 	urcu_memb_read_unlock();
-	stat_add(&w->me->stats.pulls, 1);
-	stat_add(&w->me->stats.keys_pulled, n);
-	stat_add(&w->me->stats.local_keys, local);
-	stat_add(&w->me->stats.remote_keys, n - local);
+	struct ps__stats *st = &w->me->stats;
+	stat_add(out ? &st->pulls : &st->pushes, 1);
+	stat_add(out ? &st->keys_pulled : &st->keys_pushed, n);
+	stat_add(&st->local_keys, local);
+	stat_add(&st->remote_keys, n - local);
 	return 0;
+}
+
+int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+{
+	return run_batch(t, keys, n, values, NULL);
 }
 
 int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
 {
-	int rc = check_keys(t, keys, n);
-	if (rc)
-		return rc;
-	if (n && !updates)
-		return -EINVAL;
-	ps_world *w = t->w;
-	ps__thread_enter(w);
-	uint64_t local = 0;
-	urcu_memb_read_lock();
-	for (size_t i = 0; i < n; i++)
-		local += push_one(w, t, keys[i], updates + i * t->value_len) == w->node;
-	urcu_memb_read_unlock();
-	stat_add(&w->me->stats.pushes, 1);
-	stat_add(&w->me->stats.keys_pushed, n);
-	stat_add(&w->me->stats.local_keys, local);
-	stat_add(&w->me->stats.remote_keys, n - local);
-	return 0;
+	return run_batch(t, keys, n, NULL, updates);
 }
 
 /*
