@@ -1,0 +1,871 @@
+/*
+ * mf - matrix factorization with biases, trained by SGD, its model kept in
+ * psmem tables.
+ *
+ *   mf --train FILE [--test FILE] [--rank K] [--lr X] [--reg X] [--epochs N]
+ *      [--threads T] [--policy classic|localize] [--seed S] [--json FILE]
+ *      [--save FILE]
+ *   psrun -n N [-t T] mf ...
+ *
+ * Model: r(u,i) ~ mean + b_u + b_i + p_u . q_i.  A user row in table U is
+ * [p_u (rank floats), b_u], an item row in table V is [q_i, b_i]; the global
+ * mean is computed from the training data by every node.
+ *
+ * Data: every node reads the whole training file (ids must map to the same
+ * dense ids on every node, and that needs every line in file order), then
+ * keeps the ratings of its own users.  Users are dealt to the N x T workers
+ * of the job by rating count (largest first, snake order), so the workers'
+ * loads are balanced; each node's users get a contiguous key range of U, so
+ * range placement puts every user row on the node that trains it.  A worker
+ * owns its users' rows outright: it pulls a user row once per group of that
+ * user's ratings, updates it privately and pushes the difference at the end,
+ * which is exactly sequential SGD on that row.
+ *
+ * Policies (item rows are where they differ):
+ *   classic   V is range-placed and never moves; every worker reads and
+ *             updates any item row wherever it lives (asynchronous SGD).
+ *   localize  DSGD parameter blocking as in Lapse: items are dealt into
+ *             B = N x T blocks (balanced by count); an epoch is B sub-epochs;
+ *             in sub-epoch s worker w trains its users' ratings on items of
+ *             block (w + s) mod B, so no two workers touch the same item row,
+ *             and the worker localizes that block to its node first.  The
+ *             next block's localize is issued asynchronously when 3/4 of the
+ *             current sub-epoch is done and waited for after the barrier.
+ *
+ * Per epoch: train; barrier; every worker evaluates its share of the test
+ * ratings; the sums go through a small psmem table (one key per epoch);
+ * barrier; node 0 prints train RMSE (prequential, errors before each
+ * update) and test RMSE.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "psmem.h"
+
+#define NONE UINT32_MAX
+
+struct rating {
+	uint32_t u, i; /* dense ids (NONE: unseen in training, test only) */
+	float r;
+};
+
+struct ratings {
+	struct rating *v;
+	size_t n, cap;
+};
+
+struct cfg {
+	const char *train, *test, *json, *save;
+	int rank, epochs, threads;
+	double lr, reg, init_std;
+	uint64_t seed;
+	bool localize;
+};
+
+/* A run of one user's ratings inside one (worker, block) bucket. */
+struct group {
+	uint64_t ukey;
+	size_t start, len;
+};
+
+struct worker_data {
+	struct rating *r;     /* its ratings, bucketed by block, by user within */
+	struct group *g;      /* its groups, bucketed by block */
+	size_t *gstart;       /* B + 1: groups of block b are g[gstart[b] .. gstart[b+1]) */
+	size_t *rcount;       /* B: ratings in block b */
+	size_t nr;
+	struct rating *test;  /* its share of the test ratings */
+	size_t ntest;
+};
+
+struct job {
+	struct cfg c;
+	ps_world *w;
+	int nodes, node, threads, workers, blocks;
+	app_idmap *users, *items;
+	size_t nusers, nitems;
+	uint64_t *ukey;       /* dense user id -> key in U */
+	uint64_t ukeys;       /* number of keys of U */
+	ps_key *block_items;  /* items of block b: block_items[bstart[b] .. bstart[b+1]) */
+	size_t *bstart;
+	double mean, rmin, rmax;
+	size_t ntrain, ntest, test_unseen;
+	struct worker_data *wd; /* this node's threads */
+	ps_table *U, *V, *M;
+	/* filled by node 0, thread 0 */
+	double train_seconds, total_seconds, rmse, train_rmse;
+	double *epoch_rmse;
+};
+
+/* ------------------------------------------------------------- loading */
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t l = strlen(s);
+	while (l && (s[l - 1] == ' ' || s[l - 1] == '\t'))
+		s[--l] = 0;
+	return s;
+}
+
+/*
+ * Reads "user item rating [timestamp]" lines, separated by commas (if the
+ * line has one) or by runs of tabs and spaces.  Blank lines and lines
+ * starting with '#' are skipped; the first other line is a header if its
+ * rating field is not a number.  Training ids are inserted into the maps;
+ * test ids are only looked up (NONE if unseen).
+ */
+static void load(const char *path, bool train, app_idmap *users, app_idmap *items, struct ratings *out,
+		 double *sum, double *rmin, double *rmax)
+{
+	app_reader *rd = app_open(path);
+	char *line;
+	size_t len;
+	bool first = true;
+	while ((line = app_getline(rd, &len))) {
+		char *p = trim(line);
+		if (!*p || *p == '#')
+			continue;
+		bool comma = strchr(p, ',') != NULL;
+		char *f[64];
+		int n = app_split(p, comma ? "," : " \t", !comma, f, 64);
+		bool was_first = first;
+		first = false;
+		if (n < 3 || n > 4)
+			app_fail_line(rd, "expected 3 or 4 fields, found %d%s", n,
+				      n == 64 ? " or more" : "");
+		for (int k = 0; k < n; k++)
+			f[k] = trim(f[k]);
+		double r;
+		if (!app_parse_double(f[2], &r)) {
+			if (was_first)
+				continue; /* header line */
+			app_fail_line(rd, "rating '%s' is not a number", f[2]);
+		}
+		if (!isfinite(r))
+			app_fail_line(rd, "rating '%s' is not a finite number", f[2]);
+		if (!*f[0])
+			app_fail_line(rd, "empty user id");
+		if (!*f[1])
+			app_fail_line(rd, "empty item id");
+		int64_t u = app_idmap_get(users, f[0], strlen(f[0]), train);
+		int64_t i = app_idmap_get(items, f[1], strlen(f[1]), train);
+		if (train && (u >= (int64_t)NONE || i >= (int64_t)NONE))
+			app_fail_line(rd, "more than %u distinct users or items", NONE - 1);
+		if (out->n == out->cap) {
+			out->cap = out->cap ? out->cap * 2 : 1u << 16;
+			out->v = realloc(out->v, out->cap * sizeof *out->v);
+			if (!out->v)
+				app_die("%s: out of memory", path);
+		}
+		out->v[out->n++] = (struct rating){.u = u < 0 ? NONE : (uint32_t)u, .i = i < 0 ? NONE : (uint32_t)i,
+						   .r = (float)r};
+		if (sum) {
+			*sum += r;
+			if (r < *rmin)
+				*rmin = r;
+			if (r > *rmax)
+				*rmax = r;
+		}
+	}
+	if (out->n == 0)
+		app_die("%s: empty file: no ratings in it", path);
+	app_close(rd);
+}
+
+/* ---------------------------------------------------------- partitioning */
+
+struct byc {
+	uint64_t count;
+	uint32_t id;
+};
+
+static int byc_cmp(const void *a, const void *b)
+{
+	const struct byc *x = a, *y = b;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Deals ids 0..n-1 to k bins, largest count first, in snake order (0..k-1,
+ * k-1..0, ...): bin sizes differ by at most one, loads are near-balanced. */
+static uint32_t *deal(const uint64_t *count, size_t n, int k)
+{
+	struct byc *o = malloc((n ? n : 1) * sizeof *o);
+	uint32_t *bin = malloc((n ? n : 1) * sizeof *bin);
+	if (!o || !bin)
+		app_die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		o[i] = (struct byc){count[i], (uint32_t)i};
+	qsort(o, n, sizeof *o, byc_cmp);
+	for (size_t p = 0; p < n; p++) {
+		size_t round = p / (size_t)k, idx = p % (size_t)k;
+		bin[o[p].id] = (uint32_t)(round % 2 == 0 ? idx : (size_t)k - 1 - idx);
+	}
+	free(o);
+	return bin;
+}
+
+static void partition(struct job *jb, struct ratings *tr, struct ratings *te)
+{
+	int W = jb->workers, T = jb->threads, N = jb->nodes, B = jb->blocks;
+	size_t U = jb->nusers, I = jb->nitems;
+	uint64_t *cnt = calloc(U > I ? U : I, sizeof *cnt);
+	if (!cnt)
+		app_die("out of memory");
+	for (size_t k = 0; k < tr->n; k++)
+		cnt[tr->v[k].u]++;
+	uint32_t *uw = deal(cnt, U, W); /* user -> global worker */
+
+	/* user keys: node n's users get keys n*C .. n*C + (its count) - 1 */
+	uint64_t *per_node = calloc((size_t)N, sizeof *per_node);
+	jb->ukey = malloc((U ? U : 1) * sizeof *jb->ukey);
+	if (!per_node || !jb->ukey)
+		app_die("out of memory");
+	for (size_t u = 0; u < U; u++)
+		per_node[uw[u] / (uint32_t)T]++;
+	uint64_t C = 1;
+	for (int n = 0; n < N; n++)
+		if (per_node[n] > C)
+			C = per_node[n];
+	memset(per_node, 0, (size_t)N * sizeof *per_node);
+	for (size_t u = 0; u < U; u++) {
+		uint32_t n = uw[u] / (uint32_t)T;
+		jb->ukey[u] = (uint64_t)n * C + per_node[n]++;
+	}
+	jb->ukeys = (uint64_t)N * C;
+
+	/* item blocks */
+	memset(cnt, 0, I * sizeof *cnt);
+	for (size_t k = 0; k < tr->n; k++)
+		cnt[tr->v[k].i]++;
+	uint32_t *ib = deal(cnt, I, B);
+	jb->bstart = calloc((size_t)B + 1, sizeof *jb->bstart);
+	jb->block_items = malloc((I ? I : 1) * sizeof *jb->block_items);
+	if (!jb->bstart || !jb->block_items)
+		app_die("out of memory");
+	for (size_t i = 0; i < I; i++)
+		jb->bstart[ib[i] + 1]++;
+	for (int b = 0; b < B; b++)
+		jb->bstart[b + 1] += jb->bstart[b];
+	{
+		size_t *fill = calloc((size_t)B, sizeof *fill);
+		if (!fill)
+			app_die("out of memory");
+		for (size_t i = 0; i < I; i++)
+			jb->block_items[jb->bstart[ib[i]] + fill[ib[i]]++] = i;
+		free(fill);
+	}
+
+	/* this node's ratings into (thread, block) buckets, by user key within
+	 * a bucket, file order within a user: counting sort by key, then a
+	 * stable counting sort by bucket */
+	uint64_t k0 = (uint64_t)jb->node * C;
+	size_t nb = (size_t)T * (size_t)B, mine = 0;
+	size_t *ucount = calloc(C + 1, sizeof *ucount);
+	size_t *bcount = calloc(nb + 1, sizeof *bcount);
+	if (!ucount || !bcount)
+		app_die("out of memory");
+	for (size_t k = 0; k < tr->n; k++) {
+		uint64_t key = jb->ukey[tr->v[k].u];
+		if (key >= k0 && key < k0 + C) {
+			ucount[key - k0 + 1]++;
+			mine++;
+		}
+	}
+	for (uint64_t k = 0; k < C; k++)
+		ucount[k + 1] += ucount[k];
+	struct rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
+	struct rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
+	if (!byu || !sorted)
+		app_die("out of memory");
+	for (size_t k = 0; k < tr->n; k++) {
+		uint64_t key = jb->ukey[tr->v[k].u];
+		if (key >= k0 && key < k0 + C)
+			byu[ucount[key - k0]++] = tr->v[k];
+	}
+	free(ucount);
+#define BUCKET(rt) ((size_t)(uw[(rt).u] % (uint32_t)T) * (size_t)B + (B > 1 ? ib[(rt).i] : 0))
+	for (size_t k = 0; k < mine; k++)
+		bcount[BUCKET(byu[k]) + 1]++;
+	for (size_t b = 0; b < nb; b++)
+		bcount[b + 1] += bcount[b];
+	size_t *bpos = malloc((nb + 1) * sizeof *bpos);
+	if (!bpos)
+		app_die("out of memory");
+	memcpy(bpos, bcount, (nb + 1) * sizeof *bpos);
+	for (size_t k = 0; k < mine; k++)
+		sorted[bpos[BUCKET(byu[k])]++] = byu[k];
+#undef BUCKET
+	free(bpos);
+	free(byu);
+
+	jb->wd = calloc((size_t)T, sizeof *jb->wd);
+	if (!jb->wd)
+		app_die("out of memory");
+	for (int t = 0; t < T; t++) {
+		struct worker_data *d = &jb->wd[t];
+		size_t r0 = bcount[(size_t)t * B], r1 = bcount[(size_t)(t + 1) * B];
+		d->nr = r1 - r0;
+		d->r = malloc((d->nr ? d->nr : 1) * sizeof *d->r);
+		d->gstart = calloc((size_t)B + 1, sizeof *d->gstart);
+		d->rcount = calloc((size_t)B, sizeof *d->rcount);
+		size_t ng = 0;
+		for (size_t k = r0; k < r1; k++)
+			if (k == r0 || sorted[k].u != sorted[k - 1].u ||
+			    bcount[(size_t)t * B + (B > 1 ? ib[sorted[k].i] : 0)] == k)
+				ng++;
+		d->g = malloc((ng ? ng : 1) * sizeof *d->g);
+		if (!d->r || !d->gstart || !d->rcount || !d->g)
+			app_die("out of memory");
+		memcpy(d->r, sorted + r0, d->nr * sizeof *d->r);
+		ng = 0;
+		for (int b = 0; b < B; b++) {
+			size_t s0 = bcount[(size_t)t * B + b] - r0, s1 = bcount[(size_t)t * B + b + 1] - r0;
+			d->gstart[b] = ng;
+			d->rcount[b] = s1 - s0;
+			for (size_t k = s0; k < s1; k++) {
+				if (k == s0 || d->r[k].u != d->r[k - 1].u)
+					d->g[ng++] = (struct group){.ukey = jb->ukey[d->r[k].u], .start = k, .len = 0};
+				d->g[ng - 1].len++;
+			}
+		}
+		d->gstart[B] = ng;
+	}
+	free(sorted);
+	free(bcount);
+
+	/* test ratings: round-robin over all workers of the job */
+	for (int t = 0; t < T; t++) {
+		struct worker_data *d = &jb->wd[t];
+		int wg = jb->node * T + t;
+		d->ntest = te->n / (size_t)W + ((size_t)wg < te->n % (size_t)W);
+		d->test = malloc((d->ntest ? d->ntest : 1) * sizeof *d->test);
+		if (!d->test)
+			app_die("out of memory");
+		size_t m = 0;
+		for (size_t k = (size_t)wg; k < te->n; k += (size_t)W)
+			d->test[m++] = te->v[k];
+	}
+	free(uw);
+	free(ib);
+	free(cnt);
+	free(per_node);
+}
+
+/* ------------------------------------------------------------- training */
+
+static void check(int rc, const char *what)
+{
+	if (rc < 0)
+		app_die("%s: %s", what, ps_strerror(rc));
+}
+
+/* N(0, 1) from two uniforms (Box-Muller). */
+static double gauss(uint64_t *s)
+{
+	double a = app_rand_unit(s), b = app_rand_unit(s);
+	return sqrt(-2.0 * log(a + 1e-300)) * cos(6.283185307179586 * b);
+}
+
+/* Initial row of user or item id: N(0, init_std) factors, bias 0; a
+ * function of (seed, kind, id) only, so any node count gives the same. */
+static void init_row(const struct job *jb, int kind, uint64_t id, float *row)
+{
+	uint64_t s = jb->c.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)kind * 0x632be59bd9b4e019ULL + id;
+	app_rand(&s);
+	for (int f = 0; f < jb->c.rank; f++)
+		row[f] = (float)(gauss(&s) * jb->c.init_std);
+	row[jb->c.rank] = 0;
+}
+
+static float predict(const struct job *jb, const float *pu, const float *qi)
+{
+	int K = jb->c.rank;
+	double x = jb->mean;
+	if (pu)
+		x += pu[K];
+	if (qi)
+		x += qi[K];
+	if (pu && qi) {
+		float dot = 0;
+		for (int f = 0; f < K; f++)
+			dot += pu[f] * qi[f];
+		x += dot;
+	}
+	return (float)x;
+}
+
+static void shuffle_groups(struct group *g, size_t n, uint64_t *s)
+{
+	for (size_t k = n; k > 1; k--) {
+		size_t j = (size_t)(app_rand(s) % k);
+		struct group t = g[k - 1];
+		g[k - 1] = g[j];
+		g[j] = t;
+	}
+}
+
+struct wstate {
+	struct job *jb;
+	int t, wg;
+	float *pu, *pu0, *qi, *dq;
+	app_progress *prog;  /* node 0 thread 0 only */
+	uint64_t done;       /* ratings done this epoch by this worker */
+};
+
+/* One user's ratings (all on the items of one block). */
+static double train_group(struct wstate *ws, const struct group *g, const struct rating *r)
+{
+	struct job *jb = ws->jb;
+	int K = jb->c.rank;
+	float lr = (float)jb->c.lr, reg = (float)jb->c.reg, mean = (float)jb->mean;
+	float *pu = ws->pu, *pu0 = ws->pu0, *qi = ws->qi, *dq = ws->dq;
+	ps_key uk = g->ukey;
+	check(ps_pull_sync(jb->U, &uk, 1, pu), "pull of a user row");
+	memcpy(pu0, pu, (size_t)(K + 1) * sizeof *pu);
+	double sse = 0;
+	for (size_t k = 0; k < g->len; k++) {
+		ps_key ik = r[k].i;
+		check(ps_pull_sync(jb->V, &ik, 1, qi), "pull of an item row");
+		float dot = 0;
+		for (int f = 0; f < K; f++)
+			dot += pu[f] * qi[f];
+		float err = r[k].r - (mean + pu[K] + qi[K] + dot);
+		sse += (double)err * err;
+		pu[K] += lr * (err - reg * pu[K]);
+		dq[K] = lr * (err - reg * qi[K]);
+		for (int f = 0; f < K; f++) {
+			float p = pu[f], q = qi[f];
+			pu[f] = p + lr * (err * q - reg * p);
+			dq[f] = lr * (err * p - reg * q);
+		}
+		check(ps_push_sync(jb->V, &ik, 1, dq), "push to an item row");
+	}
+	for (int f = 0; f <= K; f++)
+		pu0[f] = pu[f] - pu0[f];
+	check(ps_push_sync(jb->U, &uk, 1, pu0), "push to a user row");
+	return sse;
+}
+
+/* Trains this worker's groups of block b; issues the localize of block
+ * `next` (if >= 0) once 3/4 of the ratings are done.  Returns the SSE. */
+static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_handle *pending)
+{
+	struct job *jb = ws->jb;
+	struct worker_data *d = &jb->wd[ws->t];
+	struct group *g = d->g + d->gstart[b];
+	size_t ng = d->gstart[b + 1] - d->gstart[b], done = 0, trigger = d->rcount[b] * 3 / 4;
+	shuffle_groups(g, ng, rng);
+	double sse = 0;
+	uint64_t factor = (uint64_t)jb->workers;
+	for (size_t k = 0; k < ng; k++) {
+		if (next >= 0 && !*pending && done >= trigger)
+			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
+					       jb->bstart[next + 1] - jb->bstart[next]);
+		sse += train_group(ws, &g[k], d->r + g[k].start);
+		done += g[k].len;
+		ws->done += g[k].len;
+		if (ws->prog) {
+			uint64_t est = ws->done * factor;
+			app_progress_update(ws->prog, est < jb->ntrain ? est : jb->ntrain, NAN);
+		}
+	}
+	if (next >= 0 && !*pending)
+		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
+	return sse;
+}
+
+static double eval_test(struct wstate *ws)
+{
+	struct job *jb = ws->jb;
+	struct worker_data *d = &jb->wd[ws->t];
+	double sse = 0;
+	for (size_t k = 0; k < d->ntest; k++) {
+		const struct rating *r = &d->test[k];
+		ps_key uk, ik;
+		float *pu = NULL, *qi = NULL;
+		if (r->u != NONE) {
+			uk = jb->ukey[r->u];
+			check(ps_pull_sync(jb->U, &uk, 1, ws->pu), "pull of a user row");
+			pu = ws->pu;
+		}
+		if (r->i != NONE) {
+			ik = r->i;
+			check(ps_pull_sync(jb->V, &ik, 1, ws->qi), "pull of an item row");
+			qi = ws->qi;
+		}
+		double p = predict(jb, pu, qi);
+		p = p < jb->rmin ? jb->rmin : p > jb->rmax ? jb->rmax : p; /* clip to the training range */
+		double e = r->r - p;
+		sse += e * e;
+	}
+	return sse;
+}
+
+static void barrier(ps_world *w)
+{
+	check(ps_barrier(w), "barrier");
+}
+
+static void save_model(struct job *jb);
+
+static void worker(ps_world *w, int t, void *arg)
+{
+	struct job *jb = arg;
+	const struct cfg *c = &jb->c;
+	int K = c->rank, W = jb->workers, B = jb->blocks;
+	struct wstate ws = {.jb = jb, .t = t, .wg = jb->node * jb->threads + t};
+	ws.pu = malloc(4 * (size_t)(K + 1) * sizeof(float));
+	if (!ws.pu)
+		app_die("out of memory");
+	ws.pu0 = ws.pu + K + 1;
+	ws.qi = ws.pu0 + K + 1;
+	ws.dq = ws.qi + K + 1;
+	bool lead = jb->node == 0 && t == 0;
+
+	/* initial values, user and item ids dealt round-robin over the
+	 * workers (a one-time cost; rows may be remote) */
+	for (size_t u = (size_t)ws.wg; u < jb->nusers; u += (size_t)W) {
+		ps_key k = jb->ukey[u];
+		init_row(jb, 1, u, ws.dq);
+		check(ps_push_sync(jb->U, &k, 1, ws.dq), "initializing user rows");
+	}
+	for (size_t i = (size_t)ws.wg; i < jb->nitems; i += (size_t)W) {
+		ps_key k = i;
+		init_row(jb, 2, i, ws.dq);
+		check(ps_push_sync(jb->V, &k, 1, ws.dq), "initializing item rows");
+	}
+	ps_handle pending = NULL;
+	if (c->localize) /* the first block, before anyone trains */
+		check(ps_localize_sync(jb->V, jb->block_items + jb->bstart[ws.wg % B],
+				       jb->bstart[ws.wg % B + 1] - jb->bstart[ws.wg % B]),
+		      "localize");
+	barrier(w);
+
+	app_progress prog;
+	double t_start = app_now(), t_train = 0;
+	for (int e = 0; e < c->epochs; e++) {
+		uint64_t rng = c->seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL + (uint64_t)ws.wg;
+		char what[64];
+		if (lead) {
+			snprintf(what, sizeof what, "epoch %d/%d", e + 1, c->epochs);
+			app_progress_start(&prog, what, jb->ntrain);
+			ws.prog = &prog;
+		}
+		ws.done = 0;
+		double t0 = app_now(), sse = 0;
+		if (!c->localize) {
+			sse = train_block(&ws, 0, &rng, -1, &pending);
+			barrier(w);
+		} else {
+			for (int s = 0; s < B; s++) {
+				int b = (ws.wg + s) % B;
+				bool last = e == c->epochs - 1 && s == B - 1;
+				sse += train_block(&ws, b, &rng, last ? -1 : (ws.wg + s + 1) % B, &pending);
+				barrier(w);
+				if (pending) {
+					check(ps_wait(pending), "localize");
+					pending = NULL;
+				}
+			}
+		}
+		t_train += app_now() - t0;
+		double tsse = eval_test(&ws);
+		ps_key mk = (ps_key)e;
+		float m[2] = {(float)sse, (float)tsse};
+		check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+		barrier(w);
+		if (lead) {
+			check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
+			jb->train_rmse = sqrt(m[0] / (double)jb->ntrain);
+			jb->rmse = jb->ntest ? sqrt(m[1] / (double)jb->ntest) : NAN;
+			jb->epoch_rmse[e] = jb->rmse;
+			char extra[64] = "";
+			if (jb->ntest)
+				snprintf(extra, sizeof extra, "test RMSE %.4f", jb->rmse);
+			app_progress_end(&prog, jb->ntrain, jb->train_rmse, extra);
+		}
+	}
+	if (lead) {
+		jb->train_seconds = t_train;
+		jb->total_seconds = app_now() - t_start;
+		if (c->save)
+			save_model(jb);
+	}
+	barrier(w); /* nobody leaves while node 0 reads the model */
+	free(ws.pu);
+}
+
+/* ---------------------------------------------------------------- save */
+
+static void write_row(FILE *f, const char *kind, const char *id, const float *row, int K)
+{
+	fprintf(f, "%s\t%s\t%.7g", kind, id, (double)row[K]);
+	for (int k = 0; k < K; k++)
+		fprintf(f, "\t%.7g", (double)row[k]);
+	fputc('\n', f);
+}
+
+/* Text model: a header, "mean M", then "user ID BIAS F1..FK" and
+ * "item ID BIAS F1..FK" rows with the original ids; written to a temp file
+ * and renamed, so a reader never sees half a model. */
+static void save_model(struct job *jb)
+{
+	int K = jb->c.rank;
+	size_t plen = strlen(jb->c.save) + 32;
+	char *tmp = malloc(plen);
+	float *row = malloc((size_t)(K + 1) * sizeof *row);
+	if (!tmp || !row)
+		app_die("out of memory");
+	snprintf(tmp, plen, "%s.tmp%d", jb->c.save, (int)getpid());
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		app_die("%s: cannot write: %s", jb->c.save, strerror(errno));
+	fprintf(f, "# psmem mf model: rank %d, %zu users, %zu items; rows: user|item <tab> id <tab> bias <tab> "
+		   "factors; prediction = mean + user bias + item bias + dot(factors)\n",
+		K, jb->nusers, jb->nitems);
+	fprintf(f, "mean\t%.9g\n", jb->mean);
+	for (size_t u = 0; u < jb->nusers; u++) {
+		ps_key k = jb->ukey[u];
+		check(ps_pull_sync(jb->U, &k, 1, row), "pull of a user row");
+		write_row(f, "user", app_idmap_name(jb->users, (int64_t)u), row, K);
+	}
+	for (size_t i = 0; i < jb->nitems; i++) {
+		ps_key k = i;
+		check(ps_pull_sync(jb->V, &k, 1, row), "pull of an item row");
+		write_row(f, "item", app_idmap_name(jb->items, (int64_t)i), row, K);
+	}
+	bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok &= fclose(f) == 0;
+	if (!ok || rename(tmp, jb->c.save) != 0) {
+		int e = errno;
+		unlink(tmp);
+		app_die("%s: cannot write: %s", jb->c.save, strerror(e));
+	}
+	free(tmp);
+	free(row);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mf --train FILE [--test FILE] [options]\n"
+		"       psrun -n N [-t T] mf --train FILE [--test FILE] [options]\n"
+		"\n"
+		"Matrix factorization with biases (r = mean + b_u + b_i + p_u.q_i) trained by\n"
+		"SGD, the model kept in psmem tables.  Prints train and test RMSE per epoch.\n"
+		"\n"
+		"Input: one rating per line, 'user item rating [timestamp]', separated by\n"
+		"commas or by tabs/spaces (MovieLens u.data and ratings.csv load as they are);\n"
+		"an optional header line (a first line whose rating is not a number), blank\n"
+		"lines and '#' comments are skipped; plain or gzip.  Ids are arbitrary strings.\n"
+		"Test ratings of users or items not in the training data are predicted from\n"
+		"the biases and the mean, and counted.\n"
+		"\n"
+		"  --train FILE      training ratings (required)\n"
+		"  --test FILE       test ratings: test RMSE per epoch (default: none)\n"
+		"  --rank K          factors per user and item (default: 100)\n"
+		"  --lr X            SGD learning rate (default: 0.015)\n"
+		"  --reg X           L2 regularization of factors and biases (default: 0.08)\n"
+		"  --init-std X      std. deviation of the initial factors (default: 0.1)\n"
+		"  --epochs N        passes over the training data (default: 20)\n"
+		"  --threads T       worker threads per node (default: psrun -t, else 1)\n"
+		"  --policy P        parameter management (default: classic):\n"
+		"                      classic   item rows stay where created (range placement);\n"
+		"                                workers update any item row (asynchronous SGD)\n"
+		"                      localize  DSGD blocking: items in N x T blocks, each worker\n"
+		"                                trains one block per sub-epoch and localizes it\n"
+		"                                to its node first (next block prefetched)\n"
+		"  --seed S          seed of the initial factors and the order (default: 1)\n"
+		"  --json FILE       write a JSON summary (app, policy, nodes, threads, epochs,\n"
+		"                    seconds, throughput, rmse, ...); '-' for stdout (default: none)\n"
+		"  --save FILE       write the model as text: 'mean M', then one row per user\n"
+		"                    and item: user|item ID BIAS F1..FK (default: none)\n"
+		"  -h, --help        print this help and exit\n"
+		"\n"
+		"Determinism: with one worker in all (one node, one thread) a run is a function\n"
+		"of the data and --seed.  With more, workers update shared item rows\n"
+		"concurrently (classic) and sums are added in arrival order, so results vary\n"
+		"slightly from run to run.\n"
+		"\n"
+		"Throughput is training ratings per second (evaluation excluded).\n");
+}
+
+int main(int argc, char **argv)
+{
+	app_init("mf");
+	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1}};
+	struct cfg *c = &jb.c;
+	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE };
+	static const struct option opts[] = {
+		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
+		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
+		{"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS}, {"policy", 1, 0, O_POLICY},
+		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
+		{"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+	int o;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case O_TRAIN: c->train = optarg; break;
+		case O_TEST: c->test = optarg; break;
+		case O_RANK: c->rank = (int)app_opt_long("--rank", optarg, 1, 4096); break;
+		case O_LR: c->lr = app_opt_double("--lr", optarg, 0, 10); break;
+		case O_REG: c->reg = app_opt_double("--reg", optarg, 0, 100); break;
+		case O_INIT: c->init_std = app_opt_double("--init-std", optarg, 0, 10); break;
+		case O_EPOCHS: c->epochs = (int)app_opt_long("--epochs", optarg, 1, 1000000); break;
+		case O_THREADS: c->threads = (int)app_opt_long("--threads", optarg, 1, 1024); break;
+		case O_POLICY:
+			if (strcmp(optarg, "classic") == 0)
+				c->localize = false;
+			else if (strcmp(optarg, "localize") == 0)
+				c->localize = true;
+			else
+				app_die("--policy: '%s' is not classic or localize", optarg);
+			break;
+		case O_SEED: c->seed = (uint64_t)app_opt_long("--seed", optarg, 0, INT64_MAX); break;
+		case O_JSON: c->json = optarg; break;
+		case O_SAVE: c->save = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: fprintf(stderr, "Try 'mf --help'.\n"); return 2;
+		}
+	}
+	if (optind < argc)
+		app_die("unexpected argument '%s' (try --help)", argv[optind]);
+	if (!c->train)
+		app_die("--train FILE is required (try --help)");
+
+	/* every node reads everything: ids must agree across nodes */
+	double t_load = app_now();
+	struct ratings tr = {0}, te = {0};
+	jb.users = app_idmap_new();
+	jb.items = app_idmap_new();
+	double sum = 0;
+	jb.rmin = INFINITY;
+	jb.rmax = -INFINITY;
+	load(c->train, true, jb.users, jb.items, &tr, &sum, &jb.rmin, &jb.rmax);
+	if (c->test)
+		load(c->test, false, jb.users, jb.items, &te, NULL, NULL, NULL);
+	jb.nusers = app_idmap_size(jb.users);
+	jb.nitems = app_idmap_size(jb.items);
+	jb.ntrain = tr.n;
+	jb.ntest = te.n;
+	jb.mean = sum / (double)tr.n;
+	for (size_t k = 0; k < te.n; k++)
+		jb.test_unseen += te.v[k].u == NONE || te.v[k].i == NONE;
+	t_load = app_now() - t_load;
+
+	int err;
+	jb.w = c->threads ? ps_init_threads(c->threads, &err) : ps_init(&err);
+	if (!jb.w)
+		app_die("cannot join the job: %s", ps_strerror(err));
+	jb.nodes = ps_num_nodes(jb.w);
+	jb.node = ps_node_id(jb.w);
+	jb.threads = ps_num_threads(jb.w);
+	jb.workers = jb.nodes * jb.threads;
+	jb.blocks = c->localize ? jb.workers : 1;
+	partition(&jb, &tr, &te);
+	free(tr.v);
+	free(te.v);
+	jb.epoch_rmse = calloc((size_t)c->epochs, sizeof *jb.epoch_rmse);
+	if (!jb.epoch_rmse)
+		app_die("out of memory");
+
+	ps_table_opts to;
+	ps_table_opts_init(&to, jb.ukeys, (uint32_t)c->rank + 1);
+	to.placement = PS_PLACE_RANGE;
+	jb.U = ps_table_create(jb.w, &to, &err);
+	if (!jb.U)
+		app_die("cannot create the user table: %s", ps_strerror(err));
+	ps_table_opts_init(&to, jb.nitems, (uint32_t)c->rank + 1);
+	to.placement = PS_PLACE_RANGE;
+	jb.V = ps_table_create(jb.w, &to, &err);
+	if (!jb.V)
+		app_die("cannot create the item table: %s", ps_strerror(err));
+	ps_table_opts_init(&to, (uint64_t)c->epochs, 2);
+	jb.M = ps_table_create(jb.w, &to, &err);
+	if (!jb.M)
+		app_die("cannot create the metrics table: %s", ps_strerror(err));
+
+	if (jb.node == 0) {
+		printf("mf: %zu users, %zu items, %zu training ratings (mean %.4f)", jb.nusers, jb.nitems, jb.ntrain,
+		       jb.mean);
+		if (c->test)
+			printf(", %zu test ratings (%zu with an unseen user or item)", jb.ntest, jb.test_unseen);
+		printf("; loaded in %.2f s\n", t_load);
+		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs\n", jb.nodes,
+		       jb.nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "", c->localize ? "localize" : "classic",
+		       c->rank, c->lr, c->reg, c->epochs);
+		fflush(stdout);
+	}
+	int rc = ps_run_workers(jb.w, worker, &jb);
+	if (rc)
+		app_die("workers: %s", ps_strerror(rc));
+
+	if (jb.node == 0) {
+		double thr = (double)jb.ntrain * c->epochs / jb.train_seconds;
+		if (jb.ntest)
+			printf("mf: test RMSE %.4f, train RMSE %.4f after %d epochs; %.0f ratings/s (%.2f s training, "
+			       "%.2f s in all)\n",
+			       jb.rmse, jb.train_rmse, c->epochs, thr, jb.train_seconds, jb.total_seconds);
+		else
+			printf("mf: train RMSE %.4f after %d epochs; %.0f ratings/s (%.2f s training)\n", jb.train_rmse,
+			       c->epochs, thr, jb.train_seconds);
+		if (c->json) {
+			app_json *j = app_json_new("mf");
+			app_json_str(j, "policy", c->localize ? "localize" : "classic");
+			app_json_int(j, "nodes", jb.nodes);
+			app_json_int(j, "threads", jb.threads);
+			app_json_int(j, "epochs", c->epochs);
+			app_json_num(j, "seconds", jb.total_seconds);
+			app_json_num(j, "train_seconds", jb.train_seconds);
+			app_json_num(j, "load_seconds", t_load);
+			app_json_num(j, "throughput", thr);
+			app_json_num(j, "rmse", jb.rmse);
+			app_json_num(j, "train_rmse", jb.train_rmse);
+			app_json_int(j, "rank", c->rank);
+			app_json_num(j, "lr", c->lr);
+			app_json_num(j, "reg", c->reg);
+			app_json_int(j, "seed", (int64_t)c->seed);
+			app_json_int(j, "users", (int64_t)jb.nusers);
+			app_json_int(j, "items", (int64_t)jb.nitems);
+			app_json_int(j, "train_ratings", (int64_t)jb.ntrain);
+			app_json_int(j, "test_ratings", (int64_t)jb.ntest);
+			app_json_int(j, "test_unseen", (int64_t)jb.test_unseen);
+			app_json_num(j, "global_mean", jb.mean);
+			ps_node_stats st;
+			if (ps_stats(jb.w, 0, &st) == 0) {
+				app_json_int(j, "relocations_node0", (int64_t)st.relocations);
+				app_json_num(j, "local_share_node0",
+					     (double)st.local_keys / (double)(st.local_keys + st.remote_keys + 1));
+			}
+			app_json_write(j, c->json);
+		}
+	}
+	ps_finalize(jb.w);
+	for (int t = 0; t < jb.threads; t++) {
+		free(jb.wd[t].r);
+		free(jb.wd[t].g);
+		free(jb.wd[t].gstart);
+		free(jb.wd[t].rcount);
+		free(jb.wd[t].test);
+	}
+	free(jb.wd);
+	free(jb.ukey);
+	free(jb.bstart);
+	free(jb.block_items);
+	free(jb.epoch_rmse);
+	app_idmap_free(jb.users);
+	app_idmap_free(jb.items);
+	return 0;
+}

@@ -1,0 +1,412 @@
+/*
+ * test_app_mf.c - the mf app end to end on tiny planted data (made by
+ * mfgen): it beats the global-mean baseline by a clear margin with one node
+ * and under psrun -n 2 with both policies, its loss falls, its JSON summary
+ * and saved model are complete, a seed makes a one-thread run repeatable,
+ * CSV with a header loads, and every malformed input stops it with its
+ * message and exit status 1.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+static char dir[] = "/tmp/psmem-test-mf-XXXXXX";
+static double baseline; /* test RMSE of predicting the training mean */
+static struct run_result res;
+
+#define EPOCHS "12"
+
+static const char *path_of(const char *name)
+{
+	static char p[8][512];
+	static int i;
+	char *s = p[i++ % 8];
+	snprintf(s, 512, "%s/%s", dir, name);
+	return s;
+}
+
+static void write_text(const char *name, const char *text)
+{
+	FILE *f = fopen(path_of(name), "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Mean of column 3 of a file, or RMSE against m when m is finite. */
+static double column_stat(const char *name, double m)
+{
+	FILE *f = fopen(path_of(name), "r");
+	assert_non_null(f);
+	double s = 0, r;
+	long n = 0;
+	unsigned long long u, i;
+	while (fscanf(f, "%llu %llu %lf", &u, &i, &r) == 3) {
+		s += isfinite(m) ? (r - m) * (r - m) : r;
+		n++;
+	}
+	fclose(f);
+	assert_true(n > 0);
+	return isfinite(m) ? sqrt(s / (double)n) : s / (double)n;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(dir))
+		return -1;
+	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", "200", "--cols", "150", "--nnz", "12000",
+			"--rank", "3", "--noise", "0.1", "--seed", "7", "--out", (char *)path_of("train.txt"),
+			"--test-out", (char *)path_of("test.txt"), "--test-frac", "0.15", NULL};
+	run_prog(argv, NULL, 30, -1, 0, &res);
+	if (res.status != 0) {
+		fprintf(stderr, "mfgen failed (%d): %s\n", res.status, res.err);
+		return -1;
+	}
+	baseline = column_stat("test.txt", column_stat("train.txt", NAN));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlink(path_of(e->d_name));
+		closedir(d);
+	}
+	rmdir(dir);
+	return 0;
+}
+
+/* Runs mf (under psrun -n nodes when nodes > 0) with the given extra args. */
+static void run_mf(int nodes, const char *const *extra)
+{
+	char *argv[64];
+	int n = 0;
+	char ns[16];
+	if (nodes > 0) {
+		snprintf(ns, sizeof ns, "%d", nodes);
+		argv[n++] = (char *)build_path("bin/psrun");
+		argv[n++] = "-n";
+		argv[n++] = ns;
+	}
+	argv[n++] = (char *)build_path("apps/mf");
+	for (; *extra; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	run_prog(argv, NULL, 60, -1, 0, &res);
+}
+
+static double json_num(const char *json, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	if (!p) {
+		fprintf(stderr, "key %s missing from %s\n", key, json);
+		fail();
+	}
+	return strtod(p + strlen(pat), NULL);
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 16];
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* Trains on the planted data; returns the test RMSE from the JSON summary. */
+static double train(int nodes, const char *policy, const char *json)
+{
+	const char *args[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6",
+			      "--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy, "--json",
+			      path_of(json), NULL};
+	run_mf(nodes, args);
+	if (res.status != 0)
+		fprintf(stderr, "mf failed (%d): %s\n%s", res.status, res.err, res.out);
+	assert_int_equal(res.status, 0);
+	return json_num(slurp(path_of(json)), "rmse");
+}
+
+/* The per-epoch "loss X" values of the output: the first must exceed the last. */
+static void assert_loss_falls(const char *out)
+{
+	double first = NAN, last = NAN;
+	int epochs = 0;
+	for (const char *p = strstr(out, "loss "); p; p = strstr(p + 1, "loss ")) {
+		double x = strtod(p + 5, NULL);
+		if (epochs++ == 0)
+			first = x;
+		last = x;
+	}
+	assert_int_equal(epochs, atoi(EPOCHS));
+	assert_true(last < 0.8 * first);
+}
+
+static void test_mf_one_node_beats_the_global_mean(void **state)
+{
+	(void)state;
+	double rmse = train(0, "classic", "one.json");
+	fprintf(stderr, "# one node: test RMSE %.4f, baseline %.4f\n", rmse, baseline);
+	assert_true(rmse < 0.7 * baseline);
+	assert_loss_falls(res.out);
+	assert_non_null(strstr(res.out, "test RMSE"));
+}
+
+static void test_mf_two_nodes_classic_beats_the_global_mean(void **state)
+{
+	(void)state;
+	double rmse = train(2, "classic", "classic2.json");
+	fprintf(stderr, "# psrun -n 2 classic: test RMSE %.4f, baseline %.4f\n", rmse, baseline);
+	assert_true(rmse < 0.7 * baseline);
+	assert_loss_falls(res.out);
+}
+
+static void test_mf_two_nodes_localize_beats_the_global_mean(void **state)
+{
+	(void)state;
+	double rmse = train(2, "localize", "localize2.json");
+	fprintf(stderr, "# psrun -n 2 localize: test RMSE %.4f, baseline %.4f\n", rmse, baseline);
+	assert_true(rmse < 0.7 * baseline);
+	assert_loss_falls(res.out);
+	/* blocks were moved to the node that trains them */
+	assert_true(json_num(slurp(path_of("localize2.json")), "relocations_node0") > 0);
+}
+
+static void test_mf_json_has_the_required_keys(void **state)
+{
+	(void)state;
+	train(2, "localize", "keys.json");
+	const char *j = slurp(path_of("keys.json"));
+	assert_non_null(strstr(j, "\"app\": \"mf\""));
+	assert_non_null(strstr(j, "\"policy\": \"localize\""));
+	assert_int_equal((int)json_num(j, "nodes"), 2);
+	assert_int_equal((int)json_num(j, "threads"), 1);
+	assert_int_equal((int)json_num(j, "epochs"), atoi(EPOCHS));
+	double secs = json_num(j, "seconds"), thr = json_num(j, "throughput"), rmse = json_num(j, "rmse");
+	assert_true(secs > 0 && secs < 60);
+	assert_true(thr > 1000);
+	assert_true(rmse > 0 && rmse < baseline);
+	assert_int_equal((int)json_num(j, "train_ratings") + (int)json_num(j, "test_ratings"), 12000);
+}
+
+static void test_mf_threads_option_and_seed_repeatability(void **state)
+{
+	(void)state;
+	/* one worker: the same seed gives the same model, to the last digit */
+	const char *a1[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "4",
+			    "--epochs", "3", "--seed", "5", "--json", path_of("s1.json"), NULL};
+	const char *a2[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "4",
+			    "--epochs", "3", "--seed", "5", "--json", path_of("s2.json"), NULL};
+	run_mf(0, a1);
+	assert_int_equal(res.status, 0);
+	run_mf(0, a2);
+	assert_int_equal(res.status, 0);
+	char j1[4096];
+	snprintf(j1, sizeof j1, "%s", slurp(path_of("s1.json")));
+	assert_true(json_num(j1, "rmse") == json_num(slurp(path_of("s2.json")), "rmse"));
+	/* --threads 2 without psrun: two workers */
+	const char *a3[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "4",
+			    "--epochs", "3", "--threads", "2", "--policy", "localize", "--json", path_of("t2.json"),
+			    NULL};
+	run_mf(0, a3);
+	assert_int_equal(res.status, 0);
+	assert_int_equal((int)json_num(slurp(path_of("t2.json")), "threads"), 2);
+}
+
+static void test_mf_save_writes_every_row(void **state)
+{
+	(void)state;
+	write_text("small.txt", "u1 i1 4\nu1 i2 3\nu2 i1 5\nu3 i3 1 12345\n");
+	const char *args[] = {"--train", path_of("small.txt"), "--rank", "3", "--epochs", "2", "--save",
+			      path_of("model.txt"), NULL};
+	run_mf(0, args);
+	assert_int_equal(res.status, 0);
+	FILE *f = fopen(path_of("model.txt"), "r");
+	assert_non_null(f);
+	char line[1024];
+	int users = 0, items = 0, mean = 0;
+	while (fgets(line, sizeof line, f)) {
+		if (line[0] == '#')
+			continue;
+		int fields = 0;
+		for (char *t = strtok(line, "\t\n"); t; t = strtok(NULL, "\t\n"))
+			fields++;
+		if (strcmp(line, "mean") == 0) {
+			mean++;
+			assert_int_equal(fields, 2);
+		} else {
+			assert_true(strcmp(line, "user") == 0 || strcmp(line, "item") == 0);
+			if (line[0] == 'u')
+				users++;
+			else
+				items++;
+			assert_int_equal(fields, 2 + 1 + 3); /* kind, id, bias, factors */
+		}
+	}
+	fclose(f);
+	assert_int_equal(mean, 1);
+	assert_int_equal(users, 3);
+	assert_int_equal(items, 3);
+}
+
+static void test_mf_loads_csv_with_a_header(void **state)
+{
+	(void)state;
+	write_text("ratings.csv", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n"
+				  "2,31,4.0,1260759185\n2,10,4.5,835355493\n3,1029,5.0,835355681\n");
+	const char *args[] = {"--train", path_of("ratings.csv"), "--test", path_of("ratings.csv"), "--rank", "2",
+			      "--epochs", "2", NULL};
+	run_mf(0, args);
+	if (res.status != 0)
+		fprintf(stderr, "%s", res.err);
+	assert_int_equal(res.status, 0);
+	assert_non_null(strstr(res.out, "3 users, 3 items, 5 training ratings"));
+}
+
+/* mf on a file with the given contents: exit 1 and exactly this message. */
+static void expect_failure(const char *name, const char *contents, const char *msg_fmt)
+{
+	char msg[512];
+	if (contents)
+		write_text(name, contents);
+	snprintf(msg, sizeof msg, msg_fmt, path_of(name));
+	const char *args[] = {"--train", path_of(name), "--epochs", "1", NULL};
+	run_mf(0, args);
+	if (res.status != 1 || strcmp(res.err, msg) != 0)
+		fprintf(stderr, "expected status 1 and '%s', got %d and '%s'\n", msg, res.status, res.err);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, msg);
+}
+
+static void test_mf_rejects_wrong_field_count(void **state)
+{
+	(void)state;
+	expect_failure("fields.txt", "1 2 3\n1 3 4 99\n4 5\n", "mf: %s:3: expected 3 or 4 fields, found 2\n");
+	expect_failure("fields5.txt", "1\t2\t3\t4\t5\n", "mf: %s:1: expected 3 or 4 fields, found 5\n");
+}
+
+static void test_mf_rejects_non_numeric_rating(void **state)
+{
+	(void)state;
+	expect_failure("rating.txt", "1\t2\t3\n1\t3\tabc\n", "mf: %s:2: rating 'abc' is not a number\n");
+}
+
+static void test_mf_rejects_missing_file(void **state)
+{
+	(void)state;
+	expect_failure("no-such-file.txt", NULL, "mf: %s: cannot open: No such file or directory\n");
+}
+
+static void test_mf_rejects_empty_file(void **state)
+{
+	(void)state;
+	expect_failure("empty.txt", "", "mf: %s: empty file: no ratings in it\n");
+	expect_failure("header-only.csv", "user,item,rating\n", "mf: %s: empty file: no ratings in it\n");
+}
+
+static void test_mf_rejects_bad_options(void **state)
+{
+	(void)state;
+	const char *a1[] = {"--train", path_of("train.txt"), "--rank", "x", NULL};
+	run_mf(0, a1);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --rank: 'x' is not a valid integer\n");
+	const char *a2[] = {"--train", path_of("train.txt"), "--policy", "dynamic", NULL};
+	run_mf(0, a2);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --policy: 'dynamic' is not classic or localize\n");
+	const char *a3[] = {"--test", path_of("test.txt"), NULL};
+	run_mf(0, a3);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "--train FILE is required"));
+}
+
+static void test_mf_help_documents_every_option(void **state)
+{
+	(void)state;
+	const char *args[] = {"--help", NULL};
+	run_mf(0, args);
+	assert_int_equal(res.status, 0);
+	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
+			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help"};
+	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
+		if (!strstr(res.out, opts[k]))
+			fail_msg("--help does not mention %s", opts[k]);
+	assert_non_null(strstr(res.out, "default: 100"));
+	assert_non_null(strstr(res.out, "Determinism"));
+}
+
+static void test_mfgen_help_and_skew(void **state)
+{
+	(void)state;
+	char *h[] = {(char *)build_path("apps/mfgen"), "--help", NULL};
+	run_prog(h, NULL, 10, -1, 0, &res);
+	assert_int_equal(res.status, 0);
+	const char *opts[] = {"--rows", "--cols", "--nnz", "--zipf", "--rank", "--noise", "--seed", "--out",
+			      "--test-out", "--test-frac"};
+	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
+		if (!strstr(res.out, opts[k]))
+			fail_msg("mfgen --help does not mention %s", opts[k]);
+	/* zipf 1.5: row 1 gets far more ratings than the average row */
+	char *g[] = {(char *)build_path("apps/mfgen"), "--rows", "100", "--cols", "50", "--nnz", "5000", "--zipf",
+		     "1.5", "--out", (char *)path_of("zipf.txt"), NULL};
+	run_prog(g, NULL, 10, -1, 0, &res);
+	assert_int_equal(res.status, 0);
+	FILE *f = fopen(path_of("zipf.txt"), "r");
+	assert_non_null(f);
+	unsigned long long u, i;
+	double r;
+	int n = 0, row1 = 0;
+	while (fscanf(f, "%llu %llu %lf", &u, &i, &r) == 3) {
+		n++;
+		row1 += u == 1;
+		assert_true(u >= 1 && u <= 100 && i >= 1 && i <= 50);
+	}
+	fclose(f);
+	assert_int_equal(n, 5000);
+	assert_true(row1 > 10 * 5000 / 100);
+}
+
+#define T(f) cmocka_unit_test(f)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_mf_one_node_beats_the_global_mean),
+		T(test_mf_two_nodes_classic_beats_the_global_mean),
+		T(test_mf_two_nodes_localize_beats_the_global_mean),
+		T(test_mf_json_has_the_required_keys),
+		T(test_mf_threads_option_and_seed_repeatability),
+		T(test_mf_save_writes_every_row),
+		T(test_mf_loads_csv_with_a_header),
+		T(test_mf_rejects_wrong_field_count),
+		T(test_mf_rejects_non_numeric_rating),
+		T(test_mf_rejects_missing_file),
+		T(test_mf_rejects_empty_file),
+		T(test_mf_rejects_bad_options),
+		T(test_mf_help_documents_every_option),
+		T(test_mfgen_help_and_skew),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
