@@ -7,8 +7,8 @@
  *     node's arena when the table is created (a virtual reservation), handed
  *     out by a bump index and recycled through a free list.  Pool fields
  *     change only under pool->lock.
- *   - A slot on the free list has FREED set in its seq word, its values
- *     poisoned (PS__POISON, a NaN), and the offset of the next free slot in
+ *   - A slot on the free list has FREED set in its seq word, its first
+ *     values poisoned (PS__POISON, a NaN), and the offset of the next free slot in
  *     its key word.  It is put there only after a grace period (grace.c), so
  *     no reader can still hold its offset.
  *   - Bytes the job may touch are charged against hdr->mem_budget in
@@ -157,20 +157,37 @@ int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_
 	return ps__slot_alloc_run(w, table, node, slot_size, 1, off);
 }
 
-void ps__slot_free(ps_world *w, int table, int node, uint64_t off, uint32_t value_len)
+/* Marks a slot FREED and poisons its first values (see the invariants). */
+static void poison(struct ps__slot *sl, uint32_t value_len)
 {
-	struct ps__pool *p = ps__pool_at(&w->seg, table, node);
-	struct ps__slot *sl = ps__at(&w->seg, off);
-	for (uint32_t j = 0; j < value_len; j++)
+	/* only the first values: a stale reader is caught by FREED and the key
+	 * check; the poison makes its copy visibly wrong as well, and writing
+	 * every line of a big slot would cost more than the relocation */
+	for (uint32_t j = 0; j < value_len && j < 16; j++)
 		atomic_store_explicit(&sl->v[j], PS__POISON, memory_order_relaxed);
 	/* relaxed: nobody may read this slot any more (grace period over);
 	 * FREED makes a violation of that visible to the stale-read check */
 	uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_relaxed);
 	atomic_store_explicit(&sl->seq, (seq | PS__SEQ_FREED) & ~PS__SEQ_MOVED, memory_order_relaxed);
+}
+
+void ps__slots_free(ps_world *w, int table, int node, const uint64_t *offs, size_t n, uint32_t value_len)
+{
+	if (n == 0)
+		return;
+	struct ps__pool *p = ps__pool_at(&w->seg, table, node);
+	/* chain the run first, outside the lock: offs[0] -> offs[1] -> ... */
+	for (size_t i = 0; i < n; i++) {
+		struct ps__slot *sl = ps__at(&w->seg, offs[i]);
+		poison(sl, value_len);
+		if (i + 1 < n)
+			atomic_store_explicit(&sl->key, offs[i + 1], memory_order_relaxed);
+	}
+	struct ps__slot *last = ps__at(&w->seg, offs[n - 1]);
 	pool_lock(w, p);
-	atomic_store_explicit(&sl->key, p->free_head, memory_order_relaxed);
-	p->free_head = off;
-	atomic_fetch_sub_explicit(&p->used, 1, memory_order_relaxed);
+	atomic_store_explicit(&last->key, p->free_head, memory_order_relaxed);
+	p->free_head = offs[0];
+	atomic_fetch_sub_explicit(&p->used, n, memory_order_relaxed);
 	pool_unlock(p);
-	atomic_fetch_sub_explicit(&p->retired, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&p->retired, n, memory_order_relaxed);
 }

@@ -104,6 +104,20 @@ static void drain_retired(ps_world *w)
 	}
 }
 
+/* Frees a batch's slots, one pool lock per run of slots of the same pool. */
+static void free_batch(ps_world *w, struct ps__retire_batch *b)
+{
+	uint64_t offs[64];
+	size_t i = 0;
+	while (i < b->n) {
+		const struct ps__retired *r = &b->e[i];
+		size_t m = 0;
+		while (i < b->n && m < 64 && b->e[i].table == r->table && b->e[i].node == r->node)
+			offs[m++] = b->e[i++].off;
+		ps__slots_free(w, r->table, r->node, offs, m, w->tables[r->table]->value_len);
+	}
+}
+
 size_t ps__reclaim(ps_world *w, bool force)
 {
 	drain_retired(w);
@@ -117,11 +131,7 @@ size_t ps__reclaim(ps_world *w, bool force)
 			w->pending[keep++] = b;
 			continue;
 		}
-		for (size_t j = 0; j < b->n; j++) {
-			struct ps__retired *r = &b->e[j];
-			ps_table *t = w->tables[r->table];
-			ps__slot_free(w, r->table, r->node, r->off, t->value_len);
-		}
+		free_batch(w, b);
 		freed += b->n;
 		ps__free(w, b);
 	}

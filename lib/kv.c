@@ -227,6 +227,56 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
 }
 
 /*
+ * Software pipelining of a batch (memory-level parallelism).  Each key costs
+ * two dependent misses: its location word, then its slot.  Without help the
+ * CPU serialises them key after key (and a push's lock CAS is a full barrier
+ * on x86).  So PF_DIST keys ahead we prefetch the location word, and
+ * PF_DIST/2 keys ahead we read it (relaxed, as an address hint only) and
+ * prefetch the slot's first lines.  A hint never faults (every offset lies in the mapping) and a
+ * stale one only wastes a line: the access itself re-loads loc[k] with
+ * acquire.
+ */
+#define PF_DIST 32
+
+static inline void prefetch_loc(ps_table *t, const ps_key *keys, size_t i, size_t n)
+{
+	if (i < n)
+		__builtin_prefetch((const void *)&t->loc[keys[i]], 0, 3);
+}
+
+static inline void prefetch_slot(ps_world *w, ps_table *t, const ps_key *keys, size_t i, size_t n, int rw)
+{
+	if (i >= n)
+		return;
+	/* relaxed: an address hint, see above */
+	uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
+	const char *p = w->seg.base + PS__LOC_OFF(lw);
+	uint32_t lines = (t->slot_size + PS__CL - 1) / PS__CL;
+	if (lines > 8)
+		lines = 8;
+	for (uint32_t l = 0; l < lines; l++) {
+		if (rw)
+			__builtin_prefetch(p + (size_t)l * PS__CL, 1, 3);
+		else
+			__builtin_prefetch(p + (size_t)l * PS__CL, 0, 3);
+	}
+}
+
+static inline void prefetch_step(ps_world *w, ps_table *t, const ps_key *keys, size_t i, size_t n, int rw)
+{
+	prefetch_loc(t, keys, i + PF_DIST, n);
+	prefetch_slot(w, t, keys, i + PF_DIST / 2, n, rw);
+}
+
+static inline void prefetch_start(ps_world *w, ps_table *t, const ps_key *keys, size_t n, int rw)
+{
+	for (size_t i = 0; i < PF_DIST && i < n; i++)
+		prefetch_loc(t, keys, i, n);
+	for (size_t i = 0; i < PF_DIST / 2 && i < n; i++)
+		prefetch_slot(w, t, keys, i, n, rw);
+}
+
+/*
  * Pulls (into out) or pushes (from in) a validated batch inside one
  * read-side section, and counts it.  Exactly one of out and in is used.
  */
@@ -241,10 +291,14 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	const size_t len = t->value_len;
 	ps__thread_enter(w);
 	uint64_t local = 0;
+	const int rw = out ? 0 : 1;
 	urcu_memb_read_lock();
-	for (size_t i = 0; i < n; i++)
+	prefetch_start(w, t, keys, n, rw);
+	for (size_t i = 0; i < n; i++) {
+		prefetch_step(w, t, keys, i, n, rw);
 		local += (out ? pull_one(w, t, keys[i], out + i * len) : push_one(w, t, keys[i], in + i * len)) ==
 			 w->node;
+	}
 	urcu_memb_read_unlock();
 	struct ps__stats *st = &w->me->stats;
 	stat_add(out ? &st->pulls : &st->pushes, 1);
@@ -354,7 +408,9 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 		b->n = 0;
 		size_t done = 0;
 		urcu_memb_read_lock();
+		prefetch_start(w, t, keys + i, m, 1);
 		for (; done < m; done++) {
+			prefetch_step(w, t, keys + i, done, m, 1);
 			rc = relocate(w, t, keys[i + done], &b->e[b->n]);
 			if (rc < 0)
 				break;

@@ -374,7 +374,8 @@ void ps__free(ps_world *w, void *p);
 int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size);
 int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_t *off);
 int ps__slot_alloc_run(ps_world *w, int table, int node, uint32_t slot_size, uint64_t n, uint64_t *first);
-void ps__slot_free(ps_world *w, int table, int node, uint64_t off, uint32_t value_len);
+/* Frees n slots of one pool (after a grace period) under one lock. */
+void ps__slots_free(ps_world *w, int table, int node, const uint64_t *offs, size_t n, uint32_t value_len);
 int ps__shared_alloc(struct ps__seg *s, uint64_t size, uint64_t *off);
 int ps__budget_charge(struct ps__seg *s, uint64_t bytes);
 

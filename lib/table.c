@@ -154,26 +154,23 @@ static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
 	return rc;
 }
 
-/* Writes the slots of this node's keys; returns 0 or PS_EFULL. */
+/* Writes the slots of this node's keys; returns 0 or PS_EFULL.  Range
+ * placement gives node i the keys [ceil(i*K/N), ceil((i+1)*K/N)), exactly
+ * those with k*N/K == i, so no per-key test is needed. */
 static int init_keys(ps_world *w, ps_table *t)
 {
 	const struct ps__tdesc *d = t->d;
-	uint64_t k0 = 0, k1 = d->num_keys;
-	if (d->placement == PS_PLACE_RANGE) {
-		k0 = (d->num_keys * (uint64_t)w->node + w->nnodes - 1) / (uint64_t)w->nnodes;
-		k1 = (d->num_keys * (uint64_t)(w->node + 1) + w->nnodes - 1) / (uint64_t)w->nnodes;
-		/* exact inverse of node_of(): first key whose node is >= mine */
-		while (k0 > 0 && node_of(d, k0 - 1, w->nnodes) >= w->node)
-			k0--;
-		while (k0 < d->num_keys && node_of(d, k0, w->nnodes) < w->node)
-			k0++;
-		k1 = k0;
-		while (k1 < d->num_keys && node_of(d, k1, w->nnodes) == w->node)
-			k1++;
+	const uint64_t K = d->num_keys, N = (uint64_t)w->nnodes, me = (uint64_t)w->node;
+	const bool range = d->placement == PS_PLACE_RANGE;
+	uint64_t k0 = 0, k1 = K, mine = 0;
+	if (range) {
+		k0 = (me * K + N - 1) / N;
+		k1 = ((me + 1) * K + N - 1) / N;
+		mine = k1 - k0;
+	} else {
+		for (uint64_t k = 0; k < K; k++)
+			mine += node_of(d, k, w->nnodes) == w->node;
 	}
-	uint64_t mine = 0;
-	for (uint64_t k = k0; k < k1; k++)
-		mine += node_of(d, k, w->nnodes) == w->node;
 	if (mine == 0)
 		return 0;
 	uint64_t off;
@@ -181,7 +178,7 @@ static int init_keys(ps_world *w, ps_table *t)
 	if (rc)
 		return rc;
 	for (uint64_t k = k0; k < k1; k++) {
-		if (node_of(d, k, w->nnodes) != w->node)
+		if (!range && node_of(d, k, w->nnodes) != w->node)
 			continue;
 		struct ps__slot *sl = ps__at(&w->seg, off);
 		atomic_store_explicit(&sl->seq, 0, memory_order_relaxed);
