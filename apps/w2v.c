@@ -1,0 +1,1217 @@
+/*
+ * w2v - word vectors: skip-gram with negative sampling as in word2vec,
+ * the input and output vectors kept in psmem tables.
+ *
+ *   w2v --train FILE [--eval-analogy questions-words.txt] [options]
+ *   psrun -n N -t T build/apps/w2v --train FILE ...
+ *
+ * The corpus (plain or gzip) is whitespace-separated tokens, one sentence
+ * per line or one huge line (text8); sentences longer than 1000 kept words
+ * are cut, as word2vec does.  Every node reads the whole corpus and builds
+ * the same vocabulary (min-count, sorted by frequency); node n trains on the
+ * n-th share of the tokens, its worker threads split that further.
+ *
+ * A worker trains one batch (--batch tokens, default 40000) per step: it
+ * subsamples the batch, draws every window shrink and every negative sample
+ * up front, collects the distinct words it needs, pulls their input and
+ * output rows with one ps_pull_sync each into a local cache, trains on the
+ * cache exactly as word2vec's inner loop does, and pushes the deltas
+ * (cache - pulled) with one ps_push_sync each.  Under --policy classic the
+ * tables are PS_HOGWILD: like word2vec's threads, concurrent updates of a
+ * row may race; under localize pushes take the slot lock (a lock-free add
+ * racing a relocation could be lost).
+ *
+ * --policy classic: rows stay where they were created (hash placement).
+ * --policy localize: a worker localizes the rows of its next batch (words
+ * and negatives) asynchronously while it trains on the current one, and
+ * waits for that before pulling them.
+ *
+ * Nondeterminism: with one node and one thread, a run is a function of
+ * --seed.  With more threads or nodes the interleaving of pushes varies.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <immintrin.h>
+
+#include "common.h"
+#include "psmem.h"
+
+#define MAX_SENTENCE 1000 /* kept words per sentence, as word2vec */
+#define EXP_TABLE 1000
+#define MAX_EXP 6
+#define ANALOGY_VOCAB 30000
+
+enum policy { POL_CLASSIC, POL_LOCALIZE };
+
+struct cfg {
+	const char *train, *eval, *json, *save;
+	bool save_binary;
+	int dim, window, neg, min_count, epochs, threads, batch;
+	double sample, lr;
+	enum policy policy;
+	uint64_t seed;
+};
+
+/* ------------------------------------------------------------ vocabulary */
+
+struct corpus {
+	int32_t *tok;       /* vocab ids; -1 marks the end of a line */
+	size_t ntok;        /* entries of tok (words and markers) */
+	uint64_t words;     /* in-vocabulary words (entries that are not -1) */
+	int64_t V;
+	char **word;        /* V names, by rank (most frequent first) */
+	uint64_t *count;    /* V counts */
+	app_idmap *names;   /* every token seen -> raw id */
+	int32_t *rank_of;   /* raw id -> vocab rank, -1 if below min-count */
+};
+
+struct kv {
+	uint64_t count;
+	int64_t id;
+};
+
+static int cmp_count(const void *a, const void *b)
+{
+	const struct kv *x = a, *y = b;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Line number of byte offset off (for error messages). */
+static long line_of(const char *buf, size_t off)
+{
+	long n = 1;
+	for (size_t i = 0; i < off; i++)
+		n += buf[i] == '\n';
+	return n;
+}
+
+static void load_corpus(const struct cfg *c, struct corpus *cp)
+{
+	size_t len;
+	char *buf = app_slurp(c->train, &len);
+	if (len == 0)
+		app_die("%s: empty file", c->train);
+	static bool space[256];
+	space[' '] = space['\t'] = space['\n'] = space['\r'] = space['\v'] = space['\f'] = true;
+	/* pass 1: raw ids, counts */
+	size_t cap = len / 4 + 16, n = 0, ccap = 1 << 16;
+	int32_t *tok = malloc(cap * sizeof *tok);
+	uint64_t *cnt = calloc(ccap, sizeof *cnt);
+	if (!tok || !cnt)
+		app_die("out of memory");
+	cp->names = app_idmap_new();
+	bool line_has_words = false;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char ch = (unsigned char)buf[i];
+		if (space[ch]) {
+			if (ch == '\n' && line_has_words) {
+				if (n == cap) {
+					cap *= 2;
+					if (!(tok = realloc(tok, cap * sizeof *tok)))
+						app_die("out of memory");
+				}
+				tok[n++] = -1;
+				line_has_words = false;
+			}
+			i++;
+			continue;
+		}
+		size_t s = i;
+		while (i < len && !space[(unsigned char)buf[i]]) {
+			if (buf[i] == 0)
+				app_die("%s:%ld: NUL byte: not a text corpus", c->train, line_of(buf, i));
+			i++;
+		}
+		int64_t id = app_idmap_get(cp->names, buf + s, i - s, true);
+		if (id > INT32_MAX - 1)
+			app_die("%s: more than 2^31 distinct words", c->train);
+		if ((size_t)id >= ccap) {
+			cnt = realloc(cnt, 2 * ccap * sizeof *cnt);
+			if (!cnt)
+				app_die("out of memory");
+			memset(cnt + ccap, 0, ccap * sizeof *cnt);
+			ccap *= 2;
+		}
+		cnt[id]++;
+		if (n == cap) {
+			cap *= 2;
+			if (!(tok = realloc(tok, cap * sizeof *tok)))
+				app_die("out of memory");
+		}
+		tok[n++] = (int32_t)id;
+		line_has_words = true;
+	}
+	free(buf);
+	size_t nraw = app_idmap_size(cp->names);
+	if (nraw == 0)
+		app_die("%s: no words in the corpus (only whitespace)", c->train);
+	/* vocabulary: count >= min-count, most frequent first */
+	struct kv *kv = malloc(nraw * sizeof *kv);
+	if (!kv)
+		app_die("out of memory");
+	size_t V = 0;
+	for (size_t r = 0; r < nraw; r++)
+		if (cnt[r] >= (uint64_t)c->min_count)
+			kv[V++] = (struct kv){cnt[r], (int64_t)r};
+	if (V == 0)
+		app_die("%s: no word occurs at least %d times (--min-count); the corpus has %zu distinct words",
+			c->train, c->min_count, nraw);
+	qsort(kv, V, sizeof *kv, cmp_count);
+	cp->V = (int64_t)V;
+	cp->word = malloc(V * sizeof *cp->word);
+	cp->count = malloc(V * sizeof *cp->count);
+	cp->rank_of = malloc(nraw * sizeof *cp->rank_of);
+	if (!cp->word || !cp->count || !cp->rank_of)
+		app_die("out of memory");
+	for (size_t r = 0; r < nraw; r++)
+		cp->rank_of[r] = -1;
+	for (size_t v = 0; v < V; v++) {
+		cp->word[v] = (char *)app_idmap_name(cp->names, kv[v].id);
+		cp->count[v] = kv[v].count;
+		cp->rank_of[kv[v].id] = (int32_t)v;
+	}
+	free(kv);
+	free(cnt);
+	/* pass 2: map to ranks in place, dropping rare words (as word2vec) */
+	size_t m = 0;
+	uint64_t words = 0;
+	for (size_t k = 0; k < n; k++) {
+		int32_t t = tok[k];
+		if (t < 0) {
+			if (m > 0 && tok[m - 1] >= 0)
+				tok[m++] = -1;
+			continue;
+		}
+		int32_t r = cp->rank_of[t];
+		if (r >= 0) {
+			tok[m++] = r;
+			words++;
+		}
+	}
+	cp->tok = realloc(tok, (m ? m : 1) * sizeof *tok);
+	cp->ntok = m;
+	cp->words = words;
+}
+
+/* ---------------------------------------------------- negative sampling */
+
+/* Walker's alias table over unigram^0.75: exact draws in O(1). */
+struct alias {
+	int64_t n;
+	float *prob;
+	int32_t *alias;
+};
+
+static void alias_build(struct alias *a, const uint64_t *count, int64_t V)
+{
+	a->n = V;
+	a->prob = malloc((size_t)V * sizeof *a->prob);
+	a->alias = malloc((size_t)V * sizeof *a->alias);
+	double *p = malloc((size_t)V * sizeof *p);
+	int32_t *small = malloc((size_t)V * sizeof *small), *large = malloc((size_t)V * sizeof *large);
+	if (!a->prob || !a->alias || !p || !small || !large)
+		app_die("out of memory");
+	double z = 0;
+	for (int64_t v = 0; v < V; v++)
+		z += pow((double)count[v], 0.75);
+	int64_t ns = 0, nl = 0;
+	for (int64_t v = 0; v < V; v++) {
+		p[v] = pow((double)count[v], 0.75) / z * (double)V;
+		if (p[v] < 1.0)
+			small[ns++] = (int32_t)v;
+		else
+			large[nl++] = (int32_t)v;
+	}
+	while (ns && nl) {
+		int32_t s = small[--ns], l = large[nl - 1];
+		a->prob[s] = (float)p[s];
+		a->alias[s] = l;
+		p[l] -= 1.0 - p[s];
+		if (p[l] < 1.0) {
+			nl--;
+			small[ns++] = l;
+		}
+	}
+	while (nl) {
+		int32_t l = large[--nl];
+		a->prob[l] = 1.0f;
+		a->alias[l] = l;
+	}
+	while (ns) {
+		int32_t s = small[--ns];
+		a->prob[s] = 1.0f;
+		a->alias[s] = s;
+	}
+	free(p);
+	free(small);
+	free(large);
+}
+
+static inline int32_t alias_draw(const struct alias *a, uint64_t *rng)
+{
+	uint64_t r = app_rand(rng);
+	int32_t i = (int32_t)(((r & 0xffffffffULL) * (uint64_t)a->n) >> 32);
+	float u = (float)(r >> 40) * 0x1.0p-24f;
+	return u < a->prob[i] ? i : a->alias[i];
+}
+
+/* -------------------------------------------------------------- kernels */
+
+struct tables {
+	float sig[EXP_TABLE + 1];  /* sigmoid over [-MAX_EXP, MAX_EXP] */
+	float lsig[EXP_TABLE + 1]; /* -log sigmoid, the same grid */
+};
+
+static void tables_init(struct tables *t)
+{
+	for (int i = 0; i <= EXP_TABLE; i++) {
+		double x = (i / (double)EXP_TABLE * 2 - 1) * MAX_EXP;
+		t->sig[i] = (float)(1.0 / (1.0 + exp(-x)));
+		t->lsig[i] = (float)log1p(exp(-x));
+	}
+}
+
+/*
+ * One context word against its targets (tg[0] the centre word, label 1;
+ * the rest negatives, label 0, skipped when equal to the centre), as in
+ * word2vec: g = (label - sigmoid(l1.l2)) * alpha; neu1e += g l2;
+ * l2 += g l1; finally l1 += neu1e.  Rows are dp floats, dp % 8 == 0.
+ * Returns the loss of the pairs (-log sigmoid(+-f)).
+ */
+#define SGNS_BODY(DOT, AXPY2, ADD)                                                                   \
+	float loss = 0;                                                                              \
+	for (int k = 0; k < nt; k++) {                                                               \
+		int32_t t = tg[k];                                                           \
+		if (k > 0 && t == tg[0])                                                             \
+			continue;                                                                    \
+		float label = k == 0 ? 1.0f : 0.0f;                                                  \
+		float *l2 = out + (size_t)t * (size_t)dp;                                            \
+		float f = DOT(l1, l2, dp), g;                                                        \
+		float sf = label > 0 ? f : -f; /* loss = -log sigmoid(sf) */                         \
+		if (sf > MAX_EXP)                                                                    \
+			;                                                                            \
+		else if (sf < -MAX_EXP)                                                              \
+			loss -= sf;                                                                  \
+		else                                                                                 \
+			loss += T->lsig[(int)((sf + MAX_EXP) * (EXP_TABLE / MAX_EXP / 2))];          \
+		if (f > MAX_EXP)                                                                     \
+			g = (label - 1) * alpha;                                                     \
+		else if (f < -MAX_EXP)                                                               \
+			g = label * alpha;                                                           \
+		else                                                                                 \
+			g = (label - T->sig[(int)((f + MAX_EXP) * (EXP_TABLE / MAX_EXP / 2))]) * alpha; \
+		AXPY2(neu1e, l2, l1, g, dp);                                                         \
+	}                                                                                            \
+	ADD(l1, neu1e, dp);                                                                          \
+	return loss;
+
+static inline float dot_c(const float *a, const float *b, int n)
+{
+	float s[8] = {0};
+	for (int i = 0; i < n; i += 8)
+		for (int j = 0; j < 8; j++)
+			s[j] += a[i + j] * b[i + j];
+	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* neu1e += g l2; l2 += g l1 */
+static inline void axpy2_c(float *restrict e, float *restrict l2, const float *restrict l1, float g, int n)
+{
+	for (int i = 0; i < n; i++) {
+		e[i] += g * l2[i];
+		l2[i] += g * l1[i];
+	}
+}
+
+static inline void add_c(float *restrict a, float *restrict b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		a[i] += b[i];
+		b[i] = 0;
+	}
+}
+
+static float sgns_c(const struct tables *T, float *l1, float *out, const int32_t *tg, int nt, int dp, float alpha,
+		    float *neu1e)
+{
+	SGNS_BODY(dot_c, axpy2_c, add_c)
+}
+
+__attribute__((target("avx2,fma"))) static inline float dot_avx2(const float *a, const float *b, int n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_load_ps(a + i), _mm256_load_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_load_ps(a + i + 8), _mm256_load_ps(b + i + 8), s1);
+	}
+	if (i < n)
+		s0 = _mm256_fmadd_ps(_mm256_load_ps(a + i), _mm256_load_ps(b + i), s0);
+	s0 = _mm256_add_ps(s0, s1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
+
+__attribute__((target("avx2,fma"))) static inline void axpy2_avx2(float *restrict e, float *restrict l2,
+								 const float *restrict l1, float g, int n)
+{
+	__m256 vg = _mm256_set1_ps(g);
+	for (int i = 0; i < n; i += 8) {
+		__m256 v2 = _mm256_load_ps(l2 + i);
+		_mm256_store_ps(e + i, _mm256_fmadd_ps(vg, v2, _mm256_load_ps(e + i)));
+		_mm256_store_ps(l2 + i, _mm256_fmadd_ps(vg, _mm256_load_ps(l1 + i), v2));
+	}
+}
+
+__attribute__((target("avx2,fma"))) static inline void add_avx2(float *restrict a, float *restrict b, int n)
+{
+	for (int i = 0; i < n; i += 8) {
+		_mm256_store_ps(a + i, _mm256_add_ps(_mm256_load_ps(a + i), _mm256_load_ps(b + i)));
+		_mm256_store_ps(b + i, _mm256_setzero_ps());
+	}
+}
+
+__attribute__((target("avx2,fma"))) static float sgns_avx2(const struct tables *T, float *l1, float *out,
+							  const int32_t *tg, int nt, int dp, float alpha,
+							  float *neu1e)
+{
+	SGNS_BODY(dot_avx2, axpy2_avx2, add_avx2)
+}
+
+typedef float (*sgns_fn)(const struct tables *, float *, float *, const int32_t *, int, int, float, float *);
+
+/* ------------------------------------------------------------- training */
+
+/* One batch, prepared ahead of training: kept words as cache indices,
+ * window shrinks, negatives, the distinct keys of both tables. */
+struct batch {
+	size_t lo, hi;          /* token range */
+	uint64_t words;         /* in-vocabulary tokens in the range */
+	int nkept, nsent;
+	int32_t *kin, *kout;    /* kept word -> row in the input / output cache */
+	uint8_t *shrink;
+	int32_t *sent;          /* sentence starts (nsent + 1 entries) */
+	int32_t *tg;            /* per (word, context): centre + negatives */
+	size_t ntg;
+	ps_key *keys_in, *keys_out;
+	int nin, nout;
+	size_t cap_kin, cap_kout, cap_shrink, cap_sent, cap_keys_in, cap_tg, cap_out;
+	ps_handle h_in, h_out;  /* localize requests in flight */
+};
+
+struct job {
+	struct cfg c;
+	struct corpus cp;
+	struct alias al;
+	struct tables T;
+	float *keep;            /* subsampling: keep probability per word */
+	ps_table *in, *out, *M;
+	sgns_fn sgns;
+	int dp;                 /* row stride in the cache (dim rounded to 8) */
+	_Atomic uint64_t done;  /* words trained by this node, all epochs */
+	uint64_t node_words;    /* words of this node's share, one epoch */
+	double t_start, *epoch_end;
+	float *vectors;         /* node 0: all input vectors after training */
+	int fail;
+};
+
+static void *xgrow(void *p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap : 1024;
+	while (c < need)
+		c *= 2;
+	p = realloc(p, c * elem);
+	if (!p)
+		app_die("out of memory");
+	*cap = c;
+	return p;
+}
+
+static void die_ps(const char *what, int rc)
+{
+	app_die("%s: %s", what, ps_strerror(rc));
+}
+
+struct wstate {
+	struct job *jb;
+	uint64_t rng;
+	int32_t *map_in, *map_out;    /* word -> cache row, -1 when absent */
+	float *cin, *cout;            /* caches, dp floats per row, 32-byte aligned */
+	float *pin, *pout;            /* pulled values, dim floats per row */
+	size_t cap_cin, cap_cout, cap_pin, cap_pout;
+	float *neu1e;
+	double loss;
+	uint64_t pairs;
+	int32_t *kept_words;
+	size_t cap_kw;
+};
+
+static float *grow_aligned(float *p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	free(p);
+	p = aligned_alloc(64, (c * sizeof(float) + 63) & ~(size_t)63);
+	if (!p)
+		app_die("out of memory");
+	*cap = c;
+	return p;
+}
+
+static inline int32_t map_key(int32_t *map, ps_key **keys, int *n, size_t *cap, int32_t w)
+{
+	int32_t r = map[w];
+	if (r < 0) {
+		*keys = xgrow(*keys, cap, (size_t)*n + 1, sizeof **keys);
+		r = map[w] = (int32_t)(*n)++;
+		(*keys)[r] = (ps_key)w;
+	}
+	return r;
+}
+
+/* Subsamples tokens [lo, hi), draws shrinks and negatives, maps words to
+ * cache rows. */
+static void prepare(struct wstate *ws, struct batch *b, size_t lo, size_t hi)
+{
+	struct job *jb = ws->jb;
+	const struct cfg *c = &jb->c;
+	const int32_t *tok = jb->cp.tok;
+	b->lo = lo;
+	b->hi = hi;
+	b->words = 0;
+	b->nkept = b->nsent = b->nin = b->nout = 0;
+	b->ntg = 0;
+	size_t n = hi - lo + 2;
+	b->kin = xgrow(b->kin, &b->cap_kin, n, sizeof *b->kin);
+	b->kout = xgrow(b->kout, &b->cap_kout, n, sizeof *b->kout);
+	b->shrink = xgrow(b->shrink, &b->cap_shrink, n, sizeof *b->shrink);
+	b->sent = xgrow(b->sent, &b->cap_sent, n, sizeof *b->sent);
+	b->keys_in = xgrow(b->keys_in, &b->cap_keys_in, n, sizeof *b->keys_in);
+	ws->kept_words = xgrow(ws->kept_words, &ws->cap_kw, n, sizeof *ws->kept_words);
+	int32_t *kw = ws->kept_words;
+	/* subsampling and sentences */
+	int slen = 0;
+	b->sent[0] = 0;
+	for (size_t i = lo; i < hi; i++) {
+		int32_t w = tok[i];
+		if (w < 0) {
+			if (slen) {
+				b->sent[++b->nsent] = b->nkept;
+				slen = 0;
+			}
+			continue;
+		}
+		b->words++;
+		if (jb->keep[w] < 1.0f && (float)(app_rand(&ws->rng) >> 40) * 0x1.0p-24f >= jb->keep[w])
+			continue;
+		kw[b->nkept++] = w;
+		if (++slen == MAX_SENTENCE) {
+			b->sent[++b->nsent] = b->nkept;
+			slen = 0;
+		}
+	}
+	if (slen)
+		b->sent[++b->nsent] = b->nkept;
+	/* cache rows of the kept words */
+	size_t cap_out = b->cap_out;
+	for (int i = 0; i < b->nkept; i++) {
+		int32_t w = kw[i];
+		b->kin[i] = map_key(ws->map_in, &b->keys_in, &b->nin, &b->cap_keys_in, w);
+		b->kout[i] = map_key(ws->map_out, &b->keys_out, &b->nout, &cap_out, w);
+	}
+	/* windows and negatives */
+	const int W = c->window, K = c->neg;
+	for (int s = 0; s < b->nsent; s++) {
+		int s0 = b->sent[s], s1 = b->sent[s + 1];
+		for (int i = s0; i < s1; i++) {
+			int sh = (int)(app_rand(&ws->rng) % (uint64_t)W);
+			b->shrink[i] = (uint8_t)sh;
+			int a = i - (W - sh), e = i + (W - sh);
+			if (a < s0)
+				a = s0;
+			if (e > s1 - 1)
+				e = s1 - 1;
+			size_t need = b->ntg + (size_t)(e - a) * (size_t)(K + 1);
+			b->tg = xgrow(b->tg, &b->cap_tg, need, sizeof *b->tg);
+			for (int j = a; j <= e; j++) {
+				if (j == i)
+					continue;
+				int32_t *t = b->tg + b->ntg;
+				t[0] = b->kout[i];
+				for (int k = 1; k <= K; k++)
+					t[k] = map_key(ws->map_out, &b->keys_out, &b->nout, &cap_out,
+						       alias_draw(&jb->al, &ws->rng));
+				b->ntg += (size_t)K + 1;
+			}
+		}
+	}
+	b->cap_out = cap_out;
+	for (int i = 0; i < b->nin; i++)
+		ws->map_in[b->keys_in[i]] = -1;
+	for (int i = 0; i < b->nout; i++)
+		ws->map_out[b->keys_out[i]] = -1;
+}
+
+static void localize_start(struct job *jb, struct batch *b)
+{
+	b->h_in = ps_localize(jb->in, b->keys_in, (size_t)b->nin);
+	b->h_out = ps_localize(jb->out, b->keys_out, (size_t)b->nout);
+	if (!b->h_in || !b->h_out)
+		app_die("localize: out of memory");
+}
+
+static void localize_wait(struct batch *b)
+{
+	int r1 = ps_wait(b->h_in), r2 = ps_wait(b->h_out);
+	if (r1 || r2)
+		die_ps("localize", r1 ? r1 : r2);
+}
+
+/* Pulls, trains, pushes one prepared batch. */
+static void train(struct wstate *ws, struct batch *b, float alpha)
+{
+	struct job *jb = ws->jb;
+	const int dim = jb->c.dim, dp = jb->dp, W = jb->c.window, K = jb->c.neg;
+	ws->pin = grow_aligned(ws->pin, &ws->cap_pin, (size_t)b->nin * (size_t)dim);
+	ws->pout = grow_aligned(ws->pout, &ws->cap_pout, (size_t)b->nout * (size_t)dim);
+	ws->cin = grow_aligned(ws->cin, &ws->cap_cin, (size_t)b->nin * (size_t)dp);
+	ws->cout = grow_aligned(ws->cout, &ws->cap_cout, (size_t)b->nout * (size_t)dp);
+	int rc = ps_pull_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	if (!rc)
+		rc = ps_pull_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
+	if (rc)
+		die_ps("pull", rc);
+	for (int r = 0; r < b->nin; r++) {
+		float *d = ws->cin + (size_t)r * (size_t)dp;
+		memcpy(d, ws->pin + (size_t)r * (size_t)dim, (size_t)dim * sizeof *d);
+		memset(d + dim, 0, (size_t)(dp - dim) * sizeof *d);
+	}
+	for (int r = 0; r < b->nout; r++) {
+		float *d = ws->cout + (size_t)r * (size_t)dp;
+		memcpy(d, ws->pout + (size_t)r * (size_t)dim, (size_t)dim * sizeof *d);
+		memset(d + dim, 0, (size_t)(dp - dim) * sizeof *d);
+	}
+	double loss = 0;
+	const int32_t *tg = b->tg, *tg_end = b->tg + b->ntg;
+	for (int s = 0; s < b->nsent; s++) {
+		int s0 = b->sent[s], s1 = b->sent[s + 1];
+		for (int i = s0; i < s1; i++) {
+			int sh = b->shrink[i];
+			int a = i - (W - sh), e = i + (W - sh);
+			if (a < s0)
+				a = s0;
+			if (e > s1 - 1)
+				e = s1 - 1;
+			for (int j = a; j <= e; j++) {
+				if (j == i)
+					continue;
+				float *l1 = ws->cin + (size_t)b->kin[j] * (size_t)dp;
+				if (tg + K + 1 < tg_end) /* the next context's output rows */
+					for (int k = 0; k <= K; k++) {
+						const char *r = (const char *)(ws->cout + (size_t)tg[K + 1 + k] * (size_t)dp);
+						for (int off = 0; off < dp * 4; off += 64)
+							__builtin_prefetch(r + off, 1, 3);
+					}
+				loss += jb->sgns(&jb->T, l1, ws->cout, tg, K + 1, dp, alpha, ws->neu1e);
+				tg += K + 1;
+				ws->pairs++;
+			}
+		}
+	}
+	ws->loss += loss;
+	/* deltas: cache - pulled */
+	for (int r = 0; r < b->nin; r++) {
+		float *p = ws->pin + (size_t)r * (size_t)dim;
+		const float *d = ws->cin + (size_t)r * (size_t)dp;
+		for (int j = 0; j < dim; j++)
+			p[j] = d[j] - p[j];
+	}
+	for (int r = 0; r < b->nout; r++) {
+		float *p = ws->pout + (size_t)r * (size_t)dim;
+		const float *d = ws->cout + (size_t)r * (size_t)dp;
+		for (int j = 0; j < dim; j++)
+			p[j] = d[j] - p[j];
+	}
+	rc = ps_push_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	if (!rc)
+		rc = ps_push_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
+	if (rc)
+		die_ps("push", rc);
+}
+
+/* Token range of worker g of G: equal shares of the token array. */
+static void share(const struct job *jb, int g, int G, size_t *lo, size_t *hi)
+{
+	*lo = jb->cp.ntok * (size_t)g / (size_t)G;
+	*hi = jb->cp.ntok * (size_t)(g + 1) / (size_t)G;
+}
+
+static size_t batch_end(const struct job *jb, size_t pos, size_t hi)
+{
+	size_t e = pos + (size_t)jb->c.batch;
+	return e < hi ? e : hi;
+}
+
+enum { M_LOSS, M_PAIRS, M_WORDS, M_LEN };
+
+static void worker(ps_world *w, int tid, void *arg)
+{
+	struct job *jb = arg;
+	const struct cfg *c = &jb->c;
+	int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
+	struct wstate ws = {.jb = jb};
+	ws.rng = c->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(me * T + tid) * 0xd1b54a32d192ed03ULL + 1;
+	ws.map_in = malloc((size_t)jb->cp.V * sizeof *ws.map_in);
+	ws.map_out = malloc((size_t)jb->cp.V * sizeof *ws.map_out);
+	ws.neu1e = aligned_alloc(64, ((size_t)jb->dp * sizeof(float) + 63) & ~(size_t)63);
+	if (!ws.map_in || !ws.map_out || !ws.neu1e)
+		app_die("out of memory");
+	memset(ws.map_in, 0xff, (size_t)jb->cp.V * sizeof *ws.map_in);
+	memset(ws.map_out, 0xff, (size_t)jb->cp.V * sizeof *ws.map_out);
+	memset(ws.neu1e, 0, (size_t)jb->dp * sizeof(float));
+	struct batch bt[2] = {0};
+	size_t lo, hi;
+	share(jb, me * T + tid, N * T, &lo, &hi);
+	const uint64_t total = jb->node_words * (uint64_t)c->epochs;
+	const bool loc = c->policy == POL_LOCALIZE;
+	const bool show = me == 0 && tid == 0;
+	app_progress prog;
+	for (int ep = 0; ep < c->epochs; ep++) {
+		if (show) {
+			char what[64];
+			snprintf(what, sizeof what, "epoch %d/%d", ep + 1, c->epochs);
+			app_progress_start(&prog, what, jb->cp.words);
+		}
+		ws.loss = 0;
+		ws.pairs = 0;
+		uint64_t words = 0;
+		int cur = 0;
+		size_t pos = lo;
+		if (pos < hi) {
+			prepare(&ws, &bt[cur], pos, batch_end(jb, pos, hi));
+			if (loc)
+				localize_start(jb, &bt[cur]);
+		}
+		while (pos < hi) {
+			struct batch *b = &bt[cur], *nb = &bt[cur ^ 1];
+			pos = b->hi;
+			bool more = pos < hi;
+			if (more) /* the next batch, prepared (and localized) ahead */
+				prepare(&ws, nb, pos, batch_end(jb, pos, hi));
+			if (loc)
+				localize_wait(b);
+			if (loc && more)
+				localize_start(jb, nb);
+			/* relaxed: a progress counter for the learning rate */
+			uint64_t d = atomic_load_explicit(&jb->done, memory_order_relaxed);
+			float alpha = (float)(c->lr * (1.0 - (double)d / (double)(total + 1)));
+			if (alpha < (float)(c->lr * 1e-4))
+				alpha = (float)(c->lr * 1e-4);
+			train(&ws, b, alpha);
+			words += b->words;
+			/* relaxed: as above */
+			atomic_fetch_add_explicit(&jb->done, b->words, memory_order_relaxed);
+			if (show)
+				app_progress_update(&prog, words * (uint64_t)(N * T),
+						    ws.pairs ? ws.loss / (double)ws.pairs : NAN);
+			cur ^= 1;
+		}
+		ps_key mk = (ps_key)ep;
+		float m[M_LEN] = {(float)ws.loss, (float)ws.pairs, (float)words};
+		int rc = ps_push_sync(jb->M, &mk, 1, m);
+		if (rc)
+			die_ps("push metrics", rc);
+		rc = ps_barrier(w);
+		if (rc)
+			die_ps("barrier", rc);
+		if (show) {
+			jb->epoch_end[ep] = app_now();
+			rc = ps_pull_sync(jb->M, &mk, 1, m);
+			if (rc)
+				die_ps("pull metrics", rc);
+			app_progress_end(&prog, (uint64_t)m[M_WORDS], m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN,
+					 NULL);
+		}
+	}
+	if (show) { /* every push is in: node 0 reads the input vectors */
+		enum { CH = 4096 };
+		ps_key keys[CH];
+		for (int64_t v0 = 0; v0 < jb->cp.V; v0 += CH) {
+			int64_t n = jb->cp.V - v0 < CH ? jb->cp.V - v0 : CH;
+			for (int64_t i = 0; i < n; i++)
+				keys[i] = (ps_key)(v0 + i);
+			int rc = ps_pull_sync(jb->in, keys, (size_t)n, jb->vectors + (size_t)v0 * (size_t)c->dim);
+			if (rc)
+				die_ps("pull vectors", rc);
+		}
+	}
+	int rc = ps_barrier(w); /* nodes stay until node 0 has the vectors */
+	if (rc)
+		die_ps("barrier", rc);
+	for (int i = 0; i < 2; i++) {
+		free(bt[i].kin);
+		free(bt[i].kout);
+		free(bt[i].shrink);
+		free(bt[i].sent);
+		free(bt[i].tg);
+		free(bt[i].keys_in);
+		free(bt[i].keys_out);
+	}
+	free(ws.map_in);
+	free(ws.map_out);
+	free(ws.cin);
+	free(ws.cout);
+	free(ws.pin);
+	free(ws.pout);
+	free(ws.neu1e);
+	free(ws.kept_words);
+}
+
+/* ------------------------------------------------------------- analogy */
+
+struct analogy {
+	const float *wn; /* K x dim, rows of unit length */
+	int K, dim;
+	int32_t (*q)[4];
+	int nq;
+	int nthreads;
+	_Atomic int next;  /* next block of questions */
+	_Atomic int correct;
+	int fail;
+};
+
+#define QB 8 /* questions per block */
+
+/* Best row for each of nq (<= QB) queries, excluding each query's words. */
+#define ANALOGY_BODY                                                                                 \
+	for (int r = 0; r < K; r++) {                                                                \
+		const float *row = wn + (size_t)r * (size_t)dim;                                     \
+		float s[QB] = {0};                                                                   \
+		for (int d = 0; d < dim; d++) {                                                      \
+			float x = row[d];                                                            \
+			for (int k = 0; k < QB; k++)                                                 \
+				s[k] += x * qv[d * QB + k];                                          \
+		}                                                                                    \
+		for (int k = 0; k < nq; k++)                                                         \
+			if (s[k] > best[k] && r != ex[k][0] && r != ex[k][1] && r != ex[k][2]) {     \
+				best[k] = s[k];                                                      \
+				arg[k] = r;                                                          \
+			}                                                                            \
+	}
+
+static void analogy_block_c(const float *wn, int K, int dim, const float *qv, int nq, int32_t (*ex)[4], float *best,
+			    int *arg)
+{
+	ANALOGY_BODY
+}
+
+__attribute__((target("avx2,fma"))) static void analogy_block_avx2(const float *wn, int K, int dim, const float *qv,
+								   int nq, int32_t (*ex)[4], float *best, int *arg)
+{
+	ANALOGY_BODY
+}
+
+static bool have_avx2(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static void *analogy_thread(void *p)
+{
+	struct analogy *an = p;
+	const int dim = an->dim;
+	float *qv = calloc((size_t)dim * QB, sizeof *qv);
+	if (!qv)
+		app_die("out of memory");
+	bool avx = have_avx2();
+	for (;;) {
+		int q0 = atomic_fetch_add(&an->next, QB);
+		if (q0 >= an->nq)
+			break;
+		int nq = an->nq - q0 < QB ? an->nq - q0 : QB;
+		float best[QB];
+		int arg[QB];
+		memset(qv, 0, (size_t)dim * QB * sizeof *qv);
+		for (int k = 0; k < nq; k++) {
+			const int32_t *q = an->q[q0 + k];
+			const float *a = an->wn + (size_t)q[0] * (size_t)dim, *b = an->wn + (size_t)q[1] * (size_t)dim,
+				    *c = an->wn + (size_t)q[2] * (size_t)dim;
+			for (int d = 0; d < dim; d++)
+				qv[d * QB + k] = b[d] - a[d] + c[d];
+			best[k] = -INFINITY;
+			arg[k] = -1;
+		}
+		if (avx)
+			analogy_block_avx2(an->wn, an->K, dim, qv, nq, an->q + q0, best, arg);
+		else
+			analogy_block_c(an->wn, an->K, dim, qv, nq, an->q + q0, best, arg);
+		int ok = 0;
+		for (int k = 0; k < nq; k++)
+			ok += arg[k] == an->q[q0 + k][3];
+		atomic_fetch_add(&an->correct, ok);
+	}
+	free(qv);
+	return NULL;
+}
+
+/* Accuracy (percent) on the questions of path; *seen set. */
+static double eval_analogy(const struct job *jb, const char *path, int threads, int *seen)
+{
+	const int dim = jb->c.dim;
+	int K = jb->cp.V < ANALOGY_VOCAB ? (int)jb->cp.V : ANALOGY_VOCAB;
+	app_reader *r = app_open(path);
+	int cap = 0, nq = 0, lines = 0;
+	int32_t(*q)[4] = NULL;
+	size_t len;
+	char *line;
+	while ((line = app_getline(r, &len))) {
+		char *f[5];
+		int nf = app_split(line, " \t", true, f, 5);
+		if (nf == 0 || f[0][0] == ':')
+			continue;
+		if (nf != 4)
+			app_fail_line(r, "expected 4 words (a b c d: a is to b as c is to d), found %d", nf);
+		lines++;
+		int32_t ids[4];
+		bool ok = true;
+		for (int k = 0; k < 4; k++) {
+			for (char *s = f[k]; *s; s++)
+				if (*s >= 'A' && *s <= 'Z')
+					*s = (char)(*s - 'A' + 'a');
+			int64_t raw = app_idmap_get(jb->cp.names, f[k], strlen(f[k]), false);
+			int32_t rk = raw < 0 ? -1 : jb->cp.rank_of[raw];
+			if (rk < 0 || rk >= K)
+				ok = false;
+			ids[k] = rk;
+		}
+		if (!ok)
+			continue;
+		if (nq == cap) {
+			cap = cap ? 2 * cap : 1024;
+			q = realloc(q, (size_t)cap * sizeof *q);
+			if (!q)
+				app_die("out of memory");
+		}
+		memcpy(q[nq++], ids, sizeof ids);
+	}
+	app_close(r);
+	if (lines == 0)
+		app_die("%s: no analogy questions in the file", path);
+	*seen = nq;
+	if (nq == 0)
+		return 0;
+	float *wn = malloc((size_t)K * (size_t)dim * sizeof *wn);
+	if (!wn)
+		app_die("out of memory");
+	for (int v = 0; v < K; v++) {
+		const float *x = jb->vectors + (size_t)v * (size_t)dim;
+		double s = 0;
+		for (int d = 0; d < dim; d++)
+			s += (double)x[d] * x[d];
+		float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0;
+		for (int d = 0; d < dim; d++)
+			wn[(size_t)v * (size_t)dim + d] = x[d] * inv;
+	}
+	struct analogy an = {.wn = wn, .K = K, .dim = dim, .q = q, .nq = nq};
+	if (threads < 1)
+		threads = 1;
+	pthread_t *th = calloc((size_t)threads, sizeof *th);
+	int started = 0;
+	for (int t = 0; t < threads; t++)
+		if (pthread_create(&th[t], NULL, analogy_thread, &an) == 0)
+			started++;
+	if (!started)
+		analogy_thread(&an);
+	for (int t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	free(th);
+	free(wn);
+	free(q);
+	return 100.0 * atomic_load(&an.correct) / nq;
+}
+
+/* Node 0 evaluates alone: every CPU it may run on, at least T. */
+static int eval_threads(int T)
+{
+	cpu_set_t set;
+	int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+	return n > T ? n : T;
+}
+
+/* ---------------------------------------------------------------- save */
+
+static void save_vectors(const struct job *jb, const char *path, bool binary)
+{
+	const int dim = jb->c.dim;
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		app_die("%s: cannot create: %s", path, strerror(errno));
+	fprintf(f, "%lld %d\n", (long long)jb->cp.V, dim);
+	for (int64_t v = 0; v < jb->cp.V; v++) {
+		const float *x = jb->vectors + (size_t)v * (size_t)dim;
+		fputs(jb->cp.word[v], f);
+		if (binary) {
+			fputc(' ', f);
+			fwrite(x, sizeof *x, (size_t)dim, f); /* x86-64 and aarch64 are little-endian */
+		} else {
+			for (int d = 0; d < dim; d++)
+				fprintf(f, " %.6g", x[d]);
+		}
+		fputc('\n', f);
+	}
+	if (fflush(f) || ferror(f) || fclose(f)) {
+		unlink(tmp);
+		app_die("%s: write error: %s", path, strerror(errno));
+	}
+	if (rename(tmp, path)) {
+		unlink(tmp);
+		app_die("%s: cannot rename into place: %s", path, strerror(errno));
+	}
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: w2v --train FILE [options]\n"
+		"Word vectors: skip-gram with negative sampling (word2vec), parameters in psmem.\n"
+		"Run alone (one node) or under psrun -n N -t T.  Options (long options may also be\n"
+		"written with one dash, and word2vec's names are accepted: -size -negative -iter -alpha\n"
+		"-min-count -sample -window -threads -output):\n"
+		"  --train FILE          corpus, plain or gzip, whitespace-separated words (required)\n"
+		"  --eval-analogy FILE   analogy questions (questions-words.txt); top 30000 words (none)\n"
+		"  --dim N, -size N      vector dimension (100)\n"
+		"  --window N            maximum context window; each word draws a shrink (5)\n"
+		"  --neg N, -negative N  negative samples per pair, unigram^0.75 (5)\n"
+		"  --sample X            frequent-word subsampling threshold, 0 = off (1e-4)\n"
+		"  --min-count N         drop words rarer than N (5)\n"
+		"  --epochs N, -iter N   passes over the corpus (5)\n"
+		"  --lr X, -alpha X      initial learning rate, decays linearly to lr*1e-4 (0.025)\n"
+		"  --threads T           worker threads per node (psrun -t, else 1)\n"
+		"  --policy P            classic: rows stay where created (hash placement);\n"
+		"                        localize: localize the next batch's rows ahead of use (classic)\n"
+		"  --batch N             tokens per training step: one pull and one push per table;\n"
+		"                        larger: less PS traffic, staler rows across threads (40000)\n"
+		"  --seed S              random seed; one thread is deterministic (1)\n"
+		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
+		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
+		"  --save-format F       text or binary (text)\n"
+		"  --help                this text\n");
+}
+
+int main(int argc, char **argv)
+{
+	app_init("w2v");
+	static struct job jb;
+	struct cfg *c = &jb.c;
+	*c = (struct cfg){.dim = 100, .window = 5, .neg = 5, .min_count = 5, .epochs = 5, .batch = 40000,
+			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1};
+	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_HELP };
+	static const struct option opts[] = {
+		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
+		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
+		{"negative", 1, 0, O_NEG},    {"sample", 1, 0, O_SAMPLE},     {"min-count", 1, 0, O_MINC},
+		{"epochs", 1, 0, O_EPOCHS},   {"iter", 1, 0, O_EPOCHS},       {"lr", 1, 0, O_LR},
+		{"alpha", 1, 0, O_LR},        {"threads", 1, 0, O_THREADS},   {"policy", 1, 0, O_POLICY},
+		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
+		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
+		{"help", 0, 0, O_HELP},       {0, 0, 0, 0}};
+	int o, li;
+	opterr = 0;
+	while ((o = getopt_long_only(argc, argv, "h", opts, &li)) != -1) {
+		char name[64];
+		snprintf(name, sizeof name, "--%s", o >= 256 && o != O_HELP ? opts[li].name : "");
+		switch (o) {
+		case O_TRAIN: c->train = optarg; break;
+		case O_EVAL: c->eval = optarg; break;
+		case O_DIM: c->dim = (int)app_opt_long(name, optarg, 1, 4096); break;
+		case O_WINDOW: c->window = (int)app_opt_long(name, optarg, 1, 100); break;
+		case O_NEG: c->neg = (int)app_opt_long(name, optarg, 0, 100); break;
+		case O_SAMPLE: c->sample = app_opt_double(name, optarg, 0, 1); break;
+		case O_MINC: c->min_count = (int)app_opt_long(name, optarg, 1, 1000000000); break;
+		case O_EPOCHS: c->epochs = (int)app_opt_long(name, optarg, 1, 100000); break;
+		case O_LR: c->lr = app_opt_double(name, optarg, 1e-9, 10); break;
+		case O_THREADS: c->threads = (int)app_opt_long(name, optarg, 1, 4096); break;
+		case O_BATCH: c->batch = (int)app_opt_long(name, optarg, 1, 100000000); break;
+		case O_SEED: c->seed = (uint64_t)app_opt_long(name, optarg, 0, INT64_MAX); break;
+		case O_JSON: c->json = optarg; break;
+		case O_SAVE: c->save = optarg; break;
+		case O_POLICY:
+			if (!strcmp(optarg, "classic"))
+				c->policy = POL_CLASSIC;
+			else if (!strcmp(optarg, "localize"))
+				c->policy = POL_LOCALIZE;
+			else
+				app_die("--policy: '%s' is not classic or localize", optarg);
+			break;
+		case O_SAVEFMT:
+			if (!strcmp(optarg, "text"))
+				c->save_binary = false;
+			else if (!strcmp(optarg, "binary"))
+				c->save_binary = true;
+			else
+				app_die("--save-format: '%s' is not text or binary", optarg);
+			break;
+		case 'h':
+		case O_HELP: usage(stdout); return 0;
+		case ':': app_die("%s needs a value (see --help)", argv[optind - 1]);
+		default: app_die("unknown option '%s' (see --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		app_die("unexpected argument '%s' (see --help)", argv[optind]);
+	if (!c->train)
+		app_die("--train FILE is required (see --help)");
+	if (c->eval) { /* fail early on a missing question file */
+		app_reader *r = app_open(c->eval);
+		app_close(r);
+	}
+
+	int err;
+	ps_world *w = ps_init_threads(c->threads, &err);
+	if (!w)
+		app_die("cannot join the job: %s", ps_strerror(err));
+	const int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
+	double t0 = app_now();
+	load_corpus(c, &jb.cp);
+	double t_load = app_now() - t0;
+	if (me == 0)
+		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s, "
+		       "policy %s\n",
+		       c->train, (unsigned long long)jb.cp.words, (long long)jb.cp.V, c->min_count, t_load, N,
+		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize");
+	fflush(stdout);
+	alias_build(&jb.al, jb.cp.count, jb.cp.V);
+	tables_init(&jb.T);
+	jb.keep = malloc((size_t)jb.cp.V * sizeof *jb.keep);
+	if (!jb.keep)
+		app_die("out of memory");
+	for (int64_t v = 0; v < jb.cp.V; v++) {
+		double cn = (double)jb.cp.count[v], th = c->sample * (double)jb.cp.words;
+		jb.keep[v] = c->sample > 0 ? (float)((sqrt(cn / th) + 1) * th / cn) : 1.0f;
+	}
+	for (int g = me * T; g < (me + 1) * T; g++) {
+		size_t lo, hi;
+		share(&jb, g, N * T, &lo, &hi);
+		for (size_t i = lo; i < hi; i++)
+			jb.node_words += jb.cp.tok[i] >= 0;
+	}
+	jb.dp = (c->dim + 7) & ~7;
+	jb.sgns = have_avx2() ? sgns_avx2 : sgns_c;
+	jb.epoch_end = calloc((size_t)c->epochs, sizeof *jb.epoch_end);
+	if (me == 0) {
+		jb.vectors = malloc((size_t)jb.cp.V * (size_t)c->dim * sizeof *jb.vectors);
+		if (!jb.vectors || !jb.epoch_end)
+			app_die("out of memory");
+	}
+
+	ps_table_opts to;
+	ps_table_opts_init(&to, (uint64_t)jb.cp.V, (uint32_t)c->dim);
+	to.init = PS_INIT_UNIFORM;
+	to.init_a = 0.5f / (float)c->dim;
+	to.seed = c->seed;
+	to.placement = PS_PLACE_HASH;
+	/* classic: HOGWILD pushes, as word2vec's threads.  localize: rows move
+	 * all the time, and a lock-free add racing a relocation may be lost,
+	 * so pushes take the slot lock */
+	to.flags = c->policy == POL_CLASSIC ? PS_HOGWILD : 0;
+	if (c->policy == POL_LOCALIZE) /* room for rows that move in while old slots await reclamation */
+		to.slots_per_node = 2 * (uint64_t)jb.cp.V + 4096;
+	jb.in = ps_table_create(w, &to, &err);
+	if (!jb.in)
+		app_die("cannot create the input vectors: %s", ps_strerror(err));
+	to.init = PS_INIT_ZERO;
+	to.init_a = 0;
+	jb.out = ps_table_create(w, &to, &err);
+	if (!jb.out)
+		app_die("cannot create the output vectors: %s", ps_strerror(err));
+	ps_table_opts_init(&to, (uint64_t)c->epochs, M_LEN);
+	jb.M = ps_table_create(w, &to, &err);
+	if (!jb.M)
+		app_die("cannot create the metrics table: %s", ps_strerror(err));
+
+	jb.t_start = app_now();
+	int rc = ps_run_workers(w, worker, &jb);
+	if (rc)
+		app_die("workers: %s", ps_strerror(rc));
+	double secs = jb.epoch_end[c->epochs - 1] - jb.t_start;
+	int code = 0;
+	if (me == 0) {
+		double tput = (double)jb.cp.words * c->epochs / secs;
+		ps_key mk = (ps_key)(c->epochs - 1);
+		float m[M_LEN];
+		ps_pull_sync(jb.M, &mk, 1, m);
+		double loss = m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN;
+		double acc = NAN;
+		int seen = 0;
+		double te = app_now();
+		if (c->eval)
+			acc = eval_analogy(&jb, c->eval, eval_threads(T), &seen);
+		te = app_now() - te;
+		if (c->save)
+			save_vectors(&jb, c->save, c->save_binary);
+		char accs[96] = "";
+		if (c->eval)
+			snprintf(accs, sizeof accs, "analogy accuracy %.2f%% (%d questions seen, %.1f s), ", acc, seen,
+				 te);
+		printf("w2v: %strained %llu words x %d epochs in %.1f s: %.0f words/s (%d node%s x %d thread%s, "
+		       "policy %s), final loss %.4f\n",
+		       accs, (unsigned long long)jb.cp.words, c->epochs, secs, tput, N, N > 1 ? "s" : "", T,
+		       T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize", loss);
+		ps_node_stats st;
+		double local = NAN;
+		uint64_t reloc = 0;
+		if (ps_stats(w, 0, &st) == 0) {
+			local = 100.0 * (double)st.local_keys / (double)(st.local_keys + st.remote_keys + 1);
+			reloc = st.relocations;
+			printf("w2v: node 0: %.1f%% of row accesses local, %llu rows relocated in\n", local,
+			       (unsigned long long)reloc);
+		}
+		fflush(stdout);
+		if (c->json) {
+			app_json *j = app_json_new("w2v");
+			app_json_str(j, "policy", c->policy == POL_CLASSIC ? "classic" : "localize");
+			app_json_int(j, "nodes", N);
+			app_json_int(j, "threads", T);
+			app_json_int(j, "epochs", c->epochs);
+			app_json_num(j, "seconds", secs);
+			app_json_num(j, "throughput", tput);
+			app_json_num(j, "analogy_accuracy", acc);
+			app_json_int(j, "questions_seen", seen);
+			app_json_num(j, "loss", loss);
+			app_json_int(j, "words", (int64_t)jb.cp.words);
+			app_json_int(j, "vocab", jb.cp.V);
+			app_json_int(j, "dim", c->dim);
+			app_json_num(j, "load_seconds", t_load);
+			app_json_num(j, "local_percent", local);
+			app_json_int(j, "relocations", (int64_t)reloc);
+			app_json_write(j, c->json);
+		}
+	}
+	ps_finalize(w);
+	return code;
+}

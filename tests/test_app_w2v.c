@@ -1,0 +1,494 @@
+/*
+ * test_app_w2v.c - the word-vector app end to end, as a user runs it, on a
+ * small generated corpus with planted synonyms: words a_i and b_i always
+ * appear in the same contexts (topic i's context words), interchangeably,
+ * so skip-gram must put them closer than random pairs.  One node, and two
+ * nodes under psrun with both policies; the JSON summary, the analogy
+ * evaluation, both --save formats, determinism with one thread, the error
+ * messages, --help.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zlib.h>
+
+#include "common.h"
+
+#define TOPICS 12
+#define CTX 6        /* context words per topic */
+#define SENTENCES 2400
+#define DIM 16
+
+static char dir[] = "/tmp/psmem-test-w2v-XXXXXX";
+static struct run_result res;
+
+static const char *path_of(const char *name)
+{
+	static char p[4][512];
+	static int i;
+	char *s = p[i++ % 4];
+	snprintf(s, 512, "%s/%s", dir, name);
+	return s;
+}
+
+static void write_file(const char *name, const char *data, size_t len)
+{
+	FILE *f = fopen(path_of(name), "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Sentences of one topic: its context words in random order with the
+ * topic's word a_i or b_i (coin flip) in the middle, and a shared noise word. */
+static void make_corpus(void)
+{
+	gzFile g = gzopen(path_of("corpus.gz"), "wb");
+	assert_non_null(g);
+	uint64_t s = 12345;
+	for (int n = 0; n < SENTENCES; n++) {
+		int t = (int)(rnd(&s) % TOPICS);
+		for (int k = 0; k < 8; k++) {
+			if (k == 4)
+				gzprintf(g, "%c_%d ", rnd(&s) & 1 ? 'a' : 'b', t);
+			if (k == 2)
+				gzprintf(g, "noise%d ", (int)(rnd(&s) % 5));
+			gzprintf(g, "c%d_%d ", t, (int)(rnd(&s) % CTX));
+		}
+		gzprintf(g, "\n");
+	}
+	gzclose(g);
+	/* a_i : b_i :: a_j : b_j -- b_j is the nearest after excluding a_j */
+	FILE *f = fopen(path_of("questions.txt"), "w");
+	assert_non_null(f);
+	fprintf(f, ": planted\n");
+	for (int i = 0; i < TOPICS; i++)
+		fprintf(f, "A_%d B_%d a_%d b_%d\n", i, i, (i + 1) % TOPICS, (i + 1) % TOPICS);
+	fprintf(f, "a_0 b_0 unknownword b_1\n"); /* skipped */
+	fclose(f);
+}
+
+static void run(char **argv, char **env)
+{
+	run_prog(argv, env, 60, -1, 0, &res);
+	if (res.status != 0)
+		fail_msg("%s exited %d; stderr:\n%s", argv[0], res.status, res.err);
+}
+
+/* Reads a --save text file: word -> vector for the planted words. */
+struct vecs {
+	float a[TOPICS][DIM], b[TOPICS][DIM];
+	bool have_a[TOPICS], have_b[TOPICS];
+	long V;
+};
+
+static void read_text(const char *file, struct vecs *v)
+{
+	memset(v, 0, sizeof *v);
+	FILE *f = fopen(file, "r");
+	assert_non_null(f);
+	long V, D;
+	assert_int_equal(fscanf(f, "%ld %ld", &V, &D), 2);
+	assert_int_equal(D, DIM);
+	v->V = V;
+	char w[64];
+	for (long i = 0; i < V; i++) {
+		float x[DIM];
+		assert_int_equal(fscanf(f, "%63s", w), 1);
+		for (int d = 0; d < DIM; d++)
+			assert_int_equal(fscanf(f, "%f", &x[d]), 1);
+		int t;
+		if (sscanf(w, "a_%d", &t) == 1 && t >= 0 && t < TOPICS) {
+			memcpy(v->a[t], x, sizeof x);
+			v->have_a[t] = true;
+		} else if (sscanf(w, "b_%d", &t) == 1 && t >= 0 && t < TOPICS) {
+			memcpy(v->b[t], x, sizeof x);
+			v->have_b[t] = true;
+		}
+	}
+	assert_int_equal(fscanf(f, "%63s", w), EOF);
+	fclose(f);
+}
+
+static double cosine(const float *x, const float *y)
+{
+	double xy = 0, xx = 0, yy = 0;
+	for (int d = 0; d < DIM; d++) {
+		xy += (double)x[d] * y[d];
+		xx += (double)x[d] * x[d];
+		yy += (double)y[d] * y[d];
+	}
+	return xy / sqrt(xx * yy + 1e-30);
+}
+
+/* Planted pairs must be clearly closer than random (a_i, b_j) pairs. */
+static void check_planted(const char *file)
+{
+	struct vecs v;
+	read_text(file, &v);
+	assert_int_equal(v.V, TOPICS * (2 + CTX) + 5);
+	double same = 0, diff = 0;
+	int nd = 0;
+	for (int i = 0; i < TOPICS; i++) {
+		assert_true(v.have_a[i] && v.have_b[i]);
+		same += cosine(v.a[i], v.b[i]);
+		for (int j = 0; j < TOPICS; j++)
+			if (j != i) {
+				diff += cosine(v.a[i], v.b[j]);
+				nd++;
+			}
+	}
+	same /= TOPICS;
+	diff /= nd;
+	print_message("planted pairs: mean cosine %.3f, random pairs %.3f\n", same, diff);
+	if (!(same > 0.8 && same > diff + 0.4))
+		fail_msg("planted %.3f vs random %.3f: not clearly closer", same, diff);
+}
+
+static void base_args(char **a, int *n, const char *save)
+{
+	static char dimv[16];
+	snprintf(dimv, sizeof dimv, "%d", DIM);
+	const char *fixed[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
+			       "--sample", "0", "--epochs", "5", "--lr", "0.05", "--batch", "500", "--save", save};
+	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+		a[(*n)++] = (char *)fixed[i];
+}
+
+static void test_one_node(void **state)
+{
+	(void)state;
+	char save[512], json[512];
+	snprintf(save, sizeof save, "%s", path_of("one.txt"));
+	snprintf(json, sizeof json, "%s", path_of("one.json"));
+	char *a[40];
+	int n = 0;
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save);
+	char *extra[] = {"--threads", "2", "--json", json, "--eval-analogy", (char *)path_of("questions.txt")};
+	for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
+		a[n++] = extra[i];
+	a[n] = NULL;
+	run(a, NULL);
+	check_planted(save);
+	/* the summary line and the JSON */
+	assert_non_null(strstr(res.out, "analogy accuracy"));
+	assert_non_null(strstr(res.out, "words/s"));
+	/* the loss falls */
+	const char *e1 = strstr(res.out, "epoch 1/5:"), *e5 = strstr(res.out, "epoch 5/5:");
+	assert_non_null(e1);
+	assert_non_null(e5);
+	const char *l1 = strstr(e1, "loss "), *l5 = strstr(e5, "loss ");
+	assert_non_null(l1);
+	assert_non_null(l5);
+	double loss1 = atof(l1 + 5), loss5 = atof(l5 + 5);
+	if (!(loss5 < loss1 * 0.9))
+		fail_msg("loss did not fall: epoch 1 %.4f, epoch 5 %.4f", loss1, loss5);
+	FILE *f = fopen(json, "r");
+	assert_non_null(f);
+	char buf[4096] = {0};
+	assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+	fclose(f);
+	const char *keys[] = {"\"app\": \"w2v\"", "\"policy\": \"classic\"", "\"nodes\": 1", "\"threads\": 2",
+			      "\"epochs\": 5", "\"seconds\": ", "\"throughput\": ", "\"analogy_accuracy\": ",
+			      "\"questions_seen\": 12"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		if (!strstr(buf, keys[i]))
+			fail_msg("JSON lacks %s: %s", keys[i], buf);
+	double acc = atof(strstr(buf, "\"analogy_accuracy\": ") + 20);
+	if (!(acc >= 50))
+		fail_msg("analogy accuracy %.1f%% on planted pairs: %s", acc, buf);
+}
+
+static void two_nodes(const char *policy)
+{
+	char save[512];
+	snprintf(save, sizeof save, "%s/two-%s.txt", dir, policy);
+	char *a[40];
+	int n = 0;
+	a[n++] = (char *)build_path("bin/psrun");
+	a[n++] = "-n";
+	a[n++] = "2";
+	a[n++] = "-t";
+	a[n++] = "1";
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save);
+	a[n++] = "--policy";
+	a[n++] = (char *)policy;
+	a[n] = NULL;
+	run(a, NULL);
+	assert_non_null(strstr(res.out, "2 nodes x 1 thread"));
+	if (!strcmp(policy, "localize") && strstr(res.out, " 0 rows relocated in"))
+		fail_msg("localize relocated nothing:\n%s", res.out);
+	check_planted(save);
+}
+
+static void test_two_nodes_classic(void **state)
+{
+	(void)state;
+	two_nodes("classic");
+}
+
+static void test_two_nodes_localize(void **state)
+{
+	(void)state;
+	two_nodes("localize");
+}
+
+static char *slurp(const char *file, long *len)
+{
+	FILE *f = fopen(file, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)*len + 1);
+	assert_non_null(b);
+	assert_int_equal(fread(b, 1, (size_t)*len, f), (size_t)*len);
+	b[*len] = 0;
+	fclose(f);
+	return b;
+}
+
+/* word2vec's binary format: "V D\n", then per word "word " + D floats + "\n";
+ * the same vectors as the text format of the same (deterministic) run. */
+static void test_binary_and_determinism(void **state)
+{
+	(void)state;
+	char t1[512], t2[512], bin[512];
+	snprintf(t1, sizeof t1, "%s", path_of("det1.txt"));
+	snprintf(t2, sizeof t2, "%s", path_of("det2.txt"));
+	snprintf(bin, sizeof bin, "%s", path_of("det.bin"));
+	char *a[40];
+	int n = 0;
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, t1);
+	a[n++] = "--threads";
+	a[n++] = "1";
+	a[n++] = "--seed";
+	a[n++] = "7";
+	a[n] = NULL;
+	run(a, NULL);
+	a[n - 5] = t2;
+	run(a, NULL);
+	long l1, l2, lb;
+	char *s1 = slurp(t1, &l1), *s2 = slurp(t2, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(s1, s2, (size_t)l1);
+	a[n - 5] = bin;
+	a[n++] = "--save-format";
+	a[n++] = "binary";
+	a[n] = NULL;
+	run(a, NULL);
+	char *b = slurp(bin, &lb);
+	long V, D;
+	int hl;
+	assert_int_equal(sscanf(b, "%ld %ld\n%n", &V, &D, &hl), 2);
+	assert_int_equal(V, TOPICS * (2 + CTX) + 5);
+	assert_int_equal(D, DIM);
+	assert_int_equal(b[hl - 1], '\n');
+	/* walk the records, compare with the text file's values */
+	char *p = b + hl, *tp = strchr(s1, '\n') + 1;
+	for (long i = 0; i < V; i++) {
+		char *sp = memchr(p, ' ', (size_t)(b + lb - p));
+		assert_non_null(sp);
+		char word[64];
+		size_t wl = (size_t)(sp - p);
+		assert_true(wl > 0 && wl < sizeof word);
+		memcpy(word, p, wl);
+		word[wl] = 0;
+		assert_true(sp + 1 + 4 * D + 1 <= b + lb);
+		assert_int_equal(sp[1 + 4 * D], '\n');
+		char tw[64];
+		int used;
+		assert_int_equal(sscanf(tp, "%63s%n", tw, &used), 1);
+		assert_string_equal(word, tw);
+		tp += used;
+		for (long d = 0; d < D; d++) {
+			float x, y;
+			memcpy(&x, sp + 1 + 4 * d, 4);
+			assert_int_equal(sscanf(tp, "%f%n", &y, &used), 1);
+			tp += used;
+			assert_true(fabsf(x - y) <= 1e-5f * (1 + fabsf(x)));
+		}
+		p = sp + 1 + 4 * D + 1;
+	}
+	assert_ptr_equal(p, b + lb);
+	free(s1);
+	free(s2);
+	free(b);
+}
+
+/* Runs w2v with args; expects exit 1 and needle in stderr. */
+static void expect_error(const char *needle, ...)
+{
+	char *a[40];
+	int n = 0;
+	a[n++] = (char *)build_path("apps/w2v");
+	va_list ap;
+	va_start(ap, needle);
+	char *s;
+	while ((s = va_arg(ap, char *)))
+		a[n++] = s;
+	va_end(ap);
+	a[n] = NULL;
+	run_prog(a, NULL, 30, -1, 0, &res);
+	if (res.status != 1 || !strstr(res.err, needle))
+		fail_msg("expected exit 1 and '%s'; got %d, stderr:\n%s", needle, res.status, res.err);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	char missing[512], empty[512], blank[512], nul[512], small[512], badq[512];
+	snprintf(missing, sizeof missing, "%s", path_of("missing.txt"));
+	snprintf(empty, sizeof empty, "%s", path_of("empty.txt"));
+	snprintf(blank, sizeof blank, "%s", path_of("blank.txt"));
+	snprintf(nul, sizeof nul, "%s", path_of("nul.txt"));
+	snprintf(small, sizeof small, "%s", path_of("small.txt"));
+	snprintf(badq, sizeof badq, "%s", path_of("badq.txt"));
+	write_file("empty.txt", "", 0);
+	write_file("blank.txt", "  \n\t\n\n", 6);
+	write_file("nul.txt", "one two\nthree\0four\n", 19);
+	write_file("small.txt", "x y z x y z\n", 12);
+	write_file("badq.txt", ": section\nx y z x\nx y z\n", 24);
+	expect_error("missing.txt: cannot open", "--train", missing, NULL);
+	expect_error("empty.txt: empty file", "--train", empty, NULL);
+	expect_error("blank.txt: no words in the corpus", "--train", blank, NULL);
+	expect_error("nul.txt:2: NUL byte", "--train", nul, NULL);
+	expect_error("no word occurs at least 5 times", "--train", small, NULL);
+	expect_error("badq.txt:3: expected 4 words", "--train", small, "--min-count", "1", "--epochs", "1",
+		     "--eval-analogy", badq, NULL);
+	expect_error("missing.txt: cannot open", "--train", small, "--eval-analogy", missing, NULL);
+	expect_error("--train FILE is required", "--epochs", "2", NULL);
+	expect_error("--dim: 'abc' is not a valid integer", "--train", small, "--dim", "abc", NULL);
+	expect_error("--sample", "--train", small, "-sample", "2", NULL);
+	expect_error("--policy: 'nearby'", "--train", small, "--policy", "nearby", NULL);
+	expect_error("--save-format: 'xml'", "--train", small, "--save-format", "xml", NULL);
+	expect_error("unknown option '--cbow'", "--train", small, "--cbow", "1", NULL);
+	expect_error("unexpected argument 'extra'", "--train", small, "extra", NULL);
+}
+
+/* word2vec's single-dash names work and mean the same. */
+static void test_word2vec_options(void **state)
+{
+	(void)state;
+	char small[512], out[512];
+	snprintf(small, sizeof small, "%s", path_of("w2vopts.txt"));
+	snprintf(out, sizeof out, "%s", path_of("w2vopts.vec"));
+	write_file("w2vopts.txt", "x y z x y z w\n", 14);
+	char *a[] = {(char *)build_path("apps/w2v"), "-train", small, "-size", "7", "-window", "2", "-negative", "3",
+		     "-sample", "0", "-min-count", "1", "-iter", "2", "-alpha", "0.01", "-threads", "1", "-output",
+		     out, NULL};
+	run(a, NULL);
+	assert_non_null(strstr(res.out, "x 2 epochs"));
+	long len;
+	char *s = slurp(out, &len);
+	assert_true(strncmp(s, "4 7\n", 4) == 0);
+	free(s);
+}
+
+static void test_help(void **state)
+{
+	(void)state;
+	char *a[] = {(char *)build_path("apps/w2v"), "--help", NULL};
+	run(a, NULL);
+	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
+			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
+			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "(100)", "(5)",
+			      "(1e-4)", "(0.025)", "(40000)"};
+	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+		if (!strstr(res.out, opts[i]))
+			fail_msg("--help does not mention %s:\n%s", opts[i], res.out);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(dir))
+		return -1;
+	make_corpus();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Names of /dev/shm/psmem-* segments whose creator (pid at byte 36 of the
+ * header) is no longer alive: what a finished run of ours could leave.
+ * Live segments of other jobs on the machine are not ours. */
+static int dead_segments(char names[][64], int max)
+{
+	DIR *d = opendir("/dev/shm");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < max) {
+		if (strncmp(e->d_name, "psmem-", 6) != 0)
+			continue;
+		char p[300];
+		snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+		FILE *f = fopen(p, "rb");
+		int32_t pid = 0;
+		if (f && fseek(f, 36, SEEK_SET) == 0 && fread(&pid, 4, 1, f) == 1 && pid > 0 &&
+		    kill(pid, 0) != 0 && errno == ESRCH)
+			snprintf(names[n++], 64, "%.63s", e->d_name);
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int main(void)
+{
+	static char before[64][64], after[64][64];
+	int nb = dead_segments(before, 64);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_word2vec_options),
+		cmocka_unit_test(test_one_node),
+		cmocka_unit_test(test_binary_and_determinism),
+		cmocka_unit_test(test_two_nodes_classic),
+		cmocka_unit_test(test_two_nodes_localize),
+	};
+	int rc = cmocka_run_group_tests(tests, setup, teardown);
+	int na = dead_segments(after, 64);
+	for (int i = 0; i < na; i++) {
+		bool old = false;
+		for (int j = 0; j < nb && !old; j++)
+			old = !strcmp(after[i], before[j]);
+		if (!old) {
+			fprintf(stderr, "test_app_w2v: segment /dev/shm/%s left behind\n", after[i]);
+			rc = rc ? rc : 1;
+		}
+	}
+	return rc;
+}
