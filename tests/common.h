@@ -28,6 +28,16 @@ void run_prog(char *const argv[], char *const env[], double timeout_s, double si
 /* Number of /dev/shm/psmem-* entries. */
 int count_segments(void);
 
+/* Segments present now, to compare with later: a test's leak is a segment
+ * that was not there before and whose creator (pid in its header) is gone.
+ * Another job's live segment on the same machine does not count. */
+struct seg_snapshot {
+	int n;
+	char names[128][64];
+};
+void seg_snapshot(struct seg_snapshot *s);
+int seg_leaked_since(const struct seg_snapshot *before);
+
 /* Number of live processes whose command line contains needle. */
 int count_procs(const char *needle);
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,49 @@ int count_segments(void)
 	if (d)
 		closedir(d);
 	return n;
+}
+
+void seg_snapshot(struct seg_snapshot *s)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	s->n = 0;
+	while (d && (e = readdir(d)) != NULL && s->n < 128)
+		if (strncmp(e->d_name, "psmem-", 6) == 0)
+			snprintf(s->names[s->n++], sizeof s->names[0], "%.63s", e->d_name);
+	if (d)
+		closedir(d);
+}
+
+static bool creator_alive(const char *name)
+{
+	char path[128];
+	int32_t pid = 0;
+	snprintf(path, sizeof path, "/dev/shm/%s", name);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	/* creator_pid sits at byte 36 of the header (asserted in psmem_int.h) */
+	bool ok = pread(fd, &pid, sizeof pid, 36) == (ssize_t)sizeof pid;
+	close(fd);
+	return ok && pid > 0 && kill(pid, 0) == 0;
+}
+
+int seg_leaked_since(const struct seg_snapshot *before)
+{
+	struct seg_snapshot now;
+	seg_snapshot(&now);
+	int leaked = 0;
+	for (int i = 0; i < now.n; i++) {
+		bool old = false;
+		for (int j = 0; j < before->n && !old; j++)
+			old = strcmp(now.names[i], before->names[j]) == 0;
+		if (!old && !creator_alive(now.names[i])) {
+			fprintf(stderr, "leaked segment /dev/shm/%s\n", now.names[i]);
+			leaked++;
+		}
+	}
+	return leaked;
 }
 
 int count_procs(const char *needle)

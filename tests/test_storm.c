@@ -81,7 +81,7 @@ static void pusher(ps_world *w, int tid, void *arg)
 		}
 		if (ps_push_sync(st->t, keys, BATCH, upd) != 0)
 			atomic_store(&st->result, 1);
-		if (st->die_node == ps_node_id(w) && tid == 0 && b == st->batches / 4) {
+		if (st->die_node == ps_node_id(w) && tid == 0 && b == 2000) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			fprintf(stderr, "storm: dying at %.6f\n", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
@@ -256,19 +256,20 @@ static void storm(int nodes, int threads, const char *extra[], double signal_aft
 	run_prog((char *const *)argv, env, timeout, signal_after, sig, r);
 }
 
-static void assert_clean(int segs_before)
+static void assert_clean(const struct seg_snapshot *before)
 {
 	/* psrun has returned: give the kernel a moment to reap */
-	for (int i = 0; i < 50 && (count_segments() > segs_before || count_procs("--node") > 0); i++)
+	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(self) > 0); i++)
 		usleep(20000);
-	assert_int_equal(count_segments(), segs_before);
-	assert_int_equal(count_procs(" --node "), 0);
+	assert_int_equal(seg_leaked_since(before), 0);
+	assert_int_equal(count_procs(self), 0);
 }
 
 static void test_conservation_4_nodes_2_threads_under_relocation(void **state)
 {
 	(void)state;
-	int segs = count_segments();
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
 	struct run_result r;
 	/* psrun says 1 thread; the program asks for 2 (ps_init_threads) */
 	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "150000", "threads", "2", NULL};
@@ -277,20 +278,21 @@ static void test_conservation_4_nodes_2_threads_under_relocation(void **state)
 		fprintf(stderr, "%s%s", r.out, r.err);
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "0 wrong"));
-	assert_clean(segs);
+	assert_clean(&segs);
 }
 
 static void test_no_torn_reads_of_100_float_vectors(void **state)
 {
 	(void)state;
-	int segs = count_segments();
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
 	struct run_result r;
 	const char *args[] = {"keys", "512", "vlen", "100", "batches", "40000", NULL};
 	storm(4, 2, args, -1, 0, 120, NULL, &r);
 	if (r.status != 0)
 		fprintf(stderr, "%s%s", r.out, r.err);
 	assert_int_equal(r.status, 0);
-	assert_clean(segs);
+	assert_clean(&segs);
 }
 
 /* Negative control: with grace periods disabled the same storm must be
@@ -298,7 +300,8 @@ static void test_no_torn_reads_of_100_float_vectors(void **state)
 static void test_detector_catches_reuse_without_grace_periods(void **state)
 {
 	(void)state;
-	int segs = count_segments();
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
 	char *env[] = {"PSMEM_DEBUG_NO_GRACE=1", NULL};
 	const char *args[] = {"keys", "64", "vlen", "16", "batches", "3000", NULL};
 	int caught = 0;
@@ -308,13 +311,14 @@ static void test_detector_catches_reuse_without_grace_periods(void **state)
 		caught = r.status == 3 || strstr(r.err, "stale reads") != NULL;
 	}
 	assert_true(caught);
-	assert_clean(segs);
+	assert_clean(&segs);
 }
 
 static void test_node_killed_mid_storm_stops_job_within_2s(void **state)
 {
 	(void)state;
-	int segs = count_segments();
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
 	struct run_result r;
 	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "400000", "die", "2", NULL};
 	storm(4, 2, args, -1, 0, 30, NULL, &r);
@@ -327,20 +331,21 @@ static void test_node_killed_mid_storm_stops_job_within_2s(void **state)
 	double died = strtod(d + 9, NULL);
 	printf("job ended %.3f s after the node died\n", r.t_end - died);
 	assert_true(r.t_end - died < 2.0);
-	assert_clean(segs);
+	assert_clean(&segs);
 }
 
 static void test_sigint_to_psrun_mid_storm_cleans_up(void **state)
 {
 	(void)state;
-	int segs = count_segments();
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
 	struct run_result r;
 	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "400000", NULL};
 	storm(4, 2, args, 1.0, SIGINT, 30, NULL, &r);
 	assert_int_not_equal(r.status, 0);
 	assert_int_not_equal(r.status, -1);
 	assert_true(r.seconds < 1.0 + 2.5);
-	assert_clean(segs);
+	assert_clean(&segs);
 }
 
 int main(int argc, char **argv)
