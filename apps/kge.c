@@ -1,0 +1,1175 @@
+/*
+ * kge - knowledge-graph embeddings (ComplEx, DistMult, RESCAL) trained on a
+ * psmem job, evaluated by filtered link prediction.
+ *
+ *   kge --dataset DIR [options]          one node
+ *   psrun -n N build/apps/kge --dataset DIR [options]
+ *
+ * DIR holds train.txt, valid.txt and test.txt, one triple per line:
+ * head<TAB>relation<TAB>tail, string ids mapped to dense keys.
+ *
+ * Model.  Every relation r has a reciprocal r' (key r + R): the tail of
+ * (h, r, ?) is predicted with the query q = f(h, r), the head of (?, r, t)
+ * with q = f(t, r') (Lacroix et al. 2018), and the score of a candidate e
+ * is <q, e>.  ComplEx: the first dim/2 floats of a vector are the real
+ * parts, the rest the imaginary parts, f = complex product; DistMult: f =
+ * elementwise product; RESCAL: relations are dim x dim matrices, f = h^T M.
+ *
+ * Training.  Mini-batches of --batch triples; the candidates of a batch are
+ * the batch's own heads and tails plus --neg entities drawn uniformly,
+ * shared by every query of the batch (so each positive is scored against
+ * about 2 * batch + neg corrupted heads and as many tails); loss = softmax
+ * cross-entropy of the true answer among the candidates, plus an N3 (or
+ * L2) penalty on the embeddings used.  A batch pulls every row it needs in
+ * one ps_pull_sync per table, computes the gradients locally (the scores
+ * as small matrix products), and pushes the SGD or Adagrad steps in one
+ * ps_push_sync per table.  Adagrad keeps its accumulator beside the values
+ * in the same row (value_len = 2 x row size).
+ *
+ * Policies.  classic: rows stay where created (range placement).
+ * localize: while a worker computes batch i it localizes the entities of
+ * batch i+1 (heads, tails and the pre-drawn negatives) asynchronously and
+ * waits for that before pulling batch i+1.  Relations are not localized:
+ * they are few and every batch of every node uses them, so moving them
+ * would only make them bounce between nodes; they stay on their home node
+ * (a replicated table would be the right tool once psmem has one).
+ *
+ * Work split.  Every node loads the whole data set; the training triples
+ * are shuffled once with --seed (the same order on every node), node n
+ * takes the n-th contiguous share and each of its worker threads a share of
+ * that, reshuffled every epoch.  Evaluation pulls every row once into a
+ * node-local array and splits the ranking queries over all workers of all
+ * nodes; partial sums (and the epoch losses) meet in a small psmem table.
+ * Ranks are filtered (other known triples of train, valid and test are
+ * removed) with ties counted as half.
+ *
+ * Determinism.  One node with one thread gives the same result for the
+ * same seed.  With more threads or nodes the order in which updates land
+ * differs from run to run, and so do the last digits.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common.h"
+#include "psmem.h"
+
+/* Hot kernels: a clone for AVX2/FMA machines beside the baseline one
+ * (ifunc dispatch; not under sanitizers: TSan crashes in ifunc resolvers). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PS_SANITIZE)
+#define KGE_HOT __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("O3", "fp-contract=fast")))
+#else
+#define KGE_HOT
+#endif
+
+/* 8-float vectors (GCC vector extension); the helpers below are static
+ * inline, so the AVX argument-passing ABI note does not concern them. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float v8f __attribute__((vector_size(32)));
+
+enum { M_COMPLEX, M_DISTMULT, M_RESCAL };
+enum { O_SGD, O_ADAGRAD };
+enum { P_CLASSIC, P_LOCALIZE };
+enum { R_N3, R_L2 };
+
+static const char *model_names[] = {"complex", "distmult", "rescal"};
+
+struct opts {
+	const char *dataset, *json, *save;
+	int model, optimizer, policy, regularizer;
+	long dim, neg, batch, epochs, threads, eval_every;
+	double lr, reg, init;
+	uint64_t seed;
+};
+
+struct job {
+	struct opts o;
+	size_t D;        /* floats per entity vector */
+	size_t RD;       /* floats per relation (D, or D*D for RESCAL) */
+	size_t se, sr;   /* row strides in the tables: D or 2D (Adagrad) */
+	size_t nE, nR;   /* entities, relations (without reciprocals) */
+	app_idmap *ents, *rels;
+	int32_t *train, *valid, *test; /* 3 ints per triple: h, r, t */
+	size_t ntrain, nvalid, ntest;
+	uint32_t *perm;  /* shuffled order of the training triples */
+	/* filter index: (a, rr) -> answers b, for every known triple in both
+	 * directions, sorted by key = a * 2R + rr, then b */
+	uint64_t *fkey;
+	int32_t *fval;
+	size_t nf;
+	ps_table *E, *R, *M;
+	int nodes, node, T;
+	float *allE, *allR; /* node-local copies for evaluation */
+	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
+	/* results, written by node 0 thread 0 */
+	double train_secs, mrr, h1, h3, h10;
+	double last_loss;
+};
+
+/* ------------------------------------------------------------- kernels */
+
+static inline v8f ld8(const float *p)
+{
+	v8f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline v8f bc8(float x)
+{
+	return (v8f){x, x, x, x, x, x, x, x};
+}
+
+#define hsum8v(x) ({ v8f hs_ = (x); hsum8p(&hs_); })
+static inline float hsum8p(const v8f *p)
+{
+	v8f v = *p;
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline float dotv(const float *a, const float *b, size_t D)
+{
+	v8f s0 = {0}, s1 = {0};
+	size_t k = 0;
+	for (; k + 16 <= D; k += 16) {
+		s0 += ld8(a + k) * ld8(b + k);
+		s1 += ld8(a + k + 8) * ld8(b + k + 8);
+	}
+	for (; k + 8 <= D; k += 8)
+		s0 += ld8(a + k) * ld8(b + k);
+	float r = hsum8v(s0 + s1);
+	for (; k < D; k++)
+		r += a[k] * b[k];
+	return r;
+}
+
+/* C[i*ldc + j] = <A_i, B_j> for i < m, j < n (rows of length D). */
+KGE_HOT static void gemm_nt(const float *A, size_t lda, size_t m, const float *B, size_t ldb, size_t n, size_t D,
+			    float *C, size_t ldc)
+{
+	const size_t JB = 48;
+	for (size_t j0 = 0; j0 < n; j0 += JB) {
+		size_t j1 = j0 + JB < n ? j0 + JB : n;
+		size_t i = 0;
+		for (; i + 2 <= m; i += 2) {
+			const float *a0 = A + i * lda, *a1 = a0 + lda;
+			size_t j = j0;
+			for (; j + 2 <= j1; j += 2) {
+				const float *b0 = B + j * ldb, *b1 = b0 + ldb;
+				v8f s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
+				size_t k = 0;
+				for (; k + 8 <= D; k += 8) {
+					v8f x0 = ld8(a0 + k), x1 = ld8(a1 + k), y0 = ld8(b0 + k), y1 = ld8(b1 + k);
+					s00 += x0 * y0;
+					s01 += x0 * y1;
+					s10 += x1 * y0;
+					s11 += x1 * y1;
+				}
+				float r00 = hsum8v(s00), r01 = hsum8v(s01), r10 = hsum8v(s10), r11 = hsum8v(s11);
+				for (; k < D; k++) {
+					r00 += a0[k] * b0[k];
+					r01 += a0[k] * b1[k];
+					r10 += a1[k] * b0[k];
+					r11 += a1[k] * b1[k];
+				}
+				C[i * ldc + j] = r00;
+				C[i * ldc + j + 1] = r01;
+				C[(i + 1) * ldc + j] = r10;
+				C[(i + 1) * ldc + j + 1] = r11;
+			}
+			for (; j < j1; j++) {
+				C[i * ldc + j] = dotv(a0, B + j * ldb, D);
+				C[(i + 1) * ldc + j] = dotv(a1, B + j * ldb, D);
+			}
+		}
+		for (; i < m; i++)
+			for (size_t j = j0; j < j1; j++)
+				C[i * ldc + j] = dotv(A + i * lda, B + j * ldb, D);
+	}
+}
+
+/* Out[i] += sum_j G[i*n + j] * B_j for i < m (rows of length D).
+ * Register blocks of 4 output rows x 16 columns: per j, two vector loads
+ * of B and four broadcasts feed eight multiply-adds. */
+KGE_HOT static void gemm_nn_acc(const float *G, size_t m, size_t n, const float *B, size_t ldb, size_t D, float *Out,
+				size_t ldo)
+{
+	size_t k0 = 0;
+	for (; k0 + 16 <= D; k0 += 16) {
+		size_t i = 0;
+		for (; i + 4 <= m; i += 4) {
+			const float *g0 = G + i * n, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+			v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+			for (size_t j = 0; j < n; j++) {
+				const float *b = B + j * ldb + k0;
+				v8f b0 = ld8(b), b1 = ld8(b + 8);
+				v8f x0 = bc8(g0[j]), x1 = bc8(g1[j]), x2 = bc8(g2[j]), x3 = bc8(g3[j]);
+				a00 += x0 * b0;
+				a01 += x0 * b1;
+				a10 += x1 * b0;
+				a11 += x1 * b1;
+				a20 += x2 * b0;
+				a21 += x2 * b1;
+				a30 += x3 * b0;
+				a31 += x3 * b1;
+			}
+			v8f acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+			for (size_t r = 0; r < 4; r++) {
+				float *o = Out + (i + r) * ldo + k0;
+				for (size_t k = 0; k < 8; k++) {
+					o[k] += acc[2 * r][k];
+					o[8 + k] += acc[2 * r + 1][k];
+				}
+			}
+		}
+		for (; i < m; i++) {
+			const float *g = G + i * n;
+			v8f a0 = {0}, a1 = {0};
+			for (size_t j = 0; j < n; j++) {
+				const float *b = B + j * ldb + k0;
+				v8f x = bc8(g[j]);
+				a0 += x * ld8(b);
+				a1 += x * ld8(b + 8);
+			}
+			float *o = Out + i * ldo + k0;
+			for (size_t k = 0; k < 8; k++) {
+				o[k] += a0[k];
+				o[8 + k] += a1[k];
+			}
+		}
+	}
+	if (k0 < D) { /* the last D % 16 columns */
+		for (size_t i = 0; i < m; i++) {
+			const float *g = G + i * n;
+			float *o = Out + i * ldo;
+			for (size_t j = 0; j < n; j++) {
+				const float *b = B + j * ldb;
+				for (size_t k = k0; k < D; k++)
+					o[k] += g[j] * b[k];
+			}
+		}
+	}
+}
+
+/* Query q = f(a, r) and its backward pass (accumulating into ga, gr). */
+KGE_HOT static void query(int model, size_t D, const float *a, const float *r, float *q)
+{
+	if (model == M_COMPLEX) {
+		size_t h = D / 2;
+		for (size_t k = 0; k < h; k++) {
+			q[k] = a[k] * r[k] - a[h + k] * r[h + k];
+			q[h + k] = a[k] * r[h + k] + a[h + k] * r[k];
+		}
+	} else if (model == M_DISTMULT) {
+		for (size_t k = 0; k < D; k++)
+			q[k] = a[k] * r[k];
+	} else {
+		memset(q, 0, D * sizeof *q);
+		for (size_t i = 0; i < D; i++) {
+			const float *mi = r + i * D;
+			float ai = a[i];
+			for (size_t k = 0; k < D; k++)
+				q[k] += ai * mi[k];
+		}
+	}
+}
+
+KGE_HOT static void query_back(int model, size_t D, const float *a, const float *r, const float *g, float *ga,
+			       float *gr)
+{
+	if (model == M_COMPLEX) {
+		size_t h = D / 2;
+		for (size_t k = 0; k < h; k++) {
+			float gre = g[k], gim = g[h + k];
+			ga[k] += gre * r[k] + gim * r[h + k];
+			ga[h + k] += -gre * r[h + k] + gim * r[k];
+			gr[k] += gre * a[k] + gim * a[h + k];
+			gr[h + k] += -gre * a[h + k] + gim * a[k];
+		}
+	} else if (model == M_DISTMULT) {
+		for (size_t k = 0; k < D; k++) {
+			ga[k] += g[k] * r[k];
+			gr[k] += g[k] * a[k];
+		}
+	} else {
+		for (size_t i = 0; i < D; i++) {
+			const float *mi = r + i * D;
+			float *gmi = gr + i * D;
+			float ai = a[i];
+			ga[i] += dotv(mi, g, D);
+			for (size_t k = 0; k < D; k++)
+				gmi[k] += ai * g[k];
+		}
+	}
+}
+
+/* Gradient of w * penalty(x) added to g.  N3: sum |x|^3 over components
+ * (ComplEx: over complex moduli); L2: sum x^2. */
+static void reg_grad(const struct job *jb, const float *x, size_t len, bool complex, float w, float *g)
+{
+	if (w == 0)
+		return;
+	if (jb->o.regularizer == R_L2) {
+		for (size_t k = 0; k < len; k++)
+			g[k] += 2 * w * x[k];
+	} else if (complex) {
+		size_t h = len / 2;
+		for (size_t k = 0; k < h; k++) {
+			float m = sqrtf(x[k] * x[k] + x[h + k] * x[h + k]);
+			g[k] += 3 * w * m * x[k];
+			g[h + k] += 3 * w * m * x[h + k];
+		}
+	} else {
+		for (size_t k = 0; k < len; k++)
+			g[k] += 3 * w * fabsf(x[k]) * x[k];
+	}
+}
+
+/* ---------------------------------------------------------------- data */
+
+static int32_t *read_triples(struct job *jb, const char *dir, const char *name, bool train, size_t *n_out)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	app_reader *r = app_open(path);
+	size_t cap = 1024, n = 0, skipped = 0, len;
+	int32_t *t = malloc(cap * 3 * sizeof *t);
+	if (!t)
+		app_die("out of memory");
+	char *line;
+	while ((line = app_getline(r, &len))) {
+		if (len == 0)
+			continue; /* blank lines are ignored */
+		char *f[16];
+		int nf = app_split(line, "\t", false, f, 16);
+		if (nf != 3)
+			app_fail_line(r, "expected 3 tab-separated fields (head, relation, tail), found %d", nf);
+		for (int k = 0; k < 3; k++)
+			if (!*f[k])
+				app_fail_line(r, "empty %s field", k == 0 ? "head" : k == 1 ? "relation" : "tail");
+		int64_t h = app_idmap_get(jb->ents, f[0], strlen(f[0]), train);
+		int64_t rel = app_idmap_get(jb->rels, f[1], strlen(f[1]), train);
+		int64_t tl = app_idmap_get(jb->ents, f[2], strlen(f[2]), train);
+		if (h < 0 || rel < 0 || tl < 0) {
+			skipped++;
+			continue;
+		}
+		if (h > INT32_MAX || tl > INT32_MAX || rel > INT32_MAX)
+			app_fail_line(r, "more than 2^31 entities or relations");
+		if (n == cap) {
+			cap *= 2;
+			t = realloc(t, cap * 3 * sizeof *t);
+			if (!t)
+				app_die("out of memory");
+		}
+		t[3 * n] = (int32_t)h;
+		t[3 * n + 1] = (int32_t)rel;
+		t[3 * n + 2] = (int32_t)tl;
+		n++;
+	}
+	if (n == 0 && skipped == 0)
+		app_die("%s: empty file: no triples", path);
+	if (n == 0)
+		app_die("%s: none of its %zu triples has its entities and relation in train.txt", path, skipped);
+	if (skipped && jb->node == 0)
+		fprintf(stderr, "kge: %s: skipped %zu of %zu triples whose entity or relation is not in train.txt\n",
+			path, skipped, skipped + n);
+	app_close(r);
+	*n_out = n;
+	return t;
+}
+
+struct fent {
+	uint64_t key;
+	int32_t val;
+};
+
+static int fent_cmp(const void *a, const void *b)
+{
+	const struct fent *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return (x->val > y->val) - (x->val < y->val);
+}
+
+static void build_filter(struct job *jb)
+{
+	size_t tot = jb->ntrain + jb->nvalid + jb->ntest, n = 0;
+	struct fent *f = malloc(2 * tot * sizeof *f);
+	if (!f)
+		app_die("out of memory");
+	const int32_t *sets[3] = {jb->train, jb->valid, jb->test};
+	size_t cnt[3] = {jb->ntrain, jb->nvalid, jb->ntest};
+	uint64_t R2 = 2 * jb->nR;
+	for (int s = 0; s < 3; s++)
+		for (size_t i = 0; i < cnt[s]; i++) {
+			const int32_t *x = sets[s] + 3 * i;
+			f[n++] = (struct fent){(uint64_t)x[0] * R2 + (uint64_t)x[1], x[2]};
+			f[n++] = (struct fent){(uint64_t)x[2] * R2 + (uint64_t)x[1] + jb->nR, x[0]};
+		}
+	qsort(f, n, sizeof *f, fent_cmp);
+	jb->fkey = malloc(n * sizeof *jb->fkey);
+	jb->fval = malloc(n * sizeof *jb->fval);
+	if (!jb->fkey || !jb->fval)
+		app_die("out of memory");
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m && jb->fkey[m - 1] == f[i].key && jb->fval[m - 1] == f[i].val)
+			continue;
+		jb->fkey[m] = f[i].key;
+		jb->fval[m] = f[i].val;
+		m++;
+	}
+	jb->nf = m;
+	free(f);
+}
+
+/* Range [*lo, *hi) of the filter entries of key. */
+static void filter_range(const struct job *jb, uint64_t key, size_t *lo, size_t *hi)
+{
+	size_t a = 0, b = jb->nf;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (jb->fkey[mid] < key)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	*lo = a;
+	b = jb->nf;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (jb->fkey[mid] <= key)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	*hi = a;
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void check(int rc, const char *what)
+{
+	if (rc < 0)
+		app_die("%s: %s", what, ps_strerror(rc));
+}
+
+/* Deterministic initial value j of row key of table tab: normal(0, init). */
+static float init_value(uint64_t seed, int tab, uint64_t key, size_t j)
+{
+	uint64_t s = seed * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tab << 56) ^ (key * 0xd1b54a32d192ed03ULL) ^ (j * 0x8cb92ba72f3d8dd7ULL);
+	double u1 = app_rand_unit(&s), u2 = app_rand_unit(&s);
+	if (u1 < 1e-300)
+		u1 = 1e-300;
+	return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+}
+
+/* Every worker of the job writes the initial rows of its share of keys. */
+static void init_table(struct job *jb, ps_table *t, int tab, size_t nkeys, size_t vlen, size_t stride, int g, int G)
+{
+	enum { CH = 256 };
+	ps_key keys[CH];
+	float *buf = calloc(CH * stride, sizeof *buf);
+	if (!buf)
+		app_die("out of memory");
+	size_t lo = nkeys * (size_t)g / (size_t)G, hi = nkeys * (size_t)(g + 1) / (size_t)G;
+	for (size_t k0 = lo; k0 < hi; k0 += CH) {
+		size_t n = hi - k0 < CH ? hi - k0 : CH;
+		memset(buf, 0, CH * stride * sizeof *buf);
+		for (size_t i = 0; i < n; i++) {
+			keys[i] = k0 + i;
+			for (size_t j = 0; j < vlen; j++)
+				buf[i * stride + j] = (float)jb->o.init * init_value(jb->o.seed, tab, k0 + i, j);
+		}
+		check(ps_push_sync(t, keys, n, buf), "initialising the embeddings");
+	}
+	free(buf);
+}
+
+/* A prepared mini-batch: unique entity and relation keys and, per triple,
+ * the positions of its head, tail, relation and reciprocal in them. */
+struct batch {
+	size_t n, nents, nrels;
+	int32_t *hi, *ti, *ri, *rv;
+	ps_key *ents, *rels;
+};
+
+struct wstate {
+	struct job *jb;
+	uint64_t rng;
+	uint32_t stamp;
+	uint32_t *estamp, *rstamp;
+	int32_t *epos, *rpos;
+	struct batch b[2];
+	float *rowsE, *rowsR, *Q, *S, *Gt, *dQ, *gE, *gR, *push, *C;
+};
+
+static void *xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n ? n : 1, sz);
+	if (!p)
+		app_die("out of memory");
+	return p;
+}
+
+static int32_t add_key(uint32_t *stamp, int32_t *pos, uint32_t cur, ps_key *list, size_t *n, uint32_t k)
+{
+	if (stamp[k] != cur) {
+		stamp[k] = cur;
+		pos[k] = (int32_t)*n;
+		list[(*n)++] = k;
+	}
+	return pos[k];
+}
+
+static void prep_batch(struct wstate *ws, struct batch *b, const uint32_t *idx, size_t n)
+{
+	struct job *jb = ws->jb;
+	uint32_t cur = ++ws->stamp;
+	if (cur == 0) { /* wrapped: clear */
+		memset(ws->estamp, 0, jb->nE * sizeof *ws->estamp);
+		memset(ws->rstamp, 0, 2 * jb->nR * sizeof *ws->rstamp);
+		cur = ws->stamp = 1;
+	}
+	b->n = n;
+	b->nents = b->nrels = 0;
+	for (size_t i = 0; i < n; i++) {
+		const int32_t *x = jb->train + 3 * (size_t)idx[i];
+		b->hi[i] = add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)x[0]);
+		b->ti[i] = add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)x[2]);
+		b->ri[i] = add_key(ws->rstamp, ws->rpos, cur, b->rels, &b->nrels, (uint32_t)x[1]);
+		b->rv[i] = add_key(ws->rstamp, ws->rpos, cur, b->rels, &b->nrels, (uint32_t)(x[1] + (int32_t)jb->nR));
+	}
+	for (long k = 0; k < jb->o.neg; k++)
+		add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)(app_rand(&ws->rng) % jb->nE));
+}
+
+/* One optimizer step for rows of length len at stride, gradient g:
+ * writes the push buffer (value step, and accumulator increase). */
+static void make_step(const struct job *jb, const float *rows, size_t nrows, size_t len, size_t stride,
+		      const float *g, float *push)
+{
+	float lr = (float)jb->o.lr;
+	for (size_t i = 0; i < nrows; i++) {
+		const float *gi = g + i * len;
+		float *p = push + i * stride;
+		if (jb->o.optimizer == O_SGD) {
+			for (size_t k = 0; k < len; k++)
+				p[k] = -lr * gi[k];
+		} else {
+			const float *acc = rows + i * stride + len;
+			for (size_t k = 0; k < len; k++) {
+				float g2 = gi[k] * gi[k];
+				p[k] = -lr * gi[k] / (sqrtf(acc[k] + g2) + 1e-10f);
+				p[len + k] = g2;
+			}
+		}
+	}
+}
+
+/* Trains on one prepared batch; returns the sum of the queries' losses. */
+static double train_batch(struct wstate *ws, const struct batch *b)
+{
+	struct job *jb = ws->jb;
+	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, n = b->n, nc = b->nents, nq = 2 * n;
+	size_t ld = D + 16; /* padded row stride of Q and C */
+	int model = jb->o.model;
+	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
+	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
+	/* queries: 2i = tail of (h, r, ?), 2i+1 = head of (?, r, t) via r' */
+	for (size_t i = 0; i < n; i++) {
+		query(model, D, ws->rowsE + (size_t)b->hi[i] * se, ws->rowsR + (size_t)b->ri[i] * sr, ws->Q + 2 * i * ld);
+		query(model, D, ws->rowsE + (size_t)b->ti[i] * se, ws->rowsR + (size_t)b->rv[i] * sr,
+		      ws->Q + (2 * i + 1) * ld);
+	}
+	/* candidates' values, contiguous at a padded stride (a row stride of
+	 * a multiple of 1 KiB maps a column of rows onto a few cache sets) */
+	for (size_t j = 0; j < nc; j++)
+		memcpy(ws->C + j * ld, ws->rowsE + j * se, D * sizeof *ws->C);
+	gemm_nt(ws->Q, ld, nq, ws->C, ld, nc, D, ws->S, nc);
+	/* softmax cross-entropy; S becomes dLoss/dS */
+	double loss = 0;
+	float scale = 1.0f / (float)nq;
+	for (size_t q = 0; q < nq; q++) {
+		float *s = ws->S + q * nc;
+		int32_t tgt = (q & 1) ? b->hi[q / 2] : b->ti[q / 2];
+		float mx = s[0];
+		for (size_t j = 1; j < nc; j++)
+			mx = s[j] > mx ? s[j] : mx;
+		double z = 0;
+		for (size_t j = 0; j < nc; j++) {
+			s[j] = expf(s[j] - mx);
+			z += s[j];
+		}
+		loss += log(z) - log(s[tgt]);
+		float inv = (float)(1.0 / z) * scale;
+		for (size_t j = 0; j < nc; j++)
+			s[j] *= inv;
+		s[tgt] -= scale;
+	}
+	/* dQ = G C; dC = G^T Q */
+	memset(ws->dQ, 0, nq * D * sizeof *ws->dQ);
+	memset(ws->gE, 0, nc * D * sizeof *ws->gE);
+	memset(ws->gR, 0, b->nrels * RD * sizeof *ws->gR);
+	gemm_nn_acc(ws->S, nq, nc, ws->C, ld, D, ws->dQ, D);
+	for (size_t q = 0; q < nq; q++)
+		for (size_t j = 0; j < nc; j++)
+			ws->Gt[j * nq + q] = ws->S[q * nc + j];
+	gemm_nn_acc(ws->Gt, nc, nq, ws->Q, ld, D, ws->gE, D);
+	/* back through the queries, plus the penalty on a, rel and answer */
+	float w = (float)jb->o.reg * scale;
+	bool cpx = model == M_COMPLEX;
+	for (size_t q = 0; q < nq; q++) {
+		size_t i = q / 2;
+		int32_t a = (q & 1) ? b->ti[i] : b->hi[i], ans = (q & 1) ? b->hi[i] : b->ti[i];
+		int32_t r = (q & 1) ? b->rv[i] : b->ri[i];
+		const float *av = ws->rowsE + (size_t)a * se, *rv = ws->rowsR + (size_t)r * sr;
+		query_back(model, D, av, rv, ws->dQ + q * D, ws->gE + (size_t)a * D, ws->gR + (size_t)r * RD);
+		reg_grad(jb, av, D, cpx, w, ws->gE + (size_t)a * D);
+		reg_grad(jb, ws->rowsE + (size_t)ans * se, D, cpx, w, ws->gE + (size_t)ans * D);
+		reg_grad(jb, rv, RD, cpx, w, ws->gR + (size_t)r * RD);
+	}
+	make_step(jb, ws->rowsE, nc, D, se, ws->gE, ws->push);
+	check(ps_push_sync(jb->E, b->ents, nc, ws->push), "push of entity updates");
+	make_step(jb, ws->rowsR, b->nrels, RD, sr, ws->gR, ws->push);
+	check(ps_push_sync(jb->R, b->rels, b->nrels, ws->push), "push of relation updates");
+	return loss;
+}
+
+/* Pulls a table's values (without accumulators) into dst, keys [lo, hi). */
+static void pull_values(ps_table *t, size_t lo, size_t hi, size_t len, size_t stride, float *dst)
+{
+	enum { CH = 512 };
+	ps_key keys[CH];
+	float *buf = xcalloc(CH * stride, sizeof *buf);
+	for (size_t k0 = lo; k0 < hi; k0 += CH) {
+		size_t n = hi - k0 < CH ? hi - k0 : CH;
+		for (size_t i = 0; i < n; i++)
+			keys[i] = k0 + i;
+		check(ps_pull_sync(t, keys, n, buf), "pull for evaluation");
+		for (size_t i = 0; i < n; i++)
+			memcpy(dst + (k0 + i) * len, buf + i * stride, len * sizeof *dst);
+	}
+	free(buf);
+}
+
+/* Filtered ranking of the heads and tails of a triple set.  Every worker of
+ * every node takes a share of the queries; the sums meet in metric key mkey.
+ * The caller has pulled every row into allE/allR (after a barrier). */
+static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntrip, ps_key mkey)
+{
+	struct job *jb = ws->jb;
+	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
+	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
+	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
+	enum { QB = 16 };
+	float *Q = xcalloc(QB * D, sizeof *Q), *S = xcalloc(QB * nE, sizeof *S);
+	double rr = 0, h1 = 0, h3 = 0, h10 = 0;
+	for (size_t q0 = lo; q0 < hi; q0 += QB) {
+		size_t m = hi - q0 < QB ? hi - q0 : QB;
+		for (size_t i = 0; i < m; i++) {
+			const int32_t *x = trip + 3 * ((q0 + i) / 2);
+			bool head = (q0 + i) & 1;
+			size_t a = (size_t)(head ? x[2] : x[0]), r = (size_t)x[1] + (head ? jb->nR : 0);
+			query(jb->o.model, D, jb->allE + a * D, jb->allR + r * RD, Q + i * D);
+		}
+		gemm_nt(Q, D, m, jb->allE, D, nE, D, S, nE);
+		for (size_t i = 0; i < m; i++) {
+			const int32_t *x = trip + 3 * ((q0 + i) / 2);
+			bool head = (q0 + i) & 1;
+			uint64_t a = (uint64_t)(head ? x[2] : x[0]), r = (uint64_t)x[1] + (head ? jb->nR : 0);
+			int32_t ans = head ? x[0] : x[2];
+			const float *s = S + i * nE;
+			float st = s[ans];
+			long greater = 0, equal = 0;
+			for (size_t e = 0; e < nE; e++) {
+				greater += s[e] > st;
+				equal += s[e] == st;
+			}
+			equal--; /* the answer itself */
+			size_t flo, fhi;
+			filter_range(jb, a * 2 * jb->nR + r, &flo, &fhi);
+			for (size_t f = flo; f < fhi; f++) {
+				int32_t b = jb->fval[f];
+				if (b == ans)
+					continue;
+				if (s[b] > st)
+					greater--;
+				else if (s[b] == st)
+					equal--;
+			}
+			double rank = 1.0 + (double)greater + (double)equal / 2.0;
+			rr += 1.0 / rank;
+			h1 += rank <= 1;
+			h3 += rank <= 3;
+			h10 += rank <= 10;
+		}
+	}
+	float m[8] = {(float)rr, (float)h1, (float)h3, (float)h10, (float)(hi - lo), 0, 0, 0};
+	check(ps_push_sync(jb->M, &mkey, 1, m), "push of metrics");
+	free(Q);
+	free(S);
+}
+
+/* All workers: refresh the local copies of the embeddings, then rank. */
+static void eval_round(struct wstate *ws, ps_world *w, int tid, const int32_t *trip, size_t ntrip, ps_key mkey)
+{
+	struct job *jb = ws->jb;
+	size_t T = (size_t)jb->T;
+	/* The copies are node-local, so a pthread barrier orders their writes
+	 * and reads (and ThreadSanitizer sees it, which it cannot for
+	 * ps_barrier when the last arrival is another process). */
+	check(ps_barrier(w), "barrier"); /* training done on every node */
+	pthread_barrier_wait(&jb->local);  /* no worker still reads the copies */
+	pull_values(jb->E, jb->nE * (size_t)tid / T, jb->nE * (size_t)(tid + 1) / T, jb->D, jb->se, jb->allE);
+	pull_values(jb->R, 2 * jb->nR * (size_t)tid / T, 2 * jb->nR * (size_t)(tid + 1) / T, jb->RD, jb->sr, jb->allR);
+	pthread_barrier_wait(&jb->local);  /* the copies are complete */
+	evaluate(ws, tid, trip, ntrip, mkey);
+	check(ps_barrier(w), "barrier");
+}
+
+static void read_metrics(struct job *jb, ps_key mkey, double *mrr, double *h1, double *h3, double *h10)
+{
+	float m[8];
+	check(ps_pull_sync(jb->M, &mkey, 1, m), "pull of metrics");
+	double c = m[4] > 0 ? m[4] : 1;
+	*mrr = m[0] / c;
+	*h1 = m[1] / c;
+	*h3 = m[2] / c;
+	*h10 = m[3] / c;
+}
+
+static void worker(ps_world *w, int tid, void *arg)
+{
+	struct job *jb = arg;
+	const struct opts *o = &jb->o;
+	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
+	bool lead = jb->node == 0 && tid == 0;
+	init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
+	init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
+
+	struct wstate ws = {.jb = jb};
+	ws.rng = o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(g + 1));
+	ws.estamp = xcalloc(jb->nE, sizeof *ws.estamp);
+	ws.epos = xcalloc(jb->nE, sizeof *ws.epos);
+	ws.rstamp = xcalloc(2 * jb->nR, sizeof *ws.rstamp);
+	ws.rpos = xcalloc(2 * jb->nR, sizeof *ws.rpos);
+	size_t B = (size_t)o->batch, maxc = 2 * B + (size_t)o->neg, maxr = 2 * B;
+	if (maxc > jb->nE)
+		maxc = jb->nE;
+	if (maxr > 2 * jb->nR)
+		maxr = 2 * jb->nR;
+	for (int k = 0; k < 2; k++) {
+		ws.b[k].hi = xcalloc(B, sizeof(int32_t));
+		ws.b[k].ti = xcalloc(B, sizeof(int32_t));
+		ws.b[k].ri = xcalloc(B, sizeof(int32_t));
+		ws.b[k].rv = xcalloc(B, sizeof(int32_t));
+		ws.b[k].ents = xcalloc(maxc, sizeof(ps_key));
+		ws.b[k].rels = xcalloc(maxr, sizeof(ps_key));
+	}
+	size_t D = jb->D, RD = jb->RD;
+	ws.rowsE = xcalloc(maxc * jb->se, sizeof(float));
+	ws.rowsR = xcalloc(maxr * jb->sr, sizeof(float));
+	ws.Q = xcalloc(2 * B * (D + 16), sizeof(float));
+	ws.C = xcalloc(maxc * (D + 16), sizeof(float));
+	ws.dQ = xcalloc(2 * B * D, sizeof(float));
+	ws.S = xcalloc(2 * B * maxc, sizeof(float));
+	ws.Gt = xcalloc(2 * B * maxc, sizeof(float));
+	ws.gE = xcalloc(maxc * D, sizeof(float));
+	ws.gR = xcalloc(maxr * RD, sizeof(float));
+	size_t pmax = maxc * jb->se > maxr * jb->sr ? maxc * jb->se : maxr * jb->sr;
+	ws.push = xcalloc(pmax, sizeof(float));
+
+	/* this worker's share of the (globally shuffled) training triples */
+	size_t nlo = jb->ntrain * (size_t)jb->node / (size_t)jb->nodes;
+	size_t nhi = jb->ntrain * (size_t)(jb->node + 1) / (size_t)jb->nodes;
+	size_t lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
+	size_t hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
+	size_t mine = hi - lo;
+	uint32_t *idx = xcalloc(mine, sizeof *idx);
+	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
+
+	check(ps_barrier(w), "barrier"); /* initial values in place */
+	double t_train = 0;
+	app_progress pr;
+	for (long e = 0; e < o->epochs; e++) {
+		double t0 = app_now();
+		if (lead) {
+			char what[64];
+			snprintf(what, sizeof what, "epoch %ld/%ld", e + 1, o->epochs);
+			app_progress_start(&pr, what, jb->ntrain);
+		}
+		for (size_t i = mine; i > 1; i--) { /* Fisher-Yates */
+			size_t j = app_rand(&ws.rng) % i;
+			uint32_t t = idx[i - 1];
+			idx[i - 1] = idx[j];
+			idx[j] = t;
+		}
+		double loss = 0;
+		size_t done = 0, nb = (mine + B - 1) / B;
+		ps_handle hloc = NULL;
+		if (nb > 0)
+			prep_batch(&ws, &ws.b[0], idx, mine < B ? mine : B);
+		if (nb > 0 && o->policy == P_LOCALIZE)
+			check(ps_localize_sync(jb->E, ws.b[0].ents, ws.b[0].nents), "localize");
+		for (size_t k = 0; k < nb; k++) {
+			struct batch *cur = &ws.b[k & 1], *nxt = &ws.b[(k + 1) & 1];
+			if (o->policy == P_LOCALIZE && k + 1 < nb) {
+				/* batch k+1 (with its negatives) is drawn now, so that its
+				 * entities can move here while batch k computes */
+				size_t s = (k + 1) * B, n = mine - s < B ? mine - s : B;
+				prep_batch(&ws, nxt, idx + s, n);
+				hloc = ps_localize(jb->E, nxt->ents, nxt->nents);
+			}
+			loss += train_batch(&ws, cur);
+			done += cur->n;
+			if (hloc) {
+				check(ps_wait(hloc), "localize");
+				hloc = NULL;
+			}
+			if (o->policy == P_CLASSIC && k + 1 < nb) {
+				size_t s = (k + 1) * B, n = mine - s < B ? mine - s : B;
+				prep_batch(&ws, nxt, idx + s, n);
+			}
+			if (lead)
+				app_progress_update(&pr, done * (size_t)G, loss / (2.0 * (double)done));
+		}
+		ps_key mk = (ps_key)e;
+		float m[8] = {(float)loss, (float)(2 * done), 0, 0, 0, 0, 0, 0};
+		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
+		check(ps_barrier(w), "barrier");
+		t_train += app_now() - t0;
+		char extra[128] = "";
+		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
+		if (ev) {
+			ps_key vk = (ps_key)(o->epochs + e);
+			eval_round(&ws, w, tid, jb->valid, jb->nvalid, vk);
+			double mrr, h1, h3, h10;
+			read_metrics(jb, vk, &mrr, &h1, &h3, &h10);
+			snprintf(extra, sizeof extra, "valid MRR %.4f Hits@10 %.4f", mrr, h10);
+		}
+		if (lead) {
+			check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the loss");
+			jb->last_loss = m[0] / (m[1] > 0 ? m[1] : 1);
+			app_progress_end(&pr, jb->ntrain, jb->last_loss, ev ? extra : NULL);
+		}
+	}
+	if (lead)
+		jb->train_secs = t_train;
+	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
+	eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
+	if (lead)
+		read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
+
+	free(idx);
+	for (int k = 0; k < 2; k++) {
+		free(ws.b[k].hi);
+		free(ws.b[k].ti);
+		free(ws.b[k].ri);
+		free(ws.b[k].rv);
+		free(ws.b[k].ents);
+		free(ws.b[k].rels);
+	}
+	free(ws.estamp);
+	free(ws.epos);
+	free(ws.rstamp);
+	free(ws.rpos);
+	free(ws.rowsE);
+	free(ws.rowsR);
+	free(ws.Q);
+	free(ws.C);
+	free(ws.dQ);
+	free(ws.S);
+	free(ws.Gt);
+	free(ws.gE);
+	free(ws.gR);
+	free(ws.push);
+}
+
+/* ---------------------------------------------------------------- save */
+
+static void save_model(const struct job *jb, const char *path)
+{
+	size_t plen = strlen(path) + 16;
+	char *tmp = xcalloc(plen, 1);
+	snprintf(tmp, plen, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		app_die("%s: cannot create: %s", tmp, strerror(errno));
+	fprintf(f, "# kge model %s dim %zu entities %zu relations %zu\n", model_names[jb->o.model], jb->D, jb->nE,
+		jb->nR);
+	fprintf(f, "# lines: kind<TAB>name<TAB>values; kinds: entity, relation, reciprocal (the inverse relation)\n");
+	for (size_t e = 0; e < jb->nE; e++) {
+		fprintf(f, "entity\t%s\t", app_idmap_name(jb->ents, (int64_t)e));
+		for (size_t k = 0; k < jb->D; k++)
+			fprintf(f, k ? " %.9g" : "%.9g", jb->allE[e * jb->D + k]);
+		fputc('\n', f);
+	}
+	for (size_t r = 0; r < 2 * jb->nR; r++) {
+		fprintf(f, "%s\t%s\t", r < jb->nR ? "relation" : "reciprocal",
+			app_idmap_name(jb->rels, (int64_t)(r % jb->nR)));
+		for (size_t k = 0; k < jb->RD; k++)
+			fprintf(f, k ? " %.9g" : "%.9g", jb->allR[r * jb->RD + k]);
+		fputc('\n', f);
+	}
+	if (fflush(f) != 0 || ferror(f) || fclose(f) != 0)
+		app_die("%s: write failed: %s", tmp, strerror(errno));
+	if (rename(tmp, path) != 0)
+		app_die("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+	free(tmp);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kge --dataset DIR [options]            (one node)\n"
+		"       psrun -n N kge --dataset DIR [options] (N nodes)\n"
+		"\n"
+		"Knowledge-graph embeddings trained on psmem, evaluated by filtered link\n"
+		"prediction (MRR, Hits@1/3/10 over the heads and tails of test.txt).\n"
+		"\n"
+		"  --dataset DIR      folder with train.txt, valid.txt, test.txt, one triple per\n"
+		"                     line: head<TAB>relation<TAB>tail (plain or gzip); blank lines\n"
+		"                     are ignored; valid/test triples whose entity or relation\n"
+		"                     is not in train.txt are skipped and counted (required)\n"
+		"  --model M          complex, distmult or rescal (default: complex)\n"
+		"  --dim D            floats per entity; complex: D/2 real + D/2 imaginary parts,\n"
+		"                     D even; rescal relations are D x D (default: 256)\n"
+		"  --optimizer O      sgd or adagrad (default: adagrad)\n"
+		"  --lr X             learning rate (default: 0.1)\n"
+		"  --reg X            weight of the embedding penalty (default: 0.05)\n"
+		"  --regularizer R    n3 (sum of |x|^3, complex moduli for complex) or l2\n"
+		"                     (default: n3)\n"
+		"  --init X           std. deviation of the normal initial values (default: 0.001)\n"
+		"  --neg N            entities drawn uniformly per batch as extra candidates: with\n"
+		"                     the batch's own heads and tails they are the corrupted heads\n"
+		"                     and tails of every positive of the batch, scored with a\n"
+		"                     softmax cross-entropy (default: 256)\n"
+		"  --batch B          triples per mini-batch (default: 256)\n"
+		"  --epochs N         passes over train.txt (default: 10)\n"
+		"  --threads T        worker threads per node; 0: psrun's -t, or 1 alone\n"
+		"                     (default: 0)\n"
+		"  --policy P         classic: rows stay on the node that created them;\n"
+		"                     localize: each worker localizes the entities of its next\n"
+		"                     batch while it computes the current one; relations (few,\n"
+		"                     used by every batch) are never moved (default: classic)\n"
+		"  --seed S           seed of initialisation, shuffling and negatives; one thread\n"
+		"                     on one node is deterministic, more threads or nodes are not\n"
+		"                     (update order) (default: 1)\n"
+		"  --eval-every K     filtered valid MRR every K epochs, 0 = never (default: 0)\n"
+		"  --json FILE        write a JSON summary (app, policy, nodes, threads, epochs,\n"
+		"                     seconds, throughput, mrr, hits1, hits3, hits10, ...);\n"
+		"                     - = stdout (default: none)\n"
+		"  --save FILE        write the embeddings as text, with their string ids\n"
+		"                     (default: none)\n"
+		"  --help             print this help and exit\n"
+		"\n"
+		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
+		"prints and writes files. seconds/throughput count training, not evaluation.\n");
+}
+
+static int pick(const char *opt, const char *val, const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(val, names[i]) == 0)
+			return i;
+	char list[256] = "";
+	for (int i = 0; i < n; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+	app_die("%s: '%s' is not one of %s", opt, val, list);
+}
+
+int main(int argc, char **argv)
+{
+	app_init("kge");
+	static struct job job;
+	struct job *jb = &job;
+	struct opts *o = &jb->o;
+	*o = (struct opts){.model = M_COMPLEX, .optimizer = O_ADAGRAD, .policy = P_CLASSIC, .regularizer = R_N3,
+			   .dim = 256, .neg = 256, .batch = 256, .epochs = 10, .threads = 0, .eval_every = 0,
+			   .lr = 0.1, .reg = 0.05, .init = 0.001, .seed = 1};
+	static const char *const opt_names[] = {"sgd", "adagrad"}, *const pol_names[] = {"classic", "localize"},
+				 *const reg_names[] = {"n3", "l2"};
+	enum { O_DATASET = 256, O_MODEL, O_DIM, O_OPT, O_LR, O_REG, O_REGZ, O_INIT, O_NEG, O_BATCH, O_EPOCHS,
+	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE };
+	static const struct option lopts[] = {
+		{"dataset", 1, 0, O_DATASET}, {"model", 1, 0, O_MODEL},	  {"dim", 1, 0, O_DIM},
+		{"optimizer", 1, 0, O_OPT},   {"lr", 1, 0, O_LR},	  {"reg", 1, 0, O_REG},
+		{"regularizer", 1, 0, O_REGZ}, {"init", 1, 0, O_INIT},	  {"neg", 1, 0, O_NEG},
+		{"batch", 1, 0, O_BATCH},     {"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS},
+		{"policy", 1, 0, O_POLICY},   {"seed", 1, 0, O_SEED},	  {"eval-every", 1, 0, O_EVAL},
+		{"json", 1, 0, O_JSON},	      {"save", 1, 0, O_SAVE},	  {"help", 0, 0, 'h'},
+		{0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (c) {
+		case O_DATASET: o->dataset = optarg; break;
+		case O_MODEL: o->model = pick("--model", optarg, model_names, 3); break;
+		case O_DIM: o->dim = app_opt_long("--dim", optarg, 1, 4096); break;
+		case O_OPT: o->optimizer = pick("--optimizer", optarg, opt_names, 2); break;
+		case O_LR: o->lr = app_opt_double("--lr", optarg, 0, 1e6); break;
+		case O_REG: o->reg = app_opt_double("--reg", optarg, 0, 1e6); break;
+		case O_REGZ: o->regularizer = pick("--regularizer", optarg, reg_names, 2); break;
+		case O_INIT: o->init = app_opt_double("--init", optarg, 0, 1e3); break;
+		case O_NEG: o->neg = app_opt_long("--neg", optarg, 0, 1 << 20); break;
+		case O_BATCH: o->batch = app_opt_long("--batch", optarg, 1, 1 << 16); break;
+		case O_EPOCHS: o->epochs = app_opt_long("--epochs", optarg, 0, 1 << 20); break;
+		case O_THREADS: o->threads = app_opt_long("--threads", optarg, 0, 1024); break;
+		case O_POLICY: o->policy = pick("--policy", optarg, pol_names, 2); break;
+		case O_SEED: o->seed = (uint64_t)app_opt_long("--seed", optarg, 0, INT64_MAX); break;
+		case O_EVAL: o->eval_every = app_opt_long("--eval-every", optarg, 0, 1 << 20); break;
+		case O_JSON: o->json = optarg; break;
+		case O_SAVE: o->save = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		app_die("unexpected argument '%s' (see --help)", argv[optind]);
+	if (!o->dataset)
+		app_die("--dataset DIR is required (see --help)");
+	if (o->model == M_COMPLEX && o->dim % 2)
+		app_die("--dim: %ld must be even for complex (real and imaginary halves)", o->dim);
+	if (o->model == M_RESCAL && o->dim > 512)
+		app_die("--dim: %ld is too large for rescal (relations are dim x dim; at most 512)", o->dim);
+	struct stat st;
+	if (stat(o->dataset, &st) != 0)
+		app_die("%s: cannot open dataset directory: %s", o->dataset, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		app_die("%s: not a directory (--dataset wants a folder with train.txt, valid.txt, test.txt)",
+			o->dataset);
+
+	int err;
+	ps_world *w = ps_init_threads((int)o->threads, &err);
+	if (!w)
+		app_die("cannot join the job: %s", ps_strerror(err));
+	jb->nodes = ps_num_nodes(w);
+	jb->node = ps_node_id(w);
+	jb->T = ps_num_threads(w);
+	bool lead = jb->node == 0;
+
+	double t_load = app_now();
+	jb->ents = app_idmap_new();
+	jb->rels = app_idmap_new();
+	jb->train = read_triples(jb, o->dataset, "train.txt", true, &jb->ntrain);
+	jb->valid = read_triples(jb, o->dataset, "valid.txt", false, &jb->nvalid);
+	jb->test = read_triples(jb, o->dataset, "test.txt", false, &jb->ntest);
+	jb->nE = app_idmap_size(jb->ents);
+	jb->nR = app_idmap_size(jb->rels);
+	if (jb->ntrain > UINT32_MAX)
+		app_die("%s/train.txt: more than 2^32 triples", o->dataset);
+	build_filter(jb);
+	jb->perm = xcalloc(jb->ntrain, sizeof *jb->perm);
+	for (size_t i = 0; i < jb->ntrain; i++)
+		jb->perm[i] = (uint32_t)i;
+	uint64_t rs = o->seed ^ 0x5bd1e995ULL;
+	for (size_t i = jb->ntrain; i > 1; i--) {
+		size_t j = app_rand(&rs) % i;
+		uint32_t t = jb->perm[i - 1];
+		jb->perm[i - 1] = jb->perm[j];
+		jb->perm[j] = t;
+	}
+	jb->D = (size_t)o->dim;
+	jb->RD = o->model == M_RESCAL ? jb->D * jb->D : jb->D;
+	jb->se = (o->optimizer == O_ADAGRAD ? 2 : 1) * jb->D;
+	jb->sr = (o->optimizer == O_ADAGRAD ? 2 : 1) * jb->RD;
+	if (lead)
+		printf("kge: %zu entities, %zu relations; %zu train, %zu valid, %zu test triples (loaded in %.1f s)\n"
+		       "kge: %s dim %zu, %s lr %g, %s reg %g, batch %ld, neg %ld, policy %s, %d node(s) x %d "
+		       "thread(s)\n",
+		       jb->nE, jb->nR, jb->ntrain, jb->nvalid, jb->ntest, app_now() - t_load, model_names[o->model],
+		       jb->D, opt_names[o->optimizer], o->lr, reg_names[o->regularizer], o->reg, o->batch, o->neg,
+		       pol_names[o->policy], jb->nodes, jb->T);
+	fflush(stdout);
+
+	ps_table_opts to;
+	ps_table_opts_init(&to, jb->nE, (uint32_t)jb->se);
+	to.init = PS_INIT_ZERO; /* the workers write the initial values */
+	jb->E = ps_table_create(w, &to, &err);
+	if (!jb->E)
+		app_die("cannot create the entity table: %s", ps_strerror(err));
+	if (jb->sr > 65536)
+		app_die("--dim: relation rows of %zu floats exceed psmem's 65536", jb->sr);
+	ps_table_opts_init(&to, 2 * jb->nR, (uint32_t)jb->sr);
+	to.init = PS_INIT_ZERO;
+	jb->R = ps_table_create(w, &to, &err);
+	if (!jb->R)
+		app_die("cannot create the relation table: %s", ps_strerror(err));
+	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k */
+	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2, 8);
+	jb->M = ps_table_create(w, &to, &err);
+	if (!jb->M)
+		app_die("cannot create the metrics table: %s", ps_strerror(err));
+	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));
+	jb->allR = xcalloc(2 * jb->nR * jb->RD, sizeof(float));
+
+	if (pthread_barrier_init(&jb->local, NULL, (unsigned)jb->T) != 0)
+		app_die("pthread_barrier_init: %s", strerror(errno));
+	int rc = ps_run_workers(w, worker, jb);
+	pthread_barrier_destroy(&jb->local);
+	if (rc)
+		app_die("workers failed: %s", ps_strerror(rc));
+	if (lead) {
+		double secs = jb->train_secs, thr = secs > 0 ? (double)jb->ntrain * (double)o->epochs / secs : 0;
+		ps_node_stats nst = {0};
+		double local = 0;
+		if (ps_stats(w, 0, &nst) == 0 && nst.local_keys + nst.remote_keys > 0)
+			local = (double)nst.local_keys / (double)(nst.local_keys + nst.remote_keys);
+		printf("kge: test filtered MRR %.4f  Hits@1 %.4f  Hits@3 %.4f  Hits@10 %.4f  |  %.1f s training, "
+		       "%.0f triples/s, loss %.4f, node 0: %.0f%% local key accesses, %llu relocations\n",
+		       jb->mrr, jb->h1, jb->h3, jb->h10, secs, thr, jb->last_loss, 100 * local,
+		       (unsigned long long)nst.relocations);
+		fflush(stdout);
+		if (o->json) {
+			app_json *j = app_json_new("kge");
+			app_json_str(j, "policy", pol_names[o->policy]);
+			app_json_int(j, "nodes", jb->nodes);
+			app_json_int(j, "threads", jb->T);
+			app_json_int(j, "epochs", o->epochs);
+			app_json_num(j, "seconds", secs);
+			app_json_num(j, "throughput", thr);
+			app_json_num(j, "mrr", jb->mrr);
+			app_json_num(j, "hits1", jb->h1);
+			app_json_num(j, "hits3", jb->h3);
+			app_json_num(j, "hits10", jb->h10);
+			app_json_str(j, "model", model_names[o->model]);
+			app_json_int(j, "dim", o->dim);
+			app_json_str(j, "optimizer", opt_names[o->optimizer]);
+			app_json_num(j, "lr", o->lr);
+			app_json_num(j, "reg", o->reg);
+			app_json_int(j, "neg", o->neg);
+			app_json_int(j, "batch", o->batch);
+			app_json_num(j, "loss", jb->last_loss);
+			app_json_int(j, "test_triples", (int64_t)jb->ntest);
+			app_json_num(j, "local_share", local);
+			app_json_int(j, "relocations", (int64_t)nst.relocations);
+			app_json_write(j, o->json);
+		}
+		if (o->save)
+			save_model(jb, o->save);
+	}
+	ps_finalize(w);
+	free(jb->allE);
+	free(jb->allR);
+	free(jb->perm);
+	free(jb->fkey);
+	free(jb->fval);
+	free(jb->train);
+	free(jb->valid);
+	free(jb->test);
+	app_idmap_free(jb->ents);
+	app_idmap_free(jb->rels);
+	return 0;
+}

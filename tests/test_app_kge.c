@@ -1,0 +1,392 @@
+/*
+ * test_app_kge.c - the kge app end to end on a tiny generated knowledge
+ * graph: it learns (filtered MRR far above random ranking, loss falls) on
+ * one node and under psrun -n 2 with both policies, writes its JSON and
+ * model, is deterministic for one thread, and stops on bad input with the
+ * exact message.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+#define NENT 50 /* chain entities e0..e49, plus 5 group entities */
+#define NALL (NENT + 5)
+
+static char dir[] = "/tmp/psmem-test-kge-XXXXXX";
+static struct run_result res;
+
+static const char *path_of(const char *name)
+{
+	static char p[4][1024];
+	static int i;
+	char *s = p[i++ % 4];
+	snprintf(s, 1024, "%s/%s", dir, name);
+	return s;
+}
+
+static void write_text(const char *name, const char *text)
+{
+	FILE *f = fopen(path_of(name), "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Planted structure: next(i) = i+1, prev(i) = i-1 (mod 50), a symmetric
+ * relation pairing i with 7i+3 mod 50 both ways, and grp(i) = g(i mod 5).
+ * Shuffled; 10% valid, 10% test, the rest train. */
+static void make_kg(const char *sub)
+{
+	char (*t)[64] = calloc(6 * NENT, 64);
+	assert_non_null(t);
+	int n = 0;
+	for (int i = 0; i < NENT; i++) {
+		int j = (7 * i + 3) % NENT;
+		snprintf(t[n++], 64, "e%d\tnext\te%d\n", i, (i + 1) % NENT);
+		snprintf(t[n++], 64, "e%d\tprev\te%d\n", i, (i + NENT - 1) % NENT);
+		snprintf(t[n++], 64, "e%d\tsym\te%d\n", i, j);
+		snprintf(t[n++], 64, "e%d\tsym\te%d\n", j, i);
+		snprintf(t[n++], 64, "e%d\tgrp\tg%d\n", i, i % 5);
+	}
+	uint64_t s = 42;
+	for (int i = n; i > 1; i--) {
+		int j = (int)(rnd(&s) % (uint64_t)i);
+		char tmp[64];
+		memcpy(tmp, t[i - 1], 64);
+		memcpy(t[i - 1], t[j], 64);
+		memcpy(t[j], tmp, 64);
+	}
+	char p[512];
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	mkdir(p, 0700);
+	const char *names[3] = {"valid.txt", "test.txt", "train.txt"};
+	int k = n / 10, bounds[4] = {0, k, 2 * k, n};
+	for (int f = 0; f < 3; f++) {
+		char fp[600];
+		snprintf(fp, sizeof fp, "%s/%s", p, names[f]);
+		FILE *fo = fopen(fp, "w");
+		assert_non_null(fo);
+		for (int i = bounds[f]; i < bounds[f + 1]; i++)
+			fputs(t[i], fo);
+		fclose(fo);
+	}
+	free(t);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(dir))
+		return -1;
+	make_kg("kg");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs kge (under psrun -n nodes when nodes > 0) with the extra args. */
+static void run_kge(int nodes, const char *const *extra)
+{
+	char *argv[64];
+	int a = 0;
+	char nbuf[16];
+	if (nodes > 0) {
+		snprintf(nbuf, sizeof nbuf, "%d", nodes);
+		argv[a++] = (char *)build_path("bin/psrun");
+		argv[a++] = "-n";
+		argv[a++] = nbuf;
+	}
+	argv[a++] = (char *)build_path("apps/kge");
+	for (int i = 0; extra[i]; i++)
+		argv[a++] = (char *)extra[i];
+	argv[a] = NULL;
+	run_prog(argv, NULL, 60, -1, 0, &res);
+}
+
+/* Value of "key": in a JSON object (numbers only). */
+static double json_num(const char *json, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		fail_msg("key %s missing from %s", key, json);
+	return strtod(p + strlen(pat), NULL);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	static char buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static double random_mrr(void)
+{
+	double h = 0;
+	for (int i = 1; i <= NALL; i++)
+		h += 1.0 / i;
+	return h / NALL;
+}
+
+/* Trains and checks the model learned: MRR > 3x random, loss fell. */
+static void train_and_check(int nodes, const char *policy, const char *threads, const char *json)
+{
+	int seg0 = count_segments();
+	const char *args[] = {"--dataset", path_of("kg"), "--epochs", "25", "--dim", "32", "--batch", "32", "--neg",
+			      "16", "--policy", policy, "--threads", threads, "--json", json, NULL};
+	run_kge(nodes, args);
+	if (res.status != 0)
+		fail_msg("kge exited %d: %s", res.status, res.err);
+	const char *j = slurp(json);
+	double mrr = json_num(j, "mrr");
+	if (!(mrr > 3 * random_mrr()))
+		fail_msg("MRR %.4f not above 3 x random %.4f\n%s", mrr, random_mrr(), res.out);
+	assert_int_equal((int)json_num(j, "nodes"), nodes > 0 ? nodes : 1);
+	/* loss of epoch 1 vs epoch 25, from the per-epoch lines */
+	const char *e1 = strstr(res.out, "epoch 1/25:"), *e25 = strstr(res.out, "epoch 25/25:");
+	assert_non_null(e1);
+	assert_non_null(e25);
+	double l1 = strtod(strstr(e1, "loss ") + 5, NULL), l25 = strtod(strstr(e25, "loss ") + 5, NULL);
+	if (!(l25 < 0.7 * l1))
+		fail_msg("loss did not fall: %.4f -> %.4f", l1, l25);
+	assert_int_equal(count_segments(), seg0);
+}
+
+static void test_one_node_learns_the_planted_structure(void **state)
+{
+	(void)state;
+	train_and_check(0, "classic", "1", path_of("one.json"));
+}
+
+static void test_one_node_two_threads_localize_learns(void **state)
+{
+	(void)state;
+	train_and_check(0, "localize", "2", path_of("one2.json"));
+}
+
+static void test_two_nodes_classic_learns(void **state)
+{
+	(void)state;
+	train_and_check(2, "classic", "1", path_of("two-classic.json"));
+}
+
+static void test_two_nodes_localize_learns(void **state)
+{
+	(void)state;
+	train_and_check(2, "localize", "2", path_of("two-localize.json"));
+}
+
+static void test_json_has_the_required_keys(void **state)
+{
+	(void)state;
+	const char *args[] = {"--dataset", path_of("kg"), "--epochs", "2", "--dim", "16", "--json", path_of("k.json"),
+			      NULL};
+	run_kge(0, args);
+	assert_int_equal(res.status, 0);
+	const char *j = slurp(path_of("k.json"));
+	assert_non_null(strstr(j, "\"app\": \"kge\""));
+	assert_non_null(strstr(j, "\"policy\": \"classic\""));
+	const char *keys[] = {"nodes", "threads", "epochs", "seconds", "throughput", "mrr", "hits1", "hits3", "hits10"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		(void)json_num(j, keys[i]);
+	assert_int_equal((int)json_num(j, "epochs"), 2);
+	double h1 = json_num(j, "hits1"), h3 = json_num(j, "hits3"), h10 = json_num(j, "hits10");
+	assert_true(h1 <= h3 && h3 <= h10 && h10 <= 1.0);
+	/* the summary line carries the same figures */
+	assert_non_null(strstr(res.out, "test filtered MRR"));
+	assert_non_null(strstr(res.out, "triples/s"));
+}
+
+static void test_one_thread_is_deterministic_and_saves_the_model(void **state)
+{
+	(void)state;
+	char first[256];
+	for (int k = 0; k < 2; k++) {
+		const char *args[] = {"--dataset", path_of("kg"), "--epochs", "5", "--dim", "16", "--seed", "7",
+				      "--json", path_of("d.json"), "--save", path_of("model.txt"), NULL};
+		run_kge(0, args);
+		assert_int_equal(res.status, 0);
+		const char *j = slurp(path_of("d.json"));
+		const char *m = strstr(j, "\"mrr\"");
+		assert_non_null(m);
+		if (k == 0)
+			snprintf(first, sizeof first, "%.40s", m);
+		else
+			assert_memory_equal(first, m, strlen(first));
+	}
+	const char *model = slurp(path_of("model.txt"));
+	assert_non_null(strstr(model, "\nentity\te0\t"));
+	assert_non_null(strstr(model, "\nentity\tg4\t"));
+	assert_non_null(strstr(model, "\nrelation\tsym\t"));
+	assert_non_null(strstr(model, "\nreciprocal\tnext\t"));
+}
+
+static void expect_failure(const char *dataset, const char *msg)
+{
+	const char *args[] = {"--dataset", dataset, "--epochs", "1", "--dim", "8", NULL};
+	run_kge(0, args);
+	assert_int_equal(res.status, 1);
+	if (!strstr(res.err, msg))
+		fail_msg("expected '%s' in stderr, got: %s", msg, res.err);
+}
+
+static void make_bad(const char *sub, const char *train, const char *valid, const char *test)
+{
+	char p[512];
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	mkdir(p, 0700);
+	char n[600];
+	if (train) {
+		snprintf(n, sizeof n, "%s/train.txt", sub);
+		write_text(n, train);
+	}
+	if (valid) {
+		snprintf(n, sizeof n, "%s/valid.txt", sub);
+		write_text(n, valid);
+	}
+	if (test) {
+		snprintf(n, sizeof n, "%s/test.txt", sub);
+		write_text(n, test);
+	}
+}
+
+static void test_malformed_input_stops_with_its_message(void **state)
+{
+	(void)state;
+	const char *ok = "a\tr\tb\nb\tr\tc\n";
+	char msg[700];
+
+	make_bad("fields", "a\tr\tb\nb\tr\tc\nc\tr\n", ok, ok);
+	snprintf(msg, sizeof msg, "kge: %s/fields/train.txt:3: expected 3 tab-separated fields (head, relation, tail), found 2",
+		 dir);
+	expect_failure(path_of("fields"), msg);
+
+	make_bad("fields4", ok, ok, "a\tr\tb\textra\n");
+	snprintf(msg, sizeof msg, "kge: %s/fields4/test.txt:1: expected 3 tab-separated fields", dir);
+	expect_failure(path_of("fields4"), msg);
+
+	make_bad("emptyfield", ok, "a\t\tb\n", ok);
+	snprintf(msg, sizeof msg, "kge: %s/emptyfield/valid.txt:1: empty relation field", dir);
+	expect_failure(path_of("emptyfield"), msg);
+
+	make_bad("empty", "", ok, ok);
+	snprintf(msg, sizeof msg, "kge: %s/empty/train.txt: empty file: no triples", dir);
+	expect_failure(path_of("empty"), msg);
+
+	make_bad("notest", ok, ok, NULL);
+	snprintf(msg, sizeof msg, "kge: %s/notest/test.txt: cannot open: No such file or directory", dir);
+	expect_failure(path_of("notest"), msg);
+
+	snprintf(msg, sizeof msg, "kge: %s/nowhere: cannot open dataset directory: No such file or directory", dir);
+	expect_failure(path_of("nowhere"), msg);
+
+	make_bad("unknown", ok, ok, "x\tr\tb\ny\tr\tz\n");
+	snprintf(msg, sizeof msg, "kge: %s/unknown/test.txt: none of its 2 triples has its entities and relation in train.txt",
+		 dir);
+	expect_failure(path_of("unknown"), msg);
+
+	const char *bad_opt[] = {"--dataset", path_of("kg"), "--model", "transe", NULL};
+	run_kge(0, bad_opt);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "--model: 'transe' is not one of complex, distmult, rescal"));
+	const char *bad_num[] = {"--dataset", path_of("kg"), "--dim", "abc", NULL};
+	run_kge(0, bad_num);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "--dim: 'abc' is not a valid integer"));
+}
+
+static void test_unknown_entities_in_test_are_skipped_and_counted(void **state)
+{
+	(void)state;
+	make_bad("skip", "a\tr\tb\nb\tr\tc\nc\tr\ta\n", "a\tr\tb\n", "a\tr\tc\nq\tr\ta\n");
+	const char *args[] = {"--dataset", path_of("skip"), "--epochs", "1", "--dim", "8", NULL};
+	run_kge(0, args);
+	assert_int_equal(res.status, 0);
+	char msg[700];
+	snprintf(msg, sizeof msg,
+		 "kge: %s/skip/test.txt: skipped 1 of 2 triples whose entity or relation is not in train.txt", dir);
+	if (!strstr(res.err, msg))
+		fail_msg("expected '%s', got: %s", msg, res.err);
+}
+
+static void test_help_documents_every_option(void **state)
+{
+	(void)state;
+	const char *args[] = {"--help", NULL};
+	run_kge(0, args);
+	assert_int_equal(res.status, 0);
+	const char *opts[] = {"--dataset", "--model", "--dim",	  "--optimizer", "--lr",	 "--reg",
+			      "--regularizer", "--init", "--neg", "--batch",	 "--epochs",	 "--threads",
+			      "--policy",  "--seed",	"--eval-every", "--json", "--save", "--help",
+			      "complex",   "distmult", "rescal",  "adagrad",	 "classic",	 "localize"};
+	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+		if (!strstr(res.out, opts[i]))
+			fail_msg("--help does not mention %s", opts[i]);
+	/* every option line states its default */
+	int lines = 0, defaults = 0;
+	for (const char *p = res.out; (p = strstr(p, "\n  --")); p++)
+		lines++;
+	for (const char *p = res.out; (p = strstr(p, "(default")); p++)
+		defaults++;
+	assert_int_equal(defaults, lines - 2); /* --dataset is required, --help has none */
+}
+
+static void test_distmult_and_rescal_with_sgd_run(void **state)
+{
+	(void)state;
+	const char *a1[] = {"--dataset", path_of("kg"), "--model", "distmult", "--epochs", "3", "--dim", "16", NULL};
+	run_kge(0, a1);
+	assert_int_equal(res.status, 0);
+	const char *a2[] = {"--dataset", path_of("kg"), "--model", "rescal", "--optimizer", "sgd", "--epochs", "3",
+			    "--dim", "8", "--eval-every", "1", NULL};
+	run_kge(0, a2);
+	if (res.status != 0)
+		fail_msg("rescal failed: %s", res.err);
+	assert_non_null(strstr(res.out, "valid MRR"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_one_node_learns_the_planted_structure),
+		cmocka_unit_test(test_one_node_two_threads_localize_learns),
+		cmocka_unit_test(test_two_nodes_classic_learns),
+		cmocka_unit_test(test_two_nodes_localize_learns),
+		cmocka_unit_test(test_json_has_the_required_keys),
+		cmocka_unit_test(test_one_thread_is_deterministic_and_saves_the_model),
+		cmocka_unit_test(test_malformed_input_stops_with_its_message),
+		cmocka_unit_test(test_unknown_entities_in_test_are_skipped_and_counted),
+		cmocka_unit_test(test_help_documents_every_option),
+		cmocka_unit_test(test_distmult_and_rescal_with_sgd_run),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
