@@ -410,8 +410,9 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 /*
  * This node's pool is full.  If slots of it wait for a grace period
  * (retired by relocations away from us), the full pool is temporary: wait,
- * outside any read-side section, until one is freed.  Gives up after 10 s
- * (a reclaimer that died leaves its retired count behind).
+ * outside any read-side section, until one is freed.  Gives up after 1 s
+ * with nothing retired, or 10 s in all (a reclaimer that died leaves its
+ * retired count behind).
  */
 static bool wait_for_free_slot(ps_world *w, ps_table *t)
 {
@@ -419,8 +420,11 @@ static bool wait_for_free_slot(ps_world *w, ps_table *t)
 	bool ok = false;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
 	for (int i = 0; i < 20000 && !ok; i++) {
-		/* relaxed: hints; the allocator re-checks under the pool lock */
-		if (atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
+		/* relaxed: hints; the allocator re-checks under the pool lock.
+		 * Nothing retired yet: another node may be relocating our keys
+		 * away right now (its batch is retired at the end), so still
+		 * wait a little (1 s) before calling the pool full. */
+		if (i >= 2000 && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
 			break;
 		ps__doorbell(w);
 		usleep(500);

@@ -39,14 +39,16 @@ struct job {
 	int cmd[2], ack[2];
 	ps_world *w;
 	ps_table *t;
+	ps_table *full; /* same shape, pools of exactly 8 slots: full from the start */
 };
 
-static ps_table *make_table(ps_world *w)
+static ps_table *make_table(ps_world *w, uint64_t slots_per_node)
 {
 	ps_table_opts o;
 	ps_table_opts_init(&o, KEYS, VLEN);
 	o.init = PS_INIT_CONST;
 	o.init_a = 1.0f;
+	o.slots_per_node = slots_per_node;
 	int err;
 	ps_table *t = ps_table_create(w, &o, &err);
 	if (!t)
@@ -68,8 +70,8 @@ static void child_main(struct job *j)
 	join_env(j, 1);
 	int err;
 	ps_world *w = ps_init(&err);
-	ps_table *t = w ? make_table(w) : NULL;
-	if (!t)
+	ps_table *t = w ? make_table(w, 0) : NULL;
+	if (!t || !make_table(w, KEYS / 2))
 		_exit(1);
 	struct ps__slot *held = NULL;
 	uint64_t held_seq = 0;
@@ -135,9 +137,10 @@ static int setup(void **state)
 	j->w = ps_init(&err);
 	if (!j->w)
 		return -1;
-	j->t = make_table(j->w); /* collective: meets the child's create */
+	j->t = make_table(j->w, 0); /* collective: meets the child's create */
+	j->full = j->t ? make_table(j->w, KEYS / 2) : NULL;
 	char c;
-	if (!j->t || read(j->ack[0], &c, 1) != 1)
+	if (!j->full || read(j->ack[0], &c, 1) != 1)
 		return -1;
 	*state = j;
 	return 0;
@@ -253,6 +256,23 @@ static void test_barrier_returns_EDEAD_when_a_node_died(void **state)
 	assert_true(ps__now_ns() - t0 < 1000000000ULL);
 }
 
+static void test_localize_into_a_full_pool_fails_with_PS_EFULL_and_loses_nothing(void **state)
+{
+	struct job *j = *state;
+	ps_key k = 9;
+	float add[VLEN] = {4, 4, 4, 4}, v[VLEN];
+	assert_int_equal(ps_push_sync(j->full, &k, 1, add), 0);
+	uint64_t t0 = ps__now_ns();
+	assert_int_equal(ps_localize_sync(j->full, &k, 1), PS_EFULL);
+	/* it waited for reclamation that could free a slot, but not for ever */
+	assert_true(ps__now_ns() - t0 < 3000000000ULL);
+	assert_int_equal(ps_owner(j->full, k), 1);
+	assert_int_equal(ps_pull_sync(j->full, &k, 1, v), 0);
+	for (int i = 0; i < VLEN; i++)
+		assert_true(v[i] == 5.0f);
+	assert_int_equal(ps_wait(ps_localize(j->full, &k, 1)), PS_EFULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +281,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dead_reader_does_not_stall_reclamation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_held_by_dead_node_is_recovered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier_returns_EDEAD_when_a_node_died, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_localize_into_a_full_pool_fails_with_PS_EFULL_and_loses_nothing, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
