@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# bench/apps.sh - the apps (mf, kge, w2v) on the real datasets, both
+# policies, 1 node and `psrun -n 2`, plus the raw HOGWILD! baseline for mf
+# (build/bench/hogwild_mf); REPEATS runs per configuration, medians.
+#
+#   bench/apps.sh                      full run (see the settings below)
+#   QUICK=1 bench/apps.sh              smoke run: tiny epochs and data subsets
+#   APPS="mf" REPEATS=5 bench/apps.sh  choose apps and repeats
+#
+# Environment (defaults in brackets):
+#   APPS     apps to run ["mf kge w2v"]; one that is not built is skipped
+#   REPEATS  runs per configuration, the median is reported [3; QUICK: 1]
+#   QUICK    1: smoke run (mf 2 epochs, kge 1 epoch on a subset, w2v 1 epoch
+#            on wiki2019-text8style.10M) [0]
+#   SHAPES   psmem shapes, NODESxTHREADS: N>1 runs under psrun -n N -t T, N=1
+#            runs the app alone; shapes needing more cores than the machine
+#            has are skipped (never oversubscribe) ["1x1 2x1 1x2"]
+#   RAW_THREADS  thread counts of the raw baseline hogwild_mf ["1 2"]
+#   PLOT_ONLY  1: run nothing, recompute apps.csv and the PNG from apps_runs.csv [0]
+#   DATA     datasets [$(git rev-parse --show-toplevel)/../shared/data]
+#   BUILD    build folder [build]      OUT  results [bench/out]
+#
+# Output (bench/out/ is not tracked):
+#   apps.csv             app,config,policy,nodes,threads,throughput_median,
+#                        metric_name,metric_median,seconds_median (each median
+#                        taken over the repeats, column by column)
+#   apps_runs.csv        every run: the same columns plus the repeat number
+#   apps_throughput.png  throughput by configuration, one panel per app (gnuplot)
+#   apps_throughput.gp, plot-APP.dat  the gnuplot script and its data
+#   apps_env.txt         date, commit, CPU, settings, load average before/after
+#   json/, logs/         each run's --json output and its stdout+stderr
+# throughput is what the app reports (training items per second: ratings,
+# triples, words; evaluation excluded); seconds is the JSON's "seconds".
+set -uo pipefail
+
+ROOT=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel 2>/dev/null) ||
+	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+QUICK=${QUICK:-0}
+BUILD=${BUILD:-build}
+DATA=${DATA:-$ROOT/../shared/data}
+OUT=${OUT:-$ROOT/bench/out}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 1
+APPS=${APPS:-mf kge w2v}
+if [[ $QUICK == 1 ]]; then
+	REPEATS=${REPEATS:-1}
+	SHAPES=${SHAPES:-1x1 2x1}
+else
+	REPEATS=${REPEATS:-3}
+	SHAPES=${SHAPES:-1x1 2x1 1x2}
+fi
+RAW_THREADS=${RAW_THREADS:-1 2}
+POLICIES="classic localize"
+
+# ---------------------------------------------------------------- settings
+# Full run.  Empty *_ARGS means the app's defaults, which are the settings
+# of the targets of issue 3:
+#   mf   MovieLens-100K u1.base/u1.test, mf --help defaults (rank 100, lr
+#        0.015, reg 0.08, 20 epochs); target test RMSE <= 0.94.
+#   kge  FB15k-237, kge --help defaults (ComplEx, dim 256, Adagrad lr 0.1,
+#        N3 reg 0.01, 256 negatives, batch 256, 25 epochs); target MRR >= 0.30.
+#        About 85 s per epoch on one loaded core: ~35 min per run.
+#   w2v  wiki2019-text8style (17M words), w2v --help defaults (dim 100,
+#        window 5, neg 5, sample 1e-4, min-count 5, 5 epochs); target analogy
+#        accuracy >= 35%.  ~10-20 min per run on one core.
+# >>> KGE_ARGS and W2V_ARGS: re-check against `kge --help` / `w2v --help`
+# >>> when those apps are final (they were still changing when this was
+# >>> written); put any non-default target setting here.
+MF_TRAIN=${MF_TRAIN:-$DATA/movielens/ml-100k/u1.base}
+MF_TEST=${MF_TEST:-$DATA/movielens/ml-100k/u1.test}
+MF_ARGS=${MF_ARGS:-}
+KGE_DATASET=${KGE_DATASET:-$DATA/kg/FB15k-237}
+KGE_ARGS=${KGE_ARGS:-}
+W2V_TRAIN=${W2V_TRAIN:-$DATA/text/wiki2019-text8style.gz}
+W2V_ANALOGY=${W2V_ANALOGY:-$DATA/text/questions-words.txt}
+W2V_ARGS=${W2V_ARGS:-}
+
+# Smoke run (QUICK=1): about a minute or two on 2 cores.
+if [[ $QUICK == 1 ]]; then
+	MF_ARGS="--epochs 2 $MF_ARGS"
+	KGE_ARGS="--epochs 1 --dim 64 $KGE_ARGS"
+	KGE_QUICK_TRAIN=20000 # first N triples of train.txt; valid/test: first 500
+	W2V_TRAIN=$DATA/text/wiki2019-text8style.10M
+	W2V_ARGS="--epochs 1 $W2V_ARGS"
+fi
+
+# ------------------------------------------------------------------ helpers
+say() { printf 'apps.sh: %s\n' "$*" >&2; }
+
+CORES=$(nproc 2>/dev/null || echo 1)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$OUT/json" "$OUT/logs"
+RUNS=$OUT/apps_runs.csv
+CSV=$OUT/apps.csv
+PLOT_ONLY=${PLOT_ONLY:-0}
+if [[ $PLOT_ONLY != 1 ]]; then
+	echo "app,config,policy,nodes,threads,repeat,throughput,metric_name,metric,seconds" >"$RUNS"
+elif [[ ! -s $RUNS ]]; then
+	echo "apps.sh: PLOT_ONLY=1 but no $RUNS" >&2
+	exit 1
+fi
+
+# value of a top-level key in the flat one-line JSON the apps write
+jget() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" | head -n 1; }
+
+# add_job APP CONFIG POLICY NODES THREADS METRIC -- command...
+# Queues a configuration; run_jobs runs the queue REPEATS times, the repeat
+# loop outermost, so that a slow spell of the (shared) machine hits every
+# configuration alike instead of all repeats of one.  The command gets
+# --json FILE appended; each successful run is a line of apps_runs.csv.
+JOB_DESC=()
+JOB_CMD=()
+add_job() {
+	JOB_DESC+=("$1 $2 $3 $4 $5 $6")
+	shift 7
+	JOB_CMD+=("$(printf '%q ' "$@")")
+}
+
+run_jobs() {
+	local r i app config policy nodes threads metric tag json log t0 thr val sec
+	for ((r = 1; r <= REPEATS; r++)); do
+		for ((i = 0; i < ${#JOB_DESC[@]}; i++)); do
+			read -r app config policy nodes threads metric <<<"${JOB_DESC[i]}"
+			tag=$app-$config-$policy-$r
+			json=$OUT/json/$tag.json
+			log=$OUT/logs/$tag.log
+			rm -f "$json"
+			t0=$SECONDS
+			printf 'apps.sh: %-4s %-11s %-8s run %d/%d ... ' "$app" "$config" "$policy" "$r" "$REPEATS" >&2
+			if eval "${JOB_CMD[i]}" --json "$(printf '%q' "$json")" >"$log" 2>&1 && [[ -s $json ]]; then
+				thr=$(jget "$json" throughput)
+				val=$(jget "$json" "$metric")
+				sec=$(jget "$json" seconds)
+				printf '%.0f/s, %s %.4f (%ds)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) >&2
+				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec" >>"$RUNS"
+			else
+				printf 'FAILED (%ds), see %s:\n' $((SECONDS - t0)) "$log" >&2
+				tail -n 5 "$log" | sed 's/^/    /' >&2
+			fi
+		done
+	done
+}
+
+# run_psmem APP METRIC -- app arguments...: queues every shape x policy
+run_psmem() {
+	local app=$1 metric=$2 shape n t policy
+	shift 3
+	for shape in $SHAPES; do
+		n=${shape%x*} t=${shape#*x}
+		if ((n * t > CORES)); then
+			say "$app: shape ${n}x$t skipped: $((n * t)) workers > $CORES cores (no oversubscription)"
+			continue
+		fi
+		for policy in $POLICIES; do
+			if ((n == 1)); then
+				add_job "$app" "psmem-${n}n${t}t" "$policy" "$n" "$t" "$metric" -- \
+					"$BUILD/apps/$app" "$@" --policy "$policy" --threads "$t"
+			else
+				add_job "$app" "psmem-${n}n${t}t" "$policy" "$n" "$t" "$metric" -- \
+					"$BUILD/bin/psrun" -n "$n" -t "$t" "$BUILD/apps/$app" "$@" --policy "$policy" --threads "$t"
+			fi
+		done
+	done
+}
+
+need_data() { # need_data APP PATH...
+	local app=$1 p
+	shift
+	for p in "$@"; do
+		if [[ ! -e $p ]]; then
+			say "$app: skipped: $p not found (set DATA=...; see ../shared/data/README.md)"
+			return 1
+		fi
+	done
+}
+
+# ---------------------------------------------------------------------- run
+say "QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' APPS='$APPS' DATA=$DATA ($CORES cores)"
+if [[ ! -x $BUILD/bin/psrun ]]; then
+	say "$BUILD/bin/psrun is not built: run 'make' first"
+	exit 1
+fi
+for app in $APPS; do
+	if [[ ! -x $BUILD/apps/$app ]]; then
+		say "$app: skipped: $BUILD/apps/$app is not built (make)"
+		continue
+	fi
+	case $app in
+	mf)
+		need_data mf "$MF_TRAIN" "$MF_TEST" || continue
+		# shellcheck disable=SC2086
+		run_psmem mf rmse -- --train "$MF_TRAIN" --test "$MF_TEST" $MF_ARGS
+		if [[ -x $BUILD/bench/hogwild_mf ]]; then
+			for t in $RAW_THREADS; do
+				if ((t > CORES)); then
+					say "mf: hogwild ${t}t skipped: more threads than cores"
+					continue
+				fi
+				# shellcheck disable=SC2086
+				add_job mf "hogwild-${t}t" none 1 "$t" rmse -- \
+					"$BUILD/bench/hogwild_mf" --train "$MF_TRAIN" --test "$MF_TEST" $MF_ARGS --threads "$t"
+			done
+		else
+			say "mf: raw baseline skipped: $BUILD/bench/hogwild_mf is not built (make)"
+		fi
+		;;
+	kge)
+		need_data kge "$KGE_DATASET/train.txt" "$KGE_DATASET/valid.txt" "$KGE_DATASET/test.txt" || continue
+		ds=$KGE_DATASET
+		if [[ $QUICK == 1 ]]; then # a subset, in a temporary folder (never in the repo)
+			ds=$TMP/kge-quick
+			mkdir -p "$ds"
+			head -n "$KGE_QUICK_TRAIN" "$KGE_DATASET/train.txt" >"$ds/train.txt"
+			head -n 500 "$KGE_DATASET/valid.txt" >"$ds/valid.txt"
+			head -n 500 "$KGE_DATASET/test.txt" >"$ds/test.txt"
+		fi
+		# shellcheck disable=SC2086
+		run_psmem kge mrr -- --dataset "$ds" $KGE_ARGS
+		;;
+	w2v)
+		need_data w2v "$W2V_TRAIN" "$W2V_ANALOGY" || continue
+		# shellcheck disable=SC2086
+		run_psmem w2v analogy_accuracy -- --train "$W2V_TRAIN" --eval-analogy "$W2V_ANALOGY" $W2V_ARGS
+		;;
+	*)
+		say "$app: unknown app (mf, kge, w2v)"
+		;;
+	esac
+done
+
+if [[ $PLOT_ONLY != 1 ]]; then
+{
+	echo "date: $(date -Is)"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes in apps lib bin bench)')"
+	echo "cores: $CORES; $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
+	echo "settings: QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' RAW_THREADS='$RAW_THREADS'"
+	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/apps_env.txt"
+run_jobs
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/apps_env.txt"
+fi
+
+# ------------------------------------------------------------------ medians
+awk -F, '
+function median(key, col,    n, i, j, v, t) {
+	n = cnt[key]
+	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+NR == 1 { next }
+{
+	key = $1 "," $2 "," $3 "," $4 "," $5
+	if (!(key in cnt)) { order[++nk] = key; mname[key] = $8 }
+	n = ++cnt[key]
+	val[key, n, 7] = $7; val[key, n, 9] = $9; val[key, n, 10] = $10
+}
+END {
+	print "app,config,policy,nodes,threads,throughput_median,metric_name,metric_median,seconds_median"
+	for (k = 1; k <= nk; k++) {
+		key = order[k]
+		printf "%s,%.0f,%s,%.4f,%.2f\n", key, median(key, 7), mname[key], median(key, 9), median(key, 10)
+	}
+}' "$RUNS" >"$CSV"
+say "wrote $CSV ($(($(wc -l <"$CSV") - 1)) configurations) and $RUNS"
+column -s, -t "$CSV" >&2 2>/dev/null || cat "$CSV" >&2
+
+# --------------------------------------------------------------------- plot
+PNG=$OUT/apps_throughput.png
+if ! command -v gnuplot >/dev/null 2>&1; then
+	say "gnuplot not found: no PNG (install it with 'apt-get install gnuplot-nox'); the CSV is complete"
+	exit 0
+fi
+apps_in=$(awk -F, 'NR > 1 && !seen[$1]++ { printf "%s ", $1 }' "$CSV")
+if [[ -z $apps_in ]]; then
+	say "no successful run: no plot"
+	exit 1
+fi
+napps=$(wc -w <<<"$apps_in")
+{
+	echo "set terminal pngcairo size $((napps > 1 ? 520 * napps : 640)),560 font 'sans,10'"
+	echo "set output '$PNG'"
+	echo "set multiplot layout 1,$napps title 'psmem apps: training throughput, median of $REPEATS$([[ $QUICK == 1 ]] && echo ' (QUICK smoke run)')'  font 'sans,11'"
+	echo "set style fill solid 0.85 border -1"
+	echo "set boxwidth 0.7"
+	echo "set xtics rotate by -40 left nomirror font 'sans,9'"
+	echo "set grid ytics"
+	echo "set yrange [0:*]"
+	echo "set offsets 0.6, 0.6, graph 0.08, 0"
+	echo "set key off"
+	echo "set format y '%.1s%c'"
+	for app in $apps_in; do
+		dat=$OUT/plot-$app.dat
+		# x label, throughput, colour (1 classic, 2 localize, 3 raw), metric label
+		awk -F, -v app="$app" 'NR > 1 && $1 == app {
+			c = $3 == "classic" ? 1 : $3 == "localize" ? 2 : 3
+			lab = $3 == "none" ? $2 : $3 " " substr($2, 7)
+			ms = $7 == "analogy_accuracy" ? sprintf($8 < 10 ? "%.2f%%" : "%.1f%%", $8) : sprintf("%.3f", $8)
+			printf "\"%s\" %s %d \"%s\"\n", lab, $6, c, ms
+		}' "$CSV" >"$dat"
+		unit=$(case $app in mf) echo ratings/s ;; kge) echo triples/s ;; w2v) echo words/s ;; *) echo items/s ;; esac)
+		raw=$(awk -F, -v app="$app" 'NR > 1 && $1 == app && $2 == "hogwild-1t" { print $6 }' "$CSV")
+		mname=$(case $app in mf) echo 'test RMSE' ;; kge) echo 'filtered test MRR' ;; w2v) echo 'analogy accuracy' ;; *) echo metric ;; esac)
+		echo "set title '$app: $unit (labels: $mname)'"
+		echo "set ylabel '$unit'"
+		echo "unset arrow"
+		if [[ -n $raw ]]; then
+			echo "set arrow from graph 0, first $raw to graph 1, first $raw nohead dt 2 lw 1.5 lc rgb '#444444'"
+			echo "set label 99 'raw HOGWILD! 1 thread' at graph 0.02, first $raw offset 0,0.6 font 'sans,8' tc rgb '#444444'"
+		else
+			echo "unset label 99"
+		fi
+		echo "plot '$dat' using 0:2:(\$3 == 1 ? 0x4477aa : \$3 == 2 ? 0xee6677 : 0x999999):xtic(1) with boxes lc rgb variable, \\"
+		echo "     '' using 0:2:4 with labels offset 0,0.7 font 'sans,8'"
+	done
+	echo "unset multiplot"
+} >"$TMP/plot.gp"
+cp "$TMP/plot.gp" "$OUT/apps_throughput.gp"
+if gnuplot "$TMP/plot.gp" 2>"$TMP/gp.err"; then
+	say "wrote $PNG (gnuplot script: $OUT/apps_throughput.gp)"
+else
+	say "gnuplot failed: $(cat "$TMP/gp.err")"
+fi
