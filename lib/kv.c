@@ -277,7 +277,12 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
  * stale one only wastes a line: the access itself re-loads loc[k] with
  * acquire.
  */
+#ifndef PF_DIST
 #define PF_DIST 32
+#endif
+#ifndef PF_LINES
+#define PF_LINES 8
+#endif
 
 static inline void prefetch_loc(ps_table *t, const ps_key *keys, size_t i, size_t n)
 {
@@ -293,8 +298,8 @@ static inline void prefetch_slot(ps_world *w, ps_table *t, const ps_key *keys, s
 	uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
 	const char *p = w->seg.base + PS__LOC_OFF(lw);
 	uint32_t lines = (t->slot_size + PS__CL - 1) / PS__CL;
-	if (lines > 8)
-		lines = 8;
+	if (lines > PF_LINES)
+		lines = PF_LINES;
 	for (uint32_t l = 0; l < lines; l++) {
 		if (rw)
 			__builtin_prefetch(p + (size_t)l * PS__CL, 1, 3);
