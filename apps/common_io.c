@@ -21,6 +21,32 @@ void app_init(const char *name)
 	app_name = name;
 }
 
+/*
+ * Under psrun every node reads the same input files, so a bad input line
+ * would be reported once per node.  Input errors (open, read, malformed
+ * line) are therefore printed by node 0 only; the other nodes exit 1
+ * quietly and psrun names them.  Other errors are printed everywhere.
+ */
+static bool input_quiet(void)
+{
+	const char *node = getenv("PSMEM_NODE");
+	return getenv("PSMEM_SEGMENT") && node && strcmp(node, "0") != 0;
+}
+
+__attribute__((noreturn, format(printf, 1, 2))) static void input_die(const char *fmt, ...)
+{
+	va_list ap;
+	if (input_quiet())
+		exit(1);
+	fflush(stdout);
+	fprintf(stderr, "%s: ", app_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
 void app_die(const char *fmt, ...)
 {
 	va_list ap;
@@ -123,7 +149,7 @@ app_reader *app_open(const char *path)
 {
 	gzFile gz = gzopen(path, "rb");
 	if (!gz)
-		app_die("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+		input_die("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
 	gzbuffer(gz, 1u << 18);
 	app_reader *r = calloc(1, sizeof *r);
 	if (!r)
@@ -156,7 +182,7 @@ static bool fill(app_reader *r)
 	if (n < 0) {
 		int e;
 		const char *msg = gzerror(r->gz, &e);
-		app_die("%s:%ld: read error: %s", r->path, r->lineno + 1, e == Z_ERRNO ? strerror(errno) : msg);
+		input_die("%s:%ld: read error: %s", r->path, r->lineno + 1, e == Z_ERRNO ? strerror(errno) : msg);
 	}
 	if (n == 0) {
 		r->eof = true;
@@ -219,6 +245,8 @@ void app_close(app_reader *r)
 void app_fail_line(const app_reader *r, const char *fmt, ...)
 {
 	va_list ap;
+	if (input_quiet())
+		exit(1);
 	fflush(stdout);
 	fprintf(stderr, "%s: %s:%ld: ", app_name, r->path, r->lineno);
 	va_start(ap, fmt);
@@ -232,7 +260,7 @@ char *app_slurp(const char *path, size_t *len)
 {
 	gzFile gz = gzopen(path, "rb");
 	if (!gz)
-		app_die("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+		input_die("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
 	gzbuffer(gz, 1u << 18);
 	size_t cap = 1u << 24, n = 0;
 	char *buf = malloc(cap + 1);
@@ -248,7 +276,7 @@ char *app_slurp(const char *path, size_t *len)
 		if (got < 0) {
 			int e;
 			const char *msg = gzerror(gz, &e);
-			app_die("%s: read error: %s", path, e == Z_ERRNO ? strerror(errno) : msg);
+			input_die("%s: read error: %s", path, e == Z_ERRNO ? strerror(errno) : msg);
 		}
 		if (got == 0)
 			break;

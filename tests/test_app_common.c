@@ -200,6 +200,32 @@ static void bad_option(void)
 	app_opt_long("--epochs", "five", 1, 1000);
 }
 
+static void fail_as_node_1(void)
+{
+	setenv("PSMEM_SEGMENT", "psmem-x", 1);
+	setenv("PSMEM_NODE", "1", 1);
+	fail_on_line_2();
+}
+
+static void fail_as_node_0(void)
+{
+	setenv("PSMEM_SEGMENT", "psmem-x", 1);
+	setenv("PSMEM_NODE", "0", 1);
+	fail_on_line_2();
+}
+
+/* Every node of a psrun job reads the same input: only node 0 reports an
+ * input error, so a user sees it once; the others still exit 1. */
+static void test_input_errors_are_reported_by_node_0_only(void **state)
+{
+	(void)state;
+	char err[512];
+	assert_int_equal(in_child(fail_as_node_1, err, sizeof err), 1);
+	assert_string_equal(err, "");
+	assert_int_equal(in_child(fail_as_node_0, err, sizeof err), 1);
+	assert_non_null(strstr(err, "plain.txt:2: expected 3 fields, found 1"));
+}
+
 static void test_errors_name_file_line_and_reason(void **state)
 {
 	(void)state;
@@ -239,6 +265,7 @@ int main(void)
 		cmocka_unit_test(test_idmap_gives_dense_ids_in_first_seen_order),
 		cmocka_unit_test(test_json_escapes_and_writes_atomically),
 		cmocka_unit_test(test_errors_name_file_line_and_reason),
+		cmocka_unit_test(test_input_errors_are_reported_by_node_0_only),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
