@@ -108,6 +108,36 @@ void app_json_int(app_json *j, const char *key, int64_t val);
  * path "-" writes to stdout.  Frees j. */
 void app_json_write(app_json *j, const char *path);
 
+/* -------------------------------------------------------------- ratings */
+
+#define APP_NONE UINT32_MAX /* id unseen in training (test files only) */
+
+struct app_rating {
+	uint32_t u, i; /* dense ids */
+	float r;
+};
+
+struct app_ratings {
+	struct app_rating *v;
+	size_t n, cap;
+};
+
+/*
+ * Appends the ratings of path to out: "user item rating [timestamp]" lines,
+ * separated by commas (if the line has one) or by runs of tabs and spaces;
+ * blank and '#' lines skipped; the first other line is a header if its
+ * rating is not a number.  Training ids are inserted into the maps, test
+ * ids only looked up (APP_NONE if unseen).  sum/rmin/rmax (may be NULL)
+ * collect the ratings' sum and range.  Bad lines stop with file:line.
+ */
+void app_load_ratings(const char *path, bool train, app_idmap *users, app_idmap *items, struct app_ratings *out,
+		      double *sum, double *rmin, double *rmax);
+
+/* Deals ids 0..n-1 with weights count[] to k bins, largest first, in snake
+ * order: bin sizes differ by at most one, loads near-balanced.  Returns a
+ * malloc'ed id -> bin array. */
+uint32_t *app_deal(const uint64_t *count, size_t n, int k);
+
 /* ----------------------------------------------------------------- misc */
 
 double app_now(void); /* monotonic seconds */

@@ -48,17 +48,7 @@
 #include "common.h"
 #include "psmem.h"
 
-#define NONE UINT32_MAX
-
-struct rating {
-	uint32_t u, i; /* dense ids (NONE: unseen in training, test only) */
-	float r;
-};
-
-struct ratings {
-	struct rating *v;
-	size_t n, cap;
-};
+#define NONE APP_NONE
 
 struct cfg {
 	const char *train, *test, *json, *save;
@@ -75,12 +65,12 @@ struct group {
 };
 
 struct worker_data {
-	struct rating *r;     /* its ratings, bucketed by block, by user within */
+	struct app_rating *r;     /* its ratings, bucketed by block, by user within */
 	struct group *g;      /* its groups, bucketed by block */
 	size_t *gstart;       /* B + 1: groups of block b are g[gstart[b] .. gstart[b+1]) */
 	size_t *rcount;       /* B: ratings in block b */
 	size_t nr;
-	struct rating *test;  /* its share of the test ratings */
+	struct app_rating *test;  /* its share of the test ratings */
 	size_t ntest;
 };
 
@@ -103,118 +93,7 @@ struct job {
 	double *epoch_rmse;
 };
 
-/* ------------------------------------------------------------- loading */
-
-static char *trim(char *s)
-{
-	while (*s == ' ' || *s == '\t')
-		s++;
-	size_t l = strlen(s);
-	while (l && (s[l - 1] == ' ' || s[l - 1] == '\t'))
-		s[--l] = 0;
-	return s;
-}
-
-/*
- * Reads "user item rating [timestamp]" lines, separated by commas (if the
- * line has one) or by runs of tabs and spaces.  Blank lines and lines
- * starting with '#' are skipped; the first other line is a header if its
- * rating field is not a number.  Training ids are inserted into the maps;
- * test ids are only looked up (NONE if unseen).
- */
-static void load(const char *path, bool train, app_idmap *users, app_idmap *items, struct ratings *out,
-		 double *sum, double *rmin, double *rmax)
-{
-	app_reader *rd = app_open(path);
-	char *line;
-	size_t len;
-	bool first = true;
-	while ((line = app_getline(rd, &len))) {
-		char *p = trim(line);
-		if (!*p || *p == '#')
-			continue;
-		bool comma = strchr(p, ',') != NULL;
-		char *f[64];
-		int n = app_split(p, comma ? "," : " \t", !comma, f, 64);
-		bool was_first = first;
-		first = false;
-		if (n < 3 || n > 4)
-			app_fail_line(rd, "expected 3 or 4 fields, found %d%s", n,
-				      n == 64 ? " or more" : "");
-		for (int k = 0; k < n; k++)
-			f[k] = trim(f[k]);
-		double r;
-		if (!app_parse_double(f[2], &r)) {
-			if (was_first)
-				continue; /* header line */
-			app_fail_line(rd, "rating '%s' is not a number", f[2]);
-		}
-		if (!isfinite(r))
-			app_fail_line(rd, "rating '%s' is not a finite number", f[2]);
-		if (!*f[0])
-			app_fail_line(rd, "empty user id");
-		if (!*f[1])
-			app_fail_line(rd, "empty item id");
-		int64_t u = app_idmap_get(users, f[0], strlen(f[0]), train);
-		int64_t i = app_idmap_get(items, f[1], strlen(f[1]), train);
-		if (train && (u >= (int64_t)NONE || i >= (int64_t)NONE))
-			app_fail_line(rd, "more than %u distinct users or items", NONE - 1);
-		if (out->n == out->cap) {
-			out->cap = out->cap ? out->cap * 2 : 1u << 16;
-			out->v = realloc(out->v, out->cap * sizeof *out->v);
-			if (!out->v)
-				app_die("%s: out of memory", path);
-		}
-		out->v[out->n++] = (struct rating){.u = u < 0 ? NONE : (uint32_t)u, .i = i < 0 ? NONE : (uint32_t)i,
-						   .r = (float)r};
-		if (sum) {
-			*sum += r;
-			if (r < *rmin)
-				*rmin = r;
-			if (r > *rmax)
-				*rmax = r;
-		}
-	}
-	if (out->n == 0)
-		app_die("%s: empty file: no ratings in it", path);
-	app_close(rd);
-}
-
-/* ---------------------------------------------------------- partitioning */
-
-struct byc {
-	uint64_t count;
-	uint32_t id;
-};
-
-static int byc_cmp(const void *a, const void *b)
-{
-	const struct byc *x = a, *y = b;
-	if (x->count != y->count)
-		return x->count > y->count ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Deals ids 0..n-1 to k bins, largest count first, in snake order (0..k-1,
- * k-1..0, ...): bin sizes differ by at most one, loads are near-balanced. */
-static uint32_t *deal(const uint64_t *count, size_t n, int k)
-{
-	struct byc *o = malloc((n ? n : 1) * sizeof *o);
-	uint32_t *bin = malloc((n ? n : 1) * sizeof *bin);
-	if (!o || !bin)
-		app_die("out of memory");
-	for (size_t i = 0; i < n; i++)
-		o[i] = (struct byc){count[i], (uint32_t)i};
-	qsort(o, n, sizeof *o, byc_cmp);
-	for (size_t p = 0; p < n; p++) {
-		size_t round = p / (size_t)k, idx = p % (size_t)k;
-		bin[o[p].id] = (uint32_t)(round % 2 == 0 ? idx : (size_t)k - 1 - idx);
-	}
-	free(o);
-	return bin;
-}
-
-static void partition(struct job *jb, struct ratings *tr, struct ratings *te)
+static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings *te)
 {
 	int W = jb->workers, T = jb->threads, N = jb->nodes, B = jb->blocks;
 	size_t U = jb->nusers, I = jb->nitems;
@@ -223,7 +102,7 @@ static void partition(struct job *jb, struct ratings *tr, struct ratings *te)
 		app_die("out of memory");
 	for (size_t k = 0; k < tr->n; k++)
 		cnt[tr->v[k].u]++;
-	uint32_t *uw = deal(cnt, U, W); /* user -> global worker */
+	uint32_t *uw = app_deal(cnt, U, W); /* user -> global worker */
 
 	/* user keys: node n's users get keys n*C .. n*C + (its count) - 1 */
 	uint64_t *per_node = calloc((size_t)N, sizeof *per_node);
@@ -247,7 +126,7 @@ static void partition(struct job *jb, struct ratings *tr, struct ratings *te)
 	memset(cnt, 0, I * sizeof *cnt);
 	for (size_t k = 0; k < tr->n; k++)
 		cnt[tr->v[k].i]++;
-	uint32_t *ib = deal(cnt, I, B);
+	uint32_t *ib = app_deal(cnt, I, B);
 	jb->bstart = calloc((size_t)B + 1, sizeof *jb->bstart);
 	jb->block_items = malloc((I ? I : 1) * sizeof *jb->block_items);
 	if (!jb->bstart || !jb->block_items)
@@ -283,8 +162,8 @@ static void partition(struct job *jb, struct ratings *tr, struct ratings *te)
 	}
 	for (uint64_t k = 0; k < C; k++)
 		ucount[k + 1] += ucount[k];
-	struct rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
-	struct rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
+	struct app_rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
+	struct app_rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
 	if (!byu || !sorted)
 		app_die("out of memory");
 	for (size_t k = 0; k < tr->n; k++) {
@@ -423,7 +302,7 @@ struct wstate {
 };
 
 /* One user's ratings (all on the items of one block). */
-static double train_group(struct wstate *ws, const struct group *g, const struct rating *r)
+static double train_group(struct wstate *ws, const struct group *g, const struct app_rating *r)
 {
 	struct job *jb = ws->jb;
 	int K = jb->c.rank;
@@ -490,7 +369,7 @@ static double eval_test(struct wstate *ws)
 	struct worker_data *d = &jb->wd[ws->t];
 	double sse = 0;
 	for (size_t k = 0; k < d->ntest; k++) {
-		const struct rating *r = &d->test[k];
+		const struct app_rating *r = &d->test[k];
 		ps_key uk, ik;
 		float *pu = NULL, *qi = NULL;
 		if (r->u != NONE) {
@@ -747,15 +626,15 @@ int main(int argc, char **argv)
 
 	/* every node reads everything: ids must agree across nodes */
 	double t_load = app_now();
-	struct ratings tr = {0}, te = {0};
+	struct app_ratings tr = {0}, te = {0};
 	jb.users = app_idmap_new();
 	jb.items = app_idmap_new();
 	double sum = 0;
 	jb.rmin = INFINITY;
 	jb.rmax = -INFINITY;
-	load(c->train, true, jb.users, jb.items, &tr, &sum, &jb.rmin, &jb.rmax);
+	app_load_ratings(c->train, true, jb.users, jb.items, &tr, &sum, &jb.rmin, &jb.rmax);
 	if (c->test)
-		load(c->test, false, jb.users, jb.items, &te, NULL, NULL, NULL);
+		app_load_ratings(c->test, false, jb.users, jb.items, &te, NULL, NULL, NULL);
 	jb.nusers = app_idmap_size(jb.users);
 	jb.nitems = app_idmap_size(jb.items);
 	jb.ntrain = tr.n;

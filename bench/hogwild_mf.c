@@ -36,17 +36,7 @@
 
 #include "../apps/common.h"
 
-#define NONE UINT32_MAX
-
-struct rating {
-	uint32_t u, i;
-	float r;
-};
-
-struct ratings {
-	struct rating *v;
-	size_t n, cap;
-};
+#define NONE APP_NONE
 
 struct group {
 	uint32_t u;
@@ -61,7 +51,7 @@ struct cfg {
 };
 
 struct tdata {
-	struct rating *r; /* this thread's ratings, by user, file order within */
+	struct app_rating *r; /* this thread's ratings, by user, file order within */
 	struct group *g;
 	size_t nr, ng;
 	size_t t0, t1; /* its share of the test ratings */
@@ -72,118 +62,16 @@ struct job {
 	size_t nusers, nitems, ntrain, ntest, test_unseen;
 	double mean, rmin, rmax;
 	float *P, *Q; /* users x (K+1), items x (K+1): [factors, bias] */
-	struct rating *test;
+	struct app_rating *test;
 	struct tdata *td;
 	pthread_barrier_t bar;
 	double *sse, *tsse; /* per thread */
 	double train_seconds, total_seconds, rmse, train_rmse;
 };
 
-/* ------------------------------------------------- loading (as in mf.c) */
-
-static char *trim(char *s)
-{
-	while (*s == ' ' || *s == '\t')
-		s++;
-	size_t l = strlen(s);
-	while (l && (s[l - 1] == ' ' || s[l - 1] == '\t'))
-		s[--l] = 0;
-	return s;
-}
-
-static void load(const char *path, bool train, app_idmap *users, app_idmap *items, struct ratings *out,
-		 double *sum, double *rmin, double *rmax)
-{
-	app_reader *rd = app_open(path);
-	char *line;
-	size_t len;
-	bool first = true;
-	while ((line = app_getline(rd, &len))) {
-		char *p = trim(line);
-		if (!*p || *p == '#')
-			continue;
-		bool comma = strchr(p, ',') != NULL;
-		char *f[64];
-		int n = app_split(p, comma ? "," : " \t", !comma, f, 64);
-		bool was_first = first;
-		first = false;
-		if (n < 3 || n > 4)
-			app_fail_line(rd, "expected 3 or 4 fields, found %d%s", n, n == 64 ? " or more" : "");
-		for (int k = 0; k < n; k++)
-			f[k] = trim(f[k]);
-		double r;
-		if (!app_parse_double(f[2], &r)) {
-			if (was_first)
-				continue; /* header line */
-			app_fail_line(rd, "rating '%s' is not a number", f[2]);
-		}
-		if (!isfinite(r))
-			app_fail_line(rd, "rating '%s' is not a finite number", f[2]);
-		if (!*f[0])
-			app_fail_line(rd, "empty user id");
-		if (!*f[1])
-			app_fail_line(rd, "empty item id");
-		int64_t u = app_idmap_get(users, f[0], strlen(f[0]), train);
-		int64_t i = app_idmap_get(items, f[1], strlen(f[1]), train);
-		if (train && (u >= (int64_t)NONE || i >= (int64_t)NONE))
-			app_fail_line(rd, "more than %u distinct users or items", NONE - 1);
-		if (out->n == out->cap) {
-			out->cap = out->cap ? out->cap * 2 : 1u << 16;
-			out->v = realloc(out->v, out->cap * sizeof *out->v);
-			if (!out->v)
-				app_die("%s: out of memory", path);
-		}
-		out->v[out->n++] = (struct rating){.u = u < 0 ? NONE : (uint32_t)u, .i = i < 0 ? NONE : (uint32_t)i,
-						   .r = (float)r};
-		if (sum) {
-			*sum += r;
-			if (r < *rmin)
-				*rmin = r;
-			if (r > *rmax)
-				*rmax = r;
-		}
-	}
-	if (out->n == 0)
-		app_die("%s: empty file: no ratings in it", path);
-	app_close(rd);
-}
-
-/* ------------------------------------------- partitioning (as in mf.c) */
-
-struct byc {
-	uint64_t count;
-	uint32_t id;
-};
-
-static int byc_cmp(const void *a, const void *b)
-{
-	const struct byc *x = a, *y = b;
-	if (x->count != y->count)
-		return x->count > y->count ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Users to k threads, largest count first, snake order. */
-static uint32_t *deal(const uint64_t *count, size_t n, int k)
-{
-	struct byc *o = malloc((n ? n : 1) * sizeof *o);
-	uint32_t *bin = malloc((n ? n : 1) * sizeof *bin);
-	if (!o || !bin)
-		app_die("out of memory");
-	for (size_t i = 0; i < n; i++)
-		o[i] = (struct byc){count[i], (uint32_t)i};
-	qsort(o, n, sizeof *o, byc_cmp);
-	for (size_t p = 0; p < n; p++) {
-		size_t round = p / (size_t)k, idx = p % (size_t)k;
-		bin[o[p].id] = (uint32_t)(round % 2 == 0 ? idx : (size_t)k - 1 - idx);
-	}
-	free(o);
-	return bin;
-}
-
 /* Each thread's ratings sorted by dense user id (file order within a user)
  * and cut into one group per user. */
-static void partition(struct job *jb, const struct ratings *tr)
+static void partition(struct job *jb, const struct app_ratings *tr)
 {
 	int T = jb->c.threads;
 	size_t U = jb->nusers;
@@ -193,7 +81,7 @@ static void partition(struct job *jb, const struct ratings *tr)
 		app_die("out of memory");
 	for (size_t k = 0; k < tr->n; k++)
 		cnt[tr->v[k].u]++;
-	uint32_t *uw = deal(cnt, U, T);
+	uint32_t *uw = app_deal(cnt, U, T);
 	jb->td = calloc((size_t)T, sizeof *jb->td);
 	if (!jb->td)
 		app_die("out of memory");
@@ -263,7 +151,7 @@ static void shuffle_groups(struct group *g, size_t n, uint64_t *s)
 /* One user's ratings: the user row is this thread's alone; the item rows
  * are shared and updated in place (HOGWILD!).  Same arithmetic as mf's
  * train_group: the item step uses the user row before its own step. */
-static double train_group(const struct job *jb, const struct group *g, const struct rating *r)
+static double train_group(const struct job *jb, const struct group *g, const struct app_rating *r)
 {
 	int K = jb->c.rank;
 	float lr = (float)jb->c.lr, reg = (float)jb->c.reg, mean = (float)jb->mean;
@@ -292,7 +180,7 @@ static double eval_test(const struct job *jb, size_t t0, size_t t1)
 	int K = jb->c.rank;
 	double sse = 0;
 	for (size_t k = t0; k < t1; k++) {
-		const struct rating *r = &jb->test[k];
+		const struct app_rating *r = &jb->test[k];
 		const float *pu = r->u != NONE ? jb->P + (size_t)r->u * (size_t)(K + 1) : NULL;
 		const float *qi = r->i != NONE ? jb->Q + (size_t)r->i * (size_t)(K + 1) : NULL;
 		double x = jb->mean;
@@ -436,14 +324,14 @@ int main(int argc, char **argv)
 		app_die("--train FILE is required (try --help)");
 
 	double t_load = app_now();
-	struct ratings tr = {0}, te = {0};
+	struct app_ratings tr = {0}, te = {0};
 	app_idmap *users = app_idmap_new(), *items = app_idmap_new();
 	double sum = 0;
 	jb.rmin = INFINITY;
 	jb.rmax = -INFINITY;
-	load(c->train, true, users, items, &tr, &sum, &jb.rmin, &jb.rmax);
+	app_load_ratings(c->train, true, users, items, &tr, &sum, &jb.rmin, &jb.rmax);
 	if (c->test)
-		load(c->test, false, users, items, &te, NULL, NULL, NULL);
+		app_load_ratings(c->test, false, users, items, &te, NULL, NULL, NULL);
 	jb.nusers = app_idmap_size(users);
 	jb.nitems = app_idmap_size(items);
 	jb.ntrain = tr.n;
