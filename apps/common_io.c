@@ -5,6 +5,7 @@
  * place, so a 100 MB corpus streams in well under a second of parsing.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,30 +34,30 @@ static bool input_quiet(void)
 	return getenv("PSMEM_SEGMENT") && node && strcmp(node, "0") != 0;
 }
 
+/* Prints "<app>: <prefix><fmt...>" (unless quiet) and exits 1. */
+__attribute__((noreturn)) static void vdie(bool quiet, const char *prefix, const char *fmt, va_list ap)
+{
+	if (!quiet) {
+		fflush(stdout);
+		fprintf(stderr, "%s: %s", app_name, prefix);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
+	exit(1);
+}
+
 __attribute__((noreturn, format(printf, 1, 2))) static void input_die(const char *fmt, ...)
 {
 	va_list ap;
-	if (input_quiet())
-		exit(1);
-	fflush(stdout);
-	fprintf(stderr, "%s: ", app_name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	vdie(input_quiet(), "", fmt, ap);
 }
 
 void app_die(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fprintf(stderr, "%s: ", app_name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	vdie(false, "", fmt, ap);
 }
 
 long app_opt_long(const char *opt, const char *val, long lo, long hi)
@@ -244,16 +245,11 @@ void app_close(app_reader *r)
 
 void app_fail_line(const app_reader *r, const char *fmt, ...)
 {
+	char prefix[PATH_MAX + 32];
+	snprintf(prefix, sizeof prefix, "%s:%ld: ", r->path, r->lineno);
 	va_list ap;
-	if (input_quiet())
-		exit(1);
-	fflush(stdout);
-	fprintf(stderr, "%s: %s:%ld: ", app_name, r->path, r->lineno);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	vdie(input_quiet(), prefix, fmt, ap);
 }
 
 char *app_slurp(const char *path, size_t *len)
