@@ -121,6 +121,10 @@ int ps_stats(ps_world *w, int node, ps_node_stats *o)
 	o->relocations = LD(st->relocations);
 	o->retries = LD(st->retries);
 	o->stale_reads = LD(st->stale_reads);
+	o->repl_keys = LD(st->repl_keys);
+	o->repl_rounds = LD(st->repl_rounds);
+	uint64_t last = LD(((struct ps__stats *)st)->repl_last_ns), now = ps__now_ns();
+	o->repl_age_ns = last && now > last ? now - last : 0;
 	o->arena_bytes = n->arena_size;
 	o->arena_used = LD(((struct ps__node *)n)->arena_used);
 	for (int t = 0; t < PS__MAX_TABLES; t++) {

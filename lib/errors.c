@@ -20,6 +20,7 @@ static const char *const names[] = {
 	[10] = "table limit of the segment reached",
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
+	[13] = "replica capacity of the table exhausted (repl_max)",
 };
 
 const char *ps_strerror(int err)

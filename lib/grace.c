@@ -163,6 +163,7 @@ static void *service_main(void *arg)
 		bool work = run_requests(w);
 		work |= ps__grace_step(w);
 		work |= ps__reclaim(w, false) > 0;
+		work |= ps__replica_step(w);
 		/* acquire: pairs with the release store in ps__service_stop */
 		if (atomic_load_explicit(&w->stop, memory_order_acquire) &&
 		    cds_wfcq_empty(&w->req_head, &w->req_tail))

@@ -20,6 +20,11 @@
  *   (I5) A lock held by a dead process is recovered by the first waiter that
  *        sees the holder dead: version +1, MOVED set if loc[k] has already
  *        moved away (the relocator died after publishing).
+ *   (I6) A location word with PS__LOC_REPL names a replica index, not a
+ *        slot (replica.c); such a word, and the slot it replaced, change
+ *        only under the table's repl_lock.  A relocator re-reads loc[k]
+ *        after locking the slot and gives up if it changed, so a key that
+ *        became replicated under it is never relocated.
  *
  * Memory order of the seqlock (Boehm, "Can seqlocks get along with
  * programming language memory models?", 2012): writer = CAS(lock, acquire);
@@ -67,7 +72,7 @@ static bool recover_lock(ps_world *w, struct ps__slot *sl, uint64_t s)
 }
 
 /* Waits while the slot is locked; returns the first unlocked seq seen. */
-static uint64_t wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
+uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 {
 	unsigned spins = 0;
 	bool waiting = false;
@@ -84,7 +89,7 @@ static uint64_t wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uin
 			if ((spins & 1023) == 0 && recover_lock(w, sl, s) && t) {
 				/* the dead relocator may have published already (I5) */
 				uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
-				if (k < t->num_keys && PS__LOC_OFF(loc_load(t, k)) != (uint64_t)((char *)sl - w->seg.base))
+				if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
 					atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
 			}
 		}
@@ -106,7 +111,7 @@ uint64_t ps__slot_lock(ps_world *w, ps_table *t, struct ps__slot *sl, bool *move
 	uint64_t s = atomic_load_explicit(&sl->seq, memory_order_relaxed);
 	for (;;) {
 		if (s & PS__SEQ_LOCKED)
-			s = wait_unlocked(w, t, sl, s);
+			s = ps__wait_unlocked(w, t, sl, s);
 		if (s & (PS__SEQ_MOVED | PS__SEQ_FREED)) {
 			*moved = true;
 			return s;
@@ -154,7 +159,7 @@ static inline _Atomic uint64_t *pairs(struct ps__slot *sl)
 	return (_Atomic uint64_t *)(void *)sl->v;
 }
 
-static void copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len)
+void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len)
 {
 	_Atomic uint64_t *p = pairs(sl);
 	for (uint32_t j = 0; j < len / 2; j++) {
@@ -175,7 +180,7 @@ static void copy_slot(struct ps__slot *to, struct ps__slot *from, uint32_t len)
 				      memory_order_relaxed);
 }
 
-static void add_values(struct ps__slot *sl, const float *upd, uint32_t len)
+void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len)
 {
 	_Atomic uint64_t *p = pairs(sl);
 	for (uint32_t j = 0; j < len / 2; j++) {
@@ -204,18 +209,23 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 	uint32_t *dst = (uint32_t *)out;
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
+		if (lw & PS__LOC_REPL) {
+			if (ps__replica_pull(w, t, k, lw, out))
+				return PS__MAX_NODES + w->node;
+			continue; /* no longer replicated: re-read loc[k] */
+		}
 		struct ps__slot *sl = slot_at(w, lw);
 		/* acquire: the data loads below stay after it */
 		uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
 		if (s1 & PS__SEQ_LOCKED)
-			s1 = wait_unlocked(w, t, sl, s1);
+			s1 = ps__wait_unlocked(w, t, sl, s1);
 		if (s1 & (PS__SEQ_MOVED | PS__SEQ_FREED)) {
 			if (s1 & PS__SEQ_FREED)
 				stat_add(&w->me->stats.stale_reads, 1);
 			stat_add(&w->me->stats.retries, 1);
 			continue;
 		}
-		copy_out(dst, sl, len);
+		ps__copy_out(dst, sl, len);
 		uint64_t key = atomic_load_explicit(&sl->key, memory_order_relaxed);
 		/* acquire fence: the data loads above complete before the re-check */
 		atomic_thread_fence(memory_order_acquire);
@@ -234,10 +244,17 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 	}
 }
 
-static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
+/* Returns the owner that took the update; PS__MAX_NODES + node for a
+ * replica.  Runs inside a read-side section. */
+int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 {
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
+		if (lw & PS__LOC_REPL) {
+			if (ps__replica_push(w, t, k, lw, upd))
+				return PS__MAX_NODES + w->node;
+			continue;
+		}
 		struct ps__slot *sl = slot_at(w, lw);
 		if (t->flags & PS_HOGWILD) {
 			/* opt-in race: no lock; an add racing a relocation of the
@@ -245,7 +262,7 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
 			if (s & (PS__SEQ_MOVED | PS__SEQ_FREED))
 				continue;
-			add_values(sl, upd, t->value_len);
+			ps__add_values(sl, upd, t->value_len);
 			return PS__LOC_OWNER(lw);
 		}
 		bool moved;
@@ -261,7 +278,7 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			stat_add(&w->me->stats.stale_reads, 1);
 			continue;
 		}
-		add_values(sl, upd, t->value_len);
+		ps__add_values(sl, upd, t->value_len);
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
 	}
@@ -336,17 +353,23 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	ps_world *w = t->w;
 	const size_t len = t->value_len;
 	ps__thread_enter(w);
-	uint64_t local = 0;
+	uint64_t local = 0, repl = 0;
 	const int rw = out ? 0 : 1;
 	urcu_memb_read_lock();
 	prefetch_start(w, t, keys, n, rw);
 	for (size_t i = 0; i < n; i++) {
 		prefetch_step(w, t, keys, i, n, rw);
-		local += (out ? pull_one(w, t, keys[i], out + i * len) : push_one(w, t, keys[i], in + i * len)) ==
-			 w->node;
+		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
+		local += (o & (PS__MAX_NODES - 1)) == w->node;
+		repl += o >= PS__MAX_NODES;
 	}
 	urcu_memb_read_unlock();
+	if (t->counts)
+		for (size_t i = 0; i < n; i++) /* relaxed: a counter */
+			atomic_fetch_add_explicit(&t->counts[keys[i]], 1, memory_order_relaxed);
 	struct ps__stats *st = &w->me->stats;
+	if (repl)
+		stat_add(&st->repl_keys, repl);
 	stat_add(out ? &st->pulls : &st->pushes, 1);
 	stat_add(out ? &st->keys_pulled : &st->keys_pushed, n);
 	stat_add(&st->local_keys, local);
@@ -373,13 +396,17 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
 		int owner = PS__LOC_OWNER(lw);
-		if (owner == w->node)
-			return 0;
+		if (owner == w->node || (lw & PS__LOC_REPL))
+			return 0; /* local already, or replicated: local everywhere */
 		struct ps__slot *old = slot_at(w, lw);
 		bool moved;
 		uint64_t s = ps__slot_lock(w, t, old, &moved);
 		if (moved) {
 			stat_add(&w->me->stats.retries, 1);
+			continue;
+		}
+		if (loc_load(t, k) != lw) { /* became replicated meanwhile (I6) */
+			ps__slot_unlock(old, s, false);
 			continue;
 		}
 		if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
@@ -493,7 +520,8 @@ int ps_owner(ps_table *t, ps_key key)
 	int rc = check_keys(t, &key, 1);
 	if (rc)
 		return rc;
-	return PS__LOC_OWNER(loc_load(t, key));
+	uint64_t lw = loc_load(t, key);
+	return (lw & PS__LOC_REPL) ? t->w->node : PS__LOC_OWNER(lw);
 }
 
 /* ------------------------------------------------------------- handles */

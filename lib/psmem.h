@@ -48,7 +48,8 @@ extern "C" {
 #define PS_ETOOMANY   (-30910) /* table limit of the segment reached */
 #define PS_ENOMEMSEG  (-30911) /* segment has no room left for the table */
 #define PS_EHANDLE    (-30912) /* invalid or already-waited handle */
-#define PS_ELAST      (-30912)
+#define PS_ERCAP      (-30913) /* replica capacity of the table (repl_max) exhausted */
+#define PS_ELAST      (-30913)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -99,6 +100,7 @@ enum ps_placement {
 
 /* Table flags. */
 #define PS_HOGWILD 0x1u /* push adds without taking the slot lock (racy by choice) */
+#define PS_COUNT_ACCESS 0x2u /* count pulls+pushes per key (ps_replicate_hot) */
 
 typedef struct ps_table_opts {
 	uint64_t num_keys;        /* keys 0 .. num_keys-1; required */
@@ -111,6 +113,10 @@ typedef struct ps_table_opts {
 	uint64_t slots_per_node;  /* slot capacity of each node's pool; 0 = num_keys
 	                           * + num_keys/4 + 4096 headroom for slots awaiting
 	                           * reclamation */
+	uint32_t repl_max;        /* keys that may be replicated at once (hot-spot
+	                           * replication); 0 = none */
+	double repl_rate;         /* replica sync rounds per second on each node;
+	                           * 0 = only on ps_sync */
 } ps_table_opts;
 
 /* Fills opts with defaults for a table of num_keys keys of value_len floats. */
@@ -151,8 +157,62 @@ int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values);
 int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n);
 
-/* Node that holds key now (>= 0), or a negative code. */
+/* Node that holds key now (>= 0), or a negative code.  A replicated key is
+ * held by every node: the calling node is returned. */
 int ps_owner(ps_table *t, ps_key key);
+
+/* ------------------------------------------------- hot-spot replication */
+
+/*
+ * A table created with repl_max > 0 can replicate up to repl_max keys (the
+ * hot spots) on every node, beside relocating the others (Lapse2/NuPS).
+ *
+ *   - pull of a replicated key reads this node's replica (local memory);
+ *   - push adds into this node's replica and into a node-local delta, so a
+ *     node reads its own pushes at once;
+ *   - a sync round, run by each node's service thread repl_rate times per
+ *     second (and by ps_sync), adds the node's deltas into the key's primary
+ *     copy and refreshes the node's replicas from it.
+ *
+ * Staleness: a push made on node A is in the primary after A's next round
+ * and in node B's replica after B's round that follows: at most about
+ * 2 / repl_rate seconds while the service threads run.  Conservation:
+ * primary + the deltas of all nodes is exactly the sum of all pushes at
+ * every moment, also across switches between replication and relocation.
+ * ps_localize of a replicated key is a no-op (it is local everywhere).
+ *
+ * Not collective: any thread of any node may switch keys at any time.
+ */
+
+/* Replicates keys (idempotent).  Returns the number newly replicated, or
+ * PS_ERCAP when they do not fit in repl_max (then none is replicated). */
+int ps_replicate(ps_table *t, const ps_key *keys, size_t n);
+
+/* Turns replicated keys back into ordinary (relocatable) ones, merging
+ * every node's pending delta first.  Returns the number switched. */
+int ps_unreplicate(ps_table *t, const ps_key *keys, size_t n);
+
+/* Makes the replicated set exactly the k keys with the largest counts
+ * (counts[0 .. num_keys-1], e.g. word frequencies; ties go to the smaller
+ * key).  Returns the number of keys replicated. */
+int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k);
+
+/* As ps_replicate_top with psmem's own access counts (table flag
+ * PS_COUNT_ACCESS; -ENOTSUP without it), then restarts the counts. */
+int ps_replicate_hot(ps_table *t, size_t k);
+
+/* 1 if key is replicated now, 0 if not, or a negative code. */
+int ps_is_replicated(ps_table *t, ps_key key);
+
+/* Number of keys replicated now (>= 0), or a negative code. */
+int64_t ps_replicated_count(ps_table *t);
+
+/*
+ * A full sync round for every node: returns once every node's replicas
+ * reflect every push to t completed before the call (and every primary
+ * holds them).  Cheap no-op on a table without replication.
+ */
+int ps_sync(ps_table *t);
 
 /* --------------------------------------------------- workers and barriers */
 
@@ -183,6 +243,9 @@ typedef struct ps_node_stats {
 	uint64_t stale_reads;               /* reclamation violations seen (must be 0) */
 	uint64_t slots_used, slots_capacity;/* in this node's arena, all tables */
 	uint64_t arena_bytes, arena_used;
+	uint64_t repl_keys;                 /* keys pulled/pushed through a replica */
+	uint64_t repl_rounds;               /* replica sync rounds of this node */
+	uint64_t repl_age_ns;               /* time since its last round (0: none yet) */
 } ps_node_stats;
 
 int ps_stats(ps_world *w, int node, ps_node_stats *out);

@@ -87,6 +87,12 @@ struct ps__stats {
 	_Atomic uint64_t pulls, pushes, keys_pulled, keys_pushed;
 	_Atomic uint64_t local_keys, remote_keys, relocations, retries;
 	_Atomic uint64_t stale_reads, localize_reqs, grace_periods, slots_freed;
+	_Atomic uint64_t repl_keys;     /* keys served by a replica of this node */
+	_Atomic uint64_t repl_rounds;   /* sync rounds that covered this node */
+	/* ps__now_ns() at the end of the last round that refreshed this
+	 * node's replicas; W: its service thread or any ps_sync (relaxed
+	 * store: a diagnostic, orders nothing) */
+	_Atomic uint64_t repl_last_ns;
 };
 
 struct ps__node {
@@ -158,6 +164,24 @@ struct ps__tdesc {
 	 * R: creators waiting for all nodes (acquire). */
 	_Atomic uint32_t nodes_ready;
 	_Atomic int32_t error; /* first error of a node's initialisation */
+
+	/* Hot-spot replication (replica.c); W: creator, then read-only. */
+	uint32_t repl_max;
+	uint32_t _pad2;
+	double repl_rate;
+	uint64_t repl_off;   /* shared region: rprim[repl_max] u64, rkey[repl_max]
+	                      * u64, rfree[repl_max] u32 */
+	uint64_t count_off;  /* PS_COUNT_ACCESS: num_keys x _Atomic uint32_t, else 0 */
+	/* Serialises replicate / unreplicate / sync rounds of the table:
+	 * 0 free, else holder node + 1; CAS acquire, store release: orders
+	 * rprim, rkey, rfree, repl_nfree and the REPL location words. */
+	PS__CACHE_ALIGNED _Atomic uint64_t repl_lock;
+	uint32_t repl_nfree; /* free replica indexes in rfree (under repl_lock) */
+	/* replicated keys; W: under repl_lock; R: anyone, relaxed (a count) */
+	_Atomic uint32_t repl_used;
+	/* First replica slot of each node's run of 2 x repl_max slots (replica,
+	 * delta) in its own pool.  W: that node before the creation barrier. */
+	uint64_t rbase[PS__MAX_NODES];
 };
 
 /* -------------------------------------------------------------- barrier */
@@ -228,6 +252,12 @@ _Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: 
 #define PS__LOC_MAKE(owner, off) \
 	(((uint64_t)(owner) << 48) | (((uint64_t)(off) >> 4) << 8) | PS__LOC_LOCAL)
 #define PS__LOC_OWNER(w)   ((int)((w) >> 48))
+/* A replicated key: bits 47..8 hold its replica index r, not an offset.
+ * Node n's replica of it is slot 2r of n's replica run, its delta slot
+ * 2r+1; the primary copy's location word is rprim[r] (replica.c). */
+#define PS__LOC_REPL       0x02u
+#define PS__LOC_MAKE_REPL(r) ((((uint64_t)(r)) << 8) | PS__LOC_REPL)
+#define PS__LOC_RIDX(w)    ((uint32_t)(((w) >> 8) & 0xffffffffffULL))
 #define PS__LOC_OFF(w)     ((((w) >> 8) & 0xffffffffffULL) << 4)
 
 /*
@@ -304,6 +334,11 @@ struct ps_table {
 	uint32_t value_len;
 	uint32_t slot_size;
 	uint32_t flags;
+	/* replication (replica.c): pointers into the segment, NULL if off */
+	_Atomic uint64_t *rprim;  /* primary location word of replica index r */
+	_Atomic uint64_t *rkey;   /* key + 1 of replica index r, 0 = free */
+	uint32_t *rfree;          /* free-index stack (under repl_lock) */
+	_Atomic uint32_t *counts; /* PS_COUNT_ACCESS counters, else NULL */
 };
 
 enum ps__op { PS__OP_PULL, PS__OP_PUSH, PS__OP_LOCALIZE };
@@ -340,6 +375,9 @@ struct ps_world {
 	int node, nnodes, nthreads;
 	bool embedded;
 	bool no_grace;            /* PSMEM_DEBUG_NO_GRACE: tests prove detection */
+	bool slow_switch;         /* PSMEM_DEBUG_SLOW_SWITCH: replicate holds the
+	                           * primary's lock 200 us longer (widens races
+	                           * for the tests) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */
@@ -356,6 +394,8 @@ struct ps_world {
 	/* service thread only */
 	struct ps__retire_batch **pending;
 	size_t npending, cap_pending;
+
+	uint64_t repl_next[PS__MAX_TABLES]; /* service only: next round due (ns) */
 
 	pthread_mutex_t tables_lock;
 	ps_table *tables[PS__MAX_TABLES];
@@ -383,7 +423,23 @@ int ps__budget_charge(struct ps__seg *s, uint64_t bytes);
 uint64_t ps__slot_lock(ps_world *w, ps_table *t, struct ps__slot *sl, bool *moved);
 void ps__req_execute(struct ps_req *r);
 void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved);
+uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
+void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
+void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len);
+int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd); /* in a read section */
+bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off);
+
+/* replica.c */
+static inline struct ps__slot *ps__replica_at(ps_table *t, int node, uint32_t r)
+{
+	return (struct ps__slot *)(t->w->seg.base + t->d->rbase[node] + (uint64_t)2 * r * t->slot_size);
+}
+int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out);
+int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *upd);
+int ps__replica_init_node(ps_world *w, ps_table *t);   /* at table creation */
+bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
+void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 
 /* grace.c */
 void ps__retire(ps_world *w, struct ps__retire_batch *b);

@@ -16,6 +16,7 @@
  *     not depend on the number of nodes or on the placement.
  */
 #include <errno.h>
+#include <math.h>
 #include <sched.h>
 #include <string.h>
 
@@ -43,7 +44,8 @@ static uint32_t slot_size_for(uint32_t value_len)
  * when used). */
 static uint64_t slots_per_node(const ps_table_opts *o)
 {
-	return o->slots_per_node ? o->slots_per_node : o->num_keys + o->num_keys / 4 + 4096;
+	uint64_t base = o->slots_per_node ? o->slots_per_node : o->num_keys + o->num_keys / 4 + 4096;
+	return base + 2ULL * o->repl_max; /* + replica and delta slots (replica.c) */
 }
 
 static int node_of(const struct ps__tdesc *d, ps_key k, int nnodes)
@@ -76,7 +78,9 @@ static int validate(const ps_table_opts *o)
 		return -EINVAL;
 	if ((unsigned)o->init > PS_INIT_UNIFORM || (unsigned)o->placement > PS_PLACE_HASH)
 		return -EINVAL;
-	if (o->flags & ~PS_HOGWILD)
+	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS))
+		return -EINVAL;
+	if (o->repl_max > o->num_keys || !isfinite(o->repl_rate) || o->repl_rate < 0 || o->repl_rate > 1e6)
 		return -EINVAL;
 	return 0;
 }
@@ -114,10 +118,24 @@ static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts 
 	d->seed = o->seed;
 	d->num_keys = o->num_keys;
 	d->slots_per_node = slots_per_node(o);
+	d->repl_max = o->repl_max;
+	d->repl_rate = o->repl_rate;
 	lock_create(w);
 	int rc = ps__shared_alloc(&w->seg, o->num_keys * sizeof(uint64_t), &d->loc_off);
 	if (rc == 0)
 		rc = ps__pool_reserve(w, id, d->slots_per_node, d->slot_size);
+	if (rc == 0 && o->repl_max) {
+		/* rprim, rkey (u64 each), rfree (u32); the region is zero-filled */
+		rc = ps__shared_alloc(&w->seg, (uint64_t)o->repl_max * 20, &d->repl_off);
+		if (rc == 0) {
+			uint32_t *rfree = (uint32_t *)ps__at(&w->seg, d->repl_off + (uint64_t)o->repl_max * 16);
+			for (uint32_t i = 0; i < o->repl_max; i++)
+				rfree[i] = o->repl_max - 1 - i; /* pop order 0, 1, 2 ... */
+			d->repl_nfree = o->repl_max;
+		}
+	}
+	if (rc == 0 && (o->flags & PS_COUNT_ACCESS))
+		rc = ps__shared_alloc(&w->seg, o->num_keys * sizeof(uint32_t), &d->count_off);
 	unlock_create(w);
 	return rc;
 }
@@ -128,7 +146,8 @@ static int same_opts(const struct ps__tdesc *d, const ps_table_opts *o)
 	return d->num_keys == o->num_keys && d->value_len == o->value_len && d->flags == o->flags &&
 	       d->init == (uint32_t)o->init && d->placement == (uint32_t)o->placement &&
 	       memcmp(&d->init_a, &o->init_a, sizeof d->init_a) == 0 && d->seed == o->seed &&
-	       d->slots_per_node == spn;
+	       d->slots_per_node == spn && d->repl_max == o->repl_max &&
+	       memcmp(&d->repl_rate, &o->repl_rate, sizeof d->repl_rate) == 0;
 }
 
 /* Waits for READY; PS_EDEAD if the creating node dies. */
@@ -245,6 +264,7 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		}
 	}
 	if (t) {
+		memset(t, 0, sizeof *t);
 		t->magic = PS__TABLE_MAGIC;
 		t->id = id;
 		t->w = w;
@@ -254,8 +274,12 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		t->value_len = d->value_len;
 		t->slot_size = d->slot_size;
 		t->flags = d->flags;
+		pthread_mutex_lock(&w->tables_lock); /* the service thread scans tables[] */
 		w->tables[id] = t;
+		pthread_mutex_unlock(&w->tables_lock);
 		rc = init_keys(w, t);
+		if (rc == 0)
+			rc = ps__replica_init_node(w, t);
 		if (rc)
 			set_error(d, rc);
 	}
@@ -265,7 +289,9 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	if (rc == 0)
 		rc = atomic_load_explicit(&d->error, memory_order_relaxed);
 	if (rc && t) {
+		pthread_mutex_lock(&w->tables_lock);
 		w->tables[id] = NULL;
+		pthread_mutex_unlock(&w->tables_lock);
 		t->magic = 0;
 		ps__free(w, t);
 		t = NULL;

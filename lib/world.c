@@ -242,6 +242,7 @@ ps_world *ps_init_threads(int threads, int *err)
 	w->nnodes = (int)h->num_nodes;
 	w->nthreads = (int)atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
 	w->no_grace = getenv("PSMEM_DEBUG_NO_GRACE") && *getenv("PSMEM_DEBUG_NO_GRACE") == '1';
+	w->slow_switch = getenv("PSMEM_DEBUG_SLOW_SWITCH") && *getenv("PSMEM_DEBUG_SLOW_SWITCH") == '1';
 	rc = take_node(w);
 	if (rc)
 		goto fail;
@@ -264,6 +265,7 @@ int ps_finalize(ps_world *w)
 {
 	if (!w || w != atomic_load(&the_world))
 		return -EINVAL;
+	ps__replica_flush(w); /* this node's pending deltas into the primaries */
 	ps__service_stop(w);
 	for (int i = 0; i < PS__MAX_TABLES; i++) {
 		if (w->tables[i]) {

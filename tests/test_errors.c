@@ -383,7 +383,7 @@ static void test_create_with_unknown_flag_bits_is_EINVAL(void **state)
 {
 	ps_table_opts o;
 	ps_table_opts_init(&o, 10, 1);
-	o.flags = PS_HOGWILD | 0x2u;
+	o.flags = PS_HOGWILD | 0x4u;
 	assert_create_fails(*state, &o, -EINVAL);
 	o.flags = 0x80000000u;
 	assert_create_fails(*state, &o, -EINVAL);

@@ -1,0 +1,730 @@
+/*
+ * replica.c - hot-spot replication beside relocation (Lapse2 / NuPS).
+ *
+ * A table created with repl_max = R > 0 reserves, in each node's own pool,
+ * a run of 2R slots: for replica index r, slot 2r is the node's replica of
+ * the key (values a reader of that node sees) and slot 2r+1 its delta (the
+ * sum of that node's pushes not yet in the primary; only its values are
+ * used).  The shared region holds, per index, rprim[r] (the location word
+ * of the key's primary copy, an ordinary slot) and rkey[r] (key + 1, 0 =
+ * free), and a stack of free indexes.
+ *
+ * Invariants
+ *   (R1) loc[k] = REPL|r  <=>  rkey[r] = k + 1.  Both change only under the
+ *        table's repl_lock (replicate, unreplicate); the REPL word is
+ *        published with release after every node's replica slot r holds
+ *        the primary's values, key k and a zero delta.
+ *   (R2) Replica r of node n and its delta change only under the replica
+ *        slot's lock (seq word, as in kv.c): a push adds the update to
+ *        both; a round takes (copies and zeroes) the delta, or rewrites the
+ *        values as primary + delta.  So replica = primary-as-last-read +
+ *        delta, and a node reads its own pushes at once.
+ *   (R3) Conservation: at every moment outside a round, the sum of all
+ *        pushes to k is primary + sum over nodes of delta(n, r).  A round
+ *        (under repl_lock) moves a delta into the primary under the
+ *        primary's slot lock; unreplicate locks every replica and the
+ *        primary, drains the deltas into it, publishes its word and only
+ *        then unlocks (replicas MOVED), so a push that still holds the old
+ *        word finds MOVED and retries on the primary, and no reader sees
+ *        the key's value go back.
+ *   (R4) Lock order.  Pushers hold one slot lock and wait for nothing
+ *        while holding it; a round holds one replica lock at a time and
+ *        only *tries* to read a primary (backs off if locked).  Holding
+ *        several locks (primary + replicas) is done only by replicate and
+ *        unreplicate, under repl_lock, so one at a time.  No cycle.
+ *   (R6) The primary of a replicated key is marked MOVED (it is not where
+ *        readers and pushers go): one that still holds its old word
+ *        re-reads loc[k] and uses its replica, so no push lands in the
+ *        primary unseen by the replicas, and a node's reads of the key
+ *        never go back.  Rounds and unreplicate, which know it is the
+ *        primary, lock it regardless; unreplicate clears the mark.
+ *   (R5) Replica slots are never freed: a stale reader or pusher that
+ *        still holds REPL|r after r was reused finds another key (or MOVED)
+ *        in the slot and re-reads loc[k].  The primary of a replicated key
+ *        is never relocated (kv.c I6) and never freed while it is.
+ *
+ * A round run by node n's service thread merges n's deltas and refreshes
+ * n's replicas; ps_sync does both for every node (merge all, then refresh
+ * all).  A process that dies inside a round may lose the delta it had
+ * taken (the "unfinished batch" of a dead node); nothing else.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "psmem_int.h"
+
+static inline struct ps__slot *delta_of(ps_table *t, struct ps__slot *replica)
+{
+	return (struct ps__slot *)((char *)replica + t->slot_size);
+}
+
+static inline uint64_t slot_off(ps_world *w, struct ps__slot *sl)
+{
+	return (uint64_t)((char *)sl - w->seg.base);
+}
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* relaxed: statistics counter, orders nothing */
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ repl_lock */
+
+static bool repl_trylock(ps_world *w, struct ps__tdesc *d)
+{
+	uint64_t cur = 0;
+	/* acquire: rprim/rkey/rfree and the previous holder's slot writes */
+	if (atomic_compare_exchange_strong_explicit(&d->repl_lock, &cur, (uint64_t)w->node + 1,
+						    memory_order_acquire, memory_order_relaxed))
+		return true;
+	if (!ps__node_alive(&w->seg, (int)cur - 1)) {
+		/* holder died inside: its round may have lost the delta it held
+		 * (see the file comment); the structures stay consistent */
+		ps__mark_dead(&w->seg, (int)cur - 1);
+		return atomic_compare_exchange_strong_explicit(&d->repl_lock, &cur, (uint64_t)w->node + 1,
+							       memory_order_acquire, memory_order_relaxed);
+	}
+	return false;
+}
+
+static void repl_lock(ps_world *w, struct ps__tdesc *d)
+{
+	unsigned spins = 0;
+	while (!repl_trylock(w, d)) {
+		if (++spins < 64)
+			ps__cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
+static void repl_unlock(struct ps__tdesc *d)
+{
+	/* release: everything written under the lock is seen by the next holder */
+	atomic_store_explicit(&d->repl_lock, 0, memory_order_release);
+}
+
+/* ------------------------------------------------------------ slot help */
+
+/* Locks sl even if it is MOVED (a replica slot being reinitialised). */
+static uint64_t lock_any(ps_world *w, ps_table *t, struct ps__slot *sl)
+{
+	uint64_t holder = ((uint64_t)w->node + 1) << PS__SEQ_HOLDER_SHIFT;
+	for (;;) {
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, sl, &moved);
+		if (!moved)
+			return s;
+		/* acquire: as in ps__slot_lock */
+		if (atomic_compare_exchange_strong_explicit(&sl->seq, &s, s | PS__SEQ_LOCKED | holder,
+							    memory_order_acquire, memory_order_relaxed)) {
+			atomic_thread_fence(memory_order_release); /* see ps__slot_lock */
+			return s;
+		}
+	}
+}
+
+static void store_values(struct ps__slot *sl, const float *src, uint32_t len)
+{
+	for (uint32_t j = 0; j < len; j++) {
+		uint32_t bits;
+		memcpy(&bits, &src[j], sizeof bits);
+		/* relaxed: seqlock data, published by the unlock's release */
+		atomic_store_explicit(&sl->v[j], bits, memory_order_relaxed);
+	}
+}
+
+/* Copies the delta into buf and zeroes it (caller holds the replica lock).
+ * Returns true if any value was non-zero. */
+static bool take_delta(struct ps__slot *delta, float *buf, uint32_t len)
+{
+	bool any = false;
+	for (uint32_t j = 0; j < len; j++) {
+		/* relaxed: under the replica's lock (R2) */
+		uint32_t bits = atomic_exchange_explicit(&delta->v[j], 0, memory_order_relaxed);
+		memcpy(&buf[j], &bits, sizeof bits);
+		any |= bits != 0;
+	}
+	return any;
+}
+
+/*
+ * Reads slot sl of key k without waiting for its lock.  Returns 1 with the
+ * values in buf, 0 if it is locked now (*seq: the seq seen), -1 if it no
+ * longer holds k.
+ */
+static int try_read(struct ps__slot *sl, ps_key k, float *buf, uint32_t len, uint64_t *seq, bool primary)
+{
+	/* acquire: the data loads stay after it (kv.c seqlock) */
+	uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+	*seq = s1;
+	if (s1 & PS__SEQ_LOCKED)
+		return 0;
+	if (s1 & (primary ? PS__SEQ_FREED : PS__SEQ_MOVED | PS__SEQ_FREED))
+		return -1;
+	ps__copy_out((uint32_t *)buf, sl, len);
+	uint64_t key = atomic_load_explicit(&sl->key, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire); /* data loads before the re-check */
+	if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != s1)
+		return 0;
+	return key == k ? 1 : -1;
+}
+
+/* ----------------------------------------------------- reader / pusher */
+
+int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out)
+{
+	struct ps__slot *sl = ps__replica_at(t, w->node, PS__LOC_RIDX(lw));
+	for (;;) {
+		uint64_t s;
+		int rc = try_read(sl, k, out, t->value_len, &s, false);
+		if (rc > 0)
+			return 1;
+		if (rc < 0)
+			return 0; /* unreplicated or reused: re-read loc[k] (R5) */
+		if (s & PS__SEQ_LOCKED)
+			ps__wait_unlocked(w, t, sl, s);
+	}
+}
+
+int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *upd)
+{
+	struct ps__slot *sl = ps__replica_at(t, w->node, PS__LOC_RIDX(lw));
+	bool moved;
+	uint64_t s = ps__slot_lock(w, t, sl, &moved);
+	if (moved)
+		return 0;
+	if (atomic_load_explicit(&sl->key, memory_order_relaxed) != k) {
+		ps__slot_unlock(sl, s, false);
+		return 0;
+	}
+	ps__add_values(sl, upd, t->value_len);
+	ps__add_values(delta_of(t, sl), upd, t->value_len);
+	ps__slot_unlock(sl, s, false);
+	return 1;
+}
+
+/* Is off the slot that key k lives in (or one of its replicas)?  Used by
+ * lock recovery (kv.c I5) to decide whether to mark a slot MOVED. */
+bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off)
+{
+	if (t->rprim) {
+		uint64_t run = (uint64_t)2 * t->d->repl_max * t->slot_size;
+		for (int n = 0; n < t->w->nnodes; n++)
+			if (off >= t->d->rbase[n] && off < t->d->rbase[n] + run)
+				return true; /* replica slots are never MOVED by recovery */
+	}
+	/* acquire: pairs with the publishing release stores */
+	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+	if (lw & PS__LOC_REPL)
+		return PS__LOC_OFF(atomic_load_explicit(&t->rprim[PS__LOC_RIDX(lw)], memory_order_relaxed)) == off;
+	return PS__LOC_OFF(lw) == off;
+}
+
+/* --------------------------------------------------------------- rounds */
+
+/* Adds buf into the primary of replica index r (caller holds repl_lock and
+ * is in a read-side section; the primary cannot move, kv.c I6, and stays
+ * MOVED-marked, R6). */
+static void add_to_primary(ps_world *w, ps_table *t, uint32_t r, ps_key k, const float *buf)
+{
+	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
+	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+	uint64_t s = lock_any(w, t, p);
+	if (atomic_load_explicit(&p->key, memory_order_relaxed) != k)
+		stat_add(&w->me->stats.stale_reads, 1); /* R1/I6 broken: tests assert 0 */
+	ps__add_values(p, buf, t->value_len);
+	ps__slot_unlock(p, s, true);
+}
+
+/* Moves node n's deltas into the primaries. */
+static void merge_node(ps_world *w, ps_table *t, int n, float *buf)
+{
+	for (uint32_t r = 0; r < t->d->repl_max; r++) {
+		/* relaxed: under repl_lock */
+		uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
+		if (!kp)
+			continue;
+		struct ps__slot *sl = ps__replica_at(t, n, r);
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, sl, &moved);
+		if (moved)
+			continue;
+		bool any = take_delta(delta_of(t, sl), buf, t->value_len);
+		ps__slot_unlock(sl, s, false);
+		if (any)
+			add_to_primary(w, t, r, kp - 1, buf);
+	}
+}
+
+/* Rewrites node n's replicas as primary + delta (R2). */
+static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
+{
+	const uint32_t len = t->value_len;
+	for (uint32_t r = 0; r < t->d->repl_max; r++) {
+		uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
+		if (!kp)
+			continue;
+		uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
+		struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+		struct ps__slot *sl = ps__replica_at(t, n, r);
+		for (;;) {
+			bool moved;
+			uint64_t s = ps__slot_lock(w, t, sl, &moved);
+			if (moved)
+				break;
+			uint64_t ps;
+			int rc = try_read(p, kp - 1, buf, len, &ps, true);
+			if (rc > 0) {
+				struct ps__slot *d = delta_of(t, sl);
+				for (uint32_t j = 0; j < len; j++) {
+					uint32_t bits = atomic_load_explicit(&d->v[j], memory_order_relaxed);
+					float f;
+					memcpy(&f, &bits, sizeof f);
+					buf[j] += f;
+				}
+				store_values(sl, buf, len);
+			}
+			ps__slot_unlock(sl, s, false);
+			if (rc != 0)
+				break;
+			/* primary locked: back off without holding the replica (R4) */
+			if (ps & PS__SEQ_LOCKED)
+				ps__wait_unlocked(w, t, p, ps);
+		}
+	}
+}
+
+static bool replicated(ps_table *t)
+{
+	return t->rprim != NULL;
+}
+
+/* One round over nodes [n0, n1): merge all, then refresh all. */
+static void round_nodes(ps_world *w, ps_table *t, int n0, int n1, float *buf)
+{
+	urcu_memb_read_lock();
+	for (int n = n0; n < n1; n++)
+		merge_node(w, t, n, buf);
+	for (int n = n0; n < n1; n++)
+		refresh_node(w, t, n, buf);
+	urcu_memb_read_unlock();
+	uint64_t now = ps__now_ns();
+	for (int n = n0; n < n1; n++) {
+		struct ps__stats *st = &ps__node_at(&w->seg, n)->stats;
+		stat_add(&st->repl_rounds, 1);
+		/* relaxed: a diagnostic timestamp */
+		atomic_store_explicit(&st->repl_last_ns, now, memory_order_relaxed);
+	}
+}
+
+int ps_sync(ps_table *t)
+{
+	if (!t || t->magic != PS__TABLE_MAGIC)
+		return PS_ETABLE;
+	if (!replicated(t))
+		return 0;
+	ps_world *w = t->w;
+	ps__thread_enter(w);
+	float *buf = ps__alloc(w, sizeof(float) * t->value_len);
+	if (!buf)
+		return -ENOMEM;
+	repl_lock(w, t->d);
+	round_nodes(w, t, 0, w->nnodes, buf);
+	repl_unlock(t->d);
+	ps__free(w, buf);
+	return 0;
+}
+
+bool ps__replica_step(ps_world *w)
+{
+	ps_table *tabs[PS__MAX_TABLES];
+	int nt = 0;
+	pthread_mutex_lock(&w->tables_lock);
+	for (int i = 0; i < w->ntables; i++)
+		if (w->tables[i] && replicated(w->tables[i]) && w->tables[i]->d->repl_rate > 0)
+			tabs[nt++] = w->tables[i];
+	pthread_mutex_unlock(&w->tables_lock);
+	if (nt == 0)
+		return false;
+	uint64_t now = ps__now_ns();
+	bool work = false;
+	for (int i = 0; i < nt; i++) {
+		ps_table *t = tabs[i];
+		if (now < w->repl_next[t->id])
+			continue;
+		if (!repl_trylock(w, t->d))
+			continue; /* another round or a switch: try again soon */
+		float *buf = ps__alloc(w, sizeof(float) * t->value_len);
+		if (buf) {
+			round_nodes(w, t, w->node, w->node + 1, buf);
+			ps__free(w, buf);
+		}
+		repl_unlock(t->d);
+		w->repl_next[t->id] = now + (uint64_t)(1e9 / t->d->repl_rate);
+		work = true;
+	}
+	return work;
+}
+
+void ps__replica_flush(ps_world *w)
+{
+	ps__thread_enter(w);
+	for (int i = 0; i < w->ntables; i++) {
+		ps_table *t = w->tables[i];
+		if (!t || !replicated(t))
+			continue;
+		float *buf = ps__alloc(w, sizeof(float) * t->value_len);
+		if (!buf)
+			continue;
+		repl_lock(w, t->d);
+		urcu_memb_read_lock();
+		merge_node(w, t, w->node, buf);
+		urcu_memb_read_unlock();
+		repl_unlock(t->d);
+		ps__free(w, buf);
+	}
+}
+
+/* ------------------------------------------------------- set membership */
+
+/* Replicates k (caller holds repl_lock, a free index exists).  Returns 1,
+ * or 0 if it was replicated already. */
+static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
+{
+	struct ps__tdesc *d = t->d;
+	int rc = 0;
+	urcu_memb_read_lock();
+	for (;;) {
+		/* acquire: pairs with publishing release stores */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+		if (lw & PS__LOC_REPL)
+			break;
+		struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(lw));
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, p, &moved);
+		if (moved)
+			continue;
+		if (atomic_load_explicit(&p->key, memory_order_relaxed) != k ||
+		    atomic_load_explicit(&t->loc[k], memory_order_relaxed) != lw) {
+			ps__slot_unlock(p, s, false);
+			continue;
+		}
+		ps__copy_out((uint32_t *)buf, p, t->value_len);
+		if (w->slow_switch)
+			usleep(200);
+		uint32_t r = t->rfree[--d->repl_nfree];
+		for (int n = 0; n < w->nnodes; n++) {
+			struct ps__slot *rs = ps__replica_at(t, n, r);
+			uint64_t rsq = lock_any(w, t, rs);
+			atomic_store_explicit(&rs->key, k, memory_order_relaxed);
+			store_values(rs, buf, t->value_len);
+			struct ps__slot *ds = delta_of(t, rs);
+			for (uint32_t j = 0; j < t->value_len; j++)
+				atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
+			ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
+		}
+		/* relaxed: published by the release store of loc[k] below (R1) */
+		atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
+		atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+		/* release: replicas, rprim and rkey are visible to whoever
+		 * acquires the REPL word */
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REPL(r), memory_order_release);
+		ps__slot_unlock(p, s, true); /* R6: stale users go to their replica */
+		atomic_fetch_add_explicit(&d->repl_used, 1, memory_order_relaxed);
+		rc = 1;
+		break;
+	}
+	urcu_memb_read_unlock();
+	return rc;
+}
+
+/* Turns k back into an ordinary key (caller holds repl_lock).  Returns 1,
+ * or 0 if it was not replicated.  Every replica is locked, then the
+ * primary; the deltas go into the primary and its word is published before
+ * anything is unlocked, so no reader sees the key lose a push (R3). */
+static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
+{
+	struct ps__tdesc *d = t->d;
+	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+	if (!(lw & PS__LOC_REPL))
+		return 0;
+	uint32_t r = PS__LOC_RIDX(lw);
+	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
+	uint64_t rseq[PS__MAX_NODES];
+	urcu_memb_read_lock();
+	for (int n = 0; n < w->nnodes; n++)
+		rseq[n] = lock_any(w, t, ps__replica_at(t, n, r));
+	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (R6) */
+	for (int n = 0; n < w->nnodes; n++)
+		if (take_delta(delta_of(t, ps__replica_at(t, n, r)), buf, t->value_len))
+			ps__add_values(p, buf, t->value_len);
+	/* release: pushes and pulls that load it find the primary (locked
+	 * until its values hold every delta) */
+	atomic_store_explicit(&t->loc[k], plw, memory_order_release);
+	ps__slot_unlock(p, ps & ~PS__SEQ_MOVED, false); /* an ordinary slot again */
+	for (int n = 0; n < w->nnodes; n++) /* MOVED: stale users re-read loc[k] */
+		ps__slot_unlock(ps__replica_at(t, n, r), rseq[n] & ~PS__SEQ_FREED, true);
+	urcu_memb_read_unlock();
+	atomic_store_explicit(&t->rkey[r], 0, memory_order_relaxed);
+	t->rfree[d->repl_nfree++] = r;
+	atomic_fetch_sub_explicit(&d->repl_used, 1, memory_order_relaxed);
+	return 1;
+}
+
+static int check_keys(ps_table *t, const ps_key *keys, size_t n)
+{
+	if (!t || t->magic != PS__TABLE_MAGIC)
+		return PS_ETABLE;
+	if (n && !keys)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] >= t->num_keys)
+			return PS_EKEY;
+	return 0;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	ps_key x = *(const ps_key *)a, y = *(const ps_key *)b;
+	return (x > y) - (x < y);
+}
+
+/* Sorted, de-duplicated copy of keys; *m its length. */
+static ps_key *unique_keys(ps_world *w, const ps_key *keys, size_t n, size_t *m)
+{
+	ps_key *u = ps__alloc(w, (n ? n : 1) * sizeof *u);
+	if (!u)
+		return NULL;
+	memcpy(u, keys, n * sizeof *u);
+	qsort(u, n, sizeof *u, cmp_key);
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++)
+		if (j == 0 || u[j - 1] != u[i])
+			u[j++] = u[i];
+	*m = j;
+	return u;
+}
+
+/* Makes the replicated set { old } - drop + add (caller holds nothing).
+ * add and drop are sorted and unique. */
+static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key *drop, size_t ndrop,
+		       bool drop_others)
+{
+	ps_world *w = t->w;
+	float *buf = ps__alloc(w, sizeof(float) * t->value_len);
+	if (!buf)
+		return -ENOMEM;
+	int done = 0;
+	repl_lock(w, t->d);
+	/* capacity first: a rejected call changes nothing */
+	uint64_t used = atomic_load_explicit(&t->d->repl_used, memory_order_relaxed), need = 0, freed = 0;
+	for (size_t i = 0; i < nadd; i++)
+		need += !(atomic_load_explicit(&t->loc[add[i]], memory_order_relaxed) & PS__LOC_REPL);
+	if (drop_others) {
+		for (uint32_t r = 0; r < t->d->repl_max; r++) {
+			uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
+			freed += kp && !bsearch(&(ps_key){kp - 1}, add, nadd, sizeof *add, cmp_key);
+		}
+	}
+	if (used + need - freed > t->d->repl_max) {
+		repl_unlock(t->d);
+		ps__free(w, buf);
+		return PS_ERCAP;
+	}
+	if (drop_others) {
+		for (uint32_t r = 0; r < t->d->repl_max; r++) {
+			uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
+			if (kp && !bsearch(&(ps_key){kp - 1}, add, nadd, sizeof *add, cmp_key))
+				unreplicate_one(w, t, kp - 1, buf);
+		}
+	}
+	for (size_t i = 0; i < ndrop; i++)
+		done += unreplicate_one(w, t, drop[i], buf);
+	for (size_t i = 0; i < nadd; i++)
+		done += replicate_one(w, t, add[i], buf);
+	repl_unlock(t->d);
+	ps__free(w, buf);
+	return done;
+}
+
+int ps_replicate(ps_table *t, const ps_key *keys, size_t n)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc)
+		return rc;
+	if (!replicated(t))
+		return n ? PS_ERCAP : 0;
+	ps__thread_enter(t->w);
+	size_t m;
+	ps_key *u = unique_keys(t->w, keys, n, &m);
+	if (!u)
+		return -ENOMEM;
+	rc = switch_keys(t, u, m, NULL, 0, false);
+	ps__free(t->w, u);
+	return rc;
+}
+
+int ps_unreplicate(ps_table *t, const ps_key *keys, size_t n)
+{
+	int rc = check_keys(t, keys, n);
+	if (rc || !replicated(t))
+		return rc;
+	ps__thread_enter(t->w);
+	size_t m;
+	ps_key *u = unique_keys(t->w, keys, n, &m);
+	if (!u)
+		return -ENOMEM;
+	rc = switch_keys(t, NULL, 0, u, m, false);
+	ps__free(t->w, u);
+	return rc;
+}
+
+/* Top k of counts (ties: smaller key) into out, sorted by key. */
+struct cand {
+	uint64_t c;
+	ps_key k;
+};
+
+static bool better(struct cand a, struct cand b)
+{
+	return a.c > b.c || (a.c == b.c && a.k < b.k);
+}
+
+static void sift_down(struct cand *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && better(h[m], h[l]))
+			m = l;
+		if (l + 1 < n && better(h[m], h[l + 1]))
+			m = l + 1;
+		if (m == i)
+			return;
+		struct cand x = h[i];
+		h[i] = h[m];
+		h[m] = x;
+		i = m;
+	}
+}
+
+static size_t top_k(const uint64_t *counts, uint64_t nk, size_t k, struct cand *h, ps_key *out)
+{
+	/* min-heap (the worst candidate at the root) of the best k so far */
+	size_t n = 0;
+	for (uint64_t key = 0; key < nk && k; key++) {
+		struct cand c = {counts[key], key};
+		if (n < k) {
+			size_t i = n++;
+			h[i] = c;
+			while (i > 0 && better(h[(i - 1) / 2], h[i])) { /* sift up */
+				struct cand x = h[i];
+				h[i] = h[(i - 1) / 2];
+				h[(i - 1) / 2] = x;
+				i = (i - 1) / 2;
+			}
+		} else if (better(c, h[0])) {
+			h[0] = c;
+			sift_down(h, n, 0);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = h[i].k;
+	qsort(out, n, sizeof *out, cmp_key);
+	return n;
+}
+
+int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k)
+{
+	int rc = check_keys(t, NULL, 0);
+	if (rc)
+		return rc;
+	if (!counts)
+		return -EINVAL;
+	if (k > (replicated(t) ? t->d->repl_max : 0))
+		return PS_ERCAP;
+	ps_world *w = t->w;
+	ps__thread_enter(w);
+	struct cand *h = ps__alloc(w, (k ? k : 1) * sizeof *h);
+	ps_key *top = ps__alloc(w, (k ? k : 1) * sizeof *top);
+	if (!h || !top) {
+		ps__free(w, h);
+		ps__free(w, top);
+		return -ENOMEM;
+	}
+	size_t n = top_k(counts, t->num_keys, k, h, top);
+	rc = replicated(t) ? switch_keys(t, top, n, NULL, 0, true) : 0;
+	ps__free(w, h);
+	ps__free(w, top);
+	return rc < 0 ? rc : (int)n;
+}
+
+int ps_replicate_hot(ps_table *t, size_t k)
+{
+	int rc = check_keys(t, NULL, 0);
+	if (rc)
+		return rc;
+	if (!t->counts)
+		return -ENOTSUP;
+	uint64_t *c = malloc(t->num_keys * sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < t->num_keys; i++) /* relaxed: counters */
+		c[i] = atomic_exchange_explicit(&t->counts[i], 0, memory_order_relaxed);
+	rc = ps_replicate_top(t, c, k);
+	free(c);
+	return rc;
+}
+
+int ps_is_replicated(ps_table *t, ps_key key)
+{
+	int rc = check_keys(t, &key, 1);
+	if (rc)
+		return rc;
+	return (atomic_load_explicit(&t->loc[key], memory_order_acquire) & PS__LOC_REPL) != 0;
+}
+
+int64_t ps_replicated_count(ps_table *t)
+{
+	int rc = check_keys(t, NULL, 0);
+	if (rc)
+		return rc;
+	return replicated(t) ? atomic_load_explicit(&t->d->repl_used, memory_order_relaxed) : 0;
+}
+
+/* ------------------------------------------------------------- creation */
+
+int ps__replica_init_node(ps_world *w, ps_table *t)
+{
+	struct ps__tdesc *d = t->d;
+	if (d->count_off)
+		t->counts = ps__at(&w->seg, d->count_off);
+	if (d->repl_max == 0)
+		return 0;
+	uint64_t R = d->repl_max;
+	t->rprim = ps__at(&w->seg, d->repl_off);
+	t->rkey = t->rprim + R;
+	t->rfree = (uint32_t *)(void *)(t->rkey + R);
+	uint64_t off;
+	int rc = ps__slot_alloc_run(w, t->id, w->node, t->slot_size, 2 * R, &off);
+	if (rc)
+		return rc;
+	for (uint64_t i = 0; i < 2 * R; i++) {
+		struct ps__slot *sl = ps__at(&w->seg, off + i * t->slot_size);
+		/* relaxed: published by the creation barrier */
+		atomic_store_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_relaxed);
+		atomic_store_explicit(&sl->key, UINT64_MAX, memory_order_relaxed);
+		for (uint32_t j = 0; j < t->value_len; j++)
+			atomic_store_explicit(&sl->v[j], 0, memory_order_relaxed);
+	}
+	d->rbase[w->node] = off; /* read by others after the creation barrier */
+	return 0;
+}
