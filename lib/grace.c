@@ -25,6 +25,12 @@
  * reclamation.  A node that attaches sets its epoch to the current global
  * epoch before it becomes ALIVE and before it loads any location word.
  *
+ * (G4) A node starts at most one grace period per PS__GRACE_MIN_GAP_NS:
+ * one synchronize covers every tag issued before it, so a stream of
+ * relocations costs a bounded number of synchronizes per second (each one
+ * is a membarrier and a wait for this process's readers), and a slot is
+ * reused at most that much later.
+ *
  * (G3) A retire batch is owned by the service thread of the process that
  * relocated; it frees the slots into their owners' pools (arena.c).  At
  * finalize, batches that cannot be freed yet are left (leaked in the
@@ -58,7 +64,14 @@ bool ps__grace_step(ps_world *w)
 	uint64_t g = atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire);
 	if (g <= atomic_load_explicit(&w->me->epoch, memory_order_relaxed))
 		return false;
+	/* One grace period covers every retire tagged before it: under a
+	 * stream of relocations, batch them (G4) instead of paying a
+	 * synchronize_rcu for each. */
+	uint64_t now = ps__now_ns();
+	if (now < w->next_grace_ns)
+		return false;
 	urcu_memb_synchronize_rcu();
+	w->next_grace_ns = ps__now_ns() + PS__GRACE_MIN_GAP_NS;
 	/* release: this node's readers that began before g was loaded are done */
 	atomic_store_explicit(&w->me->epoch, g, memory_order_release);
 	atomic_fetch_add_explicit(&w->me->stats.grace_periods, 1, memory_order_relaxed);

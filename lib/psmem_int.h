@@ -35,6 +35,7 @@
 #define PS__NAME_MAX     64
 #define PS__DEFAULT_ARENA  (64ULL << 30) /* virtual, per node */
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
+#define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (G4) */
 
 /*
  * Hand-offs through liburcu's wait-free queues (compiled without TSan) are
@@ -392,6 +393,7 @@ struct ps_world {
 	struct cds_wfcq_tail ret_tail;
 
 	/* service thread only */
+	uint64_t next_grace_ns;   /* earliest start of the next grace period */
 	struct ps__retire_batch **pending;
 	size_t npending, cap_pending;
 

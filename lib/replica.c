@@ -38,6 +38,12 @@
  *        primary unseen by the replicas, and a node's reads of the key
  *        never go back.  Rounds and unreplicate, which know it is the
  *        primary, lock it regardless; unreplicate clears the mark.
+ *   (R7) Rounds cost what changed, not repl_max: the delta slot's seq word
+ *        is a dirty flag (set by pushes, cleared when the delta is taken,
+ *        under the replica's lock; read without it as a hint, which a push
+ *        completed before ps_sync always sets visibly), and its key word is
+ *        the primary's seq value the replica was last refreshed from: while
+ *        the primary still shows that value, replica = primary + delta.
  *   (R5) Replica slots are never freed: a stale reader or pusher that
  *        still holds REPL|r after r was reused finds another key (or MOVED)
  *        in the slot and re-reads loc[k].  The primary of a replicated key
@@ -152,6 +158,7 @@ static bool take_delta(struct ps__slot *delta, float *buf, uint32_t len)
 		memcpy(&buf[j], &bits, sizeof bits);
 		any |= bits != 0;
 	}
+	atomic_store_explicit(&delta->seq, 0, memory_order_relaxed); /* clean (R7) */
 	return any;
 }
 
@@ -206,7 +213,11 @@ int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const floa
 		return 0;
 	}
 	ps__add_values(sl, upd, t->value_len);
-	ps__add_values(delta_of(t, sl), upd, t->value_len);
+	struct ps__slot *d = delta_of(t, sl);
+	ps__add_values(d, upd, t->value_len);
+	/* relaxed: a hint for the next round, published by the unlock (R7) */
+	if (!atomic_load_explicit(&d->seq, memory_order_relaxed))
+		atomic_store_explicit(&d->seq, 1, memory_order_relaxed);
 	ps__slot_unlock(sl, s, false);
 	return 1;
 }
@@ -253,6 +264,9 @@ static void merge_node(ps_world *w, ps_table *t, int n, float *buf)
 		if (!kp)
 			continue;
 		struct ps__slot *sl = ps__replica_at(t, n, r);
+		/* relaxed: the dirty hint (R7) */
+		if (!atomic_load_explicit(&delta_of(t, sl)->seq, memory_order_relaxed))
+			continue;
 		bool moved;
 		uint64_t s = ps__slot_lock(w, t, sl, &moved);
 		if (moved)
@@ -275,6 +289,12 @@ static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
 		uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 		struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
 		struct ps__slot *sl = ps__replica_at(t, n, r);
+		struct ps__slot *d = delta_of(t, sl);
+		/* acquire: as a seqlock reader's first load.  Unchanged since
+		 * the last refresh: the replica is primary + delta already (R7) */
+		if (atomic_load_explicit(&p->seq, memory_order_acquire) ==
+		    atomic_load_explicit(&d->key, memory_order_relaxed))
+			continue;
 		for (;;) {
 			bool moved;
 			uint64_t s = ps__slot_lock(w, t, sl, &moved);
@@ -283,7 +303,6 @@ static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
 			uint64_t ps;
 			int rc = try_read(p, kp - 1, buf, len, &ps, true);
 			if (rc > 0) {
-				struct ps__slot *d = delta_of(t, sl);
 				for (uint32_t j = 0; j < len; j++) {
 					uint32_t bits = atomic_load_explicit(&d->v[j], memory_order_relaxed);
 					float f;
@@ -291,6 +310,7 @@ static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
 					buf[j] += f;
 				}
 				store_values(sl, buf, len);
+				atomic_store_explicit(&d->key, ps, memory_order_relaxed); /* under the lock */
 			}
 			ps__slot_unlock(sl, s, false);
 			if (rc != 0)
@@ -429,6 +449,9 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 			struct ps__slot *ds = delta_of(t, rs);
 			for (uint32_t j = 0; j < t->value_len; j++)
 				atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
+			atomic_store_explicit(&ds->seq, 0, memory_order_relaxed);
+			/* the primary's seq after the unlock below (R7) */
+			atomic_store_explicit(&ds->key, (s + PS__SEQ_VER1) | PS__SEQ_MOVED, memory_order_relaxed);
 			ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
 		}
 		/* relaxed: published by the release store of loc[k] below (R1) */
