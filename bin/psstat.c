@@ -45,7 +45,7 @@ struct opts {
 
 /* The counters of struct ps__stats, in display and JSON order. */
 enum { C_PULLS, C_PUSHES, C_KPULLED, C_KPUSHED, C_LOCAL, C_REMOTE, C_RELOC,
-       C_RETRIES, C_STALE, C_LOCALIZE, C_GRACE, C_FREED, NCOUNTERS };
+       C_RETRIES, C_STALE, C_LOCALIZE, C_GRACE, C_FREED, C_REPL_KEYS, C_REPL_ROUNDS, NCOUNTERS };
 
 static const struct {
 	const char *name;
@@ -63,6 +63,8 @@ static const struct {
 	[C_LOCALIZE] = { "localize_reqs", offsetof(struct ps__stats, localize_reqs) },
 	[C_GRACE] = { "grace_periods", offsetof(struct ps__stats, grace_periods) },
 	[C_FREED] = { "slots_freed", offsetof(struct ps__stats, slots_freed) },
+	[C_REPL_KEYS] = { "repl_keys", offsetof(struct ps__stats, repl_keys) },
+	[C_REPL_ROUNDS] = { "repl_rounds", offsetof(struct ps__stats, repl_rounds) },
 };
 
 struct node_sample {
@@ -71,6 +73,7 @@ struct node_sample {
 	int32_t numa_node;
 	uint64_t c[NCOUNTERS];
 	uint64_t arena_used, arena_size;
+	uint64_t repl_age_ns;   /* since the node's replicas were last refreshed; 0: never */
 };
 
 struct sample {
@@ -100,7 +103,10 @@ static void print_help(void)
 	       "  -h, --help      print this help and exit\n\n"
 	       "Columns: pulls/s, pushes/s and keys pulled/pushed per second; local%%, the\n"
 	       "share of accessed keys served from the node's own arena; relocations/s;\n"
-	       "retries/s (seqlock or moved-key retries); arena used / reserved.\n"
+	       "retries/s (seqlock or moved-key retries); arena used / reserved; repl%%, the\n"
+	       "share served by a replica (hot-spot replication); sync/s, replica sync\n"
+	       "rounds per second; age, time since the node's replicas were refreshed (the\n"
+	       "staleness bound of what its readers see from other nodes, '-' = never).\n"
 	       "psstat only reads the job's segment.  It exits 0 when the job ends.\n");
 }
 
@@ -262,6 +268,9 @@ static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 	/* relaxed: a figure for display */
 	ns->arena_used = atomic_load_explicit(&n->arena_used, memory_order_relaxed);
 	ns->arena_size = n->arena_size;
+	/* relaxed: a diagnostic timestamp */
+	uint64_t last = atomic_load_explicit(&n->stats.repl_last_ns, memory_order_relaxed), now = ps__now_ns();
+	ns->repl_age_ns = last && now > last ? now - last : 0;
 }
 
 static void take(const struct ps__seg *seg, struct sample *s)
@@ -328,12 +337,12 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 	printf("job %s  nodes %u  threads %u  numa %s  memory %s / %s\n", seg->name + 1,
 	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
 	       fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
-	printf("%4s %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s\n", "node", "pid", "state",
+	printf("%4s %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s %6s %6s %8s\n", "node", "pid", "state",
 	       "numa", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "reloc/s",
-	       "retry/s", "arena used/size");
+	       "retry/s", "arena used/size", "repl%", "sync/s", "age");
 	for (int i = 0; i < b->nodes; i++) {
 		const struct node_sample *n = &b->n[i];
-		char r[6][16], pid[12], numa[12], share[12], au[16], as[16], arena[34];
+		char r[7][16], pid[12], numa[12], share[12], au[16], as[16], arena[34], rs[12], age[16];
 		if (n->pid <= 0)
 			snprintf(pid, sizeof pid, "-"); /* never attached */
 		else
@@ -349,13 +358,23 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 			snprintf(share, sizeof share, "%.1f", 100 * ls);
 		snprintf(arena, sizeof arena, "%s/%s", fmt_bytes(n->arena_used, au, sizeof au),
 			 fmt_bytes(n->arena_size, as, sizeof as));
-		printf("%4d %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s\n", i, pid,
+		double acc = rate(a, b, i, C_LOCAL) + rate(a, b, i, C_REMOTE);
+		if (acc > 0)
+			snprintf(rs, sizeof rs, "%.1f", 100 * rate(a, b, i, C_REPL_KEYS) / acc);
+		else
+			snprintf(rs, sizeof rs, "-");
+		if (n->repl_age_ns)
+			snprintf(age, sizeof age, "%.0fms", (double)n->repl_age_ns / 1e6);
+		else
+			snprintf(age, sizeof age, "-");
+		printf("%4d %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s %6s %6s %8s\n", i, pid,
 		       n->state, numa, fmt_rate(rate(a, b, i, C_PULLS), r[0], 16),
 		       fmt_rate(rate(a, b, i, C_PUSHES), r[1], 16),
 		       fmt_rate(rate(a, b, i, C_KPULLED), r[2], 16),
 		       fmt_rate(rate(a, b, i, C_KPUSHED), r[3], 16), share,
 		       fmt_rate(rate(a, b, i, C_RELOC), r[4], 16),
-		       fmt_rate(rate(a, b, i, C_RETRIES), r[5], 16), arena);
+		       fmt_rate(rate(a, b, i, C_RETRIES), r[5], 16), arena, rs,
+		       fmt_rate(rate(a, b, i, C_REPL_ROUNDS), r[6], 16), age);
 	}
 }
 
@@ -389,8 +408,12 @@ static void print_json_node(const struct sample *a, const struct sample *b, int 
 		printf(", \"local_share\": null");
 	else
 		printf(", \"local_share\": %.4f", ls);
-	printf(", \"arena_used\": %" PRIu64 ", \"arena_size\": %" PRIu64 "}", n->arena_used,
+	printf(", \"arena_used\": %" PRIu64 ", \"arena_size\": %" PRIu64 ", \"repl_age_ms\": ", n->arena_used,
 	       n->arena_size);
+	if (n->repl_age_ns)
+		printf("%.3f}", (double)n->repl_age_ns / 1e6);
+	else
+		printf("null}");
 }
 
 static void print_json(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
