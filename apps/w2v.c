@@ -59,6 +59,8 @@ struct cfg {
 	double sample, lr;
 	enum policy policy;
 	uint64_t seed;
+	long replicate;     /* replicate the K most frequent words' rows; 0 = none */
+	double repl_rate;   /* replica sync rounds per second */
 };
 
 /* ------------------------------------------------------------ vocabulary */
@@ -755,6 +757,9 @@ static void worker(ps_world *w, int tid, void *arg)
 	if (show) { /* every push is in: node 0 reads the input vectors */
 		enum { CH = 4096 };
 		ps_key keys[CH];
+		int rc;
+		if (c->replicate && ((rc = ps_sync(jb->in)) != 0 || (rc = ps_sync(jb->out)) != 0))
+			die_ps("ps_sync", rc); /* every node's replica deltas merged */
 		for (int64_t v0 = 0; v0 < jb->cp.V; v0 += CH) {
 			int64_t n = jb->cp.V - v0 < CH ? jb->cp.V - v0 : CH;
 			for (int64_t i = 0; i < n; i++)
@@ -1016,6 +1021,9 @@ static void usage(FILE *f)
 		"  --batch N             tokens per training step: one pull and one push per table;\n"
 		"                        larger: less PS traffic, staler rows across threads (40000)\n"
 		"  --seed S              random seed; one thread is deterministic (1)\n"
+		"  --replicate K         replicate the rows of the K most frequent words on every\n"
+		"                        node (hot-spot replication; 0 = none) (0)\n"
+		"  --repl-rate HZ        replica sync rounds per second per node (20)\n"
 		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
 		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
 		"  --save-format F       text or binary (text)\n"
@@ -1028,9 +1036,10 @@ int main(int argc, char **argv)
 	static struct job jb;
 	struct cfg *c = &jb.c;
 	*c = (struct cfg){.dim = 100, .window = 5, .neg = 5, .min_count = 5, .epochs = 5, .batch = 40000,
-			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1};
+			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
+			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1039,6 +1048,7 @@ int main(int argc, char **argv)
 		{"alpha", 1, 0, O_LR},        {"threads", 1, 0, O_THREADS},   {"policy", 1, 0, O_POLICY},
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
+		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
 		{"help", 0, 0, O_HELP},       {0, 0, 0, 0}};
 	int o, li;
 	opterr = 0;
@@ -1059,6 +1069,8 @@ int main(int argc, char **argv)
 		case O_BATCH: c->batch = (int)app_opt_long(name, optarg, 1, 100000000); break;
 		case O_SEED: c->seed = (uint64_t)app_opt_long(name, optarg, 0, INT64_MAX); break;
 		case O_JSON: c->json = optarg; break;
+		case O_REPL: c->replicate = app_opt_long(name, optarg, 0, INT32_MAX); break;
+		case O_REPL_RATE: c->repl_rate = app_opt_double(name, optarg, 0, 10000); break;
 		case O_SAVE: c->save = optarg; break;
 		case O_POLICY:
 			if (!strcmp(optarg, "classic"))
@@ -1141,6 +1153,11 @@ int main(int argc, char **argv)
 	to.flags = c->policy == POL_CLASSIC ? PS_HOGWILD : 0;
 	if (c->policy == POL_LOCALIZE) /* room for rows that move in while old slots await reclamation */
 		to.slots_per_node = 2 * (uint64_t)jb.cp.V + 4096;
+	if (c->replicate > jb.cp.V)
+		app_die("--replicate: %ld words, but the vocabulary has only %lld", c->replicate,
+			(long long)jb.cp.V);
+	to.repl_max = (uint32_t)c->replicate;
+	to.repl_rate = c->repl_rate;
 	jb.in = ps_table_create(w, &to, &err);
 	if (!jb.in)
 		app_die("cannot create the input vectors: %s", ps_strerror(err));
@@ -1153,6 +1170,11 @@ int main(int argc, char **argv)
 	jb.M = ps_table_create(w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
+	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
+		if ((err = ps_replicate_top(jb.in, jb.cp.count, (size_t)c->replicate)) < 0 ||
+		    (err = ps_replicate_top(jb.out, jb.cp.count, (size_t)c->replicate)) < 0)
+			app_die("cannot replicate the frequent words: %s", ps_strerror(err));
+	}
 
 	jb.t_start = app_now();
 	int rc = ps_run_workers(w, worker, &jb);
@@ -1209,6 +1231,7 @@ int main(int argc, char **argv)
 			app_json_num(j, "load_seconds", t_load);
 			app_json_num(j, "local_percent", local);
 			app_json_int(j, "relocations", (int64_t)reloc);
+			app_json_int(j, "replicate", c->replicate);
 			app_json_write(j, c->json);
 		}
 	}
