@@ -121,6 +121,8 @@ int ps_stats(ps_world *w, int node, ps_node_stats *o)
 	o->relocations = LD(st->relocations);
 	o->retries = LD(st->retries);
 	o->stale_reads = LD(st->stale_reads);
+	o->samples = LD(st->samples);
+	o->sample_fallbacks = LD(st->sample_fallbacks);
 	o->arena_bytes = n->arena_size;
 	o->arena_used = LD(((struct ps__node *)n)->arena_used);
 	for (int t = 0; t < PS__MAX_TABLES; t++) {

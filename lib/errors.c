@@ -20,6 +20,11 @@ static const char *const names[] = {
 	[10] = "table limit of the segment reached",
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
+	[13] = "sampling weight is negative, NaN or infinite",
+	[14] = "sampling weights are all zero",
+	[15] = "distribution was built for another table",
+	[16] = "bad sampling scheme: expected naive, local, pool or pool:U with U in 1..65536",
+	[17] = "more samples asked than the sampler has left",
 };
 
 const char *ps_strerror(int err)

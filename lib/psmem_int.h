@@ -87,6 +87,7 @@ struct ps__stats {
 	_Atomic uint64_t pulls, pushes, keys_pulled, keys_pushed;
 	_Atomic uint64_t local_keys, remote_keys, relocations, retries;
 	_Atomic uint64_t stale_reads, localize_reqs, grace_periods, slots_freed;
+	_Atomic uint64_t samples, sample_fallbacks; /* sample.c */
 };
 
 struct ps__node {
@@ -360,6 +361,12 @@ struct ps_world {
 	pthread_mutex_t tables_lock;
 	ps_table *tables[PS__MAX_TABLES];
 	int ntables;              /* collective creation counter */
+
+	/* sample.c: each table's sampling scheme in this process, scheme |
+	 * reuse << 8 (0 = naive, the calloc'd default).  W: ps_table_set_sampling,
+	 * R: ps_sample_prepare; relaxed: one self-contained word, it orders
+	 * nothing else. */
+	_Atomic uint32_t sample_conf[PS__MAX_TABLES];
 };
 
 /* world.c */
