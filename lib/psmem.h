@@ -184,8 +184,8 @@ int ps_owner(ps_table *t, ps_key key);
  *          localizing them (asynchronously, like ps_localize); each pool key
  *          is then served U times (in U passes over the pool, each pass in a
  *          fresh random order), so n samples cost n / U distinct draws.
- *          Each key is served exactly U times per pool occurrence when U
- *          divides n, and at most U times otherwise.
+ *          Each pool entry is served exactly U times when U divides n,
+ *          otherwise floor(n / P) or ceil(n / P) <= U times (P pool size).
  */
 typedef struct ps_dist ps_dist;
 typedef struct ps_sampler ps_sampler;
@@ -206,7 +206,7 @@ enum ps_sample_scheme {
  * PS_EWEIGHT; weights that are all zero are PS_EZEROWEIGHTS.
  */
 ps_dist *ps_dist_create(ps_table *t, const double *weights, int *err);
-void ps_dist_free(ps_dist *d);
+void ps_dist_free(ps_dist *d); /* once no sampler of it is left */
 
 /*
  * Chooses t's sampling scheme for the samplers this process prepares from
