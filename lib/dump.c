@@ -125,6 +125,8 @@ int ps_stats(ps_world *w, int node, ps_node_stats *o)
 	o->repl_rounds = LD(st->repl_rounds);
 	uint64_t last = LD(((struct ps__stats *)st)->repl_last_ns), now = ps__now_ns();
 	o->repl_age_ns = last && now > last ? now - last : 0;
+	o->samples = LD(st->samples);
+	o->sample_fallbacks = LD(st->sample_fallbacks);
 	o->arena_bytes = n->arena_size;
 	o->arena_used = LD(((struct ps__node *)n)->arena_used);
 	for (int t = 0; t < PS__MAX_TABLES; t++) {

@@ -21,6 +21,11 @@ static const char *const names[] = {
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
 	[13] = "replica capacity of the table exhausted (repl_max)",
+	[14] = "sampling weight is negative, NaN or infinite",
+	[15] = "sampling weights are all zero",
+	[16] = "distribution was built for another table",
+	[17] = "bad sampling scheme: expected naive, local, pool or pool:U with U in 1..65536",
+	[18] = "more samples asked than the sampler has left",
 };
 
 const char *ps_strerror(int err)

@@ -15,7 +15,7 @@
  *     library's grace-period machinery on its first call.
  *
  * Groups: errors / job / tables / operations (pull, push, localize, async
- * handles) / workers and barriers / introspection.
+ * handles; sampling) / workers and barriers / introspection.
  */
 #ifndef PSMEM_H
 #define PSMEM_H
@@ -49,7 +49,12 @@ extern "C" {
 #define PS_ENOMEMSEG  (-30911) /* segment has no room left for the table */
 #define PS_EHANDLE    (-30912) /* invalid or already-waited handle */
 #define PS_ERCAP      (-30913) /* replica capacity of the table (repl_max) exhausted */
-#define PS_ELAST      (-30913)
+#define PS_EWEIGHT    (-30914) /* sampling weight negative, NaN or infinite */
+#define PS_EZEROWEIGHTS (-30915) /* sampling weights are all zero */
+#define PS_EDIST      (-30916) /* distribution built for another table */
+#define PS_ESCHEME    (-30917) /* bad sampling scheme or pool reuse count */
+#define PS_EDRAINED   (-30918) /* more samples asked than the sampler has left */
+#define PS_ELAST      (-30918)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -214,6 +219,115 @@ int64_t ps_replicated_count(ps_table *t);
  */
 int ps_sync(ps_table *t);
 
+/* ---------------------------------------------------------------- sampling */
+
+/*
+ * Drawing keys (e.g. negative samples) from a distribution over a table's
+ * keys, with their current values (NuPS sampling management).
+ *
+ * A ps_dist is built once per table and distribution (Vose's alias method:
+ * O(num_keys) to build, O(1) per draw) and is read-only afterwards: every
+ * thread of the process may share it.  A ps_sampler is one thread's
+ * declaration that it will draw n samples; it is not shared between threads.
+ *
+ * Schemes (per table, per process: ps_table_set_sampling):
+ *   naive  exact independent draws from the distribution, wherever the
+ *          keys live.
+ *   local  draws among the keys this node holds at the time of the draw,
+ *          with probability proportional to their weight (the distribution
+ *          conditioned on "local").  Biased by placement: keys held by
+ *          other nodes are never drawn, and the draw distribution shifts as
+ *          keys move.  When no local key is found (64 x nodes rejected
+ *          draws) the sample is a naive draw instead, counted as a
+ *          fallback (ps_sample_info, ps_node_stats.sample_fallbacks).
+ *   pool   prepare draws ceil(n / U) keys from the distribution and starts
+ *          localizing them (asynchronously, like ps_localize); each pool key
+ *          is then served U times (in U passes over the pool, each pass in a
+ *          fresh random order), so n samples cost n / U distinct draws.
+ *          Each pool entry is served exactly U times when U divides n,
+ *          otherwise floor(n / P) or ceil(n / P) <= U times (P pool size).
+ */
+typedef struct ps_dist ps_dist;
+typedef struct ps_sampler ps_sampler;
+
+enum ps_sample_scheme {
+	PS_SAMPLE_NAIVE = 0,  /* default of every table */
+	PS_SAMPLE_LOCAL = 1,
+	PS_SAMPLE_POOL = 2,
+};
+
+#define PS_SAMPLE_DEFAULT_REUSE 8u     /* U of "pool" without ":U" */
+#define PS_SAMPLE_MAX_REUSE     65536u
+
+/*
+ * Builds the distribution over t's keys: weights[k] >= 0 for k in
+ * 0 .. num_keys-1 (the probability of k is weights[k] / sum), or
+ * weights == NULL for uniform.  A negative, NaN or infinite weight is
+ * PS_EWEIGHT; weights that are all zero are PS_EZEROWEIGHTS.
+ */
+ps_dist *ps_dist_create(ps_table *t, const double *weights, int *err);
+void ps_dist_free(ps_dist *d); /* once no sampler of it is left */
+
+/*
+ * Chooses t's sampling scheme for the samplers this process prepares from
+ * now on (samplers already prepared keep theirs).  reuse: for
+ * PS_SAMPLE_POOL, U in 1 .. PS_SAMPLE_MAX_REUSE; for the other schemes 0
+ * or 1.  Anything else is PS_ESCHEME and changes nothing.  Process-local:
+ * nodes may choose differently.
+ */
+int ps_table_set_sampling(ps_table *t, enum ps_sample_scheme scheme, unsigned reuse);
+
+/*
+ * Parses "naive", "local", "pool" (U = PS_SAMPLE_DEFAULT_REUSE) or "pool:U"
+ * (decimal U in 1 .. PS_SAMPLE_MAX_REUSE), e.g. for --sampling.  Sets
+ * *reuse to 1 for naive and local.  Anything else is PS_ESCHEME, and the
+ * outputs are left untouched.
+ */
+int ps_sample_scheme_parse(const char *s, enum ps_sample_scheme *scheme, unsigned *reuse);
+const char *ps_sample_scheme_name(enum ps_sample_scheme scheme); /* "naive"... or "?" */
+
+/*
+ * Declares that the calling thread will draw n samples of d (NULL:
+ * uniform) from t, with t's current scheme.  With pool, draws the pool now
+ * and starts its localization.  The draws are a function of (table seed,
+ * table id, node, seed) and the scheme (and, for local, the placement):
+ * give each thread and each prepare its own seed (e.g. batch * threads +
+ * thread), or they repeat each other's draws.  A d built for another table
+ * is PS_EDIST.  Returns NULL and sets *err on failure.
+ */
+ps_sampler *ps_sample_prepare(ps_table *t, size_t n, const ps_dist *d, uint64_t seed, int *err);
+
+/*
+ * The next k samples: their keys, and (values != NULL) their current values
+ * (pulled with ps_pull_sync, value_len floats each).  With pool, the first
+ * call waits for the pool's localization.  Returns k, or a negative code:
+ * more than the samples left is PS_EDRAINED and draws nothing (the samples
+ * left can still be pulled).
+ */
+int64_t ps_sample_pull(ps_sampler *s, size_t k, ps_key *keys, float *values);
+
+/*
+ * Waits for the pool's localization (no-op for naive and local).  Returns 0
+ * or its error (e.g. PS_EFULL: some pool keys stayed remote; the samples
+ * are still correct and current), the same on every call.
+ */
+int ps_sample_wait(ps_sampler *s);
+
+/* Waits as ps_sample_wait, frees s, and returns what ps_sample_wait
+ * returns (PS_EHANDLE for an invalid s). */
+int ps_sample_finish(ps_sampler *s);
+
+typedef struct ps_sample_info {
+	enum ps_sample_scheme scheme;
+	unsigned reuse;           /* U (1 unless pool) */
+	size_t prepared, served;  /* n, and samples pulled so far */
+	size_t pool_size;         /* ceil(n / U) with pool, else 0 */
+	const ps_key *pool;       /* the pool's keys (order unspecified), or NULL */
+	uint64_t fallbacks;       /* local: samples that were naive draws */
+} ps_sample_info;
+
+int ps_sample_info_get(const ps_sampler *s, ps_sample_info *out);
+
 /* --------------------------------------------------- workers and barriers */
 
 typedef void (*ps_worker_fn)(ps_world *w, int thread, void *arg);
@@ -246,6 +360,9 @@ typedef struct ps_node_stats {
 	uint64_t repl_keys;                 /* keys pulled/pushed through a replica */
 	uint64_t repl_rounds;               /* replica sync rounds of this node */
 	uint64_t repl_age_ns;               /* time since its last round (0: none yet) */
+
+	uint64_t samples;                   /* keys served by ps_sample_pull */
+	uint64_t sample_fallbacks;          /* local scheme: naive draws, no local key found */
 } ps_node_stats;
 
 int ps_stats(ps_world *w, int node, ps_node_stats *out);

@@ -94,6 +94,7 @@ struct ps__stats {
 	 * node's replicas; W: its service thread or any ps_sync (relaxed
 	 * store: a diagnostic, orders nothing) */
 	_Atomic uint64_t repl_last_ns;
+	_Atomic uint64_t samples, sample_fallbacks; /* sample.c */
 };
 
 struct ps__node {
@@ -402,6 +403,12 @@ struct ps_world {
 	pthread_mutex_t tables_lock;
 	ps_table *tables[PS__MAX_TABLES];
 	int ntables;              /* collective creation counter */
+
+	/* sample.c: each table's sampling scheme in this process, scheme |
+	 * reuse << 8 (0 = naive, the calloc'd default).  W: ps_table_set_sampling,
+	 * R: ps_sample_prepare; relaxed: one self-contained word, it orders
+	 * nothing else. */
+	_Atomic uint32_t sample_conf[PS__MAX_TABLES];
 };
 
 /* world.c */
