@@ -239,11 +239,11 @@ int ps_sync(ps_table *t);
  *          other nodes are never drawn, and the draw distribution shifts as
  *          keys move.  When no local key is found (64 x nodes rejected
  *          draws) the sample is a naive draw instead, counted as a
- *          fallback (ps_sample_info, ps_node_stats.sample_fallbacks).
+ *          fallback (ps_sample_info_get, ps_node_stats.sample_fallbacks).
  *   pool   prepare draws ceil(n / U) keys from the distribution and starts
  *          localizing them (asynchronously, like ps_localize); each pool key
  *          is then served U times (in U passes over the pool, each pass in a
- *          fresh random order), so n samples cost n / U distinct draws.
+ *          fresh random order), so n samples cost ceil(n / U) draws.
  *          Each pool entry is served exactly U times when U divides n,
  *          otherwise floor(n / P) or ceil(n / P) <= U times (P pool size).
  */
