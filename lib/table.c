@@ -274,9 +274,6 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		t->value_len = d->value_len;
 		t->slot_size = d->slot_size;
 		t->flags = d->flags;
-		pthread_mutex_lock(&w->tables_lock); /* the service thread scans tables[] */
-		w->tables[id] = t;
-		pthread_mutex_unlock(&w->tables_lock);
 		rc = init_keys(w, t);
 		if (rc == 0)
 			rc = ps__replica_init_node(w, t);
@@ -288,10 +285,14 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		rc = brc;
 	if (rc == 0)
 		rc = atomic_load_explicit(&d->error, memory_order_relaxed);
-	if (rc && t) {
+	if (rc == 0 && t) {
+		/* published once complete: the service thread scans tables[]
+		 * (rounds, reclamation); nothing of it can be retired before */
 		pthread_mutex_lock(&w->tables_lock);
-		w->tables[id] = NULL;
+		w->tables[id] = t;
 		pthread_mutex_unlock(&w->tables_lock);
+	}
+	if (rc && t) {
 		t->magic = 0;
 		ps__free(w, t);
 		t = NULL;
