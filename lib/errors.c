@@ -20,6 +20,8 @@ static const char *const names[] = {
 	[10] = "table limit of the segment reached",
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
+	[13] = "update rule not registered in this process, or registered differently on another node",
+	[14] = "PS_HOGWILD tables take only the sum update rule",
 };
 
 const char *ps_strerror(int err)

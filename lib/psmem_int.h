@@ -158,6 +158,11 @@ struct ps__tdesc {
 	 * R: creators waiting for all nodes (acquire). */
 	_Atomic uint32_t nodes_ready;
 	_Atomic int32_t error; /* first error of a node's initialisation */
+	uint32_t state_len; /* floats of update-rule state stored after the values in each slot (rules.c) */
+	/* Update rule (rules.c), W: creator before READY; R: all after it. */
+	uint32_t rule;        /* PS_RULE_* or a custom id */
+	uint64_t rule_fp;     /* fingerprint of the rule: name and state sizes */
+	float rule_params[4];
 };
 
 /* -------------------------------------------------------------- barrier */
@@ -304,6 +309,10 @@ struct ps_table {
 	uint32_t value_len;
 	uint32_t slot_size;
 	uint32_t flags;
+	uint32_t state_len;       /* floats of rule state after the values */
+	uint32_t rule;            /* PS_RULE_*, custom id */
+	ps_rule_fn rule_fn;       /* custom rules: this process's function */
+	float rule_params[4];
 };
 
 enum ps__op { PS__OP_PULL, PS__OP_PUSH, PS__OP_LOCALIZE };
@@ -394,6 +403,22 @@ void ps__service_stop(ps_world *w);
 
 /* barrier.c */
 int ps__barrier_wait(ps_world *w, struct ps__barrier *b);
+
+/* clock.c */
+void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
+
+/* rules.c */
+struct ps__rule_info {
+	uint32_t state_len;       /* floats of state per slot for this value_len */
+	uint64_t fp;              /* fingerprint: name and state sizes */
+	ps_rule_fn fn;            /* custom rules */
+};
+/* Checks the rule options (-EINVAL, PS_EHOGWILD): bad input, local. */
+int ps__rule_check(const ps_table_opts *o);
+/* Resolves a checked rule in this process: PS_ERULE if not registered. */
+int ps__rule_resolve(const ps_table_opts *o, struct ps__rule_info *out);
+/* Applies one pushed update to a locked slot (not for PS_RULE_SUM). */
+void ps__rule_apply(const ps_table *t, struct ps__slot *sl, const float *upd);
 
 /* segment.c */
 int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out);
