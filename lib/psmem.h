@@ -243,6 +243,55 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
  */
 int ps_barrier(ps_world *w);
 
+/* ------------------------------------------------------------------ clocks */
+
+/*
+ * Consistency of iterative training (bounded staleness).  Each worker
+ * thread of each node has a clock: the number of times it has called
+ * ps_clock() (a call that is still blocked counts).  A worker ends a clock
+ * (a batch, an epoch: the app chooses) with ps_clock(), which returns once
+ * every worker of the job has a clock >= its own - s:
+ *
+ *   PS_BSP      s = 0: no worker starts clock c+1 before all finished c
+ *   PS_SSP, s   no worker runs more than s clocks ahead of the slowest
+ *   PS_ASP      no bound (ps_clock only counts)
+ *
+ * Waiters sleep on a process-shared futex and are woken by the clock
+ * that lets them go.  Updates pushed before a worker's ps_clock are
+ * visible to every worker whose ps_clock it released.
+ */
+enum ps_sync_mode { PS_BSP = 0, PS_SSP = 1, PS_ASP = 2 };
+#define PS_STALENESS_MAX 1000000
+
+/*
+ * Sets the job's bound: every node calls it with the same values before
+ * its workers call ps_clock (the first call fixes them; a different one
+ * later is PS_EMISMATCH).  Without it the job is BSP.  staleness must be 0
+ * for PS_BSP and PS_ASP, 0 .. PS_STALENESS_MAX for PS_SSP (SSP with 0 is
+ * BSP); -EINVAL otherwise.  -ERANGE if the job has more worker threads per
+ * node than the clocks can hold (256).
+ */
+int ps_set_consistency(ps_world *w, int mode, int staleness);
+
+/*
+ * Ends the calling worker's current clock and waits for the bound.  Call
+ * it from the threads of ps_run_workers (or, when the job has one thread
+ * per node, from any one thread of the node: it is worker 0).  Returns 0,
+ * PS_EDEAD if a node this worker waits for died or exited, -EINVAL if the
+ * calling thread is not a worker.
+ */
+int ps_clock(ps_world *w);
+
+/* Clock of worker `thread` of `node` (>= 0), or a negative code. */
+int64_t ps_clock_read(ps_world *w, int node, int thread);
+
+/*
+ * Parses "bsp", "ssp:S" or "asp" (an app's --sync flag).  Returns 0 and
+ * sets *mode and *staleness, or -EINVAL and writes why (a one-line
+ * message naming text, no newline) into why[why_len].
+ */
+int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_t why_len);
+
 /* --------------------------------------------------------- introspection */
 
 typedef struct ps_node_stats {

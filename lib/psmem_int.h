@@ -28,6 +28,7 @@
 #define PS__MAX_NODES    64
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
+#define PS__MAX_CLOCK_THREADS 256 /* per node: worker clocks (clock.c) */
 #define PS__CL           64    /* cache line */
 #define PS__PAGE         4096
 #define PS__HUGE         (2u << 20)
@@ -70,6 +71,7 @@ enum ps__wait_what {
 	PS__WAIT_REQUEST,    /* arg: request kind; waiting in ps_wait */
 	PS__WAIT_CREATE,     /* arg: table id; waiting for peers in ps_table_create */
 	PS__WAIT_GRACE,      /* arg: epoch tag; waiting for a grace period */
+	PS__WAIT_CLOCK,      /* arg: own clock; arg2: awaited worker, node << 32 | thread */
 };
 
 struct ps__waiter {
@@ -177,6 +179,31 @@ struct ps__barrier {
 	_Atomic uint32_t total; /* W: creator, or ps_init_threads before first use */
 };
 
+/* --------------------------------------------------------------- clocks */
+
+struct ps__clocks {
+	/* The job's bound: 0 = not set (BSP), else (mode + 1) << 32 | s.
+	 * CAS 0 -> value by the first ps_set_consistency (relaxed: it is read
+	 * again at every ps_clock; nodes set it before their workers clock). */
+	PS__CACHE_ALIGNED _Atomic uint64_t cfg;
+	/* Futex word: bumped (seq_cst) after every clock advance, so a waiter
+	 * that read it before the advance sleeps on a stale value and returns
+	 * at once. */
+	_Atomic uint32_t seq;
+	/* Threads inside a clock wait: W: waiters (seq_cst inc/dec); R: a
+	 * worker that advanced, to skip the wake syscall when it is 0. */
+	_Atomic uint32_t waiting;
+	/* c[node][thread]: ps_clock calls made by that worker.  W: the worker
+	 * only, release store: its pushes before ps_clock happen before any
+	 * thread that acquires the new value.  R: clock waiters (acquire). */
+	PS__CACHE_ALIGNED _Atomic uint64_t c[PS__MAX_NODES][PS__MAX_CLOCK_THREADS];
+};
+
+/* The bound word: 0 (unset) reads as BSP. */
+static inline uint64_t ps__clock_cfg(int mode, uint32_t s) { return ((uint64_t)(mode + 1) << 32) | s; }
+static inline int ps__clock_mode(uint64_t cfg) { return cfg ? (int)(cfg >> 32) - 1 : PS_BSP; }
+static inline uint32_t ps__clock_staleness(uint64_t cfg) { return (uint32_t)cfg; }
+
 /* --------------------------------------------------------------- header */
 
 struct ps__hdr {
@@ -217,6 +244,7 @@ struct ps__hdr {
 
 	struct ps__barrier workers; /* all worker threads of all nodes */
 	struct ps__barrier nodes;   /* one participant per node (collectives) */
+	struct ps__clocks clocks;   /* consistency clocks (clock.c) */
 };
 
 /* tests/run.sh reads the creator pid of a segment at this byte offset */
