@@ -264,8 +264,9 @@ _Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: 
 #define PS__LOC_OFF(w)     ((((w) >> 8) & 0xffffffffffULL) << 4)
 
 /*
- * Slot: [ seq (8) | key (8) | values (4 x value_len) ], padded to 16 bytes,
- * or to 64 when it reaches a cache line.
+ * Slot: [ seq (8) | key (8) | values (4 x value_len) | update-rule state
+ * (4 x state_len, rules.c) ], padded to 16 bytes, or to 64 when it reaches
+ * a cache line.
  * seq word:
  *   bit 0 LOCKED (a writer is inside) | bit 1 MOVED (value lives elsewhere)
  *   bit 2 FREED (on a free list)      | bits 8..23 holder node + 1
