@@ -305,6 +305,7 @@ static void test_assign_sync_sets_values_and_resets_the_state(void **state)
 	assert_int_equal(ps_push_sync(t, &k, 1, u), 0);
 	assert_int_equal(ps_assign_sync(t, &k, 1, init), 0);
 	/* as if the key were new with values init */
+	free(r.v);
 	ref_init(&r, 6);
 	memcpy(r.v, init, sizeof init);
 	assert_key_equals_ref(t, k, &r);
