@@ -26,6 +26,19 @@
  * ps_push_sync per table.  Adagrad keeps its accumulator beside the values
  * in the same row (value_len = 2 x row size).
  *
+ * --rule sgd|adagrad puts the optimizer on the server instead: the tables
+ * are created with psmem's sgd or adagrad update rule (lr --lr, adagrad
+ * eps 1e-10 as above), rows are just the values (the adagrad accumulator is
+ * the rule's state, beside them in the slot), and a batch pushes its
+ * gradients; the rule applies each push under the slot lock, so an
+ * accumulator never misses a concurrent update.  With one thread this
+ * computes exactly what the default does (same float operations).
+ *
+ * --sync bsp|ssp:S|asp: every worker calls ps_clock after each batch and,
+ * at the end of an epoch, as often as it takes to make as many clocks as
+ * the worker with the most batches (so no worker waits on the bound for
+ * one that sits in the epoch's barrier).
+ *
  * Policies.  classic: rows stay where created (range placement).
  * localize: while a worker computes batch i it localizes the entities of
  * batch i+1 (heads, tails and the pre-drawn negatives) asynchronously and
@@ -83,9 +96,13 @@ enum { R_N3, R_L2 };
 
 static const char *model_names[] = {"complex", "distmult", "rescal"};
 
+enum { RULE_SUM, RULE_SGD, RULE_ADAGRAD };
+static const char *const rule_names[] = {"sum", "sgd", "adagrad"};
+#define ADAGRAD_EPS 1e-10f
+
 struct opts {
-	const char *dataset, *json, *save;
-	int model, optimizer, policy, regularizer;
+	const char *dataset, *json, *save, *sync;
+	int model, optimizer, policy, regularizer, rule, sync_mode, staleness;
 	long dim, neg, batch, epochs, threads, eval_every;
 	double lr, reg, init;
 	uint64_t seed;
@@ -491,7 +508,9 @@ static void init_table(struct job *jb, ps_table *t, int tab, size_t nkeys, size_
 			for (size_t j = 0; j < vlen; j++)
 				buf[i * stride + j] = (float)jb->o.init * init_value(jb->o.seed, tab, k0 + i, j);
 		}
-		check(ps_push_sync(t, keys, n, buf), "initialising the embeddings");
+		/* with a server-side rule a push is a gradient: assign */
+		check(jb->o.rule == RULE_SUM ? ps_push_sync(t, keys, n, buf) : ps_assign_sync(t, keys, n, buf),
+		      "initialising the embeddings");
 	}
 	free(buf);
 }
@@ -560,6 +579,10 @@ static void make_step(const struct job *jb, const float *rows, size_t nrows, siz
 		      const float *g, float *push)
 {
 	float lr = (float)jb->o.lr;
+	if (jb->o.rule != RULE_SUM) { /* the tables' rule takes the gradient */
+		memcpy(push, g, nrows * len * sizeof *push);
+		return;
+	}
 	for (size_t i = 0; i < nrows; i++) {
 		const float *gi = g + i * len;
 		float *p = push + i * stride;
@@ -749,6 +772,35 @@ static void read_metrics(struct job *jb, ps_key mkey, double *mrr, double *h1, d
 	*h10 = m[3] / c;
 }
 
+/* Training triples of worker tid of node n: [*lo, *hi). */
+static void share_of(const struct job *jb, int n, int tid, size_t *lo, size_t *hi)
+{
+	size_t nlo = jb->ntrain * (size_t)n / (size_t)jb->nodes;
+	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)jb->nodes;
+	*lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
+	*hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
+}
+
+/* --sync: clocks per epoch, the batches of the worker with the most. */
+static size_t clocks_per_epoch(const struct job *jb)
+{
+	size_t most = 0, B = (size_t)jb->o.batch;
+	for (int n = 0; n < jb->nodes; n++)
+		for (int t = 0; t < jb->T; t++) {
+			size_t lo, hi;
+			share_of(jb, n, t, &lo, &hi);
+			size_t nb = (hi - lo + B - 1) / B;
+			most = nb > most ? nb : most;
+		}
+	return most;
+}
+
+static void clock_tick(ps_world *w, const struct job *jb)
+{
+	if (jb->o.sync)
+		check(ps_clock(w), "clock");
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
@@ -791,11 +843,9 @@ static void worker(ps_world *w, int tid, void *arg)
 	ws.push = xcalloc(pmax, sizeof(float));
 
 	/* this worker's share of the (globally shuffled) training triples */
-	size_t nlo = jb->ntrain * (size_t)jb->node / (size_t)jb->nodes;
-	size_t nhi = jb->ntrain * (size_t)(jb->node + 1) / (size_t)jb->nodes;
-	size_t lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
-	size_t hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
-	size_t mine = hi - lo;
+	size_t lo, hi;
+	share_of(jb, jb->node, tid, &lo, &hi);
+	size_t mine = hi - lo, nclocks = clocks_per_epoch(jb);
 	uint32_t *idx = xcalloc(mine, sizeof *idx);
 	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
 
@@ -833,6 +883,7 @@ static void worker(ps_world *w, int tid, void *arg)
 			}
 			loss += train_batch(&ws, cur);
 			done += cur->n;
+			clock_tick(w, jb);
 			if (hloc) {
 				check(ps_wait(hloc), "localize");
 				hloc = NULL;
@@ -844,6 +895,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			if (lead)
 				app_progress_update(&pr, done * (size_t)G, loss / (2.0 * (double)done));
 		}
+		for (size_t k = nb; k < nclocks; k++)
+			clock_tick(w, jb); /* as many clocks as the busiest worker */
 		ps_key mk = (ps_key)e;
 		float m[8] = {(float)loss, (float)(2 * done), 0, 0, 0, 0, 0, 0};
 		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
@@ -965,6 +1018,13 @@ static void usage(FILE *f)
 		"                     localize: each worker localizes the entities of its next\n"
 		"                     batch while it computes the current one; relations (few,\n"
 		"                     used by every batch) are never moved (default: classic)\n"
+		"  --rule R           sum: the worker runs --optimizer and pushes the steps, which\n"
+		"                     are added; sgd or adagrad: the tables' server-side update\n"
+		"                     rule is the optimizer (lr --lr; adagrad accumulators are\n"
+		"                     the rule's state) and workers push gradients (default: sum)\n"
+		"  --sync M           bound the workers' progress: bsp, ssp:S (at most S clocks\n"
+		"                     ahead of the slowest) or asp; one clock per batch\n"
+		"                     (default: no clocks)\n"
 		"  --seed S           seed of initialisation, shuffling and negatives; one thread\n"
 		"                     on one node is deterministic, more threads or nodes are not\n"
 		"                     (update order) (default: 1)\n"
@@ -978,6 +1038,17 @@ static void usage(FILE *f)
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
 		"prints and writes files. seconds/throughput count training, not evaluation.\n");
+}
+
+/* The server-side rule of the embedding tables (--rule). */
+static void set_rule(const struct opts *o, ps_table_opts *to)
+{
+	if (o->rule == RULE_SUM)
+		return;
+	to->rule = o->rule == RULE_SGD ? PS_RULE_SGD : PS_RULE_ADAGRAD;
+	to->rule_params[0] = (float)o->lr;
+	if (o->rule == RULE_ADAGRAD)
+		to->rule_params[1] = ADAGRAD_EPS;
 }
 
 static int pick(const char *opt, const char *val, const char *const *names, int n)
@@ -1003,7 +1074,7 @@ int main(int argc, char **argv)
 	static const char *const opt_names[] = {"sgd", "adagrad"}, *const pol_names[] = {"classic", "localize"},
 				 *const reg_names[] = {"n3", "l2"};
 	enum { O_DATASET = 256, O_MODEL, O_DIM, O_OPT, O_LR, O_REG, O_REGZ, O_INIT, O_NEG, O_BATCH, O_EPOCHS,
-	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE };
+	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE, O_RULE, O_SYNC };
 	static const struct option lopts[] = {
 		{"dataset", 1, 0, O_DATASET}, {"model", 1, 0, O_MODEL},	  {"dim", 1, 0, O_DIM},
 		{"optimizer", 1, 0, O_OPT},   {"lr", 1, 0, O_LR},	  {"reg", 1, 0, O_REG},
@@ -1011,14 +1082,26 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS},
 		{"policy", 1, 0, O_POLICY},   {"seed", 1, 0, O_SEED},	  {"eval-every", 1, 0, O_EVAL},
 		{"json", 1, 0, O_JSON},	      {"save", 1, 0, O_SAVE},	  {"help", 0, 0, 'h'},
-		{0, 0, 0, 0}};
+		{"rule", 1, 0, O_RULE},	      {"sync", 1, 0, O_SYNC},	  {0, 0, 0, 0}};
+	bool optimizer_given = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (c) {
 		case O_DATASET: o->dataset = optarg; break;
 		case O_MODEL: o->model = pick("--model", optarg, model_names, 3); break;
 		case O_DIM: o->dim = app_opt_long("--dim", optarg, 1, 4096); break;
-		case O_OPT: o->optimizer = pick("--optimizer", optarg, opt_names, 2); break;
+		case O_OPT:
+			o->optimizer = pick("--optimizer", optarg, opt_names, 2);
+			optimizer_given = true;
+			break;
+		case O_RULE: o->rule = pick("--rule", optarg, rule_names, 3); break;
+		case O_SYNC: {
+			char why[160];
+			if (ps_clock_parse(optarg, &o->sync_mode, &o->staleness, why, sizeof why))
+				app_die("--sync: %s", why);
+			o->sync = optarg;
+			break;
+		}
 		case O_LR: o->lr = app_opt_double("--lr", optarg, 0, 1e6); break;
 		case O_REG: o->reg = app_opt_double("--reg", optarg, 0, 1e6); break;
 		case O_REGZ: o->regularizer = pick("--regularizer", optarg, reg_names, 2); break;
@@ -1040,6 +1123,12 @@ int main(int argc, char **argv)
 		app_die("unexpected argument '%s' (see --help)", argv[optind]);
 	if (!o->dataset)
 		app_die("--dataset DIR is required (see --help)");
+	if (o->rule != RULE_SUM) { /* the rule is the optimizer */
+		int opt = o->rule == RULE_SGD ? O_SGD : O_ADAGRAD;
+		if (optimizer_given && o->optimizer != opt)
+			app_die("--rule %s conflicts with --optimizer %s", rule_names[o->rule], opt_names[o->optimizer]);
+		o->optimizer = opt;
+	}
 	if (o->model == M_COMPLEX && o->dim % 2)
 		app_die("--dim: %ld must be even for complex (real and imaginary halves)", o->dim);
 	if (o->model == M_RESCAL && o->dim > 512)
@@ -1055,6 +1144,8 @@ int main(int argc, char **argv)
 	ps_world *w = ps_init_threads((int)o->threads, &err);
 	if (!w)
 		app_die("cannot join the job: %s", ps_strerror(err));
+	if (o->sync)
+		check(ps_set_consistency(w, o->sync_mode, o->staleness), "--sync");
 	jb->nodes = ps_num_nodes(w);
 	jb->node = ps_node_id(w);
 	jb->T = ps_num_threads(w);
@@ -1083,20 +1174,25 @@ int main(int argc, char **argv)
 	}
 	jb->D = (size_t)o->dim;
 	jb->RD = o->model == M_RESCAL ? jb->D * jb->D : jb->D;
-	jb->se = (o->optimizer == O_ADAGRAD ? 2 : 1) * jb->D;
-	jb->sr = (o->optimizer == O_ADAGRAD ? 2 : 1) * jb->RD;
+	/* client-side Adagrad keeps its accumulator in the row; a server-side
+	 * rule keeps it as the slot's state */
+	size_t rows = o->optimizer == O_ADAGRAD && o->rule == RULE_SUM ? 2 : 1;
+	jb->se = rows * jb->D;
+	jb->sr = rows * jb->RD;
 	if (lead)
 		printf("kge: %zu entities, %zu relations; %zu train, %zu valid, %zu test triples (loaded in %.1f s)\n"
 		       "kge: %s dim %zu, %s lr %g, %s reg %g, batch %ld, neg %ld, policy %s, %d node(s) x %d "
-		       "thread(s)\n",
+		       "thread(s)%s%s%s%s\n",
 		       jb->nE, jb->nR, jb->ntrain, jb->nvalid, jb->ntest, app_now() - t_load, model_names[o->model],
 		       jb->D, opt_names[o->optimizer], o->lr, reg_names[o->regularizer], o->reg, o->batch, o->neg,
-		       pol_names[o->policy], jb->nodes, jb->T);
+		       pol_names[o->policy], jb->nodes, jb->T, o->rule ? ", server-side rule " : "",
+		       o->rule ? rule_names[o->rule] : "", o->sync ? ", sync " : "", o->sync ? o->sync : "");
 	fflush(stdout);
 
 	ps_table_opts to;
 	ps_table_opts_init(&to, jb->nE, (uint32_t)jb->se);
 	to.init = PS_INIT_ZERO; /* the workers write the initial values */
+	set_rule(o, &to);
 	jb->E = ps_table_create(w, &to, &err);
 	if (!jb->E)
 		app_die("cannot create the entity table: %s", ps_strerror(err));
@@ -1104,6 +1200,7 @@ int main(int argc, char **argv)
 		app_die("--dim: relation rows of %zu floats exceed psmem's 65536", jb->sr);
 	ps_table_opts_init(&to, 2 * jb->nR, (uint32_t)jb->sr);
 	to.init = PS_INIT_ZERO;
+	set_rule(o, &to);
 	jb->R = ps_table_create(w, &to, &err);
 	if (!jb->R)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
@@ -1147,6 +1244,8 @@ int main(int argc, char **argv)
 			app_json_str(j, "model", model_names[o->model]);
 			app_json_int(j, "dim", o->dim);
 			app_json_str(j, "optimizer", opt_names[o->optimizer]);
+			app_json_str(j, "rule", rule_names[o->rule]);
+			app_json_str(j, "sync", o->sync ? o->sync : "none");
 			app_json_num(j, "lr", o->lr);
 			app_json_num(j, "reg", o->reg);
 			app_json_int(j, "neg", o->neg);

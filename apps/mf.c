@@ -3,8 +3,8 @@
  * psmem tables.
  *
  *   mf --train FILE [--test FILE] [--rank K] [--lr X] [--reg X] [--epochs N]
- *      [--threads T] [--policy classic|localize] [--seed S] [--json FILE]
- *      [--save FILE]
+ *      [--threads T] [--policy classic|localize] [--sync bsp|ssp:S|asp]
+ *      [--rule sum|sgd|adagrad] [--seed S] [--json FILE] [--save FILE]
  *   psrun -n N [-t T] mf ...
  *
  * Model: r(u,i) ~ mean + b_u + b_i + p_u . q_i.  A user row in table U is
@@ -36,6 +36,22 @@
  * ratings; the sums go through a small psmem table (one key per epoch);
  * barrier; node 0 prints train RMSE (prequential, errors before each
  * update) and test RMSE.
+ *
+ * --sync bsp|ssp:S|asp (default: none, no clocks): each worker cuts its
+ * ratings of an epoch (classic) or of a sub-epoch (localize) into
+ * CLOCK_SLICES slices and calls ps_clock after each, so every worker
+ * makes the same number of clocks between two barriers (a worker blocked
+ * on the bound never waits for one that sits in a barrier).  The bound
+ * limits how far a worker's updates of the shared item rows run ahead of
+ * the slowest worker's.
+ *
+ * --rule sum|sgd|adagrad (default: sum): sum is the scheme above (SGD
+ * computed by the worker, differences pushed and added).  sgd and adagrad
+ * make the tables' server-side update rule the optimizer (learning rate
+ * --lr; adagrad eps 1e-8): per rating the worker pulls the user and item
+ * rows, and pushes their gradients (regularization included) to both; the
+ * rule applies each under the slot lock, adagrad with its accumulator
+ * beside the values.  Initial rows are stored with ps_assign_sync.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -50,12 +66,21 @@
 
 #define NONE APP_NONE
 
+#define CLOCK_SLICES 16 /* --sync: clocks per epoch (classic) or sub-epoch (localize) */
+#define ADAGRAD_EPS 1e-8f
+
+enum { RULE_SUM, RULE_SGD, RULE_ADAGRAD };
+static const char *const rule_names[] = {"sum", "sgd", "adagrad"};
+
 struct cfg {
 	const char *train, *test, *json, *save;
 	int rank, epochs, threads;
 	double lr, reg, init_std;
 	uint64_t seed;
 	bool localize;
+	const char *sync;     /* NULL: no clocks */
+	int sync_mode, staleness;
+	int rule;
 };
 
 /* A run of one user's ratings inside one (worker, block) bucket. */
@@ -299,7 +324,20 @@ struct wstate {
 	float *pu, *pu0, *qi, *dq;
 	app_progress *prog;  /* node 0 thread 0 only */
 	uint64_t done;       /* ratings done this epoch by this worker */
+	float *gu;           /* --rule sgd/adagrad: the user row's gradient */
 };
+
+/* --sync: ends the slices of a block's `total` ratings that `done` ratings
+ * complete (all of them when done == total). */
+static void clock_slices(struct wstate *ws, int *ticks, size_t done, size_t total)
+{
+	if (!ws->jb->c.sync)
+		return;
+	while (*ticks < CLOCK_SLICES && done * CLOCK_SLICES >= (size_t)(*ticks + 1) * total) {
+		check(ps_clock(ws->jb->w), "clock");
+		(*ticks)++;
+	}
+}
 
 /* One user's ratings (all on the items of one block). */
 static double train_group(struct wstate *ws, const struct group *g, const struct app_rating *r)
@@ -335,6 +373,37 @@ static double train_group(struct wstate *ws, const struct group *g, const struct
 	return sse;
 }
 
+/* One user's ratings with a server-side rule: per rating, pull both rows
+ * and push both gradients; the rule is the optimizer. */
+static double train_group_rule(struct wstate *ws, const struct group *g, const struct app_rating *r)
+{
+	struct job *jb = ws->jb;
+	int K = jb->c.rank;
+	float reg = (float)jb->c.reg, mean = (float)jb->mean;
+	float *pu = ws->pu, *qi = ws->qi, *gu = ws->gu, *gi = ws->dq;
+	ps_key uk = g->ukey;
+	double sse = 0;
+	for (size_t k = 0; k < g->len; k++) {
+		ps_key ik = r[k].i;
+		check(ps_pull_sync(jb->U, &uk, 1, pu), "pull of a user row");
+		check(ps_pull_sync(jb->V, &ik, 1, qi), "pull of an item row");
+		float dot = 0;
+		for (int f = 0; f < K; f++)
+			dot += pu[f] * qi[f];
+		float err = r[k].r - (mean + pu[K] + qi[K] + dot);
+		sse += (double)err * err;
+		gu[K] = -(err - reg * pu[K]);
+		gi[K] = -(err - reg * qi[K]);
+		for (int f = 0; f < K; f++) {
+			gu[f] = -(err * qi[f] - reg * pu[f]);
+			gi[f] = -(err * pu[f] - reg * qi[f]);
+		}
+		check(ps_push_sync(jb->V, &ik, 1, gi), "push to an item row");
+		check(ps_push_sync(jb->U, &uk, 1, gu), "push to a user row");
+	}
+	return sse;
+}
+
 /* Trains this worker's groups of block b; issues the localize of block
  * `next` (if >= 0) once 3/4 of the ratings are done.  Returns the SSE. */
 static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_handle *pending)
@@ -346,12 +415,17 @@ static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_
 	shuffle_groups(g, ng, rng);
 	double sse = 0;
 	uint64_t factor = (uint64_t)jb->workers;
+	int ticks = 0;
 	for (size_t k = 0; k < ng; k++) {
 		if (next >= 0 && !*pending && done >= trigger)
 			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
 					       jb->bstart[next + 1] - jb->bstart[next]);
-		sse += train_group(ws, &g[k], d->r + g[k].start);
+		if (jb->c.rule == RULE_SUM)
+			sse += train_group(ws, &g[k], d->r + g[k].start);
+		else
+			sse += train_group_rule(ws, &g[k], d->r + g[k].start);
 		done += g[k].len;
+		clock_slices(ws, &ticks, done, d->rcount[b]);
 		ws->done += g[k].len;
 		if (ws->prog) {
 			uint64_t est = ws->done * factor;
@@ -360,6 +434,7 @@ static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_
 	}
 	if (next >= 0 && !*pending)
 		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
+	clock_slices(ws, &ticks, d->rcount[b], d->rcount[b]); /* the slices left, if any */
 	return sse;
 }
 
@@ -403,25 +478,29 @@ static void worker(ps_world *w, int t, void *arg)
 	const struct cfg *c = &jb->c;
 	int K = c->rank, W = jb->workers, B = jb->blocks;
 	struct wstate ws = {.jb = jb, .t = t, .wg = jb->node * jb->threads + t};
-	ws.pu = malloc(4 * (size_t)(K + 1) * sizeof(float));
+	ws.pu = malloc(5 * (size_t)(K + 1) * sizeof(float));
 	if (!ws.pu)
 		app_die("out of memory");
 	ws.pu0 = ws.pu + K + 1;
 	ws.qi = ws.pu0 + K + 1;
 	ws.dq = ws.qi + K + 1;
+	ws.gu = ws.dq + K + 1;
 	bool lead = jb->node == 0 && t == 0;
 
 	/* initial values, user and item ids dealt round-robin over the
-	 * workers (a one-time cost; rows may be remote) */
+	 * workers (a one-time cost; rows may be remote); with a server-side
+	 * rule a push would be a gradient, so they are assigned */
+	int (*store)(ps_table *, const ps_key *, size_t, const float *) =
+		c->rule == RULE_SUM ? ps_push_sync : ps_assign_sync;
 	for (size_t u = (size_t)ws.wg; u < jb->nusers; u += (size_t)W) {
 		ps_key k = jb->ukey[u];
 		init_row(jb, 1, u, ws.dq);
-		check(ps_push_sync(jb->U, &k, 1, ws.dq), "initializing user rows");
+		check(store(jb->U, &k, 1, ws.dq), "initializing user rows");
 	}
 	for (size_t i = (size_t)ws.wg; i < jb->nitems; i += (size_t)W) {
 		ps_key k = i;
 		init_row(jb, 2, i, ws.dq);
-		check(ps_push_sync(jb->V, &k, 1, ws.dq), "initializing item rows");
+		check(store(jb->V, &k, 1, ws.dq), "initializing item rows");
 	}
 	ps_handle pending = NULL;
 	if (c->localize) /* the first block, before anyone trains */
@@ -536,6 +615,19 @@ static void save_model(struct job *jb)
 
 /* ---------------------------------------------------------------- main */
 
+/* The server-side rule of the user and item tables (--rule). */
+static void set_rule(const struct cfg *c, ps_table_opts *o)
+{
+	if (c->rule == RULE_SGD) {
+		o->rule = PS_RULE_SGD;
+		o->rule_params[0] = (float)c->lr;
+	} else if (c->rule == RULE_ADAGRAD) {
+		o->rule = PS_RULE_ADAGRAD;
+		o->rule_params[0] = (float)c->lr;
+		o->rule_params[1] = ADAGRAD_EPS;
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -566,6 +658,16 @@ static void usage(FILE *f)
 		"                      localize  DSGD blocking: items in N x T blocks, each worker\n"
 		"                                trains one block per sub-epoch and localizes it\n"
 		"                                to its node first (next block prefetched)\n"
+		"  --sync M          bound the workers' progress: bsp, ssp:S (at most S clocks\n"
+		"                    ahead of the slowest worker) or asp; a worker clocks %d\n"
+		"                    times per epoch (classic) or sub-epoch (localize), after\n"
+		"                    each slice of its ratings (default: no clocks)\n"
+		"  --rule R          how updates reach the model (default: sum):\n"
+		"                      sum      workers run SGD and push the differences\n"
+		"                      sgd      workers push gradients; the tables' server-side\n"
+		"                               sgd rule applies them (lr --lr)\n"
+		"                      adagrad  the same with the adagrad rule (lr --lr, eps 1e-8;\n"
+		"                               accumulators kept beside the rows)\n"
 		"  --seed S          seed of the initial factors and the order (default: 1)\n"
 		"  --json FILE       write a JSON summary (app, policy, nodes, threads, epochs,\n"
 		"                    seconds, throughput, rmse, ...); '-' for stdout (default: none)\n"
@@ -578,7 +680,8 @@ static void usage(FILE *f)
 		"concurrently (classic) and sums are added in arrival order, so results vary\n"
 		"slightly from run to run.\n"
 		"\n"
-		"Throughput is training ratings per second (evaluation excluded).\n");
+		"Throughput is training ratings per second (evaluation excluded).\n",
+		CLOCK_SLICES);
 }
 
 int main(int argc, char **argv)
@@ -586,12 +689,14 @@ int main(int argc, char **argv)
 	app_init("mf");
 	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1}};
 	struct cfg *c = &jb.c;
-	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE };
+	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
+	       O_SYNC, O_RULE };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
 		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
 		{"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS}, {"policy", 1, 0, O_POLICY},
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
+		{"sync", 1, 0, O_SYNC},   {"rule", 1, 0, O_RULE},
 		{"help", 0, 0, 'h'},      {0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -615,6 +720,19 @@ int main(int argc, char **argv)
 		case O_SEED: c->seed = (uint64_t)app_opt_long("--seed", optarg, 0, INT64_MAX); break;
 		case O_JSON: c->json = optarg; break;
 		case O_SAVE: c->save = optarg; break;
+		case O_SYNC: {
+			char why[160];
+			if (ps_clock_parse(optarg, &c->sync_mode, &c->staleness, why, sizeof why))
+				app_die("--sync: %s", why);
+			c->sync = optarg;
+			break;
+		}
+		case O_RULE:
+			for (c->rule = 0; c->rule < 3 && strcmp(optarg, rule_names[c->rule]); c->rule++)
+				;
+			if (c->rule == 3)
+				app_die("--rule: '%s' is not sum, sgd or adagrad", optarg);
+			break;
 		case 'h': usage(stdout); return 0;
 		default: fprintf(stderr, "Try 'mf --help'.\n"); return 2;
 		}
@@ -648,6 +766,8 @@ int main(int argc, char **argv)
 	jb.w = c->threads ? ps_init_threads(c->threads, &err) : ps_init(&err);
 	if (!jb.w)
 		app_die("cannot join the job: %s", ps_strerror(err));
+	if (c->sync)
+		check(ps_set_consistency(jb.w, c->sync_mode, c->staleness), "--sync");
 	jb.nodes = ps_num_nodes(jb.w);
 	jb.node = ps_node_id(jb.w);
 	jb.threads = ps_num_threads(jb.w);
@@ -663,11 +783,13 @@ int main(int argc, char **argv)
 	ps_table_opts to;
 	ps_table_opts_init(&to, jb.ukeys, (uint32_t)c->rank + 1);
 	to.placement = PS_PLACE_RANGE;
+	set_rule(c, &to);
 	jb.U = ps_table_create(jb.w, &to, &err);
 	if (!jb.U)
 		app_die("cannot create the user table: %s", ps_strerror(err));
 	ps_table_opts_init(&to, jb.nitems, (uint32_t)c->rank + 1);
 	to.placement = PS_PLACE_RANGE;
+	set_rule(c, &to);
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
 		app_die("cannot create the item table: %s", ps_strerror(err));
@@ -682,9 +804,14 @@ int main(int argc, char **argv)
 		if (c->test)
 			printf(", %zu test ratings (%zu with an unseen user or item)", jb.ntest, jb.test_unseen);
 		printf("; loaded in %.2f s\n", t_load);
-		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs\n", jb.nodes,
+		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs", jb.nodes,
 		       jb.nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "", c->localize ? "localize" : "classic",
 		       c->rank, c->lr, c->reg, c->epochs);
+		if (c->sync)
+			printf(", sync %s", c->sync);
+		if (c->rule != RULE_SUM)
+			printf(", rule %s", rule_names[c->rule]);
+		printf("\n");
 		fflush(stdout);
 	}
 	int rc = ps_run_workers(jb.w, worker, &jb);
@@ -703,6 +830,8 @@ int main(int argc, char **argv)
 		if (c->json) {
 			app_json *j = app_json_new("mf");
 			app_json_str(j, "policy", c->localize ? "localize" : "classic");
+			app_json_str(j, "sync", c->sync ? c->sync : "none");
+			app_json_str(j, "rule", rule_names[c->rule]);
 			app_json_int(j, "nodes", jb.nodes);
 			app_json_int(j, "threads", jb.threads);
 			app_json_int(j, "epochs", c->epochs);

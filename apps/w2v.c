@@ -26,6 +26,11 @@
  * and negatives) asynchronously while it trains on the current one, and
  * waits for that before pulling them.
  *
+ * --sync bsp|ssp:S|asp: every worker calls ps_clock after each batch and,
+ * at the end of an epoch, as often as it takes to make as many clocks as
+ * the worker with the most batches (no worker then waits on the bound for
+ * one that sits in the epoch's barrier).  Default: no clocks.
+ *
  * Nondeterminism: with one node and one thread, a run is a function of
  * --seed.  With more threads or nodes the interleaving of pushes varies.
  */
@@ -61,6 +66,8 @@ struct cfg {
 	uint64_t seed;
 	long replicate;     /* replicate the K most frequent words' rows; 0 = none */
 	double repl_rate;   /* replica sync rounds per second */
+	const char *sync;       /* NULL: no clocks */
+	int sync_mode, staleness;
 };
 
 /* ------------------------------------------------------------ vocabulary */
@@ -675,6 +682,28 @@ static size_t batch_end(const struct job *jb, size_t pos, size_t hi)
 
 enum { M_LOSS, M_PAIRS, M_WORDS, M_LEN };
 
+/* --sync: clocks per epoch, the batches of the worker with the most. */
+static size_t clocks_per_epoch(const struct job *jb, int G)
+{
+	size_t most = 0, B = (size_t)jb->c.batch;
+	for (int g = 0; g < G; g++) {
+		size_t lo, hi;
+		share(jb, g, G, &lo, &hi);
+		size_t nb = (hi - lo + B - 1) / B;
+		most = nb > most ? nb : most;
+	}
+	return most;
+}
+
+static void clock_tick(ps_world *w, const struct job *jb)
+{
+	if (!jb->c.sync)
+		return;
+	int rc = ps_clock(w);
+	if (rc)
+		die_ps("clock", rc);
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
@@ -693,6 +722,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	struct batch bt[2] = {0};
 	size_t lo, hi;
 	share(jb, me * T + tid, N * T, &lo, &hi);
+	const size_t nclocks = clocks_per_epoch(jb, N * T);
 	const uint64_t total = jb->node_words * (uint64_t)c->epochs;
 	const bool loc = c->policy == POL_LOCALIZE;
 	const bool show = me == 0 && tid == 0;
@@ -707,7 +737,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		ws.pairs = 0;
 		uint64_t words = 0;
 		int cur = 0;
-		size_t pos = lo;
+		size_t pos = lo, batches = 0;
 		if (pos < hi) {
 			prepare(&ws, &bt[cur], pos, batch_end(jb, pos, hi));
 			if (loc)
@@ -729,6 +759,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			if (alpha < (float)(c->lr * 1e-4))
 				alpha = (float)(c->lr * 1e-4);
 			train(&ws, b, alpha);
+			clock_tick(w, jb);
+			batches++;
 			words += b->words;
 			/* relaxed: as above */
 			atomic_fetch_add_explicit(&jb->done, b->words, memory_order_relaxed);
@@ -737,6 +769,8 @@ static void worker(ps_world *w, int tid, void *arg)
 						    ws.pairs ? ws.loss / (double)ws.pairs : NAN);
 			cur ^= 1;
 		}
+		for (; batches < nclocks; batches++)
+			clock_tick(w, jb); /* as many clocks as the busiest worker */
 		ps_key mk = (ps_key)ep;
 		float m[M_LEN] = {(float)ws.loss, (float)ws.pairs, (float)words};
 		int rc = ps_push_sync(jb->M, &mk, 1, m);
@@ -1020,6 +1054,9 @@ static void usage(FILE *f)
 		"                        localize: localize the next batch's rows ahead of use (classic)\n"
 		"  --batch N             tokens per training step: one pull and one push per table;\n"
 		"                        larger: less PS traffic, staler rows across threads (40000)\n"
+		"  --sync M              bound the workers' progress: bsp, ssp:S (at most S batches\n"
+		"                        ahead of the slowest worker) or asp; one clock per batch\n"
+		"                        (no clocks)\n"
 		"  --seed S              random seed; one thread is deterministic (1)\n"
 		"  --replicate K         replicate the rows of the K most frequent words on every\n"
 		"                        node (hot-spot replication; 0 = none) (0)\n"
@@ -1039,7 +1076,7 @@ int main(int argc, char **argv)
 			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
 			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1049,7 +1086,7 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
-		{"help", 0, 0, O_HELP},       {0, 0, 0, 0}};
+		{"sync", 1, 0, O_SYNC},       {"help", 0, 0, O_HELP},         {0, 0, 0, 0}};
 	int o, li;
 	opterr = 0;
 	while ((o = getopt_long_only(argc, argv, "h", opts, &li)) != -1) {
@@ -1072,6 +1109,13 @@ int main(int argc, char **argv)
 		case O_REPL: c->replicate = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double(name, optarg, 0, 10000); break;
 		case O_SAVE: c->save = optarg; break;
+		case O_SYNC: {
+			char why[160];
+			if (ps_clock_parse(optarg, &c->sync_mode, &c->staleness, why, sizeof why))
+				app_die("--sync: %s", why);
+			c->sync = optarg;
+			break;
+		}
 		case O_POLICY:
 			if (!strcmp(optarg, "classic"))
 				c->policy = POL_CLASSIC;
@@ -1107,15 +1151,18 @@ int main(int argc, char **argv)
 	ps_world *w = ps_init_threads(c->threads, &err);
 	if (!w)
 		app_die("cannot join the job: %s", ps_strerror(err));
+	if (c->sync && (err = ps_set_consistency(w, c->sync_mode, c->staleness)) != 0)
+		die_ps("--sync", err);
 	const int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
 	double t0 = app_now();
 	load_corpus(c, &jb.cp);
 	double t_load = app_now() - t0;
 	if (me == 0)
 		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s, "
-		       "policy %s\n",
+		       "policy %s%s%s\n",
 		       c->train, (unsigned long long)jb.cp.words, (long long)jb.cp.V, c->min_count, t_load, N,
-		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize");
+		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize",
+		       c->sync ? ", sync " : "", c->sync ? c->sync : "");
 	fflush(stdout);
 	alias_build(&jb.al, jb.cp.count, jb.cp.V);
 	tables_init(&jb.T);
@@ -1217,6 +1264,7 @@ int main(int argc, char **argv)
 		if (c->json) {
 			app_json *j = app_json_new("w2v");
 			app_json_str(j, "policy", c->policy == POL_CLASSIC ? "classic" : "localize");
+			app_json_str(j, "sync", c->sync ? c->sync : "none");
 			app_json_int(j, "nodes", N);
 			app_json_int(j, "threads", T);
 			app_json_int(j, "epochs", c->epochs);

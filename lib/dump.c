@@ -28,11 +28,62 @@ static const char *wait_name(uint32_t what)
 	case PS__WAIT_REQUEST: return "request";
 	case PS__WAIT_CREATE: return "table create";
 	case PS__WAIT_GRACE: return "grace period";
+	case PS__WAIT_CLOCK: return "clock";
 	default: return "nothing";
 	}
 }
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static const char *rule_name(uint32_t rule, char *buf, size_t len)
+{
+	static const char *const names[] = {"sum", "assign", "sgd", "adagrad", "adam"};
+	if (rule < sizeof names / sizeof *names)
+		return names[rule];
+	snprintf(buf, len, "custom %u", rule);
+	return buf;
+}
+
+/* "bsp", "ssp:S" or "asp" */
+static const char *bound_name(uint64_t cfg, char *buf, size_t len)
+{
+	int mode = ps__clock_mode(cfg);
+	if (mode == PS_SSP)
+		snprintf(buf, len, "ssp:%u", ps__clock_staleness(cfg));
+	else
+		snprintf(buf, len, "%s", mode == PS_ASP ? "asp" : "bsp");
+	return buf;
+}
+
+static void dump_clock_wait(const struct ps__seg *s, uint64_t mine, uint64_t who, FILE *f)
+{
+	struct ps__clocks *ck = &s->hdr->clocks;
+	int node = (int)(who >> 32), thread = (int)(uint32_t)who;
+	char b[32];
+	fprintf(f, " (its clock %" PRIu64 ", bound %s; the slowest is node %d thread %d", mine,
+		bound_name(LD(ck->cfg), b, sizeof b), node, thread);
+	if (node >= 0 && node < PS__MAX_NODES && thread >= 0 && thread < PS__MAX_CLOCK_THREADS)
+		fprintf(f, " at clock %" PRIu64, LD(ck->c[node][thread]));
+	fputc(')', f);
+}
+
+/* The node's worker clocks, once the job uses clocks. */
+static void dump_clocks(const struct ps__seg *s, uint32_t node, FILE *f)
+{
+	struct ps__clocks *ck = &s->hdr->clocks;
+	uint32_t T = LD(s->hdr->threads_per_node);
+	if (T > PS__MAX_CLOCK_THREADS)
+		T = PS__MAX_CLOCK_THREADS;
+	bool used = LD(ck->cfg) != 0;
+	for (uint32_t t = 0; t < T && !used; t++)
+		used = LD(ck->c[node][t]) != 0;
+	if (!used)
+		return;
+	fprintf(f, "    worker clocks:");
+	for (uint32_t t = 0; t < T; t++)
+		fprintf(f, " %" PRIu64, LD(ck->c[node][t]));
+	fputc('\n', f);
+}
 
 static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FILE *f)
 {
@@ -54,6 +105,9 @@ static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FI
 		break;
 	case PS__WAIT_CREATE:
 		fprintf(f, " (table %" PRIu64 " being laid out by another node)", arg);
+		break;
+	case PS__WAIT_CLOCK:
+		dump_clock_wait(s, arg, arg2, f);
 		break;
 	default:
 		break;
@@ -82,12 +136,17 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f)
 		}
 		if (!shown)
 			fprintf(f, "    no thread waiting\n");
+		dump_clocks(s, i, f);
 	}
 	for (int t = 0; t < PS__MAX_TABLES; t++) {
 		struct ps__tdesc *d = ps__tdesc_at(s, t);
+		char b[32];
 		if (LD(d->state) != PS__T_READY)
 			continue;
-		fprintf(f, "  table %d: %" PRIu64 " keys x %u floats, pools:", t, d->num_keys, d->value_len);
+		fprintf(f, "  table %d: %" PRIu64 " keys x %u floats", t, d->num_keys, d->value_len);
+		if (d->state_len)
+			fprintf(f, " + %u of rule state", d->state_len);
+		fprintf(f, ", rule %s, pools:", rule_name(d->rule, b, sizeof b));
 		for (uint32_t i = 0; i < h->num_nodes; i++) {
 			struct ps__pool *p = ps__pool_at(s, t, (int)i);
 			uint64_t lk = LD(p->lock);

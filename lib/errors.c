@@ -26,6 +26,8 @@ static const char *const names[] = {
 	[16] = "distribution was built for another table",
 	[17] = "bad sampling scheme: expected naive, local, pool or pool:U with U in 1..65536",
 	[18] = "more samples asked than the sampler has left",
+	[19] = "update rule not registered in this process, or registered differently on another node",
+	[20] = "PS_HOGWILD tables take only the sum update rule",
 };
 
 const char *ps_strerror(int err)

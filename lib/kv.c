@@ -278,7 +278,10 @@ int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			stat_add(&w->me->stats.stale_reads, 1);
 			continue;
 		}
-		ps__add_values(sl, upd, t->value_len);
+		if (t->rule == PS_RULE_SUM) /* the default stays the plain add */
+			ps__add_values(sl, upd, t->value_len);
+		else
+			ps__rule_apply(t, sl, upd); /* rules.c */
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
 	}
@@ -427,7 +430,7 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 		     PS__SEQ_VER1;
 		atomic_store_explicit(&nw->seq, ns, memory_order_relaxed);
 		atomic_store_explicit(&nw->key, k, memory_order_relaxed);
-		copy_slot(nw, old, t->value_len);
+		copy_slot(nw, old, t->value_len + t->state_len); /* values and rule state */
 		/* release: the new slot's seq, key and values are visible to
 		 * whoever acquires the new location word (I1) */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, noff), memory_order_release);

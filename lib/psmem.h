@@ -14,8 +14,9 @@
  *   - Every thread may call every function; a thread is registered with the
  *     library's grace-period machinery on its first call.
  *
- * Groups: errors / job / tables / operations (pull, push, localize, async
- * handles; sampling) / workers and barriers / introspection.
+ * Groups: errors / job / tables / update rules / operations (pull, push,
+ * localize, async handles; replication; sampling) / workers and barriers /
+ * clocks / introspection.
  */
 #ifndef PSMEM_H
 #define PSMEM_H
@@ -54,7 +55,9 @@ extern "C" {
 #define PS_EDIST      (-30916) /* distribution built for another table */
 #define PS_ESCHEME    (-30917) /* bad sampling scheme or pool reuse count */
 #define PS_EDRAINED   (-30918) /* more samples asked than the sampler has left */
-#define PS_ELAST      (-30918)
+#define PS_ERULE      (-30919) /* update rule unknown here, or registered differently on another node */
+#define PS_EHOGWILD   (-30920) /* PS_HOGWILD tables take only the sum update rule */
+#define PS_ELAST      (-30920)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -122,6 +125,10 @@ typedef struct ps_table_opts {
 	                           * replication); 0 = none */
 	double repl_rate;         /* replica sync rounds per second on each node;
 	                           * 0 = only on ps_sync */
+	uint32_t rule;            /* update rule applied to pushes: PS_RULE_* or a
+	                           * registered custom id; default PS_RULE_SUM */
+	float rule_params[4];     /* the rule's parameters (see enum ps_rule); unused
+	                           * ones must be 0 for built-in rules */
 } ps_table_opts;
 
 /* Fills opts with defaults for a table of num_keys keys of value_len floats. */
@@ -137,6 +144,64 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *opts, int *err);
 uint64_t ps_table_num_keys(const ps_table *t);
 uint32_t ps_table_value_len(const ps_table *t);
 int ps_table_id(const ps_table *t);
+
+/* ------------------------------------------------------------ update rules */
+
+/*
+ * A table's update rule says what a push does to a key's values; it runs
+ * under the key's slot lock, so each push is applied atomically.  Rules
+ * with state keep it in the slot after the values (it moves with the key
+ * on localize, starts at 0, and pull never returns it).  For sgd, adagrad
+ * and adam the pushed update u is a gradient: the rule descends along it.
+ * With p = rule_params, per value v (and state a, m, s, step t per key):
+ *
+ *   PS_RULE_SUM      v += u                                   (default)
+ *   PS_RULE_ASSIGN   v = u
+ *   PS_RULE_SGD      v += -lr * u                             p = {lr}
+ *   PS_RULE_ADAGRAD  a += u * u;  v += -lr * u / (sqrt(a) + eps)
+ *                                                             p = {lr, eps}
+ *   PS_RULE_ADAM     t += 1 (per key);  c1 = 1 - b1^t;  c2 = 1 - b2^t;
+ *                    m = b1 * m + (1 - b1) * u;  s = b2 * s + (1 - b2) * u * u;
+ *                    v += -lr * (m / c1) / (sqrt(s / c2) + eps)
+ *                                                             p = {lr, b1, b2, eps}
+ *
+ * (single-precision float arithmetic in exactly this order).  lr and eps
+ * must be finite and > 0, b1 and b2 in [0, 1); other values, non-zero
+ * unused parameters, or a rule other than sum on a PS_HOGWILD table
+ * (PS_EHOGWILD) are rejected at ps_table_create.
+ */
+enum ps_rule {
+	PS_RULE_SUM = 0,
+	PS_RULE_ASSIGN = 1,
+	PS_RULE_SGD = 2,
+	PS_RULE_ADAGRAD = 3,
+	PS_RULE_ADAM = 4,
+	PS_RULE_CUSTOM = 16, /* custom ids: PS_RULE_CUSTOM .. PS_RULE_CUSTOM + PS_RULE_MAX_CUSTOM - 1 */
+};
+#define PS_RULE_MAX_CUSTOM 16
+
+/*
+ * A custom rule: applies one pushed update (value_len floats) to a key's
+ * values and state (state_per_value * value_len + state_per_key floats,
+ * as registered) in place; params is the table's rule_params.  It runs
+ * under the slot lock on private copies: it must not call psmem.
+ */
+typedef void (*ps_rule_fn)(float *values, float *state, const float *update, uint32_t value_len,
+			   const float *params);
+
+/*
+ * Registers custom rule `id` in this process, before tables that use it
+ * are created.  Every process of the job must register the same id under
+ * the same name and state sizes (the name stands for the function: the
+ * binary is the same on every node); a table whose rule is unknown in one
+ * process, or registered differently than by its creator, fails on every
+ * node with PS_ERULE.  Returns 0 (also for the identical registration
+ * again), -EINVAL (id outside the custom range, fn or name NULL, name
+ * empty or longer than 31 bytes, state over 4 floats per value or 16 per
+ * key), or -EEXIST (id already registered otherwise).
+ */
+int ps_rule_register(uint32_t id, ps_rule_fn fn, const char *name, uint32_t state_per_value,
+		     uint32_t state_per_key);
 
 /* -------------------------------------------------------------- operations */
 
@@ -327,6 +392,12 @@ typedef struct ps_sample_info {
 } ps_sample_info;
 
 int ps_sample_info_get(const ps_sampler *s, ps_sample_info *out);
+/*
+ * Stores values as they are, whatever the table's update rule, and resets
+ * the rule's state of those keys to 0 (each key under its slot lock):
+ * initial values for a table whose pushes are gradients.
+ */
+int ps_assign_sync(ps_table *t, const ps_key *keys, size_t n, const float *values);
 
 /* --------------------------------------------------- workers and barriers */
 
@@ -345,6 +416,55 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
  * died while others waited.
  */
 int ps_barrier(ps_world *w);
+
+/* ------------------------------------------------------------------ clocks */
+
+/*
+ * Consistency of iterative training (bounded staleness).  Each worker
+ * thread of each node has a clock: the number of times it has called
+ * ps_clock() (a call that is still blocked counts).  A worker ends a clock
+ * (a batch, an epoch: the app chooses) with ps_clock(), which returns once
+ * every worker of the job has a clock >= its own - s:
+ *
+ *   PS_BSP      s = 0: no worker starts clock c+1 before all finished c
+ *   PS_SSP, s   no worker runs more than s clocks ahead of the slowest
+ *   PS_ASP      no bound (ps_clock only counts)
+ *
+ * Waiters sleep on a process-shared futex and are woken by the clock
+ * that lets them go.  Updates pushed before a worker's ps_clock are
+ * visible to every worker whose ps_clock it released.
+ */
+enum ps_sync_mode { PS_BSP = 0, PS_SSP = 1, PS_ASP = 2 };
+#define PS_STALENESS_MAX 1000000
+
+/*
+ * Sets the job's bound: every node calls it with the same values before
+ * its workers call ps_clock (the first call fixes them; a different one
+ * later is PS_EMISMATCH).  Without it the job is BSP.  staleness must be 0
+ * for PS_BSP and PS_ASP, 0 .. PS_STALENESS_MAX for PS_SSP (SSP with 0 is
+ * BSP); -EINVAL otherwise.  -ERANGE if the job has more worker threads per
+ * node than the clocks can hold (256).
+ */
+int ps_set_consistency(ps_world *w, int mode, int staleness);
+
+/*
+ * Ends the calling worker's current clock and waits for the bound.  Call
+ * it from the threads of ps_run_workers (or, when the job has one thread
+ * per node, from any one thread of the node: it is worker 0).  Returns 0,
+ * PS_EDEAD if a node this worker waits for died or exited, -EINVAL if the
+ * calling thread is not a worker.
+ */
+int ps_clock(ps_world *w);
+
+/* Clock of worker `thread` of `node` (>= 0), or a negative code. */
+int64_t ps_clock_read(ps_world *w, int node, int thread);
+
+/*
+ * Parses "bsp", "ssp:S" or "asp" (an app's --sync flag).  Returns 0 and
+ * sets *mode and *staleness, or -EINVAL and writes why (a one-line
+ * message naming text, no newline) into why[why_len].
+ */
+int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_t why_len);
 
 /* --------------------------------------------------------- introspection */
 

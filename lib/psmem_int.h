@@ -28,6 +28,7 @@
 #define PS__MAX_NODES    64
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
+#define PS__MAX_CLOCK_THREADS 256 /* per node: worker clocks (clock.c) */
 #define PS__CL           64    /* cache line */
 #define PS__PAGE         4096
 #define PS__HUGE         (2u << 20)
@@ -71,6 +72,7 @@ enum ps__wait_what {
 	PS__WAIT_REQUEST,    /* arg: request kind; waiting in ps_wait */
 	PS__WAIT_CREATE,     /* arg: table id; waiting for peers in ps_table_create */
 	PS__WAIT_GRACE,      /* arg: epoch tag; waiting for a grace period */
+	PS__WAIT_CLOCK,      /* arg: own clock; arg2: awaited worker, node << 32 | thread */
 };
 
 struct ps__waiter {
@@ -184,6 +186,11 @@ struct ps__tdesc {
 	/* First replica slot of each node's run of 2 x repl_max slots (replica,
 	 * delta) in its own pool.  W: that node before the creation barrier. */
 	uint64_t rbase[PS__MAX_NODES];
+	uint32_t state_len; /* floats of update-rule state stored after the values in each slot (rules.c) */
+	/* Update rule (rules.c), W: creator before READY; R: all after it. */
+	uint32_t rule;        /* PS_RULE_* or a custom id */
+	uint64_t rule_fp;     /* fingerprint of the rule: name and state sizes */
+	float rule_params[4];
 };
 
 /* -------------------------------------------------------------- barrier */
@@ -197,6 +204,31 @@ struct ps__barrier {
 	_Atomic uint32_t gen;
 	_Atomic uint32_t total; /* W: creator, or ps_init_threads before first use */
 };
+
+/* --------------------------------------------------------------- clocks */
+
+struct ps__clocks {
+	/* The job's bound: 0 = not set (BSP), else (mode + 1) << 32 | s.
+	 * CAS 0 -> value by the first ps_set_consistency (relaxed: it is read
+	 * again at every ps_clock; nodes set it before their workers clock). */
+	PS__CACHE_ALIGNED _Atomic uint64_t cfg;
+	/* Futex word: bumped (seq_cst) after every clock advance, so a waiter
+	 * that read it before the advance sleeps on a stale value and returns
+	 * at once. */
+	_Atomic uint32_t seq;
+	/* Threads inside a clock wait: W: waiters (seq_cst inc/dec); R: a
+	 * worker that advanced, to skip the wake syscall when it is 0. */
+	_Atomic uint32_t waiting;
+	/* c[node][thread]: ps_clock calls made by that worker.  W: the worker
+	 * only, release store: its pushes before ps_clock happen before any
+	 * thread that acquires the new value.  R: clock waiters (acquire). */
+	PS__CACHE_ALIGNED _Atomic uint64_t c[PS__MAX_NODES][PS__MAX_CLOCK_THREADS];
+};
+
+/* The bound word: 0 (unset) reads as BSP. */
+static inline uint64_t ps__clock_cfg(int mode, uint32_t s) { return ((uint64_t)(mode + 1) << 32) | s; }
+static inline int ps__clock_mode(uint64_t cfg) { return cfg ? (int)(cfg >> 32) - 1 : PS_BSP; }
+static inline uint32_t ps__clock_staleness(uint64_t cfg) { return (uint32_t)cfg; }
 
 /* --------------------------------------------------------------- header */
 
@@ -238,6 +270,7 @@ struct ps__hdr {
 
 	struct ps__barrier workers; /* all worker threads of all nodes */
 	struct ps__barrier nodes;   /* one participant per node (collectives) */
+	struct ps__clocks clocks;   /* consistency clocks (clock.c) */
 };
 
 /* tests/run.sh reads the creator pid of a segment at this byte offset */
@@ -263,8 +296,9 @@ _Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: 
 #define PS__LOC_OFF(w)     ((((w) >> 8) & 0xffffffffffULL) << 4)
 
 /*
- * Slot: [ seq (8) | key (8) | values (4 x value_len) ], padded to 16 bytes,
- * or to 64 when it reaches a cache line.
+ * Slot: [ seq (8) | key (8) | values (4 x value_len) | update-rule state
+ * (4 x state_len, rules.c) ], padded to 16 bytes, or to 64 when it reaches
+ * a cache line.
  * seq word:
  *   bit 0 LOCKED (a writer is inside) | bit 1 MOVED (value lives elsewhere)
  *   bit 2 FREED (on a free list)      | bits 8..23 holder node + 1
@@ -341,6 +375,10 @@ struct ps_table {
 	_Atomic uint64_t *rkey;   /* key + 1 of replica index r, 0 = free */
 	uint32_t *rfree;          /* free-index stack (under repl_lock) */
 	_Atomic uint32_t *counts; /* PS_COUNT_ACCESS counters, else NULL */
+	uint32_t state_len;       /* floats of rule state after the values */
+	uint32_t rule;            /* PS_RULE_*, custom id */
+	ps_rule_fn rule_fn;       /* custom rules: this process's function */
+	float rule_params[4];
 };
 
 enum ps__op { PS__OP_PULL, PS__OP_PUSH, PS__OP_LOCALIZE };
@@ -459,6 +497,22 @@ void ps__service_stop(ps_world *w);
 
 /* barrier.c */
 int ps__barrier_wait(ps_world *w, struct ps__barrier *b);
+
+/* clock.c */
+void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
+
+/* rules.c */
+struct ps__rule_info {
+	uint32_t state_len;       /* floats of state per slot for this value_len */
+	uint64_t fp;              /* fingerprint: name and state sizes */
+	ps_rule_fn fn;            /* custom rules */
+};
+/* Checks the rule options (-EINVAL, PS_EHOGWILD): bad input, local. */
+int ps__rule_check(const ps_table_opts *o);
+/* Resolves a checked rule in this process: PS_ERULE if not registered. */
+int ps__rule_resolve(const ps_table_opts *o, struct ps__rule_info *out);
+/* Applies one pushed update to a locked slot (not for PS_RULE_SUM). */
+void ps__rule_apply(const ps_table *t, struct ps__slot *sl, const float *upd);
 
 /* segment.c */
 int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out);

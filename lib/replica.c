@@ -75,6 +75,15 @@ static inline uint64_t slot_off(ps_world *w, struct ps__slot *sl)
 	return (uint64_t)((char *)sl - w->seg.base);
 }
 
+/* Applies a merged delta to a locked primary with the table's rule. */
+static void apply_delta(ps_table *t, struct ps__slot *p, const float *delta)
+{
+	if (t->rule == PS_RULE_SUM)
+		ps__add_values(p, delta, t->value_len);
+	else
+		ps__rule_apply(t, p, delta); /* rules.c: the summed update of a round */
+}
+
 static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 {
 	/* relaxed: statistics counter, orders nothing */
@@ -212,7 +221,11 @@ int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const floa
 		ps__slot_unlock(sl, s, false);
 		return 0;
 	}
-	ps__add_values(sl, upd, t->value_len);
+	/* sum: the replica shows the node's own pushes at once; another
+	 * rule is applied to the primary when the delta is merged, and the
+	 * replica shows it after the next refresh */
+	if (t->rule == PS_RULE_SUM)
+		ps__add_values(sl, upd, t->value_len);
 	struct ps__slot *d = delta_of(t, sl);
 	ps__add_values(d, upd, t->value_len);
 	/* relaxed: a hint for the next round, published by the unlock (R7) */
@@ -251,7 +264,7 @@ static void add_to_primary(ps_world *w, ps_table *t, uint32_t r, ps_key k, const
 	uint64_t s = lock_any(w, t, p);
 	if (atomic_load_explicit(&p->key, memory_order_relaxed) != k)
 		stat_add(&w->me->stats.stale_reads, 1); /* R1/I6 broken: tests assert 0 */
-	ps__add_values(p, buf, t->value_len);
+	apply_delta(t, p, buf);
 	ps__slot_unlock(p, s, true);
 }
 
@@ -489,7 +502,7 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (R6) */
 	for (int n = 0; n < w->nnodes; n++)
 		if (take_delta(delta_of(t, ps__replica_at(t, n, r)), buf, t->value_len))
-			ps__add_values(p, buf, t->value_len);
+			apply_delta(t, p, buf);
 	/* release: pushes and pulls that load it find the primary (locked
 	 * until its values hold every delta) */
 	atomic_store_explicit(&t->loc[k], plw, memory_order_release);

@@ -13,7 +13,12 @@
  *     all nodes meet at the node barrier, so every key is readable on
  *     return on every node.
  *   - Initial values are a function of (seed, key, index) only, so they do
- *     not depend on the number of nodes or on the placement.
+ *     not depend on the number of nodes or on the placement.  A slot's
+ *     update-rule state (rules.c) starts at 0.
+ *   - The update rule is resolved in every process: one that cannot
+ *     resolve it, or resolves it to another fingerprint than the creator
+ *     recorded, still takes part in the creation and makes it fail on
+ *     every node with PS_ERULE (no node is left waiting at the barrier).
  */
 #include <errno.h>
 #include <math.h>
@@ -31,11 +36,13 @@ void ps_table_opts_init(ps_table_opts *o, uint64_t num_keys, uint32_t value_len)
 	o->value_len = value_len;
 	o->init = PS_INIT_ZERO;
 	o->placement = PS_PLACE_RANGE;
+	o->rule = PS_RULE_SUM;
 }
 
-static uint32_t slot_size_for(uint32_t value_len)
+/* floats: the values and the update rule's state */
+static uint32_t slot_size_for(uint32_t floats)
 {
-	uint64_t sz = 16 + 4ULL * value_len;
+	uint64_t sz = 16 + 4ULL * floats;
 	return (uint32_t)(sz < PS__CL ? PS__ALIGN(sz, 16) : PS__ALIGN(sz, PS__CL));
 }
 
@@ -82,7 +89,7 @@ static int validate(const ps_table_opts *o)
 		return -EINVAL;
 	if (o->repl_max > o->num_keys || !isfinite(o->repl_rate) || o->repl_rate < 0 || o->repl_rate > 1e6)
 		return -EINVAL;
-	return 0;
+	return ps__rule_check(o);
 }
 
 static void lock_create(ps_world *w)
@@ -107,10 +114,19 @@ static void unlock_create(ps_world *w)
 	atomic_store_explicit(&w->seg.hdr->create_lock, 0, memory_order_release);
 }
 
-static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts *o)
+static void set_rule(struct ps__tdesc *d, const ps_table_opts *o, const struct ps__rule_info *ri)
 {
+	d->state_len = ri->state_len;
+	d->rule = o->rule;
+	d->rule_fp = ri->fp;
+	memcpy(d->rule_params, o->rule_params, sizeof d->rule_params);
+}
+
+static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts *o, const struct ps__rule_info *ri)
+{
+	set_rule(d, o, ri);
 	d->value_len = o->value_len;
-	d->slot_size = slot_size_for(o->value_len);
+	d->slot_size = slot_size_for(o->value_len + ri->state_len);
 	d->flags = o->flags;
 	d->init = (uint32_t)o->init;
 	d->placement = (uint32_t)o->placement;
@@ -147,7 +163,16 @@ static int same_opts(const struct ps__tdesc *d, const ps_table_opts *o)
 	       d->init == (uint32_t)o->init && d->placement == (uint32_t)o->placement &&
 	       memcmp(&d->init_a, &o->init_a, sizeof d->init_a) == 0 && d->seed == o->seed &&
 	       d->slots_per_node == spn && d->repl_max == o->repl_max &&
-	       memcmp(&d->repl_rate, &o->repl_rate, sizeof d->repl_rate) == 0;
+	       memcmp(&d->repl_rate, &o->repl_rate, sizeof d->repl_rate) == 0 && d->rule == o->rule &&
+	       memcmp(d->rule_params, o->rule_params, sizeof d->rule_params) == 0;
+}
+
+/* This process's view of the rule against the creator's (rules.c). */
+static int same_rule(const struct ps__tdesc *d, int resolved, const struct ps__rule_info *ri)
+{
+	if (resolved)
+		return resolved;
+	return d->rule_fp == ri->fp && d->state_len == ri->state_len ? 0 : PS_ERULE;
 }
 
 /* Waits for READY; PS_EDEAD if the creating node dies. */
@@ -208,6 +233,8 @@ static int init_keys(ps_world *w, ps_table *t)
 			memcpy(&bits, &f, sizeof bits);
 			atomic_store_explicit(&sl->v[j], bits, memory_order_relaxed);
 		}
+		for (uint32_t j = 0; j < d->state_len; j++)
+			atomic_store_explicit(&sl->v[d->value_len + j], 0, memory_order_relaxed);
 		/* release: the slot is complete before its location is seen */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, off), memory_order_release);
 		off += t->slot_size;
@@ -228,6 +255,8 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	int rc = w ? validate(o) : -EINVAL;
 	if (rc)
 		goto out;
+	struct ps__rule_info ri;
+	int resolved = ps__rule_resolve(o, &ri); /* PS_ERULE fails collectively */
 	ps__thread_enter(w);
 	pthread_mutex_lock(&w->tables_lock);
 	int id = w->ntables;
@@ -244,17 +273,19 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	/* acquire: nothing to see yet; we own the descriptor after it */
 	if (atomic_compare_exchange_strong_explicit(&d->state, &empty, PS__T_CREATING, memory_order_acquire,
 						    memory_order_acquire)) {
-		rc = layout(w, id, d, o);
+		rc = resolved ? resolved : layout(w, id, d, o, &ri);
 		if (rc)
 			set_error(d, rc);
 		/* release: descriptor fields and pools visible to acquirers */
 		atomic_store_explicit(&d->state, PS__T_READY, memory_order_release);
 	} else {
 		rc = wait_ready(w, id, d);
-		if (rc == 0 && !same_opts(d, o)) {
+		if (rc == 0 && !same_opts(d, o))
 			rc = PS_EMISMATCH;
+		if (rc == 0)
+			rc = same_rule(d, resolved, &ri);
+		if (rc && rc != PS_EDEAD)
 			set_error(d, rc);
-		}
 	}
 	if (rc == 0 && atomic_load_explicit(&d->error, memory_order_relaxed) == 0) {
 		t = ps__alloc(w, sizeof *t);
@@ -274,6 +305,10 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		t->value_len = d->value_len;
 		t->slot_size = d->slot_size;
 		t->flags = d->flags;
+		t->state_len = d->state_len;
+		t->rule = d->rule;
+		t->rule_fn = ri.fn;
+		memcpy(t->rule_params, d->rule_params, sizeof t->rule_params);
 		rc = init_keys(w, t);
 		if (rc == 0)
 			rc = ps__replica_init_node(w, t);
@@ -281,10 +316,12 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 			set_error(d, rc);
 	}
 	int brc = ps__barrier_wait(w, &w->seg.hdr->nodes);
+	/* relaxed: the barrier orders every node's set_error before this */
+	int first = atomic_load_explicit(&d->error, memory_order_relaxed);
 	if (brc)
 		rc = brc;
-	if (rc == 0)
-		rc = atomic_load_explicit(&d->error, memory_order_relaxed);
+	else if (first)
+		rc = first; /* every node reports the collective's first error */
 	if (rc == 0 && t) {
 		/* published once complete: the service thread scans tables[]
 		 * (rounds, reclamation); nothing of it can be retired before */

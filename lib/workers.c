@@ -1,7 +1,7 @@
 /*
  * workers.c - starting a node's worker threads, pinned to the CPUs of the
- * node's NUMA node (libnuma), each registered with the library before its
- * function runs.
+ * node's NUMA node (libnuma), each registered with the library and told
+ * its worker index (its clock, clock.c) before its function runs.
  */
 #include <errno.h>
 #include <sched.h>
@@ -42,6 +42,7 @@ static void *worker_main(void *p)
 	if (wk->cpus)
 		pthread_setaffinity_np(pthread_self(), sizeof *wk->cpus, wk->cpus);
 	ps__thread_enter(wk->w);
+	ps__worker_set(wk->index); /* its clock (clock.c) */
 	wk->fn(wk->w, wk->index, wk->arg);
 	return NULL;
 }

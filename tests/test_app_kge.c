@@ -3,7 +3,8 @@
  * graph: it learns (filtered MRR far above random ranking, loss falls) on
  * one node and under psrun -n 2 with both policies, writes its JSON and
  * model, is deterministic for one thread, and stops on bad input with the
- * exact message.
+ * exact message.  --sync learns under psrun; --rule adagrad (the server-side
+ * rule) computes, with one thread, exactly what the client-side Adagrad does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -157,12 +158,19 @@ static double random_mrr(void)
 	return h / NALL;
 }
 
-/* Trains and checks the model learned: MRR > 3x random, loss fell. */
-static void train_and_check(int nodes, const char *policy, const char *threads, const char *json)
+/* Trains (with more options, NULL-terminated) and checks the model
+ * learned: MRR > 3x random, loss fell. */
+static void train_and_check_with(int nodes, const char *policy, const char *threads, const char *json,
+				 const char *const *more)
 {
-	int seg0 = count_segments();
-	const char *args[] = {"--dataset", path_of("kg"), "--epochs", "25", "--dim", "32", "--batch", "32", "--neg",
-			      "16", "--policy", policy, "--threads", threads, "--json", json, NULL};
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *args[32] = {"--dataset", path_of("kg"), "--epochs", "25", "--dim", "32", "--batch", "32", "--neg",
+				"16", "--policy", policy, "--threads", threads, "--json", json, NULL};
+	int n = 16;
+	for (; more && *more; more++)
+		args[n++] = *more;
+	args[n] = NULL;
 	run_kge(nodes, args);
 	if (res.status != 0)
 		fail_msg("kge exited %d: %s", res.status, res.err);
@@ -178,7 +186,12 @@ static void train_and_check(int nodes, const char *policy, const char *threads, 
 	double l1 = strtod(strstr(e1, "loss ") + 5, NULL), l25 = strtod(strstr(e25, "loss ") + 5, NULL);
 	if (!(l25 < 0.7 * l1))
 		fail_msg("loss did not fall: %.4f -> %.4f", l1, l25);
-	assert_int_equal(count_segments(), seg0);
+	assert_int_equal(seg_leaked_since(&segs), 0); /* other jobs' segments do not count */
+}
+
+static void train_and_check(int nodes, const char *policy, const char *threads, const char *json)
+{
+	train_and_check_with(nodes, policy, threads, json, NULL);
 }
 
 static void test_one_node_learns_the_planted_structure(void **state)
@@ -203,6 +216,33 @@ static void test_two_nodes_localize_learns(void **state)
 {
 	(void)state;
 	train_and_check(2, "localize", "2", path_of("two-localize.json"));
+}
+
+static void test_two_nodes_ssp_learns(void **state)
+{
+	(void)state;
+	const char *more[] = {"--sync", "ssp:2", NULL};
+	train_and_check_with(2, "localize", "2", path_of("two-ssp.json"), more);
+	assert_non_null(strstr(slurp(path_of("two-ssp.json")), "\"sync\": \"ssp:2\""));
+	assert_non_null(strstr(res.out, ", sync ssp:2"));
+}
+
+/* One thread: the server-side adagrad rule does the same float operations
+ * as the client-side Adagrad (accumulator += g^2, value += -lr g /
+ * (sqrt(acc) + 1e-10)), so MRR and loss agree to the last bit. */
+static void test_rule_adagrad_computes_what_client_adagrad_does(void **state)
+{
+	(void)state;
+	const char *more[] = {"--rule", "adagrad", NULL};
+	train_and_check(0, "classic", "1", path_of("client.json"));
+	char client[4096];
+	snprintf(client, sizeof client, "%s", slurp(path_of("client.json")));
+	train_and_check_with(0, "classic", "1", path_of("server.json"), more);
+	const char *server = slurp(path_of("server.json"));
+	assert_non_null(strstr(server, "\"rule\": \"adagrad\""));
+	assert_true(json_num(server, "mrr") == json_num(client, "mrr"));
+	assert_true(json_num(server, "loss") == json_num(client, "loss"));
+	assert_non_null(strstr(res.out, "server-side rule adagrad"));
 }
 
 static void test_json_has_the_required_keys(void **state)
@@ -322,6 +362,19 @@ static void test_malformed_input_stops_with_its_message(void **state)
 	run_kge(0, bad_num);
 	assert_int_equal(res.status, 1);
 	assert_non_null(strstr(res.err, "--dim: 'abc' is not a valid integer"));
+	const char *bad_sync[] = {"--dataset", path_of("kg"), "--sync", "ssp:x", NULL};
+	run_kge(0, bad_sync);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err,
+			    "kge: --sync: 'ssp:x': the staleness S of ssp:S must be a whole number from 0 to 1000000\n");
+	const char *bad_rule[] = {"--dataset", path_of("kg"), "--rule", "adam", NULL};
+	run_kge(0, bad_rule);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "kge: --rule: 'adam' is not one of sum, sgd, adagrad\n");
+	const char *clash[] = {"--dataset", path_of("kg"), "--optimizer", "adagrad", "--rule", "sgd", NULL};
+	run_kge(0, clash);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "kge: --rule sgd conflicts with --optimizer adagrad\n");
 }
 
 static void test_unknown_entities_in_test_are_skipped_and_counted(void **state)
@@ -347,7 +400,8 @@ static void test_help_documents_every_option(void **state)
 	const char *opts[] = {"--dataset", "--model", "--dim",	  "--optimizer", "--lr",	 "--reg",
 			      "--regularizer", "--init", "--neg", "--batch",	 "--epochs",	 "--threads",
 			      "--policy",  "--seed",	"--eval-every", "--json", "--save", "--help",
-			      "complex",   "distmult", "rescal",  "adagrad",	 "classic",	 "localize"};
+			      "complex",   "distmult", "rescal",  "adagrad",	 "classic",	 "localize",
+			      "--rule",	   "--sync",	"ssp:S"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
 			fail_msg("--help does not mention %s", opts[i]);
@@ -381,6 +435,8 @@ int main(void)
 		cmocka_unit_test(test_one_node_two_threads_localize_learns),
 		cmocka_unit_test(test_two_nodes_classic_learns),
 		cmocka_unit_test(test_two_nodes_localize_learns),
+		cmocka_unit_test(test_two_nodes_ssp_learns),
+		cmocka_unit_test(test_rule_adagrad_computes_what_client_adagrad_does),
 		cmocka_unit_test(test_json_has_the_required_keys),
 		cmocka_unit_test(test_one_thread_is_deterministic_and_saves_the_model),
 		cmocka_unit_test(test_malformed_input_stops_with_its_message),

@@ -4,7 +4,8 @@
  * and under psrun -n 2 with both policies, its loss falls, its JSON summary
  * and saved model are complete, a seed makes a one-thread run repeatable,
  * CSV with a header loads, and every malformed input stops it with its
- * message and exit status 1.
+ * message and exit status 1.  --sync (clocks) and --rule (server-side
+ * update rules) learn as well; --rule sgd computes what the default does.
  */
 #include <dirent.h>
 #include <math.h>
@@ -135,17 +136,27 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-/* Trains on the planted data; returns the test RMSE from the JSON summary. */
-static double train(int nodes, const char *policy, const char *json)
+/* Trains on the planted data (with more options, NULL-terminated);
+ * returns the test RMSE from the JSON summary. */
+static double train_with(int nodes, const char *policy, const char *json, const char *const *more)
 {
-	const char *args[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6",
-			      "--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy, "--json",
-			      path_of(json), NULL};
+	const char *args[32] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6",
+				"--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy, "--json",
+				path_of(json), NULL};
+	int n = 16;
+	for (; more && *more; more++)
+		args[n++] = *more;
+	args[n] = NULL;
 	run_mf(nodes, args);
 	if (res.status != 0)
 		fprintf(stderr, "mf failed (%d): %s\n%s", res.status, res.err, res.out);
 	assert_int_equal(res.status, 0);
 	return json_num(slurp(path_of(json)), "rmse");
+}
+
+static double train(int nodes, const char *policy, const char *json)
+{
+	return train_with(nodes, policy, json, NULL);
 }
 
 /* The per-epoch "loss X" values of the output: the first must exceed the last. */
@@ -191,6 +202,40 @@ static void test_mf_two_nodes_localize_beats_the_global_mean(void **state)
 	assert_loss_falls(res.out);
 	/* blocks were moved to the node that trains them */
 	assert_true(json_num(slurp(path_of("localize2.json")), "relocations_node0") > 0);
+}
+
+static void test_mf_sync_ssp_two_nodes_two_threads_beats_the_global_mean(void **state)
+{
+	(void)state;
+	const char *more[] = {"--threads", "2", "--sync", "ssp:1", NULL};
+	double rmse = train_with(2, "classic", "ssp.json", more);
+	fprintf(stderr, "# psrun -n 2, 2 threads, ssp:1: test RMSE %.4f, baseline %.4f\n", rmse, baseline);
+	assert_true(rmse < 0.7 * baseline);
+	assert_loss_falls(res.out);
+	assert_non_null(strstr(slurp(path_of("ssp.json")), "\"sync\": \"ssp:1\""));
+	assert_non_null(strstr(res.out, ", sync ssp:1"));
+	const char *bsp[] = {"--threads", "2", "--sync", "bsp", NULL};
+	rmse = train_with(0, "localize", "bsp.json", bsp);
+	assert_true(rmse < 0.7 * baseline);
+}
+
+/* --rule sgd: the tables' sgd rule applies the gradients the worker
+ * pushes; one worker computes what the default computes (item rows
+ * bitwise, user rows up to the rounding of the default's pushed
+ * differences).  --rule adagrad learns too. */
+static void test_mf_server_side_rules(void **state)
+{
+	(void)state;
+	const char *sgd[] = {"--rule", "sgd", NULL}, *ada[] = {"--rule", "adagrad", "--lr", "0.1", NULL};
+	double def = train(0, "classic", "rule-sum.json");
+	double r_sgd = train_with(0, "classic", "rule-sgd.json", sgd);
+	assert_non_null(strstr(slurp(path_of("rule-sgd.json")), "\"rule\": \"sgd\""));
+	double r_ada = train_with(0, "classic", "rule-adagrad.json", ada);
+	fprintf(stderr, "# one node: test RMSE sum %.6f, rule sgd %.6f, rule adagrad %.6f\n", def, r_sgd, r_ada);
+	assert_true(fabs(r_sgd - def) < 1e-3);
+	assert_true(r_ada < 0.7 * baseline);
+	assert_loss_falls(res.out);
+	assert_non_null(strstr(res.out, ", rule adagrad"));
 }
 
 static void test_mf_json_has_the_required_keys(void **state)
@@ -336,6 +381,19 @@ static void test_mf_rejects_bad_options(void **state)
 	run_mf(0, a2);
 	assert_int_equal(res.status, 1);
 	assert_string_equal(res.err, "mf: --policy: 'dynamic' is not classic or localize\n");
+	const char *a4[] = {"--train", path_of("train.txt"), "--sync", "ssp", NULL};
+	run_mf(0, a4);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err,
+			    "mf: --sync: 'ssp': the staleness S of ssp:S must be a whole number from 0 to 1000000\n");
+	const char *a5[] = {"--train", path_of("train.txt"), "--sync", "BSP", NULL};
+	run_mf(0, a5);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --sync: 'BSP' is not bsp, ssp:S or asp\n");
+	const char *a6[] = {"--train", path_of("train.txt"), "--rule", "adam", NULL};
+	run_mf(0, a6);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --rule: 'adam' is not sum, sgd or adagrad\n");
 	const char *a3[] = {"--test", path_of("test.txt"), NULL};
 	run_mf(0, a3);
 	assert_int_equal(res.status, 1);
@@ -349,7 +407,8 @@ static void test_mf_help_documents_every_option(void **state)
 	run_mf(0, args);
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
-			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help"};
+			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help",
+			      "--sync", "ssp:S", "--rule", "adagrad"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
 			fail_msg("--help does not mention %s", opts[k]);
@@ -396,6 +455,8 @@ int main(void)
 		T(test_mf_one_node_beats_the_global_mean),
 		T(test_mf_two_nodes_classic_beats_the_global_mean),
 		T(test_mf_two_nodes_localize_beats_the_global_mean),
+		T(test_mf_sync_ssp_two_nodes_two_threads_beats_the_global_mean),
+		T(test_mf_server_side_rules),
 		T(test_mf_json_has_the_required_keys),
 		T(test_mf_threads_option_and_seed_repeatability),
 		T(test_mf_save_writes_every_row),

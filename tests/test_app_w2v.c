@@ -221,10 +221,10 @@ static void test_one_node(void **state)
 		fail_msg("analogy accuracy %.1f%% on planted pairs: %s", acc, buf);
 }
 
-static void two_nodes(const char *policy)
+static void two_nodes_with(const char *policy, const char *sync)
 {
 	char save[512];
-	snprintf(save, sizeof save, "%s/two-%s.txt", dir, policy);
+	snprintf(save, sizeof save, "%s/two-%s%s.txt", dir, policy, sync ? "-sync" : "");
 	char *a[40];
 	int n = 0;
 	a[n++] = (char *)build_path("bin/psrun");
@@ -236,12 +236,29 @@ static void two_nodes(const char *policy)
 	base_args(a, &n, save);
 	a[n++] = "--policy";
 	a[n++] = (char *)policy;
+	if (sync) {
+		a[n++] = "--sync";
+		a[n++] = (char *)sync;
+	}
 	a[n] = NULL;
 	run(a, NULL);
 	assert_non_null(strstr(res.out, "2 nodes x 1 thread"));
 	if (!strcmp(policy, "localize") && strstr(res.out, " 0 rows relocated in"))
 		fail_msg("localize relocated nothing:\n%s", res.out);
 	check_planted(save);
+}
+
+static void two_nodes(const char *policy)
+{
+	two_nodes_with(policy, NULL);
+}
+
+/* One clock per batch, at most one batch ahead of the slowest worker. */
+static void test_two_nodes_ssp(void **state)
+{
+	(void)state;
+	two_nodes_with("classic", "ssp:1");
+	assert_non_null(strstr(res.out, ", sync ssp:1"));
 }
 
 static void test_two_nodes_classic(void **state)
@@ -388,6 +405,9 @@ static void test_errors(void **state)
 	expect_error("--save-format: 'xml'", "--train", small, "--save-format", "xml", NULL);
 	expect_error("unknown option '--cbow'", "--train", small, "--cbow", "1", NULL);
 	expect_error("unexpected argument 'extra'", "--train", small, "extra", NULL);
+	expect_error("w2v: --sync: 'hogwild' is not bsp, ssp:S or asp\n", "--train", small, "--sync", "hogwild", NULL);
+	expect_error("w2v: --sync: 'ssp:1.5': the staleness S of ssp:S must be a whole number from 0 to 1000000\n",
+		     "--train", small, "--sync", "ssp:1.5", NULL);
 }
 
 /* word2vec's single-dash names work and mean the same. */
@@ -416,7 +436,7 @@ static void test_help(void **state)
 	run(a, NULL);
 	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
 			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
-			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "(100)", "(5)",
+			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--sync", "ssp:S", "(100)", "(5)",
 			      "(1e-4)", "(0.025)", "(40000)"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
@@ -478,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_binary_and_determinism),
 		cmocka_unit_test(test_two_nodes_classic),
 		cmocka_unit_test(test_two_nodes_localize),
+		cmocka_unit_test(test_two_nodes_ssp),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);

@@ -224,6 +224,35 @@ static void test_top_k_sets_exactly_the_hottest(void **state)
 	assert_int_equal(ps_is_replicated(t, 20), 0);
 }
 
+static void test_replica_with_sgd_rule_applies_summed_delta_at_sync(void **state)
+{
+	(void)state;
+	ps_table_opts o;
+	ps_table_opts_init(&o, 8, 2);
+	o.init = PS_INIT_CONST;
+	o.init_a = 1.0f;
+	o.repl_max = 2;
+	o.rule = PS_RULE_SGD;
+	o.rule_params[0] = 0.5f; /* value -= 0.5 * update */
+	int err;
+	ps_table *t = ps_table_create(W, &o, &err);
+	assert_non_null(t);
+	ps_key k = 3;
+	assert_int_equal(ps_replicate(t, &k, 1), 1);
+	float g[2] = {1, 2}, v[2];
+	assert_int_equal(ps_push_sync(t, &k, 1, g), 0);
+	assert_int_equal(ps_push_sync(t, &k, 1, g), 0);
+	assert_int_equal(ps_pull_sync(t, &k, 1, v), 0);
+	assert_true(v[0] == 1.0f && v[1] == 1.0f); /* not applied before a round */
+	assert_int_equal(ps_sync(t), 0);
+	assert_int_equal(ps_pull_sync(t, &k, 1, v), 0);
+	assert_true(v[0] == 0.0f && v[1] == -1.0f); /* 1 - 0.5 * (1 + 1), 1 - 0.5 * (2 + 2) */
+	assert_int_equal(ps_push_sync(t, &k, 1, g), 0);
+	assert_int_equal(ps_unreplicate(t, &k, 1), 1); /* the pending delta goes through the rule */
+	assert_int_equal(ps_pull_sync(t, &k, 1, v), 0);
+	assert_true(v[0] == -0.5f && v[1] == -2.0f);
+}
+
 static void test_stats_count_replica_traffic(void **state)
 {
 	(void)state;
@@ -641,6 +670,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_replicated_key_reads_own_pushes_and_syncs),
 		cmocka_unit_test(test_capacity_and_bad_input_change_nothing),
 		cmocka_unit_test(test_top_k_sets_exactly_the_hottest),
+		cmocka_unit_test(test_replica_with_sgd_rule_applies_summed_delta_at_sync),
 		cmocka_unit_test(test_stats_count_replica_traffic),
 	};
 	const struct CMUnitTest jobs[] = {
