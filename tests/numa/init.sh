@@ -3,8 +3,8 @@
 # Mounts what psmem needs, runs the command in /psmem/cmd (one line, run by
 # sh in /psmem), prints its exit status and hands it to the host through
 # QEMU's isa-debug-exit port (0xf4: qemu exits with status*2+1).
-# PSMEM_NUMA_REQUIRE comes from the kernel command line (the kernel passes
-# unknown NAME=value parameters to init as environment).
+# PSMEM_NUMA_REQUIRE and PSMEM_TEST_FILTER come from the kernel command line
+# (the kernel passes unknown NAME=value parameters to init as environment).
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# tests/numa/run-guest.sh [--check] NODES... - runs tests/test_numa (the
-# placement tests and the storm) inside throw-away QEMU guests with NODES
-# emulated NUMA nodes each (2 CPUs and an equal share of 1 GiB per node).
+# tests/numa/run-guest.sh [--check] SPEC... - runs tests/test_numa (the
+# placement tests and the storm) inside throw-away QEMU guests, one per
+# SPEC: S emulated NUMA nodes with 2 CPUs each ("sockets"), or S+M: S
+# sockets plus M memory-only nodes (no CPUs, like CXL memory; Linux numbers
+# them after the sockets).  Memory: about 1 GiB split evenly over the nodes.
 #
 #   tests/numa/run-guest.sh 2 4     a 2-node guest, then a 4-node guest
+#   tests/numa/run-guest.sh 2+1     nodes 0 and 1 with CPUs, node 2 memory only
+#                                   (placement tests only: test_place_*)
 #   tests/numa/run-guest.sh --check prints "SKIP numa guest: <reason>" and
 #                                   exits 1 when a guest cannot be booted
 #
@@ -49,7 +53,7 @@ if [[ ${1:-} == --check ]]; then
 	echo "SKIP numa guest: $why"
 	exit 1
 fi
-[[ $# -ge 1 ]] || { echo "usage: run-guest.sh [--check] NODES..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: run-guest.sh [--check] SPEC..." >&2; exit 2; }
 why=$(unavailable)
 [[ -z $why ]] || { say "cannot run: $why"; exit 1; }
 
@@ -95,42 +99,52 @@ make_initramfs() {
 }
 
 # ------------------------------------------------------------ one guest
-# numa_args N: N nodes of 2 CPUs, 1 GiB split evenly, remote distance 21
+# numa_args S M MEM: S sockets of 2 CPUs, then M memory-only nodes, MEM MiB
+# each, remote distance 21
 numa_args() {
-	local n=$1 i j mem=$((1024 / $1))
-	for ((i = 0; i < n; i++)); do
+	local s=$1 m=$2 mem=$3 t=$(($1 + $2)) i j
+	for ((i = 0; i < t; i++)); do
 		printf -- '-object memory-backend-ram,id=m%d,size=%dM ' "$i" "$mem"
-		printf -- '-numa node,nodeid=%d,cpus=%d-%d,memdev=m%d ' "$i" $((2 * i)) $((2 * i + 1)) "$i"
+		if ((i < s)); then
+			printf -- '-numa node,nodeid=%d,cpus=%d-%d,memdev=m%d ' "$i" $((2 * i)) $((2 * i + 1)) "$i"
+		else
+			printf -- '-numa node,nodeid=%d,memdev=m%d ' "$i" "$i"
+		fi
 	done
-	for ((i = 0; i < n; i++)); do
-		for ((j = i + 1; j < n; j++)); do
+	for ((i = 0; i < t; i++)); do
+		for ((j = i + 1; j < t; j++)); do
 			printf -- '-numa dist,src=%d,dst=%d,val=21 ' "$i" "$j"
 		done
 	done
 }
 
-# run_guest N: 0 if the guest's tests passed
+# run_guest SPEC: 0 if the guest's tests passed
 run_guest() {
-	local n=$1 log=$GUEST_DIR/guest-$1.log t0=$SECONDS rc guest
+	local spec=$1 log=$GUEST_DIR/guest-$1.log t0=$SECONDS rc guest s m=0 mem filter=
+	s=${spec%+*}
+	[[ $spec == *+* ]] && m=${spec#*+} filter=test_place_*
+	mem=$((1024 / (s + m)))
+	# PSMEM_NUMA_REQUIRE / PSMEM_TEST_FILTER reach /init as environment
 	# shellcheck disable=SC2046
-	timeout -k 5 "$LIMIT" $QEMU -accel tcg -m 1G -smp $((2 * n)),sockets="$n",cores=2,threads=1 \
-		$(numa_args "$n") -nographic -no-reboot -nic none \
+	timeout -k 5 "$LIMIT" $QEMU -accel tcg -m $((mem * (s + m)))M -smp $((2 * s)),sockets="$s",cores=2,threads=1 \
+		$(numa_args "$s" "$m" "$mem") -nographic -no-reboot -nic none \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 		-kernel "$GUEST_DIR/vmlinuz" -initrd "$WORK/initrd.gz" \
-		-append "console=ttyS0 quiet panic=-1 PSMEM_NUMA_REQUIRE=$n" </dev/null >"$log" 2>&1 &
+		-append "console=ttyS0 quiet panic=-1 mitigations=off tsc=reliable no_timer_check PSMEM_NUMA_REQUIRE=$s${filter:+ PSMEM_TEST_FILTER=$filter}" \
+		</dev/null >"$log" 2>&1 &
 	QPID=$!
 	wait "$QPID"
 	rc=$?
 	QPID=
 	guest=$(sed -n 's/^psmem-guest: exit \([0-9]*\).*/\1/p' "$log" | tr -d '\r' | tail -n 1)
 	if [[ $rc -eq 1 && $guest == 0 ]]; then
-		say "$n NUMA nodes: passed in $((SECONDS - t0)) s ($(grep -c '^\[       OK' "$log") tests; log $log)"
+		say "$spec NUMA nodes: passed in $((SECONDS - t0)) s ($(grep -c '^\[       OK' "$log") tests; log $log)"
 		return 0
 	fi
 	case $rc in
-	124 | 137) say "$n NUMA nodes: FAILED: no result within ${LIMIT}s (guest killed)" ;;
-	0) say "$n NUMA nodes: FAILED: the guest stopped without an exit status (kernel panic?)" ;;
-	*) say "$n NUMA nodes: FAILED: qemu status $rc, guest exit status ${guest:-unknown}" ;;
+	124 | 137) say "$spec NUMA nodes: FAILED: no result within ${LIMIT}s (guest killed)" ;;
+	0) say "$spec NUMA nodes: FAILED: the guest stopped without an exit status (kernel panic?)" ;;
+	*) say "$spec NUMA nodes: FAILED: qemu status $rc, guest exit status ${guest:-unknown}" ;;
 	esac
 	say "guest console ($log):"
 	tr -d '\r' <"$log" | sed -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/^/  | /' >&2
@@ -139,11 +153,11 @@ run_guest() {
 
 make_initramfs || { say "cannot build the initramfs"; exit 1; }
 fail=0
-for n in "$@"; do
-	if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 8)); then
-		say "NODES must be 1..8, not '$n'"
+for spec in "$@"; do
+	if ! [[ $spec =~ ^[1-8](\+[1-4])?$ ]]; then
+		say "SPEC is S (sockets, 1..8) or S+M (M memory-only nodes, 1..4), not '$spec'"
 		exit 2
 	fi
-	run_guest "$n" || fail=1
+	run_guest "$spec" || fail=1
 done
 exit $fail
