@@ -17,13 +17,17 @@
  *     use, ascending, S of them (numa_sockets()).  A memory-only node (CXL,
  *     HBM) is no socket: a node placed there could not be pinned.  Location
  *     tables are interleaved over the sockets.  With numa_mode "none"
- *     nothing is bound.
+ *     nothing is bound.  With "here" (a job without psrun) the one node is
+ *     bound to the socket that holds every CPU the process may run on, and
+ *     nothing is bound when those CPUs span sockets: the process was not
+ *     placed, so the job does not confine itself to one socket either.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <numa.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +153,29 @@ static void bind_region(char *addr, size_t len, int node)
 	madvise(addr, len, MADV_HUGEPAGE);
 }
 
+/* The socket (of sock[0..S-1]) holding every CPU this process may run on,
+ * or -1 when they span several. */
+static int confined_socket(const int *sock, int S)
+{
+	cpu_set_t mine;
+	if (numa_available() < 0 || sched_getaffinity(0, sizeof mine, &mine) != 0)
+		return -1;
+	struct bitmask *cpus = numa_allocate_cpumask();
+	int found = -1;
+	for (int k = 0; k < S && found < 0; k++) {
+		if (numa_node_to_cpus(sock[k], cpus) != 0)
+			continue;
+		bool inside = true;
+		for (int c = 0; c < CPU_SETSIZE && inside; c++)
+			if (CPU_ISSET(c, &mine) && !numa_bitmask_isbitset(cpus, (unsigned)c))
+				inside = false;
+		if (inside)
+			found = sock[k];
+	}
+	numa_free_cpumask(cpus);
+	return found;
+}
+
 static void interleave_region(char *addr, size_t len, struct bitmask *nodes)
 {
 	if (numa_available() < 0 || len == 0)
@@ -215,7 +242,6 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	h->creator_start = ps__proc_start_time(getpid());
 	h->num_nodes = p->num_nodes;
 	h->threads_per_node = p->threads_per_node ? p->threads_per_node : 1;
-	h->numa_mode = p->numa_mode;
 	h->seg_size = size;
 	h->nodes_off = nodes_off;
 	h->tdesc_off = tdesc_off;
@@ -231,15 +257,18 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	int sock[PS__MAX_NODES];
 	struct bitmask *mask = numa_available() >= 0 ? numa_allocate_nodemask() : NULL;
 	int S = numa_sockets(sock, mask);
+	int here = p->numa_mode == 2 ? confined_socket(sock, S) : -1;
+	bool bound = p->numa_mode == 0 || here >= 0;
+	h->numa_mode = bound ? 0 : 1;
 	for (uint32_t i = 0; i < p->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(out, (int)i);
 		n->arena_off = arenas_off + arena * i;
 		n->arena_size = arena;
-		n->numa_node = p->numa_mode == 1 ? -1 : sock[i % (uint32_t)S];
-		if (p->numa_mode != 1)
+		n->numa_node = !bound ? -1 : here >= 0 ? here : sock[i % (uint32_t)S];
+		if (bound)
 			bind_region(out->base + n->arena_off, arena, n->numa_node);
 	}
-	if (p->numa_mode != 1 && mask)
+	if (bound && mask)
 		interleave_region(out->base + shared_off, shared, mask);
 	if (mask)
 		numa_free_nodemask(mask);

@@ -23,9 +23,10 @@
  * for node S-1's peers), instead of on whatever the scheduler picked.
  *
  * Roles.  Run by cmocka it is the driver.  `test_numa --node place ARGS`
- * under psrun is one node of a placement job; it checks everything it can
- * see and prints one "place: node ..." line of counts, which the driver
- * parses.  Exit: 0 all as expected, 1 a mismatch (printed), 2 setup failed.
+ * under psrun is one node of a placement job (without psrun: a private
+ * one-node job); it checks everything it can see and prints one "place:
+ * node ..." line of counts, which the driver parses.  Exit: 0 all as
+ * expected, 1 a mismatch (printed), 2 setup failed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -142,6 +143,7 @@ struct place {
 	int me, N, S;
 	int sock[MAXSOCK];
 	bool bound;              /* expect auto (bound, pinned) or none */
+	int socket;              /* bound: every node's socket; -1: i mod S */
 	int inherit;             /* none: the node the driver confined us to */
 	cpu_set_t want;          /* expected affinity of every thread */
 	/* counts: bad ones are printed as they are found */
@@ -168,7 +170,9 @@ static void mismatch(struct place *p, const char *fmt, ...)
  * mode pages follow the first toucher's inherited policy. */
 static int want_node(const struct place *p, int j)
 {
-	return p->bound ? p->sock[j % p->S] : p->inherit;
+	if (!p->bound)
+		return p->inherit;
+	return p->socket >= 0 ? p->socket : p->sock[j % p->S];
 }
 
 static void check_affinity(struct place *p, pid_t tid, const char *who)
@@ -286,7 +290,7 @@ static void check_policies(struct place *p)
 		expect_policy(p, what, a, mode, &node, nn);
 		expect_policy(p, what, a + mid, mode, &node, nn);
 		expect_policy(p, what, a + n->arena_size - PAGE, mode, &node, nn);
-		int rec = p->bound ? p->sock[j % p->S] : -1;
+		int rec = p->bound ? want_node(p, j) : -1;
 		if (n->numa_node == rec) {
 			p->policy_ok++;
 		} else {
@@ -441,8 +445,8 @@ static void place_worker(ps_world *w, int tid, void *arg)
 		check_peer_pages(p);
 		if (p->N > 1)
 			check_localized(p, keys);
-		if (p->me == 0)
-			check_psstat(p);
+		if (p->me == 0 && getenv("PSMEM_SEGMENT"))
+			check_psstat(p); /* a private job's segment has no name */
 		print_counts(p);
 	}
 	/* no node leaves (and, failing, gets its peers stopped by psrun)
@@ -453,12 +457,17 @@ static void place_worker(ps_world *w, int tid, void *arg)
 static int place_main(int argc, char **argv)
 {
 	static struct place p;
-	p.inherit = -1;
+	p.inherit = p.socket = -1;
+	bool allcpus = false;
 	for (int i = 0; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "expect"))
 			p.bound = strcmp(argv[i + 1], "auto") == 0;
 		else if (!strcmp(argv[i], "inherit"))
 			p.inherit = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "socket"))
+			p.socket = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "allcpus"))
+			allcpus = true;
 	}
 	p.S = sockets(p.sock);
 	int err;
@@ -469,10 +478,10 @@ static int place_main(int argc, char **argv)
 	}
 	p.me = ps_node_id(p.w);
 	p.N = ps_num_nodes(p.w);
-	if (p.bound)
-		node_cpus(p.sock[p.me % p.S], &p.want);
+	if (allcpus)
+		sysfs_list("/sys/devices/system/cpu/online", &p.want);
 	else
-		node_cpus(p.inherit, &p.want);
+		node_cpus(p.bound ? want_node(&p, p.me) : p.inherit, &p.want);
 	ps_table_opts o;
 	ps_table_opts_init(&o, (uint64_t)KEYS_PER_NODE * (uint64_t)p.N, VLEN);
 	o.init = PS_INIT_UNIFORM;
@@ -671,6 +680,65 @@ static void test_place_checker_catches_an_unbound_job(void **state)
 	}
 }
 
+/* A job without psrun (ps_init's private job) with T workers: test_numa
+ * --node place ARGS run directly, from a parent confined to the last
+ * socket's memory, and to its CPUs too if confine_cpus. */
+static void embedded_job(bool confine_cpus, const char *const args[], struct counts *c)
+{
+	const char *argv[16] = {self, "--node", "place"};
+	int a = 3;
+	for (int i = 0; args[i]; i++)
+		argv[a++] = args[i];
+	argv[a] = NULL;
+	char *env[] = {"PSMEM_THREADS=2", NULL};
+	cpu_set_t saved;
+	confine_to_last_socket(&saved);
+	if (!confine_cpus) {
+		cpu_set_t all;
+		assert_true(sysfs_list("/sys/devices/system/cpu/online", &all));
+		assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+	}
+	struct run_result r;
+	run_prog((char *const *)argv, env, 60, -1, 0, &r);
+	unconfine(&saved);
+	printf("embedded job, CPUs %s: status %d\n%s", confine_cpus ? "of the last socket" : "all", r.status, r.out);
+	if (r.status != 0)
+		fprintf(stderr, "%s", r.err);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(parse_counts(r.out, c, 1), 1);
+	assert_int_equal(c->cpu_bad + c->pages_bad + c->policy_bad + c->peer_bad + c->loc_bad + c->psstat_bad, 0);
+	assert_true(c->cpu_ok >= 2 * 2 + 2);
+	assert_true(c->pages_ok >= KEYS_PER_NODE * 1088L / (long)PAGE);
+	assert_int_equal(c->policy_ok, 5);
+}
+
+/* Without psrun, a process placed on one socket (numactl -N, taskset) gets
+ * its arena bound and its workers pinned there, not on socket 0. */
+static void test_place_job_without_psrun_binds_to_the_socket_it_is_confined_to(void **state)
+{
+	(void)state;
+	NEED_SOCKETS();
+	char last[16];
+	snprintf(last, sizeof last, "%d", sock[S - 1]);
+	const char *args[] = {"expect", "auto", "socket", last, NULL};
+	struct counts c;
+	embedded_job(true, args, &c);
+	assert_int_equal(c.numa, sock[S - 1]);
+}
+
+/* Without psrun, a process free to run on every socket is not confined to
+ * one by the library: no arena policy, workers keep every CPU. */
+static void test_place_job_without_psrun_spanning_sockets_binds_nothing(void **state)
+{
+	(void)state;
+	NEED_SOCKETS();
+	char last[16];
+	snprintf(last, sizeof last, "%d", sock[S - 1]);
+	const char *args[] = {"expect", "none", "inherit", last, "allcpus", "1", NULL};
+	struct counts c;
+	embedded_job(false, args, &c);
+}
+
 /* psrun -v prints node -> NUMA node -> CPUs, as sysfs lists them, and
  * which node a socket is shared with. */
 static void test_place_psrun_v_prints_node_socket_cpus(void **state)
@@ -768,6 +836,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_place_numa_none_binds_and_pins_nothing),
 		cmocka_unit_test(test_place_checker_catches_an_unbound_job),
 		cmocka_unit_test(test_place_psrun_v_prints_node_socket_cpus),
+		cmocka_unit_test(test_place_job_without_psrun_binds_to_the_socket_it_is_confined_to),
+		cmocka_unit_test(test_place_job_without_psrun_spanning_sockets_binds_nothing),
 		cmocka_unit_test(test_storm_conserves_sums_one_node_per_socket),
 		cmocka_unit_test(test_storm_no_torn_reads_more_nodes_than_sockets),
 	};
