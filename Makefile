@@ -54,7 +54,7 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 # NUMA guests (tests/numa/): kernel and busybox cached here, shared by every
 # BUILD; NUMA_NODES: the guests `make test-numa` boots.
 NUMA_GUEST ?= build/numa-guest
-NUMA_NODES ?= 2 4 2+1
+NUMA_NODES ?= 2 4+1
 
 all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)
 
