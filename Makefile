@@ -7,7 +7,7 @@ SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
 PKGS    := liburcu-memb liburcu-cds numa jemalloc
-DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps
+DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps qemu-system-x86 cpio gnuplot-nox
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -49,7 +49,12 @@ STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
 
 .SECONDARY:
-.PHONY: all deps test demo bench asan tsan install uninstall clean help check-deps
+.PHONY: all deps test test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
+
+# NUMA guests (tests/numa/): kernel and busybox cached here, shared by every
+# BUILD; NUMA_NODES: the guests `make test-numa` boots.
+NUMA_GUEST ?= build/numa-guest
+NUMA_NODES ?= 2 4+1
 
 all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)
 
@@ -57,7 +62,9 @@ help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
 	@echo "make         build everything into $(BUILD)/"
 	@echo "make demo    deps + build + a small training job under psrun"
-	@echo "make test    the test suite (cmocka; multi-process tests under psrun)"
+	@echo "make test    the test suite (cmocka; multi-process tests under psrun),"
+	@echo "             then test-numa when qemu and the guest kernel are there"
+	@echo "make test-numa  placement tests in QEMU guests (NUMA nodes: $(NUMA_NODES))"
 	@echo "make bench   micro-benchmark, CSV on stdout"
 	@echo "make asan    the test suite under AddressSanitizer"
 	@echo "make tsan    the test suite under ThreadSanitizer"
@@ -65,6 +72,14 @@ help:
 
 deps:
 	@bash .ci/deps.sh $(DEB_PKGS)
+	@bash tests/numa/fetch-guest.sh $(NUMA_GUEST)
+
+# Kernel and busybox for the NUMA guests (apt-get download, cached).
+numa-guest:
+	@bash tests/numa/fetch-guest.sh $(NUMA_GUEST)
+
+test-numa: all numa-guest
+	@BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh $(NUMA_NODES)
 
 check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
@@ -105,8 +120,16 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The guests run the normal build only: sanitizers under TCG are too slow.
 test: all
 	@BUILD=$(BUILD) bash tests/run.sh
+ifeq ($(SAN),)
+	@if why=$$(BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh --check); then \
+	  BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh $(NUMA_NODES); \
+	else echo "$$why"; fi
+else
+	@echo "SKIP numa guest: sanitizer build ($(SAN)); make test runs the guests"
+endif
 
 demo: deps
 	@$(MAKE) --no-print-directory all

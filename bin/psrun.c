@@ -569,6 +569,13 @@ static void print_mapping(const struct job *j)
 		}
 		fprintf(stderr, "psrun: node %d -> NUMA node %d -> CPUs ", i, nn);
 		print_cpus(stderr, nn);
+		/* more nodes than sockets: nodes i and i + S share one */
+		for (int k = 0; k < i; k++) {
+			if (numa_of(j, k) == nn) {
+				fprintf(stderr, " (shared with node %d)", k);
+				break;
+			}
+		}
 		fputc('\n', stderr);
 	}
 }

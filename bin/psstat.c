@@ -1,7 +1,7 @@
 /*
  * psstat - live per-node figures of a running psmem job.
  *
- *   psstat [--once] [--json] [--interval SEC] [--dump] [--help] [JOB]
+ *   psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]
  *
  * Invariants
  *   - Read-only: the segment is mapped PROT_READ and nothing in it is ever
@@ -12,7 +12,18 @@
  *   - The job has ended when its segment is gone or its creator (psrun, or
  *     the embedded app) is dead; psstat then says so and exits 0.  Our own
  *     mapping keeps the memory readable after the unlink, so a sample taken
- *     across the end is still sound.
+ *     across the end is still sound (--final prints exactly that sample:
+ *     the job's last counters).
+ *   - NUMA truth: the node an arena is bound to is asked of the kernel
+ *     (get_mempolicy on psstat's own mapping of the arena), not read from
+ *     the segment's record of what psrun intended.
+ *   - Own-socket share: keys served from an arena on the accessing node's
+ *     NUMA node.  The counters tell own arena (local) from other arenas
+ *     (remote) only, so the share is exact when no peer shares the node's
+ *     socket (= local share) or every peer does (100 %); otherwise remote
+ *     keys are split by where the keys live now (slots held per node's
+ *     pools) and the share is marked as an estimate.  One NUMA node: 100 %.
+ *     --numa none: no socket is known, no share.
  *
  * Exit status: 0 success or job ended; 1 no job / cannot attach; 2 bad
  * arguments.
@@ -22,6 +33,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <numaif.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,7 +50,7 @@
 #define MAX_INTERVAL 86400.0
 
 struct opts {
-	bool once, json, dump;
+	bool once, final, json, dump;
 	double interval;        /* seconds */
 	const char *job;        /* as the user wrote it; NULL: newest job */
 };
@@ -70,10 +82,13 @@ static const struct {
 struct node_sample {
 	const char *state;
 	int32_t pid;
-	int32_t numa_node;
+	int32_t numa_node;      /* recorded: where psrun pinned the node */
+	int arena_numa;         /* kernel: node the arena is bound to, -1 none */
+	const char *arena_policy;
 	uint64_t c[NCOUNTERS];
 	uint64_t arena_used, arena_size;
 	uint64_t repl_age_ns;   /* since the node's replicas were last refreshed; 0: never */
+	uint64_t keys_held;     /* slots in use in its pools, all tables */
 };
 
 struct sample {
@@ -86,7 +101,7 @@ struct sample {
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
-	"usage: psstat [--once] [--json] [--interval SEC] [--dump] [--help] [JOB]\n";
+	"usage: psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]\n";
 
 static void print_help(void)
 {
@@ -94,6 +109,8 @@ static void print_help(void)
 	printf("  JOB             segment name (psmem-..., with or without a leading / or\n"
 	       "                  /dev/shm/); default: the newest running job of this user\n"
 	       "      --once      print one block (rates over one interval) and exit\n"
+	       "      --final     wait for the job to end, then print one block: its final\n"
+	       "                  counters, rates over the time watched\n"
 	       "      --json      print JSON objects instead of a table, one per line\n"
 	       "                  (default: table)\n"
 	       "      --interval SEC\n"
@@ -101,12 +118,16 @@ static void print_help(void)
 	       "      --dump      print who waits for what (barriers, slot locks,\n"
 	       "                  requests) and exit\n"
 	       "  -h, --help      print this help and exit\n\n"
-	       "Columns: pulls/s, pushes/s and keys pulled/pushed per second; local%%, the\n"
-	       "share of accessed keys served from the node's own arena; relocations/s;\n"
-	       "retries/s (seqlock or moved-key retries); arena used / reserved; repl%%, the\n"
-	       "share served by a replica (hot-spot replication); sync/s, replica sync\n"
-	       "rounds per second; age, time since the node's replicas were refreshed (the\n"
-	       "staleness bound of what its readers see from other nodes, '-' = never).\n"
+	       "Columns: numa, the NUMA node psrun pinned the node to; bound, the NUMA node\n"
+	       "the kernel binds its arena to (- none); pulls/s, pushes/s and keys\n"
+	       "pulled/pushed per second; local%%, the share of accessed keys served from\n"
+	       "the node's own arena; sock%%, served from an arena on its own NUMA node\n"
+	       "(~: estimated from where keys live, when only some peers share the\n"
+	       "node's socket); relocations/s; retries/s (seqlock or moved-key retries);\n"
+	       "arena used / reserved; repl%%, the share served by a replica (hot-spot\n"
+	       "replication); sync/s, replica sync rounds per second; age, time since the\n"
+	       "node's replicas were refreshed (the staleness bound of what its readers\n"
+	       "see from other nodes, '-' = never).\n"
 	       "psstat only reads the job's segment.  It exits 0 when the job ends.\n");
 }
 
@@ -135,9 +156,10 @@ static bool parse_interval(const char *s, double *out)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_ONCE = 256, O_JSON, O_INTERVAL, O_DUMP };
+	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP };
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, O_ONCE },
+		{ "final", no_argument, NULL, O_FINAL },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "interval", required_argument, NULL, O_INTERVAL },
 		{ "dump", no_argument, NULL, O_DUMP },
@@ -151,6 +173,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		switch (c) {
 		case O_ONCE:
 			o->once = true;
+			break;
+		case O_FINAL:
+			o->final = true;
 			break;
 		case O_JSON:
 			o->json = true;
@@ -174,6 +199,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
+	if (o->once && o->final)
+		usage_error("--once and --final exclude each other");
 	if (argc - optind > 1)
 		usage_error("more than one JOB ('%s', '%s')", argv[optind], argv[optind + 1]);
 	o->job = optind < argc ? argv[optind] : NULL;
@@ -254,6 +281,54 @@ static const char *state_name(const struct ps__seg *seg, int i)
 	return names[st];
 }
 
+/* The kernel's memory policy for the arena (on our own read-only mapping
+ * of it: a shared mapping's policy lives with the tmpfs object). */
+static void arena_policy(const struct ps__seg *seg, const struct ps__node *n, struct node_sample *ns)
+{
+	unsigned long mask[16] = {0};
+	int mode;
+	ns->arena_numa = -1;
+	ns->arena_policy = "?";
+	if (n->arena_size == 0 ||
+	    get_mempolicy(&mode, mask, sizeof mask * 8, seg->base + n->arena_off, MPOL_F_ADDR) != 0)
+		return;
+	int nodes = 0;
+	for (int b = 0; b < (int)(sizeof mask * 8); b++)
+		if (mask[b / 64] >> (b % 64) & 1) {
+			nodes++;
+			ns->arena_numa = b;
+		}
+	if (nodes != 1)
+		ns->arena_numa = -1;
+	switch (mode) {
+	case MPOL_DEFAULT: ns->arena_policy = "default"; break;
+	case MPOL_BIND: ns->arena_policy = "bind"; break;
+	case MPOL_PREFERRED: ns->arena_policy = "preferred"; break;
+	case MPOL_INTERLEAVE: ns->arena_policy = "interleave"; break;
+	default: ns->arena_policy = "other"; break;
+	}
+}
+
+/* Slots in use in node i's pools: the keys it holds now, plus slots that
+ * wait for a grace period (a snapshot, relaxed). */
+static uint64_t keys_held(const struct ps__seg *seg, int i)
+{
+	uint64_t held = 0;
+	for (int t = 0; t < PS__MAX_TABLES; t++) {
+		struct ps__tdesc *d = ps__tdesc_at(seg, t);
+		/* acquire: pairs with the creator's release of READY; the pool
+		 * fields are laid out before it */
+		if (atomic_load_explicit(&d->state, memory_order_acquire) != PS__T_READY)
+			continue;
+		struct ps__pool *p = ps__pool_at(seg, t, i);
+		/* relaxed: figures for an estimate */
+		uint64_t used = atomic_load_explicit(&p->used, memory_order_relaxed);
+		uint64_t ret = atomic_load_explicit(&p->retired, memory_order_relaxed);
+		held += used > ret ? used - ret : 0;
+	}
+	return held;
+}
+
 static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 {
 	struct ps__node *n = ps__node_at(seg, i);
@@ -271,6 +346,8 @@ static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 	/* relaxed: a diagnostic timestamp */
 	uint64_t last = atomic_load_explicit(&n->stats.repl_last_ns, memory_order_relaxed), now = ps__now_ns();
 	ns->repl_age_ns = last && now > last ? now - last : 0;
+	arena_policy(seg, n, ns);
+	ns->keys_held = keys_held(seg, i);
 }
 
 static void take(const struct ps__seg *seg, struct sample *s)
@@ -296,6 +373,42 @@ static double local_share(const struct sample *a, const struct sample *b, int i)
 {
 	double l = rate(a, b, i, C_LOCAL), r = rate(a, b, i, C_REMOTE);
 	return l + r > 0 ? l / (l + r) : -1;
+}
+
+/*
+ * Share of node i's keys served from an arena on its own NUMA node over the
+ * interval, or -1 (no access, or no NUMA placement).  *exact: false when it
+ * is an estimate (see the invariants at the top).
+ */
+static double socket_share(const struct ps__seg *seg, const struct sample *a, const struct sample *b, int i,
+			   bool *exact)
+{
+	*exact = true;
+	const struct node_sample *me = &b->n[i];
+	double l = rate(a, b, i, C_LOCAL), r = rate(a, b, i, C_REMOTE);
+	if (seg->hdr->numa_mode == 1 || me->numa_node < 0 || l + r <= 0)
+		return -1;
+	int peers = 0, same = 0;
+	double held_same = 0, held_other = 0;
+	for (int j = 0; j < b->nodes; j++) {
+		if (j == i)
+			continue;
+		peers++;
+		if (b->n[j].numa_node == me->numa_node) {
+			same++;
+			held_same += (double)b->n[j].keys_held;
+		} else {
+			held_other += (double)b->n[j].keys_held;
+		}
+	}
+	double p_same;
+	if (same == 0 || same == peers) {
+		p_same = same == 0 ? 0 : 1;
+	} else {
+		*exact = false;
+		p_same = held_same + held_other > 0 ? held_same / (held_same + held_other) : 0;
+	}
+	return (l + r * p_same) / (l + r);
 }
 
 /* ------------------------------------------------------------ table */
@@ -337,12 +450,13 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 	printf("job %s  nodes %u  threads %u  numa %s  memory %s / %s\n", seg->name + 1,
 	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
 	       fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
-	printf("%4s %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s %6s %6s %8s\n", "node", "pid", "state",
-	       "numa", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "reloc/s",
-	       "retry/s", "arena used/size", "repl%", "sync/s", "age");
+	printf("%4s %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s\n", "node", "pid",
+	       "state", "numa", "bound", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "sock%",
+	       "reloc/s", "retry/s", "arena used/size", "repl%", "sync/s", "age");
 	for (int i = 0; i < b->nodes; i++) {
 		const struct node_sample *n = &b->n[i];
-		char r[7][16], pid[12], numa[12], share[12], au[16], as[16], arena[34], rs[12], age[16];
+		char r[7][16], pid[12], numa[12], bound[12], share[12], sshare[16], au[16], as[16], arena[34];
+		char rs[12], age[16];
 		if (n->pid <= 0)
 			snprintf(pid, sizeof pid, "-"); /* never attached */
 		else
@@ -351,11 +465,21 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 			snprintf(numa, sizeof numa, "-");
 		else
 			snprintf(numa, sizeof numa, "%d", n->numa_node);
+		if (n->arena_numa < 0)
+			snprintf(bound, sizeof bound, "-");
+		else
+			snprintf(bound, sizeof bound, "%d", n->arena_numa);
 		double ls = local_share(a, b, i);
 		if (ls < 0)
 			snprintf(share, sizeof share, "-");
 		else
 			snprintf(share, sizeof share, "%.1f", 100 * ls);
+		bool exact;
+		double ss = socket_share(seg, a, b, i, &exact);
+		if (ss < 0)
+			snprintf(sshare, sizeof sshare, "-");
+		else
+			snprintf(sshare, sizeof sshare, "%s%.1f", exact ? "" : "~", 100 * ss);
 		snprintf(arena, sizeof arena, "%s/%s", fmt_bytes(n->arena_used, au, sizeof au),
 			 fmt_bytes(n->arena_size, as, sizeof as));
 		double acc = rate(a, b, i, C_LOCAL) + rate(a, b, i, C_REMOTE);
@@ -367,11 +491,11 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 			snprintf(age, sizeof age, "%.0fms", (double)n->repl_age_ns / 1e6);
 		else
 			snprintf(age, sizeof age, "-");
-		printf("%4d %8s %-6s %4s %8s %8s %8s %8s %6s %8s %8s %17s %6s %6s %8s\n", i, pid,
-		       n->state, numa, fmt_rate(rate(a, b, i, C_PULLS), r[0], 16),
+		printf("%4d %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s\n", i, pid,
+		       n->state, numa, bound, fmt_rate(rate(a, b, i, C_PULLS), r[0], 16),
 		       fmt_rate(rate(a, b, i, C_PUSHES), r[1], 16),
 		       fmt_rate(rate(a, b, i, C_KPULLED), r[2], 16),
-		       fmt_rate(rate(a, b, i, C_KPUSHED), r[3], 16), share,
+		       fmt_rate(rate(a, b, i, C_KPUSHED), r[3], 16), share, sshare,
 		       fmt_rate(rate(a, b, i, C_RELOC), r[4], 16),
 		       fmt_rate(rate(a, b, i, C_RETRIES), r[5], 16), arena, rs,
 		       fmt_rate(rate(a, b, i, C_REPL_ROUNDS), r[6], 16), age);
@@ -395,11 +519,12 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
-static void print_json_node(const struct sample *a, const struct sample *b, int i)
+static void print_json_node(const struct ps__seg *seg, const struct sample *a, const struct sample *b, int i)
 {
 	const struct node_sample *n = &b->n[i];
-	printf("{\"node\": %d, \"pid\": %d, \"state\": \"%s\", \"numa_node\": %d", i, (int)n->pid,
-	       n->state, n->numa_node);
+	printf("{\"node\": %d, \"pid\": %d, \"state\": \"%s\", \"numa_node\": %d, \"arena_numa\": %d, "
+	       "\"arena_policy\": \"%s\"",
+	       i, (int)n->pid, n->state, n->numa_node, n->arena_numa, n->arena_policy);
 	for (int c = 0; c < NCOUNTERS; c++)
 		printf(", \"%s\": %" PRIu64 ", \"%s_per_s\": %.3f", counters[c].name, n->c[c],
 		       counters[c].name, rate(a, b, i, c));
@@ -408,6 +533,13 @@ static void print_json_node(const struct sample *a, const struct sample *b, int 
 		printf(", \"local_share\": null");
 	else
 		printf(", \"local_share\": %.4f", ls);
+	bool exact;
+	double ss = socket_share(seg, a, b, i, &exact);
+	if (ss < 0)
+		printf(", \"socket_share\": null");
+	else
+		printf(", \"socket_share\": %.4f, \"socket_share_exact\": %s", ss, exact ? "true" : "false");
+	printf(", \"keys_held\": %" PRIu64, n->keys_held);
 	printf(", \"arena_used\": %" PRIu64 ", \"arena_size\": %" PRIu64 ", \"repl_age_ms\": ", n->arena_used,
 	       n->arena_size);
 	if (n->repl_age_ns)
@@ -428,7 +560,7 @@ static void print_json(const struct ps__seg *seg, const struct sample *a, const 
 	for (int i = 0; i < b->nodes; i++) {
 		if (i)
 			printf(", ");
-		print_json_node(a, b, i);
+		print_json_node(seg, a, b, i);
 	}
 	printf("]}\n");
 }
@@ -455,8 +587,23 @@ static void print_block(const struct opts *o, const struct ps__seg *seg, const s
 	fflush(stdout);
 }
 
+/* --final: one block once the job has ended, its counters final (the
+ * nodes have left; our mapping outlives the unlink). */
+static int watch_final(const struct opts *o, const struct ps__seg *seg)
+{
+	static struct sample first, last;
+	take(seg, &first);
+	while (!job_ended(seg))
+		sleep_for(o->interval);
+	take(seg, &last);
+	print_block(o, seg, &first, &last, false);
+	return 0;
+}
+
 static int watch(const struct opts *o, const struct ps__seg *seg)
 {
+	if (o->final)
+		return watch_final(o, seg);
 	static struct sample s[2];
 	/* redraw in place on a terminal; pipes and files get every block */
 	bool redraw = !o->json && !o->once && isatty(STDOUT_FILENO);

@@ -12,15 +12,22 @@
  *     only when written).  What may really be touched is bounded by
  *     hdr->mem_budget, charged in PS__CHUNK granules by the pool allocator
  *     (arena.c), so a full /dev/shm is a PS_EFULL, never a SIGBUS.
- *   - Node i's arena is bound (mbind via libnuma) to NUMA node i mod S,
- *     S = number of NUMA nodes with memory; location tables are interleaved.
- *     With numa_mode "none" nothing is bound.
+ *   - Node i's arena is bound (mbind via libnuma) to socket i mod S: the
+ *     sockets are the NUMA nodes with CPUs and with memory this process may
+ *     use, ascending, S of them (numa_sockets()).  A memory-only node (CXL,
+ *     HBM) is no socket: a node placed there could not be pinned.  Location
+ *     tables are interleaved over the sockets.  With numa_mode "none"
+ *     nothing is bound.  With "here" (a job without psrun) the one node is
+ *     bound to the socket that holds every CPU the process may run on, and
+ *     nothing is bound when those CPUs span sockets: the process was not
+ *     placed, so the job does not confine itself to one socket either.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <numa.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,12 +115,30 @@ static uint64_t default_budget(uint64_t want)
 	return (uint64_t)sv.f_bavail * sv.f_frsize / 10 * 9;
 }
 
-static int numa_nodes_with_memory(void)
+/* The sockets (see the invariants), into sock[0..S-1] and mask; returns
+ * S, at least 1 (no NUMA, or no node qualifies: node 0). */
+static int numa_sockets(int sock[PS__MAX_NODES], struct bitmask *mask)
 {
-	if (numa_available() < 0)
-		return 1;
-	int n = numa_num_configured_nodes();
-	return n > 0 ? n : 1;
+	int S = 0;
+	if (numa_available() >= 0) {
+		struct bitmask *cpus = numa_allocate_cpumask();
+		for (int n = 0; n <= numa_max_node() && S < PS__MAX_NODES; n++) {
+			if (!numa_bitmask_isbitset(numa_all_nodes_ptr, (unsigned)n))
+				continue; /* no memory we may use */
+			if (numa_node_to_cpus(n, cpus) != 0 || numa_bitmask_weight(cpus) == 0)
+				continue; /* no CPUs: memory-only */
+			sock[S++] = n;
+			if (mask)
+				numa_bitmask_setbit(mask, (unsigned)n);
+		}
+		numa_free_cpumask(cpus);
+	}
+	if (S == 0) {
+		sock[S++] = 0;
+		if (mask)
+			numa_bitmask_setbit(mask, 0);
+	}
+	return S;
 }
 
 /* Binds [addr, addr+len) to NUMA node `node` (MPOL_BIND via libnuma). For a
@@ -128,11 +153,34 @@ static void bind_region(char *addr, size_t len, int node)
 	madvise(addr, len, MADV_HUGEPAGE);
 }
 
-static void interleave_region(char *addr, size_t len)
+/* The socket (of sock[0..S-1]) holding every CPU this process may run on,
+ * or -1 when they span several. */
+static int confined_socket(const int *sock, int S)
+{
+	cpu_set_t mine;
+	if (numa_available() < 0 || sched_getaffinity(0, sizeof mine, &mine) != 0)
+		return -1;
+	struct bitmask *cpus = numa_allocate_cpumask();
+	int found = -1;
+	for (int k = 0; k < S && found < 0; k++) {
+		if (numa_node_to_cpus(sock[k], cpus) != 0)
+			continue;
+		bool inside = true;
+		for (int c = 0; c < CPU_SETSIZE && inside; c++)
+			if (CPU_ISSET(c, &mine) && !numa_bitmask_isbitset(cpus, (unsigned)c))
+				inside = false;
+		if (inside)
+			found = sock[k];
+	}
+	numa_free_cpumask(cpus);
+	return found;
+}
+
+static void interleave_region(char *addr, size_t len, struct bitmask *nodes)
 {
 	if (numa_available() < 0 || len == 0)
 		return;
-	numa_interleave_memory(addr, len, numa_all_nodes_ptr);
+	numa_interleave_memory(addr, len, nodes);
 }
 
 static int map_fd(int fd, size_t size, bool ro, char **base)
@@ -194,7 +242,6 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	h->creator_start = ps__proc_start_time(getpid());
 	h->num_nodes = p->num_nodes;
 	h->threads_per_node = p->threads_per_node ? p->threads_per_node : 1;
-	h->numa_mode = p->numa_mode;
 	h->seg_size = size;
 	h->nodes_off = nodes_off;
 	h->tdesc_off = tdesc_off;
@@ -207,17 +254,24 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	h->workers.total = p->num_nodes * h->threads_per_node;
 	h->nodes.total = p->num_nodes;
 
-	int sockets = numa_nodes_with_memory();
+	int sock[PS__MAX_NODES];
+	struct bitmask *mask = numa_available() >= 0 ? numa_allocate_nodemask() : NULL;
+	int S = numa_sockets(sock, mask);
+	int here = p->numa_mode == 2 ? confined_socket(sock, S) : -1;
+	bool bound = p->numa_mode == 0 || here >= 0;
+	h->numa_mode = bound ? 0 : 1;
 	for (uint32_t i = 0; i < p->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(out, (int)i);
 		n->arena_off = arenas_off + arena * i;
 		n->arena_size = arena;
-		n->numa_node = p->numa_mode == 1 ? -1 : (int)(i % (uint32_t)sockets);
-		if (p->numa_mode != 1)
+		n->numa_node = !bound ? -1 : here >= 0 ? here : sock[i % (uint32_t)S];
+		if (bound)
 			bind_region(out->base + n->arena_off, arena, n->numa_node);
 	}
-	if (p->numa_mode != 1)
-		interleave_region(out->base + shared_off, shared);
+	if (bound && mask)
+		interleave_region(out->base + shared_off, shared, mask);
+	if (mask)
+		numa_free_nodemask(mask);
 	/* release: publishes every header field above to attachers that
 	 * acquire-load the magic */
 	atomic_store_explicit((_Atomic uint64_t *)&h->magic, PS__MAGIC, memory_order_release);

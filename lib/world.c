@@ -5,7 +5,10 @@
  *   PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES, PSMEM_THREADS, PSMEM_NUMA.
  * Without psrun, ps_init creates a private one-node segment, unlinks its
  * name at once (so no exit path can leak it) and attaches exactly as a node
- * under psrun does.
+ * under psrun does.  Its placement follows where the process was put
+ * (segment.c, numa_mode "here"): confined to one socket's CPUs, the arena is
+ * bound and the workers are pinned there; free to run on several sockets,
+ * nothing is bound or pinned.
  *
  * Invariants
  *   - One world per process (a second ps_init fails with -EBUSY).
@@ -151,8 +154,9 @@ static int create_private(ps_world *w, int threads)
 	struct ps__seg_params p = {.num_nodes = 1, .threads_per_node = 1};
 	int t = threads > 0 ? threads : env_int("PSMEM_THREADS", 1);
 	p.threads_per_node = t > 0 ? (uint32_t)t : 1;
+	/* placed where the process was put (segment.c, numa_mode "here") */
 	const char *numa = getenv("PSMEM_NUMA");
-	p.numa_mode = numa && strcmp(numa, "none") == 0;
+	p.numa_mode = numa && strcmp(numa, "none") == 0 ? 1 : 2;
 	int rc = ps__seg_create(&p, &w->seg);
 	if (rc)
 		return rc;
