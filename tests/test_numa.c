@@ -68,7 +68,7 @@ static int read_text(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-/* "0-3,8,10-11" -> set bits of mask (at most MAXSOCK*64 entries) */
+/* "0-3,8,10-11" -> those bits of set (ids below CPU_SETSIZE) */
 static void parse_list(const char *s, cpu_set_t *set)
 {
 	CPU_ZERO(set);
