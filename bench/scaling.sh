@@ -133,7 +133,8 @@ run_app() {
 		# even a short job ends; the rest of stderr is copied to the log
 		rm -f "$TMP/fifo"
 		mkfifo "$TMP/fifo"
-		"$BUILD/bin/psrun" -v -n "$n" -t "$t" "$@" --json "$json" >"$log" 2>"$TMP/fifo" &
+		: >"$log" # everyone appends: O_APPEND keeps the writers' lines whole
+		"$BUILD/bin/psrun" -v -n "$n" -t "$t" "$@" --json "$json" >>"$log" 2>"$TMP/fifo" &
 		JOBPID=$!
 		exec 3<"$TMP/fifo"
 		while IFS= read -r -t 30 -u 3 line; do # (stale-segment notes may come first)
@@ -383,6 +384,6 @@ plot() { # plot EXP
 for csv in "$OUT"/scaling_*.csv; do
 	e=$(basename "$csv" .csv)
 	e=${e#scaling_}
-	[[ $e == model ]] && continue
+	[[ $e == model || $e == runs ]] && continue
 	plot "$e"
 done

@@ -104,9 +104,9 @@ static void print_help(void)
 	printf("psrun - run a program as an N-node psmem job on this host\n\n%s\n", usage_line);
 	printf("  -n, --nodes N        node processes to start, 1..%d (required)\n"
 	       "  -t, --threads T      worker threads per node, 1..%d (default: 1)\n"
-	       "      --numa auto|none auto: pin node i to NUMA node i mod S (S NUMA nodes)\n"
-	       "                       and bind its arena there; none: no pinning, no\n"
-	       "                       binding (default: auto)\n"
+	       "      --numa auto|none auto: pin node i to socket i mod S (S NUMA nodes with\n"
+	       "                       CPUs and memory) and bind its arena there; none: no\n"
+	       "                       pinning, no binding (default: auto)\n"
 	       "  -v, --verbose        print the node -> NUMA node -> CPU mapping and the\n"
 	       "                       node pids to stderr (default: off)\n"
 	       "      --arena-size SIZE\n"

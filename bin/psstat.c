@@ -13,7 +13,7 @@
  *     the embedded app) is dead; psstat then says so and exits 0.  Our own
  *     mapping keeps the memory readable after the unlink, so a sample taken
  *     across the end is still sound (--final prints exactly that sample:
- *     the job's last counters).
+ *     the job's last counters, shares and rates over the job's life).
  *   - NUMA truth: the node an arena is bound to is asked of the kernel
  *     (get_mempolicy on psstat's own mapping of the arena), not read from
  *     the segment's record of what psrun intended.
@@ -110,7 +110,7 @@ static void print_help(void)
 	       "                  /dev/shm/); default: the newest running job of this user\n"
 	       "      --once      print one block (rates over one interval) and exit\n"
 	       "      --final     wait for the job to end, then print one block: its final\n"
-	       "                  counters, rates over the time watched\n"
+	       "                  counters; rates and shares over the whole job\n"
 	       "      --json      print JSON objects instead of a table, one per line\n"
 	       "                  (default: table)\n"
 	       "      --interval SEC\n"
@@ -587,16 +587,32 @@ static void print_block(const struct opts *o, const struct ps__seg *seg, const s
 	fflush(stdout);
 }
 
+/* Seconds since the job's creator started (its /proc start time, clock
+ * ticks since boot, against CLOCK_BOOTTIME). */
+static double job_age(const struct ps__seg *seg)
+{
+	struct timespec ts;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0 || hz <= 0)
+		return 0;
+	double age = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (double)seg->hdr->creator_start / (double)hz;
+	return age > 0 ? age : 0;
+}
+
 /* --final: one block once the job has ended, its counters final (the
- * nodes have left; our mapping outlives the unlink). */
+ * nodes have left; our mapping outlives the unlink).  Shares and rates
+ * are over the whole job: against a zero sample at the job's start. */
 static int watch_final(const struct opts *o, const struct ps__seg *seg)
 {
-	static struct sample first, last;
-	take(seg, &first);
+	static struct sample start, last;
 	while (!job_ended(seg))
 		sleep_for(o->interval);
 	take(seg, &last);
-	print_block(o, seg, &first, &last, false);
+	start = last;
+	memset(start.n, 0, sizeof start.n);
+	uint64_t age = (uint64_t)(job_age(seg) * 1e9);
+	start.t_ns = last.t_ns > age ? last.t_ns - age : 0;
+	print_block(o, seg, &start, &last, false);
 	return 0;
 }
 

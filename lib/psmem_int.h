@@ -244,7 +244,7 @@ struct ps__hdr {
 	uint64_t creator_start;
 	uint32_t num_nodes;
 	_Atomic uint32_t threads_per_node; /* see threads_set */
-	uint32_t numa_mode;       /* 0 bound (auto or here), 1 none */
+	uint32_t numa_mode;       /* PS__NUMA_AUTO: bound (auto or here); PS__NUMA_NONE */
 	/* 0: threads_per_node is psrun's -t; else the count every node asked
 	 * for in ps_init_threads.  CAS 0 -> T by the first node (relaxed: the
 	 * node barrier of the first table creation orders its use). */
@@ -320,13 +320,17 @@ struct ps__slot {
 
 /* ------------------------------------------------------ segment access */
 
+enum ps__numa_mode {
+	PS__NUMA_AUTO = 0, /* node i's arena on socket i mod S (psrun pins node i there) */
+	PS__NUMA_NONE = 1, /* nothing bound */
+	PS__NUMA_HERE = 2, /* the socket the creating process is confined to, or
+	                    * none if its CPUs span sockets (ps_init without psrun) */
+};
+
 struct ps__seg_params {
 	uint32_t num_nodes;
 	uint32_t threads_per_node;
-	/* 0 auto (node i on socket i mod S), 1 none, 2 here: every node on
-	 * the socket the creating process is confined to, or none if its CPUs
-	 * span several sockets (the private job of ps_init without psrun) */
-	uint32_t numa_mode;
+	uint32_t numa_mode;        /* enum ps__numa_mode */
 	uint64_t arena_size;       /* 0: default */
 	uint64_t shared_size;      /* 0: default */
 	uint64_t mem_budget;       /* 0: 90% of free /dev/shm */

@@ -183,6 +183,30 @@ static void interleave_region(char *addr, size_t len, struct bitmask *nodes)
 	numa_interleave_memory(addr, len, nodes);
 }
 
+/* Records each node's socket, binds the arenas and interleaves the
+ * location tables (see the invariants); sets hdr->numa_mode to what was
+ * done: PS__NUMA_AUTO (bound) or PS__NUMA_NONE. */
+static void place(struct ps__seg *s, uint32_t mode)
+{
+	struct ps__hdr *h = s->hdr;
+	int sock[PS__MAX_NODES];
+	struct bitmask *mask = numa_available() >= 0 ? numa_allocate_nodemask() : NULL;
+	int S = numa_sockets(sock, mask);
+	int here = mode == PS__NUMA_HERE ? confined_socket(sock, S) : -1;
+	bool bound = mode == PS__NUMA_AUTO || here >= 0;
+	h->numa_mode = bound ? PS__NUMA_AUTO : PS__NUMA_NONE;
+	for (uint32_t i = 0; i < h->num_nodes; i++) {
+		struct ps__node *n = ps__node_at(s, (int)i);
+		n->numa_node = !bound ? -1 : here >= 0 ? here : sock[i % (uint32_t)S];
+		if (bound)
+			bind_region(s->base + n->arena_off, n->arena_size, n->numa_node);
+	}
+	if (bound && mask)
+		interleave_region(s->base + h->shared_off, h->shared_size, mask);
+	if (mask)
+		numa_free_nodemask(mask);
+}
+
 static int map_fd(int fd, size_t size, bool ro, char **base)
 {
 	void *p = mmap(NULL, size, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
@@ -254,24 +278,12 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	h->workers.total = p->num_nodes * h->threads_per_node;
 	h->nodes.total = p->num_nodes;
 
-	int sock[PS__MAX_NODES];
-	struct bitmask *mask = numa_available() >= 0 ? numa_allocate_nodemask() : NULL;
-	int S = numa_sockets(sock, mask);
-	int here = p->numa_mode == 2 ? confined_socket(sock, S) : -1;
-	bool bound = p->numa_mode == 0 || here >= 0;
-	h->numa_mode = bound ? 0 : 1;
 	for (uint32_t i = 0; i < p->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(out, (int)i);
 		n->arena_off = arenas_off + arena * i;
 		n->arena_size = arena;
-		n->numa_node = !bound ? -1 : here >= 0 ? here : sock[i % (uint32_t)S];
-		if (bound)
-			bind_region(out->base + n->arena_off, arena, n->numa_node);
 	}
-	if (bound && mask)
-		interleave_region(out->base + shared_off, shared, mask);
-	if (mask)
-		numa_free_nodemask(mask);
+	place(out, p->numa_mode);
 	/* release: publishes every header field above to attachers that
 	 * acquire-load the magic */
 	atomic_store_explicit((_Atomic uint64_t *)&h->magic, PS__MAGIC, memory_order_release);

@@ -156,7 +156,7 @@ static int create_private(ps_world *w, int threads)
 	p.threads_per_node = t > 0 ? (uint32_t)t : 1;
 	/* placed where the process was put (segment.c, numa_mode "here") */
 	const char *numa = getenv("PSMEM_NUMA");
-	p.numa_mode = numa && strcmp(numa, "none") == 0 ? 1 : 2;
+	p.numa_mode = numa && strcmp(numa, "none") == 0 ? PS__NUMA_NONE : PS__NUMA_HERE;
 	int rc = ps__seg_create(&p, &w->seg);
 	if (rc)
 		return rc;

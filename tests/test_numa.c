@@ -30,6 +30,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <numaif.h>
 #include <sched.h>
@@ -40,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -66,7 +68,7 @@ static int read_text(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-/* "0-3,8,10-11" -> set bits of mask (at most MAXSOCK*64 entries) */
+/* "0-3,8,10-11" -> those bits of set (ids below CPU_SETSIZE) */
 static void parse_list(const char *s, cpu_set_t *set)
 {
 	CPU_ZERO(set);
@@ -220,7 +222,9 @@ static void check_pages(struct place *p, const char *what, const char *a, size_t
 	int *status = malloc(n * sizeof *status);
 	for (size_t i = 0; i < n; i++) {
 		pages[i] = (void *)(first + i * PAGE);
-		(void)*(volatile const char *)pages[i];
+		/* relaxed: only to fault the page in; the service thread may be
+		 * writing freed slots on it (atomics, so no race for TSan) */
+		(void)atomic_load_explicit((_Atomic char *)pages[i], memory_order_relaxed);
 	}
 	if (move_pages(0, n, pages, NULL, status, 0) != 0) {
 		mismatch(p, "%s: move_pages: %s", what, strerror(errno));
@@ -502,6 +506,41 @@ static int place_main(int argc, char **argv)
 	return bad ? 1 : 0;
 }
 
+/* A job whose counters are known: node i pulls the COUNT_KEYS keys of its
+ * own range, then those of node i+1, then waits for the file named by
+ * "done" (the driver's signal that psstat watches) and leaves. */
+#define COUNT_KEYS 64
+
+static int count_main(int argc, char **argv)
+{
+	const char *done = argc >= 2 && !strcmp(argv[0], "done") ? argv[1] : NULL;
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w || !done) {
+		fprintf(stderr, "count: %s\n", w ? "no done file" : ps_strerror(err));
+		return 2;
+	}
+	int me = ps_node_id(w), N = ps_num_nodes(w);
+	ps_table_opts o;
+	ps_table_opts_init(&o, (uint64_t)COUNT_KEYS * (uint64_t)N, 4);
+	ps_table *t = ps_table_create(w, &o, &err);
+	ps_key keys[COUNT_KEYS];
+	float v[COUNT_KEYS * 4];
+	int rc = t ? 0 : err;
+	for (int pass = 0; pass < (N > 1 ? 2 : 1) && rc == 0; pass++) {
+		uint64_t base = (uint64_t)((me + pass) % N) * COUNT_KEYS;
+		for (int i = 0; i < COUNT_KEYS; i++)
+			keys[i] = base + (uint64_t)i;
+		rc = ps_pull_sync(t, keys, COUNT_KEYS, v);
+	}
+	for (int i = 0; i < 3000 && access(done, F_OK) != 0; i++)
+		usleep(10000);
+	ps_finalize(w);
+	if (rc)
+		fprintf(stderr, "count: %s\n", ps_strerror(rc));
+	return rc ? 1 : 0;
+}
+
 /* ---------------------------------------------------------- driver side */
 
 static char self[1024];
@@ -770,6 +809,140 @@ static void test_place_psrun_v_prints_node_socket_cpus(void **state)
 	assert_non_null(strstr(r.err, "psrun: node 1 -> no NUMA node (--numa none) -> any CPU"));
 }
 
+/* Starts argv with its stderr on a pipe; returns the pid, *fd the pipe. */
+static pid_t spawn_stderr(char *const argv[], int *fd)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setpgid(0, 0);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+/* Reads fd until "psrun: job NAME:" and copies NAME out. */
+static bool read_job_name(int fd, char *name, size_t len)
+{
+	char buf[4096];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof buf - 1 && (r = read(fd, buf + n, 1)) == 1) {
+		buf[++n] = 0;
+		const char *j = strstr(buf, "psrun: job ");
+		const char *colon = j ? strchr(j + 11, ':') : NULL;
+		if (colon) {
+			snprintf(name, len, "%.*s", (int)(colon - j - 11), j + 11);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* True once process pid maps the segment name (psstat has attached). */
+static bool maps_segment(pid_t pid, const char *name)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, name) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* A number after "KEY": in the JSON object of node `node`, or -1. */
+static double node_field(const char *json, int node, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof k, "{\"node\": %d,", node);
+	const char *o = strstr(json, k);
+	snprintf(k, sizeof k, "\"%s\": ", key);
+	const char *v = o ? strstr(o, k) : NULL;
+	return v ? strtod(v + strlen(k), NULL) : -1;
+}
+
+/* psstat --final prints a job's last counters once it ends, and its
+ * own-socket share: 2 nodes pull 64 own and 64 of the other's keys each.
+ * One socket: every key is served on the node's socket (100 %); one node
+ * per socket: only the own half (50 %).  Both exact.  psstat attaches first
+ * (its /proc maps show the segment), then the job is told to end. */
+static void test_place_psstat_final_counts_and_socket_share(void **state)
+{
+	(void)state;
+	char done[] = "/tmp/psmem-numa-done-XXXXXX";
+	int dfd = mkstemp(done);
+	assert_true(dfd >= 0);
+	close(dfd);
+	unlink(done);
+	const char *argv[] = {build_path("bin/psrun"), "-v", "-n", "2", self, "--node", "count", "done", done, NULL};
+	int efd;
+	pid_t job = spawn_stderr((char *const *)argv, &efd);
+	char name[PS__NAME_MAX] = "";
+	bool named = read_job_name(efd, name, sizeof name);
+	pid_t st = -1;
+	int sfd = -1;
+	if (named) {
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		st = fork();
+		if (st == 0) {
+			dup2(p[1], 1);
+			close(p[0]);
+			close(p[1]);
+			execl(build_path("bin/psstat"), "psstat", "--final", "--json", "--interval", "0.05", name, (char *)NULL);
+			_exit(127);
+		}
+		close(p[1]);
+		sfd = p[0];
+		for (int i = 0; i < 3000 && !maps_segment(st, name); i++)
+			usleep(10000);
+	}
+	FILE *f = fopen(done, "w"); /* the job may end now */
+	if (f)
+		fclose(f);
+	char out[65536];
+	size_t n = 0;
+	ssize_t r;
+	while (sfd >= 0 && n < sizeof out - 1 && (r = read(sfd, out + n, sizeof out - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	int jst = -1, sst = -1;
+	waitpid(job, &jst, 0);
+	if (st > 0)
+		waitpid(st, &sst, 0);
+	close(efd);
+	if (sfd >= 0)
+		close(sfd);
+	unlink(done);
+	printf("%s\n", out);
+	assert_true(named);
+	assert_true(WIFEXITED(jst) && WEXITSTATUS(jst) == 0);
+	assert_true(WIFEXITED(sst) && WEXITSTATUS(sst) == 0);
+	double share = S > 1 ? 0.5 : 1.0;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal((long)node_field(out, i, "pulls"), 2);
+		assert_int_equal((long)node_field(out, i, "local_keys"), COUNT_KEYS);
+		assert_int_equal((long)node_field(out, i, "remote_keys"), COUNT_KEYS);
+		assert_true(node_field(out, i, "socket_share") == share);
+		assert_int_equal((long)node_field(out, i, "arena_numa"), sock[i % S]);
+	}
+	assert_non_null(strstr(out, "\"socket_share_exact\": true"));
+	assert_null(strstr(out, "\"socket_share_exact\": false"));
+}
+
 /* The foundation's storm (tests/test_storm.c, node role) on real sockets. */
 static void storm(int N, int T, const char *keys, const char *vlen, const char *batches)
 {
@@ -812,6 +985,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "place") == 0)
 		return place_main(argc - 3, argv + 3);
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "count") == 0)
+		return count_main(argc - 3, argv + 3);
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (n <= 0)
 		return 1;
@@ -836,6 +1011,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_place_numa_none_binds_and_pins_nothing),
 		cmocka_unit_test(test_place_checker_catches_an_unbound_job),
 		cmocka_unit_test(test_place_psrun_v_prints_node_socket_cpus),
+		cmocka_unit_test(test_place_psstat_final_counts_and_socket_share),
 		cmocka_unit_test(test_place_job_without_psrun_binds_to_the_socket_it_is_confined_to),
 		cmocka_unit_test(test_place_job_without_psrun_spanning_sockets_binds_nothing),
 		cmocka_unit_test(test_storm_conserves_sums_one_node_per_socket),
