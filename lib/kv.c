@@ -261,10 +261,12 @@ static int push_one(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			stat_add(&w->me->stats.stale_reads, 1);
 			continue;
 		}
-		if (t->rule == PS_RULE_SUM) /* the default stays the plain add */
-			add_values(sl, upd, t->value_len);
-		else
-			ps__rule_apply(t, sl, upd); /* rules.c */
+		if (t->rule != PS_RULE_SUM) { /* update rules (rules.c) */
+			ps__rule_apply(t, sl, upd);
+			ps__slot_unlock(sl, s, false);
+			return PS__LOC_OWNER(lw);
+		}
+		add_values(sl, upd, t->value_len); /* sum: the fast path, kept straight */
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
 	}
