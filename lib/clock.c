@@ -105,8 +105,10 @@ static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 		if (n == w->node)
 			continue; /* our own threads live in this process */
 		bool lags = false;
+		/* relaxed: only picks the nodes to look at; a stale value makes
+		 * us look at a node that has caught up, which is harmless */
 		for (int t = 0; t < w->nthreads && !lags; t++)
-			lags = atomic_load_explicit(&ck->c[n][t], memory_order_acquire) < need;
+			lags = atomic_load_explicit(&ck->c[n][t], memory_order_relaxed) < need;
 		if (!lags)
 			continue;
 		/* acquire: pairs with the state stores of attach/finalize/psrun */
