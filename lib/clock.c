@@ -25,7 +25,9 @@
  *   (C4) A waiter looks at the nodes it waits for every 100 ms: one that
  *        is DEAD, EXITED, or ALIVE without its process can never advance,
  *        so the wait returns PS_EDEAD instead of hanging.  A node not yet
- *        attached (EMPTY) is waited for.
+ *        attached (EMPTY) is waited for.  The clocks of a node are judged
+ *        after its state is read as DEAD or EXITED, so a node that made
+ *        its last clocks and then left cleanly holds nobody back.
  */
 #include <errno.h>
 #include <limits.h>
@@ -98,25 +100,35 @@ static bool all_reached(ps_world *w, struct ps__clocks *ck, uint64_t need, struc
 	return ok;
 }
 
+static bool node_lags(ps_world *w, struct ps__clocks *ck, int n, uint64_t need)
+{
+	/* acquire: read after the node's state, so the clocks of a node seen
+	 * EXITED are its final ones (ps_finalize stores EXITED with release) */
+	for (int t = 0; t < w->nthreads; t++)
+		if (atomic_load_explicit(&ck->c[n][t], memory_order_acquire) < need)
+			return true;
+	return false;
+}
+
 /* (C4): a node with a worker below need that can never advance. */
 static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 {
 	for (int n = 0; n < w->nnodes; n++) {
 		if (n == w->node)
 			continue; /* our own threads live in this process */
-		bool lags = false;
-		for (int t = 0; t < w->nthreads && !lags; t++)
-			lags = atomic_load_explicit(&ck->c[n][t], memory_order_acquire) < need;
-		if (!lags)
-			continue;
+		struct ps__node *nd = ps__node_at(&w->seg, n);
 		/* acquire: pairs with the state stores of attach/finalize/psrun */
-		uint32_t st = atomic_load_explicit(&ps__node_at(&w->seg, n)->state, memory_order_acquire);
-		if (st == PS__NODE_DEAD || st == PS__NODE_EXITED)
-			return true;
-		if (st == PS__NODE_ALIVE && !ps__node_alive(&w->seg, n)) {
-			ps__mark_dead(&w->seg, n);
-			return true;
+		uint32_t st = atomic_load_explicit(&nd->state, memory_order_acquire);
+		if (st == PS__NODE_EMPTY)
+			continue; /* not started yet: it will come */
+		if (st == PS__NODE_ALIVE) {
+			if (!node_lags(w, ck, n, need) || ps__node_alive(&w->seg, n))
+				continue;
+			ps__mark_dead(&w->seg, n); /* no-op if it exited meanwhile */
 		}
+		/* DEAD or EXITED now: its clocks are final */
+		if (node_lags(w, ck, n, need))
+			return true;
 	}
 	return false;
 }

@@ -278,10 +278,12 @@ int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			stat_add(&w->me->stats.stale_reads, 1);
 			continue;
 		}
-		if (t->rule == PS_RULE_SUM) /* the default stays the plain add */
-			ps__add_values(sl, upd, t->value_len);
-		else
-			ps__rule_apply(t, sl, upd); /* rules.c */
+		if (t->rule != PS_RULE_SUM) { /* update rules (rules.c) */
+			ps__rule_apply(t, sl, upd);
+			ps__slot_unlock(sl, s, false);
+			return PS__LOC_OWNER(lw);
+		}
+		ps__add_values(sl, upd, t->value_len); /* sum: the fast path, kept straight */
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
 	}

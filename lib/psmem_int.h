@@ -220,8 +220,10 @@ struct ps__clocks {
 	 * worker that advanced, to skip the wake syscall when it is 0. */
 	_Atomic uint32_t waiting;
 	/* c[node][thread]: ps_clock calls made by that worker.  W: the worker
-	 * only, release store: its pushes before ps_clock happen before any
-	 * thread that acquires the new value.  R: clock waiters (acquire). */
+	 * only, seq_cst store (a release: its pushes before ps_clock happen
+	 * before any thread that loads the new value; seq_cst for the wake-up
+	 * protocol, clock.c C3).  R: clock waiters (seq_cst), ps_clock_read
+	 * (acquire), ps_dump (relaxed). */
 	PS__CACHE_ALIGNED _Atomic uint64_t c[PS__MAX_NODES][PS__MAX_CLOCK_THREADS];
 };
 

@@ -174,7 +174,7 @@ static void assign(struct ps__slot *sl, const float *u, uint32_t len, uint32_t s
 {
 	for (uint32_t j = 0; j < len; j++)
 		put(sl, j, u[j]);
-	for (uint32_t j = 0; j < state_len; j++)
+	for (uint32_t j = 0; j < state_len; j++) /* relaxed: under the slot lock (I2) */
 		atomic_store_explicit(&sl->v[len + j], 0, memory_order_relaxed);
 }
 
@@ -198,7 +198,8 @@ static void adagrad(struct ps__slot *sl, const float *u, uint32_t len, const flo
 static void adam(struct ps__slot *sl, const float *u, uint32_t len, const float *p)
 {
 	const float lr = p[0], b1 = p[1], b2 = p[2], eps = p[3];
-	/* the step count of this key: a uint32 in the last state word */
+	/* the step count of this key: a uint32 in the last state word;
+	 * relaxed: under the slot lock (I2) */
 	uint32_t t = atomic_load_explicit(&sl->v[3 * len], memory_order_relaxed) + 1;
 	atomic_store_explicit(&sl->v[3 * len], t, memory_order_relaxed);
 	const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
