@@ -1256,8 +1256,13 @@ int main(int argc, char **argv)
 	 * take the slot lock */
 	bool moves = c->policy == POL_LOCALIZE || (c->smp.on && c->smp.scheme == PS_SAMPLE_POOL);
 	to.flags = moves ? 0 : PS_HOGWILD;
-	if (moves) /* room for rows that move in while old slots await reclamation */
-		to.slots_per_node = 2 * (uint64_t)jb.cp.V + 4096;
+	/* room for rows that move in while old slots await reclamation: both
+	 * nodes move the frequent negatives every batch, and with pools as well
+	 * 2V filled both nodes' pools within a grace period (the localize then
+	 * waits for a free slot on the service thread that should advance the
+	 * node's epoch, and fails with PS_EFULL after 10 s) */
+	if (moves)
+		to.slots_per_node = 4 * (uint64_t)jb.cp.V + 4096;
 	if (c->replicate > jb.cp.V)
 		app_die("--replicate: %ld words, but the vocabulary has only %lld", c->replicate,
 			(long long)jb.cp.V);
