@@ -45,7 +45,8 @@
 #   apps.csv             app,config,mode,nodes,threads,throughput_median,
 #                        metric_name,metric_median,seconds_median (each median
 #                        taken over the repeats, column by column)
-#   apps_runs.csv        every run: the same columns plus the repeat number
+#   apps_runs.csv        every run: the same columns plus the repeat number,
+#                        and load1, the 1-minute load average when it started
 #   apps_throughput.png  throughput by configuration, one panel per app (gnuplot)
 #   apps_throughput.gp, plot-APP.dat  the gnuplot script and its data
 #   apps_env.txt         date, commit, CPU, settings, load average before/after
@@ -126,7 +127,7 @@ RUNS=$OUT/apps_runs.csv
 CSV=$OUT/apps.csv
 PLOT_ONLY=${PLOT_ONLY:-0}
 if [[ $PLOT_ONLY != 1 ]]; then
-	echo "app,config,mode,nodes,threads,repeat,throughput,metric_name,metric,seconds" >"$RUNS"
+	echo "app,config,mode,nodes,threads,repeat,throughput,metric_name,metric,seconds,load1" >"$RUNS"
 elif [[ ! -s $RUNS ]]; then
 	echo "apps.sh: PLOT_ONLY=1 but no $RUNS" >&2
 	exit 1
@@ -149,7 +150,7 @@ add_job() {
 }
 
 run_jobs() {
-	local r i app config policy nodes threads metric tag json log t0 thr val sec
+	local r i app config policy nodes threads metric tag json log t0 thr val sec load
 	for ((r = 1; r <= REPEATS; r++)); do
 		for ((i = 0; i < ${#JOB_DESC[@]}; i++)); do
 			read -r app config policy nodes threads metric <<<"${JOB_DESC[i]}"
@@ -158,13 +159,14 @@ run_jobs() {
 			log=$OUT/logs/$tag.log
 			rm -f "$json"
 			t0=$SECONDS
+			load=$(cut -d' ' -f1 /proc/loadavg)
 			printf 'apps.sh: %-7s %-11s %-15s run %d/%d ... ' "$app" "$config" "$policy" "$r" "$REPEATS" >&2
 			if eval "${JOB_CMD[i]}" --json "$(printf '%q' "$json")" >"$log" 2>&1 && [[ -s $json ]]; then
 				thr=$(jget "$json" throughput)
 				val=$(jget "$json" "$metric")
 				sec=$(jget "$json" seconds)
-				printf '%.0f/s, %s %.4f (%ds)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) >&2
-				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec" >>"$RUNS"
+				printf '%.0f/s, %s %.4f (%ds, load %s)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) "$load" >&2
+				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec,$load" >>"$RUNS"
 			else
 				printf 'FAILED (%ds), see %s:\n' $((SECONDS - t0)) "$log" >&2
 				tail -n 5 "$log" | sed 's/^/    /' >&2
