@@ -144,6 +144,9 @@ uint32_t *app_deal(const uint64_t *count, size_t n, int k);
 /* ----------------------------------------------------------------- misc */
 
 double app_now(void); /* monotonic seconds */
+/* CPU seconds of this process, all its threads (user + system): the cost of
+ * a phase on a shared machine, where wall time depends on the load */
+double app_cpu_now(void);
 
 /* splitmix64: fast, deterministic, one state word per thread */
 static inline uint64_t app_rand(uint64_t *s)

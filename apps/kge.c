@@ -124,6 +124,7 @@ struct job {
 	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
 	/* results, written by node 0 thread 0 */
 	double train_secs, mrr, h1, h3, h10;
+	double train_cpu; /* node 0's CPU seconds in the training phases */
 	double last_loss;
 };
 
@@ -877,10 +878,10 @@ static void worker(ps_world *w, int tid, void *arg)
 			app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
 		check(ps_barrier(w), "barrier");
 	}
-	double t_train = 0;
+	double t_train = 0, cpu_train = 0;
 	app_progress pr;
 	for (long e = 0; e < o->epochs; e++) {
-		double t0 = app_now();
+		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
 			char what[64];
 			snprintf(what, sizeof what, "epoch %ld/%ld", e + 1, o->epochs);
@@ -926,6 +927,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
 		check(ps_barrier(w), "barrier");
 		t_train += app_now() - t0;
+		cpu_train += app_cpu_now() - c0;
 		char extra[128] = "";
 		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
 		if (ev) {
@@ -941,8 +943,10 @@ static void worker(ps_world *w, int tid, void *arg)
 			app_progress_end(&pr, jb->ntrain, jb->last_loss, ev ? extra : NULL);
 		}
 	}
-	if (lead)
+	if (lead) {
 		jb->train_secs = t_train;
+		jb->train_cpu = cpu_train;
+	}
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
 	eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
 	if (lead)
@@ -1263,6 +1267,7 @@ int main(int argc, char **argv)
 			app_json_num(j, "repl_rate", o->repl_rate);
 			app_json_num(j, "repl_share", repl);
 			app_json_str(j, "sampling", o->smp.name);
+			app_json_num(j, "train_cpu_seconds", jb->train_cpu);
 			app_json_int(j, "samples", (int64_t)nst.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
 			app_json_write(j, o->json);

@@ -102,6 +102,7 @@ struct job {
 	ps_table *U, *V, *M;
 	/* filled by node 0, thread 0 */
 	double train_seconds, total_seconds, rmse, train_rmse;
+	double train_cpu;     /* node 0's CPU seconds in the training phases */
 	double *epoch_rmse;
 };
 
@@ -458,7 +459,7 @@ static void worker(ps_world *w, int t, void *arg)
 	}
 
 	app_progress prog;
-	double t_start = app_now(), t_train = 0;
+	double t_start = app_now(), t_train = 0, cpu_train = 0;
 	for (int e = 0; e < c->epochs; e++) {
 		uint64_t rng = c->seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL + (uint64_t)ws.wg;
 		char what[64];
@@ -468,7 +469,7 @@ static void worker(ps_world *w, int t, void *arg)
 			ws.prog = &prog;
 		}
 		ws.done = 0;
-		double t0 = app_now(), sse = 0;
+		double t0 = app_now(), c0 = app_cpu_now(), sse = 0;
 		if (!c->localize) {
 			sse = train_block(&ws, 0, &rng, -1, &pending);
 			barrier(w);
@@ -487,6 +488,7 @@ static void worker(ps_world *w, int t, void *arg)
 			}
 		}
 		t_train += app_now() - t0;
+		cpu_train += app_cpu_now() - c0;
 		double tsse = eval_test(&ws);
 		ps_key mk = (ps_key)e;
 		float m[2] = {(float)sse, (float)tsse};
@@ -505,6 +507,7 @@ static void worker(ps_world *w, int t, void *arg)
 	}
 	if (lead) {
 		jb->train_seconds = t_train;
+		jb->train_cpu = cpu_train;
 		jb->total_seconds = app_now() - t_start;
 		if (c->save)
 			save_model(jb);
@@ -776,6 +779,7 @@ int main(int argc, char **argv)
 			app_json_int(j, "replicate", c->replicate);
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl);
+			app_json_num(j, "train_cpu_seconds", jb.train_cpu);
 			ps_node_stats st;
 			if (ps_stats(jb.w, 0, &st) == 0) {
 				app_json_int(j, "relocations_node0", (int64_t)st.relocations);

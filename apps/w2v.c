@@ -437,6 +437,7 @@ struct job {
 	_Atomic uint64_t done;  /* words trained by this node, all epochs */
 	uint64_t node_words;    /* words of this node's share, one epoch */
 	double t_start, *epoch_end;
+	double cpu_start, cpu_end; /* node 0's CPU seconds: training starts, ends */
 	float *vectors;         /* node 0: all input vectors after training */
 	int fail;
 };
@@ -842,6 +843,7 @@ static void worker(ps_world *w, int tid, void *arg)
 			die_ps("barrier", rc);
 		if (show) {
 			jb->epoch_end[ep] = app_now();
+			jb->cpu_end = app_cpu_now();
 			rc = ps_pull_sync(jb->M, &mk, 1, m);
 			if (rc)
 				die_ps("pull metrics", rc);
@@ -1298,6 +1300,7 @@ int main(int argc, char **argv)
 	}
 
 	jb.t_start = app_now();
+	jb.cpu_start = app_cpu_now();
 	int rc = ps_run_workers(w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
@@ -1359,6 +1362,7 @@ int main(int argc, char **argv)
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl / 100.0);
 			app_json_str(j, "sampling", c->smp.name);
+			app_json_num(j, "train_cpu_seconds", jb.cpu_end - jb.cpu_start);
 			app_json_int(j, "samples", (int64_t)st.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)st.sample_fallbacks);
 			app_json_write(j, c->json);

@@ -43,10 +43,14 @@
 #
 # Output (bench/out/ is not tracked):
 #   apps.csv             app,config,mode,nodes,threads,throughput_median,
-#                        metric_name,metric_median,seconds_median (each median
-#                        taken over the repeats, column by column)
+#                        metric_name,metric_median,seconds_median,
+#                        cpu_median (each median taken over the repeats,
+#                        column by column; cpu: the JSON's
+#                        train_cpu_seconds, node 0's CPU seconds in training,
+#                        less sensitive to the machine's load than seconds)
 #   apps_runs.csv        every run: the same columns plus the repeat number,
-#                        and load1, the 1-minute load average when it started
+#                        load1 (the 1-minute load average when it started)
+#                        and cpu
 #   apps_throughput.png  throughput by configuration, one panel per app (gnuplot)
 #   apps_throughput.gp, plot-APP.dat  the gnuplot script and its data
 #   apps_env.txt         date, commit, CPU, settings, load average before/after
@@ -127,7 +131,7 @@ RUNS=$OUT/apps_runs.csv
 CSV=$OUT/apps.csv
 PLOT_ONLY=${PLOT_ONLY:-0}
 if [[ $PLOT_ONLY != 1 ]]; then
-	echo "app,config,mode,nodes,threads,repeat,throughput,metric_name,metric,seconds,load1" >"$RUNS"
+	echo "app,config,mode,nodes,threads,repeat,throughput,metric_name,metric,seconds,load1,cpu" >"$RUNS"
 elif [[ ! -s $RUNS ]]; then
 	echo "apps.sh: PLOT_ONLY=1 but no $RUNS" >&2
 	exit 1
@@ -150,7 +154,7 @@ add_job() {
 }
 
 run_jobs() {
-	local r i app config policy nodes threads metric tag json log t0 thr val sec load
+	local r i app config policy nodes threads metric tag json log t0 thr val sec load cpu
 	for ((r = 1; r <= REPEATS; r++)); do
 		for ((i = 0; i < ${#JOB_DESC[@]}; i++)); do
 			read -r app config policy nodes threads metric <<<"${JOB_DESC[i]}"
@@ -165,8 +169,9 @@ run_jobs() {
 				thr=$(jget "$json" throughput)
 				val=$(jget "$json" "$metric")
 				sec=$(jget "$json" seconds)
+				cpu=$(jget "$json" train_cpu_seconds)
 				printf '%.0f/s, %s %.4f (%ds, load %s)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) "$load" >&2
-				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec,$load" >>"$RUNS"
+				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec,$load,${cpu:-nan}" >>"$RUNS"
 			else
 				printf 'FAILED (%ds), see %s:\n' $((SECONDS - t0)) "$log" >&2
 				tail -n 5 "$log" | sed 's/^/    /' >&2
@@ -327,13 +332,14 @@ NR == 1 { next }
 	key = $1 "," $2 "," $3 "," $4 "," $5
 	if (!(key in cnt)) { order[++nk] = key; mname[key] = $8 }
 	n = ++cnt[key]
-	val[key, n, 7] = $7; val[key, n, 9] = $9; val[key, n, 10] = $10
+	val[key, n, 7] = $7; val[key, n, 9] = $9; val[key, n, 10] = $10; val[key, n, 12] = NF >= 12 ? $12 : "nan"
 }
 END {
-	print "app,config,mode,nodes,threads,throughput_median,metric_name,metric_median,seconds_median"
+	print "app,config,mode,nodes,threads,throughput_median,metric_name,metric_median,seconds_median,cpu_median"
 	for (k = 1; k <= nk; k++) {
 		key = order[k]
-		printf "%s,%.0f,%s,%.4f,%.2f\n", key, median(key, 7), mname[key], median(key, 9), median(key, 10)
+		printf "%s,%.0f,%s,%.4f,%.2f,%.2f\n", key, median(key, 7), mname[key], median(key, 9), median(key, 10),
+			median(key, 12)
 	}
 }' "$RUNS" >"$CSV"
 say "wrote $CSV ($(($(wc -l <"$CSV") - 1)) configurations) and $RUNS"
