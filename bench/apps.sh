@@ -27,9 +27,10 @@
 #              both       --policy localize --replicate K, and for w2v and
 #                         kge --sampling S (replication + relocation +
 #                         sampling management)
-#            a mode may name its sampling scheme: both/naive, localize/pool:8
-#            (w2v, kge; mf has no negatives and ignores it); without one,
-#            only both samples through psmem (KGE_SAMPLING, W2V_SAMPLING)
+#            a mode may name its sampling scheme: both/naive, localize/pool:8,
+#            both/app (the app's own sampler) (w2v, kge; mf has no negatives
+#            and ignores it); without one, only both samples through psmem
+#            (KGE_SAMPLING, W2V_SAMPLING)
 #   MF_REPLICATE, KGE_REPLICATE, W2V_REPLICATE  K of replicate/both
 #            [mf 100 items; kge 474 = every relation row of FB15k-237;
 #            w2v 1000 words]
@@ -190,7 +191,7 @@ mode_args() {
 	w2v) k=$W2V_REPLICATE s=${smp:-$W2V_SAMPLING} ;;
 	esac
 	[[ $mode != both ]] && s=$smp # only both samples through psmem unless named
-	[[ $app == mf* ]] && s=
+	[[ $app == mf* || $s == app ]] && s=
 	case $mode in
 	classic | localize) echo "--policy $mode${s:+ --sampling $s}" ;;
 	replicate) echo "--policy classic --replicate $k${s:+ --sampling $s}" ;;
