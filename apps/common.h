@@ -2,8 +2,9 @@
  * common.h - what the example apps (mf, kge, w2v) share: reading data
  * (plain or gzip, streaming, errors as file:line: reason), string-to-id
  * maps, option values with checked parsing, terminal progress, the JSON
- * summary, and a fast deterministic RNG.  Apps use only lib/psmem.h
- * besides this.
+ * summary, a fast deterministic RNG, and the psmem-facing options the
+ * apps share (--sampling, --replicate).  Apps use only lib/psmem.h besides
+ * this.
  *
  * Every app_* function that can fail on bad input prints
  * "<app>: <what>: <why>" to stderr and exits 1 (app_die): an app cannot do
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "psmem.h"
 
 /* ------------------------------------------------------------- messages */
 
@@ -141,6 +144,9 @@ uint32_t *app_deal(const uint64_t *count, size_t n, int k);
 /* ----------------------------------------------------------------- misc */
 
 double app_now(void); /* monotonic seconds */
+/* CPU seconds of this process, all its threads (user + system): the cost of
+ * a phase on a shared machine, where wall time depends on the load */
+double app_cpu_now(void);
 
 /* splitmix64: fast, deterministic, one state word per thread */
 static inline uint64_t app_rand(uint64_t *s)
@@ -151,5 +157,33 @@ static inline uint64_t app_rand(uint64_t *s)
 	return z ^ (z >> 31);
 }
 static inline double app_rand_unit(uint64_t *s) { return (double)(app_rand(s) >> 11) * 0x1.0p-53; }
+
+/* ------------------------------------------ replication and sampling */
+
+/* --sampling: how negatives are drawn.  on = false: the app's own sampler
+ * (no --sampling given); else the psmem scheme, and name is what the
+ * summary and the JSON say ("naive", "local", "pool:8"); "app" when off. */
+struct app_sampling {
+	bool on;
+	enum ps_sample_scheme scheme;
+	unsigned reuse;        /* U of pool, 1 otherwise */
+	char name[24];
+};
+
+void app_sampling_off(struct app_sampling *s);
+/* Parses val with ps_sample_scheme_parse; dies with "<app>: --sampling:
+ * 'val' is not naive, local, pool or pool:U (U from 1 to 65536)". */
+void app_opt_sampling(const char *opt, const char *val, struct app_sampling *out);
+/* Sets t's scheme to s's (when s->on); dies on error. */
+void app_sampling_apply(ps_table *t, const struct app_sampling *s);
+
+/* Makes the k keys with the largest counts[] the replicated set of t
+ * (ps_replicate_top); dies with "<app>: cannot replicate the <what>: why". */
+void app_replicate_top(ps_table *t, const uint64_t *counts, long k, const char *what);
+
+/* Share of node's key accesses (keys pulled + pushed, all tables) served
+ * by a replica (ps_node_stats.repl_keys); 0 without accesses, NAN when the
+ * statistics cannot be read. */
+double app_repl_share(ps_world *w, int node);
 
 #endif

@@ -44,8 +44,16 @@
  * batch i+1 (heads, tails and the pre-drawn negatives) asynchronously and
  * waits for that before pulling batch i+1.  Relations are not localized:
  * they are few and every batch of every node uses them, so moving them
- * would only make them bounce between nodes; they stay on their home node
- * (a replicated table would be the right tool once psmem has one).
+ * would only make them bounce between nodes; they stay on their home node.
+ *
+ * Replication and sampling.  --replicate K replicates the K relation rows
+ * (of the 2R, reciprocals included) used by the most training triples on
+ * every node: each batch of each node reads and updates them locally, and
+ * psmem's sync rounds merge the nodes' updates (ps_sync before every
+ * evaluation).  --sampling draws the --neg entities of a batch through
+ * psmem's sampling, uniformly over the entities: naive as the app's own
+ * draw, local among the entities this node holds, pool:U a pool of --neg
+ * entities moved here and reused by U consecutive batches.
  *
  * Work split.  Every node loads the whole data set; the training triples
  * are shuffled once with --seed (the same order on every node), node n
@@ -106,6 +114,9 @@ struct opts {
 	long dim, neg, batch, epochs, threads, eval_every;
 	double lr, reg, init;
 	uint64_t seed;
+	long replicate;          /* relation rows replicated on every node; 0 = none */
+	double repl_rate;        /* replica sync rounds per second per node */
+	struct app_sampling smp; /* negatives through psmem's sampling (smp.on) */
 };
 
 struct job {
@@ -124,11 +135,13 @@ struct job {
 	int32_t *fval;
 	size_t nf;
 	ps_table *E, *R, *M;
+	uint64_t *rcount;   /* --replicate: training triples per relation row (2R) */
 	int nodes, node, T;
 	float *allE, *allR; /* node-local copies for evaluation */
 	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
 	/* results, written by node 0 thread 0 */
 	double train_secs, mrr, h1, h3, h10;
+	double train_cpu; /* node 0's CPU seconds in the training phases */
 	double last_loss;
 };
 
@@ -526,6 +539,10 @@ struct batch {
 struct wstate {
 	struct job *jb;
 	uint64_t rng;
+	int tid;
+	ps_sampler *smp;   /* --sampling: serves the negatives of smp_left more batches */
+	long smp_left;
+	uint64_t nprep;    /* samplers prepared (their seeds) */
 	uint32_t stamp;
 	uint32_t *estamp, *rstamp;
 	int32_t *epos, *rpos;
@@ -551,6 +568,53 @@ static int32_t add_key(uint32_t *stamp, int32_t *pos, uint32_t cur, ps_key *list
 	return pos[k];
 }
 
+/* Ends the worker's sampler: a pool that could not all move here
+ * (PS_EFULL) still served current values, so only other errors stop. */
+static void end_sampler(struct wstate *ws)
+{
+	int rc = ws->smp ? ps_sample_finish(ws->smp) : 0;
+	ws->smp = NULL;
+	if (rc && rc != PS_EFULL)
+		check(rc, "sampling");
+}
+
+/*
+ * --sampling: the --neg negatives of a batch, uniform over the entities.
+ * One sampler serves U consecutive batches (U = the pool's reuse, 1 for
+ * naive and local) with U x neg samples: with pool:U its pool is --neg
+ * entities, localized when it is prepared, and each batch gets one pass
+ * over it (the whole pool in a new order).  Seeded per thread and per
+ * sampler (psmem adds the node).  Keys only: the batch pulls the rows.
+ */
+static void sample_negatives(struct wstate *ws, struct batch *b, uint32_t cur)
+{
+	struct job *jb = ws->jb;
+	const struct opts *o = &jb->o;
+	if (o->neg == 0)
+		return;
+	if (!ws->smp || ws->smp_left == 0) {
+		end_sampler(ws);
+		long U = (long)o->smp.reuse;
+		uint64_t seed = o->seed * 0x9e3779b97f4a7c15ULL + ws->nprep++ * (uint64_t)jb->T + (uint64_t)ws->tid;
+		int err;
+		ws->smp = ps_sample_prepare(jb->E, (size_t)(o->neg * U), NULL, seed, &err);
+		if (!ws->smp)
+			check(err, "ps_sample_prepare");
+		ws->smp_left = U;
+	}
+	ws->smp_left--;
+	enum { CH = 512 };
+	ps_key keys[CH];
+	for (long k0 = 0; k0 < o->neg; k0 += CH) {
+		size_t m = (size_t)(o->neg - k0 < CH ? o->neg - k0 : CH);
+		int64_t rc = ps_sample_pull(ws->smp, m, keys, NULL);
+		if (rc < 0)
+			check((int)rc, "ps_sample_pull");
+		for (size_t i = 0; i < m; i++)
+			add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)keys[i]);
+	}
+}
+
 static void prep_batch(struct wstate *ws, struct batch *b, const uint32_t *idx, size_t n)
 {
 	struct job *jb = ws->jb;
@@ -568,6 +632,10 @@ static void prep_batch(struct wstate *ws, struct batch *b, const uint32_t *idx, 
 		b->ti[i] = add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)x[2]);
 		b->ri[i] = add_key(ws->rstamp, ws->rpos, cur, b->rels, &b->nrels, (uint32_t)x[1]);
 		b->rv[i] = add_key(ws->rstamp, ws->rpos, cur, b->rels, &b->nrels, (uint32_t)(x[1] + (int32_t)jb->nR));
+	}
+	if (jb->o.smp.on) {
+		sample_negatives(ws, b, cur);
+		return;
 	}
 	for (long k = 0; k < jb->o.neg; k++)
 		add_key(ws->estamp, ws->epos, cur, b->ents, &b->nents, (uint32_t)(app_rand(&ws->rng) % jb->nE));
@@ -753,6 +821,11 @@ static void eval_round(struct wstate *ws, ps_world *w, int tid, const int32_t *t
 	 * and reads (and ThreadSanitizer sees it, which it cannot for
 	 * ps_barrier when the last arrival is another process). */
 	check(ps_barrier(w), "barrier"); /* training done on every node */
+	if (jb->o.replicate) { /* every node's replica deltas merged, every replica refreshed */
+		if (jb->node == 0 && tid == 0)
+			check(ps_sync(jb->R), "ps_sync");
+		check(ps_barrier(w), "barrier");
+	}
 	pthread_barrier_wait(&jb->local);  /* no worker still reads the copies */
 	pull_values(jb->E, jb->nE * (size_t)tid / T, jb->nE * (size_t)(tid + 1) / T, jb->D, jb->se, jb->allE);
 	pull_values(jb->R, 2 * jb->nR * (size_t)tid / T, 2 * jb->nR * (size_t)(tid + 1) / T, jb->RD, jb->sr, jb->allR);
@@ -810,7 +883,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
 	init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
 
-	struct wstate ws = {.jb = jb};
+	struct wstate ws = {.jb = jb, .tid = tid};
 	ws.rng = o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(g + 1));
 	ws.estamp = xcalloc(jb->nE, sizeof *ws.estamp);
 	ws.epos = xcalloc(jb->nE, sizeof *ws.epos);
@@ -850,10 +923,15 @@ static void worker(ps_world *w, int tid, void *arg)
 	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
 
 	check(ps_barrier(w), "barrier"); /* initial values in place */
-	double t_train = 0;
+	if (o->replicate) { /* the replicas start from the initial values */
+		if (lead)
+			app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
+		check(ps_barrier(w), "barrier");
+	}
+	double t_train = 0, cpu_train = 0;
 	app_progress pr;
 	for (long e = 0; e < o->epochs; e++) {
-		double t0 = app_now();
+		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
 			char what[64];
 			snprintf(what, sizeof what, "epoch %ld/%ld", e + 1, o->epochs);
@@ -902,6 +980,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
 		check(ps_barrier(w), "barrier");
 		t_train += app_now() - t0;
+		cpu_train += app_cpu_now() - c0;
 		char extra[128] = "";
 		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
 		if (ev) {
@@ -917,13 +996,16 @@ static void worker(ps_world *w, int tid, void *arg)
 			app_progress_end(&pr, jb->ntrain, jb->last_loss, ev ? extra : NULL);
 		}
 	}
-	if (lead)
+	if (lead) {
 		jb->train_secs = t_train;
+		jb->train_cpu = cpu_train;
+	}
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
 	eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
 	if (lead)
 		read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
 
+	end_sampler(&ws);
 	free(idx);
 	for (int k = 0; k < 2; k++) {
 		free(ws.b[k].hi);
@@ -1034,6 +1116,14 @@ static void usage(FILE *f)
 		"                     - = stdout (default: none)\n"
 		"  --save FILE        write the embeddings as text, with their string ids\n"
 		"                     (default: none)\n"
+		"  --replicate K      replicate the K relation rows (relations and reciprocals)\n"
+		"                     used by the most training triples on every node (hot-spot\n"
+		"                     replication; 0 = none) (default: 0)\n"
+		"  --repl-rate HZ     replica sync rounds per second per node (default: 20)\n"
+		"  --sampling S       draw the --neg entities through psmem's sampling, uniform:\n"
+		"                     naive (exact draws), local (only entities on this node),\n"
+		"                     pool[:U] (--neg entities moved here, reused by U batches;\n"
+		"                     U 8); absent: the app's own draws (default: absent)\n"
 		"  --help             print this help and exit\n"
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
@@ -1070,11 +1160,12 @@ int main(int argc, char **argv)
 	struct opts *o = &jb->o;
 	*o = (struct opts){.model = M_COMPLEX, .optimizer = O_ADAGRAD, .policy = P_CLASSIC, .regularizer = R_N3,
 			   .dim = 256, .neg = 256, .batch = 256, .epochs = 10, .threads = 0, .eval_every = 0,
-			   .lr = 0.1, .reg = 0.05, .init = 0.001, .seed = 1};
+			   .lr = 0.1, .reg = 0.05, .init = 0.001, .seed = 1, .repl_rate = 20};
+	app_sampling_off(&o->smp);
 	static const char *const opt_names[] = {"sgd", "adagrad"}, *const pol_names[] = {"classic", "localize"},
 				 *const reg_names[] = {"n3", "l2"};
 	enum { O_DATASET = 256, O_MODEL, O_DIM, O_OPT, O_LR, O_REG, O_REGZ, O_INIT, O_NEG, O_BATCH, O_EPOCHS,
-	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE, O_RULE, O_SYNC };
+	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE, O_RULE, O_SYNC, O_REPL, O_REPL_RATE, O_SAMPLING };
 	static const struct option lopts[] = {
 		{"dataset", 1, 0, O_DATASET}, {"model", 1, 0, O_MODEL},	  {"dim", 1, 0, O_DIM},
 		{"optimizer", 1, 0, O_OPT},   {"lr", 1, 0, O_LR},	  {"reg", 1, 0, O_REG},
@@ -1082,7 +1173,9 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS},
 		{"policy", 1, 0, O_POLICY},   {"seed", 1, 0, O_SEED},	  {"eval-every", 1, 0, O_EVAL},
 		{"json", 1, 0, O_JSON},	      {"save", 1, 0, O_SAVE},	  {"help", 0, 0, 'h'},
-		{"rule", 1, 0, O_RULE},	      {"sync", 1, 0, O_SYNC},	  {0, 0, 0, 0}};
+		{"rule", 1, 0, O_RULE}, {"sync", 1, 0, O_SYNC}, {"replicate", 1, 0, O_REPL},
+		{"repl-rate", 1, 0, O_REPL_RATE}, {"sampling", 1, 0, O_SAMPLING},
+		{0, 0, 0, 0}};
 	bool optimizer_given = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
@@ -1115,6 +1208,9 @@ int main(int argc, char **argv)
 		case O_EVAL: o->eval_every = app_opt_long("--eval-every", optarg, 0, 1 << 20); break;
 		case O_JSON: o->json = optarg; break;
 		case O_SAVE: o->save = optarg; break;
+		case O_REPL: o->replicate = app_opt_long("--replicate", optarg, 0, INT32_MAX); break;
+		case O_REPL_RATE: o->repl_rate = app_opt_double("--repl-rate", optarg, 0, 10000); break;
+		case O_SAMPLING: app_opt_sampling("--sampling", optarg, &o->smp); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1162,6 +1258,14 @@ int main(int argc, char **argv)
 	if (jb->ntrain > UINT32_MAX)
 		app_die("%s/train.txt: more than 2^32 triples", o->dataset);
 	build_filter(jb);
+	if (o->replicate > 0 && (size_t)o->replicate > 2 * jb->nR)
+		app_die("--replicate: %ld relation rows, but the data has only %zu (%zu relations and their "
+			"reciprocals)", o->replicate, 2 * jb->nR, jb->nR);
+	jb->rcount = xcalloc(2 * jb->nR, sizeof *jb->rcount);
+	for (size_t i = 0; i < jb->ntrain; i++) { /* a triple uses its relation and the reciprocal */
+		jb->rcount[jb->train[3 * i + 1]]++;
+		jb->rcount[(size_t)jb->train[3 * i + 1] + jb->nR]++;
+	}
 	jb->perm = xcalloc(jb->ntrain, sizeof *jb->perm);
 	for (size_t i = 0; i < jb->ntrain; i++)
 		jb->perm[i] = (uint32_t)i;
@@ -1182,11 +1286,12 @@ int main(int argc, char **argv)
 	if (lead)
 		printf("kge: %zu entities, %zu relations; %zu train, %zu valid, %zu test triples (loaded in %.1f s)\n"
 		       "kge: %s dim %zu, %s lr %g, %s reg %g, batch %ld, neg %ld, policy %s, %d node(s) x %d "
-		       "thread(s)%s%s%s%s\n",
+		       "thread(s), replicate %ld, sampling %s%s%s%s%s\n",
 		       jb->nE, jb->nR, jb->ntrain, jb->nvalid, jb->ntest, app_now() - t_load, model_names[o->model],
 		       jb->D, opt_names[o->optimizer], o->lr, reg_names[o->regularizer], o->reg, o->batch, o->neg,
-		       pol_names[o->policy], jb->nodes, jb->T, o->rule ? ", server-side rule " : "",
-		       o->rule ? rule_names[o->rule] : "", o->sync ? ", sync " : "", o->sync ? o->sync : "");
+		       pol_names[o->policy], jb->nodes, jb->T, o->replicate, o->smp.name,
+		       o->rule ? ", server-side rule " : "", o->rule ? rule_names[o->rule] : "", o->sync ? ", sync " : "",
+		       o->sync ? o->sync : "");
 	fflush(stdout);
 
 	ps_table_opts to;
@@ -1198,9 +1303,12 @@ int main(int argc, char **argv)
 		app_die("cannot create the entity table: %s", ps_strerror(err));
 	if (jb->sr > 65536)
 		app_die("--dim: relation rows of %zu floats exceed psmem's 65536", jb->sr);
+	app_sampling_apply(jb->E, &o->smp);
 	ps_table_opts_init(&to, 2 * jb->nR, (uint32_t)jb->sr);
 	to.init = PS_INIT_ZERO;
 	set_rule(o, &to);
+	to.repl_max = (uint32_t)o->replicate;
+	to.repl_rate = o->repl_rate;
 	jb->R = ps_table_create(w, &to, &err);
 	if (!jb->R)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
@@ -1224,10 +1332,12 @@ int main(int argc, char **argv)
 		double local = 0;
 		if (ps_stats(w, 0, &nst) == 0 && nst.local_keys + nst.remote_keys > 0)
 			local = (double)nst.local_keys / (double)(nst.local_keys + nst.remote_keys);
+		double repl = app_repl_share(w, 0);
 		printf("kge: test filtered MRR %.4f  Hits@1 %.4f  Hits@3 %.4f  Hits@10 %.4f  |  %.1f s training, "
-		       "%.0f triples/s, loss %.4f, node 0: %.0f%% local key accesses, %llu relocations\n",
+		       "%.0f triples/s, loss %.4f, node 0: %.0f%% local key accesses, %llu relocations, %.1f%% served "
+		       "by replicas\n",
 		       jb->mrr, jb->h1, jb->h3, jb->h10, secs, thr, jb->last_loss, 100 * local,
-		       (unsigned long long)nst.relocations);
+		       (unsigned long long)nst.relocations, 100 * repl);
 		fflush(stdout);
 		if (o->json) {
 			app_json *j = app_json_new("kge");
@@ -1254,6 +1364,13 @@ int main(int argc, char **argv)
 			app_json_int(j, "test_triples", (int64_t)jb->ntest);
 			app_json_num(j, "local_share", local);
 			app_json_int(j, "relocations", (int64_t)nst.relocations);
+			app_json_int(j, "replicate", o->replicate);
+			app_json_num(j, "repl_rate", o->repl_rate);
+			app_json_num(j, "repl_share", repl);
+			app_json_str(j, "sampling", o->smp.name);
+			app_json_num(j, "train_cpu_seconds", jb->train_cpu);
+			app_json_int(j, "samples", (int64_t)nst.samples);
+			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
 			app_json_write(j, o->json);
 		}
 		if (o->save)
@@ -1263,6 +1380,7 @@ int main(int argc, char **argv)
 	free(jb->allE);
 	free(jb->allR);
 	free(jb->perm);
+	free(jb->rcount);
 	free(jb->fkey);
 	free(jb->fval);
 	free(jb->train);

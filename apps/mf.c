@@ -32,6 +32,15 @@
  *             next block's localize is issued asynchronously when 3/4 of the
  *             current sub-epoch is done and waited for after the barrier.
  *
+ * --replicate K: the K items with the most training ratings (the hot spots
+ * of skewed data) are replicated on every node, from the initial values on;
+ * the other items follow the policy.  After each training barrier (the
+ * epoch's under classic, every sub-epoch's under localize: the next
+ * sub-epoch hands the item blocks to other workers, maybe on other nodes)
+ * one worker runs ps_sync, and a barrier holds the others until every
+ * node's replica updates are merged and in every replica: DSGD stays
+ * exact, and every worker evaluates (and node 0 saves) the same model.
+ *
  * Per epoch: train; barrier; every worker evaluates its share of the test
  * ratings; the sums go through a small psmem table (one key per epoch);
  * barrier; node 0 prints train RMSE (prequential, errors before each
@@ -81,6 +90,8 @@ struct cfg {
 	const char *sync;     /* NULL: no clocks */
 	int sync_mode, staleness;
 	int rule;
+	long replicate;     /* items replicated on every node; 0 = none */
+	double repl_rate;   /* replica sync rounds per second per node */
 };
 
 /* A run of one user's ratings inside one (worker, block) bucket. */
@@ -112,9 +123,11 @@ struct job {
 	double mean, rmin, rmax;
 	size_t ntrain, ntest, test_unseen;
 	struct worker_data *wd; /* this node's threads */
+	uint64_t *icount;     /* --replicate: training ratings per item */
 	ps_table *U, *V, *M;
 	/* filled by node 0, thread 0 */
 	double train_seconds, total_seconds, rmse, train_rmse;
+	double train_cpu;     /* node 0's CPU seconds in the training phases */
 	double *epoch_rmse;
 };
 
@@ -472,6 +485,16 @@ static void barrier(ps_world *w)
 
 static void save_model(struct job *jb);
 
+/* --replicate, after a training barrier: see the file comment. */
+static void sync_replicas(struct job *jb, ps_world *w, bool lead)
+{
+	if (!jb->c.replicate)
+		return;
+	if (lead)
+		check(ps_sync(jb->V), "ps_sync");
+	barrier(w);
+}
+
 static void worker(ps_world *w, int t, void *arg)
 {
 	struct job *jb = arg;
@@ -508,9 +531,14 @@ static void worker(ps_world *w, int t, void *arg)
 				       jb->bstart[ws.wg % B + 1] - jb->bstart[ws.wg % B]),
 		      "localize");
 	barrier(w);
+	if (c->replicate) { /* the replicas start from the initial values */
+		if (lead)
+			app_replicate_top(jb->V, jb->icount, c->replicate, "most rated items");
+		barrier(w);
+	}
 
 	app_progress prog;
-	double t_start = app_now(), t_train = 0;
+	double t_start = app_now(), t_train = 0, cpu_train = 0;
 	for (int e = 0; e < c->epochs; e++) {
 		uint64_t rng = c->seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL + (uint64_t)ws.wg;
 		char what[64];
@@ -520,16 +548,18 @@ static void worker(ps_world *w, int t, void *arg)
 			ws.prog = &prog;
 		}
 		ws.done = 0;
-		double t0 = app_now(), sse = 0;
+		double t0 = app_now(), c0 = app_cpu_now(), sse = 0;
 		if (!c->localize) {
 			sse = train_block(&ws, 0, &rng, -1, &pending);
 			barrier(w);
+			sync_replicas(jb, w, lead);
 		} else {
 			for (int s = 0; s < B; s++) {
 				int b = (ws.wg + s) % B;
 				bool last = e == c->epochs - 1 && s == B - 1;
 				sse += train_block(&ws, b, &rng, last ? -1 : (ws.wg + s + 1) % B, &pending);
 				barrier(w);
+				sync_replicas(jb, w, lead);
 				if (pending) {
 					check(ps_wait(pending), "localize");
 					pending = NULL;
@@ -537,6 +567,7 @@ static void worker(ps_world *w, int t, void *arg)
 			}
 		}
 		t_train += app_now() - t0;
+		cpu_train += app_cpu_now() - c0;
 		double tsse = eval_test(&ws);
 		ps_key mk = (ps_key)e;
 		float m[2] = {(float)sse, (float)tsse};
@@ -555,6 +586,7 @@ static void worker(ps_world *w, int t, void *arg)
 	}
 	if (lead) {
 		jb->train_seconds = t_train;
+		jb->train_cpu = cpu_train;
 		jb->total_seconds = app_now() - t_start;
 		if (c->save)
 			save_model(jb);
@@ -673,6 +705,9 @@ static void usage(FILE *f)
 		"                    seconds, throughput, rmse, ...); '-' for stdout (default: none)\n"
 		"  --save FILE       write the model as text: 'mean M', then one row per user\n"
 		"                    and item: user|item ID BIAS F1..FK (default: none)\n"
+		"  --replicate K     replicate the K items with the most training ratings on\n"
+		"                    every node (hot-spot replication; 0 = none) (default: 0)\n"
+		"  --repl-rate HZ    replica sync rounds per second per node (default: 20)\n"
 		"  -h, --help        print this help and exit\n"
 		"\n"
 		"Determinism: with one worker in all (one node, one thread) a run is a function\n"
@@ -687,17 +722,19 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	app_init("mf");
-	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1}};
+	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1,
+			       .repl_rate = 20}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
-	       O_SYNC, O_RULE };
+	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
 		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
 		{"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS}, {"policy", 1, 0, O_POLICY},
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
-		{"sync", 1, 0, O_SYNC},   {"rule", 1, 0, O_RULE},
-		{"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+		{"sync", 1, 0, O_SYNC}, {"rule", 1, 0, O_RULE}, {"replicate", 1, 0, O_REPL},
+		{"repl-rate", 1, 0, O_REPL_RATE}, {"help", 0, 0, 'h'},
+		{0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
@@ -733,6 +770,8 @@ int main(int argc, char **argv)
 			if (c->rule == 3)
 				app_die("--rule: '%s' is not sum, sgd or adagrad", optarg);
 			break;
+		case O_REPL: c->replicate = app_opt_long("--replicate", optarg, 0, INT32_MAX); break;
+		case O_REPL_RATE: c->repl_rate = app_opt_double("--repl-rate", optarg, 0, 10000); break;
 		case 'h': usage(stdout); return 0;
 		default: fprintf(stderr, "Try 'mf --help'.\n"); return 2;
 		}
@@ -761,6 +800,15 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < te.n; k++)
 		jb.test_unseen += te.v[k].u == NONE || te.v[k].i == NONE;
 	t_load = app_now() - t_load;
+	if ((size_t)c->replicate > jb.nitems)
+		app_die("--replicate: %ld items, but the training data has only %zu", c->replicate, jb.nitems);
+	if (c->replicate) {
+		jb.icount = calloc(jb.nitems, sizeof *jb.icount);
+		if (!jb.icount)
+			app_die("out of memory");
+		for (size_t k = 0; k < tr.n; k++)
+			jb.icount[tr.v[k].i]++;
+	}
 
 	int err;
 	jb.w = c->threads ? ps_init_threads(c->threads, &err) : ps_init(&err);
@@ -790,6 +838,8 @@ int main(int argc, char **argv)
 	ps_table_opts_init(&to, jb.nitems, (uint32_t)c->rank + 1);
 	to.placement = PS_PLACE_RANGE;
 	set_rule(c, &to);
+	to.repl_max = (uint32_t)c->replicate;
+	to.repl_rate = c->repl_rate;
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
 		app_die("cannot create the item table: %s", ps_strerror(err));
@@ -804,9 +854,9 @@ int main(int argc, char **argv)
 		if (c->test)
 			printf(", %zu test ratings (%zu with an unseen user or item)", jb.ntest, jb.test_unseen);
 		printf("; loaded in %.2f s\n", t_load);
-		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs", jb.nodes,
-		       jb.nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "", c->localize ? "localize" : "classic",
-		       c->rank, c->lr, c->reg, c->epochs);
+		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs, replicate %ld",
+		       jb.nodes, jb.nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "",
+		       c->localize ? "localize" : "classic", c->rank, c->lr, c->reg, c->epochs, c->replicate);
 		if (c->sync)
 			printf(", sync %s", c->sync);
 		if (c->rule != RULE_SUM)
@@ -820,6 +870,7 @@ int main(int argc, char **argv)
 
 	if (jb.node == 0) {
 		double thr = (double)jb.ntrain * c->epochs / jb.train_seconds;
+		double repl = app_repl_share(jb.w, 0);
 		if (jb.ntest)
 			printf("mf: test RMSE %.4f, train RMSE %.4f after %d epochs; %.0f ratings/s (%.2f s training, "
 			       "%.2f s in all)\n",
@@ -827,6 +878,8 @@ int main(int argc, char **argv)
 		else
 			printf("mf: train RMSE %.4f after %d epochs; %.0f ratings/s (%.2f s training)\n", jb.train_rmse,
 			       c->epochs, thr, jb.train_seconds);
+		if (c->replicate)
+			printf("mf: node 0: %.1f%% of key accesses served by replicas\n", 100 * repl);
 		if (c->json) {
 			app_json *j = app_json_new("mf");
 			app_json_str(j, "policy", c->localize ? "localize" : "classic");
@@ -851,6 +904,10 @@ int main(int argc, char **argv)
 			app_json_int(j, "test_ratings", (int64_t)jb.ntest);
 			app_json_int(j, "test_unseen", (int64_t)jb.test_unseen);
 			app_json_num(j, "global_mean", jb.mean);
+			app_json_int(j, "replicate", c->replicate);
+			app_json_num(j, "repl_rate", c->repl_rate);
+			app_json_num(j, "repl_share", repl);
+			app_json_num(j, "train_cpu_seconds", jb.train_cpu);
 			ps_node_stats st;
 			if (ps_stats(jb.w, 0, &st) == 0) {
 				app_json_int(j, "relocations_node0", (int64_t)st.relocations);
@@ -873,6 +930,7 @@ int main(int argc, char **argv)
 	free(jb.bstart);
 	free(jb.block_items);
 	free(jb.epoch_rmse);
+	free(jb.icount);
 	app_idmap_free(jb.users);
 	app_idmap_free(jb.items);
 	return 0;

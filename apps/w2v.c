@@ -30,6 +30,12 @@
  * at the end of an epoch, as often as it takes to make as many clocks as
  * the worker with the most batches (no worker then waits on the bound for
  * one that sits in the epoch's barrier).  Default: no clocks.
+ * --replicate K: the rows of the K most frequent words (input and output)
+ * are replicated on every node (the hot spots: the frequent words are in
+ * most windows and most negatives); the rest follows the policy.
+ * --sampling naive|local|pool[:U]: the negatives are drawn by psmem's
+ * sampling over the output table's unigram^0.75 distribution (one sampler
+ * per batch) instead of the app's own alias table.
  *
  * Nondeterminism: with one node and one thread, a run is a function of
  * --seed.  With more threads or nodes the interleaving of pushes varies.
@@ -68,6 +74,7 @@ struct cfg {
 	double repl_rate;   /* replica sync rounds per second */
 	const char *sync;       /* NULL: no clocks */
 	int sync_mode, staleness;
+	struct app_sampling smp; /* negatives through psmem's sampling (smp.on) */
 };
 
 /* ------------------------------------------------------------ vocabulary */
@@ -420,12 +427,14 @@ struct batch {
 	int nin, nout;
 	size_t cap_kin, cap_kout, cap_shrink, cap_sent, cap_keys_in, cap_tg, cap_out;
 	ps_handle h_in, h_out;  /* localize requests in flight */
+	ps_sampler *smp;        /* --sampling pool: serves the negatives at train */
 };
 
 struct job {
 	struct cfg c;
 	struct corpus cp;
-	struct alias al;
+	struct alias al;        /* the app's own negative sampler */
+	ps_dist *negd;          /* --sampling: unigram^0.75 over the output table */
 	struct tables T;
 	float *keep;            /* subsampling: keep probability per word */
 	ps_table *in, *out, *M;
@@ -434,6 +443,7 @@ struct job {
 	_Atomic uint64_t done;  /* words trained by this node, all epochs */
 	uint64_t node_words;    /* words of this node's share, one epoch */
 	double t_start, *epoch_end;
+	double cpu_start, cpu_end; /* node 0's CPU seconds: training starts, ends */
 	float *vectors;         /* node 0: all input vectors after training */
 	int fail;
 };
@@ -469,6 +479,8 @@ struct wstate {
 	uint64_t pairs;
 	int32_t *kept_words;
 	size_t cap_kw;
+	int tid, nthreads;
+	uint64_t nprep;               /* samplers prepared (their seeds) */
 };
 
 static float *grow_aligned(float *p, size_t *cap, size_t need)
@@ -495,6 +507,85 @@ static inline int32_t map_key(int32_t *map, ps_key **keys, int *n, size_t *cap, 
 		(*keys)[r] = (ps_key)w;
 	}
 	return r;
+}
+
+/* Negative k (1..K) of every pair of b, in order, from b->smp: mapped to
+ * cache rows through map (the rows exist: pool keys) or added to the
+ * output keys (naive, local). */
+static void fill_negatives(struct wstate *ws, struct batch *b, bool mapped, size_t *cap_out)
+{
+	enum { CH = 4096 };
+	ps_key keys[CH];
+	const int K = ws->jb->c.neg;
+	const size_t np = b->ntg / (size_t)(K + 1), n = np * (size_t)K;
+	size_t got = 0, used = 0, done = 0;
+	for (size_t p = 0; p < np; p++)
+		for (int k = 1; k <= K; k++) {
+			if (used == got) {
+				got = n - done < CH ? n - done : CH;
+				int64_t rc = ps_sample_pull(b->smp, got, keys, NULL);
+				if (rc < 0)
+					die_ps("ps_sample_pull", (int)rc);
+				done += got;
+				used = 0;
+			}
+			int32_t w = (int32_t)keys[used++];
+			b->tg[p * (size_t)(K + 1) + (size_t)k] =
+				mapped ? ws->map_out[w] : map_key(ws->map_out, &b->keys_out, &b->nout, cap_out, w);
+		}
+}
+
+/* Ends b's sampler: a pool that could not all move here (PS_EFULL) still
+ * served current values, so only other errors stop the run. */
+static void finish_sampler(struct batch *b)
+{
+	int rc = ps_sample_finish(b->smp);
+	b->smp = NULL;
+	if (rc && rc != PS_EFULL)
+		die_ps("sampling", rc);
+}
+
+/*
+ * --sampling: b's negatives from one sampler over the output table
+ * (jb->negd), seeded per thread and per batch (nprep * threads + thread;
+ * psmem adds the node).  Keys only (values NULL): the batch pulls the
+ * output rows once anyway.  naive and local: drawn now.  pool: the pool's
+ * keys join the batch's output keys now (pulled, pushed and, under
+ * localize, localized with it) while psmem localizes them; the order in
+ * which they serve as negatives is drawn when the batch trains
+ * (pool_negatives), a whole batch later, so that wait costs nothing.
+ */
+static void sample_negatives(struct wstate *ws, struct batch *b, size_t *cap_out)
+{
+	struct job *jb = ws->jb;
+	const int K = jb->c.neg;
+	size_t n = b->ntg / (size_t)(K + 1) * (size_t)K;
+	uint64_t seed = ws->nprep++ * (uint64_t)ws->nthreads + (uint64_t)ws->tid;
+	int err;
+	b->smp = ps_sample_prepare(jb->out, n, jb->negd, seed, &err);
+	if (!b->smp)
+		die_ps("ps_sample_prepare", err);
+	if (jb->c.smp.scheme == PS_SAMPLE_POOL) {
+		ps_sample_info in;
+		if ((err = ps_sample_info_get(b->smp, &in)) != 0)
+			die_ps("ps_sample_info_get", err);
+		for (size_t i = 0; i < in.pool_size; i++)
+			map_key(ws->map_out, &b->keys_out, &b->nout, cap_out, (int32_t)in.pool[i]);
+		return;
+	}
+	fill_negatives(ws, b, false, cap_out);
+	finish_sampler(b);
+}
+
+/* --sampling pool: the negatives of b, now that its rows are cached. */
+static void pool_negatives(struct wstate *ws, struct batch *b)
+{
+	for (int i = 0; i < b->nout; i++)
+		ws->map_out[b->keys_out[i]] = i;
+	fill_negatives(ws, b, true, NULL);
+	for (int i = 0; i < b->nout; i++)
+		ws->map_out[b->keys_out[i]] = -1;
+	finish_sampler(b);
 }
 
 /* Subsamples tokens [lo, hi), draws shrinks and negatives, maps words to
@@ -566,13 +657,15 @@ static void prepare(struct wstate *ws, struct batch *b, size_t lo, size_t hi)
 					continue;
 				int32_t *t = b->tg + b->ntg;
 				t[0] = b->kout[i];
-				for (int k = 1; k <= K; k++)
+				for (int k = 1; k <= K && !c->smp.on; k++)
 					t[k] = map_key(ws->map_out, &b->keys_out, &b->nout, &cap_out,
 						       alias_draw(&jb->al, &ws->rng));
 				b->ntg += (size_t)K + 1;
 			}
 		}
 	}
+	if (c->smp.on && K > 0 && b->ntg > 0)
+		sample_negatives(ws, b, &cap_out);
 	b->cap_out = cap_out;
 	for (int i = 0; i < b->nin; i++)
 		ws->map_in[b->keys_in[i]] = -1;
@@ -604,6 +697,8 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 	ws->pout = grow_aligned(ws->pout, &ws->cap_pout, (size_t)b->nout * (size_t)dim);
 	ws->cin = grow_aligned(ws->cin, &ws->cap_cin, (size_t)b->nin * (size_t)dp);
 	ws->cout = grow_aligned(ws->cout, &ws->cap_cout, (size_t)b->nout * (size_t)dp);
+	if (b->smp)
+		pool_negatives(ws, b);
 	int rc = ps_pull_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
 	if (!rc)
 		rc = ps_pull_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
@@ -709,7 +804,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
 	int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
-	struct wstate ws = {.jb = jb};
+	struct wstate ws = {.jb = jb, .tid = tid, .nthreads = T};
 	ws.rng = c->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(me * T + tid) * 0xd1b54a32d192ed03ULL + 1;
 	ws.map_in = malloc((size_t)jb->cp.V * sizeof *ws.map_in);
 	ws.map_out = malloc((size_t)jb->cp.V * sizeof *ws.map_out);
@@ -781,6 +876,7 @@ static void worker(ps_world *w, int tid, void *arg)
 			die_ps("barrier", rc);
 		if (show) {
 			jb->epoch_end[ep] = app_now();
+			jb->cpu_end = app_cpu_now();
 			rc = ps_pull_sync(jb->M, &mk, 1, m);
 			if (rc)
 				die_ps("pull metrics", rc);
@@ -1061,6 +1157,10 @@ static void usage(FILE *f)
 		"  --replicate K         replicate the rows of the K most frequent words on every\n"
 		"                        node (hot-spot replication; 0 = none) (0)\n"
 		"  --repl-rate HZ        replica sync rounds per second per node (20)\n"
+		"  --sampling S          draw the negatives through psmem's sampling (unigram^0.75):\n"
+		"                        naive (exact draws), local (only rows on this node),\n"
+		"                        pool[:U] (pools of n/U rows moved here, each served U\n"
+		"                        times; U 8); absent: the app's own alias table (absent)\n"
 		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
 		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
 		"  --save-format F       text or binary (text)\n"
@@ -1076,7 +1176,7 @@ int main(int argc, char **argv)
 			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
 			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_SAMPLING, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1086,7 +1186,9 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
-		{"sync", 1, 0, O_SYNC},       {"help", 0, 0, O_HELP},         {0, 0, 0, 0}};
+		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"help", 0, 0, O_HELP},
+		{0, 0, 0, 0}};
+	app_sampling_off(&c->smp);
 	int o, li;
 	opterr = 0;
 	while ((o = getopt_long_only(argc, argv, "h", opts, &li)) != -1) {
@@ -1108,6 +1210,7 @@ int main(int argc, char **argv)
 		case O_JSON: c->json = optarg; break;
 		case O_REPL: c->replicate = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double(name, optarg, 0, 10000); break;
+		case O_SAMPLING: app_opt_sampling(name, optarg, &c->smp); break;
 		case O_SAVE: c->save = optarg; break;
 		case O_SYNC: {
 			char why[160];
@@ -1159,12 +1262,13 @@ int main(int argc, char **argv)
 	double t_load = app_now() - t0;
 	if (me == 0)
 		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s, "
-		       "policy %s%s%s\n",
+		       "policy %s, replicate %ld, sampling %s%s%s\n",
 		       c->train, (unsigned long long)jb.cp.words, (long long)jb.cp.V, c->min_count, t_load, N,
 		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize",
-		       c->sync ? ", sync " : "", c->sync ? c->sync : "");
+		       c->replicate, c->smp.name, c->sync ? ", sync " : "", c->sync ? c->sync : "");
 	fflush(stdout);
-	alias_build(&jb.al, jb.cp.count, jb.cp.V);
+	if (!c->smp.on)
+		alias_build(&jb.al, jb.cp.count, jb.cp.V);
 	tables_init(&jb.T);
 	jb.keep = malloc((size_t)jb.cp.V * sizeof *jb.keep);
 	if (!jb.keep)
@@ -1194,12 +1298,19 @@ int main(int argc, char **argv)
 	to.init_a = 0.5f / (float)c->dim;
 	to.seed = c->seed;
 	to.placement = PS_PLACE_HASH;
-	/* classic: HOGWILD pushes, as word2vec's threads.  localize: rows move
-	 * all the time, and a lock-free add racing a relocation may be lost,
-	 * so pushes take the slot lock */
-	to.flags = c->policy == POL_CLASSIC ? PS_HOGWILD : 0;
-	if (c->policy == POL_LOCALIZE) /* room for rows that move in while old slots await reclamation */
-		to.slots_per_node = 2 * (uint64_t)jb.cp.V + 4096;
+	/* classic: HOGWILD pushes, as word2vec's threads.  localize (and the
+	 * pool sampling scheme, which localizes its pools): rows move all the
+	 * time, and a lock-free add racing a relocation may be lost, so pushes
+	 * take the slot lock */
+	bool moves = c->policy == POL_LOCALIZE || (c->smp.on && c->smp.scheme == PS_SAMPLE_POOL);
+	to.flags = moves ? 0 : PS_HOGWILD;
+	/* room for rows that move in while old slots await reclamation: both
+	 * nodes move the frequent negatives every batch, and with pools as well
+	 * 2V filled both nodes' pools within a grace period (the localize then
+	 * waits for a free slot on the service thread that should advance the
+	 * node's epoch, and fails with PS_EFULL after 10 s) */
+	if (moves)
+		to.slots_per_node = 4 * (uint64_t)jb.cp.V + 4096;
 	if (c->replicate > jb.cp.V)
 		app_die("--replicate: %ld words, but the vocabulary has only %lld", c->replicate,
 			(long long)jb.cp.V);
@@ -1213,17 +1324,29 @@ int main(int argc, char **argv)
 	jb.out = ps_table_create(w, &to, &err);
 	if (!jb.out)
 		app_die("cannot create the output vectors: %s", ps_strerror(err));
+	if (c->smp.on) { /* the negatives' distribution: unigram^0.75, as word2vec */
+		double *wt = malloc((size_t)jb.cp.V * sizeof *wt);
+		if (!wt)
+			app_die("out of memory");
+		for (int64_t v = 0; v < jb.cp.V; v++)
+			wt[v] = pow((double)jb.cp.count[v], 0.75);
+		jb.negd = ps_dist_create(jb.out, wt, &err);
+		free(wt);
+		if (!jb.negd)
+			app_die("cannot build the negative-sampling distribution: %s", ps_strerror(err));
+		app_sampling_apply(jb.out, &c->smp);
+	}
 	ps_table_opts_init(&to, (uint64_t)c->epochs, M_LEN);
 	jb.M = ps_table_create(w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
-		if ((err = ps_replicate_top(jb.in, jb.cp.count, (size_t)c->replicate)) < 0 ||
-		    (err = ps_replicate_top(jb.out, jb.cp.count, (size_t)c->replicate)) < 0)
-			app_die("cannot replicate the frequent words: %s", ps_strerror(err));
+		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
+		app_replicate_top(jb.out, jb.cp.count, c->replicate, "frequent words");
 	}
 
 	jb.t_start = app_now();
+	jb.cpu_start = app_cpu_now();
 	int rc = ps_run_workers(w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
@@ -1251,14 +1374,17 @@ int main(int argc, char **argv)
 		       "policy %s), final loss %.4f\n",
 		       accs, (unsigned long long)jb.cp.words, c->epochs, secs, tput, N, N > 1 ? "s" : "", T,
 		       T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize", loss);
-		ps_node_stats st;
+		ps_node_stats st = {0};
 		double local = NAN;
 		uint64_t reloc = 0;
+		double repl = 100.0 * app_repl_share(w, 0);
 		if (ps_stats(w, 0, &st) == 0) {
 			local = 100.0 * (double)st.local_keys / (double)(st.local_keys + st.remote_keys + 1);
 			reloc = st.relocations;
-			printf("w2v: node 0: %.1f%% of row accesses local, %llu rows relocated in\n", local,
-			       (unsigned long long)reloc);
+			printf("w2v: node 0: %.1f%% of row accesses local, %llu rows relocated in, %.1f%% served by "
+			       "replicas, %llu negatives sampled by psmem (%llu local fallbacks)\n",
+			       local, (unsigned long long)reloc, repl, (unsigned long long)st.samples,
+			       (unsigned long long)st.sample_fallbacks);
 		}
 		fflush(stdout);
 		if (c->json) {
@@ -1280,9 +1406,16 @@ int main(int argc, char **argv)
 			app_json_num(j, "local_percent", local);
 			app_json_int(j, "relocations", (int64_t)reloc);
 			app_json_int(j, "replicate", c->replicate);
+			app_json_num(j, "repl_rate", c->repl_rate);
+			app_json_num(j, "repl_share", repl / 100.0);
+			app_json_str(j, "sampling", c->smp.name);
+			app_json_num(j, "train_cpu_seconds", jb.cpu_end - jb.cpu_start);
+			app_json_int(j, "samples", (int64_t)st.samples);
+			app_json_int(j, "sample_fallbacks", (int64_t)st.sample_fallbacks);
 			app_json_write(j, c->json);
 		}
 	}
+	ps_dist_free(jb.negd); /* its workers are done */
 	ps_finalize(w);
 	return code;
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# bench/apps.sh - the apps (mf, kge, w2v) on the real datasets, both
-# policies, 1 node and `psrun -n 2`, plus the raw HOGWILD! baseline for mf
+# bench/apps.sh - the apps (mf, kge, w2v) on the real datasets, by mode
+# (both policies by default; replication and sampling with MODES), 1 node
+# and `psrun -n 2`, plus the raw HOGWILD! baseline for mf
 # (build/bench/hogwild_mf); REPEATS runs per configuration, medians.
 #
 #   bench/apps.sh                      full run (see the settings below)
 #   QUICK=1 bench/apps.sh              smoke run: tiny epochs and data subsets
 #   APPS="mf" REPEATS=5 bench/apps.sh  choose apps and repeats
+#   MODES="classic localize replicate both" SHAPES=2x1 bench/apps.sh
+#                                      relocation only / replication only /
+#                                      both, classic as the reference (issue 4)
 #
 # Environment (defaults in brackets):
 #   APPS     apps to run ["mf kge w2v"]; one that is not built is skipped
@@ -16,15 +20,38 @@
 #            runs the app alone; shapes needing more cores than the machine
 #            has are skipped (never oversubscribe) ["1x1 2x1 1x2"]
 #   RAW_THREADS  thread counts of the raw baseline hogwild_mf ["1 2"]
+#   MODES    parameter management per run ["classic localize"]:
+#              classic    --policy classic (rows stay where created)
+#              localize   --policy localize (relocation only)
+#              replicate  --policy classic --replicate K (replication only)
+#              both       --policy localize --replicate K, and for w2v and
+#                         kge --sampling S (replication + relocation +
+#                         sampling management)
+#            a mode may name its sampling scheme: both/naive, localize/pool:8,
+#            both/app (the app's own sampler) (w2v, kge; mf has no negatives
+#            and ignores it); without one, only both samples through psmem
+#            (KGE_SAMPLING, W2V_SAMPLING)
+#   MF_REPLICATE, KGE_REPLICATE, W2V_REPLICATE  K of replicate/both
+#            [mf 100 items; kge 474 = every relation row of FB15k-237;
+#            w2v 1000 words]
+#   KGE_SAMPLING, W2V_SAMPLING  S of both without /S [pool, pool]
+#   MF_ZIPF  1: with replicate or both in MODES, mf also runs on a zipf-skewed
+#            mfgen dataset (app label mf-zipf; MF_ZIPF_GEN: its mfgen options)
+#            [1]
 #   PLOT_ONLY  1: run nothing, recompute apps.csv and the PNG from apps_runs.csv [0]
 #   DATA     datasets [$(git rev-parse --show-toplevel)/../shared/data]
 #   BUILD    build folder [build]      OUT  results [bench/out]
 #
 # Output (bench/out/ is not tracked):
-#   apps.csv             app,config,policy,nodes,threads,throughput_median,
-#                        metric_name,metric_median,seconds_median (each median
-#                        taken over the repeats, column by column)
-#   apps_runs.csv        every run: the same columns plus the repeat number
+#   apps.csv             app,config,mode,nodes,threads,throughput_median,
+#                        metric_name,metric_median,seconds_median,
+#                        cpu_median (each median taken over the repeats,
+#                        column by column; cpu: the JSON's
+#                        train_cpu_seconds, node 0's CPU seconds in training,
+#                        less sensitive to the machine's load than seconds)
+#   apps_runs.csv        every run: the same columns plus the repeat number,
+#                        load1 (the 1-minute load average when it started)
+#                        and cpu
 #   apps_throughput.png  throughput by configuration, one panel per app (gnuplot)
 #   apps_throughput.gp, plot-APP.dat  the gnuplot script and its data
 #   apps_env.txt         date, commit, CPU, settings, load average before/after
@@ -51,7 +78,14 @@ else
 	SHAPES=${SHAPES:-1x1 2x1 1x2}
 fi
 RAW_THREADS=${RAW_THREADS:-1 2}
-POLICIES="classic localize"
+MODES=${MODES:-classic localize}
+MF_REPLICATE=${MF_REPLICATE:-100}
+KGE_REPLICATE=${KGE_REPLICATE:-474}
+W2V_REPLICATE=${W2V_REPLICATE:-1000}
+KGE_SAMPLING=${KGE_SAMPLING:-pool}
+W2V_SAMPLING=${W2V_SAMPLING:-pool}
+MF_ZIPF=${MF_ZIPF:-1}
+MF_ZIPF_GEN=${MF_ZIPF_GEN:---rows 20000 --cols 4000 --nnz 1000000 --zipf 1.1 --rank 10 --noise 0.3 --seed 1}
 
 # ---------------------------------------------------------------- settings
 # Full run.  Empty *_ARGS means the app's defaults, which are the settings
@@ -83,6 +117,8 @@ if [[ $QUICK == 1 ]]; then
 	KGE_QUICK_TRAIN=20000 # first N triples of train.txt; valid/test: first 500
 	W2V_TRAIN=$DATA/text/wiki2019-text8style.10M
 	W2V_ARGS="--epochs 1 $W2V_ARGS"
+	MF_ZIPF_GEN="--rows 2000 --cols 500 --nnz 100000 --zipf 1.1 --rank 10 --noise 0.3 --seed 1"
+	KGE_REPLICATE=$((KGE_REPLICATE < 100 ? KGE_REPLICATE : 100)) # the subset has fewer relations
 fi
 
 # ------------------------------------------------------------------ helpers
@@ -96,7 +132,7 @@ RUNS=$OUT/apps_runs.csv
 CSV=$OUT/apps.csv
 PLOT_ONLY=${PLOT_ONLY:-0}
 if [[ $PLOT_ONLY != 1 ]]; then
-	echo "app,config,policy,nodes,threads,repeat,throughput,metric_name,metric,seconds" >"$RUNS"
+	echo "app,config,mode,nodes,threads,repeat,throughput,metric_name,metric,seconds,load1,cpu" >"$RUNS"
 elif [[ ! -s $RUNS ]]; then
 	echo "apps.sh: PLOT_ONLY=1 but no $RUNS" >&2
 	exit 1
@@ -119,22 +155,24 @@ add_job() {
 }
 
 run_jobs() {
-	local r i app config policy nodes threads metric tag json log t0 thr val sec
+	local r i app config policy nodes threads metric tag json log t0 thr val sec load cpu
 	for ((r = 1; r <= REPEATS; r++)); do
 		for ((i = 0; i < ${#JOB_DESC[@]}; i++)); do
 			read -r app config policy nodes threads metric <<<"${JOB_DESC[i]}"
-			tag=$app-$config-$policy-$r
+			tag=$app-$config-${policy//[\/:]/_}-$r
 			json=$OUT/json/$tag.json
 			log=$OUT/logs/$tag.log
 			rm -f "$json"
 			t0=$SECONDS
-			printf 'apps.sh: %-4s %-11s %-8s run %d/%d ... ' "$app" "$config" "$policy" "$r" "$REPEATS" >&2
+			load=$(cut -d' ' -f1 /proc/loadavg)
+			printf 'apps.sh: %-7s %-11s %-15s run %d/%d ... ' "$app" "$config" "$policy" "$r" "$REPEATS" >&2
 			if eval "${JOB_CMD[i]}" --json "$(printf '%q' "$json")" >"$log" 2>&1 && [[ -s $json ]]; then
 				thr=$(jget "$json" throughput)
 				val=$(jget "$json" "$metric")
 				sec=$(jget "$json" seconds)
-				printf '%.0f/s, %s %.4f (%ds)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) >&2
-				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec" >>"$RUNS"
+				cpu=$(jget "$json" train_cpu_seconds)
+				printf '%.0f/s, %s %.4f (%ds, load %s)\n' "$thr" "$metric" "$val" $((SECONDS - t0)) "$load" >&2
+				echo "$app,$config,$policy,$nodes,$threads,$r,$thr,$metric,$val,$sec,$load,${cpu:-nan}" >>"$RUNS"
 			else
 				printf 'FAILED (%ds), see %s:\n' $((SECONDS - t0)) "$log" >&2
 				tail -n 5 "$log" | sed 's/^/    /' >&2
@@ -143,23 +181,48 @@ run_jobs() {
 	done
 }
 
-# run_psmem APP METRIC -- app arguments...: queues every shape x policy
+# mode_args APP MODE: the app options of a mode (see MODES above)
+mode_args() {
+	local app=$1 mode=${2%%/*} smp= k s
+	[[ $2 == */* ]] && smp=${2#*/}
+	case $app in
+	mf*) k=$MF_REPLICATE s= ;;
+	kge) k=$KGE_REPLICATE s=${smp:-$KGE_SAMPLING} ;;
+	w2v) k=$W2V_REPLICATE s=${smp:-$W2V_SAMPLING} ;;
+	esac
+	[[ $mode != both ]] && s=$smp # only both samples through psmem unless named
+	[[ $app == mf* || $s == app ]] && s=
+	case $mode in
+	classic | localize) echo "--policy $mode${s:+ --sampling $s}" ;;
+	replicate) echo "--policy classic --replicate $k${s:+ --sampling $s}" ;;
+	both) echo "--policy localize --replicate $k${s:+ --sampling $s}" ;;
+	*) return 1 ;;
+	esac
+}
+
+# run_psmem APP LABEL METRIC -- app arguments...: queues every shape x mode
+# (LABEL names the app in the CSV and the plot: mf-zipf is mf on other data)
 run_psmem() {
-	local app=$1 metric=$2 shape n t policy
-	shift 3
+	local app=$1 label=$2 metric=$3 shape n t mode margs
+	shift 4
 	for shape in $SHAPES; do
 		n=${shape%x*} t=${shape#*x}
 		if ((n * t > CORES)); then
-			say "$app: shape ${n}x$t skipped: $((n * t)) workers > $CORES cores (no oversubscription)"
+			say "$label: shape ${n}x$t skipped: $((n * t)) workers > $CORES cores (no oversubscription)"
 			continue
 		fi
-		for policy in $POLICIES; do
+		for mode in $MODES; do
+			if ! margs=$(mode_args "$app" "$mode"); then
+				say "$label: unknown mode '$mode' (classic, localize, replicate, both[/SAMPLING])"
+				continue
+			fi
+			# shellcheck disable=SC2086
 			if ((n == 1)); then
-				add_job "$app" "psmem-${n}n${t}t" "$policy" "$n" "$t" "$metric" -- \
-					"$BUILD/apps/$app" "$@" --policy "$policy" --threads "$t"
+				add_job "$label" "psmem-${n}n${t}t" "$mode" "$n" "$t" "$metric" -- \
+					"$BUILD/apps/$app" "$@" $margs --threads "$t"
 			else
-				add_job "$app" "psmem-${n}n${t}t" "$policy" "$n" "$t" "$metric" -- \
-					"$BUILD/bin/psrun" -n "$n" -t "$t" "$BUILD/apps/$app" "$@" --policy "$policy" --threads "$t"
+				add_job "$label" "psmem-${n}n${t}t" "$mode" "$n" "$t" "$metric" -- \
+					"$BUILD/bin/psrun" -n "$n" -t "$t" "$BUILD/apps/$app" "$@" $margs --threads "$t"
 			fi
 		done
 	done
@@ -191,7 +254,7 @@ for app in $APPS; do
 	mf)
 		need_data mf "$MF_TRAIN" "$MF_TEST" || continue
 		# shellcheck disable=SC2086
-		run_psmem mf rmse -- --train "$MF_TRAIN" --test "$MF_TEST" $MF_ARGS
+		run_psmem mf mf rmse -- --train "$MF_TRAIN" --test "$MF_TEST" $MF_ARGS
 		if [[ -x $BUILD/bench/hogwild_mf ]]; then
 			for t in $RAW_THREADS; do
 				if ((t > CORES)); then
@@ -205,6 +268,18 @@ for app in $APPS; do
 		else
 			say "mf: raw baseline skipped: $BUILD/bench/hogwild_mf is not built (make)"
 		fi
+		if [[ $MF_ZIPF == 1 && " $MODES " == *" replicate"* || $MF_ZIPF == 1 && " $MODES " == *" both"* ]]; then
+			# hot items: the replication case (generated once per run, in TMP)
+			# shellcheck disable=SC2086
+			if "$BUILD/apps/mfgen" $MF_ZIPF_GEN --out "$TMP/zipf.train" --test-out "$TMP/zipf.test" \
+				--test-frac 0.1 2>"$TMP/mfgen.err"; then
+				say "mf-zipf: $(cat "$TMP/mfgen.err")"
+				# shellcheck disable=SC2086
+				run_psmem mf mf-zipf rmse -- --train "$TMP/zipf.train" --test "$TMP/zipf.test" $MF_ARGS
+			else
+				say "mf-zipf: skipped: mfgen failed: $(cat "$TMP/mfgen.err")"
+			fi
+		fi
 		;;
 	kge)
 		need_data kge "$KGE_DATASET/train.txt" "$KGE_DATASET/valid.txt" "$KGE_DATASET/test.txt" || continue
@@ -217,12 +292,12 @@ for app in $APPS; do
 			head -n 500 "$KGE_DATASET/test.txt" >"$ds/test.txt"
 		fi
 		# shellcheck disable=SC2086
-		run_psmem kge mrr -- --dataset "$ds" $KGE_ARGS
+		run_psmem kge kge mrr -- --dataset "$ds" $KGE_ARGS
 		;;
 	w2v)
 		need_data w2v "$W2V_TRAIN" "$W2V_ANALOGY" || continue
 		# shellcheck disable=SC2086
-		run_psmem w2v analogy_accuracy -- --train "$W2V_TRAIN" --eval-analogy "$W2V_ANALOGY" $W2V_ARGS
+		run_psmem w2v w2v analogy_accuracy -- --train "$W2V_TRAIN" --eval-analogy "$W2V_ANALOGY" $W2V_ARGS
 		;;
 	*)
 		say "$app: unknown app (mf, kge, w2v)"
@@ -235,7 +310,9 @@ if [[ $PLOT_ONLY != 1 ]]; then
 	echo "date: $(date -Is)"
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes in apps lib bin bench)')"
 	echo "cores: $CORES; $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
-	echo "settings: QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' RAW_THREADS='$RAW_THREADS'"
+	echo "settings: QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' RAW_THREADS='$RAW_THREADS' MODES='$MODES'"
+	echo "replication: MF_REPLICATE=$MF_REPLICATE KGE_REPLICATE=$KGE_REPLICATE W2V_REPLICATE=$W2V_REPLICATE KGE_SAMPLING=$KGE_SAMPLING W2V_SAMPLING=$W2V_SAMPLING MF_ZIPF=$MF_ZIPF ($MF_ZIPF_GEN)"
+	echo "args: MF_ARGS='$MF_ARGS' KGE_ARGS='$KGE_ARGS' W2V_ARGS='$W2V_ARGS' W2V_TRAIN=$W2V_TRAIN"
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/apps_env.txt"
 run_jobs
@@ -256,13 +333,14 @@ NR == 1 { next }
 	key = $1 "," $2 "," $3 "," $4 "," $5
 	if (!(key in cnt)) { order[++nk] = key; mname[key] = $8 }
 	n = ++cnt[key]
-	val[key, n, 7] = $7; val[key, n, 9] = $9; val[key, n, 10] = $10
+	val[key, n, 7] = $7; val[key, n, 9] = $9; val[key, n, 10] = $10; val[key, n, 12] = NF >= 12 ? $12 : "nan"
 }
 END {
-	print "app,config,policy,nodes,threads,throughput_median,metric_name,metric_median,seconds_median"
+	print "app,config,mode,nodes,threads,throughput_median,metric_name,metric_median,seconds_median,cpu_median"
 	for (k = 1; k <= nk; k++) {
 		key = order[k]
-		printf "%s,%.0f,%s,%.4f,%.2f\n", key, median(key, 7), mname[key], median(key, 9), median(key, 10)
+		printf "%s,%.0f,%s,%.4f,%.2f,%.2f\n", key, median(key, 7), mname[key], median(key, 9), median(key, 10),
+			median(key, 12)
 	}
 }' "$RUNS" >"$CSV"
 say "wrote $CSV ($(($(wc -l <"$CSV") - 1)) configurations) and $RUNS"
@@ -294,16 +372,18 @@ napps=$(wc -w <<<"$apps_in")
 	echo "set format y '%.1s%c'"
 	for app in $apps_in; do
 		dat=$OUT/plot-$app.dat
-		# x label, throughput, colour (1 classic, 2 localize, 3 raw), metric label
+		# x label, throughput, colour (1 classic, 2 localize, 3 raw,
+		# 4 replicate, 5 both), metric label
 		awk -F, -v app="$app" 'NR > 1 && $1 == app {
-			c = $3 == "classic" ? 1 : $3 == "localize" ? 2 : 3
+			m = $3; sub(/\/.*/, "", m)
+			c = m == "classic" ? 1 : m == "localize" ? 2 : m == "replicate" ? 4 : m == "both" ? 5 : 3
 			lab = $3 == "none" ? $2 : $3 " " substr($2, 7)
 			ms = $7 == "analogy_accuracy" ? sprintf($8 < 10 ? "%.2f%%" : "%.1f%%", $8) : sprintf("%.3f", $8)
 			printf "\"%s\" %s %d \"%s\"\n", lab, $6, c, ms
 		}' "$CSV" >"$dat"
-		unit=$(case $app in mf) echo ratings/s ;; kge) echo triples/s ;; w2v) echo words/s ;; *) echo items/s ;; esac)
+		unit=$(case $app in mf*) echo ratings/s ;; kge) echo triples/s ;; w2v) echo words/s ;; *) echo items/s ;; esac)
 		raw=$(awk -F, -v app="$app" 'NR > 1 && $1 == app && $2 == "hogwild-1t" { print $6 }' "$CSV")
-		mname=$(case $app in mf) echo 'test RMSE' ;; kge) echo 'filtered test MRR' ;; w2v) echo 'analogy accuracy' ;; *) echo metric ;; esac)
+		mname=$(case $app in mf*) echo 'test RMSE' ;; kge) echo 'filtered test MRR' ;; w2v) echo 'analogy accuracy' ;; *) echo metric ;; esac)
 		echo "set title '$app: $unit (labels: $mname)'"
 		echo "set ylabel '$unit'"
 		echo "unset arrow"
@@ -313,7 +393,7 @@ napps=$(wc -w <<<"$apps_in")
 		else
 			echo "unset label 99"
 		fi
-		echo "plot '$dat' using 0:2:(\$3 == 1 ? 0x4477aa : \$3 == 2 ? 0xee6677 : 0x999999):xtic(1) with boxes lc rgb variable, \\"
+		echo "plot '$dat' using 0:2:(\$3 == 1 ? 0x4477aa : \$3 == 2 ? 0xee6677 : \$3 == 4 ? 0x228833 : \$3 == 5 ? 0xaa3377 : 0x999999):xtic(1) with boxes lc rgb variable, \\"
 		echo "     '' using 0:2:4 with labels offset 0,0.7 font 'sans,8'"
 	done
 	echo "unset multiplot"

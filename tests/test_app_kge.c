@@ -5,9 +5,14 @@
  * model, is deterministic for one thread, and stops on bad input with the
  * exact message.  --sync learns under psrun; --rule adagrad (the server-side
  * rule) computes, with one thread, exactly what the client-side Adagrad does.
+ * With --replicate (relation rows) and --sampling (each
+ * scheme) under psrun -n 2 it still learns, replicas serve the relations,
+ * and every batch's negatives come from psmem's sampler.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -245,6 +250,201 @@ static void test_rule_adagrad_computes_what_client_adagrad_does(void **state)
 	assert_non_null(strstr(res.out, "server-side rule adagrad"));
 }
 
+/* 2 nodes x 1 thread, 25 epochs, batch 32, 16 negatives: node 0 trains
+ * 100 of the 200 training triples, 4 batches an epoch, so psmem drew
+ * exactly 25 x 4 x 16 negatives on node 0. */
+static void replicate_sampling(const char *policy, const char *sampling, const char *name)
+{
+	char json[600];
+	snprintf(json, sizeof json, "%s/repl-%s-%s.json", dir, policy, sampling);
+	const char *args[] = {"--dataset", path_of("kg"), "--epochs", "25", "--dim", "32", "--batch", "32", "--neg",
+			      "16", "--policy", policy, "--replicate", "4", "--sampling", sampling, "--json", json, NULL};
+	run_kge(2, args);
+	if (res.status != 0)
+		fail_msg("kge exited %d: %s", res.status, res.err);
+	const char *j = slurp(json);
+	double mrr = json_num(j, "mrr"), share = json_num(j, "repl_share");
+	print_message("%s %s: MRR %.3f, %.1f%% of node 0's key accesses by replicas\n", policy, sampling, mrr,
+		      100 * share);
+	if (!(mrr > 3 * random_mrr()))
+		fail_msg("MRR %.4f not above 3 x random %.4f\n%s", mrr, random_mrr(), res.out);
+	assert_int_equal((int)json_num(j, "replicate"), 4);
+	char want[64];
+	snprintf(want, sizeof want, "\"sampling\": \"%s\"", name);
+	if (!strstr(j, want))
+		fail_msg("JSON lacks %s: %s", want, j);
+	assert_true(share > 0.03); /* 4 of the 8 relation rows, in every batch of ~60 keys */
+	assert_int_equal((int)json_num(j, "samples"), 25 * 4 * 16);
+	if (!strncmp(sampling, "pool", 4))
+		assert_true(json_num(j, "relocations") > 0);
+	assert_non_null(strstr(res.out, "% served by replicas"));
+}
+
+static void test_two_nodes_replicate_sampling_naive(void **state)
+{
+	(void)state;
+	replicate_sampling("classic", "naive", "naive");
+}
+
+static void test_two_nodes_replicate_sampling_local(void **state)
+{
+	(void)state;
+	replicate_sampling("classic", "local", "local");
+}
+
+static void test_two_nodes_replicate_sampling_pool(void **state)
+{
+	(void)state;
+	replicate_sampling("localize", "pool:2", "pool:2");
+	replicate_sampling("classic", "pool", "pool:8");
+}
+
+/* ------------------------------------------ MRR of a saved DistMult model */
+
+#define MAXNAMES 64
+#define MAXDIM 32
+struct names {
+	char n[MAXNAMES][16];
+	int k;
+};
+
+static int name_id(struct names *m, const char *s)
+{
+	for (int i = 0; i < m->k; i++)
+		if (!strcmp(m->n[i], s))
+			return i;
+	assert_true(m->k < MAXNAMES && strlen(s) < 16);
+	strcpy(m->n[m->k], s);
+	return m->k++;
+}
+
+static struct names ents, rels;
+static double E[MAXNAMES][MAXDIM], R[2][MAXNAMES][MAXDIM]; /* R[1]: reciprocals */
+static int trip[1024][3], ntrip, ntest0;                     /* test triples first */
+
+static void read_triples_file(const char *sub, const char *file)
+{
+	char p[700], h[16], r[16], t[16];
+	snprintf(p, sizeof p, "%s/%s/%s", dir, sub, file);
+	FILE *f = fopen(p, "r");
+	assert_non_null(f);
+	while (fscanf(f, "%15s %15s %15s", h, r, t) == 3) {
+		assert_true(ntrip < 1024);
+		trip[ntrip][0] = name_id(&ents, h);
+		trip[ntrip][1] = name_id(&rels, r);
+		trip[ntrip][2] = name_id(&ents, t);
+		ntrip++;
+	}
+	fclose(f);
+}
+
+/* Known answers b of (a, r, ?) (dir 0) or (?, r, a) (dir 1). */
+static bool known(int a, int r, int b, int dir)
+{
+	for (int i = 0; i < ntrip; i++)
+		if (trip[i][1] == r && trip[i][dir ? 2 : 0] == a && trip[i][dir ? 0 : 2] == b)
+			return true;
+	return false;
+}
+
+/* Filtered test MRR of a --save'd DistMult model, ranked as kge ranks:
+ * tails with q = h * r, heads with q = t * r' (the reciprocal), other
+ * known answers removed, ties counted as half. */
+static double mrr_of_saved_distmult(const char *model, int D)
+{
+	memset(&ents, 0, sizeof ents);
+	memset(&rels, 0, sizeof rels);
+	ntrip = 0;
+	read_triples_file("kg", "test.txt");
+	ntest0 = ntrip;
+	read_triples_file("kg", "train.txt");
+	read_triples_file("kg", "valid.txt");
+	FILE *f = fopen(model, "r");
+	assert_non_null(f);
+	char line[4096];
+	int rows = 0;
+	while (fgets(line, sizeof line, f)) {
+		if (line[0] == '#')
+			continue;
+		char *kind = strtok(line, "\t"), *name = strtok(NULL, "\t"), *vals = strtok(NULL, "\n");
+		assert_non_null(vals);
+		double *row = !strcmp(kind, "entity")	  ? E[name_id(&ents, name)]
+			      : !strcmp(kind, "relation") ? R[0][name_id(&rels, name)]
+							  : R[1][name_id(&rels, name)];
+		char *end = vals;
+		for (int d = 0; d < D; d++)
+			row[d] = strtod(end, &end);
+		rows++;
+	}
+	fclose(f);
+	assert_int_equal(rows, ents.k + 2 * rels.k);
+	double rr = 0;
+	for (int i = 0; i < ntest0; i++)
+		for (int dir = 0; dir < 2; dir++) {
+			int a = trip[i][dir ? 2 : 0], r = trip[i][1], ans = trip[i][dir ? 0 : 2];
+			double s[MAXNAMES];
+			for (int e = 0; e < ents.k; e++) {
+				s[e] = 0;
+				for (int d = 0; d < D; d++)
+					s[e] += E[a][d] * R[dir][r][d] * E[e][d];
+			}
+			double greater = 0, equal = 0;
+			for (int e = 0; e < ents.k; e++) {
+				if (e == ans || known(a, r, e, dir))
+					continue;
+				greater += s[e] > s[ans];
+				equal += s[e] == s[ans];
+			}
+			rr += 1.0 / (1.0 + greater + equal / 2);
+		}
+	return rr / (2.0 * ntest0);
+}
+
+/* With no background sync rounds (--repl-rate 0) the nodes' replicas of
+ * the relations meet only in ps_sync: the MRR that the workers of both
+ * nodes compute on their own copies is the MRR of the model node 0 saves
+ * only if the evaluation syncs first. */
+static void test_two_nodes_evaluate_the_synced_model(void **state)
+{
+	(void)state;
+	char json[600], model[600];
+	snprintf(json, sizeof json, "%s/sync.json", dir);
+	snprintf(model, sizeof model, "%s/sync-model.txt", dir);
+	const char *args[] = {"--dataset", path_of("kg"), "--model", "distmult", "--epochs", "20", "--dim", "16",
+			      "--batch", "32", "--neg", "16", "--replicate", "8", "--repl-rate", "0", "--json", json,
+			      "--save", model, NULL};
+	run_kge(2, args);
+	if (res.status != 0)
+		fail_msg("kge exited %d: %s", res.status, res.err);
+	double mrr = json_num(slurp(json), "mrr"), saved = mrr_of_saved_distmult(model, 16);
+	print_message("reported MRR %.5f, saved model %.5f\n", mrr, saved);
+	if (!(fabs(mrr - saved) < 2e-3))
+		fail_msg("the workers evaluated MRR %.5f, the saved model has %.5f", mrr, saved);
+}
+
+static void test_bad_replication_and_sampling_values(void **state)
+{
+	(void)state;
+	const char *a1[] = {"--dataset", path_of("kg"), "--replicate", "9", NULL};
+	run_kge(0, a1);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "kge: --replicate: 9 relation rows, but the data has only 8 (4 relations and "
+				     "their reciprocals)\n");
+	const char *a2[] = {"--dataset", path_of("kg"), "--sampling", "uniform", NULL};
+	run_kge(0, a2);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "kge: --sampling: 'uniform' is not naive, local, pool or pool:U (U from 1 to "
+				     "65536)\n");
+	const char *a3[] = {"--dataset", path_of("kg"), "--sampling", "pool:x", NULL};
+	run_kge(0, a3);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "--sampling: 'pool:x' is not"));
+	const char *a4[] = {"--dataset", path_of("kg"), "--replicate", "2", "--repl-rate", "-1", NULL};
+	run_kge(0, a4);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "kge: --repl-rate: -1 must be between 0 and 10000\n");
+}
+
 static void test_json_has_the_required_keys(void **state)
 {
 	(void)state;
@@ -401,7 +601,7 @@ static void test_help_documents_every_option(void **state)
 			      "--regularizer", "--init", "--neg", "--batch",	 "--epochs",	 "--threads",
 			      "--policy",  "--seed",	"--eval-every", "--json", "--save", "--help",
 			      "complex",   "distmult", "rescal",  "adagrad",	 "classic",	 "localize",
-			      "--rule",	   "--sync",	"ssp:S"};
+			      "--rule",	   "--sync",	"ssp:S", "--replicate", "--repl-rate", "--sampling", "naive", "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
 			fail_msg("--help does not mention %s", opts[i]);
@@ -443,6 +643,11 @@ int main(void)
 		cmocka_unit_test(test_unknown_entities_in_test_are_skipped_and_counted),
 		cmocka_unit_test(test_help_documents_every_option),
 		cmocka_unit_test(test_distmult_and_rescal_with_sgd_run),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_naive),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_local),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_pool),
+		cmocka_unit_test(test_bad_replication_and_sampling_values),
+		cmocka_unit_test(test_two_nodes_evaluate_the_synced_model),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,11 +6,16 @@
  * CSV with a header loads, and every malformed input stops it with its
  * message and exit status 1.  --sync (clocks) and --rule (server-side
  * update rules) learn as well; --rule sgd computes what the default does.
+ * message and exit status 1.  With --replicate on zipf-skewed data (mfgen
+ * --zipf) the hot items are served by replicas, the quality holds, and
+ * every worker evaluates the model node 0 saves (ps_sync before each
+ * evaluation).
  */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 
 static char dir[] = "/tmp/psmem-test-mf-XXXXXX";
 static double baseline; /* test RMSE of predicting the training mean */
+static double zbaseline; /* the same on the zipf data */
 static struct run_result res;
 
 #define EPOCHS "12"
@@ -76,6 +82,16 @@ static int group_setup(void **state)
 		return -1;
 	}
 	baseline = column_stat("test.txt", column_stat("train.txt", NAN));
+	/* skewed: P(item k) ~ 1/k, the few hot items carry most ratings */
+	char *z[] = {(char *)build_path("apps/mfgen"), "--rows", "200", "--cols", "150", "--nnz", "12000", "--rank",
+		     "3", "--noise", "0.1", "--seed", "7", "--zipf", "1.0", "--out", (char *)path_of("ztrain.txt"),
+		     "--test-out", (char *)path_of("ztest.txt"), "--test-frac", "0.15", NULL};
+	run_prog(z, NULL, 30, -1, 0, &res);
+	if (res.status != 0) {
+		fprintf(stderr, "mfgen --zipf failed (%d): %s\n", res.status, res.err);
+		return -1;
+	}
+	zbaseline = column_stat("ztest.txt", column_stat("ztrain.txt", NAN));
 	return 0;
 }
 
@@ -400,6 +416,132 @@ static void test_mf_rejects_bad_options(void **state)
 	assert_non_null(strstr(res.err, "--train FILE is required"));
 }
 
+/* Test RMSE of a --save'd model on the test file, predicted as mf does
+ * (mean + biases + dot, clipped to the training range; unseen ids: the
+ * biases that exist). */
+#define MAXID 256
+static double rmse_of_saved_model(const char *model, const char *train, const char *test, int K)
+{
+	static float U[MAXID][16], V[MAXID][16];
+	static bool hu[MAXID], hv[MAXID];
+	memset(hu, 0, sizeof hu);
+	memset(hv, 0, sizeof hv);
+	assert_true(K < 16);
+	FILE *f = fopen(path_of(model), "r");
+	assert_non_null(f);
+	char kind[16];
+	double mean = NAN;
+	int c;
+	while (fscanf(f, "%15s", kind) == 1) {
+		if (kind[0] == '#') {
+			while ((c = fgetc(f)) != '\n' && c != EOF)
+				;
+			continue;
+		}
+		if (strcmp(kind, "mean") == 0) {
+			assert_int_equal(fscanf(f, "%lf", &mean), 1);
+			continue;
+		}
+		int id;
+		assert_int_equal(fscanf(f, "%d", &id), 1);
+		assert_true(id >= 0 && id < MAXID);
+		float *row = kind[0] == 'u' ? U[id] : V[id];
+		(kind[0] == 'u' ? hu : hv)[id] = true;
+		for (int k = 0; k <= K; k++) /* bias, then the factors */
+			assert_int_equal(fscanf(f, "%f", &row[k == 0 ? K : k - 1]), 1);
+	}
+	fclose(f);
+	assert_true(isfinite(mean));
+	double rmin = INFINITY, rmax = -INFINITY, r, sse = 0;
+	unsigned u, i;
+	long n = 0;
+	f = fopen(path_of(train), "r");
+	assert_non_null(f);
+	while (fscanf(f, "%u %u %lf", &u, &i, &r) == 3) {
+		rmin = r < rmin ? r : rmin;
+		rmax = r > rmax ? r : rmax;
+	}
+	fclose(f);
+	f = fopen(path_of(test), "r");
+	assert_non_null(f);
+	while (fscanf(f, "%u %u %lf", &u, &i, &r) == 3) {
+		assert_true(u < MAXID && i < MAXID);
+		double p = mean;
+		if (hu[u])
+			p += U[u][K];
+		if (hv[i])
+			p += V[i][K];
+		if (hu[u] && hv[i]) {
+			float dot = 0;
+			for (int k = 0; k < K; k++)
+				dot += U[u][k] * V[i][k];
+			p += dot;
+		}
+		p = p < rmin ? rmin : p > rmax ? rmax : p;
+		sse += (r - p) * (r - p);
+		n++;
+	}
+	fclose(f);
+	return sqrt(sse / (double)n);
+}
+
+/* Hot-spot replication on skewed data, 2 nodes: the hot items go through
+ * replicas, the model still beats the mean clearly, and with no background
+ * sync rounds (--repl-rate 0: the nodes' replicas meet only in ps_sync)
+ * the RMSE the workers of both nodes report is the RMSE of the model node
+ * 0 saves: every node evaluated the merged model. */
+static void replicate_zipf(const char *policy)
+{
+	const char *args[] = {"--train", path_of("ztrain.txt"), "--test", path_of("ztest.txt"), "--rank", "6",
+			      "--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy,
+			      "--replicate", "10", "--repl-rate", "0", "--json", path_of("zrepl.json"), "--save",
+			      path_of("zmodel.txt"), NULL};
+	run_mf(2, args);
+	if (res.status != 0)
+		fail_msg("mf failed (%d): %s\n%s", res.status, res.err, res.out);
+	const char *j = slurp(path_of("zrepl.json"));
+	double rmse = json_num(j, "rmse"), share = json_num(j, "repl_share");
+	fprintf(stderr, "# psrun -n 2 %s --replicate 10: test RMSE %.4f, baseline %.4f, %.0f%% of accesses by replicas\n",
+		policy, rmse, zbaseline, 100 * share);
+	assert_true(rmse < 0.7 * zbaseline);
+	assert_int_equal((int)json_num(j, "replicate"), 10);
+	assert_true(share > 0.2); /* 10 of 150 items, zipf 1: far more than 10/150 */
+	assert_non_null(strstr(res.out, "% of key accesses served by replicas"));
+	assert_loss_falls(res.out);
+	double saved = rmse_of_saved_model("zmodel.txt", "ztrain.txt", "ztest.txt", 6);
+	if (fabs(saved - rmse) > 1e-4)
+		fail_msg("the workers evaluated RMSE %.6f, the saved model has %.6f", rmse, saved);
+}
+
+static void test_mf_replicate_hot_items_on_zipf_data_classic(void **state)
+{
+	(void)state;
+	replicate_zipf("classic");
+}
+
+static void test_mf_replicate_hot_items_on_zipf_data_localize(void **state)
+{
+	(void)state;
+	replicate_zipf("localize");
+}
+
+static void test_mf_rejects_bad_replication_options(void **state)
+{
+	(void)state;
+	const char *a1[] = {"--train", path_of("train.txt"), "--replicate", "151", NULL};
+	run_mf(0, a1);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --replicate: 151 items, but the training data has only 150\n");
+	const char *a2[] = {"--train", path_of("train.txt"), "--replicate", "-1", NULL};
+	run_mf(0, a2);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --replicate: -1 must be between 0 and 2147483647\n");
+	const char *a3[] = {"--train", path_of("train.txt"), "--replicate", "5", "--repl-rate", "fast", NULL};
+	run_mf(0, a3);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --repl-rate: 'fast' is not a valid number\n");
+}
+
 static void test_mf_help_documents_every_option(void **state)
 {
 	(void)state;
@@ -408,7 +550,7 @@ static void test_mf_help_documents_every_option(void **state)
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
 			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help",
-			      "--sync", "ssp:S", "--rule", "adagrad"};
+			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
 			fail_msg("--help does not mention %s", opts[k]);
@@ -467,6 +609,9 @@ int main(void)
 		T(test_mf_rejects_empty_file),
 		T(test_mf_rejects_bad_options),
 		T(test_mf_help_documents_every_option),
+		T(test_mf_replicate_hot_items_on_zipf_data_classic),
+		T(test_mf_replicate_hot_items_on_zipf_data_localize),
+		T(test_mf_rejects_bad_replication_options),
 		T(test_mfgen_help_and_skew),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -5,7 +5,9 @@
  * so skip-gram must put them closer than random pairs.  One node, and two
  * nodes under psrun with both policies; the JSON summary, the analogy
  * evaluation, both --save formats, determinism with one thread, the error
- * messages, --help.
+ * messages, --help.  With --replicate and --sampling (each scheme) under
+ * psrun -n 2 the pairs are still learnt, replicas served the frequent
+ * words and psmem drew the negatives; sampled runs are repeatable.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -273,6 +275,105 @@ static void test_two_nodes_localize(void **state)
 	two_nodes("localize");
 }
 
+static double json_num(const char *json, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		fail_msg("JSON lacks %s: %s", key, json);
+	return strtod(p + strlen(pat), NULL);
+}
+
+static char *slurp(const char *file, long *len);
+
+/* psrun -n 2 with the 20 most frequent words replicated and the negatives
+ * drawn by psmem's sampling (name: what the JSON calls it). */
+static void two_nodes_sampling(const char *policy, const char *sampling, const char *name)
+{
+	char save[512], json[512], want[64];
+	snprintf(save, sizeof save, "%s/smp-%s-%s.txt", dir, policy, sampling);
+	snprintf(json, sizeof json, "%s/smp-%s-%s.json", dir, policy, sampling);
+	char *a[48];
+	int n = 0;
+	a[n++] = (char *)build_path("bin/psrun");
+	a[n++] = "-n";
+	a[n++] = "2";
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save);
+	char *extra[] = {"--policy", (char *)policy, "--replicate", "20", "--sampling", (char *)sampling, "--json", json};
+	for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
+		a[n++] = extra[i];
+	a[n] = NULL;
+	run(a, NULL);
+	check_planted(save);
+	long len;
+	char *j = slurp(json, &len);
+	snprintf(want, sizeof want, "\"sampling\": \"%s\"", name);
+	if (!strstr(j, want))
+		fail_msg("JSON lacks %s: %s", want, j);
+	assert_int_equal((int)json_num(j, "replicate"), 20);
+	double share = json_num(j, "repl_share"), samples = json_num(j, "samples");
+	print_message("%s %s: %.1f%% of node 0's accesses by replicas, %.0f negatives sampled\n", policy, sampling,
+		      100 * share, samples);
+	assert_true(share > 0.05);  /* 20 of 101 words, the most frequent */
+	assert_true(samples > 10000); /* every negative: ~1000 sentences x ~12 pairs x 5 x 5 epochs */
+	if (!strncmp(sampling, "pool", 4)) /* pools are localized, whatever the policy */
+		assert_true(json_num(j, "relocations") > 0);
+	free(j);
+}
+
+static void test_two_nodes_replicate_sampling_naive(void **state)
+{
+	(void)state;
+	two_nodes_sampling("classic", "naive", "naive");
+}
+
+static void test_two_nodes_replicate_sampling_local(void **state)
+{
+	(void)state;
+	two_nodes_sampling("classic", "local", "local");
+}
+
+static void test_two_nodes_replicate_sampling_pool(void **state)
+{
+	(void)state;
+	two_nodes_sampling("classic", "pool:4", "pool:4");
+	two_nodes_sampling("localize", "pool", "pool:8");
+}
+
+/* One thread: a sampled run is a function of --seed too, and its
+ * negatives are psmem's, not the app's own (another model). */
+static void test_sampling_is_repeatable(void **state)
+{
+	(void)state;
+	char f[3][512];
+	char *s[3];
+	long l[3];
+	for (int k = 0; k < 3; k++) {
+		snprintf(f[k], sizeof f[k], "%s/rep%d.txt", dir, k);
+		char *a[40];
+		int n = 0;
+		a[n++] = (char *)build_path("apps/w2v");
+		base_args(a, &n, f[k]);
+		a[n++] = "--seed";
+		a[n++] = "7";
+		if (k < 2) {
+			a[n++] = "--sampling";
+			a[n++] = "naive";
+		}
+		a[n] = NULL;
+		run(a, NULL);
+		s[k] = slurp(f[k], &l[k]);
+	}
+	assert_int_equal(l[0], l[1]);
+	assert_memory_equal(s[0], s[1], (size_t)l[0]);
+	assert_true(l[0] != l[2] || memcmp(s[0], s[2], (size_t)l[0]) != 0);
+	check_planted(f[0]);
+	for (int k = 0; k < 3; k++)
+		free(s[k]);
+}
+
 static char *slurp(const char *file, long *len)
 {
 	FILE *f = fopen(file, "rb");
@@ -408,6 +509,16 @@ static void test_errors(void **state)
 	expect_error("w2v: --sync: 'hogwild' is not bsp, ssp:S or asp\n", "--train", small, "--sync", "hogwild", NULL);
 	expect_error("w2v: --sync: 'ssp:1.5': the staleness S of ssp:S must be a whole number from 0 to 1000000\n",
 		     "--train", small, "--sync", "ssp:1.5", NULL);
+	expect_error("w2v: --sampling: 'magic' is not naive, local, pool or pool:U (U from 1 to 65536)\n", "--train",
+		     small, "--sampling", "magic", NULL);
+	expect_error("w2v: --sampling: 'pool:0' is not naive", "--train", small, "--sampling", "pool:0", NULL);
+	expect_error("w2v: --sampling: 'pool:65537' is not naive", "--train", small, "--sampling", "pool:65537", NULL);
+	expect_error("w2v: --replicate: 4 words, but the vocabulary has only 3\n", "--train", small, "--min-count", "1",
+		     "--replicate", "4", NULL);
+	expect_error("w2v: --replicate: -1 must be between 0 and 2147483647\n", "--train", small, "--replicate", "-1",
+		     NULL);
+	expect_error("w2v: --repl-rate: 'often' is not a valid number\n", "--train", small, "--repl-rate", "often",
+		     NULL);
 }
 
 /* word2vec's single-dash names work and mean the same. */
@@ -437,7 +548,8 @@ static void test_help(void **state)
 	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
 			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
 			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--sync", "ssp:S", "(100)", "(5)",
-			      "(1e-4)", "(0.025)", "(40000)"};
+			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--sampling", "naive",
+			      "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
 			fail_msg("--help does not mention %s:\n%s", opts[i], res.out);
@@ -499,6 +611,10 @@ int main(void)
 		cmocka_unit_test(test_two_nodes_classic),
 		cmocka_unit_test(test_two_nodes_localize),
 		cmocka_unit_test(test_two_nodes_ssp),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_naive),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_local),
+		cmocka_unit_test(test_two_nodes_replicate_sampling_pool),
+		cmocka_unit_test(test_sampling_is_repeatable),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
