@@ -20,6 +20,9 @@ static const char *const names[] = {
 	[10] = "table limit of the segment reached",
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
+	[13] = "replica capacity of the table exhausted (repl_max)",
+	[14] = "checkpoint file unusable (not a checkpoint, other version, truncated or corrupted)",
+	[15] = "checkpoint holds other tables than the job's",
 };
 
 const char *ps_strerror(int err)

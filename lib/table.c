@@ -14,6 +14,11 @@
  *     return on every node.
  *   - Initial values are a function of (seed, key, index) only, so they do
  *     not depend on the number of nodes or on the placement.
+ *   - A restarted node (restart.c) re-runs its table creations: a table
+ *     whose creation barrier its predecessor had passed is only bound (its
+ *     keys are in place and may have been updated since); one it had not
+ *     passed has its node's keys written again (slots of a first, cut-short
+ *     attempt leak).  A peer that died is waited for in restart mode.
  */
 #include <errno.h>
 #include <sched.h>
@@ -76,7 +81,7 @@ static int validate(const ps_table_opts *o)
 		return -EINVAL;
 	if ((unsigned)o->init > PS_INIT_UNIFORM || (unsigned)o->placement > PS_PLACE_HASH)
 		return -EINVAL;
-	if (o->flags & ~PS_HOGWILD)
+	if (o->flags & ~(PS_HOGWILD | PS_TRANSIENT))
 		return -EINVAL;
 	return 0;
 }
@@ -106,6 +111,7 @@ static void unlock_create(ps_world *w)
 static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts *o)
 {
 	d->value_len = o->value_len;
+	d->state_len = 0; /* update rules (rules.c) */
 	d->slot_size = slot_size_for(o->value_len);
 	d->flags = o->flags;
 	d->init = (uint32_t)o->init;
@@ -131,17 +137,18 @@ static int same_opts(const struct ps__tdesc *d, const ps_table_opts *o)
 	       d->slots_per_node == spn;
 }
 
-/* Waits for READY; PS_EDEAD if the creating node dies. */
+/* Waits for READY; PS_EDEAD if a node dies (unless it will be restarted). */
 static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
 {
 	ps__wait_set(w, PS__WAIT_CREATE, (uint64_t)id, 0);
 	int rc = 0;
 	unsigned spins = 0;
+	bool restart = ps__restart_mode(&w->seg);
 	/* acquire: pairs with the creator's release of READY */
 	while (atomic_load_explicit(&d->state, memory_order_acquire) != PS__T_READY) {
 		if (++spins % 1024 == 0) {
-			for (int i = 0; i < w->nnodes; i++) {
-				uint32_t st = atomic_load_explicit(&ps__node_at(&w->seg, i)->state, memory_order_acquire);
+			for (int i = 0; i < w->nnodes && !restart; i++) {
+				uint32_t st = ps__node_kind(&w->seg, i);
 				if (st == PS__NODE_DEAD || (st == PS__NODE_ALIVE && !ps__node_alive(&w->seg, i)))
 					rc = PS_EDEAD;
 			}
@@ -245,21 +252,14 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		}
 	}
 	if (t) {
-		t->magic = PS__TABLE_MAGIC;
-		t->id = id;
-		t->w = w;
-		t->d = d;
-		t->loc = ps__at(&w->seg, d->loc_off);
-		t->num_keys = d->num_keys;
-		t->value_len = d->value_len;
-		t->slot_size = d->slot_size;
-		t->flags = d->flags;
+		ps__table_bind(w, id, t);
 		w->tables[id] = t;
-		rc = init_keys(w, t);
+		if (!ps__node_replaying(w)) /* else its keys are in place already */
+			rc = init_keys(w, t);
 		if (rc)
 			set_error(d, rc);
 	}
-	int brc = ps__barrier_wait(w, &w->seg.hdr->nodes);
+	int brc = ps__node_barrier(w, NULL);
 	if (brc)
 		rc = brc;
 	if (rc == 0)
@@ -274,6 +274,21 @@ out:
 	if (err)
 		*err = rc;
 	return t;
+}
+
+void ps__table_bind(ps_world *w, int id, ps_table *t)
+{
+	struct ps__tdesc *d = ps__tdesc_at(&w->seg, id);
+	memset(t, 0, sizeof *t);
+	t->magic = PS__TABLE_MAGIC;
+	t->id = id;
+	t->w = w;
+	t->d = d;
+	t->loc = ps__at(&w->seg, d->loc_off);
+	t->num_keys = d->num_keys;
+	t->value_len = d->value_len;
+	t->slot_size = d->slot_size;
+	t->flags = d->flags;
 }
 
 uint64_t ps_table_num_keys(const ps_table *t) { return t->num_keys; }
