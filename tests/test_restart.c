@@ -1,0 +1,498 @@
+/*
+ * test_restart.c - surviving a node crash (psrun --on-failure restart), and
+ * the abort mode beside it.
+ *
+ * The counting job (this binary with --node) makes every update countable:
+ * worker w of the job owns K keys of a table; a step is B batches, each a
+ * push of +1 to all of its keys, with ps_progress_set(batches done + 1)
+ * before each push; workers meet at ps_barrier between steps.  So after
+ * step s every key must hold exactly (s + 1) * B, except that a worker
+ * killed mid-push loses at most that one batch: such keys may be one
+ * short.  Node 0 checks this after every barrier (a barrier that let it
+ * through before the replacement caught up shows as a key too low) and at
+ * the end; the restarted node skips the steps ps_replaying() names and
+ * resumes the one in progress from ps_progress_get().
+ *
+ * The driver SIGKILLs node 1 while the job runs and checks that psrun
+ * restarts it and the job ends well; with mf it checks the final RMSE
+ * against an undisturbed run.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#include "psmem.h"
+
+/* ------------------------------------------------------------ node side */
+
+struct cjob {
+	ps_world *w;
+	ps_table *t;
+	int steps, batches, keys, sleep_us;
+	int hang_node;       /* this node sleeps before the first barrier; -1 none */
+	int die_step;        /* node 1's first process dies in the middle of a
+	                      * batch of this step (thread 0); -1 never */
+	_Atomic int bad;
+};
+
+static void fail_node(struct cjob *j, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	j->bad = 1;
+}
+
+/* Node 0, thread 0, after step s: every key within one batch of (s+1) B. */
+static void check_keys(struct cjob *j, int s, bool final)
+{
+	int W = ps_num_nodes(j->w) * ps_num_threads(j->w);
+	size_t n = (size_t)W * (size_t)j->keys;
+	float *v = malloc(n * sizeof *v);
+	ps_key *k = malloc(n * sizeof *k);
+	for (size_t i = 0; i < n; i++)
+		k[i] = i;
+	if (ps_pull_sync(j->t, k, n, v) != 0)
+		fail_node(j, "pull failed\n");
+	float want = (float)((s + 1) * j->batches);
+	size_t exact = 0, short1 = 0, other = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == want)
+			exact++;
+		else if (v[i] == want - 1)
+			short1++;
+		else
+			other++;
+	}
+	if (other)
+		fail_node(j, "after step %d: %zu keys neither %g nor one batch short\n", s, other, (double)want);
+	if (final)
+		printf("keys: %zu exact, %zu one batch short, %zu wrong\n", exact, short1, other);
+	else
+		printf("step %d done\n", s);
+	fflush(stdout);
+	free(v);
+	free(k);
+}
+
+static void cworker(ps_world *w, int t, void *arg)
+{
+	struct cjob *j = arg;
+	int wg = ps_node_id(w) * ps_num_threads(w) + t;
+	float *ones = malloc((size_t)j->keys * sizeof *ones);
+	ps_key *keys = malloc((size_t)j->keys * sizeof *keys);
+	for (int i = 0; i < j->keys; i++) {
+		ones[i] = 1.0f;
+		keys[i] = (ps_key)wg * (ps_key)j->keys + (ps_key)i;
+	}
+	if (j->hang_node == ps_node_id(w))
+		sleep(30);
+	for (int s = 0; s < j->steps; s++) {
+		if (!ps_replaying(w)) {
+			int64_t b = ps_progress_get(w);
+			for (; b < j->batches; b++) {
+				ps_progress_set(w, (uint64_t)b + 1); /* at most this batch is lost */
+				size_t half = (size_t)j->keys / 2;
+				if (ps_push_sync(j->t, keys, half, ones) != 0)
+					fail_node(j, "push failed\n");
+				if (s == j->die_step && b == 5 && t == 0 && ps_node_id(w) == 1 && !ps_restarted(w))
+					raise(SIGKILL); /* half of the batch is in */
+				if (ps_push_sync(j->t, keys + half, (size_t)j->keys - half, ones + half) != 0)
+					fail_node(j, "push failed\n");
+				if (j->sleep_us)
+					usleep((useconds_t)j->sleep_us);
+			}
+		}
+		int rc = ps_barrier(w);
+		if (rc)
+			fail_node(j, "barrier: %s\n", ps_strerror(rc));
+		if (ps_node_id(w) == 0 && t == 0)
+			check_keys(j, s, false);
+		if (ps_barrier(w) != 0) /* nobody pushes while node 0 checks */
+			fail_node(j, "barrier failed\n");
+	}
+	if (ps_node_id(w) == 0 && t == 0)
+		check_keys(j, j->steps - 1, true);
+	free(ones);
+	free(keys);
+}
+
+static int node_main(int argc, char **argv)
+{
+	struct cjob j = {.steps = 20, .batches = 50, .keys = 64, .sleep_us = 200, .hang_node = -1, .die_step = -1};
+	for (int i = 0; i + 1 < argc; i += 2) {
+		int v = atoi(argv[i + 1]);
+		if (!strcmp(argv[i], "steps"))
+			j.steps = v;
+		else if (!strcmp(argv[i], "batches"))
+			j.batches = v;
+		else if (!strcmp(argv[i], "sleep"))
+			j.sleep_us = v;
+		else if (!strcmp(argv[i], "hang"))
+			j.hang_node = v;
+		else if (!strcmp(argv[i], "die"))
+			j.die_step = v;
+	}
+	int err;
+	j.w = ps_init(&err);
+	if (!j.w) {
+		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
+		return 1;
+	}
+	if (ps_restarted(j.w))
+		fprintf(stderr, "node %d restarted\n", ps_node_id(j.w));
+	int W = ps_num_nodes(j.w) * ps_num_threads(j.w);
+	ps_table_opts o;
+	ps_table_opts_init(&o, (uint64_t)W * (uint64_t)j.keys, 1);
+	o.placement = PS_PLACE_HASH; /* every worker's keys on every node */
+	j.t = ps_table_create(j.w, &o, &err);
+	if (!j.t) {
+		fprintf(stderr, "table: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int rc = ps_run_workers(j.w, cworker, &j);
+	ps_finalize(j.w);
+	return rc || j.bad ? 3 : 0;
+}
+
+/* ------------------------------------------------------------ driver side */
+
+static char self[1024];
+static char dir[] = "/tmp/psmem-test-restart-XXXXXX";
+
+static const char *path_of(const char *name)
+{
+	static char p[8][512];
+	static int i;
+	char *s = p[i++ % 8];
+	snprintf(s, 512, "%s/%s", dir, name);
+	return s;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A job started in the background, its output in files. */
+struct bg {
+	pid_t pid;
+	int status;
+	double t_end;
+	char out[512], err[520];
+};
+
+static void bg_start(struct bg *b, char *const argv[], const char *tag)
+{
+	snprintf(b->out, sizeof b->out, "%s", path_of(tag));
+	snprintf(b->err, sizeof b->err, "%s.err", b->out);
+	b->pid = fork();
+	if (b->pid == 0) {
+		setpgid(0, 0);
+		int o = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int e = open(b->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[8][1 << 16];
+	static int i;
+	char *s = buf[i++ % 8];
+	s[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return s;
+	size_t n = fread(s, 1, (1 << 16) - 1, f);
+	s[n] = 0;
+	fclose(f);
+	return s;
+}
+
+/* Waits up to timeout_s for the job to end; kills its group after that. */
+static bool bg_wait(struct bg *b, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+	while (now_s() < end) {
+		if (waitpid(b->pid, &b->status, WNOHANG) == b->pid) {
+			b->t_end = now_s();
+			b->status = WIFEXITED(b->status) ? WEXITSTATUS(b->status) : 128 + WTERMSIG(b->status);
+			return true;
+		}
+		usleep(10000);
+	}
+	kill(-b->pid, SIGKILL);
+	waitpid(b->pid, &b->status, 0);
+	b->status = -1;
+	return false;
+}
+
+/* Waits until the job's stdout holds needle. */
+static bool bg_wait_output(struct bg *b, const char *needle, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+	while (now_s() < end) {
+		if (strstr(slurp(b->out), needle))
+			return true;
+		if (waitpid(b->pid, &b->status, WNOHANG) == b->pid) {
+			b->status = WIFEXITED(b->status) ? WEXITSTATUS(b->status) : 128 + WTERMSIG(b->status);
+			b->pid = -b->pid; /* reaped */
+			return false;
+		}
+		usleep(5000);
+	}
+	return false;
+}
+
+/* Value of variable name in process pid's environment, "" if none. */
+static const char *env_of(pid_t pid, const char *name)
+{
+	static char val[256];
+	char path[64], buf[16384];
+	val[0] = 0;
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return val;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	size_t nl = strlen(name);
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+		buf[n] = 0;
+		if (strncmp(buf + i, name, nl) == 0 && buf[i + nl] == '=') {
+			snprintf(val, sizeof val, "%s", buf + i + nl + 1);
+			break;
+		}
+	}
+	return val;
+}
+
+/* The pid of node `node` of the job psrun `psrun` runs, 0 if none now. */
+static pid_t node_pid(pid_t psrun, int node)
+{
+	char want[16], ps[16];
+	snprintf(want, sizeof want, "%d", node);
+	snprintf(ps, sizeof ps, "%d", (int)psrun);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+	while (d && (e = readdir(d)) != NULL && !found) {
+		pid_t p = atoi(e->d_name);
+		if (p <= 0)
+			continue;
+		if (!strcmp(env_of(p, "PSMEM_PSRUN_PID"), ps) && !strcmp(env_of(p, "PSMEM_NODE"), want))
+			found = p;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static void assert_clean(const struct seg_snapshot *before)
+{
+	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(self) > 0); i++)
+		usleep(20000);
+	assert_int_equal(seg_leaked_since(before), 0);
+	assert_int_equal(count_procs(self), 0);
+}
+
+static void test_killed_node_is_restarted_and_loses_at_most_its_batch(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct bg b;
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "restart", self,
+			"--node", "steps", "16", "batches", "40", "sleep", "300", NULL};
+	bg_start(&b, argv, "count.out");
+	assert_true(bg_wait_output(&b, "step 3 done", 60));
+	pid_t victim = node_pid(b.pid, 1);
+	assert_true(victim > 0);
+	kill(victim, SIGKILL);
+	assert_true(bg_wait(&b, 90));
+	const char *out = slurp(b.out), *err = slurp(b.err);
+	if (b.status != 0)
+		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(err, "node 1"));
+	assert_non_null(strstr(err, "signal 9"));
+	assert_non_null(strstr(err, "restarting node 1"));
+	assert_non_null(strstr(err, "node 1 restarted"));
+	assert_non_null(strstr(out, "step 15 done"));
+	assert_non_null(strstr(out, ", 0 wrong"));
+	fprintf(stderr, "# %s", strstr(out, "keys:"));
+	assert_clean(&segs);
+}
+
+/* Node 1 dies between the two halves of a batch: exactly those 32 keys of
+ * its thread 0 stay one batch short, every other key is exact. */
+static void test_node_dying_mid_batch_loses_exactly_that_batch(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "restart", self,
+			"--node", "steps", "8", "batches", "20", "sleep", "0", "die", "3", NULL};
+	run_prog(argv, NULL, 90, -1, 0, &r);
+	if (r.status != 0)
+		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", r.status, r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "node 1 restarted"));
+	assert_non_null(strstr(r.out, "keys: 224 exact, 32 one batch short, 0 wrong"));
+	assert_clean(&segs);
+}
+
+static void test_abort_mode_stops_the_job_within_2s_naming_node_and_signal(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct bg b;
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "abort", self,
+			"--node", "steps", "200", "batches", "40", "sleep", "300", NULL};
+	bg_start(&b, argv, "abort.out");
+	assert_true(bg_wait_output(&b, "step 1 done", 60));
+	pid_t victim = node_pid(b.pid, 1);
+	assert_true(victim > 0);
+	double t0 = now_s();
+	kill(victim, SIGKILL);
+	assert_true(bg_wait(&b, 30));
+	printf("job ended %.3f s after the kill\n", b.t_end - t0);
+	assert_true(b.t_end - t0 < 2.0);
+	assert_int_equal(b.status, 128 + SIGKILL);
+	const char *err = slurp(b.err);
+	assert_non_null(strstr(err, "node 1"));
+	assert_non_null(strstr(err, "killed by signal 9"));
+	assert_null(strstr(err, "restarting"));
+	assert_clean(&segs);
+}
+
+static void test_restarts_are_limited_then_the_job_stops(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "--on-failure", "restart", "--max-restarts", "2",
+			"sh", "-c", "if [ $PSMEM_NODE = 1 ]; then kill -9 $$; fi; sleep 30", NULL};
+	run_prog(argv, NULL, 30, -1, 0, &r);
+	assert_int_equal(r.status, 128 + SIGKILL);
+	assert_true(r.seconds < 5);
+	assert_non_null(strstr(r.err, "restarting node 1 (restart 2 of at most 2)"));
+	assert_non_null(strstr(r.err, "node 1: no restart left (--max-restarts 2); stopping the job"));
+	assert_clean(&segs);
+}
+
+static void test_psrun_rejects_bad_on_failure_values(void **state)
+{
+	(void)state;
+	struct run_result r;
+	char *a1[] = {(char *)build_path("bin/psrun"), "-n", "2", "--on-failure", "retry", "true", NULL};
+	run_prog(a1, NULL, 10, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--on-failure wants abort or restart, not 'retry'"));
+	char *a2[] = {(char *)build_path("bin/psrun"), "-n", "2", "--max-restarts", "-1", "true", NULL};
+	run_prog(a2, NULL, 10, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--max-restarts wants a count from 0 to 1000, not '-1'"));
+}
+
+/* A hang: node 1 sleeps before its first barrier; the dump says who is
+ * awaited. */
+static void test_dump_names_the_node_a_barrier_waits_for(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct bg b;
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", self, "--node", "steps", "1",
+			"batches", "1", "hang", "1", NULL};
+	bg_start(&b, argv, "hang.out");
+	pid_t n0 = 0;
+	for (int i = 0; i < 500 && !n0; i++, usleep(10000))
+		n0 = node_pid(b.pid, 0);
+	assert_true(n0 > 0);
+	char seg[256];
+	snprintf(seg, sizeof seg, "%s", env_of(n0, "PSMEM_SEGMENT"));
+	struct run_result r;
+	bool seen = false;
+	for (int i = 0; i < 100 && !seen; i++) {
+		char *dargv[] = {(char *)build_path("bin/psstat"), "--dump", seg, NULL};
+		run_prog(dargv, NULL, 10, -1, 0, &r);
+		seen = strstr(r.out, "waits for barrier (worker barrier 0, 2 of 4 participants missing; waiting "
+				     "for node 1)") != NULL;
+		if (!seen)
+			usleep(50000);
+	}
+	if (!seen)
+		fprintf(stderr, "dump:\n%s\n", r.out);
+	assert_true(seen);
+	kill(b.pid, SIGTERM);
+	assert_true(bg_wait(&b, 10));
+	assert_clean(&segs);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlink(path_of(e->d_name));
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
+		return node_main(argc - 2, argv + 2);
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		return 1;
+	self[n] = 0;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_killed_node_is_restarted_and_loses_at_most_its_batch),
+		cmocka_unit_test(test_node_dying_mid_batch_loses_exactly_that_batch),
+		cmocka_unit_test(test_abort_mode_stops_the_job_within_2s_naming_node_and_signal),
+		cmocka_unit_test(test_restarts_are_limited_then_the_job_stops),
+		cmocka_unit_test(test_psrun_rejects_bad_on_failure_values),
+		cmocka_unit_test(test_dump_names_the_node_a_barrier_waits_for),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
