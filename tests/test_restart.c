@@ -205,16 +205,20 @@ static void bg_start(struct bg *b, char *const argv[], const char *tag)
 {
 	snprintf(b->out, sizeof b->out, "%s", path_of(tag));
 	snprintf(b->err, sizeof b->err, "%s.err", b->out);
+	/* emptied here, before the parent looks at them */
+	int o = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int e = open(b->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(o >= 0 && e >= 0);
 	b->pid = fork();
 	if (b->pid == 0) {
 		setpgid(0, 0);
-		int o = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int e = open(b->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(o, 1);
 		dup2(e, 2);
 		execv(argv[0], argv);
 		_exit(127);
 	}
+	close(o);
+	close(e);
 }
 
 static char *slurp(const char *path)
@@ -290,25 +294,25 @@ static const char *env_of(pid_t pid, const char *name)
 	return val;
 }
 
-/* The pid of node `node` of the job psrun `psrun` runs, 0 if none now. */
+/* The pid of node `node` of the job psrun `psrun` runs, 0 if none now:
+ * psrun's children (the guardian and the nodes), by PSMEM_NODE. */
 static pid_t node_pid(pid_t psrun, int node)
 {
-	char want[16], ps[16];
+	char path[64], buf[4096], want[16];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)psrun, (int)psrun);
 	snprintf(want, sizeof want, "%d", node);
-	snprintf(ps, sizeof ps, "%d", (int)psrun);
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-	while (d && (e = readdir(d)) != NULL && !found) {
-		pid_t p = atoi(e->d_name);
-		if (p <= 0)
-			continue;
-		if (!strcmp(env_of(p, "PSMEM_PSRUN_PID"), ps) && !strcmp(env_of(p, "PSMEM_NODE"), want))
-			found = p;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+		pid_t p = atoi(tok);
+		if (p > 0 && !strcmp(env_of(p, "PSMEM_NODE"), want))
+			return p;
 	}
-	if (d)
-		closedir(d);
-	return found;
+	return 0;
 }
 
 static void assert_clean(const struct seg_snapshot *before)
@@ -421,6 +425,89 @@ static void test_psrun_rejects_bad_on_failure_values(void **state)
 	assert_non_null(strstr(r.err, "--max-restarts wants a count from 0 to 1000, not '-1'"));
 }
 
+/* ------------------------------------------------------------ mf */
+
+static double json_num(const char *json, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		fail_msg("key %s missing from %s", key, json);
+	return strtod(p + strlen(pat), NULL);
+}
+
+static void mf_argv(char **argv, const char *mode, const char *policy, const char *threads, const char *json)
+{
+	int n = 0;
+	argv[n++] = (char *)build_path("bin/psrun");
+	argv[n++] = "-n";
+	argv[n++] = "2";
+	argv[n++] = "-t";
+	argv[n++] = (char *)threads;
+	argv[n++] = "--on-failure";
+	argv[n++] = (char *)mode;
+	argv[n++] = (char *)build_path("apps/mf");
+	const char *rest[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "24", "--lr",
+			      "0.02", "--reg", "0.02", "--epochs", "12", "--policy", policy, "--json", json, NULL};
+	for (int i = 0; rest[i]; i++)
+		argv[n++] = (char *)rest[i];
+	argv[n] = NULL;
+}
+
+/* mf under psrun -n 2 --on-failure restart, node 1 SIGKILLed during epoch
+ * 4: the job ends well, within 0.01 RMSE of an undisturbed run. */
+static void mf_survives(const char *policy, const char *threads)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char *argv[32];
+	char ju[512], jr[512];
+	snprintf(ju, sizeof ju, "%s", path_of("undisturbed.json"));
+	snprintf(jr, sizeof jr, "%s", path_of("restarted.json"));
+	struct run_result r;
+	mf_argv(argv, "restart", policy, threads, ju);
+	run_prog(argv, NULL, 120, -1, 0, &r);
+	if (r.status != 0)
+		fprintf(stderr, "undisturbed mf failed (%d): %s\n", r.status, r.err);
+	assert_int_equal(r.status, 0);
+	double undisturbed = json_num(slurp(ju), "rmse");
+
+	struct bg b;
+	mf_argv(argv, "restart", policy, threads, jr);
+	bg_start(&b, argv, "mf.out");
+	assert_true(bg_wait_output(&b, "epoch 4/12", 60));
+	pid_t victim = node_pid(b.pid, 1);
+	assert_true(victim > 0);
+	kill(victim, SIGKILL);
+	assert_true(bg_wait(&b, 120));
+	const char *out = slurp(b.out), *err = slurp(b.err);
+	if (b.status != 0)
+		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(err, "node 1"));
+	assert_non_null(strstr(err, "killed by signal 9"));
+	assert_non_null(strstr(err, "restarting node 1"));
+	assert_non_null(strstr(out, "epoch 12/12"));
+	double restarted = json_num(slurp(jr), "rmse");
+	fprintf(stderr, "# mf %s -t %s: test RMSE %.5f undisturbed, %.5f with node 1 killed in epoch 5\n", policy,
+		threads, undisturbed, restarted);
+	assert_true(fabs(restarted - undisturbed) < 0.01);
+	assert_clean(&segs);
+}
+
+static void test_mf_classic_survives_a_killed_node(void **state)
+{
+	(void)state;
+	mf_survives("classic", "1");
+}
+
+static void test_mf_localize_survives_a_killed_node(void **state)
+{
+	(void)state;
+	mf_survives("localize", "2");
+}
+
 /* A hang: node 1 sleeps before its first barrier; the dump says who is
  * awaited. */
 static void test_dump_names_the_node_a_barrier_waits_for(void **state)
@@ -461,7 +548,14 @@ static void test_dump_names_the_node_a_barrier_waits_for(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
+	if (!mkdtemp(dir))
+		return -1;
+	struct run_result r;
+	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", "1500", "--cols", "800", "--nnz", "120000",
+			"--rank", "3", "--noise", "0.1", "--seed", "11", "--out", (char *)path_of("train.txt"),
+			"--test-out", (char *)path_of("test.txt"), "--test-frac", "0.1", NULL};
+	run_prog(argv, NULL, 60, -1, 0, &r);
+	return r.status == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -493,6 +587,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_restarts_are_limited_then_the_job_stops),
 		cmocka_unit_test(test_psrun_rejects_bad_on_failure_values),
 		cmocka_unit_test(test_dump_names_the_node_a_barrier_waits_for),
+		cmocka_unit_test(test_mf_classic_survives_a_killed_node),
+		cmocka_unit_test(test_mf_localize_survives_a_killed_node),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
