@@ -530,7 +530,7 @@ static int request_checkpoint(const struct opts *o, const struct ps__seg *seg)
 			/* relaxed: withdrawing publishes nothing */
 			bool withdrawn = atomic_compare_exchange_strong_explicit(
 				&c->req_state, &want, PS__REQ_IDLE, memory_order_relaxed, memory_order_relaxed);
-			fprintf(stderr, "psstat: job %s: %s within %.0f s\n", seg->name + 1,
+			fprintf(stderr, "psstat: job %s: %s within %g s\n", seg->name + 1,
 				withdrawn ? "no node took the checkpoint request (the program must call "
 					    "ps_checkpoint_poll)"
 					  : "the checkpoint was not finished",

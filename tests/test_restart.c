@@ -186,135 +186,6 @@ static const char *path_of(const char *name)
 	return s;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* A job started in the background, its output in files. */
-struct bg {
-	pid_t pid;
-	int status;
-	double t_end;
-	char out[512], err[520];
-};
-
-static void bg_start(struct bg *b, char *const argv[], const char *tag)
-{
-	snprintf(b->out, sizeof b->out, "%s", path_of(tag));
-	snprintf(b->err, sizeof b->err, "%s.err", b->out);
-	/* emptied here, before the parent looks at them */
-	int o = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	int e = open(b->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_true(o >= 0 && e >= 0);
-	b->pid = fork();
-	if (b->pid == 0) {
-		setpgid(0, 0);
-		dup2(o, 1);
-		dup2(e, 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(o);
-	close(e);
-}
-
-static char *slurp(const char *path)
-{
-	static char buf[8][1 << 16];
-	static int i;
-	char *s = buf[i++ % 8];
-	s[0] = 0;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return s;
-	size_t n = fread(s, 1, (1 << 16) - 1, f);
-	s[n] = 0;
-	fclose(f);
-	return s;
-}
-
-/* Waits up to timeout_s for the job to end; kills its group after that. */
-static bool bg_wait(struct bg *b, double timeout_s)
-{
-	double end = now_s() + timeout_s;
-	while (now_s() < end) {
-		if (waitpid(b->pid, &b->status, WNOHANG) == b->pid) {
-			b->t_end = now_s();
-			b->status = WIFEXITED(b->status) ? WEXITSTATUS(b->status) : 128 + WTERMSIG(b->status);
-			return true;
-		}
-		usleep(10000);
-	}
-	kill(-b->pid, SIGKILL);
-	waitpid(b->pid, &b->status, 0);
-	b->status = -1;
-	return false;
-}
-
-/* Waits until the job's stdout holds needle. */
-static bool bg_wait_output(struct bg *b, const char *needle, double timeout_s)
-{
-	double end = now_s() + timeout_s;
-	while (now_s() < end) {
-		if (strstr(slurp(b->out), needle))
-			return true;
-		if (waitpid(b->pid, &b->status, WNOHANG) == b->pid) {
-			b->status = WIFEXITED(b->status) ? WEXITSTATUS(b->status) : 128 + WTERMSIG(b->status);
-			b->pid = -b->pid; /* reaped */
-			return false;
-		}
-		usleep(5000);
-	}
-	return false;
-}
-
-/* Value of variable name in process pid's environment, "" if none. */
-static const char *env_of(pid_t pid, const char *name)
-{
-	static char val[256];
-	char path[64], buf[16384];
-	val[0] = 0;
-	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return val;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	size_t nl = strlen(name);
-	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
-		buf[n] = 0;
-		if (strncmp(buf + i, name, nl) == 0 && buf[i + nl] == '=') {
-			snprintf(val, sizeof val, "%s", buf + i + nl + 1);
-			break;
-		}
-	}
-	return val;
-}
-
-/* The pid of node `node` of the job psrun `psrun` runs, 0 if none now:
- * psrun's children (the guardian and the nodes), by PSMEM_NODE. */
-static pid_t node_pid(pid_t psrun, int node)
-{
-	char path[64], buf[4096], want[16];
-	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)psrun, (int)psrun);
-	snprintf(want, sizeof want, "%d", node);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
-		pid_t p = atoi(tok);
-		if (p > 0 && !strcmp(env_of(p, "PSMEM_NODE"), want))
-			return p;
-	}
-	return 0;
-}
-
 static void assert_clean(const struct seg_snapshot *before)
 {
 	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(self) > 0); i++)
@@ -328,16 +199,16 @@ static void test_killed_node_is_restarted_and_loses_at_most_its_batch(void **sta
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct bg b;
+	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "restart", self,
 			"--node", "steps", "16", "batches", "40", "sleep", "300", NULL};
-	bg_start(&b, argv, "count.out");
+	bg_start(&b, argv, path_of("count.out"));
 	assert_true(bg_wait_output(&b, "step 3 done", 60));
-	pid_t victim = node_pid(b.pid, 1);
+	pid_t victim = psrun_node_pid(b.pid, 1);
 	assert_true(victim > 0);
 	kill(victim, SIGKILL);
 	assert_true(bg_wait(&b, 90));
-	const char *out = slurp(b.out), *err = slurp(b.err);
+	const char *out = file_text(b.out), *err = file_text(b.err);
 	if (b.status != 0)
 		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
 	assert_int_equal(b.status, 0);
@@ -375,20 +246,20 @@ static void test_abort_mode_stops_the_job_within_2s_naming_node_and_signal(void 
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct bg b;
+	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "abort", self,
 			"--node", "steps", "200", "batches", "40", "sleep", "300", NULL};
-	bg_start(&b, argv, "abort.out");
+	bg_start(&b, argv, path_of("abort.out"));
 	assert_true(bg_wait_output(&b, "step 1 done", 60));
-	pid_t victim = node_pid(b.pid, 1);
+	pid_t victim = psrun_node_pid(b.pid, 1);
 	assert_true(victim > 0);
-	double t0 = now_s();
+	double t0 = mono_now();
 	kill(victim, SIGKILL);
 	assert_true(bg_wait(&b, 30));
 	printf("job ended %.3f s after the kill\n", b.t_end - t0);
 	assert_true(b.t_end - t0 < 2.0);
 	assert_int_equal(b.status, 128 + SIGKILL);
-	const char *err = slurp(b.err);
+	const char *err = file_text(b.err);
 	assert_non_null(strstr(err, "node 1"));
 	assert_non_null(strstr(err, "killed by signal 9"));
 	assert_null(strstr(err, "restarting"));
@@ -471,17 +342,17 @@ static void mf_survives(const char *policy, const char *threads)
 	if (r.status != 0)
 		fprintf(stderr, "undisturbed mf failed (%d): %s\n", r.status, r.err);
 	assert_int_equal(r.status, 0);
-	double undisturbed = json_num(slurp(ju), "rmse");
+	double undisturbed = json_num(file_text(ju), "rmse");
 
-	struct bg b;
+	struct bg_proc b;
 	mf_argv(argv, "restart", policy, threads, jr);
-	bg_start(&b, argv, "mf.out");
+	bg_start(&b, argv, path_of("mf.out"));
 	assert_true(bg_wait_output(&b, "epoch 4/12", 60));
-	pid_t victim = node_pid(b.pid, 1);
+	pid_t victim = psrun_node_pid(b.pid, 1);
 	assert_true(victim > 0);
 	kill(victim, SIGKILL);
 	assert_true(bg_wait(&b, 120));
-	const char *out = slurp(b.out), *err = slurp(b.err);
+	const char *out = file_text(b.out), *err = file_text(b.err);
 	if (b.status != 0)
 		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
 	assert_int_equal(b.status, 0);
@@ -489,7 +360,7 @@ static void mf_survives(const char *policy, const char *threads)
 	assert_non_null(strstr(err, "killed by signal 9"));
 	assert_non_null(strstr(err, "restarting node 1"));
 	assert_non_null(strstr(out, "epoch 12/12"));
-	double restarted = json_num(slurp(jr), "rmse");
+	double restarted = json_num(file_text(jr), "rmse");
 	fprintf(stderr, "# mf %s -t %s: test RMSE %.5f undisturbed, %.5f with node 1 killed in epoch 5\n", policy,
 		threads, undisturbed, restarted);
 	assert_true(fabs(restarted - undisturbed) < 0.01);
@@ -515,16 +386,16 @@ static void test_dump_names_the_node_a_barrier_waits_for(void **state)
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct bg b;
+	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", self, "--node", "steps", "1",
 			"batches", "1", "hang", "1", NULL};
-	bg_start(&b, argv, "hang.out");
+	bg_start(&b, argv, path_of("hang.out"));
 	pid_t n0 = 0;
 	for (int i = 0; i < 500 && !n0; i++, usleep(10000))
-		n0 = node_pid(b.pid, 0);
+		n0 = psrun_node_pid(b.pid, 0);
 	assert_true(n0 > 0);
 	char seg[256];
-	snprintf(seg, sizeof seg, "%s", env_of(n0, "PSMEM_SEGMENT"));
+	snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
 	struct run_result r;
 	bool seen = false;
 	for (int i = 0; i < 100 && !seen; i++) {
