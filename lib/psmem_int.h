@@ -171,9 +171,9 @@ struct ps__pool {
 };
 
 struct ps__tdesc {
-	/* state: W: creator CAS EMPTY->CREATING, release store READY after all
-	 * fields and the location table region are set; R: other nodes,
-	 * acquire before reading any field. */
+	/* state: W: creator CAS EMPTY->CREATING (| creator node + 1 << 8),
+	 * release store READY after all fields and the location table region
+	 * are set; R: other nodes, acquire before reading any field. */
 	PS__CACHE_ALIGNED _Atomic uint32_t state;
 	uint32_t value_len;
 	uint32_t state_len; /* floats of update-rule state stored after the values in each slot (rules.c) */
@@ -417,6 +417,9 @@ struct ps_world {
 	int node, nnodes, nthreads;
 	bool embedded;
 	bool no_grace;            /* PSMEM_DEBUG_NO_GRACE: tests prove detection */
+	bool die_in_layout;       /* PSMEM_DEBUG_DIE_IN_LAYOUT=<this node>, first
+	                           * process only: SIGKILL while laying out a
+	                           * table (test_restart) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 #include "psmem_int.h"
@@ -203,6 +204,22 @@ static int init_keys(ps_world *w, ps_table *t)
 	return 0;
 }
 
+/*
+ * The first node to reach a descriptor lays the table out.  CREATING
+ * carries the creator's node + 1 in bits 8..15, so a restarted node whose
+ * dead predecessor was laying it out (the others wait for READY) takes the
+ * layout over: the predecessor's create lock was freed (restart.c), what it
+ * had allocated leaks, and nobody has used the pools yet.
+ */
+static bool claim_layout(ps_world *w, struct ps__tdesc *d)
+{
+	uint32_t mine = PS__T_CREATING | ((uint32_t)(w->node + 1) << 8), cur = PS__T_EMPTY;
+	/* acquire: nothing to see yet; we own the descriptor after it */
+	if (atomic_compare_exchange_strong_explicit(&d->state, &cur, mine, memory_order_acquire, memory_order_acquire))
+		return true;
+	return w->restarted && cur == mine;
+}
+
 static void set_error(struct ps__tdesc *d, int rc)
 {
 	int32_t zero = 0;
@@ -228,10 +245,9 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	pthread_mutex_unlock(&w->tables_lock);
 
 	struct ps__tdesc *d = ps__tdesc_at(&w->seg, id);
-	uint32_t empty = PS__T_EMPTY;
-	/* acquire: nothing to see yet; we own the descriptor after it */
-	if (atomic_compare_exchange_strong_explicit(&d->state, &empty, PS__T_CREATING, memory_order_acquire,
-						    memory_order_acquire)) {
+	if (claim_layout(w, d)) {
+		if (w->die_in_layout)
+			raise(SIGKILL); /* PSMEM_DEBUG_DIE_IN_LAYOUT: the restart test */
 		rc = layout(w, id, d, o);
 		if (rc)
 			set_error(d, rc);

@@ -308,6 +308,8 @@ ps_world *ps_init_threads(int threads, int *err)
 	rc = take_node(w);
 	if (rc)
 		goto fail;
+	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
+			   env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
 	ps__service_start(w);

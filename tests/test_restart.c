@@ -48,6 +48,7 @@ struct cjob {
 	int hang_node;       /* this node sleeps before the first barrier; -1 none */
 	int die_step;        /* node 1's first process dies in the middle of a
 	                      * batch of this step (thread 0); -1 never */
+	int late_node;       /* sleeps 0.5 s before creating the table; -1 none */
 	_Atomic int bad;
 };
 
@@ -136,7 +137,8 @@ static void cworker(ps_world *w, int t, void *arg)
 
 static int node_main(int argc, char **argv)
 {
-	struct cjob j = {.steps = 20, .batches = 50, .keys = 64, .sleep_us = 200, .hang_node = -1, .die_step = -1};
+	struct cjob j = {.steps = 20, .batches = 50, .keys = 64, .sleep_us = 200, .hang_node = -1, .die_step = -1,
+			 .late_node = -1};
 	for (int i = 0; i + 1 < argc; i += 2) {
 		int v = atoi(argv[i + 1]);
 		if (!strcmp(argv[i], "steps"))
@@ -149,6 +151,8 @@ static int node_main(int argc, char **argv)
 			j.hang_node = v;
 		else if (!strcmp(argv[i], "die"))
 			j.die_step = v;
+		else if (!strcmp(argv[i], "late"))
+			j.late_node = v;
 	}
 	int err;
 	j.w = ps_init(&err);
@@ -159,6 +163,8 @@ static int node_main(int argc, char **argv)
 	if (ps_restarted(j.w))
 		fprintf(stderr, "node %d restarted\n", ps_node_id(j.w));
 	int W = ps_num_nodes(j.w) * ps_num_threads(j.w);
+	if (j.late_node == ps_node_id(j.w))
+		usleep(500000);
 	ps_table_opts o;
 	ps_table_opts_init(&o, (uint64_t)W * (uint64_t)j.keys, 1);
 	o.placement = PS_PLACE_HASH; /* every worker's keys on every node */
@@ -238,6 +244,27 @@ static void test_node_dying_mid_batch_loses_exactly_that_batch(void **state)
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.err, "node 1 restarted"));
 	assert_non_null(strstr(r.out, "keys: 224 exact, 32 one batch short, 0 wrong"));
+	assert_clean(&segs);
+}
+
+/* Node 1 dies while laying out the table (node 0 is late, so node 1 lays
+ * it out): its replacement takes the layout over; node 0 does not hang. */
+static void test_node_dying_in_table_layout_is_taken_over(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	char *env[] = {"PSMEM_DEBUG_DIE_IN_LAYOUT=1", NULL};
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "--on-failure", "restart", self, "--node", "steps",
+			"3", "batches", "5", "sleep", "0", "late", "0", NULL};
+	run_prog(argv, env, 60, -1, 0, &r);
+	if (r.status != 0)
+		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", r.status, r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "node 1 (pid"));
+	assert_non_null(strstr(r.err, "restarting node 1"));
+	assert_non_null(strstr(r.out, "keys: 128 exact, 0 one batch short, 0 wrong"));
 	assert_clean(&segs);
 }
 
@@ -454,6 +481,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_killed_node_is_restarted_and_loses_at_most_its_batch),
 		cmocka_unit_test(test_node_dying_mid_batch_loses_exactly_that_batch),
+		cmocka_unit_test(test_node_dying_in_table_layout_is_taken_over),
 		cmocka_unit_test(test_abort_mode_stops_the_job_within_2s_naming_node_and_signal),
 		cmocka_unit_test(test_restarts_are_limited_then_the_job_stops),
 		cmocka_unit_test(test_psrun_rejects_bad_on_failure_values),
