@@ -171,8 +171,12 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
 
 /*
  * Waits until every worker thread of every node has called ps_barrier()
- * (ps_num_nodes * ps_num_threads participants).  Returns PS_EDEAD if a node
- * died while others waited.
+ * (ps_num_nodes * ps_num_threads participants).  Worker i of ps_run_workers
+ * is participant i of its node; another thread takes a free participant
+ * slot at its first call and gives it back when it exits (-EBUSY when
+ * ps_num_threads threads of the node hold one).  Returns PS_EDEAD if a node
+ * it waits for died (psrun --on-failure abort) or exited; under
+ * --on-failure restart it waits for the dead node's replacement.
  */
 int ps_barrier(ps_world *w);
 

@@ -37,7 +37,7 @@
 #include <cmocka.h>
 
 #include "common.h"
-#include "psmem.h"
+#include "psmem_int.h"
 
 /* ------------------------------------------------------------ node side */
 
@@ -323,6 +323,134 @@ static void test_psrun_rejects_bad_on_failure_values(void **state)
 	assert_non_null(strstr(r.err, "--max-restarts wants a count from 0 to 1000, not '-1'"));
 }
 
+/* ------------------------------------------------------ lock takeover */
+
+/*
+ * A hand-built two-node job (restart mode, no psrun): node 1's first
+ * process dies holding the slot lock of key 9 and its own pool's lock.  The
+ * lock words name node 1 - the id its replacement will have, so nobody
+ * else would ever recover them once the replacement is ALIVE.  The
+ * replacement must free them when it attaches: it pushes to key 9 and moves
+ * key 3 into its pool, under alarm(20) (a lock left behind hangs).
+ */
+static ps_table *lk_table(ps_world *w)
+{
+	ps_table_opts o;
+	ps_table_opts_init(&o, 16, 4);
+	o.init = PS_INIT_CONST;
+	o.init_a = 1.0f;
+	int err;
+	return ps_table_create(w, &o, &err);
+}
+
+static void lk_join(const struct ps__seg *seg, int node)
+{
+	char b[16];
+	setenv("PSMEM_SEGMENT", seg->name + 1, 1);
+	snprintf(b, sizeof b, "%d", node);
+	setenv("PSMEM_NODE", b, 1);
+}
+
+static struct ps__slot *slot_of(ps_world *w, ps_table *t, ps_key k)
+{
+	return ps__at(&w->seg, PS__LOC_OFF(atomic_load(&t->loc[k])));
+}
+
+static void lk_first(const struct ps__seg *seg)
+{
+	lk_join(seg, 1);
+	int err;
+	ps_world *w = ps_init(&err);
+	ps_table *t = w ? lk_table(w) : NULL;
+	if (!t)
+		_exit(2);
+	ps__thread_enter(w);
+	bool moved;
+	ps__slot_lock(w, t, slot_of(w, t, 9), &moved);
+	uint64_t free_ = 0;
+	atomic_compare_exchange_strong(&ps__pool_at(&w->seg, 0, 1)->lock, &free_, 2); /* node 1 + 1 */
+	raise(SIGKILL);
+}
+
+static void lk_second(const struct ps__seg *seg, int go)
+{
+	char c;
+	if (read(go, &c, 1) != 1)
+		_exit(2);
+	alarm(20);
+	lk_join(seg, 1);
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w || !ps_restarted(w))
+		_exit(3);
+	ps_table *t = lk_table(w); /* bound: its predecessor passed the creation */
+	if (!t)
+		_exit(4);
+	float add[4] = {2, 2, 2, 2}, v[4];
+	ps_key k9 = 9, k3 = 3;
+	if (ps_push_sync(t, &k9, 1, add) != 0 || ps_localize_sync(t, &k3, 1) != 0 || ps_owner(t, k3) != 1)
+		_exit(5);
+	if (ps_pull_sync(t, &k9, 1, v) != 0 || v[0] != 3.0f)
+		_exit(6);
+	ps_finalize(w);
+	_exit(0);
+}
+
+static void test_replacement_frees_the_locks_of_its_dead_predecessor(void **state)
+{
+	(void)state;
+	struct ps__seg seg;
+	struct ps__seg_params p = {.num_nodes = 2, .threads_per_node = 1, .arena_size = 64ULL << 20,
+				   .shared_size = 16ULL << 20, .mem_budget = 256ULL << 20, .on_failure = 1};
+	assert_int_equal(ps__seg_create(&p, &seg), 0);
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	/* both children forked while this process has no thread yet */
+	pid_t a = fork();
+	if (a == 0)
+		lk_first(&seg);
+	pid_t b = fork();
+	if (b == 0) {
+		close(go[1]);
+		lk_second(&seg, go[0]);
+	}
+	close(go[0]);
+	lk_join(&seg, 0);
+	int err, st;
+	ps_world *w = ps_init(&err);
+	assert_non_null(w);
+	ps_table *t = lk_table(w);
+	assert_non_null(t);
+	waitpid(a, &st, 0);
+	assert_true(WIFSIGNALED(st));
+	uint64_t s9 = atomic_load(&slot_of(w, t, 9)->seq);
+	assert_true(s9 & PS__SEQ_LOCKED);
+	assert_int_equal(PS__SEQ_HOLDER(s9), 1);
+	assert_int_equal(atomic_load(&ps__pool_at(&w->seg, 0, 1)->lock), 2);
+
+	assert_int_equal(write(go[1], "g", 1), 1);
+	waitpid(b, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fprintf(stderr, "replacement: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+			WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	float v[4];
+	ps_key k9 = 9;
+	assert_int_equal(ps_pull_sync(t, &k9, 1, v), 0);
+	assert_true(v[0] == 3.0f);
+	assert_int_equal(ps_owner(t, 3), 1);
+	uint32_t word = atomic_load(&ps__node_at(&w->seg, 1)->state);
+	assert_int_equal(PS__NODE_INC(word), 2);
+	assert_int_equal(PS__NODE_KIND(word), PS__NODE_EXITED);
+	ps_finalize(w);
+	ps__seg_unlink(seg.name);
+	ps__seg_detach(&seg);
+	close(go[1]);
+	unsetenv("PSMEM_SEGMENT");
+	unsetenv("PSMEM_NODE");
+}
+
 /* ------------------------------------------------------------ mf */
 
 static double json_num(const char *json, const char *key)
@@ -486,6 +614,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_restarts_are_limited_then_the_job_stops),
 		cmocka_unit_test(test_psrun_rejects_bad_on_failure_values),
 		cmocka_unit_test(test_dump_names_the_node_a_barrier_waits_for),
+		cmocka_unit_test(test_replacement_frees_the_locks_of_its_dead_predecessor),
 		cmocka_unit_test(test_mf_classic_survives_a_killed_node),
 		cmocka_unit_test(test_mf_localize_survives_a_killed_node),
 	};
