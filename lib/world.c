@@ -234,8 +234,8 @@ static int take_node(ps_world *w)
 	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
 	 * load of any location word (grace.c G2).  A CAS from the word seen:
 	 * of two processes taking the same slot, one fails. */
-	if (w->restarted)
-		st = atomic_load_explicit(&n->state, memory_order_relaxed); /* DEAD now (takeover) */
+	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
+		st = atomic_load_explicit(&n->state, memory_order_relaxed);
 	uint32_t want = PS__NODE_WORD(PS__NODE_ALIVE, PS__NODE_INC(st) + 1);
 	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, want, memory_order_seq_cst, memory_order_relaxed))
 		return -EBUSY;
@@ -336,7 +336,8 @@ int ps_finalize(ps_world *w)
 			ps__free(w, w->tables[i]);
 		}
 	}
-	/* release: our last writes to the segment happen before EXITED */
+	/* relaxed: our own word (incarnation); release below: our last
+	 * writes to the segment happen before EXITED */
 	uint32_t st = atomic_load_explicit(&w->me->state, memory_order_relaxed);
 	atomic_store_explicit(&w->me->state, PS__NODE_WORD(PS__NODE_EXITED, PS__NODE_INC(st)), memory_order_release);
 	if (tstate && tstate->w == w) {
