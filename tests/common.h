@@ -63,5 +63,15 @@ const char *proc_env(pid_t pid, const char *name);
 /* Pid of node `node` of the job psrun pid `psrun` runs now, 0 if none. */
 pid_t psrun_node_pid(pid_t psrun, int node);
 double mono_now(void);  /* CLOCK_MONOTONIC seconds */
+/* Path of this test binary (to run itself as a node under psrun). */
+bool self_exe(char *out, size_t len);
+
+/* The number after "key": in a JSON text; NAN when the key is missing. */
+double json_number(const char *json, const char *key);
+/* Planted ratings from build/apps/mfgen (rank 3, noise 0.1); its status. */
+int make_ratings(const char *train, const char *test, int rows, int cols, int nnz, int seed, const char *test_frac);
+/* Waits up to 1 s until no segment is leaked since `before` and no process
+ * matches needle; true when so. */
+bool left_clean(const struct seg_snapshot *before, const char *needle);
 
 #endif

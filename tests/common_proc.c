@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -319,4 +320,43 @@ pid_t psrun_node_pid(pid_t psrun, int node)
 			return p;
 	}
 	return 0;
+}
+
+double json_number(const char *json, const char *key)
+{
+	char pat[128];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+int make_ratings(const char *train, const char *test, int rows, int cols, int nnz, int seed, const char *test_frac)
+{
+	char r[16], c[16], n[16], s[16];
+	snprintf(r, sizeof r, "%d", rows);
+	snprintf(c, sizeof c, "%d", cols);
+	snprintf(n, sizeof n, "%d", nnz);
+	snprintf(s, sizeof s, "%d", seed);
+	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", r, "--cols", c, "--nnz", n, "--rank", "3",
+			"--noise", "0.1", "--seed", s, "--out", (char *)train, "--test-out", (char *)test,
+			"--test-frac", (char *)test_frac, NULL};
+	static struct run_result res;
+	run_prog(argv, NULL, 60, -1, 0, &res);
+	return res.status;
+}
+
+bool left_clean(const struct seg_snapshot *before, const char *needle)
+{
+	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(needle) > 0); i++)
+		usleep(20000);
+	return seg_leaked_since(before) == 0 && count_procs(needle) == 0;
+}
+
+bool self_exe(char *out, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
+	if (n <= 0)
+		return false;
+	out[n] = 0;
+	return true;
 }

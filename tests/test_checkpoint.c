@@ -687,12 +687,10 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 
 static double json_num(const char *json, const char *key)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	const char *p = strstr(json, pat);
-	if (!p)
+	double x = json_number(json, key);
+	if (isnan(x))
 		fail_msg("key %s missing from %s", key, json);
-	return strtod(p + strlen(pat), NULL);
+	return x;
 }
 
 /* mf on the planted data; extra args after the common ones. */
@@ -882,12 +880,7 @@ static int setup(void **state)
 	(void)state;
 	if (!mkdtemp(dir))
 		return -1;
-	struct run_result r;
-	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", "200", "--cols", "150", "--nnz", "12000",
-			"--rank", "3", "--noise", "0.1", "--seed", "7", "--out", (char *)path_of("train.txt"),
-			"--test-out", (char *)path_of("test.txt"), "--test-frac", "0.15", NULL};
-	run_prog(argv, NULL, 30, -1, 0, &r);
-	return r.status == 0 ? 0 : -1;
+	return make_ratings(path_of("train.txt"), path_of("test.txt"), 200, 150, 12000, 7, "0.15") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -902,10 +895,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
 		return node_main(argc - 2, argv + 2);
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0)
+	if (!self_exe(self, sizeof self))
 		return 1;
-	self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_is_bit_identical_across_nodes_and_moves),
 		cmocka_unit_test(test_restore_without_a_file_changes_nothing),

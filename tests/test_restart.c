@@ -200,10 +200,31 @@ static const char *path_of(const char *name)
 
 static void assert_clean(const struct seg_snapshot *before)
 {
-	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(self) > 0); i++)
-		usleep(20000);
-	assert_int_equal(seg_leaked_since(before), 0);
-	assert_int_equal(count_procs(self), 0);
+	assert_true(left_clean(before, self));
+}
+
+/*
+ * Starts argv (a psrun --on-failure restart job) in the background,
+ * SIGKILLs its node 1 once its stdout shows `when`, and waits for it: the
+ * job must end well, psrun having restarted node 1.  Returns its stdout.
+ */
+static const char *run_killing_node1(char *const argv[], const char *tag, const char *when)
+{
+	struct bg_proc b;
+	bg_start(&b, argv, path_of(tag));
+	assert_true(bg_wait_output(&b, when, 60));
+	pid_t victim = psrun_node_pid(b.pid, 1);
+	assert_true(victim > 0);
+	kill(victim, SIGKILL);
+	assert_true(bg_wait(&b, 120));
+	const char *out = file_text(b.out), *err = file_text(b.err);
+	if (b.status != 0)
+		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(err, "node 1 (pid"));
+	assert_non_null(strstr(err, "killed by signal 9"));
+	assert_non_null(strstr(err, "restarting node 1"));
+	return out;
 }
 
 static void test_killed_node_is_restarted_and_loses_at_most_its_batch(void **state)
@@ -211,23 +232,10 @@ static void test_killed_node_is_restarted_and_loses_at_most_its_batch(void **sta
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "2", "--on-failure", "restart", self,
 			"--node", "steps", "16", "batches", "40", "sleep", "300", NULL};
-	bg_start(&b, argv, path_of("count.out"));
-	assert_true(bg_wait_output(&b, "step 3 done", 60));
-	pid_t victim = psrun_node_pid(b.pid, 1);
-	assert_true(victim > 0);
-	kill(victim, SIGKILL);
-	assert_true(bg_wait(&b, 90));
-	const char *out = file_text(b.out), *err = file_text(b.err);
-	if (b.status != 0)
-		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
-	assert_int_equal(b.status, 0);
-	assert_non_null(strstr(err, "node 1"));
-	assert_non_null(strstr(err, "signal 9"));
-	assert_non_null(strstr(err, "restarting node 1"));
-	assert_non_null(strstr(err, "node 1 restarted"));
+	const char *out = run_killing_node1(argv, "count.out", "step 3 done");
+	assert_non_null(strstr(file_text(path_of("count.out.err")), "node 1 restarted"));
 	assert_non_null(strstr(out, "step 15 done"));
 	assert_non_null(strstr(out, ", 0 wrong"));
 	fprintf(stderr, "# %s", strstr(out, "keys:"));
@@ -467,12 +475,10 @@ static void test_replacement_frees_the_locks_of_its_dead_predecessor(void **stat
 
 static double json_num(const char *json, const char *key)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	const char *p = strstr(json, pat);
-	if (!p)
+	double x = json_number(json, key);
+	if (isnan(x))
 		fail_msg("key %s missing from %s", key, json);
-	return strtod(p + strlen(pat), NULL);
+	return x;
 }
 
 static void mf_argv(char **argv, const char *mode, const char *policy, const char *threads, const char *json)
@@ -511,21 +517,8 @@ static void mf_survives(const char *policy, const char *threads)
 	assert_int_equal(r.status, 0);
 	double undisturbed = json_num(file_text(ju), "rmse");
 
-	struct bg_proc b;
 	mf_argv(argv, "restart", policy, threads, jr);
-	bg_start(&b, argv, path_of("mf.out"));
-	assert_true(bg_wait_output(&b, "epoch 4/12", 60));
-	pid_t victim = psrun_node_pid(b.pid, 1);
-	assert_true(victim > 0);
-	kill(victim, SIGKILL);
-	assert_true(bg_wait(&b, 120));
-	const char *out = file_text(b.out), *err = file_text(b.err);
-	if (b.status != 0)
-		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", b.status, out, err);
-	assert_int_equal(b.status, 0);
-	assert_non_null(strstr(err, "node 1"));
-	assert_non_null(strstr(err, "killed by signal 9"));
-	assert_non_null(strstr(err, "restarting node 1"));
+	const char *out = run_killing_node1(argv, "mf.out", "epoch 4/12");
 	assert_non_null(strstr(out, "epoch 12/12"));
 	double restarted = json_num(file_text(jr), "rmse");
 	fprintf(stderr, "# mf %s -t %s: test RMSE %.5f undisturbed, %.5f with node 1 killed in epoch 5\n", policy,
@@ -588,12 +581,7 @@ static int setup(void **state)
 	(void)state;
 	if (!mkdtemp(dir))
 		return -1;
-	struct run_result r;
-	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", "1500", "--cols", "800", "--nnz", "120000",
-			"--rank", "3", "--noise", "0.1", "--seed", "11", "--out", (char *)path_of("train.txt"),
-			"--test-out", (char *)path_of("test.txt"), "--test-frac", "0.1", NULL};
-	run_prog(argv, NULL, 60, -1, 0, &r);
-	return r.status == 0 ? 0 : -1;
+	return make_ratings(path_of("train.txt"), path_of("test.txt"), 1500, 800, 120000, 11, "0.1") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -614,10 +602,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
 		return node_main(argc - 2, argv + 2);
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0)
+	if (!self_exe(self, sizeof self))
 		return 1;
-	self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_killed_node_is_restarted_and_loses_at_most_its_batch),
 		cmocka_unit_test(test_node_dying_mid_batch_loses_exactly_that_batch),
