@@ -21,8 +21,15 @@ static const char *const names[] = {
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
 	[13] = "replica capacity of the table exhausted (repl_max)",
-	[14] = "checkpoint file unusable (not a checkpoint, other version, truncated or corrupted)",
-	[15] = "checkpoint holds other tables than the job's",
+	[14] = "sampling weight is negative, NaN or infinite",
+	[15] = "sampling weights are all zero",
+	[16] = "distribution was built for another table",
+	[17] = "bad sampling scheme: expected naive, local, pool or pool:U with U in 1..65536",
+	[18] = "more samples asked than the sampler has left",
+	[19] = "update rule not registered in this process, or registered differently on another node",
+	[20] = "PS_HOGWILD tables take only the sum update rule",
+	[21] = "checkpoint file unusable (not a checkpoint, other version, truncated or corrupted)",
+	[22] = "checkpoint holds other tables than the job's",
 };
 
 const char *ps_strerror(int err)

@@ -48,10 +48,11 @@ extern "C" {
 #define PS_ETOOMANY   (-30910) /* table limit of the segment reached */
 #define PS_ENOMEMSEG  (-30911) /* segment has no room left for the table */
 #define PS_EHANDLE    (-30912) /* invalid or already-waited handle */
-/* -30913 is taken on main (PS_ERCAP, replication) */
-#define PS_ECKPT      (-30914) /* checkpoint file unusable: not one, other version, truncated, corrupted */
-#define PS_ESHAPE     (-30915) /* checkpoint's tables differ from the job's */
-#define PS_ELAST      (-30915)
+/* -30913 .. -30920 are main's (replication, sampling, update rules); their
+ * names are in errors.c already */
+#define PS_ECKPT      (-30921) /* checkpoint file unusable: not one, other version, truncated, corrupted */
+#define PS_ESHAPE     (-30922) /* checkpoint's tables differ from the job's */
+#define PS_ELAST      (-30922)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
