@@ -176,7 +176,6 @@ struct ps__tdesc {
 	 * are set; R: other nodes, acquire before reading any field. */
 	PS__CACHE_ALIGNED _Atomic uint32_t state;
 	uint32_t value_len;
-	uint32_t state_len; /* floats of update-rule state stored after the values in each slot (rules.c) */
 	uint32_t slot_size;
 	uint32_t flags;
 	uint32_t init;
@@ -191,6 +190,7 @@ struct ps__tdesc {
 	 * R: creators waiting for all nodes (acquire). */
 	_Atomic uint32_t nodes_ready;
 	_Atomic int32_t error; /* first error of a node's initialisation */
+	uint32_t state_len; /* floats of update-rule state stored after the values in each slot (rules.c) */
 };
 
 /* -------------------------------------------------------------- barrier */
