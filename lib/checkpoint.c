@@ -659,6 +659,7 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 	w->ckpt_err[0] = 0;
 	if (op == OP_POLL && w->node == 0 && !ps__node_replaying(w))
 		latch_request(w);
+	/* replication: ps__replicas_flush(w) here */
 	uint32_t idx;
 	int rc = ps__node_barrier(w, &idx); /* A */
 	if (rc)
