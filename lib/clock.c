@@ -25,7 +25,14 @@
  *   (C4) A waiter looks at the nodes it waits for every 100 ms: one that
  *        is DEAD, EXITED, or ALIVE without its process can never advance,
  *        so the wait returns PS_EDEAD instead of hanging.  A node not yet
- *        attached (EMPTY) is waited for.
+ *        attached (EMPTY) is waited for.  Under psrun --on-failure
+ *        restart a DEAD node is waited for too: its replacement will
+ *        advance its clocks.
+ *   (C5) A restarted node (restart.c) re-runs its workers from the start:
+ *        the first c calls of worker t, c being the clock its dead
+ *        predecessor left in the segment (read at takeover), do not
+ *        advance the clock again; they only wait for the bound as the
+ *        original calls did.
  */
 #include <errno.h>
 #include <limits.h>
@@ -110,13 +117,16 @@ static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 		if (!lags)
 			continue;
 		/* acquire: pairs with the state stores of attach/finalize/psrun */
-		uint32_t st = atomic_load_explicit(&ps__node_at(&w->seg, n)->state, memory_order_acquire);
-		if (st == PS__NODE_DEAD || st == PS__NODE_EXITED)
+		uint32_t st = PS__NODE_KIND(atomic_load_explicit(&ps__node_at(&w->seg, n)->state, memory_order_acquire));
+		if (st == PS__NODE_EXITED)
 			return true;
 		if (st == PS__NODE_ALIVE && !ps__node_alive(&w->seg, n)) {
 			ps__mark_dead(&w->seg, n);
-			return true;
+			st = PS__NODE_DEAD;
 		}
+		/* psrun --on-failure restart: its replacement will advance it */
+		if (st == PS__NODE_DEAD && !ps__restart_mode(&w->seg))
+			return true;
 	}
 	return false;
 }
@@ -165,13 +175,19 @@ int ps_clock(ps_world *w)
 	ps__thread_enter(w);
 	struct ps__clocks *ck = clocks_of(w);
 	_Atomic uint64_t *mine = &ck->c[w->node][me];
-	/* relaxed: only this worker writes its clock (C1) */
-	uint64_t c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
-	/* seq_cst: release of our pushes (C2) and the advance of (C3) */
-	atomic_store_explicit(mine, c, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
-		ps__futex_wake(&ck->seq, INT_MAX, true);
+	uint64_t call = ++w->clock_calls[me], c;
+	if (call <= w->clock_replay[me]) {
+		/* (C5) replay: the dead predecessor advanced this clock already */
+		c = call;
+	} else {
+		/* relaxed: only this worker writes its clock (C1) */
+		c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
+		/* seq_cst: release of our pushes (C2) and the advance of (C3) */
+		atomic_store_explicit(mine, c, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
+			ps__futex_wake(&ck->seq, INT_MAX, true);
+	}
 	/* relaxed: see ps_set_consistency */
 	uint64_t cfg = atomic_load_explicit(&ck->cfg, memory_order_relaxed);
 	int mode = ps__clock_mode(cfg);
