@@ -685,6 +685,99 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 
 /* ------------------------------------------------------------ apps */
 
+/* ------------------------------------------- replication, update rules */
+
+/* Table A (100 x 4) may replicate 8 keys (no sync rounds but ps_sync);
+ * table B (50 x 3) applies pushes with adagrad (3 floats of state). */
+static ps_world *repl_job(ps_table **t, uint32_t brule)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	assert_non_null(w);
+	ps_table_opts o;
+	ps_table_opts_init(&o, 100, 4);
+	o.repl_max = 8;
+	o.repl_rate = 0;
+	t[0] = ps_table_create(w, &o, &err);
+	assert_non_null(t[0]);
+	ps_table_opts_init(&o, 50, 3);
+	o.init = PS_INIT_CONST;
+	o.init_a = 1;
+	o.rule = brule;
+	if (brule == PS_RULE_ADAGRAD) {
+		o.rule_params[0] = 0.1f;
+		o.rule_params[1] = 1e-8f;
+	}
+	t[1] = ps_table_create(w, &o, &err);
+	assert_non_null(t[1]);
+	return w;
+}
+
+static void push_round(ps_table **t, float scale)
+{
+	for (ps_key k = 0; k < 16; k++) {
+		float u[4] = {scale * (float)(k + 1), -scale, 0.5f * scale, scale * (float)k * 0.25f};
+		assert_int_equal(ps_push_sync(t[0], &k, 1, u), 0);
+	}
+	for (ps_key k = 0; k < 50; k += 7) {
+		float g[3] = {scale, -2 * scale, 0.5f * scale};
+		assert_int_equal(ps_push_sync(t[1], &k, 1, g), 0);
+	}
+}
+
+/* Replicated keys are saved with every pending delta (ps_sync before the
+ * save) and restored into primary and replicas alike (pending deltas
+ * dropped); the update-rule state travels with the values, and a job
+ * whose table has another rule is refused. */
+static void test_replicated_keys_and_rule_state_round_trip(void **state)
+{
+	(void)state;
+	unsetenv("PSMEM_RESTORE");
+	KEEP(f, "repl.ckpt");
+	ps_table *t[2];
+	ps_world *w = repl_job(t, PS_RULE_ADAGRAD);
+	ps_key hot[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+	assert_int_equal(ps_replicate(t[0], hot, 8), 8);
+	push_round(t, 1.0f); /* deltas of keys 0..7 pending: no rounds */
+	float a0[400], b0[150], a[400], b[150], b1[150];
+	ps_key ka[100], kb[50];
+	for (ps_key k = 0; k < 100; k++)
+		ka[k] = k;
+	for (ps_key k = 0; k < 50; k++)
+		kb[k] = k;
+	assert_int_equal(ps_pull_sync(t[0], ka, 100, a0), 0);
+	assert_int_equal(ps_pull_sync(t[1], kb, 50, b0), 0);
+	assert_int_equal(ps_checkpoint(w, f), 0);
+	/* the file: 2 tables, B with its 3 floats of adagrad state per key */
+	assert_int_equal(file_size(f), 40 + 2 * 32 + (100 * 4 + 50 * 6) * 4 + 4);
+
+	push_round(t, 3.0f); /* B's accumulators move on */
+	assert_int_equal(ps_pull_sync(t[1], kb, 50, b1), 0);
+	assert_int_equal(ps_restore(w, f), 2);
+	assert_int_equal(ps_pull_sync(t[0], ka, 100, a), 0);
+	assert_memory_equal(a, a0, sizeof a);
+	assert_int_equal(ps_sync(t[0]), 0); /* no delta left to add again */
+	assert_int_equal(ps_pull_sync(t[0], ka, 100, a), 0);
+	assert_memory_equal(a, a0, sizeof a);
+	assert_int_equal(ps_is_replicated(t[0], 3), 1);
+	assert_int_equal(ps_unreplicate(t[0], hot, 8), 8);
+	assert_int_equal(ps_pull_sync(t[0], ka, 100, a), 0);
+	assert_memory_equal(a, a0, sizeof a);
+	assert_int_equal(ps_pull_sync(t[1], kb, 50, b), 0);
+	assert_memory_equal(b, b0, sizeof b);
+	/* state restored: the same pushes give the same values again */
+	push_round(t, 3.0f);
+	assert_int_equal(ps_pull_sync(t[1], kb, 50, b), 0);
+	assert_memory_equal(b, b1, sizeof b);
+	ps_finalize(w);
+
+	/* B with the sum rule (no state): another shape */
+	w = repl_job(t, PS_RULE_SUM);
+	assert_int_equal(ps_restore(w, f), PS_ESHAPE);
+	assert_non_null(strstr(ps_checkpoint_error(w), "table 1"));
+	ps_finalize(w);
+}
+
 static double json_num(const char *json, const char *key)
 {
 	double x = json_number(json, key);
@@ -907,6 +1000,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_failed_write_leaves_no_file_and_says_why),
 		cmocka_unit_test(test_psrun_restore_refuses_a_bad_file_before_starting),
 		cmocka_unit_test(test_psstat_checkpoint_asks_a_running_job),
+		cmocka_unit_test(test_replicated_keys_and_rule_state_round_trip),
 		cmocka_unit_test(test_mf_resumed_run_matches_an_uninterrupted_one),
 		cmocka_unit_test(test_mf_refuses_to_resume_from_a_bad_checkpoint),
 		cmocka_unit_test(test_kge_and_w2v_resume_where_they_stopped),
