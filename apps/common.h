@@ -141,6 +141,28 @@ void app_load_ratings(const char *path, bool train, app_idmap *users, app_idmap 
  * malloc'ed id -> bin array. */
 uint32_t *app_deal(const uint64_t *count, size_t n, int k);
 
+/* ---------------------------------------------------------- checkpoints */
+
+typedef struct ps_world ps_world;
+
+/*
+ * Restores the tables from path (NULL: the file of psrun --restore, if
+ * any) and returns the epochs done when it was written, 0 when there is
+ * nothing to resume from.  Dies with "<app>: cannot resume: FILE: why" on a
+ * bad file or another app's checkpoint.  Collective: one thread per node,
+ * after the tables are created.
+ */
+int app_resume(ps_world *w, const char *path);
+
+/*
+ * At the end of an epoch (epochs_done of epochs): writes the checkpoint to
+ * path when every > 0 divides epochs_done or the last epoch is done (path
+ * NULL: never), then serves a checkpoint asked for by psstat --checkpoint.
+ * Collective: one thread per node, while the workers are quiescent.  Dies
+ * if the checkpoint cannot be written.
+ */
+void app_epoch_checkpoints(ps_world *w, const char *path, int every, int epochs_done, int epochs);
+
 /* ----------------------------------------------------------------- misc */
 
 double app_now(void); /* monotonic seconds */

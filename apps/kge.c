@@ -109,9 +109,9 @@ static const char *const rule_names[] = {"sum", "sgd", "adagrad"};
 #define ADAGRAD_EPS 1e-10f
 
 struct opts {
-	const char *dataset, *json, *save, *sync;
+	const char *dataset, *json, *save, *sync, *ckpt, *resume;
 	int model, optimizer, policy, regularizer, rule, sync_mode, staleness;
-	long dim, neg, batch, epochs, threads, eval_every;
+	long dim, neg, batch, epochs, threads, eval_every, ckpt_every;
 	double lr, reg, init;
 	uint64_t seed;
 	long replicate;          /* relation rows replicated on every node; 0 = none */
@@ -121,6 +121,7 @@ struct opts {
 
 struct job {
 	struct opts o;
+	long start_epoch; /* epochs done before this run (--resume) */
 	size_t D;        /* floats per entity vector */
 	size_t RD;       /* floats per relation (D, or D*D for RESCAL) */
 	size_t se, sr;   /* row strides in the tables: D or 2D (Adagrad) */
@@ -880,8 +881,10 @@ static void worker(ps_world *w, int tid, void *arg)
 	const struct opts *o = &jb->o;
 	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
 	bool lead = jb->node == 0 && tid == 0;
-	init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
-	init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
+	if (!jb->start_epoch) { /* resumed: the rows come from the checkpoint */
+		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
+		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
+	}
 
 	struct wstate ws = {.jb = jb, .tid = tid};
 	ws.rng = o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(g + 1));
@@ -930,7 +933,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	}
 	double t_train = 0, cpu_train = 0;
 	app_progress pr;
-	for (long e = 0; e < o->epochs; e++) {
+	for (long e = jb->start_epoch; e < o->epochs; e++) {
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
 			char what[64];
@@ -995,6 +998,9 @@ static void worker(ps_world *w, int tid, void *arg)
 			jb->last_loss = m[0] / (m[1] > 0 ? m[1] : 1);
 			app_progress_end(&pr, jb->ntrain, jb->last_loss, ev ? extra : NULL);
 		}
+		if (tid == 0) /* every push of the epoch is in; the others wait below */
+			app_epoch_checkpoints(w, o->ckpt, (int)o->ckpt_every, (int)e + 1, (int)o->epochs);
+		check(ps_barrier(w), "barrier");
 	}
 	if (lead) {
 		jb->train_secs = t_train;
@@ -1124,10 +1130,22 @@ static void usage(FILE *f)
 		"                     naive (exact draws), local (only entities on this node),\n"
 		"                     pool[:U] (--neg entities moved here, reused by U batches;\n"
 		"                     U 8); absent: the app's own draws (default: absent)\n"
+		"  --checkpoint FILE  write a checkpoint of the tables (psmem format) after the\n"
+		"                     last epoch, and every K epochs with --checkpoint-every\n"
+		"                     (default: none)\n"
+		"  --checkpoint-every K\n"
+		"                     checkpoint every K epochs (default: only after the last)\n"
+		"  --resume FILE      start from a checkpoint: its tables, and the epoch after\n"
+		"                     the last one it holds (--epochs counts them all); same\n"
+		"                     dataset, model, dim and optimizer (default: psrun\n"
+		"                     --restore's file, else none)\n"
 		"  --help             print this help and exit\n"
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
-		"prints and writes files. seconds/throughput count training, not evaluation.\n");
+		"prints and writes files. seconds/throughput count training, not evaluation.\n"
+		"psstat --checkpoint FILE asks a running kge for a checkpoint at the end of\n"
+		"the current epoch.  kge does not resume a restarted node (psrun\n"
+		"--on-failure restart): use --checkpoint-every and --resume.\n");
 }
 
 /* The server-side rule of the embedding tables (--rule). */
@@ -1165,7 +1183,7 @@ int main(int argc, char **argv)
 	static const char *const opt_names[] = {"sgd", "adagrad"}, *const pol_names[] = {"classic", "localize"},
 				 *const reg_names[] = {"n3", "l2"};
 	enum { O_DATASET = 256, O_MODEL, O_DIM, O_OPT, O_LR, O_REG, O_REGZ, O_INIT, O_NEG, O_BATCH, O_EPOCHS,
-	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE, O_RULE, O_SYNC, O_REPL, O_REPL_RATE, O_SAMPLING };
+	       O_THREADS, O_POLICY, O_SEED, O_EVAL, O_JSON, O_SAVE, O_RULE, O_SYNC, O_REPL, O_REPL_RATE, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME };
 	static const struct option lopts[] = {
 		{"dataset", 1, 0, O_DATASET}, {"model", 1, 0, O_MODEL},	  {"dim", 1, 0, O_DIM},
 		{"optimizer", 1, 0, O_OPT},   {"lr", 1, 0, O_LR},	  {"reg", 1, 0, O_REG},
@@ -1175,6 +1193,8 @@ int main(int argc, char **argv)
 		{"json", 1, 0, O_JSON},	      {"save", 1, 0, O_SAVE},	  {"help", 0, 0, 'h'},
 		{"rule", 1, 0, O_RULE}, {"sync", 1, 0, O_SYNC}, {"replicate", 1, 0, O_REPL},
 		{"repl-rate", 1, 0, O_REPL_RATE}, {"sampling", 1, 0, O_SAMPLING},
+		{"rule", 1, 0, O_RULE},	      {"sync", 1, 0, O_SYNC},
+		{"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
 		{0, 0, 0, 0}};
 	bool optimizer_given = false;
 	int c;
@@ -1211,6 +1231,9 @@ int main(int argc, char **argv)
 		case O_REPL: o->replicate = app_opt_long("--replicate", optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: o->repl_rate = app_opt_double("--repl-rate", optarg, 0, 10000); break;
 		case O_SAMPLING: app_opt_sampling("--sampling", optarg, &o->smp); break;
+		case O_CKPT: o->ckpt = optarg; break;
+		case O_CKPT_EVERY: o->ckpt_every = app_opt_long("--checkpoint-every", optarg, 1, 1 << 20); break;
+		case O_RESUME: o->resume = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1225,6 +1248,8 @@ int main(int argc, char **argv)
 			app_die("--rule %s conflicts with --optimizer %s", rule_names[o->rule], opt_names[o->optimizer]);
 		o->optimizer = opt;
 	}
+	if (o->ckpt_every && !o->ckpt)
+		app_die("--checkpoint-every needs --checkpoint FILE");
 	if (o->model == M_COMPLEX && o->dim % 2)
 		app_die("--dim: %ld must be even for complex (real and imaginary halves)", o->dim);
 	if (o->model == M_RESCAL && o->dim > 512)
@@ -1246,6 +1271,9 @@ int main(int argc, char **argv)
 	jb->node = ps_node_id(w);
 	jb->T = ps_num_threads(w);
 	bool lead = jb->node == 0;
+	if (ps_restarted(w))
+		app_die("node %d was restarted, which kge does not support (psrun --on-failure abort; "
+			"--checkpoint-every and --resume instead)", jb->node);
 
 	double t_load = app_now();
 	jb->ents = app_idmap_new();
@@ -1314,9 +1342,16 @@ int main(int argc, char **argv)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
 	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k */
 	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2, 8);
+	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb->M = ps_table_create(w, &to, &err);
 	if (!jb->M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
+	jb->start_epoch = app_resume(w, o->resume);
+	if (jb->start_epoch >= o->epochs && o->epochs > 0)
+		app_die("cannot resume: the checkpoint has %ld epochs done; --epochs %ld leaves none to train",
+			jb->start_epoch, o->epochs);
+	if (lead && jb->start_epoch)
+		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
 	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));
 	jb->allR = xcalloc(2 * jb->nR * jb->RD, sizeof(float));
 
@@ -1327,7 +1362,8 @@ int main(int argc, char **argv)
 	if (rc)
 		app_die("workers failed: %s", ps_strerror(rc));
 	if (lead) {
-		double secs = jb->train_secs, thr = secs > 0 ? (double)jb->ntrain * (double)o->epochs / secs : 0;
+		double secs = jb->train_secs,
+		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->start_epoch) / secs : 0;
 		ps_node_stats nst = {0};
 		double local = 0;
 		if (ps_stats(w, 0, &nst) == 0 && nst.local_keys + nst.remote_keys > 0)

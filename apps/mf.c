@@ -5,7 +5,8 @@
  *   mf --train FILE [--test FILE] [--rank K] [--lr X] [--reg X] [--epochs N]
  *      [--threads T] [--policy classic|localize] [--sync bsp|ssp:S|asp]
  *      [--rule sum|sgd|adagrad] [--seed S] [--json FILE] [--save FILE]
- *   psrun -n N [-t T] mf ...
+ *      [--checkpoint FILE [--checkpoint-every K]] [--resume FILE]
+ *   psrun -n N [-t T] [--on-failure restart] mf ...
  *
  * Model: r(u,i) ~ mean + b_u + b_i + p_u . q_i.  A user row in table U is
  * [p_u (rank floats), b_u], an item row in table V is [q_i, b_i]; the global
@@ -42,9 +43,23 @@
  * exact, and every worker evaluates (and node 0 saves) the same model.
  *
  * Per epoch: train; barrier; every worker evaluates its share of the test
- * ratings; the sums go through a small psmem table (one key per epoch);
- * barrier; node 0 prints train RMSE (prequential, errors before each
- * update) and test RMSE.
+ * ratings; the sums go through a small transient psmem table (one key per
+ * epoch and worker); barrier; node 0 prints train RMSE (prequential, errors
+ * before each update) and test RMSE.  Between the training barrier and the
+ * next, the model is quiescent: one thread per node writes the checkpoints
+ * there (--checkpoint, psstat --checkpoint).
+ *
+ * Steps and restarts.  Everything a worker does between two barriers is a
+ * step: initial rows, a (sub-)epoch's training, an evaluation.  The order
+ * of a step's groups is a function of (seed, epoch, sub-epoch, worker) only,
+ * so under psrun --on-failure restart a restarted node skips the steps its
+ * dead predecessor finished (ps_replaying), and resumes the one in progress
+ * after the groups it had started (ps_progress_get; set before a group is
+ * trained, so a group cut short by the crash is lost, never applied twice).
+ * Evaluation writes its sum idempotently (pull, push the difference), the
+ * training sum adds only what this process trained.  --resume FILE (or
+ * psrun --restore FILE) restores the tables and continues with the next
+ * epoch; the same seed gives the same order as an uninterrupted run.
  *
  * --sync bsp|ssp:S|asp (default: none, no clocks): each worker cuts its
  * ratings of an epoch (classic) or of a sub-epoch (localize) into
@@ -61,6 +76,10 @@
  * rows, and pushes their gradients (regularization included) to both; the
  * rule applies each under the slot lock, adagrad with its accumulator
  * beside the values.  Initial rows are stored with ps_assign_sync.
+ *
+ * With --sync, a step the restarted node skips still makes its clocks
+ * (they are replays that do not advance again, lib/clock.c C5), so every
+ * worker keeps making the same number of clocks between two barriers.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -82,8 +101,8 @@ enum { RULE_SUM, RULE_SGD, RULE_ADAGRAD };
 static const char *const rule_names[] = {"sum", "sgd", "adagrad"};
 
 struct cfg {
-	const char *train, *test, *json, *save;
-	int rank, epochs, threads;
+	const char *train, *test, *json, *save, *ckpt, *resume;
+	int rank, epochs, threads, ckpt_every;
 	double lr, reg, init_std;
 	uint64_t seed;
 	bool localize;
@@ -125,9 +144,12 @@ struct job {
 	struct worker_data *wd; /* this node's threads */
 	uint64_t *icount;     /* --replicate: training ratings per item */
 	ps_table *U, *V, *M;
+	int start_epoch;      /* epochs done before this run (--resume) */
+	size_t max_groups;    /* groups of the largest (worker, block) bucket */
 	/* filled by node 0, thread 0 */
 	double train_seconds, total_seconds, rmse, train_rmse;
 	double train_cpu;     /* node 0's CPU seconds in the training phases */
+	int epochs_trained;   /* by this process (not replayed, not resumed) */
 	double *epoch_rmse;
 };
 
@@ -256,6 +278,9 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 			}
 		}
 		d->gstart[B] = ng;
+		for (int b = 0; b < B; b++)
+			if (d->gstart[b + 1] - d->gstart[b] > jb->max_groups)
+				jb->max_groups = d->gstart[b + 1] - d->gstart[b];
 	}
 	free(sorted);
 	free(bcount);
@@ -321,20 +346,28 @@ static float predict(const struct job *jb, const float *pu, const float *qi)
 	return (float)x;
 }
 
-static void shuffle_groups(struct group *g, size_t n, uint64_t *s)
+/* The order of a step's groups: a permutation drawn from (seed, epoch,
+ * sub-epoch, worker) only, so a restarted or resumed worker finds it again. */
+static void step_order(size_t *perm, size_t n, uint64_t seed, int e, int s, int wg)
 {
+	uint64_t r = seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL +
+		     (uint64_t)s * 0x632be59bd9b4e019ULL + (uint64_t)wg;
+	for (size_t k = 0; k < n; k++)
+		perm[k] = k;
 	for (size_t k = n; k > 1; k--) {
-		size_t j = (size_t)(app_rand(s) % k);
-		struct group t = g[k - 1];
-		g[k - 1] = g[j];
-		g[j] = t;
+		size_t j = (size_t)(app_rand(&r) % k);
+		size_t t = perm[k - 1];
+		perm[k - 1] = perm[j];
+		perm[j] = t;
 	}
 }
 
 struct wstate {
 	struct job *jb;
+	ps_world *w;
 	int t, wg;
 	float *pu, *pu0, *qi, *dq;
+	size_t *perm;        /* a step's group order */
 	app_progress *prog;  /* node 0 thread 0 only */
 	uint64_t done;       /* ratings done this epoch by this worker */
 	float *gu;           /* --rule sgd/adagrad: the user row's gradient */
@@ -417,29 +450,50 @@ static double train_group_rule(struct wstate *ws, const struct group *g, const s
 	return sse;
 }
 
-/* Trains this worker's groups of block b; issues the localize of block
- * `next` (if >= 0) once 3/4 of the ratings are done.  Returns the SSE. */
-static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_handle *pending)
+static ps_key metrics_key(const struct job *jb, int e, int wg)
+{
+	return (ps_key)e * (ps_key)jb->workers + (ps_key)wg;
+}
+
+/*
+ * One training step: this worker's groups of block b in the order of
+ * (epoch e, sub-epoch s); issues the localize of block `next` (if >= 0)
+ * once 3/4 of the ratings are done.  A step its predecessor finished is
+ * skipped; one it had begun resumes after its last started group.  The
+ * squared errors of the groups trained here go into the epoch's metrics.
+ */
+static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_handle *pending)
 {
 	struct job *jb = ws->jb;
+	if (ps_replaying(ws->w)) {
+		int ticks = 0;
+		clock_slices(ws, &ticks, 1, 1); /* the step's clocks, replayed (clock.c C5) */
+		return;
+	}
 	struct worker_data *d = &jb->wd[ws->t];
 	struct group *g = d->g + d->gstart[b];
 	size_t ng = d->gstart[b + 1] - d->gstart[b], done = 0, trigger = d->rcount[b] * 3 / 4;
-	shuffle_groups(g, ng, rng);
+	step_order(ws->perm, ng, jb->c.seed, e, s, ws->wg);
+	int64_t first = ps_progress_get(ws->w);
+	check((int)(first < 0 ? first : 0), "progress");
 	double sse = 0;
 	uint64_t factor = (uint64_t)jb->workers;
 	int ticks = 0;
 	for (size_t k = 0; k < ng; k++) {
+		const struct group *gk = &g[ws->perm[k]];
 		if (next >= 0 && !*pending && done >= trigger)
 			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
 					       jb->bstart[next + 1] - jb->bstart[next]);
-		if (jb->c.rule == RULE_SUM)
-			sse += train_group(ws, &g[k], d->r + g[k].start);
-		else
-			sse += train_group_rule(ws, &g[k], d->r + g[k].start);
-		done += g[k].len;
+		if ((int64_t)k >= first) {
+			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			if (jb->c.rule == RULE_SUM)
+				sse += train_group(ws, gk, d->r + gk->start);
+			else
+				sse += train_group_rule(ws, gk, d->r + gk->start);
+		}
+		done += gk->len;
 		clock_slices(ws, &ticks, done, d->rcount[b]);
-		ws->done += g[k].len;
+		ws->done += gk->len;
 		if (ws->prog) {
 			uint64_t est = ws->done * factor;
 			app_progress_update(ws->prog, est < jb->ntrain ? est : jb->ntrain, NAN);
@@ -448,7 +502,9 @@ static double train_block(struct wstate *ws, int b, uint64_t *rng, int next, ps_
 	if (next >= 0 && !*pending)
 		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
 	clock_slices(ws, &ticks, d->rcount[b], d->rcount[b]); /* the slices left, if any */
-	return sse;
+	ps_key mk = metrics_key(jb, e, ws->wg);
+	float m[2] = {(float)sse, 0};
+	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
 }
 
 static double eval_test(struct wstate *ws)
@@ -483,6 +539,69 @@ static void barrier(ps_world *w)
 	check(ps_barrier(w), "barrier");
 }
 
+/* The evaluation step: this worker's test sum, stored idempotently (the
+ * model is frozen during the step, so a restarted worker computes the same
+ * sum and the difference it pushes is 0). */
+static void eval_step(struct wstate *ws, int e)
+{
+	struct job *jb = ws->jb;
+	if (ps_replaying(ws->w))
+		return;
+	float tsse = (float)eval_test(ws), m[2];
+	ps_key mk = metrics_key(jb, e, ws->wg);
+	check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
+	m[0] = 0;
+	m[1] = tsse - m[1];
+	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+}
+
+/* Initial rows (user and item ids dealt round-robin over the workers; a
+ * one-time cost, rows may be remote), resumable like a training step. */
+static void init_step(struct wstate *ws)
+{
+	struct job *jb = ws->jb;
+	if (ps_replaying(ws->w))
+		return;
+	int64_t first = ps_progress_get(ws->w), k = 0;
+	check((int)(first < 0 ? first : 0), "progress");
+	size_t W = (size_t)jb->workers;
+	/* with a server-side rule a push would be a gradient: assign them */
+	int (*store)(ps_table *, const ps_key *, size_t, const float *) =
+		jb->c.rule == RULE_SUM ? ps_push_sync : ps_assign_sync;
+	for (size_t u = (size_t)ws->wg; u < jb->nusers; u += W, k++) {
+		if (k < first)
+			continue;
+		ps_key key = jb->ukey[u];
+		init_row(jb, 1, u, ws->dq);
+		check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress");
+		check(store(jb->U, &key, 1, ws->dq), "initializing user rows");
+	}
+	for (size_t i = (size_t)ws->wg; i < jb->nitems; i += W, k++) {
+		if (k < first)
+			continue;
+		ps_key key = i;
+		init_row(jb, 2, i, ws->dq);
+		check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress");
+		check(store(jb->V, &key, 1, ws->dq), "initializing item rows");
+	}
+}
+
+/* Node 0, thread 0: the epoch's RMSEs from every worker's sums. */
+static void read_metrics(struct job *jb, int e)
+{
+	double m0 = 0, m1 = 0;
+	for (int wg = 0; wg < jb->workers; wg++) {
+		ps_key mk = metrics_key(jb, e, wg);
+		float m[2];
+		check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
+		m0 += m[0];
+		m1 += m[1];
+	}
+	jb->train_rmse = sqrt(m0 / (double)jb->ntrain);
+	jb->rmse = jb->ntest ? sqrt(m1 / (double)jb->ntest) : NAN;
+	jb->epoch_rmse[e] = jb->rmse;
+}
+
 static void save_model(struct job *jb);
 
 /* --replicate, after a training barrier: see the file comment. */
@@ -499,10 +618,11 @@ static void worker(ps_world *w, int t, void *arg)
 {
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
-	int K = c->rank, W = jb->workers, B = jb->blocks;
-	struct wstate ws = {.jb = jb, .t = t, .wg = jb->node * jb->threads + t};
+	int K = c->rank, B = jb->blocks;
+	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t};
 	ws.pu = malloc(5 * (size_t)(K + 1) * sizeof(float));
-	if (!ws.pu)
+	ws.perm = malloc((jb->max_groups ? jb->max_groups : 1) * sizeof *ws.perm);
+	if (!ws.pu || !ws.perm)
 		app_die("out of memory");
 	ws.pu0 = ws.pu + K + 1;
 	ws.qi = ws.pu0 + K + 1;
@@ -510,25 +630,12 @@ static void worker(ps_world *w, int t, void *arg)
 	ws.gu = ws.dq + K + 1;
 	bool lead = jb->node == 0 && t == 0;
 
-	/* initial values, user and item ids dealt round-robin over the
-	 * workers (a one-time cost; rows may be remote); with a server-side
-	 * rule a push would be a gradient, so they are assigned */
-	int (*store)(ps_table *, const ps_key *, size_t, const float *) =
-		c->rule == RULE_SUM ? ps_push_sync : ps_assign_sync;
-	for (size_t u = (size_t)ws.wg; u < jb->nusers; u += (size_t)W) {
-		ps_key k = jb->ukey[u];
-		init_row(jb, 1, u, ws.dq);
-		check(store(jb->U, &k, 1, ws.dq), "initializing user rows");
-	}
-	for (size_t i = (size_t)ws.wg; i < jb->nitems; i += (size_t)W) {
-		ps_key k = i;
-		init_row(jb, 2, i, ws.dq);
-		check(store(jb->V, &k, 1, ws.dq), "initializing item rows");
-	}
+	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
+		init_step(&ws);
 	ps_handle pending = NULL;
-	if (c->localize) /* the first block, before anyone trains */
-		check(ps_localize_sync(jb->V, jb->block_items + jb->bstart[ws.wg % B],
-				       jb->bstart[ws.wg % B + 1] - jb->bstart[ws.wg % B]),
+	int b0 = ws.wg % B; /* sub-epoch 0's block */
+	if (c->localize && !ps_replaying(w)) /* the first block, before anyone trains */
+		check(ps_localize_sync(jb->V, jb->block_items + jb->bstart[b0], jb->bstart[b0 + 1] - jb->bstart[b0]),
 		      "localize");
 	barrier(w);
 	if (c->replicate) { /* the replicas start from the initial values */
@@ -539,25 +646,23 @@ static void worker(ps_world *w, int t, void *arg)
 
 	app_progress prog;
 	double t_start = app_now(), t_train = 0, cpu_train = 0;
-	for (int e = 0; e < c->epochs; e++) {
-		uint64_t rng = c->seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL + (uint64_t)ws.wg;
+	for (int e = jb->start_epoch; e < c->epochs; e++) {
 		char what[64];
-		if (lead) {
-			snprintf(what, sizeof what, "epoch %d/%d", e + 1, c->epochs);
+		snprintf(what, sizeof what, "epoch %d/%d", e + 1, c->epochs);
+		bool shown = lead && !ps_replaying(w);
+		if (shown)
 			app_progress_start(&prog, what, jb->ntrain);
-			ws.prog = &prog;
-		}
+		ws.prog = shown ? &prog : NULL;
 		ws.done = 0;
-		double t0 = app_now(), c0 = app_cpu_now(), sse = 0;
+		double t0 = app_now(), c0 = app_cpu_now();
 		if (!c->localize) {
-			sse = train_block(&ws, 0, &rng, -1, &pending);
+			train_step(&ws, e, 0, 0, -1, &pending);
 			barrier(w);
 			sync_replicas(jb, w, lead);
 		} else {
 			for (int s = 0; s < B; s++) {
-				int b = (ws.wg + s) % B;
 				bool last = e == c->epochs - 1 && s == B - 1;
-				sse += train_block(&ws, b, &rng, last ? -1 : (ws.wg + s + 1) % B, &pending);
+				train_step(&ws, e, s, (ws.wg + s) % B, last ? -1 : (ws.wg + s + 1) % B, &pending);
 				barrier(w);
 				sync_replicas(jb, w, lead);
 				if (pending) {
@@ -568,20 +673,22 @@ static void worker(ps_world *w, int t, void *arg)
 		}
 		t_train += app_now() - t0;
 		cpu_train += app_cpu_now() - c0;
-		double tsse = eval_test(&ws);
-		ps_key mk = (ps_key)e;
-		float m[2] = {(float)sse, (float)tsse};
-		check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+		bool replayed = ps_replaying(w); /* the evaluation step */
+		if (t == 0) /* the model is quiescent until the next barrier */
+			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, e + 1, c->epochs);
+		eval_step(&ws, e);
 		barrier(w);
 		if (lead) {
-			check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
-			jb->train_rmse = sqrt(m[0] / (double)jb->ntrain);
-			jb->rmse = jb->ntest ? sqrt(m[1] / (double)jb->ntest) : NAN;
-			jb->epoch_rmse[e] = jb->rmse;
-			char extra[64] = "";
-			if (jb->ntest)
-				snprintf(extra, sizeof extra, "test RMSE %.4f", jb->rmse);
-			app_progress_end(&prog, jb->ntrain, jb->train_rmse, extra);
+			read_metrics(jb, e);
+			if (!replayed) {
+				if (!shown) /* its training was done by a predecessor */
+					app_progress_start(&prog, what, jb->ntrain);
+				char extra[64] = "";
+				if (jb->ntest)
+					snprintf(extra, sizeof extra, "test RMSE %.4f", jb->rmse);
+				app_progress_end(&prog, jb->ntrain, jb->train_rmse, extra);
+				jb->epochs_trained++;
+			}
 		}
 	}
 	if (lead) {
@@ -593,6 +700,7 @@ static void worker(ps_world *w, int t, void *arg)
 	}
 	barrier(w); /* nobody leaves while node 0 reads the model */
 	free(ws.pu);
+	free(ws.perm);
 }
 
 /* ---------------------------------------------------------------- save */
@@ -708,6 +816,15 @@ static void usage(FILE *f)
 		"  --replicate K     replicate the K items with the most training ratings on\n"
 		"                    every node (hot-spot replication; 0 = none) (default: 0)\n"
 		"  --repl-rate HZ    replica sync rounds per second per node (default: 20)\n"
+		"  --checkpoint FILE write a checkpoint of the model (psmem format) after the\n"
+		"                    last epoch, and every K epochs with --checkpoint-every\n"
+		"                    (default: none)\n"
+		"  --checkpoint-every K\n"
+		"                    checkpoint every K epochs (default: only after the last)\n"
+		"  --resume FILE     start from a checkpoint: its model, and the epoch after\n"
+		"                    the last one it holds (--epochs counts them all); same\n"
+		"                    data, rank, nodes and threads (default: psrun --restore's\n"
+		"                    file, else none)\n"
 		"  -h, --help        print this help and exit\n"
 		"\n"
 		"Determinism: with one worker in all (one node, one thread) a run is a function\n"
@@ -715,7 +832,11 @@ static void usage(FILE *f)
 		"concurrently (classic) and sums are added in arrival order, so results vary\n"
 		"slightly from run to run.\n"
 		"\n"
-		"Throughput is training ratings per second (evaluation excluded).\n",
+		"Throughput is training ratings per second (evaluation excluded).\n"
+		"\n"
+		"Under psrun --on-failure restart a node that dies is started again and\n"
+		"continues its share of the epoch where it stopped; psstat --checkpoint FILE\n"
+		"asks a running mf for a checkpoint at the end of the current epoch.\n",
 		CLOCK_SLICES);
 }
 
@@ -726,14 +847,15 @@ int main(int argc, char **argv)
 			       .repl_rate = 20}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
-	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE };
+	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
 		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
 		{"epochs", 1, 0, O_EPOCHS}, {"threads", 1, 0, O_THREADS}, {"policy", 1, 0, O_POLICY},
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
 		{"sync", 1, 0, O_SYNC}, {"rule", 1, 0, O_RULE}, {"replicate", 1, 0, O_REPL},
-		{"repl-rate", 1, 0, O_REPL_RATE}, {"help", 0, 0, 'h'},
+		{"repl-rate", 1, 0, O_REPL_RATE}, {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+		{"resume", 1, 0, O_RESUME}, {"help", 0, 0, 'h'},
 		{0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -772,6 +894,9 @@ int main(int argc, char **argv)
 			break;
 		case O_REPL: c->replicate = app_opt_long("--replicate", optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double("--repl-rate", optarg, 0, 10000); break;
+		case O_CKPT: c->ckpt = optarg; break;
+		case O_CKPT_EVERY: c->ckpt_every = (int)app_opt_long("--checkpoint-every", optarg, 1, 1000000); break;
+		case O_RESUME: c->resume = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: fprintf(stderr, "Try 'mf --help'.\n"); return 2;
 		}
@@ -780,6 +905,8 @@ int main(int argc, char **argv)
 		app_die("unexpected argument '%s' (try --help)", argv[optind]);
 	if (!c->train)
 		app_die("--train FILE is required (try --help)");
+	if (c->ckpt_every && !c->ckpt)
+		app_die("--checkpoint-every needs --checkpoint FILE");
 
 	/* every node reads everything: ids must agree across nodes */
 	double t_load = app_now();
@@ -843,12 +970,20 @@ int main(int argc, char **argv)
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
 		app_die("cannot create the item table: %s", ps_strerror(err));
-	ps_table_opts_init(&to, (uint64_t)c->epochs, 2);
+	ps_table_opts_init(&to, (uint64_t)c->epochs * (uint64_t)jb.workers, 2);
+	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(jb.w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
+	jb.start_epoch = app_resume(jb.w, c->resume);
+	if (jb.start_epoch >= c->epochs)
+		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
+			jb.start_epoch, c->epochs);
 
-	if (jb.node == 0) {
+	if (jb.node == 0 && ps_restarted(jb.w)) {
+		printf("mf: node 0 restarted\n");
+		fflush(stdout);
+	} else if (jb.node == 0) {
 		printf("mf: %zu users, %zu items, %zu training ratings (mean %.4f)", jb.nusers, jb.nitems, jb.ntrain,
 		       jb.mean);
 		if (c->test)
@@ -862,6 +997,8 @@ int main(int argc, char **argv)
 		if (c->rule != RULE_SUM)
 			printf(", rule %s", rule_names[c->rule]);
 		printf("\n");
+		if (jb.start_epoch)
+			printf("mf: resumed after epoch %d\n", jb.start_epoch);
 		fflush(stdout);
 	}
 	int rc = ps_run_workers(jb.w, worker, &jb);
@@ -869,7 +1006,7 @@ int main(int argc, char **argv)
 		app_die("workers: %s", ps_strerror(rc));
 
 	if (jb.node == 0) {
-		double thr = (double)jb.ntrain * c->epochs / jb.train_seconds;
+		double thr = jb.train_seconds > 0 ? (double)jb.ntrain * jb.epochs_trained / jb.train_seconds : 0;
 		double repl = app_repl_share(jb.w, 0);
 		if (jb.ntest)
 			printf("mf: test RMSE %.4f, train RMSE %.4f after %d epochs; %.0f ratings/s (%.2f s training, "
@@ -888,6 +1025,7 @@ int main(int argc, char **argv)
 			app_json_int(j, "nodes", jb.nodes);
 			app_json_int(j, "threads", jb.threads);
 			app_json_int(j, "epochs", c->epochs);
+			app_json_int(j, "start_epoch", jb.start_epoch);
 			app_json_num(j, "seconds", jb.total_seconds);
 			app_json_num(j, "train_seconds", jb.train_seconds);
 			app_json_num(j, "load_seconds", t_load);

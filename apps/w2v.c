@@ -64,9 +64,9 @@
 enum policy { POL_CLASSIC, POL_LOCALIZE };
 
 struct cfg {
-	const char *train, *eval, *json, *save;
+	const char *train, *eval, *json, *save, *ckpt, *resume;
 	bool save_binary;
-	int dim, window, neg, min_count, epochs, threads, batch;
+	int dim, window, neg, min_count, epochs, threads, batch, ckpt_every;
 	double sample, lr;
 	enum policy policy;
 	uint64_t seed;
@@ -432,6 +432,7 @@ struct batch {
 
 struct job {
 	struct cfg c;
+	int start_epoch;        /* epochs done before this run (--resume) */
 	struct corpus cp;
 	struct alias al;        /* the app's own negative sampler */
 	ps_dist *negd;          /* --sampling: unigram^0.75 over the output table */
@@ -822,7 +823,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	const bool loc = c->policy == POL_LOCALIZE;
 	const bool show = me == 0 && tid == 0;
 	app_progress prog;
-	for (int ep = 0; ep < c->epochs; ep++) {
+	for (int ep = jb->start_epoch; ep < c->epochs; ep++) {
 		if (show) {
 			char what[64];
 			snprintf(what, sizeof what, "epoch %d/%d", ep + 1, c->epochs);
@@ -883,6 +884,11 @@ static void worker(ps_world *w, int tid, void *arg)
 			app_progress_end(&prog, (uint64_t)m[M_WORDS], m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN,
 					 NULL);
 		}
+		if (tid == 0) /* every push of the epoch is in; the others wait below */
+			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, ep + 1, c->epochs);
+		rc = ps_barrier(w);
+		if (rc)
+			die_ps("barrier", rc);
 	}
 	if (show) { /* every push is in: node 0 reads the input vectors */
 		enum { CH = 4096 };
@@ -1164,7 +1170,16 @@ static void usage(FILE *f)
 		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
 		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
 		"  --save-format F       text or binary (text)\n"
-		"  --help                this text\n");
+		"  --checkpoint FILE     write a checkpoint of the tables (psmem format) after the\n"
+		"                        last epoch, and every K epochs with --checkpoint-every (none)\n"
+		"  --checkpoint-every K  checkpoint every K epochs (only after the last)\n"
+		"  --resume FILE         start from a checkpoint: its tables, the epoch after the\n"
+		"                        last one it holds, the learning rate where it was; same\n"
+		"                        corpus and options (psrun --restore's file, else none)\n"
+		"  --help                this text\n"
+		"psstat --checkpoint FILE asks a running w2v for a checkpoint at the end of the\n"
+		"current epoch.  w2v does not resume a restarted node (psrun --on-failure\n"
+		"restart): use --checkpoint-every and --resume.\n");
 }
 
 int main(int argc, char **argv)
@@ -1176,7 +1191,7 @@ int main(int argc, char **argv)
 			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
 			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_SAMPLING, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1186,7 +1201,8 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
-		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"help", 0, 0, O_HELP},
+		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"checkpoint", 1, 0, O_CKPT},
+		{"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME}, {"help", 0, 0, O_HELP},
 		{0, 0, 0, 0}};
 	app_sampling_off(&c->smp);
 	int o, li;
@@ -1219,6 +1235,9 @@ int main(int argc, char **argv)
 			c->sync = optarg;
 			break;
 		}
+		case O_CKPT: c->ckpt = optarg; break;
+		case O_CKPT_EVERY: c->ckpt_every = (int)app_opt_long(name, optarg, 1, 100000); break;
+		case O_RESUME: c->resume = optarg; break;
 		case O_POLICY:
 			if (!strcmp(optarg, "classic"))
 				c->policy = POL_CLASSIC;
@@ -1245,6 +1264,8 @@ int main(int argc, char **argv)
 		app_die("unexpected argument '%s' (see --help)", argv[optind]);
 	if (!c->train)
 		app_die("--train FILE is required (see --help)");
+	if (c->ckpt_every && !c->ckpt)
+		app_die("--checkpoint-every needs --checkpoint FILE");
 	if (c->eval) { /* fail early on a missing question file */
 		app_reader *r = app_open(c->eval);
 		app_close(r);
@@ -1257,6 +1278,9 @@ int main(int argc, char **argv)
 	if (c->sync && (err = ps_set_consistency(w, c->sync_mode, c->staleness)) != 0)
 		die_ps("--sync", err);
 	const int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
+	if (ps_restarted(w))
+		app_die("node %d was restarted, which w2v does not support (psrun --on-failure abort; "
+			"--checkpoint-every and --resume instead)", me);
 	double t0 = app_now();
 	load_corpus(c, &jb.cp);
 	double t_load = app_now() - t0;
@@ -1337,9 +1361,18 @@ int main(int argc, char **argv)
 		app_sampling_apply(jb.out, &c->smp);
 	}
 	ps_table_opts_init(&to, (uint64_t)c->epochs, M_LEN);
+	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
+	jb.start_epoch = app_resume(w, c->resume);
+	if (jb.start_epoch >= c->epochs)
+		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
+			jb.start_epoch, c->epochs);
+	/* relaxed: the workers start later; the learning rate goes on decaying */
+	atomic_store_explicit(&jb.done, (uint64_t)jb.start_epoch * jb.node_words, memory_order_relaxed);
+	if (me == 0 && jb.start_epoch)
+		printf("w2v: resumed after epoch %d\n", jb.start_epoch);
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
 		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
 		app_replicate_top(jb.out, jb.cp.count, c->replicate, "frequent words");
@@ -1353,7 +1386,7 @@ int main(int argc, char **argv)
 	double secs = jb.epoch_end[c->epochs - 1] - jb.t_start;
 	int code = 0;
 	if (me == 0) {
-		double tput = (double)jb.cp.words * c->epochs / secs;
+		double tput = (double)jb.cp.words * (c->epochs - jb.start_epoch) / secs;
 		ps_key mk = (ps_key)(c->epochs - 1);
 		float m[M_LEN];
 		ps_pull_sync(jb.M, &mk, 1, m);

@@ -2,7 +2,8 @@
  * psrun - runs a program as an N-node psmem job on this host.
  *
  *   psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]
- *         [--mem SIZE] prog [args...]
+ *         [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]
+ *         [--restore FILE] prog [args...]
  *
  * Process tree:
  *
@@ -23,6 +24,13 @@
  *   - The signals psrun handles are blocked from before the segment exists
  *     and read with a signalfd, so none is lost between fork and the loop,
  *     and no handler runs while the job is half built.
+ *   - A node that fails (signal or non-zero exit) is, with --on-failure
+ *     abort (the default), reported by node and signal and the job stopped
+ *     within 2 s (SIGTERM, SIGKILL 1 s later).  With --on-failure restart it
+ *     is marked DEAD in the segment, what it started is killed, and a new
+ *     process is started for the same node id (PSMEM_RESTARTED=1), which
+ *     takes the node over (lib/restart.c) - at most --max-restarts times in
+ *     all, then the job is stopped as with abort.
  *   - Exit status: 0 iff every node exited 0; else the first failing node's
  *     (exit code, or 128 + signal); 127 when prog cannot be executed;
  *     128 + signal when psrun was interrupted and no node failed first;
@@ -53,6 +61,7 @@
 #define MAX_THREADS      1024
 #define FAIL_GRACE_NS    (1000ULL * 1000 * 1000) /* node failed: SIGTERM, SIGKILL after */
 #define SIGNAL_GRACE_NS  (2000ULL * 1000 * 1000) /* psrun signalled: forward, SIGKILL after */
+#define MAX_RESTARTS     1000
 
 struct opts {
 	int nodes;
@@ -61,6 +70,9 @@ struct opts {
 	bool verbose;
 	uint64_t arena_size;    /* 0: the library's default */
 	uint64_t mem_budget;    /* 0: the library's default */
+	int on_failure;         /* 0 abort, 1 restart (as in struct ps__seg_params) */
+	int max_restarts;       /* restarts allowed in all */
+	char *restore;          /* absolute path of --restore FILE, or NULL */
 	char **prog;            /* argv of the program, NULL-terminated */
 };
 
@@ -91,13 +103,16 @@ struct job {
 	int stop_sig;           /* signal sent to stop the nodes; 0 while running */
 	uint64_t kill_at;       /* CLOCK_MONOTONIC deadline for SIGKILL; 0 = none */
 	int interrupted;        /* first SIGINT/SIGTERM/SIGHUP received; 0 = none */
+	int restarts;           /* nodes restarted so far */
+	bool restarting;        /* in start_node of a replacement: PSMEM_RESTARTED=1 */
 };
 
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
 	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
-	"             [--mem SIZE] [--help] prog [args...]\n";
+	"             [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]\n"
+	"             [--restore FILE] [--help] prog [args...]\n";
 
 static void print_help(void)
 {
@@ -114,15 +129,27 @@ static void print_help(void)
 	       "                       only touched pages cost memory (default: %lluG)\n"
 	       "      --mem SIZE       memory the job may touch in /dev/shm (default: 90%%\n"
 	       "                       of the free space of /dev/shm)\n"
+	       "      --on-failure abort|restart\n"
+	       "                       when a node dies or fails: abort stops every node\n"
+	       "                       (within 2 s) and names the node and its signal;\n"
+	       "                       restart starts a new process for that node id, which\n"
+	       "                       takes over its place in the job (default: abort)\n"
+	       "      --max-restarts N restarts allowed in all with --on-failure restart,\n"
+	       "                       0..%d; then the job is stopped (default: 3)\n"
+	       "      --restore FILE   start the job from a checkpoint: the program's\n"
+	       "                       ps_restore(w, NULL) restores its tables from FILE\n"
+	       "                       (checked before any node starts)\n"
 	       "  -h, --help           print this help and exit\n\n",
-	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30));
+	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30), MAX_RESTARTS);
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
-	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set, in a process group\n"
+	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set (PSMEM_RESTORE with\n"
+	       "--restore, PSMEM_RESTARTED=1 in a restarted node), in a process group\n"
 	       "of its own; a terminal on stdin is replaced by /dev/null.\n\n"
 	       "Signals: SIGINT, SIGTERM, SIGHUP are forwarded to every node, which is\n"
 	       "killed 2 s later if still running; SIGQUIT prints who waits for what.\n"
-	       "When a node fails, the others get SIGTERM, then SIGKILL 1 s later.\n\n"
+	       "When a node fails (and is not restarted), the others get SIGTERM, then\n"
+	       "SIGKILL 1 s later.\n\n"
 	       "Exit status: 0 if every node exited 0; else the first failing node's\n"
 	       "status (128+N when killed by signal N); 127 if prog cannot be executed;\n"
 	       "128+N if psrun got signal N first; 2 for bad arguments; 1 if the job\n"
@@ -178,6 +205,19 @@ static bool parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
+/* --restore FILE: a readable checkpoint (header and length; the nodes
+ * check the rest), kept as an absolute path for the nodes. */
+static void check_restore(struct opts *o, const char *file)
+{
+	char msg[PS__MSG_MAX];
+	if (ps__ckpt_check_file(file, msg, sizeof msg) != 0)
+		usage_error("--restore %s: %s", file, msg);
+	free(o->restore);
+	o->restore = realpath(file, NULL);
+	if (!o->restore)
+		usage_error("--restore %s: %s", file, strerror(errno));
+}
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
@@ -187,10 +227,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "arena-size", required_argument, NULL, 'A' },
 		{ "mem", required_argument, NULL, 'M' },
+		{ "on-failure", required_argument, NULL, 'F' },
+		{ "max-restarts", required_argument, NULL, 'R' },
+		{ "restore", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .threads = 1 };
+	*o = (struct opts){ .threads = 1, .max_restarts = 3 };
 	/* "+": stop at the first non-option, the rest is prog's argv.
 	 * ":": report a missing argument as ':' so we word the message. */
 	opterr = 0;
@@ -225,6 +268,22 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'M':
 			if (!parse_size(optarg, &o->mem_budget))
 				usage_error("--mem wants a size like 512M or 8G, not '%s'", optarg);
+			break;
+		case 'F':
+			if (strcmp(optarg, "abort") == 0)
+				o->on_failure = 0;
+			else if (strcmp(optarg, "restart") == 0)
+				o->on_failure = 1;
+			else
+				usage_error("--on-failure wants abort or restart, not '%s'", optarg);
+			break;
+		case 'R':
+			if (!parse_count(optarg, 0, MAX_RESTARTS, &o->max_restarts))
+				usage_error("--max-restarts wants a count from 0 to %d, not '%s'", MAX_RESTARTS,
+					    optarg);
+			break;
+		case 'S':
+			check_restore(o, optarg);
 			break;
 		case 'h':
 			print_help();
@@ -390,6 +449,10 @@ static void set_env(const struct job *j, int i)
 	fail |= setenv("PSMEM_NUMA", j->o.numa_mode == 1 ? "none" : "auto", 1);
 	snprintf(v, sizeof v, "%d", (int)j->self);
 	fail |= setenv("PSMEM_PSRUN_PID", v, 1);
+	if (j->o.restore)
+		fail |= setenv("PSMEM_RESTORE", j->o.restore, 1);
+	if (j->restarting)
+		fail |= setenv("PSMEM_RESTARTED", "1", 1);
 	if (fail) {
 		fprintf(stderr, "psrun: node %d: cannot set the environment: %s\n", i, strerror(errno));
 		_exit(127);
@@ -603,6 +666,27 @@ static void report_failure(const struct job *j, int i, pid_t pid, int st)
 			exit_code(st));
 }
 
+/* --on-failure restart: a new process for node i.  True if it started. */
+static bool restart_node(struct job *j, int i)
+{
+	if (j->o.on_failure != 1 || j->stop_sig || j->node[i].exec_failed)
+		return false;
+	if (j->restarts >= j->o.max_restarts) {
+		fprintf(stderr, "psrun: node %d: no restart left (--max-restarts %d); stopping the job\n", i,
+			j->o.max_restarts);
+		return false;
+	}
+	j->restarts++;
+	fprintf(stderr, "psrun: restarting node %d (restart %d of at most %d)\n", i, j->restarts, j->o.max_restarts);
+	j->restarting = true;
+	int rc = start_node(j, i);
+	j->restarting = false;
+	if (rc != 0)
+		return false;
+	check_exec(j);
+	return !j->node[i].exec_failed;
+}
+
 static void node_ended(struct job *j, int i, pid_t pid, int st)
 {
 	j->node[i].pid = 0;
@@ -610,12 +694,15 @@ static void node_ended(struct job *j, int i, pid_t pid, int st)
 	j->live--;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return; /* the library marked the node EXITED itself */
-	/* Peers must stop waiting for it (barriers, grace periods). */
+	/* Peers must stop waiting for it (barriers, grace periods), or wait
+	 * for its replacement (restart mode). */
 	ps__mark_dead(&j->seg, i);
 	/* What it started dies with it; the group number stays reserved while
 	 * members remain, so this cannot hit a stranger. */
 	kill(-pid, SIGKILL);
 	report_failure(j, i, pid, st);
+	if (restart_node(j, i))
+		return;
 	/* After SIGINT & co. psrun's status tells the signal it got, not the
 	 * way it stopped the nodes. */
 	if (!(j->interrupted && stopped_by_us(j, st)))
@@ -775,6 +862,7 @@ int main(int argc, char **argv)
 		.numa_mode = (uint32_t)j->o.numa_mode,
 		.arena_size = j->o.arena_size,
 		.mem_budget = j->o.mem_budget,
+		.on_failure = (uint32_t)j->o.on_failure,
 	};
 	rc = ps__seg_create(&params, &j->seg);
 	if (rc != 0) {

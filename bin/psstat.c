@@ -2,11 +2,14 @@
  * psstat - live per-node figures of a running psmem job.
  *
  *   psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]
+ *   psstat --checkpoint FILE [--timeout SEC] [JOB]
  *
  * Invariants
  *   - Read-only: the segment is mapped PROT_READ and nothing in it is ever
  *     written, so watching a job cannot disturb it (counters are read with
- *     relaxed loads; they order nothing).
+ *     relaxed loads; they order nothing).  The one exception is
+ *     --checkpoint, which maps it writable to post a request in
+ *     hdr->ckpt (protocol: lib/checkpoint.c C5) and touches nothing else.
  *   - Rates are deltas of the per-node counters between two samples divided
  *     by the time between them (CLOCK_MONOTONIC), never since-start averages.
  *   - The job has ended when its segment is gone or its creator (psrun, or
@@ -25,8 +28,8 @@
  *     pools) and the share is marked as an estimate.  One NUMA node: 100 %.
  *     --numa none: no socket is known, no share.
  *
- * Exit status: 0 success or job ended; 1 no job / cannot attach; 2 bad
- * arguments.
+ * Exit status: 0 success or job ended; 1 no job / cannot attach, or the
+ * checkpoint was not written; 2 bad arguments.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +55,8 @@
 struct opts {
 	bool once, final, json, dump;
 	double interval;        /* seconds */
+	const char *ckpt;       /* --checkpoint FILE */
+	double timeout;         /* seconds to wait for it */
 	const char *job;        /* as the user wrote it; NULL: newest job */
 };
 
@@ -101,7 +106,8 @@ struct sample {
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
-	"usage: psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]\n";
+	"usage: psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]\n"
+	"       psstat --checkpoint FILE [--timeout SEC] [JOB]\n";
 
 static void print_help(void)
 {
@@ -117,6 +123,12 @@ static void print_help(void)
 	       "                  seconds between samples, fractions allowed (default: 1)\n"
 	       "      --dump      print who waits for what (barriers, slot locks,\n"
 	       "                  requests) and exit\n"
+	       "      --checkpoint FILE\n"
+	       "                  ask the job for a checkpoint of its tables to FILE (the\n"
+	       "                  program writes it at its next ps_checkpoint_poll, e.g. at\n"
+	       "                  the end of an epoch); waits for it and reports the result\n"
+	       "      --timeout SEC\n"
+	       "                  how long --checkpoint waits (default: 60)\n"
 	       "  -h, --help      print this help and exit\n\n"
 	       "Columns: numa, the NUMA node psrun pinned the node to; bound, the NUMA node\n"
 	       "the kernel binds its arena to (- none); pulls/s, pushes/s and keys\n"
@@ -156,17 +168,19 @@ static bool parse_interval(const char *s, double *out)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP };
+	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP, O_CKPT, O_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, O_ONCE },
 		{ "final", no_argument, NULL, O_FINAL },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "interval", required_argument, NULL, O_INTERVAL },
 		{ "dump", no_argument, NULL, O_DUMP },
+		{ "checkpoint", required_argument, NULL, O_CKPT },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .interval = 1.0 };
+	*o = (struct opts){ .interval = 1.0, .timeout = 60.0 };
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -187,6 +201,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case O_DUMP:
 			o->dump = true;
+			break;
+		case O_CKPT:
+			if (!*optarg || strlen(optarg) + 64 >= PS__PATH_MAX)
+				usage_error("--checkpoint wants a file name shorter than %d bytes", PS__PATH_MAX - 64);
+			o->ckpt = optarg;
+			break;
+		case O_TIMEOUT:
+			if (!parse_interval(optarg, &o->timeout))
+				usage_error("--timeout wants seconds, more than 0 and at most %.0f, not '%s'",
+					    MAX_INTERVAL, optarg);
 			break;
 		case 'h':
 			print_help();
@@ -218,7 +242,7 @@ static const char *bare_name(const char *job)
 	return job;
 }
 
-static int attach(const struct opts *o, struct ps__seg *seg)
+static int attach(const struct opts *o, struct ps__seg *seg, bool rw)
 {
 	char found[PS__NAME_MAX];
 	const char *name;
@@ -236,7 +260,7 @@ static int attach(const struct opts *o, struct ps__seg *seg)
 		}
 		name = found;
 	}
-	int rc = ps__seg_attach(name, true, seg);
+	int rc = ps__seg_attach(name, !rw, seg);
 	if (rc != 0) {
 		fprintf(stderr, "psstat: %s: %s\n", o->job ? o->job : name, ps_strerror(rc));
 		return -1;
@@ -272,7 +296,7 @@ static const char *state_name(const struct ps__seg *seg, int i)
 	struct ps__node *n = ps__node_at(seg, i);
 	/* acquire: pairs with the node's release store of its state, so the
 	 * pid read after it belongs to this incarnation */
-	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	uint32_t st = PS__NODE_KIND(atomic_load_explicit(&n->state, memory_order_acquire));
 	if (st >= sizeof names / sizeof names[0])
 		return "?";
 	/* a node killed before anyone marked it shows as dead already */
@@ -565,7 +589,7 @@ static void print_json(const struct ps__seg *seg, const struct sample *a, const 
 	printf("]}\n");
 }
 
-/* ------------------------------------------------------------ main */
+/* ------------------------------------------------------------ checkpoint */
 
 static void sleep_for(double sec)
 {
@@ -574,6 +598,106 @@ static void sleep_for(double sec)
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
+
+
+/* The program may run in another directory: it gets an absolute path. */
+static bool absolute(const char *file, char *out, size_t len)
+{
+	char cwd[PS__PATH_MAX];
+	int n;
+	if (file[0] == '/')
+		n = snprintf(out, len, "%s", file);
+	else if (getcwd(cwd, sizeof cwd))
+		n = snprintf(out, len, "%s/%s", cwd, file);
+	else
+		return false;
+	return n > 0 && (size_t)n + 32 < len;
+}
+
+static bool requester_gone(const struct ps__ckpt *c)
+{
+	return !ps__pid_alive(c->req_pid, c->req_start);
+}
+
+/* Takes the request slot (C5 of lib/checkpoint.c); false on timeout. */
+static bool claim(struct ps__ckpt *c, const struct ps__seg *seg, uint64_t deadline)
+{
+	for (;;) {
+		/* acquire: a requester's fields are visible with its state */
+		uint32_t st = atomic_load_explicit(&c->req_state, memory_order_acquire);
+		bool free = st == PS__REQ_IDLE || st == PS__REQ_DONE || st == PS__REQ_FAILED ||
+			    ((st == PS__REQ_POSTING || st == PS__REQ_PENDING) && requester_gone(c));
+		/* relaxed: POSTING publishes nothing; PENDING will */
+		if (free && atomic_compare_exchange_strong_explicit(&c->req_state, &st, PS__REQ_POSTING,
+								    memory_order_relaxed, memory_order_relaxed))
+			return true;
+		if (job_ended(seg) || ps__now_ns() > deadline)
+			return false;
+		sleep_for(0.01);
+	}
+}
+
+static int request_checkpoint(const struct opts *o, const struct ps__seg *seg)
+{
+	struct ps__ckpt *c = &seg->hdr->ckpt;
+	char path[PS__PATH_MAX];
+	if (!absolute(o->ckpt, path, sizeof path)) {
+		fprintf(stderr, "psstat: --checkpoint %s: cannot make the path absolute\n", o->ckpt);
+		return 1;
+	}
+	uint64_t deadline = ps__now_ns() + (uint64_t)(o->timeout * 1e9);
+	if (!claim(c, seg, deadline)) {
+		fprintf(stderr, "psstat: job %s: %s\n", seg->name + 1,
+			job_ended(seg) ? "the job ended" : "another checkpoint request is in progress");
+		return 1;
+	}
+	c->req_pid = getpid();
+	c->req_start = ps__proc_start_time(getpid());
+	c->req_rc = 0;
+	c->req_msg[0] = 0;
+	snprintf(c->req_path, sizeof c->req_path, "%s", path);
+	/* release: the path and our pid before PENDING */
+	atomic_store_explicit(&c->req_state, PS__REQ_PENDING, memory_order_release);
+	for (;;) {
+		/* acquire: pairs with node 0's answer (req_rc, req_msg) */
+		uint32_t st = atomic_load_explicit(&c->req_state, memory_order_acquire);
+		if (st == PS__REQ_DONE || st == PS__REQ_FAILED) {
+			int rc = c->req_rc;
+			char msg[PS__MSG_MAX];
+			snprintf(msg, sizeof msg, "%s", c->req_msg);
+			/* relaxed: the slot is free again, nothing to publish */
+			atomic_compare_exchange_strong_explicit(&c->req_state, &st, PS__REQ_IDLE, memory_order_relaxed,
+								memory_order_relaxed);
+			if (st == PS__REQ_FAILED || rc < 0) {
+				fprintf(stderr, "psstat: job %s: checkpoint to %s failed: %s\n", seg->name + 1, path,
+					msg[0] ? msg : ps_strerror(rc));
+				return 1;
+			}
+			printf("psstat: job %s: checkpoint written to %s\n", seg->name + 1, path);
+			return 0;
+		}
+		if (job_ended(seg)) {
+			fprintf(stderr, "psstat: job %s ended before writing the checkpoint\n", seg->name + 1);
+			return 1;
+		}
+		if (ps__now_ns() > deadline) {
+			uint32_t want = PS__REQ_PENDING;
+			/* relaxed: withdrawing publishes nothing */
+			bool withdrawn = atomic_compare_exchange_strong_explicit(
+				&c->req_state, &want, PS__REQ_IDLE, memory_order_relaxed, memory_order_relaxed);
+			fprintf(stderr, "psstat: job %s: %s within %g s\n", seg->name + 1,
+				withdrawn ? "no node took the checkpoint request (the program must call "
+					    "ps_checkpoint_poll)"
+					  : "the checkpoint was not finished",
+				o->timeout);
+			return 1;
+		}
+		sleep_for(0.01);
+	}
+}
+
+/* ------------------------------------------------------------ main */
+
 
 static void print_block(const struct opts *o, const struct ps__seg *seg, const struct sample *a,
 			const struct sample *b, bool redraw)
@@ -646,10 +770,12 @@ int main(int argc, char **argv)
 	struct opts o;
 	parse_args(argc, argv, &o);
 	struct ps__seg seg;
-	if (attach(&o, &seg) != 0)
+	if (attach(&o, &seg, o.ckpt != NULL) != 0)
 		return 1;
 	int rc = 0;
-	if (o.dump) {
+	if (o.ckpt) {
+		rc = request_checkpoint(&o, &seg);
+	} else if (o.dump) {
 		ps__dump_seg(&seg, stdout);
 		fflush(stdout);
 	} else {

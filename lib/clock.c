@@ -27,7 +27,14 @@
  *        so the wait returns PS_EDEAD instead of hanging.  A node not yet
  *        attached (EMPTY) is waited for.  The clocks of a node are judged
  *        after its state is read as DEAD or EXITED, so a node that made
- *        its last clocks and then left cleanly holds nobody back.
+ *        its last clocks and then left cleanly holds nobody back.  Under
+ *        psrun --on-failure restart a DEAD node is waited for too: its
+ *        replacement will advance its clocks.
+ *   (C5) A restarted node (restart.c) re-runs its workers from the start:
+ *        the first c calls of worker t, c being the clock its dead
+ *        predecessor left in the segment (read at takeover), do not
+ *        advance the clock again; they only wait for the bound as the
+ *        original calls did.
  */
 #include <errno.h>
 #include <limits.h>
@@ -118,14 +125,18 @@ static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 			continue; /* our own threads live in this process */
 		struct ps__node *nd = ps__node_at(&w->seg, n);
 		/* acquire: pairs with the state stores of attach/finalize/psrun */
-		uint32_t st = atomic_load_explicit(&nd->state, memory_order_acquire);
+		uint32_t st = PS__NODE_KIND(atomic_load_explicit(&nd->state, memory_order_acquire));
 		if (st == PS__NODE_EMPTY)
 			continue; /* not started yet: it will come */
 		if (st == PS__NODE_ALIVE) {
 			if (!node_lags(w, ck, n, need) || ps__node_alive(&w->seg, n))
 				continue;
 			ps__mark_dead(&w->seg, n); /* no-op if it exited meanwhile */
+			st = PS__NODE_KIND(atomic_load_explicit(&nd->state, memory_order_acquire));
 		}
+		/* psrun --on-failure restart: a dead node's replacement will advance it */
+		if (st != PS__NODE_EXITED && ps__restart_mode(&w->seg))
+			continue;
 		/* DEAD or EXITED now: its clocks are final */
 		if (node_lags(w, ck, n, need))
 			return true;
@@ -177,13 +188,19 @@ int ps_clock(ps_world *w)
 	ps__thread_enter(w);
 	struct ps__clocks *ck = clocks_of(w);
 	_Atomic uint64_t *mine = &ck->c[w->node][me];
-	/* relaxed: only this worker writes its clock (C1) */
-	uint64_t c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
-	/* seq_cst: release of our pushes (C2) and the advance of (C3) */
-	atomic_store_explicit(mine, c, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
-		ps__futex_wake(&ck->seq, INT_MAX, true);
+	uint64_t call = ++w->clock_calls[me], c;
+	if (call <= w->clock_replay[me]) {
+		/* (C5) replay: the dead predecessor advanced this clock already */
+		c = call;
+	} else {
+		/* relaxed: only this worker writes its clock (C1) */
+		c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
+		/* seq_cst: release of our pushes (C2) and the advance of (C3) */
+		atomic_store_explicit(mine, c, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
+			ps__futex_wake(&ck->seq, INT_MAX, true);
+	}
 	/* relaxed: see ps_set_consistency */
 	uint64_t cfg = atomic_load_explicit(&ck->cfg, memory_order_relaxed);
 	int mode = ps__clock_mode(cfg);

@@ -11,7 +11,7 @@
 
 static const char *state_name(uint32_t st)
 {
-	switch (st) {
+	switch (PS__NODE_KIND(st)) {
 	case PS__NODE_EMPTY: return "empty";
 	case PS__NODE_ALIVE: return "alive";
 	case PS__NODE_EXITED: return "exited";
@@ -85,6 +85,27 @@ static void dump_clocks(const struct ps__seg *s, uint32_t node, FILE *f)
 	fputc('\n', f);
 }
 
+/* ", waiting for node 1 (dead: its replacement is awaited), node 3" */
+static void dump_missing(const struct ps__seg *s, const struct ps__barrier *b, uint64_t idx, FILE *f)
+{
+	int nodes[PS__MAX_NODES], m;
+	int missing = ps__barrier_missing(s, b, (uint32_t)idx, nodes, &m);
+	fprintf(f, ", %d of %u participants missing", missing, LD(((struct ps__barrier *)b)->total));
+	const char *sep = "; waiting for";
+	for (int k = 0; k < m; k++) {
+		int i = nodes[k];
+		uint32_t kind = ps__node_kind(s, i);
+		if (kind == PS__NODE_ALIVE && !ps__node_alive(s, i))
+			kind = PS__NODE_DEAD;
+		fprintf(f, "%s node %d", sep, i);
+		if (kind == PS__NODE_DEAD)
+			fprintf(f, " (dead%s)", ps__restart_mode(s) ? ": its replacement is awaited" : "");
+		else if (kind != PS__NODE_ALIVE)
+			fprintf(f, " (%s)", state_name(kind));
+		sep = ",";
+	}
+}
+
 static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FILE *f)
 {
 	uint32_t what = LD(wt->what);
@@ -93,12 +114,14 @@ static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FI
 	switch (what) {
 	case PS__WAIT_BARRIER: {
 		const struct ps__barrier *b = arg2 ? &s->hdr->nodes : &s->hdr->workers;
-		fprintf(f, " (%s barrier, generation %" PRIu64 ", %u of %u arrived)", arg2 ? "node" : "worker", arg,
-			LD(b->count), LD(b->total));
+		fprintf(f, " (%s barrier %" PRIu64, arg2 ? "node" : "worker", arg);
+		dump_missing(s, b, arg, f);
+		fputc(')', f);
 		break;
 	}
 	case PS__WAIT_SLOTLOCK:
-		fprintf(f, " (slot at offset %" PRIu64 " held by node %d)", arg, (int)arg2);
+		fprintf(f, " (slot at offset %" PRIu64 " held by node %d%s)", arg, (int)arg2,
+			(int)arg2 >= 0 && arg2 < s->hdr->num_nodes && !ps__node_alive(s, (int)arg2) ? ", dead" : "");
 		break;
 	case PS__WAIT_REQUEST:
 		fprintf(f, " (op %" PRIu64 ", %" PRIu64 " keys, executed by the service thread)", arg, arg2);
@@ -109,6 +132,15 @@ static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FI
 	case PS__WAIT_CLOCK:
 		dump_clock_wait(s, arg, arg2, f);
 		break;
+	case PS__WAIT_GRACE: {
+		uint64_t g = LD(((struct ps__hdr *)s->hdr)->global_epoch);
+		fprintf(f, " (a free slot of table %" PRIu64 "; nodes behind epoch %" PRIu64 ":", arg, g);
+		for (uint32_t i = 0; i < s->hdr->num_nodes; i++)
+			if (LD(ps__node_at(s, (int)i)->epoch) < g && ps__node_alive(s, (int)i))
+				fprintf(f, " %u", i);
+		fputc(')', f);
+		break;
+	}
 	default:
 		break;
 	}
@@ -118,14 +150,18 @@ static void dump_waiter(const struct ps__seg *s, const struct ps__waiter *wt, FI
 void ps__dump_seg(const struct ps__seg *s, FILE *f)
 {
 	const struct ps__hdr *h = s->hdr;
-	fprintf(f, "psmem job %s: %u nodes x %u threads, global epoch %" PRIu64 ", memory %" PRIu64 " of %" PRIu64
-		   " MiB\n",
-		s->name, h->num_nodes, LD(((struct ps__hdr *)h)->threads_per_node), LD(((struct ps__hdr *)h)->global_epoch),
+	fprintf(f, "psmem job %s: %u nodes x %u threads, on failure %s, global epoch %" PRIu64 ", memory %" PRIu64
+		   " of %" PRIu64 " MiB\n",
+		s->name, h->num_nodes, LD(((struct ps__hdr *)h)->threads_per_node), ps__restart_mode(s) ? "restart" : "abort",
+		LD(((struct ps__hdr *)h)->global_epoch),
 		LD(((struct ps__hdr *)h)->mem_committed) >> 20, h->mem_budget >> 20);
 	for (uint32_t i = 0; i < h->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(s, (int)i);
-		fprintf(f, "  node %u: %s, pid %d, numa %d, epoch %" PRIu64 "\n", i, state_name(LD(n->state)), n->pid,
-			n->numa_node, LD(n->epoch));
+		uint32_t st = LD(n->state);
+		if (PS__NODE_KIND(st) == PS__NODE_ALIVE && !ps__node_alive(s, (int)i))
+			st = PS__NODE_WORD(PS__NODE_DEAD, PS__NODE_INC(st)); /* killed, not marked yet */
+		fprintf(f, "  node %u: %s, pid %d, incarnation %u, numa %d, epoch %" PRIu64 "\n", i, state_name(st),
+			n->pid, PS__NODE_INC(st), n->numa_node, LD(n->epoch));
 		uint32_t nw = LD(n->nwaiters);
 		int shown = 0;
 		for (uint32_t j = 0; j < nw && j < PS__MAX_WAITERS; j++) {

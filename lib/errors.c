@@ -28,6 +28,8 @@ static const char *const names[] = {
 	[18] = "more samples asked than the sampler has left",
 	[19] = "update rule not registered in this process, or registered differently on another node",
 	[20] = "PS_HOGWILD tables take only the sum update rule",
+	[21] = "checkpoint file unusable (not a checkpoint, other version, truncated or corrupted)",
+	[22] = "checkpoint holds other tables than the job's",
 };
 
 const char *ps_strerror(int err)

@@ -58,17 +58,31 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
-/* Recovers a lock held by a dead node (I5).  Returns true if it changed it. */
-static bool recover_lock(ps_world *w, struct ps__slot *sl, uint64_t s)
+bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
+{
+	uint64_t base = s & ~(PS__SEQ_LOCKED | (0xffffULL << PS__SEQ_HOLDER_SHIFT));
+	uint64_t nv = base + PS__SEQ_VER1;
+	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
+		return false;
+	if (t) {
+		/* the dead relocator may have published already (I5) */
+		uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
+		if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
+			atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
+	}
+	return true;
+}
+
+/* Recovers a lock held by a dead node (I5).  A lock of a dead earlier
+ * incarnation of this very node was freed when its replacement attached
+ * (restart.c), so holder == w->node is always a live holder. */
+static void recover_lock(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 {
 	int holder = PS__SEQ_HOLDER(s);
 	if (holder < 0 || holder >= w->nnodes || holder == w->node || ps__node_alive(&w->seg, holder))
-		return false;
+		return;
 	ps__mark_dead(&w->seg, holder);
-	uint64_t base = s & ~(PS__SEQ_LOCKED | (0xffffULL << PS__SEQ_HOLDER_SHIFT));
-	uint64_t nv = base + PS__SEQ_VER1;
-	return atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel,
-						       memory_order_relaxed);
+	ps__slot_recover(w, t, sl, s);
 }
 
 /* Waits while the slot is locked; returns the first unlocked seq seen. */
@@ -86,12 +100,8 @@ uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64
 				waiting = true;
 			}
 			sched_yield();
-			if ((spins & 1023) == 0 && recover_lock(w, sl, s) && t) {
-				/* the dead relocator may have published already (I5) */
-				uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
-				if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
-					atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
-			}
+			if ((spins & 1023) == 0)
+				recover_lock(w, t, sl, s);
 		}
 		/* acquire: when it reads unlocked, the holder's writes are visible */
 		s = atomic_load_explicit(&sl->seq, memory_order_acquire);

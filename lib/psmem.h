@@ -16,7 +16,7 @@
  *
  * Groups: errors / job / tables / update rules / operations (pull, push,
  * localize, async handles; replication; sampling) / workers and barriers /
- * clocks / introspection.
+ * clocks / checkpoints / restarts / introspection.
  */
 #ifndef PSMEM_H
 #define PSMEM_H
@@ -57,7 +57,9 @@ extern "C" {
 #define PS_EDRAINED   (-30918) /* more samples asked than the sampler has left */
 #define PS_ERULE      (-30919) /* update rule unknown here, or registered differently on another node */
 #define PS_EHOGWILD   (-30920) /* PS_HOGWILD tables take only the sum update rule */
-#define PS_ELAST      (-30920)
+#define PS_ECKPT      (-30921) /* checkpoint file unusable: not one, other version, truncated, corrupted */
+#define PS_ESHAPE     (-30922) /* checkpoint's tables differ from the job's */
+#define PS_ELAST      (-30922)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -109,6 +111,7 @@ enum ps_placement {
 /* Table flags. */
 #define PS_HOGWILD 0x1u /* push adds without taking the slot lock (racy by choice) */
 #define PS_COUNT_ACCESS 0x2u /* count pulls+pushes per key (ps_replicate_hot) */
+#define PS_TRANSIENT 0x8u /* scratch table (metrics, sums): not in checkpoints */
 
 typedef struct ps_table_opts {
 	uint64_t num_keys;        /* keys 0 .. num_keys-1; required */
@@ -412,8 +415,12 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
 
 /*
  * Waits until every worker thread of every node has called ps_barrier()
- * (ps_num_nodes * ps_num_threads participants).  Returns PS_EDEAD if a node
- * died while others waited.
+ * (ps_num_nodes * ps_num_threads participants).  Worker i of ps_run_workers
+ * is participant i of its node; another thread takes a free participant
+ * slot at its first call and gives it back when it exits (-EBUSY when
+ * ps_num_threads threads of the node hold one).  Returns PS_EDEAD if a node
+ * it waits for died (psrun --on-failure abort) or exited; under
+ * --on-failure restart it waits for the dead node's replacement.
  */
 int ps_barrier(ps_world *w);
 
@@ -465,6 +472,100 @@ int64_t ps_clock_read(ps_world *w, int node, int thread);
  * message naming text, no newline) into why[why_len].
  */
 int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_t why_len);
+
+/* ------------------------------------------------------------ checkpoints */
+
+/*
+ * A checkpoint file holds every table of the job but the PS_TRANSIENT ones,
+ * in creation order: per table its shape (num_keys, value_len, update-rule
+ * state_len and rule) and every key's values and rule state, plus a small
+ * metadata blob of the program's (e.g. its epoch counter).  Format version,
+ * a header checksum and a data checksum (crc32) guard it; it is written to
+ * PATH.tmp.PID, fsync'ed, renamed over PATH and the directory fsync'ed, so
+ * PATH is always either the old file or the complete new one.
+ *
+ * Checkpoint, restore and poll are collective over nodes: one thread of
+ * every node calls them (like ps_table_create); the first node barrier
+ * brings every node there, node 0 reads or writes the file, a second
+ * barrier releases them, and every node returns node 0's result.
+ *
+ * Consistency: the file holds, for every key, its values at one moment
+ * between the two barriers.  A push made meanwhile by another thread may
+ * or may not be in it (each key is copied under its lock, so never half
+ * of a push).  For a snapshot of one training state, call it where the
+ * workers are quiescent: between epochs, while the other threads wait at a
+ * ps_barrier() or only pull.
+ */
+#define PS_CKPT_META_MAX 4096
+
+/* Writes a checkpoint to path; meta (meta_len <= PS_CKPT_META_MAX bytes,
+ * may be NULL when 0) is stored with it. */
+int ps_checkpoint(ps_world *w, const char *path);
+int ps_checkpoint_meta(ps_world *w, const char *path, const void *meta, size_t meta_len);
+
+/*
+ * Restores every non-transient table from a checkpoint: call it after
+ * creating the tables, before pushing.  Values are assigned (not added).
+ * path NULL means the file named by `psrun --restore FILE` (environment
+ * PSMEM_RESTORE); with no such file nothing changes and 0 is returned.
+ * Returns the number of tables restored, or PS_ECKPT (unreadable,
+ * truncated, corrupt, other format version), PS_ESHAPE (other tables), a
+ * -errno; then no value has changed, and ps_checkpoint_error() says why.
+ * ps_restore_meta also copies the stored metadata to meta (at most
+ * meta_cap bytes) and its full length to *meta_len.
+ */
+int ps_restore(ps_world *w, const char *path);
+int ps_restore_meta(ps_world *w, const char *path, void *meta, size_t meta_cap, size_t *meta_len);
+
+/*
+ * Serves a checkpoint asked for from outside the job (`psstat --checkpoint
+ * FILE`): 1 if one was pending and has been written (with meta), 0 if none
+ * was, or a negative code if writing it failed.  Collective like
+ * ps_checkpoint (node 0 decides for all); call it where a checkpoint may be
+ * taken, e.g. once per epoch.
+ */
+int ps_checkpoint_poll(ps_world *w, const void *meta, size_t meta_len);
+
+/* Why the last failed checkpoint / restore / poll of this process failed,
+ * naming the file; "" if it did not fail. */
+const char *ps_checkpoint_error(const ps_world *w);
+
+/* -------------------------------------------------------------- restarts */
+
+/*
+ * Under `psrun --on-failure restart`, a node process that dies is started
+ * again with the same node id.  Parameters live in the segment, so nothing
+ * of the model is lost; the new process (a restarted node) re-runs the
+ * program from the start and meets the job where its predecessor left it:
+ *
+ *   - ps_init finds the dead node's slot, frees the locks it held and takes
+ *     over its arena; ps_table_create binds the existing tables;
+ *   - barriers its predecessor had already arrived at are replayed: they
+ *     do not count again, they return once the job is past them;
+ *   - ps_replaying() tells each worker whether the step it is about to do
+ *     (the work before its next ps_barrier) was done already: then skip
+ *     it; ps_progress_get() tells how far the step in progress had come.
+ *
+ * Meanwhile the other nodes wait at their barriers for the replacement.
+ */
+
+/* 1 if this process replaced a dead process of the same node id. */
+int ps_restarted(const ps_world *w);
+
+/* 1 while the calling worker's next ps_barrier() is one its node's dead
+ * predecessor passed (skip the work before it), else 0. */
+int ps_replaying(ps_world *w);
+
+/*
+ * Progress of the calling worker within its current step (between two
+ * ps_barrier calls), kept in the segment for its successor: value < 2^40.
+ * ps_progress_get returns the last value set in the current step, 0 if
+ * none (each ps_barrier starts a new step), or a negative code.  To lose
+ * at most the batch in flight and never apply one twice, set "batches done
+ * + 1" before applying a batch.
+ */
+int ps_progress_set(ps_world *w, uint64_t value);
+int64_t ps_progress_get(ps_world *w);
 
 /* --------------------------------------------------------- introspection */
 

@@ -37,6 +37,9 @@
 #define PS__DEFAULT_ARENA  (64ULL << 30) /* virtual, per node */
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
 #define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (G4) */
+#define PS__MAX_WORKERS  1024  /* worker threads per node (barrier slots) */
+#define PS__PATH_MAX     1024  /* checkpoint paths kept in the segment */
+#define PS__MSG_MAX      512   /* checkpoint result messages in the segment */
 
 /*
  * Hand-offs through liburcu's wait-free queues (compiled without TSan) are
@@ -64,6 +67,18 @@ enum ps__node_state {
 	PS__NODE_EXITED = 2, /* detached cleanly (ps_finalize) */
 	PS__NODE_DEAD = 3,   /* died without detaching (set by psrun or a peer) */
 };
+
+/*
+ * A node's state word: the state (enum ps__node_state) in bits 0..7, the
+ * incarnation in bits 8..31.  Every process that takes the node slot bumps
+ * the incarnation, so a peer that saw incarnation i ALIVE with its process
+ * gone can mark exactly incarnation i DEAD (CAS on the whole word), never
+ * the replacement that took the slot meanwhile (psrun --on-failure
+ * restart; restart.c).
+ */
+#define PS__NODE_KIND(w)        ((w) & 0xffu)
+#define PS__NODE_INC(w)         ((w) >> 8)
+#define PS__NODE_WORD(kind, inc) ((((uint32_t)(inc)) << 8) | (uint32_t)(kind))
 
 enum ps__wait_what {
 	PS__WAIT_NONE = 0,
@@ -123,6 +138,23 @@ struct ps__node {
 	PS__CACHE_ALIGNED struct ps__stats stats;
 	_Atomic uint32_t nwaiters;       /* W: registering threads (fetch_add) */
 	struct ps__waiter waiters[PS__MAX_WAITERS];
+
+	/* Barrier arrivals (barrier.c).  nb_clock: node barriers this node has
+	 * arrived at; ws[s].clock: worker barriers its worker slot s has arrived
+	 * at.  W: the thread owning the slot (seq_cst store: its arrival); R:
+	 * arrivers and waiters of every node scanning for completion (seq_cst),
+	 * the node's replacement at attach (restart.c).  They survive the
+	 * process, so a replacement knows which barriers its predecessor
+	 * passed. */
+	PS__CACHE_ALIGNED _Atomic uint32_t nb_clock;
+	struct ps__wslot {
+		_Atomic uint32_t clock;
+		uint32_t _pad;
+		/* ps_progress_set: (step & 0xffffff) << 40 | value.  W: the slot's
+		 * thread, relaxed (read back only by a later incarnation, after
+		 * psrun reaped the writer); R: ps_progress_get. */
+		_Atomic uint64_t progress;
+	} ws[PS__MAX_WORKERS];
 };
 
 /* --------------------------------------------------------------- tables */
@@ -149,9 +181,9 @@ struct ps__pool {
 };
 
 struct ps__tdesc {
-	/* state: W: creator CAS EMPTY->CREATING, release store READY after all
-	 * fields and the location table region are set; R: other nodes,
-	 * acquire before reading any field. */
+	/* state: W: creator CAS EMPTY->CREATING (| creator node + 1 << 8),
+	 * release store READY after all fields and the location table region
+	 * are set; R: other nodes, acquire before reading any field. */
 	PS__CACHE_ALIGNED _Atomic uint32_t state;
 	uint32_t value_len;
 	uint32_t slot_size;
@@ -196,13 +228,50 @@ struct ps__tdesc {
 /* -------------------------------------------------------------- barrier */
 
 struct ps__barrier {
-	/* count: arrivals in this generation (acq_rel fetch_add).  gen: bumped
-	 * by the last arriver with release after resetting count; waiters
-	 * acquire it (and futex-wait on it), so everything done before the
-	 * barrier by any participant is visible after it. */
-	PS__CACHE_ALIGNED _Atomic uint32_t count;
-	_Atomic uint32_t gen;
-	_Atomic uint32_t total; /* W: creator, or ps_init_threads before first use */
+	/* gen: barriers completed.  A participant arrives at barrier g by
+	 * storing its clock g + 1 (ps__node.nb_clock / ws[].clock); whoever
+	 * then finds every participant's clock past g moves gen from g to g + 1
+	 * (CAS acq_rel, after seq_cst loads of the clocks) and wakes the
+	 * waiters, which acquire gen (futex on it): everything done before the
+	 * barrier by any participant is visible after it.  See barrier.c. */
+	PS__CACHE_ALIGNED _Atomic uint32_t gen;
+	_Atomic uint32_t total; /* participants, all nodes. W: creator, or ps_init_threads before first use */
+};
+
+/* ------------------------------------------------------------ checkpoint */
+
+enum ps__req_state {
+	PS__REQ_IDLE = 0,
+	PS__REQ_POSTING = 1,   /* psstat writes the path */
+	PS__REQ_PENDING = 2,   /* posted; node 0 latches it in ps_checkpoint_poll */
+	PS__REQ_LATCHED = 3,   /* being written */
+	PS__REQ_DONE = 4,      /* written; result holds the outcome */
+	PS__REQ_FAILED = 5,
+};
+
+struct ps__ckpt {
+	/* Outside requests (psstat --checkpoint FILE).  req_state moves
+	 * IDLE/DONE/FAILED -> POSTING (requester CAS) -> PENDING (requester,
+	 * release: req_path and req_pid written before) -> LATCHED (node 0 CAS
+	 * acquire) -> DONE/FAILED (node 0, release: req_rc and req_msg written
+	 * before) -> IDLE (requester, once read).  A requester that gives up
+	 * moves PENDING back to IDLE (CAS). */
+	_Atomic uint32_t req_state;
+	int32_t req_pid;             /* W: requester under POSTING */
+	uint64_t req_start;          /* its /proc start time */
+	int32_t req_rc;              /* W: node 0 before DONE/FAILED */
+	uint32_t _pad;
+	char req_path[PS__PATH_MAX];
+	char req_msg[PS__MSG_MAX];
+	/* Collective calls (ps_checkpoint / ps_restore / poll): node 0 writes
+	 * these before it arrives at the call's closing node barrier, the
+	 * others read them after it (the barrier orders them).  latch_idx: the
+	 * index of the node barrier at which node 0 latched an outside
+	 * request, whose path it copied to path. */
+	uint32_t latch_idx;
+	int32_t rc;
+	char path[PS__PATH_MAX];
+	char msg[PS__MSG_MAX];
 };
 
 /* --------------------------------------------------------------- clocks */
@@ -273,6 +342,12 @@ struct ps__hdr {
 	struct ps__barrier workers; /* all worker threads of all nodes */
 	struct ps__barrier nodes;   /* one participant per node (collectives) */
 	struct ps__clocks clocks;   /* consistency clocks (clock.c) */
+
+	/* psrun --on-failure: 0 abort (a dead node fails barriers with
+	 * PS_EDEAD), 1 restart (they wait for its replacement).  W: creator. */
+	uint32_t on_failure;
+	uint32_t _pad_of;
+	PS__CACHE_ALIGNED struct ps__ckpt ckpt;
 };
 
 /* tests/run.sh reads the creator pid of a segment at this byte offset */
@@ -336,6 +411,7 @@ struct ps__seg_params {
 	uint64_t arena_size;       /* 0: default */
 	uint64_t shared_size;      /* 0: default */
 	uint64_t mem_budget;       /* 0: 90% of free /dev/shm */
+	uint32_t on_failure;       /* 0 abort, 1 restart (psrun --on-failure) */
 };
 
 struct ps__seg {
@@ -427,6 +503,9 @@ struct ps_world {
 	bool slow_switch;         /* PSMEM_DEBUG_SLOW_SWITCH: replicate holds the
 	                           * primary's lock 200 us longer (widens races
 	                           * for the tests) */
+	bool die_in_layout;       /* PSMEM_DEBUG_DIE_IN_LAYOUT=<this node>, first
+	                           * process only: SIGKILL while laying out a
+	                           * table (test_restart) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */
@@ -456,6 +535,28 @@ struct ps_world {
 	 * R: ps_sample_prepare; relaxed: one self-contained word, it orders
 	 * nothing else. */
 	_Atomic uint32_t sample_conf[PS__MAX_TABLES];
+
+	/* Barrier participation and restart replay (barrier.c, restart.c).
+	 * calls: barriers this process has called per worker slot (node_calls:
+	 * node barriers); replay: how many of the first calls its dead
+	 * predecessor had already arrived at (0 unless restarted).  A call with
+	 * index < replay does not arrive again.  Each entry is used by the one
+	 * thread holding the slot. */
+	bool restarted;           /* took the slot of a dead incarnation */
+	uint32_t node_calls, node_replay;
+	uint32_t calls[PS__MAX_WORKERS];
+	uint32_t replay[PS__MAX_WORKERS];
+	/* slots of threads not started by ps_run_workers (first come) */
+	pthread_mutex_t slots_lock;
+	uint64_t slot_used[PS__MAX_WORKERS / 64];
+
+	/* clock.c (C5): ps_clock calls of each worker in this process, and
+	 * how many of the first ones its dead predecessor had made (set at
+	 * takeover, 0 unless restarted).  Each entry: its worker's thread. */
+	uint64_t clock_calls[PS__MAX_CLOCK_THREADS];
+	uint64_t clock_replay[PS__MAX_CLOCK_THREADS];
+
+	char ckpt_err[PS__PATH_MAX + PS__MSG_MAX + 8]; /* ps_checkpoint_error */
 };
 
 /* world.c */
@@ -463,6 +564,8 @@ void ps__thread_enter(ps_world *w);      /* registers the calling thread once */
 void ps__wait_set(ps_world *w, enum ps__wait_what what, uint64_t arg, uint64_t arg2);
 void ps__wait_clear(ps_world *w);
 void ps__doorbell(ps_world *w);
+int ps__worker_slot(ps_world *w);        /* barrier slot of the calling thread */
+void ps__thread_set_slot(ps_world *w, int slot); /* ps_run_workers: slot = index */
 void *ps__alloc(ps_world *w, size_t size);
 void ps__free(ps_world *w, void *p);
 
@@ -481,6 +584,9 @@ void ps__req_execute(struct ps_req *r);
 void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved);
 uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
 void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
+/* Frees a lock whose holder is dead (I5): version + 1, MOVED when loc[k]
+ * names another slot now.  Returns true if it changed the word. */
+bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
 void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len);
 int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd); /* in a read section */
@@ -493,7 +599,15 @@ static inline struct ps__slot *ps__replica_at(ps_table *t, int node, uint32_t r)
 }
 int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out);
 int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *upd);
-int ps__replica_init_node(ps_world *w, ps_table *t);   /* at table creation */
+/* Sets the handle's replication pointers (counts, rprim, rkey, rfree) from
+ * the descriptor (ps__table_bind). */
+void ps__replica_bind(ps_world *w, ps_table *t);
+/* At table creation (not when a restarted node replays it): binds, then
+ * lays out this node's replica slots. */
+int ps__replica_init_node(ps_world *w, ps_table *t);
+/* checkpoint.c: copy out / assign a replicated key (1, or 0: re-read loc[k]) */
+int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t nf, uint32_t *out,
+		       const uint32_t *in);
 bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 
@@ -506,6 +620,25 @@ void ps__service_stop(ps_world *w);
 
 /* barrier.c */
 int ps__barrier_wait(ps_world *w, struct ps__barrier *b);
+/* The node barrier; *idx (may be NULL) gets the barrier's index. */
+int ps__node_barrier(ps_world *w, uint32_t *idx);
+/* True if this process's next node barrier was passed by its dead
+ * predecessor already (restart replay): the work before it is done. */
+bool ps__node_replaying(const ps_world *w);
+/* Participants of barrier b that have not arrived at barrier idx; when
+ * nodes is not NULL (PS__MAX_NODES entries), their nodes go there and
+ * their number to *nnodes (dump, liveness checks). */
+int ps__barrier_missing(const struct ps__seg *s, const struct ps__barrier *b, uint32_t idx, int *nodes, int *nnodes);
+
+/* table.c */
+void ps__table_bind(ps_world *w, int id, ps_table *t); /* handle from descriptor */
+
+/* restart.c */
+bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart */
+int ps__restart_takeover(ps_world *w, uint32_t old_word);
+
+/* checkpoint.c: psrun --restore checks the file before starting nodes */
+int ps__ckpt_check_file(const char *path, char *msg, size_t len);
 
 /* clock.c */
 void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
@@ -522,6 +655,8 @@ int ps__rule_check(const ps_table_opts *o);
 int ps__rule_resolve(const ps_table_opts *o, struct ps__rule_info *out);
 /* Applies one pushed update to a locked slot (not for PS_RULE_SUM). */
 void ps__rule_apply(const ps_table *t, struct ps__slot *sl, const float *upd);
+/* The custom rule function registered in this process for rule id, else NULL. */
+ps_rule_fn ps__rule_fn(uint32_t rule);
 
 /* segment.c */
 int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out);
@@ -533,6 +668,8 @@ int ps__seg_find(char *name, size_t len); /* newest psmem segment of this uid */
 uint64_t ps__proc_start_time(pid_t pid);
 bool ps__pid_alive(pid_t pid, uint64_t start_time);
 bool ps__node_alive(const struct ps__seg *s, int node);
+uint32_t ps__node_kind(const struct ps__seg *s, int node); /* acquire load, state bits */
+/* Marks node DEAD if its incarnation is ALIVE and its process is gone. */
 void ps__mark_dead(struct ps__seg *s, int node);
 
 /* dump.c */

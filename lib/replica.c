@@ -235,6 +235,58 @@ int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const floa
 	return 1;
 }
 
+/*
+ * Checkpoint access (checkpoint.c) to key k while lw, its location word,
+ * is REPL.  Under repl_lock, so k stays replicated: out != NULL copies the
+ * primary's nf floats (values and rule state; a ps_sync before the
+ * checkpoint merged the deltas into it); in != NULL assigns them to the
+ * primary, sets every node's replica to the values and drops every node's
+ * pending delta (a restore replaces what was pushed).  Returns 1, or 0 if
+ * loc[k] is no longer lw (re-read it).
+ */
+int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t nf, uint32_t *out,
+		       const uint32_t *in)
+{
+	repl_lock(w, t->d);
+	/* acquire: as every load of a location word (kv.c I1) */
+	if (atomic_load_explicit(&t->loc[k], memory_order_acquire) != lw) {
+		repl_unlock(t->d);
+		return 0;
+	}
+	uint32_t r = PS__LOC_RIDX(lw);
+	/* relaxed: under repl_lock (R1) */
+	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
+	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+	uint64_t rseq[PS__MAX_NODES];
+	if (in)
+		for (int n = 0; n < w->nnodes; n++)
+			rseq[n] = lock_any(w, t, ps__replica_at(t, n, r));
+	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (R6) */
+	/* relaxed: the slot locks order them (kv.c I2) */
+	for (uint32_t j = 0; j < nf; j++) {
+		if (in)
+			atomic_store_explicit(&p->v[j], in[j], memory_order_relaxed);
+		else
+			out[j] = atomic_load_explicit(&p->v[j], memory_order_relaxed);
+	}
+	ps__slot_unlock(p, ps, true); /* stays MOVED (R6) */
+	if (in) {
+		for (int n = 0; n < w->nnodes; n++) {
+			struct ps__slot *sl = ps__replica_at(t, n, r), *d = delta_of(t, sl);
+			/* relaxed: under the replica's lock (R2) */
+			for (uint32_t j = 0; j < t->value_len; j++) {
+				atomic_store_explicit(&sl->v[j], in[j], memory_order_relaxed);
+				atomic_store_explicit(&d->v[j], 0, memory_order_relaxed);
+			}
+			atomic_store_explicit(&d->seq, 0, memory_order_relaxed); /* not dirty (R7) */
+			atomic_store_explicit(&d->key, 0, memory_order_relaxed); /* refresh again */
+			ps__slot_unlock(sl, rseq[n], false);
+		}
+	}
+	repl_unlock(t->d);
+	return 1;
+}
+
 /* Is off the slot that key k lives in (or one of its replicas)?  Used by
  * lock recovery (kv.c I5) to decide whether to mark a slot MOVED. */
 bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off)
@@ -738,17 +790,26 @@ int64_t ps_replicated_count(ps_table *t)
 
 /* ------------------------------------------------------------- creation */
 
-int ps__replica_init_node(ps_world *w, ps_table *t)
+void ps__replica_bind(ps_world *w, ps_table *t)
 {
 	struct ps__tdesc *d = t->d;
 	if (d->count_off)
 		t->counts = ps__at(&w->seg, d->count_off);
 	if (d->repl_max == 0)
-		return 0;
+		return;
 	uint64_t R = d->repl_max;
 	t->rprim = ps__at(&w->seg, d->repl_off);
 	t->rkey = t->rprim + R;
 	t->rfree = (uint32_t *)(void *)(t->rkey + R);
+}
+
+int ps__replica_init_node(ps_world *w, ps_table *t)
+{
+	struct ps__tdesc *d = t->d;
+	ps__replica_bind(w, t);
+	if (d->repl_max == 0)
+		return 0;
+	uint64_t R = d->repl_max;
 	uint64_t off;
 	int rc = ps__slot_alloc_run(w, t->id, w->node, t->slot_size, 2 * R, &off);
 	if (rc)

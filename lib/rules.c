@@ -152,6 +152,16 @@ int ps__rule_resolve(const ps_table_opts *o, struct ps__rule_info *out)
 	return rc;
 }
 
+ps_rule_fn ps__rule_fn(uint32_t rule)
+{
+	if (!is_custom(rule))
+		return NULL;
+	pthread_mutex_lock(&reg_lock);
+	ps_rule_fn fn = registry[rule - PS_RULE_CUSTOM].fn;
+	pthread_mutex_unlock(&reg_lock);
+	return fn;
+}
+
 /* ------------------------------------------------------------- applying */
 
 /* Slot words as floats; relaxed: the slot lock (I2) orders them. */

@@ -90,18 +90,28 @@ bool ps__node_alive(const struct ps__seg *s, int node)
 	/* acquire: pairs with the release store of ALIVE in attach; pid and
 	 * start_time of this incarnation are visible after it */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st != PS__NODE_ALIVE)
+	if (PS__NODE_KIND(st) != PS__NODE_ALIVE)
 		return false;
 	return ps__pid_alive(n->pid, n->start_time);
+}
+
+uint32_t ps__node_kind(const struct ps__seg *s, int node)
+{
+	/* acquire: pairs with the state stores of attach, finalize, psrun */
+	return PS__NODE_KIND(atomic_load_explicit(&ps__node_at(s, node)->state, memory_order_acquire));
 }
 
 void ps__mark_dead(struct ps__seg *s, int node)
 {
 	struct ps__node *n = ps__node_at(s, node);
-	uint32_t alive = PS__NODE_ALIVE;
-	/* release: nothing to publish but the state; CAS so an EXITED node
-	 * stays EXITED */
-	atomic_compare_exchange_strong_explicit(&n->state, &alive, PS__NODE_DEAD,
+	/* acquire: the pid read below belongs to this word's incarnation */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (PS__NODE_KIND(st) != PS__NODE_ALIVE || ps__pid_alive(n->pid, n->start_time))
+		return;
+	/* release: nothing to publish but the state.  CAS on the whole word:
+	 * an EXITED node stays EXITED, and a replacement that took the slot
+	 * meanwhile (another incarnation) is not touched */
+	atomic_compare_exchange_strong_explicit(&n->state, &st, PS__NODE_WORD(PS__NODE_DEAD, PS__NODE_INC(st)),
 						memory_order_release, memory_order_relaxed);
 }
 
@@ -220,6 +230,8 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 {
 	if (p->num_nodes < 1 || p->num_nodes > PS__MAX_NODES)
 		return PS_ENODE;
+	if (p->threads_per_node > PS__MAX_WORKERS || p->on_failure > 1)
+		return -EINVAL;
 	memset(out, 0, sizeof *out);
 
 	uint64_t arena = PS__ALIGN(p->arena_size ? p->arena_size : PS__DEFAULT_ARENA, PS__HUGE);
@@ -277,6 +289,7 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	h->mem_budget = default_budget(p->mem_budget);
 	h->workers.total = p->num_nodes * h->threads_per_node;
 	h->nodes.total = p->num_nodes;
+	h->on_failure = p->on_failure;
 
 	for (uint32_t i = 0; i < p->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(out, (int)i);

@@ -19,10 +19,17 @@
  *     resolve it, or resolves it to another fingerprint than the creator
  *     recorded, still takes part in the creation and makes it fail on
  *     every node with PS_ERULE (no node is left waiting at the barrier).
+ *   - A restarted node (restart.c) re-runs its table creations: a table
+ *     whose creation barrier its predecessor had passed is only bound (its
+ *     keys and replica slots are in place and may have been updated since);
+ *     one it had not passed has its node's keys written again (slots of a
+ *     first, cut-short attempt leak).  A peer that died is waited for in
+ *     restart mode.
  */
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 #include "psmem_int.h"
@@ -85,7 +92,7 @@ static int validate(const ps_table_opts *o)
 		return -EINVAL;
 	if ((unsigned)o->init > PS_INIT_UNIFORM || (unsigned)o->placement > PS_PLACE_HASH)
 		return -EINVAL;
-	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS))
+	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS | PS_TRANSIENT))
 		return -EINVAL;
 	if (o->repl_max > o->num_keys || !isfinite(o->repl_rate) || o->repl_rate < 0 || o->repl_rate > 1e6)
 		return -EINVAL;
@@ -175,17 +182,18 @@ static int same_rule(const struct ps__tdesc *d, int resolved, const struct ps__r
 	return d->rule_fp == ri->fp && d->state_len == ri->state_len ? 0 : PS_ERULE;
 }
 
-/* Waits for READY; PS_EDEAD if the creating node dies. */
+/* Waits for READY; PS_EDEAD if a node dies (unless it will be restarted). */
 static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
 {
 	ps__wait_set(w, PS__WAIT_CREATE, (uint64_t)id, 0);
 	int rc = 0;
 	unsigned spins = 0;
+	bool restart = ps__restart_mode(&w->seg);
 	/* acquire: pairs with the creator's release of READY */
 	while (atomic_load_explicit(&d->state, memory_order_acquire) != PS__T_READY) {
 		if (++spins % 1024 == 0) {
-			for (int i = 0; i < w->nnodes; i++) {
-				uint32_t st = atomic_load_explicit(&ps__node_at(&w->seg, i)->state, memory_order_acquire);
+			for (int i = 0; i < w->nnodes && !restart; i++) {
+				uint32_t st = ps__node_kind(&w->seg, i);
 				if (st == PS__NODE_DEAD || (st == PS__NODE_ALIVE && !ps__node_alive(&w->seg, i)))
 					rc = PS_EDEAD;
 			}
@@ -242,6 +250,22 @@ static int init_keys(ps_world *w, ps_table *t)
 	return 0;
 }
 
+/*
+ * The first node to reach a descriptor lays the table out.  CREATING
+ * carries the creator's node + 1 in bits 8..15, so a restarted node whose
+ * dead predecessor was laying it out (the others wait for READY) takes the
+ * layout over: the predecessor's create lock was freed (restart.c), what it
+ * had allocated leaks, and nobody has used the pools yet.
+ */
+static bool claim_layout(ps_world *w, struct ps__tdesc *d)
+{
+	uint32_t mine = PS__T_CREATING | ((uint32_t)(w->node + 1) << 8), cur = PS__T_EMPTY;
+	/* acquire: nothing to see yet; we own the descriptor after it */
+	if (atomic_compare_exchange_strong_explicit(&d->state, &cur, mine, memory_order_acquire, memory_order_acquire))
+		return true;
+	return w->restarted && cur == mine;
+}
+
 static void set_error(struct ps__tdesc *d, int rc)
 {
 	int32_t zero = 0;
@@ -269,10 +293,9 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	pthread_mutex_unlock(&w->tables_lock);
 
 	struct ps__tdesc *d = ps__tdesc_at(&w->seg, id);
-	uint32_t empty = PS__T_EMPTY;
-	/* acquire: nothing to see yet; we own the descriptor after it */
-	if (atomic_compare_exchange_strong_explicit(&d->state, &empty, PS__T_CREATING, memory_order_acquire,
-						    memory_order_acquire)) {
+	if (claim_layout(w, d)) {
+		if (w->die_in_layout)
+			raise(SIGKILL); /* PSMEM_DEBUG_DIE_IN_LAYOUT: the restart test */
 		rc = resolved ? resolved : layout(w, id, d, o, &ri);
 		if (rc)
 			set_error(d, rc);
@@ -295,27 +318,17 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		}
 	}
 	if (t) {
-		memset(t, 0, sizeof *t);
-		t->magic = PS__TABLE_MAGIC;
-		t->id = id;
-		t->w = w;
-		t->d = d;
-		t->loc = ps__at(&w->seg, d->loc_off);
-		t->num_keys = d->num_keys;
-		t->value_len = d->value_len;
-		t->slot_size = d->slot_size;
-		t->flags = d->flags;
-		t->state_len = d->state_len;
-		t->rule = d->rule;
-		t->rule_fn = ri.fn;
-		memcpy(t->rule_params, d->rule_params, sizeof t->rule_params);
-		rc = init_keys(w, t);
-		if (rc == 0)
-			rc = ps__replica_init_node(w, t);
+		ps__table_bind(w, id, t);
+		t->rule_fn = ri.fn; /* this process's resolution, checked above */
+		if (!ps__node_replaying(w)) { /* else its keys are in place already */
+			rc = init_keys(w, t);
+			if (rc == 0)
+				rc = ps__replica_init_node(w, t);
+		}
 		if (rc)
 			set_error(d, rc);
 	}
-	int brc = ps__barrier_wait(w, &w->seg.hdr->nodes);
+	int brc = ps__node_barrier(w, NULL);
 	/* relaxed: the barrier orders every node's set_error before this */
 	int first = atomic_load_explicit(&d->error, memory_order_relaxed);
 	if (brc)
@@ -338,6 +351,26 @@ out:
 	if (err)
 		*err = rc;
 	return t;
+}
+
+void ps__table_bind(ps_world *w, int id, ps_table *t)
+{
+	struct ps__tdesc *d = ps__tdesc_at(&w->seg, id);
+	memset(t, 0, sizeof *t);
+	t->magic = PS__TABLE_MAGIC;
+	t->id = id;
+	t->w = w;
+	t->d = d;
+	t->loc = ps__at(&w->seg, d->loc_off);
+	t->num_keys = d->num_keys;
+	t->value_len = d->value_len;
+	t->slot_size = d->slot_size;
+	t->flags = d->flags;
+	t->state_len = d->state_len;
+	t->rule = d->rule;
+	t->rule_fn = ps__rule_fn(d->rule); /* NULL until registered here */
+	memcpy(t->rule_params, d->rule_params, sizeof t->rule_params);
+	ps__replica_bind(w, t); /* counts, rprim, rkey, rfree */
 }
 
 uint64_t ps_table_num_keys(const ps_table *t) { return t->num_keys; }

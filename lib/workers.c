@@ -1,7 +1,10 @@
 /*
  * workers.c - starting a node's worker threads, pinned to the CPUs of the
  * node's NUMA node (libnuma), each registered with the library and told
- * its worker index (its clock, clock.c) before its function runs.
+ * its worker index (its clock, clock.c) before its function runs.  Worker i
+ * is barrier participant i of its node (barrier.c), in every ps_run_workers
+ * call, so a restarted node's workers replay the barriers of their
+ * predecessors' slots.
  */
 #include <errno.h>
 #include <sched.h>
@@ -41,7 +44,7 @@ static void *worker_main(void *p)
 	struct worker *wk = p;
 	if (wk->cpus)
 		pthread_setaffinity_np(pthread_self(), sizeof *wk->cpus, wk->cpus);
-	ps__thread_enter(wk->w);
+	ps__thread_set_slot(wk->w, wk->index); /* barrier participant = index */
 	ps__worker_set(wk->index); /* its clock (clock.c) */
 	wk->fn(wk->w, wk->index, wk->arg);
 	return NULL;

@@ -13,9 +13,14 @@
  * Invariants
  *   - One world per process (a second ps_init fails with -EBUSY).
  *   - A node slot is taken only if it is EMPTY, EXITED or DEAD: a second live
- *     process for the same node id is refused (-EBUSY).
+ *     process for the same node id is refused (-EBUSY).  Taking the slot of
+ *     a dead process (DEAD, or ALIVE with its process gone) is a restart:
+ *     restart.c first frees what the dead incarnation held.
  *   - Attach order (grace.c G2): epoch := global_epoch, pid/start_time, then
- *     state := ALIVE with release.
+ *     state := ALIVE of the next incarnation, one CAS from the word seen.
+ *   - Barrier slots: a thread started by ps_run_workers is the participant
+ *     of its index; any other thread takes the lowest free slot at its
+ *     first barrier and gives it back when it exits.
  *   - Every thread that touches the segment's tables is registered with
  *     liburcu (memb flavor) on its first call and unregistered when it exits
  *     (pthread key destructor) or at ps_finalize for the finalizing thread.
@@ -40,12 +45,26 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 struct thread_state {
 	ps_world *w;
 	int waiter;               /* index in me->waiters, -1 if none */
+	int slot;                 /* barrier slot, -1 until needed */
+	bool own_slot;            /* taken from slot_used: give it back at exit */
 };
 static __thread struct thread_state *tstate;
+
+static void release_slot(struct thread_state *ts)
+{
+	if (!ts->own_slot)
+		return;
+	pthread_mutex_lock(&ts->w->slots_lock);
+	ts->w->slot_used[ts->slot / 64] &= ~(1ULL << (ts->slot % 64));
+	pthread_mutex_unlock(&ts->w->slots_lock);
+	ts->own_slot = false;
+}
 
 static void thread_exit(void *p)
 {
 	struct thread_state *ts = p;
+	if (ts->w)
+		release_slot(ts);
 	if (ts->w && ts->waiter >= 0)
 		atomic_store_explicit(&ts->w->me->waiters[ts->waiter].what, PS__WAIT_NONE, memory_order_relaxed);
 	urcu_memb_unregister_thread();
@@ -66,6 +85,7 @@ void ps__thread_enter(ps_world *w)
 	if (!ts)
 		abort(); /* cannot register: no safe way to continue */
 	ts->w = w;
+	ts->slot = -1;
 	/* relaxed: a slot index, nothing else is published by it */
 	uint32_t i = atomic_fetch_add_explicit(&w->me->nwaiters, 1, memory_order_relaxed);
 	ts->waiter = i < PS__MAX_WAITERS ? (int)i : -1;
@@ -75,6 +95,32 @@ void ps__thread_enter(ps_world *w)
 	pthread_once(&key_once, make_key);
 	pthread_setspecific(thread_key, ts);
 	tstate = ts;
+}
+
+void ps__thread_set_slot(ps_world *w, int slot)
+{
+	ps__thread_enter(w);
+	release_slot(tstate);
+	tstate->slot = slot;
+}
+
+int ps__worker_slot(ps_world *w)
+{
+	ps__thread_enter(w);
+	struct thread_state *ts = tstate;
+	if (ts->slot >= 0)
+		return ts->slot;
+	int n = w->nthreads < PS__MAX_WORKERS ? w->nthreads : PS__MAX_WORKERS;
+	pthread_mutex_lock(&w->slots_lock);
+	for (int i = 0; i < n && ts->slot < 0; i++) {
+		if (!(w->slot_used[i / 64] & (1ULL << (i % 64)))) {
+			w->slot_used[i / 64] |= 1ULL << (i % 64);
+			ts->slot = i;
+			ts->own_slot = true;
+		}
+	}
+	pthread_mutex_unlock(&w->slots_lock);
+	return ts->slot >= 0 ? ts->slot : -EBUSY; /* more threads than ps_num_threads */
 }
 
 void ps__wait_set(ps_world *w, enum ps__wait_what what, uint64_t arg, uint64_t arg2)
@@ -169,18 +215,34 @@ static int create_private(ps_world *w, int threads)
 static int take_node(ps_world *w)
 {
 	struct ps__node *n = ps__node_at(&w->seg, w->node);
+	/* acquire: pid and start_time of the incarnation seen are visible */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st == PS__NODE_ALIVE && ps__pid_alive(n->pid, n->start_time))
+	bool gone = !ps__pid_alive(n->pid, n->start_time);
+	if (PS__NODE_KIND(st) == PS__NODE_ALIVE && !gone)
 		return -EBUSY;
+	w->me = n;
+	int rc = 0;
+	if (PS__NODE_KIND(st) == PS__NODE_DEAD || PS__NODE_KIND(st) == PS__NODE_ALIVE)
+		rc = ps__restart_takeover(w, st); /* frees what the dead one held */
+	else
+		w->node_calls = atomic_load_explicit(&n->nb_clock, memory_order_relaxed);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PS__MAX_WORKERS && !w->restarted; i++) /* relaxed: our own slots */
+		w->calls[i] = atomic_load_explicit(&n->ws[i].clock, memory_order_relaxed);
 	/* G2: start at the current epoch: we hold no old location word */
 	atomic_store_explicit(&n->epoch, atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire),
 			      memory_order_relaxed);
 	n->pid = getpid();
 	n->start_time = ps__proc_start_time(getpid());
 	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
-	 * load of any location word (grace.c G2) */
-	atomic_store_explicit(&n->state, PS__NODE_ALIVE, memory_order_seq_cst);
-	w->me = n;
+	 * load of any location word (grace.c G2).  A CAS from the word seen:
+	 * of two processes taking the same slot, one fails. */
+	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
+		st = atomic_load_explicit(&n->state, memory_order_relaxed);
+	uint32_t want = PS__NODE_WORD(PS__NODE_ALIVE, PS__NODE_INC(st) + 1);
+	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, want, memory_order_seq_cst, memory_order_relaxed))
+		return -EBUSY;
 	return 0;
 }
 
@@ -233,7 +295,8 @@ ps_world *ps_init_threads(int threads, int *err)
 		goto out;
 	}
 	pthread_mutex_init(&w->tables_lock, NULL);
-	if (threads < 0 || threads > 4096) {
+	pthread_mutex_init(&w->slots_lock, NULL);
+	if (threads < 0 || threads > PS__MAX_WORKERS) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -250,6 +313,8 @@ ps_world *ps_init_threads(int threads, int *err)
 	rc = take_node(w);
 	if (rc)
 		goto fail;
+	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
+			   env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
 	ps__service_start(w);
@@ -277,14 +342,17 @@ int ps_finalize(ps_world *w)
 			ps__free(w, w->tables[i]);
 		}
 	}
-	/* release: our last writes to the segment happen before EXITED */
-	atomic_store_explicit(&w->me->state, PS__NODE_EXITED, memory_order_release);
+	/* relaxed: our own word (incarnation); release below: our last
+	 * writes to the segment happen before EXITED */
+	uint32_t st = atomic_load_explicit(&w->me->state, memory_order_relaxed);
+	atomic_store_explicit(&w->me->state, PS__NODE_WORD(PS__NODE_EXITED, PS__NODE_INC(st)), memory_order_release);
 	if (tstate && tstate->w == w) {
 		pthread_setspecific(thread_key, NULL);
 		thread_exit(tstate);
 	}
 	ps__seg_detach(&w->seg);
 	pthread_mutex_destroy(&w->tables_lock);
+	pthread_mutex_destroy(&w->slots_lock);
 	free(w);
 	atomic_store(&the_world, NULL);
 	return 0;
@@ -294,3 +362,50 @@ int ps_node_id(const ps_world *w) { return w->node; }
 int ps_num_nodes(const ps_world *w) { return w->nnodes; }
 int ps_num_threads(const ps_world *w) { return w->nthreads; }
 const char *ps_segment_name(const ps_world *w) { return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name; }
+
+int ps_restarted(const ps_world *w) { return w && w->restarted; }
+
+int ps_replaying(ps_world *w)
+{
+	if (!w)
+		return -EINVAL;
+	int slot = ps__worker_slot(w);
+	if (slot < 0)
+		return slot;
+	return w->calls[slot] < w->replay[slot];
+}
+
+/*
+ * Progress words are tagged with the calling slot's step (the index of its
+ * next barrier, 24 bits), so a value set before barrier i reads as 0 after
+ * it: progress never leaks into the next step, even across a restart.
+ */
+#define PROGRESS_BITS 40
+
+int ps_progress_set(ps_world *w, uint64_t value)
+{
+	if (!w || value >> PROGRESS_BITS)
+		return -EINVAL;
+	int slot = ps__worker_slot(w);
+	if (slot < 0)
+		return slot;
+	uint64_t tag = (uint64_t)(w->calls[slot] & 0xffffffu) << PROGRESS_BITS;
+	/* relaxed: read back only by this slot's thread, or by a replacement
+	 * after psrun reaped this process */
+	atomic_store_explicit(&w->me->ws[slot].progress, tag | value, memory_order_relaxed);
+	return 0;
+}
+
+int64_t ps_progress_get(ps_world *w)
+{
+	if (!w)
+		return -EINVAL;
+	int slot = ps__worker_slot(w);
+	if (slot < 0)
+		return slot;
+	/* relaxed: see ps_progress_set */
+	uint64_t p = atomic_load_explicit(&w->me->ws[slot].progress, memory_order_relaxed);
+	if ((p >> PROGRESS_BITS) != (w->calls[slot] & 0xffffffu))
+		return 0;
+	return (int64_t)(p & ((1ULL << PROGRESS_BITS) - 1));
+}

@@ -5,6 +5,7 @@
 #ifndef PSMEM_TESTS_COMMON_H
 #define PSMEM_TESTS_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -40,5 +41,37 @@ int seg_leaked_since(const struct seg_snapshot *before);
 
 /* Number of live processes whose command line contains needle. */
 int count_procs(const char *needle);
+
+/* A program started in the background (its own process group), stdout to
+ * out_path and stderr to out_path + ".err", both emptied before it starts. */
+struct bg_proc {
+	pid_t pid;
+	int status;       /* as run_result.status, once ended; -1: killed at timeout */
+	double t_end;     /* CLOCK_MONOTONIC seconds at exit */
+	char out[512], err[520];
+};
+void bg_start(struct bg_proc *b, char *const argv[], const char *out_path);
+/* Waits up to timeout_s for it to end; false (and its group killed) if not. */
+bool bg_wait(struct bg_proc *b, double timeout_s);
+/* Waits until its stdout holds needle; false on timeout or if it ended. */
+bool bg_wait_output(struct bg_proc *b, const char *needle, double timeout_s);
+
+/* Whole text of a file ("" if unreadable); one of 8 rotating buffers. */
+const char *file_text(const char *path);
+/* Value of variable name in process pid's environment, "" if none. */
+const char *proc_env(pid_t pid, const char *name);
+/* Pid of node `node` of the job psrun pid `psrun` runs now, 0 if none. */
+pid_t psrun_node_pid(pid_t psrun, int node);
+double mono_now(void);  /* CLOCK_MONOTONIC seconds */
+/* Path of this test binary (to run itself as a node under psrun). */
+bool self_exe(char *out, size_t len);
+
+/* The number after "key": in a JSON text; NAN when the key is missing. */
+double json_number(const char *json, const char *key);
+/* Planted ratings from build/apps/mfgen (rank 3, noise 0.1); its status. */
+int make_ratings(const char *train, const char *test, int rows, int cols, int nnz, int seed, const char *test_frac);
+/* Waits up to 1 s until no segment is leaked since `before` and no process
+ * matches needle; true when so. */
+bool left_clean(const struct seg_snapshot *before, const char *needle);
 
 #endif

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -191,4 +192,171 @@ int count_procs(const char *needle)
 	if (d)
 		closedir(d);
 	return n;
+}
+
+double mono_now(void)
+{
+	return now();
+}
+
+void bg_start(struct bg_proc *b, char *const argv[], const char *out_path)
+{
+	memset(b, 0, sizeof *b);
+	snprintf(b->out, sizeof b->out, "%s", out_path);
+	snprintf(b->err, sizeof b->err, "%s.err", b->out);
+	/* emptied here, before the caller looks at them */
+	int o = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int e = open(b->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (o < 0 || e < 0)
+		abort();
+	b->pid = fork();
+	if (b->pid == 0) {
+		setpgid(0, 0);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(o);
+	close(e);
+}
+
+static void bg_ended(struct bg_proc *b, int st)
+{
+	b->t_end = now();
+	b->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool bg_wait(struct bg_proc *b, double timeout_s)
+{
+	if (b->pid < 0)
+		return true; /* reaped by bg_wait_output */
+	double end = now() + timeout_s;
+	int st;
+	while (now() < end) {
+		if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
+			bg_ended(b, st);
+			return true;
+		}
+		usleep(10000);
+	}
+	kill(-b->pid, SIGKILL);
+	waitpid(b->pid, &st, 0);
+	b->status = -1;
+	return false;
+}
+
+bool bg_wait_output(struct bg_proc *b, const char *needle, double timeout_s)
+{
+	double end = now() + timeout_s;
+	int st;
+	while (now() < end) {
+		if (strstr(file_text(b->out), needle))
+			return true;
+		if (b->pid > 0 && waitpid(b->pid, &st, WNOHANG) == b->pid) {
+			bg_ended(b, st);
+			b->pid = -b->pid; /* reaped */
+			return strstr(file_text(b->out), needle) != NULL;
+		}
+		usleep(5000);
+	}
+	return false;
+}
+
+const char *file_text(const char *path)
+{
+	static char buf[8][1 << 16];
+	static int i;
+	char *s = buf[i++ % 8];
+	s[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return s;
+	size_t n = fread(s, 1, (1 << 16) - 1, f);
+	s[n] = 0;
+	fclose(f);
+	return s;
+}
+
+const char *proc_env(pid_t pid, const char *name)
+{
+	static char val[256];
+	char path[64], buf[16384];
+	val[0] = 0;
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return val;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return val;
+	buf[n] = 0;
+	size_t nl = strlen(name);
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+		if (strncmp(buf + i, name, nl) == 0 && buf[i + nl] == '=') {
+			snprintf(val, sizeof val, "%s", buf + i + nl + 1);
+			break;
+		}
+	}
+	return val;
+}
+
+/* psrun's children (the guardian and the nodes), by PSMEM_NODE. */
+pid_t psrun_node_pid(pid_t psrun, int node)
+{
+	char path[64], buf[4096], want[16];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)psrun, (int)psrun);
+	snprintf(want, sizeof want, "%d", node);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	for (char *save = NULL, *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+		pid_t p = atoi(tok);
+		if (p > 0 && !strcmp(proc_env(p, "PSMEM_NODE"), want))
+			return p;
+	}
+	return 0;
+}
+
+double json_number(const char *json, const char *key)
+{
+	char pat[128];
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	const char *p = strstr(json, pat);
+	return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+int make_ratings(const char *train, const char *test, int rows, int cols, int nnz, int seed, const char *test_frac)
+{
+	char r[16], c[16], n[16], s[16];
+	snprintf(r, sizeof r, "%d", rows);
+	snprintf(c, sizeof c, "%d", cols);
+	snprintf(n, sizeof n, "%d", nnz);
+	snprintf(s, sizeof s, "%d", seed);
+	char *argv[] = {(char *)build_path("apps/mfgen"), "--rows", r, "--cols", c, "--nnz", n, "--rank", "3",
+			"--noise", "0.1", "--seed", s, "--out", (char *)train, "--test-out", (char *)test,
+			"--test-frac", (char *)test_frac, NULL};
+	static struct run_result res;
+	run_prog(argv, NULL, 60, -1, 0, &res);
+	return res.status;
+}
+
+bool left_clean(const struct seg_snapshot *before, const char *needle)
+{
+	for (int i = 0; i < 50 && (seg_leaked_since(before) > 0 || count_procs(needle) > 0); i++)
+		usleep(20000);
+	return seg_leaked_since(before) == 0 && count_procs(needle) == 0;
+}
+
+bool self_exe(char *out, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
+	if (n <= 0)
+		return false;
+	out[n] = 0;
+	return true;
 }
