@@ -324,7 +324,8 @@ static void *switcher(void *arg)
 {
 	struct storm *st = arg;
 	uint64_t s = 4242 + (uint64_t)ps_node_id(st->w);
-	while (!atomic_load(&st->stop)) {
+	/* at least 200 rounds, however soon the pushers finish */
+	for (long it = 0; it < 200 || !atomic_load(&st->stop); it++) {
 		ps_key k = rnd(&s) % (HOT * 2);
 		int rc = (rnd(&s) & 1) ? ps_replicate(st->t, &k, 1) : ps_unreplicate(st->t, &k, 1);
 		if (rc == 1)
