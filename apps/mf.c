@@ -35,7 +35,10 @@
  *
  * --replicate K: the K items with the most training ratings (the hot spots
  * of skewed data) are replicated on every node, from the initial values on;
- * the other items follow the policy.  After each training barrier (the
+ * the other items follow the policy.  Sync rounds run 200 times a second by
+ * default (--repl-rate): every rating updates its item, and on zipf data
+ * at 20 rounds a second the nodes' replicas drifted far enough apart to
+ * cost test RMSE (0.75-0.82 against 0.66 unreplicated; 0.66 at 200).  After each training barrier (the
  * epoch's under classic, every sub-epoch's under localize: the next
  * sub-epoch hands the item blocks to other workers, maybe on other nodes)
  * one worker runs ps_sync, and a barrier holds the others until every
@@ -815,7 +818,8 @@ static void usage(FILE *f)
 		"                    and item: user|item ID BIAS F1..FK (default: none)\n"
 		"  --replicate K     replicate the K items with the most training ratings on\n"
 		"                    every node (hot-spot replication; 0 = none) (default: 0)\n"
-		"  --repl-rate HZ    replica sync rounds per second per node (default: 20)\n"
+		"  --repl-rate HZ    replica sync rounds per second per node; every rating\n"
+		"                    updates an item, so replicas go stale fast (default: 200)\n"
 		"  --checkpoint FILE write a checkpoint of the model (psmem format) after the\n"
 		"                    last epoch, and every K epochs with --checkpoint-every\n"
 		"                    (default: none)\n"
@@ -844,7 +848,7 @@ int main(int argc, char **argv)
 {
 	app_init("mf");
 	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1,
-			       .repl_rate = 20}};
+			       .repl_rate = 200}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
 	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME };
