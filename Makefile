@@ -6,8 +6,9 @@ BUILD   ?= build
 SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := liburcu-memb liburcu-cds numa jemalloc
-DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps
+PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
+DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
+            libsodium-dev openmpi-bin
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -45,13 +46,17 @@ TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_COMMON := $(wildcard tests/common_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# The frame parser's fuzz target needs clang's libFuzzer; without it the
+# fuzz test skips (tests/test_fuzz.c says so).
+FUZZ_CC   ?= $(shell command -v clang 2>/dev/null)
+FUZZ      := $(if $(FUZZ_CC),$(BUILD)/fuzz/fuzz_frame)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
 
 .SECONDARY:
 .PHONY: all deps test demo bench asan tsan install uninstall clean help check-deps
 
-all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)
+all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -104,6 +109,12 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c lib/bridge.h lib/psmem.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ilib tests/fuzz/fuzz_frame.c lib/frame.c -lz \
+	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
 test: all
 	@BUILD=$(BUILD) bash tests/run.sh

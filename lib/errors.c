@@ -20,6 +20,17 @@ static const char *const names[] = {
 	[10] = "table limit of the segment reached",
 	[11] = "segment has no room left for the table",
 	[12] = "invalid or already-waited handle",
+	[13] = "frame truncated (connection ended inside it)",
+	[14] = "not a psmem frame (bad magic)",
+	[15] = "frame of an unsupported protocol version",
+	[16] = "unknown frame type",
+	[17] = "frame over the size limit",
+	[18] = "frame checksum mismatch",
+	[19] = "frame payload malformed for its type",
+	[20] = "peer failed authentication (wrong job token)",
+	[21] = "job token malformed (want 64 hex digits)",
+	[22] = "job token file not private (want mode 0600, owned by this user)",
+	[23] = "a peer host failed or left the job",
 };
 
 const char *ps_strerror(int err)

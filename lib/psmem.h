@@ -48,7 +48,19 @@ extern "C" {
 #define PS_ETOOMANY   (-30910) /* table limit of the segment reached */
 #define PS_ENOMEMSEG  (-30911) /* segment has no room left for the table */
 #define PS_EHANDLE    (-30912) /* invalid or already-waited handle */
-#define PS_ELAST      (-30912)
+/* multi-host bridge: frames, authentication, peers */
+#define PS_EFRAME_TRUNC   (-30913) /* frame truncated (connection ended inside it) */
+#define PS_EFRAME_MAGIC   (-30914) /* not a psmem frame (bad magic) */
+#define PS_EFRAME_VERSION (-30915) /* frame of an unsupported protocol version */
+#define PS_EFRAME_TYPE    (-30916) /* unknown frame type */
+#define PS_EFRAME_SIZE    (-30917) /* frame over the size limit */
+#define PS_EFRAME_CRC     (-30918) /* frame checksum mismatch */
+#define PS_EFRAME_BODY    (-30919) /* frame payload malformed for its type */
+#define PS_EAUTH          (-30920) /* peer failed authentication (wrong job token) */
+#define PS_ETOKEN         (-30921) /* job token malformed (want 64 hex digits) */
+#define PS_ETOKENPERM     (-30922) /* job token file not private (mode 0600, owner) */
+#define PS_EHOSTDOWN      (-30923) /* a peer host failed or left the job */
+#define PS_ELAST          (-30923)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
