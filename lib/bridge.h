@@ -261,4 +261,23 @@ int ps__net_send_frame(int fd, uint8_t *frame, unsigned type, uint16_t host, uin
 long ps__net_recv_frame(int fd, uint8_t *buf, size_t cap, uint32_t max_body, uint64_t deadline_ns, int cancel_fd,
 			struct ps__frame *f);
 
+/* ------------------------------------------------- launch environment */
+
+struct ps__launch {
+	int hosts;                /* 1: a single-host job */
+	int rank;
+	char source[16];          /* "flags", "Open MPI", "PMI", "Slurm", "none" */
+	char coord_host[256];     /* "" when not needed (one host) */
+	uint16_t coord_port;
+};
+
+/*
+ * Host rank, host count and coordinator of this psrun, from its flags
+ * (flag_hosts / flag_rank < 0 and flag_coord NULL when not given) or the
+ * launcher's environment envp (NULL-terminated "NAME=VALUE").  Returns 0,
+ * or a negative code with the reason in err.  See launch_env.c.
+ */
+int ps__launch_resolve(int flag_hosts, int flag_rank, const char *flag_coord, char *const *envp,
+		       struct ps__launch *l, char *err, size_t errlen);
+
 #endif /* PSMEM_BRIDGE_H */
