@@ -36,8 +36,10 @@ endif
 
 LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-BIN_SRC   := $(wildcard bin/*.c)
+# bin/psrun_*.c are parts of psrun, not programs of their own
+BIN_SRC   := $(filter-out bin/psrun_%.c,$(wildcard bin/*.c))
 BINS      := $(BIN_SRC:bin/%.c=$(BUILD)/bin/%)
+PSRUN_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bin/psrun_*.c))
 APP_MAINS := $(filter-out apps/common_%.c,$(wildcard apps/*.c))
 APP_COMMON:= $(wildcard apps/common_*.c)
 APPS      := $(APP_MAINS:apps/%.c=$(BUILD)/apps/%)
@@ -75,7 +77,7 @@ check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
 	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h) | check-deps
+$(BUILD)/%.o: %.c $(wildcard lib/*.h bin/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -90,6 +92,10 @@ $(SHARED): $(LIB_OBJ)
 	@$(CC) -shared -Wl,-soname,libpsmem.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

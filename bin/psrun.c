@@ -1,8 +1,12 @@
 /*
- * psrun - runs a program as an N-node psmem job on this host.
+ * psrun - runs a program as an N-node psmem job on this host, alone or as
+ * one host of a multi-host job (psrun_hosts.c: rendezvous and bridge).
  *
  *   psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]
- *         [--mem SIZE] prog [args...]
+ *         [--mem SIZE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
+ *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
+ *         prog [args...]
+ *   psrun --make-token FILE
  *
  * Process tree:
  *
@@ -49,6 +53,7 @@
 #include <unistd.h>
 
 #include "psmem_int.h"
+#include "psrun_hosts.h"
 
 #define MAX_THREADS      1024
 #define FAIL_GRACE_NS    (1000ULL * 1000 * 1000) /* node failed: SIGTERM, SIGKILL after */
@@ -61,6 +66,7 @@ struct opts {
 	bool verbose;
 	uint64_t arena_size;    /* 0: the library's default */
 	uint64_t mem_budget;    /* 0: the library's default */
+	struct host_opts host;  /* multi-host flags */
 	char **prog;            /* argv of the program, NULL-terminated */
 };
 
@@ -91,13 +97,18 @@ struct job {
 	int stop_sig;           /* signal sent to stop the nodes; 0 while running */
 	uint64_t kill_at;       /* CLOCK_MONOTONIC deadline for SIGKILL; 0 = none */
 	int interrupted;        /* first SIGINT/SIGTERM/SIGHUP received; 0 = none */
+	struct hosts *hosts;    /* multi-host part; NULL on one host */
+	bool peer_failed;       /* another host failed: this one stops too */
 };
 
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
 	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
-	"             [--mem SIZE] [--help] prog [args...]\n";
+	"             [--mem SIZE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]\n"
+	"             [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]\n"
+	"             [--help] prog [args...]\n"
+	"       psrun --make-token FILE\n";
 
 static void print_help(void)
 {
@@ -116,6 +127,28 @@ static void print_help(void)
 	       "                       of the free space of /dev/shm)\n"
 	       "  -h, --help           print this help and exit\n\n",
 	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30));
+	printf("Several hosts (one psrun per host, joined by a TCP bridge):\n"
+	       "      --hosts H --host-rank R\n"
+	       "                       this psrun is host R of H; without them, taken from\n"
+	       "                       Open MPI (OMPI_COMM_WORLD_RANK/SIZE), PMI (PMI_RANK/\n"
+	       "                       SIZE) or Slurm (SLURM_PROCID/NTASKS) when set\n"
+	       "      --coordinator ADDR:PORT\n"
+	       "                       where host 0 listens for the others (host 0 binds\n"
+	       "                       exactly this address); default: PSMEM_COORDINATOR,\n"
+	       "                       or under Slurm the first host of the job's node list\n"
+	       "                       on port PSMEM_COORD_PORT or 20000 + job id %% 10000\n"
+	       "      --token-file FILE\n"
+	       "                       the job's secret (mode 0600, owned by you); default:\n"
+	       "                       the environment variable PSMEM_TOKEN\n"
+	       "      --make-token FILE\n"
+	       "                       write a new random 256-bit token to FILE and exit\n"
+	       "      --bind ADDR[:PORT]\n"
+	       "                       this host's bridge address (hosts 1..H-1); default:\n"
+	       "                       the local address that reaches the coordinator, any\n"
+	       "                       free port\n"
+	       "      --rendezvous-timeout S\n"
+	       "                       a host that has not joined after S seconds fails the\n"
+	       "                       job, named (default: 30)\n\n");
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
 	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set, in a process group\n"
@@ -178,6 +211,8 @@ static bool parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
+enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT };
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
@@ -188,9 +223,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "arena-size", required_argument, NULL, 'A' },
 		{ "mem", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "hosts", required_argument, NULL, OPT_HOSTS },
+		{ "host-rank", required_argument, NULL, OPT_HOST_RANK },
+		{ "coordinator", required_argument, NULL, OPT_COORD },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "make-token", required_argument, NULL, OPT_MAKE_TOKEN },
+		{ "bind", required_argument, NULL, OPT_BIND },
+		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .threads = 1 };
+	*o = (struct opts){ .threads = 1, .host = { .hosts = -1, .host_rank = -1, .rdv_timeout_s = 30 } };
 	/* "+": stop at the first non-option, the rest is prog's argv.
 	 * ":": report a missing argument as ':' so we word the message. */
 	opterr = 0;
@@ -229,6 +271,29 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			print_help();
 			exit(0);
+		case OPT_HOSTS:
+			if (!parse_count(optarg, 1, 1024, &o->host.hosts))
+				usage_error("--hosts wants a host count from 1 to 1024, not '%s'", optarg);
+			break;
+		case OPT_HOST_RANK:
+			if (!parse_count(optarg, 0, 1023, &o->host.host_rank))
+				usage_error("--host-rank wants a rank from 0 to 1023, not '%s'", optarg);
+			break;
+		case OPT_COORD:
+			o->host.coordinator = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			o->host.token_file = optarg;
+			break;
+		case OPT_MAKE_TOKEN:
+			hosts_make_token(optarg);
+		case OPT_BIND:
+			o->host.bind = optarg;
+			break;
+		case OPT_RDV_TIMEOUT:
+			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
+				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);
+			break;
 		case ':':
 			usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -444,6 +509,7 @@ static void node_main(struct job *j, int i, int report_fd)
 	sigprocmask(SIG_SETMASK, &j->orig_mask, NULL);
 	detach_tty_stdin();
 	set_env(j, i);
+	hosts_node_env(j->hosts, i);
 	pin_numa(j, i);
 	execvp(j->o.prog[0], j->o.prog);
 	/* psrun prints the failure once for all nodes; only if it cannot be
@@ -478,6 +544,7 @@ static int start_node(struct job *j, int i)
 	 * harmlessly once the child has exec'd (it did it itself). */
 	setpgid(pid, pid);
 	atomic_store_explicit(&j->pgids[i], pid, memory_order_relaxed);
+	hosts_node_started(j->hosts, i);
 	j->node[i] = (struct node_proc){ .pid = pid, .exec_fd = p[0] };
 	j->live++;
 	if (j->o.verbose)
@@ -582,18 +649,23 @@ static bool stopped_by_us(const struct job *j, int st)
 	       (WTERMSIG(st) == j->stop_sig || WTERMSIG(st) == SIGKILL);
 }
 
-static void report_failure(const struct job *j, int i, pid_t pid, int st)
+static void report_failure(struct job *j, int i, pid_t pid, int st)
 {
+	char why[256];
+	if (j->node[i].exec_failed)
+		snprintf(why, sizeof why, "cannot execute '%s'", j->o.prog[0]);
+	else if (WIFSIGNALED(st))
+		snprintf(why, sizeof why, "node %d (pid %d) killed by signal %d (%s)%s", i, (int)pid, WTERMSIG(st),
+			 strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
+	else
+		snprintf(why, sizeof why, "node %d (pid %d) exited with status %d", i, (int)pid, exit_code(st));
+	if (!stopped_by_us(j, st))
+		hosts_local_done(j->hosts, PS_EHOSTDOWN, why); /* the other hosts stop at once */
 	if (j->node[i].exec_failed)
 		return; /* check_exec said it */
 	if (stopped_by_us(j, st))
 		return;
-	if (WIFSIGNALED(st))
-		fprintf(stderr, "psrun: node %d (pid %d) killed by signal %d (%s)%s\n", i, (int)pid,
-			WTERMSIG(st), strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
-	else
-		fprintf(stderr, "psrun: node %d (pid %d) exited with status %d\n", i, (int)pid,
-			exit_code(st));
+	fprintf(stderr, "psrun: %s\n", why);
 }
 
 static void node_ended(struct job *j, int i, pid_t pid, int st)
@@ -648,6 +720,11 @@ static void on_signal(struct job *j, int sig)
 		if (!j->interrupted)
 			j->interrupted = sig;
 		begin_stop(j, sig, SIGNAL_GRACE_NS);
+		if (j->hosts) {
+			char why[64];
+			snprintf(why, sizeof why, "interrupted by signal %d (%s)", sig, strsignal(sig));
+			hosts_local_done(j->hosts, PS_EHOSTDOWN, why);
+		}
 		break;
 	case SIGQUIT:
 		ps__dump_seg(&j->seg, stderr);
@@ -665,17 +742,43 @@ static void read_signals(struct job *j)
 		on_signal(j, (int)si.ssi_signo);
 }
 
+/* Runs the bridge once; a failed peer host stops this host too. */
+static void step_hosts(struct job *j)
+{
+	if (!hosts_step(j->hosts) || j->peer_failed)
+		return;
+	j->peer_failed = true;
+	set_failed(j, 1);
+	if (j->live > 0 && !j->stop_sig)
+		begin_stop(j, SIGTERM, FAIL_GRACE_NS);
+	hosts_local_done(j->hosts, PS_EHOSTDOWN, "stopped because another host failed");
+}
+
+/* Every node has ended: tell the other hosts, then wait for theirs. */
+static void nodes_all_ended(struct job *j)
+{
+	if (j->failed || j->interrupted)
+		hosts_local_done(j->hosts, PS_EHOSTDOWN, j->interrupted ? "interrupted" : "a node failed");
+	else
+		hosts_local_done(j->hosts, 0, NULL);
+}
+
 static void supervise(struct job *j)
 {
 	reap(j); /* nodes that ended before the loop */
-	while (j->live > 0) {
-		int timeout = -1;
+	while (j->live > 0 || !hosts_finished(j->hosts)) {
+		if (j->live == 0)
+			nodes_all_ended(j);
+		int timeout = hosts_timeout_ms(j->hosts);
 		if (j->kill_at) {
 			uint64_t now = ps__now_ns();
-			timeout = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+			int until = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+			timeout = timeout < 0 || until < timeout ? until : timeout;
 		}
-		struct pollfd p = { .fd = j->sfd, .events = POLLIN };
-		int n = poll(&p, 1, timeout);
+		struct pollfd pfd[2] = { { .fd = j->sfd, .events = POLLIN },
+					 { .fd = hosts_poll_fd(j->hosts), .events = POLLIN } };
+		int n = poll(pfd, j->hosts ? 2 : 1, timeout);
+		struct pollfd p = pfd[0];
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "psrun: cannot wait for signals: %s\n", strerror(errno));
 			set_failed(j, 1);
@@ -697,8 +800,9 @@ static void supervise(struct job *j)
 			signal_all(j, SIGKILL);
 			j->kill_at = 0;
 		}
-		if (n > 0)
+		if (n > 0 && (p.revents & POLLIN))
 			read_signals(j);
+		step_hosts(j);
 		reap(j);
 	}
 }
@@ -750,6 +854,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &j->o);
 	j->self = getpid();
 	j->sfd = -1;
+	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
 
 	int rc = block_signals(j);
 	if (rc != 0) {
@@ -774,10 +879,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "psrun: cannot create the job segment: %s\n", ps_strerror(rc));
 		return 1;
 	}
+	hosts_mark_segment(j->hosts, &j->seg);
 	fflush(NULL); /* nothing buffered may be written twice by the children */
 	if (start_guardian(j) != 0) {
 		remove_segment(j);
+		hosts_free(j->hosts);
 		return 1;
+	}
+	rc = hosts_rendezvous(j->hosts, j->sfd);
+	if (rc == 0)
+		rc = hosts_start_bridge(j->hosts, j->o.nodes);
+	if (rc != 0) {
+		read_signals(j); /* -EINTR: the signal that stopped it */
+		remove_segment(j);
+		stop_guardian(j);
+		hosts_free(j->hosts);
+		return j->interrupted ? 128 + j->interrupted : 1;
 	}
 	if (j->o.verbose)
 		print_mapping(j);
@@ -786,6 +903,7 @@ int main(int argc, char **argv)
 
 	remove_segment(j);
 	stop_guardian(j);
+	hosts_free(j->hosts);
 	if (j->failed)
 		return j->status;
 	return j->interrupted ? 128 + j->interrupted : 0;

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "psmem.h"
 
@@ -279,5 +280,76 @@ struct ps__launch {
  */
 int ps__launch_resolve(int flag_hosts, int flag_rank, const char *flag_coord, char *const *envp,
 		       struct ps__launch *l, char *err, size_t errlen);
+
+/* --------------------------------------------------------- rendezvous */
+
+/* Large (fixed arrays for PS__MAX_HOSTS): allocate it, do not put it on a
+ * stack.  See rendezvous.c. */
+struct ps__rdv {
+	/* in */
+	int rank, hosts;
+	char coord_host[256];
+	uint16_t coord_port;
+	char bind_host[256];      /* this host's bridge address; "" = derived */
+	uint16_t bind_port;       /* 0 = ephemeral */
+	struct ps__token token;
+	struct ps__layout me;     /* abi, nodes, threads, hashes, name */
+	uint64_t timeout_ns;      /* for every host to show up */
+	int cancel_fd;            /* readable = give up with -EINTR; -1 none */
+	FILE *log;                /* refused strangers are logged here */
+	/* out */
+	int fd[PS__MAX_HOSTS];    /* authenticated connection to each peer; -1 self */
+	struct ps__peer_addr addr[PS__MAX_HOSTS];
+	char names[PS__MAX_HOSTS][64]; /* host names (coordinator only) */
+	char err[1024];           /* why it failed */
+	/* scratch */
+	uint8_t buf[PS__FRAME_HDR + 2 + PS__MAX_HOSTS * 66 + 64];
+	size_t buf_size;
+};
+
+/* 0 with every peer connected; -EINTR when cancelled; else a negative
+ * code and the reason in r->err (a missing host is named). */
+int ps__rendezvous(struct ps__rdv *r);
+/* Closes the connections still held in r->fd. */
+void ps__rdv_close(struct ps__rdv *r);
+
+/* ------------------------------------------------ the bridge (psrun) */
+
+#define PS__HEARTBEAT_MS    200  /* a frame to every peer at least this often */
+#define PS__PEER_TIMEOUT_MS 1500 /* silence that means death (env PSMEM_PEER_TIMEOUT_MS) */
+
+struct ps__bridge;
+
+struct ps__bridge_conf {
+	int rank, hosts, nodes;
+	const int *peer_fd;       /* [hosts], from the rendezvous; -1 for rank */
+	const struct ps__peer_addr *addr; /* [hosts], for messages */
+	const int *link_fd;       /* [nodes]: psrun's end of each node's link */
+	FILE *log;
+};
+
+struct ps__bridge_stats {
+	uint64_t frames_out, frames_in;      /* data frames to / from peers */
+	uint64_t wire_bytes_out, wire_bytes_in; /* TCP payload bytes, all frames */
+	uint64_t barriers;
+};
+
+/* Takes ownership of every descriptor in conf. */
+struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err);
+/* An epoll descriptor: readable when ps__bridge_step has work. */
+int ps__bridge_fd(const struct ps__bridge *b);
+/* Longest wait before ps__bridge_step must run again (heartbeats). */
+int ps__bridge_timeout_ms(const struct ps__bridge *b);
+/* Moves frames, runs timers.  0, or PS_EHOSTDOWN once the job must stop
+ * because a peer failed (the reason is logged). */
+int ps__bridge_step(struct ps__bridge *b);
+/* Our nodes have all ended: BYE to every peer (code 0), else ABORT with
+ * the reason. */
+void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why);
+/* After local_done: every peer has said goodbye or is gone. */
+bool ps__bridge_finished(const struct ps__bridge *b);
+bool ps__bridge_stopping(const struct ps__bridge *b);
+void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out);
+void ps__bridge_free(struct ps__bridge *b);
 
 #endif /* PSMEM_BRIDGE_H */

@@ -91,6 +91,8 @@ int ps_finalize(ps_world *w);
 int ps_node_id(const ps_world *w);       /* 0 .. ps_num_nodes()-1 */
 int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
+int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
+int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
 const char *ps_segment_name(const ps_world *w);
 
 /* ------------------------------------------------------------------ tables */
@@ -163,8 +165,13 @@ int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values);
 int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n);
 
-/* Node that holds key now (>= 0), or a negative code. */
+/* Node of this host that holds key now (>= 0), or a negative code
+ * (-EREMOTE: another host holds it). */
 int ps_owner(ps_table *t, ps_key key);
+
+/* Host that holds key now (>= 0; always this host on one host), or a
+ * negative code. */
+int ps_owner_host(ps_table *t, ps_key key);
 
 /* --------------------------------------------------- workers and barriers */
 
