@@ -503,6 +503,489 @@ static void test_three_hosts_no_torn_100_float_vectors(void **state)
 	storm_hosts(3, args);
 }
 
+/* ------------------------------------------------------------ tests: launch */
+
+static bool port_free(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+#define assert_contains(hay, needle)                                                   \
+	do {                                                                           \
+		if (!strstr((hay), (needle)))                                          \
+			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
+	} while (0)
+
+static const char *const sh_true[] = {"/bin/sh", "-c", "true", NULL};
+
+static void start_host(struct proc *p, const char *name, int nodes, int hosts, int rank, unsigned port,
+		       const char *const prog[], const char *timeout, const char *token, char *const env[])
+{
+	static char store[8][96];
+	static int k;
+	const char *argv[64];
+	psrun_argv(argv, store[k++ % 8], nodes, hosts, rank, port, prog);
+	for (int i = 0; argv[i]; i++) {
+		if (!strcmp(argv[i], "--rendezvous-timeout") && timeout)
+			argv[i + 1] = timeout;
+		if (!strcmp(argv[i], "--token-file") && token)
+			argv[i + 1] = token;
+	}
+	if (token && !*token) { /* no --token-file at all: PSMEM_TOKEN */
+		int i = 0;
+		while (strcmp(argv[i], "--token-file"))
+			i++;
+		for (; argv[i + 2]; i++)
+			argv[i] = argv[i + 2];
+		argv[i] = NULL;
+	}
+	spawn(p, name, (char *const *)argv, env);
+}
+
+static void test_wrong_token_is_refused_and_a_missing_host_is_named(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char other[160];
+	snprintf(other, sizeof other, "%s/other-token", tmpdir);
+	struct ps__token t;
+	assert_int_equal(ps__token_generate(&t), 0);
+	assert_int_equal(ps__token_write(other, &t), 0);
+	unsigned port = free_port();
+	struct proc h0, h1;
+	start_host(&h0, "wt0", 1, 2, 0, port, sh_true, "2", NULL, NULL);
+	start_host(&h1, "wt1", 1, 2, 1, port, sh_true, "2", other, NULL);
+	double t0 = now_s();
+	finish(&h1, 20);
+	finish(&h0, 20);
+	const char *e0 = slurp(h0.err), *e1 = slurp(h1.err);
+	assert_int_equal(h1.status, 1);
+	assert_contains(e1, "wrong job token");
+	assert_int_equal(h0.status, 1);
+	assert_contains(e0, "refused a connection from 127.0.0.1:");
+	assert_contains(e0, "wrong job token");
+	assert_contains(e0, "host 1 did not join within 2 s");
+	assert_true(h0.t_end - t0 < 6.0);
+	assert_true(port_free(port));
+	assert_clean(&segs);
+}
+
+static void test_token_from_environment_and_private_file_rule(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char hex[80], env[100];
+	FILE *f = fopen(token_path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(hex, sizeof hex, f));
+	fclose(f);
+	hex[strcspn(hex, "\n")] = 0;
+	snprintf(env, sizeof env, "PSMEM_TOKEN=%s", hex);
+	char *envs[] = {env, NULL};
+	unsigned port = free_port();
+	struct proc h[2];
+	for (int r = 0; r < 2; r++)
+		start_host(&h[r], r ? "env1" : "env0", 1, 2, r, port, sh_true, NULL, "", envs);
+	finish(&h[0], 20);
+	finish(&h[1], 20);
+	if (h[0].status || h[1].status) {
+		show(&h[0], "host 0");
+		show(&h[1], "host 1");
+	}
+	assert_int_equal(h[0].status, 0);
+	assert_int_equal(h[1].status, 0);
+	/* a token file others may read is refused before anything starts */
+	chmod(token_path, 0644);
+	struct proc p;
+	start_host(&p, "loose", 1, 2, 0, port, sh_true, NULL, NULL, NULL);
+	finish(&p, 10);
+	chmod(token_path, 0600);
+	assert_int_equal(p.status, 2);
+	assert_contains(slurp(p.err), "chmod 600");
+	/* no token at all */
+	start_host(&p, "none", 1, 2, 0, port, sh_true, NULL, "", NULL);
+	finish(&p, 10);
+	assert_int_equal(p.status, 2);
+	assert_contains(slurp(p.err), "--token-file FILE");
+	assert_clean(&segs);
+}
+
+static void test_mismatched_program_or_shape_is_refused(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = free_port();
+	const char *other[] = {"/bin/sh", "-c", "true", NULL};
+	const char *mine[] = {self, "--node", "watch", NULL};
+	struct proc h0, h1;
+	start_host(&h0, "mm0", 1, 2, 0, port, mine, NULL, NULL, NULL);
+	start_host(&h1, "mm1", 1, 2, 1, port, other, NULL, NULL, NULL);
+	finish(&h0, 20);
+	finish(&h1, 20);
+	assert_int_equal(h0.status, 1);
+	assert_int_equal(h1.status, 1);
+	assert_contains(slurp(h0.err), "host 1 (");
+	assert_contains(slurp(h0.err), "runs a different program binary");
+	assert_contains(slurp(h1.err), "runs a different program binary");
+	/* same program, another node count */
+	port = free_port();
+	start_host(&h0, "mn0", 2, 2, 0, port, sh_true, NULL, NULL, NULL);
+	start_host(&h1, "mn1", 1, 2, 1, port, sh_true, NULL, NULL, NULL);
+	finish(&h0, 20);
+	finish(&h1, 20);
+	assert_int_equal(h0.status, 1);
+	assert_int_equal(h1.status, 1);
+	assert_contains(slurp(h1.err), "starts 1 nodes x 1 threads, host 0 2 x 1");
+	assert_clean(&segs);
+}
+
+static void test_port_in_use_is_named_and_nothing_is_left(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	unsigned port = ntohs(a.sin_port);
+	struct proc h0;
+	start_host(&h0, "busy", 1, 2, 0, port, sh_true, NULL, NULL, NULL);
+	finish(&h0, 10);
+	close(fd);
+	char want[64];
+	snprintf(want, sizeof want, "port %u is in use", port);
+	assert_int_equal(h0.status, 1);
+	assert_contains(slurp(h0.err), want);
+	/* an address that is not this host's is refused, not replaced */
+	struct proc h1;
+	const char *argv[] = {build_path("bin/psrun"), "-n", "1", "--hosts", "2", "--host-rank", "0",
+			      "--coordinator", "192.0.2.1:4000", "--token-file", token_path, "true", NULL};
+	spawn(&h1, "notmine", (char *const *)argv, NULL);
+	finish(&h1, 10);
+	assert_int_equal(h1.status, 1);
+	assert_contains(slurp(h1.err), "192.0.2.1 is not an address of this host");
+	assert_clean(&segs);
+}
+
+static void test_host_that_does_not_join_fails_the_job_named(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = free_port();
+	struct proc h0, h2;
+	/* of 3 hosts only 0 and 2 come */
+	start_host(&h0, "lone0", 1, 3, 0, port, sh_true, "1", NULL, NULL);
+	start_host(&h2, "lone2", 1, 3, 2, port, sh_true, "1", NULL, NULL);
+	double t0 = now_s();
+	finish(&h0, 20);
+	finish(&h2, 20);
+	assert_int_equal(h0.status, 1);
+	assert_contains(slurp(h0.err), "host 1 did not join within 1 s");
+	assert_int_equal(h2.status, 1);
+	assert_contains(slurp(h2.err), "host 1 did not join within 1 s");
+	assert_true(h0.t_end - t0 < 5.0);
+	assert_true(port_free(port));
+	assert_clean(&segs);
+}
+
+/* ------------------------------------------------- tests: this process as host 1 */
+
+/* Joins a 2-host job as host 1 (the rendezvous as a real host does it);
+ * returns the authenticated connection to host 0, or -1 with the reason. */
+static int fake_join(unsigned port, const char *token_file, char *err, size_t errlen)
+{
+	struct ps__rdv *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	r->rank = 1;
+	r->hosts = 2;
+	snprintf(r->coord_host, sizeof r->coord_host, "127.0.0.1");
+	r->coord_port = (uint16_t)port;
+	char why[256];
+	assert_int_equal(ps__token_load(token_file, &r->token, why, sizeof why), 0);
+	r->me.abi = PS__ABI;
+	r->me.nodes = 1;
+	r->me.threads = 1;
+	assert_int_equal(ps__hash_file(self, r->me.prog_hash), 0);
+	assert_int_equal(ps__hash_file(build_path("bin/psrun"), r->me.psrun_hash), 0);
+	snprintf(r->me.name, sizeof r->me.name, "fake");
+	r->timeout_ns = 10ULL * 1000000000ULL;
+	r->cancel_fd = -1;
+	int rc = ps__rendezvous(r);
+	int fd = rc == 0 ? r->fd[0] : -1;
+	snprintf(err, errlen, "%s", r->err);
+	free(r);
+	return fd;
+}
+
+static uint8_t fbuf[1 << 16];
+
+/* Receives frames from host 0, answering barriers, until one of type
+ * want (a barrier is answered too). */
+static long fake_recv(int fd, unsigned want, struct ps__frame *f)
+{
+	for (;;) {
+		long n = ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX, ps__now_ns() + 10000000000ULL, -1, f);
+		if (n < 0 || (f->type == want && want != PS__F_BARRIER))
+			return n;
+		if (f->type == PS__F_BARRIER) {
+			uint8_t echo[PS__FRAME_HDR + PS__BARRIER_SIZE];
+			memcpy(echo + PS__FRAME_HDR, f->body, PS__BARRIER_SIZE);
+			assert_int_equal(ps__net_send_frame(fd, echo, PS__F_BARRIER, 1, 0, PS__BARRIER_SIZE,
+							    ps__now_ns() + 1000000000ULL), 0);
+			if (want == PS__F_BARRIER)
+				return n;
+		}
+	}
+}
+
+/* A PUSH of `add` to WATCH_KEY from host 1, sealed; returns its size. */
+static size_t make_push(uint8_t *f, float add)
+{
+	struct ps__kv_req m = {.table = 0, .value_len = 2, .num_keys = WATCH_KEYS, .n = 1};
+	uint8_t *b = f + PS__FRAME_HDR;
+	ps__kv_enc_hdr(b, &m);
+	ps__put64(b + PS__KV_HDR, WATCH_KEY);
+	float v[2] = {add, add};
+	memcpy(b + PS__KV_HDR + 8, v, sizeof v);
+	uint32_t len = (uint32_t)ps__kv_size(true, 1, 2);
+	ps__frame_seal(f, PS__F_PUSH, 1, 7, len);
+	return PS__FRAME_HDR + len;
+}
+
+enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
+
+static const struct {
+	const char *name, *reason;
+} bad[BAD_N] = {
+	[BAD_MAGIC] = {"magic", "not a psmem frame (bad magic)"},
+	[BAD_VERSION] = {"version", "unsupported protocol version"},
+	[BAD_TYPE] = {"type", "unknown frame type"},
+	[BAD_SIZE] = {"size", "frame over the size limit"},
+	[BAD_CRC] = {"crc", "frame checksum mismatch"},
+	[BAD_TRUNC] = {"trunc", "frame truncated"},
+	[BAD_BODY] = {"body", "frame payload malformed for its type"},
+	[BAD_ROUTE] = {"route", "claims to come from host 0"},
+};
+
+/* Sends a malformed PUSH of +100 to WATCH_KEY. */
+static void send_bad(int fd, enum bad_kind k)
+{
+	uint8_t f[256];
+	size_t n = make_push(f, 100);
+	switch (k) {
+	case BAD_MAGIC: f[0] = 'X'; break;
+	case BAD_VERSION: f[4] = PS__FRAME_VERSION + 1; break;
+	case BAD_TYPE: f[5] = 99; break;
+	case BAD_SIZE: ps__put32(f + 8, PS__FRAME_MAX + 1); n = PS__FRAME_HDR; break;
+	case BAD_CRC: f[n - 1] ^= 0x40; break; /* the update's last byte */
+	case BAD_TRUNC: n = PS__FRAME_HDR + 10; break;
+	case BAD_BODY:
+		/* a count of 2 keys in a body of 1, correctly sealed */
+		ps__put32(f + PS__FRAME_HDR + 16, 2);
+		ps__frame_seal(f, PS__F_PUSH, 1, 7, (uint32_t)(n - PS__FRAME_HDR));
+		break;
+	case BAD_ROUTE: ps__frame_set_host(f, 0); break;
+	default: break;
+	}
+	assert_int_equal(ps__net_send(fd, f, n, ps__now_ns() + 1000000000ULL), 0);
+	if (k == BAD_TRUNC)
+		shutdown(fd, SHUT_WR); /* the connection ends inside the frame */
+}
+
+/*
+ * Host 0 is a real psrun whose node holds WATCH_KEY; this process is host 1.
+ * A good PUSH of +1 is answered; then a malformed PUSH of +100 must close
+ * the connection with the reason logged, stop the job naming host 1, and
+ * leave the value at 1.
+ */
+static void malformed_case(enum bad_kind k)
+{
+	unsigned port = free_port();
+	const char *prog[] = {self, "--node", "watch", NULL};
+	struct proc h0;
+	start_host(&h0, bad[k].name, 1, 2, 0, port, prog, "10", NULL, NULL);
+	char err[1024];
+	int fd = fake_join(port, token_path, err, sizeof err);
+	if (fd < 0)
+		fail_msg("cannot join host 0: %s", err);
+	struct ps__frame rf;
+	assert_true(fake_recv(fd, PS__F_BARRIER, &rf) > 0); /* host 0's table is made */
+	uint8_t f[256];
+	size_t n = make_push(f, 1);
+	assert_int_equal(ps__net_send(fd, f, n, ps__now_ns() + 1000000000ULL), 0);
+	assert_true(fake_recv(fd, PS__F_REPLY, &rf) > 0);
+	struct ps__reply rep;
+	assert_int_equal(ps__reply_dec(rf.body, rf.len, &rep), 0);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(rf.req, 7);
+	send_bad(fd, k);
+	double sent = now_s();
+	/* host 0 closes: nothing but heartbeats may come before the EOF */
+	long r;
+	while ((r = ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX, ps__now_ns() + 5000000000ULL, -1,
+				       &rf)) > 0)
+		assert_true(rf.type == PS__F_HEARTBEAT || rf.type == PS__F_ABORT);
+	assert_int_equal(r, -ECONNRESET);
+	close(fd);
+	finish(&h0, 10);
+	const char *e = slurp(h0.err);
+	if (!strstr(e, bad[k].reason) || !strstr(e, "host 1 (") || h0.status != 1)
+		show(&h0, bad[k].name);
+	assert_int_equal(h0.status, 1);
+	assert_contains(e, "host 1 (");
+	assert_contains(e, bad[k].reason);
+	assert_contains(slurp(h0.out), "watch: key 3 = 1 1 (success)");
+	assert_true(h0.t_end - sent < 2.0);
+	assert_true(port_free(port));
+}
+
+static void test_each_malformed_frame_closes_the_connection_and_changes_nothing(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	for (int k = 0; k < BAD_N; k++)
+		malformed_case((enum bad_kind)k);
+	assert_clean(&segs);
+}
+
+static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char other[160];
+	snprintf(other, sizeof other, "%s/stranger-token", tmpdir);
+	struct ps__token t;
+	assert_int_equal(ps__token_generate(&t), 0);
+	assert_int_equal(ps__token_write(other, &t), 0);
+	unsigned port = free_port();
+	const char *prog[] = {self, "--node", "watch", NULL};
+	struct proc h0;
+	start_host(&h0, "stranger", 1, 2, 0, port, prog, "10", NULL, NULL);
+	char err[1024];
+	assert_int_equal(fake_join(port, other, err, sizeof err), -1);
+	assert_contains(err, "wrong job token");
+	/* the real host 1 still gets in, and its push lands */
+	int fd = fake_join(port, token_path, err, sizeof err);
+	if (fd < 0)
+		fail_msg("cannot join host 0: %s", err);
+	struct ps__frame rf;
+	assert_true(fake_recv(fd, PS__F_BARRIER, &rf) > 0);
+	uint8_t f[256];
+	size_t n = make_push(f, 1);
+	assert_int_equal(ps__net_send(fd, f, n, ps__now_ns() + 1000000000ULL), 0);
+	assert_true(fake_recv(fd, PS__F_REPLY, &rf) > 0);
+	/* leaving without goodbye is a death */
+	close(fd);
+	finish(&h0, 10);
+	const char *e = slurp(h0.err);
+	assert_contains(e, "refused a connection from 127.0.0.1:");
+	assert_contains(e, "wrong job token");
+	assert_contains(e, "host 1 (127.0.0.1:");
+	assert_contains(e, "died: connection closed without goodbye");
+	assert_int_equal(h0.status, 1);
+	assert_contains(slurp(h0.out), "watch: key 3 = 1 1 (success)");
+	assert_clean(&segs);
+}
+
+/* ------------------------------------------------------------ tests: faults */
+
+/* 3 hosts storm; host 2's psrun gets sig mid-storm.  Hosts 0 and 1 must
+ * stop within limit seconds, naming host 2 and saying what they saw. */
+static void peer_fault(int sig, const char *what, double limit)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = free_port();
+	const char *prog[] = {self, "--node", "storm", "keys", "1024", "vlen", "4", "batches", "100000000", NULL};
+	struct proc h[3];
+	for (int r = 0; r < 3; r++) {
+		char name[16];
+		snprintf(name, sizeof name, "fault%d", r);
+		start_host(&h[r], name, 2, 3, r, port, prog, NULL, NULL, NULL);
+	}
+	usleep(1500 * 1000); /* joined and storming */
+	double t_sig = now_s();
+	kill(h[2].pid, sig);
+	finish(&h[0], 10);
+	finish(&h[1], 10);
+	/* a stopped one is still there; psrun alone, so that its guardian
+	 * (same process group) removes the segment as it would in real life */
+	kill(h[2].pid, SIGKILL);
+	finish(&h[2], 10);
+	for (int r = 0; r < 2; r++) {
+		const char *e = slurp(h[r].err);
+		printf("host %d stopped %.3f s after host 2 got signal %d\n", r, h[r].t_end - t_sig, sig);
+		if (!strstr(e, "host 2 (127.0.0.1:") || !strstr(e, what))
+			show(&h[r], r ? "host 1" : "host 0");
+		assert_int_not_equal(h[r].status, 0);
+		assert_int_not_equal(h[r].status, -1);
+		assert_contains(e, "host 2 (127.0.0.1:");
+		assert_contains(e, what);
+		assert_true(h[r].t_end - t_sig < limit);
+	}
+	assert_true(port_free(port));
+	assert_clean(&segs);
+}
+
+static void test_killed_peer_host_stops_the_others_within_2s(void **state)
+{
+	(void)state;
+	/* "connection closed without goodbye", or a reset if it died with
+	 * bytes unread */
+	peer_fault(SIGKILL, ") died: ", 2.0);
+}
+
+static void test_silent_peer_host_is_presumed_dead(void **state)
+{
+	(void)state;
+	/* a stopped psrun keeps its sockets open: only heartbeats tell */
+	peer_fault(SIGSTOP, "presumed dead", 1.5 + 1.5);
+}
+
+/* mpirun starts the psruns; rank and size come from Open MPI's env. */
+static void test_mpirun_starts_a_two_host_job(void **state)
+{
+	(void)state;
+	if (system("command -v mpirun >/dev/null 2>&1") != 0) {
+		printf("mpirun: SKIP: mpirun not found (Debian: openmpi-bin, installed by make deps)\n");
+		skip();
+	}
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", free_port());
+	const char *argv[] = {"mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", build_path("bin/psrun"),
+			      "-n", "2", "--coordinator", coord, "--token-file", token_path, self, "--node", "storm",
+			      "keys", "512", "vlen", "4", "batches", "1000", NULL};
+	char *env[] = {"OMPI_MCA_btl=self", "OMPI_MCA_plm_rsh_agent=false", NULL};
+	struct proc p;
+	spawn(&p, "mpirun", (char *const *)argv, env);
+	finish(&p, 60);
+	const char *out = slurp(p.out);
+	if (p.status != 0)
+		show(&p, "mpirun");
+	assert_int_equal(p.status, 0);
+	assert_contains(out, "storm: host 0: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
+	assert_contains(out, "storm: host 1: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
+	assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
@@ -516,6 +999,16 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_conserve_every_push),
 		cmocka_unit_test(test_three_hosts_no_torn_100_float_vectors),
+		cmocka_unit_test(test_wrong_token_is_refused_and_a_missing_host_is_named),
+		cmocka_unit_test(test_token_from_environment_and_private_file_rule),
+		cmocka_unit_test(test_mismatched_program_or_shape_is_refused),
+		cmocka_unit_test(test_port_in_use_is_named_and_nothing_is_left),
+		cmocka_unit_test(test_host_that_does_not_join_fails_the_job_named),
+		cmocka_unit_test(test_each_malformed_frame_closes_the_connection_and_changes_nothing),
+		cmocka_unit_test(test_stranger_with_wrong_token_is_refused_and_the_job_goes_on),
+		cmocka_unit_test(test_killed_peer_host_stops_the_others_within_2s),
+		cmocka_unit_test(test_silent_peer_host_is_presumed_dead),
+		cmocka_unit_test(test_mpirun_starts_a_two_host_job),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
