@@ -745,13 +745,15 @@ static void read_signals(struct job *j)
 /* Runs the bridge once; a failed peer host stops this host too. */
 static void step_hosts(struct job *j)
 {
-	if (!hosts_step(j->hosts) || j->peer_failed)
+	const char *why = hosts_step(j->hosts);
+	if (!why || j->peer_failed)
 		return;
 	j->peer_failed = true;
 	set_failed(j, 1);
 	if (j->live > 0 && !j->stop_sig)
 		begin_stop(j, SIGTERM, FAIL_GRACE_NS);
-	hosts_local_done(j->hosts, PS_EHOSTDOWN, "stopped because another host failed");
+	/* the others learn the first cause, not just that we stop */
+	hosts_local_done(j->hosts, PS_EHOSTDOWN, why);
 }
 
 /* Every node has ended: tell the other hosts, then wait for theirs. */

@@ -269,9 +269,11 @@ int hosts_timeout_ms(const struct hosts *h)
 	return h && h->bridge ? ps__bridge_timeout_ms(h->bridge) : -1;
 }
 
-bool hosts_step(struct hosts *h)
+const char *hosts_step(struct hosts *h)
 {
-	return h && h->bridge && ps__bridge_step(h->bridge) != 0;
+	if (!h || !h->bridge || ps__bridge_step(h->bridge) == 0)
+		return NULL;
+	return ps__bridge_failure(h->bridge);
 }
 
 void hosts_local_done(struct hosts *h, int code, const char *why)

@@ -47,8 +47,9 @@ void hosts_node_started(struct hosts *h, int node);
 
 int hosts_poll_fd(const struct hosts *h);      /* -1 for NULL */
 int hosts_timeout_ms(const struct hosts *h);   /* -1 for NULL */
-/* Runs the bridge; true once the job must stop because a peer failed. */
-bool hosts_step(struct hosts *h);
+/* Runs the bridge; once the job must stop because a peer failed, returns
+ * why (NULL before). */
+const char *hosts_step(struct hosts *h);
 /* This host is failing (code < 0, why) or its nodes are all done (0). */
 void hosts_local_done(struct hosts *h, int code, const char *why);
 /* Nothing left to wait for from the other hosts. */

@@ -85,6 +85,7 @@ struct ps__bridge {
 	bool stop;                /* the job must stop (a peer failed) */
 	bool done;                /* BYE / ABORT sent: our nodes are gone */
 	bool aborted;             /* ABORT sent: peers' echoes are not news */
+	char why[PS__MSG_MAX];    /* the first peer failure, for our own ABORT */
 	struct ps__bridge_stats st;
 };
 
@@ -303,6 +304,8 @@ static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, .
 	va_end(ap);
 	if (!b->aborted)
 		blog(b, "%s %s", b->name[c->idx], why);
+	if (!b->stop)
+		snprintf(b->why, sizeof b->why, "%s %s", b->name[c->idx], why);
 	conn_close(b, c);
 	b->stop = true;
 	barrier_progress(b);
@@ -379,10 +382,10 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		protocol_error(b, c, what);
 		return;
 	}
-	b->st.frames_in++;
 	switch (f->type) {
 	case PS__F_PULL:
 	case PS__F_PUSH: {
+		b->st.frames_in++;
 		/* body checked here so that a malformed request is the peer's
 		 * fault, closed at once, and never reaches a node */
 		struct ps__kv_req m;
@@ -398,6 +401,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	}
 	case PS__F_REPLY: {
+		b->st.frames_in++;
 		struct ps__reply m;
 		if (ps__reply_dec(f->body, f->len, &m) != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
@@ -433,6 +437,8 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		c->said_bye = true;
 		if (!b->aborted)
 			blog(b, "%s failed: %s", b->name[c->idx], n.text);
+		if (!b->stop)
+			snprintf(b->why, sizeof b->why, "%s failed: %.900s", b->name[c->idx], n.text);
 		b->stop = true;
 		barrier_progress(b);
 		return;
@@ -673,9 +679,9 @@ bool ps__bridge_finished(const struct ps__bridge *b)
 	return true;
 }
 
-bool ps__bridge_stopping(const struct ps__bridge *b)
+const char *ps__bridge_failure(const struct ps__bridge *b)
 {
-	return b->stop;
+	return b->stop ? b->why : NULL;
 }
 
 void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out)

@@ -348,7 +348,8 @@ int ps__bridge_step(struct ps__bridge *b);
 void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why);
 /* After local_done: every peer has said goodbye or is gone. */
 bool ps__bridge_finished(const struct ps__bridge *b);
-bool ps__bridge_stopping(const struct ps__bridge *b);
+/* Why the job must stop (the first peer failure), or NULL. */
+const char *ps__bridge_failure(const struct ps__bridge *b);
 void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out);
 void ps__bridge_free(struct ps__bridge *b);
 
