@@ -90,6 +90,11 @@ struct ps__link {
 	_Atomic uint64_t released;
 	_Atomic uint32_t bar_seq;
 	_Atomic int32_t bar_status[2];
+	/* Tables other hosts may use, published by their creator just before
+	 * the creation barrier over hosts (release), read by the link thread
+	 * (acquire): the handle's fields written before are visible.  The
+	 * socket that carries the barrier orders nothing for TSan. */
+	_Atomic(ps_table *) tables[PS__MAX_TABLES];
 	/* ps_barrier across hosts: arrivals of this process's threads */
 	pthread_mutex_t wb_lock;
 	uint64_t wb_arrivals;
@@ -416,7 +421,15 @@ int ps__link_table_created(ps_world *w, int id, const struct ps__tdesc *d, int l
 	/* a node that failed disagrees with everyone: all fail together */
 	if (local_rc)
 		tag = ps__mix64(tag ^ (uint64_t)(uint32_t)local_rc ^ ((uint64_t)w->host << 32) ^ (uint64_t)w->node);
-	return link_barrier(w, tag, 0);
+	/* requests of other hosts may come as soon as the barrier completes,
+	 * before this thread wakes up: publish first.  w->tables[id] was
+	 * written by this thread. */
+	ps_table *t = local_rc ? NULL : w->tables[id];
+	atomic_store_explicit(&w->link->tables[id], t, memory_order_release);
+	int rc = link_barrier(w, tag, 0);
+	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
+		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
+	return rc;
 }
 
 int ps__link_barrier_workers(ps_world *w)
@@ -467,14 +480,12 @@ static void on_reply(struct ps__link *L, const struct ps__frame *f)
 	group_done(r.g, err);
 }
 
-static ps_table *table_by_id(ps_world *w, uint32_t id)
+static ps_table *table_by_id(struct ps__link *L, uint32_t id)
 {
 	if (id >= PS__MAX_TABLES)
 		return NULL;
-	pthread_mutex_lock(&w->tables_lock);
-	ps_table *t = w->tables[id];
-	pthread_mutex_unlock(&w->tables_lock);
-	return t;
+	/* acquire: pairs with the release in ps__link_table_created */
+	return atomic_load_explicit(&L->tables[id], memory_order_acquire);
 }
 
 static void *scratch(struct ps__link *L, size_t n)
@@ -504,11 +515,10 @@ static int check_request(ps_table *t, const struct ps__kv_req *m, ps_key *keys)
 
 static void on_request(struct ps__link *L, const struct ps__frame *f)
 {
-	ps_world *w = L->w;
 	const bool push = f->type == PS__F_PUSH;
 	struct ps__kv_req m;
 	int rc = ps__kv_dec(f->body, f->len, push, &m);
-	ps_table *t = rc ? NULL : table_by_id(w, m.table);
+	ps_table *t = rc ? NULL : table_by_id(L, m.table);
 	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
 	size_t keys_off = PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals;
 	keys_off = PS__ALIGN(keys_off, 16);
