@@ -12,10 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +27,13 @@
 #include "bridge.h"
 #include "psrun_hosts.h"
 
+/*
+ * The bridge runs on a thread of its own, so that nothing psrun's main
+ * thread does (forking and exec'ing the nodes, reaping them) delays a
+ * heartbeat.  The two meet under mu: the main thread hands over "our nodes
+ * are done" (done_*) and learns "a peer failed" / "every peer is finished"
+ * (told_*), woken through two eventfds.
+ */
 struct hosts {
 	struct ps__launch launch;
 	struct ps__rdv *rdv;
@@ -31,7 +41,17 @@ struct hosts {
 	int nodes;
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
 	bool verbose;
-	bool done;
+	pthread_t thread;
+	bool running;
+	int wake_fd;                 /* main -> bridge thread */
+	int notify_fd;               /* bridge thread -> main */
+	pthread_mutex_t mu;          /* everything below, and the bridge */
+	bool quit;
+	bool done_sent, done_pending;
+	int done_code;
+	char done_why[PS__MSG_MAX];
+	bool told_stop, told_finished;
+	char why[PS__MSG_MAX];       /* the failure, stable once told_stop */
 };
 
 void hosts_make_token(const char *path)
@@ -140,6 +160,8 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	h->launch = l;
 	h->rdv = r;
 	h->verbose = verbose;
+	h->wake_fd = h->notify_fd = -1;
+	pthread_mutex_init(&h->mu, NULL);
 	for (int i = 0; i < PS__MAX_NODES; i++)
 		h->node_fd[i] = -1;
 	r->rank = l.rank;
@@ -199,6 +221,39 @@ int hosts_rendezvous(struct hosts *h, int cancel_fd)
 	return 0;
 }
 
+static void *bridge_main(void *arg)
+{
+	struct hosts *h = arg;
+	struct pollfd p[2] = {{.fd = ps__bridge_fd(h->bridge), .events = POLLIN},
+			      {.fd = h->wake_fd, .events = POLLIN}};
+	for (;;) {
+		poll(p, 2, ps__bridge_timeout_ms(h->bridge));
+		uint64_t v;
+		if (p[1].revents & POLLIN)
+			(void)!read(h->wake_fd, &v, sizeof v);
+		pthread_mutex_lock(&h->mu);
+		if (h->quit) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		bool news = false;
+		int rc = ps__bridge_step(h->bridge);
+		if (h->done_pending) {
+			ps__bridge_local_done(h->bridge, h->done_code, h->done_code ? h->done_why : NULL);
+			h->done_pending = false;
+		}
+		if (rc != 0 && !h->told_stop) {
+			snprintf(h->why, sizeof h->why, "%s", ps__bridge_failure(h->bridge));
+			h->told_stop = news = true;
+		}
+		if (!h->told_finished && ps__bridge_finished(h->bridge))
+			h->told_finished = news = true;
+		pthread_mutex_unlock(&h->mu);
+		if (news)
+			(void)!write(h->notify_fd, &(uint64_t){1}, sizeof(uint64_t));
+	}
+}
+
 int hosts_start_bridge(struct hosts *h, int nodes)
 {
 	if (!h)
@@ -234,6 +289,14 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 	/* the bridge owns the peers' connections now */
 	for (int i = 0; i < h->launch.hosts; i++)
 		h->rdv->fd[i] = -1;
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* the thread inherits psrun's blocked signals: they stay psrun's */
+	if (h->wake_fd < 0 || h->notify_fd < 0 || pthread_create(&h->thread, NULL, bridge_main, h) != 0) {
+		fprintf(stderr, "psrun: cannot start the bridge thread: %s\n", strerror(errno));
+		return -EAGAIN;
+	}
+	h->running = true;
 	return 0;
 }
 
@@ -261,38 +324,69 @@ void hosts_node_started(struct hosts *h, int node)
 
 int hosts_poll_fd(const struct hosts *h)
 {
-	return h && h->bridge ? ps__bridge_fd(h->bridge) : -1;
+	return h && h->running ? h->notify_fd : -1;
 }
 
 int hosts_timeout_ms(const struct hosts *h)
 {
-	return h && h->bridge ? ps__bridge_timeout_ms(h->bridge) : -1;
+	(void)h;
+	return -1; /* the bridge thread keeps its own time */
 }
 
 const char *hosts_step(struct hosts *h)
 {
-	if (!h || !h->bridge || ps__bridge_step(h->bridge) == 0)
+	if (!h || !h->running)
 		return NULL;
-	return ps__bridge_failure(h->bridge);
+	uint64_t v;
+	(void)!read(h->notify_fd, &v, sizeof v);
+	pthread_mutex_lock(&h->mu);
+	bool stop = h->told_stop;
+	pthread_mutex_unlock(&h->mu);
+	return stop ? h->why : NULL;
 }
 
 void hosts_local_done(struct hosts *h, int code, const char *why)
 {
-	if (!h || !h->bridge || h->done)
+	if (!h || !h->running)
 		return;
-	h->done = true;
-	ps__bridge_local_done(h->bridge, code, why);
+	pthread_mutex_lock(&h->mu);
+	bool first = !h->done_sent;
+	if (first) {
+		h->done_sent = h->done_pending = true;
+		h->done_code = code;
+		snprintf(h->done_why, sizeof h->done_why, "%s", why ? why : "");
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (first)
+		(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
 }
 
 bool hosts_finished(const struct hosts *h)
 {
-	return !h || !h->bridge || ps__bridge_finished(h->bridge);
+	if (!h || !h->running)
+		return true;
+	pthread_mutex_lock((pthread_mutex_t *)&h->mu);
+	bool f = h->told_finished;
+	pthread_mutex_unlock((pthread_mutex_t *)&h->mu);
+	return f;
 }
 
 void hosts_free(struct hosts *h)
 {
 	if (!h)
 		return;
+	if (h->running) {
+		pthread_mutex_lock(&h->mu);
+		h->quit = true;
+		pthread_mutex_unlock(&h->mu);
+		(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+		pthread_join(h->thread, NULL);
+		h->running = false;
+	}
+	if (h->wake_fd >= 0)
+		close(h->wake_fd);
+	if (h->notify_fd >= 0)
+		close(h->notify_fd);
 	if (h->bridge && h->verbose) {
 		struct ps__bridge_stats st;
 		ps__bridge_stats(h->bridge, &st);

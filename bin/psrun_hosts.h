@@ -36,7 +36,8 @@ void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg);
  * another negative code after printing why. */
 int hosts_rendezvous(struct hosts *h, int cancel_fd);
 
-/* One link per node and the bridge over them and the peers; 0 or -errno. */
+/* One link per node and the bridge over them and the peers, on a thread
+ * of its own (start it before forking the nodes); 0 or -errno. */
 int hosts_start_bridge(struct hosts *h, int nodes);
 
 /* In node i's child before exec: keeps its link open, PSMEM_LINK_FD. */
@@ -45,8 +46,8 @@ void hosts_node_env(const struct hosts *h, int node);
 /* After node i was forked: psrun's copy of the node's end is closed. */
 void hosts_node_started(struct hosts *h, int node);
 
-int hosts_poll_fd(const struct hosts *h);      /* -1 for NULL */
-int hosts_timeout_ms(const struct hosts *h);   /* -1 for NULL */
+int hosts_poll_fd(const struct hosts *h);      /* readable: news; -1 for NULL */
+int hosts_timeout_ms(const struct hosts *h);   /* -1: no timer needed */
 /* Runs the bridge; once the job must stop because a peer failed, returns
  * why (NULL before). */
 const char *hosts_step(struct hosts *h);

@@ -1,8 +1,8 @@
 /*
  * bridge.c - the bridge of one host: psrun's event loop between its nodes
  * and the other hosts.  It runs in psrun (the process that owns the job's
- * sockets and outlives the nodes), single-threaded on one epoll set that
- * psrun's supervision loop polls beside its signalfd.  It never touches the
+ * sockets and outlives the nodes), on one thread of its own
+ * (bin/psrun_hosts.c) waiting on one epoll set.  It never touches the
  * segment: requests are executed by the nodes (bridge_link.c), so every
  * access to shared memory stays inside a node's read-side sections and
  * grace periods.
@@ -57,6 +57,7 @@ struct conn {
 	int idx;                  /* peer rank or node index */
 	bool said_bye;            /* peer: BYE or ABORT received, EOF expected */
 	bool eof;                 /* peer: its EOF came; kept open to say ours */
+	bool left;                /* peer: our nodes were told it is gone */
 	bool final;               /* link: the node passed its final barrier */
 	bool want_out;            /* EPOLLOUT registered */
 	uint8_t *in;
@@ -86,21 +87,27 @@ struct ps__bridge {
 	bool done;                /* BYE / ABORT sent: our nodes are gone */
 	bool aborted;             /* ABORT sent: peers' echoes are not news */
 	char why[PS__MSG_MAX];    /* the first peer failure, for our own ABORT */
+	uint64_t timeout_ns;      /* silence that means death */
 	struct ps__bridge_stats st;
 };
 
 static void blog(struct ps__bridge *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One write(2) per line, no stdio lock: psrun may fork while the bridge
+ * thread logs, and the child must not inherit a held FILE lock. */
 static void blog(struct ps__bridge *b, const char *fmt, ...)
 {
 	if (!b->log)
 		return;
+	char line[PS__MSG_MAX + 256];
+	int n = snprintf(line, sizeof line, "psrun: host %d: ", b->rank);
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(b->log, "psrun: host %d: ", b->rank);
-	vfprintf(b->log, fmt, ap);
-	fputc('\n', b->log);
+	n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
 	va_end(ap);
-	fflush(b->log);
+	if (n > (int)sizeof line - 2)
+		n = (int)sizeof line - 2;
+	line[n++] = '\n';
+	(void)!write(fileno(b->log), line, (size_t)n);
 }
 
 /* ------------------------------------------------------------ buffers */
@@ -130,6 +137,23 @@ static void set_out_interest(struct ps__bridge *b, struct conn *c, bool want)
 	c->want_out = want;
 }
 
+static void send_small(struct ps__bridge *b, struct conn *c, unsigned type, uint16_t host, uint64_t req,
+		       const uint8_t *body, uint32_t len);
+
+/* The peer will answer nothing more (goodbye, abort or death): the
+ * requests our nodes sent there fail now rather than wait for ever.
+ * Replies it sent before its goodbye came before it (one TCP stream). */
+static void peer_left(struct ps__bridge *b, struct conn *c)
+{
+	if (c->left)
+		return;
+	c->left = true;
+	uint8_t body[6 + 32];
+	uint32_t len = ps__note_enc(body, PS_EHOSTDOWN, "host gone");
+	for (int i = 0; i < b->nodes; i++)
+		send_small(b, &b->link[i], PS__F_ABORT, (uint16_t)c->idx, 0, body, len);
+}
+
 static void conn_close(struct ps__bridge *b, struct conn *c)
 {
 	if (c->fd < 0)
@@ -139,6 +163,8 @@ static void conn_close(struct ps__bridge *b, struct conn *c)
 	c->fd = -1;
 	c->in_len = c->out_len = c->out_off = 0;
 	c->want_out = false;
+	if (c->kind == K_PEER)
+		peer_left(b, c);
 }
 
 static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, ...)
@@ -428,6 +454,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	case PS__F_BYE:
 		c->said_bye = true;
+		peer_left(b, c);
 		barrier_progress(b);
 		return;
 	case PS__F_ABORT: {
@@ -435,6 +462,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		if (ps__note_dec(f->body, f->len, &n) != 0)
 			snprintf(n.text, sizeof n.text, "(no reason given)");
 		c->said_bye = true;
+		peer_left(b, c);
 		if (!b->aborted)
 			blog(b, "%s failed: %s", b->name[c->idx], n.text);
 		if (!b->stop)
@@ -475,13 +503,16 @@ static void consume(struct ps__bridge *b, struct conn *c, bool eof)
 	}
 }
 
-static void on_readable(struct ps__bridge *b, struct conn *c)
+/* Reads what c has, up to a budget; true if the budget ran out first. */
+static bool on_readable(struct ps__bridge *b, struct conn *c)
 {
 	size_t budget = 4 * READ_CHUNK; /* then let the others have a turn */
-	while (c->fd >= 0 && budget > 0) {
+	while (c->fd >= 0) {
+		if (budget == 0)
+			return true;
 		if (reserve(&c->in, &c->in_cap, c->in_len + READ_CHUNK) != 0) {
 			protocol_error(b, c, "out of memory");
-			return;
+			return false;
 		}
 		ssize_t r = recv(c->fd, c->in + c->in_len, READ_CHUNK, MSG_DONTWAIT);
 		if (r > 0) {
@@ -496,18 +527,18 @@ static void on_readable(struct ps__bridge *b, struct conn *c)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
+			return false;
 		if (r < 0) {
 			if (c->kind == K_PEER)
 				peer_failed(b, c, "died: %s", strerror(errno));
 			else
 				conn_close(b, c), barrier_progress(b);
-			return;
+			return false;
 		}
 		/* end of stream */
 		consume(b, c, true);
 		if (c->fd < 0)
-			return;
+			return false;
 		if (c->kind == K_LINK) {
 			conn_close(b, c);
 			barrier_progress(b);
@@ -521,8 +552,9 @@ static void on_readable(struct ps__bridge *b, struct conn *c)
 		} else {
 			peer_failed(b, c, "died: connection closed without goodbye");
 		}
-		return;
+		return false;
 	}
+	return false;
 }
 
 /* ------------------------------------------------------------ public */
@@ -550,6 +582,9 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 	b->nodes = conf->nodes;
 	b->log = conf->log;
 	b->gen = 1;
+	const char *e = getenv("PSMEM_PEER_TIMEOUT_MS");
+	long ms = e ? strtol(e, NULL, 10) : 0;
+	b->timeout_ns = (uint64_t)(ms > 0 ? ms : PS__PEER_TIMEOUT_MS) * 1000000ULL;
 	b->peer = calloc((size_t)conf->hosts, sizeof *b->peer);
 	b->link = calloc((size_t)conf->nodes, sizeof *b->link);
 	b->name = calloc((size_t)conf->hosts, sizeof *b->name);
@@ -585,17 +620,6 @@ int ps__bridge_fd(const struct ps__bridge *b)
 	return b->ep;
 }
 
-static uint64_t timeout_ns(void)
-{
-	static uint64_t t;
-	if (!t) {
-		const char *e = getenv("PSMEM_PEER_TIMEOUT_MS");
-		long ms = e ? strtol(e, NULL, 10) : 0;
-		t = (uint64_t)(ms > 0 ? ms : PS__PEER_TIMEOUT_MS) * 1000000ULL;
-	}
-	return t;
-}
-
 static void timers(struct ps__bridge *b)
 {
 	uint64_t now = ps__now_ns();
@@ -603,7 +627,7 @@ static void timers(struct ps__bridge *b)
 		struct conn *c = &b->peer[p];
 		if (c->fd < 0)
 			continue;
-		if (now - c->last_recv > timeout_ns() && !c->said_bye) {
+		if (now - c->last_recv > b->timeout_ns && !c->said_bye) {
 			peer_failed(b, c, "silent for %.1f s: presumed dead", (double)(now - c->last_recv) / 1e9);
 			continue;
 		}
@@ -641,6 +665,11 @@ void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why)
 {
 	if (b->done)
 		return;
+	/* our nodes are gone: what they wrote last (replies to the peers) is
+	 * in their links before the EOF, and must leave before our goodbye */
+	for (int i = 0; i < b->nodes; i++)
+		while (b->link[i].fd >= 0 && on_readable(b, &b->link[i]))
+			;
 	uint8_t body[6 + PS__MSG_MAX];
 	uint32_t len;
 	unsigned type;

@@ -316,7 +316,7 @@ void ps__rdv_close(struct ps__rdv *r);
 /* ------------------------------------------------ the bridge (psrun) */
 
 #define PS__HEARTBEAT_MS    200  /* a frame to every peer at least this often */
-#define PS__PEER_TIMEOUT_MS 1500 /* silence that means death (env PSMEM_PEER_TIMEOUT_MS) */
+#define PS__PEER_TIMEOUT_MS 3000 /* silence that means death (env PSMEM_PEER_TIMEOUT_MS) */
 
 struct ps__bridge;
 

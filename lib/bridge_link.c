@@ -21,7 +21,8 @@
  *   PULL/PUSH         executes a request of another host on this host's
  *                     keys (a registered reader thread of this node, so
  *                     grace periods cover it) and answers;
- *   RELEASE           completes a barrier across hosts.
+ *   RELEASE           completes a barrier across hosts;
+ *   ABORT             host f->host is gone: its requests in flight fail.
  *
  * Invariants
  *   (L1) A request id is (node << 56) | (seq << 32) | slot: the bridges
@@ -35,7 +36,8 @@
  *        order (bridge.c), so a worker's synchronous operations on a key
  *        keep their order across hosts.
  *   (L4) When the link breaks (psrun gone), every request in flight and
- *        every barrier waiter completes with PS_EHOSTDOWN: nothing hangs.
+ *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
+ *        loses a peer host, the requests that went there do: nothing hangs.
  */
 #include <errno.h>
 #include <limits.h>
@@ -63,6 +65,7 @@ struct rpc {
 	float *out;               /* pull: the caller's values; push: NULL */
 	const uint32_t *pos;      /* n positions in the caller's key array */
 	uint32_t n, value_len;
+	int host;                 /* where the request went */
 };
 
 struct ps__rgroup {
@@ -89,6 +92,9 @@ struct ps__link {
 	 * the waiter.  bar_seq is the futex word that wakes it. */
 	_Atomic uint64_t released;
 	_Atomic uint32_t bar_seq;
+	/* relaxed: written before the release of released, read after its
+	 * acquire (at [gen & 1]: the next generation cannot be released
+	 * before this node arrives at it) */
 	_Atomic int32_t bar_status[2];
 	/* Tables other hosts may use, published by their creator just before
 	 * the creation barrier over hosts (release), read by the link thread
@@ -270,6 +276,7 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	r->pos = pos;
 	r->n = n;
 	r->value_len = vlen;
+	r->host = host;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
 	ps__frame_seal(f, in ? PS__F_PUSH : PS__F_PULL, (uint16_t)host, req, (uint32_t)body);
@@ -293,22 +300,23 @@ int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	ps_world *w = t->w;
 	const int H = w->nhosts;
 	*gp = NULL;
+	size_t remote = 0;
+	for (size_t i = 0; i < n; i++)
+		/* relaxed: REMOTE words are written once, before the table's
+		 * creation barrier, and never change */
+		remote += PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed));
+	if (remote == 0)
+		return 0; /* the common case of a local batch: nothing allocated */
+	if (remote > UINT32_MAX)
+		return -E2BIG;
 	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
 	if (!count)
 		return -ENOMEM;
 	memset(count, 0, (size_t)(H + 1) * sizeof *count);
-	size_t remote = 0;
 	for (size_t i = 0; i < n; i++) {
-		/* acquire: pairs with the table's publication of its words */
-		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire);
-		if (PS__LOC_IS_REMOTE(lw)) {
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
+		if (PS__LOC_IS_REMOTE(lw))
 			count[PS__LOC_OWNER(lw) + 1]++;
-			remote++;
-		}
-	}
-	if (remote == 0 || remote > UINT32_MAX) {
-		ps__free(w, count);
-		return remote ? -E2BIG : 0;
 	}
 	struct ps__rgroup *g = ps__alloc(w, sizeof *g);
 	uint32_t *pos = ps__alloc(w, remote * sizeof *pos);
@@ -548,6 +556,8 @@ static void on_request(struct ps__link *L, const struct ps__frame *f)
 	write_all(L, buf, PS__FRAME_HDR + len);
 }
 
+static void fail_inflight(struct ps__link *L, int host);
+
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
 {
 	switch (f->type) {
@@ -564,8 +574,32 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			on_release(L, &m);
 		break;
 	}
+	case PS__F_ABORT:
+		/* the bridge lost host f->host: what went there is lost too */
+		fail_inflight(L, f->host);
+		break;
 	default:
 		break; /* nothing else is sent to a node */
+	}
+}
+
+/* Fails every request in flight to host (all hosts: -1) with
+ * PS_EHOSTDOWN: no reply will come for them (L4). */
+static void fail_inflight(struct ps__link *L, int host)
+{
+	for (uint32_t from = 0;;) {
+		struct rpc r;
+		pthread_mutex_lock(&L->lock);
+		uint32_t slot = from;
+		while (slot < L->cap && !(L->rpc[slot].busy && (host < 0 || L->rpc[slot].host == host)))
+			slot++;
+		uint64_t req = slot < L->cap ? ((uint64_t)L->rpc[slot].seq << 32) | slot : 0;
+		pthread_mutex_unlock(&L->lock);
+		if (slot >= L->cap)
+			return;
+		if (rpc_claim(L, req, &r))
+			group_done(r.g, PS_EHOSTDOWN);
+		from = slot + 1;
 	}
 }
 
@@ -574,23 +608,7 @@ static void link_broken(struct ps__link *L)
 {
 	/* release: pairs with the acquire loads of waiters */
 	atomic_store_explicit(&L->dead, true, memory_order_release);
-	for (;;) {
-		struct rpc r;
-		bool found = false;
-		pthread_mutex_lock(&L->lock);
-		uint32_t slot = 0;
-		for (; slot < L->cap; slot++)
-			if (L->rpc[slot].busy)
-				break;
-		uint64_t req = slot < L->cap ? ((uint64_t)L->rpc[slot].seq << 32) | slot : 0;
-		pthread_mutex_unlock(&L->lock);
-		if (slot < L->cap)
-			found = rpc_claim(L, req, &r);
-		if (slot >= L->cap)
-			break;
-		if (found)
-			group_done(r.g, PS_EHOSTDOWN);
-	}
+	fail_inflight(L, -1);
 	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
 	ps__futex_wake(&L->bar_seq, INT_MAX, false);
 }

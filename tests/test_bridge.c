@@ -294,6 +294,28 @@ static int watch_main(void)
 	_exit(0); /* the other host is gone: no final barrier to wait for */
 }
 
+/* ------------------------------------------------------------ node: asker */
+
+/* Pulls a key of host 1 and prints what the pull returned. */
+static int asker_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, WATCH_KEYS, 2);
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		return 1;
+	ps_key k = WATCH_KEYS - 1;
+	float v[2];
+	int rc = ps_pull_sync(t, &k, 1, v);
+	printf("asker: pull of a key of host %d: %s\n", ps_owner_host(t, k), ps_strerror(rc));
+	fflush(stdout);
+	_exit(0);
+}
+
 /* ------------------------------------------------------------ driver: processes */
 
 static char self[1024];
@@ -863,6 +885,43 @@ static void test_each_malformed_frame_closes_the_connection_and_changes_nothing(
 	assert_clean(&segs);
 }
 
+/* A host that leaves (BYE) with a request of ours unanswered: the request
+ * fails with PS_EHOSTDOWN instead of hanging, and the job ends cleanly. */
+static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = free_port();
+	const char *prog[] = {self, "--node", "asker", NULL};
+	struct proc h0;
+	start_host(&h0, "asker", 1, 2, 0, port, prog, "10", NULL, NULL);
+	char err[1024];
+	int fd = fake_join(port, token_path, err, sizeof err);
+	if (fd < 0)
+		fail_msg("cannot join host 0: %s", err);
+	struct ps__frame rf;
+	assert_true(fake_recv(fd, PS__F_PULL, &rf) > 0); /* answered the barrier on the way */
+	uint8_t bye[PS__FRAME_HDR + 4] = {0};
+	assert_int_equal(ps__net_send_frame(fd, bye, PS__F_BYE, 1, 0, 4, ps__now_ns() + 1000000000ULL), 0);
+	shutdown(fd, SHUT_WR);
+	/* host 0 answers with its own goodbye once its node is done, then
+	 * closes (heartbeats may come before) */
+	uint64_t until = ps__now_ns() + 10000000000ULL;
+	long r;
+	while ((r = ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX, until, -1, &rf)) > 0 &&
+	       rf.type != PS__F_BYE)
+		;
+	assert_true(r > 0);
+	close(fd);
+	finish(&h0, 10);
+	if (h0.status != 0)
+		show(&h0, "host 0");
+	assert_int_equal(h0.status, 0);
+	assert_contains(slurp(h0.out), "asker: pull of a key of host 1: a peer host failed or left the job");
+	assert_clean(&segs);
+}
+
 static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void **state)
 {
 	(void)state;
@@ -955,7 +1014,7 @@ static void test_silent_peer_host_is_presumed_dead(void **state)
 {
 	(void)state;
 	/* a stopped psrun keeps its sockets open: only heartbeats tell */
-	peer_fault(SIGSTOP, "presumed dead", 1.5 + 1.5);
+	peer_fault(SIGSTOP, "presumed dead", 3.0 + 1.5);
 }
 
 /* mpirun starts the psruns; rank and size come from Open MPI's env. */
@@ -992,6 +1051,8 @@ int main(int argc, char **argv)
 		return storm_main(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "watch") == 0)
 		return watch_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "asker") == 0)
+		return asker_main();
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (n <= 0)
 		return 1;
@@ -1006,6 +1067,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_host_that_does_not_join_fails_the_job_named),
 		cmocka_unit_test(test_each_malformed_frame_closes_the_connection_and_changes_nothing),
 		cmocka_unit_test(test_stranger_with_wrong_token_is_refused_and_the_job_goes_on),
+		cmocka_unit_test(test_request_to_a_host_that_leaves_fails_instead_of_hanging),
 		cmocka_unit_test(test_killed_peer_host_stops_the_others_within_2s),
 		cmocka_unit_test(test_silent_peer_host_is_presumed_dead),
 		cmocka_unit_test(test_mpirun_starts_a_two_host_job),
