@@ -229,6 +229,11 @@ static int storm_main(int argc, char **argv)
 		ps_finalize(st.w);
 		return 1;
 	}
+	if (ps_node_id(st.w) == 0) {
+		/* every host has joined and made the table: the storm begins */
+		printf("storm: host %d started\n", ps_host_id(st.w));
+		fflush(stdout);
+	}
 	pthread_t lt, rt;
 	pthread_create(&lt, NULL, localizer, &st);
 	pthread_create(&rt, NULL, reader, &st);
@@ -978,7 +983,11 @@ static void peer_fault(int sig, const char *what, double limit)
 		snprintf(name, sizeof name, "fault%d", r);
 		start_host(&h[r], name, 2, 3, r, port, prog, NULL, NULL, NULL);
 	}
-	usleep(1500 * 1000); /* joined and storming */
+	/* wait until the storm runs everywhere (slow under sanitizers) */
+	for (int i = 0; i < 600 && !strstr(slurp(h[2].out), "storm: host 2 started"); i++)
+		usleep(100 * 1000);
+	assert_non_null(strstr(slurp(h[2].out), "storm: host 2 started"));
+	usleep(300 * 1000);
 	double t_sig = now_s();
 	kill(h[2].pid, sig);
 	finish(&h[0], 10);
