@@ -112,7 +112,7 @@ static void blog(struct ps__bridge *b, const char *fmt, ...)
 
 /* ------------------------------------------------------------ buffers */
 
-static int reserve(uint8_t **p, size_t *cap, size_t need)
+int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need)
 {
 	if (need <= *cap)
 		return 0;
@@ -207,7 +207,7 @@ static void enqueue(struct ps__bridge *b, struct conn *c, const uint8_t *frame, 
 		return;
 	if (c->out_off && c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
-	if (reserve(&c->out, &c->out_cap, c->out_len + size) != 0) {
+	if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + size) != 0) {
 		blog(b, "out of memory buffering a frame for %s %d", c->kind == K_PEER ? "host" : "node", c->idx);
 		b->stop = true;
 		return;
@@ -226,7 +226,8 @@ static void send_small(struct ps__bridge *b, struct conn *c, unsigned type, uint
 		       const uint8_t *body, uint32_t len)
 {
 	uint8_t f[PS__FRAME_HDR + 8 + PS__MSG_MAX];
-	memcpy(f + PS__FRAME_HDR, body, len);
+	if (len)
+		memcpy(f + PS__FRAME_HDR, body, len);
 	ps__frame_seal(f, type, host, req, len);
 	enqueue(b, c, f, PS__FRAME_HDR + len, -1);
 }
@@ -510,7 +511,7 @@ static bool on_readable(struct ps__bridge *b, struct conn *c)
 	while (c->fd >= 0) {
 		if (budget == 0)
 			return true;
-		if (reserve(&c->in, &c->in_cap, c->in_len + READ_CHUNK) != 0) {
+		if (ps__buf_reserve(&c->in, &c->in_cap, c->in_len + READ_CHUNK) != 0) {
 			protocol_error(b, c, "out of memory");
 			return false;
 		}

@@ -114,20 +114,6 @@ struct ps__link {
 
 /* ------------------------------------------------------------ helpers */
 
-static int reserve_buf(uint8_t **p, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 65536;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = c;
-	return 0;
-}
 
 void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1)
 {
@@ -498,7 +484,7 @@ static ps_table *table_by_id(struct ps__link *L, uint32_t id)
 
 static void *scratch(struct ps__link *L, size_t n)
 {
-	if (reserve_buf(&L->scratch, &L->scratch_cap, n) != 0)
+	if (ps__buf_reserve(&L->scratch, &L->scratch_cap, n) != 0)
 		return NULL;
 	return L->scratch;
 }
@@ -618,7 +604,7 @@ static void *link_main(void *arg)
 	struct ps__link *L = arg;
 	ps__thread_enter(L->w); /* executes requests: a reader of this node */
 	for (;;) {
-		if (reserve_buf(&L->in, &L->in_cap, L->in_len + (256u << 10)) != 0)
+		if (ps__buf_reserve(&L->in, &L->in_cap, L->in_len + (256u << 10)) != 0)
 			break;
 		ssize_t r = recv(L->fd, L->in + L->in_len, L->in_cap - L->in_len, 0);
 		if (r < 0 && errno == EINTR)

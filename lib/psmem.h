@@ -85,7 +85,9 @@ ps_world *ps_init(int *err);
  */
 ps_world *ps_init_threads(int threads, int *err);
 
-/* Leaves the job: stops the service thread, unmaps the segment. */
+/* Leaves the job: stops the service thread, unmaps the segment.  In a
+ * multi-host job it first waits until every node of every host finalizes
+ * (no host may still need this node's keys). */
 int ps_finalize(ps_world *w);
 
 int ps_node_id(const ps_world *w);       /* 0 .. ps_num_nodes()-1 */
@@ -134,6 +136,9 @@ void ps_table_opts_init(ps_table_opts *opts, uint64_t num_keys, uint32_t value_l
  * Creates a table.  Collective: every node calls it with the same options in
  * the same order; it returns on each node once every node's initial values
  * are in place.  Options that differ between nodes fail with PS_EMISMATCH.
+ * In a multi-host job it is collective over every node of every host; keys
+ * are range-partitioned over the hosts (host h holds keys
+ * [ceil(h K / H), ceil((h+1) K / H))), then placed over that host's nodes.
  */
 ps_table *ps_table_create(ps_world *w, const ps_table_opts *opts, int *err);
 
@@ -147,8 +152,10 @@ int ps_table_id(const ps_table *t);
  * Asynchronous operations return a handle; ps_wait() completes it and
  * returns the operation's result.  Every handle must be waited exactly once.
  * Pull and push run to completion inside the call on one host (their handle
- * is already complete); localize is executed by the node's service thread,
- * so the caller can compute while parameters move (latency hiding).
+ * is already complete); in a multi-host job the keys held by other hosts are
+ * sent at once and stay in flight until ps_wait.  Localize is executed by the
+ * node's service thread, so the caller can compute while parameters move
+ * (latency hiding); a key held by another host stays there.
  *
  * The buffers must stay valid until ps_wait() returns.
  * Values are laid out key after key: values[i * value_len + j].
@@ -186,8 +193,9 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
 
 /*
  * Waits until every worker thread of every node has called ps_barrier()
- * (ps_num_nodes * ps_num_threads participants).  Returns PS_EDEAD if a node
- * died while others waited.
+ * (ps_num_nodes * ps_num_threads participants; times ps_num_hosts in a
+ * multi-host job).  Returns PS_EDEAD if a node died while others waited,
+ * PS_EHOSTDOWN if another host failed or left.
  */
 int ps_barrier(ps_world *w);
 

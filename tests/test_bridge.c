@@ -839,12 +839,11 @@ static void send_bad(int fd, enum bad_kind k)
  * the connection with the reason logged, stop the job naming host 1, and
  * leave the value at 1.
  */
-static void malformed_case(enum bad_kind k)
+/* Joins host 0 (already started, its node in "watch") as host 1, waits for
+ * its table, pushes +1 to WATCH_KEY and checks the answer.  Returns the
+ * connection. */
+static int join_and_push_one(unsigned port)
 {
-	unsigned port = free_port();
-	const char *prog[] = {self, "--node", "watch", NULL};
-	struct proc h0;
-	start_host(&h0, bad[k].name, 1, 2, 0, port, prog, "10", NULL, NULL);
 	char err[1024];
 	int fd = fake_join(port, token_path, err, sizeof err);
 	if (fd < 0)
@@ -859,9 +858,31 @@ static void malformed_case(enum bad_kind k)
 	assert_int_equal(ps__reply_dec(rf.body, rf.len, &rep), 0);
 	assert_int_equal(rep.status, 0);
 	assert_int_equal(rf.req, 7);
+	return fd;
+}
+
+static void start_watch_host(struct proc *h0, const char *name, unsigned port)
+{
+	const char *prog[] = {self, "--node", "watch", NULL};
+	start_host(h0, name, 1, 2, 0, port, prog, "10", NULL, NULL);
+}
+
+/*
+ * Host 0 is a real psrun whose node holds WATCH_KEY; this process is host 1.
+ * A good PUSH of +1 is answered; then a malformed PUSH of +100 must close
+ * the connection with the reason logged, stop the job naming host 1, and
+ * leave the value at 1.
+ */
+static void malformed_case(enum bad_kind k)
+{
+	unsigned port = free_port();
+	struct proc h0;
+	start_watch_host(&h0, bad[k].name, port);
+	int fd = join_and_push_one(port);
 	send_bad(fd, k);
 	double sent = now_s();
 	/* host 0 closes: nothing but heartbeats may come before the EOF */
+	struct ps__frame rf;
 	long r;
 	while ((r = ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX, ps__now_ns() + 5000000000ULL, -1,
 				       &rf)) > 0)
@@ -938,22 +959,13 @@ static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void *
 	assert_int_equal(ps__token_generate(&t), 0);
 	assert_int_equal(ps__token_write(other, &t), 0);
 	unsigned port = free_port();
-	const char *prog[] = {self, "--node", "watch", NULL};
 	struct proc h0;
-	start_host(&h0, "stranger", 1, 2, 0, port, prog, "10", NULL, NULL);
+	start_watch_host(&h0, "stranger", port);
 	char err[1024];
 	assert_int_equal(fake_join(port, other, err, sizeof err), -1);
 	assert_contains(err, "wrong job token");
 	/* the real host 1 still gets in, and its push lands */
-	int fd = fake_join(port, token_path, err, sizeof err);
-	if (fd < 0)
-		fail_msg("cannot join host 0: %s", err);
-	struct ps__frame rf;
-	assert_true(fake_recv(fd, PS__F_BARRIER, &rf) > 0);
-	uint8_t f[256];
-	size_t n = make_push(f, 1);
-	assert_int_equal(ps__net_send(fd, f, n, ps__now_ns() + 1000000000ULL), 0);
-	assert_true(fake_recv(fd, PS__F_REPLY, &rf) > 0);
+	int fd = join_and_push_one(port);
 	/* leaving without goodbye is a death */
 	close(fd);
 	finish(&h0, 10);
@@ -1023,7 +1035,7 @@ static void test_silent_peer_host_is_presumed_dead(void **state)
 {
 	(void)state;
 	/* a stopped psrun keeps its sockets open: only heartbeats tell */
-	peer_fault(SIGSTOP, "presumed dead", 3.0 + 1.5);
+	peer_fault(SIGSTOP, "presumed dead", 3.0 + 5.0); /* generous: a loaded machine */
 }
 
 /* mpirun starts the psruns; rank and size come from Open MPI's env. */
