@@ -47,7 +47,7 @@
 #include "bridge.h"
 #include "psmem_int.h"
 
-#define READ_CHUNK (256u << 10)
+#define READ_CHUNK (1u << 20)
 
 enum conn_kind { K_PEER = 0, K_LINK = 1 };
 
@@ -170,6 +170,15 @@ static void conn_close(struct ps__bridge *b, struct conn *c)
 static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* A write to c failed with err: the peer died, or the node's link broke. */
+static void flush_failed(struct ps__bridge *b, struct conn *c, int err)
+{
+	if (c->kind == K_PEER)
+		peer_failed(b, c, "died: %s", strerror(err));
+	else
+		conn_close(b, c);
+}
+
 /* Writes what is buffered; false if the connection broke (and is closed). */
 static bool flush(struct ps__bridge *b, struct conn *c)
 {
@@ -187,10 +196,7 @@ static bool flush(struct ps__bridge *b, struct conn *c)
 			set_out_interest(b, c, true);
 			return true;
 		}
-		if (c->kind == K_PEER)
-			peer_failed(b, c, "died: %s", strerror(errno));
-		else
-			conn_close(b, c);
+		flush_failed(b, c, errno);
 		return false;
 	}
 	c->out_off = c->out_len = 0;
@@ -200,25 +206,47 @@ static bool flush(struct ps__bridge *b, struct conn *c)
 	return true;
 }
 
-/* Appends a frame (sealed, or whose routing field is rewritten to host). */
-static void enqueue(struct ps__bridge *b, struct conn *c, const uint8_t *frame, size_t size, int host)
+/*
+ * Sends a frame to c, its routing field rewritten to host (>= 0).  frame
+ * lies in a buffer of the bridge (an input buffer, or a small frame on the
+ * stack), so the field is rewritten in place.  With nothing queued before
+ * it, the frame goes straight to the socket and only what the socket does
+ * not take is copied to the output buffer: a large frame crosses the
+ * bridge with one copy fewer.
+ */
+static void enqueue(struct ps__bridge *b, struct conn *c, uint8_t *frame, size_t size, int host)
 {
 	if (c->fd < 0)
 		return;
-	if (c->out_off && c->out_off == c->out_len)
+	if (host >= 0)
+		ps__frame_set_host(frame, (uint16_t)host);
+	c->last_send = ps__now_ns();
+	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
+		ssize_t w;
+		while ((w = send(c->fd, frame, size, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
+			;
+		if (w > 0) {
+			if (c->kind == K_PEER)
+				b->st.wire_bytes_out += (uint64_t)w;
+			frame += w;
+			size -= (size_t)w;
+		}
+		if (size == 0)
+			return;
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			flush_failed(b, c, errno);
+			return;
+		}
+	}
 	if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + size) != 0) {
 		blog(b, "out of memory buffering a frame for %s %d", c->kind == K_PEER ? "host" : "node", c->idx);
 		b->stop = true;
 		return;
 	}
 	memcpy(c->out + c->out_len, frame, size);
-	if (host >= 0)
-		ps__frame_set_host(c->out + c->out_len, (uint16_t)host);
 	c->out_len += size;
-	c->last_send = ps__now_ns();
-	if (!c->want_out)
-		flush(b, c);
+	set_out_interest(b, c, true);
 }
 
 /* Builds and queues a small frame of our own. */
@@ -364,7 +392,7 @@ static struct conn *executor(struct ps__bridge *b, uint64_t req)
 	return NULL;
 }
 
-static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__frame *f, const uint8_t *raw,
+static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__frame *f, uint8_t *raw,
 		      size_t size)
 {
 	switch (f->type) {
@@ -400,7 +428,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	}
 }
 
-static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__frame *f, const uint8_t *raw,
+static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__frame *f, uint8_t *raw,
 		      size_t size)
 {
 	char what[128];

@@ -604,7 +604,12 @@ static void *link_main(void *arg)
 	struct ps__link *L = arg;
 	ps__thread_enter(L->w); /* executes requests: a reader of this node */
 	for (;;) {
-		if (ps__buf_reserve(&L->in, &L->in_cap, L->in_len + (256u << 10)) != 0)
+		/* room for the frame being received (its header says how big),
+		 * at least 256 KiB: one allocation for a large frame */
+		size_t want = L->in_len + (256u << 10);
+		if (L->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(L->in + 8))
+			want = PS__FRAME_HDR + (size_t)ps__get32(L->in + 8);
+		if (ps__buf_reserve(&L->in, &L->in_cap, want) != 0)
 			break;
 		ssize_t r = recv(L->fd, L->in + L->in_len, L->in_cap - L->in_len, 0);
 		if (r < 0 && errno == EINTR)
