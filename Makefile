@@ -6,8 +6,9 @@ BUILD   ?= build
 SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := liburcu-memb liburcu-cds numa jemalloc
-DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps qemu-system-x86 cpio gnuplot-nox
+PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
+DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
+            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -35,8 +36,10 @@ endif
 
 LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-BIN_SRC   := $(wildcard bin/*.c)
+# bin/psrun_*.c are parts of psrun, not programs of their own
+BIN_SRC   := $(filter-out bin/psrun_%.c,$(wildcard bin/*.c))
 BINS      := $(BIN_SRC:bin/%.c=$(BUILD)/bin/%)
+PSRUN_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bin/psrun_*.c))
 APP_MAINS := $(filter-out apps/common_%.c,$(wildcard apps/*.c))
 APP_COMMON:= $(wildcard apps/common_*.c)
 APPS      := $(APP_MAINS:apps/%.c=$(BUILD)/apps/%)
@@ -45,6 +48,10 @@ TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_COMMON := $(wildcard tests/common_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# The frame parser's fuzz target needs clang's libFuzzer; without it the
+# fuzz test skips (tests/test_fuzz.c says so).
+FUZZ_CC   ?= $(shell command -v clang 2>/dev/null)
+FUZZ      := $(if $(FUZZ_CC),$(BUILD)/fuzz/fuzz_frame)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
 
@@ -56,7 +63,7 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES)
+all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -85,7 +92,7 @@ check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
 	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h) | check-deps
+$(BUILD)/%.o: %.c $(wildcard lib/*.h bin/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -100,6 +107,10 @@ $(SHARED): $(LIB_OBJ)
 	@$(CC) -shared -Wl,-soname,libpsmem.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -119,6 +130,12 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c lib/bridge.h lib/psmem.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ilib tests/fuzz/fuzz_frame.c lib/frame.c -lz \
+	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
 # The guests run the normal build only: sanitizers under TCG are too slow.
 test: all

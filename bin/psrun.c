@@ -1,9 +1,13 @@
 /*
- * psrun - runs a program as an N-node psmem job on this host.
+ * psrun - runs a program as an N-node psmem job on this host, alone or as
+ * one host of a multi-host job (psrun_hosts.c: rendezvous and bridge).
  *
  *   psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]
  *         [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]
- *         [--restore FILE] prog [args...]
+ *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
+ *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
+ *         prog [args...]
+ *   psrun --make-token FILE
  *
  * Process tree:
  *
@@ -57,6 +61,7 @@
 #include <unistd.h>
 
 #include "psmem_int.h"
+#include "psrun_hosts.h"
 
 #define MAX_THREADS      1024
 #define FAIL_GRACE_NS    (1000ULL * 1000 * 1000) /* node failed: SIGTERM, SIGKILL after */
@@ -73,6 +78,7 @@ struct opts {
 	int on_failure;         /* 0 abort, 1 restart (as in struct ps__seg_params) */
 	int max_restarts;       /* restarts allowed in all */
 	char *restore;          /* absolute path of --restore FILE, or NULL */
+	struct host_opts host;  /* multi-host flags */
 	char **prog;            /* argv of the program, NULL-terminated */
 };
 
@@ -105,6 +111,8 @@ struct job {
 	int interrupted;        /* first SIGINT/SIGTERM/SIGHUP received; 0 = none */
 	int restarts;           /* nodes restarted so far */
 	bool restarting;        /* in start_node of a replacement: PSMEM_RESTARTED=1 */
+	struct hosts *hosts;    /* multi-host part; NULL on one host */
+	bool peer_failed;       /* another host failed: this one stops too */
 };
 
 /* ------------------------------------------------------------ arguments */
@@ -112,7 +120,10 @@ struct job {
 static const char usage_line[] =
 	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
 	"             [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]\n"
-	"             [--restore FILE] [--help] prog [args...]\n";
+	"             [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]\n"
+	"             [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]\n"
+	"             [--help] prog [args...]\n"
+	"       psrun --make-token FILE\n";
 
 static void print_help(void)
 {
@@ -141,6 +152,28 @@ static void print_help(void)
 	       "                       (checked before any node starts)\n"
 	       "  -h, --help           print this help and exit\n\n",
 	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30), MAX_RESTARTS);
+	printf("Several hosts (one psrun per host, joined by a TCP bridge):\n"
+	       "      --hosts H --host-rank R\n"
+	       "                       this psrun is host R of H; without them, taken from\n"
+	       "                       Open MPI (OMPI_COMM_WORLD_RANK/SIZE), PMI (PMI_RANK/\n"
+	       "                       SIZE) or Slurm (SLURM_PROCID/NTASKS) when set\n"
+	       "      --coordinator ADDR:PORT\n"
+	       "                       where host 0 listens for the others (host 0 binds\n"
+	       "                       exactly this address); default: PSMEM_COORDINATOR,\n"
+	       "                       or under Slurm the first host of the job's node list\n"
+	       "                       on port PSMEM_COORD_PORT or 20000 + job id %% 10000\n"
+	       "      --token-file FILE\n"
+	       "                       the job's secret (mode 0600, owned by you); default:\n"
+	       "                       the environment variable PSMEM_TOKEN\n"
+	       "      --make-token FILE\n"
+	       "                       write a new random 256-bit token to FILE and exit\n"
+	       "      --bind ADDR[:PORT]\n"
+	       "                       this host's bridge address (hosts 1..H-1); default:\n"
+	       "                       the local address that reaches the coordinator, any\n"
+	       "                       free port\n"
+	       "      --rendezvous-timeout S\n"
+	       "                       a host that has not joined after S seconds fails the\n"
+	       "                       job, named (default: 30)\n\n");
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
 	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set (PSMEM_RESTORE with\n"
@@ -218,6 +251,8 @@ static void check_restore(struct opts *o, const char *file)
 		usage_error("--restore %s: %s", file, strerror(errno));
 }
 
+enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT };
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
@@ -231,9 +266,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "max-restarts", required_argument, NULL, 'R' },
 		{ "restore", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "hosts", required_argument, NULL, OPT_HOSTS },
+		{ "host-rank", required_argument, NULL, OPT_HOST_RANK },
+		{ "coordinator", required_argument, NULL, OPT_COORD },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "make-token", required_argument, NULL, OPT_MAKE_TOKEN },
+		{ "bind", required_argument, NULL, OPT_BIND },
+		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .threads = 1, .max_restarts = 3 };
+	*o = (struct opts){ .threads = 1, .max_restarts = 3, .host = { .hosts = -1, .host_rank = -1, .rdv_timeout_s = 30 } };
 	/* "+": stop at the first non-option, the rest is prog's argv.
 	 * ":": report a missing argument as ':' so we word the message. */
 	opterr = 0;
@@ -288,6 +330,29 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			print_help();
 			exit(0);
+		case OPT_HOSTS:
+			if (!parse_count(optarg, 1, 1024, &o->host.hosts))
+				usage_error("--hosts wants a host count from 1 to 1024, not '%s'", optarg);
+			break;
+		case OPT_HOST_RANK:
+			if (!parse_count(optarg, 0, 1023, &o->host.host_rank))
+				usage_error("--host-rank wants a rank from 0 to 1023, not '%s'", optarg);
+			break;
+		case OPT_COORD:
+			o->host.coordinator = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			o->host.token_file = optarg;
+			break;
+		case OPT_MAKE_TOKEN:
+			hosts_make_token(optarg);
+		case OPT_BIND:
+			o->host.bind = optarg;
+			break;
+		case OPT_RDV_TIMEOUT:
+			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
+				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);
+			break;
 		case ':':
 			usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -507,6 +572,7 @@ static void node_main(struct job *j, int i, int report_fd)
 	sigprocmask(SIG_SETMASK, &j->orig_mask, NULL);
 	detach_tty_stdin();
 	set_env(j, i);
+	hosts_node_env(j->hosts, i);
 	pin_numa(j, i);
 	execvp(j->o.prog[0], j->o.prog);
 	/* psrun prints the failure once for all nodes; only if it cannot be
@@ -541,6 +607,7 @@ static int start_node(struct job *j, int i)
 	 * harmlessly once the child has exec'd (it did it itself). */
 	setpgid(pid, pid);
 	atomic_store_explicit(&j->pgids[i], pid, memory_order_relaxed);
+	hosts_node_started(j->hosts, i);
 	j->node[i] = (struct node_proc){ .pid = pid, .exec_fd = p[0] };
 	j->live++;
 	if (j->o.verbose)
@@ -652,18 +719,23 @@ static bool stopped_by_us(const struct job *j, int st)
 	       (WTERMSIG(st) == j->stop_sig || WTERMSIG(st) == SIGKILL);
 }
 
-static void report_failure(const struct job *j, int i, pid_t pid, int st)
+static void report_failure(struct job *j, int i, pid_t pid, int st)
 {
+	char why[256];
+	if (j->node[i].exec_failed)
+		snprintf(why, sizeof why, "cannot execute '%s'", j->o.prog[0]);
+	else if (WIFSIGNALED(st))
+		snprintf(why, sizeof why, "node %d (pid %d) killed by signal %d (%s)%s", i, (int)pid, WTERMSIG(st),
+			 strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
+	else
+		snprintf(why, sizeof why, "node %d (pid %d) exited with status %d", i, (int)pid, exit_code(st));
+	if (!stopped_by_us(j, st))
+		hosts_local_done(j->hosts, PS_EHOSTDOWN, why); /* the other hosts stop at once */
 	if (j->node[i].exec_failed)
 		return; /* check_exec said it */
 	if (stopped_by_us(j, st))
 		return;
-	if (WIFSIGNALED(st))
-		fprintf(stderr, "psrun: node %d (pid %d) killed by signal %d (%s)%s\n", i, (int)pid,
-			WTERMSIG(st), strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
-	else
-		fprintf(stderr, "psrun: node %d (pid %d) exited with status %d\n", i, (int)pid,
-			exit_code(st));
+	fprintf(stderr, "psrun: %s\n", why);
 }
 
 /* --on-failure restart: a new process for node i.  True if it started. */
@@ -742,6 +814,11 @@ static void on_signal(struct job *j, int sig)
 		if (!j->interrupted)
 			j->interrupted = sig;
 		begin_stop(j, sig, SIGNAL_GRACE_NS);
+		if (j->hosts) {
+			char why[64];
+			snprintf(why, sizeof why, "interrupted by signal %d (%s)", sig, strsignal(sig));
+			hosts_local_done(j->hosts, PS_EHOSTDOWN, why);
+		}
 		break;
 	case SIGQUIT:
 		ps__dump_seg(&j->seg, stderr);
@@ -759,17 +836,45 @@ static void read_signals(struct job *j)
 		on_signal(j, (int)si.ssi_signo);
 }
 
+/* Runs the bridge once; a failed peer host stops this host too. */
+static void step_hosts(struct job *j)
+{
+	const char *why = hosts_step(j->hosts);
+	if (!why || j->peer_failed)
+		return;
+	j->peer_failed = true;
+	set_failed(j, 1);
+	if (j->live > 0 && !j->stop_sig)
+		begin_stop(j, SIGTERM, FAIL_GRACE_NS);
+	/* the others learn the first cause, not just that we stop */
+	hosts_local_done(j->hosts, PS_EHOSTDOWN, why);
+}
+
+/* Every node has ended: tell the other hosts, then wait for theirs. */
+static void nodes_all_ended(struct job *j)
+{
+	if (j->failed || j->interrupted)
+		hosts_local_done(j->hosts, PS_EHOSTDOWN, j->interrupted ? "interrupted" : "a node failed");
+	else
+		hosts_local_done(j->hosts, 0, NULL);
+}
+
 static void supervise(struct job *j)
 {
 	reap(j); /* nodes that ended before the loop */
-	while (j->live > 0) {
-		int timeout = -1;
+	while (j->live > 0 || !hosts_finished(j->hosts)) {
+		if (j->live == 0)
+			nodes_all_ended(j);
+		int timeout = hosts_timeout_ms(j->hosts);
 		if (j->kill_at) {
 			uint64_t now = ps__now_ns();
-			timeout = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+			int until = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+			timeout = timeout < 0 || until < timeout ? until : timeout;
 		}
-		struct pollfd p = { .fd = j->sfd, .events = POLLIN };
-		int n = poll(&p, 1, timeout);
+		struct pollfd pfd[2] = { { .fd = j->sfd, .events = POLLIN },
+					 { .fd = hosts_poll_fd(j->hosts), .events = POLLIN } };
+		int n = poll(pfd, j->hosts ? 2 : 1, timeout);
+		struct pollfd p = pfd[0];
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "psrun: cannot wait for signals: %s\n", strerror(errno));
 			set_failed(j, 1);
@@ -791,8 +896,9 @@ static void supervise(struct job *j)
 			signal_all(j, SIGKILL);
 			j->kill_at = 0;
 		}
-		if (n > 0)
+		if (n > 0 && (p.revents & POLLIN))
 			read_signals(j);
+		step_hosts(j);
 		reap(j);
 	}
 }
@@ -844,6 +950,12 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &j->o);
 	j->self = getpid();
 	j->sfd = -1;
+	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
+	/* A replacement node would need a new link to the bridge and the other
+	 * hosts' requests in flight to it replayed: not done. */
+	if (j->hosts && j->o.on_failure == 1)
+		usage_error("--on-failure restart is for one-host jobs; with several hosts use "
+			    "--on-failure abort and resume from a checkpoint");
 
 	int rc = block_signals(j);
 	if (rc != 0) {
@@ -869,10 +981,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "psrun: cannot create the job segment: %s\n", ps_strerror(rc));
 		return 1;
 	}
+	hosts_mark_segment(j->hosts, &j->seg);
 	fflush(NULL); /* nothing buffered may be written twice by the children */
 	if (start_guardian(j) != 0) {
 		remove_segment(j);
+		hosts_free(j->hosts);
 		return 1;
+	}
+	rc = hosts_rendezvous(j->hosts, j->sfd);
+	if (rc == 0)
+		rc = hosts_start_bridge(j->hosts, j->o.nodes);
+	if (rc != 0) {
+		read_signals(j); /* -EINTR: the signal that stopped it */
+		remove_segment(j);
+		stop_guardian(j);
+		hosts_free(j->hosts);
+		return j->interrupted ? 128 + j->interrupted : 1;
 	}
 	if (j->o.verbose)
 		print_mapping(j);
@@ -881,6 +1005,7 @@ int main(int argc, char **argv)
 
 	remove_segment(j);
 	stop_guardian(j);
+	hosts_free(j->hosts);
 	if (j->failed)
 		return j->status;
 	return j->interrupted ? 128 + j->interrupted : 0;

@@ -178,5 +178,9 @@ int ps_barrier(ps_world *w)
 	if (!w)
 		return -EINVAL;
 	ps__thread_enter(w);
-	return ps__barrier_wait(w, &w->seg.hdr->workers);
+	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
+	/* multi-host hook: then every host's threads (bridge_link.c) */
+	if (rc == 0 && w->link)
+		rc = ps__link_barrier_workers(w);
+	return rc;
 }

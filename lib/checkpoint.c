@@ -661,6 +661,10 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
 	w->ckpt_err[0] = 0;
+	if (w->nhosts > 1) {
+		snprintf(w->ckpt_err, sizeof w->ckpt_err, "checkpoints of multi-host jobs are not implemented");
+		return -ENOTSUP;
+	}
 	if (op == OP_POLL && w->node == 0 && !ps__node_replaying(w))
 		latch_request(w);
 	/* replication: every node merges every node's replica deltas into

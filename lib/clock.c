@@ -71,6 +71,8 @@ int ps_set_consistency(ps_world *w, int mode, int staleness)
 		return -EINVAL;
 	if (!threads_fit(w))
 		return -ERANGE;
+	if (w->nhosts > 1 && mode != PS_ASP)
+		return -ENOTSUP; /* clocks are one host's yet */
 	if (mode == PS_SSP && staleness == 0)
 		mode = PS_BSP; /* the same bound, one spelling */
 	uint64_t want = ps__clock_cfg(mode, (uint32_t)staleness), cur = 0;

@@ -30,6 +30,17 @@ static const char *const names[] = {
 	[20] = "PS_HOGWILD tables take only the sum update rule",
 	[21] = "checkpoint file unusable (not a checkpoint, other version, truncated or corrupted)",
 	[22] = "checkpoint holds other tables than the job's",
+	[23] = "frame truncated (connection ended inside it)",
+	[24] = "not a psmem frame (bad magic)",
+	[25] = "frame of an unsupported protocol version",
+	[26] = "unknown frame type",
+	[27] = "frame over the size limit",
+	[28] = "frame checksum mismatch",
+	[29] = "frame payload malformed for its type",
+	[30] = "peer failed authentication (wrong job token)",
+	[31] = "job token malformed (want 64 hex digits)",
+	[32] = "job token file not private (want mode 0600, owned by this user)",
+	[33] = "a peer host failed or left the job",
 };
 
 const char *ps_strerror(int err)

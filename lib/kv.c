@@ -357,8 +357,12 @@ static inline void prefetch_start(ps_world *w, ps_table *t, const ps_key *keys, 
 /*
  * Pulls (into out) or pushes (from in) a validated batch inside one
  * read-side section, and counts it.  Exactly one of out and in is used.
+ * Keys held by other hosts go through the bridge: with async, the caller
+ * gets them in flight in *async (ps_wait completes them); without, this
+ * waits for them.
  */
-static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in)
+static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+		     struct ps__rgroup **async)
 {
 	int rc = check_keys(t, keys, n);
 	if (rc == 0 && n && !out && !in)
@@ -368,12 +372,22 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	ps_world *w = t->w;
 	const size_t len = t->value_len;
 	ps__thread_enter(w);
+	/* Multi-host routing hook: keys whose location word is REMOTE are
+	 * sent to their hosts first (bridge_link.c), so the network overlaps
+	 * the local keys below; they are skipped there. */
+	struct ps__rgroup *remote = NULL;
+	if (w->link && (rc = ps__remote_start(t, keys, n, out, in, &remote)) < 0)
+		return rc;
+	rc = 0;
 	uint64_t local = 0, repl = 0;
 	const int rw = out ? 0 : 1;
 	urcu_memb_read_lock();
 	prefetch_start(w, t, keys, n, rw);
 	for (size_t i = 0; i < n; i++) {
 		prefetch_step(w, t, keys, i, n, rw);
+		/* relaxed: REMOTE words never change after table creation */
+		if (remote && PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed)))
+			continue;
 		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
 		local += (o & (PS__MAX_NODES - 1)) == w->node;
 		repl += o >= PS__MAX_NODES;
@@ -389,17 +403,21 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	stat_add(out ? &st->keys_pulled : &st->keys_pushed, n);
 	stat_add(&st->local_keys, local);
 	stat_add(&st->remote_keys, n - local);
-	return 0;
+	if (remote && async)
+		*async = remote;
+	else if (remote)
+		rc = ps__remote_wait(w, remote);
+	return rc;
 }
 
 int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
 {
-	return run_batch(t, keys, n, values, NULL);
+	return run_batch(t, keys, n, values, NULL, NULL);
 }
 
 int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
 {
-	return run_batch(t, keys, n, NULL, updates);
+	return run_batch(t, keys, n, NULL, updates, NULL);
 }
 
 /*
@@ -411,8 +429,11 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
 		int owner = PS__LOC_OWNER(lw);
-		if (owner == w->node || (lw & PS__LOC_REPL))
-			return 0; /* local already, or replicated: local everywhere */
+		/* local already, or replicated (local everywhere); a key of
+		 * another host stays there (multi-host hook: moving keys across
+		 * hosts is not implemented) */
+		if (owner == w->node || (lw & PS__LOC_REPL) || PS__LOC_IS_REMOTE(lw))
+			return 0;
 		struct ps__slot *old = slot_at(w, lw);
 		bool moved;
 		uint64_t s = ps__slot_lock(w, t, old, &moved);
@@ -536,7 +557,18 @@ int ps_owner(ps_table *t, ps_key key)
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
+	if (PS__LOC_IS_REMOTE(lw))
+		return -EREMOTE;
 	return (lw & PS__LOC_REPL) ? t->w->node : PS__LOC_OWNER(lw);
+}
+
+int ps_owner_host(ps_table *t, ps_key key)
+{
+	int rc = check_keys(t, &key, 1);
+	if (rc)
+		return rc;
+	uint64_t lw = loc_load(t, key);
+	return PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw) : t->w->host;
 }
 
 /* ------------------------------------------------------------- handles */
@@ -553,6 +585,7 @@ static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key 
 	r->keys = keys;
 	r->n = n;
 	r->result = 0;
+	r->remote = NULL;
 	atomic_init(&r->done, 0);
 	return r;
 }
@@ -578,14 +611,27 @@ static ps_handle done_req(ps_table *t, enum ps__op op, int result)
 	return r;
 }
 
+/* A completed handle that may still have keys of other hosts in flight. */
+static ps_handle batch_req(ps_table *t, enum ps__op op, const ps_key *keys, size_t n, float *out, const float *in)
+{
+	struct ps__rgroup *remote = NULL;
+	int rc = run_batch(t, keys, n, out, in, &remote);
+	ps_handle h = done_req(t, op, rc);
+	if (remote && !h)
+		ps__remote_wait(t->w, remote); /* no handle to carry it */
+	else if (remote)
+		h->remote = remote;
+	return h;
+}
+
 ps_handle ps_pull(ps_table *t, const ps_key *keys, size_t n, float *values)
 {
-	return done_req(t, PS__OP_PULL, ps_pull_sync(t, keys, n, values));
+	return batch_req(t, PS__OP_PULL, keys, n, values, NULL);
 }
 
 ps_handle ps_push(ps_table *t, const ps_key *keys, size_t n, const float *updates)
 {
-	return done_req(t, PS__OP_PUSH, ps_push_sync(t, keys, n, updates));
+	return batch_req(t, PS__OP_PUSH, keys, n, NULL, updates);
 }
 
 ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
@@ -633,6 +679,10 @@ int ps_wait(ps_handle h)
 		ps__wait_clear(w);
 	}
 	int rc = h->result;
+	if (h->remote) {
+		int rrc = ps__remote_wait(w, h->remote);
+		rc = rc ? rc : rrc;
+	}
 	h->magic = 0;
 	ps__free(w, h);
 	return rc;

@@ -59,7 +59,19 @@ extern "C" {
 #define PS_EHOGWILD   (-30920) /* PS_HOGWILD tables take only the sum update rule */
 #define PS_ECKPT      (-30921) /* checkpoint file unusable: not one, other version, truncated, corrupted */
 #define PS_ESHAPE     (-30922) /* checkpoint's tables differ from the job's */
-#define PS_ELAST      (-30922)
+/* multi-host bridge: frames, authentication, peers */
+#define PS_EFRAME_TRUNC   (-30923) /* frame truncated (connection ended inside it) */
+#define PS_EFRAME_MAGIC   (-30924) /* not a psmem frame (bad magic) */
+#define PS_EFRAME_VERSION (-30925) /* frame of an unsupported protocol version */
+#define PS_EFRAME_TYPE    (-30926) /* unknown frame type */
+#define PS_EFRAME_SIZE    (-30927) /* frame over the size limit */
+#define PS_EFRAME_CRC     (-30928) /* frame checksum mismatch */
+#define PS_EFRAME_BODY    (-30929) /* frame payload malformed for its type */
+#define PS_EAUTH          (-30930) /* peer failed authentication (wrong job token) */
+#define PS_ETOKEN         (-30931) /* job token malformed (want 64 hex digits) */
+#define PS_ETOKENPERM     (-30932) /* job token file not private (mode 0600, owner) */
+#define PS_EHOSTDOWN      (-30933) /* a peer host failed or left the job */
+#define PS_ELAST          (-30933)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -84,12 +96,16 @@ ps_world *ps_init(int *err);
  */
 ps_world *ps_init_threads(int threads, int *err);
 
-/* Leaves the job: stops the service thread, unmaps the segment. */
+/* Leaves the job: stops the service thread, unmaps the segment.  In a
+ * multi-host job it first waits until every node of every host finalizes
+ * (no host may still need this node's keys). */
 int ps_finalize(ps_world *w);
 
 int ps_node_id(const ps_world *w);       /* 0 .. ps_num_nodes()-1 */
 int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
+int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
+int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
 const char *ps_segment_name(const ps_world *w);
 
 /* ------------------------------------------------------------------ tables */
@@ -141,6 +157,9 @@ void ps_table_opts_init(ps_table_opts *opts, uint64_t num_keys, uint32_t value_l
  * Creates a table.  Collective: every node calls it with the same options in
  * the same order; it returns on each node once every node's initial values
  * are in place.  Options that differ between nodes fail with PS_EMISMATCH.
+ * In a multi-host job it is collective over every node of every host; keys
+ * are range-partitioned over the hosts (host h holds keys
+ * [ceil(h K / H), ceil((h+1) K / H))), then placed over that host's nodes.
  */
 ps_table *ps_table_create(ps_world *w, const ps_table_opts *opts, int *err);
 
@@ -212,8 +231,10 @@ int ps_rule_register(uint32_t id, ps_rule_fn fn, const char *name, uint32_t stat
  * Asynchronous operations return a handle; ps_wait() completes it and
  * returns the operation's result.  Every handle must be waited exactly once.
  * Pull and push run to completion inside the call on one host (their handle
- * is already complete); localize is executed by the node's service thread,
- * so the caller can compute while parameters move (latency hiding).
+ * is already complete); in a multi-host job the keys held by other hosts are
+ * sent at once and stay in flight until ps_wait.  Localize is executed by the
+ * node's service thread, so the caller can compute while parameters move
+ * (latency hiding); a key held by another host stays there.
  *
  * The buffers must stay valid until ps_wait() returns.
  * Values are laid out key after key: values[i * value_len + j].
@@ -230,9 +251,14 @@ int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values);
 int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n);
 
-/* Node that holds key now (>= 0), or a negative code.  A replicated key is
- * held by every node: the calling node is returned. */
+/* Node of this host that holds key now (>= 0), or a negative code
+ * (-EREMOTE: another host holds it).  A replicated key is held by every
+ * node: the calling node is returned. */
 int ps_owner(ps_table *t, ps_key key);
+
+/* Host that holds key now (>= 0; always this host on one host), or a
+ * negative code. */
+int ps_owner_host(ps_table *t, ps_key key);
 
 /* ------------------------------------------------- hot-spot replication */
 
@@ -415,12 +441,14 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
 
 /*
  * Waits until every worker thread of every node has called ps_barrier()
- * (ps_num_nodes * ps_num_threads participants).  Worker i of ps_run_workers
+ * (ps_num_nodes * ps_num_threads participants; times ps_num_hosts in a
+ * multi-host job).  Worker i of ps_run_workers
  * is participant i of its node; another thread takes a free participant
  * slot at its first call and gives it back when it exits (-EBUSY when
  * ps_num_threads threads of the node hold one).  Returns PS_EDEAD if a node
  * it waits for died (psrun --on-failure abort) or exited; under
  * --on-failure restart it waits for the dead node's replacement.
+ * PS_EHOSTDOWN if another host failed or left.
  */
 int ps_barrier(ps_world *w);
 

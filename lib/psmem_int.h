@@ -348,6 +348,11 @@ struct ps__hdr {
 	uint32_t on_failure;
 	uint32_t _pad_of;
 	PS__CACHE_ALIGNED struct ps__ckpt ckpt;
+
+	/* Multi-host jobs (bridge_link.c).  W: psrun, before the nodes start;
+	 * R: nodes at attach.  num_hosts 0 or 1: a one-host job. */
+	uint32_t host_rank;
+	uint32_t num_hosts;
 };
 
 /* tests/run.sh reads the creator pid of a segment at this byte offset */
@@ -361,8 +366,13 @@ _Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: 
  * Offset 0 is the header, so a word of 0 means "no slot".
  */
 #define PS__LOC_LOCAL      0x01u
+/* Held by another host (multi-host jobs): the owner field is that host,
+ * the offset 0.  Written at table creation, never by relocation. */
+#define PS__LOC_REMOTE     0x04u
 #define PS__LOC_MAKE(owner, off) \
 	(((uint64_t)(owner) << 48) | (((uint64_t)(off) >> 4) << 8) | PS__LOC_LOCAL)
+#define PS__LOC_MAKE_REMOTE(host) (((uint64_t)(host) << 48) | PS__LOC_REMOTE)
+#define PS__LOC_IS_REMOTE(w) (((w) & PS__LOC_REMOTE) != 0)
 #define PS__LOC_OWNER(w)   ((int)((w) >> 48))
 /* A replicated key: bits 47..8 hold its replica index r, not an offset.
  * Node n's replica of it is slot 2r of n's replica run, its delta slot
@@ -479,6 +489,7 @@ struct ps_req {
 	/* 0 until complete.  Release store by the executor after result is
 	 * written; acquire load in ps_wait.  Also a private futex word. */
 	_Atomic uint32_t done;
+	struct ps__rgroup *remote; /* keys of other hosts in flight, or NULL */
 };
 
 /* Slots retired by one localize call, freed after a grace period. */
@@ -557,6 +568,9 @@ struct ps_world {
 	uint64_t clock_replay[PS__MAX_CLOCK_THREADS];
 
 	char ckpt_err[PS__PATH_MAX + PS__MSG_MAX + 8]; /* ps_checkpoint_error */
+
+	int host, nhosts;         /* multi-host: this host's rank, host count (1) */
+	struct ps__link *link;    /* to the host's bridge; NULL on one host */
 };
 
 /* world.c */
@@ -610,6 +624,24 @@ int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t
 		       const uint32_t *in);
 bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
+
+/* bridge_link.c: a node's link to its host's bridge (multi-host jobs) */
+struct ps__link;
+struct ps__rgroup;
+int ps__link_start(ps_world *w);
+void ps__link_stop(ps_world *w);          /* final barrier over every host, close */
+/* Keys [*k0, *k1) are held by this host (all of them on one host). */
+void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1);
+void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1);
+/* Barrier over every node of every host on the table's shape (local_rc:
+ * this node's result so far; a failure anywhere fails it everywhere). */
+int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
+int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
+/* Sends the batch's keys held by other hosts; returns how many (0: *g
+ * NULL) or a negative code.  ps__remote_wait completes and frees *g. */
+int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+		     struct ps__rgroup **g);
+int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
 
 /* grace.c */
 void ps__retire(ps_world *w, struct ps__retire_batch *b);

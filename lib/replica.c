@@ -649,6 +649,8 @@ int ps_replicate(ps_table *t, const ps_key *keys, size_t n)
 	int rc = check_keys(t, keys, n);
 	if (rc)
 		return rc;
+	if (t->w->nhosts > 1)
+		return -ENOTSUP; /* not across hosts yet */
 	if (!replicated(t))
 		return n ? PS_ERCAP : 0;
 	ps__thread_enter(t->w);
@@ -732,6 +734,8 @@ static size_t top_k(const uint64_t *counts, uint64_t nk, size_t k, struct cand *
 
 int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k)
 {
+	if (t && t->magic == PS__TABLE_MAGIC && t->w->nhosts > 1)
+		return -ENOTSUP; /* not across hosts yet */
 	int rc = check_keys(t, NULL, 0);
 	if (rc)
 		return rc;
@@ -757,6 +761,8 @@ int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k)
 
 int ps_replicate_hot(ps_table *t, size_t k)
 {
+	if (t && t->magic == PS__TABLE_MAGIC && t->w->nhosts > 1)
+		return -ENOTSUP; /* not across hosts yet */
 	int rc = check_keys(t, NULL, 0);
 	if (rc)
 		return rc;

@@ -330,8 +330,8 @@ static ps_key draw_local(ps_sampler *s)
 		/* relaxed: only the owner field is used, as a snapshot of the
 		 * placement; the values are read later through the protocol */
 		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
-		if (PS__LOC_OWNER(lw) == me)
-			return k;
+		if ((lw & PS__LOC_REPL) || (!PS__LOC_IS_REMOTE(lw) && PS__LOC_OWNER(lw) == me))
+			return k; /* replicated keys are local everywhere */
 	}
 	s->fallbacks++;
 	return dist_draw(s->d, t->num_keys, s->rng);

@@ -208,19 +208,26 @@ static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
 
 /* Writes the slots of this node's keys; returns 0 or PS_EFULL.  Range
  * placement gives node i the keys [ceil(i*K/N), ceil((i+1)*K/N)), exactly
- * those with k*N/K == i, so no per-key test is needed. */
+ * those with k*N/K == i, so no per-key test is needed.  With several hosts
+ * the same holds within this host's keys [h0, h1); node 0 marks the other
+ * keys REMOTE. */
 static int init_keys(ps_world *w, ps_table *t)
 {
 	const struct ps__tdesc *d = t->d;
-	const uint64_t K = d->num_keys, N = (uint64_t)w->nnodes, me = (uint64_t)w->node;
+	const uint64_t N = (uint64_t)w->nnodes, me = (uint64_t)w->node;
 	const bool range = d->placement == PS_PLACE_RANGE;
-	uint64_t k0 = 0, k1 = K, mine = 0;
+	uint64_t h0, h1;
+	ps__host_keys(w, d->num_keys, &h0, &h1); /* multi-host hook */
+	if (w->nhosts > 1 && w->node == 0)
+		ps__link_mark_remote(w, t, h0, h1);
+	const uint64_t K = h1 - h0;
+	uint64_t k0 = h0, k1 = h1, mine = 0;
 	if (range) {
-		k0 = (me * K + N - 1) / N;
-		k1 = ((me + 1) * K + N - 1) / N;
+		k0 = h0 + (me * K + N - 1) / N;
+		k1 = h0 + ((me + 1) * K + N - 1) / N;
 		mine = k1 - k0;
 	} else {
-		for (uint64_t k = 0; k < K; k++)
+		for (uint64_t k = h0; k < h1; k++)
 			mine += node_of(d, k, w->nnodes) == w->node;
 	}
 	if (mine == 0)
@@ -335,6 +342,9 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 		rc = brc;
 	else if (first)
 		rc = first; /* every node reports the collective's first error */
+	/* multi-host hook: every host has its keys in place, same shape */
+	if (w->link && (brc = ps__link_table_created(w, t, id, d, rc)) != 0 && rc == 0)
+		rc = brc;
 	if (rc == 0 && t) {
 		/* published once complete: the service thread scans tables[]
 		 * (rounds, reclamation); nothing of it can be retired before */

@@ -317,7 +317,15 @@ ps_world *ps_init_threads(int threads, int *err)
 			   env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
+	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
+	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
 	ps__service_start(w);
+	/* multi-host hook: the node's link to its host's bridge */
+	if (w->nhosts > 1 && (rc = ps__link_start(w)) != 0) {
+		ps__service_stop(w);
+		atomic_store_explicit(&w->me->state, PS__NODE_EXITED, memory_order_release);
+		goto fail;
+	}
 	goto out;
 fail:
 	ps__seg_detach(&w->seg);
@@ -335,6 +343,7 @@ int ps_finalize(ps_world *w)
 	if (!w || w != atomic_load(&the_world))
 		return -EINVAL;
 	ps__replica_flush(w); /* this node's pending deltas into the primaries */
+	ps__link_stop(w); /* multi-host hook: waits for every host's nodes */
 	ps__service_stop(w);
 	for (int i = 0; i < PS__MAX_TABLES; i++) {
 		if (w->tables[i]) {
@@ -361,6 +370,8 @@ int ps_finalize(ps_world *w)
 int ps_node_id(const ps_world *w) { return w->node; }
 int ps_num_nodes(const ps_world *w) { return w->nnodes; }
 int ps_num_threads(const ps_world *w) { return w->nthreads; }
+int ps_host_id(const ps_world *w) { return w->host; }
+int ps_num_hosts(const ps_world *w) { return w->nhosts; }
 const char *ps_segment_name(const ps_world *w) { return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name; }
 
 int ps_restarted(const ps_world *w) { return w && w->restarted; }

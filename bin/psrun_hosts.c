@@ -1,0 +1,408 @@
+/*
+ * psrun_hosts.c - psrun's multi-host part.  See psrun_hosts.h, and
+ * lib/rendezvous.c, lib/bridge.c for the mechanisms.
+ *
+ * Invariants
+ *   - The job token is read from a private file or PSMEM_TOKEN, is never
+ *     printed, and PSMEM_TOKEN is removed from the environment before any
+ *     node starts: only psrun holds it.
+ *   - Every socket is close-on-exec except the node's own end of its link,
+ *     which is kept open across exec for that node only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "bridge.h"
+#include "psrun_hosts.h"
+
+/*
+ * The bridge runs on a thread of its own, so that nothing psrun's main
+ * thread does (forking and exec'ing the nodes, reaping them) delays a
+ * heartbeat.  The two meet under mu: the main thread hands over "our nodes
+ * are done" (done_*) and learns "a peer failed" / "every peer is finished"
+ * (told_*), woken through two eventfds.
+ */
+struct hosts {
+	struct ps__launch launch;
+	struct ps__rdv *rdv;
+	struct ps__bridge *bridge;
+	int nodes;
+	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
+	bool verbose;
+	pthread_t thread;
+	bool running;
+	int wake_fd;                 /* main -> bridge thread */
+	int notify_fd;               /* bridge thread -> main */
+	pthread_mutex_t mu;          /* everything below, and the bridge */
+	bool quit;
+	bool done_sent, done_pending;
+	int done_code;
+	char done_why[PS__NOTE_MAX];
+	bool told_stop, told_finished;
+	char why[PS__NOTE_MAX];       /* the failure, stable once told_stop */
+};
+
+void hosts_make_token(const char *path)
+{
+	struct ps__token t;
+	int rc = ps__token_generate(&t);
+	if (rc == 0)
+		rc = ps__token_write(path, &t);
+	sodium_memzero(&t, sizeof t);
+	if (rc) {
+		fprintf(stderr, "psrun: cannot write a job token to %s: %s\n", path, ps_strerror(rc));
+		exit(1);
+	}
+	printf("psrun: wrote a new job token to %s (mode 0600): hand it to every host's psrun with "
+	       "--token-file\n", path);
+	exit(0);
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die2(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("psrun: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static void load_token(const struct host_opts *o, struct ps__token *t)
+{
+	char why[256];
+	if (o->token_file) {
+		int rc = ps__token_load(o->token_file, t, why, sizeof why);
+		if (rc)
+			die2("job token file %s %s (%s)", o->token_file, why, ps_strerror(rc));
+	} else {
+		const char *env = getenv(PS__TOKEN_ENV);
+		if (!env)
+			die2("a multi-host job needs its job token: --token-file FILE (make one with "
+			     "psrun --make-token FILE) or the environment variable %s", PS__TOKEN_ENV);
+		if (ps__token_parse(env, t) != 0)
+			die2("%s does not hold a token (want 64 hex digits)", PS__TOKEN_ENV);
+	}
+	/* the nodes never see it */
+	unsetenv(PS__TOKEN_ENV);
+}
+
+/* The file execvp would run for prog[0]. */
+static bool resolve_prog(const char *prog, char *out, size_t len)
+{
+	if (strchr(prog, '/')) {
+		snprintf(out, len, "%s", prog);
+		return access(out, X_OK) == 0;
+	}
+	const char *path = getenv("PATH");
+	while (path && *path) {
+		const char *end = strchr(path, ':');
+		size_t n = end ? (size_t)(end - path) : strlen(path);
+		if ((size_t)snprintf(out, len, "%.*s/%s", (int)n, n ? path : ".", prog) < len && access(out, X_OK) == 0)
+			return true;
+		path += n + (end ? 1 : 0);
+	}
+	return false;
+}
+
+static void describe(struct ps__layout *me, char *const prog[], int nodes, int threads)
+{
+	me->abi = PS__ABI;
+	me->nodes = (uint32_t)nodes;
+	me->threads = (uint32_t)threads;
+	char path[PATH_MAX];
+	if (!resolve_prog(prog[0], path, sizeof path)) {
+		fprintf(stderr, "psrun: cannot execute '%s': %s\n", prog[0], strerror(ENOENT));
+		exit(127);
+	}
+	int rc = ps__hash_file(path, me->prog_hash);
+	if (rc == 0)
+		rc = ps__hash_file("/proc/self/exe", me->psrun_hash);
+	if (rc) {
+		fprintf(stderr, "psrun: cannot read '%s' to fingerprint it: %s\n", path, strerror(-rc));
+		exit(127);
+	}
+	if (gethostname(me->name, sizeof me->name) != 0)
+		snprintf(me->name, sizeof me->name, "?");
+	me->name[sizeof me->name - 1] = 0;
+}
+
+struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int nodes, int threads, bool verbose)
+{
+	extern char **environ;
+	struct ps__launch l;
+	char err[512];
+	if (ps__launch_resolve(o->hosts, o->host_rank, o->coordinator, environ, &l, err, sizeof err) != 0)
+		die2("%s", err);
+	if (l.hosts == 1) {
+		if (o->token_file || o->bind)
+			fprintf(stderr, "psrun: note: a one-host job: --token-file and --bind are not used\n");
+		return NULL;
+	}
+	struct hosts *h = calloc(1, sizeof *h);
+	struct ps__rdv *r = calloc(1, sizeof *r);
+	if (!h || !r)
+		die2("out of memory");
+	h->launch = l;
+	h->rdv = r;
+	h->verbose = verbose;
+	h->wake_fd = h->notify_fd = -1;
+	pthread_mutex_init(&h->mu, NULL);
+	for (int i = 0; i < PS__MAX_NODES; i++)
+		h->node_fd[i] = -1;
+	r->rank = l.rank;
+	r->hosts = l.hosts;
+	snprintf(r->coord_host, sizeof r->coord_host, "%s", l.coord_host);
+	r->coord_port = l.coord_port;
+	if (o->bind) {
+		/* ADDR or ADDR:PORT ([V6]:PORT) */
+		if (ps__addr_split(o->bind, r->bind_host, sizeof r->bind_host, &r->bind_port) != 0) {
+			if (strchr(o->bind, ']') || strlen(o->bind) >= sizeof r->bind_host || !*o->bind)
+				die2("--bind '%s': want ADDR or ADDR:PORT", o->bind);
+			snprintf(r->bind_host, sizeof r->bind_host, "%s", o->bind);
+			r->bind_port = 0;
+		}
+		if (l.rank == 0)
+			fprintf(stderr, "psrun: note: host 0's bridge listens on the coordinator address; "
+				"--bind is not used\n");
+	}
+	load_token(o, &r->token);
+	describe(&r->me, prog, nodes, threads);
+	r->timeout_ns = (uint64_t)o->rdv_timeout_s * 1000000000ULL;
+	r->log = stderr;
+	r->cancel_fd = -1;
+	if (verbose)
+		fprintf(stderr, "psrun: host %d of %d (from %s), coordinator %s:%u\n", l.rank, l.hosts, l.source,
+			l.coord_host, (unsigned)l.coord_port);
+	return h;
+}
+
+void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg)
+{
+	if (!h)
+		return;
+	/* plain stores: the nodes that read them are forked after this */
+	seg->hdr->host_rank = (uint32_t)h->launch.rank;
+	seg->hdr->num_hosts = (uint32_t)h->launch.hosts;
+}
+
+int hosts_rendezvous(struct hosts *h, int cancel_fd)
+{
+	if (!h)
+		return 0;
+	struct ps__rdv *r = h->rdv;
+	r->cancel_fd = cancel_fd;
+	int rc = ps__rendezvous(r);
+	sodium_memzero(&r->token, sizeof r->token); /* done with it */
+	if (rc == -EINTR)
+		return rc;
+	if (rc) {
+		fprintf(stderr, "psrun: host %d: %s\n", r->rank, r->err);
+		return rc;
+	}
+	if (h->verbose)
+		for (int i = 0; i < r->hosts; i++)
+			fprintf(stderr, "psrun: host %d: bridge to host %d at %s:%u\n", r->rank, i, r->addr[i].addr,
+				(unsigned)r->addr[i].port);
+	return 0;
+}
+
+static void *bridge_main(void *arg)
+{
+	struct hosts *h = arg;
+	struct pollfd p[2] = {{.fd = ps__bridge_fd(h->bridge), .events = POLLIN},
+			      {.fd = h->wake_fd, .events = POLLIN}};
+	for (;;) {
+		poll(p, 2, ps__bridge_timeout_ms(h->bridge));
+		uint64_t v;
+		if (p[1].revents & POLLIN)
+			(void)!read(h->wake_fd, &v, sizeof v);
+		pthread_mutex_lock(&h->mu);
+		if (h->quit) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		bool news = false;
+		int rc = ps__bridge_step(h->bridge);
+		if (h->done_pending) {
+			ps__bridge_local_done(h->bridge, h->done_code, h->done_code ? h->done_why : NULL);
+			h->done_pending = false;
+		}
+		if (rc != 0 && !h->told_stop) {
+			snprintf(h->why, sizeof h->why, "%s", ps__bridge_failure(h->bridge));
+			h->told_stop = news = true;
+		}
+		if (!h->told_finished && ps__bridge_finished(h->bridge))
+			h->told_finished = news = true;
+		pthread_mutex_unlock(&h->mu);
+		if (news)
+			(void)!write(h->notify_fd, &(uint64_t){1}, sizeof(uint64_t));
+	}
+}
+
+int hosts_start_bridge(struct hosts *h, int nodes)
+{
+	if (!h)
+		return 0;
+	int mine[PS__MAX_NODES];
+	h->nodes = nodes;
+	for (int i = 0; i < nodes; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+			int e = errno;
+			fprintf(stderr, "psrun: cannot create the link of node %d: %s\n", i, strerror(e));
+			for (int k = 0; k < i; k++)
+				close(mine[k]), close(h->node_fd[k]), h->node_fd[k] = -1;
+			return -e;
+		}
+		int buf = 4 << 20;
+		for (int k = 0; k < 2; k++) {
+			setsockopt(sv[k], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+			setsockopt(sv[k], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+		}
+		fcntl(sv[0], F_SETFL, O_NONBLOCK);
+		mine[i] = sv[0];
+		h->node_fd[i] = sv[1];
+	}
+	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->launch.hosts, .nodes = nodes,
+				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr};
+	int rc;
+	h->bridge = ps__bridge_new(&conf, &rc);
+	if (!h->bridge) {
+		fprintf(stderr, "psrun: cannot start the bridge: %s\n", ps_strerror(rc));
+		return rc;
+	}
+	/* the bridge owns the peers' connections now */
+	for (int i = 0; i < h->launch.hosts; i++)
+		h->rdv->fd[i] = -1;
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* the thread inherits psrun's blocked signals: they stay psrun's */
+	if (h->wake_fd < 0 || h->notify_fd < 0 || pthread_create(&h->thread, NULL, bridge_main, h) != 0) {
+		fprintf(stderr, "psrun: cannot start the bridge thread: %s\n", strerror(errno));
+		return -EAGAIN;
+	}
+	h->running = true;
+	return 0;
+}
+
+void hosts_node_env(const struct hosts *h, int node)
+{
+	if (!h)
+		return;
+	char v[16];
+	int fd = h->node_fd[node];
+	snprintf(v, sizeof v, "%d", fd);
+	/* this one descriptor survives exec; the other nodes' ends do not */
+	if (fcntl(fd, F_SETFD, 0) != 0 || setenv("PSMEM_LINK_FD", v, 1) != 0) {
+		fprintf(stderr, "psrun: node %d: cannot pass the bridge link: %s\n", node, strerror(errno));
+		_exit(127);
+	}
+}
+
+void hosts_node_started(struct hosts *h, int node)
+{
+	if (h && h->node_fd[node] >= 0) {
+		close(h->node_fd[node]);
+		h->node_fd[node] = -1;
+	}
+}
+
+int hosts_poll_fd(const struct hosts *h)
+{
+	return h && h->running ? h->notify_fd : -1;
+}
+
+int hosts_timeout_ms(const struct hosts *h)
+{
+	(void)h;
+	return -1; /* the bridge thread keeps its own time */
+}
+
+const char *hosts_step(struct hosts *h)
+{
+	if (!h || !h->running)
+		return NULL;
+	uint64_t v;
+	(void)!read(h->notify_fd, &v, sizeof v);
+	pthread_mutex_lock(&h->mu);
+	bool stop = h->told_stop;
+	pthread_mutex_unlock(&h->mu);
+	return stop ? h->why : NULL;
+}
+
+void hosts_local_done(struct hosts *h, int code, const char *why)
+{
+	if (!h || !h->running)
+		return;
+	pthread_mutex_lock(&h->mu);
+	bool first = !h->done_sent;
+	if (first) {
+		h->done_sent = h->done_pending = true;
+		h->done_code = code;
+		snprintf(h->done_why, sizeof h->done_why, "%s", why ? why : "");
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (first)
+		(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+}
+
+bool hosts_finished(const struct hosts *h)
+{
+	if (!h || !h->running)
+		return true;
+	pthread_mutex_lock((pthread_mutex_t *)&h->mu);
+	bool f = h->told_finished;
+	pthread_mutex_unlock((pthread_mutex_t *)&h->mu);
+	return f;
+}
+
+void hosts_free(struct hosts *h)
+{
+	if (!h)
+		return;
+	if (h->running) {
+		pthread_mutex_lock(&h->mu);
+		h->quit = true;
+		pthread_mutex_unlock(&h->mu);
+		(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+		pthread_join(h->thread, NULL);
+		h->running = false;
+	}
+	if (h->wake_fd >= 0)
+		close(h->wake_fd);
+	if (h->notify_fd >= 0)
+		close(h->notify_fd);
+	if (h->bridge && h->verbose) {
+		struct ps__bridge_stats st;
+		ps__bridge_stats(h->bridge, &st);
+		fprintf(stderr, "psrun: host %d: bridge: %llu data frames out, %llu in; %llu bytes out, %llu in; "
+			"%llu barriers\n", h->launch.rank, (unsigned long long)st.frames_out,
+			(unsigned long long)st.frames_in, (unsigned long long)st.wire_bytes_out,
+			(unsigned long long)st.wire_bytes_in, (unsigned long long)st.barriers);
+	}
+	ps__bridge_free(h->bridge);
+	for (int i = 0; i < PS__MAX_NODES; i++)
+		if (h->node_fd[i] >= 0)
+			close(h->node_fd[i]);
+	if (h->rdv) {
+		ps__rdv_close(h->rdv);
+		sodium_memzero(&h->rdv->token, sizeof h->rdv->token);
+		free(h->rdv);
+	}
+	free(h);
+}

@@ -1,0 +1,360 @@
+/*
+ * bridge.h - PRIVATE to libpsmem, psrun and the tests: the multi-host
+ * bridge.  Not installed; applications include only psmem.h.
+ *
+ * Groups: frames (frame.c, pure codecs) / job token and authentication
+ * (auth.c) / sockets and blocking frame I/O (netio.c) / launch environment
+ * (launch_env.c) / rendezvous (rendezvous.c) / the bridge loop in psrun
+ * (bridge.c) / the node's link to it (bridge_link.c).
+ *
+ * Wire format: little-endian; every frame is a 24-byte header and a body.
+ *
+ *   0  u32 magic    PS__FRAME_MAGIC ("PSBF")
+ *   4  u8  version  PS__FRAME_VERSION
+ *   5  u8  type     enum ps__ftype
+ *   6  u16 host     routing: on a node's link, the destination host (node to
+ *                   bridge) or the source host (bridge to node); on a TCP
+ *                   connection, the sender's host rank (checked against the
+ *                   connection)
+ *   8  u32 len      body bytes (<= the receiver's limit)
+ *  12  u32 crc      zlib crc32 of header bytes [0,6) [8,12) [16,24) and the
+ *                   body: everything but itself and the routing field, so a
+ *                   bridge re-routes a frame without touching its body
+ *  16  u64 req      request id, echoed by the reply
+ */
+#ifndef PSMEM_BRIDGE_H
+#define PSMEM_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "psmem.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the bridge's wire format is little-endian; big-endian hosts are not supported"
+#endif
+
+/* ----------------------------------------------------------------- frames */
+
+#define PS__FRAME_MAGIC    0x46425350u /* bytes 'P' 'S' 'B' 'F' */
+#define PS__FRAME_VERSION  1u
+#define PS__FRAME_HDR      24u
+#define PS__FRAME_MAX      (16u << 20) /* body limit of data frames */
+#define PS__FRAME_MAX_AUTH 512u        /* body limit before authentication */
+#define PS__NOTE_MAX        1024u       /* text of REFUSE / ABORT */
+#define PS__MAX_HOSTS      1024
+#define PS__HASH_BYTES     32
+#define PS__NONCE_BYTES    32
+#define PS__MAC_BYTES      32
+
+enum ps__ftype {
+	PS__F_HELLO = 1,     /* rank, host count, nonce: opens a handshake */
+	PS__F_AUTH = 2,      /* HMAC answering the peer's nonce */
+	PS__F_REFUSE = 3,    /* code + text: the peer is refused, then closed */
+	PS__F_LAYOUT = 4,    /* host -> coordinator: what runs there, bridge address */
+	PS__F_PEERS = 5,     /* coordinator -> hosts: every host's bridge address */
+	PS__F_HEARTBEAT = 6, /* empty: "still here" */
+	PS__F_BYE = 7,       /* status: this host's nodes are done, orderly close */
+	PS__F_ABORT = 8,     /* code + text: this host failed, stop the job */
+	PS__F_PULL = 16,     /* keys -> REPLY with their values */
+	PS__F_PUSH = 17,     /* keys + updates -> REPLY with a status */
+	PS__F_REPLY = 18,    /* status (+ values for a pull) */
+	PS__F_BARRIER = 19,  /* generation + tag: a node (or host) arrived */
+	PS__F_RELEASE = 20,  /* generation + status: the barrier completed */
+};
+
+struct ps__frame {
+	uint8_t type;
+	uint16_t host;
+	uint32_t len;
+	uint64_t req;
+	const uint8_t *body; /* points into the parsed buffer */
+};
+
+/* True for the types above. */
+bool ps__frame_type_known(unsigned type);
+
+/*
+ * Parses the frame at the start of buf[0..n).  Returns its total size
+ * (header + body) when it is complete and valid; 0 when more bytes are
+ * needed; or a negative code: PS_EFRAME_MAGIC, _VERSION, _TYPE, _SIZE (body
+ * over max_body), _CRC (only if check_crc), or _TRUNC when at_eof and a
+ * partial frame is buffered.  Header errors are reported as soon as the
+ * bytes that carry them arrive, before the body is buffered.  Pure.
+ */
+long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, bool check_crc, bool at_eof,
+		     struct ps__frame *f);
+
+/* Writes the header of a frame whose body (len bytes) already sits at
+ * frame + PS__FRAME_HDR, checksum included. */
+void ps__frame_seal(uint8_t *frame, unsigned type, uint16_t host, uint64_t req, uint32_t len);
+
+/* Rewrites the routing field of a sealed frame (not covered by the crc). */
+void ps__frame_set_host(uint8_t *frame, uint16_t host);
+
+/* Bodies.  Encoders write into out (room for the size they return, see
+ * ps__*_size); decoders check the body exactly and return 0 or
+ * PS_EFRAME_BODY, never reading past len. */
+struct ps__hello {
+	uint16_t rank, hosts;
+	uint8_t nonce[PS__NONCE_BYTES];
+};
+#define PS__HELLO_SIZE (4 + PS__NONCE_BYTES)
+void ps__hello_enc(uint8_t *out, const struct ps__hello *m);
+int ps__hello_dec(const uint8_t *b, uint32_t len, struct ps__hello *m);
+
+/* REFUSE and ABORT: a code and a text (not NUL-terminated on the wire). */
+struct ps__note {
+	int32_t code;
+	char text[PS__NOTE_MAX + 1]; /* NUL-terminated, unprintable bytes as '?' */
+};
+uint32_t ps__note_enc(uint8_t *out, int32_t code, const char *text); /* out: 6 + PS__NOTE_MAX */
+int ps__note_dec(const uint8_t *b, uint32_t len, struct ps__note *m);
+
+struct ps__layout {
+	uint32_t abi;
+	uint16_t rank, hosts;
+	uint32_t nodes, threads;
+	uint8_t prog_hash[PS__HASH_BYTES];  /* the program the nodes run */
+	uint8_t psrun_hash[PS__HASH_BYTES]; /* psrun itself (bridge protocol) */
+	uint16_t port;                      /* this host's bridge listener */
+	char addr[64];                      /* numeric address of the listener */
+	char name[64];                      /* host name, for messages */
+};
+#define PS__LAYOUT_MAX (16 + 2 * PS__HASH_BYTES + 2 + 1 + 63 + 1 + 63)
+uint32_t ps__layout_enc(uint8_t *out, const struct ps__layout *m);
+int ps__layout_dec(const uint8_t *b, uint32_t len, struct ps__layout *m);
+
+struct ps__peer_addr {
+	uint16_t port;
+	char addr[64];
+};
+/* PEERS: one address per host rank, hosts of them. */
+uint32_t ps__peers_size(int hosts);
+uint32_t ps__peers_enc(uint8_t *out, const struct ps__peer_addr *p, int hosts);
+int ps__peers_dec(const uint8_t *b, uint32_t len, struct ps__peer_addr *p, int hosts);
+
+/* PULL and PUSH: the table's identity and shape travel with the keys, so a
+ * host whose table differs answers PS_EMISMATCH instead of guessing. */
+struct ps__kv_req {
+	uint32_t table, value_len;
+	uint64_t num_keys;
+	uint32_t n;               /* keys in the frame, >= 1 */
+	const uint8_t *keys;      /* n x u64 (unaligned: use ps__get64) */
+	const uint8_t *values;    /* PUSH: n x value_len floats; PULL: NULL */
+};
+#define PS__KV_HDR 24u
+/* Body size of a request of n keys (64-bit: no overflow for any n). */
+uint64_t ps__kv_size(bool push, uint32_t n, uint32_t value_len);
+/* Writes the fixed part; the caller appends the keys (and values). */
+void ps__kv_enc_hdr(uint8_t *out, const struct ps__kv_req *m);
+int ps__kv_dec(const uint8_t *b, uint32_t len, bool push, struct ps__kv_req *m);
+
+struct ps__reply {
+	int32_t status;
+	uint32_t nvals;           /* floats that follow (a pull's values) */
+	const uint8_t *vals;
+};
+#define PS__REPLY_HDR 8u
+void ps__reply_enc_hdr(uint8_t *out, int32_t status, uint32_t nvals);
+int ps__reply_dec(const uint8_t *b, uint32_t len, struct ps__reply *m);
+
+struct ps__barrier_msg {
+	uint64_t gen;             /* barrier generation, from 1 */
+	uint64_t tag;             /* what the participants agree on (a shape hash) */
+	int32_t status;           /* RELEASE: 0 or the reason it failed */
+	uint32_t flags;           /* PS__BAR_FINAL: the node leaves after it */
+};
+#define PS__BARRIER_SIZE 24u
+#define PS__BAR_FINAL 0x1u
+void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m);
+int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m);
+
+/* Little-endian access to unaligned bytes. */
+static inline uint16_t ps__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t ps__get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t ps__get64(const uint8_t *p) { return ps__get32(p) | (uint64_t)ps__get32(p + 4) << 32; }
+static inline void ps__put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void ps__put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void ps__put64(uint8_t *p, uint64_t v)
+{
+	ps__put32(p, (uint32_t)v);
+	ps__put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* ------------------------------------------------ job token, authentication */
+
+#define PS__TOKEN_BYTES 32
+#define PS__TOKEN_ENV   "PSMEM_TOKEN"
+
+struct ps__token {
+	uint8_t k[PS__TOKEN_BYTES];
+};
+
+/* 256 random bits (libsodium's randombytes). */
+int ps__token_generate(struct ps__token *t);
+/* Creates path (O_EXCL, mode 0600) holding the token as 64 hex digits. */
+int ps__token_write(const char *path, const struct ps__token *t);
+/* 64 hex digits, optionally followed by white space: 0 or PS_ETOKEN. */
+int ps__token_parse(const char *text, struct ps__token *t);
+/*
+ * Loads a token file.  Refused (and nothing read) unless it is a regular
+ * file owned by this user with no group/other permission bits:
+ * PS_ETOKENPERM, with the reason in why.  -errno when it cannot be opened,
+ * PS_ETOKEN when its content is not a token.
+ */
+int ps__token_load(const char *path, struct ps__token *t, char *why, size_t whylen);
+
+/*
+ * Challenge-response (HMAC-SHA256 keyed by the token).  Each side sends a
+ * fresh nonce (HELLO); the prover answers its verifier's nonce with
+ *   HMAC(token, "psmem-auth-1" | role | verifier nonce | prover nonce |
+ *        prover rank | verifier rank)
+ * role 'C' for the side that connected, 'S' for the side that accepted, so
+ * an answer cannot be reflected back, and both nonces bind the session.
+ */
+void ps__auth_nonce(uint8_t nonce[PS__NONCE_BYTES]);
+void ps__auth_mac(const struct ps__token *t, char role, const uint8_t verifier_nonce[PS__NONCE_BYTES],
+		  const uint8_t prover_nonce[PS__NONCE_BYTES], uint16_t prover_rank, uint16_t verifier_rank,
+		  uint8_t mac[PS__MAC_BYTES]);
+/* Constant-time check of an answer: 0 or PS_EAUTH. */
+int ps__auth_verify(const struct ps__token *t, char role, const uint8_t verifier_nonce[PS__NONCE_BYTES],
+		    const uint8_t prover_nonce[PS__NONCE_BYTES], uint16_t prover_rank, uint16_t verifier_rank,
+		    const uint8_t mac[PS__MAC_BYTES]);
+/* SHA-256 of a file's content: 0 or -errno. */
+int ps__hash_file(const char *path, uint8_t out[PS__HASH_BYTES]);
+
+/* ----------------------------------------------------------- sockets */
+
+/* "HOST:PORT" or "[V6ADDR]:PORT" -> host, port: 0 or -EINVAL. */
+int ps__addr_split(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* Listens on exactly host:port (0: an ephemeral port).  Returns the
+ * descriptor or a negative code with the reason in msg (a port in use is
+ * named). */
+int ps__net_listen(const char *host, uint16_t port, char *msg, size_t msglen);
+/* Numeric address and port of a socket's own / its peer's end. */
+int ps__net_local(int fd, char *addr, size_t addrlen, uint16_t *port);
+int ps__net_peer(int fd, char *addr, size_t addrlen, uint16_t *port);
+/* TCP_NODELAY and 4 MiB socket buffers. */
+void ps__net_tune(int fd);
+/* Connects, retrying while the peer is not listening yet, until the
+ * deadline (CLOCK_MONOTONIC ns).  Returns the descriptor, -ETIMEDOUT,
+ * -EINTR (cancel_fd became readable) or another negative code, with the
+ * reason in msg. */
+int ps__net_connect(const char *host, uint16_t port, uint64_t deadline_ns, int cancel_fd, char *msg, size_t msglen);
+int ps__net_accept(int lfd, uint64_t deadline_ns, int cancel_fd);
+int ps__net_send(int fd, const void *buf, size_t n, uint64_t deadline_ns);
+/* Seals the frame whose body is at frame + PS__FRAME_HDR and sends it. */
+int ps__net_send_frame(int fd, uint8_t *frame, unsigned type, uint16_t host, uint64_t req, uint32_t len,
+		       uint64_t deadline_ns);
+/* Receives exactly one frame into buf (cap bytes).  Returns its size, or
+ * -ECONNRESET (closed before a frame began), PS_EFRAME_* (PS_EFRAME_TRUNC:
+ * closed inside one), -ETIMEDOUT, -EINTR or -errno. */
+long ps__net_recv_frame(int fd, uint8_t *buf, size_t cap, uint32_t max_body, uint64_t deadline_ns, int cancel_fd,
+			struct ps__frame *f);
+
+/* ------------------------------------------------- launch environment */
+
+struct ps__launch {
+	int hosts;                /* 1: a single-host job */
+	int rank;
+	char source[16];          /* "flags", "Open MPI", "PMI", "Slurm", "none" */
+	char coord_host[256];     /* "" when not needed (one host) */
+	uint16_t coord_port;
+};
+
+/*
+ * Host rank, host count and coordinator of this psrun, from its flags
+ * (flag_hosts / flag_rank < 0 and flag_coord NULL when not given) or the
+ * launcher's environment envp (NULL-terminated "NAME=VALUE").  Returns 0,
+ * or a negative code with the reason in err.  See launch_env.c.
+ */
+int ps__launch_resolve(int flag_hosts, int flag_rank, const char *flag_coord, char *const *envp,
+		       struct ps__launch *l, char *err, size_t errlen);
+
+/* --------------------------------------------------------- rendezvous */
+
+/* Large (fixed arrays for PS__MAX_HOSTS): allocate it, do not put it on a
+ * stack.  See rendezvous.c. */
+struct ps__rdv {
+	/* in */
+	int rank, hosts;
+	char coord_host[256];
+	uint16_t coord_port;
+	char bind_host[256];      /* this host's bridge address; "" = derived */
+	uint16_t bind_port;       /* 0 = ephemeral */
+	struct ps__token token;
+	struct ps__layout me;     /* abi, nodes, threads, hashes, name */
+	uint64_t timeout_ns;      /* for every host to show up */
+	int cancel_fd;            /* readable = give up with -EINTR; -1 none */
+	FILE *log;                /* refused strangers are logged here */
+	/* out */
+	int fd[PS__MAX_HOSTS];    /* authenticated connection to each peer; -1 self */
+	struct ps__peer_addr addr[PS__MAX_HOSTS];
+	char names[PS__MAX_HOSTS][64]; /* host names (coordinator only) */
+	char err[1024];           /* why it failed */
+	/* scratch */
+	uint8_t buf[PS__FRAME_HDR + 2 + PS__MAX_HOSTS * 66 + 64];
+	size_t buf_size;
+};
+
+/* 0 with every peer connected; -EINTR when cancelled; else a negative
+ * code and the reason in r->err (a missing host is named). */
+int ps__rendezvous(struct ps__rdv *r);
+/* Closes the connections still held in r->fd. */
+void ps__rdv_close(struct ps__rdv *r);
+
+/* ------------------------------------------------ the bridge (psrun) */
+
+#define PS__HEARTBEAT_MS    200  /* a frame to every peer at least this often */
+#define PS__PEER_TIMEOUT_MS 3000 /* silence that means death (env PSMEM_PEER_TIMEOUT_MS) */
+
+struct ps__bridge;
+
+struct ps__bridge_conf {
+	int rank, hosts, nodes;
+	const int *peer_fd;       /* [hosts], from the rendezvous; -1 for rank */
+	const struct ps__peer_addr *addr; /* [hosts], for messages */
+	const int *link_fd;       /* [nodes]: psrun's end of each node's link */
+	FILE *log;
+};
+
+struct ps__bridge_stats {
+	uint64_t frames_out, frames_in;      /* data frames to / from peers */
+	uint64_t wire_bytes_out, wire_bytes_in; /* TCP payload bytes, all frames */
+	uint64_t barriers;
+};
+
+/* Grows a malloc'd byte buffer to at least need bytes (doubling): 0 or
+ * -ENOMEM (the buffer is then unchanged). */
+int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need);
+
+/* Takes ownership of every descriptor in conf. */
+struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err);
+/* An epoll descriptor: readable when ps__bridge_step has work. */
+int ps__bridge_fd(const struct ps__bridge *b);
+/* Longest wait before ps__bridge_step must run again (heartbeats). */
+int ps__bridge_timeout_ms(const struct ps__bridge *b);
+/* Moves frames, runs timers.  0, or PS_EHOSTDOWN once the job must stop
+ * because a peer failed (the reason is logged). */
+int ps__bridge_step(struct ps__bridge *b);
+/* Our nodes have all ended: BYE to every peer (code 0), else ABORT with
+ * the reason. */
+void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why);
+/* After local_done: every peer has said goodbye or is gone. */
+bool ps__bridge_finished(const struct ps__bridge *b);
+/* Why the job must stop (the first peer failure), or NULL. */
+const char *ps__bridge_failure(const struct ps__bridge *b);
+void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out);
+void ps__bridge_free(struct ps__bridge *b);
+
+#endif /* PSMEM_BRIDGE_H */

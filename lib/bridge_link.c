@@ -1,0 +1,695 @@
+/*
+ * bridge_link.c - a node's side of the multi-host bridge: its link (a Unix
+ * stream socket inherited from psrun, PSMEM_LINK_FD) and the link thread
+ * that serves it.
+ *
+ * Keys are range-partitioned over hosts: host h holds keys
+ * [ceil(h K / H), ceil((h+1) K / H)), placed over its nodes as in a
+ * one-host job; the location word of every other key is REMOTE with the
+ * holding host in its owner field (written once at table creation).
+ *
+ * Callers (kv.c's routing hook):
+ *   ps__remote_start  groups the batch's REMOTE keys per host and sends one
+ *                     PULL/PUSH frame per host (split only at the frame
+ *                     size limit), then returns: the local keys are done
+ *                     while the frames travel;
+ *   ps__remote_wait   waits for the replies (ps_wait, or at the end of a
+ *                     synchronous call).
+ * The link thread:
+ *   REPLY             scatters a pull's values into the caller's buffer,
+ *                     counts the group down, wakes the waiter;
+ *   PULL/PUSH         executes a request of another host on this host's
+ *                     keys (a registered reader thread of this node, so
+ *                     grace periods cover it) and answers;
+ *   RELEASE           completes a barrier across hosts;
+ *   ABORT             host f->host is gone: its requests in flight fail.
+ *
+ * Invariants
+ *   (L1) A request id is (node << 56) | (seq << 32) | slot: the bridges
+ *        route replies by the node byte, and a reply whose seq does not
+ *        match its slot's is stale and ignored, so a slot can be reused.
+ *   (L2) A group's counter is set to its number of frames before the first
+ *        is sent; each reply (or failure) decrements it with release after
+ *        writing the values, and the waiter reads them after an acquire
+ *        load of 0.
+ *   (L3) One node's requests to a host are executed by one node there, in
+ *        order (bridge.c), so a worker's synchronous operations on a key
+ *        keep their order across hosts.
+ *   (L4) When the link breaks (psrun gone), every request in flight and
+ *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
+ *        loses a peer host, the requests that went there do: nothing hangs.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "bridge.h"
+#include "psmem_int.h"
+
+#define TAG_WORKERS 0x5745524b45525321ULL /* "!SREKREW" */
+#define TAG_FINAL   0x4c414e49462d5350ULL /* "PS-FINAL" */
+
+struct rpc {
+	uint32_t seq;             /* (L1) */
+	bool busy;
+	uint32_t next_free;
+	struct ps__rgroup *g;
+	float *out;               /* pull: the caller's values; push: NULL */
+	const uint32_t *pos;      /* n positions in the caller's key array */
+	uint32_t n, value_len;
+	int host;                 /* where the request went */
+};
+
+struct ps__rgroup {
+	_Atomic uint32_t left;    /* frames not answered yet; futex word (L2) */
+	_Atomic int32_t err;      /* first failure, relaxed: read after left */
+	uint32_t *pos;            /* positions of the remote keys, by host */
+};
+
+struct ps__link {
+	ps_world *w;
+	int fd;
+	pthread_t thread;
+	/* acquire/release: a reader that sees true sees the failures the link
+	 * thread recorded before (L4) */
+	_Atomic bool dead;
+	pthread_mutex_t wlock;    /* one frame written at a time */
+	pthread_mutex_t lock;     /* the rpc table */
+	struct rpc *rpc;
+	uint32_t cap, free_head;
+	/* barriers across hosts (one arrival per node at a time: bar_lock) */
+	pthread_mutex_t bar_lock;
+	uint64_t bar_gen;         /* last generation this node arrived at */
+	/* release by the link thread after status[] is written; acquire by
+	 * the waiter.  bar_seq is the futex word that wakes it. */
+	_Atomic uint64_t released;
+	_Atomic uint32_t bar_seq;
+	/* relaxed: written before the release of released, read after its
+	 * acquire (at [gen & 1]: the next generation cannot be released
+	 * before this node arrives at it) */
+	_Atomic int32_t bar_status[2];
+	/* Tables other hosts may use, published by their creator just before
+	 * the creation barrier over hosts (release), read by the link thread
+	 * (acquire): the handle's fields written before are visible.  The
+	 * socket that carries the barrier orders nothing for TSan. */
+	_Atomic(ps_table *) tables[PS__MAX_TABLES];
+	/* ps_barrier across hosts: arrivals of this process's threads */
+	pthread_mutex_t wb_lock;
+	uint64_t wb_arrivals;
+	int wb_rc[2];
+	/* link thread only */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *scratch;
+	size_t scratch_cap;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+
+void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1)
+{
+	const unsigned __int128 K = num_keys, H = (unsigned)w->nhosts, h = (unsigned)w->host;
+	*k0 = (uint64_t)((h * K + H - 1) / H);
+	*k1 = (uint64_t)(((h + 1) * K + H - 1) / H);
+}
+
+static int host_of(const ps_world *w, uint64_t num_keys, ps_key k)
+{
+	return (int)((unsigned __int128)k * (unsigned)w->nhosts / num_keys);
+}
+
+void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1)
+{
+	for (uint64_t k = 0; k < t->num_keys; k++) {
+		if (k == k0) {
+			k = k1 - 1;
+			continue;
+		}
+		/* relaxed: the table's node barrier publishes it */
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(host_of(w, t->num_keys, k)),
+				      memory_order_relaxed);
+	}
+}
+
+static int write_all(struct ps__link *L, const uint8_t *p, size_t n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&L->wlock);
+	while (n > 0) {
+		ssize_t r = send(L->fd, p, n, MSG_NOSIGNAL);
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		} else {
+			rc = PS_EHOSTDOWN;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&L->wlock);
+	return rc;
+}
+
+static void group_done(struct ps__rgroup *g, int err)
+{
+	int32_t zero = 0;
+	if (err)
+		atomic_compare_exchange_strong_explicit(&g->err, &zero, err, memory_order_relaxed,
+							memory_order_relaxed);
+	/* release: the values scattered before are visible to the waiter (L2) */
+	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_release) == 1)
+		ps__futex_wake(&g->left, 1, false);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static int rpc_take(struct ps__link *L, uint32_t *slot)
+{
+	pthread_mutex_lock(&L->lock);
+	if (L->free_head == UINT32_MAX) {
+		uint32_t cap = L->cap ? L->cap * 2 : 256;
+		if (cap > (1u << 24)) {
+			pthread_mutex_unlock(&L->lock);
+			return -ENOMEM;
+		}
+		struct rpc *r = realloc(L->rpc, cap * sizeof *r);
+		if (!r) {
+			pthread_mutex_unlock(&L->lock);
+			return -ENOMEM;
+		}
+		for (uint32_t i = L->cap; i < cap; i++)
+			r[i] = (struct rpc){.next_free = i + 1 < cap ? i + 1 : UINT32_MAX};
+		L->rpc = r;
+		L->free_head = L->cap;
+		L->cap = cap;
+	}
+	*slot = L->free_head;
+	L->free_head = L->rpc[*slot].next_free;
+	L->rpc[*slot].busy = true;
+	L->rpc[*slot].seq = (L->rpc[*slot].seq + 1) & 0xffffff;
+	pthread_mutex_unlock(&L->lock);
+	return 0;
+}
+
+/* Frees the slot named by req; false if req is stale or unknown (L1). */
+static bool rpc_claim(struct ps__link *L, uint64_t req, struct rpc *out)
+{
+	uint32_t slot = (uint32_t)req, seq = (uint32_t)(req >> 32) & 0xffffff;
+	bool ok = false;
+	pthread_mutex_lock(&L->lock);
+	if (slot < L->cap && L->rpc[slot].busy && L->rpc[slot].seq == seq) {
+		*out = L->rpc[slot];
+		L->rpc[slot].busy = false;
+		L->rpc[slot].next_free = L->free_head;
+		L->free_head = slot;
+		ok = true;
+	}
+	pthread_mutex_unlock(&L->lock);
+	return ok;
+}
+
+/* Most keys of one frame, in both directions (the pull's reply too). */
+static uint32_t keys_per_frame(uint32_t value_len)
+{
+	uint64_t by_req = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * value_len);
+	uint64_t by_reply = (PS__FRAME_MAX - PS__REPLY_HDR) / (4ULL * value_len);
+	uint64_t m = by_req < by_reply ? by_req : by_reply;
+	return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+}
+
+/* Sends one frame of keys pos[0..n) (positions in keys) to host. */
+static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
+		      uint32_t n, float *out, const float *in)
+{
+	ps_world *w = t->w;
+	struct ps__link *L = w->link;
+	const uint32_t vlen = t->value_len;
+	uint64_t body = ps__kv_size(in != NULL, n, vlen);
+	uint8_t *f = ps__alloc(w, PS__FRAME_HDR + body);
+	if (!f)
+		return -ENOMEM;
+	struct ps__kv_req m = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = n};
+	uint8_t *b = f + PS__FRAME_HDR;
+	ps__kv_enc_hdr(b, &m);
+	uint8_t *kp = b + PS__KV_HDR;
+	for (uint32_t i = 0; i < n; i++)
+		memcpy(kp + 8 * (size_t)i, &keys[pos[i]], 8);
+	if (in) {
+		uint8_t *vp = kp + 8 * (size_t)n;
+		for (uint32_t i = 0; i < n; i++)
+			memcpy(vp + 4 * (size_t)i * vlen, in + (size_t)pos[i] * vlen, 4 * (size_t)vlen);
+	}
+	uint32_t slot;
+	int rc = rpc_take(L, &slot);
+	if (rc) {
+		ps__free(w, f);
+		return rc;
+	}
+	pthread_mutex_lock(&L->lock);
+	struct rpc *r = &L->rpc[slot];
+	r->g = g;
+	r->out = out;
+	r->pos = pos;
+	r->n = n;
+	r->value_len = vlen;
+	r->host = host;
+	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
+	pthread_mutex_unlock(&L->lock);
+	ps__frame_seal(f, in ? PS__F_PUSH : PS__F_PULL, (uint16_t)host, req, (uint32_t)body);
+	/* acquire: a link thread that died before our registration swept
+	 * without seeing it; then we see dead here (L4) */
+	rc = atomic_load_explicit(&L->dead, memory_order_acquire) ? PS_EHOSTDOWN
+								  : write_all(L, f, PS__FRAME_HDR + body);
+	ps__free(w, f);
+	if (rc) {
+		/* no reply will come: take the slot back, unless the link
+		 * thread's failure sweep completed it already */
+		struct rpc mine;
+		return rpc_claim(L, req, &mine) ? rc : 0;
+	}
+	return 0;
+}
+
+int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+		     struct ps__rgroup **gp)
+{
+	ps_world *w = t->w;
+	const int H = w->nhosts;
+	*gp = NULL;
+	size_t remote = 0;
+	for (size_t i = 0; i < n; i++)
+		/* relaxed: REMOTE words are written once, before the table's
+		 * creation barrier, and never change */
+		remote += PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed));
+	if (remote == 0)
+		return 0; /* the common case of a local batch: nothing allocated */
+	if (remote > UINT32_MAX)
+		return -E2BIG;
+	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
+	if (!count)
+		return -ENOMEM;
+	memset(count, 0, (size_t)(H + 1) * sizeof *count);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
+		if (PS__LOC_IS_REMOTE(lw))
+			count[PS__LOC_OWNER(lw) + 1]++;
+	}
+	struct ps__rgroup *g = ps__alloc(w, sizeof *g);
+	uint32_t *pos = ps__alloc(w, remote * sizeof *pos);
+	if (!g || !pos) {
+		ps__free(w, g);
+		ps__free(w, pos);
+		ps__free(w, count);
+		return -ENOMEM;
+	}
+	/* counting sort of the remote positions by host */
+	const uint32_t per = keys_per_frame(t->value_len);
+	uint32_t frames = 0;
+	for (int h = 0; h < H; h++) {
+		frames += (count[h + 1] + per - 1) / per;
+		count[h + 1] += count[h];
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
+		if (PS__LOC_IS_REMOTE(lw))
+			pos[count[PS__LOC_OWNER(lw)]++] = (uint32_t)i;
+	}
+	atomic_init(&g->left, frames); /* (L2): before the first frame is sent */
+	atomic_init(&g->err, 0);
+	g->pos = pos;
+	*gp = g;
+	/* count[h] is now the end of host h's run */
+	uint32_t at = 0;
+	for (int h = 0; h < H; h++) {
+		while (at < count[h]) {
+			uint32_t m = count[h] - at < per ? count[h] - at : per;
+			int rc = send_chunk(t, g, h, keys, pos + at, m, out, in);
+			if (rc)
+				group_done(g, rc);
+			at += m;
+		}
+	}
+	ps__free(w, count);
+	return (int)(remote > INT_MAX ? INT_MAX : remote);
+}
+
+int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
+{
+	unsigned spins = 0;
+	for (;;) {
+		/* acquire: pairs with the release in group_done (L2) */
+		uint32_t left = atomic_load_explicit(&g->left, memory_order_acquire);
+		if (left == 0)
+			break;
+		if (++spins < 512) {
+			ps__cpu_relax();
+			continue;
+		}
+		ps__wait_set(w, PS__WAIT_REQUEST, PS__OP_PULL, left);
+		ps__futex_wait(&g->left, left, 10 * 1000 * 1000, false);
+		ps__wait_clear(w);
+	}
+	int rc = atomic_load_explicit(&g->err, memory_order_relaxed);
+	ps__free(w, g->pos);
+	ps__free(w, g);
+	return rc;
+}
+
+/* ------------------------------------------------------------ barriers */
+
+static int link_barrier(ps_world *w, uint64_t tag, uint32_t flags)
+{
+	struct ps__link *L = w->link;
+	pthread_mutex_lock(&L->bar_lock);
+	uint64_t gen = ++L->bar_gen;
+	pthread_mutex_unlock(&L->bar_lock);
+	uint8_t f[PS__FRAME_HDR + PS__BARRIER_SIZE];
+	struct ps__barrier_msg m = {.gen = gen, .tag = tag, .flags = flags};
+	ps__barrier_enc(f + PS__FRAME_HDR, &m);
+	ps__frame_seal(f, PS__F_BARRIER, (uint16_t)w->host, 0, PS__BARRIER_SIZE);
+	if (write_all(L, f, sizeof f) != 0)
+		return PS_EHOSTDOWN;
+	ps__wait_set(w, PS__WAIT_BARRIER, gen, 2);
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&L->bar_seq, memory_order_acquire);
+		/* acquire: pairs with the release in on_release */
+		if (atomic_load_explicit(&L->released, memory_order_acquire) >= gen)
+			break;
+		if (atomic_load_explicit(&L->dead, memory_order_acquire)) {
+			ps__wait_clear(w);
+			return PS_EHOSTDOWN;
+		}
+		ps__futex_wait(&L->bar_seq, seq, 100 * 1000 * 1000, false);
+	}
+	ps__wait_clear(w);
+	return atomic_load_explicit(&L->bar_status[gen & 1], memory_order_relaxed);
+}
+
+static void on_release(struct ps__link *L, const struct ps__barrier_msg *m)
+{
+	atomic_store_explicit(&L->bar_status[m->gen & 1], m->status, memory_order_relaxed);
+	/* release: the status is visible to whoever sees the generation */
+	atomic_store_explicit(&L->released, m->gen, memory_order_release);
+	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
+	ps__futex_wake(&L->bar_seq, INT_MAX, false);
+}
+
+int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc)
+{
+	uint64_t tag = ps__mix64((uint64_t)id ^ ps__mix64(d->num_keys ^ ps__mix64(d->value_len)));
+	tag = ps__mix64(tag ^ ((uint64_t)d->flags << 32 | d->placement << 8 | d->init));
+	tag = ps__mix64(tag ^ d->seed);
+	uint32_t a;
+	memcpy(&a, &d->init_a, sizeof a);
+	tag = ps__mix64(tag ^ a);
+	/* update rule (with its fingerprint and parameters) and replication */
+	tag = ps__mix64(tag ^ d->rule ^ ((uint64_t)d->repl_max << 32));
+	tag = ps__mix64(tag ^ d->rule_fp);
+	uint64_t rp[2];
+	memcpy(rp, d->rule_params, sizeof rp);
+	tag = ps__mix64(tag ^ rp[0] ^ ps__mix64(rp[1]));
+	uint64_t rr;
+	memcpy(&rr, &d->repl_rate, sizeof rr);
+	tag = ps__mix64(tag ^ rr);
+	/* a node that failed disagrees with everyone: all fail together */
+	if (local_rc)
+		tag = ps__mix64(tag ^ (uint64_t)(uint32_t)local_rc ^ ((uint64_t)w->host << 32) ^ (uint64_t)w->node);
+	/* requests of other hosts may come as soon as the barrier completes,
+	 * before this thread wakes up: publish first (w->tables[id] is set
+	 * only after this barrier). */
+	atomic_store_explicit(&w->link->tables[id], local_rc ? NULL : t, memory_order_release);
+	int rc = link_barrier(w, tag, 0);
+	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
+		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
+	return rc;
+}
+
+int ps__link_barrier_workers(ps_world *w)
+{
+	struct ps__link *L = w->link;
+	const uint64_t T = (uint64_t)(w->nthreads > 0 ? w->nthreads : 1);
+	pthread_mutex_lock(&L->wb_lock);
+	uint64_t k = L->wb_arrivals++;
+	pthread_mutex_unlock(&L->wb_lock);
+	uint64_t gen = k / T;
+	if (k % T == 0) {
+		/* the first thread of this process to get here speaks for it:
+		 * every thread of every local node has arrived (the local
+		 * barrier before), so this node has */
+		int rc = link_barrier(w, TAG_WORKERS, 0);
+		pthread_mutex_lock(&L->wb_lock);
+		L->wb_rc[gen & 1] = rc;
+		pthread_mutex_unlock(&L->wb_lock);
+	}
+	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
+	pthread_mutex_lock(&L->wb_lock);
+	if (rc == 0)
+		rc = L->wb_rc[gen & 1];
+	pthread_mutex_unlock(&L->wb_lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ link thread */
+
+static void on_reply(struct ps__link *L, const struct ps__frame *f)
+{
+	struct rpc r;
+	if (!rpc_claim(L, f->req, &r))
+		return; /* stale (L1) */
+	struct ps__reply m;
+	int err = ps__reply_dec(f->body, f->len, &m);
+	if (err == 0)
+		err = m.status;
+	if (err == 0 && r.out) {
+		if (m.nvals != (uint64_t)r.n * r.value_len) {
+			err = PS_EFRAME_BODY;
+		} else {
+			const size_t row = 4 * (size_t)r.value_len;
+			for (uint32_t i = 0; i < r.n; i++)
+				memcpy(r.out + (size_t)r.pos[i] * r.value_len, m.vals + row * i, row);
+		}
+	}
+	group_done(r.g, err);
+}
+
+static ps_table *table_by_id(struct ps__link *L, uint32_t id)
+{
+	if (id >= PS__MAX_TABLES)
+		return NULL;
+	/* acquire: pairs with the release in ps__link_table_created */
+	return atomic_load_explicit(&L->tables[id], memory_order_acquire);
+}
+
+static void *scratch(struct ps__link *L, size_t n)
+{
+	if (ps__buf_reserve(&L->scratch, &L->scratch_cap, n) != 0)
+		return NULL;
+	return L->scratch;
+}
+
+/* Checks a request of another host against this host's table. */
+static int check_request(ps_table *t, const struct ps__kv_req *m, ps_key *keys)
+{
+	if (!t)
+		return PS_ETABLE;
+	if (t->num_keys != m->num_keys || t->value_len != m->value_len)
+		return PS_EMISMATCH;
+	for (uint32_t i = 0; i < m->n; i++) {
+		keys[i] = ps__get64(m->keys + 8 * (size_t)i);
+		if (keys[i] >= t->num_keys)
+			return PS_EKEY;
+		/* the sender thinks we hold it: so must we */
+		if (PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire)))
+			return PS_EMISMATCH;
+	}
+	return 0;
+}
+
+static void on_request(struct ps__link *L, const struct ps__frame *f)
+{
+	const bool push = f->type == PS__F_PUSH;
+	struct ps__kv_req m;
+	int rc = ps__kv_dec(f->body, f->len, push, &m);
+	ps_table *t = rc ? NULL : table_by_id(L, m.table);
+	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
+	size_t keys_off = PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals;
+	keys_off = PS__ALIGN(keys_off, 16);
+	size_t upd_off = keys_off + (rc ? 0 : 8 * (size_t)m.n);
+	uint8_t small[PS__FRAME_HDR + PS__REPLY_HDR];
+	uint8_t *buf = scratch(L, upd_off + (push && !rc ? 4 * (size_t)m.n * m.value_len : 0));
+	if (!buf) {
+		rc = -ENOMEM;
+		buf = small;
+	}
+	if (rc == 0)
+		rc = check_request(t, &m, (ps_key *)(void *)(buf + keys_off));
+	if (rc == 0) {
+		ps_key *keys = (ps_key *)(void *)(buf + keys_off);
+		if (push) {
+			float *upd = (float *)(void *)(buf + upd_off);
+			memcpy(upd, m.values, 4 * (size_t)m.n * m.value_len);
+			rc = ps_push_sync(t, keys, m.n, upd);
+		} else {
+			rc = ps_pull_sync(t, keys, m.n, (float *)(void *)(buf + PS__FRAME_HDR + PS__REPLY_HDR));
+		}
+	}
+	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
+	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
+	uint32_t len = PS__REPLY_HDR + 4 * nvals;
+	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
+	write_all(L, buf, PS__FRAME_HDR + len);
+}
+
+static void fail_inflight(struct ps__link *L, int host);
+
+static void dispatch(struct ps__link *L, const struct ps__frame *f)
+{
+	switch (f->type) {
+	case PS__F_REPLY:
+		on_reply(L, f);
+		break;
+	case PS__F_PULL:
+	case PS__F_PUSH:
+		on_request(L, f);
+		break;
+	case PS__F_RELEASE: {
+		struct ps__barrier_msg m;
+		if (ps__barrier_dec(f->body, f->len, &m) == 0)
+			on_release(L, &m);
+		break;
+	}
+	case PS__F_ABORT:
+		/* the bridge lost host f->host: what went there is lost too */
+		fail_inflight(L, f->host);
+		break;
+	default:
+		break; /* nothing else is sent to a node */
+	}
+}
+
+/* Fails every request in flight to host (all hosts: -1) with
+ * PS_EHOSTDOWN: no reply will come for them (L4). */
+static void fail_inflight(struct ps__link *L, int host)
+{
+	for (uint32_t from = 0;;) {
+		struct rpc r;
+		pthread_mutex_lock(&L->lock);
+		uint32_t slot = from;
+		while (slot < L->cap && !(L->rpc[slot].busy && (host < 0 || L->rpc[slot].host == host)))
+			slot++;
+		uint64_t req = slot < L->cap ? ((uint64_t)L->rpc[slot].seq << 32) | slot : 0;
+		pthread_mutex_unlock(&L->lock);
+		if (slot >= L->cap)
+			return;
+		if (rpc_claim(L, req, &r))
+			group_done(r.g, PS_EHOSTDOWN);
+		from = slot + 1;
+	}
+}
+
+/* The bridge is gone: fail everything in flight (L4). */
+static void link_broken(struct ps__link *L)
+{
+	/* release: pairs with the acquire loads of waiters */
+	atomic_store_explicit(&L->dead, true, memory_order_release);
+	fail_inflight(L, -1);
+	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
+	ps__futex_wake(&L->bar_seq, INT_MAX, false);
+}
+
+static void *link_main(void *arg)
+{
+	struct ps__link *L = arg;
+	ps__thread_enter(L->w); /* executes requests: a reader of this node */
+	for (;;) {
+		/* room for the frame being received (its header says how big),
+		 * at least 256 KiB: one allocation for a large frame */
+		size_t want = L->in_len + (256u << 10);
+		if (L->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(L->in + 8))
+			want = PS__FRAME_HDR + (size_t)ps__get32(L->in + 8);
+		if (ps__buf_reserve(&L->in, &L->in_cap, want) != 0)
+			break;
+		ssize_t r = recv(L->fd, L->in + L->in_len, L->in_cap - L->in_len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		L->in_len += (size_t)r;
+		size_t at = 0;
+		long n;
+		struct ps__frame f;
+		while ((n = ps__frame_parse(L->in + at, L->in_len - at, PS__FRAME_MAX, false, false, &f)) > 0) {
+			dispatch(L, &f);
+			at += (size_t)n;
+		}
+		if (n < 0) {
+			fprintf(stderr, "psmem: node %d: malformed frame on the bridge link: %s\n", L->w->node,
+				ps_strerror((int)n));
+			break;
+		}
+		memmove(L->in, L->in + at, L->in_len - at);
+		L->in_len -= at;
+	}
+	link_broken(L);
+	return NULL;
+}
+
+int ps__link_start(ps_world *w)
+{
+	const char *e = getenv("PSMEM_LINK_FD");
+	char *end;
+	long fd = e ? strtol(e, &end, 10) : -1;
+	struct stat st;
+	if (!e || *end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return PS_EHOSTDOWN; /* a multi-host segment without its link */
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	struct ps__link *L = calloc(1, sizeof *L);
+	if (!L)
+		return -ENOMEM;
+	L->w = w;
+	L->fd = (int)fd;
+	L->free_head = UINT32_MAX;
+	pthread_mutex_init(&L->wlock, NULL);
+	pthread_mutex_init(&L->lock, NULL);
+	pthread_mutex_init(&L->bar_lock, NULL);
+	pthread_mutex_init(&L->wb_lock, NULL);
+	w->link = L;
+	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
+		w->link = NULL;
+		free(L);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+void ps__link_stop(ps_world *w)
+{
+	struct ps__link *L = w->link;
+	if (!L)
+		return;
+	/* every node of every host passes this before any leaves, so no
+	 * request can reach a node that is gone */
+	link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
+	shutdown(L->fd, SHUT_RDWR);
+	pthread_join(L->thread, NULL);
+	close(L->fd);
+	w->link = NULL;
+	free(L->rpc);
+	free(L->in);
+	free(L->scratch);
+	pthread_mutex_destroy(&L->wlock);
+	pthread_mutex_destroy(&L->lock);
+	pthread_mutex_destroy(&L->bar_lock);
+	pthread_mutex_destroy(&L->wb_lock);
+	free(L);
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of fuzz_frame (one valid frame, or a short stream
+of frames, per file) into corpus/frame.  Run from tests/fuzz; the output is
+committed, so this is only needed when the format changes."""
+import os
+import struct
+import zlib
+
+MAGIC, VERSION = 0x46425350, 1
+
+
+def frame(ftype, body, host=1, req=0x100000002):
+    hdr = struct.pack('<IBBHII', MAGIC, VERSION, ftype, host, len(body), 0) + struct.pack('<Q', req)
+    crc = zlib.crc32(hdr[0:6] + hdr[8:12] + hdr[16:24] + body) & 0xffffffff
+    return hdr[0:12] + struct.pack('<I', crc) + hdr[16:24] + body
+
+
+def kv(n, vlen, push):
+    b = struct.pack('<IIQII', 0, vlen, 1000, n, 0) + b''.join(struct.pack('<Q', 10 + i) for i in range(n))
+    if push:
+        b += struct.pack('<%df' % (n * vlen), *([0.5] * (n * vlen)))
+    return b
+
+
+def sstr(s):
+    return bytes([len(s)]) + s.encode()
+
+
+seeds = {
+    'hello': frame(1, struct.pack('<HH', 1, 2) + bytes(range(32))),
+    'auth': frame(2, bytes(range(32, 64))),
+    'refuse': frame(3, struct.pack('<iH', -30920, 11) + b'wrong token'),
+    'layout': frame(4, struct.pack('<IHHII', 1, 1, 2, 2, 1) + bytes(32) + bytes(32) + struct.pack('<H', 4000)
+                    + sstr('127.0.0.1') + sstr('hosta')),
+    'peers': frame(5, struct.pack('<H', 2) + struct.pack('<H', 4000) + sstr('127.0.0.1')
+                   + struct.pack('<H', 4001) + sstr('::1')),
+    'heartbeat': frame(6, b''),
+    'bye': frame(7, struct.pack('<i', 0)),
+    'abort': frame(8, struct.pack('<iH', -30923, 4) + b'dead'),
+    'pull': frame(16, kv(3, 4, False)),
+    'push': frame(17, kv(2, 3, True)),
+    'reply': frame(18, struct.pack('<iI', 0, 4) + struct.pack('<4f', 1, 2, 3, 4)),
+    'barrier': frame(19, struct.pack('<QQiI', 1, 77, 0, 0)),
+    'release': frame(20, struct.pack('<QQiI', 1, 77, 0, 1)),
+}
+seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
+seeds['truncated'] = seeds['push'][:-3]
+os.makedirs('corpus/frame', exist_ok=True)
+for name, data in seeds.items():
+    with open(os.path.join('corpus/frame', name), 'wb') as f:
+        f.write(data)
