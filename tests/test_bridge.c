@@ -41,6 +41,7 @@
 
 #include "bridge.h"
 #include "common.h"
+#include "hosts.h"
 #include "psmem_int.h"
 
 #define BATCH 16
@@ -321,199 +322,33 @@ static int asker_main(void)
 	_exit(0);
 }
 
-/* ------------------------------------------------------------ driver: processes */
-
-static char self[1024];
-static char tmpdir[64];
-
-struct proc {
-	pid_t pid;
-	char out[128], err[128]; /* file names */
-	int status;
-	double t_end;
-};
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void spawn(struct proc *p, const char *name, char *const argv[], char *const env[])
-{
-	snprintf(p->out, sizeof p->out, "%s/%s.out", tmpdir, name);
-	snprintf(p->err, sizeof p->err, "%s/%s.err", tmpdir, name);
-	p->status = -2;
-	p->pid = fork();
-	if (p->pid == 0) {
-		setpgid(0, 0);
-		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(o, 1);
-		dup2(e, 2);
-		for (int i = 0; env && env[i]; i++)
-			putenv(env[i]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(p->pid, p->pid);
-}
-
-/* Waits up to timeout_s; then kills the process group (status -1). */
-static int finish(struct proc *p, double timeout_s)
-{
-	double end = now_s() + timeout_s;
-	int st;
-	for (;;) {
-		pid_t r = waitpid(p->pid, &st, WNOHANG);
-		if (r == p->pid)
-			break;
-		if (now_s() > end) {
-			kill(-p->pid, SIGKILL);
-			waitpid(p->pid, &st, 0);
-			p->status = -1;
-			return -1;
-		}
-		usleep(5000);
-	}
-	p->t_end = now_s();
-	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	return p->status;
-}
-
-static char *slurp(const char *path)
-{
-	static char bufs[4][65536];
-	static int k;
-	char *b = bufs[k++ % 4];
-	b[0] = 0;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return b;
-	size_t n = fread(b, 1, sizeof bufs[0] - 1, f);
-	b[n] = 0;
-	fclose(f);
-	return b;
-}
-
-static void show(const struct proc *p, const char *name)
-{
-	fprintf(stderr, "--- %s (status %d)\n%s%s", name, p->status, slurp(p->out), slurp(p->err));
-}
-
-/* A port that was free a moment ago (the kernel's choice). */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &l) != 0)
-		abort();
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static char token_path[128];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/psmem-test-bridge-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(token_path, sizeof token_path, "%s/token", tmpdir);
-	struct ps__token t;
-	return ps__token_generate(&t) || ps__token_write(token_path, &t) ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static void assert_clean(const struct seg_snapshot *before)
-{
-	for (int i = 0; i < 100 && (seg_leaked_since(before) > 0 || count_procs(self) > 0); i++)
-		usleep(20000);
-	assert_int_equal(seg_leaked_since(before), 0);
-	assert_int_equal(count_procs(self), 0);
-}
-
-/* argv of `psrun -n nodes --hosts H --host-rank r --coordinator ... prog...` */
-static void psrun_argv(const char **argv, char *store, int nodes, int hosts, int rank, unsigned port,
-		       const char *const prog[])
-{
-	char *n = store, *h = store + 16, *r = store + 32, *c = store + 48;
-	snprintf(n, 16, "%d", nodes);
-	snprintf(h, 16, "%d", hosts);
-	snprintf(r, 16, "%d", rank);
-	snprintf(c, 32, "127.0.0.1:%u", port);
-	int i = 0;
-	argv[i++] = build_path("bin/psrun");
-	argv[i++] = "-n";
-	argv[i++] = n;
-	argv[i++] = "--hosts";
-	argv[i++] = h;
-	argv[i++] = "--host-rank";
-	argv[i++] = r;
-	argv[i++] = "--coordinator";
-	argv[i++] = c;
-	argv[i++] = "--token-file";
-	argv[i++] = token_path;
-	argv[i++] = "--rendezvous-timeout";
-	argv[i++] = "20";
-	for (int k = 0; prog[k]; k++)
-		argv[i++] = prog[k];
-	argv[i] = NULL;
-}
-
-/* Runs H psruns of nodes nodes each on loopback and waits for them. */
-static void run_hosts(int hosts, int nodes, const char *const prog[], struct proc *p, double timeout)
-{
-	unsigned port = free_port();
-	static char store[8][96];
-	for (int r = 0; r < hosts; r++) {
-		const char *argv[64];
-		psrun_argv(argv, store[r], nodes, hosts, r, port, prog);
-		char name[16];
-		snprintf(name, sizeof name, "host%d", r);
-		spawn(&p[r], name, (char *const *)argv, NULL);
-	}
-	for (int r = 0; r < hosts; r++)
-		finish(&p[r], timeout);
-}
-
 /* ------------------------------------------------------------ tests: storm */
 
 static void storm_hosts(int hosts, const char *const args[])
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	const char *prog[16] = {self, "--node", "storm"};
+	const char *prog[16] = {mh_self, "--node", "storm"};
 	for (int i = 0; args[i]; i++)
 		prog[3 + i] = args[i];
-	struct proc p[3];
-	run_hosts(hosts, 2, prog, p, 90);
+	struct mh_proc p[3];
+	mh_run_hosts(hosts, 2, prog, p, 90);
 	for (int r = 0; r < hosts; r++) {
 		char name[16];
 		snprintf(name, sizeof name, "host %d", r);
 		if (p[r].status != 0)
-			show(&p[r], name);
+			mh_show(&p[r], name);
 	}
 	for (int r = 0; r < hosts; r++) {
 		assert_int_equal(p[r].status, 0);
 		char want[64];
 		snprintf(want, sizeof want, "storm: host %d: ", r);
-		const char *out = slurp(p[r].out);
+		const char *out = mh_slurp(p[r].out);
 		assert_non_null(strstr(out, want));
 		assert_non_null(strstr(out, " 0 wrong"));
 		printf("%s", out);
 	}
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 static void test_two_hosts_conserve_every_push(void **state)
@@ -552,13 +387,13 @@ static bool port_free(unsigned port)
 
 static const char *const sh_true[] = {"/bin/sh", "-c", "true", NULL};
 
-static void start_host(struct proc *p, const char *name, int nodes, int hosts, int rank, unsigned port,
+static void start_host(struct mh_proc *p, const char *name, int nodes, int hosts, int rank, unsigned port,
 		       const char *const prog[], const char *timeout, const char *token, char *const env[])
 {
 	static char store[8][96];
 	static int k;
 	const char *argv[64];
-	psrun_argv(argv, store[k++ % 8], nodes, hosts, rank, port, prog);
+	mh_psrun_argv(argv, store[k++ % 8], nodes, hosts, rank, port, prog);
 	for (int i = 0; argv[i]; i++) {
 		if (!strcmp(argv[i], "--rendezvous-timeout") && timeout)
 			argv[i + 1] = timeout;
@@ -573,7 +408,7 @@ static void start_host(struct proc *p, const char *name, int nodes, int hosts, i
 			argv[i] = argv[i + 2];
 		argv[i] = NULL;
 	}
-	spawn(p, name, (char *const *)argv, env);
+	mh_spawn(p, name, (char *const *)argv, env);
 }
 
 static void test_wrong_token_is_refused_and_a_missing_host_is_named(void **state)
@@ -582,18 +417,18 @@ static void test_wrong_token_is_refused_and_a_missing_host_is_named(void **state
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	char other[160];
-	snprintf(other, sizeof other, "%s/other-token", tmpdir);
+	snprintf(other, sizeof other, "%s/other-token", mh_tmpdir);
 	struct ps__token t;
 	assert_int_equal(ps__token_generate(&t), 0);
 	assert_int_equal(ps__token_write(other, &t), 0);
-	unsigned port = free_port();
-	struct proc h0, h1;
+	unsigned port = mh_free_port();
+	struct mh_proc h0, h1;
 	start_host(&h0, "wt0", 1, 2, 0, port, sh_true, "2", NULL, NULL);
 	start_host(&h1, "wt1", 1, 2, 1, port, sh_true, "2", other, NULL);
-	double t0 = now_s();
-	finish(&h1, 20);
-	finish(&h0, 20);
-	const char *e0 = slurp(h0.err), *e1 = slurp(h1.err);
+	double t0 = mh_now();
+	mh_finish(&h1, 20);
+	mh_finish(&h0, 20);
+	const char *e0 = mh_slurp(h0.err), *e1 = mh_slurp(h1.err);
 	assert_int_equal(h1.status, 1);
 	assert_contains(e1, "wrong job token");
 	assert_int_equal(h0.status, 1);
@@ -602,7 +437,7 @@ static void test_wrong_token_is_refused_and_a_missing_host_is_named(void **state
 	assert_contains(e0, "host 1 did not join within 2 s");
 	assert_true(h0.t_end - t0 < 6.0);
 	assert_true(port_free(port));
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 static void test_token_from_environment_and_private_file_rule(void **state)
@@ -611,39 +446,39 @@ static void test_token_from_environment_and_private_file_rule(void **state)
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	char hex[80], env[100];
-	FILE *f = fopen(token_path, "r");
+	FILE *f = fopen(mh_token_path, "r");
 	assert_non_null(f);
 	assert_non_null(fgets(hex, sizeof hex, f));
 	fclose(f);
 	hex[strcspn(hex, "\n")] = 0;
 	snprintf(env, sizeof env, "PSMEM_TOKEN=%s", hex);
 	char *envs[] = {env, NULL};
-	unsigned port = free_port();
-	struct proc h[2];
+	unsigned port = mh_free_port();
+	struct mh_proc h[2];
 	for (int r = 0; r < 2; r++)
 		start_host(&h[r], r ? "env1" : "env0", 1, 2, r, port, sh_true, NULL, "", envs);
-	finish(&h[0], 20);
-	finish(&h[1], 20);
+	mh_finish(&h[0], 20);
+	mh_finish(&h[1], 20);
 	if (h[0].status || h[1].status) {
-		show(&h[0], "host 0");
-		show(&h[1], "host 1");
+		mh_show(&h[0], "host 0");
+		mh_show(&h[1], "host 1");
 	}
 	assert_int_equal(h[0].status, 0);
 	assert_int_equal(h[1].status, 0);
 	/* a token file others may read is refused before anything starts */
-	chmod(token_path, 0644);
-	struct proc p;
+	chmod(mh_token_path, 0644);
+	struct mh_proc p;
 	start_host(&p, "loose", 1, 2, 0, port, sh_true, NULL, NULL, NULL);
-	finish(&p, 10);
-	chmod(token_path, 0600);
+	mh_finish(&p, 10);
+	chmod(mh_token_path, 0600);
 	assert_int_equal(p.status, 2);
-	assert_contains(slurp(p.err), "chmod 600");
+	assert_contains(mh_slurp(p.err), "chmod 600");
 	/* no token at all */
 	start_host(&p, "none", 1, 2, 0, port, sh_true, NULL, "", NULL);
-	finish(&p, 10);
+	mh_finish(&p, 10);
 	assert_int_equal(p.status, 2);
-	assert_contains(slurp(p.err), "--token-file FILE");
-	assert_clean(&segs);
+	assert_contains(mh_slurp(p.err), "--token-file FILE");
+	mh_assert_clean(&segs);
 }
 
 static void test_mismatched_program_or_shape_is_refused(void **state)
@@ -651,29 +486,29 @@ static void test_mismatched_program_or_shape_is_refused(void **state)
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	unsigned port = free_port();
+	unsigned port = mh_free_port();
 	const char *other[] = {"/bin/sh", "-c", "true", NULL};
-	const char *mine[] = {self, "--node", "watch", NULL};
-	struct proc h0, h1;
+	const char *mine[] = {mh_self, "--node", "watch", NULL};
+	struct mh_proc h0, h1;
 	start_host(&h0, "mm0", 1, 2, 0, port, mine, NULL, NULL, NULL);
 	start_host(&h1, "mm1", 1, 2, 1, port, other, NULL, NULL, NULL);
-	finish(&h0, 20);
-	finish(&h1, 20);
+	mh_finish(&h0, 20);
+	mh_finish(&h1, 20);
 	assert_int_equal(h0.status, 1);
 	assert_int_equal(h1.status, 1);
-	assert_contains(slurp(h0.err), "host 1 (");
-	assert_contains(slurp(h0.err), "runs a different program binary");
-	assert_contains(slurp(h1.err), "runs a different program binary");
+	assert_contains(mh_slurp(h0.err), "host 1 (");
+	assert_contains(mh_slurp(h0.err), "runs a different program binary");
+	assert_contains(mh_slurp(h1.err), "runs a different program binary");
 	/* same program, another node count */
-	port = free_port();
+	port = mh_free_port();
 	start_host(&h0, "mn0", 2, 2, 0, port, sh_true, NULL, NULL, NULL);
 	start_host(&h1, "mn1", 1, 2, 1, port, sh_true, NULL, NULL, NULL);
-	finish(&h0, 20);
-	finish(&h1, 20);
+	mh_finish(&h0, 20);
+	mh_finish(&h1, 20);
 	assert_int_equal(h0.status, 1);
 	assert_int_equal(h1.status, 1);
-	assert_contains(slurp(h1.err), "starts 1 nodes x 1 threads, host 0 2 x 1");
-	assert_clean(&segs);
+	assert_contains(mh_slurp(h1.err), "starts 1 nodes x 1 threads, host 0 2 x 1");
+	mh_assert_clean(&segs);
 }
 
 static void test_port_in_use_is_named_and_nothing_is_left(void **state)
@@ -688,23 +523,23 @@ static void test_port_in_use_is_named_and_nothing_is_left(void **state)
 	assert_int_equal(listen(fd, 1), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
 	unsigned port = ntohs(a.sin_port);
-	struct proc h0;
+	struct mh_proc h0;
 	start_host(&h0, "busy", 1, 2, 0, port, sh_true, NULL, NULL, NULL);
-	finish(&h0, 10);
+	mh_finish(&h0, 10);
 	close(fd);
 	char want[64];
 	snprintf(want, sizeof want, "port %u is in use", port);
 	assert_int_equal(h0.status, 1);
-	assert_contains(slurp(h0.err), want);
+	assert_contains(mh_slurp(h0.err), want);
 	/* an address that is not this host's is refused, not replaced */
-	struct proc h1;
+	struct mh_proc h1;
 	const char *argv[] = {build_path("bin/psrun"), "-n", "1", "--hosts", "2", "--host-rank", "0",
-			      "--coordinator", "192.0.2.1:4000", "--token-file", token_path, "true", NULL};
-	spawn(&h1, "notmine", (char *const *)argv, NULL);
-	finish(&h1, 10);
+			      "--coordinator", "192.0.2.1:4000", "--token-file", mh_token_path, "true", NULL};
+	mh_spawn(&h1, "notmine", (char *const *)argv, NULL);
+	mh_finish(&h1, 10);
 	assert_int_equal(h1.status, 1);
-	assert_contains(slurp(h1.err), "192.0.2.1 is not an address of this host");
-	assert_clean(&segs);
+	assert_contains(mh_slurp(h1.err), "192.0.2.1 is not an address of this host");
+	mh_assert_clean(&segs);
 }
 
 static void test_host_that_does_not_join_fails_the_job_named(void **state)
@@ -712,21 +547,21 @@ static void test_host_that_does_not_join_fails_the_job_named(void **state)
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	unsigned port = free_port();
-	struct proc h0, h2;
+	unsigned port = mh_free_port();
+	struct mh_proc h0, h2;
 	/* of 3 hosts only 0 and 2 come */
 	start_host(&h0, "lone0", 1, 3, 0, port, sh_true, "1", NULL, NULL);
 	start_host(&h2, "lone2", 1, 3, 2, port, sh_true, "1", NULL, NULL);
-	double t0 = now_s();
-	finish(&h0, 20);
-	finish(&h2, 20);
+	double t0 = mh_now();
+	mh_finish(&h0, 20);
+	mh_finish(&h2, 20);
 	assert_int_equal(h0.status, 1);
-	assert_contains(slurp(h0.err), "host 1 did not join within 1 s");
+	assert_contains(mh_slurp(h0.err), "host 1 did not join within 1 s");
 	assert_int_equal(h2.status, 1);
-	assert_contains(slurp(h2.err), "host 1 did not join within 1 s");
+	assert_contains(mh_slurp(h2.err), "host 1 did not join within 1 s");
 	assert_true(h0.t_end - t0 < 5.0);
 	assert_true(port_free(port));
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 /* ------------------------------------------------- tests: this process as host 1 */
@@ -746,7 +581,7 @@ static int fake_join(unsigned port, const char *token_file, char *err, size_t er
 	r->me.abi = PS__ABI;
 	r->me.nodes = 1;
 	r->me.threads = 1;
-	assert_int_equal(ps__hash_file(self, r->me.prog_hash), 0);
+	assert_int_equal(ps__hash_file(mh_self, r->me.prog_hash), 0);
 	assert_int_equal(ps__hash_file(build_path("bin/psrun"), r->me.psrun_hash), 0);
 	snprintf(r->me.name, sizeof r->me.name, "fake");
 	r->timeout_ns = 10ULL * 1000000000ULL;
@@ -845,7 +680,7 @@ static void send_bad(int fd, enum bad_kind k)
 static int join_and_push_one(unsigned port)
 {
 	char err[1024];
-	int fd = fake_join(port, token_path, err, sizeof err);
+	int fd = fake_join(port, mh_token_path, err, sizeof err);
 	if (fd < 0)
 		fail_msg("cannot join host 0: %s", err);
 	struct ps__frame rf;
@@ -861,9 +696,9 @@ static int join_and_push_one(unsigned port)
 	return fd;
 }
 
-static void start_watch_host(struct proc *h0, const char *name, unsigned port)
+static void start_watch_host(struct mh_proc *h0, const char *name, unsigned port)
 {
-	const char *prog[] = {self, "--node", "watch", NULL};
+	const char *prog[] = {mh_self, "--node", "watch", NULL};
 	start_host(h0, name, 1, 2, 0, port, prog, "10", NULL, NULL);
 }
 
@@ -875,12 +710,12 @@ static void start_watch_host(struct proc *h0, const char *name, unsigned port)
  */
 static void malformed_case(enum bad_kind k)
 {
-	unsigned port = free_port();
-	struct proc h0;
+	unsigned port = mh_free_port();
+	struct mh_proc h0;
 	start_watch_host(&h0, bad[k].name, port);
 	int fd = join_and_push_one(port);
 	send_bad(fd, k);
-	double sent = now_s();
+	double sent = mh_now();
 	/* host 0 closes: nothing but heartbeats may come before the EOF */
 	struct ps__frame rf;
 	long r;
@@ -889,14 +724,14 @@ static void malformed_case(enum bad_kind k)
 		assert_true(rf.type == PS__F_HEARTBEAT || rf.type == PS__F_ABORT);
 	assert_int_equal(r, -ECONNRESET);
 	close(fd);
-	finish(&h0, 10);
-	const char *e = slurp(h0.err);
+	mh_finish(&h0, 10);
+	const char *e = mh_slurp(h0.err);
 	if (!strstr(e, bad[k].reason) || !strstr(e, "host 1 (") || h0.status != 1)
-		show(&h0, bad[k].name);
+		mh_show(&h0, bad[k].name);
 	assert_int_equal(h0.status, 1);
 	assert_contains(e, "host 1 (");
 	assert_contains(e, bad[k].reason);
-	assert_contains(slurp(h0.out), "watch: key 3 = 1 1 (success)");
+	assert_contains(mh_slurp(h0.out), "watch: key 3 = 1 1 (success)");
 	assert_true(h0.t_end - sent < 2.0);
 	assert_true(port_free(port));
 }
@@ -908,7 +743,7 @@ static void test_each_malformed_frame_closes_the_connection_and_changes_nothing(
 	seg_snapshot(&segs);
 	for (int k = 0; k < BAD_N; k++)
 		malformed_case((enum bad_kind)k);
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 /* A host that leaves (BYE) with a request of ours unanswered: the request
@@ -918,12 +753,12 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	unsigned port = free_port();
-	const char *prog[] = {self, "--node", "asker", NULL};
-	struct proc h0;
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "asker", NULL};
+	struct mh_proc h0;
 	start_host(&h0, "asker", 1, 2, 0, port, prog, "10", NULL, NULL);
 	char err[1024];
-	int fd = fake_join(port, token_path, err, sizeof err);
+	int fd = fake_join(port, mh_token_path, err, sizeof err);
 	if (fd < 0)
 		fail_msg("cannot join host 0: %s", err);
 	struct ps__frame rf;
@@ -940,12 +775,12 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 		;
 	assert_true(r > 0);
 	close(fd);
-	finish(&h0, 10);
+	mh_finish(&h0, 10);
 	if (h0.status != 0)
-		show(&h0, "host 0");
+		mh_show(&h0, "host 0");
 	assert_int_equal(h0.status, 0);
-	assert_contains(slurp(h0.out), "asker: pull of a key of host 1: a peer host failed or left the job");
-	assert_clean(&segs);
+	assert_contains(mh_slurp(h0.out), "asker: pull of a key of host 1: a peer host failed or left the job");
+	mh_assert_clean(&segs);
 }
 
 static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void **state)
@@ -954,12 +789,12 @@ static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void *
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	char other[160];
-	snprintf(other, sizeof other, "%s/stranger-token", tmpdir);
+	snprintf(other, sizeof other, "%s/stranger-token", mh_tmpdir);
 	struct ps__token t;
 	assert_int_equal(ps__token_generate(&t), 0);
 	assert_int_equal(ps__token_write(other, &t), 0);
-	unsigned port = free_port();
-	struct proc h0;
+	unsigned port = mh_free_port();
+	struct mh_proc h0;
 	start_watch_host(&h0, "stranger", port);
 	char err[1024];
 	assert_int_equal(fake_join(port, other, err, sizeof err), -1);
@@ -968,15 +803,15 @@ static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void *
 	int fd = join_and_push_one(port);
 	/* leaving without goodbye is a death */
 	close(fd);
-	finish(&h0, 10);
-	const char *e = slurp(h0.err);
+	mh_finish(&h0, 10);
+	const char *e = mh_slurp(h0.err);
 	assert_contains(e, "refused a connection from 127.0.0.1:");
 	assert_contains(e, "wrong job token");
 	assert_contains(e, "host 1 (127.0.0.1:");
 	assert_contains(e, "died: connection closed without goodbye");
 	assert_int_equal(h0.status, 1);
-	assert_contains(slurp(h0.out), "watch: key 3 = 1 1 (success)");
-	assert_clean(&segs);
+	assert_contains(mh_slurp(h0.out), "watch: key 3 = 1 1 (success)");
+	mh_assert_clean(&segs);
 }
 
 /* ------------------------------------------------------------ tests: faults */
@@ -987,32 +822,32 @@ static void peer_fault(int sig, const char *what, double limit)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	unsigned port = free_port();
-	const char *prog[] = {self, "--node", "storm", "keys", "1024", "vlen", "4", "batches", "100000000", NULL};
-	struct proc h[3];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "storm", "keys", "1024", "vlen", "4", "batches", "100000000", NULL};
+	struct mh_proc h[3];
 	for (int r = 0; r < 3; r++) {
 		char name[16];
 		snprintf(name, sizeof name, "fault%d", r);
 		start_host(&h[r], name, 2, 3, r, port, prog, NULL, NULL, NULL);
 	}
 	/* wait until the storm runs everywhere (slow under sanitizers) */
-	for (int i = 0; i < 600 && !strstr(slurp(h[2].out), "storm: host 2 started"); i++)
+	for (int i = 0; i < 600 && !strstr(mh_slurp(h[2].out), "storm: host 2 started"); i++)
 		usleep(100 * 1000);
-	assert_non_null(strstr(slurp(h[2].out), "storm: host 2 started"));
+	assert_non_null(strstr(mh_slurp(h[2].out), "storm: host 2 started"));
 	usleep(300 * 1000);
-	double t_sig = now_s();
+	double t_sig = mh_now();
 	kill(h[2].pid, sig);
-	finish(&h[0], 60);
-	finish(&h[1], 60);
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
 	/* a stopped one is still there; psrun alone, so that its guardian
 	 * (same process group) removes the segment as it would in real life */
 	kill(h[2].pid, SIGKILL);
-	finish(&h[2], 10);
+	mh_finish(&h[2], 10);
 	for (int r = 0; r < 2; r++) {
-		const char *e = slurp(h[r].err);
+		const char *e = mh_slurp(h[r].err);
 		printf("host %d stopped %.3f s after host 2 got signal %d\n", r, h[r].t_end - t_sig, sig);
 		if (!strstr(e, "host 2 (127.0.0.1:") || !strstr(e, what))
-			show(&h[r], r ? "host 1" : "host 0");
+			mh_show(&h[r], r ? "host 1" : "host 0");
 		assert_int_not_equal(h[r].status, 0);
 		assert_int_not_equal(h[r].status, -1);
 		assert_contains(e, "host 2 (127.0.0.1:");
@@ -1020,7 +855,7 @@ static void peer_fault(int sig, const char *what, double limit)
 		assert_true(h[r].t_end - t_sig < limit);
 	}
 	assert_true(port_free(port));
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 static void test_killed_peer_host_stops_the_others_within_2s(void **state)
@@ -1051,21 +886,21 @@ static void test_mpirun_starts_a_two_host_job(void **state)
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	char coord[32];
-	snprintf(coord, sizeof coord, "127.0.0.1:%u", free_port());
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", mh_free_port());
 	const char *argv[] = {"mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", build_path("bin/psrun"),
-			      "-n", "2", "--coordinator", coord, "--token-file", token_path, self, "--node", "storm",
+			      "-n", "2", "--coordinator", coord, "--token-file", mh_token_path, mh_self, "--node", "storm",
 			      "keys", "512", "vlen", "4", "batches", "1000", NULL};
 	char *env[] = {"OMPI_MCA_btl=self", "OMPI_MCA_plm_rsh_agent=false", NULL};
-	struct proc p;
-	spawn(&p, "mpirun", (char *const *)argv, env);
-	finish(&p, 60);
-	const char *out = slurp(p.out);
+	struct mh_proc p;
+	mh_spawn(&p, "mpirun", (char *const *)argv, env);
+	mh_finish(&p, 60);
+	const char *out = mh_slurp(p.out);
 	if (p.status != 0)
-		show(&p, "mpirun");
+		mh_show(&p, "mpirun");
 	assert_int_equal(p.status, 0);
 	assert_contains(out, "storm: host 0: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
 	assert_contains(out, "storm: host 1: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
-	assert_clean(&segs);
+	mh_assert_clean(&segs);
 }
 
 int main(int argc, char **argv)
@@ -1076,10 +911,10 @@ int main(int argc, char **argv)
 		return watch_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "asker") == 0)
 		return asker_main();
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
-	self[n] = 0;
+	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_conserve_every_push),
 		cmocka_unit_test(test_three_hosts_no_torn_100_float_vectors),
@@ -1095,5 +930,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_silent_peer_host_is_presumed_dead),
 		cmocka_unit_test(test_mpirun_starts_a_two_host_job),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -1,0 +1,181 @@
+/*
+ * common_hosts.c - driving multi-host jobs from a test (hosts.h).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bridge.h"
+#include "hosts.h"
+
+char mh_self[1024];
+char mh_tmpdir[64];
+
+double mh_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void mh_spawn(struct mh_proc *p, const char *name, char *const argv[], char *const env[])
+{
+	snprintf(p->out, sizeof p->out, "%s/%s.out", mh_tmpdir, name);
+	snprintf(p->err, sizeof p->err, "%s/%s.err", mh_tmpdir, name);
+	p->status = -2;
+	p->pid = fork();
+	if (p->pid == 0) {
+		setpgid(0, 0);
+		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(o, 1);
+		dup2(e, 2);
+		for (int i = 0; env && env[i]; i++)
+			putenv(env[i]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	setpgid(p->pid, p->pid);
+}
+
+/* Waits up to timeout_s; then kills the process group (status -1). */
+int mh_finish(struct mh_proc *p, double timeout_s)
+{
+	double end = mh_now() + timeout_s;
+	int st;
+	for (;;) {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid)
+			break;
+		if (mh_now() > end) {
+			kill(-p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+			p->status = -1;
+			return -1;
+		}
+		usleep(5000);
+	}
+	p->t_end = mh_now();
+	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return p->status;
+}
+
+char *mh_slurp(const char *path)
+{
+	static char bufs[4][65536];
+	static int k;
+	char *b = bufs[k++ % 4];
+	b[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return b;
+	size_t n = fread(b, 1, sizeof bufs[0] - 1, f);
+	b[n] = 0;
+	fclose(f);
+	return b;
+}
+
+void mh_show(const struct mh_proc *p, const char *name)
+{
+	fprintf(stderr, "--- %s (status %d)\n%s%s", name, p->status, mh_slurp(p->out), mh_slurp(p->err));
+}
+
+/* A port that was free a moment ago (the kernel's choice). */
+unsigned mh_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+		abort();
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+char mh_token_path[128];
+
+int mh_setup(void **state)
+{
+	(void)state;
+	snprintf(mh_tmpdir, sizeof mh_tmpdir, "/tmp/psmem-test-bridge-XXXXXX");
+	if (!mkdtemp(mh_tmpdir))
+		return -1;
+	snprintf(mh_token_path, sizeof mh_token_path, "%s/token", mh_tmpdir);
+	struct ps__token t;
+	return ps__token_generate(&t) || ps__token_write(mh_token_path, &t) ? -1 : 0;
+}
+
+int mh_teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", mh_tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+void mh_assert_clean(const struct seg_snapshot *before)
+{
+	for (int i = 0; i < 100 && (seg_leaked_since(before) > 0 || count_procs(mh_self) > 0); i++)
+		usleep(20000);
+	assert_int_equal(seg_leaked_since(before), 0);
+	assert_int_equal(count_procs(mh_self), 0);
+}
+
+/* argv of `psrun -n nodes --hosts H --host-rank r --coordinator ... prog...` */
+void mh_psrun_argv(const char **argv, char *store, int nodes, int hosts, int rank, unsigned port,
+		       const char *const prog[])
+{
+	char *n = store, *h = store + 16, *r = store + 32, *c = store + 48;
+	snprintf(n, 16, "%d", nodes);
+	snprintf(h, 16, "%d", hosts);
+	snprintf(r, 16, "%d", rank);
+	snprintf(c, 32, "127.0.0.1:%u", port);
+	int i = 0;
+	argv[i++] = build_path("bin/psrun");
+	argv[i++] = "-n";
+	argv[i++] = n;
+	argv[i++] = "--hosts";
+	argv[i++] = h;
+	argv[i++] = "--host-rank";
+	argv[i++] = r;
+	argv[i++] = "--coordinator";
+	argv[i++] = c;
+	argv[i++] = "--token-file";
+	argv[i++] = mh_token_path;
+	argv[i++] = "--rendezvous-timeout";
+	argv[i++] = "20";
+	for (int k = 0; prog[k]; k++)
+		argv[i++] = prog[k];
+	argv[i] = NULL;
+}
+
+/* Runs H psruns of nodes nodes each on loopback and waits for them. */
+void mh_run_hosts(int hosts, int nodes, const char *const prog[], struct mh_proc *p, double timeout)
+{
+	unsigned port = mh_free_port();
+	static char store[8][96];
+	for (int r = 0; r < hosts; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], nodes, hosts, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "host%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	for (int r = 0; r < hosts; r++)
+		mh_finish(&p[r], timeout);
+}
+

@@ -1,0 +1,48 @@
+/*
+ * hosts.h - driving multi-host jobs from a test: several psruns on
+ * 127.0.0.1 (distinct ports, one job token), their output in files under a
+ * temporary directory.  Used by test_bridge and the other multi-host tests;
+ * call mh_setup/mh_teardown as the group's fixtures and fill mh_self with
+ * the test binary's own path (readlink /proc/self/exe) in main.
+ */
+#ifndef PSMEM_TESTS_HOSTS_H
+#define PSMEM_TESTS_HOSTS_H
+
+#include <sys/types.h>
+
+#include "common.h"
+
+extern char mh_self[1024];
+extern char mh_tmpdir[64];
+extern char mh_token_path[128];
+
+struct mh_proc {
+	pid_t pid;
+	char out[128], err[128]; /* file names */
+	int status;
+	double t_end;
+};
+
+double mh_now(void);
+/* Starts argv (env: "K=V" additions or NULL) in its own process group,
+ * stdout/stderr to <tmpdir>/<name>.out/.err. */
+void mh_spawn(struct mh_proc *p, const char *name, char *const argv[], char *const env[]);
+/* Waits up to timeout_s; then kills the process group (status -1). */
+int mh_finish(struct mh_proc *p, double timeout_s);
+/* A file's text (one of 4 rotating static buffers, 64 KiB). */
+char *mh_slurp(const char *path);
+void mh_show(const struct mh_proc *p, const char *name);
+/* A port that was free a moment ago (the kernel's choice). */
+unsigned mh_free_port(void);
+int mh_setup(void **state);    /* temp dir and a job token */
+int mh_teardown(void **state);
+/* No segment created since before is left, no process running mh_self. */
+void mh_assert_clean(const struct seg_snapshot *before);
+/* argv of `psrun -n nodes --hosts H --host-rank r --coordinator 127.0.0.1:port
+ * --token-file ... prog...` (store: 96 bytes per host) */
+void mh_psrun_argv(const char **argv, char *store, int nodes, int hosts, int rank, unsigned port,
+		   const char *const prog[]);
+/* Runs H psruns of nodes nodes each on loopback and waits for them. */
+void mh_run_hosts(int hosts, int nodes, const char *const prog[], struct mh_proc *p, double timeout);
+
+#endif
