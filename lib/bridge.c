@@ -398,8 +398,11 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	switch (f->type) {
 	case PS__F_PULL:
 	case PS__F_PUSH:
-	case PS__F_REPLY: {
-		bool req = f->type != PS__F_REPLY;
+	case PS__F_MOVE:
+	case PS__F_REPLY:
+	case PS__F_REDIRECT:
+	case PS__F_MOVE_REPLY: {
+		bool req = f->type == PS__F_PULL || f->type == PS__F_PUSH || f->type == PS__F_MOVE;
 		if (f->host >= b->hosts || f->host == b->rank || (req && (int)(f->req >> 56) != c->idx)) {
 			protocol_error(b, c, "bad destination host or request id");
 			return;
@@ -439,12 +442,15 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	}
 	switch (f->type) {
 	case PS__F_PULL:
-	case PS__F_PUSH: {
+	case PS__F_PUSH:
+	case PS__F_MOVE: {
 		b->st.frames_in++;
 		/* body checked here so that a malformed request is the peer's
 		 * fault, closed at once, and never reaches a node */
 		struct ps__kv_req m;
-		if (ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH, &m) != 0) {
+		struct ps__move_req mv;
+		if (f->type == PS__F_MOVE ? ps__move_dec(f->body, f->len, &mv) != 0
+					  : ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH, &m) != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
 			return;
 		}
@@ -455,10 +461,17 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			enqueue(b, n, raw, size, c->idx);
 		return;
 	}
-	case PS__F_REPLY: {
+	case PS__F_REPLY:
+	case PS__F_REDIRECT:
+	case PS__F_MOVE_REPLY: {
 		b->st.frames_in++;
 		struct ps__reply m;
-		if (ps__reply_dec(f->body, f->len, &m) != 0) {
+		struct ps__redirect rd;
+		struct ps__move_reply mr;
+		int bad = f->type == PS__F_REPLY      ? ps__reply_dec(f->body, f->len, &m)
+			  : f->type == PS__F_REDIRECT ? ps__redirect_dec(f->body, f->len, UINT32_MAX, &rd)
+						      : ps__move_reply_dec(f->body, f->len, &mr);
+		if (bad != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
 			return;
 		}

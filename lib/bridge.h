@@ -63,6 +63,9 @@ enum ps__ftype {
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
 	PS__F_BARRIER = 19,  /* generation + tag: a node (or host) arrived */
 	PS__F_RELEASE = 20,  /* generation + status: the barrier completed */
+	PS__F_REDIRECT = 21, /* before a REPLY: keys of the request not held here */
+	PS__F_MOVE = 22,     /* a step of moving keys across hosts (migrate.c) */
+	PS__F_MOVE_REPLY = 23, /* per-key outcome of a MOVE (+ values given) */
 };
 
 struct ps__frame {
@@ -142,10 +145,12 @@ struct ps__kv_req {
 	uint32_t table, value_len;
 	uint64_t num_keys;
 	uint32_t n;               /* keys in the frame, >= 1 */
+	uint32_t flags;           /* PUSH: PS__KV_ASSIGN or 0; PULL: 0 */
 	const uint8_t *keys;      /* n x u64 (unaligned: use ps__get64) */
 	const uint8_t *values;    /* PUSH: n x value_len floats; PULL: NULL */
 };
 #define PS__KV_HDR 24u
+#define PS__KV_ASSIGN 1u          /* store the values (ps_assign_sync), not the rule */
 /* Body size of a request of n keys (64-bit: no overflow for any n). */
 uint64_t ps__kv_size(bool push, uint32_t n, uint32_t value_len);
 /* Writes the fixed part; the caller appends the keys (and values). */
@@ -160,6 +165,62 @@ struct ps__reply {
 #define PS__REPLY_HDR 8u
 void ps__reply_enc_hdr(uint8_t *out, int32_t status, uint32_t nvals);
 int ps__reply_dec(const uint8_t *b, uint32_t len, struct ps__reply *m);
+
+/*
+ * REDIRECT: sent by the executing node just before the REPLY of a PULL or
+ * PUSH (same request id) when some keys are not held here: they were not
+ * pulled or pushed, and the requester sends them again.  Entry i: index of
+ * the key in the request, the host to ask (-1: the key is moving, ask its
+ * home again after a pause), the key itself.
+ */
+struct ps__redirect {
+	uint32_t n;               /* >= 1 */
+	const uint8_t *e;         /* n x {u32 idx, i32 host, u64 key} */
+};
+#define PS__REDIRECT_HDR 8u
+#define PS__REDIRECT_ENTRY 16u
+uint64_t ps__redirect_size(uint32_t n);
+void ps__redirect_enc_hdr(uint8_t *out, uint32_t n);
+void ps__redirect_put(uint8_t *out, uint32_t i, uint32_t idx, int32_t host, uint64_t key);
+void ps__redirect_get(const struct ps__redirect *m, uint32_t i, uint32_t *idx, int32_t *host, uint64_t *key);
+int ps__redirect_dec(const uint8_t *b, uint32_t len, uint32_t req_keys_max, struct ps__redirect *m);
+
+/* MOVE: one step of the protocol of a moving key (migrate.c) for n keys
+ * of one table; nf = floats that travel per key (values + rule state). */
+enum ps__move_op {
+	PS__MV_LOCK = 1,   /* at the home: lock the directory entry for host arg */
+	PS__MV_GIVE = 2,   /* at the holder: give the value up to host arg */
+	PS__MV_SET = 3,    /* at the home: the key is at host arg now */
+	PS__MV_UNLOCK = 4, /* at the home: the move failed, back to the holder */
+};
+struct ps__move_req {
+	uint32_t table, op, nf, arg;
+	uint64_t num_keys;
+	uint32_t n;               /* >= 1 */
+	const uint8_t *keys;      /* n x u64 */
+};
+#define PS__MOVE_HDR 32u
+uint64_t ps__move_size(uint32_t n);
+void ps__move_enc_hdr(uint8_t *out, const struct ps__move_req *m);
+int ps__move_dec(const uint8_t *b, uint32_t len, struct ps__move_req *m);
+
+/* MOVE_REPLY: a status for the frame, then per key {code, host}, then nf
+ * floats for each key whose code is PS__MV_GIVEN, in key order. */
+enum ps__move_code {
+	PS__MV_DONE = 0,   /* LOCK/SET/UNLOCK done (LOCK: host = the holder) */
+	PS__MV_GIVEN = 1,  /* the value follows; the sender no longer holds it */
+	PS__MV_BUSY = 2,   /* not moved now (moving already, replicated, ...) */
+};
+struct ps__move_reply {
+	int32_t status;
+	uint32_t n, nf, ngiven;
+	const uint8_t *codes;     /* n x {i32 code, i32 host} */
+	const uint8_t *vals;      /* ngiven x nf floats */
+};
+#define PS__MOVE_REPLY_HDR 16u
+uint64_t ps__move_reply_size(uint32_t n, uint32_t nf, uint32_t ngiven);
+void ps__move_reply_enc_hdr(uint8_t *out, int32_t status, uint32_t n, uint32_t nf, uint32_t ngiven);
+int ps__move_reply_dec(const uint8_t *b, uint32_t len, struct ps__move_reply *m);
 
 struct ps__barrier_msg {
 	uint64_t gen;             /* barrier generation, from 1 */

@@ -66,12 +66,37 @@ struct rpc {
 	const uint32_t *pos;      /* n positions in the caller's key array */
 	uint32_t n, value_len;
 	int host;                 /* where the request went */
+	uint8_t **raw;            /* a call (ps__link_calls): where its reply goes */
+	uint32_t *raw_len;
 };
 
+/*
+ * One pull or push batch of a multi-host job, routed in rounds (L5): a
+ * round sends the keys held elsewhere (by the hosts their words name) and
+ * does the keys held here; keys redirected by the host that got them, or
+ * that moved away while this host did them, are routed again in the next
+ * round, when every frame of this one is answered.
+ */
 struct ps__rgroup {
 	_Atomic uint32_t left;    /* frames not answered yet; futex word (L2) */
 	_Atomic int32_t err;      /* first failure, relaxed: read after left */
-	uint32_t *pos;            /* positions of the remote keys, by host */
+	ps_table *t;
+	const ps_key *keys;
+	float *out;
+	const float *in;
+	uint32_t n;               /* keys in the batch */
+	uint32_t *pos;            /* this round's positions in flight, by host */
+	/* positions to route again and, beside each, the host a redirect
+	 * named (-1: the key is moving, pause first; -2: re-read its word).
+	 * Appended by the link thread (redirects) and by the caller (its
+	 * own misses), indexes from nnext (relaxed: the entries are read
+	 * after left's acquire, or by the thread that wrote them) */
+	uint32_t *next;
+	int32_t *hint;
+	_Atomic uint32_t nnext;
+	uint32_t *cur, *scratch1, *scratch2; /* the round's own lists */
+	int32_t *curhint, *owner;
+	uint64_t local, repl;     /* keys done by this node's arena, by replicas */
 };
 
 struct ps__link {
@@ -122,7 +147,7 @@ void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t 
 	*k1 = (uint64_t)(((h + 1) * K + H - 1) / H);
 }
 
-static int host_of(const ps_world *w, uint64_t num_keys, ps_key k)
+int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k)
 {
 	return (int)((unsigned __int128)k * (unsigned)w->nhosts / num_keys);
 }
@@ -135,7 +160,7 @@ void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1)
 			continue;
 		}
 		/* relaxed: the table's node barrier publishes it */
-		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(host_of(w, t->num_keys, k)),
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(ps__home_of(w, t->num_keys, k)),
 				      memory_order_relaxed);
 	}
 }
@@ -238,7 +263,9 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	uint8_t *f = ps__alloc(w, PS__FRAME_HDR + body);
 	if (!f)
 		return -ENOMEM;
-	struct ps__kv_req m = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = n};
+	/* ps_assign_sync pushes through a handle whose rule is ASSIGN */
+	struct ps__kv_req m = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = n,
+			       .flags = (in && t->rule == PS_RULE_ASSIGN) ? PS__KV_ASSIGN : 0};
 	uint8_t *b = f + PS__FRAME_HDR;
 	ps__kv_enc_hdr(b, &m);
 	uint8_t *kp = b + PS__KV_HDR;
@@ -263,6 +290,8 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	r->n = n;
 	r->value_len = vlen;
 	r->host = host;
+	r->raw = NULL;
+	r->raw_len = NULL;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
 	ps__frame_seal(f, in ? PS__F_PUSH : PS__F_PULL, (uint16_t)host, req, (uint32_t)body);
@@ -280,77 +309,130 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	return 0;
 }
 
-int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
-		     struct ps__rgroup **gp)
+/* Another round for position p (L5); hint as in struct ps__rgroup. */
+static void again(struct ps__rgroup *g, uint32_t p, int32_t hint)
+{
+	/* relaxed: see struct ps__rgroup */
+	uint32_t i = atomic_fetch_add_explicit(&g->nnext, 1, memory_order_relaxed);
+	g->next[i] = p;
+	g->hint[i] = hint;
+}
+
+static struct ps__rgroup *group_new(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in)
 {
 	ps_world *w = t->w;
+	struct ps__rgroup *g = ps__alloc(w, sizeof *g + 7 * n * sizeof(uint32_t));
+	if (!g)
+		return NULL;
+	uint32_t *a = (uint32_t *)(void *)(g + 1);
+	*g = (struct ps__rgroup){.t = t, .keys = keys, .out = out, .in = in, .n = (uint32_t)n};
+	g->pos = a;
+	g->next = a + n;
+	g->hint = (int32_t *)(a + 2 * n);
+	g->cur = a + 3 * n;
+	g->curhint = (int32_t *)(a + 4 * n);
+	g->scratch1 = a + 5 * n;
+	g->scratch2 = a + 6 * n;
+	g->owner = (int32_t *)g->scratch2;
+	atomic_init(&g->left, 0);
+	atomic_init(&g->err, 0);
+	atomic_init(&g->nnext, 0);
+	return g;
+}
+
+/*
+ * One routing round over list[0..m) (NULL: every position).  Keys whose
+ * words name another host are sent there first, so the network overlaps
+ * the keys done here; a MOVING word (this is the key's home and the key
+ * is between hosts) waits for the next round.
+ */
+static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
+{
+	ps_table *t = g->t;
+	ps_world *w = t->w;
 	const int H = w->nhosts;
-	*gp = NULL;
-	size_t remote = 0;
-	for (size_t i = 0; i < n; i++)
-		/* relaxed: REMOTE words are written once, before the table's
-		 * creation barrier, and never change */
-		remote += PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed));
-	if (remote == 0)
-		return 0; /* the common case of a local batch: nothing allocated */
-	if (remote > UINT32_MAX)
-		return -E2BIG;
-	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
-	if (!count)
-		return -ENOMEM;
-	memset(count, 0, (size_t)(H + 1) * sizeof *count);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
-		if (PS__LOC_IS_REMOTE(lw))
-			count[PS__LOC_OWNER(lw) + 1]++;
+	uint32_t count[PS__MAX_HOSTS + 1];
+	memset(count, 0, (size_t)(H + 1) * sizeof count[0]);
+	uint32_t *lpos = g->scratch1;
+	size_t nloc = 0;
+	for (size_t j = 0; j < m; j++) {
+		uint32_t p = list ? list[j] : (uint32_t)j;
+		/* relaxed: a routing decision only; whoever serves the key
+		 * re-reads its word with acquire, and a wrong guess comes back
+		 * as a redirect or a miss */
+		uint64_t lw = atomic_load_explicit(&t->loc[g->keys[p]], memory_order_relaxed);
+		g->owner[j] = -1;
+		if (PS__LOC_IS_MOVING(lw)) {
+			again(g, p, -1);
+		} else if (PS__LOC_IS_REMOTE(lw)) {
+			g->owner[j] = PS__LOC_OWNER(lw);
+			count[g->owner[j] + 1]++;
+		} else {
+			lpos[nloc++] = p;
+		}
 	}
-	struct ps__rgroup *g = ps__alloc(w, sizeof *g);
-	uint32_t *pos = ps__alloc(w, remote * sizeof *pos);
-	if (!g || !pos) {
-		ps__free(w, g);
-		ps__free(w, pos);
-		ps__free(w, count);
-		return -ENOMEM;
-	}
-	/* counting sort of the remote positions by host */
 	const uint32_t per = keys_per_frame(t->value_len);
 	uint32_t frames = 0;
 	for (int h = 0; h < H; h++) {
 		frames += (count[h + 1] + per - 1) / per;
 		count[h + 1] += count[h];
 	}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
-		if (PS__LOC_IS_REMOTE(lw))
-			pos[count[PS__LOC_OWNER(lw)]++] = (uint32_t)i;
-	}
-	atomic_init(&g->left, frames); /* (L2): before the first frame is sent */
-	atomic_init(&g->err, 0);
-	g->pos = pos;
-	*gp = g;
+	for (size_t j = 0; j < m; j++)
+		if (g->owner[j] >= 0)
+			g->pos[count[g->owner[j]]++] = list ? list[j] : (uint32_t)j;
+	/* (L2): every frame counted before the first is sent; relaxed: the
+	 * link thread's decrements of the earlier rounds are all done */
+	atomic_fetch_add_explicit(&g->left, frames, memory_order_relaxed);
 	/* count[h] is now the end of host h's run */
 	uint32_t at = 0;
 	for (int h = 0; h < H; h++) {
 		while (at < count[h]) {
-			uint32_t m = count[h] - at < per ? count[h] - at : per;
-			int rc = send_chunk(t, g, h, keys, pos + at, m, out, in);
+			uint32_t k = count[h] - at < per ? count[h] - at : per;
+			int rc = send_chunk(t, g, h, g->keys, g->pos + at, k, g->out, g->in);
 			if (rc)
 				group_done(g, rc);
-			at += m;
+			at += k;
 		}
 	}
-	ps__free(w, count);
-	return (int)(remote > INT_MAX ? INT_MAX : remote);
+	if (nloc) {
+		uint32_t *miss = g->scratch2; /* owner[] is used up */
+		size_t nmiss = 0;
+		ps__local_keys(t, g->keys, lpos, nloc, g->out, g->in, miss, &nmiss, &g->local, &g->repl);
+		for (size_t j = 0; j < nmiss; j++)
+			again(g, miss[j], -2);
+	}
 }
 
-int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
+int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+		    struct ps__rgroup **async)
+{
+	ps_world *w = t->w;
+	if (async)
+		*async = NULL;
+	if (n > UINT32_MAX / 8)
+		return -E2BIG;
+	struct ps__rgroup *g = group_new(t, keys, n, out, in);
+	if (!g)
+		return -ENOMEM;
+	route_round(g, NULL, n);
+	ps__count_batch(w, t, keys, n, out != NULL, g->local, g->repl);
+	/* acquire: pairs with group_done's release (L2) */
+	if (async && (atomic_load_explicit(&g->left, memory_order_acquire) || atomic_load(&g->nnext))) {
+		*async = g;
+		return 0;
+	}
+	return ps__remote_wait(w, g);
+}
+
+/* Waits until every frame of the round is answered (L2). */
+static void wait_round(ps_world *w, struct ps__rgroup *g)
 {
 	unsigned spins = 0;
 	for (;;) {
 		/* acquire: pairs with the release in group_done (L2) */
 		uint32_t left = atomic_load_explicit(&g->left, memory_order_acquire);
 		if (left == 0)
-			break;
+			return;
 		if (++spins < 512) {
 			ps__cpu_relax();
 			continue;
@@ -359,10 +441,99 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 		ps__futex_wait(&g->left, left, 10 * 1000 * 1000, false);
 		ps__wait_clear(w);
 	}
-	int rc = atomic_load_explicit(&g->err, memory_order_relaxed);
-	ps__free(w, g->pos);
+}
+
+/* Moving keys wait at most this long in all before a batch fails: a move
+ * takes a few round trips; this is a hang, not a slow move. */
+#define MOVING_PATIENCE_NS (30ULL * 1000 * 1000 * 1000)
+
+int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
+{
+	ps_table *t = g->t;
+	unsigned pause_us = 20;
+	uint64_t t0 = 0;
+	int rc;
+	for (;;) {
+		wait_round(w, g);
+		rc = atomic_load_explicit(&g->err, memory_order_relaxed);
+		uint32_t m = atomic_load_explicit(&g->nnext, memory_order_relaxed);
+		if (rc || m == 0)
+			break;
+		bool pause = false;
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t p = g->next[i];
+			int32_t h = g->hint[i];
+			g->cur[i] = p;
+			pause |= h == -1;
+			if (h < 0 || h == w->host || ps__home_of(w, t->num_keys, g->keys[p]) == w->host)
+				continue;
+			/* a better guess for the next time (away from the home
+			 * only: there the word is the directory).  relaxed: a
+			 * hint; a word that is no longer this REMOTE one is kept */
+			uint64_t lw = atomic_load_explicit(&t->loc[g->keys[p]], memory_order_relaxed);
+			if (PS__LOC_IS_REMOTE(lw) && !PS__LOC_IS_MOVING(lw) && PS__LOC_OWNER(lw) != h)
+				atomic_compare_exchange_strong_explicit(&t->loc[g->keys[p]], &lw,
+									PS__LOC_MAKE_REMOTE(h), memory_order_relaxed,
+									memory_order_relaxed);
+		}
+		atomic_store_explicit(&g->nnext, 0, memory_order_relaxed);
+		if (pause) {
+			uint64_t now = ps__now_ns();
+			if (!t0)
+				t0 = now;
+			if (now - t0 > MOVING_PATIENCE_NS) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			usleep(pause_us);
+			pause_us = pause_us < 1000 ? pause_us * 2 : 1000;
+		}
+		route_round(g, g->cur, m);
+	}
 	ps__free(w, g);
 	return rc;
+}
+
+/* ------------------------------------------------------------ calls */
+
+int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t lens[], const int hosts[],
+		   uint8_t *replies[], uint32_t rlens[])
+{
+	struct ps__link *L = w->link;
+	struct ps__rgroup g = {0};
+	atomic_init(&g.left, (uint32_t)n); /* (L2) */
+	atomic_init(&g.err, 0);
+	for (int i = 0; i < n; i++) {
+		replies[i] = NULL;
+		rlens[i] = 0;
+		uint32_t slot;
+		int rc = rpc_take(L, &slot);
+		if (rc) {
+			group_done(&g, rc);
+			continue;
+		}
+		pthread_mutex_lock(&L->lock);
+		struct rpc *r = &L->rpc[slot];
+		r->g = &g;
+		r->out = NULL;
+		r->pos = NULL;
+		r->n = 0;
+		r->host = hosts[i];
+		r->raw = &replies[i];
+		r->raw_len = &rlens[i];
+		uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
+		pthread_mutex_unlock(&L->lock);
+		ps__frame_seal(frames[i], PS__F_MOVE, (uint16_t)hosts[i], req, lens[i]);
+		/* acquire: as in send_chunk (L4) */
+		rc = atomic_load_explicit(&L->dead, memory_order_acquire)
+			     ? PS_EHOSTDOWN
+			     : write_all(L, frames[i], PS__FRAME_HDR + lens[i]);
+		struct rpc mine;
+		if (rc && rpc_claim(L, req, &mine))
+			group_done(&g, rc);
+	}
+	wait_round(w, &g);
+	return atomic_load_explicit(&g.err, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ barriers */
@@ -470,13 +641,58 @@ static void on_reply(struct ps__link *L, const struct ps__frame *f)
 	int err = ps__reply_dec(f->body, f->len, &m);
 	if (err == 0)
 		err = m.status;
-	if (err == 0 && r.out) {
+	if (err == 0 && r.raw) {
+		err = PS_EFRAME_BODY; /* a call is answered by MOVE_REPLY */
+	} else if (err == 0 && r.out) {
 		if (m.nvals != (uint64_t)r.n * r.value_len) {
 			err = PS_EFRAME_BODY;
 		} else {
 			const size_t row = 4 * (size_t)r.value_len;
 			for (uint32_t i = 0; i < r.n; i++)
 				memcpy(r.out + (size_t)r.pos[i] * r.value_len, m.vals + row * i, row);
+		}
+	}
+	group_done(r.g, err);
+}
+
+/* Keys of a request of ours that the other host did not hold: they go to
+ * the group's next round (L5).  The REPLY follows on the same path. */
+static void on_redirect(struct ps__link *L, const struct ps__frame *f)
+{
+	uint32_t slot = (uint32_t)f->req, seq = (uint32_t)(f->req >> 32) & 0xffffff;
+	struct rpc r = {0};
+	pthread_mutex_lock(&L->lock);
+	bool ok = slot < L->cap && L->rpc[slot].busy && L->rpc[slot].seq == seq && !L->rpc[slot].raw;
+	if (ok)
+		r = L->rpc[slot];
+	pthread_mutex_unlock(&L->lock);
+	struct ps__redirect m;
+	if (!ok || ps__redirect_dec(f->body, f->len, r.n, &m) != 0)
+		return; /* stale, or malformed: its REPLY fails or completes it */
+	for (uint32_t i = 0; i < m.n; i++) {
+		uint32_t idx;
+		int32_t host;
+		uint64_t key;
+		ps__redirect_get(&m, i, &idx, &host, &key);
+		if (r.g->keys[r.pos[idx]] == key)
+			again(r.g, r.pos[idx], host);
+	}
+}
+
+/* A MOVE_REPLY: the body goes to the caller of ps__link_calls. */
+static void on_move_reply(struct ps__link *L, const struct ps__frame *f)
+{
+	struct rpc r;
+	if (!rpc_claim(L, f->req, &r))
+		return; /* stale (L1) */
+	int err = PS_EFRAME_BODY;
+	if (r.raw) {
+		uint8_t *copy = malloc(f->len ? f->len : 1);
+		err = copy ? 0 : -ENOMEM;
+		if (copy) {
+			memcpy(copy, f->body, f->len);
+			*r.raw = copy;
+			*r.raw_len = f->len;
 		}
 	}
 	group_done(r.g, err);
@@ -498,55 +714,119 @@ static void *scratch(struct ps__link *L, size_t n)
 }
 
 /* Checks a request of another host against this host's table. */
-static int check_request(ps_table *t, const struct ps__kv_req *m, ps_key *keys)
+static int check_request(ps_table *t, uint32_t value_len, uint64_t num_keys, uint32_t n, const uint8_t *kp,
+			 ps_key *keys)
 {
 	if (!t)
 		return PS_ETABLE;
-	if (t->num_keys != m->num_keys || t->value_len != m->value_len)
+	if (t->num_keys != num_keys || t->value_len != value_len)
 		return PS_EMISMATCH;
-	for (uint32_t i = 0; i < m->n; i++) {
-		keys[i] = ps__get64(m->keys + 8 * (size_t)i);
+	for (uint32_t i = 0; i < n; i++) {
+		keys[i] = ps__get64(kp + 8 * (size_t)i);
 		if (keys[i] >= t->num_keys)
 			return PS_EKEY;
-		/* the sender thinks we hold it: so must we */
-		if (PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire)))
-			return PS_EMISMATCH;
 	}
 	return 0;
 }
 
+/*
+ * A PULL or PUSH of another host: the keys held here are done here; for
+ * the others a REDIRECT names where to ask (the word's host; -1 while the
+ * key is moving), then the REPLY (a pull's rows of redirected keys are
+ * zero and overwritten by the requester's next round).
+ */
 static void on_request(struct ps__link *L, const struct ps__frame *f)
 {
+	ps_world *w = L->w;
 	const bool push = f->type == PS__F_PUSH;
 	struct ps__kv_req m;
 	int rc = ps__kv_dec(f->body, f->len, push, &m);
 	ps_table *t = rc ? NULL : table_by_id(L, m.table);
 	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
-	size_t keys_off = PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals;
-	keys_off = PS__ALIGN(keys_off, 16);
-	size_t upd_off = keys_off + (rc ? 0 : 8 * (size_t)m.n);
+	size_t keys_off = PS__ALIGN(PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals, 16);
+	size_t miss_off = keys_off + (rc ? 0 : 8 * (size_t)m.n);
+	size_t upd_off = PS__ALIGN(miss_off + (rc ? 0 : 4 * (size_t)m.n), 16);
+	size_t end = upd_off + (push && !rc ? 4 * (size_t)m.n * m.value_len : 0);
+	size_t redir_off = PS__ALIGN(end, 16);
+	size_t total = redir_off + (rc ? 0 : PS__FRAME_HDR + ps__redirect_size(m.n));
 	uint8_t small[PS__FRAME_HDR + PS__REPLY_HDR];
-	uint8_t *buf = scratch(L, upd_off + (push && !rc ? 4 * (size_t)m.n * m.value_len : 0));
+	uint8_t *buf = scratch(L, total);
 	if (!buf) {
 		rc = -ENOMEM;
 		buf = small;
 	}
+	ps_key *keys = (ps_key *)(void *)(buf + keys_off);
 	if (rc == 0)
-		rc = check_request(t, &m, (ps_key *)(void *)(buf + keys_off));
+		rc = check_request(t, m.value_len, m.num_keys, m.n, m.keys, keys);
+	size_t nmiss = 0;
 	if (rc == 0) {
-		ps_key *keys = (ps_key *)(void *)(buf + keys_off);
+		struct ps_table shadow;
+		ps_table *tt = t;
+		if (push && (m.flags & PS__KV_ASSIGN)) { /* as ps_assign_sync */
+			shadow = *t;
+			shadow.rule = PS_RULE_ASSIGN;
+			shadow.flags &= ~PS_HOGWILD;
+			tt = &shadow;
+		}
+		float *out = push ? NULL : (float *)(void *)(buf + PS__FRAME_HDR + PS__REPLY_HDR);
+		float *upd = NULL;
 		if (push) {
-			float *upd = (float *)(void *)(buf + upd_off);
+			upd = (float *)(void *)(buf + upd_off);
 			memcpy(upd, m.values, 4 * (size_t)m.n * m.value_len);
-			rc = ps_push_sync(t, keys, m.n, upd);
-		} else {
-			rc = ps_pull_sync(t, keys, m.n, (float *)(void *)(buf + PS__FRAME_HDR + PS__REPLY_HDR));
+		}
+		uint32_t *miss = (uint32_t *)(void *)(buf + miss_off);
+		uint64_t local = 0, repl = 0;
+		ps__local_keys(tt, keys, NULL, m.n, out, upd, miss, &nmiss, &local, &repl);
+		ps__count_batch(w, t, keys, m.n, !push, local, repl);
+		if (nmiss) {
+			uint8_t *rf = buf + redir_off;
+			ps__redirect_enc_hdr(rf + PS__FRAME_HDR, (uint32_t)nmiss);
+			for (size_t i = 0; i < nmiss; i++) {
+				ps_key k = keys[miss[i]];
+				/* relaxed: a hint for the requester's next round */
+				uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
+				int32_t host = PS__LOC_IS_MOVING(lw)   ? -1
+					       : PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw)
+								       : w->host; /* back here */
+				ps__redirect_put(rf + PS__FRAME_HDR, (uint32_t)i, miss[i], host, k);
+				if (out)
+					memset(out + (size_t)miss[i] * m.value_len, 0, 4 * (size_t)m.value_len);
+			}
+			uint32_t rlen = (uint32_t)ps__redirect_size((uint32_t)nmiss);
+			ps__frame_seal(rf, PS__F_REDIRECT, f->host, f->req, rlen);
+			write_all(L, rf, PS__FRAME_HDR + rlen);
 		}
 	}
 	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
 	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
 	uint32_t len = PS__REPLY_HDR + 4 * nvals;
 	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
+	write_all(L, buf, PS__FRAME_HDR + len);
+}
+
+/* A MOVE of another host (migrate.c executes it). */
+static void on_move(struct ps__link *L, const struct ps__frame *f)
+{
+	struct ps__move_req m;
+	int rc = ps__move_dec(f->body, f->len, &m);
+	ps_table *t = rc ? NULL : table_by_id(L, m.table);
+	if (rc == 0 && !t)
+		rc = PS_ETABLE;
+	if (rc == 0 && (t->num_keys != m.num_keys || t->value_len + t->state_len != m.nf))
+		rc = PS_EMISMATCH;
+	uint8_t small[PS__FRAME_HDR + PS__MOVE_REPLY_HDR];
+	uint8_t *buf = rc ? NULL : scratch(L, PS__FRAME_HDR + ps__move_reply_size(m.n, m.nf, m.n));
+	if (rc == 0 && !buf)
+		rc = -ENOMEM;
+	uint32_t len;
+	if (rc == 0) {
+		len = ps__migrate_serve(L->w, t, f->host, &m, buf + PS__FRAME_HDR);
+	} else {
+		buf = small;
+		ps__move_reply_enc_hdr(buf + PS__FRAME_HDR, rc, 0, 0, 0);
+		len = PS__MOVE_REPLY_HDR;
+	}
+	ps__frame_seal(buf, PS__F_MOVE_REPLY, f->host, f->req, len);
 	write_all(L, buf, PS__FRAME_HDR + len);
 }
 
@@ -558,9 +838,18 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_REPLY:
 		on_reply(L, f);
 		break;
+	case PS__F_REDIRECT:
+		on_redirect(L, f);
+		break;
+	case PS__F_MOVE_REPLY:
+		on_move_reply(L, f);
+		break;
 	case PS__F_PULL:
 	case PS__F_PUSH:
 		on_request(L, f);
+		break;
+	case PS__F_MOVE:
+		on_move(L, f);
 		break;
 	case PS__F_RELEASE: {
 		struct ps__barrier_msg m;

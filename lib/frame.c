@@ -22,7 +22,7 @@
 
 bool ps__frame_type_known(unsigned type)
 {
-	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_RELEASE);
+	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY);
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -243,7 +243,7 @@ void ps__kv_enc_hdr(uint8_t *out, const struct ps__kv_req *m)
 	ps__put32(out + 4, m->value_len);
 	ps__put64(out + 8, m->num_keys);
 	ps__put32(out + 16, m->n);
-	ps__put32(out + 20, 0); /* reserved, must be 0 */
+	ps__put32(out + 20, m->flags);
 }
 
 int ps__kv_dec(const uint8_t *b, uint32_t len, bool push, struct ps__kv_req *m)
@@ -254,7 +254,8 @@ int ps__kv_dec(const uint8_t *b, uint32_t len, bool push, struct ps__kv_req *m)
 	m->value_len = ps__get32(b + 4);
 	m->num_keys = ps__get64(b + 8);
 	m->n = ps__get32(b + 16);
-	if (ps__get32(b + 20) != 0 || m->n == 0 || m->value_len == 0 || m->value_len > 65536 || m->num_keys == 0)
+	m->flags = ps__get32(b + 20);
+	if ((m->flags & ~(push ? PS__KV_ASSIGN : 0u)) != 0 || m->n == 0 || m->value_len == 0 || m->value_len > 65536 || m->num_keys == 0)
 		return PS_EFRAME_BODY;
 	/* 64-bit arithmetic: n < 2^32, 8 + 4 * 65536 < 2^19, no overflow */
 	if (ps__kv_size(push, m->n, m->value_len) != len)
@@ -280,6 +281,126 @@ int ps__reply_dec(const uint8_t *b, uint32_t len, struct ps__reply *m)
 		return PS_EFRAME_BODY;
 	m->vals = b + PS__REPLY_HDR;
 	return 0;
+}
+
+uint64_t ps__redirect_size(uint32_t n)
+{
+	return PS__REDIRECT_HDR + (uint64_t)PS__REDIRECT_ENTRY * n;
+}
+
+void ps__redirect_enc_hdr(uint8_t *out, uint32_t n)
+{
+	ps__put32(out, n);
+	ps__put32(out + 4, 0); /* reserved, must be 0 */
+}
+
+void ps__redirect_put(uint8_t *out, uint32_t i, uint32_t idx, int32_t host, uint64_t key)
+{
+	uint8_t *e = out + PS__REDIRECT_HDR + (size_t)PS__REDIRECT_ENTRY * i;
+	ps__put32(e, idx);
+	ps__put32(e + 4, (uint32_t)host);
+	ps__put64(e + 8, key);
+}
+
+void ps__redirect_get(const struct ps__redirect *m, uint32_t i, uint32_t *idx, int32_t *host, uint64_t *key)
+{
+	const uint8_t *e = m->e + (size_t)PS__REDIRECT_ENTRY * i;
+	*idx = ps__get32(e);
+	*host = (int32_t)ps__get32(e + 4);
+	*key = ps__get64(e + 8);
+}
+
+/* req_keys_max: every index must be below it (the request's key count,
+ * known to the requester; UINT32_MAX where unknown, e.g. in a bridge). */
+int ps__redirect_dec(const uint8_t *b, uint32_t len, uint32_t req_keys_max, struct ps__redirect *m)
+{
+	if (len < PS__REDIRECT_HDR)
+		return PS_EFRAME_BODY;
+	m->n = ps__get32(b);
+	if (m->n == 0 || ps__get32(b + 4) != 0 || ps__redirect_size(m->n) != len)
+		return PS_EFRAME_BODY;
+	m->e = b + PS__REDIRECT_HDR;
+	for (uint32_t i = 0; i < m->n; i++) {
+		uint32_t idx;
+		int32_t host;
+		uint64_t key;
+		ps__redirect_get(m, i, &idx, &host, &key);
+		if (idx >= req_keys_max || host < -1 || host >= PS__MAX_HOSTS)
+			return PS_EFRAME_BODY;
+	}
+	return 0;
+}
+
+uint64_t ps__move_size(uint32_t n)
+{
+	return PS__MOVE_HDR + 8ULL * n;
+}
+
+void ps__move_enc_hdr(uint8_t *out, const struct ps__move_req *m)
+{
+	ps__put32(out, m->table);
+	ps__put32(out + 4, m->op);
+	ps__put32(out + 8, m->nf);
+	ps__put32(out + 12, m->arg);
+	ps__put64(out + 16, m->num_keys);
+	ps__put32(out + 24, m->n);
+	ps__put32(out + 28, 0); /* reserved, must be 0 */
+}
+
+int ps__move_dec(const uint8_t *b, uint32_t len, struct ps__move_req *m)
+{
+	if (len < PS__MOVE_HDR)
+		return PS_EFRAME_BODY;
+	m->table = ps__get32(b);
+	m->op = ps__get32(b + 4);
+	m->nf = ps__get32(b + 8);
+	m->arg = ps__get32(b + 12);
+	m->num_keys = ps__get64(b + 16);
+	m->n = ps__get32(b + 24);
+	if (m->op < PS__MV_LOCK || m->op > PS__MV_UNLOCK || m->nf == 0 || m->nf > 4 * 65536 ||
+	    m->arg >= PS__MAX_HOSTS || m->num_keys == 0 || m->n == 0 || ps__get32(b + 28) != 0 ||
+	    ps__move_size(m->n) != len)
+		return PS_EFRAME_BODY;
+	m->keys = b + PS__MOVE_HDR;
+	return 0;
+}
+
+uint64_t ps__move_reply_size(uint32_t n, uint32_t nf, uint32_t ngiven)
+{
+	return PS__MOVE_REPLY_HDR + 8ULL * n + 4ULL * nf * ngiven;
+}
+
+void ps__move_reply_enc_hdr(uint8_t *out, int32_t status, uint32_t n, uint32_t nf, uint32_t ngiven)
+{
+	ps__put32(out, (uint32_t)status);
+	ps__put32(out + 4, n);
+	ps__put32(out + 8, nf);
+	ps__put32(out + 12, ngiven);
+}
+
+int ps__move_reply_dec(const uint8_t *b, uint32_t len, struct ps__move_reply *m)
+{
+	if (len < PS__MOVE_REPLY_HDR)
+		return PS_EFRAME_BODY;
+	m->status = (int32_t)ps__get32(b);
+	m->n = ps__get32(b + 4);
+	m->nf = ps__get32(b + 8);
+	m->ngiven = ps__get32(b + 12);
+	/* a failed frame carries no entries; 64-bit sizes cannot overflow */
+	if (m->status > 0 || m->ngiven > m->n || m->nf > 4 * 65536 || (m->status < 0 && m->n != 0) ||
+	    ps__move_reply_size(m->n, m->nf, m->ngiven) != len)
+		return PS_EFRAME_BODY;
+	m->codes = b + PS__MOVE_REPLY_HDR;
+	m->vals = m->codes + 8ULL * m->n;
+	uint32_t given = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		int32_t code = (int32_t)ps__get32(m->codes + 8ULL * i);
+		int32_t host = (int32_t)ps__get32(m->codes + 8ULL * i + 4);
+		if (code < PS__MV_DONE || code > PS__MV_BUSY || host < -1 || host >= PS__MAX_HOSTS)
+			return PS_EFRAME_BODY;
+		given += code == PS__MV_GIVEN;
+	}
+	return given == m->ngiven ? 0 : PS_EFRAME_BODY;
 }
 
 void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m)

@@ -127,7 +127,9 @@ static void free_batch(ps_world *w, struct ps__retire_batch *b)
 		size_t m = 0;
 		while (i < b->n && m < 64 && b->e[i].table == r->table && b->e[i].node == r->node)
 			offs[m++] = b->e[i++].off;
-		ps__slots_free(w, r->table, r->node, offs, m, w->tables[r->table]->value_len);
+		/* the descriptor, not w->tables[]: a slot given to another host
+		 * may be retired before this node published its handle */
+		ps__slots_free(w, r->table, r->node, offs, m, ps__tdesc_at(&w->seg, r->table)->value_len);
 	}
 }
 

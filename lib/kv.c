@@ -212,13 +212,16 @@ void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len)
 	}
 }
 
-/* Copies key k's values into out (seqlock read).  Returns owner node. */
+/* Copies key k's values into out (seqlock read).  Returns owner node, or
+ * -1 if another host holds k (multi-host jobs). */
 static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 {
 	const uint32_t len = t->value_len;
 	uint32_t *dst = (uint32_t *)out;
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
+		if (PS__LOC_IS_REMOTE(lw))
+			return -1;
 		if (lw & PS__LOC_REPL) {
 			if (ps__replica_pull(w, t, k, lw, out))
 				return PS__MAX_NODES + w->node;
@@ -255,11 +258,14 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 }
 
 /* Returns the owner that took the update; PS__MAX_NODES + node for a
- * replica.  Runs inside a read-side section. */
+ * replica; -1 if another host holds k (nothing applied).  Runs inside a
+ * read-side section. */
 int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 {
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
+		if (PS__LOC_IS_REMOTE(lw))
+			return -1;
 		if (lw & PS__LOC_REPL) {
 			if (ps__replica_push(w, t, k, lw, upd))
 				return PS__MAX_NODES + w->node;
@@ -354,6 +360,22 @@ static inline void prefetch_start(ps_world *w, ps_table *t, const ps_key *keys, 
 		prefetch_slot(w, t, keys, i, n, rw);
 }
 
+/* Statistics of one pull or push batch (and PS_COUNT_ACCESS counters). */
+static void count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, bool pull, uint64_t local,
+			uint64_t repl)
+{
+	if (t->counts)
+		for (size_t i = 0; i < n; i++) /* relaxed: a counter */
+			atomic_fetch_add_explicit(&t->counts[keys[i]], 1, memory_order_relaxed);
+	struct ps__stats *st = &w->me->stats;
+	if (repl)
+		stat_add(&st->repl_keys, repl);
+	stat_add(pull ? &st->pulls : &st->pushes, 1);
+	stat_add(pull ? &st->keys_pulled : &st->keys_pushed, n);
+	stat_add(&st->local_keys, local);
+	stat_add(&st->remote_keys, n - local);
+}
+
 /*
  * Pulls (into out) or pushes (from in) a validated batch inside one
  * read-side section, and counts it.  Exactly one of out and in is used.
@@ -370,44 +392,51 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	if (rc)
 		return rc;
 	ps_world *w = t->w;
-	const size_t len = t->value_len;
 	ps__thread_enter(w);
-	/* Multi-host routing hook: keys whose location word is REMOTE are
-	 * sent to their hosts first (bridge_link.c), so the network overlaps
-	 * the local keys below; they are skipped there. */
-	struct ps__rgroup *remote = NULL;
-	if (w->link && (rc = ps__remote_start(t, keys, n, out, in, &remote)) < 0)
-		return rc;
-	rc = 0;
+	/* multi-host: keys of other hosts are routed through the bridge */
+	if (w->link)
+		return ps__route_batch(t, keys, n, out, in, async);
+	const size_t len = t->value_len;
 	uint64_t local = 0, repl = 0;
 	const int rw = out ? 0 : 1;
 	urcu_memb_read_lock();
 	prefetch_start(w, t, keys, n, rw);
 	for (size_t i = 0; i < n; i++) {
 		prefetch_step(w, t, keys, i, n, rw);
-		/* relaxed: REMOTE words never change after table creation */
-		if (remote && PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed)))
-			continue;
 		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
 		local += (o & (PS__MAX_NODES - 1)) == w->node;
 		repl += o >= PS__MAX_NODES;
 	}
 	urcu_memb_read_unlock();
-	if (t->counts)
-		for (size_t i = 0; i < n; i++) /* relaxed: a counter */
-			atomic_fetch_add_explicit(&t->counts[keys[i]], 1, memory_order_relaxed);
-	struct ps__stats *st = &w->me->stats;
-	if (repl)
-		stat_add(&st->repl_keys, repl);
-	stat_add(out ? &st->pulls : &st->pushes, 1);
-	stat_add(out ? &st->keys_pulled : &st->keys_pushed, n);
-	stat_add(&st->local_keys, local);
-	stat_add(&st->remote_keys, n - local);
-	if (remote && async)
-		*async = remote;
-	else if (remote)
-		rc = ps__remote_wait(w, remote);
-	return rc;
+	count_batch(w, t, keys, n, out != NULL, local, repl);
+	return 0;
+}
+
+void ps__local_keys(ps_table *t, const ps_key *keys, const uint32_t *pos, size_t m, float *out,
+		    const float *in, uint32_t *miss, size_t *nmiss, uint64_t *local, uint64_t *repl)
+{
+	ps_world *w = t->w;
+	const size_t len = t->value_len;
+	urcu_memb_read_lock();
+	for (size_t j = 0; j < m; j++) {
+		size_t i = pos ? pos[j] : j;
+		if (j + 8 < m) /* the location word a few keys ahead */
+			__builtin_prefetch((const void *)&t->loc[keys[pos ? pos[j + 8] : j + 8]], 0, 3);
+		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
+		if (o < 0) {
+			miss[(*nmiss)++] = (uint32_t)i;
+			continue;
+		}
+		*local += (o & (PS__MAX_NODES - 1)) == w->node;
+		*repl += o >= PS__MAX_NODES;
+	}
+	urcu_memb_read_unlock();
+}
+
+void ps__count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, bool pull, uint64_t local,
+		     uint64_t repl)
+{
+	count_batch(w, t, keys, n, pull, local, repl);
 }
 
 int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
@@ -420,19 +449,74 @@ int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates
 	return run_batch(t, keys, n, NULL, updates, NULL);
 }
 
+/* A fresh slot: keep its version counting up, clear the flags. */
+static struct ps__slot *fresh_slot(ps_world *w, uint64_t off, ps_key k)
+{
+	struct ps__slot *nw = ps__at(&w->seg, off);
+	uint64_t ns = atomic_load_explicit(&nw->seq, memory_order_relaxed);
+	ns = (ns & ~(PS__SEQ_LOCKED | PS__SEQ_MOVED | PS__SEQ_FREED | (0xffffULL << PS__SEQ_HOLDER_SHIFT))) +
+	     PS__SEQ_VER1;
+	/* relaxed: published by the release store of the location word */
+	atomic_store_explicit(&nw->seq, ns, memory_order_relaxed);
+	atomic_store_explicit(&nw->key, k, memory_order_relaxed);
+	return nw;
+}
+
+void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint32_t *vals)
+{
+	struct ps__slot *nw = fresh_slot(w, off, k);
+	const uint32_t nf = t->value_len + t->state_len;
+	for (uint32_t j = 0; j < nf; j++) /* relaxed: published as above */
+		atomic_store_explicit(&nw->v[j], vals[j], memory_order_relaxed);
+}
+
+int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t *vals, struct ps__retired *ret)
+{
+	for (;;) {
+		uint64_t lw = loc_load(t, k);
+		if (PS__LOC_IS_REMOTE(lw) || (lw & PS__LOC_REPL))
+			return 0;
+		struct ps__slot *old = slot_at(w, lw);
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, old, &moved);
+		if (moved)
+			continue;
+		if (loc_load(t, k) != lw) { /* replicated or relocated meanwhile (I6) */
+			ps__slot_unlock(old, s, false);
+			continue;
+		}
+		if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
+			ps__slot_unlock(old, s, false);
+			stat_add(&w->me->stats.stale_reads, 1);
+			continue;
+		}
+		ps__copy_out(vals, old, t->value_len + t->state_len);
+		/* release: orders nothing new (the word names no slot); a
+		 * pusher that finds the old slot MOVED re-reads it (I3) */
+		atomic_store_explicit(&t->loc[k], newword, memory_order_release);
+		ps__slot_unlock(old, s, true);
+		ret->off = PS__LOC_OFF(lw);
+		ret->table = t->id;
+		ret->node = PS__LOC_OWNER(lw);
+		return 1;
+	}
+}
+
 /*
  * Moves key k into this node's pool (I1, I3).  Returns 1 if it moved, 0 if
- * it was local already, or a negative code; the old slot goes to *retired.
+ * it was local already, FAR if another host holds it (migrate.c moves it),
+ * or a negative code; the old slot goes to *retired.
  */
+#define FAR 2
 static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *retired)
 {
 	for (;;) {
 		uint64_t lw = loc_load(t, k);
 		int owner = PS__LOC_OWNER(lw);
-		/* local already, or replicated (local everywhere); a key of
-		 * another host stays there (multi-host hook: moving keys across
-		 * hosts is not implemented) */
-		if (owner == w->node || (lw & PS__LOC_REPL) || PS__LOC_IS_REMOTE(lw))
+		if (PS__LOC_IS_REMOTE(lw))
+			return FAR;
+		/* local already, or replicated (local everywhere) */
+		if (owner == w->node || (lw & PS__LOC_REPL))
 			return 0;
 		struct ps__slot *old = slot_at(w, lw);
 		bool moved;
@@ -456,13 +540,7 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 			ps__slot_unlock(old, s, false);
 			return rc;
 		}
-		struct ps__slot *nw = ps__at(&w->seg, noff);
-		uint64_t ns = atomic_load_explicit(&nw->seq, memory_order_relaxed);
-		/* a fresh slot: keep its version counting up, clear the flags */
-		ns = (ns & ~(PS__SEQ_LOCKED | PS__SEQ_MOVED | PS__SEQ_FREED | (0xffffULL << PS__SEQ_HOLDER_SHIFT))) +
-		     PS__SEQ_VER1;
-		atomic_store_explicit(&nw->seq, ns, memory_order_relaxed);
-		atomic_store_explicit(&nw->key, k, memory_order_relaxed);
+		struct ps__slot *nw = fresh_slot(w, noff, k);
 		copy_slot(nw, old, t->value_len + t->state_len); /* values and rule state */
 		/* release: the new slot's seq, key and values are visible to
 		 * whoever acquires the new location word (I1) */
@@ -510,7 +588,8 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 	ps_world *w = t->w;
 	ps__thread_enter(w);
 	int rc = 0;
-	size_t i = 0;
+	size_t i = 0, nfar = 0;
+	ps_key *far = NULL; /* keys held by other hosts */
 	while (i < n) {
 		size_t m = n - i < CHUNK ? n - i : CHUNK;
 		struct ps__retire_batch *b = ps__alloc(w, sizeof *b + m * sizeof b->e[0]);
@@ -523,6 +602,15 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 		for (; done < m; done++) {
 			prefetch_step(w, t, keys + i, done, m, 1);
 			rc = relocate(w, t, keys[i + done], &b->e[b->n]);
+			if (rc == FAR) {
+				if (!far && !(far = ps__alloc(w, n * sizeof *far))) {
+					rc = -ENOMEM;
+					break;
+				}
+				far[nfar++] = keys[i + done];
+				rc = 0;
+				continue;
+			}
 			if (rc < 0)
 				break;
 			b->n += (size_t)rc;
@@ -537,10 +625,14 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 		}
 		if (rc == PS_EFULL && wait_for_free_slot(w, t))
 			rc = 0; /* retry from the key that failed */
-		if (rc < 0)
+		if (rc < 0) {
+			ps__free(w, far);
 			return rc;
+		}
 	}
-	return 0;
+	rc = nfar ? ps__migrate_in(t, far, nfar) : 0;
+	ps__free(w, far);
+	return rc;
 }
 
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n)

@@ -373,6 +373,13 @@ _Static_assert(offsetof(struct ps__hdr, creator_pid) == 36, "creator_pid moved: 
 	(((uint64_t)(owner) << 48) | (((uint64_t)(off) >> 4) << 8) | PS__LOC_LOCAL)
 #define PS__LOC_MAKE_REMOTE(host) (((uint64_t)(host) << 48) | PS__LOC_REMOTE)
 #define PS__LOC_IS_REMOTE(w) (((w) & PS__LOC_REMOTE) != 0)
+/* Only at a key's home host: the key is moving between hosts (migrate.c);
+ * the owner field is the host that held it when the move began.  A MOVING
+ * word is also REMOTE, so code that only tells "here" from "elsewhere"
+ * needs no change. */
+#define PS__LOC_MOVING     0x08u
+#define PS__LOC_MAKE_MOVING(host) (PS__LOC_MAKE_REMOTE(host) | PS__LOC_MOVING)
+#define PS__LOC_IS_MOVING(w) (((w) & PS__LOC_MOVING) != 0)
 #define PS__LOC_OWNER(w)   ((int)((w) >> 48))
 /* A replicated key: bits 47..8 hold its replica index r, not an offset.
  * Node n's replica of it is slot 2r of n's replica run, its delta slot
@@ -630,18 +637,57 @@ struct ps__link;
 struct ps__rgroup;
 int ps__link_start(ps_world *w);
 void ps__link_stop(ps_world *w);          /* final barrier over every host, close */
-/* Keys [*k0, *k1) are held by this host (all of them on one host). */
+/* Keys [*k0, *k1) have this host as their home (all of them on one host). */
 void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1);
+int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k);
 void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1);
 /* Barrier over every node of every host on the table's shape (local_rc:
  * this node's result so far; a failure anywhere fails it everywhere). */
 int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
 int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
-/* Sends the batch's keys held by other hosts; returns how many (0: *g
- * NULL) or a negative code.  ps__remote_wait completes and frees *g. */
-int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
-		     struct ps__rgroup **g);
+/* Pulls or pushes a validated batch of a multi-host job (kv.c's run_batch
+ * with a link): keys held here are done here, the others are sent to the
+ * hosts their words name, and redirected until they land.  With async,
+ * what is still in flight is returned in *async (NULL if nothing), else
+ * waited for.  ps__remote_wait completes and frees a group. */
+int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+		    struct ps__rgroup **async);
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
+
+/* kv.c, for the bridge: the keys pos[0..m) of keys[] (pos NULL: 0..m)
+ * that this host holds are pulled into out / pushed from in (at their
+ * position's row) in one read-side section; the positions of the others
+ * (REMOTE or MOVING words, also ones that moved away meanwhile) are
+ * stored in miss[*nmiss++].  *local, *repl count keys served by this
+ * node's own arena and by replicas. */
+void ps__local_keys(ps_table *t, const ps_key *keys, const uint32_t *pos, size_t m, float *out,
+		    const float *in, uint32_t *miss, size_t *nmiss, uint64_t *local, uint64_t *repl);
+/* Statistics of a pull or push batch (and PS_COUNT_ACCESS counters). */
+void ps__count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, bool pull, uint64_t local,
+		     uint64_t repl);
+/* Fills a fresh slot at off with key k and nf floats (values + rule
+ * state), unlocked, not yet published. */
+void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint32_t *vals);
+/* If this host holds k in a slot (not replicated, not REMOTE): copies its
+ * values and rule state to vals, publishes loc[k] = newword, retires the
+ * slot into *ret and returns 1; else 0.  Inside a read-side section. */
+int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t *vals, struct ps__retired *ret);
+
+/* migrate.c: moving keys between hosts (localize across hosts) */
+struct ps__move_req;
+/* Moves the keys[0..n) held by other hosts to this node; keys that cannot
+ * move now are left where they are (localize is a hint).  0 or a code. */
+int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n);
+/* A MOVE request of another host, executed by this node's link thread:
+ * writes the MOVE_REPLY body into out (room: ps__move_reply_size(n, nf, n))
+ * and returns its length. */
+uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct ps__move_req *m, uint8_t *out);
+/* Synchronous calls through the link: for each i, sends frames[i] (a
+ * sealed MOVE with body room) to hosts[i] and stores the reply body (a
+ * malloc'd copy, NULL on failure) in replies[i]; all in flight at once.
+ * Returns 0 or the first failure (then some replies may be NULL). */
+int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t lens[], const int hosts[],
+		   uint8_t *replies[], uint32_t rlens[]);
 
 /* grace.c */
 void ps__retire(ps_world *w, struct ps__retire_batch *b);

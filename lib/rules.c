@@ -275,12 +275,7 @@ int ps_assign_sync(ps_table *t, const ps_key *keys, size_t n, const float *value
 {
 	if (!t || t->magic != PS__TABLE_MAGIC)
 		return PS_ETABLE;
-	/* the bridge carries pushes with the table's own rule */
-	for (size_t i = 0; t->w->nhosts > 1 && keys && i < n; i++)
-		/* relaxed: only the REMOTE bit is used */
-		if (keys[i] < t->num_keys &&
-		    PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed)))
-			return -ENOTSUP;
+	/* across hosts the PUSH frames say ASSIGN (bridge_link.c) */
 	struct ps_table shadow = *t;
 	shadow.rule = PS_RULE_ASSIGN;
 	shadow.flags &= ~PS_HOGWILD;

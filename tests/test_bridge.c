@@ -184,9 +184,13 @@ static int verify(struct storm *st)
 	int rc = ps_pull_sync(st->t, all, st->keys, v);
 	if (rc)
 		fprintf(stderr, "storm: host %d: pulling every key: %s\n", ps_host_id(w), ps_strerror(rc));
-	long bad = 0, remote = 0;
+	long bad = 0, remote = 0, guests = 0;
+	const uint64_t H = (uint64_t)ps_num_hosts(w);
 	for (ps_key k = 0; k < st->keys && rc == 0; k++) {
-		remote += ps_owner_host(st->t, k) != ps_host_id(w);
+		int holder = ps_owner_host(st->t, k);
+		remote += holder != ps_host_id(w);
+		/* held here, homed elsewhere: it moved across hosts */
+		guests += holder == ps_host_id(w) && (int)(k * H / st->keys) != ps_host_id(w);
 		for (uint32_t j = 0; j < st->vlen; j++)
 			if (v[k * st->vlen + j] != expect[k] && bad++ < 5)
 				fprintf(stderr, "storm: key %lu[%u] = %g, expected %g\n", (unsigned long)k, j,
@@ -198,8 +202,9 @@ static int verify(struct storm *st)
 		ps_stats(w, n, &ns);
 		reloc += ns.relocations;
 	}
-	printf("storm: host %d: %lu keys x %u checked (%ld held by other hosts), %ld wrong; %lu relocations\n",
-	       ps_host_id(w), (unsigned long)st->keys, st->vlen, remote, bad, (unsigned long)reloc);
+	printf("storm: host %d: %lu keys x %u checked (%ld held by other hosts, %ld moved in from other "
+	       "homes), %ld wrong; %lu relocations\n",
+	       ps_host_id(w), (unsigned long)st->keys, st->vlen, remote, guests, bad, (unsigned long)reloc);
 	free(expect);
 	free(v);
 	free(all);
@@ -332,6 +337,7 @@ static void storm_hosts(int hosts, const char *const args[])
 	for (int i = 0; args[i]; i++)
 		prog[3 + i] = args[i];
 	struct mh_proc p[3];
+	long guests = 0;
 	mh_run_hosts(hosts, 2, prog, p, 90);
 	for (int r = 0; r < hosts; r++) {
 		char name[16];
@@ -347,7 +353,14 @@ static void storm_hosts(int hosts, const char *const args[])
 		assert_non_null(strstr(out, want));
 		assert_non_null(strstr(out, " 0 wrong"));
 		printf("%s", out);
+		/* keys moved across hosts during the storm */
+		const char *g = strstr(out, " moved in from other homes");
+		assert_non_null(g);
+		while (g > out && g[-1] >= '0' && g[-1] <= '9')
+			g--;
+		guests += atol(g);
 	}
+	assert_true(guests > 0);
 	mh_assert_clean(&segs);
 }
 
@@ -898,8 +911,15 @@ static void test_mpirun_starts_a_two_host_job(void **state)
 	if (p.status != 0)
 		mh_show(&p, "mpirun");
 	assert_int_equal(p.status, 0);
-	assert_contains(out, "storm: host 0: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
-	assert_contains(out, "storm: host 1: 512 keys x 4 checked (256 held by other hosts), 0 wrong");
+	/* each host's verdict: its line, then exactly 0 wrong */
+	for (int r = 0; r < 2; r++) {
+		char want[64];
+		snprintf(want, sizeof want, "storm: host %d: 512 keys x 4 checked (", r);
+		assert_contains(out, want);
+		const char *line = strstr(out, want), *eol = strchr(line, '\n');
+		const char *ok = strstr(line, " moved in from other homes), 0 wrong;");
+		assert_true(ok && (!eol || ok < eol));
+	}
 	mh_assert_clean(&segs);
 }
 
