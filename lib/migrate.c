@@ -51,7 +51,6 @@
  * host that dies during a move ends the job (multi-host jobs abort).
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,8 +293,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	int rc5 = step(&mv, ST_UNLOCK, PS__MV_UNLOCK, on_done);
 	if (!rc)
 		rc = rc4 ? rc4 : rc5;
-	if (rc && getenv("PSMEM_DEBUG_MIGRATE"))
-		fprintf(stderr, "migrate: host %d node %d: rc %d rc4 %d rc5 %d\n", w->host, w->node, rc, rc4, rc5);
+
 	/* reserved slots not used: freed after a grace period like any other */
 	size_t unused = 0;
 	for (size_t i = 0; i < nres; i++)
@@ -350,12 +348,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
 			if (m->op == PS__MV_SET || m->op == PS__MV_UNLOCK) {
 				/* only the owner of the lock asks (M2) */
-				if (home != me || !PS__LOC_IS_MOVING(lw)) {
-					if (getenv("PSMEM_DEBUG_MIGRATE"))
-						fprintf(stderr, "migrate: host %d: op %u key %lu word %lx\n", me, m->op,
-							(unsigned long)k, (unsigned long)lw);
+				if (home != me || !PS__LOC_IS_MOVING(lw))
 					break;
-				}
 				uint64_t nw = PS__LOC_MAKE_REMOTE(m->op == PS__MV_SET ? to : PS__LOC_OWNER(lw));
 				/* release: as any directory write (M3: SET after install) */
 				atomic_store_explicit(&t->loc[k], nw, memory_order_release);

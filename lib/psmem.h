@@ -234,7 +234,8 @@ int ps_rule_register(uint32_t id, ps_rule_fn fn, const char *name, uint32_t stat
  * is already complete); in a multi-host job the keys held by other hosts are
  * sent at once and stay in flight until ps_wait.  Localize is executed by the
  * node's service thread, so the caller can compute while parameters move
- * (latency hiding); a key held by another host stays there.
+ * (latency hiding); a key held by another host moves to this node too
+ * (docs/DESIGN.md, "A moving key"), except in a table with replication.
  *
  * The buffers must stay valid until ps_wait() returns.
  * Values are laid out key after key: values[i * value_len + j].
@@ -256,8 +257,10 @@ int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n);
  * node: the calling node is returned. */
 int ps_owner(ps_table *t, ps_key key);
 
-/* Host that holds key now (>= 0; always this host on one host), or a
- * negative code. */
+/* Host that holds key now as far as this host knows (>= 0): this host if
+ * it holds it; at the key's home the directory's answer; elsewhere a hint
+ * that may be stale (operations are redirected).  Always this host on one
+ * host.  Or a negative code. */
 int ps_owner_host(ps_table *t, ps_key key);
 
 /* ------------------------------------------------- hot-spot replication */

@@ -106,7 +106,7 @@ static void test_other_version_is_refused(void **state)
 static void test_unknown_types_are_refused(void **state)
 {
 	(void)state;
-	const unsigned bad[] = {0, 9, 15, 21, 99, 255};
+	const unsigned bad[] = {0, 9, 15, 24, 99, 255};
 	struct ps__frame f;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		make_pull(buf, 1);
@@ -229,6 +229,71 @@ static void test_reply_barrier_hello_note_bodies(void **state)
 	assert_int_equal(ps__note_dec(b, len - 1, &n), PS_EFRAME_BODY);
 	ps__put16(b + 4, PS__NOTE_MAX + 1);
 	assert_int_equal(ps__note_dec(b, 6 + PS__NOTE_MAX + 1, &n), PS_EFRAME_BODY);
+}
+
+static void test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts(void **state)
+{
+	(void)state;
+	uint8_t b[256];
+	/* REDIRECT */
+	ps__redirect_enc_hdr(b, 2);
+	ps__redirect_put(b, 0, 3, 1, 77);
+	ps__redirect_put(b, 1, 0, -1, 78);
+	uint32_t len = (uint32_t)ps__redirect_size(2);
+	assert_int_equal(len, 40);
+	struct ps__redirect rd;
+	assert_int_equal(ps__redirect_dec(b, len, 4, &rd), 0);
+	uint32_t idx;
+	int32_t host;
+	uint64_t key;
+	ps__redirect_get(&rd, 1, &idx, &host, &key);
+	assert_true(idx == 0 && host == -1 && key == 78);
+	assert_int_equal(ps__redirect_dec(b, len, 3, &rd), PS_EFRAME_BODY);     /* index 3 of 3 keys */
+	assert_int_equal(ps__redirect_dec(b, len - 1, 4, &rd), PS_EFRAME_BODY); /* short */
+	ps__redirect_put(b, 0, 3, -2, 77);
+	assert_int_equal(ps__redirect_dec(b, len, 4, &rd), PS_EFRAME_BODY);     /* host -2 */
+	/* MOVE */
+	struct ps__move_req q = {.table = 1, .op = PS__MV_GIVE, .nf = 5, .arg = 2, .num_keys = 100, .n = 2}, mq;
+	ps__move_enc_hdr(b, &q);
+	ps__put64(b + PS__MOVE_HDR, 9);
+	ps__put64(b + PS__MOVE_HDR + 8, 10);
+	len = (uint32_t)ps__move_size(2);
+	assert_int_equal(ps__move_dec(b, len, &mq), 0);
+	assert_true(mq.table == 1 && mq.op == PS__MV_GIVE && mq.nf == 5 && mq.arg == 2 && mq.num_keys == 100 &&
+		    mq.n == 2 && ps__get64(mq.keys + 8) == 10);
+	assert_int_equal(ps__move_dec(b, len + 8, &mq), PS_EFRAME_BODY);
+	q.op = 5;
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, len, &mq), PS_EFRAME_BODY); /* unknown op */
+	q.op = PS__MV_SET;
+	q.arg = PS__MAX_HOSTS;
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, len, &mq), PS_EFRAME_BODY); /* no such host */
+	/* MOVE_REPLY: 2 keys, one given with 2 floats */
+	ps__move_reply_enc_hdr(b, 0, 2, 2, 1);
+	ps__put32(b + 16, PS__MV_GIVEN);
+	ps__put32(b + 20, 0);
+	ps__put32(b + 24, PS__MV_BUSY);
+	ps__put32(b + 28, (uint32_t)-1);
+	len = (uint32_t)ps__move_reply_size(2, 2, 1);
+	assert_int_equal(len, 40);
+	struct ps__move_reply mr;
+	assert_int_equal(ps__move_reply_dec(b, len, &mr), 0);
+	assert_true(mr.n == 2 && mr.nf == 2 && mr.ngiven == 1 && mr.vals == b + 32);
+	ps__put32(b + 24, PS__MV_GIVEN); /* two given, one value */
+	assert_int_equal(ps__move_reply_dec(b, len, &mr), PS_EFRAME_BODY);
+	ps__put32(b + 24, 7); /* unknown code */
+	assert_int_equal(ps__move_reply_dec(b, len, &mr), PS_EFRAME_BODY);
+	ps__move_reply_enc_hdr(b, PS_EMISMATCH, 0, 0, 0); /* a failed frame, no entries */
+	assert_int_equal(ps__move_reply_dec(b, PS__MOVE_REPLY_HDR, &mr), 0);
+	assert_int_equal(mr.status, PS_EMISMATCH);
+	/* PUSH may say ASSIGN, PULL may not */
+	struct ps__kv_req kv = {.table = 0, .value_len = 1, .num_keys = 10, .n = 1, .flags = PS__KV_ASSIGN}, kd;
+	ps__kv_enc_hdr(b, &kv);
+	memset(b + PS__KV_HDR, 0, 12);
+	assert_int_equal(ps__kv_dec(b, (uint32_t)ps__kv_size(true, 1, 1), true, &kd), 0);
+	assert_int_equal(kd.flags, PS__KV_ASSIGN);
+	assert_int_equal(ps__kv_dec(b, (uint32_t)ps__kv_size(false, 1, 1), false, &kd), PS_EFRAME_BODY);
 }
 
 static void test_layout_and_peers_round_trip_and_refuse_truncation(void **state)
@@ -415,6 +480,7 @@ int main(void)
 		cmocka_unit_test(test_checksum_covers_body_and_header_but_not_routing),
 		cmocka_unit_test(test_kv_bodies_must_match_their_counts_exactly),
 		cmocka_unit_test(test_reply_barrier_hello_note_bodies),
+		cmocka_unit_test(test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts),
 		cmocka_unit_test(test_layout_and_peers_round_trip_and_refuse_truncation),
 		cmocka_unit_test(test_token_text_must_be_64_hex_digits),
 		cmocka_unit_test_setup_teardown(test_token_file_is_written_private_and_read_back, make_tmpdir,

@@ -33,6 +33,9 @@ static void decode_body(const struct ps__frame *f)
 		struct ps__kv_req kv;
 		struct ps__reply r;
 		struct ps__barrier_msg b;
+		struct ps__redirect rd;
+		struct ps__move_req mv;
+		struct ps__move_reply mr;
 	} m;
 	switch (f->type) {
 	case PS__F_HELLO:
@@ -65,6 +68,24 @@ static void decode_body(const struct ps__frame *f)
 	case PS__F_BARRIER:
 	case PS__F_RELEASE:
 		ps__barrier_dec(f->body, f->len, &m.b);
+		break;
+	case PS__F_REDIRECT:
+		if (ps__redirect_dec(f->body, f->len, UINT32_MAX, &m.rd) == 0)
+			for (uint32_t i = 0; i < m.rd.n; i++) {
+				uint32_t idx;
+				int32_t host;
+				uint64_t key;
+				ps__redirect_get(&m.rd, i, &idx, &host, &key);
+				sink += idx + (uint64_t)host + key;
+			}
+		break;
+	case PS__F_MOVE:
+		if (ps__move_dec(f->body, f->len, &m.mv) == 0)
+			touch(m.mv.keys, 8ULL * m.mv.n);
+		break;
+	case PS__F_MOVE_REPLY:
+		if (ps__move_reply_dec(f->body, f->len, &m.mr) == 0)
+			touch(m.mr.vals, 4ULL * m.mr.nf * m.mr.ngiven);
 		break;
 	default:
 		touch(f->body, f->len);

@@ -42,6 +42,10 @@ seeds = {
     'reply': frame(18, struct.pack('<iI', 0, 4) + struct.pack('<4f', 1, 2, 3, 4)),
     'barrier': frame(19, struct.pack('<QQiI', 1, 77, 0, 0)),
     'release': frame(20, struct.pack('<QQiI', 1, 77, 0, 1)),
+    'redirect': frame(21, struct.pack('<II', 2, 0) + struct.pack('<IiQ', 0, 2, 10) + struct.pack('<IiQ', 2, -1, 12)),
+    'move': frame(22, struct.pack('<IIIIQII', 0, 1, 4, 1, 1000, 2, 0) + struct.pack('<QQ', 10, 11)),
+    'move_reply': frame(23, struct.pack('<iIII', 0, 2, 2, 1) + struct.pack('<iiii', 1, 0, 0, 2)
+                        + struct.pack('<2f', 1.5, 2.5)),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
