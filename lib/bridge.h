@@ -63,6 +63,9 @@ enum ps__ftype {
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
 	PS__F_BARRIER = 19,  /* generation + tag: a node (or host) arrived */
 	PS__F_RELEASE = 20,  /* generation + status: the barrier completed */
+	/* 21-24: key moves (lead) */
+	PS__F_CLOCK = 25,    /* slowest clock + bound of the host in the routing field */
+	/* 26: reserved for clocks */
 };
 
 struct ps__frame {
@@ -171,6 +174,17 @@ struct ps__barrier_msg {
 #define PS__BAR_FINAL 0x1u
 void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m);
 int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m);
+
+/* CLOCK: a host's slowest worker clock and its bound word (clock.c).  On a
+ * node's link to the bridge the routing field is the sender's own rank;
+ * the bridge sends it to every peer, which gives it to every local node. */
+struct ps__clock_msg {
+	uint64_t min;             /* slowest clock over the host's workers */
+	uint64_t cfg;             /* bound word, ps__clock_cfg(mode, s): nonzero */
+};
+#define PS__CLOCK_SIZE 16u
+void ps__clock_enc(uint8_t *out, const struct ps__clock_msg *m);
+int ps__clock_dec(const uint8_t *b, uint32_t len, struct ps__clock_msg *m);
 
 /* Little-endian access to unaligned bytes. */
 static inline uint16_t ps__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }

@@ -33,6 +33,7 @@ static void decode_body(const struct ps__frame *f)
 		struct ps__kv_req kv;
 		struct ps__reply r;
 		struct ps__barrier_msg b;
+		struct ps__clock_msg c;
 	} m;
 	switch (f->type) {
 	case PS__F_HELLO:
@@ -65,6 +66,9 @@ static void decode_body(const struct ps__frame *f)
 	case PS__F_BARRIER:
 	case PS__F_RELEASE:
 		ps__barrier_dec(f->body, f->len, &m.b);
+		break;
+	case PS__F_CLOCK:
+		ps__clock_dec(f->body, f->len, &m.c);
 		break;
 	default:
 		touch(f->body, f->len);
