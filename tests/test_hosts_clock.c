@@ -18,6 +18,8 @@
  *                   wait at clock K + 1; host 1 is killed by the driver:
  *                   host 0's waiters return PS_EHOSTDOWN.  Before that, ps_dump
  *                   on host 0 says what its workers wait for.
+ *   rate N          N BSP clocks and nothing else (the cost of a clock across
+ *                   hosts), then ps_clock_read_host of every host: N each.
  *   mismatch        host 0 sets ssp:2, host 1 bsp: PS_EMISMATCH everywhere,
  *                   with the exact message.
  */
@@ -323,6 +325,28 @@ static int victim_main(ps_world *w, int k)
 	_exit(rc == PS_EHOSTDOWN ? 3 : 4); /* the job is over: no final barrier */
 }
 
+/* ------------------------------------------------------ node: rate */
+
+/* n BSP clocks of one worker per node and nothing else: the cost of a
+ * clock across hosts; then what ps_clock_read_host says of every host. */
+static int rate_main(ps_world *w, int n)
+{
+	if (ps_set_consistency(w, PS_BSP, 0) != 0)
+		return 1;
+	uint64_t t0 = ps__now_ns();
+	for (int c = 1; c <= n; c++)
+		if (ps_clock(w) != 0)
+			return 1;
+	double us = (double)(ps__now_ns() - t0) / 1e3 / n;
+	char line[256];
+	int at = snprintf(line, sizeof line, "rate: host %d node %d: hosts' slowest clocks", ps_host_id(w),
+			  ps_node_id(w));
+	for (int h = 0; h < ps_num_hosts(w); h++)
+		at += snprintf(line + at, sizeof line - (size_t)at, " %lld", (long long)ps_clock_read_host(w, h));
+	printf("%s; %.1f us per clock\n", line, us);
+	return 0;
+}
+
 /* ------------------------------------------------------ node: mismatch */
 
 static int mismatch_main(ps_world *w)
@@ -353,6 +377,8 @@ static int node_main(int argc, char **argv)
 		rc = toy_main(w, !strcmp(argv[1], "asp") ? PS_ASP : PS_BSP);
 	else if (argc >= 2 && !strcmp(argv[0], "victim"))
 		rc = victim_main(w, atoi(argv[1]));
+	else if (argc >= 2 && !strcmp(argv[0], "rate"))
+		rc = rate_main(w, atoi(argv[1]));
 	else if (argc >= 1 && !strcmp(argv[0], "mismatch"))
 		rc = mismatch_main(w);
 	fflush(stdout);
@@ -507,6 +533,30 @@ static void test_killed_peer_host_fails_the_waiting_workers_with_hostdown(void *
 	mh_assert_clean(&segs);
 }
 
+/* After n BSP clocks every host knows every host's slowest clock is n
+ * exactly (no worker goes further); prints the cost of one clock. */
+static void test_bsp_clock_rate_and_read_host_over_three_hosts(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[] = {mh_self, "--node", "rate", "300", NULL};
+	struct mh_proc p[3];
+	mh_run_hosts(3, 2, prog, p, 60);
+	show_failed(3, p);
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(p[r].status, 0);
+		const char *out = mh_slurp(p[r].out);
+		printf("%s", out);
+		for (int n = 0; n < 2; n++) {
+			char want[96];
+			snprintf(want, sizeof want, "rate: host %d node %d: hosts' slowest clocks 300 300 300; ", r, n);
+			assert_non_null(strstr(out, want));
+		}
+	}
+	mh_assert_clean(&segs);
+}
+
 static void test_mismatched_bounds_are_refused_on_every_host(void **state)
 {
 	(void)state;
@@ -549,6 +599,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bsp_toy_problem_over_two_hosts_is_bitwise_the_sequential_run),
 		cmocka_unit_test(test_asp_toy_problem_with_a_late_worker_differs),
 		cmocka_unit_test(test_killed_peer_host_fails_the_waiting_workers_with_hostdown),
+		cmocka_unit_test(test_bsp_clock_rate_and_read_host_over_three_hosts),
 		cmocka_unit_test(test_mismatched_bounds_are_refused_on_every_host),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
