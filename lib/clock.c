@@ -231,7 +231,9 @@ static uint64_t local_min(ps_world *w, struct ps__clocks *ck)
 static void publish(ps_world *w, struct ps__clocks *ck, uint64_t cfg)
 {
 	uint64_t m = local_min(w, ck);
-	/* seq_cst: simplest; one CAS per raise of the minimum */
+	/* seq_cst: orders nothing H1 needs (that is the scan's job: the
+	 * winner of the CAS max sends a minimum it has seen); one CAS per
+	 * raise of the minimum, so the strongest order costs nothing */
 	uint64_t cur = atomic_load_explicit(&ck->sent, memory_order_seq_cst);
 	bool send = false;
 	while (m > cur && !send)
