@@ -22,6 +22,9 @@
  * keys are already batched per destination host by the node, and the
  * output buffer of a connection coalesces frames into few writes.
  *
+ * Clocks across hosts (CLOCK): a node's CLOCK goes to every peer; a peer's
+ * to every local node (clock.c does the rest in the segment).
+ *
  * Barriers across hosts (BARRIER / RELEASE): generation g completes when
  * every local node and every peer host has arrived at g; the tags must
  * agree (PS_EMISMATCH otherwise).  A peer host is at most one generation
@@ -426,6 +429,20 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		local_arrive(b, c, &m);
 		return;
 	}
+	case PS__F_CLOCK: {
+		struct ps__clock_msg m;
+		if (f->host != b->rank || ps__clock_dec(f->body, f->len, &m) != 0) {
+			protocol_error(b, c, "malformed clock");
+			return;
+		}
+		/* to every peer, in the order our nodes sent them: each peer's
+		 * stream keeps it, so a host's CLOCKs reach a peer before its
+		 * BYE/ABORT (clock.c H3) */
+		for (int p = 0; p < b->hosts; p++)
+			if (p != b->rank && !peer_gone(&b->peer[p]))
+				enqueue(b, &b->peer[p], raw, size, b->rank);
+		return;
+	}
 	default:
 		protocol_error(b, c, "unexpected frame type");
 	}
@@ -490,6 +507,18 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		c->pgen = m.gen;
 		c->ptag[m.gen & 1] = m.tag;
 		barrier_progress(b);
+		return;
+	}
+	case PS__F_CLOCK: {
+		struct ps__clock_msg m;
+		if (ps__clock_dec(f->body, f->len, &m) != 0) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
+		/* to every local node, before anything the peer sends later
+		 * (its BYE/ABORT becomes our ABORT to the links: clock.c H3) */
+		for (int i = 0; i < b->nodes; i++)
+			enqueue(b, &b->link[i], raw, size, c->idx);
 		return;
 	}
 	case PS__F_HEARTBEAT:

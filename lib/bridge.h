@@ -66,6 +66,9 @@ enum ps__ftype {
 	PS__F_REDIRECT = 21, /* before a REPLY: keys of the request not held here */
 	PS__F_MOVE = 22,     /* a step of moving keys across hosts (migrate.c) */
 	PS__F_MOVE_REPLY = 23, /* per-key outcome of a MOVE (+ values given) */
+	/* 24: reserved for key moves */
+	PS__F_CLOCK = 25,    /* slowest clock + bound of the host in the routing field */
+	/* 26: reserved for clocks */
 };
 
 struct ps__frame {
@@ -232,6 +235,17 @@ struct ps__barrier_msg {
 #define PS__BAR_FINAL 0x1u
 void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m);
 int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m);
+
+/* CLOCK: a host's slowest worker clock and its bound word (clock.c).  On a
+ * node's link to the bridge the routing field is the sender's own rank;
+ * the bridge sends it to every peer, which gives it to every local node. */
+struct ps__clock_msg {
+	uint64_t min;             /* slowest clock over the host's workers */
+	uint64_t cfg;             /* bound word, ps__clock_cfg(mode, s): nonzero */
+};
+#define PS__CLOCK_SIZE 16u
+void ps__clock_enc(uint8_t *out, const struct ps__clock_msg *m);
+int ps__clock_dec(const uint8_t *b, uint32_t len, struct ps__clock_msg *m);
 
 /* Little-endian access to unaligned bytes. */
 static inline uint16_t ps__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }

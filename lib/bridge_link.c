@@ -22,7 +22,10 @@
  *                     keys (a registered reader thread of this node, so
  *                     grace periods cover it) and answers;
  *   RELEASE           completes a barrier across hosts;
- *   ABORT             host f->host is gone: its requests in flight fail.
+ *   CLOCK             another host's slowest clock, into the segment
+ *                     (clock.c);
+ *   ABORT             host f->host is gone: its requests in flight fail,
+ *                     clock waiters waiting for it return PS_EHOSTDOWN.
  *
  * Invariants
  *   (L1) A request id is (node << 56) | (seq << 32) | slot: the bridges
@@ -536,6 +539,27 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 	return atomic_load_explicit(&g.err, memory_order_relaxed);
 }
 
+/* ------------------------------------------------------------ clocks */
+
+bool ps__link_down(ps_world *w)
+{
+	/* acquire: pairs with link_broken's release */
+	return !w->link || atomic_load_explicit(&w->link->dead, memory_order_acquire);
+}
+
+int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg)
+{
+	struct ps__link *L = w->link;
+	uint8_t f[PS__FRAME_HDR + PS__CLOCK_SIZE];
+	struct ps__clock_msg m = {.min = min, .cfg = cfg};
+	ps__clock_enc(f + PS__FRAME_HDR, &m);
+	ps__frame_seal(f, PS__F_CLOCK, (uint16_t)w->host, 0, PS__CLOCK_SIZE);
+	/* acquire: see send_chunk */
+	if (!L || atomic_load_explicit(&L->dead, memory_order_acquire))
+		return PS_EHOSTDOWN;
+	return write_all(L, f, sizeof f);
+}
+
 /* ------------------------------------------------------------ barriers */
 
 static int link_barrier(ps_world *w, uint64_t tag, uint32_t flags)
@@ -857,9 +881,18 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			on_release(L, &m);
 		break;
 	}
+	case PS__F_CLOCK: {
+		struct ps__clock_msg m;
+		if (f->host < L->w->nhosts && f->host != L->w->host && ps__clock_dec(f->body, f->len, &m) == 0)
+			ps__clock_heard(L->w, f->host, m.min, m.cfg);
+		break;
+	}
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too */
 		fail_inflight(L, f->host);
+		/* after its last CLOCK on this link (clock.c H3) */
+		if (f->host < L->w->nhosts)
+			ps__clock_host_gone(L->w, f->host);
 		break;
 	default:
 		break; /* nothing else is sent to a node */
@@ -894,6 +927,7 @@ static void link_broken(struct ps__link *L)
 	fail_inflight(L, -1);
 	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
 	ps__futex_wake(&L->bar_seq, INT_MAX, false);
+	ps__clock_host_gone(L->w, -1); /* no other host's clock can reach us now */
 }
 
 static void *link_main(void *arg)

@@ -35,9 +35,54 @@
  *        predecessor left in the segment (read at takeover), do not
  *        advance the clock again; they only wait for the bound as the
  *        original calls did.
+ *
+ * Across hosts (a multi-host job; bridge.c, bridge_link.c)
+ *   (H1) A host's clock, for the others, is the slowest clock of its
+ *        workers (all its nodes).  A ps_clock that advanced recomputes it
+ *        (seq_cst loads after its seq_cst store: of two workers advancing
+ *        concurrently, at least one sees both new clocks), and if it
+ *        raised ck->sent (CAS max) sends a CLOCK {min, bound} through its
+ *        node's link; the bridge sends it to every peer, whose bridge gives
+ *        it to every one of its nodes' links, whose link thread raises
+ *        hmin[host] (CAS max: CLOCKs sent from different nodes may arrive
+ *        in any order) and wakes the waiters as an advancing worker does
+ *        (C3).  Every value of the minimum is eventually sent: the worker
+ *        whose clock completes it sees it and wins the CAS, or another
+ *        sends a larger one.
+ *   (H2) A waiter passes when every local worker has clock >= need and
+ *        every other host's hmin >= need; it has then heard from every
+ *        host.  Updates: a worker's synchronous pushes (ps_push_sync, or a
+ *        ps_push whose ps_wait returned) have been applied where their key
+ *        is held before the reply came back, so before its ps_clock, so
+ *        before the CLOCK that carries it leaves; a waiter released by
+ *        that CLOCK pulls after it.  A push still in flight at ps_clock
+ *        (ps_push not waited yet) is not covered: wait it first.
+ *   (H3) A host that left or died: its bridge connection ends; our bridge
+ *        then sends ABORT(host) to every link.  The peer's CLOCKs came
+ *        before (one TCP stream, forwarded in order onto each link, which
+ *        is one stream too), so the link thread has raised hmin[host] to
+ *        its last value before it sets hgone[host]; a waiter that loads
+ *        hgone first and then hmin sees that host's final minimum, and
+ *        returns PS_EHOSTDOWN only if it is below need.  A broken link
+ *        (psrun gone) is the same for every host.
+ *   (H4) The bound must be the same on every host.  Every CLOCK carries
+ *        the sender's bound; the first ps_clock of each host sends one even
+ *        without raising the minimum (ck->announced), and every ps_clock
+ *        of a multi-host job, ASP included, waits until it has heard the
+ *        bound of every host: a mismatch is PS_EMISMATCH (with a message
+ *        naming both bounds) on every host, before any wait under a bound
+ *        the others do not share.  So the first ps_clock of an ASP job
+ *        waits until every host has made its first call.
+ *   (H5) ps_clock_read reads this host's workers; ps_clock_read_host
+ *        gives a host's slowest clock: exact for this host, a lower bound
+ *        (the last one heard) for the others.
+ *   (H6) psrun --on-failure restart is not covered across hosts: a host
+ *        whose node died stops the job (bridge.c), so PS_EHOSTDOWN.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,8 +116,6 @@ int ps_set_consistency(ps_world *w, int mode, int staleness)
 		return -EINVAL;
 	if (!threads_fit(w))
 		return -ERANGE;
-	if (w->nhosts > 1 && mode != PS_ASP)
-		return -ENOTSUP; /* clocks are one host's yet */
 	if (mode == PS_SSP && staleness == 0)
 		mode = PS_BSP; /* the same bound, one spelling */
 	uint64_t want = ps__clock_cfg(mode, (uint32_t)staleness), cur = 0;
@@ -85,28 +128,152 @@ int ps_set_consistency(ps_world *w, int mode, int staleness)
 	return 0;
 }
 
-/* The slowest worker of the job, if its clock is below need. */
+/* The slowest worker of the job, if its clock is below need: a local one
+ * (host -1), or another host (node, thread -1). */
 struct lag {
-	int node, thread;
+	int host, node, thread;
 	uint64_t clock;
+	uint64_t cfg;             /* PS_EMISMATCH: the other host's bound */
 };
 
-/* true if every worker's clock is >= need; else *lag is the slowest. */
-static bool all_reached(ps_world *w, struct ps__clocks *ck, uint64_t need, struct lag *lag)
+static bool multi_host(const ps_world *w)
 {
-	bool ok = true;
+	return w->nhosts > 1;
+}
+
+/* The bound word in force: unset reads as BSP. */
+static uint64_t bound_of(uint64_t cfg)
+{
+	return cfg ? cfg : ps__clock_cfg(PS_BSP, 0);
+}
+
+/*
+ * 1 if every worker's clock is >= need (and, across hosts, every host's
+ * bound is heard and ours, H2/H4); 0 if not, *lag the slowest; or
+ * PS_EMISMATCH (lag->host: the host that differs), PS_EHOSTDOWN (a host
+ * that can no longer reach need left, H3).
+ */
+static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t cfg, struct lag *lag)
+{
+	int ok = 1;
 	lag->clock = UINT64_MAX;
 	for (int n = 0; n < w->nnodes; n++)
 		for (int t = 0; t < w->nthreads; t++) {
 			/* seq_cst: the scan of (C3); acquire for (C2) */
 			uint64_t c = atomic_load_explicit(&ck->c[n][t], memory_order_seq_cst);
 			if (c < need) {
-				ok = false;
+				ok = 0;
 				if (c < lag->clock)
-					*lag = (struct lag){n, t, c};
+					*lag = (struct lag){-1, n, t, c, 0};
 			}
 		}
+	if (!multi_host(w))
+		return ok;
+	for (int h = 0; h < w->nhosts && h < PS__MAX_CLOCK_HOSTS; h++) {
+		if (h == w->host)
+			continue;
+		/* seq_cst: the scan of (C3); gone before min and bound (H3) */
+		uint32_t gone = atomic_load_explicit(&ck->hgone[h], memory_order_seq_cst);
+		uint64_t hc = atomic_load_explicit(&ck->hcfg[h], memory_order_seq_cst);
+		uint64_t m = atomic_load_explicit(&ck->hmin[h], memory_order_seq_cst);
+		if (hc && hc != cfg) {
+			*lag = (struct lag){h, -1, -1, m, hc};
+			return PS_EMISMATCH;
+		}
+		if (hc && m >= need)
+			continue;
+		if (gone) {
+			*lag = (struct lag){h, -1, -1, m, hc};
+			return PS_EHOSTDOWN;
+		}
+		ok = 0;
+		if (m < lag->clock || lag->host < 0)
+			*lag = (struct lag){h, -1, -1, m, hc};
+	}
 	return ok;
+}
+
+/* Wakes the clock waiters after a change they wait for (C3). */
+static void wake_waiters(struct ps__clocks *ck)
+{
+	/* seq_cst: the advance of (C3), after the store it announces */
+	atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
+		ps__futex_wake(&ck->seq, INT_MAX, true);
+}
+
+/* "bsp", "ssp:S" or "asp" */
+static const char *bound_text(uint64_t cfg, char *buf, size_t len)
+{
+	int mode = ps__clock_mode(cfg);
+	if (mode == PS_SSP)
+		snprintf(buf, len, "ssp:%u", ps__clock_staleness(cfg));
+	else
+		snprintf(buf, len, "%s", mode == PS_ASP ? "asp" : "bsp");
+	return buf;
+}
+
+/* The slowest clock of this host's workers (H1). */
+static uint64_t local_min(ps_world *w, struct ps__clocks *ck)
+{
+	uint64_t m = UINT64_MAX;
+	for (int n = 0; n < w->nnodes; n++)
+		for (int t = 0; t < w->nthreads; t++) {
+			/* seq_cst: after our own clock's store (H1) */
+			uint64_t c = atomic_load_explicit(&ck->c[n][t], memory_order_seq_cst);
+			m = c < m ? c : m;
+		}
+	return m;
+}
+
+/* Sends this host's minimum if this call raised it, or the bound if
+ * nothing went out yet (H1, H4). */
+static void publish(ps_world *w, struct ps__clocks *ck, uint64_t cfg)
+{
+	uint64_t m = local_min(w, ck);
+	/* seq_cst: orders nothing H1 needs (that is the scan's job: the
+	 * winner of the CAS max sends a minimum it has seen); one CAS per
+	 * raise of the minimum, so the strongest order costs nothing */
+	uint64_t cur = atomic_load_explicit(&ck->sent, memory_order_seq_cst);
+	bool send = false;
+	while (m > cur && !send)
+		send = atomic_compare_exchange_weak_explicit(&ck->sent, &cur, m, memory_order_seq_cst,
+							     memory_order_seq_cst);
+	uint32_t no = 0;
+	/* relaxed: a flag of its own, only the CAS winner acts on it */
+	if (!send && atomic_load_explicit(&ck->announced, memory_order_relaxed) == 0)
+		send = atomic_compare_exchange_strong_explicit(&ck->announced, &no, 1, memory_order_relaxed,
+							       memory_order_relaxed);
+	else if (send)
+		atomic_store_explicit(&ck->announced, 1, memory_order_relaxed);
+	if (send)
+		ps__link_send_clock(w, m, cfg); /* a broken link: the waiters see it */
+}
+
+void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg)
+{
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	if (host < 0 || host >= PS__MAX_CLOCK_HOSTS)
+		return;
+	/* seq_cst: the stores of (C3), before the wake-up; the bound first,
+	 * so that a waiter that sees the minimum sees whose bound it is */
+	atomic_store_explicit(&ck->hcfg[host], cfg, memory_order_seq_cst);
+	uint64_t cur = atomic_load_explicit(&ck->hmin[host], memory_order_seq_cst);
+	while (min > cur && !atomic_compare_exchange_weak_explicit(&ck->hmin[host], &cur, min, memory_order_seq_cst,
+								   memory_order_seq_cst))
+		;
+	wake_waiters(ck);
+}
+
+void ps__clock_host_gone(ps_world *w, int host)
+{
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	if (host >= PS__MAX_CLOCK_HOSTS)
+		return;
+	/* seq_cst: after this link's last ps__clock_heard for host (H3) */
+	if (host >= 0)
+		atomic_store_explicit(&ck->hgone[host], 1, memory_order_seq_cst);
+	wake_waiters(ck);
 }
 
 static bool node_lags(ps_world *w, struct ps__clocks *ck, int n, uint64_t need)
@@ -146,21 +313,44 @@ static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 	return false;
 }
 
-static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t mine)
+/* Says why ps_clock failed across hosts, once per process. */
+static void tell(ps_world *w, int rc, const struct lag *lag, uint64_t cfg)
+{
+	static atomic_flag told = ATOMIC_FLAG_INIT;
+	if (rc != PS_EMISMATCH && rc != PS_EHOSTDOWN)
+		return;
+	/* relaxed: only one message, nothing else depends on it */
+	if (atomic_flag_test_and_set_explicit(&told, memory_order_relaxed))
+		return;
+	char a[32], b[32];
+	if (rc == PS_EMISMATCH)
+		fprintf(stderr,
+			"psmem: host %d: consistency bound mismatch: host %d uses %s, this host %s "
+			"(every host must call ps_set_consistency with the same bound)\n",
+			w->host, lag->host, bound_text(lag->cfg, a, sizeof a), bound_text(cfg, b, sizeof b));
+	else if (lag->host >= 0)
+		fprintf(stderr, "psmem: host %d: ps_clock: host %d left the job at clock %" PRIu64 ": %s\n", w->host,
+			lag->host, lag->clock, ps_strerror(rc));
+}
+
+static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t mine, uint64_t cfg)
 {
 	struct lag lag;
-	if (all_reached(w, ck, need, &lag))
-		return 0;
-	int rc = 0;
+	int rc = reached(w, ck, need, cfg, &lag);
+	if (rc != 0)
+		goto out;
 	uint64_t next_check = ps__now_ns() + CHECK_NS;
 	/* seq_cst: (C3), before the load of seq and the scan */
 	atomic_fetch_add_explicit(&ck->waiting, 1, memory_order_seq_cst);
 	for (;;) {
 		/* seq_cst: (C3) */
 		uint32_t seq = atomic_load_explicit(&ck->seq, memory_order_seq_cst);
-		if (all_reached(w, ck, need, &lag))
+		rc = reached(w, ck, need, cfg, &lag);
+		if (rc != 0)
 			break;
-		ps__wait_set(w, PS__WAIT_CLOCK, mine, (uint64_t)lag.node << 32 | (uint32_t)lag.thread);
+		uint64_t who = lag.host >= 0 ? PS__CLOCK_WAIT_HOST | (uint32_t)lag.host
+					     : (uint64_t)lag.node << 32 | (uint32_t)lag.thread;
+		ps__wait_set(w, PS__WAIT_CLOCK, mine, who);
 		ps__futex_wait(&ck->seq, seq, CHECK_NS, true);
 		uint64_t now = ps__now_ns();
 		if (now >= next_check) {
@@ -168,11 +358,20 @@ static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t 
 				rc = PS_EDEAD;
 				break;
 			}
+			if (multi_host(w) && ps__link_down(w)) {
+				rc = PS_EHOSTDOWN; /* psrun is gone: no host can reach us (H3) */
+				lag.host = -1;
+				break;
+			}
 			next_check = now + CHECK_NS;
 		}
 	}
 	atomic_fetch_sub_explicit(&ck->waiting, 1, memory_order_seq_cst);
 	ps__wait_clear(w);
+out:
+	if (rc == 1)
+		return 0;
+	tell(w, rc, &lag, cfg);
 	return rc;
 }
 
@@ -199,17 +398,20 @@ int ps_clock(ps_world *w)
 		c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
 		/* seq_cst: release of our pushes (C2) and the advance of (C3) */
 		atomic_store_explicit(mine, c, memory_order_seq_cst);
-		atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
-		if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
-			ps__futex_wake(&ck->seq, INT_MAX, true);
+		wake_waiters(ck);
 	}
 	/* relaxed: see ps_set_consistency */
-	uint64_t cfg = atomic_load_explicit(&ck->cfg, memory_order_relaxed);
+	uint64_t cfg = bound_of(atomic_load_explicit(&ck->cfg, memory_order_relaxed));
 	int mode = ps__clock_mode(cfg);
 	uint64_t s = ps__clock_staleness(cfg);
-	if (mode == PS_ASP || c <= s)
+	uint64_t need = (mode == PS_ASP || c <= s) ? 0 : c - s;
+	if (multi_host(w)) {
+		publish(w, ck, cfg);
+		return wait_for(w, ck, need, c, cfg); /* need 0: the bounds only (H4) */
+	}
+	if (need == 0)
 		return 0;
-	return wait_for(w, ck, c - s, c);
+	return wait_for(w, ck, need, c, cfg);
 }
 
 int64_t ps_clock_read(ps_world *w, int node, int thread)
@@ -222,6 +424,22 @@ int64_t ps_clock_read(ps_world *w, int node, int thread)
 		return -EINVAL;
 	/* acquire: like a waiter's scan, the worker's pushes before it */
 	return (int64_t)atomic_load_explicit(&clocks_of(w)->c[node][thread], memory_order_acquire);
+}
+
+int64_t ps_clock_read_host(ps_world *w, int host)
+{
+	if (!w)
+		return -EINVAL;
+	if (host < 0 || host >= w->nhosts || host >= PS__MAX_CLOCK_HOSTS)
+		return -EINVAL;
+	struct ps__clocks *ck = clocks_of(w);
+	if (host == w->host) {
+		if (!threads_fit(w))
+			return -ERANGE;
+		return (int64_t)local_min(w, ck);
+	}
+	/* acquire: like a waiter's scan (H2) */
+	return (int64_t)atomic_load_explicit(&ck->hmin[host], memory_order_acquire);
 }
 
 /* "ssp:S" with S a whole number in range; *s set. */

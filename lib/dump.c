@@ -60,6 +60,19 @@ static void dump_clock_wait(const struct ps__seg *s, uint64_t mine, uint64_t who
 	struct ps__clocks *ck = &s->hdr->clocks;
 	int node = (int)(who >> 32), thread = (int)(uint32_t)who;
 	char b[32];
+	if (who & PS__CLOCK_WAIT_HOST) {
+		int host = (int)(uint32_t)who;
+		fprintf(f, " (its clock %" PRIu64 ", bound %s; waits for host %d", mine,
+			bound_name(LD(ck->cfg), b, sizeof b), host);
+		if (host >= 0 && host < PS__MAX_CLOCK_HOSTS) {
+			if (LD(ck->hcfg[host]))
+				fprintf(f, ", its slowest at clock %" PRIu64 " as last heard", LD(ck->hmin[host]));
+			else
+				fprintf(f, ", not heard from yet");
+		}
+		fputc(')', f);
+		return;
+	}
 	fprintf(f, " (its clock %" PRIu64 ", bound %s; the slowest is node %d thread %d", mine,
 		bound_name(LD(ck->cfg), b, sizeof b), node, thread);
 	if (node >= 0 && node < PS__MAX_NODES && thread >= 0 && thread < PS__MAX_CLOCK_THREADS)

@@ -22,7 +22,8 @@
 
 bool ps__frame_type_known(unsigned type)
 {
-	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY);
+	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
+	       type == PS__F_CLOCK;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -420,6 +421,25 @@ int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m)
 	m->status = (int32_t)ps__get32(b + 16);
 	m->flags = ps__get32(b + 20);
 	if (m->gen == 0 || m->status > 0 || (m->flags & ~PS__BAR_FINAL))
+		return PS_EFRAME_BODY;
+	return 0;
+}
+
+void ps__clock_enc(uint8_t *out, const struct ps__clock_msg *m)
+{
+	ps__put64(out, m->min);
+	ps__put64(out + 8, m->cfg);
+}
+
+int ps__clock_dec(const uint8_t *b, uint32_t len, struct ps__clock_msg *m)
+{
+	if (len != PS__CLOCK_SIZE)
+		return PS_EFRAME_BODY;
+	m->min = ps__get64(b);
+	m->cfg = ps__get64(b + 8);
+	/* the bound word of psmem_int.h: (mode + 1) << 32 | s, s only for SSP */
+	uint64_t mode = m->cfg >> 32, s = (uint32_t)m->cfg;
+	if (mode < 1 || mode > 3 || s > PS_STALENESS_MAX || (mode != 2 && s != 0))
 		return PS_EFRAME_BODY;
 	return 0;
 }

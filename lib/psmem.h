@@ -471,6 +471,16 @@ int ps_barrier(ps_world *w);
  * Waiters sleep on a process-shared futex and are woken by the clock
  * that lets them go.  Updates pushed before a worker's ps_clock are
  * visible to every worker whose ps_clock it released.
+ *
+ * Multi-host jobs: the bound holds over every worker of every host.  Each
+ * host sends the others its slowest worker's clock whenever it rises
+ * (through the bridge); a waiter also waits for those.  "Pushed before"
+ * means completed: ps_push_sync returned, or the ps_wait of a ps_push did
+ * (a push still in flight to another host at ps_clock is not covered).
+ * Every host must set the same bound: each ps_clock waits until it has
+ * heard every host's bound (so the first one, even under ASP, waits until
+ * every host has made its first call) and returns PS_EMISMATCH, with a
+ * message on stderr naming both bounds, if one differs.
  */
 enum ps_sync_mode { PS_BSP = 0, PS_SSP = 1, PS_ASP = 2 };
 #define PS_STALENESS_MAX 1000000
@@ -490,12 +500,21 @@ int ps_set_consistency(ps_world *w, int mode, int staleness);
  * it from the threads of ps_run_workers (or, when the job has one thread
  * per node, from any one thread of the node: it is worker 0).  Returns 0,
  * PS_EDEAD if a node this worker waits for died or exited, -EINVAL if the
- * calling thread is not a worker.
+ * calling thread is not a worker; across hosts also PS_EHOSTDOWN if a host
+ * it waits for left or died (or this host's psrun is gone), PS_EMISMATCH
+ * if another host's bound differs.
  */
 int ps_clock(ps_world *w);
 
-/* Clock of worker `thread` of `node` (>= 0), or a negative code. */
+/* Clock of worker `thread` of `node` (>= 0) of THIS host, or a negative
+ * code.  Another host's workers are not readable one by one: see
+ * ps_clock_read_host. */
 int64_t ps_clock_read(ps_world *w, int node, int thread);
+
+/* Slowest clock over the workers of `host` (>= 0), or -EINVAL: exact for
+ * this host; for another host the last value it sent, a lower bound that
+ * lags its real one by the bridge's latency (0 before it sent any). */
+int64_t ps_clock_read_host(ps_world *w, int host);
 
 /*
  * Parses "bsp", "ssp:S" or "asp" (an app's --sync flag).  Returns 0 and

@@ -29,6 +29,7 @@
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
 #define PS__MAX_CLOCK_THREADS 256 /* per node: worker clocks (clock.c) */
+#define PS__MAX_CLOCK_HOSTS 1024  /* = PS__MAX_HOSTS (bridge.h): other hosts' clocks */
 #define PS__CL           64    /* cache line */
 #define PS__PAGE         4096
 #define PS__HUGE         (2u << 20)
@@ -294,6 +295,25 @@ struct ps__clocks {
 	 * protocol, clock.c C3).  R: clock waiters (seq_cst), ps_clock_read
 	 * (acquire), ps_dump (relaxed). */
 	PS__CACHE_ALIGNED _Atomic uint64_t c[PS__MAX_NODES][PS__MAX_CLOCK_THREADS];
+	/*
+	 * Multi-host jobs (clock.c H1-H6).  sent: the highest slowest-local-
+	 * clock this host has sent to the others (CAS max by the worker that
+	 * raised it; that worker alone sends it).  announced: 1 once this
+	 * host's bound went out (CAS 0 -> 1, the winner sends).  For every
+	 * other host h, as last heard through this host's links:
+	 *   hmin[h]  its slowest worker's clock (CAS max, link threads);
+	 *   hcfg[h]  its bound word (0: nothing heard yet);
+	 *   hgone[h] 1 once the bridge said it left or died (after every
+	 *            CLOCK it sent: one TCP stream, then one link, in order).
+	 * Written seq_cst by the link threads, which then bump seq and wake
+	 * the waiters (the protocol of C3); read seq_cst by clock waiters,
+	 * relaxed by ps_dump.
+	 */
+	PS__CACHE_ALIGNED _Atomic uint64_t sent;
+	_Atomic uint32_t announced;
+	PS__CACHE_ALIGNED _Atomic uint64_t hmin[PS__MAX_CLOCK_HOSTS];
+	_Atomic uint64_t hcfg[PS__MAX_CLOCK_HOSTS];
+	_Atomic uint32_t hgone[PS__MAX_CLOCK_HOSTS];
 };
 
 /* The bound word: 0 (unset) reads as BSP. */
@@ -652,6 +672,10 @@ int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
  * waited for.  ps__remote_wait completes and frees a group. */
 int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
 		    struct ps__rgroup **async);
+/* The link to the bridge is broken (or there is none). */
+bool ps__link_down(ps_world *w);
+/* CLOCK frame to every other host: 0 or PS_EHOSTDOWN (link broken). */
+int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg);
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
 
 /* kv.c, for the bridge: the keys pos[0..m) of keys[] (pos NULL: 0..m)
@@ -720,6 +744,12 @@ int ps__ckpt_check_file(const char *path, char *msg, size_t len);
 
 /* clock.c */
 void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
+/* Link thread: host's CLOCK frame (its slowest clock, its bound word). */
+void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg);
+/* Link thread: host left or died (-1: every host, the link broke). */
+void ps__clock_host_gone(ps_world *w, int host);
+/* A clock waiter waiting for a remote host: arg2 of PS__WAIT_CLOCK */
+#define PS__CLOCK_WAIT_HOST (1ULL << 63)
 
 /* rules.c */
 struct ps__rule_info {

@@ -106,7 +106,7 @@ static void test_other_version_is_refused(void **state)
 static void test_unknown_types_are_refused(void **state)
 {
 	(void)state;
-	const unsigned bad[] = {0, 9, 15, 24, 99, 255};
+	const unsigned bad[] = {0, 9, 15, 24, 26, 99, 255};
 	struct ps__frame f;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		make_pull(buf, 1);
@@ -296,6 +296,36 @@ static void test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts(void 
 	assert_int_equal(ps__kv_dec(b, (uint32_t)ps__kv_size(false, 1, 1), false, &kd), PS_EFRAME_BODY);
 }
 
+static void test_clock_body_round_trip_and_bound_word_checked(void **state)
+{
+	(void)state;
+	uint8_t *b = buf;
+	struct ps__clock_msg m = {.min = 123456789012ULL, .cfg = (2ULL << 32) | 7}, d; /* ssp:7 */
+	ps__clock_enc(b, &m);
+	assert_int_equal(ps__clock_dec(b, PS__CLOCK_SIZE, &d), 0);
+	assert_true(d.min == m.min && d.cfg == m.cfg);
+	assert_int_equal(ps__clock_dec(b, PS__CLOCK_SIZE - 1, &d), PS_EFRAME_BODY);
+	assert_int_equal(ps__clock_dec(b, PS__CLOCK_SIZE + 1, &d), PS_EFRAME_BODY);
+	const uint64_t bad[] = {0, 4ULL << 32, (1ULL << 32) | 1 /* bsp with s */, (3ULL << 32) | 2 /* asp with s */,
+				(2ULL << 32) | (PS_STALENESS_MAX + 1)};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		m.cfg = bad[i];
+		ps__clock_enc(b, &m);
+		assert_int_equal(ps__clock_dec(b, PS__CLOCK_SIZE, &d), PS_EFRAME_BODY);
+	}
+	/* a whole CLOCK frame parses with its type */
+	m.cfg = 1ULL << 32; /* bsp */
+	ps__clock_enc(buf + PS__FRAME_HDR, &m);
+	ps__frame_seal(buf, PS__F_CLOCK, 2, 0, PS__CLOCK_SIZE);
+	struct ps__frame f;
+	assert_int_equal(ps__frame_parse(buf, PS__FRAME_HDR + PS__CLOCK_SIZE, PS__FRAME_MAX, true, false, &f),
+			 PS__FRAME_HDR + PS__CLOCK_SIZE);
+	assert_int_equal(f.type, PS__F_CLOCK);
+	assert_int_equal(f.host, 2);
+	assert_int_equal(ps__clock_dec(f.body, f.len, &d), 0);
+	assert_true(d.min == 123456789012ULL && d.cfg == 1ULL << 32);
+}
+
 static void test_layout_and_peers_round_trip_and_refuse_truncation(void **state)
 {
 	(void)state;
@@ -481,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_kv_bodies_must_match_their_counts_exactly),
 		cmocka_unit_test(test_reply_barrier_hello_note_bodies),
 		cmocka_unit_test(test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts),
+		cmocka_unit_test(test_clock_body_round_trip_and_bound_word_checked),
 		cmocka_unit_test(test_layout_and_peers_round_trip_and_refuse_truncation),
 		cmocka_unit_test(test_token_text_must_be_64_hex_digits),
 		cmocka_unit_test_setup_teardown(test_token_file_is_written_private_and_read_back, make_tmpdir,

@@ -36,6 +36,7 @@ static void decode_body(const struct ps__frame *f)
 		struct ps__redirect rd;
 		struct ps__move_req mv;
 		struct ps__move_reply mr;
+		struct ps__clock_msg c;
 	} m;
 	switch (f->type) {
 	case PS__F_HELLO:
@@ -86,6 +87,8 @@ static void decode_body(const struct ps__frame *f)
 	case PS__F_MOVE_REPLY:
 		if (ps__move_reply_dec(f->body, f->len, &m.mr) == 0)
 			touch(m.mr.vals, 4ULL * m.mr.nf * m.mr.ngiven);
+	case PS__F_CLOCK:
+		ps__clock_dec(f->body, f->len, &m.c);
 		break;
 	default:
 		touch(f->body, f->len);

@@ -46,6 +46,7 @@ seeds = {
     'move': frame(22, struct.pack('<IIIIQII', 0, 1, 4, 1, 1000, 2, 0) + struct.pack('<QQ', 10, 11)),
     'move_reply': frame(23, struct.pack('<iIII', 0, 2, 2, 1) + struct.pack('<iiii', 1, 0, 0, 2)
                         + struct.pack('<2f', 1.5, 2.5)),
+    'clock': frame(25, struct.pack('<QQ', 7, (2 << 32) | 3), req=0),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
