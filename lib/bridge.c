@@ -398,6 +398,8 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	switch (f->type) {
 	case PS__F_PULL:
 	case PS__F_PUSH:
+	case PS__F_RPULL:
+	case PS__F_RPUSH:
 	case PS__F_REPLY: {
 		bool req = f->type != PS__F_REPLY;
 		if (f->host >= b->hosts || f->host == b->rank || (req && (int)(f->req >> 56) != c->idx)) {
@@ -439,12 +441,14 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	}
 	switch (f->type) {
 	case PS__F_PULL:
-	case PS__F_PUSH: {
+	case PS__F_PUSH:
+	case PS__F_RPULL:
+	case PS__F_RPUSH: {
 		b->st.frames_in++;
 		/* body checked here so that a malformed request is the peer's
 		 * fault, closed at once, and never reaches a node */
 		struct ps__kv_req m;
-		if (ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH, &m) != 0) {
+		if (ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH || f->type == PS__F_RPUSH, &m) != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
 			return;
 		}

@@ -63,6 +63,11 @@ enum ps__ftype {
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
 	PS__F_BARRIER = 19,  /* generation + tag: a node (or host) arrived */
 	PS__F_RELEASE = 20,  /* generation + status: the barrier completed */
+	/* hot-spot replication across hosts (replica.c): as PULL/PUSH (same
+	 * bodies, REPLY answers) but on the key's primary copy at its holder,
+	 * also when the holder replicates the key itself */
+	PS__F_RPULL = 27,    /* keys -> REPLY with the primaries' totals */
+	PS__F_RPUSH = 28,    /* keys + merged deltas -> REPLY with a status */
 };
 
 struct ps__frame {

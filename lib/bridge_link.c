@@ -72,7 +72,12 @@ struct ps__rgroup {
 	_Atomic uint32_t left;    /* frames not answered yet; futex word (L2) */
 	_Atomic int32_t err;      /* first failure, relaxed: read after left */
 	uint32_t *pos;            /* positions of the remote keys, by host */
+	/* ps__remote_start: per key of the batch, the host it was sent to or
+	 * DEST_LOCAL (L5); NULL for ps__remote_start_to */
+	uint16_t *dest;
 };
+
+#define DEST_LOCAL UINT16_MAX
 
 struct ps__link {
 	ps_world *w;
@@ -227,9 +232,10 @@ static uint32_t keys_per_frame(uint32_t value_len)
 	return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
 }
 
-/* Sends one frame of keys pos[0..n) (positions in keys) to host. */
-static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
-		      uint32_t n, float *out, const float *in)
+/* Sends one frame of keys pos[0..n) (positions in keys) to host; type:
+ * PULL/PUSH, or RPULL/RPUSH (replica.c). */
+static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
+			 uint32_t n, float *out, const float *in, unsigned type)
 {
 	ps_world *w = t->w;
 	struct ps__link *L = w->link;
@@ -265,7 +271,7 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	r->host = host;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
-	ps__frame_seal(f, in ? PS__F_PUSH : PS__F_PULL, (uint16_t)host, req, (uint32_t)body);
+	ps__frame_seal(f, type, (uint16_t)host, req, (uint32_t)body);
 	/* acquire: a link thread that died before our registration swept
 	 * without seeing it; then we see dead here (L4) */
 	rc = atomic_load_explicit(&L->dead, memory_order_acquire) ? PS_EHOSTDOWN
@@ -280,6 +286,19 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	return 0;
 }
 
+static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
+		      uint32_t n, float *out, const float *in)
+{
+	return send_chunk_as(t, g, host, keys, pos, n, out, in, in ? PS__F_PUSH : PS__F_PULL);
+}
+
+/*
+ * (L5) A batch reads each key's location word once to route it: dest[i]
+ * is the host it went to, or DEST_LOCAL, and run_batch skips exactly the
+ * keys sent (ps__remote_sent).  Location words do change (replica.c turns
+ * a REMOTE word into REPL and back), so reading one twice could send a key
+ * and also apply it locally, or count more keys than it places.
+ */
 int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
 		     struct ps__rgroup **gp)
 {
@@ -288,29 +307,35 @@ int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	*gp = NULL;
 	size_t remote = 0;
 	for (size_t i = 0; i < n; i++)
-		/* relaxed: REMOTE words are written once, before the table's
-		 * creation barrier, and never change */
+		/* relaxed: a hint; the pass below decides */
 		remote += PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed));
 	if (remote == 0)
 		return 0; /* the common case of a local batch: nothing allocated */
-	if (remote > UINT32_MAX)
-		return -E2BIG;
 	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
-	if (!count)
-		return -ENOMEM;
-	memset(count, 0, (size_t)(H + 1) * sizeof *count);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
-		if (PS__LOC_IS_REMOTE(lw))
-			count[PS__LOC_OWNER(lw) + 1]++;
-	}
-	struct ps__rgroup *g = ps__alloc(w, sizeof *g);
-	uint32_t *pos = ps__alloc(w, remote * sizeof *pos);
-	if (!g || !pos) {
-		ps__free(w, g);
-		ps__free(w, pos);
+	uint16_t *dest = ps__alloc(w, n * sizeof *dest);
+	if (!count || !dest) {
 		ps__free(w, count);
+		ps__free(w, dest);
 		return -ENOMEM;
+	}
+	memset(count, 0, (size_t)(H + 1) * sizeof *count);
+	remote = 0;
+	for (size_t i = 0; i < n; i++) {
+		/* acquire: as every load of a location word (kv.c I1) */
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire);
+		dest[i] = PS__LOC_IS_REMOTE(lw) ? (uint16_t)PS__LOC_OWNER(lw) : DEST_LOCAL;
+		if (dest[i] != DEST_LOCAL) {
+			count[dest[i] + 1]++;
+			remote++;
+		}
+	}
+	struct ps__rgroup *g = remote && remote <= UINT32_MAX ? ps__alloc(w, sizeof *g) : NULL;
+	uint32_t *pos = g ? ps__alloc(w, remote * sizeof *pos) : NULL;
+	if (!pos) {
+		ps__free(w, g);
+		ps__free(w, count);
+		ps__free(w, dest);
+		return remote == 0 ? 0 : remote > UINT32_MAX ? -E2BIG : -ENOMEM;
 	}
 	/* counting sort of the remote positions by host */
 	const uint32_t per = keys_per_frame(t->value_len);
@@ -319,14 +344,13 @@ int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 		frames += (count[h + 1] + per - 1) / per;
 		count[h + 1] += count[h];
 	}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed);
-		if (PS__LOC_IS_REMOTE(lw))
-			pos[count[PS__LOC_OWNER(lw)]++] = (uint32_t)i;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (dest[i] != DEST_LOCAL)
+			pos[count[dest[i]]++] = (uint32_t)i;
 	atomic_init(&g->left, frames); /* (L2): before the first frame is sent */
 	atomic_init(&g->err, 0);
 	g->pos = pos;
+	g->dest = dest;
 	*gp = g;
 	/* count[h] is now the end of host h's run */
 	uint32_t at = 0;
@@ -361,8 +385,71 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 	}
 	int rc = atomic_load_explicit(&g->err, memory_order_relaxed);
 	ps__free(w, g->pos);
+	ps__free(w, g->dest);
 	ps__free(w, g);
 	return rc;
+}
+
+bool ps__remote_sent(const struct ps__rgroup *g, size_t i)
+{
+	return g->dest[i] != DEST_LOCAL;
+}
+
+int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
+			const float *in, unsigned type, struct ps__rgroup **gp)
+{
+	ps_world *w = t->w;
+	const int H = w->nhosts;
+	*gp = NULL;
+	if (n == 0)
+		return 0;
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
+	struct ps__rgroup *g = ps__alloc(w, sizeof *g);
+	uint32_t *pos = ps__alloc(w, n * sizeof *pos);
+	if (!count || !g || !pos) {
+		ps__free(w, count);
+		ps__free(w, g);
+		ps__free(w, pos);
+		return -ENOMEM;
+	}
+	memset(count, 0, (size_t)(H + 1) * sizeof *count);
+	for (size_t i = 0; i < n; i++)
+		count[hosts[i] + 1]++;
+	const uint32_t per = keys_per_frame(t->value_len);
+	uint32_t frames = 0;
+	for (int h = 0; h < H; h++) {
+		frames += (count[h + 1] + per - 1) / per;
+		count[h + 1] += count[h];
+	}
+	for (size_t i = 0; i < n; i++)
+		pos[count[hosts[i]]++] = (uint32_t)i;
+	atomic_init(&g->left, frames); /* (L2) */
+	atomic_init(&g->err, 0);
+	g->pos = pos;
+	g->dest = NULL;
+	*gp = g;
+	uint32_t at = 0;
+	for (int h = 0; h < H; h++) {
+		while (at < count[h]) {
+			uint32_t m = count[h] - at < per ? count[h] - at : per;
+			int rc = send_chunk_as(t, g, h, keys, pos + at, m, out, in, type);
+			if (rc)
+				group_done(g, rc);
+			at += m;
+		}
+	}
+	ps__free(w, count);
+	return 0;
+}
+
+int ps__remote_one(ps_table *t, ps_key k, int host, float *out, const float *in)
+{
+	struct ps__rgroup *g;
+	uint16_t h = (uint16_t)host;
+	int rc = ps__remote_start_to(t, &k, &h, 1, out, in, in ? PS__F_PUSH : PS__F_PULL, &g);
+	return rc ? rc : ps__remote_wait(t->w, g);
 }
 
 /* ------------------------------------------------------------ barriers */
@@ -550,6 +637,41 @@ static void on_request(struct ps__link *L, const struct ps__frame *f)
 	write_all(L, buf, PS__FRAME_HDR + len);
 }
 
+/* RPULL / RPUSH: as on_request, on the keys' primaries (replica.c). */
+static void on_primary_request(struct ps__link *L, const struct ps__frame *f)
+{
+	const bool push = f->type == PS__F_RPUSH;
+	struct ps__kv_req m;
+	int rc = ps__kv_dec(f->body, f->len, push, &m);
+	ps_table *t = rc ? NULL : table_by_id(L, m.table);
+	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
+	size_t keys_off = PS__ALIGN(PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals, 16);
+	size_t upd_off = keys_off + (rc ? 0 : 8 * (size_t)m.n);
+	uint8_t small[PS__FRAME_HDR + PS__REPLY_HDR];
+	uint8_t *buf = scratch(L, upd_off + (push && !rc ? 4 * (size_t)m.n * m.value_len : 0));
+	if (!buf) {
+		rc = -ENOMEM;
+		buf = small;
+	}
+	if (rc == 0)
+		rc = check_request(t, &m, (ps_key *)(void *)(buf + keys_off));
+	if (rc == 0) {
+		ps_key *keys = (ps_key *)(void *)(buf + keys_off);
+		float *upd = NULL;
+		if (push) {
+			upd = (float *)(void *)(buf + upd_off);
+			memcpy(upd, m.values, 4 * (size_t)m.n * m.value_len);
+		}
+		rc = ps__replica_serve(t, keys, m.n, push ? NULL : (float *)(void *)(buf + PS__FRAME_HDR + PS__REPLY_HDR),
+				       upd);
+	}
+	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
+	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
+	uint32_t len = PS__REPLY_HDR + 4 * nvals;
+	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
+	write_all(L, buf, PS__FRAME_HDR + len);
+}
+
 static void fail_inflight(struct ps__link *L, int host);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
@@ -561,6 +683,10 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_PULL:
 	case PS__F_PUSH:
 		on_request(L, f);
+		break;
+	case PS__F_RPULL:
+	case PS__F_RPUSH:
+		on_primary_request(L, f);
 		break;
 	case PS__F_RELEASE: {
 		struct ps__barrier_msg m;

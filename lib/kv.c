@@ -224,6 +224,8 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 				return PS__MAX_NODES + w->node;
 			continue; /* no longer replicated: re-read loc[k] */
 		}
+		if (PS__LOC_IS_REMOTE(lw)) /* unreplicated since it was routed (L5) */
+			return ps__remote_one(t, k, PS__LOC_OWNER(lw), out, NULL) ? -1 : PS__MAX_NODES - 1;
 		struct ps__slot *sl = slot_at(w, lw);
 		/* acquire: the data loads below stay after it */
 		uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
@@ -265,6 +267,8 @@ int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 				return PS__MAX_NODES + w->node;
 			continue;
 		}
+		if (PS__LOC_IS_REMOTE(lw)) /* unreplicated since it was routed (L5) */
+			return ps__remote_one(t, k, PS__LOC_OWNER(lw), NULL, upd) ? -1 : PS__MAX_NODES - 1;
 		struct ps__slot *sl = slot_at(w, lw);
 		if (t->flags & PS_HOGWILD) {
 			/* opt-in race: no lock; an add racing a relocation of the
@@ -385,10 +389,11 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	prefetch_start(w, t, keys, n, rw);
 	for (size_t i = 0; i < n; i++) {
 		prefetch_step(w, t, keys, i, n, rw);
-		/* relaxed: REMOTE words never change after table creation */
-		if (remote && PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed)))
+		if (remote && ps__remote_sent(remote, i)) /* routed once (bridge_link.c L5) */
 			continue;
 		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
+		if (o < 0 && rc == 0)
+			rc = PS_EHOSTDOWN; /* a late remote key failed (L5) */
 		local += (o & (PS__MAX_NODES - 1)) == w->node;
 		repl += o >= PS__MAX_NODES;
 	}
@@ -405,8 +410,10 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	stat_add(&st->remote_keys, n - local);
 	if (remote && async)
 		*async = remote;
-	else if (remote)
-		rc = ps__remote_wait(w, remote);
+	else if (remote) {
+		int rrc = ps__remote_wait(w, remote);
+		rc = rc ? rc : rrc;
+	}
 	return rc;
 }
 
@@ -568,6 +575,8 @@ int ps_owner_host(ps_table *t, ps_key key)
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
+	if ((lw & PS__LOC_REPL) && t->rprim) /* replicated here, maybe held elsewhere (replica.c R8) */
+		lw = atomic_load_explicit(&t->rprim[PS__LOC_RIDX(lw)], memory_order_relaxed);
 	return PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw) : t->w->host;
 }
 
