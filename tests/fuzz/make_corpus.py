@@ -42,6 +42,8 @@ seeds = {
     'reply': frame(18, struct.pack('<iI', 0, 4) + struct.pack('<4f', 1, 2, 3, 4)),
     'barrier': frame(19, struct.pack('<QQiI', 1, 77, 0, 0)),
     'release': frame(20, struct.pack('<QQiI', 1, 77, 0, 1)),
+    'rpull': frame(27, kv(3, 4, False)),
+    'rpush': frame(28, kv(2, 3, True)),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
