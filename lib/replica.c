@@ -593,6 +593,74 @@ static int remote_io(ps_table *t, const ps_key *keys, const uint16_t *hosts, siz
 	return rc ? rc : (g ? ps__remote_wait(t->w, g) : 0);
 }
 
+/*
+ * RPUSHes vals[i] to keys[i] at hosts[i]: one group per host, all in
+ * flight together, so that failed[i] (set for each entry whose host
+ * failed) says exactly which deltas did not arrive.  Returns the first
+ * failure or 0.  Holds nothing but what its caller holds (R10).
+ */
+static int rpush_hosts(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, const float *vals,
+		       uint8_t *failed)
+{
+	ps_world *w = t->w;
+	const int H = w->nhosts;
+	const uint32_t len = t->value_len;
+	memset(failed, 1, n);
+	if (n == 0)
+		return 0;
+	size_t *at = ps__alloc(w, (size_t)(H + 1) * sizeof *at);
+	size_t *perm = ps__alloc(w, n * sizeof *perm);
+	ps_key *k2 = ps__alloc(w, n * sizeof *k2);
+	uint16_t *h2 = ps__alloc(w, n * sizeof *h2);
+	float *v2 = ps__alloc(w, n * len * sizeof *v2);
+	struct ps__rgroup **g = ps__alloc(w, (size_t)H * sizeof *g);
+	int *hrc = ps__alloc(w, (size_t)H * sizeof *hrc);
+	int rc = -ENOMEM;
+	if (!at || !perm || !k2 || !h2 || !v2 || !g || !hrc)
+		goto out;
+	memset(at, 0, (size_t)(H + 1) * sizeof *at);
+	for (size_t i = 0; i < n; i++)
+		at[hosts[i] + 1]++;
+	for (int h = 0; h < H; h++)
+		at[h + 1] += at[h];
+	for (size_t i = 0; i < n; i++) { /* counting sort by host */
+		size_t j = at[hosts[i]]++;
+		perm[j] = i;
+		k2[j] = keys[i];
+		h2[j] = hosts[i];
+		memcpy(v2 + j * len, vals + i * len, sizeof(float) * len);
+	}
+	for (int h = H; h > 0; h--) /* at[h]: start of host h's run again */
+		at[h] = at[h - 1];
+	at[0] = 0;
+	for (int h = 0; h < H; h++) {
+		g[h] = NULL;
+		hrc[h] = 0;
+		if (at[h + 1] > at[h])
+			hrc[h] = ps__remote_start_to(t, k2 + at[h], h2 + at[h], at[h + 1] - at[h], NULL, v2 + at[h] * len,
+						     PS__F_RPUSH, &g[h]);
+	}
+	rc = 0;
+	for (int h = 0; h < H; h++) {
+		if (g[h]) {
+			int wrc = ps__remote_wait(w, g[h]);
+			hrc[h] = hrc[h] ? hrc[h] : wrc;
+		}
+		rc = rc ? rc : hrc[h];
+	}
+	for (size_t j = 0; j < n; j++)
+		failed[perm[j]] = hrc[h2[j]] != 0;
+out:
+	ps__free(w, at);
+	ps__free(w, perm);
+	ps__free(w, k2);
+	ps__free(w, h2);
+	ps__free(w, v2);
+	ps__free(w, g);
+	ps__free(w, hrc);
+	return rc;
+}
+
 /* The replicated keys of t whose primary is on another host (R8). */
 struct rset {
 	size_t m;
@@ -713,11 +781,13 @@ static int remote_round(ps_world *w, ps_table *t, int n0, int n1, bool refresh)
 	}
 	repl_unlock(t->d);
 	if (np) {
-		rc = remote_io(t, s.keys, s.hosts, np, NULL, s.vals, PS__F_RPUSH);
-		if (rc) { /* nothing lost: the deltas go back to this node */
+		/* s.dirty now says, per pushed entry, whether its host failed */
+		rc = rpush_hosts(t, s.keys, s.hosts, np, s.vals, s.dirty);
+		if (rc) { /* nothing lost: what did not arrive goes back to this node */
 			repl_lock(w, t->d);
 			for (size_t i = 0; i < np; i++)
-				give_back(w, t, w->node, s.ridx[i], s.keys[i], s.vals + i * len);
+				if (s.dirty[i])
+					give_back(w, t, w->node, s.ridx[i], s.keys[i], s.vals + i * len);
 			repl_unlock(t->d);
 		}
 	}
@@ -1015,6 +1085,7 @@ struct rdrop {
 	uint32_t *ridx;
 	float *vals;
 	uint64_t *rseq;   /* m x nnodes */
+	uint8_t *failed;  /* per key: its deltas did not reach the holder */
 };
 
 static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
@@ -1026,8 +1097,10 @@ static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 	s->ridx = ps__alloc(w, cap * sizeof *s->ridx);
 	s->vals = ps__alloc(w, cap * t->value_len * sizeof *s->vals);
 	s->rseq = ps__alloc(w, cap * (size_t)w->nnodes * sizeof *s->rseq);
-	if (s->keys && s->hosts && s->ridx && s->vals && s->rseq)
+	s->failed = ps__alloc(w, cap);
+	if (s->keys && s->hosts && s->ridx && s->vals && s->rseq && s->failed)
 		return 0;
+	ps__free(w, s->failed);
 	ps__free(w, s->keys);
 	ps__free(w, s->hosts);
 	ps__free(w, s->ridx);
@@ -1038,6 +1111,7 @@ static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 
 static void rdrop_free(ps_world *w, struct rdrop *s)
 {
+	ps__free(w, s->failed);
 	ps__free(w, s->keys);
 	ps__free(w, s->hosts);
 	ps__free(w, s->ridx);
@@ -1072,16 +1146,18 @@ static int drop_one(ps_world *w, ps_table *t, ps_key k, float *buf, struct rdrop
 	return 0;
 }
 
-/* Ends the drops of s (caller holds repl_lock): pushed (ok) publishes the
- * REMOTE words and frees the indexes; else the deltas go back to this
- * node's and the keys stay replicated.  Returns the number switched. */
-static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s, bool ok)
+/* Ends the drops of s (caller holds repl_lock): a key whose deltas
+ * arrived publishes its REMOTE word and frees its index; the others' go
+ * back to this node's delta and they stay replicated.  Returns the number
+ * switched. */
+static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 {
 	struct ps__tdesc *d = t->d;
 	const uint32_t len = t->value_len;
+	int done = 0;
 	for (size_t i = 0; i < s->m; i++) {
 		uint32_t r = s->ridx[i];
-		if (!ok) {
+		if (s->failed[i]) {
 			struct ps__slot *dl = delta_of(t, ps__replica_at(t, w->node, r));
 			ps__add_values(dl, s->vals + i * len, len);
 			atomic_store_explicit(&dl->seq, 1, memory_order_relaxed); /* dirty (R7) */
@@ -1099,37 +1175,48 @@ static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s, bool ok)
 		t->rfree[d->repl_nfree++] = r;
 		atomic_fetch_sub_explicit(&d->repl_used, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&d->repl_remote, 1, memory_order_relaxed);
+		done++;
 	}
-	return ok ? (int)s->m : 0;
+	return done;
 }
 
 /* Pushes the taken deltas of s that are non-zero (no lock but repl_xlock
- * and the dropped keys' replica locks held, R10). */
+ * and the dropped keys' replica locks held, R10); s->failed says which
+ * did not arrive. */
 static int drop_push(ps_table *t, struct rdrop *s, float *vals)
 {
 	const uint32_t len = t->value_len;
-	ps_key *k = ps__alloc(t->w, (s->m ? s->m : 1) * sizeof *k);
-	uint16_t *h = ps__alloc(t->w, (s->m ? s->m : 1) * sizeof *h);
-	if (!k || !h) {
-		ps__free(t->w, k);
-		ps__free(t->w, h);
-		return -ENOMEM;
-	}
+	const size_t cap = s->m ? s->m : 1;
+	ps_key *k = ps__alloc(t->w, cap * sizeof *k);
+	uint16_t *h = ps__alloc(t->w, cap * sizeof *h);
+	size_t *from = ps__alloc(t->w, cap * sizeof *from);
+	uint8_t *failed = ps__alloc(t->w, cap);
+	int rc = -ENOMEM;
+	memset(s->failed, 1, s->m);
+	if (!k || !h || !from || !failed)
+		goto out;
 	size_t np = 0;
 	for (size_t i = 0; i < s->m; i++) {
 		bool any = false;
 		for (uint32_t j = 0; j < len; j++)
 			any |= s->vals[i * len + j] != 0;
+		s->failed[i] = 0;
 		if (!any)
-			continue;
+			continue; /* nothing to send: nothing to lose */
 		k[np] = s->keys[i];
 		h[np] = s->hosts[i];
+		from[np] = i;
 		memcpy(vals + np * len, s->vals + i * len, sizeof(float) * len);
 		np++;
 	}
-	int rc = np ? remote_io(t, k, h, np, NULL, vals, PS__F_RPUSH) : 0;
+	rc = rpush_hosts(t, k, h, np, vals, failed);
+	for (size_t j = 0; j < np; j++)
+		s->failed[from[j]] = failed[j];
+out:
 	ps__free(t->w, k);
 	ps__free(t->w, h);
+	ps__free(t->w, from);
+	ps__free(t->w, failed);
 	return rc;
 }
 
@@ -1203,7 +1290,7 @@ static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key
 		repl_unlock(t->d);
 		rc = drop_push(t, &rd, pv);
 		repl_lock(w, t->d);
-		done += drop_finish(w, t, &rd, rc == 0);
+		done += drop_finish(w, t, &rd);
 		rd.m = 0;
 	}
 	for (size_t i = 0; i < nadd && rc == 0; i++) {
