@@ -143,18 +143,37 @@ static void *reader(void *arg)
 }
 
 /* Node 0 of every host: switches the switching keys all the time, by
- * ps_replicate and ps_unreplicate of random subsets. */
+ * ps_replicate and ps_unreplicate of random subsets, and by
+ * ps_replicate_top with counts that rank the hot keys first (they stay)
+ * and a random subset of the switching keys next (the others drop). */
 static void *switcher(void *arg)
 {
 	struct storm *st = arg;
 	uint64_t s = 4242 + (uint64_t)gnode(st->w);
+	uint64_t *counts = calloc(st->keys, sizeof *counts);
 	while (!atomic_load(&st->stop)) {
 		ps_key ks[NSW];
 		size_t n = 0;
 		for (int i = 0; i < NSW; i++)
 			if (rnd(&s) & 1)
 				ks[n++] = st->sw[i];
-		int rc = (rnd(&s) & 1) ? ps_replicate(st->t, ks, n) : ps_unreplicate(st->t, ks, n);
+		int rc, how = (int)(rnd(&s) % 3);
+		if (how == 2) {
+			memset(counts, 0, st->keys * sizeof *counts);
+			for (int i = 0; i < NHOT; i++)
+				counts[st->hot[i]] = 1000;
+			for (size_t i = 0; i < n; i++)
+				counts[ks[i]] = 500;
+			rc = ps_replicate_top(st->t, counts, NHOT + n);
+			if (rc >= 0 && rc != (int)(NHOT + n)) {
+				fprintf(stderr, "storm: replicate_top: %d, expected %zu\n", rc, NHOT + n);
+				rc = -EPROTO;
+			}
+			if (rc >= 0)
+				rc = 0;
+		} else {
+			rc = how ? ps_replicate(st->t, ks, n) : ps_unreplicate(st->t, ks, n);
+		}
 		if (rc < 0) {
 			node_fail(st, "switch", rc);
 			break;
@@ -162,6 +181,7 @@ static void *switcher(void *arg)
 		atomic_fetch_add(&st->switches, (uint64_t)rc);
 		usleep(500);
 	}
+	free(counts);
 	return NULL;
 }
 
@@ -378,6 +398,12 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
 /* Keys 0 and STALE_KEYS-1 are held by host 0 and host 1; the push times
  * go to keys 1 + i (host 0's range: ordinary, pulled at the end). */
 static int stale_main(int argc, char **argv)
@@ -432,22 +458,25 @@ static int stale_main(int argc, char **argv)
 	}
 	rc = rc ? rc : ps_barrier(w);
 	if (watcher && rc == 0) {
-		uint64_t worst[2] = {0, 0}, sum[2] = {0, 0};
+		uint64_t worst[2] = {0, 0}, sum[2] = {0, 0}, d[2][STALE_PUSHES];
 		for (int i = 0; i < STALE_PUSHES && rc == 0; i++) {
 			ps_key sk = 1 + (ps_key)i;
 			float st[3];
 			rc = ps_pull_sync(t, &sk, 1, st);
 			uint64_t at = (uint64_t)st[0] | (uint64_t)st[1] << 16 | (uint64_t)st[2] << 32;
 			for (int k = 0; k < 2; k++) {
-				uint64_t d = seen[k][i] > at ? seen[k][i] - at : 0;
-				worst[k] = d > worst[k] ? d : worst[k];
-				sum[k] += d;
+				d[k][i] = seen[k][i] > at ? seen[k][i] - at : 0;
+				worst[k] = d[k][i] > worst[k] ? d[k][i] : worst[k];
+				sum[k] += d[k][i];
 			}
 		}
-		printf("stale: rate %g: key of host 0 (pushed on its holder): worst %lu us, mean %lu us; "
-		       "key of host 1 (pushed on host 0): worst %lu us, mean %lu us\n",
-		       rate, (unsigned long)worst[0], (unsigned long)(sum[0] / STALE_PUSHES), (unsigned long)worst[1],
-		       (unsigned long)(sum[1] / STALE_PUSHES));
+		for (int k = 0; k < 2; k++)
+			qsort(d[k], STALE_PUSHES, sizeof d[k][0], cmp_u64);
+		const int p90 = STALE_PUSHES * 9 / 10;
+		printf("stale: rate %g: key of host 0 (pushed on its holder): p90 %lu us, worst %lu us, mean %lu us; "
+		       "key of host 1 (pushed on host 0): p90 %lu us, worst %lu us, mean %lu us\n",
+		       rate, (unsigned long)d[0][p90], (unsigned long)worst[0], (unsigned long)(sum[0] / STALE_PUSHES),
+		       (unsigned long)d[1][p90], (unsigned long)worst[1], (unsigned long)(sum[1] / STALE_PUSHES));
 		fflush(stdout);
 	}
 	if (rc)
@@ -496,19 +525,21 @@ static void storm_hosts(int hosts, const char *const args[])
 static void test_two_hosts_storm_with_switches_every_push_counted_once(void **state)
 {
 	(void)state;
-	const char *args[] = {"keys", "512", "vlen", "4", "batches", "600", "rate", "200", NULL};
+	const char *args[] = {"keys", "512", "vlen", "4", "batches", "1500", "rate", "200", NULL};
 	storm_hosts(2, args);
 }
 
 static void test_three_hosts_storm_with_switches_every_push_counted_once(void **state)
 {
 	(void)state;
-	const char *args[] = {"keys", "512", "vlen", "4", "batches", "300", "rate", "100", NULL};
+	const char *args[] = {"keys", "512", "vlen", "4", "batches", "600", "rate", "100", NULL};
 	storm_hosts(3, args);
 }
 
-/* Bound (DESIGN.md): 2 / rate + a round trip per hop; asserted with 25 ms
- * of slack for a loaded 2-core machine. */
+/* Bound (DESIGN.md): 1 / rate + a round trip for a push on the holder,
+ * 2 / rate + 2 round trips for one on another host.  Asserted: the 90th
+ * percentile of both below 2 / rate + 25 ms (slack for a loaded 2-core
+ * machine), the worst below 120 ms (6 / rate: a round lost or late). */
 static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 {
 	(void)state;
@@ -524,16 +555,19 @@ static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 	assert_int_equal(p[1].status, 0);
 	const char *out = mh_slurp(p[1].out);
 	printf("%s", out);
-	const char *line = strstr(out, "stale: rate 50: key of host 0 (pushed on its holder): worst ");
+	const char *line = strstr(out, "stale: rate 50: key of host 0 (pushed on its holder): p90 ");
 	assert_non_null(line);
-	unsigned long w0, m0, w1, m1;
-	assert_int_equal(sscanf(line, "stale: rate 50: key of host 0 (pushed on its holder): worst %lu us, mean %lu us; "
-				      "key of host 1 (pushed on host 0): worst %lu us, mean %lu us",
-				&w0, &m0, &w1, &m1),
-			 4);
+	unsigned long p0, w0, m0, p1, w1, m1;
+	assert_int_equal(sscanf(line,
+				"stale: rate 50: key of host 0 (pushed on its holder): p90 %lu us, worst %lu us, mean %lu us; "
+				"key of host 1 (pushed on host 0): p90 %lu us, worst %lu us, mean %lu us",
+				&p0, &w0, &m0, &p1, &w1, &m1),
+			 6);
 	const unsigned long bound = 2 * 1000000 / 50 + 25000;
-	assert_true(w0 < bound);
-	assert_true(w1 < bound);
+	assert_true(p0 < bound);
+	assert_true(p1 < bound);
+	assert_true(w0 < 120000);
+	assert_true(w1 < 120000);
 	assert_true(m0 > 0 && m1 > 0); /* measured something, not 0 by accident */
 	mh_assert_clean(&segs);
 }
