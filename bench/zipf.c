@@ -164,7 +164,8 @@ int main(int argc, char **argv)
 	ps_world *w = ps_init_threads(1, &err);
 	if (!w)
 		check(err, "ps_init");
-	const int me = ps_node_id(w), nn = ps_num_nodes(w);
+	/* across hosts (psrun --hosts): global node numbers, host-major */
+	const int me = ps_host_id(w) * ps_num_nodes(w) + ps_node_id(w), nn = ps_num_hosts(w) * ps_num_nodes(w);
 	ps_table_opts o;
 	ps_table_opts_init(&o, c.keys, c.vlen);
 	o.placement = PS_PLACE_HASH;
@@ -177,7 +178,7 @@ int main(int argc, char **argv)
 	ps_table *t = ps_table_create(w, &o, &err);
 	if (!t)
 		check(err, "table");
-	if (repl && me == 0) {
+	if (repl && ps_node_id(w) == 0) { /* every host replicates the hot keys */
 		ps_key *hot = malloc(sizeof *hot * c.hot);
 		for (uint32_t i = 0; i < c.hot; i++)
 			hot[i] = i;
@@ -201,7 +202,7 @@ int main(int argc, char **argv)
 		upd[i] = 1.0f;
 	check(ps_barrier(w), "barrier");
 	ps_node_stats s0;
-	ps_stats(w, me, &s0);
+	ps_stats(w, ps_node_id(w), &s0);
 	double t0 = now_s();
 	ps_handle h = loc ? ps_localize(t, stream, c.batch) : NULL;
 	for (long step = 0; step < c.steps; step++) {
@@ -216,9 +217,13 @@ int main(int argc, char **argv)
 	}
 	double mine = now_s() - t0;
 	ps_node_stats s1;
-	ps_stats(w, me, &s1);
+	ps_stats(w, ps_node_id(w), &s1);
 	check(ps_barrier(w), "barrier");
 	check(ps_sync(t), "ps_sync");
+	if (ps_num_hosts(w) > 1) { /* the global protocol (psmem.h, ps_sync) */
+		check(ps_barrier(w), "barrier");
+		check(ps_sync(t), "ps_sync");
+	}
 
 	/* node 0 verifies and reports; the slowest node's time comes through
 	 * a one-key table written by each node */

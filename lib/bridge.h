@@ -69,6 +69,11 @@ enum ps__ftype {
 	/* 24: reserved for key moves */
 	PS__F_CLOCK = 25,    /* slowest clock + bound of the host in the routing field */
 	/* 26: reserved for clocks */
+	/* hot-spot replication across hosts (replica.c): as PULL/PUSH (same
+	 * bodies, REPLY answers) but on the key's primary copy at its holder,
+	 * also when the holder replicates the key itself */
+	PS__F_RPULL = 27,    /* keys -> REPLY with the primaries' totals */
+	PS__F_RPUSH = 28,    /* keys + merged deltas -> REPLY with a status */
 };
 
 struct ps__frame {

@@ -3,13 +3,14 @@
  * stream socket inherited from psrun, PSMEM_LINK_FD) and the link thread
  * that serves it.
  *
- * Keys are range-partitioned over hosts: host h holds keys
+ * Keys are range-partitioned over hosts: host h is the home of keys
  * [ceil(h K / H), ceil((h+1) K / H)), placed over its nodes as in a
- * one-host job; the location word of every other key is REMOTE with the
- * holding host in its owner field (written once at table creation).
+ * one-host job; the location word of every other key is REMOTE with a
+ * host in its owner field (at creation the home; keys move later:
+ * migrate.c, and docs/DESIGN.md "Keys and routing").
  *
  * Callers (kv.c's routing hook):
- *   ps__remote_start  groups the batch's REMOTE keys per host and sends one
+ *   ps__route_batch   groups the batch's REMOTE keys per host and sends one
  *                     PULL/PUSH frame per host (split only at the frame
  *                     size limit), then returns: the local keys are done
  *                     while the frames travel;
@@ -41,6 +42,10 @@
  *   (L4) When the link breaks (psrun gone), every request in flight and
  *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
  *        loses a peer host, the requests that went there do: nothing hangs.
+ *   (L5) Each key of a batch is served exactly once: a round reads its
+ *        word once and either sends it or does it here; a host that does
+ *        not hold it (REDIRECT) or a word that changed under the local
+ *        pass (a miss) sends it to the next round, never both.
  */
 #include <errno.h>
 #include <limits.h>
@@ -255,9 +260,10 @@ static uint32_t keys_per_frame(uint32_t value_len)
 	return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
 }
 
-/* Sends one frame of keys pos[0..n) (positions in keys) to host. */
-static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
-		      uint32_t n, float *out, const float *in)
+/* Sends one frame of keys pos[0..n) (positions in keys) to host; type:
+ * PULL/PUSH, or RPULL/RPUSH (replica.c). */
+static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
+			 uint32_t n, float *out, const float *in, unsigned type)
 {
 	ps_world *w = t->w;
 	struct ps__link *L = w->link;
@@ -297,7 +303,7 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	r->raw_len = NULL;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
-	ps__frame_seal(f, in ? PS__F_PUSH : PS__F_PULL, (uint16_t)host, req, (uint32_t)body);
+	ps__frame_seal(f, type, (uint16_t)host, req, (uint32_t)body);
 	/* acquire: a link thread that died before our registration swept
 	 * without seeing it; then we see dead here (L4) */
 	rc = atomic_load_explicit(&L->dead, memory_order_acquire) ? PS_EHOSTDOWN
@@ -310,6 +316,12 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 		return rpc_claim(L, req, &mine) ? rc : 0;
 	}
 	return 0;
+}
+
+static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key *keys, const uint32_t *pos,
+		      uint32_t n, float *out, const float *in)
+{
+	return send_chunk_as(t, g, host, keys, pos, n, out, in, in ? PS__F_PUSH : PS__F_PULL);
 }
 
 /* Another round for position p (L5); hint as in struct ps__rgroup. */
@@ -558,6 +570,53 @@ int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg)
 	if (!L || atomic_load_explicit(&L->dead, memory_order_acquire))
 		return PS_EHOSTDOWN;
 	return write_all(L, f, sizeof f);
+}
+
+/* ------------------------------------------------------------ replica rounds */
+
+int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
+			const float *in, unsigned type, struct ps__rgroup **gp)
+{
+	ps_world *w = t->w;
+	const int H = w->nhosts;
+	*gp = NULL;
+	if (n == 0)
+		return 0;
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	uint32_t *count = ps__alloc(w, (size_t)(H + 1) * sizeof *count);
+	struct ps__rgroup *g = group_new(t, keys, n, out, in);
+	if (!count || !g) {
+		ps__free(w, count);
+		ps__free(w, g);
+		return -ENOMEM;
+	}
+	uint32_t *pos = g->pos;
+	memset(count, 0, (size_t)(H + 1) * sizeof *count);
+	for (size_t i = 0; i < n; i++)
+		count[hosts[i] + 1]++;
+	const uint32_t per = keys_per_frame(t->value_len);
+	uint32_t frames = 0;
+	for (int h = 0; h < H; h++) {
+		frames += (count[h + 1] + per - 1) / per;
+		count[h + 1] += count[h];
+	}
+	for (size_t i = 0; i < n; i++)
+		pos[count[hosts[i]]++] = (uint32_t)i;
+	atomic_init(&g->left, frames); /* (L2): before the first frame is sent */
+	*gp = g;
+	uint32_t at = 0;
+	for (int h = 0; h < H; h++) {
+		while (at < count[h]) {
+			uint32_t m = count[h] - at < per ? count[h] - at : per;
+			int rc = send_chunk_as(t, g, h, keys, pos + at, m, out, in, type);
+			if (rc)
+				group_done(g, rc);
+			at += m;
+		}
+	}
+	ps__free(w, count);
+	return 0;
 }
 
 /* ------------------------------------------------------------ barriers */
@@ -854,6 +913,41 @@ static void on_move(struct ps__link *L, const struct ps__frame *f)
 	write_all(L, buf, PS__FRAME_HDR + len);
 }
 
+/* RPULL / RPUSH: as on_request, on the keys' primaries (replica.c). */
+static void on_primary_request(struct ps__link *L, const struct ps__frame *f)
+{
+	const bool push = f->type == PS__F_RPUSH;
+	struct ps__kv_req m;
+	int rc = ps__kv_dec(f->body, f->len, push, &m);
+	ps_table *t = rc ? NULL : table_by_id(L, m.table);
+	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
+	size_t keys_off = PS__ALIGN(PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals, 16);
+	size_t upd_off = keys_off + (rc ? 0 : 8 * (size_t)m.n);
+	uint8_t small[PS__FRAME_HDR + PS__REPLY_HDR];
+	uint8_t *buf = scratch(L, upd_off + (push && !rc ? 4 * (size_t)m.n * m.value_len : 0));
+	if (!buf) {
+		rc = -ENOMEM;
+		buf = small;
+	}
+	if (rc == 0)
+		rc = check_request(t, m.value_len, m.num_keys, m.n, m.keys, (ps_key *)(void *)(buf + keys_off));
+	if (rc == 0) {
+		ps_key *keys = (ps_key *)(void *)(buf + keys_off);
+		float *upd = NULL;
+		if (push) {
+			upd = (float *)(void *)(buf + upd_off);
+			memcpy(upd, m.values, 4 * (size_t)m.n * m.value_len);
+		}
+		rc = ps__replica_serve(t, keys, m.n, push ? NULL : (float *)(void *)(buf + PS__FRAME_HDR + PS__REPLY_HDR),
+				       upd);
+	}
+	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
+	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
+	uint32_t len = PS__REPLY_HDR + 4 * nvals;
+	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
+	write_all(L, buf, PS__FRAME_HDR + len);
+}
+
 static void fail_inflight(struct ps__link *L, int host);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
@@ -874,6 +968,10 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		break;
 	case PS__F_MOVE:
 		on_move(L, f);
+		break;
+	case PS__F_RPULL:
+	case PS__F_RPUSH:
+		on_primary_request(L, f);
 		break;
 	case PS__F_RELEASE: {
 		struct ps__barrier_msg m;

@@ -404,6 +404,8 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	for (size_t i = 0; i < n; i++) {
 		prefetch_step(w, t, keys, i, n, rw);
 		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
+		if (o < 0 && rc == 0)
+			rc = PS_EHOSTDOWN; /* a late remote key failed (L5) */
 		local += (o & (PS__MAX_NODES - 1)) == w->node;
 		repl += o >= PS__MAX_NODES;
 	}
@@ -660,6 +662,8 @@ int ps_owner_host(ps_table *t, ps_key key)
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
+	if ((lw & PS__LOC_REPL) && t->rprim) /* replicated here, maybe held elsewhere (replica.c R8) */
+		lw = atomic_load_explicit(&t->rprim[PS__LOC_RIDX(lw)], memory_order_relaxed);
 	return PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw) : t->w->host;
 }
 

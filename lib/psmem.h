@@ -284,6 +284,15 @@ int ps_owner_host(ps_table *t, ps_key key);
  * ps_localize of a replicated key is a no-op (it is local everywhere).
  *
  * Not collective: any thread of any node may switch keys at any time.
+ *
+ * Multi-host jobs: each host has its own replicated set, and may replicate
+ * keys held by other hosts.  For those, a round per host (repl_rate per
+ * second) sends this host's deltas to the holder, where they are added to
+ * the primary with the table's rule, and pulls the primaries back, one
+ * batch per holder.  Staleness: about 1/repl_rate + a round trip for a
+ * push on the holder host, 2/repl_rate + 2 round trips for one on another
+ * host.  Reads of a key may go back across a switch of it (on this host or
+ * its holder); not otherwise.
  */
 
 /* Replicates keys (idempotent).  Returns the number newly replicated, or
@@ -313,6 +322,14 @@ int64_t ps_replicated_count(ps_table *t);
  * A full sync round for every node: returns once every node's replicas
  * reflect every push to t completed before the call (and every primary
  * holds them).  Cheap no-op on a table without replication.
+ *
+ * Multi-host jobs: covers this host.  On return, every push completed on
+ * this host before the call is in its key's primary (here or at the
+ * holder), and this host's replicas reflect every push that had reached
+ * the holders when they answered.  For a guarantee over all hosts: ps_sync
+ * on every host, ps_barrier, ps_sync on every host, ps_barrier; then every
+ * read anywhere returns every push made before the first barrier.  Returns
+ * PS_EHOSTDOWN if a holder could not be reached (the deltas stay here).
  */
 int ps_sync(ps_table *t);
 

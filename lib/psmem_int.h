@@ -224,6 +224,18 @@ struct ps__tdesc {
 	uint32_t rule;        /* PS_RULE_* or a custom id */
 	uint64_t rule_fp;     /* fingerprint of the rule: name and state sizes */
 	float rule_params[4];
+
+	/* Replication across hosts (replica.c R8-R10).  repl_xlock serialises
+	 * this host's set switches, remote rounds and ps_sync of the table
+	 * (0 free, else holder node + 1; CAS acquire, store release); it is
+	 * held across bridge round trips, never by a link thread.  repl_remote:
+	 * replicated keys whose primary is on another host (W: under
+	 * repl_lock; R: service threads, relaxed: a hint).  repl_xnext: when
+	 * the next remote round is due (ns; W: the xlock holder; R: service
+	 * threads, relaxed: a hint re-checked under the xlock). */
+	PS__CACHE_ALIGNED _Atomic uint64_t repl_xlock;
+	_Atomic uint64_t repl_xnext;
+	_Atomic uint32_t repl_remote;
 };
 
 /* -------------------------------------------------------------- barrier */
@@ -598,6 +610,10 @@ struct ps_world {
 
 	int host, nhosts;         /* multi-host: this host's rank, host count (1) */
 	struct ps__link *link;    /* to the host's bridge; NULL on one host */
+	/* replica.c: finalize merged this node's deltas; no remote round
+	 * (through this process's link) starts any more.  W: finalize, R: the
+	 * service thread, both under the table's repl_xlock (relaxed). */
+	_Atomic bool repl_closed;
 };
 
 /* world.c */
@@ -650,6 +666,9 @@ int ps__replica_init_node(ps_world *w, ps_table *t);
 int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t nf, uint32_t *out,
 		       const uint32_t *in);
 bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
+/* Link thread: RPULL (out) / RPUSH (in) of another host on the primaries
+ * of keys this host holds (R9). */
+int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in);
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 
 /* bridge_link.c: a node's link to its host's bridge (multi-host jobs) */
@@ -677,6 +696,10 @@ bool ps__link_down(ps_world *w);
 /* CLOCK frame to every other host: 0 or PS_EHOSTDOWN (link broken). */
 int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg);
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
+/* Sends keys[i] to hosts[i] as frames of type (PS__F_PULL/PUSH/RPULL/
+ * RPUSH), whatever their location words say; complete with ps__remote_wait. */
+int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
+			const float *in, unsigned type, struct ps__rgroup **g);
 
 /* kv.c, for the bridge: the keys pos[0..m) of keys[] (pos NULL: 0..m)
  * that this host holds are pulled into out / pushed from in (at their

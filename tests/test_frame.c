@@ -106,12 +106,35 @@ static void test_other_version_is_refused(void **state)
 static void test_unknown_types_are_refused(void **state)
 {
 	(void)state;
-	const unsigned bad[] = {0, 9, 15, 24, 26, 99, 255};
+	const unsigned bad[] = {0, 9, 15, 24, 26, 29, 99, 255};
 	struct ps__frame f;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		make_pull(buf, 1);
 		buf[5] = (uint8_t)bad[i];
 		assert_int_equal(ps__frame_parse(buf, 6, PS__FRAME_MAX, true, false, &f), PS_EFRAME_TYPE);
+	}
+}
+
+/* The replication frames (27, 28) parse, and carry PULL/PUSH bodies. */
+static void test_replication_frames_are_known_and_carry_kv_bodies(void **state)
+{
+	(void)state;
+	const unsigned types[] = {PS__F_RPULL, PS__F_RPUSH};
+	assert_int_equal(PS__F_RPULL, 27);
+	assert_int_equal(PS__F_RPUSH, 28);
+	for (size_t i = 0; i < 2; i++) {
+		make_pull(buf, 1);
+		uint32_t len = ps__get32(buf + 8);
+		ps__frame_seal(buf, types[i], 7, 0x0102030405060708ULL, len);
+		struct ps__frame f;
+		assert_int_equal(ps__frame_parse(buf, PS__FRAME_HDR + len, PS__FRAME_MAX, true, false, &f),
+				 (long)(PS__FRAME_HDR + len));
+		assert_int_equal(f.type, types[i]);
+		assert_true(ps__frame_type_known(types[i]));
+		struct ps__kv_req m;
+		/* a pull's body: an RPULL's, but short of an RPUSH's updates */
+		assert_int_equal(ps__kv_dec(f.body, f.len, types[i] == PS__F_RPUSH, &m),
+				 types[i] == PS__F_RPULL ? 0 : PS_EFRAME_BODY);
 	}
 }
 
@@ -506,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_bad_magic_is_refused_from_its_first_byte),
 		cmocka_unit_test(test_other_version_is_refused),
 		cmocka_unit_test(test_unknown_types_are_refused),
+		cmocka_unit_test(test_replication_frames_are_known_and_carry_kv_bodies),
 		cmocka_unit_test(test_oversized_frame_is_refused_before_its_body_arrives),
 		cmocka_unit_test(test_checksum_covers_body_and_header_but_not_routing),
 		cmocka_unit_test(test_kv_bodies_must_match_their_counts_exactly),

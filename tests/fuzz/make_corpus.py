@@ -47,6 +47,8 @@ seeds = {
     'move_reply': frame(23, struct.pack('<iIII', 0, 2, 2, 1) + struct.pack('<iiii', 1, 0, 0, 2)
                         + struct.pack('<2f', 1.5, 2.5)),
     'clock': frame(25, struct.pack('<QQ', 7, (2 << 32) | 3), req=0),
+    'rpull': frame(27, kv(3, 4, False)),
+    'rpush': frame(28, kv(2, 3, True)),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
