@@ -63,6 +63,9 @@ enum ps__ftype {
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
 	PS__F_BARRIER = 19,  /* generation + tag: a node (or host) arrived */
 	PS__F_RELEASE = 20,  /* generation + status: the barrier completed */
+	PS__F_CKPT = 29,     /* note (code 0, text = path): a checkpoint asked for on
+			      * the sending host (node 0 -> bridge -> every peer's
+			      * node 0), sent before the poll's barrier over hosts */
 };
 
 struct ps__frame {
@@ -169,6 +172,11 @@ struct ps__barrier_msg {
 };
 #define PS__BARRIER_SIZE 24u
 #define PS__BAR_FINAL 0x1u
+/* PS__BAR_MIN: the participants need not agree on the tag; the RELEASE
+ * carries the minimum of every node's tag on every host (a broadcast or an
+ * all-reduce of 64 bits; checkpoint.c).  Every participant of a generation
+ * sets it, or PS_EMISMATCH. */
+#define PS__BAR_MIN   0x2u
 void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m);
 int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m);
 

@@ -637,6 +637,15 @@ void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1);
  * this node's result so far; a failure anywhere fails it everywhere). */
 int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
 int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
+/* Barrier over every node of every host that agrees on nothing: *tag in
+ * is this node's value, out the minimum of every node's (checkpoint.c). */
+int ps__link_barrier_min(ps_world *w, uint64_t *tag);
+/* Node 0: tells node 0 of every other host that a checkpoint to path was
+ * asked for here (before the poll's barrier over hosts). */
+int ps__link_ckpt_send(ps_world *w, const char *path);
+/* Node 0: the path host sent, if it is the lowest host that sent one since
+ * the last take (0), else -ENOENT; forgets what was kept either way. */
+int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len);
 /* Sends the batch's keys held by other hosts; returns how many (0: *g
  * NULL) or a negative code.  ps__remote_wait completes and frees *g. */
 int ps__remote_start(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,

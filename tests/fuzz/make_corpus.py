@@ -42,6 +42,8 @@ seeds = {
     'reply': frame(18, struct.pack('<iI', 0, 4) + struct.pack('<4f', 1, 2, 3, 4)),
     'barrier': frame(19, struct.pack('<QQiI', 1, 77, 0, 0)),
     'release': frame(20, struct.pack('<QQiI', 1, 77, 0, 1)),
+    'barrier_min': frame(19, struct.pack('<QQiI', 2, 5, 0, 2)),
+    'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
