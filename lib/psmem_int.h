@@ -678,8 +678,11 @@ void ps__table_bind(ps_world *w, int id, ps_table *t); /* handle from descriptor
 bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart */
 int ps__restart_takeover(ps_world *w, uint32_t old_word);
 
-/* checkpoint.c: psrun --restore checks the file before starting nodes */
-int ps__ckpt_check_file(const char *path, char *msg, size_t len);
+/* checkpoint.c: psrun --restore checks the file before starting nodes:
+ * host rank's file of a checkpoint to path (path for host 0 and a one-host
+ * job, path.hostR for the others) goes to file; 0 when its header, length,
+ * host count and rank are right, else a code and why in msg. */
+int ps__ckpt_check_file(const char *path, int hosts, int rank, char *file, size_t flen, char *msg, size_t len);
 
 /* clock.c */
 void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
