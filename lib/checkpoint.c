@@ -944,6 +944,7 @@ static int hosts_write(ps_world *w, const char *path, const void *meta, size_t m
 	const bool n0 = w->node == 0, h0 = w->host == 0;
 	char *msg = w->seg.hdr->ckpt.msg;
 	struct hwrite hw = {.have_tmp = false};
+	bool done = false; /* host 0: committed */
 	static _Atomic int calls; /* relaxed: the test hook's count only */
 	int nth = atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) + 1;
 	host_file(path, w->host, hw.file, sizeof hw.file);
@@ -977,6 +978,7 @@ static int hosts_write(ps_world *w, const char *path, const void *meta, size_t m
 		if (*lrc == 0 && bad == UINT64_MAX && bad2 == UINT64_MAX) {
 			debug_die(w, "commit", nth);
 			rc = commit_tmp(hw.tmp, hw.file, msg); /* the commit point */
+			done = rc == 0;
 		} else {
 			unlink(hw.tmp);
 		}
@@ -987,7 +989,8 @@ static int hosts_write(ps_world *w, const char *path, const void *meta, size_t m
 	if (!n0 || rc)
 		return rc;
 	if (*lrc) {
-		say(msg, "the hosts could not agree (%s); nothing committed", ps_strerror(*lrc));
+		say(msg, "the hosts could not agree (%s); %s", ps_strerror(*lrc),
+		    done ? "the checkpoint was committed before" : "nothing committed");
 		return *lrc;
 	}
 	uint64_t who = bad != UINT64_MAX ? bad : bad2;
