@@ -15,6 +15,9 @@
  *              byte for byte, with the reference (values and rule state);
  *   refuse M   ps_restore(M) that must be refused; node 0 pulls its home
  *              range before and after and says whether anything changed;
+ *   moved P R  host 0 marks key 5 of the adam table held by host 1 (its
+ *              location word, as a move across hosts will), then
+ *              ps_checkpoint(P) and ps_restore(R) must both be refused;
  *   poll -     epochs of a few pushes, ps_checkpoint_poll (meta: the epoch)
  *              after each, until a poll wrote a checkpoint (psstat
  *              --checkpoint asked one host for it) or 4000 epochs.
@@ -38,6 +41,7 @@
 #include "common.h"
 #include "hosts.h"
 #include "psmem.h"
+#include "psmem_int.h"
 
 /* ------------------------------------------------------------ node */
 
@@ -175,6 +179,21 @@ static int ck_main(int argc, char **argv)
 			if (rc)
 				fprintf(stderr, "ck: checkpoint: %s\n", ps_checkpoint_error(w));
 		}
+	} else if (rc == 0 && !strcmp(mode, "moved") && argc > 2) {
+		uint64_t saved = 0;
+		if (h == 0 && n0) {
+			/* relaxed: nothing else of this host touches key 5 now */
+			saved = atomic_load_explicit(&j.t[0]->loc[5], memory_order_relaxed);
+			atomic_store_explicit(&j.t[0]->loc[5], PS__LOC_MAKE_REMOTE(1), memory_order_relaxed);
+		}
+		int r = ps_checkpoint(w, path);
+		if (n0)
+			printf("ck: host %d checkpoint %d: %s\n", h, r, ps_checkpoint_error(w));
+		r = ps_restore(w, argv[2]);
+		if (n0)
+			printf("ck: host %d restore %d: %s\n", h, r, ps_checkpoint_error(w));
+		if (h == 0 && n0)
+			atomic_store_explicit(&j.t[0]->loc[5], saved, memory_order_relaxed);
 	} else if (rc == 0 && !strcmp(mode, "poll")) {
 		ps_key k = (ps_key)(ps_host_id(w) * 2 + ps_node_id(w));
 		float u = 1;
@@ -481,6 +500,48 @@ static void test_wrong_hosts_or_files_are_refused_with_their_message(void **stat
 	mh_assert_clean(&segs);
 }
 
+/* A home key held by another host: a table with rule state can be neither
+ * checkpointed (its state does not travel by pull) nor restored; nothing
+ * is committed, nothing changed. */
+static void test_rule_state_table_with_a_key_away_is_refused(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char mv[300], mvh1[300], want[1024];
+	pathf(mv, sizeof mv, "%s/moved.ckpt", mh_tmpdir);
+	pathf(mvh1, sizeof mvh1, "%s.host1", mv);
+	const char *args[] = {"moved", mv, P, NULL};
+	struct mh_proc p[2];
+	run2(NULL, args, NULL, p);
+	expect_ok(p);
+	const char *o0 = mh_slurp(p[0].out), *o1 = mh_slurp(p[1].out);
+	pathf(want, sizeof want,
+	      "ck: host 0 checkpoint %d: %s: table 0: key 5 is held by host 1; its update-rule state cannot be read "
+	      "across hosts (checkpoint before keys of tables with rule state move)\n",
+	      -ENOTSUP, mv);
+	assert_non_null(strstr(o0, want));
+	pathf(want, sizeof want,
+	      "ck: host 1 checkpoint %d: %s: host 0 could not write its part (its message says why); nothing "
+	      "committed\n",
+	      PS_ECKPT, mvh1);
+	assert_non_null(strstr(o1, want));
+	struct stat st;
+	assert_int_equal(stat(mv, &st), -1);
+	assert_int_equal(stat(mvh1, &st), -1);
+	assert_int_equal(temps_left(), 0);
+	pathf(want, sizeof want,
+	      "ck: host 0 restore %d: %s: table 0: key 5 is held by host 1; a restore needs every key at its home "
+	      "host (restore before keys move)\n",
+	      -ENOTSUP, P);
+	assert_non_null(strstr(o0, want));
+	pathf(want, sizeof want,
+	      "ck: host 1 restore %d: %s.host1: host 0's file was refused (its message says why); nothing changed\n",
+	      PS_ECKPT, P);
+	assert_non_null(strstr(o1, want));
+	mh_assert_clean(&segs);
+}
+
 /* A host killed during the second checkpoint to P at stage: P still
  * restores the first one, bit for bit. */
 static void killed_during_checkpoint(const char *name, const char *stage, bool prev_expected)
@@ -600,6 +661,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_is_bit_identical),
 		cmocka_unit_test(test_wrong_hosts_or_files_are_refused_with_their_message),
+		cmocka_unit_test(test_rule_state_table_with_a_key_away_is_refused),
 		cmocka_unit_test(test_host_killed_while_writing_leaves_the_previous_checkpoint),
 		cmocka_unit_test(test_host_0_killed_before_its_commit_leaves_the_previous_checkpoint),
 		cmocka_unit_test(test_psstat_on_any_host_checkpoints_every_host),
