@@ -45,6 +45,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
 #include <numa.h>
 #include <poll.h>
 #include <signal.h>
@@ -77,6 +79,7 @@ struct opts {
 	uint64_t mem_budget;    /* 0: the library's default */
 	int on_failure;         /* 0 abort, 1 restart (as in struct ps__seg_params) */
 	int max_restarts;       /* restarts allowed in all */
+	const char *restore_arg; /* --restore FILE as given, or NULL */
 	char *restore;          /* absolute path of --restore FILE, or NULL */
 	struct host_opts host;  /* multi-host flags */
 	char **prog;            /* argv of the program, NULL-terminated */
@@ -238,17 +241,33 @@ static bool parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
-/* --restore FILE: a readable checkpoint (header and length; the nodes
- * check the rest), kept as an absolute path for the nodes. */
-static void check_restore(struct opts *o, const char *file)
+/* --restore FILE: a readable checkpoint of this host (header, length,
+ * host count and rank; the nodes check the rest), kept as an absolute path
+ * for the nodes.  In a multi-host job host R's file is FILE.hostR (FILE
+ * for host 0); the message names it.  Checked once the host's place in the
+ * job is known. */
+static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 {
-	char msg[PS__MSG_MAX];
-	if (ps__ckpt_check_file(file, msg, sizeof msg) != 0)
-		usage_error("--restore %s: %s", file, msg);
+	char msg[PS__MSG_MAX], file[PATH_MAX + 16];
+	if (ps__ckpt_check_file(arg, hosts, rank, file, sizeof file, msg, sizeof msg) != 0) {
+		if (strcmp(file, arg) == 0)
+			usage_error("--restore %s: %s", arg, msg);
+		usage_error("--restore %s: %s: %s", arg, file, msg);
+	}
+	/* the directory made absolute (FILE itself may not exist on host R) */
+	char dir[PATH_MAX], base[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", arg);
+	snprintf(base, sizeof base, "%s", arg);
+	char *rd = realpath(dirname(dir), NULL);
+	if (!rd)
+		usage_error("--restore %s: %s", arg, strerror(errno));
 	free(o->restore);
-	o->restore = realpath(file, NULL);
+	size_t len = strlen(rd) + strlen(base) + 2;
+	o->restore = malloc(len);
 	if (!o->restore)
-		usage_error("--restore %s: %s", file, strerror(errno));
+		usage_error("--restore %s: out of memory", arg);
+	snprintf(o->restore, len, "%s/%s", strcmp(rd, "/") ? rd : "", basename(base));
+	free(rd);
 }
 
 enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT };
@@ -325,7 +344,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 					    optarg);
 			break;
 		case 'S':
-			check_restore(o, optarg);
+			o->restore_arg = optarg;
 			break;
 		case 'h':
 			print_help();
@@ -951,6 +970,11 @@ int main(int argc, char **argv)
 	j->self = getpid();
 	j->sfd = -1;
 	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
+	if (j->o.restore_arg) {
+		int hosts = 1, rank = 0;
+		hosts_place(j->hosts, &hosts, &rank);
+		check_restore(&j->o, j->o.restore_arg, hosts, rank);
+	}
 	/* A replacement node would need a new link to the bridge and the other
 	 * hosts' requests in flight to it replayed: not done. */
 	if (j->hosts && j->o.on_failure == 1)

@@ -191,6 +191,14 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	return h;
 }
 
+void hosts_place(const struct hosts *h, int *hosts, int *rank)
+{
+	if (!h)
+		return;
+	*hosts = h->launch.hosts;
+	*rank = h->launch.rank;
+}
+
 void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg)
 {
 	if (!h)

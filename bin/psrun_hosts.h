@@ -29,6 +29,9 @@ void hosts_make_token(const char *path) __attribute__((noreturn));
  * exits 2 with the reason; NULL for a one-host job. */
 struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int nodes, int threads, bool verbose);
 
+/* This host's place: *hosts and *rank (left as they are for NULL). */
+void hosts_place(const struct hosts *h, int *hosts, int *rank);
+
 /* Records the host rank and count in the segment, before nodes start. */
 void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg);
 

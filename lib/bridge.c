@@ -28,7 +28,15 @@
  * Barriers across hosts (BARRIER / RELEASE): generation g completes when
  * every local node and every peer host has arrived at g; the tags must
  * agree (PS_EMISMATCH otherwise).  A peer host is at most one generation
- * ahead (it cannot pass g+1 without our arrival at g+1).
+ * ahead (it cannot pass g+1 without our arrival at g+1).  A generation whose
+ * arrivals carry PS__BAR_MIN does not compare tags: it releases the minimum
+ * of all of them (checkpoint.c's agreements across hosts); a participant
+ * that sets the flag when another does not makes it PS_EMISMATCH.
+ *
+ * CKPT (a checkpoint asked for on a host, checkpoint.c): from a node, sent
+ * to every peer; from a peer, given to local node 0.  Both ride the same
+ * ordered streams as the BARRIER frames that follow them, so node 0 of
+ * every host has the path before the poll's barrier releases it.
  *
  * Liveness: a peer that closes without BYE, resets, sends anything
  * malformed or out of protocol, or is silent for PS__PEER_TIMEOUT_MS
@@ -70,6 +78,7 @@ struct conn {
 	uint64_t last_recv, last_send;
 	uint64_t pgen;            /* peer: last barrier generation it arrived at */
 	uint64_t ptag[2];         /* peer: its tag for generation g, at [g & 1] */
+	bool pmin[2];             /* peer: PS__BAR_MIN for generation g, at [g & 1] */
 };
 
 struct ps__bridge {
@@ -84,6 +93,7 @@ struct ps__bridge {
 	int arrived;              /* local nodes arrived at gen */
 	uint64_t tag;
 	bool tag_differs;
+	bool min;                 /* PS__BAR_MIN: tag is the minimum so far */
 	bool sent;                /* our BARRIER(gen) went to the peers */
 	/* end of the job */
 	bool stop;                /* the job must stop (a peer failed) */
@@ -288,6 +298,7 @@ static void release(struct ps__bridge *b, int status)
 	b->gen++;
 	b->arrived = 0;
 	b->tag_differs = false;
+	b->min = false;
 	b->sent = false;
 	b->st.barriers++;
 }
@@ -306,7 +317,7 @@ static void barrier_progress(struct ps__bridge *b)
 	if (b->arrived < b->nodes)
 		return;
 	if (!b->sent) {
-		struct ps__barrier_msg m = {.gen = b->gen, .tag = b->tag};
+		struct ps__barrier_msg m = {.gen = b->gen, .tag = b->tag, .flags = b->min ? PS__BAR_MIN : 0};
 		uint8_t body[PS__BARRIER_SIZE];
 		ps__barrier_enc(body, &m);
 		for (int p = 0; p < b->hosts; p++)
@@ -315,13 +326,17 @@ static void barrier_progress(struct ps__bridge *b)
 		b->sent = true;
 	}
 	int status = b->tag_differs ? PS_EMISMATCH : 0;
+	uint64_t tag = b->tag;
 	for (int p = 0; p < b->hosts; p++) {
 		if (p == b->rank)
 			continue;
 		const struct conn *c = &b->peer[p];
 		if (c->pgen >= b->gen) {
-			if (c->ptag[b->gen & 1] != b->tag)
+			uint64_t pt = c->ptag[b->gen & 1];
+			if (c->pmin[b->gen & 1] != b->min || (!b->min && pt != b->tag))
 				status = PS_EMISMATCH;
+			else if (b->min && pt < tag)
+				tag = pt;
 			continue;
 		}
 		if (!peer_gone(c))
@@ -331,6 +346,7 @@ static void barrier_progress(struct ps__bridge *b)
 	if (status == PS_EMISMATCH)
 		blog(b, "barrier %" PRIu64 ": hosts or nodes disagree on what they wait for (different tables?)",
 		     b->gen);
+	b->tag = tag;
 	release(b, status);
 }
 
@@ -341,10 +357,17 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 		     b->gen);
 		return;
 	}
-	if (b->arrived == 0)
+	bool min = m->flags & PS__BAR_MIN;
+	if (b->arrived == 0) {
 		b->tag = m->tag;
-	else if (m->tag != b->tag)
+		b->min = min;
+	} else if (min != b->min) {
 		b->tag_differs = true;
+	} else if (min) {
+		b->tag = m->tag < b->tag ? m->tag : b->tag;
+	} else if (m->tag != b->tag) {
+		b->tag_differs = true;
+	}
 	if (m->flags & PS__BAR_FINAL)
 		c->final = true;
 	b->arrived++;
@@ -446,6 +469,17 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 				enqueue(b, &b->peer[p], raw, size, b->rank);
 		return;
 	}
+	case PS__F_CKPT: {
+		struct ps__note n;
+		if (ps__note_dec(f->body, f->len, &n) != 0 || c->idx != 0) {
+			protocol_error(b, c, "malformed checkpoint request or not from node 0");
+			return;
+		}
+		for (int p = 0; p < b->hosts; p++)
+			if (p != b->rank && !peer_gone(&b->peer[p]))
+				enqueue(b, &b->peer[p], raw, size, b->rank);
+		return;
+	}
 	default:
 		protocol_error(b, c, "unexpected frame type");
 	}
@@ -512,6 +546,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		}
 		c->pgen = m.gen;
 		c->ptag[m.gen & 1] = m.tag;
+		c->pmin[m.gen & 1] = m.flags & PS__BAR_MIN;
 		barrier_progress(b);
 		return;
 	}
@@ -525,6 +560,15 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		 * (its BYE/ABORT becomes our ABORT to the links: clock.c H3) */
 		for (int i = 0; i < b->nodes; i++)
 			enqueue(b, &b->link[i], raw, size, c->idx);
+		return;
+	}
+	case PS__F_CKPT: {
+		struct ps__note n;
+		if (ps__note_dec(f->body, f->len, &n) != 0) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
+		enqueue(b, &b->link[0], raw, size, c->idx);
 		return;
 	}
 	case PS__F_HEARTBEAT:

@@ -74,6 +74,9 @@ enum ps__ftype {
 	 * also when the holder replicates the key itself */
 	PS__F_RPULL = 27,    /* keys -> REPLY with the primaries' totals */
 	PS__F_RPUSH = 28,    /* keys + merged deltas -> REPLY with a status */
+	PS__F_CKPT = 29,     /* note (code 0, text = path): a checkpoint asked for on
+			      * the sending host (node 0 -> bridge -> every peer's
+			      * node 0), sent before the poll's barrier over hosts */
 };
 
 struct ps__frame {
@@ -238,6 +241,11 @@ struct ps__barrier_msg {
 };
 #define PS__BARRIER_SIZE 24u
 #define PS__BAR_FINAL 0x1u
+/* PS__BAR_MIN: the participants need not agree on the tag; the RELEASE
+ * carries the minimum of every node's tag on every host (a broadcast or an
+ * all-reduce of 64 bits; checkpoint.c).  Every participant of a generation
+ * sets it, or PS_EMISMATCH. */
+#define PS__BAR_MIN   0x2u
 void ps__barrier_enc(uint8_t *out, const struct ps__barrier_msg *m);
 int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m);
 

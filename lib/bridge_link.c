@@ -22,11 +22,15 @@
  *   PULL/PUSH         executes a request of another host on this host's
  *                     keys (a registered reader thread of this node, so
  *                     grace periods cover it) and answers;
- *   RELEASE           completes a barrier across hosts;
  *   CLOCK             another host's slowest clock, into the segment
  *                     (clock.c);
  *   ABORT             host f->host is gone: its requests in flight fail,
  *                     clock waiters waiting for it return PS_EHOSTDOWN.
+ *   RELEASE           completes a barrier across hosts (with its tag: the
+ *                     minimum of a PS__BAR_MIN barrier);
+ *   CKPT              (node 0) a checkpoint asked for on another host: the
+ *                     path is kept for checkpoint.c's poll (lowest host
+ *                     first);
  *
  * Invariants
  *   (L1) A request id is (node << 56) | (seq << 32) | slot: the bridges
@@ -129,6 +133,14 @@ struct ps__link {
 	 * acquire (at [gen & 1]: the next generation cannot be released
 	 * before this node arrives at it) */
 	_Atomic int32_t bar_status[2];
+	_Atomic uint64_t bar_tag[2];    /* same as bar_status: the released tag */
+	/* CKPT from other hosts (node 0): the lowest sending host since the
+	 * last take and its path; written by the link thread before it
+	 * dispatches the RELEASE that follows (the stream is ordered), read by
+	 * the poll after that release; the mutex orders them */
+	pthread_mutex_t ckpt_lock;
+	int ckpt_host;                  /* -1: none */
+	char ckpt_path[PS__NOTE_MAX + 1];
 	/* Tables other hosts may use, published by their creator just before
 	 * the creation barrier over hosts (release), read by the link thread
 	 * (acquire): the handle's fields written before are visible.  The
@@ -621,7 +633,7 @@ int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, 
 
 /* ------------------------------------------------------------ barriers */
 
-static int link_barrier(ps_world *w, uint64_t tag, uint32_t flags)
+static int link_barrier_tag(ps_world *w, uint64_t tag, uint32_t flags, uint64_t *out)
 {
 	struct ps__link *L = w->link;
 	pthread_mutex_lock(&L->bar_lock);
@@ -646,12 +658,61 @@ static int link_barrier(ps_world *w, uint64_t tag, uint32_t flags)
 		ps__futex_wait(&L->bar_seq, seq, 100 * 1000 * 1000, false);
 	}
 	ps__wait_clear(w);
+	if (out)
+		*out = atomic_load_explicit(&L->bar_tag[gen & 1], memory_order_relaxed);
 	return atomic_load_explicit(&L->bar_status[gen & 1], memory_order_relaxed);
+}
+
+static int link_barrier(ps_world *w, uint64_t tag, uint32_t flags)
+{
+	return link_barrier_tag(w, tag, flags, NULL);
+}
+
+int ps__link_barrier_min(ps_world *w, uint64_t *tag)
+{
+	return link_barrier_tag(w, *tag, PS__BAR_MIN, tag);
+}
+
+int ps__link_ckpt_send(ps_world *w, const char *path)
+{
+	uint8_t f[PS__FRAME_HDR + 6 + PS__NOTE_MAX];
+	if (strlen(path) > PS__NOTE_MAX)
+		return -ENAMETOOLONG;
+	uint32_t len = ps__note_enc(f + PS__FRAME_HDR, 0, path);
+	ps__frame_seal(f, PS__F_CKPT, (uint16_t)w->host, 0, len);
+	return write_all(w->link, f, PS__FRAME_HDR + len) ? PS_EHOSTDOWN : 0;
+}
+
+int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len)
+{
+	struct ps__link *L = w->link;
+	pthread_mutex_lock(&L->ckpt_lock);
+	int h = L->ckpt_host;
+	if (h == host)
+		snprintf(path, len, "%s", L->ckpt_path);
+	L->ckpt_host = -1;
+	pthread_mutex_unlock(&L->ckpt_lock);
+	return h == host ? 0 : -ENOENT;
+}
+
+static void on_ckpt(struct ps__link *L, const struct ps__frame *f)
+{
+	struct ps__note n;
+	if (ps__note_dec(f->body, f->len, &n) != 0)
+		return;
+	pthread_mutex_lock(&L->ckpt_lock);
+	if (L->ckpt_host < 0 || f->host < L->ckpt_host) {
+		L->ckpt_host = f->host;
+		snprintf(L->ckpt_path, sizeof L->ckpt_path, "%s", n.text);
+	}
+	pthread_mutex_unlock(&L->ckpt_lock);
 }
 
 static void on_release(struct ps__link *L, const struct ps__barrier_msg *m)
 {
 	atomic_store_explicit(&L->bar_status[m->gen & 1], m->status, memory_order_relaxed);
+	/* relaxed: published by the release of released below */
+	atomic_store_explicit(&L->bar_tag[m->gen & 1], m->tag, memory_order_relaxed);
 	/* release: the status is visible to whoever sees the generation */
 	atomic_store_explicit(&L->released, m->gen, memory_order_release);
 	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
@@ -985,6 +1046,9 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			ps__clock_heard(L->w, f->host, m.min, m.cfg);
 		break;
 	}
+	case PS__F_CKPT:
+		on_ckpt(L, f);
+		break;
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too */
 		fail_inflight(L, f->host);
@@ -1084,6 +1148,8 @@ int ps__link_start(ps_world *w)
 	pthread_mutex_init(&L->lock, NULL);
 	pthread_mutex_init(&L->bar_lock, NULL);
 	pthread_mutex_init(&L->wb_lock, NULL);
+	pthread_mutex_init(&L->ckpt_lock, NULL);
+	L->ckpt_host = -1;
 	w->link = L;
 	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
 		w->link = NULL;
@@ -1112,5 +1178,6 @@ void ps__link_stop(ps_world *w)
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);
+	pthread_mutex_destroy(&L->ckpt_lock);
 	free(L);
 }

@@ -23,7 +23,7 @@
 bool ps__frame_type_known(unsigned type)
 {
 	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
-	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH;
+	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH || type == PS__F_CKPT;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -420,7 +420,7 @@ int ps__barrier_dec(const uint8_t *b, uint32_t len, struct ps__barrier_msg *m)
 	m->tag = ps__get64(b + 8);
 	m->status = (int32_t)ps__get32(b + 16);
 	m->flags = ps__get32(b + 20);
-	if (m->gen == 0 || m->status > 0 || (m->flags & ~PS__BAR_FINAL))
+	if (m->gen == 0 || m->status > 0 || (m->flags & ~(PS__BAR_FINAL | PS__BAR_MIN)))
 		return PS_EFRAME_BODY;
 	return 0;
 }

@@ -562,6 +562,20 @@ int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_
  * of a push).  For a snapshot of one training state, call it where the
  * workers are quiescent: between epochs, while the other threads wait at a
  * ps_barrier() or only pull.
+ *
+ * Several hosts: the calls are collective over every node of every host.
+ * Host 0 writes its home key range of every table to path, host R to
+ * path.hostR (file format version 2, naming the host count and rank); the
+ * checkpoint counts only once host 0's file is renamed, after every host's
+ * part is durable, so a host dying meanwhile leaves the previous checkpoint
+ * whole (host R keeps its previous part as path.hostR.prev until then).
+ * ps_restore(w, path) restores each host's range from its own part and
+ * refuses (PS_ESHAPE / PS_ECKPT, nothing changed on any host) parts of
+ * another host count, another rank, or another checkpoint; psrun --restore
+ * checks this host's part before starting nodes.  A table with update-rule
+ * state cannot be checkpointed while one of its keys is held away from its
+ * home host (-ENOTSUP).  psstat --checkpoint may be pointed at any host:
+ * every host writes its part at the same ps_checkpoint_poll.
  */
 #define PS_CKPT_META_MAX 4096
 

@@ -695,6 +695,15 @@ int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const
 bool ps__link_down(ps_world *w);
 /* CLOCK frame to every other host: 0 or PS_EHOSTDOWN (link broken). */
 int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg);
+/* Barrier over every node of every host that agrees on nothing: *tag in
+ * is this node's value, out the minimum of every node's (checkpoint.c). */
+int ps__link_barrier_min(ps_world *w, uint64_t *tag);
+/* Node 0: tells node 0 of every other host that a checkpoint to path was
+ * asked for here (before the poll's barrier over hosts). */
+int ps__link_ckpt_send(ps_world *w, const char *path);
+/* Node 0: the path host sent, if it is the lowest host that sent one since
+ * the last take (0), else -ENOENT; forgets what was kept either way. */
+int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len);
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
 /* Sends keys[i] to hosts[i] as frames of type (PS__F_PULL/PUSH/RPULL/
  * RPUSH), whatever their location words say; complete with ps__remote_wait. */
@@ -762,8 +771,11 @@ void ps__table_bind(ps_world *w, int id, ps_table *t); /* handle from descriptor
 bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart */
 int ps__restart_takeover(ps_world *w, uint32_t old_word);
 
-/* checkpoint.c: psrun --restore checks the file before starting nodes */
-int ps__ckpt_check_file(const char *path, char *msg, size_t len);
+/* checkpoint.c: psrun --restore checks the file before starting nodes:
+ * host rank's file of a checkpoint to path (path for host 0 and a one-host
+ * job, path.hostR for the others) goes to file; 0 when its header, length,
+ * host count and rank are right, else a code and why in msg. */
+int ps__ckpt_check_file(const char *path, int hosts, int rank, char *file, size_t flen, char *msg, size_t len);
 
 /* clock.c */
 void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */

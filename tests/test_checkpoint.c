@@ -445,9 +445,9 @@ static void test_corrupted_files_are_refused_with_their_reason(void **state)
 	patch(bad, 0, "PSMEMCKX", 8);
 	expect_refusal(bad, PS_ECKPT, "not a psmem checkpoint (bad magic)");
 	copy_prefix(ref, bad, total);
-	uint32_t v2 = 2;
-	patch(bad, 8, &v2, 4);
-	expect_refusal(bad, PS_ECKPT, "checkpoint format version 2; this psmem reads version 1");
+	uint32_t v3 = 3;
+	patch(bad, 8, &v3, 4);
+	expect_refusal(bad, PS_ECKPT, "checkpoint format version 3; this psmem reads versions 1 and 2");
 	copy_prefix(ref, bad, total);
 	uint32_t hl = 41;
 	patch(bad, 12, &hl, 4);

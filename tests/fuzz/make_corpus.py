@@ -49,6 +49,8 @@ seeds = {
     'clock': frame(25, struct.pack('<QQ', 7, (2 << 32) | 3), req=0),
     'rpull': frame(27, kv(3, 4, False)),
     'rpush': frame(28, kv(2, 3, True)),
+    'barrier_min': frame(19, struct.pack('<QQiI', 2, 5, 0, 2)),
+    'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 seeds['truncated'] = seeds['push'][:-3]
