@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct run_result {
@@ -73,5 +74,32 @@ int make_ratings(const char *train, const char *test, int rows, int cols, int nn
 /* Waits up to 1 s until no segment is leaked since `before` and no process
  * matches needle; true when so. */
 bool left_clean(const struct seg_snapshot *before, const char *needle);
+
+/* splitmix64: the tests' reproducible random streams (one per seed). */
+static inline uint64_t test_rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A pulled row of a storm, where every push adds the same amount to each
+ * float of a key: ROW_TORN if its floats differ, ROW_DOWN if it is below
+ * *last, the key's previous read (then *last is updated). */
+enum { ROW_TORN = 1, ROW_DOWN = 2 };
+static inline int row_check(const float *x, uint32_t vlen, float *last)
+{
+	int r = 0;
+	for (uint32_t j = 1; j < vlen; j++)
+		if (x[j] != x[0]) {
+			r |= ROW_TORN;
+			break;
+		}
+	if (x[0] < *last)
+		r |= ROW_DOWN;
+	*last = x[0];
+	return r;
+}
 
 #endif

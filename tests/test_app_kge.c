@@ -48,14 +48,6 @@ static void write_text(const char *name, const char *text)
 	fclose(f);
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* Planted structure: next(i) = i+1, prev(i) = i-1 (mod 50), a symmetric
  * relation pairing i with 7i+3 mod 50 both ways, and grp(i) = g(i mod 5).
  * Shuffled; 10% valid, 10% test, the rest train. */
@@ -74,7 +66,7 @@ static void make_kg(const char *sub)
 	}
 	uint64_t s = 42;
 	for (int i = n; i > 1; i--) {
-		int j = (int)(rnd(&s) % (uint64_t)i);
+		int j = (int)(test_rnd(&s) % (uint64_t)i);
 		char tmp[64];
 		memcpy(tmp, t[i - 1], 64);
 		memcpy(t[i - 1], t[j], 64);

@@ -54,14 +54,6 @@ static void write_file(const char *name, const char *data, size_t len)
 	fclose(f);
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* Sentences of one topic: its context words in random order with the
  * topic's word a_i or b_i (coin flip) in the middle, and a shared noise word. */
 static void make_corpus(void)
@@ -70,13 +62,13 @@ static void make_corpus(void)
 	assert_non_null(g);
 	uint64_t s = 12345;
 	for (int n = 0; n < SENTENCES; n++) {
-		int t = (int)(rnd(&s) % TOPICS);
+		int t = (int)(test_rnd(&s) % TOPICS);
 		for (int k = 0; k < 8; k++) {
 			if (k == 4)
-				gzprintf(g, "%c_%d ", rnd(&s) & 1 ? 'a' : 'b', t);
+				gzprintf(g, "%c_%d ", test_rnd(&s) & 1 ? 'a' : 'b', t);
 			if (k == 2)
-				gzprintf(g, "noise%d ", (int)(rnd(&s) % 5));
-			gzprintf(g, "c%d_%d ", t, (int)(rnd(&s) % CTX));
+				gzprintf(g, "noise%d ", (int)(test_rnd(&s) % 5));
+			gzprintf(g, "c%d_%d ", t, (int)(test_rnd(&s) % CTX));
 		}
 		gzprintf(g, "\n");
 	}

@@ -60,17 +60,9 @@ struct storm {
 	_Atomic int result;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static void stream_item(uint64_t *s, uint64_t keys, ps_key *k, float *add)
 {
-	uint64_t r = rnd(s);
+	uint64_t r = test_rnd(s);
 	*k = r % keys;
 	*add = (float)(1 + (r >> 60) % 3);
 }
@@ -117,7 +109,7 @@ static void *localizer(void *arg)
 	ps_key keys[8];
 	for (long it = 0; !atomic_load(&st->stop); it++) {
 		for (int i = 0; i < 8; i++)
-			keys[i] = rnd(&s) % st->keys;
+			keys[i] = test_rnd(&s) % st->keys;
 		int rc = (it & 3) == 0 ? ps_wait(ps_localize(st->t, keys, 8)) : ps_localize_sync(st->t, keys, 8);
 		if (rc != 0) {
 			fprintf(stderr, "storm: localize: %s\n", ps_strerror(rc));
@@ -137,7 +129,7 @@ static void *reader(void *arg)
 	ps_key keys[8];
 	while (!atomic_load(&st->stop)) {
 		for (int i = 0; i < 8; i++)
-			keys[i] = rnd(&s) % st->keys;
+			keys[i] = test_rnd(&s) % st->keys;
 		int rc = ps_pull_sync(st->t, keys, 8, v);
 		if (rc != 0) {
 			fprintf(stderr, "storm: pull: %s\n", ps_strerror(rc));
@@ -145,15 +137,11 @@ static void *reader(void *arg)
 			break;
 		}
 		for (int i = 0; i < 8; i++) {
-			const float *x = v + (size_t)i * st->vlen;
-			for (uint32_t j = 1; j < st->vlen; j++)
-				if (x[j] != x[0]) {
-					atomic_fetch_add(&st->torn, 1);
-					break;
-				}
-			if (x[0] < last[keys[i]])
+			int r = row_check(v + (size_t)i * st->vlen, st->vlen, &last[keys[i]]);
+			if (r & ROW_TORN)
+				atomic_fetch_add(&st->torn, 1);
+			if (r & ROW_DOWN)
 				atomic_fetch_add(&st->decreasing, 1);
-			last[keys[i]] = x[0];
 		}
 		atomic_fetch_add(&st->pulls_checked, 8);
 	}

@@ -49,14 +49,6 @@
 static const uint64_t nkeys[NT] = {1000, 777, 50};
 static const uint32_t nvlen[NT] = {3, 2, 1};
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 struct job {
 	ps_table *t[NT];
 	uint64_t seed;
@@ -71,9 +63,9 @@ static void storm(ps_world *w, int thread, void *arg)
 	for (int b = 0; b < 150; b++) {
 		for (int i = 0; i < NT; i++) {
 			for (int x = 0; x < 16; x++) {
-				k[x] = rnd(&s) % nkeys[i];
+				k[x] = test_rnd(&s) % nkeys[i];
 				for (uint32_t v = 0; v < nvlen[i]; v++)
-					u[x * nvlen[i] + v] = (float)(rnd(&s) % 1000) / 250.0f - 2.0f;
+					u[x * nvlen[i] + v] = (float)(test_rnd(&s) % 1000) / 250.0f - 2.0f;
 			}
 			/* duplicate keys in a batch are fine: each is a push */
 			if (ps_push_sync(j->t[i], k, 16, u) != 0)

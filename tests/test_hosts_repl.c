@@ -63,25 +63,17 @@ struct storm {
 	pthread_t rt, xt;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* A zipf-like stream: half the pushes go to the hot keys (rank i with
  * weight 1/(i+1)), a quarter to the switching keys, the rest anywhere. */
 static void stream_item(const struct storm *st, uint64_t *s, ps_key *k, float *add)
 {
-	uint64_t r = rnd(s);
+	uint64_t r = test_rnd(s);
 	*add = (float)(1 + (r >> 60) % 3);
 	uint32_t sel = (uint32_t)(r >> 32) & 3;
 	if (sel < 2) {
 		/* inverse of the harmonic cdf, by rejection: cheap and exact */
 		for (;;) {
-			uint64_t x = rnd(s);
+			uint64_t x = test_rnd(s);
 			uint32_t i = (uint32_t)(x % NHOT);
 			if ((x >> 40) % (i + 1) == 0) {
 				*k = st->hot[i];
@@ -125,15 +117,11 @@ static void *reader(void *arg)
 			break;
 		}
 		for (int i = 0; i < 8; i++) {
-			const float *x = v + (size_t)i * st->vlen;
-			for (uint32_t j = 1; j < st->vlen; j++)
-				if (x[j] != x[0]) {
-					atomic_fetch_add(&st->torn, 1);
-					break;
-				}
-			if (x[0] < last[keys[i]])
+			int r = row_check(v + (size_t)i * st->vlen, st->vlen, &last[keys[i]]);
+			if (r & ROW_TORN)
+				atomic_fetch_add(&st->torn, 1);
+			if (r & ROW_DOWN)
 				atomic_fetch_add(st->kind[keys[i]] == 2 ? &st->sw_decreasing : &st->decreasing, 1);
-			last[keys[i]] = x[0];
 		}
 		atomic_fetch_add(&st->pulls_checked, 8);
 	}
@@ -155,9 +143,9 @@ static void *switcher(void *arg)
 		ps_key ks[NSW];
 		size_t n = 0;
 		for (int i = 0; i < NSW; i++)
-			if (rnd(&s) & 1)
+			if (test_rnd(&s) & 1)
 				ks[n++] = st->sw[i];
-		int rc, how = (int)(rnd(&s) % 3);
+		int rc, how = (int)(test_rnd(&s) % 3);
 		if (how == 2) {
 			memset(counts, 0, st->keys * sizeof *counts);
 			for (int i = 0; i < NHOT; i++)

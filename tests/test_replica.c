@@ -28,14 +28,6 @@
 #include "common.h"
 #include "psmem_int.h"
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* Reads the primary copy of a replicated key, and replica/delta of node n. */
 static void primary_of(ps_table *t, ps_key k, float *out)
 {
@@ -290,7 +282,7 @@ struct storm {
 /* zipf-like: key = floor(keys^u) - 1 for u uniform in [0,1): P(k) ~ 1/(k+1) */
 static void stream_item(uint64_t *s, uint64_t keys, ps_key *k, float *add)
 {
-	uint64_t r = rnd(s);
+	uint64_t r = test_rnd(s);
 	double u = (double)(r >> 11) / (double)(1ULL << 53);
 	uint64_t x = (uint64_t)pow((double)keys, u);
 	*k = (x ? x - 1 : 0) % keys;
@@ -326,8 +318,8 @@ static void *switcher(void *arg)
 	uint64_t s = 4242 + (uint64_t)ps_node_id(st->w);
 	/* at least 200 rounds, however soon the pushers finish */
 	for (long it = 0; it < 200 || !atomic_load(&st->stop); it++) {
-		ps_key k = rnd(&s) % (HOT * 2);
-		int rc = (rnd(&s) & 1) ? ps_replicate(st->t, &k, 1) : ps_unreplicate(st->t, &k, 1);
+		ps_key k = test_rnd(&s) % (HOT * 2);
+		int rc = (test_rnd(&s) & 1) ? ps_replicate(st->t, &k, 1) : ps_unreplicate(st->t, &k, 1);
 		if (rc == 1)
 			atomic_fetch_add(&st->switches, 1);
 		else if (rc < 0 && rc != PS_ERCAP) {
@@ -336,7 +328,7 @@ static void *switcher(void *arg)
 		}
 		ps_key lk[4];
 		for (int i = 0; i < 4; i++) /* half of them among the switched keys */
-			lk[i] = rnd(&s) % (i < 2 ? HOT * 2 : st->keys);
+			lk[i] = test_rnd(&s) % (i < 2 ? HOT * 2 : st->keys);
 		if ((rc = ps_localize_sync(st->t, lk, 4)) != 0) {
 			fprintf(stderr, "replica: localize: %s\n", ps_strerror(rc));
 			atomic_store(&st->result, 1);
@@ -352,7 +344,7 @@ static void *hot_localizer(void *arg)
 	struct storm *st = arg;
 	uint64_t s = 777 + (uint64_t)ps_node_id(st->w);
 	while (!atomic_load(&st->stop)) {
-		ps_key k = rnd(&s) % (HOT * 2);
+		ps_key k = test_rnd(&s) % (HOT * 2);
 		int rc = ps_localize_sync(st->t, &k, 1);
 		if (rc != 0) {
 			fprintf(stderr, "replica: localize: %s\n", ps_strerror(rc));
@@ -371,19 +363,15 @@ static void *reader(void *arg)
 	ps_key keys[8];
 	while (!atomic_load(&st->stop)) {
 		for (int i = 0; i < 8; i++)
-			keys[i] = rnd(&s) % (i < 4 ? HOT * 2 : st->keys);
+			keys[i] = test_rnd(&s) % (i < 4 ? HOT * 2 : st->keys);
 		if (ps_pull_sync(st->t, keys, 8, v) != 0)
 			atomic_store(&st->result, 1);
 		for (int i = 0; i < 8; i++) {
-			const float *x = v + (size_t)i * st->vlen;
-			for (uint32_t j = 1; j < st->vlen; j++)
-				if (x[j] != x[0]) {
-					atomic_fetch_add(&st->torn, 1);
-					break;
-				}
-			if (x[0] < last[keys[i]])
+			int r = row_check(v + (size_t)i * st->vlen, st->vlen, &last[keys[i]]);
+			if (r & ROW_TORN)
+				atomic_fetch_add(&st->torn, 1);
+			if (r & ROW_DOWN)
 				atomic_fetch_add(&st->decreasing, 1);
-			last[keys[i]] = x[0];
 		}
 	}
 	free(last);
