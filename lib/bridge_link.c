@@ -438,6 +438,34 @@ int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const
 		*async = NULL;
 	if (n > UINT32_MAX / 8)
 		return -E2BIG;
+	/* a batch of keys all held here (the common case once localized):
+	 * the one-host path, no group unless a key moves away under it */
+	size_t remote = 0;
+	for (size_t i = 0; i < n; i++) /* relaxed: a routing hint, as below */
+		remote += PS__LOC_IS_REMOTE(atomic_load_explicit(&t->loc[keys[i]], memory_order_relaxed));
+	if (remote == 0) {
+		uint32_t small[256], *miss = n <= 256 ? small : ps__alloc(w, n * sizeof *miss);
+		if (!miss)
+			return -ENOMEM;
+		size_t nmiss = 0;
+		uint64_t local = 0, repl = 0;
+		ps__local_keys(t, keys, NULL, n, out, in, miss, &nmiss, &local, &repl);
+		ps__count_batch(w, t, keys, n, out != NULL, local, repl);
+		struct ps__rgroup *g = nmiss ? group_new(t, keys, n, out, in) : NULL;
+		for (size_t i = 0; g && i < nmiss; i++)
+			again(g, miss[i], -2);
+		if (miss != small)
+			ps__free(w, miss);
+		if (nmiss == 0)
+			return 0;
+		if (!g)
+			return -ENOMEM;
+		if (async) {
+			*async = g;
+			return 0;
+		}
+		return ps__remote_wait(w, g);
+	}
 	struct ps__rgroup *g = group_new(t, keys, n, out, in);
 	if (!g)
 		return -ENOMEM;

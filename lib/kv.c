@@ -146,7 +146,7 @@ void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved)
 	atomic_store_explicit(&sl->seq, (s + PS__SEQ_VER1) | (moved ? PS__SEQ_MOVED : 0), memory_order_release);
 }
 
-static int check_keys(ps_table *t, const ps_key *keys, size_t n)
+int ps__check_keys(ps_table *t, const ps_key *keys, size_t n)
 {
 	if (!t || t->magic != PS__TABLE_MAGIC)
 		return PS_ETABLE;
@@ -386,7 +386,7 @@ static void count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, 
 static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
 		     struct ps__rgroup **async)
 {
-	int rc = check_keys(t, keys, n);
+	int rc = ps__check_keys(t, keys, n);
 	if (rc == 0 && n && !out && !in)
 		rc = -EINVAL;
 	if (rc)
@@ -472,26 +472,42 @@ void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint3
 		atomic_store_explicit(&nw->v[j], vals[j], memory_order_relaxed);
 }
 
+/*
+ * Locks the slot that word lw names, if it still holds key k: returns it
+ * (*s: the seq to unlock with), or NULL when the caller must re-read
+ * loc[k] (the slot MOVED, the word changed under the lock, I6, or the
+ * slot holds another key, counted as a stale read).
+ */
+static struct ps__slot *lock_current(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint64_t *s)
+{
+	struct ps__slot *old = slot_at(w, lw);
+	bool moved;
+	*s = ps__slot_lock(w, t, old, &moved);
+	if (moved) {
+		stat_add(&w->me->stats.retries, 1);
+		return NULL;
+	}
+	if (loc_load(t, k) != lw) {
+		ps__slot_unlock(old, *s, false);
+		return NULL;
+	}
+	if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
+		ps__slot_unlock(old, *s, false);
+		stat_add(&w->me->stats.stale_reads, 1);
+		return NULL;
+	}
+	return old;
+}
+
 int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t *vals, struct ps__retired *ret)
 {
 	for (;;) {
-		uint64_t lw = loc_load(t, k);
+		uint64_t lw = loc_load(t, k), s;
 		if (PS__LOC_IS_REMOTE(lw) || (lw & PS__LOC_REPL))
 			return 0;
-		struct ps__slot *old = slot_at(w, lw);
-		bool moved;
-		uint64_t s = ps__slot_lock(w, t, old, &moved);
-		if (moved)
+		struct ps__slot *old = lock_current(w, t, k, lw, &s);
+		if (!old)
 			continue;
-		if (loc_load(t, k) != lw) { /* replicated or relocated meanwhile (I6) */
-			ps__slot_unlock(old, s, false);
-			continue;
-		}
-		if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
-			ps__slot_unlock(old, s, false);
-			stat_add(&w->me->stats.stale_reads, 1);
-			continue;
-		}
 		ps__copy_out(vals, old, t->value_len + t->state_len);
 		/* release: orders nothing new (the word names no slot); a
 		 * pusher that finds the old slot MOVED re-reads it (I3) */
@@ -520,22 +536,10 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 		/* local already, or replicated (local everywhere) */
 		if (owner == w->node || (lw & PS__LOC_REPL))
 			return 0;
-		struct ps__slot *old = slot_at(w, lw);
-		bool moved;
-		uint64_t s = ps__slot_lock(w, t, old, &moved);
-		if (moved) {
-			stat_add(&w->me->stats.retries, 1);
+		uint64_t s;
+		struct ps__slot *old = lock_current(w, t, k, lw, &s);
+		if (!old)
 			continue;
-		}
-		if (loc_load(t, k) != lw) { /* became replicated meanwhile (I6) */
-			ps__slot_unlock(old, s, false);
-			continue;
-		}
-		if (atomic_load_explicit(&old->key, memory_order_relaxed) != k) {
-			ps__slot_unlock(old, s, false);
-			stat_add(&w->me->stats.stale_reads, 1);
-			continue;
-		}
 		uint64_t noff;
 		int rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &noff);
 		if (rc) {
@@ -639,7 +643,7 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 
 int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n)
 {
-	int rc = check_keys(t, keys, n);
+	int rc = ps__check_keys(t, keys, n);
 	if (rc)
 		return rc;
 	return ps__localize_keys(t, keys, n);
@@ -647,7 +651,7 @@ int ps_localize_sync(ps_table *t, const ps_key *keys, size_t n)
 
 int ps_owner(ps_table *t, ps_key key)
 {
-	int rc = check_keys(t, &key, 1);
+	int rc = ps__check_keys(t, &key, 1);
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
@@ -658,7 +662,7 @@ int ps_owner(ps_table *t, ps_key key)
 
 int ps_owner_host(ps_table *t, ps_key key)
 {
-	int rc = check_keys(t, &key, 1);
+	int rc = ps__check_keys(t, &key, 1);
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
@@ -732,7 +736,7 @@ ps_handle ps_push(ps_table *t, const ps_key *keys, size_t n, const float *update
 
 ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
 {
-	int rc = check_keys(t, keys, n);
+	int rc = ps__check_keys(t, keys, n);
 	if (rc)
 		return done_req(t, PS__OP_LOCALIZE, rc);
 	ps_world *w = t->w;

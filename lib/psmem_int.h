@@ -645,6 +645,8 @@ void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
  * names another slot now.  Returns true if it changed the word. */
 bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
+/* 0, or PS_ETABLE (not a table), -EINVAL (no keys), PS_EKEY (out of range) */
+int ps__check_keys(ps_table *t, const ps_key *keys, size_t n);
 void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len);
 int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd); /* in a read section */
 bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off);

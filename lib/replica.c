@@ -1013,18 +1013,6 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	return 1;
 }
 
-static int check_keys(ps_table *t, const ps_key *keys, size_t n)
-{
-	if (!t || t->magic != PS__TABLE_MAGIC)
-		return PS_ETABLE;
-	if (n && !keys)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (keys[i] >= t->num_keys)
-			return PS_EKEY;
-	return 0;
-}
-
 static int cmp_key(const void *a, const void *b)
 {
 	ps_key x = *(const ps_key *)a, y = *(const ps_key *)b;
@@ -1322,7 +1310,7 @@ out:
 
 int ps_replicate(ps_table *t, const ps_key *keys, size_t n)
 {
-	int rc = check_keys(t, keys, n);
+	int rc = ps__check_keys(t, keys, n);
 	if (rc)
 		return rc;
 	if (!replicated(t))
@@ -1339,7 +1327,7 @@ int ps_replicate(ps_table *t, const ps_key *keys, size_t n)
 
 int ps_unreplicate(ps_table *t, const ps_key *keys, size_t n)
 {
-	int rc = check_keys(t, keys, n);
+	int rc = ps__check_keys(t, keys, n);
 	if (rc || !replicated(t))
 		return rc;
 	ps__thread_enter(t->w);
@@ -1408,7 +1396,7 @@ static size_t top_k(const uint64_t *counts, uint64_t nk, size_t k, struct cand *
 
 int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k)
 {
-	int rc = check_keys(t, NULL, 0);
+	int rc = ps__check_keys(t, NULL, 0);
 	if (rc)
 		return rc;
 	if (!counts)
@@ -1433,7 +1421,7 @@ int ps_replicate_top(ps_table *t, const uint64_t *counts, size_t k)
 
 int ps_replicate_hot(ps_table *t, size_t k)
 {
-	int rc = check_keys(t, NULL, 0);
+	int rc = ps__check_keys(t, NULL, 0);
 	if (rc)
 		return rc;
 	if (!t->counts)
@@ -1450,7 +1438,7 @@ int ps_replicate_hot(ps_table *t, size_t k)
 
 int ps_is_replicated(ps_table *t, ps_key key)
 {
-	int rc = check_keys(t, &key, 1);
+	int rc = ps__check_keys(t, &key, 1);
 	if (rc)
 		return rc;
 	return (atomic_load_explicit(&t->loc[key], memory_order_acquire) & PS__LOC_REPL) != 0;
@@ -1458,7 +1446,7 @@ int ps_is_replicated(ps_table *t, ps_key key)
 
 int64_t ps_replicated_count(ps_table *t)
 {
-	int rc = check_keys(t, NULL, 0);
+	int rc = ps__check_keys(t, NULL, 0);
 	if (rc)
 		return rc;
 	return replicated(t) ? atomic_load_explicit(&t->d->repl_used, memory_order_relaxed) : 0;
