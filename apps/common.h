@@ -13,6 +13,7 @@
 #ifndef PSMEM_APPS_COMMON_H
 #define PSMEM_APPS_COMMON_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,6 +34,50 @@ __attribute__((noreturn, format(printf, 1, 2))) void app_die(const char *fmt, ..
 
 /* ------------------------------------------------------------- options */
 
+/*
+ * The version every tool prints for --version ("mf (psmem) 0.1").  psmem.h
+ * has only PSMEM_VERSION_MAJOR and _MINOR; the string is made from them
+ * here, unless psmem.h comes to define PS_VERSION itself.
+ */
+#ifndef PS_VERSION
+#define APP_STR_(x) #x
+#define APP_STR(x) APP_STR_(x)
+#define PS_VERSION APP_STR(PSMEM_VERSION_MAJOR) "." APP_STR(PSMEM_VERSION_MINOR)
+#endif
+
+/* The value of the "version" entry of an app's long options: app_getopt
+ * answers it ("<app> (psmem) PS_VERSION", exit 0). */
+#define APP_OPT_VERSION 0x7ffe
+
+/*
+ * The command-line convention of every app: getopt_long (getopt_long_only
+ * when only is true) with its own messages off.  An unknown option prints
+ * "<app>: unknown option '--x'", an option without its value
+ * "<app>: option '--x' needs a value", each followed by
+ * "Try '<app> --help'." and exit 2 (app_usage_error); APP_OPT_VERSION
+ * prints the version and exits 0.  Returns what getopt_long returns
+ * otherwise (longindex as getopt_long's, may be NULL).
+ */
+int app_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, int *longindex, bool only);
+
+/* Prints "<app>: <fmt...>" and "Try '<app> --help'." and exits 2: the
+ * command line itself is wrong (unknown option, missing value, stray
+ * argument). */
+__attribute__((noreturn, format(printf, 1, 2))) void app_usage_error(const char *fmt, ...);
+
+/*
+ * Fails before any work when path (the value of option opt) cannot be
+ * written the way the apps write files (a temporary file in its directory,
+ * renamed over it): "<app>: --opt: PATH: cannot write: why", exit 1.
+ * Creates and removes one temporary file; leaves nothing behind.  NULL and
+ * "-" (stdout) pass.
+ */
+void app_check_writable(const char *opt, const char *path);
+
+/* A field of the input echoed in a message: s itself when short, else its
+ * first 60 characters and "..." (in one of 4 rotating static buffers). */
+const char *app_clip(const char *s);
+
 /* Checked number parsing for option values: dies with
  * "<app>: --opt: 'val' is not a valid <kind>" (and for ranges "must be
  * between lo and hi"). */
@@ -44,7 +89,9 @@ double app_opt_double(const char *opt, const char *val, double lo, double hi);
 typedef struct app_reader app_reader;
 
 /* Opens a text file, plain or gzip (detected by its magic bytes, any name).
- * Dies on a missing or unreadable file: "<app>: PATH: cannot open: why". */
+ * Dies on a missing or unreadable file: "<app>: PATH: cannot open: why".
+ * A gzip file that ends early or does not decompress stops the read (in
+ * app_getline, app_slurp) with "<app>: PATH: truncated or corrupt gzip". */
 app_reader *app_open(const char *path);
 
 /* Next line without its newline (and without a trailing '\r'); NULL at end.
@@ -125,13 +172,19 @@ struct app_ratings {
 	size_t n, cap;
 };
 
+/* Ratings beyond this magnitude are refused as input errors: squared and
+ * summed in float, they would overflow the model long before they taught
+ * it anything. */
+#define APP_RATING_MAX 1e6
+
 /*
  * Appends the ratings of path to out: "user item rating [timestamp]" lines,
  * separated by commas (if the line has one) or by runs of tabs and spaces;
  * blank and '#' lines skipped; the first other line is a header if its
  * rating is not a number.  Training ids are inserted into the maps, test
  * ids only looked up (APP_NONE if unseen).  sum/rmin/rmax (may be NULL)
- * collect the ratings' sum and range.  Bad lines stop with file:line.
+ * collect the ratings' sum and range.  Bad lines stop with file:line,
+ * among them a rating that is not finite or beyond +-APP_RATING_MAX.
  */
 void app_load_ratings(const char *path, bool train, app_idmap *users, app_idmap *items, struct app_ratings *out,
 		      double *sum, double *rmin, double *rmax);

@@ -9,7 +9,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -60,11 +62,107 @@ void app_die(const char *fmt, ...)
 	vdie(false, "", fmt, ap);
 }
 
+void app_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fflush(stdout);
+	fprintf(stderr, "%s: ", app_name);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help'.\n", app_name);
+	exit(2);
+}
+
+/* The long option arg names ("--name" or "--name=value", "-name" with
+ * getopt_long_only), or NULL. */
+static const struct option *long_named(const char *arg, const struct option *longopts)
+{
+	const char *n = arg + (arg[1] == '-' ? 2 : 1);
+	size_t len = strcspn(n, "=");
+	for (const struct option *o = longopts; o->name; o++)
+		if (strlen(o->name) == len && strncmp(o->name, n, len) == 0)
+			return o;
+	return NULL;
+}
+
+int app_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, int *longindex, bool only)
+{
+	char so[64];
+	snprintf(so, sizeof so, ":%s", shortopts); /* ':' tells a missing value from an unknown option */
+	opterr = 0;
+	int o = only ? getopt_long_only(argc, argv, so, longopts, longindex)
+		     : getopt_long(argc, argv, so, longopts, longindex);
+	if (o == APP_OPT_VERSION) {
+		printf("%s (psmem) %s\n", app_name, PS_VERSION);
+		exit(0);
+	}
+	if (o != '?' && o != ':')
+		return o;
+	/* getopt_long has stepped past the offending word, unless it was a
+	 * short option inside a group ("-hx"): then optopt names it */
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+	bool is_long = arg[0] == '-' && (arg[1] == '-' || (only && arg[1] && arg[2]));
+	if (o == ':') {
+		if (is_long)
+			app_usage_error("option '%.*s' needs a value", (int)strcspn(arg, "="), app_clip(arg));
+		app_usage_error("option '-%c' needs a value", optopt);
+	}
+	if (is_long) {
+		const struct option *lo = long_named(arg, longopts);
+		if (lo && !lo->has_arg && strchr(arg, '='))
+			app_usage_error("option '--%s' takes no value", lo->name);
+		app_usage_error("unknown option '%s'", app_clip(arg));
+	}
+	if (optopt > ' ' && optopt < 127)
+		app_usage_error("unknown option '-%c'", optopt);
+	app_usage_error("unknown option '%s'", app_clip(arg));
+}
+
+void app_check_writable(const char *opt, const char *path)
+{
+	if (!path || strcmp(path, "-") == 0)
+		return;
+	struct stat st;
+	if (!*path)
+		app_die("%s: the file name is empty", opt);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		input_die("%s: %s: cannot write: Is a directory", opt, app_clip(path));
+	size_t plen = strlen(path) + 16;
+	char *tmp = malloc(plen);
+	if (!tmp)
+		app_die("out of memory");
+	snprintf(tmp, plen, "%s.XXXXXX", path);
+	int fd = mkstemp(tmp); /* what the writers do: a temp file beside path */
+	if (fd < 0) {
+		int e = errno;
+		free(tmp);
+		input_die("%s: %s: cannot write: %s", opt, app_clip(path), strerror(e));
+	}
+	close(fd);
+	unlink(tmp);
+	free(tmp);
+}
+
+#define CLIP_MAX 60
+
+const char *app_clip(const char *s)
+{
+	static __thread char buf[4][CLIP_MAX + 4];
+	static __thread unsigned next;
+	if (!s || strlen(s) <= CLIP_MAX)
+		return s;
+	char *b = buf[next++ % 4];
+	memcpy(b, s, CLIP_MAX);
+	memcpy(b + CLIP_MAX, "...", 4);
+	return b;
+}
+
 long app_opt_long(const char *opt, const char *val, long lo, long hi)
 {
 	int64_t x;
 	if (!val || !app_parse_i64(val, &x))
-		app_die("%s: '%s' is not a valid integer", opt, val ? val : "");
+		app_die("%s: '%s' is not a valid integer", opt, val ? app_clip(val) : "");
 	if (x < lo || x > hi)
 		app_die("%s: %lld must be between %ld and %ld", opt, (long long)x, lo, hi);
 	return (long)x;
@@ -74,7 +172,7 @@ double app_opt_double(const char *opt, const char *val, double lo, double hi)
 {
 	double x;
 	if (!val || !app_parse_double(val, &x))
-		app_die("%s: '%s' is not a valid number", opt, val ? val : "");
+		app_die("%s: '%s' is not a valid number", opt, val ? app_clip(val) : "");
 	if (!(x >= lo && x <= hi))
 		app_die("%s: %g must be between %g and %g", opt, x, lo, hi);
 	return x;
@@ -164,6 +262,26 @@ app_reader *app_open(const char *path)
 	return r;
 }
 
+/*
+ * After gzread returned n <= 0: an error or the true end?  gzread returns
+ * 0, not -1, at a gzip stream cut short (Z_BUF_ERROR, "unexpected end of
+ * file"), and -1 on data that does not decompress (Z_DATA_ERROR) or a
+ * checksum that does not match; both are the same fault to a user.
+ */
+static void check_gz(gzFile gz, const char *path, long line)
+{
+	int e;
+	const char *msg = gzerror(gz, &e);
+	if (e == Z_OK)
+		return;
+	if (e == Z_BUF_ERROR || e == Z_DATA_ERROR)
+		input_die("%s: truncated or corrupt gzip", path);
+	char where[32] = ""; /* app_slurp counts no lines */
+	if (line > 0)
+		snprintf(where, sizeof where, ":%ld", line);
+	input_die("%s%s: read error: %s", path, where, e == Z_ERRNO ? strerror(errno) : msg);
+}
+
 /* Refills the buffer, keeping the unread tail; false at end of file. */
 static bool fill(app_reader *r)
 {
@@ -180,11 +298,8 @@ static bool fill(app_reader *r)
 			app_die("%s: a line is too long to hold in memory", r->path);
 	}
 	int n = gzread(r->gz, r->buf + r->end, READ_BLOCK);
-	if (n < 0) {
-		int e;
-		const char *msg = gzerror(r->gz, &e);
-		input_die("%s:%ld: read error: %s", r->path, r->lineno + 1, e == Z_ERRNO ? strerror(errno) : msg);
-	}
+	if (n <= 0)
+		check_gz(r->gz, r->path, r->lineno + 1);
 	if (n == 0) {
 		r->eof = true;
 		return false;
@@ -269,11 +384,8 @@ char *app_slurp(const char *path, size_t *len)
 			continue;
 		}
 		int got = gzread(gz, buf + n, 1u << 22);
-		if (got < 0) {
-			int e;
-			const char *msg = gzerror(gz, &e);
-			input_die("%s: read error: %s", path, e == Z_ERRNO ? strerror(errno) : msg);
-		}
+		if (got <= 0)
+			check_gz(gz, path, 0);
 		if (got == 0)
 			break;
 		n += (size_t)got;

@@ -19,7 +19,7 @@ void app_opt_sampling(const char *opt, const char *val, struct app_sampling *out
 	enum ps_sample_scheme sc;
 	unsigned u;
 	if (!val || ps_sample_scheme_parse(val, &sc, &u) != 0)
-		app_die("%s: '%s' is not naive, local, pool or pool:U (U from 1 to %u)", opt, val ? val : "",
+		app_die("%s: '%s' is not naive, local, pool or pool:U (U from 1 to %u)", opt, val ? app_clip(val) : "",
 			PS_SAMPLE_MAX_REUSE);
 	out->on = true;
 	out->scheme = sc;

@@ -52,10 +52,13 @@ void app_load_ratings(const char *path, bool train, app_idmap *users, app_idmap 
 		if (!app_parse_double(f[2], &r)) {
 			if (was_first)
 				continue; /* header line */
-			app_fail_line(rd, "rating '%s' is not a number", f[2]);
+			app_fail_line(rd, "rating '%s' is not a number", app_clip(f[2]));
 		}
 		if (!isfinite(r))
-			app_fail_line(rd, "rating '%s' is not a finite number", f[2]);
+			app_fail_line(rd, "rating '%s' is not a finite number", app_clip(f[2]));
+		if (fabs(r) > APP_RATING_MAX)
+			app_fail_line(rd, "rating '%s' is out of range (at most %g in magnitude)", app_clip(f[2]),
+				      APP_RATING_MAX);
 		if (!*f[0])
 			app_fail_line(rd, "empty user id");
 		if (!*f[1])

@@ -77,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common.h"
@@ -144,6 +145,7 @@ struct job {
 	double train_secs, mrr, h1, h3, h10;
 	double train_cpu; /* node 0's CPU seconds in the training phases */
 	double last_loss;
+	long diverged_epoch; /* set by each node's thread 0: the epoch whose loss was inf or NaN */
 };
 
 /* ------------------------------------------------------------- kernels */
@@ -367,12 +369,47 @@ static void reg_grad(const struct job *jb, const float *x, size_t len, bool comp
 
 /* ---------------------------------------------------------------- data */
 
+/* Is s (case aside) one of the NULL-terminated words? */
+static bool one_of(const char *s, const char *const *words)
+{
+	for (; *words; words++)
+		if (strcasecmp(s, *words) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A first line that names the columns ("head<TAB>relation<TAB>tail",
+ * "subject predicate object", "h r t", "source edge target", ...): data
+ * exported from a table or a data frame often starts with one.  It is
+ * skipped, with a note, rather than trained as a triple of three new
+ * entities and a relation; a real triple of exactly these words is not
+ * plausible.
+ */
+static bool header_line(char *const *f)
+{
+	static const char *const heads[] = {"head", "h", "subject", "subj", "s", "source", "src", "from",
+					    "e1", "entity1", "head_entity", NULL};
+	static const char *const rels[] = {"relation", "rel", "r", "predicate", "pred", "p", "edge", "label",
+					   "relation_type", NULL};
+	static const char *const tails[] = {"tail", "t", "object", "obj", "o", "target", "dst", "to",
+					    "e2", "entity2", "tail_entity", NULL};
+	return one_of(f[0], heads) && one_of(f[1], rels) && one_of(f[2], tails);
+}
+
 static int32_t *read_triples(struct job *jb, const char *dir, const char *name, bool train, size_t *n_out)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
+	struct stat st;
+	if (stat(path, &st) != 0 && errno == ENOENT) { /* name.gz serves as well (gzip is read either way) */
+		snprintf(path, sizeof path, "%s/%s.gz", dir, name);
+		if (stat(path, &st) != 0 && errno == ENOENT) /* neither: app_open names the plain one */
+			snprintf(path, sizeof path, "%s/%s", dir, name);
+	}
 	app_reader *r = app_open(path);
 	size_t cap = 1024, n = 0, skipped = 0, len;
+	bool first = true;
 	int32_t *t = malloc(cap * 3 * sizeof *t);
 	if (!t)
 		app_die("out of memory");
@@ -387,6 +424,14 @@ static int32_t *read_triples(struct job *jb, const char *dir, const char *name, 
 		for (int k = 0; k < 3; k++)
 			if (!*f[k])
 				app_fail_line(r, "empty %s field", k == 0 ? "head" : k == 1 ? "relation" : "tail");
+		bool was_first = first;
+		first = false;
+		if (was_first && header_line(f)) {
+			if (jb->node == 0)
+				fprintf(stderr, "kge: %s:%ld: skipped a header line (%s, %s, %s), not a triple\n", path,
+					app_lineno(r), app_clip(f[0]), app_clip(f[1]), app_clip(f[2]));
+			continue;
+		}
 		int64_t h = app_idmap_get(jb->ents, f[0], strlen(f[0]), train);
 		int64_t rel = app_idmap_get(jb->rels, f[1], strlen(f[1]), train);
 		int64_t tl = app_idmap_get(jb->ents, f[2], strlen(f[2]), train);
@@ -933,6 +978,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	}
 	double t_train = 0, cpu_train = 0;
 	app_progress pr;
+	bool diverged = false;
 	for (long e = jb->start_epoch; e < o->epochs; e++) {
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
@@ -982,6 +1028,16 @@ static void worker(ps_world *w, int tid, void *arg)
 		float m[8] = {(float)loss, (float)(2 * done), 0, 0, 0, 0, 0, 0};
 		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
 		check(ps_barrier(w), "barrier");
+		/* A diverged model (loss inf or NaN: --lr too large) cannot come
+		 * back: every worker reads the same total and all stop here,
+		 * after the same barriers; main reports it. */
+		check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the loss");
+		if (!isfinite(m[0])) {
+			diverged = true;
+			if (tid == 0)
+				jb->diverged_epoch = e + 1;
+			break;
+		}
 		t_train += app_now() - t0;
 		cpu_train += app_cpu_now() - c0;
 		char extra[128] = "";
@@ -1007,9 +1063,11 @@ static void worker(ps_world *w, int tid, void *arg)
 		jb->train_cpu = cpu_train;
 	}
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
-	eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
-	if (lead)
-		read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
+	if (!diverged) { /* every worker of every node decided alike */
+		eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
+		if (lead)
+			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
+	}
 
 	end_sampler(&ws);
 	free(idx);
@@ -1082,9 +1140,12 @@ static void usage(FILE *f)
 		"prediction (MRR, Hits@1/3/10 over the heads and tails of test.txt).\n"
 		"\n"
 		"  --dataset DIR      folder with train.txt, valid.txt, test.txt, one triple per\n"
-		"                     line: head<TAB>relation<TAB>tail (plain or gzip); blank lines\n"
-		"                     are ignored; valid/test triples whose entity or relation\n"
-		"                     is not in train.txt are skipped and counted (required)\n"
+		"                     line: head<TAB>relation<TAB>tail (plain or gzip; NAME.gz\n"
+		"                     is read when NAME is absent); blank lines are ignored; a\n"
+		"                     first line naming the columns (head/subject/h, relation/\n"
+		"                     predicate/r, tail/object/t, ...) is skipped with a note;\n"
+		"                     valid/test triples whose entity or relation is not in\n"
+		"                     train.txt are skipped and counted (required)\n"
 		"  --model M          complex, distmult or rescal (default: complex)\n"
 		"  --dim D            floats per entity; complex: D/2 real + D/2 imaginary parts,\n"
 		"                     D even; rescal relations are D x D (default: 256)\n"
@@ -1140,6 +1201,7 @@ static void usage(FILE *f)
 		"                     dataset, model, dim and optimizer (default: psrun\n"
 		"                     --restore's file, else none)\n"
 		"  --help             print this help and exit\n"
+		"  --version          print the version and exit\n"
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
 		"prints and writes files. seconds/throughput count training, not evaluation.\n"
@@ -1167,7 +1229,7 @@ static int pick(const char *opt, const char *val, const char *const *names, int 
 	char list[256] = "";
 	for (int i = 0; i < n; i++)
 		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
-	app_die("%s: '%s' is not one of %s", opt, val, list);
+	app_die("%s: '%s' is not one of %s", opt, app_clip(val), list);
 }
 
 int main(int argc, char **argv)
@@ -1195,10 +1257,10 @@ int main(int argc, char **argv)
 		{"repl-rate", 1, 0, O_REPL_RATE}, {"sampling", 1, 0, O_SAMPLING},
 		{"rule", 1, 0, O_RULE},	      {"sync", 1, 0, O_SYNC},
 		{"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
-		{0, 0, 0, 0}};
+		{"version", 0, 0, APP_OPT_VERSION}, {0, 0, 0, 0}};
 	bool optimizer_given = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((c = app_getopt(argc, argv, "h", lopts, NULL, false)) != -1) {
 		switch (c) {
 		case O_DATASET: o->dataset = optarg; break;
 		case O_MODEL: o->model = pick("--model", optarg, model_names, 3); break;
@@ -1221,7 +1283,7 @@ int main(int argc, char **argv)
 		case O_INIT: o->init = app_opt_double("--init", optarg, 0, 1e3); break;
 		case O_NEG: o->neg = app_opt_long("--neg", optarg, 0, 1 << 20); break;
 		case O_BATCH: o->batch = app_opt_long("--batch", optarg, 1, 1 << 16); break;
-		case O_EPOCHS: o->epochs = app_opt_long("--epochs", optarg, 0, 1 << 20); break;
+		case O_EPOCHS: o->epochs = app_opt_long("--epochs", optarg, 1, 1 << 20); break;
 		case O_THREADS: o->threads = app_opt_long("--threads", optarg, 0, 1024); break;
 		case O_POLICY: o->policy = pick("--policy", optarg, pol_names, 2); break;
 		case O_SEED: o->seed = (uint64_t)app_opt_long("--seed", optarg, 0, INT64_MAX); break;
@@ -1235,11 +1297,11 @@ int main(int argc, char **argv)
 		case O_CKPT_EVERY: o->ckpt_every = app_opt_long("--checkpoint-every", optarg, 1, 1 << 20); break;
 		case O_RESUME: o->resume = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
-		app_die("unexpected argument '%s' (see --help)", argv[optind]);
+		app_usage_error("unexpected argument '%s'", app_clip(argv[optind]));
 	if (!o->dataset)
 		app_die("--dataset DIR is required (see --help)");
 	if (o->rule != RULE_SUM) { /* the rule is the optimizer */
@@ -1250,6 +1312,10 @@ int main(int argc, char **argv)
 	}
 	if (o->ckpt_every && !o->ckpt)
 		app_die("--checkpoint-every needs --checkpoint FILE");
+	/* an output that cannot be written fails now, not after the training */
+	app_check_writable("--json", o->json);
+	app_check_writable("--save", o->save);
+	app_check_writable("--checkpoint", o->ckpt);
 	if (o->model == M_COMPLEX && o->dim % 2)
 		app_die("--dim: %ld must be even for complex (real and imaginary halves)", o->dim);
 	if (o->model == M_RESCAL && o->dim > 512)
@@ -1361,6 +1427,13 @@ int main(int argc, char **argv)
 	pthread_barrier_destroy(&jb->local);
 	if (rc)
 		app_die("workers failed: %s", ps_strerror(rc));
+	if (jb->diverged_epoch) { /* every node is here: nothing is written */
+		ps_finalize(w);
+		if (!lead)
+			return 1;
+		app_die("training diverged in epoch %ld (the loss is not a finite number): lower --lr (now %g)",
+			jb->diverged_epoch, o->lr);
+	}
 	if (lead) {
 		double secs = jb->train_secs,
 		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->start_epoch) / secs : 0;

@@ -154,6 +154,7 @@ struct job {
 	double train_cpu;     /* node 0's CPU seconds in the training phases */
 	int epochs_trained;   /* by this process (not replayed, not resumed) */
 	double *epoch_rmse;
+	int diverged_epoch;   /* set by each node's thread 0: the epoch whose RMSE was inf or NaN */
 };
 
 static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings *te)
@@ -589,8 +590,10 @@ static void init_step(struct wstate *ws)
 	}
 }
 
-/* Node 0, thread 0: the epoch's RMSEs from every worker's sums. */
-static void read_metrics(struct job *jb, int e)
+/* The epoch's train and test RMSE (NAN without test ratings) from every
+ * worker's sums, added in worker order: every worker that calls it gets
+ * the same two numbers. */
+static void epoch_rmse(struct job *jb, int e, double *train, double *test)
 {
 	double m0 = 0, m1 = 0;
 	for (int wg = 0; wg < jb->workers; wg++) {
@@ -600,8 +603,14 @@ static void read_metrics(struct job *jb, int e)
 		m0 += m[0];
 		m1 += m[1];
 	}
-	jb->train_rmse = sqrt(m0 / (double)jb->ntrain);
-	jb->rmse = jb->ntest ? sqrt(m1 / (double)jb->ntest) : NAN;
+	*train = sqrt(m0 / (double)jb->ntrain);
+	*test = jb->ntest ? sqrt(m1 / (double)jb->ntest) : NAN;
+}
+
+/* Node 0, thread 0: the epoch's RMSEs for the summary. */
+static void read_metrics(struct job *jb, int e)
+{
+	epoch_rmse(jb, e, &jb->train_rmse, &jb->rmse);
 	jb->epoch_rmse[e] = jb->rmse;
 }
 
@@ -681,6 +690,16 @@ static void worker(ps_world *w, int t, void *arg)
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, e + 1, c->epochs);
 		eval_step(&ws, e);
 		barrier(w);
+		/* A diverged model (an RMSE of inf or NaN: --lr too large) cannot
+		 * come back: every worker reads the same sums and all stop after
+		 * this epoch, at the same barrier, and main reports it. */
+		double tr_rmse, te_rmse;
+		epoch_rmse(jb, e, &tr_rmse, &te_rmse);
+		if (!isfinite(tr_rmse) || (jb->ntest && !isfinite(te_rmse))) {
+			if (t == 0)
+				jb->diverged_epoch = e + 1;
+			break;
+		}
 		if (lead) {
 			read_metrics(jb, e);
 			if (!replayed) {
@@ -698,7 +717,7 @@ static void worker(ps_world *w, int t, void *arg)
 		jb->train_seconds = t_train;
 		jb->train_cpu = cpu_train;
 		jb->total_seconds = app_now() - t_start;
-		if (c->save)
+		if (c->save && !jb->diverged_epoch)
 			save_model(jb);
 	}
 	barrier(w); /* nobody leaves while node 0 reads the model */
@@ -830,6 +849,7 @@ static void usage(FILE *f)
 		"                    data, rank, nodes and threads (default: psrun --restore's\n"
 		"                    file, else none)\n"
 		"  -h, --help        print this help and exit\n"
+		"  --version         print the version and exit\n"
 		"\n"
 		"Determinism: with one worker in all (one node, one thread) a run is a function\n"
 		"of the data and --seed.  With more, workers update shared item rows\n"
@@ -859,10 +879,10 @@ int main(int argc, char **argv)
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
 		{"sync", 1, 0, O_SYNC}, {"rule", 1, 0, O_RULE}, {"replicate", 1, 0, O_REPL},
 		{"repl-rate", 1, 0, O_REPL_RATE}, {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
-		{"resume", 1, 0, O_RESUME}, {"help", 0, 0, 'h'},
+		{"resume", 1, 0, O_RESUME}, {"help", 0, 0, 'h'}, {"version", 0, 0, APP_OPT_VERSION},
 		{0, 0, 0, 0}};
 	int o;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((o = app_getopt(argc, argv, "h", opts, NULL, false)) != -1) {
 		switch (o) {
 		case O_TRAIN: c->train = optarg; break;
 		case O_TEST: c->test = optarg; break;
@@ -878,7 +898,7 @@ int main(int argc, char **argv)
 			else if (strcmp(optarg, "localize") == 0)
 				c->localize = true;
 			else
-				app_die("--policy: '%s' is not classic or localize", optarg);
+				app_die("--policy: '%s' is not classic or localize", app_clip(optarg));
 			break;
 		case O_SEED: c->seed = (uint64_t)app_opt_long("--seed", optarg, 0, INT64_MAX); break;
 		case O_JSON: c->json = optarg; break;
@@ -894,7 +914,7 @@ int main(int argc, char **argv)
 			for (c->rule = 0; c->rule < 3 && strcmp(optarg, rule_names[c->rule]); c->rule++)
 				;
 			if (c->rule == 3)
-				app_die("--rule: '%s' is not sum, sgd or adagrad", optarg);
+				app_die("--rule: '%s' is not sum, sgd or adagrad", app_clip(optarg));
 			break;
 		case O_REPL: c->replicate = app_opt_long("--replicate", optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double("--repl-rate", optarg, 0, 10000); break;
@@ -902,15 +922,19 @@ int main(int argc, char **argv)
 		case O_CKPT_EVERY: c->ckpt_every = (int)app_opt_long("--checkpoint-every", optarg, 1, 1000000); break;
 		case O_RESUME: c->resume = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: fprintf(stderr, "Try 'mf --help'.\n"); return 2;
+		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
-		app_die("unexpected argument '%s' (try --help)", argv[optind]);
+		app_usage_error("unexpected argument '%s'", app_clip(argv[optind]));
 	if (!c->train)
 		app_die("--train FILE is required (try --help)");
 	if (c->ckpt_every && !c->ckpt)
 		app_die("--checkpoint-every needs --checkpoint FILE");
+	/* an output that cannot be written fails now, not after the training */
+	app_check_writable("--json", c->json);
+	app_check_writable("--save", c->save);
+	app_check_writable("--checkpoint", c->ckpt);
 
 	/* every node reads everything: ids must agree across nodes */
 	double t_load = app_now();
@@ -1008,6 +1032,13 @@ int main(int argc, char **argv)
 	int rc = ps_run_workers(jb.w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
+	if (jb.diverged_epoch) { /* every node is here: nothing is saved or written */
+		ps_finalize(jb.w);
+		if (jb.node != 0)
+			return 1;
+		app_die("training diverged in epoch %d (the RMSE is not a finite number): lower --lr (now %g)",
+			jb.diverged_epoch, c->lr);
+	}
 
 	if (jb.node == 0) {
 		double thr = jb.train_seconds > 0 ? (double)jb.ntrain * jb.epochs_trained / jb.train_seconds : 0;

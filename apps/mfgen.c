@@ -155,7 +155,8 @@ static void usage(FILE *f)
 		   "  --test-out FILE  also write a test split here (default: none)\n"
 		   "  --test-frac F    fraction of ratings that go to --test-out (default: 0.1\n"
 		   "                   when --test-out is given)\n"
-		   "  -h, --help       print this help and exit\n");
+		   "  -h, --help       print this help and exit\n"
+		   "  --version        print the version and exit\n");
 }
 
 int main(int argc, char **argv)
@@ -170,9 +171,10 @@ int main(int argc, char **argv)
 		{"rows", 1, 0, O_ROWS},   {"cols", 1, 0, O_COLS},         {"nnz", 1, 0, O_NNZ},
 		{"zipf", 1, 0, O_ZIPF},   {"rank", 1, 0, O_RANK},         {"noise", 1, 0, O_NOISE},
 		{"seed", 1, 0, O_SEED},   {"out", 1, 0, O_OUT},           {"test-out", 1, 0, O_TOUT},
-		{"test-frac", 1, 0, O_TFRAC}, {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+		{"test-frac", 1, 0, O_TFRAC}, {"help", 0, 0, 'h'},        {"version", 0, 0, APP_OPT_VERSION},
+		{0, 0, 0, 0}};
 	int o;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((o = app_getopt(argc, argv, "h", opts, NULL, false)) != -1) {
 		switch (o) {
 		case O_ROWS: rows = (uint64_t)app_opt_long("--rows", optarg, 1, 1L << 32); break;
 		case O_COLS: cols = (uint64_t)app_opt_long("--cols", optarg, 1, 1L << 32); break;
@@ -185,15 +187,17 @@ int main(int argc, char **argv)
 		case O_TOUT: test_out = optarg; break;
 		case O_TFRAC: test_frac = app_opt_double("--test-frac", optarg, 0, 1); break;
 		case 'h': usage(stdout); return 0;
-		default: fprintf(stderr, "Try 'mfgen --help'.\n"); return 2;
+		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
-		app_die("unexpected argument '%s' (try --help)", argv[optind]);
+		app_usage_error("unexpected argument '%s'", app_clip(argv[optind]));
 	if (!rows || !cols || !nnz || !out)
 		app_die("--rows, --cols, --nnz and --out are required (try --help)");
 	if (test_frac >= 0 && !test_out)
 		app_die("--test-frac needs --test-out");
+	app_check_writable("--out", out);
+	app_check_writable("--test-out", test_out);
 	if (test_out && test_frac < 0)
 		test_frac = 0.1;
 	if (!test_out)

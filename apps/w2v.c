@@ -201,21 +201,31 @@ static void load_corpus(const struct cfg *c, struct corpus *cp)
 	free(kv);
 	free(cnt);
 	/* pass 2: map to ranks in place, dropping rare words (as word2vec) */
-	size_t m = 0;
+	size_t m = 0, run = 0, longest = 0; /* kept words in the current and the longest sentence */
 	uint64_t words = 0;
 	for (size_t k = 0; k < n; k++) {
 		int32_t t = tok[k];
 		if (t < 0) {
 			if (m > 0 && tok[m - 1] >= 0)
 				tok[m++] = -1;
+			run = 0;
 			continue;
 		}
 		int32_t r = cp->rank_of[t];
 		if (r >= 0) {
 			tok[m++] = r;
 			words++;
+			if (++run > longest)
+				longest = run;
 		}
 	}
+	/* Skip-gram learns a word from its neighbours on the same line: a
+	 * corpus of one word per line (a word list, a vocabulary file) has no
+	 * pair to train, and would "train" silently into random vectors. */
+	if (longest < 2)
+		app_die("%s: no line has two words or more%s: skip-gram learns from the words around a word on its "
+			"line, so one word per line trains nothing (put each sentence, or the whole text, on one line)",
+			c->train, c->min_count > 1 ? " (of those kept by --min-count)" : "");
 	cp->tok = realloc(tok, (m ? m : 1) * sizeof *tok);
 	cp->ntok = m;
 	cp->words = words;
@@ -316,18 +326,20 @@ static void tables_init(struct tables *t)
 		float *l2 = out + (size_t)t * (size_t)dp;                                            \
 		float f = DOT(l1, l2, dp), g;                                                        \
 		float sf = label > 0 ? f : -f; /* loss = -log sigmoid(sf) */                         \
+		/* a NaN (a diverged model) fails both tests into the last branch: \
+		 * never a table index, and the loss turns NaN for the epoch check */ \
 		if (sf > MAX_EXP)                                                                    \
 			;                                                                            \
-		else if (sf < -MAX_EXP)                                                              \
-			loss -= sf;                                                                  \
-		else                                                                                 \
+		else if (sf >= -MAX_EXP)                                                             \
 			loss += T->lsig[(int)((sf + MAX_EXP) * (EXP_TABLE / MAX_EXP / 2))];          \
+		else                                                                                 \
+			loss -= sf;                                                                  \
 		if (f > MAX_EXP)                                                                     \
 			g = (label - 1) * alpha;                                                     \
-		else if (f < -MAX_EXP)                                                               \
-			g = label * alpha;                                                           \
-		else                                                                                 \
+		else if (f >= -MAX_EXP)                                                              \
 			g = (label - T->sig[(int)((f + MAX_EXP) * (EXP_TABLE / MAX_EXP / 2))]) * alpha; \
+		else                                                                                 \
+			g = label * alpha;                                                           \
 		AXPY2(neu1e, l2, l1, g, dp);                                                         \
 	}                                                                                            \
 	ADD(l1, neu1e, dp);                                                                          \
@@ -444,6 +456,7 @@ struct job {
 	_Atomic uint64_t done;  /* words trained by this node, all epochs */
 	uint64_t node_words;    /* words of this node's share, one epoch */
 	double t_start, *epoch_end;
+	int diverged_epoch;     /* set by each node's thread 0: the epoch whose loss was inf or NaN */
 	double cpu_start, cpu_end; /* node 0's CPU seconds: training starts, ends */
 	float *vectors;         /* node 0: all input vectors after training */
 	int fail;
@@ -823,6 +836,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	const bool loc = c->policy == POL_LOCALIZE;
 	const bool show = me == 0 && tid == 0;
 	app_progress prog;
+	bool diverged = false;
 	for (int ep = jb->start_epoch; ep < c->epochs; ep++) {
 		if (show) {
 			char what[64];
@@ -875,6 +889,18 @@ static void worker(ps_world *w, int tid, void *arg)
 		rc = ps_barrier(w);
 		if (rc)
 			die_ps("barrier", rc);
+		/* A diverged model (loss inf or NaN: --lr too large) cannot come
+		 * back: every worker reads the same total and all stop here,
+		 * after the same barriers; main reports it. */
+		rc = ps_pull_sync(jb->M, &mk, 1, m);
+		if (rc)
+			die_ps("pull metrics", rc);
+		if (!isfinite(m[M_LOSS])) {
+			diverged = true;
+			if (tid == 0)
+				jb->diverged_epoch = ep + 1;
+			break;
+		}
 		if (show) {
 			jb->epoch_end[ep] = app_now();
 			jb->cpu_end = app_cpu_now();
@@ -890,7 +916,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		if (rc)
 			die_ps("barrier", rc);
 	}
-	if (show) { /* every push is in: node 0 reads the input vectors */
+	if (show && !diverged) { /* every push is in: node 0 reads the input vectors */
 		enum { CH = 4096 };
 		ps_key keys[CH];
 		int rc;
@@ -1177,6 +1203,7 @@ static void usage(FILE *f)
 		"                        last one it holds, the learning rate where it was; same\n"
 		"                        corpus and options (psrun --restore's file, else none)\n"
 		"  --help                this text\n"
+		"  --version             print the version and exit\n"
 		"psstat --checkpoint FILE asks a running w2v for a checkpoint at the end of the\n"
 		"current epoch.  w2v does not resume a restarted node (psrun --on-failure\n"
 		"restart): use --checkpoint-every and --resume.\n");
@@ -1203,11 +1230,10 @@ int main(int argc, char **argv)
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
 		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"checkpoint", 1, 0, O_CKPT},
 		{"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME}, {"help", 0, 0, O_HELP},
-		{0, 0, 0, 0}};
+		{"version", 0, 0, APP_OPT_VERSION}, {0, 0, 0, 0}};
 	app_sampling_off(&c->smp);
-	int o, li;
-	opterr = 0;
-	while ((o = getopt_long_only(argc, argv, "h", opts, &li)) != -1) {
+	int o, li = 0;
+	while ((o = app_getopt(argc, argv, "h", opts, &li, true)) != -1) {
 		char name[64];
 		snprintf(name, sizeof name, "--%s", o >= 256 && o != O_HELP ? opts[li].name : "");
 		switch (o) {
@@ -1244,7 +1270,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "localize"))
 				c->policy = POL_LOCALIZE;
 			else
-				app_die("--policy: '%s' is not classic or localize", optarg);
+				app_die("--policy: '%s' is not classic or localize", app_clip(optarg));
 			break;
 		case O_SAVEFMT:
 			if (!strcmp(optarg, "text"))
@@ -1252,20 +1278,23 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "binary"))
 				c->save_binary = true;
 			else
-				app_die("--save-format: '%s' is not text or binary", optarg);
+				app_die("--save-format: '%s' is not text or binary", app_clip(optarg));
 			break;
 		case 'h':
 		case O_HELP: usage(stdout); return 0;
-		case ':': app_die("%s needs a value (see --help)", argv[optind - 1]);
-		default: app_die("unknown option '%s' (see --help)", argv[optind - 1]);
+		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
-		app_die("unexpected argument '%s' (see --help)", argv[optind]);
+		app_usage_error("unexpected argument '%s'", app_clip(argv[optind]));
 	if (!c->train)
 		app_die("--train FILE is required (see --help)");
 	if (c->ckpt_every && !c->ckpt)
 		app_die("--checkpoint-every needs --checkpoint FILE");
+	/* an output that cannot be written fails now, not after the training */
+	app_check_writable("--json", c->json);
+	app_check_writable("--save", c->save);
+	app_check_writable("--checkpoint", c->ckpt);
 	if (c->eval) { /* fail early on a missing question file */
 		app_reader *r = app_open(c->eval);
 		app_close(r);
@@ -1383,6 +1412,13 @@ int main(int argc, char **argv)
 	int rc = ps_run_workers(w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
+	if (jb.diverged_epoch) { /* every node is here: nothing is written */
+		ps_finalize(w);
+		if (me != 0)
+			return 1;
+		app_die("training diverged in epoch %d (the loss is not a finite number): lower --lr (now %g)",
+			jb.diverged_epoch, c->lr);
+	}
 	double secs = jb.epoch_end[c->epochs - 1] - jb.t_start;
 	int code = 0;
 	if (me == 0) {
