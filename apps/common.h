@@ -84,6 +84,15 @@ const char *app_clip(const char *s);
 long app_opt_long(const char *opt, const char *val, long lo, long hi);
 double app_opt_double(const char *opt, const char *val, double lo, double hi);
 
+/*
+ * Prints "<app>: training diverged in epoch E (the WHAT is not a finite
+ * number): lower --lr (now LR)" to stderr.  Said by node 0's first worker
+ * before a barrier that every worker passes on its way out, so that no node
+ * has exited (and psrun has not ended the job) before it is printed; every
+ * node then exits 1.
+ */
+void app_diverged(int epoch, const char *what, double lr);
+
 /* ---------------------------------------------------------------- input */
 
 typedef struct app_reader app_reader;

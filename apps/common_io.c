@@ -119,6 +119,13 @@ int app_getopt(int argc, char **argv, const char *shortopts, const struct option
 	app_usage_error("unknown option '%s'", app_clip(arg));
 }
 
+void app_diverged(int epoch, const char *what, double lr)
+{
+	fflush(stdout);
+	fprintf(stderr, "%s: training diverged in epoch %d (the %s is not a finite number): lower --lr (now %g)\n",
+		app_name, epoch, what, lr);
+}
+
 void app_check_writable(const char *opt, const char *path)
 {
 	if (!path || strcmp(path, "-") == 0)
@@ -358,8 +365,27 @@ void app_close(app_reader *r)
 	free(r);
 }
 
+/*
+ * A gzip file's checksum is checked only at its end, so corrupt data can
+ * decompress into garbage lines that fail to parse first.  Before a line
+ * of a gzip file is blamed, the rest of the stream is read: a stream that
+ * is corrupt or cut short is reported as such instead (only on this error
+ * path; a good file costs nothing more).
+ */
+static void check_rest_of_gzip(const app_reader *r)
+{
+	if (r->eof || gzdirect(r->gz))
+		return;
+	static char scratch[1 << 16];
+	int n;
+	while ((n = gzread(r->gz, scratch, sizeof scratch)) > 0)
+		;
+	check_gz(r->gz, r->path, r->lineno);
+}
+
 void app_fail_line(const app_reader *r, const char *fmt, ...)
 {
+	check_rest_of_gzip(r);
 	char prefix[PATH_MAX + 32];
 	snprintf(prefix, sizeof prefix, "%s:%ld: ", r->path, r->lineno);
 	va_list ap;

@@ -1036,6 +1036,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			diverged = true;
 			if (tid == 0)
 				jb->diverged_epoch = e + 1;
+			if (lead)
+				app_diverged((int)e + 1, "loss", o->lr);
 			break;
 		}
 		t_train += app_now() - t0;
@@ -1067,6 +1069,8 @@ static void worker(ps_world *w, int tid, void *arg)
 		eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
 		if (lead)
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
+	} else {
+		check(ps_barrier(w), "barrier"); /* nobody exits before node 0 said why */
 	}
 
 	end_sampler(&ws);
@@ -1427,12 +1431,9 @@ int main(int argc, char **argv)
 	pthread_barrier_destroy(&jb->local);
 	if (rc)
 		app_die("workers failed: %s", ps_strerror(rc));
-	if (jb->diverged_epoch) { /* every node is here: nothing is written */
+	if (jb->diverged_epoch) { /* node 0 said it; nothing is written */
 		ps_finalize(w);
-		if (!lead)
-			return 1;
-		app_die("training diverged in epoch %ld (the loss is not a finite number): lower --lr (now %g)",
-			jb->diverged_epoch, o->lr);
+		return 1;
 	}
 	if (lead) {
 		double secs = jb->train_secs,

@@ -698,6 +698,8 @@ static void worker(ps_world *w, int t, void *arg)
 		if (!isfinite(tr_rmse) || (jb->ntest && !isfinite(te_rmse))) {
 			if (t == 0)
 				jb->diverged_epoch = e + 1;
+			if (lead)
+				app_diverged(e + 1, "RMSE", c->lr);
 			break;
 		}
 		if (lead) {
@@ -1032,12 +1034,9 @@ int main(int argc, char **argv)
 	int rc = ps_run_workers(jb.w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
-	if (jb.diverged_epoch) { /* every node is here: nothing is saved or written */
+	if (jb.diverged_epoch) { /* node 0 said it; nothing is saved or written */
 		ps_finalize(jb.w);
-		if (jb.node != 0)
-			return 1;
-		app_die("training diverged in epoch %d (the RMSE is not a finite number): lower --lr (now %g)",
-			jb.diverged_epoch, c->lr);
+		return 1;
 	}
 
 	if (jb.node == 0) {

@@ -899,6 +899,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			diverged = true;
 			if (tid == 0)
 				jb->diverged_epoch = ep + 1;
+			if (show) /* before the barrier below: see app_diverged */
+				app_diverged(ep + 1, "loss", c->lr);
 			break;
 		}
 		if (show) {
@@ -1412,12 +1414,9 @@ int main(int argc, char **argv)
 	int rc = ps_run_workers(w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
-	if (jb.diverged_epoch) { /* every node is here: nothing is written */
+	if (jb.diverged_epoch) { /* node 0 said it; nothing is written */
 		ps_finalize(w);
-		if (me != 0)
-			return 1;
-		app_die("training diverged in epoch %d (the loss is not a finite number): lower --lr (now %g)",
-			jb.diverged_epoch, c->lr);
+		return 1;
 	}
 	double secs = jb.epoch_end[c->epochs - 1] - jb.t_start;
 	int code = 0;
