@@ -1,6 +1,9 @@
 /*
  * test_app_common.c - the apps' shared module: reading plain and gzip files
- * line by line, splitting fields, parsing numbers, string ids, JSON.
+ * line by line (a gzip file cut short or corrupt is an error, not a shorter
+ * file), splitting fields, parsing numbers, string ids, JSON, outputs
+ * checked writable before any work, long fields clipped in messages; and
+ * the command-line convention every app (mf, kge, w2v, mfgen) keeps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +11,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +21,7 @@
 #include <zlib.h>
 
 #include "../apps/common.h"
+#include "common.h"
 
 static char dir[] = "/tmp/psmem-test-common-XXXXXX";
 
@@ -240,6 +246,256 @@ static void test_errors_name_file_line_and_reason(void **state)
 	assert_string_equal(err, "w2v: --epochs: 'five' is not a valid integer\n");
 }
 
+/* ------------------------------------------------ gzip cut short or corrupt */
+
+static char gz_name[64]; /* the file the children below read */
+
+/* Reads every line of gz_name as the apps do; exits 0 at its end. */
+static void read_all_lines(void)
+{
+	app_init("mf");
+	app_reader *r = app_open(path_of(gz_name));
+	while (app_getline(r, NULL))
+		;
+	app_close(r);
+}
+
+static void slurp_all(void)
+{
+	app_init("w2v");
+	size_t len;
+	free(app_slurp(path_of(gz_name), &len));
+}
+
+/* A malformed first line in a gzip file whose later data is corrupt: the
+ * gzip is what gets blamed (its garbage lines are not the user's data). */
+static void fail_first_line(void)
+{
+	app_init("kge");
+	app_reader *r = app_open(path_of(gz_name));
+	app_getline(r, NULL);
+	app_fail_line(r, "expected 3 tab-separated fields");
+}
+
+/* ~1 MB of lines that do not compress away (so the gzip is ~400 kB). */
+static char *gz_payload(size_t *len)
+{
+	size_t cap = 1u << 20, n = 0;
+	char *d = malloc(cap + 64);
+	assert_non_null(d);
+	uint64_t s = 7;
+	while (n < cap)
+		n += (size_t)sprintf(d + n, "%llu\t%llu\t%llu\n", (unsigned long long)(test_rnd(&s) % 1000),
+				     (unsigned long long)(test_rnd(&s) % 2000), (unsigned long long)(test_rnd(&s) % 5 + 1));
+	*len = n;
+	return d;
+}
+
+/* The gzip of the payload with its bytes changed by how: 't' cut to half,
+ * 'c' 64 bytes in the middle overwritten, 'e' its last 4 bytes (the size
+ * in the trailer) dropped. */
+static void write_damaged(const char *name, char how)
+{
+	size_t len;
+	char *d = gz_payload(&len);
+	write_file(name, d, len, true);
+	free(d);
+	struct stat st;
+	assert_int_equal(stat(path_of(name), &st), 0);
+	if (how == 't' || how == 'e')
+		assert_int_equal(truncate(path_of(name), how == 't' ? st.st_size / 2 : st.st_size - 4), 0);
+	else {
+		FILE *f = fopen(path_of(name), "r+b");
+		assert_non_null(f);
+		assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+		for (int i = 0; i < 64; i++)
+			fputc(0x55 ^ i, f);
+		assert_int_equal(fclose(f), 0);
+	}
+}
+
+static void expect_gzip_error(void (*fn)(void), const char *app, const char *name)
+{
+	char err[1024], want[512];
+	snprintf(gz_name, sizeof gz_name, "%s", name);
+	int st = in_child(fn, err, sizeof err);
+	snprintf(want, sizeof want, "%s: %s: truncated or corrupt gzip\n", app, path_of(name));
+	if (st != 1 || strcmp(err, want) != 0)
+		fail_msg("%s: expected exit 1 and '%s', got %d and '%s'", name, want, st, err);
+}
+
+static void test_gzip_cut_short_or_corrupt_is_an_error(void **state)
+{
+	(void)state;
+	write_damaged("cut.gz", 't');
+	write_damaged("bad.gz", 'c');
+	write_damaged("notrailer.gz", 'e');
+	const char *names[] = {"cut.gz", "bad.gz", "notrailer.gz"};
+	for (int i = 0; i < 3; i++) {
+		expect_gzip_error(read_all_lines, "mf", names[i]);
+		expect_gzip_error(slurp_all, "w2v", names[i]);
+	}
+	expect_gzip_error(fail_first_line, "kge", "bad.gz");
+	/* the whole file still reads to its end */
+	size_t len;
+	char *d = gz_payload(&len);
+	write_file("whole.gz", d, len, true);
+	free(d);
+	char err[256];
+	snprintf(gz_name, sizeof gz_name, "whole.gz");
+	assert_int_equal(in_child(read_all_lines, err, sizeof err), 0);
+	assert_int_equal(in_child(slurp_all, err, sizeof err), 0);
+	assert_string_equal(err, "");
+}
+
+/* ------------------------------------------- outputs checked before work */
+
+static int entries(void)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void check_missing_dir(void)
+{
+	app_init("mf");
+	app_check_writable("--json", "/nonexistent-psmem-dir/out.json");
+}
+
+static void check_a_directory(void)
+{
+	app_init("kge");
+	app_check_writable("--save", dir);
+}
+
+static void check_fine(void)
+{
+	app_init("w2v");
+	app_check_writable("--save", path_of("vectors.txt"));
+	app_check_writable("--json", "-");
+	app_check_writable("--checkpoint", NULL);
+	exit(7);
+}
+
+static void test_outputs_are_checked_writable_and_nothing_is_left(void **state)
+{
+	(void)state;
+	char err[512], want[512];
+	int before = entries();
+	assert_int_equal(in_child(check_missing_dir, err, sizeof err), 1);
+	assert_string_equal(err, "mf: --json: /nonexistent-psmem-dir/out.json: cannot write: No such file or directory\n");
+	assert_int_equal(in_child(check_a_directory, err, sizeof err), 1);
+	snprintf(want, sizeof want, "kge: --save: %s: cannot write: Is a directory\n", dir);
+	assert_string_equal(err, want);
+	assert_int_equal(in_child(check_fine, err, sizeof err), 7);
+	assert_string_equal(err, "");
+	assert_int_equal(entries(), before); /* the probe file is gone, vectors.txt not made */
+}
+
+/* ------------------------------------------------ long fields clipped */
+
+static char *huge_value(void)
+{
+	static char *v;
+	if (!v) {
+		v = malloc(100001);
+		assert_non_null(v);
+		memset(v, '7', 100000);
+		v[50000] = 'x'; /* not a number */
+		v[100000] = 0;
+	}
+	return v;
+}
+
+static void bad_huge_option(void)
+{
+	app_init("w2v");
+	app_opt_long("--epochs", huge_value(), 1, 1000);
+}
+
+static void test_long_fields_are_clipped_in_messages(void **state)
+{
+	(void)state;
+	assert_string_equal(app_clip("short"), "short");
+	char s61[62];
+	memset(s61, 'a', 61);
+	s61[61] = 0;
+	const char *c = app_clip(s61);
+	assert_int_equal(strlen(c), 63);
+	assert_int_equal(strcmp(c + 60, "..."), 0);
+	s61[60] = 0;
+	assert_ptr_equal(app_clip(s61), s61); /* 60 characters: as they are */
+	char err[512], want[512], sixty[61];
+	memset(sixty, '7', 60);
+	sixty[60] = 0;
+	assert_int_equal(in_child(bad_huge_option, err, sizeof err), 1);
+	snprintf(want, sizeof want, "w2v: --epochs: '%s...' is not a valid integer\n", sixty);
+	assert_string_equal(err, want);
+}
+
+/* ------------------------------------- one command line for every app */
+
+static void run_app(const char *app, const char *a1, const char *a2, const char *a3, struct run_result *r)
+{
+	char rel[64];
+	snprintf(rel, sizeof rel, "apps/%s", app);
+	char *argv[] = {(char *)build_path(rel), (char *)a1, (char *)a2, (char *)a3, NULL};
+	run_prog(argv, NULL, 30, -1, 0, r);
+}
+
+static void expect_run(const struct run_result *r, int status, const char *err, const char *what)
+{
+	if (r->status != status || strcmp(r->err, err) != 0)
+		fail_msg("%s: expected exit %d and '%s', got %d and '%s'", what, status, err, r->status, r->err);
+}
+
+static void test_every_app_keeps_one_command_line_convention(void **state)
+{
+	(void)state;
+	static struct run_result r;
+	const char *apps[] = {"mf", "kge", "w2v", "mfgen"};
+	const char *input[] = {"--train", "--dataset", "--train", "--out"}; /* takes a value */
+	for (int k = 0; k < 4; k++) {
+		const char *a = apps[k];
+		char want[512], what[64];
+		snprintf(what, sizeof what, "%s --bogus", a);
+		run_app(a, "--bogus", NULL, NULL, &r);
+		snprintf(want, sizeof want, "%s: unknown option '--bogus'\nTry '%s --help'.\n", a, a);
+		expect_run(&r, 2, want, what);
+		snprintf(what, sizeof what, "%s %s", a, input[k]);
+		run_app(a, input[k], NULL, NULL, &r); /* its value missing */
+		snprintf(want, sizeof want, "%s: option '%s' needs a value\nTry '%s --help'.\n", a, input[k], a);
+		expect_run(&r, 2, want, what);
+		snprintf(what, sizeof what, "%s --help=1", a);
+		run_app(a, "--help=1", NULL, NULL, &r);
+		snprintf(want, sizeof want, "%s: option '--help' takes no value\nTry '%s --help'.\n", a, a);
+		expect_run(&r, 2, want, what);
+		snprintf(what, sizeof what, "%s ... extra", a);
+		run_app(a, input[k], "x", "extra", &r);
+		snprintf(want, sizeof want, "%s: unexpected argument 'extra'\nTry '%s --help'.\n", a, a);
+		expect_run(&r, 2, want, what);
+		snprintf(what, sizeof what, "%s --version", a);
+		run_app(a, "--version", NULL, NULL, &r);
+		expect_run(&r, 0, "", what);
+		snprintf(want, sizeof want, "%s (psmem) %s\n", a, PS_VERSION);
+		assert_string_equal(r.out, want);
+		if (k < 3) { /* the trainers: no run of zero epochs */
+			snprintf(what, sizeof what, "%s --epochs 0", a);
+			run_app(a, "--epochs", "0", NULL, &r);
+			snprintf(want, sizeof want, "%s: --epochs: 0 must be between 1 and ", a);
+			if (r.status != 1 || strncmp(r.err, want, strlen(want)) != 0)
+				fail_msg("%s: expected exit 1 and '%s...', got %d and '%s'", what, want, r.status, r.err);
+		}
+	}
+	assert_string_equal(PS_VERSION, "0.1"); /* made from psmem.h's PSMEM_VERSION_MAJOR/MINOR */
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -249,7 +505,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	const char *names[] = {"plain.txt", "data.gz", "big.txt", "out.json"};
+	const char *names[] = {"plain.txt", "data.gz", "big.txt", "out.json", "cut.gz", "bad.gz", "notrailer.gz",
+			       "whole.gz"};
 	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
 		unlink(path_of(names[i]));
 	return rmdir(dir);
@@ -266,6 +523,10 @@ int main(void)
 		cmocka_unit_test(test_json_escapes_and_writes_atomically),
 		cmocka_unit_test(test_errors_name_file_line_and_reason),
 		cmocka_unit_test(test_input_errors_are_reported_by_node_0_only),
+		cmocka_unit_test(test_gzip_cut_short_or_corrupt_is_an_error),
+		cmocka_unit_test(test_outputs_are_checked_writable_and_nothing_is_left),
+		cmocka_unit_test(test_long_fields_are_clipped_in_messages),
+		cmocka_unit_test(test_every_app_keeps_one_command_line_convention),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
