@@ -373,6 +373,84 @@ static void test_mf_rejects_non_numeric_rating(void **state)
 	expect_failure("rating.txt", "1\t2\t3\n1\t3\tabc\n", "mf: %s:2: rating 'abc' is not a number\n");
 }
 
+/* Non-finite and absurd ratings stop the run with file:line: a rating of
+ * 1e30 would overflow every sum the training makes.  A 100 kB field is
+ * echoed clipped to 60 characters. */
+static void test_mf_rejects_absurd_ratings(void **state)
+{
+	(void)state;
+	expect_failure("huge.txt", "1 2 3\n1 3 1e30\n", "mf: %s:2: rating '1e30' is out of range (at most 1e+06 in magnitude)\n");
+	expect_failure("neg.txt", "1 2 -2e6\n", "mf: %s:1: rating '-2e6' is out of range (at most 1e+06 in magnitude)\n");
+	expect_failure("inf.txt", "1 2 3\n1 3 inf\n", "mf: %s:2: rating 'inf' is not a finite number\n");
+	size_t n = 100000;
+	char *big = malloc(n + 64);
+	assert_non_null(big);
+	strcpy(big, "1 2 3\n1 3 ");
+	size_t l = strlen(big);
+	memset(big + l, '9', n);
+	strcpy(big + l + n, "x\n");
+	char want[256] = "mf: %s:2: rating '";
+	memset(want + strlen(want), '9', 60);
+	strcpy(want + strlen("mf: %s:2: rating '") + 60, "...' is not a number\n");
+	expect_failure("longfield.txt", big, want);
+	free(big);
+}
+
+static int dir_entries(void)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* --lr 5 blows the model up in the first epoch: the run stops there with
+ * exit 1 and a hint instead of printing -nan and exiting 0, on one node
+ * and under psrun (said once, by node 0); nothing is saved or written. */
+static void test_mf_diverged_run_stops_with_a_hint(void **state)
+{
+	(void)state;
+	const char *msg = "mf: training diverged in epoch 1 (the RMSE is not a finite number): lower --lr (now 5)\n";
+	int before = dir_entries();
+	const char *args[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6",
+			      "--epochs", "3", "--lr", "5", "--json", path_of("div.json"), "--save", path_of("div.txt"),
+			      NULL};
+	run_mf(0, args);
+	if (res.status != 1 || strcmp(res.err, msg) != 0)
+		fail_msg("expected exit 1 and '%s', got %d and '%s'", msg, res.status, res.err);
+	assert_null(strstr(res.out, "nan"));
+	assert_int_equal(dir_entries(), before); /* no JSON, no model, no temp file */
+	run_mf(2, args);
+	assert_int_equal(res.status, 1);
+	const char *p = strstr(res.err, msg);
+	if (!p || strstr(p + 1, msg))
+		fail_msg("expected '%s' once from psrun -n 2, got '%s'", msg, res.err);
+	assert_int_equal(dir_entries(), before);
+}
+
+/* An output that cannot be written stops the run before the data is even
+ * read, not after the training. */
+static void test_mf_unwritable_outputs_fail_before_training(void **state)
+{
+	(void)state;
+	const char *opts[] = {"--json", "--save", "--checkpoint"};
+	for (int k = 0; k < 3; k++) {
+		const char *args[] = {"--train", path_of("train.txt"), "--epochs", "1", opts[k],
+				      "/nonexistent-psmem-dir/out", NULL};
+		run_mf(0, args);
+		char want[256];
+		snprintf(want, sizeof want, "mf: %s: /nonexistent-psmem-dir/out: cannot write: No such file or directory\n",
+			 opts[k]);
+		if (res.status != 1 || strcmp(res.err, want) != 0)
+			fail_msg("expected exit 1 and '%s', got %d and '%s'", want, res.status, res.err);
+		assert_string_equal(res.out, ""); /* nothing loaded, nothing trained */
+	}
+}
+
 static void test_mf_rejects_missing_file(void **state)
 {
 	(void)state;
@@ -549,7 +627,7 @@ static void test_mf_help_documents_every_option(void **state)
 	run_mf(0, args);
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
-			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help",
+			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help", "--version",
 			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
@@ -605,6 +683,9 @@ int main(void)
 		T(test_mf_loads_csv_with_a_header),
 		T(test_mf_rejects_wrong_field_count),
 		T(test_mf_rejects_non_numeric_rating),
+		T(test_mf_rejects_absurd_ratings),
+		T(test_mf_diverged_run_stops_with_a_hint),
+		T(test_mf_unwritable_outputs_fail_before_training),
 		T(test_mf_rejects_missing_file),
 		T(test_mf_rejects_empty_file),
 		T(test_mf_rejects_bad_options),
