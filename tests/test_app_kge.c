@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "common.h"
 
@@ -569,6 +570,93 @@ static void test_malformed_input_stops_with_its_message(void **state)
 	assert_string_equal(res.err, "kge: --rule sgd conflicts with --optimizer adagrad\n");
 }
 
+/* A first line naming the columns is skipped with a note (in train.txt and
+ * in test.txt), not trained as a triple: "head", "relation" and "tail"
+ * would otherwise become two entities and a relation of their own. */
+static void test_a_header_line_is_skipped_with_a_note(void **state)
+{
+	(void)state;
+	make_bad("header", "head\trelation\ttail\na\tr\tb\nb\tr\tc\nc\tr\ta\n", "a\tr\tb\n",
+		 "Subject\tPredicate\tObject\na\tr\tc\n");
+	const char *args[] = {"--dataset", path_of("header"), "--epochs", "1", "--dim", "8", NULL};
+	run_kge(0, args);
+	if (res.status != 0)
+		fail_msg("kge exited %d: %s", res.status, res.err);
+	char want[1600];
+	snprintf(want, sizeof want,
+		 "kge: %s/header/train.txt:1: skipped a header line (head, relation, tail), not a triple\n"
+		 "kge: %s/header/test.txt:1: skipped a header line (Subject, Predicate, Object), not a triple\n",
+		 dir, dir);
+	assert_string_equal(res.err, want);
+	assert_non_null(strstr(res.out, "kge: 3 entities, 1 relations; 3 train, 1 valid, 1 test triples"));
+	/* only the first line is a header: the same words later are a triple */
+	make_bad("header2", "a\tr\tb\nhead\trelation\ttail\n", "a\tr\tb\n", "a\tr\tb\n");
+	const char *a2[] = {"--dataset", path_of("header2"), "--epochs", "1", "--dim", "8", NULL};
+	run_kge(0, a2);
+	assert_int_equal(res.status, 0);
+	assert_string_equal(res.err, "");
+	assert_non_null(strstr(res.out, "kge: 4 entities, 2 relations; 2 train"));
+}
+
+/* train.txt.gz (and valid/test .gz) are found when the plain names are
+ * absent, and read as gzip. */
+static void test_gz_dataset_files_are_found(void **state)
+{
+	(void)state;
+	make_bad("gz", NULL, "a\tr\tb\n", NULL);
+	const char *files[2][2] = {{"gz/train.txt.gz", "a\tr\tb\nb\tr\tc\nc\tr\ta\n"}, {"gz/test.txt.gz", "a\tr\tc\n"}};
+	for (int k = 0; k < 2; k++) {
+		gzFile g = gzopen(path_of(files[k][0]), "wb");
+		assert_non_null(g);
+		assert_int_equal(gzputs(g, files[k][1]), (int)strlen(files[k][1]));
+		assert_int_equal(gzclose(g), Z_OK);
+	}
+	const char *args[] = {"--dataset", path_of("gz"), "--epochs", "1", "--dim", "8", NULL};
+	run_kge(0, args);
+	if (res.status != 0)
+		fail_msg("kge exited %d: %s", res.status, res.err);
+	assert_non_null(strstr(res.out, "kge: 3 entities, 1 relations; 3 train, 1 valid, 1 test triples"));
+}
+
+/* --lr 1e6 with plain SGD blows the embeddings up: the run stops with
+ * exit 1 and the hint, writes no JSON, and under psrun -n 2 node 0 says
+ * it before any node exits. */
+static void test_a_diverged_run_stops_with_a_hint(void **state)
+{
+	(void)state;
+	const char *json = path_of("div.json");
+	const char *args[] = {"--dataset", path_of("kg"), "--epochs", "20", "--dim", "8", "--optimizer", "sgd",
+			      "--lr", "1e6", "--json", json, NULL};
+	const char *head = "kge: training diverged in epoch ",
+		   *tail = " (the loss is not a finite number): lower --lr (now 1e+06)\n";
+	for (int nodes = 0; nodes <= 2; nodes += 2) {
+		run_kge(nodes, args);
+		const char *p = strstr(res.err, head);
+		if (res.status != 1 || !p || !strstr(p, tail))
+			fail_msg("expected exit 1 and '%s...%s', got %d and '%s'", head, tail, res.status, res.err);
+		if (nodes == 0)
+			assert_string_equal(p + strlen(head) + strcspn(p + strlen(head), " "), tail);
+		assert_int_equal(access(json, F_OK), -1);
+	}
+}
+
+/* An unwritable output fails before the data is read. */
+static void test_unwritable_outputs_fail_before_training(void **state)
+{
+	(void)state;
+	const char *opts[] = {"--json", "--save", "--checkpoint"};
+	for (int k = 0; k < 3; k++) {
+		const char *args[] = {"--dataset", path_of("kg"), opts[k], "/nonexistent-psmem-dir/out", NULL};
+		run_kge(0, args);
+		char want[256];
+		snprintf(want, sizeof want, "kge: %s: /nonexistent-psmem-dir/out: cannot write: No such file or directory\n",
+			 opts[k]);
+		if (res.status != 1 || strcmp(res.err, want) != 0)
+			fail_msg("expected exit 1 and '%s', got %d and '%s'", want, res.status, res.err);
+		assert_string_equal(res.out, "");
+	}
+}
+
 static void test_unknown_entities_in_test_are_skipped_and_counted(void **state)
 {
 	(void)state;
@@ -591,7 +679,7 @@ static void test_help_documents_every_option(void **state)
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--dataset", "--model", "--dim",	  "--optimizer", "--lr",	 "--reg",
 			      "--regularizer", "--init", "--neg", "--batch",	 "--epochs",	 "--threads",
-			      "--policy",  "--seed",	"--eval-every", "--json", "--save", "--help",
+			      "--policy",  "--seed",	"--eval-every", "--json", "--save", "--help", "--version",
 			      "complex",   "distmult", "rescal",  "adagrad",	 "classic",	 "localize",
 			      "--rule",	   "--sync",	"ssp:S", "--replicate", "--repl-rate", "--sampling", "naive", "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
@@ -603,7 +691,7 @@ static void test_help_documents_every_option(void **state)
 		lines++;
 	for (const char *p = res.out; (p = strstr(p, "(default")); p++)
 		defaults++;
-	assert_int_equal(defaults, lines - 2); /* --dataset is required, --help has none */
+	assert_int_equal(defaults, lines - 3); /* --dataset is required, --help and --version have none */
 }
 
 static void test_distmult_and_rescal_with_sgd_run(void **state)
@@ -633,6 +721,10 @@ int main(void)
 		cmocka_unit_test(test_one_thread_is_deterministic_and_saves_the_model),
 		cmocka_unit_test(test_malformed_input_stops_with_its_message),
 		cmocka_unit_test(test_unknown_entities_in_test_are_skipped_and_counted),
+		cmocka_unit_test(test_a_header_line_is_skipped_with_a_note),
+		cmocka_unit_test(test_gz_dataset_files_are_found),
+		cmocka_unit_test(test_a_diverged_run_stops_with_a_hint),
+		cmocka_unit_test(test_unwritable_outputs_fail_before_training),
 		cmocka_unit_test(test_help_documents_every_option),
 		cmocka_unit_test(test_distmult_and_rescal_with_sgd_run),
 		cmocka_unit_test(test_two_nodes_replicate_sampling_naive),
