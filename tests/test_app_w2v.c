@@ -496,8 +496,19 @@ static void test_errors(void **state)
 	expect_error("--sample", "--train", small, "-sample", "2", NULL);
 	expect_error("--policy: 'nearby'", "--train", small, "--policy", "nearby", NULL);
 	expect_error("--save-format: 'xml'", "--train", small, "--save-format", "xml", NULL);
-	expect_error("unknown option '--cbow'", "--train", small, "--cbow", "1", NULL);
-	expect_error("unexpected argument 'extra'", "--train", small, "extra", NULL);
+	/* the command line itself wrong: exit 2 and the way to the help */
+	char *cbow[] = {(char *)build_path("apps/w2v"), "--train", small, "--cbow", "1", NULL};
+	run_prog(cbow, NULL, 30, -1, 0, &res);
+	assert_int_equal(res.status, 2);
+	assert_string_equal(res.err, "w2v: unknown option '--cbow'\nTry 'w2v --help'.\n");
+	char *extra[] = {(char *)build_path("apps/w2v"), "--train", small, "extra", NULL};
+	run_prog(extra, NULL, 30, -1, 0, &res);
+	assert_int_equal(res.status, 2);
+	assert_string_equal(res.err, "w2v: unexpected argument 'extra'\nTry 'w2v --help'.\n");
+	char *noval[] = {(char *)build_path("apps/w2v"), "--epochs", "1", "--train", NULL};
+	run_prog(noval, NULL, 30, -1, 0, &res);
+	assert_int_equal(res.status, 2);
+	assert_string_equal(res.err, "w2v: option '--train' needs a value\nTry 'w2v --help'.\n");
 	expect_error("w2v: --sync: 'hogwild' is not bsp, ssp:S or asp\n", "--train", small, "--sync", "hogwild", NULL);
 	expect_error("w2v: --sync: 'ssp:1.5': the staleness S of ssp:S must be a whole number from 0 to 1000000\n",
 		     "--train", small, "--sync", "ssp:1.5", NULL);
@@ -511,6 +522,83 @@ static void test_errors(void **state)
 		     NULL);
 	expect_error("w2v: --repl-rate: 'often' is not a valid number\n", "--train", small, "--repl-rate", "often",
 		     NULL);
+}
+
+/* A corpus of one word per line (a word list) has no neighbours to learn
+ * from: refused with the reason, not "trained" into random vectors with
+ * exit 0. */
+static void test_one_word_per_line_is_refused(void **state)
+{
+	(void)state;
+	char one[512], want[1024];
+	snprintf(one, sizeof one, "%s", path_of("oneword.txt"));
+	FILE *f = fopen(one, "w");
+	assert_non_null(f);
+	uint64_t s = 3;
+	for (int i = 0; i < 500; i++)
+		fprintf(f, "w%d\n", (int)(test_rnd(&s) % 7));
+	fclose(f);
+	char *a[] = {(char *)build_path("apps/w2v"), "--train", one, "--epochs", "1", NULL};
+	run_prog(a, NULL, 30, -1, 0, &res);
+	snprintf(want, sizeof want,
+		 "w2v: %s: no line has two words or more (of those kept by --min-count): skip-gram learns from the "
+		 "words around a word on its line, so one word per line trains nothing (put each sentence, or the "
+		 "whole text, on one line)\n",
+		 one);
+	if (res.status != 1 || strcmp(res.err, want) != 0)
+		fail_msg("expected exit 1 and '%s', got %d and '%s'", want, res.status, res.err);
+	/* one line of two kept words is enough */
+	f = fopen(one, "a");
+	assert_non_null(f);
+	fprintf(f, "w1 w2\n");
+	fclose(f);
+	char *b[] = {(char *)build_path("apps/w2v"), "--train", one, "--epochs", "1", "--dim", "8", NULL};
+	run(b, NULL);
+}
+
+/* --lr 10 blows the vectors up: exit 1 with the hint, nothing written,
+ * also under psrun -n 2 (node 0 says it before any node exits). */
+static void test_a_diverged_run_stops_with_a_hint(void **state)
+{
+	(void)state;
+	char corpus[512], json[512], vec[512];
+	snprintf(corpus, sizeof corpus, "%s", path_of("corpus.gz"));
+	snprintf(json, sizeof json, "%s", path_of("div.json"));
+	snprintf(vec, sizeof vec, "%s", path_of("div.vec"));
+	const char *head = "w2v: training diverged in epoch ",
+		   *tail = " (the loss is not a finite number): lower --lr (now 10)\n";
+	for (int nodes = 0; nodes <= 2; nodes += 2) {
+		char *a[] = {(char *)build_path("bin/psrun"), "-n", "2", (char *)build_path("apps/w2v"), "--train",
+			     corpus, "--lr", "10", "--epochs", "5", "--threads", "1", "--json", json, "--save", vec, NULL};
+		run_prog(nodes ? a : a + 3, NULL, 60, -1, 0, &res);
+		const char *p = strstr(res.err, head);
+		if (res.status != 1 || !p || !strstr(p, tail))
+			fail_msg("expected exit 1 and '%s...%s', got %d and '%s'", head, tail, res.status, res.err);
+		if (nodes == 0)
+			assert_string_equal(p + strlen(head) + strcspn(p + strlen(head), " "), tail);
+		assert_int_equal(access(json, F_OK), -1);
+		assert_int_equal(access(vec, F_OK), -1);
+	}
+}
+
+/* An unwritable output fails before the corpus is read. */
+static void test_unwritable_outputs_fail_before_training(void **state)
+{
+	(void)state;
+	char corpus[512];
+	snprintf(corpus, sizeof corpus, "%s", path_of("corpus.gz"));
+	const char *opts[] = {"--json", "--save", "--checkpoint"};
+	for (int k = 0; k < 3; k++) {
+		char *a[] = {(char *)build_path("apps/w2v"), "--train", corpus, (char *)opts[k],
+			     "/nonexistent-psmem-dir/out", NULL};
+		run_prog(a, NULL, 30, -1, 0, &res);
+		char want[256];
+		snprintf(want, sizeof want, "w2v: %s: /nonexistent-psmem-dir/out: cannot write: No such file or directory\n",
+			 opts[k]);
+		if (res.status != 1 || strcmp(res.err, want) != 0)
+			fail_msg("expected exit 1 and '%s', got %d and '%s'", want, res.status, res.err);
+		assert_string_equal(res.out, "");
+	}
 }
 
 /* word2vec's single-dash names work and mean the same. */
@@ -539,7 +627,7 @@ static void test_help(void **state)
 	run(a, NULL);
 	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
 			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
-			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--sync", "ssp:S", "(100)", "(5)",
+			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--version", "--sync", "ssp:S", "(100)", "(5)",
 			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--sampling", "naive",
 			      "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
@@ -598,6 +686,9 @@ int main(void)
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_word2vec_options),
+		cmocka_unit_test(test_one_word_per_line_is_refused),
+		cmocka_unit_test(test_a_diverged_run_stops_with_a_hint),
+		cmocka_unit_test(test_unwritable_outputs_fail_before_training),
 		cmocka_unit_test(test_one_node),
 		cmocka_unit_test(test_binary_and_determinism),
 		cmocka_unit_test(test_two_nodes_classic),
