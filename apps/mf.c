@@ -1034,12 +1034,8 @@ int main(int argc, char **argv)
 	int rc = ps_run_workers(jb.w, worker, &jb);
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
-	if (jb.diverged_epoch) { /* node 0 said it; nothing is saved or written */
-		ps_finalize(jb.w);
-		return 1;
-	}
-
-	if (jb.node == 0) {
+	/* diverged: node 0 said so; nothing is printed, saved or written */
+	if (jb.node == 0 && !jb.diverged_epoch) {
 		double thr = jb.train_seconds > 0 ? (double)jb.ntrain * jb.epochs_trained / jb.train_seconds : 0;
 		double repl = app_repl_share(jb.w, 0);
 		if (jb.ntest)
@@ -1105,5 +1101,5 @@ int main(int argc, char **argv)
 	free(jb.icount);
 	app_idmap_free(jb.users);
 	app_idmap_free(jb.items);
-	return 0;
+	return jb.diverged_epoch ? 1 : 0;
 }
