@@ -9,7 +9,10 @@
  * per line or one huge line (text8); sentences longer than 1000 kept words
  * are cut, as word2vec does.  Every node reads the whole corpus and builds
  * the same vocabulary (min-count, sorted by frequency); node n trains on the
- * n-th share of the tokens, its worker threads split that further.
+ * n-th share of the tokens, its worker threads split that further.  A
+ * corpus with no line of two kept words (one word per line) is refused: it
+ * has no pair to train.  A loss that turns inf or NaN (--lr too large)
+ * stops the run after that epoch with exit status 1.
  *
  * A worker trains one batch (--batch tokens, default 40000) per step: it
  * subsamples the batch, draws every window shrink and every negative sample
