@@ -13,6 +13,7 @@
  * test is not confused by jobs of other tests running at the same time.
  */
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -538,12 +540,16 @@ static void test_psrun_gives_each_node_its_environment(void **state)
 	assert_no_strays();
 }
 
+/* Bad arguments: exit 2, one line saying why, one pointing to --help. */
 static void expect_usage_error(char *const argv[])
 {
 	struct proc p;
 	run(&p, argv);
 	assert_int_equal(exit_status(&p), 2);
-	assert_contains(p.err, "usage");
+	assert_contains(p.err, "psrun: bad arguments: ");
+	assert_contains(p.err, "\nTry 'psrun --help' for more information.\n");
+	assert_int_equal(count_lines(p.err), 2);
+	assert_int_equal(p.out_len, 0);
 	assert_no_strays();
 }
 
@@ -580,6 +586,223 @@ static void test_psrun_rejects_unknown_flag(void **state)
 	(void)state;
 	char *argv[] = { (char *)tool("psrun"), "--no-such-flag", "-n", "1", "true", NULL };
 	expect_usage_error(argv);
+	struct proc p;
+	run(&p, argv);
+	assert_string_equal(p.err, "psrun: bad arguments: unknown option '--no-such-flag'\n"
+				   "Try 'psrun --help' for more information.\n");
+}
+
+static void test_psrun_version_prints_one_line(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "--version", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	char want[64];
+	snprintf(want, sizeof want, "psrun (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+	assert_string_equal(p.out, want);
+	assert_int_equal(p.err_len, 0);
+}
+
+static void test_psrun_accepts_np_as_n(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-np", "2", "sh", "-c", "echo $PSMEM_NODES", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_string_equal(p.out, "2\n2\n");
+	assert_no_strays();
+}
+
+static void test_psrun_exports_torchrun_variables(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "3", "sh", "-c",
+			 "echo r$RANK/$WORLD_SIZE/$LOCAL_RANK/$LOCAL_WORLD_SIZE", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(count_lines(p.out), 3);
+	assert_contains(p.out, "r0/3/0/3\n");
+	assert_contains(p.out, "r1/3/1/3\n");
+	assert_contains(p.out, "r2/3/2/3\n");
+	assert_no_strays();
+}
+
+/* `echo hi | psrun -n 2 ...`: node 0 reads "hi", node 1 reads EOF at once
+ * (before: whichever node read first got it). */
+static void test_psrun_gives_stdin_to_node_0_only(void **state)
+{
+	(void)state;
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "printf 'hi\\n' | %s -n 2 sh -c 'if read l; then echo \"$PSMEM_NODE:$l\"; "
+		 "else echo \"$PSMEM_NODE:eof\"; fi'",
+		 tool("psrun"));
+	for (int round = 0; round < 3; round++) {
+		struct proc p;
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+		run(&p, argv);
+		assert_int_equal(exit_status(&p), 0);
+		assert_int_equal(count_lines(p.out), 2);
+		assert_contains(p.out, "0:hi\n");
+		assert_contains(p.out, "1:eof\n");
+	}
+	assert_no_strays();
+}
+
+/* Every line of out/err is "[N] " + one whole line a node wrote. */
+static void check_tagged(const char *text, int nodes, const char *word, int want_lines)
+{
+	int lines = 0;
+	for (const char *l = text; *l; lines++) {
+		const char *nl = strchr(l, '\n');
+		assert_non_null(nl);
+		int node, k, n = 0;
+		char w[16];
+		if (sscanf(l, "[%d] %15[a-z] %d %n", &node, w, &k, &n) != 3 || n == 0)
+			fail_msg("untagged or broken line: %.*s", (int)(nl - l), l);
+		assert_true(node >= 0 && node < nodes);
+		assert_string_equal(w, word);
+		/* the rest: 60 copies of the node's digit, then the newline */
+		const char *r = l + n;
+		for (int c = 0; c < 60; c++)
+			if (r[c] != '0' + node)
+				fail_msg("line of node %d mixed with another: %.*s", node, (int)(nl - l), l);
+		assert_ptr_equal(r + 60, nl);
+		l = nl + 1;
+	}
+	assert_int_equal(lines, want_lines);
+}
+
+static void test_psrun_tag_output_prefixes_every_whole_line(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--tag-output", "sh", "-c",
+			 "d=$(printf \"%060d\" 0 | tr 0 $PSMEM_NODE); i=0; while [ $i -lt 150 ]; do "
+			 "echo \"out $i $d\"; echo \"err $i $d\" >&2; i=$((i+1)); done; printf \"out 150 $d\"",
+			 NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	/* the last line had no newline: it is ended */
+	check_tagged(p.out, 2, "out", 2 * 151);
+	check_tagged(p.err, 2, "err", 2 * 150);
+	assert_no_strays();
+}
+
+static void test_psrun_output_dir_writes_one_log_per_node(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_psrun_XXXXXX", sub[64], f[2][96];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof sub, "%s/a/b", dir); /* made by psrun, parents too */
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--output-dir", sub, "sh", "-c",
+			 "echo out $RANK; echo err $RANK >&2", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(p.out_len, 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(f[i], sizeof f[i], "%s/node-%d.log", sub, i);
+		char buf[256] = {0}, want[64];
+		FILE *fp = fopen(f[i], "r");
+		assert_non_null(fp);
+		size_t n = fread(buf, 1, sizeof buf - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		snprintf(want, sizeof want, "out %d\nerr %d\n", i, i);
+		assert_string_equal(buf, want);
+		unlink(f[i]);
+	}
+	char a[80];
+	snprintf(a, sizeof a, "%s/a", dir);
+	rmdir(sub);
+	rmdir(a);
+	rmdir(dir);
+	assert_no_strays();
+}
+
+/* Checked before anything starts: no segment, no node. */
+static void test_psrun_output_dir_that_is_a_file_fails_before_launch(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	char file[] = "/tmp/test_psrun_XXXXXX", marker[64];
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(marker, sizeof marker, "%s.ran", file);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--output-dir", file, "touch", marker, NULL };
+	run(&p, argv);
+	unlink(file);
+	assert_int_equal(exit_status(&p), 2);
+	char want[160];
+	snprintf(want, sizeof want, "psrun: bad arguments: --output-dir %s: not a directory\n", file);
+	assert_contains(p.err, want);
+	assert_int_not_equal(access(marker, F_OK), 0);
+	unlink(marker);
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays();
+}
+
+static void test_psrun_tag_output_and_output_dir_exclude_each_other(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "1", "--tag-output", "--output-dir", "/tmp", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_timeout_stops_the_job_and_says_so(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--timeout", "0.5", "sleep", "30", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 124);
+	if (elapsed_s(&p) < 0.5 || elapsed_s(&p) >= 3.0)
+		fail_msg("psrun --timeout 0.5 took %.2f s", elapsed_s(&p));
+	assert_contains(p.err, "psrun: timeout: the job ran for 0.5 s (--timeout), stopping 2 nodes\n");
+	assert_null(strstr(p.err, "killed by signal")); /* psrun's own doing */
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays(); /* the sleeps included */
+}
+
+static void test_psrun_rejects_a_bad_timeout(void **state)
+{
+	(void)state;
+	const char *bad[] = { "0", "-1", "abc", "1e9", "nan" };
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		char *argv[] = { (char *)tool("psrun"), "-n", "1", "--timeout", (char *)bad[k], "true", NULL };
+		expect_usage_error(argv);
+	}
+}
+
+static void test_psrun_warns_when_threads_exceed_cpus(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "-t", "1024", "true", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	char want[128];
+	cpu_set_t set; /* psrun counts the CPUs it may run on, as we do */
+	assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+	snprintf(want, sizeof want, "psrun: warning: 2 nodes x 1024 threads = 2048 threads on %d CPUs;",
+		 CPU_COUNT(&set));
+	assert_contains(p.err, want);
+	/* and not when they fit */
+	char *fit[] = { (char *)tool("psrun"), "-n", "1", "-t", "1", "true", NULL };
+	run(&p, fit);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(p.err_len, 0);
+	assert_no_strays();
 }
 
 static void test_psrun_reports_unexecutable_program_once(void **state)
@@ -635,7 +858,9 @@ static void test_psrun_forwards_sigint_and_cleans_up(void **state)
 	double took = (double)(p.end_ns - t0) / 1e9;
 	if (took >= 3.0)
 		fail_msg("psrun took %.2f s to end after SIGINT", took);
-	assert_int_not_equal(exit_status(&p), 0);
+	assert_int_equal(exit_status(&p), 128 + SIGINT);
+	/* the user is told what happens to the job */
+	assert_contains(p.err, "psrun: interrupted (SIGINT), stopping 2 nodes\n");
 	assert_no_segment_left(&before, p.pid);
 	assert_no_strays();
 }
@@ -750,6 +975,17 @@ int main(void)
 		T(test_psrun_rejects_too_many_nodes),
 		T(test_psrun_rejects_non_numeric_nodes),
 		T(test_psrun_rejects_unknown_flag),
+		T(test_psrun_version_prints_one_line),
+		T(test_psrun_accepts_np_as_n),
+		T(test_psrun_exports_torchrun_variables),
+		T(test_psrun_gives_stdin_to_node_0_only),
+		T(test_psrun_tag_output_prefixes_every_whole_line),
+		T(test_psrun_output_dir_writes_one_log_per_node),
+		T(test_psrun_output_dir_that_is_a_file_fails_before_launch),
+		T(test_psrun_tag_output_and_output_dir_exclude_each_other),
+		T(test_psrun_timeout_stops_the_job_and_says_so),
+		T(test_psrun_rejects_a_bad_timeout),
+		T(test_psrun_warns_when_threads_exceed_cpus),
 		T(test_psrun_reports_unexecutable_program_once),
 		T(test_psrun_stops_job_when_a_node_is_killed),
 		T(test_psrun_forwards_sigint_and_cleans_up),
