@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <sched.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -963,10 +964,153 @@ static void test_psrun_help_documents_every_flag(void **state)
 		assert_contains(p.out, flags[i]);
 }
 
+static char self_exe[PATH_MAX];
+
+/* A node for the psstat tests (this binary under psrun): sets its
+ * progress to 1000 + node, then waits for the file argv[2] to exist. */
+static int progress_node(const char *marker)
+{
+	int err = 0;
+	ps_world *w = ps_init(&err);
+	if (!w) {
+		fprintf(stderr, "progress node: ps_init: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int rc = ps_progress_set(w, 1000 + (uint64_t)ps_node_id(w));
+	for (int i = 0; rc == 0 && i < 2000 && access(marker, F_OK) != 0; i++)
+		usleep(5000); /* a poll for the test's go, not a synchronisation */
+	ps_finalize(w);
+	return rc ? 1 : 0;
+}
+
+static void test_psstat_version_and_unknown_option(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *v[] = { (char *)tool("psstat"), "--version", NULL };
+	run(&p, v);
+	assert_int_equal(exit_status(&p), 0);
+	char want[64];
+	snprintf(want, sizeof want, "psstat (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+	assert_string_equal(p.out, want);
+	char *bad[] = { (char *)tool("psstat"), "--bogus", NULL };
+	run(&p, bad);
+	assert_int_equal(exit_status(&p), 2);
+	assert_string_equal(p.err, "psstat: bad arguments: unknown option '--bogus'\n"
+				   "Try 'psstat --help' for more information.\n");
+	assert_int_equal(p.out_len, 0);
+}
+
+static int longest_line(const char *s)
+{
+	int best = 0, cur = 0;
+	for (; *s; s++) {
+		cur = *s == '\n' ? 0 : cur + 1;
+		best = cur > best ? cur : best;
+	}
+	return best;
+}
+
+/* The row of `first` (e.g. "   1 " or " all ") in a table. */
+static const char *row_of(const char *table, const char *first)
+{
+	for (const char *l = table; l && *l;) {
+		if (strncmp(l, first, strlen(first)) == 0)
+			return l;
+		l = strchr(l, '\n');
+		l = l ? l + 1 : NULL;
+	}
+	fail_msg("no row \"%s\" in:\n%s", first, table);
+	return NULL;
+}
+
+/* Last whitespace-separated field of a table row. */
+static long last_field(const char *row)
+{
+	const char *nl = strchr(row, '\n'), *sp = nl;
+	while (sp > row && sp[-1] != ' ')
+		sp--;
+	return strtol(sp, NULL, 10);
+}
+
+static void test_psstat_fits_80_columns_with_totals_progress_and_age(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	char marker[] = "/tmp/test_psrun_go_XXXXXX";
+	int fd = mkstemp(marker);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(marker); /* the nodes wait until it exists again */
+	struct proc job, st;
+	char seg[PS__NAME_MAX];
+	char *job_argv[] = { (char *)tool("psrun"), "-n", "2", self_exe, "--progress-node", marker, NULL };
+	proc_start(&job, job_argv);
+	wait_segment(&before, &job, seg);
+	/* until both nodes have attached and set their progress */
+	char *argv[] = { (char *)tool("psstat"), "--once", "--interval", "0.05", seg, NULL };
+	uint64_t end = ps__now_ns() + (uint64_t)DEADLINE_MS * 1000000;
+	for (;;) {
+		run(&st, argv);
+		assert_int_equal(exit_status(&st), 0);
+		if (strstr(st.out, " 2001\n") || ps__now_ns() > end)
+			break;
+	}
+	assert_true(longest_line(st.out) <= 80);
+	assert_contains(st.out, "  up ");
+	assert_contains(st.out, "2 nodes x 1 thread");
+	assert_int_equal(last_field(row_of(st.out, "   0 ")), 1000);
+	assert_int_equal(last_field(row_of(st.out, "   1 ")), 1001);
+	assert_int_equal(last_field(row_of(st.out, " all ")), 2001);
+	assert_contains(row_of(st.out, " all "), " 2/2 ");
+	/* --wide: the same rows and every column */
+	char *wide[] = { (char *)tool("psstat"), "--once", "--wide", "--interval", "0.05", seg, NULL };
+	run(&st, wide);
+	assert_int_equal(exit_status(&st), 0);
+	assert_true(longest_line(st.out) > 80);
+	assert_contains(st.out, "sock%");
+	assert_contains(st.out, "repl%");
+	assert_int_equal(last_field(row_of(st.out, " all ")), 2001);
+	/* --list names it while it runs */
+	char *list[] = { (char *)tool("psstat"), "--list", NULL };
+	run(&st, list);
+	assert_int_equal(exit_status(&st), 0);
+	const char *r = strstr(st.out, seg);
+	if (!r)
+		fail_msg("--list does not show %s:\n%s", seg, st.out);
+	int pid, nodes, threads;
+	assert_int_equal(sscanf(r + strlen(seg), "%d %d %d", &pid, &nodes, &threads), 3);
+	assert_int_equal(pid, job.pid);
+	assert_int_equal(nodes, 2);
+	assert_int_equal(threads, 1);
+
+	fd = open(marker, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(proc_wait(&job, DEADLINE_MS));
+	unlink(marker);
+	assert_int_equal(exit_status(&job), 0);
+	/* and not once it has ended */
+	run(&st, list);
+	assert_int_equal(exit_status(&st), 0);
+	assert_null(strstr(st.out, seg));
+	assert_no_segment_left(&before, job.pid);
+	assert_no_strays();
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--progress-node") == 0)
+		return progress_node(argv[2]);
+	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+	if (n <= 0) {
+		fprintf(stderr, "test_psrun: cannot find its own executable: %s\n", strerror(errno));
+		return 1;
+	}
+	self_exe[n] = 0;
 	const struct CMUnitTest tests[] = {
 		T(test_psrun_runs_any_program_once_per_node),
 		T(test_psrun_gives_each_node_its_environment),
@@ -993,6 +1137,8 @@ int main(void)
 		T(test_psrun_returns_first_failing_status),
 		T(test_psstat_once_json_shows_running_job),
 		T(test_psstat_rejects_unknown_job),
+		T(test_psstat_version_and_unknown_option),
+		T(test_psstat_fits_80_columns_with_totals_progress_and_age),
 		T(test_psrun_help_documents_every_flag),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
