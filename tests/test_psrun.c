@@ -966,6 +966,118 @@ static void test_psrun_help_documents_every_flag(void **state)
 
 static char self_exe[PATH_MAX];
 
+/* ------------------------------------------------------------ README */
+
+/* A file of the source tree (PSMEM_SRC, default: the current directory,
+ * where make and tests/run.sh run the tests), NUL-terminated; NULL with
+ * the reason printed if it cannot be read. */
+static char *read_src(const char *rel)
+{
+	const char *root = getenv("PSMEM_SRC");
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", root && *root ? root : ".", rel);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		printf("# SKIP: %s: %s (run from the source tree or set PSMEM_SRC)\n", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1 << 16, len = 0, n;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	while ((n = fread(buf + len, 1, cap - 1 - len, f)) > 0) {
+		len += n;
+		if (len == cap - 1) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+	}
+	fclose(f);
+	buf[len] = 0;
+	return buf;
+}
+
+/* The README shows docs/example.c verbatim: its first C block is the file,
+ * so the README cannot drift from the program the next test runs. */
+static void test_readme_example_is_docs_example_c(void **state)
+{
+	(void)state;
+	char *readme = read_src("README.md"), *example = read_src("docs/example.c");
+	if (!readme || !example) {
+		free(readme);
+		free(example);
+		skip();
+	}
+	char *start = strstr(readme, "\n```c\n");
+	assert_non_null(start);
+	start += 6;
+	char *end = strstr(start, "\n```\n");
+	assert_non_null(end);
+	end[1] = 0;
+	assert_string_equal(start, example);
+	free(readme);
+	free(example);
+}
+
+static void test_readme_example_prints_the_same_under_psrun_every_run(void **state)
+{
+	(void)state;
+	char exe[PATH_MAX];
+	const char *dir = getenv("PSMEM_BUILD");
+	snprintf(exe, sizeof exe, "%s/docs/example", dir && *dir ? dir : "build");
+	struct proc p;
+	for (int round = 0; round < 3; round++) {
+		char *argv[] = { (char *)tool("psrun"), "-n", "2", exe, NULL };
+		run(&p, argv);
+		if (exit_status(&p) != 0)
+			fail_msg("psrun -n 2 %s: exit %d:\n%s", exe, exit_status(&p), p.err);
+		assert_string_equal(p.out, "2 node(s): key 7 = 3, key 42 = 3\n");
+		assert_int_equal(p.err_len, 0);
+	}
+	/* alone: a private one-node job; linked against build/lib's
+	 * libpsmem.so.0, which must be there */
+	char *alone[] = { exe, NULL };
+	run(&p, alone);
+	if (exit_status(&p) != 0)
+		fail_msg("%s: exit %d:\n%s", exe, exit_status(&p), p.err);
+	assert_string_equal(p.out, "1 node(s): key 7 = 1, key 42 = 1\n");
+	assert_no_strays();
+}
+
+/* Every package of the Makefile's DEB_PKGS is named in the README. */
+static void test_readme_names_every_package_make_deps_installs(void **state)
+{
+	(void)state;
+	char *mk = read_src("Makefile"), *readme = read_src("README.md");
+	if (!mk || !readme) {
+		free(mk);
+		free(readme);
+		skip();
+	}
+	char *d = strstr(mk, "\nDEB_PKGS := ");
+	assert_non_null(d);
+	d += strlen("\nDEB_PKGS := ");
+	int n = 0;
+	for (char *tok = d; *tok && *tok != '\n';) {
+		while (*tok == ' ' || *tok == '\t' || (*tok == '\\' && tok[1] == '\n'))
+			tok += *tok == '\\' ? 2 : 1;
+		if (*tok == '\n' || !*tok)
+			break;
+		char name[64];
+		size_t len = strcspn(tok, " \t\\\n");
+		assert_true(len < sizeof name);
+		memcpy(name, tok, len);
+		name[len] = 0;
+		if (!strstr(readme, name))
+			fail_msg("make deps installs %s; the README does not name it", name);
+		n++;
+		tok += len;
+	}
+	assert_true(n >= 10);
+	free(mk);
+	free(readme);
+}
+
 /* A node for the psstat tests (this binary under psrun): sets its
  * progress to 1000 + node, then waits for the file argv[2] to exist. */
 static int progress_node(const char *marker)
@@ -1138,6 +1250,9 @@ int main(int argc, char **argv)
 		T(test_psstat_once_json_shows_running_job),
 		T(test_psstat_rejects_unknown_job),
 		T(test_psstat_version_and_unknown_option),
+		T(test_readme_example_is_docs_example_c),
+		T(test_readme_example_prints_the_same_under_psrun_every_run),
+		T(test_readme_names_every_package_make_deps_installs),
 		T(test_psstat_fits_80_columns_with_totals_progress_and_age),
 		T(test_psrun_help_documents_every_flag),
 	};
