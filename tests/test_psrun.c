@@ -35,6 +35,7 @@
 #include <cmocka.h>
 
 #include "psmem_int.h"
+#include "hosts.h"
 
 #define DEADLINE_MS  10000 /* no child may run longer than this */
 #define MAX_PROCS    8
@@ -632,6 +633,29 @@ static void test_psrun_exports_torchrun_variables(void **state)
 	assert_no_strays();
 }
 
+/* Two hosts of 2 nodes: RANK and WORLD_SIZE count every host's nodes
+ * (host r's node i is r * 2 + i), LOCAL_* this host's. */
+static void test_psrun_exports_global_ranks_across_hosts(void **state)
+{
+	(void)state;
+	assert_int_equal(mh_setup(NULL), 0);
+	const char *prog[] = { "sh", "-c", "echo r$RANK/$WORLD_SIZE/$LOCAL_RANK/$LOCAL_WORLD_SIZE", NULL };
+	struct mh_proc p[2];
+	mh_run_hosts(2, 2, prog, p, 20);
+	const char *want[2][2] = { { "r0/4/0/2\n", "r1/4/1/2\n" }, { "r2/4/0/2\n", "r3/4/1/2\n" } };
+	for (int r = 0; r < 2; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], r ? "host1" : "host0");
+		assert_int_equal(p[r].status, 0);
+		const char *out = mh_slurp(p[r].out);
+		assert_int_equal(count_lines(out), 2);
+		assert_contains(out, want[r][0]);
+		assert_contains(out, want[r][1]);
+	}
+	assert_int_equal(mh_teardown(NULL), 0);
+	assert_no_strays();
+}
+
 /* `echo hi | psrun -n 2 ...`: node 0 reads "hi", node 1 reads EOF at once
  * (before: whichever node read first got it). */
 static void test_psrun_gives_stdin_to_node_0_only(void **state)
@@ -958,13 +982,14 @@ static void test_psrun_help_documents_every_flag(void **state)
 	char *argv[] = { (char *)tool("psrun"), "--help", NULL };
 	run(&p, argv);
 	assert_int_equal(exit_status(&p), 0);
-	const char *flags[] = { "-n,", "-t,", "--numa", "-v,", "--arena-size", "--mem", "--help",
+	const char *flags[] = { "-n,", "-np,", "-t,", "--numa", "-v,", "--arena-size", "--mem", "--help",
+				"--tag-output", "--output-dir", "--timeout", "--version", "RANK", "LOCAL_WORLD_SIZE",
 				"default" };
 	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
 		assert_contains(p.out, flags[i]);
 }
 
-static char self_exe[PATH_MAX];
+static char my_exe[1024]; /* as mh_self */
 
 /* ------------------------------------------------------------ README */
 
@@ -1157,7 +1182,7 @@ static void test_psstat_fits_80_columns_with_totals_progress_and_age(void **stat
 	unlink(marker); /* the nodes wait until it exists again */
 	struct proc job, st;
 	char seg[PS__NAME_MAX];
-	char *job_argv[] = { (char *)tool("psrun"), "-n", "2", self_exe, "--progress-node", marker, NULL };
+	char *job_argv[] = { (char *)tool("psrun"), "-n", "2", my_exe, "--progress-node", marker, NULL };
 	proc_start(&job, job_argv);
 	wait_segment(&before, &job, seg);
 	/* until both nodes have attached and set their progress */
@@ -1217,12 +1242,13 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--progress-node") == 0)
 		return progress_node(argv[2]);
-	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+	ssize_t n = readlink("/proc/self/exe", my_exe, sizeof my_exe - 1);
 	if (n <= 0) {
 		fprintf(stderr, "test_psrun: cannot find its own executable: %s\n", strerror(errno));
 		return 1;
 	}
-	self_exe[n] = 0;
+	my_exe[n] = 0;
+	snprintf(mh_self, sizeof mh_self, "%s", my_exe);
 	const struct CMUnitTest tests[] = {
 		T(test_psrun_runs_any_program_once_per_node),
 		T(test_psrun_gives_each_node_its_environment),
@@ -1234,6 +1260,7 @@ int main(int argc, char **argv)
 		T(test_psrun_version_prints_one_line),
 		T(test_psrun_accepts_np_as_n),
 		T(test_psrun_exports_torchrun_variables),
+		T(test_psrun_exports_global_ranks_across_hosts),
 		T(test_psrun_gives_stdin_to_node_0_only),
 		T(test_psrun_tag_output_prefixes_every_whole_line),
 		T(test_psrun_output_dir_writes_one_log_per_node),
