@@ -997,7 +997,7 @@ static int list_jobs(void)
 			}
 			struct ps__hdr *h = seg.hdr;
 			struct row *r = &rows[n++];
-			snprintf(r->name, sizeof r->name, "%s", e->d_name);
+			memcpy(r->name, e->d_name, strlen(e->d_name) + 1); /* length checked above */
 			r->age = job_age(&seg);
 			r->pid = h->creator_pid;
 			r->nodes = h->num_nodes;
