@@ -158,8 +158,9 @@ static const char usage_line[] =
 	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
 	"             [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]\n"
 	"             [--tag-output | --output-dir DIR] [--timeout SEC]\n"
-	"             [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]\n"
-	"             [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]\n"
+	"             [--restore FILE] [--hosts H --host-rank R]\n"
+	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
+	"             [--rendezvous-timeout S]\n"
 	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";
 

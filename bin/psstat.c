@@ -115,7 +115,8 @@ struct sample {
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
-	"usage: psstat [--once | --final] [--json | --wide] [--interval SEC] [--dump] [JOB]\n"
+	"usage: psstat [--once | --final] [--json | --wide] [--interval SEC] [JOB]\n"
+	"       psstat --dump [JOB]\n"
 	"       psstat --checkpoint FILE [--timeout SEC] [JOB]\n"
 	"       psstat --list | --help | --version\n";
 
