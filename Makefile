@@ -54,6 +54,9 @@ FUZZ_CC   ?= $(shell command -v clang 2>/dev/null)
 FUZZ      := $(if $(FUZZ_CC),$(BUILD)/fuzz/fuzz_frame)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
+# The README's example (docs/example.c), linked as a user's program would be:
+# against build/lib's shared library (tests/test_psrun.c runs it).
+EXAMPLE   := $(BUILD)/docs/example
 
 .SECONDARY:
 .PHONY: all deps test test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
@@ -63,7 +66,7 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
+all: check-deps $(STATIC) $(SHARED) $(SHARED).0 $(EXAMPLE) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -105,6 +108,15 @@ $(STATIC): $(LIB_OBJ)
 $(SHARED): $(LIB_OBJ)
 	@echo "  LD      $@"
 	@$(CC) -shared -Wl,-soname,libpsmem.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The soname that programs linked against build/lib ask for at run time.
+$(SHARED).0: $(SHARED)
+	@ln -sf libpsmem.so $@
+
+$(EXAMPLE): docs/example.c lib/psmem.h $(SHARED).0
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $< -o $@ -L$(BUILD)/lib -lpsmem -Wl,-rpath,'$$ORIGIN/../lib' $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
 	@echo "  LD      $@"

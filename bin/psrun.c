@@ -4,6 +4,7 @@
  *
  *   psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]
  *         [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]
+ *         [--tag-output | --output-dir DIR] [--timeout SEC]
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
  *         prog [args...]
@@ -35,10 +36,20 @@
  *     process is started for the same node id (PSMEM_RESTARTED=1), which
  *     takes the node over (lib/restart.c) - at most --max-restarts times in
  *     all, then the job is stopped as with abort.
+ *   - Output: by default the nodes write to psrun's stdout and stderr
+ *     directly.  --tag-output gives each node a pipe per stream; psrun reads
+ *     them in its loop and writes each complete line, prefixed "[RANK] ",
+ *     with one write(2), so lines of different nodes never mix within a
+ *     line (a line over TAG_LINE_MAX bytes is cut into pieces, each
+ *     prefixed).  --output-dir DIR sends both streams of a node to
+ *     DIR/node-RANK.log (made before any node starts).
+ *   - Stdin: node RANK 0 gets psrun's stdin (a terminal: /dev/null, see
+ *     detach_tty_stdin), every other node /dev/null, as mpirun does.
  *   - Exit status: 0 iff every node exited 0; else the first failing node's
  *     (exit code, or 128 + signal); 127 when prog cannot be executed;
- *     128 + signal when psrun was interrupted and no node failed first;
- *     2 for bad arguments; 1 when the job cannot be set up.
+ *     124 when --timeout stopped the job; 128 + signal when psrun was
+ *     interrupted and no node failed first; 2 for bad arguments; 1 when
+ *     the job cannot be set up.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -57,7 +68,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +82,9 @@
 #define FAIL_GRACE_NS    (1000ULL * 1000 * 1000) /* node failed: SIGTERM, SIGKILL after */
 #define SIGNAL_GRACE_NS  (2000ULL * 1000 * 1000) /* psrun signalled: forward, SIGKILL after */
 #define MAX_RESTARTS     1000
+#define MAX_TIMEOUT_S    (366.0 * 86400)
+#define TAG_LINE_MAX     65536 /* --tag-output: longer lines are cut */
+#define EXIT_TIMEOUT     124   /* as timeout(1) */
 
 struct opts {
 	int nodes;
@@ -82,13 +98,26 @@ struct opts {
 	const char *restore_arg; /* --restore FILE as given, or NULL */
 	char *restore;          /* absolute path of --restore FILE, or NULL */
 	struct host_opts host;  /* multi-host flags */
+	bool tag_output;        /* --tag-output */
+	const char *output_dir; /* --output-dir DIR, or NULL */
+	double timeout_s;       /* --timeout; 0: none */
 	char **prog;            /* argv of the program, NULL-terminated */
+};
+
+/* --tag-output: one stream (stdout or stderr) of one node. */
+struct tagged {
+	int fd;                 /* read end, -1 when closed */
+	size_t len;             /* bytes of an unfinished line in buf */
+	char buf[TAG_LINE_MAX];
 };
 
 struct node_proc {
 	pid_t pid;              /* 0 once reaped */
 	int exec_fd;            /* read end of the exec-report pipe, -1 when read */
 	bool exec_failed;
+	struct tagged *out[2];  /* --tag-output: its stdout, stderr; else NULL */
+	int out_wfd[2];         /* their write ends, between pipe and fork */
+	int log_fd;             /* --output-dir: its log, between open and fork */
 };
 
 struct job {
@@ -116,6 +145,11 @@ struct job {
 	bool restarting;        /* in start_node of a replacement: PSMEM_RESTARTED=1 */
 	struct hosts *hosts;    /* multi-host part; NULL on one host */
 	bool peer_failed;       /* another host failed: this one stops too */
+	int nhosts, host_rank;  /* this host's place: RANK = host_rank * nodes + i */
+	uint64_t deadline;      /* --timeout: CLOCK_MONOTONIC end; 0 = none */
+	bool timed_out;
+	bool out_broken[2];     /* psrun's stdout/stderr gave EPIPE: drop output */
+	struct sigaction orig_pipe; /* SIGPIPE as psrun found it, for the nodes */
 };
 
 /* ------------------------------------------------------------ arguments */
@@ -123,16 +157,19 @@ struct job {
 static const char usage_line[] =
 	"usage: psrun -n N [-t THREADS] [--numa auto|none] [-v] [--arena-size SIZE]\n"
 	"             [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]\n"
-	"             [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]\n"
-	"             [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]\n"
-	"             [--help] prog [args...]\n"
+	"             [--tag-output | --output-dir DIR] [--timeout SEC]\n"
+	"             [--restore FILE] [--hosts H --host-rank R]\n"
+	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
+	"             [--rendezvous-timeout S]\n"
+	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";
 
 static void print_help(void)
 {
 	printf("psrun - run a program as an N-node psmem job on this host\n\n%s\n", usage_line);
-	printf("  -n, --nodes N        node processes to start, 1..%d (required)\n"
-	       "  -t, --threads T      worker threads per node, 1..%d (default: 1)\n"
+	printf("  -n, -np, --nodes N   node processes to start, 1..%d (required)\n"
+	       "  -t, --threads T      worker threads per node, 1..%d (default: 1); psrun\n"
+	       "                       warns when nodes x threads exceed the CPUs it may use\n"
 	       "      --numa auto|none auto: pin node i to socket i mod S (S NUMA nodes with\n"
 	       "                       CPUs and memory) and bind its arena there; none: no\n"
 	       "                       pinning, no binding (default: auto)\n"
@@ -153,7 +190,15 @@ static void print_help(void)
 	       "      --restore FILE   start the job from a checkpoint: the program's\n"
 	       "                       ps_restore(w, NULL) restores its tables from FILE\n"
 	       "                       (checked before any node starts)\n"
-	       "  -h, --help           print this help and exit\n\n",
+	       "      --tag-output     prefix each line of a node's stdout and stderr with\n"
+	       "                       \"[RANK] \"; whole lines, never mixed (default: off)\n"
+	       "      --output-dir DIR write node RANK's stdout and stderr to DIR/node-RANK.log\n"
+	       "                       instead (DIR is created; not with --tag-output)\n"
+	       "      --timeout SEC    stop the job after SEC seconds (fractions allowed):\n"
+	       "                       SIGTERM, SIGKILL 1 s later, exit status 124\n"
+	       "                       (default: none)\n"
+	       "  -h, --help           print this help and exit\n"
+	       "      --version        print psrun's version and exit\n\n",
 	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30), MAX_RESTARTS);
 	printf("Several hosts (one psrun per host, joined by a TCP bridge):\n"
 	       "      --hosts H --host-rank R\n"
@@ -180,16 +225,21 @@ static void print_help(void)
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
 	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set (PSMEM_RESTORE with\n"
-	       "--restore, PSMEM_RESTARTED=1 in a restarted node), in a process group\n"
-	       "of its own; a terminal on stdin is replaced by /dev/null.\n\n"
+	       "--restore, PSMEM_RESTARTED=1 in a restarted node), and torchrun's RANK,\n"
+	       "WORLD_SIZE (over every host: RANK = host rank x N + node), LOCAL_RANK and\n"
+	       "LOCAL_WORLD_SIZE (this host), in a process group of its own.\n"
+	       "Output: every node writes to psrun's stdout and stderr (see --tag-output,\n"
+	       "--output-dir).  Stdin goes to RANK 0 only; the others read /dev/null, and\n"
+	       "so does RANK 0 when stdin is a terminal.\n\n"
 	       "Signals: SIGINT, SIGTERM, SIGHUP are forwarded to every node, which is\n"
-	       "killed 2 s later if still running; SIGQUIT prints who waits for what.\n"
+	       "killed 2 s later if still running (psrun says so on stderr); SIGQUIT\n"
+	       "prints who waits for what.\n"
 	       "When a node fails (and is not restarted), the others get SIGTERM, then\n"
 	       "SIGKILL 1 s later.\n\n"
 	       "Exit status: 0 if every node exited 0; else the first failing node's\n"
 	       "status (128+N when killed by signal N); 127 if prog cannot be executed;\n"
-	       "128+N if psrun got signal N first; 2 for bad arguments; 1 if the job\n"
-	       "cannot be set up.\n");
+	       "124 if --timeout stopped it; 128+N if psrun got signal N first; 2 for\n"
+	       "bad arguments; 1 if the job cannot be set up.\n");
 }
 
 __attribute__((format(printf, 1, 2), noreturn))
@@ -200,7 +250,7 @@ static void usage_error(const char *fmt, ...)
 	fputs("psrun: bad arguments: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n%s(psrun --help for details)\n", usage_line);
+	fputs("\nTry 'psrun --help' for more information.\n", stderr);
 	exit(2);
 }
 
@@ -241,6 +291,48 @@ static bool parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
+/* Seconds, fractions allowed: more than 0, at most MAX_TIMEOUT_S. */
+static bool parse_seconds(const char *s, double *out)
+{
+	if (!isdigit((unsigned char)*s) && *s != '.')
+		return false;
+	errno = 0;
+	char *end;
+	double v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !(v > 0) || v > MAX_TIMEOUT_S)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* --output-dir DIR: made (with its parents) and checked writable before
+ * anything starts, so a typo costs no run. */
+static void check_output_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	if (!*dir || strlen(dir) + 32 >= sizeof path)
+		usage_error("--output-dir wants a directory name shorter than %zu bytes", sizeof path - 32);
+	snprintf(path, sizeof path, "%s", dir);
+	for (char *p = path + 1;; p++) {
+		bool last = *p == '\0';
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0777) != 0 && errno != EEXIST)
+			usage_error("--output-dir %s: cannot create %s: %s", dir, path, strerror(errno));
+		if (last)
+			break;
+		*p = '/';
+	}
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		usage_error("--output-dir %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		usage_error("--output-dir %s: not a directory", dir);
+	if (access(dir, W_OK | X_OK) != 0)
+		usage_error("--output-dir %s: not writable: %s", dir, strerror(errno));
+}
+
 /* --restore FILE: a readable checkpoint of this host (header, length,
  * host count and rank; the nodes check the rest), kept as an absolute path
  * for the nodes.  In a multi-host job host R's file is FILE.hostR (FILE
@@ -270,7 +362,8 @@ static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 	free(rd);
 }
 
-enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT };
+enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT,
+       OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION };
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
@@ -292,6 +385,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "make-token", required_argument, NULL, OPT_MAKE_TOKEN },
 		{ "bind", required_argument, NULL, OPT_BIND },
 		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
+		{ "tag-output", no_argument, NULL, OPT_TAG },
+		{ "output-dir", required_argument, NULL, OPT_OUTDIR },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct opts){ .threads = 1, .max_restarts = 3, .host = { .hosts = -1, .host_rank = -1, .rdv_timeout_s = 30 } };
@@ -299,7 +396,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	 * ":": report a missing argument as ':' so we word the message. */
 	opterr = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "+:n:t:vh", longopts, NULL)) != -1) {
+	for (;;) {
+		/* mpirun's -np: getopt would read "-n p".  Only where an option
+		 * starts (getopt is between elements: optind names the next). */
+		if (optind < argc && strcmp(argv[optind], "-np") == 0)
+			argv[optind] = (char *)"-n";
+		if ((c = getopt_long(argc, argv, "+:n:t:vh", longopts, NULL)) == -1)
+			break;
 		switch (c) {
 		case 'n':
 			if (!parse_count(optarg, 1, PS__MAX_NODES, &o->nodes))
@@ -372,6 +475,20 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
 				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);
 			break;
+		case OPT_TAG:
+			o->tag_output = true;
+			break;
+		case OPT_OUTDIR:
+			o->output_dir = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (!parse_seconds(optarg, &o->timeout_s))
+				usage_error("--timeout wants seconds, more than 0 and at most %.0f, not '%s'",
+					    MAX_TIMEOUT_S, optarg);
+			break;
+		case OPT_VERSION:
+			printf("psrun (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+			exit(0);
 		case ':':
 			usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -385,6 +502,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage_error("-n N is required");
 	if (optind >= argc)
 		usage_error("no program to run");
+	if (o->tag_output && o->output_dir)
+		usage_error("--tag-output and --output-dir exclude each other (each file of "
+			    "--output-dir holds one node)");
+	if (o->output_dir)
+		check_output_dir(o->output_dir);
 	o->prog = argv + optind;
 }
 
@@ -537,6 +659,15 @@ static void set_env(const struct job *j, int i)
 		fail |= setenv("PSMEM_RESTORE", j->o.restore, 1);
 	if (j->restarting)
 		fail |= setenv("PSMEM_RESTARTED", "1", 1);
+	/* torchrun's names: global over the hosts, LOCAL_* on this one */
+	snprintf(v, sizeof v, "%d", j->host_rank * j->o.nodes + i);
+	fail |= setenv("RANK", v, 1);
+	snprintf(v, sizeof v, "%d", j->nhosts * j->o.nodes);
+	fail |= setenv("WORLD_SIZE", v, 1);
+	snprintf(v, sizeof v, "%d", i);
+	fail |= setenv("LOCAL_RANK", v, 1);
+	snprintf(v, sizeof v, "%d", j->o.nodes);
+	fail |= setenv("LOCAL_WORLD_SIZE", v, 1);
 	if (fail) {
 		fprintf(stderr, "psrun: node %d: cannot set the environment: %s\n", i, strerror(errno));
 		_exit(127);
@@ -569,9 +700,9 @@ static void pin_numa(const struct job *j, int i)
  * with SIGTTIN and hang the job, so a terminal on stdin becomes /dev/null.
  * Pipes and files are left alone.
  */
-static void detach_tty_stdin(void)
+static void detach_tty_stdin(bool always)
 {
-	if (!isatty(STDIN_FILENO))
+	if (!always && !isatty(STDIN_FILENO))
 		return;
 	int null = open("/dev/null", O_RDONLY);
 	if (null >= 0) {
@@ -589,7 +720,18 @@ static void node_main(struct job *j, int i, int report_fd)
 	setpgid(0, 0);
 	atomic_store_explicit(&j->pgids[i], getpid(), memory_order_relaxed);
 	sigprocmask(SIG_SETMASK, &j->orig_mask, NULL);
-	detach_tty_stdin();
+	if (j->o.tag_output)
+		sigaction(SIGPIPE, &j->orig_pipe, NULL); /* psrun ignores it, prog need not */
+	/* stdin to RANK 0 only (mpirun's rule): the others would race for it */
+	detach_tty_stdin(j->host_rank * j->o.nodes + i != 0);
+	struct node_proc *n = &j->node[i];
+	if (n->out[0]) {
+		dup2(n->out_wfd[0], STDOUT_FILENO);
+		dup2(n->out_wfd[1], STDERR_FILENO);
+	} else if (n->log_fd >= 0) {
+		dup2(n->log_fd, STDOUT_FILENO);
+		dup2(n->log_fd, STDERR_FILENO);
+	}
 	set_env(j, i);
 	hosts_node_env(j->hosts, i);
 	pin_numa(j, i);
@@ -602,12 +744,153 @@ static void node_main(struct job *j, int i, int report_fd)
 	_exit(127);
 }
 
+/* ------------------------------------------------------------ output */
+
+static void write_all(struct job *j, int stream, const char *p, size_t n)
+{
+	if (j->out_broken[stream])
+		return;
+	while (n > 0) {
+		ssize_t w = write(stream + 1, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			/* EPIPE (SIGPIPE is ignored) or worse: the reader is gone */
+			j->out_broken[stream] = true;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* One line of node rank `rank`, prefixed, in one write: writes of at most
+ * PIPE_BUF bytes to a pipe are atomic, longer ones are at least not
+ * interleaved with psrun's own. */
+static void emit_line(struct job *j, int i, int stream, const char *line, size_t n)
+{
+	static char out[TAG_LINE_MAX + 32];
+	int k = snprintf(out, 32, "[%d] ", j->host_rank * j->o.nodes + i);
+	memcpy(out + k, line, n);
+	size_t len = (size_t)k + n;
+	if (n == 0 || line[n - 1] != '\n')
+		out[len++] = '\n';
+	write_all(j, stream, out, len);
+}
+
+/* Reads what node i wrote on stream; emits each complete line.  At EOF
+ * (or final: draining after the node ended) the rest too, then closes. */
+static void tag_read(struct job *j, int i, int stream, bool final)
+{
+	struct tagged *t = j->node[i].out[stream];
+	if (!t || t->fd < 0)
+		return;
+	if (j->out_broken[stream]) {
+		/* nobody reads psrun's output: the node's next write gets
+		 * SIGPIPE, as it would writing there itself */
+		close(t->fd);
+		t->fd = -1;
+		return;
+	}
+	for (int rounds = 0; final || rounds < 16; rounds++) {
+		ssize_t r = read(t->fd, t->buf + t->len, sizeof t->buf - t->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r > 0) {
+			t->len += (size_t)r;
+			size_t start = 0;
+			for (size_t k = t->len - (size_t)r; k < t->len; k++) {
+				if (t->buf[k] == '\n') {
+					emit_line(j, i, stream, t->buf + start, k + 1 - start);
+					start = k + 1;
+				}
+			}
+			memmove(t->buf, t->buf + start, t->len - start);
+			t->len -= start;
+			if (t->len == sizeof t->buf) { /* a line over TAG_LINE_MAX: cut it */
+				emit_line(j, i, stream, t->buf, t->len);
+				t->len = 0;
+			}
+			continue;
+		}
+		if (r < 0 && errno == EAGAIN && !final)
+			return;
+		/* EOF, an error, or nothing more while draining */
+		if (t->len)
+			emit_line(j, i, stream, t->buf, t->len);
+		t->len = 0;
+		close(t->fd);
+		t->fd = -1;
+		return;
+	}
+}
+
+/* --tag-output: a pipe per stream of node i (the previous incarnation's,
+ * if any, drained and closed first); --output-dir: its log file opened.
+ * The write ends / the log are for the child; psrun closes them after
+ * fork (close_child_ends). */
+static int open_outputs(struct job *j, int i)
+{
+	struct node_proc *n = &j->node[i];
+	n->log_fd = -1;
+	n->out_wfd[0] = n->out_wfd[1] = -1;
+	if (j->o.output_dir) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/node-%d.log", j->o.output_dir, j->host_rank * j->o.nodes + i);
+		/* a restarted node appends to its predecessor's log */
+		n->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (j->restarting ? 0 : O_TRUNC), 0666);
+		if (n->log_fd < 0) {
+			fprintf(stderr, "psrun: node %d: cannot open %s: %s\n", i, path, strerror(errno));
+			return -1;
+		}
+	}
+	if (!j->o.tag_output)
+		return 0;
+	for (int s = 0; s < 2; s++) {
+		if (!n->out[s]) {
+			if (!(n->out[s] = calloc(1, sizeof *n->out[s]))) {
+				fprintf(stderr, "psrun: node %d: out of memory\n", i);
+				return -1;
+			}
+			n->out[s]->fd = -1;
+		}
+		tag_read(j, i, s, true); /* a predecessor's last lines */
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) != 0) {
+			fprintf(stderr, "psrun: cannot create an output pipe for node %d: %s\n", i, strerror(errno));
+			return -1;
+		}
+		fcntl(p[0], F_SETFL, O_NONBLOCK); /* psrun's end only: the node writes blocking */
+		n->out[s]->fd = p[0];
+		n->out[s]->len = 0;
+		n->out_wfd[s] = p[1];
+	}
+	return 0;
+}
+
+static void close_child_ends(struct node_proc *n)
+{
+	for (int s = 0; s < 2; s++) {
+		if (n->out_wfd[s] >= 0)
+			close(n->out_wfd[s]);
+		n->out_wfd[s] = -1;
+	}
+	if (n->log_fd >= 0)
+		close(n->log_fd);
+	n->log_fd = -1;
+}
+
 static int start_node(struct job *j, int i)
 {
 	int p[2];
+	if (open_outputs(j, i) != 0) {
+		close_child_ends(&j->node[i]);
+		return -1;
+	}
 	/* O_CLOEXEC: a successful exec closes the write end, psrun reads EOF */
 	if (pipe2(p, O_CLOEXEC) != 0) {
 		fprintf(stderr, "psrun: cannot create a pipe for node %d: %s\n", i, strerror(errno));
+		close_child_ends(&j->node[i]);
 		return -1;
 	}
 	pid_t pid = fork();
@@ -615,6 +898,7 @@ static int start_node(struct job *j, int i)
 		fprintf(stderr, "psrun: cannot fork node %d: %s\n", i, strerror(errno));
 		close(p[0]);
 		close(p[1]);
+		close_child_ends(&j->node[i]);
 		return -1;
 	}
 	if (pid == 0) {
@@ -622,12 +906,16 @@ static int start_node(struct job *j, int i)
 		node_main(j, i, p[1]);
 	}
 	close(p[1]);
+	close_child_ends(&j->node[i]);
 	/* Also here, so the group exists before psrun may signal it; fails
 	 * harmlessly once the child has exec'd (it did it itself). */
 	setpgid(pid, pid);
 	atomic_store_explicit(&j->pgids[i], pid, memory_order_relaxed);
 	hosts_node_started(j->hosts, i);
-	j->node[i] = (struct node_proc){ .pid = pid, .exec_fd = p[0] };
+	struct node_proc *n = &j->node[i];
+	n->pid = pid;
+	n->exec_fd = p[0];
+	n->exec_failed = false;
 	j->live++;
 	if (j->o.verbose)
 		fprintf(stderr, "psrun: node %d is pid %d\n", i, (int)pid);
@@ -830,8 +1118,12 @@ static void on_signal(struct job *j, int sig)
 	case SIGINT:
 	case SIGTERM:
 	case SIGHUP:
-		if (!j->interrupted)
+		if (!j->interrupted) {
 			j->interrupted = sig;
+			/* say what happens: the nodes' own output may stop mid-way */
+			fprintf(stderr, "psrun: interrupted (SIG%s), stopping %d node%s\n", sigabbrev_np(sig),
+				j->live, j->live == 1 ? "" : "s");
+		}
 		begin_stop(j, sig, SIGNAL_GRACE_NS);
 		if (j->hosts) {
 			char why[64];
@@ -869,6 +1161,43 @@ static void step_hosts(struct job *j)
 	hosts_local_done(j->hosts, PS_EHOSTDOWN, why);
 }
 
+/* --timeout: the job has run its time. */
+static void time_out(struct job *j)
+{
+	j->timed_out = true;
+	j->deadline = 0;
+	fprintf(stderr, "psrun: timeout: the job ran for %g s (--timeout), stopping %d node%s\n", j->o.timeout_s,
+		j->live, j->live == 1 ? "" : "s");
+	set_failed(j, EXIT_TIMEOUT);
+	if (j->live > 0 && !j->stop_sig)
+		begin_stop(j, SIGTERM, FAIL_GRACE_NS);
+	hosts_local_done(j->hosts, PS_EHOSTDOWN, "timed out (--timeout)");
+}
+
+/* Poll set: the signalfd, the bridge, then the nodes' output pipes. */
+struct pollset {
+	struct pollfd pfd[2 + 2 * PS__MAX_NODES];
+	int node[2 + 2 * PS__MAX_NODES], stream[2 + 2 * PS__MAX_NODES];
+	int n;
+};
+
+static void pollset_build(const struct job *j, struct pollset *ps)
+{
+	ps->pfd[0] = (struct pollfd){ .fd = j->sfd, .events = POLLIN };
+	ps->pfd[1] = (struct pollfd){ .fd = hosts_poll_fd(j->hosts), .events = POLLIN };
+	ps->n = 2; /* fd -1 (one host): poll ignores the entry */
+	for (int i = 0; i < j->o.nodes; i++) {
+		for (int s = 0; s < 2; s++) {
+			const struct tagged *t = j->node[i].out[s];
+			if (!t || t->fd < 0)
+				continue;
+			ps->pfd[ps->n] = (struct pollfd){ .fd = t->fd, .events = POLLIN };
+			ps->node[ps->n] = i;
+			ps->stream[ps->n++] = s;
+		}
+	}
+}
+
 /* Every node has ended: tell the other hosts, then wait for theirs. */
 static void nodes_all_ended(struct job *j)
 {
@@ -885,15 +1214,18 @@ static void supervise(struct job *j)
 		if (j->live == 0)
 			nodes_all_ended(j);
 		int timeout = hosts_timeout_ms(j->hosts);
-		if (j->kill_at) {
+		uint64_t at[2] = { j->kill_at, j->deadline };
+		for (int k = 0; k < 2; k++) {
+			if (!at[k])
+				continue;
 			uint64_t now = ps__now_ns();
-			int until = now >= j->kill_at ? 0 : (int)((j->kill_at - now + 999999) / 1000000);
+			int until = now >= at[k] ? 0 : (int)((at[k] - now + 999999) / 1000000);
 			timeout = timeout < 0 || until < timeout ? until : timeout;
 		}
-		struct pollfd pfd[2] = { { .fd = j->sfd, .events = POLLIN },
-					 { .fd = hosts_poll_fd(j->hosts), .events = POLLIN } };
-		int n = poll(pfd, j->hosts ? 2 : 1, timeout);
-		struct pollfd p = pfd[0];
+		static struct pollset ps;
+		pollset_build(j, &ps);
+		int n = poll(ps.pfd, (nfds_t)ps.n, timeout);
+		struct pollfd p = ps.pfd[0];
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "psrun: cannot wait for signals: %s\n", strerror(errno));
 			set_failed(j, 1);
@@ -915,6 +1247,11 @@ static void supervise(struct job *j)
 			signal_all(j, SIGKILL);
 			j->kill_at = 0;
 		}
+		for (int k = 2; n > 0 && k < ps.n; k++)
+			if (ps.pfd[k].revents)
+				tag_read(j, ps.node[k], ps.stream[k], false);
+		if (j->deadline && ps__now_ns() >= j->deadline)
+			time_out(j);
 		if (n > 0 && (p.revents & POLLIN))
 			read_signals(j);
 		step_hosts(j);
@@ -923,6 +1260,32 @@ static void supervise(struct job *j)
 }
 
 /* ------------------------------------------------------------ setup */
+
+/* CPUs psrun may run on (its affinity mask, which the nodes inherit). */
+static int usable_cpus(void)
+{
+	int n = 0;
+	cpu_set_t *set = CPU_ALLOC(8192);
+	size_t size = CPU_ALLOC_SIZE(8192);
+	if (set && sched_getaffinity(0, size, set) == 0)
+		n = CPU_COUNT_S(size, set);
+	CPU_FREE(set);
+	if (n <= 0)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	return n;
+}
+
+/* More worker threads than CPUs: they time-share, and every barrier
+ * waits for the one that is not running.  Allowed, but said. */
+static void warn_oversubscribed(const struct opts *o)
+{
+	int cpus = usable_cpus();
+	long want = (long)o->nodes * o->threads;
+	if (cpus > 0 && want > cpus)
+		fprintf(stderr, "psrun: warning: %d nodes x %d threads = %ld threads on %d CPUs; they will "
+			"share CPUs and wait for each other at barriers (want -n x -t <= %d)\n",
+			o->nodes, o->threads, want, cpus, cpus);
+}
 
 static int block_signals(struct job *j)
 {
@@ -970,10 +1333,17 @@ int main(int argc, char **argv)
 	j->self = getpid();
 	j->sfd = -1;
 	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
-	if (j->o.restore_arg) {
-		int hosts = 1, rank = 0;
-		hosts_place(j->hosts, &hosts, &rank);
-		check_restore(&j->o, j->o.restore_arg, hosts, rank);
+	j->nhosts = 1;
+	j->host_rank = 0;
+	hosts_place(j->hosts, &j->nhosts, &j->host_rank);
+	if (j->o.restore_arg)
+		check_restore(&j->o, j->o.restore_arg, j->nhosts, j->host_rank);
+	warn_oversubscribed(&j->o);
+	if (j->o.tag_output) {
+		/* a reader of psrun's output that goes away is not a reason to
+		 * die (the guardian would have to clean up): output is dropped */
+		struct sigaction ign = { .sa_handler = SIG_IGN };
+		sigaction(SIGPIPE, &ign, &j->orig_pipe);
 	}
 	/* A replacement node would need a new link to the bridge and the other
 	 * hosts' requests in flight to it replayed: not done. */
@@ -1024,8 +1394,15 @@ int main(int argc, char **argv)
 	}
 	if (j->o.verbose)
 		print_mapping(j);
+	if (j->o.timeout_s > 0)
+		j->deadline = ps__now_ns() + (uint64_t)(j->o.timeout_s * 1e9);
 	start_nodes(j);
 	supervise(j);
+	/* what the nodes wrote before they ended (a process they left behind
+	 * may keep a pipe open: only what is there now) */
+	for (int i = 0; i < j->o.nodes; i++)
+		for (int s = 0; s < 2; s++)
+			tag_read(j, i, s, true);
 
 	remove_segment(j);
 	stop_guardian(j);

@@ -1,8 +1,14 @@
 /*
  * psstat - live per-node figures of a running psmem job.
  *
- *   psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]
+ *   psstat [--once | --final] [--json | --wide] [--interval SEC] [--dump] [JOB]
  *   psstat --checkpoint FILE [--timeout SEC] [JOB]
+ *   psstat --list | --help | --version
+ *
+ * The default table fits an 80-column terminal (node, pid, state, rates,
+ * local share, arena, step and progress, and a totals row); --wide adds
+ * the NUMA placement, socket share, relocations, retries and replica
+ * columns (about 150 columns).
  *
  * Invariants
  *   - Read-only: the segment is mapped PROT_READ and nothing in it is ever
@@ -31,6 +37,7 @@
  * Exit status: 0 success or job ended; 1 no job / cannot attach, or the
  * checkpoint was not written; 2 bad arguments.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -53,7 +60,7 @@
 #define MAX_INTERVAL 86400.0
 
 struct opts {
-	bool once, final, json, dump;
+	bool once, final, json, dump, wide, list;
 	double interval;        /* seconds */
 	const char *ckpt;       /* --checkpoint FILE */
 	double timeout;         /* seconds to wait for it */
@@ -94,6 +101,8 @@ struct node_sample {
 	uint64_t arena_used, arena_size;
 	uint64_t repl_age_ns;   /* since the node's replicas were last refreshed; 0: never */
 	uint64_t keys_held;     /* slots in use in its pools, all tables */
+	uint32_t step;          /* barriers its slowest worker has passed */
+	int64_t progress;       /* ps_progress_set values of the step, summed; -1: none */
 };
 
 struct sample {
@@ -106,8 +115,10 @@ struct sample {
 /* ------------------------------------------------------------ arguments */
 
 static const char usage_line[] =
-	"usage: psstat [--once | --final] [--json] [--interval SEC] [--dump] [--help] [JOB]\n"
-	"       psstat --checkpoint FILE [--timeout SEC] [JOB]\n";
+	"usage: psstat [--once | --final] [--json | --wide] [--interval SEC] [JOB]\n"
+	"       psstat --dump [JOB]\n"
+	"       psstat --checkpoint FILE [--timeout SEC] [JOB]\n"
+	"       psstat --list | --help | --version\n";
 
 static void print_help(void)
 {
@@ -119,6 +130,9 @@ static void print_help(void)
 	       "                  counters; rates and shares over the whole job\n"
 	       "      --json      print JSON objects instead of a table, one per line\n"
 	       "                  (default: table)\n"
+	       "      --wide      the table with every column (about 150 columns; the\n"
+	       "                  default table fits 80)\n"
+	       "      --list      list the running jobs of this user and exit\n"
 	       "      --interval SEC\n"
 	       "                  seconds between samples, fractions allowed (default: 1)\n"
 	       "      --dump      print who waits for what (barriers, slot locks,\n"
@@ -129,8 +143,15 @@ static void print_help(void)
 	       "                  the end of an epoch); waits for it and reports the result\n"
 	       "      --timeout SEC\n"
 	       "                  how long --checkpoint waits (default: 60)\n"
-	       "  -h, --help      print this help and exit\n\n"
-	       "Columns: numa, the NUMA node psrun pinned the node to; bound, the NUMA node\n"
+	       "  -h, --help      print this help and exit\n"
+	       "      --version   print psstat's version and exit\n\n"
+	       "Header: the job, its age (up), nodes x threads, memory committed of the\n"
+	       "budget.  Columns: pulls/s, pushes/s; keys/s, keys pulled and pushed per\n"
+	       "second; local%%, the share of accessed keys served from the node's own\n"
+	       "arena; arena, bytes used in it; step, barriers passed by the node's\n"
+	       "slowest worker; progress, what its workers set with ps_progress_set in\n"
+	       "that step, summed ('-' = none).  The last row sums the nodes.\n"
+	       "--wide also: numa, the NUMA node psrun pinned the node to; bound, the NUMA node\n"
 	       "the kernel binds its arena to (- none); pulls/s, pushes/s and keys\n"
 	       "pulled/pushed per second; local%%, the share of accessed keys served from\n"
 	       "the node's own arena; sock%%, served from an arena on its own NUMA node\n"
@@ -151,7 +172,7 @@ static void usage_error(const char *fmt, ...)
 	fputs("psstat: bad arguments: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n%s(psstat --help for details)\n", usage_line);
+	fputs("\nTry 'psstat --help' for more information.\n", stderr);
 	exit(2);
 }
 
@@ -168,7 +189,7 @@ static bool parse_interval(const char *s, double *out)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP, O_CKPT, O_TIMEOUT };
+	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP, O_CKPT, O_TIMEOUT, O_WIDE, O_LIST, O_VERSION };
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, O_ONCE },
 		{ "final", no_argument, NULL, O_FINAL },
@@ -178,6 +199,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "checkpoint", required_argument, NULL, O_CKPT },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
+		{ "wide", no_argument, NULL, O_WIDE },
+		{ "list", no_argument, NULL, O_LIST },
+		{ "version", no_argument, NULL, O_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct opts){ .interval = 1.0, .timeout = 60.0 };
@@ -212,6 +236,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
 				usage_error("--timeout wants seconds, more than 0 and at most %.0f, not '%s'",
 					    MAX_INTERVAL, optarg);
 			break;
+		case O_WIDE:
+			o->wide = true;
+			break;
+		case O_LIST:
+			o->list = true;
+			break;
+		case O_VERSION:
+			printf("psstat (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+			exit(0);
 		case 'h':
 			print_help();
 			exit(0);
@@ -225,6 +258,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (o->once && o->final)
 		usage_error("--once and --final exclude each other");
+	if (o->json && o->wide)
+		usage_error("--json and --wide exclude each other");
+	if (o->list && (o->once || o->final || o->json || o->wide || o->dump || o->ckpt || optind < argc))
+		usage_error("--list takes no other option and no JOB");
 	if (argc - optind > 1)
 		usage_error("more than one JOB ('%s', '%s')", argv[optind], argv[optind + 1]);
 	o->job = optind < argc ? argv[optind] : NULL;
@@ -353,6 +390,29 @@ static uint64_t keys_held(const struct ps__seg *seg, int i)
 	return held;
 }
 
+/* Step of the node's slowest worker, and the ps_progress_set values of
+ * its workers for the step each is in (lib/world.c: the word is tagged
+ * with the step it was set in; a stale tag is an earlier step's). */
+static void take_progress(const struct ps__seg *seg, struct ps__node *n, struct node_sample *ns)
+{
+	uint32_t threads = atomic_load_explicit(&seg->hdr->threads_per_node, memory_order_relaxed);
+	if (threads == 0)
+		threads = 1;
+	if (threads > PS__MAX_WORKERS)
+		threads = PS__MAX_WORKERS;
+	ns->step = UINT32_MAX;
+	ns->progress = -1;
+	for (uint32_t s = 0; s < threads; s++) {
+		/* relaxed: figures for display, each word read once */
+		uint32_t clock = atomic_load_explicit(&n->ws[s].clock, memory_order_relaxed);
+		uint64_t p = atomic_load_explicit(&n->ws[s].progress, memory_order_relaxed);
+		if (clock < ns->step)
+			ns->step = clock;
+		if (p && (p >> 40) == (clock & 0xffffffu))
+			ns->progress = (ns->progress < 0 ? 0 : ns->progress) + (int64_t)(p & ((1ULL << 40) - 1));
+	}
+}
+
 static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 {
 	struct ps__node *n = ps__node_at(seg, i);
@@ -372,6 +432,7 @@ static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 	ns->repl_age_ns = last && now > last ? now - last : 0;
 	arena_policy(seg, n, ns);
 	ns->keys_held = keys_held(seg, i);
+	take_progress(seg, n, ns);
 }
 
 static void take(const struct ps__seg *seg, struct sample *s)
@@ -467,16 +528,130 @@ static const char *fmt_rate(double r, char *buf, size_t len)
 	return buf;
 }
 
-static void print_table(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
+static double job_age(const struct ps__seg *seg);
+
+/* "45s", "12m03s", "1h02m03s", "3d04h" */
+static const char *fmt_age(double sec, char *buf, size_t len)
+{
+	uint64_t t = sec > 0 ? (uint64_t)sec : 0;
+	if (t < 60)
+		snprintf(buf, len, "%" PRIu64 "s", t);
+	else if (t < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", t / 60, t % 60);
+	else if (t < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", t / 86400, t / 3600 % 24);
+	return buf;
+}
+
+static const char *fmt_step(const struct node_sample *n, char *buf, size_t len)
+{
+	snprintf(buf, len, "%" PRIu32, n->step == UINT32_MAX ? 0 : n->step);
+	return buf;
+}
+
+static const char *fmt_progress(int64_t p, char *buf, size_t len)
+{
+	if (p < 0)
+		snprintf(buf, len, "-");
+	else if (p < 1000000)
+		snprintf(buf, len, "%" PRId64, p);
+	else
+		fmt_rate((double)p, buf, len);
+	return buf;
+}
+
+/* Two header lines, at most 80 columns each. */
+static void print_header(const struct ps__seg *seg, const struct sample *b)
 {
 	const struct ps__hdr *h = seg->hdr;
-	char m1[16], m2[16];
-	printf("job %s  nodes %u  threads %u  numa %s  memory %s / %s\n", seg->name + 1,
-	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
-	       fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
-	printf("%4s %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s\n", "node", "pid",
+	char m1[16], m2[16], up[24];
+	uint32_t threads = atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
+	printf("job %s  up %s  %u node%s x %u thread%s  numa %s\n", seg->name + 1,
+	       fmt_age(job_age(seg), up, sizeof up), h->num_nodes, h->num_nodes == 1 ? "" : "s", threads,
+	       threads == 1 ? "" : "s", h->numa_mode == 1 ? "none" : "auto");
+	printf("memory %s of %s", fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
+	if (h->num_hosts > 1)
+		printf("  host %u of %u", h->host_rank, h->num_hosts);
+	putchar('\n');
+}
+
+/* Sums over the nodes, for the totals row. */
+struct totals {
+	double rate[NCOUNTERS];
+	uint64_t arena_used, arena_size;
+	uint32_t step;          /* slowest node's */
+	int64_t progress;       /* -1: no node set any */
+	int alive;
+};
+
+static void sum_nodes(const struct sample *a, const struct sample *b, struct totals *t)
+{
+	memset(t, 0, sizeof *t);
+	t->step = UINT32_MAX;
+	t->progress = -1;
+	for (int i = 0; i < b->nodes; i++) {
+		const struct node_sample *n = &b->n[i];
+		for (int c = 0; c < NCOUNTERS; c++)
+			t->rate[c] += rate(a, b, i, c);
+		t->arena_used += n->arena_used;
+		t->arena_size += n->arena_size;
+		if (n->step < t->step)
+			t->step = n->step;
+		if (n->progress >= 0)
+			t->progress = (t->progress < 0 ? 0 : t->progress) + n->progress;
+		t->alive += strcmp(n->state, "alive") == 0;
+	}
+}
+
+/* The default view: 79 columns. */
+static void print_table(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
+{
+	print_header(seg, b);
+	printf("%4s %7s %-6s %8s %8s %8s %6s %8s %6s %9s\n", "node", "pid", "state", "pulls/s", "pushes/s",
+	       "keys/s", "local%", "arena", "step", "progress");
+	for (int i = 0; i < b->nodes; i++) {
+		const struct node_sample *n = &b->n[i];
+		char r[3][16], pid[12], share[12], au[16], st[12], pr[16];
+		if (n->pid <= 0)
+			snprintf(pid, sizeof pid, "-");
+		else
+			snprintf(pid, sizeof pid, "%d", (int)n->pid);
+		double ls = local_share(a, b, i);
+		if (ls < 0)
+			snprintf(share, sizeof share, "-");
+		else
+			snprintf(share, sizeof share, "%.1f", 100 * ls);
+		printf("%4d %7s %-6s %8s %8s %8s %6s %8s %6s %9s\n", i, pid, n->state,
+		       fmt_rate(rate(a, b, i, C_PULLS), r[0], 16), fmt_rate(rate(a, b, i, C_PUSHES), r[1], 16),
+		       fmt_rate(rate(a, b, i, C_KPULLED) + rate(a, b, i, C_KPUSHED), r[2], 16), share,
+		       fmt_bytes(n->arena_used, au, sizeof au), fmt_step(n, st, sizeof st),
+		       fmt_progress(n->progress, pr, sizeof pr));
+	}
+	struct totals t;
+	sum_nodes(a, b, &t);
+	char r[3][16], share[12], au[16], st[12], pr[16], alive[16];
+	double acc = t.rate[C_LOCAL] + t.rate[C_REMOTE];
+	if (acc > 0)
+		snprintf(share, sizeof share, "%.1f", 100 * t.rate[C_LOCAL] / acc);
+	else
+		snprintf(share, sizeof share, "-");
+	snprintf(alive, sizeof alive, "%d/%d", t.alive, b->nodes);
+	snprintf(st, sizeof st, "%" PRIu32, t.step == UINT32_MAX ? 0 : t.step);
+	printf("%4s %7s %-6s %8s %8s %8s %6s %8s %6s %9s\n", "all", "", alive,
+	       fmt_rate(t.rate[C_PULLS], r[0], 16), fmt_rate(t.rate[C_PUSHES], r[1], 16),
+	       fmt_rate(t.rate[C_KPULLED] + t.rate[C_KPUSHED], r[2], 16), share,
+	       fmt_bytes(t.arena_used, au, sizeof au), st, fmt_progress(t.progress, pr, sizeof pr));
+}
+
+/* --wide: every column. */
+static void print_wide(const struct ps__seg *seg, const struct sample *a, const struct sample *b)
+{
+	print_header(seg, b);
+	printf("%4s %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s %6s %9s\n", "node", "pid",
 	       "state", "numa", "bound", "pulls/s", "pushes/s", "kpull/s", "kpush/s", "local%", "sock%",
-	       "reloc/s", "retry/s", "arena used/size", "repl%", "sync/s", "age");
+	       "reloc/s", "retry/s", "arena used/size", "repl%", "sync/s", "age", "step", "progress");
 	for (int i = 0; i < b->nodes; i++) {
 		const struct node_sample *n = &b->n[i];
 		char r[7][16], pid[12], numa[12], bound[12], share[12], sshare[16], au[16], as[16], arena[34];
@@ -515,15 +690,32 @@ static void print_table(const struct ps__seg *seg, const struct sample *a, const
 			snprintf(age, sizeof age, "%.0fms", (double)n->repl_age_ns / 1e6);
 		else
 			snprintf(age, sizeof age, "-");
-		printf("%4d %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s\n", i, pid,
+		char st[12], pr[16];
+		printf("%4d %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s %6s %9s\n", i, pid,
 		       n->state, numa, bound, fmt_rate(rate(a, b, i, C_PULLS), r[0], 16),
 		       fmt_rate(rate(a, b, i, C_PUSHES), r[1], 16),
 		       fmt_rate(rate(a, b, i, C_KPULLED), r[2], 16),
 		       fmt_rate(rate(a, b, i, C_KPUSHED), r[3], 16), share, sshare,
 		       fmt_rate(rate(a, b, i, C_RELOC), r[4], 16),
 		       fmt_rate(rate(a, b, i, C_RETRIES), r[5], 16), arena, rs,
-		       fmt_rate(rate(a, b, i, C_REPL_ROUNDS), r[6], 16), age);
+		       fmt_rate(rate(a, b, i, C_REPL_ROUNDS), r[6], 16), age, fmt_step(n, st, sizeof st),
+		       fmt_progress(n->progress, pr, sizeof pr));
 	}
+	struct totals t;
+	sum_nodes(a, b, &t);
+	char r[7][16], share[12], au[16], as[16], arena[34], st[12], pr[16], alive[16], rs[12];
+	double acc = t.rate[C_LOCAL] + t.rate[C_REMOTE];
+	snprintf(share, sizeof share, acc > 0 ? "%.1f" : "-", acc > 0 ? 100 * t.rate[C_LOCAL] / acc : 0);
+	snprintf(rs, sizeof rs, acc > 0 ? "%.1f" : "-", acc > 0 ? 100 * t.rate[C_REPL_KEYS] / acc : 0);
+	snprintf(alive, sizeof alive, "%d/%d", t.alive, b->nodes);
+	snprintf(st, sizeof st, "%" PRIu32, t.step == UINT32_MAX ? 0 : t.step);
+	snprintf(arena, sizeof arena, "%s/%s", fmt_bytes(t.arena_used, au, sizeof au),
+		 fmt_bytes(t.arena_size, as, sizeof as));
+	printf("%4s %8s %-6s %4s %5s %8s %8s %8s %8s %6s %6s %8s %8s %17s %6s %6s %8s %6s %9s\n", "all", "", alive,
+	       "", "", fmt_rate(t.rate[C_PULLS], r[0], 16), fmt_rate(t.rate[C_PUSHES], r[1], 16),
+	       fmt_rate(t.rate[C_KPULLED], r[2], 16), fmt_rate(t.rate[C_KPUSHED], r[3], 16), share, "",
+	       fmt_rate(t.rate[C_RELOC], r[4], 16), fmt_rate(t.rate[C_RETRIES], r[5], 16), arena, rs,
+	       fmt_rate(t.rate[C_REPL_ROUNDS], r[6], 16), "", st, fmt_progress(t.progress, pr, sizeof pr));
 }
 
 /* ------------------------------------------------------------ json */
@@ -563,7 +755,12 @@ static void print_json_node(const struct ps__seg *seg, const struct sample *a, c
 		printf(", \"socket_share\": null");
 	else
 		printf(", \"socket_share\": %.4f, \"socket_share_exact\": %s", ss, exact ? "true" : "false");
-	printf(", \"keys_held\": %" PRIu64, n->keys_held);
+	printf(", \"keys_held\": %" PRIu64 ", \"step\": %" PRIu32 ", \"progress\": ", n->keys_held,
+	       n->step == UINT32_MAX ? 0 : n->step);
+	if (n->progress < 0)
+		printf("null");
+	else
+		printf("%" PRId64, n->progress);
 	printf(", \"arena_used\": %" PRIu64 ", \"arena_size\": %" PRIu64 ", \"repl_age_ms\": ", n->arena_used,
 	       n->arena_size);
 	if (n->repl_age_ns)
@@ -578,9 +775,9 @@ static void print_json(const struct ps__seg *seg, const struct sample *a, const 
 	printf("{\"job\": ");
 	json_str(seg->name + 1);
 	printf(", \"nodes\": %u, \"threads\": %u, \"numa\": \"%s\", \"mem_committed\": %" PRIu64
-	       ", \"mem_budget\": %" PRIu64 ", \"interval_s\": %.3f, \"per_node\": [",
+	       ", \"mem_budget\": %" PRIu64 ", \"interval_s\": %.3f, \"elapsed_s\": %.3f, \"per_node\": [",
 	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
-	       b->mem_committed, h->mem_budget, (double)(b->t_ns - a->t_ns) / 1e9);
+	       b->mem_committed, h->mem_budget, (double)(b->t_ns - a->t_ns) / 1e9, job_age(seg));
 	for (int i = 0; i < b->nodes; i++) {
 		if (i)
 			printf(", ");
@@ -706,6 +903,8 @@ static void print_block(const struct opts *o, const struct ps__seg *seg, const s
 		fputs("\033[H\033[2J", stdout); /* home, clear screen */
 	if (o->json)
 		print_json(seg, a, b);
+	else if (o->wide)
+		print_wide(seg, a, b);
 	else
 		print_table(seg, a, b);
 	fflush(stdout);
@@ -765,10 +964,79 @@ static int watch(const struct opts *o, const struct ps__seg *seg)
 	}
 }
 
+/* --list: the running jobs this user can read, newest last. */
+static int list_jobs(void)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d) {
+		fprintf(stderr, "psstat: /dev/shm: %s\n", strerror(errno));
+		return 1;
+	}
+	struct row {
+		char name[PS__NAME_MAX];
+		double age;
+		int pid;
+		uint32_t nodes, threads, hosts, host;
+	} *rows = NULL;
+	int n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "psmem-", 6) != 0 || strlen(e->d_name) + 2 > PS__NAME_MAX)
+			continue;
+		struct ps__seg seg;
+		if (ps__seg_attach(e->d_name, true, &seg) != 0)
+			continue; /* another user's, or not a job */
+		if (!job_ended(&seg)) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				struct row *r = realloc(rows, (size_t)cap * sizeof *rows);
+				if (!r) {
+					ps__seg_detach(&seg);
+					break;
+				}
+				rows = r;
+			}
+			struct ps__hdr *h = seg.hdr;
+			struct row *r = &rows[n++];
+			memcpy(r->name, e->d_name, strlen(e->d_name) + 1); /* length checked above */
+			r->age = job_age(&seg);
+			r->pid = h->creator_pid;
+			r->nodes = h->num_nodes;
+			r->threads = atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
+			r->hosts = h->num_hosts > 1 ? h->num_hosts : 1;
+			r->host = h->num_hosts > 1 ? h->host_rank : 0;
+		}
+		ps__seg_detach(&seg);
+	}
+	closedir(d);
+	/* oldest first, so the newest (psstat's default JOB) is last */
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && rows[k].age > rows[k - 1].age; k--) {
+			struct row t = rows[k];
+			rows[k] = rows[k - 1];
+			rows[k - 1] = t;
+		}
+	if (n == 0) {
+		printf("no running psmem job\n");
+	} else {
+		printf("%-24s %8s %5s %7s %6s %10s\n", "job", "psrun", "nodes", "threads", "host", "up");
+		for (int i = 0; i < n; i++) {
+			char up[24], host[24];
+			snprintf(host, sizeof host, "%u/%u", rows[i].host, rows[i].hosts);
+			printf("%-24s %8d %5u %7u %6s %10s\n", rows[i].name, rows[i].pid, rows[i].nodes, rows[i].threads,
+			       host, fmt_age(rows[i].age, up, sizeof up));
+		}
+	}
+	free(rows);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
 	parse_args(argc, argv, &o);
+	if (o.list)
+		return list_jobs();
 	struct ps__seg seg;
 	if (attach(&o, &seg, o.ckpt != NULL) != 0)
 		return 1;

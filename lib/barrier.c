@@ -31,9 +31,10 @@
  *   (B5) Liveness: a waiter looks at the nodes it waits for every 100 ms.
  *        With psrun --on-failure abort (the default), a node that is DEAD,
  *        EXITED, or ALIVE with its process gone fails the barrier with
- *        PS_EDEAD instead of hanging.  With --on-failure restart, a DEAD
+ *        PS_EDEAD (PS_EEXITED when every such node is EXITED: it finalized
+ *        normally) instead of hanging.  With --on-failure restart, a DEAD
  *        node is waited for: psrun starts its replacement (or stops the
- *        job); an EXITED node still fails it.
+ *        job); an EXITED node still fails it (PS_EEXITED).
  */
 #include <errno.h>
 #include <limits.h>
@@ -94,10 +95,11 @@ static void try_complete(ps_world *w, struct ps__barrier *b, uint32_t idx)
 		ps__futex_wake(&b->gen, INT_MAX, true);
 }
 
-/* PS_EDEAD if a node barrier idx waits for can no longer arrive (B5). */
+/* PS_EDEAD if a node barrier idx waits for died, else PS_EEXITED if one
+ * finalized: neither can arrive any more (B5). */
 static int check_waited(ps_world *w, struct ps__barrier *b, uint32_t idx)
 {
-	int nodes[PS__MAX_NODES], m;
+	int nodes[PS__MAX_NODES], m, rc = 0;
 	ps__barrier_missing(&w->seg, b, idx, nodes, &m);
 	bool restart = ps__restart_mode(&w->seg);
 	for (int k = 0; k < m; k++) {
@@ -109,10 +111,12 @@ static int check_waited(ps_world *w, struct ps__barrier *b, uint32_t idx)
 			ps__mark_dead(&w->seg, i);
 			st = PS__NODE_DEAD;
 		}
-		if (st == PS__NODE_EXITED || (st == PS__NODE_DEAD && !restart))
+		if (st == PS__NODE_DEAD && !restart)
 			return PS_EDEAD;
+		if (st == PS__NODE_EXITED)
+			rc = PS_EEXITED;
 	}
-	return 0;
+	return rc;
 }
 
 static int wait_gen(ps_world *w, struct ps__barrier *b, uint32_t idx)
@@ -175,7 +179,7 @@ int ps__barrier_wait(ps_world *w, struct ps__barrier *b)
 
 int ps_barrier(ps_world *w)
 {
-	if (!w)
+	if (!ps__world_live(w)) /* NULL, or after ps_finalize */
 		return -EINVAL;
 	ps__thread_enter(w);
 	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);

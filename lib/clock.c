@@ -287,8 +287,10 @@ static bool node_lags(ps_world *w, struct ps__clocks *ck, int n, uint64_t need)
 }
 
 /* (C4): a node with a worker below need that can never advance. */
-static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
+/* PS_EDEAD if a lagging node died, else PS_EEXITED if one finalized, else 0. */
+static int lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 {
+	int rc = 0;
 	for (int n = 0; n < w->nnodes; n++) {
 		if (n == w->node)
 			continue; /* our own threads live in this process */
@@ -307,10 +309,13 @@ static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 		if (st != PS__NODE_EXITED && ps__restart_mode(&w->seg))
 			continue;
 		/* DEAD or EXITED now: its clocks are final */
-		if (node_lags(w, ck, n, need))
-			return true;
+		if (node_lags(w, ck, n, need)) {
+			if (st != PS__NODE_EXITED)
+				return PS_EDEAD;
+			rc = PS_EEXITED;
+		}
 	}
-	return false;
+	return rc;
 }
 
 /* Says why ps_clock failed across hosts, once per process. */
@@ -354,10 +359,8 @@ static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t 
 		ps__futex_wait(&ck->seq, seq, CHECK_NS, true);
 		uint64_t now = ps__now_ns();
 		if (now >= next_check) {
-			if (lagging_node_gone(w, ck, need)) {
-				rc = PS_EDEAD;
+			if ((rc = lagging_node_gone(w, ck, need)) != 0)
 				break;
-			}
 			if (multi_host(w) && ps__link_down(w)) {
 				rc = PS_EHOSTDOWN; /* psrun is gone: no host can reach us (H3) */
 				lag.host = -1;

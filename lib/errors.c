@@ -2,6 +2,7 @@
  * errors.c - names of return codes.  psmem's codes live in a reserved
  * negative band (PS_EBASE downwards) beside -errno values, as LMDB does.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "psmem.h"
@@ -9,7 +10,7 @@
 static const char *const names[] = {
 	[0] = "key outside the table's key range",
 	[1] = "not a table of this job",
-	[2] = "arena full: no free slot on that node",
+	[2] = "arena full: no free slot on that node (pool: slots_per_node; memory: psrun --mem/--arena-size)",
 	[3] = "job segment does not exist",
 	[4] = "not a psmem segment (bad magic or size)",
 	[5] = "segment made by an incompatible psmem version (ABI or layout)",
@@ -41,15 +42,25 @@ static const char *const names[] = {
 	[31] = "job token malformed (want 64 hex digits)",
 	[32] = "job token file not private (want mode 0600, owned by this user)",
 	[33] = "a peer host failed or left the job",
+	[34] = "a node of the job already finalized (exited normally) and cannot arrive",
 };
 
+_Static_assert(sizeof names / sizeof names[0] == PS_EBASE - PS_ELAST + 1, "one name per code");
+
+/*
+ * Every text returned is a string constant: two calls in one printf never
+ * share a buffer, and no call can be overwritten by a later one (glibc's
+ * strerror formats unknown numbers into one static buffer).  An errno
+ * value gets glibc's description (strerrordesc_np: a constant, the text
+ * strerror prints in the C locale); anything else the fixed text below.
+ */
 const char *ps_strerror(int err)
 {
 	if (err == 0)
 		return "success";
 	if (err <= PS_EBASE && err >= PS_ELAST)
 		return names[PS_EBASE - err];
-	if (err < 0)
-		return strerror(-err);
-	return "unknown error";
+	/* err > INT_MIN: -err must not overflow */
+	const char *d = err < 0 && err > INT_MIN ? strerrordesc_np(-err) : NULL;
+	return d ? d : "unknown psmem error code (neither a psmem code nor -errno)";
 }

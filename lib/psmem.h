@@ -71,7 +71,8 @@ extern "C" {
 #define PS_ETOKEN         (-30931) /* job token malformed (want 64 hex digits) */
 #define PS_ETOKENPERM     (-30932) /* job token file not private (mode 0600, owner) */
 #define PS_EHOSTDOWN      (-30933) /* a peer host failed or left the job */
-#define PS_ELAST          (-30933)
+#define PS_EEXITED        (-30934) /* a node awaited already finalized (exited normally) */
+#define PS_ELAST          (-30934)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);
@@ -101,6 +102,8 @@ ps_world *ps_init_threads(int threads, int *err);
  * (no host may still need this node's keys). */
 int ps_finalize(ps_world *w);
 
+/* The job's shape.  After ps_finalize (or for NULL) the int getters return
+ * -EINVAL and ps_segment_name NULL; so do ps_barrier and ps_table_create. */
 int ps_node_id(const ps_world *w);       /* 0 .. ps_num_nodes()-1 */
 int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
@@ -133,7 +136,8 @@ typedef struct ps_table_opts {
 	uint64_t num_keys;        /* keys 0 .. num_keys-1; required */
 	uint32_t value_len;       /* floats per key; required, 1 .. 65536 */
 	enum ps_init_kind init;
-	float init_a;             /* constant, or half-width of the uniform range */
+	float init_a;             /* constant, or half-width of the uniform range;
+	                           * finite (NaN or infinity: -EINVAL) */
 	uint64_t seed;            /* for PS_INIT_UNIFORM */
 	enum ps_placement placement;
 	uint32_t flags;           /* PS_HOGWILD */
@@ -163,6 +167,11 @@ void ps_table_opts_init(ps_table_opts *opts, uint64_t num_keys, uint32_t value_l
  */
 ps_table *ps_table_create(ps_world *w, const ps_table_opts *opts, int *err);
 
+/* Tables a job can hold, created and never dropped, transient ones included:
+ * ps_table_create beyond it fails with PS_ETOOMANY. */
+#define PS_MAX_TABLES 64
+
+/* For NULL: 0, 0 and -EINVAL. */
 uint64_t ps_table_num_keys(const ps_table *t);
 uint32_t ps_table_value_len(const ps_table *t);
 int ps_table_id(const ps_table *t);
@@ -466,8 +475,11 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
  * is participant i of its node; another thread takes a free participant
  * slot at its first call and gives it back when it exits (-EBUSY when
  * ps_num_threads threads of the node hold one).  Returns PS_EDEAD if a node
- * it waits for died (psrun --on-failure abort) or exited; under
- * --on-failure restart it waits for the dead node's replacement.
+ * it waits for died (psrun --on-failure abort; under --on-failure restart
+ * it waits for the dead node's replacement), PS_EEXITED if every node it
+ * waits for that can no longer come exited normally (ps_finalize: the
+ * nodes called ps_barrier a different number of times), -EINVAL after
+ * ps_finalize.
  * PS_EHOSTDOWN if another host failed or left.
  */
 int ps_barrier(ps_world *w);
@@ -516,7 +528,8 @@ int ps_set_consistency(ps_world *w, int mode, int staleness);
  * Ends the calling worker's current clock and waits for the bound.  Call
  * it from the threads of ps_run_workers (or, when the job has one thread
  * per node, from any one thread of the node: it is worker 0).  Returns 0,
- * PS_EDEAD if a node this worker waits for died or exited, -EINVAL if the
+ * PS_EDEAD if a node this worker waits for died, PS_EEXITED if it
+ * finalized (exited normally) behind this clock, -EINVAL if the
  * calling thread is not a worker; across hosts also PS_EHOSTDOWN if a host
  * it waits for left or died (or this host's psrun is gone), PS_EMISMATCH
  * if another host's bound differs.

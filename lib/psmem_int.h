@@ -757,6 +757,7 @@ void ps__service_stop(ps_world *w);
 /* barrier.c */
 int ps__barrier_wait(ps_world *w, struct ps__barrier *b);
 /* The node barrier; *idx (may be NULL) gets the barrier's index. */
+bool ps__world_live(const ps_world *w); /* world.c: w is this process's world, not finalized */
 int ps__node_barrier(ps_world *w, uint32_t *idx);
 /* True if this process's next node barrier was passed by its dead
  * predecessor already (restart replay): the work before it is done. */

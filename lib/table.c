@@ -84,6 +84,8 @@ static float init_value(const struct ps__tdesc *d, ps_key k, uint32_t j)
 	}
 }
 
+_Static_assert(PS_MAX_TABLES == PS__MAX_TABLES, "psmem.h documents the segment's table limit");
+
 static int validate(const ps_table_opts *o)
 {
 	if (!o || o->num_keys == 0 || o->value_len == 0 || o->value_len > MAX_VALUE_LEN)
@@ -91,6 +93,8 @@ static int validate(const ps_table_opts *o)
 	if (o->num_keys > (1ULL << 40))
 		return -EINVAL;
 	if ((unsigned)o->init > PS_INIT_UNIFORM || (unsigned)o->placement > PS_PLACE_HASH)
+		return -EINVAL;
+	if (!isfinite(o->init_a)) /* NaN or infinite values from the start */
 		return -EINVAL;
 	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS | PS_TRANSIENT))
 		return -EINVAL;
@@ -283,7 +287,7 @@ static void set_error(struct ps__tdesc *d, int rc)
 ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 {
 	ps_table *t = NULL;
-	int rc = w ? validate(o) : -EINVAL;
+	int rc = ps__world_live(w) ? validate(o) : -EINVAL;
 	if (rc)
 		goto out;
 	struct ps__rule_info ri;
@@ -383,6 +387,6 @@ void ps__table_bind(ps_world *w, int id, ps_table *t)
 	ps__replica_bind(w, t); /* counts, rprim, rkey, rfree */
 }
 
-uint64_t ps_table_num_keys(const ps_table *t) { return t->num_keys; }
-uint32_t ps_table_value_len(const ps_table *t) { return t->value_len; }
-int ps_table_id(const ps_table *t) { return t->id; }
+uint64_t ps_table_num_keys(const ps_table *t) { return t ? t->num_keys : 0; }
+uint32_t ps_table_value_len(const ps_table *t) { return t ? t->value_len : 0; }
+int ps_table_id(const ps_table *t) { return t ? t->id : -EINVAL; }

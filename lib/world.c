@@ -367,12 +367,29 @@ int ps_finalize(ps_world *w)
 	return 0;
 }
 
-int ps_node_id(const ps_world *w) { return w->node; }
-int ps_num_nodes(const ps_world *w) { return w->nnodes; }
-int ps_num_threads(const ps_world *w) { return w->nthreads; }
-int ps_host_id(const ps_world *w) { return w->host; }
-int ps_num_hosts(const ps_world *w) { return w->nhosts; }
-const char *ps_segment_name(const ps_world *w) { return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name; }
+/*
+ * The one world of this process, or false: NULL, a pointer that never was
+ * a world, or one that ps_finalize freed (it clears the_world before the
+ * caller gets its result back).  Not read through w, so a finalized world
+ * is never touched.  Relaxed: a caller holding the current world got it
+ * from ps_init in this process, which ordered its fields already.
+ */
+bool ps__world_live(const ps_world *w)
+{
+	return w && w == atomic_load_explicit(&the_world, memory_order_relaxed);
+}
+
+int ps_node_id(const ps_world *w) { return ps__world_live(w) ? w->node : -EINVAL; }
+int ps_num_nodes(const ps_world *w) { return ps__world_live(w) ? w->nnodes : -EINVAL; }
+int ps_num_threads(const ps_world *w) { return ps__world_live(w) ? w->nthreads : -EINVAL; }
+int ps_host_id(const ps_world *w) { return ps__world_live(w) ? w->host : -EINVAL; }
+int ps_num_hosts(const ps_world *w) { return ps__world_live(w) ? w->nhosts : -EINVAL; }
+const char *ps_segment_name(const ps_world *w)
+{
+	if (!ps__world_live(w))
+		return NULL;
+	return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name;
+}
 
 int ps_restarted(const ps_world *w) { return w && w->restarted; }
 

@@ -12,7 +12,7 @@
  *     the same workers under ASP with a held-back worker do not.
  *   - A slow worker holds the others back exactly as far as the bound:
  *     they reach slowest + s, not further, not less.
- *   - A node that dies or exits while others wait on it: PS_EDEAD, not a
+ *   - A node that dies (PS_EDEAD) or finalizes (PS_EEXITED) while others wait on it: not a
  *     hang; ps_dump names the clock waiter and the worker it waits for;
  *     waiters are woken at once (a ping-pong of clocks between processes
  *     takes far less than the waiters' 100 ms liveness period).
@@ -612,7 +612,7 @@ static void test_clock_returns_EDEAD_when_the_awaited_node_dies(void **state)
 	assert_true(wt.t_end - t_dead < 2000000000ULL);
 }
 
-static void test_clock_returns_EDEAD_when_the_awaited_node_exits(void **state)
+static void test_clock_returns_EEXITED_when_the_awaited_node_exits(void **state)
 {
 	struct job *j = *state;
 	struct waiter wt;
@@ -621,7 +621,7 @@ static void test_clock_returns_EDEAD_when_the_awaited_node_exits(void **state)
 	char c;
 	assert_int_equal(read(j->ack[0], &c, 1), 1);
 	pthread_join(wt.tid, NULL);
-	assert_int_equal(wt.rc, PS_EDEAD);
+	assert_int_equal(wt.rc, PS_EEXITED); /* finalized normally: not "died" */
 }
 
 /* BSP ping-pong between two processes: each clock wakes the other at once.
@@ -742,7 +742,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_ssp_gap_never_exceeds_s_two_processes),
 		cmocka_unit_test(test_bsp_toy_problem_is_bitwise_the_sequential_run_two_processes),
 		TJ(test_clock_returns_EDEAD_when_the_awaited_node_dies),
-		TJ(test_clock_returns_EDEAD_when_the_awaited_node_exits),
+		TJ(test_clock_returns_EEXITED_when_the_awaited_node_exits),
 		TJ(test_waiters_wake_promptly_across_processes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

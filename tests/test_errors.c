@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -113,10 +116,10 @@ static void assert_create_fails(ps_world *w, const ps_table_opts *o, int code)
 
 /* A real segment of a one-node job (internal API); its name is recorded for
  * the teardown and exported as PSMEM_SEGMENT. */
-static struct ps__seg make_segment(uint64_t mem_budget)
+static struct ps__seg make_segment_of(int nodes, uint64_t mem_budget)
 {
 	struct ps__seg_params p = {
-		.num_nodes = 1,
+		.num_nodes = (uint32_t)nodes,
 		.threads_per_node = 1,
 		.numa_mode = 1,
 		.arena_size = 64ULL << 20,
@@ -128,6 +131,11 @@ static struct ps__seg make_segment(uint64_t mem_budget)
 	snprintf(g_segname, sizeof g_segname, "%s", s.name);
 	assert_int_equal(setenv("PSMEM_SEGMENT", s.name + 1, 1), 0); /* without the '/' */
 	return s;
+}
+
+static struct ps__seg make_segment(uint64_t mem_budget)
+{
+	return make_segment_of(1, mem_budget);
 }
 
 static void assert_init_fails(int code)
@@ -533,6 +541,93 @@ static void test_second_init_while_one_is_live_returns_EBUSY(void **state)
 	assert_int_equal(err, 0);
 }
 
+
+/* ------------------------------------------------------- after finalize */
+
+static void test_calls_after_finalize_return_EINVAL(void **state)
+{
+	(void)state;
+	int err = 1;
+	ps_world *w = ps_init(&err);
+	assert_non_null(w);
+	assert_int_equal(ps_num_nodes(w), 1);
+	assert_int_equal(ps_finalize(w), 0);
+	/* w is freed: none of these may read it (ASan would say so) */
+	assert_int_equal(ps_barrier(w), -EINVAL);
+	assert_int_equal(ps_num_nodes(w), -EINVAL);
+	assert_int_equal(ps_node_id(w), -EINVAL);
+	assert_int_equal(ps_num_threads(w), -EINVAL);
+	assert_int_equal(ps_host_id(w), -EINVAL);
+	assert_int_equal(ps_num_hosts(w), -EINVAL);
+	assert_null(ps_segment_name(w));
+	ps_table_opts o;
+	ps_table_opts_init(&o, 10, 1);
+	assert_create_fails(w, &o, -EINVAL);
+	assert_int_equal(ps_finalize(w), -EINVAL);
+	/* and for NULL */
+	assert_int_equal(ps_barrier(NULL), -EINVAL);
+	assert_int_equal(ps_num_nodes(NULL), -EINVAL);
+}
+
+static void test_table_getters_of_NULL_do_not_crash(void **state)
+{
+	(void)state;
+	assert_int_equal(ps_table_num_keys(NULL), 0);
+	assert_int_equal(ps_table_value_len(NULL), 0);
+	assert_int_equal(ps_table_id(NULL), -EINVAL);
+}
+
+static void test_create_with_nan_or_infinite_init_a_is_EINVAL(void **state)
+{
+	ps_table_opts o;
+	float bad[] = { NAN, INFINITY, -INFINITY };
+	for (int k = 0; k < 3; k++) {
+		for (int init = PS_INIT_ZERO; init <= PS_INIT_UNIFORM; init++) {
+			ps_table_opts_init(&o, 10, 1);
+			o.init = (enum ps_init_kind)init;
+			o.init_a = bad[k];
+			assert_create_fails(*state, &o, -EINVAL);
+		}
+	}
+	/* a finite one still works, and got table id 0: nothing consumed */
+	ps_table_opts_init(&o, 10, 1);
+	o.init = PS_INIT_CONST;
+	o.init_a = -3.5f;
+	int err = 1;
+	ps_table *t = ps_table_create(*state, &o, &err);
+	assert_non_null(t);
+	assert_int_equal(ps_table_id(t), 0);
+}
+
+/* Node 1 finalizes normally; node 0's barrier then cannot complete and
+ * says so with PS_EEXITED, whose text does not claim a death. */
+static void test_barrier_after_a_peer_finalized_is_PS_EEXITED(void **state)
+{
+	(void)state;
+	make_segment_of(2, 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("PSMEM_NODE", "1", 1);
+		int err = 1;
+		ps_world *w = ps_init(&err);
+		_exit(w && ps_finalize(w) == 0 ? 0 : 10 + (err < 0 ? 1 : 0));
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(setenv("PSMEM_NODE", "0", 1), 0);
+	int err = 1;
+	g_world = ps_init(&err);
+	assert_non_null(g_world);
+	assert_int_equal(ps_barrier(g_world), PS_EEXITED);
+	const char *m = ps_strerror(PS_EEXITED);
+	assert_non_null(strstr(m, "finalized"));
+	assert_null(strstr(m, "died"));
+	assert_string_equal(ps_strerror(PS_EDEAD), "a node of the job died");
+}
+
 /* ------------------------------------------------------------ strerror */
 
 static void test_strerror_names_every_code_distinctly(void **state)
@@ -560,6 +655,38 @@ static void test_strerror_of_negative_errno_is_strerror(void **state)
 	assert_string_equal(ps_strerror(-ENOENT), strerror(ENOENT));
 	assert_string_equal(ps_strerror(-EINVAL), strerror(EINVAL));
 	assert_string_equal(ps_strerror(-EBUSY), strerror(EBUSY));
+}
+
+#define UNKNOWN_CODE "unknown psmem error code (neither a psmem code nor -errno)"
+
+/* glibc's strerror formats unknown numbers into one shared buffer: two of
+ * them in one printf printed the same text, and -INT_MIN overflowed. */
+static void test_strerror_of_unknown_codes_is_a_stable_constant(void **state)
+{
+	(void)state;
+	const char *a = ps_strerror(-4000);
+	const char *b = ps_strerror(-5000);
+	const char *c = ps_strerror(INT_MIN);
+	const char *d = ps_strerror(7);
+	(void)strerror(6000); /* would overwrite a shared buffer */
+	assert_string_equal(a, UNKNOWN_CODE);
+	assert_string_equal(b, UNKNOWN_CODE);
+	assert_string_equal(c, UNKNOWN_CODE);
+	assert_string_equal(d, UNKNOWN_CODE);
+	assert_string_equal(ps_strerror(PS_ELAST - 1), UNKNOWN_CODE);
+	assert_string_equal(ps_strerror(PS_EBASE + 1), UNKNOWN_CODE);
+	char line[512];
+	snprintf(line, sizeof line, "%s|%s", ps_strerror(-EINVAL), ps_strerror(-ENOENT));
+	char want[512];
+	snprintf(want, sizeof want, "%s|%s", "Invalid argument", "No such file or directory");
+	assert_string_equal(line, want);
+}
+
+static void test_strerror_of_PS_EFULL_names_the_memory_budget(void **state)
+{
+	(void)state;
+	assert_string_equal(ps_strerror(PS_EFULL),
+			    "arena full: no free slot on that node (pool: slots_per_node; memory: psrun --mem/--arena-size)");
 }
 
 static void test_strerror_of_0_is_success(void **state)
@@ -610,6 +737,12 @@ int main(void)
 		TEST(test_strerror_of_PS_EKEY_is_exact),
 		TEST(test_strerror_of_negative_errno_is_strerror),
 		TEST(test_strerror_of_0_is_success),
+		TEST_BARE(test_strerror_of_unknown_codes_is_a_stable_constant),
+		TEST_BARE(test_strerror_of_PS_EFULL_names_the_memory_budget),
+		TEST_BARE(test_calls_after_finalize_return_EINVAL),
+		TEST_BARE(test_table_getters_of_NULL_do_not_crash),
+		TEST(test_create_with_nan_or_infinite_init_a_is_EINVAL),
+		TEST_BARE(test_barrier_after_a_peer_finalized_is_PS_EEXITED),
 	};
 	return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }

@@ -522,7 +522,7 @@ static void test_bridge_codes_have_names(void **state)
 	(void)state;
 	assert_string_equal(ps_strerror(PS_EFRAME_CRC), "frame checksum mismatch");
 	assert_string_equal(ps_strerror(PS_EAUTH), "peer failed authentication (wrong job token)");
-	assert_int_equal(PS_ELAST, PS_EHOSTDOWN);
+	assert_int_equal(PS_ELAST, PS_EEXITED);
 }
 
 int main(void)

@@ -13,7 +13,9 @@
  * test is not confused by jobs of other tests running at the same time.
  */
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -26,12 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "psmem_int.h"
+#include "hosts.h"
 
 #define DEADLINE_MS  10000 /* no child may run longer than this */
 #define MAX_PROCS    8
@@ -538,12 +542,16 @@ static void test_psrun_gives_each_node_its_environment(void **state)
 	assert_no_strays();
 }
 
+/* Bad arguments: exit 2, one line saying why, one pointing to --help. */
 static void expect_usage_error(char *const argv[])
 {
 	struct proc p;
 	run(&p, argv);
 	assert_int_equal(exit_status(&p), 2);
-	assert_contains(p.err, "usage");
+	assert_contains(p.err, "psrun: bad arguments: ");
+	assert_contains(p.err, "\nTry 'psrun --help' for more information.\n");
+	assert_int_equal(count_lines(p.err), 2);
+	assert_int_equal(p.out_len, 0);
 	assert_no_strays();
 }
 
@@ -580,6 +588,246 @@ static void test_psrun_rejects_unknown_flag(void **state)
 	(void)state;
 	char *argv[] = { (char *)tool("psrun"), "--no-such-flag", "-n", "1", "true", NULL };
 	expect_usage_error(argv);
+	struct proc p;
+	run(&p, argv);
+	assert_string_equal(p.err, "psrun: bad arguments: unknown option '--no-such-flag'\n"
+				   "Try 'psrun --help' for more information.\n");
+}
+
+static void test_psrun_version_prints_one_line(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "--version", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	char want[64];
+	snprintf(want, sizeof want, "psrun (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+	assert_string_equal(p.out, want);
+	assert_int_equal(p.err_len, 0);
+}
+
+static void test_psrun_accepts_np_as_n(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-np", "2", "sh", "-c", "echo $PSMEM_NODES", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_string_equal(p.out, "2\n2\n");
+	assert_no_strays();
+}
+
+static void test_psrun_exports_torchrun_variables(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "3", "sh", "-c",
+			 "echo r$RANK/$WORLD_SIZE/$LOCAL_RANK/$LOCAL_WORLD_SIZE", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(count_lines(p.out), 3);
+	assert_contains(p.out, "r0/3/0/3\n");
+	assert_contains(p.out, "r1/3/1/3\n");
+	assert_contains(p.out, "r2/3/2/3\n");
+	assert_no_strays();
+}
+
+/* Two hosts of 2 nodes: RANK and WORLD_SIZE count every host's nodes
+ * (host r's node i is r * 2 + i), LOCAL_* this host's. */
+static void test_psrun_exports_global_ranks_across_hosts(void **state)
+{
+	(void)state;
+	assert_int_equal(mh_setup(NULL), 0);
+	const char *prog[] = { "sh", "-c", "echo r$RANK/$WORLD_SIZE/$LOCAL_RANK/$LOCAL_WORLD_SIZE", NULL };
+	struct mh_proc p[2];
+	mh_run_hosts(2, 2, prog, p, 20);
+	const char *want[2][2] = { { "r0/4/0/2\n", "r1/4/1/2\n" }, { "r2/4/0/2\n", "r3/4/1/2\n" } };
+	for (int r = 0; r < 2; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], r ? "host1" : "host0");
+		assert_int_equal(p[r].status, 0);
+		const char *out = mh_slurp(p[r].out);
+		assert_int_equal(count_lines(out), 2);
+		assert_contains(out, want[r][0]);
+		assert_contains(out, want[r][1]);
+	}
+	assert_int_equal(mh_teardown(NULL), 0);
+	assert_no_strays();
+}
+
+/* `echo hi | psrun -n 2 ...`: node 0 reads "hi", node 1 reads EOF at once
+ * (before: whichever node read first got it). */
+static void test_psrun_gives_stdin_to_node_0_only(void **state)
+{
+	(void)state;
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "printf 'hi\\n' | %s -n 2 sh -c 'if read l; then echo \"$PSMEM_NODE:$l\"; "
+		 "else echo \"$PSMEM_NODE:eof\"; fi'",
+		 tool("psrun"));
+	for (int round = 0; round < 3; round++) {
+		struct proc p;
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+		run(&p, argv);
+		assert_int_equal(exit_status(&p), 0);
+		assert_int_equal(count_lines(p.out), 2);
+		assert_contains(p.out, "0:hi\n");
+		assert_contains(p.out, "1:eof\n");
+	}
+	assert_no_strays();
+}
+
+/* Every line of out/err is "[N] " + one whole line a node wrote. */
+static void check_tagged(const char *text, int nodes, const char *word, int want_lines)
+{
+	int lines = 0;
+	for (const char *l = text; *l; lines++) {
+		const char *nl = strchr(l, '\n');
+		assert_non_null(nl);
+		int node, k, n = 0;
+		char w[16];
+		if (sscanf(l, "[%d] %15[a-z] %d %n", &node, w, &k, &n) != 3 || n == 0)
+			fail_msg("untagged or broken line: %.*s", (int)(nl - l), l);
+		assert_true(node >= 0 && node < nodes);
+		assert_string_equal(w, word);
+		/* the rest: 60 copies of the node's digit, then the newline */
+		const char *r = l + n;
+		for (int c = 0; c < 60; c++)
+			if (r[c] != '0' + node)
+				fail_msg("line of node %d mixed with another: %.*s", node, (int)(nl - l), l);
+		assert_ptr_equal(r + 60, nl);
+		l = nl + 1;
+	}
+	assert_int_equal(lines, want_lines);
+}
+
+static void test_psrun_tag_output_prefixes_every_whole_line(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--tag-output", "sh", "-c",
+			 "d=$(printf \"%060d\" 0 | tr 0 $PSMEM_NODE); i=0; while [ $i -lt 150 ]; do "
+			 "echo \"out $i $d\"; echo \"err $i $d\" >&2; i=$((i+1)); done; printf \"out 150 $d\"",
+			 NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	/* the last line had no newline: it is ended */
+	check_tagged(p.out, 2, "out", 2 * 151);
+	check_tagged(p.err, 2, "err", 2 * 150);
+	assert_no_strays();
+}
+
+static void test_psrun_output_dir_writes_one_log_per_node(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_psrun_XXXXXX", sub[64], f[2][96];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof sub, "%s/a/b", dir); /* made by psrun, parents too */
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--output-dir", sub, "sh", "-c",
+			 "echo out $RANK; echo err $RANK >&2", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(p.out_len, 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(f[i], sizeof f[i], "%s/node-%d.log", sub, i);
+		char buf[256] = {0}, want[64];
+		FILE *fp = fopen(f[i], "r");
+		assert_non_null(fp);
+		size_t n = fread(buf, 1, sizeof buf - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		snprintf(want, sizeof want, "out %d\nerr %d\n", i, i);
+		assert_string_equal(buf, want);
+		unlink(f[i]);
+	}
+	char a[80];
+	snprintf(a, sizeof a, "%s/a", dir);
+	rmdir(sub);
+	rmdir(a);
+	rmdir(dir);
+	assert_no_strays();
+}
+
+/* Checked before anything starts: no segment, no node. */
+static void test_psrun_output_dir_that_is_a_file_fails_before_launch(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	char file[] = "/tmp/test_psrun_XXXXXX", marker[64];
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(marker, sizeof marker, "%s.ran", file);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--output-dir", file, "touch", marker, NULL };
+	run(&p, argv);
+	unlink(file);
+	assert_int_equal(exit_status(&p), 2);
+	char want[160];
+	snprintf(want, sizeof want, "psrun: bad arguments: --output-dir %s: not a directory\n", file);
+	assert_contains(p.err, want);
+	assert_int_not_equal(access(marker, F_OK), 0);
+	unlink(marker);
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays();
+}
+
+static void test_psrun_tag_output_and_output_dir_exclude_each_other(void **state)
+{
+	(void)state;
+	char *argv[] = { (char *)tool("psrun"), "-n", "1", "--tag-output", "--output-dir", "/tmp", "true", NULL };
+	expect_usage_error(argv);
+}
+
+static void test_psrun_timeout_stops_the_job_and_says_so(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "--timeout", "0.5", "sleep", "30", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 124);
+	if (elapsed_s(&p) < 0.5 || elapsed_s(&p) >= 3.0)
+		fail_msg("psrun --timeout 0.5 took %.2f s", elapsed_s(&p));
+	assert_contains(p.err, "psrun: timeout: the job ran for 0.5 s (--timeout), stopping 2 nodes\n");
+	assert_null(strstr(p.err, "killed by signal")); /* psrun's own doing */
+	assert_no_segment_left(&before, p.pid);
+	assert_no_strays(); /* the sleeps included */
+}
+
+static void test_psrun_rejects_a_bad_timeout(void **state)
+{
+	(void)state;
+	const char *bad[] = { "0", "-1", "abc", "1e9", "nan" };
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		char *argv[] = { (char *)tool("psrun"), "-n", "1", "--timeout", (char *)bad[k], "true", NULL };
+		expect_usage_error(argv);
+	}
+}
+
+static void test_psrun_warns_when_threads_exceed_cpus(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *argv[] = { (char *)tool("psrun"), "-n", "2", "-t", "1024", "true", NULL };
+	run(&p, argv);
+	assert_int_equal(exit_status(&p), 0);
+	char want[128];
+	cpu_set_t set; /* psrun counts the CPUs it may run on, as we do */
+	assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+	snprintf(want, sizeof want, "psrun: warning: 2 nodes x 1024 threads = 2048 threads on %d CPUs;",
+		 CPU_COUNT(&set));
+	assert_contains(p.err, want);
+	/* and not when they fit */
+	char *fit[] = { (char *)tool("psrun"), "-n", "1", "-t", "1", "true", NULL };
+	run(&p, fit);
+	assert_int_equal(exit_status(&p), 0);
+	assert_int_equal(p.err_len, 0);
+	assert_no_strays();
 }
 
 static void test_psrun_reports_unexecutable_program_once(void **state)
@@ -635,7 +883,9 @@ static void test_psrun_forwards_sigint_and_cleans_up(void **state)
 	double took = (double)(p.end_ns - t0) / 1e9;
 	if (took >= 3.0)
 		fail_msg("psrun took %.2f s to end after SIGINT", took);
-	assert_int_not_equal(exit_status(&p), 0);
+	assert_int_equal(exit_status(&p), 128 + SIGINT);
+	/* the user is told what happens to the job */
+	assert_contains(p.err, "psrun: interrupted (SIGINT), stopping 2 nodes\n");
 	assert_no_segment_left(&before, p.pid);
 	assert_no_strays();
 }
@@ -732,16 +982,273 @@ static void test_psrun_help_documents_every_flag(void **state)
 	char *argv[] = { (char *)tool("psrun"), "--help", NULL };
 	run(&p, argv);
 	assert_int_equal(exit_status(&p), 0);
-	const char *flags[] = { "-n,", "-t,", "--numa", "-v,", "--arena-size", "--mem", "--help",
+	const char *flags[] = { "-n,", "-np,", "-t,", "--numa", "-v,", "--arena-size", "--mem", "--help",
+				"--tag-output", "--output-dir", "--timeout", "--version", "RANK", "LOCAL_WORLD_SIZE",
 				"default" };
 	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
 		assert_contains(p.out, flags[i]);
 }
 
+static char my_exe[1024]; /* as mh_self */
+
+/* ------------------------------------------------------------ README */
+
+/* A file of the source tree (PSMEM_SRC, default: the current directory,
+ * where make and tests/run.sh run the tests), NUL-terminated; NULL with
+ * the reason printed if it cannot be read. */
+static char *read_src(const char *rel)
+{
+	const char *root = getenv("PSMEM_SRC");
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", root && *root ? root : ".", rel);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		printf("# SKIP: %s: %s (run from the source tree or set PSMEM_SRC)\n", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1 << 16, len = 0, n;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	while ((n = fread(buf + len, 1, cap - 1 - len, f)) > 0) {
+		len += n;
+		if (len == cap - 1) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+	}
+	fclose(f);
+	buf[len] = 0;
+	return buf;
+}
+
+/* The README shows docs/example.c verbatim: its first C block is the file,
+ * so the README cannot drift from the program the next test runs. */
+static void test_readme_example_is_docs_example_c(void **state)
+{
+	(void)state;
+	char *readme = read_src("README.md"), *example = read_src("docs/example.c");
+	if (!readme || !example) {
+		free(readme);
+		free(example);
+		skip();
+	}
+	char *start = strstr(readme, "\n```c\n");
+	assert_non_null(start);
+	start += 6;
+	char *end = strstr(start, "\n```\n");
+	assert_non_null(end);
+	end[1] = 0;
+	assert_string_equal(start, example);
+	free(readme);
+	free(example);
+}
+
+static void test_readme_example_prints_the_same_under_psrun_every_run(void **state)
+{
+	(void)state;
+	char exe[PATH_MAX];
+	const char *dir = getenv("PSMEM_BUILD");
+	snprintf(exe, sizeof exe, "%s/docs/example", dir && *dir ? dir : "build");
+	struct proc p;
+	for (int round = 0; round < 3; round++) {
+		char *argv[] = { (char *)tool("psrun"), "-n", "2", exe, NULL };
+		run(&p, argv);
+		if (exit_status(&p) != 0)
+			fail_msg("psrun -n 2 %s: exit %d:\n%s", exe, exit_status(&p), p.err);
+		assert_string_equal(p.out, "2 node(s): key 7 = 3, key 42 = 3\n");
+		assert_int_equal(p.err_len, 0);
+	}
+	/* alone: a private one-node job; linked against build/lib's
+	 * libpsmem.so.0, which must be there */
+	char *alone[] = { exe, NULL };
+	run(&p, alone);
+	if (exit_status(&p) != 0)
+		fail_msg("%s: exit %d:\n%s", exe, exit_status(&p), p.err);
+	assert_string_equal(p.out, "1 node(s): key 7 = 1, key 42 = 1\n");
+	assert_no_strays();
+}
+
+/* Every package of the Makefile's DEB_PKGS is named in the README. */
+static void test_readme_names_every_package_make_deps_installs(void **state)
+{
+	(void)state;
+	char *mk = read_src("Makefile"), *readme = read_src("README.md");
+	if (!mk || !readme) {
+		free(mk);
+		free(readme);
+		skip();
+	}
+	char *d = strstr(mk, "\nDEB_PKGS := ");
+	assert_non_null(d);
+	d += strlen("\nDEB_PKGS := ");
+	int n = 0;
+	for (char *tok = d; *tok && *tok != '\n';) {
+		while (*tok == ' ' || *tok == '\t' || (*tok == '\\' && tok[1] == '\n'))
+			tok += *tok == '\\' ? 2 : 1;
+		if (*tok == '\n' || !*tok)
+			break;
+		char name[64];
+		size_t len = strcspn(tok, " \t\\\n");
+		assert_true(len < sizeof name);
+		memcpy(name, tok, len);
+		name[len] = 0;
+		if (!strstr(readme, name))
+			fail_msg("make deps installs %s; the README does not name it", name);
+		n++;
+		tok += len;
+	}
+	assert_true(n >= 10);
+	free(mk);
+	free(readme);
+}
+
+/* A node for the psstat tests (this binary under psrun): sets its
+ * progress to 1000 + node, then waits for the file argv[2] to exist. */
+static int progress_node(const char *marker)
+{
+	int err = 0;
+	ps_world *w = ps_init(&err);
+	if (!w) {
+		fprintf(stderr, "progress node: ps_init: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int rc = ps_progress_set(w, 1000 + (uint64_t)ps_node_id(w));
+	for (int i = 0; rc == 0 && i < 2000 && access(marker, F_OK) != 0; i++)
+		usleep(5000); /* a poll for the test's go, not a synchronisation */
+	ps_finalize(w);
+	return rc ? 1 : 0;
+}
+
+static void test_psstat_version_and_unknown_option(void **state)
+{
+	(void)state;
+	struct proc p;
+	char *v[] = { (char *)tool("psstat"), "--version", NULL };
+	run(&p, v);
+	assert_int_equal(exit_status(&p), 0);
+	char want[64];
+	snprintf(want, sizeof want, "psstat (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
+	assert_string_equal(p.out, want);
+	char *bad[] = { (char *)tool("psstat"), "--bogus", NULL };
+	run(&p, bad);
+	assert_int_equal(exit_status(&p), 2);
+	assert_string_equal(p.err, "psstat: bad arguments: unknown option '--bogus'\n"
+				   "Try 'psstat --help' for more information.\n");
+	assert_int_equal(p.out_len, 0);
+}
+
+static int longest_line(const char *s)
+{
+	int best = 0, cur = 0;
+	for (; *s; s++) {
+		cur = *s == '\n' ? 0 : cur + 1;
+		best = cur > best ? cur : best;
+	}
+	return best;
+}
+
+/* The row of `first` (e.g. "   1 " or " all ") in a table. */
+static const char *row_of(const char *table, const char *first)
+{
+	for (const char *l = table; l && *l;) {
+		if (strncmp(l, first, strlen(first)) == 0)
+			return l;
+		l = strchr(l, '\n');
+		l = l ? l + 1 : NULL;
+	}
+	fail_msg("no row \"%s\" in:\n%s", first, table);
+	return NULL;
+}
+
+/* Last whitespace-separated field of a table row. */
+static long last_field(const char *row)
+{
+	const char *nl = strchr(row, '\n'), *sp = nl;
+	while (sp > row && sp[-1] != ' ')
+		sp--;
+	return strtol(sp, NULL, 10);
+}
+
+static void test_psstat_fits_80_columns_with_totals_progress_and_age(void **state)
+{
+	(void)state;
+	struct seglist before;
+	list_segments(&before);
+	char marker[] = "/tmp/test_psrun_go_XXXXXX";
+	int fd = mkstemp(marker);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(marker); /* the nodes wait until it exists again */
+	struct proc job, st;
+	char seg[PS__NAME_MAX];
+	char *job_argv[] = { (char *)tool("psrun"), "-n", "2", my_exe, "--progress-node", marker, NULL };
+	proc_start(&job, job_argv);
+	wait_segment(&before, &job, seg);
+	/* until both nodes have attached and set their progress */
+	char *argv[] = { (char *)tool("psstat"), "--once", "--interval", "0.05", seg, NULL };
+	uint64_t end = ps__now_ns() + (uint64_t)DEADLINE_MS * 1000000;
+	for (;;) {
+		run(&st, argv);
+		assert_int_equal(exit_status(&st), 0);
+		if (strstr(st.out, " 2001\n") || ps__now_ns() > end)
+			break;
+	}
+	assert_true(longest_line(st.out) <= 80);
+	assert_contains(st.out, "  up ");
+	assert_contains(st.out, "2 nodes x 1 thread");
+	assert_int_equal(last_field(row_of(st.out, "   0 ")), 1000);
+	assert_int_equal(last_field(row_of(st.out, "   1 ")), 1001);
+	assert_int_equal(last_field(row_of(st.out, " all ")), 2001);
+	assert_contains(row_of(st.out, " all "), " 2/2 ");
+	/* --wide: the same rows and every column */
+	char *wide[] = { (char *)tool("psstat"), "--once", "--wide", "--interval", "0.05", seg, NULL };
+	run(&st, wide);
+	assert_int_equal(exit_status(&st), 0);
+	assert_true(longest_line(st.out) > 80);
+	assert_contains(st.out, "sock%");
+	assert_contains(st.out, "repl%");
+	assert_int_equal(last_field(row_of(st.out, " all ")), 2001);
+	/* --list names it while it runs */
+	char *list[] = { (char *)tool("psstat"), "--list", NULL };
+	run(&st, list);
+	assert_int_equal(exit_status(&st), 0);
+	const char *r = strstr(st.out, seg);
+	if (!r)
+		fail_msg("--list does not show %s:\n%s", seg, st.out);
+	int pid, nodes, threads;
+	assert_int_equal(sscanf(r + strlen(seg), "%d %d %d", &pid, &nodes, &threads), 3);
+	assert_int_equal(pid, job.pid);
+	assert_int_equal(nodes, 2);
+	assert_int_equal(threads, 1);
+
+	fd = open(marker, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(proc_wait(&job, DEADLINE_MS));
+	unlink(marker);
+	assert_int_equal(exit_status(&job), 0);
+	/* and not once it has ended */
+	run(&st, list);
+	assert_int_equal(exit_status(&st), 0);
+	assert_null(strstr(st.out, seg));
+	assert_no_segment_left(&before, job.pid);
+	assert_no_strays();
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--progress-node") == 0)
+		return progress_node(argv[2]);
+	ssize_t n = readlink("/proc/self/exe", my_exe, sizeof my_exe - 1);
+	if (n <= 0) {
+		fprintf(stderr, "test_psrun: cannot find its own executable: %s\n", strerror(errno));
+		return 1;
+	}
+	my_exe[n] = 0;
+	snprintf(mh_self, sizeof mh_self, "%s", my_exe);
 	const struct CMUnitTest tests[] = {
 		T(test_psrun_runs_any_program_once_per_node),
 		T(test_psrun_gives_each_node_its_environment),
@@ -750,6 +1257,18 @@ int main(void)
 		T(test_psrun_rejects_too_many_nodes),
 		T(test_psrun_rejects_non_numeric_nodes),
 		T(test_psrun_rejects_unknown_flag),
+		T(test_psrun_version_prints_one_line),
+		T(test_psrun_accepts_np_as_n),
+		T(test_psrun_exports_torchrun_variables),
+		T(test_psrun_exports_global_ranks_across_hosts),
+		T(test_psrun_gives_stdin_to_node_0_only),
+		T(test_psrun_tag_output_prefixes_every_whole_line),
+		T(test_psrun_output_dir_writes_one_log_per_node),
+		T(test_psrun_output_dir_that_is_a_file_fails_before_launch),
+		T(test_psrun_tag_output_and_output_dir_exclude_each_other),
+		T(test_psrun_timeout_stops_the_job_and_says_so),
+		T(test_psrun_rejects_a_bad_timeout),
+		T(test_psrun_warns_when_threads_exceed_cpus),
 		T(test_psrun_reports_unexecutable_program_once),
 		T(test_psrun_stops_job_when_a_node_is_killed),
 		T(test_psrun_forwards_sigint_and_cleans_up),
@@ -757,6 +1276,11 @@ int main(void)
 		T(test_psrun_returns_first_failing_status),
 		T(test_psstat_once_json_shows_running_job),
 		T(test_psstat_rejects_unknown_job),
+		T(test_psstat_version_and_unknown_option),
+		T(test_readme_example_is_docs_example_c),
+		T(test_readme_example_prints_the_same_under_psrun_every_run),
+		T(test_readme_names_every_package_make_deps_installs),
+		T(test_psstat_fits_80_columns_with_totals_progress_and_age),
 		T(test_psrun_help_documents_every_flag),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
