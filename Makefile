@@ -20,9 +20,15 @@ PKG_LIBS   = $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
+# lib/ is layered (docs/DESIGN.md "Layers"): base < core < persist < net <
+# launch.  Private headers are found by name in their layer's folder.
+LAYERS  := base core persist net launch
+LIB_INC := -Ilib $(addprefix -Ilib/,$(LAYERS))
+LIB_HDR := $(wildcard lib/*.h lib/*/*.h)
+
 OPT     ?= -O2
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
-           -Ilib $(PKG_CFLAGS)
+           $(LIB_INC) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lz -lm -pthread
 ifneq ($(SAN),)
 CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -DPS_SANITIZE=1
@@ -34,7 +40,7 @@ ifeq ($(SAN),thread)
 CFLAGS  += -Wno-error=tsan -Wno-tsan
 endif
 
-LIB_SRC   := $(wildcard lib/*.c)
+LIB_SRC   := $(wildcard $(LAYERS:%=lib/%/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # bin/psrun_*.c are parts of psrun, not programs of their own
 BIN_SRC   := $(filter-out bin/psrun_%.c,$(wildcard bin/*.c))
@@ -92,7 +98,7 @@ check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
 	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h bin/*.h) | check-deps
+$(BUILD)/%.o: %.c $(LIB_HDR) $(wildcard bin/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -118,7 +124,7 @@ $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
+$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@
@@ -131,10 +137,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c lib/bridge.h lib/psmem.h
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/bridge.h lib/psmem.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ilib tests/fuzz/fuzz_frame.c lib/frame.c -lz \
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c -lz \
 	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
 # The guests run the normal build only: sanitizers under TCG are too slow.
