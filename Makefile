@@ -6,7 +6,10 @@ BUILD   ?= build
 SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
+# libpsmem's own packages; libsodium is for lib/launch/ only (psrun and the
+# tests link it, applications do not).
+LIB_PKGS := liburcu-memb liburcu-cds numa jemalloc
+PKGS    := $(LIB_PKGS) libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
             qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
 
@@ -15,8 +18,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Under a sanitizer, private allocations go through the sanitizer's malloc
 # (lib/world.c) and jemalloc is not linked: its fork handlers overflow
 # TSan's deadlock detector, and the sanitizers cannot see inside it.
-LINK_PKGS  = $(if $(SAN),$(filter-out jemalloc,$(PKGS)),$(PKGS))
+LINK_PKGS  = $(if $(SAN),$(filter-out jemalloc,$(LIB_PKGS)),$(LIB_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null)
+SODIUM_LIBS = $(shell pkg-config --libs libsodium 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
@@ -30,6 +34,8 @@ OPT     ?= -O2
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
            $(LIB_INC) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lz -lm -pthread
+# psrun's bridge, rendezvous and authentication (lib/launch/)
+LAUNCH_LIBS := $(SODIUM_LIBS)
 ifneq ($(SAN),)
 CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -DPS_SANITIZE=1
 LDFLAGS += -fsanitize=$(SAN)
@@ -40,8 +46,12 @@ ifeq ($(SAN),thread)
 CFLAGS  += -Wno-error=tsan -Wno-tsan
 endif
 
-LIB_SRC   := $(wildcard $(LAYERS:%=lib/%/*.c))
+# libpsmem: every layer but launch/, which is libpslaunch.a (psrun, tests)
+LIB_LAYERS:= $(filter-out launch,$(LAYERS))
+LIB_SRC   := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LAUNCH_SRC:= $(wildcard lib/launch/*.c)
+LAUNCH_OBJ:= $(LAUNCH_SRC:%.c=$(BUILD)/%.o)
 # bin/psrun_*.c are parts of psrun, not programs of their own
 BIN_SRC   := $(filter-out bin/psrun_%.c,$(wildcard bin/*.c))
 BINS      := $(BIN_SRC:bin/%.c=$(BUILD)/bin/%)
@@ -60,6 +70,7 @@ FUZZ_CC   ?= $(shell command -v clang 2>/dev/null)
 FUZZ      := $(if $(FUZZ_CC),$(BUILD)/fuzz/fuzz_frame)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
+LAUNCH    := $(BUILD)/lib/libpslaunch.a
 
 .SECONDARY:
 .PHONY: all deps test test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
@@ -69,7 +80,7 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
+all: check-deps $(STATIC) $(SHARED) $(LAUNCH) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -108,6 +119,11 @@ $(STATIC): $(LIB_OBJ)
 	@echo "  AR      $@"
 	@rm -f $@ && ar rcs $@ $^
 
+$(LAUNCH): $(LAUNCH_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+
 $(SHARED): $(LIB_OBJ)
 	@echo "  LD      $@"
 	@$(CC) -shared -Wl,-soname,libpsmem.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -116,9 +132,9 @@ $(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(STATIC)
+$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(LAUNCH) $(STATIC)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LAUNCH_LIBS) $(LDLIBS)
 
 $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
@@ -129,9 +145,9 @@ $(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) | check-deps
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(LAUNCH) $(STATIC)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LAUNCH_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
@@ -174,7 +190,7 @@ install: all
 	ln -sf libpsmem.so.0 $(DESTDIR)$(PREFIX)/lib/libpsmem.so
 	install -m 644 lib/psmem.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/bin/psrun $(BUILD)/bin/psstat $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(LIB_PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
 
 clean:
 	rm -rf build

@@ -824,6 +824,9 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f);
 uint64_t ps__now_ns(void);
 int ps__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns, bool shared);
 int ps__futex_wake(_Atomic uint32_t *addr, int n, bool shared);
+/* Grows a malloc'd byte buffer to at least need bytes (doubling): 0 or
+ * -ENOMEM (the buffer is then unchanged). */
+int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need);
 static inline uint64_t ps__mix64(uint64_t x)
 {
 	/* splitmix64 finaliser: placement hash and initial values */

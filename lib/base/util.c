@@ -1,10 +1,12 @@
 /*
- * util.c - clocks and futexes.  Futexes on segment words are "shared"
+ * util.c - clocks, futexes and growing byte buffers.  Futexes on segment words are "shared"
  * (no FUTEX_PRIVATE_FLAG): the kernel keys them by the tmpfs page, so a wake
  * in one process reaches a waiter in another.
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -38,4 +40,19 @@ int ps__futex_wake(_Atomic uint32_t *addr, int n, bool shared)
 	int op = FUTEX_WAKE | (shared ? 0 : FUTEX_PRIVATE_FLAG);
 	long r = syscall(SYS_futex, (uint32_t *)addr, op, n, NULL, NULL, 0);
 	return r < 0 ? -errno : (int)r;
+}
+
+int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 65536;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(*p, c);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = c;
+	return 0;
 }

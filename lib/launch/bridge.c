@@ -123,23 +123,6 @@ static void blog(struct ps__bridge *b, const char *fmt, ...)
 	(void)!write(fileno(b->log), line, (size_t)n);
 }
 
-/* ------------------------------------------------------------ buffers */
-
-int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 65536;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 static void set_out_interest(struct ps__bridge *b, struct conn *c, bool want)
 {
 	if (c->want_out == want || c->fd < 0)

@@ -422,10 +422,6 @@ struct ps__bridge_stats {
 	uint64_t barriers;
 };
 
-/* Grows a malloc'd byte buffer to at least need bytes (doubling): 0 or
- * -ENOMEM (the buffer is then unchanged). */
-int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need);
-
 /* Takes ownership of every descriptor in conf. */
 struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err);
 /* An epoll descriptor: readable when ps__bridge_step has work. */
