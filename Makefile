@@ -73,7 +73,7 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 LAUNCH    := $(BUILD)/lib/libpslaunch.a
 
 .SECONDARY:
-.PHONY: all deps test test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
+.PHONY: all deps test check-layers test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
 
 # NUMA guests (tests/numa/): kernel and busybox cached here, shared by every
 # BUILD; NUMA_NODES: the guests `make test-numa` boots.
@@ -88,6 +88,7 @@ help:
 	@echo "make demo    deps + build + a small training job under psrun"
 	@echo "make test    the test suite (cmocka; multi-process tests under psrun),"
 	@echo "             then test-numa when qemu and the guest kernel are there"
+	@echo "make check-layers  lib/ uses no layer above its own (make test runs it)"
 	@echo "make test-numa  placement tests in QEMU guests (NUMA nodes: $(NUMA_NODES))"
 	@echo "make bench   micro-benchmark, CSV on stdout"
 	@echo "make asan    the test suite under AddressSanitizer"
@@ -159,8 +160,12 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/bridge
 	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c -lz \
 	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
+# No file or object of lib/ uses a layer above its own (lib/check-layers.sh).
+check-layers: $(STATIC) $(LAUNCH)
+	@bash lib/check-layers.sh $(BUILD)
+
 # The guests run the normal build only: sanitizers under TCG are too slow.
-test: all
+test: all check-layers
 	@BUILD=$(BUILD) bash tests/run.sh
 ifeq ($(SAN),)
 	@if why=$$(BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh --check); then \

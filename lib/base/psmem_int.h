@@ -609,14 +609,21 @@ struct ps_world {
 	char ckpt_err[PS__PATH_MAX + PS__MSG_MAX + 8]; /* ps_checkpoint_error */
 
 	int host, nhosts;         /* multi-host: this host's rank, host count (1) */
-	struct ps__link *link;    /* to the host's bridge; NULL on one host */
+	const struct ps__net_ops *net; /* the net layer's operations; NULL on one host */
+	struct ps__link *link;    /* net/: to the host's bridge; NULL on one host */
 	/* replica.c: finalize merged this node's deltas; no remote round
 	 * (through this process's link) starts any more.  W: finalize, R: the
 	 * service thread, both under the table's repl_xlock (relaxed). */
 	_Atomic bool repl_closed;
 };
 
-/* world.c */
+/* world.c: the per-process context.  ps_init (net/start.c) opens it, takes
+ * the node and starts the layers above; ps_finalize closes it. */
+ps_world *ps__world_open(int threads, int *err);
+void ps__world_close(ps_world *w);       /* tables, EXITED, detach, free */
+void ps__world_abort(ps_world *w);       /* a failed ps_init: detach, free */
+bool ps__world_current(const ps_world *w); /* w is this process's open world */
+int ps__env_int(const char *name, int def); /* -1: not a number 0..2^20 */
 void ps__thread_enter(ps_world *w);      /* registers the calling thread once */
 void ps__wait_set(ps_world *w, enum ps__wait_what what, uint64_t arg, uint64_t arg2);
 void ps__wait_clear(ps_world *w);
@@ -673,44 +680,60 @@ bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
 int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in);
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 
-/* bridge_link.c: a node's link to its host's bridge (multi-host jobs) */
-struct ps__link;
-struct ps__rgroup;
-int ps__link_start(ps_world *w);
-void ps__link_stop(ps_world *w);          /* final barrier over every host, close */
-/* Keys [*k0, *k1) have this host as their home (all of them on one host). */
+/*
+ * The network layer's operations (lib/net/), the only way the layers below
+ * it (core, persist) reach it: they never include a net header.  w->net is
+ * NULL on one host; on several, ps_init's link start (net/link) sets it to
+ * the link's table once the link is up, before the process has any other
+ * thread, and ps_finalize clears it after the last call through it.  Core
+ * and persist test w->net (one predictable branch) or call through it on
+ * paths that only a multi-host job takes.
+ */
+struct ps__rgroup;                /* keys of other hosts in flight (net/) */
+struct ps__net_ops {
+	/* kv.c: a validated pull (out) or push (in) batch: keys held here
+	 * are done here, the others are sent to the hosts their words name
+	 * and redirected until they land.  With async, what is still in
+	 * flight is returned in *async (NULL if nothing), else waited for. */
+	int (*route_batch)(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
+			   struct ps__rgroup **async);
+	/* Completes and frees a group of route_batch or replica_start. */
+	int (*remote_wait)(ps_world *w, struct ps__rgroup *g);
+	/* kv.c ps_localize: moves keys[0..n) held by other hosts to this
+	 * node; keys that cannot move now stay (localize is a hint). */
+	int (*migrate_in)(ps_table *t, const ps_key *keys, size_t n);
+	/* replica.c: keys[i] to the primary copy at hosts[i], whatever their
+	 * location words say: push false reads the primaries' totals into out
+	 * (RPULL), push true merges the deltas in (RPUSH); *g as remote_wait's. */
+	int (*replica_start)(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
+			     const float *in, bool push, struct ps__rgroup **g);
+	/* table.c: barrier over every node of every host on the table's
+	 * shape (local_rc: this node's result so far; a failure anywhere
+	 * fails it everywhere). */
+	int (*table_created)(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
+	/* barrier.c: ps_barrier's part across hosts */
+	int (*barrier_workers)(ps_world *w);
+	/* clock.c: CLOCK frame to every other host (0 or PS_EHOSTDOWN); and
+	 * whether the link to the bridge is broken */
+	int (*send_clock)(ps_world *w, uint64_t min, uint64_t cfg);
+	bool (*link_down)(ps_world *w);
+	/* checkpoint.c: a barrier over every node of every host that agrees
+	 * on nothing: *tag in is this node's value, out the minimum of all */
+	int (*barrier_min)(ps_world *w, uint64_t *tag);
+	/* checkpoint.c, node 0: tells node 0 of every other host that a
+	 * checkpoint to path was asked for here (before the poll's barrier
+	 * over hosts); and takes the path host sent, if it is the lowest host
+	 * that sent one since the last take (0), else -ENOENT, forgetting
+	 * what was kept either way. */
+	int (*ckpt_send)(ps_world *w, const char *path);
+	int (*ckpt_take)(ps_world *w, int host, char *path, size_t len);
+};
+
+/* table.c: the key partition over hosts.  Keys [*k0, *k1) have this host
+ * as their home (all of them on one host); node 0 marks the others
+ * REMOTE(home) at table creation. */
 void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1);
 int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k);
-void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1);
-/* Barrier over every node of every host on the table's shape (local_rc:
- * this node's result so far; a failure anywhere fails it everywhere). */
-int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
-int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
-/* Pulls or pushes a validated batch of a multi-host job (kv.c's run_batch
- * with a link): keys held here are done here, the others are sent to the
- * hosts their words name, and redirected until they land.  With async,
- * what is still in flight is returned in *async (NULL if nothing), else
- * waited for.  ps__remote_wait completes and frees a group. */
-int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
-		    struct ps__rgroup **async);
-/* The link to the bridge is broken (or there is none). */
-bool ps__link_down(ps_world *w);
-/* CLOCK frame to every other host: 0 or PS_EHOSTDOWN (link broken). */
-int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg);
-/* Barrier over every node of every host that agrees on nothing: *tag in
- * is this node's value, out the minimum of every node's (checkpoint.c). */
-int ps__link_barrier_min(ps_world *w, uint64_t *tag);
-/* Node 0: tells node 0 of every other host that a checkpoint to path was
- * asked for here (before the poll's barrier over hosts). */
-int ps__link_ckpt_send(ps_world *w, const char *path);
-/* Node 0: the path host sent, if it is the lowest host that sent one since
- * the last take (0), else -ENOENT; forgets what was kept either way. */
-int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len);
-int ps__remote_wait(ps_world *w, struct ps__rgroup *g);
-/* Sends keys[i] to hosts[i] as frames of type (PS__F_PULL/PUSH/RPULL/
- * RPUSH), whatever their location words say; complete with ps__remote_wait. */
-int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
-			const float *in, unsigned type, struct ps__rgroup **g);
 
 /* kv.c, for the bridge: the keys pos[0..m) of keys[] (pos NULL: 0..m)
  * that this host holds are pulled into out / pushed from in (at their
@@ -730,22 +753,6 @@ void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint3
  * values and rule state to vals, publishes loc[k] = newword, retires the
  * slot into *ret and returns 1; else 0.  Inside a read-side section. */
 int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t *vals, struct ps__retired *ret);
-
-/* migrate.c: moving keys between hosts (localize across hosts) */
-struct ps__move_req;
-/* Moves the keys[0..n) held by other hosts to this node; keys that cannot
- * move now are left where they are (localize is a hint).  0 or a code. */
-int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n);
-/* A MOVE request of another host, executed by this node's link thread:
- * writes the MOVE_REPLY body into out (room: ps__move_reply_size(n, nf, n))
- * and returns its length. */
-uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct ps__move_req *m, uint8_t *out);
-/* Synchronous calls through the link: for each i, sends frames[i] (a
- * sealed MOVE with body room) to hosts[i] and stores the reply body (a
- * malloc'd copy, NULL on failure) in replies[i]; all in flight at once.
- * Returns 0 or the first failure (then some replies may be NULL). */
-int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t lens[], const int hosts[],
-		   uint8_t *replies[], uint32_t rlens[]);
 
 /* grace.c */
 void ps__retire(ps_world *w, struct ps__retire_batch *b);
@@ -769,9 +776,9 @@ int ps__barrier_missing(const struct ps__seg *s, const struct ps__barrier *b, ui
 /* table.c */
 void ps__table_bind(ps_world *w, int id, ps_table *t); /* handle from descriptor */
 
-/* restart.c */
-bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart */
-int ps__restart_takeover(ps_world *w, uint32_t old_word);
+/* restart.c: takes this process's node id (from the segment), taking
+ * over a dead predecessor's (psrun --on-failure restart) */
+int ps__take_node(ps_world *w);
 
 /* checkpoint.c: psrun --restore checks the file before starting nodes:
  * host rank's file of a checkpoint to path (path for host 0 and a one-host
@@ -813,6 +820,7 @@ int ps__seg_find(char *name, size_t len); /* newest psmem segment of this uid */
 uint64_t ps__proc_start_time(pid_t pid);
 bool ps__pid_alive(pid_t pid, uint64_t start_time);
 bool ps__node_alive(const struct ps__seg *s, int node);
+bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart */
 uint32_t ps__node_kind(const struct ps__seg *s, int node); /* acquire load, state bits */
 /* Marks node DEAD if its incarnation is ALIVE and its process is gone. */
 void ps__mark_dead(struct ps__seg *s, int node);

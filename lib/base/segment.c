@@ -445,3 +445,8 @@ int ps__seg_find(char *name, size_t len)
 	closedir(d);
 	return found;
 }
+
+bool ps__restart_mode(const struct ps__seg *s)
+{
+	return s->hdr->on_failure == 1;
+}

@@ -212,53 +212,6 @@ static int create_private(ps_world *w, int threads)
 	return 0;
 }
 
-static int take_node(ps_world *w)
-{
-	struct ps__node *n = ps__node_at(&w->seg, w->node);
-	/* acquire: pid and start_time of the incarnation seen are visible */
-	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	bool gone = !ps__pid_alive(n->pid, n->start_time);
-	if (PS__NODE_KIND(st) == PS__NODE_ALIVE && !gone)
-		return -EBUSY;
-	w->me = n;
-	int rc = 0;
-	if (PS__NODE_KIND(st) == PS__NODE_DEAD || PS__NODE_KIND(st) == PS__NODE_ALIVE)
-		rc = ps__restart_takeover(w, st); /* frees what the dead one held */
-	else
-		w->node_calls = atomic_load_explicit(&n->nb_clock, memory_order_relaxed);
-	if (rc)
-		return rc;
-	for (int i = 0; i < PS__MAX_WORKERS && !w->restarted; i++) /* relaxed: our own slots */
-		w->calls[i] = atomic_load_explicit(&n->ws[i].clock, memory_order_relaxed);
-	/* G2: start at the current epoch: we hold no old location word */
-	atomic_store_explicit(&n->epoch, atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire),
-			      memory_order_relaxed);
-	n->pid = getpid();
-	n->start_time = ps__proc_start_time(getpid());
-	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
-	 * load of any location word (grace.c G2).  A CAS from the word seen:
-	 * of two processes taking the same slot, one fails. */
-	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
-		st = atomic_load_explicit(&n->state, memory_order_relaxed);
-	uint32_t want = PS__NODE_WORD(PS__NODE_ALIVE, PS__NODE_INC(st) + 1);
-	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, want, memory_order_seq_cst, memory_order_relaxed))
-		return -EBUSY;
-	return 0;
-}
-
-static unsigned make_je_arena(void)
-{
-#ifdef PS_SANITIZE
-	return 0;
-#else
-	unsigned a = 0;
-	size_t sz = sizeof a;
-	if (mallctl("arenas.create", &a, &sz, NULL, 0) != 0)
-		return 0;
-	return a;
-#endif
-}
-
 /* Under psrun: every node asks for the same worker count, which replaces
  * psrun's -t for this job (before any barrier is used). */
 static int set_threads(ps_world *w, int threads)
@@ -274,12 +227,17 @@ static int set_threads(ps_world *w, int threads)
 	return 0;
 }
 
-ps_world *ps_init(int *err)
+int ps__env_int(const char *name, int def)
 {
-	return ps_init_threads(0, err);
+	return env_int(name, def);
 }
 
-ps_world *ps_init_threads(int threads, int *err)
+bool ps__world_current(const ps_world *w)
+{
+	return w && w == atomic_load(&the_world);
+}
+
+ps_world *ps__world_open(int threads, int *err)
 {
 	int rc = 0;
 	ps_world *expected = NULL;
@@ -310,41 +268,24 @@ ps_world *ps_init_threads(int threads, int *err)
 	w->nthreads = (int)atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
 	w->no_grace = getenv("PSMEM_DEBUG_NO_GRACE") && *getenv("PSMEM_DEBUG_NO_GRACE") == '1';
 	w->slow_switch = getenv("PSMEM_DEBUG_SLOW_SWITCH") && *getenv("PSMEM_DEBUG_SLOW_SWITCH") == '1';
-	rc = take_node(w);
-	if (rc)
-		goto fail;
-	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
-			   env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
-	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
-	w->je_arena = make_je_arena();
-	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
-	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
-	ps__service_start(w);
-	/* multi-host hook: the node's link to its host's bridge */
-	if (w->nhosts > 1 && (rc = ps__link_start(w)) != 0) {
-		ps__service_stop(w);
-		atomic_store_explicit(&w->me->state, PS__NODE_EXITED, memory_order_release);
-		goto fail;
-	}
 	goto out;
 fail:
-	ps__seg_detach(&w->seg);
-	free(w);
+	ps__world_abort(w);
 	w = NULL;
-	atomic_store(&the_world, NULL);
 out:
-	if (err)
-		*err = rc;
+	*err = rc;
 	return w;
 }
 
-int ps_finalize(ps_world *w)
+void ps__world_abort(ps_world *w)
 {
-	if (!w || w != atomic_load(&the_world))
-		return -EINVAL;
-	ps__replica_flush(w); /* this node's pending deltas into the primaries */
-	ps__link_stop(w); /* multi-host hook: waits for every host's nodes */
-	ps__service_stop(w);
+	ps__seg_detach(&w->seg);
+	free(w);
+	atomic_store(&the_world, NULL);
+}
+
+void ps__world_close(ps_world *w)
+{
 	for (int i = 0; i < PS__MAX_TABLES; i++) {
 		if (w->tables[i]) {
 			w->tables[i]->magic = 0;
@@ -364,7 +305,6 @@ int ps_finalize(ps_world *w)
 	pthread_mutex_destroy(&w->slots_lock);
 	free(w);
 	atomic_store(&the_world, NULL);
-	return 0;
 }
 
 int ps_node_id(const ps_world *w) { return w->node; }

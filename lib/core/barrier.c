@@ -180,7 +180,7 @@ int ps_barrier(ps_world *w)
 	ps__thread_enter(w);
 	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
 	/* multi-host hook: then every host's threads (bridge_link.c) */
-	if (rc == 0 && w->link)
-		rc = ps__link_barrier_workers(w);
+	if (rc == 0 && w->net)
+		rc = w->net->barrier_workers(w);
 	return rc;
 }

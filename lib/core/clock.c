@@ -247,7 +247,8 @@ static void publish(ps_world *w, struct ps__clocks *ck, uint64_t cfg)
 	else if (send)
 		atomic_store_explicit(&ck->announced, 1, memory_order_relaxed);
 	if (send)
-		ps__link_send_clock(w, m, cfg); /* a broken link: the waiters see it */
+		if (w->net)
+			w->net->send_clock(w, m, cfg); /* a broken link: the waiters see it */
 }
 
 void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg)
@@ -358,7 +359,7 @@ static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t 
 				rc = PS_EDEAD;
 				break;
 			}
-			if (multi_host(w) && ps__link_down(w)) {
+			if (multi_host(w) && (!w->net || w->net->link_down(w))) {
 				rc = PS_EHOSTDOWN; /* psrun is gone: no host can reach us (H3) */
 				lag.host = -1;
 				break;

@@ -394,8 +394,8 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 	ps_world *w = t->w;
 	ps__thread_enter(w);
 	/* multi-host: keys of other hosts are routed through the bridge */
-	if (w->link)
-		return ps__route_batch(t, keys, n, out, in, async);
+	if (w->net)
+		return w->net->route_batch(t, keys, n, out, in, async);
 	const size_t len = t->value_len;
 	uint64_t local = 0, repl = 0;
 	const int rw = out ? 0 : 1;
@@ -636,7 +636,7 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 			return rc;
 		}
 	}
-	rc = nfar ? ps__migrate_in(t, far, nfar) : 0;
+	rc = nfar && w->net ? w->net->migrate_in(t, far, nfar) : 0;
 	ps__free(w, far);
 	return rc;
 }
@@ -718,7 +718,7 @@ static ps_handle batch_req(ps_table *t, enum ps__op op, const ps_key *keys, size
 	int rc = run_batch(t, keys, n, out, in, &remote);
 	ps_handle h = done_req(t, op, rc);
 	if (remote && !h)
-		ps__remote_wait(t->w, remote); /* no handle to carry it */
+		t->w->net->remote_wait(t->w, remote); /* no handle to carry it */
 	else if (remote)
 		h->remote = remote;
 	return h;
@@ -780,7 +780,7 @@ int ps_wait(ps_handle h)
 	}
 	int rc = h->result;
 	if (h->remote) {
-		int rrc = ps__remote_wait(w, h->remote);
+		int rrc = w->net->remote_wait(w, h->remote);
 		rc = rc ? rc : rrc;
 	}
 	h->magic = 0;

@@ -97,7 +97,6 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "bridge.h"
 #include "psmem_int.h"
 
 static inline struct ps__slot *delta_of(ps_table *t, struct ps__slot *replica)
@@ -583,14 +582,15 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 	return rc;
 }
 
-/* Sends keys[i] to hosts[i] as frames of type and waits (no lock held
- * but repl_xlock and remote-primary replica locks, R10). */
-static int remote_io(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
-		     const float *in, unsigned type)
+/* Reads the primaries' totals of keys[i] at hosts[i] into out (RPULL)
+ * and waits (no lock held but repl_xlock and remote-primary replica
+ * locks, R10).  Only multi-host jobs have primaries on other hosts. */
+static int remote_pull(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out)
 {
 	struct ps__rgroup *g;
-	int rc = ps__remote_start_to(t, keys, hosts, n, out, in, type, &g);
-	return rc ? rc : (g ? ps__remote_wait(t->w, g) : 0);
+	const struct ps__net_ops *net = t->w->net;
+	int rc = net->replica_start(t, keys, hosts, n, out, NULL, false, &g);
+	return rc ? rc : (g ? net->remote_wait(t->w, g) : 0);
 }
 
 /*
@@ -637,13 +637,13 @@ static int rpush_hosts(ps_table *t, const ps_key *keys, const uint16_t *hosts, s
 		g[h] = NULL;
 		hrc[h] = 0;
 		if (at[h + 1] > at[h])
-			hrc[h] = ps__remote_start_to(t, k2 + at[h], h2 + at[h], at[h + 1] - at[h], NULL, v2 + at[h] * len,
-						     PS__F_RPUSH, &g[h]);
+			hrc[h] = w->net->replica_start(t, k2 + at[h], h2 + at[h], at[h + 1] - at[h], NULL,
+						       v2 + at[h] * len, true, &g[h]);
 	}
 	rc = 0;
 	for (int h = 0; h < H; h++) {
 		if (g[h]) {
-			int wrc = ps__remote_wait(w, g[h]);
+			int wrc = w->net->remote_wait(w, g[h]);
 			hrc[h] = hrc[h] ? hrc[h] : wrc;
 		}
 		rc = rc ? rc : hrc[h];
@@ -794,7 +794,7 @@ static int remote_round(ps_world *w, ps_table *t, int n0, int n1, bool refresh)
 	if (rc == 0 && refresh && s.m) {
 		/* after the RPUSH completed: what we pull holds our deltas, so
 		 * a replica never loses them (replica = pulled + delta) */
-		rc = remote_io(t, s.keys, s.hosts, s.m, s.vals, NULL, PS__F_RPULL);
+		rc = remote_pull(t, s.keys, s.hosts, s.m, s.vals);
 		if (rc == 0) {
 			repl_lock(w, t->d);
 			for (int n = n0; n < n1; n++) {
@@ -1245,7 +1245,7 @@ static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key
 				rh[nr++] = (uint16_t)PS__LOC_OWNER(lw);
 			}
 		}
-		if (nr && (rc = remote_io(t, rk, rh, nr, rv, NULL, PS__F_RPULL)) != 0)
+		if (nr && (rc = remote_pull(t, rk, rh, nr, rv)) != 0)
 			goto out;
 	}
 	repl_lock(w, t->d);

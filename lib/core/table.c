@@ -211,6 +211,34 @@ static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
  * those with k*N/K == i, so no per-key test is needed.  With several hosts
  * the same holds within this host's keys [h0, h1); node 0 marks the other
  * keys REMOTE. */
+/* The key partition over hosts: host h is the home of keys
+ * [ceil(h K / H), ceil((h+1) K / H)). */
+void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1)
+{
+	const unsigned __int128 K = num_keys, H = (unsigned)w->nhosts, h = (unsigned)w->host;
+	*k0 = (uint64_t)((h * K + H - 1) / H);
+	*k1 = (uint64_t)(((h + 1) * K + H - 1) / H);
+}
+
+int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k)
+{
+	return (int)((unsigned __int128)k * (unsigned)w->nhosts / num_keys);
+}
+
+/* Node 0 of a multi-host job: keys outside [k0, k1) are at their home. */
+static void mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1)
+{
+	for (uint64_t k = 0; k < t->num_keys; k++) {
+		if (k == k0) {
+			k = k1 - 1;
+			continue;
+		}
+		/* relaxed: the table's node barrier publishes it */
+		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(ps__home_of(w, t->num_keys, k)),
+				      memory_order_relaxed);
+	}
+}
+
 static int init_keys(ps_world *w, ps_table *t)
 {
 	const struct ps__tdesc *d = t->d;
@@ -219,7 +247,7 @@ static int init_keys(ps_world *w, ps_table *t)
 	uint64_t h0, h1;
 	ps__host_keys(w, d->num_keys, &h0, &h1); /* multi-host hook */
 	if (w->nhosts > 1 && w->node == 0)
-		ps__link_mark_remote(w, t, h0, h1);
+		mark_remote(w, t, h0, h1);
 	const uint64_t K = h1 - h0;
 	uint64_t k0 = h0, k1 = h1, mine = 0;
 	if (range) {
@@ -343,7 +371,7 @@ ps_table *ps_table_create(ps_world *w, const ps_table_opts *o, int *err)
 	else if (first)
 		rc = first; /* every node reports the collective's first error */
 	/* multi-host hook: every host has its keys in place, same shape */
-	if (w->link && (brc = ps__link_table_created(w, t, id, d, rc)) != 0 && rc == 0)
+	if (w->net && (brc = w->net->table_created(w, t, id, d, rc)) != 0 && rc == 0)
 		rc = brc;
 	if (rc == 0 && t) {
 		/* published once complete: the service thread scans tables[]

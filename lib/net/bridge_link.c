@@ -63,8 +63,7 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "bridge.h"
-#include "psmem_int.h"
+#include "link.h"
 
 #define TAG_WORKERS 0x5745524b45525321ULL /* "!SREKREW" */
 #define TAG_FINAL   0x4c414e49462d5350ULL /* "PS-FINAL" */
@@ -159,31 +158,6 @@ struct ps__link {
 
 /* ------------------------------------------------------------ helpers */
 
-
-void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1)
-{
-	const unsigned __int128 K = num_keys, H = (unsigned)w->nhosts, h = (unsigned)w->host;
-	*k0 = (uint64_t)((h * K + H - 1) / H);
-	*k1 = (uint64_t)(((h + 1) * K + H - 1) / H);
-}
-
-int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k)
-{
-	return (int)((unsigned __int128)k * (unsigned)w->nhosts / num_keys);
-}
-
-void ps__link_mark_remote(ps_world *w, ps_table *t, uint64_t k0, uint64_t k1)
-{
-	for (uint64_t k = 0; k < t->num_keys; k++) {
-		if (k == k0) {
-			k = k1 - 1;
-			continue;
-		}
-		/* relaxed: the table's node barrier publishes it */
-		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(ps__home_of(w, t->num_keys, k)),
-				      memory_order_relaxed);
-	}
-}
 
 static int write_all(struct ps__link *L, const uint8_t *p, size_t n)
 {
@@ -1179,8 +1153,12 @@ int ps__link_start(ps_world *w)
 	pthread_mutex_init(&L->ckpt_lock, NULL);
 	L->ckpt_host = -1;
 	w->link = L;
+	/* plain stores, as w->link: ps_init has not returned, so no table
+	 * exists and no thread of this process calls through w->net yet */
+	w->net = &ps__link_ops;
 	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
 		w->link = NULL;
+		w->net = NULL;
 		free(L);
 		return -EAGAIN;
 	}
@@ -1199,6 +1177,7 @@ void ps__link_stop(ps_world *w)
 	pthread_join(L->thread, NULL);
 	close(L->fd);
 	w->link = NULL;
+	w->net = NULL;
 	free(L->rpc);
 	free(L->in);
 	free(L->scratch);
@@ -1209,3 +1188,25 @@ void ps__link_stop(ps_world *w)
 	pthread_mutex_destroy(&L->ckpt_lock);
 	free(L);
 }
+
+/* ------------------------------------------------------------ the net layer's table */
+
+static int replica_start(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
+			 const float *in, bool push, struct ps__rgroup **g)
+{
+	return ps__remote_start_to(t, keys, hosts, n, out, in, push ? PS__F_RPUSH : PS__F_RPULL, g);
+}
+
+const struct ps__net_ops ps__link_ops = {
+	.route_batch = ps__route_batch,
+	.remote_wait = ps__remote_wait,
+	.migrate_in = ps__migrate_in,
+	.replica_start = replica_start,
+	.table_created = ps__link_table_created,
+	.barrier_workers = ps__link_barrier_workers,
+	.send_clock = ps__link_send_clock,
+	.link_down = ps__link_down,
+	.barrier_min = ps__link_barrier_min,
+	.ckpt_send = ps__link_ckpt_send,
+	.ckpt_take = ps__link_ckpt_take,
+};

@@ -56,8 +56,7 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "bridge.h"
-#include "psmem_int.h"
+#include "link.h"
 
 enum st { ST_SKIP, ST_LOCK, ST_GIVE, ST_GIVEN, ST_UNLOCK };
 

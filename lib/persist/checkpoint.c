@@ -889,7 +889,7 @@ static uint64_t new_id(void)
 static void agree(ps_world *w, int *lrc, uint64_t *v)
 {
 	if (*lrc == 0)
-		*lrc = ps__link_barrier_min(w, v);
+		*lrc = w->net->barrier_min(w, v); /* several hosts */
 }
 
 /* Test hook: PSMEM_DEBUG_CKPT_DIE=R:STAGE:N kills node 0 of host R at
@@ -1144,7 +1144,7 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 	bool latched = false;
 	int rc = 0, lrc = 0;
 	if (op == OP_POLL && n0 && (latched = latch_request(w)))
-		rc = ps__link_ckpt_send(w, c->path); /* before the agreement below (H4) */
+		rc = w->net->ckpt_send(w, c->path); /* before the agreement below (H4) */
 	if (op != OP_RESTORE)
 		for (int i = 0; i < w->ntables && i < PS__MAX_TABLES; i++)
 			if (w->tables[i] && !(w->tables[i]->flags & PS_TRANSIENT))
@@ -1164,7 +1164,7 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 		agree(w, &lrc, &who);
 		if (n0) {
 			char p[PS__PATH_MAX] = "";
-			bool got = ps__link_ckpt_take(w, (int)who, p, sizeof p) == 0;
+			bool got = w->net->ckpt_take(w, (int)who, p, sizeof p) == 0;
 			if (who == (uint64_t)w->host)
 				snprintf(base, sizeof base, "%s", c->path);
 			else if (got)

@@ -36,13 +36,9 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "psmem_int.h"
-
-bool ps__restart_mode(const struct ps__seg *s)
-{
-	return s->hdr->on_failure == 1;
-}
 
 /* CAS a lock word from `mine` to 0; a lock held by anyone else is left. */
 static void free_word(_Atomic uint64_t *lock, uint64_t mine)
@@ -90,7 +86,7 @@ static void free_locks(ps_world *w)
 	}
 }
 
-int ps__restart_takeover(ps_world *w, uint32_t seen)
+static int restart_takeover(ps_world *w, uint32_t seen)
 {
 	struct ps__node *n = w->me;
 	if (PS__NODE_KIND(seen) == PS__NODE_ALIVE)
@@ -117,5 +113,39 @@ int ps__restart_takeover(ps_world *w, uint32_t seen)
 	for (int i = 0; i < PS__MAX_WAITERS; i++)
 		atomic_store_explicit(&n->waiters[i].what, PS__WAIT_NONE, memory_order_relaxed);
 	atomic_store_explicit(&n->nwaiters, 0, memory_order_relaxed);
+	return 0;
+}
+
+int ps__take_node(ps_world *w)
+{
+	struct ps__node *n = ps__node_at(&w->seg, w->node);
+	/* acquire: pid and start_time of the incarnation seen are visible */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	bool gone = !ps__pid_alive(n->pid, n->start_time);
+	if (PS__NODE_KIND(st) == PS__NODE_ALIVE && !gone)
+		return -EBUSY;
+	w->me = n;
+	int rc = 0;
+	if (PS__NODE_KIND(st) == PS__NODE_DEAD || PS__NODE_KIND(st) == PS__NODE_ALIVE)
+		rc = restart_takeover(w, st); /* frees what the dead one held */
+	else
+		w->node_calls = atomic_load_explicit(&n->nb_clock, memory_order_relaxed);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PS__MAX_WORKERS && !w->restarted; i++) /* relaxed: our own slots */
+		w->calls[i] = atomic_load_explicit(&n->ws[i].clock, memory_order_relaxed);
+	/* G2: start at the current epoch: we hold no old location word */
+	atomic_store_explicit(&n->epoch, atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire),
+			      memory_order_relaxed);
+	n->pid = getpid();
+	n->start_time = ps__proc_start_time(getpid());
+	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
+	 * load of any location word (grace.c G2).  A CAS from the word seen:
+	 * of two processes taking the same slot, one fails. */
+	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
+		st = atomic_load_explicit(&n->state, memory_order_relaxed);
+	uint32_t want = PS__NODE_WORD(PS__NODE_ALIVE, PS__NODE_INC(st) + 1);
+	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, want, memory_order_seq_cst, memory_order_relaxed))
+		return -EBUSY;
 	return 0;
 }
