@@ -1,6 +1,7 @@
 /*
  * errors.c - names of return codes.  psmem's codes live in a reserved
- * negative band (PS_EBASE downwards) beside -errno values, as LMDB does.
+ * negative band (PS_EBASE downwards, psmem.h says why there) beside -errno
+ * values, as LMDB does.
  */
 #include <string.h>
 
@@ -42,6 +43,11 @@ static const char *const names[] = {
 	[32] = "job token file not private (want mode 0600, owned by this user)",
 	[33] = "a peer host failed or left the job",
 };
+
+/* One name per code, no gap: a code added to psmem.h without its name (or
+ * a name without its code) does not compile. */
+_Static_assert(sizeof names / sizeof names[0] == PS_EBASE - PS_ELAST + 1,
+	       "ps_strerror's name table must have one entry per code PS_EBASE..PS_ELAST");
 
 const char *ps_strerror(int err)
 {
