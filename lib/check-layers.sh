@@ -6,7 +6,9 @@
 #     folder (lib/psmem.h, the public header, is below every layer), or
 #   - with BUILD (objects in BUILD/lib/L/), an object of a layer has an
 #     undefined ps_ symbol that only an object of a higher layer defines:
-#     a call upwards that a declaration in a shared header would hide.
+#     a call upwards that a declaration in a shared header would hide;
+#   - a private header's first line does not say PRIVATE, or a file of lib/
+#     includes psmem_int.h (the umbrella of bin/ and tests/).
 set -u
 cd "$(dirname "$0")"
 LAYERS=(base core persist net launch)
@@ -32,6 +34,21 @@ for l in "${LAYERS[@]}"; do
 			fi
 		done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
 	done
+done
+
+# private headers say so; lib/ includes only the module headers it uses
+for h in */*.h; do
+	if ! head -1 "$h" | grep -q PRIVATE; then
+		echo "check-layers: lib/$h: the first line does not say PRIVATE" >&2
+		bad=1
+	fi
+done
+for f in */*.c */*.h; do
+	[ "$(basename "$f")" = psmem_int.h ] && continue
+	if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*"psmem_int.h"' "$f"; then
+		echo "check-layers: lib/$f includes psmem_int.h (for bin/ and tests/ only)" >&2
+		bad=1
+	fi
 done
 
 # 2. symbols

@@ -23,7 +23,10 @@
 #include <sched.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
 
 int ps__budget_charge(struct ps__seg *s, uint64_t bytes)
 {

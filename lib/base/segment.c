@@ -38,7 +38,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
 
 
 /* starttime of pid from /proc/PID/stat, 0 if gone; *zombie set if it has

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "psmem_int.h"
+#include "util.h"
 
 uint64_t ps__now_ns(void)
 {

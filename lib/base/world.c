@@ -36,7 +36,9 @@
 #include <numa.h>
 #include <urcu/urcu-memb.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
 
 static _Atomic(ps_world *) the_world;
 static pthread_key_t thread_key;

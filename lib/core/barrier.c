@@ -38,7 +38,10 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "barrier.h"
 
 /* a before b, modulo 2^32 */
 static inline bool before(uint32_t a, uint32_t b)

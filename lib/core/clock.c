@@ -86,7 +86,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "clock.h"
 
 #define CHECK_NS (100 * 1000 * 1000) /* liveness check period of a waiter */
 

@@ -42,7 +42,13 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
+#include "kv.h"
+#include "replica.h"
+#include "grace.h"
 
 void ps__retire(ps_world *w, struct ps__retire_batch *b)
 {

@@ -38,7 +38,14 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
+#include "kv.h"
+#include "replica.h"
+#include "grace.h"
+#include "rules.h"
 
 static inline struct ps__slot *slot_at(ps_world *w, uint64_t locw)
 {

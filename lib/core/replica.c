@@ -97,7 +97,13 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
+#include "kv.h"
+#include "replica.h"
+#include "rules.h"
 
 static inline struct ps__slot *delta_of(ps_table *t, struct ps__slot *replica)
 {

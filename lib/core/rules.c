@@ -27,7 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "rules.h"
 
 #define NAME_MAX_LEN 31
 #define MAX_STATE_PER_VALUE 4

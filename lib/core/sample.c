@@ -37,7 +37,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
 
 #define DIST_MAGIC    0x50534453u /* "PSDS" */
 #define SAMPLER_MAGIC 0x50535350u /* "PSSP" */

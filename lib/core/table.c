@@ -32,7 +32,14 @@
 #include <signal.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
+#include "replica.h"
+#include "table.h"
+#include "barrier.h"
+#include "rules.h"
 
 #define MAX_VALUE_LEN 65536u
 

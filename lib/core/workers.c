@@ -12,7 +12,8 @@
 
 #include <numa.h>
 
-#include "psmem_int.h"
+#include "world.h"
+#include "clock.h"
 
 struct worker {
 	pthread_t tid;

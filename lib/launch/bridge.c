@@ -56,7 +56,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
-#include "psmem_int.h"
+#include "util.h"
 
 #define READ_CHUNK (1u << 20)
 

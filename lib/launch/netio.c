@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
-#include "psmem_int.h"
+#include "util.h"
 
 int ps__addr_split(const char *s, char *host, size_t hostlen, uint16_t *port)
 {

@@ -43,7 +43,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
-#include "psmem_int.h"
+#include "util.h"
 
 #define HANDSHAKE_NS (5ULL * 1000 * 1000 * 1000)
 

@@ -63,7 +63,12 @@
 
 #include <urcu/urcu-memb.h>
 
+#include "barrier.h"
+#include "clock.h"
+#include "kv.h"
 #include "link.h"
+#include "replica.h"
+#include "table.h"
 
 #define TAG_WORKERS 0x5745524b45525321ULL /* "!SREKREW" */
 #define TAG_FINAL   0x4c414e49462d5350ULL /* "PS-FINAL" */

@@ -18,7 +18,7 @@
 
 #include <zlib.h>
 
-#include "bridge.h"
+#include "frame.h"
 
 bool ps__frame_type_known(unsigned type)
 {

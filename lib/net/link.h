@@ -1,13 +1,12 @@
-/*
- * link.h - PRIVATE to lib/net/: a node's side of the multi-host bridge
+/* PRIVATE to lib/net/: link.h - a node's side of the multi-host bridge
  * (bridge_link.c) and moving keys between hosts (migrate.c).  The layers
  * below reach these only through struct ps__net_ops (psmem_int.h).
  */
 #ifndef PSMEM_NET_LINK_H
 #define PSMEM_NET_LINK_H
 
-#include "bridge.h"
-#include "psmem_int.h"
+#include "frame.h"
+#include "world.h"
 
 /* bridge_link.c: a node's link to its host's bridge (multi-host jobs) */
 /* ps_init of a multi-host job: connects the link, starts its thread and

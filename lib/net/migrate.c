@@ -56,7 +56,11 @@
 
 #include <urcu/urcu-memb.h>
 
+#include "arena.h"
+#include "grace.h"
+#include "kv.h"
 #include "link.h"
+#include "table.h"
 
 enum st { ST_SKIP, ST_LOCK, ST_GIVE, ST_GIVEN, ST_UNLOCK };
 

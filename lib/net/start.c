@@ -12,7 +12,10 @@
 
 #include <jemalloc/jemalloc.h>
 
+#include "grace.h"
 #include "link.h"
+#include "replica.h"
+#include "restart.h"
 
 static unsigned make_je_arena(void)
 {

@@ -96,7 +96,13 @@
 #include <urcu/urcu-memb.h>
 #include <zlib.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "kv.h"
+#include "replica.h"
+#include "barrier.h"
+#include "checkpoint.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint.c writes the host's byte order and assumes little-endian"

@@ -7,7 +7,12 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "barrier.h"
+#include "clock.h"
+#include "dump.h"
 
 static const char *state_name(uint32_t st)
 {

@@ -38,7 +38,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "psmem_int.h"
+#include "segment.h"
+#include "world.h"
+#include "kv.h"
+#include "table.h"
+#include "restart.h"
 
 /* CAS a lock word from `mine` to 0; a lock held by anyone else is left. */
 static void free_word(_Atomic uint64_t *lock, uint64_t mine)

@@ -1,7 +1,19 @@
+/* PRIVATE to libpsmem and its tools (psrun, psstat, tests), not installed:
+ * segment.h - the layout of the shared segment. */
+#ifndef PSMEM_BASE_SEGMENT_H
+#define PSMEM_BASE_SEGMENT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "psmem.h"
+#include "util.h"
+
 /*
- * psmem_int.h - PRIVATE to libpsmem and its own tools (psrun, psstat, tests).
- * Not installed; applications include only psmem.h.
- *
  * This file fixes the layout of the shared segment.  Everything in the
  * segment is addressed by byte offsets from its start (each process maps it
  * at its own address); nothing in it is a pointer.
@@ -12,16 +24,6 @@
  * Ownership of fields is written beside each field: "W:" who writes,
  * "R:" who reads.
  */
-#ifndef PSMEM_INT_H
-#define PSMEM_INT_H
-
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stddef.h>
-#include <sys/types.h>
-
-#include "psmem.h"
 
 #define PS__MAGIC        0x4745536d656d7370ULL /* "psmemSEG" little-endian */
 #define PS__ABI          1u
@@ -30,7 +32,6 @@
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
 #define PS__MAX_CLOCK_THREADS 256 /* per node: worker clocks (clock.c) */
 #define PS__MAX_CLOCK_HOSTS 1024  /* = PS__MAX_HOSTS (bridge.h): other hosts' clocks */
-#define PS__CL           64    /* cache line */
 #define PS__PAGE         4096
 #define PS__HUGE         (2u << 20)
 #define PS__CHUNK        (1u << 20) /* memory-budget accounting granule */
@@ -41,24 +42,6 @@
 #define PS__MAX_WORKERS  1024  /* worker threads per node (barrier slots) */
 #define PS__PATH_MAX     1024  /* checkpoint paths kept in the segment */
 #define PS__MSG_MAX      512   /* checkpoint result messages in the segment */
-
-/*
- * Hand-offs through liburcu's wait-free queues (compiled without TSan) are
- * invisible to ThreadSanitizer: tell it that the enqueue releases the
- * object and the dequeue acquires it.
- */
-#if defined(__SANITIZE_THREAD__)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define PS__TSAN_RELEASE(p) __tsan_release(p)
-#define PS__TSAN_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define PS__TSAN_RELEASE(p) ((void)(p))
-#define PS__TSAN_ACQUIRE(p) ((void)(p))
-#endif
-
-#define PS__ALIGN(x, a)  (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
-#define PS__CACHE_ALIGNED _Alignas(PS__CL)
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -485,331 +468,6 @@ static inline struct ps__pool *ps__pool_at(const struct ps__seg *s, int t, int n
 	return (struct ps__pool *)(s->base + s->hdr->pools_off) + (size_t)t * PS__MAX_NODES + node;
 }
 
-/* ------------------------------------------------- process-private state */
-/* Never placed in the segment: these hold pointers. */
-
-#include <pthread.h>
-#include <urcu/wfcqueue.h>
-
-#define PS__TABLE_MAGIC 0x50535442u /* "PSTB" */
-#define PS__REQ_MAGIC   0x50535251u /* "PSRQ" */
-
-struct ps_table {
-	uint32_t magic;
-	int id;
-	ps_world *w;
-	struct ps__tdesc *d;
-	_Atomic uint64_t *loc;    /* location table in the segment */
-	uint64_t num_keys;
-	uint32_t value_len;
-	uint32_t slot_size;
-	uint32_t flags;
-	/* replication (replica.c): pointers into the segment, NULL if off */
-	_Atomic uint64_t *rprim;  /* primary location word of replica index r */
-	_Atomic uint64_t *rkey;   /* key + 1 of replica index r, 0 = free */
-	uint32_t *rfree;          /* free-index stack (under repl_lock) */
-	_Atomic uint32_t *counts; /* PS_COUNT_ACCESS counters, else NULL */
-	uint32_t state_len;       /* floats of rule state after the values */
-	uint32_t rule;            /* PS_RULE_*, custom id */
-	ps_rule_fn rule_fn;       /* custom rules: this process's function */
-	float rule_params[4];
-};
-
-enum ps__op { PS__OP_PULL, PS__OP_PUSH, PS__OP_LOCALIZE };
-
-struct ps_req {
-	struct cds_wfcq_node qn;  /* link in the service thread's request queue */
-	uint32_t magic;
-	enum ps__op op;
-	ps_table *t;
-	const ps_key *keys;
-	size_t n;
-	int result;
-	/* 0 until complete.  Release store by the executor after result is
-	 * written; acquire load in ps_wait.  Also a private futex word. */
-	_Atomic uint32_t done;
-	struct ps__rgroup *remote; /* keys of other hosts in flight, or NULL */
-};
-
-/* Slots retired by one localize call, freed after a grace period. */
-struct ps__retired {
-	uint64_t off;
-	int32_t table;
-	int32_t node;             /* owner of the old slot (its pool) */
-};
-
-struct ps__retire_batch {
-	struct cds_wfcq_node qn;
-	uint64_t tag;             /* global epoch value that must be reached */
-	size_t n;
-	struct ps__retired e[];
-};
-
-struct ps_world {
-	struct ps__seg seg;
-	int node, nnodes, nthreads;
-	bool embedded;
-	bool no_grace;            /* PSMEM_DEBUG_NO_GRACE: tests prove detection */
-	bool slow_switch;         /* PSMEM_DEBUG_SLOW_SWITCH: replicate holds the
-	                           * primary's lock 200 us longer (widens races
-	                           * for the tests) */
-	bool die_in_layout;       /* PSMEM_DEBUG_DIE_IN_LAYOUT=<this node>, first
-	                           * process only: SIGKILL while laying out a
-	                           * table (test_restart) */
-	struct ps__node *me;
-	unsigned je_arena;        /* jemalloc arena for this node's private data */
-	int numa_node;            /* -1: not bound */
-
-	pthread_t service;
-	_Atomic bool stop;        /* W: finalize (release); R: service (acquire) */
-	/* Wakes the service thread: bumped (release) by enqueuers, private futex. */
-	_Atomic uint32_t doorbell;
-	struct cds_wfcq_head req_head; /* ps_req: localize requests */
-	struct cds_wfcq_tail req_tail;
-	struct cds_wfcq_head ret_head; /* ps__retire_batch from any thread */
-	struct cds_wfcq_tail ret_tail;
-
-	/* service thread only */
-	uint64_t next_grace_ns;   /* earliest start of the next grace period */
-	struct ps__retire_batch **pending;
-	size_t npending, cap_pending;
-
-	uint64_t repl_next[PS__MAX_TABLES]; /* service only: next round due (ns) */
-
-	pthread_mutex_t tables_lock;
-	ps_table *tables[PS__MAX_TABLES];
-	int ntables;              /* collective creation counter */
-
-	/* sample.c: each table's sampling scheme in this process, scheme |
-	 * reuse << 8 (0 = naive, the calloc'd default).  W: ps_table_set_sampling,
-	 * R: ps_sample_prepare; relaxed: one self-contained word, it orders
-	 * nothing else. */
-	_Atomic uint32_t sample_conf[PS__MAX_TABLES];
-
-	/* Barrier participation and restart replay (barrier.c, restart.c).
-	 * calls: barriers this process has called per worker slot (node_calls:
-	 * node barriers); replay: how many of the first calls its dead
-	 * predecessor had already arrived at (0 unless restarted).  A call with
-	 * index < replay does not arrive again.  Each entry is used by the one
-	 * thread holding the slot. */
-	bool restarted;           /* took the slot of a dead incarnation */
-	uint32_t node_calls, node_replay;
-	uint32_t calls[PS__MAX_WORKERS];
-	uint32_t replay[PS__MAX_WORKERS];
-	/* slots of threads not started by ps_run_workers (first come) */
-	pthread_mutex_t slots_lock;
-	uint64_t slot_used[PS__MAX_WORKERS / 64];
-
-	/* clock.c (C5): ps_clock calls of each worker in this process, and
-	 * how many of the first ones its dead predecessor had made (set at
-	 * takeover, 0 unless restarted).  Each entry: its worker's thread. */
-	uint64_t clock_calls[PS__MAX_CLOCK_THREADS];
-	uint64_t clock_replay[PS__MAX_CLOCK_THREADS];
-
-	char ckpt_err[PS__PATH_MAX + PS__MSG_MAX + 8]; /* ps_checkpoint_error */
-
-	int host, nhosts;         /* multi-host: this host's rank, host count (1) */
-	const struct ps__net_ops *net; /* the net layer's operations; NULL on one host */
-	struct ps__link *link;    /* net/: to the host's bridge; NULL on one host */
-	/* replica.c: finalize merged this node's deltas; no remote round
-	 * (through this process's link) starts any more.  W: finalize, R: the
-	 * service thread, both under the table's repl_xlock (relaxed). */
-	_Atomic bool repl_closed;
-};
-
-/* world.c: the per-process context.  ps_init (net/start.c) opens it, takes
- * the node and starts the layers above; ps_finalize closes it. */
-ps_world *ps__world_open(int threads, int *err);
-void ps__world_close(ps_world *w);       /* tables, EXITED, detach, free */
-void ps__world_abort(ps_world *w);       /* a failed ps_init: detach, free */
-bool ps__world_current(const ps_world *w); /* w is this process's open world */
-int ps__env_int(const char *name, int def); /* -1: not a number 0..2^20 */
-void ps__thread_enter(ps_world *w);      /* registers the calling thread once */
-void ps__wait_set(ps_world *w, enum ps__wait_what what, uint64_t arg, uint64_t arg2);
-void ps__wait_clear(ps_world *w);
-void ps__doorbell(ps_world *w);
-int ps__worker_slot(ps_world *w);        /* barrier slot of the calling thread */
-void ps__thread_set_slot(ps_world *w, int slot); /* ps_run_workers: slot = index */
-void *ps__alloc(ps_world *w, size_t size);
-void ps__free(ps_world *w, void *p);
-
-/* arena.c: slot pools */
-int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size);
-int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_t *off);
-int ps__slot_alloc_run(ps_world *w, int table, int node, uint32_t slot_size, uint64_t n, uint64_t *first);
-/* Frees n slots of one pool (after a grace period) under one lock. */
-void ps__slots_free(ps_world *w, int table, int node, const uint64_t *offs, size_t n, uint32_t value_len);
-int ps__shared_alloc(struct ps__seg *s, uint64_t size, uint64_t *off);
-int ps__budget_charge(struct ps__seg *s, uint64_t bytes);
-
-/* kv.c: slot access */
-uint64_t ps__slot_lock(ps_world *w, ps_table *t, struct ps__slot *sl, bool *moved);
-void ps__req_execute(struct ps_req *r);
-void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved);
-uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
-void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
-/* Frees a lock whose holder is dead (I5): version + 1, MOVED when loc[k]
- * names another slot now.  Returns true if it changed the word. */
-bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
-int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
-/* 0, or PS_ETABLE (not a table), -EINVAL (no keys), PS_EKEY (out of range) */
-int ps__check_keys(ps_table *t, const ps_key *keys, size_t n);
-void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len);
-int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd); /* in a read section */
-bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off);
-
-/* replica.c */
-static inline struct ps__slot *ps__replica_at(ps_table *t, int node, uint32_t r)
-{
-	return (struct ps__slot *)(t->w->seg.base + t->d->rbase[node] + (uint64_t)2 * r * t->slot_size);
-}
-int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out);
-int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *upd);
-/* Sets the handle's replication pointers (counts, rprim, rkey, rfree) from
- * the descriptor (ps__table_bind). */
-void ps__replica_bind(ps_world *w, ps_table *t);
-/* At table creation (not when a restarted node replays it): binds, then
- * lays out this node's replica slots. */
-int ps__replica_init_node(ps_world *w, ps_table *t);
-/* checkpoint.c: copy out / assign a replicated key (1, or 0: re-read loc[k]) */
-int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t nf, uint32_t *out,
-		       const uint32_t *in);
-bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
-/* Link thread: RPULL (out) / RPUSH (in) of another host on the primaries
- * of keys this host holds (R9). */
-int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in);
-void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
-
-/*
- * The network layer's operations (lib/net/), the only way the layers below
- * it (core, persist) reach it: they never include a net header.  w->net is
- * NULL on one host; on several, ps_init's link start (net/link) sets it to
- * the link's table once the link is up, before the process has any other
- * thread, and ps_finalize clears it after the last call through it.  Core
- * and persist test w->net (one predictable branch) or call through it on
- * paths that only a multi-host job takes.
- */
-struct ps__rgroup;                /* keys of other hosts in flight (net/) */
-struct ps__net_ops {
-	/* kv.c: a validated pull (out) or push (in) batch: keys held here
-	 * are done here, the others are sent to the hosts their words name
-	 * and redirected until they land.  With async, what is still in
-	 * flight is returned in *async (NULL if nothing), else waited for. */
-	int (*route_batch)(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in,
-			   struct ps__rgroup **async);
-	/* Completes and frees a group of route_batch or replica_start. */
-	int (*remote_wait)(ps_world *w, struct ps__rgroup *g);
-	/* kv.c ps_localize: moves keys[0..n) held by other hosts to this
-	 * node; keys that cannot move now stay (localize is a hint). */
-	int (*migrate_in)(ps_table *t, const ps_key *keys, size_t n);
-	/* replica.c: keys[i] to the primary copy at hosts[i], whatever their
-	 * location words say: push false reads the primaries' totals into out
-	 * (RPULL), push true merges the deltas in (RPUSH); *g as remote_wait's. */
-	int (*replica_start)(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
-			     const float *in, bool push, struct ps__rgroup **g);
-	/* table.c: barrier over every node of every host on the table's
-	 * shape (local_rc: this node's result so far; a failure anywhere
-	 * fails it everywhere). */
-	int (*table_created)(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
-	/* barrier.c: ps_barrier's part across hosts */
-	int (*barrier_workers)(ps_world *w);
-	/* clock.c: CLOCK frame to every other host (0 or PS_EHOSTDOWN); and
-	 * whether the link to the bridge is broken */
-	int (*send_clock)(ps_world *w, uint64_t min, uint64_t cfg);
-	bool (*link_down)(ps_world *w);
-	/* checkpoint.c: a barrier over every node of every host that agrees
-	 * on nothing: *tag in is this node's value, out the minimum of all */
-	int (*barrier_min)(ps_world *w, uint64_t *tag);
-	/* checkpoint.c, node 0: tells node 0 of every other host that a
-	 * checkpoint to path was asked for here (before the poll's barrier
-	 * over hosts); and takes the path host sent, if it is the lowest host
-	 * that sent one since the last take (0), else -ENOENT, forgetting
-	 * what was kept either way. */
-	int (*ckpt_send)(ps_world *w, const char *path);
-	int (*ckpt_take)(ps_world *w, int host, char *path, size_t len);
-};
-
-/* table.c: the key partition over hosts.  Keys [*k0, *k1) have this host
- * as their home (all of them on one host); node 0 marks the others
- * REMOTE(home) at table creation. */
-void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1);
-int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k);
-
-/* kv.c, for the bridge: the keys pos[0..m) of keys[] (pos NULL: 0..m)
- * that this host holds are pulled into out / pushed from in (at their
- * position's row) in one read-side section; the positions of the others
- * (REMOTE or MOVING words, also ones that moved away meanwhile) are
- * stored in miss[*nmiss++].  *local, *repl count keys served by this
- * node's own arena and by replicas. */
-void ps__local_keys(ps_table *t, const ps_key *keys, const uint32_t *pos, size_t m, float *out,
-		    const float *in, uint32_t *miss, size_t *nmiss, uint64_t *local, uint64_t *repl);
-/* Statistics of a pull or push batch (and PS_COUNT_ACCESS counters). */
-void ps__count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, bool pull, uint64_t local,
-		     uint64_t repl);
-/* Fills a fresh slot at off with key k and nf floats (values + rule
- * state), unlocked, not yet published. */
-void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint32_t *vals);
-/* If this host holds k in a slot (not replicated, not REMOTE): copies its
- * values and rule state to vals, publishes loc[k] = newword, retires the
- * slot into *ret and returns 1; else 0.  Inside a read-side section. */
-int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t *vals, struct ps__retired *ret);
-
-/* grace.c */
-void ps__retire(ps_world *w, struct ps__retire_batch *b);
-bool ps__grace_step(ps_world *w);       /* service: one grace period if due */
-size_t ps__reclaim(ps_world *w, bool force);
-void ps__service_start(ps_world *w);
-void ps__service_stop(ps_world *w);
-
-/* barrier.c */
-int ps__barrier_wait(ps_world *w, struct ps__barrier *b);
-/* The node barrier; *idx (may be NULL) gets the barrier's index. */
-int ps__node_barrier(ps_world *w, uint32_t *idx);
-/* True if this process's next node barrier was passed by its dead
- * predecessor already (restart replay): the work before it is done. */
-bool ps__node_replaying(const ps_world *w);
-/* Participants of barrier b that have not arrived at barrier idx; when
- * nodes is not NULL (PS__MAX_NODES entries), their nodes go there and
- * their number to *nnodes (dump, liveness checks). */
-int ps__barrier_missing(const struct ps__seg *s, const struct ps__barrier *b, uint32_t idx, int *nodes, int *nnodes);
-
-/* table.c */
-void ps__table_bind(ps_world *w, int id, ps_table *t); /* handle from descriptor */
-
-/* restart.c: takes this process's node id (from the segment), taking
- * over a dead predecessor's (psrun --on-failure restart) */
-int ps__take_node(ps_world *w);
-
-/* checkpoint.c: psrun --restore checks the file before starting nodes:
- * host rank's file of a checkpoint to path (path for host 0 and a one-host
- * job, path.hostR for the others) goes to file; 0 when its header, length,
- * host count and rank are right, else a code and why in msg. */
-int ps__ckpt_check_file(const char *path, int hosts, int rank, char *file, size_t flen, char *msg, size_t len);
-
-/* clock.c */
-void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
-/* Link thread: host's CLOCK frame (its slowest clock, its bound word). */
-void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg);
-/* Link thread: host left or died (-1: every host, the link broke). */
-void ps__clock_host_gone(ps_world *w, int host);
-/* A clock waiter waiting for a remote host: arg2 of PS__WAIT_CLOCK */
-#define PS__CLOCK_WAIT_HOST (1ULL << 63)
-
-/* rules.c */
-struct ps__rule_info {
-	uint32_t state_len;       /* floats of state per slot for this value_len */
-	uint64_t fp;              /* fingerprint: name and state sizes */
-	ps_rule_fn fn;            /* custom rules */
-};
-/* Checks the rule options (-EINVAL, PS_EHOGWILD): bad input, local. */
-int ps__rule_check(const ps_table_opts *o);
-/* Resolves a checked rule in this process: PS_ERULE if not registered. */
-int ps__rule_resolve(const ps_table_opts *o, struct ps__rule_info *out);
-/* Applies one pushed update to a locked slot (not for PS_RULE_SUM). */
-void ps__rule_apply(const ps_table *t, struct ps__slot *sl, const float *upd);
-/* The custom rule function registered in this process for rule id, else NULL. */
-ps_rule_fn ps__rule_fn(uint32_t rule);
-
 /* segment.c */
 int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out);
 int ps__seg_attach(const char *name, bool readonly, struct ps__seg *out);
@@ -825,29 +483,4 @@ uint32_t ps__node_kind(const struct ps__seg *s, int node); /* acquire load, stat
 /* Marks node DEAD if its incarnation is ALIVE and its process is gone. */
 void ps__mark_dead(struct ps__seg *s, int node);
 
-/* dump.c */
-void ps__dump_seg(const struct ps__seg *s, FILE *f);
-
-/* util */
-uint64_t ps__now_ns(void);
-int ps__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns, bool shared);
-int ps__futex_wake(_Atomic uint32_t *addr, int n, bool shared);
-/* Grows a malloc'd byte buffer to at least need bytes (doubling): 0 or
- * -ENOMEM (the buffer is then unchanged). */
-int ps__buf_reserve(uint8_t **p, size_t *cap, size_t need);
-static inline uint64_t ps__mix64(uint64_t x)
-{
-	/* splitmix64 finaliser: placement hash and initial values */
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-static inline void ps__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-#endif /* PSMEM_INT_H */
+#endif /* PSMEM_BASE_SEGMENT_H */
