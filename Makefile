@@ -50,6 +50,9 @@ endif
 LIB_LAYERS:= $(filter-out launch,$(LAYERS))
 LIB_SRC   := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The same objects with the PSMEM_DEBUG_* test hooks compiled in
+# (PS_TEST_HOOKS): libpsmem_test.a, linked by the test binaries only.
+TEST_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/test-hooks/%.o)
 LAUNCH_SRC:= $(wildcard lib/launch/*.c)
 LAUNCH_OBJ:= $(LAUNCH_SRC:%.c=$(BUILD)/%.o)
 # bin/psrun_*.c are parts of psrun, not programs of their own
@@ -71,6 +74,7 @@ FUZZ      := $(if $(FUZZ_CC),$(BUILD)/fuzz/fuzz_frame)
 STATIC    := $(BUILD)/lib/libpsmem.a
 SHARED    := $(BUILD)/lib/libpsmem.so
 LAUNCH    := $(BUILD)/lib/libpslaunch.a
+TEST_LIB  := $(BUILD)/lib/libpsmem_test.a
 
 .SECONDARY:
 .PHONY: all deps test check-layers test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
@@ -80,7 +84,7 @@ LAUNCH    := $(BUILD)/lib/libpslaunch.a
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(LAUNCH) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
+all: check-deps $(STATIC) $(SHARED) $(LAUNCH) $(TEST_LIB) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -120,6 +124,16 @@ $(STATIC): $(LIB_OBJ)
 	@echo "  AR      $@"
 	@rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/test-hooks/%.o: %.c $(LIB_HDR) | check-deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (test hooks)"
+	@$(CC) $(CFLAGS) -DPS_TEST_HOOKS -c $< -o $@
+
+$(TEST_LIB): $(TEST_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+
 $(LAUNCH): $(LAUNCH_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"
@@ -146,7 +160,7 @@ $(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) | check-deps
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(LAUNCH) $(STATIC)
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(LAUNCH) $(TEST_LIB)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LAUNCH_LIBS) $(LDLIBS)
 

@@ -268,8 +268,10 @@ ps_world *ps__world_open(int threads, int *err)
 	struct ps__hdr *h = w->seg.hdr;
 	w->nnodes = (int)h->num_nodes;
 	w->nthreads = (int)atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
+#ifdef PS_TEST_HOOKS /* test builds only (libpsmem_test.a): release builds ignore these */
 	w->no_grace = getenv("PSMEM_DEBUG_NO_GRACE") && *getenv("PSMEM_DEBUG_NO_GRACE") == '1';
 	w->slow_switch = getenv("PSMEM_DEBUG_SLOW_SWITCH") && *getenv("PSMEM_DEBUG_SLOW_SWITCH") == '1';
+#endif
 	goto out;
 fail:
 	ps__world_abort(w);

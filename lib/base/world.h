@@ -69,6 +69,8 @@ struct ps_world {
 	struct ps__seg seg;
 	int node, nnodes, nthreads;
 	bool embedded;
+	/* Test hooks: set from PSMEM_DEBUG_* only in test builds (PS_TEST_HOOKS,
+	 * libpsmem_test.a); false in libpsmem.a/.so. */
 	bool no_grace;            /* PSMEM_DEBUG_NO_GRACE: tests prove detection */
 	bool slow_switch;         /* PSMEM_DEBUG_SLOW_SWITCH: replicate holds the
 	                           * primary's lock 200 us longer (widens races

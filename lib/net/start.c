@@ -44,8 +44,10 @@ ps_world *ps_init_threads(int threads, int *err)
 	rc = ps__take_node(w);
 	if (rc)
 		goto fail;
+#ifdef PS_TEST_HOOKS /* test builds only (libpsmem_test.a) */
 	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
 			   ps__env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
+#endif
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
 	struct ps__hdr *h = w->seg.hdr;

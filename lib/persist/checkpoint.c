@@ -898,16 +898,21 @@ static void agree(ps_world *w, int *lrc, uint64_t *v)
 		*lrc = w->net->barrier_min(w, v); /* several hosts */
 }
 
-/* Test hook: PSMEM_DEBUG_CKPT_DIE=R:STAGE:N kills node 0 of host R at
- * STAGE of the process's N-th checkpoint ("written": its temp file is
- * durable; "commit": host 0, just before it commits). */
+/* Test hook (test builds only, libpsmem_test.a): PSMEM_DEBUG_CKPT_DIE=
+ * R:STAGE:N kills node 0 of host R at STAGE of the process's N-th
+ * checkpoint ("written": its temp file is durable; "commit": host 0, just
+ * before it commits).  A release build ignores the variable. */
 static void debug_die(const ps_world *w, const char *stage, int nth)
 {
+#ifdef PS_TEST_HOOKS
 	const char *e = getenv("PSMEM_DEBUG_CKPT_DIE");
 	char want[64];
 	snprintf(want, sizeof want, "%d:%s:%d", w->host, stage, nth);
 	if (e && strcmp(e, want) == 0)
 		raise(SIGKILL);
+#else
+	(void)w, (void)stage, (void)nth;
+#endif
 }
 
 /*
