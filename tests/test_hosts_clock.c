@@ -260,7 +260,7 @@ static int toy_main(ps_world *w, int mode)
 	if (!y.x || !y.done)
 		return 1;
 	/* nobody writes buffer 0 before every host made its first ps_clock
-	 * (under BSP: finished clock 1; under ASP: H4) */
+	 * (under BSP: finished clock 1; under ASP: clock.c CLH4) */
 	if (pull_buffer(y.x, 0, y.x0) || ps_set_consistency(w, mode, 0) || ps_run_workers(w, toy_worker, &y))
 		return 1;
 	printf("toy: host %d node %d: %d checked, %d mismatches, %d errors\n", ps_host_id(w), ps_node_id(w),

@@ -38,7 +38,7 @@
 #define PS__NAME_MAX     64
 #define PS__DEFAULT_ARENA  (64ULL << 30) /* virtual, per node */
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
-#define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (G4) */
+#define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (GR4) */
 #define PS__MAX_WORKERS  1024  /* worker threads per node (barrier slots) */
 #define PS__PATH_MAX     1024  /* checkpoint paths kept in the segment */
 #define PS__MSG_MAX      512   /* checkpoint result messages in the segment */
@@ -208,7 +208,7 @@ struct ps__tdesc {
 	uint64_t rule_fp;     /* fingerprint of the rule: name and state sizes */
 	float rule_params[4];
 
-	/* Replication across hosts (replica.c R8-R10).  repl_xlock serialises
+	/* Replication across hosts (replica.c RP8-RP10).  repl_xlock serialises
 	 * this host's set switches, remote rounds and ps_sync of the table
 	 * (0 free, else holder node + 1; CAS acquire, store release); it is
 	 * held across bridge round trips, never by a link thread.  repl_remote:
@@ -287,11 +287,11 @@ struct ps__clocks {
 	/* c[node][thread]: ps_clock calls made by that worker.  W: the worker
 	 * only, seq_cst store (a release: its pushes before ps_clock happen
 	 * before any thread that loads the new value; seq_cst for the wake-up
-	 * protocol, clock.c C3).  R: clock waiters (seq_cst), ps_clock_read
+	 * protocol, clock.c CL3).  R: clock waiters (seq_cst), ps_clock_read
 	 * (acquire), ps_dump (relaxed). */
 	PS__CACHE_ALIGNED _Atomic uint64_t c[PS__MAX_NODES][PS__MAX_CLOCK_THREADS];
 	/*
-	 * Multi-host jobs (clock.c H1-H6).  sent: the highest slowest-local-
+	 * Multi-host jobs (clock.c CLH1-CLH6).  sent: the highest slowest-local-
 	 * clock this host has sent to the others (CAS max by the worker that
 	 * raised it; that worker alone sends it).  announced: 1 once this
 	 * host's bound went out (CAS 0 -> 1, the winner sends).  For every
@@ -301,7 +301,7 @@ struct ps__clocks {
 	 *   hgone[h] 1 once the bridge said it left or died (after every
 	 *            CLOCK it sent: one TCP stream, then one link, in order).
 	 * Written seq_cst by the link threads, which then bump seq and wake
-	 * the waiters (the protocol of C3); read seq_cst by clock waiters,
+	 * the waiters (the protocol of CL3); read seq_cst by clock waiters,
 	 * relaxed by ps_dump.
 	 */
 	PS__CACHE_ALIGNED _Atomic uint64_t sent;

@@ -16,7 +16,7 @@
  *     process for the same node id is refused (-EBUSY).  Taking the slot of
  *     a dead process (DEAD, or ALIVE with its process gone) is a restart:
  *     restart.c first frees what the dead incarnation held.
- *   - Attach order (grace.c G2): epoch := global_epoch, pid/start_time, then
+ *   - Attach order (grace.c GR2): epoch := global_epoch, pid/start_time, then
  *     state := ALIVE of the next incarnation, one CAS from the word seen.
  *   - Barrier slots: a thread started by ps_run_workers is the participant
  *     of its index; any other thread takes the lowest free slot at its

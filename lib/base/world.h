@@ -122,7 +122,7 @@ struct ps_world {
 	pthread_mutex_t slots_lock;
 	uint64_t slot_used[PS__MAX_WORKERS / 64];
 
-	/* clock.c (C5): ps_clock calls of each worker in this process, and
+	/* clock.c (CL5): ps_clock calls of each worker in this process, and
 	 * how many of the first ones its dead predecessor had made (set at
 	 * takeover, 0 unless restarted).  Each entry: its worker's thread. */
 	uint64_t clock_calls[PS__MAX_CLOCK_THREADS];

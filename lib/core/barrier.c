@@ -8,27 +8,27 @@
  * s, or a first-come slot for other threads; world.c).
  *
  * Invariants
- *   (B1) Each participant has a clock in the segment (ps__node.nb_clock,
+ *   (BR1) Each participant has a clock in the segment (ps__node.nb_clock,
  *        ps__node.ws[s].clock): the number of barriers it has arrived at.
  *        Its i-th call (from 0) arrives by storing i + 1 (seq_cst).  Only
  *        the participant's thread writes it; it never decreases.
- *   (B2) gen counts completed barriers.  Barrier i is complete when every
+ *   (BR2) gen counts completed barriers.  Barrier i is complete when every
  *        participant's clock is past i; whoever finds that - an arriver
  *        right after its store, or a waiter after a 100 ms timeout - moves
  *        gen from i to i + 1 (CAS) and wakes the waiters.  Stores and scans
  *        are seq_cst, so of two last arrivers at least one sees the other;
  *        an arriver that died before scanning is covered by the waiters'
  *        timeout scans.
- *   (B3) gen never passes i + 1 while a participant's clock is at most i,
+ *   (BR3) gen never passes i + 1 while a participant's clock is at most i,
  *        so a participant making call i finds gen == i and waits for i + 1.
- *   (B4) Replay: a process that took over a dead node (restart.c) starts
+ *   (BR4) Replay: a process that took over a dead node (restart.c) starts
  *        with calls = 0 and replay = its predecessor's clock.  Its first
  *        `replay` calls do not arrive again (the predecessor did); they
  *        only wait for gen to pass them.  So the replacement re-runs the
  *        program's control flow from the start and meets the job where its
  *        predecessor left it; ps_replaying() tells the program which steps
  *        were done already.
- *   (B5) Liveness: a waiter looks at the nodes it waits for every 100 ms.
+ *   (BR5) Liveness: a waiter looks at the nodes it waits for every 100 ms.
  *        With psrun --on-failure abort (the default), a node that is DEAD,
  *        EXITED, or ALIVE with its process gone fails the barrier with
  *        PS_EDEAD instead of hanging.  With --on-failure restart, a DEAD
@@ -68,7 +68,7 @@ int ps__barrier_missing(const struct ps__seg *s, const struct ps__barrier *b, ui
 	for (int n = 0; n < nn; n++) {
 		bool counted = false;
 		for (int k = 0; k < per; k++) {
-			/* seq_cst: pairs with the arrivals' stores (B2) */
+			/* seq_cst: pairs with the arrivals' stores (BR2) */
 			uint32_t c = atomic_load_explicit(clock_of(s, b, n, k), memory_order_seq_cst);
 			if (!before(c, idx + 1))
 				continue;
@@ -97,7 +97,7 @@ static void try_complete(ps_world *w, struct ps__barrier *b, uint32_t idx)
 		ps__futex_wake(&b->gen, INT_MAX, true);
 }
 
-/* PS_EDEAD if a node barrier idx waits for can no longer arrive (B5). */
+/* PS_EDEAD if a node barrier idx waits for can no longer arrive (BR5). */
 static int check_waited(ps_world *w, struct ps__barrier *b, uint32_t idx)
 {
 	int nodes[PS__MAX_NODES], m;
@@ -123,7 +123,7 @@ static int wait_gen(ps_world *w, struct ps__barrier *b, uint32_t idx)
 	ps__wait_set(w, PS__WAIT_BARRIER, idx, (uint64_t)is_node_barrier(&w->seg, b));
 	int rc = 0;
 	for (;;) {
-		/* acquire: pairs with the completer's CAS (B2) */
+		/* acquire: pairs with the completer's CAS (BR2) */
 		uint32_t g = atomic_load_explicit(&b->gen, memory_order_acquire);
 		if (!before(g, idx + 1))
 			break;
@@ -147,8 +147,8 @@ static int barrier_call(ps_world *w, struct ps__barrier *b, int slot, uint32_t *
 	uint32_t idx = (*calls)++;
 	if (idx_out)
 		*idx_out = idx;
-	if (idx >= replay) { /* B4: a replayed call does not arrive again */
-		/* seq_cst: our arrival (B1); against the scans' loads (B2) */
+	if (idx >= replay) { /* BR4: a replayed call does not arrive again */
+		/* seq_cst: our arrival (BR1); against the scans' loads (BR2) */
 		atomic_store_explicit(clock_of(&w->seg, b, w->node, slot), idx + 1, memory_order_seq_cst);
 		try_complete(w, b, idx);
 	}

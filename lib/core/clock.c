@@ -6,14 +6,14 @@
  * one word set by the first ps_set_consistency.
  *
  * Invariants
- *   (C1) clocks.c[n][t] is written only by worker t of node n, and only
+ *   (CL1) clocks.c[n][t] is written only by worker t of node n, and only
  *        goes up: +1 per ps_clock, stored before the worker waits.
- *   (C2) Without an error, ps_clock returns only once every worker of the
+ *   (CL2) Without an error, ps_clock returns only once every worker of the
  *        job has a clock >= own - s (BSP: s = 0; ASP returns at once).  The
  *        clocks are loaded after the stores that advanced them (seq_cst,
  *        which includes acquire/release), so every push a worker made
  *        before the ps_clock that let us go is visible to us afterwards.
- *   (C3) No lost wake-up.  An advancing worker stores its clock, bumps seq,
+ *   (CL3) No lost wake-up.  An advancing worker stores its clock, bumps seq,
  *        then loads `waiting`; a waiter increments `waiting`, loads seq,
  *        then scans the clocks, and sleeps on seq only if the scan fails;
  *        all seq_cst.  If the advancer read waiting == 0, the waiter's
@@ -22,7 +22,7 @@
  *        futex after its bump: a waiter that loaded seq before the bump
  *        either finds it changed when it enters futex_wait, or is asleep
  *        and woken.
- *   (C4) A waiter looks at the nodes it waits for every 100 ms: one that
+ *   (CL4) A waiter looks at the nodes it waits for every 100 ms: one that
  *        is DEAD, EXITED, or ALIVE without its process can never advance,
  *        so the wait returns PS_EDEAD instead of hanging.  A node not yet
  *        attached (EMPTY) is waited for.  The clocks of a node are judged
@@ -30,14 +30,14 @@
  *        its last clocks and then left cleanly holds nobody back.  Under
  *        psrun --on-failure restart a DEAD node is waited for too: its
  *        replacement will advance its clocks.
- *   (C5) A restarted node (restart.c) re-runs its workers from the start:
+ *   (CL5) A restarted node (restart.c) re-runs its workers from the start:
  *        the first c calls of worker t, c being the clock its dead
  *        predecessor left in the segment (read at takeover), do not
  *        advance the clock again; they only wait for the bound as the
  *        original calls did.
  *
  * Across hosts (a multi-host job; bridge.c, bridge_link.c)
- *   (H1) A host's clock, for the others, is the slowest clock of its
+ *   (CLH1) A host's clock, for the others, is the slowest clock of its
  *        workers (all its nodes).  A ps_clock that advanced recomputes it
  *        (seq_cst loads after its seq_cst store: of two workers advancing
  *        concurrently, at least one sees both new clocks), and if it
@@ -46,10 +46,10 @@
  *        it to every one of its nodes' links, whose link thread raises
  *        hmin[host] (CAS max: CLOCKs sent from different nodes may arrive
  *        in any order) and wakes the waiters as an advancing worker does
- *        (C3).  Every value of the minimum is eventually sent: the worker
+ *        (CL3).  Every value of the minimum is eventually sent: the worker
  *        whose clock completes it sees it and wins the CAS, or another
  *        sends a larger one.
- *   (H2) A waiter passes when every local worker has clock >= need and
+ *   (CLH2) A waiter passes when every local worker has clock >= need and
  *        every other host's hmin >= need; it has then heard from every
  *        host.  Updates: a worker's synchronous pushes (ps_push_sync, or a
  *        ps_push whose ps_wait returned) have been applied where their key
@@ -57,7 +57,7 @@
  *        before the CLOCK that carries it leaves; a waiter released by
  *        that CLOCK pulls after it.  A push still in flight at ps_clock
  *        (ps_push not waited yet) is not covered: wait it first.
- *   (H3) A host that left or died: its bridge connection ends; our bridge
+ *   (CLH3) A host that left or died: its bridge connection ends; our bridge
  *        then sends ABORT(host) to every link.  The peer's CLOCKs came
  *        before (one TCP stream, forwarded in order onto each link, which
  *        is one stream too), so the link thread has raised hmin[host] to
@@ -65,7 +65,7 @@
  *        hgone first and then hmin sees that host's final minimum, and
  *        returns PS_EHOSTDOWN only if it is below need.  A broken link
  *        (psrun gone) is the same for every host.
- *   (H4) The bound must be the same on every host.  Every CLOCK carries
+ *   (CLH4) The bound must be the same on every host.  Every CLOCK carries
  *        the sender's bound; the first ps_clock of each host sends one even
  *        without raising the minimum (ck->announced), and every ps_clock
  *        of a multi-host job, ASP included, waits until it has heard the
@@ -73,10 +73,10 @@
  *        naming both bounds) on every host, before any wait under a bound
  *        the others do not share.  So the first ps_clock of an ASP job
  *        waits until every host has made its first call.
- *   (H5) ps_clock_read reads this host's workers; ps_clock_read_host
+ *   (CLH5) ps_clock_read reads this host's workers; ps_clock_read_host
  *        gives a host's slowest clock: exact for this host, a lower bound
  *        (the last one heard) for the others.
- *   (H6) psrun --on-failure restart is not covered across hosts: a host
+ *   (CLH6) psrun --on-failure restart is not covered across hosts: a host
  *        whose node died stops the job (bridge.c), so PS_EHOSTDOWN.
  */
 #include <errno.h>
@@ -152,9 +152,9 @@ static uint64_t bound_of(uint64_t cfg)
 
 /*
  * 1 if every worker's clock is >= need (and, across hosts, every host's
- * bound is heard and ours, H2/H4); 0 if not, *lag the slowest; or
+ * bound is heard and ours, CLH2/CLH4); 0 if not, *lag the slowest; or
  * PS_EMISMATCH (lag->host: the host that differs), PS_EHOSTDOWN (a host
- * that can no longer reach need left, H3).
+ * that can no longer reach need left, CLH3).
  */
 static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t cfg, struct lag *lag)
 {
@@ -162,7 +162,7 @@ static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t c
 	lag->clock = UINT64_MAX;
 	for (int n = 0; n < w->nnodes; n++)
 		for (int t = 0; t < w->nthreads; t++) {
-			/* seq_cst: the scan of (C3); acquire for (C2) */
+			/* seq_cst: the scan of (CL3); acquire for (CL2) */
 			uint64_t c = atomic_load_explicit(&ck->c[n][t], memory_order_seq_cst);
 			if (c < need) {
 				ok = 0;
@@ -175,7 +175,7 @@ static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t c
 	for (int h = 0; h < w->nhosts && h < PS__MAX_CLOCK_HOSTS; h++) {
 		if (h == w->host)
 			continue;
-		/* seq_cst: the scan of (C3); gone before min and bound (H3) */
+		/* seq_cst: the scan of (CL3); gone before min and bound (CLH3) */
 		uint32_t gone = atomic_load_explicit(&ck->hgone[h], memory_order_seq_cst);
 		uint64_t hc = atomic_load_explicit(&ck->hcfg[h], memory_order_seq_cst);
 		uint64_t m = atomic_load_explicit(&ck->hmin[h], memory_order_seq_cst);
@@ -196,10 +196,10 @@ static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t c
 	return ok;
 }
 
-/* Wakes the clock waiters after a change they wait for (C3). */
+/* Wakes the clock waiters after a change they wait for (CL3). */
 static void wake_waiters(struct ps__clocks *ck)
 {
-	/* seq_cst: the advance of (C3), after the store it announces */
+	/* seq_cst: the advance of (CL3), after the store it announces */
 	atomic_fetch_add_explicit(&ck->seq, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&ck->waiting, memory_order_seq_cst))
 		ps__futex_wake(&ck->seq, INT_MAX, true);
@@ -216,13 +216,13 @@ static const char *bound_text(uint64_t cfg, char *buf, size_t len)
 	return buf;
 }
 
-/* The slowest clock of this host's workers (H1). */
+/* The slowest clock of this host's workers (CLH1). */
 static uint64_t local_min(ps_world *w, struct ps__clocks *ck)
 {
 	uint64_t m = UINT64_MAX;
 	for (int n = 0; n < w->nnodes; n++)
 		for (int t = 0; t < w->nthreads; t++) {
-			/* seq_cst: after our own clock's store (H1) */
+			/* seq_cst: after our own clock's store (CLH1) */
 			uint64_t c = atomic_load_explicit(&ck->c[n][t], memory_order_seq_cst);
 			m = c < m ? c : m;
 		}
@@ -230,11 +230,11 @@ static uint64_t local_min(ps_world *w, struct ps__clocks *ck)
 }
 
 /* Sends this host's minimum if this call raised it, or the bound if
- * nothing went out yet (H1, H4). */
+ * nothing went out yet (CLH1, CLH4). */
 static void publish(ps_world *w, struct ps__clocks *ck, uint64_t cfg)
 {
 	uint64_t m = local_min(w, ck);
-	/* seq_cst: orders nothing H1 needs (that is the scan's job: the
+	/* seq_cst: orders nothing CLH1 needs (that is the scan's job: the
 	 * winner of the CAS max sends a minimum it has seen); one CAS per
 	 * raise of the minimum, so the strongest order costs nothing */
 	uint64_t cur = atomic_load_explicit(&ck->sent, memory_order_seq_cst);
@@ -259,7 +259,7 @@ void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg)
 	struct ps__clocks *ck = &w->seg.hdr->clocks;
 	if (host < 0 || host >= PS__MAX_CLOCK_HOSTS)
 		return;
-	/* seq_cst: the stores of (C3), before the wake-up; the bound first,
+	/* seq_cst: the stores of (CL3), before the wake-up; the bound first,
 	 * so that a waiter that sees the minimum sees whose bound it is */
 	atomic_store_explicit(&ck->hcfg[host], cfg, memory_order_seq_cst);
 	uint64_t cur = atomic_load_explicit(&ck->hmin[host], memory_order_seq_cst);
@@ -274,7 +274,7 @@ void ps__clock_host_gone(ps_world *w, int host)
 	struct ps__clocks *ck = &w->seg.hdr->clocks;
 	if (host >= PS__MAX_CLOCK_HOSTS)
 		return;
-	/* seq_cst: after this link's last ps__clock_heard for host (H3) */
+	/* seq_cst: after this link's last ps__clock_heard for host (CLH3) */
 	if (host >= 0)
 		atomic_store_explicit(&ck->hgone[host], 1, memory_order_seq_cst);
 	wake_waiters(ck);
@@ -290,7 +290,7 @@ static bool node_lags(ps_world *w, struct ps__clocks *ck, int n, uint64_t need)
 	return false;
 }
 
-/* (C4): a node with a worker below need that can never advance. */
+/* (CL4): a node with a worker below need that can never advance. */
 static bool lagging_node_gone(ps_world *w, struct ps__clocks *ck, uint64_t need)
 {
 	for (int n = 0; n < w->nnodes; n++) {
@@ -344,10 +344,10 @@ static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t 
 	if (rc != 0)
 		goto out;
 	uint64_t next_check = ps__now_ns() + CHECK_NS;
-	/* seq_cst: (C3), before the load of seq and the scan */
+	/* seq_cst: (CL3), before the load of seq and the scan */
 	atomic_fetch_add_explicit(&ck->waiting, 1, memory_order_seq_cst);
 	for (;;) {
-		/* seq_cst: (C3) */
+		/* seq_cst: (CL3) */
 		uint32_t seq = atomic_load_explicit(&ck->seq, memory_order_seq_cst);
 		rc = reached(w, ck, need, cfg, &lag);
 		if (rc != 0)
@@ -363,7 +363,7 @@ static int wait_for(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t 
 				break;
 			}
 			if (multi_host(w) && (!w->net || w->net->link_down(w))) {
-				rc = PS_EHOSTDOWN; /* psrun is gone: no host can reach us (H3) */
+				rc = PS_EHOSTDOWN; /* psrun is gone: no host can reach us (CLH3) */
 				lag.host = -1;
 				break;
 			}
@@ -395,12 +395,12 @@ int ps_clock(ps_world *w)
 	_Atomic uint64_t *mine = &ck->c[w->node][me];
 	uint64_t call = ++w->clock_calls[me], c;
 	if (call <= w->clock_replay[me]) {
-		/* (C5) replay: the dead predecessor advanced this clock already */
+		/* (CL5) replay: the dead predecessor advanced this clock already */
 		c = call;
 	} else {
-		/* relaxed: only this worker writes its clock (C1) */
+		/* relaxed: only this worker writes its clock (CL1) */
 		c = atomic_load_explicit(mine, memory_order_relaxed) + 1;
-		/* seq_cst: release of our pushes (C2) and the advance of (C3) */
+		/* seq_cst: release of our pushes (CL2) and the advance of (CL3) */
 		atomic_store_explicit(mine, c, memory_order_seq_cst);
 		wake_waiters(ck);
 	}
@@ -411,7 +411,7 @@ int ps_clock(ps_world *w)
 	uint64_t need = (mode == PS_ASP || c <= s) ? 0 : c - s;
 	if (multi_host(w)) {
 		publish(w, ck, cfg);
-		return wait_for(w, ck, need, c, cfg); /* need 0: the bounds only (H4) */
+		return wait_for(w, ck, need, c, cfg); /* need 0: the bounds only (CLH4) */
 	}
 	if (need == 0)
 		return 0;
@@ -442,7 +442,7 @@ int64_t ps_clock_read_host(ps_world *w, int host)
 			return -ERANGE;
 		return (int64_t)local_min(w, ck);
 	}
-	/* acquire: like a waiter's scan (H2) */
+	/* acquire: like a waiter's scan (CLH2) */
 	return (int64_t)atomic_load_explicit(&ck->hmin[host], memory_order_acquire);
 }
 

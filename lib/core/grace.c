@@ -12,7 +12,7 @@
  *                     urcu_memb_synchronize_rcu();
  *                     store_release(node.epoch, e);
  *
- * Invariant (G1): a slot unpublished before the fetch_add that produced tag
+ * Invariant (GR1): a slot unpublished before the fetch_add that produced tag
  * t can be freed once node.epoch >= t for every node that is ALIVE and whose
  * process exists.  Why: node i's service thread loaded e >= t after the
  * fetch_add, hence after the unpublish; the synchronize that followed waited
@@ -20,18 +20,18 @@
  * every reader of node i that could have loaded the old location word.
  * Readers that begin later load the new word.
  *
- * (G2) A node that is not ALIVE (never attached, exited, dead) has no
+ * (GR2) A node that is not ALIVE (never attached, exited, dead) has no
  * readers and is skipped; so a node killed by SIGKILL never stalls
  * reclamation.  A node that attaches sets its epoch to the current global
  * epoch before it becomes ALIVE and before it loads any location word.
  *
- * (G4) A node starts at most one grace period per PS__GRACE_MIN_GAP_NS:
+ * (GR4) A node starts at most one grace period per PS__GRACE_MIN_GAP_NS:
  * one synchronize covers every tag issued before it, so a stream of
  * relocations costs a bounded number of synchronizes per second (each one
  * is a membarrier and a wait for this process's readers), and a slot is
  * reused at most that much later.
  *
- * (G3) A retire batch is owned by the service thread of the process that
+ * (GR3) A retire batch is owned by the service thread of the process that
  * relocated; it frees the slots into their owners' pools (arena.c).  At
  * finalize, batches that cannot be freed yet are left (leaked in the
  * segment), never freed early.
@@ -53,7 +53,7 @@
 void ps__retire(ps_world *w, struct ps__retire_batch *b)
 {
 	/* seq_cst: the location-word stores that unpublished these slots are
-	 * ordered before the tag is taken (G1) */
+	 * ordered before the tag is taken (GR1) */
 	for (size_t i = 0; i < b->n; i++)
 		atomic_fetch_add_explicit(&ps__pool_at(&w->seg, b->e[i].table, b->e[i].node)->retired, 1,
 					  memory_order_relaxed);
@@ -66,12 +66,12 @@ void ps__retire(ps_world *w, struct ps__retire_batch *b)
 
 bool ps__grace_step(ps_world *w)
 {
-	/* acquire: pairs with the retirers' fetch_add (G1) */
+	/* acquire: pairs with the retirers' fetch_add (GR1) */
 	uint64_t g = atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire);
 	if (g <= atomic_load_explicit(&w->me->epoch, memory_order_relaxed))
 		return false;
 	/* One grace period covers every retire tagged before it: under a
-	 * stream of relocations, batch them (G4) instead of paying a
+	 * stream of relocations, batch them (GR4) instead of paying a
 	 * synchronize_rcu for each. */
 	uint64_t now = ps__now_ns();
 	if (now < w->next_grace_ns)
@@ -84,7 +84,7 @@ bool ps__grace_step(ps_world *w)
 	return true;
 }
 
-/* Smallest epoch over live nodes (G2). */
+/* Smallest epoch over live nodes (GR2). */
 static uint64_t min_epoch(ps_world *w)
 {
 	uint64_t m = UINT64_MAX;
@@ -196,7 +196,7 @@ static void *service_main(void *arg)
 			ps__futex_wait(&w->doorbell, bell, ns, false);
 		}
 	}
-	/* Finish what can be finished without freeing early (G3). */
+	/* Finish what can be finished without freeing early (GR3). */
 	uint64_t deadline = ps__now_ns() + 200 * 1000 * 1000ULL;
 	while (w->npending && ps__now_ns() < deadline) {
 		ps__grace_step(w);

@@ -2,25 +2,25 @@
  * kv.c - pull, push and localize on one host: the per-key protocol.
  *
  * Per-key linearizability.  Invariants:
- *   (I1) loc[k] names the one live slot of key k.  It changes only by a
+ *   (KV1) loc[k] names the one live slot of key k.  It changes only by a
  *        relocator holding the lock of the slot loc[k] names, with a release
  *        store made after the new slot is fully written.
- *   (I2) Every write to a slot's values (push, relocation copy) happens with
+ *   (KV2) Every write to a slot's values (push, relocation copy) happens with
  *        the slot's lock bit set in its seq word, the writer's node id beside
  *        it; unlock adds one version (release).  Readers copy seqlock-style
  *        and never write shared lines.
- *   (I3) A relocated slot is unlocked with MOVED set and never written again;
+ *   (KV3) A relocated slot is unlocked with MOVED set and never written again;
  *        anyone who finds MOVED re-reads loc[k] and retries.  So a push is
  *        applied either to the old slot before the copy or to the new one.
- *   (I4) Every access runs inside a liburcu read-side section from its load
+ *   (KV4) Every access runs inside a liburcu read-side section from its load
  *        of loc[k] until it is done with the slot; a slot is freed only after
  *        a grace period covering all nodes (grace.c).  A slot whose key word
  *        is not k, or that is FREED, is a violation: counted in stale_reads
  *        (tests assert 0) and retried.
- *   (I5) A lock held by a dead process is recovered by the first waiter that
+ *   (KV5) A lock held by a dead process is recovered by the first waiter that
  *        sees the holder dead: version +1, MOVED set if loc[k] has already
  *        moved away (the relocator died after publishing).
- *   (I6) A location word with PS__LOC_REPL names a replica index, not a
+ *   (KV6) A location word with PS__LOC_REPL names a replica index, not a
  *        slot (replica.c); such a word, and the slot it replaced, change
  *        only under the table's repl_lock.  A relocator re-reads loc[k]
  *        after locking the slot and gives up if it changed, so a key that
@@ -72,7 +72,7 @@ bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
 		return false;
 	if (t) {
-		/* the dead relocator may have published already (I5) */
+		/* the dead relocator may have published already (KV5) */
 		uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
 		if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
 			atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
@@ -80,7 +80,7 @@ bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 	return true;
 }
 
-/* Recovers a lock held by a dead node (I5).  A lock of a dead earlier
+/* Recovers a lock held by a dead node (KV5).  A lock of a dead earlier
  * incarnation of this very node was freed when its replacement attached
  * (restart.c), so holder == w->node is always a live holder. */
 static void recover_lock(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
@@ -251,7 +251,7 @@ static int pull_one(ps_world *w, ps_table *t, ps_key k, float *out)
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t s2 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
 		if (s1 != s2) {
-			if (s2 & PS__SEQ_FREED) /* freed under our feet: (I4) broken */
+			if (s2 & PS__SEQ_FREED) /* freed under our feet: (KV4) broken */
 				stat_add(&w->me->stats.stale_reads, 1);
 			stat_add(&w->me->stats.retries, 1);
 			continue;
@@ -412,7 +412,7 @@ static int run_batch(ps_table *t, const ps_key *keys, size_t n, float *out, cons
 		prefetch_step(w, t, keys, i, n, rw);
 		int o = out ? pull_one(w, t, keys[i], out + i * len) : ps__push_key(w, t, keys[i], in + i * len);
 		if (o < 0 && rc == 0)
-			rc = PS_EHOSTDOWN; /* a late remote key failed (L5) */
+			rc = PS_EHOSTDOWN; /* a late remote key failed (LK5) */
 		local += (o & (PS__MAX_NODES - 1)) == w->node;
 		repl += o >= PS__MAX_NODES;
 	}
@@ -482,7 +482,7 @@ void ps__slot_fill(ps_world *w, ps_table *t, uint64_t off, ps_key k, const uint3
 /*
  * Locks the slot that word lw names, if it still holds key k: returns it
  * (*s: the seq to unlock with), or NULL when the caller must re-read
- * loc[k] (the slot MOVED, the word changed under the lock, I6, or the
+ * loc[k] (the slot MOVED, the word changed under the lock, KV6, or the
  * slot holds another key, counted as a stale read).
  */
 static struct ps__slot *lock_current(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint64_t *s)
@@ -517,7 +517,7 @@ int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t
 			continue;
 		ps__copy_out(vals, old, t->value_len + t->state_len);
 		/* release: orders nothing new (the word names no slot); a
-		 * pusher that finds the old slot MOVED re-reads it (I3) */
+		 * pusher that finds the old slot MOVED re-reads it (KV3) */
 		atomic_store_explicit(&t->loc[k], newword, memory_order_release);
 		ps__slot_unlock(old, s, true);
 		ret->off = PS__LOC_OFF(lw);
@@ -528,7 +528,7 @@ int ps__slot_give(ps_world *w, ps_table *t, ps_key k, uint64_t newword, uint32_t
 }
 
 /*
- * Moves key k into this node's pool (I1, I3).  Returns 1 if it moved, 0 if
+ * Moves key k into this node's pool (KV1, KV3).  Returns 1 if it moved, 0 if
  * it was local already, FAR if another host holds it (migrate.c moves it),
  * or a negative code; the old slot goes to *retired.
  */
@@ -556,7 +556,7 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 		struct ps__slot *nw = fresh_slot(w, noff, k);
 		copy_slot(nw, old, t->value_len + t->state_len); /* values and rule state */
 		/* release: the new slot's seq, key and values are visible to
-		 * whoever acquires the new location word (I1) */
+		 * whoever acquires the new location word (KV1) */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, noff), memory_order_release);
 		ps__slot_unlock(old, s, true);
 		retired->off = PS__LOC_OFF(lw);
@@ -673,7 +673,7 @@ int ps_owner_host(ps_table *t, ps_key key)
 	if (rc)
 		return rc;
 	uint64_t lw = loc_load(t, key);
-	if ((lw & PS__LOC_REPL) && t->rprim) /* replicated here, maybe held elsewhere (replica.c R8) */
+	if ((lw & PS__LOC_REPL) && t->rprim) /* replicated here, maybe held elsewhere (replica.c RP8) */
 		lw = atomic_load_explicit(&t->rprim[PS__LOC_RIDX(lw)], memory_order_relaxed);
 	return PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw) : t->w->host;
 }

@@ -11,7 +11,7 @@ void ps__req_execute(struct ps_req *r);
 void ps__slot_unlock(struct ps__slot *sl, uint64_t s, bool moved);
 uint64_t ps__wait_unlocked(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
 void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
-/* Frees a lock whose holder is dead (I5): version + 1, MOVED when loc[k]
+/* Frees a lock whose holder is dead (KV5): version + 1, MOVED when loc[k]
  * names another slot now.  Returns true if it changed the word. */
 bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);

@@ -10,16 +10,16 @@
  * free), and a stack of free indexes.
  *
  * Invariants
- *   (R1) loc[k] = REPL|r  <=>  rkey[r] = k + 1.  Both change only under the
+ *   (RP1) loc[k] = REPL|r  <=>  rkey[r] = k + 1.  Both change only under the
  *        table's repl_lock (replicate, unreplicate); the REPL word is
  *        published with release after every node's replica slot r holds
  *        the primary's values, key k and a zero delta.
- *   (R2) Replica r of node n and its delta change only under the replica
+ *   (RP2) Replica r of node n and its delta change only under the replica
  *        slot's lock (seq word, as in kv.c): a push adds the update to
  *        both; a round takes (copies and zeroes) the delta, or rewrites the
  *        values as primary + delta.  So replica = primary-as-last-read +
  *        delta, and a node reads its own pushes at once.
- *   (R3) Conservation: at every moment outside a round, the sum of all
+ *   (RP3) Conservation: at every moment outside a round, the sum of all
  *        pushes to k is primary + sum over nodes of delta(n, r).  A round
  *        (under repl_lock) moves a delta into the primary under the
  *        primary's slot lock; unreplicate locks every replica and the
@@ -27,27 +27,27 @@
  *        then unlocks (replicas MOVED), so a push that still holds the old
  *        word finds MOVED and retries on the primary, and no reader sees
  *        the key's value go back.
- *   (R4) Lock order.  Pushers hold one slot lock and wait for nothing
+ *   (RP4) Lock order.  Pushers hold one slot lock and wait for nothing
  *        while holding it; a round holds one replica lock at a time and
  *        only *tries* to read a primary (backs off if locked).  Holding
  *        several locks (primary + replicas) is done only by replicate and
  *        unreplicate, under repl_lock, so one at a time.  No cycle.
- *   (R6) The primary of a replicated key is marked MOVED (it is not where
+ *   (RP6) The primary of a replicated key is marked MOVED (it is not where
  *        readers and pushers go): one that still holds its old word
  *        re-reads loc[k] and uses its replica, so no push lands in the
  *        primary unseen by the replicas, and a node's reads of the key
  *        never go back.  Rounds and unreplicate, which know it is the
  *        primary, lock it regardless; unreplicate clears the mark.
- *   (R7) Rounds cost what changed, not repl_max: the delta slot's seq word
+ *   (RP7) Rounds cost what changed, not repl_max: the delta slot's seq word
  *        is a dirty flag (set by pushes, cleared when the delta is taken,
  *        under the replica's lock; read without it as a hint, which a push
  *        completed before ps_sync always sets visibly), and its key word is
  *        the primary's seq value the replica was last refreshed from: while
  *        the primary still shows that value, replica = primary + delta.
- *   (R5) Replica slots are never freed: a stale reader or pusher that
+ *   (RP5) Replica slots are never freed: a stale reader or pusher that
  *        still holds REPL|r after r was reused finds another key (or MOVED)
  *        in the slot and re-reads loc[k].  The primary of a replicated key
- *        is never relocated (kv.c I6) and never freed while it is.
+ *        is never relocated (kv.c KV6) and never freed while it is.
  *
  * A round run by node n's service thread merges n's deltas and refreshes
  * n's replicas; ps_sync does both for every node (merge all, then refresh
@@ -58,14 +58,14 @@
  * and replica slots.  A key held by another host can be replicated here
  * too: then rprim[r] is the key's REMOTE word (the host that held it when
  * it was replicated), and rounds that reach it go through the bridge:
- *   (R8) The replicated keys whose primary is remote change only under the
+ *   (RP8) The replicated keys whose primary is remote change only under the
  *        table's repl_xlock (and repl_lock for the words themselves), which
  *        every switch, remote round and ps_sync of a multi-host job holds.
  *        A remote round (one per host per 1/repl_rate, by whichever
  *        service thread finds it due, or ps_sync) takes every node's dirty
  *        deltas of such keys under repl_lock, drops it, sends them in one
  *        RPUSH batch per holder host (added to the primary there with the
- *        holder's rule, R9), waits, then pulls every such key in one RPULL
+ *        holder's rule, RP9), waits, then pulls every such key in one RPULL
  *        batch per holder and rewrites each node's replica as pulled +
  *        delta.  A failed RPUSH puts the deltas back (nothing is lost while
  *        a host is reachable).  Local rounds skip these indexes.
@@ -74,12 +74,12 @@
  *        takes the deltas, RPUSHes them, and only then publishes the
  *        REMOTE word and unlocks (MOVED), so a reader never finds the key
  *        without its own host's pushes.
- *   (R9) A holder answers RPUSH by adding into the key's primary (through
+ *   (RP9) A holder answers RPUSH by adding into the key's primary (through
  *        ps__push_key if it is not replicated there) and RPULL with the
  *        primary plus every node's pending delta (sum rule: the exact total
  *        of what reached this host; other rules: the primary), both under
  *        its repl_lock, so no local round moves a delta while it reads.
- *   (R10) No deadlock across hosts.  A thread that waits for a reply of
+ *   (RP10) No deadlock across hosts.  A thread that waits for a reply of
  *        another host holds at most repl_xlock and the replica locks of
  *        keys whose primary is on another host; never repl_lock, never a
  *        lock of a key this host holds.  A link thread serving a request
@@ -172,7 +172,7 @@ static bool repl_trylock(ps_world *w, struct ps__tdesc *d) { return word_trylock
 static void repl_lock(ps_world *w, struct ps__tdesc *d) { word_lock(w, &d->repl_lock); }
 static void repl_unlock(struct ps__tdesc *d) { word_unlock(&d->repl_lock); }
 
-/* repl_xlock (R8): only in multi-host jobs; taken before repl_lock. */
+/* repl_xlock (RP8): only in multi-host jobs; taken before repl_lock. */
 static void xlock(ps_world *w, struct ps__tdesc *d)
 {
 	if (w->nhosts > 1)
@@ -185,11 +185,11 @@ static void xunlock(ps_world *w, struct ps__tdesc *d)
 		word_unlock(&d->repl_xlock);
 }
 
-/* Is the primary of replica index r on another host (R8)?  Under
+/* Is the primary of replica index r on another host (RP8)?  Under
  * repl_lock or repl_xlock. */
 static inline bool prim_remote(ps_table *t, uint32_t r)
 {
-	/* relaxed: under repl_lock or repl_xlock (R1, R8) */
+	/* relaxed: under repl_lock or repl_xlock (RP1, RP8) */
 	return PS__LOC_IS_REMOTE(atomic_load_explicit(&t->rprim[r], memory_order_relaxed));
 }
 
@@ -229,12 +229,12 @@ static bool take_delta(struct ps__slot *delta, float *buf, uint32_t len)
 {
 	bool any = false;
 	for (uint32_t j = 0; j < len; j++) {
-		/* relaxed: under the replica's lock (R2) */
+		/* relaxed: under the replica's lock (RP2) */
 		uint32_t bits = atomic_exchange_explicit(&delta->v[j], 0, memory_order_relaxed);
 		memcpy(&buf[j], &bits, sizeof bits);
 		any |= bits != 0;
 	}
-	atomic_store_explicit(&delta->seq, 0, memory_order_relaxed); /* clean (R7) */
+	atomic_store_explicit(&delta->seq, 0, memory_order_relaxed); /* clean (RP7) */
 	return any;
 }
 
@@ -271,7 +271,7 @@ int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out
 		if (rc > 0)
 			return 1;
 		if (rc < 0)
-			return 0; /* unreplicated or reused: re-read loc[k] (R5) */
+			return 0; /* unreplicated or reused: re-read loc[k] (RP5) */
 		if (s & PS__SEQ_LOCKED)
 			ps__wait_unlocked(w, t, sl, s);
 	}
@@ -295,7 +295,7 @@ int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const floa
 		ps__add_values(sl, upd, t->value_len);
 	struct ps__slot *d = delta_of(t, sl);
 	ps__add_values(d, upd, t->value_len);
-	/* relaxed: a hint for the next round, published by the unlock (R7) */
+	/* relaxed: a hint for the next round, published by the unlock (RP7) */
 	if (!atomic_load_explicit(&d->seq, memory_order_relaxed))
 		atomic_store_explicit(&d->seq, 1, memory_order_relaxed);
 	ps__slot_unlock(sl, s, false);
@@ -315,13 +315,13 @@ int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t
 		       const uint32_t *in)
 {
 	repl_lock(w, t->d);
-	/* acquire: as every load of a location word (kv.c I1) */
+	/* acquire: as every load of a location word (kv.c KV1) */
 	if (atomic_load_explicit(&t->loc[k], memory_order_acquire) != lw) {
 		repl_unlock(t->d);
 		return 0;
 	}
 	uint32_t r = PS__LOC_RIDX(lw);
-	/* relaxed: under repl_lock (R1) */
+	/* relaxed: under repl_lock (RP1) */
 	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 	if (PS__LOC_IS_REMOTE(plw)) {
 		/* checkpoints are refused in multi-host jobs (checkpoint.c) */
@@ -333,24 +333,24 @@ int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t
 	if (in)
 		for (int n = 0; n < w->nnodes; n++)
 			rseq[n] = lock_any(w, t, ps__replica_at(t, n, r));
-	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (R6) */
-	/* relaxed: the slot locks order them (kv.c I2) */
+	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (RP6) */
+	/* relaxed: the slot locks order them (kv.c KV2) */
 	for (uint32_t j = 0; j < nf; j++) {
 		if (in)
 			atomic_store_explicit(&p->v[j], in[j], memory_order_relaxed);
 		else
 			out[j] = atomic_load_explicit(&p->v[j], memory_order_relaxed);
 	}
-	ps__slot_unlock(p, ps, true); /* stays MOVED (R6) */
+	ps__slot_unlock(p, ps, true); /* stays MOVED (RP6) */
 	if (in) {
 		for (int n = 0; n < w->nnodes; n++) {
 			struct ps__slot *sl = ps__replica_at(t, n, r), *d = delta_of(t, sl);
-			/* relaxed: under the replica's lock (R2) */
+			/* relaxed: under the replica's lock (RP2) */
 			for (uint32_t j = 0; j < t->value_len; j++) {
 				atomic_store_explicit(&sl->v[j], in[j], memory_order_relaxed);
 				atomic_store_explicit(&d->v[j], 0, memory_order_relaxed);
 			}
-			atomic_store_explicit(&d->seq, 0, memory_order_relaxed); /* not dirty (R7) */
+			atomic_store_explicit(&d->seq, 0, memory_order_relaxed); /* not dirty (RP7) */
 			atomic_store_explicit(&d->key, 0, memory_order_relaxed); /* refresh again */
 			ps__slot_unlock(sl, rseq[n], false);
 		}
@@ -360,7 +360,7 @@ int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t
 }
 
 /* Is off the slot that key k lives in (or one of its replicas)?  Used by
- * lock recovery (kv.c I5) to decide whether to mark a slot MOVED. */
+ * lock recovery (kv.c KV5) to decide whether to mark a slot MOVED. */
 bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off)
 {
 	if (t->rprim) {
@@ -379,15 +379,15 @@ bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off)
 /* --------------------------------------------------------------- rounds */
 
 /* Adds buf into the primary of replica index r (caller holds repl_lock and
- * is in a read-side section; the primary cannot move, kv.c I6, and stays
- * MOVED-marked, R6). */
+ * is in a read-side section; the primary cannot move, kv.c KV6, and stays
+ * MOVED-marked, RP6). */
 static void add_to_primary(ps_world *w, ps_table *t, uint32_t r, ps_key k, const float *buf)
 {
 	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
 	uint64_t s = lock_any(w, t, p);
 	if (atomic_load_explicit(&p->key, memory_order_relaxed) != k)
-		stat_add(&w->me->stats.stale_reads, 1); /* R1/I6 broken: tests assert 0 */
+		stat_add(&w->me->stats.stale_reads, 1); /* RP1/KV6 broken: tests assert 0 */
 	apply_delta(t, p, buf);
 	ps__slot_unlock(p, s, true);
 }
@@ -398,10 +398,10 @@ static void merge_node(ps_world *w, ps_table *t, int n, float *buf)
 	for (uint32_t r = 0; r < t->d->repl_max; r++) {
 		/* relaxed: under repl_lock */
 		uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
-		if (!kp || prim_remote(t, r)) /* remote rounds merge those (R8) */
+		if (!kp || prim_remote(t, r)) /* remote rounds merge those (RP8) */
 			continue;
 		struct ps__slot *sl = ps__replica_at(t, n, r);
-		/* relaxed: the dirty hint (R7) */
+		/* relaxed: the dirty hint (RP7) */
 		if (!atomic_load_explicit(&delta_of(t, sl)->seq, memory_order_relaxed))
 			continue;
 		bool moved;
@@ -415,20 +415,20 @@ static void merge_node(ps_world *w, ps_table *t, int n, float *buf)
 	}
 }
 
-/* Rewrites node n's replicas as primary + delta (R2). */
+/* Rewrites node n's replicas as primary + delta (RP2). */
 static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
 {
 	const uint32_t len = t->value_len;
 	for (uint32_t r = 0; r < t->d->repl_max; r++) {
 		uint64_t kp = atomic_load_explicit(&t->rkey[r], memory_order_relaxed);
-		if (!kp || prim_remote(t, r)) /* remote rounds refresh those (R8) */
+		if (!kp || prim_remote(t, r)) /* remote rounds refresh those (RP8) */
 			continue;
 		uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 		struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
 		struct ps__slot *sl = ps__replica_at(t, n, r);
 		struct ps__slot *d = delta_of(t, sl);
 		/* acquire: as a seqlock reader's first load.  Unchanged since
-		 * the last refresh: the replica is primary + delta already (R7) */
+		 * the last refresh: the replica is primary + delta already (RP7) */
 		if (atomic_load_explicit(&p->seq, memory_order_acquire) ==
 		    atomic_load_explicit(&d->key, memory_order_relaxed))
 			continue;
@@ -452,7 +452,7 @@ static void refresh_node(ps_world *w, ps_table *t, int n, float *buf)
 			ps__slot_unlock(sl, s, false);
 			if (rc != 0)
 				break;
-			/* primary locked: back off without holding the replica (R4) */
+			/* primary locked: back off without holding the replica (RP4) */
 			if (ps & PS__SEQ_LOCKED)
 				ps__wait_unlocked(w, t, p, ps);
 		}
@@ -485,8 +485,8 @@ static void round_nodes(ps_world *w, ps_table *t, int n0, int n1, float *buf)
 /* ------------------------------------------------------- across hosts */
 
 /* Adds node n's delta of index r into buf (sum rule; caller holds
- * repl_lock, so no round moves it, R9): a seqlock read under the replica
- * slot's seq word, which guards the delta too (R2). */
+ * repl_lock, so no round moves it, RP9): a seqlock read under the replica
+ * slot's seq word, which guards the delta too (RP2). */
 static void add_delta(ps_world *w, ps_table *t, int n, uint32_t r, float *buf, float *tmp)
 {
 	const uint32_t len = t->value_len;
@@ -529,12 +529,12 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 	if (!tmp)
 		return -ENOMEM;
 	int rc = 0;
-	repl_lock(w, t->d); /* R9: no round moves a delta meanwhile; R10 */
+	repl_lock(w, t->d); /* RP9: no round moves a delta meanwhile; RP10 */
 	urcu_memb_read_lock();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const ps_key k = keys[i];
 		for (;;) {
-			/* acquire: as every load of a location word (kv.c I1) */
+			/* acquire: as every load of a location word (kv.c KV1) */
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
 			if (PS__LOC_IS_REMOTE(lw)) {
 				rc = PS_EMISMATCH; /* not held here */
@@ -558,7 +558,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 			uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 			struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
 			if (in) {
-				uint64_t s = lock_any(w, t, p); /* MOVED-marked (R6) */
+				uint64_t s = lock_any(w, t, p); /* MOVED-marked (RP6) */
 				apply_delta(t, p, in + i * len);
 				ps__slot_unlock(p, s, true);
 				break;
@@ -569,14 +569,14 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 				int trc = try_read(p, k, o, len, &s, true);
 				if (trc > 0)
 					break;
-				if (trc < 0) { /* R1/I6 broken: tests assert 0 */
+				if (trc < 0) { /* RP1/KV6 broken: tests assert 0 */
 					stat_add(&w->me->stats.stale_reads, 1);
 					break;
 				}
 				if (s & PS__SEQ_LOCKED)
 					ps__wait_unlocked(w, t, p, s);
 			}
-			if (t->rule == PS_RULE_SUM) /* the deltas not merged yet (R3) */
+			if (t->rule == PS_RULE_SUM) /* the deltas not merged yet (RP3) */
 				for (int m = 0; m < w->nnodes; m++)
 					add_delta(w, t, m, r, o, tmp);
 			break;
@@ -590,7 +590,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 
 /* Reads the primaries' totals of keys[i] at hosts[i] into out (RPULL)
  * and waits (no lock held but repl_xlock and remote-primary replica
- * locks, R10).  Only multi-host jobs have primaries on other hosts. */
+ * locks, RP10).  Only multi-host jobs have primaries on other hosts. */
 static int remote_pull(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out)
 {
 	struct ps__rgroup *g;
@@ -603,7 +603,7 @@ static int remote_pull(ps_table *t, const ps_key *keys, const uint16_t *hosts, s
  * RPUSHes vals[i] to keys[i] at hosts[i]: one group per host, all in
  * flight together, so that failed[i] (set for each entry whose host
  * failed) says exactly which deltas did not arrive.  Returns the first
- * failure or 0.  Holds nothing but what its caller holds (R10).
+ * failure or 0.  Holds nothing but what its caller holds (RP10).
  */
 static int rpush_hosts(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, const float *vals,
 		       uint8_t *failed)
@@ -667,7 +667,7 @@ out:
 	return rc;
 }
 
-/* The replicated keys of t whose primary is on another host (R8). */
+/* The replicated keys of t whose primary is on another host (RP8). */
 struct rset {
 	size_t m;
 	ps_key *keys;
@@ -723,16 +723,16 @@ static void give_back(ps_world *w, ps_table *t, int n, uint32_t r, ps_key k, con
 	if (moved || atomic_load_explicit(&sl->key, memory_order_relaxed) != k) {
 		if (!moved)
 			ps__slot_unlock(sl, s, false);
-		return; /* cannot happen under repl_xlock (R8) */
+		return; /* cannot happen under repl_xlock (RP8) */
 	}
 	struct ps__slot *d = delta_of(t, sl);
 	ps__add_values(d, buf, t->value_len);
-	atomic_store_explicit(&d->seq, 1, memory_order_relaxed); /* dirty (R7), under the lock */
+	atomic_store_explicit(&d->seq, 1, memory_order_relaxed); /* dirty (RP7), under the lock */
 	ps__slot_unlock(sl, s, false);
 }
 
 /*
- * A remote round (R8) over nodes [n0, n1): caller holds repl_xlock and
+ * A remote round (RP8) over nodes [n0, n1): caller holds repl_xlock and
  * nothing else.  With refresh false only the deltas travel (finalize).
  */
 static int remote_round(ps_world *w, ps_table *t, int n0, int n1, bool refresh)
@@ -753,7 +753,7 @@ static int remote_round(ps_world *w, ps_table *t, int n0, int n1, bool refresh)
 	for (size_t i = 0; i < s.m; i++) {
 		for (int n = n0; n < n1; n++) {
 			struct ps__slot *sl = ps__replica_at(t, n, s.ridx[i]);
-			/* relaxed: the dirty hint (R7) */
+			/* relaxed: the dirty hint (RP7) */
 			if (!atomic_load_explicit(&delta_of(t, sl)->seq, memory_order_relaxed))
 				continue;
 			bool moved;
@@ -842,12 +842,12 @@ int ps_sync(ps_table *t)
 	float *buf = ps__alloc(w, sizeof(float) * t->value_len);
 	if (!buf)
 		return -ENOMEM;
-	xlock(w, t->d); /* R8: waits for a remote round in flight */
+	xlock(w, t->d); /* RP8: waits for a remote round in flight */
 	repl_lock(w, t->d);
 	round_nodes(w, t, 0, w->nnodes, buf);
 	repl_unlock(t->d);
 	int rc = 0;
-	/* relaxed: a count, stable under repl_xlock (R8) */
+	/* relaxed: a count, stable under repl_xlock (RP8) */
 	if (w->nhosts > 1 && atomic_load_explicit(&t->d->repl_remote, memory_order_relaxed))
 		rc = remote_round(w, t, 0, w->nnodes, true);
 	xunlock(w, t->d);
@@ -883,12 +883,12 @@ bool ps__replica_step(ps_world *w)
 		w->repl_next[t->id] = now + (uint64_t)(1e9 / t->d->repl_rate);
 		work = true;
 		/* one remote round per host per period, by whichever service
-		 * thread finds it due (R8); relaxed: hints, re-read under the
+		 * thread finds it due (RP8); relaxed: hints, re-read under the
 		 * xlock */
 		if (w->nhosts > 1 && atomic_load_explicit(&t->d->repl_remote, memory_order_relaxed) &&
 		    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed) &&
 		    word_trylock(w, &t->d->repl_xlock)) {
-			/* relaxed: set under this xlock by finalize (R8) */
+			/* relaxed: set under this xlock by finalize (RP8) */
 			if (!atomic_load_explicit(&w->repl_closed, memory_order_relaxed) &&
 			    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed)) {
 				atomic_store_explicit(&t->d->repl_xnext, now + (uint64_t)(1e9 / t->d->repl_rate),
@@ -966,17 +966,17 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 			for (uint32_t j = 0; j < t->value_len; j++)
 				atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
 			atomic_store_explicit(&ds->seq, 0, memory_order_relaxed);
-			/* the primary's seq after the unlock below (R7) */
+			/* the primary's seq after the unlock below (RP7) */
 			atomic_store_explicit(&ds->key, (s + PS__SEQ_VER1) | PS__SEQ_MOVED, memory_order_relaxed);
 			ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
 		}
-		/* relaxed: published by the release store of loc[k] below (R1) */
+		/* relaxed: published by the release store of loc[k] below (RP1) */
 		atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
 		atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
 		/* release: replicas, rprim and rkey are visible to whoever
 		 * acquires the REPL word */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REPL(r), memory_order_release);
-		ps__slot_unlock(p, s, true); /* R6: stale users go to their replica */
+		ps__slot_unlock(p, s, true); /* RP6: stale users go to their replica */
 		atomic_fetch_add_explicit(&d->repl_used, 1, memory_order_relaxed);
 		rc = 1;
 		break;
@@ -988,7 +988,7 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 /* Turns k back into an ordinary key (caller holds repl_lock).  Returns 1,
  * or 0 if it was not replicated.  Every replica is locked, then the
  * primary; the deltas go into the primary and its word is published before
- * anything is unlocked, so no reader sees the key lose a push (R3). */
+ * anything is unlocked, so no reader sees the key lose a push (RP3). */
 static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 {
 	struct ps__tdesc *d = t->d;
@@ -1002,7 +1002,7 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	for (int n = 0; n < w->nnodes; n++)
 		rseq[n] = lock_any(w, t, ps__replica_at(t, n, r));
 	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
-	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (R6) */
+	uint64_t ps = lock_any(w, t, p); /* MOVED-marked (RP6) */
 	for (int n = 0; n < w->nnodes; n++)
 		if (take_delta(delta_of(t, ps__replica_at(t, n, r)), buf, t->value_len))
 			apply_delta(t, p, buf);
@@ -1042,7 +1042,7 @@ static ps_key *unique_keys(ps_world *w, const ps_key *keys, size_t n, size_t *m)
 }
 
 /* Replicates k, held by another host (word lw), with its pulled values
- * (caller holds repl_xlock and repl_lock, a free index exists; R8). */
+ * (caller holds repl_xlock and repl_lock, a free index exists; RP8). */
 static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *vals)
 {
 	struct ps__tdesc *d = t->d;
@@ -1059,7 +1059,7 @@ static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw
 		atomic_store_explicit(&ds->key, 0, memory_order_relaxed);
 		ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
 	}
-	/* relaxed: published by the release store of loc[k] below (R1) */
+	/* relaxed: published by the release store of loc[k] below (RP1) */
 	atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
 	atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
 	/* release: replicas, rprim and rkey are visible to whoever acquires
@@ -1071,7 +1071,7 @@ static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw
 }
 
 /* Keys replicated here whose primary is on another host, being dropped
- * (R8): their replicas stay locked while the deltas travel. */
+ * (RP8): their replicas stay locked while the deltas travel. */
 struct rdrop {
 	size_t m;
 	ps_key *keys;
@@ -1154,7 +1154,7 @@ static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 		if (s->failed[i]) {
 			struct ps__slot *dl = delta_of(t, ps__replica_at(t, w->node, r));
 			ps__add_values(dl, s->vals + i * len, len);
-			atomic_store_explicit(&dl->seq, 1, memory_order_relaxed); /* dirty (R7) */
+			atomic_store_explicit(&dl->seq, 1, memory_order_relaxed); /* dirty (RP7) */
 			for (int n = 0; n < w->nnodes; n++)
 				ps__slot_unlock(ps__replica_at(t, n, r), s->rseq[i * (size_t)w->nnodes + n], false);
 			continue;
@@ -1175,7 +1175,7 @@ static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 }
 
 /* Pushes the taken deltas of s that are non-zero (no lock but repl_xlock
- * and the dropped keys' replica locks held, R10); s->failed says which
+ * and the dropped keys' replica locks held, RP10); s->failed says which
  * did not arrive. */
 static int drop_push(ps_table *t, struct rdrop *s, float *vals)
 {
@@ -1216,7 +1216,7 @@ out:
 
 /* Makes the replicated set { old } - drop + add (caller holds nothing).
  * add and drop are sorted and unique.  In a multi-host job the whole
- * switch holds repl_xlock, and keys of other hosts travel (R8). */
+ * switch holds repl_xlock, and keys of other hosts travel (RP8). */
 static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key *drop, size_t ndrop,
 		       bool drop_others)
 {
@@ -1234,7 +1234,7 @@ static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key
 	xlock(w, t->d);
 	if (w->nhosts > 1) {
 		/* the keys of other hosts to add: their values first, by RPULL,
-		 * holding no repl_lock (R10) */
+		 * holding no repl_lock (RP10) */
 		rk = ps__alloc(w, (nadd ? nadd : 1) * sizeof *rk);
 		rh = ps__alloc(w, (nadd ? nadd : 1) * sizeof *rh);
 		rv = ps__alloc(w, (nadd ? nadd : 1) * len * sizeof *rv);
@@ -1280,7 +1280,7 @@ static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key
 	for (size_t i = 0; i < ndrop; i++)
 		done += drop_one(w, t, drop[i], buf, &rd);
 	if (rd.m) {
-		/* the remote drops' deltas travel without repl_lock (R10) */
+		/* the remote drops' deltas travel without repl_lock (RP10) */
 		repl_unlock(t->d);
 		rc = drop_push(t, &rd, pv);
 		repl_lock(w, t->d);

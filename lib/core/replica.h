@@ -22,7 +22,7 @@ int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t
 		       const uint32_t *in);
 bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
 /* Link thread: RPULL (out) / RPUSH (in) of another host on the primaries
- * of keys this host holds (R9). */
+ * of keys this host holds (RP9). */
 int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in);
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 

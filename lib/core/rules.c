@@ -2,7 +2,7 @@
  * rules.c - server-side update rules: what a push does to a key's values.
  *
  * Invariants
- *   - A rule runs inside push_one (kv.c) with the key's slot locked (I2):
+ *   - A rule runs inside push_one (kv.c) with the key's slot locked (KV2):
  *     it is the only writer of the slot's values and state, and its relaxed
  *     stores are published by the unlock's release exactly as a sum's are.
  *     PS_RULE_SUM never comes here: kv.c keeps its add as the fast path.
@@ -167,7 +167,7 @@ ps_rule_fn ps__rule_fn(uint32_t rule)
 
 /* ------------------------------------------------------------- applying */
 
-/* Slot words as floats; relaxed: the slot lock (I2) orders them. */
+/* Slot words as floats; relaxed: the slot lock (KV2) orders them. */
 static inline float get(struct ps__slot *sl, uint32_t i)
 {
 	uint32_t b = atomic_load_explicit(&sl->v[i], memory_order_relaxed);
@@ -187,7 +187,7 @@ static void assign(struct ps__slot *sl, const float *u, uint32_t len, uint32_t s
 {
 	for (uint32_t j = 0; j < len; j++)
 		put(sl, j, u[j]);
-	for (uint32_t j = 0; j < state_len; j++) /* relaxed: under the slot lock (I2) */
+	for (uint32_t j = 0; j < state_len; j++) /* relaxed: under the slot lock (KV2) */
 		atomic_store_explicit(&sl->v[len + j], 0, memory_order_relaxed);
 }
 
@@ -212,7 +212,7 @@ static void adam(struct ps__slot *sl, const float *u, uint32_t len, const float 
 {
 	const float lr = p[0], b1 = p[1], b2 = p[2], eps = p[3];
 	/* the step count of this key: a uint32 in the last state word;
-	 * relaxed: under the slot lock (I2) */
+	 * relaxed: under the slot lock (KV2) */
 	uint32_t t = atomic_load_explicit(&sl->v[3 * len], memory_order_relaxed) + 1;
 	atomic_store_explicit(&sl->v[3 * len], t, memory_order_relaxed);
 	const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);

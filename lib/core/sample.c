@@ -9,23 +9,23 @@
  * A draw picks a column uniformly and flips a biased coin: O(1).
  *
  * Invariants
- *   (S1) A ps_dist is never written after ps_dist_create returns, so any
+ *   (SA1) A ps_dist is never written after ps_dist_create returns, so any
  *        number of threads may draw from it without synchronisation.
- *   (S2) Alias table: P(k) = (prob[k] + sum over j with alias[j] == k of
+ *   (SA2) Alias table: P(k) = (prob[k] + sum over j with alias[j] == k of
  *        (1 - prob[j])) / n = w[k] / sum(w), up to double rounding.  A key
  *        of weight 0 is never drawn: its prob is 0 and it is nobody's alias
  *        (aliases are large keys).
- *   (S3) A ps_sampler belongs to the thread that prepared it: its RNG,
+ *   (SA3) A ps_sampler belongs to the thread that prepared it: its RNG,
  *        counters and pool are plain fields, never shared.  Its draws are a
  *        function of (table seed, table id, node, user seed), the scheme
  *        and, for local, of the placement at the time of each draw.
- *   (S4) local never returns a non-local key silently: a draw that found
+ *   (SA4) local never returns a non-local key silently: a draw that found
  *        no local key within LOCAL_TRIES x nodes attempts is a naive draw,
  *        counted in the sampler's fallbacks and the node's
  *        sample_fallbacks.  "Local" is as of the draw: a key may move away
  *        before its values are pulled (the pull stays correct: location
  *        transparency).
- *   (S5) pool: the pool array is read by the service thread until the
+ *   (SA5) pool: the pool array is read by the service thread until the
  *        localization handle is waited, so it is reordered (shuffled for
  *        the next pass) only after that wait.  Pass p serves every pool
  *        entry once, so after n = P x U samples each entry was served
@@ -171,7 +171,7 @@ static void build_alias(struct alias_cell *c, uint64_t *work, const double *wt, 
 		}
 	}
 	/* what is left sits at 1 up to rounding; a weight-0 key left over
-	 * (only through extreme rounding) must still never be drawn (S2) */
+	 * (only through extreme rounding) must still never be drawn (SA2) */
 	while (nl)
 		c[work[n - nl--]].prob = 1.0;
 	while (ns) {
@@ -322,7 +322,7 @@ int ps_sample_scheme_parse(const char *s, enum ps_sample_scheme *scheme, unsigne
 /* ------------------------------------------------------------ samplers */
 
 /* local: a draw among the keys this node holds now, else a counted naive
- * draw (S4). */
+ * draw (SA4). */
 static ps_key draw_local(ps_sampler *s)
 {
 	ps_table *t = s->t;
@@ -340,7 +340,7 @@ static ps_key draw_local(ps_sampler *s)
 }
 
 /* pool: entry `served mod P` of pass `served / P`; a new pass starts with
- * a fresh order (S5: the localization has been waited by then). */
+ * a fresh order (SA5: the localization has been waited by then). */
 static ps_key draw_pool(ps_sampler *s)
 {
 	size_t pos = s->served % s->npool;

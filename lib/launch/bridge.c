@@ -446,7 +446,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		}
 		/* to every peer, in the order our nodes sent them: each peer's
 		 * stream keeps it, so a host's CLOCKs reach a peer before its
-		 * BYE/ABORT (clock.c H3) */
+		 * BYE/ABORT (clock.c CLH3) */
 		for (int p = 0; p < b->hosts; p++)
 			if (p != b->rank && !peer_gone(&b->peer[p]))
 				enqueue(b, &b->peer[p], raw, size, b->rank);
@@ -540,7 +540,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			return;
 		}
 		/* to every local node, before anything the peer sends later
-		 * (its BYE/ABORT becomes our ABORT to the links: clock.c H3) */
+		 * (its BYE/ABORT becomes our ABORT to the links: clock.c CLH3) */
 		for (int i = 0; i < b->nodes; i++)
 			enqueue(b, &b->link[i], raw, size, c->idx);
 		return;

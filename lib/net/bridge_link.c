@@ -33,20 +33,20 @@
  *                     first);
  *
  * Invariants
- *   (L1) A request id is (node << 56) | (seq << 32) | slot: the bridges
+ *   (LK1) A request id is (node << 56) | (seq << 32) | slot: the bridges
  *        route replies by the node byte, and a reply whose seq does not
  *        match its slot's is stale and ignored, so a slot can be reused.
- *   (L2) A group's counter is set to its number of frames before the first
+ *   (LK2) A group's counter is set to its number of frames before the first
  *        is sent; each reply (or failure) decrements it with release after
  *        writing the values, and the waiter reads them after an acquire
  *        load of 0.
- *   (L3) One node's requests to a host are executed by one node there, in
+ *   (LK3) One node's requests to a host are executed by one node there, in
  *        order (bridge.c), so a worker's synchronous operations on a key
  *        keep their order across hosts.
- *   (L4) When the link breaks (psrun gone), every request in flight and
+ *   (LK4) When the link breaks (psrun gone), every request in flight and
  *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
  *        loses a peer host, the requests that went there do: nothing hangs.
- *   (L5) Each key of a batch is served exactly once: a round reads its
+ *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
  *        pass (a miss) sends it to the next round, never both.
@@ -74,7 +74,7 @@
 #define TAG_FINAL   0x4c414e49462d5350ULL /* "PS-FINAL" */
 
 struct rpc {
-	uint32_t seq;             /* (L1) */
+	uint32_t seq;             /* (LK1) */
 	bool busy;
 	uint32_t next_free;
 	struct ps__rgroup *g;
@@ -87,14 +87,14 @@ struct rpc {
 };
 
 /*
- * One pull or push batch of a multi-host job, routed in rounds (L5): a
+ * One pull or push batch of a multi-host job, routed in rounds (LK5): a
  * round sends the keys held elsewhere (by the hosts their words name) and
  * does the keys held here; keys redirected by the host that got them, or
  * that moved away while this host did them, are routed again in the next
  * round, when every frame of this one is answered.
  */
 struct ps__rgroup {
-	_Atomic uint32_t left;    /* frames not answered yet; futex word (L2) */
+	_Atomic uint32_t left;    /* frames not answered yet; futex word (LK2) */
 	_Atomic int32_t err;      /* first failure, relaxed: read after left */
 	ps_table *t;
 	const ps_key *keys;
@@ -120,7 +120,7 @@ struct ps__link {
 	int fd;
 	pthread_t thread;
 	/* acquire/release: a reader that sees true sees the failures the link
-	 * thread recorded before (L4) */
+	 * thread recorded before (LK4) */
 	_Atomic bool dead;
 	pthread_mutex_t wlock;    /* one frame written at a time */
 	pthread_mutex_t lock;     /* the rpc table */
@@ -190,7 +190,7 @@ static void group_done(struct ps__rgroup *g, int err)
 	if (err)
 		atomic_compare_exchange_strong_explicit(&g->err, &zero, err, memory_order_relaxed,
 							memory_order_relaxed);
-	/* release: the values scattered before are visible to the waiter (L2) */
+	/* release: the values scattered before are visible to the waiter (LK2) */
 	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_release) == 1)
 		ps__futex_wake(&g->left, 1, false);
 }
@@ -225,7 +225,7 @@ static int rpc_take(struct ps__link *L, uint32_t *slot)
 	return 0;
 }
 
-/* Frees the slot named by req; false if req is stale or unknown (L1). */
+/* Frees the slot named by req; false if req is stale or unknown (LK1). */
 static bool rpc_claim(struct ps__link *L, uint64_t req, struct rpc *out)
 {
 	uint32_t slot = (uint32_t)req, seq = (uint32_t)(req >> 32) & 0xffffff;
@@ -296,7 +296,7 @@ static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_k
 	pthread_mutex_unlock(&L->lock);
 	ps__frame_seal(f, type, (uint16_t)host, req, (uint32_t)body);
 	/* acquire: a link thread that died before our registration swept
-	 * without seeing it; then we see dead here (L4) */
+	 * without seeing it; then we see dead here (LK4) */
 	rc = atomic_load_explicit(&L->dead, memory_order_acquire) ? PS_EHOSTDOWN
 								  : write_all(L, f, PS__FRAME_HDR + body);
 	ps__free(w, f);
@@ -315,7 +315,7 @@ static int send_chunk(ps_table *t, struct ps__rgroup *g, int host, const ps_key 
 	return send_chunk_as(t, g, host, keys, pos, n, out, in, in ? PS__F_PUSH : PS__F_PULL);
 }
 
-/* Another round for position p (L5); hint as in struct ps__rgroup. */
+/* Another round for position p (LK5); hint as in struct ps__rgroup. */
 static void again(struct ps__rgroup *g, uint32_t p, int32_t hint)
 {
 	/* relaxed: see struct ps__rgroup */
@@ -386,7 +386,7 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 	for (size_t j = 0; j < m; j++)
 		if (g->owner[j] >= 0)
 			g->pos[count[g->owner[j]]++] = list ? list[j] : (uint32_t)j;
-	/* (L2): every frame counted before the first is sent; relaxed: the
+	/* (LK2): every frame counted before the first is sent; relaxed: the
 	 * link thread's decrements of the earlier rounds are all done */
 	atomic_fetch_add_explicit(&g->left, frames, memory_order_relaxed);
 	/* count[h] is now the end of host h's run */
@@ -450,7 +450,7 @@ int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const
 		return -ENOMEM;
 	route_round(g, NULL, n);
 	ps__count_batch(w, t, keys, n, out != NULL, g->local, g->repl);
-	/* acquire: pairs with group_done's release (L2) */
+	/* acquire: pairs with group_done's release (LK2) */
 	if (async && (atomic_load_explicit(&g->left, memory_order_acquire) || atomic_load(&g->nnext))) {
 		*async = g;
 		return 0;
@@ -458,12 +458,12 @@ int ps__route_batch(ps_table *t, const ps_key *keys, size_t n, float *out, const
 	return ps__remote_wait(w, g);
 }
 
-/* Waits until every frame of the round is answered (L2). */
+/* Waits until every frame of the round is answered (LK2). */
 static void wait_round(ps_world *w, struct ps__rgroup *g)
 {
 	unsigned spins = 0;
 	for (;;) {
-		/* acquire: pairs with the release in group_done (L2) */
+		/* acquire: pairs with the release in group_done (LK2) */
 		uint32_t left = atomic_load_explicit(&g->left, memory_order_acquire);
 		if (left == 0)
 			return;
@@ -535,7 +535,7 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 {
 	struct ps__link *L = w->link;
 	struct ps__rgroup g = {0};
-	atomic_init(&g.left, (uint32_t)n); /* (L2) */
+	atomic_init(&g.left, (uint32_t)n); /* (LK2) */
 	atomic_init(&g.err, 0);
 	for (int i = 0; i < n; i++) {
 		replies[i] = NULL;
@@ -558,7 +558,7 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 		uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 		pthread_mutex_unlock(&L->lock);
 		ps__frame_seal(frames[i], PS__F_MOVE, (uint16_t)hosts[i], req, lens[i]);
-		/* acquire: as in send_chunk (L4) */
+		/* acquire: as in send_chunk (LK4) */
 		rc = atomic_load_explicit(&L->dead, memory_order_acquire)
 			     ? PS_EHOSTDOWN
 			     : write_all(L, frames[i], PS__FRAME_HDR + lens[i]);
@@ -622,7 +622,7 @@ int ps__remote_start_to(ps_table *t, const ps_key *keys, const uint16_t *hosts, 
 	}
 	for (size_t i = 0; i < n; i++)
 		pos[count[hosts[i]]++] = (uint32_t)i;
-	atomic_init(&g->left, frames); /* (L2): before the first frame is sent */
+	atomic_init(&g->left, frames); /* (LK2): before the first frame is sent */
 	*gp = g;
 	uint32_t at = 0;
 	for (int h = 0; h < H; h++) {
@@ -787,7 +787,7 @@ static void on_reply(struct ps__link *L, const struct ps__frame *f)
 {
 	struct rpc r;
 	if (!rpc_claim(L, f->req, &r))
-		return; /* stale (L1) */
+		return; /* stale (LK1) */
 	struct ps__reply m;
 	int err = ps__reply_dec(f->body, f->len, &m);
 	if (err == 0)
@@ -807,7 +807,7 @@ static void on_reply(struct ps__link *L, const struct ps__frame *f)
 }
 
 /* Keys of a request of ours that the other host did not hold: they go to
- * the group's next round (L5).  The REPLY follows on the same path. */
+ * the group's next round (LK5).  The REPLY follows on the same path. */
 static void on_redirect(struct ps__link *L, const struct ps__frame *f)
 {
 	uint32_t slot = (uint32_t)f->req, seq = (uint32_t)(f->req >> 32) & 0xffffff;
@@ -835,7 +835,7 @@ static void on_move_reply(struct ps__link *L, const struct ps__frame *f)
 {
 	struct rpc r;
 	if (!rpc_claim(L, f->req, &r))
-		return; /* stale (L1) */
+		return; /* stale (LK1) */
 	int err = PS_EFRAME_BODY;
 	if (r.raw) {
 		uint8_t *copy = malloc(f->len ? f->len : 1);
@@ -1059,7 +1059,7 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too */
 		fail_inflight(L, f->host);
-		/* after its last CLOCK on this link (clock.c H3) */
+		/* after its last CLOCK on this link (clock.c CLH3) */
 		if (f->host < L->w->nhosts)
 			ps__clock_host_gone(L->w, f->host);
 		break;
@@ -1069,7 +1069,7 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 }
 
 /* Fails every request in flight to host (all hosts: -1) with
- * PS_EHOSTDOWN: no reply will come for them (L4). */
+ * PS_EHOSTDOWN: no reply will come for them (LK4). */
 static void fail_inflight(struct ps__link *L, int host)
 {
 	for (uint32_t from = 0;;) {
@@ -1088,7 +1088,7 @@ static void fail_inflight(struct ps__link *L, int host)
 	}
 }
 
-/* The bridge is gone: fail everything in flight (L4). */
+/* The bridge is gone: fail everything in flight (LK4). */
 static void link_broken(struct ps__link *L)
 {
 	/* release: pairs with the acquire loads of waiters */

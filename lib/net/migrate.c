@@ -7,7 +7,7 @@
  * at holder h is in progress).  Away from the home a word is a slot (held
  * here) or REMOTE(h), a hint that may be stale: a host asked for a key it
  * does not hold answers with a REDIRECT naming where to ask (bridge_link.c,
- * L5), its home answers with the directory, and while the key is MOVING
+ * LK5), its home answers with the directory, and while the key is MOVING
  * with "ask again after a pause".
  *
  * A move of key k to node n of host A (the mover: A's worker, or its
@@ -20,29 +20,29 @@
  *               replicated): k stays where it is.
  *   2 give      MOVE/GIVE to B (unless step 1 gave it): B locks the slot,
  *               copies values and rule state, writes REMOTE(H), unlocks it
- *               MOVED and retires it (the protocol of a relocation, I3).
+ *               MOVED and retires it (the protocol of a relocation, KV3).
  *   3 install   A fills a slot of node n it reserved before step 1 and
  *               publishes its word with release (A == H: over MOVING).
  *   4 set       A != H: MOVE/SET to H, whose word becomes REMOTE(A).  A
  *               give that failed (BUSY) is undone instead: UNLOCK, back
  *               to REMOTE(B).
  *
- * Invariants (M1-M4), with the kv.c ones within each host:
- *   (M1) At every moment at most one slot of all hosts holds k unlocked and
+ * Invariants (MG1-MG4), with the kv.c ones within each host:
+ *   (MG1) At every moment at most one slot of all hosts holds k unlocked and
  *        not MOVED: between 2 and 3 none does, and k's value travels in the
- *        MOVE_REPLY.  A push is applied only to such a slot (kv.c I2, I3),
+ *        MOVE_REPLY.  A push is applied only to such a slot (kv.c KV2, KV3),
  *        so each push is applied exactly once: before the give it is in
  *        the value that moves, after it the pusher is redirected and the
  *        push lands at A after 3.
- *   (M2) The home's word changes only by a CAS from REMOTE (step 1, the
+ *   (MG2) The home's word changes only by a CAS from REMOTE (step 1, the
  *        lock), by the lock's owner (steps 3 at H, 4), or by a give at H
  *        under the slot lock.  So two moves of k never overlap: the second
  *        finds MOVING and gives up (localize is a hint).
- *   (M3) Directory REMOTE(X) => X holds k: X installed k before the SET
+ *   (MG3) Directory REMOTE(X) => X holds k: X installed k before the SET
  *        that wrote it (3 before 4), and X gives k up only while the home
  *        says MOVING.  Hence a redirect chain has at most two hops (hint,
  *        home) plus pauses while MOVING: no request loops.
- *   (M4) No step blocks a link thread on the network: the executor of a
+ *   (MG4) No step blocks a link thread on the network: the executor of a
  *        MOVE only takes slot locks of its own host, whose holders never
  *        wait for the network while holding them.  Only the mover waits.
  *
@@ -253,7 +253,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		}
 		/* acquire: pairs with the release of the word's last writer */
 		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
-		/* relaxed CAS: we own the entry after it (M2); what we read
+		/* relaxed CAS: we own the entry after it (MG2); what we read
 		 * next comes in a MOVE_REPLY, not from memory */
 		if (PS__LOC_IS_REMOTE(lw) && !PS__LOC_IS_MOVING(lw) && PS__LOC_OWNER(lw) != me &&
 		    atomic_compare_exchange_strong_explicit(&t->loc[k], &lw, PS__LOC_MAKE_MOVING(PS__LOC_OWNER(lw)),
@@ -284,7 +284,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 			continue;
 		ps__slot_fill(w, t, mv.off[i], keys[i], mv.vals + i * mv.nf);
 		/* release: the slot's seq, key and values are visible to whoever
-		 * acquires the word (I1) */
+		 * acquires the word (KV1) */
 		atomic_store_explicit(&t->loc[keys[i]], PS__LOC_MAKE(w->node, mv.off[i]), memory_order_release);
 		mv.off[i] = 0;
 		moved++;
@@ -350,11 +350,11 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			/* acquire: pairs with the release of the word's writer */
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
 			if (m->op == PS__MV_SET || m->op == PS__MV_UNLOCK) {
-				/* only the owner of the lock asks (M2) */
+				/* only the owner of the lock asks (MG2) */
 				if (home != me || !PS__LOC_IS_MOVING(lw))
 					break;
 				uint64_t nw = PS__LOC_MAKE_REMOTE(m->op == PS__MV_SET ? to : PS__LOC_OWNER(lw));
-				/* release: as any directory write (M3: SET after install) */
+				/* release: as any directory write (MG3: SET after install) */
 				atomic_store_explicit(&t->loc[k], nw, memory_order_release);
 				code = PS__MV_DONE;
 				break;
@@ -366,7 +366,7 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			if (PS__LOC_IS_REMOTE(lw)) {
 				if (m->op == PS__MV_GIVE || PS__LOC_OWNER(lw) == to)
 					break; /* not here (GIVE), or held by the asker */
-				/* relaxed CAS: the lock of the entry (M2) */
+				/* relaxed CAS: the lock of the entry (MG2) */
 				if (!atomic_compare_exchange_strong_explicit(&t->loc[k], &lw,
 									     PS__LOC_MAKE_MOVING(PS__LOC_OWNER(lw)),
 									     memory_order_relaxed, memory_order_relaxed))

@@ -29,26 +29,26 @@
  * host R's PATH.hostR.  A one-host job writes version 1 as before.
  *
  * Invariants
- *   (C1) PATH is only ever replaced by rename(2) of a complete, fsync'ed
+ *   (CK1) PATH is only ever replaced by rename(2) of a complete, fsync'ed
  *        PATH.tmp.PID, and the directory is fsync'ed after: a reader sees
  *        the old file or the new one, whatever happens to the writer.  A
  *        temp file of a writer that died is removed by the next checkpoint
  *        to the same PATH; a failed write removes its own.
- *   (C2) Collective calls: node barrier A brings every node in; node 0
+ *   (CK2) Collective calls: node barrier A brings every node in; node 0
  *        alone reads or writes the file; it leaves the outcome (rc, message)
  *        in hdr->ckpt before barrier B, which orders it for the others;
  *        every node returns it.  Each call makes exactly two node barriers,
- *        whatever happens, so a restarted node replays them (barrier.c B4)
+ *        whatever happens, so a restarted node replays them (barrier.c BR4)
  *        without knowing what its predecessor did; replayed calls do not
  *        touch the file again (a replayed restore only reads the metadata).
- *   (C3) A restore checks everything it can before changing anything:
+ *   (CK3) A restore checks everything it can before changing anything:
  *        magic, version, header checksum, length, the tables' shapes, and
  *        the data checksum over the whole file (first pass); only then are
  *        values assigned (second pass).  A file that changes between the
  *        passes is the one case that can leave a partial restore.
- *   (C4) Every key is read or assigned under its slot lock (kv.c I2), so a
+ *   (CK4) Every key is read or assigned under its slot lock (kv.c KV2), so a
  *        key is never half of a push; MOVED slots are followed to loc[k].
- *   (C5) Outside requests: psstat moves hdr->ckpt.req_state to PENDING with
+ *   (CK5) Outside requests: psstat moves hdr->ckpt.req_state to PENDING with
  *        a path; node 0 latches it (CAS -> LATCHED) in ps_checkpoint_poll
  *        before barrier A and records the barrier's index in latch_idx, so
  *        every node agrees on whether this poll writes; node 0 then
@@ -57,15 +57,15 @@
  * Several hosts (collective_hosts; every node of every host makes the same
  * fixed sequence of PS__BAR_MIN agreements between A and B, node 0 of each
  * host works between them):
- *   (H1) Host R writes and reads only its part, PATH.hostR (PATH for host
+ *   (CKH1) Host R writes and reads only its part, PATH.hostR (PATH for host
  *        0), which names H and R: a file of another host count or rank is
  *        refused before anything changes (psrun --restore checks it too).
- *   (H2) A part holds the host's home range, whoever holds the keys: keys
+ *   (CKH2) A part holds the host's home range, whoever holds the keys: keys
  *        held by another host (a REMOTE word) are pulled through the
  *        routing; a table with rule state refuses then (a pull carries no
  *        state).  Keys of other ranges held here are written by their home
  *        host the same way.  A restore needs every home key at home.
- *   (H3) Commit: the id comes from host 0; every host writes and fsyncs its
+ *   (CKH3) Commit: the id comes from host 0; every host writes and fsyncs its
  *        temp file; agreement 1 (all durable); hosts R >= 1 rename theirs
  *        over PATH.hostR, first keeping the committed part as
  *        PATH.hostR.prev (the committed id, host 0's PATH's, is agreed
@@ -74,7 +74,7 @@
  *        previous checkpoint, and every host R has that checkpoint's part
  *        as PATH.hostR or PATH.hostR.prev: a restore takes host 0's id
  *        (agreed) and the part with that id on every host.
- *   (H4) Poll: node 0 of a host that latched a request sends its path to
+ *   (CKH4) Poll: node 0 of a host that latched a request sends its path to
  *        every other host's node 0 (CKPT) before the agreement on "the
  *        lowest host that latched"; that host's path is used everywhere, a
  *        request latched on another host goes back to PENDING.
@@ -193,13 +193,13 @@ static int saved_tables(ps_world *w, ps_table **out)
 
 /*
  * Copies key k's nf floats out (in == NULL) or assigns them from in, under
- * the slot's lock (C4).  Runs inside a read-side section.  False, and
- * nothing done, when another host holds k (a REMOTE word: H2).
+ * the slot's lock (CK4).  Runs inside a read-side section.  False, and
+ * nothing done, when another host holds k (a REMOTE word: CKH2).
  */
 static bool key_access(ps_world *w, ps_table *t, ps_key k, uint32_t nf, uint32_t *out, const uint32_t *in)
 {
 	for (;;) {
-		/* acquire: pairs with the release publish of loc[k] (kv.c I1) */
+		/* acquire: pairs with the release publish of loc[k] (kv.c KV1) */
 		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
 		if (PS__LOC_IS_REMOTE(lw))
 			return false;
@@ -219,7 +219,7 @@ static bool key_access(ps_world *w, ps_table *t, ps_key k, uint32_t nf, uint32_t
 			ps__slot_unlock(sl, s, false);
 			continue;
 		}
-		/* relaxed: the lock orders them (kv.c I2) */
+		/* relaxed: the lock orders them (kv.c KV2) */
 		for (uint32_t j = 0; j < nf; j++) {
 			if (in)
 				atomic_store_explicit(&sl->v[j], in[j], memory_order_relaxed);
@@ -340,7 +340,7 @@ static uint32_t build_header(unsigned char *h, ps_table **t, int n, const void *
 }
 
 /*
- * Keys of a chunk held by another host (H2): pulled through the routing,
+ * Keys of a chunk held by another host (CKH2): pulled through the routing,
  * which works whoever holds them.  A pull carries values, not rule state:
  * a table with state refuses (-ENOTSUP, naming the key and its holder).
  */
@@ -412,7 +412,7 @@ static void dir_of(const char *path, char *dir, size_t len)
 	snprintf(dir, len, "%s", dirname(tmp));
 }
 
-/* Removes PATH.tmp.PID files of writers that are gone (C1). */
+/* Removes PATH.tmp.PID files of writers that are gone (CK1). */
 static void sweep_temps(const char *path)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX], full[PATH_MAX + 300];
@@ -451,7 +451,7 @@ static int fsync_dir(const char *path)
 
 /*
  * Node 0: writes the checkpoint of host hi to tmp (PATH.tmp.PID), complete
- * and fsync'ed, not yet renamed (C1).  msg gets the reason of a failure;
+ * and fsync'ed, not yet renamed (CK1).  msg gets the reason of a failure;
  * the temp file is then removed.
  */
 static int write_tmp(ps_world *w, const char *path, char *tmp, const void *meta, size_t mlen,
@@ -505,7 +505,7 @@ static int write_tmp(ps_world *w, const char *path, char *tmp, const void *meta,
 	return rc;
 }
 
-/* Renames tmp over file and syncs the directory (C1). */
+/* Renames tmp over file and syncs the directory (CK1). */
 static int commit_tmp(const char *tmp, const char *file, char *msg)
 {
 	if (rename(tmp, file) != 0) {
@@ -520,7 +520,7 @@ static int commit_tmp(const char *tmp, const char *file, char *msg)
 	return rc;
 }
 
-/* Node 0 of a one-host job: the whole checkpoint (C1). */
+/* Node 0 of a one-host job: the whole checkpoint (CK1). */
 static int write_file(ps_world *w, const char *path, const void *meta, size_t mlen, char *msg)
 {
 	char tmp[PATH_MAX];
@@ -581,7 +581,7 @@ static int truncated(char *msg, uint64_t at, uint64_t want)
 	return PS_ECKPT;
 }
 
-/* Opens a checkpoint and checks its header and length (C3). */
+/* Opens a checkpoint and checks its header and length (CK3). */
 static int in_open(struct in *f, const char *path, char *msg)
 {
 	memset(f, 0, sizeof *f);
@@ -662,7 +662,7 @@ static int in_open(struct in *f, const char *path, char *msg)
 	return 0;
 }
 
-/* The file's tables against the job's (C3). */
+/* The file's tables against the job's (CK3). */
 static int check_shapes(const struct in *f, ps_table **t, int n, char *msg)
 {
 	if ((int)f->ntables != n) {
@@ -690,7 +690,7 @@ static int check_shapes(const struct in *f, ps_table **t, int n, char *msg)
 	return 0;
 }
 
-/* First pass: the data checksum (C3). */
+/* First pass: the data checksum (CK3). */
 static int check_data(const struct in *f, char *msg)
 {
 	unsigned char *buf = malloc(CK_IO);
@@ -717,7 +717,7 @@ static int check_data(const struct in *f, char *msg)
 	return rc;
 }
 
-/* A file of hosts > 1 needs the job's host count and its rank (H1). */
+/* A file of hosts > 1 needs the job's host count and its rank (CKH1). */
 static int check_host(const struct in *f, int hosts, int rank, char *msg)
 {
 	if (f->hi.hosts == 1 && hosts == 1)
@@ -738,7 +738,7 @@ static int check_host(const struct in *f, int hosts, int rank, char *msg)
 	return 0;
 }
 
-/* Every key of this host's range is at home before a restore assigns (H2). */
+/* Every key of this host's range is at home before a restore assigns (CKH2). */
 static int check_home(const struct in *f, ps_table **t, int n, char *msg)
 {
 	for (int i = 0; i < n; i++) {
@@ -824,7 +824,7 @@ static int read_meta(const char *path, void *meta, size_t cap, size_t *len, char
 }
 
 /* The file of host rank of a checkpoint to path: path itself for host 0
- * (and a one-host job), path.hostR for the others (H1). */
+ * (and a one-host job), path.hostR for the others (CKH1). */
 __attribute__((format(printf, 3, 4)))
 static void pathf(char *out, size_t len, const char *fmt, ...)
 {
@@ -871,7 +871,7 @@ static uint64_t file_id(const char *file)
 	return id;
 }
 
-/* A fresh checkpoint id: random, never 0 (none) nor UINT64_MAX (H3). */
+/* A fresh checkpoint id: random, never 0 (none) nor UINT64_MAX (CKH3). */
 static uint64_t new_id(void)
 {
 	uint64_t id = 0;
@@ -918,7 +918,7 @@ static void debug_die(const ps_world *w, const char *stage, int nth)
 /*
  * Node 0 of host R >= 1, once every host's temp file is durable: tmp
  * becomes PATH.hostR; the file of the committed checkpoint (id committed,
- * host 0's PATH) is kept as PATH.hostR.prev until host 0 commits (H3).
+ * host 0's PATH) is kept as PATH.hostR.prev until host 0 commits (CKH3).
  */
 static int commit_secondary(const char *file, const char *tmp, uint64_t committed, char *msg)
 {
@@ -942,7 +942,7 @@ static int commit_secondary(const char *file, const char *tmp, uint64_t committe
 
 /*
  * Node 0 of every host, checkpoint: the steps between the agreements of
- * collective_hosts (which orders them, H3).  id and committed are agreed
+ * collective_hosts (which orders them, CKH3).  id and committed are agreed
  * before; step 1 writes, 2 commits the others, 3 commits host 0.
  */
 struct hwrite {
@@ -1019,8 +1019,8 @@ static int hosts_write(ps_world *w, const char *path, const void *meta, size_t m
 /*
  * Node 0 of every host, restore: host 0's PATH names the checkpoint (its
  * id); host R restores from PATH.hostR, or PATH.hostR.prev, whichever is
- * that checkpoint's (H3).  Everything is checked on every host before any
- * host assigns (C3 over hosts).
+ * that checkpoint's (CKH3).  Everything is checked on every host before any
+ * host assigns (CK3 over hosts).
  */
 static int hosts_restore(ps_world *w, const char *path, int *lrc)
 {
@@ -1104,7 +1104,7 @@ struct meta_out {
 	size_t *len;
 };
 
-/* Node 0, before barrier A of a poll: takes a pending outside request (C5). */
+/* Node 0, before barrier A of a poll: takes a pending outside request (CK5). */
 static bool latch_request(ps_world *w)
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
@@ -1119,7 +1119,7 @@ static bool latch_request(ps_world *w)
 	return true;
 }
 
-/* Node 0, after the work of a latched poll: answers the requester (C5). */
+/* Node 0, after the work of a latched poll: answers the requester (CK5). */
 static void answer_request(ps_world *w, int rc)
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
@@ -1142,7 +1142,7 @@ static int node0_work(ps_world *w, enum op op, const char *path, const void *met
 }
 
 /*
- * A multi-host job (H1-H4): the same two node barriers A and B as on one
+ * A multi-host job (CKH1-CKH4): the same two node barriers A and B as on one
  * host, and between them a fixed sequence of agreements over hosts that
  * every node of every host makes (node 0 works between them).  No restart
  * replay here: psrun refuses --on-failure restart with several hosts.
@@ -1155,7 +1155,7 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 	bool latched = false;
 	int rc = 0, lrc = 0;
 	if (op == OP_POLL && n0 && (latched = latch_request(w)))
-		rc = w->net->ckpt_send(w, c->path); /* before the agreement below (H4) */
+		rc = w->net->ckpt_send(w, c->path); /* before the agreement below (CKH4) */
 	if (op != OP_RESTORE)
 		for (int i = 0; i < w->ntables && i < PS__MAX_TABLES; i++)
 			if (w->tables[i] && !(w->tables[i]->flags & PS_TRANSIENT))
@@ -1170,7 +1170,7 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 	char base[PS__PATH_MAX];
 	snprintf(base, sizeof base, "%s", path ? path : "");
 	if (op == OP_POLL) {
-		/* H4: the lowest host that latched a request, else none */
+		/* CKH4: the lowest host that latched a request, else none */
 		uint64_t who = n0 && latched && rc == 0 ? (uint64_t)w->host : UINT64_MAX;
 		agree(w, &lrc, &who);
 		if (n0) {
@@ -1209,7 +1209,7 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 		if (latched)
 			answer_request(w, rc);
 	}
-	brc = ps__node_barrier(w, NULL); /* B: orders c->rc, c->msg, c->path (C2) */
+	brc = ps__node_barrier(w, NULL); /* B: orders c->rc, c->msg, c->path (CK2) */
 	if (brc)
 		return brc;
 	rc = c->rc;
@@ -1249,15 +1249,15 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 	if (rc)
 		return rc;
 	/* a predecessor that passed B did the work; one that died between A
-	 * and B may have left it half done: do it again (C2) */
+	 * and B may have left it half done: do it again (CK2) */
 	bool done = ps__node_replaying(w);
-	if (op == OP_POLL) /* everyone agrees whether this poll writes (C5) */
+	if (op == OP_POLL) /* everyone agrees whether this poll writes (CK5) */
 		path = c->latch_idx == idx + 1 ? c->path : NULL;
 	if (w->node == 0 && !done) {
 		c->msg[0] = 0;
 		c->rc = path ? node0_work(w, op, path, meta, mlen) : 0;
 	}
-	rc = ps__node_barrier(w, NULL); /* B: orders c->rc and c->msg (C2) */
+	rc = ps__node_barrier(w, NULL); /* B: orders c->rc and c->msg (CK2) */
 	if (rc)
 		return rc;
 	rc = done ? 0 : c->rc;

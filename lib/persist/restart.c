@@ -7,28 +7,28 @@
  * replacement simply uses them.  What the dead process still "holds" is
  * freed here, before the replacement becomes ALIVE:
  *
- *   (R1) Locks.  Every lock word names its holder by node id (slot seq
+ *   (RS1) Locks.  Every lock word names its holder by node id (slot seq
  *        words, pool locks, the create lock).  Peers recover a lock of a
  *        dead holder themselves, but only while that node id is not ALIVE:
  *        once the replacement is, a lock of its predecessor would look held
  *        by a live node forever.  So the replacement frees every lock
  *        naming its node id first, while the node is still DEAD: slot locks
- *        the way a waiter recovers them (kv.c, I5: version + 1, MOVED if the
+ *        the way a waiter recovers them (kv.c, KV5: version + 1, MOVED if the
  *        dead relocator had published already), pool locks and the create
  *        lock by a CAS back to 0 (a pool update cut short leaks a slot at
  *        worst; arena.c).  Peers recovering the same locks concurrently
  *        race by CAS on the exact word: one wins, the other changes nothing.
- *   (R2) Liveness.  The node is marked DEAD in the incarnation seen (if psrun
+ *   (RS2) Liveness.  The node is marked DEAD in the incarnation seen (if psrun
  *        has not done it), then made ALIVE as incarnation + 1 (world.c), so
  *        no peer can mark the replacement dead for its predecessor's death.
- *   (R3) Grace periods skip the node while it is not ALIVE (grace.c G2); the
+ *   (RS3) Grace periods skip the node while it is not ALIVE (grace.c GR2); the
  *        replacement starts at the current global epoch.  Slots its
  *        predecessor retired and had not freed yet stay allocated (leaked,
- *        never freed early: G3).
- *   (R4) Barriers: the replacement's barrier calls replay its predecessor's
- *        arrivals (barrier.c B4): calls start at 0, replay = the clocks the
+ *        never freed early: GR3).
+ *   (RS4) Barriers: the replacement's barrier calls replay its predecessor's
+ *        arrivals (barrier.c BR4): calls start at 0, replay = the clocks the
  *        predecessor left in the segment.
- *   (R5) The dump entries of the dead threads are cleared.
+ *   (RS5) The dump entries of the dead threads are cleared.
  *
  * What a restart does not bring back is the dead process's private state:
  * the application resumes from what it kept in the segment (its tables,
@@ -52,7 +52,7 @@ static void free_word(_Atomic uint64_t *lock, uint64_t mine)
 	atomic_compare_exchange_strong_explicit(lock, &cur, 0, memory_order_release, memory_order_relaxed);
 }
 
-/* Slot locks of one pool held by node `me` (R1). */
+/* Slot locks of one pool held by node `me` (RS1). */
 static size_t sweep_pool(ps_world *w, ps_table *t, struct ps__pool *p)
 {
 	size_t freed = 0;
@@ -94,26 +94,26 @@ static int restart_takeover(ps_world *w, uint32_t seen)
 {
 	struct ps__node *n = w->me;
 	if (PS__NODE_KIND(seen) == PS__NODE_ALIVE)
-		ps__mark_dead(&w->seg, w->node); /* R2: its process is gone */
+		ps__mark_dead(&w->seg, w->node); /* RS2: its process is gone */
 	/* acquire: the dead process's stores are all visible */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
 	if (PS__NODE_KIND(st) != PS__NODE_DEAD || PS__NODE_INC(st) != PS__NODE_INC(seen))
 		return -EBUSY; /* another process took the slot meanwhile */
 	free_locks(w);
 	w->restarted = true;
-	/* R4; relaxed: the dead predecessor wrote them, seen through `st` */
+	/* RS4; relaxed: the dead predecessor wrote them, seen through `st` */
 	w->node_calls = 0;
 	w->node_replay = atomic_load_explicit(&n->nb_clock, memory_order_relaxed);
 	for (int i = 0; i < PS__MAX_CLOCK_THREADS; i++) {
 		w->clock_calls[i] = 0;
-		/* relaxed: like the barrier clocks (clock.c C5) */
+		/* relaxed: like the barrier clocks (clock.c CL5) */
 		w->clock_replay[i] = atomic_load_explicit(&w->seg.hdr->clocks.c[w->node][i], memory_order_relaxed);
 	}
 	for (int i = 0; i < PS__MAX_WORKERS; i++) {
 		w->calls[i] = 0;
 		w->replay[i] = atomic_load_explicit(&n->ws[i].clock, memory_order_relaxed);
 	}
-	/* R5; relaxed: diagnostic entries */
+	/* RS5; relaxed: diagnostic entries */
 	for (int i = 0; i < PS__MAX_WAITERS; i++)
 		atomic_store_explicit(&n->waiters[i].what, PS__WAIT_NONE, memory_order_relaxed);
 	atomic_store_explicit(&n->nwaiters, 0, memory_order_relaxed);
@@ -138,13 +138,13 @@ int ps__take_node(ps_world *w)
 		return rc;
 	for (int i = 0; i < PS__MAX_WORKERS && !w->restarted; i++) /* relaxed: our own slots */
 		w->calls[i] = atomic_load_explicit(&n->ws[i].clock, memory_order_relaxed);
-	/* G2: start at the current epoch: we hold no old location word */
+	/* GR2: start at the current epoch: we hold no old location word */
 	atomic_store_explicit(&n->epoch, atomic_load_explicit(&w->seg.hdr->global_epoch, memory_order_acquire),
 			      memory_order_relaxed);
 	n->pid = getpid();
 	n->start_time = ps__proc_start_time(getpid());
 	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
-	 * load of any location word (grace.c G2).  A CAS from the word seen:
+	 * load of any location word (grace.c GR2).  A CAS from the word seen:
 	 * of two processes taking the same slot, one fails. */
 	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
 		st = atomic_load_explicit(&n->state, memory_order_relaxed);
