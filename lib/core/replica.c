@@ -148,7 +148,7 @@ static void word_lock(ps_world *w, _Atomic uint64_t *l)
 		else if (spins < 1024)
 			sched_yield();
 		else
-			usleep(50); /* an ps__rp_xlock holder may wait for a round trip */
+			usleep(50); /* an xlock holder may wait for a round trip */
 	}
 }
 
@@ -286,7 +286,7 @@ int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const floa
 
 /*
  * Checkpoint access (checkpoint.c) to key k while lw, its location word,
- * is REPL.  Under repl_lock, so k stays ps__rp_replicated: out != NULL copies the
+ * is REPL.  Under repl_lock, so k stays replicated: out != NULL copies the
  * primary's nf floats (values and rule state; a ps_sync before the
  * checkpoint merged the deltas into it); in != NULL assigns them to the
  * primary, sets every node's replica to the values and drops every node's

@@ -81,7 +81,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 				break;
 			}
 			if (!(lw & PS__LOC_REPL)) {
-				/* ordinary: cannot become ps__rp_replicated, we hold repl_lock */
+				/* ordinary: cannot become replicated, we hold repl_lock */
 				if (in) {
 					ps__push_key(w, t, k, in + i * len);
 					break;
@@ -92,7 +92,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 			}
 			uint32_t r = PS__LOC_RIDX(lw);
 			if (prim_remote(t, r)) {
-				rc = PS_EMISMATCH; /* ps__rp_replicated here, held elsewhere */
+				rc = PS_EMISMATCH; /* replicated here, held elsewhere */
 				break;
 			}
 			uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
@@ -207,7 +207,7 @@ out:
 	return rc;
 }
 
-/* The ps__rp_replicated keys of t whose primary is on another host (RP8). */
+/* The replicated keys of t whose primary is on another host (RP8). */
 struct rset {
 	size_t m;
 	ps_key *keys;

@@ -181,11 +181,11 @@ bool ps__replica_step(ps_world *w)
 		work = true;
 		/* one remote round per host per period, by whichever service
 		 * thread finds it due (RP8); relaxed: hints, re-read under the
-		 * ps__rp_xlock */
+		 * xlock */
 		if (w->nhosts > 1 && atomic_load_explicit(&t->d->repl_remote, memory_order_relaxed) &&
 		    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed) &&
 		    ps__rp_word_trylock(w, &t->d->repl_xlock)) {
-			/* relaxed: set under this ps__rp_xlock by finalize (RP8) */
+			/* relaxed: set under this xlock by finalize (RP8) */
 			if (!atomic_load_explicit(&w->repl_closed, memory_order_relaxed) &&
 			    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed)) {
 				atomic_store_explicit(&t->d->repl_xnext, now + (uint64_t)(1e9 / t->d->repl_rate),
@@ -217,9 +217,9 @@ void ps__replica_flush(ps_world *w)
 		/* before the link closes (world.c): deltas of remote keys */
 		if (w->nhosts > 1 && atomic_load_explicit(&t->d->repl_remote, memory_order_relaxed))
 			ps__rp_remote_round(w, t, w->node, w->node + 1, false);
-		/* relaxed: read under the ps__rp_xlock; the link closes next (world.c),
+		/* relaxed: read under the xlock; the link closes next (world.c),
 		 * so this process's service thread starts no remote round any
-		 * more, and the one it may have run is over (we hold the ps__rp_xlock) */
+		 * more, and the one it may have run is over (we hold the xlock) */
 		atomic_store_explicit(&w->repl_closed, true, memory_order_relaxed);
 		ps__rp_xunlock(w, t->d);
 		ps__free(w, buf);

@@ -24,7 +24,7 @@
 /* ------------------------------------------------------- set membership */
 
 /* Replicates k (caller holds repl_lock, a free index exists).  Returns 1,
- * or 0 if it was ps__rp_replicated already. */
+ * or 0 if it was replicated already. */
 static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 {
 	struct ps__tdesc *d = t->d;
@@ -78,7 +78,7 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 }
 
 /* Turns k back into an ordinary key (caller holds repl_lock).  Returns 1,
- * or 0 if it was not ps__rp_replicated.  Every replica is locked, then the
+ * or 0 if it was not replicated.  Every replica is locked, then the
  * primary; the deltas go into the primary and its word is published before
  * anything is unlocked, so no reader sees the key lose a push (RP3). */
 static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
@@ -162,7 +162,7 @@ static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw
 	atomic_fetch_add_explicit(&d->repl_remote, 1, memory_order_relaxed);
 }
 
-/* Keys ps__rp_replicated here whose primary is on another host, being dropped
+/* Keys replicated here whose primary is on another host, being dropped
  * (RP8): their replicas stay locked while the deltas travel. */
 struct rdrop {
 	size_t m;
@@ -234,7 +234,7 @@ static int drop_one(ps_world *w, ps_table *t, ps_key k, float *buf, struct rdrop
 
 /* Ends the drops of s (caller holds repl_lock): a key whose deltas
  * arrived publishes its REMOTE word and frees its index; the others' go
- * back to this node's delta and they stay ps__rp_replicated.  Returns the number
+ * back to this node's delta and they stay replicated.  Returns the number
  * switched. */
 static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 {
@@ -306,7 +306,7 @@ out:
 	return rc;
 }
 
-/* Makes the ps__rp_replicated set { old } - drop + add (caller holds nothing).
+/* Makes the replicated set { old } - drop + add (caller holds nothing).
  * add and drop are sorted and unique.  In a multi-host job the whole
  * switch holds repl_xlock, and keys of other hosts travel (RP8). */
 static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key *drop, size_t ndrop,

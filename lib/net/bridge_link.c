@@ -440,7 +440,7 @@ void ps__link_stop(ps_world *w)
 	w->net = NULL;
 	free(L->rpc);
 	free(L->in);
-	free(L->ps__lk_scratch);
+	free(L->scratch);
 	pthread_mutex_destroy(&L->wlock);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);

@@ -92,7 +92,7 @@ struct ps__link {
 	/* link thread only */
 	uint8_t *in;
 	size_t in_len, in_cap;
-	uint8_t *ps__lk_scratch;
+	uint8_t *scratch;
 	size_t scratch_cap;
 };
 

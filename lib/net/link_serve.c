@@ -34,9 +34,9 @@ static ps_table *table_by_id(struct ps__link *L, uint32_t id)
 
 void *ps__lk_scratch(struct ps__link *L, size_t n)
 {
-	if (ps__buf_reserve(&L->ps__lk_scratch, &L->scratch_cap, n) != 0)
+	if (ps__buf_reserve(&L->scratch, &L->scratch_cap, n) != 0)
 		return NULL;
-	return L->ps__lk_scratch;
+	return L->scratch;
 }
 
 /* Checks a request of another host against this host's table. */
