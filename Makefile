@@ -16,7 +16,7 @@ DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-de
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Under a sanitizer, private allocations go through the sanitizer's malloc
-# (lib/world.c) and jemalloc is not linked: its fork handlers overflow
+# (lib/base/world.c) and jemalloc is not linked: its fork handlers overflow
 # TSan's deadlock detector, and the sanitizers cannot see inside it.
 LINK_PKGS  = $(if $(SAN),$(filter-out jemalloc,$(LIB_PKGS)),$(LIB_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null)
