@@ -162,9 +162,9 @@ void ps__free(ps_world *w, void *p);
  * NULL on one host; on several, ps_init's link start (net/bridge_link.c)
  * sets it to the link's table once the link is up, before ps_init returns
  * (so before any table exists and any call through it), and ps_finalize
- * clears it after the last call through it.  Core
- * and persist test w->net (one predictable branch) or call through it on
- * paths that only a multi-host job takes.
+ * clears it after the last call through it.  Core and persist test w->net
+ * (one predictable branch) or call through it on paths that only a
+ * multi-host job takes.
  */
 struct ps__rgroup;                /* keys of other hosts in flight (net/) */
 struct ps__net_ops {
