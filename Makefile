@@ -6,24 +6,36 @@ BUILD   ?= build
 SAN     ?=
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
+# libpsmem's own packages; libsodium is for lib/launch/ only (psrun and the
+# tests link it, applications do not).
+LIB_PKGS := liburcu-memb liburcu-cds numa jemalloc
+PKGS    := $(LIB_PKGS) libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
             qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Under a sanitizer, private allocations go through the sanitizer's malloc
-# (lib/world.c) and jemalloc is not linked: its fork handlers overflow
+# (lib/base/world.c) and jemalloc is not linked: its fork handlers overflow
 # TSan's deadlock detector, and the sanitizers cannot see inside it.
-LINK_PKGS  = $(if $(SAN),$(filter-out jemalloc,$(PKGS)),$(PKGS))
+LINK_PKGS  = $(if $(SAN),$(filter-out jemalloc,$(LIB_PKGS)),$(LIB_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null)
+SODIUM_LIBS = $(shell pkg-config --libs libsodium 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
+# lib/ is layered (docs/DESIGN.md "Layers"): base < core < persist < net <
+# launch.  Private headers are found by name in their layer's folder.
+LAYERS  := base core persist net launch
+LIB_INC := -Ilib $(addprefix -Ilib/,$(LAYERS))
+LIB_HDR := $(wildcard lib/*.h lib/*/*.h)
+
 OPT     ?= -O2
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
-           -Ilib $(PKG_CFLAGS)
+           $(LIB_INC) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lz -lm -pthread
+# psrun's bridge, rendezvous and authentication (lib/launch/)
+LAUNCH_LIBS := $(SODIUM_LIBS)
 ifneq ($(SAN),)
 CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -DPS_SANITIZE=1
 LDFLAGS += -fsanitize=$(SAN)
@@ -34,8 +46,15 @@ ifeq ($(SAN),thread)
 CFLAGS  += -Wno-error=tsan -Wno-tsan
 endif
 
-LIB_SRC   := $(wildcard lib/*.c)
+# libpsmem: every layer but launch/, which is libpslaunch.a (psrun, tests)
+LIB_LAYERS:= $(filter-out launch,$(LAYERS))
+LIB_SRC   := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The same objects with the PSMEM_DEBUG_* test hooks compiled in
+# (PS_TEST_HOOKS): libpsmem_test.a, linked by the test binaries only.
+TEST_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/test-hooks/%.o)
+LAUNCH_SRC:= $(wildcard lib/launch/*.c)
+LAUNCH_OBJ:= $(LAUNCH_SRC:%.c=$(BUILD)/%.o)
 # bin/psrun_*.c are parts of psrun, not programs of their own
 BIN_SRC   := $(filter-out bin/psrun_%.c,$(wildcard bin/*.c))
 BINS      := $(BIN_SRC:bin/%.c=$(BUILD)/bin/%)
@@ -57,16 +76,18 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 # The README's example (docs/example.c), linked as a user's program would be:
 # against build/lib's shared library (tests/test_psrun.c runs it).
 EXAMPLE   := $(BUILD)/docs/example
+LAUNCH    := $(BUILD)/lib/libpslaunch.a
+TEST_LIB  := $(BUILD)/lib/libpsmem_test.a
 
 .SECONDARY:
-.PHONY: all deps test test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
+.PHONY: all deps test check-layers test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
 
 # NUMA guests (tests/numa/): kernel and busybox cached here, shared by every
 # BUILD; NUMA_NODES: the guests `make test-numa` boots.
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(SHARED).0 $(EXAMPLE) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
+all: check-deps $(STATIC) $(SHARED) $(SHARED).0 $(LAUNCH) $(TEST_LIB) $(EXAMPLE) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -74,6 +95,7 @@ help:
 	@echo "make demo    deps + build + a small training job under psrun"
 	@echo "make test    the test suite (cmocka; multi-process tests under psrun),"
 	@echo "             then test-numa when qemu and the guest kernel are there"
+	@echo "make check-layers  lib/ uses no layer above its own (make test runs it)"
 	@echo "make test-numa  placement tests in QEMU guests (NUMA nodes: $(NUMA_NODES))"
 	@echo "make bench   micro-benchmark, CSV on stdout"
 	@echo "make asan    the test suite under AddressSanitizer"
@@ -95,12 +117,27 @@ check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
 	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h bin/*.h) | check-deps
+$(BUILD)/%.o: %.c $(LIB_HDR) $(wildcard bin/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/test-hooks/%.o: %.c $(LIB_HDR) | check-deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (test hooks)"
+	@$(CC) $(CFLAGS) -DPS_TEST_HOOKS -c $< -o $@
+
+$(TEST_LIB): $(TEST_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+
+$(LAUNCH): $(LAUNCH_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"
 	@rm -f $@ && ar rcs $@ $^
@@ -122,35 +159,39 @@ $(BUILD)/bin/%: $(BUILD)/bin/%.o $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(STATIC)
+$(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(LAUNCH) $(STATIC)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LAUNCH_LIBS) $(LDLIBS)
 
 $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
+$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_COMMON:%.c=$(BUILD)/%.o) $(APP_COMMON:%.c=$(BUILD)/%.o) $(LAUNCH) $(TEST_LIB)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LAUNCH_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c lib/bridge.h lib/psmem.h
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.h lib/launch/bridge.h lib/psmem.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ilib tests/fuzz/fuzz_frame.c lib/frame.c -lz \
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c -lz \
 	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
+# No file or object of lib/ uses a layer above its own (lib/check-layers.sh).
+check-layers: $(STATIC) $(LAUNCH)
+	@bash lib/check-layers.sh $(BUILD)
+
 # The guests run the normal build only: sanitizers under TCG are too slow.
-test: all
+test: all check-layers
 	@BUILD=$(BUILD) bash tests/run.sh
 ifeq ($(SAN),)
 	@if why=$$(BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh --check); then \
@@ -180,7 +221,7 @@ install: all
 	ln -sf libpsmem.so.0 $(DESTDIR)$(PREFIX)/lib/libpsmem.so
 	install -m 644 lib/psmem.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/bin/psrun $(BUILD)/bin/psstat $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(LIB_PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
 
 clean:
 	rm -rf build

@@ -81,7 +81,7 @@
  * beside the values.  Initial rows are stored with ps_assign_sync.
  *
  * With --sync, a step the restarted node skips still makes its clocks
- * (they are replays that do not advance again, lib/clock.c C5), so every
+ * (they are replays that do not advance again, lib/clock.c CL5), so every
  * worker keeps making the same number of clocks between two barriers.
  */
 #include <errno.h>
@@ -471,7 +471,7 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 	struct job *jb = ws->jb;
 	if (ps_replaying(ws->w)) {
 		int ticks = 0;
-		clock_slices(ws, &ticks, 1, 1); /* the step's clocks, replayed (clock.c C5) */
+		clock_slices(ws, &ticks, 1, 1); /* the step's clocks, replayed (clock.c CL5) */
 		return;
 	}
 	struct worker_data *d = &jb->wd[ws->t];

@@ -15,7 +15,7 @@
  *     written, so watching a job cannot disturb it (counters are read with
  *     relaxed loads; they order nothing).  The one exception is
  *     --checkpoint, which maps it writable to post a request in
- *     hdr->ckpt (protocol: lib/checkpoint.c C5) and touches nothing else.
+ *     hdr->ckpt (protocol: lib/checkpoint.c CK5) and touches nothing else.
  *   - Rates are deltas of the per-node counters between two samples divided
  *     by the time between them (CLOCK_MONOTONIC), never since-start averages.
  *   - The job has ended when its segment is gone or its creator (psrun, or
@@ -816,7 +816,7 @@ static bool requester_gone(const struct ps__ckpt *c)
 	return !ps__pid_alive(c->req_pid, c->req_start);
 }
 
-/* Takes the request slot (C5 of lib/checkpoint.c); false on timeout. */
+/* Takes the request slot (CK5 of lib/persist/checkpoint.c); false on timeout. */
 static bool claim(struct ps__ckpt *c, const struct ps__seg *seg, uint64_t deadline)
 {
 	for (;;) {

@@ -34,45 +34,53 @@ extern "C" {
 
 /* ------------------------------------------------------------------ errors */
 
-/* psmem's own codes sit in a reserved negative band, away from -errno. */
-#define PS_EBASE      (-30900)
-#define PS_EKEY       (-30900) /* key outside the table's key range */
-#define PS_ETABLE     (-30901) /* not a table of this job (bad or foreign handle) */
-#define PS_EFULL      (-30902) /* arena full: no free slot on that node */
-#define PS_ENOSEG     (-30903) /* job segment does not exist */
-#define PS_EFOREIGN   (-30904) /* segment is not a psmem segment (bad magic) */
-#define PS_EABI       (-30905) /* segment made by an incompatible psmem */
-#define PS_EUID       (-30906) /* segment belongs to another user */
-#define PS_EMISMATCH  (-30907) /* nodes disagree on a collective call */
-#define PS_EDEAD      (-30908) /* a node of the job died */
-#define PS_ENODE      (-30909) /* node id outside the job */
-#define PS_ETOOMANY   (-30910) /* table limit of the segment reached */
-#define PS_ENOMEMSEG  (-30911) /* segment has no room left for the table */
-#define PS_EHANDLE    (-30912) /* invalid or already-waited handle */
-#define PS_ERCAP      (-30913) /* replica capacity of the table (repl_max) exhausted */
-#define PS_EWEIGHT    (-30914) /* sampling weight negative, NaN or infinite */
-#define PS_EZEROWEIGHTS (-30915) /* sampling weights are all zero */
-#define PS_EDIST      (-30916) /* distribution built for another table */
-#define PS_ESCHEME    (-30917) /* bad sampling scheme or pool reuse count */
-#define PS_EDRAINED   (-30918) /* more samples asked than the sampler has left */
-#define PS_ERULE      (-30919) /* update rule unknown here, or registered differently on another node */
-#define PS_EHOGWILD   (-30920) /* PS_HOGWILD tables take only the sum update rule */
-#define PS_ECKPT      (-30921) /* checkpoint file unusable: not one, other version, truncated, corrupted */
-#define PS_ESHAPE     (-30922) /* checkpoint's tables differ from the job's */
+/*
+ * psmem's own codes: the band -33000 (PS_EBASE) down to PS_ELAST, beside
+ * -errno values (-1..-4095) and away from the bands other libraries
+ * reserve: -30800..-30999 is Berkeley DB's (LMDB keeps its MDB_* codes
+ * out of it, at -30799 upwards) and -32000..-32768 the JSON-RPC and
+ * XML-RPC server errors, so a program that passes psmem's codes on
+ * beside theirs never sees one value mean two things.  New codes go
+ * below PS_ELAST; existing ones keep their values.
+ */
+#define PS_EBASE      (-33000)
+#define PS_EKEY       (-33000) /* key outside the table's key range */
+#define PS_ETABLE     (-33001) /* not a table of this job (bad or foreign handle) */
+#define PS_EFULL      (-33002) /* arena full: no free slot on that node */
+#define PS_ENOSEG     (-33003) /* job segment does not exist */
+#define PS_EFOREIGN   (-33004) /* segment is not a psmem segment (bad magic) */
+#define PS_EABI       (-33005) /* segment made by an incompatible psmem */
+#define PS_EUID       (-33006) /* segment belongs to another user */
+#define PS_EMISMATCH  (-33007) /* nodes disagree on a collective call */
+#define PS_EDEAD      (-33008) /* a node of the job died */
+#define PS_ENODE      (-33009) /* node id outside the job */
+#define PS_ETOOMANY   (-33010) /* table limit of the segment reached */
+#define PS_ENOMEMSEG  (-33011) /* segment has no room left for the table */
+#define PS_EHANDLE    (-33012) /* invalid or already-waited handle */
+#define PS_ERCAP      (-33013) /* replica capacity of the table (repl_max) exhausted */
+#define PS_EWEIGHT    (-33014) /* sampling weight negative, NaN or infinite */
+#define PS_EZEROWEIGHTS (-33015) /* sampling weights are all zero */
+#define PS_EDIST      (-33016) /* distribution built for another table */
+#define PS_ESCHEME    (-33017) /* bad sampling scheme or pool reuse count */
+#define PS_EDRAINED   (-33018) /* more samples asked than the sampler has left */
+#define PS_ERULE      (-33019) /* update rule unknown here, or registered differently on another node */
+#define PS_EHOGWILD   (-33020) /* PS_HOGWILD tables take only the sum update rule */
+#define PS_ECKPT      (-33021) /* checkpoint file unusable: not one, other version, truncated, corrupted */
+#define PS_ESHAPE     (-33022) /* checkpoint's tables differ from the job's */
 /* multi-host bridge: frames, authentication, peers */
-#define PS_EFRAME_TRUNC   (-30923) /* frame truncated (connection ended inside it) */
-#define PS_EFRAME_MAGIC   (-30924) /* not a psmem frame (bad magic) */
-#define PS_EFRAME_VERSION (-30925) /* frame of an unsupported protocol version */
-#define PS_EFRAME_TYPE    (-30926) /* unknown frame type */
-#define PS_EFRAME_SIZE    (-30927) /* frame over the size limit */
-#define PS_EFRAME_CRC     (-30928) /* frame checksum mismatch */
-#define PS_EFRAME_BODY    (-30929) /* frame payload malformed for its type */
-#define PS_EAUTH          (-30930) /* peer failed authentication (wrong job token) */
-#define PS_ETOKEN         (-30931) /* job token malformed (want 64 hex digits) */
-#define PS_ETOKENPERM     (-30932) /* job token file not private (mode 0600, owner) */
-#define PS_EHOSTDOWN      (-30933) /* a peer host failed or left the job */
-#define PS_EEXITED        (-30934) /* a node awaited already finalized (exited normally) */
-#define PS_ELAST          (-30934)
+#define PS_EFRAME_TRUNC   (-33023) /* frame truncated (connection ended inside it) */
+#define PS_EFRAME_MAGIC   (-33024) /* not a psmem frame (bad magic) */
+#define PS_EFRAME_VERSION (-33025) /* frame of an unsupported protocol version */
+#define PS_EFRAME_TYPE    (-33026) /* unknown frame type */
+#define PS_EFRAME_SIZE    (-33027) /* frame over the size limit */
+#define PS_EFRAME_CRC     (-33028) /* frame checksum mismatch */
+#define PS_EFRAME_BODY    (-33029) /* frame payload malformed for its type */
+#define PS_EAUTH          (-33030) /* peer failed authentication (wrong job token) */
+#define PS_ETOKEN         (-33031) /* job token malformed (want 64 hex digits) */
+#define PS_ETOKENPERM     (-33032) /* job token file not private (mode 0600, owner) */
+#define PS_EHOSTDOWN      (-33033) /* a peer host failed or left the job */
+#define PS_EEXITED        (-33034) /* a node awaited already finalized (exited normally) */
+#define PS_ELAST          (-33034)
 
 /* Names a return code: PS_E* codes, -errno values, and 0. Never NULL. */
 const char *ps_strerror(int err);

@@ -260,7 +260,7 @@ static int toy_main(ps_world *w, int mode)
 	if (!y.x || !y.done)
 		return 1;
 	/* nobody writes buffer 0 before every host made its first ps_clock
-	 * (under BSP: finished clock 1; under ASP: H4) */
+	 * (under BSP: finished clock 1; under ASP: clock.c CLH4) */
 	if (pull_buffer(y.x, 0, y.x0) || ps_set_consistency(w, mode, 0) || ps_run_workers(w, toy_worker, &y))
 		return 1;
 	printf("toy: host %d node %d: %d checked, %d mismatches, %d errors\n", ps_host_id(w), ps_node_id(w),
@@ -521,10 +521,10 @@ static void test_killed_peer_host_fails_the_waiting_workers_with_hostdown(void *
 	mh_finish(&h[1], 10);
 	const char *o = mh_slurp(h[0].out), *e = mh_slurp(h[0].err);
 	printf("# host 0 ended %.3f s after host 1 was killed\n", h[0].t_end - t_kill);
-	if (!strstr(o, "node 0: clock 6: -30933") || !strstr(o, "node 1: clock 6: -30933"))
+	if (!strstr(o, "node 0: clock 6: -33033") || !strstr(o, "node 1: clock 6: -33033"))
 		mh_show(&h[0], "host 0");
-	assert_non_null(strstr(o, "victim: host 0 node 0: clock 6: -30933 ("));
-	assert_non_null(strstr(o, "victim: host 0 node 1: clock 6: -30933 ("));
+	assert_non_null(strstr(o, "victim: host 0 node 0: clock 6: -33033 ("));
+	assert_non_null(strstr(o, "victim: host 0 node 1: clock 6: -33033 ("));
 	assert_non_null(strstr(e, "psmem: host 0: ps_clock: host 1 left the job at clock 5: "));
 	assert_non_null(strstr(e, "host 1 (127.0.0.1:"));
 	assert_int_not_equal(h[0].status, 0);
@@ -571,7 +571,7 @@ static void test_mismatched_bounds_are_refused_on_every_host(void **state)
 		const char *out = mh_slurp(p[r].out);
 		for (int n = 0; n < 2; n++) {
 			char want[96];
-			snprintf(want, sizeof want, "mismatch: host %d node %d: ps_clock -30907, again -30907\n", r, n);
+			snprintf(want, sizeof want, "mismatch: host %d node %d: ps_clock -33007, again -33007\n", r, n);
 			assert_non_null(strstr(out, want));
 		}
 	}

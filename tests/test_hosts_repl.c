@@ -1,5 +1,5 @@
 /*
- * test_hosts_repl.c - hot-spot replication across hosts (replica.c R8-R10):
+ * test_hosts_repl.c - hot-spot replication across hosts (replica.c RP8-RP10):
  * 2 and 3 psruns of 2 nodes on 127.0.0.1.
  *
  * The binary is the cmocka driver and, under psrun, the node program:

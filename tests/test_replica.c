@@ -338,7 +338,7 @@ static void *switcher(void *arg)
 	return NULL;
 }
 
-/* Localizes the switched keys in a tight loop: races replicate (kv.c I6). */
+/* Localizes the switched keys in a tight loop: races replicate (kv.c KV6). */
 static void *hot_localizer(void *arg)
 {
 	struct storm *st = arg;

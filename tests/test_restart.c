@@ -543,7 +543,7 @@ static void test_mf_localize_survives_a_killed_node(void **state)
 }
 
 /* Clocks and a server-side rule: the replacement's replayed steps make
- * their clocks without advancing them twice (clock.c C5), so nobody waits
+ * their clocks without advancing them twice (clock.c CL5), so nobody waits
  * for a clock that never comes or runs past the bound. */
 static void test_mf_with_clocks_and_a_rule_survives_a_killed_node(void **state)
 {

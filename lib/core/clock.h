@@ -1,0 +1,16 @@
+/* PRIVATE to libpsmem: clock.h - consistency clocks (clock.c) */
+#ifndef PSMEM_CORE_CLOCK_H
+#define PSMEM_CORE_CLOCK_H
+
+#include "world.h"
+
+/* clock.c */
+void ps__worker_set(int index);          /* ps_run_workers: this thread is worker index */
+/* Link thread: host's CLOCK frame (its slowest clock, its bound word). */
+void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg);
+/* Link thread: host left or died (-1: every host, the link broke). */
+void ps__clock_host_gone(ps_world *w, int host);
+/* A clock waiter waiting for a remote host: arg2 of PS__WAIT_CLOCK */
+#define PS__CLOCK_WAIT_HOST (1ULL << 63)
+
+#endif /* PSMEM_CORE_CLOCK_H */

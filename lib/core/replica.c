@@ -1,0 +1,397 @@
+/*
+ * replica.c - hot-spot replication beside relocation (Lapse2 / NuPS).
+ *
+ * A table created with repl_max = R > 0 reserves, in each node's own pool,
+ * a run of 2R slots: for replica index r, slot 2r is the node's replica of
+ * the key (values a reader of that node sees) and slot 2r+1 its delta (the
+ * sum of that node's pushes not yet in the primary; only its values are
+ * used).  The shared region holds, per index, rprim[r] (the location word
+ * of the key's primary copy, an ordinary slot) and rkey[r] (key + 1, 0 =
+ * free), and a stack of free indexes.
+ *
+ * Invariants
+ *   (RP1) loc[k] = REPL|r  <=>  rkey[r] = k + 1.  Both change only under the
+ *        table's repl_lock (replicate, unreplicate); the REPL word is
+ *        published with release after every node's replica slot r holds
+ *        the primary's values, key k and a zero delta.
+ *   (RP2) Replica r of node n and its delta change only under the replica
+ *        slot's lock (seq word, as in kv.c): a push adds the update to
+ *        both; a round takes (copies and zeroes) the delta, or rewrites the
+ *        values as primary + delta.  So replica = primary-as-last-read +
+ *        delta, and a node reads its own pushes at once.
+ *   (RP3) Conservation: at every moment outside a round, the sum of all
+ *        pushes to k is primary + sum over nodes of delta(n, r).  A round
+ *        (under repl_lock) moves a delta into the primary under the
+ *        primary's slot lock; unreplicate locks every replica and the
+ *        primary, drains the deltas into it, publishes its word and only
+ *        then unlocks (replicas MOVED), so a push that still holds the old
+ *        word finds MOVED and retries on the primary, and no reader sees
+ *        the key's value go back.
+ *   (RP4) Lock order.  Pushers hold one slot lock and wait for nothing
+ *        while holding it; a round holds one replica lock at a time and
+ *        only *tries* to read a primary (backs off if locked).  Holding
+ *        several locks (primary + replicas) is done only by replicate and
+ *        unreplicate, under repl_lock, so one at a time.  No cycle.
+ *   (RP6) The primary of a replicated key is marked MOVED (it is not where
+ *        readers and pushers go): one that still holds its old word
+ *        re-reads loc[k] and uses its replica, so no push lands in the
+ *        primary unseen by the replicas, and a node's reads of the key
+ *        never go back.  Rounds and unreplicate, which know it is the
+ *        primary, lock it regardless; unreplicate clears the mark.
+ *   (RP7) Rounds cost what changed, not repl_max: the delta slot's seq word
+ *        is a dirty flag (set by pushes, cleared when the delta is taken,
+ *        under the replica's lock; read without it as a hint, which a push
+ *        completed before ps_sync always sets visibly), and its key word is
+ *        the primary's seq value the replica was last refreshed from: while
+ *        the primary still shows that value, replica = primary + delta.
+ *   (RP5) Replica slots are never freed: a stale reader or pusher that
+ *        still holds REPL|r after r was reused finds another key (or MOVED)
+ *        in the slot and re-reads loc[k].  The primary of a replicated key
+ *        is never relocated (kv.c KV6) and never freed while it is.
+ *
+ * A round run by node n's service thread merges n's deltas and refreshes
+ * n's replicas; ps_sync does both for every node (merge all, then refresh
+ * all).  A process that dies inside a round may lose the delta it had
+ * taken (the "unfinished batch" of a dead node); nothing else.
+ *
+ * Across hosts (multi-host jobs).  Each host has its own replicated set
+ * and replica slots.  A key held by another host can be replicated here
+ * too: then rprim[r] is the key's REMOTE word (the host that held it when
+ * it was replicated), and rounds that reach it go through the bridge:
+ *   (RP8) The replicated keys whose primary is remote change only under the
+ *        table's repl_xlock (and repl_lock for the words themselves), which
+ *        every switch, remote round and ps_sync of a multi-host job holds.
+ *        A remote round (one per host per 1/repl_rate, by whichever
+ *        service thread finds it due, or ps_sync) takes every node's dirty
+ *        deltas of such keys under repl_lock, drops it, sends them in one
+ *        RPUSH batch per holder host (added to the primary there with the
+ *        holder's rule, RP9), waits, then pulls every such key in one RPULL
+ *        batch per holder and rewrites each node's replica as pulled +
+ *        delta.  A failed RPUSH puts the deltas back (nothing is lost while
+ *        a host is reachable).  Local rounds skip these indexes.
+ *        ps_replicate of a remote key pulls its value by RPULL first, then
+ *        installs it under repl_lock; ps_unreplicate locks its replicas,
+ *        takes the deltas, RPUSHes them, and only then publishes the
+ *        REMOTE word and unlocks (MOVED), so a reader never finds the key
+ *        without its own host's pushes.
+ *   (RP9) A holder answers RPUSH by adding into the key's primary (through
+ *        ps__push_key if it is not replicated there) and RPULL with the
+ *        primary plus every node's pending delta (sum rule: the exact total
+ *        of what reached this host; other rules: the primary), both under
+ *        its repl_lock, so no local round moves a delta while it reads.
+ *   (RP10) No deadlock across hosts.  A thread that waits for a reply of
+ *        another host holds at most repl_xlock and the replica locks of
+ *        keys whose primary is on another host; never repl_lock, never a
+ *        lock of a key this host holds.  A link thread serving a request
+ *        takes only repl_lock and locks of keys this host holds (another
+ *        host never asks about a key it holds itself: check_request),
+ *        never repl_xlock, and never waits for another host.  So no wait
+ *        for a reply waits, through any chain, for itself.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "segment.h"
+#include "util.h"
+#include "world.h"
+#include "arena.h"
+#include "kv.h"
+#include "replica.h"
+#include "rules.h"
+#include "replica_in.h"
+
+static inline uint64_t slot_off(ps_world *w, struct ps__slot *sl)
+{
+	return (uint64_t)((char *)sl - w->seg.base);
+}
+
+/* Applies a merged delta to a locked primary with the table's rule. */
+void ps__rp_apply_delta(ps_table *t, struct ps__slot *p, const float *delta)
+{
+	if (t->rule == PS_RULE_SUM)
+		ps__add_values(p, delta, t->value_len);
+	else
+		ps__rule_apply(t, p, delta); /* rules.c: the summed update of a round */
+}
+
+/* ------------------------------------------------------------ repl_lock */
+
+bool ps__rp_word_trylock(ps_world *w, _Atomic uint64_t *l)
+{
+	uint64_t cur = 0;
+	/* acquire: rprim/rkey/rfree and the previous holder's slot writes */
+	if (atomic_compare_exchange_strong_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
+						    memory_order_relaxed))
+		return true;
+	if (!ps__node_alive(&w->seg, (int)cur - 1)) {
+		/* holder died inside: its round may have lost the delta it held
+		 * (see the file comment); the structures stay consistent */
+		ps__mark_dead(&w->seg, (int)cur - 1);
+		return atomic_compare_exchange_strong_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
+							       memory_order_relaxed);
+	}
+	return false;
+}
+
+static void word_lock(ps_world *w, _Atomic uint64_t *l)
+{
+	unsigned spins = 0;
+	while (!ps__rp_word_trylock(w, l)) {
+		if (++spins < 64)
+			ps__cpu_relax();
+		else if (spins < 1024)
+			sched_yield();
+		else
+			usleep(50); /* an xlock holder may wait for a round trip */
+	}
+}
+
+void ps__rp_word_unlock(_Atomic uint64_t *l)
+{
+	/* release: everything written under the lock is seen by the next holder */
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+bool ps__rp_repl_trylock(ps_world *w, struct ps__tdesc *d) { return ps__rp_word_trylock(w, &d->repl_lock); }
+void ps__rp_repl_lock(ps_world *w, struct ps__tdesc *d) { word_lock(w, &d->repl_lock); }
+void ps__rp_repl_unlock(struct ps__tdesc *d) { ps__rp_word_unlock(&d->repl_lock); }
+
+/* repl_xlock (RP8): only in multi-host jobs; taken before repl_lock. */
+void ps__rp_xlock(ps_world *w, struct ps__tdesc *d)
+{
+	if (w->nhosts > 1)
+		word_lock(w, &d->repl_xlock);
+}
+
+void ps__rp_xunlock(ps_world *w, struct ps__tdesc *d)
+{
+	if (w->nhosts > 1)
+		ps__rp_word_unlock(&d->repl_xlock);
+}
+
+/* ------------------------------------------------------------ slot help */
+
+/* Locks sl even if it is MOVED (a replica slot being reinitialised). */
+uint64_t ps__rp_lock_any(ps_world *w, ps_table *t, struct ps__slot *sl)
+{
+	uint64_t holder = ((uint64_t)w->node + 1) << PS__SEQ_HOLDER_SHIFT;
+	for (;;) {
+		bool moved;
+		uint64_t s = ps__slot_lock(w, t, sl, &moved);
+		if (!moved)
+			return s;
+		/* acquire: as in ps__slot_lock */
+		if (atomic_compare_exchange_strong_explicit(&sl->seq, &s, s | PS__SEQ_LOCKED | holder,
+							    memory_order_acquire, memory_order_relaxed)) {
+			atomic_thread_fence(memory_order_release); /* see ps__slot_lock */
+			return s;
+		}
+	}
+}
+
+void ps__rp_store_values(struct ps__slot *sl, const float *src, uint32_t len)
+{
+	for (uint32_t j = 0; j < len; j++) {
+		uint32_t bits;
+		memcpy(&bits, &src[j], sizeof bits);
+		/* relaxed: seqlock data, published by the unlock's release */
+		atomic_store_explicit(&sl->v[j], bits, memory_order_relaxed);
+	}
+}
+
+/* Copies the delta into buf and zeroes it (caller holds the replica lock).
+ * Returns true if any value was non-zero. */
+bool ps__rp_take_delta(struct ps__slot *delta, float *buf, uint32_t len)
+{
+	bool any = false;
+	for (uint32_t j = 0; j < len; j++) {
+		/* relaxed: under the replica's lock (RP2) */
+		uint32_t bits = atomic_exchange_explicit(&delta->v[j], 0, memory_order_relaxed);
+		memcpy(&buf[j], &bits, sizeof bits);
+		any |= bits != 0;
+	}
+	atomic_store_explicit(&delta->seq, 0, memory_order_relaxed); /* clean (RP7) */
+	return any;
+}
+
+/*
+ * Reads slot sl of key k without waiting for its lock.  Returns 1 with the
+ * values in buf, 0 if it is locked now (*seq: the seq seen), -1 if it no
+ * longer holds k.
+ */
+int ps__rp_try_read(struct ps__slot *sl, ps_key k, float *buf, uint32_t len, uint64_t *seq, bool primary)
+{
+	/* acquire: the data loads stay after it (kv.c seqlock) */
+	uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+	*seq = s1;
+	if (s1 & PS__SEQ_LOCKED)
+		return 0;
+	if (s1 & (primary ? PS__SEQ_FREED : PS__SEQ_MOVED | PS__SEQ_FREED))
+		return -1;
+	ps__copy_out((uint32_t *)buf, sl, len);
+	uint64_t key = atomic_load_explicit(&sl->key, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire); /* data loads before the re-check */
+	if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != s1)
+		return 0;
+	return key == k ? 1 : -1;
+}
+
+/* ----------------------------------------------------- reader / pusher */
+
+int ps__replica_pull(ps_world *w, ps_table *t, ps_key k, uint64_t lw, float *out)
+{
+	struct ps__slot *sl = ps__replica_at(t, w->node, PS__LOC_RIDX(lw));
+	for (;;) {
+		uint64_t s;
+		int rc = ps__rp_try_read(sl, k, out, t->value_len, &s, false);
+		if (rc > 0)
+			return 1;
+		if (rc < 0)
+			return 0; /* unreplicated or reused: re-read loc[k] (RP5) */
+		if (s & PS__SEQ_LOCKED)
+			ps__wait_unlocked(w, t, sl, s);
+	}
+}
+
+int ps__replica_push(ps_world *w, ps_table *t, ps_key k, uint64_t lw, const float *upd)
+{
+	struct ps__slot *sl = ps__replica_at(t, w->node, PS__LOC_RIDX(lw));
+	bool moved;
+	uint64_t s = ps__slot_lock(w, t, sl, &moved);
+	if (moved)
+		return 0;
+	if (atomic_load_explicit(&sl->key, memory_order_relaxed) != k) {
+		ps__slot_unlock(sl, s, false);
+		return 0;
+	}
+	/* sum: the replica shows the node's own pushes at once; another
+	 * rule is applied to the primary when the delta is merged, and the
+	 * replica shows it after the next refresh */
+	if (t->rule == PS_RULE_SUM)
+		ps__add_values(sl, upd, t->value_len);
+	struct ps__slot *d = delta_of(t, sl);
+	ps__add_values(d, upd, t->value_len);
+	/* relaxed: a hint for the next round, published by the unlock (RP7) */
+	if (!atomic_load_explicit(&d->seq, memory_order_relaxed))
+		atomic_store_explicit(&d->seq, 1, memory_order_relaxed);
+	ps__slot_unlock(sl, s, false);
+	return 1;
+}
+
+/*
+ * Checkpoint access (checkpoint.c) to key k while lw, its location word,
+ * is REPL.  Under repl_lock, so k stays replicated: out != NULL copies the
+ * primary's nf floats (values and rule state; a ps_sync before the
+ * checkpoint merged the deltas into it); in != NULL assigns them to the
+ * primary, sets every node's replica to the values and drops every node's
+ * pending delta (a restore replaces what was pushed).  Returns 1, or 0 if
+ * loc[k] is no longer lw (re-read it).
+ */
+int ps__replica_access(ps_world *w, ps_table *t, ps_key k, uint64_t lw, uint32_t nf, uint32_t *out,
+		       const uint32_t *in)
+{
+	ps__rp_repl_lock(w, t->d);
+	/* acquire: as every load of a location word (kv.c KV1) */
+	if (atomic_load_explicit(&t->loc[k], memory_order_acquire) != lw) {
+		ps__rp_repl_unlock(t->d);
+		return 0;
+	}
+	uint32_t r = PS__LOC_RIDX(lw);
+	/* relaxed: under repl_lock (RP1) */
+	uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
+	if (PS__LOC_IS_REMOTE(plw)) {
+		/* checkpoints are refused in multi-host jobs (checkpoint.c) */
+		ps__rp_repl_unlock(t->d);
+		return PS_EMISMATCH;
+	}
+	struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+	uint64_t rseq[PS__MAX_NODES];
+	if (in)
+		for (int n = 0; n < w->nnodes; n++)
+			rseq[n] = ps__rp_lock_any(w, t, ps__replica_at(t, n, r));
+	uint64_t ps = ps__rp_lock_any(w, t, p); /* MOVED-marked (RP6) */
+	/* relaxed: the slot locks order them (kv.c KV2) */
+	for (uint32_t j = 0; j < nf; j++) {
+		if (in)
+			atomic_store_explicit(&p->v[j], in[j], memory_order_relaxed);
+		else
+			out[j] = atomic_load_explicit(&p->v[j], memory_order_relaxed);
+	}
+	ps__slot_unlock(p, ps, true); /* stays MOVED (RP6) */
+	if (in) {
+		for (int n = 0; n < w->nnodes; n++) {
+			struct ps__slot *sl = ps__replica_at(t, n, r), *d = delta_of(t, sl);
+			/* relaxed: under the replica's lock (RP2) */
+			for (uint32_t j = 0; j < t->value_len; j++) {
+				atomic_store_explicit(&sl->v[j], in[j], memory_order_relaxed);
+				atomic_store_explicit(&d->v[j], 0, memory_order_relaxed);
+			}
+			atomic_store_explicit(&d->seq, 0, memory_order_relaxed); /* not dirty (RP7) */
+			atomic_store_explicit(&d->key, 0, memory_order_relaxed); /* refresh again */
+			ps__slot_unlock(sl, rseq[n], false);
+		}
+	}
+	ps__rp_repl_unlock(t->d);
+	return 1;
+}
+
+/* Is off the slot that key k lives in (or one of its replicas)?  Used by
+ * lock recovery (kv.c KV5) to decide whether to mark a slot MOVED. */
+bool ps__slot_current(ps_table *t, uint64_t k, uint64_t off)
+{
+	if (t->rprim) {
+		uint64_t run = (uint64_t)2 * t->d->repl_max * t->slot_size;
+		for (int n = 0; n < t->w->nnodes; n++)
+			if (off >= t->d->rbase[n] && off < t->d->rbase[n] + run)
+				return true; /* replica slots are never MOVED by recovery */
+	}
+	/* acquire: pairs with the publishing release stores */
+	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+	if (lw & PS__LOC_REPL)
+		return PS__LOC_OFF(atomic_load_explicit(&t->rprim[PS__LOC_RIDX(lw)], memory_order_relaxed)) == off;
+	return PS__LOC_OFF(lw) == off;
+}
+
+/* ------------------------------------------------------------- creation */
+
+void ps__replica_bind(ps_world *w, ps_table *t)
+{
+	struct ps__tdesc *d = t->d;
+	if (d->count_off)
+		t->counts = ps__at(&w->seg, d->count_off);
+	if (d->repl_max == 0)
+		return;
+	uint64_t R = d->repl_max;
+	t->rprim = ps__at(&w->seg, d->repl_off);
+	t->rkey = t->rprim + R;
+	t->rfree = (uint32_t *)(void *)(t->rkey + R);
+}
+
+int ps__replica_init_node(ps_world *w, ps_table *t)
+{
+	struct ps__tdesc *d = t->d;
+	ps__replica_bind(w, t);
+	if (d->repl_max == 0)
+		return 0;
+	uint64_t R = d->repl_max;
+	uint64_t off;
+	int rc = ps__slot_alloc_run(w, t->id, w->node, t->slot_size, 2 * R, &off);
+	if (rc)
+		return rc;
+	for (uint64_t i = 0; i < 2 * R; i++) {
+		struct ps__slot *sl = ps__at(&w->seg, off + i * t->slot_size);
+		/* relaxed: published by the creation barrier */
+		atomic_store_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_relaxed);
+		atomic_store_explicit(&sl->key, UINT64_MAX, memory_order_relaxed);
+		for (uint32_t j = 0; j < t->value_len; j++)
+			atomic_store_explicit(&sl->v[j], 0, memory_order_relaxed);
+	}
+	d->rbase[w->node] = off; /* read by others after the creation barrier */
+	return 0;
+}

@@ -1,0 +1,181 @@
+/* PRIVATE to psrun (libpslaunch.a) and the tests: bridge.h - the launch layer
+ * of a multi-host job.  Not installed; applications include only psmem.h.
+ *
+ * Groups: job token and authentication (auth.c) / sockets and blocking
+ * frame I/O (netio.c) / launch environment (launch_env.c) / rendezvous
+ * (rendezvous.c) / the bridge loop in psrun (bridge.c).  The frames they
+ * speak are net/frame.h's.
+ */
+#ifndef PSMEM_BRIDGE_H
+#define PSMEM_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "frame.h"
+
+/* ------------------------------------------------ job token, authentication */
+
+#define PS__TOKEN_BYTES 32
+#define PS__TOKEN_ENV   "PSMEM_TOKEN"
+
+struct ps__token {
+	uint8_t k[PS__TOKEN_BYTES];
+};
+
+/* 256 random bits (libsodium's randombytes). */
+int ps__token_generate(struct ps__token *t);
+/* Creates path (O_EXCL, mode 0600) holding the token as 64 hex digits. */
+int ps__token_write(const char *path, const struct ps__token *t);
+/* 64 hex digits, optionally followed by white space: 0 or PS_ETOKEN. */
+int ps__token_parse(const char *text, struct ps__token *t);
+/*
+ * Loads a token file.  Refused (and nothing read) unless it is a regular
+ * file owned by this user with no group/other permission bits:
+ * PS_ETOKENPERM, with the reason in why.  -errno when it cannot be opened,
+ * PS_ETOKEN when its content is not a token.
+ */
+int ps__token_load(const char *path, struct ps__token *t, char *why, size_t whylen);
+
+/*
+ * Challenge-response (HMAC-SHA256 keyed by the token).  Each side sends a
+ * fresh nonce (HELLO); the prover answers its verifier's nonce with
+ *   HMAC(token, "psmem-auth-1" | role | verifier nonce | prover nonce |
+ *        prover rank | verifier rank)
+ * role 'C' for the side that connected, 'S' for the side that accepted, so
+ * an answer cannot be reflected back, and both nonces bind the session.
+ */
+void ps__auth_nonce(uint8_t nonce[PS__NONCE_BYTES]);
+void ps__auth_mac(const struct ps__token *t, char role, const uint8_t verifier_nonce[PS__NONCE_BYTES],
+		  const uint8_t prover_nonce[PS__NONCE_BYTES], uint16_t prover_rank, uint16_t verifier_rank,
+		  uint8_t mac[PS__MAC_BYTES]);
+/* Constant-time check of an answer: 0 or PS_EAUTH. */
+int ps__auth_verify(const struct ps__token *t, char role, const uint8_t verifier_nonce[PS__NONCE_BYTES],
+		    const uint8_t prover_nonce[PS__NONCE_BYTES], uint16_t prover_rank, uint16_t verifier_rank,
+		    const uint8_t mac[PS__MAC_BYTES]);
+/* SHA-256 of a file's content: 0 or -errno. */
+int ps__hash_file(const char *path, uint8_t out[PS__HASH_BYTES]);
+
+/* ----------------------------------------------------------- sockets */
+
+/* "HOST:PORT" or "[V6ADDR]:PORT" -> host, port: 0 or -EINVAL. */
+int ps__addr_split(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* Listens on exactly host:port (0: an ephemeral port).  Returns the
+ * descriptor or a negative code with the reason in msg (a port in use is
+ * named). */
+int ps__net_listen(const char *host, uint16_t port, char *msg, size_t msglen);
+/* Numeric address and port of a socket's own / its peer's end. */
+int ps__net_local(int fd, char *addr, size_t addrlen, uint16_t *port);
+int ps__net_peer(int fd, char *addr, size_t addrlen, uint16_t *port);
+/* TCP_NODELAY and 4 MiB socket buffers. */
+void ps__net_tune(int fd);
+/* Connects, retrying while the peer is not listening yet, until the
+ * deadline (CLOCK_MONOTONIC ns).  Returns the descriptor, -ETIMEDOUT,
+ * -EINTR (cancel_fd became readable) or another negative code, with the
+ * reason in msg. */
+int ps__net_connect(const char *host, uint16_t port, uint64_t deadline_ns, int cancel_fd, char *msg, size_t msglen);
+int ps__net_accept(int lfd, uint64_t deadline_ns, int cancel_fd);
+int ps__net_send(int fd, const void *buf, size_t n, uint64_t deadline_ns);
+/* Seals the frame whose body is at frame + PS__FRAME_HDR and sends it. */
+int ps__net_send_frame(int fd, uint8_t *frame, unsigned type, uint16_t host, uint64_t req, uint32_t len,
+		       uint64_t deadline_ns);
+/* Receives exactly one frame into buf (cap bytes).  Returns its size, or
+ * -ECONNRESET (closed before a frame began), PS_EFRAME_* (PS_EFRAME_TRUNC:
+ * closed inside one), -ETIMEDOUT, -EINTR or -errno. */
+long ps__net_recv_frame(int fd, uint8_t *buf, size_t cap, uint32_t max_body, uint64_t deadline_ns, int cancel_fd,
+			struct ps__frame *f);
+
+/* ------------------------------------------------- launch environment */
+
+struct ps__launch {
+	int hosts;                /* 1: a single-host job */
+	int rank;
+	char source[16];          /* "flags", "Open MPI", "PMI", "Slurm", "none" */
+	char coord_host[256];     /* "" when not needed (one host) */
+	uint16_t coord_port;
+};
+
+/*
+ * Host rank, host count and coordinator of this psrun, from its flags
+ * (flag_hosts / flag_rank < 0 and flag_coord NULL when not given) or the
+ * launcher's environment envp (NULL-terminated "NAME=VALUE").  Returns 0,
+ * or a negative code with the reason in err.  See launch_env.c.
+ */
+int ps__launch_resolve(int flag_hosts, int flag_rank, const char *flag_coord, char *const *envp,
+		       struct ps__launch *l, char *err, size_t errlen);
+
+/* --------------------------------------------------------- rendezvous */
+
+/* Large (fixed arrays for PS__MAX_HOSTS): allocate it, do not put it on a
+ * stack.  See rendezvous.c. */
+struct ps__rdv {
+	/* in */
+	int rank, hosts;
+	char coord_host[256];
+	uint16_t coord_port;
+	char bind_host[256];      /* this host's bridge address; "" = derived */
+	uint16_t bind_port;       /* 0 = ephemeral */
+	struct ps__token token;
+	struct ps__layout me;     /* abi, nodes, threads, hashes, name */
+	uint64_t timeout_ns;      /* for every host to show up */
+	int cancel_fd;            /* readable = give up with -EINTR; -1 none */
+	FILE *log;                /* refused strangers are logged here */
+	/* out */
+	int fd[PS__MAX_HOSTS];    /* authenticated connection to each peer; -1 self */
+	struct ps__peer_addr addr[PS__MAX_HOSTS];
+	char names[PS__MAX_HOSTS][64]; /* host names (coordinator only) */
+	char err[1024];           /* why it failed */
+	/* scratch */
+	uint8_t buf[PS__FRAME_HDR + 2 + PS__MAX_HOSTS * 66 + 64];
+	size_t buf_size;
+};
+
+/* 0 with every peer connected; -EINTR when cancelled; else a negative
+ * code and the reason in r->err (a missing host is named). */
+int ps__rendezvous(struct ps__rdv *r);
+/* Closes the connections still held in r->fd. */
+void ps__rdv_close(struct ps__rdv *r);
+
+/* ------------------------------------------------ the bridge (psrun) */
+
+#define PS__HEARTBEAT_MS    200  /* a frame to every peer at least this often */
+#define PS__PEER_TIMEOUT_MS 3000 /* silence that means death (env PSMEM_PEER_TIMEOUT_MS) */
+
+struct ps__bridge;
+
+struct ps__bridge_conf {
+	int rank, hosts, nodes;
+	const int *peer_fd;       /* [hosts], from the rendezvous; -1 for rank */
+	const struct ps__peer_addr *addr; /* [hosts], for messages */
+	const int *link_fd;       /* [nodes]: psrun's end of each node's link */
+	FILE *log;
+};
+
+struct ps__bridge_stats {
+	uint64_t frames_out, frames_in;      /* data frames to / from peers */
+	uint64_t wire_bytes_out, wire_bytes_in; /* TCP payload bytes, all frames */
+	uint64_t barriers;
+};
+
+/* Takes ownership of every descriptor in conf. */
+struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err);
+/* An epoll descriptor: readable when ps__bridge_step has work. */
+int ps__bridge_fd(const struct ps__bridge *b);
+/* Longest wait before ps__bridge_step must run again (heartbeats). */
+int ps__bridge_timeout_ms(const struct ps__bridge *b);
+/* Moves frames, runs timers.  0, or PS_EHOSTDOWN once the job must stop
+ * because a peer failed (the reason is logged). */
+int ps__bridge_step(struct ps__bridge *b);
+/* Our nodes have all ended: BYE to every peer (code 0), else ABORT with
+ * the reason. */
+void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why);
+/* After local_done: every peer has said goodbye or is gone. */
+bool ps__bridge_finished(const struct ps__bridge *b);
+/* Why the job must stop (the first peer failure), or NULL. */
+const char *ps__bridge_failure(const struct ps__bridge *b);
+void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out);
+void ps__bridge_free(struct ps__bridge *b);
+
+#endif /* PSMEM_BRIDGE_H */

@@ -1,0 +1,110 @@
+/* PRIVATE to net/bridge_link.c, link_remote.c, link_serve.c: link_in.h - the
+ * link's state and what its files share (invariants LK1-LK5: bridge_link.c). */
+#ifndef PSMEM_LINK_IN_H
+#define PSMEM_LINK_IN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "link.h"
+
+struct rpc {
+	uint32_t seq;             /* (LK1) */
+	bool busy;
+	uint32_t next_free;
+	struct ps__rgroup *g;
+	float *out;               /* pull: the caller's values; push: NULL */
+	const uint32_t *pos;      /* n positions in the caller's key array */
+	uint32_t n, value_len;
+	int host;                 /* where the request went */
+	uint8_t **raw;            /* a call (ps__link_calls): where its reply goes */
+	uint32_t *raw_len;
+};
+
+/*
+ * One pull or push batch of a multi-host job, routed in rounds (LK5): a
+ * round sends the keys held elsewhere (by the hosts their words name) and
+ * does the keys held here; keys redirected by the host that got them, or
+ * that moved away while this host did them, are routed again in the next
+ * round, when every frame of this one is answered.
+ */
+struct ps__rgroup {
+	_Atomic uint32_t left;    /* frames not answered yet; futex word (LK2) */
+	_Atomic int32_t err;      /* first failure, relaxed: read after left */
+	ps_table *t;
+	const ps_key *keys;
+	float *out;
+	const float *in;
+	uint32_t n;               /* keys in the batch */
+	uint32_t *pos;            /* this round's positions in flight, by host */
+	/* positions to route again and, beside each, the host a redirect
+	 * named (-1: the key is moving, pause first; -2: re-read its word).
+	 * Appended by the link thread (redirects) and by the caller (its
+	 * own misses), indexes from nnext (relaxed: the entries are read
+	 * after left's acquire, or by the thread that wrote them) */
+	uint32_t *next;
+	int32_t *hint;
+	_Atomic uint32_t nnext;
+	uint32_t *cur, *scratch1, *scratch2; /* the round's own lists */
+	int32_t *curhint, *owner;
+	uint64_t local, repl;     /* keys done by this node's arena, by replicas */
+};
+
+struct ps__link {
+	ps_world *w;
+	int fd;
+	pthread_t thread;
+	/* acquire/release: a reader that sees true sees the failures the link
+	 * thread recorded before (LK4) */
+	_Atomic bool dead;
+	pthread_mutex_t wlock;    /* one frame written at a time */
+	pthread_mutex_t lock;     /* the rpc table */
+	struct rpc *rpc;
+	uint32_t cap, free_head;
+	/* barriers across hosts (one arrival per node at a time: bar_lock) */
+	pthread_mutex_t bar_lock;
+	uint64_t bar_gen;         /* last generation this node arrived at */
+	/* release by the link thread after status[] is written; acquire by
+	 * the waiter.  bar_seq is the futex word that wakes it. */
+	_Atomic uint64_t released;
+	_Atomic uint32_t bar_seq;
+	/* relaxed: written before the release of released, read after its
+	 * acquire (at [gen & 1]: the next generation cannot be released
+	 * before this node arrives at it) */
+	_Atomic int32_t bar_status[2];
+	_Atomic uint64_t bar_tag[2];    /* same as bar_status: the released tag */
+	/* CKPT from other hosts (node 0): the lowest sending host since the
+	 * last take and its path; written by the link thread before it
+	 * dispatches the RELEASE that follows (the stream is ordered), read by
+	 * the poll after that release; the mutex orders them */
+	pthread_mutex_t ckpt_lock;
+	int ckpt_host;                  /* -1: none */
+	char ckpt_path[PS__NOTE_MAX + 1];
+	/* Tables other hosts may use, published by their creator just before
+	 * the creation barrier over hosts (release), read by the link thread
+	 * (acquire): the handle's fields written before are visible.  The
+	 * socket that carries the barrier orders nothing for TSan. */
+	_Atomic(ps_table *) tables[PS__MAX_TABLES];
+	/* ps_barrier across hosts: arrivals of this process's threads */
+	pthread_mutex_t wb_lock;
+	uint64_t wb_arrivals;
+	int wb_rc[2];
+	/* link thread only */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *scratch;
+	size_t scratch_cap;
+};
+
+int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n);
+void ps__lk_group_done(struct ps__rgroup *g, int err);
+bool ps__lk_rpc_claim(struct ps__link *L, uint64_t req, struct rpc *out);
+void ps__lk_on_reply(struct ps__link *L, const struct ps__frame *f);
+void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f);
+void ps__lk_on_move_reply(struct ps__link *L, const struct ps__frame *f);
+void *ps__lk_scratch(struct ps__link *L, size_t n);
+void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f);
+void ps__lk_on_move(struct ps__link *L, const struct ps__frame *f);
+void ps__lk_on_primary_request(struct ps__link *L, const struct ps__frame *f);
+
+#endif /* PSMEM_LINK_IN_H */

@@ -1,0 +1,399 @@
+/*
+ * migrate.c - localize across hosts: moving keys between hosts.
+ *
+ * Every key has a home host (the range partition of ps__host_keys).  The
+ * home's location word of a key is its directory entry: a slot (held at
+ * the home), REMOTE(h) (held by host h), or MOVING(h) (a move that began
+ * at holder h is in progress).  Away from the home a word is a slot (held
+ * here) or REMOTE(h), a hint that may be stale: a host asked for a key it
+ * does not hold answers with a REDIRECT naming where to ask (bridge_link.c,
+ * LK5), its home answers with the directory, and while the key is MOVING
+ * with "ask again after a pause".
+ *
+ * A move of key k to node n of host A (the mover: A's worker, or its
+ * service thread for ps_localize), holder B, home H:
+ *
+ *   1 lock      A == H: CAS REMOTE(B) -> MOVING(B) in A's own word.
+ *               A != H: MOVE/LOCK to H.  H answers GIVEN with the value if
+ *               it holds k (its word becomes MOVING(H)), DONE + B after
+ *               CAS REMOTE(B) -> MOVING(B), or BUSY (moving already, or
+ *               replicated): k stays where it is.
+ *   2 give      MOVE/GIVE to B (unless step 1 gave it): B locks the slot,
+ *               copies values and rule state, writes REMOTE(H), unlocks it
+ *               MOVED and retires it (the protocol of a relocation, KV3).
+ *   3 install   A fills a slot of node n it reserved before step 1 and
+ *               publishes its word with release (A == H: over MOVING).
+ *   4 set       A != H: MOVE/SET to H, whose word becomes REMOTE(A).  A
+ *               give that failed (BUSY) is undone instead: UNLOCK, back
+ *               to REMOTE(B).
+ *
+ * Invariants (MG1-MG4), with the kv.c ones within each host:
+ *   (MG1) At every moment at most one slot of all hosts holds k unlocked and
+ *        not MOVED: between 2 and 3 none does, and k's value travels in the
+ *        MOVE_REPLY.  A push is applied only to such a slot (kv.c KV2, KV3),
+ *        so each push is applied exactly once: before the give it is in
+ *        the value that moves, after it the pusher is redirected and the
+ *        push lands at A after 3.
+ *   (MG2) The home's word changes only by a CAS from REMOTE (step 1, the
+ *        lock), by the lock's owner (steps 3 at H, 4), or by a give at H
+ *        under the slot lock.  So two moves of k never overlap: the second
+ *        finds MOVING and gives up (localize is a hint).
+ *   (MG3) Directory REMOTE(X) => X holds k: X installed k before the SET
+ *        that wrote it (3 before 4), and X gives k up only while the home
+ *        says MOVING.  Hence a redirect chain has at most two hops (hint,
+ *        home) plus pauses while MOVING: no request loops.
+ *   (MG4) No step blocks a link thread on the network: the executor of a
+ *        MOVE only takes slot locks of its own host, whose holders never
+ *        wait for the network while holding them.  Only the mover waits.
+ *
+ * Limits: a table with hot-spot replication (repl_max > 0) moves keys only
+ * within a host (its hot keys are replicated on every host instead); a
+ * host that dies during a move ends the job (multi-host jobs abort).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "arena.h"
+#include "grace.h"
+#include "kv.h"
+#include "link.h"
+#include "table.h"
+
+enum st { ST_SKIP, ST_LOCK, ST_GIVE, ST_GIVEN, ST_UNLOCK };
+
+struct mover {
+	ps_table *t;
+	ps_world *w;
+	size_t n;
+	uint32_t nf;              /* floats per key: values + rule state */
+	const ps_key *keys;
+	uint8_t *st;              /* enum st per key */
+	int32_t *host;            /* per key: whom the next step asks */
+	uint64_t *off;            /* reserved slot per key (0: none) */
+	uint32_t *vals;           /* nf per key, for given keys */
+};
+
+/*
+ * Sends one MOVE op for every key i with st[i] == want, grouped by host[i]
+ * (one frame per host, split at the frame limit), waits, and hands each
+ * key's {code, host} (and value when given) to on(): the caller's state
+ * machine.  Returns 0 or the first failure.
+ */
+static int step(struct mover *mv, enum st want, uint32_t op,
+		void (*on)(struct mover *mv, size_t i, int32_t code, int32_t host, const uint8_t *val))
+{
+	ps_world *w = mv->w;
+	const int H = w->nhosts;
+	const uint32_t per = (PS__FRAME_MAX - PS__MOVE_REPLY_HDR) / (8 + 4 * mv->nf);
+	/* the frames: per host, chunks of at most per keys */
+	int nfr = 0, cap = 0, rc = 0;
+	uint8_t **frames = NULL;
+	uint32_t *lens = NULL, **idx = NULL;
+	int *hosts = NULL;
+	for (int h = 0; h < H && rc == 0; h++) {
+		size_t i = 0;
+		for (;;) {
+			uint32_t m = 0;
+			size_t first = i;
+			for (; i < mv->n && m < per; i++)
+				m += mv->st[i] == want && mv->host[i] == h;
+			if (m == 0)
+				break;
+			if (nfr == cap) {
+				cap = cap ? 2 * cap : 8;
+				void *a = realloc(frames, (size_t)cap * sizeof *frames);
+				void *b = a ? realloc(lens, (size_t)cap * sizeof *lens) : NULL;
+				void *c = b ? realloc(idx, (size_t)cap * sizeof *idx) : NULL;
+				void *d = c ? realloc(hosts, (size_t)cap * sizeof *hosts) : NULL;
+				frames = a ? a : frames;
+				lens = b ? b : lens;
+				idx = c ? c : idx;
+				hosts = d ? d : hosts;
+				if (!d) {
+					rc = -ENOMEM;
+					break;
+				}
+			}
+			uint32_t body = (uint32_t)ps__move_size(m);
+			uint8_t *f = malloc(PS__FRAME_HDR + body);
+			uint32_t *ix = malloc(m * sizeof *ix);
+			if (!f || !ix) {
+				free(f);
+				free(ix);
+				rc = -ENOMEM;
+				break;
+			}
+			struct ps__move_req q = {.table = (uint32_t)mv->t->id, .op = op, .nf = mv->nf,
+						 .arg = (uint32_t)w->host, .num_keys = mv->t->num_keys, .n = m};
+			ps__move_enc_hdr(f + PS__FRAME_HDR, &q);
+			uint32_t j = 0;
+			for (size_t k = first; k < i; k++) {
+				if (mv->st[k] != want || mv->host[k] != h)
+					continue;
+				ps__put64(f + PS__FRAME_HDR + PS__MOVE_HDR + 8 * (size_t)j, mv->keys[k]);
+				ix[j++] = (uint32_t)k;
+			}
+			frames[nfr] = f;
+			lens[nfr] = body;
+			idx[nfr] = ix;
+			hosts[nfr] = h;
+			nfr++;
+		}
+	}
+	uint8_t **rep = calloc((size_t)(nfr ? nfr : 1), sizeof *rep);
+	uint32_t *rlen = calloc((size_t)(nfr ? nfr : 1), sizeof *rlen);
+	if (rc == 0 && (!rep || !rlen))
+		rc = -ENOMEM;
+	if (rc == 0 && nfr)
+		rc = ps__link_calls(w, nfr, frames, lens, hosts, rep, rlen);
+	for (int fr = 0; fr < nfr; fr++) {
+		struct ps__move_reply r;
+		int drc = rep && rep[fr] ? ps__move_reply_dec(rep[fr], rlen[fr], &r) : PS_EHOSTDOWN;
+		uint32_t m = ps__get32(frames[fr] + PS__FRAME_HDR + 24);
+		if (drc == 0 && r.status == 0 && (r.n != m || r.nf != mv->nf))
+			drc = PS_EFRAME_BODY;
+		if (drc == 0)
+			drc = r.status;
+		if (drc && !rc)
+			rc = drc;
+		if (drc == 0) {
+			const uint8_t *v = r.vals;
+			for (uint32_t j = 0; j < m; j++) {
+				int32_t code = (int32_t)ps__get32(r.codes + 8 * (size_t)j);
+				int32_t host = (int32_t)ps__get32(r.codes + 8 * (size_t)j + 4);
+				on(mv, idx[fr][j], code, host, code == PS__MV_GIVEN ? v : NULL);
+				if (code == PS__MV_GIVEN)
+					v += 4 * (size_t)mv->nf;
+			}
+		}
+		if (rep)
+			free(rep[fr]);
+		free(frames[fr]);
+		free(idx[fr]);
+	}
+	free(rep);
+	free(rlen);
+	free(frames);
+	free(lens);
+	free(idx);
+	free(hosts);
+	return rc;
+}
+
+static void take_value(struct mover *mv, size_t i, const uint8_t *val)
+{
+	memcpy(mv->vals + (size_t)i * mv->nf, val, 4 * (size_t)mv->nf);
+	mv->st[i] = ST_GIVEN;
+}
+
+/* Answers to LOCK (step 1 at another home). */
+static void on_lock(struct mover *mv, size_t i, int32_t code, int32_t host, const uint8_t *val)
+{
+	if (code == PS__MV_GIVEN) {
+		take_value(mv, i, val);
+		mv->host[i] = ps__home_of(mv->w, mv->t->num_keys, mv->keys[i]);
+	} else if (code == PS__MV_DONE && host >= 0 && host != mv->w->host) {
+		mv->st[i] = ST_GIVE;
+		mv->host[i] = host;
+	} else {
+		mv->st[i] = ST_SKIP;
+	}
+}
+
+/* Answers to GIVE (step 2 at the holder). */
+static void on_give(struct mover *mv, size_t i, int32_t code, int32_t host, const uint8_t *val)
+{
+	(void)host;
+	if (code == PS__MV_GIVEN) {
+		take_value(mv, i, val);
+		mv->host[i] = ps__home_of(mv->w, mv->t->num_keys, mv->keys[i]);
+	} else {
+		mv->st[i] = ST_UNLOCK; /* host[i] stays the holder */
+	}
+}
+
+static void on_done(struct mover *mv, size_t i, int32_t code, int32_t host, const uint8_t *val)
+{
+	(void)mv, (void)i, (void)code, (void)host, (void)val;
+}
+
+int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
+{
+	ps_world *w = t->w;
+	if (!w->link || t->d->repl_max > 0 || n == 0)
+		return 0; /* see Limits above */
+	const int me = w->host;
+	struct mover mv = {.t = t, .w = w, .n = n, .nf = t->value_len + t->state_len, .keys = keys};
+	mv.st = calloc(n, 1);
+	mv.host = calloc(n, sizeof *mv.host);
+	mv.off = calloc(n, sizeof *mv.off);
+	mv.vals = malloc(n * mv.nf * sizeof *mv.vals);
+	int rc = (mv.st && mv.host && mv.off && mv.vals) ? 0 : -ENOMEM;
+	/* reserve the slots first: a value that was given up must land */
+	size_t nres = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &mv.off[i]);
+		if (rc == 0)
+			nres++;
+	}
+	if (rc == PS_EFULL && nres > 0)
+		rc = 0; /* move what fits; the rest stays (and is reported) */
+	int full = nres < n ? PS_EFULL : 0;
+	/* step 1 */
+	for (size_t i = 0; rc == 0 && i < nres; i++) {
+		ps_key k = keys[i];
+		int home = ps__home_of(w, t->num_keys, k);
+		if (home != me) {
+			mv.st[i] = ST_LOCK;
+			mv.host[i] = home;
+			continue;
+		}
+		/* acquire: pairs with the release of the word's last writer */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+		/* relaxed CAS: we own the entry after it (MG2); what we read
+		 * next comes in a MOVE_REPLY, not from memory */
+		if (PS__LOC_IS_REMOTE(lw) && !PS__LOC_IS_MOVING(lw) && PS__LOC_OWNER(lw) != me &&
+		    atomic_compare_exchange_strong_explicit(&t->loc[k], &lw, PS__LOC_MAKE_MOVING(PS__LOC_OWNER(lw)),
+							    memory_order_relaxed, memory_order_relaxed)) {
+			mv.st[i] = ST_GIVE;
+			mv.host[i] = PS__LOC_OWNER(lw);
+		}
+	}
+	if (rc == 0)
+		rc = step(&mv, ST_LOCK, PS__MV_LOCK, on_lock);
+	/* step 2 */
+	if (rc == 0)
+		rc = step(&mv, ST_GIVE, PS__MV_GIVE, on_give);
+	/* step 3 (also after a failure: a given value must land) */
+	size_t moved = 0;
+	for (size_t i = 0; i < nres; i++) {
+		int home = ps__home_of(w, t->num_keys, keys[i]);
+		if (mv.st[i] == ST_UNLOCK && home == me) {
+			/* our own directory entry: back to the holder */
+			uint64_t lw = PS__LOC_MAKE_REMOTE(mv.host[i]);
+			/* release: as any directory write; orders nothing else */
+			atomic_store_explicit(&t->loc[keys[i]], lw, memory_order_release);
+			mv.st[i] = ST_SKIP;
+		} else if (mv.st[i] == ST_UNLOCK) {
+			mv.host[i] = home; /* the home's entry remembers the holder */
+		}
+		if (mv.st[i] != ST_GIVEN)
+			continue;
+		ps__slot_fill(w, t, mv.off[i], keys[i], mv.vals + i * mv.nf);
+		/* release: the slot's seq, key and values are visible to whoever
+		 * acquires the word (KV1) */
+		atomic_store_explicit(&t->loc[keys[i]], PS__LOC_MAKE(w->node, mv.off[i]), memory_order_release);
+		mv.off[i] = 0;
+		moved++;
+		if (mv.host[i] == me)
+			mv.st[i] = ST_SKIP; /* home: step 3 was the directory write */
+	}
+	/* step 4 */
+	int rc4 = step(&mv, ST_GIVEN, PS__MV_SET, on_done);
+	int rc5 = step(&mv, ST_UNLOCK, PS__MV_UNLOCK, on_done);
+	if (!rc)
+		rc = rc4 ? rc4 : rc5;
+
+	/* reserved slots not used: freed after a grace period like any other */
+	size_t unused = 0;
+	for (size_t i = 0; i < nres; i++)
+		unused += mv.off[i] != 0;
+	if (unused) {
+		struct ps__retire_batch *b = ps__alloc(w, sizeof *b + unused * sizeof b->e[0]);
+		if (b) {
+			b->n = 0;
+			for (size_t i = 0; i < nres; i++)
+				if (mv.off[i])
+					b->e[b->n++] = (struct ps__retired){.off = mv.off[i], .table = t->id, .node = w->node};
+			ps__retire(w, b);
+		}
+	}
+	if (moved) /* relaxed: a statistics counter */
+		atomic_fetch_add_explicit(&w->me->stats.relocations, moved, memory_order_relaxed);
+	free(mv.st);
+	free(mv.host);
+	free(mv.off);
+	free(mv.vals);
+	return rc ? rc : full;
+}
+
+/* ------------------------------------------------------------ the other side */
+
+uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct ps__move_req *m, uint8_t *out)
+{
+	const uint32_t nf = m->nf;
+	uint8_t *codes = out + PS__MOVE_REPLY_HDR;
+	uint8_t *vals = codes + 8ULL * m->n;
+	uint32_t ngiven = 0;
+	struct ps__retire_batch *b = NULL;
+	if (m->op == PS__MV_LOCK || m->op == PS__MV_GIVE) {
+		b = ps__alloc(w, sizeof *b + m->n * sizeof b->e[0]);
+		if (b)
+			b->n = 0;
+	}
+	const int me = w->host;
+	const int to = (int)m->arg;
+	urcu_memb_read_lock();
+	for (uint32_t i = 0; i < m->n; i++) {
+		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
+		int32_t code = PS__MV_BUSY, host = -1;
+		if (k >= t->num_keys || to == me || to != from_host) {
+			ps__put32(codes + 8 * (size_t)i, (uint32_t)code);
+			ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)host);
+			continue;
+		}
+		int home = ps__home_of(w, t->num_keys, k);
+		for (;;) {
+			/* acquire: pairs with the release of the word's writer */
+			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+			if (m->op == PS__MV_SET || m->op == PS__MV_UNLOCK) {
+				/* only the owner of the lock asks (MG2) */
+				if (home != me || !PS__LOC_IS_MOVING(lw))
+					break;
+				uint64_t nw = PS__LOC_MAKE_REMOTE(m->op == PS__MV_SET ? to : PS__LOC_OWNER(lw));
+				/* release: as any directory write (MG3: SET after install) */
+				atomic_store_explicit(&t->loc[k], nw, memory_order_release);
+				code = PS__MV_DONE;
+				break;
+			}
+			if (m->op == PS__MV_LOCK && home != me)
+				break;
+			if (PS__LOC_IS_MOVING(lw) || (lw & PS__LOC_REPL))
+				break; /* moving already, or replicated here: stays */
+			if (PS__LOC_IS_REMOTE(lw)) {
+				if (m->op == PS__MV_GIVE || PS__LOC_OWNER(lw) == to)
+					break; /* not here (GIVE), or held by the asker */
+				/* relaxed CAS: the lock of the entry (MG2) */
+				if (!atomic_compare_exchange_strong_explicit(&t->loc[k], &lw,
+									     PS__LOC_MAKE_MOVING(PS__LOC_OWNER(lw)),
+									     memory_order_relaxed, memory_order_relaxed))
+					continue;
+				code = PS__MV_DONE;
+				host = PS__LOC_OWNER(lw);
+				break;
+			}
+			/* held here: give it (at the home the entry stays locked) */
+			uint64_t nw = home == me ? PS__LOC_MAKE_MOVING(me) : PS__LOC_MAKE_REMOTE(home);
+			struct ps__retired ret;
+			if (!b || !ps__slot_give(w, t, k, nw, (uint32_t *)(void *)(vals + 4ULL * nf * ngiven), &ret))
+				break;
+			b->e[b->n++] = ret;
+			code = PS__MV_GIVEN;
+			host = me;
+			ngiven++;
+			break;
+		}
+		ps__put32(codes + 8 * (size_t)i, (uint32_t)code);
+		ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)host);
+	}
+	urcu_memb_read_unlock();
+	if (b && b->n)
+		ps__retire(w, b); /* the given slots, after a grace period */
+	else if (b)
+		ps__free(w, b);
+	ps__move_reply_enc_hdr(out, 0, m->n, nf, ngiven);
+	return (uint32_t)ps__move_reply_size(m->n, nf, ngiven);
+}
