@@ -82,6 +82,9 @@ struct opts {
 	const char *restore_arg; /* --restore FILE as given, or NULL */
 	char *restore;          /* absolute path of --restore FILE, or NULL */
 	struct host_opts host;  /* multi-host flags */
+	/* --hugepages[=DIR]: the segment on hugetlbfs */
+	bool hugepages;
+	const char *huge_dir;   /* DIR, or NULL: the first hugetlbfs mount */
 	char **prog;            /* argv of the program, NULL-terminated */
 };
 
@@ -125,7 +128,7 @@ static const char usage_line[] =
 	"             [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]\n"
 	"             [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]\n"
 	"             [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]\n"
-	"             [--help] prog [args...]\n"
+	"             [--hugepages[=DIR]] [--help] prog [args...]\n"
 	"       psrun --make-token FILE\n";
 
 static void print_help(void)
@@ -153,6 +156,12 @@ static void print_help(void)
 	       "      --restore FILE   start the job from a checkpoint: the program's\n"
 	       "                       ps_restore(w, NULL) restores its tables from FILE\n"
 	       "                       (checked before any node starts)\n"
+	       "      --hugepages[=DIR]\n"
+	       "                       put the segment on hugetlbfs: DIR, or the first\n"
+	       "                       hugetlbfs mount; the memory budget is capped at the\n"
+	       "                       free huge pages; exit 2 if none (default: /dev/shm,\n"
+	       "                       with transparent huge pages where its mount has\n"
+	       "                       huge=advise)\n"
 	       "  -h, --help           print this help and exit\n\n",
 	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30), MAX_RESTARTS);
 	printf("Several hosts (one psrun per host, joined by a TCP bridge):\n"
@@ -271,6 +280,7 @@ static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 }
 
 enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT };
+#define OPT_HUGEPAGES 320
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
@@ -292,6 +302,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "make-token", required_argument, NULL, OPT_MAKE_TOKEN },
 		{ "bind", required_argument, NULL, OPT_BIND },
 		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
+		{ "hugepages", optional_argument, NULL, OPT_HUGEPAGES },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct opts){ .threads = 1, .max_restarts = 3, .host = { .hosts = -1, .host_rank = -1, .rdv_timeout_s = 30 } };
@@ -372,6 +383,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
 				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);
 			break;
+		case OPT_HUGEPAGES:
+			o->hugepages = true;
+			o->huge_dir = optarg;
+			if (optarg && !*optarg)
+				usage_error("--hugepages= wants a directory (a hugetlbfs mount)");
+			break;
 		case ':':
 			usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -443,6 +460,15 @@ static void set_failed(struct job *j, int status)
 
 /* ------------------------------------------------------------ guardian */
 
+/* The segment's file: /dev/shm/psmem-<id>, or its path on hugetlbfs. */
+static const char *seg_path(const struct ps__seg *seg)
+{
+	static char buf[PS__NAME_MAX + 16];
+	const char *l = ps__seg_label(seg->name);
+	snprintf(buf, sizeof buf, "%s%s", l[0] == '/' ? "" : "/dev/shm/", l);
+	return buf;
+}
+
 /* Runs in the guardian once psrun is gone: nothing else will clean up. */
 static void guardian_cleanup(const struct job *j)
 {
@@ -454,8 +480,8 @@ static void guardian_cleanup(const struct job *j)
 			kill(-pg, SIGKILL);
 	}
 	if (rc == 0)
-		fprintf(stderr, "psrun: launcher (pid %d) died; removed segment /dev/shm%s\n",
-			(int)j->self, j->seg.name);
+		fprintf(stderr, "psrun: launcher (pid %d) died; removed segment %s\n", (int)j->self,
+			seg_path(&j->seg));
 }
 
 static void guardian_main(struct job *j)
@@ -522,8 +548,8 @@ static void set_env(const struct job *j, int i)
 {
 	char v[32];
 	int fail = 0;
-	/* PSMEM_SEGMENT carries no leading '/', as ps__seg_find names it */
-	fail |= setenv("PSMEM_SEGMENT", j->seg.name + (j->seg.name[0] == '/'), 1);
+	/* as ps__seg_find names it: "psmem-<id>", or the hugetlbfs path */
+	fail |= setenv("PSMEM_SEGMENT", ps__seg_label(j->seg.name), 1);
 	snprintf(v, sizeof v, "%d", i);
 	fail |= setenv("PSMEM_NODE", v, 1);
 	snprintf(v, sizeof v, "%d", j->o.nodes);
@@ -705,10 +731,11 @@ static void print_cpus(FILE *f, int numa_node)
 static void print_mapping(const struct job *j)
 {
 	const struct ps__hdr *h = j->seg.hdr;
+	char pages[64];
 	fprintf(stderr, "psrun: job %s: %d nodes x %d threads, numa %s, arena %" PRIu64
-		" MiB/node, memory budget %" PRIu64 " MiB\n",
-		j->seg.name + 1, j->o.nodes, j->o.threads, j->o.numa_mode ? "none" : "auto",
-		h->arena_size >> 20, h->mem_budget >> 20);
+		" MiB/node, memory budget %" PRIu64 " MiB, pages %s\n",
+		ps__seg_label(j->seg.name), j->o.nodes, j->o.threads, j->o.numa_mode ? "none" : "auto",
+		h->arena_size >> 20, h->mem_budget >> 20, ps__seg_pages(&j->seg, pages, sizeof pages));
 	for (int i = 0; i < j->o.nodes; i++) {
 		int nn = numa_of(j, i);
 		if (nn < 0) {
@@ -957,9 +984,20 @@ static void remove_segment(struct job *j)
 {
 	int rc = ps__seg_unlink(j->seg.name);
 	if (rc != 0 && rc != -ENOENT)
-		fprintf(stderr, "psrun: cannot remove segment /dev/shm%s: %s\n", j->seg.name,
-			ps_strerror(rc));
+		fprintf(stderr, "psrun: cannot remove segment %s: %s\n", seg_path(&j->seg), ps_strerror(rc));
 	ps__seg_detach(&j->seg);
+}
+
+/* --hugepages: a hugetlbfs mount with free pages, or exit 2 naming what
+ * is missing, before anything is started or created. */
+static void check_hugepages(const struct opts *o, struct ps__huge *huge)
+{
+	char why[512];
+	if (o->hugepages && ps__huge_probe(o->huge_dir, huge, why, sizeof why) != 0) {
+		fprintf(stderr, "psrun: --hugepages%s%s: %s\n", o->huge_dir ? "=" : "", o->huge_dir ? o->huge_dir : "",
+			why);
+		exit(2);
+	}
 }
 
 int main(int argc, char **argv)
@@ -967,6 +1005,8 @@ int main(int argc, char **argv)
 	static struct job job;
 	struct job *j = &job;
 	parse_args(argc, argv, &j->o);
+	static struct ps__huge huge;
+	check_hugepages(&j->o, &huge);
 	j->self = getpid();
 	j->sfd = -1;
 	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
@@ -999,6 +1039,7 @@ int main(int argc, char **argv)
 		.arena_size = j->o.arena_size,
 		.mem_budget = j->o.mem_budget,
 		.on_failure = (uint32_t)j->o.on_failure,
+		.hugetlb_dir = j->o.hugepages ? huge.dir : NULL,
 	};
 	rc = ps__seg_create(&params, &j->seg);
 	if (rc != 0) {

@@ -312,7 +312,7 @@ int ps_num_nodes(const ps_world *w) { return w->nnodes; }
 int ps_num_threads(const ps_world *w) { return w->nthreads; }
 int ps_host_id(const ps_world *w) { return w->host; }
 int ps_num_hosts(const ps_world *w) { return w->nhosts; }
-const char *ps_segment_name(const ps_world *w) { return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name; }
+const char *ps_segment_name(const ps_world *w) { return ps__seg_label(w->seg.name); }
 
 int ps_restarted(const ps_world *w) { return w && w->restarted; }
 
