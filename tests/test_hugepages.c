@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -516,6 +517,36 @@ static void test_guest_hugepages_budget_is_the_free_pages_full_not_sigbus(void *
 	set_nr_hugepages(64);
 }
 
+static void test_guest_hugepages_file_removed_when_psrun_is_killed(void **state)
+{
+	(void)state;
+	if (!guest_only())
+		return;
+	set_nr_hugepages(64);
+	mount_hugetlbfs();
+	char dir[64], out[128];
+	make_tmpdir(dir, sizeof dir);
+	snprintf(out, sizeof out, "%s/psrun", dir);
+	struct bg_proc b;
+	const char *argv[] = {build_path("bin/psrun"), "-v", "-n", "1", "--hugepages", "sleep", "30", NULL};
+	bg_start(&b, (char *const *)argv, out);
+	/* the node starts after the guardian (psrun -v names it): a psrun killed
+	 * before has no guardian, and the next psrun sweeps its file */
+	double end = mono_now() + 20;
+	while (!strstr(file_text(b.err), "node 0 is pid") && mono_now() < end)
+		usleep(10000); /* polls, with a deadline */
+	assert_int_equal(count_psmem(GUEST_MNT), 1);
+	kill(b.pid, SIGKILL);
+	bg_wait(&b, 10);
+	end = mono_now() + 5;
+	while ((count_psmem(GUEST_MNT) || read_long(SYS_HP "free_hugepages") != 64) && mono_now() < end)
+		usleep(10000);
+	print_message("%s", file_text(b.err));
+	rm_tree(dir);
+	assert_int_equal(count_psmem(GUEST_MNT), 0); /* the guardian removed it */
+	assert_int_equal(read_long(SYS_HP "free_hugepages"), 64);
+}
+
 static void test_guest_thp_advise_job_maps_arenas_with_huge_pages(void **state)
 {
 	(void)state;
@@ -571,6 +602,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_dump_reports_base_pages_where_shmem_thp_is_off),
 		cmocka_unit_test(test_guest_hugepages_job_maps_its_segment_with_2048_kB_pages),
 		cmocka_unit_test(test_guest_hugepages_budget_is_the_free_pages_full_not_sigbus),
+		cmocka_unit_test(test_guest_hugepages_file_removed_when_psrun_is_killed),
 		cmocka_unit_test(test_guest_thp_advise_job_maps_arenas_with_huge_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
