@@ -6,6 +6,7 @@
  *         [--mem SIZE] [--on-failure abort|restart] [--max-restarts N]
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
+ *         [--hugepages[=DIR]]
  *         prog [args...]
  *   psrun --make-token FILE
  *
