@@ -328,7 +328,8 @@ static uint32_t shm_thp_mode(void)
 	if (strcmp(c, "force") == 0)
 		return PS__PAGES_THP_ALWAYS;
 	each_mount("tmpfs", last_shm_opts, opts);
-	for (char *o = strtok(opts, ","); o; o = strtok(NULL, ",")) {
+	char *save = NULL;
+	for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
 		if (strcmp(o, "huge=advise") == 0)
 			return PS__PAGES_THP_ADVISE;
 		if (strcmp(o, "huge=always") == 0 || strcmp(o, "huge=within_size") == 0)
