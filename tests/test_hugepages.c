@@ -169,8 +169,9 @@ static void parse_smaps(const char *text, struct seg_smaps *s)
 		unsigned long a, b;
 		long v;
 		char key[64];
-		if (sscanf(l, "%lx-%lx ", &a, &b) == 2 && strchr(l, ' ') && l[strcspn(l, " ")] == ' ' &&
-		    strspn(l, "0123456789abcdef") == (size_t)(strchr(l, '-') - l)) {
+		/* a mapping's first line "start-end perms ..."; no field name
+		 * is hex digits followed by '-' */
+		if (sscanf(l, "%lx-%lx ", &a, &b) == 2) {
 			const char *eol = strchr(l, '\n');
 			size_t n = eol ? (size_t)(eol - l) : strlen(l);
 			ours = memmem(l, n, "/psmem-", 7) != NULL;
@@ -462,6 +463,38 @@ static void mount_hugetlbfs(void)
 		assert_int_equal(mount("none", GUEST_MNT, "hugetlbfs", 0, "pagesize=2M"), 0);
 }
 
+/* psrun -n 2 [--hugepages] test_hugepages --node write DIR, DIR made here. */
+static void write_job(bool huge, char dir[64], struct run_result *r)
+{
+	make_tmpdir(dir, 64);
+	const char *a[8];
+	int k = 0;
+	a[k++] = "-n";
+	a[k++] = "2";
+	if (huge)
+		a[k++] = "--hugepages";
+	a[k++] = self;
+	a[k++] = "--node";
+	a[k++] = "write";
+	a[k++] = dir;
+	a[k] = NULL;
+	psrun(r, a);
+}
+
+static void expect_ok(const struct run_result *r)
+{
+	if (r->status != 0)
+		fprintf(stderr, "psrun: status %d\n%s%s", r->status, r->out, r->err);
+	assert_int_equal(r->status, 0);
+}
+
+static void node_smaps(const char *dir, int node, struct seg_smaps *s)
+{
+	char p[128];
+	snprintf(p, sizeof p, "%s/smaps-%d", dir, node);
+	parse_smaps(file_text(p), s);
+}
+
 static void test_guest_hugepages_job_maps_its_segment_with_2048_kB_pages(void **state)
 {
 	(void)state;
@@ -469,19 +502,13 @@ static void test_guest_hugepages_job_maps_its_segment_with_2048_kB_pages(void **
 		return;
 	set_nr_hugepages(64);
 	mount_hugetlbfs();
-	char dir[64];
-	make_tmpdir(dir, sizeof dir);
+	char dir[64], p[128];
 	struct run_result r;
-	const char *args[] = {"-n", "2", "--hugepages", self, "--node", "write", dir, NULL};
-	psrun(&r, args);
-	if (r.status != 0)
-		fprintf(stderr, "psrun: status %d\n%s%s", r.status, r.out, r.err);
-	assert_int_equal(r.status, 0);
-	char p[128];
+	write_job(true, dir, &r);
+	expect_ok(&r);
 	for (int node = 0; node < 2; node++) {
-		snprintf(p, sizeof p, "%s/smaps-%d", dir, node);
 		struct seg_smaps s;
-		parse_smaps(file_text(p), &s);
+		node_smaps(dir, node, &s);
 		print_message("node %d: %d segment mappings, Hugetlb %ld kB\n", node, s.vmas, s.hugetlb_kb);
 		assert_true(s.vmas > 0);
 		assert_int_equal(s.not_huge_kps, 0);
@@ -508,9 +535,7 @@ static void test_guest_hugepages_budget_is_the_free_pages_full_not_sigbus(void *
 	const char *args[] = {"-n", "1", "--hugepages=" GUEST_MNT, "--mem", "1G", self, "--node", "fill", NULL};
 	psrun(&r, args);
 	print_message("%s", r.out);
-	if (r.status != 0)
-		fprintf(stderr, "psrun: status %d\n%s%s", r.status, r.out, r.err);
-	assert_int_equal(r.status, 0); /* a SIGBUS would be 135 */
+	expect_ok(&r); /* a SIGBUS would be 135 */
 	assert_non_null(strstr(r.out, "fill: table "));
 	assert_int_equal(count_psmem(GUEST_MNT), 0);
 	assert_int_equal(read_long(SYS_HP "free_hugepages"), 8);
@@ -560,20 +585,14 @@ static void test_guest_thp_advise_job_maps_arenas_with_huge_pages(void **state)
 		skip_msg("cannot remount /dev/shm with huge=advise: %s", strerror(errno));
 		return;
 	}
-	char dir[64];
-	make_tmpdir(dir, sizeof dir);
+	char dir[64], p[128];
 	struct run_result r;
-	const char *args[] = {"-n", "2", self, "--node", "write", dir, NULL};
-	psrun(&r, args);
+	write_job(false, dir, &r);
 	assert_int_equal(mount("shm", "/dev/shm", "tmpfs", MS_REMOUNT, "huge=never"), 0);
-	if (r.status != 0)
-		fprintf(stderr, "psrun: status %d\n%s%s", r.status, r.out, r.err);
-	assert_int_equal(r.status, 0);
-	char p[128];
+	expect_ok(&r);
 	for (int node = 0; node < 2; node++) {
-		snprintf(p, sizeof p, "%s/smaps-%d", dir, node);
 		struct seg_smaps s;
-		parse_smaps(file_text(p), &s);
+		node_smaps(dir, node, &s);
 		print_message("node %d: %d segment mappings, %d THP-eligible, PMD-mapped %ld kB\n", node, s.vmas,
 			      s.thp_eligible, s.pmd_kb);
 		assert_true(s.thp_eligible > 0); /* the node's own mapping asked (MADV_HUGEPAGE) */
