@@ -7,6 +7,7 @@
  *         [--tag-output | --output-dir DIR] [--timeout SEC]
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
+ *         [--hugepages[=DIR]]
  *         prog [args...]
  *   psrun --make-token FILE
  *
@@ -101,6 +102,9 @@ struct opts {
 	bool tag_output;        /* --tag-output */
 	const char *output_dir; /* --output-dir DIR, or NULL */
 	double timeout_s;       /* --timeout; 0: none */
+	/* --hugepages[=DIR]: the segment on hugetlbfs */
+	bool hugepages;
+	const char *huge_dir;   /* DIR, or NULL: the first hugetlbfs mount */
 	char **prog;            /* argv of the program, NULL-terminated */
 };
 
@@ -160,7 +164,7 @@ static const char usage_line[] =
 	"             [--tag-output | --output-dir DIR] [--timeout SEC]\n"
 	"             [--restore FILE] [--hosts H --host-rank R]\n"
 	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
-	"             [--rendezvous-timeout S]\n"
+	"             [--rendezvous-timeout S] [--hugepages[=DIR]]\n"
 	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";
 
@@ -197,6 +201,12 @@ static void print_help(void)
 	       "      --timeout SEC    stop the job after SEC seconds (fractions allowed):\n"
 	       "                       SIGTERM, SIGKILL 1 s later, exit status 124\n"
 	       "                       (default: none)\n"
+	       "      --hugepages[=DIR]\n"
+	       "                       put the segment on hugetlbfs: DIR, or the first\n"
+	       "                       hugetlbfs mount; the memory budget is capped at the\n"
+	       "                       free huge pages; exit 2 if none (default: /dev/shm,\n"
+	       "                       with transparent huge pages where its mount has\n"
+	       "                       huge=advise)\n"
 	       "  -h, --help           print this help and exit\n"
 	       "      --version        print psrun's version and exit\n\n",
 	       PS__MAX_NODES, MAX_THREADS, (unsigned long long)(PS__DEFAULT_ARENA >> 30), MAX_RESTARTS);
@@ -363,7 +373,7 @@ static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 }
 
 enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT,
-       OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION };
+       OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION, OPT_HUGEPAGES };
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
@@ -389,6 +399,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "output-dir", required_argument, NULL, OPT_OUTDIR },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "hugepages", optional_argument, NULL, OPT_HUGEPAGES },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct opts){ .threads = 1, .max_restarts = 3, .host = { .hosts = -1, .host_rank = -1, .rdv_timeout_s = 30 } };
@@ -489,6 +500,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case OPT_VERSION:
 			printf("psrun (psmem) %d.%d\n", PSMEM_VERSION_MAJOR, PSMEM_VERSION_MINOR);
 			exit(0);
+		case OPT_HUGEPAGES:
+			o->hugepages = true;
+			o->huge_dir = optarg;
+			if (optarg && !*optarg)
+				usage_error("--hugepages= wants a directory (a hugetlbfs mount)");
+			break;
 		case ':':
 			usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -565,6 +582,15 @@ static void set_failed(struct job *j, int status)
 
 /* ------------------------------------------------------------ guardian */
 
+/* The segment's file: /dev/shm/psmem-<id>, or its path on hugetlbfs. */
+static const char *seg_path(const struct ps__seg *seg)
+{
+	static char buf[PS__NAME_MAX + 16];
+	const char *l = ps__seg_label(seg->name);
+	snprintf(buf, sizeof buf, "%s%s", l[0] == '/' ? "" : "/dev/shm/", l);
+	return buf;
+}
+
 /* Runs in the guardian once psrun is gone: nothing else will clean up. */
 static void guardian_cleanup(const struct job *j)
 {
@@ -576,8 +602,8 @@ static void guardian_cleanup(const struct job *j)
 			kill(-pg, SIGKILL);
 	}
 	if (rc == 0)
-		fprintf(stderr, "psrun: launcher (pid %d) died; removed segment /dev/shm%s\n",
-			(int)j->self, j->seg.name);
+		fprintf(stderr, "psrun: launcher (pid %d) died; removed segment %s\n", (int)j->self,
+			seg_path(&j->seg));
 }
 
 static void guardian_main(struct job *j)
@@ -644,8 +670,8 @@ static void set_env(const struct job *j, int i)
 {
 	char v[32];
 	int fail = 0;
-	/* PSMEM_SEGMENT carries no leading '/', as ps__seg_find names it */
-	fail |= setenv("PSMEM_SEGMENT", j->seg.name + (j->seg.name[0] == '/'), 1);
+	/* as ps__seg_find names it: "psmem-<id>", or the hugetlbfs path */
+	fail |= setenv("PSMEM_SEGMENT", ps__seg_label(j->seg.name), 1);
 	snprintf(v, sizeof v, "%d", i);
 	fail |= setenv("PSMEM_NODE", v, 1);
 	snprintf(v, sizeof v, "%d", j->o.nodes);
@@ -993,10 +1019,11 @@ static void print_cpus(FILE *f, int numa_node)
 static void print_mapping(const struct job *j)
 {
 	const struct ps__hdr *h = j->seg.hdr;
+	char pages[64];
 	fprintf(stderr, "psrun: job %s: %d nodes x %d threads, numa %s, arena %" PRIu64
-		" MiB/node, memory budget %" PRIu64 " MiB\n",
-		j->seg.name + 1, j->o.nodes, j->o.threads, j->o.numa_mode ? "none" : "auto",
-		h->arena_size >> 20, h->mem_budget >> 20);
+		" MiB/node, memory budget %" PRIu64 " MiB, pages %s\n",
+		ps__seg_label(j->seg.name), j->o.nodes, j->o.threads, j->o.numa_mode ? "none" : "auto",
+		h->arena_size >> 20, h->mem_budget >> 20, ps__seg_pages(&j->seg, pages, sizeof pages));
 	for (int i = 0; i < j->o.nodes; i++) {
 		int nn = numa_of(j, i);
 		if (nn < 0) {
@@ -1320,9 +1347,20 @@ static void remove_segment(struct job *j)
 {
 	int rc = ps__seg_unlink(j->seg.name);
 	if (rc != 0 && rc != -ENOENT)
-		fprintf(stderr, "psrun: cannot remove segment /dev/shm%s: %s\n", j->seg.name,
-			ps_strerror(rc));
+		fprintf(stderr, "psrun: cannot remove segment %s: %s\n", seg_path(&j->seg), ps_strerror(rc));
 	ps__seg_detach(&j->seg);
+}
+
+/* --hugepages: a hugetlbfs mount with free pages, or exit 2 naming what
+ * is missing, before anything is started or created. */
+static void check_hugepages(const struct opts *o, struct ps__huge *huge)
+{
+	char why[512];
+	if (o->hugepages && ps__huge_probe(o->huge_dir, huge, why, sizeof why) != 0) {
+		fprintf(stderr, "psrun: --hugepages%s%s: %s\n", o->huge_dir ? "=" : "", o->huge_dir ? o->huge_dir : "",
+			why);
+		exit(2);
+	}
 }
 
 int main(int argc, char **argv)
@@ -1330,6 +1368,8 @@ int main(int argc, char **argv)
 	static struct job job;
 	struct job *j = &job;
 	parse_args(argc, argv, &j->o);
+	static struct ps__huge huge;
+	check_hugepages(&j->o, &huge);
 	j->self = getpid();
 	j->sfd = -1;
 	j->hosts = hosts_prepare(&j->o.host, j->o.prog, j->o.nodes, j->o.threads, j->o.verbose);
@@ -1369,6 +1409,7 @@ int main(int argc, char **argv)
 		.arena_size = j->o.arena_size,
 		.mem_budget = j->o.mem_budget,
 		.on_failure = (uint32_t)j->o.on_failure,
+		.hugetlb_dir = j->o.hugepages ? huge.dir : NULL,
 	};
 	rc = ps__seg_create(&params, &j->seg);
 	if (rc != 0) {

@@ -124,7 +124,8 @@ static void print_help(void)
 {
 	printf("psstat - live per-node figures of a running psmem job\n\n%s\n", usage_line);
 	printf("  JOB             segment name (psmem-..., with or without a leading / or\n"
-	       "                  /dev/shm/); default: the newest running job of this user\n"
+	       "                  /dev/shm/), or its path on hugetlbfs (psrun --hugepages);\n"
+	       "                  default: the newest running job of this user\n"
 	       "      --once      print one block (rates over one interval) and exit\n"
 	       "      --final     wait for the job to end, then print one block: its final\n"
 	       "                  counters; rates and shares over the whole job\n"
@@ -269,7 +270,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 
 /* ------------------------------------------------------------ attaching */
 
-/* "psmem-x", "/psmem-x" and "/dev/shm/psmem-x" all name segment psmem-x. */
+/* "psmem-x", "/psmem-x" and "/dev/shm/psmem-x" all name segment psmem-x;
+ * any other name with a directory is a file on hugetlbfs, taken as is. */
 static const char *bare_name(const char *job)
 {
 	if (strncmp(job, "/dev/shm/", 9) == 0)
@@ -285,8 +287,10 @@ static int attach(const struct opts *o, struct ps__seg *seg, bool rw)
 	const char *name;
 	if (o->job) {
 		name = bare_name(o->job);
+		if (strchr(name, '/'))
+			name = o->job; /* psrun --hugepages */
 		/* a name the segment table could not hold cannot be a job */
-		if (!*name || strchr(name, '/') || strlen(name) + 2 > PS__NAME_MAX) {
+		if (!*name || strlen(name) + 2 > PS__NAME_MAX) {
 			fprintf(stderr, "psstat: %s: %s\n", o->job, ps_strerror(PS_ENOSEG));
 			return -1;
 		}
@@ -307,9 +311,9 @@ static int attach(const struct opts *o, struct ps__seg *seg, bool rw)
 
 static bool job_ended(const struct ps__seg *seg)
 {
-	int fd = shm_open(seg->name, O_RDONLY, 0);
+	int fd = ps__seg_open(seg->name, O_RDONLY);
 	if (fd < 0)
-		return errno == ENOENT;
+		return fd == -ENOENT;
 	close(fd);
 	return !ps__pid_alive(seg->hdr->creator_pid, seg->hdr->creator_start);
 }
@@ -568,7 +572,7 @@ static void print_header(const struct ps__seg *seg, const struct sample *b)
 	const struct ps__hdr *h = seg->hdr;
 	char m1[16], m2[16], up[24];
 	uint32_t threads = atomic_load_explicit(&h->threads_per_node, memory_order_relaxed);
-	printf("job %s  up %s  %u node%s x %u thread%s  numa %s\n", seg->name + 1,
+	printf("job %s  up %s  %u node%s x %u thread%s  numa %s\n", ps__seg_label(seg->name),
 	       fmt_age(job_age(seg), up, sizeof up), h->num_nodes, h->num_nodes == 1 ? "" : "s", threads,
 	       threads == 1 ? "" : "s", h->numa_mode == 1 ? "none" : "auto");
 	printf("memory %s of %s", fmt_bytes(b->mem_committed, m1, sizeof m1), fmt_bytes(h->mem_budget, m2, sizeof m2));
@@ -773,7 +777,7 @@ static void print_json(const struct ps__seg *seg, const struct sample *a, const 
 {
 	const struct ps__hdr *h = seg->hdr;
 	printf("{\"job\": ");
-	json_str(seg->name + 1);
+	json_str(ps__seg_label(seg->name));
 	printf(", \"nodes\": %u, \"threads\": %u, \"numa\": \"%s\", \"mem_committed\": %" PRIu64
 	       ", \"mem_budget\": %" PRIu64 ", \"interval_s\": %.3f, \"elapsed_s\": %.3f, \"per_node\": [",
 	       h->num_nodes, atomic_load_explicit(&h->threads_per_node, memory_order_relaxed), h->numa_mode == 1 ? "none" : "auto",
@@ -844,7 +848,7 @@ static int request_checkpoint(const struct opts *o, const struct ps__seg *seg)
 	}
 	uint64_t deadline = ps__now_ns() + (uint64_t)(o->timeout * 1e9);
 	if (!claim(c, seg, deadline)) {
-		fprintf(stderr, "psstat: job %s: %s\n", seg->name + 1,
+		fprintf(stderr, "psstat: job %s: %s\n", ps__seg_label(seg->name),
 			job_ended(seg) ? "the job ended" : "another checkpoint request is in progress");
 		return 1;
 	}
@@ -866,15 +870,15 @@ static int request_checkpoint(const struct opts *o, const struct ps__seg *seg)
 			atomic_compare_exchange_strong_explicit(&c->req_state, &st, PS__REQ_IDLE, memory_order_relaxed,
 								memory_order_relaxed);
 			if (st == PS__REQ_FAILED || rc < 0) {
-				fprintf(stderr, "psstat: job %s: checkpoint to %s failed: %s\n", seg->name + 1, path,
+				fprintf(stderr, "psstat: job %s: checkpoint to %s failed: %s\n", ps__seg_label(seg->name), path,
 					msg[0] ? msg : ps_strerror(rc));
 				return 1;
 			}
-			printf("psstat: job %s: checkpoint written to %s\n", seg->name + 1, path);
+			printf("psstat: job %s: checkpoint written to %s\n", ps__seg_label(seg->name), path);
 			return 0;
 		}
 		if (job_ended(seg)) {
-			fprintf(stderr, "psstat: job %s ended before writing the checkpoint\n", seg->name + 1);
+			fprintf(stderr, "psstat: job %s ended before writing the checkpoint\n", ps__seg_label(seg->name));
 			return 1;
 		}
 		if (ps__now_ns() > deadline) {
@@ -882,7 +886,7 @@ static int request_checkpoint(const struct opts *o, const struct ps__seg *seg)
 			/* relaxed: withdrawing publishes nothing */
 			bool withdrawn = atomic_compare_exchange_strong_explicit(
 				&c->req_state, &want, PS__REQ_IDLE, memory_order_relaxed, memory_order_relaxed);
-			fprintf(stderr, "psstat: job %s: %s within %g s\n", seg->name + 1,
+			fprintf(stderr, "psstat: job %s: %s within %g s\n", ps__seg_label(seg->name),
 				withdrawn ? "no node took the checkpoint request (the program must call "
 					    "ps_checkpoint_poll)"
 					  : "the checkpoint was not finished",
@@ -954,7 +958,7 @@ static int watch(const struct opts *o, const struct ps__seg *seg)
 		take(seg, &s[cur ^ 1]);
 		/* --once still reports the last interval: the mapping is valid */
 		if (ended && !o->once) {
-			fprintf(stderr, "psstat: job %s ended\n", seg->name + 1);
+			fprintf(stderr, "psstat: job %s ended\n", ps__seg_label(seg->name));
 			return 0;
 		}
 		print_block(o, seg, &s[cur], &s[cur ^ 1], redraw);

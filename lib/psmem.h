@@ -117,6 +117,10 @@ int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
 int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
 int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
+/* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
+ * file's absolute path on hugetlbfs under psrun --hugepages (huge pages:
+ * hugetlbfs there, else transparent huge pages where /dev/shm offers them
+ * with huge=advise; ps_dump prints which, "pages: ..."). */
 const char *ps_segment_name(const ps_world *w);
 
 /* ------------------------------------------------------------------ tables */

@@ -13,7 +13,19 @@ failed=()
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-segments() { ls /dev/shm 2>/dev/null | grep '^psmem-' | sort || true; }
+# psrun --hugepages segments on hugetlbfs mounts are listed relative to
+# /dev/shm (../hugepages/psmem-x), so that "/dev/shm/$s" names them too.
+segments() {
+	{
+		ls /dev/shm 2>/dev/null | grep '^psmem-' || true
+		local m f
+		for m in $(awk '$3 == "hugetlbfs" { print $2 }' /proc/mounts 2>/dev/null); do
+			for f in "$m"/psmem-*; do
+				[ -e "$f" ] && realpath -s --relative-to=/dev/shm "$f"
+			done
+		done
+	} | sort
+}
 
 # New segments that belong to the test: their creator (pid at byte 36 of
 # the header) is gone or in the test's session.  Another job's live segment

@@ -117,7 +117,7 @@ static int charge_for(struct ps__seg *s, struct ps__pool *p, uint64_t n, uint32_
 	uint64_t need = (p->bump + n) * slot_size;
 	if (need <= p->committed)
 		return 0;
-	uint64_t add = PS__ALIGN(need - p->committed, PS__CHUNK);
+	uint64_t add = PS__ALIGN(need - p->committed, ps__charge_unit(s->hdr)); /* whole huge pages on hugetlbfs */
 	int rc = ps__budget_charge(s, add);
 	if (rc == 0)
 		p->committed += add;

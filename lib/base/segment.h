@@ -35,7 +35,7 @@
 #define PS__PAGE         4096
 #define PS__HUGE         (2u << 20)
 #define PS__CHUNK        (1u << 20) /* memory-budget accounting granule */
-#define PS__NAME_MAX     64
+#define PS__NAME_MAX     256   /* "/psmem-<id>" or a hugetlbfs path (segment.c) */
 #define PS__DEFAULT_ARENA  (64ULL << 30) /* virtual, per node */
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
 #define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (GR4) */
@@ -368,6 +368,12 @@ struct ps__hdr {
 	 * R: nodes at attach.  num_hosts 0 or 1: a one-host job. */
 	uint32_t host_rank;
 	uint32_t num_hosts;
+
+	/* Pages backing the segment (segment.c, "Huge pages").  W: creator,
+	 * before the magic.  On hugetlbfs page_kb is also the budget's charge
+	 * granule when above PS__CHUNK (ps__charge_unit). */
+	uint32_t page_mode;       /* enum ps__pages */
+	uint32_t page_kb;
 };
 
 /* tests/run.sh reads the creator pid of a segment at this byte offset */
@@ -444,6 +450,7 @@ struct ps__seg_params {
 	uint64_t shared_size;      /* 0: default */
 	uint64_t mem_budget;       /* 0: 90% of free /dev/shm */
 	uint32_t on_failure;       /* 0 abort, 1 restart (psrun --on-failure) */
+	const char *hugetlb_dir;   /* psrun --hugepages: a hugetlbfs mount; NULL: /dev/shm */
 };
 
 struct ps__seg {
@@ -482,5 +489,37 @@ bool ps__restart_mode(const struct ps__seg *s);  /* psrun --on-failure restart *
 uint32_t ps__node_kind(const struct ps__seg *s, int node); /* acquire load, state bits */
 /* Marks node DEAD if its incarnation is ALIVE and its process is gone. */
 void ps__mark_dead(struct ps__seg *s, int node);
+
+/* segment.c: huge pages (psrun --hugepages) */
+enum ps__pages {
+	PS__PAGES_SMALL = 0,      /* base pages */
+	PS__PAGES_THP_ADVISE = 1, /* shmem THP, asked for by MADV_HUGEPAGE */
+	PS__PAGES_THP_ALWAYS = 2, /* shmem THP whatever we ask */
+	PS__PAGES_HUGETLB = 3,    /* a file on hugetlbfs */
+};
+struct ps__huge {
+	char dir[PS__NAME_MAX - 24]; /* the mount; room for "/psmem-<16 hex>" */
+	uint64_t page_size;          /* bytes */
+	uint64_t avail;              /* bytes: free unreserved pages, within the mount's size= */
+};
+/* Finds the hugetlbfs mount dir (NULL or "": the first in /proc/mounts)
+ * and what it offers; 0, or -1 with a one-line why ("no free huge pages
+ * (...): ...") for psrun to print. */
+int ps__huge_probe(const char *dir, struct ps__huge *out, char *why, size_t len);
+/* Opens a segment by name: "/psmem-x" or "psmem-x" in /dev/shm, an
+ * absolute path with a directory on hugetlbfs; -errno on failure. */
+int ps__seg_open(const char *name, int flags);
+/* "psmem-x" for a /dev/shm segment, the path for a hugetlbfs one. */
+static inline const char *ps__seg_label(const char *name)
+{
+	return name[0] == '/' && !__builtin_strchr(name + 1, '/') ? name + 1 : name;
+}
+/* "hugetlbfs 2048 kB", "thp advise", "4 kB", ... */
+const char *ps__seg_pages(const struct ps__seg *s, char *buf, size_t len);
+static inline uint64_t ps__charge_unit(const struct ps__hdr *h)
+{
+	uint64_t page = (uint64_t)h->page_kb << 10;
+	return h->page_mode == PS__PAGES_HUGETLB && page > PS__CHUNK ? page : PS__CHUNK;
+}
 
 #endif /* PSMEM_BASE_SEGMENT_H */

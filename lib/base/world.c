@@ -326,7 +326,7 @@ const char *ps_segment_name(const ps_world *w)
 {
 	if (!ps__world_current(w))
 		return NULL;
-	return w->seg.name[0] == '/' ? w->seg.name + 1 : w->seg.name;
+	return ps__seg_label(w->seg.name);
 }
 
 int ps_restarted(const ps_world *w) { return w && w->restarted; }

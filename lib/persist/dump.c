@@ -173,6 +173,8 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f)
 		s->name, h->num_nodes, LD(((struct ps__hdr *)h)->threads_per_node), ps__restart_mode(s) ? "restart" : "abort",
 		LD(((struct ps__hdr *)h)->global_epoch),
 		LD(((struct ps__hdr *)h)->mem_committed) >> 20, h->mem_budget >> 20);
+	char pages[64];
+	fprintf(f, "  pages: %s\n", ps__seg_pages(s, pages, sizeof pages));
 	for (uint32_t i = 0; i < h->num_nodes; i++) {
 		struct ps__node *n = ps__node_at(s, (int)i);
 		uint32_t st = LD(n->state);

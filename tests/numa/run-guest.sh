@@ -31,7 +31,7 @@ GUEST_DIR=${GUEST_DIR:-$BUILD/numa-guest}
 LIMIT=${NUMA_GUEST_TIMEOUT:-240}
 FILTER=${NUMA_TEST_FILTER:-}
 QEMU=qemu-system-x86_64
-PROGS=(bin/psrun bin/psstat tests/test_numa tests/test_storm)
+PROGS=(bin/psrun bin/psstat tests/test_numa tests/test_storm tests/test_hugepages)
 
 say() { printf 'numa guest: %s\n' "$*" >&2; }
 
@@ -87,6 +87,8 @@ make_initramfs() {
 	cp tests/numa/init.sh "$r/init"
 	chmod 755 "$r/init"
 	echo "PSMEM_BUILD=build build/tests/test_numa" >"$r/psmem/cmd"
+	# huge pages (tests/test_hugepages.c): its guest-only tests run too
+	echo "a=\$?; PSMEM_GUEST=1 PSMEM_BUILD=build build/tests/test_hugepages; b=\$?; exit \$((a | b))" >>"$r/psmem/cmd"
 	for p in "${PROGS[@]}"; do
 		cp "$BUILD/$p" "$r/psmem/build/$p"
 		strip --strip-debug "$r/psmem/build/$p" 2>/dev/null || true
