@@ -322,6 +322,19 @@ pid_t psrun_node_pid(pid_t psrun, int node)
 	return 0;
 }
 
+pid_t psrun_node_pid_wait(pid_t psrun, int node, double timeout_s)
+{
+	double end = now() + timeout_s;
+	for (;;) {
+		pid_t p = psrun_node_pid(psrun, node);
+		if (p > 0 && *proc_env(p, "PSMEM_SEGMENT"))
+			return p;
+		if (now() > end)
+			return 0;
+		usleep(10000);
+	}
+}
+
 double json_number(const char *json, const char *key)
 {
 	char pat[128];

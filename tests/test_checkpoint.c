@@ -654,8 +654,8 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 		struct bg_proc b;
 		char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", self, "--node", "poll", NULL};
 		bg_start(&b, argv, path_of(pass == 0 ? "poll0.out" : "poll1.out"));
-		assert_true(bg_wait_output(&b, "polling", 30));
-		pid_t n0 = psrun_node_pid(b.pid, 0);
+		assert_true(bg_wait_output(&b, "polling", 120));
+		pid_t n0 = psrun_node_pid_wait(b.pid, 0, 60);
 		assert_true(n0 > 0);
 		char seg[256], target[600];
 		snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
@@ -703,9 +703,7 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "1", "sleep", "30", NULL};
 	bg_start(&b, argv, path_of("sleep.out"));
-	pid_t n0 = 0;
-	for (int i = 0; i < 500 && !n0; i++, usleep(10000))
-		n0 = psrun_node_pid(b.pid, 0);
+	pid_t n0 = psrun_node_pid_wait(b.pid, 0, 60);
 	assert_true(n0 > 0);
 	char seg[256];
 	snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
