@@ -49,7 +49,7 @@ cmocka_counts() {
 	awk '
 		/^\[ RUN      \] /                       { run++; list = 0; next }
 		/^\[==========\]/                        { list = 0; next }
-		/^\[  (SKIPPED|FAILED) \] [0-9]+ test\(s\), listed below:/ { list = 1; next }
+		/^\[  (SKIPPED|FAILED ) \] [0-9]+ test\(s\), listed below:/ { list = 1; next }
 		/^\[       OK \] /                       { ok++; next }
 		/^\[  SKIPPED \] / && !list              { sk++; next }
 		/^\[  FAILED  \] / && !list              { fl++; next }
