@@ -5,6 +5,9 @@
 # leak and fails the test (and is cleaned up).  Then the optional extra
 # suite tests/py/run.sh, if it exists, the same way.
 #
+# The extra suite gets BUILD, PSMEM_BUILD and PSMEM_SANITIZER (libasan or
+# libtsan when $BUILD is a sanitizer build, else empty).
+#
 # Counts are of tests: the cmocka tests of each binary ("[       OK ]",
 # "[  SKIPPED ]", and the others of a binary that failed), a binary without
 # cmocka output as one test, and the extra suite's own counts (its last line
@@ -159,7 +162,11 @@ done
 # The extra suite (another language's tests of the same build), if any.
 if [ -f "$EXTRA" ]; then
 	echo "=== $EXTRA"
-	run_isolated "$PY_LIMIT" env BUILD="$BUILD" bash "$EXTRA"
+	# a sanitizer build's library cannot be loaded by an interpreter
+	# that was not started with the sanitizer's runtime: the suite is
+	# told which (libasan, libtsan or empty) and may skip, saying so
+	san=$(ldd "$BUILD/lib/libpsmem.so" 2>/dev/null | grep -o 'lib[at]san' | head -n 1)
+	run_isolated "$PY_LIMIT" env BUILD="$BUILD" PSMEM_SANITIZER="$san" bash "$EXTRA"
 	last=$(grep -v '^[[:space:]]*$' "$tmp/out" | tail -n 1)
 	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
 		pass=$((pass + BASH_REMATCH[1]))
