@@ -63,6 +63,9 @@ const char *file_text(const char *path);
 const char *proc_env(pid_t pid, const char *name);
 /* Pid of node `node` of the job psrun pid `psrun` runs now, 0 if none. */
 pid_t psrun_node_pid(pid_t psrun, int node);
+/* The same once it is there: waits up to timeout_s until psrun runs node
+ * `node` and its environment names its segment (PSMEM_SEGMENT); 0 if not. */
+pid_t psrun_node_pid_wait(pid_t psrun, int node, double timeout_s);
 double mono_now(void);  /* CLOCK_MONOTONIC seconds */
 /* Path of this test binary (to run itself as a node under psrun). */
 bool self_exe(char *out, size_t len);

@@ -80,13 +80,17 @@ void run_prog(char *const argv[], char *const env[], double timeout_s, double si
 			drain(po[0], r->out, &lo, sizeof r->out);
 		if (fds[1].revents)
 			drain(pe[0], r->err, &le, sizeof r->err);
+		/* Ends after a poll that began once the child was reaped found
+		 * nothing more to read: what the child (and the nodes it waited
+		 * for) wrote between this poll and the reaping is read by the
+		 * next round, not lost. */
+		if (done && !(fds[0].revents & POLLIN) && !(fds[1].revents & POLLIN))
+			break;
 		if (!done && waitpid(pid, &status, WNOHANG) == pid) {
 			done = true;
 			r->t_end = now();
 			r->seconds = r->t_end - t0;
 		}
-		if (done && !(fds[0].revents & POLLIN) && !(fds[1].revents & POLLIN))
-			break;
 		double el = now() - t0;
 		if (!sent && signal_after_s >= 0 && el >= signal_after_s) {
 			kill(pid, sig);
@@ -320,6 +324,19 @@ pid_t psrun_node_pid(pid_t psrun, int node)
 			return p;
 	}
 	return 0;
+}
+
+pid_t psrun_node_pid_wait(pid_t psrun, int node, double timeout_s)
+{
+	double end = now() + timeout_s;
+	for (;;) {
+		pid_t p = psrun_node_pid(psrun, node);
+		if (p > 0 && *proc_env(p, "PSMEM_SEGMENT"))
+			return p;
+		if (now() > end)
+			return 0;
+		usleep(10000);
+	}
 }
 
 double json_number(const char *json, const char *key)

@@ -501,14 +501,36 @@ static void test_other_shapes_are_refused_naming_table_and_field(void **state)
 }
 
 /* The writer: a 32 MB table checkpointed to path again and again. */
+enum { BIG_KEYS = 500000, BIG_VLEN = 16 };
+
+static void big_opts(ps_table_opts *o)
+{
+	ps_table_opts_init(o, BIG_KEYS, BIG_VLEN);
+	o->init = PS_INIT_UNIFORM;
+	o->init_a = 1;
+	o->seed = 77;
+}
+
+/* Every value of table t, key by key. */
+static float *pull_every_key(ps_table *t, uint64_t keys, uint32_t vlen)
+{
+	float *v = malloc(sizeof(float) * keys * vlen);
+	ps_key *k = malloc(sizeof(ps_key) * keys);
+	assert_non_null(v);
+	assert_non_null(k);
+	for (uint64_t i = 0; i < keys; i++)
+		k[i] = i;
+	assert_int_equal(ps_pull_sync(t, k, keys, v), 0);
+	free(k);
+	return v;
+}
+
 static void writer_child(const char *path)
 {
 	int err;
 	ps_world *w = ps_init(&err);
 	ps_table_opts o;
-	ps_table_opts_init(&o, 500000, 16);
-	o.init = PS_INIT_UNIFORM;
-	o.init_a = 1;
+	big_opts(&o);
 	ps_table *t = w ? ps_table_create(w, &o, &err) : NULL;
 	if (!t)
 		_exit(2);
@@ -543,18 +565,33 @@ static void test_a_writer_killed_mid_write_leaves_the_old_file_whole(void **stat
 	waitpid(pid, &st, 0);
 	assert_true(WIFSIGNALED(st));
 	assert_true(temp_of(pid, f)); /* nobody could remove it */
-	/* PATH is the whole previous checkpoint: it restores */
+	/* the writer's values: its table's initial ones (it never pushed),
+	 * made again here by a table with the same options */
 	int err;
 	ps_world *w = ps_init(&err);
+	assert_non_null(w);
 	ps_table_opts o;
-	ps_table_opts_init(&o, 500000, 16);
+	big_opts(&o);
 	ps_table *t = ps_table_create(w, &o, &err);
 	assert_non_null(t);
+	float *want = pull_every_key(t, BIG_KEYS, BIG_VLEN);
+	assert_int_equal(ps_finalize(w), 0);
+	/* PATH is the whole previous checkpoint: it restores every key,
+	 * bitwise, into a table that starts at 0 */
+	w = ps_init(&err);
+	assert_non_null(w);
+	ps_table_opts_init(&o, BIG_KEYS, BIG_VLEN);
+	o.seed = 77;
+	t = ps_table_create(w, &o, &err);
+	assert_non_null(t);
 	assert_int_equal(ps_restore(w, f), 1);
-	float v[16];
-	ps_key k = 12345;
-	assert_int_equal(ps_pull_sync(t, &k, 1, v), 0);
-	assert_true(v[0] != 0 && fabsf(v[0]) <= 1); /* the writer's uniform values */
+	float *got = pull_every_key(t, BIG_KEYS, BIG_VLEN);
+	for (uint64_t i = 0; i < (uint64_t)BIG_KEYS * BIG_VLEN; i++)
+		if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+			fail_msg("key %lu [%lu] restored as %a, written as %a", (unsigned long)(i / BIG_VLEN),
+				 (unsigned long)(i % BIG_VLEN), (double)got[i], (double)want[i]);
+	free(got);
+	free(want);
 	/* the next checkpoint to PATH sweeps the dead writer's temp file and
 	 * leaves none of its own */
 	assert_int_equal(ps_checkpoint(w, f), 0);
@@ -617,8 +654,8 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 		struct bg_proc b;
 		char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", self, "--node", "poll", NULL};
 		bg_start(&b, argv, path_of(pass == 0 ? "poll0.out" : "poll1.out"));
-		assert_true(bg_wait_output(&b, "polling", 30));
-		pid_t n0 = psrun_node_pid(b.pid, 0);
+		assert_true(bg_wait_output(&b, "polling", 120));
+		pid_t n0 = psrun_node_pid_wait(b.pid, 0, 60);
 		assert_true(n0 > 0);
 		char seg[256], target[600];
 		snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
@@ -666,9 +703,7 @@ static void test_psstat_checkpoint_asks_a_running_job(void **state)
 	struct bg_proc b;
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "1", "sleep", "30", NULL};
 	bg_start(&b, argv, path_of("sleep.out"));
-	pid_t n0 = 0;
-	for (int i = 0; i < 500 && !n0; i++, usleep(10000))
-		n0 = psrun_node_pid(b.pid, 0);
+	pid_t n0 = psrun_node_pid_wait(b.pid, 0, 60);
 	assert_true(n0 > 0);
 	char seg[256];
 	snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));

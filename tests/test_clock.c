@@ -415,6 +415,23 @@ static char *dump_text(ps_world *w)
 	return buf;
 }
 
+/* True once workers 1 and 2 both wait in ps_clock for worker 0 at clock k
+ * (the dump lists each waiter), within ms milliseconds. */
+static bool both_wait_for_worker_0(ps_world *w, int k, int ms)
+{
+	char needle[96];
+	snprintf(needle, sizeof needle, "the slowest is node 0 thread 0 at clock %d)", k);
+	for (int i = 0; i < ms; i++) {
+		int n = 0;
+		for (const char *p = dump_text(w); (p = strstr(p, needle)) != NULL; p++)
+			n++;
+		if (n == 2)
+			return true;
+		sleep_ms(1);
+	}
+	return false;
+}
+
 /* Worker 0 is let through one clock at a time; after each step the other
  * two must have returned from exactly slowest + s calls and be blocked in
  * the next (their clocks count it), and stay there. */
@@ -429,13 +446,16 @@ static void hold_back(int mode, int s)
 		if (!fast_ones_returned(h, k + s, 10000))
 			fail_msg("slowest at %d, bound %d: the others returned %d and %d calls", k, s,
 				 atomic_load(&h->returned[1]), atomic_load(&h->returned[2]));
-		sleep_ms(50); /* and not further */
+		/* and not further: both are blocked in their next call by the
+		 * bound, as the wait state they set once its check failed
+		 * shows (a wrong bound lets them return instead) */
+		if (!both_wait_for_worker_0(h->w, k, 10000))
+			fail_msg("slowest at %d, bound %d: the others do not wait for it:\n%s", k, s, dump_text(h->w));
 		assert_int_equal(atomic_load(&h->returned[1]), k + s);
 		assert_int_equal(atomic_load(&h->returned[2]), k + s);
 		assert_int_equal(ps_clock_read(h->w, 0, 0), k);
 		for (int t = 1; t < 3; t++)
-			while (ps_clock_read(h->w, 0, t) != k + s + 1)
-				sleep_ms(1); /* blocked in the next call (it counts) */
+			assert_int_equal(ps_clock_read(h->w, 0, t), k + s + 1); /* the blocked call counts */
 		if (k == 1) {
 			const char *d = dump_text(h->w);
 			if (!strstr(d, "waits for clock") || !strstr(d, "the slowest is node 0 thread 0 at clock 1"))

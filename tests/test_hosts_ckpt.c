@@ -20,7 +20,7 @@
  *              ps_checkpoint(P) and ps_restore(R) must both be refused;
  *   poll -     epochs of a few pushes, ps_checkpoint_poll (meta: the epoch)
  *              after each, until a poll wrote a checkpoint (psstat
- *              --checkpoint asked one host for it) or 4000 epochs.
+ *              --checkpoint asked one host for it) or 300 s passed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -188,9 +188,20 @@ static int ck_main(int argc, char **argv)
 			atomic_store_explicit(&j.t[0]->loc[5], saved, memory_order_relaxed);
 	} else if (rc == 0 && !strcmp(mode, "poll")) {
 		ps_key k = (ps_key)(ps_host_id(w) * 2 + ps_node_id(w));
-		float u = 1;
-		for (int e = 0; e < 4000 && rc == 0; e++) {
-			rc = ps_push_sync(j.t[1], &k, 1, &u);
+		/* a push reads value_len floats (nvlen[1] == 2): a lone float
+		 * here was a stack overflow that ASan stopped the nodes at */
+		float u[3] = {1, 1, 1};
+		/* until the asked checkpoint is written: 300 s at most (not
+		 * a count of epochs: a slow build must not stop polling before
+		 * the test found the job and asked) */
+		double give_up = mono_now() + 300;
+		for (int e = 0; rc == 0; e++) {
+			if (mono_now() > give_up) {
+				printf("ck: host %d gave up polling at epoch %d\n", h, e);
+				rc = 1;
+				break;
+			}
+			rc = ps_push_sync(j.t[1], &k, 1, u);
 			int r = rc ? rc : ps_checkpoint_poll(w, &e, sizeof e);
 			if (r < 0) {
 				printf("ck: host %d poll failed at epoch %d: %s\n", h, e, ps_checkpoint_error(w));
@@ -604,11 +615,23 @@ static void test_psstat_on_any_host_checkpoints_every_host(void **state)
 		mh_psrun_argv(argv, store[r], 2, 2, r, port, prog);
 		mh_spawn(&p[r], r ? "poll1" : "poll0", (char *const *)argv, NULL);
 	}
-	double end = mh_now() + 30;
+	/* Host 1's node 0 polls (a sanitizer build on a loaded machine may
+	 * take tens of seconds to get there; its nodes keep polling for 300
+	 * s), then its pid and segment are looked up until found. */
+	double end = mh_now() + 240;
 	while (!strstr(mh_slurp(p[1].out), "ck: host 1 polling") && mh_now() < end)
 		usleep(10000);
-	pid_t n0 = psrun_node_pid(p[1].pid, 0);
-	assert_true(n0 > 0);
+	if (!strstr(mh_slurp(p[1].out), "ck: host 1 polling")) {
+		mh_show(&p[0], "host 0");
+		mh_show(&p[1], "host 1");
+		fail_msg("host 1's node 0 did not poll within 240 s");
+	}
+	pid_t n0 = psrun_node_pid_wait(p[1].pid, 0, 60);
+	if (n0 <= 0) {
+		mh_show(&p[1], "host 1");
+		fail_msg("node 0 of host 1 (psrun pid %d) not found, or no PSMEM_SEGMENT in its environment",
+			 (int)p[1].pid);
+	}
 	char seg[256];
 	snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
 	struct run_result r;

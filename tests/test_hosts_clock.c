@@ -282,19 +282,26 @@ static void *dump_when_waiting(void *arg)
 	struct victim *v = arg;
 	ps_world *w = v->w;
 	int64_t t0 = now_ms();
-	while (now_ms() - t0 < 20000 &&
-	       !(ps_clock_read(w, 0, 0) == v->k + 1 && ps_clock_read_host(w, 1) == v->k))
-		sleep_ms(5);
-	sleep_ms(300); /* into its futex wait */
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	ps_dump(w, f);
-	fclose(f);
 	char want[160];
 	snprintf(want, sizeof want, "clock (its clock %d, bound bsp; waits for host 1, its slowest at clock %d as last heard)",
 		 v->k + 1, v->k);
-	printf("dump: %s\n", strstr(text, want) ? "names host 1" : text);
+	/* polls the dump itself until the worker's wait state says so (it
+	 * sets it after its check of host 1's clock failed), 20 s at most */
+	char *text = NULL;
+	bool named = false;
+	while (!named) {
+		size_t len = 0;
+		free(text);
+		text = NULL;
+		FILE *f = open_memstream(&text, &len);
+		ps_dump(w, f);
+		fclose(f);
+		named = strstr(text, want) != NULL;
+		if (named || now_ms() - t0 >= 20000)
+			break;
+		sleep_ms(5);
+	}
+	printf("dump: %s\n", named ? "names host 1" : text);
 	fflush(stdout);
 	free(text);
 	return NULL;

@@ -1,6 +1,7 @@
 /*
  * test_kv.c - functional tests of the store on one node (no psrun: ps_init
- * creates a private one-node job).
+ * creates a private one-node job), and one on 2 nodes under psrun (pushes
+ * racing relocations, which need a second node).
  *
  * Every test gets a fresh world from its setup and finalizes it in its
  * teardown (the private segment is unlinked at creation, so nothing is left
@@ -13,9 +14,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "common.h"
 #include "psmem.h"
 
 /* ------------------------------------------------------------ fixtures */
@@ -416,96 +420,234 @@ static void test_hogwild_single_thread_pushes_add_exactly(void **state)
 
 /* -------------------------------------------------------- multi-threaded */
 
-enum { MT_KEYS = 1000, MT_PUSHERS = 4, MT_PUSHES = 20000, MT_LEN = 2 };
+/*
+ * Pushing while localizing, on 2 nodes under psrun: on one node nothing
+ * moves (test_localize_on_one_node_keeps_owner_0_and_values asserts 0
+ * relocations), so the race between a push and a relocation of its key only
+ * exists with a second node.  This binary is also the node program: run as
+ * `test_kv --node pushloc` under `psrun -n 2 -t 1`, each node runs
+ * MT_PUSHERS pusher threads (a reproducible stream of keys per (node,
+ * pusher), each push adds 1 to both floats of its key) and one localizer
+ * thread that pulls random keys to its node until the pushers are done;
+ * the pushers wait for a localize call every MT_PUSHES / MT_ROUNDS pushes.
+ * The table is hash-placed, so half the keys start on the other node and
+ * the two localizers keep moving keys back and forth under the pushes.
+ * After a barrier node 0 replays every stream and compares each key with
+ * its exact count, and checks that keys did move while pushes ran.
+ * Exit: 0 ok, 1 an API call failed, 2 a wrong sum, 3 nothing moved.
+ */
+enum { MT_KEYS = 1000, MT_PUSHERS = 4, MT_PUSHES = 20000, MT_ROUNDS = 40, MT_LEN = 2, MT_NODES = 2 };
+
+/* The localizer of a node.  Its atomics are relaxed: they only pace the
+ * pushers and end loops; the data checked is read after pthread_join. */
+struct mt_loc {
+	ps_table *t;
+	int node;
+	int rc;                   /* its error, read after join */
+	_Atomic uint64_t calls;   /* localize calls finished */
+	_Atomic bool stop, done;
+};
 
 struct mt_arg {
 	ps_table *t;
-	int index;
+	int node, index;
 	int rc;                 /* first error seen */
-	uint64_t calls;
-	_Atomic bool *stop;
+	uint64_t pushes;
+	struct mt_loc *loc;
 };
 
-static uint64_t mt_seed(int index) { return 0x9e3779b97f4a7c15ULL * (uint64_t)(index + 1) | 1; }
+static uint64_t mt_seed(int node, int index)
+{
+	return 0x9e3779b97f4a7c15ULL * (uint64_t)(node * MT_PUSHERS + index + 1) | 1;
+}
 
+/* Between two of its checkpoints (every MT_PUSHES / MT_ROUNDS pushes) a
+ * pusher waits until the localizer has finished one more call: pushes and
+ * moves interleave however the threads are scheduled. */
 static void *mt_pusher(void *p)
 {
 	struct mt_arg *a = p;
-	uint64_t s = mt_seed(a->index);
+	uint64_t s = mt_seed(a->node, a->index);
 	const float one[MT_LEN] = {1.0f, 1.0f};
 	for (int i = 0; i < MT_PUSHES; i++) {
+		if (i % (MT_PUSHES / MT_ROUNDS) == 0) {
+			uint64_t seen = atomic_load_explicit(&a->loc->calls, memory_order_relaxed);
+			while (atomic_load_explicit(&a->loc->calls, memory_order_relaxed) == seen &&
+			       !atomic_load_explicit(&a->loc->done, memory_order_relaxed))
+				sched_yield();
+		}
 		ps_key k = xorshift(&s) % MT_KEYS;
 		int rc = ps_push_sync(a->t, &k, 1, one);
 		if (rc && !a->rc)
 			a->rc = rc;
-		a->calls++;
+		a->pushes++;
 	}
 	return NULL;
 }
 
 static void *mt_localizer(void *p)
 {
-	struct mt_arg *a = p;
-	uint64_t s = 12345;
-	while (!atomic_load(a->stop) || a->calls == 0) {
+	struct mt_loc *a = p;
+	uint64_t s = 12345 + (uint64_t)a->node;
+	for (uint64_t c = 0; !atomic_load_explicit(&a->stop, memory_order_relaxed); c++) {
 		ps_key k[4];
 		for (int i = 0; i < 4; i++)
 			k[i] = xorshift(&s) % MT_KEYS;
-		int rc = ps_localize_sync(a->t, k, 4);
-		if (rc && !a->rc)
+		int rc = c & 1 ? ps_wait(ps_localize(a->t, k, 4)) : ps_localize_sync(a->t, k, 4);
+		if (rc) {
 			a->rc = rc;
-		a->calls++;
+			break;
+		}
+		atomic_store_explicit(&a->calls, c + 1, memory_order_relaxed);
 	}
+	/* a failed localizer must not leave the pushers waiting for it */
+	atomic_store_explicit(&a->done, true, memory_order_relaxed);
 	return NULL;
 }
 
-static void test_threads_pushing_while_localizing_lose_no_update(void **state)
+#define MT_FAIL(code, ...)                                                                                             \
+	do {                                                                                                           \
+		fprintf(stderr, "pushloc: node %d: ", node);                                                           \
+		fprintf(stderr, __VA_ARGS__);                                                                          \
+		fputc('\n', stderr);                                                                                   \
+		return code;                                                                                           \
+	} while (0)
+
+static int pushloc_node(void)
 {
-	ps_world *w = *state;
-	ps_table *t = zero_table(w, MT_KEYS, MT_LEN);
-	_Atomic bool stop = false;
-	struct mt_arg pa[MT_PUSHERS], la = {.t = t, .stop = &stop};
+	int err = 1, node = -1;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		MT_FAIL(1, "ps_init: %s", ps_strerror(err));
+	node = ps_node_id(w);
+	if (ps_num_nodes(w) != MT_NODES)
+		MT_FAIL(1, "%d nodes, want %d", ps_num_nodes(w), MT_NODES);
+	ps_table_opts o;
+	ps_table_opts_init(&o, MT_KEYS, MT_LEN);
+	o.placement = PS_PLACE_HASH;
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		MT_FAIL(1, "table: %s", ps_strerror(err));
+	if (ps_barrier(w))
+		MT_FAIL(1, "barrier before the storm");
+
+	static struct mt_loc la;
+	la.t = t;
+	la.node = node;
+	struct mt_arg pa[MT_PUSHERS];
 	pthread_t pt[MT_PUSHERS], lt;
-	assert_int_equal(pthread_create(&lt, NULL, mt_localizer, &la), 0);
+	if (pthread_create(&lt, NULL, mt_localizer, &la))
+		MT_FAIL(1, "pthread_create");
 	for (int i = 0; i < MT_PUSHERS; i++) {
-		pa[i] = (struct mt_arg){.t = t, .index = i, .stop = &stop};
-		assert_int_equal(pthread_create(&pt[i], NULL, mt_pusher, &pa[i]), 0);
+		pa[i] = (struct mt_arg){.t = t, .node = node, .index = i, .loc = &la};
+		if (pthread_create(&pt[i], NULL, mt_pusher, &pa[i]))
+			MT_FAIL(1, "pthread_create");
 	}
 	for (int i = 0; i < MT_PUSHERS; i++)
-		assert_int_equal(pthread_join(pt[i], NULL), 0);
-	atomic_store(&stop, true);
-	assert_int_equal(pthread_join(lt, NULL), 0);
-
-	static uint32_t expect[MT_KEYS];
-	memset(expect, 0, sizeof expect);
-	for (int i = 0; i < MT_PUSHERS; i++) {
-		assert_int_equal(pa[i].rc, 0);
-		assert_int_equal(pa[i].calls, MT_PUSHES);
-		uint64_t s = mt_seed(i);
-		for (int n = 0; n < MT_PUSHES; n++)
-			expect[xorshift(&s) % MT_KEYS]++;
-	}
-	assert_int_equal(la.rc, 0);
-	assert_true(la.calls > 0);
-
-	float *v = pull_all(t);
-	uint64_t total = 0;
-	for (int k = 0; k < MT_KEYS; k++) {
-		total += expect[k];
-		for (int j = 0; j < MT_LEN; j++)
-			if (v[k * MT_LEN + j] != (float)expect[k])
-				fail_msg("key %d [%d] = %g, expected %u", k, j, (double)v[k * MT_LEN + j], expect[k]);
-	}
-	assert_int_equal(total, (uint64_t)MT_PUSHERS * MT_PUSHES);
-	for (int k = 0; k < MT_KEYS; k++)
-		assert_int_equal(ps_owner(t, (ps_key)k), 0);
-
+		pthread_join(pt[i], NULL);
+	/* moves into this node counted while its pushers ran (the localizer
+	 * has not been stopped yet) */
 	ps_node_stats st;
-	assert_int_equal(ps_stats(w, 0, &st), 0);
-	assert_int_equal(st.pushes, (uint64_t)MT_PUSHERS * MT_PUSHES);
-	assert_int_equal(st.keys_pushed, (uint64_t)MT_PUSHERS * MT_PUSHES);
-	assert_int_equal(st.stale_reads, 0);
-	free(v);
+	if (ps_stats(w, node, &st))
+		MT_FAIL(1, "ps_stats");
+	uint64_t moved_during_pushes = st.relocations;
+	atomic_store_explicit(&la.stop, true, memory_order_relaxed);
+	pthread_join(lt, NULL);
+	for (int i = 0; i < MT_PUSHERS; i++) {
+		if (pa[i].rc)
+			MT_FAIL(1, "push: %s", ps_strerror(pa[i].rc));
+		if (pa[i].pushes != MT_PUSHES)
+			MT_FAIL(1, "pusher %d made %lu pushes", i, (unsigned long)pa[i].pushes);
+	}
+	if (la.rc)
+		MT_FAIL(1, "localize: %s", ps_strerror(la.rc));
+	/* every node has pushed everything: node 0 may check the sums */
+	if (ps_barrier(w))
+		MT_FAIL(1, "barrier after the storm");
+
+	int rc = 0;
+	if (node == 0) {
+		static uint32_t expect[MT_KEYS];
+		uint64_t total = 0;
+		for (int n = 0; n < MT_NODES; n++)
+			for (int i = 0; i < MT_PUSHERS; i++) {
+				uint64_t s = mt_seed(n, i);
+				for (int j = 0; j < MT_PUSHES; j++)
+					expect[xorshift(&s) % MT_KEYS]++;
+			}
+		static float v[MT_KEYS * MT_LEN];
+		static ps_key k[MT_KEYS];
+		for (int i = 0; i < MT_KEYS; i++)
+			k[i] = (ps_key)i;
+		if (ps_pull_sync(t, k, MT_KEYS, v))
+			MT_FAIL(1, "pull");
+		long bad = 0;
+		for (int i = 0; i < MT_KEYS; i++) {
+			total += expect[i];
+			for (int j = 0; j < MT_LEN; j++)
+				if (v[i * MT_LEN + j] != (float)expect[i] && bad++ < 5)
+					fprintf(stderr, "pushloc: key %d [%d] = %g, expected %u\n", i, j,
+						(double)v[i * MT_LEN + j], expect[i]);
+		}
+		uint64_t moved = 0, pushes = 0, stale = 0;
+		for (int n = 0; n < MT_NODES; n++) {
+			if (ps_stats(w, n, &st))
+				MT_FAIL(1, "ps_stats");
+			moved += st.relocations;
+			pushes += st.keys_pushed;
+			stale += st.stale_reads;
+		}
+		printf("pushloc: %lu pushes, %ld wrong values; %lu relocations (%lu into node 0 while its pushers ran), "
+		       "%lu stale reads\n",
+		       (unsigned long)total, bad, (unsigned long)moved, (unsigned long)moved_during_pushes,
+		       (unsigned long)stale);
+		if (total != (uint64_t)MT_NODES * MT_PUSHERS * MT_PUSHES || pushes != total)
+			MT_FAIL(1, "%lu pushes counted by the stats, %lu expected", (unsigned long)pushes,
+				(unsigned long)total);
+		if (bad)
+			rc = 2;
+		else if (stale)
+			rc = 2;
+		else if (moved == 0)
+			rc = 3;
+	}
+	/* node 1 reports its own moves; the driver checks both */
+	printf("pushloc: node %d moved %lu keys in while its pushers ran\n", node, (unsigned long)moved_during_pushes);
+	fflush(stdout);
+	if (ps_barrier(w) && rc == 0)
+		rc = 1;
+	ps_finalize(w);
+	return rc;
+}
+
+static char g_self[1024];
+
+static void test_threads_pushing_while_localizing_on_2_nodes_lose_no_update(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "-t", "1", g_self, "--node", "pushloc", NULL};
+	static struct run_result r;
+	run_prog(argv, NULL, 240, -1, 0, &r);
+	printf("%s", r.out);
+	if (r.status != 0)
+		fprintf(stderr, "%s", r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, " 0 wrong values"));
+	assert_non_null(strstr(r.out, " 0 stale reads"));
+	/* keys moved into each node while that node's pushers ran: the
+	 * pushes really raced with relocations, on both sides */
+	for (int n = 0; n < MT_NODES; n++) {
+		char pat[64];
+		snprintf(pat, sizeof pat, "pushloc: node %d moved ", n);
+		const char *p = strstr(r.out, pat);
+		assert_non_null(p);
+		unsigned long moved = strtoul(p + strlen(pat), NULL, 10);
+		if (moved == 0)
+			fail_msg("node %d: no key moved in while its pushers ran: the test tested nothing", n);
+	}
+	assert_true(left_clean(&segs, g_self));
 }
 
 /* ----------------------------------------------------------------- stats */
@@ -655,8 +797,12 @@ static void test_barrier_among_3_workers_lets_all_see_every_arrival(void **state
 
 /* ----------------------------------------------------------------- main */
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--node") && !strcmp(argv[2], "pushloc"))
+		return pushloc_node();
+	if (!self_exe(g_self, sizeof g_self))
+		return 1;
 	/* hermetic: a private one-node job regardless of the caller's env */
 	unsetenv("PSMEM_SEGMENT");
 	unsetenv("PSMEM_NODE");
@@ -683,7 +829,7 @@ int main(void)
 		TEST(test_async_pull_push_localize_interleaved_all_complete),
 		TEST(test_localize_on_one_node_keeps_owner_0_and_values),
 		TEST(test_hogwild_single_thread_pushes_add_exactly),
-		TEST(test_threads_pushing_while_localizing_lose_no_update),
+		cmocka_unit_test(test_threads_pushing_while_localizing_on_2_nodes_lose_no_update),
 		TEST(test_stats_count_pull_calls_and_keys),
 		TEST(test_stats_of_a_node_outside_the_job_is_PS_ENODE),
 		TEST(test_private_job_is_node_0_of_1_with_1_thread),

@@ -17,6 +17,12 @@ echo "psmem-guest: $(grep -c ^processor /proc/cpuinfo) CPUs, NUMA nodes: $(cat /
 cd /psmem
 sh -c "$(cat /psmem/cmd)"
 rc=$?
+# what the kernel did to processes (an OOM kill shows as a node killed by
+# signal 9), and the free memory of each NUMA node, for a failed run's log
+dmesg | grep -i -E 'out of memory|oom|killed process' | sed 's/^/psmem-guest: kernel: /' | head -20
+for n in /sys/devices/system/node/node[0-9]*; do
+	echo "psmem-guest: $(basename "$n") $(grep -o 'MemFree: *[0-9]* kB' "$n/meminfo")"
+done
 echo "psmem-guest: exit $rc"
 [ $rc -gt 120 ] && rc=120
 # one byte to port 0xf4 (244) through /dev/port: qemu exits with rc*2+1
