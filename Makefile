@@ -117,7 +117,7 @@ check-deps:
 	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
 	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
 
-$(BUILD)/%.o: %.c $(LIB_HDR) $(wildcard bin/*.h) | check-deps
+$(BUILD)/%.o: %.c $(LIB_HDR) $(wildcard bin/*.h apps/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -167,7 +167,7 @@ $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) | check-deps
+$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h apps/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -c $< -o $@

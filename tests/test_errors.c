@@ -500,8 +500,10 @@ static void test_init_on_segment_of_other_layout_returns_PS_EABI(void **state)
 static void test_init_on_segment_of_other_uid_returns_PS_EUID(void **state)
 {
 	(void)state;
-	if (geteuid() != 0)
-		skip(); /* only root can give a file away */
+	if (geteuid() != 0) {
+		printf("euid: SKIP: only root can give a file to another user\n");
+		skip();
+	}
 	struct ps__seg s = make_segment(0);
 	ps__seg_detach(&s);
 	char path[PS__NAME_MAX + 16];

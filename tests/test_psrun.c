@@ -1029,6 +1029,7 @@ static void test_readme_example_is_docs_example_c(void **state)
 	(void)state;
 	char *readme = read_src("README.md"), *example = read_src("docs/example.c");
 	if (!readme || !example) {
+		printf("readme: SKIP: README.md or docs/example.c not found from the working directory\n");
 		free(readme);
 		free(example);
 		skip();
@@ -1075,6 +1076,7 @@ static void test_readme_names_every_package_make_deps_installs(void **state)
 	(void)state;
 	char *mk = read_src("Makefile"), *readme = read_src("README.md");
 	if (!mk || !readme) {
+		printf("readme: SKIP: Makefile or README.md not found from the working directory\n");
 		free(mk);
 		free(readme);
 		skip();
