@@ -8,7 +8,8 @@ PREFIX  ?= /usr/local
 CC      ?= cc
 PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
-            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
+            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin \
+            libopenblas-dev
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -117,6 +118,13 @@ $(BUILD)/bin/psrun: $(BUILD)/bin/psrun.o $(PSRUN_OBJ) $(STATIC)
 $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# kge's batch scoring and gradients are matrix products: an optimized BLAS
+# (OpenBLAS, Debian's libopenblas-dev), for kge only.
+$(BUILD)/apps/kge: LDLIBS += -lopenblas
+# kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
+# penalty); GCC's optimize attribute cannot turn this on per function.
+$(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
 
 $(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
 	@mkdir -p $(dir $@)
