@@ -306,7 +306,7 @@ KGE_HOT static double softmax_xent(float *s, size_t n, size_t tgt, float scale)
 }
 
 /* Query q = f(a, r) and its backward pass (accumulating into ga, gr). */
-KGE_HOT static void query(int model, size_t D, const float *a, const float *r, float *q)
+KGE_HOT static void query(int model, size_t D, const float *restrict a, const float *restrict r, float *restrict q)
 {
 	if (model == M_COMPLEX) {
 		size_t h = D / 2;
@@ -328,8 +328,10 @@ KGE_HOT static void query(int model, size_t D, const float *a, const float *r, f
 	}
 }
 
-KGE_HOT static void query_back(int model, size_t D, const float *a, const float *r, const float *g, float *ga,
-			       float *gr)
+/* (restrict: the gradients ga and gr are rows of gE and gR, never the
+ * pulled rows a and r or the query gradient g, so the loops vectorize) */
+KGE_HOT static void query_back(int model, size_t D, const float *restrict a, const float *restrict r,
+			       const float *restrict g, float *restrict ga, float *restrict gr)
 {
 	if (model == M_COMPLEX) {
 		size_t h = D / 2;
