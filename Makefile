@@ -125,6 +125,11 @@ $(BUILD)/apps/kge: LDLIBS += -lopenblas
 # kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
 # penalty); GCC's optimize attribute cannot turn this on per function.
 $(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
+# test_kge_kernels includes apps/kge.c (its kernels are static): the same
+# flags and library.
+$(BUILD)/tests/test_kge_kernels.o: apps/kge.c apps/common.h
+$(BUILD)/tests/test_kge_kernels.o: CFLAGS += -fno-math-errno
+$(BUILD)/tests/test_kge_kernels: LDLIBS += -lopenblas
 
 $(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
 	@mkdir -p $(dir $@)

@@ -22,8 +22,9 @@
  * cross-entropy of the true answer among the candidates, plus an N3 (or
  * L2) penalty on the embeddings used.  A batch pulls every row it needs in
  * one ps_pull_sync per table, computes the gradients locally (the scores
- * as small matrix products), and pushes the SGD or Adagrad steps in one
- * ps_push_sync per table.  Adagrad keeps its accumulator beside the values
+ * and their gradients as three matrix products, through the BLAS:
+ * OpenBLAS, one BLAS thread per worker), and pushes the SGD or Adagrad
+ * steps in one ps_push_sync per table.  Adagrad keeps its accumulator beside the values
  * in the same row (value_len = 2 x row size).
  *
  * --rule sgd|adagrad puts the optimizer on the server instead: the tables
@@ -685,14 +686,18 @@ KGE_HOT static void make_step(const struct job *jb, const float *rows, size_t nr
 	}
 }
 
-/* Trains on one prepared batch; returns the sum of the queries' losses. */
-static double train_batch(struct wstate *ws, const struct batch *b)
+/*
+ * The loss of a batch whose rows are in ws->rowsE and ws->rowsR (as pulled:
+ * strides se and sr) and its gradients: into ws->gE (nents x D) and ws->gR
+ * (nrels x RD), the gradient of (sum of the queries' losses + reg x their
+ * penalties) / (2 x batch).  Returns the sum of the queries' losses.  No
+ * psmem call: tests/test_kge_kernels.c checks it by finite differences.
+ */
+static double batch_grad(struct wstate *ws, const struct batch *b)
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, n = b->n, nc = b->nents, nq = 2 * n;
 	int model = jb->o.model;
-	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
-	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
 	/* queries: 2i = tail of (h, r, ?), 2i+1 = head of (?, r, t) via r' */
 	for (size_t i = 0; i < n; i++) {
 		query(model, D, ws->rowsE + (size_t)b->hi[i] * se, ws->rowsR + (size_t)b->ri[i] * sr, ws->Q + 2 * i * D);
@@ -723,6 +728,17 @@ static double train_batch(struct wstate *ws, const struct batch *b)
 		reg_grad(jb, ws->rowsE + (size_t)ans * se, D, cpx, w, ws->gE + (size_t)ans * D);
 		reg_grad(jb, rv, RD, cpx, w, ws->gR + (size_t)r * RD);
 	}
+	return loss;
+}
+
+/* Trains on one prepared batch; returns the sum of the queries' losses. */
+static double train_batch(struct wstate *ws, const struct batch *b)
+{
+	struct job *jb = ws->jb;
+	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, nc = b->nents;
+	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
+	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
+	double loss = batch_grad(ws, b);
 	make_step(jb, ws->rowsE, nc, D, se, ws->gE, ws->push);
 	check(ps_push_sync(jb->E, b->ents, nc, ws->push), "push of entity updates");
 	make_step(jb, ws->rowsR, b->nrels, RD, sr, ws->gR, ws->push);
