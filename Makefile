@@ -8,8 +8,7 @@ PREFIX  ?= /usr/local
 CC      ?= cc
 PKGS    := liburcu-memb liburcu-cds numa jemalloc libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
-            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin \
-            libopenblas-dev
+            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -121,6 +120,7 @@ $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 
 # kge's batch scoring and gradients are matrix products: an optimized BLAS
 # (OpenBLAS, Debian's libopenblas-dev), for kge only.
+DEB_PKGS += libopenblas-dev
 $(BUILD)/apps/kge: LDLIBS += -lopenblas
 # kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
 # penalty); GCC's optimize attribute cannot turn this on per function.
