@@ -118,19 +118,6 @@ $(BUILD)/apps/%: $(BUILD)/apps/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# kge's batch scoring and gradients are matrix products: an optimized BLAS
-# (OpenBLAS, Debian's libopenblas-dev), for kge only.
-DEB_PKGS += libopenblas-dev
-$(BUILD)/apps/kge: LDLIBS += -lopenblas
-# kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
-# penalty); GCC's optimize attribute cannot turn this on per function.
-$(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
-# test_kge_kernels includes apps/kge.c (its kernels are static): the same
-# flags and library.
-$(BUILD)/tests/test_kge_kernels.o: apps/kge.c apps/common.h
-$(BUILD)/tests/test_kge_kernels.o: CFLAGS += -fno-math-errno
-$(BUILD)/tests/test_kge_kernels: LDLIBS += -lopenblas
-
 $(BUILD)/tests/%.o: tests/%.c $(wildcard lib/*.h tests/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
@@ -167,6 +154,19 @@ demo: deps
 
 bench: all
 	@$(BUILD)/bench/micro
+
+# kge's batch scoring and gradients are matrix products: an optimized BLAS
+# (OpenBLAS, Debian's libopenblas-dev), for kge only.
+DEB_PKGS += libopenblas-dev
+$(BUILD)/apps/kge: LDLIBS += -lopenblas
+# kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
+# penalty); GCC's optimize attribute cannot turn this on per function.
+$(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
+# test_kge_kernels includes apps/kge.c (its kernels are static): the same
+# flags and library.
+$(BUILD)/tests/test_kge_kernels.o: apps/kge.c apps/common.h
+$(BUILD)/tests/test_kge_kernels.o: CFLAGS += -fno-math-errno
+$(BUILD)/tests/test_kge_kernels: LDLIBS += -lopenblas
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address OPT=-O1 test
