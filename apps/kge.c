@@ -772,7 +772,10 @@ static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntr
 	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
 	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
 	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
-	enum { QB = 64 }; /* queries per product: S is QB x nE */
+	/* queries per product: up to 64 (the BLAS is efficient from there), S
+	 * (QB x nE) at most 4M floats per worker on large graphs */
+	size_t QB = ((size_t)1 << 22) / (nE ? nE : 1);
+	QB = QB < 1 ? 1 : QB > 64 ? 64 : QB;
 	float *Q = xcalloc(QB * D, sizeof *Q), *S = xcalloc(QB * nE, sizeof *S);
 	double rr = 0, h1 = 0, h3 = 0, h10 = 0;
 	for (size_t q0 = lo; q0 < hi; q0 += QB) {
