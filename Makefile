@@ -208,6 +208,19 @@ demo: deps
 bench: all
 	@$(BUILD)/bench/micro
 
+# kge's batch scoring and gradients are matrix products: an optimized BLAS
+# (OpenBLAS, Debian's libopenblas-dev), for kge only.
+DEB_PKGS += libopenblas-dev
+$(BUILD)/apps/kge: LDLIBS += -lopenblas
+# kge reads no errno of libm: sqrtf then vectorizes (Adagrad's steps, the N3
+# penalty); GCC's optimize attribute cannot turn this on per function.
+$(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
+# test_kge_kernels includes apps/kge.c (its kernels are static): the same
+# flags and library.
+$(BUILD)/tests/test_kge_kernels.o: apps/kge.c apps/common.h
+$(BUILD)/tests/test_kge_kernels.o: CFLAGS += -fno-math-errno
+$(BUILD)/tests/test_kge_kernels: LDLIBS += -lopenblas
+
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address OPT=-O1 test
 

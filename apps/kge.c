@@ -22,8 +22,9 @@
  * cross-entropy of the true answer among the candidates, plus an N3 (or
  * L2) penalty on the embeddings used.  A batch pulls every row it needs in
  * one ps_pull_sync per table, computes the gradients locally (the scores
- * as small matrix products), and pushes the SGD or Adagrad steps in one
- * ps_push_sync per table.  Adagrad keeps its accumulator beside the values
+ * and their gradients as three matrix products, through the BLAS:
+ * OpenBLAS, one BLAS thread per worker), and pushes the SGD or Adagrad
+ * steps in one ps_push_sync per table.  Adagrad keeps its accumulator beside the values
  * in the same row (value_len = 2 x row size).
  *
  * --rule sgd|adagrad puts the optimizer on the server instead: the tables
@@ -80,6 +81,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <cblas.h> /* OpenBLAS's includes <complex.h>: no identifier may be named complex or I */
+
 #include "common.h"
 #include "psmem.h"
 
@@ -91,12 +94,16 @@
 #define KGE_HOT
 #endif
 
-/* 8-float vectors (GCC vector extension); the helpers below are static
- * inline, so the AVX argument-passing ABI note does not concern them. */
+/* 8-float vectors (GCC vector extension).  The helpers below are always
+ * inlined, so the AVX argument-passing ABI note does not concern them: a
+ * v8f passed between an AVX clone and a helper compiled without AVX would
+ * not agree on where it goes. */
+#define V8_INLINE static inline __attribute__((always_inline))
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
 
 enum { M_COMPLEX, M_DISTMULT, M_RESCAL };
 enum { O_SGD, O_ADAGRAD };
@@ -150,26 +157,26 @@ struct job {
 
 /* ------------------------------------------------------------- kernels */
 
-static inline v8f ld8(const float *p)
+V8_INLINE v8f ld8(const float *p)
 {
 	v8f v;
 	memcpy(&v, p, sizeof v);
 	return v;
 }
 
-static inline v8f bc8(float x)
+V8_INLINE v8f bc8(float x)
 {
 	return (v8f){x, x, x, x, x, x, x, x};
 }
 
 #define hsum8v(x) ({ v8f hs_ = (x); hsum8p(&hs_); })
-static inline float hsum8p(const v8f *p)
+V8_INLINE float hsum8p(const v8f *p)
 {
 	v8f v = *p;
 	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-static inline float dotv(const float *a, const float *b, size_t D)
+V8_INLINE float dotv(const float *a, const float *b, size_t D)
 {
 	v8f s0 = {0}, s1 = {0};
 	size_t k = 0;
@@ -185,116 +192,124 @@ static inline float dotv(const float *a, const float *b, size_t D)
 	return r;
 }
 
-/* C[i*ldc + j] = <A_i, B_j> for i < m, j < n (rows of length D). */
-KGE_HOT static void gemm_nt(const float *A, size_t lda, size_t m, const float *B, size_t ldb, size_t n, size_t D,
-			    float *C, size_t ldc)
+/*
+ * The dense products go to the BLAS (OpenBLAS on Debian), row-major.  One
+ * BLAS thread per call: psmem's workers are the parallelism, and a
+ * threaded BLAS inside each of them would oversubscribe the cores (see
+ * blas_init).  Leading dimensions let the operands stay where they are: the
+ * candidates are read in place in the pulled rows (stride se, values first,
+ * Adagrad's accumulator after them), which the BLAS packs anyway.
+ */
+
+/* openblas_set_num_threads is OpenBLAS's, not the CBLAS standard's: declared
+ * here in case <cblas.h> comes from another BLAS (then kge does not link). */
+void openblas_set_num_threads(int num_threads);
+
+/* Once per process, before the workers start. */
+static void blas_init(void)
 {
-	const size_t JB = 48;
-	for (size_t j0 = 0; j0 < n; j0 += JB) {
-		size_t j1 = j0 + JB < n ? j0 + JB : n;
-		size_t i = 0;
-		for (; i + 2 <= m; i += 2) {
-			const float *a0 = A + i * lda, *a1 = a0 + lda;
-			size_t j = j0;
-			for (; j + 2 <= j1; j += 2) {
-				const float *b0 = B + j * ldb, *b1 = b0 + ldb;
-				v8f s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
-				size_t k = 0;
-				for (; k + 8 <= D; k += 8) {
-					v8f x0 = ld8(a0 + k), x1 = ld8(a1 + k), y0 = ld8(b0 + k), y1 = ld8(b1 + k);
-					s00 += x0 * y0;
-					s01 += x0 * y1;
-					s10 += x1 * y0;
-					s11 += x1 * y1;
-				}
-				float r00 = hsum8v(s00), r01 = hsum8v(s01), r10 = hsum8v(s10), r11 = hsum8v(s11);
-				for (; k < D; k++) {
-					r00 += a0[k] * b0[k];
-					r01 += a0[k] * b1[k];
-					r10 += a1[k] * b0[k];
-					r11 += a1[k] * b1[k];
-				}
-				C[i * ldc + j] = r00;
-				C[i * ldc + j + 1] = r01;
-				C[(i + 1) * ldc + j] = r10;
-				C[(i + 1) * ldc + j + 1] = r11;
-			}
-			for (; j < j1; j++) {
-				C[i * ldc + j] = dotv(a0, B + j * ldb, D);
-				C[(i + 1) * ldc + j] = dotv(a1, B + j * ldb, D);
-			}
-		}
-		for (; i < m; i++)
-			for (size_t j = j0; j < j1; j++)
-				C[i * ldc + j] = dotv(A + i * lda, B + j * ldb, D);
-	}
+	openblas_set_num_threads(1);
 }
 
-/* Out[i] += sum_j G[i*n + j] * B_j for i < m (rows of length D).
- * Register blocks of 4 output rows x 16 columns: per j, two vector loads
- * of B and four broadcasts feed eight multiply-adds. */
-KGE_HOT static void gemm_nn_acc(const float *G, size_t m, size_t n, const float *B, size_t ldb, size_t D, float *Out,
-				size_t ldo)
+/* C[i*ldc + j] = <A_i, B_j> for i < m, j < n (rows of length D): C = A B^T. */
+static void gemm_nt(const float *A, size_t lda, size_t m, const float *B, size_t ldb, size_t n, size_t D,
+		    float *C, size_t ldc)
 {
-	size_t k0 = 0;
-	for (; k0 + 16 <= D; k0 += 16) {
-		size_t i = 0;
-		for (; i + 4 <= m; i += 4) {
-			const float *g0 = G + i * n, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
-			v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
-			for (size_t j = 0; j < n; j++) {
-				const float *b = B + j * ldb + k0;
-				v8f b0 = ld8(b), b1 = ld8(b + 8);
-				v8f x0 = bc8(g0[j]), x1 = bc8(g1[j]), x2 = bc8(g2[j]), x3 = bc8(g3[j]);
-				a00 += x0 * b0;
-				a01 += x0 * b1;
-				a10 += x1 * b0;
-				a11 += x1 * b1;
-				a20 += x2 * b0;
-				a21 += x2 * b1;
-				a30 += x3 * b0;
-				a31 += x3 * b1;
-			}
-			v8f acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
-			for (size_t r = 0; r < 4; r++) {
-				float *o = Out + (i + r) * ldo + k0;
-				for (size_t k = 0; k < 8; k++) {
-					o[k] += acc[2 * r][k];
-					o[8 + k] += acc[2 * r + 1][k];
-				}
-			}
-		}
-		for (; i < m; i++) {
-			const float *g = G + i * n;
-			v8f a0 = {0}, a1 = {0};
-			for (size_t j = 0; j < n; j++) {
-				const float *b = B + j * ldb + k0;
-				v8f x = bc8(g[j]);
-				a0 += x * ld8(b);
-				a1 += x * ld8(b + 8);
-			}
-			float *o = Out + i * ldo + k0;
-			for (size_t k = 0; k < 8; k++) {
-				o[k] += a0[k];
-				o[8 + k] += a1[k];
-			}
-		}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)D, 1.0f, A,
+		    (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+}
+
+/* Out = G B (G: m x n at stride ldg, B: n x D at ldb, Out: m x D at ldo). */
+static void gemm_nn(const float *G, size_t ldg, size_t m, size_t n, const float *B, size_t ldb, size_t D,
+		    float *Out, size_t ldo)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)D, (int)n, 1.0f, G,
+		    (int)ldg, B, (int)ldb, 0.0f, Out, (int)ldo);
+}
+
+/* Out = G^T A (G: n x m at stride ldg, A: n x D at lda, Out: m x D at ldo). */
+static void gemm_tn(const float *G, size_t ldg, size_t m, size_t n, const float *A, size_t lda, size_t D,
+		    float *Out, size_t ldo)
+{
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)D, (int)n, 1.0f, G,
+		    (int)ldg, A, (int)lda, 0.0f, Out, (int)ldo);
+}
+
+/* (v8f arguments go through macros and pointers, as hsum8v: GCC notes an
+ * ABI change for any function taking one, inlined or not) */
+#define st8(p, v) do { v8f st_ = (v); memcpy((p), &st_, sizeof st_); } while (0)
+
+/* Lanes of a where x < y, of b elsewhere. */
+#define sel8lt(x, y, a, b) ({ v8i m_ = (x) < (y); (v8f)(((v8i)(a) & m_) | ((v8i)(b) & ~m_)); })
+
+/*
+ * exp(x) of 8 floats, x <= 0 (a softmax's s - max): Cephes' expf.  x is
+ * clamped at -87 (exp(-87) ~ 1.6e-38, still normal) so that 2^n below is
+ * a normal float; n = round(x / ln 2) by the 1.5 * 2^23 trick (t rounds
+ * to an integer, and t's low mantissa bits are n); r = x - n ln 2 in two
+ * parts (Cody-Waite), |r| <= ln 2 / 2; exp(r) by Cephes' polynomial; times
+ * 2^n built in the exponent bits.  At most 1 ulp from glibc's expf over
+ * [-87, 0] (checked at 1e-4 steps).
+ */
+#define exp8(x) ({ v8f ex_ = (x); exp8p(&ex_); })
+V8_INLINE v8f exp8p(const v8f *xp)
+{
+	v8f x = *xp;
+	const v8f lo = bc8(-87.0f), magic = bc8(12582912.0f);
+	x = sel8lt(x, lo, lo, x);
+	v8f t = x * bc8(1.44269504088896341f) + magic;
+	v8f n = t - magic;
+	v8f r = x - n * bc8(0.693359375f) - n * bc8(-2.12194440e-4f);
+	v8f p = bc8(1.9875691500e-4f);
+	p = p * r + bc8(1.3981999507e-3f);
+	p = p * r + bc8(8.3334519073e-3f);
+	p = p * r + bc8(4.1665795894e-2f);
+	p = p * r + bc8(1.6666665459e-1f);
+	p = p * r + bc8(5.0000001201e-1f);
+	p = p * (r * r) + r + bc8(1.0f);
+	v8i e = ((v8i)t - (v8i)magic + 127) << 23; /* t's low mantissa bits hold n */
+	return p * (v8f)e;
+}
+
+/*
+ * One query's softmax cross-entropy over its n candidate scores s, the true
+ * answer at tgt: returns -log softmax(s)[tgt] and leaves in s the gradient
+ * of scale times that loss (scale * (softmax(s) - onehot(tgt))).
+ */
+KGE_HOT static double softmax_xent(float *s, size_t n, size_t tgt, float scale)
+{
+	size_t j = 0;
+	v8f vm = bc8(s[0]);
+	for (; j + 8 <= n; j += 8) {
+		v8f x = ld8(s + j);
+		vm = sel8lt(vm, x, x, vm);
 	}
-	if (k0 < D) { /* the last D % 16 columns */
-		for (size_t i = 0; i < m; i++) {
-			const float *g = G + i * n;
-			float *o = Out + i * ldo;
-			for (size_t j = 0; j < n; j++) {
-				const float *b = B + j * ldb;
-				for (size_t k = k0; k < D; k++)
-					o[k] += g[j] * b[k];
-			}
-		}
+	float mx = s[0];
+	for (size_t k = 0; k < 8; k++)
+		mx = vm[k] > mx ? vm[k] : mx;
+	for (; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	float st = s[tgt] - mx;
+	v8f vmx = bc8(mx), vz = {0};
+	for (j = 0; j + 8 <= n; j += 8) {
+		v8f e = exp8(ld8(s + j) - vmx);
+		st8(s + j, e);
+		vz += e;
 	}
+	float z = hsum8v(vz);
+	for (; j < n; j++) { /* the tail through the same approximation */
+		s[j] = exp8(bc8(s[j] - mx))[0];
+		z += s[j];
+	}
+	float inv = scale / z;
+	for (j = 0; j < n; j++)
+		s[j] *= inv;
+	s[tgt] -= scale;
+	return log((double)z) - (double)st;
 }
 
 /* Query q = f(a, r) and its backward pass (accumulating into ga, gr). */
-KGE_HOT static void query(int model, size_t D, const float *a, const float *r, float *q)
+KGE_HOT static void query(int model, size_t D, const float *restrict a, const float *restrict r, float *restrict q)
 {
 	if (model == M_COMPLEX) {
 		size_t h = D / 2;
@@ -316,8 +331,10 @@ KGE_HOT static void query(int model, size_t D, const float *a, const float *r, f
 	}
 }
 
-KGE_HOT static void query_back(int model, size_t D, const float *a, const float *r, const float *g, float *ga,
-			       float *gr)
+/* (restrict: the gradients ga and gr are rows of gE and gR, never the
+ * pulled rows a and r or the query gradient g, so the loops vectorize) */
+KGE_HOT static void query_back(int model, size_t D, const float *restrict a, const float *restrict r,
+			       const float *restrict g, float *restrict ga, float *restrict gr)
 {
 	if (model == M_COMPLEX) {
 		size_t h = D / 2;
@@ -347,14 +364,14 @@ KGE_HOT static void query_back(int model, size_t D, const float *a, const float 
 
 /* Gradient of w * penalty(x) added to g.  N3: sum |x|^3 over components
  * (ComplEx: over complex moduli); L2: sum x^2. */
-static void reg_grad(const struct job *jb, const float *x, size_t len, bool complex, float w, float *g)
+KGE_HOT static void reg_grad(const struct job *jb, const float *x, size_t len, bool cpx, float w, float *g)
 {
 	if (w == 0)
 		return;
 	if (jb->o.regularizer == R_L2) {
 		for (size_t k = 0; k < len; k++)
 			g[k] += 2 * w * x[k];
-	} else if (complex) {
+	} else if (cpx) {
 		size_t h = len / 2;
 		for (size_t k = 0; k < h; k++) {
 			float m = sqrtf(x[k] * x[k] + x[h + k] * x[h + k]);
@@ -593,7 +610,7 @@ struct wstate {
 	uint32_t *estamp, *rstamp;
 	int32_t *epos, *rpos;
 	struct batch b[2];
-	float *rowsE, *rowsR, *Q, *S, *Gt, *dQ, *gE, *gR, *push, *C;
+	float *rowsE, *rowsR, *Q, *S, *dQ, *gE, *gR, *push;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -689,7 +706,7 @@ static void prep_batch(struct wstate *ws, struct batch *b, const uint32_t *idx, 
 
 /* One optimizer step for rows of length len at stride, gradient g:
  * writes the push buffer (value step, and accumulator increase). */
-static void make_step(const struct job *jb, const float *rows, size_t nrows, size_t len, size_t stride,
+KGE_HOT static void make_step(const struct job *jb, const float *rows, size_t nrows, size_t len, size_t stride,
 		      const float *g, float *push)
 {
 	float lr = (float)jb->o.lr;
@@ -714,55 +731,35 @@ static void make_step(const struct job *jb, const float *rows, size_t nrows, siz
 	}
 }
 
-/* Trains on one prepared batch; returns the sum of the queries' losses. */
-static double train_batch(struct wstate *ws, const struct batch *b)
+/*
+ * The loss of a batch whose rows are in ws->rowsE and ws->rowsR (as pulled:
+ * strides se and sr) and its gradients: into ws->gE (nents x D) and ws->gR
+ * (nrels x RD), the gradient of (sum of the queries' losses + reg x their
+ * penalties) / (2 x batch).  Returns the sum of the queries' losses.  No
+ * psmem call: tests/test_kge_kernels.c checks it by finite differences.
+ */
+static double batch_grad(struct wstate *ws, const struct batch *b)
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, n = b->n, nc = b->nents, nq = 2 * n;
-	size_t ld = D + 16; /* padded row stride of Q and C */
 	int model = jb->o.model;
-	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
-	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
 	/* queries: 2i = tail of (h, r, ?), 2i+1 = head of (?, r, t) via r' */
 	for (size_t i = 0; i < n; i++) {
-		query(model, D, ws->rowsE + (size_t)b->hi[i] * se, ws->rowsR + (size_t)b->ri[i] * sr, ws->Q + 2 * i * ld);
+		query(model, D, ws->rowsE + (size_t)b->hi[i] * se, ws->rowsR + (size_t)b->ri[i] * sr, ws->Q + 2 * i * D);
 		query(model, D, ws->rowsE + (size_t)b->ti[i] * se, ws->rowsR + (size_t)b->rv[i] * sr,
-		      ws->Q + (2 * i + 1) * ld);
+		      ws->Q + (2 * i + 1) * D);
 	}
-	/* candidates' values, contiguous at a padded stride (a row stride of
-	 * a multiple of 1 KiB maps a column of rows onto a few cache sets) */
-	for (size_t j = 0; j < nc; j++)
-		memcpy(ws->C + j * ld, ws->rowsE + j * se, D * sizeof *ws->C);
-	gemm_nt(ws->Q, ld, nq, ws->C, ld, nc, D, ws->S, nc);
+	/* S = Q C^T: every query against every candidate, read in the rows */
+	gemm_nt(ws->Q, D, nq, ws->rowsE, se, nc, D, ws->S, nc);
 	/* softmax cross-entropy; S becomes dLoss/dS */
 	double loss = 0;
 	float scale = 1.0f / (float)nq;
-	for (size_t q = 0; q < nq; q++) {
-		float *s = ws->S + q * nc;
-		int32_t tgt = (q & 1) ? b->hi[q / 2] : b->ti[q / 2];
-		float mx = s[0];
-		for (size_t j = 1; j < nc; j++)
-			mx = s[j] > mx ? s[j] : mx;
-		double z = 0;
-		for (size_t j = 0; j < nc; j++) {
-			s[j] = expf(s[j] - mx);
-			z += s[j];
-		}
-		loss += log(z) - log(s[tgt]);
-		float inv = (float)(1.0 / z) * scale;
-		for (size_t j = 0; j < nc; j++)
-			s[j] *= inv;
-		s[tgt] -= scale;
-	}
-	/* dQ = G C; dC = G^T Q */
-	memset(ws->dQ, 0, nq * D * sizeof *ws->dQ);
-	memset(ws->gE, 0, nc * D * sizeof *ws->gE);
-	memset(ws->gR, 0, b->nrels * RD * sizeof *ws->gR);
-	gemm_nn_acc(ws->S, nq, nc, ws->C, ld, D, ws->dQ, D);
 	for (size_t q = 0; q < nq; q++)
-		for (size_t j = 0; j < nc; j++)
-			ws->Gt[j * nq + q] = ws->S[q * nc + j];
-	gemm_nn_acc(ws->Gt, nc, nq, ws->Q, ld, D, ws->gE, D);
+		loss += softmax_xent(ws->S + q * nc, nc, (size_t)((q & 1) ? b->hi[q / 2] : b->ti[q / 2]), scale);
+	/* dQ = G C; dC = G^T Q (G = dLoss/dS, in S) */
+	gemm_nn(ws->S, nc, nq, nc, ws->rowsE, se, D, ws->dQ, D);
+	gemm_tn(ws->S, nc, nc, nq, ws->Q, D, D, ws->gE, D);
+	memset(ws->gR, 0, b->nrels * RD * sizeof *ws->gR);
 	/* back through the queries, plus the penalty on a, rel and answer */
 	float w = (float)jb->o.reg * scale;
 	bool cpx = model == M_COMPLEX;
@@ -776,6 +773,17 @@ static double train_batch(struct wstate *ws, const struct batch *b)
 		reg_grad(jb, ws->rowsE + (size_t)ans * se, D, cpx, w, ws->gE + (size_t)ans * D);
 		reg_grad(jb, rv, RD, cpx, w, ws->gR + (size_t)r * RD);
 	}
+	return loss;
+}
+
+/* Trains on one prepared batch; returns the sum of the queries' losses. */
+static double train_batch(struct wstate *ws, const struct batch *b)
+{
+	struct job *jb = ws->jb;
+	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, nc = b->nents;
+	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
+	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
+	double loss = batch_grad(ws, b);
 	make_step(jb, ws->rowsE, nc, D, se, ws->gE, ws->push);
 	check(ps_push_sync(jb->E, b->ents, nc, ws->push), "push of entity updates");
 	make_step(jb, ws->rowsR, b->nrels, RD, sr, ws->gR, ws->push);
@@ -809,7 +817,10 @@ static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntr
 	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
 	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
 	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
-	enum { QB = 16 };
+	/* queries per product: up to 64 (the BLAS is efficient from there), S
+	 * (QB x nE) at most 4M floats per worker on large graphs */
+	size_t QB = ((size_t)1 << 22) / (nE ? nE : 1);
+	QB = QB < 1 ? 1 : QB > 64 ? 64 : QB;
 	float *Q = xcalloc(QB * D, sizeof *Q), *S = xcalloc(QB * nE, sizeof *S);
 	double rr = 0, h1 = 0, h3 = 0, h10 = 0;
 	for (size_t q0 = lo; q0 < hi; q0 += QB) {
@@ -953,11 +964,9 @@ static void worker(ps_world *w, int tid, void *arg)
 	size_t D = jb->D, RD = jb->RD;
 	ws.rowsE = xcalloc(maxc * jb->se, sizeof(float));
 	ws.rowsR = xcalloc(maxr * jb->sr, sizeof(float));
-	ws.Q = xcalloc(2 * B * (D + 16), sizeof(float));
-	ws.C = xcalloc(maxc * (D + 16), sizeof(float));
+	ws.Q = xcalloc(2 * B * D, sizeof(float));
 	ws.dQ = xcalloc(2 * B * D, sizeof(float));
 	ws.S = xcalloc(2 * B * maxc, sizeof(float));
-	ws.Gt = xcalloc(2 * B * maxc, sizeof(float));
 	ws.gE = xcalloc(maxc * D, sizeof(float));
 	ws.gR = xcalloc(maxr * RD, sizeof(float));
 	size_t pmax = maxc * jb->se > maxr * jb->sr ? maxc * jb->se : maxr * jb->sr;
@@ -1090,10 +1099,8 @@ static void worker(ps_world *w, int tid, void *arg)
 	free(ws.rowsE);
 	free(ws.rowsR);
 	free(ws.Q);
-	free(ws.C);
 	free(ws.dQ);
 	free(ws.S);
-	free(ws.Gt);
 	free(ws.gE);
 	free(ws.gR);
 	free(ws.push);
@@ -1427,6 +1434,7 @@ int main(int argc, char **argv)
 
 	if (pthread_barrier_init(&jb->local, NULL, (unsigned)jb->T) != 0)
 		app_die("pthread_barrier_init: %s", strerror(errno));
+	blas_init();
 	int rc = ps_run_workers(w, worker, jb);
 	pthread_barrier_destroy(&jb->local);
 	if (rc)
