@@ -114,8 +114,8 @@ test-numa: all numa-guest
 	@BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh $(NUMA_NODES)
 
 check-deps:
-	@pkg-config --exists $(PKGS) cmocka 2>/dev/null || { \
-	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka); run 'make deps'" >&2; exit 1; }
+	@pkg-config --exists $(PKGS) cmocka openblas 2>/dev/null || { \
+	  echo "psmem: missing build dependencies (pkg-config: $(PKGS) cmocka openblas); run 'make deps'" >&2; exit 1; }
 
 $(BUILD)/%.o: %.c $(LIB_HDR) $(wildcard bin/*.h apps/*.h) | check-deps
 	@mkdir -p $(dir $@)
