@@ -367,13 +367,7 @@ static void count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, 
 	if (t->counts)
 		for (size_t i = 0; i < n; i++) /* relaxed: a counter */
 			atomic_fetch_add_explicit(&t->counts[keys[i]], 1, memory_order_relaxed);
-	struct ps__stats *st = &w->me->stats;
-	if (repl)
-		stat_add(&st->repl_keys, repl);
-	stat_add(pull ? &st->pulls : &st->pushes, 1);
-	stat_add(pull ? &st->keys_pulled : &st->keys_pushed, n);
-	stat_add(&st->local_keys, local);
-	stat_add(&st->remote_keys, n - local);
+	ps__count_keys(w, pull, n, local, repl); /* per-thread counters (fast.c) */
 }
 
 /*

@@ -22,9 +22,10 @@
 #include <sys/types.h>
 
 #include "psmem.h"
+#include "psmem_static.h" /* fast path: struct ps_table_pub, ps_tstat (fast.c) */
 
 #define PS__MAGIC        0x4745536d656d7370ULL /* "psmemSEG" little-endian */
-#define PS__ABI          1u
+#define PS__ABI          2u    /* 2: per-thread counters ps__node.tstats */
 #define PS__MAX_NODES    64
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
@@ -39,6 +40,7 @@
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
 #define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (G4) */
 #define PS__MAX_WORKERS  1024  /* worker threads per node (barrier slots) */
+#define PS__MAX_TSTATS   256   /* threads per node with their own counters (fast.c) */
 #define PS__PATH_MAX     1024  /* checkpoint paths kept in the segment */
 #define PS__MSG_MAX      512   /* checkpoint result messages in the segment */
 
@@ -156,6 +158,11 @@ struct ps__node {
 		 * psrun reaped the writer); R: ps_progress_get. */
 		_Atomic uint64_t progress;
 	} ws[PS__MAX_WORKERS];
+
+	/* Per-thread counters of pulls and pushes (fast.c): slot i is written
+	 * by the one thread of the node's process that holds it; ps_stats and
+	 * psstat add them to stats (ps__node_stats). */
+	struct ps_tstat tstats[PS__MAX_TSTATS];
 };
 
 /* --------------------------------------------------------------- tables */
@@ -495,6 +502,7 @@ static inline struct ps__pool *ps__pool_at(const struct ps__seg *s, int t, int n
 #define PS__REQ_MAGIC   0x50535251u /* "PSRQ" */
 
 struct ps_table {
+	struct ps_table_pub pub;  /* first: the inline path's view (fast.c) */
 	uint32_t magic;
 	int id;
 	ps_world *w;
@@ -816,6 +824,17 @@ bool ps__node_alive(const struct ps__seg *s, int node);
 uint32_t ps__node_kind(const struct ps__seg *s, int node); /* acquire load, state bits */
 /* Marks node DEAD if its incarnation is ALIVE and its process is gone. */
 void ps__mark_dead(struct ps__seg *s, int node);
+
+/* fast.c: the inline path's side in the library, per-thread counters */
+void ps__table_pub_bind(ps_world *w, ps_table *t); /* end of ps__table_bind */
+void ps__tctx_enter(ps_world *w);  /* thread registration: a counters slot */
+void ps__tctx_exit(void);          /* thread exit / finalize: gives it back */
+/* The node's counters: shared ones plus its threads'; a buffer of the
+ * calling thread, valid until its next call (relaxed loads: a snapshot). */
+const struct ps__stats *ps__node_stats(const struct ps__node *n);
+/* Counts a pull or push batch's keys (kv.c count_batch): the calling
+ * thread's counters, or the node's shared ones for an unregistered thread. */
+void ps__count_keys(ps_world *w, bool pull, uint64_t n, uint64_t local, uint64_t repl);
 
 /* dump.c */
 void ps__dump_seg(const struct ps__seg *s, FILE *f);
