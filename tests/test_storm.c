@@ -28,6 +28,7 @@
  * sums may fall short (lost HOGWILD updates) but never exceed the pushes.
  */
 #include <setjmp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,6 +152,9 @@ static void *localizer(void *arg)
 	struct storm *st = arg;
 	uint64_t s = 777 + (uint64_t)ps_node_id(st->w);
 	ps_key keys[8];
+	/* hogrows: the ids are HOGWILD pushes, which a relocation may lose */
+	while (st->api == API_HOGROWS && !atomic_load(&st->ids_set) && !atomic_load(&st->stop))
+		sched_yield();
 	for (long it = 0; !atomic_load(&st->stop); it++) {
 		for (int i = 0; i < 8; i++)
 			keys[i] = test_rnd(&s) % st->keys;
@@ -173,10 +177,11 @@ static void *reader(void *arg)
 	while (!atomic_load(&st->stop)) {
 		for (int i = 0; i < 8; i++)
 			keys[i] = test_rnd(&s) % st->keys;
+		bool ids = atomic_load(&st->ids_set); /* before the pull */
 		int rc = st->api == API_INLINE ? ps_pull_sync_inline(st->t, keys, 8, v) : ps_pull_sync(st->t, keys, 8, v);
 		if (rc != 0)
 			atomic_store(&st->result, 1);
-		for (int i = 0; i < 8 && st->api == API_HOGROWS && atomic_load(&st->ids_set); i++)
+		for (int i = 0; i < 8 && st->api == API_HOGROWS && ids; i++)
 			if (v[(size_t)i * st->vlen] != (float)keys[i])
 				atomic_fetch_add(&st->bad_ids, 1);
 		for (int i = 0; i < 8 && st->api != API_HOGROWS; i++) {
