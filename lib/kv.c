@@ -419,14 +419,26 @@ void ps__count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, boo
 	count_batch(w, t, keys, n, pull, local, repl);
 }
 
-int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+int ps__pull_batch(ps_table *t, const ps_key *keys, size_t n, float *values)
 {
 	return run_batch(t, keys, n, values, NULL, NULL);
 }
 
-int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+int ps__push_batch(ps_table *t, const ps_key *keys, size_t n, const float *updates)
 {
 	return run_batch(t, keys, n, NULL, updates, NULL);
+}
+
+/* Few keys take the inline path here too (psmem_static.h), which hands
+ * the rest to ps__pull_batch / ps__push_batch. */
+int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+{
+	return ps_pull_sync_inline(t, keys, n, values);
+}
+
+int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+{
+	return ps_push_sync_inline(t, keys, n, updates);
 }
 
 /* A fresh slot: keep its version counting up, clear the flags. */

@@ -97,6 +97,9 @@ extern __thread struct ps_tctx ps__tctx __attribute__((tls_model("initial-exec")
 /* Out of line (lib/fast.c): counts a seqlock retry seen inline with seq s,
  * and a stale read when s is FREED or stale is set (I4). */
 void ps__inl_miss(const struct ps_table_pub *p, uint64_t s, int stale);
+/* Out of line (lib/kv.c): the library's full pull / push of a batch. */
+int ps__pull_batch(ps_table *t, const ps_key *keys, size_t n, float *values);
+int ps__push_batch(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 
 /* Segment words (psmem_int.h; checked in lib/fast.c). */
 #define PS__SI_LOC_SLOW   0x06u   /* REPL | REMOTE (MOVING is REMOTE too) */
@@ -169,6 +172,13 @@ static inline void ps__vadd(void *slotv, const float *upd, uint32_t nf)
 	}
 }
 #else
+/* The row length is known only at run time: a caller's fixed-size buffer
+ * makes GCC warn about the branches for longer rows. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overread"
 /* unaligned vectors (the caller's buffers need not be aligned) */
 typedef float ps__v8f __attribute__((vector_size(32), aligned(1), may_alias));
 typedef float ps__v4f __attribute__((vector_size(16), aligned(1), may_alias));
@@ -221,6 +231,7 @@ static inline void ps__vadd(void *slotv, const float *upd, uint32_t nf)
 	for (; j < nf; j++)
 		v[j] += upd[j];
 }
+#pragma GCC diagnostic pop
 #endif
 
 /* ----------------------------------------------------------- one key */
@@ -327,7 +338,7 @@ static inline int ps_pull_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 {
 	const struct ps_table_pub *p = (const struct ps_table_pub *)(void *)t;
 	if (!ps__inl_ok(p, PS__INL_PULL) || n > PS_INLINE_MAX_BATCH || !keys || !values)
-		return (ps_pull_sync)(t, keys, n, values);
+		return ps__pull_batch(t, keys, n, values);
 	for (size_t i = 0; i < n; i++) /* a rejected call changes nothing */
 		if (keys[i] >= p->num_keys)
 			return PS_EKEY;
@@ -343,7 +354,7 @@ static inline int ps_pull_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	if (i < n) { /* the rest by the library, which counts the call */
 		if (i)
 			ps__inl_count(&st->pulls, &st->keys_pulled, i, nlocal, 0);
-		return (ps_pull_sync)(t, keys + i, n - i, values + i * len);
+		return ps__pull_batch(t, keys + i, n - i, values + i * len);
 	}
 	ps__inl_count(&st->pulls, &st->keys_pulled, n, nlocal, 1);
 	return 0;
@@ -353,7 +364,7 @@ static inline int ps_push_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 {
 	const struct ps_table_pub *p = (const struct ps_table_pub *)(void *)t;
 	if (!ps__inl_ok(p, PS__INL_PUSH) || n > PS_INLINE_MAX_BATCH || !keys || !updates)
-		return (ps_push_sync)(t, keys, n, updates);
+		return ps__push_batch(t, keys, n, updates);
 	for (size_t i = 0; i < n; i++) /* a rejected call changes nothing */
 		if (keys[i] >= p->num_keys)
 			return PS_EKEY;
@@ -369,7 +380,7 @@ static inline int ps_push_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	if (i < n) {
 		if (i)
 			ps__inl_count(&st->pushes, &st->keys_pushed, i, nlocal, 0);
-		return (ps_push_sync)(t, keys + i, n - i, updates + i * len);
+		return ps__push_batch(t, keys + i, n - i, updates + i * len);
 	}
 	ps__inl_count(&st->pushes, &st->keys_pushed, n, nlocal, 1);
 	return 0;
