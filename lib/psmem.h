@@ -278,6 +278,8 @@ int ps_owner_host(ps_table *t, ps_key key);
  *   PS_EKEY      key out of range;      -EREMOTE  another host holds the key;
  *   -EOPNOTSUPP  the key is replicated (every node has its own copy).
  * ps_row_unlock of a row whose lock failed (or was unlocked) does nothing.
+ * On a PS_HOGWILD table the lock excludes other row locks and relocation,
+ * not PS_HOGWILD pushes (they take no lock).
  *
  * PS_HOGWILD tables: between ps_rows_enter and ps_rows_exit (a read-side
  * section: no slot can be freed under it) ps_row_get returns a pointer to
