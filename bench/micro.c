@@ -57,8 +57,9 @@
  *
  * One key per call (1-process part only; rows pull1 / push1 through the
  * inline fast path, PS_INLINE, and pull1_lib / push1_lib through the
- * library's function): a second table of about 256 KiB of values (at least
- * 64 keys), in cache after the warm-up, random keys, one ps_pull_sync /
+ * library's function): a second table whose psmem footprint (location
+ * words and slots) is about 512 KiB (at least 64 keys), in cache after the
+ * warm-up, the raw array with the same keys, random keys, one ps_pull_sync /
  * ps_push_sync of one key per call.  Baselines: copy / add one row of the
  * raw array with a vectorized loop (no libc call: at one float a memcpy
  * call would cost more than the copy).  Every call's first float is summed
@@ -508,7 +509,12 @@ struct tbl {
 static void bench_one(struct job *j, uint32_t v)
 {
 	const struct cfg *c = j->c;
-	uint64_t nk = (256u << 10) / (4ULL * v);
+	/* in cache: psmem's footprint (an 8-byte location word and a slot per
+	 * key: 16-byte header + values, to 16 bytes, or 64 from a line on) in
+	 * 512 KiB; the raw array has the same keys (smaller: values only) */
+	uint64_t slot = (16 + 4ULL * v + 15) / 16 * 16;
+	slot = slot > 64 ? (slot + 63) / 64 * 64 : slot;
+	uint64_t nk = (512u << 10) / (8 + slot);
 	nk = nk < 64 ? 64 : nk;
 	ps_table_opts o;
 	ps_table_opts_init(&o, nk, v);

@@ -80,8 +80,9 @@ struct ps_table_pub {
  */
 struct ps_tstat {
 	uint64_t pulls, pushes, keys_pulled, keys_pushed;
-	uint64_t local_keys, remote_keys, repl_keys;
-	uint64_t _pad;
+	uint64_t local_keys;    /* the rest of its keys are remote_keys */
+	uint64_t repl_keys;
+	uint64_t _pad[2];
 } __attribute__((aligned(64)));
 
 /* The calling thread's context; all zero until its first psmem call (or
@@ -328,8 +329,7 @@ static inline void ps__inl_count(uint64_t *calls, uint64_t *keys, uint64_t n, ui
 	if (call)
 		ps__tstat_add(calls, 1);
 	ps__tstat_add(keys, n);
-	ps__tstat_add(&st->local_keys, nlocal);
-	ps__tstat_add(&st->remote_keys, n - nlocal);
+	ps__tstat_add(&st->local_keys, nlocal); /* remote: n - nlocal, when summed */
 }
 
 /* ------------------------------------------------------------- the API */
