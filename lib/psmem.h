@@ -302,12 +302,19 @@ int ps_owner_host(ps_table *t, ps_key key);
  *   - The table's update rule is bypassed: the caller writes the values
  *     (rule state is not exposed).  PS_COUNT_ACCESS does not count rows.
  *   - Replicated keys have no single row: use pull and push for them.
+ *   - Under ThreadSanitizer: a library built with PS_SANITIZE hands
+ *     ps_row_lock's caller a private copy, stored back (relaxed atomics)
+ *     before the unlock, so the sanitizer sees no race; HOGWILD rows are
+ *     racy by contract, so a program checked by it accesses them as the
+ *     library does, with relaxed __atomic loads and stores of the floats.
  */
 typedef struct ps_row {
 	int err;            /* 0, or why ps_row_lock returned NULL */
 	/* private */
 	void *_slot;
 	uint64_t _seq;
+	float *_buf;        /* sanitizer builds: the copy the caller writes */
+	uint32_t _len;
 } ps_row;
 
 float *ps_row_lock(ps_table *t, ps_key key, ps_row *r);

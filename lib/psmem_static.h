@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include <urcu/static/urcu-memb.h>
+#include <urcu/urcu-memb.h>
 
 #include "psmem.h"
 
@@ -112,6 +113,19 @@ int ps__push_batch(ps_table *t, const ps_key *keys, size_t n, const float *updat
 #define PS__SI_SEQ_VER1   (1ULL << 24)
 #define PS__SI_SLOT_HDR   16      /* seq, key; then the values */
 
+/*
+ * The read-side section: liburcu's inline memb version; under a sanitizer
+ * its functions (liburcu is not instrumented, and its inline wake-up check
+ * reads a word that other threads write with plain stores).
+ */
+#if defined(PS_SANITIZE) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define ps__rcu_lock() urcu_memb_read_lock()
+#define ps__rcu_unlock() urcu_memb_read_unlock()
+#else
+#define ps__rcu_lock() _urcu_memb_read_lock()
+#define ps__rcu_unlock() _urcu_memb_read_unlock()
+#endif
+
 static inline void ps__tstat_add(uint64_t *c, uint64_t v)
 {
 	/* relaxed load + store: this thread is the counter's only writer */
@@ -175,11 +189,13 @@ static inline void ps__vadd(void *slotv, const float *upd, uint32_t nf)
 #else
 /* The row length is known only at run time: a caller's fixed-size buffer
  * makes GCC warn about the branches for longer rows. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
 #pragma GCC diagnostic ignored "-Warray-bounds"
 #pragma GCC diagnostic ignored "-Wstringop-overread"
+#endif
 /* unaligned vectors (the caller's buffers need not be aligned) */
 typedef float ps__v8f __attribute__((vector_size(32), aligned(1), may_alias));
 typedef float ps__v4f __attribute__((vector_size(16), aligned(1), may_alias));
@@ -232,7 +248,9 @@ static inline void ps__vadd(void *slotv, const float *upd, uint32_t nf)
 	for (; j < nf; j++)
 		v[j] += upd[j];
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 /* ----------------------------------------------------------- one key */
@@ -345,11 +363,11 @@ static inline int ps_pull_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	const uint32_t len = p->value_len;
 	uint64_t nlocal = 0;
 	size_t i = 0;
-	_urcu_memb_read_lock();
+	ps__rcu_lock();
 	for (; i < n; i++)
 		if (!ps__inl_pull_key(p, keys[i], values + i * len, &nlocal))
 			break;
-	_urcu_memb_read_unlock();
+	ps__rcu_unlock();
 	struct ps_tstat *st = ps__tctx.st;
 	if (i < n) { /* the rest by the library, which counts the call */
 		if (i)
@@ -371,11 +389,11 @@ static inline int ps_push_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	const uint32_t len = p->value_len;
 	uint64_t nlocal = 0;
 	size_t i = 0;
-	_urcu_memb_read_lock();
+	ps__rcu_lock();
 	for (; i < n; i++)
 		if (!ps__inl_push_key(p, keys[i], updates + i * len, &nlocal))
 			break;
-	_urcu_memb_read_unlock();
+	ps__rcu_unlock();
 	struct ps_tstat *st = ps__tctx.st;
 	if (i < n) {
 		if (i)
