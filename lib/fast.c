@@ -111,7 +111,8 @@ void ps__count_keys(ps_world *w, bool pull, uint64_t n, uint64_t local, uint64_t
 	if (ts && ps__tctx.base == w->seg.base) {
 		ps__tstat_add(pull ? &ts->pulls : &ts->pushes, 1);
 		ps__tstat_add(pull ? &ts->keys_pulled : &ts->keys_pushed, n);
-		ps__tstat_add(&ts->local_keys, local); /* remote: the rest (summed) */
+		if (n != local) /* local: the rest (summed) */
+			ps__tstat_add(&ts->remote_keys, n - local);
 		if (repl)
 			ps__tstat_add(&ts->repl_keys, repl);
 		return;
@@ -140,11 +141,11 @@ const struct ps__stats *ps__node_stats(const struct ps__node *n)
 		const struct ps_tstat *t = &n->tstats[i];
 		pulls += TLD(t->pulls);
 		pushes += TLD(t->pushes);
-		uint64_t tpl = TLD(t->keys_pulled), tps = TLD(t->keys_pushed), tloc = TLD(t->local_keys);
+		uint64_t tpl = TLD(t->keys_pulled), tps = TLD(t->keys_pushed), trem = TLD(t->remote_keys);
 		kpl += tpl;
 		kps += tps;
-		loc += tloc;
-		rem += tpl + tps - tloc; /* every key a thread counts is local or remote */
+		rem += trem;
+		loc += tpl + tps - trem; /* every key a thread counts is local or remote */
 		repl += TLD(t->repl_keys);
 	}
 	atomic_init(&o->pulls, pulls);

@@ -81,7 +81,7 @@ struct ps_table_pub {
  */
 struct ps_tstat {
 	uint64_t pulls, pushes, keys_pulled, keys_pushed;
-	uint64_t local_keys;    /* the rest of its keys are remote_keys */
+	uint64_t remote_keys;   /* the rest of its keys are local_keys */
 	uint64_t repl_keys;
 	uint64_t _pad[2];
 } __attribute__((aligned(64)));
@@ -347,7 +347,8 @@ static inline void ps__inl_count(uint64_t *calls, uint64_t *keys, uint64_t n, ui
 	if (call)
 		ps__tstat_add(calls, 1);
 	ps__tstat_add(keys, n);
-	ps__tstat_add(&st->local_keys, nlocal); /* remote: n - nlocal, when summed */
+	if (n != nlocal) /* local: the rest, when summed */
+		ps__tstat_add(&st->remote_keys, n - nlocal);
 }
 
 /* ------------------------------------------------------------- the API */
