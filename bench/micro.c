@@ -347,7 +347,7 @@ static double base_pull_rep(const float *arr, uint32_t vlen, const uint64_t *key
 
 /* The raw loops, vectorized by the compiler (checked with objdump: addps /
  * vaddps), with an AVX2 clone where the CPU has it. */
-#if defined(__x86_64__) && !defined(__clang__)
+#if defined(__x86_64__) && !defined(__clang__) && !defined(PS_SANITIZE) /* no ifunc under sanitizers */
 #define RAW_VEC __attribute__((optimize("O3", "no-tree-loop-distribute-patterns"), target_clones("avx2", "default")))
 #else
 #define RAW_VEC
