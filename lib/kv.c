@@ -30,6 +30,9 @@
  * programming language memory models?", 2012): writer = CAS(lock, acquire);
  * fence(release); relaxed data stores; store(seq+1, release).  Reader =
  * load(seq, acquire); relaxed data loads; fence(acquire); load(seq, relaxed).
+ * The pull and push paths do the data accesses as plain wide moves between
+ * the same barriers, as Linux and DPDK do (relaxed atomics under a
+ * sanitizer): why that is right is written in psmem_static.h, beside them.
  */
 #include <errno.h>
 #include <sched.h>
