@@ -232,7 +232,7 @@ install: all
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libpsmem.so.0
 	ln -sf libpsmem.so.0 $(DESTDIR)$(PREFIX)/lib/libpsmem.so
-	install -m 644 lib/psmem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 lib/psmem.h lib/psmem_static.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/bin/psrun $(BUILD)/bin/psstat $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(LIB_PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
 

@@ -38,7 +38,9 @@
  *
  * Baselines (same keys, same process, same run):
  *   pull      copy the rows of the keys into the batch buffer (memcpy)
- *   push      add the update rows into the array rows (plain float loop)
+ *   push      add the update rows into the array rows (a float loop the
+ *             compiler vectorizes: -O3 for it, and an AVX2 clone chosen at
+ *             load time where the CPU has AVX2, as psmem's own add has)
  *   localize  plain memcpy of each key's row to a new location (a
  *             destination array written in order, as a relocation writes a
  *             fresh slot); no locking, no location table
@@ -52,6 +54,16 @@
  * are recycled through the pools' free lists (steady state).  Pass 0 is the
  * warm-up.  With one node localize is a no-op (keys are local); the row is
  * printed as `own` with a note.
+ *
+ * One key per call (1-process part only; rows pull1 / push1 through the
+ * inline fast path, PS_INLINE, and pull1_lib / push1_lib through the
+ * library's function): a second table whose psmem footprint (location
+ * words and slots) is about 512 KiB (at least 64 keys), in cache after the
+ * warm-up, the raw array with the same keys, random keys, one ps_pull_sync /
+ * ps_push_sync of one key per call.  Baselines: copy / add one row of the
+ * raw array with a vectorized loop (no libc call: at one float a memcpy
+ * call would cost more than the copy).  Every call's first float is summed
+ * into a sink in both pull loops, so neither copy is dead.
  *
  * Validation (exit 1 on mismatch): pulled batches equal the initial value;
  * signature pushes to 64 keys read back right from every node; after every
@@ -76,6 +88,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PS_INLINE /* ps_pull_sync / ps_push_sync of few keys: inline (psmem_static.h) */
 #include "psmem.h"
 
 #define MAX_NODES  64
@@ -107,6 +120,7 @@ struct cfg {
 #define OP_PULL 1u
 #define OP_PUSH 2u
 #define OP_LOC  4u
+#define OP_ONE  8u  /* one key per call, table in cache */
 
 /* One timed repetition: seconds of wall clock and of this thread's CPU. */
 struct rep {
@@ -331,6 +345,26 @@ static double base_pull_rep(const float *arr, uint32_t vlen, const uint64_t *key
 	return now_s() - t0;
 }
 
+/* The raw loops, vectorized by the compiler (checked with objdump: addps /
+ * vaddps), with an AVX2 clone where the CPU has it. */
+#if defined(__x86_64__) && !defined(__clang__) && !defined(PS_SANITIZE) /* no ifunc under sanitizers */
+#define RAW_VEC __attribute__((optimize("O3", "no-tree-loop-distribute-patterns"), target_clones("avx2", "default")))
+#else
+#define RAW_VEC
+#endif
+
+RAW_VEC static void raw_add(float *restrict r, const float *restrict u, uint32_t vlen)
+{
+	for (uint32_t x = 0; x < vlen; x++)
+		r[x] += u[x];
+}
+
+RAW_VEC static void raw_copy(float *restrict d, const float *restrict s, uint32_t vlen)
+{
+	for (uint32_t x = 0; x < vlen; x++)
+		d[x] = s[x];
+}
+
 /* Baseline push: add the update rows into the array rows. */
 static double base_push_rep(float *arr, uint32_t vlen, const uint64_t *keys, size_t n, uint32_t batch,
 			    const float *upd)
@@ -338,12 +372,8 @@ static double base_push_rep(float *arr, uint32_t vlen, const uint64_t *keys, siz
 	double t0 = now_s();
 	for (size_t i = 0; i < n; i += batch) {
 		size_t m = n - i < batch ? n - i : batch;
-		for (size_t b = 0; b < m; b++) {
-			float *restrict r = arr + keys[i + b] * vlen;
-			const float *restrict u = upd + b * vlen;
-			for (uint32_t x = 0; x < vlen; x++)
-				r[x] += u[x];
-		}
+		for (size_t b = 0; b < m; b++)
+			raw_add(arr + keys[i + b] * vlen, upd + b * vlen, vlen);
 	}
 	return now_s() - t0;
 }
@@ -355,6 +385,56 @@ static double base_move_rep(const float *arr, uint32_t vlen, const uint64_t *key
 	double t0 = now_s();
 	for (size_t i = 0; i < n; i++)
 		memcpy(dst + i * vlen, arr + keys[i] * vlen, row);
+	return now_s() - t0;
+}
+
+/* One key per call: psmem (inline or the library's function) and raw. */
+static volatile float sink;
+
+static double one_pull_rep(ps_table *t, const uint64_t *keys, size_t n, float *buf, bool lib)
+{
+	float acc = 0;
+	double t0 = now_s();
+	for (size_t i = 0; i < n; i++) {
+		int rc = lib ? (ps_pull_sync)(t, &keys[i], 1, buf) : ps_pull_sync(t, &keys[i], 1, buf);
+		if (rc)
+			die("ps_pull_sync", rc);
+		acc += buf[0];
+	}
+	double d = now_s() - t0;
+	sink += acc;
+	return d;
+}
+
+static double one_push_rep(ps_table *t, const uint64_t *keys, size_t n, const float *upd, bool lib)
+{
+	double t0 = now_s();
+	for (size_t i = 0; i < n; i++) {
+		int rc = lib ? (ps_push_sync)(t, &keys[i], 1, upd) : ps_push_sync(t, &keys[i], 1, upd);
+		if (rc)
+			die("ps_push_sync", rc);
+	}
+	return now_s() - t0;
+}
+
+static double one_base_pull_rep(const float *arr, uint32_t vlen, const uint64_t *keys, size_t n, float *buf)
+{
+	float acc = 0;
+	double t0 = now_s();
+	for (size_t i = 0; i < n; i++) {
+		raw_copy(buf, arr + keys[i] * vlen, vlen);
+		acc += buf[0];
+	}
+	double d = now_s() - t0;
+	sink += acc;
+	return d;
+}
+
+static double one_base_push_rep(float *arr, uint32_t vlen, const uint64_t *keys, size_t n, const float *upd)
+{
+	double t0 = now_s();
+	for (size_t i = 0; i < n; i++)
+		raw_add(arr + keys[i] * vlen, upd, vlen);
 	return now_s() - t0;
 }
 
@@ -424,6 +504,78 @@ struct tbl {
 	float *buf;          /* batch x vlen */
 	float *upd;          /* batch x vlen update rows */
 };
+
+/* One key per call on a table in cache (1-process part). */
+static void bench_one(struct job *j, uint32_t v)
+{
+	const struct cfg *c = j->c;
+	/* in cache: psmem's footprint (an 8-byte location word and a slot per
+	 * key: 16-byte header + values, to 16 bytes, or 64 from a line on) in
+	 * 512 KiB; the raw array has the same keys (smaller: values only) */
+	uint64_t slot = (16 + 4ULL * v + 15) / 16 * 16;
+	slot = slot > 64 ? (slot + 63) / 64 * 64 : slot;
+	uint64_t nk = (512u << 10) / (8 + slot);
+	nk = nk < 64 ? 64 : nk;
+	ps_table_opts o;
+	ps_table_opts_init(&o, nk, v);
+	o.init = PS_INIT_CONST;
+	o.init_a = INIT_VALUE;
+	int err = 0;
+	ps_table *t = ps_table_create(j->w, &o, &err);
+	if (!t)
+		die("ps_table_create", err);
+	float *arr = xmalloc(nk * v * sizeof(float));
+	fill_rows(arr, v, 0, nk);
+	float *buf = xmalloc(v * sizeof(float)), *upd = xmalloc(v * sizeof(float));
+	for (uint32_t x = 0; x < v; x++)
+		upd[x] = 0.5f * (float)(1 + x % 3);
+	uint64_t k = c->quick ? 20000 : v >= 1000 ? 100000 : 400000;
+	int total = c->reps + 1;
+	uint64_t *keys = xmalloc((size_t)total * k * sizeof *keys);
+	uint64_t s = seed_of(v, 9, 0, 0);
+	for (uint64_t i = 0; i < (uint64_t)total * k; i++)
+		keys[i] = draw(&s, 0, nk);
+	uint64_t pushes0 = 0; /* pushes of keys[0]'s key (psmem and raw alike) */
+	for (int op = 0; op < 4; op++) {
+		bool push = op >= 2, lib = op & 1;
+		struct rep tt[MAX_REPS];
+		for (int r = 0; r < total; r++) {
+			const uint64_t *kr = keys + (size_t)r * k;
+			double a, ac, b, bc;
+			if (push) {
+				MEASURE(a, ac, one_push_rep(t, kr, k, upd, lib));
+				MEASURE(b, bc, one_base_push_rep(arr, v, kr, k, upd));
+				for (uint64_t i = 0; i < k; i++)
+					pushes0 += kr[i] == keys[0];
+			} else {
+				MEASURE(a, ac, one_pull_rep(t, kr, k, buf, lib));
+				MEASURE(b, bc, one_base_pull_rep(arr, v, kr, k, buf));
+			}
+			if (r > 0)
+				tt[r - 1] = (struct rep){{a, b}, {ac, bc}};
+		}
+		static const char *names[] = {"pull1", "pull1_lib", "push1", "push1_lib"};
+		struct row row = {names[op], v, "own", k, nk, c->reps,
+				  lib ? "one key per call, table in cache, library call"
+				      : "one key per call, table in cache, inline (PS_INLINE)"};
+		report(j, &row, tt);
+	}
+	/* the pushes landed exactly: psmem and raw replay the same additions */
+	float want = INIT_VALUE;
+	for (uint64_t q = 0; q < pushes0; q++)
+		want += upd[v - 1];
+	ps_key k0 = keys[0];
+	int rc = (ps_pull_sync)(t, &k0, 1, buf);
+	if (rc)
+		die("ps_pull_sync", rc);
+	if (memcmp(&buf[v - 1], &want, sizeof want) != 0 || memcmp(&arr[k0 * v + v - 1], &want, sizeof want) != 0)
+		fail("push1 value_len=%u: key %" PRIu64 " = %g (raw %g), want %g", v, k0, (double)buf[v - 1],
+		     (double)arr[k0 * v + v - 1], (double)want);
+	free(keys);
+	free(arr);
+	free(buf);
+	free(upd);
+}
 
 static uint64_t keys_per_rep(const struct cfg *c, uint32_t vlen)
 {
@@ -791,6 +943,8 @@ static void bench_vlen(struct job *j, uint32_t v)
 		bench_push(&T, p);
 	if (c->ops & OP_LOC)
 		bench_localize(&T);
+	if ((c->ops & OP_ONE) && j->n == 1)
+		bench_one(j, v);
 
 	barrier(j);
 	munmap(T.arr, T.nkeys * v * sizeof(float));
@@ -887,7 +1041,8 @@ static void usage(FILE *f)
 		"  --reps R         timed repetitions per row, median reported (default 7, max %d)\n"
 		"  --nodes N        processes of the multi-process part (default 2; 0 skips it)\n"
 		"  --value-lens L,..floats per key (default 1,16,100,1000)\n"
-		"  --ops OP,...     pull, push, localize (default: all three)\n"
+		"  --ops OP,...     pull, push, localize, one (one key per call, table in cache;\n"
+		"                   1-process part only) (default: all four)\n"
 		"  --keys N         keys per repetition (default: by value_len, 10k..100k)\n"
 		"  --loc-keys N     keys per localize repetition (default: by value_len, 4k..20k)\n"
 		"  --batch B        keys per call (default 1000)\n"
@@ -921,7 +1076,7 @@ static void parse(int argc, char **argv, struct cfg *c)
 {
 	*c = (struct cfg){.max_bytes = 1ULL << 30, .max_keys = 32ULL << 20, .reps = 7, .batch = 1000,
 			  .loc_chunks = 8, .nodes = 2, .header = true, .pin = true, .nvlens = 4,
-			  .vlens = {1, 16, 100, 1000}, .ops = OP_PULL | OP_PUSH | OP_LOC};
+			  .vlens = {1, 16, 100, 1000}, .ops = OP_PULL | OP_PUSH | OP_LOC | OP_ONE};
 	bool reps_set = false, bytes_set = false, keys_set = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -997,8 +1152,10 @@ static void parse(int argc, char **argv, struct cfg *c)
 					c->ops |= OP_PUSH;
 				else if (!strcmp(tok, "localize"))
 					c->ops |= OP_LOC;
+				else if (!strcmp(tok, "one"))
+					c->ops |= OP_ONE;
 				else {
-					fprintf(stderr, "%s: --ops: pull, push or localize, not '%s'\n", prog, tok);
+					fprintf(stderr, "%s: --ops: pull, push, localize or one, not '%s'\n", prog, tok);
 					exit(2);
 				}
 			}

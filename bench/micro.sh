@@ -6,7 +6,9 @@
 # of the runs' ratios, each measured psmem-vs-baseline in the same run), then
 # the comment lines of every run (prefixed with the run number) and the
 # 2-process scaling of pull value_len=100 recomputed from the medians.
-# The raw CSV of each run is kept in $MICRO_KEEP if that is set.
+# The raw CSV of each run is kept in $MICRO_KEEP if that is set.  MICRO
+# names another micro binary (default $BUILD/bench/micro), for example one
+# built from this bench/micro.c against another libpsmem (before / after).
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -19,7 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for ((i = 1; i <= runs; i++)); do
-	"$BUILD/bench/micro" "$@" >"$tmp/run$i.csv"
+	"${MICRO:-$BUILD/bench/micro}" "$@" >"$tmp/run$i.csv"
 	if [[ -n ${MICRO_KEEP:-} ]]; then
 		mkdir -p "$MICRO_KEEP"
 		cp "$tmp/run$i.csv" "$MICRO_KEEP/run$i.csv"

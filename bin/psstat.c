@@ -424,7 +424,7 @@ static void take_node(const struct ps__seg *seg, int i, struct node_sample *ns)
 	ns->pid = n->pid;
 	ns->numa_node = n->numa_node;
 	for (int c = 0; c < NCOUNTERS; c++) {
-		_Atomic uint64_t *p = (_Atomic uint64_t *)((char *)&n->stats + counters[c].off);
+		_Atomic uint64_t *p = (_Atomic uint64_t *)((char *)ps__node_stats(n) + counters[c].off); /* with its threads' */
 		/* relaxed: a counter, orders nothing */
 		ns->c[c] = atomic_load_explicit(p, memory_order_relaxed);
 	}

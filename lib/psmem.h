@@ -284,6 +284,80 @@ int ps_owner(ps_table *t, ps_key key);
  * host.  Or a negative code. */
 int ps_owner_host(ps_table *t, ps_key key);
 
+/* ------------------------------------------------- rows in place (zero-copy) */
+
+/*
+ * Code that computes on rows can read and update a key's values where they
+ * live (this host's shared memory) instead of pulling and pushing copies.
+ *
+ * Sequential tables: ps_row_lock takes the key's slot lock and returns its
+ * value_len floats; the caller may read and write them until
+ * ps_row_unlock, which publishes the new version (a concurrent ps_pull
+ * never sees a half-written row, and relocation waits for the unlock).
+ * On failure it returns NULL and stores the reason in r->err:
+ *   PS_ETABLE    t is not a table;      -EINVAL   r is NULL (nothing stored);
+ *   PS_EKEY      key out of range;      -EREMOTE  another host holds the key;
+ *   -EOPNOTSUPP  the key is replicated (every node has its own copy).
+ * ps_row_unlock of a row whose lock failed (or was unlocked) does nothing.
+ * On a PS_HOGWILD table the lock excludes other row locks and relocation,
+ * not PS_HOGWILD pushes (they take no lock).
+ *
+ * PS_HOGWILD tables: between ps_rows_enter and ps_rows_exit (a read-side
+ * section: no slot can be freed under it) ps_row_get returns a pointer to
+ * the key's values; the caller reads and writes them like a raw shared
+ * array, racing other writers as PS_HOGWILD pushes do: an update racing a
+ * relocation of the same key may be lost.  NULL (and *err, if err is not
+ * NULL) for the reasons above, and -EINVAL when t is not PS_HOGWILD (its
+ * rows need the lock) or no section is open.  Sections nest.
+ *
+ * Rules, for both:
+ *   - Short: a locked row stalls every pull, push and relocation of the key
+ *     (they spin on it); an open section delays every grace period of the
+ *     node (slot reclamation).  Microseconds, not milliseconds.
+ *   - Inside, call no psmem function that can wait: no barrier, clock,
+ *     ps_wait, localize, checkpoint, replicate; no pull or push of a row
+ *     the thread holds locked (it would wait for itself).
+ *   - Several rows locked at once only in one global order in every thread
+ *     (for example table, then key), never the same row twice.
+ *   - The pointer is dead after ps_row_unlock / ps_rows_exit: never keep it.
+ *   - The table's update rule is bypassed: the caller writes the values
+ *     (rule state is not exposed).  PS_COUNT_ACCESS does not count rows.
+ *   - Replicated keys have no single row: use pull and push for them.
+ *   - Under ThreadSanitizer: a library built with PS_SANITIZE hands
+ *     ps_row_lock's caller a private copy, stored back (relaxed atomics)
+ *     before the unlock, so the sanitizer sees no race; HOGWILD rows are
+ *     racy by contract, so a program checked by it accesses them as the
+ *     library does, with relaxed __atomic loads and stores of the floats.
+ */
+typedef struct ps_row {
+	int err;            /* 0, or why ps_row_lock returned NULL */
+	/* private */
+	void *_slot;
+	uint64_t _seq;
+	float *_buf;        /* sanitizer builds: the copy the caller writes */
+	uint32_t _len;
+} ps_row;
+
+float *ps_row_lock(ps_table *t, ps_key key, ps_row *r);
+void ps_row_unlock(ps_row *r);
+
+int ps_rows_enter(ps_table *t);                       /* 0 or PS_ETABLE */
+float *ps_row_get(ps_table *t, ps_key key, int *err); /* inside a section */
+void ps_rows_exit(ps_table *t);
+
+/*
+ * Inline fast path (lib/psmem_static.h): with PS_INLINE defined before this
+ * header is included, ps_pull_sync and ps_push_sync are static inline
+ * functions for the one-host pull or push of up to PS_INLINE_MAX_BATCH (16)
+ * keys held in this host's memory, and call the library for everything
+ * else; same arguments, results and statistics.  Or call
+ * ps_pull_sync_inline / ps_push_sync_inline by name after including
+ * psmem_static.h.  Needs liburcu's headers (pkg-config liburcu-memb).
+ * The library's own ps_pull_sync / ps_push_sync run the same code for so
+ * few keys: PS_INLINE saves the call and the argument checks (bench/micro's
+ * pull1 / pull1_lib and push1 / push1_lib rows measure both).
+ */
+
 /* ------------------------------------------------- hot-spot replication */
 
 /*
@@ -699,5 +773,12 @@ void ps_dump(ps_world *w, FILE *f);
 
 #ifdef __cplusplus
 }
+#endif
+
+/* One API, two speeds: the inline versions under PS_INLINE (see above). */
+#ifdef PS_INLINE
+#include "psmem_static.h"
+#define ps_pull_sync(t, keys, n, values) ps_pull_sync_inline(t, keys, n, values)
+#define ps_push_sync(t, keys, n, updates) ps_push_sync_inline(t, keys, n, updates)
 #endif
 #endif /* PSMEM_H */

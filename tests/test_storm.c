@@ -17,8 +17,18 @@
  * After the workers' barrier node 0 replays every stream and compares each
  * key's value with the exact expected sum.  Exit: 0 ok, 1 wrong sums,
  * 2 torn/decreasing reads, 3 stale reads detected (reclamation violation).
+ *
+ * Variants (node arguments): "api rows" makes every push a ps_row_lock /
+ * add in place / ps_row_unlock of one key (zero-copy rows, exact sums
+ * still asserted); "api inline" pushes and pulls through the inline fast
+ * path (psmem_static.h); "api hogrows" uses a PS_HOGWILD table whose float
+ * 0 holds the key's id, and pushers add in place inside ps_rows_enter /
+ * ps_rows_exit: the id must read right at every access inside the section
+ * and at the end (a slot freed or reused under a section breaks it), the
+ * sums may fall short (lost HOGWILD updates) but never exceed the pushes.
  */
 #include <setjmp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +43,7 @@
 
 #include "common.h"
 #include "psmem_int.h"
+#include "psmem_static.h"
 
 /* ------------------------------------------------------------ node side */
 
@@ -43,6 +54,9 @@ struct storm {
 	uint32_t vlen;
 	long batches;          /* push batches per worker thread */
 	int die_node;          /* node that SIGKILLs itself, -1 none */
+	enum { API_SYNC, API_ROWS, API_INLINE, API_HOGROWS } api;
+	_Atomic uint64_t bad_ids; /* hogrows: float 0 was not the key's id */
+	_Atomic bool ids_set;     /* hogrows: this node's workers passed the id barrier */
 	_Atomic bool stop;
 	_Atomic uint64_t torn, decreasing, pulls_checked;
 	_Atomic int result;
@@ -58,12 +72,86 @@ static void stream_item(uint64_t *s, uint64_t keys, ps_key *k, float *add)
 	*add = (float)(1 + (r >> 60) % 3);
 }
 
+/* HOGWILD rows are racy by contract: under ThreadSanitizer the test reads
+ * and writes them with relaxed atomics, as the library does (psmem.h). */
+static float hog_get(float *p)
+{
+#ifdef PS_SANITIZE
+	uint32_t x = __atomic_load_n((uint32_t *)(void *)p, __ATOMIC_RELAXED);
+	float f;
+	memcpy(&f, &x, sizeof f);
+	return f;
+#else
+	return *p;
+#endif
+}
+
+static void hog_add(float *p, float a)
+{
+#ifdef PS_SANITIZE
+	float f = hog_get(p) + a;
+	uint32_t x;
+	memcpy(&x, &f, sizeof x);
+	__atomic_store_n((uint32_t *)(void *)p, x, __ATOMIC_RELAXED);
+#else
+	*p += a;
+#endif
+}
+
+/* One batch of pushes the way the storm's api says. */
+static int push_batch(struct storm *st, const ps_key *keys, const float *upd)
+{
+	if (st->api == API_SYNC)
+		return ps_push_sync(st->t, keys, BATCH, upd);
+	if (st->api == API_INLINE)
+		return ps_push_sync_inline(st->t, keys, BATCH, upd);
+	for (int i = 0; i < BATCH; i++) {
+		const float *u = upd + (size_t)i * st->vlen;
+		if (st->api == API_ROWS) {
+			ps_row r;
+			float *v = ps_row_lock(st->t, keys[i], &r);
+			if (!v)
+				return r.err;
+			for (uint32_t j = 0; j < st->vlen; j++)
+				v[j] += u[j];
+			ps_row_unlock(&r);
+			continue;
+		}
+		int rc = ps_rows_enter(st->t); /* API_HOGROWS */
+		if (rc)
+			return rc;
+		float *v = ps_row_get(st->t, keys[i], &rc);
+		if (!v) {
+			ps_rows_exit(st->t);
+			return rc;
+		}
+		if (hog_get(&v[0]) != (float)keys[i])
+			atomic_fetch_add(&st->bad_ids, 1);
+		for (uint32_t j = 1; j < st->vlen; j++)
+			hog_add(&v[j], u[j]);
+		if (hog_get(&v[0]) != (float)keys[i]) /* still the key's slot */
+			atomic_fetch_add(&st->bad_ids, 1);
+		ps_rows_exit(st->t);
+	}
+	return 0;
+}
+
 static void pusher(ps_world *w, int tid, void *arg)
 {
 	struct storm *st = arg;
 	uint64_t s = (uint64_t)ps_node_id(w) * 1000 + (uint64_t)tid + 1;
 	ps_key keys[BATCH];
 	float *upd = malloc(sizeof(float) * BATCH * st->vlen);
+	if (st->api == API_HOGROWS) { /* float 0 of each key: its id */
+		for (ps_key k = 0; k < st->keys && ps_node_id(w) == 0 && tid == 0; k++) {
+			memset(upd, 0, sizeof(float) * st->vlen);
+			upd[0] = (float)k;
+			ps_push_sync(st->t, &k, 1, upd);
+		}
+		if (ps_barrier(w) != 0)
+			atomic_store(&st->result, 1);
+		atomic_store(&st->ids_set, true);
+	}
 	for (long b = 0; b < st->batches; b++) {
 		for (int i = 0; i < BATCH; i++) {
 			float a;
@@ -71,7 +159,7 @@ static void pusher(ps_world *w, int tid, void *arg)
 			for (uint32_t j = 0; j < st->vlen; j++)
 				upd[(size_t)i * st->vlen + j] = a;
 		}
-		if (ps_push_sync(st->t, keys, BATCH, upd) != 0)
+		if (push_batch(st, keys, upd) != 0)
 			atomic_store(&st->result, 1);
 		if (st->die_node == ps_node_id(w) && tid == 0 && b == 2000) {
 			struct timespec ts;
@@ -90,6 +178,9 @@ static void *localizer(void *arg)
 	struct storm *st = arg;
 	uint64_t s = 777 + (uint64_t)ps_node_id(st->w);
 	ps_key keys[8];
+	/* hogrows: the ids are HOGWILD pushes, which a relocation may lose */
+	while (st->api == API_HOGROWS && !atomic_load(&st->ids_set) && !atomic_load(&st->stop))
+		sched_yield();
 	for (long it = 0; !atomic_load(&st->stop); it++) {
 		for (int i = 0; i < 8; i++)
 			keys[i] = test_rnd(&s) % st->keys;
@@ -112,9 +203,14 @@ static void *reader(void *arg)
 	while (!atomic_load(&st->stop)) {
 		for (int i = 0; i < 8; i++)
 			keys[i] = test_rnd(&s) % st->keys;
-		if (ps_pull_sync(st->t, keys, 8, v) != 0)
+		bool ids = atomic_load(&st->ids_set); /* before the pull */
+		int rc = st->api == API_INLINE ? ps_pull_sync_inline(st->t, keys, 8, v) : ps_pull_sync(st->t, keys, 8, v);
+		if (rc != 0)
 			atomic_store(&st->result, 1);
-		for (int i = 0; i < 8; i++) {
+		for (int i = 0; i < 8 && st->api == API_HOGROWS && ids; i++)
+			if (v[(size_t)i * st->vlen] != (float)keys[i])
+				atomic_fetch_add(&st->bad_ids, 1);
+		for (int i = 0; i < 8 && st->api != API_HOGROWS; i++) {
 			int r = row_check(v + (size_t)i * st->vlen, st->vlen, &last[keys[i]]);
 			if (r & ROW_TORN)
 				atomic_fetch_add(&st->torn, 1);
@@ -144,8 +240,21 @@ static int verify(struct storm *st)
 		}
 	float *v = malloc(sizeof(float) * st->vlen);
 	long bad = 0;
+	double got_sum = 0, want_sum = 0;
 	for (ps_key k = 0; k < st->keys; k++) {
 		ps_pull_sync(st->t, &k, 1, v);
+		if (st->api == API_HOGROWS) { /* id intact; lost adds only */
+			for (uint32_t j = 1; j < st->vlen; j++) {
+				got_sum += v[j];
+				want_sum += expect[k];
+			}
+			if (v[0] != (float)k || v[st->vlen - 1] > expect[k]) {
+				if (bad++ < 5)
+					fprintf(stderr, "storm: hogrows key %lu: id %g, value %g > %g pushed\n",
+						(unsigned long)k, (double)v[0], (double)v[st->vlen - 1], (double)expect[k]);
+			}
+			continue;
+		}
 		for (uint32_t j = 0; j < st->vlen; j++)
 			if (v[j] != expect[k]) {
 				if (bad++ < 5)
@@ -162,6 +271,13 @@ static int verify(struct storm *st)
 	}
 	printf("storm: %lu keys x %u checked, %ld wrong; %lu relocations, %lu stale reads\n",
 	       (unsigned long)st->keys, st->vlen, bad, (unsigned long)reloc, (unsigned long)stale);
+	if (st->api == API_HOGROWS) {
+		printf("storm: hogrows applied %.0f of %.0f added\n", got_sum, want_sum);
+		if (got_sum < 0.5 * want_sum) { /* most adds must land */
+			fprintf(stderr, "storm: hogrows lost more than half of the adds\n");
+			bad++;
+		}
+	}
 	free(expect);
 	free(v);
 	if (bad)
@@ -183,6 +299,9 @@ static int node_main(int argc, char **argv)
 		else if (!strcmp(argv[i], "batches")) st.batches = atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "die")) st.die_node = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "threads")) threads = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "api"))
+			st.api = !strcmp(argv[i + 1], "rows") ? API_ROWS : !strcmp(argv[i + 1], "inline") ? API_INLINE
+			       : !strcmp(argv[i + 1], "hogrows") ? API_HOGROWS : API_SYNC;
 	}
 	int err;
 	st.w = ps_init_threads(threads, &err);
@@ -193,11 +312,14 @@ static int node_main(int argc, char **argv)
 	ps_table_opts o;
 	ps_table_opts_init(&o, st.keys, st.vlen);
 	o.placement = PS_PLACE_HASH;
+	if (st.api == API_HOGROWS)
+		o.flags = PS_HOGWILD;
 	st.t = ps_table_create(st.w, &o, &err);
 	if (!st.t) {
 		fprintf(stderr, "storm: table: %s\n", ps_strerror(err));
 		return 1;
 	}
+
 	pthread_t lt, rt;
 	pthread_create(&lt, NULL, localizer, &st);
 	pthread_create(&rt, NULL, reader, &st);
@@ -211,6 +333,11 @@ static int node_main(int argc, char **argv)
 		rc = verify(&st);
 	ps_node_stats ns;
 	ps_stats(st.w, ps_node_id(st.w), &ns);
+	if (atomic_load(&st.bad_ids)) {
+		fprintf(stderr, "storm: node %d saw %lu rows with another key's id\n", ps_node_id(st.w),
+			(unsigned long)atomic_load(&st.bad_ids));
+		rc = rc ? rc : 2;
+	}
 	if (atomic_load(&st.torn) || atomic_load(&st.decreasing)) {
 		fprintf(stderr, "storm: node %d saw %lu torn and %lu decreasing reads in %lu\n", ps_node_id(st.w),
 			(unsigned long)atomic_load(&st.torn), (unsigned long)atomic_load(&st.decreasing),
@@ -283,6 +410,62 @@ static void test_no_torn_reads_of_100_float_vectors(void **state)
 	assert_clean(&segs);
 }
 
+/* Zero-copy rows: every push is ps_row_lock + add in place + unlock, on 3
+ * nodes x 2 threads while every node localizes the same keys and readers
+ * pull: exact sums, no torn or decreasing vector, relocations > 0, 0 stale
+ * reads (verify and node_main assert each). */
+static void test_rows_in_place_exact_sums_no_torn_reads_under_relocation(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	const char *args[] = {"keys", "256", "vlen", "16", "batches", "6000", "api", "rows", NULL};
+	storm(3, 2, args, -1, 0, 120, NULL, &r);
+	if (r.status != 0)
+		fprintf(stderr, "%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "0 wrong"));
+	assert_null(strstr(r.out, " 0 relocations"));
+	assert_clean(&segs);
+}
+
+/* The same storm through the inline fast path (psmem_static.h). */
+static void test_inline_path_exact_sums_no_torn_reads_under_relocation(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	const char *args[] = {"keys", "256", "vlen", "16", "batches", "6000", "api", "inline", NULL};
+	storm(3, 2, args, -1, 0, 120, NULL, &r);
+	if (r.status != 0)
+		fprintf(stderr, "%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "0 wrong"));
+	assert_null(strstr(r.out, " 0 relocations"));
+	assert_clean(&segs);
+}
+
+/* PS_HOGWILD rows in place under relocation: inside each section the row
+ * stays the key's (its id float), 0 stale reads, no add lost beyond half. */
+static void test_hogwild_rows_stay_valid_inside_section_under_relocation(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	const char *args[] = {"keys", "256", "vlen", "8", "batches", "6000", "api", "hogrows", NULL};
+	storm(3, 2, args, -1, 0, 120, NULL, &r);
+	if (r.status != 0)
+		fprintf(stderr, "%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "0 wrong"));
+	assert_non_null(strstr(r.out, "hogrows applied"));
+	assert_null(strstr(r.out, " 0 relocations"));
+	assert_clean(&segs);
+}
+
 /* Negative control: with grace periods disabled the same storm must be
  * caught by the stale-read detector, so the zero above means something. */
 static void test_detector_catches_reuse_without_grace_periods(void **state)
@@ -348,6 +531,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_conservation_4_nodes_2_threads_under_relocation),
 		cmocka_unit_test(test_no_torn_reads_of_100_float_vectors),
 		cmocka_unit_test(test_detector_catches_reuse_without_grace_periods),
+		cmocka_unit_test(test_rows_in_place_exact_sums_no_torn_reads_under_relocation),
+		cmocka_unit_test(test_inline_path_exact_sums_no_torn_reads_under_relocation),
+		cmocka_unit_test(test_hogwild_rows_stay_valid_inside_section_under_relocation),
 		cmocka_unit_test(test_node_killed_mid_storm_stops_job_within_2s),
 		cmocka_unit_test(test_sigint_to_psrun_mid_storm_cleans_up),
 	};

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "psmem.h"
+#include "psmem_static.h" /* struct ps_tstat: per-thread counters in ps__node (tctx.c) */
 #include "util.h"
 
 /*
@@ -26,7 +27,7 @@
  */
 
 #define PS__MAGIC        0x4745536d656d7370ULL /* "psmemSEG" little-endian */
-#define PS__ABI          1u
+#define PS__ABI          2u    /* 2: per-thread counters ps__node.tstats */
 #define PS__MAX_NODES    64
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
@@ -40,6 +41,7 @@
 #define PS__DEFAULT_SHARED (16ULL << 30) /* virtual, location tables */
 #define PS__GRACE_MIN_GAP_NS (250 * 1000ULL) /* between grace periods of a node (GR4) */
 #define PS__MAX_WORKERS  1024  /* worker threads per node (barrier slots) */
+#define PS__MAX_TSTATS   256   /* threads per node with their own counters (tctx.c) */
 #define PS__PATH_MAX     1024  /* checkpoint paths kept in the segment */
 #define PS__MSG_MAX      512   /* checkpoint result messages in the segment */
 
@@ -139,6 +141,11 @@ struct ps__node {
 		 * psrun reaped the writer); R: ps_progress_get. */
 		_Atomic uint64_t progress;
 	} ws[PS__MAX_WORKERS];
+
+	/* Per-thread counters of pulls and pushes (tctx.c): slot i is written
+	 * by the one thread of the node's process that holds it; ps_stats and
+	 * psstat add them to stats (ps__node_stats). */
+	struct ps_tstat tstats[PS__MAX_TSTATS];
 };
 
 /* --------------------------------------------------------------- tables */

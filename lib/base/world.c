@@ -39,6 +39,7 @@
 #include "segment.h"
 #include "util.h"
 #include "world.h"
+#include "tctx.h"
 
 static _Atomic(ps_world *) the_world;
 static pthread_key_t thread_key;
@@ -69,6 +70,7 @@ static void thread_exit(void *p)
 		release_slot(ts);
 	if (ts->w && ts->waiter >= 0)
 		atomic_store_explicit(&ts->w->me->waiters[ts->waiter].what, PS__WAIT_NONE, memory_order_relaxed);
+	ps__tctx_exit(); /* tctx.c: its counters slot */
 	urcu_memb_unregister_thread();
 	free(ts);
 	tstate = NULL;
@@ -94,6 +96,7 @@ void ps__thread_enter(ps_world *w)
 	if (ts->waiter >= 0)
 		atomic_store_explicit(&w->me->waiters[i].tid, (int32_t)syscall(SYS_gettid), memory_order_relaxed);
 	urcu_memb_register_thread();
+	ps__tctx_enter(w); /* tctx.c: counters slot, inline context */
 	pthread_once(&key_once, make_key);
 	pthread_setspecific(thread_key, ts);
 	tstate = ts;

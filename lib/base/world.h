@@ -15,6 +15,7 @@
 #define PS__REQ_MAGIC   0x50535251u /* "PSRQ" */
 
 struct ps_table {
+	struct ps_table_pub pub;  /* first: the inline path's view (tctx.c, psmem_static.h) */
 	uint32_t magic;
 	int id;
 	ps_world *w;

@@ -30,6 +30,9 @@
  * programming language memory models?", 2012): writer = CAS(lock, acquire);
  * fence(release); relaxed data stores; store(seq+1, release).  Reader =
  * load(seq, acquire); relaxed data loads; fence(acquire); load(seq, relaxed).
+ * The pull and push paths do the data accesses as plain wide moves between
+ * the same barriers, as Linux and DPDK do (relaxed atomics under a
+ * sanitizer): why that is right is written in psmem_static.h, beside them.
  */
 #include <errno.h>
 #include <sched.h>
@@ -43,6 +46,7 @@
 #include "world.h"
 #include "arena.h"
 #include "kv.h"
+#include "tctx.h"
 #include "replica.h"
 #include "grace.h"
 #include "rules.h"
@@ -166,10 +170,12 @@ int ps__check_keys(ps_table *t, const ps_key *keys, size_t n)
 }
 
 /*
- * Values move 8 bytes at a time: relaxed 64-bit atomics on pairs of floats
- * (v[] is 8-byte aligned: a 16-byte header in a 16-byte aligned slot), the
- * odd last float alone.  Half the instructions of a per-float copy, and
- * still within the C11 model, so the seqlock's races stay defined.
+ * Values of the pull and push paths move wide (ps__vload, ps__vadd in
+ * psmem_static.h, where the argument for the seqlock's plain wide copies
+ * is written; relaxed atomics under a sanitizer).  Relocation copies
+ * (copy_slot) stay relaxed 64-bit atomics on pairs of floats (v[] is 8-byte
+ * aligned: a 16-byte header in a 16-byte aligned slot), the odd last float
+ * alone: within the C11 model, and off the hot path.
  */
 static inline _Atomic uint64_t *pairs(struct ps__slot *sl)
 {
@@ -178,13 +184,7 @@ static inline _Atomic uint64_t *pairs(struct ps__slot *sl)
 
 void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len)
 {
-	_Atomic uint64_t *p = pairs(sl);
-	for (uint32_t j = 0; j < len / 2; j++) {
-		uint64_t x = atomic_load_explicit(&p[j], memory_order_relaxed);
-		memcpy(dst + 2 * j, &x, sizeof x);
-	}
-	if (len & 1)
-		dst[len - 1] = atomic_load_explicit(&sl->v[len - 1], memory_order_relaxed);
+	ps__vload(dst, (void *)sl->v, len); /* fast path: wide (psmem_static.h) */
 }
 
 static void copy_slot(struct ps__slot *to, struct ps__slot *from, uint32_t len)
@@ -197,26 +197,14 @@ static void copy_slot(struct ps__slot *to, struct ps__slot *from, uint32_t len)
 				      memory_order_relaxed);
 }
 
+/* Under the slot lock (or PS_HOGWILD).  An AVX2 clone where the CPU has
+ * it (chosen once, at load, by the dynamic linker's ifunc). */
+#if !defined(PS_SANITIZE) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len)
 {
-	_Atomic uint64_t *p = pairs(sl);
-	for (uint32_t j = 0; j < len / 2; j++) {
-		uint64_t x = atomic_load_explicit(&p[j], memory_order_relaxed);
-		float f[2];
-		memcpy(f, &x, sizeof x);
-		f[0] += upd[2 * j];
-		f[1] += upd[2 * j + 1];
-		memcpy(&x, f, sizeof x);
-		atomic_store_explicit(&p[j], x, memory_order_relaxed);
-	}
-	if (len & 1) {
-		uint32_t bits = atomic_load_explicit(&sl->v[len - 1], memory_order_relaxed);
-		float f;
-		memcpy(&f, &bits, sizeof f);
-		f += upd[len - 1];
-		memcpy(&bits, &f, sizeof f);
-		atomic_store_explicit(&sl->v[len - 1], bits, memory_order_relaxed);
-	}
+	ps__vadd((void *)sl->v, upd, len); /* fast path: wide (psmem_static.h) */
 }
 
 /* Copies key k's values into out (seqlock read).  Returns owner node, or
@@ -374,13 +362,7 @@ static void count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, 
 	if (t->counts)
 		for (size_t i = 0; i < n; i++) /* relaxed: a counter */
 			atomic_fetch_add_explicit(&t->counts[keys[i]], 1, memory_order_relaxed);
-	struct ps__stats *st = &w->me->stats;
-	if (repl)
-		stat_add(&st->repl_keys, repl);
-	stat_add(pull ? &st->pulls : &st->pushes, 1);
-	stat_add(pull ? &st->keys_pulled : &st->keys_pushed, n);
-	stat_add(&st->local_keys, local);
-	stat_add(&st->remote_keys, n - local);
+	ps__count_keys(w, pull, n, local, repl); /* per-thread counters (tctx.c) */
 }
 
 /*
@@ -448,14 +430,26 @@ void ps__count_batch(ps_world *w, ps_table *t, const ps_key *keys, size_t n, boo
 	count_batch(w, t, keys, n, pull, local, repl);
 }
 
-int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+int ps__pull_batch(ps_table *t, const ps_key *keys, size_t n, float *values)
 {
 	return run_batch(t, keys, n, values, NULL, NULL);
 }
 
-int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+int ps__push_batch(ps_table *t, const ps_key *keys, size_t n, const float *updates)
 {
 	return run_batch(t, keys, n, NULL, updates, NULL);
+}
+
+/* Few keys take the inline path here too (psmem_static.h), which hands
+ * the rest to ps__pull_batch / ps__push_batch. */
+int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values)
+{
+	return ps_pull_sync_inline(t, keys, n, values);
+}
+
+int ps_push_sync(ps_table *t, const ps_key *keys, size_t n, const float *updates)
+{
+	return ps_push_sync_inline(t, keys, n, updates);
 }
 
 /* A fresh slot: keep its version counting up, clear the flags. */

@@ -282,5 +282,6 @@ int ps_assign_sync(ps_table *t, const ps_key *keys, size_t n, const float *value
 	struct ps_table shadow = *t;
 	shadow.rule = PS_RULE_ASSIGN;
 	shadow.flags &= ~PS_HOGWILD;
+	shadow.pub.inl = 0; /* tctx.c: the inline path adds (sum rule) */
 	return ps_push_sync(&shadow, keys, n, values);
 }

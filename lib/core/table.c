@@ -38,6 +38,7 @@
 #include "arena.h"
 #include "replica.h"
 #include "table.h"
+#include "tctx.h"
 #include "barrier.h"
 #include "rules.h"
 
@@ -420,6 +421,7 @@ void ps__table_bind(ps_world *w, int id, ps_table *t)
 	t->rule_fn = ps__rule_fn(d->rule); /* NULL until registered here */
 	memcpy(t->rule_params, d->rule_params, sizeof t->rule_params);
 	ps__replica_bind(w, t); /* counts, rprim, rkey, rfree */
+	ps__table_pub_bind(w, t); /* tctx.c: the inline path's prefix */
 }
 
 uint64_t ps_table_num_keys(const ps_table *t) { return t ? t->num_keys : 0; }

@@ -10,6 +10,7 @@
 #include "segment.h"
 #include "util.h"
 #include "world.h"
+#include "tctx.h"
 #include "barrier.h"
 #include "clock.h"
 #include "dump.h"
@@ -225,7 +226,7 @@ int ps_stats(ps_world *w, int node, ps_node_stats *o)
 	if (node < 0 || node >= w->nnodes)
 		return PS_ENODE;
 	const struct ps__node *n = ps__node_at(&w->seg, node);
-	const struct ps__stats *st = &n->stats;
+	const struct ps__stats *st = ps__node_stats(n); /* tctx.c: with its threads' counters */
 	memset(o, 0, sizeof *o);
 	o->pulls = LD(st->pulls);
 	o->pushes = LD(st->pushes);

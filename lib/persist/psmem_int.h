@@ -7,6 +7,7 @@
 #include "segment.h"
 #include "util.h"
 #include "world.h"
+#include "tctx.h"
 #include "arena.h"
 #include "kv.h"
 #include "replica.h"
