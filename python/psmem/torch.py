@@ -30,23 +30,36 @@ __all__ = ["Embedding", "DenseParameters"]
 class _EmbeddingFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dummy, table, idx):
-        flat = idx.reshape(-1)
+        flat = idx.reshape(-1).contiguous()
         uniq, inv = torch.unique(flat, return_inverse=True)
+        ctx.table = table
+        if uniq.numel() == flat.numel():
+            # distinct indices (e.g. already torch.unique'd): one pull
+            # straight into the result, one push of its gradient
+            rows = torch.empty((flat.numel(), table.value_len), dtype=torch.float32)
+            table.pull(flat.numpy(), rows.numpy())
+            ctx.save_for_backward(flat)
+            ctx.distinct = True
+            return rows.reshape(*idx.shape, table.value_len)
         uniq = uniq.contiguous()
         rows = torch.empty((uniq.numel(), table.value_len), dtype=torch.float32)
         table.pull(uniq.numpy(), rows.numpy())
-        ctx.table = table
         ctx.save_for_backward(uniq, inv)
+        ctx.distinct = False
         return rows[inv].reshape(*idx.shape, table.value_len)
 
     @staticmethod
     def backward(ctx, grad):
-        uniq, inv = ctx.saved_tensors
         table = ctx.table
         g = grad.reshape(-1, table.value_len).to(torch.float32)
-        rows = torch.zeros((uniq.numel(), table.value_len), dtype=torch.float32)
-        rows.index_add_(0, inv, g)
-        table.push(uniq.numpy(), rows.numpy())
+        if ctx.distinct:
+            (keys,) = ctx.saved_tensors
+            rows = g.contiguous()
+        else:
+            keys, inv = ctx.saved_tensors
+            rows = torch.zeros((keys.numel(), table.value_len), dtype=torch.float32)
+            rows.index_add_(0, inv, g)  # a row used several times: its gradients summed
+        table.push(keys.numpy(), rows.numpy())
         return None, None, None
 
 
