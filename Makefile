@@ -156,14 +156,15 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c lib/bridge.h lib/p
 # library that Python dlopen()s ("cannot allocate memory in static TLS
 # block").  Same sources and flags as $(STATIC) otherwise.
 PY_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/python/obj/%.o)
+PY_LIB_HDR := $(shell find lib -name '*.h' 2>/dev/null)
 PY_LDLIBS  = $(shell pkg-config --libs $(filter-out jemalloc,$(PKGS)) 2>/dev/null) -lz -lm -pthread
 
-$(BUILD)/python/obj/%.o: %.c $(wildcard lib/*.h) | check-deps
+$(BUILD)/python/obj/%.o: %.c $(PY_LIB_HDR) | check-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (python)"
 	@$(CC) $(CFLAGS) -DPS_SANITIZE=1 -c $< -o $@
 
-$(BUILD)/python/psmem/_psmem$(PY_EXT): python/psmem/_psmem.c lib/psmem.h $(PY_LIB_OBJ)
+$(BUILD)/python/psmem/_psmem$(PY_EXT): python/psmem/_psmem.c $(PY_LIB_HDR) $(PY_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  PYEXT   $@"
 	@$(CC) $(filter-out -std=c11,$(CFLAGS)) -std=gnu11 -fvisibility=hidden -I$(PY_INC) -shared $(LDFLAGS) -o $@ \
