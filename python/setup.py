@@ -54,5 +54,5 @@ setup(
     description="psmem, a shared-memory parameter server: Python binding",
     packages=["psmem"],
     ext_modules=[ext],
-    python_requires=">=3.8",
+    python_requires=">=3.10"  # PyModule_AddObjectRef,
 )

@@ -118,7 +118,8 @@ static int get_view(PyObject *obj, Py_buffer *v, int writable, PyObject **tmp, c
 	*tmp = NULL;
 	if (!PyObject_CheckBuffer(obj)) {
 		PyObject *mod = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), "__module__");
-		int is_torch = mod && PyUnicode_Check(mod) && PyUnicode_CompareWithASCIIString(mod, "torch") == 0;
+		const char *m = mod && PyUnicode_Check(mod) ? PyUnicode_AsUTF8(mod) : NULL;
+		int is_torch = m && (strcmp(m, "torch") == 0 || strncmp(m, "torch.", 6) == 0);
 		Py_XDECREF(mod);
 		PyErr_Clear();
 		if (!is_torch) {
