@@ -669,12 +669,32 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 {
 	if (!table_alive(to))
 		return NULL;
+	/* The views are taken where they will be released: in the handle for
+	 * an asynchronous call (a Py_buffer is not moved once filled in). */
 	HandleObject *ho = NULL;
-	Py_buffer kv = {0}, vv = {0};
-	PyObject *ktmp = NULL, *vtmp = NULL, *alloc = NULL;
+	Py_buffer kv_local = {0}, vv_local = {0};
+	PyObject *ktmp_local = NULL, *vtmp_local = NULL, *alloc = NULL;
+	Py_buffer *kv = &kv_local, *vv = &vv_local;
+	PyObject **ktmp = &ktmp_local, **vtmp = &vtmp_local;
+	if (async) {
+		ho = PyObject_New(HandleObject, &HandleType);
+		if (!ho)
+			return NULL;
+		ho->table = NULL;
+		ho->h = NULL;
+		ho->kind = op;
+		ho->waited = 1; /* nothing to wait for until launched */
+		memset(&ho->keys, 0, sizeof ho->keys);
+		memset(&ho->vals, 0, sizeof ho->vals);
+		ho->keys_owner = ho->vals_owner = ho->keys_tmp = ho->vals_tmp = NULL;
+		kv = &ho->keys;
+		vv = &ho->vals;
+		ktmp = &ho->keys_tmp;
+		vtmp = &ho->vals_tmp;
+	}
 	size_t n;
-	if (get_keys(keys_o, &kv, &ktmp, &n) < 0)
-		return NULL;
+	if (get_keys(keys_o, kv, ktmp, &n) < 0)
+		goto fail;
 	if (op != H_LOCALIZE) {
 		if (op == H_PULL && vals_o == Py_None) {
 			alloc = new_values(n, to->value_len);
@@ -683,11 +703,11 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 			vals_o = alloc;
 		}
 		const char *what = op == H_PULL ? "out" : op == H_PUSH ? "updates" : "values";
-		if (get_values(vals_o, &vv, &vtmp, op == H_PULL, n, to->value_len, what) < 0)
+		if (get_values(vals_o, vv, vtmp, op == H_PULL, n, to->value_len, what) < 0)
 			goto fail;
 	}
-	const ps_key *keys = kv.buf;
-	float *vals = vv.buf;
+	const ps_key *keys = kv->buf;
+	float *vals = vv->buf;
 	if (!async) {
 		int rc;
 		Py_BEGIN_ALLOW_THREADS
@@ -700,7 +720,7 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 		else
 			rc = ps_assign_sync(to->t, keys, n, vals);
 		Py_END_ALLOW_THREADS
-		release_both(&kv, &ktmp, &vv, &vtmp);
+		release_both(kv, ktmp, vv, vtmp);
 		if (rc < 0) {
 			Py_XDECREF(alloc);
 			static const char *const names[] = {"pull", "push", "localize", "assign"};
@@ -714,9 +734,6 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 		}
 		Py_RETURN_NONE;
 	}
-	ho = PyObject_New(HandleObject, &HandleType);
-	if (!ho)
-		goto fail;
 	ps_handle h;
 	Py_BEGIN_ALLOW_THREADS
 	if (op == H_PULL)
@@ -729,17 +746,10 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 	Py_INCREF(to);
 	ho->table = to;
 	ho->h = h;
-	ho->kind = op;
 	ho->waited = 0;
-	ho->keys = kv;
-	ho->vals = vv;
-	ho->keys_tmp = ktmp;
-	ho->vals_tmp = vtmp;
 	Py_INCREF(keys_o);
 	ho->keys_owner = keys_o;
-	if (op == H_LOCALIZE) {
-		ho->vals_owner = NULL;
-	} else {
+	if (op != H_LOCALIZE) {
 		Py_INCREF(vals_o);
 		ho->vals_owner = vals_o;
 	}
@@ -747,8 +757,9 @@ static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, i
 	to->world->pending++;
 	return (PyObject *)ho;
 fail:
-	release_both(&kv, &ktmp, &vv, &vtmp);
+	release_both(kv, ktmp, vv, vtmp);
 	Py_XDECREF(alloc);
+	Py_XDECREF(ho);
 	return NULL;
 }
 

@@ -225,6 +225,16 @@ def test_async_pull_keeps_its_buffers_alive(world):
     assert h.waited
 
 
+def test_async_calls_check_their_buffers_first(world):
+    t = world.table(10, 2)
+    with pytest.raises(TypeError, match="float32"):
+        t.pull_async(keys_of(3), np.zeros((3, 2), np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        t.push_async(keys_of(3), np.zeros((3, 4), np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="int64"):
+        t.localize(np.arange(3, dtype=np.int16))
+
+
 def test_async_push_and_localize(world):
     t = world.table(100, 2)
     k = keys_of(10)
