@@ -4,7 +4,9 @@
 # PyTorch baseline (shared-memory tensors, 2 torch.multiprocessing workers,
 # Hogwild, row-wise Adagrad).  Same model, negatives, batches and epochs.
 # Prints one JSON line: psmem_triples_per_s, torch_triples_per_s, psmem_mrr,
-# torch_mrr, epochs, ratio (psmem / torch triples/s), and the settings.
+# torch_mrr, epochs, ratio (psmem / torch triples/s), the same per CPU
+# second of the training processes (psmem_/torch_triples_per_cpu_s,
+# cpu_ratio: what a shared machine's other load disturbs least), settings.
 #
 #   bench/py_kge.sh                      # 1 epoch, kge defaults (dim 256)
 #   EPOCHS=3 DIM=128 bench/py_kge.sh
@@ -51,6 +53,8 @@ print(json.dumps({
     "neg": p["neg"], "train_triples": p["train_triples"], "processes": 2, "torch_adagrad": t["torch_adagrad"],
     "psmem_triples_per_s": p["triples_per_s"], "torch_triples_per_s": t["triples_per_s"],
     "ratio": round(p["triples_per_s"] / t["triples_per_s"], 3),
+    "psmem_triples_per_cpu_s": p["triples_per_cpu_s"], "torch_triples_per_cpu_s": t["triples_per_cpu_s"],
+    "cpu_ratio": round(p["triples_per_cpu_s"] / t["triples_per_cpu_s"], 3),
     "psmem_mrr": p.get("mrr"), "torch_mrr": t.get("mrr"),
     "psmem_hits10": p.get("hits10"), "torch_hits10": t.get("hits10"),
     "psmem_loss": p["last_loss"], "torch_loss": t["last_loss"]}))
