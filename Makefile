@@ -59,10 +59,14 @@ SHARED    := $(BUILD)/lib/libpsmem.so
 # Python binding (python/): a C extension module built with the interpreter
 # that imports numpy (pyenv's python3 on PATH may not see Debian's packages;
 # /usr/bin/python3 does).  PYTHON=... overrides; none found: skipped.
-PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy' 2>/dev/null && { command -v $$p; break; }; done)
-PY_INC  = $(if $(PYTHON),$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'))
-PY_EXT  = $(if $(PYTHON),$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'))
-PY_VER  = $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
+# (asked once per make run: simply expanded)
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy' 2>/dev/null && { command -v $$p; break; }; done)
+endif
+PY_CONF := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys, sysconfig; print(sysconfig.get_paths()["include"], sysconfig.get_config_var("EXT_SUFFIX"), "%d.%d" % sys.version_info[:2])' 2>/dev/null))
+PY_INC  := $(word 1,$(PY_CONF))
+PY_EXT  := $(word 2,$(PY_CONF))
+PY_VER  := $(word 3,$(PY_CONF))
 PY_SRC  := $(wildcard python/psmem/*.py)
 PYMOD   = $(if $(PYTHON),$(BUILD)/python/psmem/_psmem$(PY_EXT))
 PYMOD_ALL = $(if $(SAN),,$(if $(PYTHON),$(PYMOD) $(PY_SRC:python/%=$(BUILD)/python/%)))
