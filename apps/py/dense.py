@@ -23,9 +23,16 @@ nodes' epochs (table rule sum).  --sync bsp|ssp:S|asp bounds how far a node
 runs ahead (one psmem clock per batch or per epoch).  Node 0 evaluates the
 final model on the test set.
 """
+import os
+
+# Debian's torch multiplies through OpenBLAS, whose own thread pool (one
+# spinning thread per core) torch.set_num_threads does not bound: with
+# several workers on the cores it would compete with them.  One BLAS thread
+# per worker process unless the caller chose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
-import os
 import sys
 import time
 

@@ -39,10 +39,17 @@ wall time over all workers (evaluation excluded), and per CPU second of
 the training processes (triples_per_cpu_s: less disturbed by other load
 on a shared machine).
 """
+import os
+
+# Debian's torch multiplies through OpenBLAS, whose own thread pool (one
+# spinning thread per core) torch.set_num_threads does not bound: with
+# several workers on the cores it would compete with them.  One BLAS thread
+# per worker process unless the caller chose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import math
-import os
 import sys
 import time
 
