@@ -381,13 +381,14 @@ static PyObject *world_table(WorldObject *wo, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"num_keys", "value_len", "init", "init_a", "seed", "rule", "lr", "hogwild",
 				 "placement", "eps", "betas", "repl_max", "repl_rate", "transient", NULL};
-	unsigned long long num_keys = 0, seed = 1;
+	long long num_keys = 0;
+	unsigned long long seed = 1;
 	long value_len = 0;
 	PyObject *init_o = NULL, *rule_o = NULL, *place_o = NULL, *eps_o = Py_None, *betas_o = Py_None;
 	double init_a = 0, lr = 0, repl_rate = 0;
 	int hogwild = 0, transient = 0;
 	unsigned long repl_max = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "Kl|UdKUdpUOOkdp:table", kwlist, &num_keys, &value_len, &init_o,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "Ll|UdKUdpUOOkdp:table", kwlist, &num_keys, &value_len, &init_o,
 					 &init_a, &seed, &rule_o, &lr, &hogwild, &place_o, &eps_o, &betas_o,
 					 &repl_max, &repl_rate, &transient))
 		return NULL;
@@ -398,7 +399,7 @@ static PyObject *world_table(WorldObject *wo, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	if (num_keys < 1) {
-		PyErr_SetString(PyExc_ValueError, "num_keys: expected >= 1");
+		PyErr_Format(PyExc_ValueError, "num_keys: expected >= 1, got %lld", num_keys);
 		return NULL;
 	}
 	static const char *const inits[] = {"zeros", "constant", "uniform"};

@@ -122,6 +122,8 @@ def test_bad_table_options_are_refused(world):
         world.table(10, 2, rule="sgd")
     with pytest.raises(ValueError, match="value_len"):
         world.table(10, 0)
+    with pytest.raises(ValueError, match="num_keys: expected >= 1, got -1"):
+        world.table(-1, 2)
 
 
 # ---------------------------------------------------- errors as codes
