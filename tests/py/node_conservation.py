@@ -54,7 +54,8 @@ counts = c.pull(np.arange(N, dtype=np.int64))
 own = sums[0] + sums[1]  # this node's share, as it counted it
 ok = (np.array_equal(got.astype(np.float64), expect) and bool(np.all(counts == 1))
       and bool(np.any(own != 0)) and bool(np.any(own != expect)))
-print(f"node {me}/{N} exact={ok} total={got.sum():.0f} expect={expect.sum():.0f} nonzero={int((expect != 0).sum())}")
+sys.stdout.write(f"node {me}/{N} exact={ok} total={got.sum():.0f} expect={expect.sum():.0f} nonzero={int((expect != 0).sum())}\n")
+sys.stdout.flush()  # one write: the nodes share the pipe
 w.barrier()
 w.finalize()
 sys.exit(0 if ok else 1)

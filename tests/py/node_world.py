@@ -1,5 +1,7 @@
 """Run by test_multinode.py under psrun: prints this node's view of the job,
 and checks the clocks and a collective table under SSP."""
+import sys
+
 import numpy as np
 
 import psmem
@@ -12,5 +14,6 @@ for _ in range(5):
     w.clock()
 w.barrier()
 v = t.pull(np.arange(4, dtype=np.int64))[:, 0].tolist()
-print(f"node {w.node_id} of {w.num_nodes} host {w.host_id} of {w.num_hosts} values {v}")
+sys.stdout.write(f"node {w.node_id} of {w.num_nodes} host {w.host_id} of {w.num_hosts} values {v}\n")
+sys.stdout.flush()  # one write: the nodes share the pipe
 w.finalize()
