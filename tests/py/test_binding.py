@@ -175,11 +175,13 @@ def _progress_inside_calls(call, rounds=40):
             time.sleep(0)  # a yield: lets the caller take the GIL back
 
     old = sys.getswitchinterval()
-    th = threading.Thread(target=counter)
-    th.start()
-    started.wait()
+    # set before the counter first waits for the GIL: a wait begun under
+    # the old interval would force one switch when it times out
     sys.setswitchinterval(100.0)
+    th = threading.Thread(target=counter)
     try:
+        th.start()
+        started.wait()
         seen = 0
         for _ in range(rounds):
             before = state["n"]
@@ -197,8 +199,8 @@ def test_gil_is_released_inside_a_long_pull(world):
     k = keys_of(200000)
     out = np.empty((200000, 32), np.float32)
     t.pull(k, out)
-    assert _progress_inside_calls(lambda: t.pull(k, out)) > 0
-    assert _progress_inside_calls(lambda: t.push(k, out)) > 0
+    assert _progress_inside_calls(lambda: t.pull(k, out)) >= 2
+    assert _progress_inside_calls(lambda: t.push(k, out)) >= 2
 
 
 def test_gil_probe_sees_a_call_that_holds_the_gil():
