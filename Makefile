@@ -11,7 +11,8 @@ CC      ?= cc
 LIB_PKGS := liburcu-memb liburcu-cds numa jemalloc
 PKGS    := $(LIB_PKGS) libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
-            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin
+            qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin \
+            python3-dev python3-numpy python3-pytest python3-torch python3-sklearn
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -79,15 +80,30 @@ EXAMPLE   := $(BUILD)/docs/example
 LAUNCH    := $(BUILD)/lib/libpslaunch.a
 TEST_LIB  := $(BUILD)/lib/libpsmem_test.a
 
+# Python binding (python/): a C extension module built with the interpreter
+# that imports numpy (pyenv's python3 on PATH may not see Debian's packages;
+# /usr/bin/python3 does).  PYTHON=... overrides; none found: skipped.
+# (asked once per make run: simply expanded)
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy' 2>/dev/null && { command -v $$p; break; }; done)
+endif
+PY_CONF := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys, sysconfig; print(sysconfig.get_paths()["include"], sysconfig.get_config_var("EXT_SUFFIX"), "%d.%d" % sys.version_info[:2])' 2>/dev/null))
+PY_INC  := $(word 1,$(PY_CONF))
+PY_EXT  := $(word 2,$(PY_CONF))
+PY_VER  := $(word 3,$(PY_CONF))
+PY_SRC  := $(wildcard python/psmem/*.py)
+PYMOD   = $(if $(PYTHON),$(BUILD)/python/psmem/_psmem$(PY_EXT))
+PYMOD_ALL = $(if $(SAN),,$(if $(PYTHON),$(PYMOD) $(PY_SRC:python/%=$(BUILD)/python/%)))
+
 .SECONDARY:
-.PHONY: all deps test check-layers test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
+.PHONY: python all deps test check-layers test-numa numa-guest demo bench asan tsan install uninstall clean help check-deps
 
 # NUMA guests (tests/numa/): kernel and busybox cached here, shared by every
 # BUILD; NUMA_NODES: the guests `make test-numa` boots.
 NUMA_GUEST ?= build/numa-guest
 NUMA_NODES ?= 2 4+1
 
-all: check-deps $(STATIC) $(SHARED) $(SHARED).0 $(LAUNCH) $(TEST_LIB) $(EXAMPLE) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ)
+all: check-deps $(STATIC) $(SHARED) $(SHARED).0 $(LAUNCH) $(TEST_LIB) $(EXAMPLE) $(BINS) $(APPS) $(TESTS) $(BENCHES) $(FUZZ) $(PYMOD_ALL)
 
 help:
 	@echo "make deps    install missing Debian packages (apt, sudo when not root)"
@@ -101,6 +117,7 @@ help:
 	@echo "make asan    the test suite under AddressSanitizer"
 	@echo "make tsan    the test suite under ThreadSanitizer"
 	@echo "make install PREFIX=/usr/local"
+	@echo "make python  the Python module into $(BUILD)/python (PYTHONPATH=$(BUILD)/python $(or $(PYTHON),python3))"
 
 deps:
 	@bash .ci/deps.sh $(DEB_PKGS)
@@ -189,10 +206,38 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.
 # No file or object of lib/ uses a layer above its own (lib/check-layers.sh).
 check-layers: $(STATIC) $(LAUNCH)
 	@bash lib/check-layers.sh $(BUILD)
+# The extension carries its own copy of the library, built without jemalloc
+# (PS_NO_JEMALLOC: private allocations through malloc):
+# jemalloc's initial-exec TLS does not fit in the static TLS left to a
+# library that Python dlopen()s ("cannot allocate memory in static TLS
+# block").  Same sources and flags as $(STATIC) otherwise.
+PY_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/python/obj/%.o)
+PY_LIB_HDR := $(shell find lib -name '*.h' 2>/dev/null)
+PY_LDLIBS  = $(shell pkg-config --libs $(filter-out jemalloc,$(PKGS)) 2>/dev/null) -lz -lm -pthread
+
+$(BUILD)/python/obj/%.o: %.c $(PY_LIB_HDR) | check-deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (python)"
+	@$(CC) $(CFLAGS) -DPS_NO_JEMALLOC=1 -c $< -o $@
+
+$(BUILD)/python/psmem/_psmem$(PY_EXT): python/psmem/_psmem.c $(PY_LIB_HDR) $(PY_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  PYEXT   $@"
+	@$(CC) $(filter-out -std=c11,$(CFLAGS)) -std=gnu11 -fvisibility=hidden -I$(PY_INC) -shared $(LDFLAGS) -o $@ \
+	  python/psmem/_psmem.c $(PY_LIB_OBJ) $(PY_LDLIBS)
+
+$(BUILD)/python/psmem/%.py: python/psmem/%.py
+	@mkdir -p $(dir $@)
+	@cp $< $@
+
+python: $(PYMOD_ALL)
 
 # The guests run the normal build only: sanitizers under TCG are too slow.
 test: all check-layers
 	@BUILD=$(BUILD) bash tests/run.sh
+	@if [ -z "$(SAN)" ]; then BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/py/run.sh; else \
+	  echo "SKIP python tests: sanitizer build ($(SAN)): an instrumented module cannot load into python"; \
+	  echo "0 passed, 0 failed, 1 skipped"; fi
 ifeq ($(SAN),)
 	@if why=$$(BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh --check); then \
 	  BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh $(NUMA_NODES); \
@@ -235,6 +280,12 @@ install: all
 	install -m 644 lib/psmem.h lib/psmem_static.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/bin/psrun $(BUILD)/bin/psstat $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@REQUIRES@|$(LIB_PKGS)|g' lib/psmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/psmem.pc
+	@if [ -n "$(PYMOD)" ]; then \
+	  d=$(DESTDIR)$(PREFIX)/lib/python$(PY_VER)/site-packages/psmem; \
+	  echo "install -d $$d"; install -d $$d; \
+	  install -m 644 $(PY_SRC) $$d/ && install -m 755 $(PYMOD) $$d/ && \
+	  echo "  psmem Python package in $$d (PYTHONPATH=$(DESTDIR)$(PREFIX)/lib/python$(PY_VER)/site-packages)"; \
+	else echo "  no Python with numpy found: psmem Python package not installed"; fi
 
 clean:
 	rm -rf build

@@ -154,10 +154,12 @@ void ps__doorbell(ps_world *w)
 }
 
 /* Process-private allocations come from this node's jemalloc arena.  Under
- * a sanitizer they go through malloc, which the sanitizer intercepts. */
+ * a sanitizer they go through malloc, which the sanitizer intercepts; so do
+ * they in the Python module's copy of the library (PS_NO_JEMALLOC: python
+ * dlopen()s it, and jemalloc's initial-exec TLS does not fit). */
 void *ps__alloc(ps_world *w, size_t size)
 {
-#ifdef PS_SANITIZE
+#if defined(PS_SANITIZE) || defined(PS_NO_JEMALLOC)
 	(void)w;
 	return malloc(size);
 #else
@@ -168,7 +170,7 @@ void *ps__alloc(ps_world *w, size_t size)
 void ps__free(ps_world *w, void *p)
 {
 	(void)w;
-#ifdef PS_SANITIZE
+#if defined(PS_SANITIZE) || defined(PS_NO_JEMALLOC)
 	free(p);
 #else
 	if (p)

@@ -19,7 +19,7 @@
 
 static unsigned make_je_arena(void)
 {
-#ifdef PS_SANITIZE
+#if defined(PS_SANITIZE) || defined(PS_NO_JEMALLOC)
 	return 0;
 #else
 	unsigned a = 0;
