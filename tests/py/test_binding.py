@@ -133,7 +133,7 @@ def test_key_out_of_range_raises_error_with_code(world):
     with pytest.raises(psmem.Error) as ei:
         t.pull(np.array([3, 10], dtype=np.int64))
     e = ei.value
-    assert e.code == psmem.EKEY == -30900
+    assert e.code == psmem.EKEY == -33000
     assert e.strerror == psmem.strerror(psmem.EKEY)
     assert psmem.strerror(psmem.EKEY) in str(e)
     assert isinstance(e, RuntimeError)
