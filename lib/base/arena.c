@@ -27,6 +27,7 @@
 #include "util.h"
 #include "world.h"
 #include "arena.h"
+#include "lock.h"
 
 int ps__budget_charge(struct ps__seg *s, uint64_t bytes)
 {
@@ -146,6 +147,7 @@ int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, table, node);
 	pool_lock(w, p);
+	PS__KILL_POINT(PS__KP_POOL_LOCKED);
 	uint64_t head = p->free_head;
 	if (head) {
 		struct ps__slot *sl = ps__at(&w->seg, head);

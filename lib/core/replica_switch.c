@@ -20,6 +20,7 @@
 #include "replica.h"
 #include "rules.h"
 #include "replica_in.h"
+#include "lock.h"
 
 /* ------------------------------------------------------- set membership */
 
@@ -49,6 +50,7 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 		if (w->slow_switch)
 			usleep(200);
 		uint32_t r = t->rfree[--d->repl_nfree];
+		PS__KILL_POINT(PS__KP_REPL_POPPED);
 		for (int n = 0; n < w->nnodes; n++) {
 			struct ps__slot *rs = ps__replica_at(t, n, r);
 			uint64_t rsq = ps__rp_lock_any(w, t, rs);
@@ -65,6 +67,7 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 		/* relaxed: published by the release store of loc[k] below (RP1) */
 		atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
 		atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+		PS__KILL_POINT(PS__KP_REPL_HALF);
 		/* release: replicas, rprim and rkey are visible to whoever
 		 * acquires the REPL word */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REPL(r), memory_order_release);
@@ -101,6 +104,7 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	/* release: pushes and pulls that load it find the primary (locked
 	 * until its values hold every delta) */
 	atomic_store_explicit(&t->loc[k], plw, memory_order_release);
+	PS__KILL_POINT(PS__KP_UNREPL_HALF);
 	ps__slot_unlock(p, ps & ~PS__SEQ_MOVED, false); /* an ordinary slot again */
 	for (int n = 0; n < w->nnodes; n++) /* MOVED: stale users re-read loc[k] */
 		ps__slot_unlock(ps__replica_at(t, n, r), rseq[n] & ~PS__SEQ_FREED, true);
