@@ -101,11 +101,18 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	for (int n = 0; n < w->nnodes; n++)
 		if (ps__rp_take_delta(delta_of(t, ps__replica_at(t, n, r)), buf, t->value_len))
 			ps__rp_apply_delta(t, p, buf);
+	/* The primary stops being MOVED-marked while still locked, before its
+	 * word is published: a holder dying after the publication leaves it
+	 * recoverable as an ordinary slot (RP11); nobody sees the mark go
+	 * while the lock is held.  Relaxed: the unlock's release publishes. */
+	ps &= ~PS__SEQ_MOVED;
+	atomic_store_explicit(&p->seq, ps | PS__SEQ_LOCKED | (((uint64_t)w->node + 1) << PS__SEQ_HOLDER_SHIFT),
+			      memory_order_relaxed);
 	/* release: pushes and pulls that load it find the primary (locked
 	 * until its values hold every delta) */
 	atomic_store_explicit(&t->loc[k], plw, memory_order_release);
 	PS__KILL_POINT(PS__KP_UNREPL_HALF);
-	ps__slot_unlock(p, ps & ~PS__SEQ_MOVED, false); /* an ordinary slot again */
+	ps__slot_unlock(p, ps, false); /* an ordinary slot again */
 	for (int n = 0; n < w->nnodes; n++) /* MOVED: stale users re-read loc[k] */
 		ps__slot_unlock(ps__replica_at(t, n, r), rseq[n] & ~PS__SEQ_FREED, true);
 	urcu_memb_read_unlock();
