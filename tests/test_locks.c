@@ -147,6 +147,30 @@ static void test_pool_lock_of_a_killed_holder_is_taken_over(void **state)
 	assert_int_not_equal(a, b);
 }
 
+/* --------------------------------------------------------- primary push */
+
+/* A holder's RPUSH batch with a key it does not hold (here: key 9 made to
+ * look held by host 1) is refused whole: the sender gives every delta
+ * back (replica_switch.c, replica_remote.c), so applying the keys before
+ * it would count them twice. */
+static void test_primary_push_with_a_bad_key_applies_nothing(void **state)
+{
+	(void)state;
+	ps_table *t = mktable(64, 1);
+	ps_key r = 1, keys[3] = {3, 9, 4};
+	assert_int_equal(ps_replicate(t, &r, 1), 1); /* the replicated path of serve */
+	uint64_t lw9 = atomic_load(&t->loc[9]);
+	atomic_store(&t->loc[9], PS__LOC_MAKE_REMOTE(1));
+	float in[12];
+	for (int j = 0; j < 12; j++)
+		in[j] = 5.0f;
+	assert_int_equal(ps__replica_serve(t, keys, 3, NULL, in), PS_EMISMATCH);
+	atomic_store(&t->loc[9], lw9);
+	pull_is(t, 3, 1.0f);
+	pull_is(t, 4, 1.0f);
+	pull_is(t, 9, 1.0f);
+}
+
 /* ---------------------------------------------------------- create lock */
 
 static void op_create(ps_table *t, ps_key k)
@@ -248,6 +272,7 @@ int main(void)
 		cmocka_unit_test(test_replicate_killed_after_the_pop_leaks_no_index),
 		cmocka_unit_test(test_replicate_killed_between_its_writes_keeps_rp1),
 		cmocka_unit_test(test_unreplicate_killed_halfway_keeps_rp1),
+		cmocka_unit_test(test_primary_push_with_a_bad_key_applies_nothing),
 		cmocka_unit_test(test_create_lock_of_a_killed_holder_is_taken_over),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -79,6 +79,9 @@
  *        primary plus every node's pending delta (sum rule: the exact total
  *        of what reached this host; other rules: the primary), both under
  *        its repl_lock, so no local round moves a delta while it reads.
+ *        An RPUSH is all or nothing: a batch naming a key not held here
+ *        is refused before any key is applied, since its sender gives
+ *        every delta of a refused batch back.
  *   (RP10) No deadlock across hosts.  A thread that waits for a reply of
  *        another host holds at most repl_xlock and the replica locks of
  *        keys whose primary is on another host; never repl_lock, never a
