@@ -70,10 +70,16 @@
  *        delta.  A failed RPUSH puts the deltas back (nothing is lost while
  *        a host is reachable).  Local rounds skip these indexes.
  *        ps_replicate of a remote key pulls its value by RPULL first, then
- *        installs it under repl_lock; ps_unreplicate locks its replicas,
- *        takes the deltas, RPUSHes them, and only then publishes the
+ *        installs it under repl_lock; ps_unreplicate takes the deltas
+ *        (each under its replica's lock, released at once), RPUSHes them
+ *        holding no lock but repl_xlock, so pulls and pushes of the key
+ *        go on meanwhile (no reader spins in a read-side section for a
+ *        round trip), then locks the replicas again: if the RPUSH arrived
+ *        and no push came meanwhile (delta clean, RP7) it publishes the
  *        REMOTE word and unlocks (MOVED), so a reader never finds the key
- *        without its own host's pushes.
+ *        without its own host's pushes; otherwise the key stays
+ *        replicated (new deltas go with the next remote round; failed
+ *        ones go back to the delta) and is not counted as switched.
  *   (RP9) A holder answers RPUSH by adding into the key's primary (through
  *        ps__push_key if it is not replicated there) and RPULL with the
  *        primary plus every node's pending delta (sum rule: the exact total
