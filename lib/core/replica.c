@@ -89,9 +89,9 @@
  *        is refused before any key is applied, since its sender gives
  *        every delta of a refused batch back.
  *   (RP10) No deadlock across hosts.  A thread that waits for a reply of
- *        another host holds at most repl_xlock and the replica locks of
- *        keys whose primary is on another host; never repl_lock, never a
- *        lock of a key this host holds.  A link thread serving a request
+ *        another host holds at most repl_xlock (no slot lock: the
+ *        deltas travel already taken); never repl_lock, never a lock of
+ *        a key this host holds.  A link thread serving a request
  *        takes only repl_lock and locks of keys this host holds (another
  *        host never asks about a key it holds itself: check_request),
  *        never repl_xlock, and never waits for another host.  So no wait
