@@ -473,6 +473,84 @@ static int stale_main(int argc, char **argv)
 	return rc || frc ? 1 : 0;
 }
 
+/* ------------------------------------------------------- node: droppull */
+
+/* "--node droppull": 2 hosts x 2 nodes, 8 keys; key 7 is held by host 1
+ * and replicated on host 0.  Node 0 of host 0 pushes +1 to it and drops
+ * it with a slow RPUSH round trip (PSMEM_DEBUG_SLOW_DROP=600 ms, test
+ * builds), retrying until it switches; meanwhile node 1 of host 0 pulls
+ * it and pushes +1 to it and to key 6 (ordinary, host 1's) for 1.5 s,
+ * timing every pull.  Then the final protocol; node 0 of host 1 checks
+ * key 7 = key 6 + 1: no push lost or counted twice. */
+static int droppull_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, 8, 4);
+	o.repl_max = 2;
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		return 1;
+	const int host = ps_host_id(w), node = ps_node_id(w);
+	ps_key k = 7, k6 = 6;
+	if (ps_owner_host(t, k) != 1 || ps_owner_host(t, k6) != 1)
+		return 1;
+	if (host == 0 && node == 0 && ps_replicate(t, &k, 1) != 1)
+		return 1;
+	int rc = ps_barrier(w);
+	float one[4] = {1, 1, 1, 1}, v[4];
+	if (rc == 0 && host == 0 && node == 0) {
+		setenv("PSMEM_DEBUG_SLOW_DROP", "600", 1);
+		rc = ps_push_sync(t, &k, 1, one);
+		int tries = 0, sw = 0;
+		while (rc == 0 && sw == 0 && tries < 20) {
+			sw = ps_unreplicate(t, &k, 1);
+			tries++;
+		}
+		unsetenv("PSMEM_DEBUG_SLOW_DROP");
+		printf("droppull: dropped after %d tries: %d\n", tries, sw);
+		rc = rc ? rc : sw == 1 ? 0 : -1;
+	} else if (rc == 0 && host == 0 && node == 1) {
+		uint64_t t0 = now_us(), worst = 0;
+		long pushes = 0;
+		while (rc == 0 && now_us() - t0 < 1500000) {
+			uint64_t a = now_us();
+			rc = ps_pull_sync(t, &k, 1, v);
+			uint64_t d = now_us() - a;
+			worst = d > worst ? d : worst;
+			if (rc == 0)
+				rc = ps_push_sync(t, &k, 1, one);
+			if (rc == 0)
+				rc = ps_push_sync(t, &k6, 1, one);
+			pushes++;
+			usleep(1000);
+		}
+		printf("droppull: longest pull %lu ms, %ld pushes\n", (unsigned long)(worst / 1000), pushes);
+	}
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		rc = ps_barrier(w);
+		if (rc == 0 && node == 0)
+			rc = ps_sync(t);
+	}
+	rc = rc ? rc : ps_barrier(w);
+	if (rc == 0 && host == 1 && node == 0) {
+		float v6[4];
+		rc = ps_pull_sync(t, &k, 1, v);
+		rc = rc ? rc : ps_pull_sync(t, &k6, 1, v6);
+		printf("droppull: key 7 %g, key 6 %g\n", v[0], v6[0]);
+		if (rc == 0 && (v[0] != v6[0] + 1 || v6[0] < 1))
+			rc = -1;
+	}
+	fflush(stdout);
+	if (rc)
+		fprintf(stderr, "droppull: host %d node %d: %s\n", host, node, ps_strerror(rc));
+	int frc = ps_finalize(w);
+	return rc || frc ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void storm_hosts(int hosts, const char *const args[])
@@ -560,12 +638,45 @@ static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 	mh_assert_clean(&segs);
 }
 
+/* Dropping a key whose primary is on another host holds no replica lock
+ * across the round trip (RP8, RP10): local pulls of it do not wait for
+ * the RPUSH (600 ms here), and pushes made meanwhile are neither lost nor
+ * counted twice. */
+static void test_dropping_a_remote_key_does_not_block_its_local_pulls(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[] = {mh_self, "--node", "droppull", NULL};
+	struct mh_proc p[2];
+	mh_run_hosts(2, 2, prog, p, 60);
+	for (int r = 0; r < 2; r++)
+		if (p[r].status != 0)
+			mh_show(&p[r], r ? "host 1" : "host 0");
+	const char *out0 = mh_slurp(p[0].out);
+	printf("%s", out0);
+	assert_int_equal(p[0].status, 0);
+	assert_int_equal(p[1].status, 0);
+	const char *line = strstr(out0, "droppull: longest pull ");
+	assert_non_null(line);
+	unsigned long ms;
+	long pushes;
+	assert_int_equal(sscanf(line, "droppull: longest pull %lu ms, %ld pushes", &ms, &pushes), 2);
+	assert_true(pushes > 10); /* it pulled while the drop was on */
+	assert_true(ms < 300);     /* not the 600 ms round trip */
+	assert_non_null(strstr(out0, "droppull: dropped after "));
+	assert_non_null(strstr(mh_slurp(p[1].out), "droppull: key 7 "));
+	mh_assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "stale") == 0)
 		return stale_main(argc - 3, argv + 3);
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "droppull") == 0)
+		return droppull_main();
 	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
@@ -574,6 +685,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_two_hosts_storm_with_switches_every_push_counted_once),
 		cmocka_unit_test(test_three_hosts_storm_with_switches_every_push_counted_once),
 		cmocka_unit_test(test_staleness_across_hosts_at_50_rounds_per_second),
+		cmocka_unit_test(test_dropping_a_remote_key_does_not_block_its_local_pulls),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -38,6 +38,7 @@
 
 #include "common.h"
 #include "psmem_int.h"
+#include "lock.h"
 
 /* ------------------------------------------------------------ node side */
 
@@ -387,8 +388,7 @@ static void lk_first(const struct ps__seg *seg)
 	ps__thread_enter(w);
 	bool moved;
 	ps__slot_lock(w, t, slot_of(w, t, 9), &moved);
-	uint64_t free_ = 0;
-	atomic_compare_exchange_strong(&ps__pool_at(&w->seg, 0, 1)->lock, &free_, 2); /* node 1 + 1 */
+	ps__lock(&ps__pool_at(&w->seg, 0, 1)->lock); /* a robust mutex (lock.c) */
 	raise(SIGKILL);
 }
 
@@ -446,7 +446,7 @@ static void test_replacement_frees_the_locks_of_its_dead_predecessor(void **stat
 	uint64_t s9 = atomic_load(&slot_of(w, t, 9)->seq);
 	assert_true(s9 & PS__SEQ_LOCKED);
 	assert_int_equal(PS__SEQ_HOLDER(s9), 1);
-	assert_int_equal(atomic_load(&ps__pool_at(&w->seg, 0, 1)->lock), 2);
+	assert_true(ps__lock_held(&ps__pool_at(&w->seg, 0, 1)->lock));
 
 	assert_int_equal(write(go[1], "g", 1), 1);
 	waitpid(b, &st, 0);

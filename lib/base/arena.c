@@ -15,9 +15,9 @@
  *     PS__CHUNK granules before the bump crosses into them; a refused charge
  *     is PS_EFULL.  Location tables are charged when created.
  *   - A pool lock held by a dead process is taken over by the next locker
- *     (the holder's node id is in the lock word); pool updates are ordered so
- *     that a holder dying between stores leaves at worst a leaked slot,
- *     never a slot handed out twice.
+ *     (a robust mutex, lock.c); pool updates are ordered so that a holder
+ *     dying between stores leaves at worst a leaked slot, never a slot
+ *     handed out twice (pool_lock).
  */
 #include <errno.h>
 #include <sched.h>
@@ -27,6 +27,7 @@
 #include "util.h"
 #include "world.h"
 #include "arena.h"
+#include "lock.h"
 
 int ps__budget_charge(struct ps__seg *s, uint64_t bytes)
 {
@@ -56,34 +57,21 @@ int ps__shared_alloc(struct ps__seg *s, uint64_t size, uint64_t *off)
 	return 0;
 }
 
-static void pool_lock(ps_world *w, struct ps__pool *p)
+/* The pool lock (lock.c).  Pool updates are ordered so that a holder
+ * dying between its stores leaves at worst a leaked slot or an
+ * over-charged budget, never a slot handed out twice: the pop is the one
+ * store of free_head, a push links the run before that store, a bump
+ * charges before it moves.  So a taker after a dead holder has nothing
+ * to repair (LK2). */
+static void pool_lock(struct ps__pool *p)
 {
-	uint64_t me = (uint64_t)w->node + 1, cur = 0;
-	unsigned spins = 0;
-	/* acquire: the pool fields read under the lock follow the previous
-	 * holder's release */
-	while (!atomic_compare_exchange_weak_explicit(&p->lock, &cur, me, memory_order_acquire,
-						      memory_order_relaxed)) {
-		if (cur != 0 && ++spins > 4096 && (spins & 1023) == 0 &&
-		    !ps__node_alive(&w->seg, (int)cur - 1)) {
-			/* holder died inside: take the lock over (see invariants) */
-			ps__mark_dead(&w->seg, (int)cur - 1);
-			if (atomic_compare_exchange_strong_explicit(&p->lock, &cur, me, memory_order_acquire,
-								    memory_order_relaxed))
-				return;
-		}
-		if (spins > 64)
-			sched_yield();
-		else
-			ps__cpu_relax();
-		cur = 0;
-	}
+	if (ps__lock(&p->lock) == 1)
+		ps__lock_consistent(&p->lock);
 }
 
 static void pool_unlock(struct ps__pool *p)
 {
-	/* release: publishes the pool fields written under the lock */
-	atomic_store_explicit(&p->lock, 0, memory_order_release);
+	ps__unlock(&p->lock);
 }
 
 int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size)
@@ -101,6 +89,7 @@ int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size)
 		struct ps__node *n = ps__node_at(s, i);
 		struct ps__pool *p = ps__pool_at(s, table, i);
 		uint64_t used = atomic_load_explicit(&n->arena_used, memory_order_relaxed);
+		ps__lock_init(&p->lock); /* LK1: nobody uses the pool before READY */
 		p->bump = p->free_head = p->committed = 0;
 		atomic_store_explicit(&p->used, 0, memory_order_relaxed);
 		atomic_store_explicit(&p->retired, 0, memory_order_relaxed);
@@ -128,7 +117,7 @@ int ps__slot_alloc_run(ps_world *w, int table, int node, uint32_t slot_size, uin
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, table, node);
 	int rc = 0;
-	pool_lock(w, p);
+	pool_lock(p);
 	if (p->bump + n > p->cap)
 		rc = PS_EFULL;
 	else
@@ -145,7 +134,8 @@ int ps__slot_alloc_run(ps_world *w, int table, int node, uint32_t slot_size, uin
 int ps__slot_alloc(ps_world *w, int table, int node, uint32_t slot_size, uint64_t *off)
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, table, node);
-	pool_lock(w, p);
+	pool_lock(p);
+	PS__KILL_POINT(PS__KP_POOL_LOCKED);
 	uint64_t head = p->free_head;
 	if (head) {
 		struct ps__slot *sl = ps__at(&w->seg, head);
@@ -187,7 +177,7 @@ void ps__slots_free(ps_world *w, int table, int node, const uint64_t *offs, size
 			atomic_store_explicit(&sl->key, offs[i + 1], memory_order_relaxed);
 	}
 	struct ps__slot *last = ps__at(&w->seg, offs[n - 1]);
-	pool_lock(w, p);
+	pool_lock(p);
 	atomic_store_explicit(&last->key, p->free_head, memory_order_relaxed);
 	p->free_head = offs[0];
 	atomic_fetch_sub_explicit(&p->used, n, memory_order_relaxed);

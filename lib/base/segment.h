@@ -3,6 +3,7 @@
 #ifndef PSMEM_BASE_SEGMENT_H
 #define PSMEM_BASE_SEGMENT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,7 +28,7 @@
  */
 
 #define PS__MAGIC        0x4745536d656d7370ULL /* "psmemSEG" little-endian */
-#define PS__ABI          2u    /* 2: per-thread counters ps__node.tstats */
+#define PS__ABI          3u    /* 2: per-thread counters ps__node.tstats; 3: robust mutexes for the pool, create and replica locks (lock.c) */
 #define PS__MAX_NODES    64
 #define PS__MAX_TABLES   64
 #define PS__MAX_WAITERS  64    /* per node: threads visible to ps_dump */
@@ -154,9 +155,10 @@ enum ps__table_state { PS__T_EMPTY = 0, PS__T_CREATING = 1, PS__T_READY = 2 };
 
 /* Pool of slots of one table in one node's arena (a slab). */
 struct ps__pool {
-	/* lock: 0 free, else holder node + 1.  Acquire on take, release on
-	 * drop: orders every field below.  Held only for a few stores. */
-	PS__CACHE_ALIGNED _Atomic uint64_t lock;
+	/* lock: a robust process-shared mutex (lock.c; initialised by the
+	 * table's creator, ps__pool_reserve).  Orders every field below.
+	 * Held only for a few stores. */
+	PS__CACHE_ALIGNED pthread_mutex_t lock;
 	uint64_t base_off;   /* W: creator; first slot of the pool */
 	uint64_t cap;        /* slots reserved for the pool */
 	uint64_t bump;       /* slots ever handed out from base (under lock) */
@@ -199,10 +201,11 @@ struct ps__tdesc {
 	uint64_t repl_off;   /* shared region: rprim[repl_max] u64, rkey[repl_max]
 	                      * u64, rfree[repl_max] u32 */
 	uint64_t count_off;  /* PS_COUNT_ACCESS: num_keys x _Atomic uint32_t, else 0 */
-	/* Serialises replicate / unreplicate / sync rounds of the table:
-	 * 0 free, else holder node + 1; CAS acquire, store release: orders
-	 * rprim, rkey, rfree, repl_nfree and the REPL location words. */
-	PS__CACHE_ALIGNED _Atomic uint64_t repl_lock;
+	/* Serialises replicate / unreplicate / sync rounds of the table: a
+	 * robust process-shared mutex (lock.c; initialised by the creator
+	 * before READY; a taker after a dead holder repairs, replica.c RP11).
+	 * Orders rprim, rkey, rfree, repl_nfree and the REPL location words. */
+	PS__CACHE_ALIGNED pthread_mutex_t repl_lock;
 	uint32_t repl_nfree; /* free replica indexes in rfree (under repl_lock) */
 	/* replicated keys; W: under repl_lock; R: anyone, relaxed (a count) */
 	_Atomic uint32_t repl_used;
@@ -217,13 +220,13 @@ struct ps__tdesc {
 
 	/* Replication across hosts (replica.c RP8-RP10).  repl_xlock serialises
 	 * this host's set switches, remote rounds and ps_sync of the table
-	 * (0 free, else holder node + 1; CAS acquire, store release); it is
+	 * (a robust process-shared mutex, lock.c, as repl_lock); it is
 	 * held across bridge round trips, never by a link thread.  repl_remote:
 	 * replicated keys whose primary is on another host (W: under
 	 * repl_lock; R: service threads, relaxed: a hint).  repl_xnext: when
 	 * the next remote round is due (ns; W: the xlock holder; R: service
 	 * threads, relaxed: a hint re-checked under the xlock). */
-	PS__CACHE_ALIGNED _Atomic uint64_t repl_xlock;
+	PS__CACHE_ALIGNED pthread_mutex_t repl_xlock;
 	_Atomic uint64_t repl_xnext;
 	_Atomic uint32_t repl_remote;
 };
@@ -353,8 +356,9 @@ struct ps__hdr {
 	PS__CACHE_ALIGNED _Atomic uint64_t mem_committed;
 	/* bump of the shared region; W: table creator under create_lock */
 	_Atomic uint64_t shared_used;
-	/* serialises table layout (CAS 0 -> node+1 acquire; release 0) */
-	_Atomic uint64_t create_lock;
+	/* serialises table layout: a robust process-shared mutex (lock.c),
+	 * initialised by the segment's creator (segment.c) */
+	pthread_mutex_t create_lock;
 
 	/* Grace periods: retirers fetch_add (seq_cst: orders the unpublish
 	 * before it ahead of the tag) to obtain a tag; service threads load it

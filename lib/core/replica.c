@@ -70,19 +70,28 @@
  *        delta.  A failed RPUSH puts the deltas back (nothing is lost while
  *        a host is reachable).  Local rounds skip these indexes.
  *        ps_replicate of a remote key pulls its value by RPULL first, then
- *        installs it under repl_lock; ps_unreplicate locks its replicas,
- *        takes the deltas, RPUSHes them, and only then publishes the
+ *        installs it under repl_lock; ps_unreplicate takes the deltas
+ *        (each under its replica's lock, released at once), RPUSHes them
+ *        holding no lock but repl_xlock, so pulls and pushes of the key
+ *        go on meanwhile (no reader spins in a read-side section for a
+ *        round trip), then locks the replicas again: if the RPUSH arrived
+ *        and no push came meanwhile (delta clean, RP7) it publishes the
  *        REMOTE word and unlocks (MOVED), so a reader never finds the key
- *        without its own host's pushes.
+ *        without its own host's pushes; otherwise the key stays
+ *        replicated (new deltas go with the next remote round; failed
+ *        ones go back to the delta) and is not counted as switched.
  *   (RP9) A holder answers RPUSH by adding into the key's primary (through
  *        ps__push_key if it is not replicated there) and RPULL with the
  *        primary plus every node's pending delta (sum rule: the exact total
  *        of what reached this host; other rules: the primary), both under
  *        its repl_lock, so no local round moves a delta while it reads.
+ *        An RPUSH is all or nothing: a batch naming a key not held here
+ *        is refused before any key is applied, since its sender gives
+ *        every delta of a refused batch back.
  *   (RP10) No deadlock across hosts.  A thread that waits for a reply of
- *        another host holds at most repl_xlock and the replica locks of
- *        keys whose primary is on another host; never repl_lock, never a
- *        lock of a key this host holds.  A link thread serving a request
+ *        another host holds at most repl_xlock (no slot lock: the
+ *        deltas travel already taken); never repl_lock, never a lock of
+ *        a key this host holds.  A link thread serving a request
  *        takes only repl_lock and locks of keys this host holds (another
  *        host never asks about a key it holds itself: check_request),
  *        never repl_xlock, and never waits for another host.  So no wait
@@ -105,6 +114,8 @@
 #include "replica.h"
 #include "rules.h"
 #include "replica_in.h"
+#include "lock.h"
+#include "table.h"
 
 static inline uint64_t slot_off(ps_world *w, struct ps__slot *sl)
 {
@@ -122,57 +133,107 @@ void ps__rp_apply_delta(ps_table *t, struct ps__slot *p, const float *delta)
 
 /* ------------------------------------------------------------ repl_lock */
 
-bool ps__rp_word_trylock(ps_world *w, _Atomic uint64_t *l)
+/*
+ * (RP11) Repair after a dead holder of repl_lock (lock.c LK2).  The holder
+ * may have died anywhere in a switch: after popping a free index and
+ * before publishing it (the index would leak), between the install's
+ * writes (rkey[r] set, loc[k] not yet REPL|r), or in an unreplicate
+ * between republishing loc[k] and freeing r (rkey[r] still k + 1).  The
+ * shared words say which indexes are in use: r is in use iff rkey[r] =
+ * k + 1 and loc[k] = REPL|r, RP1's own statement.  The repair rebuilds
+ * everything else from that: every other index gets rkey 0, its replica
+ * slots MOVED (a stale user re-reads loc[k], RP5) and a place on the free
+ * stack; repl_used and repl_remote are recounted; where loc[k] names
+ * an ordinary primary that a half-done switch left MOVED-marked, the mark
+ * goes, and the local primary of every key in use is marked MOVED (RP6:
+ * an install cut short after publishing REPL|r had not marked it yet).
+ * Until the repair a stale pusher may still add into such a primary; the
+ * next refresh shows it (RP7 reads the primary's seq), so no push is lost.  Slot locks the dead holder
+ * had are recovered the usual way (kv.c KV5, restart.c RS1) by the slot
+ * locks taken here.  A dead holder of repl_xlock needs nothing of its own:
+ * what it held across a round trip were deltas, lost with it (the
+ * "unfinished batch" above), and the words are repl_lock's.
+ */
+static void repair(ps_world *w, struct ps__tdesc *d)
 {
-	uint64_t cur = 0;
-	/* acquire: rprim/rkey/rfree and the previous holder's slot writes */
-	if (atomic_compare_exchange_strong_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
-						    memory_order_relaxed))
-		return true;
-	if (!ps__node_alive(&w->seg, (int)cur - 1)) {
-		/* holder died inside: its round may have lost the delta it held
-		 * (see the file comment); the structures stay consistent */
-		ps__mark_dead(&w->seg, (int)cur - 1);
-		return atomic_compare_exchange_strong_explicit(l, &cur, (uint64_t)w->node + 1, memory_order_acquire,
-							       memory_order_relaxed);
+	ps_table t;
+	ps__table_bind(w, (int)(d - ps__tdesc_at(&w->seg, 0)), &t);
+	uint32_t nfree = 0, used = 0, remote = 0;
+	urcu_memb_read_lock();
+	for (uint32_t r = 0; r < d->repl_max; r++) {
+		/* relaxed: under repl_lock, whose EOWNERDEAD take is an acquire */
+		uint64_t kp = atomic_load_explicit(&t.rkey[r], memory_order_relaxed);
+		uint64_t plw = atomic_load_explicit(&t.rprim[r], memory_order_relaxed);
+		if (kp && kp <= t.num_keys) {
+			uint64_t lw = atomic_load_explicit(&t.loc[kp - 1], memory_order_acquire);
+			if (lw == PS__LOC_MAKE_REPL(r)) {
+				used++;
+				remote += PS__LOC_IS_REMOTE(plw);
+				if (!PS__LOC_IS_REMOTE(plw)) {
+					/* RP6 again: an install cut short between
+					 * publishing REPL and marking the primary */
+					struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+					uint64_t s = ps__rp_lock_any(w, &t, p);
+					ps__slot_unlock(p, s, true);
+				}
+				continue;
+			}
+			if (lw == plw && !PS__LOC_IS_REMOTE(lw)) {
+				/* half-done switch: the primary is the key's slot */
+				struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(lw));
+				uint64_t s = ps__rp_lock_any(w, &t, p);
+				ps__slot_unlock(p, s & ~PS__SEQ_MOVED, false);
+			}
+		}
+		atomic_store_explicit(&t.rkey[r], 0, memory_order_relaxed);
+		for (int n = 0; n < w->nnodes; n++) {
+			struct ps__slot *rs = ps__replica_at(&t, n, r);
+			uint64_t s = ps__rp_lock_any(w, &t, rs);
+			ps__slot_unlock(rs, s & ~PS__SEQ_FREED, true);
+		}
+		t.rfree[nfree++] = r;
 	}
-	return false;
+	urcu_memb_read_unlock();
+	d->repl_nfree = nfree;
+	/* relaxed: counts, under repl_lock */
+	atomic_store_explicit(&d->repl_used, used, memory_order_relaxed);
+	atomic_store_explicit(&d->repl_remote, remote, memory_order_relaxed);
 }
 
-static void word_lock(ps_world *w, _Atomic uint64_t *l)
+static bool took(ps_world *w, struct ps__tdesc *d, pthread_mutex_t *m, int rc)
 {
-	unsigned spins = 0;
-	while (!ps__rp_word_trylock(w, l)) {
-		if (++spins < 64)
-			ps__cpu_relax();
-		else if (spins < 1024)
-			sched_yield();
-		else
-			usleep(50); /* an xlock holder may wait for a round trip */
+	if (rc < 0)
+		return false;
+	if (rc == 1) { /* previous holder died inside (RP11) */
+		if (m == &d->repl_lock)
+			repair(w, d);
+		ps__lock_consistent(m);
 	}
+	return true;
 }
 
-void ps__rp_word_unlock(_Atomic uint64_t *l)
-{
-	/* release: everything written under the lock is seen by the next holder */
-	atomic_store_explicit(l, 0, memory_order_release);
-}
-
-bool ps__rp_repl_trylock(ps_world *w, struct ps__tdesc *d) { return ps__rp_word_trylock(w, &d->repl_lock); }
-void ps__rp_repl_lock(ps_world *w, struct ps__tdesc *d) { word_lock(w, &d->repl_lock); }
-void ps__rp_repl_unlock(struct ps__tdesc *d) { ps__rp_word_unlock(&d->repl_lock); }
+bool ps__rp_repl_trylock(ps_world *w, struct ps__tdesc *d) { return took(w, d, &d->repl_lock, ps__trylock(&d->repl_lock)); }
+void ps__rp_repl_lock(ps_world *w, struct ps__tdesc *d) { took(w, d, &d->repl_lock, ps__lock(&d->repl_lock)); }
+void ps__rp_repl_unlock(struct ps__tdesc *d) { ps__unlock(&d->repl_lock); }
 
 /* repl_xlock (RP8): only in multi-host jobs; taken before repl_lock. */
 void ps__rp_xlock(ps_world *w, struct ps__tdesc *d)
 {
-	if (w->nhosts > 1)
-		word_lock(w, &d->repl_xlock);
+	if (w->nhosts > 1) {
+		took(w, d, &d->repl_xlock, ps__lock(&d->repl_xlock));
+		PS__KILL_POINT(PS__KP_XLOCKED);
+	}
+}
+
+bool ps__rp_xtrylock(ps_world *w, struct ps__tdesc *d)
+{
+	return took(w, d, &d->repl_xlock, ps__trylock(&d->repl_xlock));
 }
 
 void ps__rp_xunlock(ps_world *w, struct ps__tdesc *d)
 {
 	if (w->nhosts > 1)
-		ps__rp_word_unlock(&d->repl_xlock);
+		ps__unlock(&d->repl_xlock);
 }
 
 /* ------------------------------------------------------------ slot help */

@@ -29,12 +29,11 @@ static inline bool prim_remote(ps_table *t, uint32_t r)
 }
 
 void ps__rp_apply_delta(ps_table *t, struct ps__slot *p, const float *delta);
-bool ps__rp_word_trylock(ps_world *w, _Atomic uint64_t *l);
-void ps__rp_word_unlock(_Atomic uint64_t *l);
 bool ps__rp_repl_trylock(ps_world *w, struct ps__tdesc *d);
 void ps__rp_repl_lock(ps_world *w, struct ps__tdesc *d);
 void ps__rp_repl_unlock(struct ps__tdesc *d);
 void ps__rp_xlock(ps_world *w, struct ps__tdesc *d);
+bool ps__rp_xtrylock(ps_world *w, struct ps__tdesc *d); /* in a multi-host job */
 void ps__rp_xunlock(ps_world *w, struct ps__tdesc *d);
 uint64_t ps__rp_lock_any(ps_world *w, ps_table *t, struct ps__slot *sl);
 void ps__rp_store_values(struct ps__slot *sl, const float *src, uint32_t len);

@@ -70,6 +70,19 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 		return -ENOMEM;
 	int rc = 0;
 	ps__rp_repl_lock(w, t->d); /* RP9: no round moves a delta meanwhile; RP10 */
+	/* All or nothing: a refused RPUSH makes its sender give every delta
+	 * back (RP8), so no key is applied unless every key is held here.
+	 * Under repl_lock no key changes replication state; a move to
+	 * another host racing the batch (migrate.c) is not stopped by it, and
+	 * such a key, found remote below, is skipped: its delta is lost
+	 * rather than every other one counted twice. */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		/* acquire: as every load of a location word (kv.c KV1) */
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire);
+		if (PS__LOC_IS_REMOTE(lw) || ((lw & PS__LOC_REPL) && prim_remote(t, PS__LOC_RIDX(lw))))
+			rc = PS_EMISMATCH; /* not held here, or replicated here and held elsewhere */
+	}
+	const int refused = rc;
 	urcu_memb_read_lock();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const ps_key k = keys[i];
@@ -77,7 +90,8 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 			/* acquire: as every load of a location word (kv.c KV1) */
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
 			if (PS__LOC_IS_REMOTE(lw)) {
-				rc = PS_EMISMATCH; /* not held here */
+				if (!in)
+					rc = PS_EMISMATCH; /* not held here */
 				break;
 			}
 			if (!(lw & PS__LOC_REPL)) {
@@ -91,7 +105,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 				continue; /* relocated meanwhile */
 			}
 			uint32_t r = PS__LOC_RIDX(lw);
-			if (prim_remote(t, r)) {
+			if (prim_remote(t, r)) { /* cannot change under repl_lock */
 				rc = PS_EMISMATCH; /* replicated here, held elsewhere */
 				break;
 			}
@@ -125,7 +139,7 @@ int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, con
 	urcu_memb_read_unlock();
 	ps__rp_repl_unlock(t->d);
 	ps__free(w, tmp);
-	return rc;
+	return refused ? refused : rc;
 }
 
 /* Reads the primaries' totals of keys[i] at hosts[i] into out (RPULL)

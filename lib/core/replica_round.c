@@ -184,7 +184,7 @@ bool ps__replica_step(ps_world *w)
 		 * xlock */
 		if (w->nhosts > 1 && atomic_load_explicit(&t->d->repl_remote, memory_order_relaxed) &&
 		    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed) &&
-		    ps__rp_word_trylock(w, &t->d->repl_xlock)) {
+		    ps__rp_xtrylock(w, t->d)) {
 			/* relaxed: set under this xlock by finalize (RP8) */
 			if (!atomic_load_explicit(&w->repl_closed, memory_order_relaxed) &&
 			    now >= atomic_load_explicit(&t->d->repl_xnext, memory_order_relaxed)) {
@@ -192,7 +192,7 @@ bool ps__replica_step(ps_world *w)
 						      memory_order_relaxed);
 				ps__rp_remote_round(w, t, 0, w->nnodes, true);
 			}
-			ps__rp_word_unlock(&t->d->repl_xlock);
+			ps__rp_xunlock(w, t->d);
 		}
 	}
 	return work;

@@ -20,6 +20,7 @@
 #include "replica.h"
 #include "rules.h"
 #include "replica_in.h"
+#include "lock.h"
 
 /* ------------------------------------------------------- set membership */
 
@@ -48,7 +49,12 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 		ps__copy_out((uint32_t *)buf, p, t->value_len);
 		if (w->slow_switch)
 			usleep(200);
+		if (d->repl_nfree == 0) { /* a drop counted on stayed replicated */
+			ps__slot_unlock(p, s, false);
+			break;
+		}
 		uint32_t r = t->rfree[--d->repl_nfree];
+		PS__KILL_POINT(PS__KP_REPL_POPPED);
 		for (int n = 0; n < w->nnodes; n++) {
 			struct ps__slot *rs = ps__replica_at(t, n, r);
 			uint64_t rsq = ps__rp_lock_any(w, t, rs);
@@ -65,6 +71,7 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 		/* relaxed: published by the release store of loc[k] below (RP1) */
 		atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
 		atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+		PS__KILL_POINT(PS__KP_REPL_HALF);
 		/* release: replicas, rprim and rkey are visible to whoever
 		 * acquires the REPL word */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REPL(r), memory_order_release);
@@ -98,10 +105,18 @@ static int unreplicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 	for (int n = 0; n < w->nnodes; n++)
 		if (ps__rp_take_delta(delta_of(t, ps__replica_at(t, n, r)), buf, t->value_len))
 			ps__rp_apply_delta(t, p, buf);
+	/* The primary stops being MOVED-marked while still locked, before its
+	 * word is published: a holder dying after the publication leaves it
+	 * recoverable as an ordinary slot (RP11); nobody sees the mark go
+	 * while the lock is held.  Relaxed: the unlock's release publishes. */
+	ps &= ~PS__SEQ_MOVED;
+	atomic_store_explicit(&p->seq, ps | PS__SEQ_LOCKED | (((uint64_t)w->node + 1) << PS__SEQ_HOLDER_SHIFT),
+			      memory_order_relaxed);
 	/* release: pushes and pulls that load it find the primary (locked
 	 * until its values hold every delta) */
 	atomic_store_explicit(&t->loc[k], plw, memory_order_release);
-	ps__slot_unlock(p, ps & ~PS__SEQ_MOVED, false); /* an ordinary slot again */
+	PS__KILL_POINT(PS__KP_UNREPL_HALF);
+	ps__slot_unlock(p, ps, false); /* an ordinary slot again */
 	for (int n = 0; n < w->nnodes; n++) /* MOVED: stale users re-read loc[k] */
 		ps__slot_unlock(ps__replica_at(t, n, r), rseq[n] & ~PS__SEQ_FREED, true);
 	urcu_memb_read_unlock();
@@ -163,14 +178,14 @@ static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw
 }
 
 /* Keys replicated here whose primary is on another host, being dropped
- * (RP8): their replicas stay locked while the deltas travel. */
+ * (RP8): their deltas travel with no lock held but repl_xlock. */
 struct rdrop {
 	size_t m;
 	ps_key *keys;
 	uint16_t *hosts;
 	uint32_t *ridx;
 	float *vals;
-	uint64_t *rseq;   /* m x nnodes */
+	uint64_t *rseq;   /* m x nnodes: the replica locks' words in drop_finish */
 	uint8_t *failed;  /* per key: its deltas did not reach the holder */
 };
 
@@ -224,39 +239,54 @@ static int drop_one(ps_world *w, ps_table *t, ps_key k, float *buf, struct rdrop
 	memset(s->vals + i * len, 0, sizeof(float) * len);
 	for (int n = 0; n < w->nnodes; n++) {
 		struct ps__slot *sl = ps__replica_at(t, n, r);
-		s->rseq[i * (size_t)w->nnodes + n] = ps__rp_lock_any(w, t, sl);
+		uint64_t sq = ps__rp_lock_any(w, t, sl);
 		if (ps__rp_take_delta(delta_of(t, sl), buf, len))
 			for (uint32_t j = 0; j < len; j++)
 				s->vals[i * len + j] += buf[j];
+		/* not held across the round trip: the replica's values (with
+		 * this host's pushes) stay readable, and pushes go on into
+		 * replica and delta (drop_finish sees them) */
+		ps__slot_unlock(sl, sq, false);
 	}
 	return 0;
 }
 
-/* Ends the drops of s (caller holds repl_lock): a key whose deltas
- * arrived publishes its REMOTE word and frees its index; the others' go
- * back to this node's delta and they stay replicated.  Returns the number
- * switched. */
+/* Ends the drops of s (caller holds repl_lock, back from the round trip):
+ * a key whose deltas arrived and that took no push meanwhile publishes
+ * its REMOTE word and frees its index, its replicas locked until then
+ * (RP8); the others stay replicated, a failed key's deltas back in this
+ * node's delta, a pushed-meanwhile key's new deltas left for the next
+ * remote round.  Returns the number switched. */
 static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 {
 	struct ps__tdesc *d = t->d;
 	const uint32_t len = t->value_len;
+	const size_t nn = (size_t)w->nnodes;
 	int done = 0;
 	for (size_t i = 0; i < s->m; i++) {
 		uint32_t r = s->ridx[i];
-		if (s->failed[i]) {
-			struct ps__slot *dl = delta_of(t, ps__replica_at(t, w->node, r));
-			ps__add_values(dl, s->vals + i * len, len);
-			atomic_store_explicit(&dl->seq, 1, memory_order_relaxed); /* dirty (RP7) */
+		bool pushed = false;
+		for (int n = 0; n < w->nnodes; n++) {
+			struct ps__slot *sl = ps__replica_at(t, n, r);
+			s->rseq[i * nn + n] = ps__rp_lock_any(w, t, sl);
+			/* relaxed: under the replica's lock; a push sets it (RP7) */
+			pushed |= atomic_load_explicit(&delta_of(t, sl)->seq, memory_order_relaxed) != 0;
+		}
+		if (s->failed[i] || pushed) {
+			if (s->failed[i]) {
+				struct ps__slot *dl = delta_of(t, ps__replica_at(t, w->node, r));
+				ps__add_values(dl, s->vals + i * len, len);
+				atomic_store_explicit(&dl->seq, 1, memory_order_relaxed); /* dirty (RP7) */
+			}
 			for (int n = 0; n < w->nnodes; n++)
-				ps__slot_unlock(ps__replica_at(t, n, r), s->rseq[i * (size_t)w->nnodes + n], false);
+				ps__slot_unlock(ps__replica_at(t, n, r), s->rseq[i * nn + n], false);
 			continue;
 		}
 		uint64_t plw = atomic_load_explicit(&t->rprim[r], memory_order_relaxed);
 		/* release: as in unreplicate_one; the deltas are at the holder */
 		atomic_store_explicit(&t->loc[s->keys[i]], plw, memory_order_release);
 		for (int n = 0; n < w->nnodes; n++) /* MOVED: stale users re-read loc[k] */
-			ps__slot_unlock(ps__replica_at(t, n, r), s->rseq[i * (size_t)w->nnodes + n] & ~PS__SEQ_FREED,
-					true);
+			ps__slot_unlock(ps__replica_at(t, n, r), s->rseq[i * nn + n] & ~PS__SEQ_FREED, true);
 		atomic_store_explicit(&t->rkey[r], 0, memory_order_relaxed);
 		t->rfree[d->repl_nfree++] = r;
 		atomic_fetch_sub_explicit(&d->repl_used, 1, memory_order_relaxed);
@@ -267,8 +297,7 @@ static int drop_finish(ps_world *w, ps_table *t, struct rdrop *s)
 }
 
 /* Pushes the taken deltas of s that are non-zero (no lock but repl_xlock
- * and the dropped keys' replica locks held, RP10); s->failed says which
- * did not arrive. */
+ * held, RP10); s->failed says which did not arrive. */
 static int drop_push(ps_table *t, struct rdrop *s, float *vals)
 {
 	const uint32_t len = t->value_len;
@@ -295,6 +324,11 @@ static int drop_push(ps_table *t, struct rdrop *s, float *vals)
 		memcpy(vals + np * len, s->vals + i * len, sizeof(float) * len);
 		np++;
 	}
+#ifdef PS_TEST_HOOKS /* test builds only: a slow round trip (test_hosts_repl) */
+	const char *slow = getenv("PSMEM_DEBUG_SLOW_DROP");
+	if (slow && np)
+		usleep((useconds_t)atoi(slow) * 1000);
+#endif
 	rc = ps__rp_rpush_hosts(t, k, h, np, vals, failed);
 	for (size_t j = 0; j < np; j++)
 		s->failed[from[j]] = failed[j];
@@ -386,7 +420,7 @@ static int switch_keys(ps_table *t, const ps_key *add, size_t nadd, const ps_key
 			continue;
 		}
 		ps_key *at = bsearch(&add[i], rk, nr, sizeof *rk, cmp_key); /* rk is sorted: a subsequence of add */
-		if (at) {
+		if (at && t->d->repl_nfree) { /* none: a drop counted on stayed replicated */
 			replicate_remote_one(w, t, add[i], lw, rv + (size_t)(at - rk) * len);
 			done++;
 		}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "segment.h"
+#include "lock.h"
 #include "util.h"
 #include "world.h"
 #include "tctx.h"
@@ -206,8 +207,8 @@ void ps__dump_seg(const struct ps__seg *s, FILE *f)
 		fprintf(f, ", rule %s, pools:", rule_name(d->rule, b, sizeof b));
 		for (uint32_t i = 0; i < h->num_nodes; i++) {
 			struct ps__pool *p = ps__pool_at(s, t, (int)i);
-			uint64_t lk = LD(p->lock);
-			fprintf(f, " [node %u: %" PRIu64 " used%s]", i, LD(p->used), lk ? ", locked" : "");
+			fprintf(f, " [node %u: %" PRIu64 " used%s]", i, LD(p->used),
+				ps__lock_held(&p->lock) ? ", locked" : "");
 		}
 		fputc('\n', f);
 	}

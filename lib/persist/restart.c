@@ -7,17 +7,18 @@
  * replacement simply uses them.  What the dead process still "holds" is
  * freed here, before the replacement becomes ALIVE:
  *
- *   (RS1) Locks.  Every lock word names its holder by node id (slot seq
- *        words, pool locks, the create lock).  Peers recover a lock of a
- *        dead holder themselves, but only while that node id is not ALIVE:
- *        once the replacement is, a lock of its predecessor would look held
- *        by a live node forever.  So the replacement frees every lock
- *        naming its node id first, while the node is still DEAD: slot locks
- *        the way a waiter recovers them (kv.c, KV5: version + 1, MOVED if the
- *        dead relocator had published already), pool locks and the create
- *        lock by a CAS back to 0 (a pool update cut short leaks a slot at
- *        worst; arena.c).  Peers recovering the same locks concurrently
- *        race by CAS on the exact word: one wins, the other changes nothing.
+ *   (RS1) Locks.  Slot seq words name their holder by node id.  Peers
+ *        recover a slot lock of a dead holder themselves, but only while
+ *        that node id is not ALIVE: once the replacement is, a lock of its
+ *        predecessor would look held by a live node forever.  So the
+ *        replacement frees every slot lock naming its node id first, while
+ *        the node is still DEAD, the way a waiter recovers them (kv.c, KV5:
+ *        version + 1, MOVED if the dead relocator had published already).
+ *        Peers recovering the same locks concurrently race by CAS on the
+ *        exact word: one wins, the other changes nothing.  The pool, create
+ *        and replication locks are robust mutexes (lock.c): the kernel
+ *        marks them when their holder dies, whatever node id it had, and
+ *        their next taker repairs (LK2); nothing to do here.
  *   (RS2) Liveness.  The node is marked DEAD in the incarnation seen (if psrun
  *        has not done it), then made ALIVE as incarnation + 1 (world.c), so
  *        no peer can mark the replacement dead for its predecessor's death.
@@ -44,14 +45,6 @@
 #include "table.h"
 #include "restart.h"
 
-/* CAS a lock word from `mine` to 0; a lock held by anyone else is left. */
-static void free_word(_Atomic uint64_t *lock, uint64_t mine)
-{
-	uint64_t cur = mine;
-	/* release: the dead holder's stores are all it will ever make */
-	atomic_compare_exchange_strong_explicit(lock, &cur, 0, memory_order_release, memory_order_relaxed);
-}
-
 /* Slot locks of one pool held by node `me` (RS1). */
 static size_t sweep_pool(ps_world *w, ps_table *t, struct ps__pool *p)
 {
@@ -72,8 +65,6 @@ static size_t sweep_pool(ps_world *w, ps_table *t, struct ps__pool *p)
 static void free_locks(ps_world *w)
 {
 	struct ps__seg *s = &w->seg;
-	uint64_t mine = (uint64_t)w->node + 1;
-	free_word(&s->hdr->create_lock, mine);
 	for (int id = 0; id < PS__MAX_TABLES; id++) {
 		struct ps__tdesc *d = ps__tdesc_at(s, id);
 		/* acquire: pairs with the creator's release of READY */
@@ -83,10 +74,8 @@ static void free_locks(ps_world *w)
 		ps__table_bind(w, id, &t);
 		for (int n = 0; n < w->nnodes; n++) {
 			struct ps__pool *p = ps__pool_at(s, id, n);
-			free_word(&p->lock, mine);
 			sweep_pool(w, &t, p);
 		}
-		free_word(&d->repl_lock, mine); /* replication rounds (replica.c) */
 	}
 }
 
