@@ -235,9 +235,6 @@ python: $(PYMOD_ALL)
 # The guests run the normal build only: sanitizers under TCG are too slow.
 test: all check-layers
 	@BUILD=$(BUILD) bash tests/run.sh
-	@if [ -z "$(SAN)" ]; then BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/py/run.sh; else \
-	  echo "SKIP python tests: sanitizer build ($(SAN)): an instrumented module cannot load into python"; \
-	  echo "0 passed, 0 failed, 1 skipped"; fi
 ifeq ($(SAN),)
 	@if why=$$(BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh --check); then \
 	  BUILD=$(BUILD) GUEST_DIR=$(NUMA_GUEST) bash tests/numa/run-guest.sh $(NUMA_NODES); \
