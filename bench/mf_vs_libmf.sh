@@ -40,6 +40,11 @@
 #              mf_before) [none]
 #   MF_ARGS    extra mf options [none]
 #
+# CPU: besides wall-clock rates, CPU nanoseconds per training rating (all
+# threads; mf: its JSON train_cpu_seconds; LIBMF: its /proc CPU time
+# between iteration lines 1 and last), a figure a loaded machine disturbs
+# less than wall time.
+#
 # Output: $OUT/mf_vs_libmf_runs.csv (every run), $OUT/mf_vs_libmf.csv and
 # $OUT/mf_vs_libmf.json (medians and the ratio mf / LIBMF), printed too, with
 # the CPU model and load averages: the machine may be shared, so read the
@@ -114,7 +119,7 @@ CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 NCPU=$(nproc)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 RUNS=$OUT/mf_vs_libmf_runs.csv
-echo "set,tool,rep,seconds,throughput,rmse,load1" >"$RUNS"
+echo "set,tool,rep,seconds,throughput,rmse,cpu_ns_per_rating,load1" >"$RUNS"
 TMP=$(mktemp -d /tmp/mf_vs_libmf.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -132,23 +137,42 @@ run_mf() {
 		--threads "$THREADS" --json "$TMP/mf.json" $MF_ARGS >"$TMP/mf.log" 2>&1 ||
 		{ echo "mf_vs_libmf: $bin failed:" >&2; cat "$TMP/mf.log" >&2; exit 1; }
 	t1=$(now)
-	echo "$set,$label,$rep,$(echo "$t1 - $t0" | bc -l),$(jnum "$TMP/mf.json" throughput),$(jnum "$TMP/mf.json" rmse),$l" >>"$RUNS"
+	local cpu n ep2
+	cpu=$(jnum "$TMP/mf.json" train_cpu_seconds)
+	n=$(jnum "$TMP/mf.json" train_ratings)
+	ep2=$(jnum "$TMP/mf.json" epochs)
+	echo "$set,$label,$rep,$(echo "$t1 - $t0" | bc -l),$(jnum "$TMP/mf.json" throughput),$(jnum "$TMP/mf.json" rmse),$(echo "$cpu * 1000000000 / ($n * $ep2)" | bc -l),$l" >>"$RUNS"
 }
 
 # run_libmf SET ITERS
 run_libmf() {
-	local set=$1 it=$2 l t0 t1 n thr rmse
+	local set=$1 it=$2 l t0 t1 n thr rmse cpu
 	l=$(load1)
 	t0=$(now)
-	"$LM/mf-train" -k "$RANK" -t "$it" -s "$THREADS" "$DATA/$set.train" "$TMP/libmf.model" |
-		perl -MTime::HiRes=time -ne '$|=1; printf "%.6f %s", time, $_' >"$TMP/libmf.log"
+	# each line stamped with the wall clock and mf-train's CPU seconds
+	# (utime + stime of /proc/PID/stat, in clock ticks) as it arrives
+	rm -f "$TMP/fifo" "$TMP/pid"
+	mkfifo "$TMP/fifo"
+	"$LM/mf-train" -k "$RANK" -t "$it" -s "$THREADS" "$DATA/$set.train" "$TMP/libmf.model" >"$TMP/fifo" &
+	local pid=$!
+	echo "$pid" >"$TMP/pid"
+	TICK=$(getconf CLK_TCK) PIDFILE=$TMP/pid perl -MTime::HiRes=time -ne '
+		my $c = "nan";
+		if (open(my $pf, "<", $ENV{PIDFILE})) { my $p = <$pf>; chomp $p;
+			if (open(my $st, "<", "/proc/$p/stat")) { my @f = split / /, (split /\) /, <$st>)[1];
+				$c = ($f[11] + $f[12]) / $ENV{TICK}; } }
+		printf "%.6f %s %s", time, $c, $_' <"$TMP/fifo" >"$TMP/libmf.log"
+	wait "$pid"
 	"$LM/mf-predict" "$DATA/$set.test" "$TMP/libmf.model" "$TMP/libmf.pred" >"$TMP/libmf.pred.log"
 	t1=$(now)
 	rmse=$(sed -n 's/^RMSE = //p' "$TMP/libmf.pred.log")
-	# iteration lines: "<stamp>    N  tr_rmse  obj" after the header
-	thr=$(awk -v n="$(wc -l <"$DATA/$set.train")" '$2 ~ /^[0-9]+$/ { t[$2] = $1; last = $2 }
+	# iteration lines: "<stamp> <cpu> N tr_rmse obj" after the header
+	n=$(wc -l <"$DATA/$set.train")
+	thr=$(awk -v n="$n" '$3 ~ /^[0-9]+$/ { t[$3] = $1; last = $3 }
 		END { if (last >= 2) printf "%.0f", n * (last - 1) / (t[last] - t[1]); else print "nan" }' "$TMP/libmf.log")
-	echo "$set,libmf,$rep,$(echo "$t1 - $t0" | bc -l),$thr,$rmse,$l" >>"$RUNS"
+	cpu=$(awk -v n="$n" '$3 ~ /^[0-9]+$/ { c[$3] = $2; last = $3 }
+		END { if (last >= 2 && c[1] != "nan") printf "%.2f", (c[last] - c[1]) * 1e9 / (n * (last - 1)); else print "nan" }' "$TMP/libmf.log")
+	echo "$set,libmf,$rep,$(echo "$t1 - $t0" | bc -l),$thr,$rmse,$cpu,$l" >>"$RUNS"
 }
 
 TOOLS="mf libmf"
@@ -182,22 +206,25 @@ sets = sorted({r["set"] for r in rows}, key=lambda s: ["ml", "syn"].index(s) if 
 tools = [t for t in ("mf", "libmf", "mf_before") if any(r["tool"] == t for r in rows)]
 res = {"cpu": cpu, "cpus": int(ncpu), "load_before": load0, "load_after": load1, "repeats": int(reps),
        "threads": int(threads), "rank": int(rank), "mf_args": mfargs, "sets": {}}
-lines = ["set,tool,seconds_median,throughput_median,rmse_median,seconds_ratio_vs_libmf,throughput_ratio_vs_libmf"]
+lines = ["set,tool,seconds_median,throughput_median,rmse_median,cpu_ns_per_rating_median,seconds_ratio_vs_libmf,throughput_ratio_vs_libmf,cpu_ratio_vs_libmf"]
 for s in sets:
     d = {}
     for t in tools:
-        d[t] = {k: med(s, t, k) for k in ("seconds", "throughput", "rmse")}
+        d[t] = {k: med(s, t, k) for k in ("seconds", "throughput", "rmse", "cpu_ns_per_rating")}
     lm = d.get("libmf")
     for t in tools:
         x = d[t]
         x["seconds_ratio"] = x["seconds"] / lm["seconds"] if lm else float("nan")
         x["throughput_ratio"] = x["throughput"] / lm["throughput"] if lm else float("nan")
-        lines.append("%s,%s,%.3f,%.0f,%.4f,%.3f,%.3f" % (s, t, x["seconds"], x["throughput"], x["rmse"],
-                                                          x["seconds_ratio"], x["throughput_ratio"]))
+        x["cpu_ratio"] = x["cpu_ns_per_rating"] / lm["cpu_ns_per_rating"] if lm else float("nan")
+        lines.append("%s,%s,%.3f,%.0f,%.4f,%.1f,%.3f,%.3f,%.3f" % (s, t, x["seconds"], x["throughput"], x["rmse"],
+                                                                 x["cpu_ns_per_rating"], x["seconds_ratio"],
+                                                                 x["throughput_ratio"], x["cpu_ratio"]))
     res["sets"][s] = d
 open(out + "/mf_vs_libmf.csv", "w").write("\n".join(lines) + "\n")
 json.dump(res, open(out + "/mf_vs_libmf.json", "w"), indent=1)
 print("\n".join(lines))
 print("# ml: seconds = end to end (load, 20 epochs, test); syn: throughput = training ratings/s per epoch (LIBMF: iterations 2..5), rmse = test RMSE after 5")
+print("# cpu_ns_per_rating: CPU time (all threads) per training rating (mf: the JSON's train_cpu_seconds; LIBMF: its CPU between iteration lines 1 and last); less sensitive to a shared machine than wall time")
 print("# CPU: %s (%s CPUs); load average before %s, after %s; medians of %s" % (cpu, ncpu, load0, load1, reps))
 EOF
