@@ -465,9 +465,10 @@ static void clock_slices(struct wstate *ws, int *ticks, size_t done, size_t tota
 #define EVAL_CHUNK 16384       /* test ratings per evaluation chunk */
 #define INIT_CHUNK 1024        /* rows per batch of init_step */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PS_SANITIZE)
 /* an AVX2+FMA clone picked at load time where the CPU has them; no
- * -march=native in the build */
+ * -march=native in the build; none under sanitizers (an ifunc resolver
+ * runs before their run-time is set up: it crashed bench/micro under TSan) */
 #define MF_SIMD __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
 #else
 #define MF_SIMD
