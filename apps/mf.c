@@ -1,6 +1,7 @@
 /*
- * mf - matrix factorization with biases, trained by SGD, its model kept in
- * psmem tables.
+ * mf - matrix factorization with biases, trained by SGD (blocked like
+ * LIBMF's FPSGD, with its per-row adaptive learning rate), its model kept
+ * in psmem tables.
  *
  *   mf --train FILE [--test FILE] [--rank K] [--lr X] [--reg X] [--epochs N]
  *      [--threads T] [--policy classic|localize] [--sync bsp|ssp:S|asp]
@@ -9,8 +10,12 @@
  *   psrun -n N [-t T] [--on-failure restart] mf ...
  *
  * Model: r(u,i) ~ mean + b_u + b_i + p_u . q_i.  A user row in table U is
- * [p_u (rank floats), b_u], an item row in table V is [q_i, b_i]; the global
- * mean is computed from the training data by every node.
+ * [p_u (rank floats), b_u, a_u, c_u], an item row in table V is [q_i, b_i,
+ * a_i, c_i], where a and c accumulate the row's squared gradients of the
+ * factors (mean over the rank) and of the bias, for the adaptive learning
+ * rate (--rule sgd/adagrad: [p_u, b_u] and [q_i, b_i], the rule keeps its
+ * own state); the global mean is computed from the training data by every
+ * node.
  *
  * Data: every node reads the whole training file (ids must map to the same
  * dense ids on every node, and that needs every line in file order), then
@@ -18,13 +23,21 @@
  * of the job by rating count (largest first, snake order), so the workers'
  * loads are balanced; each node's users get a contiguous key range of U, so
  * range placement puts every user row on the node that trains it.  A worker
- * owns its users' rows outright: it pulls a user row once per group of that
- * user's ratings, updates it privately and pushes the difference at the end,
- * which is exactly sequential SGD on that row.
+ * owns its users' rows outright.  It trains a step's ratings in tiles (user
+ * bin x item bin, see "tiles" below): per user bin it pulls the bin's user
+ * rows in one batched call, per tile the tile's item rows, trains there
+ * with vector loops and pushes the differences in one batched call each;
+ * for rows nobody else updates meanwhile that is exactly sequential SGD.
+ * Each row steps by lr / sqrt(1 + its accumulated squared gradients) (Chin
+ * et al., PAKDD 2015, as LIBMF).
  *
  * Policies (item rows are where they differ):
  *   classic   V is range-placed and never moves; every worker reads and
- *             updates any item row wherever it lives (asynchronous SGD).
+ *             updates any item row wherever it lives (asynchronous SGD:
+ *             two workers may train one item bin at once, each on the
+ *             rows as its tile found them; both differences are added).
+ *             Workers walk the item bins from different starting bins, so
+ *             at equal speed they do not meet.
  *   localize  DSGD parameter blocking as in Lapse: items are dealt into
  *             B = N x T blocks (balanced by count); an epoch is B sub-epochs;
  *             in sub-epoch s worker w trains its users' ratings on items of
@@ -73,7 +86,7 @@
  * the slowest worker's.
  *
  * --rule sum|sgd|adagrad (default: sum): sum is the scheme above (SGD
- * computed by the worker, differences pushed and added).  sgd and adagrad
+ * computed by the worker in tiles, differences pushed and added).  sgd and adagrad
  * make the tables' server-side update rule the optimizer (learning rate
  * --lr; adagrad eps 1e-8): per rating the worker pulls the user and item
  * rows, and pushes their gradients (regularization included) to both; the
@@ -83,6 +96,9 @@
  * With --sync, a step the restarted node skips still makes its clocks
  * (they are replays that do not advance again, lib/clock.c CL5), so every
  * worker keeps making the same number of clocks between two barriers.
+ *
+ * Evaluation pulls the rows of EVAL_CHUNK test ratings in one batch per
+ * table; initial rows are stored INIT_CHUNK at a time.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -122,7 +138,44 @@ struct group {
 	size_t start, len;
 };
 
+/* --rule sum: a rating inside a tile or an evaluation chunk, its user and
+ * item as indices into the rows pulled for it (UINT32_MAX: none, an unseen
+ * user or item of a test rating). */
+struct trating {
+	uint32_t u, i;
+	float r;
+};
+
+struct tile {
+	size_t r0, nr; /* its ratings: tiles.r[r0 .. r0 + nr) */
+	size_t i0, ni; /* its items: tiles.ikeys[i0 .. i0 + ni) */
+};
+
+/* A (worker, block) bucket cut into tiles: nub user bins x nib item bins. */
+struct tiles {
+	size_t nub, nib;
+	size_t *ustart;     /* nub + 1: user bin k is ukeys[ustart[k] .. ustart[k + 1]) */
+	ps_key *ukeys;      /* the bucket's users, by key */
+	struct tile *t;     /* tile (k, j) at t[k * nib + j] */
+	struct trating *r;  /* by tile; within a tile by user, file order within a user */
+	ps_key *ikeys;      /* each tile's items, by key */
+};
+
+/* A worker's test ratings in chunks, each chunk's rows pulled at once. */
+struct echunk {
+	size_t r0, nr, u0, nu, i0, ni;
+};
+
+struct evalset {
+	struct trating *r;
+	struct echunk *c;
+	size_t nc;
+	ps_key *ukeys, *ikeys;
+};
+
 struct worker_data {
+	struct tiles *tiles;  /* --rule sum: B, built by the worker */
+	struct evalset ev;    /* built by the worker */
 	struct app_rating *r;     /* its ratings, bucketed by block, by user within */
 	struct group *g;      /* its groups, bucketed by block */
 	size_t *gstart;       /* B + 1: groups of block b are g[gstart[b] .. gstart[b+1]) */
@@ -147,6 +200,8 @@ struct job {
 	struct worker_data *wd; /* this node's threads */
 	uint64_t *icount;     /* --replicate: training ratings per item */
 	ps_table *U, *V, *M;
+	int vl;               /* value_len of U and V: rank + 3 under --rule sum (factors, bias, their
+			       * accumulators), else rank + 1 (factors, bias) */
 	int start_epoch;      /* epochs done before this run (--resume) */
 	size_t max_groups;    /* groups of the largest (worker, block) bucket */
 	/* filled by node 0, thread 0 */
@@ -315,43 +370,25 @@ static void check(int rc, const char *what)
 		app_die("%s: %s", what, ps_strerror(rc));
 }
 
-/* N(0, 1) from two uniforms (Box-Muller). */
-static double gauss(uint64_t *s)
-{
-	double a = app_rand_unit(s), b = app_rand_unit(s);
-	return sqrt(-2.0 * log(a + 1e-300)) * cos(6.283185307179586 * b);
-}
-
-/* Initial row of user or item id: N(0, init_std) factors, bias 0; a
- * function of (seed, kind, id) only, so any node count gives the same. */
+/* Initial row of user or item id: factors uniform on [0, sqrt(12) init_std)
+ * (standard deviation init_std; LIBMF's start, all factors positive: with
+ * N(0, init_std) factors SGD stayed on the plateau around the biases-only
+ * model for 3-4 epochs on the synthetic set), bias 0 (and, under --rule
+ * sum, accumulators 0); a function of (seed, kind, id) only, so any node
+ * count gives the same. */
 static void init_row(const struct job *jb, int kind, uint64_t id, float *row)
 {
 	uint64_t s = jb->c.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)kind * 0x632be59bd9b4e019ULL + id;
 	app_rand(&s);
 	for (int f = 0; f < jb->c.rank; f++)
-		row[f] = (float)(gauss(&s) * jb->c.init_std);
-	row[jb->c.rank] = 0;
+		row[f] = (float)(app_rand_unit(&s) * 3.4641016151377544 * jb->c.init_std); /* sqrt(12) */
+	for (int f = jb->c.rank; f < jb->vl; f++)
+		row[f] = 0;
 }
 
-static float predict(const struct job *jb, const float *pu, const float *qi)
-{
-	int K = jb->c.rank;
-	double x = jb->mean;
-	if (pu)
-		x += pu[K];
-	if (qi)
-		x += qi[K];
-	if (pu && qi) {
-		float dot = 0;
-		for (int f = 0; f < K; f++)
-			dot += pu[f] * qi[f];
-		x += dot;
-	}
-	return (float)x;
-}
-
-/* The order of a step's groups: a permutation drawn from (seed, epoch,
- * sub-epoch, worker) only, so a restarted or resumed worker finds it again. */
+/* The order of a step's groups (or user bins): a permutation drawn from
+ * (seed, epoch, sub-epoch, worker) only, so a restarted or resumed worker
+ * finds it again. */
 static void step_order(size_t *perm, size_t n, uint64_t seed, int e, int s, int wg)
 {
 	uint64_t r = seed * 0xd1b54a32d192ed03ULL + (uint64_t)e * 0x9e3779b97f4a7c15ULL +
@@ -370,11 +407,14 @@ struct wstate {
 	struct job *jb;
 	ps_world *w;
 	int t, wg;
-	float *pu, *pu0, *qi, *dq;
-	size_t *perm;        /* a step's group order */
-	app_progress *prog;  /* node 0 thread 0 only */
-	uint64_t done;       /* ratings done this epoch by this worker */
-	float *gu;           /* --rule sgd/adagrad: the user row's gradient */
+	float *pu, *qi, *dq;  /* --rule sgd/adagrad: rows of one rating */
+	float *gu;            /* --rule sgd/adagrad: the user row's gradient */
+	size_t *perm;         /* a step's group or user-bin order */
+	app_progress *prog;   /* node 0 thread 0 only */
+	uint64_t done;        /* ratings done this epoch by this worker */
+	/* tiles and evaluation chunks: rows pulled (P, Q) and as pulled (P0, Q0) */
+	float *P, *P0, *Q, *Q0;
+	ps_key *keys;         /* init_step's batch */
 };
 
 /* --sync: ends the slices of a block's `total` ratings that `done` ratings
@@ -389,39 +429,357 @@ static void clock_slices(struct wstate *ws, int *ticks, size_t done, size_t tota
 	}
 }
 
-/* One user's ratings (all on the items of one block). */
-static double train_group(struct wstate *ws, const struct group *g, const struct app_rating *r)
+/* ---------------------------------------------------------- tiles (sum) */
+
+/*
+ * --rule sum trains like LIBMF's FPSGD, through psmem.  A step's ratings
+ * (a worker's users x the step's items) are cut into tiles: the users into
+ * bins of UBIN_BYTES of rows, the items into bins of IBIN_BYTES, tile
+ * (k, j) = the ratings of user bin k on item bin j, by user.  Item bins are
+ * small (in L2 while a tile runs: its item rows are hit at random), user
+ * bins large (a tile walks its users in order, and the bigger the user bin
+ * the fewer item rows move per rating: 1 / (users x density) of them; on
+ * the synthetic 200k x 50k set 0.014 rows per rating).  For each user bin
+ * the worker pulls the bin's user rows with one batched ps_pull_sync into
+ * a private buffer; for each tile it pulls the tile's item rows the same
+ * way, trains the tile's
+ * ratings there (vector loops on rows in cache) and pushes the item rows'
+ * differences with one batched ps_push_sync; the user rows' differences go
+ * in one push when it leaves the user bin.  Adding differences is exact
+ * for any row nobody else updates meanwhile: user rows always (a worker
+ * owns its users), item rows under localize (a sub-epoch's block is the
+ * worker's alone).  Under classic two workers may train the same item bin
+ * at once (asynchronous SGD): each reads the rows as they were when its
+ * tile began and neither's update is lost (both differences are added).
+ * Workers start their walk over the item bins at different bins
+ * (wg * nib / workers), so at equal speed they never meet.
+ *
+ * The learning rate is per row and adaptive, as LIBMF's (Chin, Zhuang,
+ * Juan, Lin, PAKDD 2015): a row keeps in value [rank + 1] the sum of its
+ * mean squared gradients acc, and a rating steps the row by
+ * lr / sqrt(1 + acc) times its gradient (bias included), then adds the mean
+ * of the squared gradient over the rank + 1 values to acc.
+ *
+ * Restarts: a tile is a step's unit of progress (ps_progress_set before its
+ * item rows are pulled); a crash loses the item differences of the tile in
+ * progress and the user differences of the user bin in progress, never
+ * applies one twice.
+ */
+#define UBIN_BYTES (16u << 20) /* rows per user bin: this many bytes of them */
+#define IBIN_BYTES (512u << 10) /* rows per item bin */
+#define MIN_BINS 8            /* see rows_per_bin */
+#define EVAL_CHUNK 16384       /* test ratings per evaluation chunk */
+#define INIT_CHUNK 1024        /* rows per batch of init_step */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PS_SANITIZE)
+/* an AVX2+FMA clone picked at load time where the CPU has them; no
+ * -march=native in the build; none under sanitizers (an ifunc resolver
+ * runs before their run-time is set up: it crashed bench/micro under TSan) */
+#define MF_SIMD __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#else
+#define MF_SIMD
+#endif
+
+typedef float v8f __attribute__((vector_size(32)));
+
+/* the helpers are always inlined, so no call passes a vector and the ABI
+ * warning (-Wpsabi, emitted for the clones, down to the end of the file)
+ * does not apply */
+#pragma GCC diagnostic ignored "-Wpsabi"
+static inline __attribute__((always_inline)) v8f v8_load(const float *p)
 {
-	struct job *jb = ws->jb;
-	int K = jb->c.rank;
-	float lr = (float)jb->c.lr, reg = (float)jb->c.reg, mean = (float)jb->mean;
-	float *pu = ws->pu, *pu0 = ws->pu0, *qi = ws->qi, *dq = ws->dq;
-	ps_key uk = g->ukey;
-	check(ps_pull_sync(jb->U, &uk, 1, pu), "pull of a user row");
-	memcpy(pu0, pu, (size_t)(K + 1) * sizeof *pu);
-	double sse = 0;
-	for (size_t k = 0; k < g->len; k++) {
-		ps_key ik = r[k].i;
-		check(ps_pull_sync(jb->V, &ik, 1, qi), "pull of an item row");
-		float dot = 0;
-		for (int f = 0; f < K; f++)
-			dot += pu[f] * qi[f];
-		float err = r[k].r - (mean + pu[K] + qi[K] + dot);
-		sse += (double)err * err;
-		pu[K] += lr * (err - reg * pu[K]);
-		dq[K] = lr * (err - reg * qi[K]);
-		for (int f = 0; f < K; f++) {
-			float p = pu[f], q = qi[f];
-			pu[f] = p + lr * (err * q - reg * p);
-			dq[f] = lr * (err * p - reg * q);
-		}
-		check(ps_push_sync(jb->V, &ik, 1, dq), "push to an item row");
+	v8f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline __attribute__((always_inline)) void v8_store(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+static inline __attribute__((always_inline)) float v8_sum(v8f v)
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline __attribute__((always_inline)) float dot_rows(const float *p, const float *q, int K)
+{
+	v8f a0 = {0}, a1 = {0};
+	int f = 0;
+	for (; f + 16 <= K; f += 16) {
+		a0 += v8_load(p + f) * v8_load(q + f);
+		a1 += v8_load(p + f + 8) * v8_load(q + f + 8);
 	}
-	for (int f = 0; f <= K; f++)
-		pu0[f] = pu[f] - pu0[f];
-	check(ps_push_sync(jb->U, &uk, 1, pu0), "push to a user row");
+	for (; f + 8 <= K; f += 8)
+		a0 += v8_load(p + f) * v8_load(q + f);
+	float dot = v8_sum(a0 + a1);
+	for (; f < K; f++)
+		dot += p[f] * q[f];
+	return dot;
+}
+
+/* The tile's ratings, in order, on rows P (users) and Q (items) of vl
+ * floats; returns the sum of the squared errors before each update. */
+MF_SIMD static double train_tile(const struct trating *r, size_t n, float *P, float *Q, int K, int vl, float lr,
+				 float reg, float mean)
+{
+	double sse = 0;
+	float inv = 1.0f / (float)K;
+	int K8 = K & ~7;
+	for (size_t k = 0; k < n; k++) {
+		float *p = P + (size_t)r[k].u * (size_t)vl, *q = Q + (size_t)r[k].i * (size_t)vl;
+		float err = r[k].r - (mean + p[K] + q[K] + dot_rows(p, q, K));
+		sse += (double)err * err;
+		float ep = lr / sqrtf(1 + p[K + 1]), eq = lr / sqrtf(1 + q[K + 1]);
+		v8f gp2 = {0}, gq2 = {0};
+		int f = 0;
+		for (; f < K8; f += 8) {
+			v8f pv = v8_load(p + f), qv = v8_load(q + f);
+			v8f gp = reg * pv - err * qv, gq = reg * qv - err * pv;
+			gp2 += gp * gp;
+			gq2 += gq * gq;
+			v8_store(p + f, pv - ep * gp);
+			v8_store(q + f, qv - eq * gq);
+		}
+		float sp = v8_sum(gp2), sq = v8_sum(gq2);
+		for (; f < K; f++) {
+			float pf = p[f], qf = q[f];
+			float gp = reg * pf - err * qf, gq = reg * qf - err * pf;
+			sp += gp * gp;
+			sq += gq * gq;
+			p[f] = pf - ep * gp;
+			q[f] = qf - eq * gq;
+		}
+		p[K + 1] += sp * inv;
+		q[K + 1] += sq * inv;
+		/* biases: gradient -err, no regularization, their own accumulator */
+		p[K] += lr / sqrtf(1 + p[K + 2]) * err;
+		q[K] += lr / sqrtf(1 + q[K + 2]) * err;
+		p[K + 2] += err * err;
+		q[K + 2] += err * err;
+	}
 	return sse;
 }
+
+/* Squared test errors of a chunk (predictions clipped to [lo, hi]). */
+MF_SIMD static double eval_chunk(const struct trating *r, size_t n, const float *P, const float *Q, int K, int vl,
+				 float mean, float lo, float hi)
+{
+	double sse = 0;
+	for (size_t k = 0; k < n; k++) {
+		const float *p = r[k].u == UINT32_MAX ? NULL : P + (size_t)r[k].u * (size_t)vl;
+		const float *q = r[k].i == UINT32_MAX ? NULL : Q + (size_t)r[k].i * (size_t)vl;
+		float x = mean;
+		if (p)
+			x += p[K];
+		if (q)
+			x += q[K];
+		if (p && q)
+			x += dot_rows(p, q, K);
+		x = x < lo ? lo : x > hi ? hi : x; /* clip to the training range */
+		double e = (double)r[k].r - x;
+		sse += e * e;
+	}
+	return sse;
+}
+
+/* Distinct ids of ids[0..n) (stamped in mark), sorted, appended to out as
+ * keys; pos[id] = the id's index among them; returns how many. */
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+struct idset {
+	uint32_t *mark, *pos, *list;
+	uint32_t stamp;
+};
+
+/* Starts a new set; add() returns nothing, finish() sorts and numbers. */
+static void idset_begin(struct idset *s, size_t *n)
+{
+	if (++s->stamp == 0) /* wrapped: clear the marks */
+		app_die("internal: id stamps exhausted");
+	*n = 0;
+}
+
+static inline void idset_add(struct idset *s, size_t *n, uint32_t id)
+{
+	if (s->mark[id] != s->stamp) {
+		s->mark[id] = s->stamp;
+		s->list[(*n)++] = id;
+	}
+}
+
+static void idset_finish(struct idset *s, size_t n)
+{
+	qsort(s->list, n, sizeof *s->list, cmp_u32);
+	for (size_t k = 0; k < n; k++)
+		s->pos[s->list[k]] = (uint32_t)k;
+}
+
+/* Rows per bin of n rows: `bytes` of them, and at least MIN_BINS bins
+ * (so that small data still has tiles to shuffle and, under classic, the
+ * workers' walks over the item bins start apart). */
+static size_t rows_per_bin(const struct job *jb, size_t n, size_t bytes)
+{
+	size_t rows = bytes / ((size_t)jb->vl * sizeof(float));
+	if (rows * MIN_BINS > n)
+		rows = (n + MIN_BINS - 1) / MIN_BINS;
+	return rows < 1 ? 1 : rows;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		app_die("out of memory");
+	return p;
+}
+
+/* Cuts bucket b of worker data d into tiles (see above); *maxu, *maxi grow
+ * to the largest user bin and tile item count. */
+static void build_tiles(const struct job *jb, const struct worker_data *d, int b, struct tiles *ts,
+			struct idset *is, size_t *maxu, size_t *maxi)
+{
+	const struct group *g = d->g + d->gstart[b];
+	size_t ng = d->gstart[b + 1] - d->gstart[b], nr = d->rcount[b];
+	const struct app_rating *r = d->r + (ng ? g[0].start : 0);
+	size_t rows = rows_per_bin(jb, ng, UBIN_BYTES);
+
+	/* user bins: the bucket's users in key order (its groups), rows at a time */
+	ts->nub = (ng + rows - 1) / rows;
+	ts->ustart = xmalloc((ts->nub + 1) * sizeof *ts->ustart);
+	ts->ukeys = xmalloc(ng * sizeof *ts->ukeys);
+	for (size_t k = 0; k < ng; k++)
+		ts->ukeys[k] = g[k].ukey;
+	for (size_t k = 0; k <= ts->nub; k++)
+		ts->ustart[k] = k * rows < ng ? k * rows : ng;
+	for (size_t k = 0; k < ts->nub; k++)
+		if (ts->ustart[k + 1] - ts->ustart[k] > *maxu)
+			*maxu = ts->ustart[k + 1] - ts->ustart[k];
+
+	/* item bins: the bucket's items by id, rows at a time */
+	size_t ni;
+	idset_begin(is, &ni);
+	for (size_t k = 0; k < nr; k++)
+		idset_add(is, &ni, r[k].i);
+	idset_finish(is, ni);
+	size_t irows = rows_per_bin(jb, ni, IBIN_BYTES);
+	ts->nib = (ni + irows - 1) / irows;
+	size_t nt = ts->nub * ts->nib;
+	ts->t = xmalloc(nt * sizeof *ts->t);
+	ts->r = xmalloc(nr * sizeof *ts->r);
+	ts->ikeys = xmalloc(nr * sizeof *ts->ikeys);
+	size_t *fill = calloc(nt + 1, sizeof *fill);
+	if (!fill)
+		app_die("out of memory");
+#define TILE_OF(gk, it) (((gk) / rows) * ts->nib + is->pos[it] / irows)
+	for (size_t gk = 0; gk < ng; gk++)
+		for (size_t k = 0; k < g[gk].len; k++)
+			fill[TILE_OF(gk, d->r[g[gk].start + k].i) + 1]++;
+	for (size_t t = 0; t < nt; t++)
+		fill[t + 1] += fill[t];
+	for (size_t t = 0; t < nt; t++)
+		ts->t[t] = (struct tile){.r0 = fill[t], .nr = fill[t + 1] - fill[t]};
+	for (size_t gk = 0; gk < ng; gk++)
+		for (size_t k = 0; k < g[gk].len; k++) {
+			const struct app_rating *x = &d->r[g[gk].start + k];
+			ts->r[fill[TILE_OF(gk, x->i)]++] = (struct trating){
+				.u = (uint32_t)(gk - gk / rows * rows), .i = x->i, .r = x->r};
+		}
+#undef TILE_OF
+	free(fill);
+
+	/* each tile's items, by id; ratings point into them */
+	size_t i0 = 0;
+	for (size_t t = 0; t < nt; t++) {
+		struct tile *tl = &ts->t[t];
+		struct trating *tr = ts->r + tl->r0;
+		size_t n;
+		idset_begin(is, &n);
+		for (size_t k = 0; k < tl->nr; k++)
+			idset_add(is, &n, tr[k].i);
+		idset_finish(is, n);
+		for (size_t k = 0; k < n; k++)
+			ts->ikeys[i0 + k] = is->list[k];
+		for (size_t k = 0; k < tl->nr; k++)
+			tr[k].i = is->pos[tr[k].i];
+		tl->i0 = i0;
+		tl->ni = n;
+		i0 += n;
+		if (n > *maxi)
+			*maxi = n;
+	}
+}
+
+static int cmp_rating_u(const void *a, const void *b)
+{
+	const struct app_rating *x = a, *y = b;
+	if (x->u != y->u)
+		return (x->u > y->u) - (x->u < y->u);
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The worker's test ratings in chunks of EVAL_CHUNK, by user (users and
+ * items of the test data that the training data lacks count as unseen). */
+static void build_evalset(const struct job *jb, struct worker_data *d, struct idset *us, struct idset *is,
+			  size_t *maxu, size_t *maxi)
+{
+	struct evalset *ev = &d->ev;
+	qsort(d->test, d->ntest, sizeof *d->test, cmp_rating_u);
+	ev->nc = (d->ntest + EVAL_CHUNK - 1) / EVAL_CHUNK;
+	ev->c = xmalloc(ev->nc * sizeof *ev->c);
+	ev->r = xmalloc(d->ntest * sizeof *ev->r);
+	ev->ukeys = xmalloc(d->ntest * sizeof *ev->ukeys);
+	ev->ikeys = xmalloc(d->ntest * sizeof *ev->ikeys);
+	size_t u0 = 0, i0 = 0;
+	for (size_t c = 0; c < ev->nc; c++) {
+		size_t r0 = c * EVAL_CHUNK, nr = d->ntest - r0 < EVAL_CHUNK ? d->ntest - r0 : EVAL_CHUNK, nu, ni;
+		const struct app_rating *x = d->test + r0;
+		idset_begin(us, &nu);
+		idset_begin(is, &ni);
+		for (size_t k = 0; k < nr; k++) {
+			if (x[k].u != NONE)
+				idset_add(us, &nu, x[k].u);
+			if (x[k].i != NONE)
+				idset_add(is, &ni, x[k].i);
+		}
+		idset_finish(us, nu);
+		idset_finish(is, ni);
+		for (size_t k = 0; k < nu; k++)
+			ev->ukeys[u0 + k] = jb->ukey[us->list[k]];
+		for (size_t k = 0; k < ni; k++)
+			ev->ikeys[i0 + k] = is->list[k];
+		for (size_t k = 0; k < nr; k++)
+			ev->r[r0 + k] = (struct trating){.u = x[k].u == NONE ? UINT32_MAX : us->pos[x[k].u],
+							 .i = x[k].i == NONE ? UINT32_MAX : is->pos[x[k].i],
+							 .r = x[k].r};
+		ev->c[c] = (struct echunk){.r0 = r0, .nr = nr, .u0 = u0, .nu = nu, .i0 = i0, .ni = ni};
+		u0 += nu;
+		i0 += ni;
+		if (nu > *maxu)
+			*maxu = nu;
+		if (ni > *maxi)
+			*maxi = ni;
+	}
+}
+
+/* P0 := P - P0 for n rows of vl floats: the differences to push. */
+static void row_diff(float *P0, const float *P, size_t n, int vl)
+{
+	size_t m = n * (size_t)vl;
+	for (size_t k = 0; k < m; k++)
+		P0[k] = P[k] - P0[k];
+}
+
+static void pull_rows(ps_table *t, const ps_key *keys, size_t n, float *rows, float *copy, int vl, const char *what)
+{
+	check(ps_pull_sync(t, keys, n, rows), what);
+	if (copy)
+		memcpy(copy, rows, n * (size_t)vl * sizeof *rows);
+}
+
+/* --------------------------------------------------- one rating (rules) */
 
 /* One user's ratings with a server-side rule: per rating, pull both rows
  * and push both gradients; the rule is the optimizer. */
@@ -459,12 +817,101 @@ static ps_key metrics_key(const struct job *jb, int e, int wg)
 	return (ps_key)e * (ps_key)jb->workers + (ps_key)wg;
 }
 
+/* Progress shown by node 0, thread 0 (the job's estimate). */
+static void show_progress(struct wstate *ws, size_t n)
+{
+	ws->done += n;
+	if (ws->prog) {
+		uint64_t est = ws->done * (uint64_t)ws->jb->workers;
+		app_progress_update(ws->prog, est < ws->jb->ntrain ? est : ws->jb->ntrain, NAN);
+	}
+}
+
+/* --rule sgd/adagrad: the step's groups in the step's order, from `first`. */
+static double train_groups(struct wstate *ws, int e, int s, int b, int next, ps_handle *pending, int64_t first,
+			   int *ticks)
+{
+	struct job *jb = ws->jb;
+	struct worker_data *d = &jb->wd[ws->t];
+	struct group *g = d->g + d->gstart[b];
+	size_t ng = d->gstart[b + 1] - d->gstart[b], done = 0, trigger = d->rcount[b] * 3 / 4;
+	step_order(ws->perm, ng, jb->c.seed, e, s, ws->wg);
+	double sse = 0;
+	for (size_t k = 0; k < ng; k++) {
+		const struct group *gk = &g[ws->perm[k]];
+		if (next >= 0 && !*pending && done >= trigger)
+			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
+					       jb->bstart[next + 1] - jb->bstart[next]);
+		if ((int64_t)k >= first) {
+			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			sse += train_group_rule(ws, gk, d->r + gk->start);
+		}
+		done += gk->len;
+		clock_slices(ws, ticks, done, d->rcount[b]);
+		show_progress(ws, gk->len);
+	}
+	return sse;
+}
+
+/* --rule sum: the step's tiles (see "tiles" above), from `first`.  User
+ * bins in the step's order; within user bin number m (in that order) the
+ * item bins from (shift + wg * nib / workers + m) mod nib on. */
+static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_handle *pending, int64_t first,
+			  int *ticks)
+{
+	struct job *jb = ws->jb;
+	struct worker_data *d = &jb->wd[ws->t];
+	struct tiles *ts = &d->tiles[b];
+	int K = jb->c.rank, vl = jb->vl;
+	float lr = (float)jb->c.lr, reg = (float)jb->c.reg, mean = (float)jb->mean;
+	size_t nt = ts->nub * ts->nib, done = 0, trigger = d->rcount[b] * 3 / 4;
+	step_order(ws->perm, ts->nub, jb->c.seed, e, s, ws->wg);
+	uint64_t h = jb->c.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)e * 0xd1b54a32d192ed03ULL + (uint64_t)s;
+	size_t shift = ts->nib ? (size_t)(app_rand(&h) % ts->nib) + (size_t)ws->wg * ts->nib / (size_t)jb->workers : 0;
+	size_t loaded = SIZE_MAX; /* the user bin in P */
+	double sse = 0;
+	for (size_t k = 0; k < nt; k++) {
+		size_t m = k / ts->nib, ub = ws->perm[m], ib = (shift + m + k % ts->nib) % ts->nib;
+		const struct tile *tl = &ts->t[ub * ts->nib + ib];
+		if (next >= 0 && !*pending && done >= trigger)
+			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
+					       jb->bstart[next + 1] - jb->bstart[next]);
+		if ((int64_t)k >= first && tl->nr) {
+			size_t u0 = ts->ustart[ub], nu = ts->ustart[ub + 1] - u0;
+			if (loaded != ub) {
+				if (loaded != SIZE_MAX) {
+					size_t l0 = ts->ustart[loaded], ln = ts->ustart[loaded + 1] - l0;
+					row_diff(ws->P0, ws->P, ln, vl);
+					check(ps_push_sync(jb->U, ts->ukeys + l0, ln, ws->P0), "push to user rows");
+				}
+				pull_rows(jb->U, ts->ukeys + u0, nu, ws->P, ws->P0, vl, "pull of user rows");
+				loaded = ub;
+			}
+			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			pull_rows(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q, ws->Q0, vl, "pull of item rows");
+			sse += train_tile(ts->r + tl->r0, tl->nr, ws->P, ws->Q, K, vl, lr, reg, mean);
+			row_diff(ws->Q0, ws->Q, tl->ni, vl);
+			check(ps_push_sync(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q0), "push to item rows");
+		}
+		done += tl->nr;
+		clock_slices(ws, ticks, done, d->rcount[b]);
+		show_progress(ws, tl->nr);
+	}
+	if (loaded != SIZE_MAX) {
+		size_t l0 = ts->ustart[loaded], ln = ts->ustart[loaded + 1] - l0;
+		row_diff(ws->P0, ws->P, ln, vl);
+		check(ps_push_sync(jb->U, ts->ukeys + l0, ln, ws->P0), "push to user rows");
+	}
+	return sse;
+}
+
 /*
- * One training step: this worker's groups of block b in the order of
+ * One training step: this worker's ratings of block b in the order of
  * (epoch e, sub-epoch s); issues the localize of block `next` (if >= 0)
  * once 3/4 of the ratings are done.  A step its predecessor finished is
- * skipped; one it had begun resumes after its last started group.  The
- * squared errors of the groups trained here go into the epoch's metrics.
+ * skipped; one it had begun resumes after its last started unit (group or
+ * tile).  The squared errors of the units trained here go into the epoch's
+ * metrics.
  */
 static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_handle *pending)
 {
@@ -475,34 +922,11 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 		return;
 	}
 	struct worker_data *d = &jb->wd[ws->t];
-	struct group *g = d->g + d->gstart[b];
-	size_t ng = d->gstart[b + 1] - d->gstart[b], done = 0, trigger = d->rcount[b] * 3 / 4;
-	step_order(ws->perm, ng, jb->c.seed, e, s, ws->wg);
 	int64_t first = ps_progress_get(ws->w);
 	check((int)(first < 0 ? first : 0), "progress");
-	double sse = 0;
-	uint64_t factor = (uint64_t)jb->workers;
 	int ticks = 0;
-	for (size_t k = 0; k < ng; k++) {
-		const struct group *gk = &g[ws->perm[k]];
-		if (next >= 0 && !*pending && done >= trigger)
-			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
-					       jb->bstart[next + 1] - jb->bstart[next]);
-		if ((int64_t)k >= first) {
-			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
-			if (jb->c.rule == RULE_SUM)
-				sse += train_group(ws, gk, d->r + gk->start);
-			else
-				sse += train_group_rule(ws, gk, d->r + gk->start);
-		}
-		done += gk->len;
-		clock_slices(ws, &ticks, done, d->rcount[b]);
-		ws->done += gk->len;
-		if (ws->prog) {
-			uint64_t est = ws->done * factor;
-			app_progress_update(ws->prog, est < jb->ntrain ? est : jb->ntrain, NAN);
-		}
-	}
+	double sse = jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, next, pending, first, &ticks)
+					    : train_groups(ws, e, s, b, next, pending, first, &ticks);
 	if (next >= 0 && !*pending)
 		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
 	clock_slices(ws, &ticks, d->rcount[b], d->rcount[b]); /* the slices left, if any */
@@ -511,29 +935,21 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
 }
 
+/* This worker's squared test errors: chunk by chunk, the chunk's user and
+ * item rows pulled in one batch each. */
 static double eval_test(struct wstate *ws)
 {
 	struct job *jb = ws->jb;
-	struct worker_data *d = &jb->wd[ws->t];
+	struct evalset *ev = &jb->wd[ws->t].ev;
 	double sse = 0;
-	for (size_t k = 0; k < d->ntest; k++) {
-		const struct app_rating *r = &d->test[k];
-		ps_key uk, ik;
-		float *pu = NULL, *qi = NULL;
-		if (r->u != NONE) {
-			uk = jb->ukey[r->u];
-			check(ps_pull_sync(jb->U, &uk, 1, ws->pu), "pull of a user row");
-			pu = ws->pu;
-		}
-		if (r->i != NONE) {
-			ik = r->i;
-			check(ps_pull_sync(jb->V, &ik, 1, ws->qi), "pull of an item row");
-			qi = ws->qi;
-		}
-		double p = predict(jb, pu, qi);
-		p = p < jb->rmin ? jb->rmin : p > jb->rmax ? jb->rmax : p; /* clip to the training range */
-		double e = r->r - p;
-		sse += e * e;
+	for (size_t c = 0; c < ev->nc; c++) {
+		const struct echunk *ch = &ev->c[c];
+		if (ch->nu)
+			pull_rows(jb->U, ev->ukeys + ch->u0, ch->nu, ws->P, NULL, jb->vl, "pull of user rows");
+		if (ch->ni)
+			pull_rows(jb->V, ev->ikeys + ch->i0, ch->ni, ws->Q, NULL, jb->vl, "pull of item rows");
+		sse += eval_chunk(ev->r + ch->r0, ch->nr, ws->P, ws->Q, jb->c.rank, jb->vl, (float)jb->mean,
+				  (float)jb->rmin, (float)jb->rmax);
 	}
 	return sse;
 }
@@ -560,7 +976,8 @@ static void eval_step(struct wstate *ws, int e)
 }
 
 /* Initial rows (user and item ids dealt round-robin over the workers; a
- * one-time cost, rows may be remote), resumable like a training step. */
+ * one-time cost, rows may be remote), INIT_CHUNK rows per batch, resumable
+ * like a training step (progress: rows started). */
 static void init_step(struct wstate *ws)
 {
 	struct job *jb = ws->jb;
@@ -572,21 +989,20 @@ static void init_step(struct wstate *ws)
 	/* with a server-side rule a push would be a gradient: assign them */
 	int (*store)(ps_table *, const ps_key *, size_t, const float *) =
 		jb->c.rule == RULE_SUM ? ps_push_sync : ps_assign_sync;
-	for (size_t u = (size_t)ws->wg; u < jb->nusers; u += W, k++) {
-		if (k < first)
-			continue;
-		ps_key key = jb->ukey[u];
-		init_row(jb, 1, u, ws->dq);
-		check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress");
-		check(store(jb->U, &key, 1, ws->dq), "initializing user rows");
-	}
-	for (size_t i = (size_t)ws->wg; i < jb->nitems; i += W, k++) {
-		if (k < first)
-			continue;
-		ps_key key = i;
-		init_row(jb, 2, i, ws->dq);
-		check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress");
-		check(store(jb->V, &key, 1, ws->dq), "initializing item rows");
+	for (int kind = 1; kind <= 2; kind++) {
+		ps_table *t = kind == 1 ? jb->U : jb->V;
+		size_t n = kind == 1 ? jb->nusers : jb->nitems, m = 0;
+		for (size_t id = (size_t)ws->wg; id < n; id += W, k++) {
+			if (k < first)
+				continue;
+			ws->keys[m] = kind == 1 ? jb->ukey[id] : id;
+			init_row(jb, kind, id, ws->Q + m * (size_t)jb->vl);
+			if (++m == INIT_CHUNK || id + W >= n) {
+				check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress"); /* lost, never twice */
+				check(store(t, ws->keys, m, ws->Q), kind == 1 ? "initializing user rows" : "initializing item rows");
+				m = 0;
+			}
+		}
 	}
 }
 
@@ -630,16 +1046,43 @@ static void worker(ps_world *w, int t, void *arg)
 {
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
-	int K = c->rank, B = jb->blocks;
+	int B = jb->blocks;
 	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t};
-	ws.pu = malloc(5 * (size_t)(K + 1) * sizeof(float));
-	ws.perm = malloc((jb->max_groups ? jb->max_groups : 1) * sizeof *ws.perm);
-	if (!ws.pu || !ws.perm)
+	struct worker_data *d = &jb->wd[t];
+	size_t vl = (size_t)jb->vl, maxu = 0, maxi = INIT_CHUNK, maxperm = jb->max_groups;
+	/* this worker's tiles and evaluation chunks (in parallel with the others) */
+	struct idset us = {0}, is = {0};
+	us.mark = calloc(jb->nusers + 1, sizeof *us.mark);
+	us.pos = xmalloc((jb->nusers + 1) * sizeof *us.pos);
+	us.list = xmalloc((jb->nusers + 1) * sizeof *us.list);
+	is.mark = calloc(jb->nitems + 1, sizeof *is.mark);
+	is.pos = xmalloc((jb->nitems + 1) * sizeof *is.pos);
+	is.list = xmalloc((jb->nitems + 1) * sizeof *is.list);
+	if (!us.mark || !is.mark)
 		app_die("out of memory");
-	ws.pu0 = ws.pu + K + 1;
-	ws.qi = ws.pu0 + K + 1;
-	ws.dq = ws.qi + K + 1;
-	ws.gu = ws.dq + K + 1;
+	if (c->rule == RULE_SUM) {
+		d->tiles = calloc((size_t)B, sizeof *d->tiles);
+		if (!d->tiles)
+			app_die("out of memory");
+		for (int b = 0; b < B; b++) {
+			build_tiles(jb, d, b, &d->tiles[b], &is, &maxu, &maxi);
+			if (d->tiles[b].nub > maxperm)
+				maxperm = d->tiles[b].nub;
+		}
+	}
+	build_evalset(jb, d, &us, &is, &maxu, &maxi);
+	free(us.mark), free(us.pos), free(us.list);
+	free(is.mark), free(is.pos), free(is.list);
+	ws.P = xmalloc(2 * (maxu + maxi) * vl * sizeof(float));
+	ws.P0 = ws.P + maxu * vl;
+	ws.Q = ws.P0 + maxu * vl;
+	ws.Q0 = ws.Q + maxi * vl;
+	ws.keys = xmalloc(INIT_CHUNK * sizeof *ws.keys);
+	ws.pu = xmalloc(4 * vl * sizeof(float));
+	ws.qi = ws.pu + vl;
+	ws.dq = ws.qi + vl;
+	ws.gu = ws.dq + vl;
+	ws.perm = xmalloc((maxperm ? maxperm : 1) * sizeof *ws.perm);
 	bool lead = jb->node == 0 && t == 0;
 
 	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
@@ -725,6 +1168,8 @@ static void worker(ps_world *w, int t, void *arg)
 	barrier(w); /* nobody leaves while node 0 reads the model */
 	free(ws.pu);
 	free(ws.perm);
+	free(ws.P);
+	free(ws.keys);
 }
 
 /* ---------------------------------------------------------------- save */
@@ -745,7 +1190,7 @@ static void save_model(struct job *jb)
 	int K = jb->c.rank;
 	size_t plen = strlen(jb->c.save) + 32;
 	char *tmp = malloc(plen);
-	float *row = malloc((size_t)(K + 1) * sizeof *row);
+	float *row = malloc((size_t)jb->vl * sizeof *row);
 	if (!tmp || !row)
 		app_die("out of memory");
 	snprintf(tmp, plen, "%s.tmp%d", jb->c.save, (int)getpid());
@@ -812,9 +1257,13 @@ static void usage(FILE *f)
 		"  --train FILE      training ratings (required)\n"
 		"  --test FILE       test ratings: test RMSE per epoch (default: none)\n"
 		"  --rank K          factors per user and item (default: 100)\n"
-		"  --lr X            SGD learning rate (default: 0.015)\n"
-		"  --reg X           L2 regularization of factors and biases (default: 0.08)\n"
-		"  --init-std X      std. deviation of the initial factors (default: 0.1)\n"
+		"  --lr X            SGD learning rate; with --rule sum the base of each row's\n"
+		"                    adaptive rate lr / sqrt(1 + its squared gradients so far),\n"
+		"                    as LIBMF's (default: 0.07)\n"
+		"  --reg X           L2 regularization of the factors (--rule sgd/adagrad: and\n"
+		"                    of the biases) (default: 0.1)\n"
+		"  --init-std X      std. deviation of the initial factors, uniform on\n"
+		"                    [0, sqrt(12) X) (default: 0.03)\n"
 		"  --epochs N        passes over the training data (default: 20)\n"
 		"  --threads T       worker threads per node (default: psrun -t, else 1)\n"
 		"  --policy P        parameter management (default: classic):\n"
@@ -872,7 +1321,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	app_init("mf");
-	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.015, .reg = 0.08, .init_std = 0.1, .seed = 1,
+	struct job jb = {.c = {.rank = 100, .epochs = 20, .lr = 0.07, .reg = 0.1, .init_std = 0.03, .seed = 1,
 			       .repl_rate = 200}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
@@ -989,13 +1438,14 @@ int main(int argc, char **argv)
 		app_die("out of memory");
 
 	ps_table_opts to;
-	ps_table_opts_init(&to, jb.ukeys, (uint32_t)c->rank + 1);
+	jb.vl = c->rule == RULE_SUM ? c->rank + 3 : c->rank + 1;
+	ps_table_opts_init(&to, jb.ukeys, (uint32_t)jb.vl);
 	to.placement = PS_PLACE_RANGE;
 	set_rule(c, &to);
 	jb.U = ps_table_create(jb.w, &to, &err);
 	if (!jb.U)
 		app_die("cannot create the user table: %s", ps_strerror(err));
-	ps_table_opts_init(&to, jb.nitems, (uint32_t)c->rank + 1);
+	ps_table_opts_init(&to, jb.nitems, (uint32_t)jb.vl);
 	to.placement = PS_PLACE_RANGE;
 	set_rule(c, &to);
 	to.repl_max = (uint32_t)c->replicate;
@@ -1090,6 +1540,12 @@ int main(int argc, char **argv)
 	}
 	ps_finalize(jb.w);
 	for (int t = 0; t < jb.threads; t++) {
+		for (int b = 0; jb.wd[t].tiles && b < jb.blocks; b++) {
+			struct tiles *ts = &jb.wd[t].tiles[b];
+			free(ts->ustart), free(ts->ukeys), free(ts->t), free(ts->r), free(ts->ikeys);
+		}
+		free(jb.wd[t].tiles);
+		free(jb.wd[t].ev.r), free(jb.wd[t].ev.c), free(jb.wd[t].ev.ukeys), free(jb.wd[t].ev.ikeys);
 		free(jb.wd[t].r);
 		free(jb.wd[t].g);
 		free(jb.wd[t].gstart);

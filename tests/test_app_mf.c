@@ -5,7 +5,7 @@
  * and saved model are complete, a seed makes a one-thread run repeatable,
  * CSV with a header loads, and every malformed input stops it with its
  * message and exit status 1.  --sync (clocks) and --rule (server-side
- * update rules) learn as well; --rule sgd computes what the default does.
+ * update rules) learn as well.
  * message and exit status 1.  With --replicate on zipf-skewed data (mfgen
  * --zipf) the hot items are served by replicas, the quality holds, and
  * every worker evaluates the model node 0 saves (ps_sync before each
@@ -156,10 +156,11 @@ static char *slurp(const char *path)
  * returns the test RMSE from the JSON summary. */
 static double train_with(int nodes, const char *policy, const char *json, const char *const *more)
 {
+	/* the default learning rate and regularization (--lr is the base of
+	 * each row's adaptive rate, not the plain SGD rate 0.02 of old) */
 	const char *args[32] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6",
-				"--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy, "--json",
-				path_of(json), NULL};
-	int n = 16;
+				"--epochs", EPOCHS, "--policy", policy, "--json", path_of(json), NULL};
+	int n = 12;
 	for (; more && *more; more++)
 		args[n++] = *more;
 	args[n] = NULL;
@@ -236,19 +237,22 @@ static void test_mf_sync_ssp_two_nodes_two_threads_beats_the_global_mean(void **
 }
 
 /* --rule sgd: the tables' sgd rule applies the gradients the worker
- * pushes; one worker computes what the default computes (item rows
- * bitwise, user rows up to the rounding of the default's pushed
- * differences).  --rule adagrad learns too. */
+ * pushes (plain SGD, one rating at a time); --rule adagrad likewise; both
+ * learn.  (The default no longer computes what --rule sgd does: it trains
+ * tiles with a per-row adaptive rate, so the two are compared by quality
+ * only.) */
 static void test_mf_server_side_rules(void **state)
 {
 	(void)state;
-	const char *sgd[] = {"--rule", "sgd", NULL}, *ada[] = {"--rule", "adagrad", "--lr", "0.1", NULL};
+	const char *sgd[] = {"--rule", "sgd", "--lr", "0.02", "--reg", "0.02", NULL},
+		   *ada[] = {"--rule", "adagrad", "--lr", "0.1", NULL};
 	double def = train(0, "classic", "rule-sum.json");
 	double r_sgd = train_with(0, "classic", "rule-sgd.json", sgd);
 	assert_non_null(strstr(slurp(path_of("rule-sgd.json")), "\"rule\": \"sgd\""));
 	double r_ada = train_with(0, "classic", "rule-adagrad.json", ada);
 	fprintf(stderr, "# one node: test RMSE sum %.6f, rule sgd %.6f, rule adagrad %.6f\n", def, r_sgd, r_ada);
-	assert_true(fabs(r_sgd - def) < 1e-3);
+	assert_true(def < 0.7 * baseline);
+	assert_true(r_sgd < 0.7 * baseline);
 	assert_true(r_ada < 0.7 * baseline);
 	assert_loss_falls(res.out);
 	assert_non_null(strstr(res.out, ", rule adagrad"));
@@ -571,7 +575,7 @@ static double rmse_of_saved_model(const char *model, const char *train, const ch
 static void replicate_zipf(const char *policy)
 {
 	const char *args[] = {"--train", path_of("ztrain.txt"), "--test", path_of("ztest.txt"), "--rank", "6",
-			      "--epochs", EPOCHS, "--lr", "0.02", "--reg", "0.02", "--policy", policy,
+			      "--epochs", EPOCHS, "--policy", policy,
 			      "--replicate", "10", "--repl-rate", "0", "--json", path_of("zrepl.json"), "--save",
 			      path_of("zmodel.txt"), NULL};
 	run_mf(2, args);
@@ -583,7 +587,10 @@ static void replicate_zipf(const char *policy)
 		policy, rmse, zbaseline, 100 * share);
 	assert_true(rmse < 0.7 * zbaseline);
 	assert_int_equal((int)json_num(j, "replicate"), 10);
-	assert_true(share > 0.2); /* 10 of 150 items, zipf 1: far more than 10/150 */
+	/* an access is a row pulled or pushed for a tile (every item of the
+	 * tile once, hot or not) or a user bin: the 10 replicated items of 150
+	 * get about their share of the item accesses, none without replicas */
+	assert_true(share > 0.03);
 	assert_non_null(strstr(res.out, "% of key accesses served by replicas"));
 	assert_loss_falls(res.out);
 	double saved = rmse_of_saved_model("zmodel.txt", "ztrain.txt", "ztest.txt", 6);

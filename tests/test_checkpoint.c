@@ -908,7 +908,7 @@ static void test_mf_refuses_to_resume_from_a_bad_checkpoint(void **state)
 	assert_non_null(strstr(r.err, want));
 	mf(0, "4", path_of("b.json"), (const char *[]){"--resume", ck, "--rank", "5", NULL}, &r);
 	assert_int_equal(r.status, 1);
-	snprintf(want, sizeof want, "mf: cannot resume: %s: table 0: value_len is 7 in the file, 6 in this job\n", ck);
+	snprintf(want, sizeof want, "mf: cannot resume: %s: table 0: value_len is 9 in the file, 8 in this job\n", ck);
 	assert_string_equal(r.err, want);
 	mf(0, "2", path_of("b.json"), (const char *[]){"--resume", ck, NULL}, &r);
 	assert_int_equal(r.status, 1);
