@@ -40,6 +40,16 @@ int test_world_teardown(void **state);
  * repl_max and flags as given; asserts it was made with err 0. */
 ps_table *test_table(uint64_t keys, uint32_t vlen, uint32_t repl_max, uint32_t flags);
 
+/* cmocka assertions on an app's run (common_world.c).  A diverged run:
+ * exit 1 and stderr holding head, then the epoch, then tail; with exact
+ * (one process) nothing but the epoch number between them and nothing
+ * after tail. */
+void assert_diverged(const struct run_result *r, const char *head, const char *tail, bool exact);
+/* app refused output option opt naming /nonexistent-psmem-dir/out before any
+ * work: exit 1, exactly "app: opt: ...: cannot write: No such file or
+ * directory" on stderr, nothing on stdout. */
+void assert_unwritable(const struct run_result *r, const char *app, const char *opt);
+
 /* Number of /dev/shm/psmem-* entries. */
 int count_segments(void);
 
