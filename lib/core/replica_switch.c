@@ -185,6 +185,16 @@ struct rdrop {
 	uint8_t *failed;  /* per key: its deltas did not reach the holder */
 };
 
+static void rdrop_free(ps_world *w, struct rdrop *s)
+{
+	ps__free(w, s->failed);
+	ps__free(w, s->keys);
+	ps__free(w, s->hosts);
+	ps__free(w, s->ridx);
+	ps__free(w, s->vals);
+	ps__free(w, s->rseq);
+}
+
 static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 {
 	memset(s, 0, sizeof *s);
@@ -197,23 +207,8 @@ static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 	s->failed = ps__alloc(w, cap);
 	if (s->keys && s->hosts && s->ridx && s->vals && s->rseq && s->failed)
 		return 0;
-	ps__free(w, s->failed);
-	ps__free(w, s->keys);
-	ps__free(w, s->hosts);
-	ps__free(w, s->ridx);
-	ps__free(w, s->vals);
-	ps__free(w, s->rseq);
+	rdrop_free(w, s); /* what was allocated; ps__free takes NULL */
 	return -ENOMEM;
-}
-
-static void rdrop_free(ps_world *w, struct rdrop *s)
-{
-	ps__free(w, s->failed);
-	ps__free(w, s->keys);
-	ps__free(w, s->hosts);
-	ps__free(w, s->ridx);
-	ps__free(w, s->vals);
-	ps__free(w, s->rseq);
 }
 
 /* Drops k (caller holds repl_lock): a local primary at once
