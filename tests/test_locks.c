@@ -175,16 +175,25 @@ static void test_create_lock_of_a_killed_holder_is_taken_over(void **state)
 static void op_replicate(ps_table *t, ps_key k) { ps_replicate(t, &k, 1); }
 static void op_unreplicate(ps_table *t, ps_key k) { ps_unreplicate(t, &k, 1); }
 
+/* A 64-key table (repl_max) whose child died at kill point kp while
+ * replicating key 5; this process's ps_sync takes repl_lock and, first
+ * taker, repairs (RP11): returns with RP1 holding and a 20 s alarm set. */
+static ps_table *after_replicate_killed_at(int kp, uint32_t repl_max)
+{
+	ps_table *t = test_table(64, 4, repl_max, 0);
+	die_at(kp, op_replicate, t, 5);
+	alarm(20);
+	assert_int_equal(ps_sync(t), 0);
+	assert_rp1(t);
+	return t;
+}
+
 /* Killed after popping a free index, before using it: the index is not
  * lost (every index can still be used) and RP1 holds. */
 static void test_replicate_killed_after_the_pop_leaks_no_index(void **state)
 {
 	(void)state;
-	ps_table *t = test_table(64, 4, 2, 0);
-	die_at(PS__KP_REPL_POPPED, op_replicate, t, 5);
-	alarm(20);
-	assert_int_equal(ps_sync(t), 0); /* takes repl_lock: the first taker repairs (RP11) */
-	assert_rp1(t);
+	ps_table *t = after_replicate_killed_at(PS__KP_REPL_POPPED, 2);
 	ps_key ks[2] = {5, 6};
 	assert_int_equal(ps_replicate(t, ks, 2), 2);
 	alarm(0);
@@ -199,11 +208,7 @@ static void test_replicate_killed_after_the_pop_leaks_no_index(void **state)
 static void test_replicate_killed_between_its_writes_keeps_rp1(void **state)
 {
 	(void)state;
-	ps_table *t = test_table(64, 4, 1, 0);
-	die_at(PS__KP_REPL_HALF, op_replicate, t, 5);
-	alarm(20);
-	assert_int_equal(ps_sync(t), 0); /* takes repl_lock: the first taker repairs (RP11) */
-	assert_rp1(t);
+	ps_table *t = after_replicate_killed_at(PS__KP_REPL_HALF, 1);
 	pull_is(t, 5, 1.0f);
 	float u[4] = {1, 1, 1, 1};
 	ps_key k = 5;
