@@ -351,6 +351,41 @@ static inline void ps__inl_count(uint64_t *calls, uint64_t *keys, uint64_t n, ui
 		ps__tstat_add(&st->remote_keys, n - nlocal);
 }
 
+/* The inline part of one batch, shared by pull and push: upd NULL pulls
+ * into out, otherwise pushes upd.  Checks every key first (a rejected call
+ * changes nothing: PS_EKEY, *done 0), then serves keys in order under one
+ * read-side section until the first miss, counts what it served (the call
+ * too when it served all n; otherwise the library, which does the rest,
+ * counts the call) and returns 0 with *done the keys served.  Always
+ * inlined so that the constant upd folds the pull/push choice away. */
+static inline __attribute__((always_inline)) int ps__inl_batch(const struct ps_table_pub *p, const ps_key *keys,
+							       size_t n, float *out, const float *upd,
+							       size_t *done)
+{
+	*done = 0;
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] >= p->num_keys)
+			return PS_EKEY;
+	const uint32_t len = p->value_len;
+	uint64_t nlocal = 0;
+	size_t i = 0;
+	ps__rcu_lock();
+	for (; i < n; i++)
+		if (upd ? !ps__inl_push_key(p, keys[i], upd + i * len, &nlocal)
+			: !ps__inl_pull_key(p, keys[i], out + i * len, &nlocal))
+			break;
+	ps__rcu_unlock();
+	struct ps_tstat *st = ps__tctx.st;
+	if (i || i == n) {
+		if (upd)
+			ps__inl_count(&st->pushes, &st->keys_pushed, i, nlocal, i == n);
+		else
+			ps__inl_count(&st->pulls, &st->keys_pulled, i, nlocal, i == n);
+	}
+	*done = i;
+	return 0;
+}
+
 /* ------------------------------------------------------------- the API */
 
 static inline int ps_pull_sync_inline(ps_table *t, const ps_key *keys, size_t n, float *values)
@@ -358,25 +393,11 @@ static inline int ps_pull_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	const struct ps_table_pub *p = (const struct ps_table_pub *)(void *)t;
 	if (!ps__inl_ok(p, PS__INL_PULL) || n > PS_INLINE_MAX_BATCH || !keys || !values)
 		return ps__pull_batch(t, keys, n, values);
-	for (size_t i = 0; i < n; i++) /* a rejected call changes nothing */
-		if (keys[i] >= p->num_keys)
-			return PS_EKEY;
-	const uint32_t len = p->value_len;
-	uint64_t nlocal = 0;
-	size_t i = 0;
-	ps__rcu_lock();
-	for (; i < n; i++)
-		if (!ps__inl_pull_key(p, keys[i], values + i * len, &nlocal))
-			break;
-	ps__rcu_unlock();
-	struct ps_tstat *st = ps__tctx.st;
-	if (i < n) { /* the rest by the library, which counts the call */
-		if (i)
-			ps__inl_count(&st->pulls, &st->keys_pulled, i, nlocal, 0);
-		return ps__pull_batch(t, keys + i, n - i, values + i * len);
-	}
-	ps__inl_count(&st->pulls, &st->keys_pulled, n, nlocal, 1);
-	return 0;
+	size_t i;
+	int rc = ps__inl_batch(p, keys, n, values, NULL, &i);
+	if (rc == 0 && i < n) /* the rest by the library, which counts the call */
+		rc = ps__pull_batch(t, keys + i, n - i, values + i * p->value_len);
+	return rc;
 }
 
 static inline int ps_push_sync_inline(ps_table *t, const ps_key *keys, size_t n, const float *updates)
@@ -384,25 +405,11 @@ static inline int ps_push_sync_inline(ps_table *t, const ps_key *keys, size_t n,
 	const struct ps_table_pub *p = (const struct ps_table_pub *)(void *)t;
 	if (!ps__inl_ok(p, PS__INL_PUSH) || n > PS_INLINE_MAX_BATCH || !keys || !updates)
 		return ps__push_batch(t, keys, n, updates);
-	for (size_t i = 0; i < n; i++) /* a rejected call changes nothing */
-		if (keys[i] >= p->num_keys)
-			return PS_EKEY;
-	const uint32_t len = p->value_len;
-	uint64_t nlocal = 0;
-	size_t i = 0;
-	ps__rcu_lock();
-	for (; i < n; i++)
-		if (!ps__inl_push_key(p, keys[i], updates + i * len, &nlocal))
-			break;
-	ps__rcu_unlock();
-	struct ps_tstat *st = ps__tctx.st;
-	if (i < n) {
-		if (i)
-			ps__inl_count(&st->pushes, &st->keys_pushed, i, nlocal, 0);
-		return ps__push_batch(t, keys + i, n - i, updates + i * len);
-	}
-	ps__inl_count(&st->pushes, &st->keys_pushed, n, nlocal, 1);
-	return 0;
+	size_t i;
+	int rc = ps__inl_batch(p, keys, n, NULL, updates, &i);
+	if (rc == 0 && i < n) /* the rest by the library, which counts the call */
+		rc = ps__push_batch(t, keys + i, n - i, updates + i * p->value_len);
+	return rc;
 }
 
 #ifdef __cplusplus

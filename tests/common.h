@@ -27,6 +27,29 @@ const char *build_path(const char *rel);
 void run_prog(char *const argv[], char *const env[], double timeout_s, double signal_after_s, int sig,
 	      struct run_result *r);
 
+/* One in-process world per test (common_world.c), for cmocka's setup and
+ * teardown: test_world_setup opens test_world (also *state) and fails
+ * unless ps_init succeeded with err 0; test_world_teardown finalizes it. */
+typedef struct ps_world ps_world; /* as psmem.h, which a test includes itself */
+typedef struct ps_table ps_table;
+extern ps_world *test_world;
+int test_world_setup(void **state);
+int test_world_teardown(void **state);
+
+/* A table of test_world: keys x vlen, every value 1.0 (PS_INIT_CONST),
+ * repl_max and flags as given; asserts it was made with err 0. */
+ps_table *test_table(uint64_t keys, uint32_t vlen, uint32_t repl_max, uint32_t flags);
+
+/* cmocka assertions on an app's run (common_world.c).  A diverged run:
+ * exit 1 and stderr holding head, then the epoch, then tail; with exact
+ * (one process) nothing but the epoch number between them and nothing
+ * after tail. */
+void assert_diverged(const struct run_result *r, const char *head, const char *tail, bool exact);
+/* app refused output option opt naming /nonexistent-psmem-dir/out before any
+ * work: exit 1, exactly "app: opt: ...: cannot write: No such file or
+ * directory" on stderr, nothing on stdout. */
+void assert_unwritable(const struct run_result *r, const char *app, const char *opt);
+
 /* Number of /dev/shm/psmem-* entries. */
 int count_segments(void);
 

@@ -571,11 +571,7 @@ static void test_a_diverged_run_stops_with_a_hint(void **state)
 		char *a[] = {(char *)build_path("bin/psrun"), "-n", "2", (char *)build_path("apps/w2v"), "--train",
 			     corpus, "--lr", "10", "--epochs", "5", "--threads", "1", "--json", json, "--save", vec, NULL};
 		run_prog(nodes ? a : a + 3, NULL, 60, -1, 0, &res);
-		const char *p = strstr(res.err, head);
-		if (res.status != 1 || !p || !strstr(p, tail))
-			fail_msg("expected exit 1 and '%s...%s', got %d and '%s'", head, tail, res.status, res.err);
-		if (nodes == 0)
-			assert_string_equal(p + strlen(head) + strcspn(p + strlen(head), " "), tail);
+		assert_diverged(&res, head, tail, nodes == 0);
 		assert_int_equal(access(json, F_OK), -1);
 		assert_int_equal(access(vec, F_OK), -1);
 	}
@@ -592,12 +588,7 @@ static void test_unwritable_outputs_fail_before_training(void **state)
 		char *a[] = {(char *)build_path("apps/w2v"), "--train", corpus, (char *)opts[k],
 			     "/nonexistent-psmem-dir/out", NULL};
 		run_prog(a, NULL, 30, -1, 0, &res);
-		char want[256];
-		snprintf(want, sizeof want, "w2v: %s: /nonexistent-psmem-dir/out: cannot write: No such file or directory\n",
-			 opts[k]);
-		if (res.status != 1 || strcmp(res.err, want) != 0)
-			fail_msg("expected exit 1 and '%s', got %d and '%s'", want, res.status, res.err);
-		assert_string_equal(res.out, "");
+		assert_unwritable(&res, "w2v", opts[k]);
 	}
 }
 

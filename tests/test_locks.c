@@ -24,49 +24,21 @@
 #include <cmocka.h>
 
 #include "psmem_int.h"
+#include "common.h"
 #include "lock.h"
 
 extern int ps__test_kill_at; /* lock.c, PS_TEST_HOOKS builds (libpsmem_test.a) */
-
-static ps_world *W;
-
-static int setup(void **state)
-{
-	(void)state;
-	int err;
-	W = ps_init(&err);
-	return W ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return ps_finalize(W);
-}
-
-static ps_table *mktable(uint64_t keys, uint32_t repl_max)
-{
-	ps_table_opts o;
-	ps_table_opts_init(&o, keys, 4);
-	o.init = PS_INIT_CONST;
-	o.init_a = 1.0f;
-	o.repl_max = repl_max;
-	int err;
-	ps_table *t = ps_table_create(W, &o, &err);
-	assert_non_null(t);
-	return t;
-}
 
 /* What a restarted node does first (restart.c RS1): frees the slot locks
  * that name its node id, which the killed child (of the same id) held. */
 static void sweep_slot_locks(ps_table *t)
 {
-	struct ps__pool *p = ps__pool_at(&W->seg, t->id, W->node);
+	struct ps__pool *p = ps__pool_at(&test_world->seg, t->id, test_world->node);
 	for (uint64_t i = 0; i < p->bump; i++) {
-		struct ps__slot *sl = ps__at(&W->seg, p->base_off + i * t->slot_size);
+		struct ps__slot *sl = ps__at(&test_world->seg, p->base_off + i * t->slot_size);
 		uint64_t s = atomic_load(&sl->seq);
-		if ((s & PS__SEQ_LOCKED) && PS__SEQ_HOLDER(s) == W->node)
-			ps__slot_recover(W, t, sl, s);
+		if ((s & PS__SEQ_LOCKED) && PS__SEQ_HOLDER(s) == test_world->node)
+			ps__slot_recover(test_world, t, sl, s);
 	}
 }
 
@@ -129,7 +101,7 @@ static void op_alloc(ps_table *t, ps_key k)
 {
 	(void)k;
 	uint64_t off;
-	ps__slot_alloc(W, t->id, W->node, t->slot_size, &off);
+	ps__slot_alloc(test_world, t->id, test_world->node, t->slot_size, &off);
 }
 
 /* The pool lock's holder, of this node's id, is killed holding it: the
@@ -137,12 +109,12 @@ static void op_alloc(ps_table *t, ps_key k)
 static void test_pool_lock_of_a_killed_holder_is_taken_over(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 0);
+	ps_table *t = test_table(64, 4, 0, 0);
 	die_at(PS__KP_POOL_LOCKED, op_alloc, t, 0);
 	alarm(20); /* a hang is a failure */
 	uint64_t a, b;
-	assert_int_equal(ps__slot_alloc(W, t->id, W->node, t->slot_size, &a), 0);
-	assert_int_equal(ps__slot_alloc(W, t->id, W->node, t->slot_size, &b), 0);
+	assert_int_equal(ps__slot_alloc(test_world, t->id, test_world->node, t->slot_size, &a), 0);
+	assert_int_equal(ps__slot_alloc(test_world, t->id, test_world->node, t->slot_size, &b), 0);
 	alarm(0);
 	assert_int_not_equal(a, b);
 }
@@ -156,7 +128,7 @@ static void test_pool_lock_of_a_killed_holder_is_taken_over(void **state)
 static void test_primary_push_with_a_bad_key_applies_nothing(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 1);
+	ps_table *t = test_table(64, 4, 1, 0);
 	ps_key r = 1, keys[3] = {3, 9, 4};
 	assert_int_equal(ps_replicate(t, &r, 1), 1); /* the replicated path of serve */
 	uint64_t lw9 = atomic_load(&t->loc[9]);
@@ -177,7 +149,7 @@ static void op_create(ps_table *t, ps_key k)
 {
 	(void)t;
 	(void)k;
-	mktable(64, 0);
+	test_table(64, 4, 0, 0);
 }
 
 /* Killed holding the create lock while laying out a table: the lock is
@@ -187,14 +159,14 @@ static void op_create(ps_table *t, ps_key k)
 static void test_create_lock_of_a_killed_holder_is_taken_over(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 0);
+	ps_table *t = test_table(64, 4, 0, 0);
 	die_at(PS__KP_CREATE_LOCKED, op_create, t, 0);
 	alarm(20);
-	assert_int_equal(ps__lock(&W->seg.hdr->create_lock), 1); /* EOWNERDEAD */
-	ps__lock_consistent(&W->seg.hdr->create_lock);
-	ps__unlock(&W->seg.hdr->create_lock);
-	assert_int_equal(ps__lock(&W->seg.hdr->create_lock), 0);
-	ps__unlock(&W->seg.hdr->create_lock);
+	assert_int_equal(ps__lock(&test_world->seg.hdr->create_lock), 1); /* EOWNERDEAD */
+	ps__lock_consistent(&test_world->seg.hdr->create_lock);
+	ps__unlock(&test_world->seg.hdr->create_lock);
+	assert_int_equal(ps__lock(&test_world->seg.hdr->create_lock), 0);
+	ps__unlock(&test_world->seg.hdr->create_lock);
 	alarm(0);
 }
 
@@ -203,16 +175,25 @@ static void test_create_lock_of_a_killed_holder_is_taken_over(void **state)
 static void op_replicate(ps_table *t, ps_key k) { ps_replicate(t, &k, 1); }
 static void op_unreplicate(ps_table *t, ps_key k) { ps_unreplicate(t, &k, 1); }
 
+/* A 64-key table (repl_max) whose child died at kill point kp while
+ * replicating key 5; this process's ps_sync takes repl_lock and, first
+ * taker, repairs (RP11): returns with RP1 holding and a 20 s alarm set. */
+static ps_table *after_replicate_killed_at(int kp, uint32_t repl_max)
+{
+	ps_table *t = test_table(64, 4, repl_max, 0);
+	die_at(kp, op_replicate, t, 5);
+	alarm(20);
+	assert_int_equal(ps_sync(t), 0);
+	assert_rp1(t);
+	return t;
+}
+
 /* Killed after popping a free index, before using it: the index is not
  * lost (every index can still be used) and RP1 holds. */
 static void test_replicate_killed_after_the_pop_leaks_no_index(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 2);
-	die_at(PS__KP_REPL_POPPED, op_replicate, t, 5);
-	alarm(20);
-	assert_int_equal(ps_sync(t), 0); /* takes repl_lock: the first taker repairs (RP11) */
-	assert_rp1(t);
+	ps_table *t = after_replicate_killed_at(PS__KP_REPL_POPPED, 2);
 	ps_key ks[2] = {5, 6};
 	assert_int_equal(ps_replicate(t, ks, 2), 2);
 	alarm(0);
@@ -227,11 +208,7 @@ static void test_replicate_killed_after_the_pop_leaks_no_index(void **state)
 static void test_replicate_killed_between_its_writes_keeps_rp1(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 1);
-	die_at(PS__KP_REPL_HALF, op_replicate, t, 5);
-	alarm(20);
-	assert_int_equal(ps_sync(t), 0); /* takes repl_lock: the first taker repairs (RP11) */
-	assert_rp1(t);
+	ps_table *t = after_replicate_killed_at(PS__KP_REPL_HALF, 1);
 	pull_is(t, 5, 1.0f);
 	float u[4] = {1, 1, 1, 1};
 	ps_key k = 5;
@@ -248,7 +225,7 @@ static void test_replicate_killed_between_its_writes_keeps_rp1(void **state)
 static void test_unreplicate_killed_halfway_keeps_rp1(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(64, 1);
+	ps_table *t = test_table(64, 4, 1, 0);
 	ps_key k = 5, k2 = 6;
 	assert_int_equal(ps_replicate(t, &k, 1), 1);
 	float u[4] = {2, 2, 2, 2};
@@ -275,5 +252,5 @@ int main(void)
 		cmocka_unit_test(test_primary_push_with_a_bad_key_applies_nothing),
 		cmocka_unit_test(test_create_lock_of_a_killed_holder_is_taken_over),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_world_setup, test_world_teardown);
 }

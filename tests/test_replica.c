@@ -48,47 +48,17 @@ static void replica_of(ps_table *t, int node, ps_key k, float *vals, float *delt
 
 /* ------------------------------------------------------ in-process tests */
 
-static ps_world *W;
-
-static int setup(void **state)
-{
-	(void)state;
-	int err;
-	W = ps_init(&err);
-	return W ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return ps_finalize(W);
-}
-
-static ps_table *mktable(uint64_t keys, uint32_t vlen, uint32_t repl_max, uint32_t flags)
-{
-	ps_table_opts o;
-	ps_table_opts_init(&o, keys, vlen);
-	o.init = PS_INIT_CONST;
-	o.init_a = 1.0f;
-	o.repl_max = repl_max;
-	o.flags = flags;
-	int err;
-	ps_table *t = ps_table_create(W, &o, &err);
-	assert_non_null(t);
-	return t;
-}
-
 static void test_replicated_key_reads_own_pushes_and_syncs(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(100, 4, 8, 0);
+	ps_table *t = test_table(100, 4, 8, 0);
 	ps_key ks[] = {3, 5, 5, 7};
 	assert_int_equal(ps_replicate(t, ks, 4), 3); /* duplicates count once */
 	assert_int_equal(ps_replicate(t, ks, 4), 0); /* idempotent */
 	assert_int_equal(ps_replicated_count(t), 3);
 	assert_int_equal(ps_is_replicated(t, 5), 1);
 	assert_int_equal(ps_is_replicated(t, 4), 0);
-	assert_int_equal(ps_owner(t, 5), ps_node_id(W));
+	assert_int_equal(ps_owner(t, 5), ps_node_id(test_world));
 
 	float v[4], p[4], r[4], d[4], up[4] = {1, 2, 3, 4};
 	ps_key k = 5;
@@ -126,7 +96,7 @@ static void test_replicated_key_reads_own_pushes_and_syncs(void **state)
 static void test_capacity_and_bad_input_change_nothing(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(100, 2, 4, 0);
+	ps_table *t = test_table(100, 2, 4, 0);
 	ps_key a[] = {1, 2, 3};
 	assert_int_equal(ps_replicate(t, a, 3), 3);
 	ps_key b[] = {3, 10, 11}; /* 3 is in already: two new, one slot left */
@@ -148,7 +118,7 @@ static void test_capacity_and_bad_input_change_nothing(void **state)
 	assert_int_equal(ps_replicated_count(t), 3);
 
 	/* a table without replication */
-	ps_table *plain = mktable(10, 2, 0, 0);
+	ps_table *plain = test_table(10, 2, 0, 0);
 	assert_int_equal(ps_replicate(plain, a, 1), PS_ERCAP);
 	assert_int_equal(ps_replicate(plain, a, 0), 0);
 	assert_int_equal(ps_sync(plain), 0);
@@ -158,21 +128,21 @@ static void test_capacity_and_bad_input_change_nothing(void **state)
 	ps_table_opts_init(&o, 10, 2);
 	o.repl_max = 11; /* more than keys */
 	int err;
-	assert_null(ps_table_create(W, &o, &err));
+	assert_null(ps_table_create(test_world, &o, &err));
 	assert_int_equal(err, -EINVAL);
 	o.repl_max = 2;
 	o.repl_rate = -1;
-	assert_null(ps_table_create(W, &o, &err));
+	assert_null(ps_table_create(test_world, &o, &err));
 	assert_int_equal(err, -EINVAL);
 	o.repl_rate = NAN;
-	assert_null(ps_table_create(W, &o, &err));
+	assert_null(ps_table_create(test_world, &o, &err));
 	assert_int_equal(err, -EINVAL);
 }
 
 static void test_top_k_sets_exactly_the_hottest(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(50, 2, 5, PS_COUNT_ACCESS);
+	ps_table *t = test_table(50, 2, 5, PS_COUNT_ACCESS);
 	uint64_t c[50] = {0};
 	c[7] = 100;
 	c[3] = 50;
@@ -227,7 +197,7 @@ static void test_replica_with_sgd_rule_applies_summed_delta_at_sync(void **state
 	o.rule = PS_RULE_SGD;
 	o.rule_params[0] = 0.5f; /* value -= 0.5 * update */
 	int err;
-	ps_table *t = ps_table_create(W, &o, &err);
+	ps_table *t = ps_table_create(test_world, &o, &err);
 	assert_non_null(t);
 	ps_key k = 3;
 	assert_int_equal(ps_replicate(t, &k, 1), 1);
@@ -248,16 +218,16 @@ static void test_replica_with_sgd_rule_applies_summed_delta_at_sync(void **state
 static void test_stats_count_replica_traffic(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(10, 2, 2, 0);
+	ps_table *t = test_table(10, 2, 2, 0);
 	ps_node_stats a, b;
-	ps_stats(W, 0, &a);
+	ps_stats(test_world, 0, &a);
 	ps_key k = 1;
 	float v[2] = {1, 1};
 	assert_int_equal(ps_replicate(t, &k, 1), 1);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(ps_push_sync(t, &k, 1, v), 0);
 	assert_int_equal(ps_sync(t), 0);
-	ps_stats(W, 0, &b);
+	ps_stats(test_world, 0, &b);
 	assert_int_equal(b.repl_keys - a.repl_keys, 5);
 	assert_true(b.repl_rounds > a.repl_rounds);
 	assert_true(b.repl_age_ns > 0 && b.repl_age_ns < 5ULL * 1000 * 1000 * 1000);
@@ -732,6 +702,6 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_conservation_4x2_while_switching_and_relocating),
 		cmocka_unit_test(test_replica_staleness_is_bounded_by_sync_rate),
 	};
-	int rc = cmocka_run_group_tests(local, setup, teardown);
+	int rc = cmocka_run_group_tests(local, test_world_setup, test_world_teardown);
 	return rc | cmocka_run_group_tests(jobs, NULL, NULL);
 }

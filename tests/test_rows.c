@@ -22,44 +22,12 @@
 
 #define PS_INLINE /* ps_pull_sync / ps_push_sync: the inline versions */
 #include "psmem.h"
-
-static ps_world *g_world;
-
-static int setup_world(void **state)
-{
-	int err = 1;
-	g_world = ps_init(&err);
-	*state = g_world;
-	return g_world && err == 0 ? 0 : -1;
-}
-
-static int teardown_world(void **state)
-{
-	(void)state;
-	int rc = g_world ? ps_finalize(g_world) : 0;
-	g_world = NULL;
-	return rc ? -1 : 0;
-}
-
-static ps_table *mktable(uint64_t keys, uint32_t vlen, uint32_t flags, uint32_t repl_max)
-{
-	ps_table_opts o;
-	ps_table_opts_init(&o, keys, vlen);
-	o.init = PS_INIT_CONST;
-	o.init_a = 1.0f;
-	o.flags = flags;
-	o.repl_max = repl_max;
-	int err = 1;
-	ps_table *t = ps_table_create(g_world, &o, &err);
-	assert_non_null(t);
-	assert_int_equal(err, 0);
-	return t;
-}
+#include "common.h"
 
 static void test_row_lock_reads_and_writes_in_place(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(100, 4, 0, 0);
+	ps_table *t = test_table(100, 4, 0, 0);
 	ps_row r;
 	float *v = ps_row_lock(t, 7, &r);
 	assert_non_null(v);
@@ -87,7 +55,7 @@ static void test_row_lock_reads_and_writes_in_place(void **state)
 static void test_row_lock_rejects_bad_table_key_and_replicated_keys(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(100, 4, 0, 4);
+	ps_table *t = test_table(100, 4, 4, 0);
 	ps_row r = {.err = 12345};
 	assert_null(ps_row_lock(NULL, 0, &r));
 	assert_int_equal(r.err, PS_ETABLE);
@@ -108,8 +76,8 @@ static void test_row_lock_rejects_bad_table_key_and_replicated_keys(void **state
 static void test_row_get_needs_hogwild_table_and_open_section(void **state)
 {
 	(void)state;
-	ps_table *seq = mktable(100, 4, 0, 0);
-	ps_table *hog = mktable(100, 4, PS_HOGWILD, 0);
+	ps_table *seq = test_table(100, 4, 0, 0);
+	ps_table *hog = test_table(100, 4, 0, PS_HOGWILD);
 	int err = 0;
 	assert_int_equal(ps_rows_enter(NULL), PS_ETABLE);
 	assert_null(ps_row_get(hog, 1, &err)); /* no section open */
@@ -203,7 +171,7 @@ static void *row_reader(void *p)
 static void test_rows_written_in_place_never_seen_torn_and_sum_exactly(void **state)
 {
 	(void)state;
-	struct conc c = {.t = mktable(KEYS, VLEN, 0, 0)};
+	struct conc c = {.t = test_table(KEYS, VLEN, 0, 0)};
 	struct warg wa[2] = {{&c, 0}, {&c, 1}};
 	pthread_t w[2], r[2];
 	for (int i = 0; i < 2; i++)
@@ -226,7 +194,7 @@ static void test_rows_written_in_place_never_seen_torn_and_sum_exactly(void **st
 			assert_true(v[j] == want);
 	}
 	ps_node_stats st;
-	assert_int_equal(ps_stats(g_world, 0, &st), 0);
+	assert_int_equal(ps_stats(test_world, 0, &st), 0);
 	assert_int_equal(st.stale_reads, 0);
 }
 
@@ -235,17 +203,17 @@ static void test_rows_written_in_place_never_seen_torn_and_sum_exactly(void **st
 static void test_inline_pull_push_count_once_and_check_keys(void **state)
 {
 	(void)state;
-	ps_table *t = mktable(100, 16, 0, 4);
+	ps_table *t = test_table(100, 16, 4, 0);
 	ps_key keys[3] = {1, 2, 3};
 	float upd[48], out[48];
 	for (int i = 0; i < 48; i++)
 		upd[i] = (float)(i % 16);
 	assert_int_equal(ps_push_sync(t, keys, 3, upd), 0); /* registers the thread */
 	ps_node_stats a, b;
-	assert_int_equal(ps_stats(g_world, 0, &a), 0);
+	assert_int_equal(ps_stats(test_world, 0, &a), 0);
 	assert_int_equal(ps_push_sync(t, keys, 3, upd), 0);
 	assert_int_equal(ps_pull_sync(t, keys, 3, out), 0);
-	assert_int_equal(ps_stats(g_world, 0, &b), 0);
+	assert_int_equal(ps_stats(test_world, 0, &b), 0);
 	assert_int_equal(b.pulls - a.pulls, 1);
 	assert_int_equal(b.pushes - a.pushes, 1);
 	assert_int_equal(b.keys_pulled - a.keys_pulled, 3);
@@ -267,7 +235,7 @@ static void test_inline_pull_push_count_once_and_check_keys(void **state)
 	assert_int_equal(ps_pull_sync(t, keys, 3, out), 0);
 	for (int i = 0; i < 48; i++)
 		assert_true(out[i] == 1.0f + 3.0f * (float)(i % 16));
-	assert_int_equal(ps_stats(g_world, 0, &b), 0);
+	assert_int_equal(ps_stats(test_world, 0, &b), 0);
 	assert_int_equal(b.stale_reads, 0);
 }
 
@@ -278,7 +246,7 @@ static void test_inline_copies_every_length_exactly(void **state)
 	static const uint32_t lens[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 33, 63, 100, 1000};
 	for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
 		uint32_t n = lens[l];
-		ps_table *t = mktable(8, n, 0, 0);
+		ps_table *t = test_table(8, n, 0, 0);
 		float *upd = malloc(sizeof(float) * (n + 1)), *out = malloc(sizeof(float) * (n + 2));
 		for (uint32_t j = 0; j < n; j++)
 			upd[j] = (float)(j + 1);
@@ -301,16 +269,16 @@ static void test_inline_copies_every_length_exactly(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_row_lock_reads_and_writes_in_place, setup_world, teardown_world),
-		cmocka_unit_test_setup_teardown(test_row_lock_rejects_bad_table_key_and_replicated_keys, setup_world,
-						teardown_world),
-		cmocka_unit_test_setup_teardown(test_row_get_needs_hogwild_table_and_open_section, setup_world,
-						teardown_world),
-		cmocka_unit_test_setup_teardown(test_rows_written_in_place_never_seen_torn_and_sum_exactly, setup_world,
-						teardown_world),
-		cmocka_unit_test_setup_teardown(test_inline_pull_push_count_once_and_check_keys, setup_world,
-						teardown_world),
-		cmocka_unit_test_setup_teardown(test_inline_copies_every_length_exactly, setup_world, teardown_world),
+		cmocka_unit_test_setup_teardown(test_row_lock_reads_and_writes_in_place, test_world_setup, test_world_teardown),
+		cmocka_unit_test_setup_teardown(test_row_lock_rejects_bad_table_key_and_replicated_keys, test_world_setup,
+						test_world_teardown),
+		cmocka_unit_test_setup_teardown(test_row_get_needs_hogwild_table_and_open_section, test_world_setup,
+						test_world_teardown),
+		cmocka_unit_test_setup_teardown(test_rows_written_in_place_never_seen_torn_and_sum_exactly, test_world_setup,
+						test_world_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_pull_push_count_once_and_check_keys, test_world_setup,
+						test_world_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_copies_every_length_exactly, test_world_setup, test_world_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -380,6 +380,16 @@ static void assert_clean(const struct seg_snapshot *before)
 	assert_int_equal(count_procs(self), 0);
 }
 
+/* Runs the storm with no signal and a 120 s limit and asserts it exits 0,
+ * printing the job's output first when it does not. */
+static void storm_ok(int nodes, int threads, const char *args[], struct run_result *r)
+{
+	storm(nodes, threads, args, -1, 0, 120, NULL, r);
+	if (r->status != 0)
+		fprintf(stderr, "%s%s", r->out, r->err);
+	assert_int_equal(r->status, 0);
+}
+
 static void test_conservation_4_nodes_2_threads_under_relocation(void **state)
 {
 	(void)state;
@@ -388,10 +398,7 @@ static void test_conservation_4_nodes_2_threads_under_relocation(void **state)
 	struct run_result r;
 	/* psrun says 1 thread; the program asks for 2 (ps_init_threads) */
 	const char *args[] = {"keys", "2048", "vlen", "4", "batches", "150000", "threads", "2", NULL};
-	storm(4, 1, args, -1, 0, 120, NULL, &r);
-	if (r.status != 0)
-		fprintf(stderr, "%s%s", r.out, r.err);
-	assert_int_equal(r.status, 0);
+	storm_ok(4, 1, args, &r);
 	assert_non_null(strstr(r.out, "0 wrong"));
 	assert_clean(&segs);
 }
@@ -403,10 +410,25 @@ static void test_no_torn_reads_of_100_float_vectors(void **state)
 	seg_snapshot(&segs);
 	struct run_result r;
 	const char *args[] = {"keys", "512", "vlen", "100", "batches", "40000", NULL};
-	storm(4, 2, args, -1, 0, 120, NULL, &r);
-	if (r.status != 0)
-		fprintf(stderr, "%s%s", r.out, r.err);
-	assert_int_equal(r.status, 0);
+	storm_ok(4, 2, args, &r);
+	assert_clean(&segs);
+}
+
+/* The storm of one zero-copy api on 3 nodes x 2 threads, 256 keys, 6000
+ * batches: exit 0 (verify and node_main assert sums, torn, decreasing and
+ * stale reads), "0 wrong", at least one relocation, and must_say (NULL:
+ * nothing more) in the report. */
+static void relocation_storm(const char *api, const char *vlen, const char *must_say)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct run_result r;
+	const char *args[] = {"keys", "256", "vlen", vlen, "batches", "6000", "api", api, NULL};
+	storm_ok(3, 2, args, &r);
+	assert_non_null(strstr(r.out, "0 wrong"));
+	if (must_say)
+		assert_non_null(strstr(r.out, must_say));
+	assert_null(strstr(r.out, " 0 relocations"));
 	assert_clean(&segs);
 }
 
@@ -417,34 +439,14 @@ static void test_no_torn_reads_of_100_float_vectors(void **state)
 static void test_rows_in_place_exact_sums_no_torn_reads_under_relocation(void **state)
 {
 	(void)state;
-	struct seg_snapshot segs;
-	seg_snapshot(&segs);
-	struct run_result r;
-	const char *args[] = {"keys", "256", "vlen", "16", "batches", "6000", "api", "rows", NULL};
-	storm(3, 2, args, -1, 0, 120, NULL, &r);
-	if (r.status != 0)
-		fprintf(stderr, "%s%s", r.out, r.err);
-	assert_int_equal(r.status, 0);
-	assert_non_null(strstr(r.out, "0 wrong"));
-	assert_null(strstr(r.out, " 0 relocations"));
-	assert_clean(&segs);
+	relocation_storm("rows", "16", NULL);
 }
 
 /* The same storm through the inline fast path (psmem_static.h). */
 static void test_inline_path_exact_sums_no_torn_reads_under_relocation(void **state)
 {
 	(void)state;
-	struct seg_snapshot segs;
-	seg_snapshot(&segs);
-	struct run_result r;
-	const char *args[] = {"keys", "256", "vlen", "16", "batches", "6000", "api", "inline", NULL};
-	storm(3, 2, args, -1, 0, 120, NULL, &r);
-	if (r.status != 0)
-		fprintf(stderr, "%s%s", r.out, r.err);
-	assert_int_equal(r.status, 0);
-	assert_non_null(strstr(r.out, "0 wrong"));
-	assert_null(strstr(r.out, " 0 relocations"));
-	assert_clean(&segs);
+	relocation_storm("inline", "16", NULL);
 }
 
 /* PS_HOGWILD rows in place under relocation: inside each section the row
@@ -452,18 +454,7 @@ static void test_inline_path_exact_sums_no_torn_reads_under_relocation(void **st
 static void test_hogwild_rows_stay_valid_inside_section_under_relocation(void **state)
 {
 	(void)state;
-	struct seg_snapshot segs;
-	seg_snapshot(&segs);
-	struct run_result r;
-	const char *args[] = {"keys", "256", "vlen", "8", "batches", "6000", "api", "hogrows", NULL};
-	storm(3, 2, args, -1, 0, 120, NULL, &r);
-	if (r.status != 0)
-		fprintf(stderr, "%s%s", r.out, r.err);
-	assert_int_equal(r.status, 0);
-	assert_non_null(strstr(r.out, "0 wrong"));
-	assert_non_null(strstr(r.out, "hogrows applied"));
-	assert_null(strstr(r.out, " 0 relocations"));
-	assert_clean(&segs);
+	relocation_storm("hogrows", "8", "hogrows applied");
 }
 
 /* Negative control: with grace periods disabled the same storm must be

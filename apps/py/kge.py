@@ -204,6 +204,25 @@ def evaluate(E, R, trip, flt, lo, hi, QB=256):
 
 # ------------------------------------------------------------------ psmem
 
+def train_epochs(a, mine, trainT, nE, nR, gen, step, say):
+    """The training loop of both modes: each epoch a fresh order (gen) of this
+    worker's triples mine, batches of a.batch with a.neg negatives each;
+    step(ents, rels, hi, ti, ri, rv) trains on one batch and returns its
+    loss; say(ep) after each epoch.  Returns (loss x queries summed, queries)."""
+    import torch
+    B = a.batch
+    loss_sum, nq = 0.0, 0
+    for ep in range(a.epochs):
+        order = mine[torch.randperm(len(mine), generator=gen)]
+        for s in range(0, len(order), B):
+            trip = trainT[order[s:s + B]]
+            loss = step(*make_batch(trip, nE, nR, a.neg, gen))
+            loss_sum += float(loss) * 2 * len(trip)
+            nq += 2 * len(trip)
+        say(ep)
+    return loss_sum, nq
+
+
 def run_psmem(a, data):
     import torch
     import psmem
@@ -223,22 +242,19 @@ def run_psmem(a, data):
     mine = torch.from_numpy(shares(len(train), N, a.seed)[me])
     trainT = torch.from_numpy(train)
     gen = torch.Generator().manual_seed(a.seed * 7 + me)
-    B = a.batch
     w.barrier()  # initial values in place
     t0, c0 = time.perf_counter(), time.process_time()
-    loss_sum, nq = 0.0, 0
-    for ep in range(a.epochs):
-        order = mine[torch.randperm(len(mine), generator=gen)]
-        for s in range(0, len(order), B):
-            trip = trainT[order[s:s + B]]
-            ents, rels, hi, ti, ri, rv = make_batch(trip, nE, nR, a.neg, gen)
-            loss = batch_loss(E(ents), R(rels), hi, ti, ri, rv, a.reg)
-            loss.backward()  # pushes the rows' gradients; the adagrad rule applies them
-            loss_sum += float(loss) * 2 * len(trip)
-            nq += 2 * len(trip)
+
+    def step(ents, rels, hi, ti, ri, rv):
+        loss = batch_loss(E(ents), R(rels), hi, ti, ri, rv, a.reg)
+        loss.backward()  # pushes the rows' gradients; the adagrad rule applies them
+        return loss
+
+    def say(ep):
         if me == 0:
             print(f"kge psmem: epoch {ep + 1}/{a.epochs} done ({time.perf_counter() - t0:.1f} s)",
                   file=sys.stderr)
+    loss_sum, nq = train_epochs(a, mine, trainT, nE, nR, gen, step, say)
     cpu = time.process_time() - c0  # this node's process: its workers and service thread
     w.barrier()  # every node's pushes are in
     secs = time.perf_counter() - t0
@@ -283,31 +299,29 @@ def torch_worker(rank, a, train, share, nE, nR, E, R, GE, GR, start, stats):
     gen = torch.Generator().manual_seed(a.seed * 7 + rank)
     mine = torch.from_numpy(share)
     trainT = torch.from_numpy(train)
-    B, lr, row = a.batch, a.lr, a.torch_adagrad == "row"
-    start.wait()
-    c0 = time.process_time()
-    loss_sum, nq = 0.0, 0
-    for ep in range(a.epochs):
-        order = mine[torch.randperm(len(mine), generator=gen)]
-        for s in range(0, len(order), B):
-            trip = trainT[order[s:s + B]]
-            ents, rels, hi, ti, ri, rv = make_batch(trip, nE, nR, a.neg, gen)
-            Erows = E[ents].requires_grad_()
-            Rrows = R[rels].requires_grad_()
-            loss = batch_loss(Erows, Rrows, hi, ti, ri, rv, a.reg)
-            loss.backward()
-            for T, G, idx, g in ((E, GE, ents, Erows.grad), (R, GR, rels, Rrows.grad)):
-                if row:  # DGL-KE / PBG: one accumulator per row
-                    G.index_add_(0, idx, (g * g).mean(1))
-                    std = G[idx].sqrt_().add_(ADAGRAD_EPS).unsqueeze(1)
-                else:    # one per value, as psmem's adagrad rule
-                    G.index_add_(0, idx, g * g)
-                    std = G[idx].sqrt_().add_(ADAGRAD_EPS)
-                T.index_add_(0, idx, -lr * g / std)
-            loss_sum += float(loss) * 2 * len(trip)
-            nq += 2 * len(trip)
+    lr, row = a.lr, a.torch_adagrad == "row"
+
+    def step(ents, rels, hi, ti, ri, rv):
+        Erows = E[ents].requires_grad_()
+        Rrows = R[rels].requires_grad_()
+        loss = batch_loss(Erows, Rrows, hi, ti, ri, rv, a.reg)
+        loss.backward()
+        for T, G, idx, g in ((E, GE, ents, Erows.grad), (R, GR, rels, Rrows.grad)):
+            if row:  # DGL-KE / PBG: one accumulator per row
+                G.index_add_(0, idx, (g * g).mean(1))
+                std = G[idx].sqrt_().add_(ADAGRAD_EPS).unsqueeze(1)
+            else:    # one per value, as psmem's adagrad rule
+                G.index_add_(0, idx, g * g)
+                std = G[idx].sqrt_().add_(ADAGRAD_EPS)
+            T.index_add_(0, idx, -lr * g / std)
+        return loss
+
+    def say(ep):
         if rank == 0:
             print(f"kge torch: epoch {ep + 1}/{a.epochs} done", file=sys.stderr)
+    start.wait()
+    c0 = time.process_time()
+    loss_sum, nq = train_epochs(a, mine, trainT, nE, nR, gen, step, say)
     stats[rank, 0] = loss_sum
     stats[rank, 1] = nq
     stats[rank, 2] = time.process_time() - c0

@@ -205,8 +205,8 @@ static void wake_waiters(struct ps__clocks *ck)
 		ps__futex_wake(&ck->seq, INT_MAX, true);
 }
 
-/* "bsp", "ssp:S" or "asp" */
-static const char *bound_text(uint64_t cfg, char *buf, size_t len)
+/* "bsp", "ssp:S" or "asp" (also psstat's dump, dump.c) */
+const char *ps__clock_bound_text(uint64_t cfg, char *buf, size_t len)
 {
 	int mode = ps__clock_mode(cfg);
 	if (mode == PS_SSP)
@@ -336,7 +336,8 @@ static void tell(ps_world *w, int rc, const struct lag *lag, uint64_t cfg)
 		fprintf(stderr,
 			"psmem: host %d: consistency bound mismatch: host %d uses %s, this host %s "
 			"(every host must call ps_set_consistency with the same bound)\n",
-			w->host, lag->host, bound_text(lag->cfg, a, sizeof a), bound_text(cfg, b, sizeof b));
+			w->host, lag->host, ps__clock_bound_text(lag->cfg, a, sizeof a),
+			ps__clock_bound_text(cfg, b, sizeof b));
 	else if (lag->host >= 0)
 		fprintf(stderr, "psmem: host %d: ps_clock: host %d left the job at clock %" PRIu64 ": %s\n", w->host,
 			lag->host, lag->clock, ps_strerror(rc));

@@ -24,6 +24,30 @@
 
 /* ------------------------------------------------------- set membership */
 
+/* Fills replica index r of every node with k's values vals and an empty
+ * delta whose key word is dkey, then records r's primary word lw and key
+ * (caller holds repl_lock and took r off the free list; it publishes with
+ * the release store of loc[k], RP1). */
+static void fill_replicas(ps_world *w, ps_table *t, uint32_t r, ps_key k, uint64_t lw, const float *vals,
+			  uint64_t dkey)
+{
+	for (int n = 0; n < w->nnodes; n++) {
+		struct ps__slot *rs = ps__replica_at(t, n, r);
+		uint64_t rsq = ps__rp_lock_any(w, t, rs);
+		atomic_store_explicit(&rs->key, k, memory_order_relaxed);
+		ps__rp_store_values(rs, vals, t->value_len);
+		struct ps__slot *ds = delta_of(t, rs);
+		for (uint32_t j = 0; j < t->value_len; j++)
+			atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
+		atomic_store_explicit(&ds->seq, 0, memory_order_relaxed);
+		atomic_store_explicit(&ds->key, dkey, memory_order_relaxed);
+		ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
+	}
+	/* relaxed: published by the caller's release store of loc[k] (RP1) */
+	atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
+	atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+}
+
 /* Replicates k (caller holds repl_lock, a free index exists).  Returns 1,
  * or 0 if it was replicated already. */
 static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
@@ -55,22 +79,8 @@ static int replicate_one(ps_world *w, ps_table *t, ps_key k, float *buf)
 		}
 		uint32_t r = t->rfree[--d->repl_nfree];
 		PS__KILL_POINT(PS__KP_REPL_POPPED);
-		for (int n = 0; n < w->nnodes; n++) {
-			struct ps__slot *rs = ps__replica_at(t, n, r);
-			uint64_t rsq = ps__rp_lock_any(w, t, rs);
-			atomic_store_explicit(&rs->key, k, memory_order_relaxed);
-			ps__rp_store_values(rs, buf, t->value_len);
-			struct ps__slot *ds = delta_of(t, rs);
-			for (uint32_t j = 0; j < t->value_len; j++)
-				atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
-			atomic_store_explicit(&ds->seq, 0, memory_order_relaxed);
-			/* the primary's seq after the unlock below (RP7) */
-			atomic_store_explicit(&ds->key, (s + PS__SEQ_VER1) | PS__SEQ_MOVED, memory_order_relaxed);
-			ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
-		}
-		/* relaxed: published by the release store of loc[k] below (RP1) */
-		atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
-		atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+		/* delta key: the primary's seq after the unlock below (RP7) */
+		fill_replicas(w, t, r, k, lw, buf, (s + PS__SEQ_VER1) | PS__SEQ_MOVED);
 		PS__KILL_POINT(PS__KP_REPL_HALF);
 		/* release: replicas, rprim and rkey are visible to whoever
 		 * acquires the REPL word */
@@ -154,21 +164,7 @@ static void replicate_remote_one(ps_world *w, ps_table *t, ps_key k, uint64_t lw
 {
 	struct ps__tdesc *d = t->d;
 	uint32_t r = t->rfree[--d->repl_nfree];
-	for (int n = 0; n < w->nnodes; n++) {
-		struct ps__slot *rs = ps__replica_at(t, n, r);
-		uint64_t rsq = ps__rp_lock_any(w, t, rs);
-		atomic_store_explicit(&rs->key, k, memory_order_relaxed);
-		ps__rp_store_values(rs, vals, t->value_len);
-		struct ps__slot *ds = delta_of(t, rs);
-		for (uint32_t j = 0; j < t->value_len; j++)
-			atomic_store_explicit(&ds->v[j], 0, memory_order_relaxed);
-		atomic_store_explicit(&ds->seq, 0, memory_order_relaxed);
-		atomic_store_explicit(&ds->key, 0, memory_order_relaxed);
-		ps__slot_unlock(rs, rsq & ~(PS__SEQ_MOVED | PS__SEQ_FREED), false);
-	}
-	/* relaxed: published by the release store of loc[k] below (RP1) */
-	atomic_store_explicit(&t->rprim[r], lw, memory_order_relaxed);
-	atomic_store_explicit(&t->rkey[r], k + 1, memory_order_relaxed);
+	fill_replicas(w, t, r, k, lw, vals, 0); /* no local primary seq */
 	/* release: replicas, rprim and rkey are visible to whoever acquires
 	 * the REPL word */
 	atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REPL(r), memory_order_release);
@@ -189,6 +185,16 @@ struct rdrop {
 	uint8_t *failed;  /* per key: its deltas did not reach the holder */
 };
 
+static void rdrop_free(ps_world *w, struct rdrop *s)
+{
+	ps__free(w, s->failed);
+	ps__free(w, s->keys);
+	ps__free(w, s->hosts);
+	ps__free(w, s->ridx);
+	ps__free(w, s->vals);
+	ps__free(w, s->rseq);
+}
+
 static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 {
 	memset(s, 0, sizeof *s);
@@ -201,23 +207,8 @@ static int rdrop_init(ps_world *w, ps_table *t, struct rdrop *s, size_t cap)
 	s->failed = ps__alloc(w, cap);
 	if (s->keys && s->hosts && s->ridx && s->vals && s->rseq && s->failed)
 		return 0;
-	ps__free(w, s->failed);
-	ps__free(w, s->keys);
-	ps__free(w, s->hosts);
-	ps__free(w, s->ridx);
-	ps__free(w, s->vals);
-	ps__free(w, s->rseq);
+	rdrop_free(w, s); /* what was allocated; ps__free takes NULL */
 	return -ENOMEM;
-}
-
-static void rdrop_free(ps_world *w, struct rdrop *s)
-{
-	ps__free(w, s->failed);
-	ps__free(w, s->keys);
-	ps__free(w, s->hosts);
-	ps__free(w, s->ridx);
-	ps__free(w, s->vals);
-	ps__free(w, s->rseq);
 }
 
 /* Drops k (caller holds repl_lock): a local primary at once

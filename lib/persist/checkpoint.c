@@ -278,6 +278,27 @@ static int node0_work(ps_world *w, enum op op, const char *path, const void *met
 	return op == OP_POLL && rc == 0 ? 1 : rc;
 }
 
+/* The end of a collective, past barrier B, on every node: rc is the
+ * outcome node 0 left (CK2), path the file it names.  A failure goes to
+ * ckpt_err as "path: c->msg"; a restore reads the metadata back into mo. */
+static int after_b(ps_world *w, enum op op, const char *path, int rc, const struct meta_out *mo)
+{
+	struct ps__ckpt *c = &w->seg.hdr->ckpt;
+	char where[PS__PATH_MAX];
+	snprintf(where, sizeof where, "%s", path);
+	if (rc < 0) {
+		snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, c->msg);
+		return rc;
+	}
+	if (op == OP_RESTORE) {
+		char msg[PS__MSG_MAX];
+		rc = ps__ck_read_meta(where, mo->buf, mo->cap, mo->len, msg);
+		if (rc < 0)
+			snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, msg);
+	}
+	return rc;
+}
+
 /*
  * A multi-host job (CKH1-CKH4): the same two node barriers A and B as on one
  * host, and between them a fixed sequence of agreements over hosts that
@@ -349,20 +370,8 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 	brc = ps__node_barrier(w, NULL); /* B: orders c->rc, c->msg, c->path (CK2) */
 	if (brc)
 		return brc;
-	rc = c->rc;
-	char where[PS__PATH_MAX];
-	snprintf(where, sizeof where, "%s", c->path);
-	if (rc < 0) {
-		snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, c->msg);
-		return rc;
-	}
-	if (op == OP_RESTORE) {
-		char msg[PS__MSG_MAX];
-		rc = ps__ck_read_meta(where, mo->buf, mo->cap, mo->len, msg);
-		if (rc < 0)
-			snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, msg);
-	}
-	return op == OP_POLL ? 1 : rc;
+	rc = after_b(w, op, c->path, c->rc, mo);
+	return rc >= 0 && op == OP_POLL ? 1 : rc;
 }
 
 static int collective(ps_world *w, enum op op, const char *path, const void *meta, size_t mlen,
@@ -397,20 +406,7 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 	rc = ps__node_barrier(w, NULL); /* B: orders c->rc and c->msg (CK2) */
 	if (rc)
 		return rc;
-	rc = done ? 0 : c->rc;
-	char where[PS__PATH_MAX];
-	snprintf(where, sizeof where, "%s", path ? path : "");
-	if (rc < 0) {
-		snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, c->msg);
-		return rc;
-	}
-	if (op == OP_RESTORE) {
-		char msg[PS__MSG_MAX];
-		rc = ps__ck_read_meta(where, mo->buf, mo->cap, mo->len, msg);
-		if (rc < 0)
-			snprintf(w->ckpt_err, sizeof w->ckpt_err, "%s: %s", where, msg);
-	}
-	return rc;
+	return after_b(w, op, path ? path : "", done ? 0 : c->rc, mo);
 }
 
 static int check_path(ps_world *w, const char *path)

@@ -51,17 +51,6 @@ static const char *rule_name(uint32_t rule, char *buf, size_t len)
 	return buf;
 }
 
-/* "bsp", "ssp:S" or "asp" */
-static const char *bound_name(uint64_t cfg, char *buf, size_t len)
-{
-	int mode = ps__clock_mode(cfg);
-	if (mode == PS_SSP)
-		snprintf(buf, len, "ssp:%u", ps__clock_staleness(cfg));
-	else
-		snprintf(buf, len, "%s", mode == PS_ASP ? "asp" : "bsp");
-	return buf;
-}
-
 static void dump_clock_wait(const struct ps__seg *s, uint64_t mine, uint64_t who, FILE *f)
 {
 	struct ps__clocks *ck = &s->hdr->clocks;
@@ -70,7 +59,7 @@ static void dump_clock_wait(const struct ps__seg *s, uint64_t mine, uint64_t who
 	if (who & PS__CLOCK_WAIT_HOST) {
 		int host = (int)(uint32_t)who;
 		fprintf(f, " (its clock %" PRIu64 ", bound %s; waits for host %d", mine,
-			bound_name(LD(ck->cfg), b, sizeof b), host);
+			ps__clock_bound_text(LD(ck->cfg), b, sizeof b), host);
 		if (host >= 0 && host < PS__MAX_CLOCK_HOSTS) {
 			if (LD(ck->hcfg[host]))
 				fprintf(f, ", its slowest at clock %" PRIu64 " as last heard", LD(ck->hmin[host]));
@@ -81,7 +70,7 @@ static void dump_clock_wait(const struct ps__seg *s, uint64_t mine, uint64_t who
 		return;
 	}
 	fprintf(f, " (its clock %" PRIu64 ", bound %s; the slowest is node %d thread %d", mine,
-		bound_name(LD(ck->cfg), b, sizeof b), node, thread);
+		ps__clock_bound_text(LD(ck->cfg), b, sizeof b), node, thread);
 	if (node >= 0 && node < PS__MAX_NODES && thread >= 0 && thread < PS__MAX_CLOCK_THREADS)
 		fprintf(f, " at clock %" PRIu64, LD(ck->c[node][thread]));
 	fputc(')', f);

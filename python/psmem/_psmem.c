@@ -54,7 +54,7 @@ typedef struct {
 	uint32_t value_len;
 } TableObject;
 
-enum { H_PULL, H_PUSH, H_LOCALIZE };
+enum { H_PULL, H_PUSH, H_LOCALIZE, H_ASSIGN };
 
 typedef struct {
 	PyObject_HEAD
@@ -664,7 +664,7 @@ static PyObject *table_get_id(TableObject *to, void *c)
 
 /*
  * The body of pull / push / assign / localize, sync or async.  op: H_PULL,
- * H_PUSH, H_LOCALIZE, or 3 (assign, sync only).
+ * H_PUSH, H_LOCALIZE, or H_ASSIGN (sync only).
  */
 static PyObject *table_op(TableObject *to, PyObject *keys_o, PyObject *vals_o, int op, int async)
 {
@@ -764,49 +764,44 @@ fail:
 	return NULL;
 }
 
+/* The keyword methods pull, push, assign, pull_async and push_async: keys
+ * and one array, named as op says; fmt is the PyArg format ("O|O:name" where
+ * the array may be left out, None then). */
+static PyObject *table_kw_op(TableObject *to, PyObject *args, PyObject *kw, const char *fmt, int op, int async)
+{
+	static char *kw_out[] = {"keys", "out", NULL};
+	static char *kw_updates[] = {"keys", "updates", NULL};
+	static char *kw_values[] = {"keys", "values", NULL};
+	char **kwlist = op == H_PULL ? kw_out : op == H_PUSH ? kw_updates : kw_values;
+	PyObject *keys, *arr = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &keys, &arr))
+		return NULL;
+	return table_op(to, keys, arr, op, async);
+}
+
 static PyObject *table_pull(TableObject *to, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"keys", "out", NULL};
-	PyObject *keys, *out = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:pull", kwlist, &keys, &out))
-		return NULL;
-	return table_op(to, keys, out, H_PULL, 0);
+	return table_kw_op(to, args, kw, "O|O:pull", H_PULL, 0);
 }
 
 static PyObject *table_push(TableObject *to, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"keys", "updates", NULL};
-	PyObject *keys, *upd;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:push", kwlist, &keys, &upd))
-		return NULL;
-	return table_op(to, keys, upd, H_PUSH, 0);
+	return table_kw_op(to, args, kw, "OO:push", H_PUSH, 0);
 }
 
 static PyObject *table_assign(TableObject *to, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"keys", "values", NULL};
-	PyObject *keys, *vals;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:assign", kwlist, &keys, &vals))
-		return NULL;
-	return table_op(to, keys, vals, 3, 0);
+	return table_kw_op(to, args, kw, "OO:assign", H_ASSIGN, 0);
 }
 
 static PyObject *table_pull_async(TableObject *to, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"keys", "out", NULL};
-	PyObject *keys, *out = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:pull_async", kwlist, &keys, &out))
-		return NULL;
-	return table_op(to, keys, out, H_PULL, 1);
+	return table_kw_op(to, args, kw, "O|O:pull_async", H_PULL, 1);
 }
 
 static PyObject *table_push_async(TableObject *to, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"keys", "updates", NULL};
-	PyObject *keys, *upd;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:push_async", kwlist, &keys, &upd))
-		return NULL;
-	return table_op(to, keys, upd, H_PUSH, 1);
+	return table_kw_op(to, args, kw, "OO:push_async", H_PUSH, 1);
 }
 
 static PyObject *table_localize(TableObject *to, PyObject *keys)
