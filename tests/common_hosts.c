@@ -2,6 +2,7 @@
  * common_hosts.c - driving multi-host jobs from a test (hosts.h).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -32,16 +33,30 @@ double mh_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * The output files are created (truncated) here, before the fork, not in
+ * the child: a test polls them for a line as soon as this returns, and a
+ * file of the same name left by an earlier process (the tests reuse names,
+ * e.g. test_bridge's two peer_fault runs) must not be read as this one's
+ * output while the child has not run yet.  With truncation in the child,
+ * a loaded machine let test_silent_peer_host_is_presumed_dead see the
+ * previous run's "storm: host 2 started" and stop host 2 mid-rendezvous.
+ */
 void mh_spawn(struct mh_proc *p, const char *name, char *const argv[], char *const env[])
 {
 	snprintf(p->out, sizeof p->out, "%s/%s.out", mh_tmpdir, name);
 	snprintf(p->err, sizeof p->err, "%s/%s.err", mh_tmpdir, name);
 	p->status = -2;
+	int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (o < 0 || e < 0)
+		fail_msg("cannot create %s or %s: %s", p->out, p->err, strerror(errno));
 	p->pid = fork();
+	if (p->pid < 0)
+		fail_msg("fork for %s: %s", name, strerror(errno));
 	if (p->pid == 0) {
 		setpgid(0, 0);
-		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		/* dup2 clears close-on-exec on 1 and 2 only */
 		dup2(o, 1);
 		dup2(e, 2);
 		for (int i = 0; env && env[i]; i++)
@@ -49,6 +64,8 @@ void mh_spawn(struct mh_proc *p, const char *name, char *const argv[], char *con
 		execvp(argv[0], argv);
 		_exit(127);
 	}
+	close(o);
+	close(e);
 	setpgid(p->pid, p->pid);
 }
 

@@ -25,7 +25,8 @@ struct mh_proc {
 
 double mh_now(void);
 /* Starts argv (env: "K=V" additions or NULL) in its own process group,
- * stdout/stderr to <tmpdir>/<name>.out/.err. */
+ * stdout/stderr to <tmpdir>/<name>.out/.err; both files exist and are empty
+ * when it returns (nothing an earlier process of that name wrote is left). */
 void mh_spawn(struct mh_proc *p, const char *name, char *const argv[], char *const env[]);
 /* Waits up to timeout_s; then kills the process group (status -1). */
 int mh_finish(struct mh_proc *p, double timeout_s);
