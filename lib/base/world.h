@@ -78,6 +78,13 @@ struct ps_world {
 	bool die_in_layout;       /* PSMEM_DEBUG_DIE_IN_LAYOUT=<this node>, first
 	                           * process only: SIGKILL while laying out a
 	                           * table (test_restart) */
+	bool die_after_publish;   /* PSMEM_DEBUG_DIE_AFTER_PUBLISH=<node>, first
+	                           * process only: SIGKILL in relocate() between
+	                           * publishing loc[k] and unlocking the old slot */
+	bool die_mid_add;         /* PSMEM_DEBUG_DIE_MID_ADD=<node>, first process
+	                           * only: SIGKILL halfway through a push's add */
+	bool move_fail;           /* PSMEM_DEBUG_MOVE_FAIL=1: a move across hosts
+	                           * fails its LOCK step after the replies came */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */

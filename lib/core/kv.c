@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,18 +66,41 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
+#ifdef PS_TEST_HOOKS
+/* test builds only: runs right after a recovery's CAS (test_crash) */
+void (*ps__test_recover_hook)(ps_world *w, ps_table *t, struct ps__slot *sl);
+#endif
+
+/*
+ * One CAS takes the lock word from "locked by the dead holder" straight to
+ * "unlocked, version + 1, MOVED if loc[k] no longer names this slot" (KV5).
+ * MOVED is decided before the CAS: the location word cannot change while
+ * the slot is locked (KV1), and the dead holder holds it until the CAS.  An
+ * unlock followed by a second store setting MOVED would let a pusher that
+ * loaded the old location lock the slot in between, add into a slot that
+ * has moved (a lost update), and clear MOVED again with its unlock (an
+ * orphan slot that looks live).
+ */
 bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 {
 	uint64_t base = s & ~(PS__SEQ_LOCKED | (0xffffULL << PS__SEQ_HOLDER_SHIFT));
 	uint64_t nv = base + PS__SEQ_VER1;
-	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
-		return false;
 	if (t) {
-		/* the dead relocator may have published already (KV5) */
+		/* the dead relocator may have published already (KV5); relaxed:
+		 * the key word of a locked slot does not change, and the
+		 * location word is read with acquire in ps__slot_current */
 		uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
 		if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
-			atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
+			nv |= PS__SEQ_MOVED;
 	}
+	/* acq_rel: acquire the dead holder's stores (what it wrote stays);
+	 * release them, with the unlock, to the next locker */
+	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
+		return false;
+#ifdef PS_TEST_HOOKS
+	if (ps__test_recover_hook)
+		ps__test_recover_hook(w, t, sl);
+#endif
 	return true;
 }
 
@@ -306,6 +330,12 @@ int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			ps__slot_unlock(sl, s, false);
 			return PS__LOC_OWNER(lw);
 		}
+#ifdef PS_TEST_HOOKS
+		if (w->die_mid_add) { /* half of the add, then die (test_crash) */
+			ps__add_values(sl, upd, t->value_len / 2);
+			raise(SIGKILL);
+		}
+#endif
 		ps__add_values(sl, upd, t->value_len); /* sum: the fast path, kept straight */
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
@@ -558,6 +588,10 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 		/* release: the new slot's seq, key and values are visible to
 		 * whoever acquires the new location word (KV1) */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, noff), memory_order_release);
+#ifdef PS_TEST_HOOKS
+		if (w->die_after_publish) /* KV5's MOVED branch (test_crash) */
+			raise(SIGKILL);
+#endif
 		ps__slot_unlock(old, s, true);
 		retired->off = PS__LOC_OFF(lw);
 		retired->table = t->id;

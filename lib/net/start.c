@@ -47,6 +47,11 @@ ps_world *ps_init_threads(int threads, int *err)
 #ifdef PS_TEST_HOOKS /* test builds only (libpsmem_test.a) */
 	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
 			   ps__env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
+	w->die_after_publish = !w->restarted && getenv("PSMEM_DEBUG_DIE_AFTER_PUBLISH") &&
+			       ps__env_int("PSMEM_DEBUG_DIE_AFTER_PUBLISH", -1) == w->node;
+	w->die_mid_add = !w->restarted && getenv("PSMEM_DEBUG_DIE_MID_ADD") &&
+			 ps__env_int("PSMEM_DEBUG_DIE_MID_ADD", -1) == w->node;
+	w->move_fail = ps__env_int("PSMEM_DEBUG_MOVE_FAIL", 0) == 1;
 #endif
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
