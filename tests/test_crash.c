@@ -11,6 +11,7 @@
  * --on-failure restart, so the survivor keeps running while the killed
  * node is replaced.
  */
+#include <errno.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -216,6 +217,45 @@ static void mid_add(ps_world *w, struct job *j)
 		printf("midadd ok\n");
 }
 
+/*
+ * An asynchronous localize into a full pool runs on node 0's service
+ * thread, the only thread that advances node 0's epoch.  Pools hold 6
+ * slots; keys 0-3 live on node 0, 4-7 on node 1.  Node 0 queues localize
+ * of 4, 5, 6: two fit, the third finds the pool full with nothing retired
+ * and waits.  Then node 1 relocates 0 and 1 away from node 0: their slots
+ * are retired with a tag node 0's epoch has not reached, and only node 0's
+ * service thread can advance it.  It must do so while it waits (grace.c
+ * GR5): the localize completes, well before the 10 s give-up.
+ */
+static void full_pool(ps_world *w, struct job *j)
+{
+	ps_table *t = j->t;
+	ps_key mine[2] = {0, 1}, far[3] = {4, 5, 6};
+	ps_handle h = NULL;
+	double t0 = mono_now();
+	if (ps_node_id(w) == 0) {
+		h = ps_localize(t, far, 3);
+		double end = mono_now() + 20;
+		while (ps_owner(t, 5) != 0 && mono_now() < end) /* the third is next */
+			sched_yield();
+	}
+	if (ps_barrier(w))
+		fail_node(j, "barrier failed\n");
+	if (ps_node_id(w) == 1) {
+		if (ps_localize_sync(t, mine, 2) != 0)
+			fail_node(j, "node 1: localize failed\n");
+		return;
+	}
+	int rc = ps_wait(h);
+	double s = mono_now() - t0;
+	if (rc != 0 || ps_owner(t, 6) != 0)
+		fail_node(j, "node 0: async localize into a full pool: %s after %.1f s\n", ps_strerror(rc), s);
+	else if (s > 5)
+		fail_node(j, "node 0: async localize into a full pool took %.1f s\n", s);
+	else
+		printf("fullpool ok\n");
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	(void)tid;
@@ -233,6 +273,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			fail_node(j, "barrier failed\n");
 		if (!strcmp(j->mode, "publish"))
 			after_publish(w, j);
+		else if (!strcmp(j->mode, "fullpool"))
+			full_pool(w, j);
 		else
 			mid_add(w, j);
 	} else {
@@ -255,6 +297,10 @@ static int node_main(const char *mode)
 	}
 	ps_table_opts o;
 	ps_table_opts_init(&o, NKEYS, LEN); /* range: key 0 on node 0 */
+	if (!strcmp(mode, "fullpool")) {
+		o.num_keys = 8;
+		o.slots_per_node = 6;
+	}
 	j.t = ps_table_create(w, &o, &err);
 	if (!j.t) {
 		fprintf(stderr, "table: %s\n", ps_strerror(err));
@@ -277,13 +323,15 @@ static void run_job(const char *mode, const char *hook, const char *ok)
 	char *argv[] = {(char *)build_path("bin/psrun"), "-n", "2", "--on-failure", "restart", self, "--node",
 			(char *)mode, NULL};
 	char *env[] = {(char *)hook, NULL};
+	bool kill = strstr(hook, "DIE") != NULL;
 	static struct run_result r;
 	run_prog(argv, env, 60, -1, 0, &r);
 	if (r.status != 0 || !strstr(r.out, ok))
 		fprintf(stderr, "status %d\nstdout:\n%s\nstderr:\n%s\n", r.status, r.out, r.err);
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, ok));
-	assert_non_null(strstr(r.err, "killed by signal 9"));
+	if (kill)
+		assert_non_null(strstr(r.err, "killed by signal 9"));
 	/* only node 1 was killed and restarted; node 0 found nothing wrong */
 	assert_null(strstr(r.err, "restarting node 0"));
 	assert_null(strstr(r.err, "exited with status"));
@@ -302,6 +350,28 @@ static void test_pusher_killed_mid_add_leaves_half_the_add_and_no_stuck_key(void
 	run_job("midadd", "PSMEM_DEBUG_DIE_MID_ADD=1", "midadd ok");
 }
 
+static void test_async_localize_into_a_full_pool_runs_grace_steps_itself(void **state)
+{
+	(void)state;
+	run_job("fullpool", "PSMEM_FULLPOOL=1", "fullpool ok");
+}
+
+/* ps_init fails with pthread_create's error when the service thread cannot
+ * start (forced by the PSMEM_DEBUG_NO_SERVICE hook), and leaves nothing. */
+static void test_init_fails_when_the_service_thread_cannot_start(void **state)
+{
+	(void)state;
+	int err = 0;
+	setenv("PSMEM_DEBUG_NO_SERVICE", "1", 1);
+	ps_world *w = ps_init(&err);
+	unsetenv("PSMEM_DEBUG_NO_SERVICE");
+	assert_null(w);
+	assert_int_equal(err, -EAGAIN);
+	w = ps_init(&err); /* and the process can start over */
+	assert_non_null(w);
+	assert_int_equal(ps_finalize(w), 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0)
@@ -312,6 +382,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_recovery_unlocks_and_marks_moved_in_one_cas),
 		cmocka_unit_test(test_relocator_killed_after_publishing_loses_nothing),
 		cmocka_unit_test(test_pusher_killed_mid_add_leaves_half_the_add_and_no_stuck_key),
+		cmocka_unit_test(test_async_localize_into_a_full_pool_runs_grace_steps_itself),
+		cmocka_unit_test(test_init_fails_when_the_service_thread_cannot_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,11 @@
  * is a membarrier and a wait for this process's readers), and a slot is
  * reused at most that much later.
  *
+ * (GR5) The service thread never waits for a grace period without running
+ * grace steps itself: a localize it executes into a full pool
+ * (kv.c wait_for_free_slot) advances this node's epoch and reclaims while
+ * it waits, since no other thread would.
+ *
  * (GR3) A retire batch is owned by the service thread of the process that
  * relocated; it frees the slots into their owners' pools (arena.c).  At
  * finalize, batches that cannot be freed yet are left (leaked in the
@@ -174,9 +179,18 @@ static bool run_requests(ps_world *w)
 	return any;
 }
 
+/* The world whose service thread this is (NULL on every other thread). */
+static __thread ps_world *service_of;
+
+bool ps__on_service_thread(const ps_world *w)
+{
+	return service_of == w;
+}
+
 static void *service_main(void *arg)
 {
 	ps_world *w = arg;
+	service_of = w;
 	ps__thread_enter(w); /* unregistered by the thread-exit destructor */
 	for (;;) {
 		/* acquire: pairs with the release increment in ps__doorbell */
@@ -206,12 +220,19 @@ static void *service_main(void *arg)
 	return NULL;
 }
 
-void ps__service_start(ps_world *w)
+int ps__service_start(ps_world *w)
 {
 	cds_wfcq_init(&w->req_head, &w->req_tail);
 	cds_wfcq_init(&w->ret_head, &w->ret_tail);
 	atomic_store_explicit(&w->stop, false, memory_order_relaxed);
-	pthread_create(&w->service, NULL, service_main, w);
+	int rc = pthread_create(&w->service, NULL, service_main, w);
+#ifdef PS_TEST_HOOKS /* test builds only: a failed thread start (test_crash) */
+	if (rc == 0 && ps__env_int("PSMEM_DEBUG_NO_SERVICE", 0) == 1) {
+		ps__service_stop(w);
+		rc = EAGAIN;
+	}
+#endif
+	return -rc;
 }
 
 void ps__service_stop(ps_world *w)

@@ -606,10 +606,17 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
  * outside any read-side section, until one is freed.  Gives up after 1 s
  * with nothing retired, or 10 s in all (a reclaimer that died leaves its
  * retired count behind).
+ *
+ * On the service thread (an asynchronous ps_localize) waiting alone would
+ * deadlock for the 10 s: that thread is the only one that advances this
+ * node's epoch, which every reclaimer of our pool waits for (GR1), and
+ * meanwhile reclamation stalls for the whole job.  So there it runs the
+ * grace steps and reclaims itself while it waits (GR5).
  */
 static bool wait_for_free_slot(ps_world *w, ps_table *t)
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
+	const bool service = ps__on_service_thread(w);
 	bool ok = false;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
 	for (int i = 0; i < 20000 && !ok; i++) {
@@ -619,7 +626,13 @@ static bool wait_for_free_slot(ps_world *w, ps_table *t)
 		 * wait a little (1 s) before calling the pool full. */
 		if (i >= 2000 && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
 			break;
-		ps__doorbell(w);
+		if (service) {
+			/* outside any read-side section: synchronize is allowed */
+			ps__grace_step(w);
+			ps__reclaim(w, false);
+		} else {
+			ps__doorbell(w);
+		}
 		usleep(500);
 		ok = __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) != 0;
 	}

@@ -58,7 +58,12 @@ ps_world *ps_init_threads(int threads, int *err)
 	struct ps__hdr *h = w->seg.hdr;
 	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
 	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
-	ps__service_start(w);
+	/* without the service thread nothing reclaims or serves: fail */
+	rc = ps__service_start(w);
+	if (rc) {
+		atomic_store_explicit(&w->me->state, PS__NODE_EXITED, memory_order_release);
+		goto fail;
+	}
 	/* multi-host: the node's link to its host's bridge; sets w->net */
 	if (w->nhosts > 1 && (rc = ps__link_start(w)) != 0) {
 		ps__service_stop(w);
