@@ -83,8 +83,9 @@ struct ps_world {
 	                           * publishing loc[k] and unlocking the old slot */
 	bool die_mid_add;         /* PSMEM_DEBUG_DIE_MID_ADD=<node>, first process
 	                           * only: SIGKILL halfway through a push's add */
-	bool move_fail;           /* PSMEM_DEBUG_MOVE_FAIL=1: a move across hosts
-	                           * fails its LOCK step after the replies came */
+	bool move_fail;           /* PSMEM_DEBUG_MOVE_FAIL=<host>: that host's first
+	                           * move across hosts fails its LOCK step after
+	                           * the replies came (test_hosts_move) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */

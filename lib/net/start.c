@@ -51,13 +51,15 @@ ps_world *ps_init_threads(int threads, int *err)
 			       ps__env_int("PSMEM_DEBUG_DIE_AFTER_PUBLISH", -1) == w->node;
 	w->die_mid_add = !w->restarted && getenv("PSMEM_DEBUG_DIE_MID_ADD") &&
 			 ps__env_int("PSMEM_DEBUG_DIE_MID_ADD", -1) == w->node;
-	w->move_fail = ps__env_int("PSMEM_DEBUG_MOVE_FAIL", 0) == 1;
 #endif
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
 	struct ps__hdr *h = w->seg.hdr;
 	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
 	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
+#ifdef PS_TEST_HOOKS /* test builds only: this host's first move fails (test_hosts_move) */
+	w->move_fail = w->nhosts > 1 && ps__env_int("PSMEM_DEBUG_MOVE_FAIL", -1) == w->host;
+#endif
 	/* without the service thread nothing reclaims or serves: fail */
 	rc = ps__service_start(w);
 	if (rc) {
