@@ -17,7 +17,10 @@
  *     a dead process (DEAD, or ALIVE with its process gone) is a restart:
  *     restart.c first frees what the dead incarnation held.
  *   - Attach order (grace.c GR2): epoch := global_epoch, pid/start_time, then
- *     state := ALIVE of the next incarnation, one CAS from the word seen.
+ *     state := ALIVE of the next incarnation, one CAS from the word seen,
+ *     then a seq_cst fence before any location word is loaded: with the
+ *     reclaimer's fence (grace.c min_epoch) it forbids the store-buffering
+ *     outcome "we read an old word, it reads us not ALIVE and frees it".
  *   - Barrier slots: a thread started by ps_run_workers is the participant
  *     of its index; any other thread takes the lowest free slot at its
  *     first barrier and gives it back when it exits.

@@ -89,10 +89,30 @@ bool ps__grace_step(ps_world *w)
 	return true;
 }
 
-/* Smallest epoch over live nodes (GR2). */
+/*
+ * Smallest epoch over live nodes (GR2).
+ *
+ * Skipping a node that is not ALIVE is a store-buffering (Dekker) pattern:
+ *   attacher:  CAS(state, ALIVE); fence(seq_cst); ... load(loc[k])
+ *   reclaimer: store(loc[k], new) ... fence(seq_cst); load(state)
+ * where the reclaimer's location store happens before its fence (it is
+ * sequenced before ps__retire's enqueue, which the service thread dequeues
+ * before reclaiming).  Acquire/release alone allow both loads to read the
+ * old values (the attacher's load of the old word may be satisfied before
+ * its ALIVE store is visible): the attacher would use a slot we free.  With
+ * the two seq_cst fences (C11 7.17.3: a fence X happening before a load
+ * that reads a value coherence-ordered before a store that happens before
+ * fence Y puts X before Y in the single order S), S orders the fences one
+ * way or the other: if the attacher's is first, this load sees ALIVE (and
+ * then its epoch, at most the current one, holds the batch back); if ours
+ * is first, the attacher's loads see the new location words.  The fences
+ * are what make it hold, not seq_cst loads (this code uses none).  The
+ * attacher's is in ps__take_node (restart.c).
+ */
 static uint64_t min_epoch(ps_world *w)
 {
 	uint64_t m = UINT64_MAX;
+	atomic_thread_fence(memory_order_seq_cst);
 	for (int i = 0; i < w->nnodes; i++) {
 		struct ps__node *n = ps__node_at(&w->seg, i);
 		/* acquire: pairs with the release in ps__grace_step */
