@@ -266,6 +266,8 @@ typedef struct ps_req *ps_handle;
 ps_handle ps_pull(ps_table *t, const ps_key *keys, size_t n, float *values);
 ps_handle ps_push(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n);
+/* Completes h and returns its result; a handle is waited once: waiting it
+ * again (or after ps_finalize) returns PS_EHANDLE. */
 int ps_wait(ps_handle h);
 
 /*

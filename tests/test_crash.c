@@ -372,6 +372,45 @@ static void test_init_fails_when_the_service_thread_cannot_start(void **state)
 	assert_int_equal(ps_finalize(w), 0);
 }
 
+/*
+ * A handle waited once is stale: waiting it again is PS_EHANDLE, also after
+ * its request was reused for a later call (which must still complete
+ * normally), and after ps_finalize.  Before, ps_wait freed the request and
+ * a second wait read freed memory; with the request reused it waited the
+ * other call's request and freed it under its owner.
+ */
+static void test_waiting_a_handle_twice_is_PS_EHANDLE_even_after_reuse(void **state)
+{
+	(void)state;
+	int err;
+	ps_world *w = ps_init(&err);
+	assert_non_null(w);
+	ps_table_opts o;
+	ps_table_opts_init(&o, NKEYS, LEN);
+	ps_table *t = ps_table_create(w, &o, &err);
+	assert_non_null(t);
+	ps_key k = 1;
+	float v[LEN];
+	ps_handle h1 = ps_pull(t, &k, 1, v);
+	assert_non_null(h1);
+	assert_int_equal(ps_wait(h1), 0);
+	assert_int_equal(ps_wait(h1), PS_EHANDLE);
+	ps_handle h2 = ps_push(t, &k, 1, ones); /* reuses h1's request */
+	ps_handle h3 = ps_localize(t, &k, 1);
+	assert_non_null(h2);
+	assert_non_null(h3);
+	assert_int_equal(ps_wait(h1), PS_EHANDLE);
+	assert_int_equal(ps_wait(h2), 0);
+	assert_int_equal(ps_wait(h3), 0);
+	assert_int_equal(ps_wait(h2), PS_EHANDLE);
+	assert_int_equal(ps_wait(h3), PS_EHANDLE);
+	assert_int_equal(ps_pull_sync(t, &k, 1, v), 0);
+	assert_true(v[0] == 1);
+	ps_handle h4 = ps_pull(t, &k, 1, v);
+	assert_int_equal(ps_finalize(w), 0);
+	assert_int_equal(ps_wait(h4), PS_EHANDLE); /* not waited, but the world is gone */
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0)
@@ -384,6 +423,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pusher_killed_mid_add_leaves_half_the_add_and_no_stuck_key),
 		cmocka_unit_test(test_async_localize_into_a_full_pool_runs_grace_steps_itself),
 		cmocka_unit_test(test_init_fails_when_the_service_thread_cannot_start),
+		cmocka_unit_test(test_waiting_a_handle_twice_is_PS_EHANDLE_even_after_reuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

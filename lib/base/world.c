@@ -248,6 +248,11 @@ bool ps__world_current(const ps_world *w)
 	return w && w == atomic_load(&the_world);
 }
 
+bool ps__world_any(void)
+{
+	return atomic_load(&the_world) != NULL;
+}
+
 ps_world *ps__world_open(int threads, int *err)
 {
 	int rc = 0;
@@ -265,6 +270,7 @@ ps_world *ps__world_open(int threads, int *err)
 	}
 	pthread_mutex_init(&w->tables_lock, NULL);
 	pthread_mutex_init(&w->slots_lock, NULL);
+	pthread_mutex_init(&w->req_lock, NULL);
 	if (threads < 0 || threads > PS__MAX_WORKERS) {
 		rc = -EINVAL;
 		goto fail;
@@ -313,9 +319,14 @@ void ps__world_close(ps_world *w)
 		pthread_setspecific(thread_key, NULL);
 		thread_exit(tstate);
 	}
+	for (struct ps_req *r = w->req_all, *nx; r; r = nx) {
+		nx = r->next_all;
+		ps__free(w, r);
+	}
 	ps__seg_detach(&w->seg);
 	pthread_mutex_destroy(&w->tables_lock);
 	pthread_mutex_destroy(&w->slots_lock);
+	pthread_mutex_destroy(&w->req_lock);
 	free(w);
 	atomic_store(&the_world, NULL);
 }

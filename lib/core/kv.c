@@ -727,11 +727,55 @@ int ps_owner_host(ps_table *t, ps_key key)
 
 /* ------------------------------------------------------------- handles */
 
+/*
+ * Handles.  A request is never returned to the allocator while its world
+ * lives: ps_wait puts it on the world's free list (req_lock) and bumps its
+ * generation, and ps_finalize frees them all.  The handle given out is the
+ * request's address with its generation in the top 16 bits (user-space
+ * addresses are below 2^48 on x86-64 and AArch64; a request above that
+ * gets no tag).  So ps_wait on a handle already waited reads memory that is
+ * still ours (defined, ASan-clean) and finds the generation changed:
+ * PS_EHANDLE, even after the request was reused for another call (until
+ * the same request's generation wraps, 65536 reuses later).  A handle used
+ * after ps_finalize is PS_EHANDLE too (no world: nothing is read).
+ */
+#define H_SHIFT 48
+#define H_ADDR ((UINT64_C(1) << H_SHIFT) - 1)
+
+static ps_handle handle_of(struct ps_req *r)
+{
+	uint64_t a = (uint64_t)(uintptr_t)r;
+	if (!r || (a >> H_SHIFT))
+		return r;
+	/* relaxed: our own request, not yet visible to anyone */
+	uint64_t g = atomic_load_explicit(&r->gen, memory_order_relaxed) & 0xffff;
+	return (ps_handle)(uintptr_t)(a | (g << H_SHIFT));
+}
+
+static struct ps_req *req_of(ps_handle h, uint32_t *gen)
+{
+	uint64_t a = (uint64_t)(uintptr_t)h;
+	*gen = (uint32_t)(a >> H_SHIFT);
+	return (struct ps_req *)(uintptr_t)(a & H_ADDR);
+}
+
 static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key *keys, size_t n)
 {
-	struct ps_req *r = ps__alloc(w, sizeof *r);
-	if (!r)
-		return NULL;
+	pthread_mutex_lock(&w->req_lock);
+	struct ps_req *r = w->req_free;
+	if (r)
+		w->req_free = r->next_free;
+	pthread_mutex_unlock(&w->req_lock);
+	if (!r) {
+		r = ps__alloc(w, sizeof *r);
+		if (!r)
+			return NULL;
+		atomic_init(&r->gen, 0);
+		pthread_mutex_lock(&w->req_lock);
+		r->next_all = w->req_all;
+		w->req_all = r;
+		pthread_mutex_unlock(&w->req_lock);
+	}
 	cds_wfcq_node_init(&r->qn);
 	r->magic = PS__REQ_MAGIC;
 	r->op = op;
@@ -742,6 +786,18 @@ static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key 
 	r->remote = NULL;
 	atomic_init(&r->done, 0);
 	return r;
+}
+
+/* Back on the free list; its handles are stale from now on. */
+static void put_req(ps_world *w, struct ps_req *r)
+{
+	r->magic = 0;
+	/* relaxed: see struct ps_req */
+	atomic_fetch_add_explicit(&r->gen, 1, memory_order_relaxed);
+	pthread_mutex_lock(&w->req_lock);
+	r->next_free = w->req_free;
+	w->req_free = r;
+	pthread_mutex_unlock(&w->req_lock);
 }
 
 /* Thread-free world lookup for handles of a rejected table. */
@@ -762,7 +818,7 @@ static ps_handle done_req(ps_table *t, enum ps__op op, int result)
 		return NULL;
 	r->result = result;
 	atomic_store_explicit(&r->done, 1, memory_order_relaxed);
-	return r;
+	return handle_of(r);
 }
 
 /* A completed handle that may still have keys of other hosts in flight. */
@@ -771,10 +827,11 @@ static ps_handle batch_req(ps_table *t, enum ps__op op, const ps_key *keys, size
 	struct ps__rgroup *remote = NULL;
 	int rc = run_batch(t, keys, n, out, in, &remote);
 	ps_handle h = done_req(t, op, rc);
+	uint32_t gen;
 	if (remote && !h)
 		t->w->net->remote_wait(t->w, remote); /* no handle to carry it */
 	else if (remote)
-		h->remote = remote;
+		req_of(h, &gen)->remote = remote;
 	return h;
 }
 
@@ -798,10 +855,11 @@ ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
 	if (!r)
 		return NULL;
 	stat_add(&w->me->stats.localize_reqs, 1);
+	ps_handle h = handle_of(r); /* before the service thread may see r */
 	PS__TSAN_RELEASE(r);
 	cds_wfcq_enqueue(&w->req_head, &w->req_tail, &r->qn);
 	ps__doorbell(w);
-	return r;
+	return h;
 }
 
 /* Runs by the service thread: executes one queued request. */
@@ -814,12 +872,18 @@ void ps__req_execute(struct ps_req *r)
 	ps__futex_wake(&r->done, 1, false);
 }
 
-int ps_wait(ps_handle h)
+int ps_wait(ps_handle hd)
 {
-	if (!h || h->magic != PS__REQ_MAGIC)
-		return PS_EHANDLE;
+	uint32_t gen;
+	struct ps_req *h = req_of(hd, &gen);
 	if (h == &failed_table)
 		return PS_ETABLE;
+	/* after ps_finalize every request is freed: read nothing */
+	if (!h || !ps__world_any())
+		return PS_EHANDLE;
+	/* relaxed: see struct ps_req */
+	if ((atomic_load_explicit(&h->gen, memory_order_relaxed) & 0xffff) != gen || h->magic != PS__REQ_MAGIC)
+		return PS_EHANDLE;
 	ps_world *w = h->t->w;
 	unsigned spins = 0;
 	/* acquire: pairs with the release in ps__req_execute */
@@ -837,7 +901,6 @@ int ps_wait(ps_handle h)
 		int rrc = w->net->remote_wait(w, h->remote);
 		rc = rc ? rc : rrc;
 	}
-	h->magic = 0;
-	ps__free(w, h);
+	put_req(w, h);
 	return rc;
 }
