@@ -618,13 +618,16 @@ static bool wait_for_free_slot(ps_world *w, ps_table *t)
 	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
 	const bool service = ps__on_service_thread(w);
 	bool ok = false;
+	/* deadlines in time, not in rounds: a loaded (or sanitized) process
+	 * sleeps longer than asked in each round */
+	const uint64_t t0 = ps__now_ns(), second = 1000 * 1000 * 1000ULL;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
-	for (int i = 0; i < 20000 && !ok; i++) {
+	for (uint64_t now = t0; !ok && now - t0 < 10 * second; now = ps__now_ns()) {
 		/* relaxed: hints; the allocator re-checks under the pool lock.
 		 * Nothing retired yet: another node may be relocating our keys
 		 * away right now (its batch is retired at the end), so still
 		 * wait a little (1 s) before calling the pool full. */
-		if (i >= 2000 && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
+		if (now - t0 >= second && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
 			break;
 		if (service) {
 			/* outside any read-side section: synchronize is allowed */
