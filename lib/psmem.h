@@ -266,7 +266,21 @@ typedef struct ps_req *ps_handle;
 ps_handle ps_pull(ps_table *t, const ps_key *keys, size_t n, float *values);
 ps_handle ps_push(ps_table *t, const ps_key *keys, size_t n, const float *updates);
 ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n);
+/* Completes h and returns its result; a handle is waited once: waiting it
+ * again (or after ps_finalize) returns PS_EHANDLE. */
 int ps_wait(ps_handle h);
+
+/*
+ * Crashes.  A pull never returns a torn vector of a key that a live process
+ * is pushing to: it sees every value of a push or none (per-key seqlock).
+ * A process that dies in the middle of pushing a key is different: the
+ * lock it held is recovered by the next process that waits for it (version
+ * + 1), and the part of its add already stored stays, so readers may then
+ * see that one push partially applied (some values of the key added, the
+ * rest not).  Keys of the batch not yet reached are not applied at all.
+ * A relocation (localize) killed at any point loses nothing: the key keeps
+ * exactly its values, in its old or its new slot.
+ */
 
 /* Synchronous forms: same semantics, no handle. */
 int ps_pull_sync(ps_table *t, const ps_key *keys, size_t n, float *values);

@@ -17,7 +17,10 @@
  *     a dead process (DEAD, or ALIVE with its process gone) is a restart:
  *     restart.c first frees what the dead incarnation held.
  *   - Attach order (grace.c GR2): epoch := global_epoch, pid/start_time, then
- *     state := ALIVE of the next incarnation, one CAS from the word seen.
+ *     state := ALIVE of the next incarnation, one CAS from the word seen,
+ *     then a seq_cst fence before any location word is loaded: with the
+ *     reclaimer's fence (grace.c min_epoch) it forbids the store-buffering
+ *     outcome "we read an old word, it reads us not ALIVE and frees it".
  *   - Barrier slots: a thread started by ps_run_workers is the participant
  *     of its index; any other thread takes the lowest free slot at its
  *     first barrier and gives it back when it exits.
@@ -250,6 +253,11 @@ bool ps__world_current(const ps_world *w)
 	return w && w == atomic_load(&the_world);
 }
 
+bool ps__world_any(void)
+{
+	return atomic_load(&the_world) != NULL;
+}
+
 ps_world *ps__world_open(int threads, int *err)
 {
 	int rc = 0;
@@ -267,6 +275,7 @@ ps_world *ps__world_open(int threads, int *err)
 	}
 	pthread_mutex_init(&w->tables_lock, NULL);
 	pthread_mutex_init(&w->slots_lock, NULL);
+	pthread_mutex_init(&w->req_lock, NULL);
 	if (threads < 0 || threads > PS__MAX_WORKERS) {
 		rc = -EINVAL;
 		goto fail;
@@ -315,9 +324,14 @@ void ps__world_close(ps_world *w)
 		pthread_setspecific(thread_key, NULL);
 		thread_exit(tstate);
 	}
+	for (struct ps_req *r = w->req_all, *nx; r; r = nx) {
+		nx = r->next_all;
+		ps__free(w, r);
+	}
 	ps__seg_detach(&w->seg);
 	pthread_mutex_destroy(&w->tables_lock);
 	pthread_mutex_destroy(&w->slots_lock);
+	pthread_mutex_destroy(&w->req_lock);
 	free(w);
 	atomic_store(&the_world, NULL);
 }

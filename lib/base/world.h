@@ -50,6 +50,12 @@ struct ps_req {
 	 * written; acquire load in ps_wait.  Also a private futex word. */
 	_Atomic uint32_t done;
 	struct ps__rgroup *remote; /* keys of other hosts in flight, or NULL */
+	/* Handle generation (kv.c "handles"): the handle given out carries it
+	 * in its top 16 bits; bumped when the request is waited.  Relaxed:
+	 * a stale handle racing a reuse is the caller's bug, detected or not. */
+	_Atomic uint32_t gen;
+	struct ps_req *next_free; /* in w->req_free (under req_lock) */
+	struct ps_req *next_all;  /* every request of the world, freed at close */
 };
 
 /* Slots retired by one localize call, freed after a grace period. */
@@ -79,6 +85,14 @@ struct ps_world {
 	bool die_in_layout;       /* PSMEM_DEBUG_DIE_IN_LAYOUT=<this node>, first
 	                           * process only: SIGKILL while laying out a
 	                           * table (test_restart) */
+	bool die_after_publish;   /* PSMEM_DEBUG_DIE_AFTER_PUBLISH=<node>, first
+	                           * process only: SIGKILL in relocate() between
+	                           * publishing loc[k] and unlocking the old slot */
+	bool die_mid_add;         /* PSMEM_DEBUG_DIE_MID_ADD=<node>, first process
+	                           * only: SIGKILL halfway through a push's add */
+	bool move_fail;           /* PSMEM_DEBUG_MOVE_FAIL=<host>: that host's first
+	                           * move across hosts fails its LOCK step after
+	                           * the replies came (test_hosts_move) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */
@@ -121,6 +135,10 @@ struct ps_world {
 	uint32_t replay[PS__MAX_WORKERS];
 	/* slots of threads not started by ps_run_workers (first come) */
 	pthread_mutex_t slots_lock;
+	/* Requests are never returned to the allocator while the world lives
+	 * (a waited handle stays readable: PS_EHANDLE is a defined check). */
+	pthread_mutex_t req_lock;
+	struct ps_req *req_free, *req_all;
 	uint64_t slot_used[PS__MAX_WORKERS / 64];
 
 	/* clock.c (CL5): ps_clock calls of each worker in this process, and
@@ -145,6 +163,7 @@ struct ps_world {
 ps_world *ps__world_open(int threads, int *err);
 void ps__world_close(ps_world *w);       /* tables, EXITED, detach, free */
 void ps__world_abort(ps_world *w);       /* a failed ps_init: detach, free */
+bool ps__world_any(void); /* a world is open in this process */
 bool ps__world_current(const ps_world *w); /* w is this process's open world */
 int ps__env_int(const char *name, int def); /* -1: not a number 0..2^20 */
 void ps__thread_enter(ps_world *w);      /* registers the calling thread once */

@@ -31,6 +31,11 @@
  * is a membarrier and a wait for this process's readers), and a slot is
  * reused at most that much later.
  *
+ * (GR5) The service thread never waits for a grace period without running
+ * grace steps itself: a localize it executes into a full pool
+ * (kv.c wait_for_free_slot) advances this node's epoch and reclaims while
+ * it waits, since no other thread would.
+ *
  * (GR3) A retire batch is owned by the service thread of the process that
  * relocated; it frees the slots into their owners' pools (arena.c).  At
  * finalize, batches that cannot be freed yet are left (leaked in the
@@ -84,10 +89,30 @@ bool ps__grace_step(ps_world *w)
 	return true;
 }
 
-/* Smallest epoch over live nodes (GR2). */
+/*
+ * Smallest epoch over live nodes (GR2).
+ *
+ * Skipping a node that is not ALIVE is a store-buffering (Dekker) pattern:
+ *   attacher:  CAS(state, ALIVE); fence(seq_cst); ... load(loc[k])
+ *   reclaimer: store(loc[k], new) ... fence(seq_cst); load(state)
+ * where the reclaimer's location store happens before its fence (it is
+ * sequenced before ps__retire's enqueue, which the service thread dequeues
+ * before reclaiming).  Acquire/release alone allow both loads to read the
+ * old values (the attacher's load of the old word may be satisfied before
+ * its ALIVE store is visible): the attacher would use a slot we free.  With
+ * the two seq_cst fences (C11 7.17.3: a fence X happening before a load
+ * that reads a value coherence-ordered before a store that happens before
+ * fence Y puts X before Y in the single order S), S orders the fences one
+ * way or the other: if the attacher's is first, this load sees ALIVE (and
+ * then its epoch, at most the current one, holds the batch back); if ours
+ * is first, the attacher's loads see the new location words.  The fences
+ * are what make it hold, not seq_cst loads (this code uses none).  The
+ * attacher's is in ps__take_node (restart.c).
+ */
 static uint64_t min_epoch(ps_world *w)
 {
 	uint64_t m = UINT64_MAX;
+	atomic_thread_fence(memory_order_seq_cst);
 	for (int i = 0; i < w->nnodes; i++) {
 		struct ps__node *n = ps__node_at(&w->seg, i);
 		/* acquire: pairs with the release in ps__grace_step */
@@ -174,9 +199,18 @@ static bool run_requests(ps_world *w)
 	return any;
 }
 
+/* The world whose service thread this is (NULL on every other thread). */
+static __thread ps_world *service_of;
+
+bool ps__on_service_thread(const ps_world *w)
+{
+	return service_of == w;
+}
+
 static void *service_main(void *arg)
 {
 	ps_world *w = arg;
+	service_of = w;
 	ps__thread_enter(w); /* unregistered by the thread-exit destructor */
 	for (;;) {
 		/* acquire: pairs with the release increment in ps__doorbell */
@@ -206,12 +240,19 @@ static void *service_main(void *arg)
 	return NULL;
 }
 
-void ps__service_start(ps_world *w)
+int ps__service_start(ps_world *w)
 {
 	cds_wfcq_init(&w->req_head, &w->req_tail);
 	cds_wfcq_init(&w->ret_head, &w->ret_tail);
 	atomic_store_explicit(&w->stop, false, memory_order_relaxed);
-	pthread_create(&w->service, NULL, service_main, w);
+	int rc = pthread_create(&w->service, NULL, service_main, w);
+#ifdef PS_TEST_HOOKS /* test builds only: a failed thread start (test_crash) */
+	if (rc == 0 && ps__env_int("PSMEM_DEBUG_NO_SERVICE", 0) == 1) {
+		ps__service_stop(w);
+		rc = EAGAIN;
+	}
+#endif
+	return -rc;
 }
 
 void ps__service_stop(ps_world *w)

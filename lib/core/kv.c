@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,18 +70,41 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
+#ifdef PS_TEST_HOOKS
+/* test builds only: runs right after a recovery's CAS (test_crash) */
+void (*ps__test_recover_hook)(ps_world *w, ps_table *t, struct ps__slot *sl);
+#endif
+
+/*
+ * One CAS takes the lock word from "locked by the dead holder" straight to
+ * "unlocked, version + 1, MOVED if loc[k] no longer names this slot" (KV5).
+ * MOVED is decided before the CAS: the location word cannot change while
+ * the slot is locked (KV1), and the dead holder holds it until the CAS.  An
+ * unlock followed by a second store setting MOVED would let a pusher that
+ * loaded the old location lock the slot in between, add into a slot that
+ * has moved (a lost update), and clear MOVED again with its unlock (an
+ * orphan slot that looks live).
+ */
 bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
 {
 	uint64_t base = s & ~(PS__SEQ_LOCKED | (0xffffULL << PS__SEQ_HOLDER_SHIFT));
 	uint64_t nv = base + PS__SEQ_VER1;
-	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
-		return false;
 	if (t) {
-		/* the dead relocator may have published already (KV5) */
+		/* the dead relocator may have published already (KV5); relaxed:
+		 * the key word of a locked slot does not change, and the
+		 * location word is read with acquire in ps__slot_current */
 		uint64_t k = atomic_load_explicit(&sl->key, memory_order_relaxed);
 		if (k < t->num_keys && !ps__slot_current(t, k, (uint64_t)((char *)sl - w->seg.base)))
-			atomic_fetch_or_explicit(&sl->seq, PS__SEQ_MOVED, memory_order_release);
+			nv |= PS__SEQ_MOVED;
 	}
+	/* acq_rel: acquire the dead holder's stores (what it wrote stays);
+	 * release them, with the unlock, to the next locker */
+	if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, nv, memory_order_acq_rel, memory_order_relaxed))
+		return false;
+#ifdef PS_TEST_HOOKS
+	if (ps__test_recover_hook)
+		ps__test_recover_hook(w, t, sl);
+#endif
 	return true;
 }
 
@@ -294,6 +318,12 @@ int ps__push_key(ps_world *w, ps_table *t, ps_key k, const float *upd)
 			ps__slot_unlock(sl, s, false);
 			return PS__LOC_OWNER(lw);
 		}
+#ifdef PS_TEST_HOOKS
+		if (w->die_mid_add) { /* half of the add, then die (test_crash) */
+			ps__add_values(sl, upd, t->value_len / 2);
+			raise(SIGKILL);
+		}
+#endif
 		ps__add_values(sl, upd, t->value_len); /* sum: the fast path, kept straight */
 		ps__slot_unlock(sl, s, false);
 		return PS__LOC_OWNER(lw);
@@ -552,6 +582,10 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 		/* release: the new slot's seq, key and values are visible to
 		 * whoever acquires the new location word (KV1) */
 		atomic_store_explicit(&t->loc[k], PS__LOC_MAKE(w->node, noff), memory_order_release);
+#ifdef PS_TEST_HOOKS
+		if (w->die_after_publish) /* KV5's MOVED branch (test_crash) */
+			raise(SIGKILL);
+#endif
 		ps__slot_unlock(old, s, true);
 		retired->off = PS__LOC_OFF(lw);
 		retired->table = t->id;
@@ -566,20 +600,36 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
  * outside any read-side section, until one is freed.  Gives up after 1 s
  * with nothing retired, or 10 s in all (a reclaimer that died leaves its
  * retired count behind).
+ *
+ * On the service thread (an asynchronous ps_localize) waiting alone would
+ * deadlock for the 10 s: that thread is the only one that advances this
+ * node's epoch, which every reclaimer of our pool waits for (GR1), and
+ * meanwhile reclamation stalls for the whole job.  So there it runs the
+ * grace steps and reclaims itself while it waits (GR5).
  */
 static bool wait_for_free_slot(ps_world *w, ps_table *t)
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
+	const bool service = ps__on_service_thread(w);
 	bool ok = false;
+	/* deadlines in time, not in rounds: a loaded (or sanitized) process
+	 * sleeps longer than asked in each round */
+	const uint64_t t0 = ps__now_ns(), second = 1000 * 1000 * 1000ULL;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
-	for (int i = 0; i < 20000 && !ok; i++) {
+	for (uint64_t now = t0; !ok && now - t0 < 10 * second; now = ps__now_ns()) {
 		/* relaxed: hints; the allocator re-checks under the pool lock.
 		 * Nothing retired yet: another node may be relocating our keys
 		 * away right now (its batch is retired at the end), so still
 		 * wait a little (1 s) before calling the pool full. */
-		if (i >= 2000 && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
+		if (now - t0 >= second && atomic_load_explicit(&p->retired, memory_order_relaxed) == 0)
 			break;
-		ps__doorbell(w);
+		if (service) {
+			/* outside any read-side section: synchronize is allowed */
+			ps__grace_step(w);
+			ps__reclaim(w, false);
+		} else {
+			ps__doorbell(w);
+		}
 		usleep(500);
 		ok = __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) != 0;
 	}
@@ -674,11 +724,55 @@ int ps_owner_host(ps_table *t, ps_key key)
 
 /* ------------------------------------------------------------- handles */
 
+/*
+ * Handles.  A request is never returned to the allocator while its world
+ * lives: ps_wait puts it on the world's free list (req_lock) and bumps its
+ * generation, and ps_finalize frees them all.  The handle given out is the
+ * request's address with its generation in the top 16 bits (user-space
+ * addresses are below 2^48 on x86-64 and AArch64; a request above that
+ * gets no tag).  So ps_wait on a handle already waited reads memory that is
+ * still ours (defined, ASan-clean) and finds the generation changed:
+ * PS_EHANDLE, even after the request was reused for another call (until
+ * the same request's generation wraps, 65536 reuses later).  A handle used
+ * after ps_finalize is PS_EHANDLE too (no world: nothing is read).
+ */
+#define H_SHIFT 48
+#define H_ADDR ((UINT64_C(1) << H_SHIFT) - 1)
+
+static ps_handle handle_of(struct ps_req *r)
+{
+	uint64_t a = (uint64_t)(uintptr_t)r;
+	if (!r || (a >> H_SHIFT))
+		return r;
+	/* relaxed: our own request, not yet visible to anyone */
+	uint64_t g = atomic_load_explicit(&r->gen, memory_order_relaxed) & 0xffff;
+	return (ps_handle)(uintptr_t)(a | (g << H_SHIFT));
+}
+
+static struct ps_req *req_of(ps_handle h, uint32_t *gen)
+{
+	uint64_t a = (uint64_t)(uintptr_t)h;
+	*gen = (uint32_t)(a >> H_SHIFT);
+	return (struct ps_req *)(uintptr_t)(a & H_ADDR);
+}
+
 static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key *keys, size_t n)
 {
-	struct ps_req *r = ps__alloc(w, sizeof *r);
-	if (!r)
-		return NULL;
+	pthread_mutex_lock(&w->req_lock);
+	struct ps_req *r = w->req_free;
+	if (r)
+		w->req_free = r->next_free;
+	pthread_mutex_unlock(&w->req_lock);
+	if (!r) {
+		r = ps__alloc(w, sizeof *r);
+		if (!r)
+			return NULL;
+		atomic_init(&r->gen, 0);
+		pthread_mutex_lock(&w->req_lock);
+		r->next_all = w->req_all;
+		w->req_all = r;
+		pthread_mutex_unlock(&w->req_lock);
+	}
 	cds_wfcq_node_init(&r->qn);
 	r->magic = PS__REQ_MAGIC;
 	r->op = op;
@@ -689,6 +783,18 @@ static ps_handle new_req(ps_world *w, enum ps__op op, ps_table *t, const ps_key 
 	r->remote = NULL;
 	atomic_init(&r->done, 0);
 	return r;
+}
+
+/* Back on the free list; its handles are stale from now on. */
+static void put_req(ps_world *w, struct ps_req *r)
+{
+	r->magic = 0;
+	/* relaxed: see struct ps_req */
+	atomic_fetch_add_explicit(&r->gen, 1, memory_order_relaxed);
+	pthread_mutex_lock(&w->req_lock);
+	r->next_free = w->req_free;
+	w->req_free = r;
+	pthread_mutex_unlock(&w->req_lock);
 }
 
 /* Thread-free world lookup for handles of a rejected table. */
@@ -709,7 +815,7 @@ static ps_handle done_req(ps_table *t, enum ps__op op, int result)
 		return NULL;
 	r->result = result;
 	atomic_store_explicit(&r->done, 1, memory_order_relaxed);
-	return r;
+	return handle_of(r);
 }
 
 /* A completed handle that may still have keys of other hosts in flight. */
@@ -718,10 +824,11 @@ static ps_handle batch_req(ps_table *t, enum ps__op op, const ps_key *keys, size
 	struct ps__rgroup *remote = NULL;
 	int rc = run_batch(t, keys, n, out, in, &remote);
 	ps_handle h = done_req(t, op, rc);
+	uint32_t gen;
 	if (remote && !h)
 		t->w->net->remote_wait(t->w, remote); /* no handle to carry it */
 	else if (remote)
-		h->remote = remote;
+		req_of(h, &gen)->remote = remote;
 	return h;
 }
 
@@ -745,10 +852,11 @@ ps_handle ps_localize(ps_table *t, const ps_key *keys, size_t n)
 	if (!r)
 		return NULL;
 	stat_add(&w->me->stats.localize_reqs, 1);
+	ps_handle h = handle_of(r); /* before the service thread may see r */
 	PS__TSAN_RELEASE(r);
 	cds_wfcq_enqueue(&w->req_head, &w->req_tail, &r->qn);
 	ps__doorbell(w);
-	return r;
+	return h;
 }
 
 /* Runs by the service thread: executes one queued request. */
@@ -761,12 +869,18 @@ void ps__req_execute(struct ps_req *r)
 	ps__futex_wake(&r->done, 1, false);
 }
 
-int ps_wait(ps_handle h)
+int ps_wait(ps_handle hd)
 {
-	if (!h || h->magic != PS__REQ_MAGIC)
-		return PS_EHANDLE;
+	uint32_t gen;
+	struct ps_req *h = req_of(hd, &gen);
 	if (h == &failed_table)
 		return PS_ETABLE;
+	/* after ps_finalize every request is freed: read nothing */
+	if (!h || !ps__world_any())
+		return PS_EHANDLE;
+	/* relaxed: see struct ps_req */
+	if ((atomic_load_explicit(&h->gen, memory_order_relaxed) & 0xffff) != gen || h->magic != PS__REQ_MAGIC)
+		return PS_EHANDLE;
 	ps_world *w = h->t->w;
 	unsigned spins = 0;
 	/* acquire: pairs with the release in ps__req_execute */
@@ -784,7 +898,6 @@ int ps_wait(ps_handle h)
 		int rrc = w->net->remote_wait(w, h->remote);
 		rc = rc ? rc : rrc;
 	}
-	h->magic = 0;
-	ps__free(w, h);
+	put_req(w, h);
 	return rc;
 }

@@ -14,6 +14,9 @@ void ps__copy_out(uint32_t *dst, struct ps__slot *sl, uint32_t len);
 /* Frees a lock whose holder is dead (KV5): version + 1, MOVED when loc[k]
  * names another slot now.  Returns true if it changed the word. */
 bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s);
+/* Test builds only (PS_TEST_HOOKS, libpsmem_test.a): called right after a
+ * recovery's CAS, to force an interleaving (tests/test_crash.c). */
+extern void (*ps__test_recover_hook)(ps_world *w, ps_table *t, struct ps__slot *sl);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
 /* 0, or PS_ETABLE (not a table), -EINVAL (no keys), PS_EKEY (out of range) */
 int ps__check_keys(ps_table *t, const ps_key *keys, size_t n);

@@ -42,6 +42,12 @@
  *        that wrote it (3 before 4), and X gives k up only while the home
  *        says MOVING.  Hence a redirect chain has at most two hops (hint,
  *        home) plus pauses while MOVING: no request loops.
+ *   (MG5) A move that fails (allocation, a bad reply, a peer's status)
+ *        leaves every key where it was: the entries it had locked are
+ *        unlocked (unwind(), then steps 3 and 4), except keys whose value
+ *        was given already, which are installed as in a move that works.
+ *        A key whose LOCK reply was lost is not unlocked (we cannot know
+ *        we own it); a host that loses replies ends the job (Limits).
  *   (MG4) No step blocks a link thread on the network: the executor of a
  *        MOVE only takes slot locks of its own host, whose holders never
  *        wait for the network while holding them.  Only the mover waits.
@@ -220,6 +226,26 @@ static void on_done(struct mover *mv, size_t i, int32_t code, int32_t host, cons
 	(void)mv, (void)i, (void)code, (void)host, (void)val;
 }
 
+/*
+ * After a failed step: a key still ST_GIVE is locked by this move (our own
+ * directory entry MOVING, or the home answered DONE) and was not given:
+ * ST_UNLOCK, so that step 3 restores our own entry and step 4 sends UNLOCK
+ * to its home (host[] still names the holder, which step 3 keeps for our
+ * entry and replaces by the home for the others).  A key still ST_LOCK
+ * got no answer: its frame was not sent or its home refused it, so this
+ * move does not own its entry and must not unlock it (MG2): ST_SKIP.
+ * ST_GIVEN keys were given: step 3 installs them, step 4 sets the home.
+ */
+static void unwind(struct mover *mv)
+{
+	for (size_t i = 0; i < mv->n; i++) {
+		if (mv->st[i] == ST_GIVE)
+			mv->st[i] = ST_UNLOCK;
+		else if (mv->st[i] == ST_LOCK)
+			mv->st[i] = ST_SKIP;
+	}
+}
+
 int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 {
 	ps_world *w = t->w;
@@ -264,9 +290,19 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	}
 	if (rc == 0)
 		rc = step(&mv, ST_LOCK, PS__MV_LOCK, on_lock);
+#ifdef PS_TEST_HOOKS
+	if (rc == 0 && w->move_fail) { /* as if one host's reply were bad */
+		w->move_fail = false;
+		rc = -EIO;
+	}
+#endif
 	/* step 2 */
 	if (rc == 0)
 		rc = step(&mv, ST_GIVE, PS__MV_GIVE, on_give);
+	/* A failed LOCK or GIVE step unwinds (MG5): every key this move locked
+	 * and did not get is unlocked, so it stays where it was. */
+	if (rc)
+		unwind(&mv);
 	/* step 3 (also after a failure: a given value must land) */
 	size_t moved = 0;
 	for (size_t i = 0; i < nres; i++) {

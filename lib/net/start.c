@@ -47,13 +47,25 @@ ps_world *ps_init_threads(int threads, int *err)
 #ifdef PS_TEST_HOOKS /* test builds only (libpsmem_test.a) */
 	w->die_in_layout = !w->restarted && getenv("PSMEM_DEBUG_DIE_IN_LAYOUT") &&
 			   ps__env_int("PSMEM_DEBUG_DIE_IN_LAYOUT", -1) == w->node;
+	w->die_after_publish = !w->restarted && getenv("PSMEM_DEBUG_DIE_AFTER_PUBLISH") &&
+			       ps__env_int("PSMEM_DEBUG_DIE_AFTER_PUBLISH", -1) == w->node;
+	w->die_mid_add = !w->restarted && getenv("PSMEM_DEBUG_DIE_MID_ADD") &&
+			 ps__env_int("PSMEM_DEBUG_DIE_MID_ADD", -1) == w->node;
 #endif
 	w->numa_node = ps__node_at(&w->seg, w->node)->numa_node;
 	w->je_arena = make_je_arena();
 	struct ps__hdr *h = w->seg.hdr;
 	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
 	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
-	ps__service_start(w);
+#ifdef PS_TEST_HOOKS /* test builds only: this host's first move fails (test_hosts_move) */
+	w->move_fail = w->nhosts > 1 && ps__env_int("PSMEM_DEBUG_MOVE_FAIL", -1) == w->host;
+#endif
+	/* without the service thread nothing reclaims or serves: fail */
+	rc = ps__service_start(w);
+	if (rc) {
+		atomic_store_explicit(&w->me->state, PS__NODE_EXITED, memory_order_release);
+		goto fail;
+	}
 	/* multi-host: the node's link to its host's bridge; sets w->net */
 	if (w->nhosts > 1 && (rc = ps__link_start(w)) != 0) {
 		ps__service_stop(w);

@@ -132,13 +132,18 @@ int ps__take_node(ps_world *w)
 			      memory_order_relaxed);
 	n->pid = getpid();
 	n->start_time = ps__proc_start_time(getpid());
-	/* seq_cst: pid/epoch before ALIVE (release), and ALIVE before our first
-	 * load of any location word (grace.c GR2).  A CAS from the word seen:
-	 * of two processes taking the same slot, one fails. */
+	/* release (within seq_cst): pid/epoch before ALIVE.  A CAS from the
+	 * word seen: of two processes taking the same slot, one fails.  ALIVE
+	 * before our first load of any location word needs more than the CAS
+	 * (a later acquire load may be satisfied before it is visible): the
+	 * seq_cst fence after it, paired with the reclaimer's (grace.c
+	 * min_epoch, GR2). */
 	if (w->restarted) /* relaxed: DEAD now (takeover); the CAS below orders our stores */
 		st = atomic_load_explicit(&n->state, memory_order_relaxed);
 	uint32_t want = PS__NODE_WORD(PS__NODE_ALIVE, PS__NODE_INC(st) + 1);
 	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, want, memory_order_seq_cst, memory_order_relaxed))
 		return -EBUSY;
+	/* seq_cst fence: store-buffering with the reclaimers (grace.c GR2) */
+	atomic_thread_fence(memory_order_seq_cst);
 	return 0;
 }

@@ -1,0 +1,176 @@
+/*
+ * test_hosts_move.c - a move across hosts that fails leaves every key where
+ * it was (migrate.c MG5).
+ *
+ * Two hosts of one node each on loopback.  Keys 0-7 have host 0 as their
+ * home, 8-15 host 1.  Host 1 first moves keys 0-3 to itself (host 0's
+ * directory entries say REMOTE(1)).  Then host 0 moves them back with the
+ * test hook PSMEM_DEBUG_MOVE_FAIL=0 (libpsmem_test.a only): its LOCK step
+ * fails after host 0 has set its own entries MOVING.  The localize must
+ * fail, and the keys must stay at host 1, unlocked: pulls from both hosts
+ * return the exact values at once (a key left MOVING makes every access
+ * wait 30 s and fail with -ETIMEDOUT), and a second move, without the
+ * failure, works.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hosts.h"
+#include "psmem.h"
+
+enum { NK = 16, LEN = 2, NMOVE = 4 };
+
+static int bad;
+
+static void node_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	bad = 1;
+}
+
+static float want(ps_key k, int j) { return (float)(10 * k + j + 1); }
+
+/* Pulls keys 0..NMOVE-1 within `limit` seconds, exact values, held by
+ * host `holder`. */
+static void check(ps_table *t, const char *when, int holder, double limit)
+{
+	ps_key k[NMOVE];
+	float v[NMOVE * LEN];
+	for (int i = 0; i < NMOVE; i++)
+		k[i] = (ps_key)i;
+	double t0 = mh_now();
+	int rc = ps_pull_sync(t, k, NMOVE, v);
+	double s = mh_now() - t0;
+	if (rc) {
+		node_fail("%s: pull: %s after %.1f s\n", when, ps_strerror(rc), s);
+		return;
+	}
+	if (s > limit)
+		node_fail("%s: pull took %.1f s\n", when, s);
+	for (int i = 0; i < NMOVE; i++) {
+		for (int j = 0; j < LEN; j++)
+			if (v[i * LEN + j] != want(k[i], j))
+				node_fail("%s: key %d value %d is %g\n", when, i, j, (double)v[i * LEN + j]);
+		if (ps_owner_host(t, k[i]) != holder)
+			node_fail("%s: key %d held by host %d, want %d\n", when, i, ps_owner_host(t, k[i]), holder);
+	}
+}
+
+static int node_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w) {
+		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
+		return 1;
+	}
+	ps_table_opts o;
+	ps_table_opts_init(&o, NK, LEN);
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t) {
+		fprintf(stderr, "table: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int host = ps_host_id(w);
+	ps_key all[NK], mv[NMOVE];
+	float v[NK * LEN];
+	for (int i = 0; i < NK; i++) {
+		all[i] = (ps_key)i;
+		for (int j = 0; j < LEN; j++)
+			v[i * LEN + j] = want((ps_key)i, j);
+	}
+	for (int i = 0; i < NMOVE; i++)
+		mv[i] = (ps_key)i;
+	if (host == 0 && ps_push_sync(t, all, NK, v))
+		node_fail("initial push failed\n");
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 1 && ps_localize_sync(t, mv, NMOVE))
+		node_fail("host 1: localize failed\n");
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 0) {
+		int rc = ps_localize_sync(t, mv, NMOVE); /* fails (the hook) */
+		if (rc == 0)
+			node_fail("host 0: the move did not fail: the hook did not fire\n");
+		else
+			printf("host 0: failed move: %s\n", ps_strerror(rc));
+		check(t, "host 0 after the failed move", 1, 5);
+	}
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 1)
+		check(t, "host 1 after the failed move", 1, 5);
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 0) {
+		int rc = ps_localize_sync(t, mv, NMOVE);
+		if (rc)
+			node_fail("host 0: second move: %s\n", ps_strerror(rc));
+		check(t, "host 0 after the second move", 0, 5);
+	}
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 1)
+		check(t, "host 1 after the second move", 0, 5);
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (!bad)
+		printf("host %d: move ok\n", host);
+	fflush(stdout);
+	ps_finalize(w);
+	return bad ? 3 : 0;
+}
+
+static void test_failed_move_across_hosts_leaves_every_key_where_it_was(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[] = {mh_self, "--node", NULL};
+	struct mh_proc p[2];
+	setenv("PSMEM_DEBUG_MOVE_FAIL", "0", 1); /* host 0's first move */
+	mh_run_hosts(2, 1, prog, p, 90);
+	unsetenv("PSMEM_DEBUG_MOVE_FAIL");
+	for (int r = 0; r < 2; r++) {
+		char name[16];
+		snprintf(name, sizeof name, "host %d", r);
+		if (p[r].status != 0)
+			mh_show(&p[r], name);
+	}
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(p[r].status, 0);
+		char ok[32];
+		snprintf(ok, sizeof ok, "host %d: move ok", r);
+		assert_non_null(strstr(mh_slurp(p[r].out), ok));
+	}
+	assert_non_null(strstr(mh_slurp(p[0].out), "host 0: failed move: "));
+	mh_assert_clean(&segs);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
+		return node_main();
+	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
+	if (n <= 0)
+		return 1;
+	mh_self[n] = 0;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_failed_move_across_hosts_leaves_every_key_where_it_was),
+	};
+	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
+}
