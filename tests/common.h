@@ -49,6 +49,8 @@ void assert_diverged(const struct run_result *r, const char *head, const char *t
  * work: exit 1, exactly "app: opt: ...: cannot write: No such file or
  * directory" on stderr, nothing on stdout. */
 void assert_unwritable(const struct run_result *r, const char *app, const char *opt);
+/* Entries of directory path whose names do not start with a dot (asserts it opens). */
+int dir_visible_entries(const char *path);
 
 /* Number of /dev/shm/psmem-* entries. */
 int count_segments(void);

@@ -3,6 +3,7 @@
  * tables that several unit tests (locks, replica, rows) share, and the
  * assertions the app tests (kge, w2v) share (common.h).
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,4 +66,16 @@ void assert_unwritable(const struct run_result *r, const char *app, const char *
 	if (r->status != 1 || strcmp(r->err, want) != 0)
 		fail_msg("expected exit 1 and '%s', got %d and '%s'", want, r->status, r->err);
 	assert_string_equal(r->out, "");
+}
+
+int dir_visible_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
 }

@@ -352,14 +352,7 @@ static void test_gzip_cut_short_or_corrupt_is_an_error(void **state)
 
 static int entries(void)
 {
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
+	return dir_visible_entries(dir);
 }
 
 static void check_missing_dir(void)

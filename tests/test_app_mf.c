@@ -402,14 +402,7 @@ static void test_mf_rejects_absurd_ratings(void **state)
 
 static int dir_entries(void)
 {
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
+	return dir_visible_entries(dir);
 }
 
 /* --lr 5 blows the model up in the first epoch: the run stops there with
