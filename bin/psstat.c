@@ -968,41 +968,46 @@ static int watch(const struct opts *o, const struct ps__seg *seg)
 	}
 }
 
-/* --list: the running jobs this user can read, newest last. */
-static int list_jobs(void)
+/* --list: the running jobs this user can read, newest last: segments in
+ * /dev/shm and, for psrun --hugepages jobs, on every hugetlbfs mount. */
+struct job_row {
+	char name[PS__NAME_MAX];
+	double age;
+	int pid;
+	uint32_t nodes, threads, hosts, host;
+};
+
+/* Adds the running jobs of directory dir to *rows; prefix: "" for /dev/shm
+ * (segments are named "psmem-x"), "DIR/" for a hugetlbfs mount (named by
+ * their path). */
+static void list_dir(const char *dir, const char *prefix, struct job_row **rows, int *n, int *cap)
 {
-	DIR *d = opendir("/dev/shm");
-	if (!d) {
-		fprintf(stderr, "psstat: /dev/shm: %s\n", strerror(errno));
-		return 1;
-	}
-	struct row {
-		char name[PS__NAME_MAX];
-		double age;
-		int pid;
-		uint32_t nodes, threads, hosts, host;
-	} *rows = NULL;
-	int n = 0, cap = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		if (strncmp(e->d_name, "psmem-", 6) != 0 || strlen(e->d_name) + 2 > PS__NAME_MAX)
+		char name[PS__NAME_MAX];
+		if (strncmp(e->d_name, "psmem-", 6) != 0 ||
+		    (size_t)snprintf(name, sizeof name, "%s%s", prefix, e->d_name) + 2 > sizeof name)
 			continue;
 		struct ps__seg seg;
-		if (ps__seg_attach(e->d_name, true, &seg) != 0)
+		if (ps__seg_attach(name, true, &seg) != 0)
 			continue; /* another user's, or not a job */
 		if (!job_ended(&seg)) {
-			if (n == cap) {
-				cap = cap ? 2 * cap : 16;
-				struct row *r = realloc(rows, (size_t)cap * sizeof *rows);
+			if (*n == *cap) {
+				int c = *cap ? 2 * *cap : 16;
+				struct job_row *r = realloc(*rows, (size_t)c * sizeof **rows);
 				if (!r) {
 					ps__seg_detach(&seg);
 					break;
 				}
-				rows = r;
+				*rows = r;
+				*cap = c;
 			}
 			struct ps__hdr *h = seg.hdr;
-			struct row *r = &rows[n++];
-			memcpy(r->name, e->d_name, strlen(e->d_name) + 1); /* length checked above */
+			struct job_row *r = &(*rows)[(*n)++];
+			memcpy(r->name, name, strlen(name) + 1); /* length checked above */
 			r->age = job_age(&seg);
 			r->pid = h->creator_pid;
 			r->nodes = h->num_nodes;
@@ -1013,10 +1018,34 @@ static int list_jobs(void)
 		ps__seg_detach(&seg);
 	}
 	closedir(d);
+}
+
+static int list_jobs(void)
+{
+	DIR *shm = opendir("/dev/shm");
+	if (!shm) {
+		fprintf(stderr, "psstat: /dev/shm: %s\n", strerror(errno));
+		return 1;
+	}
+	closedir(shm);
+	struct job_row *rows = NULL;
+	int n = 0, cap = 0;
+	list_dir("/dev/shm", "", &rows, &n, &cap);
+	FILE *m = fopen("/proc/mounts", "r");
+	if (m) {
+		char line[4096], dir[PS__NAME_MAX], type[64];
+		while (fgets(line, sizeof line, m))
+			if (sscanf(line, "%*s %255s %63s", dir, type) == 2 && strcmp(type, "hugetlbfs") == 0) {
+				char prefix[PS__NAME_MAX];
+				if ((size_t)snprintf(prefix, sizeof prefix, "%s/", dir) < sizeof prefix)
+					list_dir(dir, prefix, &rows, &n, &cap);
+			}
+		fclose(m);
+	}
 	/* oldest first, so the newest (psstat's default JOB) is last */
 	for (int i = 1; i < n; i++)
 		for (int k = i; k > 0 && rows[k].age > rows[k - 1].age; k--) {
-			struct row t = rows[k];
+			struct job_row t = rows[k];
 			rows[k] = rows[k - 1];
 			rows[k - 1] = t;
 		}

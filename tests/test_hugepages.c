@@ -254,6 +254,10 @@ static int write_main(const char *dir)
 		snprintf(cmd, sizeof cmd, "%s --dump > %s/psstat 2>&1", build_path("bin/psstat"), dir);
 		if (system(cmd) != 0)
 			rc = 2;
+		/* and lists it among the running jobs */
+		snprintf(cmd, sizeof cmd, "%s --list > %s/list 2>&1", build_path("bin/psstat"), dir);
+		if (system(cmd) != 0)
+			rc = 2;
 	}
 	ps_barrier(w); /* the job lives until node 0 has looked at it */
 	ps_finalize(w);
@@ -518,6 +522,8 @@ static void test_guest_hugepages_job_maps_its_segment_with_2048_kB_pages(void **
 	assert_non_null(strstr(file_text(p), "\n  pages: hugetlbfs 2048 kB\n"));
 	snprintf(p, sizeof p, "%s/psstat", dir);
 	assert_non_null(strstr(file_text(p), "\n  pages: hugetlbfs 2048 kB\n"));
+	snprintf(p, sizeof p, "%s/list", dir);
+	assert_non_null(strstr(file_text(p), "\n" GUEST_MNT "/psmem-"));
 	rm_tree(dir);
 	/* psrun removed the file: every page is back */
 	assert_int_equal(count_psmem(GUEST_MNT), 0);
