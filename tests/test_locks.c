@@ -1,6 +1,6 @@
 /*
  * test_locks.c - the shared locks survive a holder killed inside them
- * (lock.c LK1-LK3) and their repairs leave the protected state whole
+ * (lock.c LO1-LO3) and their repairs leave the protected state whole
  * (arena.c pools, replica.c RP1 and the free-index stack).
  *
  * Each test forks a child of a one-node job: the child inherits the node's

@@ -62,7 +62,7 @@ int ps__shared_alloc(struct ps__seg *s, uint64_t size, uint64_t *off)
  * over-charged budget, never a slot handed out twice: the pop is the one
  * store of free_head, a push links the run before that store, a bump
  * charges before it moves.  So a taker after a dead holder has nothing
- * to repair (LK2). */
+ * to repair (LO2). */
 static void pool_lock(struct ps__pool *p)
 {
 	if (ps__lock(&p->lock) == 1)
@@ -89,7 +89,7 @@ int ps__pool_reserve(ps_world *w, int table, uint64_t cap, uint32_t slot_size)
 		struct ps__node *n = ps__node_at(s, i);
 		struct ps__pool *p = ps__pool_at(s, table, i);
 		uint64_t used = atomic_load_explicit(&n->arena_used, memory_order_relaxed);
-		ps__lock_init(&p->lock); /* LK1: nobody uses the pool before READY */
+		ps__lock_init(&p->lock); /* LO1: nobody uses the pool before READY */
 		p->bump = p->free_head = p->committed = 0;
 		atomic_store_explicit(&p->used, 0, memory_order_relaxed);
 		atomic_store_explicit(&p->retired, 0, memory_order_relaxed);

@@ -15,15 +15,15 @@
  * futex sleep, no polling.
  *
  * Invariants
- *   (LK1) Each lock is initialised once, by the process laying out the
+ *   (LO1) Each lock is initialised once, by the process laying out the
  *        memory it is in, before any other process can reach it
  *        (segment.c: the create lock; table.c: a table's pool and
  *        replication locks, under the create lock, before READY).
- *   (LK2) A taker that gets EOWNERDEAD (ps__lock returns 1) repairs the
+ *   (LO2) A taker that gets EOWNERDEAD (ps__lock returns 1) repairs the
  *        protected state from what is in shared memory, then marks the
  *        lock consistent; the repair of each lock is beside its users
  *        (arena.c, table.c, replica.c).
- *   (LK3) A lock is released by the thread that took it (a mutex rule):
+ *   (LO3) A lock is released by the thread that took it (a mutex rule):
  *        none of these is handed between threads.
  *   Memory order: lock is an acquire and unlock a release (POSIX
  *   memory synchronisation), so the fields written under the lock are seen
@@ -64,7 +64,7 @@ static int taken(int rc)
 	if (rc == 0)
 		return 0;
 	if (rc == EOWNERDEAD)
-		return 1; /* LK2: the caller repairs, then ps__lock_consistent */
+		return 1; /* LO2: the caller repairs, then ps__lock_consistent */
 	if (rc == EBUSY)
 		return -EBUSY;
 	die("pthread_mutex_lock", rc); /* ENOTRECOVERABLE, EINVAL: a bug */

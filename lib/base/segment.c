@@ -560,7 +560,7 @@ int ps__seg_create(const struct ps__seg_params *p, struct ps__seg *out)
 	}
 	place(out, p->numa_mode);
 	ask_thp(out);
-	ps__lock_init(&h->create_lock); /* lock.c LK1: once, by the creator */
+	ps__lock_init(&h->create_lock); /* lock.c LO1: once, by the creator */
 	/* release: publishes every header field above to attachers that
 	 * acquire-load the magic */
 	atomic_store_explicit((_Atomic uint64_t *)&h->magic, PS__MAGIC, memory_order_release);

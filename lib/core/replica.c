@@ -134,7 +134,7 @@ void ps__rp_apply_delta(ps_table *t, struct ps__slot *p, const float *delta)
 /* ------------------------------------------------------------ repl_lock */
 
 /*
- * (RP11) Repair after a dead holder of repl_lock (lock.c LK2).  The holder
+ * (RP11) Repair after a dead holder of repl_lock (lock.c LO2).  The holder
  * may have died anywhere in a switch: after popping a free index and
  * before publishing it (the index would leak), between the install's
  * writes (rkey[r] set, loc[k] not yet REPL|r), or in an unreplicate

@@ -150,7 +150,7 @@ static int layout(ps_world *w, int id, struct ps__tdesc *d, const ps_table_opts 
 	d->slots_per_node = slots_per_node(o);
 	d->repl_max = o->repl_max;
 	d->repl_rate = o->repl_rate;
-	/* LK1: the replication locks, before anyone can see the table */
+	/* LO1: the replication locks, before anyone can see the table */
 	ps__lock_init(&d->repl_lock);
 	ps__lock_init(&d->repl_xlock);
 	lock_create(w);

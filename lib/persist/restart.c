@@ -18,7 +18,7 @@
  *        exact word: one wins, the other changes nothing.  The pool, create
  *        and replication locks are robust mutexes (lock.c): the kernel
  *        marks them when their holder dies, whatever node id it had, and
- *        their next taker repairs (LK2); nothing to do here.
+ *        their next taker repairs (LO2); nothing to do here.
  *   (RS2) Liveness.  The node is marked DEAD in the incarnation seen (if psrun
  *        has not done it), then made ALIVE as incarnation + 1 (world.c), so
  *        no peer can mark the replacement dead for its predecessor's death.
