@@ -31,6 +31,7 @@
 #include "util.h"
 #include "world.h"
 #include "rules.h"
+#include "tctx.h"
 
 #define NAME_MAX_LEN 31
 #define MAX_STATE_PER_VALUE 4
@@ -282,6 +283,6 @@ int ps_assign_sync(ps_table *t, const ps_key *keys, size_t n, const float *value
 	struct ps_table shadow = *t;
 	shadow.rule = PS_RULE_ASSIGN;
 	shadow.flags &= ~PS_HOGWILD;
-	shadow.pub.inl = 0; /* tctx.c: the inline path adds (sum rule) */
+	ps__table_pub_bind(t->w, &shadow); /* its prefix follows: no inline push (TC1) */
 	return ps_push_sync(&shadow, keys, n, values);
 }
