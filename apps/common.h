@@ -32,6 +32,17 @@ void app_init(const char *name);
 /* Prints "<app>: <fmt...>" and exits 1. */
 __attribute__((noreturn, format(printf, 1, 2))) void app_die(const char *fmt, ...);
 
+/* ------------------------------------------------------------- workers */
+
+/*
+ * The apps split their data over every node of every host: node n of host
+ * h is app node h * nodes + n of hosts * nodes (one host: the node id), so
+ * each rating, triple and sentence is trained once per epoch wherever the
+ * job runs.  Threads split a node's share further as before.
+ */
+static inline int app_gnode(const ps_world *w) { return ps_host_id(w) * ps_num_nodes(w) + ps_node_id(w); }
+static inline int app_gnodes(const ps_world *w) { return ps_num_hosts(w) * ps_num_nodes(w); }
+
 /* ------------------------------------------------------------- options */
 
 /*
