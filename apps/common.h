@@ -174,6 +174,9 @@ app_json *app_json_new(const char *app);          /* {"app": "<app>", ... */
 void app_json_str(app_json *j, const char *key, const char *val);
 void app_json_num(app_json *j, const char *key, double val);
 void app_json_int(app_json *j, const char *key, int64_t val);
+/* A rows x cols matrix of integers v[r * cols + c], as an array of rows:
+ * [[v00, v01, ...], [v10, ...], ...]. */
+void app_json_int_rows(app_json *j, const char *key, const int64_t *v, size_t rows, size_t cols);
 /* Writes the object to path (atomically: temp file + rename); dies on error.
  * path "-" writes to stdout.  Frees j. */
 void app_json_write(app_json *j, const char *path);

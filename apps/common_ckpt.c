@@ -68,8 +68,11 @@ void app_epoch_checkpoints(ps_world *w, const char *path, int every, int epochs_
 	if (due) {
 		if (ps_checkpoint_meta(w, path, &m, sizeof m) < 0)
 			die_once(w, "checkpoint: %s", ps_checkpoint_error(w));
-		if (ps_node_id(w) == 0 && !ps_replaying(w))
+		if (ps_node_id(w) == 0 && !ps_replaying(w) && ps_host_id(w) == 0)
 			printf("%s: checkpoint after epoch %d written to %s\n", app_name, epochs_done, path);
+		else if (ps_node_id(w) == 0 && !ps_replaying(w)) /* host R writes its part to path.hostR */
+			printf("%s: checkpoint after epoch %d: host %d's part written to %s.host%d\n", app_name,
+			       epochs_done, ps_host_id(w), path, ps_host_id(w));
 	}
 	int rc = ps_checkpoint_poll(w, &m, sizeof m);
 	if (rc < 0 && ps_node_id(w) == 0) /* asked from outside: psstat reports it */

@@ -279,6 +279,22 @@ void app_json_int(app_json *j, const char *key, int64_t val)
 	jput(j, tmp);
 }
 
+void app_json_int_rows(app_json *j, const char *key, const int64_t *v, size_t rows, size_t cols)
+{
+	char tmp[32];
+	jkey(j, key);
+	jput(j, "[");
+	for (size_t r = 0; r < rows; r++) {
+		jput(j, r ? ", [" : "[");
+		for (size_t c = 0; c < cols; c++) {
+			snprintf(tmp, sizeof tmp, "%s%lld", c ? ", " : "", (long long)v[r * cols + c]);
+			jput(j, tmp);
+		}
+		jput(j, "]");
+	}
+	jput(j, "]");
+}
+
 void app_json_write(app_json *j, const char *path)
 {
 	jput(j, "}\n");

@@ -8,6 +8,7 @@
  *      [--rule sum|sgd|adagrad] [--seed S] [--json FILE] [--save FILE]
  *      [--checkpoint FILE [--checkpoint-every K]] [--resume FILE]
  *   psrun -n N [-t T] [--on-failure restart] mf ...
+ *   psrun -n N --hosts H --host-rank R --coordinator ADDR:PORT --token-file F mf ...
  *
  * Model: r(u,i) ~ mean + b_u + b_i + p_u . q_i.  A user row in table U is
  * [p_u (rank floats), b_u, a_u, c_u], an item row in table V is [q_i, b_i,
@@ -19,10 +20,14 @@
  *
  * Data: every node reads the whole training file (ids must map to the same
  * dense ids on every node, and that needs every line in file order), then
- * keeps the ratings of its own users.  Users are dealt to the N x T workers
+ * keeps the ratings of its own users.  N counts every node of every host
+ * (app_gnode: host h's nodes are h * n .. h * n + n - 1 under psrun -n n
+ * --hosts H), so each rating is trained once per epoch by one worker of
+ * the whole job.  Users are dealt to the N x T workers
  * of the job by rating count (largest first, snake order), so the workers'
  * loads are balanced; each node's users get a contiguous key range of U, so
- * range placement puts every user row on the node that trains it.  A worker
+ * range placement puts every user row on the node that trains it (across
+ * hosts too: see partition).  A worker
  * owns its users' rows outright.  It trains a step's ratings in tiles (user
  * bin x item bin, see "tiles" below): per user bin it pulls the bin's user
  * rows in one batched call, per tile the tile's item rows, trains there
@@ -42,9 +47,16 @@
  *             B = N x T blocks (balanced by count); an epoch is B sub-epochs;
  *             in sub-epoch s worker w trains its users' ratings on items of
  *             block (w + s) mod B, so no two workers touch the same item row,
- *             and the worker localizes that block to its node first.  The
- *             next block's localize is issued asynchronously when 3/4 of the
- *             current sub-epoch is done and waited for after the barrier.
+ *             and the worker localizes that block to its node first (from
+ *             any node of any host: ps_localize moves keys across hosts).
+ *             The next block is trained now by worker w + 1; when that
+ *             worker is on this host, its localize is issued asynchronously
+ *             when 3/4 of the current sub-epoch is done (the other worker's
+ *             last accesses become accesses to another node's memory) and
+ *             waited for after the barrier; when it is on another host, the
+ *             block moves right after the barrier instead (a network round
+ *             trip per tile of the other worker's last quarter cost more
+ *             than the wait).  Every training access is then local.
  *
  * --replicate K: the K items with the most training ratings (the hot spots
  * of skewed data) are replicated on every node, from the initial values on;
@@ -59,9 +71,13 @@
  * exact, and every worker evaluates (and node 0 saves) the same model.
  *
  * Per epoch: train; barrier; every worker evaluates its share of the test
- * ratings; the sums go through a small transient psmem table (one key per
- * epoch and worker); barrier; node 0 prints train RMSE (prequential, errors
- * before each update) and test RMSE.  Between the training barrier and the
+ * ratings (those of its own users: their rows are local); the sums and the
+ * count of ratings trained go through a small transient psmem table (one
+ * key per epoch and worker, on the worker's node); barrier; node 0 of host
+ * 0 prints train RMSE (prequential, errors before each update) and test
+ * RMSE, and writes the summary (with the ratings each node of each host
+ * trained per epoch) and the model; node 0 of every other host prints
+ * which share it trains.  Between the training barrier and the
  * next, the model is quiescent: one thread per node writes the checkpoints
  * there (--checkpoint, psstat --checkpoint).
  *
@@ -188,7 +204,11 @@ struct worker_data {
 struct job {
 	struct cfg c;
 	ps_world *w;
+	/* nodes and node count every node of every host: node is app_gnode,
+	 * nodes app_gnodes (host h's nodes are h * host_nodes ..); a worker's
+	 * global id is node * threads + thread */
 	int nodes, node, threads, workers, blocks;
+	int hosts, host, host_nodes; /* psrun --hosts, this host, psrun -n */
 	app_idmap *users, *items;
 	size_t nusers, nitems;
 	uint64_t *ukey;       /* dense user id -> key in U */
@@ -209,6 +229,7 @@ struct job {
 	double train_cpu;     /* node 0's CPU seconds in the training phases */
 	int epochs_trained;   /* by this process (not replayed, not resumed) */
 	double *epoch_rmse;
+	uint64_t *trained;    /* node 0, thread 0: [node * epochs + e] ratings trained, every node of every host */
 	int diverged_epoch;   /* set by each node's thread 0: the epoch whose RMSE was inf or NaN */
 };
 
@@ -223,7 +244,12 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 		cnt[tr->v[k].u]++;
 	uint32_t *uw = app_deal(cnt, U, W); /* user -> global worker */
 
-	/* user keys: node n's users get keys n*C .. n*C + (its count) - 1 */
+	/* user keys: node n's users get keys n*C .. n*C + (its count) - 1
+	 * (n counts every node of every host).  U has nodes * C keys, so range
+	 * placement puts exactly n*C .. (n+1)*C - 1 on node n: host h is home
+	 * of [h*host_nodes*C, (h+1)*host_nodes*C) (psmem.h, ps_table_create)
+	 * and splits it evenly over its nodes.  Every user row is on the node
+	 * that trains it from the start, and never moves. */
 	uint64_t *per_node = calloc((size_t)N, sizeof *per_node);
 	jb->ukey = malloc((U ? U : 1) * sizeof *jb->ukey);
 	if (!per_node || !jb->ukey)
@@ -344,18 +370,30 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 	free(sorted);
 	free(bcount);
 
-	/* test ratings: round-robin over all workers of the job */
+	/* test ratings: to the worker that trains the user (its row is on
+	 * this node, from the start and for good), a user unseen in training
+	 * round-robin over all workers of the job */
+#define TEST_WORKER(k) (te->v[k].u != NONE ? uw[te->v[k].u] : (uint32_t)((k) % (size_t)W))
+	for (size_t k = 0; k < te->n; k++) {
+		uint32_t wg = TEST_WORKER(k);
+		if (wg / (uint32_t)T == (uint32_t)jb->node)
+			jb->wd[wg % (uint32_t)T].ntest++;
+	}
 	for (int t = 0; t < T; t++) {
 		struct worker_data *d = &jb->wd[t];
-		int wg = jb->node * T + t;
-		d->ntest = te->n / (size_t)W + ((size_t)wg < te->n % (size_t)W);
 		d->test = malloc((d->ntest ? d->ntest : 1) * sizeof *d->test);
 		if (!d->test)
 			app_die("out of memory");
-		size_t m = 0;
-		for (size_t k = (size_t)wg; k < te->n; k += (size_t)W)
-			d->test[m++] = te->v[k];
+		d->ntest = 0;
 	}
+	for (size_t k = 0; k < te->n; k++) {
+		uint32_t wg = TEST_WORKER(k);
+		if (wg / (uint32_t)T == (uint32_t)jb->node) {
+			struct worker_data *d = &jb->wd[wg % (uint32_t)T];
+			d->test[d->ntest++] = te->v[k];
+		}
+	}
+#undef TEST_WORKER
 	free(uw);
 	free(ib);
 	free(cnt);
@@ -412,6 +450,7 @@ struct wstate {
 	size_t *perm;         /* a step's group or user-bin order */
 	app_progress *prog;   /* node 0 thread 0 only */
 	uint64_t done;        /* ratings done this epoch by this worker */
+	uint64_t trained;     /* ratings trained in this step by this process (not replayed) */
 	/* tiles and evaluation chunks: rows pulled (P, Q) and as pulled (P0, Q0) */
 	float *P, *P0, *Q, *Q0;
 	ps_key *keys;         /* init_step's batch */
@@ -812,9 +851,36 @@ static double train_group_rule(struct wstate *ws, const struct group *g, const s
 	return sse;
 }
 
+/*
+ * The metrics table M: key (worker wg, epoch e) at wg * epochs + e, so
+ * range placement puts a worker's keys on its own node (every worker's
+ * pushes are local, on any number of hosts).  Value: [squared training
+ * errors, squared test errors, ratings trained in 4 digits of 12 bits].
+ * Floats add integers exactly below 2^24, so the count's digits stay exact
+ * for up to 4096 pushes per key (a worker pushes once per step: B steps of
+ * an epoch under localize, B = workers); a 48-bit count.
+ */
+#define M_LEN 6
+#define M_DIGITS 4
+#define M_DIGIT_BITS 12
+
 static ps_key metrics_key(const struct job *jb, int e, int wg)
 {
-	return (ps_key)e * (ps_key)jb->workers + (ps_key)wg;
+	return (ps_key)wg * (ps_key)jb->c.epochs + (ps_key)e;
+}
+
+static void count_put(float *m, uint64_t n)
+{
+	for (int k = 0; k < M_DIGITS; k++)
+		m[2 + k] = (float)((n >> (k * M_DIGIT_BITS)) & ((1u << M_DIGIT_BITS) - 1));
+}
+
+static uint64_t count_get(const float *m)
+{
+	uint64_t n = 0;
+	for (int k = 0; k < M_DIGITS; k++)
+		n += (uint64_t)m[2 + k] << (k * M_DIGIT_BITS);
+	return n;
 }
 
 /* Progress shown by node 0, thread 0 (the job's estimate). */
@@ -845,6 +911,7 @@ static double train_groups(struct wstate *ws, int e, int s, int b, int next, ps_
 		if ((int64_t)k >= first) {
 			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
 			sse += train_group_rule(ws, gk, d->r + gk->start);
+			ws->trained += gk->len;
 		}
 		done += gk->len;
 		clock_slices(ws, ticks, done, d->rcount[b]);
@@ -890,6 +957,7 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
 			pull_rows(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q, ws->Q0, vl, "pull of item rows");
 			sse += train_tile(ts->r + tl->r0, tl->nr, ws->P, ws->Q, K, vl, lr, reg, mean);
+			ws->trained += tl->nr;
 			row_diff(ws->Q0, ws->Q, tl->ni, vl);
 			check(ps_push_sync(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q0), "push to item rows");
 		}
@@ -925,13 +993,15 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 	int64_t first = ps_progress_get(ws->w);
 	check((int)(first < 0 ? first : 0), "progress");
 	int ticks = 0;
+	ws->trained = 0;
 	double sse = jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, next, pending, first, &ticks)
 					    : train_groups(ws, e, s, b, next, pending, first, &ticks);
 	if (next >= 0 && !*pending)
 		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
 	clock_slices(ws, &ticks, d->rcount[b], d->rcount[b]); /* the slices left, if any */
 	ps_key mk = metrics_key(jb, e, ws->wg);
-	float m[2] = {(float)sse, 0};
+	float m[M_LEN] = {(float)sse, 0};
+	count_put(m, ws->trained);
 	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
 }
 
@@ -967,16 +1037,31 @@ static void eval_step(struct wstate *ws, int e)
 	struct job *jb = ws->jb;
 	if (ps_replaying(ws->w))
 		return;
-	float tsse = (float)eval_test(ws), m[2];
+	float tsse = (float)eval_test(ws), m[M_LEN];
 	ps_key mk = metrics_key(jb, e, ws->wg);
 	check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
-	m[0] = 0;
 	m[1] = tsse - m[1];
+	m[0] = 0;
+	count_put(m, 0);
 	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
 }
 
-/* Initial rows (user and item ids dealt round-robin over the workers; a
- * one-time cost, rows may be remote), INIT_CHUNK rows per batch, resumable
+/* The node (of every host) where range placement puts key k of a table
+ * of K keys: its home host h (host h holds [ceil(h K / H), ceil((h+1) K /
+ * H)), psmem.h), then within that range node floor((k - lo) N / len), as
+ * ps_table_create places a range over a host's N nodes. */
+static int home_node(const struct job *jb, uint64_t K, uint64_t k)
+{
+	uint64_t H = (uint64_t)jb->hosts, N = (uint64_t)jb->host_nodes;
+	uint64_t h = (uint64_t)((unsigned __int128)k * H / K);
+	uint64_t lo = (uint64_t)(((unsigned __int128)h * K + H - 1) / H);
+	uint64_t hi = (uint64_t)(((unsigned __int128)(h + 1) * K + H - 1) / H);
+	return (int)(h * N + (uint64_t)((unsigned __int128)(k - lo) * N / (hi - lo)));
+}
+
+/* Initial rows: each row by a worker of the node where the table creates
+ * it (home_node; that node's ids dealt round-robin over its threads), so
+ * no row crosses a host or a node, INIT_CHUNK rows per batch, resumable
  * like a training step (progress: rows started). */
 static void init_step(struct wstate *ws)
 {
@@ -985,49 +1070,71 @@ static void init_step(struct wstate *ws)
 		return;
 	int64_t first = ps_progress_get(ws->w), k = 0;
 	check((int)(first < 0 ? first : 0), "progress");
-	size_t W = (size_t)jb->workers;
 	/* with a server-side rule a push would be a gradient: assign them */
 	int (*store)(ps_table *, const ps_key *, size_t, const float *) =
 		jb->c.rule == RULE_SUM ? ps_push_sync : ps_assign_sync;
 	for (int kind = 1; kind <= 2; kind++) {
 		ps_table *t = kind == 1 ? jb->U : jb->V;
-		size_t n = kind == 1 ? jb->nusers : jb->nitems, m = 0;
-		for (size_t id = (size_t)ws->wg; id < n; id += W, k++) {
-			if (k < first)
+		size_t n = kind == 1 ? jb->nusers : jb->nitems, m = 0, here = 0;
+		uint64_t K = kind == 1 ? jb->ukeys : jb->nitems;
+		for (size_t id = 0; id < n; id++) {
+			ps_key key = kind == 1 ? jb->ukey[id] : id;
+			if (home_node(jb, K, key) != jb->node || here++ % (size_t)jb->threads != (size_t)ws->t)
 				continue;
-			ws->keys[m] = kind == 1 ? jb->ukey[id] : id;
+			if (k++ < first)
+				continue;
+			ws->keys[m] = key;
 			init_row(jb, kind, id, ws->Q + m * (size_t)jb->vl);
-			if (++m == INIT_CHUNK || id + W >= n) {
-				check(ps_progress_set(ws->w, (uint64_t)k + 1), "progress"); /* lost, never twice */
+			if (++m == INIT_CHUNK) {
+				check(ps_progress_set(ws->w, (uint64_t)k), "progress"); /* lost, never twice */
 				check(store(t, ws->keys, m, ws->Q), kind == 1 ? "initializing user rows" : "initializing item rows");
 				m = 0;
 			}
+		}
+		if (m) {
+			check(ps_progress_set(ws->w, (uint64_t)k), "progress");
+			check(store(t, ws->keys, m, ws->Q), kind == 1 ? "initializing user rows" : "initializing item rows");
 		}
 	}
 }
 
 /* The epoch's train and test RMSE (NAN without test ratings) from every
- * worker's sums, added in worker order: every worker that calls it gets
- * the same two numbers. */
-static void epoch_rmse(struct job *jb, int e, double *train, double *test)
+ * worker's sums (one batched pull), added in worker order: every worker
+ * that calls it gets the same two numbers.  trained (may be NULL): per
+ * node (of every host), the ratings its workers trained in the epoch. */
+static void epoch_rmse(struct job *jb, int e, double *train, double *test, uint64_t *trained)
 {
+	size_t W = (size_t)jb->workers;
+	ps_key *mk = calloc(W, sizeof *mk);
+	float *m = calloc(W * M_LEN, sizeof *m);
+	if (!mk || !m)
+		app_die("out of memory");
+	for (size_t wg = 0; wg < W; wg++)
+		mk[wg] = metrics_key(jb, e, (int)wg);
+	check(ps_pull_sync(jb->M, mk, W, m), "pull of the epoch's sums");
 	double m0 = 0, m1 = 0;
-	for (int wg = 0; wg < jb->workers; wg++) {
-		ps_key mk = metrics_key(jb, e, wg);
-		float m[2];
-		check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
-		m0 += m[0];
-		m1 += m[1];
+	for (size_t wg = 0; wg < W; wg++) {
+		m0 += m[wg * M_LEN];
+		m1 += m[wg * M_LEN + 1];
+		if (trained)
+			trained[wg / (size_t)jb->threads] += count_get(m + wg * M_LEN);
 	}
+	free(mk);
+	free(m);
 	*train = sqrt(m0 / (double)jb->ntrain);
 	*test = jb->ntest ? sqrt(m1 / (double)jb->ntest) : NAN;
 }
 
-/* Node 0, thread 0: the epoch's RMSEs for the summary. */
+/* Node 0, thread 0: the epoch's RMSEs and counts for the summary. */
 static void read_metrics(struct job *jb, int e)
 {
-	epoch_rmse(jb, e, &jb->train_rmse, &jb->rmse);
+	uint64_t *n = xmalloc((size_t)jb->nodes * sizeof *n);
+	memset(n, 0, (size_t)jb->nodes * sizeof *n);
+	epoch_rmse(jb, e, &jb->train_rmse, &jb->rmse, n);
 	jb->epoch_rmse[e] = jb->rmse;
+	for (int g = 0; g < jb->nodes; g++)
+		jb->trained[(size_t)g * (size_t)jb->c.epochs + (size_t)e] = n[g];
+	free(n);
 }
 
 static void save_model(struct job *jb);
@@ -1042,12 +1149,55 @@ static void sync_replicas(struct job *jb, ps_world *w, bool lead)
 	barrier(w);
 }
 
+/* The host of worker wg (a global worker id). */
+static int worker_host(const struct job *jb, int wg)
+{
+	return wg / jb->threads / jb->host_nodes;
+}
+
+/*
+ * Moves item block b to this node (from this host's nodes or another
+ * host's) and waits until it is here.  A localize is a hint: keys it could
+ * not move stay where they are and are trained there (remotely), so a full
+ * pool (PS_EFULL) is not an error.  Pools fill for a moment when the slots
+ * this node gave away wait for their grace period (a busy machine delays
+ * it; a move from another host does not wait for them, lib/net/migrate.c),
+ * so it tries again for up to LOCALIZE_RETRY_MS and then goes on.
+ */
+#define LOCALIZE_RETRY_MS 2000
+
+static void localize_block(struct job *jb, int b)
+{
+	const ps_key *keys = jb->block_items + jb->bstart[b];
+	size_t n = jb->bstart[b + 1] - jb->bstart[b];
+	for (int ms = 0;; ms++) {
+		int rc = ps_localize_sync(jb->V, keys, n);
+		if (rc != PS_EFULL) {
+			check(rc, "localize");
+			return;
+		}
+		if (ms == LOCALIZE_RETRY_MS)
+			return;
+		usleep(1000); /* keys already here are skipped on the next try */
+	}
+}
+
+/* Waits for the localize of block b issued ahead (train_step). */
+static void localize_wait(struct job *jb, ps_handle h, int b)
+{
+	int rc = ps_wait(h);
+	if (rc == PS_EFULL)
+		localize_block(jb, b);
+	else
+		check(rc, "localize");
+}
+
 static void worker(ps_world *w, int t, void *arg)
 {
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
 	int B = jb->blocks;
-	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t};
+	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t}; /* global: every host */
 	struct worker_data *d = &jb->wd[t];
 	size_t vl = (size_t)jb->vl, maxu = 0, maxi = INIT_CHUNK, maxperm = jb->max_groups;
 	/* this worker's tiles and evaluation chunks (in parallel with the others) */
@@ -1090,8 +1240,7 @@ static void worker(ps_world *w, int t, void *arg)
 	ps_handle pending = NULL;
 	int b0 = ws.wg % B; /* sub-epoch 0's block */
 	if (c->localize && !ps_replaying(w)) /* the first block, before anyone trains */
-		check(ps_localize_sync(jb->V, jb->block_items + jb->bstart[b0], jb->bstart[b0 + 1] - jb->bstart[b0]),
-		      "localize");
+		localize_block(jb, b0);
 	barrier(w);
 	if (c->replicate) { /* the replicas start from the initial values */
 		if (lead)
@@ -1117,12 +1266,23 @@ static void worker(ps_world *w, int t, void *arg)
 		} else {
 			for (int s = 0; s < B; s++) {
 				bool last = e == c->epochs - 1 && s == B - 1;
-				train_step(&ws, e, s, (ws.wg + s) % B, last ? -1 : (ws.wg + s + 1) % B, &pending);
+				int next = last ? -1 : (ws.wg + s + 1) % B;
+				/* Worker wg + 1 trains block `next` in this sub-epoch.  On
+				 * this host, localize it ahead (3/4 through): its last
+				 * accesses to the block go to another node's memory, at
+				 * memory speed.  On another host every one of them would
+				 * be a round trip over the network (measured: training
+				 * 2-2.5x slower on ML-100K), so wait for the barrier,
+				 * when it is done with the block, and move it then. */
+				bool ahead = next >= 0 && worker_host(jb, (ws.wg + 1) % B) == jb->host;
+				train_step(&ws, e, s, (ws.wg + s) % B, ahead ? next : -1, &pending);
 				barrier(w);
 				sync_replicas(jb, w, lead);
 				if (pending) {
-					check(ps_wait(pending), "localize");
+					localize_wait(jb, pending, next);
 					pending = NULL;
+				} else if (next >= 0 && !ps_replaying(w)) {
+					localize_block(jb, next);
 				}
 			}
 		}
@@ -1137,7 +1297,7 @@ static void worker(ps_world *w, int t, void *arg)
 		 * come back: every worker reads the same sums and all stop after
 		 * this epoch, at the same barrier, and main reports it. */
 		double tr_rmse, te_rmse;
-		epoch_rmse(jb, e, &tr_rmse, &te_rmse);
+		epoch_rmse(jb, e, &tr_rmse, &te_rmse, NULL);
 		if (!isfinite(tr_rmse) || (jb->ntest && !isfinite(te_rmse))) {
 			if (t == 0)
 				jb->diverged_epoch = e + 1;
@@ -1242,9 +1402,13 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mf --train FILE [--test FILE] [options]\n"
 		"       psrun -n N [-t T] mf --train FILE [--test FILE] [options]\n"
+		"       psrun -n N --hosts H --host-rank R --coordinator ADDR:PORT \\\n"
+		"             --token-file F mf --train FILE [...]   (one psrun per host)\n"
 		"\n"
 		"Matrix factorization with biases (r = mean + b_u + b_i + p_u.q_i) trained by\n"
 		"SGD, the model kept in psmem tables.  Prints train and test RMSE per epoch.\n"
+		"The ratings are split over every worker of every node of every host: each\n"
+		"is trained once per epoch; host 0 prints the results and writes the files.\n"
 		"\n"
 		"Input: one rating per line, 'user item rating [timestamp]', separated by\n"
 		"commas or by tabs/spaces (MovieLens u.data and ratings.csv load as they are);\n"
@@ -1269,9 +1433,10 @@ static void usage(FILE *f)
 		"  --policy P        parameter management (default: classic):\n"
 		"                      classic   item rows stay where created (range placement);\n"
 		"                                workers update any item row (asynchronous SGD)\n"
-		"                      localize  DSGD blocking: items in N x T blocks, each worker\n"
-		"                                trains one block per sub-epoch and localizes it\n"
-		"                                to its node first (next block prefetched)\n"
+		"                      localize  DSGD blocking: items in N x T blocks (N: nodes\n"
+		"                                of every host), each worker trains one block\n"
+		"                                per sub-epoch and localizes it to its node\n"
+		"                                first (next block prefetched on one host)\n"
 		"  --sync M          bound the workers' progress: bsp, ssp:S (at most S clocks\n"
 		"                    ahead of the slowest worker) or asp; a worker clocks %d\n"
 		"                    times per epoch (classic) or sub-epoch (localize), after\n"
@@ -1283,8 +1448,10 @@ static void usage(FILE *f)
 		"                      adagrad  the same with the adagrad rule (lr --lr, eps 1e-8;\n"
 		"                               accumulators kept beside the rows)\n"
 		"  --seed S          seed of the initial factors and the order (default: 1)\n"
-		"  --json FILE       write a JSON summary (app, policy, nodes, threads, epochs,\n"
-		"                    seconds, throughput, rmse, ...); '-' for stdout (default: none)\n"
+		"  --json FILE       write a JSON summary (app, policy, hosts, nodes, threads,\n"
+		"                    epochs, seconds, throughput, rmse, ratings trained per\n"
+		"                    epoch by each node of each host, ...); '-' for stdout\n"
+		"                    (default: none)\n"
 		"  --save FILE       write the model as text: 'mean M', then one row per user\n"
 		"                    and item: user|item ID BIAS F1..FK (default: none)\n"
 		"  --replicate K     replicate the K items with the most training ratings on\n"
@@ -1298,8 +1465,8 @@ static void usage(FILE *f)
 		"                    checkpoint every K epochs (default: only after the last)\n"
 		"  --resume FILE     start from a checkpoint: its model, and the epoch after\n"
 		"                    the last one it holds (--epochs counts them all); same\n"
-		"                    data, rank, nodes and threads (default: psrun --restore's\n"
-		"                    file, else none)\n"
+		"                    data, rank, hosts, nodes and threads (default: psrun\n"
+		"                    --restore's file, else none)\n"
 		"  -h, --help        print this help and exit\n"
 		"  --version         print the version and exit\n"
 		"\n"
@@ -1425,8 +1592,11 @@ int main(int argc, char **argv)
 		app_die("cannot join the job: %s", ps_strerror(err));
 	if (c->sync)
 		check(ps_set_consistency(jb.w, c->sync_mode, c->staleness), "--sync");
-	jb.nodes = ps_num_nodes(jb.w);
-	jb.node = ps_node_id(jb.w);
+	jb.hosts = ps_num_hosts(jb.w);
+	jb.host = ps_host_id(jb.w);
+	jb.host_nodes = ps_num_nodes(jb.w);
+	jb.nodes = app_gnodes(jb.w); /* the data is split over every node of every host */
+	jb.node = app_gnode(jb.w);
 	jb.threads = ps_num_threads(jb.w);
 	jb.workers = jb.nodes * jb.threads;
 	jb.blocks = c->localize ? jb.workers : 1;
@@ -1434,7 +1604,8 @@ int main(int argc, char **argv)
 	free(tr.v);
 	free(te.v);
 	jb.epoch_rmse = calloc((size_t)c->epochs, sizeof *jb.epoch_rmse);
-	if (!jb.epoch_rmse)
+	jb.trained = calloc((size_t)c->epochs * (size_t)jb.nodes, sizeof *jb.trained);
+	if (!jb.epoch_rmse || !jb.trained)
 		app_die("out of memory");
 
 	ps_table_opts to;
@@ -1450,10 +1621,12 @@ int main(int argc, char **argv)
 	set_rule(c, &to);
 	to.repl_max = (uint32_t)c->replicate;
 	to.repl_rate = c->repl_rate;
+	if (jb.hosts > 1) /* more room for the slots given to other hosts while they wait to be reused (virtual) */
+		to.slots_per_node = 2 * (uint64_t)jb.nitems + 4096;
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
 		app_die("cannot create the item table: %s", ps_strerror(err));
-	ps_table_opts_init(&to, (uint64_t)c->epochs * (uint64_t)jb.workers, 2);
+	ps_table_opts_init(&to, (uint64_t)c->epochs * (uint64_t)jb.workers, M_LEN);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(jb.w, &to, &err);
 	if (!jb.M)
@@ -1472,8 +1645,11 @@ int main(int argc, char **argv)
 		if (c->test)
 			printf(", %zu test ratings (%zu with an unseen user or item)", jb.ntest, jb.test_unseen);
 		printf("; loaded in %.2f s\n", t_load);
-		printf("mf: %d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs, replicate %ld",
-		       jb.nodes, jb.nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "",
+		printf("mf: ");
+		if (jb.hosts > 1)
+			printf("%d hosts x ", jb.hosts);
+		printf("%d node%s x %d thread%s, policy %s, rank %d, lr %g, reg %g, %d epochs, replicate %ld",
+		       jb.host_nodes, jb.host_nodes > 1 ? "s" : "", jb.threads, jb.threads > 1 ? "s" : "",
 		       c->localize ? "localize" : "classic", c->rank, c->lr, c->reg, c->epochs, c->replicate);
 		if (c->sync)
 			printf(", sync %s", c->sync);
@@ -1482,6 +1658,13 @@ int main(int argc, char **argv)
 		printf("\n");
 		if (jb.start_epoch)
 			printf("mf: resumed after epoch %d\n", jb.start_epoch);
+		fflush(stdout);
+	} else if (ps_node_id(jb.w) == 0 && !ps_restarted(jb.w)) { /* another host: what it trains */
+		size_t here = 0;
+		for (int t = 0; t < jb.threads; t++)
+			here += jb.wd[t].nr;
+		printf("mf: host %d of %d, node %d of %d: %zu of %zu training ratings per epoch; host 0 reports\n",
+		       jb.host, jb.hosts, jb.node, jb.nodes, here, jb.ntrain);
 		fflush(stdout);
 	}
 	int rc = ps_run_workers(jb.w, worker, &jb);
@@ -1505,7 +1688,8 @@ int main(int argc, char **argv)
 			app_json_str(j, "policy", c->localize ? "localize" : "classic");
 			app_json_str(j, "sync", c->sync ? c->sync : "none");
 			app_json_str(j, "rule", rule_names[c->rule]);
-			app_json_int(j, "nodes", jb.nodes);
+			app_json_int(j, "hosts", jb.hosts);
+			app_json_int(j, "nodes", jb.host_nodes);
 			app_json_int(j, "threads", jb.threads);
 			app_json_int(j, "epochs", c->epochs);
 			app_json_int(j, "start_epoch", jb.start_epoch);
@@ -1529,6 +1713,11 @@ int main(int argc, char **argv)
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl);
 			app_json_num(j, "train_cpu_seconds", jb.train_cpu);
+			/* ratings trained per epoch by each node of each host (row:
+			 * node host * nodes + n; column: epoch; 0 for the epochs
+			 * before --resume) */
+			app_json_int_rows(j, "node_epoch_ratings", (const int64_t *)jb.trained, (size_t)jb.nodes,
+					  (size_t)c->epochs);
 			ps_node_stats st;
 			if (ps_stats(jb.w, 0, &st) == 0) {
 				app_json_int(j, "relocations_node0", (int64_t)st.relocations);
@@ -1557,6 +1746,7 @@ int main(int argc, char **argv)
 	free(jb.bstart);
 	free(jb.block_items);
 	free(jb.epoch_rmse);
+	free(jb.trained);
 	free(jb.icount);
 	app_idmap_free(jb.users);
 	app_idmap_free(jb.items);

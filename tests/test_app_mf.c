@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "common.h"
+#include "hosts.h"
 
 static char dir[] = "/tmp/psmem-test-mf-XXXXXX";
 static double baseline; /* test RMSE of predicting the training mean */
@@ -667,7 +668,141 @@ static void test_mfgen_help_and_skew(void **state)
 	assert_true(row1 > 10 * 5000 / 100);
 }
 
+/* ------------------------------------------------------------ two hosts */
+
+/* The "node_epoch_ratings" matrix of a JSON summary: rows (nodes of every
+ * host) x epochs into v; returns the number of rows (asserts each row has
+ * `epochs` numbers). */
+static int node_epoch_ratings(const char *json, int epochs, long long *v, int max_rows)
+{
+	const char *p = strstr(json, "\"node_epoch_ratings\": [");
+	if (!p) {
+		fprintf(stderr, "node_epoch_ratings missing from %s\n", json);
+		fail();
+	}
+	p = strchr(p, '[') + 1;
+	int rows = 0;
+	while (*p == '[' || (*p == ',' && p[1] == ' ' && p[2] == '[')) {
+		p = strchr(p, '[') + 1;
+		assert_true(rows < max_rows);
+		for (int e = 0; e < epochs; e++) {
+			char *end;
+			v[rows * epochs + e] = strtoll(p, &end, 10);
+			assert_true(end > p);
+			p = end;
+			if (e < epochs - 1) {
+				assert_true(p[0] == ',' && p[1] == ' ');
+				p += 2;
+			}
+		}
+		assert_int_equal(*p, ']');
+		p++;
+		rows++;
+	}
+	assert_int_equal(*p, ']');
+	return rows;
+}
+
+/*
+ * mf on H hosts x N nodes (psruns on loopback): the summary's ratings
+ * trained per epoch, summed over every node of every host, are exactly the
+ * training set (each host training all of it would give H times that), each
+ * node trained some, and the test RMSE is that of 1 host x H*N nodes on the
+ * same data within 0.01.  Returns that RMSE.
+ */
+static double two_hosts_split(int nodes, const char *policy)
+{
+	/* 12 epochs: near convergence, where classic's asynchronous runs agree
+	 * within 0.005 (after 4 epochs they still differ by 0.015) */
+	const int hosts = 2, epochs = atoi(EPOCHS);
+	char json1[32], jsonh[32];
+	snprintf(json1, sizeof json1, "h1n%d-%s.json", hosts * nodes, policy);
+	snprintf(jsonh, sizeof jsonh, "h2n%d-%s.json", nodes, policy);
+	const char *one[] = {"--train", path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs",
+			     EPOCHS, "--policy", policy, "--json", path_of(json1), NULL};
+	run_mf(hosts * nodes, one);
+	if (res.status != 0)
+		fprintf(stderr, "mf failed (%d): %s\n%s", res.status, res.err, res.out);
+	assert_int_equal(res.status, 0);
+	char j1[8192];
+	snprintf(j1, sizeof j1, "%s", slurp(path_of(json1)));
+
+	const char *prog[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+			      "--rank", "6", "--epochs", EPOCHS, "--policy", policy, "--json", path_of(jsonh), NULL};
+	struct mh_proc p[2];
+	mh_run_hosts(hosts, nodes, prog, p, 60);
+	for (int r = 0; r < hosts; r++)
+		if (p[r].status != 0)
+			mh_show(&p[r], r ? "host1" : "host0");
+	assert_int_equal(p[0].status, 0);
+	assert_int_equal(p[1].status, 0);
+	const char *j = slurp(path_of(jsonh));
+	assert_int_equal((int)json_num(j, "hosts"), hosts);
+	assert_int_equal((int)json_num(j, "nodes"), nodes);
+	long long ntrain = (long long)json_num(j, "train_ratings"), v[8 * 64];
+	assert_true(ntrain > 1000);
+	int rows = node_epoch_ratings(j, epochs, v, 8);
+	assert_int_equal(rows, hosts * nodes);
+	for (int e = 0; e < epochs; e++) {
+		long long sum = 0;
+		for (int n = 0; n < rows; n++) {
+			assert_true(v[n * epochs + e] > 0); /* every node of every host trains */
+			sum += v[n * epochs + e];
+		}
+		if (sum != ntrain)
+			fprintf(stderr, "epoch %d: %lld ratings trained over %d hosts, the data has %lld\n", e + 1, sum,
+				hosts, ntrain);
+		assert_true(sum == ntrain);
+	}
+	/* one host counts the same way */
+	assert_int_equal(node_epoch_ratings(j1, epochs, v, 8), hosts * nodes);
+	for (int e = 0; e < epochs; e++) {
+		long long sum = 0;
+		for (int n = 0; n < hosts * nodes; n++)
+			sum += v[n * epochs + e];
+		assert_true(sum == ntrain);
+	}
+	/* host 0 reports; host 1 says what it trained */
+	assert_non_null(strstr(mh_slurp(p[0].out), "mf: test RMSE"));
+	assert_non_null(strstr(mh_slurp(p[1].out), "mf: host 1 of 2"));
+	assert_null(strstr(mh_slurp(p[1].out), "mf: test RMSE"));
+	double r1 = json_num(j1, "rmse"), rh = json_num(j, "rmse");
+	fprintf(stderr, "# %s: test RMSE 1 host x %d nodes %.4f, 2 hosts x %d %.4f, baseline %.4f\n", policy,
+		hosts * nodes, r1, nodes, rh, baseline);
+	assert_true(fabs(rh - r1) < 0.01);
+	assert_true(rh < 0.8 * baseline);
+	return rh;
+}
+
+static void test_mf_two_hosts_train_each_rating_once_localize(void **state)
+{
+	(void)state;
+	two_hosts_split(1, "localize");
+	/* blocks moved across hosts: host 0's node took some in */
+	assert_true(json_num(slurp(path_of("h2n1-localize.json")), "relocations_node0") > 0);
+	two_hosts_split(2, "localize");
+}
+
+static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
+{
+	(void)state;
+	two_hosts_split(1, "classic");
+	/* classic never moves an item row */
+	assert_int_equal((int)json_num(slurp(path_of("h2n1-classic.json")), "relocations_node0"), 0);
+}
+
+static int hosts_setup(void **state)
+{
+	return mh_setup(state);
+}
+
+static int hosts_teardown(void **state)
+{
+	return mh_teardown(state);
+}
+
 #define T(f) cmocka_unit_test(f)
+#define TH(f) cmocka_unit_test_setup_teardown(f, hosts_setup, hosts_teardown)
 
 int main(void)
 {
@@ -694,6 +829,8 @@ int main(void)
 		T(test_mf_replicate_hot_items_on_zipf_data_localize),
 		T(test_mf_rejects_bad_replication_options),
 		T(test_mfgen_help_and_skew),
+		TH(test_mf_two_hosts_train_each_rating_once_localize),
+		TH(test_mf_two_hosts_train_each_rating_once_classic),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
