@@ -1140,13 +1140,18 @@ static void read_metrics(struct job *jb, int e)
 static void save_model(struct job *jb);
 
 /* --replicate, after a training barrier: see the file comment. */
-static void sync_replicas(struct job *jb, ps_world *w, bool lead)
+static void sync_replicas(struct job *jb, ps_world *w, bool host_lead)
 {
 	if (!jb->c.replicate)
 		return;
-	if (lead)
-		check(ps_sync(jb->V), "ps_sync");
-	barrier(w);
+	/* Several hosts: ps_sync covers this host's pushes; a second round
+	 * after the barrier brings every host's into every replica (psmem.h,
+	 * ps_sync). */
+	for (int round = 0; round < (jb->hosts > 1 ? 2 : 1); round++) {
+		if (host_lead)
+			check(ps_sync(jb->V), "ps_sync");
+		barrier(w);
+	}
 }
 
 /* The host of worker wg (a global worker id). */
@@ -1233,7 +1238,8 @@ static void worker(ps_world *w, int t, void *arg)
 	ws.dq = ws.qi + vl;
 	ws.gu = ws.dq + vl;
 	ws.perm = xmalloc((maxperm ? maxperm : 1) * sizeof *ws.perm);
-	bool lead = jb->node == 0 && t == 0;
+	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's */
+	bool host_lead = ps_node_id(w) == 0 && t == 0; /* of this host */
 
 	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
 		init_step(&ws);
@@ -1243,7 +1249,7 @@ static void worker(ps_world *w, int t, void *arg)
 		localize_block(jb, b0);
 	barrier(w);
 	if (c->replicate) { /* the replicas start from the initial values */
-		if (lead)
+		if (host_lead) /* each host has its own replicated set */
 			app_replicate_top(jb->V, jb->icount, c->replicate, "most rated items");
 		barrier(w);
 	}
@@ -1262,7 +1268,7 @@ static void worker(ps_world *w, int t, void *arg)
 		if (!c->localize) {
 			train_step(&ws, e, 0, 0, -1, &pending);
 			barrier(w);
-			sync_replicas(jb, w, lead);
+			sync_replicas(jb, w, host_lead);
 		} else {
 			for (int s = 0; s < B; s++) {
 				bool last = e == c->epochs - 1 && s == B - 1;
@@ -1277,7 +1283,7 @@ static void worker(ps_world *w, int t, void *arg)
 				bool ahead = next >= 0 && worker_host(jb, (ws.wg + 1) % B) == jb->host;
 				train_step(&ws, e, s, (ws.wg + s) % B, ahead ? next : -1, &pending);
 				barrier(w);
-				sync_replicas(jb, w, lead);
+				sync_replicas(jb, w, host_lead);
 				if (pending) {
 					localize_wait(jb, pending, next);
 					pending = NULL;
