@@ -155,10 +155,14 @@ static void test_json_escapes_and_writes_atomically(void **state)
 	app_json_str(j, "policy", "a\"b\\c\n");
 	app_json_int(j, "nodes", 2);
 	app_json_num(j, "rmse", 0.5);
+	const int64_t m[6] = {1, 2, 3, -4, 5, 6000000000};
+	app_json_int_rows(j, "m", m, 2, 3);
+	app_json_int_rows(j, "empty", m, 0, 3);
 	app_json_write(j, path_of("out.json"));
 	size_t len;
 	char *s = app_slurp(path_of("out.json"), &len);
-	assert_string_equal(s, "{\"app\": \"mf\", \"policy\": \"a\\\"b\\\\c\\u000a\", \"nodes\": 2, \"rmse\": 0.5}\n");
+	assert_string_equal(s, "{\"app\": \"mf\", \"policy\": \"a\\\"b\\\\c\\u000a\", \"nodes\": 2, \"rmse\": 0.5, "
+			       "\"m\": [[1, 2, 3], [-4, 5, 6000000000]], \"empty\": []}\n");
 	free(s);
 }
 
