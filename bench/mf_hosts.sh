@@ -36,7 +36,8 @@ rm -f "$TOKEN"
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(lscpu | grep 'Model name' | sed 's/  */ /g')"
 echo "# mf --train $TRAIN --test $TEST --epochs $EPOCHS --policy $POLICY ${MF_ARGS:-}"
 
-# run SHAPE REPEAT: one run; prints "shape repeat train_seconds rmse load1"
+# run SHAPE REPEAT: one run; prints "shape repeat train_seconds rmse load1 cpu"
+# (cpu: node 0's CPU seconds in training, host 0's on several hosts)
 run() {
 	local shape=$1 k=$2 hosts=${1%x*} nodes=${1#*x}
 	local tag="$OUT/$shape-$k" load
@@ -58,23 +59,25 @@ run() {
 	python3 - "$tag.json" "$shape" "$k" "$load" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
-print(sys.argv[2], sys.argv[3], "%.3f" % j["train_seconds"], "%.4f" % j["rmse"], sys.argv[4])
+print(sys.argv[2], sys.argv[3], "%.3f" % j["train_seconds"], "%.4f" % j["rmse"], sys.argv[4],
+      "%.3f" % j["train_cpu_seconds"])
 EOF
 }
 
-echo "shape repeat train_seconds rmse load1"
+echo "shape repeat train_seconds rmse load1 cpu"
 : >"$OUT/runs.txt"
 for ((k = 1; k <= REPEATS; k++)); do
 	for s in $SHAPES; do
 		run "$s" "$k" | tee -a "$OUT/runs.txt"
 	done
 done
-echo "# medians: shape train_seconds rmse"
+echo "# medians: shape train_seconds rmse cpu"
 python3 - "$OUT/runs.txt" $SHAPES <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 for s in sys.argv[2:]:
     r = [x for x in rows if x[0] == s]
-    print(s, "%.3f" % statistics.median(float(x[2]) for x in r), "%.4f" % statistics.median(float(x[3]) for x in r))
+    print(s, "%.3f" % statistics.median(float(x[2]) for x in r), "%.4f" % statistics.median(float(x[3]) for x in r),
+          "%.3f" % statistics.median(float(x[5]) for x in r))
 EOF
 rm -f "$TOKEN"
