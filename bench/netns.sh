@@ -37,9 +37,10 @@
 # "rate R" instead, and one line says that no delay is emulated: the figures
 # then show the rate limit only.
 #
-# Cleanup on every exit path (EXIT, INT, TERM; trap): the job's psruns are
-# stopped (TERM, KILL 3 s later), then both namespaces are deleted, which
-# destroys the veth pair.  Exit status: host 0's when it failed, else host
+# Cleanup on every exit path (EXIT, INT, TERM, HUP; trap): the job's psruns
+# are stopped (TERM, KILL 3 s later), then both namespaces are deleted, which
+# destroys the veth pair.  Only SIGKILL of this script leaves them: then
+# `ip netns del psmem-A-PID; ip netns del psmem-B-PID` removes everything.  Exit status: host 0's when it failed, else host
 # 1's; 2 for bad usage or a network that could not be built.
 set -uo pipefail
 
@@ -147,6 +148,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # ---------------------------------------------------------------- network
 for ns in "$nsA" "$nsB"; do

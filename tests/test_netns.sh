@@ -27,6 +27,10 @@ NETNS=$ROOT/bench/netns.sh
 export BUILD
 tmp=$(mktemp -d /tmp/psmem-test-netns.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# a time limit (tests/run.sh's timeout) stops netns.sh through its own
+# trap, which removes what it built; SIGKILL would leave it
+job=
+trap '[[ -n $job ]] && kill -TERM $job 2>/dev/null && wait $job; exit 143' TERM INT
 failed=0
 cases=(netns_job_crosses_the_link netns_wrong_token_is_refused netns_term_cleans_up)
 
@@ -93,6 +97,7 @@ netns_job_crosses_the_link() {
 	local d=$tmp/job pid rc=0 frames link
 	bash "$NETNS" --logs "$d" -- "$BUILD/bench/bridge" --seconds 0.002 2>"$tmp/job.err" &
 	pid=$!
+	job=$pid
 	wait $pid || rc=$?
 	[[ $rc == 0 ]] || fail "netns.sh exited $rc: $(cat "$tmp/job.err" "$d"/host*.err 2>/dev/null | tail -n 8 | tr '\n' '|')"
 	contains "$tmp/job.err" "host 0 exit 0, host 1 exit 0" "netns.sh's stderr"
@@ -120,6 +125,7 @@ netns_wrong_token_is_refused() {
 	bash "$NETNS" --logs "$d" --host1-token "$tmp/other-token" --psrun-opt=--rendezvous-timeout=2 \
 		-- "$BUILD/bench/bridge" --seconds 0.002 2>"$tmp/tok.err" &
 	pid=$!
+	job=$pid
 	wait $pid || rc=$?
 	[[ $rc != 0 ]] || fail "netns.sh exited 0 with a wrong token on host 1"
 	contains "$tmp/tok.err" "host 0 exit 1, host 1 exit 1" "netns.sh's stderr"
@@ -136,6 +142,7 @@ netns_term_cleans_up() {
 	mkdir -p "$d"
 	bash "$NETNS" --logs "$d" -- "$BUILD/bench/bridge" --seconds 1 2>"$tmp/term.err" &
 	pid=$!
+	job=$pid
 	# until host 0's bench has printed its header (the job runs across
 	# the link), at most 60 s
 	for ((i = 0; i < 600; i++)); do
