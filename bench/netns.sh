@@ -203,7 +203,6 @@ else
 	out=$tmp
 fi
 psrun=$(realpath "$BUILD/bin/psrun")
-rcs=()
 for r in 0 1; do
 	args=()
 	for a in "$@"; do args+=("${a//\{host\}/$r}"); done

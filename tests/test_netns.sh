@@ -70,7 +70,7 @@ leftovers() {
 	left=$(ip netns list | grep -E "^psmem-[AB]-$pid( |$)")
 	[[ -z $left ]] || fail "namespaces left behind: $(echo $left)"
 	[[ ! -e /run/netns/psmem-A-$pid && ! -e /run/netns/psmem-B-$pid ]] || fail "/run/netns/psmem-*-$pid left behind"
-	left=$(ip -o link show | grep -E "ps[AB]-$pid[@:]")
+	left=$(ip -o link show | grep -E "ps[AB]-${pid}[@:]")
 	[[ -z $left ]] || fail "veth left in the root namespace: $left"
 	left=$(pgrep -a -P "$pid" 2>/dev/null)
 	[[ -z $left ]] || fail "children of netns.sh left: $left"
@@ -153,7 +153,7 @@ netns_term_cleans_up() {
 	if grep -q '^op,' "$d/host0.out" 2>/dev/null; then
 		ip netns list | grep -q "^psmem-A-$pid" && ip netns list | grep -q "^psmem-B-$pid" && seen=1
 		((seen)) || fail "the namespaces psmem-A-$pid and psmem-B-$pid did not exist during the job"
-		! ip -o link show | grep -qE "ps[AB]-$pid[@:]" || fail "a veth end is in the root namespace"
+		! ip -o link show | grep -qE "ps[AB]-${pid}[@:]" || fail "a veth end is in the root namespace"
 		[[ -n $(ip netns pids "psmem-A-$pid" 2>/dev/null) ]] || fail "no process in psmem-A-$pid during the job"
 	else
 		fail "the job never started: $(cat "$tmp/term.err" "$d"/host*.err 2>/dev/null | tail -n 5 | tr '\n' '|')"
