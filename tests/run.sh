@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test binary in $BUILD/tests, each with a time limit, in a
-# session of its own.  After each test: any process still in that session,
-# or any /dev/shm/psmem-* segment that was not there before the test, is a
-# leak and fails the test (and is cleaned up).  Then the optional extra
-# suite tests/py/run.sh, if it exists, the same way.
+# Runs every test binary in $BUILD/tests, then every executable script
+# tests/test_*.sh (with PSMEM_BUILD, like a binary; bench/netns.sh's test),
+# each with a time limit, in a session of its own.  After each test: any
+# process still in that session, or any /dev/shm/psmem-* segment that was
+# not there before the test, is a leak and fails the test (and is cleaned
+# up).  Then the optional extra suite tests/py/run.sh, if it exists, the
+# same way.
 #
 # The extra suite gets BUILD, PSMEM_BUILD and PSMEM_SANITIZER (libasan or
 # libtsan when $BUILD is a sanitizer build, else empty).
@@ -121,7 +123,7 @@ run_isolated() {
 	for i in $segs; do rm -f "/dev/shm/$i"; done
 }
 
-for t in "$BUILD"/tests/test_*; do
+for t in "$BUILD"/tests/test_* "$(dirname "$0")"/test_*.sh; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
 	echo "=== $name"
