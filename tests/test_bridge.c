@@ -569,7 +569,9 @@ static void test_host_that_does_not_join_fails_the_job_named(void **state)
 
 /* Joins a 2-host job as host 1 (the rendezvous as a real host does it);
  * returns the authenticated connection to host 0, or -1 with the reason. */
-static int fake_join(unsigned port, const char *token_file, char *err, size_t errlen)
+/* Joins host 0 as host 1 of 2 (one node): returns the bridge connection
+ * and, if data_fd, node 0's data connection (else it is closed). */
+static int fake_join_data(unsigned port, const char *token_file, char *err, size_t errlen, int *data_fd)
 {
 	struct ps__rdv *r = calloc(1, sizeof *r);
 	assert_non_null(r);
@@ -589,9 +591,22 @@ static int fake_join(unsigned port, const char *token_file, char *err, size_t er
 	r->cancel_fd = -1;
 	int rc = ps__rendezvous(r);
 	int fd = rc == 0 ? r->fd[0] : -1;
+	if (rc == 0) {
+		r->fd[0] = -1;
+		if (data_fd) {
+			*data_fd = r->data_fd[0];
+			r->data_fd[0] = -1;
+		}
+	}
 	snprintf(err, errlen, "%s", r->err);
+	ps__rdv_close(r);
 	free(r);
 	return fd;
+}
+
+static int fake_join(unsigned port, const char *token_file, char *err, size_t errlen)
+{
+	return fake_join_data(port, token_file, err, errlen, NULL);
 }
 
 static uint8_t fbuf[1 << 16];
@@ -759,11 +774,20 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 	struct mh_proc h0;
 	start_host(&h0, "asker", 1, 2, 0, port, prog, "10", NULL, NULL);
 	char err[1024];
-	int fd = fake_join(port, mh_token_path, err, sizeof err);
+	int dfd = -1;
+	int fd = fake_join_data(port, mh_token_path, err, sizeof err, &dfd);
 	if (fd < 0)
 		fail_msg("cannot join host 0: %s", err);
 	struct ps__frame rf;
-	assert_true(fake_recv(fd, PS__F_PULL, &rf) > 0); /* answered the barrier on the way */
+	/* the table's barrier on the bridge, then the PULL on node 0's data
+	 * connection (no checksum: it is flagged so) */
+	assert_true(fake_recv(fd, PS__F_BARRIER, &rf) > 0);
+	long n = ps__net_recv_frame_mode(dfd, fbuf, sizeof fbuf, PS__FRAME_MAX, PS__CRC_DATA,
+					 ps__now_ns() + 10000000000ULL, -1, &rf);
+	assert_true(n > 0);
+	assert_int_equal(rf.type, PS__F_PULL);
+	assert_true(fbuf[5] & PS__FRAME_NOCRC);
+	assert_int_equal(rf.host, 0);
 	uint8_t bye[PS__FRAME_HDR + 4] = {0};
 	assert_int_equal(ps__net_send_frame(fd, bye, PS__F_BYE, 1, 0, 4, ps__now_ns() + 1000000000ULL), 0);
 	shutdown(fd, SHUT_WR);
@@ -776,6 +800,7 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 		;
 	assert_true(r > 0);
 	close(fd);
+	close(dfd);
 	mh_finish(&h0, 10);
 	if (h0.status != 0)
 		mh_show(&h0, "host 0");

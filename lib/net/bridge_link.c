@@ -59,6 +59,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <urcu/urcu-memb.h>
@@ -76,12 +78,13 @@
 
 /* ------------------------------------------------------------ helpers */
 
-int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n)
+/* A frame to the bridge: blocking (the bridge always reads its links). */
+static int link_write(struct ps__link *L, const uint8_t *p, size_t n)
 {
 	int rc = 0;
-	pthread_mutex_lock(&L->wlock);
+	pthread_mutex_lock(&L->link.wlock);
 	while (n > 0) {
-		ssize_t r = send(L->fd, p, n, MSG_NOSIGNAL);
+		ssize_t r = send(L->link.fd, p, n, MSG_NOSIGNAL);
 		if (r > 0) {
 			p += r;
 			n -= (size_t)r;
@@ -92,8 +95,138 @@ int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&L->wlock);
+	pthread_mutex_unlock(&L->link.wlock);
 	return rc;
+}
+
+/* Sends what the socket takes now, from p[0..n); returns the bytes sent,
+ * or -1 when the connection failed.  c->wlock held. */
+static ssize_t data_push(struct ps__conn *c, const uint8_t *p, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = send(c->fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r > 0)
+			done += (size_t)r;
+		else if (r < 0 && errno == EINTR)
+			continue;
+		else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+			return -1;
+	}
+	return (ssize_t)done;
+}
+
+/* The connection is unusable (a send failed, or no memory to queue): the
+ * link thread sees its end (shutdown) and fails what went there (LK4).
+ * c->wlock held. */
+static void data_break(struct ps__conn *c)
+{
+	/* release: as in data_lost */
+	atomic_store_explicit(&c->dead, true, memory_order_release);
+	c->out_at = c->out_len = 0;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/*
+ * A frame (header hdr, body at body[0..len)) on a data connection, never
+ * blocking (LK6): sent as far as the socket takes it, the rest queued for
+ * the link thread, which is woken if it is not the caller.
+ */
+static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len)
+{
+	int rc = 0;
+	bool wake = false;
+	pthread_mutex_lock(&c->wlock);
+	/* acquire: as in ps__lk_send */
+	if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
+		rc = PS_EHOSTDOWN;
+	} else {
+		const uint8_t *part[2] = {hdr, body};
+		const size_t plen[2] = {PS__FRAME_HDR, len};
+		for (int k = 0; k < 2 && rc == 0; k++) {
+			size_t done = 0;
+			if (c->out_len == c->out_at) { /* nothing queued: straight out */
+				ssize_t r = data_push(c, part[k], plen[k]);
+				if (r < 0) {
+					data_break(c);
+					rc = PS_EHOSTDOWN;
+					break;
+				}
+				done = (size_t)r;
+			}
+			if (done < plen[k]) {
+				if (c->out_at == c->out_len)
+					c->out_at = c->out_len = 0;
+				if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + plen[k] - done) != 0) {
+					data_break(c); /* half a frame is on the wire */
+					rc = PS_EHOSTDOWN;
+					break;
+				}
+				memcpy(c->out + c->out_len, part[k] + done, plen[k] - done);
+				c->out_len += plen[k] - done;
+				wake = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->wlock);
+	if (wake && !pthread_equal(pthread_self(), L->thread))
+		(void)!write(L->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+	return rc;
+}
+
+/* Link thread: the data connection is writable; sends what is queued. */
+static void data_flush(struct ps__conn *c)
+{
+	pthread_mutex_lock(&c->wlock);
+	if (c->out_at < c->out_len) {
+		ssize_t r = data_push(c, c->out + c->out_at, c->out_len - c->out_at);
+		if (r < 0)
+			data_break(c);
+		else
+			c->out_at += (size_t)r;
+		if (c->out_at == c->out_len)
+			c->out_at = c->out_len = 0;
+	}
+	pthread_mutex_unlock(&c->wlock);
+}
+
+static bool data_pending(struct ps__conn *c)
+{
+	pthread_mutex_lock(&c->wlock);
+	bool p = c->out_at < c->out_len;
+	pthread_mutex_unlock(&c->wlock);
+	return p;
+}
+
+int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uint64_t req, uint32_t len)
+{
+	/* acquire: a link thread that died (or lost this host) before our
+	 * registration swept without seeing it; then we see dead here (LK4) */
+	if (atomic_load_explicit(&L->dead, memory_order_acquire))
+		return PS_EHOSTDOWN;
+	struct ps__conn *c = L->data && host >= 0 && host < L->w->nhosts ? &L->data[host] : NULL;
+	if (c && c->fd >= 0) {
+		uint8_t hdr[PS__FRAME_HDR];
+		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
+		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+	}
+	ps__frame_seal(frame, type, (uint16_t)host, req, len);
+	return link_write(L, frame, PS__FRAME_HDR + len);
+}
+
+void ps__lk_answer(struct ps__link *L, const struct ps__frame *f, uint8_t *frame, unsigned type, uint32_t len)
+{
+	struct ps__conn *c = L->cur;
+	if (c->data) {
+		uint8_t hdr[PS__FRAME_HDR];
+		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, f->req, len);
+		data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+	} else {
+		ps__frame_seal(frame, type, f->host, f->req, len);
+		link_write(L, frame, PS__FRAME_HDR + len);
+	}
 }
 
 void ps__lk_group_done(struct ps__rgroup *g, int err)
@@ -125,7 +258,7 @@ int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg)
 	/* acquire: see send_chunk */
 	if (!L || atomic_load_explicit(&L->dead, memory_order_acquire))
 		return PS_EHOSTDOWN;
-	return ps__lk_write_all(L, f, sizeof f);
+	return link_write(L, f, sizeof f);
 }
 
 /* ------------------------------------------------------------ barriers */
@@ -140,7 +273,7 @@ static int link_barrier_tag(ps_world *w, uint64_t tag, uint32_t flags, uint64_t 
 	struct ps__barrier_msg m = {.gen = gen, .tag = tag, .flags = flags};
 	ps__barrier_enc(f + PS__FRAME_HDR, &m);
 	ps__frame_seal(f, PS__F_BARRIER, (uint16_t)w->host, 0, PS__BARRIER_SIZE);
-	if (ps__lk_write_all(L, f, sizeof f) != 0)
+	if (link_write(L, f, sizeof f) != 0)
 		return PS_EHOSTDOWN;
 	ps__wait_set(w, PS__WAIT_BARRIER, gen, 2);
 	for (;;) {
@@ -177,7 +310,7 @@ int ps__link_ckpt_send(ps_world *w, const char *path)
 		return -ENAMETOOLONG;
 	uint32_t len = ps__note_enc(f + PS__FRAME_HDR, 0, path);
 	ps__frame_seal(f, PS__F_CKPT, (uint16_t)w->host, 0, len);
-	return ps__lk_write_all(w->link, f, PS__FRAME_HDR + len) ? PS_EHOSTDOWN : 0;
+	return link_write(w->link, f, PS__FRAME_HDR + len) ? PS_EHOSTDOWN : 0;
 }
 
 int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len)
@@ -312,7 +445,10 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		on_ckpt(L, f);
 		break;
 	case PS__F_ABORT:
-		/* the bridge lost host f->host: what went there is lost too */
+		/* the bridge lost host f->host: what went there is lost too,
+		 * and nothing more goes there (release: as in data_lost) */
+		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
+			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
 		fail_inflight(L, f->host);
 		/* after its last CLOCK on this link (clock.c CLH3) */
 		if (f->host < L->w->nhosts)
@@ -354,41 +490,179 @@ static void link_broken(struct ps__link *L)
 	ps__clock_host_gone(L->w, -1); /* no other host's clock can reach us now */
 }
 
+/* Types a data connection carries (LK6): requests between nodes and their
+ * answers; everything else stays on the bridge. */
+static bool data_type(unsigned type)
+{
+	switch (type) {
+	case PS__F_PULL:
+	case PS__F_PUSH:
+	case PS__F_RPULL:
+	case PS__F_RPUSH:
+	case PS__F_MOVE:
+	case PS__F_REPLY:
+	case PS__F_REDIRECT:
+	case PS__F_MOVE_REPLY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Link thread: reads what c has and dispatches every whole frame.  0, or
+ * why the connection is over (-ECONNRESET: closed by the peer). */
+static int conn_read(struct ps__link *L, struct ps__conn *c)
+{
+	/* room for the frame being received (its header says how big), at
+	 * least 256 KiB: one allocation for a large frame */
+	size_t want = c->in_len + (256u << 10);
+	if (c->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(c->in + 8))
+		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
+	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0)
+		return -ENOMEM;
+	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ECONNRESET;
+	c->in_len += (size_t)r;
+	size_t at = 0;
+	long n;
+	struct ps__frame f;
+	int rc = 0;
+	L->cur = c;
+	while ((n = ps__frame_parse(c->in + at, c->in_len - at, PS__FRAME_MAX,
+				    c->data ? PS__CRC_DATA : PS__CRC_SKIP, false, &f)) > 0) {
+		/* a data connection speaks for its peer only, and only data */
+		if (c->data && (f.host != c->host || !data_type(f.type))) {
+			n = PS_EFRAME_TYPE;
+			break;
+		}
+		dispatch(L, &f);
+		at += (size_t)n;
+	}
+	if (n < 0) {
+		if (c->data)
+			fprintf(stderr, "psmem: host %d node %d: malformed frame on the data connection to host %d: %s\n",
+				L->w->host, L->w->node, c->host, ps_strerror((int)n));
+		else
+			fprintf(stderr, "psmem: node %d: malformed frame on the bridge link: %s\n", L->w->node,
+				ps_strerror((int)n));
+		rc = (int)n;
+	}
+	memmove(c->in, c->in + at, c->in_len - at);
+	c->in_len -= at;
+	return rc;
+}
+
+/* Link thread: node w->node of host c->host is no longer reachable here:
+ * what went there fails (LK4); after this node's final barrier that is
+ * the normal end of the job and nothing is in flight. */
+static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
+{
+	c->closed = true;
+	pthread_mutex_lock(&c->wlock);
+	/* release: a sender that sees dead registered nothing the sweep below
+	 * misses; one that does not see it was swept */
+	atomic_store_explicit(&c->dead, true, memory_order_release);
+	c->out_at = c->out_len = 0;
+	pthread_mutex_unlock(&c->wlock);
+	shutdown(c->fd, SHUT_RDWR);
+	/* relaxed: our own store, or the caller's before its final barrier */
+	bool framing = why <= PS_EFRAME_TRUNC && why >= PS_EFRAME_BODY; /* conn_read said why */
+	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
+		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
+			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
+	fail_inflight(L, c->host);
+}
+
 static void *link_main(void *arg)
 {
 	struct ps__link *L = arg;
+	const int H = L->w->nhosts;
 	ps__thread_enter(L->w); /* executes requests: a reader of this node */
-	for (;;) {
-		/* room for the frame being received (its header says how big),
-		 * at least 256 KiB: one allocation for a large frame */
-		size_t want = L->in_len + (256u << 10);
-		if (L->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(L->in + 8))
-			want = PS__FRAME_HDR + (size_t)ps__get32(L->in + 8);
-		if (ps__buf_reserve(&L->in, &L->in_cap, want) != 0)
-			break;
-		ssize_t r = recv(L->fd, L->in + L->in_len, L->in_cap - L->in_len, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		L->in_len += (size_t)r;
-		size_t at = 0;
-		long n;
-		struct ps__frame f;
-		while ((n = ps__frame_parse(L->in + at, L->in_len - at, PS__FRAME_MAX, false, false, &f)) > 0) {
-			dispatch(L, &f);
-			at += (size_t)n;
+	struct pollfd *p = calloc((size_t)H + 2, sizeof *p);
+	int *who = calloc((size_t)H + 2, sizeof *who);
+	for (bool up = p && who; up;) {
+		int n = 0;
+		p[n++] = (struct pollfd){.fd = L->link.fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = L->wake_fd, .events = POLLIN};
+		for (int h = 0; h < H; h++) {
+			struct ps__conn *c = &L->data[h];
+			if (c->fd < 0 || c->closed)
+				continue;
+			who[n] = h;
+			p[n++] = (struct pollfd){.fd = c->fd, .events = (short)(POLLIN | (data_pending(c) ? POLLOUT : 0))};
 		}
-		if (n < 0) {
-			fprintf(stderr, "psmem: node %d: malformed frame on the bridge link: %s\n", L->w->node,
-				ps_strerror((int)n));
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
 		}
-		memmove(L->in, L->in + at, L->in_len - at);
-		L->in_len -= at;
+		if (p[1].revents & POLLIN)
+			(void)!read(L->wake_fd, &(uint64_t){0}, sizeof(uint64_t));
+		for (int k = 2; k < n; k++) {
+			struct ps__conn *c = &L->data[who[k]];
+			if (p[k].revents & POLLOUT)
+				data_flush(c);
+			if (p[k].revents & (POLLIN | POLLHUP | POLLERR)) {
+				int rc = conn_read(L, c);
+				if (rc)
+					data_lost(L, c, rc);
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+			up = conn_read(L, &L->link) == 0;
 	}
+	free(p);
+	free(who);
 	link_broken(L);
 	return NULL;
+}
+
+/* PSMEM_DATA_FDS ("HOST:FD,..."): this node's data connections, made by
+ * psrun.  0, or PS_EHOSTDOWN for a list that is not one (named). */
+static int data_fds(struct ps__link *L, const char *e)
+{
+	ps_world *w = L->w;
+	while (e && *e) {
+		char *end;
+		long h = strtol(e, &end, 10), fd = -1;
+		if (end != e && *end == ':')
+			fd = strtol(end + 1, &end, 10);
+		struct stat st;
+		if (fd < 0 || fd > INT_MAX || h < 0 || h >= w->nhosts || h == w->host || (*end && *end != ',') ||
+		    L->data[h].fd >= 0 || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "psmem: node %d: PSMEM_DATA_FDS: bad entry at '%s' (want HOST:FD,... of "
+				"sockets, one per other host)\n", w->node, e);
+			return PS_EHOSTDOWN;
+		}
+		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
+		L->data[h].fd = (int)fd;
+		e = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+static void conn_init(struct ps__conn *c, int fd, int host, bool data)
+{
+	c->fd = fd;
+	c->host = host;
+	c->data = data;
+	atomic_init(&c->dead, false);
+	pthread_mutex_init(&c->wlock, NULL);
+}
+
+static void conn_free(struct ps__conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	free(c->out);
+	pthread_mutex_destroy(&c->wlock);
 }
 
 int ps__link_start(ps_world *w)
@@ -401,12 +675,32 @@ int ps__link_start(ps_world *w)
 		return PS_EHOSTDOWN; /* a multi-host segment without its link */
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	struct ps__link *L = calloc(1, sizeof *L);
-	if (!L)
+	struct ps__conn *data = calloc((size_t)w->nhosts, sizeof *data);
+	int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!L || !data || wake < 0) {
+		free(L);
+		free(data);
+		if (wake >= 0)
+			close(wake);
 		return -ENOMEM;
+	}
 	L->w = w;
-	L->fd = (int)fd;
+	conn_init(&L->link, (int)fd, -1, false);
+	L->data = data;
+	for (int h = 0; h < w->nhosts; h++)
+		conn_init(&data[h], -1, h, true);
+	L->wake_fd = wake;
+	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
+	if (rc) {
+		for (int h = 0; h < w->nhosts; h++)
+			conn_free(&data[h]);
+		pthread_mutex_destroy(&L->link.wlock);
+		close(wake);
+		free(data);
+		free(L);
+		return rc;
+	}
 	L->free_head = UINT32_MAX;
-	pthread_mutex_init(&L->wlock, NULL);
 	pthread_mutex_init(&L->lock, NULL);
 	pthread_mutex_init(&L->bar_lock, NULL);
 	pthread_mutex_init(&L->wb_lock, NULL);
@@ -419,6 +713,10 @@ int ps__link_start(ps_world *w)
 	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
 		w->link = NULL;
 		w->net = NULL;
+		for (int h = 0; h < w->nhosts; h++)
+			conn_free(&data[h]);
+		close(wake);
+		free(data);
 		free(L);
 		return -EAGAIN;
 	}
@@ -432,16 +730,19 @@ void ps__link_stop(ps_world *w)
 		return;
 	/* every node of every host passes this before any leaves, so no
 	 * request can reach a node that is gone */
+	atomic_store_explicit(&L->final, true, memory_order_relaxed);
 	link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
-	shutdown(L->fd, SHUT_RDWR);
+	shutdown(L->link.fd, SHUT_RDWR);
 	pthread_join(L->thread, NULL);
-	close(L->fd);
 	w->link = NULL;
 	w->net = NULL;
+	conn_free(&L->link);
+	for (int h = 0; h < w->nhosts; h++)
+		conn_free(&L->data[h]);
+	free(L->data);
+	close(L->wake_fd);
 	free(L->rpc);
-	free(L->in);
 	free(L->scratch);
-	pthread_mutex_destroy(&L->wlock);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);
