@@ -1,7 +1,10 @@
 /*
  * bridge_link.c - a node's side of the multi-host bridge: its link (a Unix
- * stream socket inherited from psrun, PSMEM_LINK_FD) and the link thread
- * that serves it.
+ * stream socket inherited from psrun, PSMEM_LINK_FD), its data connections
+ * to node w->node of every other host (TCP, made and authenticated by
+ * psrun's rendezvous, PSMEM_DATA_FDS), and the link thread that serves
+ * them all (poll).  Requests between nodes and their answers go on the
+ * data connections; barriers, clocks, checkpoints, ABORT on the link.
  *
  * Keys are range-partitioned over hosts: host h is the home of keys
  * [ceil(h K / H), ceil((h+1) K / H)), placed over its nodes as in a
@@ -41,11 +44,21 @@
  *        writing the values, and the waiter reads them after an acquire
  *        load of 0.
  *   (LK3) One node's requests to a host are executed by one node there, in
- *        order (bridge.c), so a worker's synchronous operations on a key
- *        keep their order across hosts.
+ *        order (one data connection to node w->node there, or without one
+ *        the bridge's n mod N), so a worker's synchronous operations on a
+ *        key keep their order across hosts.
  *   (LK4) When the link breaks (psrun gone), every request in flight and
  *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
  *        loses a peer host, the requests that went there do: nothing hangs.
+ *   (LK6) No thread ever blocks writing to a data connection: what the
+ *        socket does not take is queued (under the connection's wlock, in
+ *        order) and sent by the link thread when it is writable.  Two link
+ *        threads blocked writing to each other would read nothing.  Frames
+ *        there carry no CRC (PS__FRAME_NOCRC; TCP checksums them); a data
+ *        connection carries only data types and only its peer's frames,
+ *        else it is closed as malformed.  Nothing relies on order between
+ *        a data frame and a link frame (docs/DESIGN.md, "Data
+ *        connections").
  *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
