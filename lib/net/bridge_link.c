@@ -59,6 +59,12 @@
  *        else it is closed as malformed.  Nothing relies on order between
  *        a data frame and a link frame (docs/DESIGN.md, "Data
  *        connections").
+ *   (LK7) A large REPLY to a pull whose rows are contiguous is received
+ *        straight into them by the link thread (direct_start): its slot
+ *        cannot be claimed meanwhile except by this thread's failure
+ *        sweep, which turns the direct receive into a discard before it
+ *        completes the group, so no byte lands in rows after their
+ *        caller was released.
  *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
@@ -71,6 +77,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -112,13 +119,29 @@ static int link_write(struct ps__link *L, const uint8_t *p, size_t n)
 	return rc;
 }
 
-/* Sends what the socket takes now, from p[0..n); returns the bytes sent,
- * or -1 when the connection failed.  c->wlock held. */
-static ssize_t data_push(struct ps__conn *c, const uint8_t *p, size_t n)
+/* Sends what the socket takes now of the parts p[k][0..n[k]) (k < np),
+ * from byte skip of their concatenation; returns the bytes sent (skip
+ * included), or -1 when the connection failed.  c->wlock held.  Header and
+ * body go out in one sendmsg: with TCP_NODELAY, a header sent alone would
+ * be a segment (and a wakeup of the reader) of its own. */
+static ssize_t data_push(struct ps__conn *c, const uint8_t *const p[], const size_t n[], int np, size_t skip)
 {
-	size_t done = 0;
-	while (done < n) {
-		ssize_t r = send(c->fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+	size_t total = 0;
+	for (int k = 0; k < np; k++)
+		total += n[k];
+	size_t done = skip;
+	while (done < total) {
+		struct iovec iov[2];
+		int ni = 0;
+		size_t at = 0;
+		for (int k = 0; k < np; k++) {
+			if (done < at + n[k])
+				iov[ni++] = (struct iovec){.iov_base = (void *)(p[k] + (done > at ? done - at : 0)),
+							   .iov_len = n[k] - (done > at ? done - at : 0)};
+			at += n[k];
+		}
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)ni};
+		ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r > 0)
 			done += (size_t)r;
 		else if (r < 0 && errno == EINTR)
@@ -151,34 +174,36 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 {
 	int rc = 0;
 	bool wake = false;
+	const uint8_t *part[2] = {hdr, body};
+	const size_t plen[2] = {PS__FRAME_HDR, len};
 	pthread_mutex_lock(&c->wlock);
 	/* acquire: as in ps__lk_send */
 	if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
 		rc = PS_EHOSTDOWN;
 	} else {
-		const uint8_t *part[2] = {hdr, body};
-		const size_t plen[2] = {PS__FRAME_HDR, len};
-		for (int k = 0; k < 2 && rc == 0; k++) {
-			size_t done = 0;
-			if (c->out_len == c->out_at) { /* nothing queued: straight out */
-				ssize_t r = data_push(c, part[k], plen[k]);
-				if (r < 0) {
-					data_break(c);
-					rc = PS_EHOSTDOWN;
-					break;
-				}
-				done = (size_t)r;
+		size_t done = 0;
+		if (c->out_len == c->out_at) { /* nothing queued: straight out */
+			ssize_t r = data_push(c, part, plen, 2, 0);
+			if (r < 0) {
+				data_break(c);
+				rc = PS_EHOSTDOWN;
 			}
-			if (done < plen[k]) {
-				if (c->out_at == c->out_len)
-					c->out_at = c->out_len = 0;
-				if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + plen[k] - done) != 0) {
-					data_break(c); /* half a frame is on the wire */
-					rc = PS_EHOSTDOWN;
-					break;
+			done = r < 0 ? 0 : (size_t)r;
+		}
+		if (rc == 0 && done < PS__FRAME_HDR + len) {
+			if (c->out_at == c->out_len)
+				c->out_at = c->out_len = 0;
+			if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + PS__FRAME_HDR + len - done) != 0) {
+				data_break(c); /* part of a frame may be on the wire */
+				rc = PS_EHOSTDOWN;
+			} else {
+				for (int k = 0, at = 0; k < 2; at += (int)plen[k], k++) {
+					size_t from = done > (size_t)at ? done - (size_t)at : 0;
+					if (from < plen[k]) {
+						memcpy(c->out + c->out_len, part[k] + from, plen[k] - from);
+						c->out_len += plen[k] - from;
+					}
 				}
-				memcpy(c->out + c->out_len, part[k] + done, plen[k] - done);
-				c->out_len += plen[k] - done;
 				wake = true;
 			}
 		}
@@ -194,7 +219,9 @@ static void data_flush(struct ps__conn *c)
 {
 	pthread_mutex_lock(&c->wlock);
 	if (c->out_at < c->out_len) {
-		ssize_t r = data_push(c, c->out + c->out_at, c->out_len - c->out_at);
+		const uint8_t *part[1] = {c->out + c->out_at};
+		const size_t plen[1] = {c->out_len - c->out_at};
+		ssize_t r = data_push(c, part, plen, 1, 0);
 		if (r < 0)
 			data_break(c);
 		else
@@ -486,8 +513,14 @@ static void fail_inflight(struct ps__link *L, int host)
 		pthread_mutex_unlock(&L->lock);
 		if (slot >= L->cap)
 			return;
-		if (ps__lk_rpc_claim(L, req, &r))
+		if (ps__lk_rpc_claim(L, req, &r)) {
+			/* its rows may be freed once it is done: a direct REPLY
+			 * to it goes on, discarded (LK7) */
+			for (int h = 0; h < L->w->nhosts; h++)
+				if (L->data[h].direct_left && L->data[h].direct_req == req)
+					L->data[h].dst = NULL;
 			ps__lk_group_done(r.g, PS_EHOSTDOWN);
+		}
 		from = slot + 1;
 	}
 }
@@ -522,10 +555,84 @@ static bool data_type(unsigned type)
 	}
 }
 
+/* Replies at least this large are received straight into the caller's
+ * rows when those are contiguous (one copy less, LK7). */
+#define DIRECT_MIN (64u << 10)
+
+/*
+ * Link thread: the frame buffered at p[0..n) is the start of a large
+ * REPLY on a data connection, without checksum, status 0, answering a
+ * pull of ours whose rows are contiguous: its buffered values are copied
+ * to the rows and the rest will be received there (c->dst).  Returns the
+ * bytes consumed, or 0 to leave the frame to the ordinary path.
+ */
+static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t *p, size_t n)
+{
+	if (n < PS__FRAME_HDR + PS__REPLY_HDR || p[5] != (PS__F_REPLY | PS__FRAME_NOCRC) ||
+	    ps__frame_parse(p, PS__FRAME_HDR, PS__FRAME_MAX, PS__CRC_DATA, false, &(struct ps__frame){0}) < 0)
+		return 0;
+	uint32_t len = ps__get32(p + 8), nvals = ps__get32(p + PS__FRAME_HDR + 4);
+	uint64_t req = ps__get64(p + 16);
+	if (len < DIRECT_MIN || ps__get32(p + PS__FRAME_HDR) != 0 || (uint64_t)len != PS__REPLY_HDR + 4ULL * nvals ||
+	    ps__get16(p + 6) != c->host || n >= PS__FRAME_HDR + (size_t)len)
+		return 0;
+	uint32_t slot = (uint32_t)req, seq = (uint32_t)(req >> 32) & 0xffffff;
+	uint8_t *dst = NULL;
+	pthread_mutex_lock(&L->lock);
+	const struct rpc *r = slot < L->cap ? &L->rpc[slot] : NULL;
+	if (r && r->busy && r->seq == seq && r->out && !r->raw && r->host == c->host &&
+	    (uint64_t)nvals == (uint64_t)r->n * r->value_len) {
+		bool run = true;
+		for (uint32_t i = 1; i < r->n && run; i++)
+			run = r->pos[i] == r->pos[0] + i;
+		if (run)
+			dst = (uint8_t *)(r->out + (size_t)r->pos[0] * r->value_len);
+	}
+	pthread_mutex_unlock(&L->lock);
+	if (!dst)
+		return 0;
+	/* the slot stays ours until this link thread claims it: only the link
+	 * thread claims a request that was sent (the failure sweeps included,
+	 * which turn c->dst off: fail_inflight) */
+	size_t have = n - PS__FRAME_HDR - PS__REPLY_HDR;
+	memcpy(dst, p + PS__FRAME_HDR + PS__REPLY_HDR, have);
+	c->dst = dst + have;
+	c->direct_left = 4 * (size_t)nvals - have;
+	c->direct_req = req;
+	return n;
+}
+
+/* Link thread: more of a direct REPLY (direct_start).  0 or why the
+ * connection is over. */
+static int direct_read(struct ps__link *L, struct ps__conn *c)
+{
+	uint8_t *to = c->dst ? c->dst : c->in; /* discarding: into in */
+	size_t want = c->dst ? c->direct_left : (c->direct_left < c->in_cap ? c->direct_left : c->in_cap);
+	ssize_t r = recv(c->fd, to, want, MSG_DONTWAIT);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ECONNRESET;
+	c->direct_left -= (size_t)r;
+	if (c->dst)
+		c->dst += r;
+	if (c->direct_left == 0) {
+		struct rpc mine;
+		if (c->dst && ps__lk_rpc_claim(L, c->direct_req, &mine))
+			ps__lk_group_done(mine.g, 0); /* release: the rows (LK2) */
+		c->dst = NULL;
+	}
+	return 0;
+}
+
 /* Link thread: reads what c has and dispatches every whole frame.  0, or
  * why the connection is over (-ECONNRESET: closed by the peer). */
 static int conn_read(struct ps__link *L, struct ps__conn *c)
 {
+	if (c->direct_left)
+		return direct_read(L, c);
 	/* room for the frame being received (its header says how big), at
 	 * least 256 KiB: one allocation for a large frame */
 	size_t want = c->in_len + (256u << 10);
@@ -556,6 +663,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 		dispatch(L, &f);
 		at += (size_t)n;
 	}
+	if (n == 0 && c->data && at < c->in_len)
+		at += direct_start(L, c, c->in + at, c->in_len - at);
 	if (n < 0) {
 		if (c->data)
 			fprintf(stderr, "psmem: host %d node %d: malformed frame on the data connection to host %d: %s\n",

@@ -73,6 +73,12 @@ struct ps__conn {
 	/* link thread only: bytes received, not parsed yet */
 	uint8_t *in;
 	size_t in_len, in_cap;
+	/* link thread only: a large REPLY whose values are received straight
+	 * into its caller's rows (contiguous), direct_left bytes to go; dst
+	 * NULL: its request was failed meanwhile, the rest is discarded */
+	uint8_t *dst;
+	size_t direct_left;
+	uint64_t direct_req;
 };
 
 struct ps__link {
