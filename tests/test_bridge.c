@@ -315,6 +315,48 @@ static int asker_main(void)
 	_exit(0);
 }
 
+/* ------------------------------------------------------------ node: puller */
+
+/* Host 0 pulls a key of host 1 over and over (its data connection) until
+ * a pull fails, and prints how; host 1 serves until SIGTERM.  SIGTERM is
+ * blocked so that psrun's stopping of the nodes does not hide the pull's
+ * own result. */
+static int puller_main(void)
+{
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, NULL); /* the library's threads inherit it */
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, WATCH_KEYS, 100);
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		return 1;
+	if (ps_host_id(w) == 1) {
+		printf("puller: serving\n");
+		fflush(stdout);
+		int sig;
+		sigwait(&term, &sig);
+		_exit(0);
+	}
+	ps_key k = WATCH_KEYS - 1;
+	float v[100];
+	long ok = 0;
+	int rc;
+	while ((rc = ps_pull_sync(t, &k, 1, v)) == 0)
+		if (++ok == 100) {
+			printf("puller: pulling\n");
+			fflush(stdout);
+		}
+	printf("puller: pull failed after %ld pulls: %s\n", ok, ps_strerror(rc));
+	fflush(stdout);
+	_exit(0);
+}
+
 /* ------------------------------------------------------------ node: fds */
 
 /* Prints the sockets this node holds and checks PSMEM_DATA_FDS: node i
@@ -866,6 +908,54 @@ static void test_each_node_holds_only_its_own_data_connections(void **state)
 	mh_assert_clean(&segs);
 }
 
+/*
+ * Host 1's psrun is killed while host 0's node pulls from it without
+ * pause over its data connection: the pull in flight (or the next one)
+ * returns PS_EHOSTDOWN - from the bridge's ABORT (which also marks the
+ * data connection to host 1 dead) or from the data connection's own end
+ * when host 1's node goes, whichever comes first - and host 0 stops
+ * within 2 s.  A pull that nobody failed would hang until psrun killed
+ * the node, and the line would be missing.
+ */
+static void test_host_killed_mid_pull_fails_the_pull_within_2s(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "puller", NULL};
+	struct mh_proc h[2];
+	start_host(&h[0], "puller0", 1, 2, 0, port, prog, NULL, NULL, NULL);
+	start_host(&h[1], "puller1", 1, 2, 1, port, prog, NULL, NULL, NULL);
+	bool pulling = false;
+	for (int i = 0; i < 600 && !pulling; i++) {
+		pulling = strstr(mh_slurp(h[0].out), "puller: pulling") != NULL;
+		if (!pulling)
+			usleep(100 * 1000);
+	}
+	if (!pulling) {
+		for (int r = 0; r < 2; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		}
+		fail_msg("host 0 did not start pulling within 60 s");
+	}
+	double t_sig = mh_now();
+	kill(h[1].pid, SIGKILL);
+	mh_finish(&h[0], 30);
+	mh_finish(&h[1], 10);
+	const char *out = mh_slurp(h[0].out);
+	printf("host 0 stopped %.3f s after host 1 was killed\n", h[0].t_end - t_sig);
+	if (!strstr(out, "puller: pull failed after") || !strstr(out, ps_strerror(PS_EHOSTDOWN)))
+		mh_show(&h[0], "host 0");
+	assert_contains(out, "puller: pull failed after");
+	assert_contains(out, ps_strerror(PS_EHOSTDOWN));
+	assert_int_not_equal(h[0].status, 0); /* a peer died */
+	assert_true(h[0].t_end - t_sig < 2.0);
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
 /* ------------------------------------------------------------ rendezvous by hand */
 
 struct rdv_thread {
@@ -1169,6 +1259,8 @@ int main(int argc, char **argv)
 		return asker_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "fds") == 0)
 		return fds_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "puller") == 0)
+		return puller_main();
 	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
@@ -1185,6 +1277,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stranger_with_wrong_token_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_request_to_a_host_that_leaves_fails_instead_of_hanging),
 		cmocka_unit_test(test_each_node_holds_only_its_own_data_connections),
+		cmocka_unit_test(test_host_killed_mid_pull_fails_the_pull_within_2s),
 		cmocka_unit_test(test_data_connection_with_wrong_token_or_chan_is_refused),
 		cmocka_unit_test(test_killed_peer_host_stops_the_others_within_2s),
 		cmocka_unit_test(test_silent_peer_host_is_presumed_dead),
