@@ -716,7 +716,7 @@ static size_t make_push(uint8_t *f, float add)
 	return PS__FRAME_HDR + len;
 }
 
-enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
+enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_NOCRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
 
 static const struct {
 	const char *name, *reason;
@@ -726,6 +726,8 @@ static const struct {
 	[BAD_TYPE] = {"type", "unknown frame type"},
 	[BAD_SIZE] = {"size", "frame over the size limit"},
 	[BAD_CRC] = {"crc", "frame checksum mismatch"},
+	/* a data connection's frame without checksum, on a bridge connection */
+	[BAD_NOCRC] = {"nocrc", "frame checksum mismatch"},
 	[BAD_TRUNC] = {"trunc", "frame truncated"},
 	[BAD_BODY] = {"body", "frame payload malformed for its type"},
 	[BAD_ROUTE] = {"route", "claims to come from host 0"},
@@ -742,6 +744,7 @@ static void send_bad(int fd, enum bad_kind k)
 	case BAD_TYPE: f[5] = 99; break;
 	case BAD_SIZE: ps__put32(f + 8, PS__FRAME_MAX + 1); n = PS__FRAME_HDR; break;
 	case BAD_CRC: f[n - 1] ^= 0x40; break; /* the update's last byte */
+	case BAD_NOCRC: ps__frame_hdr_nocrc(f, PS__F_PUSH, 1, 7, (uint32_t)(n - PS__FRAME_HDR)); break;
 	case BAD_TRUNC: n = PS__FRAME_HDR + 10; break;
 	case BAD_BODY:
 		/* a count of 2 keys in a body of 1, correctly sealed */
