@@ -203,7 +203,8 @@ int main(int argc, char **argv)
 	}
 	if (ps_host_id(w) == 0)
 		printf("# data frames of the calls: %.0f bytes host 0 -> 1, %.0f bytes 1 -> 0 "
-		       "(psrun's counters add barriers, heartbeats, goodbyes)\n", sent_out, sent_back);
+		       "(on the nodes' data connections; psrun's counters hold barriers, heartbeats, "
+		       "goodbyes)\n", sent_out, sent_back);
 	int frc = ps_finalize(w);
 	return rc ? rc : (frc ? fail("finalize", frc) : 0);
 }

@@ -6,8 +6,10 @@
 # the kernel), a fresh job token in a private temporary directory.  Prints
 # one CSV whose numeric columns are the per-row medians over the runs, then
 # as comments each run's check line (bytes the calls put on the wire) and
-# psrun -v's bridge counters of both hosts, which it must match up to
-# barriers, heartbeats and goodbyes.
+# psrun -v's bridge counters of both hosts.  The calls' frames travel on
+# the nodes' data connections, not through psrun: its counters hold only
+# barriers, heartbeats and goodbyes (and data frames only where a node has
+# no data connection).
 set -euo pipefail
 BUILD=${BUILD:-build}
 runs=3

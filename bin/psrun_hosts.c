@@ -6,8 +6,10 @@
  *   - The job token is read from a private file or PSMEM_TOKEN, is never
  *     printed, and PSMEM_TOKEN is removed from the environment before any
  *     node starts: only psrun holds it.
- *   - Every socket is close-on-exec except the node's own end of its link,
- *     which is kept open across exec for that node only.
+ *   - Every socket is close-on-exec except the node's own end of its link
+ *     and its own data connections (one per other host, made by the
+ *     rendezvous), which are kept open across exec for that node only,
+ *     in its child; psrun closes its copies once the node is forked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,7 @@ struct hosts {
 	struct ps__bridge *bridge;
 	int nodes;
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
+	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
 	bool verbose;
 	pthread_t thread;
 	bool running;
@@ -268,6 +271,9 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		return 0;
 	int mine[PS__MAX_NODES];
 	h->nodes = nodes;
+	/* node i's data connections: handed over at its fork */
+	h->data_fd = h->rdv->data_fd;
+	h->rdv->data_fd = NULL;
 	for (int i = 0; i < nodes; i++) {
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -320,6 +326,24 @@ void hosts_node_env(const struct hosts *h, int node)
 		fprintf(stderr, "psrun: node %d: cannot pass the bridge link: %s\n", node, strerror(errno));
 		_exit(127);
 	}
+	/* and its data connections, "HOST:FD,..." (none left, e.g. a node
+	 * started again: the node sends everything through the bridge) */
+	char list[PS__MAX_HOSTS * 16] = "";
+	size_t at = 0;
+	for (int k = 0; h->data_fd && k < h->launch.hosts; k++) {
+		int d = h->data_fd[k * h->nodes + node];
+		if (d < 0)
+			continue;
+		if (fcntl(d, F_SETFD, 0) != 0) {
+			fprintf(stderr, "psrun: node %d: cannot pass its data connections: %s\n", node, strerror(errno));
+			_exit(127);
+		}
+		at += (size_t)snprintf(list + at, sizeof list - at, "%s%d:%d", at ? "," : "", k, d);
+	}
+	if (at ? setenv("PSMEM_DATA_FDS", list, 1) != 0 : unsetenv("PSMEM_DATA_FDS") != 0) {
+		fprintf(stderr, "psrun: node %d: cannot pass its data connections: %s\n", node, strerror(errno));
+		_exit(127);
+	}
 }
 
 void hosts_node_started(struct hosts *h, int node)
@@ -327,6 +351,12 @@ void hosts_node_started(struct hosts *h, int node)
 	if (h && h->node_fd[node] >= 0) {
 		close(h->node_fd[node]);
 		h->node_fd[node] = -1;
+	}
+	for (int k = 0; h && h->data_fd && k < h->launch.hosts; k++) {
+		int *d = &h->data_fd[k * h->nodes + node];
+		if (*d >= 0)
+			close(*d);
+		*d = -1;
 	}
 }
 
@@ -407,6 +437,10 @@ void hosts_free(struct hosts *h)
 	for (int i = 0; i < PS__MAX_NODES; i++)
 		if (h->node_fd[i] >= 0)
 			close(h->node_fd[i]);
+	for (int i = 0; h->data_fd && i < h->launch.hosts * h->nodes; i++)
+		if (h->data_fd[i] >= 0)
+			close(h->data_fd[i]);
+	free(h->data_fd);
 	if (h->rdv) {
 		ps__rdv_close(h->rdv);
 		sodium_memzero(&h->rdv->token, sizeof h->rdv->token);

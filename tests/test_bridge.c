@@ -315,6 +315,78 @@ static int asker_main(void)
 	_exit(0);
 }
 
+/* ------------------------------------------------------------ node: puller */
+
+/* Host 0 pulls a key of host 1 over and over (its data connection) until
+ * a pull fails, and prints how; host 1 serves until SIGTERM.  SIGTERM is
+ * blocked so that psrun's stopping of the nodes does not hide the pull's
+ * own result. */
+static int puller_main(void)
+{
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, NULL); /* the library's threads inherit it */
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, WATCH_KEYS, 100);
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		return 1;
+	if (ps_host_id(w) == 1) {
+		printf("puller: serving\n");
+		fflush(stdout);
+		int sig;
+		sigwait(&term, &sig);
+		_exit(0);
+	}
+	ps_key k = WATCH_KEYS - 1;
+	float v[100];
+	long ok = 0;
+	int rc;
+	while ((rc = ps_pull_sync(t, &k, 1, v)) == 0)
+		if (++ok == 100) {
+			printf("puller: pulling\n");
+			fflush(stdout);
+		}
+	printf("puller: pull failed after %ld pulls: %s\n", ok, ps_strerror(rc));
+	fflush(stdout);
+	_exit(0);
+}
+
+/* ------------------------------------------------------------ node: fds */
+
+/* Prints the sockets this node holds and checks PSMEM_DATA_FDS: node i
+ * must hold its link and its own data connection to every other host,
+ * nothing of another node's. */
+static int fds_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int sockets = 0, listed = 0;
+	char path[64], target[128];
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		if (n > 0) {
+			target[n] = 0;
+			sockets += strncmp(target, "socket:", 7) == 0;
+		}
+	}
+	const char *e = getenv("PSMEM_DATA_FDS");
+	for (const char *p = e; p && *p; p++)
+		listed += *p == ':';
+	printf("fds: host %d node %d: %d sockets, %d data connections listed\n", ps_host_id(w), ps_node_id(w), sockets,
+	       listed);
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ tests: storm */
 
 static void storm_hosts(int hosts, const char *const args[])
@@ -569,7 +641,9 @@ static void test_host_that_does_not_join_fails_the_job_named(void **state)
 
 /* Joins a 2-host job as host 1 (the rendezvous as a real host does it);
  * returns the authenticated connection to host 0, or -1 with the reason. */
-static int fake_join(unsigned port, const char *token_file, char *err, size_t errlen)
+/* Joins host 0 as host 1 of 2 (one node): returns the bridge connection
+ * and, if data_fd, node 0's data connection (else it is closed). */
+static int fake_join_data(unsigned port, const char *token_file, char *err, size_t errlen, int *data_fd)
 {
 	struct ps__rdv *r = calloc(1, sizeof *r);
 	assert_non_null(r);
@@ -589,9 +663,22 @@ static int fake_join(unsigned port, const char *token_file, char *err, size_t er
 	r->cancel_fd = -1;
 	int rc = ps__rendezvous(r);
 	int fd = rc == 0 ? r->fd[0] : -1;
+	if (rc == 0) {
+		r->fd[0] = -1;
+		if (data_fd) {
+			*data_fd = r->data_fd[0];
+			r->data_fd[0] = -1;
+		}
+	}
 	snprintf(err, errlen, "%s", r->err);
+	ps__rdv_close(r);
 	free(r);
 	return fd;
+}
+
+static int fake_join(unsigned port, const char *token_file, char *err, size_t errlen)
+{
+	return fake_join_data(port, token_file, err, errlen, NULL);
 }
 
 static uint8_t fbuf[1 << 16];
@@ -629,7 +716,7 @@ static size_t make_push(uint8_t *f, float add)
 	return PS__FRAME_HDR + len;
 }
 
-enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
+enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_NOCRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
 
 static const struct {
 	const char *name, *reason;
@@ -639,6 +726,8 @@ static const struct {
 	[BAD_TYPE] = {"type", "unknown frame type"},
 	[BAD_SIZE] = {"size", "frame over the size limit"},
 	[BAD_CRC] = {"crc", "frame checksum mismatch"},
+	/* a data connection's frame without checksum, on a bridge connection */
+	[BAD_NOCRC] = {"nocrc", "frame checksum mismatch"},
 	[BAD_TRUNC] = {"trunc", "frame truncated"},
 	[BAD_BODY] = {"body", "frame payload malformed for its type"},
 	[BAD_ROUTE] = {"route", "claims to come from host 0"},
@@ -655,6 +744,7 @@ static void send_bad(int fd, enum bad_kind k)
 	case BAD_TYPE: f[5] = 99; break;
 	case BAD_SIZE: ps__put32(f + 8, PS__FRAME_MAX + 1); n = PS__FRAME_HDR; break;
 	case BAD_CRC: f[n - 1] ^= 0x40; break; /* the update's last byte */
+	case BAD_NOCRC: ps__frame_hdr_nocrc(f, PS__F_PUSH, 1, 7, (uint32_t)(n - PS__FRAME_HDR)); break;
 	case BAD_TRUNC: n = PS__FRAME_HDR + 10; break;
 	case BAD_BODY:
 		/* a count of 2 keys in a body of 1, correctly sealed */
@@ -759,11 +849,20 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 	struct mh_proc h0;
 	start_host(&h0, "asker", 1, 2, 0, port, prog, "10", NULL, NULL);
 	char err[1024];
-	int fd = fake_join(port, mh_token_path, err, sizeof err);
+	int dfd = -1;
+	int fd = fake_join_data(port, mh_token_path, err, sizeof err, &dfd);
 	if (fd < 0)
 		fail_msg("cannot join host 0: %s", err);
 	struct ps__frame rf;
-	assert_true(fake_recv(fd, PS__F_PULL, &rf) > 0); /* answered the barrier on the way */
+	/* the table's barrier on the bridge, then the PULL on node 0's data
+	 * connection (no checksum: it is flagged so) */
+	assert_true(fake_recv(fd, PS__F_BARRIER, &rf) > 0);
+	long n = ps__net_recv_frame_mode(dfd, fbuf, sizeof fbuf, PS__FRAME_MAX, PS__CRC_DATA,
+					 ps__now_ns() + 10000000000ULL, -1, &rf);
+	assert_true(n > 0);
+	assert_int_equal(rf.type, PS__F_PULL);
+	assert_true(fbuf[5] & PS__FRAME_NOCRC);
+	assert_int_equal(rf.host, 0);
 	uint8_t bye[PS__FRAME_HDR + 4] = {0};
 	assert_int_equal(ps__net_send_frame(fd, bye, PS__F_BYE, 1, 0, 4, ps__now_ns() + 1000000000ULL), 0);
 	shutdown(fd, SHUT_WR);
@@ -776,12 +875,221 @@ static void test_request_to_a_host_that_leaves_fails_instead_of_hanging(void **s
 		;
 	assert_true(r > 0);
 	close(fd);
+	close(dfd);
 	mh_finish(&h0, 10);
 	if (h0.status != 0)
 		mh_show(&h0, "host 0");
 	assert_int_equal(h0.status, 0);
 	assert_contains(mh_slurp(h0.out), "asker: pull of a key of host 1: a peer host failed or left the job");
 	mh_assert_clean(&segs);
+}
+
+/* 3 hosts x 3 nodes: every node holds exactly its link and one data
+ * connection per other host (2): psrun passes node i only its own, and
+ * closes its copies (a node that inherited another's would hold more). */
+static void test_each_node_holds_only_its_own_data_connections(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[] = {mh_self, "--node", "fds", NULL};
+	struct mh_proc p[3];
+	mh_run_hosts(3, 3, prog, p, 60);
+	for (int r = 0; r < 3; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], "fds");
+		assert_int_equal(p[r].status, 0);
+		const char *out = mh_slurp(p[r].out);
+		for (int i = 0; i < 3; i++) {
+			char want[96];
+			snprintf(want, sizeof want, "fds: host %d node %d: 3 sockets, 2 data connections listed", r, i);
+			if (!strstr(out, want))
+				mh_show(&p[r], "fds");
+			assert_contains(out, want);
+		}
+	}
+	mh_assert_clean(&segs);
+}
+
+/*
+ * Host 1's psrun is killed while host 0's node pulls from it without
+ * pause over its data connection: the pull in flight (or the next one)
+ * returns PS_EHOSTDOWN - from the bridge's ABORT (which also marks the
+ * data connection to host 1 dead) or from the data connection's own end
+ * when host 1's node goes, whichever comes first - and host 0 stops
+ * within 2 s.  A pull that nobody failed would hang until psrun killed
+ * the node, and the line would be missing.
+ */
+static void test_host_killed_mid_pull_fails_the_pull_within_2s(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "puller", NULL};
+	struct mh_proc h[2];
+	start_host(&h[0], "puller0", 1, 2, 0, port, prog, NULL, NULL, NULL);
+	start_host(&h[1], "puller1", 1, 2, 1, port, prog, NULL, NULL, NULL);
+	bool pulling = false;
+	for (int i = 0; i < 600 && !pulling; i++) {
+		pulling = strstr(mh_slurp(h[0].out), "puller: pulling") != NULL;
+		if (!pulling)
+			usleep(100 * 1000);
+	}
+	if (!pulling) {
+		for (int r = 0; r < 2; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		}
+		fail_msg("host 0 did not start pulling within 60 s");
+	}
+	double t_sig = mh_now();
+	kill(h[1].pid, SIGKILL);
+	mh_finish(&h[0], 30);
+	mh_finish(&h[1], 10);
+	const char *out = mh_slurp(h[0].out);
+	printf("host 0 stopped %.3f s after host 1 was killed\n", h[0].t_end - t_sig);
+	if (!strstr(out, "puller: pull failed after") || !strstr(out, ps_strerror(PS_EHOSTDOWN)))
+		mh_show(&h[0], "host 0");
+	assert_contains(out, "puller: pull failed after");
+	assert_contains(out, ps_strerror(PS_EHOSTDOWN));
+	assert_int_not_equal(h[0].status, 0); /* a peer died */
+	assert_true(h[0].t_end - t_sig < 2.0);
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* ------------------------------------------------------------ rendezvous by hand */
+
+struct rdv_thread {
+	struct ps__rdv *r;
+	int rc;
+};
+
+static void *rdv_run(void *arg)
+{
+	struct rdv_thread *t = arg;
+	t->rc = ps__rendezvous(t->r);
+	return NULL;
+}
+
+/* Connects to 127.0.0.1:port and runs the connector's side of the
+ * handshake as host 1 of 2 with token tok for chan; returns the fd and
+ * the type of the last frame (AUTH: accepted; REFUSE: refused, its code
+ * in *code), or -1. */
+static int hand_connect(unsigned port, const struct ps__token *tok, uint32_t chan, unsigned *type, int *code)
+{
+	char msg[128];
+	uint64_t dl = ps__now_ns() + 5000000000ULL;
+	int fd = ps__net_connect("127.0.0.1", (uint16_t)port, dl, -1, msg, sizeof msg);
+	if (fd < 0)
+		return -1;
+	uint8_t f[PS__FRAME_HDR + 512];
+	struct ps__hello h = {.rank = 1, .hosts = 2, .chan = chan}, peer;
+	ps__auth_nonce(h.nonce);
+	ps__hello_enc(f + PS__FRAME_HDR, &h);
+	struct ps__frame rf;
+	if (ps__net_send_frame(fd, f, PS__F_HELLO, 1, 0, PS__HELLO_SIZE, dl) != 0 ||
+	    ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX_AUTH, dl, -1, &rf) <= 0 || rf.type != PS__F_HELLO ||
+	    ps__hello_dec(rf.body, rf.len, &peer) != 0 || peer.chan != chan)
+		return close(fd), -1;
+	ps__auth_mac(tok, 'C', peer.nonce, h.nonce, 1, 0, f + PS__FRAME_HDR);
+	if (ps__net_send_frame(fd, f, PS__F_AUTH, 1, 0, PS__MAC_BYTES, dl) != 0 ||
+	    ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX_AUTH, dl, -1, &rf) <= 0)
+		return close(fd), -1;
+	*type = rf.type;
+	struct ps__note n;
+	*code = rf.type == PS__F_REFUSE && ps__note_dec(rf.body, rf.len, &n) == 0 ? n.code : 0;
+	return fd;
+}
+
+/*
+ * Host 0's rendezvous (this process, one node) with this test as host 1,
+ * by hand: after the join, a data connection made with another token is
+ * refused (REFUSE PS_EAUTH, logged "wrong job token"), one for a node that
+ * does not exist (chan 2 with -n 1) is refused as not expected, and the
+ * rendezvous still completes with the real one: host 0 holds node 0's
+ * data connection to host 1 and nothing else.
+ */
+static void test_data_connection_with_wrong_token_or_chan_is_refused(void **state)
+{
+	(void)state;
+	unsigned port = mh_free_port();
+	struct ps__token tok, other;
+	assert_int_equal(ps__token_generate(&tok), 0);
+	assert_int_equal(ps__token_generate(&other), 0);
+	struct ps__rdv *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	r->rank = 0;
+	r->hosts = 2;
+	snprintf(r->coord_host, sizeof r->coord_host, "127.0.0.1");
+	r->coord_port = (uint16_t)port;
+	r->token = tok;
+	r->me = (struct ps__layout){.abi = PS__ABI, .nodes = 1, .threads = 1};
+	snprintf(r->me.name, sizeof r->me.name, "hand");
+	r->timeout_ns = 10ULL * 1000000000ULL;
+	r->cancel_fd = -1;
+	char *logbuf = NULL;
+	size_t loglen = 0;
+	r->log = open_memstream(&logbuf, &loglen);
+	struct rdv_thread t = {.r = r};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, rdv_run, &t), 0);
+	/* join: handshake, the same layout (abi, hashes, shape), host list */
+	unsigned type;
+	int code;
+	int fd = hand_connect(port, &tok, PS__CHAN_BRIDGE, &type, &code);
+	assert_true(fd >= 0);
+	assert_int_equal(type, PS__F_AUTH);
+	uint8_t f[PS__FRAME_HDR + PS__LAYOUT_MAX];
+	struct ps__layout me = {.abi = PS__ABI, .rank = 1, .hosts = 2, .nodes = 1, .threads = 1, .port = 1};
+	snprintf(me.addr, sizeof me.addr, "127.0.0.1");
+	snprintf(me.name, sizeof me.name, "host1");
+	uint32_t len = ps__layout_enc(f + PS__FRAME_HDR, &me);
+	uint64_t dl = ps__now_ns() + 5000000000ULL;
+	assert_int_equal(ps__net_send_frame(fd, f, PS__F_LAYOUT, 1, 0, len, dl), 0);
+	struct ps__frame rf;
+	assert_true(ps__net_recv_frame(fd, fbuf, sizeof fbuf, PS__FRAME_MAX, dl, -1, &rf) > 0);
+	assert_int_equal(rf.type, PS__F_PEERS);
+	/* a data connection with another job's token */
+	int bad = hand_connect(port, &other, 1, &type, &code);
+	assert_true(bad >= 0);
+	assert_int_equal(type, PS__F_REFUSE);
+	assert_int_equal(code, PS_EAUTH);
+	close(bad);
+	/* the right token, a node that does not exist */
+	bad = hand_connect(port, &tok, 2, &type, &code);
+	if (bad >= 0) { /* refused after the handshake: closed without a word */
+		assert_int_equal(type, PS__F_AUTH);
+		assert_true(ps__net_recv_frame(bad, fbuf, sizeof fbuf, PS__FRAME_MAX, dl, -1, &rf) < 0);
+		close(bad);
+	}
+	/* the real one */
+	int data = hand_connect(port, &tok, 1, &type, &code);
+	assert_true(data >= 0);
+	assert_int_equal(type, PS__F_AUTH);
+	pthread_join(th, NULL);
+	fclose(r->log);
+	if (t.rc)
+		fail_msg("rendezvous: %s", r->err);
+	assert_true(r->fd[1] >= 0);
+	assert_int_equal(r->nodes, 1);
+	assert_true(r->data_fd[1] >= 0);
+	assert_int_equal(r->data_fd[0], -1);
+	assert_non_null(strstr(logbuf, "wrong job token"));
+	assert_non_null(strstr(logbuf, "connection 2: not a missing one"));
+	/* what host 0 sends on it comes to our data socket */
+	uint8_t pf[PS__FRAME_HDR + PS__REPLY_HDR];
+	ps__reply_enc_hdr(pf + PS__FRAME_HDR, 0, 0);
+	ps__frame_hdr_nocrc(pf, PS__F_REPLY, 0, 99, PS__REPLY_HDR);
+	assert_int_equal(ps__net_send(r->data_fd[1], pf, sizeof pf, dl), 0);
+	assert_true(ps__net_recv_frame_mode(data, fbuf, sizeof fbuf, PS__FRAME_MAX, PS__CRC_DATA, dl, -1, &rf) > 0);
+	assert_int_equal(rf.req, 99);
+	ps__rdv_close(r);
+	free(r);
+	free(logbuf);
+	close(fd);
+	close(data);
 }
 
 static void test_stranger_with_wrong_token_is_refused_and_the_job_goes_on(void **state)
@@ -952,6 +1260,10 @@ int main(int argc, char **argv)
 		return watch_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "asker") == 0)
 		return asker_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "fds") == 0)
+		return fds_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "puller") == 0)
+		return puller_main();
 	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
@@ -967,6 +1279,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_each_malformed_frame_closes_the_connection_and_changes_nothing),
 		cmocka_unit_test(test_stranger_with_wrong_token_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_request_to_a_host_that_leaves_fails_instead_of_hanging),
+		cmocka_unit_test(test_each_node_holds_only_its_own_data_connections),
+		cmocka_unit_test(test_host_killed_mid_pull_fails_the_pull_within_2s),
+		cmocka_unit_test(test_data_connection_with_wrong_token_or_chan_is_refused),
 		cmocka_unit_test(test_killed_peer_host_stops_the_others_within_2s),
 		cmocka_unit_test(test_silent_peer_host_is_presumed_dead),
 		cmocka_unit_test(test_mpirun_starts_a_two_host_job),

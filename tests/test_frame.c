@@ -106,13 +106,16 @@ static void test_other_version_is_refused(void **state)
 static void test_unknown_types_are_refused(void **state)
 {
 	(void)state;
-	const unsigned bad[] = {0, 9, 15, 24, 26, 30, 99, 255};
+	const unsigned bad[] = {0, 9, 15, 24, 26, 30, 99, 127};
 	struct ps__frame f;
 	assert_true(ps__frame_type_known(PS__F_CKPT));
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		make_pull(buf, 1);
 		buf[5] = (uint8_t)bad[i];
 		assert_int_equal(ps__frame_parse(buf, 6, PS__FRAME_MAX, true, false, &f), PS_EFRAME_TYPE);
+		/* with the no-checksum bit, on a data connection: still unknown */
+		buf[5] = (uint8_t)(bad[i] | PS__FRAME_NOCRC);
+		assert_int_equal(ps__frame_parse(buf, 6, PS__FRAME_MAX, PS__CRC_DATA, false, &f), PS_EFRAME_TYPE);
 	}
 }
 
@@ -177,6 +180,37 @@ static void test_checksum_covers_body_and_header_but_not_routing(void **state)
 
 /* ------------------------------------------------------------ bodies */
 
+/* A frame without checksum (PS__FRAME_NOCRC, built by ps__frame_hdr_nocrc
+ * in front of a separate body) parses only on a data connection, from its
+ * type byte on; elsewhere it is PS_EFRAME_CRC.  On a data connection a
+ * frame with a checksum is still checked. */
+static void test_frame_without_checksum_is_taken_only_on_data_connections(void **state)
+{
+	(void)state;
+	struct ps__frame f;
+	size_t sz = make_pull(buf, 4);
+	ps__frame_hdr_nocrc(buf, PS__F_PULL, 7, 0x0102030405060708ULL, (uint32_t)(sz - PS__FRAME_HDR));
+	assert_int_equal(buf[5], PS__F_PULL | PS__FRAME_NOCRC);
+	assert_int_equal(ps__get32(buf + 12), 0);
+	assert_int_equal(ps__frame_parse(buf, sz, PS__FRAME_MAX, PS__CRC_DATA, false, &f), (long)sz);
+	assert_int_equal(f.type, PS__F_PULL); /* the flag is not part of the type */
+	assert_int_equal(f.host, 7);
+	assert_int_equal(f.req, 0x0102030405060708ULL);
+	buf[sz - 1] ^= 0x40; /* unchecked: TCP's checksum is the one */
+	assert_int_equal(ps__frame_parse(buf, sz, PS__FRAME_MAX, PS__CRC_DATA, false, &f), (long)sz);
+	/* a bridge connection (checked) and a node's link (unchecked) refuse
+	 * it as soon as the type byte is in */
+	for (size_t n = 6; n <= sz; n += sz - 6) {
+		assert_int_equal(ps__frame_parse(buf, n, PS__FRAME_MAX, PS__CRC_CHECK, false, &f), PS_EFRAME_CRC);
+		assert_int_equal(ps__frame_parse(buf, n, PS__FRAME_MAX, PS__CRC_SKIP, false, &f), PS_EFRAME_CRC);
+	}
+	/* a sealed frame on a data connection: checked */
+	sz = make_pull(buf, 4);
+	assert_int_equal(ps__frame_parse(buf, sz, PS__FRAME_MAX, PS__CRC_DATA, false, &f), (long)sz);
+	buf[sz - 1] ^= 0x40;
+	assert_int_equal(ps__frame_parse(buf, sz, PS__FRAME_MAX, PS__CRC_DATA, false, &f), PS_EFRAME_CRC);
+}
+
 static void test_kv_bodies_must_match_their_counts_exactly(void **state)
 {
 	(void)state;
@@ -239,12 +273,17 @@ static void test_reply_barrier_hello_note_bodies(void **state)
 	ps__barrier_enc(b, &bm);
 	assert_int_equal(ps__barrier_dec(b, PS__BARRIER_SIZE, &bd), PS_EFRAME_BODY);
 
-	struct ps__hello h = {.rank = 1, .hosts = 3}, hd;
+	struct ps__hello h = {.rank = 1, .hosts = 3, .chan = 5}, hd;
 	memset(h.nonce, 0xab, sizeof h.nonce);
 	ps__hello_enc(b, &h);
 	assert_int_equal(ps__hello_dec(b, PS__HELLO_SIZE, &hd), 0);
 	assert_memory_equal(&h, &hd, sizeof h);
+	assert_int_equal(hd.chan, 5); /* node 4's data connection */
 	assert_int_equal(ps__hello_dec(b, PS__HELLO_SIZE + 1, &hd), PS_EFRAME_BODY);
+	h.chan = PS__MAX_NODES_WIRE + 1; /* no such node */
+	ps__hello_enc(b, &h);
+	assert_int_equal(ps__hello_dec(b, PS__HELLO_SIZE, &hd), PS_EFRAME_BODY);
+	h.chan = 0;
 	h.rank = 3; /* rank outside the job */
 	ps__hello_enc(b, &h);
 	assert_int_equal(ps__hello_dec(b, PS__HELLO_SIZE, &hd), PS_EFRAME_BODY);
@@ -537,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_replication_frames_are_known_and_carry_kv_bodies),
 		cmocka_unit_test(test_oversized_frame_is_refused_before_its_body_arrives),
 		cmocka_unit_test(test_checksum_covers_body_and_header_but_not_routing),
+		cmocka_unit_test(test_frame_without_checksum_is_taken_only_on_data_connections),
 		cmocka_unit_test(test_kv_bodies_must_match_their_counts_exactly),
 		cmocka_unit_test(test_reply_barrier_hello_note_bodies),
 		cmocka_unit_test(test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts),

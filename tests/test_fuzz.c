@@ -38,14 +38,15 @@ static size_t slurp(const char *path, uint8_t *buf, size_t cap)
 }
 
 /* The seeds are what they claim: every one parses as a stream of valid
- * frames (checksums included) except the one cut short on purpose. */
+ * frames (checksums included, or flagged without one as on a data
+ * connection) except the one cut short on purpose. */
 static void test_corpus_seeds_are_valid_frames(void **state)
 {
 	(void)state;
 	DIR *d = opendir(CORPUS);
 	assert_non_null(d);
 	static uint8_t buf[1 << 16];
-	int seeds = 0, types_seen[256] = {0};
+	int seeds = 0, types_seen[256] = {0}, nocrc = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
@@ -57,10 +58,13 @@ static void test_corpus_seeds_are_valid_frames(void **state)
 		long r = 0;
 		while (at < n) {
 			struct ps__frame f;
-			r = ps__frame_parse(buf + at, n - at, PS__FRAME_MAX, true, true, &f);
+			/* as a data connection would: flagged frames unchecked,
+			 * the others' checksums checked */
+			r = ps__frame_parse(buf + at, n - at, PS__FRAME_MAX, PS__CRC_DATA, true, &f);
 			if (r <= 0)
 				break;
 			types_seen[f.type]++;
+			nocrc += (buf[at + 5] & PS__FRAME_NOCRC) != 0;
 			at += (size_t)r;
 		}
 		if (strcmp(e->d_name, "truncated") == 0)
@@ -74,6 +78,8 @@ static void test_corpus_seeds_are_valid_frames(void **state)
 	for (unsigned t = 0; t < 256; t++)
 		if (ps__frame_type_known(t) && !types_seen[t])
 			fail_msg("no seed has a frame of type %u", t);
+	/* the data connections' frames without checksum are seeded too */
+	assert_true(nocrc >= 8);
 }
 
 static void test_fuzz_frame_parser_bounded_run(void **state)

@@ -86,6 +86,10 @@ int ps__net_send_frame(int fd, uint8_t *frame, unsigned type, uint16_t host, uin
  * closed inside one), -ETIMEDOUT, -EINTR or -errno. */
 long ps__net_recv_frame(int fd, uint8_t *buf, size_t cap, uint32_t max_body, uint64_t deadline_ns, int cancel_fd,
 			struct ps__frame *f);
+/* The same with a checksum mode of ps__frame_parse (PS__CRC_*): tests
+ * speaking on a data connection. */
+long ps__net_recv_frame_mode(int fd, uint8_t *buf, size_t cap, uint32_t max_body, unsigned crc, uint64_t deadline_ns,
+			     int cancel_fd, struct ps__frame *f);
 
 /* ------------------------------------------------- launch environment */
 
@@ -124,6 +128,10 @@ struct ps__rdv {
 	FILE *log;                /* refused strangers are logged here */
 	/* out */
 	int fd[PS__MAX_HOSTS];    /* authenticated connection to each peer; -1 self */
+	int nodes;                /* me.nodes */
+	int *data_fd;             /* [hosts * nodes]: node i's data connection to
+				   * host h at [h * nodes + i]; -1 for self.
+				   * Whoever takes one sets its entry to -1 */
 	struct ps__peer_addr addr[PS__MAX_HOSTS];
 	char names[PS__MAX_HOSTS][64]; /* host names (coordinator only) */
 	char err[1024];           /* why it failed */
@@ -135,7 +143,7 @@ struct ps__rdv {
 /* 0 with every peer connected; -EINTR when cancelled; else a negative
  * code and the reason in r->err (a missing host is named). */
 int ps__rendezvous(struct ps__rdv *r);
-/* Closes the connections still held in r->fd. */
+/* Closes the connections still held in r->fd and r->data_fd. */
 void ps__rdv_close(struct ps__rdv *r);
 
 /* ------------------------------------------------ the bridge (psrun) */

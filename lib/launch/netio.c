@@ -298,19 +298,25 @@ static int recv_exact(int fd, uint8_t *p, size_t n, bool started, uint64_t deadl
 long ps__net_recv_frame(int fd, uint8_t *buf, size_t cap, uint32_t max_body, uint64_t deadline_ns, int cancel_fd,
 			struct ps__frame *f)
 {
+	return ps__net_recv_frame_mode(fd, buf, cap, max_body, PS__CRC_CHECK, deadline_ns, cancel_fd, f);
+}
+
+long ps__net_recv_frame_mode(int fd, uint8_t *buf, size_t cap, uint32_t max_body, unsigned crc, uint64_t deadline_ns,
+			     int cancel_fd, struct ps__frame *f)
+{
 	int rc = recv_exact(fd, buf, PS__FRAME_HDR, false, deadline_ns, cancel_fd);
 	if (rc)
 		return rc;
 	if (max_body > cap - PS__FRAME_HDR)
 		max_body = (uint32_t)(cap - PS__FRAME_HDR);
-	long r = ps__frame_parse(buf, PS__FRAME_HDR, max_body, true, false, f);
+	long r = ps__frame_parse(buf, PS__FRAME_HDR, max_body, crc, false, f);
 	if (r != 0)
 		return r; /* an error, or a complete frame with an empty body */
 	uint32_t len = ps__get32(buf + 8);
 	rc = recv_exact(fd, buf + PS__FRAME_HDR, len, true, deadline_ns, cancel_fd);
 	if (rc)
 		return rc;
-	return ps__frame_parse(buf, PS__FRAME_HDR + len, max_body, true, false, f);
+	return ps__frame_parse(buf, PS__FRAME_HDR + len, max_body, crc, false, f);
 }
 
 int ps__net_send_frame(int fd, uint8_t *frame, unsigned type, uint16_t host, uint64_t req, uint32_t len,

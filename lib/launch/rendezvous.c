@@ -13,8 +13,18 @@
  *   ... every host joined (else: ABORT naming the missing ranks) ...
  *   ----------- PEERS (every host's bridge address) --------------->
  *                                        connect to hosts 1 .. r-1,
+ *                                        then node i's data connection
+ *                                        to hosts 0 .. r-1 for every i;
  *                                        accept hosts r+1 .. H-1
  *                                        (each with the handshake)
+ *   accept every other host's data connections
+ *
+ * Data connections: one TCP connection per pair of hosts and node index i
+ * (every host runs the same -n), between node i of both hosts; psrun hands
+ * each to its node (PSMEM_DATA_FDS) and the nodes send PULL/PUSH/MOVE and
+ * their answers over it without the bridges (bridge_link.c).  Each is made
+ * with the same handshake; its HELLO says what it is for (chan: 0 bridge,
+ * 1 + i data of node i), so a listener tells them apart in any order.
  *
  * Handshake (auth.c): the side that connected sends HELLO (rank, hosts,
  * nonce); the other answers HELLO with its own nonce; the connector proves
@@ -29,8 +39,10 @@
  *     stranger's handshake by 5 s; cancel_fd (psrun's signalfd) stops it.
  *   - A connection that fails the handshake is closed and logged; the
  *     rendezvous goes on waiting for the real host.
- *   - At the end every host holds exactly one authenticated connection to
- *     every other host, and no listener: no stranger can connect later.
+ *   - At the end every host holds exactly one authenticated bridge
+ *     connection to every other host, one authenticated data connection
+ *     per other host and node, and no listener: no stranger can connect
+ *     later.
  *   - Bytes after the last rendezvous frame stay in the sockets for the
  *     bridge (netio reads frames exactly).
  */
@@ -131,9 +143,9 @@ static const char *reason(long rc, const struct ps__note *note)
 
 /* --------------------------------------------------------------- handshake */
 
-static int send_hello(struct conn_ctx *c, const uint8_t nonce[PS__NONCE_BYTES])
+static int send_hello(struct conn_ctx *c, const uint8_t nonce[PS__NONCE_BYTES], uint32_t chan)
 {
-	struct ps__hello h = {.rank = (uint16_t)c->r->rank, .hosts = (uint16_t)c->r->hosts};
+	struct ps__hello h = {.rank = (uint16_t)c->r->rank, .hosts = (uint16_t)c->r->hosts, .chan = chan};
 	memcpy(h.nonce, nonce, PS__NONCE_BYTES);
 	uint8_t *f = frame_buf(c->r);
 	ps__hello_enc(f + PS__FRAME_HDR, &h);
@@ -148,8 +160,9 @@ static int send_auth(struct conn_ctx *c, char role, const uint8_t vn[PS__NONCE_B
 	return ps__net_send_frame(c->fd, f, PS__F_AUTH, (uint16_t)c->r->rank, 0, PS__MAC_BYTES, c->deadline);
 }
 
-/* We connected to the host that should be expect_rank. */
-static int handshake_client(struct conn_ctx *c, int expect_rank, char *why, size_t whylen)
+/* We connected to the host that should be expect_rank, for chan
+ * (PS__CHAN_BRIDGE, or 1 + node: a data connection). */
+static int handshake_client(struct conn_ctx *c, int expect_rank, uint32_t chan, char *why, size_t whylen)
 {
 	struct ps__rdv *r = c->r;
 	uint8_t mine[PS__NONCE_BYTES];
@@ -157,12 +170,13 @@ static int handshake_client(struct conn_ctx *c, int expect_rank, char *why, size
 	struct ps__note note;
 	struct ps__hello h;
 	ps__auth_nonce(mine);
-	long rc = send_hello(c, mine);
+	long rc = send_hello(c, mine, chan);
 	if (rc == 0)
 		rc = recv_want(c, PS__F_HELLO, PS__FRAME_MAX_AUTH, &f, &note);
-	if (rc >= 0 && (rc = ps__hello_dec(f.body, f.len, &h)) == 0 && (h.hosts != r->hosts || h.rank != expect_rank)) {
-		snprintf(why, whylen, "it says it is host %u of %u, expected host %d of %d", h.rank, h.hosts,
-			 expect_rank, r->hosts);
+	if (rc >= 0 && (rc = ps__hello_dec(f.body, f.len, &h)) == 0 &&
+	    (h.hosts != r->hosts || h.rank != expect_rank || h.chan != chan)) {
+		snprintf(why, whylen, "it says it is host %u of %u (connection %u), expected host %d of %d (%u)",
+			 h.rank, h.hosts, h.chan, expect_rank, r->hosts, chan);
 		return PS_EMISMATCH;
 	}
 	if (rc >= 0)
@@ -181,8 +195,9 @@ static int handshake_client(struct conn_ctx *c, int expect_rank, char *why, size
 	return rc < 0 ? (int)rc : 0;
 }
 
-/* A host connected to us; on success *peer_rank is its authenticated rank. */
-static int handshake_server(struct conn_ctx *c, int *peer_rank, char *why, size_t whylen)
+/* A host connected to us; on success *peer_rank is its authenticated rank
+ * and *chan what it says the connection is for. */
+static int handshake_server(struct conn_ctx *c, int *peer_rank, uint32_t *chan, char *why, size_t whylen)
 {
 	struct ps__rdv *r = c->r;
 	uint8_t mine[PS__NONCE_BYTES];
@@ -200,7 +215,7 @@ static int handshake_server(struct conn_ctx *c, int *peer_rank, char *why, size_
 	}
 	ps__auth_nonce(mine);
 	if (rc == 0)
-		rc = send_hello(c, mine);
+		rc = send_hello(c, mine, h.chan);
 	if (rc == 0)
 		rc = recv_want(c, PS__F_AUTH, PS__FRAME_MAX_AUTH, &f, &note);
 	if (rc >= 0 && f.len != PS__MAC_BYTES)
@@ -217,8 +232,11 @@ static int handshake_server(struct conn_ctx *c, int *peer_rank, char *why, size_
 		return (int)rc;
 	}
 	*peer_rank = h.rank;
+	*chan = h.chan;
 	return 0;
 }
+
+static int accept_higher(struct ps__rdv *r, int lfd, bool mesh, uint64_t deadline);
 
 /* ------------------------------------------------------------ coordinator */
 
@@ -288,7 +306,10 @@ static int admit(struct ps__rdv *r, int fd, uint64_t deadline)
 	c.deadline = hs < deadline ? hs : deadline;
 	char why[PS__NOTE_MAX];
 	int rank = -1;
-	int rc = handshake_server(&c, &rank, why, sizeof why);
+	uint32_t chan = 0;
+	int rc = handshake_server(&c, &rank, &chan, why, sizeof why);
+	if (rc == 0 && chan != PS__CHAN_BRIDGE)
+		rc = PS_EMISMATCH, snprintf(why, sizeof why, "a data connection before the host list was sent");
 	struct ps__frame f;
 	struct ps__note note;
 	struct ps__layout l;
@@ -362,18 +383,25 @@ static int coordinate(struct ps__rdv *r, uint64_t deadline)
 		for (int i = 1; i < r->hosts; i++)
 			joined += r->fd[i] >= 0;
 	}
-	close(lfd);
-	if (rc)
+	if (rc) {
+		close(lfd);
 		return rc;
+	}
 	uint8_t *f = frame_buf(r);
 	uint32_t len = ps__peers_enc(f + PS__FRAME_HDR, r->addr, r->hosts);
 	for (int i = 1; i < r->hosts; i++) {
 		int s = ps__net_send_frame(r->fd[i], f, PS__F_PEERS, 0, 0, len, ps__now_ns() + HANDSHAKE_NS);
-		if (s)
+		if (s) {
+			close(lfd);
 			return fail(r, s, "cannot send the host list to host %d (%s:%u): %s", i, r->addr[i].addr,
 				    (unsigned)r->addr[i].port, ps_strerror(s));
+		}
 	}
-	return 0;
+	/* the data connections of every other host's nodes, with a full
+	 * timeout of their own as the mesh's */
+	rc = accept_higher(r, lfd, false, ps__now_ns() + r->timeout_ns);
+	close(lfd);
+	return rc;
 }
 
 /* ------------------------------------------------------------ other hosts */
@@ -394,7 +422,7 @@ static int join(struct ps__rdv *r, uint64_t deadline, int *lfd)
 	r->addr[0].port = r->coord_port;
 	snprintf(r->names[0], sizeof r->names[0], "coordinator");
 	struct conn_ctx c = {.r = r, .fd = fd, .deadline = late};
-	int rc = handshake_client(&c, 0, why, sizeof why);
+	int rc = handshake_client(&c, 0, PS__CHAN_BRIDGE, why, sizeof why);
 	if (rc)
 		return rc == -EINTR ? rc
 				    : fail(r, rc, "coordinator (host 0) at %s:%u refused this host or failed: %s",
@@ -434,7 +462,9 @@ static int join(struct ps__rdv *r, uint64_t deadline, int *lfd)
 	return 0;
 }
 
-static int connect_lower(struct ps__rdv *r, int j, uint64_t deadline)
+/* A bridge connection (chan PS__CHAN_BRIDGE) or node i's data connection
+ * (chan 1 + i) to the lower host j. */
+static int connect_lower(struct ps__rdv *r, int j, uint32_t chan, uint64_t deadline)
 {
 	char msg[256], why[PS__NOTE_MAX];
 	int fd = ps__net_connect(r->addr[j].addr, r->addr[j].port, deadline, r->cancel_fd, msg, sizeof msg);
@@ -443,25 +473,45 @@ static int connect_lower(struct ps__rdv *r, int j, uint64_t deadline)
 	if (fd < 0)
 		return fail(r, fd, "host %d at %s:%u: %s", j, r->addr[j].addr, (unsigned)r->addr[j].port, msg);
 	struct conn_ctx c = {.r = r, .fd = fd, .deadline = deadline};
-	int rc = handshake_client(&c, j, why, sizeof why);
+	int rc = handshake_client(&c, j, chan, why, sizeof why);
 	if (rc) {
 		close(fd);
-		return rc == -EINTR ? rc
-				    : fail(r, rc, "host %d at %s:%u: %s", j, r->addr[j].addr, (unsigned)r->addr[j].port,
-					   why);
+		if (rc == -EINTR)
+			return rc;
+		if (chan == PS__CHAN_BRIDGE)
+			return fail(r, rc, "host %d at %s:%u: %s", j, r->addr[j].addr, (unsigned)r->addr[j].port, why);
+		return fail(r, rc, "host %d at %s:%u: data connection of node %u: %s", j, r->addr[j].addr,
+			    (unsigned)r->addr[j].port, chan - 1, why);
 	}
-	r->fd[j] = fd;
+	if (chan == PS__CHAN_BRIDGE)
+		r->fd[j] = fd;
+	else
+		r->data_fd[j * r->nodes + (int)chan - 1] = fd;
 	return 0;
 }
 
-static int accept_higher(struct ps__rdv *r, int lfd, uint64_t deadline)
+/* The connections still expected from higher ranks: bridge connections
+ * (when mesh) and data connections; -1 when none. */
+static int first_missing(const struct ps__rdv *r, bool mesh)
+{
+	for (int i = r->rank + 1; i < r->hosts; i++) {
+		if (mesh && r->fd[i] < 0)
+			return i;
+		for (int k = 0; k < r->nodes; k++)
+			if (r->data_fd[i * r->nodes + k] < 0)
+				return i;
+	}
+	return -1;
+}
+
+/* Accepts what the higher ranks connect: their bridge connections (when
+ * mesh: the coordinator has them from the join) and every data
+ * connection, in whatever order they come. */
+static int accept_higher(struct ps__rdv *r, int lfd, bool mesh, uint64_t deadline)
 {
 	char why[PS__NOTE_MAX];
 	for (;;) {
-		int missing = -1;
-		for (int i = r->hosts - 1; i > r->rank; i--)
-			if (r->fd[i] < 0)
-				missing = i;
+		int missing = first_missing(r, mesh);
 		if (missing < 0)
 			return 0;
 		int fd = ps__net_accept(lfd, deadline, r->cancel_fd);
@@ -476,13 +526,20 @@ static int accept_higher(struct ps__rdv *r, int lfd, uint64_t deadline)
 		uint64_t hs = ps__now_ns() + HANDSHAKE_NS;
 		c.deadline = hs < deadline ? hs : deadline;
 		int rank = -1;
-		int rc = handshake_server(&c, &rank, why, sizeof why);
+		uint32_t chan = 0;
+		int rc = handshake_server(&c, &rank, &chan, why, sizeof why);
 		if (rc == -EINTR) {
 			close(fd);
 			return rc;
 		}
-		if (rc == 0 && (rank <= r->rank || r->fd[rank] >= 0)) {
-			snprintf(why, sizeof why, "host %d may not connect here (it is not a missing higher rank)", rank);
+		int *slot = NULL;
+		if (rc == 0 && rank > r->rank)
+			slot = chan == PS__CHAN_BRIDGE ? (mesh ? &r->fd[rank] : NULL)
+			       : chan <= (uint32_t)r->nodes ? &r->data_fd[rank * r->nodes + (int)chan - 1]
+							    : NULL;
+		if (rc == 0 && (!slot || *slot >= 0)) {
+			snprintf(why, sizeof why, "host %d may not connect here (connection %u: not a missing one of a "
+				 "higher rank)", rank, chan);
 			rc = PS_EMISMATCH;
 		}
 		if (rc) {
@@ -490,7 +547,7 @@ static int accept_higher(struct ps__rdv *r, int lfd, uint64_t deadline)
 			close(fd);
 			continue;
 		}
-		r->fd[rank] = fd;
+		*slot = fd;
 	}
 }
 
@@ -498,6 +555,13 @@ int ps__rendezvous(struct ps__rdv *r)
 {
 	r->err[0] = 0;
 	r->buf_size = sizeof r->buf;
+	r->nodes = (int)r->me.nodes;
+	free(r->data_fd);
+	r->data_fd = malloc((size_t)r->hosts * (size_t)(r->nodes > 0 ? r->nodes : 1) * sizeof *r->data_fd);
+	if (!r->data_fd)
+		return fail(r, -ENOMEM, "out of memory");
+	for (int i = 0; i < r->hosts * r->nodes; i++)
+		r->data_fd[i] = -1;
 	for (int i = 0; i < r->hosts; i++) {
 		r->fd[i] = -1;
 		r->names[i][0] = 0;
@@ -512,9 +576,15 @@ int ps__rendezvous(struct ps__rdv *r)
 	/* the mesh gets a full timeout of its own once the host list is in */
 	uint64_t mesh = ps__now_ns() + r->timeout_ns;
 	for (int j = 1; rc == 0 && j < r->rank; j++)
-		rc = connect_lower(r, j, mesh);
+		rc = connect_lower(r, j, PS__CHAN_BRIDGE, mesh);
+	/* then the data connections to every lower host (host 0 accepts them
+	 * on the coordinator's listener once the host list is out); connects
+	 * wait only for lower ranks, so no cycle */
+	for (int j = 0; rc == 0 && j < r->rank; j++)
+		for (int i = 0; rc == 0 && i < r->nodes; i++)
+			rc = connect_lower(r, j, 1u + (uint32_t)i, mesh);
 	if (rc == 0)
-		rc = accept_higher(r, lfd, mesh);
+		rc = accept_higher(r, lfd, true, mesh);
 	if (lfd >= 0)
 		close(lfd);
 	return rc;
@@ -527,4 +597,9 @@ void ps__rdv_close(struct ps__rdv *r)
 			close(r->fd[i]);
 		r->fd[i] = -1;
 	}
+	for (int i = 0; r->data_fd && i < r->hosts * r->nodes; i++)
+		if (r->data_fd[i] >= 0)
+			close(r->data_fd[i]);
+	free(r->data_fd);
+	r->data_fd = NULL;
 }

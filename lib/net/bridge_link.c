@@ -1,7 +1,10 @@
 /*
  * bridge_link.c - a node's side of the multi-host bridge: its link (a Unix
- * stream socket inherited from psrun, PSMEM_LINK_FD) and the link thread
- * that serves it.
+ * stream socket inherited from psrun, PSMEM_LINK_FD), its data connections
+ * to node w->node of every other host (TCP, made and authenticated by
+ * psrun's rendezvous, PSMEM_DATA_FDS), and the link thread that serves
+ * them all (poll).  Requests between nodes and their answers go on the
+ * data connections; barriers, clocks, checkpoints, ABORT on the link.
  *
  * Keys are range-partitioned over hosts: host h is the home of keys
  * [ceil(h K / H), ceil((h+1) K / H)), placed over its nodes as in a
@@ -41,11 +44,27 @@
  *        writing the values, and the waiter reads them after an acquire
  *        load of 0.
  *   (LK3) One node's requests to a host are executed by one node there, in
- *        order (bridge.c), so a worker's synchronous operations on a key
- *        keep their order across hosts.
+ *        order (one data connection to node w->node there, or without one
+ *        the bridge's n mod N), so a worker's synchronous operations on a
+ *        key keep their order across hosts.
  *   (LK4) When the link breaks (psrun gone), every request in flight and
  *        every barrier waiter completes with PS_EHOSTDOWN; when the bridge
  *        loses a peer host, the requests that went there do: nothing hangs.
+ *   (LK6) No thread ever blocks writing to a data connection: what the
+ *        socket does not take is queued (under the connection's wlock, in
+ *        order) and sent by the link thread when it is writable.  Two link
+ *        threads blocked writing to each other would read nothing.  Frames
+ *        there carry no CRC (PS__FRAME_NOCRC; TCP checksums them); a data
+ *        connection carries only data types and only its peer's frames,
+ *        else it is closed as malformed.  Nothing relies on order between
+ *        a data frame and a link frame (docs/DESIGN.md, "Data
+ *        connections").
+ *   (LK7) A large REPLY to a pull whose rows are contiguous is received
+ *        straight into them by the link thread (direct_start): its slot
+ *        cannot be claimed meanwhile except by this thread's failure
+ *        sweep, which turns the direct receive into a discard before it
+ *        completes the group, so no byte lands in rows after their
+ *        caller was released.
  *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
@@ -58,7 +77,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <urcu/urcu-memb.h>
@@ -76,12 +98,13 @@
 
 /* ------------------------------------------------------------ helpers */
 
-int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n)
+/* A frame to the bridge: blocking (the bridge always reads its links). */
+static int link_write(struct ps__link *L, const uint8_t *p, size_t n)
 {
 	int rc = 0;
-	pthread_mutex_lock(&L->wlock);
+	pthread_mutex_lock(&L->link.wlock);
 	while (n > 0) {
-		ssize_t r = send(L->fd, p, n, MSG_NOSIGNAL);
+		ssize_t r = send(L->link.fd, p, n, MSG_NOSIGNAL);
 		if (r > 0) {
 			p += r;
 			n -= (size_t)r;
@@ -92,8 +115,158 @@ int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&L->wlock);
+	pthread_mutex_unlock(&L->link.wlock);
 	return rc;
+}
+
+/* Sends what the socket takes now of the parts p[k][0..n[k]) (k < np),
+ * from byte skip of their concatenation; returns the bytes sent (skip
+ * included), or -1 when the connection failed.  c->wlock held.  Header and
+ * body go out in one sendmsg: with TCP_NODELAY, a header sent alone would
+ * be a segment (and a wakeup of the reader) of its own. */
+static ssize_t data_push(struct ps__conn *c, const uint8_t *const p[], const size_t n[], int np, size_t skip)
+{
+	size_t total = 0;
+	for (int k = 0; k < np; k++)
+		total += n[k];
+	size_t done = skip;
+	while (done < total) {
+		struct iovec iov[2];
+		int ni = 0;
+		size_t at = 0;
+		for (int k = 0; k < np; k++) {
+			if (done < at + n[k])
+				iov[ni++] = (struct iovec){.iov_base = (void *)(p[k] + (done > at ? done - at : 0)),
+							   .iov_len = n[k] - (done > at ? done - at : 0)};
+			at += n[k];
+		}
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)ni};
+		ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r > 0)
+			done += (size_t)r;
+		else if (r < 0 && errno == EINTR)
+			continue;
+		else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+			return -1;
+	}
+	return (ssize_t)done;
+}
+
+/* The connection is unusable (a send failed, or no memory to queue): the
+ * link thread sees its end (shutdown) and fails what went there (LK4).
+ * c->wlock held. */
+static void data_break(struct ps__conn *c)
+{
+	/* release: as in data_lost */
+	atomic_store_explicit(&c->dead, true, memory_order_release);
+	c->out_at = c->out_len = 0;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/*
+ * A frame (header hdr, body at body[0..len)) on a data connection, never
+ * blocking (LK6): sent as far as the socket takes it, the rest queued for
+ * the link thread, which is woken if it is not the caller.
+ */
+static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len)
+{
+	int rc = 0;
+	bool wake = false;
+	const uint8_t *part[2] = {hdr, body};
+	const size_t plen[2] = {PS__FRAME_HDR, len};
+	pthread_mutex_lock(&c->wlock);
+	/* acquire: as in ps__lk_send */
+	if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
+		rc = PS_EHOSTDOWN;
+	} else {
+		size_t done = 0;
+		if (c->out_len == c->out_at) { /* nothing queued: straight out */
+			ssize_t r = data_push(c, part, plen, 2, 0);
+			if (r < 0) {
+				data_break(c);
+				rc = PS_EHOSTDOWN;
+			}
+			done = r < 0 ? 0 : (size_t)r;
+		}
+		if (rc == 0 && done < PS__FRAME_HDR + len) {
+			if (c->out_at == c->out_len)
+				c->out_at = c->out_len = 0;
+			if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + PS__FRAME_HDR + len - done) != 0) {
+				data_break(c); /* part of a frame may be on the wire */
+				rc = PS_EHOSTDOWN;
+			} else {
+				for (int k = 0, at = 0; k < 2; at += (int)plen[k], k++) {
+					size_t from = done > (size_t)at ? done - (size_t)at : 0;
+					if (from < plen[k]) {
+						memcpy(c->out + c->out_len, part[k] + from, plen[k] - from);
+						c->out_len += plen[k] - from;
+					}
+				}
+				wake = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->wlock);
+	if (wake && !pthread_equal(pthread_self(), L->thread))
+		(void)!write(L->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+	return rc;
+}
+
+/* Link thread: the data connection is writable; sends what is queued. */
+static void data_flush(struct ps__conn *c)
+{
+	pthread_mutex_lock(&c->wlock);
+	if (c->out_at < c->out_len) {
+		const uint8_t *part[1] = {c->out + c->out_at};
+		const size_t plen[1] = {c->out_len - c->out_at};
+		ssize_t r = data_push(c, part, plen, 1, 0);
+		if (r < 0)
+			data_break(c);
+		else
+			c->out_at += (size_t)r;
+		if (c->out_at == c->out_len)
+			c->out_at = c->out_len = 0;
+	}
+	pthread_mutex_unlock(&c->wlock);
+}
+
+static bool data_pending(struct ps__conn *c)
+{
+	pthread_mutex_lock(&c->wlock);
+	bool p = c->out_at < c->out_len;
+	pthread_mutex_unlock(&c->wlock);
+	return p;
+}
+
+int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uint64_t req, uint32_t len)
+{
+	/* acquire: a link thread that died (or lost this host) before our
+	 * registration swept without seeing it; then we see dead here (LK4) */
+	if (atomic_load_explicit(&L->dead, memory_order_acquire))
+		return PS_EHOSTDOWN;
+	struct ps__conn *c = L->data && host >= 0 && host < L->w->nhosts ? &L->data[host] : NULL;
+	if (c && c->fd >= 0) {
+		uint8_t hdr[PS__FRAME_HDR];
+		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
+		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+	}
+	ps__frame_seal(frame, type, (uint16_t)host, req, len);
+	return link_write(L, frame, PS__FRAME_HDR + len);
+}
+
+void ps__lk_answer(struct ps__link *L, const struct ps__frame *f, uint8_t *frame, unsigned type, uint32_t len)
+{
+	struct ps__conn *c = L->cur;
+	if (c->data) {
+		uint8_t hdr[PS__FRAME_HDR];
+		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, f->req, len);
+		data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+	} else {
+		ps__frame_seal(frame, type, f->host, f->req, len);
+		link_write(L, frame, PS__FRAME_HDR + len);
+	}
 }
 
 void ps__lk_group_done(struct ps__rgroup *g, int err)
@@ -125,7 +298,7 @@ int ps__link_send_clock(ps_world *w, uint64_t min, uint64_t cfg)
 	/* acquire: see send_chunk */
 	if (!L || atomic_load_explicit(&L->dead, memory_order_acquire))
 		return PS_EHOSTDOWN;
-	return ps__lk_write_all(L, f, sizeof f);
+	return link_write(L, f, sizeof f);
 }
 
 /* ------------------------------------------------------------ barriers */
@@ -140,7 +313,7 @@ static int link_barrier_tag(ps_world *w, uint64_t tag, uint32_t flags, uint64_t 
 	struct ps__barrier_msg m = {.gen = gen, .tag = tag, .flags = flags};
 	ps__barrier_enc(f + PS__FRAME_HDR, &m);
 	ps__frame_seal(f, PS__F_BARRIER, (uint16_t)w->host, 0, PS__BARRIER_SIZE);
-	if (ps__lk_write_all(L, f, sizeof f) != 0)
+	if (link_write(L, f, sizeof f) != 0)
 		return PS_EHOSTDOWN;
 	ps__wait_set(w, PS__WAIT_BARRIER, gen, 2);
 	for (;;) {
@@ -177,7 +350,7 @@ int ps__link_ckpt_send(ps_world *w, const char *path)
 		return -ENAMETOOLONG;
 	uint32_t len = ps__note_enc(f + PS__FRAME_HDR, 0, path);
 	ps__frame_seal(f, PS__F_CKPT, (uint16_t)w->host, 0, len);
-	return ps__lk_write_all(w->link, f, PS__FRAME_HDR + len) ? PS_EHOSTDOWN : 0;
+	return link_write(w->link, f, PS__FRAME_HDR + len) ? PS_EHOSTDOWN : 0;
 }
 
 int ps__link_ckpt_take(ps_world *w, int host, char *path, size_t len)
@@ -312,7 +485,10 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		on_ckpt(L, f);
 		break;
 	case PS__F_ABORT:
-		/* the bridge lost host f->host: what went there is lost too */
+		/* the bridge lost host f->host: what went there is lost too,
+		 * and nothing more goes there (release: as in data_lost) */
+		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
+			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
 		fail_inflight(L, f->host);
 		/* after its last CLOCK on this link (clock.c CLH3) */
 		if (f->host < L->w->nhosts)
@@ -337,8 +513,14 @@ static void fail_inflight(struct ps__link *L, int host)
 		pthread_mutex_unlock(&L->lock);
 		if (slot >= L->cap)
 			return;
-		if (ps__lk_rpc_claim(L, req, &r))
+		if (ps__lk_rpc_claim(L, req, &r)) {
+			/* its rows may be freed once it is done: a direct REPLY
+			 * to it goes on, discarded (LK7) */
+			for (int h = 0; h < L->w->nhosts; h++)
+				if (L->data[h].direct_left && L->data[h].direct_req == req)
+					L->data[h].dst = NULL;
 			ps__lk_group_done(r.g, PS_EHOSTDOWN);
+		}
 		from = slot + 1;
 	}
 }
@@ -354,41 +536,255 @@ static void link_broken(struct ps__link *L)
 	ps__clock_host_gone(L->w, -1); /* no other host's clock can reach us now */
 }
 
+/* Types a data connection carries (LK6): requests between nodes and their
+ * answers; everything else stays on the bridge. */
+static bool data_type(unsigned type)
+{
+	switch (type) {
+	case PS__F_PULL:
+	case PS__F_PUSH:
+	case PS__F_RPULL:
+	case PS__F_RPUSH:
+	case PS__F_MOVE:
+	case PS__F_REPLY:
+	case PS__F_REDIRECT:
+	case PS__F_MOVE_REPLY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Replies at least this large are received straight into the caller's
+ * rows when those are contiguous (one copy less, LK7). */
+#define DIRECT_MIN (64u << 10)
+
+/*
+ * Link thread: the frame buffered at p[0..n) is the start of a large
+ * REPLY on a data connection, without checksum, status 0, answering a
+ * pull of ours whose rows are contiguous: its buffered values are copied
+ * to the rows and the rest will be received there (c->dst).  Returns the
+ * bytes consumed, or 0 to leave the frame to the ordinary path.
+ */
+static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t *p, size_t n)
+{
+	if (n < PS__FRAME_HDR + PS__REPLY_HDR || p[5] != (PS__F_REPLY | PS__FRAME_NOCRC) ||
+	    ps__frame_parse(p, PS__FRAME_HDR, PS__FRAME_MAX, PS__CRC_DATA, false, &(struct ps__frame){0}) < 0)
+		return 0;
+	uint32_t len = ps__get32(p + 8), nvals = ps__get32(p + PS__FRAME_HDR + 4);
+	uint64_t req = ps__get64(p + 16);
+	if (len < DIRECT_MIN || ps__get32(p + PS__FRAME_HDR) != 0 || (uint64_t)len != PS__REPLY_HDR + 4ULL * nvals ||
+	    ps__get16(p + 6) != c->host || n >= PS__FRAME_HDR + (size_t)len)
+		return 0;
+	uint32_t slot = (uint32_t)req, seq = (uint32_t)(req >> 32) & 0xffffff;
+	uint8_t *dst = NULL;
+	pthread_mutex_lock(&L->lock);
+	const struct rpc *r = slot < L->cap ? &L->rpc[slot] : NULL;
+	if (r && r->busy && r->seq == seq && r->out && !r->raw && r->host == c->host &&
+	    (uint64_t)nvals == (uint64_t)r->n * r->value_len) {
+		bool run = true;
+		for (uint32_t i = 1; i < r->n && run; i++)
+			run = r->pos[i] == r->pos[0] + i;
+		if (run)
+			dst = (uint8_t *)(r->out + (size_t)r->pos[0] * r->value_len);
+	}
+	pthread_mutex_unlock(&L->lock);
+	if (!dst)
+		return 0;
+	/* the slot stays ours until this link thread claims it: only the link
+	 * thread claims a request that was sent (the failure sweeps included,
+	 * which turn c->dst off: fail_inflight) */
+	size_t have = n - PS__FRAME_HDR - PS__REPLY_HDR;
+	memcpy(dst, p + PS__FRAME_HDR + PS__REPLY_HDR, have);
+	c->dst = dst + have;
+	c->direct_left = 4 * (size_t)nvals - have;
+	c->direct_req = req;
+	return n;
+}
+
+/* Link thread: more of a direct REPLY (direct_start).  0 or why the
+ * connection is over. */
+static int direct_read(struct ps__link *L, struct ps__conn *c)
+{
+	uint8_t *to = c->dst ? c->dst : c->in; /* discarding: into in */
+	size_t want = c->dst ? c->direct_left : (c->direct_left < c->in_cap ? c->direct_left : c->in_cap);
+	ssize_t r = recv(c->fd, to, want, MSG_DONTWAIT);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ECONNRESET;
+	c->direct_left -= (size_t)r;
+	if (c->dst)
+		c->dst += r;
+	if (c->direct_left == 0) {
+		struct rpc mine;
+		if (c->dst && ps__lk_rpc_claim(L, c->direct_req, &mine))
+			ps__lk_group_done(mine.g, 0); /* release: the rows (LK2) */
+		c->dst = NULL;
+	}
+	return 0;
+}
+
+/* Link thread: reads what c has and dispatches every whole frame.  0, or
+ * why the connection is over (-ECONNRESET: closed by the peer). */
+static int conn_read(struct ps__link *L, struct ps__conn *c)
+{
+	if (c->direct_left)
+		return direct_read(L, c);
+	/* room for the frame being received (its header says how big), at
+	 * least 256 KiB: one allocation for a large frame */
+	size_t want = c->in_len + (256u << 10);
+	if (c->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(c->in + 8))
+		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
+	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0)
+		return -ENOMEM;
+	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ECONNRESET;
+	c->in_len += (size_t)r;
+	size_t at = 0;
+	long n;
+	struct ps__frame f;
+	int rc = 0;
+	L->cur = c;
+	while ((n = ps__frame_parse(c->in + at, c->in_len - at, PS__FRAME_MAX,
+				    c->data ? PS__CRC_DATA : PS__CRC_SKIP, false, &f)) > 0) {
+		/* a data connection speaks for its peer only, and only data */
+		if (c->data && (f.host != c->host || !data_type(f.type))) {
+			n = PS_EFRAME_TYPE;
+			break;
+		}
+		dispatch(L, &f);
+		at += (size_t)n;
+	}
+	if (n == 0 && c->data && at < c->in_len)
+		at += direct_start(L, c, c->in + at, c->in_len - at);
+	if (n < 0) {
+		if (c->data)
+			fprintf(stderr, "psmem: host %d node %d: malformed frame on the data connection to host %d: %s\n",
+				L->w->host, L->w->node, c->host, ps_strerror((int)n));
+		else
+			fprintf(stderr, "psmem: node %d: malformed frame on the bridge link: %s\n", L->w->node,
+				ps_strerror((int)n));
+		rc = (int)n;
+	}
+	memmove(c->in, c->in + at, c->in_len - at);
+	c->in_len -= at;
+	return rc;
+}
+
+/* Link thread: node w->node of host c->host is no longer reachable here:
+ * what went there fails (LK4); after this node's final barrier that is
+ * the normal end of the job and nothing is in flight. */
+static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
+{
+	c->closed = true;
+	pthread_mutex_lock(&c->wlock);
+	/* release: a sender that sees dead registered nothing the sweep below
+	 * misses; one that does not see it was swept */
+	atomic_store_explicit(&c->dead, true, memory_order_release);
+	c->out_at = c->out_len = 0;
+	pthread_mutex_unlock(&c->wlock);
+	shutdown(c->fd, SHUT_RDWR);
+	/* relaxed: our own store, or the caller's before its final barrier */
+	bool framing = why <= PS_EFRAME_TRUNC && why >= PS_EFRAME_BODY; /* conn_read said why */
+	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
+		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
+			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
+	fail_inflight(L, c->host);
+}
+
 static void *link_main(void *arg)
 {
 	struct ps__link *L = arg;
+	const int H = L->w->nhosts;
 	ps__thread_enter(L->w); /* executes requests: a reader of this node */
-	for (;;) {
-		/* room for the frame being received (its header says how big),
-		 * at least 256 KiB: one allocation for a large frame */
-		size_t want = L->in_len + (256u << 10);
-		if (L->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(L->in + 8))
-			want = PS__FRAME_HDR + (size_t)ps__get32(L->in + 8);
-		if (ps__buf_reserve(&L->in, &L->in_cap, want) != 0)
-			break;
-		ssize_t r = recv(L->fd, L->in + L->in_len, L->in_cap - L->in_len, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		L->in_len += (size_t)r;
-		size_t at = 0;
-		long n;
-		struct ps__frame f;
-		while ((n = ps__frame_parse(L->in + at, L->in_len - at, PS__FRAME_MAX, false, false, &f)) > 0) {
-			dispatch(L, &f);
-			at += (size_t)n;
+	struct pollfd *p = calloc((size_t)H + 2, sizeof *p);
+	int *who = calloc((size_t)H + 2, sizeof *who);
+	for (bool up = p && who; up;) {
+		int n = 0;
+		p[n++] = (struct pollfd){.fd = L->link.fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = L->wake_fd, .events = POLLIN};
+		for (int h = 0; h < H; h++) {
+			struct ps__conn *c = &L->data[h];
+			if (c->fd < 0 || c->closed)
+				continue;
+			who[n] = h;
+			p[n++] = (struct pollfd){.fd = c->fd, .events = (short)(POLLIN | (data_pending(c) ? POLLOUT : 0))};
 		}
-		if (n < 0) {
-			fprintf(stderr, "psmem: node %d: malformed frame on the bridge link: %s\n", L->w->node,
-				ps_strerror((int)n));
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
 		}
-		memmove(L->in, L->in + at, L->in_len - at);
-		L->in_len -= at;
+		if (p[1].revents & POLLIN)
+			(void)!read(L->wake_fd, &(uint64_t){0}, sizeof(uint64_t));
+		for (int k = 2; k < n; k++) {
+			struct ps__conn *c = &L->data[who[k]];
+			if (p[k].revents & POLLOUT)
+				data_flush(c);
+			if (p[k].revents & (POLLIN | POLLHUP | POLLERR)) {
+				int rc = conn_read(L, c);
+				if (rc)
+					data_lost(L, c, rc);
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+			up = conn_read(L, &L->link) == 0;
 	}
+	free(p);
+	free(who);
 	link_broken(L);
 	return NULL;
+}
+
+/* PSMEM_DATA_FDS ("HOST:FD,..."): this node's data connections, made by
+ * psrun.  0, or PS_EHOSTDOWN for a list that is not one (named). */
+static int data_fds(struct ps__link *L, const char *e)
+{
+	ps_world *w = L->w;
+	while (e && *e) {
+		char *end;
+		long h = strtol(e, &end, 10), fd = -1;
+		if (end != e && *end == ':')
+			fd = strtol(end + 1, &end, 10);
+		struct stat st;
+		if (fd < 0 || fd > INT_MAX || h < 0 || h >= w->nhosts || h == w->host || (*end && *end != ',') ||
+		    L->data[h].fd >= 0 || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "psmem: node %d: PSMEM_DATA_FDS: bad entry at '%s' (want HOST:FD,... of "
+				"sockets, one per other host)\n", w->node, e);
+			return PS_EHOSTDOWN;
+		}
+		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
+		L->data[h].fd = (int)fd;
+		e = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+static void conn_init(struct ps__conn *c, int fd, int host, bool data)
+{
+	c->fd = fd;
+	c->host = host;
+	c->data = data;
+	atomic_init(&c->dead, false);
+	pthread_mutex_init(&c->wlock, NULL);
+}
+
+static void conn_free(struct ps__conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	free(c->out);
+	pthread_mutex_destroy(&c->wlock);
 }
 
 int ps__link_start(ps_world *w)
@@ -401,12 +797,32 @@ int ps__link_start(ps_world *w)
 		return PS_EHOSTDOWN; /* a multi-host segment without its link */
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	struct ps__link *L = calloc(1, sizeof *L);
-	if (!L)
+	struct ps__conn *data = calloc((size_t)w->nhosts, sizeof *data);
+	int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!L || !data || wake < 0) {
+		free(L);
+		free(data);
+		if (wake >= 0)
+			close(wake);
 		return -ENOMEM;
+	}
 	L->w = w;
-	L->fd = (int)fd;
+	conn_init(&L->link, (int)fd, -1, false);
+	L->data = data;
+	for (int h = 0; h < w->nhosts; h++)
+		conn_init(&data[h], -1, h, true);
+	L->wake_fd = wake;
+	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
+	if (rc) {
+		for (int h = 0; h < w->nhosts; h++)
+			conn_free(&data[h]);
+		pthread_mutex_destroy(&L->link.wlock);
+		close(wake);
+		free(data);
+		free(L);
+		return rc;
+	}
 	L->free_head = UINT32_MAX;
-	pthread_mutex_init(&L->wlock, NULL);
 	pthread_mutex_init(&L->lock, NULL);
 	pthread_mutex_init(&L->bar_lock, NULL);
 	pthread_mutex_init(&L->wb_lock, NULL);
@@ -419,6 +835,10 @@ int ps__link_start(ps_world *w)
 	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
 		w->link = NULL;
 		w->net = NULL;
+		for (int h = 0; h < w->nhosts; h++)
+			conn_free(&data[h]);
+		close(wake);
+		free(data);
 		free(L);
 		return -EAGAIN;
 	}
@@ -432,16 +852,19 @@ void ps__link_stop(ps_world *w)
 		return;
 	/* every node of every host passes this before any leaves, so no
 	 * request can reach a node that is gone */
+	atomic_store_explicit(&L->final, true, memory_order_relaxed);
 	link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
-	shutdown(L->fd, SHUT_RDWR);
+	shutdown(L->link.fd, SHUT_RDWR);
 	pthread_join(L->thread, NULL);
-	close(L->fd);
 	w->link = NULL;
 	w->net = NULL;
+	conn_free(&L->link);
+	for (int h = 0; h < w->nhosts; h++)
+		conn_free(&L->data[h]);
+	free(L->data);
+	close(L->wake_fd);
 	free(L->rpc);
-	free(L->in);
 	free(L->scratch);
-	pthread_mutex_destroy(&L->wlock);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);

@@ -38,7 +38,7 @@ static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
 	return (uint32_t)c;
 }
 
-long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, bool check_crc, bool at_eof,
+long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, unsigned crc, bool at_eof,
 		     struct ps__frame *f)
 {
 	const uint8_t *p = buf;
@@ -49,7 +49,9 @@ long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, bool check_cr
 		return PS_EFRAME_MAGIC;
 	if (n > 4 && p[4] != PS__FRAME_VERSION)
 		return PS_EFRAME_VERSION;
-	if (n > 5 && !ps__frame_type_known(p[5]))
+	if (n > 5 && (p[5] & PS__FRAME_NOCRC) && crc != PS__CRC_DATA)
+		return PS_EFRAME_CRC; /* only a data connection may drop it */
+	if (n > 5 && !ps__frame_type_known(p[5] & ~PS__FRAME_NOCRC))
 		return PS_EFRAME_TYPE;
 	uint32_t len = 0;
 	if (n >= 12) {
@@ -59,9 +61,10 @@ long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, bool check_cr
 	}
 	if (n < PS__FRAME_HDR || n - PS__FRAME_HDR < len)
 		return (at_eof && n > 0) ? PS_EFRAME_TRUNC : 0;
-	if (check_crc && frame_crc(p, p + PS__FRAME_HDR, len) != ps__get32(p + 12))
+	bool check = crc == PS__CRC_CHECK || (crc == PS__CRC_DATA && !(p[5] & PS__FRAME_NOCRC));
+	if (check && frame_crc(p, p + PS__FRAME_HDR, len) != ps__get32(p + 12))
 		return PS_EFRAME_CRC;
-	f->type = p[5];
+	f->type = p[5] & ~PS__FRAME_NOCRC;
 	f->host = ps__get16(p + 6);
 	f->len = len;
 	f->req = ps__get64(p + 16);
@@ -80,6 +83,17 @@ void ps__frame_seal(uint8_t *frame, unsigned type, uint16_t host, uint64_t req, 
 	ps__put32(frame + 12, frame_crc(frame, frame + PS__FRAME_HDR, len));
 }
 
+void ps__frame_hdr_nocrc(uint8_t *hdr, unsigned type, uint16_t host, uint64_t req, uint32_t len)
+{
+	ps__put32(hdr, PS__FRAME_MAGIC);
+	hdr[4] = PS__FRAME_VERSION;
+	hdr[5] = (uint8_t)(type | PS__FRAME_NOCRC);
+	ps__put16(hdr + 6, host);
+	ps__put32(hdr + 8, len);
+	ps__put32(hdr + 12, 0);
+	ps__put64(hdr + 16, req);
+}
+
 void ps__frame_set_host(uint8_t *frame, uint16_t host)
 {
 	ps__put16(frame + 6, host);
@@ -92,6 +106,7 @@ void ps__hello_enc(uint8_t *out, const struct ps__hello *m)
 	ps__put16(out, m->rank);
 	ps__put16(out + 2, m->hosts);
 	memcpy(out + 4, m->nonce, PS__NONCE_BYTES);
+	ps__put32(out + 4 + PS__NONCE_BYTES, m->chan);
 }
 
 int ps__hello_dec(const uint8_t *b, uint32_t len, struct ps__hello *m)
@@ -101,6 +116,9 @@ int ps__hello_dec(const uint8_t *b, uint32_t len, struct ps__hello *m)
 	m->rank = ps__get16(b);
 	m->hosts = ps__get16(b + 2);
 	memcpy(m->nonce, b + 4, PS__NONCE_BYTES);
+	m->chan = ps__get32(b + 4 + PS__NONCE_BYTES);
+	if (m->chan > PS__MAX_NODES_WIRE)
+		return PS_EFRAME_BODY;
 	if (m->hosts < 2 || m->hosts > PS__MAX_HOSTS || m->rank >= m->hosts)
 		return PS_EFRAME_BODY;
 	return 0;

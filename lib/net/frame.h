@@ -7,7 +7,9 @@
  *
  *   0  u32 magic    PS__FRAME_MAGIC ("PSBF")
  *   4  u8  version  PS__FRAME_VERSION
- *   5  u8  type     enum ps__ftype
+ *   5  u8  type     enum ps__ftype; bit 0x80 (PS__FRAME_NOCRC): no checksum,
+ *                   crc is 0 - accepted only on a node-to-node data
+ *                   connection, where TCP's own checksum is the only one
  *   6  u16 host     routing: on a node's link, the destination host (node to
  *                   bridge) or the source host (bridge to node); on a TCP
  *                   connection, the sender's host rank (checked against the
@@ -37,6 +39,7 @@
 #define PS__FRAME_MAGIC    0x46425350u /* bytes 'P' 'S' 'B' 'F' */
 #define PS__FRAME_VERSION  1u
 #define PS__FRAME_HDR      24u
+#define PS__FRAME_NOCRC    0x80u       /* in the type byte: see the header above */
 #define PS__FRAME_MAX      (16u << 20) /* body limit of data frames */
 #define PS__FRAME_MAX_AUTH 512u        /* body limit before authentication */
 #define PS__NOTE_MAX        1024u       /* text of REFUSE / ABORT */
@@ -86,20 +89,37 @@ struct ps__frame {
 /* True for the types above. */
 bool ps__frame_type_known(unsigned type);
 
+/* What the parser does with checksums (its crc argument; false and true
+ * are the first two, as before):
+ *   PS__CRC_SKIP   a node's link (a Unix socket inside one host; the bridge
+ *                  checked what came from the network): not checked;
+ *   PS__CRC_CHECK  a bridge's TCP connection: checked;
+ *   PS__CRC_DATA   a node-to-node data connection: frames flagged
+ *                  PS__FRAME_NOCRC are taken unchecked, others checked.
+ * A frame flagged PS__FRAME_NOCRC is PS_EFRAME_CRC in the first two modes,
+ * from the type byte on: only a data connection may drop the checksum. */
+enum { PS__CRC_SKIP = 0, PS__CRC_CHECK = 1, PS__CRC_DATA = 2 };
+
 /*
  * Parses the frame at the start of buf[0..n).  Returns its total size
  * (header + body) when it is complete and valid; 0 when more bytes are
  * needed; or a negative code: PS_EFRAME_MAGIC, _VERSION, _TYPE, _SIZE (body
- * over max_body), _CRC (only if check_crc), or _TRUNC when at_eof and a
- * partial frame is buffered.  Header errors are reported as soon as the
- * bytes that carry them arrive, before the body is buffered.  Pure.
+ * over max_body), _CRC (checksum wrong, or missing outside PS__CRC_DATA),
+ * or _TRUNC when at_eof and a partial frame is buffered.  Header errors are
+ * reported as soon as the bytes that carry them arrive, before the body is
+ * buffered.  f->type is the type without the NOCRC bit.  Pure.
  */
-long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, bool check_crc, bool at_eof,
+long ps__frame_parse(const void *buf, size_t n, uint32_t max_body, unsigned crc, bool at_eof,
 		     struct ps__frame *f);
 
 /* Writes the header of a frame whose body (len bytes) already sits at
  * frame + PS__FRAME_HDR, checksum included. */
 void ps__frame_seal(uint8_t *frame, unsigned type, uint16_t host, uint64_t req, uint32_t len);
+
+/* Writes the header of a frame without checksum (PS__FRAME_NOCRC, crc 0)
+ * into hdr[0..PS__FRAME_HDR): the body need not follow it in memory (the
+ * data connections send header and body with one sendmsg). */
+void ps__frame_hdr_nocrc(uint8_t *hdr, unsigned type, uint16_t host, uint64_t req, uint32_t len);
 
 /* Rewrites the routing field of a sealed frame (not covered by the crc). */
 void ps__frame_set_host(uint8_t *frame, uint16_t host);
@@ -110,8 +130,14 @@ void ps__frame_set_host(uint8_t *frame, uint16_t host);
 struct ps__hello {
 	uint16_t rank, hosts;
 	uint8_t nonce[PS__NONCE_BYTES];
+	/* what the connection is for (the connector's word; the acceptor
+	 * echoes it): 0 the bridges' connection, 1 + i the data connection
+	 * of node i of both hosts (rendezvous.c) */
+	uint32_t chan;
 };
-#define PS__HELLO_SIZE (4 + PS__NONCE_BYTES)
+#define PS__HELLO_SIZE (8 + PS__NONCE_BYTES)
+#define PS__CHAN_BRIDGE 0u
+#define PS__MAX_NODES_WIRE 64u /* PS__MAX_NODES (segment.h): chan <= this */
 void ps__hello_enc(uint8_t *out, const struct ps__hello *m);
 int ps__hello_dec(const uint8_t *b, uint32_t len, struct ps__hello *m);
 

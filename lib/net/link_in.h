@@ -50,14 +50,51 @@ struct ps__rgroup {
 	uint64_t local, repl;     /* keys done by this node's arena, by replicas */
 };
 
+/*
+ * One of a node's connections: its link to the bridge (a Unix socket,
+ * blocking writes: the bridge always reads) or a data connection to node
+ * w->node of another host (TCP, made by psrun: PSMEM_DATA_FDS).  Writes to
+ * a data connection never block (LK6): what the socket does not take is
+ * queued in out and sent by the link thread when the socket is writable.
+ */
+struct ps__conn {
+	int fd;
+	int host;                 /* data: the peer host; the link: -1 */
+	bool data;
+	bool closed;              /* link thread only: no longer polled */
+	/* acquire/release: a sender that sees false registered its request
+	 * before the link thread's failure sweep, which then fails it (LK4);
+	 * set when the connection ends, or when the bridge says the host is
+	 * gone */
+	_Atomic bool dead;
+	pthread_mutex_t wlock;    /* one frame written at a time; out */
+	uint8_t *out;             /* data: bytes queued, [out_at, out_len) */
+	size_t out_at, out_len, out_cap;
+	/* link thread only: bytes received, not parsed yet */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	/* link thread only: a large REPLY whose values are received straight
+	 * into its caller's rows (contiguous), direct_left bytes to go; dst
+	 * NULL: its request was failed meanwhile, the rest is discarded */
+	uint8_t *dst;
+	size_t direct_left;
+	uint64_t direct_req;
+};
+
 struct ps__link {
 	ps_world *w;
-	int fd;
+	struct ps__conn link;     /* to the bridge */
+	struct ps__conn *data;    /* [nhosts]: fd -1 where there is none */
+	int wake_fd;              /* eventfd: out was queued on a data connection */
 	pthread_t thread;
 	/* acquire/release: a reader that sees true sees the failures the link
 	 * thread recorded before (LK4) */
 	_Atomic bool dead;
-	pthread_mutex_t wlock;    /* one frame written at a time */
+	/* relaxed: set before this node's final barrier; a data connection
+	 * that ends after it is the normal end, not a failure to report */
+	_Atomic bool final;
+	struct ps__conn *cur;     /* link thread: where the frame being
+				   * dispatched came from; answers go there */
 	pthread_mutex_t lock;     /* the rpc table */
 	struct rpc *rpc;
 	uint32_t cap, free_head;
@@ -90,13 +127,18 @@ struct ps__link {
 	uint64_t wb_arrivals;
 	int wb_rc[2];
 	/* link thread only */
-	uint8_t *in;
-	size_t in_len, in_cap;
 	uint8_t *scratch;
 	size_t scratch_cap;
 };
 
-int ps__lk_write_all(struct ps__link *L, const uint8_t *p, size_t n);
+/* A request (body at frame + PS__FRAME_HDR) to host: over the data
+ * connection to host if there is one (no checksum), else sealed for the
+ * bridge.  0 or PS_EHOSTDOWN (no reply will come). */
+int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uint64_t req, uint32_t len);
+/* The link thread's answer to the frame f being dispatched, on the
+ * connection f came from (L->cur).  Failures are the connection's end,
+ * seen by the link thread. */
+void ps__lk_answer(struct ps__link *L, const struct ps__frame *f, uint8_t *frame, unsigned type, uint32_t len);
 void ps__lk_group_done(struct ps__rgroup *g, int err);
 bool ps__lk_rpc_claim(struct ps__link *L, uint64_t req, struct rpc *out);
 void ps__lk_on_reply(struct ps__link *L, const struct ps__frame *f);

@@ -124,11 +124,7 @@ static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_k
 	r->raw_len = NULL;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
-	ps__frame_seal(f, type, (uint16_t)host, req, (uint32_t)body);
-	/* acquire: a link thread that died before our registration swept
-	 * without seeing it; then we see dead here (LK4) */
-	rc = atomic_load_explicit(&L->dead, memory_order_acquire) ? PS_EHOSTDOWN
-								  : ps__lk_write_all(L, f, PS__FRAME_HDR + body);
+	rc = ps__lk_send(L, host, f, type, req, (uint32_t)body);
 	ps__free(w, f);
 	if (rc) {
 		/* no reply will come: take the slot back, unless the link
@@ -387,11 +383,7 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 		r->raw_len = &rlens[i];
 		uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 		pthread_mutex_unlock(&L->lock);
-		ps__frame_seal(frames[i], PS__F_MOVE, (uint16_t)hosts[i], req, lens[i]);
-		/* acquire: as in send_chunk (LK4) */
-		rc = atomic_load_explicit(&L->dead, memory_order_acquire)
-			     ? PS_EHOSTDOWN
-			     : ps__lk_write_all(L, frames[i], PS__FRAME_HDR + lens[i]);
+		rc = ps__lk_send(L, hosts[i], frames[i], PS__F_MOVE, req, lens[i]);
 		struct rpc mine;
 		if (rc && ps__lk_rpc_claim(L, req, &mine))
 			ps__lk_group_done(&g, rc);

@@ -119,15 +119,13 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 					memset(out + (size_t)miss[i] * m.value_len, 0, 4 * (size_t)m.value_len);
 			}
 			uint32_t rlen = (uint32_t)ps__redirect_size((uint32_t)nmiss);
-			ps__frame_seal(rf, PS__F_REDIRECT, f->host, f->req, rlen);
-			ps__lk_write_all(L, rf, PS__FRAME_HDR + rlen);
+			ps__lk_answer(L, f, rf, PS__F_REDIRECT, rlen);
 		}
 	}
 	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
 	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
 	uint32_t len = PS__REPLY_HDR + 4 * nvals;
-	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
-	ps__lk_write_all(L, buf, PS__FRAME_HDR + len);
+	ps__lk_answer(L, f, buf, PS__F_REPLY, len);
 }
 
 /* A MOVE of another host (migrate.c executes it). */
@@ -152,8 +150,7 @@ void ps__lk_on_move(struct ps__link *L, const struct ps__frame *f)
 		ps__move_reply_enc_hdr(buf + PS__FRAME_HDR, rc, 0, 0, 0);
 		len = PS__MOVE_REPLY_HDR;
 	}
-	ps__frame_seal(buf, PS__F_MOVE_REPLY, f->host, f->req, len);
-	ps__lk_write_all(L, buf, PS__FRAME_HDR + len);
+	ps__lk_answer(L, f, buf, PS__F_MOVE_REPLY, len);
 }
 
 /* RPULL / RPUSH: as ps__lk_on_request, on the keys' primaries (replica.c). */
@@ -187,6 +184,5 @@ void ps__lk_on_primary_request(struct ps__link *L, const struct ps__frame *f)
 	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
 	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
 	uint32_t len = PS__REPLY_HDR + 4 * nvals;
-	ps__frame_seal(buf, PS__F_REPLY, f->host, f->req, len);
-	ps__lk_write_all(L, buf, PS__FRAME_HDR + len);
+	ps__lk_answer(L, f, buf, PS__F_REPLY, len);
 }

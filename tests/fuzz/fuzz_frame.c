@@ -3,7 +3,9 @@
  * decoders (lib/frame.c).  The input is a byte stream as a connection
  * would deliver it: frames are parsed one after the other, with both size
  * limits, with and without the checksum (without, mutated bodies reach the
- * body decoders), and every frame's body goes to the decoder of its type.
+ * body decoders), as a data connection (frames flagged PS__FRAME_NOCRC
+ * unchecked, others checked), and every frame's body goes to the decoder
+ * of its type.
  * Built with clang -fsanitize=fuzzer,address,undefined (see the Makefile);
  * run briefly by tests/test_fuzz.c over the committed corpus in corpus/frame.
  */
@@ -96,7 +98,7 @@ static void decode_body(const struct ps__frame *f)
 	}
 }
 
-static void parse_stream(const uint8_t *data, size_t size, uint32_t limit, bool crc)
+static void parse_stream(const uint8_t *data, size_t size, uint32_t limit, unsigned crc)
 {
 	size_t at = 0;
 	while (at < size) {
@@ -111,8 +113,9 @@ static void parse_stream(const uint8_t *data, size_t size, uint32_t limit, bool 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	parse_stream(data, size, PS__FRAME_MAX_AUTH, true);
-	parse_stream(data, size, PS__FRAME_MAX, true);
-	parse_stream(data, size, PS__FRAME_MAX, false);
+	parse_stream(data, size, PS__FRAME_MAX_AUTH, PS__CRC_CHECK);
+	parse_stream(data, size, PS__FRAME_MAX, PS__CRC_CHECK);
+	parse_stream(data, size, PS__FRAME_MAX, PS__CRC_SKIP);
+	parse_stream(data, size, PS__FRAME_MAX, PS__CRC_DATA);
 	return 0;
 }

@@ -15,6 +15,11 @@ def frame(ftype, body, host=1, req=0x100000002):
     return hdr[0:12] + struct.pack('<I', crc) + hdr[16:24] + body
 
 
+def frame_nocrc(ftype, body, host=1, req=0x100000002):
+    """A data connection's frame: type bit 0x80, crc field 0, unchecked."""
+    return struct.pack('<IBBHII', MAGIC, VERSION, ftype | 0x80, host, len(body), 0) + struct.pack('<Q', req) + body
+
+
 def kv(n, vlen, push):
     b = struct.pack('<IIQII', 0, vlen, 1000, n, 0) + b''.join(struct.pack('<Q', 10 + i) for i in range(n))
     if push:
@@ -27,7 +32,8 @@ def sstr(s):
 
 
 seeds = {
-    'hello': frame(1, struct.pack('<HH', 1, 2) + bytes(range(32))),
+    'hello': frame(1, struct.pack('<HH', 1, 2) + bytes(range(32)) + struct.pack('<I', 0)),
+    'hello_data': frame(1, struct.pack('<HH', 1, 2) + bytes(range(32)) + struct.pack('<I', 3)),
     'auth': frame(2, bytes(range(32, 64))),
     'refuse': frame(3, struct.pack('<iH', -30920, 11) + b'wrong token'),
     'layout': frame(4, struct.pack('<IHHII', 1, 1, 2, 2, 1) + bytes(32) + bytes(32) + struct.pack('<H', 4000)
@@ -53,6 +59,14 @@ seeds = {
     'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
 }
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
+# a data connection between nodes: every type it carries, without checksum
+seeds['data_stream'] = (frame_nocrc(16, kv(3, 4, False)) + frame_nocrc(17, kv(2, 3, True))
+                        + frame_nocrc(21, struct.pack('<II', 1, 0) + struct.pack('<IiQ', 0, 2, 10))
+                        + frame_nocrc(18, struct.pack('<iI', 0, 4) + struct.pack('<4f', 1, 2, 3, 4))
+                        + frame_nocrc(22, struct.pack('<IIIIQII', 0, 1, 4, 1, 1000, 1, 0) + struct.pack('<Q', 10))
+                        + frame_nocrc(23, struct.pack('<iIII', 0, 1, 2, 1) + struct.pack('<ii', 1, 0)
+                                      + struct.pack('<2f', 1.5, 2.5))
+                        + frame_nocrc(27, kv(1, 4, False)) + frame_nocrc(28, kv(1, 3, True)))
 seeds['truncated'] = seeds['push'][:-3]
 os.makedirs('corpus/frame', exist_ok=True)
 for name, data in seeds.items():
