@@ -401,6 +401,10 @@ int ps__link_start(ps_world *w)
 		return PS_EHOSTDOWN; /* a multi-host segment without its link */
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	struct ps__link *L = calloc(1, sizeof *L);
+	if (L && !(L->filt = ps__filter_new())) {
+		free(L);
+		L = NULL;
+	}
 	if (!L)
 		return -ENOMEM;
 	L->w = w;
@@ -419,6 +423,7 @@ int ps__link_start(ps_world *w)
 	if (pthread_create(&L->thread, NULL, link_main, L) != 0) {
 		w->link = NULL;
 		w->net = NULL;
+		ps__filter_free(L->filt);
 		free(L);
 		return -EAGAIN;
 	}
@@ -441,6 +446,7 @@ void ps__link_stop(ps_world *w)
 	free(L->rpc);
 	free(L->in);
 	free(L->scratch);
+	ps__filter_free(L->filt);
 	pthread_mutex_destroy(&L->wlock);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);
