@@ -138,31 +138,38 @@ uint64_t ps__kc_hash(const uint8_t *keys, uint32_t n)
 	return mix64(h);
 }
 
-/* Zero suppression in one pass: a bitmap of the non-zero words, then those
- * words; gives up (0) as soon as the block would pass limit bytes. */
-static uint32_t zeros_enc(const uint8_t *raw, uint32_t len, uint8_t *out, uint32_t limit)
+/* Non-zero 32-bit words of raw (bit patterns: -0.0 is not zero). */
+static uint32_t count_nonzero(const uint8_t *raw, uint32_t nw)
 {
-	uint32_t nw = len / 4, nb = (nw + 7) / 8;
-	if (PS__Z_HDR + (uint64_t)nb > limit)
-		return 0;
-	uint8_t *bm = out + PS__Z_HDR, *o = bm + nb, *end = out + limit;
+	uint32_t nz = 0;
+	for (uint32_t i = 0; i < nw; i++) {
+		uint32_t wv;
+		memcpy(&wv, raw + 4 * (size_t)i, 4);
+		nz += wv != 0;
+	}
+	return nz;
+}
+
+/* Zero suppression: a bitmap of the non-zero words, then those words
+ * (out: room for the block's size, computed by the caller).  Branch-free
+ * in the words: a sparse gradient's zeros fall at random. */
+static uint32_t zeros_enc(const uint8_t *raw, uint32_t nw, uint8_t *out)
+{
+	uint32_t nb = (nw + 7) / 8;
+	uint8_t *bm = out + PS__Z_HDR, *o = bm + nb;
 	memset(out, 0, PS__Z_HDR);
 	out[0] = PS__Z_ZEROS;
 	for (uint32_t byte = 0; byte < nb; byte++) {
-		uint8_t bits = 0;
-		uint32_t lim = nw - 8 * byte < 8 ? nw - 8 * byte : 8;
+		uint32_t bits = 0, lim = nw - 8 * byte < 8 ? nw - 8 * byte : 8;
 		for (uint32_t j = 0; j < lim; j++) {
 			uint32_t wv;
 			memcpy(&wv, raw + 4 * (8 * (size_t)byte + j), 4);
-			if (wv) {
-				if (end - o < 4)
-					return 0;
-				memcpy(o, &wv, 4);
-				o += 4;
-				bits |= (uint8_t)(1u << j);
-			}
+			uint32_t nzb = wv != 0;
+			memcpy(o, &wv, 4); /* kept only if non-zero: o moves on */
+			o += 4 * nzb;
+			bits |= nzb << j;
 		}
-		bm[byte] = bits;
+		bm[byte] = (uint8_t)bits;
 	}
 	return (uint32_t)(o - out);
 }
@@ -173,11 +180,13 @@ uint32_t ps__z_compress(const uint8_t *raw, uint32_t len, uint8_t *out)
 	uint32_t limit = len - len / 8;
 	if (len % 4 || len < 64 || len > (uint32_t)LZ4_MAX_INPUT_SIZE)
 		return 0;
-	uint32_t z = zeros_enc(raw, len, out, limit);
-	if (z)
-		return z;
-	/* repeated values (constants, quantized rows): LZ4 gives up early
-	 * on dense floats when the output cannot fit limit */
+	uint32_t nw = len / 4, nz = count_nonzero(raw, nw);
+	/* the last word written may spill 4 bytes past the block: only when
+	 * the block ends 4 bytes before limit */
+	if (PS__Z_HDR + (nw + 7) / 8 + 4ULL * nz + 4 <= limit)
+		return zeros_enc(raw, nw, out);
+	/* repeated values (constants, quantized rows): LZ4 gives up when the
+	 * output cannot fit limit */
 	int c = LZ4_compress_default((const char *)raw, (char *)out + PS__Z_HDR, (int)len, (int)(limit - PS__Z_HDR));
 	if (c <= 0)
 		return 0;
@@ -212,22 +221,16 @@ int ps__z_decompress(const uint8_t *block, uint32_t blen, uint8_t *out, uint32_t
 		ones += (uint64_t)__builtin_popcount(p[i]);
 	if ((uint64_t)plen - nb != 4 * ones)
 		return PS_EFRAME_BODY;
+	/* branch-free: a zero bit reads a zero word from zero4, not src */
+	static const uint8_t zero4[4];
 	const uint8_t *wsrc = p + nb;
 	for (uint32_t byte = 0; byte < nb; byte++) {
-		uint8_t bits = p[byte];
-		uint32_t lim = nw - 8 * byte < 8 ? nw - 8 * byte : 8;
+		uint32_t bits = p[byte], lim = nw - 8 * byte < 8 ? nw - 8 * byte : 8;
 		uint8_t *dst = out + 32 * (size_t)byte;
-		if (!bits) {
-			memset(dst, 0, 4 * (size_t)lim);
-			continue;
-		}
 		for (uint32_t j = 0; j < lim; j++) {
-			if (bits >> j & 1) {
-				memcpy(dst + 4 * j, wsrc, 4);
-				wsrc += 4;
-			} else {
-				memset(dst + 4 * j, 0, 4);
-			}
+			uint32_t bit = bits >> j & 1;
+			memcpy(dst + 4 * j, bit ? wsrc : zero4, 4);
+			wsrc += 4 * bit;
 		}
 	}
 	return 0;
