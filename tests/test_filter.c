@@ -12,10 +12,13 @@
  * table with both filters, checks that every pulled value and every sum is
  * exactly what the plain table gives (and what it computed), that key-list
  * misses happened and were resent, and prints the bytes each phase put on
- * the wire (the library's counters); the driver checks them.
+ * the wire (the library's counters); the driver checks them.  Then both
+ * hosts push the same key lists from several threads while keys move
+ * between them, and host 0 checks every sum.
  */
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -396,6 +399,95 @@ static int node_fail(const char *what, int rc)
 	return 1;
 }
 
+/*
+ * Phase 4, on both hosts at once: THREADS workers per host push the same
+ * few key lists (spread over both hosts) in turn, so that threads race to
+ * define and refer to the same ids, while worker 0 of each host moves keys
+ * of those lists between the hosts (new lists per host, redirects).  Then
+ * host 0 checks every sum exactly.
+ */
+#define THREADS 3
+#define P4_LISTS 8
+#define P4_LEN 256
+#define P4_ROUNDS 120
+
+struct storm {
+	ps_table *t;
+	_Atomic int rc;
+};
+
+static ps_key p4_key(int l, int i)
+{
+	return ((uint64_t)l * 977 + (uint64_t)i * 61) % K;
+}
+
+static float p4_val(int host, int tid, int j)
+{
+	return (j % 3) ? 0.0f : (float)(1 + host * 8 + tid) / 64.0f;
+}
+
+static int p4_verify(ps_table *t)
+{
+	double *want = calloc((size_t)K * VL, sizeof(double));
+	for (int h = 0; h < 2; h++)
+		for (int tid = 0; tid < THREADS; tid++)
+			for (int r = 0; r < P4_ROUNDS; r++)
+				for (int i = 0; i < P4_LEN; i++)
+					for (int j = 0; j < VL; j++)
+						want[p4_key((r + tid) % P4_LISTS, i) * VL + j] += p4_val(h, tid, j);
+	ps_key keys[512];
+	float *v = malloc(4ULL * 512 * VL);
+	int rc = 0;
+	for (ps_key k0 = 0; k0 < K && !rc; k0 += 512) {
+		for (int i = 0; i < 512; i++)
+			keys[i] = k0 + (ps_key)i;
+		rc = ps_pull_sync(t, keys, 512, v);
+		for (size_t i = 0; !rc && i < 512ULL * VL; i++)
+			if ((double)v[i] != want[k0 * VL + i]) {
+				printf("filters: storm: key %llu [%zu]: %.9g, want %.9g\n",
+				       (unsigned long long)(k0 + i / VL), i % VL, v[i], want[k0 * VL + i]);
+				rc = PS_EMISMATCH;
+			}
+	}
+	free(v);
+	free(want);
+	return rc;
+}
+
+static void p4_worker(ps_world *w, int tid, void *arg)
+{
+	struct storm *st = arg;
+	const int h = ps_host_id(w);
+	ps_key k[P4_LEN];
+	float *v = malloc(4ULL * P4_LEN * VL);
+	for (int i = 0; i < P4_LEN * VL; i++)
+		v[i] = p4_val(h, tid, i % VL);
+	int rc = 0;
+	for (int r = 0; r < P4_ROUNDS && !rc; r++) {
+		int l = (r + tid) % P4_LISTS;
+		for (int i = 0; i < P4_LEN; i++)
+			k[i] = p4_key(l, i);
+		rc = ps_push_sync(st->t, k, P4_LEN, v);
+		if (!rc && tid == 0 && r % 6 == h * 3) /* some keys of a list move here */
+			rc = ps_localize_sync(st->t, k + (r % 16) * 16, 16);
+	}
+	free(v);
+	if (rc) {
+		printf("filters: storm: host %d thread %d: %s\n", h, tid, ps_strerror(rc));
+		atomic_store(&st->rc, rc);
+	}
+	int brc = ps_barrier(w);
+	if (brc)
+		atomic_store(&st->rc, brc);
+	if (h == 0 && tid == 0 && !atomic_load(&st->rc)) {
+		rc = p4_verify(st->t);
+		if (rc)
+			atomic_store(&st->rc, rc);
+		else
+			printf("filters: storm: every sum exact\n");
+	}
+}
+
 static uint64_t wire(void)
 {
 	struct ps__filter_stats s;
@@ -411,12 +503,18 @@ static uint64_t wire(void)
 static int filters_main(void)
 {
 	int err;
-	ps_world *w = ps_init_threads(1, &err);
+	ps_world *w = ps_init_threads(THREADS, &err);
 	if (!w)
 		return node_fail("ps_init", err);
 	if (ps_num_hosts(w) != 2 || ps_num_nodes(w) != 1)
 		return node_fail("shape", PS_EMISMATCH);
 	ps_table *t[2], *u[2];
+	struct storm st = {0};
+	ps_table_opts so;
+	ps_table_opts_init(&so, K, VL);
+	so.flags = PS_WIRE_KEYCACHE | PS_WIRE_COMPRESS;
+	if (!(st.t = ps_table_create(w, &so, &err)))
+		return node_fail("table", err);
 	for (int f = 0; f < 2; f++) {
 		ps_table_opts o;
 		ps_table_opts_init(&o, K, VL);
@@ -509,9 +607,11 @@ static int filters_main(void)
 		free(g);
 		free(sum);
 	}
-	int brc = ps_barrier(w);
-	if (brc && !rc)
-		rc = node_fail("barrier", brc);
+	/* host 1 starts the storm at once; host 0 after the phases above */
+	int wrc = ps_run_workers(w, p4_worker, &st);
+	if (!rc && (wrc || atomic_load(&st.rc)))
+		rc = node_fail("storm", wrc ? wrc : atomic_load(&st.rc));
+	fflush(stdout);
 	int frc = ps_finalize(w);
 	return rc ? rc : (frc ? node_fail("finalize", frc) : 0);
 }
@@ -539,6 +639,7 @@ static void test_two_hosts_with_both_filters_exact_values_fewer_bytes(void **sta
 	const char *out = mh_slurp(p[0].out);
 	printf("%s", out);
 	assert_non_null(strstr(out, "filters: values exact;"));
+	assert_non_null(strstr(out, "filters: storm: every sum exact"));
 	/* the miss path ran: lists evicted at the receiver were resent */
 	assert_true(field(out, "keycache misses resent ") > 0);
 	assert_true(field(out, "ids sent ") > 0);
