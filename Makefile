@@ -197,10 +197,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.h lib/net/filter.c lib/net/filter.h lib/launch/bridge.h lib/psmem.h
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.h lib/net/filter.c lib/net/filter.h lib/base/util.c lib/launch/bridge.h lib/psmem.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/filter.c -lz -llz4 -pthread \
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/filter.c lib/base/util.c -lz -llz4 -pthread \
 	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
 # No file or object of lib/ uses a layer above its own (lib/check-layers.sh).

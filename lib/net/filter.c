@@ -42,6 +42,7 @@
 #include <lz4.h>
 
 #include "filter.h"
+#include "util.h"
 
 struct kc_send {
 	uint8_t *keys;            /* n x u64 as on the wire; NULL: empty slot */
@@ -118,16 +119,6 @@ void ps__filter_free(struct ps__filter *F)
 
 /* ------------------------------------------------------------ codecs */
 
-static uint64_t mix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
-
 uint64_t ps__kc_hash(const uint8_t *keys, uint32_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
@@ -135,7 +126,7 @@ uint64_t ps__kc_hash(const uint8_t *keys, uint32_t n)
 		h ^= ps__get64(keys + 8 * (size_t)i) * 0x87c37b91114253d5ULL;
 		h = (h << 31 | h >> 33) * 0x4cf5ad432745937fULL;
 	}
-	return mix64(h);
+	return ps__mix64(h);
 }
 
 /* Non-zero 32-bit words of raw (bit patterns: -0.0 is not zero). */
@@ -236,31 +227,16 @@ int ps__z_decompress(const uint8_t *block, uint32_t blen, uint8_t *out, uint32_t
 	return 0;
 }
 
-static int reserve(uint8_t **p, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 4096;
-	while (c < need)
-		c *= 2;
-	uint8_t *q = realloc(*p, c);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 /* ------------------------------------------------------------ key cache */
 
 static unsigned send_slot(uint64_t hash, uint32_t table, int host)
 {
-	return (unsigned)(mix64(hash ^ ((uint64_t)table << 40) ^ ((uint64_t)(uint32_t)host << 16)) % PS__KC_SLOTS);
+	return (unsigned)(ps__mix64(hash ^ ((uint64_t)table << 40) ^ ((uint64_t)(uint32_t)host << 16)) % PS__KC_SLOTS);
 }
 
 static unsigned recv_slot(uint64_t id, int host, int node)
 {
-	return (unsigned)(mix64(id ^ ((uint64_t)(uint32_t)host << 40) ^ ((uint64_t)(uint32_t)node << 32)) %
+	return (unsigned)(ps__mix64(id ^ ((uint64_t)(uint32_t)host << 40) ^ ((uint64_t)(uint32_t)node << 32)) %
 			  PS__KC_SLOTS);
 }
 
@@ -391,7 +367,7 @@ int ps__filter_req_in(struct ps__filter *F, int src_host, uint64_t req, struct p
 	}
 	if (m->flags & PS__KV_ZVALS) { /* (FL4): frame.c bounded the raw size */
 		size_t raw = 4 * (size_t)m->n * m->value_len;
-		if (raw > UINT32_MAX || reserve(&F->dec, &F->dec_cap, raw ? raw : 1))
+		if (raw > UINT32_MAX || ps__buf_reserve(&F->dec, &F->dec_cap, raw ? raw : 1))
 			return -ENOMEM;
 		int rc = ps__z_decompress(m->values, m->zlen, F->dec, (uint32_t)raw);
 		if (rc)
@@ -416,7 +392,7 @@ uint32_t ps__filter_reply_out(struct ps__filter *F, uint32_t flags, uint8_t *out
 {
 	const uint32_t raw = 4 * nvals;
 	if (F && status == 0 && (flags & PS_WIRE_COMPRESS) && raw >= 64 &&
-	    reserve(&F->zbuf, &F->zbuf_cap, raw) == 0) {
+	    ps__buf_reserve(&F->zbuf, &F->zbuf_cap, raw) == 0) {
 		uint32_t zl = ps__z_compress(out + PS__REPLY_HDR, raw, F->zbuf);
 		if (zl) {
 			memcpy(out + PS__REPLY_HDR, F->zbuf, zl);
@@ -439,7 +415,7 @@ int ps__filter_reply_in(struct ps__filter *F, struct ps__reply *m)
 	}
 	count(&st_reply_bytes, PS__FRAME_HDR + PS__REPLY_HDR + (uint64_t)m->zlen);
 	size_t raw = 4 * (size_t)m->nvals; /* frame.c: at most a frame (FL4) */
-	if (!F || reserve(&F->rdec, &F->rdec_cap, raw))
+	if (!F || ps__buf_reserve(&F->rdec, &F->rdec_cap, raw))
 		return F ? -ENOMEM : PS_EFRAME_BODY;
 	int rc = ps__z_decompress(m->vals, m->zlen, F->rdec, (uint32_t)raw);
 	if (rc == 0)
