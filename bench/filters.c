@@ -18,8 +18,10 @@
  * Columns: filter,workload,calls,mkeys_per_s,wire_bytes_per_key (PULL/PUSH
  * and REPLY frames, headers included, both directions, from the library's
  * counters: filter.h),plain_bytes_per_key (the same frames unfiltered),
- * ratio (plain / wire).  Each row runs --seconds (default 1) after a
- * quarter of that as warm-up.  At the end host 0 assigns the plain table's
+ * ratio (plain / wire).  Each row runs --seconds (default 1) in all, in
+ * 10 slices taking turns with the other settings of its workload (so that
+ * a machine whose load changes slows every setting alike), after a
+ * warm-up.  Rows are grouped by workload.  At the end host 0 assigns the plain table's
  * values through each filtered table and pulls them back: bit for bit.
  */
 #include <stdint.h>
@@ -35,6 +37,7 @@
 #define N 4096
 #define VL 100
 #define BUFS 8
+#define SLICES 10
 
 static double now(void)
 {
@@ -64,27 +67,32 @@ static int fail(const char *what, int rc)
 	return 1;
 }
 
-/* Runs op for seconds; returns 0 or the first failure. */
-static int measure(ps_table *t, const char *name, const char *wl, const ps_key *keys, float *const bufs[],
-		   bool push, double seconds)
+/* One (setting, workload) cell: what its slices added up to. */
+struct cell {
+	long calls;
+	double secs;
+	uint64_t wire, plain;
+};
+
+/* Runs op on t for seconds, adding to c; returns 0 or the first failure. */
+static int slice(ps_table *t, const char *wl, const ps_key *keys, float *const bufs[], bool push, double seconds,
+		 struct cell *c)
 {
-	long calls = 0;
 	uint64_t w0 = wire(false), p0 = wire(true);
 	double t0 = now(), tn = t0;
+	long calls = 0;
 	while (tn - t0 < seconds) {
-		float *v = bufs[calls % BUFS];
+		float *v = bufs[(c->calls + calls) % BUFS];
 		int rc = push ? ps_push_sync(t, keys, N, v) : ps_pull_sync(t, keys, N, v);
 		if (rc)
 			return fail(wl, rc);
 		calls++;
 		tn = now();
 	}
-	double keys_n = (double)calls * N;
-	if (name) {
-		double wb = (double)(wire(false) - w0) / keys_n, pb = (double)(wire(true) - p0) / keys_n;
-		printf("%s,%s,%ld,%.3f,%.1f,%.1f,%.2f\n", name, wl, calls, keys_n / (tn - t0) / 1e6, wb, pb, pb / wb);
-		fflush(stdout);
-	}
+	c->calls += calls;
+	c->secs += tn - t0;
+	c->wire += wire(false) - w0;
+	c->plain += wire(true) - p0;
 	return 0;
 }
 
@@ -136,14 +144,24 @@ int main(int argc, char **argv)
 				dense[b][i] = x;
 			}
 		}
-		for (int f = 0; f < 4 && !rc; f++) {
-			const char *wl[] = {"pull", "push_sparse", "push_dense"};
-			float *const *bufs[] = {pullb, sparse, dense};
-			for (int k = 0; k < 3 && !rc; k++) {
-				rc = measure(t[f], NULL, wl[k], keys, bufs[k], k > 0, seconds / 4);
-				if (!rc)
-					rc = measure(t[f], names[f], wl[k], keys, bufs[k], k > 0, seconds);
+		/* the four settings of a workload take turns in SLICES slices, so
+		 * that a machine whose load changes (other jobs) slows them alike */
+		const char *wl[] = {"pull", "push_sparse", "push_dense"};
+		float *const *bufs[] = {pullb, sparse, dense};
+		for (int k = 0; k < 3 && !rc; k++) {
+			struct cell c[4] = {{0}}, warm = {0};
+			for (int f = 0; f < 4 && !rc; f++)
+				rc = slice(t[f], wl[k], keys, bufs[k], k > 0, seconds / 4 / 4, &warm);
+			for (int sl = 0; sl < SLICES && !rc; sl++)
+				for (int f = 0; f < 4 && !rc; f++)
+					rc = slice(t[f], wl[k], keys, bufs[k], k > 0, seconds / SLICES, &c[f]);
+			for (int f = 0; f < 4 && !rc; f++) {
+				double keys_n = (double)c[f].calls * N;
+				double wb = (double)c[f].wire / keys_n, pb = (double)c[f].plain / keys_n;
+				printf("%s,%s,%ld,%.3f,%.1f,%.1f,%.2f\n", names[f], wl[k], c[f].calls,
+				       keys_n / c[f].secs / 1e6, wb, pb, pb / wb);
 			}
+			fflush(stdout);
 		}
 		/* the filters change bytes, never values: the plain table's
 		 * values, assigned through each filtered table (a PUSH frame) and
