@@ -16,6 +16,7 @@
  * hosts push the same key lists from several threads while keys move
  * between them, and host 0 checks every sum.
  */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -386,6 +387,33 @@ static void test_malformed_filtered_bodies_are_refused(void **state)
 	assert_int_equal(ps__kv_dec(b, PS__KV_HDR + 8 + 8, true, &m), PS_EFRAME_BODY);
 }
 
+/* On one host the flags are accepted and change nothing; unknown flag
+ * bits are still refused. */
+static void test_one_host_takes_the_flags_and_ignores_them(void **state)
+{
+	ps_world *w = *state;
+	ps_table_opts o;
+	ps_table_opts_init(&o, 1000, 40);
+	o.init = PS_INIT_CONST;
+	o.init_a = 1.0f;
+	o.flags = PS_WIRE_KEYCACHE | PS_WIRE_COMPRESS;
+	int err = 1;
+	ps_table *t = ps_table_create(w, &o, &err);
+	assert_non_null(t);
+	ps_key k[10];
+	float g[10 * 40], v[10 * 40];
+	for (int i = 0; i < 10; i++)
+		k[i] = 100 * (ps_key)i;
+	fill_sparse(g, 10 * 40, 4, 90);
+	assert_int_equal(ps_push_sync(t, k, 10, g), 0);
+	assert_int_equal(ps_pull_sync(t, k, 10, v), 0);
+	for (int i = 0; i < 10 * 40; i++)
+		assert_true(v[i] == 1.0f + g[i]);
+	o.flags = 0x400; /* no such flag */
+	assert_null(ps_table_create(w, &o, &err));
+	assert_int_equal(err, -EINVAL);
+}
+
 /* ------------------------------------------------------------ node */
 
 #define K (2 * 8192)
@@ -674,6 +702,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_evicted_id_misses_and_the_resend_carries_keys),
 		cmocka_unit_test(test_both_filters_round_trip_a_push_and_a_reply),
 		cmocka_unit_test(test_malformed_filtered_bodies_are_refused),
+		cmocka_unit_test_setup_teardown(test_one_host_takes_the_flags_and_ignores_them, test_world_setup,
+						test_world_teardown),
 		cmocka_unit_test(test_two_hosts_with_both_filters_exact_values_fewer_bytes),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
