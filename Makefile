@@ -8,11 +8,11 @@ PREFIX  ?= /usr/local
 CC      ?= cc
 # libpsmem's own packages; libsodium is for lib/launch/ only (psrun and the
 # tests link it, applications do not).
-LIB_PKGS := liburcu-memb liburcu-cds numa jemalloc
+LIB_PKGS := liburcu-memb liburcu-cds numa jemalloc liblz4
 PKGS    := $(LIB_PKGS) libsodium
 DEB_PKGS := build-essential liburcu-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config numactl zlib1g-dev procps \
             qemu-system-x86 cpio gnuplot-nox libsodium-dev openmpi-bin \
-            python3-dev python3-numpy python3-pytest python3-torch python3-sklearn
+            python3-dev python3-numpy python3-pytest python3-torch python3-sklearn liblz4-dev
 
 # pkg-config is asked lazily so that `make deps` works before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -197,10 +197,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(APP_COMMON:%.c=$(BUILD)/%.o) $(STATIC)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.h lib/launch/bridge.h lib/psmem.h
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/frame.h lib/net/filter.c lib/net/filter.h lib/base/util.c lib/launch/bridge.h lib/psmem.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c -lz \
+	@$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(LIB_INC) tests/fuzz/fuzz_frame.c lib/net/frame.c lib/net/filter.c lib/base/util.c -lz -llz4 -pthread \
 	  -o $@ 2>$@.log || { echo "  FUZZ    $(FUZZ_CC) cannot build a libFuzzer target (see $@.log): fuzz test skips"; rm -f $@; }
 
 # No file or object of lib/ uses a layer above its own (lib/check-layers.sh).

@@ -143,6 +143,21 @@ enum ps_placement {
 #define PS_HOGWILD 0x1u /* push adds without taking the slot lock (racy by choice) */
 #define PS_COUNT_ACCESS 0x2u /* count pulls+pushes per key (ps_replicate_hot) */
 #define PS_TRANSIENT 0x8u /* scratch table (metrics, sums): not in checkpoints */
+/*
+ * Wire filters of a multi-host job (ignored on one host; off by default;
+ * docs/DESIGN.md "Wire filters").  They change bytes on the wire, never
+ * values: pulls return and pushes apply exactly what they would without.
+ *   PS_WIRE_KEYCACHE  a key list sent to a host before is sent as a short
+ *                     id (both sides keep at most 64 lists of at most 16384
+ *                     keys per node: 8 MiB each side); a list the receiver
+ *                     no longer holds is sent again with its keys
+ *   PS_WIRE_COMPRESS  the values of pushes and of pull replies travel zero-
+ *                     suppressed (a bitmap of the non-zero floats and those
+ *                     floats) or LZ4-compressed, whichever first saves an
+ *                     eighth, else as they are
+ */
+#define PS_WIRE_KEYCACHE 0x100u
+#define PS_WIRE_COMPRESS 0x200u
 
 typedef struct ps_table_opts {
 	uint64_t num_keys;        /* keys 0 .. num_keys-1; required */
@@ -152,7 +167,7 @@ typedef struct ps_table_opts {
 	                           * finite (NaN or infinity: -EINVAL) */
 	uint64_t seed;            /* for PS_INIT_UNIFORM */
 	enum ps_placement placement;
-	uint32_t flags;           /* PS_HOGWILD */
+	uint32_t flags;           /* PS_HOGWILD, PS_COUNT_ACCESS, PS_TRANSIENT, PS_WIRE_* */
 	uint64_t slots_per_node;  /* slot capacity of each node's pool; 0 = num_keys
 	                           * + num_keys/4 + 4096 headroom for slots awaiting
 	                           * reclamation */

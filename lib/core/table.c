@@ -105,7 +105,7 @@ static int validate(const ps_table_opts *o)
 		return -EINVAL;
 	if (!isfinite(o->init_a)) /* NaN or infinite values from the start */
 		return -EINVAL;
-	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS | PS_TRANSIENT))
+	if (o->flags & ~(PS_HOGWILD | PS_COUNT_ACCESS | PS_TRANSIENT | PS_WIRE_KEYCACHE | PS_WIRE_COMPRESS))
 		return -EINVAL;
 	if (o->repl_max > o->num_keys || !isfinite(o->repl_rate) || o->repl_rate < 0 || o->repl_rate > 1e6)
 		return -EINVAL;

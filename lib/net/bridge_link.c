@@ -799,7 +799,11 @@ int ps__link_start(ps_world *w)
 	struct ps__link *L = calloc(1, sizeof *L);
 	struct ps__conn *data = calloc((size_t)w->nhosts, sizeof *data);
 	int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!L || !data || wake < 0) {
+	if (L)
+		L->filt = ps__filter_new();
+	if (!L || !L->filt || !data || wake < 0) {
+		if (L)
+			ps__filter_free(L->filt);
 		free(L);
 		free(data);
 		if (wake >= 0)
@@ -817,6 +821,7 @@ int ps__link_start(ps_world *w)
 		for (int h = 0; h < w->nhosts; h++)
 			conn_free(&data[h]);
 		pthread_mutex_destroy(&L->link.wlock);
+		ps__filter_free(L->filt);
 		close(wake);
 		free(data);
 		free(L);
@@ -839,6 +844,7 @@ int ps__link_start(ps_world *w)
 			conn_free(&data[h]);
 		close(wake);
 		free(data);
+		ps__filter_free(L->filt);
 		free(L);
 		return -EAGAIN;
 	}
@@ -865,6 +871,7 @@ void ps__link_stop(ps_world *w)
 	close(L->wake_fd);
 	free(L->rpc);
 	free(L->scratch);
+	ps__filter_free(L->filt);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);

@@ -274,13 +274,38 @@ int ps__kv_dec(const uint8_t *b, uint32_t len, bool push, struct ps__kv_req *m)
 	m->num_keys = ps__get64(b + 8);
 	m->n = ps__get32(b + 16);
 	m->flags = ps__get32(b + 20);
-	if ((m->flags & ~(push ? PS__KV_ASSIGN : 0u)) != 0 || m->n == 0 || m->value_len == 0 || m->value_len > 65536 || m->num_keys == 0)
+	m->kc_id = 0;
+	m->zlen = 0;
+	uint32_t known = PS__KV_KEYDEF | PS__KV_KEYREF | (push ? PS__KV_ASSIGN | PS__KV_ZVALS : 0u);
+	if ((m->flags & ~known) != 0 || m->n == 0 || m->value_len == 0 || m->value_len > 65536 || m->num_keys == 0)
 		return PS_EFRAME_BODY;
 	/* 64-bit arithmetic: n < 2^32, 8 + 4 * 65536 < 2^19, no overflow */
-	if (ps__kv_size(push, m->n, m->value_len) != len)
+	uint64_t plain = ps__kv_size(push, m->n, m->value_len);
+	if (!(m->flags & PS__KV_WIRE)) {
+		if (plain != len)
+			return PS_EFRAME_BODY;
+		m->keys = b + PS__KV_HDR;
+		m->values = push ? m->keys + 8ULL * m->n : NULL;
+		return 0;
+	}
+	/* a filtered body (filter.h): its plain form must fit a frame, which
+	 * bounds what a decompression may write */
+	bool def = m->flags & PS__KV_KEYDEF, ref = m->flags & PS__KV_KEYREF;
+	uint64_t head = PS__KV_HDR + ((def || ref) ? 8 : 0), keys = ref ? 0 : 8ULL * m->n;
+	if ((def && ref) || plain > PS__FRAME_MAX || len < head + keys)
 		return PS_EFRAME_BODY;
-	m->keys = b + PS__KV_HDR;
-	m->values = push ? m->keys + 8ULL * m->n : NULL;
+	if (def || ref)
+		m->kc_id = ps__get64(b + PS__KV_HDR);
+	m->keys = ref ? NULL : b + head;
+	m->values = push ? b + head + keys : NULL;
+	uint64_t vlen = len - head - keys;
+	if (m->flags & PS__KV_ZVALS) {
+		if (vlen < PS__Z_HDR)
+			return PS_EFRAME_BODY;
+		m->zlen = (uint32_t)vlen;
+	} else if (vlen != (push ? 4ULL * m->n * m->value_len : 0)) {
+		return PS_EFRAME_BODY;
+	}
 	return 0;
 }
 
@@ -296,10 +321,19 @@ int ps__reply_dec(const uint8_t *b, uint32_t len, struct ps__reply *m)
 		return PS_EFRAME_BODY;
 	m->status = (int32_t)ps__get32(b);
 	m->nvals = ps__get32(b + 4);
-	if ((uint64_t)PS__REPLY_HDR + 4ULL * m->nvals != len || m->status > 0)
-		return PS_EFRAME_BODY;
+	m->z = m->nvals & PS__REPLY_Z;
+	m->nvals &= ~PS__REPLY_Z;
+	m->zlen = m->z ? len - PS__REPLY_HDR : 0;
 	m->vals = b + PS__REPLY_HDR;
-	return 0;
+	if (m->status > 0)
+		return PS_EFRAME_BODY;
+	/* a block (filter.h) stands for at most a frame of floats */
+	if (m->z)
+		return m->zlen >= PS__Z_HDR && m->nvals > 0 &&
+				       PS__REPLY_HDR + 4ULL * m->nvals <= PS__FRAME_MAX
+			       ? 0
+			       : PS_EFRAME_BODY;
+	return (uint64_t)PS__REPLY_HDR + 4ULL * m->nvals == len ? 0 : PS_EFRAME_BODY;
 }
 
 uint64_t ps__redirect_size(uint32_t n)

@@ -178,12 +178,21 @@ struct ps__kv_req {
 	uint32_t table, value_len;
 	uint64_t num_keys;
 	uint32_t n;               /* keys in the frame, >= 1 */
-	uint32_t flags;           /* PUSH: PS__KV_ASSIGN or 0; PULL: 0 */
-	const uint8_t *keys;      /* n x u64 (unaligned: use ps__get64) */
-	const uint8_t *values;    /* PUSH: n x value_len floats; PULL: NULL */
+	uint32_t flags;           /* PUSH: PS__KV_ASSIGN or 0; PULL: 0; + PS__KV_WIRE bits */
+	const uint8_t *keys;      /* n x u64 (unaligned: use ps__get64); NULL for KEYREF */
+	const uint8_t *values;    /* PUSH: n x value_len floats (ZVALS: a block); PULL: NULL */
+	uint64_t kc_id;           /* KEYDEF/KEYREF: the list's id */
+	uint32_t zlen;            /* ZVALS: bytes of the block at values */
 };
 #define PS__KV_HDR 24u
 #define PS__KV_ASSIGN 1u          /* store the values (ps_assign_sync), not the rule */
+/* Wire filters (filter.h): an id then the keys / only the id / compressed
+ * values.  Only PULL and PUSH carry them (link_serve.c refuses them on
+ * RPULL/RPUSH); DEF and REF exclude each other. */
+#define PS__KV_KEYDEF 0x10u
+#define PS__KV_KEYREF 0x20u
+#define PS__KV_ZVALS  0x40u
+#define PS__KV_WIRE   (PS__KV_KEYDEF | PS__KV_KEYREF | PS__KV_ZVALS)
 /* Body size of a request of n keys (64-bit: no overflow for any n). */
 uint64_t ps__kv_size(bool push, uint32_t n, uint32_t value_len);
 /* Writes the fixed part; the caller appends the keys (and values). */
@@ -193,9 +202,13 @@ int ps__kv_dec(const uint8_t *b, uint32_t len, bool push, struct ps__kv_req *m);
 struct ps__reply {
 	int32_t status;
 	uint32_t nvals;           /* floats that follow (a pull's values) */
-	const uint8_t *vals;
+	const uint8_t *vals;      /* z: a compressed block of zlen bytes (filter.h) */
+	bool z;
+	uint32_t zlen;
 };
 #define PS__REPLY_HDR 8u
+#define PS__REPLY_Z 0x80000000u   /* in nvals on the wire: the values are a block */
+#define PS__Z_HDR 4u              /* a block's header: u8 method, 3 bytes 0 (filter.h) */
 void ps__reply_enc_hdr(uint8_t *out, int32_t status, uint32_t nvals);
 int ps__reply_dec(const uint8_t *b, uint32_t len, struct ps__reply *m);
 

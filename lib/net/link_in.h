@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "filter.h"
 #include "link.h"
 
 struct rpc {
@@ -126,6 +127,7 @@ struct ps__link {
 	pthread_mutex_t wb_lock;
 	uint64_t wb_arrivals;
 	int wb_rc[2];
+	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	/* link thread only */
 	uint8_t *scratch;
 	size_t scratch_cap;

@@ -90,7 +90,7 @@ static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_k
 	struct ps__link *L = w->link;
 	const uint32_t vlen = t->value_len;
 	uint64_t body = ps__kv_size(in != NULL, n, vlen);
-	uint8_t *f = ps__alloc(w, PS__FRAME_HDR + body);
+	uint8_t *f = ps__alloc(w, PS__FRAME_HDR + body + 8); /* + 8: a key-list id (filter.h) */
 	if (!f)
 		return -ENOMEM;
 	/* ps_assign_sync pushes through a handle whose rule is ASSIGN */
@@ -106,6 +106,8 @@ static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_k
 		for (uint32_t i = 0; i < n; i++)
 			memcpy(vp + 4 * (size_t)i * vlen, in + (size_t)pos[i] * vlen, 4 * (size_t)vlen);
 	}
+	if (type == PS__F_PULL || type == PS__F_PUSH)
+		body = ps__filter_req_out(L->filt, (uint32_t)t->id, t->flags, host, b, (uint32_t)body);
 	uint32_t slot;
 	int rc = rpc_take(L, &slot);
 	if (rc) {
@@ -449,8 +451,15 @@ void ps__lk_on_reply(struct ps__link *L, const struct ps__frame *f)
 	struct ps__reply m;
 	int err = ps__reply_dec(f->body, f->len, &m);
 	if (err == 0)
-		err = m.status;
-	if (err == 0 && r.raw) {
+		err = m.status ? m.status : ps__filter_reply_in(L->filt, &m);
+	if (err == PS__EKCMISS && !r.raw && r.pos) {
+		/* our key-list id was not held there: nothing was done; the
+		 * keys go to the next round, with their list (FL2) */
+		ps__filter_forget(L->filt, (uint32_t)r.g->t->id, r.host, r.g->keys, r.pos, r.n);
+		for (uint32_t i = 0; i < r.n; i++)
+			again(r.g, r.pos[i], -2);
+		err = 0;
+	} else if (err == 0 && r.raw) {
 		err = PS_EFRAME_BODY; /* a call is answered by MOVE_REPLY */
 	} else if (err == 0 && r.out) {
 		if (m.nvals != (uint64_t)r.n * r.value_len) {

@@ -67,6 +67,8 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 	const bool push = f->type == PS__F_PUSH;
 	struct ps__kv_req m;
 	int rc = ps__kv_dec(f->body, f->len, push, &m);
+	if (rc == 0) /* key list from the cache, values decompressed (filter.h) */
+		rc = ps__filter_req_in(L->filt, f->host, f->req, &m);
 	ps_table *t = rc ? NULL : table_by_id(L, m.table);
 	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
 	size_t keys_off = PS__ALIGN(PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals, 16);
@@ -123,8 +125,7 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 		}
 	}
 	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
-	ps__reply_enc_hdr(buf + PS__FRAME_HDR, rc, nvals);
-	uint32_t len = PS__REPLY_HDR + 4 * nvals;
+	uint32_t len = ps__filter_reply_out(L->filt, t ? t->flags : 0, buf + PS__FRAME_HDR, rc, nvals);
 	ps__lk_answer(L, f, buf, PS__F_REPLY, len);
 }
 
@@ -159,6 +160,8 @@ void ps__lk_on_primary_request(struct ps__link *L, const struct ps__frame *f)
 	const bool push = f->type == PS__F_RPUSH;
 	struct ps__kv_req m;
 	int rc = ps__kv_dec(f->body, f->len, push, &m);
+	if (rc == 0 && (m.flags & PS__KV_WIRE))
+		rc = PS_EFRAME_BODY; /* replica rounds travel plain */
 	ps_table *t = rc ? NULL : table_by_id(L, m.table);
 	size_t vals = (rc || push) ? 0 : (size_t)m.n * m.value_len;
 	size_t keys_off = PS__ALIGN(PS__FRAME_HDR + PS__REPLY_HDR + 4 * vals, 16);

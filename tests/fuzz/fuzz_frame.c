@@ -8,12 +8,15 @@
  * of its type.
  * Built with clang -fsanitize=fuzzer,address,undefined (see the Makefile);
  * run briefly by tests/test_fuzz.c over the committed corpus in corpus/frame.
+ * The wire filters' forms (filter.h: key-list ids, compressed values) go
+ * through lib/net/filter.c's block decoder.
  */
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "bridge.h"
+#include "filter.h"
 
 static volatile uint64_t sink;
 
@@ -23,6 +26,15 @@ static void touch(const uint8_t *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		s += p[i];
 	sink += s;
+}
+
+/* A compressed block decodes into exactly raw bytes or fails cleanly;
+ * raw is at most a frame (frame.c checked it). */
+static void unblock(const uint8_t *b, uint32_t blen, uint64_t raw)
+{
+	static uint8_t out[PS__FRAME_MAX];
+	if (raw <= sizeof out && ps__z_decompress(b, blen, out, (uint32_t)raw) == 0)
+		touch(out, raw);
 }
 
 static void decode_body(const struct ps__frame *f)
@@ -59,14 +71,21 @@ static void decode_body(const struct ps__frame *f)
 	case PS__F_PULL:
 	case PS__F_PUSH:
 		if (ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH, &m.kv) == 0) {
-			touch(m.kv.keys, 8ULL * m.kv.n);
-			if (m.kv.values)
+			if (m.kv.keys) /* KEYREF: an id instead */
+				touch(m.kv.keys, 8ULL * m.kv.n);
+			if (m.kv.values && (m.kv.flags & PS__KV_ZVALS))
+				unblock(m.kv.values, m.kv.zlen, 4ULL * m.kv.n * m.kv.value_len);
+			else if (m.kv.values)
 				touch(m.kv.values, 4ULL * m.kv.n * m.kv.value_len);
 		}
 		break;
 	case PS__F_REPLY:
-		if (ps__reply_dec(f->body, f->len, &m.r) == 0)
-			touch(m.r.vals, 4ULL * m.r.nvals);
+		if (ps__reply_dec(f->body, f->len, &m.r) == 0) {
+			if (m.r.z)
+				unblock(m.r.vals, m.r.zlen, 4ULL * m.r.nvals);
+			else
+				touch(m.r.vals, 4ULL * m.r.nvals);
+		}
 		break;
 	case PS__F_BARRIER:
 	case PS__F_RELEASE:

@@ -27,6 +27,35 @@ def kv(n, vlen, push):
     return b
 
 
+# Wire filters (lib/net/filter.h): kv flags KEYDEF 0x10, KEYREF 0x20, ZVALS
+# 0x40; a REPLY's nvals bit 31; a block is u8 method (1 zeros, 2 LZ4), 3
+# zero bytes, then the data.
+def kv_filtered(n, vlen, flags, keys, values):
+    b = struct.pack('<IIQII', 0, vlen, 1000, n, flags)
+    if flags & 0x30:
+        b += struct.pack('<Q', 7)  # the list's id
+    if keys:
+        b += b''.join(struct.pack('<Q', 10 + i) for i in range(n))
+    return b + values
+
+
+def zeros_block(floats):
+    bm = bytearray((len(floats) + 7) // 8)
+    words = b''
+    for i, f in enumerate(floats):
+        if f != 0:
+            bm[i // 8] |= 1 << (i % 8)
+            words += struct.pack('<f', f)
+    return bytes([1, 0, 0, 0]) + bytes(bm) + words
+
+
+def lz4_literals_block(raw):
+    # one LZ4 sequence of literals only (a valid last sequence)
+    n = len(raw)
+    assert 15 <= n < 15 + 255
+    return bytes([2, 0, 0, 0, 0xF0, n - 15]) + raw
+
+
 def sstr(s):
     return bytes([len(s)]) + s.encode()
 
@@ -58,6 +87,14 @@ seeds = {
     'barrier_min': frame(19, struct.pack('<QQiI', 2, 5, 0, 2)),
     'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
 }
+sparse = [0.0] * 5 + [1.5] + [0.0] * 3 + [-2.0, 0.0, 0.0]  # 2 x 6 floats
+seeds['pull_keydef'] = frame(16, kv_filtered(3, 4, 0x10, True, b''))
+seeds['pull_keyref'] = frame(16, kv_filtered(3, 4, 0x20, False, b''))
+seeds['push_keyref_zeros'] = frame(17, kv_filtered(2, 6, 0x60, False, zeros_block(sparse)))
+seeds['push_keydef_lz4'] = frame(17, kv_filtered(2, 2, 0x50, True,
+                                                 lz4_literals_block(struct.pack('<4f', 1, 2, 3, 4))))
+seeds['reply_zeros'] = frame(18, struct.pack('<iI', 0, 12 | 0x80000000) + zeros_block(sparse))
+seeds['reply_lz4'] = frame(18, struct.pack('<iI', 0, 4 | 0x80000000) + lz4_literals_block(struct.pack('<4f', 1, 2, 3, 4)))
 seeds['stream'] = seeds['pull'] + seeds['push'] + seeds['heartbeat']
 # a data connection between nodes: every type it carries, without checksum
 seeds['data_stream'] = (frame_nocrc(16, kv(3, 4, False)) + frame_nocrc(17, kv(2, 3, True))
