@@ -27,6 +27,7 @@
  *                  (ucp_worker_arm + poll) instead of spinning in
  *                  ucp_worker_progress: what a serving thread that must not
  *                  burn a core next to the compute threads would do.
+ *                  (ucx-default-block runs only when named in --transports.)
  *
  * Messages (the same bytes on every transport): request = 24-byte header
  * (magic, op, key count, value length, request id) + 8 bytes per key; reply
@@ -38,7 +39,7 @@
  * first and last float of every row = the key).
  *
  * Rows: round,transport,pattern,calls,p50_us,p99_us,keys_per_s,mb_per_s
- *   setup    client side: UCX context + worker + address (tcp: socket())
+ *   setup    client side: UCX context + worker + address (tcp: nothing)
  *   connect  client side: from the server's address in hand to the first
  *            one-key reply (UCX: endpoint creation and wire-up included)
  *   onekey   one key per call (32-byte request, 24 + 4 L byte reply);
@@ -47,6 +48,16 @@
  *            keys_per_s = batch x 1e6 / p50; mb_per_s: value bytes
  * Quantiles are over the calls of the row (each call timed alone).  Lines
  * starting with '#' are comments (UCX's lanes per transport, address size).
+ *
+ * Authentication is not measured: UCX has none.  A UCX worker (tcp) listens
+ * on every interface it uses (here 127.0.0.1 and eth0's address, ephemeral
+ * ports, backlog 4096; `ss -ltnp` while this runs) for the worker's whole
+ * life and accepts whoever connects.  psmem on UCX would exchange worker
+ * addresses only inside psrun's HMAC-authenticated rendezvous (as the side
+ * channel here does), but could not close those listeners after the mesh as
+ * psrun closes its own, so a stranger could still connect and inject tagged
+ * messages; only a check in every message (a job cookie: cheap, or a MAC:
+ * a pass over every byte) would refuse them.
  */
 #include <errno.h>
 #include <inttypes.h>
