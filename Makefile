@@ -66,7 +66,8 @@ APPS      := $(APP_MAINS:apps/%.c=$(BUILD)/apps/%)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_COMMON := $(wildcard tests/common_*.c)
-BENCH_SRC := $(wildcard bench/*.c)
+# bench/ucx_rpc.c needs UCX: built by its own rule below, never required.
+BENCH_SRC := $(filter-out bench/ucx_rpc.c,$(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # The frame parser's fuzz target needs clang's libFuzzer; without it the
 # fuzz test skips (tests/test_fuzz.c says so).
@@ -249,6 +250,23 @@ demo: deps
 
 bench: all
 	@$(BUILD)/bench/micro
+
+# bench/ucx_rpc (issue 13: the data path on UCX against plain TCP) needs UCX
+# (Debian libucx-dev, not in DEB_PKGS).  `make all` builds it only where
+# pkg-config knows ucx (and not under a sanitizer: UCX hooks malloc/mmap);
+# `make bench-ucx` builds it or says why not; bench/ucx.sh runs it.
+UCX_BENCH = $(if $(SAN),,$(if $(shell pkg-config --exists ucx 2>/dev/null && echo y),$(BUILD)/bench/ucx_rpc))
+all: $(UCX_BENCH)
+.PHONY: bench-ucx
+bench-ucx:
+	@if pkg-config --exists ucx 2>/dev/null; then $(MAKE) --no-print-directory $(BUILD)/bench/ucx_rpc; \
+	else echo "SKIP bench-ucx: UCX not found (pkg-config ucx; Debian: libucx-dev)"; fi
+
+$(BUILD)/bench/ucx_rpc: bench/ucx_rpc.c
+	@mkdir -p $(dir $@)
+	@echo "  CC+LD   $@"
+	@$(CC) -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread $(shell pkg-config --cflags ucx) \
+	  $(LDFLAGS) -o $@ $< $(shell pkg-config --libs ucx)
 
 # kge's batch scoring and gradients are matrix products: an optimized BLAS
 # (OpenBLAS, Debian's libopenblas-dev), for kge only.
