@@ -11,6 +11,15 @@
  * return the exact values at once (a key left MOVING makes every access
  * wait 30 s and fail with -ETIMEDOUT), and a second move, without the
  * failure, works.
+ *
+ * A move from another host into a full pool waits for freed slots like a
+ * local one (migrate.c MG6).  Pools of 12 slots: host 0 holds keys 0-7 and
+ * moves 8-11 to itself (its pool is full), host 1 moves 0-3 to itself (host
+ * 0's four slots wait for a grace period), then host 0 moves 12-15 to
+ * itself at once.  PSMEM_DEBUG_HOLD_RECLAIM=1 (test builds only) keeps the
+ * service threads from reclaiming until a thread waits for a free slot, so
+ * that the slots are still retired when host 0 allocates: without the wait
+ * the move fails with PS_EFULL; with it the move completes, values exact.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -135,6 +144,125 @@ static int node_main(void)
 	return bad ? 3 : 0;
 }
 
+enum { FULL_SLOTS = 12 };
+
+/* Pulls every key from this host: exact values; keys lo..hi-1 held by
+ * host `holder`. */
+static void check_all(ps_table *t, const char *when, ps_key lo, ps_key hi, int holder)
+{
+	ps_key k[NK];
+	float v[NK * LEN];
+	for (int i = 0; i < NK; i++)
+		k[i] = (ps_key)i;
+	int rc = ps_pull_sync(t, k, NK, v);
+	if (rc) {
+		node_fail("%s: pull: %s\n", when, ps_strerror(rc));
+		return;
+	}
+	for (int i = 0; i < NK; i++)
+		for (int j = 0; j < LEN; j++)
+			if (v[i * LEN + j] != want(k[i], j))
+				node_fail("%s: key %d value %d is %g\n", when, i, j, (double)v[i * LEN + j]);
+	for (ps_key i = lo; i < hi; i++)
+		if (ps_owner_host(t, i) != holder)
+			node_fail("%s: key %d held by host %d, want %d\n", when, (int)i, ps_owner_host(t, i), holder);
+}
+
+static int move(ps_table *t, ps_key lo, ps_key hi)
+{
+	ps_key k[NK];
+	for (ps_key i = lo; i < hi; i++)
+		k[i - lo] = i;
+	return ps_localize_sync(t, k, (size_t)(hi - lo));
+}
+
+static int node_full_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w) {
+		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
+		return 1;
+	}
+	ps_table_opts o;
+	ps_table_opts_init(&o, NK, LEN);
+	o.slots_per_node = FULL_SLOTS;
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t) {
+		fprintf(stderr, "table: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int host = ps_host_id(w), rc;
+	ps_key all[NK];
+	float v[NK * LEN];
+	for (int i = 0; i < NK; i++) {
+		all[i] = (ps_key)i;
+		for (int j = 0; j < LEN; j++)
+			v[i * LEN + j] = want((ps_key)i, j);
+	}
+	if (host == 0 && ps_push_sync(t, all, NK, v))
+		node_fail("initial push failed\n");
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 0 && (rc = move(t, 8, 12)) != 0) /* fills host 0's pool */
+		node_fail("host 0: moving 8-11: %s\n", ps_strerror(rc));
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 1 && (rc = move(t, 0, 4)) != 0) /* host 0 gives 4 slots away */
+		node_fail("host 1: moving 0-3: %s\n", ps_strerror(rc));
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 0) {
+		/* the premise: every slot of host 0's pool is used or retired */
+		ps_node_stats st;
+		if (ps_stats(w, 0, &st) || st.slots_used != st.slots_capacity || st.slots_capacity != FULL_SLOTS)
+			node_fail("host 0: pool not full before the move: %llu of %llu slots\n",
+				  (unsigned long long)st.slots_used, (unsigned long long)st.slots_capacity);
+		rc = move(t, 12, 16);
+		if (rc)
+			node_fail("host 0: moving 12-15 into a full pool: %s\n", ps_strerror(rc));
+		check_all(t, "host 0 after the move", 12, 16, 0);
+	}
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (host == 1)
+		check_all(t, "host 1 after the move", 12, 16, 0);
+	if (host == 1)
+		check_all(t, "host 1 after the move", 0, 4, 1);
+	if (ps_barrier(w))
+		node_fail("barrier failed\n");
+	if (!bad)
+		printf("host %d: full move ok\n", host);
+	fflush(stdout);
+	ps_finalize(w);
+	return bad ? 3 : 0;
+}
+
+static void test_move_across_hosts_into_a_full_pool_waits_for_freed_slots(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[] = {mh_self, "--node-full", NULL};
+	struct mh_proc p[2];
+	setenv("PSMEM_DEBUG_HOLD_RECLAIM", "1", 1);
+	mh_run_hosts(2, 1, prog, p, 90);
+	unsetenv("PSMEM_DEBUG_HOLD_RECLAIM");
+	for (int r = 0; r < 2; r++) {
+		char name[16];
+		snprintf(name, sizeof name, "host %d", r);
+		if (p[r].status != 0)
+			mh_show(&p[r], name);
+	}
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(p[r].status, 0);
+		char ok[32];
+		snprintf(ok, sizeof ok, "host %d: full move ok", r);
+		assert_non_null(strstr(mh_slurp(p[r].out), ok));
+	}
+	mh_assert_clean(&segs);
+}
+
 static void test_failed_move_across_hosts_leaves_every_key_where_it_was(void **state)
 {
 	(void)state;
@@ -165,12 +293,15 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
 		return node_main();
+	if (argc >= 2 && strcmp(argv[1], "--node-full") == 0)
+		return node_full_main();
 	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
 	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_failed_move_across_hosts_leaves_every_key_where_it_was),
+		cmocka_unit_test(test_move_across_hosts_into_a_full_pool_waits_for_freed_slots),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -291,6 +291,10 @@ ps_world *ps__world_open(int threads, int *err)
 #ifdef PS_TEST_HOOKS /* test builds only (libpsmem_test.a): release builds ignore these */
 	w->no_grace = getenv("PSMEM_DEBUG_NO_GRACE") && *getenv("PSMEM_DEBUG_NO_GRACE") == '1';
 	w->slow_switch = getenv("PSMEM_DEBUG_SLOW_SWITCH") && *getenv("PSMEM_DEBUG_SLOW_SWITCH") == '1';
+	/* relaxed: set before the service thread starts (pthread_create orders it) */
+	atomic_store_explicit(&w->hold_reclaim,
+			      getenv("PSMEM_DEBUG_HOLD_RECLAIM") && *getenv("PSMEM_DEBUG_HOLD_RECLAIM") == '1',
+			      memory_order_relaxed);
 #endif
 	goto out;
 fail:

@@ -93,6 +93,10 @@ struct ps_world {
 	bool move_fail;           /* PSMEM_DEBUG_MOVE_FAIL=<host>: that host's first
 	                           * move across hosts fails its LOCK step after
 	                           * the replies came (test_hosts_move) */
+	atomic_bool hold_reclaim; /* PSMEM_DEBUG_HOLD_RECLAIM=1: the service
+	                           * thread reclaims nothing until a thread waits
+	                           * for a free slot (kv.c ps__wait_free_slot
+	                           * clears it; test_hosts_move) */
 	struct ps__node *me;
 	unsigned je_arena;        /* jemalloc arena for this node's private data */
 	int numa_node;            /* -1: not bound */

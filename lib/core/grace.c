@@ -33,7 +33,7 @@
  *
  * (GR5) The service thread never waits for a grace period without running
  * grace steps itself: a localize it executes into a full pool
- * (kv.c wait_for_free_slot) advances this node's epoch and reclaims while
+ * (kv.c ps__wait_free_slot) advances this node's epoch and reclaims while
  * it waits, since no other thread would.
  *
  * (GR3) A retire batch is owned by the service thread of the process that
@@ -217,7 +217,11 @@ static void *service_main(void *arg)
 		uint32_t bell = atomic_load_explicit(&w->doorbell, memory_order_acquire);
 		bool work = run_requests(w);
 		work |= ps__grace_step(w);
-		work |= ps__reclaim(w, false) > 0;
+#ifdef PS_TEST_HOOKS /* test builds only: reclamation held until a slot waiter (test_hosts_move) */
+		/* relaxed: a test switch; the waiter rings the doorbell after clearing it */
+		if (!atomic_load_explicit(&w->hold_reclaim, memory_order_relaxed))
+#endif
+			work |= ps__reclaim(w, false) > 0;
 		work |= ps__replica_step(w);
 		/* acquire: pairs with the release store in ps__service_stop */
 		if (atomic_load_explicit(&w->stop, memory_order_acquire) &&

@@ -596,10 +596,12 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
 
 /*
  * This node's pool is full.  If slots of it wait for a grace period
- * (retired by relocations away from us), the full pool is temporary: wait,
- * outside any read-side section, until one is freed.  Gives up after 1 s
- * with nothing retired, or 10 s in all (a reclaimer that died leaves its
- * retired count behind).
+ * (retired by relocations away from us, or given to another host), the full
+ * pool is temporary: wait, outside any read-side section, until one is
+ * freed.  Gives up after 1 s with nothing retired, or 10 s in all (a
+ * reclaimer that died leaves its retired count behind).  Shared by the
+ * moves within a host (ps__localize_keys) and from other hosts
+ * (migrate.c ps__migrate_in, before its LOCK step: MG6).
  *
  * On the service thread (an asynchronous ps_localize) waiting alone would
  * deadlock for the 10 s: that thread is the only one that advances this
@@ -607,7 +609,7 @@ static int relocate(ps_world *w, ps_table *t, ps_key k, struct ps__retired *reti
  * meanwhile reclamation stalls for the whole job.  So there it runs the
  * grace steps and reclaims itself while it waits (GR5).
  */
-static bool wait_for_free_slot(ps_world *w, ps_table *t)
+bool ps__wait_free_slot(ps_world *w, ps_table *t)
 {
 	struct ps__pool *p = ps__pool_at(&w->seg, t->id, w->node);
 	const bool service = ps__on_service_thread(w);
@@ -616,6 +618,10 @@ static bool wait_for_free_slot(ps_world *w, ps_table *t)
 	 * sleeps longer than asked in each round */
 	const uint64_t t0 = ps__now_ns(), second = 1000 * 1000 * 1000ULL;
 	ps__wait_set(w, PS__WAIT_GRACE, (uint64_t)t->id, 0);
+#ifdef PS_TEST_HOOKS /* test builds only: reclamation was held for this wait (test_hosts_move) */
+	/* relaxed: a test switch; the doorbell below wakes the service thread */
+	atomic_store_explicit(&w->hold_reclaim, false, memory_order_relaxed);
+#endif
 	for (uint64_t now = t0; !ok && now - t0 < 10 * second; now = ps__now_ns()) {
 		/* relaxed: hints; the allocator re-checks under the pool lock.
 		 * Nothing retired yet: another node may be relocating our keys
@@ -680,7 +686,7 @@ int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n)
 		} else {
 			ps__free(w, b);
 		}
-		if (rc == PS_EFULL && wait_for_free_slot(w, t))
+		if (rc == PS_EFULL && ps__wait_free_slot(w, t))
 			rc = 0; /* retry from the key that failed */
 		if (rc < 0) {
 			ps__free(w, far);

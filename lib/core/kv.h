@@ -18,6 +18,11 @@ bool ps__slot_recover(ps_world *w, ps_table *t, struct ps__slot *sl, uint64_t s)
  * recovery's CAS, to force an interleaving (tests/test_crash.c). */
 extern void (*ps__test_recover_hook)(ps_world *w, ps_table *t, struct ps__slot *sl);
 int ps__localize_keys(ps_table *t, const ps_key *keys, size_t n);
+/* This node's pool of t is full: waits (bounded, 10 s at most; on the
+ * service thread running grace steps and reclamation itself, GR5) until a
+ * slot is free.  True if one is (allocate again), false: really full.
+ * Outside any read-side section, holding no slot lock. */
+bool ps__wait_free_slot(ps_world *w, ps_table *t);
 /* 0, or PS_ETABLE (not a table), -EINVAL (no keys), PS_EKEY (out of range) */
 int ps__check_keys(ps_table *t, const ps_key *keys, size_t n);
 void ps__add_values(struct ps__slot *sl, const float *upd, uint32_t len);
