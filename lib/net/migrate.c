@@ -27,7 +27,7 @@
  *               give that failed (BUSY) is undone instead: UNLOCK, back
  *               to REMOTE(B).
  *
- * Invariants (MG1-MG4), with the kv.c ones within each host:
+ * Invariants (MG1-MG6), with the kv.c ones within each host:
  *   (MG1) At every moment at most one slot of all hosts holds k unlocked and
  *        not MOVED: between 2 and 3 none does, and k's value travels in the
  *        MOVE_REPLY.  A push is applied only to such a slot (kv.c KV2, KV3),
@@ -51,6 +51,16 @@
  *   (MG4) No step blocks a link thread on the network: the executor of a
  *        MOVE only takes slot locks of its own host, whose holders never
  *        wait for the network while holding them.  Only the mover waits.
+ *   (MG6) A full pool waits before anything is locked: the mover reserves
+ *        its slots before step 1, and when this node's pool is full it
+ *        waits for slots freed by reclamation (kv.c ps__wait_free_slot: the
+ *        wait of a move within the host, bounded by 10 s, 1 s with nothing
+ *        retired; on the service thread it runs the grace steps itself,
+ *        GR5).  So no key of any host is MOVING while the mover waits for
+ *        memory, and a wait that gives up leaves every key where it was:
+ *        the move goes on with the slots it got (the keys that fit) and
+ *        returns PS_EFULL.  Slots retired by a give at this host (step 2
+ *        served here, or a move within the host) are what it waits for.
  *
  * Limits: a table with hot-spot replication (repl_max > 0) moves keys only
  * within a host (its hot keys are replicated on every host instead); a
@@ -258,10 +268,14 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	mv.off = calloc(n, sizeof *mv.off);
 	mv.vals = malloc(n * mv.nf * sizeof *mv.vals);
 	int rc = (mv.st && mv.host && mv.off && mv.vals) ? 0 : -ENOMEM;
-	/* reserve the slots first: a value that was given up must land */
+	/* reserve the slots first: a value that was given up must land.  A
+	 * full pool whose slots wait for a grace period is waited for here,
+	 * before step 1, as a move within the host does (MG6). */
 	size_t nres = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &mv.off[i]);
+		if (rc == PS_EFULL && ps__wait_free_slot(w, t))
+			rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &mv.off[i]);
 		if (rc == 0)
 			nres++;
 	}
