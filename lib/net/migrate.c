@@ -274,7 +274,9 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	size_t nres = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &mv.off[i]);
-		if (rc == PS_EFULL && ps__wait_free_slot(w, t))
+		/* another allocator may take the freed slot first: wait again,
+		 * as ps__localize_keys retries from the key that failed */
+		while (rc == PS_EFULL && ps__wait_free_slot(w, t))
 			rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &mv.off[i]);
 		if (rc == 0)
 			nres++;
