@@ -47,6 +47,7 @@
 #include "world.h"
 #include "arena.h"
 #include "kv.h"
+#include "lock.h"
 #include "tctx.h"
 #include "replica.h"
 #include "grace.h"
@@ -637,7 +638,14 @@ bool ps__wait_free_slot(ps_world *w, ps_table *t)
 			ps__doorbell(w);
 		}
 		usleep(500);
-		ok = __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) != 0;
+		/* free_head is written only under the pool lock (segment.h), so
+		 * read it under the lock too: an unlocked read raced with the
+		 * reclaimer's plain store (TSan, test_hosts_move).  A dead holder
+		 * left the pool's few fields consistent, as in arena.c. */
+		if (ps__lock(&p->lock) == 1)
+			ps__lock_consistent(&p->lock);
+		ok = p->free_head != 0;
+		ps__unlock(&p->lock);
 	}
 	ps__wait_clear(w);
 	return ok;
