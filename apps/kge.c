@@ -59,11 +59,19 @@
  * repeats on every host).
  *
  * Work split.  Every node loads the whole data set; the training triples
- * are shuffled once with --seed (the same order on every node), node n
- * takes the n-th contiguous share and each of its worker threads a share of
- * that, reshuffled every epoch.  Evaluation pulls every row once into a
- * node-local array and splits the ranking queries over all workers of all
- * nodes; partial sums (and the epoch losses) meet in a small psmem table.
+ * are shuffled once with --seed (the same order on every node), app node n
+ * (app_gnode: node n of host h is h x nodes + n, so every node of every
+ * host of a multi-host job) takes the n-th contiguous share and each of
+ * its worker threads a share of that, reshuffled every epoch: each triple
+ * is trained once per epoch wherever the job runs.  The initial rows, the
+ * random draws (a seed per worker of the job) and the evaluation are split
+ * the same way.  Evaluation pulls every row once into a node-local array
+ * and splits the ranking queries over all workers of all nodes of all
+ * hosts; partial sums (and the epoch losses, and every worker's count of
+ * triples trained) meet in a small psmem table.  Across hosts localize
+ * moves the next batch's entities from another host as from another node
+ * (a host's node 0 reports its local share: with one node per host, the
+ * accesses it served itself rather than another host).
  * Ranks are filtered (other known triples of train, valid and test are
  * removed) with ties counted as half.
  *
@@ -1302,8 +1310,11 @@ static void usage(FILE *f)
 		"                     (update order) (default: 1)\n"
 		"  --eval-every K     filtered valid MRR every K epochs, 0 = never (default: 0)\n"
 		"  --json FILE        write a JSON summary (app, policy, nodes, threads, epochs,\n"
-		"                     seconds, throughput, mrr, hits1, hits3, hits10, ...);\n"
-		"                     - = stdout (default: none)\n"
+		"                     seconds, throughput, mrr, hits1, hits3, hits10, and the\n"
+		"                     triples trained per epoch: by this host's nodes\n"
+		"                     (triples_per_epoch, triples_per_epoch_nodeN) and by the\n"
+		"                     whole job, ...); - = stdout; on several hosts host 0\n"
+		"                     writes FILE, host R FILE.hostR (default: none)\n"
 		"  --save FILE        write the embeddings as text, with their string ids\n"
 		"                     (default: none)\n"
 		"  --replicate K      replicate the K relation rows (relations and reciprocals)\n"
@@ -1327,7 +1338,9 @@ static void usage(FILE *f)
 		"  --version          print the version and exit\n"
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
-		"prints and writes files. seconds/throughput count training, not evaluation.\n"
+		"prints and writes files (on several hosts: each host's node 0 prints and\n"
+		"writes its --json, host 0's writes --save); the hosts split the training\n"
+		"triples. seconds/throughput count training, not evaluation.\n"
 		"psstat --checkpoint FILE asks a running kge for a checkpoint at the end of\n"
 		"the current epoch.  kge does not resume a restarted node (psrun\n"
 		"--on-failure restart): use --checkpoint-every and --resume.\n");

@@ -8,8 +8,15 @@
  * The corpus (plain or gzip) is whitespace-separated tokens, one sentence
  * per line or one huge line (text8); sentences longer than 1000 kept words
  * are cut, as word2vec does.  Every node reads the whole corpus and builds
- * the same vocabulary (min-count, sorted by frequency); node n trains on the
- * n-th share of the tokens, its worker threads split that further.  A
+ * the same vocabulary (min-count, sorted by frequency); app node n trains
+ * on the n-th share of the tokens, its worker threads split that further
+ * (app_gnode: node n of host h is h x nodes + n, so in a multi-host job the
+ * shares tile the corpus over every node of every host and each word is
+ * trained once per epoch; the random draws have a seed per worker of the
+ * job; localize moves rows from another host as from another node).  Each
+ * host's node 0 prints and writes its --json (host R > 0: FILE.hostR) with
+ * the words its nodes trained per epoch; host 0's node 0 reads the vectors
+ * for --eval-analogy and --save.  A
  * corpus with no line of two kept words (one word per line) is refused: it
  * has no pair to train.  A loss that turns inf or NaN (--lr too large)
  * stops the run after that epoch with exit status 1.
@@ -1267,7 +1274,9 @@ static void usage(FILE *f)
 		"                        naive (exact draws), local (only rows on this node),\n"
 		"                        pool[:U] (pools of n/U rows moved here, each served U\n"
 		"                        times; U 8); absent: the app's own alias table (absent)\n"
-		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
+		"  --json FILE           write a JSON summary (\"-\" = stdout), with the words\n"
+		"                        trained per epoch by this host's nodes and the job; on\n"
+		"                        several hosts host R > 0 writes FILE.hostR (none)\n"
 		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
 		"  --save-format F       text or binary (text)\n"
 		"  --checkpoint FILE     write a checkpoint of the tables (psmem format) after the\n"
