@@ -626,7 +626,7 @@ struct wstate {
 	uint32_t *estamp, *rstamp;
 	int32_t *epos, *rpos;
 	struct batch b[2];
-	float *rowsE, *rowsR, *Q, *S, *dQ, *gE, *gR, *push, *pushR;
+	float *rowsE, *rowsR, *Q, *S, *dQ, *gE, *gR, *push;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -795,33 +795,18 @@ static double batch_grad(struct wstate *ws, const struct batch *b)
 	return loss;
 }
 
-/* Waits for both handles (either NULL: out of memory) and checks both. */
-static void wait_both(ps_handle a, ps_handle b, const char *what)
-{
-	int ra = a ? ps_wait(a) : -ENOMEM, rb = b ? ps_wait(b) : -ENOMEM;
-	check(ra < 0 ? ra : rb, what);
-}
-
-/*
- * Trains on one prepared batch; returns the sum of the queries' losses.
- * The two tables' pulls (and then pushes) are in flight together: on one
- * host both complete inside the call, across hosts the round trips to the
- * other hosts overlap (the relations, never moved, are half on another
- * host in a 2-host job).  Both pushes are complete on return.
- */
+/* Trains on one prepared batch; returns the sum of the queries' losses. */
 static double train_batch(struct wstate *ws, const struct batch *b)
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, se = jb->se, sr = jb->sr, nc = b->nents;
-	ps_handle hE = ps_pull(jb->E, b->ents, nc, ws->rowsE);
-	ps_handle hR = ps_pull(jb->R, b->rels, b->nrels, ws->rowsR);
-	wait_both(hE, hR, "pull of entity and relation rows");
+	check(ps_pull_sync(jb->E, b->ents, nc, ws->rowsE), "pull of entity rows");
+	check(ps_pull_sync(jb->R, b->rels, b->nrels, ws->rowsR), "pull of relation rows");
 	double loss = batch_grad(ws, b);
 	make_step(jb, ws->rowsE, nc, D, se, ws->gE, ws->push);
-	hE = ps_push(jb->E, b->ents, nc, ws->push);
-	make_step(jb, ws->rowsR, b->nrels, RD, sr, ws->gR, ws->pushR);
-	hR = ps_push(jb->R, b->rels, b->nrels, ws->pushR);
-	wait_both(hE, hR, "push of entity and relation updates");
+	check(ps_push_sync(jb->E, b->ents, nc, ws->push), "push of entity updates");
+	make_step(jb, ws->rowsR, b->nrels, RD, sr, ws->gR, ws->push);
+	check(ps_push_sync(jb->R, b->rels, b->nrels, ws->push), "push of relation updates");
 	return loss;
 }
 
@@ -1049,8 +1034,8 @@ static void worker(ps_world *w, int tid, void *arg)
 	ws.S = xcalloc(2 * B * maxc, sizeof(float));
 	ws.gE = xcalloc(maxc * D, sizeof(float));
 	ws.gR = xcalloc(maxr * RD, sizeof(float));
-	ws.push = xcalloc(maxc * jb->se, sizeof(float));
-	ws.pushR = xcalloc(maxr * jb->sr, sizeof(float));
+	size_t pmax = maxc * jb->se > maxr * jb->sr ? maxc * jb->se : maxr * jb->sr;
+	ws.push = xcalloc(pmax, sizeof(float));
 
 	/* this worker's share of the (globally shuffled) training triples */
 	size_t lo, hi;
@@ -1192,7 +1177,6 @@ static void worker(ps_world *w, int tid, void *arg)
 	free(ws.gE);
 	free(ws.gR);
 	free(ws.push);
-	free(ws.pushR);
 }
 
 /* ---------------------------------------------------------------- save */

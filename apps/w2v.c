@@ -721,13 +721,6 @@ static void localize_wait(struct batch *b)
 		die_ps("localize", r1 ? r1 : r2);
 }
 
-/* Waits for both handles (NULL: out of memory); the first error. */
-static int wait_both(ps_handle a, ps_handle b)
-{
-	int ra = a ? ps_wait(a) : -ENOMEM, rb = b ? ps_wait(b) : -ENOMEM;
-	return ra ? ra : rb;
-}
-
 /* Pulls, trains, pushes one prepared batch. */
 static void train(struct wstate *ws, struct batch *b, float alpha)
 {
@@ -739,11 +732,9 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 	ws->cout = grow_aligned(ws->cout, &ws->cap_cout, (size_t)b->nout * (size_t)dp);
 	if (b->smp)
 		pool_negatives(ws, b);
-	/* both tables' pulls (then pushes) in flight together: on one host
-	 * they complete inside the calls, across hosts their round trips to
-	 * the other hosts overlap */
-	int rc = wait_both(ps_pull(jb->in, b->keys_in, (size_t)b->nin, ws->pin),
-			   ps_pull(jb->out, b->keys_out, (size_t)b->nout, ws->pout));
+	int rc = ps_pull_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	if (!rc)
+		rc = ps_pull_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
 	if (rc)
 		die_ps("pull", rc);
 	for (int r = 0; r < b->nin; r++) {
@@ -797,8 +788,9 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 		for (int j = 0; j < dim; j++)
 			p[j] = d[j] - p[j];
 	}
-	rc = wait_both(ps_push(jb->in, b->keys_in, (size_t)b->nin, ws->pin),
-		       ps_push(jb->out, b->keys_out, (size_t)b->nout, ws->pout));
+	rc = ps_push_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	if (!rc)
+		rc = ps_push_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
 	if (rc)
 		die_ps("push", rc);
 }
