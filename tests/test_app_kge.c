@@ -7,7 +7,12 @@
  * rule) computes, with one thread, exactly what the client-side Adagrad does.
  * With --replicate (relation rows) and --sampling (each
  * scheme) under psrun -n 2 it still learns, replicas serve the relations,
- * and every batch's negatives come from psmem's sampler.
+ * and every batch's negatives come from psmem's sampler.  On 2 hosts x 1
+ * node (two psruns on loopback, tests/hosts.h) the hosts split the
+ * training triples exactly (their per-epoch counts in --json add up to the
+ * training set), learn as 1 host x 2 nodes does, localize moves the next
+ * batch's entities across hosts (classic moves none), and on 2 hosts x 2
+ * nodes with replicated relations both hosts evaluate the saved model.
  */
 #include <math.h>
 #include <setjmp.h>

@@ -7,7 +7,11 @@
  * evaluation, both --save formats, determinism with one thread, the error
  * messages, --help.  With --replicate and --sampling (each scheme) under
  * psrun -n 2 the pairs are still learnt, replicas served the frequent
- * words and psmem drew the negatives; sampled runs are repeatable.
+ * words and psmem drew the negatives; sampled runs are repeatable.  On 2
+ * hosts x 1 node (two psruns on loopback, tests/hosts.h) the hosts split
+ * the corpus's words exactly (their per-epoch counts in --json add up to
+ * the corpus), reach the 1 host x 2 nodes loss and the planted pairs, and
+ * localize moves rows across hosts.
  */
 #include <dirent.h>
 #include <errno.h>
