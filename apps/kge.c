@@ -54,14 +54,24 @@
  * evaluation).  --sampling draws the --neg entities of a batch through
  * psmem's sampling, uniformly over the entities: naive as the app's own
  * draw, local among the entities this node holds, pool:U a pool of --neg
- * entities moved here and reused by U consecutive batches.
+ * entities moved here and reused by U consecutive batches.  Seeds differ per
+ * worker of the job and per sampler (psmem adds only the node id, which
+ * repeats on every host).
  *
  * Work split.  Every node loads the whole data set; the training triples
- * are shuffled once with --seed (the same order on every node), node n
- * takes the n-th contiguous share and each of its worker threads a share of
- * that, reshuffled every epoch.  Evaluation pulls every row once into a
- * node-local array and splits the ranking queries over all workers of all
- * nodes; partial sums (and the epoch losses) meet in a small psmem table.
+ * are shuffled once with --seed (the same order on every node), app node n
+ * (app_gnode: node n of host h is h x nodes + n, so every node of every
+ * host of a multi-host job) takes the n-th contiguous share and each of
+ * its worker threads a share of that, reshuffled every epoch: each triple
+ * is trained once per epoch wherever the job runs.  The initial rows, the
+ * random draws (a seed per worker of the job) and the evaluation are split
+ * the same way.  Evaluation pulls every row once into a node-local array
+ * and splits the ranking queries over all workers of all nodes of all
+ * hosts; partial sums (and the epoch losses, and every worker's count of
+ * triples trained) meet in a small psmem table.  Across hosts localize
+ * moves the next batch's entities from another host as from another node
+ * (a host's node 0 reports its local share: with one node per host, the
+ * accesses it served itself rather than another host).
  * Ranks are filtered (other known triples of train, valid and test are
  * removed) with ties counted as half.
  *
@@ -145,10 +155,16 @@ struct job {
 	size_t nf;
 	ps_table *E, *R, *M;
 	uint64_t *rcount;   /* --replicate: training triples per relation row (2R) */
-	int nodes, node, T;
+	int nodes, node, T; /* this host's nodes, this node's id among them, threads per node */
+	int host, hosts;    /* this host, hosts of the job (1 on one host) */
+	int gnode, gnodes;  /* this node among every node of every host (app_gnode) */
 	float *allE, *allR; /* node-local copies for evaluation */
+	/* triples trained per epoch: the last epoch of this run and all its
+	 * epochs, per node of the job (app node), read by each host's node 0
+	 * from the metric table after training */
+	uint64_t *trained_last, *trained_all;
 	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
-	/* results, written by node 0 thread 0 */
+	/* results, written by thread 0 of each host's node 0 */
 	double train_secs, mrr, h1, h3, h10;
 	double train_cpu; /* node 0's CPU seconds in the training phases */
 	double last_loss;
@@ -658,7 +674,10 @@ static void sample_negatives(struct wstate *ws, struct batch *b, uint32_t cur)
 	if (!ws->smp || ws->smp_left == 0) {
 		end_sampler(ws);
 		long U = (long)o->smp.reuse;
-		uint64_t seed = o->seed * 0x9e3779b97f4a7c15ULL + ws->nprep++ * (uint64_t)jb->T + (uint64_t)ws->tid;
+		/* every worker of every host its own seeds: psmem adds only the node id */
+		uint64_t G = (uint64_t)jb->gnodes * (uint64_t)jb->T,
+			 g = (uint64_t)jb->gnode * (uint64_t)jb->T + (uint64_t)ws->tid;
+		uint64_t seed = o->seed * 0x9e3779b97f4a7c15ULL + ws->nprep++ * G + g;
 		int err;
 		ws->smp = ps_sample_prepare(jb->E, (size_t)(o->neg * U), NULL, seed, &err);
 		if (!ws->smp)
@@ -809,13 +828,14 @@ static void pull_values(ps_table *t, size_t lo, size_t hi, size_t len, size_t st
 }
 
 /* Filtered ranking of the heads and tails of a triple set.  Every worker of
- * every node takes a share of the queries; the sums meet in metric key mkey.
+ * every node of every host takes a share of the queries; the sums meet in
+ * metric key mkey.
  * The caller has pulled every row into allE/allR (after a barrier). */
 static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntrip, ps_key mkey)
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
-	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
+	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
 	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
 	/* queries per product: up to 64 (the BLAS is efficient from there), S
 	 * (QB x nE) at most 4M floats per worker on large graphs */
@@ -878,7 +898,10 @@ static void eval_round(struct wstate *ws, ps_world *w, int tid, const int32_t *t
 	 * and reads (and ThreadSanitizer sees it, which it cannot for
 	 * ps_barrier when the last arrival is another process). */
 	check(ps_barrier(w), "barrier"); /* training done on every node */
-	if (jb->o.replicate) { /* every node's replica deltas merged, every replica refreshed */
+	/* every node's replica deltas merged, every replica refreshed: one
+	 * ps_sync round on one host; across hosts a ps_sync covers only its
+	 * host, so two rounds, each on every host (psmem.h, ps_sync) */
+	for (int round = 0; jb->o.replicate && round < (jb->hosts > 1 ? 2 : 1); round++) {
 		if (jb->node == 0 && tid == 0)
 			check(ps_sync(jb->R), "ps_sync");
 		check(ps_barrier(w), "barrier");
@@ -902,11 +925,13 @@ static void read_metrics(struct job *jb, ps_key mkey, double *mrr, double *h1, d
 	*h10 = m[3] / c;
 }
 
-/* Training triples of worker tid of node n: [*lo, *hi). */
+/* Training triples of worker tid of app node n (app_gnode: every node of
+ * every host): [*lo, *hi).  The shares of all workers of the job tile
+ * [0, ntrain), so each triple is trained once per epoch. */
 static void share_of(const struct job *jb, int n, int tid, size_t *lo, size_t *hi)
 {
-	size_t nlo = jb->ntrain * (size_t)n / (size_t)jb->nodes;
-	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)jb->nodes;
+	size_t nlo = jb->ntrain * (size_t)n / (size_t)jb->gnodes;
+	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)jb->gnodes;
 	*lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
 	*hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
 }
@@ -915,7 +940,7 @@ static void share_of(const struct job *jb, int n, int tid, size_t *lo, size_t *h
 static size_t clocks_per_epoch(const struct job *jb)
 {
 	size_t most = 0, B = (size_t)jb->o.batch;
-	for (int n = 0; n < jb->nodes; n++)
+	for (int n = 0; n < jb->gnodes; n++)
 		for (int t = 0; t < jb->T; t++) {
 			size_t lo, hi;
 			share_of(jb, n, t, &lo, &hi);
@@ -931,12 +956,52 @@ static void clock_tick(ps_world *w, const struct job *jb)
 		check(ps_clock(w), "clock");
 }
 
+/*
+ * Triples trained, per worker, in the metric table: worker g of the job
+ * (app node x threads + thread) assigns its key count_key(g) at the end of
+ * each epoch: the count of that epoch and of every epoch of this run.  A
+ * count c travels as two floats, c mod 2^20 and c / 2^20, each exact in a
+ * float while c < 2^44.
+ */
+static ps_key count_key(const struct job *jb, int g)
+{
+	return (ps_key)(2 * jb->o.epochs + 2 + g);
+}
+
+static void count_put(float *m, uint64_t c)
+{
+	m[0] = (float)(c & 0xfffff);
+	m[1] = (float)(c >> 20);
+}
+
+static uint64_t count_get(const float *m)
+{
+	return (uint64_t)m[0] + ((uint64_t)m[1] << 20);
+}
+
+/* Each host's node 0: the counts of every app node (threads summed). */
+static void read_counts(struct job *jb)
+{
+	float m[8];
+	for (int n = 0; n < jb->gnodes; n++) {
+		jb->trained_last[n] = jb->trained_all[n] = 0;
+		for (int t = 0; t < jb->T; t++) {
+			ps_key k = count_key(jb, n * jb->T + t);
+			check(ps_pull_sync(jb->M, &k, 1, m), "pull of the counts");
+			jb->trained_last[n] += count_get(m);
+			jb->trained_all[n] += count_get(m + 2);
+		}
+	}
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
 	const struct opts *o = &jb->o;
-	int G = jb->nodes * jb->T, g = jb->node * jb->T + tid;
-	bool lead = jb->node == 0 && tid == 0;
+	/* worker g of the G of the job: its share of the initial rows, of the
+	 * training triples, its random draws */
+	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
+	bool lead = jb->node == 0 && tid == 0; /* each host's node 0 prints */
 	if (!jb->start_epoch) { /* resumed: the rows come from the checkpoint */
 		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
 		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
@@ -974,7 +1039,7 @@ static void worker(ps_world *w, int tid, void *arg)
 
 	/* this worker's share of the (globally shuffled) training triples */
 	size_t lo, hi;
-	share_of(jb, jb->node, tid, &lo, &hi);
+	share_of(jb, jb->gnode, tid, &lo, &hi);
 	size_t mine = hi - lo, nclocks = clocks_per_epoch(jb);
 	uint32_t *idx = xcalloc(mine, sizeof *idx);
 	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
@@ -986,6 +1051,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		check(ps_barrier(w), "barrier");
 	}
 	double t_train = 0, cpu_train = 0;
+	uint64_t trained_all = 0; /* triples this worker trained, every epoch of this run */
 	app_progress pr;
 	bool diverged = false;
 	for (long e = jb->start_epoch; e < o->epochs; e++) {
@@ -1033,9 +1099,14 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		for (size_t k = nb; k < nclocks; k++)
 			clock_tick(w, jb); /* as many clocks as the busiest worker */
-		ps_key mk = (ps_key)e;
+		ps_key mk = (ps_key)e, ck = count_key(jb, g);
 		float m[8] = {(float)loss, (float)(2 * done), 0, 0, 0, 0, 0, 0};
 		check(ps_push_sync(jb->M, &mk, 1, m), "push of the loss");
+		trained_all += done;
+		float cm[8] = {0};
+		count_put(cm, done);
+		count_put(cm + 2, trained_all);
+		check(ps_assign_sync(jb->M, &ck, 1, cm), "push of the counts");
 		check(ps_barrier(w), "barrier");
 		/* A diverged model (loss inf or NaN: --lr too large) cannot come
 		 * back: every worker reads the same total and all stop here,
@@ -1076,8 +1147,10 @@ static void worker(ps_world *w, int tid, void *arg)
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
 	if (!diverged) { /* every worker of every node decided alike */
 		eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
-		if (lead)
+		if (lead) {
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
+			read_counts(jb); /* every worker assigned its last count before the barriers */
+		}
 	} else {
 		check(ps_barrier(w), "barrier"); /* nobody exits before node 0 said why */
 	}
@@ -1139,6 +1212,53 @@ static void save_model(const struct job *jb, const char *path)
 	free(tmp);
 }
 
+/* ---------------------------------------------------------------- JSON */
+
+/*
+ * The work split in the summary: this host's place in the job and the
+ * triples its nodes trained ("triples_per_epoch": in the last epoch of
+ * this run; "triples_trained": in all its epochs; per node of this host
+ * "triples_per_epoch_nodeN", N its node id), and the whole job's
+ * ("job_triples_per_epoch", every node of every host).  Each triple is
+ * trained once per epoch, so the hosts' triples_per_epoch add up to
+ * train_triples.
+ */
+static void json_counts(const struct job *jb, app_json *j)
+{
+	app_json_int(j, "host", jb->host);
+	app_json_int(j, "hosts", jb->hosts);
+	app_json_int(j, "train_triples", (int64_t)jb->ntrain);
+	uint64_t last = 0, all = 0, job = 0;
+	for (int n = 0; n < jb->gnodes; n++) {
+		job += jb->trained_last[n];
+		if (n / jb->nodes != jb->host)
+			continue;
+		last += jb->trained_last[n];
+		all += jb->trained_all[n];
+		char key[48];
+		snprintf(key, sizeof key, "triples_per_epoch_node%d", n % jb->nodes);
+		app_json_int(j, key, (int64_t)jb->trained_last[n]);
+	}
+	app_json_int(j, "triples_per_epoch", (int64_t)last);
+	app_json_int(j, "triples_trained", (int64_t)all);
+	app_json_int(j, "job_triples_per_epoch", (int64_t)job);
+}
+
+/* --json FILE: host 0 writes FILE, host R > 0 FILE.hostR (as checkpoints
+ * do: hosts may share a file system); "-" is stdout on every host. */
+static void json_write_host(app_json *j, const char *path, int host)
+{
+	if (host == 0 || strcmp(path, "-") == 0) {
+		app_json_write(j, path);
+		return;
+	}
+	size_t plen = strlen(path) + 32;
+	char *p = xcalloc(plen, 1);
+	snprintf(p, plen, "%s.host%d", path, host);
+	app_json_write(j, p);
+	free(p);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void usage(FILE *f)
@@ -1190,8 +1310,11 @@ static void usage(FILE *f)
 		"                     (update order) (default: 1)\n"
 		"  --eval-every K     filtered valid MRR every K epochs, 0 = never (default: 0)\n"
 		"  --json FILE        write a JSON summary (app, policy, nodes, threads, epochs,\n"
-		"                     seconds, throughput, mrr, hits1, hits3, hits10, ...);\n"
-		"                     - = stdout (default: none)\n"
+		"                     seconds, throughput, mrr, hits1, hits3, hits10, and the\n"
+		"                     triples trained per epoch: by this host's nodes\n"
+		"                     (triples_per_epoch, triples_per_epoch_nodeN) and by the\n"
+		"                     whole job, ...); - = stdout; on several hosts host 0\n"
+		"                     writes FILE, host R FILE.hostR (default: none)\n"
 		"  --save FILE        write the embeddings as text, with their string ids\n"
 		"                     (default: none)\n"
 		"  --replicate K      replicate the K relation rows (relations and reciprocals)\n"
@@ -1215,7 +1338,9 @@ static void usage(FILE *f)
 		"  --version          print the version and exit\n"
 		"\n"
 		"Relations are trained with reciprocals (r' predicts heads). Only node 0\n"
-		"prints and writes files. seconds/throughput count training, not evaluation.\n"
+		"prints and writes files (on several hosts: each host's node 0 prints and\n"
+		"writes its --json, host 0's writes --save); the hosts split the training\n"
+		"triples. seconds/throughput count training, not evaluation.\n"
 		"psstat --checkpoint FILE asks a running kge for a checkpoint at the end of\n"
 		"the current epoch.  kge does not resume a restarted node (psrun\n"
 		"--on-failure restart): use --checkpoint-every and --resume.\n");
@@ -1347,6 +1472,10 @@ int main(int argc, char **argv)
 	jb->nodes = ps_num_nodes(w);
 	jb->node = ps_node_id(w);
 	jb->T = ps_num_threads(w);
+	jb->host = ps_host_id(w);
+	jb->hosts = ps_num_hosts(w);
+	jb->gnode = app_gnode(w);
+	jb->gnodes = app_gnodes(w);
 	bool lead = jb->node == 0;
 	if (ps_restarted(w))
 		app_die("node %d was restarted, which kge does not support (psrun --on-failure abort; "
@@ -1388,13 +1517,16 @@ int main(int argc, char **argv)
 	size_t rows = o->optimizer == O_ADAGRAD && o->rule == RULE_SUM ? 2 : 1;
 	jb->se = rows * jb->D;
 	jb->sr = rows * jb->RD;
+	char hosts_note[64] = "";
+	if (jb->hosts > 1)
+		snprintf(hosts_note, sizeof hosts_note, " on each of %d hosts (this one host %d)", jb->hosts, jb->host);
 	if (lead)
 		printf("kge: %zu entities, %zu relations; %zu train, %zu valid, %zu test triples (loaded in %.1f s)\n"
 		       "kge: %s dim %zu, %s lr %g, %s reg %g, batch %ld, neg %ld, policy %s, %d node(s) x %d "
-		       "thread(s), replicate %ld, sampling %s%s%s%s%s\n",
+		       "thread(s)%s, replicate %ld, sampling %s%s%s%s%s\n",
 		       jb->nE, jb->nR, jb->ntrain, jb->nvalid, jb->ntest, app_now() - t_load, model_names[o->model],
 		       jb->D, opt_names[o->optimizer], o->lr, reg_names[o->regularizer], o->reg, o->batch, o->neg,
-		       pol_names[o->policy], jb->nodes, jb->T, o->replicate, o->smp.name,
+		       pol_names[o->policy], jb->nodes, jb->T, hosts_note, o->replicate, o->smp.name,
 		       o->rule ? ", server-side rule " : "", o->rule ? rule_names[o->rule] : "", o->sync ? ", sync " : "",
 		       o->sync ? o->sync : "");
 	fflush(stdout);
@@ -1417,8 +1549,9 @@ int main(int argc, char **argv)
 	jb->R = ps_table_create(w, &to, &err);
 	if (!jb->R)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
-	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k */
-	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2, 8);
+	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k;
+	 * worker g's triple counts at count_key(g) */
+	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->gnodes * (uint64_t)jb->T, 8);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb->M = ps_table_create(w, &to, &err);
 	if (!jb->M)
@@ -1429,6 +1562,8 @@ int main(int argc, char **argv)
 			jb->start_epoch, o->epochs);
 	if (lead && jb->start_epoch)
 		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
+	jb->trained_last = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_last);
+	jb->trained_all = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_all);
 	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));
 	jb->allR = xcalloc(2 * jb->nR * jb->RD, sizeof(float));
 
@@ -1489,14 +1624,17 @@ int main(int argc, char **argv)
 			app_json_num(j, "train_cpu_seconds", jb->train_cpu);
 			app_json_int(j, "samples", (int64_t)nst.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
-			app_json_write(j, o->json);
+			json_counts(jb, j);
+			json_write_host(j, o->json, jb->host);
 		}
-		if (o->save)
+		if (o->save && jb->gnode == 0) /* one copy of the model: host 0's */
 			save_model(jb, o->save);
 	}
 	ps_finalize(w);
 	free(jb->allE);
 	free(jb->allR);
+	free(jb->trained_last);
+	free(jb->trained_all);
 	free(jb->perm);
 	free(jb->rcount);
 	free(jb->fkey);

@@ -8,8 +8,15 @@
  * The corpus (plain or gzip) is whitespace-separated tokens, one sentence
  * per line or one huge line (text8); sentences longer than 1000 kept words
  * are cut, as word2vec does.  Every node reads the whole corpus and builds
- * the same vocabulary (min-count, sorted by frequency); node n trains on the
- * n-th share of the tokens, its worker threads split that further.  A
+ * the same vocabulary (min-count, sorted by frequency); app node n trains
+ * on the n-th share of the tokens, its worker threads split that further
+ * (app_gnode: node n of host h is h x nodes + n, so in a multi-host job the
+ * shares tile the corpus over every node of every host and each word is
+ * trained once per epoch; the random draws have a seed per worker of the
+ * job; localize moves rows from another host as from another node).  Each
+ * host's node 0 prints and writes its --json (host R > 0: FILE.hostR) with
+ * the words its nodes trained per epoch; host 0's node 0 reads the vectors
+ * for --eval-analogy and --save.  A
  * corpus with no line of two kept words (one word per line) is refused: it
  * has no pair to train.  A loss that turns inf or NaN (--lr too large)
  * stops the run after that epoch with exit status 1.
@@ -458,10 +465,15 @@ struct job {
 	int dp;                 /* row stride in the cache (dim rounded to 8) */
 	_Atomic uint64_t done;  /* words trained by this node, all epochs */
 	uint64_t node_words;    /* words of this node's share, one epoch */
+	int host, hosts;        /* this host, hosts of the job (1 on one host) */
+	int nodes, gnode, gnodes; /* this host's nodes; this node among every node of every host */
+	/* words trained per app node (app_gnode): in the last epoch of this run
+	 * and in all its epochs; read by each host's node 0 after training */
+	uint64_t *trained_last, *trained_all;
 	double t_start, *epoch_end;
 	int diverged_epoch;     /* set by each node's thread 0: the epoch whose loss was inf or NaN */
 	double cpu_start, cpu_end; /* node 0's CPU seconds: training starts, ends */
-	float *vectors;         /* node 0: all input vectors after training */
+	float *vectors;         /* host 0's node 0: all input vectors after training */
 	int fail;
 };
 
@@ -564,8 +576,8 @@ static void finish_sampler(struct batch *b)
 
 /*
  * --sampling: b's negatives from one sampler over the output table
- * (jb->negd), seeded per thread and per batch (nprep * threads + thread;
- * psmem adds the node).  Keys only (values NULL): the batch pulls the
+ * (jb->negd), seeded per worker of the job and per batch (nprep * workers +
+ * worker).  Keys only (values NULL): the batch pulls the
  * output rows once anyway.  naive and local: drawn now.  pool: the pool's
  * keys join the batch's output keys now (pulled, pushed and, under
  * localize, localized with it) while psmem localizes them; the order in
@@ -577,7 +589,11 @@ static void sample_negatives(struct wstate *ws, struct batch *b, size_t *cap_out
 	struct job *jb = ws->jb;
 	const int K = jb->c.neg;
 	size_t n = b->ntg / (size_t)(K + 1) * (size_t)K;
-	uint64_t seed = ws->nprep++ * (uint64_t)ws->nthreads + (uint64_t)ws->tid;
+	/* every worker of every host its own seeds: psmem adds only the node
+	 * id, which repeats on every host */
+	uint64_t G = (uint64_t)jb->gnodes * (uint64_t)ws->nthreads,
+		 g = (uint64_t)jb->gnode * (uint64_t)ws->nthreads + (uint64_t)ws->tid;
+	uint64_t seed = ws->nprep++ * G + g;
 	int err;
 	b->smp = ps_sample_prepare(jb->out, n, jb->negd, seed, &err);
 	if (!b->smp)
@@ -779,7 +795,9 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 		die_ps("push", rc);
 }
 
-/* Token range of worker g of G: equal shares of the token array. */
+/* Token range of worker g of G (g = app node x threads + thread, over every
+ * node of every host): equal shares of the token array, which tile it, so
+ * each word is trained once per epoch. */
 static void share(const struct job *jb, int g, int G, size_t *lo, size_t *hi)
 {
 	*lo = jb->cp.ntok * (size_t)g / (size_t)G;
@@ -792,7 +810,47 @@ static size_t batch_end(const struct job *jb, size_t pos, size_t hi)
 	return e < hi ? e : hi;
 }
 
-enum { M_LOSS, M_PAIRS, M_WORDS, M_LEN };
+enum { M_LOSS, M_PAIRS, M_WORDS, M_LEN = 4 };
+
+/*
+ * Words trained, per worker, in the metric table: worker g of the job
+ * assigns key count_key(g) at the end of each epoch: the words of that
+ * epoch and of every epoch of this run.  A count c travels as two floats,
+ * c mod 2^20 and c / 2^20, each exact in a float while c < 2^44 (the
+ * epoch's float sum M_WORDS is not exact beyond 2^24 words).
+ */
+static ps_key count_key(const struct job *jb, int g)
+{
+	return (ps_key)jb->c.epochs + (ps_key)g;
+}
+
+static void count_put(float *m, uint64_t c)
+{
+	m[0] = (float)(c & 0xfffff);
+	m[1] = (float)(c >> 20);
+}
+
+static uint64_t count_get(const float *m)
+{
+	return (uint64_t)m[0] + ((uint64_t)m[1] << 20);
+}
+
+/* Each host's node 0: the counts of every app node (threads summed). */
+static void read_counts(struct job *jb, int T)
+{
+	float m[M_LEN];
+	for (int n = 0; n < jb->gnodes; n++) {
+		jb->trained_last[n] = jb->trained_all[n] = 0;
+		for (int t = 0; t < T; t++) {
+			ps_key k = count_key(jb, n * T + t);
+			int rc = ps_pull_sync(jb->M, &k, 1, m);
+			if (rc)
+				die_ps("pull counts", rc);
+			jb->trained_last[n] += count_get(m);
+			jb->trained_all[n] += count_get(m + 2);
+		}
+	}
+}
 
 /* --sync: clocks per epoch, the batches of the worker with the most. */
 static size_t clocks_per_epoch(const struct job *jb, int G)
@@ -820,9 +878,10 @@ static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
-	int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
+	/* worker g of the G of the job (every node of every host) */
+	const int T = ps_num_threads(w), G = jb->gnodes * T, g = jb->gnode * T + tid;
 	struct wstate ws = {.jb = jb, .tid = tid, .nthreads = T};
-	ws.rng = c->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(me * T + tid) * 0xd1b54a32d192ed03ULL + 1;
+	ws.rng = c->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)g * 0xd1b54a32d192ed03ULL + 1;
 	ws.map_in = malloc((size_t)jb->cp.V * sizeof *ws.map_in);
 	ws.map_out = malloc((size_t)jb->cp.V * sizeof *ws.map_out);
 	ws.neu1e = aligned_alloc(64, ((size_t)jb->dp * sizeof(float) + 63) & ~(size_t)63);
@@ -833,11 +892,12 @@ static void worker(ps_world *w, int tid, void *arg)
 	memset(ws.neu1e, 0, (size_t)jb->dp * sizeof(float));
 	struct batch bt[2] = {0};
 	size_t lo, hi;
-	share(jb, me * T + tid, N * T, &lo, &hi);
-	const size_t nclocks = clocks_per_epoch(jb, N * T);
+	share(jb, g, G, &lo, &hi);
+	const size_t nclocks = clocks_per_epoch(jb, G);
 	const uint64_t total = jb->node_words * (uint64_t)c->epochs;
 	const bool loc = c->policy == POL_LOCALIZE;
-	const bool show = me == 0 && tid == 0;
+	const bool show = ps_node_id(w) == 0 && tid == 0; /* each host's node 0 prints */
+	uint64_t trained_all = 0; /* words this worker trained, every epoch of this run */
 	app_progress prog;
 	bool diverged = false;
 	for (int ep = jb->start_epoch; ep < c->epochs; ep++) {
@@ -878,7 +938,7 @@ static void worker(ps_world *w, int tid, void *arg)
 			/* relaxed: as above */
 			atomic_fetch_add_explicit(&jb->done, b->words, memory_order_relaxed);
 			if (show)
-				app_progress_update(&prog, words * (uint64_t)(N * T),
+				app_progress_update(&prog, words * (uint64_t)G,
 						    ws.pairs ? ws.loss / (double)ws.pairs : NAN);
 			cur ^= 1;
 		}
@@ -889,6 +949,13 @@ static void worker(ps_world *w, int tid, void *arg)
 		int rc = ps_push_sync(jb->M, &mk, 1, m);
 		if (rc)
 			die_ps("push metrics", rc);
+		trained_all += words;
+		ps_key ck = count_key(jb, g);
+		float cm[M_LEN];
+		count_put(cm, words);
+		count_put(cm + 2, trained_all);
+		if ((rc = ps_assign_sync(jb->M, &ck, 1, cm)) != 0)
+			die_ps("push counts", rc);
 		rc = ps_barrier(w);
 		if (rc)
 			die_ps("barrier", rc);
@@ -921,12 +988,21 @@ static void worker(ps_world *w, int tid, void *arg)
 		if (rc)
 			die_ps("barrier", rc);
 	}
-	if (show && !diverged) { /* every push is in: node 0 reads the input vectors */
+	/* every node's replica deltas merged: one ps_sync round on one host;
+	 * across hosts a ps_sync covers only its host, so two rounds, each on
+	 * every host (psmem.h, ps_sync) */
+	for (int round = 0; c->replicate && !diverged && round < (jb->hosts > 1 ? 2 : 1); round++) {
+		int rc;
+		if (show && ((rc = ps_sync(jb->in)) != 0 || (rc = ps_sync(jb->out)) != 0))
+			die_ps("ps_sync", rc);
+		if ((rc = ps_barrier(w)) != 0)
+			die_ps("barrier", rc);
+	}
+	if (show && !diverged) /* every worker assigned its last count before the barriers */
+		read_counts(jb, T);
+	if (show && !diverged && jb->gnode == 0) { /* every push is in: node 0 reads the input vectors */
 		enum { CH = 4096 };
 		ps_key keys[CH];
-		int rc;
-		if (c->replicate && ((rc = ps_sync(jb->in)) != 0 || (rc = ps_sync(jb->out)) != 0))
-			die_ps("ps_sync", rc); /* every node's replica deltas merged */
 		for (int64_t v0 = 0; v0 < jb->cp.V; v0 += CH) {
 			int64_t n = jb->cp.V - v0 < CH ? jb->cp.V - v0 : CH;
 			for (int64_t i = 0; i < n; i++)
@@ -1198,7 +1274,9 @@ static void usage(FILE *f)
 		"                        naive (exact draws), local (only rows on this node),\n"
 		"                        pool[:U] (pools of n/U rows moved here, each served U\n"
 		"                        times; U 8); absent: the app's own alias table (absent)\n"
-		"  --json FILE           write a JSON summary (\"-\" = stdout) (none)\n"
+		"  --json FILE           write a JSON summary (\"-\" = stdout), with the words\n"
+		"                        trained per epoch by this host's nodes and the job; on\n"
+		"                        several hosts host R > 0 writes FILE.hostR (none)\n"
 		"  --save FILE, -output FILE  write the input vectors in word2vec format (none)\n"
 		"  --save-format F       text or binary (text)\n"
 		"  --checkpoint FILE     write a checkpoint of the tables (psmem format) after the\n"
@@ -1212,6 +1290,54 @@ static void usage(FILE *f)
 		"psstat --checkpoint FILE asks a running w2v for a checkpoint at the end of the\n"
 		"current epoch.  w2v does not resume a restarted node (psrun --on-failure\n"
 		"restart): use --checkpoint-every and --resume.\n");
+}
+
+/* ----------------------------------------------------------------- JSON */
+
+/*
+ * The work split in the summary: this host's place in the job and the
+ * words its nodes trained ("words_per_epoch": in the last epoch of this
+ * run; "words_trained": in all its epochs; per node of this host
+ * "words_per_epoch_nodeN", N its node id), and the whole job's
+ * ("job_words_per_epoch", every node of every host).  Each word of the
+ * corpus is trained once per epoch, so the hosts' words_per_epoch add up
+ * to "words".  (Words: the in-vocabulary tokens read, before subsampling.)
+ */
+static void json_counts(const struct job *jb, app_json *j)
+{
+	app_json_int(j, "host", jb->host);
+	app_json_int(j, "hosts", jb->hosts);
+	uint64_t last = 0, all = 0, job = 0;
+	for (int n = 0; n < jb->gnodes; n++) {
+		job += jb->trained_last[n];
+		if (n / jb->nodes != jb->host)
+			continue;
+		last += jb->trained_last[n];
+		all += jb->trained_all[n];
+		char key[48];
+		snprintf(key, sizeof key, "words_per_epoch_node%d", n % jb->nodes);
+		app_json_int(j, key, (int64_t)jb->trained_last[n]);
+	}
+	app_json_int(j, "words_per_epoch", (int64_t)last);
+	app_json_int(j, "words_trained", (int64_t)all);
+	app_json_int(j, "job_words_per_epoch", (int64_t)job);
+}
+
+/* --json FILE: host 0 writes FILE, host R > 0 FILE.hostR (as checkpoints
+ * do: hosts may share a file system); "-" is stdout on every host. */
+static void json_write_host(app_json *j, const char *path, int host)
+{
+	if (host == 0 || strcmp(path, "-") == 0) {
+		app_json_write(j, path);
+		return;
+	}
+	size_t plen = strlen(path) + 32;
+	char *p = malloc(plen);
+	if (!p)
+		app_die("out of memory");
+	snprintf(p, plen, "%s.host%d", path, host);
+	app_json_write(j, p);
+	free(p);
 }
 
 int main(int argc, char **argv)
@@ -1312,6 +1438,14 @@ int main(int argc, char **argv)
 	if (c->sync && (err = ps_set_consistency(w, c->sync_mode, c->staleness)) != 0)
 		die_ps("--sync", err);
 	const int me = ps_node_id(w), N = ps_num_nodes(w), T = ps_num_threads(w);
+	jb.host = ps_host_id(w);
+	jb.hosts = ps_num_hosts(w);
+	jb.nodes = N;
+	jb.gnode = app_gnode(w);
+	jb.gnodes = app_gnodes(w);
+	char hosts_note[64] = "";
+	if (jb.hosts > 1)
+		snprintf(hosts_note, sizeof hosts_note, " on each of %d hosts (this one host %d)", jb.hosts, jb.host);
 	if (ps_restarted(w))
 		app_die("node %d was restarted, which w2v does not support (psrun --on-failure abort; "
 			"--checkpoint-every and --resume instead)", me);
@@ -1319,10 +1453,10 @@ int main(int argc, char **argv)
 	load_corpus(c, &jb.cp);
 	double t_load = app_now() - t0;
 	if (me == 0)
-		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s, "
+		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s%s, "
 		       "policy %s, replicate %ld, sampling %s%s%s\n",
 		       c->train, (unsigned long long)jb.cp.words, (long long)jb.cp.V, c->min_count, t_load, N,
-		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", c->policy == POL_CLASSIC ? "classic" : "localize",
+		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", hosts_note, c->policy == POL_CLASSIC ? "classic" : "localize",
 		       c->replicate, c->smp.name, c->sync ? ", sync " : "", c->sync ? c->sync : "");
 	fflush(stdout);
 	if (!c->smp.on)
@@ -1335,18 +1469,22 @@ int main(int argc, char **argv)
 		double cn = (double)jb.cp.count[v], th = c->sample * (double)jb.cp.words;
 		jb.keep[v] = c->sample > 0 ? (float)((sqrt(cn / th) + 1) * th / cn) : 1.0f;
 	}
-	for (int g = me * T; g < (me + 1) * T; g++) {
+	for (int g = jb.gnode * T; g < (jb.gnode + 1) * T; g++) {
 		size_t lo, hi;
-		share(&jb, g, N * T, &lo, &hi);
+		share(&jb, g, jb.gnodes * T, &lo, &hi);
 		for (size_t i = lo; i < hi; i++)
 			jb.node_words += jb.cp.tok[i] >= 0;
 	}
 	jb.dp = (c->dim + 7) & ~7;
 	jb.sgns = have_avx2() ? sgns_avx2 : sgns_c;
 	jb.epoch_end = calloc((size_t)c->epochs, sizeof *jb.epoch_end);
-	if (me == 0) {
+	jb.trained_last = calloc((size_t)jb.gnodes, sizeof *jb.trained_last);
+	jb.trained_all = calloc((size_t)jb.gnodes, sizeof *jb.trained_all);
+	if (!jb.epoch_end || !jb.trained_last || !jb.trained_all)
+		app_die("out of memory");
+	if (jb.gnode == 0) {
 		jb.vectors = malloc((size_t)jb.cp.V * (size_t)c->dim * sizeof *jb.vectors);
-		if (!jb.vectors || !jb.epoch_end)
+		if (!jb.vectors)
 			app_die("out of memory");
 	}
 
@@ -1394,7 +1532,8 @@ int main(int argc, char **argv)
 			app_die("cannot build the negative-sampling distribution: %s", ps_strerror(err));
 		app_sampling_apply(jb.out, &c->smp);
 	}
-	ps_table_opts_init(&to, (uint64_t)c->epochs, M_LEN);
+	/* metrics: epoch e at key e; worker g's word counts at count_key(g) */
+	ps_table_opts_init(&to, (uint64_t)c->epochs + (uint64_t)jb.gnodes * (uint64_t)T, M_LEN);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(w, &to, &err);
 	if (!jb.M)
@@ -1432,13 +1571,14 @@ int main(int argc, char **argv)
 		double acc = NAN;
 		int seen = 0;
 		double te = app_now();
-		if (c->eval)
+		bool vec = jb.gnode == 0; /* host 0's node 0 has the vectors */
+		if (c->eval && vec)
 			acc = eval_analogy(&jb, c->eval, eval_threads(T), &seen);
 		te = app_now() - te;
-		if (c->save)
+		if (c->save && vec)
 			save_vectors(&jb, c->save, c->save_binary);
 		char accs[96] = "";
-		if (c->eval)
+		if (c->eval && vec)
 			snprintf(accs, sizeof accs, "analogy accuracy %.2f%% (%d questions seen, %.1f s), ", acc, seen,
 				 te);
 		printf("w2v: %strained %llu words x %d epochs in %.1f s: %.0f words/s (%d node%s x %d thread%s, "
@@ -1483,7 +1623,8 @@ int main(int argc, char **argv)
 			app_json_num(j, "train_cpu_seconds", jb.cpu_end - jb.cpu_start);
 			app_json_int(j, "samples", (int64_t)st.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)st.sample_fallbacks);
-			app_json_write(j, c->json);
+			json_counts(&jb, j);
+			json_write_host(j, c->json, jb.host);
 		}
 	}
 	ps_dist_free(jb.negd); /* its workers are done */

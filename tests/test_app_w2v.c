@@ -7,7 +7,11 @@
  * evaluation, both --save formats, determinism with one thread, the error
  * messages, --help.  With --replicate and --sampling (each scheme) under
  * psrun -n 2 the pairs are still learnt, replicas served the frequent
- * words and psmem drew the negatives; sampled runs are repeatable.
+ * words and psmem drew the negatives; sampled runs are repeatable.  On 2
+ * hosts x 1 node (two psruns on loopback, tests/hosts.h) the hosts split
+ * the corpus's words exactly (their per-epoch counts in --json add up to
+ * the corpus), reach the 1 host x 2 nodes loss and the planted pairs, and
+ * localize moves rows across hosts.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,11 +32,13 @@
 #include <zlib.h>
 
 #include "common.h"
+#include "hosts.h"
 
 #define TOPICS 12
 #define CTX 6        /* context words per topic */
 #define SENTENCES 2400
 #define DIM 16
+#define WORDS (SENTENCES * 10) /* 8 context words, the topic's word, a noise word */
 
 static char dir[] = "/tmp/psmem-test-w2v-XXXXXX";
 static struct run_result res;
@@ -626,13 +632,161 @@ static void test_help(void **state)
 			fail_msg("--help does not mention %s:\n%s", opts[i], res.out);
 }
 
+/* ------------------------------------------------ two hosts on loopback */
+
+/* w2v with the base arguments (--save save) and extra ones, as 2 hosts x
+ * 1 node (two psruns on 127.0.0.1, one job token); both must exit 0.
+ * Host 0's output into res.out. */
+static void run_two_hosts(const char *save, const char *const *extra)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char *a[48];
+	int n = 0;
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save);
+	while (*extra)
+		a[n++] = (char *)*extra++;
+	a[n] = NULL;
+	struct mh_proc p[2];
+	mh_run_hosts(2, 1, (const char *const *)a, p, 240);
+	if (p[0].status != 0 || p[1].status != 0) {
+		mh_show(&p[0], "host0");
+		mh_show(&p[1], "host1");
+		fail_msg("w2v on 2 hosts: host 0 exited %d, host 1 %d", p[0].status, p[1].status);
+	}
+	snprintf(res.out, sizeof res.out, "%s", mh_slurp(p[0].out));
+	assert_int_equal(seg_leaked_since(&segs), 0);
+}
+
+/* The JSON summary host r wrote for --json path (host R: path.hostR). */
+static char *host_json(const char *path, int r)
+{
+	char p[600];
+	if (r)
+		snprintf(p, sizeof p, "%s.host%d", path, r);
+	else
+		snprintf(p, sizeof p, "%s", path);
+	if (access(p, R_OK) != 0)
+		fail_msg("host %d wrote no %s", r, p);
+	long len;
+	return slurp(p, &len);
+}
+
+/*
+ * The counts of a 2-host run (5 epochs): each host's node trained its
+ * share of the corpus every epoch, and the shares add up to the corpus's
+ * words exactly (each host trained all of them before the work was split
+ * over hosts: twice the corpus); both hosts saw the job's total.
+ * Returns host r's JSON in j[r] (to free).
+ */
+static void two_host_counts(const char *json, char *j[2])
+{
+	long sum = 0;
+	for (int r = 0; r < 2; r++) {
+		j[r] = host_json(json, r);
+		long per = (long)json_num(j[r], "words_per_epoch");
+		print_message("host %d trained %ld words per epoch (%.1f%% local, %ld relocations)\n", r, per,
+			      json_num(j[r], "local_percent"), (long)json_num(j[r], "relocations"));
+		assert_int_equal((int)json_num(j[r], "host"), r);
+		assert_int_equal((int)json_num(j[r], "hosts"), 2);
+		assert_int_equal((long)json_num(j[r], "words_per_epoch_node0"), per);
+		assert_int_equal((long)json_num(j[r], "words_trained"), 5 * per);
+		assert_int_equal((long)json_num(j[r], "job_words_per_epoch"), WORDS);
+		assert_int_equal((long)json_num(j[r], "words"), WORDS);
+		/* token shares: half the tokens and line ends, so about half the words */
+		assert_true(per > WORDS / 2 - WORDS / 20 && per < WORDS / 2 + WORDS / 20);
+		sum += per;
+	}
+	assert_int_equal(sum, WORDS);
+}
+
+/* The final loss in a summary line ("final loss X"). */
+static double final_loss(const char *out)
+{
+	const char *p = strstr(out, "final loss ");
+	if (!p)
+		fail_msg("no final loss in:\n%s", out);
+	return atof(p + 11);
+}
+
+/*
+ * 2 hosts x 1 node against 1 host x 2 nodes, --policy localize: the hosts
+ * split the corpus (each word trained once per epoch), learn the planted
+ * pairs as well (final loss within 10% of the 1-host run's: identical
+ * runs differ by a few percent, the order of the nodes' concurrent
+ * updates changing every run; the analogy accuracy over 12 questions moves
+ * in steps of 8 points, so it is checked against the bar of the one-node
+ * test), and the rows of each next batch move to the host that trains it.
+ * --policy classic with --replicate (two ps_sync rounds across hosts
+ * before host 0 reads the vectors): the same split, nothing moved, the
+ * pairs learnt.
+ */
+static void test_two_hosts_split_the_words(void **state)
+{
+	(void)state;
+	char save1[512], json1[512], save2[512], json2[512], save3[512], json3[512], q[512];
+	snprintf(save1, sizeof save1, "%s/h1.txt", dir);
+	snprintf(json1, sizeof json1, "%s/h1.json", dir);
+	snprintf(save2, sizeof save2, "%s/h2.txt", dir);
+	snprintf(json2, sizeof json2, "%s/h2.json", dir);
+	snprintf(save3, sizeof save3, "%s/h2c.txt", dir);
+	snprintf(json3, sizeof json3, "%s/h2c.json", dir);
+	snprintf(q, sizeof q, "%s", path_of("questions.txt"));
+	char *a[48];
+	int n = 0;
+	a[n++] = (char *)build_path("bin/psrun");
+	a[n++] = "-n";
+	a[n++] = "2";
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save1);
+	char *extra1[] = {"--threads", "1", "--policy", "localize", "--json", json1};
+	for (size_t i = 0; i < sizeof extra1 / sizeof *extra1; i++)
+		a[n++] = extra1[i];
+	a[n] = NULL;
+	run(a, NULL);
+	double loss1 = final_loss(res.out);
+	long len;
+	char *j1 = slurp(json1, &len);
+	assert_int_equal((long)json_num(j1, "words_per_epoch"), WORDS);
+	assert_int_equal((long)json_num(j1, "words_per_epoch_node0") + (long)json_num(j1, "words_per_epoch_node1"),
+			 WORDS);
+	free(j1);
+
+	const char *extra2[] = {"--threads", "1", "--policy", "localize", "--json", json2, "--eval-analogy", q, NULL};
+	run_two_hosts(save2, extra2);
+	double loss2 = final_loss(res.out);
+	char *j[2];
+	two_host_counts(json2, j);
+	double acc = json_num(j[0], "analogy_accuracy");
+	print_message("final loss: 1 host x 2 nodes %.4f, 2 hosts x 1 node %.4f; analogy %.1f%%\n", loss1, loss2, acc);
+	if (!(fabs(loss2 - loss1) <= 0.1 * loss1))
+		fail_msg("final loss %.4f on 2 hosts, %.4f on 1 host x 2 nodes", loss2, loss1);
+	if (!(acc >= 50))
+		fail_msg("analogy accuracy %.1f%% on planted pairs", acc);
+	check_planted(save2);
+	for (int r = 0; r < 2; r++) {
+		assert_true(json_num(j[r], "relocations") > 0);
+		free(j[r]);
+	}
+
+	const char *extra3[] = {"--threads", "1", "--policy", "classic", "--replicate", "20", "--json", json3, NULL};
+	run_two_hosts(save3, extra3);
+	two_host_counts(json3, j);
+	check_planted(save3);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal((long)json_num(j[r], "relocations"), 0);
+		free(j[r]);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
 	if (!mkdtemp(dir))
 		return -1;
 	make_corpus();
-	return 0;
+	return mh_setup(NULL); /* the multi-host runs' token and output files */
 }
 
 static int teardown(void **state)
@@ -640,7 +794,8 @@ static int teardown(void **state)
 	(void)state;
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	int rc = system(cmd) == 0 ? 0 : -1;
+	return mh_teardown(NULL) || rc ? -1 : 0;
 }
 
 /* Names of /dev/shm/psmem-* segments whose creator (pid at byte 36 of the
@@ -689,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_two_nodes_replicate_sampling_local),
 		cmocka_unit_test(test_two_nodes_replicate_sampling_pool),
 		cmocka_unit_test(test_sampling_is_repeatable),
+		cmocka_unit_test(test_two_hosts_split_the_words),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
