@@ -168,9 +168,12 @@ static void data_break(struct ps__conn *c)
 /*
  * A frame (header hdr, body at body[0..len)) on a data connection, never
  * blocking (LK6): sent as far as the socket takes it, the rest queued for
- * the link thread, which is woken if it is not the caller.
+ * the link thread, which is woken if it is not the caller.  0, PS_EHOSTDOWN,
+ * or -ENOMEM: no room to queue a request of which nothing was sent (the
+ * connection stays; request false, an answer: it breaks).
  */
-static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len)
+static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len,
+		      bool request)
 {
 	int rc = 0;
 	bool wake = false;
@@ -194,8 +197,16 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 			if (c->out_at == c->out_len)
 				c->out_at = c->out_len = 0;
 			if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + PS__FRAME_HDR + len - done) != 0) {
-				data_break(c); /* part of a frame may be on the wire */
-				rc = PS_EHOSTDOWN;
+				/* nothing of the frame sent: the connection stays,
+				 * the caller fails this one alone; an answer, or part
+				 * of a frame on the wire, breaks it (the requester
+				 * must not wait for an answer that will not come) */
+				if (done == 0 && request) {
+					rc = -ENOMEM;
+				} else {
+					data_break(c);
+					rc = PS_EHOSTDOWN;
+				}
 			} else {
 				for (int k = 0, at = 0; k < 2; at += (int)plen[k], k++) {
 					size_t from = done > (size_t)at ? done - (size_t)at : 0;
@@ -250,7 +261,7 @@ int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uin
 	if (c && c->fd >= 0) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
-		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len, true);
 	}
 	ps__frame_seal(frame, type, (uint16_t)host, req, len);
 	return link_write(L, frame, PS__FRAME_HDR + len);
@@ -262,7 +273,7 @@ void ps__lk_answer(struct ps__link *L, const struct ps__frame *f, uint8_t *frame
 	if (c->data) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, f->req, len);
-		data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+		data_write(L, c, hdr, frame + PS__FRAME_HDR, len, false);
 	} else {
 		ps__frame_seal(frame, type, f->host, f->req, len);
 		link_write(L, frame, PS__FRAME_HDR + len);
@@ -486,9 +497,14 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		break;
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too,
-		 * and nothing more goes there (release: as in data_lost) */
-		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
-			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
+		 * nothing more goes there, and nothing more of it is served:
+		 * its data connection is shut down, so the next poll ends it
+		 * (data_lost: closed, swept, a direct REPLY discarded) */
+		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0) {
+			pthread_mutex_lock(&L->data[f->host].wlock);
+			data_break(&L->data[f->host]);
+			pthread_mutex_unlock(&L->data[f->host].wlock);
+		}
 		fail_inflight(L, f->host);
 		/* after its last CLOCK on this link (clock.c CLH3) */
 		if (f->host < L->w->nhosts)
@@ -497,6 +513,14 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	default:
 		break; /* nothing else is sent to a node */
 	}
+}
+
+/* Do request ids a and b name the same request?  Its slot and seq (LK1):
+ * the node byte is this node's in an id from the wire and absent from one
+ * made here from the slot. */
+static bool same_rpc(uint64_t a, uint64_t b)
+{
+	return (uint32_t)a == (uint32_t)b && ((a >> 32) & 0xffffff) == ((b >> 32) & 0xffffff);
 }
 
 /* Fails every request in flight to host (all hosts: -1) with
@@ -517,7 +541,7 @@ static void fail_inflight(struct ps__link *L, int host)
 			/* its rows may be freed once it is done: a direct REPLY
 			 * to it goes on, discarded (LK7) */
 			for (int h = 0; h < L->w->nhosts; h++)
-				if (L->data[h].direct_left && L->data[h].direct_req == req)
+				if (L->data[h].direct_left && same_rpc(L->data[h].direct_req, req))
 					L->data[h].dst = NULL;
 			ps__lk_group_done(r.g, PS_EHOSTDOWN);
 		}
@@ -631,6 +655,11 @@ static int direct_read(struct ps__link *L, struct ps__conn *c)
  * why the connection is over (-ECONNRESET: closed by the peer). */
 static int conn_read(struct ps__link *L, struct ps__conn *c)
 {
+	/* acquire: as in ps__lk_send.  A data connection broken (data_break:
+	 * a send failed, or ABORT for its host) serves nothing more, not even
+	 * what its socket still holds: it ends here (data_lost) */
+	if (c->data && atomic_load_explicit(&c->dead, memory_order_acquire))
+		return PS_EHOSTDOWN;
 	if (c->direct_left)
 		return direct_read(L, c);
 	/* room for the frame being received (its header says how big), at
@@ -638,8 +667,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 	size_t want = c->in_len + (256u << 10);
 	if (c->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(c->in + 8))
 		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
-	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0)
-		return -ENOMEM;
+	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0 && c->in_cap == c->in_len)
+		return -ENOMEM; /* no room at all: nothing can be read */
 	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
 	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
@@ -749,6 +778,14 @@ static void *link_main(void *arg)
 static int data_fds(struct ps__link *L, const char *e)
 {
 	ps_world *w = L->w;
+	/* first every listed fd close-on-exec, even those after a bad entry:
+	 * none may leak into a child */
+	for (const char *q = e ? strchr(e, ':') : NULL; q; q = strchr(q + 1, ':')) {
+		char *end;
+		long fd = strtol(q + 1, &end, 10);
+		if (end != q + 1 && fd >= 0 && fd <= INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
+			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	}
 	while (e && *e) {
 		char *end;
 		long h = strtol(e, &end, 10), fd = -1;
@@ -761,7 +798,6 @@ static int data_fds(struct ps__link *L, const char *e)
 				"sockets, one per other host)\n", w->node, e);
 			return PS_EHOSTDOWN;
 		}
-		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
 		L->data[h].fd = (int)fd;
 		e = *end ? end + 1 : end;
@@ -792,8 +828,12 @@ int ps__link_start(ps_world *w)
 	const char *e = getenv("PSMEM_LINK_FD");
 	char *end;
 	long fd = e ? strtol(e, &end, 10) : -1;
+	bool bad_end = e && *end;
+	/* adopted (or refused) once: a later ps_init, or a child, must not
+	 * take whatever has that number then */
+	unsetenv("PSMEM_LINK_FD");
 	struct stat st;
-	if (!e || *end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+	if (!e || bad_end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
 		return PS_EHOSTDOWN; /* a multi-host segment without its link */
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	struct ps__link *L = calloc(1, sizeof *L);
@@ -808,6 +848,7 @@ int ps__link_start(ps_world *w)
 		free(data);
 		if (wake >= 0)
 			close(wake);
+		unsetenv("PSMEM_DATA_FDS");
 		return -ENOMEM;
 	}
 	L->w = w;
@@ -817,6 +858,7 @@ int ps__link_start(ps_world *w)
 		conn_init(&data[h], -1, h, true);
 	L->wake_fd = wake;
 	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
+	unsetenv("PSMEM_DATA_FDS"); /* as PSMEM_LINK_FD */
 	if (rc) {
 		for (int h = 0; h < w->nhosts; h++)
 			conn_free(&data[h]);
