@@ -623,6 +623,7 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
 	c->dst = dst + have;
 	c->direct_left = 4 * (size_t)nvals - have;
 	c->direct_req = req;
+	ps__filter_count_plain_reply(nvals); /* as ps__filter_reply_in would */
 	return n;
 }
 

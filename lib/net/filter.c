@@ -405,6 +405,13 @@ uint32_t ps__filter_reply_out(struct ps__filter *F, uint32_t flags, uint8_t *out
 	return PS__REPLY_HDR + raw;
 }
 
+void ps__filter_count_plain_reply(uint32_t nvals)
+{
+	uint64_t plain = PS__FRAME_HDR + PS__REPLY_HDR + 4ULL * nvals;
+	count(&st_reply_plain, plain);
+	count(&st_reply_bytes, plain);
+}
+
 int ps__filter_reply_in(struct ps__filter *F, struct ps__reply *m)
 {
 	uint64_t plain = PS__FRAME_HDR + PS__REPLY_HDR + 4ULL * m->nvals;
