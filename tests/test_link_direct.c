@@ -216,6 +216,40 @@ static void data_fds_bad(void **state)
 	close(d[1]);
 }
 
+/* The in buffer of a connection that received a frame larger than
+ * SHRINK_OVER is freed once it drains (a stale REPLY: parsed, ignored). */
+static void in_buffer_shrinks(void **state)
+{
+	(void)state;
+	struct fixture x;
+	fx_init(&x, 0);
+	struct ps__link *L = x.L;
+	const uint32_t nvals = (SHRINK_OVER / 4) + 1024;
+	const uint32_t len = PS__REPLY_HDR + 4 * nvals;
+	uint8_t *f = calloc(1, PS__FRAME_HDR + (size_t)len);
+	assert_non_null(f);
+	ps__frame_hdr_nocrc(f, PS__F_REPLY, 1, (9ULL << 32) | 3, len); /* no such request */
+	ps__reply_enc_hdr(f + PS__FRAME_HDR, 0, nvals);
+	fcntl(x.sv[1], F_SETFL, fcntl(x.sv[1], F_GETFL) | O_NONBLOCK);
+	size_t sent = 0, total = PS__FRAME_HDR + (size_t)len, grew = 0;
+	while (sent < total || L->data[1].in_len > 0) {
+		if (sent < total) {
+			ssize_t r = write(x.sv[1], f + sent, total - sent);
+			assert_true(r > 0 || (r < 0 && errno == EAGAIN));
+			if (r > 0)
+				sent += (size_t)r;
+		}
+		assert_int_equal(conn_read(L, &L->data[1]), 0);
+		if (L->data[1].in_cap > grew)
+			grew = L->data[1].in_cap;
+	}
+	assert_true(grew > SHRINK_OVER); /* it did grow for the frame */
+	assert_null(L->data[1].in);
+	assert_int_equal(L->data[1].in_cap, 0);
+	free(f);
+	fx_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +258,7 @@ int main(void)
 		cmocka_unit_test(direct_sweep_node2),
 		cmocka_unit_test(abort_closes),
 		cmocka_unit_test(data_fds_bad),
+		cmocka_unit_test(in_buffer_shrinks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,6 +225,12 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 	return rc;
 }
 
+/* A connection's in or out buffer larger than this is freed when it
+ * drains: a burst of large frames does not pin its memory for the rest of
+ * the job.  Frames up to about this size (1.6 MB: 4096 keys x 100 floats)
+ * reuse their buffer; larger ones pay an allocation each. */
+#define SHRINK_OVER (4u << 20)
+
 /* Link thread: the data connection is writable; sends what is queued. */
 static void data_flush(struct ps__conn *c)
 {
@@ -237,8 +243,14 @@ static void data_flush(struct ps__conn *c)
 			data_break(c);
 		else
 			c->out_at += (size_t)r;
-		if (c->out_at == c->out_len)
+		if (c->out_at == c->out_len) {
 			c->out_at = c->out_len = 0;
+			if (c->out_cap > SHRINK_OVER) { /* drained after a burst */
+				free(c->out);
+				c->out = NULL;
+				c->out_cap = 0;
+			}
+		}
 	}
 	pthread_mutex_unlock(&c->wlock);
 }
@@ -631,6 +643,8 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
  * connection is over. */
 static int direct_read(struct ps__link *L, struct ps__conn *c)
 {
+	if (!c->dst && ps__buf_reserve(&c->in, &c->in_cap, 64u << 10) != 0)
+		return -ENOMEM;
 	uint8_t *to = c->dst ? c->dst : c->in; /* discarding: into in */
 	size_t want = c->dst ? c->direct_left : (c->direct_left < c->in_cap ? c->direct_left : c->in_cap);
 	ssize_t r = recv(c->fd, to, want, MSG_DONTWAIT);
@@ -706,6 +720,11 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 	}
 	memmove(c->in, c->in + at, c->in_len - at);
 	c->in_len -= at;
+	if (c->in_len == 0 && !c->direct_left && c->in_cap > SHRINK_OVER) { /* drained after a burst */
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
 	return rc;
 }
 
