@@ -12,6 +12,10 @@
  *   abort_closes   ABORT for a host stops its data connection (shut down,
  *                  so the next read ends it: data_lost) and drops what was
  *                  queued for it;
+ *   enomem_keeps   no memory to queue a request of which nothing was sent:
+ *                  -ENOMEM, the connection stays (and a later frame goes
+ *                  out whole); after a partial send, or for an answer, the
+ *                  connection breaks (PS_EHOSTDOWN, shut down);
  *   data_fds_bad   a malformed PSMEM_DATA_FDS still marks every listed fd
  *                  close-on-exec, and ps__link_start unsets both variables
  *                  (a later ps_init, or a child, adopts no stray socket).
@@ -24,7 +28,20 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+
+#include "../lib/base/util.h"
+
+/* Allocation failure on demand: bridge_link.c's buffer growth goes
+ * through here (the macro renames its calls). */
+static bool fail_reserve;
+static int reserve_or_fail(uint8_t **p, size_t *cap, size_t need)
+{
+	return fail_reserve && need > *cap ? -ENOMEM : ps__buf_reserve(p, cap, need);
+}
+#define ps__buf_reserve reserve_or_fail
 #include "../lib/net/bridge_link.c"
+#undef ps__buf_reserve
 
 enum { N = 200, V = 100 };
 
@@ -250,6 +267,61 @@ static void in_buffer_shrinks(void **state)
 	fx_free(&x);
 }
 
+/* Fills the socket's send buffer: the next send takes nothing. */
+static void fill_socket(int fd)
+{
+	static uint8_t junk[65536];
+	while (send(fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
+		;
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void enomem_keeps(void **state)
+{
+	(void)state;
+	struct fixture x;
+	fx_init(&x, 0);
+	struct ps__link *L = x.L;
+	struct ps__conn *c = &L->data[1];
+	uint8_t hdr[PS__FRAME_HDR], body[4096] = {0};
+	ps__frame_hdr_nocrc(hdr, PS__F_PULL, 0, 1, sizeof body);
+	/* nothing sent (the socket is full), nothing queued, no memory */
+	fill_socket(c->fd);
+	fail_reserve = true;
+	assert_int_equal(data_write(L, c, hdr, body, sizeof body, true), -ENOMEM);
+	fail_reserve = false;
+	assert_false(atomic_load(&c->dead));
+	assert_int_equal(c->out_len, 0);
+	/* the connection still works: the next frame is queued whole */
+	assert_int_equal(data_write(L, c, hdr, body, sizeof body, true), 0);
+	assert_int_equal(c->out_len, PS__FRAME_HDR + sizeof body);
+	/* an answer that cannot be queued breaks it: its requester must
+	 * not wait for it */
+	fail_reserve = true;
+	c->out_at = c->out_len = 0; /* as if flushed; the socket is still full */
+	free(c->out);
+	c->out = NULL;
+	c->out_cap = 0;
+	assert_int_equal(data_write(L, c, hdr, body, sizeof body, false), PS_EHOSTDOWN);
+	fail_reserve = false;
+	assert_true(atomic_load(&c->dead));
+	fx_free(&x);
+
+	/* a partial send (the peer's buffer takes part of the frame): breaks */
+	fx_init(&x, 0);
+	L = x.L;
+	c = &L->data[1];
+	int small = 4096;
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	static uint8_t big[1 << 20];
+	ps__frame_hdr_nocrc(hdr, PS__F_PULL, 0, 1, sizeof big);
+	fail_reserve = true;
+	assert_int_equal(data_write(L, c, hdr, big, sizeof big, true), PS_EHOSTDOWN);
+	fail_reserve = false;
+	assert_true(atomic_load(&c->dead));
+	fx_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +329,7 @@ int main(void)
 		cmocka_unit_test(direct_sweep_node1),
 		cmocka_unit_test(direct_sweep_node2),
 		cmocka_unit_test(abort_closes),
+		cmocka_unit_test(enomem_keeps),
 		cmocka_unit_test(data_fds_bad),
 		cmocka_unit_test(in_buffer_shrinks),
 	};
