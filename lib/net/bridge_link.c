@@ -62,9 +62,9 @@
  *   (LK7) A large REPLY to a pull whose rows are contiguous is received
  *        straight into them by the link thread (direct_start): its slot
  *        cannot be claimed meanwhile except by this thread's failure
- *        sweep, which turns the direct receive into a discard before it
- *        completes the group, so no byte lands in rows after their
- *        caller was released.
+ *        sweep, which turns the direct receive into a discard (found by
+ *        slot and seq: same_rpc) before it completes the group, so no
+ *        byte lands in rows after their caller was released.
  *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
@@ -798,12 +798,14 @@ static void *link_main(void *arg)
 static int data_fds(struct ps__link *L, const char *e)
 {
 	ps_world *w = L->w;
-	/* first every listed fd close-on-exec, even those after a bad entry:
-	 * none may leak into a child */
+	/* first every listed socket close-on-exec, even those after a bad
+	 * entry: none may leak into a child (a number that is no socket, as
+	 * 0 in a garbled list, is left alone) */
 	for (const char *q = e ? strchr(e, ':') : NULL; q; q = strchr(q + 1, ':')) {
 		char *end;
 		long fd = strtol(q + 1, &end, 10);
-		if (end != q + 1 && fd >= 0 && fd <= INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
+		struct stat st;
+		if (end != q + 1 && fd >= 0 && fd <= INT_MAX && fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode))
 			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	}
 	while (e && *e) {

@@ -20,8 +20,10 @@
  *         PS__EKCMISS before anything of the request is done; the requester
  *         forgets that list and routes the keys again (link_remote.c), and
  *         the next send carries the keys (KEYDEF), which is always served.
- *         Holds whatever the routing: a REF that reaches another node than
- *         its DEF (or overtakes it on another thread) is a miss, not an error.
+ *         Holds whatever the routing and the path (the data connection to
+ *         node i of the other host, or the bridge where there is none): a
+ *         REF that reaches another node than its DEF (or overtakes it on
+ *         another thread) is a miss, not an error.
  *   (FL3) Bounded: each side holds at most PS__KC_SLOTS lists of at most
  *         PS__KC_MAX_KEYS keys (8 MiB of keys per side per node); a new
  *         list evicts the one in its slot (direct-mapped).
