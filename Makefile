@@ -280,6 +280,8 @@ $(BUILD)/apps/kge.o: CFLAGS += -fno-math-errno
 $(BUILD)/tests/test_kge_kernels.o: apps/kge.c apps/common.h
 $(BUILD)/tests/test_kge_kernels.o: CFLAGS += -fno-math-errno
 $(BUILD)/tests/test_kge_kernels: LDLIBS += -lopenblas
+# test_link_direct includes lib/net/bridge_link.c (static functions).
+$(BUILD)/tests/test_link_direct.o: lib/net/bridge_link.c
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address OPT=-O1 test

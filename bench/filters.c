@@ -1,7 +1,9 @@
 /*
- * filters.c - the wire filters (PS_WIRE_KEYCACHE, PS_WIRE_COMPRESS) over
- * the bridge: bytes on the wire per key and keys/s, per filter setting and
- * workload.
+ * filters.c - the wire filters (PS_WIRE_KEYCACHE, PS_WIRE_COMPRESS) on the
+ * direct data connection between the two hosts' nodes: bytes on the wire
+ * per key and keys/s, per filter setting and workload (figures:
+ * docs/DESIGN.md "Wire filters", measured with
+ * `bash bench/filters.sh -n 3 --seconds 1` on an AMD EPYC).
  *
  *   bench/filters.sh [-n RUNS] [--seconds S]   two psruns (one node each) on
  *                                              127.0.0.1, RUNS runs, medians

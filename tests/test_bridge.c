@@ -364,11 +364,19 @@ static int puller_main(void)
  * nothing of another node's. */
 static int fds_main(void)
 {
+	/* ps_init adopts the list and unsets it (a child must not adopt it) */
+	int listed = 0;
+	for (const char *p = getenv("PSMEM_DATA_FDS"); p && *p; p++)
+		listed += *p == ':';
 	int err;
 	ps_world *w = ps_init(&err);
 	if (!w)
 		return 1;
-	int sockets = 0, listed = 0;
+	if (getenv("PSMEM_DATA_FDS") || getenv("PSMEM_LINK_FD")) {
+		printf("fds: PSMEM_DATA_FDS or PSMEM_LINK_FD still set after ps_init\n");
+		return 1;
+	}
+	int sockets = 0;
 	char path[64], target[128];
 	for (int fd = 0; fd < 1024; fd++) {
 		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
@@ -378,9 +386,6 @@ static int fds_main(void)
 			sockets += strncmp(target, "socket:", 7) == 0;
 		}
 	}
-	const char *e = getenv("PSMEM_DATA_FDS");
-	for (const char *p = e; p && *p; p++)
-		listed += *p == ':';
 	printf("fds: host %d node %d: %d sockets, %d data connections listed\n", ps_host_id(w), ps_node_id(w), sockets,
 	       listed);
 	fflush(stdout);

@@ -680,6 +680,10 @@ static void test_two_hosts_with_both_filters_exact_values_fewer_bytes(void **sta
 	unsigned long long push_plain = strtoull(s + 18, NULL, 10);
 	unsigned long long push_filt = field(s, "filtered ");
 	assert_true(pull_plain > 0 && push_plain > 0);
+	/* every REPLY counts, the large plain ones received straight into the
+	 * rows too (direct_start): at least ROUNDS replies of N x VL floats,
+	 * each with its frame and reply headers (24 + 8 bytes) */
+	assert_true(pull_plain >= (unsigned long long)ROUNDS * (N * VL * 4ULL + PS__FRAME_HDR + PS__REPLY_HDR));
 	assert_true(pull_filt < pull_plain);
 	assert_true(pull_filt > 0);
 	assert_true(push_filt * 4 < push_plain);

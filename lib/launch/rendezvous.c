@@ -519,8 +519,11 @@ static int accept_higher(struct ps__rdv *r, int lfd, bool mesh, uint64_t deadlin
 			return fail(r, fd, "host %d (%s:%u) did not connect to this host within %u s", missing,
 				    r->addr[missing].addr, (unsigned)r->addr[missing].port,
 				    (unsigned)(r->timeout_ns / 1000000000ULL));
-		if (fd < 0)
-			return fd;
+		if (fd == -EINTR)
+			return fd; /* cancelled: the caller says why */
+		if (fd < 0) /* EMFILE, ENOBUFS, ...: named, not an empty error */
+			return fail(r, fd, "accepting the connection of host %d (%s:%u): %s", missing,
+				    r->addr[missing].addr, (unsigned)r->addr[missing].port, strerror(-fd));
 		struct conn_ctx c = {.r = r, .fd = fd};
 		peer_name(fd, c.peer, sizeof c.peer);
 		uint64_t hs = ps__now_ns() + HANDSHAKE_NS;

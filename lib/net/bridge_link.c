@@ -62,9 +62,9 @@
  *   (LK7) A large REPLY to a pull whose rows are contiguous is received
  *        straight into them by the link thread (direct_start): its slot
  *        cannot be claimed meanwhile except by this thread's failure
- *        sweep, which turns the direct receive into a discard before it
- *        completes the group, so no byte lands in rows after their
- *        caller was released.
+ *        sweep, which turns the direct receive into a discard (found by
+ *        slot and seq: same_rpc) before it completes the group, so no
+ *        byte lands in rows after their caller was released.
  *   (LK5) Each key of a batch is served exactly once: a round reads its
  *        word once and either sends it or does it here; a host that does
  *        not hold it (REDIRECT) or a word that changed under the local
@@ -168,9 +168,12 @@ static void data_break(struct ps__conn *c)
 /*
  * A frame (header hdr, body at body[0..len)) on a data connection, never
  * blocking (LK6): sent as far as the socket takes it, the rest queued for
- * the link thread, which is woken if it is not the caller.
+ * the link thread, which is woken if it is not the caller.  0, PS_EHOSTDOWN,
+ * or -ENOMEM: no room to queue a request of which nothing was sent (the
+ * connection stays; request false, an answer: it breaks).
  */
-static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len)
+static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr, const uint8_t *body, size_t len,
+		      bool request)
 {
 	int rc = 0;
 	bool wake = false;
@@ -194,8 +197,16 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 			if (c->out_at == c->out_len)
 				c->out_at = c->out_len = 0;
 			if (ps__buf_reserve(&c->out, &c->out_cap, c->out_len + PS__FRAME_HDR + len - done) != 0) {
-				data_break(c); /* part of a frame may be on the wire */
-				rc = PS_EHOSTDOWN;
+				/* nothing of the frame sent: the connection stays,
+				 * the caller fails this one alone; an answer, or part
+				 * of a frame on the wire, breaks it (the requester
+				 * must not wait for an answer that will not come) */
+				if (done == 0 && request) {
+					rc = -ENOMEM;
+				} else {
+					data_break(c);
+					rc = PS_EHOSTDOWN;
+				}
 			} else {
 				for (int k = 0, at = 0; k < 2; at += (int)plen[k], k++) {
 					size_t from = done > (size_t)at ? done - (size_t)at : 0;
@@ -214,6 +225,12 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 	return rc;
 }
 
+/* A connection's in or out buffer larger than this is freed when it
+ * drains: a burst of large frames does not pin its memory for the rest of
+ * the job.  Frames up to about this size (1.6 MB: 4096 keys x 100 floats)
+ * reuse their buffer; larger ones pay an allocation each. */
+#define SHRINK_OVER (4u << 20)
+
 /* Link thread: the data connection is writable; sends what is queued. */
 static void data_flush(struct ps__conn *c)
 {
@@ -226,8 +243,14 @@ static void data_flush(struct ps__conn *c)
 			data_break(c);
 		else
 			c->out_at += (size_t)r;
-		if (c->out_at == c->out_len)
+		if (c->out_at == c->out_len) {
 			c->out_at = c->out_len = 0;
+			if (c->out_cap > SHRINK_OVER) { /* drained after a burst */
+				free(c->out);
+				c->out = NULL;
+				c->out_cap = 0;
+			}
+		}
 	}
 	pthread_mutex_unlock(&c->wlock);
 }
@@ -250,7 +273,7 @@ int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uin
 	if (c && c->fd >= 0) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
-		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len, true);
 	}
 	ps__frame_seal(frame, type, (uint16_t)host, req, len);
 	return link_write(L, frame, PS__FRAME_HDR + len);
@@ -262,7 +285,7 @@ void ps__lk_answer(struct ps__link *L, const struct ps__frame *f, uint8_t *frame
 	if (c->data) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, f->req, len);
-		data_write(L, c, hdr, frame + PS__FRAME_HDR, len);
+		data_write(L, c, hdr, frame + PS__FRAME_HDR, len, false);
 	} else {
 		ps__frame_seal(frame, type, f->host, f->req, len);
 		link_write(L, frame, PS__FRAME_HDR + len);
@@ -486,9 +509,14 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		break;
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too,
-		 * and nothing more goes there (release: as in data_lost) */
-		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
-			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
+		 * nothing more goes there, and nothing more of it is served:
+		 * its data connection is shut down, so the next poll ends it
+		 * (data_lost: closed, swept, a direct REPLY discarded) */
+		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0) {
+			pthread_mutex_lock(&L->data[f->host].wlock);
+			data_break(&L->data[f->host]);
+			pthread_mutex_unlock(&L->data[f->host].wlock);
+		}
 		fail_inflight(L, f->host);
 		/* after its last CLOCK on this link (clock.c CLH3) */
 		if (f->host < L->w->nhosts)
@@ -497,6 +525,14 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	default:
 		break; /* nothing else is sent to a node */
 	}
+}
+
+/* Do request ids a and b name the same request?  Its slot and seq (LK1):
+ * the node byte is this node's in an id from the wire and absent from one
+ * made here from the slot. */
+static bool same_rpc(uint64_t a, uint64_t b)
+{
+	return (uint32_t)a == (uint32_t)b && ((a >> 32) & 0xffffff) == ((b >> 32) & 0xffffff);
 }
 
 /* Fails every request in flight to host (all hosts: -1) with
@@ -517,7 +553,7 @@ static void fail_inflight(struct ps__link *L, int host)
 			/* its rows may be freed once it is done: a direct REPLY
 			 * to it goes on, discarded (LK7) */
 			for (int h = 0; h < L->w->nhosts; h++)
-				if (L->data[h].direct_left && L->data[h].direct_req == req)
+				if (L->data[h].direct_left && same_rpc(L->data[h].direct_req, req))
 					L->data[h].dst = NULL;
 			ps__lk_group_done(r.g, PS_EHOSTDOWN);
 		}
@@ -599,6 +635,7 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
 	c->dst = dst + have;
 	c->direct_left = 4 * (size_t)nvals - have;
 	c->direct_req = req;
+	ps__filter_count_plain_reply(nvals); /* as ps__filter_reply_in would */
 	return n;
 }
 
@@ -606,6 +643,8 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
  * connection is over. */
 static int direct_read(struct ps__link *L, struct ps__conn *c)
 {
+	if (!c->dst && ps__buf_reserve(&c->in, &c->in_cap, 64u << 10) != 0)
+		return -ENOMEM;
 	uint8_t *to = c->dst ? c->dst : c->in; /* discarding: into in */
 	size_t want = c->dst ? c->direct_left : (c->direct_left < c->in_cap ? c->direct_left : c->in_cap);
 	ssize_t r = recv(c->fd, to, want, MSG_DONTWAIT);
@@ -631,6 +670,11 @@ static int direct_read(struct ps__link *L, struct ps__conn *c)
  * why the connection is over (-ECONNRESET: closed by the peer). */
 static int conn_read(struct ps__link *L, struct ps__conn *c)
 {
+	/* acquire: as in ps__lk_send.  A data connection broken (data_break:
+	 * a send failed, or ABORT for its host) serves nothing more, not even
+	 * what its socket still holds: it ends here (data_lost) */
+	if (c->data && atomic_load_explicit(&c->dead, memory_order_acquire))
+		return PS_EHOSTDOWN;
 	if (c->direct_left)
 		return direct_read(L, c);
 	/* room for the frame being received (its header says how big), at
@@ -638,8 +682,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 	size_t want = c->in_len + (256u << 10);
 	if (c->in_len >= PS__FRAME_HDR && want < PS__FRAME_HDR + (size_t)ps__get32(c->in + 8))
 		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
-	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0)
-		return -ENOMEM;
+	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0 && c->in_cap == c->in_len)
+		return -ENOMEM; /* no room at all: nothing can be read */
 	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
 	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
@@ -676,6 +720,11 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 	}
 	memmove(c->in, c->in + at, c->in_len - at);
 	c->in_len -= at;
+	if (c->in_len == 0 && !c->direct_left && c->in_cap > SHRINK_OVER) { /* drained after a burst */
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
 	return rc;
 }
 
@@ -749,6 +798,16 @@ static void *link_main(void *arg)
 static int data_fds(struct ps__link *L, const char *e)
 {
 	ps_world *w = L->w;
+	/* first every listed socket close-on-exec, even those after a bad
+	 * entry: none may leak into a child (a number that is no socket, as
+	 * 0 in a garbled list, is left alone) */
+	for (const char *q = e ? strchr(e, ':') : NULL; q; q = strchr(q + 1, ':')) {
+		char *end;
+		long fd = strtol(q + 1, &end, 10);
+		struct stat st;
+		if (end != q + 1 && fd >= 0 && fd <= INT_MAX && fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	}
 	while (e && *e) {
 		char *end;
 		long h = strtol(e, &end, 10), fd = -1;
@@ -761,7 +820,6 @@ static int data_fds(struct ps__link *L, const char *e)
 				"sockets, one per other host)\n", w->node, e);
 			return PS_EHOSTDOWN;
 		}
-		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
 		L->data[h].fd = (int)fd;
 		e = *end ? end + 1 : end;
@@ -792,8 +850,12 @@ int ps__link_start(ps_world *w)
 	const char *e = getenv("PSMEM_LINK_FD");
 	char *end;
 	long fd = e ? strtol(e, &end, 10) : -1;
+	bool bad_end = e && *end;
+	/* adopted (or refused) once: a later ps_init, or a child, must not
+	 * take whatever has that number then */
+	unsetenv("PSMEM_LINK_FD");
 	struct stat st;
-	if (!e || *end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+	if (!e || bad_end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
 		return PS_EHOSTDOWN; /* a multi-host segment without its link */
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	struct ps__link *L = calloc(1, sizeof *L);
@@ -808,6 +870,7 @@ int ps__link_start(ps_world *w)
 		free(data);
 		if (wake >= 0)
 			close(wake);
+		unsetenv("PSMEM_DATA_FDS");
 		return -ENOMEM;
 	}
 	L->w = w;
@@ -817,6 +880,7 @@ int ps__link_start(ps_world *w)
 		conn_init(&data[h], -1, h, true);
 	L->wake_fd = wake;
 	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
+	unsetenv("PSMEM_DATA_FDS"); /* as PSMEM_LINK_FD */
 	if (rc) {
 		for (int h = 0; h < w->nhosts; h++)
 			conn_free(&data[h]);

@@ -20,8 +20,10 @@
  *         PS__EKCMISS before anything of the request is done; the requester
  *         forgets that list and routes the keys again (link_remote.c), and
  *         the next send carries the keys (KEYDEF), which is always served.
- *         Holds whatever the routing: a REF that reaches another node than
- *         its DEF (or overtakes it on another thread) is a miss, not an error.
+ *         Holds whatever the routing and the path (the data connection to
+ *         node i of the other host, or the bridge where there is none): a
+ *         REF that reaches another node than its DEF (or overtakes it on
+ *         another thread) is a miss, not an error.
  *   (FL3) Bounded: each side holds at most PS__KC_SLOTS lists of at most
  *         PS__KC_MAX_KEYS keys (8 MiB of keys per side per node); a new
  *         list evicts the one in its slot (direct-mapped).
@@ -403,6 +405,13 @@ uint32_t ps__filter_reply_out(struct ps__filter *F, uint32_t flags, uint8_t *out
 	}
 	ps__reply_enc_hdr(out, status, nvals);
 	return PS__REPLY_HDR + raw;
+}
+
+void ps__filter_count_plain_reply(uint32_t nvals)
+{
+	uint64_t plain = PS__FRAME_HDR + PS__REPLY_HDR + 4ULL * nvals;
+	count(&st_reply_plain, plain);
+	count(&st_reply_bytes, plain);
 }
 
 int ps__filter_reply_in(struct ps__filter *F, struct ps__reply *m)

@@ -84,6 +84,11 @@ uint32_t ps__filter_reply_out(struct ps__filter *F, uint32_t flags, uint8_t *out
  * (PS__REPLY_Z) gets m->vals := the raw floats.  0 or PS_EFRAME_BODY. */
 int ps__filter_reply_in(struct ps__filter *F, struct ps__reply *m);
 
+/* Requester (the link thread): a plain REPLY of nvals values that does not
+ * go through ps__filter_reply_in (received straight into the rows:
+ * bridge_link.c's direct_start), for the counters. */
+void ps__filter_count_plain_reply(uint32_t nvals);
+
 /* Requester: a PS__EKCMISS answer; forgets the cached list keys[pos[i]],
  * i < n, sent to host for table `table`, so that the next send carries
  * keys. */

@@ -1,5 +1,5 @@
 /* PRIVATE to net/bridge_link.c, link_remote.c, link_serve.c: link_in.h - the
- * link's state and what its files share (invariants LK1-LK5: bridge_link.c). */
+ * link's state and what its files share (invariants LK1-LK7: bridge_link.c). */
 #ifndef PSMEM_LINK_IN_H
 #define PSMEM_LINK_IN_H
 
@@ -18,6 +18,7 @@ struct rpc {
 	const uint32_t *pos;      /* n positions in the caller's key array */
 	uint32_t n, value_len;
 	int host;                 /* where the request went */
+	bool keyed;               /* a PULL/PUSH: may be answered PS__EKCMISS (FL2) */
 	uint8_t **raw;            /* a call (ps__link_calls): where its reply goes */
 	uint32_t *raw_len;
 };

@@ -124,6 +124,7 @@ static int send_chunk_as(ps_table *t, struct ps__rgroup *g, int host, const ps_k
 	r->host = host;
 	r->raw = NULL;
 	r->raw_len = NULL;
+	r->keyed = type == PS__F_PULL || type == PS__F_PUSH;
 	uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 	pthread_mutex_unlock(&L->lock);
 	rc = ps__lk_send(L, host, f, type, req, (uint32_t)body);
@@ -383,6 +384,7 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 		r->host = hosts[i];
 		r->raw = &replies[i];
 		r->raw_len = &rlens[i];
+		r->keyed = false;
 		uint64_t req = ((uint64_t)w->node << 56) | ((uint64_t)r->seq << 32) | slot;
 		pthread_mutex_unlock(&L->lock);
 		rc = ps__lk_send(L, hosts[i], frames[i], PS__F_MOVE, req, lens[i]);
@@ -452,13 +454,17 @@ void ps__lk_on_reply(struct ps__link *L, const struct ps__frame *f)
 	int err = ps__reply_dec(f->body, f->len, &m);
 	if (err == 0)
 		err = m.status ? m.status : ps__filter_reply_in(L->filt, &m);
-	if (err == PS__EKCMISS && !r.raw && r.pos) {
+	if (err == PS__EKCMISS && r.keyed && !r.raw && r.pos) {
 		/* our key-list id was not held there: nothing was done; the
 		 * keys go to the next round, with their list (FL2) */
 		ps__filter_forget(L->filt, (uint32_t)r.g->t->id, r.host, r.g->keys, r.pos, r.n);
 		for (uint32_t i = 0; i < r.n; i++)
 			again(r.g, r.pos[i], -2);
 		err = 0;
+	} else if (err == PS__EKCMISS) {
+		/* private to PULL/PUSH of keys (FL2): an RPULL/RPUSH or MOVE
+		 * answered so is a peer's error, never the caller's result */
+		err = PS_EFRAME_BODY;
 	} else if (err == 0 && r.raw) {
 		err = PS_EFRAME_BODY; /* a call is answered by MOVE_REPLY */
 	} else if (err == 0 && r.out) {
