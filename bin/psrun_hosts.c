@@ -44,6 +44,7 @@ struct hosts {
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
 	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
 	bool verbose;
+	int on_host_failure;         /* host_opts' */
 	pthread_t thread;
 	bool running;
 	int wake_fd;                 /* main -> bridge thread */
@@ -161,6 +162,7 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	if (!h || !r)
 		die2("out of memory");
 	h->launch = l;
+	h->on_host_failure = o->on_host_failure;
 	h->rdv = r;
 	h->verbose = verbose;
 	h->wake_fd = h->notify_fd = -1;
@@ -293,7 +295,8 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		h->node_fd[i] = sv[1];
 	}
 	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->launch.hosts, .nodes = nodes,
-				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr};
+				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr,
+				       .drop_failed = h->on_host_failure == 1};
 	int rc;
 	h->bridge = ps__bridge_new(&conf, &rc);
 	if (!h->bridge) {

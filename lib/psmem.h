@@ -117,6 +117,19 @@ int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
 int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
 int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
+/*
+ * Hosts still in the job: psrun --on-host-failure continue drops a host
+ * that dies (killed, or silent past the heartbeat bound) and the others go
+ * on.  Returns how many hosts are present (ps_num_hosts until one is lost;
+ * this host always counts) and, if alive is not NULL, alive[h] = 1 or 0 for
+ * h < cap.  Poll it (e.g. once per epoch) and re-split the work when the
+ * count drops.  After a loss: barriers and clocks count the hosts present;
+ * requests to the lost host that were in flight, and any later request for
+ * a key it held, fail with PS_EHOSTDOWN (no backups yet: the keys the lost
+ * host held are lost with it, every update to them included); keys held by
+ * the survivors keep every update.
+ */
+int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap);
 /* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
  * file's absolute path on hugetlbfs under psrun --hugepages (huge pages:
  * hugetlbfs there, else transparent huge pages where /dev/shm offers them

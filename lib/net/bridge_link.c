@@ -490,9 +490,16 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
 			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
 		fail_inflight(L, f->host);
-		/* after its last CLOCK on this link (clock.c CLH3) */
-		if (f->host < L->w->nhosts)
-			ps__clock_host_gone(L->w, f->host);
+		/* after its last CLOCK on this link (clock.c CLH3); a host
+		 * dropped under --on-host-failure continue is no longer waited
+		 * for at all (CLH7) */
+		if (f->host < L->w->nhosts) {
+			struct ps__note n;
+			if (ps__note_dec(f->body, f->len, &n) == 0 && n.code == PS__GONE_LOST)
+				ps__clock_host_lost(L->w, f->host);
+			else
+				ps__clock_host_gone(L->w, f->host);
+		}
 		break;
 	default:
 		break; /* nothing else is sent to a node */

@@ -43,6 +43,9 @@
 #define PS__FRAME_MAX      (16u << 20) /* body limit of data frames */
 #define PS__FRAME_MAX_AUTH 512u        /* body limit before authentication */
 #define PS__NOTE_MAX        1024u       /* text of REFUSE / ABORT */
+/* Code of an ABORT(host) from the bridge to a node: the host was dropped
+ * under --on-host-failure continue, the job goes on (bridge.c) */
+#define PS__GONE_LOST       1
 #define PS__MAX_HOSTS      1024
 #define PS__HASH_BYTES     32
 #define PS__NONCE_BYTES    32
