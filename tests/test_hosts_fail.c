@@ -145,7 +145,7 @@ static bool port_free(unsigned port)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
-static double run_job(struct mh_proc h[3], const char *mode, const char *tag)
+static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
 {
 	unsigned port = mh_free_port();
 	const char *prog[] = {mh_self, "--node", "survive", NULL};
@@ -179,21 +179,25 @@ static double run_job(struct mh_proc h[3], const char *mode, const char *tag)
 		fail_msg("host 2 did not reach round %d within 60 s", STOP_AT);
 	}
 	double t_kill = mh_now();
-	kill(h[2].pid, SIGKILL); /* psrun alone: its guardian removes the rest */
-	mh_finish(&h[2], 10);
+	kill(h[2].pid, sig); /* psrun alone: its guardian removes the rest */
+	if (sig == SIGKILL)
+		mh_finish(&h[2], 10);
 	mh_finish(&h[0], 60);
 	mh_finish(&h[1], 60);
+	if (sig != SIGKILL) {
+		kill(h[2].pid, SIGKILL);
+		mh_finish(&h[2], 10);
+	}
 	assert_true(port_free(port));
 	return t_kill;
 }
 
-static void test_survivors_drop_a_killed_host_and_keep_every_update(void **state)
+static void survivors_go_on(int sig, const char *why, double limit)
 {
-	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
-	double t_kill = run_job(h, "continue", "cont");
+	double t_kill = run_job(h, "continue", sig == SIGKILL ? "cont" : "stop", sig);
 	char want[160];
 	snprintf(want, sizeof want, ": alive 2 [1 1 0 9]; barriers with 3 hosts %d; pushes to host 2 failed ", STOP_AT);
 	char want2[160];
@@ -211,13 +215,29 @@ static void test_survivors_drop_a_killed_host_and_keep_every_update(void **state
 		int failed = atoi(strstr(out, want) + strlen(want));
 		assert_true(failed == ROUNDS - STOP_AT || failed == ROUNDS - STOP_AT - 1);
 		assert_contains(err, "host 2 (127.0.0.1:");
+		assert_contains(err, why);
 		assert_contains(err, "dropped, the job goes on with 2 of 3 hosts");
+		assert_true(h[r].t_end - t_kill < limit);
 		assert_contains(err, "recovered: barrier over the 2 hosts left released ");
 		const char *rec = strstr(err, "released ");
-		printf("host %d: finished %.3f s after host 2 was killed; %.*s\n", r, h[r].t_end - t_kill,
+		printf("host %d: finished %.3f s after host 2 got signal %d; %.*s\n", r, h[r].t_end - t_kill, sig,
 		       (int)strcspn(rec, "\n"), rec);
 	}
 	mh_assert_clean(&segs);
+}
+
+static void test_survivors_drop_a_killed_host_and_keep_every_update(void **state)
+{
+	(void)state;
+	/* EOF or reset: seen at once; 2 s is slack for a loaded machine */
+	survivors_go_on(SIGKILL, ") died: ", 2.0);
+}
+
+static void test_survivors_drop_a_silent_host(void **state)
+{
+	(void)state;
+	/* a stopped psrun keeps its sockets: only its silence (3 s) tells */
+	survivors_go_on(SIGSTOP, "presumed dead", 3.0 + 12.0);
 }
 
 static void test_abort_is_still_the_default(void **state)
@@ -226,7 +246,7 @@ static void test_abort_is_still_the_default(void **state)
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
-	double t_kill = run_job(h, NULL, "abrt");
+	double t_kill = run_job(h, NULL, "abrt", SIGKILL);
 	for (int r = 0; r < 2; r++) {
 		const char *err = mh_slurp(h[r].err);
 		if (h[r].status == 0)
@@ -251,6 +271,7 @@ int main(int argc, char **argv)
 	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
+		cmocka_unit_test(test_survivors_drop_a_silent_host),
 		cmocka_unit_test(test_abort_is_still_the_default),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
