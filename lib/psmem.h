@@ -608,7 +608,9 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
  * waits for that can no longer come exited normally (ps_finalize: the
  * nodes called ps_barrier a different number of times), -EINVAL after
  * ps_finalize.
- * PS_EHOSTDOWN if another host failed or left.
+ * PS_EHOSTDOWN if another host failed or left (under psrun
+ * --on-host-failure continue a host that dies is dropped instead: the
+ * barrier completes over the hosts present; see ps_hosts_alive).
  */
 int ps_barrier(ps_world *w);
 
