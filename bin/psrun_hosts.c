@@ -45,6 +45,7 @@ struct hosts {
 	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
 	bool verbose;
 	int on_host_failure;         /* host_opts' */
+	double backup_rate;          /* host_opts' */
 	pthread_t thread;
 	bool running;
 	int wake_fd;                 /* main -> bridge thread */
@@ -163,6 +164,7 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 		die2("out of memory");
 	h->launch = l;
 	h->on_host_failure = o->on_host_failure;
+	h->backup_rate = o->backup_rate > 0 ? o->backup_rate : 20;
 	h->rdv = r;
 	h->verbose = verbose;
 	h->wake_fd = h->notify_fd = -1;
@@ -324,6 +326,14 @@ void hosts_node_env(const struct hosts *h, int node)
 	char v[16];
 	int fd = h->node_fd[node];
 	snprintf(v, sizeof v, "%d", fd);
+	/* --on-host-failure continue: the nodes back their keys up (backup.c) */
+	if (h->on_host_failure == 1) {
+		char r[32];
+		snprintf(r, sizeof r, "%g", h->backup_rate);
+		setenv("PSMEM_BACKUP_RATE", r, 1);
+	} else {
+		unsetenv("PSMEM_BACKUP_RATE");
+	}
 	/* this one descriptor survives exec; the other nodes' ends do not */
 	if (fcntl(fd, F_SETFD, 0) != 0 || setenv("PSMEM_LINK_FD", v, 1) != 0) {
 		fprintf(stderr, "psrun: node %d: cannot pass the bridge link: %s\n", node, strerror(errno));

@@ -468,18 +468,19 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_MOVE:
 	case PS__F_RPULL:
 	case PS__F_RPUSH:
+	case PS__F_BACKUP:
 	case PS__F_REPLY:
 	case PS__F_REDIRECT:
 	case PS__F_MOVE_REPLY: {
 		bool req = f->type == PS__F_PULL || f->type == PS__F_PUSH || f->type == PS__F_MOVE ||
-			   f->type == PS__F_RPULL || f->type == PS__F_RPUSH;
+			   f->type == PS__F_RPULL || f->type == PS__F_RPUSH || f->type == PS__F_BACKUP;
 		if (f->host >= b->hosts || f->host == b->rank || (req && (int)(f->req >> 56) != c->idx)) {
 			protocol_error(b, c, "bad destination host or request id");
 			return;
 		}
 		struct conn *p = &b->peer[f->host];
 		if (peer_gone(p)) {
-			if (req)
+			if (req && f->type != PS__F_BACKUP) /* a backup wants no answer */
 				reply_error(b, c, f->host, f->req, PS_EHOSTDOWN);
 			return;
 		}
@@ -540,20 +541,23 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_PUSH:
 	case PS__F_MOVE:
 	case PS__F_RPULL:
-	case PS__F_RPUSH: {
+	case PS__F_RPUSH:
+	case PS__F_BACKUP: {
 		b->st.frames_in++;
 		/* body checked here so that a malformed request is the peer's
 		 * fault, closed at once, and never reaches a node */
 		struct ps__kv_req m;
 		struct ps__move_req mv;
 		if (f->type == PS__F_MOVE ? ps__move_dec(f->body, f->len, &mv) != 0
-					  : ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH || f->type == PS__F_RPUSH,
+					  : ps__kv_dec(f->body, f->len,
+						       f->type == PS__F_PUSH || f->type == PS__F_RPUSH ||
+							       f->type == PS__F_BACKUP,
 						       &m) != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
 			return;
 		}
 		struct conn *n = executor(b, f->req);
-		if (!n)
+		if (!n && f->type != PS__F_BACKUP)
 			reply_error(b, c, (uint16_t)b->rank, f->req, PS_EHOSTDOWN);
 		else
 			enqueue(b, n, raw, size, c->idx);

@@ -445,6 +445,7 @@ int ps__link_barrier_workers(ps_world *w)
 }
 
 static void fail_inflight(struct ps__link *L, int host);
+static void reroute_inflight(struct ps__link *L, int host);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
 {
@@ -484,21 +485,31 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_CKPT:
 		on_ckpt(L, f);
 		break;
+	case PS__F_BACKUP:
+		ps__bk_on_frame(L, f);
+		break;
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too,
 		 * and nothing more goes there (release: as in data_lost) */
 		if (f->host < L->w->nhosts && L->data[f->host].fd >= 0)
 			atomic_store_explicit(&L->data[f->host].dead, true, memory_order_release);
-		fail_inflight(L, f->host);
 		/* after its last CLOCK on this link (clock.c CLH3); a host
 		 * dropped under --on-host-failure continue is no longer waited
-		 * for at all (CLH7) */
+		 * for at all (CLH7), its keys are promoted at its backup host
+		 * (backup.c BK3) and what was in flight there is routed again
+		 * (to the backup host) instead of failing */
 		if (f->host < L->w->nhosts) {
 			struct ps__note n;
-			if (ps__note_dec(f->body, f->len, &n) == 0 && n.code == PS__GONE_LOST)
+			if (ps__note_dec(f->body, f->len, &n) == 0 && n.code == PS__GONE_LOST) {
 				ps__clock_host_lost(L->w, f->host);
-			else
+				ps__bk_promote(L, f->host);
+				reroute_inflight(L, f->host);
+			} else {
+				fail_inflight(L, f->host);
 				ps__clock_host_gone(L->w, f->host);
+			}
+		} else {
+			fail_inflight(L, f->host);
 		}
 		break;
 	default:
@@ -532,6 +543,38 @@ static void fail_inflight(struct ps__link *L, int host)
 	}
 }
 
+/* Host was dropped: every pull or push in flight there goes back to its
+ * group for another round, which sends it to the host's backup host (BK3);
+ * calls (MOVE) fail.  A push that the lost host applied and backed up
+ * before it died is applied twice (BK4). */
+static void reroute_inflight(struct ps__link *L, int host)
+{
+	for (uint32_t from = 0;;) {
+		struct rpc r;
+		pthread_mutex_lock(&L->lock);
+		uint32_t slot = from;
+		while (slot < L->cap && !(L->rpc[slot].busy && L->rpc[slot].host == host))
+			slot++;
+		uint64_t req = slot < L->cap ? ((uint64_t)L->rpc[slot].seq << 32) | slot : 0;
+		pthread_mutex_unlock(&L->lock);
+		if (slot >= L->cap)
+			return;
+		if (ps__lk_rpc_claim(L, req, &r)) {
+			for (int h = 0; h < L->w->nhosts; h++)
+				if (L->data[h].direct_left && L->data[h].direct_req == req)
+					L->data[h].dst = NULL;
+			if (r.raw || !r.pos) {
+				ps__lk_group_done(r.g, PS_EHOSTDOWN);
+			} else {
+				for (uint32_t i = 0; i < r.n; i++)
+					ps__lk_again(r.g, r.pos[i], -2);
+				ps__lk_group_done(r.g, 0);
+			}
+		}
+		from = slot + 1;
+	}
+}
+
 /* The bridge is gone: fail everything in flight (LK4). */
 static void link_broken(struct ps__link *L)
 {
@@ -553,6 +596,7 @@ static bool data_type(unsigned type)
 	case PS__F_RPULL:
 	case PS__F_RPUSH:
 	case PS__F_MOVE:
+	case PS__F_BACKUP:
 	case PS__F_REPLY:
 	case PS__F_REDIRECT:
 	case PS__F_MOVE_REPLY:
@@ -725,7 +769,7 @@ static void *link_main(void *arg)
 			who[n] = h;
 			p[n++] = (struct pollfd){.fd = c->fd, .events = (short)(POLLIN | (data_pending(c) ? POLLOUT : 0))};
 		}
-		if (poll(p, (nfds_t)n, -1) < 0) {
+		if (poll(p, (nfds_t)n, ps__bk_timeout_ms(L)) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -744,6 +788,8 @@ static void *link_main(void *arg)
 		}
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
 			up = conn_read(L, &L->link) == 0;
+		if (up)
+			ps__bk_tick(L);
 	}
 	free(p);
 	free(who);
@@ -824,6 +870,8 @@ int ps__link_start(ps_world *w)
 		conn_init(&data[h], -1, h, true);
 	L->wake_fd = wake;
 	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
+	if (rc == 0)
+		rc = ps__bk_init(L);
 	if (rc) {
 		for (int h = 0; h < w->nhosts; h++)
 			conn_free(&data[h]);
@@ -878,6 +926,7 @@ void ps__link_stop(ps_world *w)
 	close(L->wake_fd);
 	free(L->rpc);
 	free(L->scratch);
+	ps__bk_free(L);
 	ps__filter_free(L->filt);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);

@@ -79,6 +79,8 @@ enum ps__ftype {
 	PS__F_CKPT = 29,     /* note (code 0, text = path): a checkpoint asked for on
 			      * the sending host (node 0 -> bridge -> every peer's
 			      * node 0), sent before the poll's barrier over hosts */
+	PS__F_BACKUP = 30,   /* keys + values (a PUSH body): a backup round of the
+			      * sending node's keys, no answer (backup.c BK1) */
 };
 
 struct ps__frame {

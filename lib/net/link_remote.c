@@ -152,6 +152,19 @@ static void again(struct ps__rgroup *g, uint32_t p, int32_t hint)
 	g->hint[i] = hint;
 }
 
+void ps__lk_again(struct ps__rgroup *g, uint32_t p, int32_t hint)
+{
+	again(g, p, hint);
+}
+
+/* A failure of the whole group that no frame carries (relaxed: see
+ * struct ps__rgroup) */
+static void group_fail(struct ps__rgroup *g, int err)
+{
+	int32_t zero = 0;
+	atomic_compare_exchange_strong_explicit(&g->err, &zero, err, memory_order_relaxed, memory_order_relaxed);
+}
+
 static struct ps__rgroup *group_new(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in)
 {
 	ps_world *w = t->w;
@@ -199,7 +212,21 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 		if (PS__LOC_IS_MOVING(lw)) {
 			again(g, p, -1);
 		} else if (PS__LOC_IS_REMOTE(lw)) {
-			g->owner[j] = PS__LOC_OWNER(lw);
+			int h = PS__LOC_OWNER(lw);
+			if (h < H && ps__host_lost(w, h)) {
+				/* its keys are at its backup host now (BK3) */
+				int b = ps__backup_host(w, h);
+				if (b < 0 || (b == w->host && ps__host_promoted(w, h))) {
+					group_fail(g, PS_EHOSTDOWN); /* no copy anywhere */
+					continue;
+				}
+				if (b == w->host) {
+					again(g, p, -1); /* promotion under way here */
+					continue;
+				}
+				h = b;
+			}
+			g->owner[j] = h;
 			count[g->owner[j] + 1]++;
 		} else {
 			lpos[nloc++] = p;
@@ -492,7 +519,13 @@ void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f)
 		int32_t host;
 		uint64_t key;
 		ps__redirect_get(&m, i, &idx, &host, &key);
-		if (r.g->keys[r.pos[idx]] == key)
+		if (r.g->keys[r.pos[idx]] != key)
+			continue;
+		/* the lost host's backup host had no copy of it (BK3) */
+		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host) &&
+		    ps__backup_host(L->w, host) == f->host)
+			group_fail(r.g, PS_EHOSTDOWN);
+		else
 			again(r.g, r.pos[idx], host);
 	}
 }

@@ -116,6 +116,12 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 				int32_t host = PS__LOC_IS_MOVING(lw)   ? -1
 					       : PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw)
 								       : w->host; /* back here */
+				/* a lost host's key: pause while it is being
+				 * promoted here; after, the requester fails it
+				 * (no copy: BK3) */
+				if (host >= 0 && host != w->host && ps__host_lost(w, host) &&
+				    ps__backup_host(w, host) == w->host && !ps__host_promoted(w, host))
+					host = -1;
 				ps__redirect_put(rf + PS__FRAME_HDR, (uint32_t)i, miss[i], host, k);
 				if (out)
 					memset(out + (size_t)miss[i] * m.value_len, 0, 4 * (size_t)m.value_len);
