@@ -8,9 +8,12 @@
  * its psrun; the two others must drop it and go on:
  *  - the barrier they wait in completes over the 2 hosts left (no
  *    PS_EHOSTDOWN), and ps_hosts_alive says 2 with alive[2] = 0;
- *  - pushes to host 2's keys fail with PS_EHOSTDOWN at once, never hang
- *    (from round STOP_AT + 2 at the latest: host 2's node still serves
- *    while it pauses before the kill);
+ *  - pushes to host 2's keys go on at its backup host (host 0, the next
+ *    in the ring), which promoted host 2's keys from its backups: every
+ *    one of host 2's keys equals the exact sum of every push, since the
+ *    last pushes before the loss came 25 backup periods before the kill
+ *    (the survivors wait in an extra barrier at round STOP_AT + 1 until
+ *    host 2 is dropped, so none is in flight);
  *  - every key of hosts 0 and 1 equals exactly 2 x ROUNDS (the
  *    survivors' pushes) + STOP_AT (host 2's rounds, each completed before
  *    the barrier that ended it): no update to a surviving host's key is
@@ -30,9 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -73,6 +78,14 @@ static int survive_main(void)
 			fflush(stdout);
 			for (;;)
 				pause(); /* killed by the driver */
+		}
+		/* the survivors wait for the loss before they push again: every
+		 * push made while host 2 lived was applied before its last
+		 * barrier, so before it printed the line above (the driver kills
+		 * it 25 backup periods later: outside the window) */
+		if (me != 2 && r == STOP_AT + 1 && (rc = ps_barrier(w)) != 0) {
+			printf("survive: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+			return 1;
 		}
 		if ((rc = ps_push_sync(t, live, 200, one)) != 0) {
 			printf("survive: host %d round %d: push to live keys: %s\n", me, r, ps_strerror(rc));
@@ -135,6 +148,118 @@ static int survive_main(void)
 	return wrong || wrong_gone ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: storm */
+
+#define STORM_AFTER 150   /* rounds the survivors make after the loss */
+#define WINDOW_S (1.0 / 50 + 0.1) /* 1/rate + slack for sending and scheduling */
+
+/*
+ * No barriers: every host pushes +1 to every key in rounds as fast as it
+ * can (two batches: hosts 0-1's keys, host 2's keys) and then +1 to its
+ * own counter (table c, key = host id: key 2 lives on host 1, so the
+ * count of host 2's completed rounds survives it).  Host 2 is killed
+ * mid-storm.  The survivors note when they see the loss (ps_hosts_alive),
+ * go on STORM_AFTER rounds, barrier, and check:
+ *  - keys of hosts 0-1: v = n0 + n1 + R2 or R2 + 1 (host 2's round in
+ *    progress), exactly;
+ *  - host 2's keys (promoted at host 0): the loss, n0 + n1 + R2 - v, is
+ *    at least -2 (a push in flight at the loss retried at the backup
+ *    counts twice if the backup had it: one per survivor) and at most the
+ *    rounds every host completed in the WINDOW_S before the loss was seen
+ *    (BK4's window; host 2's taken as the larger survivor's + 1).
+ */
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int storm_main(void)
+{
+	int err;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	ps_table *t = ps_table_create(w, &o, &err);
+	ps_table_opts_init(&o, 4, 1);
+	ps_table *c = t ? ps_table_create(w, &o, &err) : NULL;
+	if (!c)
+		return 1;
+	int me = ps_host_id(w);
+	ps_key live[200], gone[100], mine = (ps_key)me;
+	float one[200];
+	for (int i = 0; i < 200; i++)
+		live[i] = (ps_key)i, one[i] = 1.0f;
+	for (int i = 0; i < 100; i++)
+		gone[i] = (ps_key)(200 + i);
+	static double done_at[1 << 20];
+	long n = 0, after = -1;
+	double t_seen = 0;
+	int rc;
+	while (n < (long)(sizeof done_at / sizeof done_at[0]) && (after < 0 || after < STORM_AFTER)) {
+		if ((rc = ps_push_sync(t, live, 200, one)) != 0 || (rc = ps_push_sync(t, gone, 100, one)) != 0 ||
+		    (rc = ps_push_sync(c, &mine, 1, one)) != 0) {
+			printf("storm: host %d round %ld: %s\n", me, n + 1, ps_strerror(rc));
+			return 1;
+		}
+		done_at[n++] = now_s();
+		if (n == 200 && me == 2) {
+			printf("storm: host 2 running\n");
+			fflush(stdout);
+		}
+		if (after >= 0)
+			after++;
+		else if (ps_hosts_alive(w, NULL, 0) == 2) {
+			t_seen = now_s();
+			after = 0;
+		}
+	}
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("storm: host %d: barrier: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	long recent = 0; /* rounds completed within the window before the loss was seen */
+	for (long i = 0; i < n; i++)
+		recent += done_at[i] <= t_seen && done_at[i] > t_seen - WINDOW_S;
+	/* the bound uses this survivor's own count for each host (they push
+	 * at about the same pace), plus one round in progress */
+	ps_key ck[3] = {0, 1, 2};
+	float cnt[3], v[300];
+	ps_key all[300];
+	for (int i = 0; i < 300; i++)
+		all[i] = (ps_key)i;
+	if ((rc = ps_pull_sync(c, ck, 3, cnt)) != 0 || (rc = ps_pull_sync(t, all, 300, v)) != 0) {
+		printf("storm: host %d: final pulls: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	long n0 = (long)cnt[0], n1 = (long)cnt[1], r2 = (long)cnt[2];
+	int wrong = 0;
+	for (int i = 0; i < 200; i++) {
+		long h2 = (long)v[i] - n0 - n1;
+		if (h2 != r2 && h2 != r2 + 1 && wrong++ < 5)
+			printf("storm: host %d: key %d = %g: n0 %ld n1 %ld, host 2's share %ld not %ld or %ld\n", me, i,
+			       (double)v[i], n0, n1, h2, r2, r2 + 1);
+	}
+	long bound = 2 * recent + (recent + 1), worst = LONG_MIN, least = LONG_MAX, out_of_bound = 0;
+	for (int i = 200; i < 300; i++) {
+		long loss = n0 + n1 + r2 - (long)v[i];
+		worst = loss > worst ? loss : worst;
+		least = loss < least ? loss : least;
+		out_of_bound += loss < -2 || loss > bound;
+	}
+	printf("storm: host %d: rounds n0 %ld n1 %ld host 2 %ld; %d wrong of hosts 0-1's 200 keys; host 2's keys lost "
+	       "%ld..%ld updates (bound %ld: %ld rounds here within %.0f ms before the loss was seen), %ld out of "
+	       "bound\n",
+	       me, n0, n1, r2, wrong, least, worst, bound, recent, WINDOW_S * 1e3, out_of_bound);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return wrong || out_of_bound ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ driver */
 
 static bool port_free(unsigned port)
@@ -157,10 +282,11 @@ static bool port_free(unsigned port)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
-static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
+static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
+			 const char *ready)
 {
 	unsigned port = mh_free_port();
-	const char *prog[] = {mh_self, "--node", "survive", NULL};
+	const char *prog[] = {mh_self, "--node", role, NULL};
 	static char store[3][96];
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
@@ -183,9 +309,9 @@ static double run_job(struct mh_proc h[3], const char *mode, const char *tag, in
 		snprintf(name, sizeof name, "%s%d", tag, r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
-	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[2].out), "host 2 stops"); i++)
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[2].out), ready); i++)
 		usleep(50 * 1000);
-	if (!strstr(mh_slurp(h[2].out), "host 2 stops")) {
+	if (!strstr(mh_slurp(h[2].out), ready)) {
 		for (int r = 0; r < 3; r++) {
 			mh_finish(&h[r], 0);
 			mh_show(&h[r], "host");
@@ -193,12 +319,14 @@ static double run_job(struct mh_proc h[3], const char *mode, const char *tag, in
 		fail_msg("host 2 did not reach round %d within 60 s", STOP_AT);
 	}
 	/* outside the backup window (BK4): the kill comes 25 backup periods
-	 * after host 2's last push and the survivors' last pushes to it
-	 * (round STOP_AT + 1, made at once, then they wait in the barrier
-	 * for host 2), so every update must survive the loss exactly.  Not a
-	 * synchronisation: the window is what psmem.h documents. */
-	if (mode)
+	 * after the last push anyone made to host 2's keys before the loss
+	 * (the survivors wait in a barrier for it), so every update must
+	 * survive the loss exactly.  Not a synchronisation: the window is
+	 * what psmem.h documents. */
+	if (mode && !strcmp(role, "survive"))
 		usleep(500 * 1000);
+	else if (mode) /* mid-storm, updates in flight */
+		usleep(200 * 1000);
 	double t_kill = mh_now();
 	kill(h[2].pid, sig); /* psrun alone: its guardian removes the rest */
 	if (sig == SIGKILL)
@@ -211,6 +339,31 @@ static double run_job(struct mh_proc h[3], const char *mode, const char *tag, in
 	}
 	assert_true(port_free(port));
 	return t_kill;
+}
+
+static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
+{
+	return run_job_as(h, mode, tag, sig, "survive", "host 2 stops");
+}
+
+static void test_storm_loses_at_most_the_backup_window(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	double t_kill = run_job_as(h, "continue", "storm", SIGKILL, "storm", "host 2 running");
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out);
+		if (h[r].status != 0 || !strstr(out, " out of bound"))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, "0 wrong of hosts 0-1's 200 keys");
+		assert_contains(out, ", 0 out of bound");
+		const char *l = strstr(out, "storm: host ");
+		printf("%.*s (finished %.3f s after the kill)\n", (int)strcspn(l, "\n"), l, h[r].t_end - t_kill);
+	}
+	mh_assert_clean(&segs);
 }
 
 static void survivors_go_on(int sig, const char *why, double limit)
@@ -283,6 +436,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "survive") == 0)
 		return survive_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
+		return storm_main();
 	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
 	if (n <= 0)
 		return 1;
@@ -290,6 +445,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
 		cmocka_unit_test(test_survivors_drop_a_silent_host),
+		cmocka_unit_test(test_storm_loses_at_most_the_backup_window),
 		cmocka_unit_test(test_abort_is_still_the_default),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);

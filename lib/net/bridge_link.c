@@ -748,7 +748,11 @@ static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
 		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
 			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
-	fail_inflight(L, c->host);
+	/* --on-host-failure continue (backups on): the bridge's verdict
+	 * decides - ABORT(PS__GONE_LOST) routes them again to the backup
+	 * host, any other ABORT fails them - so they are not failed here */
+	if (!L->bk)
+		fail_inflight(L, c->host);
 }
 
 static void *link_main(void *arg)

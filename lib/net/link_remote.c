@@ -216,12 +216,20 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 			if (h < H && ps__host_lost(w, h)) {
 				/* its keys are at its backup host now (BK3) */
 				int b = ps__backup_host(w, h);
-				if (b < 0 || (b == w->host && ps__host_promoted(w, h))) {
-					group_fail(g, PS_EHOSTDOWN); /* no copy anywhere */
+				if (b < 0) {
+					group_fail(g, PS_EHOSTDOWN); /* no host left to ask */
 					continue;
 				}
 				if (b == w->host) {
-					again(g, p, -1); /* promotion under way here */
+					/* promotion under way here: pause; done: the
+					 * word read above may predate it (re-read), or
+					 * this host had no copy (fail) */
+					if (!ps__host_promoted(w, h))
+						again(g, p, -1);
+					else if (atomic_load_explicit(&t->loc[g->keys[p]], memory_order_acquire) != lw)
+						again(g, p, -2);
+					else
+						group_fail(g, PS_EHOSTDOWN);
 					continue;
 				}
 				h = b;
@@ -250,8 +258,16 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 		while (at < count[h]) {
 			uint32_t k = count[h] - at < per ? count[h] - at : per;
 			int rc = send_chunk(t, g, h, g->keys, g->pos + at, k, g->out, g->in);
-			if (rc)
+			if (rc == PS_EHOSTDOWN && w->link->bk && !ps__link_down(w)) {
+				/* continue mode: its data connection ended, the
+				 * bridge has not said yet whether host h is lost
+				 * (then its keys go to the backup host): pause */
+				for (uint32_t i = 0; i < k; i++)
+					again(g, g->pos[at + i], -1);
+				ps__lk_group_done(g, 0);
+			} else if (rc) {
 				ps__lk_group_done(g, rc);
+			}
 			at += k;
 		}
 	}
@@ -521,12 +537,12 @@ void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f)
 		ps__redirect_get(&m, i, &idx, &host, &key);
 		if (r.g->keys[r.pos[idx]] != key)
 			continue;
-		/* the lost host's backup host had no copy of it (BK3) */
-		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host) &&
-		    ps__backup_host(L->w, host) == f->host)
-			group_fail(r.g, PS_EHOSTDOWN);
-		else
-			again(r.g, r.pos[idx], host);
+		/* a lost host named by a host that did not know yet: route it
+		 * again after a pause (to the backup host, BK3); a backup host
+		 * without a copy answers PS_EHOSTDOWN itself (link_serve.c) */
+		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host))
+			host = -1;
+		again(r.g, r.pos[idx], host);
 	}
 }
 
