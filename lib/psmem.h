@@ -124,10 +124,17 @@ int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
  * this host always counts) and, if alive is not NULL, alive[h] = 1 or 0 for
  * h < cap.  Poll it (e.g. once per epoch) and re-split the work when the
  * count drops.  After a loss: barriers and clocks count the hosts present;
- * requests to the lost host that were in flight, and any later request for
- * a key it held, fail with PS_EHOSTDOWN (no backups yet: the keys the lost
- * host held are lost with it, every update to them included); keys held by
- * the survivors keep every update.
+ * the keys the lost host held are promoted from their backups on the next
+ * host in the ring (psrun --backup-rate R, default 20 rounds/s) and
+ * requests to them (in flight included) go there.  What can be lost is
+ * exactly the updates inside the backup window: those the lost host
+ * applied after the start of its last backup round that arrived, i.e. in
+ * its last 1/R s + one round's send time; a push in flight at the loss
+ * may instead be counted twice (applied and backed up there, then retried
+ * at the backup).  Keys never backed up (a table created, or a key moved
+ * there, less than a round before the loss; tables with replication or
+ * rule state) are lost: requests for them fail with PS_EHOSTDOWN.  Keys
+ * held by the survivors keep every update.
  */
 int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap);
 /* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
