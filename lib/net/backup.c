@@ -152,19 +152,88 @@ int ps__bk_timeout_ms(struct ps__link *L)
 	return now >= b->next_ns ? 0 : (int)((b->next_ns - now) / 1000000) + 1;
 }
 
-static int scratch(struct ps__backup *b, uint64_t n, uint32_t vlen)
+/* Keys scanned per step of a round: bounds the scratch (this many keys and
+ * their values) whatever the table's size. */
+#define BK_CHUNK 65536u
+
+static int scratch(struct ps__backup *b, uint32_t vlen)
 {
-	if (n * vlen <= b->scap && n <= b->scap)
+	uint64_t c = (uint64_t)BK_CHUNK * vlen;
+	if (c <= b->scap)
 		return 0;
-	uint64_t c = n * (vlen ? vlen : 1);
-	if (c < n)
-		c = n;
 	free(b->keys), free(b->v), free(b->miss);
-	b->keys = malloc(c * sizeof *b->keys);
+	b->keys = malloc(BK_CHUNK * sizeof *b->keys);
 	b->v = malloc(c * sizeof *b->v);
-	b->miss = malloc(c * sizeof *b->miss);
+	b->miss = malloc(BK_CHUNK * sizeof *b->miss);
 	b->scap = b->keys && b->v && b->miss ? c : 0;
 	return b->scap ? 0 : -ENOMEM;
+}
+
+/* Sends the previous frame of the round (*last), keeping f as the new
+ * last: the round's last frame goes with BK_END (ps__bk_tick). */
+static void send_prev(struct ps__link *L, int to, uint8_t **last, uint32_t *last_len, uint8_t *f, uint32_t len,
+		      bool end)
+{
+	struct ps__backup *b = L->bk;
+	if (*last) {
+		uint64_t req = ((uint64_t)L->w->node << 56) | (end ? BK_END : 0) | b->round;
+		ps__lk_send(L, to, *last, PS__F_BACKUP, req, *last_len);
+		free(*last);
+	}
+	*last = f;
+	*last_len = len;
+}
+
+/* Reads the keys of t in [k0, k1) that node w->node holds and queues them
+ * as frames (0 or -ENOMEM). */
+static int round_chunk(struct ps__link *L, ps_table *t, int to, uint64_t k0, uint64_t k1, uint8_t **last,
+		       uint32_t *last_len)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	const uint32_t vlen = t->value_len;
+	uint64_t n = 0;
+	for (uint64_t k = k0; k < k1; k++) {
+		/* relaxed: ps__local_keys re-reads it (acquire) and misses a
+		 * key that moved meanwhile */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
+		if ((lw & 0xff) == PS__LOC_LOCAL && PS__LOC_OWNER(lw) == w->node)
+			b->keys[n++] = k;
+	}
+	if (!n)
+		return 0;
+	size_t nmiss = 0;
+	uint64_t local = 0, repl = 0;
+	ps__local_keys(t, b->keys, NULL, n, b->v, NULL, b->miss, &nmiss, &local, &repl);
+	/* drop the misses (moved away meanwhile; in increasing order) */
+	uint64_t m = 0;
+	for (uint64_t i = 0, j = 0; i < n; i++) {
+		if (j < nmiss && b->miss[j] == i) {
+			j++;
+			continue;
+		}
+		if (m != i) {
+			b->keys[m] = b->keys[i];
+			memcpy(b->v + m * vlen, b->v + i * vlen, 4 * (size_t)vlen);
+		}
+		m++;
+	}
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	for (uint64_t at = 0; at < m; at += per) {
+		uint32_t c = (uint32_t)(m - at < per ? m - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return -ENOMEM;
+		struct ps__kv_req r = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		uint8_t *body = f + PS__FRAME_HDR;
+		ps__kv_enc_hdr(body, &r);
+		memcpy(body + PS__KV_HDR, b->keys + at, 8 * (size_t)c);
+		memcpy(body + PS__KV_HDR + 8 * (size_t)c, b->v + at * vlen, 4 * (size_t)c * vlen);
+		send_prev(L, to, last, last_len, f, len, false);
+		b->keys_sent += c;
+	}
+	return 0;
 }
 
 /* (BK1) one round, if it is due */
@@ -176,71 +245,30 @@ void ps__bk_tick(struct ps__link *L)
 		return;
 	b->next_ns = ps__now_ns() + b->period_ns;
 	int to = ps__backup_host(w, w->host);
+	/* relaxed: set by this node before its final barrier; a round then
+	 * would only race the end of the job */
 	if (to < 0 || atomic_load_explicit(&L->final, memory_order_relaxed))
 		return;
 	b->round++;
 	uint8_t *last = NULL;
 	uint32_t last_len = 0;
-	for (int id = 0; id < PS__MAX_TABLES; id++) {
+	int rc = 0;
+	for (int id = 0; id < PS__MAX_TABLES && rc == 0; id++) {
 		/* acquire: pairs with the release in ps__link_table_created */
 		ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
 		if (!t || t->rprim || t->state_len)
 			continue;
-		uint64_t n = 0;
-		if (scratch(b, t->num_keys, t->value_len))
-			return;
-		for (uint64_t k = 0; k < t->num_keys; k++) {
-			/* relaxed: ps__local_keys re-reads it and misses a key
-			 * that moved meanwhile */
-			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
-			if ((lw & 0xff) == PS__LOC_LOCAL && PS__LOC_OWNER(lw) == w->node)
-				b->keys[n++] = k;
-		}
-		if (!n)
-			continue;
-		size_t nmiss = 0;
-		uint64_t local = 0, repl = 0;
-		ps__local_keys(t, b->keys, NULL, n, b->v, NULL, b->miss, &nmiss, &local, &repl);
-		/* drop the misses (moved away meanwhile): compact in place */
-		uint64_t m = 0;
-		for (uint64_t i = 0, j = 0; i < n; i++) {
-			if (j < nmiss && b->miss[j] == i) {
-				j++;
-				continue;
-			}
-			if (m != i) {
-				b->keys[m] = b->keys[i];
-				memcpy(b->v + m * t->value_len, b->v + i * t->value_len, 4 * (size_t)t->value_len);
-			}
-			m++;
-		}
-		uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * t->value_len);
-		for (uint64_t at = 0; at < m; at += per) {
-			uint32_t c = (uint32_t)(m - at < per ? m - at : per);
-			uint32_t len = (uint32_t)ps__kv_size(true, c, t->value_len);
-			uint8_t *f = malloc(PS__FRAME_HDR + len);
-			if (!f)
-				break;
-			struct ps__kv_req r = {.table = (uint32_t)id, .value_len = t->value_len,
-					       .num_keys = t->num_keys, .n = c};
-			uint8_t *body = f + PS__FRAME_HDR;
-			ps__kv_enc_hdr(body, &r);
-			memcpy(body + PS__KV_HDR, b->keys + at, 8 * (size_t)c);
-			memcpy(body + PS__KV_HDR + 8 * (size_t)c, b->v + at * t->value_len, 4 * (size_t)c * t->value_len);
-			/* the previous frame goes now: the last one of the round
-			 * carries BK_END */
-			if (last) {
-				ps__lk_send(L, to, last, PS__F_BACKUP, ((uint64_t)w->node << 56) | b->round, last_len);
-				free(last);
-			}
-			last = f;
-			last_len = len;
-			b->keys_sent += c;
-		}
+		rc = scratch(b, t->value_len);
+		for (uint64_t k0 = 0; rc == 0 && k0 < t->num_keys; k0 += BK_CHUNK)
+			rc = round_chunk(L, t, to, k0, k0 + BK_CHUNK < t->num_keys ? k0 + BK_CHUNK : t->num_keys, &last,
+					 &last_len);
 	}
+	/* a round cut short (out of memory) is not complete: no BK_END */
 	if (last) {
-		ps__lk_send(L, to, last, PS__F_BACKUP, ((uint64_t)w->node << 56) | BK_END | b->round, last_len);
-		free(last);
+		uint32_t len = last_len;
+		uint8_t *f = last;
+		last = NULL;
+		send_prev(L, to, &f, &len, NULL, 0, rc == 0);
 	}
 	b->rounds_sent++;
 }
