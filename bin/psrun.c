@@ -7,6 +7,7 @@
  *         [--tag-output | --output-dir DIR] [--timeout SEC]
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
+ *         [--on-host-failure abort|continue]
  *         [--hugepages[=DIR]]
  *         prog [args...]
  *   psrun --make-token FILE
@@ -164,7 +165,9 @@ static const char usage_line[] =
 	"             [--tag-output | --output-dir DIR] [--timeout SEC]\n"
 	"             [--restore FILE] [--hosts H --host-rank R]\n"
 	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
-	"             [--rendezvous-timeout S] [--hugepages[=DIR]]\n"
+	"             [--rendezvous-timeout S] [--on-host-failure abort|continue]\n"
+	"             [--backup-rate R]\n"
+	"             [--hugepages[=DIR]]\n"
 	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";
 
@@ -231,7 +234,16 @@ static void print_help(void)
 	       "                       free port\n"
 	       "      --rendezvous-timeout S\n"
 	       "                       a host that has not joined after S seconds fails the\n"
-	       "                       job, named (default: 30)\n\n");
+	       "                       job, named (default: 30)\n"
+	       "      --on-host-failure abort|continue\n"
+	       "                       when another host dies (killed, or silent past the\n"
+	       "                       heartbeat bound): abort stops the whole job; continue\n"
+	       "                       drops it and the others go on (ps_hosts_alive tells\n"
+	       "                       the apps): each host's keys are backed up on the\n"
+	       "                       next host, promoted there when it is lost; the\n"
+	       "                       updates of the last 1/rate s before a loss may be\n"
+	       "                       lost. Every host should give the same (default: abort)\n"
+	       "      --backup-rate R  backup rounds per second with continue (default: 20)\n\n");
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
 	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set (PSMEM_RESTORE with\n"
@@ -372,7 +384,7 @@ static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 	free(rd);
 }
 
-enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT,
+enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT, OPT_HOST_FAILURE, OPT_BACKUP_RATE,
        OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION, OPT_HUGEPAGES };
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -395,6 +407,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "make-token", required_argument, NULL, OPT_MAKE_TOKEN },
 		{ "bind", required_argument, NULL, OPT_BIND },
 		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
+		{ "on-host-failure", required_argument, NULL, OPT_HOST_FAILURE },
+		{ "backup-rate", required_argument, NULL, OPT_BACKUP_RATE },
 		{ "tag-output", no_argument, NULL, OPT_TAG },
 		{ "output-dir", required_argument, NULL, OPT_OUTDIR },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -482,6 +496,23 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case OPT_BIND:
 			o->host.bind = optarg;
 			break;
+		case OPT_HOST_FAILURE:
+			if (strcmp(optarg, "abort") == 0)
+				o->host.on_host_failure = 0;
+			else if (strcmp(optarg, "continue") == 0)
+				o->host.on_host_failure = 1;
+			else
+				usage_error("--on-host-failure wants abort or continue, not '%s'", optarg);
+			break;
+		case OPT_BACKUP_RATE: {
+			char *end;
+			double r = strtod(optarg, &end);
+			if (end == optarg || *end || !(r > 0) || r > 10000)
+				usage_error("--backup-rate wants rounds per second, above 0 and at most 10000, not '%s'",
+					    optarg);
+			o->host.backup_rate = r;
+			break;
+		}
 		case OPT_RDV_TIMEOUT:
 			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
 				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);

@@ -44,6 +44,8 @@ struct hosts {
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
 	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
 	bool verbose;
+	int on_host_failure;         /* host_opts' */
+	double backup_rate;          /* host_opts' */
 	pthread_t thread;
 	bool running;
 	int wake_fd;                 /* main -> bridge thread */
@@ -161,6 +163,8 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	if (!h || !r)
 		die2("out of memory");
 	h->launch = l;
+	h->on_host_failure = o->on_host_failure;
+	h->backup_rate = o->backup_rate > 0 ? o->backup_rate : 20;
 	h->rdv = r;
 	h->verbose = verbose;
 	h->wake_fd = h->notify_fd = -1;
@@ -293,7 +297,8 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		h->node_fd[i] = sv[1];
 	}
 	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->launch.hosts, .nodes = nodes,
-				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr};
+				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr,
+				       .drop_failed = h->on_host_failure == 1};
 	int rc;
 	h->bridge = ps__bridge_new(&conf, &rc);
 	if (!h->bridge) {
@@ -321,6 +326,14 @@ void hosts_node_env(const struct hosts *h, int node)
 	char v[16];
 	int fd = h->node_fd[node];
 	snprintf(v, sizeof v, "%d", fd);
+	/* --on-host-failure continue: the nodes back their keys up (backup.c) */
+	if (h->on_host_failure == 1) {
+		char r[32];
+		snprintf(r, sizeof r, "%g", h->backup_rate);
+		setenv("PSMEM_BACKUP_RATE", r, 1);
+	} else {
+		unsetenv("PSMEM_BACKUP_RATE");
+	}
 	/* this one descriptor survives exec; the other nodes' ends do not */
 	if (fcntl(fd, F_SETFD, 0) != 0 || setenv("PSMEM_LINK_FD", v, 1) != 0) {
 		fprintf(stderr, "psrun: node %d: cannot pass the bridge link: %s\n", node, strerror(errno));

@@ -16,6 +16,8 @@ struct host_opts {
 	const char *token_file;   /* or NULL: PSMEM_TOKEN */
 	const char *bind;         /* ADDR or ADDR:PORT of this host's bridge, or NULL */
 	int rdv_timeout_s;        /* for every host to show up */
+	int on_host_failure;      /* 0 abort (stop the job), 1 continue (drop the host) */
+	double backup_rate;       /* backup rounds per second with continue; 0: 20 */
 };
 
 struct hosts;

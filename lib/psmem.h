@@ -117,6 +117,26 @@ int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
 int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
 int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
+/*
+ * Hosts still in the job: psrun --on-host-failure continue drops a host
+ * that dies (killed, or silent past the heartbeat bound) and the others go
+ * on.  Returns how many hosts are present (ps_num_hosts until one is lost;
+ * this host always counts) and, if alive is not NULL, alive[h] = 1 or 0 for
+ * h < cap.  Poll it (e.g. once per epoch) and re-split the work when the
+ * count drops.  After a loss: barriers and clocks count the hosts present;
+ * the keys the lost host held are promoted from their backups on the next
+ * host in the ring (psrun --backup-rate R, default 20 rounds/s) and
+ * requests to them (in flight included) go there.  What can be lost is
+ * exactly the updates inside the backup window: those the lost host
+ * applied after the start of its last backup round that arrived, i.e. in
+ * its last 1/R s + one round's send time; a push in flight at the loss
+ * may instead be counted twice (applied and backed up there, then retried
+ * at the backup).  Keys never backed up (a table created, or a key moved
+ * there, less than a round before the loss; tables with replication or
+ * rule state) are lost: requests for them fail with PS_EHOSTDOWN.  Keys
+ * held by the survivors keep every update.
+ */
+int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap);
 /* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
  * file's absolute path on hugetlbfs under psrun --hugepages (huge pages:
  * hugetlbfs there, else transparent huge pages where /dev/shm offers them
@@ -595,7 +615,9 @@ int ps_run_workers(ps_world *w, ps_worker_fn fn, void *arg);
  * waits for that can no longer come exited normally (ps_finalize: the
  * nodes called ps_barrier a different number of times), -EINVAL after
  * ps_finalize.
- * PS_EHOSTDOWN if another host failed or left.
+ * PS_EHOSTDOWN if another host failed or left (under psrun
+ * --on-host-failure continue a host that dies is dropped instead: the
+ * barrier completes over the hosts present; see ps_hosts_alive).
  */
 int ps_barrier(ps_world *w);
 

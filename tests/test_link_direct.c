@@ -4,7 +4,7 @@
  *
  *   direct_sweep   (LK7) a large REPLY received straight into a pull's rows
  *                  (direct_start), its request failed by the sweep
- *                  (fail_inflight: ABORT, or the link broken) half-way: the
+ *                  (sweep_inflight: ABORT, or the link broken) half-way: the
  *                  sweep must turn the receive into a discard (dst NULL) so
  *                  that no byte of the rest lands in the rows of the
  *                  released caller; on nodes 0, 1 and 2 (the request id
@@ -100,7 +100,7 @@ static void write_all(int fd, const void *p, size_t n)
 	}
 }
 
-static void sweep_on_node(int node)
+static void sweep_on_node(int node, bool reroute)
 {
 	struct fixture x;
 	fx_init(&x, node);
@@ -115,6 +115,10 @@ static void sweep_on_node(int node)
 		pos[i] = i;
 	struct ps__rgroup g = {0};
 	atomic_init(&g.left, 1);
+	g.next = calloc(N, sizeof *g.next);
+	g.hint = calloc(N, sizeof *g.hint);
+	assert_non_null(g.next);
+	assert_non_null(g.hint);
 	L->cap = 1;
 	L->rpc = calloc(1, sizeof *L->rpc);
 	assert_non_null(L->rpc);
@@ -134,9 +138,12 @@ static void sweep_on_node(int node)
 	assert_int_equal(L->data[1].direct_left, 4u * N * V - 1000);
 	assert_ptr_equal(L->data[1].dst, (uint8_t *)rows + 1000);
 
-	fail_inflight(L, 1); /* what ABORT for host 1, or the link broken, does */
+	/* what ABORT for host 1, or the link broken, does; or, host 1 dropped
+	 * under --on-host-failure continue, every key routed again (BK3) */
+	sweep_inflight(L, 1, reroute);
 	assert_int_equal(atomic_load(&g.left), 0);
-	assert_int_equal(atomic_load(&g.err), PS_EHOSTDOWN);
+	assert_int_equal(atomic_load(&g.err), reroute ? 0 : PS_EHOSTDOWN);
+	assert_int_equal(atomic_load(&g.nnext), reroute ? N : 0);
 	assert_null(L->data[1].dst); /* the rest is discarded (LK7) */
 
 	/* the caller was released: it clears its rows (or frees them) */
@@ -149,6 +156,8 @@ static void sweep_on_node(int node)
 	assert_int_equal(dirty, 0);
 	assert_int_equal(L->data[1].direct_left, 4u * N * V - 21000);
 
+	free(g.next);
+	free(g.hint);
 	free(vals);
 	free(pos);
 	free(rows);
@@ -158,19 +167,37 @@ static void sweep_on_node(int node)
 static void direct_sweep_node0(void **state)
 {
 	(void)state;
-	sweep_on_node(0);
+	sweep_on_node(0, false);
+}
+
+static void direct_reroute_node0(void **state)
+{
+	(void)state;
+	sweep_on_node(0, true);
 }
 
 static void direct_sweep_node1(void **state)
 {
 	(void)state;
-	sweep_on_node(1);
+	sweep_on_node(1, false);
+}
+
+static void direct_reroute_node1(void **state)
+{
+	(void)state;
+	sweep_on_node(1, true);
 }
 
 static void direct_sweep_node2(void **state)
 {
 	(void)state;
-	sweep_on_node(2);
+	sweep_on_node(2, false);
+}
+
+static void direct_reroute_node2(void **state)
+{
+	(void)state;
+	sweep_on_node(2, true);
 }
 
 /* ABORT for host 1: its data connection is shut down (the peer reads its
@@ -328,6 +355,9 @@ int main(void)
 		cmocka_unit_test(direct_sweep_node0),
 		cmocka_unit_test(direct_sweep_node1),
 		cmocka_unit_test(direct_sweep_node2),
+		cmocka_unit_test(direct_reroute_node0),
+		cmocka_unit_test(direct_reroute_node1),
+		cmocka_unit_test(direct_reroute_node2),
 		cmocka_unit_test(abort_closes),
 		cmocka_unit_test(enomem_keeps),
 		cmocka_unit_test(data_fds_bad),

@@ -76,6 +76,13 @@
  *   (CLH5) ps_clock_read reads this host's workers; ps_clock_read_host
  *        gives a host's slowest clock: exact for this host, a lower bound
  *        (the last one heard) for the others.
+ *   (CLH7) psrun --on-host-failure continue: a host the bridge dropped
+ *        (bridge.c "Losing a host") gets hgone[host] >= 2 (ABORT with code
+ *        PS__GONE_LOST, ps__clock_host_lost, a CAS: each node's link then
+ *        adds 1 when it has promoted its backups, net/backup.c BK3):
+ *        waiters skip it entirely, its minimum and bound included, so the
+ *        job's bound holds over the hosts present.  ps_hosts_alive counts
+ *        the hosts below 2.
  *   (CLH6) psrun --on-failure restart is not covered across hosts: a host
  *        whose node died stops the job (bridge.c), so PS_EHOSTDOWN.
  */
@@ -177,6 +184,8 @@ static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t c
 			continue;
 		/* seq_cst: the scan of (CL3); gone before min and bound (CLH3) */
 		uint32_t gone = atomic_load_explicit(&ck->hgone[h], memory_order_seq_cst);
+		if (gone >= 2)
+			continue; /* dropped: not waited for (CLH7) */
 		uint64_t hc = atomic_load_explicit(&ck->hcfg[h], memory_order_seq_cst);
 		uint64_t m = atomic_load_explicit(&ck->hmin[h], memory_order_seq_cst);
 		if (hc && hc != cfg) {
@@ -277,6 +286,20 @@ void ps__clock_host_gone(ps_world *w, int host)
 	/* seq_cst: after this link's last ps__clock_heard for host (CLH3) */
 	if (host >= 0)
 		atomic_store_explicit(&ck->hgone[host], 1, memory_order_seq_cst);
+	wake_waiters(ck);
+}
+
+void ps__clock_host_lost(ps_world *w, int host)
+{
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	if (host < 0 || host >= PS__MAX_CLOCK_HOSTS)
+		return;
+	/* seq_cst: as in ps__clock_host_gone; a waiter that sees 2 skips the
+	 * host (CLH7) */
+	uint32_t cur = atomic_load_explicit(&ck->hgone[host], memory_order_seq_cst);
+	while (cur < 2 && !atomic_compare_exchange_weak_explicit(&ck->hgone[host], &cur, 2, memory_order_seq_cst,
+								 memory_order_seq_cst))
+		;
 	wake_waiters(ck);
 }
 
@@ -448,6 +471,24 @@ int64_t ps_clock_read_host(ps_world *w, int host)
 	}
 	/* acquire: like a waiter's scan (CLH2) */
 	return (int64_t)atomic_load_explicit(&ck->hmin[host], memory_order_acquire);
+}
+
+int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap)
+{
+	if (!w)
+		return -EINVAL;
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	int n = 0;
+	for (int h = 0; h < w->nhosts; h++) {
+		/* acquire: after the link thread's store (CLH7); the requests
+		 * it failed before are failed when the caller reads 0 here */
+		bool up = h == w->host || h >= PS__MAX_CLOCK_HOSTS ||
+			  atomic_load_explicit(&ck->hgone[h], memory_order_acquire) < 2;
+		n += up;
+		if (alive && h < cap)
+			alive[h] = up;
+	}
+	return n;
 }
 
 /* "ssp:S" with S a whole number in range; *s set. */

@@ -44,6 +44,17 @@
  * with a logged reason and the job stops (ps__bridge_step returns
  * PS_EHOSTDOWN).  At the end psrun says BYE (or ABORT with a reason) to
  * every peer and waits for theirs.
+ *
+ * Losing a host (psrun --on-host-failure continue, conf.drop_failed): a
+ * peer that dies as above, or that sends ABORT (it is failing), is
+ * *dropped* instead: its connection is closed, every local node gets
+ * ABORT(host) with code PS__GONE_LOST (its requests in flight there fail,
+ * its clock no longer counts: clock.c CLH7), and the job goes on.  Barriers
+ * then count the hosts present (BR-L1: a dropped peer is neither waited
+ * for nor a failure; one that said BYE still is PS_EHOSTDOWN, as before).
+ * A peer that had already sent its BARRIER(g) for the open generation is
+ * forgotten with it: the generation completes on the survivors' arrivals.
+ * Recovery time = from the drop to the first barrier released after it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +80,7 @@ struct conn {
 	bool said_bye;            /* peer: BYE or ABORT received, EOF expected */
 	bool eof;                 /* peer: its EOF came; kept open to say ours */
 	bool left;                /* peer: our nodes were told it is gone */
+	bool dropped;             /* peer: lost under drop_failed (BR-L1) */
 	bool final;               /* link: the node passed its final barrier */
 	bool want_out;            /* EPOLLOUT registered */
 	uint8_t *in;
@@ -101,6 +113,8 @@ struct ps__bridge {
 	bool aborted;             /* ABORT sent: peers' echoes are not news */
 	char why[PS__NOTE_MAX];    /* the first peer failure, for our own ABORT */
 	uint64_t timeout_ns;      /* silence that means death */
+	bool drop_failed;         /* --on-host-failure continue */
+	uint64_t lost_at;         /* ns of the last drop not yet recovered; 0 none */
 	struct ps__bridge_stats st;
 };
 
@@ -145,7 +159,8 @@ static void peer_left(struct ps__bridge *b, struct conn *c)
 		return;
 	c->left = true;
 	uint8_t body[6 + 32];
-	uint32_t len = ps__note_enc(body, PS_EHOSTDOWN, "host gone");
+	uint32_t len = c->dropped ? ps__note_enc(body, PS__GONE_LOST, "host lost, job goes on")
+				  : ps__note_enc(body, PS_EHOSTDOWN, "host gone");
 	for (int i = 0; i < b->nodes; i++)
 		send_small(b, &b->link[i], PS__F_ABORT, (uint16_t)c->idx, 0, body, len);
 }
@@ -270,6 +285,15 @@ static bool peer_gone(const struct conn *c)
 	return c->fd < 0 || c->said_bye;
 }
 
+/* Hosts present: this one and every peer not dropped. */
+static int alive(const struct ps__bridge *b)
+{
+	int n = 1;
+	for (int p = 0; p < b->hosts; p++)
+		n += p != b->rank && !b->peer[p].dropped;
+	return n;
+}
+
 /* Releases generation gen with status to every local node that is there. */
 static void release(struct ps__bridge *b, int status)
 {
@@ -284,6 +308,12 @@ static void release(struct ps__bridge *b, int status)
 	b->min = false;
 	b->sent = false;
 	b->st.barriers++;
+	if (b->lost_at && status == 0) {
+		b->st.last_recovery_ms = (double)(ps__now_ns() - b->lost_at) / 1e6;
+		blog(b, "recovered: barrier over the %d hosts left released %.1f ms after the loss", alive(b),
+		     b->st.last_recovery_ms);
+		b->lost_at = 0;
+	}
 }
 
 /* Completes the current generation if it can. */
@@ -314,6 +344,8 @@ static void barrier_progress(struct ps__bridge *b)
 		if (p == b->rank)
 			continue;
 		const struct conn *c = &b->peer[p];
+		if (c->dropped)
+			continue; /* BR-L1: neither waited for nor a failure */
 		if (c->pgen >= b->gen) {
 			uint64_t pt = c->ptag[b->gen & 1];
 			if (c->pmin[b->gen & 1] != b->min || (!b->min && pt != b->tag))
@@ -359,6 +391,30 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 
 /* ------------------------------------------------------------ failures */
 
+/* --on-host-failure continue: drops peer c (dead, or failing) and says so;
+ * false when the job must stop instead (abort mode, or our own nodes are
+ * done already: then nobody is left to go on). */
+static bool drop(struct ps__bridge *b, struct conn *c, const char *why)
+{
+	if (!b->drop_failed || b->done || b->stop)
+		return false;
+	if (c->dropped)
+		return true;
+	c->dropped = true;
+	c->said_bye = true;
+	b->st.hosts_lost++;
+	uint64_t now = ps__now_ns();
+	b->lost_at = now;
+	blog(b, "%s %s; dropped, the job goes on with %d of %d hosts (last heard %.0f ms before)", b->name[c->idx],
+	     why, alive(b), b->hosts, (double)(now - c->last_recv) / 1e6);
+	if (c->fd >= 0)
+		conn_close(b, c); /* peer_left: ABORT(PS__GONE_LOST) to every node */
+	else
+		peer_left(b, c);
+	barrier_progress(b);
+	return true;
+}
+
 static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, ...)
 {
 	char why[512];
@@ -366,6 +422,8 @@ static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
+	if (drop(b, c, why))
+		return;
 	if (!b->aborted)
 		blog(b, "%s %s", b->name[c->idx], why);
 	if (!b->stop)
@@ -410,18 +468,19 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_MOVE:
 	case PS__F_RPULL:
 	case PS__F_RPUSH:
+	case PS__F_BACKUP:
 	case PS__F_REPLY:
 	case PS__F_REDIRECT:
 	case PS__F_MOVE_REPLY: {
 		bool req = f->type == PS__F_PULL || f->type == PS__F_PUSH || f->type == PS__F_MOVE ||
-			   f->type == PS__F_RPULL || f->type == PS__F_RPUSH;
+			   f->type == PS__F_RPULL || f->type == PS__F_RPUSH || f->type == PS__F_BACKUP;
 		if (f->host >= b->hosts || f->host == b->rank || (req && (int)(f->req >> 56) != c->idx)) {
 			protocol_error(b, c, "bad destination host or request id");
 			return;
 		}
 		struct conn *p = &b->peer[f->host];
 		if (peer_gone(p)) {
-			if (req)
+			if (req && f->type != PS__F_BACKUP) /* a backup wants no answer */
 				reply_error(b, c, f->host, f->req, PS_EHOSTDOWN);
 			return;
 		}
@@ -482,20 +541,23 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_PUSH:
 	case PS__F_MOVE:
 	case PS__F_RPULL:
-	case PS__F_RPUSH: {
+	case PS__F_RPUSH:
+	case PS__F_BACKUP: {
 		b->st.frames_in++;
 		/* body checked here so that a malformed request is the peer's
 		 * fault, closed at once, and never reaches a node */
 		struct ps__kv_req m;
 		struct ps__move_req mv;
 		if (f->type == PS__F_MOVE ? ps__move_dec(f->body, f->len, &mv) != 0
-					  : ps__kv_dec(f->body, f->len, f->type == PS__F_PUSH || f->type == PS__F_RPUSH,
+					  : ps__kv_dec(f->body, f->len,
+						       f->type == PS__F_PUSH || f->type == PS__F_RPUSH ||
+							       f->type == PS__F_BACKUP,
 						       &m) != 0) {
 			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
 			return;
 		}
 		struct conn *n = executor(b, f->req);
-		if (!n)
+		if (!n && f->type != PS__F_BACKUP)
 			reply_error(b, c, (uint16_t)b->rank, f->req, PS_EHOSTDOWN);
 		else
 			enqueue(b, n, raw, size, c->idx);
@@ -565,6 +627,10 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		struct ps__note n;
 		if (ps__note_dec(f->body, f->len, &n) != 0)
 			snprintf(n.text, sizeof n.text, "(no reason given)");
+		char why[PS__NOTE_MAX + 16];
+		snprintf(why, sizeof why, "failed: %.900s", n.text);
+		if (drop(b, c, why))
+			return;
 		c->said_bye = true;
 		peer_left(b, c);
 		if (!b->aborted)
@@ -686,6 +752,8 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 	b->nodes = conf->nodes;
 	b->log = conf->log;
 	b->gen = 1;
+	b->drop_failed = conf->drop_failed;
+	b->st.last_recovery_ms = -1;
 	const char *e = getenv("PSMEM_PEER_TIMEOUT_MS");
 	long ms = e ? strtol(e, NULL, 10) : 0;
 	b->timeout_ns = (uint64_t)(ms > 0 ? ms : PS__PEER_TIMEOUT_MS) * 1000000ULL;

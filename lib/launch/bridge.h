@@ -159,12 +159,18 @@ struct ps__bridge_conf {
 	const struct ps__peer_addr *addr; /* [hosts], for messages */
 	const int *link_fd;       /* [nodes]: psrun's end of each node's link */
 	FILE *log;
+	/* psrun --on-host-failure continue: a peer that dies (or ABORTs) is
+	 * dropped instead of stopping the job (see bridge.c, "Losing a
+	 * host") */
+	bool drop_failed;
 };
 
 struct ps__bridge_stats {
 	uint64_t frames_out, frames_in;      /* data frames to / from peers */
 	uint64_t wire_bytes_out, wire_bytes_in; /* TCP payload bytes, all frames */
 	uint64_t barriers;
+	int hosts_lost;                      /* peers dropped (drop_failed) */
+	double last_recovery_ms;             /* loss seen -> first barrier over the rest released; -1 none yet */
 };
 
 /* Takes ownership of every descriptor in conf. */

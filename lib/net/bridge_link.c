@@ -467,7 +467,7 @@ int ps__link_barrier_workers(ps_world *w)
 	return rc;
 }
 
-static void fail_inflight(struct ps__link *L, int host);
+static void sweep_inflight(struct ps__link *L, int host, bool reroute);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
 {
@@ -507,6 +507,9 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_CKPT:
 		on_ckpt(L, f);
 		break;
+	case PS__F_BACKUP:
+		ps__bk_on_frame(L, f);
+		break;
 	case PS__F_ABORT:
 		/* the bridge lost host f->host: what went there is lost too,
 		 * nothing more goes there, and nothing more of it is served:
@@ -517,10 +520,24 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			data_break(&L->data[f->host]);
 			pthread_mutex_unlock(&L->data[f->host].wlock);
 		}
-		fail_inflight(L, f->host);
-		/* after its last CLOCK on this link (clock.c CLH3) */
-		if (f->host < L->w->nhosts)
-			ps__clock_host_gone(L->w, f->host);
+		/* after its last CLOCK on this link (clock.c CLH3); a host
+		 * dropped under --on-host-failure continue is no longer waited
+		 * for at all (CLH7), its keys are promoted at its backup host
+		 * (backup.c BK3) and what was in flight there is routed again
+		 * (to the backup host) instead of failing */
+		if (f->host < L->w->nhosts) {
+			struct ps__note n;
+			if (ps__note_dec(f->body, f->len, &n) == 0 && n.code == PS__GONE_LOST) {
+				ps__clock_host_lost(L->w, f->host);
+				ps__bk_promote(L, f->host);
+				sweep_inflight(L, f->host, true);
+			} else {
+				sweep_inflight(L, f->host, false);
+				ps__clock_host_gone(L->w, f->host);
+			}
+		} else {
+			sweep_inflight(L, f->host, false);
+		}
 		break;
 	default:
 		break; /* nothing else is sent to a node */
@@ -535,9 +552,14 @@ static bool same_rpc(uint64_t a, uint64_t b)
 	return (uint32_t)a == (uint32_t)b && ((a >> 32) & 0xffffff) == ((b >> 32) & 0xffffff);
 }
 
-/* Fails every request in flight to host (all hosts: -1) with
- * PS_EHOSTDOWN: no reply will come for them (LK4). */
-static void fail_inflight(struct ps__link *L, int host)
+/* Every request in flight to host (all hosts: -1) completes now, as no
+ * reply will come for it: it fails with PS_EHOSTDOWN (LK4) or, when host
+ * was dropped and reroute is set, each pull or push goes back to its group
+ * for another round, which sends it to the host's backup host (BK3); calls
+ * (MOVE) fail.  A push that the lost host applied and backed up before it
+ * died is applied twice (BK4).  A direct REPLY to a swept request goes on,
+ * discarded: its rows may be freed once it is done (LK7). */
+static void sweep_inflight(struct ps__link *L, int host, bool reroute)
 {
 	for (uint32_t from = 0;;) {
 		struct rpc r;
@@ -550,12 +572,16 @@ static void fail_inflight(struct ps__link *L, int host)
 		if (slot >= L->cap)
 			return;
 		if (ps__lk_rpc_claim(L, req, &r)) {
-			/* its rows may be freed once it is done: a direct REPLY
-			 * to it goes on, discarded (LK7) */
 			for (int h = 0; h < L->w->nhosts; h++)
 				if (L->data[h].direct_left && same_rpc(L->data[h].direct_req, req))
 					L->data[h].dst = NULL;
-			ps__lk_group_done(r.g, PS_EHOSTDOWN);
+			if (!reroute || r.raw || !r.pos) {
+				ps__lk_group_done(r.g, PS_EHOSTDOWN);
+			} else {
+				for (uint32_t i = 0; i < r.n; i++)
+					ps__lk_again(r.g, r.pos[i], -2);
+				ps__lk_group_done(r.g, 0);
+			}
 		}
 		from = slot + 1;
 	}
@@ -566,7 +592,7 @@ static void link_broken(struct ps__link *L)
 {
 	/* release: pairs with the acquire loads of waiters */
 	atomic_store_explicit(&L->dead, true, memory_order_release);
-	fail_inflight(L, -1);
+	sweep_inflight(L, -1, false);
 	atomic_fetch_add_explicit(&L->bar_seq, 1, memory_order_release);
 	ps__futex_wake(&L->bar_seq, INT_MAX, false);
 	ps__clock_host_gone(L->w, -1); /* no other host's clock can reach us now */
@@ -582,6 +608,7 @@ static bool data_type(unsigned type)
 	case PS__F_RPULL:
 	case PS__F_RPUSH:
 	case PS__F_MOVE:
+	case PS__F_BACKUP:
 	case PS__F_REPLY:
 	case PS__F_REDIRECT:
 	case PS__F_MOVE_REPLY:
@@ -629,7 +656,7 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
 		return 0;
 	/* the slot stays ours until this link thread claims it: only the link
 	 * thread claims a request that was sent (the failure sweeps included,
-	 * which turn c->dst off: fail_inflight) */
+	 * which turn c->dst off: sweep_inflight) */
 	size_t have = n - PS__FRAME_HDR - PS__REPLY_HDR;
 	memcpy(dst, p + PS__FRAME_HDR + PS__REPLY_HDR, have);
 	c->dst = dst + have;
@@ -746,7 +773,11 @@ static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
 		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
 			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
-	fail_inflight(L, c->host);
+	/* --on-host-failure continue (backups on): the bridge's verdict
+	 * decides - ABORT(PS__GONE_LOST) routes them again to the backup
+	 * host, any other ABORT fails them - so they are not failed here */
+	if (!L->bk)
+		sweep_inflight(L, c->host, false);
 }
 
 static void *link_main(void *arg)
@@ -767,7 +798,7 @@ static void *link_main(void *arg)
 			who[n] = h;
 			p[n++] = (struct pollfd){.fd = c->fd, .events = (short)(POLLIN | (data_pending(c) ? POLLOUT : 0))};
 		}
-		if (poll(p, (nfds_t)n, -1) < 0) {
+		if (poll(p, (nfds_t)n, ps__bk_timeout_ms(L)) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -786,6 +817,8 @@ static void *link_main(void *arg)
 		}
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
 			up = conn_read(L, &L->link) == 0;
+		if (up)
+			ps__bk_tick(L);
 	}
 	free(p);
 	free(who);
@@ -881,6 +914,8 @@ int ps__link_start(ps_world *w)
 	L->wake_fd = wake;
 	int rc = data_fds(L, getenv("PSMEM_DATA_FDS"));
 	unsetenv("PSMEM_DATA_FDS"); /* as PSMEM_LINK_FD */
+	if (rc == 0)
+		rc = ps__bk_init(L);
 	if (rc) {
 		for (int h = 0; h < w->nhosts; h++)
 			conn_free(&data[h]);
@@ -935,6 +970,7 @@ void ps__link_stop(ps_world *w)
 	close(L->wake_fd);
 	free(L->rpc);
 	free(L->scratch);
+	ps__bk_free(L);
 	ps__filter_free(L->filt);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->bar_lock);

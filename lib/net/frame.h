@@ -43,6 +43,9 @@
 #define PS__FRAME_MAX      (16u << 20) /* body limit of data frames */
 #define PS__FRAME_MAX_AUTH 512u        /* body limit before authentication */
 #define PS__NOTE_MAX        1024u       /* text of REFUSE / ABORT */
+/* Code of an ABORT(host) from the bridge to a node: the host was dropped
+ * under --on-host-failure continue, the job goes on (bridge.c) */
+#define PS__GONE_LOST       1
 #define PS__MAX_HOSTS      1024
 #define PS__HASH_BYTES     32
 #define PS__NONCE_BYTES    32
@@ -76,6 +79,8 @@ enum ps__ftype {
 	PS__F_CKPT = 29,     /* note (code 0, text = path): a checkpoint asked for on
 			      * the sending host (node 0 -> bridge -> every peer's
 			      * node 0), sent before the poll's barrier over hosts */
+	PS__F_BACKUP = 30,   /* keys + values (a PUSH body): a backup round of the
+			      * sending node's keys, no answer (backup.c BK1) */
 };
 
 struct ps__frame {

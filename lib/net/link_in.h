@@ -129,6 +129,7 @@ struct ps__link {
 	uint64_t wb_arrivals;
 	int wb_rc[2];
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
+	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */
 	/* link thread only */
 	uint8_t *scratch;
 	size_t scratch_cap;
@@ -151,5 +152,22 @@ void *ps__lk_scratch(struct ps__link *L, size_t n);
 void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f);
 void ps__lk_on_move(struct ps__link *L, const struct ps__frame *f);
 void ps__lk_on_primary_request(struct ps__link *L, const struct ps__frame *f);
+/* Another routing round for position p of g (LK5; hint as in ps__rgroup). */
+void ps__lk_again(struct ps__rgroup *g, uint32_t p, int32_t hint);
+
+/* backup.c: backups of this node's keys and their promotion (BK1-BK4) */
+struct ps__backup;
+int ps__bk_init(struct ps__link *L);      /* PSMEM_BACKUP_RATE; 0 or a code */
+void ps__bk_free(struct ps__link *L);
+int ps__bk_timeout_ms(struct ps__link *L); /* -1: no backups */
+void ps__bk_tick(struct ps__link *L);      /* a round if one is due */
+void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f);
+void ps__bk_promote(struct ps__link *L, int host);
+/* host was dropped (--on-host-failure continue) / and every local node
+ * finished promoting its keys / the host that takes over host's keys
+ * (the next one in the ring not lost; -1: none) */
+bool ps__host_lost(ps_world *w, int host);
+bool ps__host_promoted(ps_world *w, int host);
+int ps__backup_host(ps_world *w, int host);
 
 #endif /* PSMEM_LINK_IN_H */

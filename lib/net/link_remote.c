@@ -153,6 +153,19 @@ static void again(struct ps__rgroup *g, uint32_t p, int32_t hint)
 	g->hint[i] = hint;
 }
 
+void ps__lk_again(struct ps__rgroup *g, uint32_t p, int32_t hint)
+{
+	again(g, p, hint);
+}
+
+/* A failure of the whole group that no frame carries (relaxed: see
+ * struct ps__rgroup) */
+static void group_fail(struct ps__rgroup *g, int err)
+{
+	int32_t zero = 0;
+	atomic_compare_exchange_strong_explicit(&g->err, &zero, err, memory_order_relaxed, memory_order_relaxed);
+}
+
 static struct ps__rgroup *group_new(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in)
 {
 	ps_world *w = t->w;
@@ -200,7 +213,29 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 		if (PS__LOC_IS_MOVING(lw)) {
 			again(g, p, -1);
 		} else if (PS__LOC_IS_REMOTE(lw)) {
-			g->owner[j] = PS__LOC_OWNER(lw);
+			int h = PS__LOC_OWNER(lw);
+			if (h < H && ps__host_lost(w, h)) {
+				/* its keys are at its backup host now (BK3) */
+				int b = ps__backup_host(w, h);
+				if (b < 0) {
+					group_fail(g, PS_EHOSTDOWN); /* no host left to ask */
+					continue;
+				}
+				if (b == w->host) {
+					/* promotion under way here: pause; done: the
+					 * word read above may predate it (re-read), or
+					 * this host had no copy (fail) */
+					if (!ps__host_promoted(w, h))
+						again(g, p, -1);
+					else if (atomic_load_explicit(&t->loc[g->keys[p]], memory_order_acquire) != lw)
+						again(g, p, -2);
+					else
+						group_fail(g, PS_EHOSTDOWN);
+					continue;
+				}
+				h = b;
+			}
+			g->owner[j] = h;
 			count[g->owner[j] + 1]++;
 		} else {
 			lpos[nloc++] = p;
@@ -224,8 +259,16 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 		while (at < count[h]) {
 			uint32_t k = count[h] - at < per ? count[h] - at : per;
 			int rc = send_chunk(t, g, h, g->keys, g->pos + at, k, g->out, g->in);
-			if (rc)
+			if (rc == PS_EHOSTDOWN && w->link->bk && !ps__link_down(w)) {
+				/* continue mode: its data connection ended, the
+				 * bridge has not said yet whether host h is lost
+				 * (then its keys go to the backup host): pause */
+				for (uint32_t i = 0; i < k; i++)
+					again(g, g->pos[at + i], -1);
+				ps__lk_group_done(g, 0);
+			} else if (rc) {
 				ps__lk_group_done(g, rc);
+			}
 			at += k;
 		}
 	}
@@ -498,8 +541,14 @@ void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f)
 		int32_t host;
 		uint64_t key;
 		ps__redirect_get(&m, i, &idx, &host, &key);
-		if (r.g->keys[r.pos[idx]] == key)
-			again(r.g, r.pos[idx], host);
+		if (r.g->keys[r.pos[idx]] != key)
+			continue;
+		/* a lost host named by a host that did not know yet: route it
+		 * again after a pause (to the backup host, BK3); a backup host
+		 * without a copy answers PS_EHOSTDOWN itself (link_serve.c) */
+		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host))
+			host = -1;
+		again(r.g, r.pos[idx], host);
 	}
 }
 

@@ -106,6 +106,7 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 		uint64_t local = 0, repl = 0;
 		ps__local_keys(tt, keys, NULL, m.n, out, upd, miss, &nmiss, &local, &repl);
 		ps__count_batch(w, t, keys, m.n, !push, local, repl);
+		bool nocopy = false; /* a lost host's key this backup host has no copy of */
 		if (nmiss) {
 			uint8_t *rf = buf + redir_off;
 			ps__redirect_enc_hdr(rf + PS__FRAME_HDR, (uint32_t)nmiss);
@@ -116,6 +117,19 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 				int32_t host = PS__LOC_IS_MOVING(lw)   ? -1
 					       : PS__LOC_IS_REMOTE(lw) ? PS__LOC_OWNER(lw)
 								       : w->host; /* back here */
+				/* a lost host's key: pause while it is being
+				 * promoted here; after, the requester fails it
+				 * (no copy: BK3) */
+				if (host >= 0 && host != w->host && ps__host_lost(w, host) &&
+				    ps__backup_host(w, host) == w->host) {
+					if (!ps__host_promoted(w, host))
+						host = -1;
+					/* acquire: after the promotion's count */
+					else if (atomic_load_explicit(&t->loc[k], memory_order_acquire) != lw)
+						host = w->host; /* promoted meanwhile */
+					else
+						nocopy = true;
+				}
 				ps__redirect_put(rf + PS__FRAME_HDR, (uint32_t)i, miss[i], host, k);
 				if (out)
 					memset(out + (size_t)miss[i] * m.value_len, 0, 4 * (size_t)m.value_len);
@@ -123,6 +137,8 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 			uint32_t rlen = (uint32_t)ps__redirect_size((uint32_t)nmiss);
 			ps__lk_answer(L, f, rf, PS__F_REDIRECT, rlen);
 		}
+		if (nocopy)
+			rc = PS_EHOSTDOWN; /* BK3: its keys were lost with it */
 	}
 	uint32_t nvals = (rc == 0) ? (uint32_t)vals : 0;
 	uint32_t len = ps__filter_reply_out(L->filt, t ? t->flags : 0, buf + PS__FRAME_HDR, rc, nvals);

@@ -86,6 +86,8 @@ seeds = {
     'rpush': frame(28, kv(2, 3, True)),
     'barrier_min': frame(19, struct.pack('<QQiI', 2, 5, 0, 2)),
     'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
+    # a backup round's last frame (net/backup.c: node 0, BK_END, round 7)
+    'backup': frame(30, kv(2, 3, True), req=(1 << 55) | 7),
 }
 sparse = [0.0] * 5 + [1.5] + [0.0] * 3 + [-2.0, 0.0, 0.0]  # 2 x 6 floats
 seeds['pull_keydef'] = frame(16, kv_filtered(3, 4, 0x10, True, b''))
