@@ -265,6 +265,11 @@ void ps__service_stop(ps_world *w)
 	atomic_store_explicit(&w->stop, true, memory_order_release);
 	ps__doorbell(w);
 	pthread_join(w->service, NULL);
+	/* batches retired since the service thread's last reclaim (or while
+	 * it held reclamation: PSMEM_DEBUG_HOLD_RECLAIM) are still queued:
+	 * their slots stay unfreed as the pending ones' (GR3), their memory
+	 * goes with them */
+	drain_retired(w);
 	for (size_t i = 0; i < w->npending; i++)
 		ps__free(w, w->pending[i]);
 	free(w->pending);
