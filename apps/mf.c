@@ -1529,6 +1529,10 @@ static void worker(ps_world *w, int t, void *arg)
 		adopt(&ws, e);
 		eval_step(&ws, e);
 		barrier(w);
+		if (jb->host && host_lead) { /* host 0 reports each epoch; the others say where they are */
+			printf("mf: host %d: epoch %d/%d done\n", jb->host, e + 1, c->epochs);
+			fflush(stdout);
+		}
 		/* A diverged model (an RMSE of inf or NaN: --lr too large) cannot
 		 * come back: every worker reads the same sums and all stop after
 		 * this epoch, at the same barrier, and main reports it. */

@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -794,6 +795,125 @@ static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
 	assert_int_equal((int)json_num(slurp(path_of("h2n1-classic.json")), "relocations_node0"), 0);
 }
 
+/*
+ * Losing a host: mf on 3 hosts x 1 node under psrun --on-host-failure
+ * continue; host 2 prints "epoch 4/12 done" and its psrun is SIGKILLed on
+ * that line.  The survivors finish (exit 0) with a test RMSE within 0.01
+ * of an undisturbed 3-host run; host 0's summary says host 2 was lost
+ * (hosts_lost 1, host_lost_epoch [0, 0, E], E after the kill), and from
+ * the epoch after E on hosts 0 and 1 trained the whole training set (host
+ * 2's row 0), before the loss all three together; psrun's recovery (loss
+ * to the first barrier over the survivors) and kill -> the adopter's
+ * "takes over" line are each under 1 s; no segment or process is left.
+ */
+static void test_mf_three_hosts_finish_on_the_survivors_when_one_is_killed(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const int epochs = atoi(EPOCHS);
+	const char *prog0[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+			       "--rank", "6", "--epochs", EPOCHS, "--json", path_of("h3.json"), NULL};
+	struct mh_proc p[3];
+	mh_run_hosts(3, 1, prog0, p, 60);
+	for (int r = 0; r < 3; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], "host");
+		assert_int_equal(p[r].status, 0);
+	}
+	double r3 = json_num(slurp(path_of("h3.json")), "rmse");
+
+	/* psrun's options go before the program: mh_psrun_argv appends prog */
+	const char *prog[] = {"--on-host-failure", "continue", "--backup-rate", "50", build_path("apps/mf"), "--train",
+			      path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs", EPOCHS,
+			      "--json", path_of("h3lost.json"), NULL};
+	unsigned port = mh_free_port();
+	static char store[3][96];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "lost%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	const char *mark = "mf: host 2: epoch 4/" EPOCHS " done";
+	for (int i = 0; i < 60000 && !strstr(mh_slurp(p[2].out), mark); i++)
+		usleep(1000);
+	if (!strstr(mh_slurp(p[2].out), mark)) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&p[r], 0);
+			mh_show(&p[r], "host");
+		}
+		fail_msg("host 2 did not print \"%s\" within 60 s", mark);
+	}
+	double t_kill = mh_now(), t_resumed = -1;
+	kill(p[2].pid, SIGKILL); /* psrun alone: its guardian removes its node */
+	/* the adopter (worker 0, host 0) says when it has taken host 2's share */
+	for (int i = 0; i < 60000 && t_resumed < 0; i++) {
+		if (strstr(mh_slurp(p[0].out), "takes over"))
+			t_resumed = mh_now();
+		else
+			usleep(1000);
+	}
+	mh_finish(&p[2], 10);
+	mh_finish(&p[0], 60);
+	mh_finish(&p[1], 60);
+	for (int r = 0; r < 2; r++) {
+		if (p[r].status != 0 || !strstr(mh_slurp(p[r].err), "recovered: "))
+			mh_show(&p[r], r ? "host 1" : "host 0");
+		assert_int_equal(p[r].status, 0);
+		const char *err = mh_slurp(p[r].err);
+		assert_non_null(strstr(err, "dropped, the job goes on with 2 of 3 hosts"));
+		const char *rec = strstr(err, "recovered: barrier over the 2 hosts left released ");
+		assert_non_null(rec);
+		double ms = strtod(rec + strlen("recovered: barrier over the 2 hosts left released "), NULL);
+		fprintf(stderr, "# host %d: %.*s\n", r, (int)strcspn(rec, "\n"), rec);
+		assert_true(ms < 1000);
+	}
+	const char *out0 = mh_slurp(p[0].out);
+	assert_non_null(strstr(out0, "host 2 lost (2 of 3 hosts left); worker 0 takes over 1 worker ("));
+	assert_true(t_resumed > 0);
+	fprintf(stderr, "# kill -> training resumed on the survivors: %.1f ms\n", 1000 * (t_resumed - t_kill));
+	assert_true(t_resumed - t_kill < 1.0);
+
+	char j[8192];
+	snprintf(j, sizeof j, "%s", slurp(path_of("h3lost.json")));
+	assert_int_equal((int)json_num(j, "hosts_lost"), 1);
+	const char *le = strstr(j, "\"host_lost_epoch\": [[");
+	assert_non_null(le);
+	int l0 = -1, l1 = -1, lost_at = -1;
+	assert_int_equal(sscanf(le, "\"host_lost_epoch\": [[%d, %d, %d]]", &l0, &l1, &lost_at), 3);
+	assert_int_equal(l0, 0);
+	assert_int_equal(l1, 0);
+	/* seen after the kill, which came after epoch 4; leaves epochs to train */
+	assert_true(lost_at >= 5);
+	assert_true(lost_at < epochs);
+	long long ntrain = (long long)json_num(j, "train_ratings"), v[3 * 64];
+	assert_int_equal(node_epoch_ratings(j, epochs, v, 3), 3);
+	for (int e = 0; e < epochs; e++) {
+		long long sum = v[e] + v[epochs + e] + v[2 * epochs + e];
+		if (e < 4) { /* before the kill: all three */
+			assert_true(v[2 * epochs + e] > 0);
+			assert_true(sum == ntrain);
+		} else if (e >= lost_at) { /* after the loss: the survivors, all of it */
+			if (sum != ntrain || v[2 * epochs + e] != 0)
+				fprintf(stderr, "epoch %d: %lld %lld %lld of %lld\n", e + 1, v[e], v[epochs + e],
+					v[2 * epochs + e], ntrain);
+			assert_true(v[2 * epochs + e] == 0);
+			assert_true(sum == ntrain);
+		}
+	}
+	double rl = json_num(j, "rmse");
+	fprintf(stderr, "# test RMSE 3 hosts %.4f, host 2 killed after epoch 4 (lost at %d) %.4f, baseline %.4f\n",
+		r3, lost_at, rl, baseline);
+	assert_true(fabs(rl - r3) < 0.01);
+	/* nothing left behind: psruns reaped above; their guardians end at once */
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000);
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
 static int hosts_setup(void **state)
 {
 	return mh_setup(state);
@@ -834,6 +954,7 @@ int main(void)
 		T(test_mfgen_help_and_skew),
 		TH(test_mf_two_hosts_train_each_rating_once_localize),
 		TH(test_mf_two_hosts_train_each_rating_once_classic),
+		TH(test_mf_three_hosts_finish_on_the_survivors_when_one_is_killed),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
