@@ -240,6 +240,8 @@ struct job {
 	bool reloaded;
 	struct app_ratings rtr, rte; /* the data files read again by the first adopter of this node */
 	int *lost_epoch;      /* per host: 1 + the epoch at whose start this node saw it lost; 0 present */
+	int lead_host;        /* the host whose node 0 reports: 0, or the first left after a loss (thread 0's) */
+	bool lead;            /* this node reported (set by its thread 0 at the end) */
 };
 
 /*
@@ -1386,10 +1388,13 @@ static void adopt(struct wstate *ws, int e)
 		return;
 	}
 	ws->seen_alive = n;
-	if (ws->t == 0)
+	if (ws->t == 0) {
 		for (int h = 0; h < jb->hosts; h++)
 			if (!alive[h] && !jb->lost_epoch[h])
 				jb->lost_epoch[h] = e + 1;
+		while (!alive[jb->lead_host]) /* host 0 lost: the first one left reports */
+			jb->lead_host++;
+	}
 	drop_adopted(ws);
 	int W = jb->workers, S = 0, L = 0;
 	int *surv = xmalloc((size_t)W * sizeof *surv), *lost = xmalloc((size_t)W * sizeof *lost);
@@ -1465,6 +1470,19 @@ static void train_adopted(struct wstate *ws, int e, int s)
 	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
 }
 
+/* Thread 0 of node 0 of the host that reports (lead_host): true when this
+ * worker is it.  One that becomes it (host 0 lost) reads the metrics of
+ * the epochs before e for the summary (the metrics table keeps them). */
+static bool new_lead(struct wstate *ws, bool lead, int e)
+{
+	struct job *jb = ws->jb;
+	bool now = ws->t == 0 && ps_node_id(ws->w) == 0 && jb->host == jb->lead_host;
+	if (now && !lead)
+		for (int k = jb->start_epoch; k < e; k++)
+			read_metrics(jb, k);
+	return now;
+}
+
 static void worker(ps_world *w, int t, void *arg)
 {
 	struct job *jb = arg;
@@ -1483,7 +1501,7 @@ static void worker(ps_world *w, int t, void *arg)
 	ws.qi = ws.pu + vl;
 	ws.dq = ws.qi + vl;
 	ws.gu = ws.dq + vl;
-	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's */
+	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's, or see adopt */
 	bool host_lead = ps_node_id(w) == 0 && t == 0; /* of this host */
 
 	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
@@ -1512,6 +1530,7 @@ static void worker(ps_world *w, int t, void *arg)
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (!c->localize) {
 			adopt(&ws, e);
+			lead = new_lead(&ws, lead, e);
 			train_step(&ws, e, 0, 0, -1, &pending);
 			train_adopted(&ws, e, 0);
 			barrier(w);
@@ -1529,6 +1548,7 @@ static void worker(ps_world *w, int t, void *arg)
 				 * when it is done with the block, and move it then. */
 				bool ahead = next >= 0 && worker_host(jb, (ws.wg + 1) % B) == jb->host;
 				adopt(&ws, e);
+				lead = new_lead(&ws, lead, e);
 				train_step(&ws, e, s, (ws.wg + s) % B, ahead ? next : -1, &pending);
 				train_adopted(&ws, e, s);
 				barrier(w);
@@ -1547,6 +1567,7 @@ static void worker(ps_world *w, int t, void *arg)
 		if (t == 0) /* the model is quiescent until the next barrier */
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, e + 1, c->epochs);
 		adopt(&ws, e);
+		lead = new_lead(&ws, lead, e);
 		eval_step(&ws, e);
 		barrier(w);
 		if (jb->host && host_lead) { /* host 0 reports each epoch; the others say where they are */
@@ -1578,6 +1599,8 @@ static void worker(ps_world *w, int t, void *arg)
 			}
 		}
 	}
+	if (t == 0)
+		jb->lead = lead;
 	if (lead) {
 		jb->train_seconds = t_train;
 		jb->train_cpu = cpu_train;
@@ -1935,7 +1958,7 @@ int main(int argc, char **argv)
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
 	/* diverged: node 0 said so; nothing is printed, saved or written */
-	if (jb.node == 0 && !jb.diverged_epoch) {
+	if (jb.lead && !jb.diverged_epoch) {
 		double thr = jb.train_seconds > 0 ? (double)jb.ntrain * jb.epochs_trained / jb.train_seconds : 0;
 		double repl = app_repl_share(jb.w, 0);
 		if (jb.ntest)

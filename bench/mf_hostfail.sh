@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/mf_hostfail.sh - mf on 3 hosts x 1 node (three psruns on loopback,
-# --on-host-failure continue) undisturbed, then with host 2's psrun
-# SIGKILLed when it prints "epoch KILL_AFTER/EPOCHS done"; REPEATS runs of
+# --on-host-failure continue) undisturbed, then with one psrun
+# SIGKILLed (host KILL_HOST) when it shows epoch KILL_AFTER done; REPEATS runs of
 # each.  Prints test RMSE, training seconds, psrun's recovery time (loss ->
-# first barrier over the survivors, from hosts 0 and 1) and kill -> the
+# first barrier over the survivors, from each survivor) and kill -> the
 # adopter's "takes over" line (the survivors train the lost share).
 #
 #   bench/mf_hostfail.sh                    MovieLens-100K u1, 20 epochs, kill after 7
@@ -12,6 +12,7 @@
 # Environment (defaults in brackets):
 #   DATA [../shared/data]  TRAIN, TEST [$DATA/movielens/ml-100k/u1.base, u1.test]
 #   EPOCHS [20]  KILL_AFTER [7]  POLICY [classic]  REPEATS [3]  MF_ARGS [none]
+#   KILL_HOST [2]: the host killed (0: host 1 reports from then on)
 #   BACKUP_RATE [20]  BUILD [build]  OUT [bench/out/mf_hostfail]
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -24,6 +25,7 @@ KILL_AFTER=${KILL_AFTER:-7}
 POLICY=${POLICY:-classic}
 REPEATS=${REPEATS:-3}
 BACKUP_RATE=${BACKUP_RATE:-20}
+KILL_HOST=${KILL_HOST:-2}
 OUT=${OUT:-bench/out/mf_hostfail}
 mkdir -p "$OUT"
 for f in "$TRAIN" "$TEST"; do
@@ -53,9 +55,11 @@ run() {
 	local t_kill=0 t_res=0
 	if [ "$kind" = kill ]; then
 		# polled in one process (a shell loop's greps lag an epoch or more)
-		read -r t_kill t_res < <(python3 - "$tag" "${pids[2]}" "mf: host 2: epoch $KILL_AFTER/$EPOCHS done" <<'EOF'
+		local mark="mf: host $KILL_HOST: epoch $KILL_AFTER/$EPOCHS done"
+		[ "$KILL_HOST" = 0 ] && mark="epoch $KILL_AFTER/$EPOCHS: "
+		read -r t_kill t_res < <(python3 - "$tag" "${pids[$KILL_HOST]}" "$mark" "$KILL_HOST" <<'EOF'
 import os, signal, sys, time
-tag, pid, mark = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tag, pid, mark, kh = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def seen(paths, s):
     for p in paths:
         try:
@@ -64,21 +68,21 @@ def seen(paths, s):
         except FileNotFoundError:
             pass
     return False
-while not seen([tag + ".h2.out"], mark):
+while not seen([tag + ".h%d.out" % kh], mark):
     time.sleep(0.0005)
 tk = time.time()
 os.kill(pid, signal.SIGKILL)
-while not seen([tag + ".h0.out", tag + ".h1.out"], "takes over"):
+while not seen([tag + ".h%d.out" % h for h in range(3) if h != kh], "takes over"):
     time.sleep(0.0005)
 print(tk, time.time())
 EOF
 )
 	fi
-	wait "${pids[0]}"
-	wait "${pids[1]}"
-	wait "${pids[2]}" || true
+	for ((r = 0; r < 3; r++)); do
+		if [ "$kind" = kill ] && [ "$r" = "$KILL_HOST" ]; then wait "${pids[$r]}" || true; else wait "${pids[$r]}"; fi
+	done
 	local rec
-	rec=$(grep -ho 'released [0-9.]* ms' "$tag.h0.err" "$tag.h1.err" | awk '{print $2}' | paste -sd/ || true)
+	rec=$(cat "$tag".h*.err | grep -o 'released [0-9.]* ms' | awk '{print $2}' | paste -sd/ || true)
 	python3 - "$tag.json" "$kind" "$k" "${rec:--}" "$t_kill" "$t_res" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -88,7 +92,7 @@ print(sys.argv[2], sys.argv[3], "%.4f" % j["rmse"], "%.3f" % j["train_seconds"],
 EOF
 }
 
-echo "kind repeat rmse train_seconds recovered_ms(h0/h1) kill_to_resumed_ms host_lost_epoch"
+echo "kind repeat rmse train_seconds recovered_ms(survivors) kill_to_resumed_ms host_lost_epoch"
 for ((k = 1; k <= REPEATS; k++)); do
 	run full "$k"
 	run kill "$k"
