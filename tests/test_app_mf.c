@@ -801,16 +801,17 @@ static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
  * Losing a host: mf on 3 hosts x 1 node under psrun --on-host-failure
  * continue; the victim shows epoch 7/20 done and its psrun is SIGKILLed on
  * that line.  The survivors finish (exit 0) with a test RMSE within 0.01
- * of an undisturbed 3-host run; host 0's summary says host 2 was lost
- * (hosts_lost 1, host_lost_epoch [0, 0, E], E after the kill), and from
- * the epoch after E on hosts 0 and 1 trained the whole training set (host
- * 2's row 0), before the loss all three together; psrun's recovery (loss
+ * of an undisturbed 3-host run; the summary (host 0's, host 1's when
+ * host 0 is lost) says which was lost (hosts_lost 1, host_lost_epoch E at
+ * the victim, E after the kill), and from the epoch after E on the
+ * survivors trained the whole training set (the victim's row 0); psrun's
+ * recovery (loss
  * to the first barrier over the survivors) and kill -> the adopter's
  * "takes over" line are each under 1 s; no segment or process is left.
  */
 /* 20 epochs (nearer convergence, where classic's asynchronous 3-host runs
- * agree within 0.01; at 12 they differed by up to 0.011), host 2 lost after
- * epoch 7 */
+ * agree within 0.01; at 12 they differed by up to 0.011), the victim lost
+ * after epoch 7 */
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "7"
 
