@@ -117,6 +117,7 @@
  * table; initial rows are stored INIT_CHUNK at a time.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -231,7 +232,139 @@ struct job {
 	double *epoch_rmse;
 	uint64_t *trained;    /* node 0, thread 0: [node * epochs + e] ratings trained, every node of every host */
 	int diverged_epoch;   /* set by each node's thread 0: the epoch whose RMSE was inf or NaN */
+	/* kept from partition for a re-split after a host is lost (adopt) */
+	uint32_t *uw;         /* user -> global worker */
+	uint32_t *ib;         /* item -> block */
+	uint64_t C;           /* keys of U per node */
+	pthread_mutex_t reload_lock; /* guards reloaded, rtr, rte */
+	bool reloaded;
+	struct app_ratings rtr, rte; /* the data files read again by the first adopter of this node */
+	int *lost_epoch;      /* per host: 1 + the epoch at whose start this node saw it lost; 0 present */
+	int lead_host;        /* the host whose node 0 reports: 0, or the first left after a loss (thread 0's) */
+	bool lead;            /* this node reported (set by its thread 0 at the end) */
 };
+
+/*
+ * The T workers' data of node `node` (of every host): its ratings into
+ * (thread, block) buckets and its test ratings, from the whole data files
+ * and partition's deal (uw, ib, C).  partition calls it for this node;
+ * adopt for a node of a lost host.  *max_groups grows to the largest
+ * bucket's group count.
+ */
+static struct worker_data *node_data(const struct job *jb, const struct app_ratings *tr, const struct app_ratings *te,
+				     int node, size_t *max_groups)
+{
+	int W = jb->workers, T = jb->threads, B = jb->blocks;
+	const uint32_t *uw = jb->uw, *ib = jb->ib;
+	const uint64_t *ukey = jb->ukey;
+	uint64_t C = jb->C;
+	/* this node's ratings into (thread, block) buckets, by user key within
+	 * a bucket, file order within a user: counting sort by key, then a
+	 * stable counting sort by bucket */
+	uint64_t k0 = (uint64_t)node * C;
+	size_t nb = (size_t)T * (size_t)B, mine = 0;
+	size_t *ucount = calloc(C + 1, sizeof *ucount);
+	size_t *bcount = calloc(nb + 1, sizeof *bcount);
+	if (!ucount || !bcount)
+		app_die("out of memory");
+	for (size_t k = 0; k < tr->n; k++) {
+		uint64_t key = ukey[tr->v[k].u];
+		if (key >= k0 && key < k0 + C) {
+			ucount[key - k0 + 1]++;
+			mine++;
+		}
+	}
+	for (uint64_t k = 0; k < C; k++)
+		ucount[k + 1] += ucount[k];
+	struct app_rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
+	struct app_rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
+	if (!byu || !sorted)
+		app_die("out of memory");
+	for (size_t k = 0; k < tr->n; k++) {
+		uint64_t key = ukey[tr->v[k].u];
+		if (key >= k0 && key < k0 + C)
+			byu[ucount[key - k0]++] = tr->v[k];
+	}
+	free(ucount);
+#define BUCKET(rt) ((size_t)(uw[(rt).u] % (uint32_t)T) * (size_t)B + (B > 1 ? ib[(rt).i] : 0))
+	for (size_t k = 0; k < mine; k++)
+		bcount[BUCKET(byu[k]) + 1]++;
+	for (size_t b = 0; b < nb; b++)
+		bcount[b + 1] += bcount[b];
+	size_t *bpos = malloc((nb + 1) * sizeof *bpos);
+	if (!bpos)
+		app_die("out of memory");
+	memcpy(bpos, bcount, (nb + 1) * sizeof *bpos);
+	for (size_t k = 0; k < mine; k++)
+		sorted[bpos[BUCKET(byu[k])]++] = byu[k];
+#undef BUCKET
+	free(bpos);
+	free(byu);
+
+	struct worker_data *wd = calloc((size_t)T, sizeof *wd);
+	if (!wd)
+		app_die("out of memory");
+	for (int t = 0; t < T; t++) {
+		struct worker_data *d = &wd[t];
+		size_t r0 = bcount[(size_t)t * B], r1 = bcount[(size_t)(t + 1) * B];
+		d->nr = r1 - r0;
+		d->r = malloc((d->nr ? d->nr : 1) * sizeof *d->r);
+		d->gstart = calloc((size_t)B + 1, sizeof *d->gstart);
+		d->rcount = calloc((size_t)B, sizeof *d->rcount);
+		size_t ng = 0;
+		for (size_t k = r0; k < r1; k++)
+			if (k == r0 || sorted[k].u != sorted[k - 1].u ||
+			    bcount[(size_t)t * B + (B > 1 ? ib[sorted[k].i] : 0)] == k)
+				ng++;
+		d->g = malloc((ng ? ng : 1) * sizeof *d->g);
+		if (!d->r || !d->gstart || !d->rcount || !d->g)
+			app_die("out of memory");
+		memcpy(d->r, sorted + r0, d->nr * sizeof *d->r);
+		ng = 0;
+		for (int b = 0; b < B; b++) {
+			size_t s0 = bcount[(size_t)t * B + b] - r0, s1 = bcount[(size_t)t * B + b + 1] - r0;
+			d->gstart[b] = ng;
+			d->rcount[b] = s1 - s0;
+			for (size_t k = s0; k < s1; k++) {
+				if (k == s0 || d->r[k].u != d->r[k - 1].u)
+					d->g[ng++] = (struct group){.ukey = ukey[d->r[k].u], .start = k, .len = 0};
+				d->g[ng - 1].len++;
+			}
+		}
+		d->gstart[B] = ng;
+		for (int b = 0; b < B; b++)
+			if (d->gstart[b + 1] - d->gstart[b] > *max_groups)
+				*max_groups = d->gstart[b + 1] - d->gstart[b];
+	}
+	free(sorted);
+	free(bcount);
+
+	/* test ratings: to the worker that trains the user (its row is on
+	 * this node, from the start and for good), a user unseen in training
+	 * round-robin over all workers of the job */
+#define TEST_WORKER(k) (te->v[k].u != NONE ? uw[te->v[k].u] : (uint32_t)((k) % (size_t)W))
+	for (size_t k = 0; k < te->n; k++) {
+		uint32_t wg = TEST_WORKER(k);
+		if (wg / (uint32_t)T == (uint32_t)node)
+			wd[wg % (uint32_t)T].ntest++;
+	}
+	for (int t = 0; t < T; t++) {
+		struct worker_data *d = &wd[t];
+		d->test = malloc((d->ntest ? d->ntest : 1) * sizeof *d->test);
+		if (!d->test)
+			app_die("out of memory");
+		d->ntest = 0;
+	}
+	for (size_t k = 0; k < te->n; k++) {
+		uint32_t wg = TEST_WORKER(k);
+		if (wg / (uint32_t)T == (uint32_t)node) {
+			struct worker_data *d = &wd[wg % (uint32_t)T];
+			d->test[d->ntest++] = te->v[k];
+		}
+	}
+#undef TEST_WORKER
+	return wd;
+}
 
 static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings *te)
 {
@@ -289,115 +422,12 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 		free(fill);
 	}
 
-	/* this node's ratings into (thread, block) buckets, by user key within
-	 * a bucket, file order within a user: counting sort by key, then a
-	 * stable counting sort by bucket */
-	uint64_t k0 = (uint64_t)jb->node * C;
-	size_t nb = (size_t)T * (size_t)B, mine = 0;
-	size_t *ucount = calloc(C + 1, sizeof *ucount);
-	size_t *bcount = calloc(nb + 1, sizeof *bcount);
-	if (!ucount || !bcount)
-		app_die("out of memory");
-	for (size_t k = 0; k < tr->n; k++) {
-		uint64_t key = jb->ukey[tr->v[k].u];
-		if (key >= k0 && key < k0 + C) {
-			ucount[key - k0 + 1]++;
-			mine++;
-		}
-	}
-	for (uint64_t k = 0; k < C; k++)
-		ucount[k + 1] += ucount[k];
-	struct app_rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
-	struct app_rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
-	if (!byu || !sorted)
-		app_die("out of memory");
-	for (size_t k = 0; k < tr->n; k++) {
-		uint64_t key = jb->ukey[tr->v[k].u];
-		if (key >= k0 && key < k0 + C)
-			byu[ucount[key - k0]++] = tr->v[k];
-	}
-	free(ucount);
-#define BUCKET(rt) ((size_t)(uw[(rt).u] % (uint32_t)T) * (size_t)B + (B > 1 ? ib[(rt).i] : 0))
-	for (size_t k = 0; k < mine; k++)
-		bcount[BUCKET(byu[k]) + 1]++;
-	for (size_t b = 0; b < nb; b++)
-		bcount[b + 1] += bcount[b];
-	size_t *bpos = malloc((nb + 1) * sizeof *bpos);
-	if (!bpos)
-		app_die("out of memory");
-	memcpy(bpos, bcount, (nb + 1) * sizeof *bpos);
-	for (size_t k = 0; k < mine; k++)
-		sorted[bpos[BUCKET(byu[k])]++] = byu[k];
-#undef BUCKET
-	free(bpos);
-	free(byu);
-
-	jb->wd = calloc((size_t)T, sizeof *jb->wd);
-	if (!jb->wd)
-		app_die("out of memory");
-	for (int t = 0; t < T; t++) {
-		struct worker_data *d = &jb->wd[t];
-		size_t r0 = bcount[(size_t)t * B], r1 = bcount[(size_t)(t + 1) * B];
-		d->nr = r1 - r0;
-		d->r = malloc((d->nr ? d->nr : 1) * sizeof *d->r);
-		d->gstart = calloc((size_t)B + 1, sizeof *d->gstart);
-		d->rcount = calloc((size_t)B, sizeof *d->rcount);
-		size_t ng = 0;
-		for (size_t k = r0; k < r1; k++)
-			if (k == r0 || sorted[k].u != sorted[k - 1].u ||
-			    bcount[(size_t)t * B + (B > 1 ? ib[sorted[k].i] : 0)] == k)
-				ng++;
-		d->g = malloc((ng ? ng : 1) * sizeof *d->g);
-		if (!d->r || !d->gstart || !d->rcount || !d->g)
-			app_die("out of memory");
-		memcpy(d->r, sorted + r0, d->nr * sizeof *d->r);
-		ng = 0;
-		for (int b = 0; b < B; b++) {
-			size_t s0 = bcount[(size_t)t * B + b] - r0, s1 = bcount[(size_t)t * B + b + 1] - r0;
-			d->gstart[b] = ng;
-			d->rcount[b] = s1 - s0;
-			for (size_t k = s0; k < s1; k++) {
-				if (k == s0 || d->r[k].u != d->r[k - 1].u)
-					d->g[ng++] = (struct group){.ukey = jb->ukey[d->r[k].u], .start = k, .len = 0};
-				d->g[ng - 1].len++;
-			}
-		}
-		d->gstart[B] = ng;
-		for (int b = 0; b < B; b++)
-			if (d->gstart[b + 1] - d->gstart[b] > jb->max_groups)
-				jb->max_groups = d->gstart[b + 1] - d->gstart[b];
-	}
-	free(sorted);
-	free(bcount);
-
-	/* test ratings: to the worker that trains the user (its row is on
-	 * this node, from the start and for good), a user unseen in training
-	 * round-robin over all workers of the job */
-#define TEST_WORKER(k) (te->v[k].u != NONE ? uw[te->v[k].u] : (uint32_t)((k) % (size_t)W))
-	for (size_t k = 0; k < te->n; k++) {
-		uint32_t wg = TEST_WORKER(k);
-		if (wg / (uint32_t)T == (uint32_t)jb->node)
-			jb->wd[wg % (uint32_t)T].ntest++;
-	}
-	for (int t = 0; t < T; t++) {
-		struct worker_data *d = &jb->wd[t];
-		d->test = malloc((d->ntest ? d->ntest : 1) * sizeof *d->test);
-		if (!d->test)
-			app_die("out of memory");
-		d->ntest = 0;
-	}
-	for (size_t k = 0; k < te->n; k++) {
-		uint32_t wg = TEST_WORKER(k);
-		if (wg / (uint32_t)T == (uint32_t)jb->node) {
-			struct worker_data *d = &jb->wd[wg % (uint32_t)T];
-			d->test[d->ntest++] = te->v[k];
-		}
-	}
-#undef TEST_WORKER
-	free(uw);
-	free(ib);
+	jb->uw = uw;
+	jb->ib = ib;
+	jb->C = C;
 	free(cnt);
 	free(per_node);
+	jb->wd = node_data(jb, tr, te, jb->node, &jb->max_groups);
 }
 
 /* ------------------------------------------------------------- training */
@@ -441,10 +471,26 @@ static void step_order(size_t *perm, size_t n, uint64_t seed, int e, int s, int 
 	}
 }
 
+/* A lost host's worker this worker trains too (adopt). */
+struct adoptee {
+	int wg;                   /* the lost worker (global id) */
+	struct worker_data *all;  /* its node's workers' data (node_data) */
+	struct worker_data *d;    /* its own: all + wg mod threads */
+};
+
 struct wstate {
 	struct job *jb;
 	ps_world *w;
 	int t, wg;
+	/* the data trained now: this worker's (d = &jb->wd[t], dwg = wg), or
+	 * while adopting one of a lost host's workers, that worker's data and
+	 * global id (its step order); adopting: no clocks, no progress */
+	struct worker_data *d;
+	int dwg;
+	bool adopting;
+	struct adoptee *adopted; /* the lost workers this one trains too (adopt) */
+	int nadopted, seen_alive;
+	size_t maxu, maxi, maxperm; /* the sizes of P, Q and perm */
 	float *pu, *qi, *dq;  /* --rule sgd/adagrad: rows of one rating */
 	float *gu;            /* --rule sgd/adagrad: the user row's gradient */
 	size_t *perm;         /* a step's group or user-bin order */
@@ -460,7 +506,7 @@ struct wstate {
  * complete (all of them when done == total). */
 static void clock_slices(struct wstate *ws, int *ticks, size_t done, size_t total)
 {
-	if (!ws->jb->c.sync)
+	if (!ws->jb->c.sync || ws->adopting)
 		return;
 	while (*ticks < CLOCK_SLICES && done * CLOCK_SLICES >= (size_t)(*ticks + 1) * total) {
 		check(ps_clock(ws->jb->w), "clock");
@@ -898,10 +944,10 @@ static double train_groups(struct wstate *ws, int e, int s, int b, int next, ps_
 			   int *ticks)
 {
 	struct job *jb = ws->jb;
-	struct worker_data *d = &jb->wd[ws->t];
+	struct worker_data *d = ws->d;
 	struct group *g = d->g + d->gstart[b];
 	size_t ng = d->gstart[b + 1] - d->gstart[b], done = 0, trigger = d->rcount[b] * 3 / 4;
-	step_order(ws->perm, ng, jb->c.seed, e, s, ws->wg);
+	step_order(ws->perm, ng, jb->c.seed, e, s, ws->dwg);
 	double sse = 0;
 	for (size_t k = 0; k < ng; k++) {
 		const struct group *gk = &g[ws->perm[k]];
@@ -909,7 +955,8 @@ static double train_groups(struct wstate *ws, int e, int s, int b, int next, ps_
 			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
 					       jb->bstart[next + 1] - jb->bstart[next]);
 		if ((int64_t)k >= first) {
-			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			if (!ws->adopting)
+				check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
 			sse += train_group_rule(ws, gk, d->r + gk->start);
 			ws->trained += gk->len;
 		}
@@ -927,14 +974,14 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 			  int *ticks)
 {
 	struct job *jb = ws->jb;
-	struct worker_data *d = &jb->wd[ws->t];
+	struct worker_data *d = ws->d;
 	struct tiles *ts = &d->tiles[b];
 	int K = jb->c.rank, vl = jb->vl;
 	float lr = (float)jb->c.lr, reg = (float)jb->c.reg, mean = (float)jb->mean;
 	size_t nt = ts->nub * ts->nib, done = 0, trigger = d->rcount[b] * 3 / 4;
-	step_order(ws->perm, ts->nub, jb->c.seed, e, s, ws->wg);
+	step_order(ws->perm, ts->nub, jb->c.seed, e, s, ws->dwg);
 	uint64_t h = jb->c.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)e * 0xd1b54a32d192ed03ULL + (uint64_t)s;
-	size_t shift = ts->nib ? (size_t)(app_rand(&h) % ts->nib) + (size_t)ws->wg * ts->nib / (size_t)jb->workers : 0;
+	size_t shift = ts->nib ? (size_t)(app_rand(&h) % ts->nib) + (size_t)ws->dwg * ts->nib / (size_t)jb->workers : 0;
 	size_t loaded = SIZE_MAX; /* the user bin in P */
 	double sse = 0;
 	for (size_t k = 0; k < nt; k++) {
@@ -954,7 +1001,8 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 				pull_rows(jb->U, ts->ukeys + u0, nu, ws->P, ws->P0, vl, "pull of user rows");
 				loaded = ub;
 			}
-			check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			if (!ws->adopting)
+				check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
 			pull_rows(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q, ws->Q0, vl, "pull of item rows");
 			sse += train_tile(ts->r + tl->r0, tl->nr, ws->P, ws->Q, K, vl, lr, reg, mean);
 			ws->trained += tl->nr;
@@ -989,7 +1037,7 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 		clock_slices(ws, &ticks, 1, 1); /* the step's clocks, replayed (clock.c CL5) */
 		return;
 	}
-	struct worker_data *d = &jb->wd[ws->t];
+	struct worker_data *d = ws->d;
 	int64_t first = ps_progress_get(ws->w);
 	check((int)(first < 0 ? first : 0), "progress");
 	int ticks = 0;
@@ -1007,10 +1055,9 @@ static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_hand
 
 /* This worker's squared test errors: chunk by chunk, the chunk's user and
  * item rows pulled in one batch each. */
-static double eval_test(struct wstate *ws)
+static double eval_test(struct wstate *ws, const struct evalset *ev)
 {
 	struct job *jb = ws->jb;
-	struct evalset *ev = &jb->wd[ws->t].ev;
 	double sse = 0;
 	for (size_t c = 0; c < ev->nc; c++) {
 		const struct echunk *ch = &ev->c[c];
@@ -1037,7 +1084,10 @@ static void eval_step(struct wstate *ws, int e)
 	struct job *jb = ws->jb;
 	if (ps_replaying(ws->w))
 		return;
-	float tsse = (float)eval_test(ws), m[M_LEN];
+	double sse = eval_test(ws, &jb->wd[ws->t].ev);
+	for (int a = 0; a < ws->nadopted; a++) /* a lost host's test ratings too */
+		sse += eval_test(ws, &ws->adopted[a].d->ev);
+	float tsse = (float)sse, m[M_LEN];
 	ps_key mk = metrics_key(jb, e, ws->wg);
 	check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
 	m[1] = tsse - m[1];
@@ -1171,6 +1221,15 @@ static int worker_host(const struct job *jb, int wg)
  */
 #define LOCALIZE_RETRY_MS 2000
 
+/* After a host is lost, a localize of keys homed there fails with
+ * PS_EHOSTDOWN (a move across hosts goes through the key's home, and the
+ * lost host was it; lib/net/migrate.c): the keys stay where the promotion
+ * put them and are trained there, remotely.  True when rc is that case. */
+static bool localize_lost(struct job *jb, int rc)
+{
+	return rc == PS_EHOSTDOWN && ps_hosts_alive(jb->w, NULL, 0) < jb->hosts;
+}
+
 static void localize_block(struct job *jb, int b)
 {
 	const ps_key *keys = jb->block_items + jb->bstart[b];
@@ -1178,7 +1237,8 @@ static void localize_block(struct job *jb, int b)
 	for (int ms = 0;; ms++) {
 		int rc = ps_localize_sync(jb->V, keys, n);
 		if (rc != PS_EFULL) {
-			check(rc, "localize");
+			if (!localize_lost(jb, rc))
+				check(rc, "localize");
 			return;
 		}
 		if (ms == LOCALIZE_RETRY_MS)
@@ -1193,8 +1253,234 @@ static void localize_wait(struct job *jb, ps_handle h, int b)
 	int rc = ps_wait(h);
 	if (rc == PS_EFULL)
 		localize_block(jb, b);
-	else
+	else if (!localize_lost(jb, rc))
 		check(rc, "localize");
+}
+
+/* Worker data d's tiles (--rule sum) and evaluation chunks; *maxu, *maxi
+ * and *maxperm grow to the sizes of P, Q and perm they need. */
+static void prepare_data(const struct job *jb, struct worker_data *d, size_t *maxu, size_t *maxi, size_t *maxperm)
+{
+	int B = jb->blocks;
+	struct idset us = {0}, is = {0};
+	us.mark = calloc(jb->nusers + 1, sizeof *us.mark);
+	us.pos = xmalloc((jb->nusers + 1) * sizeof *us.pos);
+	us.list = xmalloc((jb->nusers + 1) * sizeof *us.list);
+	is.mark = calloc(jb->nitems + 1, sizeof *is.mark);
+	is.pos = xmalloc((jb->nitems + 1) * sizeof *is.pos);
+	is.list = xmalloc((jb->nitems + 1) * sizeof *is.list);
+	if (!us.mark || !is.mark)
+		app_die("out of memory");
+	if (jb->c.rule == RULE_SUM) {
+		d->tiles = calloc((size_t)B, sizeof *d->tiles);
+		if (!d->tiles)
+			app_die("out of memory");
+		for (int b = 0; b < B; b++) {
+			build_tiles(jb, d, b, &d->tiles[b], &is, maxu, maxi);
+			if (d->tiles[b].nub > *maxperm)
+				*maxperm = d->tiles[b].nub;
+		}
+	}
+	build_evalset(jb, d, &us, &is, maxu, maxi);
+	free(us.mark), free(us.pos), free(us.list);
+	free(is.mark), free(is.pos), free(is.list);
+}
+
+/* (Re)allocates the worker's P, P0, Q, Q0 and perm if they are smaller
+ * than maxu, maxi, maxperm rows. */
+static void ws_buffers(struct wstate *ws, size_t maxu, size_t maxi, size_t maxperm)
+{
+	size_t vl = (size_t)ws->jb->vl;
+	if (!ws->P || maxu > ws->maxu || maxi > ws->maxi) {
+		maxu = maxu > ws->maxu ? maxu : ws->maxu;
+		maxi = maxi > ws->maxi ? maxi : ws->maxi;
+		free(ws->P);
+		ws->P = xmalloc(2 * (maxu + maxi) * vl * sizeof(float));
+		ws->P0 = ws->P + maxu * vl;
+		ws->Q = ws->P0 + maxu * vl;
+		ws->Q0 = ws->Q + maxi * vl;
+		ws->maxu = maxu;
+		ws->maxi = maxi;
+	}
+	if (!ws->perm || maxperm > ws->maxperm) {
+		free(ws->perm);
+		ws->perm = xmalloc((maxperm ? maxperm : 1) * sizeof *ws->perm);
+		ws->maxperm = maxperm;
+	}
+}
+
+static void free_worker_data(struct worker_data *d, int B)
+{
+	for (int b = 0; d->tiles && b < B; b++) {
+		struct tiles *ts = &d->tiles[b];
+		free(ts->ustart), free(ts->ukeys), free(ts->t), free(ts->r), free(ts->ikeys);
+	}
+	free(d->tiles);
+	free(d->ev.r), free(d->ev.c), free(d->ev.ukeys), free(d->ev.ikeys);
+	free(d->r);
+	free(d->g);
+	free(d->gstart);
+	free(d->rcount);
+	free(d->test);
+}
+
+/*
+ * Losing a host (psrun --on-host-failure continue).  The survivors'
+ * barriers go on without it and its keys (its users' rows, its share of
+ * the item rows) are promoted from their backups on the next host (lib
+ * net/backup.c); what mf must do is train its ratings.  At each training
+ * step and evaluation (right after a barrier) every worker asks
+ * ps_hosts_alive; when the count changed it deals the lost hosts' workers
+ * over the survivors' (the k-th lost worker, in global id order, to the
+ * (k mod S)-th surviving one), rebuilds the data of those dealt to it
+ * from the data files (read again, once per node, only now: the
+ * undisturbed path keeps only its own share, as before) and from then on
+ * trains, after each of its own steps, each adopted worker's step as that
+ * worker would have (same block: under localize block (lost + s) mod B,
+ * which no survivor trains in sub-epoch s, so DSGD stays exact; same step
+ * order), and evaluates its test ratings.  The sums go into the adopter's
+ * own metrics key, so node_epoch_ratings shows who trained them.  Adopted
+ * steps make no clocks (every worker still makes the same number between
+ * two barriers) and set no progress (a restarted node adopts again, from
+ * the step in progress).  The lost worker's user rows stay where the
+ * promotion put them (trained remotely: correct, slower).
+ *
+ * Every survivor reads ps_hosts_alive after the same barrier; the bridge
+ * delivers the loss before the release of a barrier that no longer waited
+ * for the host (DESIGN, "Losing a host"), so all survivors see it at the
+ * same step when the host died before arriving at that barrier.  A host
+ * that dies in the instant between arriving at a barrier and its release
+ * may be seen at this step by one survivor and at the next by another:
+ * the lost share of one step is then trained in part.
+ *
+ * Under --policy localize the item blocks move every sub-epoch, faster
+ * than the backup rounds (20 a second by default): the block the lost
+ * host held was usually moved there after its last round, and such keys
+ * are lost (BK4) - accesses to them fail with PS_EHOSTDOWN or, when the
+ * host died mid-move, wait 30 s (measured on MovieLens-100K: one run went
+ * on, one stalled).  Use the classic policy with --on-host-failure
+ * continue.  A localize of keys homed at the lost host fails with
+ * PS_EHOSTDOWN and is ignored (localize_lost): they are trained where
+ * they are.
+ */
+static void drop_adopted(struct wstate *ws)
+{
+	for (int a = 0; a < ws->nadopted; a++) {
+		for (int t = 0; t < ws->jb->threads; t++)
+			free_worker_data(&ws->adopted[a].all[t], ws->jb->blocks);
+		free(ws->adopted[a].all);
+	}
+	free(ws->adopted);
+	ws->adopted = NULL;
+	ws->nadopted = 0;
+}
+
+static void adopt(struct wstate *ws, int e)
+{
+	struct job *jb = ws->jb;
+	if (jb->hosts == 1)
+		return;
+	uint8_t *alive = xmalloc((size_t)jb->hosts);
+	int n = ps_hosts_alive(ws->w, alive, jb->hosts);
+	check(n, "ps_hosts_alive");
+	if (n == ws->seen_alive) {
+		free(alive);
+		return;
+	}
+	ws->seen_alive = n;
+	if (ws->t == 0) {
+		for (int h = 0; h < jb->hosts; h++)
+			if (!alive[h] && !jb->lost_epoch[h])
+				jb->lost_epoch[h] = e + 1;
+		while (!alive[jb->lead_host]) /* host 0 lost: the first one left reports */
+			jb->lead_host++;
+	}
+	drop_adopted(ws);
+	int W = jb->workers, S = 0, L = 0;
+	int *surv = xmalloc((size_t)W * sizeof *surv), *lost = xmalloc((size_t)W * sizeof *lost);
+	for (int wg = 0; wg < W; wg++) {
+		if (alive[worker_host(jb, wg)])
+			surv[S++] = wg;
+		else
+			lost[L++] = wg;
+	}
+	ws->adopted = calloc((size_t)L + 1, sizeof *ws->adopted);
+	if (!ws->adopted)
+		app_die("out of memory");
+	size_t maxu = 0, maxi = 0, maxperm = 0, nr = 0;
+	for (int k = 0; k < L; k++) {
+		if (surv[k % S] != ws->wg)
+			continue;
+		pthread_mutex_lock(&jb->reload_lock);
+		if (!jb->reloaded) { /* ids: every one is in the maps already (no insert) */
+			app_load_ratings(jb->c.train, false, jb->users, jb->items, &jb->rtr, NULL, NULL, NULL);
+			if (jb->c.test)
+				app_load_ratings(jb->c.test, false, jb->users, jb->items, &jb->rte, NULL, NULL, NULL);
+			jb->reloaded = true;
+		}
+		pthread_mutex_unlock(&jb->reload_lock);
+		struct adoptee *ad = &ws->adopted[ws->nadopted++];
+		ad->wg = lost[k];
+		ad->all = node_data(jb, &jb->rtr, &jb->rte, lost[k] / jb->threads, &maxperm);
+		ad->d = &ad->all[lost[k] % jb->threads];
+		prepare_data(jb, ad->d, &maxu, &maxi, &maxperm);
+		nr += ad->d->nr;
+	}
+	ws_buffers(ws, maxu, maxi, maxperm);
+	if (ws->nadopted) {
+		printf("mf: epoch %d: host %d lost (%d of %d hosts left); worker %d takes over %d worker%s (%zu ratings)\n",
+		       e + 1, lost[0] / jb->threads / jb->host_nodes, n, jb->hosts, ws->wg, ws->nadopted,
+		       ws->nadopted > 1 ? "s" : "", nr);
+		fflush(stdout);
+	}
+	free(surv);
+	free(lost);
+	free(alive);
+}
+
+/* The adopted workers' step of (epoch e, sub-epoch s), after this
+ * worker's own; the sums into this worker's metrics key. */
+static void train_adopted(struct wstate *ws, int e, int s)
+{
+	struct job *jb = ws->jb;
+	if (!ws->nadopted || ps_replaying(ws->w))
+		return;
+	double sse = 0;
+	uint64_t n = 0;
+	ps_handle none = NULL;
+	int ticks = 0;
+	ws->adopting = true;
+	for (int a = 0; a < ws->nadopted; a++) {
+		ws->d = ws->adopted[a].d;
+		ws->dwg = ws->adopted[a].wg;
+		int b = jb->blocks > 1 ? (ws->dwg + s) % jb->blocks : 0;
+		if (jb->c.localize)
+			localize_block(jb, b);
+		ws->trained = 0;
+		sse += jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, -1, &none, 0, &ticks)
+					      : train_groups(ws, e, s, b, -1, &none, 0, &ticks);
+		n += ws->trained;
+	}
+	ws->adopting = false;
+	ws->d = &jb->wd[ws->t];
+	ws->dwg = ws->wg;
+	ps_key mk = metrics_key(jb, e, ws->wg);
+	float m[M_LEN] = {(float)sse, 0};
+	count_put(m, n);
+	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+}
+
+/* Thread 0 of node 0 of the host that reports (lead_host): true when this
+ * worker is it.  One that becomes it (host 0 lost) reads the metrics of
+ * the epochs before e for the summary (the metrics table keeps them). */
+static bool new_lead(struct wstate *ws, bool lead, int e)
+{
+	struct job *jb = ws->jb;
+	bool now = ws->t == 0 && ps_node_id(ws->w) == 0 && jb->host == jb->lead_host;
+	if (now && !lead)
+		for (int k = jb->start_epoch; k < e; k++)
+			read_metrics(jb, k);
+	return now;
 }
 
 static void worker(ps_world *w, int t, void *arg)
@@ -1205,40 +1491,17 @@ static void worker(ps_world *w, int t, void *arg)
 	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t}; /* global: every host */
 	struct worker_data *d = &jb->wd[t];
 	size_t vl = (size_t)jb->vl, maxu = 0, maxi = INIT_CHUNK, maxperm = jb->max_groups;
-	/* this worker's tiles and evaluation chunks (in parallel with the others) */
-	struct idset us = {0}, is = {0};
-	us.mark = calloc(jb->nusers + 1, sizeof *us.mark);
-	us.pos = xmalloc((jb->nusers + 1) * sizeof *us.pos);
-	us.list = xmalloc((jb->nusers + 1) * sizeof *us.list);
-	is.mark = calloc(jb->nitems + 1, sizeof *is.mark);
-	is.pos = xmalloc((jb->nitems + 1) * sizeof *is.pos);
-	is.list = xmalloc((jb->nitems + 1) * sizeof *is.list);
-	if (!us.mark || !is.mark)
-		app_die("out of memory");
-	if (c->rule == RULE_SUM) {
-		d->tiles = calloc((size_t)B, sizeof *d->tiles);
-		if (!d->tiles)
-			app_die("out of memory");
-		for (int b = 0; b < B; b++) {
-			build_tiles(jb, d, b, &d->tiles[b], &is, &maxu, &maxi);
-			if (d->tiles[b].nub > maxperm)
-				maxperm = d->tiles[b].nub;
-		}
-	}
-	build_evalset(jb, d, &us, &is, &maxu, &maxi);
-	free(us.mark), free(us.pos), free(us.list);
-	free(is.mark), free(is.pos), free(is.list);
-	ws.P = xmalloc(2 * (maxu + maxi) * vl * sizeof(float));
-	ws.P0 = ws.P + maxu * vl;
-	ws.Q = ws.P0 + maxu * vl;
-	ws.Q0 = ws.Q + maxi * vl;
+	ws.d = d;
+	ws.dwg = ws.wg;
+	ws.seen_alive = jb->hosts;
+	prepare_data(jb, d, &maxu, &maxi, &maxperm);
+	ws_buffers(&ws, maxu, maxi, maxperm);
 	ws.keys = xmalloc(INIT_CHUNK * sizeof *ws.keys);
 	ws.pu = xmalloc(4 * vl * sizeof(float));
 	ws.qi = ws.pu + vl;
 	ws.dq = ws.qi + vl;
 	ws.gu = ws.dq + vl;
-	ws.perm = xmalloc((maxperm ? maxperm : 1) * sizeof *ws.perm);
-	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's */
+	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's, or see adopt */
 	bool host_lead = ps_node_id(w) == 0 && t == 0; /* of this host */
 
 	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
@@ -1266,7 +1529,10 @@ static void worker(ps_world *w, int t, void *arg)
 		ws.done = 0;
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (!c->localize) {
+			adopt(&ws, e);
+			lead = new_lead(&ws, lead, e);
 			train_step(&ws, e, 0, 0, -1, &pending);
+			train_adopted(&ws, e, 0);
 			barrier(w);
 			sync_replicas(jb, w, host_lead);
 		} else {
@@ -1281,7 +1547,10 @@ static void worker(ps_world *w, int t, void *arg)
 				 * 2-2.5x slower on ML-100K), so wait for the barrier,
 				 * when it is done with the block, and move it then. */
 				bool ahead = next >= 0 && worker_host(jb, (ws.wg + 1) % B) == jb->host;
+				adopt(&ws, e);
+				lead = new_lead(&ws, lead, e);
 				train_step(&ws, e, s, (ws.wg + s) % B, ahead ? next : -1, &pending);
+				train_adopted(&ws, e, s);
 				barrier(w);
 				sync_replicas(jb, w, host_lead);
 				if (pending) {
@@ -1297,8 +1566,14 @@ static void worker(ps_world *w, int t, void *arg)
 		bool replayed = ps_replaying(w); /* the evaluation step */
 		if (t == 0) /* the model is quiescent until the next barrier */
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, e + 1, c->epochs);
+		adopt(&ws, e);
+		lead = new_lead(&ws, lead, e);
 		eval_step(&ws, e);
 		barrier(w);
+		if (jb->host && host_lead) { /* host 0 reports each epoch; the others say where they are */
+			printf("mf: host %d: epoch %d/%d done\n", jb->host, e + 1, c->epochs);
+			fflush(stdout);
+		}
 		/* A diverged model (an RMSE of inf or NaN: --lr too large) cannot
 		 * come back: every worker reads the same sums and all stop after
 		 * this epoch, at the same barrier, and main reports it. */
@@ -1324,6 +1599,8 @@ static void worker(ps_world *w, int t, void *arg)
 			}
 		}
 	}
+	if (t == 0)
+		jb->lead = lead;
 	if (lead) {
 		jb->train_seconds = t_train;
 		jb->train_cpu = cpu_train;
@@ -1332,6 +1609,7 @@ static void worker(ps_world *w, int t, void *arg)
 			save_model(jb);
 	}
 	barrier(w); /* nobody leaves while node 0 reads the model */
+	drop_adopted(&ws);
 	free(ws.pu);
 	free(ws.perm);
 	free(ws.P);
@@ -1607,6 +1885,9 @@ int main(int argc, char **argv)
 	jb.workers = jb.nodes * jb.threads;
 	jb.blocks = c->localize ? jb.workers : 1;
 	partition(&jb, &tr, &te);
+	jb.lost_epoch = calloc((size_t)jb.hosts, sizeof *jb.lost_epoch);
+	if (!jb.lost_epoch || pthread_mutex_init(&jb.reload_lock, NULL))
+		app_die("out of memory");
 	free(tr.v);
 	free(te.v);
 	jb.epoch_rmse = calloc((size_t)c->epochs, sizeof *jb.epoch_rmse);
@@ -1677,7 +1958,7 @@ int main(int argc, char **argv)
 	if (rc)
 		app_die("workers: %s", ps_strerror(rc));
 	/* diverged: node 0 said so; nothing is printed, saved or written */
-	if (jb.node == 0 && !jb.diverged_epoch) {
+	if (jb.lead && !jb.diverged_epoch) {
 		double thr = jb.train_seconds > 0 ? (double)jb.ntrain * jb.epochs_trained / jb.train_seconds : 0;
 		double repl = app_repl_share(jb.w, 0);
 		if (jb.ntest)
@@ -1719,6 +2000,17 @@ int main(int argc, char **argv)
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl);
 			app_json_num(j, "train_cpu_seconds", jb.train_cpu);
+			/* hosts lost (psrun --on-host-failure continue): how many, and
+			 * per host the epoch (1-based) from which the survivors trained
+			 * its share, 0 for a host present to the end */
+			int64_t *le = xmalloc((size_t)jb.hosts * sizeof *le), nlost = 0;
+			for (int h = 0; h < jb.hosts; h++) {
+				le[h] = jb.lost_epoch[h];
+				nlost += le[h] > 0;
+			}
+			app_json_int(j, "hosts_lost", nlost);
+			app_json_int_rows(j, "host_lost_epoch", le, 1, (size_t)jb.hosts);
+			free(le);
 			/* ratings trained per epoch by each node of each host (row:
 			 * node host * nodes + n; column: epoch; 0 for the epochs
 			 * before --resume) */
@@ -1734,20 +2026,15 @@ int main(int argc, char **argv)
 		}
 	}
 	ps_finalize(jb.w);
-	for (int t = 0; t < jb.threads; t++) {
-		for (int b = 0; jb.wd[t].tiles && b < jb.blocks; b++) {
-			struct tiles *ts = &jb.wd[t].tiles[b];
-			free(ts->ustart), free(ts->ukeys), free(ts->t), free(ts->r), free(ts->ikeys);
-		}
-		free(jb.wd[t].tiles);
-		free(jb.wd[t].ev.r), free(jb.wd[t].ev.c), free(jb.wd[t].ev.ukeys), free(jb.wd[t].ev.ikeys);
-		free(jb.wd[t].r);
-		free(jb.wd[t].g);
-		free(jb.wd[t].gstart);
-		free(jb.wd[t].rcount);
-		free(jb.wd[t].test);
-	}
+	for (int t = 0; t < jb.threads; t++)
+		free_worker_data(&jb.wd[t], jb.blocks);
 	free(jb.wd);
+	free(jb.uw);
+	free(jb.ib);
+	free(jb.lost_epoch);
+	free(jb.rtr.v);
+	free(jb.rte.v);
+	pthread_mutex_destroy(&jb.reload_lock);
 	free(jb.ukey);
 	free(jb.bstart);
 	free(jb.block_items);
