@@ -82,6 +82,7 @@ struct cfg {
 	uint64_t seed;
 	long replicate;     /* replicate the K most frequent words' rows; 0 = none */
 	long hot;           /* --hot-table K: words 0..K-1 in their own replicated tables */
+	long stay;          /* --stay-remote K: words < K another host holds are not localized */
 	double repl_rate;   /* replica sync rounds per second */
 	const char *sync;       /* NULL: no clocks */
 	int sync_mode, staleness;
@@ -451,6 +452,8 @@ struct batch {
 	int hin, hout;          /* --hot-table: keys_in[0..hin) (keys_out[0..hout)) are hot */
 	size_t cap_kin, cap_kout, cap_shrink, cap_sent, cap_keys_in, cap_tg, cap_out;
 	ps_handle h_in, h_out;  /* localize requests in flight */
+	ps_key *loc_in, *loc_out; /* --stay-remote: the keys localized */
+	size_t cap_loc_in, cap_loc_out;
 	ps_sampler *smp;        /* --sampling pool: serves the negatives at train */
 };
 
@@ -744,11 +747,31 @@ static void prepare(struct wstate *ws, struct batch *b, size_t lo, size_t hi)
 		ws->map_out[b->keys_out[i]] = -1;
 }
 
+/* --stay-remote K: keys[0..n) less the words < K that another host holds
+ * now, into *out; their count. */
+static size_t stay_filter(ps_table *t, long K, const ps_key *keys, int n, ps_key **out, size_t *cap)
+{
+	*out = xgrow(*out, cap, (size_t)n + 1, sizeof **out);
+	size_t m = 0;
+	for (int i = 0; i < n; i++)
+		if (keys[i] >= (ps_key)K || ps_owner(t, keys[i]) != -EREMOTE)
+			(*out)[m++] = keys[i];
+	return m;
+}
+
 static void localize_start(struct job *jb, struct batch *b)
 {
 	/* --hot-table: the hot rows are replicated; only the others move */
-	b->h_in = ps_localize(jb->in, b->keys_in + b->hin, (size_t)(b->nin - b->hin));
-	b->h_out = ps_localize(jb->out, b->keys_out + b->hout, (size_t)(b->nout - b->hout));
+	const ps_key *ki = b->keys_in + b->hin, *ko = b->keys_out + b->hout;
+	size_t ni = (size_t)(b->nin - b->hin), no = (size_t)(b->nout - b->hout);
+	if (jb->c.stay && jb->hosts > 1) {
+		ni = stay_filter(jb->in, jb->c.stay, ki, (int)ni, &b->loc_in, &b->cap_loc_in);
+		no = stay_filter(jb->out, jb->c.stay, ko, (int)no, &b->loc_out, &b->cap_loc_out);
+		ki = b->loc_in;
+		ko = b->loc_out;
+	}
+	b->h_in = ps_localize(jb->in, ki, ni);
+	b->h_out = ps_localize(jb->out, ko, no);
 	if (!b->h_in || !b->h_out)
 		app_die("localize: out of memory");
 }
@@ -1088,6 +1111,8 @@ static void worker(ps_world *w, int tid, void *arg)
 		free(bt[i].tg);
 		free(bt[i].keys_in);
 		free(bt[i].keys_out);
+		free(bt[i].loc_in);
+		free(bt[i].loc_out);
 	}
 	free(ws.map_in);
 	free(ws.map_out);
@@ -1342,6 +1367,9 @@ static void usage(FILE *f)
 		"                        --replicate K), and all other rows in tables without\n"
 		"                        replicas, which --policy localize moves across hosts;\n"
 		"                        not with --replicate or --sampling (0 = none) (0)\n"
+		"  --stay-remote K       --policy localize on several hosts: a row of one of the K\n"
+		"                        most frequent words that another host holds is not\n"
+		"                        localized, but pulled and pushed where it is (0)\n"
 		"  --sampling S          draw the negatives through psmem's sampling (unigram^0.75):\n"
 		"                        naive (exact draws), local (only rows on this node),\n"
 		"                        pool[:U] (pools of n/U rows moved here, each served U\n"
@@ -1421,7 +1449,7 @@ int main(int argc, char **argv)
 			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
 			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_HOT, O_SYNC, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_HOT, O_STAY, O_SYNC, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1431,7 +1459,7 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
-		{"hot-table", 1, 0, O_HOT},
+		{"hot-table", 1, 0, O_HOT},   {"stay-remote", 1, 0, O_STAY},
 		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"checkpoint", 1, 0, O_CKPT},
 		{"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME}, {"help", 0, 0, O_HELP},
 		{"version", 0, 0, APP_OPT_VERSION}, {0, 0, 0, 0}};
@@ -1457,6 +1485,7 @@ int main(int argc, char **argv)
 		case O_REPL: c->replicate = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double(name, optarg, 0, 10000); break;
 		case O_HOT: c->hot = app_opt_long(name, optarg, 0, INT32_MAX); break;
+		case O_STAY: c->stay = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_SAMPLING: app_opt_sampling(name, optarg, &c->smp); break;
 		case O_SAVE: c->save = optarg; break;
 		case O_SYNC: {
@@ -1726,6 +1755,7 @@ int main(int argc, char **argv)
 			app_json_int(j, "relocations", (int64_t)reloc);
 			app_json_int(j, "replicate", c->replicate);
 			app_json_int(j, "hot_table", c->hot);
+			app_json_int(j, "stay_remote", c->stay);
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl / 100.0);
 			app_json_str(j, "sampling", c->smp.name);

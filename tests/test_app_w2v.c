@@ -12,7 +12,8 @@
  * the corpus's words exactly (their per-epoch counts in --json add up to
  * the corpus), reach the 1 host x 2 nodes loss and the planted pairs, and
  * localize moves rows across hosts; with --hot-table the hot words are
- * served by replicas and the others still move.
+ * served by replicas and the others still move; with --stay-remote the
+ * frequent words' rows stay on the host that holds them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -632,7 +633,7 @@ static void test_help(void **state)
 	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
 			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
 			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--version", "--sync", "ssp:S", "(100)", "(5)",
-			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--hot-table", "--sampling", "naive",
+			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--hot-table", "--stay-remote", "--sampling", "naive",
 			      "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
@@ -835,6 +836,38 @@ static void test_two_hosts_hot_table(void **state)
 	}
 }
 
+/*
+ * --stay-remote K on 2 hosts x 1 node, --policy localize: a row of one of
+ * the K most frequent words that the other host holds is not localized.
+ * K = 101, the whole vocabulary: no row moves (one node per host, so no
+ * move within a host either), every access to the other host's rows is
+ * remote, and the hosts still split the words exactly and learn the pairs.
+ * K = 20: the rows of the other 81 words still move.
+ */
+static void test_two_hosts_stay_remote(void **state)
+{
+	(void)state;
+	char save[512], json[512];
+	char *j[2];
+	for (int v = 0; v < 2; v++) {
+		const char *K = v ? "20" : "101";
+		snprintf(save, sizeof save, "%s/stay%s.txt", dir, K);
+		snprintf(json, sizeof json, "%s/stay%s.json", dir, K);
+		const char *extra[] = {"--threads", "1", "--policy", "localize", "--stay-remote", K, "--json", json, NULL};
+		run_two_hosts(save, extra);
+		two_host_counts(json, j);
+		check_planted(save);
+		for (int r = 0; r < 2; r++) {
+			assert_int_equal((int)json_num(j[r], "stay_remote"), atoi(K));
+			if (v == 0)
+				assert_int_equal((long)json_num(j[r], "relocations"), 0);
+			else
+				assert_true(json_num(j[r], "relocations") > 0);
+			free(j[r]);
+		}
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -901,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_sampling_is_repeatable),
 		cmocka_unit_test(test_two_hosts_split_the_words),
 		cmocka_unit_test(test_two_hosts_hot_table),
+		cmocka_unit_test(test_two_hosts_stay_remote),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
