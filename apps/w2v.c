@@ -43,6 +43,16 @@
  * --replicate K: the rows of the K most frequent words (input and output)
  * are replicated on every node (the hot spots: the frequent words are in
  * most windows and most negatives); the rest follows the policy.
+ * --hot-table K: the rows of the K most frequent words (word ids 0..K-1:
+ * the vocabulary is sorted by frequency) live in tables of their own,
+ * every row replicated on every node of every host; the other words' rows
+ * in tables without replicas, which --policy localize moves across hosts
+ * (a table with replicas relocates only within a host).  Each batch's keys
+ * are reordered hot first, so one pull and one push per table remain.
+ * --stay-remote K: on several hosts, localize skips the rows of the K most
+ * frequent words that another host holds (ps_owner): those words are in
+ * every host's batches, and moving them to each host in turn costs more
+ * than the remote pull and push of the batch's keys, which go out at once.
  * --sampling naive|local|pool[:U]: the negatives are drawn by psmem's
  * sampling over the output table's unigram^0.75 distribution (one sampler
  * per batch) instead of the app's own alias table.
