@@ -1537,6 +1537,8 @@ int main(int argc, char **argv)
 		app_die("--checkpoint-every needs --checkpoint FILE");
 	if (c->hot && c->replicate)
 		app_die("--hot-table replicates its tables already; not with --replicate");
+	if (c->stay && c->policy != POL_LOCALIZE)
+		app_die("--stay-remote: only with --policy localize (classic moves no row)");
 	if (c->hot && c->smp.on)
 		app_die("--hot-table: not with --sampling (psmem samples the output table only)");
 	/* an output that cannot be written fails now, not after the training */

@@ -534,6 +534,7 @@ static void test_errors(void **state)
 		     "1", "--hot-table", "4", NULL);
 	expect_error("w2v: --hot-table replicates its tables already; not with --replicate\n", "--train", small,
 		     "--hot-table", "2", "--replicate", "2", NULL);
+	expect_error("w2v: --stay-remote: only with --policy localize", "--train", small, "--stay-remote", "5", NULL);
 	expect_error("w2v: --hot-table: not with --sampling", "--train", small, "--hot-table", "2", "--sampling",
 		     "naive", NULL);
 }
