@@ -43,6 +43,16 @@
  * --replicate K: the rows of the K most frequent words (input and output)
  * are replicated on every node (the hot spots: the frequent words are in
  * most windows and most negatives); the rest follows the policy.
+ * --hot-table K: the rows of the K most frequent words (word ids 0..K-1:
+ * the vocabulary is sorted by frequency) live in tables of their own,
+ * every row replicated on every node of every host; the other words' rows
+ * in tables without replicas, which --policy localize moves across hosts
+ * (a table with replicas relocates only within a host).  Each batch's keys
+ * are reordered hot first, so one pull and one push per table remain.
+ * --stay-remote K: on several hosts, localize skips the rows of the K most
+ * frequent words that another host holds (ps_owner): those words are in
+ * every host's batches, and moving them to each host in turn costs more
+ * than the remote pull and push of the batch's keys, which go out at once.
  * --sampling naive|local|pool[:U]: the negatives are drawn by psmem's
  * sampling over the output table's unigram^0.75 distribution (one sampler
  * per batch) instead of the app's own alias table.
@@ -81,6 +91,8 @@ struct cfg {
 	enum policy policy;
 	uint64_t seed;
 	long replicate;     /* replicate the K most frequent words' rows; 0 = none */
+	long hot;           /* --hot-table K: words 0..K-1 in their own replicated tables */
+	long stay;          /* --stay-remote K: words < K another host holds are not localized */
 	double repl_rate;   /* replica sync rounds per second */
 	const char *sync;       /* NULL: no clocks */
 	int sync_mode, staleness;
@@ -447,8 +459,11 @@ struct batch {
 	size_t ntg;
 	ps_key *keys_in, *keys_out;
 	int nin, nout;
+	int hin, hout;          /* --hot-table: keys_in[0..hin) (keys_out[0..hout)) are hot */
 	size_t cap_kin, cap_kout, cap_shrink, cap_sent, cap_keys_in, cap_tg, cap_out;
 	ps_handle h_in, h_out;  /* localize requests in flight */
+	ps_key *loc_in, *loc_out; /* --stay-remote: the keys localized */
+	size_t cap_loc_in, cap_loc_out;
 	ps_sampler *smp;        /* --sampling pool: serves the negatives at train */
 };
 
@@ -461,6 +476,7 @@ struct job {
 	struct tables T;
 	float *keep;            /* subsampling: keep probability per word */
 	ps_table *in, *out, *M;
+	ps_table *hin, *hout;   /* --hot-table: the hot words' rows (NULL without) */
 	sgns_fn sgns;
 	int dp;                 /* row stride in the cache (dim rounded to 8) */
 	_Atomic uint64_t done;  /* words trained by this node, all epochs */
@@ -508,6 +524,9 @@ struct wstate {
 	uint64_t pairs;
 	int32_t *kept_words;
 	size_t cap_kw;
+	int32_t *perm;                /* --hot-table: old cache row -> new */
+	ps_key *kscratch;             /* --hot-table: the keys before reordering */
+	size_t cap_perm, cap_ks;
 	int tid, nthreads;
 	uint64_t nprep;               /* samplers prepared (their seeds) */
 };
@@ -621,6 +640,33 @@ static void pool_negatives(struct wstate *ws, struct batch *b)
 	finish_sampler(b);
 }
 
+/* --hot-table: reorders the n keys (cache rows) so that the hot ones (word
+ * < K) come first, keeping the order within each part, and renumbers the
+ * rows in r1[0..n1) and r2[0..n2) to match.  Returns the hot keys' count. */
+static int hot_first(struct wstate *ws, ps_key *keys, int n, int32_t *r1, size_t n1, int32_t *r2, size_t n2)
+{
+	const ps_key K = (ps_key)ws->jb->c.hot;
+	int nh = 0;
+	for (int i = 0; i < n; i++)
+		nh += keys[i] < K;
+	if (nh == 0 || nh == n)
+		return nh;
+	ws->perm = xgrow(ws->perm, &ws->cap_perm, (size_t)n, sizeof *ws->perm);
+	ws->kscratch = xgrow(ws->kscratch, &ws->cap_ks, (size_t)n, sizeof *ws->kscratch);
+	int32_t *perm = ws->perm;
+	int h = 0, c = nh;
+	for (int i = 0; i < n; i++)
+		perm[i] = keys[i] < K ? h++ : c++;
+	memcpy(ws->kscratch, keys, (size_t)n * sizeof *keys);
+	for (int i = 0; i < n; i++)
+		keys[perm[i]] = ws->kscratch[i];
+	for (size_t i = 0; i < n1; i++)
+		r1[i] = perm[r1[i]];
+	for (size_t i = 0; i < n2; i++)
+		r2[i] = perm[r2[i]];
+	return nh;
+}
+
 /* Subsamples tokens [lo, hi), draws shrinks and negatives, maps words to
  * cache rows. */
 static void prepare(struct wstate *ws, struct batch *b, size_t lo, size_t hi)
@@ -700,16 +746,42 @@ static void prepare(struct wstate *ws, struct batch *b, size_t lo, size_t hi)
 	if (c->smp.on && K > 0 && b->ntg > 0)
 		sample_negatives(ws, b, &cap_out);
 	b->cap_out = cap_out;
+	b->hin = b->hout = 0;
+	if (jb->hin) {
+		b->hin = hot_first(ws, b->keys_in, b->nin, b->kin, (size_t)b->nkept, NULL, 0);
+		b->hout = hot_first(ws, b->keys_out, b->nout, b->kout, (size_t)b->nkept, b->tg, b->ntg);
+	}
 	for (int i = 0; i < b->nin; i++)
 		ws->map_in[b->keys_in[i]] = -1;
 	for (int i = 0; i < b->nout; i++)
 		ws->map_out[b->keys_out[i]] = -1;
 }
 
+/* --stay-remote K: keys[0..n) less the words < K that another host holds
+ * now, into *out; their count. */
+static size_t stay_filter(ps_table *t, long K, const ps_key *keys, int n, ps_key **out, size_t *cap)
+{
+	*out = xgrow(*out, cap, (size_t)n + 1, sizeof **out);
+	size_t m = 0;
+	for (int i = 0; i < n; i++)
+		if (keys[i] >= (ps_key)K || ps_owner(t, keys[i]) != -EREMOTE)
+			(*out)[m++] = keys[i];
+	return m;
+}
+
 static void localize_start(struct job *jb, struct batch *b)
 {
-	b->h_in = ps_localize(jb->in, b->keys_in, (size_t)b->nin);
-	b->h_out = ps_localize(jb->out, b->keys_out, (size_t)b->nout);
+	/* --hot-table: the hot rows are replicated; only the others move */
+	const ps_key *ki = b->keys_in + b->hin, *ko = b->keys_out + b->hout;
+	size_t ni = (size_t)(b->nin - b->hin), no = (size_t)(b->nout - b->hout);
+	if (jb->c.stay && jb->hosts > 1) {
+		ni = stay_filter(jb->in, jb->c.stay, ki, (int)ni, &b->loc_in, &b->cap_loc_in);
+		no = stay_filter(jb->out, jb->c.stay, ko, (int)no, &b->loc_out, &b->cap_loc_out);
+		ki = b->loc_in;
+		ko = b->loc_out;
+	}
+	b->h_in = ps_localize(jb->in, ki, ni);
+	b->h_out = ps_localize(jb->out, ko, no);
 	if (!b->h_in || !b->h_out)
 		app_die("localize: out of memory");
 }
@@ -719,6 +791,27 @@ static void localize_wait(struct batch *b)
 	int r1 = ps_wait(b->h_in), r2 = ps_wait(b->h_out);
 	if (r1 || r2)
 		die_ps("localize", r1 ? r1 : r2);
+}
+
+/* keys[0..nh) from the hot table (--hot-table), keys[nh..n) from t. */
+static int pull_split(ps_table *hot, ps_table *t, const ps_key *keys, int nh, int n, float *v, int dim)
+{
+	int rc = 0;
+	if (nh > 0)
+		rc = ps_pull_sync(hot, keys, (size_t)nh, v);
+	if (!rc && n > nh)
+		rc = ps_pull_sync(t, keys + nh, (size_t)(n - nh), v + (size_t)nh * (size_t)dim);
+	return rc;
+}
+
+static int push_split(ps_table *hot, ps_table *t, const ps_key *keys, int nh, int n, const float *v, int dim)
+{
+	int rc = 0;
+	if (nh > 0)
+		rc = ps_push_sync(hot, keys, (size_t)nh, v);
+	if (!rc && n > nh)
+		rc = ps_push_sync(t, keys + nh, (size_t)(n - nh), v + (size_t)nh * (size_t)dim);
+	return rc;
 }
 
 /* Pulls, trains, pushes one prepared batch. */
@@ -732,9 +825,9 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 	ws->cout = grow_aligned(ws->cout, &ws->cap_cout, (size_t)b->nout * (size_t)dp);
 	if (b->smp)
 		pool_negatives(ws, b);
-	int rc = ps_pull_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	int rc = pull_split(jb->hin, jb->in, b->keys_in, b->hin, b->nin, ws->pin, dim);
 	if (!rc)
-		rc = ps_pull_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
+		rc = pull_split(jb->hout, jb->out, b->keys_out, b->hout, b->nout, ws->pout, dim);
 	if (rc)
 		die_ps("pull", rc);
 	for (int r = 0; r < b->nin; r++) {
@@ -788,9 +881,9 @@ static void train(struct wstate *ws, struct batch *b, float alpha)
 		for (int j = 0; j < dim; j++)
 			p[j] = d[j] - p[j];
 	}
-	rc = ps_push_sync(jb->in, b->keys_in, (size_t)b->nin, ws->pin);
+	rc = push_split(jb->hin, jb->in, b->keys_in, b->hin, b->nin, ws->pin, dim);
 	if (!rc)
-		rc = ps_push_sync(jb->out, b->keys_out, (size_t)b->nout, ws->pout);
+		rc = push_split(jb->hout, jb->out, b->keys_out, b->hout, b->nout, ws->pout, dim);
 	if (rc)
 		die_ps("push", rc);
 }
@@ -991,9 +1084,10 @@ static void worker(ps_world *w, int tid, void *arg)
 	/* every node's replica deltas merged: one ps_sync round on one host;
 	 * across hosts a ps_sync covers only its host, so two rounds, each on
 	 * every host (psmem.h, ps_sync) */
-	for (int round = 0; c->replicate && !diverged && round < (jb->hosts > 1 ? 2 : 1); round++) {
+	for (int round = 0; (c->replicate || c->hot) && !diverged && round < (jb->hosts > 1 ? 2 : 1); round++) {
 		int rc;
-		if (show && ((rc = ps_sync(jb->in)) != 0 || (rc = ps_sync(jb->out)) != 0))
+		ps_table *ti = jb->hin ? jb->hin : jb->in, *to = jb->hout ? jb->hout : jb->out;
+		if (show && ((rc = ps_sync(ti)) != 0 || (rc = ps_sync(to)) != 0))
 			die_ps("ps_sync", rc);
 		if ((rc = ps_barrier(w)) != 0)
 			die_ps("barrier", rc);
@@ -1007,7 +1101,11 @@ static void worker(ps_world *w, int tid, void *arg)
 			int64_t n = jb->cp.V - v0 < CH ? jb->cp.V - v0 : CH;
 			for (int64_t i = 0; i < n; i++)
 				keys[i] = (ps_key)(v0 + i);
-			int rc = ps_pull_sync(jb->in, keys, (size_t)n, jb->vectors + (size_t)v0 * (size_t)c->dim);
+			int64_t nh = 0; /* --hot-table: words < K from the hot table */
+			while (nh < n && v0 + nh < c->hot)
+				nh++;
+			int rc = pull_split(jb->hin, jb->in, keys, (int)nh, (int)n,
+					    jb->vectors + (size_t)v0 * (size_t)c->dim, c->dim);
 			if (rc)
 				die_ps("pull vectors", rc);
 		}
@@ -1023,9 +1121,13 @@ static void worker(ps_world *w, int tid, void *arg)
 		free(bt[i].tg);
 		free(bt[i].keys_in);
 		free(bt[i].keys_out);
+		free(bt[i].loc_in);
+		free(bt[i].loc_out);
 	}
 	free(ws.map_in);
 	free(ws.map_out);
+	free(ws.perm);
+	free(ws.kscratch);
 	free(ws.cin);
 	free(ws.cout);
 	free(ws.pin);
@@ -1270,6 +1372,14 @@ static void usage(FILE *f)
 		"  --replicate K         replicate the rows of the K most frequent words on every\n"
 		"                        node (hot-spot replication; 0 = none) (0)\n"
 		"  --repl-rate HZ        replica sync rounds per second per node (20)\n"
+		"  --hot-table K         keep the rows of the K most frequent words in tables of\n"
+		"                        their own, replicated on every node of every host (as\n"
+		"                        --replicate K), and all other rows in tables without\n"
+		"                        replicas, which --policy localize moves across hosts;\n"
+		"                        not with --replicate or --sampling (0 = none) (0)\n"
+		"  --stay-remote K       --policy localize on several hosts: a row of one of the K\n"
+		"                        most frequent words that another host holds is not\n"
+		"                        localized, but pulled and pushed where it is (0)\n"
 		"  --sampling S          draw the negatives through psmem's sampling (unigram^0.75):\n"
 		"                        naive (exact draws), local (only rows on this node),\n"
 		"                        pool[:U] (pools of n/U rows moved here, each served U\n"
@@ -1349,7 +1459,7 @@ int main(int argc, char **argv)
 			  .sample = 1e-4, .lr = 0.025, .policy = POL_CLASSIC, .seed = 1,
 			  .repl_rate = 20};
 	enum { O_TRAIN = 256, O_EVAL, O_DIM, O_WINDOW, O_NEG, O_SAMPLE, O_MINC, O_EPOCHS, O_LR, O_THREADS,
-	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_SYNC, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME, O_HELP };
+	       O_POLICY, O_BATCH, O_SEED, O_JSON, O_SAVE, O_SAVEFMT, O_REPL, O_REPL_RATE, O_HOT, O_STAY, O_SYNC, O_SAMPLING, O_CKPT, O_CKPT_EVERY, O_RESUME, O_HELP };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN},     {"eval-analogy", 1, 0, O_EVAL}, {"dim", 1, 0, O_DIM},
 		{"size", 1, 0, O_DIM},        {"window", 1, 0, O_WINDOW},     {"neg", 1, 0, O_NEG},
@@ -1359,6 +1469,7 @@ int main(int argc, char **argv)
 		{"batch", 1, 0, O_BATCH},     {"seed", 1, 0, O_SEED},         {"json", 1, 0, O_JSON},
 		{"save", 1, 0, O_SAVE},       {"output", 1, 0, O_SAVE},       {"save-format", 1, 0, O_SAVEFMT},
 		{"replicate", 1, 0, O_REPL},  {"repl-rate", 1, 0, O_REPL_RATE},
+		{"hot-table", 1, 0, O_HOT},   {"stay-remote", 1, 0, O_STAY},
 		{"sync", 1, 0, O_SYNC}, {"sampling", 1, 0, O_SAMPLING}, {"checkpoint", 1, 0, O_CKPT},
 		{"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME}, {"help", 0, 0, O_HELP},
 		{"version", 0, 0, APP_OPT_VERSION}, {0, 0, 0, 0}};
@@ -1383,6 +1494,8 @@ int main(int argc, char **argv)
 		case O_JSON: c->json = optarg; break;
 		case O_REPL: c->replicate = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_REPL_RATE: c->repl_rate = app_opt_double(name, optarg, 0, 10000); break;
+		case O_HOT: c->hot = app_opt_long(name, optarg, 0, INT32_MAX); break;
+		case O_STAY: c->stay = app_opt_long(name, optarg, 0, INT32_MAX); break;
 		case O_SAMPLING: app_opt_sampling(name, optarg, &c->smp); break;
 		case O_SAVE: c->save = optarg; break;
 		case O_SYNC: {
@@ -1422,6 +1535,12 @@ int main(int argc, char **argv)
 		app_die("--train FILE is required (see --help)");
 	if (c->ckpt_every && !c->ckpt)
 		app_die("--checkpoint-every needs --checkpoint FILE");
+	if (c->hot && c->replicate)
+		app_die("--hot-table replicates its tables already; not with --replicate");
+	if (c->stay && c->policy != POL_LOCALIZE)
+		app_die("--stay-remote: only with --policy localize (classic moves no row)");
+	if (c->hot && c->smp.on)
+		app_die("--hot-table: not with --sampling (psmem samples the output table only)");
 	/* an output that cannot be written fails now, not after the training */
 	app_check_writable("--json", c->json);
 	app_check_writable("--save", c->save);
@@ -1452,12 +1571,15 @@ int main(int argc, char **argv)
 	double t0 = app_now();
 	load_corpus(c, &jb.cp);
 	double t_load = app_now() - t0;
+	char hot_note[48] = "";
+	if (c->hot)
+		snprintf(hot_note, sizeof hot_note, ", hot table %ld", c->hot);
 	if (me == 0)
 		printf("w2v: %s: %llu words, vocabulary %lld (min-count %d), loaded in %.1f s; %d node%s x %d thread%s%s, "
-		       "policy %s, replicate %ld, sampling %s%s%s\n",
+		       "policy %s, replicate %ld%s, sampling %s%s%s\n",
 		       c->train, (unsigned long long)jb.cp.words, (long long)jb.cp.V, c->min_count, t_load, N,
 		       N > 1 ? "s" : "", T, T > 1 ? "s" : "", hosts_note, c->policy == POL_CLASSIC ? "classic" : "localize",
-		       c->replicate, c->smp.name, c->sync ? ", sync " : "", c->sync ? c->sync : "");
+		       c->replicate, hot_note, c->smp.name, c->sync ? ", sync " : "", c->sync ? c->sync : "");
 	fflush(stdout);
 	if (!c->smp.on)
 		alias_build(&jb.al, jb.cp.count, jb.cp.V);
@@ -1520,6 +1642,29 @@ int main(int argc, char **argv)
 	jb.out = ps_table_create(w, &to, &err);
 	if (!jb.out)
 		app_die("cannot create the output vectors: %s", ps_strerror(err));
+	if (c->hot) { /* --hot-table: words 0..K-1 (the vocabulary is sorted by
+		       * frequency), keys of their own tables, replicated */
+		if (c->hot > jb.cp.V)
+			app_die("--hot-table: %ld words, but the vocabulary has only %lld", c->hot,
+				(long long)jb.cp.V);
+		ps_table_opts th;
+		ps_table_opts_init(&th, (uint64_t)c->hot, (uint32_t)c->dim);
+		th.init = PS_INIT_UNIFORM;
+		th.init_a = 0.5f / (float)c->dim;
+		th.seed = c->seed + 1;
+		th.placement = PS_PLACE_HASH;
+		th.flags = to.flags;
+		th.repl_max = (uint32_t)c->hot;
+		th.repl_rate = c->repl_rate;
+		jb.hin = ps_table_create(w, &th, &err);
+		if (!jb.hin)
+			app_die("cannot create the hot input vectors: %s", ps_strerror(err));
+		th.init = PS_INIT_ZERO;
+		th.init_a = 0;
+		jb.hout = ps_table_create(w, &th, &err);
+		if (!jb.hout)
+			app_die("cannot create the hot output vectors: %s", ps_strerror(err));
+	}
 	if (c->smp.on) { /* the negatives' distribution: unigram^0.75, as word2vec */
 		double *wt = malloc((size_t)jb.cp.V * sizeof *wt);
 		if (!wt)
@@ -1549,6 +1694,10 @@ int main(int argc, char **argv)
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
 		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
 		app_replicate_top(jb.out, jb.cp.count, c->replicate, "frequent words");
+	}
+	if (c->hot && me == 0) { /* every hot row replicated on every node */
+		app_replicate_top(jb.hin, jb.cp.count, c->hot, "hot words");
+		app_replicate_top(jb.hout, jb.cp.count, c->hot, "hot words");
 	}
 
 	jb.t_start = app_now();
@@ -1617,6 +1766,8 @@ int main(int argc, char **argv)
 			app_json_num(j, "local_percent", local);
 			app_json_int(j, "relocations", (int64_t)reloc);
 			app_json_int(j, "replicate", c->replicate);
+			app_json_int(j, "hot_table", c->hot);
+			app_json_int(j, "stay_remote", c->stay);
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl / 100.0);
 			app_json_str(j, "sampling", c->smp.name);

@@ -11,7 +11,9 @@
  * hosts x 1 node (two psruns on loopback, tests/hosts.h) the hosts split
  * the corpus's words exactly (their per-epoch counts in --json add up to
  * the corpus), reach the 1 host x 2 nodes loss and the planted pairs, and
- * localize moves rows across hosts.
+ * localize moves rows across hosts; with --hot-table the hot words are
+ * served by replicas and the others still move; with --stay-remote the
+ * frequent words' rows stay on the host that holds them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -528,6 +530,13 @@ static void test_errors(void **state)
 		     NULL);
 	expect_error("w2v: --repl-rate: 'often' is not a valid number\n", "--train", small, "--repl-rate", "often",
 		     NULL);
+	expect_error("w2v: --hot-table: 4 words, but the vocabulary has only 3\n", "--train", small, "--min-count",
+		     "1", "--hot-table", "4", NULL);
+	expect_error("w2v: --hot-table replicates its tables already; not with --replicate\n", "--train", small,
+		     "--hot-table", "2", "--replicate", "2", NULL);
+	expect_error("w2v: --stay-remote: only with --policy localize", "--train", small, "--stay-remote", "5", NULL);
+	expect_error("w2v: --hot-table: not with --sampling", "--train", small, "--hot-table", "2", "--sampling",
+		     "naive", NULL);
 }
 
 /* A corpus of one word per line (a word list) has no neighbours to learn
@@ -625,7 +634,7 @@ static void test_help(void **state)
 	const char *opts[] = {"--train", "--eval-analogy", "--dim", "--window", "--neg", "--sample", "--min-count",
 			      "--epochs", "-iter", "--lr", "--threads", "--policy", "classic", "localize", "--batch",
 			      "--seed", "--json", "--save", "--save-format", "binary", "--help", "--version", "--sync", "ssp:S", "(100)", "(5)",
-			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--sampling", "naive",
+			      "(1e-4)", "(0.025)", "(40000)", "--replicate", "--repl-rate", "(20)", "--hot-table", "--stay-remote", "--sampling", "naive",
 			      "local", "pool[:U]"};
 	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
 		if (!strstr(res.out, opts[i]))
@@ -780,6 +789,86 @@ static void test_two_hosts_split_the_words(void **state)
 	}
 }
 
+/*
+ * --hot-table K on 2 hosts x 1 node, --policy localize: the K most frequent
+ * words in replicated tables of their own, the others localized across
+ * hosts.  K = 20 (the 5 noise words and 15 context words; the planted
+ * a_i, b_i are not hot): the hosts split the words exactly, the rows
+ * that are not hot still move (relocations), replicas served the hot
+ * words (repl_share), the pairs are learnt.  K = 101, the whole
+ * vocabulary: nothing moves, every access is a replica's, and the saved
+ * vectors (host 0 reads the hot rows from the hot table) still hold the
+ * planted pairs - a vector read from the unused rows of the other table
+ * would be the random initial one.
+ */
+static void test_two_hosts_hot_table(void **state)
+{
+	(void)state;
+	char save[512], json[512], q[512];
+	snprintf(q, sizeof q, "%s", path_of("questions.txt"));
+	char *j[2];
+	for (int v = 0; v < 2; v++) {
+		const char *K = v ? "101" : "20";
+		snprintf(save, sizeof save, "%s/hot%s.txt", dir, K);
+		snprintf(json, sizeof json, "%s/hot%s.json", dir, K);
+		const char *extra[] = {"--threads", "1", "--policy", "localize", "--hot-table", K, "--json", json,
+				       "--eval-analogy", q, NULL};
+		run_two_hosts(save, extra);
+		assert_non_null(strstr(res.out, ", hot table "));
+		two_host_counts(json, j);
+		double acc = json_num(j[0], "analogy_accuracy");
+		print_message("--hot-table %s: analogy %.1f%%, final loss %.4f\n", K, acc, final_loss(res.out));
+		if (!(acc >= 50))
+			fail_msg("--hot-table %s: analogy accuracy %.1f%% on planted pairs", K, acc);
+		check_planted(save);
+		for (int r = 0; r < 2; r++) {
+			assert_int_equal((int)json_num(j[r], "hot_table"), atoi(K));
+			double share = json_num(j[r], "repl_share");
+			print_message("host %d: %.1f%% of the accesses by replicas\n", r, 100 * share);
+			if (v == 0) {
+				assert_true(json_num(j[r], "relocations") > 0);
+				assert_true(share > 0.05 && share < 0.95);
+			} else {
+				assert_int_equal((long)json_num(j[r], "relocations"), 0);
+				assert_true(share > 0.99);
+			}
+			free(j[r]);
+		}
+	}
+}
+
+/*
+ * --stay-remote K on 2 hosts x 1 node, --policy localize: a row of one of
+ * the K most frequent words that the other host holds is not localized.
+ * K = 101, the whole vocabulary: no row moves (one node per host, so no
+ * move within a host either), every access to the other host's rows is
+ * remote, and the hosts still split the words exactly and learn the pairs.
+ * K = 20: the rows of the other 81 words still move.
+ */
+static void test_two_hosts_stay_remote(void **state)
+{
+	(void)state;
+	char save[512], json[512];
+	char *j[2];
+	for (int v = 0; v < 2; v++) {
+		const char *K = v ? "20" : "101";
+		snprintf(save, sizeof save, "%s/stay%s.txt", dir, K);
+		snprintf(json, sizeof json, "%s/stay%s.json", dir, K);
+		const char *extra[] = {"--threads", "1", "--policy", "localize", "--stay-remote", K, "--json", json, NULL};
+		run_two_hosts(save, extra);
+		two_host_counts(json, j);
+		check_planted(save);
+		for (int r = 0; r < 2; r++) {
+			assert_int_equal((int)json_num(j[r], "stay_remote"), atoi(K));
+			if (v == 0)
+				assert_int_equal((long)json_num(j[r], "relocations"), 0);
+			else
+				assert_true(json_num(j[r], "relocations") > 0);
+			free(j[r]);
+		}
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -845,6 +934,8 @@ int main(void)
 		cmocka_unit_test(test_two_nodes_replicate_sampling_pool),
 		cmocka_unit_test(test_sampling_is_repeatable),
 		cmocka_unit_test(test_two_hosts_split_the_words),
+		cmocka_unit_test(test_two_hosts_hot_table),
+		cmocka_unit_test(test_two_hosts_stay_remote),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
