@@ -180,6 +180,20 @@ void app_json_int_rows(app_json *j, const char *key, const int64_t *v, size_t ro
 /* Writes the object to path (atomically: temp file + rename); dies on error.
  * path "-" writes to stdout.  Frees j. */
 void app_json_write(app_json *j, const char *path);
+/* --json FILE on several hosts: host 0 writes FILE, host R > 0 FILE.hostR
+ * (as checkpoints do: hosts may share a file system); "-" is stdout on
+ * every host.  Frees j. */
+void app_json_write_host(app_json *j, const char *path, int host);
+/*
+ * The work split in a summary: this host's place in the job and the items
+ * ("triples", "words") its nodes trained: "<what>_per_epoch" (in the last
+ * epoch of this run), "<what>_trained" (in all its epochs), per node of
+ * this host "<what>_per_epoch_nodeN" (N its node id), and the whole job's
+ * "job_<what>_per_epoch" (every node of every host).  last[] and all[] are
+ * indexed by app node (app_gnode), hosts * nodes of them.
+ */
+void app_json_split(app_json *j, const char *what, int host, int hosts, int nodes, const uint64_t *last,
+		    const uint64_t *all);
 
 /* -------------------------------------------------------------- ratings */
 

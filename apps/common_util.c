@@ -323,3 +323,42 @@ void app_json_write(app_json *j, const char *path)
 	free(j->buf);
 	free(j);
 }
+
+void app_json_write_host(app_json *j, const char *path, int host)
+{
+	if (host == 0 || strcmp(path, "-") == 0) {
+		app_json_write(j, path);
+		return;
+	}
+	size_t plen = strlen(path) + 32;
+	char *p = malloc(plen);
+	if (!p)
+		app_die("out of memory");
+	snprintf(p, plen, "%s.host%d", path, host);
+	app_json_write(j, p);
+	free(p);
+}
+
+void app_json_split(app_json *j, const char *what, int host, int hosts, int nodes, const uint64_t *last,
+		    const uint64_t *all)
+{
+	app_json_int(j, "host", host);
+	app_json_int(j, "hosts", hosts);
+	uint64_t mine = 0, every = 0, job = 0;
+	char key[64];
+	for (int n = 0; n < hosts * nodes; n++) {
+		job += last[n];
+		if (n / nodes != host)
+			continue;
+		mine += last[n];
+		every += all[n];
+		snprintf(key, sizeof key, "%s_per_epoch_node%d", what, n % nodes);
+		app_json_int(j, key, (int64_t)last[n]);
+	}
+	snprintf(key, sizeof key, "%s_per_epoch", what);
+	app_json_int(j, key, (int64_t)mine);
+	snprintf(key, sizeof key, "%s_trained", what);
+	app_json_int(j, key, (int64_t)every);
+	snprintf(key, sizeof key, "job_%s_per_epoch", what);
+	app_json_int(j, key, (int64_t)job);
+}

@@ -1212,53 +1212,6 @@ static void save_model(const struct job *jb, const char *path)
 	free(tmp);
 }
 
-/* ---------------------------------------------------------------- JSON */
-
-/*
- * The work split in the summary: this host's place in the job and the
- * triples its nodes trained ("triples_per_epoch": in the last epoch of
- * this run; "triples_trained": in all its epochs; per node of this host
- * "triples_per_epoch_nodeN", N its node id), and the whole job's
- * ("job_triples_per_epoch", every node of every host).  Each triple is
- * trained once per epoch, so the hosts' triples_per_epoch add up to
- * train_triples.
- */
-static void json_counts(const struct job *jb, app_json *j)
-{
-	app_json_int(j, "host", jb->host);
-	app_json_int(j, "hosts", jb->hosts);
-	app_json_int(j, "train_triples", (int64_t)jb->ntrain);
-	uint64_t last = 0, all = 0, job = 0;
-	for (int n = 0; n < jb->gnodes; n++) {
-		job += jb->trained_last[n];
-		if (n / jb->nodes != jb->host)
-			continue;
-		last += jb->trained_last[n];
-		all += jb->trained_all[n];
-		char key[48];
-		snprintf(key, sizeof key, "triples_per_epoch_node%d", n % jb->nodes);
-		app_json_int(j, key, (int64_t)jb->trained_last[n]);
-	}
-	app_json_int(j, "triples_per_epoch", (int64_t)last);
-	app_json_int(j, "triples_trained", (int64_t)all);
-	app_json_int(j, "job_triples_per_epoch", (int64_t)job);
-}
-
-/* --json FILE: host 0 writes FILE, host R > 0 FILE.hostR (as checkpoints
- * do: hosts may share a file system); "-" is stdout on every host. */
-static void json_write_host(app_json *j, const char *path, int host)
-{
-	if (host == 0 || strcmp(path, "-") == 0) {
-		app_json_write(j, path);
-		return;
-	}
-	size_t plen = strlen(path) + 32;
-	char *p = xcalloc(plen, 1);
-	snprintf(p, plen, "%s.host%d", path, host);
-	app_json_write(j, p);
-	free(p);
-}
-
 /* ---------------------------------------------------------------- main */
 
 static void usage(FILE *f)
@@ -1624,8 +1577,9 @@ int main(int argc, char **argv)
 			app_json_num(j, "train_cpu_seconds", jb->train_cpu);
 			app_json_int(j, "samples", (int64_t)nst.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
-			json_counts(jb, j);
-			json_write_host(j, o->json, jb->host);
+			app_json_int(j, "train_triples", (int64_t)jb->ntrain);
+			app_json_split(j, "triples", jb->host, jb->hosts, jb->nodes, jb->trained_last, jb->trained_all);
+			app_json_write_host(j, o->json, jb->host);
 		}
 		if (o->save && jb->gnode == 0) /* one copy of the model: host 0's */
 			save_model(jb, o->save);

@@ -1402,54 +1402,6 @@ static void usage(FILE *f)
 		"restart): use --checkpoint-every and --resume.\n");
 }
 
-/* ----------------------------------------------------------------- JSON */
-
-/*
- * The work split in the summary: this host's place in the job and the
- * words its nodes trained ("words_per_epoch": in the last epoch of this
- * run; "words_trained": in all its epochs; per node of this host
- * "words_per_epoch_nodeN", N its node id), and the whole job's
- * ("job_words_per_epoch", every node of every host).  Each word of the
- * corpus is trained once per epoch, so the hosts' words_per_epoch add up
- * to "words".  (Words: the in-vocabulary tokens read, before subsampling.)
- */
-static void json_counts(const struct job *jb, app_json *j)
-{
-	app_json_int(j, "host", jb->host);
-	app_json_int(j, "hosts", jb->hosts);
-	uint64_t last = 0, all = 0, job = 0;
-	for (int n = 0; n < jb->gnodes; n++) {
-		job += jb->trained_last[n];
-		if (n / jb->nodes != jb->host)
-			continue;
-		last += jb->trained_last[n];
-		all += jb->trained_all[n];
-		char key[48];
-		snprintf(key, sizeof key, "words_per_epoch_node%d", n % jb->nodes);
-		app_json_int(j, key, (int64_t)jb->trained_last[n]);
-	}
-	app_json_int(j, "words_per_epoch", (int64_t)last);
-	app_json_int(j, "words_trained", (int64_t)all);
-	app_json_int(j, "job_words_per_epoch", (int64_t)job);
-}
-
-/* --json FILE: host 0 writes FILE, host R > 0 FILE.hostR (as checkpoints
- * do: hosts may share a file system); "-" is stdout on every host. */
-static void json_write_host(app_json *j, const char *path, int host)
-{
-	if (host == 0 || strcmp(path, "-") == 0) {
-		app_json_write(j, path);
-		return;
-	}
-	size_t plen = strlen(path) + 32;
-	char *p = malloc(plen);
-	if (!p)
-		app_die("out of memory");
-	snprintf(p, plen, "%s.host%d", path, host);
-	app_json_write(j, p);
-	free(p);
-}
-
 int main(int argc, char **argv)
 {
 	app_init("w2v");
@@ -1774,8 +1726,8 @@ int main(int argc, char **argv)
 			app_json_num(j, "train_cpu_seconds", jb.cpu_end - jb.cpu_start);
 			app_json_int(j, "samples", (int64_t)st.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)st.sample_fallbacks);
-			json_counts(&jb, j);
-			json_write_host(j, c->json, jb.host);
+			app_json_split(j, "words", jb.host, jb.hosts, jb.nodes, jb.trained_last, jb.trained_all);
+			app_json_write_host(j, c->json, jb.host);
 		}
 	}
 	ps_dist_free(jb.negd); /* its workers are done */
