@@ -238,16 +238,16 @@ static int node_full_main(void)
 	return bad ? 3 : 0;
 }
 
-static void test_move_across_hosts_into_a_full_pool_waits_for_freed_slots(void **state)
+/* Runs 2 hosts of 1 node each of `mh_self flag` with env var=val set (for
+ * psrun to pass on), shows any host that failed, then asserts that each
+ * exited 0 and printed "host <r>: <ok>". */
+static void run_two_hosts(const char *flag, const char *var, const char *val, const char *ok,
+			  struct mh_proc p[2])
 {
-	(void)state;
-	struct seg_snapshot segs;
-	seg_snapshot(&segs);
-	const char *prog[] = {mh_self, "--node-full", NULL};
-	struct mh_proc p[2];
-	setenv("PSMEM_DEBUG_HOLD_RECLAIM", "1", 1);
+	const char *prog[] = {mh_self, flag, NULL};
+	setenv(var, val, 1);
 	mh_run_hosts(2, 1, prog, p, 90);
-	unsetenv("PSMEM_DEBUG_HOLD_RECLAIM");
+	unsetenv(var);
 	for (int r = 0; r < 2; r++) {
 		char name[16];
 		snprintf(name, sizeof name, "host %d", r);
@@ -256,10 +256,19 @@ static void test_move_across_hosts_into_a_full_pool_waits_for_freed_slots(void *
 	}
 	for (int r = 0; r < 2; r++) {
 		assert_int_equal(p[r].status, 0);
-		char ok[32];
-		snprintf(ok, sizeof ok, "host %d: full move ok", r);
-		assert_non_null(strstr(mh_slurp(p[r].out), ok));
+		char want[48];
+		snprintf(want, sizeof want, "host %d: %s", r, ok);
+		assert_non_null(strstr(mh_slurp(p[r].out), want));
 	}
+}
+
+static void test_move_across_hosts_into_a_full_pool_waits_for_freed_slots(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc p[2];
+	run_two_hosts("--node-full", "PSMEM_DEBUG_HOLD_RECLAIM", "1", "full move ok", p);
 	mh_assert_clean(&segs);
 }
 
@@ -268,23 +277,9 @@ static void test_failed_move_across_hosts_leaves_every_key_where_it_was(void **s
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	const char *prog[] = {mh_self, "--node", NULL};
 	struct mh_proc p[2];
-	setenv("PSMEM_DEBUG_MOVE_FAIL", "0", 1); /* host 0's first move */
-	mh_run_hosts(2, 1, prog, p, 90);
-	unsetenv("PSMEM_DEBUG_MOVE_FAIL");
-	for (int r = 0; r < 2; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
-	for (int r = 0; r < 2; r++) {
-		assert_int_equal(p[r].status, 0);
-		char ok[32];
-		snprintf(ok, sizeof ok, "host %d: move ok", r);
-		assert_non_null(strstr(mh_slurp(p[r].out), ok));
-	}
+	/* "0": host 0's first move fails */
+	run_two_hosts("--node", "PSMEM_DEBUG_MOVE_FAIL", "0", "move ok", p);
 	assert_non_null(strstr(mh_slurp(p[0].out), "host 0: failed move: "));
 	mh_assert_clean(&segs);
 }
