@@ -672,14 +672,8 @@ static void run_two_hosts(const char *save, const char *const *extra)
 static char *host_json(const char *path, int r)
 {
 	char p[600];
-	if (r)
-		snprintf(p, sizeof p, "%s.host%d", path, r);
-	else
-		snprintf(p, sizeof p, "%s", path);
-	if (access(p, R_OK) != 0)
-		fail_msg("host %d wrote no %s", r, p);
 	long len;
-	return slurp(p, &len);
+	return slurp(host_file(p, sizeof p, path, r), &len);
 }
 
 /*
