@@ -33,6 +33,8 @@ int mh_finish(struct mh_proc *p, double timeout_s);
 /* A file's text (one of 4 rotating static buffers, 64 KiB). */
 char *mh_slurp(const char *path);
 void mh_show(const struct mh_proc *p, const char *name);
+/* mh_show of each of the H hosts p[0..H) that exited non-zero, as "host r". */
+void mh_show_failed(int hosts, const struct mh_proc *p);
 /* A port that was free a moment ago (the kernel's choice). */
 unsigned mh_free_port(void);
 int mh_setup(void **state);    /* temp dir and a job token */

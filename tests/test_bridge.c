@@ -404,12 +404,7 @@ static void storm_hosts(int hosts, const char *const args[])
 	struct mh_proc p[3];
 	long guests = 0;
 	mh_run_hosts(hosts, 2, prog, p, 90);
-	for (int r = 0; r < hosts; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(hosts, p);
 	for (int r = 0; r < hosts; r++) {
 		assert_int_equal(p[r].status, 0);
 		char want[64];

@@ -275,9 +275,7 @@ static void run2(const char *const pre[], const char *const args[], char *const 
 
 static void expect_ok(struct mh_proc p[2])
 {
-	for (int r = 0; r < 2; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], r ? "host 1" : "host 0");
+	mh_show_failed(2, p);
 	assert_int_equal(p[0].status, 0);
 	assert_int_equal(p[1].status, 0);
 }

@@ -397,12 +397,7 @@ static int node_main(int argc, char **argv)
 
 static void show_failed(int hosts, const struct mh_proc *p)
 {
-	for (int r = 0; r < hosts; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(hosts, p);
 }
 
 /* H hosts x 2 nodes x threads: every node reports max gap s exactly. */

@@ -248,12 +248,7 @@ static void run_two_hosts(const char *flag, const char *var, const char *val, co
 	setenv(var, val, 1);
 	mh_run_hosts(2, 1, prog, p, 90);
 	unsetenv(var);
-	for (int r = 0; r < 2; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(2, p);
 	for (int r = 0; r < 2; r++) {
 		assert_int_equal(p[r].status, 0);
 		char want[48];
