@@ -78,35 +78,52 @@ static void check(ps_table *t, const char *when, int holder, double limit)
 	}
 }
 
-static int node_main(void)
+enum { FULL_SLOTS = 12 };
+
+/* A node's start: its world (*w), the NK-key table (full: FULL_SLOTS slots
+ * per node), host 0 pushing want() to every key, a barrier; NULL after
+ * saying on stderr what failed. */
+static ps_table *node_start(ps_world **w, bool full)
 {
 	int err;
-	ps_world *w = ps_init(&err);
-	if (!w) {
+	*w = ps_init(&err);
+	if (!*w) {
 		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
-		return 1;
+		return NULL;
 	}
 	ps_table_opts o;
 	ps_table_opts_init(&o, NK, LEN);
-	ps_table *t = ps_table_create(w, &o, &err);
+	if (full)
+		o.slots_per_node = FULL_SLOTS;
+	ps_table *t = ps_table_create(*w, &o, &err);
 	if (!t) {
 		fprintf(stderr, "table: %s\n", ps_strerror(err));
-		return 1;
+		return NULL;
 	}
-	int host = ps_host_id(w);
-	ps_key all[NK], mv[NMOVE];
+	ps_key all[NK];
 	float v[NK * LEN];
 	for (int i = 0; i < NK; i++) {
 		all[i] = (ps_key)i;
 		for (int j = 0; j < LEN; j++)
 			v[i * LEN + j] = want((ps_key)i, j);
 	}
+	if (ps_host_id(*w) == 0 && ps_push_sync(t, all, NK, v))
+		node_fail("initial push failed\n");
+	if (ps_barrier(*w))
+		node_fail("barrier failed\n");
+	return t;
+}
+
+static int node_main(void)
+{
+	ps_world *w;
+	ps_table *t = node_start(&w, false);
+	if (!t)
+		return 1;
+	int host = ps_host_id(w);
+	ps_key mv[NMOVE];
 	for (int i = 0; i < NMOVE; i++)
 		mv[i] = (ps_key)i;
-	if (host == 0 && ps_push_sync(t, all, NK, v))
-		node_fail("initial push failed\n");
-	if (ps_barrier(w))
-		node_fail("barrier failed\n");
 	if (host == 1 && ps_localize_sync(t, mv, NMOVE))
 		node_fail("host 1: localize failed\n");
 	if (ps_barrier(w))
@@ -144,8 +161,6 @@ static int node_main(void)
 	return bad ? 3 : 0;
 }
 
-enum { FULL_SLOTS = 12 };
-
 /* Pulls every key from this host: exact values; keys lo..hi-1 held by
  * host `holder`. */
 static void check_all(ps_table *t, const char *when, ps_key lo, ps_key hi, int holder)
@@ -178,32 +193,11 @@ static int move(ps_table *t, ps_key lo, ps_key hi)
 
 static int node_full_main(void)
 {
-	int err;
-	ps_world *w = ps_init(&err);
-	if (!w) {
-		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
+	ps_world *w;
+	ps_table *t = node_start(&w, true);
+	if (!t)
 		return 1;
-	}
-	ps_table_opts o;
-	ps_table_opts_init(&o, NK, LEN);
-	o.slots_per_node = FULL_SLOTS;
-	ps_table *t = ps_table_create(w, &o, &err);
-	if (!t) {
-		fprintf(stderr, "table: %s\n", ps_strerror(err));
-		return 1;
-	}
 	int host = ps_host_id(w), rc;
-	ps_key all[NK];
-	float v[NK * LEN];
-	for (int i = 0; i < NK; i++) {
-		all[i] = (ps_key)i;
-		for (int j = 0; j < LEN; j++)
-			v[i * LEN + j] = want((ps_key)i, j);
-	}
-	if (host == 0 && ps_push_sync(t, all, NK, v))
-		node_fail("initial push failed\n");
-	if (ps_barrier(w))
-		node_fail("barrier failed\n");
 	if (host == 0 && (rc = move(t, 8, 12)) != 0) /* fills host 0's pool */
 		node_fail("host 0: moving 8-11: %s\n", ps_strerror(rc));
 	if (ps_barrier(w))
