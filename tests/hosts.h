@@ -3,7 +3,7 @@
  * 127.0.0.1 (distinct ports, one job token), their output in files under a
  * temporary directory.  Used by test_bridge and the other multi-host tests;
  * call mh_setup/mh_teardown as the group's fixtures and fill mh_self with
- * the test binary's own path (readlink /proc/self/exe) in main.
+ * the test binary's own path in main (self_exe(mh_self, sizeof mh_self)).
  */
 #ifndef PSMEM_TESTS_HOSTS_H
 #define PSMEM_TESTS_HOSTS_H

@@ -1264,10 +1264,8 @@ int main(int argc, char **argv)
 		return fds_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "puller") == 0)
 		return puller_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_conserve_every_push),
 		cmocka_unit_test(test_three_hosts_no_torn_100_float_vectors),

@@ -692,10 +692,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "filters") == 0)
 		return filters_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sparse_values_round_trip_zero_suppressed),
 		cmocka_unit_test(test_repeated_values_round_trip_lz4_and_dense_ones_travel_raw),

@@ -667,10 +667,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "ck") == 0)
 		return ck_main(argc - 3, argv + 3);
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_is_bit_identical),
 		cmocka_unit_test(test_wrong_hosts_or_files_are_refused_with_their_message),

@@ -469,10 +469,8 @@ int main(int argc, char **argv)
 		return survive_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
 		cmocka_unit_test(test_survivors_drop_a_silent_host),

@@ -279,10 +279,8 @@ int main(int argc, char **argv)
 		return node_main();
 	if (argc >= 2 && strcmp(argv[1], "--node-full") == 0)
 		return node_full_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_failed_move_across_hosts_leaves_every_key_where_it_was),
 		cmocka_unit_test(test_move_across_hosts_into_a_full_pool_waits_for_freed_slots),

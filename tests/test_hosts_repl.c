@@ -671,10 +671,8 @@ int main(int argc, char **argv)
 		return stale_main(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "droppull") == 0)
 		return droppull_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_storm_with_switches_every_push_counted_once),
 		cmocka_unit_test(test_three_hosts_storm_with_switches_every_push_counted_once),
