@@ -202,13 +202,6 @@ static int survive_main(void)
  *    rounds every host completed in the WINDOW_S before the loss was seen
  *    (BK4's window; host 2's taken as the larger survivor's + 1).
  */
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int storm_main(void)
 {
 	ps_world *w;
@@ -235,7 +228,7 @@ static int storm_main(void)
 			printf("storm: host %d round %ld: %s\n", me, n + 1, ps_strerror(rc));
 			return 1;
 		}
-		done_at[n++] = now_s();
+		done_at[n++] = mono_now();
 		if (n == 200 && me == 2) {
 			printf("storm: host 2 running\n");
 			fflush(stdout);
@@ -243,7 +236,7 @@ static int storm_main(void)
 		if (after >= 0)
 			after++;
 		else if (ps_hosts_alive(w, NULL, 0) == 2) {
-			t_seen = now_s();
+			t_seen = mono_now();
 			after = 0;
 		}
 	}
