@@ -49,6 +49,10 @@ void assert_diverged(const struct run_result *r, const char *head, const char *t
  * work: exit 1, exactly "app: opt: ...: cannot write: No such file or
  * directory" on stderr, nothing on stdout. */
 void assert_unwritable(const struct run_result *r, const char *app, const char *opt);
+/* Into buf (len bytes): the name of the file host r of a multi-host job
+ * wrote for output path (host 0: path, host R: path.hostR); fails the test
+ * when that file is not there to read. */
+const char *host_file(char *buf, size_t len, const char *path, int r);
 /* Entries of directory path whose names do not start with a dot (asserts it opens). */
 int dir_visible_entries(const char *path);
 

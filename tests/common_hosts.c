@@ -111,6 +111,16 @@ void mh_show(const struct mh_proc *p, const char *name)
 	fprintf(stderr, "--- %s (status %d)\n%s%s", name, p->status, mh_slurp(p->out), mh_slurp(p->err));
 }
 
+void mh_show_failed(int hosts, const struct mh_proc *p)
+{
+	for (int r = 0; r < hosts; r++) {
+		char name[16];
+		snprintf(name, sizeof name, "host %d", r);
+		if (p[r].status != 0)
+			mh_show(&p[r], name);
+	}
+}
+
 /* A port that was free a moment ago (the kernel's choice). */
 unsigned mh_free_port(void)
 {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -78,4 +79,15 @@ int dir_visible_entries(const char *path)
 		n += e->d_name[0] != '.';
 	closedir(d);
 	return n;
+}
+
+const char *host_file(char *buf, size_t len, const char *path, int r)
+{
+	if (r)
+		snprintf(buf, len, "%s.host%d", path, r);
+	else
+		snprintf(buf, len, "%s", path);
+	if (access(buf, R_OK) != 0)
+		fail_msg("host %d wrote no %s", r, buf);
+	return buf;
 }

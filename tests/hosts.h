@@ -3,7 +3,7 @@
  * 127.0.0.1 (distinct ports, one job token), their output in files under a
  * temporary directory.  Used by test_bridge and the other multi-host tests;
  * call mh_setup/mh_teardown as the group's fixtures and fill mh_self with
- * the test binary's own path (readlink /proc/self/exe) in main.
+ * the test binary's own path in main (self_exe(mh_self, sizeof mh_self)).
  */
 #ifndef PSMEM_TESTS_HOSTS_H
 #define PSMEM_TESTS_HOSTS_H
@@ -33,6 +33,8 @@ int mh_finish(struct mh_proc *p, double timeout_s);
 /* A file's text (one of 4 rotating static buffers, 64 KiB). */
 char *mh_slurp(const char *path);
 void mh_show(const struct mh_proc *p, const char *name);
+/* mh_show of each of the H hosts p[0..H) that exited non-zero, as "host r". */
+void mh_show_failed(int hosts, const struct mh_proc *p);
 /* A port that was free a moment ago (the kernel's choice). */
 unsigned mh_free_port(void);
 int mh_setup(void **state);    /* temp dir and a job token */

@@ -752,13 +752,7 @@ static void run_two_hosts(const char *const *args)
 static const char *host_json(char *buf, size_t len, const char *path, int r)
 {
 	char p[700];
-	if (r)
-		snprintf(p, sizeof p, "%s.host%d", path, r);
-	else
-		snprintf(p, sizeof p, "%s", path);
-	if (access(p, R_OK) != 0)
-		fail_msg("host %d wrote no %s", r, p);
-	snprintf(buf, len, "%s", slurp(p));
+	snprintf(buf, len, "%s", slurp(host_file(p, sizeof p, path, r)));
 	return buf;
 }
 

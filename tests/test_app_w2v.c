@@ -178,6 +178,23 @@ static void base_args(char **a, int *n, const char *save)
 		a[(*n)++] = (char *)fixed[i];
 }
 
+/* psrun -n 2 w2v with base_args (save) and then extra (NULL-ended); run()
+ * asserts it exited 0. */
+static void run_two_nodes(const char *save, const char *const *extra)
+{
+	char *a[48];
+	int n = 0;
+	a[n++] = (char *)build_path("bin/psrun");
+	a[n++] = "-n";
+	a[n++] = "2";
+	a[n++] = (char *)build_path("apps/w2v");
+	base_args(a, &n, save);
+	while (*extra)
+		a[n++] = (char *)*extra++;
+	a[n] = NULL;
+	run(a, NULL);
+}
+
 static void test_one_node(void **state)
 {
 	(void)state;
@@ -294,18 +311,8 @@ static void two_nodes_sampling(const char *policy, const char *sampling, const c
 	char save[512], json[512], want[64];
 	snprintf(save, sizeof save, "%s/smp-%s-%s.txt", dir, policy, sampling);
 	snprintf(json, sizeof json, "%s/smp-%s-%s.json", dir, policy, sampling);
-	char *a[48];
-	int n = 0;
-	a[n++] = (char *)build_path("bin/psrun");
-	a[n++] = "-n";
-	a[n++] = "2";
-	a[n++] = (char *)build_path("apps/w2v");
-	base_args(a, &n, save);
-	char *extra[] = {"--policy", (char *)policy, "--replicate", "20", "--sampling", (char *)sampling, "--json", json};
-	for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
-		a[n++] = extra[i];
-	a[n] = NULL;
-	run(a, NULL);
+	const char *extra[] = {"--policy", policy, "--replicate", "20", "--sampling", sampling, "--json", json, NULL};
+	run_two_nodes(save, extra);
 	check_planted(save);
 	long len;
 	char *j = slurp(json, &len);
@@ -672,14 +679,8 @@ static void run_two_hosts(const char *save, const char *const *extra)
 static char *host_json(const char *path, int r)
 {
 	char p[600];
-	if (r)
-		snprintf(p, sizeof p, "%s.host%d", path, r);
-	else
-		snprintf(p, sizeof p, "%s", path);
-	if (access(p, R_OK) != 0)
-		fail_msg("host %d wrote no %s", r, p);
 	long len;
-	return slurp(p, &len);
+	return slurp(host_file(p, sizeof p, path, r), &len);
 }
 
 /*
@@ -742,18 +743,8 @@ static void test_two_hosts_split_the_words(void **state)
 	snprintf(save3, sizeof save3, "%s/h2c.txt", dir);
 	snprintf(json3, sizeof json3, "%s/h2c.json", dir);
 	snprintf(q, sizeof q, "%s", path_of("questions.txt"));
-	char *a[48];
-	int n = 0;
-	a[n++] = (char *)build_path("bin/psrun");
-	a[n++] = "-n";
-	a[n++] = "2";
-	a[n++] = (char *)build_path("apps/w2v");
-	base_args(a, &n, save1);
-	char *extra1[] = {"--threads", "1", "--policy", "localize", "--json", json1};
-	for (size_t i = 0; i < sizeof extra1 / sizeof *extra1; i++)
-		a[n++] = extra1[i];
-	a[n] = NULL;
-	run(a, NULL);
+	const char *extra1[] = {"--threads", "1", "--policy", "localize", "--json", json1, NULL};
+	run_two_nodes(save1, extra1);
 	double loss1 = final_loss(res.out);
 	long len;
 	char *j1 = slurp(json1, &len);

@@ -404,12 +404,7 @@ static void storm_hosts(int hosts, const char *const args[])
 	struct mh_proc p[3];
 	long guests = 0;
 	mh_run_hosts(hosts, 2, prog, p, 90);
-	for (int r = 0; r < hosts; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(hosts, p);
 	for (int r = 0; r < hosts; r++) {
 		assert_int_equal(p[r].status, 0);
 		char want[64];
@@ -1269,10 +1264,8 @@ int main(int argc, char **argv)
 		return fds_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "puller") == 0)
 		return puller_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_conserve_every_push),
 		cmocka_unit_test(test_three_hosts_no_torn_100_float_vectors),

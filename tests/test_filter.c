@@ -659,9 +659,7 @@ static void test_two_hosts_with_both_filters_exact_values_fewer_bytes(void **sta
 	const char *prog[] = {mh_self, "--node", "filters", NULL};
 	struct mh_proc p[2];
 	mh_run_hosts(2, 1, prog, p, 120);
-	for (int r = 0; r < 2; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], r ? "host 1" : "host 0");
+	mh_show_failed(2, p);
 	assert_int_equal(p[0].status, 0);
 	assert_int_equal(p[1].status, 0);
 	const char *out = mh_slurp(p[0].out);
@@ -694,10 +692,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "filters") == 0)
 		return filters_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sparse_values_round_trip_zero_suppressed),
 		cmocka_unit_test(test_repeated_values_round_trip_lz4_and_dense_ones_travel_raw),

@@ -275,9 +275,7 @@ static void run2(const char *const pre[], const char *const args[], char *const 
 
 static void expect_ok(struct mh_proc p[2])
 {
-	for (int r = 0; r < 2; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], r ? "host 1" : "host 0");
+	mh_show_failed(2, p);
 	assert_int_equal(p[0].status, 0);
 	assert_int_equal(p[1].status, 0);
 }
@@ -669,10 +667,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "ck") == 0)
 		return ck_main(argc - 3, argv + 3);
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_is_bit_identical),
 		cmocka_unit_test(test_wrong_hosts_or_files_are_refused_with_their_message),

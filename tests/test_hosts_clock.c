@@ -397,12 +397,7 @@ static int node_main(int argc, char **argv)
 
 static void show_failed(int hosts, const struct mh_proc *p)
 {
-	for (int r = 0; r < hosts; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(hosts, p);
 }
 
 /* H hosts x 2 nodes x threads: every node reports max gap s exactly. */
@@ -595,10 +590,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--node") == 0)
 		return node_main(argc - 2, argv + 2);
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ssp_gap_over_two_hosts_never_exceeds_s_and_reaches_it),
 		cmocka_unit_test(test_bsp_gap_over_two_hosts_is_0),

@@ -55,25 +55,34 @@
 
 /* ------------------------------------------------------------ the node */
 
-static int survive_main(void)
+/* A node's start: its world (*w) and the KEYS-key table; NULL when either
+ * fails.  Home of k: floor(k H / K): 0..99 host 0, 100..199 host 1,
+ * 200.. host 2, so live (200) is every key of hosts 0 and 1 with one (200)
+ * a push of 1 to each, and gone (100) every key of host 2. */
+static ps_table *node_start(ps_world **w, ps_key live[200], float one[200], ps_key gone[100])
 {
 	int err;
-	ps_world *w = ps_init(&err);
-	if (!w)
-		return 1;
-	ps_table_opts o;
-	ps_table_opts_init(&o, KEYS, 1);
-	ps_table *t = ps_table_create(w, &o, &err);
-	if (!t)
-		return 1;
-	int me = ps_host_id(w);
-	/* home of k: floor(k H / K): 0..99 host 0, 100..199 host 1, 200.. host 2 */
-	ps_key live[200], gone[100];
-	float one[200];
 	for (int i = 0; i < 200; i++)
 		live[i] = (ps_key)i, one[i] = 1.0f;
 	for (int i = 0; i < 100; i++)
 		gone[i] = (ps_key)(200 + i);
+	*w = ps_init(&err);
+	if (!*w)
+		return NULL;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	return ps_table_create(*w, &o, &err);
+}
+
+static int survive_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w);
 	int barriers_with_3 = 0, failed_gone = 0, rc;
 	/* relocated keys: host 2 takes keys 0-9 from host 0 (it backs them up
 	 * from then on: promoted at host 0 when it is lost), host 1 takes
@@ -193,33 +202,22 @@ static int survive_main(void)
  *    rounds every host completed in the WINDOW_S before the loss was seen
  *    (BK4's window; host 2's taken as the larger survivor's + 1).
  */
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int storm_main(void)
 {
-	int err;
-	ps_world *w = ps_init(&err);
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
 	if (!w)
 		return 1;
+	int err;
 	ps_table_opts o;
-	ps_table_opts_init(&o, KEYS, 1);
-	ps_table *t = ps_table_create(w, &o, &err);
 	ps_table_opts_init(&o, 4, 1);
 	ps_table *c = t ? ps_table_create(w, &o, &err) : NULL;
 	if (!c)
 		return 1;
 	int me = ps_host_id(w);
-	ps_key live[200], gone[100], mine = (ps_key)me;
-	float one[200];
-	for (int i = 0; i < 200; i++)
-		live[i] = (ps_key)i, one[i] = 1.0f;
-	for (int i = 0; i < 100; i++)
-		gone[i] = (ps_key)(200 + i);
+	ps_key mine = (ps_key)me;
 	static double done_at[1 << 20];
 	long n = 0, after = -1;
 	double t_seen = 0;
@@ -230,7 +228,7 @@ static int storm_main(void)
 			printf("storm: host %d round %ld: %s\n", me, n + 1, ps_strerror(rc));
 			return 1;
 		}
-		done_at[n++] = now_s();
+		done_at[n++] = mono_now();
 		if (n == 200 && me == 2) {
 			printf("storm: host 2 running\n");
 			fflush(stdout);
@@ -238,7 +236,7 @@ static int storm_main(void)
 		if (after >= 0)
 			after++;
 		else if (ps_hosts_alive(w, NULL, 0) == 2) {
-			t_seen = now_s();
+			t_seen = mono_now();
 			after = 0;
 		}
 	}
@@ -464,10 +462,8 @@ int main(int argc, char **argv)
 		return survive_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
 		cmocka_unit_test(test_survivors_drop_a_silent_host),

@@ -78,35 +78,52 @@ static void check(ps_table *t, const char *when, int holder, double limit)
 	}
 }
 
-static int node_main(void)
+enum { FULL_SLOTS = 12 };
+
+/* A node's start: its world (*w), the NK-key table (full: FULL_SLOTS slots
+ * per node), host 0 pushing want() to every key, a barrier; NULL after
+ * saying on stderr what failed. */
+static ps_table *node_start(ps_world **w, bool full)
 {
 	int err;
-	ps_world *w = ps_init(&err);
-	if (!w) {
+	*w = ps_init(&err);
+	if (!*w) {
 		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
-		return 1;
+		return NULL;
 	}
 	ps_table_opts o;
 	ps_table_opts_init(&o, NK, LEN);
-	ps_table *t = ps_table_create(w, &o, &err);
+	if (full)
+		o.slots_per_node = FULL_SLOTS;
+	ps_table *t = ps_table_create(*w, &o, &err);
 	if (!t) {
 		fprintf(stderr, "table: %s\n", ps_strerror(err));
-		return 1;
+		return NULL;
 	}
-	int host = ps_host_id(w);
-	ps_key all[NK], mv[NMOVE];
+	ps_key all[NK];
 	float v[NK * LEN];
 	for (int i = 0; i < NK; i++) {
 		all[i] = (ps_key)i;
 		for (int j = 0; j < LEN; j++)
 			v[i * LEN + j] = want((ps_key)i, j);
 	}
+	if (ps_host_id(*w) == 0 && ps_push_sync(t, all, NK, v))
+		node_fail("initial push failed\n");
+	if (ps_barrier(*w))
+		node_fail("barrier failed\n");
+	return t;
+}
+
+static int node_main(void)
+{
+	ps_world *w;
+	ps_table *t = node_start(&w, false);
+	if (!t)
+		return 1;
+	int host = ps_host_id(w);
+	ps_key mv[NMOVE];
 	for (int i = 0; i < NMOVE; i++)
 		mv[i] = (ps_key)i;
-	if (host == 0 && ps_push_sync(t, all, NK, v))
-		node_fail("initial push failed\n");
-	if (ps_barrier(w))
-		node_fail("barrier failed\n");
 	if (host == 1 && ps_localize_sync(t, mv, NMOVE))
 		node_fail("host 1: localize failed\n");
 	if (ps_barrier(w))
@@ -144,8 +161,6 @@ static int node_main(void)
 	return bad ? 3 : 0;
 }
 
-enum { FULL_SLOTS = 12 };
-
 /* Pulls every key from this host: exact values; keys lo..hi-1 held by
  * host `holder`. */
 static void check_all(ps_table *t, const char *when, ps_key lo, ps_key hi, int holder)
@@ -178,32 +193,11 @@ static int move(ps_table *t, ps_key lo, ps_key hi)
 
 static int node_full_main(void)
 {
-	int err;
-	ps_world *w = ps_init(&err);
-	if (!w) {
-		fprintf(stderr, "ps_init: %s\n", ps_strerror(err));
+	ps_world *w;
+	ps_table *t = node_start(&w, true);
+	if (!t)
 		return 1;
-	}
-	ps_table_opts o;
-	ps_table_opts_init(&o, NK, LEN);
-	o.slots_per_node = FULL_SLOTS;
-	ps_table *t = ps_table_create(w, &o, &err);
-	if (!t) {
-		fprintf(stderr, "table: %s\n", ps_strerror(err));
-		return 1;
-	}
 	int host = ps_host_id(w), rc;
-	ps_key all[NK];
-	float v[NK * LEN];
-	for (int i = 0; i < NK; i++) {
-		all[i] = (ps_key)i;
-		for (int j = 0; j < LEN; j++)
-			v[i * LEN + j] = want((ps_key)i, j);
-	}
-	if (host == 0 && ps_push_sync(t, all, NK, v))
-		node_fail("initial push failed\n");
-	if (ps_barrier(w))
-		node_fail("barrier failed\n");
 	if (host == 0 && (rc = move(t, 8, 12)) != 0) /* fills host 0's pool */
 		node_fail("host 0: moving 8-11: %s\n", ps_strerror(rc));
 	if (ps_barrier(w))
@@ -238,28 +232,32 @@ static int node_full_main(void)
 	return bad ? 3 : 0;
 }
 
+/* Runs 2 hosts of 1 node each of `mh_self flag` with env var=val set (for
+ * psrun to pass on), shows any host that failed, then asserts that each
+ * exited 0 and printed "host <r>: <ok>". */
+static void run_two_hosts(const char *flag, const char *var, const char *val, const char *ok,
+			  struct mh_proc p[2])
+{
+	const char *prog[] = {mh_self, flag, NULL};
+	setenv(var, val, 1);
+	mh_run_hosts(2, 1, prog, p, 90);
+	unsetenv(var);
+	mh_show_failed(2, p);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(p[r].status, 0);
+		char want[48];
+		snprintf(want, sizeof want, "host %d: %s", r, ok);
+		assert_non_null(strstr(mh_slurp(p[r].out), want));
+	}
+}
+
 static void test_move_across_hosts_into_a_full_pool_waits_for_freed_slots(void **state)
 {
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	const char *prog[] = {mh_self, "--node-full", NULL};
 	struct mh_proc p[2];
-	setenv("PSMEM_DEBUG_HOLD_RECLAIM", "1", 1);
-	mh_run_hosts(2, 1, prog, p, 90);
-	unsetenv("PSMEM_DEBUG_HOLD_RECLAIM");
-	for (int r = 0; r < 2; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
-	for (int r = 0; r < 2; r++) {
-		assert_int_equal(p[r].status, 0);
-		char ok[32];
-		snprintf(ok, sizeof ok, "host %d: full move ok", r);
-		assert_non_null(strstr(mh_slurp(p[r].out), ok));
-	}
+	run_two_hosts("--node-full", "PSMEM_DEBUG_HOLD_RECLAIM", "1", "full move ok", p);
 	mh_assert_clean(&segs);
 }
 
@@ -268,23 +266,9 @@ static void test_failed_move_across_hosts_leaves_every_key_where_it_was(void **s
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	const char *prog[] = {mh_self, "--node", NULL};
 	struct mh_proc p[2];
-	setenv("PSMEM_DEBUG_MOVE_FAIL", "0", 1); /* host 0's first move */
-	mh_run_hosts(2, 1, prog, p, 90);
-	unsetenv("PSMEM_DEBUG_MOVE_FAIL");
-	for (int r = 0; r < 2; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
-	for (int r = 0; r < 2; r++) {
-		assert_int_equal(p[r].status, 0);
-		char ok[32];
-		snprintf(ok, sizeof ok, "host %d: move ok", r);
-		assert_non_null(strstr(mh_slurp(p[r].out), ok));
-	}
+	/* "0": host 0's first move fails */
+	run_two_hosts("--node", "PSMEM_DEBUG_MOVE_FAIL", "0", "move ok", p);
 	assert_non_null(strstr(mh_slurp(p[0].out), "host 0: failed move: "));
 	mh_assert_clean(&segs);
 }
@@ -295,10 +279,8 @@ int main(int argc, char **argv)
 		return node_main();
 	if (argc >= 2 && strcmp(argv[1], "--node-full") == 0)
 		return node_full_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_failed_move_across_hosts_leaves_every_key_where_it_was),
 		cmocka_unit_test(test_move_across_hosts_into_a_full_pool_waits_for_freed_slots),

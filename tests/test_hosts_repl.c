@@ -562,12 +562,7 @@ static void storm_hosts(int hosts, const char *const args[])
 		prog[3 + i] = args[i];
 	struct mh_proc p[3];
 	mh_run_hosts(hosts, 2, prog, p, 120);
-	for (int r = 0; r < hosts; r++) {
-		char name[16];
-		snprintf(name, sizeof name, "host %d", r);
-		if (p[r].status != 0)
-			mh_show(&p[r], name);
-	}
+	mh_show_failed(hosts, p);
 	for (int r = 0; r < hosts; r++) {
 		assert_int_equal(p[r].status, 0);
 		const char *out = mh_slurp(p[r].out);
@@ -617,9 +612,7 @@ static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 	const char *prog[] = {mh_self, "--node", "stale", "50", NULL};
 	struct mh_proc p[2];
 	mh_run_hosts(2, 2, prog, p, 60);
-	for (int r = 0; r < 2; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], r ? "host 1" : "host 0");
+	mh_show_failed(2, p);
 	assert_int_equal(p[0].status, 0);
 	assert_int_equal(p[1].status, 0);
 	const char *out = mh_slurp(p[1].out);
@@ -653,9 +646,7 @@ static void test_dropping_a_remote_key_does_not_block_its_local_pulls(void **sta
 	const char *prog[] = {mh_self, "--node", "droppull", NULL};
 	struct mh_proc p[2];
 	mh_run_hosts(2, 2, prog, p, 60);
-	for (int r = 0; r < 2; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], r ? "host 1" : "host 0");
+	mh_show_failed(2, p);
 	const char *out0 = mh_slurp(p[0].out);
 	printf("%s", out0);
 	assert_int_equal(p[0].status, 0);
@@ -680,10 +671,8 @@ int main(int argc, char **argv)
 		return stale_main(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "droppull") == 0)
 		return droppull_main();
-	ssize_t n = readlink("/proc/self/exe", mh_self, sizeof mh_self - 1);
-	if (n <= 0)
+	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
-	mh_self[n] = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_hosts_storm_with_switches_every_push_counted_once),
 		cmocka_unit_test(test_three_hosts_storm_with_switches_every_push_counted_once),
