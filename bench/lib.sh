@@ -1,0 +1,59 @@
+# bench/lib.sh - pieces the bench scripts share; source it:
+#   . "$(dirname "$0")/lib.sh"
+# Defines functions and one awk snippet only; runs nothing when sourced.
+# shellcheck shell=bash
+
+# bench_free_port: prints a TCP port of 127.0.0.1 that the kernel chose
+# free (it is free when printed; the caller binds it soon after).
+bench_free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# bench_tmp_token: sets tmp to a fresh private temporary directory removed
+# on exit and writes a fresh job token to $tmp/token ($BUILD/bin/psrun).
+bench_tmp_token() {
+	tmp=$(mktemp -d)
+	# shellcheck disable=SC2064 # expand $tmp now: the trap outlives locals
+	trap "rm -rf '$tmp'" EXIT
+	"$BUILD/bin/psrun" --make-token "$tmp/token" >/dev/null
+}
+
+# bench_two_hosts BIN I ARGS...: runs $BUILD/bench/BIN as a 2-host job of one
+# node per host on 127.0.0.1 (a free port, the token $tmp/token, psrun -v);
+# host 0's stdout goes to $tmp/outI, the hosts' stderr to $tmp/err0.I and
+# $tmp/err1.I.  When either fails it prints both stderrs and exits with
+# the failing status.
+bench_two_hosts() {
+	local bin=$1 i=$2 port pid0 pid1 rc=0
+	shift 2
+	port=$(bench_free_port)
+	local common=(-n 1 --hosts 2 --coordinator "127.0.0.1:$port" --token-file "$tmp/token" -v)
+	"$BUILD/bin/psrun" "${common[@]}" --host-rank 0 "$BUILD/bench/$bin" "$@" >"$tmp/out$i" 2>"$tmp/err0.$i" &
+	pid0=$!
+	"$BUILD/bin/psrun" "${common[@]}" --host-rank 1 "$BUILD/bench/$bin" "$@" >/dev/null 2>"$tmp/err1.$i" &
+	pid1=$!
+	wait $pid0 || rc=$?
+	wait $pid1 || rc=$?
+	if [ $rc -ne 0 ]; then
+		cat "$tmp/err0.$i" "$tmp/err1.$i" >&2
+		exit $rc
+	fi
+}
+
+# BENCH_AWK_MEDIAN: an awk function to paste in front of an awk program:
+# median(key, col) is the median of val[key, 1..cnt[key], col] (numbers;
+# the mean of the two middle ones when cnt[key] is even).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+BENCH_AWK_MEDIAN='
+function median(key, col,    n, i, j, v, t) {
+	n = cnt[key]
+	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
+	for (i = 2; i <= n; i++)           # insertion sort: n is small
+		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}'
+
+# bench_cpu: the CPU model name (lscpu), spaces squeezed
+bench_cpu() {
+	lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1
+}
