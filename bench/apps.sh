@@ -63,6 +63,8 @@ set -uo pipefail
 ROOT=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel 2>/dev/null) ||
 	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
 
 QUICK=${QUICK:-0}
 BUILD=${BUILD:-build}
@@ -183,7 +185,7 @@ run_jobs() {
 
 # mode_args APP MODE: the app options of a mode (see MODES above)
 mode_args() {
-	local app=$1 mode=${2%%/*} smp= k s
+	local app=$1 mode=${2%%/*} smp="" k s
 	[[ $2 == */* ]] && smp=${2#*/}
 	case $app in
 	mf*) k=$MF_REPLICATE s= ;;
@@ -320,14 +322,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/apps_env.txt"
 fi
 
 # ------------------------------------------------------------------ medians
-awk -F, '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, "$BENCH_AWK_MEDIAN"'
 NR == 1 { next }
 {
 	key = $1 "," $2 "," $3 "," $4 "," $5
