@@ -53,7 +53,20 @@ function median(key, col,    n, i, j, v, t) {
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }'
 
-# bench_cpu: the CPU model name (lscpu), spaces squeezed
-bench_cpu() {
-	lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1
+# bench_env_header: prints "# DATE COMMIT Model name: CPU" (one line)
+bench_env_header() {
+	echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(lscpu | grep 'Model name' | sed 's/  */ /g')"
+}
+
+# bench_mf_inputs NAME: sets DATA, TRAIN and TEST where unset (MovieLens-100K
+# u1 under ../shared/data of the checkout) and exits 1 naming NAME and the
+# file when either rating file cannot be read.
+bench_mf_inputs() {
+	local f
+	DATA=${DATA:-$(git rev-parse --show-toplevel)/../shared/data}
+	TRAIN=${TRAIN:-$DATA/movielens/ml-100k/u1.base}
+	TEST=${TEST:-$DATA/movielens/ml-100k/u1.test}
+	for f in "$TRAIN" "$TEST"; do
+		[ -r "$f" ] || { echo "$1: $f: cannot read (see DATA)" >&2; exit 1; }
+	done
 }
