@@ -310,15 +310,15 @@ done
 if [[ $PLOT_ONLY != 1 ]]; then
 {
 	echo "date: $(date -Is)"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes in apps lib bin bench)')"
+	echo "commit: $(bench_commit ' (+ uncommitted changes in apps lib bin bench)')"
 	echo "cores: $CORES; $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
 	echo "settings: QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' RAW_THREADS='$RAW_THREADS' MODES='$MODES'"
 	echo "replication: MF_REPLICATE=$MF_REPLICATE KGE_REPLICATE=$KGE_REPLICATE W2V_REPLICATE=$W2V_REPLICATE KGE_SAMPLING=$KGE_SAMPLING W2V_SAMPLING=$W2V_SAMPLING MF_ZIPF=$MF_ZIPF ($MF_ZIPF_GEN)"
 	echo "args: MF_ARGS='$MF_ARGS' KGE_ARGS='$KGE_ARGS' W2V_ARGS='$W2V_ARGS' W2V_TRAIN=$W2V_TRAIN"
-	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "load before: $(bench_load)"
 } >"$OUT/apps_env.txt"
 run_jobs
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/apps_env.txt"
+echo "load after: $(bench_load)" >>"$OUT/apps_env.txt"
 fi
 
 # ------------------------------------------------------------------ medians

@@ -206,11 +206,11 @@ fi
 
 {
 	echo "date: $(date -u '+%F %T UTC')"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes)')"
-	echo "cpu: $(nproc) x $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+	echo "commit: $(bench_commit ' (+ uncommitted changes)')"
+	echo "cpu: $(nproc) x $(bench_cpu_model)"
 	echo "runs: $runs; layouts: ${layouts[*]}; QUICK=$QUICK; netem/tbf: delay $delay rate $rate"
 	echo "MF_ARGS='$MF_ARGS' KGE_ARGS='$KGE_ARGS' W2V_ARGS='$W2V_ARGS' W2V_TRAIN=$W2V_TRAIN"
-	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "load before: $(bench_load)"
 } >"$OUT/hosts_env.txt"
 sed 's/^/# /' "$OUT/hosts_env.txt" >&2
 
@@ -259,7 +259,7 @@ for ((run = 1; run <= runs; run++)); do
 		done
 	fi
 done
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/hosts_env.txt"
+echo "load after: $(bench_load)" >>"$OUT/hosts_env.txt"
 [[ -s $TMP/netns-line ]] && say "netns: $(cat "$TMP/netns-line")"
 
 # medians column by column; the 1-host layout is the reference of the ratio

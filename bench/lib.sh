@@ -58,6 +58,22 @@ bench_env_header() {
 	echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(lscpu | grep 'Model name' | sed 's/  */ /g')"
 }
 
+# bench_cpu_model: the CPU's model name (lscpu), nothing when unknown
+bench_cpu_model() {
+	lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1
+}
+
+# bench_load: the load averages over 1, 5 and 15 minutes
+bench_load() {
+	cut -d' ' -f1-3 /proc/loadavg
+}
+
+# bench_commit NOTE: the short commit, then NOTE when apps lib bin or bench
+# have uncommitted changes
+bench_commit() {
+	echo "$(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo "$1")"
+}
+
 # bench_mf_inputs NAME: sets DATA, TRAIN and TEST where unset (MovieLens-100K
 # u1 under ../shared/data of the checkout) and exits 1 naming NAME and the
 # file when either rating file cannot be read.

@@ -50,4 +50,4 @@ END {
 	}
 }' "$tmp/raw.csv"
 grep '^#' "$tmp/raw.csv" || true
-echo "# CPU: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores online"
+echo "# CPU: $(bench_cpu_model), $(nproc) cores online"
