@@ -21,9 +21,7 @@ if [[ ${1:-} == -n ]]; then
 fi
 bench_tmp_token
 
-for ((i = 1; i <= runs; i++)); do
-	bench_two_hosts bridge "$i" "$@"
-done
+bench_two_hosts_runs bridge "$runs" "$@"
 
 awk -F, -v runs="$runs" "$BENCH_AWK_MEDIAN"'
 FNR == 1 { header = $0; next }

@@ -20,9 +20,7 @@ if [[ ${1:-} == -n ]]; then
 fi
 bench_tmp_token
 
-for ((i = 1; i <= runs; i++)); do
-	bench_two_hosts filters "$i" "$@"
-done
+bench_two_hosts_runs filters "$runs" "$@"
 
 python3 - "$tmp" "$runs" <<'PY'
 import csv, statistics, sys

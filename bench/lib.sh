@@ -40,6 +40,16 @@ bench_two_hosts() {
 	fi
 }
 
+# bench_two_hosts_runs BIN RUNS ARGS...: bench_two_hosts BIN I ARGS for
+# I = 1..RUNS, one after the other.
+bench_two_hosts_runs() {
+	local bin=$1 runs=$2 i
+	shift 2
+	for ((i = 1; i <= runs; i++)); do
+		bench_two_hosts "$bin" "$i" "$@"
+	done
+}
+
 # BENCH_AWK_MEDIAN: an awk function to paste in front of an awk program:
 # median(key, col) is the median of val[key, 1..cnt[key], col] (numbers;
 # the mean of the two middle ones when cnt[key] is even).
