@@ -63,6 +63,8 @@ set -uo pipefail
 ROOT=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel 2>/dev/null) ||
 	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
 
 QUICK=${QUICK:-0}
 BUILD=${BUILD:-build}
@@ -183,7 +185,7 @@ run_jobs() {
 
 # mode_args APP MODE: the app options of a mode (see MODES above)
 mode_args() {
-	local app=$1 mode=${2%%/*} smp= k s
+	local app=$1 mode=${2%%/*} smp="" k s
 	[[ $2 == */* ]] && smp=${2#*/}
 	case $app in
 	mf*) k=$MF_REPLICATE s= ;;
@@ -308,26 +310,19 @@ done
 if [[ $PLOT_ONLY != 1 ]]; then
 {
 	echo "date: $(date -Is)"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes in apps lib bin bench)')"
+	echo "commit: $(bench_commit ' (+ uncommitted changes in apps lib bin bench)')"
 	echo "cores: $CORES; $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
 	echo "settings: QUICK=$QUICK REPEATS=$REPEATS SHAPES='$SHAPES' RAW_THREADS='$RAW_THREADS' MODES='$MODES'"
 	echo "replication: MF_REPLICATE=$MF_REPLICATE KGE_REPLICATE=$KGE_REPLICATE W2V_REPLICATE=$W2V_REPLICATE KGE_SAMPLING=$KGE_SAMPLING W2V_SAMPLING=$W2V_SAMPLING MF_ZIPF=$MF_ZIPF ($MF_ZIPF_GEN)"
 	echo "args: MF_ARGS='$MF_ARGS' KGE_ARGS='$KGE_ARGS' W2V_ARGS='$W2V_ARGS' W2V_TRAIN=$W2V_TRAIN"
-	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "load before: $(bench_load)"
 } >"$OUT/apps_env.txt"
 run_jobs
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/apps_env.txt"
+echo "load after: $(bench_load)" >>"$OUT/apps_env.txt"
 fi
 
 # ------------------------------------------------------------------ medians
-awk -F, '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, "$BENCH_AWK_MEDIAN"'
 NR == 1 { next }
 {
 	key = $1 "," $2 "," $3 "," $4 "," $5

@@ -32,18 +32,7 @@
 
 #include "psmem.h"
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 struct row {
 	const char *op, *where;
@@ -102,10 +91,10 @@ static int measure(ps_table *t, const char *op, const char *where, ps_key *keys,
 	size_t max = 1 << 20;
 	double *lat = malloc(sizeof(double) * max);
 	long calls = 0;
-	double t0 = now(), end = t0 + seconds, tn = t0;
+	double t0 = bench_now(), end = t0 + seconds, tn = t0;
 	ps_handle h[INFLIGHT];
 	while (tn < end && (size_t)calls + depth <= max) {
-		double s = now();
+		double s = bench_now();
 		for (int d = 0; d < depth; d++) {
 			float *v = buf + (size_t)d * b * ps_table_value_len(t);
 			h[d] = push ? ps_push(t, keys, b, v) : ps_pull(t, keys, b, v);
@@ -117,7 +106,7 @@ static int measure(ps_table *t, const char *op, const char *where, ps_key *keys,
 				return fail(op, rc);
 			}
 		}
-		tn = now();
+		tn = bench_now();
 		for (int d = 0; d < depth; d++)
 			lat[calls++] = (tn - s) / depth * 1e6;
 		if (strcmp(where, "local") != 0) {
@@ -125,7 +114,7 @@ static int measure(ps_table *t, const char *op, const char *where, ps_key *keys,
 			sent_back += depth * reply_bytes(push, ps_table_value_len(t), b);
 		}
 	}
-	qsort(lat, (size_t)calls, sizeof *lat, cmp_double);
+	qsort(lat, (size_t)calls, sizeof *lat, bench_cmp_double);
 	*r = (struct row){.op = op, .where = where, .vlen = ps_table_value_len(t), .batch = b, .calls = calls,
 			  .p50 = lat[calls / 2], .p99 = lat[(size_t)((double)calls * 0.99)],
 			  .keys_per_s = (double)calls * (double)b / (tn - t0)};
@@ -136,18 +125,10 @@ static int measure(ps_table *t, const char *op, const char *where, ps_key *keys,
 int main(int argc, char **argv)
 {
 	double seconds = 0.25;
-	for (int i = 1; i + 1 < argc; i += 2)
-		if (!strcmp(argv[i], "--seconds"))
-			seconds = atof(argv[i + 1]);
 	int err;
-	ps_world *w = ps_init_threads(1, &err);
+	ps_world *w = bench_init_2x1("bridge", "bench/bridge.sh", argc, argv, &seconds, &err);
 	if (!w)
-		return fail("ps_init", err);
-	if (ps_num_hosts(w) != 2 || ps_num_nodes(w) != 1) {
-		fprintf(stderr, "bridge bench: run me as 2 hosts of 1 node (bench/bridge.sh)\n");
-		ps_finalize(w);
-		return 2;
-	}
+		return err;
 	const uint32_t vlens[] = {1, 16, 100, 1000};
 	const size_t batches[] = {1, 16, 256, 4096};
 	const char *wheres[] = {"local", "remote", "remote8"};

@@ -11,44 +11,19 @@
 # barriers, heartbeats and goodbyes (and data frames only where a node has
 # no data connection).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 BUILD=${BUILD:-build}
 runs=3
 if [[ ${1:-} == -n ]]; then
 	runs=$2
 	shift 2
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$BUILD/bin/psrun" --make-token "$tmp/token" >/dev/null
+bench_tmp_token
 
-one_run() {
-	local i=$1 port pid0 pid1 rc=0
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	local common=(-n 1 --hosts 2 --coordinator "127.0.0.1:$port" --token-file "$tmp/token" -v)
-	"$BUILD/bin/psrun" "${common[@]}" --host-rank 0 "$BUILD/bench/bridge" "$@" >"$tmp/out$i" 2>"$tmp/err0.$i" &
-	pid0=$!
-	"$BUILD/bin/psrun" "${common[@]}" --host-rank 1 "$BUILD/bench/bridge" "$@" >/dev/null 2>"$tmp/err1.$i" &
-	pid1=$!
-	wait $pid0 || rc=$?
-	wait $pid1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		cat "$tmp/err0.$i" "$tmp/err1.$i" >&2
-		exit $rc
-	fi
-}
+bench_two_hosts_runs bridge "$runs" "$@"
 
-for ((i = 1; i <= runs; i++)); do
-	one_run "$i" "$@"
-done
-
-awk -F, -v runs="$runs" '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, -v runs="$runs" "$BENCH_AWK_MEDIAN"'
 FNR == 1 { header = $0; next }
 /^#/ { next }
 {

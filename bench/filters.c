@@ -35,18 +35,13 @@
 #include "filter.h"
 #include "psmem.h"
 
+#include "bench_util.h"
+
 #define K (2 * 8192)
 #define N 4096
 #define VL 100
 #define BUFS 8
 #define SLICES 10
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -81,7 +76,7 @@ static int slice(ps_table *t, const char *wl, const ps_key *keys, float *const b
 		 struct cell *c)
 {
 	uint64_t w0 = wire(false), p0 = wire(true);
-	double t0 = now(), tn = t0;
+	double t0 = bench_now(), tn = t0;
 	long calls = 0;
 	while (tn - t0 < seconds) {
 		float *v = bufs[(c->calls + calls) % BUFS];
@@ -89,7 +84,7 @@ static int slice(ps_table *t, const char *wl, const ps_key *keys, float *const b
 		if (rc)
 			return fail(wl, rc);
 		calls++;
-		tn = now();
+		tn = bench_now();
 	}
 	c->calls += calls;
 	c->secs += tn - t0;
@@ -101,18 +96,10 @@ static int slice(ps_table *t, const char *wl, const ps_key *keys, float *const b
 int main(int argc, char **argv)
 {
 	double seconds = 1.0;
-	for (int i = 1; i + 1 < argc; i += 2)
-		if (!strcmp(argv[i], "--seconds"))
-			seconds = atof(argv[i + 1]);
 	int err;
-	ps_world *w = ps_init_threads(1, &err);
+	ps_world *w = bench_init_2x1("filters", "bench/filters.sh", argc, argv, &seconds, &err);
 	if (!w)
-		return fail("ps_init", err);
-	if (ps_num_hosts(w) != 2 || ps_num_nodes(w) != 1) {
-		fprintf(stderr, "filters bench: run me as 2 hosts of 1 node (bench/filters.sh)\n");
-		ps_finalize(w);
-		return 2;
-	}
+		return err;
 	const char *names[] = {"none", "keycache", "compress", "both"};
 	const uint32_t flags[] = {0, PS_WIRE_KEYCACHE, PS_WIRE_COMPRESS, PS_WIRE_KEYCACHE | PS_WIRE_COMPRESS};
 	ps_table *t[4];

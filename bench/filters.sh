@@ -10,31 +10,17 @@
 # runs, then as comments the CPU and psrun -v's bridge counters of each run
 # (they add barriers, heartbeats and goodbyes to the frames counted here).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 BUILD=${BUILD:-build}
 runs=3
 if [[ ${1:-} == -n ]]; then
 	runs=$2
 	shift 2
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$BUILD/bin/psrun" --make-token "$tmp/token" >/dev/null
+bench_tmp_token
 
-for ((i = 1; i <= runs; i++)); do
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	common=(-n 1 --hosts 2 --coordinator "127.0.0.1:$port" --token-file "$tmp/token" -v)
-	rc=0
-	"$BUILD/bin/psrun" "${common[@]}" --host-rank 0 "$BUILD/bench/filters" "$@" >"$tmp/out$i" 2>"$tmp/err0.$i" &
-	pid0=$!
-	"$BUILD/bin/psrun" "${common[@]}" --host-rank 1 "$BUILD/bench/filters" "$@" >/dev/null 2>"$tmp/err1.$i" &
-	pid1=$!
-	wait $pid0 || rc=$?
-	wait $pid1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		cat "$tmp/err0.$i" "$tmp/err1.$i" >&2
-		exit $rc
-	fi
-done
+bench_two_hosts_runs filters "$runs" "$@"
 
 python3 - "$tmp" "$runs" <<'PY'
 import csv, statistics, sys

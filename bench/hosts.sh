@@ -48,6 +48,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
 BUILD=${BUILD:-build}
 export BUILD
 if [[ -z ${DATA:-} ]]; then
@@ -204,11 +206,11 @@ fi
 
 {
 	echo "date: $(date -u '+%F %T UTC')"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$([[ -n $(git status --porcelain -- apps lib bin bench 2>/dev/null) ]] && echo ' (+ uncommitted changes)')"
-	echo "cpu: $(nproc) x $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+	echo "commit: $(bench_commit ' (+ uncommitted changes)')"
+	echo "cpu: $(nproc) x $(bench_cpu_model)"
 	echo "runs: $runs; layouts: ${layouts[*]}; QUICK=$QUICK; netem/tbf: delay $delay rate $rate"
 	echo "MF_ARGS='$MF_ARGS' KGE_ARGS='$KGE_ARGS' W2V_ARGS='$W2V_ARGS' W2V_TRAIN=$W2V_TRAIN"
-	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "load before: $(bench_load)"
 } >"$OUT/hosts_env.txt"
 sed 's/^/# /' "$OUT/hosts_env.txt" >&2
 
@@ -257,18 +259,11 @@ for ((run = 1; run <= runs; run++)); do
 		done
 	fi
 done
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/hosts_env.txt"
+echo "load after: $(bench_load)" >>"$OUT/hosts_env.txt"
 [[ -s $TMP/netns-line ]] && say "netns: $(cat "$TMP/netns-line")"
 
 # medians column by column; the 1-host layout is the reference of the ratio
-awk -F, '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, "$BENCH_AWK_MEDIAN"'
 NR == 1 { next }
 {
 	key = $1 "," $2
@@ -289,14 +284,7 @@ END {
 }' "$RUNS_CSV" >"$OUT/hosts.csv"
 cat "$OUT/hosts.csv"
 if ((bridge)); then
-	awk -F, '
-	function median(key, col,    n, i, j, v, t) {
-		n = cnt[key]
-		for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-		for (i = 2; i <= n; i++)
-			for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-		return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-	}
+	awk -F, "$BENCH_AWK_MEDIAN"'
 	NR == 1 { next }
 	{
 		key = $1 "," $2

@@ -15,11 +15,10 @@
 #   KILL_HOST [2]: the host killed (0: host 1 reports from then on)
 #   BACKUP_RATE [20]  BUILD [build]  OUT [bench/out/mf_hostfail]
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(git rev-parse --show-toplevel)"
 BUILD=${BUILD:-build}
-DATA=${DATA:-$(git rev-parse --show-toplevel)/../shared/data}
-TRAIN=${TRAIN:-$DATA/movielens/ml-100k/u1.base}
-TEST=${TEST:-$DATA/movielens/ml-100k/u1.test}
 EPOCHS=${EPOCHS:-20}
 KILL_AFTER=${KILL_AFTER:-7}
 POLICY=${POLICY:-classic}
@@ -28,22 +27,20 @@ BACKUP_RATE=${BACKUP_RATE:-20}
 KILL_HOST=${KILL_HOST:-2}
 OUT=${OUT:-bench/out/mf_hostfail}
 mkdir -p "$OUT"
-for f in "$TRAIN" "$TEST"; do
-	[ -r "$f" ] || { echo "mf_hostfail.sh: $f: cannot read (see DATA)" >&2; exit 1; }
-done
-TOKEN="$OUT/token"
-rm -f "$TOKEN"
-"$BUILD/bin/psrun" --make-token "$TOKEN" >/dev/null
+bench_mf_inputs mf_hostfail.sh
+bench_tmp_token
+TOKEN=$tmp/token
 now() { date +%s.%N; }
 
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(lscpu | grep 'Model name' | sed 's/  */ /g')"
+bench_env_header
 echo "# mf --train $TRAIN --test $TEST --epochs $EPOCHS --policy $POLICY ${MF_ARGS:-}; 3 hosts x 1 node," \
 	"--on-host-failure continue --backup-rate $BACKUP_RATE"
 
 # run KIND REPEAT (KIND: full or kill)
 run() {
-	local kind=$1 k=$2 tag="$OUT/$1-$2" port=$((20000 + RANDOM % 20000)) pids=() r
-	# shellcheck disable=SC2086
+	local kind=$1 k=$2 tag="$OUT/$1-$2" port pids=() r
+	port=$(bench_free_port)
+	# shellcheck disable=SC2206 # MF_ARGS: options split on spaces
 	local mf=("$BUILD/apps/mf" --train "$TRAIN" --test "$TEST" --epochs "$EPOCHS" --policy "$POLICY"
 		--json "$tag.json" ${MF_ARGS:-})
 	for ((r = 0; r < 3; r++)); do

@@ -15,25 +15,21 @@
 #   MF_ARGS  more mf options [none]
 #   BUILD [build]  OUT [bench/out/mf_hosts]: each run's JSON and output
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(git rev-parse --show-toplevel)"
 BUILD=${BUILD:-build}
-DATA=${DATA:-$(git rev-parse --show-toplevel)/../shared/data}
-TRAIN=${TRAIN:-$DATA/movielens/ml-100k/u1.base}
-TEST=${TEST:-$DATA/movielens/ml-100k/u1.test}
 EPOCHS=${EPOCHS:-20}
 POLICY=${POLICY:-localize}
 REPEATS=${REPEATS:-3}
 SHAPES=${SHAPES:-1x2 2x1}
 OUT=${OUT:-bench/out/mf_hosts}
 mkdir -p "$OUT"
-for f in "$TRAIN" "$TEST"; do
-	[ -r "$f" ] || { echo "mf_hosts.sh: $f: cannot read (see DATA)" >&2; exit 1; }
-done
-TOKEN="$OUT/token"
-rm -f "$TOKEN"
-"$BUILD/bin/psrun" --make-token "$TOKEN" >/dev/null
+bench_mf_inputs mf_hosts.sh
+bench_tmp_token
+TOKEN=$tmp/token
 
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(lscpu | grep 'Model name' | sed 's/  */ /g')"
+bench_env_header
 echo "# mf --train $TRAIN --test $TEST --epochs $EPOCHS --policy $POLICY ${MF_ARGS:-}"
 
 # run SHAPE REPEAT: one run; prints "shape repeat train_seconds rmse load1 cpu"
@@ -42,13 +38,14 @@ run() {
 	local shape=$1 k=$2 hosts=${1%x*} nodes=${1#*x}
 	local tag="$OUT/$shape-$k" load
 	load=$(cut -d' ' -f1 /proc/loadavg)
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2206 # MF_ARGS: options split on spaces
 	local mf=("$BUILD/apps/mf" --train "$TRAIN" --test "$TEST" --epochs "$EPOCHS" --policy "$POLICY"
 		--json "$tag.json" ${MF_ARGS:-})
 	if [ "$hosts" = 1 ]; then
 		"$BUILD/bin/psrun" -n "$nodes" "${mf[@]}" >"$tag.h0.out" 2>&1
 	else
-		local port=$((20000 + RANDOM % 20000)) pids=() r
+		local port pids=() r
+		port=$(bench_free_port)
 		for ((r = 0; r < hosts; r++)); do
 			"$BUILD/bin/psrun" -n "$nodes" --hosts "$hosts" --host-rank "$r" \
 				--coordinator "127.0.0.1:$port" --token-file "$TOKEN" "${mf[@]}" >"$tag.h$r.out" 2>&1 &
@@ -72,6 +69,7 @@ for ((k = 1; k <= REPEATS; k++)); do
 	done
 done
 echo "# medians: shape train_seconds rmse cpu"
+# shellcheck disable=SC2086 # one argument per shape
 python3 - "$OUT/runs.txt" $SHAPES <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
@@ -80,4 +78,3 @@ for s in sys.argv[2:]:
     print(s, "%.3f" % statistics.median(float(x[2]) for x in r), "%.4f" % statistics.median(float(x[3]) for x in r),
           "%.3f" % statistics.median(float(x[5]) for x in r))
 EOF
-rm -f "$TOKEN"

@@ -10,6 +10,8 @@
 # names another micro binary (default $BUILD/bench/micro), for example one
 # built from this bench/micro.c against another libpsmem (before / after).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-build}
 runs=3
@@ -28,14 +30,7 @@ for ((i = 1; i <= runs; i++)); do
 	fi
 done
 
-awk -F, -v runs="$runs" '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)           # insertion sort: n is small
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, -v runs="$runs" "$BENCH_AWK_MEDIAN"'
 FNR == 1 { run++; if (run == 1) header = $0; next }
 /^#/ { comments = comments "# run " run ": " substr($0, 3) "\n"; next }
 {

@@ -11,6 +11,8 @@
 # Without UCX (pkg-config ucx; Debian's libucx-dev) it prints why it skips
 # and exits 0.  Builds the binary with `make bench-ucx` when it is missing.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 BUILD=${BUILD:-build}
 rounds=5
 if [[ ${1:-} == -n ]]; then
@@ -29,14 +31,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$BUILD/bench/ucx_rpc" --rounds "$rounds" "$@" >"$tmp/raw.csv"
 
-awk -F, '
-function median(key, col,    n, i, j, v, t) {
-	n = cnt[key]
-	for (i = 1; i <= n; i++) v[i] = val[key, i, col]
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F, "$BENCH_AWK_MEDIAN"'
 /^#/ { next }
 $1 == "round" { next }
 {
@@ -55,4 +50,4 @@ END {
 	}
 }' "$tmp/raw.csv"
 grep '^#' "$tmp/raw.csv" || true
-echo "# CPU: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores online"
+echo "# CPU: $(bench_cpu_model), $(nproc) cores online"

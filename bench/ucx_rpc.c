@@ -79,6 +79,8 @@
 
 #include <ucp/api/ucp.h>
 
+#include "bench_util.h"
+
 #define MAGIC_REQ 0x51525350u /* "PSRQ" */
 #define MAGIC_REP 0x50525350u /* "PSRP" */
 #define OP_PULL 1u
@@ -124,19 +126,6 @@ struct opts {
 	double mem_mb;
 	bool use[NTRANSPORTS];
 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 static const char *who = "ucx_rpc", *cur = "-"; /* process, transport */
 
@@ -615,7 +604,7 @@ static void ucx_print_lanes(struct ucx *u, const char *name)
 static void row(int round, const char *tr, const char *pattern, long calls, double *lat, double keys_per_call,
 		uint32_t vlen)
 {
-	qsort(lat, (size_t)calls, sizeof *lat, cmp_double);
+	qsort(lat, (size_t)calls, sizeof *lat, bench_cmp_double);
 	double p50 = lat[calls / 2], p99 = lat[(size_t)((double)calls * 0.99)];
 	double kps = keys_per_call * 1e6 / p50;
 	printf("%d,%s,%s,%ld,%.2f,%.2f,%.0f,%.1f\n", round, tr, pattern, calls, p50, p99, kps,
@@ -632,15 +621,15 @@ static void client_run(int ctl, int round, const struct transport *tr, const str
 	double setup, t0;
 
 	/* setup and connect: the first one-key call is part of connect */
-	t0 = now();
+	t0 = bench_now();
 	if (tr->kind == K_UCX)
 		ucx_open(&u, tr, ctl);
-	setup = (now() - t0) * 1e6;
+	setup = (bench_now() - t0) * 1e6;
 	uint32_t len;
 	void *peer = NULL;
 	if (tr->kind == K_UCX)
 		peer = ctl_recv(ctl, &len);
-	t0 = now();
+	t0 = bench_now();
 	size_t q1 = make_request(c, OP_PULL, 1), r1 = HDR + row_bytes;
 	if (tr->kind == K_TCP) {
 		tcp_connect(&tc, ctl);
@@ -650,7 +639,7 @@ static void client_run(int ctl, int round, const struct transport *tr, const str
 		ctl_send(ctl, u.addr, (uint32_t)u.addr_len);
 		ucx_call(&u, c, q1, r1);
 	}
-	double connect = (now() - t0) * 1e6;
+	double connect = (bench_now() - t0) * 1e6;
 	free(peer);
 	if (tr->kind == K_UCX && round == 1)
 		ucx_print_lanes(&u, tr->name);
@@ -664,13 +653,13 @@ static void client_run(int ctl, int round, const struct transport *tr, const str
 		size_t q = pat == 0 ? q1 : qb, r = pat == 0 ? r1 : rb;
 		for (long i = 0; i < warm + calls; i++) {
 			make_request(c, OP_PULL, n);
-			double s = now();
+			double s = bench_now();
 			if (tr->kind == K_TCP)
 				tcp_call(&tc, c, q, r);
 			else
 				ucx_call(&u, c, q, r);
 			if (i >= warm)
-				lat[i - warm] = (now() - s) * 1e6;
+				lat[i - warm] = (bench_now() - s) * 1e6;
 		}
 		row(round, tr->name, pat == 0 ? "onekey" : "batch", calls, lat, n, o->vlen);
 	}
