@@ -666,6 +666,19 @@ static size_t direct_start(struct ps__link *L, struct ps__conn *c, const uint8_t
 	return n;
 }
 
+/* One nonblocking recv on a connection: the bytes read (> 0), 0 when none
+ * is there now, or why the connection is over (-ECONNRESET: closed by the
+ * peer). */
+static ssize_t recv_now(int fd, void *to, size_t n)
+{
+	ssize_t r = recv(fd, to, n, MSG_DONTWAIT);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	return r == 0 ? -ECONNRESET : r;
+}
+
 /* Link thread: more of a direct REPLY (direct_start).  0 or why the
  * connection is over. */
 static int direct_read(struct ps__link *L, struct ps__conn *c)
@@ -674,13 +687,9 @@ static int direct_read(struct ps__link *L, struct ps__conn *c)
 		return -ENOMEM;
 	uint8_t *to = c->dst ? c->dst : c->in; /* discarding: into in */
 	size_t want = c->dst ? c->direct_left : (c->direct_left < c->in_cap ? c->direct_left : c->in_cap);
-	ssize_t r = recv(c->fd, to, want, MSG_DONTWAIT);
-	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-		return 0;
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ECONNRESET;
+	ssize_t r = recv_now(c->fd, to, want);
+	if (r <= 0)
+		return (int)r;
 	c->direct_left -= (size_t)r;
 	if (c->dst)
 		c->dst += r;
@@ -711,13 +720,9 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
 	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0 && c->in_cap == c->in_len)
 		return -ENOMEM; /* no room at all: nothing can be read */
-	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
-	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-		return 0;
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ECONNRESET;
+	ssize_t r = recv_now(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+	if (r <= 0)
+		return (int)r;
 	c->in_len += (size_t)r;
 	size_t at = 0;
 	long n;
