@@ -137,6 +137,28 @@ int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
  * held by the survivors keep every update.
  */
 int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap);
+/*
+ * Elastic jobs (issue 16; being built).  psrun --elastic (given on every
+ * host at start) keeps each psrun listening for authenticated joiners;
+ * psrun --join COORD:PORT --token-file F prog ... (same program, -n, -t,
+ * checked as at rendezvous) adds a host to the running job; a host leaves
+ * on request (psstat --leave HOST, or SIGTERM to a psrun started with
+ * --drain).  Membership changes take effect only at ps_sync_hosts: a
+ * barrier over every worker thread of every host present, called where the
+ * app can re-split its work (between epochs).  *epoch is the app's
+ * position (e.g. the next epoch), the same on every host; a joiner's first
+ * call waits for the others' next ps_sync_hosts and returns their *epoch.
+ * Returns the number of hosts present after the call (ps_hosts_alive says
+ * which: joined hosts added, leaving ones removed), 0 on a host that
+ * leaves here (its workers stop; its ps_finalize hands its keys to the
+ * others before it returns), or a negative error as ps_barrier.  A joiner
+ * receives a share of the keys by relocation before its first call
+ * returns.  Without --elastic it is ps_barrier returning the hosts present.
+ */
+int ps_sync_hosts(ps_world *w, uint64_t *epoch);
+/* 1 in the nodes of a host started by psrun --join (they must not
+ * initialize tables: the job's values are already there), else 0. */
+int ps_joined(const ps_world *w);
 /* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
  * file's absolute path on hugetlbfs under psrun --hugepages (huge pages:
  * hugetlbfs there, else transparent huge pages where /dev/shm offers them

@@ -191,3 +191,18 @@ int ps_barrier(ps_world *w)
 		rc = w->net->barrier_workers(w);
 	return rc;
 }
+
+/* Membership point of elastic jobs (psmem.h).  Until joins and leaves
+ * exist it is a barrier that returns the hosts present. */
+int ps_sync_hosts(ps_world *w, uint64_t *epoch)
+{
+	if (!epoch)
+		return -EINVAL;
+	int rc = ps_barrier(w);
+	return rc < 0 ? rc : ps_hosts_alive(w, NULL, 0);
+}
+
+int ps_joined(const ps_world *w)
+{
+	return w ? 0 : -EINVAL;
+}
