@@ -80,7 +80,9 @@ struct conn {
 	bool said_bye;            /* peer: BYE or ABORT received, EOF expected */
 	bool eof;                 /* peer: its EOF came; kept open to say ours */
 	bool left;                /* peer: our nodes were told it is gone */
-	bool dropped;             /* peer: lost under drop_failed (BR-L1) */
+	bool dropped;             /* peer: lost under drop_failed (BR-L1), or left */
+	bool gone_left;           /* peer: said LEFT: it left the job (BR-L2) */
+	bool drained;             /* link: the node said LEFT (its keys are handed over) */
 	bool final;               /* link: the node passed its final barrier */
 	bool want_out;            /* EPOLLOUT registered */
 	uint8_t *in;
@@ -111,6 +113,7 @@ struct ps__bridge {
 	bool stop;                /* the job must stop (a peer failed) */
 	bool done;                /* BYE / ABORT sent: our nodes are gone */
 	bool aborted;             /* ABORT sent: peers' echoes are not news */
+	bool left_sent;           /* LEFT sent: this host left the job (BR-L2) */
 	char why[PS__NOTE_MAX];    /* the first peer failure, for our own ABORT */
 	uint64_t timeout_ns;      /* silence that means death */
 	bool drop_failed;         /* --on-host-failure continue */
@@ -158,9 +161,15 @@ static void peer_left(struct ps__bridge *b, struct conn *c)
 	if (c->left)
 		return;
 	c->left = true;
+	/* (BR-L2) we left: peers close on our LEFT, and our nodes wait until
+	 * each peer's node has closed its data connection (net/drain.c DR2);
+	 * an ABORT would close them first, before the peer read our answers */
+	if (b->left_sent)
+		return;
 	uint8_t body[6 + 32];
-	uint32_t len = c->dropped ? ps__note_enc(body, PS__GONE_LOST, "host lost, job goes on")
-				  : ps__note_enc(body, PS_EHOSTDOWN, "host gone");
+	uint32_t len = c->gone_left ? ps__note_enc(body, PS__GONE_LEFT, "host left, job goes on")
+		       : c->dropped ? ps__note_enc(body, PS__GONE_LOST, "host lost, job goes on")
+				    : ps__note_enc(body, PS_EHOSTDOWN, "host gone");
 	for (int i = 0; i < b->nodes; i++)
 		send_small(b, &b->link[i], PS__F_ABORT, (uint16_t)c->idx, 0, body, len);
 }
@@ -391,6 +400,41 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 
 /* ------------------------------------------------------------ failures */
 
+/*
+ * (BR-Q) Quorum: may this side go on without peer c?  The hosts present
+ * before the loss (c included) are counted against the ones this side
+ * still reaches: not dropped, connected, and heard from within the
+ * silence bound (a peer as silent as c is on c's side of a partition, or
+ * dead too).  Going on needs more than half of them, or exactly half with
+ * the lowest rank present before.  A minority side stops ("lost quorum")
+ * instead of promoting the majority's keys and going on alone (split
+ * brain); the majority drops the others as before.  A SIGSTOPped psrun
+ * that wakes finds every peer silent: it is the minority.
+ */
+static bool quorum(struct ps__bridge *b, const struct conn *c)
+{
+	uint64_t now = ps__now_ns();
+	int before = alive(b), reach = 1, low_before = b->rank, low_reach = b->rank;
+	for (int p = 0; p < b->hosts; p++) {
+		const struct conn *q = &b->peer[p];
+		if (p == b->rank || q->dropped)
+			continue;
+		low_before = p < low_before ? p : low_before;
+		if (q == c || q->fd < 0 || q->said_bye || now - q->last_recv > b->timeout_ns)
+			continue;
+		reach++;
+		low_reach = p < low_reach ? p : low_reach;
+	}
+	if (2 * reach > before || (2 * reach == before && low_reach == low_before))
+		return true;
+	blog(b, "lost quorum: %s is gone and this side reaches %d of the %d hosts present before (%s); stopping "
+	     "this side instead of going on alone", b->name[c->idx], reach, before,
+	     2 * reach == before ? "half, without the lowest rank" : "not a majority");
+	snprintf(b->why, sizeof b->why, "lost quorum: this side reaches %d of the %d hosts present before %s was lost",
+		 reach, before, b->name[c->idx]);
+	return false;
+}
+
 /* --on-host-failure continue: drops peer c (dead, or failing) and says so;
  * false when the job must stop instead (abort mode, or our own nodes are
  * done already: then nobody is left to go on). */
@@ -400,6 +444,10 @@ static bool drop(struct ps__bridge *b, struct conn *c, const char *why)
 		return false;
 	if (c->dropped)
 		return true;
+	if (!quorum(b, c)) {
+		b->stop = true;
+		return false;
+	}
 	c->dropped = true;
 	c->said_bye = true;
 	b->st.hosts_lost++;
@@ -422,6 +470,10 @@ static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
+	if (b->left_sent) { /* we left: the peers close on our LEFT (BR-L2) */
+		conn_close(b, c);
+		return;
+	}
 	if (drop(b, c, why))
 		return;
 	if (!b->aborted)
@@ -509,6 +561,28 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		for (int p = 0; p < b->hosts; p++)
 			if (p != b->rank && !peer_gone(&b->peer[p]))
 				enqueue(b, &b->peer[p], raw, size, b->rank);
+		return;
+	}
+	case PS__F_LEFT: {
+		/* (BR-L2) node c drained (net/drain.c); once every node has,
+		 * this host leaves: LEFT to every peer, after everything our
+		 * nodes sent before on the same streams */
+		c->drained = true;
+		int n = 0;
+		for (int i = 0; i < b->nodes; i++)
+			n += b->link[i].drained;
+		if (n < b->nodes || b->left_sent)
+			return;
+		uint8_t body[4];
+		ps__put32(body, 0);
+		int told = 0;
+		for (int p = 0; p < b->hosts; p++)
+			if (p != b->rank && !peer_gone(&b->peer[p])) {
+				send_small(b, &b->peer[p], PS__F_LEFT, (uint16_t)b->rank, 0, body, sizeof body);
+				told++;
+			}
+		b->left_sent = true;
+		blog(b, "leaving the job: every node handed its keys over; LEFT sent to the %d hosts present", told);
 		return;
 	}
 	case PS__F_CKPT: {
@@ -618,6 +692,17 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	}
 	case PS__F_HEARTBEAT:
 		return;
+	case PS__F_LEFT:
+		/* (BR-L2) it left after handing its keys over: dropped without
+		 * error in either mode; our nodes get ABORT(PS__GONE_LEFT) */
+		c->dropped = true;
+		c->gone_left = true;
+		c->said_bye = true;
+		blog(b, "%s left the job (its keys handed over); the job goes on with %d of %d hosts", b->name[c->idx],
+		     alive(b), b->hosts);
+		conn_close(b, c);
+		barrier_progress(b);
+		return;
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
@@ -712,7 +797,7 @@ static bool on_readable(struct ps__bridge *b, struct conn *c)
 		if (c->kind == K_LINK) {
 			conn_close(b, c);
 			barrier_progress(b);
-		} else if (c->said_bye && b->done) {
+		} else if ((c->said_bye && b->done) || b->left_sent) {
 			conn_close(b, c);
 		} else if (c->said_bye) {
 			/* it is done; keep the socket to say our own goodbye */
@@ -854,6 +939,16 @@ void ps__bridge_local_done(struct ps__bridge *b, int code, const char *why)
 		type = PS__F_ABORT;
 	}
 	b->aborted = code != 0;
+	if (b->left_sent) {
+		/* (BR-L2) the peers dropped us on our LEFT: no goodbye is owed */
+		b->done = true;
+		for (int p = 0; p < b->hosts; p++)
+			if (b->peer[p].eof)
+				conn_close(b, &b->peer[p]);
+			else
+				flush(b, &b->peer[p]);
+		return;
+	}
 	for (int p = 0; p < b->hosts; p++) {
 		struct conn *c = &b->peer[p];
 		if (c->fd < 0)

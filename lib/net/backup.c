@@ -152,6 +152,14 @@ int ps__bk_timeout_ms(struct ps__link *L)
 	return now >= b->next_ns ? 0 : (int)((b->next_ns - now) / 1000000) + 1;
 }
 
+/* A host left (drain.c): the next round now, to this node's backup host
+ * as it is now (the one after the host that left, if it was ours). */
+void ps__bk_soon(struct ps__link *L)
+{
+	if (L->bk)
+		L->bk->next_ns = 0;
+}
+
 /* Keys scanned per step of a round: bounds the scratch (this many keys and
  * their values) whatever the table's size. */
 #define BK_CHUNK 65536u

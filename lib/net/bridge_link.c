@@ -180,8 +180,9 @@ static int data_write(struct ps__link *L, struct ps__conn *c, const uint8_t *hdr
 	const uint8_t *part[2] = {hdr, body};
 	const size_t plen[2] = {PS__FRAME_HDR, len};
 	pthread_mutex_lock(&c->wlock);
-	/* acquire: as in ps__lk_send */
-	if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
+	/* acquire: as in ps__lk_send; left: its host left the job (drain.c) */
+	if (atomic_load_explicit(&c->dead, memory_order_acquire) ||
+	    atomic_load_explicit(&c->left, memory_order_acquire)) {
 		rc = PS_EHOSTDOWN;
 	} else {
 		size_t done = 0;
@@ -510,7 +511,18 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_BACKUP:
 		ps__bk_on_frame(L, f);
 		break;
-	case PS__F_ABORT:
+	case PS__F_ABORT: {
+		struct ps__note n;
+		bool note = ps__note_dec(f->body, f->len, &n) == 0;
+		if (note && n.code == PS__GONE_LEFT && f->host < L->w->nhosts && f->host != L->w->host) {
+			/* host f->host left after handing its keys over (drain.c):
+			 * its data connection is half-closed and read until its
+			 * EOF, which sweeps what it left unanswered (DR2) */
+			ps__drain_left(L, f->host);
+			if (L->data[f->host].fd < 0 || L->data[f->host].closed)
+				sweep_inflight(L, f->host, true);
+			break;
+		}
 		/* the bridge lost host f->host: what went there is lost too,
 		 * nothing more goes there, and nothing more of it is served:
 		 * its data connection is shut down, so the next poll ends it
@@ -526,8 +538,7 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 		 * (backup.c BK3) and what was in flight there is routed again
 		 * (to the backup host) instead of failing */
 		if (f->host < L->w->nhosts) {
-			struct ps__note n;
-			if (ps__note_dec(f->body, f->len, &n) == 0 && n.code == PS__GONE_LOST) {
+			if (note && n.code == PS__GONE_LOST) {
 				ps__clock_host_lost(L->w, f->host);
 				ps__bk_promote(L, f->host);
 				sweep_inflight(L, f->host, true);
@@ -539,6 +550,7 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			sweep_inflight(L, f->host, false);
 		}
 		break;
+	}
 	default:
 		break; /* nothing else is sent to a node */
 	}
@@ -765,6 +777,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
  * the normal end of the job and nothing is in flight. */
 static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 {
+	if (ps__drain_conn_end(L, c))
+		return; /* this host is leaving: the normal end (drain.c DR2) */
 	c->closed = true;
 	pthread_mutex_lock(&c->wlock);
 	/* release: a sender that sees dead registered nothing the sweep below
@@ -775,13 +789,17 @@ static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 	shutdown(c->fd, SHUT_RDWR);
 	/* relaxed: our own store, or the caller's before its final barrier */
 	bool framing = why <= PS_EFRAME_TRUNC && why >= PS_EFRAME_BODY; /* conn_read said why */
-	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
+	/* acquire: ps__drain_left's store, on this thread */
+	bool left = atomic_load_explicit(&c->left, memory_order_acquire);
+	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing && !left)
 		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
 			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
 	/* --on-host-failure continue (backups on): the bridge's verdict
 	 * decides - ABORT(PS__GONE_LOST) routes them again to the backup
 	 * host, any other ABORT fails them - so they are not failed here */
-	if (!L->bk)
+	if (left) /* it left: what it did not answer was not done there (DR2) */
+		sweep_inflight(L, c->host, true);
+	else if (!L->bk)
 		sweep_inflight(L, c->host, false);
 }
 
@@ -955,15 +973,30 @@ int ps__link_start(ps_world *w)
 	return 0;
 }
 
-void ps__link_stop(ps_world *w)
+int ps__link_stop(ps_world *w)
 {
 	struct ps__link *L = w->link;
 	if (!L)
-		return;
-	/* every node of every host passes this before any leaves, so no
-	 * request can reach a node that is gone */
-	atomic_store_explicit(&L->final, true, memory_order_relaxed);
-	link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
+		return 0;
+	int rc = 0;
+	/* relaxed: set by this thread (ps__link_leave) */
+	if (atomic_load_explicit(&L->leaving, memory_order_relaxed)) {
+		/* this host leaves: its keys go to the others (drain.c), then
+		 * LEFT; the others drop it once every node of it said so */
+		rc = ps__drain_host(w);
+		atomic_store_explicit(&L->final, true, memory_order_relaxed);
+		if (rc == 0) {
+			uint8_t f[PS__FRAME_HDR];
+			ps__frame_seal(f, PS__F_LEFT, (uint16_t)w->host, 0, 0);
+			if (link_write(L, f, sizeof f) == 0)
+				ps__drain_wait_ends(L);
+		}
+	} else {
+		/* every node of every host passes this before any leaves, so
+		 * no request can reach a node that is gone */
+		atomic_store_explicit(&L->final, true, memory_order_relaxed);
+		link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
+	}
 	shutdown(L->link.fd, SHUT_RDWR);
 	pthread_join(L->thread, NULL);
 	w->link = NULL;
@@ -982,6 +1015,7 @@ void ps__link_stop(ps_world *w)
 	pthread_mutex_destroy(&L->wb_lock);
 	pthread_mutex_destroy(&L->ckpt_lock);
 	free(L);
+	return rc;
 }
 
 /* ------------------------------------------------------------ the net layer's table */

@@ -24,7 +24,7 @@ bool ps__frame_type_known(unsigned type)
 {
 	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
 	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH || type == PS__F_CKPT ||
-	       type == PS__F_BACKUP;
+	       type == PS__F_BACKUP || type == PS__F_LEFT;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -411,11 +411,14 @@ int ps__move_dec(const uint8_t *b, uint32_t len, struct ps__move_req *m)
 	m->arg = ps__get32(b + 12);
 	m->num_keys = ps__get64(b + 16);
 	m->n = ps__get32(b + 24);
-	if (m->op < PS__MV_LOCK || m->op > PS__MV_UNLOCK || m->nf == 0 || m->nf > 4 * 65536 ||
+	const bool take = m->op == PS__MV_TAKE || m->op == PS__MV_TAKEDIR;
+	if (m->op < PS__MV_LOCK || m->op > PS__MV_TAKEDIR || m->nf == 0 || m->nf > 4 * 65536 ||
 	    m->arg >= PS__MAX_HOSTS || m->num_keys == 0 || m->n == 0 || ps__get32(b + 28) != 0 ||
-	    ps__move_size(m->n) != len)
+	    (m->op == PS__MV_TAKEDIR && m->nf != 1) ||
+	    ps__move_size(m->n) + (take ? 4ULL * m->nf * m->n : 0) != len)
 		return PS_EFRAME_BODY;
 	m->keys = b + PS__MOVE_HDR;
+	m->vals = take ? m->keys + 8ULL * m->n : NULL;
 	return 0;
 }
 

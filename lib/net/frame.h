@@ -46,6 +46,9 @@
 /* Code of an ABORT(host) from the bridge to a node: the host was dropped
  * under --on-host-failure continue, the job goes on (bridge.c) */
 #define PS__GONE_LOST       1
+/* ... the host left the job after handing its keys over (net/drain.c):
+ * nothing of it is promoted, what was in flight there is routed again */
+#define PS__GONE_LEFT       2
 #define PS__MAX_HOSTS      1024
 #define PS__HASH_BYTES     32
 #define PS__NONCE_BYTES    32
@@ -81,6 +84,10 @@ enum ps__ftype {
 			      * node 0), sent before the poll's barrier over hosts */
 	PS__F_BACKUP = 30,   /* keys + values (a PUSH body): a backup round of the
 			      * sending node's keys, no answer (backup.c BK1) */
+	PS__F_LEFT = 31,     /* node -> bridge: this node has drained (empty);
+			      * bridge -> bridge: this host left the job after
+			      * handing its keys over (status, as BYE): drop it
+			      * without error (net/drain.c, bridge.c) */
 };
 
 struct ps__frame {
@@ -243,12 +250,17 @@ enum ps__move_op {
 	PS__MV_GIVE = 2,   /* at the holder: give the value up to host arg */
 	PS__MV_SET = 3,    /* at the home: the key is at host arg now */
 	PS__MV_UNLOCK = 4, /* at the home: the move failed, back to the holder */
+	/* a leaving host hands its keys over (net/drain.c DR2, DR3): the keys
+	 * are followed by nf u32 per key */
+	PS__MV_TAKE = 5,   /* at b(x): install these values (+ rule state) */
+	PS__MV_TAKEDIR = 6, /* at b(x): the home's directory, nf = 1: the holder */
 };
 struct ps__move_req {
 	uint32_t table, op, nf, arg;
 	uint64_t num_keys;
 	uint32_t n;               /* >= 1 */
 	const uint8_t *keys;      /* n x u64 */
+	const uint8_t *vals;      /* TAKE, TAKEDIR: n x nf u32 after the keys; else NULL */
 };
 #define PS__MOVE_HDR 32u
 uint64_t ps__move_size(uint32_t n);

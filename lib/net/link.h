@@ -13,7 +13,11 @@
  * sets w->net = &ps__link_ops.  ps_finalize: final barrier over every
  * host, close, w->net = NULL. */
 int ps__link_start(ps_world *w);
-void ps__link_stop(ps_world *w);
+/* 0, or a leaving host's failed drain (its keys stay there) */
+int ps__link_stop(ps_world *w);
+/* This host leaves the job: ps_finalize drains it (drain.c) instead of
+ * the final barrier over hosts. */
+void ps__link_leave(ps_world *w);
 extern const struct ps__net_ops ps__link_ops;
 /* Barrier over every node of every host on the table's shape (local_rc:
  * this node's result so far; a failure anywhere fails it everywhere). */

@@ -69,6 +69,9 @@ struct ps__conn {
 	 * set when the connection ends, or when the bridge says the host is
 	 * gone */
 	_Atomic bool dead;
+	/* acquire/release: its host left the job (drain.c): nothing more is
+	 * sent there, what it still sends is read until its EOF (DR2) */
+	_Atomic bool left;
 	pthread_mutex_t wlock;    /* one frame written at a time; out */
 	uint8_t *out;             /* data: bytes queued, [out_at, out_len) */
 	size_t out_at, out_len, out_cap;
@@ -95,6 +98,12 @@ struct ps__link {
 	/* relaxed: set before this node's final barrier; a data connection
 	 * that ends after it is the normal end, not a failure to report */
 	_Atomic bool final;
+	/* relaxed: this host leaves the job: ps_finalize drains (drain.c)
+	 * instead of the final barrier; set before anything of the drain */
+	_Atomic bool leaving;
+	/* data connections that ended while leaving; futex word (release by
+	 * the link thread, acquire by ps__drain_wait_ends) */
+	_Atomic uint32_t ends;
 	struct ps__conn *cur;     /* link thread: where the frame being
 				   * dispatched came from; answers go there */
 	pthread_mutex_t lock;     /* the rpc table */
@@ -166,8 +175,24 @@ void ps__bk_promote(struct ps__link *L, int host);
 /* host was dropped (--on-host-failure continue) / and every local node
  * finished promoting its keys / the host that takes over host's keys
  * (the next one in the ring not lost; -1: none) */
+void ps__bk_soon(struct ps__link *L);     /* the next round now (a host left) */
 bool ps__host_lost(ps_world *w, int host);
 bool ps__host_promoted(ps_world *w, int host);
 int ps__backup_host(ps_world *w, int host);
+
+/* drain.c: a host that leaves the job hands its keys over (DR1-DR6) */
+/* Every node of a leaving host, from ps_finalize: keys and directory to
+ * b(this host).  0 or a code (then what could not move stays here). */
+int ps__drain_host(ps_world *w);
+/* After the node's LEFT: until every data connection has ended. */
+void ps__drain_wait_ends(struct ps__link *L);
+/* Link thread, a data connection ended: true if this node is leaving
+ * (answers flushed, the connection closed and counted; nothing failed). */
+bool ps__drain_conn_end(struct ps__link *L, struct ps__conn *c);
+/* A TAKE or TAKEDIR of a leaving host, executed at b(x) (link thread):
+ * the MOVE_REPLY body into out, its length returned. */
+uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct ps__move_req *m, uint8_t *out);
+/* Link thread, ABORT(x, PS__GONE_LEFT) from the bridge: x left. */
+void ps__drain_left(struct ps__link *L, int x);
 
 #endif /* PSMEM_LINK_IN_H */

@@ -259,10 +259,11 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 		while (at < count[h]) {
 			uint32_t k = count[h] - at < per ? count[h] - at : per;
 			int rc = send_chunk(t, g, h, g->keys, g->pos + at, k, g->out, g->in);
-			if (rc == PS_EHOSTDOWN && w->link->bk && !ps__link_down(w)) {
+			if (rc == PS_EHOSTDOWN && (w->link->bk || ps__host_lost(w, h)) && !ps__link_down(w)) {
 				/* continue mode: its data connection ended, the
 				 * bridge has not said yet whether host h is lost
-				 * (then its keys go to the backup host): pause */
+				 * (then its keys go to the backup host), or host h
+				 * left (drain.c): pause, then route again */
 				for (uint32_t i = 0; i < k; i++)
 					again(g, g->pos[at + i], -1);
 				ps__lk_group_done(g, 0);

@@ -153,14 +153,17 @@ void ps__lk_on_move(struct ps__link *L, const struct ps__frame *f)
 	ps_table *t = rc ? NULL : table_by_id(L, m.table);
 	if (rc == 0 && !t)
 		rc = PS_ETABLE;
-	if (rc == 0 && (t->num_keys != m.num_keys || t->value_len + t->state_len != m.nf))
+	bool take = rc == 0 && (m.op == PS__MV_TAKE || m.op == PS__MV_TAKEDIR); /* a leaving host's (drain.c) */
+	if (rc == 0 && (t->num_keys != m.num_keys || (!take && t->value_len + t->state_len != m.nf)))
 		rc = PS_EMISMATCH;
 	uint8_t small[PS__FRAME_HDR + PS__MOVE_REPLY_HDR];
 	uint8_t *buf = rc ? NULL : ps__lk_scratch(L, PS__FRAME_HDR + ps__move_reply_size(m.n, m.nf, m.n));
 	if (rc == 0 && !buf)
 		rc = -ENOMEM;
 	uint32_t len;
-	if (rc == 0) {
+	if (rc == 0 && take) {
+		len = ps__drain_serve(L->w, t, f->host, &m, buf + PS__FRAME_HDR);
+	} else if (rc == 0) {
 		len = ps__migrate_serve(L->w, t, f->host, &m, buf + PS__FRAME_HDR);
 	} else {
 		buf = small;

@@ -87,8 +87,10 @@ int ps_finalize(ps_world *w)
 	if (!ps__world_current(w))
 		return -EINVAL;
 	ps__replica_flush(w); /* this node's pending deltas into the primaries */
-	ps__link_stop(w); /* multi-host: waits for every host's nodes; clears w->net */
+	/* multi-host: waits for every host's nodes, or a leaving host's
+	 * drain (net/drain.c); clears w->net */
+	int rc = ps__link_stop(w);
 	ps__service_stop(w);
 	ps__world_close(w);
-	return 0;
+	return rc;
 }

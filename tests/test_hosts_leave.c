@@ -1,0 +1,351 @@
+/*
+ * test_hosts_leave.c - a host that leaves the job hands everything over
+ * (net/drain.c DR1-DR6, bridge.c BR-L2), and a side that lost its quorum
+ * stops (bridge.c BR-Q).
+ *
+ * Leave: three hosts (NODES nodes each) on loopback storm with no
+ * barriers: every host pushes +1 to every one of the KEYS keys (one
+ * batch), then +1 to its own counter (table c, key = host id; keys 0-2 of
+ * c live on host 0 and 1: host 1's count is at host 0).  Before the storm
+ * host 1 takes keys 0-9 (homed at host 0), host 2 takes 150-159 and host 0
+ * takes 160-169 (both homed at host 1): host 1 holds keys it is not the
+ * home of, and its directory names both the host that takes over (host 2
+ * = b(1)) and another.  After LEAVE_AT rounds host 1 drains (the test
+ * hook ps__test_leave, then ps_finalize) while hosts 0 and 2 keep pushing;
+ * they notice the leave (ps_hosts_alive), push AFTER more rounds, meet in
+ * a barrier and check:
+ *  - every key equals n0 + n1 + n2 exactly (the counters: each host's
+ *    completed rounds): nothing lost or applied twice, including host 1's
+ *    home range (0 + 100..199) and the keys it held after moves (0-9);
+ *  - no word names host 1 any more (ps_owner_host), ps_hosts_alive is 2
+ *    with host 1 absent;
+ *  - every psrun exits 0, host 1's after "leaving the job", the others
+ *    log "host 1 (...) left the job"; nothing (segment, process, port) is
+ *    left.  Under the default --on-host-failure abort, and under continue
+ *    (backups on: nothing is promoted from them).
+ *
+ * Quorum: three hosts under continue storm; the driver SIGSTOPs host 2's
+ * psrun; hosts 0 and 1 drop it after the silence bound and finish (exit
+ * 0); then the driver SIGCONTs it: it finds both peers gone at once, is
+ * the minority (1 of 3) and must stop with "lost quorum" and a non-zero
+ * exit instead of promoting the others' keys and finishing alone.
+ *
+ * The binary's second role (--node leave|quorum) is the program psrun runs.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hosts.h"
+#include "psmem.h"
+
+#define KEYS     300
+#define LEAVE_AT 150 /* host 1's rounds before it leaves */
+#define AFTER    150 /* rounds the others push after they saw the leave */
+
+/* test builds only (libpsmem_test.a, drain.c): this node's ps_finalize
+ * drains its host instead of the final barrier */
+int ps__test_leave(ps_world *w);
+
+/* ------------------------------------------------------------ the node */
+
+static int leave_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	ps_table *t = ps_table_create(w, &o, &err);
+	ps_table_opts_init(&o, 4, 1);
+	ps_table *c = t ? ps_table_create(w, &o, &err) : NULL;
+	if (!c)
+		return 1;
+	const int me = ps_host_id(w), node = ps_node_id(w);
+	ps_key all[KEYS], mine = (ps_key)me, took[10];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		all[i] = (ps_key)i, one[i] = 1.0f;
+	/* keys held away from their home (node 0 of each host takes them) */
+	const ps_key first[3] = {160, 0, 150};
+	for (int i = 0; i < 10; i++)
+		took[i] = first[me] + (ps_key)i;
+	if (node == 0 && (rc = ps_localize_sync(t, took, 10)) != 0) {
+		printf("leave: host %d: localize: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if ((rc = ps_barrier(w)) != 0)
+		return 1;
+	int held = 0;
+	for (int i = 0; i < 10; i++)
+		held += ps_owner_host(t, took[i]) == me;
+	if (held != 10) {
+		printf("leave: host %d: only %d of 10 keys moved here\n", me, held);
+		return 1;
+	}
+	long n = 0, after = -1;
+	for (;;) {
+		if ((rc = ps_push_sync(t, all, KEYS, one)) != 0 || (rc = ps_push_sync(c, &mine, 1, one)) != 0) {
+			printf("leave: host %d node %d round %ld: %s\n", me, node, n + 1, ps_strerror(rc));
+			return 1;
+		}
+		n++;
+		if (me == 1 && n == LEAVE_AT) {
+			printf("leave: host 1 node %d leaves after %ld rounds\n", node, n);
+			fflush(stdout);
+			if ((rc = ps__test_leave(w)) != 0 || (rc = ps_finalize(w)) != 0) {
+				printf("leave: host 1 node %d: drain: %s\n", node, ps_strerror(rc));
+				return 1;
+			}
+			printf("leave: host 1 node %d: drained\n", node);
+			return 0;
+		}
+		if (after >= 0 && ++after == AFTER)
+			break;
+		if (after < 0 && ps_hosts_alive(w, NULL, 0) == 2)
+			after = 0;
+	}
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("leave: host %d: barrier: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	ps_key ck[3] = {0, 1, 2};
+	float cnt[3], v[KEYS];
+	if ((rc = ps_pull_sync(c, ck, 3, cnt)) != 0 || (rc = ps_pull_sync(t, all, KEYS, v)) != 0) {
+		printf("leave: host %d: final pulls: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	/* every node of a host pushes: n_h counts them all */
+	long want = (long)cnt[0] + (long)cnt[1] + (long)cnt[2];
+	int wrong = 0, named1 = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if ((long)v[i] != want && wrong++ < 5)
+			printf("leave: host %d: key %d = %.0f, want %ld (n0 %.0f n1 %.0f n2 %.0f)\n", me, i, (double)v[i],
+			       want, (double)cnt[0], (double)cnt[1], (double)cnt[2]);
+		named1 += ps_owner_host(t, all[i]) == 1;
+	}
+	uint8_t alive[4] = {9, 9, 9, 9};
+	int na = ps_hosts_alive(w, alive, 4);
+	printf("leave: host %d node %d: rounds n0 %.0f n1 %.0f n2 %.0f; alive %d [%d %d %d]; %d wrong of %d; %d words "
+	       "name host 1\n",
+	       me, node, (double)cnt[0], (double)cnt[1], (double)cnt[2], na, alive[0], alive[1], alive[2], wrong, KEYS,
+	       named1);
+	fflush(stdout);
+	const long nodes = ps_num_nodes(w);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return wrong || named1 || na != 2 || (long)cnt[1] != LEAVE_AT * nodes ? 1 : 0;
+}
+
+/* Storm until a host is gone, AFTER more rounds, barrier. */
+static int quorum_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t)
+		return 1;
+	const int me = ps_host_id(w);
+	ps_key all[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		all[i] = (ps_key)i, one[i] = 1.0f;
+	long n = 0, after = -1;
+	while (after < AFTER) {
+		if ((rc = ps_push_sync(t, all, KEYS, one)) != 0) {
+			printf("quorum: host %d round %ld: %s\n", me, n + 1, ps_strerror(rc));
+			return 1;
+		}
+		if (++n == 100) {
+			printf("quorum: host %d running\n", me);
+			fflush(stdout);
+		}
+		if (after >= 0)
+			after++;
+		else if (ps_hosts_alive(w, NULL, 0) < 3)
+			after = 0;
+	}
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("quorum: host %d: barrier: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	printf("quorum: host %d: finished with %d hosts\n", me, ps_hosts_alive(w, NULL, 0));
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ driver */
+
+static bool port_free(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+#define assert_contains(hay, needle)                                                   \
+	do {                                                                           \
+		if (!strstr((hay), (needle)))                                          \
+			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
+	} while (0)
+
+/* Starts 3 psruns of nodes nodes running role, psrun flags extra first. */
+static unsigned start3(struct mh_proc h[3], int nodes, const char *tag, const char *role, const char *const extra[])
+{
+	unsigned port = mh_free_port();
+	const char *prog[16];
+	int k = 0;
+	for (; extra && extra[k]; k++)
+		prog[k] = extra[k];
+	prog[k++] = mh_self;
+	prog[k++] = "--node";
+	prog[k++] = role;
+	prog[k] = NULL;
+	static char store[3][96];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], nodes, 3, r, port, prog);
+		char name[32];
+		snprintf(name, sizeof name, "%s%d", tag, r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	return port;
+}
+
+static void leave_job(int nodes, const char *tag, const char *const extra[])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = start3(h, nodes, tag, "leave", extra);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 90);
+	for (int r = 0; r < 3; r++)
+		if (h[r].status != 0)
+			mh_show(&h[r], r == 0 ? "host 0" : r == 1 ? "host 1" : "host 2");
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(h[r].status, 0);
+	const char *out1 = mh_slurp(h[1].out), *err1 = mh_slurp(h[1].err);
+	assert_contains(out1, "leave: host 1 node 0: drained");
+	assert_contains(err1, "psmem: host 1 node 0: drained to host 2 in ");
+	assert_contains(err1, "psrun: host 1: leaving the job: every node handed its keys over; LEFT sent to the 2 "
+			      "hosts present");
+	for (int r = 0; r < 3; r += 2) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		char want[96];
+		snprintf(want, sizeof want, "; alive 2 [1 0 1]; 0 wrong of %d; 0 words name host 1", KEYS);
+		assert_contains(out, want);
+		assert_contains(err, "host 1 (127.0.0.1:");
+		assert_contains(err, ") left the job (its keys handed over); the job goes on with 2 of 3 hosts");
+		assert_true(strstr(err, "promoted") == NULL); /* a leave promotes no backup (DR5) */
+		const char *l = strstr(out, "leave: host ");
+		printf("%.*s\n", (int)strcspn(l, "\n"), l);
+	}
+	const char *d = strstr(mh_slurp(h[1].err), "drained to host 2 in ");
+	printf("host 1: %.*s\n", (int)strcspn(d, "\n"), d);
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+static void test_a_leaving_host_hands_over_every_key_exactly(void **state)
+{
+	(void)state;
+	leave_job(1, "leave", NULL); /* --on-host-failure abort, the default */
+}
+
+static void test_a_leaving_host_promotes_no_backup_under_continue(void **state)
+{
+	(void)state;
+	const char *const extra[] = {"--on-host-failure", "continue", "--backup-rate", "50", NULL};
+	leave_job(1, "leavec", extra);
+}
+
+static void test_every_node_of_a_leaving_host_drains(void **state)
+{
+	(void)state;
+	leave_job(2, "leave2", NULL);
+}
+
+static void test_a_host_cut_off_from_the_majority_stops(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	const char *const extra[] = {"--on-host-failure", "continue", "--backup-rate", "50", NULL};
+	unsigned port = start3(h, 1, "quorum", "quorum", extra);
+	/* waits for a condition (host 2 storming), not a time */
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[2].out), "quorum: host 2 running"); i++)
+		usleep(50 * 1000);
+	if (!strstr(mh_slurp(h[2].out), "quorum: host 2 running")) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], "host");
+		}
+		fail_msg("host 2 did not start storming within 60 s");
+	}
+	kill(h[2].pid, SIGSTOP); /* its psrun: silent, a 1-vs-2 cut */
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
+	kill(h[2].pid, SIGCONT); /* it wakes alone: both peers gone */
+	mh_finish(&h[2], 30);
+	for (int r = 0; r < 2; r++) {
+		const char *err = mh_slurp(h[r].err);
+		if (h[r].status != 0)
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), "finished with 2 hosts");
+		assert_contains(err, "dropped, the job goes on with 2 of 3 hosts");
+		assert_true(strstr(err, "lost quorum") == NULL);
+	}
+	const char *err2 = mh_slurp(h[2].err);
+	if (h[2].status == 0 || !strstr(err2, "lost quorum"))
+		mh_show(&h[2], "host 2");
+	assert_int_not_equal(h[2].status, 0);
+	assert_int_not_equal(h[2].status, -1); /* it stopped by itself */
+	assert_contains(err2, "psrun: host 2: lost quorum: host ");
+	assert_contains(err2, "this side reaches 1 of the 3 hosts present before");
+	assert_true(strstr(mh_slurp(h[2].out), "finished with") == NULL);
+	const char *l = strstr(err2, "lost quorum");
+	printf("host 2: %.*s\n", (int)strcspn(l, "\n"), l);
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
+		return leave_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "quorum") == 0)
+		return quorum_main();
+	if (!self_exe(mh_self, sizeof mh_self))
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_leaving_host_hands_over_every_key_exactly),
+		cmocka_unit_test(test_a_leaving_host_promotes_no_backup_under_continue),
+		cmocka_unit_test(test_every_node_of_a_leaving_host_drains),
+		cmocka_unit_test(test_a_host_cut_off_from_the_majority_stops),
+	};
+	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
+}
