@@ -88,6 +88,11 @@ seeds = {
     'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
     # a backup round's last frame (net/backup.c: node 0, BK_END, round 7)
     'backup': frame(30, kv(2, 3, True), req=(1 << 55) | 7),
+    # a leaving host's goodbye (bridge.c BR-L2) and its hand-over of two
+    # keys with 2 floats each (MOVE op TAKE, net/drain.c)
+    'left': frame(31, struct.pack('<i', 0), req=0),
+    'move_take': frame(22, struct.pack('<IIIIQII', 0, 5, 2, 1, 1000, 2, 0) + struct.pack('<QQ', 10, 11)
+                       + struct.pack('<4f', 1, 2, 3, 4)),
 }
 sparse = [0.0] * 5 + [1.5] + [0.0] * 3 + [-2.0, 0.0, 0.0]  # 2 x 6 floats
 seeds['pull_keydef'] = frame(16, kv_filtered(3, 4, 0x10, True, b''))
