@@ -327,6 +327,9 @@ static void test_a_host_cut_off_from_the_majority_stops(void **state)
 	assert_contains(err2, "psrun: host 2: lost quorum: host ");
 	assert_contains(err2, "this side reaches 1 of the 3 hosts present before");
 	assert_true(strstr(mh_slurp(h[2].out), "finished with") == NULL);
+	/* it stopped at the first loss: nothing of the majority's promoted */
+	assert_true(strstr(err2, "dropped, the job goes on") == NULL);
+	assert_true(strstr(err2, "promoted") == NULL);
 	const char *l = strstr(err2, "lost quorum");
 	printf("host 2: %.*s\n", (int)strcspn(l, "\n"), l);
 	assert_true(port_free(port));

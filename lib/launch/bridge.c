@@ -901,6 +901,10 @@ int ps__bridge_timeout_ms(const struct ps__bridge *b)
 
 int ps__bridge_step(struct ps__bridge *b)
 {
+	/* silence first (BR-Q): after a stall of this process (SIGSTOP), the
+	 * heartbeats buffered meanwhile must not make a peer that went away
+	 * look alive to the quorum of the first loss */
+	timers(b);
 	struct epoll_event ev[64];
 	int n = epoll_wait(b->ep, ev, 64, 0);
 	for (int i = 0; i < n; i++) {
@@ -914,7 +918,6 @@ int ps__bridge_step(struct ps__bridge *b)
 		if (c->fd >= 0 && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			on_readable(b, c);
 	}
-	timers(b);
 	return b->stop ? PS_EHOSTDOWN : 0;
 }
 
