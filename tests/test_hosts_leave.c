@@ -19,6 +19,10 @@
  *    home range (0 + 100..199) and the keys it held after moves (0-9);
  *  - no word names host 1 any more (ps_owner_host), ps_hosts_alive is 2
  *    with host 1 absent;
+ *  - host 2 serves as the home of host 1's range: after the leave host 0
+ *    moves 120-124 (held at host 2 since the drain) to itself and host 2
+ *    moves 165-169 (held at host 0; the directory entry came from host 1),
+ *    before the pulls above (the sums stay exact);
  *  - every psrun exits 0, host 1's after "leaving the job", the others
  *    log "host 1 (...) left the job"; nothing (segment, process, port) is
  *    left.  Under the default --on-host-failure abort, and under continue
@@ -121,6 +125,24 @@ static int leave_main(void)
 		printf("leave: host %d: barrier: %s\n", me, ps_strerror(rc));
 		return 1;
 	}
+	/* b(1) = host 2 is the home of host 1's range now: keys of it move
+	 * (host 0 takes 120-124 from host 2, host 2 takes 165-169 from host 0,
+	 * whose directory entries host 2 got from host 1) */
+	int moved = 5;
+	if (node == 0) {
+		ps_key mk[5];
+		for (int i = 0; i < 5; i++)
+			mk[i] = (ps_key)((me == 0 ? 120 : 165) + i);
+		if ((rc = ps_localize_sync(t, mk, 5)) != 0)
+			printf("leave: host %d: localize of host 1's range after the leave: %s\n", me, ps_strerror(rc));
+		moved = 0;
+		for (int i = 0; i < 5; i++)
+			moved += ps_owner_host(t, mk[i]) == me;
+	}
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("leave: host %d: barrier: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
 	ps_key ck[3] = {0, 1, 2};
 	float cnt[3], v[KEYS];
 	if ((rc = ps_pull_sync(c, ck, 3, cnt)) != 0 || (rc = ps_pull_sync(t, all, KEYS, v)) != 0) {
@@ -139,14 +161,14 @@ static int leave_main(void)
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int na = ps_hosts_alive(w, alive, 4);
 	printf("leave: host %d node %d: rounds n0 %.0f n1 %.0f n2 %.0f; alive %d [%d %d %d]; %d wrong of %d; %d words "
-	       "name host 1\n",
+	       "name host 1; %d of 5 moved here after the leave\n",
 	       me, node, (double)cnt[0], (double)cnt[1], (double)cnt[2], na, alive[0], alive[1], alive[2], wrong, KEYS,
-	       named1);
+	       named1, moved);
 	fflush(stdout);
 	const long nodes = ps_num_nodes(w);
 	if ((rc = ps_finalize(w)) != 0)
 		return 1;
-	return wrong || named1 || na != 2 || (long)cnt[1] != LEAVE_AT * nodes ? 1 : 0;
+	return wrong || named1 || na != 2 || moved != 5 || (long)cnt[1] != LEAVE_AT * nodes ? 1 : 0;
 }
 
 /* Storm until a host is gone, AFTER more rounds, barrier. */
@@ -254,7 +276,7 @@ static void leave_job(int nodes, const char *tag, const char *const extra[])
 	for (int r = 0; r < 3; r += 2) {
 		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
 		char want[96];
-		snprintf(want, sizeof want, "; alive 2 [1 0 1]; 0 wrong of %d; 0 words name host 1", KEYS);
+		snprintf(want, sizeof want, "; alive 2 [1 0 1]; 0 wrong of %d; 0 words name host 1; 5 of 5 moved", KEYS);
 		assert_contains(out, want);
 		assert_contains(err, "host 1 (127.0.0.1:");
 		assert_contains(err, ") left the job (its keys handed over); the job goes on with 2 of 3 hosts");

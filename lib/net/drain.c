@@ -610,6 +610,15 @@ int ps__test_leave(ps_world *w)
 }
 #endif
 
+int ps__home_now(ps_world *w, uint64_t num_keys, ps_key k)
+{
+	int h = ps__home_of(w, num_keys, k);
+	if (h == w->host || !ps__host_lost(w, h))
+		return h;
+	int b = ps__backup_host(w, h);
+	return b < 0 ? h : b;
+}
+
 void ps__link_leave(ps_world *w)
 {
 	if (w && w->link) /* relaxed: read by this thread in ps__link_stop,

@@ -18,6 +18,10 @@ int ps__link_stop(ps_world *w);
 /* This host leaves the job: ps_finalize drains it (drain.c) instead of
  * the final barrier over hosts. */
 void ps__link_leave(ps_world *w);
+/* The home of key k now: its range's host (ps__home_of), or, once that
+ * host is gone (left, or lost under --on-host-failure continue), the host
+ * that took its keys over, b(home) (drain.c, backup.c). */
+int ps__home_now(ps_world *w, uint64_t num_keys, ps_key k);
 extern const struct ps__net_ops ps__link_ops;
 /* Barrier over every node of every host on the table's shape (local_rc:
  * this node's result so far; a failure anywhere fails it everywhere). */

@@ -372,7 +372,7 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 			int32_t h = g->hint[i];
 			g->cur[i] = p;
 			pause |= h == -1;
-			if (h < 0 || h == w->host || ps__home_of(w, t->num_keys, g->keys[p]) == w->host)
+			if (h < 0 || h == w->host || ps__home_now(w, t->num_keys, g->keys[p]) == w->host)
 				continue;
 			/* a better guess for the next time (away from the home
 			 * only: there the word is the directory).  relaxed: a

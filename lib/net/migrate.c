@@ -1,7 +1,9 @@
 /*
  * migrate.c - localize across hosts: moving keys between hosts.
  *
- * Every key has a home host (the range partition of ps__host_keys).  The
+ * Every key has a home host (the range partition of ps__host_keys; once
+ * that host is gone, the host that took its keys over: ps__home_now,
+ * drain.c).  The
  * home's location word of a key is its directory entry: a slot (held at
  * the home), REMOTE(h) (held by host h), or MOVING(h) (a move that began
  * at holder h is in progress).  Away from the home a word is a slot (held
@@ -210,7 +212,7 @@ static void on_lock(struct mover *mv, size_t i, int32_t code, int32_t host, cons
 {
 	if (code == PS__MV_GIVEN) {
 		take_value(mv, i, val);
-		mv->host[i] = ps__home_of(mv->w, mv->t->num_keys, mv->keys[i]);
+		mv->host[i] = ps__home_now(mv->w, mv->t->num_keys, mv->keys[i]);
 	} else if (code == PS__MV_DONE && host >= 0 && host != mv->w->host) {
 		mv->st[i] = ST_GIVE;
 		mv->host[i] = host;
@@ -225,7 +227,7 @@ static void on_give(struct mover *mv, size_t i, int32_t code, int32_t host, cons
 	(void)host;
 	if (code == PS__MV_GIVEN) {
 		take_value(mv, i, val);
-		mv->host[i] = ps__home_of(mv->w, mv->t->num_keys, mv->keys[i]);
+		mv->host[i] = ps__home_now(mv->w, mv->t->num_keys, mv->keys[i]);
 	} else {
 		mv->st[i] = ST_UNLOCK; /* host[i] stays the holder */
 	}
@@ -287,7 +289,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	/* step 1 */
 	for (size_t i = 0; rc == 0 && i < nres; i++) {
 		ps_key k = keys[i];
-		int home = ps__home_of(w, t->num_keys, k);
+		int home = ps__home_now(w, t->num_keys, k);
 		if (home != me) {
 			mv.st[i] = ST_LOCK;
 			mv.host[i] = home;
@@ -322,7 +324,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	/* step 3 (also after a failure: a given value must land) */
 	size_t moved = 0;
 	for (size_t i = 0; i < nres; i++) {
-		int home = ps__home_of(w, t->num_keys, keys[i]);
+		int home = ps__home_now(w, t->num_keys, keys[i]);
 		if (mv.st[i] == ST_UNLOCK && home == me) {
 			/* our own directory entry: back to the holder */
 			uint64_t lw = PS__LOC_MAKE_REMOTE(mv.host[i]);
@@ -397,7 +399,7 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)host);
 			continue;
 		}
-		int home = ps__home_of(w, t->num_keys, k);
+		int home = ps__home_now(w, t->num_keys, k);
 		for (;;) {
 			/* acquire: pairs with the release of the word's writer */
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
