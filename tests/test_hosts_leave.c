@@ -64,24 +64,35 @@ int ps__test_leave(ps_world *w);
 
 /* ------------------------------------------------------------ the node */
 
+/* A node's start: its world, the KEYS-key table (*t), all = its keys and
+ * one = +1 for each.  NULL world when something fails. */
+static ps_world *node_start(ps_table **t, ps_key all[KEYS], float one[KEYS])
+{
+	int err;
+	for (int i = 0; i < KEYS; i++)
+		all[i] = (ps_key)i, one[i] = 1.0f;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return NULL;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	*t = ps_table_create(w, &o, &err);
+	return *t ? w : NULL;
+}
+
 static int leave_main(void)
 {
 	int err, rc;
-	ps_world *w = ps_init(&err);
-	if (!w)
-		return 1;
+	ps_key all[KEYS];
+	float one[KEYS];
+	ps_table *t, *c = NULL;
+	ps_world *w = node_start(&t, all, one);
 	ps_table_opts o;
-	ps_table_opts_init(&o, KEYS, 1);
-	ps_table *t = ps_table_create(w, &o, &err);
 	ps_table_opts_init(&o, 4, 1);
-	ps_table *c = t ? ps_table_create(w, &o, &err) : NULL;
-	if (!c)
+	if (!w || !(c = ps_table_create(w, &o, &err)))
 		return 1;
 	const int me = ps_host_id(w), node = ps_node_id(w);
-	ps_key all[KEYS], mine = (ps_key)me, took[10];
-	float one[KEYS];
-	for (int i = 0; i < KEYS; i++)
-		all[i] = (ps_key)i, one[i] = 1.0f;
+	ps_key mine = (ps_key)me, took[10];
 	/* keys held away from their home (node 0 of each host takes them) */
 	const ps_key first[3] = {160, 0, 150};
 	for (int i = 0; i < 10; i++)
@@ -174,20 +185,14 @@ static int leave_main(void)
 /* Storm until a host is gone, AFTER more rounds, barrier. */
 static int quorum_main(void)
 {
-	int err, rc;
-	ps_world *w = ps_init(&err);
-	if (!w)
-		return 1;
-	ps_table_opts o;
-	ps_table_opts_init(&o, KEYS, 1);
-	ps_table *t = ps_table_create(w, &o, &err);
-	if (!t)
-		return 1;
-	const int me = ps_host_id(w);
+	int rc;
 	ps_key all[KEYS];
 	float one[KEYS];
-	for (int i = 0; i < KEYS; i++)
-		all[i] = (ps_key)i, one[i] = 1.0f;
+	ps_table *t;
+	ps_world *w = node_start(&t, all, one);
+	if (!w)
+		return 1;
+	const int me = ps_host_id(w);
 	long n = 0, after = -1;
 	while (after < AFTER) {
 		if ((rc = ps_push_sync(t, all, KEYS, one)) != 0) {
