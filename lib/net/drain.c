@@ -487,9 +487,14 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 {
 	uint8_t *codes = out + PS__MOVE_REPLY_HDR;
 	const uint32_t nf = t->value_len + t->state_len;
-	if (from_host == w->host || from_host >= w->nhosts || (m->op == PS__MV_TAKE && m->nf != nf)) {
-		ps__move_reply_enc_hdr(out, m->op == PS__MV_TAKE && m->nf != nf ? PS_EMISMATCH : PS_EFRAME_BODY, 0,
-				       0, 0);
+	/* (DR4) only the host whose keys this host takes over: another would
+	 * put its keys where routing will not look for them after it left */
+	int st = from_host == w->host || from_host >= w->nhosts ? PS_EFRAME_BODY
+		 : m->op == PS__MV_TAKE && m->nf != nf          ? PS_EMISMATCH
+		 : ps__backup_host(w, from_host) != w->host     ? PS_EMISMATCH
+								: 0;
+	if (st) {
+		ps__move_reply_enc_hdr(out, st, 0, 0, 0);
 		return PS__MOVE_REPLY_HDR;
 	}
 	uint32_t *vals = malloc(4 * (size_t)nf);
