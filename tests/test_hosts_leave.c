@@ -285,6 +285,8 @@ static void leave_job(int nodes, const char *tag, const char *const extra[])
 		assert_contains(out, want);
 		assert_contains(err, "host 1 (127.0.0.1:");
 		assert_contains(err, ") left the job (its keys handed over); the job goes on with 2 of 3 hosts");
+		snprintf(want, sizeof want, "psmem: host %d: host 1 left: its keys are at host 2; ", r);
+		assert_contains(err, want);
 		assert_true(strstr(err, "promoted") == NULL); /* a leave promotes no backup (DR5) */
 		/* host 1's nodes close their data connections only after ours
 		 * half-closed them on the LEFT (DR2): never seen as an end */

@@ -594,7 +594,8 @@ void ps__drain_left(struct ps__link *L, int x)
 									     memory_order_relaxed, memory_order_relaxed);
 			}
 		}
-		(void)n;
+		fprintf(stderr, "psmem: host %d: host %d left: its keys are at host %d; %llu words naming it rewritten\n",
+			w->host, x, y, (unsigned long long)n);
 	}
 	ps__bk_soon(L); /* (BK2) a host that backed up to x now backs up to its next */
 	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
