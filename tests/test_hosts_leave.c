@@ -51,6 +51,7 @@
 
 #include <cmocka.h>
 
+#include "frame.h"
 #include "hosts.h"
 #include "psmem.h"
 
@@ -368,6 +369,37 @@ static void test_a_host_cut_off_from_the_majority_stops(void **state)
 	mh_assert_clean(&segs);
 }
 
+/* The hand-over's MOVE bodies (TAKE, TAKEDIR: keys then nf u32 each) are
+ * checked to the byte, and TAKEDIR carries exactly one u32 per key. */
+static void test_take_bodies_carry_values_and_are_checked(void **state)
+{
+	(void)state;
+	uint8_t b[PS__MOVE_HDR + 2 * 8 + 2 * 3 * 4 + 4];
+	struct ps__move_req q = {.table = 1, .op = PS__MV_TAKE, .nf = 3, .arg = 1, .num_keys = 100, .n = 2}, m;
+	ps__move_enc_hdr(b, &q);
+	uint32_t len = (uint32_t)ps__move_size(2) + 2 * 3 * 4;
+	assert_int_equal(ps__move_dec(b, len, &m), 0);
+	assert_ptr_equal(m.keys, b + PS__MOVE_HDR);
+	assert_ptr_equal(m.vals, b + PS__MOVE_HDR + 16);
+	assert_int_equal(ps__move_dec(b, len - 1, &m), PS_EFRAME_BODY);
+	assert_int_equal(ps__move_dec(b, len + 4, &m), PS_EFRAME_BODY);
+	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2), &m), PS_EFRAME_BODY); /* no values */
+	q.op = PS__MV_TAKEDIR; /* nf must be 1 */
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, len, &m), PS_EFRAME_BODY);
+	q.nf = 1;
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2) + 8, &m), 0);
+	q.op = PS__MV_LOCK; /* the old ops carry no values */
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2), &m), 0);
+	assert_null(m.vals);
+	q.op = PS__MV_TAKEDIR + 1;
+	ps__move_enc_hdr(b, &q);
+	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2), &m), PS_EFRAME_BODY);
+	assert_true(ps__frame_type_known(PS__F_LEFT));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
@@ -377,6 +409,7 @@ int main(int argc, char **argv)
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_take_bodies_carry_values_and_are_checked),
 		cmocka_unit_test(test_a_leaving_host_hands_over_every_key_exactly),
 		cmocka_unit_test(test_a_leaving_host_promotes_no_backup_under_continue),
 		cmocka_unit_test(test_every_node_of_a_leaving_host_drains),
