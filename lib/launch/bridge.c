@@ -403,9 +403,9 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 /*
  * (BR-Q) Quorum: may this side go on without peer c?  The hosts present
  * before the loss (c included) are counted against the ones this side
- * still reaches: not dropped, connected, and heard from within the
- * silence bound (a peer as silent as c is on c's side of a partition, or
- * dead too).  Going on needs more than half of them, or exactly half with
+ * still reaches: not dropped, and either done (said BYE) or connected and
+ * heard from within the silence bound (a peer as silent as c is on c's
+ * side of a partition, or dead too).  Going on needs more than half of them, or exactly half with
  * the lowest rank present before.  A minority side stops ("lost quorum")
  * instead of promoting the majority's keys and going on alone (split
  * brain); the majority drops the others as before.  A SIGSTOPped psrun
@@ -420,7 +420,8 @@ static bool quorum(struct ps__bridge *b, const struct conn *c)
 		if (p == b->rank || q->dropped)
 			continue;
 		low_before = p < low_before ? p : low_before;
-		if (q == c || q->fd < 0 || q->said_bye || now - q->last_recv > b->timeout_ns)
+		/* a peer that said BYE finished with the job: on our side */
+		if (q == c || (!q->said_bye && (q->fd < 0 || now - q->last_recv > b->timeout_ns)))
 			continue;
 		reach++;
 		low_reach = p < low_reach ? p : low_reach;
