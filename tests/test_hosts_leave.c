@@ -183,6 +183,67 @@ static int leave_main(void)
 	return wrong || named1 || na != 2 || moved != 5 || (long)cnt[1] != LEAVE_AT * nodes ? 1 : 0;
 }
 
+#define BK_ROUNDS 10
+
+/*
+ * Backups follow a leave (BK2 after DR5): four hosts push +1 to every key
+ * and barrier, BK_ROUNDS times; host 1 leaves; host 0, whose backup host
+ * was host 1, now backs up to host 2: a full round at once
+ * (ps__bk_round_now, on the ABORT that precedes the barrier's RELEASE).
+ * After the barrier host 0 pulls a key of host 2's over the same data
+ * connection, so the round reached host 2 before the pull's answer came;
+ * then it stops and the driver kills it.  Hosts 2 and 3 must find every
+ * key exact: host 0's promoted at host 2 from that round (its periodic
+ * rounds, every 5 s, would come too late).
+ */
+static int backup_main(void)
+{
+	int rc;
+	ps_key all[KEYS];
+	float one[KEYS];
+	ps_table *t;
+	ps_world *w = node_start(&t, all, one);
+	if (!w)
+		return 1;
+	const int me = ps_host_id(w);
+	for (int r = 0; r < BK_ROUNDS; r++)
+		if ((rc = ps_push_sync(t, all, KEYS, one)) != 0 || (rc = ps_barrier(w)) != 0) {
+			printf("backup: host %d round %d: %s\n", me, r + 1, ps_strerror(rc));
+			return 1;
+		}
+	if (me == 1)
+		return ps__test_leave(w) || ps_finalize(w) ? 1 : 0;
+	if ((rc = ps_barrier(w)) != 0) /* released once host 1 left */
+		return 1;
+	int after_leave = ps_hosts_alive(w, NULL, 0);
+	if (me == 0) {
+		float v;
+		/* host 2's first key (home floor(4k / KEYS)): asked over the data
+		 * connection the round went on, so answered after it arrived */
+		ps_key k = KEYS / 2;
+		rc = ps_pull_sync(t, &k, 1, &v);
+		printf("backup: host 0 stops (%d hosts present, pull of key %llu: %s, %.0f)\n", after_leave,
+		       (unsigned long long)k, ps_strerror(rc), (double)v);
+		fflush(stdout);
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	if ((rc = ps_barrier(w)) != 0) { /* released once host 0 is lost */
+		printf("backup: host %d: barrier: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	float v[KEYS];
+	rc = ps_pull_sync(t, all, KEYS, v);
+	int wrong = 0;
+	for (int i = 0; rc == 0 && i < KEYS; i++)
+		if (v[i] != 4.0f * BK_ROUNDS && wrong++ < 5)
+			printf("backup: host %d: key %d = %.0f, want %d\n", me, i, (double)v[i], 4 * BK_ROUNDS);
+	printf("backup: host %d: %d hosts after the leave, %d after the loss; pull: %s; %d wrong of %d\n", me,
+	       after_leave, ps_hosts_alive(w, NULL, 0), ps_strerror(rc), wrong, KEYS);
+	fflush(stdout);
+	return ps_finalize(w) || rc || wrong ? 1 : 0;
+}
+
 /* Storm until a host is gone, AFTER more rounds, barrier. */
 static int quorum_main(void)
 {
@@ -400,12 +461,63 @@ static void test_take_bodies_carry_values_and_are_checked(void **state)
 	assert_true(ps__frame_type_known(PS__F_LEFT));
 }
 
+static void test_backups_re_form_at_once_after_a_leave(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = mh_free_port();
+	const char *prog[] = {"--on-host-failure", "continue", "--backup-rate", "0.2", mh_self, "--node", "backup",
+			      NULL};
+	static char store[4][96];
+	struct mh_proc h[4];
+	for (int r = 0; r < 4; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 4, r, port, prog);
+		char name[32];
+		snprintf(name, sizeof name, "bk%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	/* waits for a condition (host 0 done, its round at host 2), not a time */
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[0].out), "backup: host 0 stops"); i++)
+		usleep(50 * 1000);
+	const char *out0 = mh_slurp(h[0].out);
+	if (!strstr(out0, "backup: host 0 stops (3 hosts present, pull of key 150: ")) {
+		for (int r = 0; r < 4; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], "host");
+		}
+		fail_msg("host 0 did not stop after the leave: %s", out0);
+	}
+	kill(h[0].pid, SIGKILL);
+	mh_finish(&h[0], 10);
+	for (int r = 1; r < 4; r++)
+		mh_finish(&h[r], 60);
+	for (int r = 1; r < 4; r++)
+		if (h[r].status != 0)
+			mh_show(&h[r], r == 1 ? "host 1" : r == 2 ? "host 2" : "host 3");
+	for (int r = 1; r < 4; r++)
+		assert_int_equal(h[r].status, 0);
+	for (int r = 2; r < 4; r++) {
+		char want[128];
+		snprintf(want, sizeof want, "backup: host %d: 3 hosts after the leave, 2 after the loss; pull: %s; 0 wrong of %d",
+			 r, ps_strerror(0), KEYS);
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	assert_contains(mh_slurp(h[2].err), "psmem: host 2 node 0: promoted 75 keys of lost host 0");
+	printf("%s", strstr(mh_slurp(h[2].out), "backup: host 2"));
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
 		return leave_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "quorum") == 0)
 		return quorum_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "backup") == 0)
+		return backup_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
@@ -413,6 +525,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_leaving_host_hands_over_every_key_exactly),
 		cmocka_unit_test(test_a_leaving_host_promotes_no_backup_under_continue),
 		cmocka_unit_test(test_every_node_of_a_leaving_host_drains),
+		cmocka_unit_test(test_backups_re_form_at_once_after_a_leave),
 		cmocka_unit_test(test_a_host_cut_off_from_the_majority_stops),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);

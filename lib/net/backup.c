@@ -152,13 +152,6 @@ int ps__bk_timeout_ms(struct ps__link *L)
 	return now >= b->next_ns ? 0 : (int)((b->next_ns - now) / 1000000) + 1;
 }
 
-/* A host left (drain.c): the next round now, to this node's backup host
- * as it is now (the one after the host that left, if it was ours). */
-void ps__bk_soon(struct ps__link *L)
-{
-	if (L->bk)
-		L->bk->next_ns = 0;
-}
 
 /* Keys scanned per step of a round: bounds the scratch (this many keys and
  * their values) whatever the table's size. */
@@ -279,6 +272,17 @@ void ps__bk_tick(struct ps__link *L)
 		send_prev(L, to, &f, &len, NULL, 0, rc == 0);
 	}
 	b->rounds_sent++;
+}
+
+/* A host left (drain.c; link thread): a round now, to this node's backup
+ * host as it is now (the one after the host that left, if that was ours),
+ * ahead of anything this node sends there later on the same connection. */
+void ps__bk_round_now(struct ps__link *L)
+{
+	if (!L->bk)
+		return;
+	L->bk->next_ns = 0;
+	ps__bk_tick(L);
 }
 
 static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)

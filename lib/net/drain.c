@@ -597,7 +597,10 @@ void ps__drain_left(struct ps__link *L, int x)
 		fprintf(stderr, "psmem: host %d: host %d left: its keys are at host %d; %llu words naming it rewritten\n",
 			w->host, x, y, (unsigned long long)n);
 	}
-	ps__bk_soon(L); /* (BK2) a host that backed up to x now backs up to its next */
+	/* (BK2) a host that backed up to x backs up to its next host now: a
+	 * full round at once, before the RELEASE that follows this ABORT
+	 * lets a worker send anything there (one data connection, in order) */
+	ps__bk_round_now(L);
 	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
 		/* release: the rewritten words before the count that says "done
 		 * here" (as a promotion's, BK3) */

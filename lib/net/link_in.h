@@ -175,7 +175,7 @@ void ps__bk_promote(struct ps__link *L, int host);
 /* host was dropped (--on-host-failure continue) / and every local node
  * finished promoting its keys / the host that takes over host's keys
  * (the next one in the ring not lost; -1: none) */
-void ps__bk_soon(struct ps__link *L);     /* the next round now (a host left) */
+void ps__bk_round_now(struct ps__link *L); /* a round now (a host left) */
 bool ps__host_lost(ps_world *w, int host);
 bool ps__host_promoted(ps_world *w, int host);
 int ps__backup_host(ps_world *w, int host);
