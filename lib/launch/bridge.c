@@ -55,6 +55,16 @@
  * A peer that had already sent its BARRIER(g) for the open generation is
  * forgotten with it: the generation completes on the survivors' arrivals.
  * Recovery time = from the drop to the first barrier released after it.
+ * (BR-Q) Only a side that keeps a quorum drops: see quorum() below.
+ *
+ * Leaving (BR-L2, net/drain.c): each node of a host that leaves sends LEFT
+ * on its link once its keys are handed over; when all have, the bridge
+ * sends LEFT to every peer and owes no other goodbye.  A peer's bridge
+ * drops the host on its LEFT in either mode (dropped, as BR-L1: barriers
+ * no longer wait for it) and gives its nodes ABORT(host, PS__GONE_LEFT),
+ * which promotes nothing.  The leaving bridge then takes its peers' EOFs
+ * as the normal end and tells its own nodes nothing (their data
+ * connections end when the peers' nodes close them, DR2).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -405,11 +415,14 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
  * before the loss (c included) are counted against the ones this side
  * still reaches: not dropped, and either done (said BYE) or connected and
  * heard from within the silence bound (a peer as silent as c is on c's
- * side of a partition, or dead too).  Going on needs more than half of them, or exactly half with
- * the lowest rank present before.  A minority side stops ("lost quorum")
- * instead of promoting the majority's keys and going on alone (split
- * brain); the majority drops the others as before.  A SIGSTOPped psrun
- * that wakes finds every peer silent: it is the minority.
+ * side of a partition, or dead too).  Going on needs more than half of
+ * them, or exactly half with the lowest rank present before.  A minority
+ * side stops ("lost quorum") instead of promoting the majority's keys and
+ * going on alone (split brain); the majority drops the others as before.
+ * A psrun that was stopped past the silence bound (SIGSTOP, a stall)
+ * finds every peer silent when it wakes (ps__bridge_step checks silence
+ * before reading what was buffered meanwhile): it is the minority, as the
+ * peers, which heard nothing from it either, have dropped it.
  */
 static bool quorum(struct ps__bridge *b, const struct conn *c)
 {
