@@ -82,9 +82,12 @@
  * Limits: tables with hot-spot replication (repl_max > 0) do not move
  * across hosts (migrate.c) and make the drain fail; y must have room for
  * x's keys in its pools (a TAKE that finds none answers BUSY until the
- * patience runs out); a move of a key homed at x fails after the leave
- * (its home is gone; homes are not remapped yet); a node without a data
- * connection to a host (requests through the bridges) is not covered.
+ * patience runs out); a move in flight to x when it leaves fails
+ * (PS_EHOSTDOWN; the key stays where it was); a node without a data
+ * connection to a host (requests through the bridges) is not covered by
+ * DR2; hosts leave one at a time (two that drain at once into each other
+ * are not handled).  After the leave y is the home of x's range for moves
+ * too (ps__home_now, used by migrate.c).
  */
 #include <errno.h>
 #include <stdio.h>
