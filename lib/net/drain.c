@@ -93,6 +93,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -467,10 +468,19 @@ bool ps__drain_conn_end(struct ps__link *L, struct ps__conn *c)
 	pthread_mutex_lock(&c->wlock);
 	uint64_t t0 = ps__now_ns();
 	while (c->out_at < c->out_len && ps__now_ns() - t0 < PATIENCE_NS) {
-		ssize_t r = send(c->fd, c->out + c->out_at, c->out_len - c->out_at, MSG_NOSIGNAL);
-		if (r <= 0)
+		/* the socket is non-blocking (LK6): wait until it takes more;
+		 * the peer reads until our EOF, so this ends */
+		ssize_t r = send(c->fd, c->out + c->out_at, c->out_len - c->out_at, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r > 0) {
+			c->out_at += (size_t)r;
+		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
+			(void)poll(&pf, 1, 100);
+		} else {
+			fprintf(stderr, "psmem: host %d node %d: drain: answers to host %d not sent: %s\n", L->w->host,
+				L->w->node, c->host, strerror(errno));
 			break;
-		c->out_at += (size_t)r;
+		}
 	}
 	c->out_at = c->out_len = 0;
 	/* release: as in data_lost */
