@@ -26,7 +26,10 @@
  *  - every psrun exits 0, host 1's after "leaving the job", the others
  *    log "host 1 (...) left the job"; nothing (segment, process, port) is
  *    left.  Under the default --on-host-failure abort, and under continue
- *    (backups on: nothing is promoted from them).
+ *    (backups on: nothing is promoted from them), with 2 nodes per host,
+ *    and with host 0 (the rendezvous' coordinator) as the one that leaves
+ *    (b(0) = host 1).
+ * Backups: see backup_main.
  *
  * Quorum: three hosts under continue storm; the driver SIGSTOPs host 2's
  * psrun; hosts 0 and 1 drop it after the silence bound and finish (exit
@@ -81,7 +84,7 @@ static ps_world *node_start(ps_table **t, ps_key all[KEYS], float one[KEYS])
 	return *t ? w : NULL;
 }
 
-static int leave_main(void)
+static int leave_main(int leaver)
 {
 	int err, rc;
 	ps_key all[KEYS];
@@ -118,14 +121,14 @@ static int leave_main(void)
 			return 1;
 		}
 		n++;
-		if (me == 1 && n == LEAVE_AT) {
-			printf("leave: host 1 node %d leaves after %ld rounds\n", node, n);
+		if (me == leaver && n == LEAVE_AT) {
+			printf("leave: host %d node %d leaves after %ld rounds\n", me, node, n);
 			fflush(stdout);
 			if ((rc = ps__test_leave(w)) != 0 || (rc = ps_finalize(w)) != 0) {
-				printf("leave: host 1 node %d: drain: %s\n", node, ps_strerror(rc));
+				printf("leave: host %d node %d: drain: %s\n", me, node, ps_strerror(rc));
 				return 1;
 			}
-			printf("leave: host 1 node %d: drained\n", node);
+			printf("leave: host %d node %d: drained\n", me, node);
 			return 0;
 		}
 		if (after >= 0 && ++after == AFTER)
@@ -137,16 +140,18 @@ static int leave_main(void)
 		printf("leave: host %d: barrier: %s\n", me, ps_strerror(rc));
 		return 1;
 	}
-	/* b(1) = host 2 is the home of host 1's range now: keys of it move
-	 * (host 0 takes 120-124 from host 2, host 2 takes 165-169 from host 0,
-	 * whose directory entries host 2 got from host 1) */
+	/* b(leaver) is the home of the leaver's range now: keys of it move
+	 * (leaver 1: host 0 takes 120-124 from host 2, host 2 takes 165-169
+	 * from host 0, whose directory entries host 2 got from host 1) */
 	int moved = 5;
 	if (node == 0) {
 		ps_key mk[5];
+		const int first_survivor = leaver == 0 ? 1 : 0;
 		for (int i = 0; i < 5; i++)
-			mk[i] = (ps_key)((me == 0 ? 120 : 165) + i);
+			mk[i] = (ps_key)(100 * leaver + (me == first_survivor ? 20 : 65) + i);
 		if ((rc = ps_localize_sync(t, mk, 5)) != 0)
-			printf("leave: host %d: localize of host 1's range after the leave: %s\n", me, ps_strerror(rc));
+			printf("leave: host %d: localize of host %d's range after the leave: %s\n", me, leaver,
+			       ps_strerror(rc));
 		moved = 0;
 		for (int i = 0; i < 5; i++)
 			moved += ps_owner_host(t, mk[i]) == me;
@@ -163,24 +168,24 @@ static int leave_main(void)
 	}
 	/* every node of a host pushes: n_h counts them all */
 	long want = (long)cnt[0] + (long)cnt[1] + (long)cnt[2];
-	int wrong = 0, named1 = 0;
+	int wrong = 0, named = 0;
 	for (int i = 0; i < KEYS; i++) {
 		if ((long)v[i] != want && wrong++ < 5)
 			printf("leave: host %d: key %d = %.0f, want %ld (n0 %.0f n1 %.0f n2 %.0f)\n", me, i, (double)v[i],
 			       want, (double)cnt[0], (double)cnt[1], (double)cnt[2]);
-		named1 += ps_owner_host(t, all[i]) == 1;
+		named += ps_owner_host(t, all[i]) == leaver;
 	}
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int na = ps_hosts_alive(w, alive, 4);
 	printf("leave: host %d node %d: rounds n0 %.0f n1 %.0f n2 %.0f; alive %d [%d %d %d]; %d wrong of %d; %d words "
-	       "name host 1; %d of 5 moved here after the leave\n",
+	       "name host %d; %d of 5 moved here after the leave\n",
 	       me, node, (double)cnt[0], (double)cnt[1], (double)cnt[2], na, alive[0], alive[1], alive[2], wrong, KEYS,
-	       named1, moved);
+	       named, leaver, moved);
 	fflush(stdout);
 	const long nodes = ps_num_nodes(w);
 	if ((rc = ps_finalize(w)) != 0)
 		return 1;
-	return wrong || named1 || na != 2 || moved != 5 || (long)cnt[1] != LEAVE_AT * nodes ? 1 : 0;
+	return wrong || named || na != 2 || moved != 5 || (long)cnt[leaver] != LEAVE_AT * nodes ? 1 : 0;
 }
 
 #define BK_ROUNDS 10
@@ -322,12 +327,16 @@ static unsigned start3(struct mh_proc h[3], int nodes, const char *tag, const ch
 	return port;
 }
 
-static void leave_job(int nodes, const char *tag, const char *const extra[])
+/* The leave job: host leaver drains mid-storm, y = b(leaver) takes over. */
+static void leave_job(int nodes, const char *tag, const char *const extra[], int leaver)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
-	unsigned port = start3(h, nodes, tag, "leave", extra);
+	const int y = (leaver + 1) % 3;
+	char role[16], want[128];
+	snprintf(role, sizeof role, "leave%d", leaver);
+	unsigned port = start3(h, nodes, tag, role, extra);
 	for (int r = 0; r < 3; r++)
 		mh_finish(&h[r], 90);
 	for (int r = 0; r < 3; r++)
@@ -335,29 +344,36 @@ static void leave_job(int nodes, const char *tag, const char *const extra[])
 			mh_show(&h[r], r == 0 ? "host 0" : r == 1 ? "host 1" : "host 2");
 	for (int r = 0; r < 3; r++)
 		assert_int_equal(h[r].status, 0);
-	const char *out1 = mh_slurp(h[1].out), *err1 = mh_slurp(h[1].err);
-	assert_contains(out1, "leave: host 1 node 0: drained");
-	assert_contains(err1, "psmem: host 1 node 0: drained to host 2 in ");
-	assert_contains(err1, "psrun: host 1: leaving the job: every node handed its keys over; LEFT sent to the 2 "
-			      "hosts present");
-	for (int r = 0; r < 3; r += 2) {
+	snprintf(want, sizeof want, "leave: host %d node 0: drained", leaver);
+	assert_contains(mh_slurp(h[leaver].out), want);
+	snprintf(want, sizeof want, "psmem: host %d node 0: drained to host %d in ", leaver, y);
+	assert_contains(mh_slurp(h[leaver].err), want);
+	snprintf(want, sizeof want, "psrun: host %d: leaving the job: every node handed its keys over; LEFT sent to "
+		 "the 2 hosts present", leaver);
+	assert_contains(mh_slurp(h[leaver].err), want);
+	for (int r = 0; r < 3; r++) {
+		if (r == leaver)
+			continue;
 		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
-		char want[96];
-		snprintf(want, sizeof want, "; alive 2 [1 0 1]; 0 wrong of %d; 0 words name host 1; 5 of 5 moved", KEYS);
+		snprintf(want, sizeof want, "; alive 2 [%d %d %d]; 0 wrong of %d; 0 words name host %d; 5 of 5 moved",
+			 leaver != 0, leaver != 1, leaver != 2, KEYS, leaver);
 		assert_contains(out, want);
-		assert_contains(err, "host 1 (127.0.0.1:");
+		snprintf(want, sizeof want, "host %d (127.0.0.1:", leaver);
+		assert_contains(err, want);
 		assert_contains(err, ") left the job (its keys handed over); the job goes on with 2 of 3 hosts");
-		snprintf(want, sizeof want, "psmem: host %d: host 1 left: its keys are at host 2; ", r);
+		snprintf(want, sizeof want, "psmem: host %d: host %d left: its keys are at host %d; ", r, leaver, y);
 		assert_contains(err, want);
 		assert_true(strstr(err, "promoted") == NULL); /* a leave promotes no backup (DR5) */
-		/* host 1's nodes close their data connections only after ours
-		 * half-closed them on the LEFT (DR2): never seen as an end */
-		assert_true(strstr(err, "data connection to host 1 ended") == NULL);
+		/* the leaver's nodes close their data connections only after
+		 * ours half-closed them on the LEFT (DR2): never seen as an end */
+		snprintf(want, sizeof want, "data connection to host %d ended", leaver);
+		assert_true(strstr(err, want) == NULL);
 		const char *l = strstr(out, "leave: host ");
 		printf("%.*s\n", (int)strcspn(l, "\n"), l);
 	}
-	const char *d = strstr(mh_slurp(h[1].err), "drained to host 2 in ");
-	printf("host 1: %.*s\n", (int)strcspn(d, "\n"), d);
+	snprintf(want, sizeof want, "drained to host %d in ", y);
+	const char *d = strstr(mh_slurp(h[leaver].err), want);
+	printf("host %d: %.*s\n", leaver, (int)strcspn(d, "\n"), d);
 	assert_true(port_free(port));
 	mh_assert_clean(&segs);
 }
@@ -365,20 +381,26 @@ static void leave_job(int nodes, const char *tag, const char *const extra[])
 static void test_a_leaving_host_hands_over_every_key_exactly(void **state)
 {
 	(void)state;
-	leave_job(1, "leave", NULL); /* --on-host-failure abort, the default */
+	leave_job(1, "leave", NULL, 1); /* --on-host-failure abort, the default */
+}
+
+static void test_host_0_can_leave_too(void **state)
+{
+	(void)state;
+	leave_job(1, "leave0", NULL, 0); /* the coordinator of the rendezvous */
 }
 
 static void test_a_leaving_host_promotes_no_backup_under_continue(void **state)
 {
 	(void)state;
 	const char *const extra[] = {"--on-host-failure", "continue", "--backup-rate", "50", NULL};
-	leave_job(1, "leavec", extra);
+	leave_job(1, "leavec", extra, 1);
 }
 
 static void test_every_node_of_a_leaving_host_drains(void **state)
 {
 	(void)state;
-	leave_job(2, "leave2", NULL);
+	leave_job(2, "leave2", NULL, 1);
 }
 
 static void test_a_host_cut_off_from_the_majority_stops(void **state)
@@ -512,8 +534,8 @@ static void test_backups_re_form_at_once_after_a_leave(void **state)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
-		return leave_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strncmp(argv[2], "leave", 5) == 0)
+		return leave_main(atoi(argv[2] + 5));
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "quorum") == 0)
 		return quorum_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "backup") == 0)
@@ -523,6 +545,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_take_bodies_carry_values_and_are_checked),
 		cmocka_unit_test(test_a_leaving_host_hands_over_every_key_exactly),
+		cmocka_unit_test(test_host_0_can_leave_too),
 		cmocka_unit_test(test_a_leaving_host_promotes_no_backup_under_continue),
 		cmocka_unit_test(test_every_node_of_a_leaving_host_drains),
 		cmocka_unit_test(test_backups_re_form_at_once_after_a_leave),
