@@ -265,8 +265,9 @@ void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg)
 					listed = true;
 			/* an initial host no longer there was lost (or left):
 			 * its keys are at its backup host (backup.c BK3) */
-			if (r < h->home && !listed && r != h->launch.rank)
-				atomic_store_explicit(&ck->hgone[r], PS__HGONE_BEFORE, memory_order_relaxed);
+			/* (before the WELCOME, n = 0: marked again after it) */
+			bool lost = h->welcome.n && r < h->home && !listed && r != h->launch.rank;
+			atomic_store_explicit(&ck->hgone[r], lost ? PS__HGONE_BEFORE : 0, memory_order_relaxed);
 		}
 		/* relaxed: before the nodes exist */
 		atomic_store_explicit(&ck->hmember[r], st, memory_order_relaxed);
