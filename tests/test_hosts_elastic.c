@@ -114,6 +114,10 @@ static int storm_main(void)
 				return fail_node("push", me, rc);
 			pushes++;
 		}
+		/* BSP over the hosts present: a joiner's clock starts at the
+		 * members' (EL4), or this would wait for ever */
+		if ((rc = ps_clock(w)) != 0)
+			return fail_node("ps_clock", me, rc);
 		epoch++;
 		if (me == 0 && epoch <= 4) {
 			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
@@ -150,9 +154,10 @@ static int storm_main(void)
 	}
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int n = ps_hosts_alive(w, alive, 4);
-	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d\n", me,
-	       joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0], (double)c[1], (double)c[2], held, wrong,
-	       KEYS);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d; "
+	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0],
+	       (double)c[1], (double)c[2], held, wrong, KEYS, (long long)ps_clock_read(w, 0, 0),
+	       (unsigned long long)epoch);
 	fflush(stdout);
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
@@ -355,7 +360,14 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 		char want[128];
 		snprintf(want, sizeof want, "elastic: host %d: joined %d; alive 3 [1 1 1 0]; pushes ", r, r == 2);
 		assert_contains(out, want);
-		assert_contains(out, "; 0 wrong of 300");
+		assert_contains(out, "; 0 wrong of 300; ");
+		/* one ps_clock per epoch, the joiner's from the members' */
+		const char *ck = strstr(out, "; clock ");
+		assert_non_null(ck);
+		long long clk = 0;
+		unsigned long long ep = 0;
+		assert_int_equal(sscanf(ck, "; clock %lld of %llu epochs", &clk, &ep), 2);
+		assert_int_equal(clk, (long long)ep);
 		const char *l = strstr(out, want);
 		printf("%.*s\n", (int)strcspn(l, "\n"), l);
 		if (r == 2) {
