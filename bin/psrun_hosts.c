@@ -446,8 +446,10 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		h->node_fd[i] = sv[1];
 	}
 	uint8_t member[PS__ELASTIC_HOSTS] = {0};
-	for (int r = 0; r < h->home && r < (int)PS__ELASTIC_HOSTS; r++)
+	for (int r = 0; r < h->home && r < (int)PS__ELASTIC_HOSTS && !h->joiner; r++)
 		member[r] = 1;
+	for (unsigned i = 0; h->joiner && i < h->welcome.n; i++) /* as the coordinator saw them */
+		member[h->welcome.h[i].rank] = h->welcome.h[i].member;
 	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->cap, .nodes = nodes,
 				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr,
 				       .drop_failed = h->on_host_failure == 1, .elastic = h->elastic,

@@ -166,7 +166,7 @@ static int storm_main(void)
 
 /* (b): members sync in epochs until the driver's file says stop (host 0
  * reads it and tells everyone through a key, so all stop at one epoch). */
-static int plain_main(const char *stop_file)
+static int plain_main(const char *stop_file, bool extra)
 {
 	int err, rc;
 	ps_world *w = ps_init(&err);
@@ -176,6 +176,17 @@ static int plain_main(const char *stop_file)
 	ps_table *t, *cnt;
 	if ((rc = tables(w, &t, &cnt)) != 0)
 		return fail_node("tables", me, rc);
+	if (extra) { /* a joiner whose tables are not the job's */
+		ps_table_opts o;
+		ps_table_opts_init(&o, 10, 1);
+		if (!ps_table_create(w, &o, &err))
+			return fail_node("extra table", me, err);
+		uint64_t e = 0;
+		int n = ps_sync_hosts(w, &e);
+		printf("elastic: host %d: ps_sync_hosts with other tables: %s\n", me, ps_strerror(n < 0 ? n : 0));
+		fflush(stdout);
+		return 1;
+	}
 	ps_key stop = 0;
 	float one = 1, v = 0;
 	for (uint64_t epoch = 1; epoch < MAX_EPOCH; epoch++) {
@@ -393,13 +404,13 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct mh_proc h[5];
+	struct mh_proc h[6];
 	unsigned port = mh_free_port();
 	char stop[256];
 	snprintf(stop, sizeof stop, "%s/stop-plain", mh_tmpdir);
 	unlink(stop);
 	const char *prog[] = {mh_self, "--node", "plain", stop, NULL};
-	static char store[2][96], coord[3][32];
+	static char store[2][96], coord[4][32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
 		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
@@ -429,6 +440,11 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	join_argv(argv, coord[2], port, "1", bad_token, prog);
 	mh_spawn(&h[4], "bad_token", (char *const *)argv, NULL);
 	mh_finish(&h[4], 30);
+	/* other tables */
+	const char *prog_x[] = {mh_self, "--node", "plain", stop, "extra", NULL};
+	join_argv(argv, coord[3], port, "1", mh_token_path, prog_x);
+	mh_spawn(&h[5], "bad_tables", (char *const *)argv, NULL);
+	mh_finish(&h[5], 30);
 	FILE *f = fopen(stop, "w");
 	assert_non_null(f);
 	fclose(f);
@@ -440,7 +456,7 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 		assert_contains(mh_slurp(h[r].out), "stopped at epoch ");
 	}
 	char *e0 = strdup(mh_slurp(h[0].err));
-	for (int k = 2; k < 5; k++)
+	for (int k = 2; k < 6; k++)
 		if (h[k].status == 0)
 			mh_show(&h[k], "joiner");
 	assert_int_not_equal(h[2].status, 0);
@@ -450,6 +466,9 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	assert_contains(mh_slurp(h[2].err), ") starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t");
 	assert_contains(mh_slurp(h[3].err), ") runs a different program binary (sha256 ");
 	assert_contains(mh_slurp(h[4].err), "refused this host or failed: wrong job token");
+	assert_int_not_equal(h[5].status, 0);
+	assert_contains(mh_slurp(h[5].err), "refused this host: its tables differ from the job's");
+	assert_contains(e0, "its tables differ from the job's");
 	assert_contains(e0, "starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t; the job goes on");
 	assert_contains(e0, "runs a different program binary (sha256 ");
 	assert_contains(e0, ": wrong job token; the job goes on");
@@ -530,7 +549,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "plain") == 0)
-		return plain_main(argv[3]);
+		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
 		return leave_main();
 	if (!self_exe(mh_self, sizeof mh_self))

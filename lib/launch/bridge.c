@@ -96,6 +96,9 @@ struct conn {
 	bool was_member;          /* peer: has been a member (its loss is news to the nodes) */
 	bool left_job;            /* peer: left by agreement (EL7) */
 	bool ready;               /* peer, not a member: in its first ps_sync_hosts (READY) */
+	uint64_t ptables;         /* ... the hash of its tables it sent with READY */
+	bool refused;             /* ... its tables differ: told so, never admitted */
+	bool told_member;         /* a joiner's peer that the WELCOME listed as a member */
 	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
 	bool pleave[2];           /* ... asking to leave */
 	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
@@ -125,6 +128,7 @@ struct ps__bridge {
 	bool leave_req;           /* this host asks to leave at its next SYNC */
 	bool sync;                /* the arrivals at gen are SYNCs (ps_sync_hosts) */
 	uint64_t sync_clock, sync_cfg; /* min / max over the local nodes' arrivals */
+	uint64_t sync_tables;     /* the local nodes' tables hash (EL2; all equal) */
 	bool sent_leave;          /* our SYNC(gen) asked to leave */
 	uint64_t sent_pending;    /* the joiners our SYNC(gen) listed */
 	struct ps__peer_addr *addr; /* [hosts]: bridge addresses (joiners' as told) */
@@ -372,9 +376,11 @@ static void barrier_progress(struct ps__bridge *b)
 			return;
 		}
 		if (!b->ready_sent) {
+			uint8_t body[8];
+			ps__put64(body, b->sync_tables);
 			for (int p = 0; p < b->hosts; p++)
 				if (p != b->rank && b->peer[p].fd >= 0 && !peer_gone(&b->peer[p]))
-					send_small(b, &b->peer[p], PS__F_READY, (uint16_t)b->rank, 0, NULL, 0);
+					send_small(b, &b->peer[p], PS__F_READY, (uint16_t)b->rank, 0, body, 8);
 			b->ready_sent = true;
 		}
 		return;
@@ -387,11 +393,23 @@ static void barrier_progress(struct ps__bridge *b)
 						 .cfg = b->sync_cfg, .flags = b->leave_req ? PS__SYNC_LEAVE : 0};
 			b->sent_pending = 0;
 			for (int p = 0; p < b->hosts && p < 64; p++) {
-				const struct conn *c = &b->peer[p];
-				if (p != b->rank && c->fd >= 0 && !c->member && c->ready && !peer_gone(c)) {
-					b->sent_pending |= 1ULL << p;
-					m.a[m.na++] = (uint16_t)p;
+				struct conn *c = &b->peer[p];
+				if (p == b->rank || c->fd < 0 || c->member || !c->ready || c->refused || peer_gone(c))
+					continue;
+				if (c->ptables != b->sync_tables) {
+					/* EL2: it created other tables than ours */
+					char why[200];
+					snprintf(why, sizeof why, "its tables differ from the job's (ps_table_create "
+						 "calls before its first ps_sync_hosts must be the job's): not admitted");
+					blog(b, "%s: %s", b->name[p], why);
+					uint8_t note[6 + PS__NOTE_MAX];
+					uint32_t nl = ps__note_enc(note, PS_EMISMATCH, why);
+					send_small(b, c, PS__F_ABORT, (uint16_t)b->rank, 0, note, nl);
+					c->refused = true;
+					continue;
 				}
+				b->sent_pending |= 1ULL << p;
+				m.a[m.na++] = (uint16_t)p;
 			}
 			b->sent_leave = b->leave_req;
 			uint8_t body[PS__SYNC_MAX];
@@ -554,7 +572,7 @@ static void admitted(struct ps__bridge *b, const struct ps__sync_msg *m, uint8_t
 }
 
 static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__barrier_msg *m, bool sync,
-			 uint64_t clock, uint64_t cfg)
+			 uint64_t clock, uint64_t cfg, uint64_t tables)
 {
 	if (m->gen != b->gen) {
 		blog(b, "node %d arrived at barrier %" PRIu64 " while %" PRIu64 " is open: ignored", c->idx, m->gen,
@@ -568,10 +586,11 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 		b->sync = sync;
 		b->sync_clock = clock;
 		b->sync_cfg = cfg;
+		b->sync_tables = tables;
 	} else if (sync != b->sync) {
 		b->tag_differs = true;
 	} else if (sync) {
-		b->tag_differs |= m->tag != b->tag;
+		b->tag_differs |= m->tag != b->tag || tables != b->sync_tables;
 		b->sync_clock = clock < b->sync_clock ? clock : b->sync_clock;
 		b->sync_cfg = cfg > b->sync_cfg ? cfg : b->sync_cfg;
 	} else if (min != b->min) {
@@ -701,7 +720,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			protocol_error(b, c, "malformed barrier");
 			return;
 		}
-		local_arrive(b, c, &m, false, 0, 0);
+		local_arrive(b, c, &m, false, 0, 0, 0);
 		return;
 	}
 	case PS__F_SYNC: {
@@ -711,7 +730,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			return;
 		}
 		struct ps__barrier_msg m = {.gen = s.gen, .tag = s.epoch};
-		local_arrive(b, c, &m, true, s.clock, s.cfg);
+		local_arrive(b, c, &m, true, s.clock, s.cfg, s.tables);
 		return;
 	}
 	case PS__F_CLOCK: {
@@ -844,8 +863,13 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	}
 	case PS__F_READY:
+		if (f->len != 8) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
 		if (!c->member && !c->was_member) {
 			c->ready = true;
+			c->ptables = ps__get64(f->body);
 			blog(b, "%s is ready to join: admitted at the next ps_sync_hosts", b->name[c->idx]);
 		}
 		return;
@@ -898,6 +922,16 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			snprintf(n.text, sizeof n.text, "(no reason given)");
 		char why[PS__NOTE_MAX + 16];
 		snprintf(why, sizeof why, "failed: %.900s", n.text);
+		if (!b->member && !b->left && b->elastic && c->told_member) {
+			/* a joiner refused by a member (EL2): it stops, the job
+			 * goes on */
+			c->said_bye = true;
+			if (!b->stop)
+				snprintf(b->why, sizeof b->why, "%s refused this host: %.900s", b->name[c->idx], n.text);
+			blog(b, "%s", b->why);
+			b->stop = true;
+			return;
+		}
 		if (!c->member && (c->left_job || !c->was_member)) {
 			c->said_bye = true;
 			peer_failed(b, c, "%s", why);
@@ -1051,7 +1085,9 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 			goto fail;
 		/* members: every host of the rendezvous; a joiner's are told
 		 * by its first SYNC result (EL3) */
-		bool m = conf->joiner ? false : conf->member ? conf->member[p] != 0 : true;
+		bool m = conf->member ? conf->member[p] != 0 : true;
+		b->peer[p].told_member = m && conf->joiner;
+		m = m && !conf->joiner;
 		b->peer[p].member = b->peer[p].was_member = m && p != conf->rank && b->peer[p].fd >= 0;
 	}
 	for (int i = 0; i < conf->nodes; i++) {

@@ -437,12 +437,18 @@ int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__td
 	 * only after this barrier). */
 	atomic_store_explicit(&w->link->tables[id], local_rc ? NULL : t, memory_order_release);
 	/* a joiner before its first ps_sync_hosts creates its tables alone:
-	 * the job's tables exist, every key REMOTE to its home (EL2) */
-	if (w->join_pending)
+	 * the job's tables exist, every key REMOTE to its home; its tables'
+	 * hash is checked at admission (EL2) */
+	if (w->join_pending) {
+		if (!local_rc)
+			w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
 		return local_rc;
+	}
 	int rc = link_barrier(w, tag, 0);
 	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
 		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
+	else
+		w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
 	return rc;
 }
 
@@ -487,7 +493,7 @@ static int link_sync(ps_world *w, uint64_t epoch, uint64_t *o_epoch, bool *leavi
 	/* every worker of this host is in ps_sync_hosts (the local barrier
 	 * before): the slowest clock cannot move while it travels */
 	struct ps__sync_msg m = {.gen = gen, .epoch = epoch, .clock = ps__clock_local_min(w),
-				 .cfg = ps__clock_cfg_now(w)};
+				 .cfg = ps__clock_cfg_now(w), .tables = L->tables_hash};
 	uint32_t len = ps__sync_enc(f + PS__FRAME_HDR, &m);
 	ps__frame_seal(f, PS__F_SYNC, (uint16_t)w->host, 0, len);
 	if (link_write(L, f, PS__FRAME_HDR + len) != 0)

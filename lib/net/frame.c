@@ -510,6 +510,7 @@ uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m)
 	ps__put16(out + 42, m->nb);
 	ps__put16(out + 44, m->nm);
 	ps__put16(out + 46, 0);
+	ps__put64(out + 48, m->tables);
 	uint8_t *p = out + PS__SYNC_HDR;
 	for (unsigned i = 0; i < m->na; i++, p += 2)
 		ps__put16(p, m->a[i]);
@@ -536,6 +537,7 @@ int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m)
 	m->na = ps__get16(b + 40);
 	m->nb = ps__get16(b + 42);
 	m->nm = ps__get16(b + 44);
+	m->tables = ps__get64(b + 48);
 	if (m->gen == 0 || m->status > 0 || (m->flags & ~(PS__SYNC_LEAVE | PS__SYNC_RESULT)) || ps__get16(b + 46) ||
 	    m->na > PS__ELASTIC_HOSTS || m->nb > PS__ELASTIC_HOSTS || m->nm > PS__ELASTIC_HOSTS ||
 	    len != PS__SYNC_HDR + 2u * m->na + 2u * m->nb + 18u * m->nm)

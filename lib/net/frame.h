@@ -86,7 +86,8 @@ enum ps__ftype {
 	PS__F_SYNC = 31,     /* a ps_sync_hosts arrival (node -> bridge, host ->
 			      * host) or its result (bridge -> nodes, -> joiners) */
 	PS__F_READY = 32,    /* joiner -> hosts: connected, in its first
-			      * ps_sync_hosts: list me as pending */
+			      * ps_sync_hosts: list me as pending; body: u64
+			      * hash of its tables (EL2) */
 	PS__F_LEAVE = 33,    /* empty: the host in the routing field is asked to
 			      * leave (psstat --leave, forwarded by a bridge) */
 };
@@ -328,13 +329,14 @@ struct ps__sync_member {
 };
 struct ps__sync_msg {
 	uint64_t gen, epoch, clock, cfg;
+	uint64_t tables;          /* arrival: a hash of the node's tables' tags (EL2) */
 	uint32_t flags;
 	int32_t status;
 	uint16_t na, nb, nm;
 	uint16_t a[PS__ELASTIC_HOSTS], b[PS__ELASTIC_HOSTS];
 	struct ps__sync_member m[PS__ELASTIC_HOSTS];
 };
-#define PS__SYNC_HDR 48u
+#define PS__SYNC_HDR 56u
 #define PS__SYNC_MAX (PS__SYNC_HDR + PS__ELASTIC_HOSTS * (2 + 2 + 18))
 uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m); /* out: PS__SYNC_MAX */
 int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m);

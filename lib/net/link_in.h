@@ -135,6 +135,10 @@ struct ps__link {
 	 * sync_lock orders them for TSan too. */
 	pthread_mutex_t sync_lock;
 	uint64_t sync_gen, sync_epoch;
+	/* hash of the tags of the tables created so far, in id order (EL2):
+	 * written by the node's collective thread (table creation), read by
+	 * the first thread of ps_sync_hosts, after the local barrier */
+	uint64_t tables_hash;
 	bool sync_leaving;        /* this host is in the result's leaving list */
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */
