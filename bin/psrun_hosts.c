@@ -42,7 +42,8 @@ struct hosts {
 	struct ps__bridge *bridge;
 	int nodes;
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
-	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
+	int *data_fd;                /* [data_rows * nodes] as in ps__rdv, -1 once closed */
+	int data_rows;               /* hosts of the rendezvous; a joiner's: every rank */
 	bool verbose;
 	int on_host_failure;         /* host_opts' */
 	double backup_rate;          /* host_opts' */
@@ -390,7 +391,8 @@ static void *door_main(void *arg)
 			snprintf(a.addr, sizeof a.addr, "%s", l.addr);
 		}
 		pthread_mutex_lock(&h->mu);
-		int rc = ps__bridge_add_peer(h->bridge, rank, fd, a.port ? &a : NULL);
+		int rc = chan == PS__CHAN_BRIDGE ? ps__bridge_add_peer(h->bridge, rank, fd, a.port ? &a : NULL)
+						 : ps__bridge_add_data(h->bridge, rank, (int)chan - 1, fd);
 		pthread_mutex_unlock(&h->mu);
 		if (rc) {
 			fprintf(stderr, "psrun: host %d: refused host %d's connection: %s\n", h->launch.rank, rank,
@@ -426,6 +428,7 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 	h->nodes = nodes;
 	/* node i's data connections: handed over at its fork */
 	h->data_fd = h->rdv->data_fd;
+	h->data_rows = h->joiner ? h->cap : h->launch.hosts;
 	h->rdv->data_fd = NULL;
 	for (int i = 0; i < nodes; i++) {
 		int sv[2];
@@ -507,7 +510,7 @@ void hosts_node_env(const struct hosts *h, int node)
 	 * started again: the node sends everything through the bridge) */
 	char list[PS__MAX_HOSTS * 16] = "";
 	size_t at = 0;
-	for (int k = 0; h->data_fd && k < h->launch.hosts; k++) {
+	for (int k = 0; h->data_fd && k < h->data_rows; k++) {
 		int d = h->data_fd[k * h->nodes + node];
 		if (d < 0)
 			continue;
@@ -529,7 +532,7 @@ void hosts_node_started(struct hosts *h, int node)
 		close(h->node_fd[node]);
 		h->node_fd[node] = -1;
 	}
-	for (int k = 0; h && h->data_fd && k < h->launch.hosts; k++) {
+	for (int k = 0; h && h->data_fd && k < h->data_rows; k++) {
 		int *d = &h->data_fd[k * h->nodes + node];
 		if (*d >= 0)
 			close(*d);
@@ -621,7 +624,7 @@ void hosts_free(struct hosts *h)
 	for (int i = 0; i < PS__MAX_NODES; i++)
 		if (h->node_fd[i] >= 0)
 			close(h->node_fd[i]);
-	for (int i = 0; h->data_fd && i < h->launch.hosts * h->nodes; i++)
+	for (int i = 0; h->data_fd && i < h->data_rows * h->nodes; i++)
 		if (h->data_fd[i] >= 0)
 			close(h->data_fd[i]);
 	free(h->data_fd);

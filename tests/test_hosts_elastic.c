@@ -317,6 +317,7 @@ static void join_argv(const char **argv, char *coord, unsigned port, const char 
 	snprintf(coord, 32, "127.0.0.1:%u", port);
 	int i = 0;
 	argv[i++] = build_path("bin/psrun");
+	argv[i++] = "-v"; /* the bridge's figures at the end */
 	argv[i++] = "-n";
 	argv[i++] = nodes;
 	argv[i++] = "--join";
@@ -353,7 +354,7 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	static char store[3][96], coord[32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
-		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
 		char name[32];
 		snprintf(name, sizeof name, "storm%d", r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
@@ -381,6 +382,9 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 		assert_int_equal(clk, (long long)ep);
 		const char *l = strstr(out, want);
 		printf("%.*s\n", (int)strcspn(l, "\n"), l);
+		/* every request went over the nodes' data connections, the
+		 * joiner's included (passed to running nodes: DATAFD) */
+		assert_contains(err, ": bridge: 0 data frames out, 0 in; ");
 		if (r == 2) {
 			/* every 3rd key (k mod 3 = 2: its place among 3 hosts) */
 			assert_contains(out, "elastic: host 2 joined at epoch ");

@@ -62,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -99,6 +100,7 @@ struct conn {
 	uint64_t ptables;         /* ... the hash of its tables it sent with READY */
 	bool refused;             /* ... its tables differ: told so, never admitted */
 	bool told_member;         /* a joiner's peer that the WELCOME listed as a member */
+	int data_in;              /* a joiner: its data connections passed to our nodes */
 	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
 	bool pleave[2];           /* ... asking to leave */
 	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
@@ -395,6 +397,11 @@ static void barrier_progress(struct ps__bridge *b)
 			for (int p = 0; p < b->hosts && p < 64; p++) {
 				struct conn *c = &b->peer[p];
 				if (p == b->rank || c->fd < 0 || c->member || !c->ready || c->refused || peer_gone(c))
+					continue;
+				/* EL1: every node has its data connection first, so
+				 * nothing it sends there after the admission goes
+				 * through the bridge before it (LK3) */
+				if (c->data_in < b->nodes)
 					continue;
 				if (c->ptables != b->sync_tables) {
 					/* EL2: it created other tables than ours */
@@ -1279,6 +1286,67 @@ void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 		w->h[w->n].a = b->addr[p];
 		w->n++;
 	}
+}
+
+int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd)
+{
+	if (!b->elastic || rank < 0 || rank >= b->hosts || rank == b->rank || node < 0 || node >= b->nodes)
+		return -EINVAL;
+	struct conn *p = &b->peer[rank], *c = &b->link[node];
+	if (p->fd < 0 || p->was_member || p->data_in >= b->nodes)
+		return -EEXIST;
+	/* what is queued for the node goes first (one stream); the node
+	 * always reads its link, so this wait is short: bounded at 1 s */
+	uint64_t deadline = ps__now_ns() + 1000000000ULL;
+	while (c->fd >= 0 && c->out_off < c->out_len && ps__now_ns() < deadline) {
+		flush(b, c);
+		struct pollfd q = {.fd = c->fd, .events = POLLOUT};
+		if (c->fd >= 0 && c->out_off < c->out_len)
+			poll(&q, 1, 10);
+	}
+	if (c->fd < 0 || c->out_off < c->out_len)
+		return c->fd < 0 ? -EPIPE : -ETIMEDOUT;
+	uint8_t f[PS__FRAME_HDR + 2];
+	ps__put16(f + PS__FRAME_HDR, (uint16_t)rank);
+	ps__frame_seal(f, PS__F_DATAFD, (uint16_t)rank, 0, 2);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	size_t done = 0;
+	while (done < sizeof f) {
+		struct iovec iov = {.iov_base = f + done, .iov_len = sizeof f - done};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (done == 0) { /* the descriptor rides with the first byte */
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof u.buf;
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+		}
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			done += (size_t)w;
+			continue;
+		}
+		if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) && ps__now_ns() < deadline) {
+			struct pollfd q = {.fd = c->fd, .events = POLLOUT};
+			poll(&q, 1, 10);
+			continue;
+		}
+		if (done == 0)
+			return w < 0 ? -errno : -EPIPE;
+		conn_close(b, c); /* half a frame on the link: it is broken */
+		barrier_progress(b);
+		return -EPIPE;
+	}
+	c->last_send = ps__now_ns();
+	close(fd); /* the node has its own copy now */
+	p->data_in++;
+	return 0;
 }
 
 int ps__bridge_request_leave(struct ps__bridge *b, int host)

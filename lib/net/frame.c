@@ -25,7 +25,7 @@ bool ps__frame_type_known(unsigned type)
 	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
 	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH || type == PS__F_CKPT ||
 	       type == PS__F_BACKUP || type == PS__F_WELCOME || type == PS__F_SYNC || type == PS__F_READY ||
-	       type == PS__F_LEAVE;
+	       type == PS__F_LEAVE || type == PS__F_DATAFD;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)

@@ -90,6 +90,9 @@ enum ps__ftype {
 			      * hash of its tables (EL2) */
 	PS__F_LEAVE = 33,    /* empty: the host in the routing field is asked to
 			      * leave (psstat --leave, forwarded by a bridge) */
+	PS__F_DATAFD = 34,   /* bridge -> node, u16 host: the descriptor passed
+			      * with it (SCM_RIGHTS) is node i's data connection
+			      * to a joiner (EL1) */
 };
 
 struct ps__frame {
