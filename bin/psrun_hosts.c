@@ -173,6 +173,8 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 		snprintf(l.source, sizeof l.source, "--join");
 	} else if (ps__launch_resolve(o->hosts, o->host_rank, o->coordinator, environ, &l, err, sizeof err) != 0)
 		die2("%s", err);
+	if (o->drain && !o->elastic && !o->join)
+		die2("--drain is for elastic jobs: give --elastic (every host) or --join too");
 	if (o->elastic && l.hosts > (int)PS__JOIN_RANK)
 		die2("--elastic: at most %u hosts (ranks of joiners included)", PS__JOIN_RANK);
 	if (l.hosts == 1) {

@@ -912,6 +912,13 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
+		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
+			/* EL8: the job ends before this joiner was admitted */
+			snprintf(b->why, sizeof b->why, "%s ended its part of the job before this host was admitted",
+				 b->name[c->idx]);
+			blog(b, "%s", b->why);
+			b->stop = true;
+		}
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
 			 * goodbye now, so it need not wait for the job's end */
