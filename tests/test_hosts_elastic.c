@@ -164,6 +164,101 @@ static int storm_main(void)
 	return wrong ? 1 : 0;
 }
 
+/* A joiner lost after its admission (--on-host-failure continue): it
+ * pushes J_EPOCHS epochs, its count, syncs once more and stops; the
+ * driver kills it 25 backup periods later.  The members' next
+ * ps_sync_hosts completes over 2 hosts; the 100 keys it held are promoted
+ * at its backup host (host 1: the initial hosts' ring) and every key
+ * equals the sum of every push exactly (nothing pushed inside the window). */
+#define J_EPOCHS 4
+static int jlost_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), joined = ps_joined(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	uint64_t epoch = 0, joined_at = 0;
+	float pushes = 0;
+	if (joined) {
+		if (ps_sync_hosts(w, &epoch) != 3)
+			return fail_node("first ps_sync_hosts", me, PS_EMISMATCH);
+		joined_at = epoch;
+	}
+	for (;;) {
+		if (joined && epoch == joined_at + J_EPOCHS) {
+			ps_key mine = (ps_key)me;
+			if ((rc = ps_push_sync(cnt, &mine, 1, &pushes)) != 0)
+				return fail_node("count push", me, rc);
+			uint64_t e = epoch + 1;
+			if ((rc = ps_sync_hosts(w, &e)) != 3)
+				return fail_node("last ps_sync_hosts", me, rc < 0 ? rc : PS_EMISMATCH);
+			printf("elastic: joiner stops\n");
+			fflush(stdout);
+			for (;;)
+				pause(); /* killed by the driver */
+		}
+		for (int r = 0; r < ROUNDS; r++) {
+			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
+				return fail_node("push", me, rc);
+			pushes++;
+		}
+		epoch++;
+		if (me == 0 && epoch <= 4) {
+			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
+			fflush(stdout);
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (n == 3 && !joined_at)
+			joined_at = epoch;
+		if (!joined && joined_at && epoch == joined_at + J_EPOCHS) {
+			/* the joiner's count and last sync (epoch + 1), then the
+			 * sync that completes without it */
+			e = epoch + 1;
+			if ((rc = ps_sync_hosts(w, &e)) != 3)
+				return fail_node("sync with the joiner's count", me, rc < 0 ? rc : PS_EMISMATCH);
+			e = epoch + 2;
+			if ((n = ps_sync_hosts(w, &e)) != 2)
+				return fail_node("sync after the loss", me, n < 0 ? n : PS_EMISMATCH);
+			break;
+		}
+		if (epoch > MAX_EPOCH)
+			return fail_node("no joiner in time", me, -ETIMEDOUT);
+	}
+	ps_key mine = (ps_key)me;
+	if ((rc = ps_push_sync(cnt, &mine, 1, &pushes)) != 0)
+		return fail_node("count push", me, rc);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("final barrier", me, rc);
+	ps_key ck[3] = {0, 1, 2};
+	float c[3], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, ck, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("final pull", me, rc);
+	float want = c[0] + c[1] + c[2];
+	int wrong = 0, at1 = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+		at1 += i % 3 == 2 && ps_owner_host(t, keys[i]) == 1;
+	}
+	printf("elastic: host %d: after the joiner's loss: pushes %.0f %.0f %.0f; %d wrong of %d; %d of its 100 keys "
+	       "at host 1\n", me, (double)c[0], (double)c[1], (double)c[2], wrong, KEYS, at1);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return fail_node("ps_finalize", me, rc);
+	return wrong ? 1 : 0;
+}
+
 /* (b): members sync in epochs until the driver's file says stop (host 0
  * reads it and tells everyone through a key, so all stop at one epoch). */
 static int plain_main(const char *stop_file, bool extra)
@@ -402,6 +497,58 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	mh_assert_clean(&segs);
 }
 
+/* A joiner is a peer like any other once admitted: lost under
+ * --on-host-failure continue, its keys are promoted from its backups. */
+static void test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "jlost", NULL};
+	static char store[3][96], coord[32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, "--on-host-failure=continue", "--backup-rate=50");
+		char name[32];
+		snprintf(name, sizeof name, "jlost%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
+	const char *argv[64];
+	join_argv(argv, coord, port, "1", mh_token_path, prog);
+	/* its own flags, before the program */
+	int i = 0;
+	while (argv[i] != prog[0])
+		i++;
+	for (int j = i + 3; j >= i; j--) /* the program's 3 words and NULL */
+		argv[j + 2] = argv[j];
+	argv[i] = "--on-host-failure=continue";
+	argv[i + 1] = "--backup-rate=50";
+	mh_spawn(&h[2], "jlost2", (char *const *)argv, NULL);
+	wait_for_output(h, 3, 2, "elastic: joiner stops");
+	/* outside the backup window (BK4): not a synchronisation, the window
+	 * is what psmem.h documents (as test_hosts_fail) */
+	usleep(500 * 1000);
+	kill(h[2].pid, SIGKILL);
+	mh_finish(&h[2], 10);
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, "; 0 wrong of 300; 100 of its 100 keys at host 1");
+		assert_contains(err, "host 2 (");
+		assert_contains(err, "dropped, the job goes on with 2 hosts");
+		const char *l = strstr(out, "after the joiner's loss");
+		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
+	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
 /* (b): one refused joiner per case; then the job is told to stop. */
 static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **state)
 {
@@ -556,11 +703,14 @@ int main(int argc, char **argv)
 		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
 		return leave_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
+		return jlost_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
+		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
 		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
 	};

@@ -629,8 +629,11 @@ static bool drop(struct ps__bridge *b, struct conn *c, const char *why)
 	b->st.hosts_lost++;
 	uint64_t now = ps__now_ns();
 	b->lost_at = now;
-	blog(b, "%s %s; dropped, the job goes on with %d of %d hosts (last heard %.0f ms before)", b->name[c->idx],
-	     why, alive(b), b->hosts, (double)(now - c->last_recv) / 1e6);
+	char of[32] = "";
+	if (!b->elastic) /* an elastic job's ranks are not its hosts */
+		snprintf(of, sizeof of, " of %d", b->hosts);
+	blog(b, "%s %s; dropped, the job goes on with %d%s hosts (last heard %.0f ms before)", b->name[c->idx], why,
+	     alive(b), of, (double)(now - c->last_recv) / 1e6);
 	if (c->fd >= 0)
 		conn_close(b, c); /* peer_left: ABORT(PS__GONE_LOST) to every node */
 	else
