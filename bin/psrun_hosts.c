@@ -5,7 +5,13 @@
  * Invariants
  *   - The job token is read from a private file or PSMEM_TOKEN, is never
  *     printed, and PSMEM_TOKEN is removed from the environment before any
- *     node starts: only psrun holds it.
+ *     node starts: only psrun holds it (under --elastic / --join it stays
+ *     in psrun's memory after the rendezvous: the door checks joiners
+ *     with it; else it is wiped).
+ *   - Elastic jobs (docs/DESIGN.md "Joining and leaving", bridge.c EL1):
+ *     the listener stays open only under --elastic / --join, and only the
+ *     door thread accepts on it; every connection it keeps passed the
+ *     token's handshake.
  *   - Every socket is close-on-exec except the node's own end of its link
  *     and its own data connections (one per other host, made by the
  *     rendezvous), which are kept open across exec for that node only,
@@ -228,7 +234,9 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	r->timeout_ns = (uint64_t)o->rdv_timeout_s * 1000000000ULL;
 	r->log = stderr;
 	r->cancel_fd = -1;
-	if (verbose)
+	if (verbose && h->joiner)
+		fprintf(stderr, "psrun: joining the job through host 0 at %s:%u\n", l.coord_host, (unsigned)l.coord_port);
+	else if (verbose)
 		fprintf(stderr, "psrun: host %d of %d (from %s), coordinator %s:%u\n", l.rank, l.hosts, l.source,
 			l.coord_host, (unsigned)l.coord_port);
 	return h;

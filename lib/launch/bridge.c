@@ -55,6 +55,19 @@
  * A peer that had already sent its BARRIER(g) for the open generation is
  * forgotten with it: the generation completes on the survivors' arrivals.
  * Recovery time = from the drop to the first barrier released after it.
+ *
+ * Elastic jobs (psrun --elastic / --join; docs/DESIGN.md "Joining and
+ * leaving", EL1-EL8 there): peers are *members* (counted in barriers) or
+ * joiners still *pending* (connected by psrun's door, ps__bridge_add_peer;
+ * READY once all their nodes are in their first ps_sync_hosts).  A SYNC
+ * generation is a barrier whose arrivals carry membership: each member's
+ * arrival lists the joiners it holds pending and whether it leaves; when
+ * it completes, every member computes the same result from the same
+ * arrivals (admitted = pending on every member, leaving = those that
+ * asked), gives it to its nodes before the RELEASE and to each admitted
+ * joiner, whose bridge continues the members' generations from there.
+ * Ordinary barriers never change membership.  A joiner not admitted yet,
+ * or a host that left by agreement, is never a failure of the job.
  */
 #include <errno.h>
 #include <inttypes.h>

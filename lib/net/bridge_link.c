@@ -34,6 +34,13 @@
  *   CKPT              (node 0) a checkpoint asked for on another host: the
  *                     path is kept for checkpoint.c's poll (lowest host
  *                     first);
+ *   SYNC              (elastic jobs, bridge.c EL3) the result of a
+ *                     membership agreement at ps_sync_hosts, before its
+ *                     RELEASE: members admitted and leaving, into the
+ *                     segment (clocks, ps_hosts_alive); a joiner's clocks
+ *                     and barrier generations start at the members';
+ *   DATAFD            a joiner's data connection for this node, passed
+ *                     with the frame (SCM_RIGHTS), adopted here (EL1).
  *
  * Invariants
  *   (LK1) A request id is (node << 56) | (seq << 32) | slot: the bridges
