@@ -21,7 +21,9 @@
  *      others' returns 2 at the same epoch, and every psrun exits 0
  *      (drain's hand-over of the keys is the drain helper's; the leaver's
  *      keys are not used after it leaves);
- *  (d) each: no segment, process or port left.
+ *  (d) each: no segment, process or port left;
+ *  and without --elastic ps_sync_hosts is a barrier over hosts (2 nodes a
+ *  host) returning 2, PS_EMISMATCH when the epochs differ.
  *
  * The binary's second role (--node ROLE) is the program psrun runs.
  */
@@ -257,6 +259,31 @@ static int jlost_main(void)
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
 	return wrong ? 1 : 0;
+}
+
+/* Not elastic: ps_sync_hosts is a barrier over hosts that returns the
+ * hosts present; epochs that differ are PS_EMISMATCH on every host. */
+static int nonelastic_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), n = 0;
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	for (uint64_t epoch = 1; epoch <= 5; epoch++) {
+		uint64_t e = epoch;
+		if ((n = ps_sync_hosts(w, &e)) != 2 || e != epoch)
+			return fail_node("ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
+	}
+	uint64_t e = me == 1 ? 99 : 6;
+	n = ps_sync_hosts(w, &e);
+	printf("elastic: host %d: joined %d, 5 syncs over 2 hosts; different epochs: %s\n", me, ps_joined(w),
+	       ps_strerror(n < 0 ? n : 0));
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
 }
 
 /* (b): members sync in epochs until the driver's file says stop (host 0
@@ -549,6 +576,25 @@ static void test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted(
 	mh_assert_clean(&segs);
 }
 
+static void test_sync_hosts_without_elastic_is_a_barrier_over_hosts(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[2];
+	const char *prog[] = {mh_self, "--node", "nonelastic", NULL};
+	mh_run_hosts(2, 2, prog, h, 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[160];
+		snprintf(want, sizeof want, "elastic: host %d: joined 0, 5 syncs over 2 hosts; different epochs: %s", r,
+			 ps_strerror(PS_EMISMATCH));
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	mh_assert_clean(&segs);
+}
+
 /* (b): one refused joiner per case; then the job is told to stop. */
 static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **state)
 {
@@ -705,9 +751,12 @@ int main(int argc, char **argv)
 		return leave_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
 		return jlost_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
+		return nonelastic_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
