@@ -3,7 +3,8 @@
  * leaving (psrun --drain + SIGTERM, psstat --leave) at ps_sync_hosts
  * (docs/DESIGN.md "Joining and leaving", bridge.c EL1-EL8).
  *
- *  (a) a conservation storm: hosts 0 and 1 (psrun --elastic) push +1 to
+ *  (a) a conservation storm, 2 nodes a host (so data connections reach
+ *      several running nodes): hosts 0 and 1 (psrun --elastic) push +1 to
  *      every key in epochs, each ended by ps_sync_hosts; once host 0 has
  *      printed epoch 3 the driver starts a third psrun with --join.  The
  *      members go on until ps_sync_hosts says 3 hosts (the joiner is
@@ -477,13 +478,14 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
 		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
+		argv[2] = "2"; /* -n 2: two nodes a host, the joiner's too */
 		char name[32];
 		snprintf(name, sizeof name, "storm%d", r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
 	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
 	const char *argv[64];
-	join_argv(argv, coord, port, "1", mh_token_path, prog);
+	join_argv(argv, coord, port, "2", mh_token_path, prog);
 	mh_spawn(&h[2], "storm2", (char *const *)argv, NULL);
 	for (int r = 0; r < 3; r++)
 		mh_finish(&h[r], 120);
