@@ -1296,9 +1296,11 @@ int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps_
 	return 0;
 }
 
-void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
+int ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 {
 	w->n = 0;
+	if (!b->member || b->left || b->done || b->stop)
+		return -ENOENT; /* this host is not (or no longer) in the job */
 	for (int p = 0; p < b->hosts && w->n < PS__ELASTIC_HOSTS; p++) {
 		const struct conn *c = &b->peer[p];
 		bool me = p == b->rank;
@@ -1309,6 +1311,7 @@ void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 		w->h[w->n].a = b->addr[p];
 		w->n++;
 	}
+	return 0;
 }
 
 int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd)
