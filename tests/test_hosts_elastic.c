@@ -80,8 +80,8 @@ static int tables(ps_world *w, ps_table **t, ps_table **cnt)
 	return *cnt ? 0 : err;
 }
 
-/* (a): the storm. */
-static int storm_main(void)
+/* (a): the storm, until want hosts are present (then K_AFTER epochs). */
+static int storm_main(int want_hosts)
 {
 	int err, rc;
 	ps_world *w = ps_init(&err);
@@ -100,11 +100,12 @@ static int storm_main(void)
 	if (joined) {
 		/* the members' epoch: this host starts there */
 		int n = ps_sync_hosts(w, &epoch);
-		if (n != 3) {
+		if (n < 3 || n > want_hosts) {
 			printf("elastic: host %d: first ps_sync_hosts returned %d\n", me, n);
 			return fail_node("first ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
 		}
-		end = epoch + K_AFTER;
+		if (n == want_hosts)
+			end = epoch + K_AFTER;
 		int held = 0;
 		for (int i = 0; i < KEYS; i++)
 			held += ps_owner_host(t, keys[i]) == me;
@@ -116,6 +117,9 @@ static int storm_main(void)
 			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
 				return fail_node("push", me, rc);
 			pushes++;
+			/* a barrier mid-epoch: it admits nobody (EL3) */
+			if (r == ROUNDS / 2 && (rc = ps_barrier(w)) != 0)
+				return fail_node("barrier mid-epoch", me, rc);
 		}
 		/* BSP over the hosts present: a joiner's clock starts at the
 		 * members' (EL4), or this would wait for ever */
@@ -132,7 +136,7 @@ static int storm_main(void)
 			return fail_node("ps_sync_hosts", me, n);
 		if (e != epoch)
 			return fail_node("epoch agreement", me, PS_EMISMATCH);
-		if (n == 3 && end == MAX_EPOCH)
+		if (n == want_hosts && end == MAX_EPOCH)
 			end = epoch + K_AFTER; /* the same epoch on every member */
 	}
 	if (end == MAX_EPOCH)
@@ -144,11 +148,11 @@ static int storm_main(void)
 		return fail_node("count push", me, rc);
 	if ((rc = ps_barrier(w)) != 0)
 		return fail_node("final barrier", me, rc);
-	ps_key ck[3] = {0, 1, 2};
-	float c[3], v[KEYS];
-	if ((rc = ps_pull_sync(cnt, ck, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+	ps_key ck[4] = {0, 1, 2, 3};
+	float c[4], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, ck, 4, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
 		return fail_node("final pull", me, rc);
-	float want = c[0] + c[1] + c[2];
+	float want = c[0] + c[1] + c[2] + c[3];
 	int wrong = 0, held = 0;
 	for (int i = 0; i < KEYS; i++) {
 		if (v[i] != want && wrong++ < 5)
@@ -157,10 +161,13 @@ static int storm_main(void)
 	}
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int n = ps_hosts_alive(w, alive, 4);
-	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d; "
-	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0],
-	       (double)c[1], (double)c[2], held, wrong, KEYS, (long long)ps_clock_read(w, 0, 0),
-	       (unsigned long long)epoch);
+	char counts[64];
+	int at = 0;
+	for (int h = 0; h < want_hosts; h++)
+		at += snprintf(counts + at, sizeof counts - (size_t)at, "%s%.0f", h ? " " : "", (double)c[h]);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %s; holds %d; %d wrong of %d; "
+	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], counts, held,
+	       wrong, KEYS, (long long)ps_clock_read(w, 0, 0), (unsigned long long)epoch);
 	fflush(stdout);
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
@@ -473,7 +480,7 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
 	unsigned port = mh_free_port();
-	const char *prog[] = {mh_self, "--node", "storm", NULL};
+	const char *prog[] = {mh_self, "--node", "storm", "3", NULL};
 	static char store[3][96], coord[32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
@@ -521,6 +528,52 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 			assert_contains(err, "host 2 (");
 			assert_contains(err, ") joined the job at barrier ");
 		}
+	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* Two joiners started together: each is admitted whenever it is ready
+ * (at the same ps_sync_hosts or at two), the later one connected to the
+ * earlier; keys relocate from the first joiner to the second when they
+ * come one after the other; every sum stays exact. */
+static void test_two_joiners_at_once(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "storm", "4", NULL};
+	static char store[2][96], coord[2][32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "two%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
+	for (int k = 0; k < 2; k++) {
+		const char *argv[64];
+		join_argv(argv, coord[k], port, "1", mh_token_path, prog);
+		char name[32];
+		snprintf(name, sizeof name, "two%d", 2 + k);
+		mh_spawn(&h[2 + k], name, (char *const *)argv, NULL);
+	}
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	for (int r = 0; r < 4; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, "; alive 4 [1 1 1 1]; pushes ");
+		assert_contains(out, "; 0 wrong of 300; ");
+		assert_contains(err, ": bridge: 0 data frames out, 0 in; ");
+		const char *l = strstr(out, "; alive 4");
+		printf("host %d%.*s\n", r, (int)strcspn(l, "\n"), l);
+		if (r >= 2) /* each joiner holds keys at the end */
+			assert_true(strstr(l, "; holds 0;") == NULL);
 	}
 	assert_true(port_free(port));
 	mh_assert_clean(&segs);
@@ -745,8 +798,8 @@ static void test_a_host_leaves_on_psstat_leave(void **state)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
-		return storm_main();
+	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
+		return storm_main(atoi(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "plain") == 0)
 		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
@@ -760,6 +813,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
+		cmocka_unit_test(test_two_joiners_at_once),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
