@@ -113,7 +113,8 @@ struct conn {
 	uint64_t ptables;         /* ... the hash of its tables it sent with READY */
 	bool refused;             /* ... its tables differ: told so, never admitted */
 	bool told_member;         /* a joiner's peer that the WELCOME listed as a member */
-	int data_in;              /* a joiner: its data connections passed to our nodes */
+	int data_in;              /* our nodes' data connections to it: passed to them
+				   * (DATAFD), or all of them for a peer known at start */
 	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
 	bool pleave[2];           /* ... asking to leave */
 	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
@@ -1119,6 +1120,11 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 		b->peer[p].told_member = m && conf->joiner;
 		m = m && !conf->joiner;
 		b->peer[p].member = b->peer[p].was_member = m && p != conf->rank && b->peer[p].fd >= 0;
+		/* a peer known at start: our nodes' data connections to it were
+		 * made with ours (rendezvous, or this joiner's own connects),
+		 * not passed later (EL1) */
+		if (b->peer[p].fd >= 0)
+			b->peer[p].data_in = conf->nodes;
 	}
 	for (int i = 0; i < conf->nodes; i++) {
 		rc = add_conn(b, &b->link[i], conf->link_fd[i], K_LINK, i);
