@@ -8,6 +8,7 @@
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
  *         [--on-host-failure abort|continue]
+ *         [--elastic [--drain] | --join COORD:PORT [--drain]]
  *         [--hugepages[=DIR]]
  *         prog [args...]
  *   psrun --make-token FILE
@@ -167,7 +168,7 @@ static const char usage_line[] =
 	"             [--restore FILE] [--hosts H --host-rank R]\n"
 	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
 	"             [--rendezvous-timeout S] [--on-host-failure abort|continue]\n"
-	"             [--backup-rate R]\n"
+	"             [--backup-rate R] [--elastic | --join COORD:PORT] [--drain]\n"
 	"             [--hugepages[=DIR]]\n"
 	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";

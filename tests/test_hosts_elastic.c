@@ -650,6 +650,37 @@ static void test_sync_hosts_without_elastic_is_a_barrier_over_hosts(void **state
 	mh_assert_clean(&segs);
 }
 
+/* Flags that cannot work are refused with the reason (exit 2), before
+ * anything starts. */
+static void test_bad_elastic_flags_are_refused(void **state)
+{
+	(void)state;
+	static struct run_result r;
+	const char *one[] = {build_path("bin/psrun"), "-n", "1", "--elastic", "/bin/true", NULL};
+	run_prog((char *const *)one, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--elastic is for jobs of several hosts (--hosts H, H >= 2)");
+	const char *bad[] = {build_path("bin/psrun"), "-n", "1", "--join", "nowhere", "--token-file", mh_token_path,
+			     "/bin/true", NULL};
+	run_prog((char *const *)bad, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--join 'nowhere': want ADDR:PORT of host 0's psrun");
+	const char *both[] = {build_path("bin/psrun"), "-n", "1", "--join", "127.0.0.1:1", "--hosts", "2",
+			      "--token-file", mh_token_path, "/bin/true", NULL};
+	run_prog((char *const *)both, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--join COORD:PORT takes no --hosts, --host-rank or --coordinator");
+	const char *drain[] = {build_path("bin/psrun"), "-n", "1", "--hosts", "2", "--host-rank", "1",
+			       "--coordinator", "127.0.0.1:1", "--token-file", mh_token_path, "--drain", "/bin/true", NULL};
+	run_prog((char *const *)drain, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--drain is for elastic jobs: give --elastic (every host) or --join too");
+	const char *leave[] = {build_path("bin/psstat"), "--leave", "x", NULL};
+	run_prog((char *const *)leave, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--leave wants a host rank from 0 to 1023, not 'x'");
+}
+
 /* (b): one refused joiner per case; then the job is told to stop. */
 static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **state)
 {
@@ -811,6 +842,7 @@ int main(int argc, char **argv)
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_elastic_flags_are_refused),
 		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
 		cmocka_unit_test(test_two_joiners_at_once),
