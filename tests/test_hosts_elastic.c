@@ -22,7 +22,9 @@
  *      others' returns 2 at the same epoch, and every psrun exits 0
  *      (drain's hand-over of the keys is the drain helper's; the leaver's
  *      keys are not used after it leaves);
- *  (d) each: no segment, process or port left;
+ *  (d) each: no segment, process or port left; a joiner lost after its
+ *      admission (continue: its keys promoted), two joiners at once, a
+ *      joiner still pending when the job ends (it stops, the job is fine);
  *  and without --elastic ps_sync_hosts is a barrier over hosts (2 nodes a
  *  host) returning 2, PS_EMISMATCH when the epochs differ.
  *
@@ -292,6 +294,23 @@ static int nonelastic_main(void)
 	       ps_strerror(n < 0 ? n : 0));
 	fflush(stdout);
 	return ps_finalize(w) ? 1 : 0;
+}
+
+/* A joiner that never reaches ps_sync_hosts (it waits for ever): the
+ * job ends without it. */
+static int pending_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", ps_host_id(w), rc);
+	printf("elastic: joiner waiting\n");
+	fflush(stdout);
+	for (;;)
+		pause(); /* stopped by its psrun when the job ends */
 }
 
 /* (b): members sync in epochs until the driver's file says stop (host 0
@@ -579,6 +598,52 @@ static void test_two_joiners_at_once(void **state)
 	mh_assert_clean(&segs);
 }
 
+/* The job ends while a joiner is still pending: the members finish
+ * normally, the joiner stops with the reason. */
+static void test_a_pending_joiner_stops_when_the_job_ends(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	char stop[256];
+	snprintf(stop, sizeof stop, "%s/stop-pending", mh_tmpdir);
+	unlink(stop);
+	const char *prog[] = {mh_self, "--node", "plain", stop, NULL};
+	static char store[2][96], coord[32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		char name[32];
+		snprintf(name, sizeof name, "pend%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 2");
+	const char *jprog[] = {mh_self, "--node", "pending", NULL};
+	const char *argv[64];
+	join_argv(argv, coord, port, "1", mh_token_path, jprog);
+	mh_spawn(&h[2], "pend2", (char *const *)argv, NULL);
+	wait_for_output(h, 3, 2, "elastic: joiner waiting");
+	FILE *f = fopen(stop, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), "stopped at epoch ");
+	}
+	if (h[2].status == 0 || h[2].status == -1)
+		mh_show(&h[2], "joiner");
+	assert_int_not_equal(h[2].status, 0);
+	assert_int_not_equal(h[2].status, -1);
+	assert_contains(mh_slurp(h[2].err), "the job ended before this host was admitted");
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
 /* A joiner is a peer like any other once admitted: lost under
  * --on-host-failure continue, its keys are promoted from its backups. */
 static void test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted(void **state)
@@ -839,6 +904,8 @@ int main(int argc, char **argv)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
 		return nonelastic_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "pending") == 0)
+		return pending_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
@@ -848,6 +915,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_two_joiners_at_once),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
+		cmocka_unit_test(test_a_pending_joiner_stops_when_the_job_ends),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
 		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
 	};

@@ -930,11 +930,18 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		c->said_bye = true;
 		peer_left(b, c);
 		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
-			/* EL8: the job ends before this joiner was admitted */
-			snprintf(b->why, sizeof b->why, "%s ended its part of the job before this host was admitted",
-				 b->name[c->idx]);
-			blog(b, "%s", b->why);
-			b->stop = true;
+			/* EL8: the job ends before this joiner was admitted
+			 * (every member it knew said goodbye; one that leaves
+			 * by agreement says it too, and the others go on) */
+			bool any = false;
+			for (int p = 0; p < b->hosts; p++)
+				any |= b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye;
+			if (!any) {
+				snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)",
+					 b->name[c->idx]);
+				blog(b, "%s", b->why);
+				b->stop = true;
+			}
 		}
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
