@@ -576,6 +576,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage_error("-n N is required");
 	if (optind >= argc)
 		usage_error("no program to run");
+	if (o->host.join && o->restore_arg)
+		usage_error("--restore and --join exclude each other (a joining host takes the running job's values)");
 	if (o->tag_output && o->output_dir)
 		usage_error("--tag-output and --output-dir exclude each other (each file of "
 			    "--output-dir holds one node)");
