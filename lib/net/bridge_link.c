@@ -34,6 +34,13 @@
  *   CKPT              (node 0) a checkpoint asked for on another host: the
  *                     path is kept for checkpoint.c's poll (lowest host
  *                     first);
+ *   SYNC              (elastic jobs, bridge.c EL3) the result of a
+ *                     membership agreement at ps_sync_hosts, before its
+ *                     RELEASE: members admitted and leaving, into the
+ *                     segment (clocks, ps_hosts_alive); a joiner's clocks
+ *                     and barrier generations start at the members';
+ *   DATAFD            a joiner's data connection for this node, passed
+ *                     with the frame (SCM_RIGHTS), adopted here (EL1).
  *
  * Invariants
  *   (LK1) A request id is (node << 56) | (seq << 32) | slot: the bridges
@@ -271,7 +278,8 @@ int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uin
 	if (atomic_load_explicit(&L->dead, memory_order_acquire))
 		return PS_EHOSTDOWN;
 	struct ps__conn *c = L->data && host >= 0 && host < L->w->nhosts ? &L->data[host] : NULL;
-	if (c && c->fd >= 0) {
+	/* acquire: pairs with the link thread's release after it set fd */
+	if (c && atomic_load_explicit(&c->has_fd, memory_order_acquire)) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
 		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len, true);
@@ -437,9 +445,19 @@ int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__td
 	 * before this thread wakes up: publish first (w->tables[id] is set
 	 * only after this barrier). */
 	atomic_store_explicit(&w->link->tables[id], local_rc ? NULL : t, memory_order_release);
+	/* a joiner before its first ps_sync_hosts creates its tables alone:
+	 * the job's tables exist, every key REMOTE to its home; its tables'
+	 * hash is checked at admission (EL2) */
+	if (w->join_pending) {
+		if (!local_rc)
+			w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
+		return local_rc;
+	}
 	int rc = link_barrier(w, tag, 0);
 	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
 		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
+	else
+		w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
 	return rc;
 }
 
@@ -468,7 +486,169 @@ int ps__link_barrier_workers(ps_world *w)
 	return rc;
 }
 
+/* ------------------------------------------------------------ elastic (EL3-EL6) */
+
+/* A SYNC arrival of this node: the bridge makes it this host's arrival at
+ * the membership agreement once every local node is there (bridge.c EL3);
+ * the result comes before the RELEASE.  0 or a code; *o_epoch the
+ * members' epoch, *leaving whether this host leaves here. */
+static int link_sync(ps_world *w, uint64_t epoch, uint64_t *o_epoch, bool *leaving)
+{
+	struct ps__link *L = w->link;
+	pthread_mutex_lock(&L->bar_lock);
+	uint64_t gen = ++L->bar_gen;
+	pthread_mutex_unlock(&L->bar_lock);
+	uint8_t f[PS__FRAME_HDR + PS__SYNC_HDR];
+	/* every worker of this host is in ps_sync_hosts (the local barrier
+	 * before): the slowest clock cannot move while it travels */
+	struct ps__sync_msg m = {.gen = gen, .epoch = epoch, .clock = ps__clock_local_min(w),
+				 .cfg = ps__clock_cfg_now(w), .tables = L->tables_hash};
+	uint32_t len = ps__sync_enc(f + PS__FRAME_HDR, &m);
+	ps__frame_seal(f, PS__F_SYNC, (uint16_t)w->host, 0, len);
+	if (link_write(L, f, PS__FRAME_HDR + len) != 0)
+		return PS_EHOSTDOWN;
+	ps__wait_set(w, PS__WAIT_BARRIER, gen, 2);
+	uint64_t r;
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&L->bar_seq, memory_order_acquire);
+		/* acquire: pairs with the release in on_release; a joiner's
+		 * first RELEASE carries the members' generation, above ours */
+		if ((r = atomic_load_explicit(&L->released, memory_order_acquire)) >= gen)
+			break;
+		if (atomic_load_explicit(&L->dead, memory_order_acquire)) {
+			ps__wait_clear(w);
+			return PS_EHOSTDOWN;
+		}
+		ps__futex_wait(&L->bar_seq, seq, 100 * 1000 * 1000, false);
+	}
+	ps__wait_clear(w);
+	int rc = atomic_load_explicit(&L->bar_status[r & 1], memory_order_relaxed);
+	pthread_mutex_lock(&L->sync_lock);
+	bool ours = L->sync_gen == r;
+	*o_epoch = ours ? L->sync_epoch : epoch;
+	*leaving = ours && L->sync_leaving;
+	pthread_mutex_unlock(&L->sync_lock);
+	if (rc == 0 && !ours)
+		rc = PS_EMISMATCH; /* a RELEASE of an ordinary barrier: the hosts disagree */
+	return rc;
+}
+
+/* EL6: a joiner takes a share of every table by relocation before its
+ * first ps_sync_hosts returns: keys k with k mod Hp = its place among the
+ * Hp hosts present (by rank), spread over its nodes by (k / Hp) mod N.
+ * Replicated tables are skipped (their keys are local everywhere). */
+static int take_share(ps_world *w)
+{
+	uint8_t alive[PS__MAX_CLOCK_HOSTS];
+	int cap = w->nhosts < PS__MAX_CLOCK_HOSTS ? w->nhosts : PS__MAX_CLOCK_HOSTS;
+	int hp = ps_hosts_alive(w, alive, cap), place = 0;
+	for (int h = 0; h < w->host && h < cap; h++)
+		place += alive[h];
+	if (hp < 2)
+		return 0;
+	const uint64_t N = (uint64_t)w->nnodes;
+	int rc = 0;
+	for (int id = 0; id < PS__MAX_TABLES && rc == 0; id++) {
+		pthread_mutex_lock(&w->tables_lock);
+		ps_table *t = w->tables[id];
+		pthread_mutex_unlock(&w->tables_lock);
+		if (!t || t->d->repl_max)
+			continue;
+		size_t n = 0;
+		uint64_t per = (t->num_keys + (uint64_t)hp - 1) / (uint64_t)hp / N + 1;
+		ps_key *keys = malloc(per * sizeof *keys);
+		if (!keys)
+			return -ENOMEM;
+		for (uint64_t k = (uint64_t)place; k < t->num_keys && n < per; k += (uint64_t)hp)
+			if ((k / (uint64_t)hp) % N == (uint64_t)w->node)
+				keys[n++] = k;
+		if (n)
+			rc = ps_localize_sync(t, keys, n);
+		free(keys);
+		if (rc)
+			fprintf(stderr, "psmem: host %d node %d: taking a share of table %d after joining: %s\n", w->host,
+				w->node, id, ps_strerror(rc));
+	}
+	return rc;
+}
+
+int ps__link_sync_workers(ps_world *w, uint64_t *epoch)
+{
+	struct ps__link *L = w->link;
+	const uint64_t T = (uint64_t)(w->nthreads > 0 ? w->nthreads : 1);
+	pthread_mutex_lock(&L->wb_lock);
+	uint64_t k = L->wb_arrivals++;
+	pthread_mutex_unlock(&L->wb_lock);
+	uint64_t gen = k / T;
+	if (k % T == 0) {
+		/* the first thread of this process speaks for it, as in
+		 * ps_barrier (every local worker has arrived) */
+		uint64_t ep = *epoch;
+		bool leaving = false;
+		int rc = link_sync(w, ep, &ep, &leaving);
+		if (rc == 0 && w->join_pending) {
+			w->join_pending = false;
+			rc = take_share(w);
+		}
+		if (rc == 0 && leaving)
+			w->left = true;
+		pthread_mutex_lock(&L->wb_lock);
+		L->wb_rc[gen & 1] = rc ? rc : leaving ? 0 : 1;
+		L->wb_epoch[gen & 1] = ep;
+		pthread_mutex_unlock(&L->wb_lock);
+	}
+	/* the second local barrier: every thread sees its node's outcome */
+	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
+	pthread_mutex_lock(&L->wb_lock);
+	if (rc == 0) {
+		rc = L->wb_rc[gen & 1];
+		*epoch = L->wb_epoch[gen & 1];
+	}
+	pthread_mutex_unlock(&L->wb_lock);
+	return rc;
+}
+
+/* Link thread: the result of a membership agreement (EL3), before its
+ * RELEASE.  Membership goes into the segment (clock waiters, ps_hosts_alive)
+ * before any worker is released. */
+static void on_sync_result(struct ps__link *L, const struct ps__sync_msg *m)
+{
+	ps_world *w = L->w;
+	bool me_admitted = false, me_leaving = false;
+	for (unsigned i = 0; i < m->na; i++)
+		me_admitted |= m->a[i] == w->host;
+	for (unsigned i = 0; i < m->nb; i++)
+		me_leaving |= m->b[i] == w->host;
+	if (me_admitted) {
+		/* a joiner: every member with its clock; its own workers start
+		 * at the slowest of them; its barriers continue the members'
+		 * generations */
+		uint64_t slow = UINT64_MAX;
+		for (unsigned i = 0; i < m->nm; i++) {
+			ps__clock_member(w, m->m[i].rank, PS__HOST_MEMBER, m->m[i].clock, m->m[i].cfg);
+			slow = m->m[i].clock < slow ? m->m[i].clock : slow;
+		}
+		if (slow != UINT64_MAX)
+			ps__clock_start_at(w, slow);
+		pthread_mutex_lock(&L->bar_lock);
+		L->bar_gen = m->gen;
+		pthread_mutex_unlock(&L->bar_lock);
+	} else {
+		for (unsigned i = 0; i < m->na; i++)
+			ps__clock_member(w, m->a[i], PS__HOST_MEMBER, 0, 0);
+	}
+	for (unsigned i = 0; i < m->nb; i++)
+		if (m->b[i] != w->host)
+			ps__clock_member(w, m->b[i], PS__HOST_LEFT, 0, 0);
+	pthread_mutex_lock(&L->sync_lock);
+	L->sync_gen = m->gen;
+	L->sync_epoch = m->epoch;
+	L->sync_leaving = me_leaving;
+	pthread_mutex_unlock(&L->sync_lock);
+}
+
 static void sweep_inflight(struct ps__link *L, int host, bool reroute);
+static void on_datafd(struct ps__link *L, const struct ps__frame *f);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
 {
@@ -507,6 +687,15 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	}
 	case PS__F_CKPT:
 		on_ckpt(L, f);
+		break;
+	case PS__F_SYNC: {
+		struct ps__sync_msg m;
+		if (ps__sync_dec(f->body, f->len, &m) == 0 && (m.flags & PS__SYNC_RESULT))
+			on_sync_result(L, &m);
+		break;
+	}
+	case PS__F_DATAFD:
+		on_datafd(L, f);
 		break;
 	case PS__F_BACKUP:
 		ps__bk_on_frame(L, f);
@@ -691,6 +880,66 @@ static ssize_t recv_now(int fd, void *to, size_t n)
 	return r == 0 ? -ECONNRESET : r;
 }
 
+/* recv_now on the link: descriptors passed with the bytes (SCM_RIGHTS,
+ * DATAFD frames) are queued for their frames, oldest first. */
+static ssize_t recv_link(struct ps__link *L, int fd, void *to, size_t n)
+{
+	struct iovec iov = {.iov_base = to, .iov_len = n};
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	ssize_t r = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+			if (L->nfdq < (int)(sizeof L->fdq / sizeof L->fdq[0]))
+				L->fdq[L->nfdq++] = got;
+			else
+				close(got);
+		}
+	}
+	return r == 0 ? -ECONNRESET : r;
+}
+
+/* Link thread: DATAFD - node w->node's data connection to a joiner, made
+ * by psrun's door after this node started (EL1). */
+static void on_datafd(struct ps__link *L, const struct ps__frame *f)
+{
+	ps_world *w = L->w;
+	int fd = -1;
+	if (L->nfdq > 0) {
+		fd = L->fdq[0];
+		memmove(L->fdq, L->fdq + 1, (size_t)--L->nfdq * sizeof L->fdq[0]);
+	}
+	int h = f->len == 2 ? ps__get16(f->body) : -1;
+	struct stat st;
+	if (fd < 0 || h < 0 || h >= w->nhosts || h == w->host || L->data[h].fd >= 0 || L->data[h].closed ||
+	    fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "psmem: host %d node %d: a data connection from the bridge that is not one (host %d); "
+			"ignored\n", w->host, w->node, h);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	struct ps__conn *c = &L->data[h];
+	pthread_mutex_lock(&c->wlock);
+	c->fd = fd;
+	pthread_mutex_unlock(&c->wlock);
+	/* release: senders that see it see fd (ps__lk_send) */
+	atomic_store_explicit(&c->has_fd, true, memory_order_release);
+}
+
 /* Link thread: more of a direct REPLY (direct_start).  0 or why the
  * connection is over. */
 static int direct_read(struct ps__link *L, struct ps__conn *c)
@@ -732,7 +981,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
 	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0 && c->in_cap == c->in_len)
 		return -ENOMEM; /* no room at all: nothing can be read */
-	ssize_t r = recv_now(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+	ssize_t r = c == &L->link ? recv_link(L, c->fd, c->in + c->in_len, c->in_cap - c->in_len)
+				  : recv_now(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
 	if (r <= 0)
 		return (int)r;
 	c->in_len += (size_t)r;
@@ -791,7 +1041,13 @@ static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 	bool framing = why <= PS_EFRAME_TRUNC && why >= PS_EFRAME_BODY; /* conn_read said why */
 	/* acquire: ps__drain_left's store, on this thread */
 	bool left = atomic_load_explicit(&c->left, memory_order_acquire);
-	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing && !left)
+	/* a host that left by agreement (EL7) closes its connections after
+	 * its drain: not news, even if its LEFT has not come yet (relaxed:
+	 * only the message depends on it) */
+	bool quiet = left || (c->host < PS__MAX_CLOCK_HOSTS &&
+			      atomic_load_explicit(&L->w->seg.hdr->clocks.hmember[c->host], memory_order_relaxed) ==
+				      PS__HOST_LEFT);
+	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing && !quiet)
 		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
 			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
 	/* --on-host-failure continue (backups on): the bridge's verdict
@@ -878,6 +1134,8 @@ static int data_fds(struct ps__link *L, const char *e)
 		}
 		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
 		L->data[h].fd = (int)fd;
+		/* relaxed: before the link thread and any sender exist */
+		atomic_store_explicit(&L->data[h].has_fd, true, memory_order_relaxed);
 		e = *end ? end + 1 : end;
 	}
 	return 0;
@@ -889,6 +1147,7 @@ static void conn_init(struct ps__conn *c, int fd, int host, bool data)
 	c->host = host;
 	c->data = data;
 	atomic_init(&c->dead, false);
+	atomic_init(&c->has_fd, fd >= 0);
 	pthread_mutex_init(&c->wlock, NULL);
 }
 
@@ -954,6 +1213,7 @@ int ps__link_start(ps_world *w)
 	pthread_mutex_init(&L->bar_lock, NULL);
 	pthread_mutex_init(&L->wb_lock, NULL);
 	pthread_mutex_init(&L->ckpt_lock, NULL);
+	pthread_mutex_init(&L->sync_lock, NULL);
 	L->ckpt_host = -1;
 	w->link = L;
 	/* plain stores, as w->link: ps_init has not returned, so no table
@@ -979,6 +1239,8 @@ int ps__link_stop(ps_world *w)
 	if (!L)
 		return 0;
 	int rc = 0;
+	if (w->left) /* this host left by agreement at ps_sync_hosts (EL7) */
+		ps__link_leave(w);
 	/* relaxed: set by this thread (ps__link_leave) */
 	if (atomic_load_explicit(&L->leaving, memory_order_relaxed)) {
 		/* this host leaves: its keys go to the others (drain.c), then
@@ -1005,6 +1267,8 @@ int ps__link_stop(ps_world *w)
 	for (int h = 0; h < w->nhosts; h++)
 		conn_free(&L->data[h]);
 	free(L->data);
+	for (int i = 0; i < L->nfdq; i++)
+		close(L->fdq[i]);
 	close(L->wake_fd);
 	free(L->rpc);
 	free(L->scratch);
@@ -1014,6 +1278,7 @@ int ps__link_stop(ps_world *w)
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);
 	pthread_mutex_destroy(&L->ckpt_lock);
+	pthread_mutex_destroy(&L->sync_lock);
 	free(L);
 	return rc;
 }
@@ -1033,6 +1298,7 @@ const struct ps__net_ops ps__link_ops = {
 	.replica_start = replica_start,
 	.table_created = ps__link_table_created,
 	.barrier_workers = ps__link_barrier_workers,
+	.sync_workers = ps__link_sync_workers,
 	.send_clock = ps__link_send_clock,
 	.link_down = ps__link_down,
 	.barrier_min = ps__link_barrier_min,

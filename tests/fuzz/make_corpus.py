@@ -93,6 +93,18 @@ seeds = {
     'left': frame(31, struct.pack('<i', 0), req=0),
     'move_take': frame(22, struct.pack('<IIIIQII', 0, 5, 2, 1, 1000, 2, 0) + struct.pack('<QQ', 10, 11)
                        + struct.pack('<4f', 1, 2, 3, 4)),
+    # elastic jobs (bridge.c EL1-EL8)
+    'welcome': frame(40, struct.pack('<HHH', 2, 2, 2)
+                     + struct.pack('<HBH', 0, 1, 4000) + b'127.0.0.1'.ljust(64, b'\0')
+                     + struct.pack('<HBH', 1, 1, 4001) + b'127.0.0.1'.ljust(64, b'\0'), req=0),
+    'sync': frame(41, struct.pack('<QQQQIiHHHHQ', 5, 3, 7, (1 << 32), 0, 0, 1, 0, 0, 0, 99)
+                  + struct.pack('<H', 2), req=0),
+    'sync_result': frame(41, struct.pack('<QQQQIiHHHHQ', 5, 3, 0, 0, 2, 0, 1, 1, 2, 0, 0)
+                         + struct.pack('<HH', 2, 3) + struct.pack('<HQQ', 0, 7, 1 << 32)
+                         + struct.pack('<HQQ', 2, 7, 0), req=0),
+    'ready': frame(42, struct.pack('<Q', 99), req=0),
+    'leave': frame(43, b'', req=0),
+    'datafd': frame(44, struct.pack('<H', 2), req=0),
 }
 sparse = [0.0] * 5 + [1.5] + [0.0] * 3 + [-2.0, 0.0, 0.0]  # 2 x 6 floats
 seeds['pull_keydef'] = frame(16, kv_filtered(3, 4, 0x10, True, b''))
