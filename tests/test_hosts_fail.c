@@ -182,6 +182,75 @@ static int survive_main(void)
 	return wrong || wrong_gone ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: movekill */
+
+#define SLOW_RATE "0.05" /* rounds/s: the first round 20 s after start, so none runs */
+
+/*
+ * Keys moved to a host are backed up at once (BK5).  Every host pushes +1
+ * to keys 0-9 (home host 0) and 100-109 (home host 1); after a barrier
+ * host 2 localizes all 20 and stops, and the driver SIGKILLs it at once.
+ * No backup round ran anywhere (SLOW_RATE), so only the backup sent when
+ * the move installed them can bring them back: the survivors' barrier
+ * completes once host 2 is dropped, then every one of the 20 keys must be
+ * held by host 0 (the backup host of host 2) with its exact sum 3, and
+ * take the survivors' next pushes (5).
+ */
+static int movekill_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key mk[20];
+	for (int i = 0; i < 10; i++)
+		mk[i] = (ps_key)i, mk[10 + i] = (ps_key)(100 + i);
+	if ((rc = ps_push_sync(t, mk, 20, one)) != 0 || (rc = ps_barrier(w)) != 0) {
+		printf("movekill: host %d: before the move: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		if ((rc = ps_localize_sync(t, mk, 20)) != 0) {
+			printf("movekill: host 2: localize: %s\n", ps_strerror(rc));
+			return 1;
+		}
+		int here = 0;
+		for (int i = 0; i < 20; i++)
+			here += ps_owner_host(t, mk[i]) == 2;
+		printf("movekill: host 2 moved %d keys\n", here);
+		fflush(stdout);
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	/* completes when host 2 is dropped (it never arrives) */
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("movekill: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	float v[20], v2[20];
+	int pull1 = ps_pull_sync(t, mk, 20, v);
+	/* both survivors pulled before either pushes again */
+	if (pull1 == 0 && (rc = ps_barrier(w)) == 0 && (rc = ps_push_sync(t, mk, 20, one)) == 0)
+		rc = ps_barrier(w);
+	int pull2 = pull1 == 0 && rc == 0 ? ps_pull_sync(t, mk, 20, v2) : pull1;
+	int wrong = 0, at0 = 0;
+	for (int i = 0; i < 20; i++) {
+		at0 += ps_owner_host(t, mk[i]) == 0;
+		if (pull2 == 0 && (v[i] != 3.0f || v2[i] != 5.0f) && wrong++ < 5)
+			printf("movekill: host %d: key %d = %g then %g, want 3 then 5\n", me, (int)mk[i], (double)v[i],
+			       (double)v2[i]);
+	}
+	printf("movekill: host %d: pulls %s, %s; %d wrong of 20; %d held at host 0\n", me, ps_strerror(pull1),
+	       ps_strerror(pull2), wrong, at0);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return pull2 || wrong ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -305,8 +374,8 @@ static bool port_free(unsigned port)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
-static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
-			 const char *ready)
+static double run_job_rate(struct mh_proc h[3], const char *mode, const char *rate, const char *tag, int sig,
+			   const char *role, const char *ready)
 {
 	unsigned port = mh_free_port();
 	const char *prog[] = {mh_self, "--node", role, NULL};
@@ -326,7 +395,7 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 			argv[i] = "--on-host-failure";
 			argv[i + 1] = mode;
 			argv[i + 2] = "--backup-rate";
-			argv[i + 3] = BACKUP_RATE;
+			argv[i + 3] = rate;
 		}
 		char name[32];
 		snprintf(name, sizeof name, "%s%d", tag, r);
@@ -348,7 +417,7 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 	 * what psmem.h documents. */
 	if (mode && !strcmp(role, "survive"))
 		usleep(500 * 1000);
-	else if (mode) /* mid-storm, updates in flight */
+	else if (mode && !strcmp(role, "storm")) /* mid-storm, updates in flight */
 		usleep(200 * 1000);
 	double t_kill = mh_now();
 	kill(h[2].pid, sig); /* psrun alone: its guardian removes the rest */
@@ -362,6 +431,12 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 	}
 	assert_true(port_free(port));
 	return t_kill;
+}
+
+static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
+			 const char *ready)
+{
+	return run_job_rate(h, mode, BACKUP_RATE, tag, sig, role, ready);
 }
 
 static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
@@ -385,6 +460,30 @@ static void test_storm_loses_at_most_the_backup_window(void **state)
 		assert_contains(out, ", 0 out of bound");
 		const char *l = strstr(out, "storm: host ");
 		printf("%.*s (finished %.3f s after the kill)\n", (int)strcspn(l, "\n"), l, h[r].t_end - t_kill);
+	}
+	mh_assert_clean(&segs);
+}
+
+static void test_keys_moved_to_a_lost_host_come_back_without_a_round(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, "mvk", SIGKILL, "movekill", "host 2 moved 20 keys");
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		char want[128];
+		snprintf(want, sizeof want, "movekill: host %d: pulls %s, %s; 0 wrong of 20; 20 held at host 0", r,
+			 ps_strerror(0), ps_strerror(0));
+		if (h[r].status != 0 || !strstr(out, want))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, want);
+		/* no round had run: only the move's own backup brought them */
+		if (r == 0)
+			assert_contains(err, "psmem: host 0 node 0: promoted 20 keys of lost host 2 (its backup round 0");
 	}
 	mh_assert_clean(&segs);
 }
@@ -462,13 +561,20 @@ int main(int argc, char **argv)
 		return survive_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "movekill") == 0)
+		return movekill_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
+	/* one test at a time while working (cmocka's * and ? patterns) */
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
 		cmocka_unit_test(test_survivors_drop_a_silent_host),
 		cmocka_unit_test(test_storm_loses_at_most_the_backup_window),
 		cmocka_unit_test(test_abort_is_still_the_default),
+		cmocka_unit_test(test_keys_moved_to_a_lost_host_come_back_without_a_round),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

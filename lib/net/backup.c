@@ -47,11 +47,14 @@
 #include "link_in.h"
 
 #define BK_END (1ULL << 55)
+#define BK_MOVE (1ULL << 54) /* a move's keys, sent after round (uint32_t)req began (BK5) */
 
 struct bk_entry {
 	ps_key k;                 /* UINT64_MAX: empty */
 	int32_t src;
-	uint32_t round;
+	/* where its value stands among its sender's rounds (BK5): 2r for
+	 * round r, 2r + 1 for a move's keys sent after round r began */
+	uint64_t ord;
 	uint64_t at;              /* index of its values in vals (times vlen) */
 };
 
@@ -65,7 +68,10 @@ struct bk_table {
 
 struct ps__backup {
 	uint64_t period_ns, next_ns;
-	uint32_t round;
+	/* the last round begun: W link thread (seq_cst RMW, then a fence
+	 * before it reads the words); R the mover of ps__bk_moved_in (after
+	 * its fence: BK5) */
+	_Atomic uint32_t round;
 	struct bk_table tab[PS__MAX_TABLES];
 	uint32_t complete[PS__MAX_HOSTS]; /* last round with BK_END, per host */
 	uint32_t newest[PS__MAX_HOSTS];
@@ -176,7 +182,9 @@ static void send_prev(struct ps__link *L, int to, uint8_t **last, uint32_t *last
 {
 	struct ps__backup *b = L->bk;
 	if (*last) {
-		uint64_t req = ((uint64_t)L->w->node << 56) | (end ? BK_END : 0) | b->round;
+		/* relaxed: only this thread writes it */
+		uint64_t req = ((uint64_t)L->w->node << 56) | (end ? BK_END : 0) |
+			       atomic_load_explicit(&b->round, memory_order_relaxed);
 		ps__lk_send(L, to, *last, PS__F_BACKUP, req, *last_len);
 		free(*last);
 	}
@@ -249,7 +257,11 @@ void ps__bk_tick(struct ps__link *L)
 	 * would only race the end of the job */
 	if (to < 0 || atomic_load_explicit(&L->final, memory_order_relaxed))
 		return;
-	b->round++;
+	/* seq_cst, and the fence: the round's number before its reads of the
+	 * words, against a mover's install before its read of the number
+	 * (BK5: one of the two sees the other) */
+	atomic_fetch_add_explicit(&b->round, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
 	uint8_t *last = NULL;
 	uint32_t last_len = 0;
 	int rc = 0;
@@ -271,6 +283,54 @@ void ps__bk_tick(struct ps__link *L)
 		send_prev(L, to, &f, &len, NULL, 0, rc == 0);
 	}
 	b->rounds_sent++;
+}
+
+/*
+ * (BK5) Keys just installed here by a move (migrate.c step 3, on the
+ * mover's thread): their values go to the backup host at once, so a host
+ * lost before its next round does not lose what moved to it.  keys[i]'s
+ * values are the first value_len words at vals + i * stride.  They travel
+ * as a BACKUP frame tagged BK_MOVE with the number R of the last round
+ * begun, read after the install (the fence pairs with ps__bk_tick's): if
+ * round R + 1 began before that read, its reads of the words see the
+ * install; so a key that round R + 1 did not send had moved away, and its
+ * entry (order 2R + 1) is older than that round (2R + 2) and not
+ * promoted, while after round R it is newer than R's (2R) and is.  No
+ * BK_END: the frame completes no round.  Fire and forget, as a round.
+ */
+void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,
+		     size_t n)
+{
+	struct ps__link *L = w->link;
+	struct ps__backup *b = L ? L->bk : NULL;
+	if (!b || n == 0 || t->rprim || t->state_len)
+		return; /* no backups, or a table they do not cover (BK1) */
+	int to = ps__backup_host(w, w->host);
+	if (to < 0)
+		return;
+	/* seq_cst fence: the words stored by the install before the read
+	 * of the round's number (pairs with ps__bk_tick's fence) */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t r = atomic_load_explicit(&b->round, memory_order_relaxed);
+	const uint32_t vlen = t->value_len;
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	uint64_t req = ((uint64_t)w->node << 56) | BK_MOVE | r;
+	for (size_t at = 0; at < n; at += per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return; /* only lag: the next round sends them */
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		uint8_t *body = f + PS__FRAME_HDR;
+		ps__kv_enc_hdr(body, &q);
+		memcpy(body + PS__KV_HDR, keys + at, 8 * (size_t)c);
+		for (uint32_t i = 0; i < c; i++)
+			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * vlen, vals + (at + i) * stride,
+			       4 * (size_t)vlen);
+		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+		free(f);
+	}
 }
 
 static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
@@ -328,18 +388,19 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 		return;
 	bt->vlen = m.value_len;
 	uint32_t round = (uint32_t)f->req;
+	uint64_t ord = 2 * (uint64_t)round + ((f->req & BK_MOVE) ? 1 : 0);
 	for (uint32_t i = 0; i < m.n; i++) {
 		ps_key k = ps__get64(m.keys + 8 * (size_t)i);
 		struct bk_entry *e = slot_of(bt, k, true);
 		if (!e)
 			return;
 		e->src = f->host;
-		e->round = round;
+		e->ord = ord;
 		memcpy(bt->vals + e->at * bt->vlen, m.values + 4 * (size_t)i * m.value_len, 4 * (size_t)m.value_len);
 	}
 	if (round > b->newest[f->host])
 		b->newest[f->host] = round;
-	if ((f->req & BK_END) && round > b->complete[f->host])
+	if ((f->req & BK_END) && !(f->req & BK_MOVE) && round > b->complete[f->host])
 		b->complete[f->host] = round;
 }
 
@@ -360,7 +421,7 @@ void ps__bk_promote(struct ps__link *L, int x)
 			uint32_t *vals = malloc(4 * (size_t)(t->value_len + t->state_len));
 			for (uint64_t i = 0; vals && i < bt->cap; i++) {
 				struct bk_entry *e = &bt->e[i];
-				if (e->k == UINT64_MAX || e->src != x || e->round < from || e->k >= t->num_keys)
+				if (e->k == UINT64_MAX || e->src != x || e->ord < 2 * (uint64_t)from || e->k >= t->num_keys)
 					continue;
 				/* acquire: as any reader of a word */
 				uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);

@@ -163,6 +163,10 @@ int ps__bk_timeout_ms(struct ps__link *L); /* -1: no backups */
 void ps__bk_tick(struct ps__link *L);      /* a round if one is due */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f);
 void ps__bk_promote(struct ps__link *L, int host);
+/* (BK5) keys a move installed on this node: their values (the first
+ * value_len words at vals + i * stride) to the backup host now */
+void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,
+		     size_t n);
 /* host was dropped (--on-host-failure continue) / and every local node
  * finished promoting its keys / the host that takes over host's keys
  * (the next one in the ring not lost; -1: none) */

@@ -76,6 +76,7 @@
 #include "grace.h"
 #include "kv.h"
 #include "link.h"
+#include "link_in.h"
 #include "table.h"
 
 enum st { ST_SKIP, ST_LOCK, ST_GIVE, ST_GIVEN, ST_UNLOCK };
@@ -321,6 +322,8 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		unwind(&mv);
 	/* step 3 (also after a failure: a given value must land) */
 	size_t moved = 0;
+	ps_key *inst = malloc(nres * sizeof *inst + 1); /* keys installed, for BK5 */
+	uint32_t *ival = malloc(nres * sizeof *ival * t->value_len + 1);
 	for (size_t i = 0; i < nres; i++) {
 		int home = ps__home_of(w, t->num_keys, keys[i]);
 		if (mv.st[i] == ST_UNLOCK && home == me) {
@@ -339,10 +342,21 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		 * acquires the word (KV1) */
 		atomic_store_explicit(&t->loc[keys[i]], PS__LOC_MAKE(w->node, mv.off[i]), memory_order_release);
 		mv.off[i] = 0;
+		if (inst && ival) {
+			inst[moved] = keys[i];
+			memcpy(ival + moved * t->value_len, mv.vals + i * mv.nf, 4 * (size_t)t->value_len);
+		}
 		moved++;
 		if (mv.host[i] == me)
 			mv.st[i] = ST_SKIP; /* home: step 3 was the directory write */
 	}
+	/* their values to this host's backup host now, before the SET that
+	 * makes the home route to us (BK5): a loss before our next backup
+	 * round keeps them; without memory, only the round covers them */
+	if (inst && ival)
+		ps__bk_moved_in(w, t, inst, ival, t->value_len, moved);
+	free(inst);
+	free(ival);
 	/* step 4 */
 	int rc4 = step(&mv, ST_GIVEN, PS__MV_SET, on_done);
 	int rc5 = step(&mv, ST_UNLOCK, PS__MV_UNLOCK, on_done);
