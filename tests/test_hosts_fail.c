@@ -251,6 +251,66 @@ static int movekill_main(void)
 	return pull2 || wrong ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: nodegone */
+
+/*
+ * A survivor one of whose nodes already exited still completes its
+ * promotion (BK3: a node no longer alive counts as done).  3 hosts x 2
+ * nodes, no backup round (SLOW_RATE).  After a barrier node 1 of host 0
+ * exits (without ps_finalize: a node that is simply gone) and host 2
+ * stops; the driver waits until node 1's process is gone, then SIGKILLs
+ * host 2.  Node 0 of host 0 (host 2's backup host) waits until it sees the
+ * loss and pulls key 200, which host 2 held and never backed up: it must
+ * fail with PS_EHOSTDOWN at once (before, the promotion never counted as
+ * done, so the pull waited 30 s and failed -ETIMEDOUT), and key 100 (host
+ * 1's) must still be read.
+ */
+static int nodegone_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), node = ps_node_id(w), rc;
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("nodegone: host %d node %d: barrier: %s\n", me, node, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 0 && node == 1) {
+		printf("nodegone: host 0 node 1 leaves (pid %d)\n", (int)getpid());
+		fflush(stdout);
+		_exit(0);
+	}
+	if (me == 2) {
+		if (node == 0) {
+			printf("nodegone: host 2 ready\n");
+			fflush(stdout);
+		}
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	if (me == 0) {
+		/* a condition wait (the loss), not a timed guess */
+		for (int i = 0; i < 60000 && ps_hosts_alive(w, NULL, 0) != 2; i++)
+			usleep(1000);
+		ps_key k200 = 200, k100 = 100;
+		float v;
+		double t0 = mono_now();
+		int lost = ps_pull_sync(t, &k200, 1, &v);
+		double dt = mono_now() - t0;
+		int kept = ps_pull_sync(t, &k100, 1, &v);
+		printf("nodegone: host 0: alive %d; key 200: %s, %s; key 100: %s\n", ps_hosts_alive(w, NULL, 0),
+		       ps_strerror(lost), dt < 5.0 ? "at once" : "after a wait", ps_strerror(kept));
+		fflush(stdout);
+	}
+	/* node 1 of host 0 never arrives at the final barrier: its result
+	 * is not this test's matter */
+	(void)ps_finalize(w);
+	return 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -374,15 +434,15 @@ static bool port_free(unsigned port)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
-static double run_job_rate(struct mh_proc h[3], const char *mode, const char *rate, const char *tag, int sig,
-			   const char *role, const char *ready)
+static double run_job_rate(struct mh_proc h[3], const char *mode, const char *rate, int nodes, const char *tag,
+			   int sig, const char *role, const char *ready)
 {
 	unsigned port = mh_free_port();
 	const char *prog[] = {mh_self, "--node", role, NULL};
 	static char store[3][96];
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
-		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		mh_psrun_argv(argv, store[r], nodes, 3, r, port, prog);
 		if (mode) { /* insert before the program */
 			int i = 0;
 			while (argv[i] != mh_self)
@@ -415,6 +475,15 @@ static double run_job_rate(struct mh_proc h[3], const char *mode, const char *ra
 	 * (the survivors wait in a barrier for it), so every update must
 	 * survive the loss exactly.  Not a synchronisation: the window is
 	 * what psmem.h documents. */
+	if (!strcmp(role, "nodegone")) { /* node 1 of host 0 is gone first */
+		const char *l = NULL;
+		for (int i = 0; i < 1200 && !(l = strstr(mh_slurp(h[0].out), "leaves (pid ")); i++)
+			usleep(50 * 1000);
+		int pid = l ? atoi(l + strlen("leaves (pid ")) : 0;
+		for (int i = 0; pid > 0 && i < 1200 && kill(pid, 0) == 0; i++)
+			usleep(50 * 1000);
+		assert_true(pid > 0 && kill(pid, 0) != 0);
+	}
 	if (mode && !strcmp(role, "survive"))
 		usleep(500 * 1000);
 	else if (mode && !strcmp(role, "storm")) /* mid-storm, updates in flight */
@@ -436,7 +505,7 @@ static double run_job_rate(struct mh_proc h[3], const char *mode, const char *ra
 static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
 			 const char *ready)
 {
-	return run_job_rate(h, mode, BACKUP_RATE, tag, sig, role, ready);
+	return run_job_rate(h, mode, BACKUP_RATE, 1, tag, sig, role, ready);
 }
 
 static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
@@ -470,7 +539,7 @@ static void test_keys_moved_to_a_lost_host_come_back_without_a_round(void **stat
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
-	run_job_rate(h, "continue", SLOW_RATE, "mvk", SIGKILL, "movekill", "host 2 moved 20 keys");
+	run_job_rate(h, "continue", SLOW_RATE, 1, "mvk", SIGKILL, "movekill", "host 2 moved 20 keys");
 	mh_show_failed(2, h);
 	for (int r = 0; r < 2; r++) {
 		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
@@ -485,6 +554,23 @@ static void test_keys_moved_to_a_lost_host_come_back_without_a_round(void **stat
 		if (r == 0)
 			assert_contains(err, "psmem: host 0 node 0: promoted 20 keys of lost host 2 (its backup round 0");
 	}
+	mh_assert_clean(&segs);
+}
+
+static void test_a_survivor_with_a_node_gone_still_completes_promotion(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, 2, "ngone", SIGKILL, "nodegone", "host 2 ready");
+	const char *out = mh_slurp(h[0].out);
+	char want[160];
+	snprintf(want, sizeof want, "nodegone: host 0: alive 2; key 200: %s, at once; key 100: %s",
+		 ps_strerror(PS_EHOSTDOWN), ps_strerror(0));
+	if (!strstr(out, want))
+		mh_show(&h[0], "host 0");
+	assert_contains(out, want);
 	mh_assert_clean(&segs);
 }
 
@@ -563,6 +649,8 @@ int main(int argc, char **argv)
 		return storm_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "movekill") == 0)
 		return movekill_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nodegone") == 0)
+		return nodegone_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -575,6 +663,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_storm_loses_at_most_the_backup_window),
 		cmocka_unit_test(test_abort_is_still_the_default),
 		cmocka_unit_test(test_keys_moved_to_a_lost_host_come_back_without_a_round),
+		cmocka_unit_test(test_a_survivor_with_a_node_gone_still_completes_promotion),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

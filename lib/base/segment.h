@@ -319,6 +319,11 @@ struct ps__clocks {
 	PS__CACHE_ALIGNED _Atomic uint64_t hmin[PS__MAX_CLOCK_HOSTS];
 	_Atomic uint64_t hcfg[PS__MAX_CLOCK_HOSTS];
 	_Atomic uint32_t hgone[PS__MAX_CLOCK_HOSTS];
+	/* hpromo[h]: bit n once node n of this host promoted its backups of
+	 * lost host h (net/backup.c BK3; fetch_or release by its link thread,
+	 * acquire by ps__host_promoted, where a node no longer alive counts as
+	 * done) */
+	_Atomic uint64_t hpromo[PS__MAX_CLOCK_HOSTS];
 };
 
 /* The bound word: 0 (unset) reads as BSP. */

@@ -118,7 +118,7 @@ void ps__bk_free(struct ps__link *L)
 	L->bk = NULL;
 }
 
-/* hgone[h] >= 2: lost (clock.c CLH7); == 2 + nodes: promotion done here */
+/* hgone[h] >= 2: lost (clock.c CLH7) */
 static uint32_t lost_state(ps_world *w, int h)
 {
 	if (h < 0 || h >= PS__MAX_CLOCK_HOSTS)
@@ -132,9 +132,20 @@ bool ps__host_lost(ps_world *w, int h)
 	return lost_state(w, h) >= 2;
 }
 
+/* Promotion of lost host h done on this host: every node set its bit in
+ * hpromo[h], or is no longer alive (it exited, or died: it will never
+ * promote, and the keys it would have promoted are lost with it) */
 bool ps__host_promoted(ps_world *w, int h)
 {
-	return lost_state(w, h) >= 2 + (uint32_t)w->nnodes;
+	if (lost_state(w, h) < 2)
+		return false;
+	/* acquire: pairs with the fetch_or release after each node's
+	 * promotion: its words are visible */
+	uint64_t done = atomic_load_explicit(&w->seg.hdr->clocks.hpromo[h], memory_order_acquire);
+	for (int n = 0; n < w->nnodes; n++)
+		if (!(done >> n & 1) && ps__node_alive(&w->seg, n))
+			return false;
+	return true;
 }
 
 int ps__backup_host(ps_world *w, int h)
@@ -472,7 +483,7 @@ void ps__bk_promote(struct ps__link *L, int x)
 			(unsigned long long)n, x, to);
 	}
 	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
-		/* release: the promoted words before the count that says
-		 * "promotion done here" (BK3) */
-		atomic_fetch_add_explicit(&w->seg.hdr->clocks.hgone[x], 1, memory_order_release);
+		/* release: the promoted words before the bit that says "this
+		 * node's promotion is done" (BK3) */
+		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
 }
