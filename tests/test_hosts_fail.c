@@ -311,6 +311,99 @@ static int nodegone_main(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ node: midmove */
+
+/*
+ * A host lost in the middle of a move (migrate.c MG7, backup.c BK6).  The
+ * test hook PSMEM_DEBUG_MOVE_STOP (test builds) stops or holds one move:
+ *   "2:lock:2"    host 2's second move stops after its LOCK step (then killed);
+ *   "2:install:2" after it installed the keys and sent their backup, before
+ *                 its SET (then killed);
+ *   "0:lock-wait:2" host 0's second move waits after its LOCK step until
+ *                 host 2, the keys' holder, is lost and host 0 promoted
+ *                 its keys, then goes on (its GIVE fails).
+ * Keys (value 3 each: every host pushes +1 before the moves below):
+ *   A 0-4     home 0, held by 0     B 5-9     home 0, held by 1
+ *   C 100-104 home 1, held by 1     D 105-109 home 1, held by 0
+ *   E 10-14   home 0, held by 2 (moved there: backed up at once, BK5)
+ * Each host's first move is the setup above; then, with host 2's hooks,
+ * host 2 moves A-D, and with host 0's, host 0 moves E back.  After the loss each survivor pulls each set and prints its
+ * values (or error) and where the keys are held.  No set may wait (a key
+ * left MOVING waits 30 s and fails -ETIMEDOUT).
+ */
+static int midmove_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	const char *hook = getenv("PSMEM_DEBUG_MOVE_STOP");
+	bool hold = hook && strstr(hook, "lock-wait");
+	int me = ps_host_id(w), rc = 0;
+	ps_key set[5][5], all[25];
+	const ps_key first[5] = {0, 5, 100, 105, 10};
+	for (int s = 0; s < 5; s++)
+		for (int i = 0; i < 5; i++)
+			all[5 * s + i] = set[s][i] = first[s] + (ps_key)i;
+	if ((rc = ps_push_sync(t, all, 25, one)) == 0 && (rc = ps_barrier(w)) == 0) {
+		if (me == 1)
+			rc = ps_localize_sync(t, set[1], 5);
+		if (me == 0)
+			rc = ps_localize_sync(t, set[3], 5);
+		if (me == 2)
+			rc = ps_localize_sync(t, set[4], 5);
+	}
+	if (rc || (rc = ps_barrier(w)) != 0) {
+		printf("midmove: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2 && !hold)
+		ps_localize_sync(t, all, 20); /* stops in the hook: killed there */
+	if (me == 2) {
+		printf("midmove: host 2 ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	if (me == 0 && hold) {
+		rc = ps_localize_sync(t, set[4], 5);
+		printf("midmove: host 0: the move of E after the loss: %s\n", ps_strerror(rc));
+	}
+	if ((rc = ps_barrier(w)) != 0) { /* completes when host 2 is dropped */
+		printf("midmove: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	char line[512];
+	int at = snprintf(line, sizeof line, "midmove: host %d:", me);
+	double t0 = mono_now();
+	for (int s = 0; s < 5; s++) {
+		float v[5];
+		if (s == 2 && hook && !strcmp(hook, "2:lock:2")) { /* see the test */
+			at += snprintf(line + at, sizeof line - (size_t)at, " C not asked;");
+			continue;
+		}
+		rc = ps_pull_sync(t, set[s], 5, v);
+		int same = 0, held = ps_owner_host(t, set[s][0]);
+		for (int i = 0; i < 5; i++)
+			same += rc == 0 && v[i] == v[0] && ps_owner_host(t, set[s][i]) == held;
+		if (rc)
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %s;", 'A' + s, ps_strerror(rc));
+		else if (me == 0) /* host 2's backup host: where they are is exact here */
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %g%s at %d;", 'A' + s, (double)v[0],
+				       same == 5 ? "" : " (not all)", held);
+		else
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %g%s;", 'A' + s, (double)v[0],
+				       same == 5 ? "" : " (not all)");
+	}
+	printf("%s %s\n", line, mono_now() - t0 < 5.0 ? "at once" : "after a wait");
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -461,9 +554,12 @@ static double run_job_rate(struct mh_proc h[3], const char *mode, const char *ra
 		snprintf(name, sizeof name, "%s%d", tag, r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
-	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[2].out), ready); i++)
+	/* ready: a line of any host's output */
+#define READY() (strstr(mh_slurp(h[0].out), ready) || strstr(mh_slurp(h[1].out), ready) || \
+		 strstr(mh_slurp(h[2].out), ready))
+	for (int i = 0; i < 1200 && !READY(); i++)
 		usleep(50 * 1000);
-	if (!strstr(mh_slurp(h[2].out), ready)) {
+	if (!READY()) {
 		for (int r = 0; r < 3; r++) {
 			mh_finish(&h[r], 0);
 			mh_show(&h[r], "host");
@@ -574,6 +670,64 @@ static void test_a_survivor_with_a_node_gone_still_completes_promotion(void **st
 	mh_assert_clean(&segs);
 }
 
+/* The midmove job with PSMEM_DEBUG_MOVE_STOP=hook; want[r]: survivor r's
+ * line after "midmove: host r:". */
+static void midmove(const char *hook, const char *ready, const char *const want[2])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	setenv("PSMEM_DEBUG_MOVE_STOP", hook, 1);
+	run_job_rate(h, "continue", SLOW_RATE, 1, "mid", SIGKILL, "midmove", ready);
+	unsetenv("PSMEM_DEBUG_MOVE_STOP");
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		char line[256];
+		snprintf(line, sizeof line, "midmove: host %d: %s at once\n", r, want[r]);
+		if (!strstr(mh_slurp(h[r].out), line))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), line);
+	}
+	mh_assert_clean(&segs);
+}
+
+static void test_a_mover_lost_after_lock_leaves_nothing_moving(void **state)
+{
+	(void)state;
+	/* B and D were still at their holders: unlocked back to them, exact.
+	 * A had been given to host 2 by its home (host 0, host 2's backup
+	 * host) and was never installed: lost, PS_EHOSTDOWN at once.  C
+	 * (given to host 2 by its home, host 1, not host 2's backup host) is
+	 * lost as well, but its accesses wait 30 s (DESIGN "Losing a host"):
+	 * not asked.  E was backed up at host 0 when host 2 took it (BK5). */
+	char a0[200], a1[200];
+	snprintf(a0, sizeof a0, "A %s; B 3 at 1; C not asked; D 3 at 0; E 3 at 0;", ps_strerror(PS_EHOSTDOWN));
+	snprintf(a1, sizeof a1, "A %s; B 3; C not asked; D 3; E 3;", ps_strerror(PS_EHOSTDOWN));
+	midmove("2:lock:2", "host 2 stops after its move's lock step", (const char *const[2]){a0, a1});
+}
+
+static void test_a_mover_lost_before_its_set_leaves_every_key_promoted(void **state)
+{
+	(void)state;
+	/* host 2 installed A-D and sent their backup to host 0 (BK5); its
+	 * SET never came: each home unlocks (MG7), A-D come back at host 0
+	 * with exact values (B and D: their holders gave them, CHECK/LOST) */
+	midmove("2:install:2", "host 2 stops after its move's install step",
+		(const char *const[2]){"A 3 at 0; B 3 at 0; C 3 at 0; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
+static void test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks(void **state)
+{
+	(void)state;
+	/* E: its home, host 0 (also host 2's backup host), moves it back and
+	 * holds its entry MOVING(2) when host 2 is lost; the promotion waits
+	 * for the move, whose GIVE fails and unlock makes it REMOTE(2):
+	 * promoted then (BK6), exact */
+	midmove("0:lock-wait:2", "host 0 waits for a loss after its move's lock step",
+		(const char *const[2]){"A 3 at 0; B 3 at 1; C 3 at 1; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
 static void survivors_go_on(int sig, const char *why, double limit)
 {
 	struct seg_snapshot segs;
@@ -651,6 +805,8 @@ int main(int argc, char **argv)
 		return movekill_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nodegone") == 0)
 		return nodegone_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "midmove") == 0)
+		return midmove_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -664,6 +820,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_abort_is_still_the_default),
 		cmocka_unit_test(test_keys_moved_to_a_lost_host_come_back_without_a_round),
 		cmocka_unit_test(test_a_survivor_with_a_node_gone_still_completes_promotion),
+		cmocka_unit_test(test_a_mover_lost_after_lock_leaves_nothing_moving),
+		cmocka_unit_test(test_a_mover_lost_before_its_set_leaves_every_key_promoted),
+		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -66,6 +66,13 @@ struct bk_table {
 	uint64_t vcap;            /* entries' worth of vals */
 };
 
+struct bk_defer {
+	uint32_t table;
+	int32_t x;
+	ps_key k;
+	uint64_t until;           /* ps__now_ns() bound: a hang, not a move */
+};
+
 struct ps__backup {
 	uint64_t period_ns, next_ns;
 	/* the last round begun: W link thread (seq_cst RMW, then a fence
@@ -76,6 +83,13 @@ struct ps__backup {
 	uint32_t complete[PS__MAX_HOSTS]; /* last round with BK_END, per host */
 	uint32_t newest[PS__MAX_HOSTS];
 	uint64_t rounds_sent, keys_sent;
+	/* (BK6) keys of lost hosts waiting for their move to unlock, and the
+	 * hosts whose promotion waits for them */
+	struct bk_defer *df;
+	size_t ndf, cdf;
+	int32_t *dw;
+	size_t ndw, cdw;
+	uint64_t promoted_late;
 	/* scratch of a round */
 	ps_key *keys;
 	float *v;
@@ -107,6 +121,7 @@ int ps__bk_init(struct ps__link *L)
 void ps__bk_free(struct ps__link *L)
 {
 	struct ps__backup *b = L->bk;
+	ps__migrate_locks_free(L);
 	if (!b)
 		return;
 	for (int i = 0; i < PS__MAX_TABLES; i++)
@@ -114,6 +129,8 @@ void ps__bk_free(struct ps__link *L)
 	free(b->keys);
 	free(b->v);
 	free(b->miss);
+	free(b->df);
+	free(b->dw);
 	free(b);
 	L->bk = NULL;
 }
@@ -165,6 +182,8 @@ int ps__bk_timeout_ms(struct ps__link *L)
 	struct ps__backup *b = L->bk;
 	if (!b)
 		return -1;
+	if (b->ndw)
+		return 1; /* keys wait for their move (BK6) */
 	uint64_t now = ps__now_ns();
 	return now >= b->next_ns ? 0 : (int)((b->next_ns - now) / 1000000) + 1;
 }
@@ -255,11 +274,18 @@ static int round_chunk(struct ps__link *L, ps_table *t, int to, uint64_t k0, uin
 	return 0;
 }
 
+static void deferred(struct ps__link *L);
+
+#ifdef PS_TEST_HOOKS
+_Atomic int ps__bk_test_promotions;
+#endif
+
 /* (BK1) one round, if it is due */
 void ps__bk_tick(struct ps__link *L)
 {
 	struct ps__backup *b = L->bk;
 	ps_world *w = L->w;
+	deferred(L);
 	if (!b || ps__now_ns() < b->next_ns)
 		return;
 	b->next_ns = ps__now_ns() + b->period_ns;
@@ -415,53 +441,166 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 		b->complete[f->host] = round;
 }
 
+static int defer_key(struct ps__backup *b, uint32_t table, ps_key k, int x)
+{
+	if (b->ndf == b->cdf) {
+		size_t c = b->cdf ? 2 * b->cdf : 64;
+		struct bk_defer *d = realloc(b->df, c * sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		b->df = d;
+		b->cdf = c;
+	}
+	b->df[b->ndf++] = (struct bk_defer){.table = table, .x = x, .k = k, .until = ps__now_ns() + 30000000000ULL};
+	return 0;
+}
+
+static int wait_host(struct ps__backup *b, int x)
+{
+	if (b->ndw == b->cdw) {
+		size_t c = b->cdw ? 2 * b->cdw : 8;
+		int32_t *d = realloc(b->dw, c * sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		b->dw = d;
+		b->cdw = c;
+	}
+	b->dw[b->ndw++] = x;
+	return 0;
+}
+
+/* e's value into a fresh slot of this node if t's word for it is REMOTE
+ * (CAS word := slot): 1; 0 if not (a word that changed meanwhile keeps
+ * its new meaning; the slot is leaked: rare, a loss-time race); 2 if the
+ * word is MOVING(x): its mover, alive, will unlock it to REMOTE(x) or set
+ * it elsewhere (BK6). */
+static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *bt, const struct bk_entry *e, int x)
+{
+	ps_world *w = L->w;
+	/* acquire: as any reader of a word */
+	uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);
+	if (PS__LOC_IS_MOVING(lw))
+		return PS__LOC_OWNER(lw) == x ? 2 : 0;
+	uint64_t off;
+	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
+		: malloc(4 * (size_t)(t->value_len + t->state_len));
+	if (!vals || !PS__LOC_IS_REMOTE(lw) || ps__slot_alloc(w, t->id, w->node, t->slot_size, &off) != 0) {
+		if (vals != small)
+			free(vals);
+		return 0;
+	}
+	memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
+	memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
+	ps__slot_fill(w, t, off, e->k, vals);
+	if (vals != small)
+		free(vals);
+	/* release: the slot's content is visible to whoever acquires the
+	 * word (KV1) */
+	return atomic_compare_exchange_strong_explicit(&t->loc[e->k], &lw, PS__LOC_MAKE(w->node, off),
+						       memory_order_release, memory_order_relaxed);
+}
+
+/* the backup entry of k sent by x that promotion takes, or NULL (BK3) */
+static const struct bk_entry *usable(struct ps__backup *b, const ps_table *t, ps_key k, int x)
+{
+	struct bk_table *bt = &b->tab[t->id];
+	if (!bt->n || bt->vlen != t->value_len || x < 0 || x >= PS__MAX_HOSTS)
+		return NULL;
+	const struct bk_entry *e = slot_of(bt, k, false);
+	return e && e->src == x && e->ord >= 2 * (uint64_t)b->complete[x] ? e : NULL;
+}
+
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x)
+{
+	struct ps__backup *b = L->bk;
+	const struct bk_entry *e = b ? usable(b, t, k, x) : NULL;
+	return e && promote_one(L, t, &b->tab[t->id], e, x) == 1;
+}
+
+/* this node's promotion of x is done (BK3) */
+static void promoted_here(ps_world *w, int x)
+{
+	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
+		/* release: the promoted words before the bit that says "this
+		 * node's promotion is done" (BK3) */
+		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
+}
+
+/* (BK6) keys of a lost host that were MOVING(x) when it was promoted: each
+ * link wakeup looks again; REMOTE(x) now (the mover unlocked it): promote;
+ * anything else but MOVING(x): dropped; still MOVING(x) after 30 s: given
+ * up.  A host's promotion counts as done here when none of its keys wait. */
+static void deferred(struct ps__link *L)
+{
+	struct ps__backup *b = L->bk;
+	if (!b || !b->ndw)
+		return;
+	uint64_t now = ps__now_ns();
+	size_t m = 0;
+	for (size_t i = 0; i < b->ndf; i++) {
+		struct bk_defer d = b->df[i];
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[d.table], memory_order_acquire);
+		const struct bk_entry *e = t ? usable(b, t, d.k, d.x) : NULL;
+		int r = e ? promote_one(L, t, &b->tab[d.table], e, d.x) : 0;
+		if (r == 2 && now < d.until)
+			b->df[m++] = d;
+		else if (r == 1)
+			b->promoted_late++;
+	}
+	b->ndf = m;
+	size_t k = 0;
+	for (size_t i = 0; i < b->ndw; i++) {
+		bool left = false;
+		for (size_t j = 0; j < b->ndf && !left; j++)
+			left = b->df[j].x == b->dw[i];
+		if (left) {
+			b->dw[k++] = b->dw[i];
+			continue;
+		}
+		fprintf(stderr, "psmem: host %d node %d: promotion of lost host %d done (%llu keys after their move was unlocked)\n",
+			L->w->host, L->w->node, b->dw[i], (unsigned long long)b->promoted_late);
+		promoted_here(L->w, b->dw[i]);
+	}
+	b->ndw = k;
+}
+
 /* (BK3) host x was dropped; hgone[x] is 2 already */
 void ps__bk_promote(struct ps__link *L, int x)
 {
 	ps_world *w = L->w;
 	struct ps__backup *b = L->bk;
-	uint64_t promoted = 0, skipped = 0;
+	uint64_t promoted = 0, skipped = 0, waiting = 0;
+	/* entries x had locked at this home: unlocked first (MG7) */
+	ps__migrate_lost(L, x);
+#ifdef PS_TEST_HOOKS
+	/* relaxed: a test hook's count (migrate.c move_stop polls it) */
+	atomic_fetch_add_explicit(&ps__bk_test_promotions, 1, memory_order_relaxed);
+#endif
 	if (b && x >= 0 && x < PS__MAX_HOSTS && ps__backup_host(w, x) == w->host) {
 		uint32_t from = b->complete[x];
 		for (int id = 0; id < PS__MAX_TABLES; id++) {
 			struct bk_table *bt = &b->tab[id];
 			/* acquire: as in ps__bk_tick */
 			ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
-			if (!t || !bt->n)
+			if (!t || !bt->n || bt->vlen != t->value_len)
 				continue;
-			uint32_t *vals = malloc(4 * (size_t)(t->value_len + t->state_len));
-			for (uint64_t i = 0; vals && i < bt->cap; i++) {
+			for (uint64_t i = 0; i < bt->cap; i++) {
 				struct bk_entry *e = &bt->e[i];
 				if (e->k == UINT64_MAX || e->src != x || e->ord < 2 * (uint64_t)from || e->k >= t->num_keys)
 					continue;
-				/* acquire: as any reader of a word */
-				uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);
-				uint64_t off;
-				if (!PS__LOC_IS_REMOTE(lw) || PS__LOC_IS_MOVING(lw) ||
-				    ps__slot_alloc(w, t->id, w->node, t->slot_size, &off) != 0) {
-					skipped++;
-					continue;
-				}
-				memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
-				memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
-				ps__slot_fill(w, t, off, e->k, vals);
-				/* release: the slot's content is visible to whoever
-				 * acquires the word (KV1); a word that changed
-				 * meanwhile keeps its new meaning (the slot is
-				 * leaked: rare, a loss-time race) */
-				if (atomic_compare_exchange_strong_explicit(&t->loc[e->k], &lw, PS__LOC_MAKE(w->node, off),
-									    memory_order_release, memory_order_relaxed))
-					promoted++;
-				else
-					skipped++;
+				int r = promote_one(L, t, bt, e, x);
+				promoted += r == 1;
+				skipped += r == 0;
+				if (r == 2 && defer_key(b, (uint32_t)id, e->k, x) == 0)
+					waiting++;
 			}
-			free(vals);
 		}
 		fprintf(stderr,
 			"psmem: host %d node %d: promoted %llu keys of lost host %d (its backup round %u, "
-			"newest seen %u); %llu not promoted\n",
+			"newest seen %u); %llu not promoted, %llu wait for their move\n",
 			w->host, w->node, (unsigned long long)promoted, x, from, b->newest[x],
-			(unsigned long long)skipped);
+			(unsigned long long)skipped, (unsigned long long)waiting);
 	}
 	int to = x >= 0 && x < w->nhosts ? ps__backup_host(w, x) : -1;
 	if (to >= 0 && to != w->host && w->node == 0) {
@@ -482,8 +621,7 @@ void ps__bk_promote(struct ps__link *L, int x)
 		fprintf(stderr, "psmem: host %d: %llu keys of lost host %d now routed to host %d\n", w->host,
 			(unsigned long long)n, x, to);
 	}
-	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
-		/* release: the promoted words before the bit that says "this
-		 * node's promotion is done" (BK3) */
-		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
+	if (waiting && wait_host(b, x) == 0)
+		return; /* done when they are (deferred) */
+	promoted_here(w, x);
 }

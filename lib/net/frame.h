@@ -243,6 +243,11 @@ enum ps__move_op {
 	PS__MV_GIVE = 2,   /* at the holder: give the value up to host arg */
 	PS__MV_SET = 3,    /* at the home: the key is at host arg now */
 	PS__MV_UNLOCK = 4, /* at the home: the move failed, back to the holder */
+	/* after the loss of host arg, which had locked these keys at the
+	 * sender (their home) and was asking this holder for them: the
+	 * holder answers LOST for the keys it gave away (migrate.c MG7) */
+	PS__MV_CHECK = 5,
+	PS__MV_LOST = 6,   /* at the home: the sender gave these to lost host arg */
 };
 struct ps__move_req {
 	uint32_t table, op, nf, arg;

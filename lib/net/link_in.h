@@ -130,6 +130,8 @@ struct ps__link {
 	int wb_rc[2];
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */
+	struct ps__mvlocks *mvl;  /* entries this home node's link locked for movers
+				   * (migrate.c MG7), link thread only; NULL: none */
 	/* link thread only */
 	uint8_t *scratch;
 	size_t scratch_cap;
@@ -163,6 +165,16 @@ int ps__bk_timeout_ms(struct ps__link *L); /* -1: no backups */
 void ps__bk_tick(struct ps__link *L);      /* a round if one is due */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f);
 void ps__bk_promote(struct ps__link *L, int host);
+#ifdef PS_TEST_HOOKS
+extern _Atomic int ps__bk_test_promotions; /* ps__bk_promote calls in this process */
+#endif
+/* One key of lost host x from this node's backups, if they have it and
+ * t's word is REMOTE here (migrate.c MG7). */
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x);
+/* migrate.c (MG7): entries lost host x had locked at this home node are
+ * unlocked (before BK3's promotion); the lock records freed at the end */
+void ps__migrate_lost(struct ps__link *L, int x);
+void ps__migrate_locks_free(struct ps__link *L);
 /* (BK5) keys a move installed on this node: their values (the first
  * value_len words at vals + i * stride) to the backup host now */
 void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,

@@ -67,8 +67,10 @@
  * host that dies during a move ends the job (multi-host jobs abort).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <urcu/urcu-memb.h>
 
@@ -80,6 +82,219 @@
 #include "table.h"
 
 enum st { ST_SKIP, ST_LOCK, ST_GIVE, ST_GIVEN, ST_UNLOCK };
+
+/* ------------------------------------------------------------ locks of lost movers (MG7) */
+
+/*
+ * The home's record of who locked which entry: the directory word says
+ * MOVING(holder) but not who the mover is, and there is no room in it (the
+ * owner field is the holder, needed to unlock).  Kept by the link thread
+ * of the home node that served the LOCK - the mover's later SET or UNLOCK
+ * come over the same connection to the same node - and only with backups
+ * on (--on-host-failure continue): in the default mode a lost host ends
+ * the job.  A hash on (table, key); an entry lives from the LOCK to the
+ * SET or UNLOCK, i.e. about one round trip.
+ */
+struct mvlock {
+	ps_key k;
+	uint32_t table;
+	int32_t mover;            /* -1: empty */
+};
+
+struct ps__mvlocks {
+	uint64_t cap, n;          /* cap a power of 2 */
+	struct mvlock *e;
+};
+
+static uint64_t lk_at(uint32_t table, ps_key k, uint64_t cap)
+{
+	return ps__mix64(k ^ ((uint64_t)table << 48)) & (cap - 1);
+}
+
+static struct mvlock *lk_find(struct ps__mvlocks *m, uint32_t table, ps_key k)
+{
+	if (!m || !m->cap)
+		return NULL;
+	for (uint64_t h = lk_at(table, k, m->cap);; h = (h + 1) & (m->cap - 1)) {
+		struct mvlock *e = &m->e[h];
+		if (e->mover < 0)
+			return NULL;
+		if (e->k == k && e->table == table)
+			return e;
+	}
+}
+
+/* Link thread: mover locked (table, k) here.  Without memory the record
+ * is missing: a loss of that mover then leaves the entry MOVING (the
+ * state before MG7). */
+static void lk_note(struct ps__link *L, uint32_t table, ps_key k, int mover)
+{
+	struct ps__mvlocks *m = L->mvl;
+	if (!m && !(m = L->mvl = calloc(1, sizeof *m)))
+		return;
+	if ((m->n + 1) * 2 > m->cap) {
+		uint64_t cap = m->cap ? 2 * m->cap : 256;
+		struct mvlock *e = malloc(cap * sizeof *e);
+		if (!e)
+			return;
+		for (uint64_t i = 0; i < cap; i++)
+			e[i].mover = -1;
+		for (uint64_t i = 0; i < m->cap; i++) {
+			if (m->e[i].mover < 0)
+				continue;
+			uint64_t h = lk_at(m->e[i].table, m->e[i].k, cap);
+			while (e[h].mover >= 0)
+				h = (h + 1) & (cap - 1);
+			e[h] = m->e[i];
+		}
+		free(m->e);
+		m->e = e;
+		m->cap = cap;
+	}
+	struct mvlock *e = lk_find(m, table, k);
+	if (!e) {
+		uint64_t h = lk_at(table, k, m->cap);
+		while (m->e[h].mover >= 0)
+			h = (h + 1) & (m->cap - 1);
+		e = &m->e[h];
+		m->n++;
+	}
+	*e = (struct mvlock){.k = k, .table = table, .mover = mover};
+}
+
+/* Removes e (linear probing: the entries after it move back to fill it). */
+static void lk_del(struct ps__mvlocks *m, struct mvlock *e)
+{
+	uint64_t i = (uint64_t)(e - m->e), j = i;
+	m->e[i].mover = -1;
+	m->n--;
+	for (;;) {
+		j = (j + 1) & (m->cap - 1);
+		if (m->e[j].mover < 0)
+			return;
+		uint64_t h = lk_at(m->e[j].table, m->e[j].k, m->cap);
+		/* e[j] may fill the hole at i if its home slot h is not in (i, j] */
+		if ((i <= j) ? (h <= i || h > j) : (h <= i && h > j)) {
+			m->e[i] = m->e[j];
+			m->e[j].mover = -1;
+			i = j;
+		}
+	}
+}
+
+void ps__migrate_locks_free(struct ps__link *L)
+{
+	if (L->mvl)
+		free(L->mvl->e);
+	free(L->mvl);
+	L->mvl = NULL;
+}
+
+/* Fire and forget: MOVE op for keys[0..n) of t to host, with arg; its
+ * MOVE_REPLY names no request slot (stale on arrival, LK1: ignored). */
+static void send_op(struct ps__link *L, ps_table *t, int host, uint32_t op, int arg, const ps_key *keys, size_t n)
+{
+	const uint32_t per = (PS__FRAME_MAX - PS__MOVE_REPLY_HDR) / (8 + 4 * (t->value_len + t->state_len));
+	for (size_t at = 0; at < n; at += per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t body = (uint32_t)ps__move_size(c);
+		uint8_t *f = malloc(PS__FRAME_HDR + body);
+		if (!f)
+			return;
+		struct ps__move_req q = {.table = (uint32_t)t->id, .op = op, .nf = t->value_len + t->state_len,
+					 .arg = (uint32_t)arg, .num_keys = t->num_keys, .n = c};
+		ps__move_enc_hdr(f + PS__FRAME_HDR, &q);
+		for (uint32_t j = 0; j < c; j++)
+			ps__put64(f + PS__FRAME_HDR + PS__MOVE_HDR + 8 * (size_t)j, keys[at + j]);
+		ps__lk_send(L, host, f, PS__F_MOVE, ((uint64_t)L->w->node << 56) | 0xffffffffULL, body);
+		free(f);
+	}
+}
+
+struct lost_key {
+	uint32_t table;
+	int32_t holder;
+	ps_key k;
+};
+
+static int lost_key_cmp(const void *a, const void *b)
+{
+	const struct lost_key *x = a, *y = b;
+	if (x->table != y->table)
+		return x->table < y->table ? -1 : 1;
+	if (x->holder != y->holder)
+		return x->holder < y->holder ? -1 : 1;
+	return (x->k > y->k) - (x->k < y->k);
+}
+
+/*
+ * (MG7) Link thread of a home node, host x dropped (before BK3's
+ * promotion here): every entry x had locked here is unlocked.  MOVING(me)
+ * (this home gave x its value at LOCK): the value went to x, so the entry
+ * names x, and the promotion that follows takes it from x's backup if this
+ * host is x's backup host (x sends a move's keys there at install, BK5);
+ * elsewhere routing sends it to that host.  MOVING(B), B another host:
+ * back to REMOTE(B), and B is asked (CHECK) whether it gave k to x already
+ * (it then answers LOST, and the entry is pointed at x as above).
+ */
+void ps__migrate_lost(struct ps__link *L, int x)
+{
+	struct ps__mvlocks *m = L->mvl;
+	ps_world *w = L->w;
+	if (!m || !m->n)
+		return;
+	struct lost_key *lk = malloc(m->n * sizeof *lk);
+	size_t nk = 0, nundo = 0;
+	for (uint64_t i = 0; lk && i < m->cap; i++) {
+		struct mvlock *e = &m->e[i];
+		if (e->mover == x)
+			lk[nk++] = (struct lost_key){.table = e->table, .holder = -1, .k = e->k};
+	}
+	for (size_t i = 0; i < nk; i++) {
+		struct mvlock *e = lk_find(m, lk[i].table, lk[i].k);
+		if (e)
+			lk_del(m, e);
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[lk[i].table], memory_order_acquire);
+		if (!t)
+			continue;
+		/* acquire: the word's last writer */
+		uint64_t lw = atomic_load_explicit(&t->loc[lk[i].k], memory_order_acquire);
+		if (!PS__LOC_IS_MOVING(lw))
+			continue; /* not ours any more (MG2) */
+		int holder = PS__LOC_OWNER(lw);
+		/* release: as any directory write (MG3) */
+		atomic_store_explicit(&t->loc[lk[i].k], PS__LOC_MAKE_REMOTE(holder == w->host ? x : holder),
+				      memory_order_release);
+		nundo++;
+		if (holder != w->host)
+			lk[i].holder = holder;
+	}
+	/* CHECK to each holder, one frame per (table, holder) */
+	size_t nc = 0;
+	for (size_t i = 0; i < nk; i++)
+		if (lk[i].holder >= 0)
+			lk[nc++] = lk[i];
+	if (nc)
+		qsort(lk, nc, sizeof *lk, lost_key_cmp);
+	ps_key *keys = nc ? malloc(nc * sizeof *keys) : NULL;
+	for (size_t i = 0; keys && i < nc;) {
+		size_t j = i;
+		while (j < nc && lk[j].table == lk[i].table && lk[j].holder == lk[i].holder) {
+			keys[j - i] = lk[j].k;
+			j++;
+		}
+		/* acquire: as above */
+		ps_table *t = atomic_load_explicit(&L->tables[lk[i].table], memory_order_acquire);
+		send_op(L, t, lk[i].holder, PS__MV_CHECK, x, keys, j - i);
+		i = j;
+	}
+	if (nundo)
+		fprintf(stderr, "psmem: host %d node %d: unlocked %zu keys lost host %d was moving (%zu asked of their holders)\n",
+			w->host, w->node, nundo, x, nc);
+	free(keys);
+	free(lk);
+}
 
 struct mover {
 	ps_table *t;
@@ -257,6 +472,45 @@ static void unwind(struct mover *mv)
 	}
 }
 
+#ifdef PS_TEST_HOOKS
+/*
+ * Test builds only: PSMEM_DEBUG_MOVE_STOP=HOST:WHERE:N makes host HOST's
+ * N-th move (from 1) stop at WHERE, for test_hosts_fail's losses in the middle of
+ * a move: "lock" (after step 1) and "install" (after step 3 and its
+ * backup, before step 4) print a line and never return (the test kills
+ * the host); "lock-wait" waits after step 1 until this node's link thread
+ * has run the promotion of a lost host (BK3), then goes on.
+ */
+static void move_stop(ps_world *w, const char *where)
+{
+	static _Atomic int seen[2];
+	const char *e = getenv("PSMEM_DEBUG_MOVE_STOP");
+	char *end, at[16];
+	long h = e ? strtol(e, &end, 10) : -1;
+	int nth = 0;
+	if (h != w->host || sscanf(end, ":%15[a-z-]:%d", at, &nth) != 2)
+		return;
+	bool wait = !strcmp(at, "lock-wait");
+	if (strcmp(at, where) && !(wait && !strcmp(where, "lock")))
+		return;
+	/* relaxed: counts the moves that get here, in one process */
+	if (atomic_fetch_add_explicit(&seen[where[0] == 'l'], 1, memory_order_relaxed) + 1 != nth)
+		return;
+	printf("psmem: test hook: host %d %s after its move's %s step\n", w->host, wait ? "waits for a loss" : "stops",
+	       where);
+	fflush(stdout);
+	/* relaxed: a count; the words it covers are read under their own
+	 * protocol */
+	for (int i = 0; wait && i < 60000 && !atomic_load_explicit(&ps__bk_test_promotions, memory_order_relaxed);
+	     i++)
+		usleep(1000);
+	while (!wait)
+		pause();
+}
+#else
+#define move_stop(w, where) ((void)0)
+#endif
+
 int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 {
 	ps_world *w = t->w;
@@ -307,6 +561,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	}
 	if (rc == 0)
 		rc = step(&mv, ST_LOCK, PS__MV_LOCK, on_lock);
+	move_stop(w, "lock");
 #ifdef PS_TEST_HOOKS
 	if (rc == 0 && w->move_fail) { /* as if one host's reply were bad */
 		w->move_fail = false;
@@ -357,6 +612,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		ps__bk_moved_in(w, t, inst, ival, t->value_len, moved);
 	free(inst);
 	free(ival);
+	move_stop(w, "install");
 	/* step 4 */
 	int rc4 = step(&mv, ST_GIVEN, PS__MV_SET, on_done);
 	int rc5 = step(&mv, ST_UNLOCK, PS__MV_UNLOCK, on_done);
@@ -402,11 +658,16 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 	}
 	const int me = w->host;
 	const int to = (int)m->arg;
+	struct ps__link *L = w->link;
+	/* CHECK / LOST (MG7): arg is the lost mover, not the sender */
+	const bool after_loss = m->op == PS__MV_CHECK || m->op == PS__MV_LOST;
+	ps_key *later = after_loss ? malloc(m->n * sizeof *later) : NULL;
+	uint32_t nlater = 0;
 	urcu_memb_read_lock();
 	for (uint32_t i = 0; i < m->n; i++) {
 		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
 		int32_t code = PS__MV_BUSY, host = -1;
-		if (k >= t->num_keys || to == me || to != from_host) {
+		if (k >= t->num_keys || to == me || (after_loss ? !later || !ps__host_lost(w, to) : to != from_host)) {
 			ps__put32(codes + 8 * (size_t)i, (uint32_t)code);
 			ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)host);
 			continue;
@@ -415,6 +676,28 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		for (;;) {
 			/* acquire: pairs with the release of the word's writer */
 			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+			if (m->op == PS__MV_CHECK) {
+				/* held here: not given; else given to the lost
+				 * mover (the home's lock kept anyone else out) */
+				if (PS__LOC_IS_REMOTE(lw) && !(lw & PS__LOC_REPL))
+					later[nlater++] = k;
+				code = PS__MV_DONE;
+				break;
+			}
+			if (m->op == PS__MV_LOST) {
+				/* the sender gave k to lost host `to` while it
+				 * held the lock; we unlocked it back to the
+				 * sender since (MG7).  Not if someone locked or
+				 * moved it meanwhile. */
+				struct mvlock *e = lk_find(L ? L->mvl : NULL, (uint32_t)t->id, k);
+				if (home != me || lw != PS__LOC_MAKE_REMOTE(from_host) || (e && !ps__host_lost(w, e->mover)))
+					break;
+				/* release: as any directory write */
+				atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(to), memory_order_release);
+				later[nlater++] = k;
+				code = PS__MV_DONE;
+				break;
+			}
 			if (m->op == PS__MV_SET || m->op == PS__MV_UNLOCK) {
 				/* only the owner of the lock asks (MG2) */
 				if (home != me || !PS__LOC_IS_MOVING(lw))
@@ -422,6 +705,9 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 				uint64_t nw = PS__LOC_MAKE_REMOTE(m->op == PS__MV_SET ? to : PS__LOC_OWNER(lw));
 				/* release: as any directory write (MG3: SET after install) */
 				atomic_store_explicit(&t->loc[k], nw, memory_order_release);
+				struct mvlock *e = lk_find(L ? L->mvl : NULL, (uint32_t)t->id, k);
+				if (e && e->mover == to)
+					lk_del(L->mvl, e);
 				code = PS__MV_DONE;
 				break;
 			}
@@ -439,6 +725,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 					continue;
 				code = PS__MV_DONE;
 				host = PS__LOC_OWNER(lw);
+				if (L && L->bk) /* continue mode: remember the mover (MG7) */
+					lk_note(L, (uint32_t)t->id, k, to);
 				break;
 			}
 			/* held here: give it (at the home the entry stays locked) */
@@ -447,6 +735,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			if (!b || !ps__slot_give(w, t, k, nw, (uint32_t *)(void *)(vals + 4ULL * nf * ngiven), &ret))
 				break;
 			b->e[b->n++] = ret;
+			if (home == me && L && L->bk) /* our entry, locked for the mover (MG7) */
+				lk_note(L, (uint32_t)t->id, k, to);
 			code = PS__MV_GIVEN;
 			host = me;
 			ngiven++;
@@ -456,6 +746,12 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)host);
 	}
 	urcu_memb_read_unlock();
+	if (nlater && m->op == PS__MV_CHECK) /* what we gave the lost mover */
+		send_op(L, t, from_host, PS__MV_LOST, to, later, nlater);
+	if (nlater && m->op == PS__MV_LOST && ps__backup_host(w, to) == me) /* its backups are here */
+		for (uint32_t i = 0; i < nlater; i++)
+			ps__bk_promote_key(L, t, later[i], to);
+	free(later);
 	if (b && b->n)
 		ps__retire(w, b); /* the given slots, after a grace period */
 	else if (b)
