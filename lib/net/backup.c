@@ -48,6 +48,10 @@
 
 #define BK_END (1ULL << 55)
 #define BK_MOVE (1ULL << 54) /* a move's keys, sent after round (uint32_t)req began (BK5) */
+/* values given to mover host (req >> 32) & BK_FOR_MASK, sent by the giver
+ * for it (BK7) */
+#define BK_GIVEN (1ULL << 53)
+#define BK_FOR_MASK 0x7ffu
 
 struct bk_entry {
 	ps_key k;                 /* UINT64_MAX: empty */
@@ -412,6 +416,82 @@ static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
 	return &bt->e[h];
 }
 
+/* (BK7) values given to mover x (stride: floats per key in vals) as if x
+ * had sent them after the last round of x seen here began: newer than
+ * that round, older than x's next complete one (which, if it lacks the
+ * key, says x gave it away again) and than an entry x sent itself after
+ * that round began (its install's, BK5: kept) */
+static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const uint8_t *keys, const uint8_t *vals,
+			uint32_t stride, uint32_t n)
+{
+	uint64_t ord = 2 * (uint64_t)b->newest[x] + 1;
+	for (uint32_t i = 0; i < n; i++) {
+		ps_key k = ps__get64(keys + 8 * (size_t)i);
+		struct bk_entry *e = slot_of(bt, k, true);
+		if (!e)
+			return;
+		if (e->src == x && e->ord >= ord && e->at < bt->n && e->ord != 0)
+			continue; /* x's own, as new or newer */
+		e->src = x;
+		e->ord = ord;
+		memcpy(bt->vals + e->at * bt->vlen, vals + 4 * (size_t)i * stride, 4 * (size_t)bt->vlen);
+	}
+}
+
+/*
+ * (BK7) Link thread of a giver (migrate.c: a LOCK answered GIVEN at the
+ * home, or a GIVE at the holder): the values of keys[0..n) given to mover
+ * host `mover` (nf floats per key at vals, the MOVE_REPLY's) go to the
+ * mover's backup host before the reply leaves, so a mover lost before it
+ * installed them, or before its own backup of them (BK5) arrived, loses
+ * nothing: they are promoted there as its keys.  The giver's own backup
+ * host is x's: stored here directly.
+ */
+void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
+		  uint32_t n)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	if (!b || n == 0 || t->rprim || t->state_len || mover < 0 || mover >= w->nhosts ||
+	    (uint32_t)mover > BK_FOR_MASK)
+		return;
+	int to = ps__backup_host(w, mover);
+	if (to < 0)
+		return;
+	const uint32_t vlen = t->value_len;
+	if (to == w->host) {
+		struct bk_table *bt = &b->tab[t->id];
+		if (bt->vlen && bt->vlen != vlen)
+			return;
+		bt->vlen = vlen;
+		uint8_t *kb = malloc(8 * (size_t)n);
+		for (uint32_t i = 0; kb && i < n; i++)
+			ps__put64(kb + 8 * (size_t)i, keys[i]);
+		if (kb)
+			store_given(b, bt, mover, kb, vals, nf, n);
+		free(kb);
+		return;
+	}
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	uint64_t req = ((uint64_t)w->node << 56) | BK_GIVEN | ((uint64_t)mover << 32);
+	for (uint32_t at = 0; at < n; at += (uint32_t)per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return;
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		uint8_t *body = f + PS__FRAME_HDR;
+		ps__kv_enc_hdr(body, &q);
+		memcpy(body + PS__KV_HDR, keys + at, 8 * (size_t)c);
+		for (uint32_t i = 0; i < c; i++)
+			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * vlen,
+			       vals + 4 * (size_t)(at + i) * nf, 4 * (size_t)vlen);
+		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+		free(f);
+	}
+}
+
 /* (BK2) a BACKUP frame of host f->host */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 {
@@ -424,6 +504,12 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 	if (bt->vlen && bt->vlen != m.value_len)
 		return;
 	bt->vlen = m.value_len;
+	if (f->req & BK_GIVEN) {
+		uint32_t x = (uint32_t)(f->req >> 32) & BK_FOR_MASK;
+		if (x < (uint32_t)L->w->nhosts && x != (uint32_t)L->w->host)
+			store_given(b, bt, (int)x, m.keys, m.values, m.value_len, m.n);
+		return;
+	}
 	uint32_t round = (uint32_t)f->req;
 	uint64_t ord = 2 * (uint64_t)round + ((f->req & BK_MOVE) ? 1 : 0);
 	for (uint32_t i = 0; i < m.n; i++) {

@@ -168,6 +168,9 @@ void ps__bk_promote(struct ps__link *L, int host);
 #ifdef PS_TEST_HOOKS
 extern _Atomic int ps__bk_test_promotions; /* ps__bk_promote calls in this process */
 #endif
+/* (BK7) values given to mover (nf floats per key at vals) to its backup host */
+void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
+		  uint32_t n);
 /* One key of lost host x from this node's backups, if they have it and
  * t's word is REMOTE here (migrate.c MG7). */
 bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x);

@@ -356,7 +356,7 @@ static void wait_round(ps_world *w, struct ps__rgroup *g)
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 {
 	ps_table *t = g->t;
-	unsigned pause_us = 20;
+	unsigned pause_us = 20, rounds = 0;
 	uint64_t t0 = 0;
 	int rc;
 	for (;;) {
@@ -383,6 +383,12 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 									memory_order_relaxed);
 		}
 		atomic_store_explicit(&g->nnext, 0, memory_order_relaxed);
+		/* a redirect chain has at most two hops (MG3): more rounds than
+		 * that, and a few moves, without a pause are a loop - two hosts
+		 * naming each other for a lost host's key neither holds (the
+		 * directory points at the backup host, which has no copy: DESIGN
+		 * "Losing a host").  Pausing bounds it by the patience below. */
+		pause |= ++rounds > 8;
 		if (pause) {
 			uint64_t now = ps__now_ns();
 			if (!t0)

@@ -478,7 +478,7 @@ static void unwind(struct mover *mv)
  * N-th move (from 1) stop at WHERE, for test_hosts_fail's losses in the middle of
  * a move: "lock" (after step 1) and "install" (after step 3 and its
  * backup, before step 4) print a line and never return (the test kills
- * the host); "lock-wait" waits after step 1 until this node's link thread
+ * the host), and so does "give" (after step 2); "lock-wait" waits after step 1 until this node's link thread
  * has run the promotion of a lost host (BK3), then goes on.
  */
 static void move_stop(ps_world *w, const char *where)
@@ -571,6 +571,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	/* step 2 */
 	if (rc == 0)
 		rc = step(&mv, ST_GIVE, PS__MV_GIVE, on_give);
+	move_stop(w, "give");
 	/* A failed LOCK or GIVE step unwinds (MG5): every key this move locked
 	 * and did not get is unlocked, so it stays where it was. */
 	if (rc)
@@ -663,6 +664,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 	const bool after_loss = m->op == PS__MV_CHECK || m->op == PS__MV_LOST;
 	ps_key *later = after_loss ? malloc(m->n * sizeof *later) : NULL;
 	uint32_t nlater = 0;
+	/* keys given, for the mover's backup host (BK7) */
+	ps_key *given = L && L->bk && b ? malloc(m->n * sizeof *given) : NULL;
 	urcu_memb_read_lock();
 	for (uint32_t i = 0; i < m->n; i++) {
 		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
@@ -737,6 +740,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 			b->e[b->n++] = ret;
 			if (home == me && L && L->bk) /* our entry, locked for the mover (MG7) */
 				lk_note(L, (uint32_t)t->id, k, to);
+			if (given)
+				given[ngiven] = k;
 			code = PS__MV_GIVEN;
 			host = me;
 			ngiven++;
@@ -752,6 +757,9 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		for (uint32_t i = 0; i < nlater; i++)
 			ps__bk_promote_key(L, t, later[i], to);
 	free(later);
+	if (given && ngiven) /* before the reply that carries them leaves */
+		ps__bk_given(L, t, to, given, vals, nf, ngiven);
+	free(given);
 	if (b && b->n)
 		ps__retire(w, b); /* the given slots, after a grace period */
 	else if (b)
