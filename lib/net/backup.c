@@ -17,17 +17,23 @@
  *        (no dirty tracking in kv.c yet).  Tables with replication or rule
  *        state are not backed up (a remote pull carries values only).
  *   (BK2) Store.  Node i of b keeps, per table, the last value of each key
- *        sent to it, the sending host and the round it came in; per sending
- *        host, the last round whose BK_END arrived (complete).  Relocated
- *        keys are covered because a round sends what the node holds now:
- *        the backup follows the holder.
+ *        sent to it, the sending host and where the value stands among that
+ *        host's rounds (ord: 2r for round r, 2r + 1 for values sent between
+ *        rounds, BK5 and BK7); per sending host, the last round whose
+ *        BK_END arrived (complete).  Relocated keys are covered because a
+ *        round sends what the node holds now: the backup follows the holder.
  *   (BK3) Promotion.  When the bridge drops host x (ABORT PS__GONE_LOST),
  *        every node of every survivor marks x lost (hgone[x] = 2, clock.c);
  *        on the survivor b(x), node i installs every key node i of x backed
- *        up there in its last complete round or later whose word here is
- *        REMOTE (not MOVING): a fresh slot of node i, word := slot (CAS).
- *        Then each node adds 1 to hgone[x]: hgone[x] == 2 + nodes means the
- *        promotion is complete on this host.  Other hosts route a key whose
+ *        up there with ord >= 2 x its last complete round (that round or
+ *        later) whose word here is REMOTE (not MOVING): a fresh slot of node
+ *        i, word := slot (CAS).  Then node i sets its bit in hpromo[x]: the
+ *        promotion is complete on this host when every node that is still
+ *        alive has (a node that exited never promotes: the keys it would
+ *        have taken are lost, and requests for them must fail at once, not
+ *        wait).  Before it promotes, each node unlocks the entries x had
+ *        locked at this home (migrate.c MG7), so those become REMOTE and
+ *        are promoted like the others.  Other hosts route a key whose
  *        word names a lost host to its backup host (link_remote.c), which
  *        serves it, or answers "pause" (REDIRECT -1) while its promotion is
  *        incomplete, or PS_EHOSTDOWN for a key it had no backup of.
@@ -36,6 +42,33 @@
  *        time to detect the loss).  A push in flight to x when it died is
  *        retried at b (link_remote.c): if x applied it and backed it up
  *        before dying it counts twice.  Both are inside the same window.
+ *   (BK5) Keys moved here are backed up at once: the mover (migrate.c step
+ *        3, on its own thread) sends their values to b(h) right after it
+ *        installs them, tagged BK_MOVE with the number R of the last round
+ *        begun, read after the install with a seq_cst fence that pairs with
+ *        the one between a round's number and its reads of the words: if
+ *        round R + 1 began before that read, its reads see the install.
+ *        Stored as ord 2R + 1: newer than round R (promoted if R is the
+ *        last complete round), older than round R + 1 (which, complete and
+ *        without the key, says the key left since).  No BK_END: such a
+ *        frame completes no round and makes no older round look complete.
+ *   (BK6) A key of x whose word at b(x) is MOVING(x) when x is promoted
+ *        (x held it, a live mover had locked it, and b(x) is its home or
+ *        the mover) waits: the mover's GIVE to x fails and its unlock makes
+ *        the word REMOTE(x), and the link thread, looking again at every
+ *        wakeup (1 ms while any waits), promotes it then; a word that
+ *        becomes anything else drops it; 30 s of MOVING is a hang and gives
+ *        up.  Node i sets its bit in hpromo[x] when none of x's keys wait.
+ *   (BK7) A giver backs up for the mover: the link thread that gives a
+ *        key's value to mover host a (a LOCK answered GIVEN at the home, a
+ *        GIVE at the holder) sends the values to b(a) as BACKUP frames
+ *        tagged BK_GIVEN for a, before the MOVE_REPLY leaves (or stores them
+ *        itself if it is b(a)).  b(a) stores them as a's, with ord 2N + 1
+ *        (N: the newest round of a seen there), keeping an entry of a's own
+ *        that is as new (its BK5 one).  So from the moment a value leaves
+ *        its giver it is at b(a): a mover lost with the value in flight, or
+ *        before its BK5 frame, loses nothing.  Costs one more copy of every
+ *        value moved (only with backups on).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -61,10 +61,34 @@
  *        the move goes on with the slots it got (the keys that fit) and
  *        returns PS_EFULL.  Slots retired by a give at this host (step 2
  *        served here, or a move within the host) are what it waits for.
+ *   (MG7) A host lost in the middle of a move leaves nothing MOVING
+ *        (--on-host-failure continue; backups on).  The home's link thread
+ *        that served a LOCK remembers the mover (struct ps__mvlocks: the
+ *        word has no room for it, its owner field names the holder; the
+ *        mover's SET or UNLOCK come to the same node and forget it).  When
+ *        host x is dropped, before promotion (backup.c BK3), each home node
+ *        unlocks every entry x had locked there:
+ *          MOVING(home): the home gave x the value at LOCK -> REMOTE(x),
+ *            promoted at b(x) from the copy the home sent there (BK7) or
+ *            x's own (BK5);
+ *          MOVING(B): -> REMOTE(B), and B is asked (CHECK, arg x) whether
+ *            it still holds k; if not, it gave k to x (the lock kept every
+ *            other mover out) and answers LOST: the home, if its entry is
+ *            still REMOTE(B) and no live mover locked it since, makes it
+ *            REMOTE(x) and promotes it if it is b(x) (else routing sends
+ *            it to b(x), which has B's copy, BK7).
+ *        Mover alive, holder x lost: the mover's GIVE fails (LK4), it
+ *        unlocks the entry to REMOTE(x) (MG5), and b(x) promotes it then
+ *        (backup.c BK6).  The home lost: its entries are gone with it; the
+ *        mover's SET fails, the key stays installed at the mover.  CHECK
+ *        and LOST are fire and forget (their replies name no request).
  *
  * Limits: a table with hot-spot replication (repl_max > 0) moves keys only
- * within a host (its hot keys are replicated on every host instead); a
- * host that dies during a move ends the job (multi-host jobs abort).
+ * within a host (its hot keys are replicated on every host instead).
+ * Without backups (--on-host-failure abort, the default) a host that dies
+ * during a move ends the job.  A lock record whose SET or UNLOCK never came
+ * while its mover lived (a reply lost, MG5) stays, and is acted on if that
+ * mover is lost later: only an entry still MOVING is touched.
  */
 #include <errno.h>
 #include <stdio.h>
