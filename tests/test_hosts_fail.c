@@ -401,6 +401,62 @@ static int midmove_main(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ node: gaveaway */
+
+/*
+ * A key the lost host gave away before any round stays where it went, and
+ * a stale hint naming the lost host at its backup host asks the home.
+ * Key 150 (home 1, value 3) moves to host 2 (its move's backup goes to
+ * host 0, BK5), host 0 reads it there (its hint becomes REMOTE(2)), then
+ * host 1 takes it back (host 2 tells host 0 it gave it away, BK8); host 2
+ * is killed (no round ever ran).  Host 0 must not promote 150 (a second
+ * copy) and must read it from host 1: 3, then 4 after host 1 pushes.
+ */
+static int gaveaway_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key k = 150;
+	float v = 0, v2 = 0;
+	if ((rc = ps_push_sync(t, &k, 1, one)) == 0 && (rc = ps_barrier(w)) == 0 && me == 2)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 0)
+		rc = ps_pull_sync(t, &k, 1, &v);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0)
+		rc = ps_barrier(w);
+	if (rc) {
+		printf("gaveaway: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		printf("gaveaway: host 2 ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	int hint = ps_owner_host(t, k);
+	if ((rc = ps_barrier(w)) != 0) /* completes when host 2 is dropped */
+		return 1;
+	int r1 = ps_pull_sync(t, &k, 1, &v);
+	int here = ps_owner_host(t, k) == 0;
+	if (r1 == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
+		rc = ps_push_sync(t, &k, 1, one);
+	if (r1 == 0 && rc == 0 && (rc = ps_barrier(w)) == 0)
+		r1 = ps_pull_sync(t, &k, 1, &v2);
+	if (me == 0)
+		printf("gaveaway: host 0: hint before the loss %d; key 150: %s, %g then %g; held here %d\n", hint,
+		       ps_strerror(r1 ? r1 : rc), (double)v, (double)v2, here);
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -733,6 +789,25 @@ static void test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks(void
 		(const char *const[2]){"A 3 at 0; B 3 at 1; C 3 at 1; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
 }
 
+static void test_a_key_the_lost_host_gave_away_stays_where_it_went(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, 1, "gave", SIGKILL, "gaveaway", "gaveaway: host 2 ready");
+	mh_show_failed(2, h);
+	char want[160];
+	snprintf(want, sizeof want, "gaveaway: host 0: hint before the loss 2; key 150: %s, 3 then 4; held here 0",
+		 ps_strerror(0));
+	if (!strstr(mh_slurp(h[0].out), want))
+		mh_show(&h[0], "host 0");
+	assert_contains(mh_slurp(h[0].out), want);
+	assert_int_equal(h[0].status, 0);
+	assert_int_equal(h[1].status, 0);
+	mh_assert_clean(&segs);
+}
+
 static void survivors_go_on(int sig, const char *why, double limit)
 {
 	struct seg_snapshot segs;
@@ -812,6 +887,8 @@ int main(int argc, char **argv)
 		return nodegone_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "midmove") == 0)
 		return midmove_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "gaveaway") == 0)
+		return gaveaway_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -829,6 +906,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_mover_lost_after_give_loses_no_value),
 		cmocka_unit_test(test_a_mover_lost_before_its_set_leaves_every_key_promoted),
 		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
+		cmocka_unit_test(test_a_key_the_lost_host_gave_away_stays_where_it_went),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -84,6 +84,8 @@
 /* values given to mover host (req >> 32) & BK_FOR_MASK, sent by the giver
  * for it (BK7) */
 #define BK_GIVEN (1ULL << 53)
+/* keys the sender gave away: its entries of them are dropped (BK8) */
+#define BK_GONE (1ULL << 52)
 #define BK_FOR_MASK 0x7ffu
 
 struct bk_entry {
@@ -525,14 +527,60 @@ void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys
 	}
 }
 
+/*
+ * (BK8) Link thread of a giver: keys[0..n) left this host (given to a
+ * mover): its backup host drops its entries of them, before the reply that
+ * gives them leaves.  Else b(h) would promote a key h gave away since its
+ * last complete round (the round, or a move's BK5 frame, listed it) when h
+ * is lost: a second copy that b(h)'s own workers would use.  Sent from the
+ * node that served the give, over its own connection: with one node per
+ * host that is the node whose rounds and moves sent the entries (one
+ * stream, in order); with more, the entries may sit at another node of
+ * b(h), which keeps them (DESIGN "Losing a host", Not done).
+ */
+void ps__bk_gave(struct ps__link *L, ps_table *t, const ps_key *keys, uint32_t n)
+{
+	ps_world *w = L->w;
+	if (!L->bk || n == 0 || t->rprim || t->state_len)
+		return;
+	int to = ps__backup_host(w, w->host);
+	if (to < 0)
+		return;
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / 8ULL;
+	uint64_t req = ((uint64_t)w->node << 56) | BK_GONE;
+	for (uint32_t at = 0; at < n; at += (uint32_t)per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(false, c, t->value_len);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return;
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = t->value_len, .num_keys = t->num_keys,
+				       .n = c};
+		ps__kv_enc_hdr(f + PS__FRAME_HDR, &q);
+		memcpy(f + PS__FRAME_HDR + PS__KV_HDR, keys + at, 8 * (size_t)c);
+		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+		free(f);
+	}
+}
+
 /* (BK2) a BACKUP frame of host f->host */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 {
 	struct ps__backup *b = L->bk;
 	struct ps__kv_req m;
-	if (!b || f->host >= PS__MAX_HOSTS || ps__kv_dec(f->body, f->len, true, &m) != 0 || m.table >= PS__MAX_TABLES ||
-	    (m.flags & PS__KV_WIRE))
+	const bool gone = f->req & BK_GONE;
+	if (!b || f->host >= PS__MAX_HOSTS || ps__kv_dec(f->body, f->len, !gone, &m) != 0 ||
+	    m.table >= PS__MAX_TABLES || (m.flags & PS__KV_WIRE))
 		return;
+	if (gone) {
+		struct bk_table *bt = &b->tab[m.table];
+		for (uint32_t i = 0; i < m.n; i++) {
+			struct bk_entry *e = slot_of(bt, ps__get64(m.keys + 8 * (size_t)i), false);
+			if (e && e->src == f->host)
+				e->src = -1; /* nobody's: never promoted */
+		}
+		return;
+	}
 	struct bk_table *bt = &b->tab[m.table];
 	if (bt->vlen && bt->vlen != m.value_len)
 		return;

@@ -171,6 +171,8 @@ extern _Atomic int ps__bk_test_promotions; /* ps__bk_promote calls in this proce
 /* (BK7) values given to mover (nf floats per key at vals) to its backup host */
 void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
 		  uint32_t n);
+/* (BK8) keys given away by this host: its backup host forgets them */
+void ps__bk_gave(struct ps__link *L, ps_table *t, const ps_key *keys, uint32_t n);
 /* One key of lost host x from this node's backups, if they have it and
  * t's word is REMOTE here (migrate.c MG7). */
 bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x);

@@ -221,17 +221,23 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 					group_fail(g, PS_EHOSTDOWN); /* no host left to ask */
 					continue;
 				}
+				int home = ps__home_of(w, t->num_keys, g->keys[p]);
 				if (b == w->host) {
 					/* promotion under way here: pause; done: the
 					 * word read above may predate it (re-read), or
-					 * this host had no copy (fail) */
+					 * this host had no copy: at the home (the
+					 * directory named h) fail; elsewhere the word
+					 * was a hint, maybe stale: ask the home */
 					if (!ps__host_promoted(w, h))
 						again(g, p, -1);
 					else if (atomic_load_explicit(&t->loc[g->keys[p]], memory_order_acquire) != lw)
 						again(g, p, -2);
+					else if (home != w->host && !ps__host_lost(w, home))
+						b = home;
 					else
 						group_fail(g, PS_EHOSTDOWN);
-					continue;
+					if (b == w->host)
+						continue;
 				}
 				h = b;
 			}

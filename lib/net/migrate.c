@@ -781,8 +781,10 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		for (uint32_t i = 0; i < nlater; i++)
 			ps__bk_promote_key(L, t, later[i], to);
 	free(later);
-	if (given && ngiven) /* before the reply that carries them leaves */
+	if (given && ngiven) { /* before the reply that carries them leaves */
+		ps__bk_gave(L, t, given, ngiven);
 		ps__bk_given(L, t, to, given, vals, nf, ngiven);
+	}
 	free(given);
 	if (b && b->n)
 		ps__retire(w, b); /* the given slots, after a grace period */
