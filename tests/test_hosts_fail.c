@@ -411,6 +411,9 @@ static int midmove_main(void)
  * host 1 takes it back (host 2 tells host 0 it gave it away, BK8); host 2
  * is killed (no round ever ran).  Host 0 must not promote 150 (a second
  * copy) and must read it from host 1: 3, then 4 after host 1 pushes.
+ * Key 250 (home 2, the lost host) was taken by host 1 before: host 2's
+ * directory is lost with it, host 0 (its backup host) rebuilds it from
+ * what the survivors hold (BK9) and reads 250 from host 1 likewise.
  */
 static int gaveaway_main(void)
 {
@@ -421,10 +424,13 @@ static int gaveaway_main(void)
 	if (!t)
 		return 1;
 	int me = ps_host_id(w), rc;
-	ps_key k = 150;
-	float v = 0, v2 = 0;
-	if ((rc = ps_push_sync(t, &k, 1, one)) == 0 && (rc = ps_barrier(w)) == 0 && me == 2)
+	ps_key k = 150, h2 = 250;
+	float v = 0, v2 = 0, u = 0, u2 = 0;
+	if ((rc = ps_push_sync(t, &k, 1, one)) == 0 && (rc = ps_push_sync(t, &h2, 1, one)) == 0 &&
+	    (rc = ps_barrier(w)) == 0 && me == 2)
 		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0 && me == 1)
+		rc = ps_localize_sync(t, &h2, 1);
 	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 0)
 		rc = ps_pull_sync(t, &k, 1, &v);
 	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
@@ -444,15 +450,19 @@ static int gaveaway_main(void)
 	int hint = ps_owner_host(t, k);
 	if ((rc = ps_barrier(w)) != 0) /* completes when host 2 is dropped */
 		return 1;
-	int r1 = ps_pull_sync(t, &k, 1, &v);
+	int r1 = ps_pull_sync(t, &k, 1, &v), r2 = ps_pull_sync(t, &h2, 1, &u);
 	int here = ps_owner_host(t, k) == 0;
-	if (r1 == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
-		rc = ps_push_sync(t, &k, 1, one);
+	if (r1 == 0 && (rc = ps_barrier(w)) == 0 && me == 1 && (rc = ps_push_sync(t, &k, 1, one)) == 0)
+		rc = ps_push_sync(t, &h2, 1, one);
 	if (r1 == 0 && rc == 0 && (rc = ps_barrier(w)) == 0)
 		r1 = ps_pull_sync(t, &k, 1, &v2);
+	if (r2 == 0 && rc == 0)
+		r2 = ps_pull_sync(t, &h2, 1, &u2);
 	if (me == 0)
-		printf("gaveaway: host 0: hint before the loss %d; key 150: %s, %g then %g; held here %d\n", hint,
-		       ps_strerror(r1 ? r1 : rc), (double)v, (double)v2, here);
+		printf("gaveaway: host 0: hint before the loss %d; key 150: %s, %g then %g; held here %d; "
+		       "key 250: %s, %g then %g\n",
+		       hint, ps_strerror(r1 ? r1 : rc), (double)v, (double)v2, here, ps_strerror(r2), (double)u,
+		       (double)u2);
 	fflush(stdout);
 	return ps_finalize(w) ? 1 : 0;
 }
@@ -789,7 +799,7 @@ static void test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks(void
 		(const char *const[2]){"A 3 at 0; B 3 at 1; C 3 at 1; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
 }
 
-static void test_a_key_the_lost_host_gave_away_stays_where_it_went(void **state)
+static void test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are(void **state)
 {
 	(void)state;
 	struct seg_snapshot segs;
@@ -798,8 +808,9 @@ static void test_a_key_the_lost_host_gave_away_stays_where_it_went(void **state)
 	run_job_rate(h, "continue", SLOW_RATE, 1, "gave", SIGKILL, "gaveaway", "gaveaway: host 2 ready");
 	mh_show_failed(2, h);
 	char want[160];
-	snprintf(want, sizeof want, "gaveaway: host 0: hint before the loss 2; key 150: %s, 3 then 4; held here 0",
-		 ps_strerror(0));
+	snprintf(want, sizeof want,
+		 "gaveaway: host 0: hint before the loss 2; key 150: %s, 3 then 4; held here 0; key 250: %s, 3 then 4",
+		 ps_strerror(0), ps_strerror(0));
 	if (!strstr(mh_slurp(h[0].out), want))
 		mh_show(&h[0], "host 0");
 	assert_contains(mh_slurp(h[0].out), want);
@@ -906,7 +917,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_mover_lost_after_give_loses_no_value),
 		cmocka_unit_test(test_a_mover_lost_before_its_set_leaves_every_key_promoted),
 		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
-		cmocka_unit_test(test_a_key_the_lost_host_gave_away_stays_where_it_went),
+		cmocka_unit_test(test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

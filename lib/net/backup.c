@@ -75,9 +75,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <urcu/urcu-memb.h>
+
 #include "arena.h"
+#include "grace.h"
 #include "kv.h"
 #include "link_in.h"
+#include "table.h"
 
 #define BK_END (1ULL << 55)
 #define BK_MOVE (1ULL << 54) /* a move's keys, sent after round (uint32_t)req began (BK5) */
@@ -112,6 +116,12 @@ struct bk_defer {
 	uint64_t until;           /* ps__now_ns() bound: a hang, not a move */
 };
 
+struct bk_held {
+	uint32_t table;
+	int32_t x, s;
+	ps_key k;
+};
+
 struct ps__backup {
 	uint64_t period_ns, next_ns;
 	/* the last round begun: W link thread (seq_cst RMW, then a fence
@@ -129,6 +139,14 @@ struct ps__backup {
 	int32_t *dw;
 	size_t ndw, cdw;
 	uint64_t promoted_late;
+	/* (BK9) lost homes' directories, node 0 of their backup host: HELD
+	 * lists queued until this node promoted their host; per lost host x,
+	 * whether it did, the survivors heard from (bit s of heard[x]) and
+	 * until when it waits for them (0: not waiting) */
+	struct bk_held *hq;
+	size_t nhq, chq;
+	uint8_t *heard, *done;
+	uint64_t *dir_until;
 	/* scratch of a round */
 	ps_key *keys;
 	float *v;
@@ -170,6 +188,10 @@ void ps__bk_free(struct ps__link *L)
 	free(b->miss);
 	free(b->df);
 	free(b->dw);
+	free(b->hq);
+	free(b->heard);
+	free(b->done);
+	free(b->dir_until);
 	free(b);
 	L->bk = NULL;
 }
@@ -693,6 +715,126 @@ static void promoted_here(ps_world *w, int x)
 		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
 }
 
+/* (BK9) per-host state of lost homes' directories, on first use */
+static int dir_state(struct ps__link *L)
+{
+	struct ps__backup *b = L->bk;
+	size_t H = (size_t)L->w->nhosts;
+	if (b->heard)
+		return 0;
+	b->heard = calloc(H * ((H + 7) / 8), 1);
+	b->done = calloc(H, 1);
+	b->dir_until = calloc(H, sizeof *b->dir_until);
+	if (b->heard && b->done && b->dir_until)
+		return 0;
+	free(b->heard), free(b->done), free(b->dir_until);
+	b->heard = b->done = NULL;
+	b->dir_until = NULL;
+	return -ENOMEM;
+}
+
+static bool heard_all(struct ps__link *L, int x)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	size_t row = ((size_t)w->nhosts + 7) / 8;
+	for (int s = 0; s < w->nhosts; s++)
+		if (s != x && s != w->host && !ps__host_lost(w, s) && !(b->heard[(size_t)x * row + (size_t)s / 8] >> (s % 8) & 1))
+			return false;
+	return true;
+}
+
+/* (BK9) survivor s holds keys[0..n) of t, homed at lost host x: this
+ * host's words for them become REMOTE(s) - the directory of x's keys now -
+ * and a slot of ours for one of them (a backup promoted here, older than
+ * s's live copy: MG1 says only one slot lives) is given up. */
+static void held_apply(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, size_t n)
+{
+	ps_world *w = L->w;
+	struct ps__retire_batch *rb = ps__alloc(w, sizeof *rb + n * sizeof rb->e[0]);
+	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
+		: malloc(4 * (size_t)(t->value_len + t->state_len));
+	if (!rb || !vals) {
+		ps__free(w, rb);
+		if (vals != small)
+			free(vals);
+		return;
+	}
+	rb->n = 0;
+	urcu_memb_read_lock();
+	for (size_t i = 0; i < n; i++) {
+		ps_key k = keys[i];
+		if (k >= t->num_keys || ps__home_of(w, t->num_keys, k) != x)
+			continue;
+		/* acquire: as any reader of a word */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+		if (PS__LOC_IS_MOVING(lw) || (lw & PS__LOC_REPL))
+			continue;
+		if (PS__LOC_IS_REMOTE(lw))
+			/* release: as any directory write */
+			atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(s), memory_order_release);
+		else if (ps__slot_give(w, t, k, PS__LOC_MAKE_REMOTE(s), vals, &rb->e[rb->n]))
+			rb->n++;
+	}
+	urcu_memb_read_unlock();
+	if (rb->n)
+		fprintf(stderr, "psmem: host %d node %d: %zu promoted keys of lost host %d are held by host %d: given up\n",
+			w->host, w->node, rb->n, x, s);
+	if (rb->n)
+		ps__retire(w, rb);
+	else
+		ps__free(w, rb);
+	if (vals != small)
+		free(vals);
+}
+
+void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, uint32_t n)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	if (!b || x < 0 || x >= w->nhosts || s < 0 || s >= w->nhosts || dir_state(L) != 0)
+		return;
+	if (n == 0) {
+		size_t row = ((size_t)w->nhosts + 7) / 8;
+		b->heard[(size_t)x * row + (size_t)s / 8] |= (uint8_t)(1u << (s % 8));
+		return;
+	}
+	if (b->done[x]) {
+		held_apply(L, t, x, s, keys, n);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) { /* until this node promoted x */
+		if (b->nhq == b->chq) {
+			size_t c = b->chq ? 2 * b->chq : 256;
+			struct bk_held *q = realloc(b->hq, c * sizeof *q);
+			if (!q)
+				return;
+			b->hq = q;
+			b->chq = c;
+		}
+		b->hq[b->nhq++] = (struct bk_held){.table = (uint32_t)t->id, .x = x, .s = s, .k = keys[i]};
+	}
+}
+
+/* (BK9) after this node promoted x: the HELD lists that came first */
+static void held_queued(struct ps__link *L, int x)
+{
+	struct ps__backup *b = L->bk;
+	size_t m = 0;
+	for (size_t i = 0; i < b->nhq; i++) {
+		struct bk_held q = b->hq[i];
+		if (q.x != x) {
+			b->hq[m++] = q;
+			continue;
+		}
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[q.table], memory_order_acquire);
+		if (t)
+			held_apply(L, t, x, q.s, &q.k, 1);
+	}
+	b->nhq = m;
+}
+
 /* (BK6) keys of a lost host that were MOVING(x) when it was promoted: each
  * link wakeup looks again; REMOTE(x) now (the mover unlocked it): promote;
  * anything else but MOVING(x): dropped; still MOVING(x) after 30 s: given
@@ -718,9 +860,10 @@ static void deferred(struct ps__link *L)
 	b->ndf = m;
 	size_t k = 0;
 	for (size_t i = 0; i < b->ndw; i++) {
-		bool left = false;
+		int x = b->dw[i];
+		bool left = b->dir_until && b->dir_until[x] && now < b->dir_until[x] && !heard_all(L, x);
 		for (size_t j = 0; j < b->ndf && !left; j++)
-			left = b->df[j].x == b->dw[i];
+			left = b->df[j].x == x;
 		if (left) {
 			b->dw[k++] = b->dw[i];
 			continue;
@@ -788,7 +931,22 @@ void ps__bk_promote(struct ps__link *L, int x)
 		fprintf(stderr, "psmem: host %d: %llu keys of lost host %d now routed to host %d\n", w->host,
 			(unsigned long long)n, x, to);
 	}
-	if (waiting && wait_host(b, x) == 0)
+	/* (BK9) x was the home of its keys: node 0 of its backup host keeps
+	 * their directory now, from the lists of what each survivor holds
+	 * (applied after this promotion; done when all came, or 30 s) */
+	bool dir = false;
+	if (b && w->node == 0 && x >= 0 && x < w->nhosts && ps__backup_host(w, x) == w->host && dir_state(L) == 0) {
+		b->done[x] = 1;
+		held_queued(L, x);
+		for (int id = 0; id < PS__MAX_TABLES && !dir; id++) /* acquire: as in ps__bk_tick */
+			dir = atomic_load_explicit(&L->tables[id], memory_order_acquire) != NULL;
+		if (dir && !heard_all(L, x))
+			b->dir_until[x] = ps__now_ns() + 30000000000ULL;
+		else
+			dir = false;
+	}
+	ps__migrate_held(L, x); /* elsewhere: tell b(x) what we hold of its range */
+	if ((waiting || dir) && wait_host(b, x) == 0)
 		return; /* done when they are (deferred) */
 	promoted_here(w, x);
 }

@@ -248,6 +248,10 @@ enum ps__move_op {
 	 * holder answers LOST for the keys it gave away (migrate.c MG7) */
 	PS__MV_CHECK = 5,
 	PS__MV_LOST = 6,   /* at the home: the sender gave these to lost host arg */
+	/* at the backup host of lost host arg, which was these keys' home:
+	 * the sender holds them / has listed all it holds (backup.c BK9) */
+	PS__MV_HELD = 7,
+	PS__MV_HELD_END = 8,
 };
 struct ps__move_req {
 	uint32_t table, op, nf, arg;

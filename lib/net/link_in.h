@@ -173,6 +173,10 @@ void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys
 		  uint32_t n);
 /* (BK8) keys given away by this host: its backup host forgets them */
 void ps__bk_gave(struct ps__link *L, ps_table *t, const ps_key *keys, uint32_t n);
+/* (BK9) survivor s holds keys (n 0: has listed all) homed at lost host x;
+ * and node 0 of every other survivor sends b(x) that list */
+void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, uint32_t n);
+void ps__migrate_held(struct ps__link *L, int x);
 /* One key of lost host x from this node's backups, if they have it and
  * t's word is REMOTE here (migrate.c MG7). */
 bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x);

@@ -558,8 +558,10 @@ void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f)
 		/* a lost host named by a host that did not know yet: route it
 		 * again after a pause (to the backup host, BK3); a backup host
 		 * without a copy answers PS_EHOSTDOWN itself (link_serve.c) */
-		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host))
-			host = -1;
+		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host)) {
+			int bb = ps__backup_host(L->w, host); /* BK3, BK9 */
+			host = bb >= 0 && bb != L->w->host ? bb : -1;
+		}
 		again(r.g, r.pos[idx], host);
 	}
 }

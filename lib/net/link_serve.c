@@ -136,6 +136,11 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 						host = home;
 					else
 						nocopy = true;
+				} else if (host >= 0 && host != w->host && ps__host_lost(w, host)) {
+					/* its keys are at its backup host, which keeps
+					 * its directory too (backup.c BK3, BK9) */
+					int bb = ps__backup_host(w, host);
+					host = bb >= 0 ? bb : -1;
 				}
 				ps__redirect_put(rf + PS__FRAME_HDR, (uint32_t)i, miss[i], host, k);
 				if (out)

@@ -252,6 +252,50 @@ static int lost_key_cmp(const void *a, const void *b)
 }
 
 /*
+ * (BK9) Node 0 of a survivor that is not lost host x's backup host: the
+ * keys homed at x that this host holds go to b(x), whose words become the
+ * directory of x's keys (x's own is lost), then HELD_END (one key, ignored).
+ */
+void ps__migrate_held(struct ps__link *L, int x)
+{
+	ps_world *w = L->w;
+	int b = ps__backup_host(w, x);
+	if (w->node != 0 || b < 0 || b == w->host)
+		return;
+	ps_table *last = NULL;
+	uint64_t sent = 0;
+	for (int id = 0; id < PS__MAX_TABLES; id++) {
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
+		if (!t)
+			continue;
+		last = t;
+		const unsigned __int128 K = t->num_keys, H = (unsigned)w->nhosts;
+		uint64_t k0 = (uint64_t)(((unsigned)x * K + H - 1) / H);
+		uint64_t k1 = (uint64_t)((((unsigned)x + 1) * K + H - 1) / H);
+		ps_key *keys = k1 > k0 ? malloc((k1 - k0) * sizeof *keys) : NULL;
+		size_t n = 0;
+		for (uint64_t k = k0; keys && k < k1; k++) {
+			/* relaxed: a slot word of this host is ours until we
+			 * give it, which only this host's link threads do */
+			uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
+			if (!PS__LOC_IS_REMOTE(lw) && !(lw & PS__LOC_REPL))
+				keys[n++] = k;
+		}
+		if (n)
+			send_op(L, t, b, PS__MV_HELD, x, keys, n);
+		sent += n;
+		free(keys);
+	}
+	if (last) {
+		ps_key zero = 0;
+		send_op(L, last, b, PS__MV_HELD_END, x, &zero, 1);
+	}
+	fprintf(stderr, "psmem: host %d: %llu keys of lost host %d's home range held here, told host %d\n", w->host,
+		(unsigned long long)sent, x, b);
+}
+
+/*
  * (MG7) Link thread of a home node, host x dropped (before BK3's
  * promotion here): every entry x had locked here is unlocked.  MOVING(me)
  * (this home gave x its value at LOCK): the value went to x, so the entry
@@ -686,6 +730,19 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 	struct ps__link *L = w->link;
 	/* CHECK / LOST (MG7): arg is the lost mover, not the sender */
 	const bool after_loss = m->op == PS__MV_CHECK || m->op == PS__MV_LOST;
+	if (m->op == PS__MV_HELD || m->op == PS__MV_HELD_END) {
+		/* (BK9) applied by backup.c after this node's promotion of
+		 * host arg (queued until then); arg need not be lost here yet */
+		ps_key *keys = malloc(m->n * sizeof *keys);
+		for (uint32_t i = 0; keys && i < m->n; i++)
+			keys[i] = ps__get64(m->keys + 8 * (size_t)i);
+		if (keys && to != me && to != from_host && L)
+			ps__bk_held(L, t, to, from_host, keys, m->op == PS__MV_HELD_END ? 0 : m->n);
+		free(keys);
+		memset(out + PS__MOVE_REPLY_HDR, 0, 8ULL * m->n);
+		ps__move_reply_enc_hdr(out, 0, m->n, nf, 0);
+		return (uint32_t)ps__move_reply_size(m->n, nf, 0);
+	}
 	ps_key *later = after_loss ? malloc(m->n * sizeof *later) : NULL;
 	uint32_t nlater = 0;
 	/* keys given, for the mover's backup host (BK7) */
