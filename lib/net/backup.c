@@ -69,6 +69,26 @@
  *        its giver it is at b(a): a mover lost with the value in flight, or
  *        before its BK5 frame, loses nothing.  Costs one more copy of every
  *        value moved (only with backups on).
+ *   (BK8) A giver tells its own backup host which keys it gave away (a
+ *        BACKUP frame tagged BK_GONE, keys only, before the reply): their
+ *        entries from it are dropped, so b(h) does not promote, when h is
+ *        lost, a key h gave away since its last complete round (a second
+ *        copy that b(h)'s own workers would use).  One node per host: the
+ *        node that serves the give is the one whose rounds and moves sent
+ *        the entries; with more nodes they may sit at another node of b(h)
+ *        and stay.
+ *   (BK9) The lost host x was the home of a key range: its directory is
+ *        lost with it.  Node 0 of every other survivor lists the keys of
+ *        x's range it holds (HELD, migrate.c) to b(x), then HELD_END; node
+ *        0 of b(x) applies each list after its own promotion of x (queued
+ *        till then): its word for such a key becomes REMOTE(holder), and a
+ *        slot it promoted for one is given up (the holder's is the live
+ *        copy, MG1: keys homed at x cannot move after x is lost, their
+ *        LOCK goes to x).  So b(x)'s words are x's directory from then on,
+ *        and redirects naming a lost host name b(x) (link_serve.c,
+ *        link_remote.c).  b(x)'s promotion counts as done when every
+ *        survivor's list came (or after 30 s): until then requests for
+ *        x's keys pause rather than fail for lack of a copy.
  */
 #include <errno.h>
 #include <stdio.h>
