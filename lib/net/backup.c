@@ -115,6 +115,9 @@
 struct bk_entry {
 	ps_key k;                 /* UINT64_MAX: empty */
 	int32_t src;
+	/* its sender gave the key away since (BK8): promoted only where the
+	 * give is known not to have completed (BK10) */
+	bool gone;
 	/* where its value stands among its sender's rounds (BK5): 2r for
 	 * round r, 2r + 1 for a move's keys sent after round r began */
 	uint64_t ord;
@@ -511,6 +514,7 @@ static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const 
 			continue; /* x's own, as new or newer */
 		e->src = x;
 		e->ord = ord;
+		e->gone = false;
 		memcpy(bt->vals + e->at * bt->vlen, vals + 4 * (size_t)i * stride, 4 * (size_t)bt->vlen);
 	}
 }
@@ -619,7 +623,7 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 		for (uint32_t i = 0; i < m.n; i++) {
 			struct bk_entry *e = slot_of(bt, ps__get64(m.keys + 8 * (size_t)i), false);
 			if (e && e->src == f->host)
-				e->src = -1; /* nobody's: never promoted */
+				e->gone = true;
 		}
 		return;
 	}
@@ -642,6 +646,7 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 			return;
 		e->src = f->host;
 		e->ord = ord;
+		e->gone = false;
 		memcpy(bt->vals + e->at * bt->vlen, m.values + 4 * (size_t)i * m.value_len, 4 * (size_t)m.value_len);
 	}
 	if (round > b->newest[f->host])
@@ -683,13 +688,19 @@ static int wait_host(struct ps__backup *b, int x)
  * its new meaning; the slot is leaked: rare, a loss-time race); 2 if the
  * word is MOVING(x): its mover, alive, will unlock it to REMOTE(x) or set
  * it elsewhere (BK6). */
-static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *bt, const struct bk_entry *e, int x)
+static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *bt, const struct bk_entry *e, int x,
+		       bool force)
 {
 	ps_world *w = L->w;
 	/* acquire: as any reader of a word */
 	uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);
 	if (PS__LOC_IS_MOVING(lw))
 		return PS__LOC_OWNER(lw) == x ? 2 : 0;
+	/* (BK10) a key x gave away: only if the give did not complete - the
+	 * home's directory still names x (MG3: a move that completed set it
+	 * to the mover), or the home asked (force) */
+	if (e->gone && !force && !(lw == PS__LOC_MAKE_REMOTE(x) && ps__home_of(w, t->num_keys, e->k) == w->host))
+		return 0;
 	uint64_t off;
 	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
 		: malloc(4 * (size_t)(t->value_len + t->state_len));
@@ -719,11 +730,11 @@ static const struct bk_entry *usable(struct ps__backup *b, const ps_table *t, ps
 	return e && e->src == x && e->ord >= 2 * (uint64_t)b->complete[x] ? e : NULL;
 }
 
-bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x)
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool force)
 {
 	struct ps__backup *b = L->bk;
 	const struct bk_entry *e = b ? usable(b, t, k, x) : NULL;
-	return e && promote_one(L, t, &b->tab[t->id], e, x) == 1;
+	return e && promote_one(L, t, &b->tab[t->id], e, x, force) == 1;
 }
 
 /* this node's promotion of x is done (BK3) */
@@ -871,7 +882,7 @@ static void deferred(struct ps__link *L)
 		/* acquire: as in ps__bk_tick */
 		ps_table *t = atomic_load_explicit(&L->tables[d.table], memory_order_acquire);
 		const struct bk_entry *e = t ? usable(b, t, d.k, d.x) : NULL;
-		int r = e ? promote_one(L, t, &b->tab[d.table], e, d.x) : 0;
+		int r = e ? promote_one(L, t, &b->tab[d.table], e, d.x, false) : 0;
 		if (r == 2 && now < d.until)
 			b->df[m++] = d;
 		else if (r == 1)
@@ -919,7 +930,7 @@ void ps__bk_promote(struct ps__link *L, int x)
 				struct bk_entry *e = &bt->e[i];
 				if (e->k == UINT64_MAX || e->src != x || e->ord < 2 * (uint64_t)from || e->k >= t->num_keys)
 					continue;
-				int r = promote_one(L, t, bt, e, x);
+				int r = promote_one(L, t, bt, e, x, false);
 				promoted += r == 1;
 				skipped += r == 0;
 				if (r == 2 && defer_key(b, (uint32_t)id, e->k, x) == 0)

@@ -411,7 +411,7 @@ int ps__move_dec(const uint8_t *b, uint32_t len, struct ps__move_req *m)
 	m->arg = ps__get32(b + 12);
 	m->num_keys = ps__get64(b + 16);
 	m->n = ps__get32(b + 24);
-	if (m->op < PS__MV_LOCK || m->op > PS__MV_HELD_END || m->nf == 0 || m->nf > 4 * 65536 ||
+	if (m->op < PS__MV_LOCK || m->op > PS__MV_PROMOTE || m->nf == 0 || m->nf > 4 * 65536 ||
 	    m->arg >= PS__MAX_HOSTS || m->num_keys == 0 || m->n == 0 || ps__get32(b + 28) != 0 ||
 	    ps__move_size(m->n) != len)
 		return PS_EFRAME_BODY;

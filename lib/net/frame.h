@@ -252,6 +252,9 @@ enum ps__move_op {
 	 * the sender holds them / has listed all it holds (backup.c BK9) */
 	PS__MV_HELD = 7,
 	PS__MV_HELD_END = 8,
+	/* at the backup host of lost host arg: promote these, a move's GIVE
+	 * to arg failed and the home unlocked them to arg (backup.c BK10) */
+	PS__MV_PROMOTE = 9,
 };
 struct ps__move_req {
 	uint32_t table, op, nf, arg;

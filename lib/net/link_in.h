@@ -179,7 +179,7 @@ void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *ke
 void ps__migrate_held(struct ps__link *L, int x);
 /* One key of lost host x from this node's backups, if they have it and
  * t's word is REMOTE here (migrate.c MG7). */
-bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x);
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool force);
 /* migrate.c (MG7): entries lost host x had locked at this home node are
  * unlocked (before BK3's promotion); the lock records freed at the end */
 void ps__migrate_lost(struct ps__link *L, int x);

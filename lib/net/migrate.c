@@ -235,6 +235,29 @@ static void send_op(struct ps__link *L, ps_table *t, int host, uint32_t op, int 
 	}
 }
 
+/*
+ * (BK10) Entries just unlocked back to their holder (an UNLOCK served here,
+ * or this home's own move that failed): a holder that is lost had its GIVE
+ * fail, so the value did not reach the mover and its backup host must
+ * promote it even if the holder had marked it given away (BK8).  That host
+ * is told (PROMOTE); if it is this one, BK6's deferral or the directory
+ * rule of promote_one does it.
+ */
+static void promote_unlocked(struct ps__link *L, ps_table *t, const ps_key *keys, size_t n)
+{
+	ps_world *w = L->w;
+	for (size_t i = 0; i < n; i++) {
+		/* acquire: as any reader of a word */
+		uint64_t lw = atomic_load_explicit(&t->loc[keys[i]], memory_order_acquire);
+		int x = PS__LOC_OWNER(lw);
+		if (!PS__LOC_IS_REMOTE(lw) || PS__LOC_IS_MOVING(lw) || x >= w->nhosts || !ps__host_lost(w, x))
+			continue;
+		int b = ps__backup_host(w, x);
+		if (b >= 0 && b != w->host)
+			send_op(L, t, b, PS__MV_PROMOTE, x, &keys[i], 1);
+	}
+}
+
 struct lost_key {
 	uint32_t table;
 	int32_t holder;
@@ -655,6 +678,8 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 			uint64_t lw = PS__LOC_MAKE_REMOTE(mv.host[i]);
 			/* release: as any directory write; orders nothing else */
 			atomic_store_explicit(&t->loc[keys[i]], lw, memory_order_release);
+			if (w->link->bk) /* a lost holder: its backup host promotes it (BK10) */
+				promote_unlocked(w->link, t, &keys[i], 1);
 			mv.st[i] = ST_SKIP;
 		} else if (mv.st[i] == ST_UNLOCK) {
 			mv.host[i] = home; /* the home's entry remembers the holder */
@@ -730,6 +755,18 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 	struct ps__link *L = w->link;
 	/* CHECK / LOST (MG7): arg is the lost mover, not the sender */
 	const bool after_loss = m->op == PS__MV_CHECK || m->op == PS__MV_LOST;
+	if (m->op == PS__MV_PROMOTE) {
+		/* (BK10) sent by the home, whose directory says `to` (lost)
+		 * after an unlock: our copy is the value */
+		for (uint32_t i = 0; L && to != me && to != from_host && i < m->n; i++) {
+			ps_key k = ps__get64(m->keys + 8 * (size_t)i);
+			if (k < t->num_keys)
+				ps__bk_promote_key(L, t, k, to, true);
+		}
+		memset(out + PS__MOVE_REPLY_HDR, 0, 8ULL * m->n);
+		ps__move_reply_enc_hdr(out, 0, m->n, nf, 0);
+		return (uint32_t)ps__move_reply_size(m->n, nf, 0);
+	}
 	if (m->op == PS__MV_HELD || m->op == PS__MV_HELD_END) {
 		/* (BK9) applied by backup.c after this node's promotion of
 		 * host arg (queued until then); arg need not be lost here yet */
@@ -744,7 +781,9 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		return (uint32_t)ps__move_reply_size(m->n, nf, 0);
 	}
 	ps_key *later = after_loss ? malloc(m->n * sizeof *later) : NULL;
-	uint32_t nlater = 0;
+	uint32_t nlater = 0, nunl = 0;
+	/* keys an UNLOCK gave back to their holder, for BK10 */
+	ps_key *later_unlock = m->op == PS__MV_UNLOCK && L && L->bk ? malloc(m->n * sizeof *later_unlock) : NULL;
 	/* keys given, for the mover's backup host (BK7) */
 	ps_key *given = L && L->bk && b ? malloc(m->n * sizeof *given) : NULL;
 	urcu_memb_read_lock();
@@ -789,6 +828,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 				uint64_t nw = PS__LOC_MAKE_REMOTE(m->op == PS__MV_SET ? to : PS__LOC_OWNER(lw));
 				/* release: as any directory write (MG3: SET after install) */
 				atomic_store_explicit(&t->loc[k], nw, memory_order_release);
+				if (m->op == PS__MV_UNLOCK && later_unlock)
+					later_unlock[nunl++] = k;
 				struct mvlock *e = lk_find(L ? L->mvl : NULL, (uint32_t)t->id, k);
 				if (e && e->mover == to)
 					lk_del(L->mvl, e);
@@ -836,8 +877,11 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 		send_op(L, t, from_host, PS__MV_LOST, to, later, nlater);
 	if (nlater && m->op == PS__MV_LOST && ps__backup_host(w, to) == me) /* its backups are here */
 		for (uint32_t i = 0; i < nlater; i++)
-			ps__bk_promote_key(L, t, later[i], to);
+			ps__bk_promote_key(L, t, later[i], to, false);
 	free(later);
+	if (nunl)
+		promote_unlocked(L, t, later_unlock, nunl);
+	free(later_unlock);
 	if (given && ngiven) { /* before the reply that carries them leaves */
 		ps__bk_gave(L, t, given, ngiven);
 		ps__bk_given(L, t, to, given, vals, nf, ngiven);
