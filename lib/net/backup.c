@@ -161,7 +161,7 @@ struct ps__backup {
 	size_t ndf, cdf;
 	int32_t *dw;
 	size_t ndw, cdw;
-	uint64_t promoted_late;
+	uint64_t promoted_late, full_waits;
 	/* (BK9) lost homes' directories, node 0 of their backup host: HELD
 	 * lists queued until this node promoted their host; per lost host x,
 	 * whether it did, the survivors heard from (bit s of heard[x]) and
@@ -686,8 +686,9 @@ static int wait_host(struct ps__backup *b, int x)
 /* e's value into a fresh slot of this node if t's word for it is REMOTE
  * (CAS word := slot): 1; 0 if not (a word that changed meanwhile keeps
  * its new meaning; the slot is leaked: rare, a loss-time race); 2 if the
- * word is MOVING(x): its mover, alive, will unlock it to REMOTE(x) or set
- * it elsewhere (BK6). */
+ * word is MOVING(x) (its mover, alive, will unlock it to REMOTE(x) or set
+ * it elsewhere) or this node's pool is full (slots wait for their grace
+ * period): BK6's deferral looks again. */
 static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *bt, const struct bk_entry *e, int x,
 		       bool force)
 {
@@ -704,10 +705,16 @@ static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *b
 	uint64_t off;
 	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
 		: malloc(4 * (size_t)(t->value_len + t->state_len));
-	if (!vals || !PS__LOC_IS_REMOTE(lw) || ps__slot_alloc(w, t->id, w->node, t->slot_size, &off) != 0) {
+	int full = 0;
+	if (!vals || !PS__LOC_IS_REMOTE(lw) || (full = ps__slot_alloc(w, t->id, w->node, t->slot_size, &off)) != 0) {
 		if (vals != small)
 			free(vals);
-		return 0;
+		/* a full pool: slots retired by gives come back after a grace
+		 * period; wait for them like a move does (MG6), on the link
+		 * thread without blocking: BK6's deferral retries it */
+		if (full == PS_EFULL)
+			L->bk->full_waits++;
+		return full == PS_EFULL ? 2 : 0;
 	}
 	memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
 	memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
@@ -939,9 +946,9 @@ void ps__bk_promote(struct ps__link *L, int x)
 		}
 		fprintf(stderr,
 			"psmem: host %d node %d: promoted %llu keys of lost host %d (its backup round %u, "
-			"newest seen %u); %llu not promoted, %llu wait for their move\n",
+			"newest seen %u); %llu not promoted, %llu wait for their move or a free slot (%llu)\n",
 			w->host, w->node, (unsigned long long)promoted, x, from, b->newest[x],
-			(unsigned long long)skipped, (unsigned long long)waiting);
+			(unsigned long long)skipped, (unsigned long long)waiting, (unsigned long long)b->full_waits);
 	}
 	int to = x >= 0 && x < w->nhosts ? ps__backup_host(w, x) : -1;
 	if (to >= 0 && to != w->host && w->node == 0) {

@@ -712,6 +712,15 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	int rc5 = step(&mv, ST_UNLOCK, PS__MV_UNLOCK, on_done);
 	if (!rc)
 		rc = rc4 ? rc4 : rc5;
+	/* keys installed here whose home was lost meanwhile (their SET went
+	 * nowhere): the lost home's directory is at its backup host now
+	 * (backup.c BK9), which must learn they are here */
+	for (size_t i = 0; w->link->bk && i < nres; i++) {
+		int home = ps__home_of(w, t->num_keys, keys[i]);
+		int bh = mv.st[i] == ST_GIVEN && ps__host_lost(w, home) ? ps__backup_host(w, home) : -1;
+		if (bh >= 0 && bh != me)
+			send_op(w->link, t, bh, PS__MV_HELD, home, &keys[i], 1);
+	}
 
 	/* reserved slots not used: freed after a grace period like any other */
 	size_t unused = 0;
@@ -837,6 +846,11 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 				break;
 			}
 			if (m->op == PS__MV_LOCK && home != me)
+				break;
+			/* a lost home's keys stay where they are: this host told
+			 * the home's backup host it holds them (BK9), a give now
+			 * would make that list wrong */
+			if (m->op == PS__MV_GIVE && home != me && ps__host_lost(w, home))
 				break;
 			if (PS__LOC_IS_MOVING(lw) || (lw & PS__LOC_REPL))
 				break; /* moving already, or replicated here: stays */
