@@ -58,7 +58,10 @@
  *        the word REMOTE(x), and the link thread, looking again at every
  *        wakeup (1 ms while any waits), promotes it then; a word that
  *        becomes anything else drops it; 30 s of MOVING is a hang and gives
- *        up.  Node i sets its bit in hpromo[x] when none of x's keys wait.
+ *        up.  A key whose slot cannot be had (the pool full: slots given
+ *        away wait for their grace period) waits the same way (MG6's wait,
+ *        without blocking the link thread).  Node i sets its bit in
+ *        hpromo[x] when none of x's keys wait.
  *   (BK7) A giver backs up for the mover: the link thread that gives a
  *        key's value to mover host a (a LOCK answered GIVEN at the home, a
  *        GIVE at the holder) sends the values to b(a) as BACKUP frames
@@ -88,7 +91,17 @@
  *        and redirects naming a lost host name b(x) (link_serve.c,
  *        link_remote.c).  b(x)'s promotion counts as done when every
  *        survivor's list came (or after 30 s): until then requests for
- *        x's keys pause rather than fail for lack of a copy.
+ *        x's keys pause rather than fail for lack of a copy.  x's range is
+ *        frozen from then on (a LOCK goes to x): a holder refuses to give
+ *        such a key (its list stays right), and a mover that installs one
+ *        whose home was lost during its move tells b(x) (HELD).
+ *   (BK10) An entry marked given away (BK8) is still promoted where the
+ *        give is known not to have completed: at b(x) when b(x) is the
+ *        key's home and its directory names x (MG3: a completed move sets
+ *        it to the mover; an unlock after a failed GIVE sets it back to x),
+ *        and anywhere when the home, unlocking a key to lost holder x, asks
+ *        b(x) to (MOVE op PROMOTE): the GIVE's reply never reached the
+ *        mover, so x's backup is the value.
  */
 #include <errno.h>
 #include <stdio.h>
