@@ -316,7 +316,8 @@ static int nodegone_main(void)
 /*
  * A host lost in the middle of a move (migrate.c MG7, backup.c BK6).  The
  * test hook PSMEM_DEBUG_MOVE_STOP (test builds) stops or holds one move:
- *   "2:lock:2"    host 2's second move stops after its LOCK step (then killed);
+ *   "2:lock:2"    host 2's second move stops after its LOCK step (then
+ *                 killed);
  *   "2:give:2"    after its GIVE step (values received, not installed);
  *   "2:install:2" after it installed the keys and sent their backup, before
  *                 its SET (then killed);
@@ -328,9 +329,10 @@ static int nodegone_main(void)
  *   C 100-104 home 1, held by 1     D 105-109 home 1, held by 0
  *   E 10-14   home 0, held by 2 (moved there: backed up at once, BK5)
  * Each host's first move is the setup above; then, with host 2's hooks,
- * host 2 moves A-D, and with host 0's, host 0 moves E back.  After the loss each survivor pulls each set and prints its
- * values (or error) and where the keys are held.  No set may wait (a key
- * left MOVING waits 30 s and fails -ETIMEDOUT).
+ * host 2 moves A-D, and with host 0's, host 0 moves E back.  After the
+ * loss each survivor pulls each set and prints its values (or error) and,
+ * at host 0, where the keys are held.  No set may wait (a key left MOVING
+ * waits 30 s and fails -ETIMEDOUT).
  */
 static int midmove_main(void)
 {
