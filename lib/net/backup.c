@@ -121,7 +121,8 @@
 /* values given to mover host (req >> 32) & BK_FOR_MASK, sent by the giver
  * for it (BK7) */
 #define BK_GIVEN (1ULL << 53)
-/* keys the sender gave away: its entries of them are dropped (BK8) */
+/* keys host (req >> 32) & BK_FOR_MASK gave away: its entries of them are
+ * marked gone (BK8) */
 #define BK_GONE (1ULL << 52)
 #define BK_FOR_MASK 0x7ffu
 
@@ -587,39 +588,55 @@ void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys
 }
 
 /*
- * (BK8) Link thread of a giver: keys[0..n) left this host (given to a
- * mover): its backup host drops its entries of them, before the reply that
- * gives them leaves.  Else b(h) would promote a key h gave away since its
- * last complete round (the round, or a move's BK5 frame, listed it) when h
- * is lost: a second copy that b(h)'s own workers would use.  Sent from the
- * node that served the give, over its own connection: with one node per
- * host that is the node whose rounds and moves sent the entries (one
- * stream, in order); with more, the entries may sit at another node of
- * b(h), which keeps them (DESIGN "Losing a host", Not done).
+ * (BK8) The mover, after it installed keys[0..n) (migrate.c step 3): for
+ * each, the host that gave it (givers[i]) has it no more, so that host's
+ * backup host drops its entries of it (a BACKUP frame tagged BK_GONE for
+ * the giver, keys only).  Else b(g) would promote, when g is lost, a key g
+ * gave away since its last complete round (the round, or a move's BK5
+ * frame, listed it): a second copy that b(g)'s own workers would use.
+ * Sent by the mover, not the giver: only a give that completed (the value
+ * arrived) is forgotten, so a giver lost with its reply in flight keeps
+ * its entry and b(g) promotes it.  The entries sit at the node of b(g)
+ * with the mover's node number when g got the key by a move (BK5, BK7),
+ * else at the node that held its slot: with several nodes per host they
+ * may stay (DESIGN "Losing a host", Not done).
  */
-void ps__bk_gave(struct ps__link *L, ps_table *t, const ps_key *keys, uint32_t n)
+void ps__bk_got(ps_world *w, ps_table *t, const ps_key *keys, const int32_t *givers, size_t n)
 {
-	ps_world *w = L->w;
-	if (!L->bk || n == 0 || t->rprim || t->state_len)
+	struct ps__link *L = w->link;
+	if (!L || !L->bk || n == 0 || t->rprim || t->state_len)
 		return;
-	int to = ps__backup_host(w, w->host);
-	if (to < 0)
-		return;
-	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / 8ULL;
-	uint64_t req = ((uint64_t)w->node << 56) | BK_GONE;
-	for (uint32_t at = 0; at < n; at += (uint32_t)per) {
-		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
-		uint32_t len = (uint32_t)ps__kv_size(false, c, t->value_len);
-		uint8_t *f = malloc(PS__FRAME_HDR + len);
-		if (!f)
-			return;
-		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = t->value_len, .num_keys = t->num_keys,
-				       .n = c};
-		ps__kv_enc_hdr(f + PS__FRAME_HDR, &q);
-		memcpy(f + PS__FRAME_HDR + PS__KV_HDR, keys + at, 8 * (size_t)c);
-		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
-		free(f);
+	ps_key *k = malloc(n * sizeof *k);
+	bool *done = calloc(n, sizeof *done);
+	for (size_t i = 0; k && done && i < n; i++) {
+		int g = givers[i];
+		if (done[i] || g < 0 || g >= w->nhosts || (uint32_t)g > BK_FOR_MASK)
+			continue;
+		size_t c = 0; /* this giver's keys, in one frame per frame's worth */
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && givers[j] == g)
+				k[c++] = keys[j], done[j] = true;
+		int to = ps__backup_host(w, g);
+		if (to < 0 || to == w->host)
+			continue; /* our own word is the slot: never promoted over */
+		uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / 8ULL;
+		uint64_t req = ((uint64_t)w->node << 56) | BK_GONE | ((uint64_t)g << 32);
+		for (size_t at = 0; at < c; at += per) {
+			uint32_t m = (uint32_t)(c - at < per ? c - at : per);
+			uint32_t len = (uint32_t)ps__kv_size(false, m, t->value_len);
+			uint8_t *f = malloc(PS__FRAME_HDR + len);
+			if (!f)
+				break;
+			struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = t->value_len,
+					       .num_keys = t->num_keys, .n = m};
+			ps__kv_enc_hdr(f + PS__FRAME_HDR, &q);
+			memcpy(f + PS__FRAME_HDR + PS__KV_HDR, k + at, 8 * (size_t)m);
+			ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+			free(f);
+		}
 	}
+	free(k);
+	free(done);
 }
 
 /* (BK2) a BACKUP frame of host f->host */
@@ -631,11 +648,12 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 	if (!b || f->host >= PS__MAX_HOSTS || ps__kv_dec(f->body, f->len, !gone, &m) != 0 ||
 	    m.table >= PS__MAX_TABLES || (m.flags & PS__KV_WIRE))
 		return;
-	if (gone) {
+	if (gone) { /* BK8: for the giver named in the request id */
 		struct bk_table *bt = &b->tab[m.table];
+		int32_t g = (int32_t)((f->req >> 32) & BK_FOR_MASK);
 		for (uint32_t i = 0; i < m.n; i++) {
 			struct bk_entry *e = slot_of(bt, ps__get64(m.keys + 8 * (size_t)i), false);
-			if (e && e->src == f->host)
+			if (e && e->src == g)
 				e->gone = true;
 		}
 		return;

@@ -171,8 +171,9 @@ extern _Atomic int ps__bk_test_promotions; /* ps__bk_promote calls in this proce
 /* (BK7) values given to mover (nf floats per key at vals) to its backup host */
 void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
 		  uint32_t n);
-/* (BK8) keys given away by this host: its backup host forgets them */
-void ps__bk_gave(struct ps__link *L, ps_table *t, const ps_key *keys, uint32_t n);
+/* (BK8) the mover installed keys[0..n), given by givers[i]: their backup
+ * hosts mark their entries gone */
+void ps__bk_got(ps_world *w, ps_table *t, const ps_key *keys, const int32_t *givers, size_t n);
 /* (BK9) survivor s holds keys (n 0: has listed all) homed at lost host x;
  * and node 0 of every other survivor sends b(x) that list */
 void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, uint32_t n);

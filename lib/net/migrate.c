@@ -287,6 +287,9 @@ void ps__migrate_held(struct ps__link *L, int x)
 		return;
 	ps_table *last = NULL;
 	uint64_t sent = 0;
+	/* seq_cst fence: the loss mark (hgone, stored before) before the scan
+	 * of our words; pairs with the mover's fence after its installs */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (int id = 0; id < PS__MAX_TABLES; id++) {
 		/* acquire: as in ps__bk_tick */
 		ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
@@ -395,6 +398,7 @@ struct mover {
 	const ps_key *keys;
 	uint8_t *st;              /* enum st per key */
 	int32_t *host;            /* per key: whom the next step asks */
+	int32_t *giver;           /* per given key: the host that gave it */
 	uint64_t *off;            /* reserved slot per key (0: none) */
 	uint32_t *vals;           /* nf per key, for given keys */
 };
@@ -508,6 +512,7 @@ static int step(struct mover *mv, enum st want, uint32_t op,
 
 static void take_value(struct mover *mv, size_t i, const uint8_t *val)
 {
+	mv->giver[i] = mv->host[i]; /* the host this step asked */
 	memcpy(mv->vals + (size_t)i * mv->nf, val, 4 * (size_t)mv->nf);
 	mv->st[i] = ST_GIVEN;
 }
@@ -611,9 +616,10 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	struct mover mv = {.t = t, .w = w, .n = n, .nf = t->value_len + t->state_len, .keys = keys};
 	mv.st = calloc(n, 1);
 	mv.host = calloc(n, sizeof *mv.host);
+	mv.giver = calloc(n, sizeof *mv.giver);
 	mv.off = calloc(n, sizeof *mv.off);
 	mv.vals = malloc(n * mv.nf * sizeof *mv.vals);
-	int rc = (mv.st && mv.host && mv.off && mv.vals) ? 0 : -ENOMEM;
+	int rc = (mv.st && mv.host && mv.giver && mv.off && mv.vals) ? 0 : -ENOMEM;
 	/* reserve the slots first: a value that was given up must land.  A
 	 * full pool whose slots wait for a grace period is waited for here,
 	 * before step 1, as a move within the host does (MG6). */
@@ -671,6 +677,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	size_t moved = 0;
 	ps_key *inst = malloc(nres * sizeof *inst + 1); /* keys installed, for BK5 */
 	uint32_t *ival = malloc(nres * sizeof *ival * t->value_len + 1);
+	int32_t *igiver = malloc(nres * sizeof *igiver + 1);
 	for (size_t i = 0; i < nres; i++) {
 		int home = ps__home_of(w, t->num_keys, keys[i]);
 		if (mv.st[i] == ST_UNLOCK && home == me) {
@@ -691,8 +698,9 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		 * acquires the word (KV1) */
 		atomic_store_explicit(&t->loc[keys[i]], PS__LOC_MAKE(w->node, mv.off[i]), memory_order_release);
 		mv.off[i] = 0;
-		if (inst && ival) {
+		if (inst && ival && igiver) {
 			inst[moved] = keys[i];
+			igiver[moved] = mv.giver[i];
 			memcpy(ival + moved * t->value_len, mv.vals + i * mv.nf, 4 * (size_t)t->value_len);
 		}
 		moved++;
@@ -702,10 +710,13 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	/* their values to this host's backup host now, before the SET that
 	 * makes the home route to us (BK5): a loss before our next backup
 	 * round keeps them; without memory, only the round covers them */
-	if (inst && ival)
+	if (inst && ival && igiver) {
 		ps__bk_moved_in(w, t, inst, ival, t->value_len, moved);
+		ps__bk_got(w, t, inst, igiver, moved);
+	}
 	free(inst);
 	free(ival);
+	free(igiver);
 	move_stop(w, "install");
 	/* step 4 */
 	int rc4 = step(&mv, ST_GIVEN, PS__MV_SET, on_done);
@@ -714,7 +725,11 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		rc = rc4 ? rc4 : rc5;
 	/* keys installed here whose home was lost meanwhile (their SET went
 	 * nowhere): the lost home's directory is at its backup host now
-	 * (backup.c BK9), which must learn they are here */
+	 * (backup.c BK9), which must learn they are here.  seq_cst fence: our
+	 * installs before the loss marks we read, against the link thread's
+	 * mark before its scan of what we hold (ps__migrate_held): a key one
+	 * side misses the other sees */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (size_t i = 0; w->link->bk && i < nres; i++) {
 		int home = ps__home_of(w, t->num_keys, keys[i]);
 		int bh = mv.st[i] == ST_GIVEN && ps__host_lost(w, home) ? ps__backup_host(w, home) : -1;
@@ -740,6 +755,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		atomic_fetch_add_explicit(&w->me->stats.relocations, moved, memory_order_relaxed);
 	free(mv.st);
 	free(mv.host);
+	free(mv.giver);
 	free(mv.off);
 	free(mv.vals);
 	return rc ? rc : full;
@@ -896,10 +912,8 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 	if (nunl)
 		promote_unlocked(L, t, later_unlock, nunl);
 	free(later_unlock);
-	if (given && ngiven) { /* before the reply that carries them leaves */
-		ps__bk_gave(L, t, given, ngiven);
+	if (given && ngiven) /* before the reply that carries them leaves */
 		ps__bk_given(L, t, to, given, vals, nf, ngiven);
-	}
 	free(given);
 	if (b && b->n)
 		ps__retire(w, b); /* the given slots, after a grace period */
