@@ -72,14 +72,14 @@
  *        its giver it is at b(a): a mover lost with the value in flight, or
  *        before its BK5 frame, loses nothing.  Costs one more copy of every
  *        value moved (only with backups on).
- *   (BK8) A giver tells its own backup host which keys it gave away (a
- *        BACKUP frame tagged BK_GONE, keys only, before the reply): their
- *        entries from it are dropped, so b(h) does not promote, when h is
- *        lost, a key h gave away since its last complete round (a second
- *        copy that b(h)'s own workers would use).  One node per host: the
- *        node that serves the give is the one whose rounds and moves sent
- *        the entries; with more nodes they may sit at another node of b(h)
- *        and stay.
+ *   (BK8) A mover that installed a key tells the giver's backup host (a
+ *        BACKUP frame tagged BK_GONE for the giver, keys only): its entries
+ *        of the key are marked gone, so b(g) does not promote, when g is
+ *        lost, a key g gave away since its last complete round (a second
+ *        copy that b(g)'s own workers would use).  Only a give that
+ *        completed is marked: a giver lost with its reply in flight keeps
+ *        its entry.  With several nodes per host the entries may sit at
+ *        another node of b(g) and stay.
  *   (BK9) The lost host x was the home of a key range: its directory is
  *        lost with it.  Node 0 of every other survivor lists the keys of
  *        x's range it holds (HELD, migrate.c) to b(x), then HELD_END; node
