@@ -134,10 +134,13 @@ int ps_num_hosts(const ps_world *w);
  * applied after the start of its last backup round that arrived, i.e. in
  * its last 1/R s + one round's send time; a push in flight at the loss
  * may instead be counted twice (applied and backed up there, then retried
- * at the backup).  Keys never backed up (a table created, or a key moved
- * there, less than a round before the loss; tables with replication or
- * rule state) are lost: requests for them fail with PS_EHOSTDOWN.  Keys
- * held by the survivors keep every update.
+ * at the backup).  A key moved to a host is backed up from the moment
+ * its value leaves the host that gives it (the move's own backup, not the
+ * next round), and a host lost in the middle of a move leaves that key
+ * where it was or promoted from that backup, never stuck.  Keys never
+ * backed up (a table created less than a round before the loss; tables
+ * with replication or rule state) are lost: requests for them fail with
+ * PS_EHOSTDOWN.  Keys held by the survivors keep every update.
  */
 /* Elastic jobs: hosts joined and not left count; alive[] has a slot for
  * every rank below cap (cap = ps_num_hosts covers them all). */

@@ -330,7 +330,7 @@ static void test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts(void 
 	assert_true(mq.table == 1 && mq.op == PS__MV_GIVE && mq.nf == 5 && mq.arg == 2 && mq.num_keys == 100 &&
 		    mq.n == 2 && ps__get64(mq.keys + 8) == 10);
 	assert_int_equal(ps__move_dec(b, len + 8, &mq), PS_EFRAME_BODY);
-	q.op = 5;
+	q.op = PS__MV_PROMOTE + 1; /* one past the last op */
 	ps__move_enc_hdr(b, &q);
 	assert_int_equal(ps__move_dec(b, len, &mq), PS_EFRAME_BODY); /* unknown op */
 	q.op = PS__MV_SET;

@@ -182,6 +182,293 @@ static int survive_main(void)
 	return wrong || wrong_gone ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: movekill */
+
+#define SLOW_RATE "0.05" /* rounds/s: the first round 20 s after start, so none runs */
+
+/*
+ * Keys moved to a host are backed up at once (BK5).  Every host pushes +1
+ * to keys 0-9 (home host 0) and 100-109 (home host 1); after a barrier
+ * host 2 localizes all 20 and stops, and the driver SIGKILLs it at once.
+ * No backup round ran anywhere (SLOW_RATE), so only the backup sent when
+ * the move installed them can bring them back: the survivors' barrier
+ * completes once host 2 is dropped, then every one of the 20 keys must be
+ * held by host 0 (the backup host of host 2) with its exact sum 3, and
+ * take the survivors' next pushes (5).
+ */
+static int movekill_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key mk[20];
+	for (int i = 0; i < 10; i++)
+		mk[i] = (ps_key)i, mk[10 + i] = (ps_key)(100 + i);
+	if ((rc = ps_push_sync(t, mk, 20, one)) != 0 || (rc = ps_barrier(w)) != 0) {
+		printf("movekill: host %d: before the move: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		if ((rc = ps_localize_sync(t, mk, 20)) != 0) {
+			printf("movekill: host 2: localize: %s\n", ps_strerror(rc));
+			return 1;
+		}
+		int here = 0;
+		for (int i = 0; i < 20; i++)
+			here += ps_owner_host(t, mk[i]) == 2;
+		printf("movekill: host 2 moved %d keys\n", here);
+		fflush(stdout);
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	/* completes when host 2 is dropped (it never arrives) */
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("movekill: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	float v[20], v2[20];
+	int pull1 = ps_pull_sync(t, mk, 20, v);
+	/* both survivors pulled before either pushes again */
+	if (pull1 == 0 && (rc = ps_barrier(w)) == 0 && (rc = ps_push_sync(t, mk, 20, one)) == 0)
+		rc = ps_barrier(w);
+	int pull2 = pull1 == 0 && rc == 0 ? ps_pull_sync(t, mk, 20, v2) : pull1;
+	int wrong = 0, at0 = 0;
+	for (int i = 0; i < 20; i++) {
+		at0 += ps_owner_host(t, mk[i]) == 0;
+		if (pull2 == 0 && (v[i] != 3.0f || v2[i] != 5.0f) && wrong++ < 5)
+			printf("movekill: host %d: key %d = %g then %g, want 3 then 5\n", me, (int)mk[i], (double)v[i],
+			       (double)v2[i]);
+	}
+	printf("movekill: host %d: pulls %s, %s; %d wrong of 20; %d held at host 0\n", me, ps_strerror(pull1),
+	       ps_strerror(pull2), wrong, at0);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return pull2 || wrong ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ node: nodegone */
+
+/*
+ * A survivor one of whose nodes already exited still completes its
+ * promotion (BK3: a node no longer alive counts as done).  3 hosts x 2
+ * nodes, no backup round (SLOW_RATE).  After a barrier node 1 of host 0
+ * exits (without ps_finalize: a node that is simply gone) and host 2
+ * stops; the driver waits until node 1's process is gone, then SIGKILLs
+ * host 2.  Node 0 of host 0 (host 2's backup host) waits until it sees the
+ * loss and pulls key 200, which host 2 held and never backed up: it must
+ * fail with PS_EHOSTDOWN at once (before, the promotion never counted as
+ * done, so the pull waited 30 s and failed -ETIMEDOUT), and key 100 (host
+ * 1's) must still be read.
+ */
+static int nodegone_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), node = ps_node_id(w), rc;
+	if ((rc = ps_barrier(w)) != 0) {
+		printf("nodegone: host %d node %d: barrier: %s\n", me, node, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 0 && node == 1) {
+		printf("nodegone: host 0 node 1 leaves (pid %d)\n", (int)getpid());
+		fflush(stdout);
+		_exit(0);
+	}
+	if (me == 2) {
+		if (node == 0) {
+			printf("nodegone: host 2 ready\n");
+			fflush(stdout);
+		}
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	if (me == 0) {
+		/* a condition wait (the loss), not a timed guess */
+		for (int i = 0; i < 60000 && ps_hosts_alive(w, NULL, 0) != 2; i++)
+			usleep(1000);
+		ps_key k200 = 200, k100 = 100;
+		float v;
+		double t0 = mono_now();
+		int lost = ps_pull_sync(t, &k200, 1, &v);
+		double dt = mono_now() - t0;
+		int kept = ps_pull_sync(t, &k100, 1, &v);
+		printf("nodegone: host 0: alive %d; key 200: %s, %s; key 100: %s\n", ps_hosts_alive(w, NULL, 0),
+		       ps_strerror(lost), dt < 5.0 ? "at once" : "after a wait", ps_strerror(kept));
+		fflush(stdout);
+	}
+	/* node 1 of host 0 never arrives at the final barrier: its result
+	 * is not this test's matter */
+	(void)ps_finalize(w);
+	return 0;
+}
+
+/* ------------------------------------------------------------ node: midmove */
+
+/*
+ * A host lost in the middle of a move (migrate.c MG7, backup.c BK6).  The
+ * test hook PSMEM_DEBUG_MOVE_STOP (test builds) stops or holds one move:
+ *   "2:lock:2"    host 2's second move stops after its LOCK step (then
+ *                 killed);
+ *   "2:give:2"    after its GIVE step (values received, not installed);
+ *   "2:install:2" after it installed the keys and sent their backup, before
+ *                 its SET (then killed);
+ *   "0:lock-wait:2" host 0's second move waits after its LOCK step until
+ *                 host 2, the keys' holder, is lost and host 0 promoted
+ *                 its keys, then goes on (its GIVE fails).
+ * Keys (value 3 each: every host pushes +1 before the moves below):
+ *   A 0-4     home 0, held by 0     B 5-9     home 0, held by 1
+ *   C 100-104 home 1, held by 1     D 105-109 home 1, held by 0
+ *   E 10-14   home 0, held by 2 (moved there: backed up at once, BK5)
+ * Each host's first move is the setup above; then, with host 2's hooks,
+ * host 2 moves A-D, and with host 0's, host 0 moves E back.  After the
+ * loss each survivor pulls each set and prints its values (or error) and,
+ * at host 0, where the keys are held.  No set may wait (a key left MOVING
+ * waits 30 s and fails -ETIMEDOUT).
+ */
+static int midmove_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	const char *hook = getenv("PSMEM_DEBUG_MOVE_STOP");
+	bool hold = hook && strstr(hook, "lock-wait");
+	int me = ps_host_id(w), rc = 0;
+	ps_key set[5][5], all[25];
+	const ps_key first[5] = {0, 5, 100, 105, 10};
+	for (int s = 0; s < 5; s++)
+		for (int i = 0; i < 5; i++)
+			all[5 * s + i] = set[s][i] = first[s] + (ps_key)i;
+	if ((rc = ps_push_sync(t, all, 25, one)) == 0 && (rc = ps_barrier(w)) == 0) {
+		if (me == 1)
+			rc = ps_localize_sync(t, set[1], 5);
+		if (me == 0)
+			rc = ps_localize_sync(t, set[3], 5);
+		if (me == 2)
+			rc = ps_localize_sync(t, set[4], 5);
+	}
+	if (rc || (rc = ps_barrier(w)) != 0) {
+		printf("midmove: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2 && !hold)
+		ps_localize_sync(t, all, 20); /* stops in the hook: killed there */
+	if (me == 2) {
+		printf("midmove: host 2 ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	if (me == 0 && hold) {
+		rc = ps_localize_sync(t, set[4], 5);
+		printf("midmove: host 0: the move of E after the loss: %s\n", ps_strerror(rc));
+	}
+	if ((rc = ps_barrier(w)) != 0) { /* completes when host 2 is dropped */
+		printf("midmove: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	char line[512];
+	int at = snprintf(line, sizeof line, "midmove: host %d:", me);
+	double t0 = mono_now();
+	for (int s = 0; s < 5; s++) {
+		float v[5];
+		rc = ps_pull_sync(t, set[s], 5, v);
+		int same = 0, held = ps_owner_host(t, set[s][0]);
+		for (int i = 0; i < 5; i++)
+			same += rc == 0 && v[i] == v[0] && ps_owner_host(t, set[s][i]) == held;
+		if (rc)
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %s;", 'A' + s, ps_strerror(rc));
+		else if (me == 0) /* host 2's backup host: where they are is exact here */
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %g%s at %d;", 'A' + s, (double)v[0],
+				       same == 5 ? "" : " (not all)", held);
+		else
+			at += snprintf(line + at, sizeof line - (size_t)at, " %c %g%s;", 'A' + s, (double)v[0],
+				       same == 5 ? "" : " (not all)");
+	}
+	printf("%s %s\n", line, mono_now() - t0 < 5.0 ? "at once" : "after a wait");
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ node: gaveaway */
+
+/*
+ * A key the lost host gave away before any round stays where it went, and
+ * a stale hint naming the lost host at its backup host asks the home.
+ * Key 150 (home 1, value 3) moves to host 2 (its move's backup goes to
+ * host 0, BK5), host 0 reads it there (its hint becomes REMOTE(2)), then
+ * host 1 takes it back (host 2 tells host 0 it gave it away, BK8); host 2
+ * is killed (no round ever ran).  Host 0 must not promote 150 (a second
+ * copy) and must read it from host 1: 3, then 4 after host 1 pushes.
+ * Key 250 (home 2, the lost host) was taken by host 1 before: host 2's
+ * directory is lost with it, host 0 (its backup host) rebuilds it from
+ * what the survivors hold (BK9) and reads 250 from host 1 likewise.
+ */
+static int gaveaway_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key k = 150, h2 = 250;
+	float v = 0, v2 = 0, u = 0, u2 = 0;
+	if ((rc = ps_push_sync(t, &k, 1, one)) == 0 && (rc = ps_push_sync(t, &h2, 1, one)) == 0 &&
+	    (rc = ps_barrier(w)) == 0 && me == 2)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0 && me == 1)
+		rc = ps_localize_sync(t, &h2, 1);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 0)
+		rc = ps_pull_sync(t, &k, 1, &v);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0)
+		rc = ps_barrier(w);
+	if (rc) {
+		printf("gaveaway: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		printf("gaveaway: host 2 ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	int hint = ps_owner_host(t, k);
+	if ((rc = ps_barrier(w)) != 0) /* completes when host 2 is dropped */
+		return 1;
+	int r1 = ps_pull_sync(t, &k, 1, &v), r2 = ps_pull_sync(t, &h2, 1, &u);
+	int here = ps_owner_host(t, k) == 0;
+	if (r1 == 0 && (rc = ps_barrier(w)) == 0 && me == 1 && (rc = ps_push_sync(t, &k, 1, one)) == 0)
+		rc = ps_push_sync(t, &h2, 1, one);
+	if (r1 == 0 && rc == 0 && (rc = ps_barrier(w)) == 0)
+		r1 = ps_pull_sync(t, &k, 1, &v2);
+	if (r2 == 0 && rc == 0)
+		r2 = ps_pull_sync(t, &h2, 1, &u2);
+	if (me == 0)
+		printf("gaveaway: host 0: hint before the loss %d; key 150: %s, %g then %g; held here %d; "
+		       "key 250: %s, %g then %g\n",
+		       hint, ps_strerror(r1 ? r1 : rc), (double)v, (double)v2, here, ps_strerror(r2), (double)u,
+		       (double)u2);
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -305,15 +592,15 @@ static bool port_free(unsigned port)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
-static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
-			 const char *ready)
+static double run_job_rate(struct mh_proc h[3], const char *mode, const char *rate, int nodes, const char *tag,
+			   int sig, const char *role, const char *ready)
 {
 	unsigned port = mh_free_port();
 	const char *prog[] = {mh_self, "--node", role, NULL};
 	static char store[3][96];
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
-		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		mh_psrun_argv(argv, store[r], nodes, 3, r, port, prog);
 		if (mode) { /* insert before the program */
 			int i = 0;
 			while (argv[i] != mh_self)
@@ -326,15 +613,18 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 			argv[i] = "--on-host-failure";
 			argv[i + 1] = mode;
 			argv[i + 2] = "--backup-rate";
-			argv[i + 3] = BACKUP_RATE;
+			argv[i + 3] = rate;
 		}
 		char name[32];
 		snprintf(name, sizeof name, "%s%d", tag, r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
-	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[2].out), ready); i++)
+	/* ready: a line of any host's output */
+#define READY() (strstr(mh_slurp(h[0].out), ready) || strstr(mh_slurp(h[1].out), ready) || \
+		 strstr(mh_slurp(h[2].out), ready))
+	for (int i = 0; i < 1200 && !READY(); i++)
 		usleep(50 * 1000);
-	if (!strstr(mh_slurp(h[2].out), ready)) {
+	if (!READY()) {
 		for (int r = 0; r < 3; r++) {
 			mh_finish(&h[r], 0);
 			mh_show(&h[r], "host");
@@ -346,9 +636,18 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 	 * (the survivors wait in a barrier for it), so every update must
 	 * survive the loss exactly.  Not a synchronisation: the window is
 	 * what psmem.h documents. */
+	if (!strcmp(role, "nodegone")) { /* node 1 of host 0 is gone first */
+		const char *l = NULL;
+		for (int i = 0; i < 1200 && !(l = strstr(mh_slurp(h[0].out), "leaves (pid ")); i++)
+			usleep(50 * 1000);
+		int pid = l ? atoi(l + strlen("leaves (pid ")) : 0;
+		for (int i = 0; pid > 0 && i < 1200 && kill(pid, 0) == 0; i++)
+			usleep(50 * 1000);
+		assert_true(pid > 0 && kill(pid, 0) != 0);
+	}
 	if (mode && !strcmp(role, "survive"))
 		usleep(500 * 1000);
-	else if (mode) /* mid-storm, updates in flight */
+	else if (mode && !strcmp(role, "storm")) /* mid-storm, updates in flight */
 		usleep(200 * 1000);
 	double t_kill = mh_now();
 	kill(h[2].pid, sig); /* psrun alone: its guardian removes the rest */
@@ -362,6 +661,12 @@ static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag,
 	}
 	assert_true(port_free(port));
 	return t_kill;
+}
+
+static double run_job_as(struct mh_proc h[3], const char *mode, const char *tag, int sig, const char *role,
+			 const char *ready)
+{
+	return run_job_rate(h, mode, BACKUP_RATE, 1, tag, sig, role, ready);
 }
 
 static double run_job(struct mh_proc h[3], const char *mode, const char *tag, int sig)
@@ -386,6 +691,133 @@ static void test_storm_loses_at_most_the_backup_window(void **state)
 		const char *l = strstr(out, "storm: host ");
 		printf("%.*s (finished %.3f s after the kill)\n", (int)strcspn(l, "\n"), l, h[r].t_end - t_kill);
 	}
+	mh_assert_clean(&segs);
+}
+
+static void test_keys_moved_to_a_lost_host_come_back_without_a_round(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, 1, "mvk", SIGKILL, "movekill", "host 2 moved 20 keys");
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		char want[128];
+		snprintf(want, sizeof want, "movekill: host %d: pulls %s, %s; 0 wrong of 20; 20 held at host 0", r,
+			 ps_strerror(0), ps_strerror(0));
+		if (h[r].status != 0 || !strstr(out, want))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, want);
+		/* no round had run: only the move's own backup brought them */
+		if (r == 0)
+			assert_contains(err, "psmem: host 0 node 0: promoted 20 keys of lost host 2 (its backup round 0");
+	}
+	mh_assert_clean(&segs);
+}
+
+static void test_a_survivor_with_a_node_gone_still_completes_promotion(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, 2, "ngone", SIGKILL, "nodegone", "host 2 ready");
+	const char *out = mh_slurp(h[0].out);
+	char want[160];
+	snprintf(want, sizeof want, "nodegone: host 0: alive 2; key 200: %s, at once; key 100: %s",
+		 ps_strerror(PS_EHOSTDOWN), ps_strerror(0));
+	if (!strstr(out, want))
+		mh_show(&h[0], "host 0");
+	assert_contains(out, want);
+	mh_assert_clean(&segs);
+}
+
+/* The midmove job with PSMEM_DEBUG_MOVE_STOP=hook; want[r]: survivor r's
+ * line after "midmove: host r:". */
+static void midmove(const char *hook, const char *ready, const char *const want[2])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	setenv("PSMEM_DEBUG_MOVE_STOP", hook, 1);
+	run_job_rate(h, "continue", SLOW_RATE, 1, "mid", SIGKILL, "midmove", ready);
+	unsetenv("PSMEM_DEBUG_MOVE_STOP");
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		char line[256];
+		snprintf(line, sizeof line, "midmove: host %d: %s at once\n", r, want[r]);
+		if (!strstr(mh_slurp(h[r].out), line))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), line);
+	}
+	mh_assert_clean(&segs);
+}
+
+static void test_a_mover_lost_after_lock_leaves_nothing_moving(void **state)
+{
+	(void)state;
+	/* B and D were still at their holders: unlocked back to them, exact
+	 * (MG7).  A and C had been given to host 2 by their homes at LOCK and
+	 * never installed: their givers had sent the values to host 2's
+	 * backup host, host 0 (BK7), which promotes them, exact.  E was backed
+	 * up at host 0 when host 2 took it (BK5). */
+	midmove("2:lock:2", "host 2 stops after its move's lock step",
+		(const char *const[2]){"A 3 at 0; B 3 at 1; C 3 at 0; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
+static void test_a_mover_lost_before_its_set_leaves_every_key_promoted(void **state)
+{
+	(void)state;
+	/* host 2 installed A-D and sent their backup to host 0 (BK5); its
+	 * SET never came: each home unlocks (MG7), A-D come back at host 0
+	 * with exact values (B and D: their holders gave them, CHECK/LOST) */
+	midmove("2:install:2", "host 2 stops after its move's install step",
+		(const char *const[2]){"A 3 at 0; B 3 at 0; C 3 at 0; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
+static void test_a_mover_lost_after_give_loses_no_value(void **state)
+{
+	(void)state;
+	/* every value had reached host 2 and none was installed: A and C
+	 * from their homes at LOCK, B and D from their holders at GIVE; the
+	 * givers had sent them to host 0 (BK7); B's and D's homes unlock them
+	 * to their holders, which answer LOST (MG7); all come back exact */
+	midmove("2:give:2", "host 2 stops after its move's give step",
+		(const char *const[2]){"A 3 at 0; B 3 at 0; C 3 at 0; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
+static void test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks(void **state)
+{
+	(void)state;
+	/* E: its home, host 0 (also host 2's backup host), moves it back and
+	 * holds its entry MOVING(2) when host 2 is lost; the promotion waits
+	 * for the move, whose GIVE fails and unlock makes it REMOTE(2):
+	 * promoted then (BK6), exact */
+	midmove("0:lock-wait:2", "host 0 waits for a loss after its move's lock step",
+		(const char *const[2]){"A 3 at 0; B 3 at 1; C 3 at 1; D 3 at 0; E 3 at 0;", "A 3; B 3; C 3; D 3; E 3;"});
+}
+
+static void test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job_rate(h, "continue", SLOW_RATE, 1, "gave", SIGKILL, "gaveaway", "gaveaway: host 2 ready");
+	mh_show_failed(2, h);
+	char want[160];
+	snprintf(want, sizeof want,
+		 "gaveaway: host 0: hint before the loss 2; key 150: %s, 3 then 4; held here 0; key 250: %s, 3 then 4",
+		 ps_strerror(0), ps_strerror(0));
+	if (!strstr(mh_slurp(h[0].out), want))
+		mh_show(&h[0], "host 0");
+	assert_contains(mh_slurp(h[0].out), want);
+	assert_int_equal(h[0].status, 0);
+	assert_int_equal(h[1].status, 0);
 	mh_assert_clean(&segs);
 }
 
@@ -462,13 +894,32 @@ int main(int argc, char **argv)
 		return survive_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "movekill") == 0)
+		return movekill_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nodegone") == 0)
+		return nodegone_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "midmove") == 0)
+		return midmove_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "gaveaway") == 0)
+		return gaveaway_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
+	/* one test at a time while working (cmocka's * and ? patterns) */
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_survivors_drop_a_killed_host_and_keep_every_update),
 		cmocka_unit_test(test_survivors_drop_a_silent_host),
 		cmocka_unit_test(test_storm_loses_at_most_the_backup_window),
 		cmocka_unit_test(test_abort_is_still_the_default),
+		cmocka_unit_test(test_keys_moved_to_a_lost_host_come_back_without_a_round),
+		cmocka_unit_test(test_a_survivor_with_a_node_gone_still_completes_promotion),
+		cmocka_unit_test(test_a_mover_lost_after_lock_leaves_nothing_moving),
+		cmocka_unit_test(test_a_mover_lost_after_give_loses_no_value),
+		cmocka_unit_test(test_a_mover_lost_before_its_set_leaves_every_key_promoted),
+		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
+		cmocka_unit_test(test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -477,7 +477,7 @@ static void test_take_bodies_carry_values_and_are_checked(void **state)
 	ps__move_enc_hdr(b, &q);
 	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2), &m), 0);
 	assert_null(m.vals);
-	q.op = PS__MV_TAKEDIR + 1;
+	q.op = PS__MV_PROMOTE + 1; /* one past the last op */
 	ps__move_enc_hdr(b, &q);
 	assert_int_equal(ps__move_dec(b, (uint32_t)ps__move_size(2), &m), PS_EFRAME_BODY);
 	assert_true(ps__frame_type_known(PS__F_LEFT));

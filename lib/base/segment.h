@@ -327,6 +327,11 @@ struct ps__clocks {
 	 * hgone).  R: clock waiters (seq_cst), ps_hosts_alive (acquire).  Only
 	 * members are waited for (EL4). */
 	_Atomic uint32_t hmember[PS__MAX_CLOCK_HOSTS];
+	/* hpromo[h]: bit n once node n of this host promoted its backups of
+	 * lost host h (net/backup.c BK3; fetch_or release by its link thread,
+	 * acquire by ps__host_promoted, where a node no longer alive counts as
+	 * done) */
+	_Atomic uint64_t hpromo[PS__MAX_CLOCK_HOSTS];
 };
 #define PS__HOST_MEMBER 0u
 #define PS__HOST_ABSENT 1u

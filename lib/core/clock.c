@@ -77,9 +77,10 @@
  *        gives a host's slowest clock: exact for this host, a lower bound
  *        (the last one heard) for the others.
  *   (CLH7) psrun --on-host-failure continue: a host the bridge dropped
- *        (bridge.c "Losing a host") gets hgone[host] >= 2 (ABORT with code
- *        PS__GONE_LOST, ps__clock_host_lost, a CAS: each node's link then
- *        adds 1 when it has promoted its backups, net/backup.c BK3):
+ *        (bridge.c "Losing a host") gets hgone[host] = 2 (ABORT with code
+ *        PS__GONE_LOST, ps__clock_host_lost, a CAS; each node's link then
+ *        sets its bit in hpromo[host] when it has promoted its backups,
+ *        net/backup.c BK3):
  *        waiters skip it entirely, its minimum and bound included, so the
  *        job's bound holds over the hosts present.  ps_hosts_alive counts
  *        the hosts below 2.

@@ -17,17 +17,23 @@
  *        (no dirty tracking in kv.c yet).  Tables with replication or rule
  *        state are not backed up (a remote pull carries values only).
  *   (BK2) Store.  Node i of b keeps, per table, the last value of each key
- *        sent to it, the sending host and the round it came in; per sending
- *        host, the last round whose BK_END arrived (complete).  Relocated
- *        keys are covered because a round sends what the node holds now:
- *        the backup follows the holder.
+ *        sent to it, the sending host and where the value stands among that
+ *        host's rounds (ord: 2r for round r, 2r + 1 for values sent between
+ *        rounds, BK5 and BK7); per sending host, the last round whose
+ *        BK_END arrived (complete).  Relocated keys are covered because a
+ *        round sends what the node holds now: the backup follows the holder.
  *   (BK3) Promotion.  When the bridge drops host x (ABORT PS__GONE_LOST),
  *        every node of every survivor marks x lost (hgone[x] = 2, clock.c);
  *        on the survivor b(x), node i installs every key node i of x backed
- *        up there in its last complete round or later whose word here is
- *        REMOTE (not MOVING): a fresh slot of node i, word := slot (CAS).
- *        Then each node adds 1 to hgone[x]: hgone[x] == 2 + nodes means the
- *        promotion is complete on this host.  Other hosts route a key whose
+ *        up there with ord >= 2 x its last complete round (that round or
+ *        later) whose word here is REMOTE (not MOVING): a fresh slot of node
+ *        i, word := slot (CAS).  Then node i sets its bit in hpromo[x]: the
+ *        promotion is complete on this host when every node that is still
+ *        alive has (a node that exited never promotes: the keys it would
+ *        have taken are lost, and requests for them must fail at once, not
+ *        wait).  Before it promotes, each node unlocks the entries x had
+ *        locked at this home (migrate.c MG7), so those become REMOTE and
+ *        are promoted like the others.  Other hosts route a key whose
  *        word names a lost host to its backup host (link_remote.c), which
  *        serves it, or answers "pause" (REDIRECT -1) while its promotion is
  *        incomplete, or PS_EHOSTDOWN for a key it had no backup of.
@@ -36,22 +42,99 @@
  *        time to detect the loss).  A push in flight to x when it died is
  *        retried at b (link_remote.c): if x applied it and backed it up
  *        before dying it counts twice.  Both are inside the same window.
+ *   (BK5) Keys moved here are backed up at once: the mover (migrate.c step
+ *        3, on its own thread) sends their values to b(h) right after it
+ *        installs them, tagged BK_MOVE with the number R of the last round
+ *        begun, read after the install with a seq_cst fence that pairs with
+ *        the one between a round's number and its reads of the words: if
+ *        round R + 1 began before that read, its reads see the install.
+ *        Stored as ord 2R + 1: newer than round R (promoted if R is the
+ *        last complete round), older than round R + 1 (which, complete and
+ *        without the key, says the key left since).  No BK_END: such a
+ *        frame completes no round and makes no older round look complete.
+ *   (BK6) A key of x whose word at b(x) is MOVING(x) when x is promoted
+ *        (x held it, a live mover had locked it, and b(x) is its home or
+ *        the mover) waits: the mover's GIVE to x fails and its unlock makes
+ *        the word REMOTE(x), and the link thread, looking again at every
+ *        wakeup (1 ms while any waits), promotes it then; a word that
+ *        becomes anything else drops it; 30 s of MOVING is a hang and gives
+ *        up.  A key whose slot cannot be had (the pool full: slots given
+ *        away wait for their grace period) waits the same way (MG6's wait,
+ *        without blocking the link thread).  Node i sets its bit in
+ *        hpromo[x] when none of x's keys wait.
+ *   (BK7) A giver backs up for the mover: the link thread that gives a
+ *        key's value to mover host a (a LOCK answered GIVEN at the home, a
+ *        GIVE at the holder) sends the values to b(a) as BACKUP frames
+ *        tagged BK_GIVEN for a, before the MOVE_REPLY leaves (or stores them
+ *        itself if it is b(a)).  b(a) stores them as a's, with ord 2N + 1
+ *        (N: the newest round of a seen there), keeping an entry of a's own
+ *        that is as new (its BK5 one).  So from the moment a value leaves
+ *        its giver it is at b(a): a mover lost with the value in flight, or
+ *        before its BK5 frame, loses nothing.  Costs one more copy of every
+ *        value moved (only with backups on).
+ *   (BK8) A mover that installed a key tells the giver's backup host (a
+ *        BACKUP frame tagged BK_GONE for the giver, keys only): its entries
+ *        of the key are marked gone, so b(g) does not promote, when g is
+ *        lost, a key g gave away since its last complete round (a second
+ *        copy that b(g)'s own workers would use).  Only a give that
+ *        completed is marked: a giver lost with its reply in flight keeps
+ *        its entry.  With several nodes per host the entries may sit at
+ *        another node of b(g) and stay.
+ *   (BK9) The lost host x was the home of a key range: its directory is
+ *        lost with it.  Node 0 of every other survivor lists the keys of
+ *        x's range it holds (HELD, migrate.c) to b(x), then HELD_END; node
+ *        0 of b(x) applies each list after its own promotion of x (queued
+ *        till then): its word for such a key becomes REMOTE(holder), and a
+ *        slot it promoted for one is given up (the holder's is the live
+ *        copy, MG1: keys homed at x cannot move after x is lost, their
+ *        LOCK goes to x).  So b(x)'s words are x's directory from then on,
+ *        and redirects naming a lost host name b(x) (link_serve.c,
+ *        link_remote.c).  b(x)'s promotion counts as done when every
+ *        survivor's list came (or after 30 s): until then requests for
+ *        x's keys pause rather than fail for lack of a copy.  x's range is
+ *        frozen from then on (a LOCK goes to x): a holder refuses to give
+ *        such a key (its list stays right), and a mover that installs one
+ *        whose home was lost during its move tells b(x) (HELD).
+ *   (BK10) An entry marked given away (BK8) is still promoted where the
+ *        give is known not to have completed: at b(x) when b(x) is the
+ *        key's home and its directory names x (MG3: a completed move sets
+ *        it to the mover; an unlock after a failed GIVE sets it back to x),
+ *        and anywhere when the home, unlocking a key to lost holder x, asks
+ *        b(x) to (MOVE op PROMOTE): the GIVE's reply never reached the
+ *        mover, so x's backup is the value.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <urcu/urcu-memb.h>
+
 #include "arena.h"
+#include "grace.h"
 #include "kv.h"
 #include "link_in.h"
+#include "table.h"
 
 #define BK_END (1ULL << 55)
+#define BK_MOVE (1ULL << 54) /* a move's keys, sent after round (uint32_t)req began (BK5) */
+/* values given to mover host (req >> 32) & BK_FOR_MASK, sent by the giver
+ * for it (BK7) */
+#define BK_GIVEN (1ULL << 53)
+/* keys host (req >> 32) & BK_FOR_MASK gave away: its entries of them are
+ * marked gone (BK8) */
+#define BK_GONE (1ULL << 52)
+#define BK_FOR_MASK 0x7ffu
 
 struct bk_entry {
 	ps_key k;                 /* UINT64_MAX: empty */
 	int32_t src;
-	uint32_t round;
+	/* its sender gave the key away since (BK8): promoted only where the
+	 * give is known not to have completed (BK10) */
+	bool gone;
+	/* where its value stands among its sender's rounds (BK5): 2r for
+	 * round r, 2r + 1 for a move's keys sent after round r began */
+	uint64_t ord;
 	uint64_t at;              /* index of its values in vals (times vlen) */
 };
 
@@ -63,13 +146,44 @@ struct bk_table {
 	uint64_t vcap;            /* entries' worth of vals */
 };
 
+struct bk_defer {
+	uint32_t table;
+	int32_t x;
+	ps_key k;
+	uint64_t until;           /* ps__now_ns() bound: a hang, not a move */
+};
+
+struct bk_held {
+	uint32_t table;
+	int32_t x, s;
+	ps_key k;
+};
+
 struct ps__backup {
 	uint64_t period_ns, next_ns;
-	uint32_t round;
+	/* the last round begun: W link thread (seq_cst RMW, then a fence
+	 * before it reads the words); R the mover of ps__bk_moved_in (after
+	 * its fence: BK5) */
+	_Atomic uint32_t round;
 	struct bk_table tab[PS__MAX_TABLES];
 	uint32_t complete[PS__MAX_HOSTS]; /* last round with BK_END, per host */
 	uint32_t newest[PS__MAX_HOSTS];
 	uint64_t rounds_sent, keys_sent;
+	/* (BK6) keys of lost hosts waiting for their move to unlock, and the
+	 * hosts whose promotion waits for them */
+	struct bk_defer *df;
+	size_t ndf, cdf;
+	int32_t *dw;
+	size_t ndw, cdw;
+	uint64_t promoted_late, full_waits;
+	/* (BK9) lost homes' directories, node 0 of their backup host: HELD
+	 * lists queued until this node promoted their host; per lost host x,
+	 * whether it did, the survivors heard from (bit s of heard[x]) and
+	 * until when it waits for them (0: not waiting) */
+	struct bk_held *hq;
+	size_t nhq, chq;
+	uint8_t *heard, *done;
+	uint64_t *dir_until;
 	/* scratch of a round */
 	ps_key *keys;
 	float *v;
@@ -101,6 +215,7 @@ int ps__bk_init(struct ps__link *L)
 void ps__bk_free(struct ps__link *L)
 {
 	struct ps__backup *b = L->bk;
+	ps__migrate_locks_free(L);
 	if (!b)
 		return;
 	for (int i = 0; i < PS__MAX_TABLES; i++)
@@ -108,11 +223,17 @@ void ps__bk_free(struct ps__link *L)
 	free(b->keys);
 	free(b->v);
 	free(b->miss);
+	free(b->df);
+	free(b->dw);
+	free(b->hq);
+	free(b->heard);
+	free(b->done);
+	free(b->dir_until);
 	free(b);
 	L->bk = NULL;
 }
 
-/* hgone[h] >= 2: lost (clock.c CLH7); == 2 + nodes: promotion done here */
+/* hgone[h] >= 2: lost (clock.c CLH7) */
 static uint32_t lost_state(ps_world *w, int h)
 {
 	if (h < 0 || h >= PS__MAX_CLOCK_HOSTS)
@@ -126,9 +247,20 @@ bool ps__host_lost(ps_world *w, int h)
 	return lost_state(w, h) >= 2;
 }
 
+/* Promotion of lost host h done on this host: every node set its bit in
+ * hpromo[h], or is no longer alive (it exited, or died: it will never
+ * promote, and the keys it would have promoted are lost with it) */
 bool ps__host_promoted(ps_world *w, int h)
 {
-	return lost_state(w, h) >= 2 + (uint32_t)w->nnodes;
+	if (lost_state(w, h) < 2)
+		return false;
+	/* acquire: pairs with the fetch_or release after each node's
+	 * promotion: its words are visible */
+	uint64_t done = atomic_load_explicit(&w->seg.hdr->clocks.hpromo[h], memory_order_acquire);
+	for (int n = 0; n < w->nnodes; n++)
+		if (!(done >> n & 1) && ps__node_alive(&w->seg, n))
+			return false;
+	return true;
 }
 
 int ps__backup_host(ps_world *w, int h)
@@ -151,6 +283,8 @@ int ps__bk_timeout_ms(struct ps__link *L)
 	struct ps__backup *b = L->bk;
 	if (!b)
 		return -1;
+	if (b->ndw)
+		return 1; /* keys wait for their move (BK6) */
 	uint64_t now = ps__now_ns();
 	return now >= b->next_ns ? 0 : (int)((b->next_ns - now) / 1000000) + 1;
 }
@@ -180,7 +314,9 @@ static void send_prev(struct ps__link *L, int to, uint8_t **last, uint32_t *last
 {
 	struct ps__backup *b = L->bk;
 	if (*last) {
-		uint64_t req = ((uint64_t)L->w->node << 56) | (end ? BK_END : 0) | b->round;
+		/* relaxed: only this thread writes it */
+		uint64_t req = ((uint64_t)L->w->node << 56) | (end ? BK_END : 0) |
+			       atomic_load_explicit(&b->round, memory_order_relaxed);
 		ps__lk_send(L, to, *last, PS__F_BACKUP, req, *last_len);
 		free(*last);
 	}
@@ -240,11 +376,18 @@ static int round_chunk(struct ps__link *L, ps_table *t, int to, uint64_t k0, uin
 	return 0;
 }
 
+static void deferred(struct ps__link *L);
+
+#ifdef PS_TEST_HOOKS
+_Atomic int ps__bk_test_promotions;
+#endif
+
 /* (BK1) one round, if it is due */
 void ps__bk_tick(struct ps__link *L)
 {
 	struct ps__backup *b = L->bk;
 	ps_world *w = L->w;
+	deferred(L);
 	if (!b || ps__now_ns() < b->next_ns)
 		return;
 	b->next_ns = ps__now_ns() + b->period_ns;
@@ -253,7 +396,11 @@ void ps__bk_tick(struct ps__link *L)
 	 * would only race the end of the job */
 	if (to < 0 || atomic_load_explicit(&L->final, memory_order_relaxed))
 		return;
-	b->round++;
+	/* seq_cst, and the fence: the round's number before its reads of the
+	 * words, against a mover's install before its read of the number
+	 * (BK5: one of the two sees the other) */
+	atomic_fetch_add_explicit(&b->round, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
 	uint8_t *last = NULL;
 	uint32_t last_len = 0;
 	int rc = 0;
@@ -286,6 +433,54 @@ void ps__bk_round_now(struct ps__link *L)
 		return;
 	L->bk->next_ns = 0;
 	ps__bk_tick(L);
+}
+
+/*
+ * (BK5) Keys just installed here by a move (migrate.c step 3, on the
+ * mover's thread): their values go to the backup host at once, so a host
+ * lost before its next round does not lose what moved to it.  keys[i]'s
+ * values are the first value_len words at vals + i * stride.  They travel
+ * as a BACKUP frame tagged BK_MOVE with the number R of the last round
+ * begun, read after the install (the fence pairs with ps__bk_tick's): if
+ * round R + 1 began before that read, its reads of the words see the
+ * install; so a key that round R + 1 did not send had moved away, and its
+ * entry (order 2R + 1) is older than that round (2R + 2) and not
+ * promoted, while after round R it is newer than R's (2R) and is.  No
+ * BK_END: the frame completes no round.  Fire and forget, as a round.
+ */
+void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,
+		     size_t n)
+{
+	struct ps__link *L = w->link;
+	struct ps__backup *b = L ? L->bk : NULL;
+	if (!b || n == 0 || t->rprim || t->state_len)
+		return; /* no backups, or a table they do not cover (BK1) */
+	int to = ps__backup_host(w, w->host);
+	if (to < 0)
+		return;
+	/* seq_cst fence: the words stored by the install before the read
+	 * of the round's number (pairs with ps__bk_tick's fence) */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t r = atomic_load_explicit(&b->round, memory_order_relaxed);
+	const uint32_t vlen = t->value_len;
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	uint64_t req = ((uint64_t)w->node << 56) | BK_MOVE | r;
+	for (size_t at = 0; at < n; at += per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return; /* only lag: the next round sends them */
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		uint8_t *body = f + PS__FRAME_HDR;
+		ps__kv_enc_hdr(body, &q);
+		memcpy(body + PS__KV_HDR, keys + at, 8 * (size_t)c);
+		for (uint32_t i = 0; i < c; i++)
+			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * vlen, vals + (at + i) * stride,
+			       4 * (size_t)vlen);
+		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+		free(f);
+	}
 }
 
 static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
@@ -330,32 +525,438 @@ static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
 	return &bt->e[h];
 }
 
+/* (BK7) values given to mover x (stride: floats per key in vals) as if x
+ * had sent them after the last round of x seen here began: newer than
+ * that round, older than x's next complete one (which, if it lacks the
+ * key, says x gave it away again) and than an entry x sent itself after
+ * that round began (its install's, BK5: kept) */
+static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const uint8_t *keys, const uint8_t *vals,
+			uint32_t stride, uint32_t n)
+{
+	uint64_t ord = 2 * (uint64_t)b->newest[x] + 1;
+	for (uint32_t i = 0; i < n; i++) {
+		ps_key k = ps__get64(keys + 8 * (size_t)i);
+		struct bk_entry *e = slot_of(bt, k, true);
+		if (!e)
+			return;
+		if (e->src == x && e->ord >= ord && e->at < bt->n && e->ord != 0)
+			continue; /* x's own, as new or newer */
+		e->src = x;
+		e->ord = ord;
+		e->gone = false;
+		memcpy(bt->vals + e->at * bt->vlen, vals + 4 * (size_t)i * stride, 4 * (size_t)bt->vlen);
+	}
+}
+
+/*
+ * (BK7) Link thread of a giver (migrate.c: a LOCK answered GIVEN at the
+ * home, or a GIVE at the holder): the values of keys[0..n) given to mover
+ * host `mover` (nf floats per key at vals, the MOVE_REPLY's) go to the
+ * mover's backup host before the reply leaves, so a mover lost before it
+ * installed them, or before its own backup of them (BK5) arrived, loses
+ * nothing: they are promoted there as its keys.  The giver's own backup
+ * host is x's: stored here directly.
+ */
+void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
+		  uint32_t n)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	if (!b || n == 0 || t->rprim || t->state_len || mover < 0 || mover >= w->nhosts ||
+	    (uint32_t)mover > BK_FOR_MASK)
+		return;
+	int to = ps__backup_host(w, mover);
+	if (to < 0)
+		return;
+	const uint32_t vlen = t->value_len;
+	if (to == w->host) {
+		struct bk_table *bt = &b->tab[t->id];
+		if (bt->vlen && bt->vlen != vlen)
+			return;
+		bt->vlen = vlen;
+		uint8_t *kb = malloc(8 * (size_t)n);
+		for (uint32_t i = 0; kb && i < n; i++)
+			ps__put64(kb + 8 * (size_t)i, keys[i]);
+		if (kb)
+			store_given(b, bt, mover, kb, vals, nf, n);
+		free(kb);
+		return;
+	}
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	uint64_t req = ((uint64_t)w->node << 56) | BK_GIVEN | ((uint64_t)mover << 32);
+	for (uint32_t at = 0; at < n; at += (uint32_t)per) {
+		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint8_t *f = malloc(PS__FRAME_HDR + len);
+		if (!f)
+			return;
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		uint8_t *body = f + PS__FRAME_HDR;
+		ps__kv_enc_hdr(body, &q);
+		memcpy(body + PS__KV_HDR, keys + at, 8 * (size_t)c);
+		for (uint32_t i = 0; i < c; i++)
+			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * vlen,
+			       vals + 4 * (size_t)(at + i) * nf, 4 * (size_t)vlen);
+		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+		free(f);
+	}
+}
+
+/*
+ * (BK8) The mover, after it installed keys[0..n) (migrate.c step 3): for
+ * each, the host that gave it (givers[i]) has it no more, so that host's
+ * backup host drops its entries of it (a BACKUP frame tagged BK_GONE for
+ * the giver, keys only).  Else b(g) would promote, when g is lost, a key g
+ * gave away since its last complete round (the round, or a move's BK5
+ * frame, listed it): a second copy that b(g)'s own workers would use.
+ * Sent by the mover, not the giver: only a give that completed (the value
+ * arrived) is forgotten, so a giver lost with its reply in flight keeps
+ * its entry and b(g) promotes it.  The entries sit at the node of b(g)
+ * with the mover's node number when g got the key by a move (BK5, BK7),
+ * else at the node that held its slot: with several nodes per host they
+ * may stay (DESIGN "Losing a host", Not done).
+ */
+void ps__bk_got(ps_world *w, ps_table *t, const ps_key *keys, const int32_t *givers, size_t n)
+{
+	struct ps__link *L = w->link;
+	if (!L || !L->bk || n == 0 || t->rprim || t->state_len)
+		return;
+	ps_key *k = malloc(n * sizeof *k);
+	bool *done = calloc(n, sizeof *done);
+	for (size_t i = 0; k && done && i < n; i++) {
+		int g = givers[i];
+		if (done[i] || g < 0 || g >= w->nhosts || (uint32_t)g > BK_FOR_MASK)
+			continue;
+		size_t c = 0; /* this giver's keys, in one frame per frame's worth */
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && givers[j] == g)
+				k[c++] = keys[j], done[j] = true;
+		int to = ps__backup_host(w, g);
+		if (to < 0 || to == w->host)
+			continue; /* our own word is the slot: never promoted over */
+		uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / 8ULL;
+		uint64_t req = ((uint64_t)w->node << 56) | BK_GONE | ((uint64_t)g << 32);
+		for (size_t at = 0; at < c; at += per) {
+			uint32_t m = (uint32_t)(c - at < per ? c - at : per);
+			uint32_t len = (uint32_t)ps__kv_size(false, m, t->value_len);
+			uint8_t *f = malloc(PS__FRAME_HDR + len);
+			if (!f)
+				break;
+			struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = t->value_len,
+					       .num_keys = t->num_keys, .n = m};
+			ps__kv_enc_hdr(f + PS__FRAME_HDR, &q);
+			memcpy(f + PS__FRAME_HDR + PS__KV_HDR, k + at, 8 * (size_t)m);
+			ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
+			free(f);
+		}
+	}
+	free(k);
+	free(done);
+}
+
 /* (BK2) a BACKUP frame of host f->host */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 {
 	struct ps__backup *b = L->bk;
 	struct ps__kv_req m;
-	if (!b || f->host >= PS__MAX_HOSTS || ps__kv_dec(f->body, f->len, true, &m) != 0 || m.table >= PS__MAX_TABLES ||
-	    (m.flags & PS__KV_WIRE))
+	const bool gone = f->req & BK_GONE;
+	if (!b || f->host >= PS__MAX_HOSTS || ps__kv_dec(f->body, f->len, !gone, &m) != 0 ||
+	    m.table >= PS__MAX_TABLES || (m.flags & PS__KV_WIRE))
 		return;
+	if (gone) { /* BK8: for the giver named in the request id */
+		struct bk_table *bt = &b->tab[m.table];
+		int32_t g = (int32_t)((f->req >> 32) & BK_FOR_MASK);
+		for (uint32_t i = 0; i < m.n; i++) {
+			struct bk_entry *e = slot_of(bt, ps__get64(m.keys + 8 * (size_t)i), false);
+			if (e && e->src == g)
+				e->gone = true;
+		}
+		return;
+	}
 	struct bk_table *bt = &b->tab[m.table];
 	if (bt->vlen && bt->vlen != m.value_len)
 		return;
 	bt->vlen = m.value_len;
+	if (f->req & BK_GIVEN) {
+		uint32_t x = (uint32_t)(f->req >> 32) & BK_FOR_MASK;
+		if (x < (uint32_t)L->w->nhosts && x != (uint32_t)L->w->host)
+			store_given(b, bt, (int)x, m.keys, m.values, m.value_len, m.n);
+		return;
+	}
 	uint32_t round = (uint32_t)f->req;
+	uint64_t ord = 2 * (uint64_t)round + ((f->req & BK_MOVE) ? 1 : 0);
 	for (uint32_t i = 0; i < m.n; i++) {
 		ps_key k = ps__get64(m.keys + 8 * (size_t)i);
 		struct bk_entry *e = slot_of(bt, k, true);
 		if (!e)
 			return;
 		e->src = f->host;
-		e->round = round;
+		e->ord = ord;
+		e->gone = false;
 		memcpy(bt->vals + e->at * bt->vlen, m.values + 4 * (size_t)i * m.value_len, 4 * (size_t)m.value_len);
 	}
 	if (round > b->newest[f->host])
 		b->newest[f->host] = round;
-	if ((f->req & BK_END) && round > b->complete[f->host])
+	if ((f->req & BK_END) && !(f->req & BK_MOVE) && round > b->complete[f->host])
 		b->complete[f->host] = round;
+}
+
+static int defer_key(struct ps__backup *b, uint32_t table, ps_key k, int x)
+{
+	if (b->ndf == b->cdf) {
+		size_t c = b->cdf ? 2 * b->cdf : 64;
+		struct bk_defer *d = realloc(b->df, c * sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		b->df = d;
+		b->cdf = c;
+	}
+	b->df[b->ndf++] = (struct bk_defer){.table = table, .x = x, .k = k, .until = ps__now_ns() + 30000000000ULL};
+	return 0;
+}
+
+static int wait_host(struct ps__backup *b, int x)
+{
+	if (b->ndw == b->cdw) {
+		size_t c = b->cdw ? 2 * b->cdw : 8;
+		int32_t *d = realloc(b->dw, c * sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		b->dw = d;
+		b->cdw = c;
+	}
+	b->dw[b->ndw++] = x;
+	return 0;
+}
+
+/* e's value into a fresh slot of this node if t's word for it is REMOTE
+ * (CAS word := slot): 1; 0 if not (a word that changed meanwhile keeps
+ * its new meaning; the slot is leaked: rare, a loss-time race); 2 if the
+ * word is MOVING(x) (its mover, alive, will unlock it to REMOTE(x) or set
+ * it elsewhere) or this node's pool is full (slots wait for their grace
+ * period): BK6's deferral looks again. */
+static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *bt, const struct bk_entry *e, int x,
+		       bool force)
+{
+	ps_world *w = L->w;
+	/* acquire: as any reader of a word */
+	uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);
+	if (PS__LOC_IS_MOVING(lw))
+		return PS__LOC_OWNER(lw) == x ? 2 : 0;
+	/* (BK10) a key x gave away: only if the give did not complete - the
+	 * home's directory still names x (MG3: a move that completed set it
+	 * to the mover), or the home asked (force) */
+	if (e->gone && !force && !(lw == PS__LOC_MAKE_REMOTE(x) && ps__home_of(w, t->num_keys, e->k) == w->host))
+		return 0;
+	uint64_t off;
+	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
+		: malloc(4 * (size_t)(t->value_len + t->state_len));
+	int full = 0;
+	if (!vals || !PS__LOC_IS_REMOTE(lw) || (full = ps__slot_alloc(w, t->id, w->node, t->slot_size, &off)) != 0) {
+		if (vals != small)
+			free(vals);
+		/* a full pool: slots retired by gives come back after a grace
+		 * period; wait for them like a move does (MG6), on the link
+		 * thread without blocking: BK6's deferral retries it */
+		if (full == PS_EFULL)
+			L->bk->full_waits++;
+		return full == PS_EFULL ? 2 : 0;
+	}
+	memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
+	memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
+	ps__slot_fill(w, t, off, e->k, vals);
+	if (vals != small)
+		free(vals);
+	/* release: the slot's content is visible to whoever acquires the
+	 * word (KV1) */
+	return atomic_compare_exchange_strong_explicit(&t->loc[e->k], &lw, PS__LOC_MAKE(w->node, off),
+						       memory_order_release, memory_order_relaxed);
+}
+
+/* the backup entry of k sent by x that promotion takes, or NULL (BK3) */
+static const struct bk_entry *usable(struct ps__backup *b, const ps_table *t, ps_key k, int x)
+{
+	struct bk_table *bt = &b->tab[t->id];
+	if (!bt->n || bt->vlen != t->value_len || x < 0 || x >= PS__MAX_HOSTS)
+		return NULL;
+	const struct bk_entry *e = slot_of(bt, k, false);
+	return e && e->src == x && e->ord >= 2 * (uint64_t)b->complete[x] ? e : NULL;
+}
+
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool force)
+{
+	struct ps__backup *b = L->bk;
+	const struct bk_entry *e = b ? usable(b, t, k, x) : NULL;
+	return e && promote_one(L, t, &b->tab[t->id], e, x, force) == 1;
+}
+
+/* this node's promotion of x is done (BK3) */
+static void promoted_here(ps_world *w, int x)
+{
+	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
+		/* release: the promoted words before the bit that says "this
+		 * node's promotion is done" (BK3) */
+		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
+}
+
+/* (BK9) per-host state of lost homes' directories, on first use */
+static int dir_state(struct ps__link *L)
+{
+	struct ps__backup *b = L->bk;
+	size_t H = (size_t)L->w->nhosts;
+	if (b->heard)
+		return 0;
+	b->heard = calloc(H * ((H + 7) / 8), 1);
+	b->done = calloc(H, 1);
+	b->dir_until = calloc(H, sizeof *b->dir_until);
+	if (b->heard && b->done && b->dir_until)
+		return 0;
+	free(b->heard), free(b->done), free(b->dir_until);
+	b->heard = b->done = NULL;
+	b->dir_until = NULL;
+	return -ENOMEM;
+}
+
+static bool heard_all(struct ps__link *L, int x)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	size_t row = ((size_t)w->nhosts + 7) / 8;
+	for (int s = 0; s < w->nhosts; s++)
+		if (s != x && s != w->host && !ps__host_lost(w, s) && !(b->heard[(size_t)x * row + (size_t)s / 8] >> (s % 8) & 1))
+			return false;
+	return true;
+}
+
+/* (BK9) survivor s holds keys[0..n) of t, homed at lost host x: this
+ * host's words for them become REMOTE(s) - the directory of x's keys now -
+ * and a slot of ours for one of them (a backup promoted here, older than
+ * s's live copy: MG1 says only one slot lives) is given up. */
+static void held_apply(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, size_t n)
+{
+	ps_world *w = L->w;
+	struct ps__retire_batch *rb = ps__alloc(w, sizeof *rb + n * sizeof rb->e[0]);
+	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
+		: malloc(4 * (size_t)(t->value_len + t->state_len));
+	if (!rb || !vals) {
+		ps__free(w, rb);
+		if (vals != small)
+			free(vals);
+		return;
+	}
+	rb->n = 0;
+	urcu_memb_read_lock();
+	for (size_t i = 0; i < n; i++) {
+		ps_key k = keys[i];
+		if (k >= t->num_keys || ps__home_of(w, t->num_keys, k) != x)
+			continue;
+		/* acquire: as any reader of a word */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+		if (PS__LOC_IS_MOVING(lw) || (lw & PS__LOC_REPL))
+			continue;
+		if (PS__LOC_IS_REMOTE(lw))
+			/* release: as any directory write */
+			atomic_store_explicit(&t->loc[k], PS__LOC_MAKE_REMOTE(s), memory_order_release);
+		else if (ps__slot_give(w, t, k, PS__LOC_MAKE_REMOTE(s), vals, &rb->e[rb->n]))
+			rb->n++;
+	}
+	urcu_memb_read_unlock();
+	if (rb->n)
+		fprintf(stderr, "psmem: host %d node %d: %zu promoted keys of lost host %d are held by host %d: given up\n",
+			w->host, w->node, rb->n, x, s);
+	if (rb->n)
+		ps__retire(w, rb);
+	else
+		ps__free(w, rb);
+	if (vals != small)
+		free(vals);
+}
+
+void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, uint32_t n)
+{
+	struct ps__backup *b = L->bk;
+	ps_world *w = L->w;
+	if (!b || x < 0 || x >= w->nhosts || s < 0 || s >= w->nhosts || dir_state(L) != 0)
+		return;
+	if (n == 0) {
+		size_t row = ((size_t)w->nhosts + 7) / 8;
+		b->heard[(size_t)x * row + (size_t)s / 8] |= (uint8_t)(1u << (s % 8));
+		return;
+	}
+	if (b->done[x]) {
+		held_apply(L, t, x, s, keys, n);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) { /* until this node promoted x */
+		if (b->nhq == b->chq) {
+			size_t c = b->chq ? 2 * b->chq : 256;
+			struct bk_held *q = realloc(b->hq, c * sizeof *q);
+			if (!q)
+				return;
+			b->hq = q;
+			b->chq = c;
+		}
+		b->hq[b->nhq++] = (struct bk_held){.table = (uint32_t)t->id, .x = x, .s = s, .k = keys[i]};
+	}
+}
+
+/* (BK9) after this node promoted x: the HELD lists that came first */
+static void held_queued(struct ps__link *L, int x)
+{
+	struct ps__backup *b = L->bk;
+	size_t m = 0;
+	for (size_t i = 0; i < b->nhq; i++) {
+		struct bk_held q = b->hq[i];
+		if (q.x != x) {
+			b->hq[m++] = q;
+			continue;
+		}
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[q.table], memory_order_acquire);
+		if (t)
+			held_apply(L, t, x, q.s, &q.k, 1);
+	}
+	b->nhq = m;
+}
+
+/* (BK6) keys of a lost host that were MOVING(x) when it was promoted: each
+ * link wakeup looks again; REMOTE(x) now (the mover unlocked it): promote;
+ * anything else but MOVING(x): dropped; still MOVING(x) after 30 s: given
+ * up.  A host's promotion counts as done here when none of its keys wait. */
+static void deferred(struct ps__link *L)
+{
+	struct ps__backup *b = L->bk;
+	if (!b || !b->ndw)
+		return;
+	uint64_t now = ps__now_ns();
+	size_t m = 0;
+	for (size_t i = 0; i < b->ndf; i++) {
+		struct bk_defer d = b->df[i];
+		/* acquire: as in ps__bk_tick */
+		ps_table *t = atomic_load_explicit(&L->tables[d.table], memory_order_acquire);
+		const struct bk_entry *e = t ? usable(b, t, d.k, d.x) : NULL;
+		int r = e ? promote_one(L, t, &b->tab[d.table], e, d.x, false) : 0;
+		if (r == 2 && now < d.until)
+			b->df[m++] = d;
+		else if (r == 1)
+			b->promoted_late++;
+	}
+	b->ndf = m;
+	size_t k = 0;
+	for (size_t i = 0; i < b->ndw; i++) {
+		int x = b->dw[i];
+		bool left = b->dir_until && b->dir_until[x] && now < b->dir_until[x] && !heard_all(L, x);
+		for (size_t j = 0; j < b->ndf && !left; j++)
+			left = b->df[j].x == x;
+		if (left) {
+			b->dw[k++] = b->dw[i];
+			continue;
+		}
+		fprintf(stderr, "psmem: host %d node %d: promotion of lost host %d done (%llu keys after their move was unlocked)\n",
+			L->w->host, L->w->node, b->dw[i], (unsigned long long)b->promoted_late);
+		promoted_here(L->w, b->dw[i]);
+	}
+	b->ndw = k;
 }
 
 /* (BK3) host x was dropped; hgone[x] is 2 already */
@@ -363,48 +964,37 @@ void ps__bk_promote(struct ps__link *L, int x)
 {
 	ps_world *w = L->w;
 	struct ps__backup *b = L->bk;
-	uint64_t promoted = 0, skipped = 0;
+	uint64_t promoted = 0, skipped = 0, waiting = 0;
+	/* entries x had locked at this home: unlocked first (MG7) */
+	ps__migrate_lost(L, x);
+#ifdef PS_TEST_HOOKS
+	/* relaxed: a test hook's count (migrate.c move_stop polls it) */
+	atomic_fetch_add_explicit(&ps__bk_test_promotions, 1, memory_order_relaxed);
+#endif
 	if (b && x >= 0 && x < PS__MAX_HOSTS && ps__backup_host(w, x) == w->host) {
 		uint32_t from = b->complete[x];
 		for (int id = 0; id < PS__MAX_TABLES; id++) {
 			struct bk_table *bt = &b->tab[id];
 			/* acquire: as in ps__bk_tick */
 			ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
-			if (!t || !bt->n)
+			if (!t || !bt->n || bt->vlen != t->value_len)
 				continue;
-			uint32_t *vals = malloc(4 * (size_t)(t->value_len + t->state_len));
-			for (uint64_t i = 0; vals && i < bt->cap; i++) {
+			for (uint64_t i = 0; i < bt->cap; i++) {
 				struct bk_entry *e = &bt->e[i];
-				if (e->k == UINT64_MAX || e->src != x || e->round < from || e->k >= t->num_keys)
+				if (e->k == UINT64_MAX || e->src != x || e->ord < 2 * (uint64_t)from || e->k >= t->num_keys)
 					continue;
-				/* acquire: as any reader of a word */
-				uint64_t lw = atomic_load_explicit(&t->loc[e->k], memory_order_acquire);
-				uint64_t off;
-				if (!PS__LOC_IS_REMOTE(lw) || PS__LOC_IS_MOVING(lw) ||
-				    ps__slot_alloc(w, t->id, w->node, t->slot_size, &off) != 0) {
-					skipped++;
-					continue;
-				}
-				memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
-				memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
-				ps__slot_fill(w, t, off, e->k, vals);
-				/* release: the slot's content is visible to whoever
-				 * acquires the word (KV1); a word that changed
-				 * meanwhile keeps its new meaning (the slot is
-				 * leaked: rare, a loss-time race) */
-				if (atomic_compare_exchange_strong_explicit(&t->loc[e->k], &lw, PS__LOC_MAKE(w->node, off),
-									    memory_order_release, memory_order_relaxed))
-					promoted++;
-				else
-					skipped++;
+				int r = promote_one(L, t, bt, e, x, false);
+				promoted += r == 1;
+				skipped += r == 0;
+				if (r == 2 && defer_key(b, (uint32_t)id, e->k, x) == 0)
+					waiting++;
 			}
-			free(vals);
 		}
 		fprintf(stderr,
 			"psmem: host %d node %d: promoted %llu keys of lost host %d (its backup round %u, "
-			"newest seen %u); %llu not promoted\n",
+			"newest seen %u); %llu not promoted, %llu wait for their move or a free slot (%llu)\n",
 			w->host, w->node, (unsigned long long)promoted, x, from, b->newest[x],
-			(unsigned long long)skipped);
+			(unsigned long long)skipped, (unsigned long long)waiting, (unsigned long long)b->full_waits);
 	}
 	int to = x >= 0 && x < w->nhosts ? ps__backup_host(w, x) : -1;
 	if (to >= 0 && to != w->host && w->node == 0) {
@@ -425,8 +1015,22 @@ void ps__bk_promote(struct ps__link *L, int x)
 		fprintf(stderr, "psmem: host %d: %llu keys of lost host %d now routed to host %d\n", w->host,
 			(unsigned long long)n, x, to);
 	}
-	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
-		/* release: the promoted words before the count that says
-		 * "promotion done here" (BK3) */
-		atomic_fetch_add_explicit(&w->seg.hdr->clocks.hgone[x], 1, memory_order_release);
+	/* (BK9) x was the home of its keys: node 0 of its backup host keeps
+	 * their directory now, from the lists of what each survivor holds
+	 * (applied after this promotion; done when all came, or 30 s) */
+	bool dir = false;
+	if (b && w->node == 0 && x >= 0 && x < w->nhosts && ps__backup_host(w, x) == w->host && dir_state(L) == 0) {
+		b->done[x] = 1;
+		held_queued(L, x);
+		for (int id = 0; id < PS__MAX_TABLES && !dir; id++) /* acquire: as in ps__bk_tick */
+			dir = atomic_load_explicit(&L->tables[id], memory_order_acquire) != NULL;
+		if (dir && !heard_all(L, x))
+			b->dir_until[x] = ps__now_ns() + 30000000000ULL;
+		else
+			dir = false;
+	}
+	ps__migrate_held(L, x); /* elsewhere: tell b(x) what we hold of its range */
+	if ((waiting || dir) && wait_host(b, x) == 0)
+		return; /* done when they are (deferred) */
+	promoted_here(w, x);
 }

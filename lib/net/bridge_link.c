@@ -768,9 +768,10 @@ static void sweep_inflight(struct ps__link *L, int host, bool reroute)
 		uint32_t slot = from;
 		while (slot < L->cap && !(L->rpc[slot].busy && (host < 0 || L->rpc[slot].host == host)))
 			slot++;
-		uint64_t req = slot < L->cap ? ((uint64_t)L->rpc[slot].seq << 32) | slot : 0;
+		bool end = slot >= L->cap; /* cap under the lock: rpc_take grows it */
+		uint64_t req = end ? 0 : ((uint64_t)L->rpc[slot].seq << 32) | slot;
 		pthread_mutex_unlock(&L->lock);
-		if (slot >= L->cap)
+		if (end)
 			return;
 		if (ps__lk_rpc_claim(L, req, &r)) {
 			for (int h = 0; h < L->w->nhosts; h++)

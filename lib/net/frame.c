@@ -413,7 +413,7 @@ int ps__move_dec(const uint8_t *b, uint32_t len, struct ps__move_req *m)
 	m->num_keys = ps__get64(b + 16);
 	m->n = ps__get32(b + 24);
 	const bool take = m->op == PS__MV_TAKE || m->op == PS__MV_TAKEDIR;
-	if (m->op < PS__MV_LOCK || m->op > PS__MV_TAKEDIR || m->nf == 0 || m->nf > 4 * 65536 ||
+	if (m->op < PS__MV_LOCK || m->op > PS__MV_PROMOTE || m->nf == 0 || m->nf > 4 * 65536 ||
 	    m->arg >= PS__MAX_HOSTS || m->num_keys == 0 || m->n == 0 || ps__get32(b + 28) != 0 ||
 	    (m->op == PS__MV_TAKEDIR && m->nf != 1) ||
 	    ps__move_size(m->n) + (take ? 4ULL * m->nf * m->n : 0) != len)

@@ -266,6 +266,18 @@ enum ps__move_op {
 	 * are followed by nf u32 per key */
 	PS__MV_TAKE = 5,   /* at b(x): install these values (+ rule state) */
 	PS__MV_TAKEDIR = 6, /* at b(x): the home's directory, nf = 1: the holder */
+	/* after the loss of host arg, which had locked these keys at the
+	 * sender (their home) and was asking this holder for them: the
+	 * holder answers LOST for the keys it gave away (migrate.c MG7) */
+	PS__MV_CHECK = 7,
+	PS__MV_LOST = 8,   /* at the home: the sender gave these to lost host arg */
+	/* at the backup host of lost host arg, which was these keys' home:
+	 * the sender holds them / has listed all it holds (backup.c BK9) */
+	PS__MV_HELD = 9,
+	PS__MV_HELD_END = 10,
+	/* at the backup host of lost host arg: promote these, a move's GIVE
+	 * to arg failed and the home unlocked them to arg (backup.c BK10) */
+	PS__MV_PROMOTE = 11,
 };
 struct ps__move_req {
 	uint32_t table, op, nf, arg;

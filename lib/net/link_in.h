@@ -160,6 +160,8 @@ struct ps__link {
 	bool sync_leaving;        /* this host is in the result's leaving list */
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */
+	struct ps__mvlocks *mvl;  /* entries this home node's link locked for movers
+				   * (migrate.c MG7), link thread only; NULL: none */
 	/* link thread only */
 	uint8_t *scratch;
 	size_t scratch_cap;
@@ -193,6 +195,30 @@ int ps__bk_timeout_ms(struct ps__link *L); /* -1: no backups */
 void ps__bk_tick(struct ps__link *L);      /* a round if one is due */
 void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f);
 void ps__bk_promote(struct ps__link *L, int host);
+#ifdef PS_TEST_HOOKS
+extern _Atomic int ps__bk_test_promotions; /* ps__bk_promote calls in this process */
+#endif
+/* (BK7) values given to mover (nf floats per key at vals) to its backup host */
+void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys, const uint8_t *vals, uint32_t nf,
+		  uint32_t n);
+/* (BK8) the mover installed keys[0..n), given by givers[i]: their backup
+ * hosts mark their entries gone */
+void ps__bk_got(ps_world *w, ps_table *t, const ps_key *keys, const int32_t *givers, size_t n);
+/* (BK9) survivor s holds keys (n 0: has listed all) homed at lost host x;
+ * and node 0 of every other survivor sends b(x) that list */
+void ps__bk_held(struct ps__link *L, ps_table *t, int x, int s, const ps_key *keys, uint32_t n);
+void ps__migrate_held(struct ps__link *L, int x);
+/* One key of lost host x from this node's backups, if they have it and
+ * t's word is REMOTE here (migrate.c MG7). */
+bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool force);
+/* migrate.c (MG7): entries lost host x had locked at this home node are
+ * unlocked (before BK3's promotion); the lock records freed at the end */
+void ps__migrate_lost(struct ps__link *L, int x);
+void ps__migrate_locks_free(struct ps__link *L);
+/* (BK5) keys a move installed on this node: their values (the first
+ * value_len words at vals + i * stride) to the backup host now */
+void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,
+		     size_t n);
 /* host was dropped (--on-host-failure continue) / and every local node
  * finished promoting its keys / the host that takes over host's keys
  * (the next one in the ring not lost; -1: none) */

@@ -221,17 +221,23 @@ static void route_round(struct ps__rgroup *g, const uint32_t *list, size_t m)
 					group_fail(g, PS_EHOSTDOWN); /* no host left to ask */
 					continue;
 				}
+				int home = ps__home_of(w, t->num_keys, g->keys[p]);
 				if (b == w->host) {
 					/* promotion under way here: pause; done: the
 					 * word read above may predate it (re-read), or
-					 * this host had no copy (fail) */
+					 * this host had no copy: at the home (the
+					 * directory named h) fail; elsewhere the word
+					 * was a hint, maybe stale: ask the home */
 					if (!ps__host_promoted(w, h))
 						again(g, p, -1);
 					else if (atomic_load_explicit(&t->loc[g->keys[p]], memory_order_acquire) != lw)
 						again(g, p, -2);
+					else if (home != w->host && !ps__host_lost(w, home))
+						b = home;
 					else
 						group_fail(g, PS_EHOSTDOWN);
-					continue;
+					if (b == w->host)
+						continue;
 				}
 				h = b;
 			}
@@ -357,7 +363,7 @@ static void wait_round(ps_world *w, struct ps__rgroup *g)
 int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 {
 	ps_table *t = g->t;
-	unsigned pause_us = 20;
+	unsigned pause_us = 20, rounds = 0;
 	uint64_t t0 = 0;
 	int rc;
 	for (;;) {
@@ -384,6 +390,12 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 									memory_order_relaxed);
 		}
 		atomic_store_explicit(&g->nnext, 0, memory_order_relaxed);
+		/* a redirect chain has at most two hops (MG3): more rounds than
+		 * that, and a few moves, without a pause are a loop - two hosts
+		 * naming each other for a lost host's key neither holds (the
+		 * directory points at the backup host, which has no copy: DESIGN
+		 * "Losing a host").  Pausing bounds it by the patience below. */
+		pause |= ++rounds > 8;
 		if (pause) {
 			uint64_t now = ps__now_ns();
 			if (!t0)
@@ -547,8 +559,10 @@ void ps__lk_on_redirect(struct ps__link *L, const struct ps__frame *f)
 		/* a lost host named by a host that did not know yet: route it
 		 * again after a pause (to the backup host, BK3); a backup host
 		 * without a copy answers PS_EHOSTDOWN itself (link_serve.c) */
-		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host))
-			host = -1;
+		if (host >= 0 && host < L->w->nhosts && ps__host_lost(L->w, host)) {
+			int bb = ps__backup_host(L->w, host); /* BK3, BK9 */
+			host = bb >= 0 && bb != L->w->host ? bb : -1;
+		}
 		again(r.g, r.pos[idx], host);
 	}
 }

@@ -120,6 +120,7 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 				/* a lost host's key: pause while it is being
 				 * promoted here; after, the requester fails it
 				 * (no copy: BK3) */
+				int home = ps__home_of(w, t->num_keys, k);
 				if (host >= 0 && host != w->host && ps__host_lost(w, host) &&
 				    ps__backup_host(w, host) == w->host) {
 					if (!ps__host_promoted(w, host))
@@ -127,8 +128,19 @@ void ps__lk_on_request(struct ps__link *L, const struct ps__frame *f)
 					/* acquire: after the promotion's count */
 					else if (atomic_load_explicit(&t->loc[k], memory_order_acquire) != lw)
 						host = w->host; /* promoted meanwhile */
+					/* away from the home our word is a hint (maybe
+					 * stale): the home's directory decides, unless
+					 * the home asks (its directory named the lost
+					 * host) or is lost itself */
+					else if (home != w->host && (int)f->host != home && !ps__host_lost(w, home))
+						host = home;
 					else
 						nocopy = true;
+				} else if (host >= 0 && host != w->host && ps__host_lost(w, host)) {
+					/* its keys are at its backup host, which keeps
+					 * its directory too (backup.c BK3, BK9) */
+					int bb = ps__backup_host(w, host);
+					host = bb >= 0 ? bb : -1;
 				}
 				ps__redirect_put(rf + PS__FRAME_HDR, (uint32_t)i, miss[i], host, k);
 				if (out)
