@@ -14,6 +14,7 @@
 #define PSMEM_APPS_COMMON_H
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -297,5 +298,96 @@ void app_replicate_top(ps_table *t, const uint64_t *counts, long k, const char *
  * by a replica (ps_node_stats.repl_keys); 0 without accesses, NAN when the
  * statistics cannot be read. */
 double app_repl_share(ps_world *w, int node);
+
+/* ------------------------------------------ hosts lost, joined, leaving */
+
+/*
+ * The hosts present as kge and w2v split their data over them (issue 16).
+ * At each epoch boundary every worker calls ps_sync_hosts (the membership
+ * point) and then app_members_at for the next epoch: the first worker of a
+ * node to ask for epoch e takes ps_hosts_alive and the node's other
+ * workers get that same set (one read per node: a host lost while they
+ * ask would otherwise give two splits on one node).  The split: the hosts
+ * present, in id order, take app nodes as app_gnode does, so host h is
+ * split place r (r = present hosts below h), its node n is app node
+ * r x nodes + n of present x nodes.  With every host present that is
+ * app_gnode's split: the undisturbed path is unchanged.
+ *
+ * Every host's nodes compute the same split from the same set; they see
+ * the same set when the change happened before the sync they all passed
+ * (psmem.h: the loss is delivered before the release of a barrier that no
+ * longer waited for the host; ps_sync_hosts applies joins and leaves).  A
+ * host lost in the instant between arriving at the sync and its release
+ * may be seen one epoch later by some survivors than by others: that
+ * epoch's share of it is then trained twice or not at all (as in mf).
+ *
+ * Events: a host present in the set of e but not in that of e - 1 joined
+ * at e; one gone from it was lost or left at e (app_members_left tells
+ * which: ps_hosts_alive does not).  Epochs recorded are 1 + e: the first
+ * epoch (1-based) trained with (joined) or without (lost, left) the host.
+ */
+#define APP_HOSTS_MAX 1024 /* host ids the apps follow (psrun's bound) */
+
+struct app_split {
+	int present;   /* hosts present */
+	int place;     /* this host's split place: present hosts below it */
+	int gnode;     /* this node's app node in the split: place x nodes + node */
+	int gnodes;    /* present x nodes */
+	bool changed;  /* the set differs from the previous epoch's */
+};
+
+struct app_members {
+	pthread_mutex_t lock;   /* orders the node's workers' snapshots */
+	int host, node, nodes;
+	int seen;               /* 1 + the largest host id ever present */
+	long epoch;             /* of the last snapshot; -1 before the first (a joiner) */
+	uint8_t alive[APP_HOSTS_MAX]; /* the set of that snapshot (written under lock) */
+	long gone[APP_HOSTS_MAX];     /* 1 + the epoch a host was lost or left at; 0 none */
+	long joined[APP_HOSTS_MAX];   /* 1 + the epoch it joined at; 0 none */
+	uint8_t left[APP_HOSTS_MAX];  /* gone on request (app_members_left), not lost */
+};
+
+/* The set at the start: hosts 0 .. ps_num_hosts - 1 for epoch start; a
+ * joiner (ps_joined) has none until its first app_members_at. */
+void app_members_init(struct app_members *m, ps_world *w, long start);
+void app_members_destroy(struct app_members *m);
+/* After the ps_sync_hosts that precedes epoch e (every worker): the split
+ * of epoch e into *s, and alive (may be NULL; APP_HOSTS_MAX entries) the
+ * set.  Dies if ps_hosts_alive fails. */
+void app_members_at(struct app_members *m, ps_world *w, long e, struct app_split *s, uint8_t *alive);
+/* The split of the current set without asking psmem (the first epoch). */
+void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive);
+/* Host h, gone, left on request (its marker said so) rather than lost. */
+void app_members_left(struct app_members *m, int h);
+/* 1 + the epoch host h was lost or left at, 0 if it is not gone. */
+long app_members_gone(struct app_members *m, int h);
+/* Prints "<app>: epoch E: host 2 lost, host 3 joined; the data split over
+ * N hosts present" (the events of epoch e). */
+void app_members_print(struct app_members *m, long e);
+/* hosts_lost, hosts_joined, hosts_left (counts) and host_lost_epoch,
+ * host_joined_epoch, host_left_epoch (one row, an entry per host id seen:
+ * 1 + the epoch of the event, 0 none). */
+void app_members_json(app_json *j, struct app_members *m);
+/* Count slots the apps reserve per host in their metrics tables, so that
+ * a joiner (a host id beyond ps_num_hosts at start) has keys: the same
+ * number on every host, whatever ps_num_hosts a joiner sees. */
+static inline int app_count_hosts(const ps_world *w) { return ps_num_hosts(w) > 64 ? ps_num_hosts(w) : 64; }
+
+/* What a host's lead records of the items (triples, words) each host
+ * trained in each epoch: v[e * cols + h]; 0 for a host absent from that
+ * epoch's split, -1 for one that was in it but lost before it said (its
+ * share of that epoch was trained in part: not known how much).  Grows
+ * its columns as hosts join.  Single-threaded (the lead's). */
+struct app_epoch_counts {
+	long epochs;
+	int cols;
+	int64_t *v;
+};
+void app_epoch_counts_init(struct app_epoch_counts *c, long epochs, int hosts);
+void app_epoch_counts_set(struct app_epoch_counts *c, long e, int h, int64_t n);
+/* key: rows = epochs, one column per host id below cols (at least the
+ * columns set) */
+void app_epoch_counts_json(app_json *j, const char *key, const struct app_epoch_counts *c, int cols);
+void app_epoch_counts_free(struct app_epoch_counts *c);
 
 #endif

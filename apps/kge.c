@@ -164,6 +164,14 @@ struct job {
 	 * from the metric table after training */
 	uint64_t *trained_last, *trained_all;
 	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
+	/* hosts lost, joined, leaving (issue 16): the set each epoch is split
+	 * over (the node's workers share it, common.h) */
+	struct app_members mem;
+	int ch;                  /* count slots per host in M: app_count_hosts */
+	struct app_epoch_counts ecounts; /* lead: triples per epoch and host */
+	bool joined;             /* ps_joined: started by psrun --join */
+	long first_epoch;        /* lead: the first epoch this host trained (a joiner's from the sync) */
+	long left_epoch;         /* lead: 1 + the epoch this host left before (ps_sync_hosts said 0), 0 none */
 	/* results, written by thread 0 of each host's node 0 */
 	double train_secs, mrr, h1, h3, h10;
 	double train_cpu; /* node 0's CPU seconds in the training phases */
@@ -627,6 +635,7 @@ struct wstate {
 	int32_t *epos, *rpos;
 	struct batch b[2];
 	float *rowsE, *rowsR, *Q, *S, *dQ, *gE, *gR, *push;
+	struct app_split sp; /* the split in force: this node's app node among those present */
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -835,7 +844,7 @@ static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntr
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
-	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
+	int G = ws->sp.gnodes * jb->T, g = ws->sp.gnode * jb->T + tid; /* over the hosts present */
 	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
 	/* queries per product: up to 64 (the BLAS is efficient from there), S
 	 * (QB x nE) at most 4M floats per worker on large graphs */
@@ -925,25 +934,26 @@ static void read_metrics(struct job *jb, ps_key mkey, double *mrr, double *h1, d
 	*h10 = m[3] / c;
 }
 
-/* Training triples of worker tid of app node n (app_gnode: every node of
- * every host): [*lo, *hi).  The shares of all workers of the job tile
- * [0, ntrain), so each triple is trained once per epoch. */
-static void share_of(const struct job *jb, int n, int tid, size_t *lo, size_t *hi)
+/* Training triples of worker tid of app node n of N (app_gnode, or the
+ * split over the hosts present: every node of every host): [*lo, *hi).
+ * The shares of all workers of the job tile [0, ntrain), so each triple
+ * is trained once per epoch. */
+static void share_of(const struct job *jb, int n, int N, int tid, size_t *lo, size_t *hi)
 {
-	size_t nlo = jb->ntrain * (size_t)n / (size_t)jb->gnodes;
-	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)jb->gnodes;
+	size_t nlo = jb->ntrain * (size_t)n / (size_t)N;
+	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)N;
 	*lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
 	*hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
 }
 
 /* --sync: clocks per epoch, the batches of the worker with the most. */
-static size_t clocks_per_epoch(const struct job *jb)
+static size_t clocks_per_epoch(const struct job *jb, int N)
 {
 	size_t most = 0, B = (size_t)jb->o.batch;
-	for (int n = 0; n < jb->gnodes; n++)
+	for (int n = 0; n < N; n++)
 		for (int t = 0; t < jb->T; t++) {
 			size_t lo, hi;
-			share_of(jb, n, t, &lo, &hi);
+			share_of(jb, n, N, t, &lo, &hi);
 			size_t nb = (hi - lo + B - 1) / B;
 			most = nb > most ? nb : most;
 		}
@@ -979,6 +989,46 @@ static uint64_t count_get(const float *m)
 	return (uint64_t)m[0] + ((uint64_t)m[1] << 20);
 }
 
+/* Host h's mark that it left on request (ps_sync_hosts returned 0
+ * there), after the count keys of every host slot. */
+static ps_key left_key(const struct job *jb, int h)
+{
+	return count_key(jb, jb->ch * jb->nodes * jb->T + h);
+}
+
+/*
+ * Each host's lead, after the barrier that ends epoch e (every worker
+ * assigned its count before it; none assigns the next before the
+ * ps_sync_hosts that follows): the triples each host of the epoch's split
+ * (alive) trained in it, into jb->ecounts.  A host of the split that is
+ * gone now gets -1: lost during the epoch, before or after its workers
+ * assigned, its count says nothing certain.
+ */
+static void read_epoch_counts(ps_world *w, struct job *jb, long e, const uint8_t *alive)
+{
+	uint8_t now[APP_HOSTS_MAX] = {0};
+	int rc = ps_hosts_alive(w, now, APP_HOSTS_MAX);
+	check(rc < 0 ? rc : 0, "ps_hosts_alive");
+	int per = jb->nodes * jb->T; /* workers per host */
+	ps_key *keys = xcalloc((size_t)per, sizeof *keys);
+	float *m = xcalloc((size_t)per * 8, sizeof *m);
+	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
+		if (!alive[h])
+			continue;
+		int64_t n = -1;
+		for (int i = 0; i < per; i++)
+			keys[i] = count_key(jb, h * per + i);
+		if (now[h] && ps_pull_sync(jb->M, keys, (size_t)per, m) == 0) {
+			n = 0;
+			for (int i = 0; i < per; i++)
+				n += (int64_t)count_get(m + 8 * i);
+		}
+		app_epoch_counts_set(&jb->ecounts, e, h, n);
+	}
+	free(keys);
+	free(m);
+}
+
 /* Each host's node 0: the counts of every app node (threads summed). */
 static void read_counts(struct job *jb)
 {
@@ -994,6 +1044,33 @@ static void read_counts(struct job *jb)
 	}
 }
 
+/* This worker's share of the (globally shuffled) training triples under
+ * split sp into *idx (reallocated), *mine of them; *nclocks: the batches
+ * of the busiest worker of the split (--sync). */
+static void take_share(const struct job *jb, const struct app_split *sp, int tid, uint32_t **idx, size_t *mine,
+		       size_t *nclocks)
+{
+	size_t lo, hi;
+	share_of(jb, sp->gnode, sp->gnodes, tid, &lo, &hi);
+	free(*idx);
+	*mine = hi - lo;
+	*idx = xcalloc(*mine, sizeof **idx);
+	memcpy(*idx, jb->perm + lo, *mine * sizeof **idx);
+	*nclocks = clocks_per_epoch(jb, sp->gnodes);
+}
+
+/* The lead, after training: which of the hosts gone left on request
+ * (their mark, written before they finalized) rather than were lost. */
+static void read_left_marks(struct job *jb)
+{
+	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
+		float m[8];
+		ps_key k = left_key(jb, h);
+		if (app_members_gone(&jb->mem, h) && ps_pull_sync(jb->M, &k, 1, m) == 0 && m[0] != 0)
+			app_members_left(&jb->mem, h);
+	}
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
@@ -1002,7 +1079,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	 * training triples, its random draws */
 	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
 	bool lead = jb->node == 0 && tid == 0; /* each host's node 0 prints */
-	if (!jb->start_epoch) { /* resumed: the rows come from the checkpoint */
+	if (!jb->start_epoch && !jb->joined) { /* resumed: the rows come from the checkpoint; joined: from the job */
 		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
 		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
 	}
@@ -1037,24 +1114,39 @@ static void worker(ps_world *w, int tid, void *arg)
 	size_t pmax = maxc * jb->se > maxr * jb->sr ? maxc * jb->se : maxr * jb->sr;
 	ws.push = xcalloc(pmax, sizeof(float));
 
-	/* this worker's share of the (globally shuffled) training triples */
-	size_t lo, hi;
-	share_of(jb, jb->gnode, tid, &lo, &hi);
-	size_t mine = hi - lo, nclocks = clocks_per_epoch(jb);
-	uint32_t *idx = xcalloc(mine, sizeof *idx);
-	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
-
-	check(ps_barrier(w), "barrier"); /* initial values in place */
-	if (o->replicate) { /* the replicas start from the initial values */
+	/* the hosts the triples are split over: every host of the job at the
+	 * start; a joiner's first ps_sync_hosts meets the others' at the end of
+	 * an epoch and says which epoch they train next */
+	long e0 = jb->start_epoch;
+	uint8_t *alive = lead ? xcalloc(APP_HOSTS_MAX, 1) : NULL; /* the lead's copy of the set */
+	if (!jb->joined) {
+		check(ps_barrier(w), "barrier"); /* initial values in place */
+		if (o->replicate) { /* the replicas start from the initial values */
+			if (lead)
+				app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
+			check(ps_barrier(w), "barrier");
+		}
+		app_members_split(&jb->mem, &ws.sp, alive);
+	} else {
+		uint64_t next = 0;
+		int np = ps_sync_hosts(w, &next);
+		check(np < 0 ? np : 0, "ps_sync_hosts");
+		e0 = (long)next;
+		app_members_at(&jb->mem, w, e0, &ws.sp, alive);
 		if (lead)
-			app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
-		check(ps_barrier(w), "barrier");
+			app_members_print(&jb->mem, e0);
 	}
+	if (lead)
+		jb->first_epoch = e0;
+	/* this worker's share of the (globally shuffled) training triples */
+	uint32_t *idx = NULL;
+	size_t mine, nclocks;
+	take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
 	double t_train = 0, cpu_train = 0;
 	uint64_t trained_all = 0; /* triples this worker trained, every epoch of this run */
 	app_progress pr;
-	bool diverged = false;
-	for (long e = jb->start_epoch; e < o->epochs; e++) {
+	bool diverged = false, left = false;
+	for (long e = e0; e < o->epochs; e++) {
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
 			char what[64];
@@ -1095,7 +1187,7 @@ static void worker(ps_world *w, int tid, void *arg)
 				prep_batch(&ws, nxt, idx + s, n);
 			}
 			if (lead)
-				app_progress_update(&pr, done * (size_t)G, loss / (2.0 * (double)done));
+				app_progress_update(&pr, done * (size_t)(ws.sp.gnodes * jb->T), loss / (2.0 * (double)done));
 		}
 		for (size_t k = nb; k < nclocks; k++)
 			clock_tick(w, jb); /* as many clocks as the busiest worker */
@@ -1122,6 +1214,8 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		t_train += app_now() - t0;
 		cpu_train += app_cpu_now() - c0;
+		if (lead)
+			read_epoch_counts(w, jb, e, alive);
 		char extra[128] = "";
 		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
 		if (ev) {
@@ -1138,18 +1232,45 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		if (tid == 0) /* every push of the epoch is in; the others wait below */
 			app_epoch_checkpoints(w, o->ckpt, (int)o->ckpt_every, (int)e + 1, (int)o->epochs);
-		check(ps_barrier(w), "barrier");
+		/* the membership point: a barrier (on one host only that); hosts
+		 * lost since the last one are gone from the set, joiners added,
+		 * and a host asked to leave gets 0 here */
+		uint64_t next = (uint64_t)e + 1;
+		int np = ps_sync_hosts(w, &next);
+		check(np < 0 ? np : 0, "ps_sync_hosts");
+		if (np == 0) {
+			left = true;
+			if (lead)
+				jb->left_epoch = e + 2;
+			break;
+		}
+		app_members_at(&jb->mem, w, e + 1, &ws.sp, alive);
+		if (ws.sp.changed) { /* from the next epoch on: the new split */
+			take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
+			if (lead)
+				app_members_print(&jb->mem, e + 1);
+		}
 	}
 	if (lead) {
 		jb->train_secs = t_train;
 		jb->train_cpu = cpu_train;
 	}
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
-	if (!diverged) { /* every worker of every node decided alike */
+	if (left) { /* this host leaves: no collective any more; the others
+		     * learn it left (not lost) from its mark */
+		if (jb->node == 0 && tid == 0) {
+			float m[8] = {1};
+			ps_key k = left_key(jb, jb->host);
+			check(ps_assign_sync(jb->M, &k, 1, m), "push of the left mark");
+		}
+		if (lead)
+			jb->mrr = jb->h1 = jb->h3 = jb->h10 = NAN;
+	} else if (!diverged) { /* every worker of every node decided alike */
 		eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
 		if (lead) {
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
 			read_counts(jb); /* every worker assigned its last count before the barriers */
+			read_left_marks(jb);
 		}
 	} else {
 		check(ps_barrier(w), "barrier"); /* nobody exits before node 0 said why */
@@ -1157,6 +1278,7 @@ static void worker(ps_world *w, int tid, void *arg)
 
 	end_sampler(&ws);
 	free(idx);
+	free(alive);
 	for (int k = 0; k < 2; k++) {
 		free(ws.b[k].hi);
 		free(ws.b[k].ti);
@@ -1429,6 +1551,8 @@ int main(int argc, char **argv)
 	jb->hosts = ps_num_hosts(w);
 	jb->gnode = app_gnode(w);
 	jb->gnodes = app_gnodes(w);
+	jb->joined = ps_joined(w) == 1;
+	jb->ch = app_count_hosts(w);
 	bool lead = jb->node == 0;
 	if (ps_restarted(w))
 		app_die("node %d was restarted, which kge does not support (psrun --on-failure abort; "
@@ -1503,18 +1627,22 @@ int main(int argc, char **argv)
 	if (!jb->R)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
 	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k;
-	 * worker g's triple counts at count_key(g) */
-	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->gnodes * (uint64_t)jb->T, 8);
+	 * worker g's triple counts at count_key(g), for app_count_hosts hosts
+	 * (joiners included); host h's left mark at left_key(h) */
+	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->ch * (uint64_t)jb->nodes * (uint64_t)jb->T +
+					(uint64_t)jb->ch, 8);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb->M = ps_table_create(w, &to, &err);
 	if (!jb->M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
-	jb->start_epoch = app_resume(w, o->resume);
+	jb->start_epoch = jb->joined ? 0 : app_resume(w, o->resume); /* a joiner: the others' epoch, later */
 	if (jb->start_epoch >= o->epochs && o->epochs > 0)
 		app_die("cannot resume: the checkpoint has %ld epochs done; --epochs %ld leaves none to train",
 			jb->start_epoch, o->epochs);
 	if (lead && jb->start_epoch)
 		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
+	app_members_init(&jb->mem, w, jb->start_epoch);
+	app_epoch_counts_init(&jb->ecounts, o->epochs, jb->hosts);
 	jb->trained_last = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_last);
 	jb->trained_all = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_all);
 	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));
@@ -1533,12 +1661,14 @@ int main(int argc, char **argv)
 	}
 	if (lead) {
 		double secs = jb->train_secs,
-		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->start_epoch) / secs : 0;
+		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->first_epoch) / secs : 0;
 		ps_node_stats nst = {0};
 		double local = 0;
 		if (ps_stats(w, 0, &nst) == 0 && nst.local_keys + nst.remote_keys > 0)
 			local = (double)nst.local_keys / (double)(nst.local_keys + nst.remote_keys);
 		double repl = app_repl_share(w, 0);
+		if (jb->left_epoch)
+			printf("kge: host %d left the job before epoch %ld (asked to leave)\n", jb->host, jb->left_epoch);
 		printf("kge: test filtered MRR %.4f  Hits@1 %.4f  Hits@3 %.4f  Hits@10 %.4f  |  %.1f s training, "
 		       "%.0f triples/s, loss %.4f, node 0: %.0f%% local key accesses, %llu relocations, %.1f%% served "
 		       "by replicas\n",
@@ -1579,6 +1709,10 @@ int main(int argc, char **argv)
 			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
 			app_json_int(j, "train_triples", (int64_t)jb->ntrain);
 			app_json_split(j, "triples", jb->host, jb->hosts, jb->nodes, jb->trained_last, jb->trained_all);
+			app_members_json(j, &jb->mem);
+			app_epoch_counts_json(j, "epoch_host_triples", &jb->ecounts, jb->mem.seen);
+			app_json_int(j, "first_epoch", jb->first_epoch + 1);
+			app_json_int(j, "left_epoch", jb->left_epoch);
 			app_json_write_host(j, o->json, jb->host);
 		}
 		if (o->save && jb->gnode == 0) /* one copy of the model: host 0's */
@@ -1589,6 +1723,8 @@ int main(int argc, char **argv)
 	free(jb->allR);
 	free(jb->trained_last);
 	free(jb->trained_all);
+	app_epoch_counts_free(&jb->ecounts);
+	app_members_destroy(&jb->mem);
 	free(jb->perm);
 	free(jb->rcount);
 	free(jb->fkey);
