@@ -303,23 +303,30 @@ double app_repl_share(ps_world *w, int node);
 
 /*
  * The hosts present as kge and w2v split their data over them (issue 16).
- * At each epoch boundary every worker calls ps_sync_hosts (the membership
- * point) and then app_members_at for the next epoch: the first worker of a
- * node to ask for epoch e takes ps_hosts_alive and the node's other
- * workers get that same set (one read per node: a host lost while they
- * ask would otherwise give two splits on one node).  The split: the hosts
- * present, in id order, take app nodes as app_gnode does, so host h is
- * split place r (r = present hosts below h), its node n is app node
- * r x nodes + n of present x nodes.  With every host present that is
- * app_gnode's split: the undisturbed path is unchanged.
+ * The split: the hosts present, in id order, take app nodes as app_gnode
+ * does, so host h is split place r (r = present hosts below h), its node
+ * n is app node r x nodes + n of present x nodes.  With every host present
+ * that is app_gnode's split: the undisturbed path is unchanged.
  *
- * Every host's nodes compute the same split from the same set; they see
- * the same set when the change happened before the sync they all passed
- * (psmem.h: the loss is delivered before the release of a barrier that no
- * longer waited for the host; ps_sync_hosts applies joins and leaves).  A
- * host lost in the instant between arriving at the sync and its release
- * may be seen one epoch later by some survivors than by others: that
- * epoch's share of it is then trained twice or not at all (as in mf).
+ * At each epoch boundary every worker calls ps_sync_hosts (the membership
+ * point), then app_members_vote, ps_barrier, app_members_at for the next
+ * epoch (in a job of one host: app_members_at alone, no votes, no extra
+ * barrier).  Every host must use the same set, and ps_hosts_alive alone
+ * does not give that: a host that dies after arriving at the sync is seen
+ * lost as soon as each survivor's bridge learns it, which may be before
+ * one survivor reads ps_hosts_alive and after another did (the first
+ * tests here saw it: one survivor split over 2 hosts, the other over 3).
+ * So the views are merged: app_members_vote (the node's first worker
+ * reads ps_hosts_alive, one read for the node's workers) adds 1 to the
+ * vote key of every host gone in this node's view that was in the set;
+ * after the barrier every node's first worker in app_members_at pulls the
+ * votes of the hosts of the set, and a host with a vote is gone for all.
+ * The votes are pushed before the barrier and pulled after it, so every
+ * node reads the same sums: every host computes the same split.  A host
+ * that died but that no node saw in time stays in the set one epoch more:
+ * its share of that epoch is not trained; the next sync sees it.  Joins
+ * (and leaves) are taken from the view as ps_sync_hosts makes them: at
+ * the same sync on every host.
  *
  * Events: a host present in the set of e but not in that of e - 1 joined
  * at e; one gone from it was lost or left at e (app_members_left tells
@@ -336,12 +343,22 @@ struct app_split {
 	bool changed;  /* the set differs from the previous epoch's */
 };
 
+/* The vote keys: host h's at key base + h of table t, values of vlen
+ * floats (the first counts); t NULL: no votes (one host). */
+struct app_votes {
+	ps_table *t;
+	ps_key base;
+	int vlen;
+};
+
 struct app_members {
-	pthread_mutex_t lock;   /* orders the node's workers' snapshots */
+	pthread_mutex_t lock;   /* orders the node's workers' reads and writes of what follows */
 	int host, node, nodes;
 	int seen;               /* 1 + the largest host id ever present */
-	long epoch;             /* of the last snapshot; -1 before the first (a joiner) */
-	uint8_t alive[APP_HOSTS_MAX]; /* the set of that snapshot (written under lock) */
+	long epoch;             /* of the set in force; -1 before the first (a joiner) */
+	long viewed;            /* of the last view (app_members_vote); -1 none */
+	uint8_t alive[APP_HOSTS_MAX]; /* the set in force */
+	uint8_t view[APP_HOSTS_MAX];  /* this node's view at the last vote */
 	long gone[APP_HOSTS_MAX];     /* 1 + the epoch a host was lost or left at; 0 none */
 	long joined[APP_HOSTS_MAX];   /* 1 + the epoch it joined at; 0 none */
 	uint8_t left[APP_HOSTS_MAX];  /* gone on request (app_members_left), not lost */
@@ -351,10 +368,14 @@ struct app_members {
  * joiner (ps_joined) has none until its first app_members_at. */
 void app_members_init(struct app_members *m, ps_world *w, long start);
 void app_members_destroy(struct app_members *m);
-/* After the ps_sync_hosts that precedes epoch e (every worker): the split
- * of epoch e into *s, and alive (may be NULL; APP_HOSTS_MAX entries) the
- * set.  Dies if ps_hosts_alive fails. */
-void app_members_at(struct app_members *m, ps_world *w, long e, struct app_split *s, uint8_t *alive);
+/* After the ps_sync_hosts that precedes epoch e, every worker: this
+ * node's view, and its votes for the hosts gone in it (v NULL: the view
+ * only).  Dies if ps_hosts_alive or the push fails. */
+void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v);
+/* Then (after a ps_barrier when v is not NULL), every worker: the split of
+ * epoch e into *s, and alive (may be NULL; APP_HOSTS_MAX entries) the set;
+ * v as given to app_members_vote. */
+void app_members_at(struct app_members *m, long e, const struct app_votes *v, struct app_split *s, uint8_t *alive);
 /* The split of the current set without asking psmem (the first epoch). */
 void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive);
 /* Host h, gone, left on request (its marker said so) rather than lost. */

@@ -374,6 +374,7 @@ void app_members_init(struct app_members *m, ps_world *w, long start)
 	m->host = ps_host_id(w);
 	m->node = ps_node_id(w);
 	m->nodes = ps_num_nodes(w);
+	m->viewed = -1;
 	if (ps_joined(w) == 1) { /* the set comes with the first sync */
 		m->epoch = -1;
 		return;
@@ -412,14 +413,60 @@ void app_members_split(struct app_members *m, struct app_split *s, uint8_t *aliv
 	pthread_mutex_unlock(&m->lock);
 }
 
-void app_members_at(struct app_members *m, ps_world *w, long e, struct app_split *s, uint8_t *alive)
+void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v)
 {
 	pthread_mutex_lock(&m->lock);
-	if (m->epoch != e) { /* the node's first worker here: one read for all */
-		uint8_t now[APP_HOSTS_MAX] = {0};
-		int n = ps_hosts_alive(w, now, APP_HOSTS_MAX);
+	if (m->viewed != e) { /* the node's first worker here: one view for all */
+		memset(m->view, 0, sizeof m->view);
+		int n = ps_hosts_alive(w, m->view, APP_HOSTS_MAX);
 		if (n < 0)
 			app_die("ps_hosts_alive: %s", ps_strerror(n));
+		m->viewed = e;
+		float *one = v ? calloc((size_t)v->vlen, sizeof *one) : NULL;
+		if (v && !one)
+			app_die("out of memory");
+		for (int h = 0; v && h < m->seen; h++) {
+			if (!m->alive[h] || m->view[h])
+				continue;
+			ps_key k = v->base + (ps_key)h;
+			one[0] = 1;
+			int rc = ps_push_sync(v->t, &k, 1, one);
+			if (rc)
+				app_die("push of a vote: %s", ps_strerror(rc));
+		}
+		free(one);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void app_members_at(struct app_members *m, long e, const struct app_votes *v, struct app_split *s, uint8_t *alive)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->epoch != e) { /* the node's first worker here: one set for all */
+		uint8_t now[APP_HOSTS_MAX];
+		memcpy(now, m->view, sizeof now);
+		if (v) { /* gone in any node's view: gone (one pull for the hosts in this view) */
+			ps_key *keys = malloc(APP_HOSTS_MAX * sizeof *keys);
+			float *val = malloc(APP_HOSTS_MAX * (size_t)v->vlen * sizeof *val);
+			int *of = malloc(APP_HOSTS_MAX * sizeof *of);
+			if (!keys || !val || !of)
+				app_die("out of memory");
+			int n = 0;
+			for (int h = 0; h < APP_HOSTS_MAX; h++)
+				if (now[h]) {
+					of[n] = h;
+					keys[n++] = v->base + (ps_key)h;
+				}
+			int rc = ps_pull_sync(v->t, keys, (size_t)n, val);
+			if (rc)
+				app_die("pull of the votes: %s", ps_strerror(rc));
+			for (int i = 0; i < n; i++)
+				if (val[(size_t)i * (size_t)v->vlen] != 0)
+					now[of[i]] = 0;
+			free(keys);
+			free(val);
+			free(of);
+		}
 		bool first = m->epoch < 0; /* a joiner: the others were there before it */
 		for (int h = 0; h < APP_HOSTS_MAX; h++) {
 			if (now[h] == m->alive[h])

@@ -167,6 +167,7 @@ struct job {
 	/* hosts lost, joined, leaving (issue 16): the set each epoch is split
 	 * over (the node's workers share it, common.h) */
 	struct app_members mem;
+	struct app_votes votes;  /* several hosts: the keys that merge the nodes' views */
 	int ch;                  /* count slots per host in M: app_count_hosts */
 	struct app_epoch_counts ecounts; /* lead: triples per epoch and host */
 	bool joined;             /* ps_joined: started by psrun --join */
@@ -996,6 +997,12 @@ static ps_key left_key(const struct job *jb, int h)
 	return count_key(jb, jb->ch * jb->nodes * jb->T + h);
 }
 
+/* Host h's vote key (common.h, app_members_vote), after the left marks. */
+static ps_key vote_key(const struct job *jb, int h)
+{
+	return left_key(jb, jb->ch + h);
+}
+
 /*
  * Each host's lead, after the barrier that ends epoch e (every worker
  * assigned its count before it; none assigns the next before the
@@ -1042,6 +1049,18 @@ static void read_counts(struct job *jb)
 			jb->trained_all[n] += count_get(m + 2);
 		}
 	}
+}
+
+/* After the ps_sync_hosts before epoch e, every worker: the set of hosts
+ * of epoch e and this node's split (common.h: on several hosts the nodes'
+ * views are merged by votes, one barrier). */
+static void members_at(ps_world *w, struct job *jb, long e, struct app_split *sp, uint8_t *alive)
+{
+	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
+	app_members_vote(&jb->mem, w, e, v);
+	if (v)
+		check(ps_barrier(w), "barrier");
+	app_members_at(&jb->mem, e, v, sp, alive);
 }
 
 /* This worker's share of the (globally shuffled) training triples under
@@ -1132,7 +1151,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		int np = ps_sync_hosts(w, &next);
 		check(np < 0 ? np : 0, "ps_sync_hosts");
 		e0 = (long)next;
-		app_members_at(&jb->mem, w, e0, &ws.sp, alive);
+		members_at(w, jb, e0, &ws.sp, alive);
 		if (lead)
 			app_members_print(&jb->mem, e0);
 	}
@@ -1244,7 +1263,7 @@ static void worker(ps_world *w, int tid, void *arg)
 				jb->left_epoch = e + 2;
 			break;
 		}
-		app_members_at(&jb->mem, w, e + 1, &ws.sp, alive);
+		members_at(w, jb, e + 1, &ws.sp, alive);
 		if (ws.sp.changed) { /* from the next epoch on: the new split */
 			take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
 			if (lead)
@@ -1628,9 +1647,10 @@ int main(int argc, char **argv)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
 	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k;
 	 * worker g's triple counts at count_key(g), for app_count_hosts hosts
-	 * (joiners included); host h's left mark at left_key(h) */
+	 * (joiners included); host h's left mark at left_key(h), its vote at
+	 * vote_key(h) */
 	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->ch * (uint64_t)jb->nodes * (uint64_t)jb->T +
-					(uint64_t)jb->ch, 8);
+					2 * (uint64_t)jb->ch, 8);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb->M = ps_table_create(w, &to, &err);
 	if (!jb->M)
@@ -1642,6 +1662,7 @@ int main(int argc, char **argv)
 	if (lead && jb->start_epoch)
 		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
 	app_members_init(&jb->mem, w, jb->start_epoch);
+	jb->votes = (struct app_votes){.t = jb->M, .base = vote_key(jb, 0), .vlen = 8};
 	app_epoch_counts_init(&jb->ecounts, o->epochs, jb->hosts);
 	jb->trained_last = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_last);
 	jb->trained_all = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_all);

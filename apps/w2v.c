@@ -494,6 +494,7 @@ struct job {
 	/* hosts lost, joined, leaving (issue 16): the set each epoch is split
 	 * over (the node's workers share it, common.h) */
 	struct app_members mem;
+	struct app_votes votes; /* several hosts: the keys that merge the nodes' views */
 	int ch;                 /* count slots per host in M: app_count_hosts */
 	struct app_epoch_counts ecounts; /* each host's node 0: words per epoch and host */
 	bool joined;            /* ps_joined: started by psrun --join */
@@ -991,6 +992,25 @@ static void read_left_marks(struct job *jb, int T)
 	}
 }
 
+/* Host h's vote key (common.h, app_members_vote), after the left marks. */
+static ps_key vote_key(const struct job *jb, int T, int h)
+{
+	return left_key(jb, T, jb->ch + h);
+}
+
+/* After the ps_sync_hosts before epoch e, every worker: the set of hosts
+ * of epoch e and this node's split (common.h: on several hosts the nodes'
+ * views are merged by votes, one barrier). */
+static void members_at(ps_world *w, struct job *jb, int e, struct app_split *sp, uint8_t *alive)
+{
+	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
+	app_members_vote(&jb->mem, w, e, v);
+	int rc = v ? ps_barrier(w) : 0;
+	if (rc)
+		die_ps("barrier", rc);
+	app_members_at(&jb->mem, e, v, sp, alive);
+}
+
 /* In-vocabulary words of the share of app node n of N (its T workers'
  * token ranges): one epoch of that node. */
 static uint64_t node_words_of(const struct job *jb, int n, int N, int T)
@@ -1109,7 +1129,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		if (np < 0)
 			die_ps("ps_sync_hosts", np);
 		e0 = (int)next;
-		app_members_at(&jb->mem, w, e0, &sp, alive);
+		members_at(w, jb, e0, &sp, alive);
 		if (show)
 			app_members_print(&jb->mem, e0);
 	}
@@ -1222,7 +1242,7 @@ static void worker(ps_world *w, int tid, void *arg)
 				jb->left_epoch = ep + 2;
 			break;
 		}
-		app_members_at(&jb->mem, w, ep + 1, &sp, alive);
+		members_at(w, jb, ep + 1, &sp, alive);
 		if (sp.changed) { /* from the next epoch on: the new split */
 			take_share(jb, &sp, T, tid, ep + 1, &sh, true);
 			if (show)
@@ -1792,8 +1812,8 @@ int main(int argc, char **argv)
 	}
 	/* metrics: epoch e at key e; worker g's word counts at count_key(g),
 	 * for app_count_hosts hosts (joiners included); host h's left mark at
-	 * left_key(h) */
-	ps_table_opts_init(&to, (uint64_t)c->epochs + (uint64_t)jb.ch * (uint64_t)N * (uint64_t)T + (uint64_t)jb.ch,
+	 * left_key(h), its vote at vote_key(h) */
+	ps_table_opts_init(&to, (uint64_t)c->epochs + (uint64_t)jb.ch * (uint64_t)N * (uint64_t)T + 2 * (uint64_t)jb.ch,
 			   M_LEN);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(w, &to, &err);
@@ -1808,6 +1828,7 @@ int main(int argc, char **argv)
 	if (me == 0 && jb.start_epoch)
 		printf("w2v: resumed after epoch %d\n", jb.start_epoch);
 	app_members_init(&jb.mem, w, jb.start_epoch);
+	jb.votes = (struct app_votes){.t = jb.M, .base = vote_key(&jb, T, 0), .vlen = M_LEN};
 	app_epoch_counts_init(&jb.ecounts, c->epochs, jb.hosts);
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
 		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
