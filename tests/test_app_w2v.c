@@ -35,6 +35,7 @@
 
 #include "common.h"
 #include "hosts.h"
+#include "lose_host.h"
 
 #define TOPICS 12
 #define CTX 6        /* context words per topic */
@@ -904,6 +905,97 @@ static int dead_segments(char names[][64], int max)
 	return n;
 }
 
+/*
+ * w2v on 3 hosts x 1 node, host 2 SIGKILLed when it shows epoch 5 of 20
+ * done, under psrun --on-host-failure continue: the survivors finish,
+ * both record host 2 lost at epoch L (the first epoch trained without it;
+ * >= 6) and, in epoch_host_words, every epoch before L-1 trained by all
+ * three hosts (the whole corpus), epoch L-1 (the one it died in) by the
+ * survivors' shares with host 2's unknown (-1; its unfinished part is not
+ * trained again) or its share, and every epoch from L on by the survivors
+ * alone, the whole corpus exactly.  They say so ("host 2 lost or left"),
+ * and host 0's vectors hold the planted pairs with a final loss within
+ * 10% of an undisturbed 3-host run's (identical runs differ by a few
+ * percent).  20 epochs, the kill after 5: as in test_app_kge (an epoch
+ * takes milliseconds; keys are promoted from backup rounds).
+ */
+#define LOST_EPOCHS "20"
+#define LOST_AFTER "5"
+
+static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+{
+	(void)state;
+	const int E = atoi(LOST_EPOCHS);
+	char save3[512], json3[512], savel[512], jsonl[512], dimv[16];
+	snprintf(save3, sizeof save3, "%s/h3.txt", dir);
+	snprintf(json3, sizeof json3, "%s/h3.json", dir);
+	snprintf(savel, sizeof savel, "%s/h3lost.txt", dir);
+	snprintf(jsonl, sizeof jsonl, "%s/h3lost.json", dir);
+	snprintf(dimv, sizeof dimv, "%d", DIM);
+	const char *args[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
+			      "--sample", "0", "--epochs", LOST_EPOCHS, "--lr", "0.05", "--batch", "500", "--threads",
+			      "1", "--save", save3, "--json", json3, NULL};
+	const char *prog[32] = {build_path("apps/w2v")};
+	for (int i = 0; args[i]; i++)
+		prog[i + 1] = args[i];
+	struct mh_proc p[3];
+	mh_run_hosts(3, 1, prog, p, 120);
+	mh_show_failed(3, p);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	double loss3 = final_loss(mh_slurp(p[0].out));
+	check_planted(save3);
+
+	args[19] = savel;
+	args[21] = jsonl;
+	char out[2][8192];
+	run_three_hosts_losing("apps/w2v", dir, 2, LOST_AFTER, LOST_EPOCHS, args, out);
+	long long share2 = -1;
+	for (int r = 0; r < 2; r++) {
+		char *j = host_json(jsonl, r);
+		long long le[3], c[64 * 3];
+		int cols;
+		assert_int_equal(json_rows(j, "host_lost_epoch", le, 3, &cols), 1);
+		assert_int_equal(cols, 3);
+		assert_int_equal((int)json_num(j, "hosts_lost"), 1);
+		assert_int_equal((int)json_num(j, "hosts_joined"), 0);
+		assert_int_equal((int)json_num(j, "hosts_left"), 0);
+		int L = (int)le[2];
+		print_message("host %d: host 2 lost at epoch %d of %d\n", r, L, E);
+		assert_true(le[0] == 0 && le[1] == 0);
+		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E);
+		char said[96];
+		snprintf(said, sizeof said, "w2v: epoch %d: host 2 lost or left; the data split over the 2 hosts present", L);
+		assert_non_null(strstr(out[r], said));
+		assert_int_equal(json_rows(j, "epoch_host_words", c, 64 * 3, &cols), E);
+		assert_int_equal(cols, 3);
+		share2 = c[2]; /* host 2's share of epoch 1 (token ranges: about a third) */
+		assert_true(share2 > WORDS / 3 - WORDS / 20 && share2 < WORDS / 3 + WORDS / 20);
+		for (int e = 0; e < E; e++) {
+			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2];
+			if (e < L - 2) { /* all three */
+				assert_int_equal(v[2], share2);
+				assert_int_equal(sum, WORDS);
+			} else if (e == L - 2) { /* host 2 died in it */
+				print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
+				assert_true(v[2] == -1 || v[2] == share2);
+				assert_int_equal(v[0] + v[1], WORDS - share2);
+			} else { /* re-split: the survivors, all of it, once */
+				if (e == L - 1)
+					print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
+				assert_int_equal(v[2], 0);
+				assert_int_equal(sum, WORDS);
+			}
+		}
+		free(j);
+	}
+	double lossl = final_loss(out[0]);
+	print_message("final loss: 3 hosts %.4f, host 2 lost %.4f\n", loss3, lossl);
+	if (!(fabs(lossl - loss3) <= 0.1 * loss3))
+		fail_msg("final loss %.4f after losing host 2, %.4f undisturbed", lossl, loss3);
+	check_planted(savel);
+}
+
 int main(void)
 {
 	static char before[64][64], after[64][64];
@@ -927,6 +1019,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_split_the_words),
 		cmocka_unit_test(test_two_hosts_hot_table),
 		cmocka_unit_test(test_two_hosts_stay_remote),
+		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);

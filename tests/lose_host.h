@@ -1,0 +1,108 @@
+/*
+ * lose_host.h - the apps' tests of a lost host (test_app_kge, test_app_w2v):
+ * three psruns on loopback under --on-host-failure continue, one of them
+ * SIGKILLed when it shows an epoch done, and the JSON rows their summaries
+ * record.  Static: included by each of those tests after hosts.h.
+ */
+#ifndef PSMEM_TESTS_LOSE_HOST_H
+#define PSMEM_TESTS_LOSE_HOST_H
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "hosts.h"
+
+/* The rows of "key": [[a, b, ...], ...] (integers) into v (rows x cols at
+ * most max entries); returns the rows, *cols the entries of a row. */
+static int json_rows(const char *json, const char *key, long long *v, int max, int *cols)
+{
+	char pat[80];
+	snprintf(pat, sizeof pat, "\"%s\": [", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		fail_msg("key %s missing from %s", key, json);
+	p += strlen(pat);
+	int rows = 0, n = 0;
+	*cols = 0;
+	while (*p == '[' || *p == ',' || *p == ' ') {
+		if (*p++ != '[')
+			continue;
+		int c = 0;
+		for (char *end; *p != ']'; p = end + (end[0] == ',')) {
+			assert_true(n < max);
+			v[n++] = strtoll(p, &end, 10);
+			assert_true(end != p);
+			while (*end == ' ')
+				end++;
+			c++;
+		}
+		p++;
+		*cols = c;
+		rows++;
+	}
+	return rows;
+}
+
+/*
+ * Starts app (build_path's name; args after it) as 3 hosts x 1 node on
+ * loopback under psrun --on-host-failure continue (--backup-rate 200),
+ * waits for host `victim` to print "epoch K/E:" (its epoch K done, K =
+ * after, E = epochs) and SIGKILLs its psrun on that line;
+ * waits for the others.  Both survivors must exit 0, say the host was
+ * dropped, and leave no segment or process behind (count_procs(dir)):
+ * their output into out[0], out[1] (the survivors in host order).
+ */
+static void run_three_hosts_losing(const char *app, const char *dir, int victim, const char *after, const char *epochs,
+				   const char *const *args, char out[2][8192])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[48] = {"--on-host-failure", "continue", "--backup-rate", "200", build_path(app)};
+	int n = 5;
+	while (*args)
+		prog[n++] = *args++;
+	prog[n] = NULL;
+	unsigned port = mh_free_port();
+	static char store[3][96];
+	struct mh_proc p[3];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "lost%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	char mark[32];
+	snprintf(mark, sizeof mark, "epoch %s/%s: ", after, epochs);
+	for (int i = 0; i < 60000 && !strstr(mh_slurp(p[victim].out), mark); i++)
+		usleep(1000); /* polls the victim's output */
+	if (!strstr(mh_slurp(p[victim].out), mark)) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&p[r], 0);
+			mh_show(&p[r], "host");
+		}
+		fail_msg("host %d did not print \"%s\" within 60 s", victim, mark);
+	}
+	kill(p[victim].pid, SIGKILL); /* psrun alone: its guardian removes its node */
+	mh_finish(&p[victim], 10);
+	for (int r = 0; r < 3; r++) {
+		if (r == victim)
+			continue;
+		mh_finish(&p[r], 120);
+		if (p[r].status != 0)
+			mh_show(&p[r], "survivor");
+		assert_int_equal(p[r].status, 0);
+		assert_non_null(strstr(mh_slurp(p[r].err), "dropped, the job goes on with 2 of 3 hosts"));
+		snprintf(out[r - (r > victim)], 8192, "%s", mh_slurp(p[r].out));
+	}
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000); /* the victim's guardian ends at once */
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
+#endif
