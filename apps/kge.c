@@ -72,6 +72,23 @@
  * moves the next batch's entities from another host as from another node
  * (a host's node 0 reports its local share: with one node per host, the
  * accesses it served itself rather than another host).
+ *
+ * Hosts lost, joining, leaving (issue 16).  Each epoch ends with
+ * ps_sync_hosts, the membership point; the nodes then agree on the hosts
+ * present (common.h, app_members: their views merged by votes in the
+ * metrics table, one barrier, on several hosts only) and, when the set
+ * changed, every worker takes its share of the split over the hosts
+ * present (the same app-node tiling, over fewer or more app nodes) from
+ * the next epoch on, evaluation included.  A host lost during an epoch:
+ * the part of its share it had not trained in that epoch is not trained
+ * again (its updates already applied stay, minus the backup window).  A
+ * joiner (ps_joined) reads the data, creates the tables without writing
+ * initial values, meets the others' next ps_sync_hosts, which gives it the
+ * epoch they train next, and trains its share from there.  A host whose
+ * ps_sync_hosts returns 0 leaves: it marks that in the metrics table (so
+ * that the others record it left, not lost), takes no part in the final
+ * evaluation and finalizes.  Each host's lead records the triples every
+ * host trained in every epoch (epoch_host_triples in --json).
  * Ranks are filtered (other known triples of train, valid and test are
  * removed) with ties counted as half.
  *
@@ -1435,6 +1452,12 @@ static void usage(FILE *f)
 		"prints and writes files (on several hosts: each host's node 0 prints and\n"
 		"writes its --json, host 0's writes --save); the hosts split the training\n"
 		"triples. seconds/throughput count training, not evaluation.\n"
+		"Hosts lost (psrun --on-host-failure continue), joining (psrun --join) or\n"
+		"leaving: at each epoch's end the triples are split again over the hosts\n"
+		"present, from the next epoch on (a lost host's unfinished part of the epoch\n"
+		"it died in is not trained again); --json records hosts_lost, hosts_joined,\n"
+		"hosts_left with their epochs and epoch_host_triples (per epoch and host;\n"
+		"-1: lost during that epoch).\n"
 		"psstat --checkpoint FILE asks a running kge for a checkpoint at the end of\n"
 		"the current epoch.  kge does not resume a restarted node (psrun\n"
 		"--on-failure restart): use --checkpoint-every and --resume.\n");

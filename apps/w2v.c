@@ -57,6 +57,18 @@
  * sampling over the output table's unigram^0.75 distribution (one sampler
  * per batch) instead of the app's own alias table.
  *
+ * Hosts lost, joining, leaving (issue 16): each epoch ends with
+ * ps_sync_hosts; the nodes agree on the hosts present (common.h,
+ * app_members) and, when the set changed, take their token shares of the
+ * split over the hosts present from the next epoch on.  A host lost during
+ * an epoch: the rest of its share of that epoch is not trained again.  The
+ * learning rate decays over the whole run: after a re-split it goes on
+ * from where it was (take_share).  A joiner (ps_joined) meets the others'
+ * next ps_sync_hosts and trains from the epoch it returns; a host whose
+ * ps_sync_hosts returns 0 marks that it left and stops.  Each host's node
+ * 0 records the words every host trained in every epoch (epoch_host_words
+ * in --json).
+ *
  * Nondeterminism: with one node and one thread, a run is a function of
  * --seed.  With more threads or nodes the interleaving of pushes varies.
  */
@@ -1576,6 +1588,12 @@ static void usage(FILE *f)
 		"                        corpus and options (psrun --restore's file, else none)\n"
 		"  --help                this text\n"
 		"  --version             print the version and exit\n"
+		"Hosts lost (psrun --on-host-failure continue), joining (psrun --join) or\n"
+		"leaving: at each epoch's end the corpus is split again over the hosts present,\n"
+		"from the next epoch on (a lost host's unfinished part of the epoch it died in\n"
+		"is not trained again; the learning rate decays on, not restarted); --json\n"
+		"records hosts_lost, hosts_joined, hosts_left with their epochs and\n"
+		"epoch_host_words (per epoch and host; -1: lost during that epoch).\n"
 		"psstat --checkpoint FILE asks a running w2v for a checkpoint at the end of the\n"
 		"current epoch.  w2v does not resume a restarted node (psrun --on-failure\n"
 		"restart): use --checkpoint-every and --resume.\n");
