@@ -8,6 +8,7 @@
 #define PSMEM_TESTS_LOSE_HOST_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,76 @@ static void run_three_hosts_losing(const char *app, const char *dir, int victim,
 	}
 	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
 		usleep(10000); /* the victim's guardian ends at once */
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
+/* Whether this build's psrun runs elastic jobs (--join): the join tests
+ * skip, saying so, where it does not. */
+static bool psrun_has_join(void)
+{
+	static struct run_result r;
+	char *argv[] = {(char *)build_path("bin/psrun"), "--help", NULL};
+	run_prog(argv, NULL, 30, -1, 0, &r);
+	return strstr(r.out, "--join") != NULL || strstr(r.err, "--join") != NULL;
+}
+
+/*
+ * Starts app (args after it) as 2 hosts x 1 node on loopback under psrun
+ * --elastic, waits for host 0 to print "epoch K/E:" (K = after) and then
+ * starts a third host with psrun --join; waits for all three, which must
+ * exit 0 and leave no segment or process behind (count_procs(dir)); their
+ * output into out[0..2] (host 2: the joiner).
+ */
+static void run_two_hosts_and_a_joiner(const char *app, const char *dir, const char *after, const char *epochs,
+				       const char *const *args, char out[3][8192])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[48] = {"--elastic", build_path(app)};
+	int n = 2;
+	for (int i = 0; args[i]; i++)
+		prog[n++] = args[i];
+	prog[n] = NULL;
+	unsigned port = mh_free_port();
+	static char store[2][96], coord[32];
+	struct mh_proc p[3];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 2, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "elastic%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	char mark[32];
+	snprintf(mark, sizeof mark, "epoch %s/%s: ", after, epochs);
+	for (int i = 0; i < 60000 && !strstr(mh_slurp(p[0].out), mark); i++)
+		usleep(1000); /* polls host 0's output */
+	if (!strstr(mh_slurp(p[0].out), mark)) {
+		for (int r = 0; r < 2; r++) {
+			mh_finish(&p[r], 0);
+			mh_show(&p[r], "host");
+		}
+		fail_msg("host 0 did not print \"%s\" within 60 s", mark);
+	}
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *jargv[64] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path};
+	int k = 7;
+	for (int i = 1; prog[i]; i++)
+		jargv[k++] = prog[i];
+	jargv[k] = NULL;
+	mh_spawn(&p[2], "joiner", (char *const *)jargv, NULL);
+	for (int r = 0; r < 3; r++) {
+		mh_finish(&p[r], 120);
+		if (p[r].status != 0)
+			mh_show(&p[r], r == 2 ? "joiner" : "member");
+	}
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(p[r].status, 0);
+		snprintf(out[r], 8192, "%s", mh_slurp(p[r].out));
+	}
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000);
 	assert_int_equal(seg_leaked_since(&segs), 0);
 	assert_int_equal(count_procs(dir), 0);
 }

@@ -990,6 +990,72 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 		fail_msg("MRR %.4f after losing host 2, %.4f undisturbed", ml, m3);
 }
 
+/*
+ * A host joining: kge on 2 hosts x 1 node (psrun --elastic), a third
+ * started with psrun --join once host 0 shows epoch 3 done.  All three
+ * finish; the members record host 2 joined at epoch J (the first epoch
+ * trained with it: after epoch 3, before the end) and, in
+ * epoch_host_triples, every epoch before J trained by the two (800 each:
+ * the whole set) and every epoch from J on by all three (533, 533, 534:
+ * the whole set, once); the joiner's summary starts at J (first_epoch)
+ * and says the same from there; the three report the one evaluation,
+ * which learned (MRR > 3 x random).  Skipped where psrun has no --join.
+ */
+#define JOIN_EPOCHS "40"
+#define JOIN_AFTER "3"
+
+static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
+{
+	(void)state;
+	if (!psrun_has_join()) {
+		print_message("skipped: this psrun has no --join (elastic jobs, issue 16, not in this build)\n");
+		skip();
+	}
+	const int E = atoi(JOIN_EPOCHS);
+	char data[600], json[600];
+	snprintf(data, sizeof data, "%s", path_of("kgbig"));
+	snprintf(json, sizeof json, "%s", path_of("big-join.json"));
+	const char *args[] = {"--dataset", data, "--epochs", JOIN_EPOCHS, "--dim", "64", "--batch", "32", "--neg",
+			      "32", "--threads", "1", "--json", json, NULL};
+	char out[3][8192], j[3][8192];
+	run_two_hosts_and_a_joiner("apps/kge", dir, JOIN_AFTER, JOIN_EPOCHS, args, out);
+	int J = 0;
+	for (int r = 0; r < 3; r++) {
+		host_json(j[r], sizeof j[r], json, r);
+		long long je[3], c[64 * 3];
+		int cols;
+		assert_int_equal(json_rows(j[r], "host_joined_epoch", je, 3, &cols), 1);
+		assert_int_equal(cols, 3);
+		assert_int_equal((int)json_num(j[r], "hosts_joined"), 1);
+		assert_int_equal((int)json_num(j[r], "hosts_lost"), 0);
+		assert_true(je[0] == 0 && je[1] == 0);
+		J = r ? J : (int)je[2];
+		assert_int_equal(je[2], J); /* every host saw the same */
+		print_message("host %d: host 2 joined at epoch %d of %d\n", r, J, E);
+		assert_true(J >= atoi(JOIN_AFTER) + 1 && J <= E);
+		char said[96];
+		snprintf(said, sizeof said, "kge: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
+		assert_non_null(strstr(out[r], said));
+		assert_int_equal(json_rows(j[r], "epoch_host_triples", c, 64 * 3, &cols), E);
+		assert_int_equal(cols, 3);
+		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
+			long long *v = c + 3 * e;
+			if (e < J - 1) {
+				assert_true(v[0] == BIG_TRAIN / 2 && v[1] == BIG_TRAIN / 2 && v[2] == 0);
+			} else {
+				assert_true(v[0] == BIG_TRAIN / 3 && v[1] == BIG_TRAIN / 3);
+				assert_int_equal(v[2], BIG_TRAIN - 2 * (BIG_TRAIN / 3));
+			}
+		}
+	}
+	assert_int_equal((int)json_num(j[2], "first_epoch"), J);
+	double m = json_num(j[0], "mrr");
+	print_message("MRR with a joiner %.4f (hosts 1, 2 say %.4f, %.4f)\n", m, json_num(j[1], "mrr"),
+		      json_num(j[2], "mrr"));
+	assert_true(json_num(j[1], "mrr") == m && json_num(j[2], "mrr") == m);
+	assert_true(m > 3 * random_mrr());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1017,6 +1083,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_split_the_triples_and_localize_across_hosts),
 		cmocka_unit_test(test_two_hosts_evaluate_the_synced_model),
 		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
+		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

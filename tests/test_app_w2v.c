@@ -996,6 +996,70 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	check_planted(savel);
 }
 
+/*
+ * A host joining: w2v on 2 hosts x 1 node (psrun --elastic), a third
+ * started with psrun --join once host 0 shows epoch 3 done.  All three
+ * finish; every host records host 2 joined at epoch J (after epoch 3,
+ * before the end) and, in epoch_host_words, every epoch before J trained
+ * by the two (the whole corpus) and every epoch from J on by all three
+ * (the whole corpus, once; the joiner a share of about a third); the
+ * joiner's summary starts at J; host 0's vectors hold the planted pairs.
+ * Skipped where psrun has no --join.
+ */
+#define JOIN_EPOCHS "40"
+#define JOIN_AFTER "3"
+
+static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
+{
+	(void)state;
+	if (!psrun_has_join()) {
+		print_message("skipped: this psrun has no --join (elastic jobs, issue 16, not in this build)\n");
+		skip();
+	}
+	const int E = atoi(JOIN_EPOCHS);
+	char save[512], json[512], dimv[16];
+	snprintf(save, sizeof save, "%s/join.txt", dir);
+	snprintf(json, sizeof json, "%s/join.json", dir);
+	snprintf(dimv, sizeof dimv, "%d", DIM);
+	const char *args[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
+			      "--sample", "0", "--epochs", JOIN_EPOCHS, "--lr", "0.05", "--batch", "100", "--threads",
+			      "1", "--save", save, "--json", json, NULL};
+	char out[3][8192];
+	run_two_hosts_and_a_joiner("apps/w2v", dir, JOIN_AFTER, JOIN_EPOCHS, args, out);
+	int J = 0;
+	for (int r = 0; r < 3; r++) {
+		char *j = host_json(json, r);
+		long long je[3], c[64 * 3];
+		int cols;
+		assert_int_equal(json_rows(j, "host_joined_epoch", je, 3, &cols), 1);
+		assert_int_equal(cols, 3);
+		assert_int_equal((int)json_num(j, "hosts_joined"), 1);
+		assert_int_equal((int)json_num(j, "hosts_lost"), 0);
+		assert_true(je[0] == 0 && je[1] == 0);
+		J = r ? J : (int)je[2];
+		assert_int_equal(je[2], J); /* every host saw the same */
+		print_message("host %d: host 2 joined at epoch %d of %d\n", r, J, E);
+		assert_true(J >= atoi(JOIN_AFTER) + 1 && J <= E);
+		char said[96];
+		snprintf(said, sizeof said, "w2v: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
+		assert_non_null(strstr(out[r], said));
+		assert_int_equal(json_rows(j, "epoch_host_words", c, 64 * 3, &cols), E);
+		assert_int_equal(cols, 3);
+		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
+			long long *v = c + 3 * e;
+			assert_int_equal(v[0] + v[1] + v[2], WORDS);
+			if (e < J - 1)
+				assert_int_equal(v[2], 0);
+			else
+				assert_true(v[2] > WORDS / 3 - WORDS / 20 && v[2] < WORDS / 3 + WORDS / 20);
+		}
+		if (r == 2)
+			assert_int_equal((int)json_num(j, "first_epoch"), J);
+		free(j);
+	}
+	check_planted(save);
+}
+
 int main(void)
 {
 	static char before[64][64], after[64][64];
@@ -1020,6 +1084,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_hot_table),
 		cmocka_unit_test(test_two_hosts_stay_remote),
 		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
+		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
