@@ -364,8 +364,10 @@ struct app_members {
 	uint8_t left[APP_HOSTS_MAX];  /* gone on request (app_members_left), not lost */
 };
 
-/* The set at the start: hosts 0 .. ps_num_hosts - 1 for epoch start; a
- * joiner (ps_joined) has none until its first app_members_at. */
+/* The set at the start (epoch start): the hosts present (ps_hosts_alive:
+ * in an elastic job ps_num_hosts counts every host rank that may join, so
+ * the apps split over these, not over ps_num_hosts); a joiner (ps_joined)
+ * has none until its first app_members_at. */
 void app_members_init(struct app_members *m, ps_world *w, long start);
 void app_members_destroy(struct app_members *m);
 /* After the ps_sync_hosts that precedes epoch e, every worker: this

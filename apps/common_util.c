@@ -379,9 +379,15 @@ void app_members_init(struct app_members *m, ps_world *w, long start)
 		m->epoch = -1;
 		return;
 	}
+	/* the hosts present, not 0 .. ps_num_hosts - 1: in an elastic job
+	 * ps_num_hosts counts the host ranks that may join */
+	int n = ps_hosts_alive(w, m->alive, APP_HOSTS_MAX);
+	if (n < 0)
+		app_die("ps_hosts_alive: %s", ps_strerror(n));
+	for (int h = 0; h < APP_HOSTS_MAX; h++)
+		if (m->alive[h])
+			m->seen = h + 1;
 	m->epoch = start;
-	m->seen = ps_num_hosts(w) < APP_HOSTS_MAX ? ps_num_hosts(w) : APP_HOSTS_MAX;
-	memset(m->alive, 1, (size_t)m->seen);
 }
 
 void app_members_destroy(struct app_members *m)

@@ -1111,13 +1111,18 @@ static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
 	const struct opts *o = &jb->o;
-	/* worker g of the G of the job: its share of the initial rows, of the
-	 * training triples, its random draws */
-	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
+	/* worker g of the job (app_gnode): its random draws; its shares of
+	 * the initial rows and triples come from the split (jb->mem) */
+	int g = jb->gnode * jb->T + tid;
 	bool lead = jb->node == 0 && tid == 0; /* each host's node 0 prints */
 	if (!jb->start_epoch && !jb->joined) { /* resumed: the rows come from the checkpoint; joined: from the job */
-		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
-		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
+		/* split over the workers of the hosts present (all of them, but in
+		 * an elastic job, where ps_num_hosts counts the ranks that may join) */
+		struct app_split s0;
+		app_members_split(&jb->mem, &s0, NULL);
+		int g0 = s0.gnode * jb->T + tid, G0 = s0.gnodes * jb->T;
+		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g0, G0);
+		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g0, G0);
 	}
 
 	struct wstate ws = {.jb = jb, .tid = tid};

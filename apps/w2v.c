@@ -1742,12 +1742,6 @@ int main(int argc, char **argv)
 		double cn = (double)jb.cp.count[v], th = c->sample * (double)jb.cp.words;
 		jb.keep[v] = c->sample > 0 ? (float)((sqrt(cn / th) + 1) * th / cn) : 1.0f;
 	}
-	for (int g = jb.gnode * T; g < (jb.gnode + 1) * T; g++) {
-		size_t lo, hi;
-		share(&jb, g, jb.gnodes * T, &lo, &hi);
-		for (size_t i = lo; i < hi; i++)
-			jb.node_words += jb.cp.tok[i] >= 0;
-	}
 	jb.dp = (c->dim + 7) & ~7;
 	jb.sgns = have_avx2() ? sgns_avx2 : sgns_c;
 	jb.epoch_end = calloc((size_t)c->epochs, sizeof *jb.epoch_end);
@@ -1841,11 +1835,16 @@ int main(int argc, char **argv)
 	if (jb.start_epoch >= c->epochs)
 		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
 			jb.start_epoch, c->epochs);
+	app_members_init(&jb.mem, w, jb.start_epoch);
+	if (!jb.joined) { /* this node's words per epoch (a joiner's: at its first sync) */
+		struct app_split s0;
+		app_members_split(&jb.mem, &s0, NULL);
+		jb.node_words = node_words_of(&jb, s0.gnode, s0.gnodes, T);
+	}
 	/* relaxed: the workers start later; the learning rate goes on decaying */
 	atomic_store_explicit(&jb.done, (uint64_t)jb.start_epoch * jb.node_words, memory_order_relaxed);
 	if (me == 0 && jb.start_epoch)
 		printf("w2v: resumed after epoch %d\n", jb.start_epoch);
-	app_members_init(&jb.mem, w, jb.start_epoch);
 	jb.votes = (struct app_votes){.t = jb.M, .base = vote_key(&jb, T, 0), .vlen = M_LEN};
 	app_epoch_counts_init(&jb.ecounts, c->epochs, jb.hosts);
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
