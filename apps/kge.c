@@ -1691,7 +1691,7 @@ int main(int argc, char **argv)
 		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
 	app_members_init(&jb->mem, w, jb->start_epoch);
 	jb->votes = (struct app_votes){.t = jb->M, .base = vote_key(jb, 0), .vlen = 8};
-	app_epoch_counts_init(&jb->ecounts, o->epochs, jb->hosts);
+	app_epoch_counts_init(&jb->ecounts, o->epochs, jb->mem.seen); /* columns: hosts present (grows as they join) */
 	jb->trained_last = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_last);
 	jb->trained_all = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_all);
 	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));

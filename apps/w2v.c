@@ -1846,7 +1846,7 @@ int main(int argc, char **argv)
 	if (me == 0 && jb.start_epoch)
 		printf("w2v: resumed after epoch %d\n", jb.start_epoch);
 	jb.votes = (struct app_votes){.t = jb.M, .base = vote_key(&jb, T, 0), .vlen = M_LEN};
-	app_epoch_counts_init(&jb.ecounts, c->epochs, jb.hosts);
+	app_epoch_counts_init(&jb.ecounts, c->epochs, jb.mem.seen); /* columns: hosts present (grows as they join) */
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
 		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
 		app_replicate_top(jb.out, jb.cp.count, c->replicate, "frequent words");
