@@ -908,8 +908,10 @@ static void test_two_hosts_evaluate_the_synced_model(void **state)
  * with host 2's unknown (-1; its unfinished part is not trained again) or,
  * if it was seen only after that epoch's barrier, its share, and every
  * epoch from L on by the survivors alone, the whole training set exactly.
- * Their one evaluation (split over the two) is within 0.05 MRR of an
- * undisturbed 3-host run's (runs differ by up to about 0.03).
+ * Their one evaluation (split over the two) is within 0.1 MRR of an
+ * undisturbed 3-host run's (20 epochs on 3 hosts: undisturbed runs gave
+ * 0.72-0.76, runs losing host 2 0.70-0.75; a 0.05 bound failed once in
+ * 15 runs).
  */
 /* An epoch of this graph takes about 7 ms here.  The kill comes after
  * epoch 5, not 1: keys are promoted from backup rounds (every 5 ms at
@@ -986,7 +988,7 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	double ml = json_num(j[0], "mrr");
 	print_message("MRR: 3 hosts %.4f, host 2 lost %.4f (host 1 says %.4f)\n", m3, ml, json_num(j[1], "mrr"));
 	assert_true(json_num(j[1], "mrr") == ml); /* one evaluation, split over the survivors */
-	if (!(ml > 3 * random_mrr() && ml >= m3 - 0.05))
+	if (!(ml > 3 * random_mrr() && ml >= m3 - 0.1))
 		fail_msg("MRR %.4f after losing host 2, %.4f undisturbed", ml, m3);
 }
 
