@@ -308,25 +308,27 @@ double app_repl_share(ps_world *w, int node);
  * n is app node r x nodes + n of present x nodes.  With every host present
  * that is app_gnode's split: the undisturbed path is unchanged.
  *
- * At each epoch boundary every worker calls ps_sync_hosts (the membership
- * point), then app_members_vote, ps_barrier, app_members_at for the next
- * epoch (in a job of one host: app_members_at alone, no votes, no extra
- * barrier).  Every host must use the same set, and ps_hosts_alive alone
- * does not give that: a host that dies after arriving at the sync is seen
- * lost as soon as each survivor's bridge learns it, which may be before
- * one survivor reads ps_hosts_alive and after another did (the first
- * tests here saw it: one survivor split over 2 hosts, the other over 3).
- * So the views are merged: app_members_vote (the node's first worker
- * reads ps_hosts_alive, one read for the node's workers) adds 1 to the
- * vote key of every host gone in this node's view that was in the set;
- * after the barrier every node's first worker in app_members_at pulls the
- * votes of the hosts of the set, and a host with a vote is gone for all.
- * The votes are pushed before the barrier and pulled after it, so every
- * node reads the same sums: every host computes the same split.  A host
- * that died but that no node saw in time stays in the set one epoch more:
- * its share of that epoch is not trained; the next sync sees it.  Joins
- * (and leaves) are taken from the view as ps_sync_hosts makes them: at
- * the same sync on every host.
+ * At each epoch boundary every worker calls app_members_vote, then
+ * ps_sync_hosts (the membership point), then app_members_at for the next
+ * epoch.  Every host must use the same set, and ps_hosts_alive read after
+ * the sync does not give that: a host that dies while the others wait in
+ * the sync is seen lost as soon as each survivor's bridge learns it, which
+ * may be before one survivor reads ps_hosts_alive and after another did
+ * (the first tests here saw it: one survivor split over 2 hosts, the
+ * other over 3).  So losses go through votes: before the sync the node's
+ * first worker in app_members_vote reads ps_hosts_alive (one view for the
+ * node's workers) and adds 1 to the vote key of every host of the set that
+ * is gone in it; after the sync the node's first worker in app_members_at
+ * pulls the votes, and a host with one is gone for every host.  The votes
+ * are pushed before the sync's barrier and pulled after it, so every node
+ * reads the same sums.  A host that no node saw gone before the sync stays
+ * in the set one epoch more (its share of that epoch is not trained; the
+ * next sync removes it).  Joins are taken from the view after the sync
+ * (ps_sync_hosts adds a joiner at the same sync on every host).  So are
+ * leaves (ps_sync_hosts removes a leaver there), but only through the
+ * votes of the next sync: the others train one epoch without the leaver's
+ * share (no extra barrier per epoch; an earlier version voted after the
+ * sync and needed one).  On one host: no votes, the view after the sync.
  *
  * Events: a host present in the set of e but not in that of e - 1 joined
  * at e; one gone from it was lost or left at e (app_members_left tells
@@ -356,9 +358,8 @@ struct app_members {
 	int host, node, nodes;
 	int seen;               /* 1 + the largest host id ever present */
 	long epoch;             /* of the set in force; -1 before the first (a joiner) */
-	long viewed;            /* of the last view (app_members_vote); -1 none */
+	long viewed;            /* of the last vote (app_members_vote); -1 none */
 	uint8_t alive[APP_HOSTS_MAX]; /* the set in force */
-	uint8_t view[APP_HOSTS_MAX];  /* this node's view at the last vote */
 	long gone[APP_HOSTS_MAX];     /* 1 + the epoch a host was lost or left at; 0 none */
 	long joined[APP_HOSTS_MAX];   /* 1 + the epoch it joined at; 0 none */
 	uint8_t left[APP_HOSTS_MAX];  /* gone on request (app_members_left), not lost */
@@ -370,14 +371,14 @@ struct app_members {
  * has none until its first app_members_at. */
 void app_members_init(struct app_members *m, ps_world *w, long start);
 void app_members_destroy(struct app_members *m);
-/* After the ps_sync_hosts that precedes epoch e, every worker: this
- * node's view, and its votes for the hosts gone in it (v NULL: the view
- * only).  Dies if ps_hosts_alive or the push fails. */
+/* Before the ps_sync_hosts that precedes epoch e, every worker: this
+ * node's votes for the hosts of the set gone in its view (v NULL: none).
+ * Dies if ps_hosts_alive or the push fails. */
 void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v);
-/* Then (after a ps_barrier when v is not NULL), every worker: the split of
- * epoch e into *s, and alive (may be NULL; APP_HOSTS_MAX entries) the set;
- * v as given to app_members_vote. */
-void app_members_at(struct app_members *m, long e, const struct app_votes *v, struct app_split *s, uint8_t *alive);
+/* After it, every worker: the split of epoch e into *s, and alive (may be
+ * NULL; APP_HOSTS_MAX entries) the set; v as given to app_members_vote. */
+void app_members_at(struct app_members *m, ps_world *w, long e, const struct app_votes *v, struct app_split *s,
+		    uint8_t *alive);
 /* The split of the current set without asking psmem (the first epoch). */
 void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive);
 /* Host h, gone, left on request (its marker said so) rather than lost. */

@@ -422,20 +422,20 @@ void app_members_split(struct app_members *m, struct app_split *s, uint8_t *aliv
 void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v)
 {
 	pthread_mutex_lock(&m->lock);
-	if (m->viewed != e) { /* the node's first worker here: one view for all */
-		memset(m->view, 0, sizeof m->view);
-		int n = ps_hosts_alive(w, m->view, APP_HOSTS_MAX);
+	if (v && m->viewed != e) { /* the node's first worker here: one view for all */
+		uint8_t view[APP_HOSTS_MAX] = {0};
+		int n = ps_hosts_alive(w, view, APP_HOSTS_MAX);
 		if (n < 0)
 			app_die("ps_hosts_alive: %s", ps_strerror(n));
 		m->viewed = e;
-		float *one = v ? calloc((size_t)v->vlen, sizeof *one) : NULL;
-		if (v && !one)
+		float *one = calloc((size_t)v->vlen, sizeof *one);
+		if (!one)
 			app_die("out of memory");
-		for (int h = 0; v && h < m->seen; h++) {
-			if (!m->alive[h] || m->view[h])
+		one[0] = 1;
+		for (int h = 0; h < m->seen; h++) {
+			if (!m->alive[h] || view[h])
 				continue;
 			ps_key k = v->base + (ps_key)h;
-			one[0] = 1;
 			int rc = ps_push_sync(v->t, &k, 1, one);
 			if (rc)
 				app_die("push of a vote: %s", ps_strerror(rc));
@@ -445,35 +445,51 @@ void app_members_vote(struct app_members *m, ps_world *w, long e, const struct a
 	pthread_mutex_unlock(&m->lock);
 }
 
-void app_members_at(struct app_members *m, long e, const struct app_votes *v, struct app_split *s, uint8_t *alive)
+/* The votes of the hosts with now[h] set: a host with one is cleared. */
+static void members_votes(uint8_t *now, const struct app_votes *v)
+{
+	ps_key *keys = malloc(APP_HOSTS_MAX * sizeof *keys);
+	float *val = malloc(APP_HOSTS_MAX * (size_t)v->vlen * sizeof *val);
+	int *of = malloc(APP_HOSTS_MAX * sizeof *of);
+	if (!keys || !val || !of)
+		app_die("out of memory");
+	int n = 0;
+	for (int h = 0; h < APP_HOSTS_MAX; h++)
+		if (now[h]) {
+			of[n] = h;
+			keys[n++] = v->base + (ps_key)h;
+		}
+	int rc = ps_pull_sync(v->t, keys, (size_t)n, val);
+	if (rc)
+		app_die("pull of the votes: %s", ps_strerror(rc));
+	for (int i = 0; i < n; i++)
+		if (val[(size_t)i * (size_t)v->vlen] != 0)
+			now[of[i]] = 0;
+	free(keys);
+	free(val);
+	free(of);
+}
+
+void app_members_at(struct app_members *m, ps_world *w, long e, const struct app_votes *v, struct app_split *s,
+		    uint8_t *alive)
 {
 	pthread_mutex_lock(&m->lock);
 	if (m->epoch != e) { /* the node's first worker here: one set for all */
-		uint8_t now[APP_HOSTS_MAX];
-		memcpy(now, m->view, sizeof now);
-		if (v) { /* gone in any node's view: gone (one pull for the hosts in this view) */
-			ps_key *keys = malloc(APP_HOSTS_MAX * sizeof *keys);
-			float *val = malloc(APP_HOSTS_MAX * (size_t)v->vlen * sizeof *val);
-			int *of = malloc(APP_HOSTS_MAX * sizeof *of);
-			if (!keys || !val || !of)
-				app_die("out of memory");
-			int n = 0;
-			for (int h = 0; h < APP_HOSTS_MAX; h++)
-				if (now[h]) {
-					of[n] = h;
-					keys[n++] = v->base + (ps_key)h;
-				}
-			int rc = ps_pull_sync(v->t, keys, (size_t)n, val);
-			if (rc)
-				app_die("pull of the votes: %s", ps_strerror(rc));
-			for (int i = 0; i < n; i++)
-				if (val[(size_t)i * (size_t)v->vlen] != 0)
-					now[of[i]] = 0;
-			free(keys);
-			free(val);
-			free(of);
-		}
 		bool first = m->epoch < 0; /* a joiner: the others were there before it */
+		uint8_t view[APP_HOSTS_MAX] = {0}, now[APP_HOSTS_MAX];
+		int n = ps_hosts_alive(w, view, APP_HOSTS_MAX);
+		if (n < 0)
+			app_die("ps_hosts_alive: %s", ps_strerror(n));
+		if (!v) { /* one host: its own view */
+			memcpy(now, view, sizeof now);
+		} else {
+			/* the set, less the hosts voted gone before the sync, plus
+			 * the joiners the sync added (hosts never in the set nor
+			 * gone); a joiner: every host present, less the voted */
+			for (int h = 0; h < APP_HOSTS_MAX; h++)
+				now[h] = first ? view[h] : m->alive[h] || (view[h] && !m->gone[h]);
+			members_votes(now, v);
+		}
 		for (int h = 0; h < APP_HOSTS_MAX; h++) {
 			if (now[h] == m->alive[h])
 				continue;

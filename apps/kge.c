@@ -75,8 +75,9 @@
  *
  * Hosts lost, joining, leaving (issue 16).  Each epoch ends with
  * ps_sync_hosts, the membership point; the nodes then agree on the hosts
- * present (common.h, app_members: their views merged by votes in the
- * metrics table, one barrier, on several hosts only) and, when the set
+ * present (common.h, app_members: on several hosts the losses each node
+ * saw before the sync, as votes in the metrics table, pulled after it;
+ * joiners as the sync adds them) and, when the set
  * changed, every worker takes its share of the split over the hosts
  * present (the same app-node tiling, over fewer or more app nodes) from
  * the next epoch on, evaluation included.  A host lost during an epoch:
@@ -190,6 +191,7 @@ struct job {
 	bool joined;             /* ps_joined: started by psrun --join */
 	long first_epoch;        /* lead: the first epoch this host trained (a joiner's from the sync) */
 	long left_epoch;         /* lead: 1 + the epoch this host left before (ps_sync_hosts said 0), 0 none */
+	bool save_here;          /* lead: this node is the split's first (--save) */
 	/* results, written by thread 0 of each host's node 0 */
 	double train_secs, mrr, h1, h3, h10;
 	double train_cpu; /* node 0's CPU seconds in the training phases */
@@ -1068,16 +1070,22 @@ static void read_counts(struct job *jb)
 	}
 }
 
-/* After the ps_sync_hosts before epoch e, every worker: the set of hosts
- * of epoch e and this node's split (common.h: on several hosts the nodes'
- * views are merged by votes, one barrier). */
-static void members_at(ps_world *w, struct job *jb, long e, struct app_split *sp, uint8_t *alive)
+/* The membership point before epoch e, every worker (common.h): the
+ * votes for the hosts this node saw gone (several hosts), ps_sync_hosts,
+ * and the set of hosts of epoch *e with this node's split (*e: the epoch
+ * ps_sync_hosts returns, a joiner's from the others).  Returns what
+ * ps_sync_hosts returned (0: this host leaves; *sp is then unchanged). */
+static int membership(ps_world *w, struct job *jb, long *e, struct app_split *sp, uint8_t *alive)
 {
 	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
-	app_members_vote(&jb->mem, w, e, v);
-	if (v)
-		check(ps_barrier(w), "barrier");
-	app_members_at(&jb->mem, e, v, sp, alive);
+	app_members_vote(&jb->mem, w, *e, v);
+	uint64_t next = (uint64_t)*e;
+	int np = ps_sync_hosts(w, &next);
+	check(np < 0 ? np : 0, "ps_sync_hosts");
+	*e = (long)next;
+	if (np > 0)
+		app_members_at(&jb->mem, w, *e, v, sp, alive);
+	return np;
 }
 
 /* This worker's share of the (globally shuffled) training triples under
@@ -1169,11 +1177,9 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		app_members_split(&jb->mem, &ws.sp, alive);
 	} else {
-		uint64_t next = 0;
-		int np = ps_sync_hosts(w, &next);
-		check(np < 0 ? np : 0, "ps_sync_hosts");
-		e0 = (long)next;
-		members_at(w, jb, e0, &ws.sp, alive);
+		/* the joiner's first: the others' epoch comes back (no votes:
+		 * this host has no set yet) */
+		membership(w, jb, &e0, &ws.sp, alive);
 		if (lead)
 			app_members_print(&jb->mem, e0);
 	}
@@ -1276,16 +1282,13 @@ static void worker(ps_world *w, int tid, void *arg)
 		/* the membership point: a barrier (on one host only that); hosts
 		 * lost since the last one are gone from the set, joiners added,
 		 * and a host asked to leave gets 0 here */
-		uint64_t next = (uint64_t)e + 1;
-		int np = ps_sync_hosts(w, &next);
-		check(np < 0 ? np : 0, "ps_sync_hosts");
-		if (np == 0) {
+		long next = e + 1;
+		if (membership(w, jb, &next, &ws.sp, alive) == 0) {
 			left = true;
 			if (lead)
 				jb->left_epoch = e + 2;
 			break;
 		}
-		members_at(w, jb, e + 1, &ws.sp, alive);
 		if (ws.sp.changed) { /* from the next epoch on: the new split */
 			take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
 			if (lead)
@@ -1312,6 +1315,7 @@ static void worker(ps_world *w, int tid, void *arg)
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
 			read_counts(jb); /* every worker assigned its last count before the barriers */
 			read_left_marks(jb);
+			jb->save_here = ws.sp.gnode == 0;
 		}
 	} else {
 		check(ps_barrier(w), "barrier"); /* nobody exits before node 0 said why */
@@ -1764,7 +1768,7 @@ int main(int argc, char **argv)
 			app_json_int(j, "left_epoch", jb->left_epoch);
 			app_json_write_host(j, o->json, jb->host);
 		}
-		if (o->save && jb->gnode == 0) /* one copy of the model: host 0's */
+		if (o->save && jb->save_here) /* one copy of the model: host 0's, or the first host left's */
 			save_model(jb, o->save);
 	}
 	ps_finalize(w);

@@ -1010,17 +1010,23 @@ static ps_key vote_key(const struct job *jb, int T, int h)
 	return left_key(jb, T, jb->ch + h);
 }
 
-/* After the ps_sync_hosts before epoch e, every worker: the set of hosts
- * of epoch e and this node's split (common.h: on several hosts the nodes'
- * views are merged by votes, one barrier). */
-static void members_at(ps_world *w, struct job *jb, int e, struct app_split *sp, uint8_t *alive)
+/* The membership point before epoch e, every worker (common.h): the
+ * votes for the hosts this node saw gone (several hosts), ps_sync_hosts,
+ * and the set of hosts of epoch *e with this node's split (*e: the epoch
+ * ps_sync_hosts returns, a joiner's from the others).  Returns what
+ * ps_sync_hosts returned (0: this host leaves; *sp is then unchanged). */
+static int membership(ps_world *w, struct job *jb, int *e, struct app_split *sp, uint8_t *alive)
 {
 	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
-	app_members_vote(&jb->mem, w, e, v);
-	int rc = v ? ps_barrier(w) : 0;
-	if (rc)
-		die_ps("barrier", rc);
-	app_members_at(&jb->mem, e, v, sp, alive);
+	app_members_vote(&jb->mem, w, *e, v);
+	uint64_t next = (uint64_t)*e;
+	int np = ps_sync_hosts(w, &next);
+	if (np < 0)
+		die_ps("ps_sync_hosts", np);
+	*e = (int)next;
+	if (np > 0)
+		app_members_at(&jb->mem, w, *e, v, sp, alive);
+	return np;
 }
 
 /* In-vocabulary words of the share of app node n of N (its T workers'
@@ -1136,12 +1142,9 @@ static void worker(ps_world *w, int tid, void *arg)
 	if (!jb->joined) {
 		app_members_split(&jb->mem, &sp, alive);
 	} else {
-		uint64_t next = 0;
-		int np = ps_sync_hosts(w, &next);
-		if (np < 0)
-			die_ps("ps_sync_hosts", np);
-		e0 = (int)next;
-		members_at(w, jb, e0, &sp, alive);
+		/* the joiner's first: the others' epoch comes back (no votes:
+		 * this host has no set yet) */
+		membership(w, jb, &e0, &sp, alive);
 		if (show)
 			app_members_print(&jb->mem, e0);
 	}
@@ -1244,17 +1247,13 @@ static void worker(ps_world *w, int tid, void *arg)
 		 * and a host asked to leave gets 0 here.  A host lost during the
 		 * epoch: the part of its share it had not trained is not trained
 		 * again; the survivors split every later epoch */
-		uint64_t next = (uint64_t)ep + 1;
-		rc = ps_sync_hosts(w, &next);
-		if (rc < 0)
-			die_ps("ps_sync_hosts", rc);
-		if (rc == 0) {
+		int next = ep + 1;
+		if (membership(w, jb, &next, &sp, alive) == 0) {
 			left = true;
 			if (show)
 				jb->left_epoch = ep + 2;
 			break;
 		}
-		members_at(w, jb, ep + 1, &sp, alive);
 		if (sp.changed) { /* from the next epoch on: the new split */
 			take_share(jb, &sp, T, tid, ep + 1, &sh, true);
 			if (show)
@@ -1277,7 +1276,12 @@ static void worker(ps_world *w, int tid, void *arg)
 		read_counts(jb, T);
 		read_left_marks(jb, T);
 	}
-	if (show && !diverged && !left && jb->gnode == 0) { /* every push is in: node 0 reads the input vectors */
+	/* the first node of the split has the vectors: host 0's node 0, or
+	 * the first host left's when host 0 was lost */
+	if (show && !diverged && !left && sp.gnode == 0) { /* every push is in: it reads the input vectors */
+		jb->vectors = malloc((size_t)jb->cp.V * (size_t)c->dim * sizeof *jb->vectors);
+		if (!jb->vectors)
+			app_die("out of memory");
 		enum { CH = 4096 };
 		ps_key keys[CH];
 		for (int64_t v0 = 0; v0 < jb->cp.V; v0 += CH) {
@@ -1749,11 +1753,6 @@ int main(int argc, char **argv)
 	jb.trained_all = calloc((size_t)jb.gnodes, sizeof *jb.trained_all);
 	if (!jb.epoch_end || !jb.trained_last || !jb.trained_all)
 		app_die("out of memory");
-	if (jb.gnode == 0) {
-		jb.vectors = malloc((size_t)jb.cp.V * (size_t)c->dim * sizeof *jb.vectors);
-		if (!jb.vectors)
-			app_die("out of memory");
-	}
 
 	ps_table_opts to;
 	ps_table_opts_init(&to, (uint64_t)jb.cp.V, (uint32_t)c->dim);
@@ -1878,7 +1877,7 @@ int main(int argc, char **argv)
 		double acc = NAN;
 		int seen = 0;
 		double te = app_now();
-		bool vec = jb.gnode == 0; /* host 0's node 0 has the vectors */
+		bool vec = jb.vectors != NULL; /* the split's first node has the vectors */
 		if (c->eval && vec)
 			acc = eval_analogy(&jb, c->eval, eval_threads(T), &seen);
 		te = app_now() - te;

@@ -923,16 +923,23 @@ static void test_two_hosts_evaluate_the_synced_model(void **state)
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "5"
 
-static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+/* Host h's share of the triples on 3 hosts x 1 node. */
+static long long share_of_3(int h)
 {
-	(void)state;
+	return (long long)BIG_TRAIN * (h + 1) / 3 - (long long)BIG_TRAIN * h / 3;
+}
+
+static void lose_host(int victim)
+{
 	const int E = atoi(LOST_EPOCHS);
-	char data[600], full[600], lost[600];
+	char data[600], full[600], lost[600], model[600];
 	snprintf(data, sizeof data, "%s", path_of("kgbig"));
 	snprintf(full, sizeof full, "%s", path_of("big-3hosts.json"));
 	snprintf(lost, sizeof lost, "%s", path_of("big-3hosts-lost.json"));
+	snprintf(model, sizeof model, "%s", path_of("big-3hosts-lost-model.txt"));
+	unlink(model);
 	const char *args[] = {"--dataset", data, "--epochs", LOST_EPOCHS, "--dim", "32", "--batch", "64", "--neg",
-			      "32", "--threads", "1", "--json", full, NULL};
+			      "32", "--threads", "1", "--json", full, NULL, NULL, NULL};
 	struct mh_proc p[3];
 	const char *prog[32] = {build_path("apps/kge")};
 	for (int i = 0; args[i]; i++)
@@ -946,50 +953,72 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	double m3 = json_num(j3, "mrr");
 
 	args[13] = lost;
+	args[14] = "--save";
+	args[15] = model;
 	char out[2][8192];
-	run_three_hosts_losing("apps/kge", dir, 2, LOST_AFTER, LOST_EPOCHS, args, out);
-	host_json(j[0], sizeof j[0], lost, 0);
-	host_json(j[1], sizeof j[1], lost, 1);
-	long long share2 = BIG_TRAIN - BIG_TRAIN * 2 / 3; /* host 2's share of 3 */
-	for (int r = 0; r < 2; r++) {
+	run_three_hosts_losing("apps/kge", dir, victim, LOST_AFTER, LOST_EPOCHS, args, out);
+	int surv[2] = {victim == 0 ? 1 : 0, victim == 2 ? 1 : 2};
+	for (int k = 0; k < 2; k++) {
+		int r = surv[k];
+		host_json(j[k], sizeof j[k], lost, r);
 		long long le[3], c[64 * 3];
 		int cols;
-		assert_int_equal(json_rows(j[r], "host_lost_epoch", le, 3, &cols), 1);
+		assert_int_equal(json_rows(j[k], "host_lost_epoch", le, 3, &cols), 1);
 		assert_int_equal(cols, 3);
-		assert_int_equal((int)json_num(j[r], "hosts_lost"), 1);
-		assert_int_equal((int)json_num(j[r], "hosts_joined"), 0);
-		assert_int_equal((int)json_num(j[r], "hosts_left"), 0);
-		int L = (int)le[2];
-		print_message("host %d: host 2 lost at epoch %d of %d\n", r, L, E);
-		assert_true(le[0] == 0 && le[1] == 0);
+		assert_int_equal((int)json_num(j[k], "hosts_lost"), 1);
+		assert_int_equal((int)json_num(j[k], "hosts_joined"), 0);
+		assert_int_equal((int)json_num(j[k], "hosts_left"), 0);
+		int L = (int)le[victim];
+		print_message("host %d: host %d lost at epoch %d of %d\n", r, victim, L, E);
+		assert_true(le[surv[0]] == 0 && le[surv[1]] == 0);
 		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E); /* epochs are left to train without it */
 		char said[96];
-		snprintf(said, sizeof said, "kge: epoch %d: host 2 lost or left; the data split over the 2 hosts present", L);
-		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j[r], "epoch_host_triples", c, 64 * 3, &cols), E);
+		snprintf(said, sizeof said, "kge: epoch %d: host %d lost or left; the data split over the 2 hosts present",
+			 L, victim);
+		assert_non_null(strstr(out[k], said));
+		assert_int_equal(json_rows(j[k], "epoch_host_triples", c, 64 * 3, &cols), E);
 		assert_int_equal(cols, 3);
 		for (int e = 0; e < E; e++) {
-			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2];
+			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2], vv = v[victim];
 			if (e < 4)
 				print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
 			if (e < L - 2) { /* all three */
-				assert_int_equal(v[2], share2);
+				for (int h = 0; h < 3; h++)
+					assert_int_equal(v[h], share_of_3(h));
 				assert_int_equal(sum, BIG_TRAIN);
-			} else if (e == L - 2) { /* host 2 died in it */
-				assert_true(v[2] == -1 || v[2] == share2);
-				assert_int_equal(v[0] + v[1], BIG_TRAIN - share2);
+			} else if (e == L - 2) { /* the victim died in it */
+				assert_true(vv == -1 || vv == share_of_3(victim));
+				assert_int_equal(v[surv[0]] + v[surv[1]], BIG_TRAIN - share_of_3(victim));
 			} else { /* re-split: the survivors, all of it, once */
-				assert_int_equal(v[2], 0);
-				assert_int_equal(v[0], BIG_TRAIN / 2);
+				assert_int_equal(vv, 0);
+				assert_int_equal(v[surv[0]], BIG_TRAIN / 2);
 				assert_int_equal(sum, BIG_TRAIN);
 			}
 		}
 	}
 	double ml = json_num(j[0], "mrr");
-	print_message("MRR: 3 hosts %.4f, host 2 lost %.4f (host 1 says %.4f)\n", m3, ml, json_num(j[1], "mrr"));
+	print_message("MRR: 3 hosts %.4f, host %d lost %.4f (host %d says %.4f)\n", m3, victim, ml, surv[1],
+		      json_num(j[1], "mrr"));
 	assert_true(json_num(j[1], "mrr") == ml); /* one evaluation, split over the survivors */
 	if (!(ml > 3 * random_mrr() && ml >= m3 - 0.1))
-		fail_msg("MRR %.4f after losing host 2, %.4f undisturbed", ml, m3);
+		fail_msg("MRR %.4f after losing host %d, %.4f undisturbed", ml, victim, m3);
+	/* one copy of the model, by the first survivor (host 1 when host 0 is lost) */
+	struct stat st;
+	assert_int_equal(stat(model, &st), 0);
+	assert_true(st.st_size > 0);
+}
+
+static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+{
+	(void)state;
+	lose_host(2);
+}
+
+/* Host 0 lost: host 1 reports the same and writes --save. */
+static void test_three_hosts_resplit_when_host_0_is_killed(void **state)
+{
+	(void)state;
+	lose_host(0);
 }
 
 /*
@@ -1085,6 +1114,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_split_the_triples_and_localize_across_hosts),
 		cmocka_unit_test(test_two_hosts_evaluate_the_synced_model),
 		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
+		cmocka_unit_test(test_three_hosts_resplit_when_host_0_is_killed),
 		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

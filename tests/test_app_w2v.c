@@ -916,8 +916,10 @@ static int dead_segments(char names[][64], int max)
  * alone, the whole corpus exactly.  They say so ("host 2 lost or left"),
  * and host 0's vectors hold the planted pairs with a final loss within
  * 10% of an undisturbed 3-host run's (identical runs differ by a few
- * percent).  20 epochs, the kill after 5: as in test_app_kge (an epoch
- * takes milliseconds; keys are promoted from backup rounds).
+ * percent).  20 epochs, the kill after 5: as in test_app_kge (keys are
+ * promoted from backup rounds); batches of 100 words, so that an epoch
+ * takes longer than a scheduling delay of the test (with 500 the loss was
+ * once seen only at epoch 16).
  */
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "5"
@@ -933,7 +935,7 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	snprintf(jsonl, sizeof jsonl, "%s/h3lost.json", dir);
 	snprintf(dimv, sizeof dimv, "%d", DIM);
 	const char *args[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
-			      "--sample", "0", "--epochs", LOST_EPOCHS, "--lr", "0.05", "--batch", "500", "--threads",
+			      "--sample", "0", "--epochs", LOST_EPOCHS, "--lr", "0.05", "--batch", "100", "--threads",
 			      "1", "--save", save3, "--json", json3, NULL};
 	const char *prog[32] = {build_path("apps/w2v")};
 	for (int i = 0; args[i]; i++)
