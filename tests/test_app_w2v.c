@@ -955,7 +955,7 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	long long share2 = -1;
 	for (int r = 0; r < 2; r++) {
 		char *j = host_json(jsonl, r);
-		long long le[3], c[64 * 3];
+		long long le[3], c[128 * 3];
 		int cols;
 		assert_int_equal(json_rows(j, "host_lost_epoch", le, 3, &cols), 1);
 		assert_int_equal(cols, 3);
@@ -969,7 +969,7 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 		char said[96];
 		snprintf(said, sizeof said, "w2v: epoch %d: host 2 lost or left; the data split over the 2 hosts present", L);
 		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j, "epoch_host_words", c, 64 * 3, &cols), E);
+		assert_int_equal(json_rows(j, "epoch_host_words", c, 128 * 3, &cols), E);
 		assert_int_equal(cols, 3);
 		share2 = c[2]; /* host 2's share of epoch 1 (token ranges: about a third) */
 		assert_true(share2 > WORDS / 3 - WORDS / 20 && share2 < WORDS / 3 + WORDS / 20);
@@ -1031,7 +1031,7 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 	int J = 0;
 	for (int r = 0; r < 3; r++) {
 		char *j = host_json(json, r);
-		long long je[3], c[64 * 3];
+		long long je[3], c[128 * 3];
 		int cols;
 		assert_int_equal(json_rows(j, "host_joined_epoch", je, 3, &cols), 1);
 		assert_int_equal(cols, 3);
@@ -1045,7 +1045,7 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 		char said[96];
 		snprintf(said, sizeof said, "w2v: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
 		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j, "epoch_host_words", c, 64 * 3, &cols), E);
+		assert_int_equal(json_rows(j, "epoch_host_words", c, 128 * 3, &cols), E);
 		assert_int_equal(cols, 3);
 		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
 			long long *v = c + 3 * e;
