@@ -1015,7 +1015,8 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 {
 	(void)state;
 	if (!psrun_has_join()) {
-		print_message("SKIP %s: this psrun has no --join (elastic jobs, issue 16: the join branch not merged)\n", __func__);
+		print_message("SKIP %s: this psrun has no --join (elastic jobs, issue 16: the join branch not "
+			      "merged)\n", __func__);
 		skip();
 	}
 	const int E = atoi(JOIN_EPOCHS);
