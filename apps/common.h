@@ -381,8 +381,18 @@ void app_members_at(struct app_members *m, ps_world *w, long e, const struct app
 		    uint8_t *alive);
 /* The split of the current set without asking psmem (the first epoch). */
 void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive);
+/* The membership point before epoch *e (every worker): app_members_vote,
+ * ps_sync_hosts(w, e) (*e: the epoch it returns, a joiner's from the
+ * others), app_members_at.  Returns what ps_sync_hosts returned (0: this
+ * host leaves here; *s is then unchanged); dies on an error. */
+int app_membership(struct app_members *m, ps_world *w, const struct app_votes *v, long *e, struct app_split *s,
+		   uint8_t *alive);
 /* Host h, gone, left on request (its marker said so) rather than lost. */
 void app_members_left(struct app_members *m, int h);
+/* After training, a host's lead: the hosts gone whose left mark (key
+ * left0 + h of t, values of vlen floats, first one non-zero) is set left
+ * (a leaver marks it before it finalizes); host ids below hosts. */
+void app_members_read_left(struct app_members *m, ps_table *t, ps_key left0, int vlen, int hosts);
 /* 1 + the epoch host h was lost or left at, 0 if it is not gone. */
 long app_members_gone(struct app_members *m, int h);
 /* Prints "<app>: epoch E: host 2 lost, host 3 joined; the data split over
@@ -409,6 +419,18 @@ struct app_epoch_counts {
 };
 void app_epoch_counts_init(struct app_epoch_counts *c, long epochs, int hosts);
 void app_epoch_counts_set(struct app_epoch_counts *c, long e, int h, int64_t n);
+/*
+ * A host's lead, after the barrier that ends epoch e (every worker
+ * assigned its count before it; none assigns the next before the
+ * ps_sync_hosts that follows): the items each host of the epoch's split
+ * (alive) trained in it.  Worker g's count is at key count0 + g of t
+ * (values of vlen floats; the epoch's count c as c mod 2^20 and c / 2^20
+ * in the first two), per workers per host.  A host of the split that is
+ * gone now gets -1: lost during the epoch, before or after its workers
+ * assigned, its count says nothing certain.  Host ids below hosts.
+ */
+void app_epoch_counts_read(struct app_epoch_counts *c, ps_world *w, long e, const uint8_t *alive, ps_table *t,
+			   ps_key count0, int per, int vlen, int hosts);
 /* key: rows = epochs, one column per host id below cols (at least the
  * columns set) */
 void app_epoch_counts_json(app_json *j, const char *key, const struct app_epoch_counts *c, int cols);

@@ -617,3 +617,60 @@ void app_members_print(struct app_members *m, long e)
 	       present > 1 ? "s" : "");
 	fflush(stdout);
 }
+
+int app_membership(struct app_members *m, ps_world *w, const struct app_votes *v, long *e, struct app_split *s,
+		   uint8_t *alive)
+{
+	app_members_vote(m, w, *e, v);
+	uint64_t next = (uint64_t)*e;
+	int np = ps_sync_hosts(w, &next);
+	if (np < 0)
+		app_die("ps_sync_hosts: %s", ps_strerror(np));
+	*e = (long)next;
+	if (np > 0)
+		app_members_at(m, w, *e, v, s, alive);
+	return np;
+}
+
+void app_members_read_left(struct app_members *m, ps_table *t, ps_key left0, int vlen, int hosts)
+{
+	float *val = calloc((size_t)vlen, sizeof *val);
+	if (!val)
+		app_die("out of memory");
+	for (int h = 0; h < APP_HOSTS_MAX && h < hosts; h++) {
+		ps_key k = left0 + (ps_key)h;
+		if (app_members_gone(m, h) && ps_pull_sync(t, &k, 1, val) == 0 && val[0] != 0)
+			app_members_left(m, h);
+	}
+	free(val);
+}
+
+void app_epoch_counts_read(struct app_epoch_counts *c, ps_world *w, long e, const uint8_t *alive, ps_table *t,
+			   ps_key count0, int per, int vlen, int hosts)
+{
+	uint8_t now[APP_HOSTS_MAX] = {0};
+	int rc = ps_hosts_alive(w, now, APP_HOSTS_MAX);
+	if (rc < 0)
+		app_die("ps_hosts_alive: %s", ps_strerror(rc));
+	ps_key *keys = malloc((size_t)per * sizeof *keys);
+	float *m = malloc((size_t)per * (size_t)vlen * sizeof *m);
+	if (!keys || !m)
+		app_die("out of memory");
+	for (int h = 0; h < APP_HOSTS_MAX && h < hosts; h++) {
+		if (!alive[h])
+			continue;
+		int64_t n = -1;
+		for (int i = 0; i < per; i++)
+			keys[i] = count0 + (ps_key)(h * per + i);
+		if (now[h] && ps_pull_sync(t, keys, (size_t)per, m) == 0) {
+			n = 0;
+			for (int i = 0; i < per; i++) {
+				const float *v = m + (size_t)i * (size_t)vlen;
+				n += (int64_t)v[0] + ((int64_t)v[1] << 20);
+			}
+		}
+		app_epoch_counts_set(c, e, h, n);
+	}
+	free(keys);
+	free(m);
+}

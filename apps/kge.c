@@ -1022,39 +1022,6 @@ static ps_key vote_key(const struct job *jb, int h)
 	return left_key(jb, jb->ch + h);
 }
 
-/*
- * Each host's lead, after the barrier that ends epoch e (every worker
- * assigned its count before it; none assigns the next before the
- * ps_sync_hosts that follows): the triples each host of the epoch's split
- * (alive) trained in it, into jb->ecounts.  A host of the split that is
- * gone now gets -1: lost during the epoch, before or after its workers
- * assigned, its count says nothing certain.
- */
-static void read_epoch_counts(ps_world *w, struct job *jb, long e, const uint8_t *alive)
-{
-	uint8_t now[APP_HOSTS_MAX] = {0};
-	int rc = ps_hosts_alive(w, now, APP_HOSTS_MAX);
-	check(rc < 0 ? rc : 0, "ps_hosts_alive");
-	int per = jb->nodes * jb->T; /* workers per host */
-	ps_key *keys = xcalloc((size_t)per, sizeof *keys);
-	float *m = xcalloc((size_t)per * 8, sizeof *m);
-	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
-		if (!alive[h])
-			continue;
-		int64_t n = -1;
-		for (int i = 0; i < per; i++)
-			keys[i] = count_key(jb, h * per + i);
-		if (now[h] && ps_pull_sync(jb->M, keys, (size_t)per, m) == 0) {
-			n = 0;
-			for (int i = 0; i < per; i++)
-				n += (int64_t)count_get(m + 8 * i);
-		}
-		app_epoch_counts_set(&jb->ecounts, e, h, n);
-	}
-	free(keys);
-	free(m);
-}
-
 /* Each host's node 0: the counts of every app node (threads summed). */
 static void read_counts(struct job *jb)
 {
@@ -1070,22 +1037,11 @@ static void read_counts(struct job *jb)
 	}
 }
 
-/* The membership point before epoch e, every worker (common.h): the
- * votes for the hosts this node saw gone (several hosts), ps_sync_hosts,
- * and the set of hosts of epoch *e with this node's split (*e: the epoch
- * ps_sync_hosts returns, a joiner's from the others).  Returns what
- * ps_sync_hosts returned (0: this host leaves; *sp is then unchanged). */
+/* The membership point before epoch *e, every worker (common.h; votes on
+ * several hosts).  Returns ps_sync_hosts's answer (0: this host leaves). */
 static int membership(ps_world *w, struct job *jb, long *e, struct app_split *sp, uint8_t *alive)
 {
-	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
-	app_members_vote(&jb->mem, w, *e, v);
-	uint64_t next = (uint64_t)*e;
-	int np = ps_sync_hosts(w, &next);
-	check(np < 0 ? np : 0, "ps_sync_hosts");
-	*e = (long)next;
-	if (np > 0)
-		app_members_at(&jb->mem, w, *e, v, sp, alive);
-	return np;
+	return app_membership(&jb->mem, w, jb->hosts > 1 || jb->joined ? &jb->votes : NULL, e, sp, alive);
 }
 
 /* This worker's share of the (globally shuffled) training triples under
@@ -1101,18 +1057,6 @@ static void take_share(const struct job *jb, const struct app_split *sp, int tid
 	*idx = xcalloc(*mine, sizeof **idx);
 	memcpy(*idx, jb->perm + lo, *mine * sizeof **idx);
 	*nclocks = clocks_per_epoch(jb, sp->gnodes);
-}
-
-/* The lead, after training: which of the hosts gone left on request
- * (their mark, written before they finalized) rather than were lost. */
-static void read_left_marks(struct job *jb)
-{
-	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
-		float m[8];
-		ps_key k = left_key(jb, h);
-		if (app_members_gone(&jb->mem, h) && ps_pull_sync(jb->M, &k, 1, m) == 0 && m[0] != 0)
-			app_members_left(&jb->mem, h);
-	}
 }
 
 static void worker(ps_world *w, int tid, void *arg)
@@ -1262,7 +1206,8 @@ static void worker(ps_world *w, int tid, void *arg)
 		t_train += app_now() - t0;
 		cpu_train += app_cpu_now() - c0;
 		if (lead)
-			read_epoch_counts(w, jb, e, alive);
+			app_epoch_counts_read(&jb->ecounts, w, e, alive, jb->M, count_key(jb, 0), jb->nodes * jb->T, 8,
+					      jb->ch);
 		char extra[128] = "";
 		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
 		if (ev) {
@@ -1314,7 +1259,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		if (lead) {
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
 			read_counts(jb); /* every worker assigned its last count before the barriers */
-			read_left_marks(jb);
+			app_members_read_left(&jb->mem, jb->M, left_key(jb, 0), 8, jb->ch);
 			jb->save_here = ws.sp.gnode == 0;
 		}
 	} else {

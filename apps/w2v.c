@@ -956,76 +956,19 @@ static ps_key left_key(const struct job *jb, int T, int h)
 	return count_key(jb, jb->ch * jb->nodes * T + h);
 }
 
-/*
- * Each host's node 0, after the barrier that ends epoch ep (every worker
- * assigned its count before it; none assigns the next before the
- * ps_sync_hosts that follows): the words each host of the epoch's split
- * (alive) trained in it, into jb->ecounts.  A host of the split that is
- * gone now gets -1: lost during the epoch, before or after its workers
- * assigned, its count says nothing certain.
- */
-static void read_epoch_counts(ps_world *w, struct job *jb, int T, int ep, const uint8_t *alive)
-{
-	uint8_t now[APP_HOSTS_MAX] = {0};
-	int rc = ps_hosts_alive(w, now, APP_HOSTS_MAX);
-	if (rc < 0)
-		die_ps("ps_hosts_alive", rc);
-	int per = jb->nodes * T; /* workers per host */
-	ps_key *keys = malloc((size_t)per * sizeof *keys);
-	float *m = malloc((size_t)per * M_LEN * sizeof *m);
-	if (!keys || !m)
-		app_die("out of memory");
-	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
-		if (!alive[h])
-			continue;
-		int64_t n = -1;
-		for (int i = 0; i < per; i++)
-			keys[i] = count_key(jb, h * per + i);
-		if (now[h] && ps_pull_sync(jb->M, keys, (size_t)per, m) == 0) {
-			n = 0;
-			for (int i = 0; i < per; i++)
-				n += (int64_t)count_get(m + M_LEN * i);
-		}
-		app_epoch_counts_set(&jb->ecounts, ep, h, n);
-	}
-	free(keys);
-	free(m);
-}
-
-/* Node 0, after training: which of the hosts gone left on request (their
- * mark, written before they finalized) rather than were lost. */
-static void read_left_marks(struct job *jb, int T)
-{
-	for (int h = 0; h < APP_HOSTS_MAX && h < jb->ch; h++) {
-		float m[M_LEN];
-		ps_key k = left_key(jb, T, h);
-		if (app_members_gone(&jb->mem, h) && ps_pull_sync(jb->M, &k, 1, m) == 0 && m[0] != 0)
-			app_members_left(&jb->mem, h);
-	}
-}
-
 /* Host h's vote key (common.h, app_members_vote), after the left marks. */
 static ps_key vote_key(const struct job *jb, int T, int h)
 {
 	return left_key(jb, T, jb->ch + h);
 }
 
-/* The membership point before epoch e, every worker (common.h): the
- * votes for the hosts this node saw gone (several hosts), ps_sync_hosts,
- * and the set of hosts of epoch *e with this node's split (*e: the epoch
- * ps_sync_hosts returns, a joiner's from the others).  Returns what
- * ps_sync_hosts returned (0: this host leaves; *sp is then unchanged). */
+/* The membership point before epoch *e, every worker (common.h; votes on
+ * several hosts).  Returns ps_sync_hosts's answer (0: this host leaves). */
 static int membership(ps_world *w, struct job *jb, int *e, struct app_split *sp, uint8_t *alive)
 {
-	const struct app_votes *v = jb->hosts > 1 || jb->joined ? &jb->votes : NULL;
-	app_members_vote(&jb->mem, w, *e, v);
-	uint64_t next = (uint64_t)*e;
-	int np = ps_sync_hosts(w, &next);
-	if (np < 0)
-		die_ps("ps_sync_hosts", np);
-	*e = (int)next;
-	if (np > 0)
-		app_members_at(&jb->mem, w, *e, v, sp, alive);
+	long le = *e;
+	int np = app_membership(&jb->mem, w, jb->hosts > 1 || jb->joined ? &jb->votes : NULL, &le, sp, alive);
+	*e = (int)le;
 	return np;
 }
 
@@ -1237,7 +1180,8 @@ static void worker(ps_world *w, int tid, void *arg)
 				die_ps("pull metrics", rc);
 			app_progress_end(&prog, (uint64_t)m[M_WORDS], m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN,
 					 NULL);
-			read_epoch_counts(w, jb, T, ep, alive);
+			app_epoch_counts_read(&jb->ecounts, w, ep, alive, jb->M, count_key(jb, 0), jb->nodes * T, M_LEN,
+					      jb->ch);
 		}
 		if (tid == 0) /* every push of the epoch is in; the others wait below */
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, ep + 1, c->epochs);
@@ -1274,7 +1218,7 @@ static void worker(ps_world *w, int tid, void *arg)
 	}
 	if (show && !diverged && !left) { /* every worker assigned its last count before the barriers */
 		read_counts(jb, T);
-		read_left_marks(jb, T);
+		app_members_read_left(&jb->mem, jb->M, left_key(jb, T, 0), M_LEN, jb->ch);
 	}
 	/* the first node of the split has the vectors: host 0's node 0, or
 	 * the first host left's when host 0 was lost */

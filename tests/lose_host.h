@@ -48,6 +48,40 @@ static int json_rows(const char *json, const char *key, long long *v, int max, i
 	return rows;
 }
 
+/* Of a summary j of 3 hosts: the one event ev ("lost", "joined") it
+ * records, of host h: hosts_<ev> 1 and no other event, host_<ev>_epoch
+ * one row of 3 entries, only h's set.  Returns h's (1 + the epoch). */
+static int host_event(const char *j, const char *ev, int h)
+{
+	static const char *const evs[] = {"lost", "joined", "left"};
+	char key[32];
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "\"hosts_%s\": ", evs[i]);
+		const char *p = strstr(j, key);
+		assert_non_null(p);
+		assert_int_equal(atoi(p + strlen(key)), strcmp(evs[i], ev) == 0);
+	}
+	long long v[3];
+	int cols;
+	snprintf(key, sizeof key, "host_%s_epoch", ev);
+	assert_int_equal(json_rows(j, key, v, 3, &cols), 1);
+	assert_int_equal(cols, 3);
+	for (int i = 0; i < 3; i++)
+		if (i != h)
+			assert_int_equal(v[i], 0);
+	return (int)v[h];
+}
+
+/* The rows of key (epoch_host_...) of a summary of 3 hosts: E rows of 3
+ * into c (E <= 128). */
+static void epoch_rows(const char *j, const char *key, long long *c, int E)
+{
+	int cols;
+	assert_true(E <= 128);
+	assert_int_equal(json_rows(j, key, c, 128 * 3, &cols), E);
+	assert_int_equal(cols, 3);
+}
+
 /*
  * Starts app (build_path's name; args after it) as 3 hosts x 1 node on
  * loopback under psrun --on-host-failure continue (--backup-rate 200),

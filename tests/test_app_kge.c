@@ -961,23 +961,15 @@ static void lose_host(int victim)
 	for (int k = 0; k < 2; k++) {
 		int r = surv[k];
 		host_json(j[k], sizeof j[k], lost, r);
-		long long le[3], c[128 * 3];
-		int cols;
-		assert_int_equal(json_rows(j[k], "host_lost_epoch", le, 3, &cols), 1);
-		assert_int_equal(cols, 3);
-		assert_int_equal((int)json_num(j[k], "hosts_lost"), 1);
-		assert_int_equal((int)json_num(j[k], "hosts_joined"), 0);
-		assert_int_equal((int)json_num(j[k], "hosts_left"), 0);
-		int L = (int)le[victim];
+		long long c[128 * 3];
+		int L = host_event(j[k], "lost", victim);
 		print_message("host %d: host %d lost at epoch %d of %d\n", r, victim, L, E);
-		assert_true(le[surv[0]] == 0 && le[surv[1]] == 0);
 		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E); /* epochs are left to train without it */
 		char said[96];
 		snprintf(said, sizeof said, "kge: epoch %d: host %d lost or left; the data split over the 2 hosts present",
 			 L, victim);
 		assert_non_null(strstr(out[k], said));
-		assert_int_equal(json_rows(j[k], "epoch_host_triples", c, 128 * 3, &cols), E);
-		assert_int_equal(cols, 3);
+		epoch_rows(j[k], "epoch_host_triples", c, E);
 		for (int e = 0; e < E; e++) {
 			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2], vv = v[victim];
 			if (e < 4)
@@ -1055,22 +1047,16 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 	int J = 0;
 	for (int r = 0; r < 3; r++) {
 		host_json(j[r], sizeof j[r], json, r);
-		long long je[3], c[128 * 3];
-		int cols;
-		assert_int_equal(json_rows(j[r], "host_joined_epoch", je, 3, &cols), 1);
-		assert_int_equal(cols, 3);
-		assert_int_equal((int)json_num(j[r], "hosts_joined"), 1);
-		assert_int_equal((int)json_num(j[r], "hosts_lost"), 0);
-		assert_true(je[0] == 0 && je[1] == 0);
-		J = r ? J : (int)je[2];
-		assert_int_equal(je[2], J); /* every host saw the same */
+		long long c[128 * 3];
+		int Jr = host_event(j[r], "joined", 2);
+		J = r ? J : Jr;
+		assert_int_equal(Jr, J); /* every host saw the same */
 		print_message("host %d: host 2 joined at epoch %d of %d\n", r, J, E);
 		assert_true(J >= atoi(JOIN_AFTER) + 1 && J <= E);
 		char said[96];
 		snprintf(said, sizeof said, "kge: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
 		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j[r], "epoch_host_triples", c, 128 * 3, &cols), E);
-		assert_int_equal(cols, 3);
+		epoch_rows(j[r], "epoch_host_triples", c, E);
 		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
 			long long *v = c + 3 * e;
 			if (e < J - 1) {

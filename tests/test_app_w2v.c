@@ -955,22 +955,14 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	long long share2 = -1;
 	for (int r = 0; r < 2; r++) {
 		char *j = host_json(jsonl, r);
-		long long le[3], c[128 * 3];
-		int cols;
-		assert_int_equal(json_rows(j, "host_lost_epoch", le, 3, &cols), 1);
-		assert_int_equal(cols, 3);
-		assert_int_equal((int)json_num(j, "hosts_lost"), 1);
-		assert_int_equal((int)json_num(j, "hosts_joined"), 0);
-		assert_int_equal((int)json_num(j, "hosts_left"), 0);
-		int L = (int)le[2];
+		long long c[128 * 3];
+		int L = host_event(j, "lost", 2);
 		print_message("host %d: host 2 lost at epoch %d of %d\n", r, L, E);
-		assert_true(le[0] == 0 && le[1] == 0);
 		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E);
 		char said[96];
 		snprintf(said, sizeof said, "w2v: epoch %d: host 2 lost or left; the data split over the 2 hosts present", L);
 		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j, "epoch_host_words", c, 128 * 3, &cols), E);
-		assert_int_equal(cols, 3);
+		epoch_rows(j, "epoch_host_words", c, E);
 		share2 = c[2]; /* host 2's share of epoch 1 (token ranges: about a third) */
 		assert_true(share2 > WORDS / 3 - WORDS / 20 && share2 < WORDS / 3 + WORDS / 20);
 		for (int e = 0; e < E; e++) {
@@ -1032,22 +1024,16 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 	int J = 0;
 	for (int r = 0; r < 3; r++) {
 		char *j = host_json(json, r);
-		long long je[3], c[128 * 3];
-		int cols;
-		assert_int_equal(json_rows(j, "host_joined_epoch", je, 3, &cols), 1);
-		assert_int_equal(cols, 3);
-		assert_int_equal((int)json_num(j, "hosts_joined"), 1);
-		assert_int_equal((int)json_num(j, "hosts_lost"), 0);
-		assert_true(je[0] == 0 && je[1] == 0);
-		J = r ? J : (int)je[2];
-		assert_int_equal(je[2], J); /* every host saw the same */
+		long long c[128 * 3];
+		int Jr = host_event(j, "joined", 2);
+		J = r ? J : Jr;
+		assert_int_equal(Jr, J); /* every host saw the same */
 		print_message("host %d: host 2 joined at epoch %d of %d\n", r, J, E);
 		assert_true(J >= atoi(JOIN_AFTER) + 1 && J <= E);
 		char said[96];
 		snprintf(said, sizeof said, "w2v: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
 		assert_non_null(strstr(out[r], said));
-		assert_int_equal(json_rows(j, "epoch_host_words", c, 128 * 3, &cols), E);
-		assert_int_equal(cols, 3);
+		epoch_rows(j, "epoch_host_words", c, E);
 		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
 			long long *v = c + 3 * e;
 			assert_int_equal(v[0] + v[1] + v[2], WORDS);
