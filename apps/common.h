@@ -398,7 +398,8 @@ long app_members_gone(struct app_members *m, int h);
 /* Prints "<app>: epoch E: host 2 lost, host 3 joined; the data split over
  * N hosts present" (the events of epoch e). */
 void app_members_print(struct app_members *m, long e);
-/* hosts_lost, hosts_joined, hosts_left (counts) and host_lost_epoch,
+/* hosts_present (in the last set), hosts_lost, hosts_joined, hosts_left
+ * (counts) and host_lost_epoch,
  * host_joined_epoch, host_left_epoch (one row, an entry per host id seen:
  * 1 + the epoch of the event, 0 none). */
 void app_members_json(app_json *j, struct app_members *m);

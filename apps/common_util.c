@@ -535,7 +535,11 @@ void app_members_json(app_json *j, struct app_members *m)
 		if (m->gone[h] && m->left[h])
 			row[2 * n + h] = m->gone[h], nv++;
 	}
+	int present = 0;
+	for (int h = 0; h < m->seen; h++)
+		present += m->alive[h];
 	pthread_mutex_unlock(&m->lock);
+	app_json_int(j, "hosts_present", present);
 	app_json_int(j, "hosts_lost", nl);
 	app_json_int_rows(j, "host_lost_epoch", row, 1, (size_t)n);
 	app_json_int(j, "hosts_joined", nj);

@@ -924,9 +924,8 @@ static int dead_segments(char names[][64], int max)
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "5"
 
-static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+static void lose_host(int victim)
 {
-	(void)state;
 	const int E = atoi(LOST_EPOCHS);
 	char save3[512], json3[512], savel[512], jsonl[512], dimv[16];
 	snprintf(save3, sizeof save3, "%s/h3.txt", dir);
@@ -934,6 +933,7 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	snprintf(savel, sizeof savel, "%s/h3lost.txt", dir);
 	snprintf(jsonl, sizeof jsonl, "%s/h3lost.json", dir);
 	snprintf(dimv, sizeof dimv, "%d", DIM);
+	unlink(savel);
 	const char *args[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
 			      "--sample", "0", "--epochs", LOST_EPOCHS, "--lr", "0.05", "--batch", "100", "--threads",
 			      "1", "--save", save3, "--json", json3, NULL};
@@ -951,43 +951,57 @@ static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
 	args[19] = savel;
 	args[21] = jsonl;
 	char out[2][8192];
-	run_three_hosts_losing("apps/w2v", dir, 2, LOST_AFTER, LOST_EPOCHS, args, out);
-	long long share2 = -1;
-	for (int r = 0; r < 2; r++) {
-		char *j = host_json(jsonl, r);
+	run_three_hosts_losing("apps/w2v", dir, victim, LOST_AFTER, LOST_EPOCHS, args, out);
+	int surv[2] = {victim == 0 ? 1 : 0, victim == 2 ? 1 : 2};
+	for (int k = 0; k < 2; k++) {
+		char *j = host_json(jsonl, surv[k]);
 		long long c[128 * 3];
-		int L = host_event(j, "lost", 2);
-		print_message("host %d: host 2 lost at epoch %d of %d\n", r, L, E);
+		int L = host_event(j, "lost", victim);
+		print_message("host %d: host %d lost at epoch %d of %d\n", surv[k], victim, L, E);
 		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E);
 		char said[96];
-		snprintf(said, sizeof said, "w2v: epoch %d: host 2 lost or left; the data split over the 2 hosts present", L);
-		assert_non_null(strstr(out[r], said));
+		snprintf(said, sizeof said, "w2v: epoch %d: host %d lost or left; the data split over the 2 hosts present",
+			 L, victim);
+		assert_non_null(strstr(out[k], said));
 		epoch_rows(j, "epoch_host_words", c, E);
-		share2 = c[2]; /* host 2's share of epoch 1 (token ranges: about a third) */
-		assert_true(share2 > WORDS / 3 - WORDS / 20 && share2 < WORDS / 3 + WORDS / 20);
+		long long sv = c[victim]; /* its share of epoch 1 (token ranges: about a third) */
+		assert_true(sv > WORDS / 3 - WORDS / 20 && sv < WORDS / 3 + WORDS / 20);
 		for (int e = 0; e < E; e++) {
 			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2];
 			if (e < L - 2) { /* all three */
-				assert_int_equal(v[2], share2);
+				assert_int_equal(v[victim], sv);
 				assert_int_equal(sum, WORDS);
-			} else if (e == L - 2) { /* host 2 died in it */
+			} else if (e == L - 2) { /* the victim died in it */
 				print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
-				assert_true(v[2] == -1 || v[2] == share2);
-				assert_int_equal(v[0] + v[1], WORDS - share2);
+				assert_true(v[victim] == -1 || v[victim] == sv);
+				assert_int_equal(v[surv[0]] + v[surv[1]], WORDS - sv);
 			} else { /* re-split: the survivors, all of it, once */
 				if (e == L - 1)
 					print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
-				assert_int_equal(v[2], 0);
+				assert_int_equal(v[victim], 0);
 				assert_int_equal(sum, WORDS);
 			}
 		}
 		free(j);
 	}
 	double lossl = final_loss(out[0]);
-	print_message("final loss: 3 hosts %.4f, host 2 lost %.4f\n", loss3, lossl);
+	print_message("final loss: 3 hosts %.4f, host %d lost %.4f\n", loss3, victim, lossl);
 	if (!(fabs(lossl - loss3) <= 0.1 * loss3))
-		fail_msg("final loss %.4f after losing host 2, %.4f undisturbed", lossl, loss3);
-	check_planted(savel);
+		fail_msg("final loss %.4f after losing host %d, %.4f undisturbed", lossl, victim, loss3);
+	check_planted(savel); /* written by the split's first node: host 0's, or host 1's */
+}
+
+static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+{
+	(void)state;
+	lose_host(2);
+}
+
+/* Host 0 lost: host 1 reads the vectors and writes --save. */
+static void test_three_hosts_resplit_when_host_0_is_killed(void **state)
+{
+	(void)state;
+	lose_host(0);
 }
 
 /*
@@ -1073,6 +1087,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_hot_table),
 		cmocka_unit_test(test_two_hosts_stay_remote),
 		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
+		cmocka_unit_test(test_three_hosts_resplit_when_host_0_is_killed),
 		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
