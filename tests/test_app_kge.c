@@ -478,6 +478,19 @@ static void test_json_has_the_required_keys(void **state)
 	/* the summary line carries the same figures */
 	assert_non_null(strstr(res.out, "test filtered MRR"));
 	assert_non_null(strstr(res.out, "triples/s"));
+	/* one host: present, none lost, joined or left; it trained every
+	 * triple in each epoch */
+	assert_int_equal((int)json_num(j, "hosts_present"), 1);
+	assert_int_equal((int)json_num(j, "hosts_lost"), 0);
+	assert_int_equal((int)json_num(j, "hosts_joined"), 0);
+	assert_int_equal((int)json_num(j, "hosts_left"), 0);
+	assert_int_equal((int)json_num(j, "first_epoch"), 1);
+	assert_int_equal((int)json_num(j, "left_epoch"), 0);
+	long long c[2], n = (long long)json_num(j, "train_triples");
+	int cols;
+	assert_int_equal(json_rows(j, "epoch_host_triples", c, 2, &cols), 2);
+	assert_int_equal(cols, 1);
+	assert_true(c[0] == n && c[1] == n);
 }
 
 static void test_one_thread_is_deterministic_and_saves_the_model(void **state)
@@ -782,6 +795,14 @@ static void assert_two_host_counts(const char *j0, const char *j1, int epochs)
 		assert_int_equal((long)json_num(j[r], "job_triples_per_epoch"), BIG_TRAIN);
 		assert_int_equal((long)json_num(j[r], "train_triples"), BIG_TRAIN);
 		sum += per;
+		/* every epoch: both hosts present, each its half */
+		assert_int_equal((int)json_num(j[r], "hosts_present"), 2);
+		long long c[2 * 32];
+		int cols;
+		assert_int_equal(json_rows(j[r], "epoch_host_triples", c, 2 * 32, &cols), epochs);
+		assert_int_equal(cols, 2);
+		for (int e = 0; e < 2 * epochs; e++)
+			assert_int_equal(c[e], BIG_TRAIN / 2);
 	}
 	assert_int_equal(sum, BIG_TRAIN);
 }
