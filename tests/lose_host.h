@@ -212,4 +212,67 @@ static void run_two_hosts_and_a_joiner(const char *app, const char *dir, const c
 	assert_int_equal(count_procs(dir), 0);
 }
 
+/* Whether this build's psrun drains a leaving host (--drain): else the
+ * leave tests skip, saying so. */
+static __attribute__((unused)) bool psrun_has_drain(void)
+{
+	static struct run_result r;
+	char *argv[] = {(char *)build_path("bin/psrun"), "--help", NULL};
+	run_prog(argv, NULL, 30, -1, 0, &r);
+	return strstr(r.out, "--drain") != NULL || strstr(r.err, "--drain") != NULL;
+}
+
+/*
+ * Starts app (args after it) as 3 hosts x 1 node on loopback under psrun
+ * --elastic --drain, waits for host 2 to print "epoch K/E:" (K = after)
+ * and sends its psrun SIGTERM (with --drain: leave at the next
+ * ps_sync_hosts); waits for all three, which must exit 0 and leave no
+ * segment or process behind (count_procs(dir)); their output into
+ * out[0..2].
+ */
+static __attribute__((unused)) void run_three_hosts_one_leaving(const char *app, const char *dir, const char *after, const char *epochs,
+					const char *const *args, char out[3][8192])
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	const char *prog[48] = {"--elastic", "--drain", build_path(app)};
+	int n = 3;
+	for (int i = 0; args[i]; i++)
+		prog[n++] = args[i];
+	prog[n] = NULL;
+	unsigned port = mh_free_port();
+	static char store[3][96];
+	struct mh_proc p[3];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "leave%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	char mark[32];
+	snprintf(mark, sizeof mark, "epoch %s/%s: ", after, epochs);
+	for (int i = 0; i < 60000 && !strstr(mh_slurp(p[2].out), mark); i++)
+		usleep(1000); /* polls host 2's output */
+	if (!strstr(mh_slurp(p[2].out), mark)) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&p[r], 0);
+			mh_show(&p[r], "host");
+		}
+		fail_msg("host 2 did not print \"%s\" within 60 s", mark);
+	}
+	kill(p[2].pid, SIGTERM);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&p[r], 120);
+	mh_show_failed(3, p);
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(p[r].status, 0);
+		snprintf(out[r], 8192, "%s", mh_slurp(p[r].out));
+	}
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000);
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
 #endif
