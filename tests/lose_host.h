@@ -214,7 +214,7 @@ static void run_two_hosts_and_a_joiner(const char *app, const char *dir, const c
 
 /* Whether this build's psrun drains a leaving host (--drain): else the
  * leave tests skip, saying so. */
-static __attribute__((unused)) bool psrun_has_drain(void)
+static bool psrun_has_drain(void)
 {
 	static struct run_result r;
 	char *argv[] = {(char *)build_path("bin/psrun"), "--help", NULL};
@@ -230,7 +230,7 @@ static __attribute__((unused)) bool psrun_has_drain(void)
  * segment or process behind (count_procs(dir)); their output into
  * out[0..2].
  */
-static __attribute__((unused)) void run_three_hosts_one_leaving(const char *app, const char *dir, const char *after, const char *epochs,
+static void run_three_hosts_one_leaving(const char *app, const char *dir, const char *after, const char *epochs,
 					const char *const *args, char out[3][8192])
 {
 	struct seg_snapshot segs;

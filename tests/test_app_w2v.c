@@ -1063,6 +1063,63 @@ static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
 	check_planted(save);
 }
 
+/*
+ * A host leaving: w2v on 3 hosts x 1 node (psrun --elastic --drain), host
+ * 2's psrun sent SIGTERM once it shows epoch 5 done: it leaves at the next
+ * ps_sync_hosts (left_epoch X in its summary: the first epoch it did not
+ * train); the others record it left at X + 1 (common.h: no removal without
+ * a vote, so epoch X goes without its share, -1) and split every epoch
+ * from X + 1 on over the two, the whole corpus once; all exit 0 and host
+ * 0's vectors hold the planted pairs.  Skipped where psrun has no --drain.
+ */
+#define LEAVE_EPOCHS "40"
+#define LEAVE_AFTER "5"
+
+static void test_a_host_that_leaves_hands_its_share_to_the_others(void **state)
+{
+	(void)state;
+	if (!psrun_has_drain()) {
+		print_message("SKIP %s: this psrun has no --drain (elastic jobs, issue 16: the drain branch not "
+			      "merged)\n", __func__);
+		skip();
+	}
+	const int E = atoi(LEAVE_EPOCHS);
+	char save[512], json[512], dimv[16];
+	snprintf(save, sizeof save, "%s/leave.txt", dir);
+	snprintf(json, sizeof json, "%s/leave.json", dir);
+	snprintf(dimv, sizeof dimv, "%d", DIM);
+	const char *args[] = {"--train", path_of("corpus.gz"), "--dim", dimv, "--window", "3", "--min-count", "1",
+			      "--sample", "0", "--epochs", LEAVE_EPOCHS, "--lr", "0.05", "--batch", "100", "--threads",
+			      "1", "--save", save, "--json", json, NULL};
+	char out[3][8192];
+	run_three_hosts_one_leaving("apps/w2v", dir, LEAVE_AFTER, LEAVE_EPOCHS, args, out);
+	char *j2 = host_json(json, 2);
+	int X = (int)json_num(j2, "left_epoch");
+	free(j2);
+	print_message("host 2 left before epoch %d of %d\n", X, E);
+	assert_true(X >= atoi(LEAVE_AFTER) + 1 && X <= E);
+	char said[80];
+	snprintf(said, sizeof said, "w2v: host 2 left the job before epoch %d", X);
+	assert_non_null(strstr(out[2], said));
+	for (int r = 0; r < 2; r++) {
+		char *j = host_json(json, r);
+		long long c[128 * 3];
+		assert_int_equal(host_event(j, "left", 2), X + 1);
+		epoch_rows(j, "epoch_host_words", c, E);
+		for (int e = 0; e < E; e++) {
+			long long *v = c + 3 * e;
+			if (e < X - 1) /* all three */
+				assert_int_equal(v[0] + v[1] + v[2], WORDS);
+			else if (e == X - 1) /* the leaver's share not trained */
+				assert_true(v[2] == -1 && v[0] + v[1] == WORDS - c[2]);
+			else /* the two: all of it, once */
+				assert_true(v[2] == 0 && v[0] + v[1] == WORDS);
+		}
+		free(j);
+	}
+	check_planted(save);
+}
+
 int main(void)
 {
 	static char before[64][64], after[64][64];
@@ -1089,6 +1146,7 @@ int main(void)
 		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
 		cmocka_unit_test(test_three_hosts_resplit_when_host_0_is_killed),
 		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
+		cmocka_unit_test(test_a_host_that_leaves_hands_its_share_to_the_others),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	int na = dead_segments(after, 64);
