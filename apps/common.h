@@ -14,6 +14,7 @@
 #define PSMEM_APPS_COMMON_H
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -297,5 +298,143 @@ void app_replicate_top(ps_table *t, const uint64_t *counts, long k, const char *
  * by a replica (ps_node_stats.repl_keys); 0 without accesses, NAN when the
  * statistics cannot be read. */
 double app_repl_share(ps_world *w, int node);
+
+/* ------------------------------------------ hosts lost, joined, leaving */
+
+/*
+ * The hosts present as kge and w2v split their data over them (issue 16).
+ * The split: the hosts present, in id order, take app nodes as app_gnode
+ * does, so host h is split place r (r = present hosts below h), its node
+ * n is app node r x nodes + n of present x nodes.  With every host present
+ * that is app_gnode's split: the undisturbed path is unchanged.
+ *
+ * At each epoch boundary every worker calls app_members_vote, then
+ * ps_sync_hosts (the membership point), then app_members_at for the next
+ * epoch.  Every host must use the same set, and ps_hosts_alive read after
+ * the sync does not give that: a host that dies while the others wait in
+ * the sync is seen lost as soon as each survivor's bridge learns it, which
+ * may be before one survivor reads ps_hosts_alive and after another did
+ * (the first tests here saw it: one survivor split over 2 hosts, the
+ * other over 3).  So losses go through votes: before the sync the node's
+ * first worker in app_members_vote reads ps_hosts_alive (one view for the
+ * node's workers) and adds 1 to the vote key of every host of the set that
+ * is gone in it; after the sync the node's first worker in app_members_at
+ * pulls the votes, and a host with one is gone for every host.  The votes
+ * are pushed before the sync's barrier and pulled after it, so every node
+ * reads the same sums.  A host that no node saw gone before the sync stays
+ * in the set one epoch more (its share of that epoch is not trained; the
+ * next sync removes it).  Joins are taken from the view after the sync
+ * (ps_sync_hosts adds a joiner at the same sync on every host).  So are
+ * leaves (ps_sync_hosts removes a leaver there), but only through the
+ * votes of the next sync: the others train one epoch without the leaver's
+ * share (no extra barrier per epoch; an earlier version voted after the
+ * sync and needed one).  On one host: no votes, the view after the sync.
+ *
+ * Events: a host present in the set of e but not in that of e - 1 joined
+ * at e; one gone from it was lost or left at e (app_members_left tells
+ * which: ps_hosts_alive does not).  Epochs recorded are 1 + e: the first
+ * epoch (1-based) trained with (joined) or without (lost, left) the host.
+ */
+#define APP_HOSTS_MAX 1024 /* host ids the apps follow (psrun's bound) */
+
+struct app_split {
+	int present;   /* hosts present */
+	int place;     /* this host's split place: present hosts below it */
+	int gnode;     /* this node's app node in the split: place x nodes + node */
+	int gnodes;    /* present x nodes */
+	bool changed;  /* the set differs from the previous epoch's */
+};
+
+/* The vote keys: host h's at key base + h of table t, values of vlen
+ * floats (the first counts); t NULL: no votes (one host). */
+struct app_votes {
+	ps_table *t;
+	ps_key base;
+	int vlen;
+};
+
+struct app_members {
+	pthread_mutex_t lock;   /* orders the node's workers' reads and writes of what follows */
+	int host, node, nodes;
+	int seen;               /* 1 + the largest host id ever present */
+	long epoch;             /* of the set in force; -1 before the first (a joiner) */
+	long viewed;            /* of the last vote (app_members_vote); -1 none */
+	uint8_t alive[APP_HOSTS_MAX]; /* the set in force */
+	long gone[APP_HOSTS_MAX];     /* 1 + the epoch a host was lost or left at; 0 none */
+	long joined[APP_HOSTS_MAX];   /* 1 + the epoch it joined at; 0 none */
+	uint8_t left[APP_HOSTS_MAX];  /* gone on request (app_members_left), not lost */
+};
+
+/* The set at the start (epoch start): the hosts present (ps_hosts_alive:
+ * in an elastic job ps_num_hosts counts every host rank that may join, so
+ * the apps split over these, not over ps_num_hosts); a joiner (ps_joined)
+ * has none until its first app_members_at. */
+void app_members_init(struct app_members *m, ps_world *w, long start);
+void app_members_destroy(struct app_members *m);
+/* Before the ps_sync_hosts that precedes epoch e, every worker: this
+ * node's votes for the hosts of the set gone in its view (v NULL: none).
+ * Dies if ps_hosts_alive or the push fails. */
+void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v);
+/* After it, every worker: the split of epoch e into *s, and alive (may be
+ * NULL; APP_HOSTS_MAX entries) the set; v as given to app_members_vote. */
+void app_members_at(struct app_members *m, ps_world *w, long e, const struct app_votes *v, struct app_split *s,
+		    uint8_t *alive);
+/* The split of the current set without asking psmem (the first epoch). */
+void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive);
+/* The membership point before epoch *e (every worker): app_members_vote,
+ * ps_sync_hosts(w, e) (*e: the epoch it returns, a joiner's from the
+ * others), app_members_at.  Returns what ps_sync_hosts returned (0: this
+ * host leaves here; *s is then unchanged); dies on an error. */
+int app_membership(struct app_members *m, ps_world *w, const struct app_votes *v, long *e, struct app_split *s,
+		   uint8_t *alive);
+/* Host h, gone, left on request (its marker said so) rather than lost. */
+void app_members_left(struct app_members *m, int h);
+/* After training, a host's lead: the hosts gone whose left mark (key
+ * left0 + h of t, values of vlen floats, first one non-zero) is set left
+ * (a leaver marks it before it finalizes); host ids below hosts. */
+void app_members_read_left(struct app_members *m, ps_table *t, ps_key left0, int vlen, int hosts);
+/* 1 + the epoch host h was lost or left at, 0 if it is not gone. */
+long app_members_gone(struct app_members *m, int h);
+/* Prints "<app>: epoch E: host 2 lost, host 3 joined; the data split over
+ * N hosts present" (the events of epoch e). */
+void app_members_print(struct app_members *m, long e);
+/* hosts_present (in the last set), hosts_lost, hosts_joined, hosts_left
+ * (counts) and host_lost_epoch,
+ * host_joined_epoch, host_left_epoch (one row, an entry per host id seen:
+ * 1 + the epoch of the event, 0 none). */
+void app_members_json(app_json *j, struct app_members *m);
+/* Count slots the apps reserve per host in their metrics tables, so that
+ * a joiner (a host id beyond ps_num_hosts at start) has keys: the same
+ * number on every host, whatever ps_num_hosts a joiner sees. */
+static inline int app_count_hosts(const ps_world *w) { return ps_num_hosts(w) > 64 ? ps_num_hosts(w) : 64; }
+
+/* What a host's lead records of the items (triples, words) each host
+ * trained in each epoch: v[e * cols + h]; 0 for a host absent from that
+ * epoch's split, -1 for one that was in it but lost before it said (its
+ * share of that epoch was trained in part: not known how much).  Grows
+ * its columns as hosts join.  Single-threaded (the lead's). */
+struct app_epoch_counts {
+	long epochs;
+	int cols;
+	int64_t *v;
+};
+void app_epoch_counts_init(struct app_epoch_counts *c, long epochs, int hosts);
+void app_epoch_counts_set(struct app_epoch_counts *c, long e, int h, int64_t n);
+/*
+ * A host's lead, after the barrier that ends epoch e (every worker
+ * assigned its count before it; none assigns the next before the
+ * ps_sync_hosts that follows): the items each host of the epoch's split
+ * (alive) trained in it.  Worker g's count is at key count0 + g of t
+ * (values of vlen floats; the epoch's count c as c mod 2^20 and c / 2^20
+ * in the first two), per workers per host.  A host of the split that is
+ * gone now gets -1: lost during the epoch, before or after its workers
+ * assigned, its count says nothing certain.  Host ids below hosts.
+ */
+void app_epoch_counts_read(struct app_epoch_counts *c, ps_world *w, long e, const uint8_t *alive, ps_table *t,
+			   ps_key count0, int per, int vlen, int hosts);
+/* key: rows = epochs, one column per host id below cols (at least the
+ * columns set) */
+void app_epoch_counts_json(app_json *j, const char *key, const struct app_epoch_counts *c, int cols);
+void app_epoch_counts_free(struct app_epoch_counts *c);
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -361,4 +362,319 @@ void app_json_split(app_json *j, const char *what, int host, int hosts, int node
 	app_json_int(j, key, (int64_t)every);
 	snprintf(key, sizeof key, "job_%s_per_epoch", what);
 	app_json_int(j, key, (int64_t)job);
+}
+
+/* -------------------------------------------- hosts lost, joined, leaving */
+
+void app_members_init(struct app_members *m, ps_world *w, long start)
+{
+	memset(m, 0, sizeof *m);
+	if (pthread_mutex_init(&m->lock, NULL) != 0)
+		app_die("pthread_mutex_init failed");
+	m->host = ps_host_id(w);
+	m->node = ps_node_id(w);
+	m->nodes = ps_num_nodes(w);
+	m->viewed = -1;
+	if (ps_joined(w) == 1) { /* the set comes with the first sync */
+		m->epoch = -1;
+		return;
+	}
+	/* the hosts present, not 0 .. ps_num_hosts - 1: in an elastic job
+	 * ps_num_hosts counts the host ranks that may join */
+	int n = ps_hosts_alive(w, m->alive, APP_HOSTS_MAX);
+	if (n < 0)
+		app_die("ps_hosts_alive: %s", ps_strerror(n));
+	for (int h = 0; h < APP_HOSTS_MAX; h++)
+		if (m->alive[h])
+			m->seen = h + 1;
+	m->epoch = start;
+}
+
+void app_members_destroy(struct app_members *m)
+{
+	pthread_mutex_destroy(&m->lock);
+}
+
+/* The split of m's set (under the lock, or before the workers start). */
+static void members_split(const struct app_members *m, struct app_split *s, uint8_t *alive)
+{
+	s->present = s->place = 0;
+	for (int h = 0; h < m->seen; h++) {
+		s->present += m->alive[h];
+		s->place += m->alive[h] && h < m->host;
+	}
+	s->gnode = s->place * m->nodes + m->node;
+	s->gnodes = s->present * m->nodes;
+	s->changed = false;
+	if (alive) {
+		memset(alive, 0, APP_HOSTS_MAX);
+		memcpy(alive, m->alive, (size_t)m->seen);
+	}
+}
+
+void app_members_split(struct app_members *m, struct app_split *s, uint8_t *alive)
+{
+	pthread_mutex_lock(&m->lock);
+	members_split(m, s, alive);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void app_members_vote(struct app_members *m, ps_world *w, long e, const struct app_votes *v)
+{
+	pthread_mutex_lock(&m->lock);
+	if (v && m->viewed != e) { /* the node's first worker here: one view for all */
+		uint8_t view[APP_HOSTS_MAX] = {0};
+		int n = ps_hosts_alive(w, view, APP_HOSTS_MAX);
+		if (n < 0)
+			app_die("ps_hosts_alive: %s", ps_strerror(n));
+		m->viewed = e;
+		float *one = calloc((size_t)v->vlen, sizeof *one);
+		if (!one)
+			app_die("out of memory");
+		one[0] = 1;
+		for (int h = 0; h < m->seen; h++) {
+			if (!m->alive[h] || view[h])
+				continue;
+			ps_key k = v->base + (ps_key)h;
+			int rc = ps_push_sync(v->t, &k, 1, one);
+			if (rc)
+				app_die("push of a vote: %s", ps_strerror(rc));
+		}
+		free(one);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The votes of the hosts with now[h] set: a host with one is cleared. */
+static void members_votes(uint8_t *now, const struct app_votes *v)
+{
+	ps_key *keys = malloc(APP_HOSTS_MAX * sizeof *keys);
+	float *val = malloc(APP_HOSTS_MAX * (size_t)v->vlen * sizeof *val);
+	int *of = malloc(APP_HOSTS_MAX * sizeof *of);
+	if (!keys || !val || !of)
+		app_die("out of memory");
+	int n = 0;
+	for (int h = 0; h < APP_HOSTS_MAX; h++)
+		if (now[h]) {
+			of[n] = h;
+			keys[n++] = v->base + (ps_key)h;
+		}
+	int rc = ps_pull_sync(v->t, keys, (size_t)n, val);
+	if (rc)
+		app_die("pull of the votes: %s", ps_strerror(rc));
+	for (int i = 0; i < n; i++)
+		if (val[(size_t)i * (size_t)v->vlen] != 0)
+			now[of[i]] = 0;
+	free(keys);
+	free(val);
+	free(of);
+}
+
+void app_members_at(struct app_members *m, ps_world *w, long e, const struct app_votes *v, struct app_split *s,
+		    uint8_t *alive)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->epoch != e) { /* the node's first worker here: one set for all */
+		bool first = m->epoch < 0; /* a joiner: the others were there before it */
+		uint8_t view[APP_HOSTS_MAX] = {0}, now[APP_HOSTS_MAX];
+		int n = ps_hosts_alive(w, view, APP_HOSTS_MAX);
+		if (n < 0)
+			app_die("ps_hosts_alive: %s", ps_strerror(n));
+		if (!v) { /* one host: its own view */
+			memcpy(now, view, sizeof now);
+		} else {
+			/* the set, less the hosts voted gone before the sync, plus
+			 * the joiners the sync added (hosts never in the set nor
+			 * gone); a joiner: every host present, less the voted */
+			for (int h = 0; h < APP_HOSTS_MAX; h++)
+				now[h] = first ? view[h] : m->alive[h] || (view[h] && !m->gone[h]);
+			members_votes(now, v);
+		}
+		for (int h = 0; h < APP_HOSTS_MAX; h++) {
+			if (now[h] == m->alive[h])
+				continue;
+			if (now[h] && (!first || h == m->host))
+				m->joined[h] = e + 1;
+			else if (!now[h])
+				m->gone[h] = e + 1;
+			m->alive[h] = now[h];
+			if (now[h] && h >= m->seen)
+				m->seen = h + 1;
+		}
+		m->epoch = e;
+	}
+	members_split(m, s, alive);
+	/* every worker of the node learns that epoch e's set changed, not only
+	 * the one that read it */
+	for (int h = 0; h < m->seen && !s->changed; h++)
+		s->changed = m->joined[h] == e + 1 || m->gone[h] == e + 1;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void app_members_left(struct app_members *m, int h)
+{
+	pthread_mutex_lock(&m->lock);
+	if (h >= 0 && h < APP_HOSTS_MAX && m->gone[h])
+		m->left[h] = 1;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void app_members_json(app_json *j, struct app_members *m)
+{
+	pthread_mutex_lock(&m->lock);
+	int n = m->seen ? m->seen : 1;
+	int64_t *row = calloc(3 * (size_t)n, sizeof *row);
+	if (!row)
+		app_die("out of memory");
+	int64_t nl = 0, nj = 0, nv = 0;
+	for (int h = 0; h < m->seen; h++) {
+		if (m->gone[h] && !m->left[h])
+			row[h] = m->gone[h], nl++;
+		if (m->joined[h])
+			row[n + h] = m->joined[h], nj++;
+		if (m->gone[h] && m->left[h])
+			row[2 * n + h] = m->gone[h], nv++;
+	}
+	int present = 0;
+	for (int h = 0; h < m->seen; h++)
+		present += m->alive[h];
+	pthread_mutex_unlock(&m->lock);
+	app_json_int(j, "hosts_present", present);
+	app_json_int(j, "hosts_lost", nl);
+	app_json_int_rows(j, "host_lost_epoch", row, 1, (size_t)n);
+	app_json_int(j, "hosts_joined", nj);
+	app_json_int_rows(j, "host_joined_epoch", row + n, 1, (size_t)n);
+	app_json_int(j, "hosts_left", nv);
+	app_json_int_rows(j, "host_left_epoch", row + 2 * n, 1, (size_t)n);
+	free(row);
+}
+
+void app_epoch_counts_init(struct app_epoch_counts *c, long epochs, int hosts)
+{
+	c->epochs = epochs;
+	c->cols = hosts > 0 ? hosts : 1;
+	c->v = calloc((size_t)epochs * (size_t)c->cols + 1, sizeof *c->v);
+	if (!c->v)
+		app_die("out of memory");
+}
+
+void app_epoch_counts_set(struct app_epoch_counts *c, long e, int h, int64_t n)
+{
+	if (e < 0 || e >= c->epochs || h < 0 || h >= APP_HOSTS_MAX)
+		return;
+	if (h >= c->cols) { /* a host joined: widen every row */
+		int cols = h + 1;
+		int64_t *v = calloc((size_t)c->epochs * (size_t)cols + 1, sizeof *v);
+		if (!v)
+			app_die("out of memory");
+		for (long r = 0; r < c->epochs; r++)
+			memcpy(v + r * cols, c->v + r * c->cols, (size_t)c->cols * sizeof *v);
+		free(c->v);
+		c->v = v;
+		c->cols = cols;
+	}
+	c->v[e * c->cols + h] = n;
+}
+
+void app_epoch_counts_json(app_json *j, const char *key, const struct app_epoch_counts *c, int cols)
+{
+	cols = cols > c->cols ? cols : c->cols;
+	int64_t *v = calloc((size_t)c->epochs * (size_t)cols + 1, sizeof *v);
+	if (!v)
+		app_die("out of memory");
+	for (long r = 0; r < c->epochs; r++)
+		memcpy(v + r * cols, c->v + r * c->cols, (size_t)c->cols * sizeof *v);
+	app_json_int_rows(j, key, v, (size_t)c->epochs, (size_t)cols);
+	free(v);
+}
+
+void app_epoch_counts_free(struct app_epoch_counts *c)
+{
+	free(c->v);
+	c->v = NULL;
+}
+
+long app_members_gone(struct app_members *m, int h)
+{
+	if (h < 0 || h >= APP_HOSTS_MAX)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	long g = m->gone[h];
+	pthread_mutex_unlock(&m->lock);
+	return g;
+}
+
+void app_members_print(struct app_members *m, long e)
+{
+	char buf[256] = "";
+	size_t len = 0;
+	int present = 0;
+	pthread_mutex_lock(&m->lock);
+	for (int h = 0; h < m->seen; h++) {
+		present += m->alive[h];
+		const char *what = m->gone[h] == e + 1 ? "lost or left" : m->joined[h] == e + 1 ? "joined" : NULL;
+		if (what && len < sizeof buf - 64)
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%shost %d %s", len ? ", " : "", h, what);
+	}
+	pthread_mutex_unlock(&m->lock);
+	printf("%s: epoch %ld: %s; the data split over the %d host%s present\n", app_name, e + 1, buf, present,
+	       present > 1 ? "s" : "");
+	fflush(stdout);
+}
+
+int app_membership(struct app_members *m, ps_world *w, const struct app_votes *v, long *e, struct app_split *s,
+		   uint8_t *alive)
+{
+	app_members_vote(m, w, *e, v);
+	uint64_t next = (uint64_t)*e;
+	int np = ps_sync_hosts(w, &next);
+	if (np < 0)
+		app_die("ps_sync_hosts: %s", ps_strerror(np));
+	*e = (long)next;
+	if (np > 0)
+		app_members_at(m, w, *e, v, s, alive);
+	return np;
+}
+
+void app_members_read_left(struct app_members *m, ps_table *t, ps_key left0, int vlen, int hosts)
+{
+	float *val = calloc((size_t)vlen, sizeof *val);
+	if (!val)
+		app_die("out of memory");
+	for (int h = 0; h < APP_HOSTS_MAX && h < hosts; h++) {
+		ps_key k = left0 + (ps_key)h;
+		if (app_members_gone(m, h) && ps_pull_sync(t, &k, 1, val) == 0 && val[0] != 0)
+			app_members_left(m, h);
+	}
+	free(val);
+}
+
+void app_epoch_counts_read(struct app_epoch_counts *c, ps_world *w, long e, const uint8_t *alive, ps_table *t,
+			   ps_key count0, int per, int vlen, int hosts)
+{
+	uint8_t now[APP_HOSTS_MAX] = {0};
+	int rc = ps_hosts_alive(w, now, APP_HOSTS_MAX);
+	if (rc < 0)
+		app_die("ps_hosts_alive: %s", ps_strerror(rc));
+	ps_key *keys = malloc((size_t)per * sizeof *keys);
+	float *m = malloc((size_t)per * (size_t)vlen * sizeof *m);
+	if (!keys || !m)
+		app_die("out of memory");
+	for (int h = 0; h < APP_HOSTS_MAX && h < hosts; h++) {
+		if (!alive[h])
+			continue;
+		int64_t n = -1;
+		for (int i = 0; i < per; i++)
+			keys[i] = count0 + (ps_key)(h * per + i);
+		if (now[h] && ps_pull_sync(t, keys, (size_t)per, m) == 0) {
+			n = 0;
+			for (int i = 0; i < per; i++) {
+				const float *v = m + (size_t)i * (size_t)vlen;
+				n += (int64_t)v[0] + ((int64_t)v[1] << 20);
+			}
+		}
+		app_epoch_counts_set(c, e, h, n);
+	}
+	free(keys);
+	free(m);
 }

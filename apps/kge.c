@@ -72,6 +72,24 @@
  * moves the next batch's entities from another host as from another node
  * (a host's node 0 reports its local share: with one node per host, the
  * accesses it served itself rather than another host).
+ *
+ * Hosts lost, joining, leaving (issue 16).  Each epoch ends with
+ * ps_sync_hosts, the membership point; the nodes then agree on the hosts
+ * present (common.h, app_members: on several hosts the losses each node
+ * saw before the sync, as votes in the metrics table, pulled after it;
+ * joiners as the sync adds them) and, when the set
+ * changed, every worker takes its share of the split over the hosts
+ * present (the same app-node tiling, over fewer or more app nodes) from
+ * the next epoch on, evaluation included.  A host lost during an epoch:
+ * the part of its share it had not trained in that epoch is not trained
+ * again (its updates already applied stay, minus the backup window).  A
+ * joiner (ps_joined) reads the data, creates the tables without writing
+ * initial values, meets the others' next ps_sync_hosts, which gives it the
+ * epoch they train next, and trains its share from there.  A host whose
+ * ps_sync_hosts returns 0 leaves: it marks that in the metrics table (so
+ * that the others record it left, not lost), takes no part in the final
+ * evaluation and finalizes.  Each host's lead records the triples every
+ * host trained in every epoch (epoch_host_triples in --json).
  * Ranks are filtered (other known triples of train, valid and test are
  * removed) with ties counted as half.
  *
@@ -164,6 +182,16 @@ struct job {
 	 * from the metric table after training */
 	uint64_t *trained_last, *trained_all;
 	pthread_barrier_t local; /* this node's workers: orders allE/allR writes and reads */
+	/* hosts lost, joined, leaving (issue 16): the set each epoch is split
+	 * over (the node's workers share it, common.h) */
+	struct app_members mem;
+	struct app_votes votes;  /* several hosts: the keys that merge the nodes' views */
+	int ch;                  /* count slots per host in M: app_count_hosts */
+	struct app_epoch_counts ecounts; /* lead: triples per epoch and host */
+	bool joined;             /* ps_joined: started by psrun --join */
+	long first_epoch;        /* lead: the first epoch this host trained (a joiner's from the sync) */
+	long left_epoch;         /* lead: 1 + the epoch this host left before (ps_sync_hosts said 0), 0 none */
+	bool save_here;          /* lead: this node is the split's first (--save) */
 	/* results, written by thread 0 of each host's node 0 */
 	double train_secs, mrr, h1, h3, h10;
 	double train_cpu; /* node 0's CPU seconds in the training phases */
@@ -627,6 +655,7 @@ struct wstate {
 	int32_t *epos, *rpos;
 	struct batch b[2];
 	float *rowsE, *rowsR, *Q, *S, *dQ, *gE, *gR, *push;
+	struct app_split sp; /* the split in force: this node's app node among those present */
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -835,7 +864,7 @@ static void evaluate(struct wstate *ws, int tid, const int32_t *trip, size_t ntr
 {
 	struct job *jb = ws->jb;
 	size_t D = jb->D, RD = jb->RD, nE = jb->nE, nq = 2 * ntrip;
-	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
+	int G = ws->sp.gnodes * jb->T, g = ws->sp.gnode * jb->T + tid; /* over the hosts present */
 	size_t lo = nq * (size_t)g / (size_t)G, hi = nq * (size_t)(g + 1) / (size_t)G;
 	/* queries per product: up to 64 (the BLAS is efficient from there), S
 	 * (QB x nE) at most 4M floats per worker on large graphs */
@@ -925,25 +954,26 @@ static void read_metrics(struct job *jb, ps_key mkey, double *mrr, double *h1, d
 	*h10 = m[3] / c;
 }
 
-/* Training triples of worker tid of app node n (app_gnode: every node of
- * every host): [*lo, *hi).  The shares of all workers of the job tile
- * [0, ntrain), so each triple is trained once per epoch. */
-static void share_of(const struct job *jb, int n, int tid, size_t *lo, size_t *hi)
+/* Training triples of worker tid of app node n of N (app_gnode, or the
+ * split over the hosts present: every node of every host): [*lo, *hi).
+ * The shares of all workers of the job tile [0, ntrain), so each triple
+ * is trained once per epoch. */
+static void share_of(const struct job *jb, int n, int N, int tid, size_t *lo, size_t *hi)
 {
-	size_t nlo = jb->ntrain * (size_t)n / (size_t)jb->gnodes;
-	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)jb->gnodes;
+	size_t nlo = jb->ntrain * (size_t)n / (size_t)N;
+	size_t nhi = jb->ntrain * (size_t)(n + 1) / (size_t)N;
 	*lo = nlo + (nhi - nlo) * (size_t)tid / (size_t)jb->T;
 	*hi = nlo + (nhi - nlo) * (size_t)(tid + 1) / (size_t)jb->T;
 }
 
 /* --sync: clocks per epoch, the batches of the worker with the most. */
-static size_t clocks_per_epoch(const struct job *jb)
+static size_t clocks_per_epoch(const struct job *jb, int N)
 {
 	size_t most = 0, B = (size_t)jb->o.batch;
-	for (int n = 0; n < jb->gnodes; n++)
+	for (int n = 0; n < N; n++)
 		for (int t = 0; t < jb->T; t++) {
 			size_t lo, hi;
-			share_of(jb, n, t, &lo, &hi);
+			share_of(jb, n, N, t, &lo, &hi);
 			size_t nb = (hi - lo + B - 1) / B;
 			most = nb > most ? nb : most;
 		}
@@ -979,6 +1009,19 @@ static uint64_t count_get(const float *m)
 	return (uint64_t)m[0] + ((uint64_t)m[1] << 20);
 }
 
+/* Host h's mark that it left on request (ps_sync_hosts returned 0
+ * there), after the count keys of every host slot. */
+static ps_key left_key(const struct job *jb, int h)
+{
+	return count_key(jb, jb->ch * jb->nodes * jb->T + h);
+}
+
+/* Host h's vote key (common.h, app_members_vote), after the left marks. */
+static ps_key vote_key(const struct job *jb, int h)
+{
+	return left_key(jb, jb->ch + h);
+}
+
 /* Each host's node 0: the counts of every app node (threads summed). */
 static void read_counts(struct job *jb)
 {
@@ -994,17 +1037,44 @@ static void read_counts(struct job *jb)
 	}
 }
 
+/* The membership point before epoch *e, every worker (common.h; votes on
+ * several hosts).  Returns ps_sync_hosts's answer (0: this host leaves). */
+static int membership(ps_world *w, struct job *jb, long *e, struct app_split *sp, uint8_t *alive)
+{
+	return app_membership(&jb->mem, w, jb->hosts > 1 || jb->joined ? &jb->votes : NULL, e, sp, alive);
+}
+
+/* This worker's share of the (globally shuffled) training triples under
+ * split sp into *idx (reallocated), *mine of them; *nclocks: the batches
+ * of the busiest worker of the split (--sync). */
+static void take_share(const struct job *jb, const struct app_split *sp, int tid, uint32_t **idx, size_t *mine,
+		       size_t *nclocks)
+{
+	size_t lo, hi;
+	share_of(jb, sp->gnode, sp->gnodes, tid, &lo, &hi);
+	free(*idx);
+	*mine = hi - lo;
+	*idx = xcalloc(*mine, sizeof **idx);
+	memcpy(*idx, jb->perm + lo, *mine * sizeof **idx);
+	*nclocks = clocks_per_epoch(jb, sp->gnodes);
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
 	const struct opts *o = &jb->o;
-	/* worker g of the G of the job: its share of the initial rows, of the
-	 * training triples, its random draws */
-	int G = jb->gnodes * jb->T, g = jb->gnode * jb->T + tid;
+	/* worker g of the job (app_gnode): its random draws; its shares of
+	 * the initial rows and triples come from the split (jb->mem) */
+	int g = jb->gnode * jb->T + tid;
 	bool lead = jb->node == 0 && tid == 0; /* each host's node 0 prints */
-	if (!jb->start_epoch) { /* resumed: the rows come from the checkpoint */
-		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g, G);
-		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g, G);
+	if (!jb->start_epoch && !jb->joined) { /* resumed: the rows come from the checkpoint; joined: from the job */
+		/* split over the workers of the hosts present (all of them, but in
+		 * an elastic job, where ps_num_hosts counts the ranks that may join) */
+		struct app_split s0;
+		app_members_split(&jb->mem, &s0, NULL);
+		int g0 = s0.gnode * jb->T + tid, G0 = s0.gnodes * jb->T;
+		init_table(jb, jb->E, 0, jb->nE, jb->D, jb->se, g0, G0);
+		init_table(jb, jb->R, 1, 2 * jb->nR, jb->RD, jb->sr, g0, G0);
 	}
 
 	struct wstate ws = {.jb = jb, .tid = tid};
@@ -1037,24 +1107,37 @@ static void worker(ps_world *w, int tid, void *arg)
 	size_t pmax = maxc * jb->se > maxr * jb->sr ? maxc * jb->se : maxr * jb->sr;
 	ws.push = xcalloc(pmax, sizeof(float));
 
-	/* this worker's share of the (globally shuffled) training triples */
-	size_t lo, hi;
-	share_of(jb, jb->gnode, tid, &lo, &hi);
-	size_t mine = hi - lo, nclocks = clocks_per_epoch(jb);
-	uint32_t *idx = xcalloc(mine, sizeof *idx);
-	memcpy(idx, jb->perm + lo, mine * sizeof *idx);
-
-	check(ps_barrier(w), "barrier"); /* initial values in place */
-	if (o->replicate) { /* the replicas start from the initial values */
+	/* the hosts the triples are split over: every host of the job at the
+	 * start; a joiner's first ps_sync_hosts meets the others' at the end of
+	 * an epoch and says which epoch they train next */
+	long e0 = jb->start_epoch;
+	uint8_t *alive = lead ? xcalloc(APP_HOSTS_MAX, 1) : NULL; /* the lead's copy of the set */
+	if (!jb->joined) {
+		check(ps_barrier(w), "barrier"); /* initial values in place */
+		if (o->replicate) { /* the replicas start from the initial values */
+			if (lead)
+				app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
+			check(ps_barrier(w), "barrier");
+		}
+		app_members_split(&jb->mem, &ws.sp, alive);
+	} else {
+		/* the joiner's first: the others' epoch comes back (no votes:
+		 * this host has no set yet) */
+		membership(w, jb, &e0, &ws.sp, alive);
 		if (lead)
-			app_replicate_top(jb->R, jb->rcount, o->replicate, "most used relation rows");
-		check(ps_barrier(w), "barrier");
+			app_members_print(&jb->mem, e0);
 	}
+	if (lead)
+		jb->first_epoch = e0;
+	/* this worker's share of the (globally shuffled) training triples */
+	uint32_t *idx = NULL;
+	size_t mine, nclocks;
+	take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
 	double t_train = 0, cpu_train = 0;
 	uint64_t trained_all = 0; /* triples this worker trained, every epoch of this run */
 	app_progress pr;
-	bool diverged = false;
-	for (long e = jb->start_epoch; e < o->epochs; e++) {
+	bool diverged = false, left = false;
+	for (long e = e0; e < o->epochs; e++) {
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (lead) {
 			char what[64];
@@ -1095,7 +1178,7 @@ static void worker(ps_world *w, int tid, void *arg)
 				prep_batch(&ws, nxt, idx + s, n);
 			}
 			if (lead)
-				app_progress_update(&pr, done * (size_t)G, loss / (2.0 * (double)done));
+				app_progress_update(&pr, done * (size_t)(ws.sp.gnodes * jb->T), loss / (2.0 * (double)done));
 		}
 		for (size_t k = nb; k < nclocks; k++)
 			clock_tick(w, jb); /* as many clocks as the busiest worker */
@@ -1122,6 +1205,9 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		t_train += app_now() - t0;
 		cpu_train += app_cpu_now() - c0;
+		if (lead)
+			app_epoch_counts_read(&jb->ecounts, w, e, alive, jb->M, count_key(jb, 0), jb->nodes * jb->T, 8,
+					      jb->ch);
 		char extra[128] = "";
 		bool ev = o->eval_every > 0 && (e + 1) % o->eval_every == 0 && e + 1 < o->epochs;
 		if (ev) {
@@ -1138,18 +1224,43 @@ static void worker(ps_world *w, int tid, void *arg)
 		}
 		if (tid == 0) /* every push of the epoch is in; the others wait below */
 			app_epoch_checkpoints(w, o->ckpt, (int)o->ckpt_every, (int)e + 1, (int)o->epochs);
-		check(ps_barrier(w), "barrier");
+		/* the membership point: a barrier (on one host only that); hosts
+		 * lost since the last one are gone from the set, joiners added,
+		 * and a host asked to leave gets 0 here */
+		long next = e + 1;
+		if (membership(w, jb, &next, &ws.sp, alive) == 0) {
+			left = true;
+			if (lead)
+				jb->left_epoch = e + 2;
+			break;
+		}
+		if (ws.sp.changed) { /* from the next epoch on: the new split */
+			take_share(jb, &ws.sp, tid, &idx, &mine, &nclocks);
+			if (lead)
+				app_members_print(&jb->mem, e + 1);
+		}
 	}
 	if (lead) {
 		jb->train_secs = t_train;
 		jb->train_cpu = cpu_train;
 	}
 	ps_key tk = (ps_key)(o->epochs + o->epochs + 1);
-	if (!diverged) { /* every worker of every node decided alike */
+	if (left) { /* this host leaves: no collective any more; the others
+		     * learn it left (not lost) from its mark */
+		if (jb->node == 0 && tid == 0) {
+			float m[8] = {1};
+			ps_key k = left_key(jb, jb->host);
+			check(ps_assign_sync(jb->M, &k, 1, m), "push of the left mark");
+		}
+		if (lead)
+			jb->mrr = jb->h1 = jb->h3 = jb->h10 = NAN;
+	} else if (!diverged) { /* every worker of every node decided alike */
 		eval_round(&ws, w, tid, jb->test, jb->ntest, tk);
 		if (lead) {
 			read_metrics(jb, tk, &jb->mrr, &jb->h1, &jb->h3, &jb->h10);
 			read_counts(jb); /* every worker assigned its last count before the barriers */
+			app_members_read_left(&jb->mem, jb->M, left_key(jb, 0), 8, jb->ch);
+			jb->save_here = ws.sp.gnode == 0;
 		}
 	} else {
 		check(ps_barrier(w), "barrier"); /* nobody exits before node 0 said why */
@@ -1157,6 +1268,7 @@ static void worker(ps_world *w, int tid, void *arg)
 
 	end_sampler(&ws);
 	free(idx);
+	free(alive);
 	for (int k = 0; k < 2; k++) {
 		free(ws.b[k].hi);
 		free(ws.b[k].ti);
@@ -1294,6 +1406,12 @@ static void usage(FILE *f)
 		"prints and writes files (on several hosts: each host's node 0 prints and\n"
 		"writes its --json, host 0's writes --save); the hosts split the training\n"
 		"triples. seconds/throughput count training, not evaluation.\n"
+		"Hosts lost (psrun --on-host-failure continue), joining (psrun --join) or\n"
+		"leaving: at each epoch's end the triples are split again over the hosts\n"
+		"present, from the next epoch on (a lost host's unfinished part of the epoch\n"
+		"it died in is not trained again); --json records hosts_lost, hosts_joined,\n"
+		"hosts_left with their epochs and epoch_host_triples (per epoch and host;\n"
+		"-1: lost during that epoch).\n"
 		"psstat --checkpoint FILE asks a running kge for a checkpoint at the end of\n"
 		"the current epoch.  kge does not resume a restarted node (psrun\n"
 		"--on-failure restart): use --checkpoint-every and --resume.\n");
@@ -1429,6 +1547,8 @@ int main(int argc, char **argv)
 	jb->hosts = ps_num_hosts(w);
 	jb->gnode = app_gnode(w);
 	jb->gnodes = app_gnodes(w);
+	jb->joined = ps_joined(w) == 1;
+	jb->ch = app_count_hosts(w);
 	bool lead = jb->node == 0;
 	if (ps_restarted(w))
 		app_die("node %d was restarted, which kge does not support (psrun --on-failure abort; "
@@ -1503,18 +1623,24 @@ int main(int argc, char **argv)
 	if (!jb->R)
 		app_die("cannot create the relation table: %s", ps_strerror(err));
 	/* metrics: loss of epoch e at key e; evaluation k at key epochs + k;
-	 * worker g's triple counts at count_key(g) */
-	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->gnodes * (uint64_t)jb->T, 8);
+	 * worker g's triple counts at count_key(g), for app_count_hosts hosts
+	 * (joiners included); host h's left mark at left_key(h), its vote at
+	 * vote_key(h) */
+	ps_table_opts_init(&to, 2 * (uint64_t)o->epochs + 2 + (uint64_t)jb->ch * (uint64_t)jb->nodes * (uint64_t)jb->T +
+					2 * (uint64_t)jb->ch, 8);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb->M = ps_table_create(w, &to, &err);
 	if (!jb->M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
-	jb->start_epoch = app_resume(w, o->resume);
+	jb->start_epoch = jb->joined ? 0 : app_resume(w, o->resume); /* a joiner: the others' epoch, later */
 	if (jb->start_epoch >= o->epochs && o->epochs > 0)
 		app_die("cannot resume: the checkpoint has %ld epochs done; --epochs %ld leaves none to train",
 			jb->start_epoch, o->epochs);
 	if (lead && jb->start_epoch)
 		printf("kge: resumed after epoch %ld\n", jb->start_epoch);
+	app_members_init(&jb->mem, w, jb->start_epoch);
+	jb->votes = (struct app_votes){.t = jb->M, .base = vote_key(jb, 0), .vlen = 8};
+	app_epoch_counts_init(&jb->ecounts, o->epochs, jb->mem.seen); /* columns: hosts present (grows as they join) */
 	jb->trained_last = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_last);
 	jb->trained_all = xcalloc((size_t)jb->gnodes, sizeof *jb->trained_all);
 	jb->allE = xcalloc(jb->nE * jb->D, sizeof(float));
@@ -1533,12 +1659,14 @@ int main(int argc, char **argv)
 	}
 	if (lead) {
 		double secs = jb->train_secs,
-		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->start_epoch) / secs : 0;
+		       thr = secs > 0 ? (double)jb->ntrain * (double)(o->epochs - jb->first_epoch) / secs : 0;
 		ps_node_stats nst = {0};
 		double local = 0;
 		if (ps_stats(w, 0, &nst) == 0 && nst.local_keys + nst.remote_keys > 0)
 			local = (double)nst.local_keys / (double)(nst.local_keys + nst.remote_keys);
 		double repl = app_repl_share(w, 0);
+		if (jb->left_epoch)
+			printf("kge: host %d left the job before epoch %ld (asked to leave)\n", jb->host, jb->left_epoch);
 		printf("kge: test filtered MRR %.4f  Hits@1 %.4f  Hits@3 %.4f  Hits@10 %.4f  |  %.1f s training, "
 		       "%.0f triples/s, loss %.4f, node 0: %.0f%% local key accesses, %llu relocations, %.1f%% served "
 		       "by replicas\n",
@@ -1579,9 +1707,13 @@ int main(int argc, char **argv)
 			app_json_int(j, "sample_fallbacks", (int64_t)nst.sample_fallbacks);
 			app_json_int(j, "train_triples", (int64_t)jb->ntrain);
 			app_json_split(j, "triples", jb->host, jb->hosts, jb->nodes, jb->trained_last, jb->trained_all);
+			app_members_json(j, &jb->mem);
+			app_epoch_counts_json(j, "epoch_host_triples", &jb->ecounts, jb->mem.seen);
+			app_json_int(j, "first_epoch", jb->first_epoch + 1);
+			app_json_int(j, "left_epoch", jb->left_epoch);
 			app_json_write_host(j, o->json, jb->host);
 		}
-		if (o->save && jb->gnode == 0) /* one copy of the model: host 0's */
+		if (o->save && jb->save_here) /* one copy of the model: host 0's, or the first host left's */
 			save_model(jb, o->save);
 	}
 	ps_finalize(w);
@@ -1589,6 +1721,8 @@ int main(int argc, char **argv)
 	free(jb->allR);
 	free(jb->trained_last);
 	free(jb->trained_all);
+	app_epoch_counts_free(&jb->ecounts);
+	app_members_destroy(&jb->mem);
 	free(jb->perm);
 	free(jb->rcount);
 	free(jb->fkey);

@@ -57,6 +57,18 @@
  * sampling over the output table's unigram^0.75 distribution (one sampler
  * per batch) instead of the app's own alias table.
  *
+ * Hosts lost, joining, leaving (issue 16): each epoch ends with
+ * ps_sync_hosts; the nodes agree on the hosts present (common.h,
+ * app_members) and, when the set changed, take their token shares of the
+ * split over the hosts present from the next epoch on.  A host lost during
+ * an epoch: the rest of its share of that epoch is not trained again.  The
+ * learning rate decays over the whole run: after a re-split it goes on
+ * from where it was (take_share).  A joiner (ps_joined) meets the others'
+ * next ps_sync_hosts and trains from the epoch it returns; a host whose
+ * ps_sync_hosts returns 0 marks that it left and stops.  Each host's node
+ * 0 records the words every host trained in every epoch (epoch_host_words
+ * in --json).
+ *
  * Nondeterminism: with one node and one thread, a run is a function of
  * --seed.  With more threads or nodes the interleaving of pushes varies.
  */
@@ -491,6 +503,15 @@ struct job {
 	double cpu_start, cpu_end; /* node 0's CPU seconds: training starts, ends */
 	float *vectors;         /* host 0's node 0: all input vectors after training */
 	int fail;
+	/* hosts lost, joined, leaving (issue 16): the set each epoch is split
+	 * over (the node's workers share it, common.h) */
+	struct app_members mem;
+	struct app_votes votes; /* several hosts: the keys that merge the nodes' views */
+	int ch;                 /* count slots per host in M: app_count_hosts */
+	struct app_epoch_counts ecounts; /* each host's node 0: words per epoch and host */
+	bool joined;            /* ps_joined: started by psrun --join */
+	int first_epoch;        /* node 0: the first epoch this host trained */
+	int left_epoch;         /* node 0: 1 + the epoch this host left before, 0 none */
 };
 
 static void *xgrow(void *p, size_t *cap, size_t need, size_t elem)
@@ -928,6 +949,43 @@ static uint64_t count_get(const float *m)
 	return (uint64_t)m[0] + ((uint64_t)m[1] << 20);
 }
 
+/* Host h's mark that it left on request (ps_sync_hosts returned 0
+ * there), after the count keys of every host slot. */
+static ps_key left_key(const struct job *jb, int T, int h)
+{
+	return count_key(jb, jb->ch * jb->nodes * T + h);
+}
+
+/* Host h's vote key (common.h, app_members_vote), after the left marks. */
+static ps_key vote_key(const struct job *jb, int T, int h)
+{
+	return left_key(jb, T, jb->ch + h);
+}
+
+/* The membership point before epoch *e, every worker (common.h; votes on
+ * several hosts).  Returns ps_sync_hosts's answer (0: this host leaves). */
+static int membership(ps_world *w, struct job *jb, int *e, struct app_split *sp, uint8_t *alive)
+{
+	long le = *e;
+	int np = app_membership(&jb->mem, w, jb->hosts > 1 || jb->joined ? &jb->votes : NULL, &le, sp, alive);
+	*e = (int)le;
+	return np;
+}
+
+/* In-vocabulary words of the share of app node n of N (its T workers'
+ * token ranges): one epoch of that node. */
+static uint64_t node_words_of(const struct job *jb, int n, int N, int T)
+{
+	uint64_t words = 0;
+	for (int g = n * T; g < (n + 1) * T; g++) {
+		size_t lo, hi;
+		share(jb, g, N * T, &lo, &hi);
+		for (size_t i = lo; i < hi; i++)
+			words += jb->cp.tok[i] >= 0;
+	}
+	return words;
+}
+
 /* Each host's node 0: the counts of every app node (threads summed). */
 static void read_counts(struct job *jb, int T)
 {
@@ -967,12 +1025,42 @@ static void clock_tick(ps_world *w, const struct job *jb)
 		die_ps("clock", rc);
 }
 
+/*
+ * A worker's share of the tokens under a split, and the learning rate's
+ * schedule.  The rate decays linearly over the whole run: with the node's
+ * count of words trained d (jb->done) it is lr (1 - d / total), total =
+ * the node's words per epoch (nw) x epochs.  A re-split changes nw; so
+ * that the schedule goes on where it was rather than restart, d is read
+ * with an offset from then on: d + off = e x nw at the start of epoch e,
+ * as if the node had always had the new share (off = 0 until a re-split:
+ * the same float operations as before).  expect: d at the start of the
+ * next epoch (the node's shares do not change within an epoch).
+ */
+struct wshare {
+	size_t lo, hi, nclocks;
+	uint64_t nw, total, off, expect;
+};
+
+/* The share of worker tid under split sp from epoch e on; with rebase the
+ * schedule's nw, total and off for the new split. */
+static void take_share(const struct job *jb, const struct app_split *sp, int T, int tid, int e, struct wshare *sh,
+		       bool rebase)
+{
+	share(jb, sp->gnode * T + tid, sp->gnodes * T, &sh->lo, &sh->hi);
+	sh->nclocks = clocks_per_epoch(jb, sp->gnodes * T);
+	if (!rebase)
+		return;
+	sh->nw = node_words_of(jb, sp->gnode, sp->gnodes, T);
+	sh->total = sh->nw * (uint64_t)jb->c.epochs;
+	sh->off = (uint64_t)e * sh->nw - sh->expect; /* modulo 2^64: d + off is right */
+}
+
 static void worker(ps_world *w, int tid, void *arg)
 {
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
 	/* worker g of the G of the job (every node of every host) */
-	const int T = ps_num_threads(w), G = jb->gnodes * T, g = jb->gnode * T + tid;
+	const int T = ps_num_threads(w), g = jb->gnode * T + tid;
 	struct wstate ws = {.jb = jb, .tid = tid, .nthreads = T};
 	ws.rng = c->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)g * 0xd1b54a32d192ed03ULL + 1;
 	ws.map_in = malloc((size_t)jb->cp.V * sizeof *ws.map_in);
@@ -984,16 +1072,34 @@ static void worker(ps_world *w, int tid, void *arg)
 	memset(ws.map_out, 0xff, (size_t)jb->cp.V * sizeof *ws.map_out);
 	memset(ws.neu1e, 0, (size_t)jb->dp * sizeof(float));
 	struct batch bt[2] = {0};
-	size_t lo, hi;
-	share(jb, g, G, &lo, &hi);
-	const size_t nclocks = clocks_per_epoch(jb, G);
-	const uint64_t total = jb->node_words * (uint64_t)c->epochs;
 	const bool loc = c->policy == POL_LOCALIZE;
 	const bool show = ps_node_id(w) == 0 && tid == 0; /* each host's node 0 prints */
+	/* the hosts the words are split over: every host of the job at the
+	 * start; a joiner's first ps_sync_hosts meets the others' at the end of
+	 * an epoch and says which epoch they train next */
+	struct app_split sp;
+	int e0 = jb->start_epoch;
+	uint8_t *alive = show ? calloc(APP_HOSTS_MAX, 1) : NULL; /* node 0's copy of the set */
+	if (show && !alive)
+		app_die("out of memory");
+	if (!jb->joined) {
+		app_members_split(&jb->mem, &sp, alive);
+	} else {
+		/* the joiner's first: the others' epoch comes back (no votes:
+		 * this host has no set yet) */
+		membership(w, jb, &e0, &sp, alive);
+		if (show)
+			app_members_print(&jb->mem, e0);
+	}
+	if (show)
+		jb->first_epoch = e0;
+	struct wshare sh = {.nw = jb->node_words, .expect = (uint64_t)jb->start_epoch * jb->node_words};
+	sh.total = sh.nw * (uint64_t)c->epochs;
+	take_share(jb, &sp, T, tid, e0, &sh, sp.changed); /* changed: a joiner */
 	uint64_t trained_all = 0; /* words this worker trained, every epoch of this run */
 	app_progress prog;
-	bool diverged = false;
-	for (int ep = jb->start_epoch; ep < c->epochs; ep++) {
+	bool diverged = false, left = false;
+	for (int ep = e0; ep < c->epochs; ep++) {
 		if (show) {
 			char what[64];
 			snprintf(what, sizeof what, "epoch %d/%d", ep + 1, c->epochs);
@@ -1003,7 +1109,7 @@ static void worker(ps_world *w, int tid, void *arg)
 		ws.pairs = 0;
 		uint64_t words = 0;
 		int cur = 0;
-		size_t pos = lo, batches = 0;
+		size_t pos = sh.lo, hi = sh.hi, batches = 0;
 		if (pos < hi) {
 			prepare(&ws, &bt[cur], pos, batch_end(jb, pos, hi));
 			if (loc)
@@ -1020,8 +1126,8 @@ static void worker(ps_world *w, int tid, void *arg)
 			if (loc && more)
 				localize_start(jb, nb);
 			/* relaxed: a progress counter for the learning rate */
-			uint64_t d = atomic_load_explicit(&jb->done, memory_order_relaxed);
-			float alpha = (float)(c->lr * (1.0 - (double)d / (double)(total + 1)));
+			uint64_t d = atomic_load_explicit(&jb->done, memory_order_relaxed) + sh.off;
+			float alpha = (float)(c->lr * (1.0 - (double)d / (double)(sh.total + 1)));
 			if (alpha < (float)(c->lr * 1e-4))
 				alpha = (float)(c->lr * 1e-4);
 			train(&ws, b, alpha);
@@ -1031,11 +1137,11 @@ static void worker(ps_world *w, int tid, void *arg)
 			/* relaxed: as above */
 			atomic_fetch_add_explicit(&jb->done, b->words, memory_order_relaxed);
 			if (show)
-				app_progress_update(&prog, words * (uint64_t)G,
+				app_progress_update(&prog, words * (uint64_t)(sp.gnodes * T),
 						    ws.pairs ? ws.loss / (double)ws.pairs : NAN);
 			cur ^= 1;
 		}
-		for (; batches < nclocks; batches++)
+		for (; batches < sh.nclocks; batches++)
 			clock_tick(w, jb); /* as many clocks as the busiest worker */
 		ps_key mk = (ps_key)ep;
 		float m[M_LEN] = {(float)ws.loss, (float)ws.pairs, (float)words};
@@ -1074,17 +1180,35 @@ static void worker(ps_world *w, int tid, void *arg)
 				die_ps("pull metrics", rc);
 			app_progress_end(&prog, (uint64_t)m[M_WORDS], m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN,
 					 NULL);
+			app_epoch_counts_read(&jb->ecounts, w, ep, alive, jb->M, count_key(jb, 0), jb->nodes * T, M_LEN,
+					      jb->ch);
 		}
 		if (tid == 0) /* every push of the epoch is in; the others wait below */
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, ep + 1, c->epochs);
-		rc = ps_barrier(w);
-		if (rc)
-			die_ps("barrier", rc);
+		sh.expect += sh.nw; /* the node trained its share of the epoch */
+		/* the membership point: a barrier (on one host only that); hosts
+		 * lost since the last one are gone from the set, joiners added,
+		 * and a host asked to leave gets 0 here.  A host lost during the
+		 * epoch: the part of its share it had not trained is not trained
+		 * again; the survivors split every later epoch */
+		int next = ep + 1;
+		if (membership(w, jb, &next, &sp, alive) == 0) {
+			left = true;
+			if (show)
+				jb->left_epoch = ep + 2;
+			break;
+		}
+		if (sp.changed) { /* from the next epoch on: the new split */
+			take_share(jb, &sp, T, tid, ep + 1, &sh, true);
+			if (show)
+				app_members_print(&jb->mem, ep + 1);
+		}
 	}
 	/* every node's replica deltas merged: one ps_sync round on one host;
 	 * across hosts a ps_sync covers only its host, so two rounds, each on
 	 * every host (psmem.h, ps_sync) */
-	for (int round = 0; (c->replicate || c->hot) && !diverged && round < (jb->hosts > 1 ? 2 : 1); round++) {
+	for (int round = 0; (c->replicate || c->hot) && !diverged && !left && round < (jb->hosts > 1 ? 2 : 1);
+	     round++) {
 		int rc;
 		ps_table *ti = jb->hin ? jb->hin : jb->in, *to = jb->hout ? jb->hout : jb->out;
 		if (show && ((rc = ps_sync(ti)) != 0 || (rc = ps_sync(to)) != 0))
@@ -1092,9 +1216,16 @@ static void worker(ps_world *w, int tid, void *arg)
 		if ((rc = ps_barrier(w)) != 0)
 			die_ps("barrier", rc);
 	}
-	if (show && !diverged) /* every worker assigned its last count before the barriers */
+	if (show && !diverged && !left) { /* every worker assigned its last count before the barriers */
 		read_counts(jb, T);
-	if (show && !diverged && jb->gnode == 0) { /* every push is in: node 0 reads the input vectors */
+		app_members_read_left(&jb->mem, jb->M, left_key(jb, T, 0), M_LEN, jb->ch);
+	}
+	/* the first node of the split has the vectors: host 0's node 0, or
+	 * the first host left's when host 0 was lost */
+	if (show && !diverged && !left && sp.gnode == 0) { /* every push is in: it reads the input vectors */
+		jb->vectors = malloc((size_t)jb->cp.V * (size_t)c->dim * sizeof *jb->vectors);
+		if (!jb->vectors)
+			app_die("out of memory");
 		enum { CH = 4096 };
 		ps_key keys[CH];
 		for (int64_t v0 = 0; v0 < jb->cp.V; v0 += CH) {
@@ -1110,9 +1241,17 @@ static void worker(ps_world *w, int tid, void *arg)
 				die_ps("pull vectors", rc);
 		}
 	}
-	int rc = ps_barrier(w); /* nodes stay until node 0 has the vectors */
+	int rc = 0;
+	if (!left) /* nodes stay until node 0 has the vectors */
+		rc = ps_barrier(w);
+	else if (ps_node_id(w) == 0 && tid == 0) { /* the others learn it left (not lost) */
+		float m[M_LEN] = {1};
+		ps_key k = left_key(jb, T, jb->host);
+		rc = ps_assign_sync(jb->M, &k, 1, m);
+	}
 	if (rc)
-		die_ps("barrier", rc);
+		die_ps(left ? "push of the left mark" : "barrier", rc);
+	free(alive);
 	for (int i = 0; i < 2; i++) {
 		free(bt[i].kin);
 		free(bt[i].kout);
@@ -1397,6 +1536,12 @@ static void usage(FILE *f)
 		"                        corpus and options (psrun --restore's file, else none)\n"
 		"  --help                this text\n"
 		"  --version             print the version and exit\n"
+		"Hosts lost (psrun --on-host-failure continue), joining (psrun --join) or\n"
+		"leaving: at each epoch's end the corpus is split again over the hosts present,\n"
+		"from the next epoch on (a lost host's unfinished part of the epoch it died in\n"
+		"is not trained again; the learning rate decays on, not restarted); --json\n"
+		"records hosts_lost, hosts_joined, hosts_left with their epochs and\n"
+		"epoch_host_words (per epoch and host; -1: lost during that epoch).\n"
 		"psstat --checkpoint FILE asks a running w2v for a checkpoint at the end of the\n"
 		"current epoch.  w2v does not resume a restarted node (psrun --on-failure\n"
 		"restart): use --checkpoint-every and --resume.\n");
@@ -1514,6 +1659,8 @@ int main(int argc, char **argv)
 	jb.nodes = N;
 	jb.gnode = app_gnode(w);
 	jb.gnodes = app_gnodes(w);
+	jb.joined = ps_joined(w) == 1;
+	jb.ch = app_count_hosts(w);
 	char hosts_note[64] = "";
 	if (jb.hosts > 1)
 		snprintf(hosts_note, sizeof hosts_note, " on each of %d hosts (this one host %d)", jb.hosts, jb.host);
@@ -1543,12 +1690,6 @@ int main(int argc, char **argv)
 		double cn = (double)jb.cp.count[v], th = c->sample * (double)jb.cp.words;
 		jb.keep[v] = c->sample > 0 ? (float)((sqrt(cn / th) + 1) * th / cn) : 1.0f;
 	}
-	for (int g = jb.gnode * T; g < (jb.gnode + 1) * T; g++) {
-		size_t lo, hi;
-		share(&jb, g, jb.gnodes * T, &lo, &hi);
-		for (size_t i = lo; i < hi; i++)
-			jb.node_words += jb.cp.tok[i] >= 0;
-	}
 	jb.dp = (c->dim + 7) & ~7;
 	jb.sgns = have_avx2() ? sgns_avx2 : sgns_c;
 	jb.epoch_end = calloc((size_t)c->epochs, sizeof *jb.epoch_end);
@@ -1556,11 +1697,6 @@ int main(int argc, char **argv)
 	jb.trained_all = calloc((size_t)jb.gnodes, sizeof *jb.trained_all);
 	if (!jb.epoch_end || !jb.trained_last || !jb.trained_all)
 		app_die("out of memory");
-	if (jb.gnode == 0) {
-		jb.vectors = malloc((size_t)jb.cp.V * (size_t)c->dim * sizeof *jb.vectors);
-		if (!jb.vectors)
-			app_die("out of memory");
-	}
 
 	ps_table_opts to;
 	ps_table_opts_init(&to, (uint64_t)jb.cp.V, (uint32_t)c->dim);
@@ -1629,20 +1765,31 @@ int main(int argc, char **argv)
 			app_die("cannot build the negative-sampling distribution: %s", ps_strerror(err));
 		app_sampling_apply(jb.out, &c->smp);
 	}
-	/* metrics: epoch e at key e; worker g's word counts at count_key(g) */
-	ps_table_opts_init(&to, (uint64_t)c->epochs + (uint64_t)jb.gnodes * (uint64_t)T, M_LEN);
+	/* metrics: epoch e at key e; worker g's word counts at count_key(g),
+	 * for app_count_hosts hosts (joiners included); host h's left mark at
+	 * left_key(h), its vote at vote_key(h) */
+	ps_table_opts_init(&to, (uint64_t)c->epochs + (uint64_t)jb.ch * (uint64_t)N * (uint64_t)T + 2 * (uint64_t)jb.ch,
+			   M_LEN);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
-	jb.start_epoch = app_resume(w, c->resume);
+	jb.start_epoch = jb.joined ? 0 : app_resume(w, c->resume); /* a joiner: the others' epoch, later */
 	if (jb.start_epoch >= c->epochs)
 		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
 			jb.start_epoch, c->epochs);
+	app_members_init(&jb.mem, w, jb.start_epoch);
+	if (!jb.joined) { /* this node's words per epoch (a joiner's: at its first sync) */
+		struct app_split s0;
+		app_members_split(&jb.mem, &s0, NULL);
+		jb.node_words = node_words_of(&jb, s0.gnode, s0.gnodes, T);
+	}
 	/* relaxed: the workers start later; the learning rate goes on decaying */
 	atomic_store_explicit(&jb.done, (uint64_t)jb.start_epoch * jb.node_words, memory_order_relaxed);
 	if (me == 0 && jb.start_epoch)
 		printf("w2v: resumed after epoch %d\n", jb.start_epoch);
+	jb.votes = (struct app_votes){.t = jb.M, .base = vote_key(&jb, T, 0), .vlen = M_LEN};
+	app_epoch_counts_init(&jb.ecounts, c->epochs, jb.mem.seen); /* columns: hosts present (grows as they join) */
 	if (c->replicate && me == 0) { /* the hot spots: the most frequent words */
 		app_replicate_top(jb.in, jb.cp.count, c->replicate, "frequent words");
 		app_replicate_top(jb.out, jb.cp.count, c->replicate, "frequent words");
@@ -1661,18 +1808,20 @@ int main(int argc, char **argv)
 		ps_finalize(w);
 		return 1;
 	}
-	double secs = jb.epoch_end[c->epochs - 1] - jb.t_start;
+	/* the last epoch this host trained: the last, or the one before it left */
+	int last = jb.left_epoch ? jb.left_epoch - 2 : c->epochs - 1;
+	double secs = last >= 0 ? jb.epoch_end[last] - jb.t_start : 0;
 	int code = 0;
 	if (me == 0) {
-		double tput = (double)jb.cp.words * (c->epochs - jb.start_epoch) / secs;
-		ps_key mk = (ps_key)(c->epochs - 1);
+		double tput = secs > 0 ? (double)jb.cp.words * (last + 1 - jb.first_epoch) / secs : 0;
+		ps_key mk = (ps_key)(last >= 0 ? last : 0);
 		float m[M_LEN];
 		ps_pull_sync(jb.M, &mk, 1, m);
 		double loss = m[M_PAIRS] > 0 ? m[M_LOSS] / m[M_PAIRS] : NAN;
 		double acc = NAN;
 		int seen = 0;
 		double te = app_now();
-		bool vec = jb.gnode == 0; /* host 0's node 0 has the vectors */
+		bool vec = jb.vectors != NULL; /* the split's first node has the vectors */
 		if (c->eval && vec)
 			acc = eval_analogy(&jb, c->eval, eval_threads(T), &seen);
 		te = app_now() - te;
@@ -1682,6 +1831,8 @@ int main(int argc, char **argv)
 		if (c->eval && vec)
 			snprintf(accs, sizeof accs, "analogy accuracy %.2f%% (%d questions seen, %.1f s), ", acc, seen,
 				 te);
+		if (jb.left_epoch)
+			printf("w2v: host %d left the job before epoch %d (asked to leave)\n", jb.host, jb.left_epoch);
 		printf("w2v: %strained %llu words x %d epochs in %.1f s: %.0f words/s (%d node%s x %d thread%s, "
 		       "policy %s), final loss %.4f\n",
 		       accs, (unsigned long long)jb.cp.words, c->epochs, secs, tput, N, N > 1 ? "s" : "", T,
@@ -1727,10 +1878,16 @@ int main(int argc, char **argv)
 			app_json_int(j, "samples", (int64_t)st.samples);
 			app_json_int(j, "sample_fallbacks", (int64_t)st.sample_fallbacks);
 			app_json_split(j, "words", jb.host, jb.hosts, jb.nodes, jb.trained_last, jb.trained_all);
+			app_members_json(j, &jb.mem);
+			app_epoch_counts_json(j, "epoch_host_words", &jb.ecounts, jb.mem.seen);
+			app_json_int(j, "first_epoch", jb.first_epoch + 1);
+			app_json_int(j, "left_epoch", jb.left_epoch);
 			app_json_write_host(j, c->json, jb.host);
 		}
 	}
 	ps_dist_free(jb.negd); /* its workers are done */
 	ps_finalize(w);
+	app_epoch_counts_free(&jb.ecounts);
+	app_members_destroy(&jb.mem);
 	return code;
 }

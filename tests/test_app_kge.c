@@ -15,6 +15,7 @@
  * nodes with replicated relations both hosts evaluate the saved model.
  */
 #include <math.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -31,6 +32,7 @@
 
 #include "common.h"
 #include "hosts.h"
+#include "lose_host.h"
 
 #define NENT 50 /* chain entities e0..e49, plus 5 group entities */
 #define NALL (NENT + 5)
@@ -476,6 +478,19 @@ static void test_json_has_the_required_keys(void **state)
 	/* the summary line carries the same figures */
 	assert_non_null(strstr(res.out, "test filtered MRR"));
 	assert_non_null(strstr(res.out, "triples/s"));
+	/* one host: present, none lost, joined or left; it trained every
+	 * triple in each epoch */
+	assert_int_equal((int)json_num(j, "hosts_present"), 1);
+	assert_int_equal((int)json_num(j, "hosts_lost"), 0);
+	assert_int_equal((int)json_num(j, "hosts_joined"), 0);
+	assert_int_equal((int)json_num(j, "hosts_left"), 0);
+	assert_int_equal((int)json_num(j, "first_epoch"), 1);
+	assert_int_equal((int)json_num(j, "left_epoch"), 0);
+	long long c[2], n = (long long)json_num(j, "train_triples");
+	int cols;
+	assert_int_equal(json_rows(j, "epoch_host_triples", c, 2, &cols), 2);
+	assert_int_equal(cols, 1);
+	assert_true(c[0] == n && c[1] == n);
 }
 
 static void test_one_thread_is_deterministic_and_saves_the_model(void **state)
@@ -780,6 +795,14 @@ static void assert_two_host_counts(const char *j0, const char *j1, int epochs)
 		assert_int_equal((long)json_num(j[r], "job_triples_per_epoch"), BIG_TRAIN);
 		assert_int_equal((long)json_num(j[r], "train_triples"), BIG_TRAIN);
 		sum += per;
+		/* every epoch: both hosts present, each its half */
+		assert_int_equal((int)json_num(j[r], "hosts_present"), 2);
+		long long c[2 * 32];
+		int cols;
+		assert_int_equal(json_rows(j[r], "epoch_host_triples", c, 2 * 32, &cols), epochs);
+		assert_int_equal(cols, 2);
+		for (int e = 0; e < 2 * epochs; e++)
+			assert_int_equal(c[e], BIG_TRAIN / 2);
 	}
 	assert_int_equal(sum, BIG_TRAIN);
 }
@@ -894,6 +917,247 @@ static void test_two_hosts_evaluate_the_synced_model(void **state)
 		fail_msg("the hosts evaluated MRR %.5f, the saved model has %.5f", mrr, saved);
 }
 
+/* ------------------------------------------- three hosts, one of them lost */
+
+/*
+ * kge on 3 hosts x 1 node (the larger graph), host 2 SIGKILLed when it
+ * shows epoch 5 done, under psrun --on-host-failure continue: the
+ * survivors finish, both record host 2 lost at epoch L (the first epoch
+ * trained without it; >= 6: it finished epoch 5) and, in
+ * epoch_host_triples, every epoch before L-1 trained by all three hosts
+ * (the whole set), epoch L-1 (the one it died in) by the survivors' shares
+ * with host 2's unknown (-1; its unfinished part is not trained again) or,
+ * if it was seen only after that epoch's barrier, its share, and every
+ * epoch from L on by the survivors alone, the whole training set exactly.
+ * Their one evaluation (split over the two) is within 0.1 MRR of an
+ * undisturbed 3-host run's (20 epochs on 3 hosts: undisturbed runs gave
+ * 0.72-0.76, runs losing host 2 0.70-0.75; a 0.05 bound failed once in
+ * 15 runs).
+ */
+/* An epoch of this graph takes about 7 ms here.  The kill comes after
+ * epoch 5, not 1: keys are promoted from backup rounds (every 5 ms at
+ * --backup-rate 200), and a host killed before its first round completes
+ * loses its keys (DESIGN, BK4: the survivors' pulls of them fail; seen
+ * here when killed after epoch 1 at 50 rounds/s).  20 epochs: the kill
+ * (the test polls the victim's output every millisecond) lands with many
+ * epochs left even on a loaded machine. */
+#define LOST_EPOCHS "20"
+#define LOST_AFTER "5"
+
+/* Host h's share of the triples on 3 hosts x 1 node. */
+static long long share_of_3(int h)
+{
+	return (long long)BIG_TRAIN * (h + 1) / 3 - (long long)BIG_TRAIN * h / 3;
+}
+
+static void lose_host(int victim)
+{
+	const int E = atoi(LOST_EPOCHS);
+	char data[600], full[600], lost[600], model[600];
+	snprintf(data, sizeof data, "%s", path_of("kgbig"));
+	snprintf(full, sizeof full, "%s", path_of("big-3hosts.json"));
+	snprintf(lost, sizeof lost, "%s", path_of("big-3hosts-lost.json"));
+	snprintf(model, sizeof model, "%s", path_of("big-3hosts-lost-model.txt"));
+	unlink(model);
+	const char *args[] = {"--dataset", data, "--epochs", LOST_EPOCHS, "--dim", "32", "--batch", "64", "--neg",
+			      "32", "--threads", "1", "--json", full, NULL, NULL, NULL};
+	struct mh_proc p[3];
+	const char *prog[32] = {build_path("apps/kge")};
+	for (int i = 0; args[i]; i++)
+		prog[i + 1] = args[i];
+	mh_run_hosts(3, 1, prog, p, 120);
+	mh_show_failed(3, p);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	char j3[8192], j[2][8192];
+	host_json(j3, sizeof j3, full, 0);
+	double m3 = json_num(j3, "mrr");
+
+	args[13] = lost;
+	args[14] = "--save";
+	args[15] = model;
+	char out[2][8192];
+	run_three_hosts_losing("apps/kge", dir, victim, LOST_AFTER, LOST_EPOCHS, args, out);
+	int surv[2] = {victim == 0 ? 1 : 0, victim == 2 ? 1 : 2};
+	for (int k = 0; k < 2; k++) {
+		int r = surv[k];
+		host_json(j[k], sizeof j[k], lost, r);
+		long long c[128 * 3];
+		int L = host_event(j[k], "lost", victim);
+		print_message("host %d: host %d lost at epoch %d of %d\n", r, victim, L, E);
+		assert_true(L >= atoi(LOST_AFTER) + 1 && L <= E); /* epochs are left to train without it */
+		char said[96];
+		snprintf(said, sizeof said, "kge: epoch %d: host %d lost or left; the data split over the 2 hosts present",
+			 L, victim);
+		assert_non_null(strstr(out[k], said));
+		epoch_rows(j[k], "epoch_host_triples", c, E);
+		for (int e = 0; e < E; e++) {
+			long long *v = c + 3 * e, sum = v[0] + v[1] + v[2], vv = v[victim];
+			if (e < 4)
+				print_message("  epoch %d: %lld %lld %lld\n", e + 1, v[0], v[1], v[2]);
+			if (e < L - 2) { /* all three */
+				for (int h = 0; h < 3; h++)
+					assert_int_equal(v[h], share_of_3(h));
+				assert_int_equal(sum, BIG_TRAIN);
+			} else if (e == L - 2) { /* the victim died in it */
+				assert_true(vv == -1 || vv == share_of_3(victim));
+				assert_int_equal(v[surv[0]] + v[surv[1]], BIG_TRAIN - share_of_3(victim));
+			} else { /* re-split: the survivors, all of it, once */
+				assert_int_equal(vv, 0);
+				assert_int_equal(v[surv[0]], BIG_TRAIN / 2);
+				assert_int_equal(sum, BIG_TRAIN);
+			}
+		}
+	}
+	double ml = json_num(j[0], "mrr");
+	print_message("MRR: 3 hosts %.4f, host %d lost %.4f (host %d says %.4f)\n", m3, victim, ml, surv[1],
+		      json_num(j[1], "mrr"));
+	assert_true(json_num(j[1], "mrr") == ml); /* one evaluation, split over the survivors */
+	if (!(ml > 3 * random_mrr() && ml >= m3 - 0.1))
+		fail_msg("MRR %.4f after losing host %d, %.4f undisturbed", ml, victim, m3);
+	/* one copy of the model, by the first survivor (host 1 when host 0 is lost) */
+	struct stat st;
+	assert_int_equal(stat(model, &st), 0);
+	assert_true(st.st_size > 0);
+}
+
+static void test_three_hosts_resplit_when_host_2_is_killed(void **state)
+{
+	(void)state;
+	lose_host(2);
+}
+
+/* Host 0 lost: host 1 reports the same and writes --save. */
+static void test_three_hosts_resplit_when_host_0_is_killed(void **state)
+{
+	(void)state;
+	lose_host(0);
+}
+
+/*
+ * A host joining: kge on 2 hosts x 1 node (psrun --elastic), a third
+ * started with psrun --join once host 0 shows epoch 3 done (of 80: a
+ * joiner took up to 22 epochs of about 30 ms to start).  All three
+ * finish; the members record host 2 joined at epoch J (the first epoch
+ * trained with it: after epoch 3, before the end) and, in
+ * epoch_host_triples, every epoch before J trained by the two (800 each:
+ * the whole set) and every epoch from J on by all three (533, 533, 534:
+ * the whole set, once); the joiner's summary starts at J (first_epoch)
+ * and says the same from there; the three report the one evaluation,
+ * which learned (MRR > 3 x random).  Skipped where psrun has no --join.
+ */
+#define JOIN_EPOCHS "80"
+#define JOIN_AFTER "3"
+
+static void test_a_joiner_trains_a_third_from_its_first_epoch(void **state)
+{
+	(void)state;
+	if (!psrun_has_join()) {
+		print_message("SKIP %s: this psrun has no --join (elastic jobs, issue 16: the join branch not "
+			      "merged)\n", __func__);
+		skip();
+	}
+	const int E = atoi(JOIN_EPOCHS);
+	char data[600], json[600];
+	snprintf(data, sizeof data, "%s", path_of("kgbig"));
+	snprintf(json, sizeof json, "%s", path_of("big-join.json"));
+	const char *args[] = {"--dataset", data, "--epochs", JOIN_EPOCHS, "--dim", "64", "--batch", "32", "--neg",
+			      "32", "--threads", "1", "--json", json, NULL};
+	char out[3][8192], j[3][8192];
+	run_two_hosts_and_a_joiner("apps/kge", dir, JOIN_AFTER, JOIN_EPOCHS, args, out);
+	int J = 0;
+	for (int r = 0; r < 3; r++) {
+		host_json(j[r], sizeof j[r], json, r);
+		long long c[128 * 3];
+		int Jr = host_event(j[r], "joined", 2);
+		J = r ? J : Jr;
+		assert_int_equal(Jr, J); /* every host saw the same */
+		print_message("host %d: host 2 joined at epoch %d of %d\n", r, J, E);
+		assert_true(J >= atoi(JOIN_AFTER) + 1 && J <= E);
+		char said[96];
+		snprintf(said, sizeof said, "kge: epoch %d: host 2 joined; the data split over the 3 hosts present", J);
+		assert_non_null(strstr(out[r], said));
+		epoch_rows(j[r], "epoch_host_triples", c, E);
+		for (int e = r == 2 ? J - 1 : 0; e < E; e++) {
+			long long *v = c + 3 * e;
+			if (e < J - 1) {
+				assert_true(v[0] == BIG_TRAIN / 2 && v[1] == BIG_TRAIN / 2 && v[2] == 0);
+			} else {
+				assert_true(v[0] == BIG_TRAIN / 3 && v[1] == BIG_TRAIN / 3);
+				assert_int_equal(v[2], BIG_TRAIN - 2 * (BIG_TRAIN / 3));
+			}
+		}
+	}
+	assert_int_equal((int)json_num(j[2], "first_epoch"), J);
+	double m = json_num(j[0], "mrr");
+	print_message("MRR with a joiner %.4f (hosts 1, 2 say %.4f, %.4f)\n", m, json_num(j[1], "mrr"),
+		      json_num(j[2], "mrr"));
+	assert_true(json_num(j[1], "mrr") == m && json_num(j[2], "mrr") == m);
+	assert_true(m > 3 * random_mrr());
+}
+
+/*
+ * A host leaving: kge on 3 hosts x 1 node (psrun --elastic --drain), host
+ * 2's psrun sent SIGTERM once it shows epoch 5 done: it leaves at the next
+ * ps_sync_hosts (its ps_sync_hosts returns 0: it says so, writes its
+ * summary with left_epoch X, the first epoch it did not train, and
+ * finalizes, handing its keys over).  The others record it left (its
+ * mark), not lost, at X + 1: the leave shows in ps_hosts_alive only after
+ * the sync, where their set takes no removal without a vote (common.h),
+ * so they train epoch X without its share (-1 in epoch_host_triples) and
+ * split every epoch from X + 1 on over the two: the whole set, once.  All
+ * three exit 0; the two evaluate the same model.  Skipped where psrun
+ * has no --drain.
+ */
+#define LEAVE_EPOCHS "40"
+#define LEAVE_AFTER "5"
+
+static void test_a_host_that_leaves_hands_its_share_to_the_others(void **state)
+{
+	(void)state;
+	if (!psrun_has_drain()) {
+		print_message("SKIP %s: this psrun has no --drain (elastic jobs, issue 16: the drain branch not "
+			      "merged)\n", __func__);
+		skip();
+	}
+	const int E = atoi(LEAVE_EPOCHS);
+	char data[600], json[600];
+	snprintf(data, sizeof data, "%s", path_of("kgbig"));
+	snprintf(json, sizeof json, "%s", path_of("big-leave.json"));
+	const char *args[] = {"--dataset", data, "--epochs", LEAVE_EPOCHS, "--dim", "64", "--batch", "32", "--neg",
+			      "32", "--threads", "1", "--json", json, NULL};
+	char out[3][8192], j[3][8192];
+	run_three_hosts_one_leaving("apps/kge", dir, LEAVE_AFTER, LEAVE_EPOCHS, args, out);
+	for (int r = 0; r < 3; r++)
+		host_json(j[r], sizeof j[r], json, r);
+	int X = (int)json_num(j[2], "left_epoch");
+	print_message("host 2 left before epoch %d of %d\n", X, E);
+	assert_true(X >= atoi(LEAVE_AFTER) + 1 && X <= E);
+	char said[80];
+	snprintf(said, sizeof said, "kge: host 2 left the job before epoch %d", X);
+	assert_non_null(strstr(out[2], said));
+	for (int r = 0; r < 2; r++) {
+		long long c[128 * 3];
+		assert_int_equal(host_event(j[r], "left", 2), X + 1);
+		epoch_rows(j[r], "epoch_host_triples", c, E);
+		for (int e = 0; e < E; e++) {
+			long long *v = c + 3 * e;
+			if (e < X - 1) { /* all three */
+				for (int h = 0; h < 3; h++)
+					assert_int_equal(v[h], share_of_3(h));
+			} else if (e == X - 1) { /* the leaver's share not trained */
+				assert_true(v[0] == share_of_3(0) && v[1] == share_of_3(1) && v[2] == -1);
+			} else { /* the two: all of it, once */
+				assert_true(v[0] == BIG_TRAIN / 2 && v[1] == BIG_TRAIN / 2 && v[2] == 0);
+			}
+		}
+	}
+	double m = json_num(j[0], "mrr");
+	print_message("MRR after host 2 left %.4f (host 1 says %.4f)\n", m, json_num(j[1], "mrr"));
+	assert_true(json_num(j[1], "mrr") == m);
+	assert_true(m > 3 * random_mrr());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -920,6 +1184,10 @@ int main(void)
 		cmocka_unit_test(test_two_nodes_evaluate_the_synced_model),
 		cmocka_unit_test(test_two_hosts_split_the_triples_and_localize_across_hosts),
 		cmocka_unit_test(test_two_hosts_evaluate_the_synced_model),
+		cmocka_unit_test(test_three_hosts_resplit_when_host_2_is_killed),
+		cmocka_unit_test(test_three_hosts_resplit_when_host_0_is_killed),
+		cmocka_unit_test(test_a_joiner_trains_a_third_from_its_first_epoch),
+		cmocka_unit_test(test_a_host_that_leaves_hands_its_share_to_the_others),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
