@@ -888,7 +888,8 @@ static void lose_host(int victim)
 		assert_true(ms < 1000);
 	}
 	char took[96];
-	snprintf(took, sizeof took, "host %d lost (2 of 3 hosts left); worker %d takes over 1 worker (", victim, adopter);
+	snprintf(took, sizeof took, "host %d gone (2 of 3 hosts present); worker %d takes over 1 share (", victim,
+		 adopter);
 	assert_non_null(strstr(mh_slurp(p[adopter].out), took));
 	/* the report comes from host 0, or host 1 when host 0 is lost */
 	assert_non_null(strstr(mh_slurp(p[victim ? 0 : 1].out), "mf: test RMSE"));
