@@ -2306,6 +2306,9 @@ int main(int argc, char **argv)
 		printf("mf: host %d of %d, node %d of %d: %zu of %zu training ratings per epoch; host 0 reports\n",
 		       jb.host, jb.hosts, jb.node, jb.nodes, here, jb.ntrain);
 		fflush(stdout);
+	} else if (ps_node_id(jb.w) == 0 && jb.joiner) {
+		printf("mf: host %d joining the job: %d shares; waiting for its next epoch\n", jb.host, jb.shares);
+		fflush(stdout);
 	}
 	int rc = ps_run_workers(jb.w, worker, &jb);
 	if (rc)

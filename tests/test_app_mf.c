@@ -679,11 +679,13 @@ static void test_mfgen_help_and_skew(void **state)
 /* The "node_epoch_ratings" matrix of a JSON summary: rows (nodes of every
  * host) x epochs into v; returns the number of rows (asserts each row has
  * `epochs` numbers). */
-static int node_epoch_ratings(const char *json, int epochs, long long *v, int max_rows)
+static int epoch_rows(const char *json, const char *key, int epochs, long long *v, int max_rows)
 {
-	const char *p = strstr(json, "\"node_epoch_ratings\": [");
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": [", key);
+	const char *p = strstr(json, pat);
 	if (!p) {
-		fprintf(stderr, "node_epoch_ratings missing from %s\n", json);
+		fprintf(stderr, "%s missing from %s\n", key, json);
 		fail();
 	}
 	p = strchr(p, '[') + 1;
@@ -707,6 +709,37 @@ static int node_epoch_ratings(const char *json, int epochs, long long *v, int ma
 	}
 	assert_int_equal(*p, ']');
 	return rows;
+}
+
+static int node_epoch_ratings(const char *json, int epochs, long long *v, int max_rows)
+{
+	return epoch_rows(json, "node_epoch_ratings", epochs, v, max_rows);
+}
+
+/* The summary's "host_<what>_epoch": [[e0, e1, ...]] into ev (hosts of
+ * them); asserts "hosts_<what>" counts the non-zero ones. */
+static void host_events(const char *json, const char *what, int hosts, int *ev)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"host_%s_epoch\": [[", what);
+	const char *p = strstr(json, pat);
+	if (!p) {
+		fprintf(stderr, "%s missing from %s\n", pat, json);
+		fail();
+	}
+	p += strlen(pat);
+	int n = 0;
+	for (int h = 0; h < hosts; h++) {
+		char *end;
+		ev[h] = (int)strtol(p, &end, 10);
+		assert_true(end > p);
+		p = end;
+		assert_true(*p == (h < hosts - 1 ? ',' : ']'));
+		p += h < hosts - 1 ? 2 : 1;
+		n += ev[h] > 0;
+	}
+	snprintf(pat, sizeof pat, "hosts_%s", what);
+	assert_int_equal((int)json_num(json, pat), n);
 }
 
 /*
@@ -815,13 +848,17 @@ static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "7"
 
-static void lose_host(int victim)
+static void lose_host_with(int victim, const char *const *more)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	const int epochs = atoi(LOST_EPOCHS);
-	const char *prog0[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
-			       "--rank", "6", "--epochs", LOST_EPOCHS, "--json", path_of("h3.json"), NULL};
+	const char *prog0[32] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+				 "--rank", "6", "--epochs", LOST_EPOCHS, "--json", path_of("h3.json"), NULL};
+	int n0 = 11;
+	for (int k = 0; more && more[k]; k++)
+		prog0[n0++] = more[k];
+	prog0[n0] = NULL;
 	struct mh_proc p[3];
 	mh_run_hosts(3, 1, prog0, p, 60);
 	for (int r = 0; r < 3; r++) {
@@ -832,9 +869,13 @@ static void lose_host(int victim)
 	double r3 = json_num(slurp(path_of("h3.json")), "rmse");
 
 	/* psrun's options go before the program: mh_psrun_argv appends prog */
-	const char *prog[] = {"--on-host-failure", "continue", "--backup-rate", "50", build_path("apps/mf"), "--train",
-			      path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs", LOST_EPOCHS,
-			      "--json", path_of("h3lost.json"), NULL};
+	const char *prog[40] = {"--on-host-failure", "continue", "--backup-rate", "50", build_path("apps/mf"), "--train",
+				path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs",
+				LOST_EPOCHS, "--json", path_of("h3lost.json"), NULL};
+	int n = 15;
+	for (int k = 0; more && more[k]; k++)
+		prog[n++] = more[k];
+	prog[n] = NULL;
 	unsigned port = mh_free_port();
 	static char store[3][96];
 	for (int r = 0; r < 3; r++) {
@@ -900,10 +941,12 @@ static void lose_host(int victim)
 	char j[8192];
 	snprintf(j, sizeof j, "%s", slurp(path_of("h3lost.json")));
 	assert_int_equal((int)json_num(j, "hosts_lost"), 1);
-	const char *le = strstr(j, "\"host_lost_epoch\": [[");
-	assert_non_null(le);
-	int l[3] = {-1, -1, -1};
-	assert_int_equal(sscanf(le, "\"host_lost_epoch\": [[%d, %d, %d]]", &l[0], &l[1], &l[2]), 3);
+	int l[3] = {-1, -1, -1}, none[3];
+	host_events(j, "lost", 3, l);
+	host_events(j, "left", 3, none); /* a loss is not a leave, and nobody joined */
+	assert_true(none[0] == 0 && none[1] == 0 && none[2] == 0);
+	host_events(j, "joined", 3, none);
+	assert_true(none[0] == 0 && none[1] == 0 && none[2] == 0);
 	int lost_at = l[victim];
 	assert_int_equal(l[adopter], 0);
 	assert_int_equal(l[other], 0);
@@ -939,10 +982,331 @@ static void lose_host(int victim)
 	assert_int_equal(count_procs(dir), 0);
 }
 
+/* --policy localize under continue: the blocks move every sub-epoch,
+ * faster than the backup rounds, and keys moved to the lost host since its
+ * last round are lost (BK4): a survivor's pull of them fails.  The library
+ * backing up moved keys (helper bkmove) makes this pass; until then it is
+ * skipped unless MF_TEST_LOCALIZE_LOSS=1. */
+static void test_mf_lost_host_under_localize(void **state)
+{
+	(void)state;
+	if (!getenv("MF_TEST_LOCALIZE_LOSS")) {
+		fprintf(stderr, "# skipped: localize under --on-host-failure continue loses the item blocks moved to "
+				"the lost host since its last backup round (needs the backup of moved keys); "
+				"MF_TEST_LOCALIZE_LOSS=1 runs it\n");
+		skip();
+	}
+	const char *more[] = {"--policy", "localize", "--shares", "6", NULL};
+	lose_host_with(2, more);
+}
+
+/* ------------------------------------------------- joining and leaving */
+
+/* psrun's --help names every one of flags (NULL-terminated): this build
+ * has the elastic job features the test needs. */
+static bool psrun_has(const char *const *flags)
+{
+	char *argv[] = {(char *)build_path("bin/psrun"), "--help", NULL};
+	run_prog(argv, NULL, 10, -1, 0, &res);
+	for (; *flags; flags++)
+		if (!strstr(res.out, *flags) && !strstr(res.err, *flags))
+			return false;
+	return true;
+}
+
+/* Sends sig to every process below root (its descendants) whose command
+ * line names apps/mf: the nodes of one host's psrun; returns how many. */
+static int signal_mf_nodes(pid_t root, int sig)
+{
+	enum { MAXP = 8192 };
+	static pid_t pid[MAXP], ppid[MAXP];
+	static bool under[MAXP];
+	int n = 0, hit = 0;
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < MAXP) {
+		int p = atoi(e->d_name);
+		if (p <= 0)
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%d/stat", p);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		const char *rp = strrchr(buf, ')'); /* "pid (comm) state ppid ..." */
+		int pp;
+		if (!rp || sscanf(rp + 1, " %*c %d", &pp) != 1)
+			continue;
+		pid[n] = p;
+		ppid[n] = pp;
+		under[n++] = false;
+	}
+	closedir(d);
+	for (bool grew = true; grew;) {
+		grew = false;
+		for (int k = 0; k < n; k++) {
+			if (under[k])
+				continue;
+			bool up = ppid[k] == root;
+			for (int j = 0; j < n && !up; j++)
+				up = under[j] && pid[j] == ppid[k];
+			if (up)
+				under[k] = grew = true;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		if (!under[k])
+			continue;
+		char path[64], cmd[4096];
+		snprintf(path, sizeof path, "/proc/%d/cmdline", pid[k]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(cmd, 1, sizeof cmd - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < len; i++)
+			if (!cmd[i])
+				cmd[i] = ' ';
+		cmd[len] = 0;
+		if (strstr(cmd, "apps/mf") && kill(pid[k], sig) == 0)
+			hit++;
+	}
+	return hit;
+}
+
+/* Waits up to timeout_s for needle in file path; true when it is there. */
+static bool wait_for_text(const char *path, const char *needle, double timeout_s)
+{
+	for (int i = 0; i < (int)(timeout_s * 1000) && !strstr(mh_slurp(path), needle); i++)
+		usleep(1000);
+	return strstr(mh_slurp(path), needle) != NULL;
+}
+
+#define ELASTIC_EPOCHS "20"
+#define ELASTIC_SHARES "6" /* 2 hosts x 1 worker: 3 each; 3 hosts: 2 each */
+
+/* The mf arguments of the elastic tests, json its summary. */
+static void elastic_mf(const char **argv, const char *json)
+{
+	const char *a[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+			   "--rank", "6", "--epochs", ELASTIC_EPOCHS, "--shares", ELASTIC_SHARES, "--json",
+			   path_of(json), NULL};
+	int k = 0;
+	for (; a[k]; k++)
+		argv[k] = a[k];
+	argv[k] = NULL;
+}
+
+/* Test RMSE of an undisturbed run of the elastic tests' mf on `hosts` hosts. */
+static double elastic_reference(int hosts, const char *json)
+{
+	const char *prog[16];
+	elastic_mf(prog, json);
+	struct mh_proc p[3];
+	mh_run_hosts(hosts, 1, prog, p, 60);
+	for (int r = 0; r < hosts; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], "host");
+		assert_int_equal(p[r].status, 0);
+	}
+	return json_num(slurp(path_of(json)), "rmse");
+}
+
+/* The summary's host_epoch_ratings (hosts rows): every epoch's add up to
+ * the training set exactly; host `h` trained in epochs from..to (1-based,
+ * inclusive) and nothing in the others. */
+static void assert_host_trained(const char *j, int hosts, int h, int from, int to)
+{
+	const int epochs = atoi(ELASTIC_EPOCHS);
+	long long ntrain = (long long)json_num(j, "train_ratings"), v[4 * 64];
+	assert_int_equal(epoch_rows(j, "host_epoch_ratings", epochs, v, 4), hosts);
+	for (int e = 0; e < epochs; e++) {
+		long long sum = 0;
+		for (int r = 0; r < hosts; r++)
+			sum += v[r * epochs + e];
+		bool in = e + 1 >= from && e + 1 <= to;
+		if (sum != ntrain || (v[h * epochs + e] > 0) != in)
+			fprintf(stderr, "epoch %d: %lld %lld %lld of %lld; host %d should%s train\n", e + 1, v[e],
+				v[epochs + e], hosts > 2 ? v[2 * epochs + e] : 0, ntrain, h, in ? "" : " not");
+		assert_true(sum == ntrain);
+		assert_true((v[h * epochs + e] > 0) == in);
+	}
+}
+
+/*
+ * Joining: mf on 2 hosts (psrun --elastic, 6 shares) and a third psrun
+ * --join started after epoch 4 (host 1's nodes held stopped meanwhile, so
+ * the job waits for it: no race with its start-up).  The joiner takes two
+ * shares from the next epoch boundary on; everybody exits 0; the summary
+ * says host 2 joined at epoch E >= 5, and per epoch the hosts' ratings add
+ * up to the training set exactly, host 2's from E on; the test RMSE is an
+ * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
+ */
+static void test_mf_a_joining_host_trains_a_share(void **state)
+{
+	(void)state;
+	const char *need[] = {"--elastic", "--join", NULL};
+	if (!psrun_has(need)) {
+		fprintf(stderr, "# skipped: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
+		skip();
+	}
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	double r2 = elastic_reference(2, "el2.json");
+	const char *prog[20] = {"--elastic"};
+	elastic_mf(prog + 1, "eljoin.json");
+	unsigned port = mh_free_port();
+	static char store[2][96];
+	struct mh_proc p[3];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 2, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "join%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	bool at4 = wait_for_text(p[1].out, "mf: host 1: epoch 4/" ELASTIC_EPOCHS " done", 60);
+	int stopped = at4 ? signal_mf_nodes(p[1].pid, SIGSTOP) : 0;
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *jargv[32] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path};
+	elastic_mf(jargv + 7, "eljoin.json");
+	mh_spawn(&p[2], "join2", (char *const *)jargv, NULL);
+	bool waiting = wait_for_text(p[2].out, "mf: host 2 joining the job", 30);
+	if (stopped)
+		signal_mf_nodes(p[1].pid, SIGCONT);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&p[r], 60);
+	for (int r = 0; r < 3; r++)
+		if (p[r].status != 0)
+			mh_show(&p[r], "host");
+	assert_true(at4);
+	assert_int_equal(stopped, 1);
+	assert_true(waiting);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	assert_non_null(strstr(mh_slurp(p[2].out), "mf: host 2 joined at epoch "));
+	assert_null(strstr(mh_slurp(p[2].out), "mf: test RMSE")); /* host 0 reports */
+
+	char j[16384];
+	snprintf(j, sizeof j, "%s", slurp(path_of("eljoin.json")));
+	int ev[3];
+	host_events(j, "joined", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+	assert_true(ev[2] >= 5 && ev[2] <= atoi(ELASTIC_EPOCHS));
+	host_events(j, "left", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "lost", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "joined", 3, ev);
+	assert_host_trained(j, 3, 2, ev[2], atoi(ELASTIC_EPOCHS));
+	double rj = json_num(j, "rmse");
+	fprintf(stderr, "# test RMSE 2 hosts %.4f, 2 hosts + host 2 joined at epoch %d %.4f\n", r2, ev[2], rj);
+	assert_true(fabs(rj - r2) < 0.01);
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000);
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
+/*
+ * Leaving: mf on 3 hosts (psrun --elastic --drain, 6 shares); host 2's
+ * psrun gets SIGTERM after epoch 4 (host 1's nodes held stopped until
+ * host 2's psrun has it, so it lands before the job ends).  Host 2 leaves
+ * at the next epoch boundary (its mf says so and exits 0), the others
+ * take its shares and finish; the summary has host_left_epoch E >= 5 for
+ * host 2, nothing lost; per epoch the hosts' ratings add up to the
+ * training set exactly, host 2's only before E; the test RMSE is an
+ * undisturbed 3-host run's within 0.01.  Needs psrun --drain (helpers
+ * join and drain).
+ */
+static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
+{
+	(void)state;
+	const char *need[] = {"--elastic", "--drain", NULL};
+	if (!psrun_has(need)) {
+		fprintf(stderr, "# skipped: this psrun has no --elastic/--drain (leaving a job, issue 16, not built yet)\n");
+		skip();
+	}
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	double r3 = elastic_reference(3, "el3.json");
+	const char *prog[20] = {"--elastic", "--drain"};
+	elastic_mf(prog + 2, "elleave.json");
+	unsigned port = mh_free_port();
+	static char store[3][96];
+	struct mh_proc p[3];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "leave%d", r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+	bool at4 = wait_for_text(p[2].out, "mf: host 2: epoch 4/" ELASTIC_EPOCHS " done", 60);
+	int stopped = at4 ? signal_mf_nodes(p[1].pid, SIGSTOP) : 0;
+	kill(p[2].pid, SIGTERM);
+	/* psrun --drain says it leaves (a fallback bound if it says nothing) */
+	bool said = wait_for_text(p[2].err, "leav", 10);
+	if (stopped)
+		signal_mf_nodes(p[1].pid, SIGCONT);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&p[r], 60);
+	for (int r = 0; r < 3; r++)
+		if (p[r].status != 0)
+			mh_show(&p[r], "host");
+	assert_true(at4);
+	assert_int_equal(stopped, 1);
+	if (!said)
+		fprintf(stderr, "# host 2's psrun said nothing about leaving within 10 s\n");
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	assert_non_null(strstr(mh_slurp(p[2].out), "mf: host 2 leaves the job at the start of epoch "));
+
+	char j[16384];
+	snprintf(j, sizeof j, "%s", slurp(path_of("elleave.json")));
+	int ev[3];
+	host_events(j, "joined", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "lost", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "left", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+	assert_true(ev[2] >= 5 && ev[2] <= atoi(ELASTIC_EPOCHS));
+	assert_host_trained(j, 3, 2, 1, ev[2] - 1);
+	double rl = json_num(j, "rmse");
+	fprintf(stderr, "# test RMSE 3 hosts %.4f, host 2 left at epoch %d %.4f\n", r3, ev[2], rl);
+	assert_true(fabs(rl - r3) < 0.01);
+	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
+		usleep(10000);
+	assert_int_equal(seg_leaked_since(&segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
+static void lose_host(int victim)
+{
+	lose_host_with(victim, NULL);
+}
+
 static void test_mf_three_hosts_finish_on_the_survivors_when_host_2_is_killed(void **state)
 {
 	(void)state;
 	lose_host(2);
+}
+
+/* Six shares on three one-worker hosts: each worker trains two, the lost
+ * host's two go one each to the first two survivors' workers' quotas
+ * (three each), and the sums still come out exactly. */
+static void test_mf_lost_host_shares_spread_over_the_survivors(void **state)
+{
+	(void)state;
+	const char *more[] = {"--shares", "6", NULL};
+	lose_host_with(2, more);
+	lose_host_with(0, more);
 }
 
 /* host 0 reports: host 1 takes that over (the summary with the epochs
@@ -995,6 +1359,10 @@ int main(void)
 		TH(test_mf_two_hosts_train_each_rating_once_classic),
 		TH(test_mf_three_hosts_finish_on_the_survivors_when_host_2_is_killed),
 		TH(test_mf_three_hosts_finish_on_the_survivors_when_host_0_is_killed),
+		TH(test_mf_lost_host_shares_spread_over_the_survivors),
+		TH(test_mf_lost_host_under_localize),
+		TH(test_mf_a_joining_host_trains_a_share),
+		TH(test_mf_a_leaving_host_hands_its_shares_over),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
