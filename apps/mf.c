@@ -2078,6 +2078,15 @@ static void usage(FILE *f)
 		"                    the last one it holds (--epochs counts them all); same\n"
 		"                    data, rank, hosts, nodes and threads (default: psrun\n"
 		"                    --restore's file, else none)\n"
+		"  --shares S        split the ratings into S shares (virtual workers: the\n"
+		"                    localize policy's DSGD grid is S x S blocks), each trained\n"
+		"                    by one worker of a host present; a host that joins\n"
+		"                    (psrun --join: give it the job's --shares), leaves or is\n"
+		"                    lost re-splits them at the next epoch (a loss: the next\n"
+		"                    step).  Give more shares than workers (e.g. a multiple of\n"
+		"                    the worker counts to come) for a joiner to get a fair\n"
+		"                    part (default: the workers of the job at its start, hosts x\n"
+		"                    nodes x threads: one share each)\n"
 		"  -h, --help        print this help and exit\n"
 		"  --version         print the version and exit\n"
 		"\n"
@@ -2089,6 +2098,12 @@ static void usage(FILE *f)
 		"Throughput is training ratings per second (evaluation excluded).\n"
 		"A run whose RMSE turns inf or NaN (--lr too large) stops after that epoch\n"
 		"with exit status 1, writing nothing.\n"
+		"\n"
+		"Several hosts: ps_sync_hosts at the start of each epoch is where hosts\n"
+		"join (psrun --elastic / --join) and leave (psstat --leave, psrun --drain);\n"
+		"under psrun --on-host-failure continue the survivors take a lost host's\n"
+		"shares.  The JSON summary has hosts_joined/left/lost, host_<event>_epoch\n"
+		"and host_epoch_ratings (ratings trained per epoch by each host).\n"
 		"\n"
 		"Under psrun --on-failure restart a node that dies is started again and\n"
 		"continues its share of the epoch where it stopped; psstat --checkpoint FILE\n"
@@ -2216,8 +2231,9 @@ int main(int argc, char **argv)
 	if (jb.joiner && !c->shares)
 		app_die("a joining mf needs --shares S, the job's share count (the job's workers at its start, hosts x "
 			"nodes x threads, unless it was given --shares)");
-	if (jb.joiner && (c->replicate || c->resume))
-		app_die("%s is not supported on a joining host", c->replicate ? "--replicate" : "--resume");
+	if (jb.joiner && (c->replicate || c->resume || c->sync)) /* replicas, checkpoint, clocks: from the start only */
+		app_die("%s is not supported on a joining host",
+			c->replicate ? "--replicate" : c->resume ? "--resume" : "--sync");
 	if (!c->shares && jb.workers > MAX_SHARES)
 		app_die("%d workers: more than %d shares; give --shares", jb.workers, MAX_SHARES);
 	jb.shares = c->shares ? c->shares : jb.workers;
@@ -2256,7 +2272,7 @@ int main(int argc, char **argv)
 	set_rule(c, &to);
 	to.repl_max = (uint32_t)c->replicate;
 	to.repl_rate = c->repl_rate;
-	if (jb.hosts > 1) /* more room for the slots given to other hosts while they wait to be reused (virtual) */
+	if (jb.hosts != 1) /* more room for the slots given to other hosts while they wait to be reused (virtual); a joiner too */
 		to.slots_per_node = 2 * (uint64_t)jb.nitems + 4096;
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
@@ -2271,7 +2287,7 @@ int main(int argc, char **argv)
 	jb.L = ps_table_create(jb.w, &to, &err);
 	if (!jb.L)
 		app_die("cannot create the leave notes' table: %s", ps_strerror(err));
-	jb.start_epoch = app_resume(jb.w, c->resume);
+	jb.start_epoch = jb.joiner ? 0 : app_resume(jb.w, c->resume); /* a joiner: the epoch from ps_sync_hosts */
 	if (jb.start_epoch >= c->epochs)
 		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
 			jb.start_epoch, c->epochs);

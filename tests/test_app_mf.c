@@ -492,6 +492,14 @@ static void test_mf_rejects_bad_options(void **state)
 	run_mf(0, a6);
 	assert_int_equal(res.status, 1);
 	assert_string_equal(res.err, "mf: --rule: 'adam' is not sum, sgd or adagrad\n");
+	const char *a7[] = {"--train", path_of("train.txt"), "--shares", "0", NULL};
+	run_mf(0, a7);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "mf: --shares: "));
+	const char *a8[] = {"--train", path_of("train.txt"), "--shares", "5000", "--policy", "localize", NULL};
+	run_mf(0, a8);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --policy localize: 5000 shares, at most 4096 (--shares)\n");
 	const char *a3[] = {"--test", path_of("test.txt"), NULL};
 	run_mf(0, a3);
 	assert_int_equal(res.status, 1);
@@ -635,7 +643,8 @@ static void test_mf_help_documents_every_option(void **state)
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
 			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help", "--version",
-			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate"};
+			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate", "--shares", "--join",
+			      "host_epoch_ratings"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
 			fail_msg("--help does not mention %s", opts[k]);
@@ -811,6 +820,36 @@ static double two_hosts_split(int nodes, const char *policy)
 	assert_true(fabs(rh - r1) < 0.01);
 	assert_true(rh < 0.8 * baseline);
 	return rh;
+}
+
+/*
+ * Shares on one host (psrun -n 2 -t 2: 4 workers): 5 shares (some workers
+ * train two, one after the other, between the same barriers) and 1 share
+ * (three workers idle) train every rating exactly once per epoch under
+ * both policies (localize: a 5 x 5 DSGD grid) and learn as well.
+ */
+static void test_mf_more_or_fewer_shares_than_workers(void **state)
+{
+	(void)state;
+	const int epochs = atoi(EPOCHS);
+	const char *shares[] = {"5", "1"};
+	const char *policies[] = {"classic", "localize"};
+	for (int k = 0; k < 2; k++)
+		for (int p = 0; p < 2; p++) {
+			const char *more[] = {"--threads", "2", "--shares", shares[k], NULL};
+			double r = train_with(2, policies[p], "shares.json", more);
+			const char *j = slurp(path_of("shares.json"));
+			assert_int_equal((int)json_num(j, "shares"), atoi(shares[k]));
+			long long ntrain = (long long)json_num(j, "train_ratings"), v[2 * 64];
+			assert_int_equal(node_epoch_ratings(j, epochs, v, 2), 2);
+			for (int e = 0; e < epochs; e++) {
+				assert_true(v[e] + v[epochs + e] == ntrain);
+				assert_true(k == 1 || (v[e] > 0 && v[epochs + e] > 0)); /* 1 share: node 0's */
+			}
+			fprintf(stderr, "# %s shares, %s: test RMSE %.4f, baseline %.4f\n", shares[k], policies[p], r,
+				baseline);
+			assert_true(r < 0.8 * baseline);
+		}
 }
 
 static void test_mf_two_hosts_train_each_rating_once_localize(void **state)
@@ -1355,6 +1394,7 @@ int main(void)
 		T(test_mf_replicate_hot_items_on_zipf_data_localize),
 		T(test_mf_rejects_bad_replication_options),
 		T(test_mfgen_help_and_skew),
+		T(test_mf_more_or_fewer_shares_than_workers),
 		TH(test_mf_two_hosts_train_each_rating_once_localize),
 		TH(test_mf_two_hosts_train_each_rating_once_classic),
 		TH(test_mf_three_hosts_finish_on_the_survivors_when_host_2_is_killed),
