@@ -1995,6 +1995,23 @@ static void json_hosts(struct job *jb, app_json *j)
 	free(joined), free(lost), free(left), free(per_host), free(k), free(note);
 }
 
+/* The hosts of the job at its start: 1 + the highest host id present.  In
+ * an elastic job ps_num_hosts counts the host ranks joiners may take, and
+ * before the first ps_sync_hosts the hosts present are those it started
+ * with (hosts 0 .. H-1; they home the keys); otherwise it is ps_num_hosts. */
+static int start_hosts(ps_world *w)
+{
+	uint8_t *alive = calloc(MF_MAX_HOSTS, 1);
+	if (!alive)
+		app_die("out of memory");
+	check(ps_hosts_alive(w, alive, MF_MAX_HOSTS), "ps_hosts_alive");
+	int h = MF_MAX_HOSTS;
+	while (h > 1 && !alive[h - 1])
+		h--;
+	free(alive);
+	return h;
+}
+
 /* The server-side rule of the user and item tables (--rule). */
 static void set_rule(const struct cfg *c, ps_table_opts *o)
 {
@@ -2220,10 +2237,10 @@ int main(int argc, char **argv)
 	if (c->sync)
 		check(ps_set_consistency(jb.w, c->sync_mode, c->staleness), "--sync");
 	jb.joiner = ps_joined(jb.w) == 1;
-	jb.hosts = jb.joiner ? 0 : ps_num_hosts(jb.w); /* a joiner: at its first ps_sync_hosts */
+	jb.hosts = jb.joiner ? 0 : start_hosts(jb.w); /* a joiner: at its first ps_sync_hosts */
 	jb.host = ps_host_id(jb.w);
 	jb.host_nodes = ps_num_nodes(jb.w);
-	jb.nodes = app_gnodes(jb.w); /* the data is split over every node of every host */
+	jb.nodes = jb.hosts * jb.host_nodes; /* the data is split over every node of every host */
 	jb.node = app_gnode(jb.w);
 	jb.threads = ps_num_threads(jb.w);
 	jb.host_workers = jb.host_nodes * jb.threads;
