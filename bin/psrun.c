@@ -146,6 +146,7 @@ struct job {
 	int stop_sig;           /* signal sent to stop the nodes; 0 while running */
 	uint64_t kill_at;       /* CLOCK_MONOTONIC deadline for SIGKILL; 0 = none */
 	int interrupted;        /* first SIGINT/SIGTERM/SIGHUP received; 0 = none */
+	bool drain_asked;       /* --drain: the first SIGTERM asked to leave */
 	int restarts;           /* nodes restarted so far */
 	bool restarting;        /* in start_node of a replacement: PSMEM_RESTARTED=1 */
 	struct hosts *hosts;    /* multi-host part; NULL on one host */
@@ -243,7 +244,19 @@ static void print_help(void)
 	       "                       next host, promoted there when it is lost; the\n"
 	       "                       updates of the last 1/rate s before a loss may be\n"
 	       "                       lost. Every host should give the same (default: abort)\n"
-	       "      --backup-rate R  backup rounds per second with continue (default: 20)\n\n");
+	       "      --backup-rate R  backup rounds per second with continue (default: 20)\n"
+	       "      --elastic        (every host at start) keep listening for hosts that\n"
+	       "                       join later (authenticated with the job token); a\n"
+	       "                       joiner is admitted at the next ps_sync_hosts\n"
+	       "      --join COORD:PORT\n"
+	       "                       join a running --elastic job through host 0's psrun\n"
+	       "                       (same program, -n, -t and token; no --hosts): the\n"
+	       "                       new host gets the next free rank and a share of the\n"
+	       "                       keys; its nodes see ps_joined() = 1\n"
+	       "      --drain          SIGTERM asks this host to leave at the next\n"
+	       "                       ps_sync_hosts (its keys go to the others) instead of\n"
+	       "                       stopping its nodes; a second SIGTERM stops them.\n"
+	       "                       psstat --leave HOST asks the same of any host\n\n");
 	printf("SIZE is a byte count with an optional K, M, G or T suffix (powers of 1024).\n\n"
 	       "Each node runs prog with PSMEM_SEGMENT, PSMEM_NODE, PSMEM_NODES,\n"
 	       "PSMEM_THREADS, PSMEM_NUMA and PSMEM_PSRUN_PID set (PSMEM_RESTORE with\n"
@@ -385,7 +398,7 @@ static void check_restore(struct opts *o, const char *arg, int hosts, int rank)
 }
 
 enum { OPT_HOSTS = 256, OPT_HOST_RANK, OPT_COORD, OPT_TOKEN_FILE, OPT_MAKE_TOKEN, OPT_BIND, OPT_RDV_TIMEOUT, OPT_HOST_FAILURE, OPT_BACKUP_RATE,
-       OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION, OPT_HUGEPAGES };
+       OPT_ELASTIC, OPT_JOIN, OPT_DRAIN, OPT_TAG, OPT_OUTDIR, OPT_TIMEOUT, OPT_VERSION, OPT_HUGEPAGES };
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
@@ -409,6 +422,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "rendezvous-timeout", required_argument, NULL, OPT_RDV_TIMEOUT },
 		{ "on-host-failure", required_argument, NULL, OPT_HOST_FAILURE },
 		{ "backup-rate", required_argument, NULL, OPT_BACKUP_RATE },
+		{ "elastic", no_argument, NULL, OPT_ELASTIC },
+		{ "join", required_argument, NULL, OPT_JOIN },
+		{ "drain", no_argument, NULL, OPT_DRAIN },
 		{ "tag-output", no_argument, NULL, OPT_TAG },
 		{ "output-dir", required_argument, NULL, OPT_OUTDIR },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -513,6 +529,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->host.backup_rate = r;
 			break;
 		}
+		case OPT_ELASTIC:
+			o->host.elastic = true;
+			break;
+		case OPT_JOIN:
+			o->host.join = optarg;
+			break;
+		case OPT_DRAIN:
+			o->host.drain = true;
+			break;
 		case OPT_RDV_TIMEOUT:
 			if (!parse_count(optarg, 1, 3600, &o->host.rdv_timeout_s))
 				usage_error("--rendezvous-timeout wants seconds from 1 to 3600, not '%s'", optarg);
@@ -1173,8 +1198,17 @@ static void reap(struct job *j)
 static void on_signal(struct job *j, int sig)
 {
 	switch (sig) {
-	case SIGINT:
 	case SIGTERM:
+		if (j->o.host.drain && j->hosts && !j->drain_asked) {
+			/* EL7: leave at the next ps_sync_hosts, nodes keep going */
+			j->drain_asked = true;
+			fprintf(stderr, "psrun: SIGTERM with --drain: this host leaves at the next ps_sync_hosts "
+				"(SIGTERM again stops its nodes)\n");
+			hosts_request_leave(j->hosts, -1);
+			break;
+		}
+		/* fall through */
+	case SIGINT:
 	case SIGHUP:
 		if (!j->interrupted) {
 			j->interrupted = sig;
@@ -1201,8 +1235,18 @@ static void on_signal(struct job *j, int sig)
 static void read_signals(struct job *j)
 {
 	struct signalfd_siginfo si;
-	while (read(j->sfd, &si, sizeof si) == (ssize_t)sizeof si)
+	while (read(j->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGUSR2) {
+			/* psstat --leave HOST: sigqueue(psrun, SIGUSR2, HOST) from
+			 * a process of this user (the kernel says who sent it) */
+			if (si.ssi_code != SI_QUEUE || si.ssi_uid != getuid())
+				continue;
+			fprintf(stderr, "psrun: leave request for host %d (from pid %u)\n", si.ssi_int, si.ssi_pid);
+			hosts_request_leave(j->hosts, si.ssi_int);
+			continue;
+		}
 		on_signal(j, (int)si.ssi_signo);
+	}
 }
 
 /* Runs the bridge once; a failed peer host stops this host too. */
@@ -1354,6 +1398,7 @@ static int block_signals(struct job *j)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2); /* psstat --leave (elastic jobs) */
 	/* An inherited SIG_IGN for SIGCHLD would reap nodes behind our back.
 	 * INT/TERM/QUIT/HUP keep their disposition: a caller that ignores them
 	 * (e.g. a background job of a script) means it. */
@@ -1455,6 +1500,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = hosts_rendezvous(j->hosts, j->sfd);
+	hosts_place(j->hosts, &j->nhosts, &j->host_rank); /* a joiner's: known now */
 	if (rc == 0)
 		rc = hosts_start_bridge(j->hosts, j->o.nodes);
 	if (rc != 0) {

@@ -48,6 +48,16 @@ struct hosts {
 	double backup_rate;          /* host_opts' */
 	pthread_t thread;
 	bool running;
+	/* elastic (EL1): the kept listener and the door thread taking joiners */
+	int cap;                     /* host ranks: PS__ELASTIC_HOSTS, else hosts */
+	int home;                    /* initial host count */
+	bool elastic, joiner;
+	struct ps__welcome welcome;  /* a joiner's: who was there */
+	struct ps__seg *seg;
+	pthread_t door;
+	bool door_running;
+	int door_cancel;             /* eventfd: stop the door thread */
+	int next_rank;               /* host 0: the next joiner's rank (never reused) */
 	int wake_fd;                 /* main -> bridge thread */
 	int notify_fd;               /* bridge thread -> main */
 	pthread_mutex_t mu;          /* everything below, and the bridge */
@@ -149,11 +159,24 @@ static void describe(struct ps__layout *me, char *const prog[], int nodes, int t
 struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int nodes, int threads, bool verbose)
 {
 	extern char **environ;
-	struct ps__launch l;
+	struct ps__launch l = {0};
 	char err[512];
-	if (ps__launch_resolve(o->hosts, o->host_rank, o->coordinator, environ, &l, err, sizeof err) != 0)
+	if (o->join) {
+		/* EL1: rank and host count come with the WELCOME */
+		if (o->hosts >= 0 || o->host_rank >= 0 || o->coordinator)
+			die2("--join COORD:PORT takes no --hosts, --host-rank or --coordinator: the job says them");
+		if (ps__addr_split(o->join, l.coord_host, sizeof l.coord_host, &l.coord_port) != 0 || !l.coord_port)
+			die2("--join '%s': want ADDR:PORT of host 0's psrun", o->join);
+		l.hosts = PS__ELASTIC_HOSTS;
+		l.rank = (int)PS__JOIN_RANK;
+		snprintf(l.source, sizeof l.source, "--join");
+	} else if (ps__launch_resolve(o->hosts, o->host_rank, o->coordinator, environ, &l, err, sizeof err) != 0)
 		die2("%s", err);
+	if (o->elastic && l.hosts > (int)PS__JOIN_RANK)
+		die2("--elastic: at most %u hosts (ranks of joiners included)", PS__JOIN_RANK);
 	if (l.hosts == 1) {
+		if (o->elastic)
+			die2("--elastic is for jobs of several hosts (--hosts H, H >= 2)");
 		if (o->token_file || o->bind)
 			fprintf(stderr, "psrun: note: a one-host job: --token-file and --bind are not used\n");
 		return NULL;
@@ -167,7 +190,17 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	h->backup_rate = o->backup_rate > 0 ? o->backup_rate : 20;
 	h->rdv = r;
 	h->verbose = verbose;
-	h->wake_fd = h->notify_fd = -1;
+	h->wake_fd = h->notify_fd = h->door_cancel = -1;
+	r->listen_fd = -1;
+	h->joiner = o->join != NULL;
+	h->elastic = o->elastic || h->joiner;
+	h->home = l.hosts;
+	h->cap = h->elastic ? (int)PS__ELASTIC_HOSTS : l.hosts;
+	h->next_rank = l.hosts;
+	if (h->elastic) {
+		r->hello_hosts = (int)PS__ELASTIC_HOSTS;
+		r->keep_listener = true;
+	}
 	pthread_mutex_init(&h->mu, NULL);
 	for (int i = 0; i < PS__MAX_NODES; i++)
 		h->node_fd[i] = -1;
@@ -210,9 +243,35 @@ void hosts_mark_segment(const struct hosts *h, struct ps__seg *seg)
 {
 	if (!h)
 		return;
-	/* plain stores: the nodes that read them are forked after this */
+	((struct hosts *)h)->seg = seg;
+	/* plain stores: the nodes that read them are forked after this (a
+	 * joiner's marks again once it knows its rank: hosts_rendezvous) */
 	seg->hdr->host_rank = (uint32_t)h->launch.rank;
-	seg->hdr->num_hosts = (uint32_t)h->launch.hosts;
+	seg->hdr->num_hosts = (uint32_t)h->cap;
+	seg->hdr->home_hosts = (uint32_t)h->home;
+	seg->hdr->joined = h->joiner;
+	if (!h->elastic)
+		return;
+	/* EL1: ranks not in the job yet are absent (not waited for); a
+	 * joiner's view: the hosts the coordinator listed, members or not */
+	struct ps__clocks *ck = &seg->hdr->clocks;
+	for (int r = 0; r < h->cap && r < PS__MAX_CLOCK_HOSTS; r++) {
+		uint32_t st = r < h->home ? PS__HOST_MEMBER : PS__HOST_ABSENT;
+		bool listed = false;
+		if (h->joiner) {
+			st = PS__HOST_ABSENT;
+			for (unsigned i = 0; i < h->welcome.n; i++)
+				if (h->welcome.h[i].rank == r)
+					listed = true;
+			/* an initial host no longer there was lost (or left):
+			 * its keys are at its backup host (backup.c BK3) */
+			/* (before the WELCOME, n = 0: marked again after it) */
+			bool lost = h->welcome.n && r < h->home && !listed && r != h->launch.rank;
+			atomic_store_explicit(&ck->hgone[r], lost ? PS__HGONE_BEFORE : 0, memory_order_relaxed);
+		}
+		/* relaxed: before the nodes exist */
+		atomic_store_explicit(&ck->hmember[r], st, memory_order_relaxed);
+	}
 }
 
 int hosts_rendezvous(struct hosts *h, int cancel_fd)
@@ -221,15 +280,26 @@ int hosts_rendezvous(struct hosts *h, int cancel_fd)
 		return 0;
 	struct ps__rdv *r = h->rdv;
 	r->cancel_fd = cancel_fd;
-	int rc = ps__rendezvous(r);
-	sodium_memzero(&r->token, sizeof r->token); /* done with it */
+	int rc = h->joiner ? ps__join(r, &h->welcome) : ps__rendezvous(r);
+	if (!h->elastic) /* the door needs it for joiners' handshakes (EL1) */
+		sodium_memzero(&r->token, sizeof r->token); /* done with it */
 	if (rc == -EINTR)
 		return rc;
 	if (rc) {
-		fprintf(stderr, "psrun: host %d: %s\n", r->rank, r->err);
+		if (h->joiner)
+			fprintf(stderr, "psrun: joining host: %s\n", r->err);
+		else
+			fprintf(stderr, "psrun: host %d: %s\n", r->rank, r->err);
 		return rc;
 	}
-	if (h->verbose)
+	if (h->joiner) {
+		h->launch.rank = r->rank;
+		h->launch.hosts = h->home = h->welcome.home;
+		fprintf(stderr, "psrun: joined the job as host %d (%u hosts there)\n", r->rank, h->welcome.n);
+		if (h->seg)
+			hosts_mark_segment(h, h->seg);
+	}
+	if (h->verbose && !h->joiner)
 		for (int i = 0; i < r->hosts; i++)
 			fprintf(stderr, "psrun: host %d: bridge to host %d at %s:%u\n", r->rank, i, r->addr[i].addr,
 				(unsigned)r->addr[i].port);
@@ -269,6 +339,85 @@ static void *bridge_main(void *arg)
 	}
 }
 
+/*
+ * The door (EL1): psrun --elastic keeps its listener after the rendezvous;
+ * this thread accepts on it, runs the handshake (a wrong token is refused
+ * and logged, the job goes on), and on host 0 checks a joiner's layout as
+ * the rendezvous does, gives it a fresh rank and the hosts present
+ * (WELCOME), and hands each authenticated bridge connection to the bridge
+ * (under mu) as a pending peer.  Blocking handshakes never run on the
+ * bridge thread, so a slow stranger never delays a heartbeat.
+ */
+static void *door_main(void *arg)
+{
+	struct hosts *h = arg;
+	struct ps__rdv *r = h->rdv;
+	for (;;) {
+		int fd = ps__net_accept(r->listen_fd, UINT64_MAX, h->door_cancel);
+		if (fd == -EINTR)
+			return NULL;
+		if (fd < 0) {
+			struct pollfd p = {.fd = h->door_cancel, .events = POLLIN};
+			if (poll(&p, 1, 100) > 0) /* EMFILE and the like: not a spin */
+				return NULL;
+			continue;
+		}
+		int rank = -1;
+		uint32_t chan = 0;
+		struct ps__layout l;
+		if (ps__door_take(r, fd, &rank, &chan, &l) != 0)
+			continue; /* refused, logged, closed */
+		struct ps__peer_addr a = {0};
+		if (rank == (int)PS__JOIN_RANK) {
+			struct ps__welcome wl = {.home = (uint16_t)h->home};
+			pthread_mutex_lock(&h->mu);
+			bool full = h->next_rank >= (int)PS__JOIN_RANK;
+			if (!full) {
+				rank = h->next_rank++;
+				ps__bridge_live(h->bridge, &wl);
+			}
+			pthread_mutex_unlock(&h->mu);
+			char why[128];
+			snprintf(why, sizeof why, "no host rank left for a joiner (at most %u ranks per job)", PS__JOIN_RANK);
+			wl.rank = (uint16_t)rank;
+			if (ps__door_welcome(r, fd, &wl, full ? why : NULL) != 0 || full) {
+				fprintf(stderr, "psrun: host %d: %s\n", h->launch.rank,
+					full ? why : "a joiner went away before its welcome");
+				close(fd);
+				continue;
+			}
+			a.port = l.port;
+			snprintf(a.addr, sizeof a.addr, "%s", l.addr);
+		}
+		pthread_mutex_lock(&h->mu);
+		int rc = ps__bridge_add_peer(h->bridge, rank, fd, a.port ? &a : NULL);
+		pthread_mutex_unlock(&h->mu);
+		if (rc) {
+			fprintf(stderr, "psrun: host %d: refused host %d's connection: %s\n", h->launch.rank, rank,
+				rc == -EEXIST ? "that rank is or was in the job" : ps_strerror(rc));
+			close(fd);
+			continue;
+		}
+		(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+	}
+}
+
+int hosts_request_leave(struct hosts *h, int host)
+{
+	if (!h || !h->running || !h->elastic) {
+		fprintf(stderr, "psrun: a leave request needs an elastic job (psrun --elastic or --join)\n");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&h->mu);
+	int rc = ps__bridge_request_leave(h->bridge, host < 0 ? h->launch.rank : host);
+	pthread_mutex_unlock(&h->mu);
+	if (rc)
+		fprintf(stderr, "psrun: host %d: cannot ask host %d to leave: %s\n", h->launch.rank,
+			host < 0 ? h->launch.rank : host, rc == -ENOENT ? "not a host of the job here" : "not a member");
+	(void)!write(h->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+	return rc;
+}
+
 int hosts_start_bridge(struct hosts *h, int nodes)
 {
 	if (!h)
@@ -296,9 +445,13 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		mine[i] = sv[0];
 		h->node_fd[i] = sv[1];
 	}
-	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->launch.hosts, .nodes = nodes,
+	uint8_t member[PS__ELASTIC_HOSTS] = {0};
+	for (int r = 0; r < h->home && r < (int)PS__ELASTIC_HOSTS; r++)
+		member[r] = 1;
+	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->cap, .nodes = nodes,
 				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr,
-				       .drop_failed = h->on_host_failure == 1};
+				       .drop_failed = h->on_host_failure == 1, .elastic = h->elastic,
+				       .home = h->home, .joiner = h->joiner, .member = h->elastic ? member : NULL};
 	int rc;
 	h->bridge = ps__bridge_new(&conf, &rc);
 	if (!h->bridge) {
@@ -306,7 +459,7 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		return rc;
 	}
 	/* the bridge owns the peers' connections now */
-	for (int i = 0; i < h->launch.hosts; i++)
+	for (int i = 0; i < h->cap; i++)
 		h->rdv->fd[i] = -1;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -316,6 +469,15 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		return -EAGAIN;
 	}
 	h->running = true;
+	if (h->elastic && h->rdv->listen_fd >= 0) {
+		h->door_cancel = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		h->rdv->cancel_fd = h->door_cancel; /* not psrun's signalfd: the main thread reads that */
+		if (h->door_cancel < 0 || pthread_create(&h->door, NULL, door_main, h) != 0) {
+			fprintf(stderr, "psrun: cannot start the thread taking joiners: %s\n", strerror(errno));
+			return -EAGAIN;
+		}
+		h->door_running = true;
+	}
 	return 0;
 }
 
@@ -426,6 +588,13 @@ void hosts_free(struct hosts *h)
 {
 	if (!h)
 		return;
+	if (h->door_running) {
+		(void)!write(h->door_cancel, &(uint64_t){1}, sizeof(uint64_t));
+		pthread_join(h->door, NULL);
+		h->door_running = false;
+	}
+	if (h->door_cancel >= 0)
+		close(h->door_cancel);
 	if (h->running) {
 		pthread_mutex_lock(&h->mu);
 		h->quit = true;

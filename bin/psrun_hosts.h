@@ -18,6 +18,9 @@ struct host_opts {
 	int rdv_timeout_s;        /* for every host to show up */
 	int on_host_failure;      /* 0 abort (stop the job), 1 continue (drop the host) */
 	double backup_rate;       /* backup rounds per second with continue; 0: 20 */
+	bool elastic;             /* --elastic: joiners may come (EL1) */
+	const char *join;         /* --join COORD:PORT, or NULL */
+	bool drain;               /* --drain: SIGTERM asks this host to leave */
 };
 
 struct hosts;
@@ -56,6 +59,10 @@ int hosts_timeout_ms(const struct hosts *h);   /* -1: no timer needed */
 /* Runs the bridge; once the job must stop because a peer failed, returns
  * why (NULL before). */
 const char *hosts_step(struct hosts *h);
+/* Elastic jobs: asks host (this one or another, -1: this one) to leave at
+ * the next ps_sync_hosts.  0, or a negative code after printing why. */
+int hosts_request_leave(struct hosts *h, int host);
+
 /* This host is failing (code < 0, why) or its nodes are all done (0). */
 void hosts_local_done(struct hosts *h, int code, const char *why);
 /* Nothing left to wait for from the other hosts. */

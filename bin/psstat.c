@@ -43,6 +43,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <numaif.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -65,6 +66,7 @@ struct opts {
 	const char *ckpt;       /* --checkpoint FILE */
 	double timeout;         /* seconds to wait for it */
 	const char *job;        /* as the user wrote it; NULL: newest job */
+	int leave;              /* --leave HOST; -1: not asked */
 };
 
 /* The counters of struct ps__stats, in display and JSON order. */
@@ -118,6 +120,7 @@ static const char usage_line[] =
 	"usage: psstat [--once | --final] [--json | --wide] [--interval SEC] [JOB]\n"
 	"       psstat --dump [JOB]\n"
 	"       psstat --checkpoint FILE [--timeout SEC] [JOB]\n"
+	"       psstat --leave HOST [JOB]\n"
 	"       psstat --list | --help | --version\n";
 
 static void print_help(void)
@@ -144,6 +147,10 @@ static void print_help(void)
 	       "                  the end of an epoch); waits for it and reports the result\n"
 	       "      --timeout SEC\n"
 	       "                  how long --checkpoint waits (default: 60)\n"
+	       "      --leave HOST\n"
+	       "                  elastic jobs (psrun --elastic): ask host HOST to leave at\n"
+	       "                  the job's next ps_sync_hosts (its keys go to the others);\n"
+	       "                  JOB is this host's, whose psrun forwards the request\n"
 	       "  -h, --help      print this help and exit\n"
 	       "      --version   print psstat's version and exit\n\n"
 	       "Header: the job, its age (up), nodes x threads, memory committed of the\n"
@@ -190,7 +197,7 @@ static bool parse_interval(const char *s, double *out)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP, O_CKPT, O_TIMEOUT, O_WIDE, O_LIST, O_VERSION };
+	enum { O_ONCE = 256, O_FINAL, O_JSON, O_INTERVAL, O_DUMP, O_CKPT, O_TIMEOUT, O_WIDE, O_LIST, O_VERSION, O_LEAVE };
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, O_ONCE },
 		{ "final", no_argument, NULL, O_FINAL },
@@ -203,9 +210,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "wide", no_argument, NULL, O_WIDE },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "version", no_argument, NULL, O_VERSION },
+		{ "leave", required_argument, NULL, O_LEAVE },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .interval = 1.0, .timeout = 60.0 };
+	*o = (struct opts){ .interval = 1.0, .timeout = 60.0, .leave = -1 };
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -240,6 +248,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case O_WIDE:
 			o->wide = true;
 			break;
+		case O_LEAVE: {
+			char *end;
+			long h = strtol(optarg, &end, 10);
+			if (end == optarg || *end || h < 0 || h > 1023)
+				usage_error("--leave wants a host rank from 0 to 1023, not '%s'", optarg);
+			o->leave = (int)h;
+			break;
+		}
 		case O_LIST:
 			o->list = true;
 			break;
@@ -261,6 +277,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage_error("--once and --final exclude each other");
 	if (o->json && o->wide)
 		usage_error("--json and --wide exclude each other");
+	if (o->leave >= 0 && (o->once || o->final || o->json || o->wide || o->dump || o->ckpt || o->list))
+		usage_error("--leave takes no other option but JOB");
 	if (o->list && (o->once || o->final || o->json || o->wide || o->dump || o->ckpt || optind < argc))
 		usage_error("--list takes no other option and no JOB");
 	if (argc - optind > 1)
@@ -1064,6 +1082,37 @@ static int list_jobs(void)
 	return 0;
 }
 
+/*
+ * --leave HOST (elastic jobs, docs/DESIGN.md "Joining and leaving"): the
+ * request goes to this host's psrun as a queued signal (SIGUSR2 carrying
+ * HOST), so psstat writes nothing in the segment and psrun's bridge, which
+ * never touches the segment, forwards it to host HOST (a LEAVE frame) when
+ * it is another.  The kernel checks that psstat may signal psrun (same
+ * user); psrun checks the sender's uid again.
+ */
+static int request_leave(const struct opts *o, const struct ps__seg *seg)
+{
+	const struct ps__hdr *h = seg->hdr;
+	if (h->num_hosts < 2 || (uint32_t)o->leave >= h->num_hosts) {
+		fprintf(stderr, "psstat: --leave %d: job %s has %s\n", o->leave, seg->name,
+			h->num_hosts < 2 ? "one host: nobody can leave" : "no such host rank");
+		return 1;
+	}
+	if (!ps__pid_alive(h->creator_pid, h->creator_start)) {
+		fprintf(stderr, "psstat: --leave: the psrun of job %s is gone\n", seg->name);
+		return 1;
+	}
+	union sigval v = {.sival_int = o->leave};
+	if (sigqueue((pid_t)h->creator_pid, SIGUSR2, v) != 0) {
+		fprintf(stderr, "psstat: --leave: cannot reach psrun (pid %d): %s\n", (int)h->creator_pid,
+			strerror(errno));
+		return 1;
+	}
+	printf("psstat: asked host %d to leave, through host %u's psrun (pid %d); it leaves at the next "
+	       "ps_sync_hosts\n", o->leave, h->host_rank, (int)h->creator_pid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1074,7 +1123,9 @@ int main(int argc, char **argv)
 	if (attach(&o, &seg, o.ckpt != NULL) != 0)
 		return 1;
 	int rc = 0;
-	if (o.ckpt) {
+	if (o.leave >= 0) {
+		rc = request_leave(&o, &seg);
+	} else if (o.ckpt) {
 		rc = request_checkpoint(&o, &seg);
 	} else if (o.dump) {
 		ps__dump_seg(&seg, stdout);

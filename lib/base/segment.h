@@ -319,7 +319,21 @@ struct ps__clocks {
 	PS__CACHE_ALIGNED _Atomic uint64_t hmin[PS__MAX_CLOCK_HOSTS];
 	_Atomic uint64_t hcfg[PS__MAX_CLOCK_HOSTS];
 	_Atomic uint32_t hgone[PS__MAX_CLOCK_HOSTS];
+	/* Elastic jobs (bridge.c EL1-EL8): hmember[h] is PS__HOST_MEMBER (0:
+	 * every host of a job that is not elastic), PS__HOST_ABSENT (a rank
+	 * not admitted yet, or never used) or PS__HOST_LEFT (it left by
+	 * agreement).  W: psrun before the nodes start; then link threads at
+	 * a SYNC result (seq_cst, then seq bumped and waiters woken as for
+	 * hgone).  R: clock waiters (seq_cst), ps_hosts_alive (acquire).  Only
+	 * members are waited for (EL4). */
+	_Atomic uint32_t hmember[PS__MAX_CLOCK_HOSTS];
 };
+#define PS__HOST_MEMBER 0u
+#define PS__HOST_ABSENT 1u
+#define PS__HOST_LEFT   2u
+/* hgone of a host lost before a joiner came, as the joiner's psrun marks
+ * it: lost with its promotion done (backup.c), routed to its backup host */
+#define PS__HGONE_BEFORE 0x40000000u
 
 /* The bound word: 0 (unset) reads as BSP. */
 static inline uint64_t ps__clock_cfg(int mode, uint32_t s) { return ((uint64_t)(mode + 1) << 32) | s; }
@@ -379,6 +393,13 @@ struct ps__hdr {
 	 * R: nodes at attach.  num_hosts 0 or 1: a one-host job. */
 	uint32_t host_rank;
 	uint32_t num_hosts;
+	/* Elastic jobs: num_hosts is the number of host ranks (PS__ELASTIC_HOSTS,
+	 * joiners included) and home_hosts the job's initial host count, which
+	 * alone decides key homes (table.c: a joiner homes no key, EL2);
+	 * home_hosts 0: num_hosts.  joined: 1 on a host started by psrun
+	 * --join.  W: psrun before the nodes start. */
+	uint32_t home_hosts;
+	uint32_t joined;
 
 	/* Pages backing the segment (segment.c, "Huge pages").  W: creator,
 	 * before the magic.  On hugetlbfs page_kb is also the budget's charge

@@ -153,7 +153,15 @@ struct ps_world {
 
 	char ckpt_err[PS__PATH_MAX + PS__MSG_MAX + 8]; /* ps_checkpoint_error */
 
-	int host, nhosts;         /* multi-host: this host's rank, host count (1) */
+	int host, nhosts;         /* multi-host: this host's rank, host ranks (1);
+				   * elastic jobs: PS__ELASTIC_HOSTS ranks */
+	int home_hosts;           /* hosts that home keys: the initial count (EL2) */
+	bool joined;              /* started by psrun --join (ps_joined) */
+	/* elastic: this host's first ps_sync_hosts has not returned yet (a
+	 * joiner's nodes create tables without the barrier over hosts);
+	 * written by the thread making the node's collective calls */
+	bool join_pending;
+	bool left;                /* this host's ps_sync_hosts returned 0 (leaving) */
 	const struct ps__net_ops *net; /* the net layer's operations; NULL on one host */
 	struct ps__link *link;    /* net/: to the host's bridge; NULL on one host */
 	/* replica.c: finalize merged this node's deltas; no remote round
@@ -214,6 +222,10 @@ struct ps__net_ops {
 	int (*table_created)(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
 	/* barrier.c: ps_barrier's part across hosts */
 	int (*barrier_workers)(ps_world *w);
+	/* barrier.c: ps_sync_hosts's part across hosts (bridge_link.c EL5):
+	 * 1 a member after it, 0 this host leaves here, or a code; *epoch the
+	 * members' epoch (a joiner's first call learns it) */
+	int (*sync_workers)(ps_world *w, uint64_t *epoch);
 	/* clock.c: CLOCK frame to every other host (0 or PS_EHOSTDOWN); and
 	 * whether the link to the bridge is broken */
 	int (*send_clock)(ps_world *w, uint64_t min, uint64_t cfg);

@@ -192,17 +192,25 @@ int ps_barrier(ps_world *w)
 	return rc;
 }
 
-/* Membership point of elastic jobs (psmem.h).  Until joins and leaves
- * exist it is a barrier that returns the hosts present. */
+/* Membership point of elastic jobs (psmem.h; bridge.c EL1-EL8): the local
+ * barrier, then the agreement over hosts (bridge_link.c), then the second
+ * local barrier inside it.  One host: a barrier returning 1. */
 int ps_sync_hosts(ps_world *w, uint64_t *epoch)
 {
-	if (!epoch)
+	if (!epoch || !ps__world_current(w))
 		return -EINVAL;
-	int rc = ps_barrier(w);
-	return rc < 0 ? rc : ps_hosts_alive(w, NULL, 0);
+	ps__thread_enter(w);
+	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
+	if (rc == 0 && w->net)
+		rc = w->net->sync_workers(w, epoch);
+	else if (rc == 0)
+		rc = 1;
+	if (rc <= 0)
+		return rc; /* 0: this host leaves here (its workers stop) */
+	return ps_hosts_alive(w, NULL, 0);
 }
 
 int ps_joined(const ps_world *w)
 {
-	return w ? 0 : -EINVAL;
+	return w ? (int)w->joined : -EINVAL;
 }

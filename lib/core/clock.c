@@ -182,6 +182,10 @@ static int reached(ps_world *w, struct ps__clocks *ck, uint64_t need, uint64_t c
 	for (int h = 0; h < w->nhosts && h < PS__MAX_CLOCK_HOSTS; h++) {
 		if (h == w->host)
 			continue;
+		/* seq_cst: the scan of (CL3); membership before min and bound,
+		 * as gone (EL4: a joiner's minimum is set before it is admitted) */
+		if (atomic_load_explicit(&ck->hmember[h], memory_order_seq_cst) != PS__HOST_MEMBER)
+			continue; /* not admitted yet, or left: not waited for (EL4) */
 		/* seq_cst: the scan of (CL3); gone before min and bound (CLH3) */
 		uint32_t gone = atomic_load_explicit(&ck->hgone[h], memory_order_seq_cst);
 		if (gone >= 2)
@@ -276,6 +280,54 @@ void ps__clock_heard(ps_world *w, int host, uint64_t min, uint64_t cfg)
 								   memory_order_seq_cst))
 		;
 	wake_waiters(ck);
+}
+
+void ps__clock_member(ps_world *w, int host, uint32_t state, uint64_t min, uint64_t cfg)
+{
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	if (host < 0 || host >= PS__MAX_CLOCK_HOSTS || host == w->host)
+		return;
+	if (state == PS__HOST_MEMBER) {
+		/* seq_cst: the stores of (CL3), before the membership that makes
+		 * waiters look at them (EL4) */
+		if (cfg)
+			atomic_store_explicit(&ck->hcfg[host], cfg, memory_order_seq_cst);
+		uint64_t cur = atomic_load_explicit(&ck->hmin[host], memory_order_seq_cst);
+		while (min > cur && !atomic_compare_exchange_weak_explicit(&ck->hmin[host], &cur, min,
+									   memory_order_seq_cst, memory_order_seq_cst))
+			;
+	}
+	/* seq_cst: as hgone (CLH3); the waiters' scan loads it first */
+	atomic_store_explicit(&ck->hmember[host], state, memory_order_seq_cst);
+	wake_waiters(ck);
+}
+
+void ps__clock_start_at(ps_world *w, uint64_t clock)
+{
+	struct ps__clocks *ck = &w->seg.hdr->clocks;
+	/* A joiner's workers start at the slowest clock of the hosts present
+	 * (EL4), set by each node for its own workers before its first
+	 * ps_sync_hosts returns, so before any of them calls ps_clock.
+	 * seq_cst: as a worker's own store (CL3) */
+	for (int t = 0; t < w->nthreads && t < PS__MAX_CLOCK_THREADS; t++) {
+		uint64_t cur = atomic_load_explicit(&ck->c[w->node][t], memory_order_seq_cst);
+		if (cur < clock)
+			atomic_store_explicit(&ck->c[w->node][t], clock, memory_order_seq_cst);
+	}
+	/* what this host has sent: nothing yet; the first ps_clock sends the
+	 * new minimum (and the bound) */
+	wake_waiters(ck);
+}
+
+uint64_t ps__clock_local_min(ps_world *w)
+{
+	return local_min(w, &w->seg.hdr->clocks);
+}
+
+uint64_t ps__clock_cfg_now(ps_world *w)
+{
+	/* relaxed: set by ps_set_consistency before the workers run */
+	return atomic_load_explicit(&w->seg.hdr->clocks.cfg, memory_order_relaxed);
 }
 
 void ps__clock_host_gone(ps_world *w, int host)
@@ -482,8 +534,10 @@ int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap)
 	for (int h = 0; h < w->nhosts; h++) {
 		/* acquire: after the link thread's store (CLH7); the requests
 		 * it failed before are failed when the caller reads 0 here */
-		bool up = h == w->host || h >= PS__MAX_CLOCK_HOSTS ||
-			  atomic_load_explicit(&ck->hgone[h], memory_order_acquire) < 2;
+		bool up = h == w->host ||
+			  (h < PS__MAX_CLOCK_HOSTS &&
+			   atomic_load_explicit(&ck->hmember[h], memory_order_acquire) == PS__HOST_MEMBER &&
+			   atomic_load_explicit(&ck->hgone[h], memory_order_acquire) < 2);
 		n += up;
 		if (alive && h < cap)
 			alive[h] = up;

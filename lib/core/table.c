@@ -225,14 +225,20 @@ static int wait_ready(ps_world *w, int id, struct ps__tdesc *d)
  * [ceil(h K / H), ceil((h+1) K / H)). */
 void ps__host_keys(const ps_world *w, uint64_t num_keys, uint64_t *k0, uint64_t *k1)
 {
-	const unsigned __int128 K = num_keys, H = (unsigned)w->nhosts, h = (unsigned)w->host;
+	const unsigned __int128 K = num_keys, H = (unsigned)w->home_hosts, h = (unsigned)w->host;
+	if (w->host >= w->home_hosts) { /* a joiner homes no key (EL2) */
+		*k0 = *k1 = num_keys;
+		return;
+	}
 	*k0 = (uint64_t)((h * K + H - 1) / H);
 	*k1 = (uint64_t)(((h + 1) * K + H - 1) / H);
 }
 
 int ps__home_of(const ps_world *w, uint64_t num_keys, ps_key k)
 {
-	return (int)((unsigned __int128)k * (unsigned)w->nhosts / num_keys);
+	/* the initial host count, never the ranks in use: homes do not move
+	 * when hosts join (EL2) */
+	return (int)((unsigned __int128)k * (unsigned)w->home_hosts / num_keys);
 }
 
 /* Node 0 of a multi-host job: keys outside [k0, k1) are at their home. */

@@ -91,6 +91,15 @@ struct conn {
 	uint64_t pgen;            /* peer: last barrier generation it arrived at */
 	uint64_t ptag[2];         /* peer: its tag for generation g, at [g & 1] */
 	bool pmin[2];             /* peer: PS__BAR_MIN for generation g, at [g & 1] */
+	/* elastic (EL1-EL8) */
+	bool member;              /* peer: counted in barriers (EL1) */
+	bool was_member;          /* peer: has been a member (its loss is news to the nodes) */
+	bool left_job;            /* peer: left by agreement (EL7) */
+	bool ready;               /* peer, not a member: in its first ps_sync_hosts (READY) */
+	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
+	bool pleave[2];           /* ... asking to leave */
+	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
+	uint64_t pclock[2], pcfg[2]; /* ... its slowest clock and bound */
 };
 
 struct ps__bridge {
@@ -107,6 +116,18 @@ struct ps__bridge {
 	bool tag_differs;
 	bool min;                 /* PS__BAR_MIN: tag is the minimum so far */
 	bool sent;                /* our BARRIER(gen) went to the peers */
+	/* elastic (EL1-EL8) */
+	bool elastic;
+	int home;                 /* initial host count (the ranks that home keys) */
+	bool member;              /* this host is a member (a joiner: once admitted) */
+	bool left;                /* this host left by agreement: no more barriers */
+	bool ready_sent;          /* joiner: READY sent for its first SYNC */
+	bool leave_req;           /* this host asks to leave at its next SYNC */
+	bool sync;                /* the arrivals at gen are SYNCs (ps_sync_hosts) */
+	uint64_t sync_clock, sync_cfg; /* min / max over the local nodes' arrivals */
+	bool sent_leave;          /* our SYNC(gen) asked to leave */
+	uint64_t sent_pending;    /* the joiners our SYNC(gen) listed */
+	struct ps__peer_addr *addr; /* [hosts]: bridge addresses (joiners' as told) */
 	/* end of the job */
 	bool stop;                /* the job must stop (a peer failed) */
 	bool done;                /* BYE / ABORT sent: our nodes are gone */
@@ -158,6 +179,8 @@ static void peer_left(struct ps__bridge *b, struct conn *c)
 	if (c->left)
 		return;
 	c->left = true;
+	if (!c->was_member)
+		return; /* a joiner never admitted: our nodes never knew it (EL1) */
 	uint8_t body[6 + 32];
 	uint32_t len = c->dropped ? ps__note_enc(body, PS__GONE_LOST, "host lost, job goes on")
 				  : ps__note_enc(body, PS_EHOSTDOWN, "host gone");
@@ -285,12 +308,12 @@ static bool peer_gone(const struct conn *c)
 	return c->fd < 0 || c->said_bye;
 }
 
-/* Hosts present: this one and every peer not dropped. */
+/* Hosts present: this one and every member peer not dropped. */
 static int alive(const struct ps__bridge *b)
 {
 	int n = 1;
 	for (int p = 0; p < b->hosts; p++)
-		n += p != b->rank && !b->peer[p].dropped;
+		n += p != b->rank && b->peer[p].member && !b->peer[p].dropped;
 	return n;
 }
 
@@ -307,6 +330,10 @@ static void release(struct ps__bridge *b, int status)
 	b->tag_differs = false;
 	b->min = false;
 	b->sent = false;
+	b->sync = false;
+	b->ready_sent = false;
+	b->sent_pending = 0;
+	b->sent_leave = false;
 	b->st.barriers++;
 	if (b->lost_at && status == 0) {
 		b->st.last_recovery_ms = (double)(ps__now_ns() - b->lost_at) / 1e6;
@@ -315,6 +342,8 @@ static void release(struct ps__bridge *b, int status)
 		b->lost_at = 0;
 	}
 }
+
+static void send_sync_result(struct ps__bridge *b, uint64_t adm, uint64_t leaving);
 
 /* Completes the current generation if it can. */
 static void barrier_progress(struct ps__bridge *b)
@@ -329,29 +358,84 @@ static void barrier_progress(struct ps__bridge *b)
 		}
 	if (b->arrived < b->nodes)
 		return;
+	if (b->left) { /* EL7: a host that left takes part in nothing more */
+		release(b, PS_EHOSTDOWN);
+		return;
+	}
+	if (!b->member) {
+		/* a joiner (EL3): its first collective over hosts must be
+		 * ps_sync_hosts; it says READY and waits to be admitted */
+		if (!b->sync || b->tag_differs) {
+			blog(b, "a joining host's first collective over hosts must be ps_sync_hosts (every node, "
+			     "same epoch)");
+			release(b, PS_EMISMATCH);
+			return;
+		}
+		if (!b->ready_sent) {
+			for (int p = 0; p < b->hosts; p++)
+				if (p != b->rank && b->peer[p].fd >= 0 && !peer_gone(&b->peer[p]))
+					send_small(b, &b->peer[p], PS__F_READY, (uint16_t)b->rank, 0, NULL, 0);
+			b->ready_sent = true;
+		}
+		return;
+	}
 	if (!b->sent) {
-		struct ps__barrier_msg m = {.gen = b->gen, .tag = b->tag, .flags = b->min ? PS__BAR_MIN : 0};
-		uint8_t body[PS__BARRIER_SIZE];
-		ps__barrier_enc(body, &m);
-		for (int p = 0; p < b->hosts; p++)
-			if (p != b->rank && !peer_gone(&b->peer[p]))
-				send_small(b, &b->peer[p], PS__F_BARRIER, (uint16_t)b->rank, 0, body, sizeof body);
+		if (b->sync) {
+			/* EL3: our arrival carries the joiners we hold pending
+			 * and whether we leave */
+			struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .clock = b->sync_clock,
+						 .cfg = b->sync_cfg, .flags = b->leave_req ? PS__SYNC_LEAVE : 0};
+			b->sent_pending = 0;
+			for (int p = 0; p < b->hosts && p < 64; p++) {
+				const struct conn *c = &b->peer[p];
+				if (p != b->rank && c->fd >= 0 && !c->member && c->ready && !peer_gone(c)) {
+					b->sent_pending |= 1ULL << p;
+					m.a[m.na++] = (uint16_t)p;
+				}
+			}
+			b->sent_leave = b->leave_req;
+			uint8_t body[PS__SYNC_MAX];
+			uint32_t len = ps__sync_enc(body, &m);
+			uint8_t f[PS__FRAME_HDR + PS__SYNC_MAX];
+			memcpy(f + PS__FRAME_HDR, body, len);
+			ps__frame_seal(f, PS__F_SYNC, (uint16_t)b->rank, 0, len);
+			for (int p = 0; p < b->hosts; p++)
+				if (p != b->rank && b->peer[p].member && !peer_gone(&b->peer[p]))
+					enqueue(b, &b->peer[p], f, PS__FRAME_HDR + len, -1);
+		} else {
+			struct ps__barrier_msg m = {.gen = b->gen, .tag = b->tag, .flags = b->min ? PS__BAR_MIN : 0};
+			uint8_t body[PS__BARRIER_SIZE];
+			ps__barrier_enc(body, &m);
+			for (int p = 0; p < b->hosts; p++)
+				if (p != b->rank && b->peer[p].member && !peer_gone(&b->peer[p]))
+					send_small(b, &b->peer[p], PS__F_BARRIER, (uint16_t)b->rank, 0, body,
+						   sizeof body);
+		}
 		b->sent = true;
 	}
 	int status = b->tag_differs ? PS_EMISMATCH : 0;
 	uint64_t tag = b->tag;
+	uint64_t adm = b->sent_pending, leaving = 0;
+	if (b->sync && b->sent_leave && b->rank < 64)
+		leaving |= 1ULL << b->rank;
 	for (int p = 0; p < b->hosts; p++) {
 		if (p == b->rank)
 			continue;
 		const struct conn *c = &b->peer[p];
-		if (c->dropped)
-			continue; /* BR-L1: neither waited for nor a failure */
+		if (c->dropped || !c->member)
+			continue; /* BR-L1, EL1: neither waited for nor a failure */
 		if (c->pgen >= b->gen) {
 			uint64_t pt = c->ptag[b->gen & 1];
-			if (c->pmin[b->gen & 1] != b->min || (!b->min && pt != b->tag))
+			if (c->pmin[b->gen & 1] != b->min || c->psync[b->gen & 1] != b->sync ||
+			    (!b->min && pt != b->tag))
 				status = PS_EMISMATCH;
 			else if (b->min && pt < tag)
 				tag = pt;
+			if (b->sync) {
+				adm &= c->ppend[b->gen & 1];
+				if (c->pleave[b->gen & 1] && p < 64)
+					leaving |= 1ULL << p;
+			}
 			continue;
 		}
 		if (!peer_gone(c))
@@ -362,10 +446,115 @@ static void barrier_progress(struct ps__bridge *b)
 		blog(b, "barrier %" PRIu64 ": hosts or nodes disagree on what they wait for (different tables?)",
 		     b->gen);
 	b->tag = tag;
+	if (b->sync && status == 0)
+		send_sync_result(b, adm, leaving);
 	release(b, status);
 }
 
-static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__barrier_msg *m)
+/*
+ * EL3: the generation of a SYNC completed on every member.  Every member's
+ * bridge computes the same result from the same arrivals: admitted = the
+ * joiners every member listed (and still connected here), leaving = the
+ * members that asked.  The result goes to our nodes before the RELEASE
+ * (one stream: membership is in the segment when a worker returns) and to
+ * each admitted joiner, whose bridge takes the first one.
+ */
+static void send_sync_result(struct ps__bridge *b, uint64_t adm, uint64_t leaving)
+{
+	struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .flags = PS__SYNC_RESULT};
+	uint64_t slow = b->sync_clock;
+	for (int p = 0; p < b->hosts && p < 64; p++) {
+		struct conn *c = &b->peer[p];
+		if (p == b->rank)
+			continue;
+		if ((adm >> p) & 1) {
+			if (c->fd < 0 || c->member || peer_gone(c)) {
+				adm &= ~(1ULL << p);
+				continue;
+			}
+			m.a[m.na++] = (uint16_t)p;
+		}
+		if ((leaving >> p) & 1)
+			m.b[m.nb++] = (uint16_t)p;
+		if (c->member && !c->dropped && c->pclock[b->gen & 1] < slow)
+			slow = c->pclock[b->gen & 1];
+	}
+	if (b->rank < 64 && ((leaving >> b->rank) & 1))
+		m.b[m.nb++] = (uint16_t)b->rank;
+	/* members after the agreement, with their clocks (EL4) */
+	if (!((leaving >> b->rank) & 1))
+		m.m[m.nm++] = (struct ps__sync_member){(uint16_t)b->rank, b->sync_clock, b->sync_cfg};
+	for (int p = 0; p < b->hosts && p < 64; p++) {
+		struct conn *c = &b->peer[p];
+		if (p == b->rank || ((leaving >> p) & 1))
+			continue;
+		if (c->member && !c->dropped)
+			m.m[m.nm++] = (struct ps__sync_member){(uint16_t)p, c->pclock[b->gen & 1], c->pcfg[b->gen & 1]};
+		else if ((adm >> p) & 1)
+			m.m[m.nm++] = (struct ps__sync_member){(uint16_t)p, slow, 0};
+	}
+	uint8_t f[PS__FRAME_HDR + PS__SYNC_MAX];
+	uint32_t len = ps__sync_enc(f + PS__FRAME_HDR, &m);
+	ps__frame_seal(f, PS__F_SYNC, (uint16_t)b->rank, 0, len);
+	for (int i = 0; i < b->nodes; i++)
+		enqueue(b, &b->link[i], f, PS__FRAME_HDR + len, -1);
+	for (unsigned i = 0; i < m.na; i++) {
+		struct conn *c = &b->peer[m.a[i]];
+		enqueue(b, c, f, PS__FRAME_HDR + len, -1);
+		c->member = c->was_member = true;
+		c->ready = false;
+		c->pgen = b->gen; /* its next arrival is gen + 1 */
+		blog(b, "%s joined the job at barrier %" PRIu64 " (epoch %" PRIu64 "): %d hosts present", b->name[c->idx],
+		     b->gen, b->tag, alive(b));
+	}
+	for (unsigned i = 0; i < m.nb; i++) {
+		if (m.b[i] == b->rank) {
+			b->left = true;
+			b->member = false;
+			blog(b, "this host leaves the job at barrier %" PRIu64 " (epoch %" PRIu64 ")", b->gen, b->tag);
+			continue;
+		}
+		struct conn *c = &b->peer[m.b[i]];
+		c->member = false;
+		c->left_job = true;
+		blog(b, "%s leaves the job at barrier %" PRIu64 ": %d hosts present", b->name[c->idx], b->gen, alive(b));
+	}
+	b->leave_req = b->leave_req && !b->left;
+}
+
+/* A joiner's bridge: the first SYNC result that admits it (EL3). */
+static void admitted(struct ps__bridge *b, const struct ps__sync_msg *m, uint8_t *raw, size_t size)
+{
+	bool me = false;
+	for (unsigned i = 0; i < m->na; i++)
+		me |= m->a[i] == b->rank;
+	if (!me || b->member || !b->ready_sent || b->left)
+		return; /* not about us, or a copy from another member */
+	for (unsigned i = 0; i < m->nm; i++) {
+		int r = m->m[i].rank;
+		if (r == b->rank || r >= b->hosts)
+			continue;
+		struct conn *c = &b->peer[r];
+		if (c->fd < 0) {
+			blog(b, "admitted, but host %d is a member this host has no connection to", r);
+			continue;
+		}
+		c->member = c->was_member = true;
+		c->ready = false;
+		c->pgen = m->gen;
+	}
+	b->member = true;
+	b->gen = m->gen;
+	b->tag = m->epoch;
+	b->tag_differs = false;
+	blog(b, "admitted at barrier %" PRIu64 " (epoch %" PRIu64 "): %d hosts present", m->gen, m->epoch, alive(b));
+	for (int i = 0; i < b->nodes; i++)
+		enqueue(b, &b->link[i], raw, size, b->rank);
+	release(b, 0);
+}
+
+static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__barrier_msg *m, bool sync,
+			 uint64_t clock, uint64_t cfg)
 {
 	if (m->gen != b->gen) {
 		blog(b, "node %d arrived at barrier %" PRIu64 " while %" PRIu64 " is open: ignored", c->idx, m->gen,
@@ -376,6 +565,15 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 	if (b->arrived == 0) {
 		b->tag = m->tag;
 		b->min = min;
+		b->sync = sync;
+		b->sync_clock = clock;
+		b->sync_cfg = cfg;
+	} else if (sync != b->sync) {
+		b->tag_differs = true;
+	} else if (sync) {
+		b->tag_differs |= m->tag != b->tag;
+		b->sync_clock = clock < b->sync_clock ? clock : b->sync_clock;
+		b->sync_cfg = cfg > b->sync_cfg ? cfg : b->sync_cfg;
 	} else if (min != b->min) {
 		b->tag_differs = true;
 	} else if (min) {
@@ -422,6 +620,15 @@ static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
+	if (!c->member && (c->left_job || !c->was_member)) {
+		/* EL1/EL7: a joiner not admitted, or a host that left by
+		 * agreement: not a failure of the job */
+		blog(b, "%s %s; %s", b->name[c->idx], why,
+		     c->left_job ? "it had left the job" : "it was not admitted, the job goes on");
+		conn_close(b, c);
+		barrier_progress(b);
+		return;
+	}
 	if (drop(b, c, why))
 		return;
 	if (!b->aborted)
@@ -494,7 +701,17 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			protocol_error(b, c, "malformed barrier");
 			return;
 		}
-		local_arrive(b, c, &m);
+		local_arrive(b, c, &m, false, 0, 0);
+		return;
+	}
+	case PS__F_SYNC: {
+		struct ps__sync_msg s;
+		if (ps__sync_dec(f->body, f->len, &s) != 0 || (s.flags & PS__SYNC_RESULT) || s.na || s.nb || s.nm) {
+			protocol_error(b, c, "malformed sync");
+			return;
+		}
+		struct ps__barrier_msg m = {.gen = s.gen, .tag = s.epoch};
+		local_arrive(b, c, &m, true, s.clock, s.cfg);
 		return;
 	}
 	case PS__F_CLOCK: {
@@ -585,16 +802,59 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BARRIER: {
 		struct ps__barrier_msg m;
 		if (ps__barrier_dec(f->body, f->len, &m) != 0 || m.gen < b->gen || m.gen > b->gen + 1 ||
-		    m.gen <= c->pgen) {
+		    m.gen <= c->pgen || !c->member || !b->member) {
 			protocol_error(b, c, "barrier out of sequence");
 			return;
 		}
 		c->pgen = m.gen;
 		c->ptag[m.gen & 1] = m.tag;
 		c->pmin[m.gen & 1] = m.flags & PS__BAR_MIN;
+		c->psync[m.gen & 1] = false;
 		barrier_progress(b);
 		return;
 	}
+	case PS__F_SYNC: {
+		struct ps__sync_msg m;
+		if (ps__sync_dec(f->body, f->len, &m) != 0) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
+		if (m.flags & PS__SYNC_RESULT) { /* to a joiner (EL3) */
+			if (c->member || !b->member)
+				admitted(b, &m, raw, size);
+			return;
+		}
+		if (m.gen < b->gen || m.gen > b->gen + 1 || m.gen <= c->pgen || !c->member || !b->member ||
+		    m.nb || m.nm) {
+			protocol_error(b, c, "sync out of sequence");
+			return;
+		}
+		c->pgen = m.gen;
+		c->ptag[m.gen & 1] = m.epoch;
+		c->pmin[m.gen & 1] = false;
+		c->psync[m.gen & 1] = true;
+		c->pleave[m.gen & 1] = m.flags & PS__SYNC_LEAVE;
+		c->pclock[m.gen & 1] = m.clock;
+		c->pcfg[m.gen & 1] = m.cfg;
+		uint64_t pend = 0;
+		for (unsigned i = 0; i < m.na; i++)
+			pend |= 1ULL << m.a[i];
+		c->ppend[m.gen & 1] = pend;
+		barrier_progress(b);
+		return;
+	}
+	case PS__F_READY:
+		if (!c->member && !c->was_member) {
+			c->ready = true;
+			blog(b, "%s is ready to join: admitted at the next ps_sync_hosts", b->name[c->idx]);
+		}
+		return;
+	case PS__F_LEAVE:
+		if (b->member && !b->left && !b->leave_req) {
+			b->leave_req = true;
+			blog(b, "asked to leave by %s: at the next ps_sync_hosts", b->name[c->idx]);
+		}
+		return;
 	case PS__F_CLOCK: {
 		struct ps__clock_msg m;
 		if (ps__clock_dec(f->body, f->len, &m) != 0) {
@@ -621,6 +881,15 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
+		if (c->left_job || !c->was_member) {
+			/* EL7: it left by agreement (or never joined): our
+			 * goodbye now, so it need not wait for the job's end */
+			uint8_t body[4] = {0};
+			send_small(b, c, PS__F_BYE, (uint16_t)b->rank, 0, body, 4);
+			flush(b, c);
+			if (c->fd >= 0)
+				shutdown(c->fd, SHUT_WR);
+		}
 		barrier_progress(b);
 		return;
 	case PS__F_ABORT: {
@@ -629,6 +898,11 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			snprintf(n.text, sizeof n.text, "(no reason given)");
 		char why[PS__NOTE_MAX + 16];
 		snprintf(why, sizeof why, "failed: %.900s", n.text);
+		if (!c->member && (c->left_job || !c->was_member)) {
+			c->said_bye = true;
+			peer_failed(b, c, "%s", why);
+			return;
+		}
 		if (drop(b, c, why))
 			return;
 		c->said_bye = true;
@@ -712,7 +986,7 @@ static bool on_readable(struct ps__bridge *b, struct conn *c)
 		if (c->kind == K_LINK) {
 			conn_close(b, c);
 			barrier_progress(b);
-		} else if (c->said_bye && b->done) {
+		} else if (c->said_bye && (b->done || c->left_job || !c->was_member)) {
 			conn_close(b, c);
 		} else if (c->said_bye) {
 			/* it is done; keep the socket to say our own goodbye */
@@ -753,6 +1027,9 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 	b->log = conf->log;
 	b->gen = 1;
 	b->drop_failed = conf->drop_failed;
+	b->elastic = conf->elastic;
+	b->home = conf->home > 0 ? conf->home : conf->hosts;
+	b->member = !conf->joiner;
 	b->st.last_recovery_ms = -1;
 	const char *e = getenv("PSMEM_PEER_TIMEOUT_MS");
 	long ms = e ? strtol(e, NULL, 10) : 0;
@@ -760,16 +1037,22 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 	b->peer = calloc((size_t)conf->hosts, sizeof *b->peer);
 	b->link = calloc((size_t)conf->nodes, sizeof *b->link);
 	b->name = calloc((size_t)conf->hosts, sizeof *b->name);
+	b->addr = calloc((size_t)conf->hosts, sizeof *b->addr);
 	b->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!b->peer || !b->link || !b->name || b->ep < 0)
+	if (!b->peer || !b->link || !b->name || !b->addr || b->ep < 0)
 		goto fail;
 	for (int p = 0; p < conf->hosts; p++) {
 		const struct ps__peer_addr *a = &conf->addr[p];
+		b->addr[p] = *a;
 		snprintf(b->name[p], sizeof b->name[p], "host %d (%s%s%s:%u)", p, strchr(a->addr, ':') ? "[" : "",
 			 a->addr, strchr(a->addr, ':') ? "]" : "", (unsigned)a->port);
 		rc = add_conn(b, &b->peer[p], p == conf->rank ? -1 : conf->peer_fd[p], K_PEER, p);
 		if (rc)
 			goto fail;
+		/* members: every host of the rendezvous; a joiner's are told
+		 * by its first SYNC result (EL3) */
+		bool m = conf->joiner ? false : conf->member ? conf->member[p] != 0 : true;
+		b->peer[p].member = b->peer[p].was_member = m && p != conf->rank && b->peer[p].fd >= 0;
 	}
 	for (int i = 0; i < conf->nodes; i++) {
 		rc = add_conn(b, &b->link[i], conf->link_fd[i], K_LINK, i);
@@ -909,5 +1192,75 @@ void ps__bridge_free(struct ps__bridge *b)
 	free(b->peer);
 	free(b->link);
 	free(b->name);
+	free(b->addr);
 	free(b);
+}
+
+/* ------------------------------------------------------------ elastic */
+
+int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps__peer_addr *addr)
+{
+	if (!b->elastic || rank < 0 || rank >= b->hosts || rank == b->rank)
+		return -EINVAL;
+	struct conn *c = &b->peer[rank];
+	if (c->fd >= 0 || c->was_member || c->left || b->done)
+		return -EEXIST; /* ranks are never reused (EL2) */
+	free(c->in);
+	free(c->out);
+	*c = (struct conn){.fd = -1};
+	if (addr && addr->port) {
+		b->addr[rank] = *addr;
+		snprintf(b->name[rank], sizeof b->name[rank], "host %d (%s%s%s:%u)", rank,
+			 strchr(addr->addr, ':') ? "[" : "", addr->addr, strchr(addr->addr, ':') ? "]" : "",
+			 (unsigned)addr->port);
+	} else {
+		char a[64];
+		uint16_t port;
+		if (ps__net_peer(fd, a, sizeof a, &port) == 0)
+			snprintf(b->name[rank], sizeof b->name[rank], "host %d (joined from %s)", rank, a);
+		else
+			snprintf(b->name[rank], sizeof b->name[rank], "host %d (joined)", rank);
+	}
+	int rc = add_conn(b, c, fd, K_PEER, rank);
+	if (rc) {
+		c->fd = -1;
+		return rc;
+	}
+	blog(b, "%s connected: it joins at the next ps_sync_hosts it is ready for", b->name[rank]);
+	return 0;
+}
+
+void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
+{
+	w->n = 0;
+	for (int p = 0; p < b->hosts && w->n < PS__ELASTIC_HOSTS; p++) {
+		const struct conn *c = &b->peer[p];
+		bool me = p == b->rank;
+		if (!me && (c->fd < 0 || c->dropped || c->left_job || peer_gone(c)))
+			continue;
+		w->h[w->n].rank = (uint16_t)p;
+		w->h[w->n].member = me ? b->member : c->member;
+		w->h[w->n].a = b->addr[p];
+		w->n++;
+	}
+}
+
+int ps__bridge_request_leave(struct ps__bridge *b, int host)
+{
+	if (host < 0 || host >= b->hosts)
+		return -EINVAL;
+	if (host == b->rank) {
+		if (!b->member || b->left)
+			return -EINVAL;
+		if (!b->leave_req)
+			blog(b, "asked to leave: at the next ps_sync_hosts");
+		b->leave_req = true;
+		return 0;
+	}
+	struct conn *c = &b->peer[host];
+	if (!c->member || peer_gone(c))
+		return -ENOENT;
+	send_small(b, c, PS__F_LEAVE, (uint16_t)b->rank, 0, NULL, 0);
+	blog(b, "asked %s to leave", b->name[host]);
+	return 0;
 }

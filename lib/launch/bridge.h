@@ -126,6 +126,12 @@ struct ps__rdv {
 	uint64_t timeout_ns;      /* for every host to show up */
 	int cancel_fd;            /* readable = give up with -EINTR; -1 none */
 	FILE *log;                /* refused strangers are logged here */
+	/* psrun --elastic / --join (EL1): the host count in HELLOs (the ranks,
+	 * PS__ELASTIC_HOSTS; 0: hosts), and the listener is kept open
+	 * (listen_fd) for joiners instead of being closed */
+	int hello_hosts;
+	bool keep_listener;
+	int listen_fd;            /* out: -1 unless keep_listener */
 	/* out */
 	int fd[PS__MAX_HOSTS];    /* authenticated connection to each peer; -1 self */
 	int nodes;                /* me.nodes */
@@ -146,6 +152,25 @@ int ps__rendezvous(struct ps__rdv *r);
 /* Closes the connections still held in r->fd and r->data_fd. */
 void ps__rdv_close(struct ps__rdv *r);
 
+/*
+ * Elastic jobs (EL1).  ps__join: psrun --join: connects to the coordinator
+ * (r->coord_*), handshake as PS__JOIN_RANK, opens its own listener (kept:
+ * r->listen_fd), sends its LAYOUT, gets WELCOME (its rank, the initial
+ * host count, the hosts present) or REFUSE with the reason (r->err), then
+ * makes its bridge connection to every other host listed (r->fd[h]).
+ * r->rank is the new rank after it.  0 or a negative code with r->err.
+ *
+ * ps__door_take: one connection accepted on a kept listener: handshake,
+ * and for a joiner asking the coordinator (rank PS__JOIN_RANK) its LAYOUT,
+ * checked as at rendezvous (a mismatch is REFUSEd with the same message).
+ * 0 with *rank (PS__JOIN_RANK: a joiner wanting a rank; *layout filled)
+ * and *chan; else refused, logged and closed (the caller goes on).
+ * ps__door_welcome sends the WELCOME (or, with why, a REFUSE).
+ */
+int ps__join(struct ps__rdv *r, struct ps__welcome *wl);
+int ps__door_take(struct ps__rdv *r, int fd, int *rank, uint32_t *chan, struct ps__layout *layout);
+int ps__door_welcome(struct ps__rdv *r, int fd, const struct ps__welcome *wl, const char *why);
+
 /* ------------------------------------------------ the bridge (psrun) */
 
 #define PS__HEARTBEAT_MS    200  /* a frame to every peer at least this often */
@@ -163,6 +188,13 @@ struct ps__bridge_conf {
 	 * dropped instead of stopping the job (see bridge.c, "Losing a
 	 * host") */
 	bool drop_failed;
+	/* psrun --elastic (EL1-EL8): hosts is the number of ranks
+	 * (PS__ELASTIC_HOSTS), home the initial host count; peers join with
+	 * ps__bridge_add_peer and are members once admitted at a SYNC */
+	bool elastic;
+	int home;
+	bool joiner;              /* psrun --join: a member once admitted */
+	const uint8_t *member;    /* [hosts] or NULL (all): members at start */
 };
 
 struct ps__bridge_stats {
@@ -191,5 +223,13 @@ bool ps__bridge_finished(const struct ps__bridge *b);
 const char *ps__bridge_failure(const struct ps__bridge *b);
 void ps__bridge_stats(const struct ps__bridge *b, struct ps__bridge_stats *out);
 void ps__bridge_free(struct ps__bridge *b);
+/* Elastic jobs.  Under the same lock as ps__bridge_step (psrun's door
+ * thread calls them): an authenticated connection of host rank (a joiner)
+ * becomes a peer, pending until admitted at a SYNC (0, -EEXIST if that
+ * rank is or was in use, -EINVAL); the hosts a new joiner must connect to
+ * (w->h, w->n); a leave request for host (this one, or sent to it). */
+int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps__peer_addr *addr);
+void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w);
+int ps__bridge_request_leave(struct ps__bridge *b, int host);
 
 #endif /* PSMEM_BRIDGE_H */

@@ -143,9 +143,15 @@ static const char *reason(long rc, const struct ps__note *note)
 
 /* --------------------------------------------------------------- handshake */
 
+/* The host count HELLOs carry: the ranks of an elastic job (EL1) */
+static int hello_hosts(const struct ps__rdv *r)
+{
+	return r->hello_hosts > 0 ? r->hello_hosts : r->hosts;
+}
+
 static int send_hello(struct conn_ctx *c, const uint8_t nonce[PS__NONCE_BYTES], uint32_t chan)
 {
-	struct ps__hello h = {.rank = (uint16_t)c->r->rank, .hosts = (uint16_t)c->r->hosts, .chan = chan};
+	struct ps__hello h = {.rank = (uint16_t)c->r->rank, .hosts = (uint16_t)hello_hosts(c->r), .chan = chan};
 	memcpy(h.nonce, nonce, PS__NONCE_BYTES);
 	uint8_t *f = frame_buf(c->r);
 	ps__hello_enc(f + PS__FRAME_HDR, &h);
@@ -174,9 +180,9 @@ static int handshake_client(struct conn_ctx *c, int expect_rank, uint32_t chan, 
 	if (rc == 0)
 		rc = recv_want(c, PS__F_HELLO, PS__FRAME_MAX_AUTH, &f, &note);
 	if (rc >= 0 && (rc = ps__hello_dec(f.body, f.len, &h)) == 0 &&
-	    (h.hosts != r->hosts || h.rank != expect_rank || h.chan != chan)) {
+	    (h.hosts != hello_hosts(r) || h.rank != expect_rank || h.chan != chan)) {
 		snprintf(why, whylen, "it says it is host %u of %u (connection %u), expected host %d of %d (%u)",
-			 h.rank, h.hosts, h.chan, expect_rank, r->hosts, chan);
+			 h.rank, h.hosts, h.chan, expect_rank, hello_hosts(r), chan);
 		return PS_EMISMATCH;
 	}
 	if (rc >= 0)
@@ -207,9 +213,9 @@ static int handshake_server(struct conn_ctx *c, int *peer_rank, uint32_t *chan, 
 	long rc = recv_want(c, PS__F_HELLO, PS__FRAME_MAX_AUTH, &f, &note);
 	if (rc >= 0)
 		rc = ps__hello_dec(f.body, f.len, &h);
-	if (rc == 0 && (h.hosts != r->hosts || h.rank == r->rank)) {
+	if (rc == 0 && (h.hosts != hello_hosts(r) || h.rank == r->rank)) {
 		snprintf(why, whylen, "it says it is host %u of %u; this is host %d of %d", h.rank, h.hosts, r->rank,
-			 r->hosts);
+			 hello_hosts(r));
 		send_note(c, PS__F_REFUSE, PS_EMISMATCH, why);
 		return PS_EMISMATCH;
 	}
@@ -247,9 +253,25 @@ static void hash_hex(const uint8_t *h, char out[17])
 }
 
 /* Compares a host's layout with ours; false with the reason in why. */
+static bool layout_matches_me(const struct ps__layout *me, const struct ps__layout *l, char *why, size_t n);
+
 static bool layout_matches(const struct ps__rdv *r, const struct ps__layout *l, char *why, size_t n)
 {
-	const struct ps__layout *me = &r->me;
+	if (l->rank == PS__JOIN_RANK && r->hello_hosts) {
+		/* a joiner (EL1): the same checks, the same words, no rank yet:
+		 * "host 63 (name) ..." becomes "joining host (name) ..." */
+		char w[PS__NOTE_MAX];
+		if (layout_matches_me(&r->me, l, w, sizeof w))
+			return true;
+		const char *rest = strchr(w, '(');
+		snprintf(why, n, "joining host %.900s", rest ? rest : w);
+		return false;
+	}
+	return layout_matches_me(&r->me, l, why, n);
+}
+
+static bool layout_matches_me(const struct ps__layout *me, const struct ps__layout *l, char *why, size_t n)
+{
 	char a[17], b[17];
 	if (l->abi != me->abi) {
 		snprintf(why, n, "host %u (%s) has psmem ABI %u, host 0 has %u", l->rank, l->name, l->abi, me->abi);
@@ -318,7 +340,7 @@ static int admit(struct ps__rdv *r, int fd, uint64_t deadline)
 		rc = got < 0 ? (int)got : ps__layout_dec(f.body, f.len, &l);
 		if (rc)
 			snprintf(why, sizeof why, "no layout from it: %.900s", reason(rc, &note));
-		else if (l.rank != rank || l.hosts != r->hosts)
+		else if (l.rank != rank || l.hosts != hello_hosts(r))
 			rc = PS_EFRAME_BODY, snprintf(why, sizeof why, "its layout says host %u of %u", l.rank, l.hosts);
 	}
 	if (rc == -EINTR) {
@@ -400,7 +422,10 @@ static int coordinate(struct ps__rdv *r, uint64_t deadline)
 	/* the data connections of every other host's nodes, with a full
 	 * timeout of their own as the mesh's */
 	rc = accept_higher(r, lfd, false, ps__now_ns() + r->timeout_ns);
-	close(lfd);
+	if (rc == 0 && r->keep_listener)
+		r->listen_fd = lfd; /* EL1: joiners connect here */
+	else
+		close(lfd);
 	return rc;
 }
 
@@ -439,7 +464,7 @@ static int join(struct ps__rdv *r, uint64_t deadline, int *lfd)
 	if (*lfd < 0)
 		return fail(r, *lfd, "bridge listener: %s", msg);
 	r->me.rank = (uint16_t)r->rank;
-	r->me.hosts = (uint16_t)r->hosts;
+	r->me.hosts = (uint16_t)hello_hosts(r);
 	if (ps__net_local(*lfd, r->me.addr, sizeof r->me.addr, &r->me.port) != 0)
 		return fail(r, -EIO, "cannot tell the bridge listener's address");
 	uint8_t *f = frame_buf(r);
@@ -558,6 +583,7 @@ int ps__rendezvous(struct ps__rdv *r)
 {
 	r->err[0] = 0;
 	r->buf_size = sizeof r->buf;
+	r->listen_fd = -1;
 	r->nodes = (int)r->me.nodes;
 	free(r->data_fd);
 	r->data_fd = malloc((size_t)r->hosts * (size_t)(r->nodes > 0 ? r->nodes : 1) * sizeof *r->data_fd);
@@ -565,12 +591,12 @@ int ps__rendezvous(struct ps__rdv *r)
 		return fail(r, -ENOMEM, "out of memory");
 	for (int i = 0; i < r->hosts * r->nodes; i++)
 		r->data_fd[i] = -1;
-	for (int i = 0; i < r->hosts; i++) {
+	for (int i = 0; i < PS__MAX_HOSTS; i++) {
 		r->fd[i] = -1;
 		r->names[i][0] = 0;
 	}
 	r->me.rank = (uint16_t)r->rank;
-	r->me.hosts = (uint16_t)r->hosts;
+	r->me.hosts = (uint16_t)hello_hosts(r);
 	uint64_t deadline = ps__now_ns() + r->timeout_ns;
 	if (r->rank == 0)
 		return coordinate(r, deadline);
@@ -588,9 +614,136 @@ int ps__rendezvous(struct ps__rdv *r)
 			rc = connect_lower(r, j, 1u + (uint32_t)i, mesh);
 	if (rc == 0)
 		rc = accept_higher(r, lfd, true, mesh);
-	if (lfd >= 0)
+	if (rc == 0 && r->keep_listener && lfd >= 0)
+		r->listen_fd = lfd; /* EL1: later joiners connect here */
+	else if (lfd >= 0)
 		close(lfd);
 	return rc;
+}
+
+/* ------------------------------------------------------------ elastic (EL1) */
+
+int ps__door_take(struct ps__rdv *r, int fd, int *rank, uint32_t *chan, struct ps__layout *layout)
+{
+	struct conn_ctx c = {.r = r, .fd = fd, .deadline = ps__now_ns() + HANDSHAKE_NS};
+	peer_name(fd, c.peer, sizeof c.peer);
+	char why[PS__NOTE_MAX];
+	int rc = handshake_server(&c, rank, chan, why, sizeof why);
+	if (rc == 0 && *rank == (int)PS__JOIN_RANK) {
+		struct ps__frame f;
+		struct ps__note note;
+		if (r->rank != 0 || *chan != PS__CHAN_BRIDGE) {
+			snprintf(why, sizeof why, "a joining host must ask the coordinator (host 0) first");
+			send_note(&c, PS__F_REFUSE, PS_EMISMATCH, why);
+			rc = PS_EMISMATCH;
+		} else {
+			long got = recv_want(&c, PS__F_LAYOUT, PS__LAYOUT_MAX, &f, &note);
+			rc = got < 0 ? (int)got : ps__layout_dec(f.body, f.len, layout);
+			if (rc)
+				snprintf(why, sizeof why, "no layout from it: %.900s", reason(rc, &note));
+			else if (layout->rank != PS__JOIN_RANK || layout->hosts != hello_hosts(r))
+				rc = PS_EFRAME_BODY,
+				snprintf(why, sizeof why, "its layout says host %u of %u", layout->rank, layout->hosts);
+			else if (!layout_matches(r, layout, why, sizeof why)) {
+				send_note(&c, PS__F_REFUSE, PS_EMISMATCH, why);
+				rc = PS_EMISMATCH;
+			}
+		}
+	} else if (rc == 0 && (*chan != PS__CHAN_BRIDGE || *rank < 0 || *rank >= hello_hosts(r))) {
+		snprintf(why, sizeof why, "host %d may not connect here (connection %u: joiners make bridge "
+			 "connections only)", *rank, *chan);
+		send_note(&c, PS__F_REFUSE, PS_EMISMATCH, why);
+		rc = PS_EMISMATCH;
+	}
+	if (rc) {
+		logf_(r, "refused a connection from %s: %s; the job goes on", c.peer, why);
+		close(fd);
+	}
+	return rc;
+}
+
+int ps__door_welcome(struct ps__rdv *r, int fd, const struct ps__welcome *wl, const char *why)
+{
+	struct conn_ctx c = {.r = r, .fd = fd, .deadline = ps__now_ns() + HANDSHAKE_NS};
+	if (why)
+		return send_note(&c, PS__F_REFUSE, PS_EMISMATCH, why);
+	uint8_t *f = frame_buf(r);
+	uint32_t len = ps__welcome_enc(f + PS__FRAME_HDR, wl);
+	return ps__net_send_frame(fd, f, PS__F_WELCOME, (uint16_t)r->rank, 0, len, c.deadline);
+}
+
+int ps__join(struct ps__rdv *r, struct ps__welcome *wl)
+{
+	char msg[256], why[PS__NOTE_MAX];
+	r->err[0] = 0;
+	r->buf_size = sizeof r->buf;
+	r->listen_fd = -1;
+	r->nodes = (int)r->me.nodes;
+	r->rank = (int)PS__JOIN_RANK;
+	r->hosts = hello_hosts(r);
+	for (int i = 0; i < PS__MAX_HOSTS; i++)
+		r->fd[i] = -1;
+	uint64_t deadline = ps__now_ns() + r->timeout_ns;
+	int fd = ps__net_connect(r->coord_host, r->coord_port, deadline, r->cancel_fd, msg, sizeof msg);
+	if (fd == -EINTR)
+		return fd;
+	if (fd < 0)
+		return fail(r, fd, "coordinator (host 0) at %s:%u: %s", r->coord_host, (unsigned)r->coord_port, msg);
+	r->fd[0] = fd;
+	struct conn_ctx c = {.r = r, .fd = fd, .deadline = deadline};
+	int rc = handshake_client(&c, 0, PS__CHAN_BRIDGE, why, sizeof why);
+	if (rc)
+		return rc == -EINTR ? rc
+				    : fail(r, rc, "coordinator (host 0) at %s:%u refused this host or failed: %s",
+					   r->coord_host, (unsigned)r->coord_port, why);
+	char host[256];
+	uint16_t unused;
+	if (r->bind_host[0])
+		snprintf(host, sizeof host, "%s", r->bind_host);
+	else if (ps__net_local(fd, host, sizeof host, &unused) != 0)
+		return fail(r, -EIO, "cannot tell the local address of the connection to the coordinator");
+	int lfd = ps__net_listen(host, r->bind_port, msg, sizeof msg);
+	if (lfd < 0)
+		return fail(r, lfd, "bridge listener: %s", msg);
+	r->listen_fd = lfd;
+	r->me.rank = (uint16_t)PS__JOIN_RANK;
+	r->me.hosts = (uint16_t)hello_hosts(r);
+	if (ps__net_local(lfd, r->me.addr, sizeof r->me.addr, &r->me.port) != 0)
+		return fail(r, -EIO, "cannot tell the bridge listener's address");
+	uint8_t *f = frame_buf(r);
+	uint32_t len = ps__layout_enc(f + PS__FRAME_HDR, &r->me);
+	rc = ps__net_send_frame(fd, f, PS__F_LAYOUT, (uint16_t)r->rank, 0, len, deadline);
+	struct ps__frame fr;
+	struct ps__note note;
+	long got = rc ? rc : recv_want(&c, PS__F_WELCOME, PS__WELCOME_MAX, &fr, &note);
+	if (got == -EINTR)
+		return -EINTR;
+	if (got < 0)
+		return fail(r, (int)got, "the coordinator (host 0) at %s:%u refused this host: %s", r->coord_host,
+			    (unsigned)r->coord_port, got == -ETIMEDOUT ? "no answer in time" : reason(got, &note));
+	if (ps__welcome_dec(fr.body, fr.len, wl) != 0)
+		return fail(r, PS_EFRAME_BODY, "malformed welcome from the coordinator");
+	r->rank = wl->rank;
+	/* the coordinator's entry is the address we already use */
+	for (unsigned i = 0; i < wl->n; i++) {
+		struct ps__welcome_host *h = &wl->h[i];
+		if (h->rank == 0) {
+			snprintf(h->a.addr, sizeof h->a.addr, "%.63s", r->coord_host);
+			h->a.port = r->coord_port;
+		}
+		r->addr[h->rank] = h->a;
+	}
+	/* our bridge connection to every other host present (members and
+	 * joiners still pending: every pair of hosts is connected) */
+	for (unsigned i = 0; i < wl->n; i++) {
+		int j = wl->h[i].rank;
+		if (j == 0 || j == r->rank)
+			continue;
+		rc = connect_lower(r, j, PS__CHAN_BRIDGE, ps__now_ns() + r->timeout_ns);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 void ps__rdv_close(struct ps__rdv *r)
@@ -605,4 +758,7 @@ void ps__rdv_close(struct ps__rdv *r)
 			close(r->data_fd[i]);
 	free(r->data_fd);
 	r->data_fd = NULL;
+	if (r->listen_fd >= 0)
+		close(r->listen_fd);
+	r->listen_fd = -1;
 }

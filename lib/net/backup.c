@@ -133,10 +133,13 @@ bool ps__host_promoted(ps_world *w, int h)
 
 int ps__backup_host(ps_world *w, int h)
 {
-	for (int d = 1; d < w->nhosts; d++) {
-		int x = (h + d) % w->nhosts;
-		if (!ps__host_lost(w, x))
-			return x == h ? -1 : x;
+	/* the ring of the initial hosts: a joiner is never a backup host
+	 * (elastic jobs, EL2: it homes no key and may come after a loss) */
+	const int H = w->home_hosts;
+	for (int d = 1; d <= H; d++) {
+		int x = (h + d) % H;
+		if (x != h && !ps__host_lost(w, x))
+			return x;
 	}
 	return -1;
 }

@@ -436,6 +436,10 @@ int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__td
 	 * before this thread wakes up: publish first (w->tables[id] is set
 	 * only after this barrier). */
 	atomic_store_explicit(&w->link->tables[id], local_rc ? NULL : t, memory_order_release);
+	/* a joiner before its first ps_sync_hosts creates its tables alone:
+	 * the job's tables exist, every key REMOTE to its home (EL2) */
+	if (w->join_pending)
+		return local_rc;
 	int rc = link_barrier(w, tag, 0);
 	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
 		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
@@ -465,6 +469,167 @@ int ps__link_barrier_workers(ps_world *w)
 		rc = L->wb_rc[gen & 1];
 	pthread_mutex_unlock(&L->wb_lock);
 	return rc;
+}
+
+/* ------------------------------------------------------------ elastic (EL3-EL6) */
+
+/* A SYNC arrival of this node: the bridge makes it this host's arrival at
+ * the membership agreement once every local node is there (bridge.c EL3);
+ * the result comes before the RELEASE.  0 or a code; *o_epoch the
+ * members' epoch, *leaving whether this host leaves here. */
+static int link_sync(ps_world *w, uint64_t epoch, uint64_t *o_epoch, bool *leaving)
+{
+	struct ps__link *L = w->link;
+	pthread_mutex_lock(&L->bar_lock);
+	uint64_t gen = ++L->bar_gen;
+	pthread_mutex_unlock(&L->bar_lock);
+	uint8_t f[PS__FRAME_HDR + PS__SYNC_HDR];
+	/* every worker of this host is in ps_sync_hosts (the local barrier
+	 * before): the slowest clock cannot move while it travels */
+	struct ps__sync_msg m = {.gen = gen, .epoch = epoch, .clock = ps__clock_local_min(w),
+				 .cfg = ps__clock_cfg_now(w)};
+	uint32_t len = ps__sync_enc(f + PS__FRAME_HDR, &m);
+	ps__frame_seal(f, PS__F_SYNC, (uint16_t)w->host, 0, len);
+	if (link_write(L, f, PS__FRAME_HDR + len) != 0)
+		return PS_EHOSTDOWN;
+	ps__wait_set(w, PS__WAIT_BARRIER, gen, 2);
+	uint64_t r;
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&L->bar_seq, memory_order_acquire);
+		/* acquire: pairs with the release in on_release; a joiner's
+		 * first RELEASE carries the members' generation, above ours */
+		if ((r = atomic_load_explicit(&L->released, memory_order_acquire)) >= gen)
+			break;
+		if (atomic_load_explicit(&L->dead, memory_order_acquire)) {
+			ps__wait_clear(w);
+			return PS_EHOSTDOWN;
+		}
+		ps__futex_wait(&L->bar_seq, seq, 100 * 1000 * 1000, false);
+	}
+	ps__wait_clear(w);
+	int rc = atomic_load_explicit(&L->bar_status[r & 1], memory_order_relaxed);
+	pthread_mutex_lock(&L->sync_lock);
+	bool ours = L->sync_gen == r;
+	*o_epoch = ours ? L->sync_epoch : epoch;
+	*leaving = ours && L->sync_leaving;
+	pthread_mutex_unlock(&L->sync_lock);
+	if (rc == 0 && !ours)
+		rc = PS_EMISMATCH; /* a RELEASE of an ordinary barrier: the hosts disagree */
+	return rc;
+}
+
+/* EL6: a joiner takes a share of every table by relocation before its
+ * first ps_sync_hosts returns: keys k with k mod Hp = its place among the
+ * Hp hosts present (by rank), spread over its nodes by (k / Hp) mod N.
+ * Replicated tables are skipped (their keys are local everywhere). */
+static int take_share(ps_world *w)
+{
+	uint8_t alive[PS__MAX_CLOCK_HOSTS];
+	int cap = w->nhosts < PS__MAX_CLOCK_HOSTS ? w->nhosts : PS__MAX_CLOCK_HOSTS;
+	int hp = ps_hosts_alive(w, alive, cap), place = 0;
+	for (int h = 0; h < w->host && h < cap; h++)
+		place += alive[h];
+	if (hp < 2)
+		return 0;
+	const uint64_t N = (uint64_t)w->nnodes;
+	int rc = 0;
+	for (int id = 0; id < PS__MAX_TABLES && rc == 0; id++) {
+		pthread_mutex_lock(&w->tables_lock);
+		ps_table *t = w->tables[id];
+		pthread_mutex_unlock(&w->tables_lock);
+		if (!t || t->d->repl_max)
+			continue;
+		size_t n = 0;
+		uint64_t per = (t->num_keys + (uint64_t)hp - 1) / (uint64_t)hp / N + 1;
+		ps_key *keys = malloc(per * sizeof *keys);
+		if (!keys)
+			return -ENOMEM;
+		for (uint64_t k = (uint64_t)place; k < t->num_keys && n < per; k += (uint64_t)hp)
+			if ((k / (uint64_t)hp) % N == (uint64_t)w->node)
+				keys[n++] = k;
+		if (n)
+			rc = ps_localize_sync(t, keys, n);
+		free(keys);
+		if (rc)
+			fprintf(stderr, "psmem: host %d node %d: taking a share of table %d after joining: %s\n", w->host,
+				w->node, id, ps_strerror(rc));
+	}
+	return rc;
+}
+
+int ps__link_sync_workers(ps_world *w, uint64_t *epoch)
+{
+	struct ps__link *L = w->link;
+	const uint64_t T = (uint64_t)(w->nthreads > 0 ? w->nthreads : 1);
+	pthread_mutex_lock(&L->wb_lock);
+	uint64_t k = L->wb_arrivals++;
+	pthread_mutex_unlock(&L->wb_lock);
+	uint64_t gen = k / T;
+	if (k % T == 0) {
+		/* the first thread of this process speaks for it, as in
+		 * ps_barrier (every local worker has arrived) */
+		uint64_t ep = *epoch;
+		bool leaving = false;
+		int rc = link_sync(w, ep, &ep, &leaving);
+		if (rc == 0 && w->join_pending) {
+			w->join_pending = false;
+			rc = take_share(w);
+		}
+		if (rc == 0 && leaving)
+			w->left = true;
+		pthread_mutex_lock(&L->wb_lock);
+		L->wb_rc[gen & 1] = rc ? rc : leaving ? 0 : 1;
+		L->wb_epoch[gen & 1] = ep;
+		pthread_mutex_unlock(&L->wb_lock);
+	}
+	/* the second local barrier: every thread sees its node's outcome */
+	int rc = ps__barrier_wait(w, &w->seg.hdr->workers);
+	pthread_mutex_lock(&L->wb_lock);
+	if (rc == 0) {
+		rc = L->wb_rc[gen & 1];
+		*epoch = L->wb_epoch[gen & 1];
+	}
+	pthread_mutex_unlock(&L->wb_lock);
+	return rc;
+}
+
+/* Link thread: the result of a membership agreement (EL3), before its
+ * RELEASE.  Membership goes into the segment (clock waiters, ps_hosts_alive)
+ * before any worker is released. */
+static void on_sync_result(struct ps__link *L, const struct ps__sync_msg *m)
+{
+	ps_world *w = L->w;
+	bool me_admitted = false, me_leaving = false;
+	for (unsigned i = 0; i < m->na; i++)
+		me_admitted |= m->a[i] == w->host;
+	for (unsigned i = 0; i < m->nb; i++)
+		me_leaving |= m->b[i] == w->host;
+	if (me_admitted) {
+		/* a joiner: every member with its clock; its own workers start
+		 * at the slowest of them; its barriers continue the members'
+		 * generations */
+		uint64_t slow = UINT64_MAX;
+		for (unsigned i = 0; i < m->nm; i++) {
+			ps__clock_member(w, m->m[i].rank, PS__HOST_MEMBER, m->m[i].clock, m->m[i].cfg);
+			slow = m->m[i].clock < slow ? m->m[i].clock : slow;
+		}
+		if (slow != UINT64_MAX)
+			ps__clock_start_at(w, slow);
+		pthread_mutex_lock(&L->bar_lock);
+		L->bar_gen = m->gen;
+		pthread_mutex_unlock(&L->bar_lock);
+	} else {
+		for (unsigned i = 0; i < m->na; i++)
+			ps__clock_member(w, m->a[i], PS__HOST_MEMBER, 0, 0);
+	}
+	for (unsigned i = 0; i < m->nb; i++)
+		if (m->b[i] != w->host)
+			ps__clock_member(w, m->b[i], PS__HOST_LEFT, 0, 0);
+	pthread_mutex_lock(&L->sync_lock);
+	L->sync_gen = m->gen;
+	L->sync_epoch = m->epoch;
+	L->sync_leaving = me_leaving;
+	pthread_mutex_unlock(&L->sync_lock);
 }
 
 static void sweep_inflight(struct ps__link *L, int host, bool reroute);
@@ -507,6 +672,12 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 	case PS__F_CKPT:
 		on_ckpt(L, f);
 		break;
+	case PS__F_SYNC: {
+		struct ps__sync_msg m;
+		if (ps__sync_dec(f->body, f->len, &m) == 0 && (m.flags & PS__SYNC_RESULT))
+			on_sync_result(L, &m);
+		break;
+	}
 	case PS__F_BACKUP:
 		ps__bk_on_frame(L, f);
 		break;
@@ -775,7 +946,10 @@ static void data_lost(struct ps__link *L, struct ps__conn *c, int why)
 	shutdown(c->fd, SHUT_RDWR);
 	/* relaxed: our own store, or the caller's before its final barrier */
 	bool framing = why <= PS_EFRAME_TRUNC && why >= PS_EFRAME_BODY; /* conn_read said why */
-	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing)
+	/* a host that left by agreement closes its connections: not news */
+	bool left = c->host < PS__MAX_CLOCK_HOSTS &&
+		    atomic_load_explicit(&L->w->seg.hdr->clocks.hmember[c->host], memory_order_relaxed) == PS__HOST_LEFT;
+	if (!atomic_load_explicit(&L->final, memory_order_relaxed) && !framing && !left)
 		fprintf(stderr, "psmem: host %d node %d: data connection to host %d ended: %s\n", L->w->host,
 			L->w->node, c->host, why == -ECONNRESET ? "closed by the peer" : ps_strerror(why));
 	/* --on-host-failure continue (backups on): the bridge's verdict
@@ -936,6 +1110,7 @@ int ps__link_start(ps_world *w)
 	pthread_mutex_init(&L->bar_lock, NULL);
 	pthread_mutex_init(&L->wb_lock, NULL);
 	pthread_mutex_init(&L->ckpt_lock, NULL);
+	pthread_mutex_init(&L->sync_lock, NULL);
 	L->ckpt_host = -1;
 	w->link = L;
 	/* plain stores, as w->link: ps_init has not returned, so no table
@@ -963,7 +1138,10 @@ void ps__link_stop(ps_world *w)
 	/* every node of every host passes this before any leaves, so no
 	 * request can reach a node that is gone */
 	atomic_store_explicit(&L->final, true, memory_order_relaxed);
-	link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
+	if (w->left) /* EL7: a leaver hands its keys over instead */
+		ps__drain_host(w);
+	else
+		link_barrier(w, TAG_FINAL, PS__BAR_FINAL);
 	shutdown(L->link.fd, SHUT_RDWR);
 	pthread_join(L->thread, NULL);
 	w->link = NULL;
@@ -981,7 +1159,17 @@ void ps__link_stop(ps_world *w)
 	pthread_mutex_destroy(&L->bar_lock);
 	pthread_mutex_destroy(&L->wb_lock);
 	pthread_mutex_destroy(&L->ckpt_lock);
+	pthread_mutex_destroy(&L->sync_lock);
 	free(L);
+}
+
+/* Until net/drain.c (the drain helper's) is linked: a leaver's keys are
+ * not handed over.  Remove when drain.c defines it. */
+__attribute__((weak)) int ps__drain_host(ps_world *w)
+{
+	fprintf(stderr, "psmem: host %d node %d: leaving without handing keys over (drain not built in)\n", w->host,
+		w->node);
+	return -ENOSYS;
 }
 
 /* ------------------------------------------------------------ the net layer's table */
@@ -999,6 +1187,7 @@ const struct ps__net_ops ps__link_ops = {
 	.replica_start = replica_start,
 	.table_created = ps__link_table_created,
 	.barrier_workers = ps__link_barrier_workers,
+	.sync_workers = ps__link_sync_workers,
 	.send_clock = ps__link_send_clock,
 	.link_down = ps__link_down,
 	.barrier_min = ps__link_barrier_min,

@@ -24,7 +24,8 @@ bool ps__frame_type_known(unsigned type)
 {
 	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
 	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH || type == PS__F_CKPT ||
-	       type == PS__F_BACKUP;
+	       type == PS__F_BACKUP || type == PS__F_WELCOME || type == PS__F_SYNC || type == PS__F_READY ||
+	       type == PS__F_LEAVE;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -494,5 +495,103 @@ int ps__clock_dec(const uint8_t *b, uint32_t len, struct ps__clock_msg *m)
 	uint64_t mode = m->cfg >> 32, s = (uint32_t)m->cfg;
 	if (mode < 1 || mode > 3 || s > PS_STALENESS_MAX || (mode != 2 && s != 0))
 		return PS_EFRAME_BODY;
+	return 0;
+}
+
+uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m)
+{
+	ps__put64(out, m->gen);
+	ps__put64(out + 8, m->epoch);
+	ps__put64(out + 16, m->clock);
+	ps__put64(out + 24, m->cfg);
+	ps__put32(out + 32, m->flags);
+	ps__put32(out + 36, (uint32_t)m->status);
+	ps__put16(out + 40, m->na);
+	ps__put16(out + 42, m->nb);
+	ps__put16(out + 44, m->nm);
+	ps__put16(out + 46, 0);
+	uint8_t *p = out + PS__SYNC_HDR;
+	for (unsigned i = 0; i < m->na; i++, p += 2)
+		ps__put16(p, m->a[i]);
+	for (unsigned i = 0; i < m->nb; i++, p += 2)
+		ps__put16(p, m->b[i]);
+	for (unsigned i = 0; i < m->nm; i++, p += 18) {
+		ps__put16(p, m->m[i].rank);
+		ps__put64(p + 2, m->m[i].clock);
+		ps__put64(p + 10, m->m[i].cfg);
+	}
+	return (uint32_t)(p - out);
+}
+
+int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m)
+{
+	if (len < PS__SYNC_HDR)
+		return PS_EFRAME_BODY;
+	m->gen = ps__get64(b);
+	m->epoch = ps__get64(b + 8);
+	m->clock = ps__get64(b + 16);
+	m->cfg = ps__get64(b + 24);
+	m->flags = ps__get32(b + 32);
+	m->status = (int32_t)ps__get32(b + 36);
+	m->na = ps__get16(b + 40);
+	m->nb = ps__get16(b + 42);
+	m->nm = ps__get16(b + 44);
+	if (m->gen == 0 || m->status > 0 || (m->flags & ~(PS__SYNC_LEAVE | PS__SYNC_RESULT)) || ps__get16(b + 46) ||
+	    m->na > PS__ELASTIC_HOSTS || m->nb > PS__ELASTIC_HOSTS || m->nm > PS__ELASTIC_HOSTS ||
+	    len != PS__SYNC_HDR + 2u * m->na + 2u * m->nb + 18u * m->nm)
+		return PS_EFRAME_BODY;
+	const uint8_t *p = b + PS__SYNC_HDR;
+	for (unsigned i = 0; i < m->na; i++, p += 2)
+		if ((m->a[i] = ps__get16(p)) >= PS__ELASTIC_HOSTS)
+			return PS_EFRAME_BODY;
+	for (unsigned i = 0; i < m->nb; i++, p += 2)
+		if ((m->b[i] = ps__get16(p)) >= PS__ELASTIC_HOSTS)
+			return PS_EFRAME_BODY;
+	for (unsigned i = 0; i < m->nm; i++, p += 18) {
+		m->m[i].rank = ps__get16(p);
+		m->m[i].clock = ps__get64(p + 2);
+		m->m[i].cfg = ps__get64(p + 10);
+		if (m->m[i].rank >= PS__ELASTIC_HOSTS)
+			return PS_EFRAME_BODY;
+	}
+	return 0;
+}
+
+uint32_t ps__welcome_enc(uint8_t *out, const struct ps__welcome *m)
+{
+	ps__put16(out, m->rank);
+	ps__put16(out + 2, m->home);
+	ps__put16(out + 4, m->n);
+	uint8_t *p = out + 6;
+	for (unsigned i = 0; i < m->n; i++, p += 69) {
+		ps__put16(p, m->h[i].rank);
+		p[2] = m->h[i].member;
+		ps__put16(p + 3, m->h[i].a.port);
+		memset(p + 5, 0, 64);
+		memcpy(p + 5, m->h[i].a.addr, strnlen(m->h[i].a.addr, 63));
+	}
+	return (uint32_t)(p - out);
+}
+
+int ps__welcome_dec(const uint8_t *b, uint32_t len, struct ps__welcome *m)
+{
+	if (len < 6)
+		return PS_EFRAME_BODY;
+	m->rank = ps__get16(b);
+	m->home = ps__get16(b + 2);
+	m->n = ps__get16(b + 4);
+	if (m->n > PS__ELASTIC_HOSTS || len != 6u + 69u * m->n || m->rank >= PS__JOIN_RANK || m->home < 2 ||
+	    m->home > m->rank)
+		return PS_EFRAME_BODY;
+	const uint8_t *p = b + 6;
+	for (unsigned i = 0; i < m->n; i++, p += 69) {
+		m->h[i].rank = ps__get16(p);
+		m->h[i].member = p[2];
+		m->h[i].a.port = ps__get16(p + 3);
+		memcpy(m->h[i].a.addr, p + 5, 64);
+		if (m->h[i].rank >= PS__JOIN_RANK || m->h[i].member > 1 || memchr(p + 5, 0, 64) == NULL ||
+		    m->h[i].a.port == 0)
+			return PS_EFRAME_BODY;
+	}
 	return 0;
 }

@@ -60,6 +60,7 @@ enum ps__ftype {
 	PS__F_HEARTBEAT = 6, /* empty: "still here" */
 	PS__F_BYE = 7,       /* status: this host's nodes are done, orderly close */
 	PS__F_ABORT = 8,     /* code + text: this host failed, stop the job */
+	PS__F_WELCOME = 9,   /* coordinator -> joiner: its rank and the hosts to connect to */
 	PS__F_PULL = 16,     /* keys -> REPLY with their values */
 	PS__F_PUSH = 17,     /* keys + updates -> REPLY with a status */
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
@@ -81,6 +82,13 @@ enum ps__ftype {
 			      * node 0), sent before the poll's barrier over hosts */
 	PS__F_BACKUP = 30,   /* keys + values (a PUSH body): a backup round of the
 			      * sending node's keys, no answer (backup.c BK1) */
+	/* elastic jobs (bridge.c EL1-EL8): */
+	PS__F_SYNC = 31,     /* a ps_sync_hosts arrival (node -> bridge, host ->
+			      * host) or its result (bridge -> nodes, -> joiners) */
+	PS__F_READY = 32,    /* joiner -> hosts: connected, in its first
+			      * ps_sync_hosts: list me as pending */
+	PS__F_LEAVE = 33,    /* empty: the host in the routing field is asked to
+			      * leave (psstat --leave, forwarded by a bridge) */
 };
 
 struct ps__frame {
@@ -299,6 +307,53 @@ struct ps__clock_msg {
 #define PS__CLOCK_SIZE 16u
 void ps__clock_enc(uint8_t *out, const struct ps__clock_msg *m);
 int ps__clock_dec(const uint8_t *b, uint32_t len, struct ps__clock_msg *m);
+
+/*
+ * SYNC: the membership agreement of elastic jobs (bridge.c EL1-EL8).
+ * Arrival (flags without PS__SYNC_RESULT): node -> its bridge (na = nb =
+ * nm = 0), then host -> every member host: generation, the app's epoch
+ * (compared like a barrier's tag), the host's slowest clock and bound,
+ * PS__SYNC_LEAVE if the host asks to leave, a[0..na) the joiners it holds
+ * pending.  Result (PS__SYNC_RESULT): bridge -> its nodes (before the
+ * RELEASE) and -> each admitted joiner: a = admitted, b = leaving, m =
+ * members after the agreement with their clocks and bounds.
+ */
+#define PS__ELASTIC_HOSTS 64u   /* host ranks of an elastic job (joiners included) */
+#define PS__JOIN_RANK (PS__ELASTIC_HOSTS - 1u) /* a joiner's HELLO before it has a rank */
+#define PS__SYNC_LEAVE  0x1u
+#define PS__SYNC_RESULT 0x2u
+struct ps__sync_member {
+	uint16_t rank;
+	uint64_t clock, cfg;
+};
+struct ps__sync_msg {
+	uint64_t gen, epoch, clock, cfg;
+	uint32_t flags;
+	int32_t status;
+	uint16_t na, nb, nm;
+	uint16_t a[PS__ELASTIC_HOSTS], b[PS__ELASTIC_HOSTS];
+	struct ps__sync_member m[PS__ELASTIC_HOSTS];
+};
+#define PS__SYNC_HDR 48u
+#define PS__SYNC_MAX (PS__SYNC_HDR + PS__ELASTIC_HOSTS * (2 + 2 + 18))
+uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m); /* out: PS__SYNC_MAX */
+int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m);
+
+/* WELCOME: coordinator -> joiner after its layout was checked. */
+struct ps__welcome_host {
+	uint16_t rank;
+	uint8_t member;           /* 1 member, 0 a joiner still pending */
+	struct ps__peer_addr a;
+};
+struct ps__welcome {
+	uint16_t rank;            /* the joiner's rank (never reused) */
+	uint16_t home;            /* the job's initial host count (key homes) */
+	uint16_t n;
+	struct ps__welcome_host h[PS__ELASTIC_HOSTS];
+};
+#define PS__WELCOME_MAX (6 + PS__ELASTIC_HOSTS * (2 + 1 + 2 + 64))
+uint32_t ps__welcome_enc(uint8_t *out, const struct ps__welcome *m); /* out: PS__WELCOME_MAX */
+int ps__welcome_dec(const uint8_t *b, uint32_t len, struct ps__welcome *m);
 
 /* Little-endian access to unaligned bytes. */
 static inline uint16_t ps__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }

@@ -19,6 +19,17 @@ extern const struct ps__net_ops ps__link_ops;
  * this node's result so far; a failure anywhere fails it everywhere). */
 int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__tdesc *d, int local_rc);
 int ps__link_barrier_workers(ps_world *w); /* ps_barrier's part across hosts */
+int ps__link_sync_workers(ps_world *w, uint64_t *epoch); /* ps_sync_hosts's (EL5) */
+/*
+ * Elastic jobs: what a leaving host does after its ps_sync_hosts returned
+ * 0.  Every node of that host calls it from ps_finalize (ps__link_stop)
+ * instead of the final barrier over hosts: it hands the node's keys and
+ * directory entries to the hosts that stay (net/drain.c, the drain
+ * helper's), then says the LEFT goodbye.  0 or a negative code.  Until
+ * drain.c is linked in, a weak stub in bridge_link.c returns -ENOSYS (the
+ * leaver's keys are then lost to the others).
+ */
+int ps__drain_host(ps_world *w);
 /* Pulls or pushes a validated batch of a multi-host job (kv.c's run_batch
  * with a link): keys held here are done here, the others are sent to the
  * hosts their words name, and redirected until they land.  With async,

@@ -128,6 +128,14 @@ struct ps__link {
 	pthread_mutex_t wb_lock;
 	uint64_t wb_arrivals;
 	int wb_rc[2];
+	uint64_t wb_epoch[2];     /* ps_sync_hosts: the members' epoch (EL5) */
+	/* The last SYNC result from the bridge (EL3): written by the link
+	 * thread before it dispatches the RELEASE that follows it on the link
+	 * (one stream), read by the waiter after the acquire of released;
+	 * sync_lock orders them for TSan too. */
+	pthread_mutex_t sync_lock;
+	uint64_t sync_gen, sync_epoch;
+	bool sync_leaving;        /* this host is in the result's leaving list */
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */
 	/* link thread only */

@@ -57,6 +57,9 @@ ps_world *ps_init_threads(int threads, int *err)
 	struct ps__hdr *h = w->seg.hdr;
 	w->nhosts = h->num_hosts > 1 ? (int)h->num_hosts : 1;
 	w->host = w->nhosts > 1 ? (int)h->host_rank : 0;
+	w->home_hosts = h->home_hosts > 1 && (int)h->home_hosts <= w->nhosts ? (int)h->home_hosts : w->nhosts;
+	w->joined = w->nhosts > 1 && h->joined;
+	w->join_pending = w->joined;
 #ifdef PS_TEST_HOOKS /* test builds only: this host's first move fails (test_hosts_move) */
 	w->move_fail = w->nhosts > 1 && ps__env_int("PSMEM_DEBUG_MOVE_FAIL", -1) == w->host;
 #endif

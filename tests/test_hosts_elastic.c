@@ -1,0 +1,533 @@
+/*
+ * test_hosts_elastic.c - elastic jobs: hosts joining (psrun --join) and
+ * leaving (psrun --drain + SIGTERM, psstat --leave) at ps_sync_hosts
+ * (docs/DESIGN.md "Joining and leaving", bridge.c EL1-EL8).
+ *
+ *  (a) a conservation storm: hosts 0 and 1 (psrun --elastic) push +1 to
+ *      every key in epochs, each ended by ps_sync_hosts; once host 0 has
+ *      printed epoch 3 the driver starts a third psrun with --join.  The
+ *      members go on until ps_sync_hosts says 3 hosts (the joiner is
+ *      admitted whenever it is ready: no timing), then K_AFTER epochs more;
+ *      the joiner starts at the epoch its first ps_sync_hosts returns and
+ *      ends with them.  Every key must equal the exact sum of every host's
+ *      pushes (each host's count goes to a counter table at the end); the
+ *      joiner must hold its share (every 3rd key: 100 of 300, taken by
+ *      relocation while the others push) and have pushed; ps_joined is 1
+ *      there only; every psrun exits 0;
+ *  (b) a joiner with another -n, another program, or a wrong token is
+ *      refused with the rendezvous' words; the job finishes normally;
+ *  (c) a host leaving: SIGTERM to host 2's psrun started with --drain, or
+ *      psstat --leave 2 on host 0: host 2's ps_sync_hosts returns 0, the
+ *      others' returns 2 at the same epoch, and every psrun exits 0
+ *      (drain's hand-over of the keys is the drain helper's; the leaver's
+ *      keys are not used after it leaves);
+ *  (d) each: no segment, process or port left.
+ *
+ * The binary's second role (--node ROLE) is the program psrun runs.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hosts.h"
+#include "psmem.h"
+
+#define KEYS      300
+#define ROUNDS    10      /* pushes of every key per epoch */
+#define K_AFTER   6       /* epochs after the join */
+#define MAX_EPOCH 100000  /* a joiner never admitted: fail, not hang */
+
+/* ------------------------------------------------------------ nodes */
+
+static int fail_node(const char *what, int me, int rc)
+{
+	printf("elastic: host %d: %s: %s\n", me, what, ps_strerror(rc));
+	fflush(stdout);
+	return 1;
+}
+
+/* Tables every host creates the same way (a joiner alone: every key REMOTE
+ * to its home). */
+static int tables(ps_world *w, ps_table **t, ps_table **cnt)
+{
+	int err;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	*t = ps_table_create(w, &o, &err);
+	if (!*t)
+		return err;
+	ps_table_opts_init(&o, 64, 1);
+	*cnt = ps_table_create(w, &o, &err);
+	return *cnt ? 0 : err;
+}
+
+/* (a): the storm. */
+static int storm_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), joined = ps_joined(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	uint64_t epoch = 0, end = MAX_EPOCH;
+	double pushes = 0;
+	if (joined) {
+		/* the members' epoch: this host starts there */
+		int n = ps_sync_hosts(w, &epoch);
+		if (n != 3) {
+			printf("elastic: host %d: first ps_sync_hosts returned %d\n", me, n);
+			return fail_node("first ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
+		}
+		end = epoch + K_AFTER;
+		int held = 0;
+		for (int i = 0; i < KEYS; i++)
+			held += ps_owner_host(t, keys[i]) == me;
+		printf("elastic: host %d joined at epoch %llu holding %d keys\n", me, (unsigned long long)epoch, held);
+		fflush(stdout);
+	}
+	for (; epoch < end; ) {
+		for (int r = 0; r < ROUNDS; r++) {
+			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
+				return fail_node("push", me, rc);
+			pushes++;
+		}
+		epoch++;
+		if (me == 0 && epoch <= 4) {
+			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
+			fflush(stdout);
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (e != epoch)
+			return fail_node("epoch agreement", me, PS_EMISMATCH);
+		if (n == 3 && end == MAX_EPOCH)
+			end = epoch + K_AFTER; /* the same epoch on every member */
+	}
+	if (end == MAX_EPOCH)
+		return fail_node("no joiner in time", me, -ETIMEDOUT);
+	/* every host's count of pushes, then the sums */
+	ps_key mine = (ps_key)me;
+	float p = (float)pushes;
+	if ((rc = ps_push_sync(cnt, &mine, 1, &p)) != 0)
+		return fail_node("count push", me, rc);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("final barrier", me, rc);
+	ps_key ck[3] = {0, 1, 2};
+	float c[3], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, ck, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("final pull", me, rc);
+	float want = c[0] + c[1] + c[2];
+	int wrong = 0, held = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+		held += ps_owner_host(t, keys[i]) == me;
+	}
+	uint8_t alive[4] = {9, 9, 9, 9};
+	int n = ps_hosts_alive(w, alive, 4);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d\n", me,
+	       joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0], (double)c[1], (double)c[2], held, wrong,
+	       KEYS);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return fail_node("ps_finalize", me, rc);
+	return wrong ? 1 : 0;
+}
+
+/* (b): members sync in epochs until the driver's file says stop (host 0
+ * reads it and tells everyone through a key, so all stop at one epoch). */
+static int plain_main(const char *stop_file)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key stop = 0;
+	float one = 1, v = 0;
+	for (uint64_t epoch = 1; epoch < MAX_EPOCH; epoch++) {
+		struct stat st;
+		if (me == 0 && stat(stop_file, &st) == 0 && (rc = ps_push_sync(cnt, &stop, 1, &one)) != 0)
+			return fail_node("push", me, rc);
+		if (me == 0 && epoch == 2) {
+			printf("elastic: host 0 epoch 2\n");
+			fflush(stdout);
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n != 2)
+			return fail_node("ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
+		if ((rc = ps_pull_sync(cnt, &stop, 1, &v)) != 0)
+			return fail_node("pull", me, rc);
+		if (v > 0) {
+			printf("elastic: host %d: stopped at epoch %llu with 2 hosts\n", me, (unsigned long long)epoch);
+			fflush(stdout);
+			return ps_finalize(w) ? 1 : 0;
+		}
+		if ((rc = ps_barrier(w)) != 0) /* nobody pushes stop before all pulled */
+			return fail_node("barrier", me, rc);
+	}
+	return fail_node("never told to stop", me, -ETIMEDOUT);
+}
+
+/* (c): hosts 0-2 push to hosts 0-1's keys and sync in epochs until host 2
+ * is asked to leave: its ps_sync_hosts returns 0 (it finalizes: drain),
+ * the others' 2, then they sync twice more and finish. */
+static int leave_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key keys[200];
+	float one[200];
+	for (int i = 0; i < 200; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	if (me == 0) {
+		printf("elastic: host 0 segment %s\n", ps_segment_name(w));
+		fflush(stdout);
+	}
+	uint64_t end = MAX_EPOCH;
+	for (uint64_t epoch = 1; epoch < end; epoch++) {
+		if ((rc = ps_push_sync(t, keys, 200, one)) != 0)
+			return fail_node("push", me, rc);
+		if (me == 2 && epoch <= 3) {
+			printf("elastic: host 2 epoch %llu\n", (unsigned long long)epoch);
+			fflush(stdout);
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n == 0) {
+			printf("elastic: host %d: left at epoch %llu\n", me, (unsigned long long)epoch);
+			fflush(stdout);
+			ps_finalize(w); /* drain: the drain helper's */
+			return 0;
+		}
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (n == 2 && end == MAX_EPOCH) {
+			uint8_t alive[4] = {9, 9, 9, 9};
+			ps_hosts_alive(w, alive, 4);
+			printf("elastic: host %d: 2 hosts from epoch %llu [%d %d %d %d]\n", me, (unsigned long long)epoch,
+			       alive[0], alive[1], alive[2], alive[3]);
+			fflush(stdout);
+			end = epoch + 3;
+		}
+	}
+	if (end == MAX_EPOCH)
+		return fail_node("nobody left", me, -ETIMEDOUT);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("barrier after the leave", me, rc);
+	return ps_finalize(w) ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ driver */
+
+static bool port_free(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+#define assert_contains(hay, needle)                                                   \
+	do {                                                                           \
+		if (!strstr((hay), (needle)))                                          \
+			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
+	} while (0)
+
+/* psrun argv for member r of H (flags inserted before the program). */
+static void member_argv(const char **argv, char *store, int hosts, int r, unsigned port, const char *const prog[],
+			const char *extra1, const char *extra2)
+{
+	mh_psrun_argv(argv, store, 1, hosts, r, port, prog);
+	int i = 0;
+	while (argv[i] != prog[0])
+		i++;
+	int end = i;
+	while (argv[end])
+		end++;
+	int add = 1 + (extra1 ? 1 : 0) + (extra2 ? 1 : 0);
+	for (int j = end; j >= i; j--)
+		argv[j + add] = argv[j];
+	argv[i++] = "--elastic";
+	if (extra1)
+		argv[i++] = extra1;
+	if (extra2)
+		argv[i++] = extra2;
+}
+
+/* psrun --join argv. */
+static void join_argv(const char **argv, char *coord, unsigned port, const char *nodes, const char *token,
+		      const char *const prog[])
+{
+	snprintf(coord, 32, "127.0.0.1:%u", port);
+	int i = 0;
+	argv[i++] = build_path("bin/psrun");
+	argv[i++] = "-n";
+	argv[i++] = nodes;
+	argv[i++] = "--join";
+	argv[i++] = coord;
+	argv[i++] = "--token-file";
+	argv[i++] = token;
+	for (int k = 0; prog[k]; k++)
+		argv[i++] = prog[k];
+	argv[i] = NULL;
+}
+
+/* Waits (the nodes' own output, polled) until p's stdout has text. */
+static void wait_for_output(struct mh_proc *all, int n, int who, const char *text)
+{
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(all[who].out), text); i++)
+		usleep(50 * 1000);
+	if (!strstr(mh_slurp(all[who].out), text)) {
+		for (int r = 0; r < n; r++) {
+			mh_finish(&all[r], 0);
+			mh_show(&all[r], "host");
+		}
+		fail_msg("\"%s\" not printed within 60 s", text);
+	}
+}
+
+static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "storm", NULL};
+	static char store[3][96], coord[32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		char name[32];
+		snprintf(name, sizeof name, "storm%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
+	const char *argv[64];
+	join_argv(argv, coord, port, "1", mh_token_path, prog);
+	mh_spawn(&h[2], "storm2", (char *const *)argv, NULL);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(3, h);
+	for (int r = 0; r < 3; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		assert_int_equal(h[r].status, 0);
+		char want[128];
+		snprintf(want, sizeof want, "elastic: host %d: joined %d; alive 3 [1 1 1 0]; pushes ", r, r == 2);
+		assert_contains(out, want);
+		assert_contains(out, "; 0 wrong of 300");
+		const char *l = strstr(out, want);
+		printf("%.*s\n", (int)strcspn(l, "\n"), l);
+		if (r == 2) {
+			/* every 3rd key (k mod 3 = 2: its place among 3 hosts) */
+			assert_contains(out, "elastic: host 2 joined at epoch ");
+			assert_contains(out, " holding 100 keys");
+			assert_contains(err, "psrun: joined the job as host 2 (2 hosts there)");
+			assert_contains(err, "admitted at barrier ");
+			/* it pushed: its count is not 0 */
+			assert_true(strstr(out, "pushes ") && !strstr(l, " 0; holds"));
+		} else {
+			assert_contains(err, "host 2 (");
+			assert_contains(err, ") joined the job at barrier ");
+		}
+	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* (b): one refused joiner per case; then the job is told to stop. */
+static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[5];
+	unsigned port = mh_free_port();
+	char stop[256];
+	snprintf(stop, sizeof stop, "%s/stop-plain", mh_tmpdir);
+	unlink(stop);
+	const char *prog[] = {mh_self, "--node", "plain", stop, NULL};
+	static char store[2][96], coord[3][32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		char name[32];
+		snprintf(name, sizeof name, "plain%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 2");
+	/* another -n */
+	const char *argv[64];
+	join_argv(argv, coord[0], port, "2", mh_token_path, prog);
+	mh_spawn(&h[2], "bad_n", (char *const *)argv, NULL);
+	mh_finish(&h[2], 30);
+	/* another program */
+	const char *other[] = {"/bin/true", NULL};
+	join_argv(argv, coord[1], port, "1", mh_token_path, other);
+	mh_spawn(&h[3], "bad_prog", (char *const *)argv, NULL);
+	mh_finish(&h[3], 30);
+	/* a wrong token */
+	char bad_token[256];
+	snprintf(bad_token, sizeof bad_token, "%s/other.token", mh_tmpdir);
+	unlink(bad_token);
+	const char *mk[] = {build_path("bin/psrun"), "--make-token", bad_token, NULL};
+	struct mh_proc t;
+	mh_spawn(&t, "mktoken", (char *const *)mk, NULL);
+	assert_int_equal(mh_finish(&t, 10), 0);
+	join_argv(argv, coord[2], port, "1", bad_token, prog);
+	mh_spawn(&h[4], "bad_token", (char *const *)argv, NULL);
+	mh_finish(&h[4], 30);
+	FILE *f = fopen(stop, "w");
+	assert_non_null(f);
+	fclose(f);
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), "stopped at epoch ");
+	}
+	char *e0 = strdup(mh_slurp(h[0].err));
+	for (int k = 2; k < 5; k++)
+		if (h[k].status == 0)
+			mh_show(&h[k], "joiner");
+	assert_int_not_equal(h[2].status, 0);
+	assert_int_not_equal(h[3].status, 0);
+	assert_int_not_equal(h[4].status, 0);
+	assert_contains(mh_slurp(h[2].err), "refused this host: joining host (");
+	assert_contains(mh_slurp(h[2].err), ") starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t");
+	assert_contains(mh_slurp(h[3].err), ") runs a different program binary (sha256 ");
+	assert_contains(mh_slurp(h[4].err), "refused this host or failed: wrong job token");
+	assert_contains(e0, "starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t; the job goes on");
+	assert_contains(e0, "runs a different program binary (sha256 ");
+	assert_contains(e0, ": wrong job token; the job goes on");
+	free(e0);
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* (c): host 2 leaves; by SIGTERM under --drain, or psstat --leave 2. */
+static void leave(bool by_psstat)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "leave", NULL};
+	static char store[3][96];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 3, r, port, prog, "--drain", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "leave%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 3, 2, "elastic: host 2 epoch 3");
+	if (by_psstat) {
+		/* on host 0: psstat reaches its psrun, whose bridge forwards the
+		 * request to host 2 */
+		char seg[128];
+		const char *l = strstr(mh_slurp(h[0].out), "elastic: host 0 segment ");
+		assert_non_null(l);
+		snprintf(seg, sizeof seg, "%.*s", (int)strcspn(l + 24, "\n"), l + 24);
+		const char *argv[] = {build_path("bin/psstat"), "--leave", "2", seg, NULL};
+		struct mh_proc s;
+		mh_spawn(&s, "psstat", (char *const *)argv, NULL);
+		if (mh_finish(&s, 20) != 0)
+			mh_show(&s, "psstat");
+		assert_int_equal(s.status, 0);
+	} else {
+		kill(h[2].pid, SIGTERM);
+	}
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 60);
+	mh_show_failed(3, h);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(h[r].status, 0);
+	const char *o2 = mh_slurp(h[2].out);
+	assert_contains(o2, "elastic: host 2: left at epoch ");
+	unsigned long long at = strtoull(strstr(o2, "left at epoch ") + 14, NULL, 10);
+	char want[128];
+	for (int r = 0; r < 2; r++) {
+		snprintf(want, sizeof want, "elastic: host %d: 2 hosts from epoch %llu [1 1 0 0]", r, at);
+		assert_contains(mh_slurp(h[r].out), want);
+		assert_contains(mh_slurp(h[r].err), "leaves the job at barrier ");
+	}
+	assert_contains(mh_slurp(h[2].err), "this host leaves the job at barrier ");
+	if (!by_psstat)
+		assert_contains(mh_slurp(h[2].err), "SIGTERM with --drain");
+	printf("host 2 left at epoch %llu (%s)\n", at, by_psstat ? "psstat --leave" : "SIGTERM --drain");
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+static void test_a_host_leaves_on_sigterm_with_drain(void **state)
+{
+	(void)state;
+	leave(false);
+}
+
+static void test_a_host_leaves_on_psstat_leave(void **state)
+{
+	(void)state;
+	leave(true);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
+		return storm_main();
+	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "plain") == 0)
+		return plain_main(argv[3]);
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
+		return leave_main();
+	if (!self_exe(mh_self, sizeof mh_self))
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
+		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
+		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
+		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
+	};
+	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
+}
