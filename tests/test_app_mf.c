@@ -1053,8 +1053,27 @@ static bool psrun_has(const char *const *flags)
 	return true;
 }
 
-/* Sends sig to every process below root (its descendants) whose command
- * line names apps/mf: the nodes of one host's psrun; returns how many. */
+/* The built program rel contains text (a message of a library feature it
+ * was linked with). */
+static bool binary_has(const char *rel, const char *text)
+{
+	FILE *f = fopen(build_path(rel), "rb");
+	assert_non_null(f);
+	static char buf[1 << 16];
+	size_t keep = 0, n, len = strlen(text);
+	bool hit = false;
+	while (!hit && (n = fread(buf + keep, 1, sizeof buf - keep, f)) > 0) {
+		n += keep;
+		hit = memmem(buf, n, text, len) != NULL;
+		keep = n < len ? n : len - 1;
+		memmove(buf, buf + n - keep, keep);
+	}
+	fclose(f);
+	return hit;
+}
+
+/* Sends sig to every process below root (its descendants) that runs
+ * apps/mf (argv[0]): the nodes of one host's psrun; returns how many. */
 static int signal_mf_nodes(pid_t root, int sig)
 {
 	enum { MAXP = 8192 };
@@ -1107,11 +1126,9 @@ static int signal_mf_nodes(pid_t root, int sig)
 			continue;
 		size_t len = fread(cmd, 1, sizeof cmd - 1, f);
 		fclose(f);
-		for (size_t i = 0; i < len; i++)
-			if (!cmd[i])
-				cmd[i] = ' ';
-		cmd[len] = 0;
-		if (strstr(cmd, "apps/mf") && kill(pid[k], sig) == 0)
+		cmd[len] = 0; /* argv[0] only: psrun's own processes (its guardian) name apps/mf later */
+		len = strlen(cmd);
+		if (len >= 7 && strcmp(cmd + len - 7, "apps/mf") == 0 && kill(pid[k], sig) == 0)
 			hit++;
 	}
 	return hit;
@@ -1267,8 +1284,9 @@ static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
 {
 	(void)state;
 	const char *need[] = {"--elastic", "--drain", NULL};
-	if (!psrun_has(need)) {
-		fprintf(stderr, "# skipped: this psrun has no --elastic/--drain (leaving a job, issue 16, not built yet)\n");
+	if (!psrun_has(need) || !binary_has("apps/mf", "drained to host")) {
+		fprintf(stderr, "# skipped: this build cannot leave a job: psrun --elastic/--drain and the library's "
+				"drain (a leaving host hands its keys over; issue 16) are not both built yet\n");
 		skip();
 	}
 	struct seg_snapshot segs;
