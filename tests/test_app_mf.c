@@ -1146,11 +1146,11 @@ static bool wait_for_text(const char *path, const char *needle, double timeout_s
 #define ELASTIC_SHARES "6" /* 2 hosts x 1 worker: 3 each; 3 hosts: 2 each */
 
 /* The mf arguments of the elastic tests, json its summary. */
-static void elastic_mf(const char **argv, const char *json)
+static void elastic_mf(const char **argv, const char *json, const char *policy)
 {
 	const char *a[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
 			   "--rank", "6", "--epochs", ELASTIC_EPOCHS, "--shares", ELASTIC_SHARES, "--json",
-			   path_of(json), NULL};
+			   path_of(json), "--policy", policy, NULL};
 	int k = 0;
 	for (; a[k]; k++)
 		argv[k] = a[k];
@@ -1158,12 +1158,12 @@ static void elastic_mf(const char **argv, const char *json)
 }
 
 /* Test RMSE of an undisturbed run of the elastic tests' mf on `hosts` hosts. */
-static double elastic_reference(int hosts, const char *json)
+static double elastic_reference(int hosts, int nodes, const char *json, const char *policy)
 {
-	const char *prog[16];
-	elastic_mf(prog, json);
+	const char *prog[20];
+	elastic_mf(prog, json, policy);
 	struct mh_proc p[3];
-	mh_run_hosts(hosts, 1, prog, p, 60);
+	mh_run_hosts(hosts, nodes, prog, p, 60);
 	for (int r = 0; r < hosts; r++) {
 		if (p[r].status != 0)
 			mh_show(&p[r], "host");
@@ -1202,25 +1202,30 @@ static void assert_host_trained(const char *j, int hosts, int h, int from, int t
  * up to the training set exactly, host 2's from E on; the test RMSE is an
  * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
  */
-static void test_mf_a_joining_host_trains_a_share(void **state)
+static bool can_join(void)
 {
-	(void)state;
 	const char *need[] = {"--elastic", "--join", NULL};
-	if (!psrun_has(need)) {
-		fprintf(stderr, "# skipped: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
-		skip();
-	}
+	if (psrun_has(need))
+		return true;
+	fprintf(stderr, "# skipped: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
+	return false;
+}
+
+static void join_host(int nodes, const char *policy)
+{
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	double r2 = elastic_reference(2, "el2.json");
-	const char *prog[20] = {"--elastic"};
-	elastic_mf(prog + 1, "eljoin.json");
+	double r2 = elastic_reference(2, nodes, "el2.json", policy);
+	const char *prog[24] = {"--elastic"};
+	elastic_mf(prog + 1, "eljoin.json", policy);
 	unsigned port = mh_free_port();
 	static char store[2][96];
 	struct mh_proc p[3];
+	char ns[16];
+	snprintf(ns, sizeof ns, "%d", nodes);
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
-		mh_psrun_argv(argv, store[r], 1, 2, r, port, prog);
+		mh_psrun_argv(argv, store[r], nodes, 2, r, port, prog);
 		char name[16];
 		snprintf(name, sizeof name, "join%d", r);
 		mh_spawn(&p[r], name, (char *const *)argv, NULL);
@@ -1229,8 +1234,8 @@ static void test_mf_a_joining_host_trains_a_share(void **state)
 	int stopped = at4 ? signal_mf_nodes(p[1].pid, SIGSTOP) : 0;
 	char coord[32];
 	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
-	const char *jargv[32] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path};
-	elastic_mf(jargv + 7, "eljoin.json");
+	const char *jargv[32] = {build_path("bin/psrun"), "-n", ns, "--join", coord, "--token-file", mh_token_path};
+	elastic_mf(jargv + 7, "eljoin.json", policy);
 	mh_spawn(&p[2], "join2", (char *const *)jargv, NULL);
 	bool waiting = wait_for_text(p[2].out, "mf: host 2 joining the job", 30);
 	if (stopped)
@@ -1241,7 +1246,7 @@ static void test_mf_a_joining_host_trains_a_share(void **state)
 		if (p[r].status != 0)
 			mh_show(&p[r], "host");
 	assert_true(at4);
-	assert_int_equal(stopped, 1);
+	assert_int_equal(stopped, nodes);
 	assert_true(waiting);
 	for (int r = 0; r < 3; r++)
 		assert_int_equal(p[r].status, 0);
@@ -1261,12 +1266,33 @@ static void test_mf_a_joining_host_trains_a_share(void **state)
 	host_events(j, "joined", 3, ev);
 	assert_host_trained(j, 3, 2, ev[2], atoi(ELASTIC_EPOCHS));
 	double rj = json_num(j, "rmse");
-	fprintf(stderr, "# test RMSE 2 hosts %.4f, 2 hosts + host 2 joined at epoch %d %.4f\n", r2, ev[2], rj);
+	fprintf(stderr, "# %s, %d node%s per host: test RMSE 2 hosts %.4f, 2 hosts + host 2 joined at epoch %d %.4f\n",
+		policy, nodes, nodes > 1 ? "s" : "", r2, ev[2], rj);
 	assert_true(fabs(rj - r2) < 0.01);
 	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
 		usleep(10000);
 	assert_int_equal(seg_leaked_since(&segs), 0);
 	assert_int_equal(count_procs(dir), 0);
+}
+
+static void test_mf_a_joining_host_trains_a_share(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	join_host(1, "classic");
+}
+
+/* Two nodes per host (six shares, one per worker once host 2 is in), and
+ * the localize policy (DSGD over the six shares: the joiner's blocks move
+ * to it). */
+static void test_mf_a_joining_host_with_two_nodes_and_localize(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	join_host(2, "classic");
+	join_host(1, "localize");
 }
 
 /*
@@ -1291,9 +1317,9 @@ static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
 	}
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	double r3 = elastic_reference(3, "el3.json");
-	const char *prog[20] = {"--elastic", "--drain"};
-	elastic_mf(prog + 2, "elleave.json");
+	double r3 = elastic_reference(3, 1, "el3.json", "classic");
+	const char *prog[24] = {"--elastic", "--drain"};
+	elastic_mf(prog + 2, "elleave.json", "classic");
 	unsigned port = mh_free_port();
 	static char store[3][96];
 	struct mh_proc p[3];
@@ -1420,6 +1446,7 @@ int main(void)
 		TH(test_mf_lost_host_shares_spread_over_the_survivors),
 		TH(test_mf_lost_host_under_localize),
 		TH(test_mf_a_joining_host_trains_a_share),
+		TH(test_mf_a_joining_host_with_two_nodes_and_localize),
 		TH(test_mf_a_leaving_host_hands_its_shares_over),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
