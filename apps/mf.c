@@ -20,15 +20,17 @@
  *
  * Data: every node reads the whole training file (ids must map to the same
  * dense ids on every node, and that needs every line in file order), then
- * keeps the ratings of its own users.  N counts every node of every host
- * (app_gnode: host h's nodes are h * n .. h * n + n - 1 under psrun -n n
- * --hosts H), so each rating is trained once per epoch by one worker of
- * the whole job.  Users are dealt to the N x T workers
- * of the job by rating count (largest first, snake order), so the workers'
- * loads are balanced; each node's users get a contiguous key range of U, so
- * range placement puts every user row on the node that trains it (across
- * hosts too: see partition).  A worker
- * owns its users' rows outright.  It trains a step's ratings in tiles (user
+ * keeps the ratings of its workers' shares.  Users are dealt to S shares
+ * by rating count (largest first, snake order), so the shares' loads are
+ * balanced; S is --shares, by default the N x T workers of the job at its
+ * start (N counts every node of every host: app_gnode, host h's nodes are
+ * h * n .. h * n + n - 1 under psrun -n n --hosts H), one share each.
+ * Each share is trained by one worker of a host present (see "Shares"),
+ * so each rating is trained once per epoch by one worker of the whole job,
+ * hosts joining, leaving or lost included.  Each share's users get a
+ * contiguous key range of U, so range placement puts every user row on
+ * the node of the share's home worker (across hosts too: see partition).
+ * A share's trainer owns its users' rows outright.  It trains a step's ratings in tiles (user
  * bin x item bin, see "tiles" below): per user bin it pulls the bin's user
  * rows in one batched call, per tile the tile's item rows, trains there
  * with vector loops and pushes the differences in one batched call each;
@@ -44,13 +46,13 @@
  *             Workers walk the item bins from different starting bins, so
  *             at equal speed they do not meet.
  *   localize  DSGD parameter blocking as in Lapse: items are dealt into
- *             B = N x T blocks (balanced by count); an epoch is B sub-epochs;
- *             in sub-epoch s worker w trains its users' ratings on items of
- *             block (w + s) mod B, so no two workers touch the same item row,
- *             and the worker localizes that block to its node first (from
- *             any node of any host: ps_localize moves keys across hosts).
- *             The next block is trained now by worker w + 1; when that
- *             worker is on this host, its localize is issued asynchronously
+ *             B = S blocks (balanced by count); an epoch is B sub-epochs;
+ *             in sub-epoch s share v's ratings on items of block (v + s)
+ *             mod B are trained, so no two workers touch the same item row,
+ *             and the share's worker localizes that block to its node first
+ *             (from any node of any host: ps_localize moves keys across
+ *             hosts).  The next block is trained now by share v + 1; when
+ *             its worker is on this host, its localize is issued asynchronously
  *             when 3/4 of the current sub-epoch is done (the other worker's
  *             last accesses become accesses to another node's memory) and
  *             waited for after the barrier; when it is on another host, the
@@ -70,11 +72,12 @@
  * node's replica updates are merged and in every replica: DSGD stays
  * exact, and every worker evaluates (and node 0 saves) the same model.
  *
- * Per epoch: train; barrier; every worker evaluates its share of the test
- * ratings (those of its own users: their rows are local); the sums and the
- * count of ratings trained go through a small transient psmem table (one
- * key per epoch and worker, on the worker's node); barrier; node 0 of host
- * 0 prints train RMSE (prequential, errors before each update) and test
+ * Per epoch: ps_sync_hosts (joins and leaves take effect there, see
+ * "Shares"); train; barrier; every worker evaluates its shares' test
+ * ratings (those of their users); the sums and the count of ratings
+ * trained go through a small transient psmem table (one key per epoch and
+ * share, on the share's home node); barrier; node 0 of host
+ * 0 (the first host present) prints train RMSE (prequential, errors before each update) and test
  * RMSE, and writes the summary (with the ratings each node of each host
  * trained per epoch) and the model; node 0 of every other host prints
  * which share it trains.  Between the training barrier and the
@@ -83,7 +86,7 @@
  *
  * Steps and restarts.  Everything a worker does between two barriers is a
  * step: initial rows, a (sub-)epoch's training, an evaluation.  The order
- * of a step's groups is a function of (seed, epoch, sub-epoch, worker) only,
+ * of a step's groups is a function of (seed, epoch, sub-epoch, share) only,
  * so under psrun --on-failure restart a restarted node skips the steps its
  * dead predecessor finished (ps_replaying), and resumes the one in progress
  * after the groups it had started (ps_progress_get; set before a group is
@@ -2061,10 +2064,11 @@ static void usage(FILE *f)
 		"  --policy P        parameter management (default: classic):\n"
 		"                      classic   item rows stay where created (range placement);\n"
 		"                                workers update any item row (asynchronous SGD)\n"
-		"                      localize  DSGD blocking: items in N x T blocks (N: nodes\n"
-		"                                of every host), each worker trains one block\n"
-		"                                per sub-epoch and localizes it to its node\n"
-		"                                first (next block prefetched on one host)\n"
+		"                      localize  DSGD blocking: items in S x S blocks (S: --shares,\n"
+		"                                by default the workers of every host), each\n"
+		"                                share is trained on one block per sub-epoch,\n"
+		"                                localized to its worker's node first (next\n"
+		"                                block prefetched on one host)\n"
 		"  --sync M          bound the workers' progress: bsp, ssp:S (at most S clocks\n"
 		"                    ahead of the slowest worker) or asp; a worker clocks %d\n"
 		"                    times per epoch (classic) or sub-epoch (localize), after\n"
