@@ -219,7 +219,8 @@ struct job {
 	 * host_nodes ..); a worker's global id (physical) is node * threads +
 	 * thread, any host's, a joined one's too */
 	int nodes, node, threads, workers, blocks;
-	int hosts, host, host_nodes; /* hosts at the start (a joiner: learnt at its first ps_sync_hosts), this host, psrun -n */
+	/* hosts at the start (a joiner: learnt at its first ps_sync_hosts), this host, psrun -n */
+	int hosts, host, host_nodes;
 	int shares;           /* S: the data's split (--shares, default workers at the start) */
 	int host_workers;     /* host_nodes * threads */
 	bool joiner;          /* ps_joined: started by psrun --join */
@@ -2293,7 +2294,9 @@ int main(int argc, char **argv)
 	set_rule(c, &to);
 	to.repl_max = (uint32_t)c->replicate;
 	to.repl_rate = c->repl_rate;
-	if (jb.hosts != 1) /* more room for the slots given to other hosts while they wait to be reused (virtual); a joiner too */
+	/* several hosts (a joiner too): more room for the slots given to other
+	 * hosts while they wait to be reused (virtual) */
+	if (jb.hosts != 1)
 		to.slots_per_node = 2 * (uint64_t)jb.nitems + 4096;
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)

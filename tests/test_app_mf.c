@@ -136,16 +136,23 @@ static void run_mf(int nodes, const char *const *extra)
 	run_prog(argv, NULL, 60, -1, 0, &res);
 }
 
-static double json_num(const char *json, const char *key)
+/* Where the JSON text after "key": and then `more` starts (fails the test
+ * when it is missing). */
+static const char *json_at(const char *json, const char *key, const char *more)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	char pat[96];
+	snprintf(pat, sizeof pat, "\"%s\": %s", key, more);
 	const char *p = strstr(json, pat);
 	if (!p) {
-		fprintf(stderr, "key %s missing from %s\n", key, json);
+		fprintf(stderr, "%s missing from %s\n", pat, json);
 		fail();
 	}
-	return strtod(p + strlen(pat), NULL);
+	return p + strlen(pat);
+}
+
+static double json_num(const char *json, const char *key)
+{
+	return strtod(json_at(json, key, ""), NULL);
 }
 
 static char *slurp(const char *path)
@@ -690,14 +697,7 @@ static void test_mfgen_help_and_skew(void **state)
  * `epochs` numbers). */
 static int epoch_rows(const char *json, const char *key, int epochs, long long *v, int max_rows)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": [", key);
-	const char *p = strstr(json, pat);
-	if (!p) {
-		fprintf(stderr, "%s missing from %s\n", key, json);
-		fail();
-	}
-	p = strchr(p, '[') + 1;
+	const char *p = json_at(json, key, "[");
 	int rows = 0;
 	while (*p == '[' || (*p == ',' && p[1] == ' ' && p[2] == '[')) {
 		p = strchr(p, '[') + 1;
@@ -729,14 +729,9 @@ static int node_epoch_ratings(const char *json, int epochs, long long *v, int ma
  * them); asserts "hosts_<what>" counts the non-zero ones. */
 static void host_events(const char *json, const char *what, int hosts, int *ev)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"host_%s_epoch\": [[", what);
-	const char *p = strstr(json, pat);
-	if (!p) {
-		fprintf(stderr, "%s missing from %s\n", pat, json);
-		fail();
-	}
-	p += strlen(pat);
+	char key[64];
+	snprintf(key, sizeof key, "host_%s_epoch", what);
+	const char *p = json_at(json, key, "[[");
 	int n = 0;
 	for (int h = 0; h < hosts; h++) {
 		char *end;
@@ -747,8 +742,8 @@ static void host_events(const char *json, const char *what, int hosts, int *ev)
 		p += h < hosts - 1 ? 2 : 1;
 		n += ev[h] > 0;
 	}
-	snprintf(pat, sizeof pat, "hosts_%s", what);
-	assert_int_equal((int)json_num(json, pat), n);
+	snprintf(key, sizeof key, "hosts_%s", what);
+	assert_int_equal((int)json_num(json, key), n);
 }
 
 /*
@@ -1014,11 +1009,7 @@ static void lose_host_with(int victim, const char *const *more)
 	fprintf(stderr, "# test RMSE 3 hosts %.4f, host %d killed after epoch %s (lost at %d) %.4f, baseline %.4f\n",
 		r3, victim, LOST_AFTER, lost_at, rl, baseline);
 	assert_true(fabs(rl - r3) < 0.01);
-	/* nothing left behind: psruns reaped above; their guardians end at once */
-	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
-		usleep(10000);
-	assert_int_equal(seg_leaked_since(&segs), 0);
-	assert_int_equal(count_procs(dir), 0);
+	assert_true(left_clean(&segs, dir)); /* psruns reaped above; their guardians end at once */
 }
 
 /* --policy localize under continue: the blocks move every sub-epoch,
@@ -1202,6 +1193,43 @@ static void assert_host_trained(const char *j, int hosts, int h, int from, int t
  * up to the training set exactly, host 2's from E on; the test RMSE is an
  * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
  */
+/* Starts the psruns of hosts 0 .. hosts-1 (nodes each) of a job at port,
+ * running prog (psrun options first), named tag0, tag1, ... */
+static void spawn_hosts(struct mh_proc *p, int hosts, int nodes, unsigned port, const char *const *prog,
+			const char *tag)
+{
+	static char store[4][96];
+	for (int r = 0; r < hosts; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], nodes, hosts, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "%s%d", tag, r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+}
+
+/* Holds an elastic test's job after epoch 4: when host h says epoch 4 is
+ * done, stops host 1's mf nodes (the others soon wait for them in a
+ * barrier); returns how many were stopped, -1 if the line never came. */
+static int hold_after_epoch_4(const struct mh_proc *p, int h)
+{
+	char mark[64];
+	snprintf(mark, sizeof mark, "mf: host %d: epoch 4/" ELASTIC_EPOCHS " done", h);
+	if (!wait_for_text(p[h].out, mark, 60))
+		return -1;
+	return signal_mf_nodes(p[1].pid, SIGSTOP);
+}
+
+/* Lets the held job go on and waits for its hosts' psruns. */
+static void release_and_finish(struct mh_proc *p, int hosts, int stopped)
+{
+	if (stopped > 0)
+		signal_mf_nodes(p[1].pid, SIGCONT);
+	for (int r = 0; r < hosts; r++)
+		mh_finish(&p[r], 60);
+	mh_show_failed(hosts, p);
+}
+
 static bool can_join(void)
 {
 	const char *need[] = {"--elastic", "--join", NULL};
@@ -1219,33 +1247,18 @@ static void join_host(int nodes, const char *policy)
 	const char *prog[24] = {"--elastic"};
 	elastic_mf(prog + 1, "eljoin.json", policy);
 	unsigned port = mh_free_port();
-	static char store[2][96];
 	struct mh_proc p[3];
 	char ns[16];
 	snprintf(ns, sizeof ns, "%d", nodes);
-	for (int r = 0; r < 2; r++) {
-		const char *argv[64];
-		mh_psrun_argv(argv, store[r], nodes, 2, r, port, prog);
-		char name[16];
-		snprintf(name, sizeof name, "join%d", r);
-		mh_spawn(&p[r], name, (char *const *)argv, NULL);
-	}
-	bool at4 = wait_for_text(p[1].out, "mf: host 1: epoch 4/" ELASTIC_EPOCHS " done", 60);
-	int stopped = at4 ? signal_mf_nodes(p[1].pid, SIGSTOP) : 0;
+	spawn_hosts(p, 2, nodes, port, prog, "join");
+	int stopped = hold_after_epoch_4(p, 1);
 	char coord[32];
 	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
 	const char *jargv[32] = {build_path("bin/psrun"), "-n", ns, "--join", coord, "--token-file", mh_token_path};
 	elastic_mf(jargv + 7, "eljoin.json", policy);
 	mh_spawn(&p[2], "join2", (char *const *)jargv, NULL);
 	bool waiting = wait_for_text(p[2].out, "mf: host 2 joining the job", 30);
-	if (stopped)
-		signal_mf_nodes(p[1].pid, SIGCONT);
-	for (int r = 0; r < 3; r++)
-		mh_finish(&p[r], 60);
-	for (int r = 0; r < 3; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], "host");
-	assert_true(at4);
+	release_and_finish(p, 3, stopped);
 	assert_int_equal(stopped, nodes);
 	assert_true(waiting);
 	for (int r = 0; r < 3; r++)
@@ -1269,10 +1282,7 @@ static void join_host(int nodes, const char *policy)
 	fprintf(stderr, "# %s, %d node%s per host: test RMSE 2 hosts %.4f, 2 hosts + host 2 joined at epoch %d %.4f\n",
 		policy, nodes, nodes > 1 ? "s" : "", r2, ev[2], rj);
 	assert_true(fabs(rj - r2) < 0.01);
-	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
-		usleep(10000);
-	assert_int_equal(seg_leaked_since(&segs), 0);
-	assert_int_equal(count_procs(dir), 0);
+	assert_true(left_clean(&segs, dir)); /* psruns reaped above; their guardians end at once */
 }
 
 static void test_mf_a_joining_host_trains_a_share(void **state)
@@ -1321,28 +1331,13 @@ static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
 	const char *prog[24] = {"--elastic", "--drain"};
 	elastic_mf(prog + 2, "elleave.json", "classic");
 	unsigned port = mh_free_port();
-	static char store[3][96];
 	struct mh_proc p[3];
-	for (int r = 0; r < 3; r++) {
-		const char *argv[64];
-		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
-		char name[16];
-		snprintf(name, sizeof name, "leave%d", r);
-		mh_spawn(&p[r], name, (char *const *)argv, NULL);
-	}
-	bool at4 = wait_for_text(p[2].out, "mf: host 2: epoch 4/" ELASTIC_EPOCHS " done", 60);
-	int stopped = at4 ? signal_mf_nodes(p[1].pid, SIGSTOP) : 0;
+	spawn_hosts(p, 3, 1, port, prog, "leave");
+	int stopped = hold_after_epoch_4(p, 2);
 	kill(p[2].pid, SIGTERM);
 	/* psrun --drain says it leaves (a fallback bound if it says nothing) */
 	bool said = wait_for_text(p[2].err, "leav", 10);
-	if (stopped)
-		signal_mf_nodes(p[1].pid, SIGCONT);
-	for (int r = 0; r < 3; r++)
-		mh_finish(&p[r], 60);
-	for (int r = 0; r < 3; r++)
-		if (p[r].status != 0)
-			mh_show(&p[r], "host");
-	assert_true(at4);
+	release_and_finish(p, 3, stopped);
 	assert_int_equal(stopped, 1);
 	if (!said)
 		fprintf(stderr, "# host 2's psrun said nothing about leaving within 10 s\n");
@@ -1364,10 +1359,7 @@ static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
 	double rl = json_num(j, "rmse");
 	fprintf(stderr, "# test RMSE 3 hosts %.4f, host 2 left at epoch %d %.4f\n", r3, ev[2], rl);
 	assert_true(fabs(rl - r3) < 0.01);
-	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
-		usleep(10000);
-	assert_int_equal(seg_leaked_since(&segs), 0);
-	assert_int_equal(count_procs(dir), 0);
+	assert_true(left_clean(&segs, dir)); /* psruns reaped above; their guardians end at once */
 }
 
 static void lose_host(int victim)
