@@ -1021,7 +1021,7 @@ static void test_mf_lost_host_under_localize(void **state)
 {
 	(void)state;
 	if (!getenv("MF_TEST_LOCALIZE_LOSS")) {
-		fprintf(stderr, "# skipped: localize under --on-host-failure continue loses the item blocks moved to "
+		print_message("SKIP: localize under --on-host-failure continue loses the item blocks moved to "
 				"the lost host since its last backup round (needs the backup of moved keys); "
 				"MF_TEST_LOCALIZE_LOSS=1 runs it\n");
 		skip();
@@ -1235,7 +1235,7 @@ static bool can_join(void)
 	const char *need[] = {"--elastic", "--join", NULL};
 	if (psrun_has(need))
 		return true;
-	fprintf(stderr, "# skipped: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
+	print_message("SKIP: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
 	return false;
 }
 
@@ -1321,7 +1321,7 @@ static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
 	(void)state;
 	const char *need[] = {"--elastic", "--drain", NULL};
 	if (!psrun_has(need) || !binary_has("apps/mf", "drained to host")) {
-		fprintf(stderr, "# skipped: this build cannot leave a job: psrun --elastic/--drain and the library's "
+		print_message("SKIP: this build cannot leave a job: psrun --elastic/--drain and the library's "
 				"drain (a leaving host hands its keys over; issue 16) are not both built yet\n");
 		skip();
 	}
