@@ -5,7 +5,13 @@
  * Invariants
  *   - The job token is read from a private file or PSMEM_TOKEN, is never
  *     printed, and PSMEM_TOKEN is removed from the environment before any
- *     node starts: only psrun holds it.
+ *     node starts: only psrun holds it (under --elastic / --join it stays
+ *     in psrun's memory after the rendezvous: the door checks joiners
+ *     with it; else it is wiped).
+ *   - Elastic jobs (docs/DESIGN.md "Joining and leaving", bridge.c EL1):
+ *     the listener stays open only under --elastic / --join, and only the
+ *     door thread accepts on it; every connection it keeps passed the
+ *     token's handshake.
  *   - Every socket is close-on-exec except the node's own end of its link
  *     and its own data connections (one per other host, made by the
  *     rendezvous), which are kept open across exec for that node only,
@@ -42,7 +48,8 @@ struct hosts {
 	struct ps__bridge *bridge;
 	int nodes;
 	int node_fd[PS__MAX_NODES];  /* the node's end of its link, -1 once closed */
-	int *data_fd;                /* [hosts * nodes] as in ps__rdv, -1 once closed */
+	int *data_fd;                /* [data_rows * nodes] as in ps__rdv, -1 once closed */
+	int data_rows;               /* hosts of the rendezvous; a joiner's: every rank */
 	bool verbose;
 	int on_host_failure;         /* host_opts' */
 	double backup_rate;          /* host_opts' */
@@ -172,6 +179,8 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 		snprintf(l.source, sizeof l.source, "--join");
 	} else if (ps__launch_resolve(o->hosts, o->host_rank, o->coordinator, environ, &l, err, sizeof err) != 0)
 		die2("%s", err);
+	if (o->drain && !o->elastic && !o->join)
+		die2("--drain is for elastic jobs: give --elastic (every host) or --join too");
 	if (o->elastic && l.hosts > (int)PS__JOIN_RANK)
 		die2("--elastic: at most %u hosts (ranks of joiners included)", PS__JOIN_RANK);
 	if (l.hosts == 1) {
@@ -225,7 +234,9 @@ struct hosts *hosts_prepare(const struct host_opts *o, char *const prog[], int n
 	r->timeout_ns = (uint64_t)o->rdv_timeout_s * 1000000000ULL;
 	r->log = stderr;
 	r->cancel_fd = -1;
-	if (verbose)
+	if (verbose && h->joiner)
+		fprintf(stderr, "psrun: joining the job through host 0 at %s:%u\n", l.coord_host, (unsigned)l.coord_port);
+	else if (verbose)
 		fprintf(stderr, "psrun: host %d of %d (from %s), coordinator %s:%u\n", l.rank, l.hosts, l.source,
 			l.coord_host, (unsigned)l.coord_port);
 	return h;
@@ -390,7 +401,8 @@ static void *door_main(void *arg)
 			snprintf(a.addr, sizeof a.addr, "%s", l.addr);
 		}
 		pthread_mutex_lock(&h->mu);
-		int rc = ps__bridge_add_peer(h->bridge, rank, fd, a.port ? &a : NULL);
+		int rc = chan == PS__CHAN_BRIDGE ? ps__bridge_add_peer(h->bridge, rank, fd, a.port ? &a : NULL)
+						 : ps__bridge_add_data(h->bridge, rank, (int)chan - 1, fd);
 		pthread_mutex_unlock(&h->mu);
 		if (rc) {
 			fprintf(stderr, "psrun: host %d: refused host %d's connection: %s\n", h->launch.rank, rank,
@@ -426,6 +438,7 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 	h->nodes = nodes;
 	/* node i's data connections: handed over at its fork */
 	h->data_fd = h->rdv->data_fd;
+	h->data_rows = h->joiner ? h->cap : h->launch.hosts;
 	h->rdv->data_fd = NULL;
 	for (int i = 0; i < nodes; i++) {
 		int sv[2];
@@ -446,8 +459,10 @@ int hosts_start_bridge(struct hosts *h, int nodes)
 		h->node_fd[i] = sv[1];
 	}
 	uint8_t member[PS__ELASTIC_HOSTS] = {0};
-	for (int r = 0; r < h->home && r < (int)PS__ELASTIC_HOSTS; r++)
+	for (int r = 0; r < h->home && r < (int)PS__ELASTIC_HOSTS && !h->joiner; r++)
 		member[r] = 1;
+	for (unsigned i = 0; h->joiner && i < h->welcome.n; i++) /* as the coordinator saw them */
+		member[h->welcome.h[i].rank] = h->welcome.h[i].member;
 	struct ps__bridge_conf conf = {.rank = h->launch.rank, .hosts = h->cap, .nodes = nodes,
 				       .peer_fd = h->rdv->fd, .addr = h->rdv->addr, .link_fd = mine, .log = stderr,
 				       .drop_failed = h->on_host_failure == 1, .elastic = h->elastic,
@@ -505,7 +520,7 @@ void hosts_node_env(const struct hosts *h, int node)
 	 * started again: the node sends everything through the bridge) */
 	char list[PS__MAX_HOSTS * 16] = "";
 	size_t at = 0;
-	for (int k = 0; h->data_fd && k < h->launch.hosts; k++) {
+	for (int k = 0; h->data_fd && k < h->data_rows; k++) {
 		int d = h->data_fd[k * h->nodes + node];
 		if (d < 0)
 			continue;
@@ -527,7 +542,7 @@ void hosts_node_started(struct hosts *h, int node)
 		close(h->node_fd[node]);
 		h->node_fd[node] = -1;
 	}
-	for (int k = 0; h && h->data_fd && k < h->launch.hosts; k++) {
+	for (int k = 0; h && h->data_fd && k < h->data_rows; k++) {
 		int *d = &h->data_fd[k * h->nodes + node];
 		if (*d >= 0)
 			close(*d);
@@ -619,7 +634,7 @@ void hosts_free(struct hosts *h)
 	for (int i = 0; i < PS__MAX_NODES; i++)
 		if (h->node_fd[i] >= 0)
 			close(h->node_fd[i]);
-	for (int i = 0; h->data_fd && i < h->launch.hosts * h->nodes; i++)
+	for (int i = 0; h->data_fd && i < h->data_rows * h->nodes; i++)
 		if (h->data_fd[i] >= 0)
 			close(h->data_fd[i]);
 	free(h->data_fd);

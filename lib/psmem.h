@@ -116,7 +116,10 @@ int ps_node_id(const ps_world *w);       /* 0 .. ps_num_nodes()-1 */
 int ps_num_nodes(const ps_world *w);
 int ps_num_threads(const ps_world *w);   /* worker threads per node (psrun -t) */
 int ps_host_id(const ps_world *w);       /* 0 .. ps_num_hosts()-1 */
-int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
+/* psrun --hosts; 1 on one host; under psrun --elastic / --join the number
+ * of host ranks a job may use (64: joiners get ranks from the initial
+ * count up): count the hosts present with ps_hosts_alive. */
+int ps_num_hosts(const ps_world *w);
 /*
  * Hosts still in the job: psrun --on-host-failure continue drops a host
  * that dies (killed, or silent past the heartbeat bound) and the others go
@@ -136,28 +139,39 @@ int ps_num_hosts(const ps_world *w);     /* psrun --hosts; 1 on one host */
  * rule state) are lost: requests for them fail with PS_EHOSTDOWN.  Keys
  * held by the survivors keep every update.
  */
+/* Elastic jobs: hosts joined and not left count; alive[] has a slot for
+ * every rank below cap (cap = ps_num_hosts covers them all). */
 int ps_hosts_alive(const ps_world *w, uint8_t *alive, int cap);
 /*
- * Elastic jobs (issue 16; being built).  psrun --elastic (given on every
- * host at start) keeps each psrun listening for authenticated joiners;
- * psrun --join COORD:PORT --token-file F prog ... (same program, -n, -t,
- * checked as at rendezvous) adds a host to the running job; a host leaves
- * on request (psstat --leave HOST, or SIGTERM to a psrun started with
- * --drain).  Membership changes take effect only at ps_sync_hosts: a
- * barrier over every worker thread of every host present, called where the
- * app can re-split its work (between epochs).  *epoch is the app's
- * position (e.g. the next epoch), the same on every host; a joiner's first
- * call waits for the others' next ps_sync_hosts and returns their *epoch.
- * Returns the number of hosts present after the call (ps_hosts_alive says
- * which: joined hosts added, leaving ones removed), 0 on a host that
- * leaves here (its workers stop; its ps_finalize hands its keys to the
- * others before it returns), or a negative error as ps_barrier.  A joiner
- * receives a share of the keys by relocation before its first call
- * returns.  Without --elastic it is ps_barrier returning the hosts present.
+ * Elastic jobs (issue 16; docs/DESIGN.md "Joining and leaving").  psrun
+ * --elastic (given on every host at start) keeps each psrun listening for
+ * authenticated joiners; psrun --join COORD:PORT --token-file F prog ...
+ * (same program, -n, -t, checked as at rendezvous) adds a host to the
+ * running job; a host leaves on request (psstat --leave HOST, or SIGTERM
+ * to a psrun started with --drain).  Membership changes take effect only
+ * at ps_sync_hosts: a barrier over every worker thread of every host
+ * present, called where the app can re-split its work (between epochs;
+ * ordinary barriers never change membership).  *epoch is the app's
+ * position (e.g. the next epoch), the same on every host (different ones:
+ * PS_EMISMATCH); a joiner's first call waits for the others' next
+ * ps_sync_hosts after it is ready and returns their *epoch.  Returns the
+ * number of hosts present after the call (ps_hosts_alive says which:
+ * joined hosts added, leaving ones removed), 0 on a host that leaves here
+ * (its workers stop; its ps_finalize hands its keys to the others before
+ * it returns), or a negative error as ps_barrier.  A joiner receives a
+ * share of the keys by relocation (every Hp-th key of every table that is
+ * not replicated, Hp = hosts present) before its first call returns, and
+ * its clocks start at the slowest present host's: BSP/SSP hold over the
+ * hosts present.  Key homes never change: a joiner homes no key.  In an
+ * elastic job ps_num_hosts is the number of host ranks (64, joiners
+ * included; size ps_hosts_alive's array with it), not the hosts present.
+ * Without --elastic it is ps_barrier returning the hosts present.
  */
 int ps_sync_hosts(ps_world *w, uint64_t *epoch);
 /* 1 in the nodes of a host started by psrun --join (they must not
- * initialize tables: the job's values are already there), else 0. */
+ * initialize tables: the job's values are already there), else 0.  A
+ * joiner's nodes create the job's tables (same calls, same order: checked
+ * when it is admitted) before their first ps_sync_hosts. */
 int ps_joined(const ps_world *w);
 /* The job's segment as psstat takes it: "psmem-<id>" (in /dev/shm), or the
  * file's absolute path on hugetlbfs under psrun --hugepages (huge pages:

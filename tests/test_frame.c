@@ -394,6 +394,68 @@ static void test_clock_body_round_trip_and_bound_word_checked(void **state)
 	assert_true(d.min == 123456789012ULL && d.cfg == 1ULL << 32);
 }
 
+/* Elastic jobs' bodies (bridge.c EL1-EL8): SYNC and WELCOME round-trip,
+ * and every count, rank and flag out of range is PS_EFRAME_BODY. */
+static void test_sync_and_welcome_bodies_round_trip_and_refuse_bad_fields(void **state)
+{
+	(void)state;
+	static uint8_t b[PS__SYNC_MAX > PS__WELCOME_MAX ? PS__SYNC_MAX : PS__WELCOME_MAX];
+	struct ps__sync_msg m = {.gen = 9, .epoch = 4, .clock = 7, .cfg = 1ULL << 32, .tables = 0xabc,
+				 .flags = PS__SYNC_RESULT, .na = 1, .nb = 1, .nm = 2};
+	m.a[0] = 2;
+	m.b[0] = 1;
+	m.m[0] = (struct ps__sync_member){0, 7, 1ULL << 32};
+	m.m[1] = (struct ps__sync_member){2, 7, 0};
+	uint32_t len = ps__sync_enc(b, &m);
+	assert_int_equal(len, PS__SYNC_HDR + 2 + 2 + 2 * 18);
+	struct ps__sync_msg d;
+	assert_int_equal(ps__sync_dec(b, len, &d), 0);
+	assert_int_equal(d.gen, 9);
+	assert_int_equal(d.epoch, 4);
+	assert_int_equal(d.tables, 0xabc);
+	assert_int_equal(d.a[0], 2);
+	assert_int_equal(d.b[0], 1);
+	assert_int_equal(d.m[1].rank, 2);
+	assert_int_equal(d.m[0].cfg, 1ULL << 32);
+	assert_int_equal(ps__sync_dec(b, len - 1, &d), PS_EFRAME_BODY); /* short */
+	assert_int_equal(ps__sync_dec(b, PS__SYNC_HDR - 1, &d), PS_EFRAME_BODY);
+	b[32] = 0x80; /* an unknown flag */
+	assert_int_equal(ps__sync_dec(b, len, &d), PS_EFRAME_BODY);
+	len = ps__sync_enc(b, &m);
+	b[PS__SYNC_HDR] = (uint8_t)PS__ELASTIC_HOSTS; /* a rank past the ranks */
+	assert_int_equal(ps__sync_dec(b, len, &d), PS_EFRAME_BODY);
+	len = ps__sync_enc(b, &m);
+	b[0] = 0, b[1] = 0, b[2] = 0, b[3] = 0, b[4] = 0, b[5] = 0, b[6] = 0, b[7] = 0; /* generation 0 */
+	assert_int_equal(ps__sync_dec(b, len, &d), PS_EFRAME_BODY);
+
+	struct ps__welcome w = {.rank = 3, .home = 2, .n = 2};
+	w.h[0] = (struct ps__welcome_host){.rank = 0, .member = 1, .a = {.port = 4000, .addr = "127.0.0.1"}};
+	w.h[1] = (struct ps__welcome_host){.rank = 2, .member = 0, .a = {.port = 4001, .addr = "::1"}};
+	len = ps__welcome_enc(b, &w);
+	struct ps__welcome x;
+	assert_int_equal(ps__welcome_dec(b, len, &x), 0);
+	assert_int_equal(x.rank, 3);
+	assert_int_equal(x.home, 2);
+	assert_int_equal(x.n, 2);
+	assert_string_equal(x.h[1].a.addr, "::1");
+	assert_int_equal(x.h[1].member, 0);
+	assert_int_equal(ps__welcome_dec(b, len - 1, &x), PS_EFRAME_BODY);
+	w.rank = 1; /* a joiner's rank is never an initial host's */
+	len = ps__welcome_enc(b, &w);
+	assert_int_equal(ps__welcome_dec(b, len, &x), PS_EFRAME_BODY);
+	w.rank = (uint16_t)PS__JOIN_RANK; /* nor the joiners' placeholder */
+	len = ps__welcome_enc(b, &w);
+	assert_int_equal(ps__welcome_dec(b, len, &x), PS_EFRAME_BODY);
+	w.rank = 3;
+	len = ps__welcome_enc(b, &w);
+	b[6 + 69 + 2] = 2; /* member is 0 or 1 */
+	assert_int_equal(ps__welcome_dec(b, len, &x), PS_EFRAME_BODY);
+	/* the new types are known, numbered apart from the others */
+	assert_true(ps__frame_type_known(PS__F_WELCOME) && ps__frame_type_known(PS__F_SYNC) &&
+		    ps__frame_type_known(PS__F_READY) && ps__frame_type_known(PS__F_LEAVE) &&
+		    ps__frame_type_known(PS__F_DATAFD));
+}
+
 static void test_layout_and_peers_round_trip_and_refuse_truncation(void **state)
 {
 	(void)state;
@@ -583,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_redirect_and_move_bodies_round_trip_and_refuse_bad_counts),
 		cmocka_unit_test(test_clock_body_round_trip_and_bound_word_checked),
 		cmocka_unit_test(test_layout_and_peers_round_trip_and_refuse_truncation),
+		cmocka_unit_test(test_sync_and_welcome_bodies_round_trip_and_refuse_bad_fields),
 		cmocka_unit_test(test_token_text_must_be_64_hex_digits),
 		cmocka_unit_test_setup_teardown(test_token_file_is_written_private_and_read_back, make_tmpdir,
 						remove_tmpdir),

@@ -21,7 +21,9 @@
  *      others' returns 2 at the same epoch, and every psrun exits 0
  *      (drain's hand-over of the keys is the drain helper's; the leaver's
  *      keys are not used after it leaves);
- *  (d) each: no segment, process or port left.
+ *  (d) each: no segment, process or port left;
+ *  and without --elastic ps_sync_hosts is a barrier over hosts (2 nodes a
+ *  host) returning 2, PS_EMISMATCH when the epochs differ.
  *
  * The binary's second role (--node ROLE) is the program psrun runs.
  */
@@ -114,6 +116,10 @@ static int storm_main(void)
 				return fail_node("push", me, rc);
 			pushes++;
 		}
+		/* BSP over the hosts present: a joiner's clock starts at the
+		 * members' (EL4), or this would wait for ever */
+		if ((rc = ps_clock(w)) != 0)
+			return fail_node("ps_clock", me, rc);
 		epoch++;
 		if (me == 0 && epoch <= 4) {
 			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
@@ -150,18 +156,139 @@ static int storm_main(void)
 	}
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int n = ps_hosts_alive(w, alive, 4);
-	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d\n", me,
-	       joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0], (double)c[1], (double)c[2], held, wrong,
-	       KEYS);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d; "
+	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0],
+	       (double)c[1], (double)c[2], held, wrong, KEYS, (long long)ps_clock_read(w, 0, 0),
+	       (unsigned long long)epoch);
 	fflush(stdout);
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
 	return wrong ? 1 : 0;
 }
 
+/* A joiner lost after its admission (--on-host-failure continue): it
+ * pushes J_EPOCHS epochs, its count, syncs once more and stops; the
+ * driver kills it 25 backup periods later.  The members' next
+ * ps_sync_hosts completes over 2 hosts; the 100 keys it held are promoted
+ * at its backup host (host 1: the initial hosts' ring) and every key
+ * equals the sum of every push exactly (nothing pushed inside the window). */
+#define J_EPOCHS 4
+static int jlost_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), joined = ps_joined(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	uint64_t epoch = 0, joined_at = 0;
+	float pushes = 0;
+	if (joined) {
+		if (ps_sync_hosts(w, &epoch) != 3)
+			return fail_node("first ps_sync_hosts", me, PS_EMISMATCH);
+		joined_at = epoch;
+	}
+	for (;;) {
+		if (joined && epoch == joined_at + J_EPOCHS) {
+			ps_key mine = (ps_key)me;
+			if ((rc = ps_push_sync(cnt, &mine, 1, &pushes)) != 0)
+				return fail_node("count push", me, rc);
+			uint64_t e = epoch + 1;
+			if ((rc = ps_sync_hosts(w, &e)) != 3)
+				return fail_node("last ps_sync_hosts", me, rc < 0 ? rc : PS_EMISMATCH);
+			printf("elastic: joiner stops\n");
+			fflush(stdout);
+			for (;;)
+				pause(); /* killed by the driver */
+		}
+		for (int r = 0; r < ROUNDS; r++) {
+			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
+				return fail_node("push", me, rc);
+			pushes++;
+		}
+		epoch++;
+		if (me == 0 && epoch <= 4) {
+			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
+			fflush(stdout);
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (n == 3 && !joined_at)
+			joined_at = epoch;
+		if (!joined && joined_at && epoch == joined_at + J_EPOCHS) {
+			/* the joiner's count and last sync (epoch + 1), then the
+			 * sync that completes without it */
+			e = epoch + 1;
+			if ((rc = ps_sync_hosts(w, &e)) != 3)
+				return fail_node("sync with the joiner's count", me, rc < 0 ? rc : PS_EMISMATCH);
+			e = epoch + 2;
+			if ((n = ps_sync_hosts(w, &e)) != 2)
+				return fail_node("sync after the loss", me, n < 0 ? n : PS_EMISMATCH);
+			break;
+		}
+		if (epoch > MAX_EPOCH)
+			return fail_node("no joiner in time", me, -ETIMEDOUT);
+	}
+	ps_key mine = (ps_key)me;
+	if ((rc = ps_push_sync(cnt, &mine, 1, &pushes)) != 0)
+		return fail_node("count push", me, rc);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("final barrier", me, rc);
+	ps_key ck[3] = {0, 1, 2};
+	float c[3], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, ck, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("final pull", me, rc);
+	float want = c[0] + c[1] + c[2];
+	int wrong = 0, at1 = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+		at1 += i % 3 == 2 && ps_owner_host(t, keys[i]) == 1;
+	}
+	printf("elastic: host %d: after the joiner's loss: pushes %.0f %.0f %.0f; %d wrong of %d; %d of its 100 keys "
+	       "at host 1\n", me, (double)c[0], (double)c[1], (double)c[2], wrong, KEYS, at1);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return fail_node("ps_finalize", me, rc);
+	return wrong ? 1 : 0;
+}
+
+/* Not elastic: ps_sync_hosts is a barrier over hosts that returns the
+ * hosts present; epochs that differ are PS_EMISMATCH on every host. */
+static int nonelastic_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), n = 0;
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	for (uint64_t epoch = 1; epoch <= 5; epoch++) {
+		uint64_t e = epoch;
+		if ((n = ps_sync_hosts(w, &e)) != 2 || e != epoch)
+			return fail_node("ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
+	}
+	uint64_t e = me == 1 ? 99 : 6;
+	n = ps_sync_hosts(w, &e);
+	printf("elastic: host %d: joined %d, 5 syncs over 2 hosts; different epochs: %s\n", me, ps_joined(w),
+	       ps_strerror(n < 0 ? n : 0));
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* (b): members sync in epochs until the driver's file says stop (host 0
  * reads it and tells everyone through a key, so all stop at one epoch). */
-static int plain_main(const char *stop_file)
+static int plain_main(const char *stop_file, bool extra)
 {
 	int err, rc;
 	ps_world *w = ps_init(&err);
@@ -171,6 +298,17 @@ static int plain_main(const char *stop_file)
 	ps_table *t, *cnt;
 	if ((rc = tables(w, &t, &cnt)) != 0)
 		return fail_node("tables", me, rc);
+	if (extra) { /* a joiner whose tables are not the job's */
+		ps_table_opts o;
+		ps_table_opts_init(&o, 10, 1);
+		if (!ps_table_create(w, &o, &err))
+			return fail_node("extra table", me, err);
+		uint64_t e = 0;
+		int n = ps_sync_hosts(w, &e);
+		printf("elastic: host %d: ps_sync_hosts with other tables: %s\n", me, ps_strerror(n < 0 ? n : 0));
+		fflush(stdout);
+		return 1;
+	}
 	ps_key stop = 0;
 	float one = 1, v = 0;
 	for (uint64_t epoch = 1; epoch < MAX_EPOCH; epoch++) {
@@ -301,6 +439,7 @@ static void join_argv(const char **argv, char *coord, unsigned port, const char 
 	snprintf(coord, 32, "127.0.0.1:%u", port);
 	int i = 0;
 	argv[i++] = build_path("bin/psrun");
+	argv[i++] = "-v"; /* the bridge's figures at the end */
 	argv[i++] = "-n";
 	argv[i++] = nodes;
 	argv[i++] = "--join";
@@ -337,7 +476,7 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	static char store[3][96], coord[32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
-		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
 		char name[32];
 		snprintf(name, sizeof name, "storm%d", r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
@@ -355,9 +494,19 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 		char want[128];
 		snprintf(want, sizeof want, "elastic: host %d: joined %d; alive 3 [1 1 1 0]; pushes ", r, r == 2);
 		assert_contains(out, want);
-		assert_contains(out, "; 0 wrong of 300");
+		assert_contains(out, "; 0 wrong of 300; ");
+		/* one ps_clock per epoch, the joiner's from the members' */
+		const char *ck = strstr(out, "; clock ");
+		assert_non_null(ck);
+		long long clk = 0;
+		unsigned long long ep = 0;
+		assert_int_equal(sscanf(ck, "; clock %lld of %llu epochs", &clk, &ep), 2);
+		assert_int_equal(clk, (long long)ep);
 		const char *l = strstr(out, want);
 		printf("%.*s\n", (int)strcspn(l, "\n"), l);
+		/* every request went over the nodes' data connections, the
+		 * joiner's included (passed to running nodes: DATAFD) */
+		assert_contains(err, ": bridge: 0 data frames out, 0 in; ");
 		if (r == 2) {
 			/* every 3rd key (k mod 3 = 2: its place among 3 hosts) */
 			assert_contains(out, "elastic: host 2 joined at epoch ");
@@ -375,19 +524,90 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	mh_assert_clean(&segs);
 }
 
+/* A joiner is a peer like any other once admitted: lost under
+ * --on-host-failure continue, its keys are promoted from its backups. */
+static void test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "jlost", NULL};
+	static char store[3][96], coord[32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, "--on-host-failure=continue", "--backup-rate=50");
+		char name[32];
+		snprintf(name, sizeof name, "jlost%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
+	const char *argv[64];
+	join_argv(argv, coord, port, "1", mh_token_path, prog);
+	/* its own flags, before the program */
+	int i = 0;
+	while (argv[i] != prog[0])
+		i++;
+	for (int j = i + 3; j >= i; j--) /* the program's 3 words and NULL */
+		argv[j + 2] = argv[j];
+	argv[i] = "--on-host-failure=continue";
+	argv[i + 1] = "--backup-rate=50";
+	mh_spawn(&h[2], "jlost2", (char *const *)argv, NULL);
+	wait_for_output(h, 3, 2, "elastic: joiner stops");
+	/* outside the backup window (BK4): not a synchronisation, the window
+	 * is what psmem.h documents (as test_hosts_fail) */
+	usleep(500 * 1000);
+	kill(h[2].pid, SIGKILL);
+	mh_finish(&h[2], 10);
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, "; 0 wrong of 300; 100 of its 100 keys at host 1");
+		assert_contains(err, "host 2 (");
+		assert_contains(err, "dropped, the job goes on with 2 hosts");
+		const char *l = strstr(out, "after the joiner's loss");
+		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
+	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+static void test_sync_hosts_without_elastic_is_a_barrier_over_hosts(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[2];
+	const char *prog[] = {mh_self, "--node", "nonelastic", NULL};
+	mh_run_hosts(2, 2, prog, h, 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[160];
+		snprintf(want, sizeof want, "elastic: host %d: joined 0, 5 syncs over 2 hosts; different epochs: %s", r,
+			 ps_strerror(PS_EMISMATCH));
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	mh_assert_clean(&segs);
+}
+
 /* (b): one refused joiner per case; then the job is told to stop. */
 static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **state)
 {
 	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
-	struct mh_proc h[5];
+	struct mh_proc h[6];
 	unsigned port = mh_free_port();
 	char stop[256];
 	snprintf(stop, sizeof stop, "%s/stop-plain", mh_tmpdir);
 	unlink(stop);
 	const char *prog[] = {mh_self, "--node", "plain", stop, NULL};
-	static char store[2][96], coord[3][32];
+	static char store[2][96], coord[4][32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
 		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
@@ -417,6 +637,11 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	join_argv(argv, coord[2], port, "1", bad_token, prog);
 	mh_spawn(&h[4], "bad_token", (char *const *)argv, NULL);
 	mh_finish(&h[4], 30);
+	/* other tables */
+	const char *prog_x[] = {mh_self, "--node", "plain", stop, "extra", NULL};
+	join_argv(argv, coord[3], port, "1", mh_token_path, prog_x);
+	mh_spawn(&h[5], "bad_tables", (char *const *)argv, NULL);
+	mh_finish(&h[5], 30);
 	FILE *f = fopen(stop, "w");
 	assert_non_null(f);
 	fclose(f);
@@ -428,7 +653,7 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 		assert_contains(mh_slurp(h[r].out), "stopped at epoch ");
 	}
 	char *e0 = strdup(mh_slurp(h[0].err));
-	for (int k = 2; k < 5; k++)
+	for (int k = 2; k < 6; k++)
 		if (h[k].status == 0)
 			mh_show(&h[k], "joiner");
 	assert_int_not_equal(h[2].status, 0);
@@ -438,6 +663,9 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	assert_contains(mh_slurp(h[2].err), ") starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t");
 	assert_contains(mh_slurp(h[3].err), ") runs a different program binary (sha256 ");
 	assert_contains(mh_slurp(h[4].err), "refused this host or failed: wrong job token");
+	assert_int_not_equal(h[5].status, 0);
+	assert_contains(mh_slurp(h[5].err), "refused this host: its tables differ from the job's");
+	assert_contains(e0, "its tables differ from the job's");
 	assert_contains(e0, "starts 2 nodes x 1 threads, host 0 1 x 1: every host must use the same -n and -t; the job goes on");
 	assert_contains(e0, "runs a different program binary (sha256 ");
 	assert_contains(e0, ": wrong job token; the job goes on");
@@ -518,14 +746,20 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
 		return storm_main();
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "plain") == 0)
-		return plain_main(argv[3]);
+		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
 		return leave_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
+		return jlost_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
+		return nonelastic_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
+		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
 		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
 	};

@@ -327,7 +327,7 @@ uint64_t ps__clock_local_min(ps_world *w)
 uint64_t ps__clock_cfg_now(ps_world *w)
 {
 	/* relaxed: set by ps_set_consistency before the workers run */
-	return atomic_load_explicit(&w->seg.hdr->clocks.cfg, memory_order_relaxed);
+	return bound_of(atomic_load_explicit(&w->seg.hdr->clocks.cfg, memory_order_relaxed));
 }
 
 void ps__clock_host_gone(ps_world *w, int host)

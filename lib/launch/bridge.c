@@ -55,6 +55,19 @@
  * A peer that had already sent its BARRIER(g) for the open generation is
  * forgotten with it: the generation completes on the survivors' arrivals.
  * Recovery time = from the drop to the first barrier released after it.
+ *
+ * Elastic jobs (psrun --elastic / --join; docs/DESIGN.md "Joining and
+ * leaving", EL1-EL8 there): peers are *members* (counted in barriers) or
+ * joiners still *pending* (connected by psrun's door, ps__bridge_add_peer;
+ * READY once all their nodes are in their first ps_sync_hosts).  A SYNC
+ * generation is a barrier whose arrivals carry membership: each member's
+ * arrival lists the joiners it holds pending and whether it leaves; when
+ * it completes, every member computes the same result from the same
+ * arrivals (admitted = pending on every member, leaving = those that
+ * asked), gives it to its nodes before the RELEASE and to each admitted
+ * joiner, whose bridge continues the members' generations from there.
+ * Ordinary barriers never change membership.  A joiner not admitted yet,
+ * or a host that left by agreement, is never a failure of the job.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -62,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -96,6 +110,10 @@ struct conn {
 	bool was_member;          /* peer: has been a member (its loss is news to the nodes) */
 	bool left_job;            /* peer: left by agreement (EL7) */
 	bool ready;               /* peer, not a member: in its first ps_sync_hosts (READY) */
+	uint64_t ptables;         /* ... the hash of its tables it sent with READY */
+	bool refused;             /* ... its tables differ: told so, never admitted */
+	bool told_member;         /* a joiner's peer that the WELCOME listed as a member */
+	int data_in;              /* a joiner: its data connections passed to our nodes */
 	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
 	bool pleave[2];           /* ... asking to leave */
 	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
@@ -125,6 +143,7 @@ struct ps__bridge {
 	bool leave_req;           /* this host asks to leave at its next SYNC */
 	bool sync;                /* the arrivals at gen are SYNCs (ps_sync_hosts) */
 	uint64_t sync_clock, sync_cfg; /* min / max over the local nodes' arrivals */
+	uint64_t sync_tables;     /* the local nodes' tables hash (EL2; all equal) */
 	bool sent_leave;          /* our SYNC(gen) asked to leave */
 	uint64_t sent_pending;    /* the joiners our SYNC(gen) listed */
 	struct ps__peer_addr *addr; /* [hosts]: bridge addresses (joiners' as told) */
@@ -372,9 +391,11 @@ static void barrier_progress(struct ps__bridge *b)
 			return;
 		}
 		if (!b->ready_sent) {
+			uint8_t body[8];
+			ps__put64(body, b->sync_tables);
 			for (int p = 0; p < b->hosts; p++)
 				if (p != b->rank && b->peer[p].fd >= 0 && !peer_gone(&b->peer[p]))
-					send_small(b, &b->peer[p], PS__F_READY, (uint16_t)b->rank, 0, NULL, 0);
+					send_small(b, &b->peer[p], PS__F_READY, (uint16_t)b->rank, 0, body, 8);
 			b->ready_sent = true;
 		}
 		return;
@@ -387,11 +408,28 @@ static void barrier_progress(struct ps__bridge *b)
 						 .cfg = b->sync_cfg, .flags = b->leave_req ? PS__SYNC_LEAVE : 0};
 			b->sent_pending = 0;
 			for (int p = 0; p < b->hosts && p < 64; p++) {
-				const struct conn *c = &b->peer[p];
-				if (p != b->rank && c->fd >= 0 && !c->member && c->ready && !peer_gone(c)) {
-					b->sent_pending |= 1ULL << p;
-					m.a[m.na++] = (uint16_t)p;
+				struct conn *c = &b->peer[p];
+				if (p == b->rank || c->fd < 0 || c->member || !c->ready || c->refused || peer_gone(c))
+					continue;
+				/* EL1: every node has its data connection first, so
+				 * nothing it sends there after the admission goes
+				 * through the bridge before it (LK3) */
+				if (c->data_in < b->nodes)
+					continue;
+				if (c->ptables != b->sync_tables) {
+					/* EL2: it created other tables than ours */
+					char why[200];
+					snprintf(why, sizeof why, "its tables differ from the job's (ps_table_create "
+						 "calls before its first ps_sync_hosts must be the job's): not admitted");
+					blog(b, "%s: %s", b->name[p], why);
+					uint8_t note[6 + PS__NOTE_MAX];
+					uint32_t nl = ps__note_enc(note, PS_EMISMATCH, why);
+					send_small(b, c, PS__F_ABORT, (uint16_t)b->rank, 0, note, nl);
+					c->refused = true;
+					continue;
 				}
+				b->sent_pending |= 1ULL << p;
+				m.a[m.na++] = (uint16_t)p;
 			}
 			b->sent_leave = b->leave_req;
 			uint8_t body[PS__SYNC_MAX];
@@ -554,7 +592,7 @@ static void admitted(struct ps__bridge *b, const struct ps__sync_msg *m, uint8_t
 }
 
 static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__barrier_msg *m, bool sync,
-			 uint64_t clock, uint64_t cfg)
+			 uint64_t clock, uint64_t cfg, uint64_t tables)
 {
 	if (m->gen != b->gen) {
 		blog(b, "node %d arrived at barrier %" PRIu64 " while %" PRIu64 " is open: ignored", c->idx, m->gen,
@@ -568,10 +606,11 @@ static void local_arrive(struct ps__bridge *b, struct conn *c, const struct ps__
 		b->sync = sync;
 		b->sync_clock = clock;
 		b->sync_cfg = cfg;
+		b->sync_tables = tables;
 	} else if (sync != b->sync) {
 		b->tag_differs = true;
 	} else if (sync) {
-		b->tag_differs |= m->tag != b->tag;
+		b->tag_differs |= m->tag != b->tag || tables != b->sync_tables;
 		b->sync_clock = clock < b->sync_clock ? clock : b->sync_clock;
 		b->sync_cfg = cfg > b->sync_cfg ? cfg : b->sync_cfg;
 	} else if (min != b->min) {
@@ -603,8 +642,11 @@ static bool drop(struct ps__bridge *b, struct conn *c, const char *why)
 	b->st.hosts_lost++;
 	uint64_t now = ps__now_ns();
 	b->lost_at = now;
-	blog(b, "%s %s; dropped, the job goes on with %d of %d hosts (last heard %.0f ms before)", b->name[c->idx],
-	     why, alive(b), b->hosts, (double)(now - c->last_recv) / 1e6);
+	char of[32] = "";
+	if (!b->elastic) /* an elastic job's ranks are not its hosts */
+		snprintf(of, sizeof of, " of %d", b->hosts);
+	blog(b, "%s %s; dropped, the job goes on with %d%s hosts (last heard %.0f ms before)", b->name[c->idx], why,
+	     alive(b), of, (double)(now - c->last_recv) / 1e6);
 	if (c->fd >= 0)
 		conn_close(b, c); /* peer_left: ABORT(PS__GONE_LOST) to every node */
 	else
@@ -701,7 +743,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			protocol_error(b, c, "malformed barrier");
 			return;
 		}
-		local_arrive(b, c, &m, false, 0, 0);
+		local_arrive(b, c, &m, false, 0, 0, 0);
 		return;
 	}
 	case PS__F_SYNC: {
@@ -711,7 +753,7 @@ static void from_link(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			return;
 		}
 		struct ps__barrier_msg m = {.gen = s.gen, .tag = s.epoch};
-		local_arrive(b, c, &m, true, s.clock, s.cfg);
+		local_arrive(b, c, &m, true, s.clock, s.cfg, s.tables);
 		return;
 	}
 	case PS__F_CLOCK: {
@@ -844,8 +886,13 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	}
 	case PS__F_READY:
+		if (f->len != 8) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
 		if (!c->member && !c->was_member) {
 			c->ready = true;
+			c->ptables = ps__get64(f->body);
 			blog(b, "%s is ready to join: admitted at the next ps_sync_hosts", b->name[c->idx]);
 		}
 		return;
@@ -881,6 +928,13 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
+		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
+			/* EL8: the job ends before this joiner was admitted */
+			snprintf(b->why, sizeof b->why, "%s ended its part of the job before this host was admitted",
+				 b->name[c->idx]);
+			blog(b, "%s", b->why);
+			b->stop = true;
+		}
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
 			 * goodbye now, so it need not wait for the job's end */
@@ -898,6 +952,16 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 			snprintf(n.text, sizeof n.text, "(no reason given)");
 		char why[PS__NOTE_MAX + 16];
 		snprintf(why, sizeof why, "failed: %.900s", n.text);
+		if (!b->member && !b->left && b->elastic && c->told_member) {
+			/* a joiner refused by a member (EL2): it stops, the job
+			 * goes on */
+			c->said_bye = true;
+			if (!b->stop)
+				snprintf(b->why, sizeof b->why, "%s refused this host: %.900s", b->name[c->idx], n.text);
+			blog(b, "%s", b->why);
+			b->stop = true;
+			return;
+		}
 		if (!c->member && (c->left_job || !c->was_member)) {
 			c->said_bye = true;
 			peer_failed(b, c, "%s", why);
@@ -1051,7 +1115,9 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 			goto fail;
 		/* members: every host of the rendezvous; a joiner's are told
 		 * by its first SYNC result (EL3) */
-		bool m = conf->joiner ? false : conf->member ? conf->member[p] != 0 : true;
+		bool m = conf->member ? conf->member[p] != 0 : true;
+		b->peer[p].told_member = m && conf->joiner;
+		m = m && !conf->joiner;
 		b->peer[p].member = b->peer[p].was_member = m && p != conf->rank && b->peer[p].fd >= 0;
 	}
 	for (int i = 0; i < conf->nodes; i++) {
@@ -1243,6 +1309,67 @@ void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 		w->h[w->n].a = b->addr[p];
 		w->n++;
 	}
+}
+
+int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd)
+{
+	if (!b->elastic || rank < 0 || rank >= b->hosts || rank == b->rank || node < 0 || node >= b->nodes)
+		return -EINVAL;
+	struct conn *p = &b->peer[rank], *c = &b->link[node];
+	if (p->fd < 0 || p->was_member || p->data_in >= b->nodes)
+		return -EEXIST;
+	/* what is queued for the node goes first (one stream); the node
+	 * always reads its link, so this wait is short: bounded at 1 s */
+	uint64_t deadline = ps__now_ns() + 1000000000ULL;
+	while (c->fd >= 0 && c->out_off < c->out_len && ps__now_ns() < deadline) {
+		flush(b, c);
+		struct pollfd q = {.fd = c->fd, .events = POLLOUT};
+		if (c->fd >= 0 && c->out_off < c->out_len)
+			poll(&q, 1, 10);
+	}
+	if (c->fd < 0 || c->out_off < c->out_len)
+		return c->fd < 0 ? -EPIPE : -ETIMEDOUT;
+	uint8_t f[PS__FRAME_HDR + 2];
+	ps__put16(f + PS__FRAME_HDR, (uint16_t)rank);
+	ps__frame_seal(f, PS__F_DATAFD, (uint16_t)rank, 0, 2);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	size_t done = 0;
+	while (done < sizeof f) {
+		struct iovec iov = {.iov_base = f + done, .iov_len = sizeof f - done};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (done == 0) { /* the descriptor rides with the first byte */
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof u.buf;
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+		}
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			done += (size_t)w;
+			continue;
+		}
+		if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) && ps__now_ns() < deadline) {
+			struct pollfd q = {.fd = c->fd, .events = POLLOUT};
+			poll(&q, 1, 10);
+			continue;
+		}
+		if (done == 0)
+			return w < 0 ? -errno : -EPIPE;
+		conn_close(b, c); /* half a frame on the link: it is broken */
+		barrier_progress(b);
+		return -EPIPE;
+	}
+	c->last_send = ps__now_ns();
+	close(fd); /* the node has its own copy now */
+	p->data_in++;
+	return 0;
 }
 
 int ps__bridge_request_leave(struct ps__bridge *b, int host)

@@ -231,5 +231,11 @@ void ps__bridge_free(struct ps__bridge *b);
 int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps__peer_addr *addr);
 void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w);
 int ps__bridge_request_leave(struct ps__bridge *b, int host);
+/* A joiner's data connection for node (authenticated, chan 1 + node):
+ * passed to that node over its link (SCM_RIGHTS with a DATAFD frame, after
+ * what is queued there) and closed here.  0 or a negative code (fd is the
+ * caller's then).  A joiner is listed as pending only once all of its
+ * nodes' connections were passed (EL1). */
+int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd);
 
 #endif /* PSMEM_BRIDGE_H */

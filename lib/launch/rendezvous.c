@@ -649,9 +649,9 @@ int ps__door_take(struct ps__rdv *r, int fd, int *rank, uint32_t *chan, struct p
 				rc = PS_EMISMATCH;
 			}
 		}
-	} else if (rc == 0 && (*chan != PS__CHAN_BRIDGE || *rank < 0 || *rank >= hello_hosts(r))) {
-		snprintf(why, sizeof why, "host %d may not connect here (connection %u: joiners make bridge "
-			 "connections only)", *rank, *chan);
+	} else if (rc == 0 && (*chan > (uint32_t)r->me.nodes || *rank < 0 || *rank >= hello_hosts(r))) {
+		snprintf(why, sizeof why, "host %d may not connect here (connection %u: a bridge or one of %u "
+			 "nodes' data connections)", *rank, *chan, r->me.nodes);
 		send_note(&c, PS__F_REFUSE, PS_EMISMATCH, why);
 		rc = PS_EMISMATCH;
 	}
@@ -683,6 +683,12 @@ int ps__join(struct ps__rdv *r, struct ps__welcome *wl)
 	r->hosts = hello_hosts(r);
 	for (int i = 0; i < PS__MAX_HOSTS; i++)
 		r->fd[i] = -1;
+	free(r->data_fd);
+	r->data_fd = malloc((size_t)r->hosts * (size_t)(r->nodes > 0 ? r->nodes : 1) * sizeof *r->data_fd);
+	if (!r->data_fd)
+		return fail(r, -ENOMEM, "out of memory");
+	for (int i = 0; i < r->hosts * r->nodes; i++)
+		r->data_fd[i] = -1;
 	uint64_t deadline = ps__now_ns() + r->timeout_ns;
 	int fd = ps__net_connect(r->coord_host, r->coord_port, deadline, r->cancel_fd, msg, sizeof msg);
 	if (fd == -EINTR)
@@ -743,6 +749,15 @@ int ps__join(struct ps__rdv *r, struct ps__welcome *wl)
 		if (rc)
 			return rc;
 	}
+	/* then node i's data connection to every host listed (LK6): their
+	 * doors pass each to their node i (DATAFD), ours go to our nodes at
+	 * their fork (PSMEM_DATA_FDS) */
+	for (unsigned k = 0; k < wl->n; k++)
+		for (int i = 0; i < r->nodes && wl->h[k].rank != r->rank; i++) {
+			rc = connect_lower(r, wl->h[k].rank, 1u + (uint32_t)i, ps__now_ns() + r->timeout_ns);
+			if (rc)
+				return rc;
+		}
 	return 0;
 }
 

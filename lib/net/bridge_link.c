@@ -34,6 +34,13 @@
  *   CKPT              (node 0) a checkpoint asked for on another host: the
  *                     path is kept for checkpoint.c's poll (lowest host
  *                     first);
+ *   SYNC              (elastic jobs, bridge.c EL3) the result of a
+ *                     membership agreement at ps_sync_hosts, before its
+ *                     RELEASE: members admitted and leaving, into the
+ *                     segment (clocks, ps_hosts_alive); a joiner's clocks
+ *                     and barrier generations start at the members';
+ *   DATAFD            a joiner's data connection for this node, passed
+ *                     with the frame (SCM_RIGHTS), adopted here (EL1).
  *
  * Invariants
  *   (LK1) A request id is (node << 56) | (seq << 32) | slot: the bridges
@@ -270,7 +277,8 @@ int ps__lk_send(struct ps__link *L, int host, uint8_t *frame, unsigned type, uin
 	if (atomic_load_explicit(&L->dead, memory_order_acquire))
 		return PS_EHOSTDOWN;
 	struct ps__conn *c = L->data && host >= 0 && host < L->w->nhosts ? &L->data[host] : NULL;
-	if (c && c->fd >= 0) {
+	/* acquire: pairs with the link thread's release after it set fd */
+	if (c && atomic_load_explicit(&c->has_fd, memory_order_acquire)) {
 		uint8_t hdr[PS__FRAME_HDR];
 		ps__frame_hdr_nocrc(hdr, type, (uint16_t)L->w->host, req, len);
 		return data_write(L, c, hdr, frame + PS__FRAME_HDR, len, true);
@@ -437,12 +445,18 @@ int ps__link_table_created(ps_world *w, ps_table *t, int id, const struct ps__td
 	 * only after this barrier). */
 	atomic_store_explicit(&w->link->tables[id], local_rc ? NULL : t, memory_order_release);
 	/* a joiner before its first ps_sync_hosts creates its tables alone:
-	 * the job's tables exist, every key REMOTE to its home (EL2) */
-	if (w->join_pending)
+	 * the job's tables exist, every key REMOTE to its home; its tables'
+	 * hash is checked at admission (EL2) */
+	if (w->join_pending) {
+		if (!local_rc)
+			w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
 		return local_rc;
+	}
 	int rc = link_barrier(w, tag, 0);
 	if (rc) /* failed everywhere: nobody will ask; the handle is freed */
 		atomic_store_explicit(&w->link->tables[id], NULL, memory_order_release);
+	else
+		w->link->tables_hash = ps__mix64(w->link->tables_hash ^ tag);
 	return rc;
 }
 
@@ -487,7 +501,7 @@ static int link_sync(ps_world *w, uint64_t epoch, uint64_t *o_epoch, bool *leavi
 	/* every worker of this host is in ps_sync_hosts (the local barrier
 	 * before): the slowest clock cannot move while it travels */
 	struct ps__sync_msg m = {.gen = gen, .epoch = epoch, .clock = ps__clock_local_min(w),
-				 .cfg = ps__clock_cfg_now(w)};
+				 .cfg = ps__clock_cfg_now(w), .tables = L->tables_hash};
 	uint32_t len = ps__sync_enc(f + PS__FRAME_HDR, &m);
 	ps__frame_seal(f, PS__F_SYNC, (uint16_t)w->host, 0, len);
 	if (link_write(L, f, PS__FRAME_HDR + len) != 0)
@@ -633,6 +647,7 @@ static void on_sync_result(struct ps__link *L, const struct ps__sync_msg *m)
 }
 
 static void sweep_inflight(struct ps__link *L, int host, bool reroute);
+static void on_datafd(struct ps__link *L, const struct ps__frame *f);
 
 static void dispatch(struct ps__link *L, const struct ps__frame *f)
 {
@@ -678,6 +693,9 @@ static void dispatch(struct ps__link *L, const struct ps__frame *f)
 			on_sync_result(L, &m);
 		break;
 	}
+	case PS__F_DATAFD:
+		on_datafd(L, f);
+		break;
 	case PS__F_BACKUP:
 		ps__bk_on_frame(L, f);
 		break;
@@ -850,6 +868,66 @@ static ssize_t recv_now(int fd, void *to, size_t n)
 	return r == 0 ? -ECONNRESET : r;
 }
 
+/* recv_now on the link: descriptors passed with the bytes (SCM_RIGHTS,
+ * DATAFD frames) are queued for their frames, oldest first. */
+static ssize_t recv_link(struct ps__link *L, int fd, void *to, size_t n)
+{
+	struct iovec iov = {.iov_base = to, .iov_len = n};
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	ssize_t r = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+			if (L->nfdq < (int)(sizeof L->fdq / sizeof L->fdq[0]))
+				L->fdq[L->nfdq++] = got;
+			else
+				close(got);
+		}
+	}
+	return r == 0 ? -ECONNRESET : r;
+}
+
+/* Link thread: DATAFD - node w->node's data connection to a joiner, made
+ * by psrun's door after this node started (EL1). */
+static void on_datafd(struct ps__link *L, const struct ps__frame *f)
+{
+	ps_world *w = L->w;
+	int fd = -1;
+	if (L->nfdq > 0) {
+		fd = L->fdq[0];
+		memmove(L->fdq, L->fdq + 1, (size_t)--L->nfdq * sizeof L->fdq[0]);
+	}
+	int h = f->len == 2 ? ps__get16(f->body) : -1;
+	struct stat st;
+	if (fd < 0 || h < 0 || h >= w->nhosts || h == w->host || L->data[h].fd >= 0 || L->data[h].closed ||
+	    fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "psmem: host %d node %d: a data connection from the bridge that is not one (host %d); "
+			"ignored\n", w->host, w->node, h);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	struct ps__conn *c = &L->data[h];
+	pthread_mutex_lock(&c->wlock);
+	c->fd = fd;
+	pthread_mutex_unlock(&c->wlock);
+	/* release: senders that see it see fd (ps__lk_send) */
+	atomic_store_explicit(&c->has_fd, true, memory_order_release);
+}
+
 /* Link thread: more of a direct REPLY (direct_start).  0 or why the
  * connection is over. */
 static int direct_read(struct ps__link *L, struct ps__conn *c)
@@ -891,7 +969,8 @@ static int conn_read(struct ps__link *L, struct ps__conn *c)
 		want = PS__FRAME_HDR + (size_t)ps__get32(c->in + 8);
 	if (ps__buf_reserve(&c->in, &c->in_cap, want) != 0 && c->in_cap == c->in_len)
 		return -ENOMEM; /* no room at all: nothing can be read */
-	ssize_t r = recv_now(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+	ssize_t r = c == &L->link ? recv_link(L, c->fd, c->in + c->in_len, c->in_cap - c->in_len)
+				  : recv_now(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
 	if (r <= 0)
 		return (int)r;
 	c->in_len += (size_t)r;
@@ -1034,6 +1113,8 @@ static int data_fds(struct ps__link *L, const char *e)
 		}
 		fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
 		L->data[h].fd = (int)fd;
+		/* relaxed: before the link thread and any sender exist */
+		atomic_store_explicit(&L->data[h].has_fd, true, memory_order_relaxed);
 		e = *end ? end + 1 : end;
 	}
 	return 0;
@@ -1045,6 +1126,7 @@ static void conn_init(struct ps__conn *c, int fd, int host, bool data)
 	c->host = host;
 	c->data = data;
 	atomic_init(&c->dead, false);
+	atomic_init(&c->has_fd, fd >= 0);
 	pthread_mutex_init(&c->wlock, NULL);
 }
 
@@ -1150,6 +1232,8 @@ void ps__link_stop(ps_world *w)
 	for (int h = 0; h < w->nhosts; h++)
 		conn_free(&L->data[h]);
 	free(L->data);
+	for (int i = 0; i < L->nfdq; i++)
+		close(L->fdq[i]);
 	close(L->wake_fd);
 	free(L->rpc);
 	free(L->scratch);

@@ -25,7 +25,7 @@ bool ps__frame_type_known(unsigned type)
 	return (type >= PS__F_HELLO && type <= PS__F_ABORT) || (type >= PS__F_PULL && type <= PS__F_MOVE_REPLY) ||
 	       type == PS__F_CLOCK || type == PS__F_RPULL || type == PS__F_RPUSH || type == PS__F_CKPT ||
 	       type == PS__F_BACKUP || type == PS__F_WELCOME || type == PS__F_SYNC || type == PS__F_READY ||
-	       type == PS__F_LEAVE;
+	       type == PS__F_LEAVE || type == PS__F_DATAFD;
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *body, uint32_t len)
@@ -510,6 +510,7 @@ uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m)
 	ps__put16(out + 42, m->nb);
 	ps__put16(out + 44, m->nm);
 	ps__put16(out + 46, 0);
+	ps__put64(out + 48, m->tables);
 	uint8_t *p = out + PS__SYNC_HDR;
 	for (unsigned i = 0; i < m->na; i++, p += 2)
 		ps__put16(p, m->a[i]);
@@ -536,6 +537,7 @@ int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m)
 	m->na = ps__get16(b + 40);
 	m->nb = ps__get16(b + 42);
 	m->nm = ps__get16(b + 44);
+	m->tables = ps__get64(b + 48);
 	if (m->gen == 0 || m->status > 0 || (m->flags & ~(PS__SYNC_LEAVE | PS__SYNC_RESULT)) || ps__get16(b + 46) ||
 	    m->na > PS__ELASTIC_HOSTS || m->nb > PS__ELASTIC_HOSTS || m->nm > PS__ELASTIC_HOSTS ||
 	    len != PS__SYNC_HDR + 2u * m->na + 2u * m->nb + 18u * m->nm)

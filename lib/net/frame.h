@@ -60,7 +60,7 @@ enum ps__ftype {
 	PS__F_HEARTBEAT = 6, /* empty: "still here" */
 	PS__F_BYE = 7,       /* status: this host's nodes are done, orderly close */
 	PS__F_ABORT = 8,     /* code + text: this host failed, stop the job */
-	PS__F_WELCOME = 9,   /* coordinator -> joiner: its rank and the hosts to connect to */
+	PS__F_WELCOME = 40,   /* coordinator -> joiner: its rank and the hosts to connect to */
 	PS__F_PULL = 16,     /* keys -> REPLY with their values */
 	PS__F_PUSH = 17,     /* keys + updates -> REPLY with a status */
 	PS__F_REPLY = 18,    /* status (+ values for a pull) */
@@ -83,12 +83,16 @@ enum ps__ftype {
 	PS__F_BACKUP = 30,   /* keys + values (a PUSH body): a backup round of the
 			      * sending node's keys, no answer (backup.c BK1) */
 	/* elastic jobs (bridge.c EL1-EL8): */
-	PS__F_SYNC = 31,     /* a ps_sync_hosts arrival (node -> bridge, host ->
+	PS__F_SYNC = 41,     /* a ps_sync_hosts arrival (node -> bridge, host ->
 			      * host) or its result (bridge -> nodes, -> joiners) */
-	PS__F_READY = 32,    /* joiner -> hosts: connected, in its first
-			      * ps_sync_hosts: list me as pending */
-	PS__F_LEAVE = 33,    /* empty: the host in the routing field is asked to
+	PS__F_READY = 42,    /* joiner -> hosts: connected, in its first
+			      * ps_sync_hosts: list me as pending; body: u64
+			      * hash of its tables (EL2) */
+	PS__F_LEAVE = 43,    /* empty: the host in the routing field is asked to
 			      * leave (psstat --leave, forwarded by a bridge) */
+	PS__F_DATAFD = 44,   /* bridge -> node, u16 host: the descriptor passed
+			      * with it (SCM_RIGHTS) is node i's data connection
+			      * to a joiner (EL1) */
 };
 
 struct ps__frame {
@@ -328,13 +332,14 @@ struct ps__sync_member {
 };
 struct ps__sync_msg {
 	uint64_t gen, epoch, clock, cfg;
+	uint64_t tables;          /* arrival: a hash of the node's tables' tags (EL2) */
 	uint32_t flags;
 	int32_t status;
 	uint16_t na, nb, nm;
 	uint16_t a[PS__ELASTIC_HOSTS], b[PS__ELASTIC_HOSTS];
 	struct ps__sync_member m[PS__ELASTIC_HOSTS];
 };
-#define PS__SYNC_HDR 48u
+#define PS__SYNC_HDR 56u
 #define PS__SYNC_MAX (PS__SYNC_HDR + PS__ELASTIC_HOSTS * (2 + 2 + 18))
 uint32_t ps__sync_enc(uint8_t *out, const struct ps__sync_msg *m); /* out: PS__SYNC_MAX */
 int ps__sync_dec(const uint8_t *b, uint32_t len, struct ps__sync_msg *m);

@@ -69,6 +69,11 @@ struct ps__conn {
 	 * set when the connection ends, or when the bridge says the host is
 	 * gone */
 	_Atomic bool dead;
+	/* data: fd is set (EL1: a joiner's connection arrives while workers
+	 * run).  Set before the link thread starts for PSMEM_DATA_FDS, else by
+	 * the link thread with release after fd; senders load it with acquire
+	 * before they read fd */
+	_Atomic bool has_fd;
 	pthread_mutex_t wlock;    /* one frame written at a time; out */
 	uint8_t *out;             /* data: bytes queued, [out_at, out_len) */
 	size_t out_at, out_len, out_cap;
@@ -135,6 +140,14 @@ struct ps__link {
 	 * sync_lock orders them for TSan too. */
 	pthread_mutex_t sync_lock;
 	uint64_t sync_gen, sync_epoch;
+	/* hash of the tags of the tables created so far, in id order (EL2):
+	 * written by the node's collective thread (table creation), read by
+	 * the first thread of ps_sync_hosts, after the local barrier */
+	uint64_t tables_hash;
+	/* descriptors received on the link (SCM_RIGHTS), oldest first, each
+	 * waiting for its DATAFD frame (link thread only) */
+	int fdq[16];
+	int nfdq;
 	bool sync_leaving;        /* this host is in the result's leaving list */
 	struct ps__filter *filt;  /* wire filters (filter.c: its own locking) */
 	struct ps__backup *bk;    /* backups (backup.c), link thread only; NULL: off */

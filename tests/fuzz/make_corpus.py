@@ -88,6 +88,18 @@ seeds = {
     'ckpt': frame(29, struct.pack('<iH', 0, 13) + b'/tmp/job.ckpt'),
     # a backup round's last frame (net/backup.c: node 0, BK_END, round 7)
     'backup': frame(30, kv(2, 3, True), req=(1 << 55) | 7),
+    # elastic jobs (bridge.c EL1-EL8)
+    'welcome': frame(40, struct.pack('<HHH', 2, 2, 2)
+                     + struct.pack('<HBH', 0, 1, 4000) + b'127.0.0.1'.ljust(64, b'\0')
+                     + struct.pack('<HBH', 1, 1, 4001) + b'127.0.0.1'.ljust(64, b'\0'), req=0),
+    'sync': frame(41, struct.pack('<QQQQIiHHHHQ', 5, 3, 7, (1 << 32), 0, 0, 1, 0, 0, 0, 99)
+                  + struct.pack('<H', 2), req=0),
+    'sync_result': frame(41, struct.pack('<QQQQIiHHHHQ', 5, 3, 0, 0, 2, 0, 1, 1, 2, 0, 0)
+                         + struct.pack('<HH', 2, 3) + struct.pack('<HQQ', 0, 7, 1 << 32)
+                         + struct.pack('<HQQ', 2, 7, 0), req=0),
+    'ready': frame(42, struct.pack('<Q', 99), req=0),
+    'leave': frame(43, b'', req=0),
+    'datafd': frame(44, struct.pack('<H', 2), req=0),
 }
 sparse = [0.0] * 5 + [1.5] + [0.0] * 3 + [-2.0, 0.0, 0.0]  # 2 x 6 floats
 seeds['pull_keydef'] = frame(16, kv_filtered(3, 4, 0x10, True, b''))
