@@ -2253,9 +2253,8 @@ int main(int argc, char **argv)
 	if (jb.joiner && !c->shares)
 		app_die("a joining mf needs --shares S, the job's share count (the job's workers at its start, hosts x "
 			"nodes x threads, unless it was given --shares)");
-	if (jb.joiner && (c->replicate || c->resume || c->sync)) /* replicas, checkpoint, clocks: from the start only */
-		app_die("%s is not supported on a joining host",
-			c->replicate ? "--replicate" : c->resume ? "--resume" : "--sync");
+	if (jb.joiner && (c->replicate || c->resume)) /* replicas, checkpoints: from the start only */
+		app_die("%s is not supported on a joining host", c->replicate ? "--replicate" : "--resume");
 	if (!c->shares && jb.workers > MAX_SHARES)
 		app_die("%d workers: more than %d shares; give --shares", jb.workers, MAX_SHARES);
 	jb.shares = c->shares ? c->shares : jb.workers;

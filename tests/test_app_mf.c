@@ -1147,6 +1147,9 @@ static bool wait_for_text(const char *path, const char *needle, double timeout_s
 #define ELASTIC_EPOCHS "20"
 #define ELASTIC_SHARES "6" /* 2 hosts x 1 worker: 3 each; 3 hosts: 2 each */
 
+/* More mf options of the elastic tests' runs (NULL-terminated), or NULL. */
+static const char *const *elastic_more;
+
 /* The mf arguments of the elastic tests, json its summary. */
 static void elastic_mf(const char **argv, const char *json, const char *policy)
 {
@@ -1156,6 +1159,8 @@ static void elastic_mf(const char **argv, const char *json, const char *policy)
 	int k = 0;
 	for (; a[k]; k++)
 		argv[k] = a[k];
+	for (int m = 0; elastic_more && elastic_more[m]; m++)
+		argv[k++] = elastic_more[m];
 	argv[k] = NULL;
 }
 
@@ -1316,6 +1321,20 @@ static void test_mf_a_joining_host_with_two_nodes_and_localize(void **state)
 	join_host(1, "localize");
 }
 
+/* Bounded staleness across the join: the joiner's clocks start at the
+ * slowest host's (psmem.h), and every worker makes the same clocks per
+ * step whatever shares it trains. */
+static void test_mf_a_joining_host_under_ssp_clocks(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	static const char *const more[] = {"--sync", "ssp:1", NULL};
+	elastic_more = more;
+	join_host(1, "classic");
+	elastic_more = NULL;
+}
+
 /*
  * Leaving: mf on 3 hosts (psrun --elastic --drain, 6 shares); host 2's
  * psrun gets SIGTERM after epoch 4 (host 1's nodes held stopped until
@@ -1450,6 +1469,7 @@ int main(void)
 		TH(test_mf_lost_host_under_localize),
 		TH(test_mf_a_joining_host_trains_a_share),
 		TH(test_mf_a_joining_host_with_two_nodes_and_localize),
+		TH(test_mf_a_joining_host_under_ssp_clocks),
 		TH(test_mf_a_leaving_host_hands_its_shares_over),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
