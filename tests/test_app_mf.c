@@ -882,6 +882,25 @@ static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "7"
 
+/* The built program rel contains text (a message of a library feature it
+ * was linked with). */
+static bool binary_has(const char *rel, const char *text)
+{
+	FILE *f = fopen(build_path(rel), "rb");
+	assert_non_null(f);
+	static char buf[1 << 16];
+	size_t keep = 0, n, len = strlen(text);
+	bool hit = false;
+	while (!hit && (n = fread(buf + keep, 1, sizeof buf - keep, f)) > 0) {
+		n += keep;
+		hit = memmem(buf, n, text, len) != NULL;
+		keep = n < len ? n : len - 1;
+		memmove(buf, buf + n - keep, keep);
+	}
+	fclose(f);
+	return hit;
+}
+
 /* No segment created since *segs and no process of this test's
  * directory is left: the psruns were reaped; their guardians end at once,
  * given up to 5 s (other jobs on a shared machine slow them). */
@@ -1023,18 +1042,21 @@ static void lose_host_with(int victim, const char *const *more)
 	assert_left_clean(&segs);
 }
 
-/* --policy localize under continue: the blocks move every sub-epoch,
- * faster than the backup rounds, and keys moved to the lost host since its
- * last round are lost (BK4): a survivor's pull of them fails.  The library
- * backing up moved keys (helper bkmove) makes this pass; until then it is
- * skipped unless MF_TEST_LOCALIZE_LOSS=1. */
+/* --policy localize under continue (six shares, so two move to the
+ * survivors): the blocks move every sub-epoch, faster than the backup
+ * rounds.  Without the library's backups of moved keys and the lost home's
+ * directory rebuilt at its backup host (helper bkmove, BK5-BK9) a
+ * survivor's pull of a block moved to the lost host fails; with them this
+ * passed 3 of 3 (a trial merge).  Skipped until the library has them
+ * (recognised by a message of BK9 in the built mf) unless
+ * MF_TEST_LOCALIZE_LOSS=1. */
 static void test_mf_lost_host_under_localize(void **state)
 {
 	(void)state;
-	if (!getenv("MF_TEST_LOCALIZE_LOSS")) {
+	if (!getenv("MF_TEST_LOCALIZE_LOSS") && !binary_has("apps/mf", "home range held here, told host")) {
 		print_message("SKIP: localize under --on-host-failure continue loses the item blocks moved to "
-				"the lost host since its last backup round (needs the backup of moved keys); "
-				"MF_TEST_LOCALIZE_LOSS=1 runs it\n");
+				"the lost host since its last backup round (needs the backup of moved keys, "
+				"issue 16); MF_TEST_LOCALIZE_LOSS=1 runs it\n");
 		skip();
 	}
 	const char *more[] = {"--policy", "localize", "--shares", "6", NULL};
@@ -1053,25 +1075,6 @@ static bool psrun_has(const char *const *flags)
 		if (!strstr(res.out, *flags) && !strstr(res.err, *flags))
 			return false;
 	return true;
-}
-
-/* The built program rel contains text (a message of a library feature it
- * was linked with). */
-static bool binary_has(const char *rel, const char *text)
-{
-	FILE *f = fopen(build_path(rel), "rb");
-	assert_non_null(f);
-	static char buf[1 << 16];
-	size_t keep = 0, n, len = strlen(text);
-	bool hit = false;
-	while (!hit && (n = fread(buf + keep, 1, sizeof buf - keep, f)) > 0) {
-		n += keep;
-		hit = memmem(buf, n, text, len) != NULL;
-		keep = n < len ? n : len - 1;
-		memmove(buf, buf + n - keep, keep);
-	}
-	fclose(f);
-	return hit;
 }
 
 /* Sends sig to every process below root (its descendants) that runs
