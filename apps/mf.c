@@ -254,6 +254,7 @@ struct job {
 	uint32_t *uw;         /* user -> share */
 	uint32_t *ib;         /* item -> block */
 	uint64_t C;           /* keys of U per share */
+	uint64_t *share_users; /* users of each share: keys v * C .. v * C + share_users[v] - 1 */
 	int *owner0;          /* share -> physical worker at the start (every host of the start present) */
 	struct worker_data *data0; /* this node's workers' shares at the start, in owner0's order */
 	int *data0_share;     /* their shares */
@@ -552,8 +553,8 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 	jb->uw = uw;
 	jb->ib = ib;
 	jb->C = C;
+	jb->share_users = per; /* counted again: per[v] is share v's user count */
 	free(cnt);
-	free(per);
 	if (jb->joiner) /* its shares: at its first ps_sync_hosts */
 		return;
 	/* the map at the start, every host of it present; this node's shares */
@@ -1527,9 +1528,10 @@ static void free_worker_data(struct worker_data *d, int B)
  * share keeps its step order, its block and its metrics key wherever it
  * goes, so DSGD stays exact under localize (block (v + s) mod B has one
  * trainer in sub-epoch s) and node_epoch_ratings shows who trained what.
- * Its user rows stay where they are (trained remotely when the share left
- * their host: correct, slower; a joiner's are moved to it by psmem's
- * share of keys if at all).
+ * After each re-split a worker moves its shares' user rows to its node
+ * (localize_users; those already there stay): the shares it gained, and
+ * rows psmem relocated to a joiner (it receives every Hp-th key of every
+ * table).
  *
  * psmem delivers a loss before the release of a barrier that no longer
  * waited for the host (DESIGN, "Losing a host"), so every survivor sees it
@@ -1611,6 +1613,27 @@ static void note_events(struct wstate *ws, int e, const uint8_t *was, const uint
 static void ws_buffers(struct wstate *ws, size_t maxu, size_t maxi, size_t maxperm);
 static void prepare_data(const struct job *jb, struct worker_data *d, size_t *maxu, size_t *maxi, size_t *maxperm);
 
+static bool localize_lost(struct job *jb, int rc);
+
+/* Share v's user rows to this node: created on its home node, they are
+ * elsewhere once the share left home, or when psmem moved some to a joiner
+ * (it receives a share of every table's keys).  A hint, as localize_block:
+ * rows that cannot move (a full pool, a lost home) are trained where they
+ * are. */
+static void localize_users(struct job *jb, int v)
+{
+	size_t n = (size_t)jb->share_users[v];
+	if (!n)
+		return;
+	ps_key *keys = xmalloc(n * sizeof *keys);
+	for (size_t k = 0; k < n; k++)
+		keys[k] = (ps_key)v * jb->C + k;
+	int rc = ps_localize_sync(jb->U, keys, n);
+	if (rc != PS_EFULL && !localize_lost(jb, rc))
+		check(rc, "localize of user rows");
+	free(keys);
+}
+
 /* After a barrier of epoch e (or ps_sync_hosts): re-splits if the hosts
  * present changed (see above). */
 static void resplit(struct wstate *ws, int e)
@@ -1669,6 +1692,8 @@ static void resplit(struct wstate *ws, int e)
 	ws->nsh = n;
 	ws->prefetched = -1;
 	ws_buffers(ws, maxu, maxi, maxperm);
+	for (int k = 0; k < n && !ps_replaying(ws->w); k++)
+		localize_users(jb, sh[k].v);
 	if (gained && !first)
 		printf("mf: epoch %d: %s; worker %d takes over %d share%s (%zu ratings)\n", e + 1, why, ws->wg, gained,
 		       gained > 1 ? "s" : "", nr);
@@ -2415,6 +2440,7 @@ int main(int argc, char **argv)
 	free(jb.owner0);
 	free(jb.uw);
 	free(jb.ib);
+	free(jb.share_users);
 	free(jb.joined_epoch);
 	free(jb.gone_epoch);
 	free(jb.rtr.v);
