@@ -1655,21 +1655,18 @@ static void resplit(struct wstate *ws, int e)
 	if (!ws->owner)
 		ws->owner = xmalloc((size_t)jb->shares * sizeof *ws->owner);
 	share_map(jb->shares, jb->host_workers, ws->hosts0, alive, ws->owner);
-	/* the new list: shares kept keep their data, the others' is built */
-	struct share *sh = calloc((size_t)jb->shares + 1, sizeof *sh);
-	if (!sh)
-		app_die("out of memory");
-	int n = 0, gained = 0, k = 0;
-	size_t maxu = 0, maxi = 0, maxperm = 0, nr = 0;
+	/* the new list, in share order: the shares kept keep their data; the
+	 * gained ones' is built in one pass over the data files */
+	int *gain = xmalloc((size_t)jb->shares * sizeof *gain), gained = 0, k = 0;
 	for (int v = 0; v < jb->shares; v++) {
-		if (ws->owner[v] != ws->wg)
-			continue;
 		while (k < ws->nsh && ws->sh[k].v < v)
-			drop_share(jb, &ws->sh[k++]);
-		if (k < ws->nsh && ws->sh[k].v == v) {
-			sh[n++] = ws->sh[k++];
-			continue;
-		}
+			k++;
+		if (ws->owner[v] == ws->wg && !(k < ws->nsh && ws->sh[k].v == v))
+			gain[gained++] = v;
+	}
+	size_t maxu = 0, maxi = 0, maxperm = 0, nr = 0;
+	struct worker_data *gd = NULL;
+	if (gained) {
 		pthread_mutex_lock(&jb->reload_lock);
 		if (!jb->reloaded) { /* ids: every one is in the maps already (no insert) */
 			app_load_ratings(jb->c.train, false, jb->users, jb->items, &jb->rtr, NULL, NULL, NULL);
@@ -1678,22 +1675,40 @@ static void resplit(struct wstate *ws, int e)
 			jb->reloaded = true;
 		}
 		pthread_mutex_unlock(&jb->reload_lock);
-		sh[n].v = v;
-		sh[n].d = share_data(jb, &jb->rtr, &jb->rte, &v, 1, &maxperm);
+		gd = share_data(jb, &jb->rtr, &jb->rte, gain, gained, &maxperm);
+	}
+	struct share *sh = calloc((size_t)jb->shares + 1, sizeof *sh);
+	if (!sh)
+		app_die("out of memory");
+	int n = 0, g = 0;
+	k = 0;
+	for (int v = 0; v < jb->shares; v++) {
+		while (k < ws->nsh && ws->sh[k].v < v)
+			drop_share(jb, &ws->sh[k++]);
+		if (ws->owner[v] != ws->wg)
+			continue;
+		if (k < ws->nsh && ws->sh[k].v == v) {
+			sh[n++] = ws->sh[k++];
+			continue;
+		}
+		sh[n].v = v; /* gain[g] == v */
+		sh[n].d = xmalloc(sizeof *sh[n].d);
+		*sh[n].d = gd[g++]; /* moved: gd keeps only the array */
 		prepare_data(jb, sh[n].d, &maxu, &maxi, &maxperm);
 		nr += sh[n].d->nr;
 		n++;
-		gained++;
 	}
 	while (k < ws->nsh)
 		drop_share(jb, &ws->sh[k++]);
+	free(gd);
+	free(gain);
 	free(ws->sh);
 	ws->sh = sh;
 	ws->nsh = n;
 	ws->prefetched = -1;
 	ws_buffers(ws, maxu, maxi, maxperm);
-	for (int k = 0; k < n && !ps_replaying(ws->w); k++)
-		localize_users(jb, sh[k].v);
+	for (int j = 0; j < n && !ps_replaying(ws->w); j++)
+		localize_users(jb, sh[j].v);
 	if (gained && !first)
 		printf("mf: epoch %d: %s; worker %d takes over %d share%s (%zu ratings)\n", e + 1, why, ws->wg, gained,
 		       gained > 1 ? "s" : "", nr);
