@@ -1324,6 +1324,45 @@ static void test_mf_a_joining_host_with_two_nodes_and_localize(void **state)
 	join_host(1, "localize");
 }
 
+/* A joiner must be told the job's share count (its tables' sizes depend
+ * on it): without --shares it stops with the reason before it is
+ * admitted, and the job finishes without it. */
+static void test_mf_a_joiner_without_shares_is_refused(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	const char *prog[24] = {"--elastic"};
+	elastic_mf(prog + 1, "elnoshares.json", "classic");
+	unsigned port = mh_free_port();
+	struct mh_proc p[3];
+	spawn_hosts(p, 2, 1, port, prog, "noshares");
+	int stopped = hold_after_epoch_4(p, 1);
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *jargv[32] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path};
+	int n = 7;
+	for (int k = 0; prog[1 + k]; k++) /* the same mf, less --shares S */
+		if (strcmp(prog[1 + k], "--shares") == 0)
+			k++;
+		else
+			jargv[n++] = prog[1 + k];
+	jargv[n] = NULL;
+	mh_spawn(&p[2], "noshares2", (char *const *)jargv, NULL);
+	mh_finish(&p[2], 30);
+	release_and_finish(p, 2, stopped);
+	assert_int_equal(stopped, 1);
+	assert_int_not_equal(p[2].status, 0);
+	if (!strstr(mh_slurp(p[2].err), "mf: a joining mf needs --shares S"))
+		mh_show(&p[2], "joiner");
+	assert_non_null(strstr(mh_slurp(p[2].err), "mf: a joining mf needs --shares S"));
+	assert_int_equal(p[0].status, 0);
+	assert_int_equal(p[1].status, 0);
+	int ev[2];
+	host_events(slurp(path_of("elnoshares.json")), "joined", 2, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+}
+
 /* Bounded staleness across the join: the joiner's clocks start at the
  * slowest host's (psmem.h), and every worker makes the same clocks per
  * step whatever shares it trains. */
@@ -1473,6 +1512,7 @@ int main(void)
 		TH(test_mf_a_joining_host_trains_a_share),
 		TH(test_mf_a_joining_host_with_two_nodes_and_localize),
 		TH(test_mf_a_joining_host_under_ssp_clocks),
+		TH(test_mf_a_joiner_without_shares_is_refused),
 		TH(test_mf_a_leaving_host_hands_its_shares_over),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
