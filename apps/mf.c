@@ -151,6 +151,7 @@ struct cfg {
 	long replicate;     /* items replicated on every node; 0 = none */
 	double repl_rate;   /* replica sync rounds per second per node */
 	int shares;         /* --shares; 0: the workers of the job at its start */
+	int wait_hosts, wait_epoch; /* --wait-hosts N@E (0: none): hold epoch E (1-based) until N hosts are present */
 };
 
 /* A run of one user's ratings inside one (worker, block) bucket. */
@@ -421,22 +422,24 @@ static struct worker_data *share_data(const struct job *jb, const struct app_rat
  * steps', the evaluation's) and re-split at once, as psmem drops it.
  */
 
-/* The sync value of ps_sync_hosts: the epoch about to start, the share
- * count and the hosts of the start (what a joiner cannot know). */
-#define SYNC_EPOCH_BITS 24
-#define SYNC_SHARE_BITS 20
-#define MAX_SHARES ((1 << SYNC_SHARE_BITS) - 1)
+/* The sync value of ps_sync_hosts: the epoch about to start (below
+ * 1000000: --epochs' bound), the share count and the hosts of the start
+ * (what a joiner cannot know), in decimal fields of 6 digits so that
+ * where psrun logs it it reads HOSTS SHARES EPOCH: 2000006000004 is 2
+ * hosts, 6 shares, epoch index 4. */
+#define SYNC_FIELD 1000000ull
+#define MAX_SHARES ((int)SYNC_FIELD - 1)
 
 static uint64_t sync_pack(int e, int shares, int hosts)
 {
-	return (uint64_t)e | (uint64_t)shares << SYNC_EPOCH_BITS | (uint64_t)hosts << (SYNC_EPOCH_BITS + SYNC_SHARE_BITS);
+	return ((uint64_t)hosts * SYNC_FIELD + (uint64_t)shares) * SYNC_FIELD + (uint64_t)e;
 }
 
 static void sync_unpack(uint64_t x, int *e, int *shares, int *hosts)
 {
-	*e = (int)(x & ((1u << SYNC_EPOCH_BITS) - 1));
-	*shares = (int)(x >> SYNC_EPOCH_BITS & MAX_SHARES);
-	*hosts = (int)(x >> (SYNC_EPOCH_BITS + SYNC_SHARE_BITS));
+	*e = (int)(x % SYNC_FIELD);
+	*shares = (int)(x / SYNC_FIELD % SYNC_FIELD);
+	*hosts = (int)(x / SYNC_FIELD / SYNC_FIELD);
 }
 
 /*
@@ -1755,6 +1758,31 @@ static void start_shares(struct wstate *ws)
 	}
 }
 
+/* The membership point at the start of epoch e: ps_sync_hosts, again and
+ * again at epoch --wait-hosts E until N hosts are present (every host's
+ * workers make the same calls: each returns the same count everywhere).
+ * False when this host leaves. */
+static bool sync_hosts(struct wstate *ws, int e)
+{
+	const struct cfg *c = &ws->jb->c;
+	bool said = false;
+	for (;;) {
+		uint64_t x = sync_pack(e, ws->jb->shares, ws->hosts0);
+		int n = ps_sync_hosts(ws->w, &x);
+		check(n, "ps_sync_hosts");
+		if (n == 0)
+			return false;
+		if (e + 1 != c->wait_epoch || n >= c->wait_hosts)
+			return true;
+		if (!said && ws->t == 0 && ps_node_id(ws->w) == 0 && ws->jb->host == ws->jb->lead_host) {
+			printf("mf: epoch %d: waiting for %d hosts (%d present)\n", e + 1, c->wait_hosts, n);
+			fflush(stdout);
+			said = true;
+		}
+		usleep(2000); /* pace the rounds over hosts while a joiner starts */
+	}
+}
+
 /* A joiner's first ps_sync_hosts: the epoch to start from (the others'),
  * the hosts of the start; -1 if this host leaves at once. */
 static int join_job(struct wstate *ws)
@@ -1826,15 +1854,10 @@ static void worker(ps_world *w, int t, void *arg)
 	ps_handle pending = NULL;
 	for (int e = e0; !left && e < c->epochs; e++) {
 		/* the membership point: joins and leaves take effect here */
-		if (!jb->joiner || e != e0) {
-			uint64_t x = sync_pack(e, jb->shares, ws.hosts0);
-			int n = ps_sync_hosts(w, &x);
-			check(n, "ps_sync_hosts");
-			if (n == 0) { /* this host leaves: its shares go to the others */
-				note_leave(&ws, e);
-				left = true;
-				break;
-			}
+		if ((!jb->joiner || e != e0) && !sync_hosts(&ws, e)) { /* this host leaves: its shares go to the others */
+			note_leave(&ws, e);
+			left = true;
+			break;
 		}
 		resplit(&ws, e);
 		lead = t == 0 && ps_node_id(w) == 0 && jb->host == jb->lead_host;
@@ -2069,6 +2092,24 @@ static void set_rule(const struct cfg *c, ps_table_opts *o)
 	}
 }
 
+/* --wait-hosts N@E: N hosts (1 .. 1024), epoch E (1 .. 1000000). */
+static void parse_wait_hosts(struct cfg *c, const char *arg)
+{
+	char *end;
+	long n = strtol(arg, &end, 10), e = 0;
+	bool ok = end != arg && *end == '@' && n >= 1 && n <= MF_MAX_HOSTS;
+	if (ok) {
+		const char *p = end + 1;
+		e = strtol(p, &end, 10);
+		ok = end != p && !*end && e >= 1 && e <= 1000000;
+	}
+	if (!ok)
+		app_die("--wait-hosts: '%s' is not N@E (N hosts from 1 to %d, epoch E from 1 to 1000000)", app_clip(arg),
+			MF_MAX_HOSTS);
+	c->wait_hosts = (int)n;
+	c->wait_epoch = (int)e;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -2149,6 +2190,9 @@ static void usage(FILE *f)
 		"                    the worker counts to come) for a joiner to get a fair\n"
 		"                    part (default: the workers of the job at its start,\n"
 		"                    hosts x nodes x threads: one share each)\n"
+		"  --wait-hosts N@E  at the start of epoch E, wait until N hosts are present\n"
+		"                    (hosts joining by psrun --join are admitted meanwhile;\n"
+		"                    every host gives the same) (default: no wait)\n"
 		"  -h, --help        print this help and exit\n"
 		"  --version         print the version and exit\n"
 		"\n"
@@ -2180,7 +2224,7 @@ int main(int argc, char **argv)
 			       .repl_rate = 200}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
-	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_SHARES };
+	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_SHARES, O_WAIT_HOSTS };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
 		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
@@ -2188,7 +2232,8 @@ int main(int argc, char **argv)
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
 		{"sync", 1, 0, O_SYNC}, {"rule", 1, 0, O_RULE}, {"replicate", 1, 0, O_REPL},
 		{"repl-rate", 1, 0, O_REPL_RATE}, {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
-		{"resume", 1, 0, O_RESUME}, {"shares", 1, 0, O_SHARES}, {"help", 0, 0, 'h'}, {"version", 0, 0, APP_OPT_VERSION},
+		{"resume", 1, 0, O_RESUME}, {"shares", 1, 0, O_SHARES},
+		{"wait-hosts", 1, 0, O_WAIT_HOSTS}, {"help", 0, 0, 'h'}, {"version", 0, 0, APP_OPT_VERSION},
 		{0, 0, 0, 0}};
 	int o;
 	while ((o = app_getopt(argc, argv, "h", opts, NULL, false)) != -1) {
@@ -2231,6 +2276,7 @@ int main(int argc, char **argv)
 		case O_CKPT_EVERY: c->ckpt_every = (int)app_opt_long("--checkpoint-every", optarg, 1, 1000000); break;
 		case O_RESUME: c->resume = optarg; break;
 		case O_SHARES: c->shares = (int)app_opt_long("--shares", optarg, 1, MAX_SHARES); break;
+		case O_WAIT_HOSTS: parse_wait_hosts(c, optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}

@@ -507,6 +507,11 @@ static void test_mf_rejects_bad_options(void **state)
 	run_mf(0, a8);
 	assert_int_equal(res.status, 1);
 	assert_string_equal(res.err, "mf: --policy localize: 5000 shares, at most 4096 (--shares)\n");
+	const char *a9[] = {"--train", path_of("train.txt"), "--wait-hosts", "3@", NULL};
+	run_mf(0, a9);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --wait-hosts: '3@' is not N@E (N hosts from 1 to 1024, epoch E from 1 to "
+				     "1000000)\n");
 	const char *a3[] = {"--test", path_of("test.txt"), NULL};
 	run_mf(0, a3);
 	assert_int_equal(res.status, 1);
@@ -651,7 +656,7 @@ static void test_mf_help_documents_every_option(void **state)
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
 			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help", "--version",
 			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate", "--shares", "--join",
-			      "host_epoch_ratings"};
+			      "--wait-hosts", "host_epoch_ratings"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
 			fail_msg("--help does not mention %s", opts[k]);
@@ -1150,8 +1155,10 @@ static bool wait_for_text(const char *path, const char *needle, double timeout_s
 #define ELASTIC_EPOCHS "20"
 #define ELASTIC_SHARES "6" /* 2 hosts x 1 worker: 3 each; 3 hosts: 2 each */
 
-/* More mf options of the elastic tests' runs (NULL-terminated), or NULL. */
+/* More mf options of the elastic tests' runs (NULL-terminated), or NULL;
+ * and whether the run holds epoch 5 until 3 hosts are present. */
 static const char *const *elastic_more;
+static bool elastic_wait;
 
 /* The mf arguments of the elastic tests, json its summary. */
 static void elastic_mf(const char **argv, const char *json, const char *policy)
@@ -1164,6 +1171,10 @@ static void elastic_mf(const char **argv, const char *json, const char *policy)
 		argv[k] = a[k];
 	for (int m = 0; elastic_more && elastic_more[m]; m++)
 		argv[k++] = elastic_more[m];
+	if (elastic_wait) {
+		argv[k++] = "--wait-hosts";
+		argv[k++] = "3@5";
+	}
 	argv[k] = NULL;
 }
 
@@ -1203,15 +1214,6 @@ static void assert_host_trained(const char *j, int hosts, int h, int from, int t
 	}
 }
 
-/*
- * Joining: mf on 2 hosts (psrun --elastic, 6 shares) and a third psrun
- * --join started after epoch 4 (host 1's nodes held stopped meanwhile, so
- * the job waits for it: no race with its start-up).  The joiner takes two
- * shares from the next epoch boundary on; everybody exits 0; the summary
- * says host 2 joined at epoch E >= 5, and per epoch the hosts' ratings add
- * up to the training set exactly, host 2's from E on; the test RMSE is an
- * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
- */
 /* Starts the psruns of hosts 0 .. hosts-1 (nodes each) of a job at port,
  * running prog (psrun options first), named tag0, tag1, ... */
 static void spawn_hosts(struct mh_proc *p, int hosts, int nodes, unsigned port, const char *const *prog,
@@ -1258,11 +1260,21 @@ static bool can_join(void)
 	return false;
 }
 
+/*
+ * Joining: mf on 2 hosts (psrun --elastic, 6 shares, --wait-hosts 3@5: the
+ * job holds epoch 5 until a third host is in, so the joiner's start-up
+ * races nothing) and a third psrun --join started after epoch 4.  The
+ * joiner takes two shares from epoch 5 on; everybody exits 0; the summary
+ * says host 2 joined at epoch 5, and per epoch the hosts' ratings add up to
+ * the training set exactly, host 2's from epoch 5 on; the test RMSE is an
+ * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
+ */
 static void join_host(int nodes, const char *policy)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	double r2 = elastic_reference(2, nodes, "el2.json", policy);
+	elastic_wait = true; /* the job holds epoch 5 until the joiner is in */
 	const char *prog[24] = {"--elastic"};
 	elastic_mf(prog + 1, "eljoin.json", policy);
 	unsigned port = mh_free_port();
@@ -1270,16 +1282,15 @@ static void join_host(int nodes, const char *policy)
 	char ns[16];
 	snprintf(ns, sizeof ns, "%d", nodes);
 	spawn_hosts(p, 2, nodes, port, prog, "join");
-	int stopped = hold_after_epoch_4(p, 1);
+	bool at4 = wait_for_text(p[1].out, "mf: host 1: epoch 4/" ELASTIC_EPOCHS " done", 60);
 	char coord[32];
 	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
 	const char *jargv[32] = {build_path("bin/psrun"), "-n", ns, "--join", coord, "--token-file", mh_token_path};
 	elastic_mf(jargv + 7, "eljoin.json", policy);
+	elastic_wait = false;
 	mh_spawn(&p[2], "join2", (char *const *)jargv, NULL);
-	bool waiting = wait_for_text(p[2].out, "mf: host 2 joining the job", 30);
-	release_and_finish(p, 3, stopped);
-	assert_int_equal(stopped, nodes);
-	assert_true(waiting);
+	release_and_finish(p, 3, 0);
+	assert_true(at4);
 	for (int r = 0; r < 3; r++)
 		assert_int_equal(p[r].status, 0);
 	assert_non_null(strstr(mh_slurp(p[2].out), "mf: host 2 joined at epoch "));
@@ -1290,7 +1301,7 @@ static void join_host(int nodes, const char *policy)
 	int ev[3];
 	host_events(j, "joined", 3, ev);
 	assert_true(ev[0] == 0 && ev[1] == 0);
-	assert_true(ev[2] >= 5 && ev[2] <= atoi(ELASTIC_EPOCHS));
+	assert_int_equal(ev[2], 5); /* started after epoch 4, awaited at 5 */
 	host_events(j, "left", 3, ev);
 	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
 	host_events(j, "lost", 3, ev);
