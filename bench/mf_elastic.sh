@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/mf_elastic.sh - mf on 2 hosts x 1 node (two psruns --elastic on
 # loopback) undisturbed, then with a third psrun --join started when host 1
-# shows epoch JOIN_AFTER done (no pause: it joins at the first epoch
-# boundary after its start-up); REPEATS runs of each, both with --shares
+# shows epoch JOIN_AFTER done (mf --wait-hosts 3@JOIN_AFTER+1 holds the
+# next epoch until it is in); REPEATS runs of each, both with --shares
 # SHARES (default 6: 3 per host on 2 hosts, 2 per host on 3).  Prints test
 # RMSE, training seconds, the epoch host 2 joined at (host_joined_epoch),
 # and the ratings each host trained in the last epoch (host_epoch_ratings).
@@ -42,6 +42,7 @@ run() {
 	# shellcheck disable=SC2206 # MF_ARGS: options split on spaces
 	local mf=("$BUILD/apps/mf" --train "$TRAIN" --test "$TEST" --epochs "$EPOCHS" --policy "$POLICY"
 		--shares "$SHARES" --json "$tag.json" ${MF_ARGS:-})
+	[ "$kind" = join ] && mf+=(--wait-hosts "3@$((JOIN_AFTER + 1))")
 	for ((r = 0; r < 2; r++)); do
 		"$BUILD/bin/psrun" -n 1 --hosts 2 --host-rank "$r" --coordinator "127.0.0.1:$port" \
 			--token-file "$TOKEN" --elastic "${mf[@]}" >"$tag.h$r.out" 2>"$tag.h$r.err" &
