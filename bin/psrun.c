@@ -8,6 +8,7 @@
  *         [--restore FILE] [--hosts H --host-rank R] [--coordinator ADDR:PORT]
  *         [--token-file FILE] [--bind ADDR[:PORT]] [--rendezvous-timeout S]
  *         [--on-host-failure abort|continue]
+ *         [--elastic [--drain] | --join COORD:PORT [--drain]]
  *         [--hugepages[=DIR]]
  *         prog [args...]
  *   psrun --make-token FILE
@@ -167,7 +168,7 @@ static const char usage_line[] =
 	"             [--restore FILE] [--hosts H --host-rank R]\n"
 	"             [--coordinator ADDR:PORT] [--token-file FILE] [--bind ADDR[:PORT]]\n"
 	"             [--rendezvous-timeout S] [--on-host-failure abort|continue]\n"
-	"             [--backup-rate R]\n"
+	"             [--backup-rate R] [--elastic | --join COORD:PORT] [--drain]\n"
 	"             [--hugepages[=DIR]]\n"
 	"             [--help] [--version] prog [args...]\n"
 	"       psrun --make-token FILE\n";
@@ -575,6 +576,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage_error("-n N is required");
 	if (optind >= argc)
 		usage_error("no program to run");
+	if (o->host.join && o->restore_arg)
+		usage_error("--restore and --join exclude each other (a joining host takes the running job's values)");
 	if (o->tag_output && o->output_dir)
 		usage_error("--tag-output and --output-dir exclude each other (each file of "
 			    "--output-dir holds one node)");

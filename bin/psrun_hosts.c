@@ -383,13 +383,17 @@ static void *door_main(void *arg)
 			struct ps__welcome wl = {.home = (uint16_t)h->home};
 			pthread_mutex_lock(&h->mu);
 			bool full = h->next_rank >= (int)PS__JOIN_RANK;
-			if (!full) {
+			bool gone = !full && ps__bridge_live(h->bridge, &wl) != 0;
+			if (!full && !gone)
 				rank = h->next_rank++;
-				ps__bridge_live(h->bridge, &wl);
-			}
 			pthread_mutex_unlock(&h->mu);
 			char why[128];
-			snprintf(why, sizeof why, "no host rank left for a joiner (at most %u ranks per job)", PS__JOIN_RANK);
+			if (gone)
+				snprintf(why, sizeof why, "host 0 is not in the job any more (it left, or the job is ending)");
+			else
+				snprintf(why, sizeof why, "no host rank left for a joiner (at most %u ranks per job)",
+					 PS__JOIN_RANK);
+			full |= gone;
 			wl.rank = (uint16_t)rank;
 			if (ps__door_welcome(r, fd, &wl, full ? why : NULL) != 0 || full) {
 				fprintf(stderr, "psrun: host %d: %s\n", h->launch.rank,

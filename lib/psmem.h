@@ -123,8 +123,8 @@ int ps_num_hosts(const ps_world *w);
 /*
  * Hosts still in the job: psrun --on-host-failure continue drops a host
  * that dies (killed, or silent past the heartbeat bound) and the others go
- * on.  Returns how many hosts are present (ps_num_hosts until one is lost;
- * this host always counts) and, if alive is not NULL, alive[h] = 1 or 0 for
+ * on.  Returns how many hosts are present (the hosts started until one is
+ * lost, joins or leaves; this host always counts) and, if alive is not NULL, alive[h] = 1 or 0 for
  * h < cap.  Poll it (e.g. once per epoch) and re-split the work when the
  * count drops.  After a loss: barriers and clocks count the hosts present;
  * the keys the lost host held are promoted from their backups on the next

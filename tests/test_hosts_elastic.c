@@ -3,7 +3,8 @@
  * leaving (psrun --drain + SIGTERM, psstat --leave) at ps_sync_hosts
  * (docs/DESIGN.md "Joining and leaving", bridge.c EL1-EL8).
  *
- *  (a) a conservation storm: hosts 0 and 1 (psrun --elastic) push +1 to
+ *  (a) a conservation storm, 2 nodes a host (so data connections reach
+ *      several running nodes): hosts 0 and 1 (psrun --elastic) push +1 to
  *      every key in epochs, each ended by ps_sync_hosts; once host 0 has
  *      printed epoch 3 the driver starts a third psrun with --join.  The
  *      members go on until ps_sync_hosts says 3 hosts (the joiner is
@@ -21,7 +22,9 @@
  *      others' returns 2 at the same epoch, and every psrun exits 0
  *      (drain's hand-over of the keys is the drain helper's; the leaver's
  *      keys are not used after it leaves);
- *  (d) each: no segment, process or port left;
+ *  (d) each: no segment, process or port left; a joiner lost after its
+ *      admission (continue: its keys promoted), two joiners at once, a
+ *      joiner still pending when the job ends (it stops, the job is fine);
  *  and without --elastic ps_sync_hosts is a barrier over hosts (2 nodes a
  *  host) returning 2, PS_EMISMATCH when the epochs differ.
  *
@@ -79,8 +82,8 @@ static int tables(ps_world *w, ps_table **t, ps_table **cnt)
 	return *cnt ? 0 : err;
 }
 
-/* (a): the storm. */
-static int storm_main(void)
+/* (a): the storm, until want hosts are present (then K_AFTER epochs). */
+static int storm_main(int want_hosts)
 {
 	int err, rc;
 	ps_world *w = ps_init(&err);
@@ -99,11 +102,12 @@ static int storm_main(void)
 	if (joined) {
 		/* the members' epoch: this host starts there */
 		int n = ps_sync_hosts(w, &epoch);
-		if (n != 3) {
+		if (n < 3 || n > want_hosts) {
 			printf("elastic: host %d: first ps_sync_hosts returned %d\n", me, n);
 			return fail_node("first ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
 		}
-		end = epoch + K_AFTER;
+		if (n == want_hosts)
+			end = epoch + K_AFTER;
 		int held = 0;
 		for (int i = 0; i < KEYS; i++)
 			held += ps_owner_host(t, keys[i]) == me;
@@ -115,6 +119,9 @@ static int storm_main(void)
 			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
 				return fail_node("push", me, rc);
 			pushes++;
+			/* a barrier mid-epoch: it admits nobody (EL3) */
+			if (r == ROUNDS / 2 && (rc = ps_barrier(w)) != 0)
+				return fail_node("barrier mid-epoch", me, rc);
 		}
 		/* BSP over the hosts present: a joiner's clock starts at the
 		 * members' (EL4), or this would wait for ever */
@@ -131,7 +138,7 @@ static int storm_main(void)
 			return fail_node("ps_sync_hosts", me, n);
 		if (e != epoch)
 			return fail_node("epoch agreement", me, PS_EMISMATCH);
-		if (n == 3 && end == MAX_EPOCH)
+		if (n == want_hosts && end == MAX_EPOCH)
 			end = epoch + K_AFTER; /* the same epoch on every member */
 	}
 	if (end == MAX_EPOCH)
@@ -143,11 +150,11 @@ static int storm_main(void)
 		return fail_node("count push", me, rc);
 	if ((rc = ps_barrier(w)) != 0)
 		return fail_node("final barrier", me, rc);
-	ps_key ck[3] = {0, 1, 2};
-	float c[3], v[KEYS];
-	if ((rc = ps_pull_sync(cnt, ck, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+	ps_key ck[4] = {0, 1, 2, 3};
+	float c[4], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, ck, 4, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
 		return fail_node("final pull", me, rc);
-	float want = c[0] + c[1] + c[2];
+	float want = c[0] + c[1] + c[2] + c[3];
 	int wrong = 0, held = 0;
 	for (int i = 0; i < KEYS; i++) {
 		if (v[i] != want && wrong++ < 5)
@@ -156,10 +163,13 @@ static int storm_main(void)
 	}
 	uint8_t alive[4] = {9, 9, 9, 9};
 	int n = ps_hosts_alive(w, alive, 4);
-	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f; holds %d; %d wrong of %d; "
-	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0],
-	       (double)c[1], (double)c[2], held, wrong, KEYS, (long long)ps_clock_read(w, 0, 0),
-	       (unsigned long long)epoch);
+	char counts[64];
+	int at = 0;
+	for (int h = 0; h < want_hosts; h++)
+		at += snprintf(counts + at, sizeof counts - (size_t)at, "%s%.0f", h ? " " : "", (double)c[h]);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %s; holds %d; %d wrong of %d; "
+	       "clock %lld of %llu epochs\n", me, joined, n, alive[0], alive[1], alive[2], alive[3], counts, held,
+	       wrong, KEYS, (long long)ps_clock_read(w, 0, 0), (unsigned long long)epoch);
 	fflush(stdout);
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
@@ -284,6 +294,23 @@ static int nonelastic_main(void)
 	       ps_strerror(n < 0 ? n : 0));
 	fflush(stdout);
 	return ps_finalize(w) ? 1 : 0;
+}
+
+/* A joiner that never reaches ps_sync_hosts (it waits for ever): the
+ * job ends without it. */
+static int pending_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", ps_host_id(w), rc);
+	printf("elastic: joiner waiting\n");
+	fflush(stdout);
+	for (;;)
+		pause(); /* stopped by its psrun when the job ends */
 }
 
 /* (b): members sync in epochs until the driver's file says stop (host 0
@@ -472,18 +499,19 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
 	unsigned port = mh_free_port();
-	const char *prog[] = {mh_self, "--node", "storm", NULL};
+	const char *prog[] = {mh_self, "--node", "storm", "3", NULL};
 	static char store[3][96], coord[32];
 	for (int r = 0; r < 2; r++) {
 		const char *argv[64];
 		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
+		argv[2] = "2"; /* -n 2: two nodes a host, the joiner's too */
 		char name[32];
 		snprintf(name, sizeof name, "storm%d", r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
 	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
 	const char *argv[64];
-	join_argv(argv, coord, port, "1", mh_token_path, prog);
+	join_argv(argv, coord, port, "2", mh_token_path, prog);
 	mh_spawn(&h[2], "storm2", (char *const *)argv, NULL);
 	for (int r = 0; r < 3; r++)
 		mh_finish(&h[r], 120);
@@ -520,6 +548,98 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 			assert_contains(err, ") joined the job at barrier ");
 		}
 	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* Two joiners started together: each is admitted whenever it is ready
+ * (at the same ps_sync_hosts or at two), the later one connected to the
+ * earlier; keys relocate from the first joiner to the second when they
+ * come one after the other; every sum stays exact. */
+static void test_two_joiners_at_once(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "storm", "4", NULL};
+	static char store[2][96], coord[2][32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, "-v", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "two%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 3");
+	for (int k = 0; k < 2; k++) {
+		const char *argv[64];
+		join_argv(argv, coord[k], port, "1", mh_token_path, prog);
+		char name[32];
+		snprintf(name, sizeof name, "two%d", 2 + k);
+		mh_spawn(&h[2 + k], name, (char *const *)argv, NULL);
+	}
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	for (int r = 0; r < 4; r++) {
+		const char *out = mh_slurp(h[r].out), *err = mh_slurp(h[r].err);
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, "; alive 4 [1 1 1 1]; pushes ");
+		assert_contains(out, "; 0 wrong of 300; ");
+		assert_contains(err, ": bridge: 0 data frames out, 0 in; ");
+		const char *l = strstr(out, "; alive 4");
+		printf("host %d%.*s\n", r, (int)strcspn(l, "\n"), l);
+		if (r >= 2) /* each joiner holds keys at the end */
+			assert_true(strstr(l, "; holds 0;") == NULL);
+	}
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* The job ends while a joiner is still pending: the members finish
+ * normally, the joiner stops with the reason. */
+static void test_a_pending_joiner_stops_when_the_job_ends(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	char stop[256];
+	snprintf(stop, sizeof stop, "%s/stop-pending", mh_tmpdir);
+	unlink(stop);
+	const char *prog[] = {mh_self, "--node", "plain", stop, NULL};
+	static char store[2][96], coord[32];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		char name[32];
+		snprintf(name, sizeof name, "pend%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	wait_for_output(h, 2, 0, "elastic: host 0 epoch 2");
+	const char *jprog[] = {mh_self, "--node", "pending", NULL};
+	const char *argv[64];
+	join_argv(argv, coord, port, "1", mh_token_path, jprog);
+	mh_spawn(&h[2], "pend2", (char *const *)argv, NULL);
+	wait_for_output(h, 3, 2, "elastic: joiner waiting");
+	FILE *f = fopen(stop, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		assert_contains(mh_slurp(h[r].out), "stopped at epoch ");
+	}
+	if (h[2].status == 0 || h[2].status == -1)
+		mh_show(&h[2], "joiner");
+	assert_int_not_equal(h[2].status, 0);
+	assert_int_not_equal(h[2].status, -1);
+	assert_contains(mh_slurp(h[2].err), "the job ended before this host was admitted");
 	assert_true(port_free(port));
 	mh_assert_clean(&segs);
 }
@@ -593,6 +713,37 @@ static void test_sync_hosts_without_elastic_is_a_barrier_over_hosts(void **state
 		assert_contains(mh_slurp(h[r].out), want);
 	}
 	mh_assert_clean(&segs);
+}
+
+/* Flags that cannot work are refused with the reason (exit 2), before
+ * anything starts. */
+static void test_bad_elastic_flags_are_refused(void **state)
+{
+	(void)state;
+	static struct run_result r;
+	const char *one[] = {build_path("bin/psrun"), "-n", "1", "--elastic", "/bin/true", NULL};
+	run_prog((char *const *)one, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--elastic is for jobs of several hosts (--hosts H, H >= 2)");
+	const char *bad[] = {build_path("bin/psrun"), "-n", "1", "--join", "nowhere", "--token-file", mh_token_path,
+			     "/bin/true", NULL};
+	run_prog((char *const *)bad, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--join 'nowhere': want ADDR:PORT of host 0's psrun");
+	const char *both[] = {build_path("bin/psrun"), "-n", "1", "--join", "127.0.0.1:1", "--hosts", "2",
+			      "--token-file", mh_token_path, "/bin/true", NULL};
+	run_prog((char *const *)both, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--join COORD:PORT takes no --hosts, --host-rank or --coordinator");
+	const char *drain[] = {build_path("bin/psrun"), "-n", "1", "--hosts", "2", "--host-rank", "1",
+			       "--coordinator", "127.0.0.1:1", "--token-file", mh_token_path, "--drain", "/bin/true", NULL};
+	run_prog((char *const *)drain, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--drain is for elastic jobs: give --elastic (every host) or --join too");
+	const char *leave[] = {build_path("bin/psstat"), "--leave", "x", NULL};
+	run_prog((char *const *)leave, NULL, 20, -1, 0, &r);
+	assert_int_equal(r.status, 2);
+	assert_contains(r.err, "--leave wants a host rank from 0 to 1023, not 'x'");
 }
 
 /* (b): one refused joiner per case; then the job is told to stop. */
@@ -743,8 +894,8 @@ static void test_a_host_leaves_on_psstat_leave(void **state)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
-		return storm_main();
+	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
+		return storm_main(atoi(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "plain") == 0)
 		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
@@ -753,13 +904,18 @@ int main(int argc, char **argv)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
 		return nonelastic_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "pending") == 0)
+		return pending_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_elastic_flags_are_refused),
 		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
+		cmocka_unit_test(test_two_joiners_at_once),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
 		cmocka_unit_test(test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted),
+		cmocka_unit_test(test_a_pending_joiner_stops_when_the_job_ends),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
 		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
 	};

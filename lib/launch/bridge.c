@@ -113,7 +113,8 @@ struct conn {
 	uint64_t ptables;         /* ... the hash of its tables it sent with READY */
 	bool refused;             /* ... its tables differ: told so, never admitted */
 	bool told_member;         /* a joiner's peer that the WELCOME listed as a member */
-	int data_in;              /* a joiner: its data connections passed to our nodes */
+	int data_in;              /* our nodes' data connections to it: passed to them
+				   * (DATAFD), or all of them for a peer known at start */
 	bool psync[2];            /* peer: its arrival at g was a SYNC, at [g & 1] */
 	bool pleave[2];           /* ... asking to leave */
 	uint64_t ppend[2];        /* ... the joiners it held pending (bit per rank) */
@@ -929,11 +930,18 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		c->said_bye = true;
 		peer_left(b, c);
 		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
-			/* EL8: the job ends before this joiner was admitted */
-			snprintf(b->why, sizeof b->why, "%s ended its part of the job before this host was admitted",
-				 b->name[c->idx]);
-			blog(b, "%s", b->why);
-			b->stop = true;
+			/* EL8: the job ends before this joiner was admitted
+			 * (every member it knew said goodbye; one that leaves
+			 * by agreement says it too, and the others go on) */
+			bool any = false;
+			for (int p = 0; p < b->hosts; p++)
+				any |= b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye;
+			if (!any) {
+				snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)",
+					 b->name[c->idx]);
+				blog(b, "%s", b->why);
+				b->stop = true;
+			}
 		}
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
@@ -1119,6 +1127,11 @@ struct ps__bridge *ps__bridge_new(const struct ps__bridge_conf *conf, int *err)
 		b->peer[p].told_member = m && conf->joiner;
 		m = m && !conf->joiner;
 		b->peer[p].member = b->peer[p].was_member = m && p != conf->rank && b->peer[p].fd >= 0;
+		/* a peer known at start: our nodes' data connections to it were
+		 * made with ours (rendezvous, or this joiner's own connects),
+		 * not passed later (EL1) */
+		if (b->peer[p].fd >= 0)
+			b->peer[p].data_in = conf->nodes;
 	}
 	for (int i = 0; i < conf->nodes; i++) {
 		rc = add_conn(b, &b->link[i], conf->link_fd[i], K_LINK, i);
@@ -1296,9 +1309,11 @@ int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps_
 	return 0;
 }
 
-void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
+int ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 {
 	w->n = 0;
+	if (!b->member || b->left || b->done || b->stop)
+		return -ENOENT; /* this host is not (or no longer) in the job */
 	for (int p = 0; p < b->hosts && w->n < PS__ELASTIC_HOSTS; p++) {
 		const struct conn *c = &b->peer[p];
 		bool me = p == b->rank;
@@ -1309,6 +1324,7 @@ void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w)
 		w->h[w->n].a = b->addr[p];
 		w->n++;
 	}
+	return 0;
 }
 
 int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd)

@@ -229,7 +229,7 @@ void ps__bridge_free(struct ps__bridge *b);
  * rank is or was in use, -EINVAL); the hosts a new joiner must connect to
  * (w->h, w->n); a leave request for host (this one, or sent to it). */
 int ps__bridge_add_peer(struct ps__bridge *b, int rank, int fd, const struct ps__peer_addr *addr);
-void ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w);
+int ps__bridge_live(const struct ps__bridge *b, struct ps__welcome *w); /* -ENOENT: not a member now */
 int ps__bridge_request_leave(struct ps__bridge *b, int host);
 /* A joiner's data connection for node (authenticated, chan 1 + node):
  * passed to that node over its link (SCM_RIGHTS with a DATAFD frame, after

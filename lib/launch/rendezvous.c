@@ -214,8 +214,10 @@ static int handshake_server(struct conn_ctx *c, int *peer_rank, uint32_t *chan, 
 	if (rc >= 0)
 		rc = ps__hello_dec(f.body, f.len, &h);
 	if (rc == 0 && (h.hosts != hello_hosts(r) || h.rank == r->rank)) {
-		snprintf(why, whylen, "it says it is host %u of %u; this is host %d of %d", h.rank, h.hosts, r->rank,
-			 hello_hosts(r));
+		bool el = h.hosts == PS__ELASTIC_HOSTS || hello_hosts(r) == (int)PS__ELASTIC_HOSTS;
+		snprintf(why, whylen, "it says it is host %u of %u; this is host %d of %d%s", h.rank, h.hosts, r->rank,
+			 hello_hosts(r), el ? " (an elastic job counts 64 host ranks: give --elastic to every host "
+					      "or to none)" : "");
 		send_note(c, PS__F_REFUSE, PS_EMISMATCH, why);
 		return PS_EMISMATCH;
 	}
