@@ -178,6 +178,11 @@ void app_json_int(app_json *j, const char *key, int64_t val);
 /* A rows x cols matrix of integers v[r * cols + c], as an array of rows:
  * [[v00, v01, ...], [v10, ...], ...]. */
 void app_json_int_rows(app_json *j, const char *key, const int64_t *v, size_t rows, size_t cols);
+/* Hosts joining, leaving or lost (issue 16): "hosts_<what>": how many of
+ * hosts[0 .. hosts) had the event (epoch[h] > 0), and
+ * "host_<what>_epoch": [[epoch[0], ...]] (1-based: the first epoch after
+ * it, 0 for none). */
+void app_json_host_events(app_json *j, const char *what, const int64_t *epoch, size_t hosts);
 /* Writes the object to path (atomically: temp file + rename); dies on error.
  * path "-" writes to stdout.  Frees j. */
 void app_json_write(app_json *j, const char *path);

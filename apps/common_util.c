@@ -296,6 +296,18 @@ void app_json_int_rows(app_json *j, const char *key, const int64_t *v, size_t ro
 	jput(j, "]");
 }
 
+void app_json_host_events(app_json *j, const char *what, const int64_t *epoch, size_t hosts)
+{
+	char key[64];
+	int64_t n = 0;
+	for (size_t h = 0; h < hosts; h++)
+		n += epoch[h] > 0;
+	snprintf(key, sizeof key, "hosts_%s", what);
+	app_json_int(j, key, n);
+	snprintf(key, sizeof key, "host_%s_epoch", what);
+	app_json_int_rows(j, key, epoch, 1, hosts);
+}
+
 void app_json_write(app_json *j, const char *path)
 {
 	jput(j, "}\n");

@@ -20,15 +20,17 @@
  *
  * Data: every node reads the whole training file (ids must map to the same
  * dense ids on every node, and that needs every line in file order), then
- * keeps the ratings of its own users.  N counts every node of every host
- * (app_gnode: host h's nodes are h * n .. h * n + n - 1 under psrun -n n
- * --hosts H), so each rating is trained once per epoch by one worker of
- * the whole job.  Users are dealt to the N x T workers
- * of the job by rating count (largest first, snake order), so the workers'
- * loads are balanced; each node's users get a contiguous key range of U, so
- * range placement puts every user row on the node that trains it (across
- * hosts too: see partition).  A worker
- * owns its users' rows outright.  It trains a step's ratings in tiles (user
+ * keeps the ratings of its workers' shares.  Users are dealt to S shares
+ * by rating count (largest first, snake order), so the shares' loads are
+ * balanced; S is --shares, by default the N x T workers of the job at its
+ * start (N counts every node of every host: app_gnode, host h's nodes are
+ * h * n .. h * n + n - 1 under psrun -n n --hosts H), one share each.
+ * Each share is trained by one worker of a host present (see "Shares"),
+ * so each rating is trained once per epoch by one worker of the whole job,
+ * hosts joining, leaving or lost included.  Each share's users get a
+ * contiguous key range of U, so range placement puts every user row on
+ * the node of the share's home worker (across hosts too: see partition).
+ * A share's trainer owns its users' rows outright.  It trains a step's ratings in tiles (user
  * bin x item bin, see "tiles" below): per user bin it pulls the bin's user
  * rows in one batched call, per tile the tile's item rows, trains there
  * with vector loops and pushes the differences in one batched call each;
@@ -44,13 +46,13 @@
  *             Workers walk the item bins from different starting bins, so
  *             at equal speed they do not meet.
  *   localize  DSGD parameter blocking as in Lapse: items are dealt into
- *             B = N x T blocks (balanced by count); an epoch is B sub-epochs;
- *             in sub-epoch s worker w trains its users' ratings on items of
- *             block (w + s) mod B, so no two workers touch the same item row,
- *             and the worker localizes that block to its node first (from
- *             any node of any host: ps_localize moves keys across hosts).
- *             The next block is trained now by worker w + 1; when that
- *             worker is on this host, its localize is issued asynchronously
+ *             B = S blocks (balanced by count); an epoch is B sub-epochs;
+ *             in sub-epoch s share v's ratings on items of block (v + s)
+ *             mod B are trained, so no two workers touch the same item row,
+ *             and the share's worker localizes that block to its node first
+ *             (from any node of any host: ps_localize moves keys across
+ *             hosts).  The next block is trained now by share v + 1; when
+ *             its worker is on this host, its localize is issued asynchronously
  *             when 3/4 of the current sub-epoch is done (the other worker's
  *             last accesses become accesses to another node's memory) and
  *             waited for after the barrier; when it is on another host, the
@@ -70,11 +72,12 @@
  * node's replica updates are merged and in every replica: DSGD stays
  * exact, and every worker evaluates (and node 0 saves) the same model.
  *
- * Per epoch: train; barrier; every worker evaluates its share of the test
- * ratings (those of its own users: their rows are local); the sums and the
- * count of ratings trained go through a small transient psmem table (one
- * key per epoch and worker, on the worker's node); barrier; node 0 of host
- * 0 prints train RMSE (prequential, errors before each update) and test
+ * Per epoch: ps_sync_hosts (joins and leaves take effect there, see
+ * "Shares"); train; barrier; every worker evaluates its shares' test
+ * ratings (those of their users); the sums and the count of ratings
+ * trained go through a small transient psmem table (one key per epoch and
+ * share, on the share's home node); barrier; node 0 of host
+ * 0 (the first host present) prints train RMSE (prequential, errors before each update) and test
  * RMSE, and writes the summary (with the ratings each node of each host
  * trained per epoch) and the model; node 0 of every other host prints
  * which share it trains.  Between the training barrier and the
@@ -83,7 +86,7 @@
  *
  * Steps and restarts.  Everything a worker does between two barriers is a
  * step: initial rows, a (sub-)epoch's training, an evaluation.  The order
- * of a step's groups is a function of (seed, epoch, sub-epoch, worker) only,
+ * of a step's groups is a function of (seed, epoch, sub-epoch, share) only,
  * so under psrun --on-failure restart a restarted node skips the steps its
  * dead predecessor finished (ps_replaying), and resumes the one in progress
  * after the groups it had started (ps_progress_get; set before a group is
@@ -147,6 +150,8 @@ struct cfg {
 	int rule;
 	long replicate;     /* items replicated on every node; 0 = none */
 	double repl_rate;   /* replica sync rounds per second per node */
+	int shares;         /* --shares; 0: the workers of the job at its start */
+	int wait_hosts, wait_epoch; /* --wait-hosts N@E (0: none): hold epoch E (1-based) until N hosts are present */
 };
 
 /* A run of one user's ratings inside one (worker, block) bucket. */
@@ -190,6 +195,8 @@ struct evalset {
 	ps_key *ukeys, *ikeys;
 };
 
+/* The data of one share (see "Shares" below): its ratings by block, its
+ * test ratings, its tiles and evaluation chunks. */
 struct worker_data {
 	struct tiles *tiles;  /* --rule sum: B, built by the worker */
 	struct evalset ev;    /* built by the worker */
@@ -202,14 +209,22 @@ struct worker_data {
 	size_t ntest;
 };
 
+/* Hosts mf keeps track of (psmem's PS__MAX_HOSTS): ids, joined ones included. */
+#define MF_MAX_HOSTS 1024
+
 struct job {
 	struct cfg c;
 	ps_world *w;
-	/* nodes and node count every node of every host: node is app_gnode,
-	 * nodes app_gnodes (host h's nodes are h * host_nodes ..); a worker's
-	 * global id is node * threads + thread */
+	/* nodes and node count every node of every host of the job's start:
+	 * node is app_gnode, nodes app_gnodes (host h's nodes are h *
+	 * host_nodes ..); a worker's global id (physical) is node * threads +
+	 * thread, any host's, a joined one's too */
 	int nodes, node, threads, workers, blocks;
-	int hosts, host, host_nodes; /* psrun --hosts, this host, psrun -n */
+	/* hosts at the start (a joiner: learnt at its first ps_sync_hosts), this host, psrun -n */
+	int hosts, host, host_nodes;
+	int shares;           /* S: the data's split (--shares, default workers at the start) */
+	int host_workers;     /* host_nodes * threads */
+	bool joiner;          /* ps_joined: started by psrun --join */
 	app_idmap *users, *items;
 	size_t nusers, nitems;
 	uint64_t *ukey;       /* dense user id -> key in U */
@@ -230,63 +245,87 @@ struct job {
 	double train_cpu;     /* node 0's CPU seconds in the training phases */
 	int epochs_trained;   /* by this process (not replayed, not resumed) */
 	double *epoch_rmse;
-	uint64_t *trained;    /* node 0, thread 0: [node * epochs + e] ratings trained, every node of every host */
+	/* thread 0 of each node, each epoch: [gnode * epochs + e] ratings
+	 * trained by the workers of node gnode (host * host_nodes + node, any
+	 * host seen), trained_hosts hosts' rows allocated */
+	uint64_t *trained;
+	int trained_hosts;
 	int diverged_epoch;   /* set by each node's thread 0: the epoch whose RMSE was inf or NaN */
-	/* kept from partition for a re-split after a host is lost (adopt) */
-	uint32_t *uw;         /* user -> global worker */
+	/* kept from partition for a re-split (share_data) */
+	uint32_t *uw;         /* user -> share */
 	uint32_t *ib;         /* item -> block */
-	uint64_t C;           /* keys of U per node */
+	uint64_t C;           /* keys of U per share */
+	uint64_t *share_users; /* users of each share: keys v * C .. v * C + share_users[v] - 1 */
+	int *owner0;          /* share -> physical worker at the start (every host of the start present) */
+	struct worker_data *data0; /* this node's workers' shares at the start, in owner0's order */
+	int *data0_share;     /* their shares */
+	int ndata0;
 	pthread_mutex_t reload_lock; /* guards reloaded, rtr, rte */
 	bool reloaded;
-	struct app_ratings rtr, rte; /* the data files read again by the first adopter of this node */
-	int *lost_epoch;      /* per host: 1 + the epoch at whose start this node saw it lost; 0 present */
-	int lead_host;        /* the host whose node 0 reports: 0, or the first left after a loss (thread 0's) */
+	struct app_ratings rtr, rte; /* the data files, read again by this node's first worker that gains a share */
+	/* membership events, written by thread 0 (each node its own view):
+	 * per host id, 1 + the epoch at whose start this node saw it join /
+	 * go (lost or left: told apart at the end by the leave notes, table L);
+	 * 0: none */
+	int *joined_epoch, *gone_epoch;
+	int hosts_seen;       /* 1 + the highest host id seen present */
+	int lead_host;        /* the host whose node 0 reports: the first present (thread 0's) */
 	bool lead;            /* this node reported (set by its thread 0 at the end) */
+	bool left;            /* this host left the job (ps_sync_hosts returned 0) */
+	ps_table *L;          /* leave notes: key h = 1 + the epoch from which host h's shares went to the others */
 };
 
 /*
- * The T workers' data of node `node` (of every host): its ratings into
- * (thread, block) buckets and its test ratings, from the whole data files
- * and partition's deal (uw, ib, C).  partition calls it for this node;
- * adopt for a node of a lost host.  *max_groups grows to the largest
+ * The data of shares list[0 .. n) (see "Shares"): their ratings into
+ * (share, block) buckets and their test ratings, from the whole data files
+ * and partition's deal (uw, ib, C).  partition calls it for the shares of
+ * this node's workers at the start; a worker that gains shares at a
+ * re-split (share_map) for those.  *max_groups grows to the largest
  * bucket's group count.
  */
-static struct worker_data *node_data(const struct job *jb, const struct app_ratings *tr, const struct app_ratings *te,
-				     int node, size_t *max_groups)
+static struct worker_data *share_data(const struct job *jb, const struct app_ratings *tr, const struct app_ratings *te,
+				      const int *list, int n, size_t *max_groups)
 {
-	int W = jb->workers, T = jb->threads, B = jb->blocks;
+	int S = jb->shares, B = jb->blocks;
 	const uint32_t *uw = jb->uw, *ib = jb->ib;
 	const uint64_t *ukey = jb->ukey;
 	uint64_t C = jb->C;
-	/* this node's ratings into (thread, block) buckets, by user key within
-	 * a bucket, file order within a user: counting sort by key, then a
-	 * stable counting sort by bucket */
-	uint64_t k0 = (uint64_t)node * C;
-	size_t nb = (size_t)T * (size_t)B, mine = 0;
-	size_t *ucount = calloc(C + 1, sizeof *ucount);
+	/* slot[v]: share v's index in list, -1 if not in it */
+	int *slot = malloc((size_t)S * sizeof *slot);
+	if (!slot)
+		app_die("out of memory");
+	for (int v = 0; v < S; v++)
+		slot[v] = -1;
+	for (int k = 0; k < n; k++)
+		slot[list[k]] = k;
+	/* the shares' ratings into (share, block) buckets, by user key within
+	 * a bucket, file order within a user: counting sort by key (share
+	 * list[k]'s keys at k * C .. in this sort), then a stable counting sort
+	 * by bucket */
+	uint64_t nk = (uint64_t)n * C;
+	size_t nb = (size_t)n * (size_t)B, mine = 0;
+	size_t *ucount = calloc(nk + 1, sizeof *ucount);
 	size_t *bcount = calloc(nb + 1, sizeof *bcount);
 	if (!ucount || !bcount)
 		app_die("out of memory");
-	for (size_t k = 0; k < tr->n; k++) {
-		uint64_t key = ukey[tr->v[k].u];
-		if (key >= k0 && key < k0 + C) {
-			ucount[key - k0 + 1]++;
+#define SORTKEY(rt) ((uint64_t)slot[uw[(rt).u]] * C + ukey[(rt).u] % C)
+	for (size_t k = 0; k < tr->n; k++)
+		if (slot[uw[tr->v[k].u]] >= 0) {
+			ucount[SORTKEY(tr->v[k]) + 1]++;
 			mine++;
 		}
-	}
-	for (uint64_t k = 0; k < C; k++)
+	for (uint64_t k = 0; k < nk; k++)
 		ucount[k + 1] += ucount[k];
 	struct app_rating *byu = malloc((mine ? mine : 1) * sizeof *byu);
 	struct app_rating *sorted = malloc((mine ? mine : 1) * sizeof *sorted);
 	if (!byu || !sorted)
 		app_die("out of memory");
-	for (size_t k = 0; k < tr->n; k++) {
-		uint64_t key = ukey[tr->v[k].u];
-		if (key >= k0 && key < k0 + C)
-			byu[ucount[key - k0]++] = tr->v[k];
-	}
+	for (size_t k = 0; k < tr->n; k++)
+		if (slot[uw[tr->v[k].u]] >= 0)
+			byu[ucount[SORTKEY(tr->v[k])]++] = tr->v[k];
+#undef SORTKEY
 	free(ucount);
-#define BUCKET(rt) ((size_t)(uw[(rt).u] % (uint32_t)T) * (size_t)B + (B > 1 ? ib[(rt).i] : 0))
+#define BUCKET(rt) ((size_t)slot[uw[(rt).u]] * (size_t)B + (B > 1 ? ib[(rt).i] : 0))
 	for (size_t k = 0; k < mine; k++)
 		bcount[BUCKET(byu[k]) + 1]++;
 	for (size_t b = 0; b < nb; b++)
@@ -301,10 +340,10 @@ static struct worker_data *node_data(const struct job *jb, const struct app_rati
 	free(bpos);
 	free(byu);
 
-	struct worker_data *wd = calloc((size_t)T, sizeof *wd);
+	struct worker_data *wd = calloc((size_t)(n ? n : 1), sizeof *wd);
 	if (!wd)
 		app_die("out of memory");
-	for (int t = 0; t < T; t++) {
+	for (int t = 0; t < n; t++) {
 		struct worker_data *d = &wd[t];
 		size_t r0 = bcount[(size_t)t * B], r1 = bcount[(size_t)(t + 1) * B];
 		d->nr = r1 - r0;
@@ -339,66 +378,158 @@ static struct worker_data *node_data(const struct job *jb, const struct app_rati
 	free(sorted);
 	free(bcount);
 
-	/* test ratings: to the worker that trains the user (its row is on
-	 * this node, from the start and for good), a user unseen in training
-	 * round-robin over all workers of the job */
-#define TEST_WORKER(k) (te->v[k].u != NONE ? uw[te->v[k].u] : (uint32_t)((k) % (size_t)W))
-	for (size_t k = 0; k < te->n; k++) {
-		uint32_t wg = TEST_WORKER(k);
-		if (wg / (uint32_t)T == (uint32_t)node)
-			wd[wg % (uint32_t)T].ntest++;
-	}
-	for (int t = 0; t < T; t++) {
+	/* test ratings: to the share that trains the user, a user unseen in
+	 * training round-robin over the shares */
+#define TEST_SHARE(k) (te->v[k].u != NONE ? (int)uw[te->v[k].u] : (int)((k) % (size_t)S))
+	for (size_t k = 0; k < te->n; k++)
+		if (slot[TEST_SHARE(k)] >= 0)
+			wd[slot[TEST_SHARE(k)]].ntest++;
+	for (int t = 0; t < n; t++) {
 		struct worker_data *d = &wd[t];
 		d->test = malloc((d->ntest ? d->ntest : 1) * sizeof *d->test);
 		if (!d->test)
 			app_die("out of memory");
 		d->ntest = 0;
 	}
-	for (size_t k = 0; k < te->n; k++) {
-		uint32_t wg = TEST_WORKER(k);
-		if (wg / (uint32_t)T == (uint32_t)node) {
-			struct worker_data *d = &wd[wg % (uint32_t)T];
+	for (size_t k = 0; k < te->n; k++)
+		if (slot[TEST_SHARE(k)] >= 0) {
+			struct worker_data *d = &wd[slot[TEST_SHARE(k)]];
 			d->test[d->ntest++] = te->v[k];
 		}
-	}
-#undef TEST_WORKER
+#undef TEST_SHARE
+	free(slot);
 	return wd;
+}
+
+/*
+ * Shares.  The data is split into S shares (--shares; by default one per
+ * worker of the job at its start, so that figures and behaviour are those
+ * of one worker per share): users are dealt to the shares by rating count,
+ * each share's users get a contiguous key range of U (share v: v * C ..),
+ * the DSGD grid of --policy localize is over the shares (B = S blocks, in
+ * sub-epoch s share v trains block (v + s) mod B), and the order of a
+ * share's step and its metrics key are functions of the share, never of
+ * who trains it.  Each share is trained by exactly one worker of a host
+ * present: share_map, a function of (S, workers per host, the hosts of
+ * the start, the hosts present) only, so every host computes the same map
+ * from ps_hosts_alive without talking.  A worker trains its shares' steps
+ * one after the other, in share order, between the same barriers.
+ *
+ * The map is recomputed whenever the hosts present change: joins and
+ * leaves take effect at ps_sync_hosts, which every worker calls at the
+ * start of each epoch (the epoch's number goes with it, so a joiner learns
+ * where to start); a lost host is seen after any barrier (the training
+ * steps', the evaluation's) and re-split at once, as psmem drops it.
+ */
+
+/* The sync value of ps_sync_hosts: the epoch about to start (below
+ * 1000000: --epochs' bound), the share count and the hosts of the start
+ * (what a joiner cannot know), in decimal fields of 6 digits so that
+ * where psrun logs it it reads HOSTS SHARES EPOCH: 2000006000004 is 2
+ * hosts, 6 shares, epoch index 4. */
+#define SYNC_FIELD 1000000ull
+#define MAX_SHARES ((int)SYNC_FIELD - 1)
+
+static uint64_t sync_pack(int e, int shares, int hosts)
+{
+	return ((uint64_t)hosts * SYNC_FIELD + (uint64_t)shares) * SYNC_FIELD + (uint64_t)e;
+}
+
+static void sync_unpack(uint64_t x, int *e, int *shares, int *hosts)
+{
+	*e = (int)(x % SYNC_FIELD);
+	*shares = (int)(x / SYNC_FIELD % SYNC_FIELD);
+	*hosts = (int)(x / SYNC_FIELD / SYNC_FIELD);
+}
+
+/*
+ * owner[v] := the physical worker (host * host_workers + node * threads +
+ * thread) that trains share v when the hosts alive[0 .. MF_MAX_HOSTS) are
+ * present (at least one).  Each present worker, in (host, node, thread)
+ * order, has a quota of floor(S / P) shares (P present workers), the
+ * first S mod P one more.  Share v's home is worker floor(v W0 / S) of the
+ * start (W0 = hosts0 * host_workers: the node its user rows were created
+ * on); it stays there while that host is present and the worker's quota
+ * allows, in share order.  The shares left (their home gone, or the
+ * quota full: a joiner needs some) go, in share order, to the first
+ * workers with quota left.  So with every host of the start present and
+ * S = W0 share v is worker v's (today's split), a lost host's shares go
+ * to the first survivors' workers, and a joiner takes its quota from the
+ * shares the others' quotas no longer hold.
+ */
+static void share_map(int S, int host_workers, int hosts0, const uint8_t *alive, int *owner)
+{
+	int *rank = malloc(MF_MAX_HOSTS * sizeof *rank), *hostof = malloc(MF_MAX_HOSTS * sizeof *hostof), np = 0;
+	if (!rank || !hostof)
+		app_die("out of memory");
+	for (int h = 0; h < MF_MAX_HOSTS; h++) {
+		rank[h] = alive[h] ? np : -1;
+		if (alive[h])
+			hostof[np++] = h;
+	}
+	if (!np)
+		app_die("internal: no host present");
+	int64_t P = (int64_t)np * host_workers, W0 = (int64_t)hosts0 * host_workers;
+	int *quota = malloc((size_t)P * sizeof *quota);
+	if (!quota)
+		app_die("out of memory");
+	for (int64_t j = 0; j < P; j++)
+		quota[j] = (int)(S / P + (j < S % P));
+	for (int v = 0; v < S; v++) {
+		int64_t hw = (int64_t)v * W0 / S;
+		int h = (int)(hw / host_workers);
+		int64_t j = rank[h] < 0 ? -1 : (int64_t)rank[h] * host_workers + hw % host_workers;
+		owner[v] = -1;
+		if (j >= 0 && quota[j] > 0) {
+			owner[v] = (int)hw;
+			quota[j]--;
+		}
+	}
+	int64_t j = 0;
+	for (int v = 0; v < S; v++) {
+		if (owner[v] >= 0)
+			continue;
+		while (quota[j] == 0)
+			j++;
+		owner[v] = hostof[j / host_workers] * host_workers + (int)(j % host_workers);
+		quota[j]--;
+	}
+	free(quota);
+	free(rank);
+	free(hostof);
 }
 
 static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings *te)
 {
-	int W = jb->workers, T = jb->threads, N = jb->nodes, B = jb->blocks;
+	int S = jb->shares, T = jb->threads, B = jb->blocks;
 	size_t U = jb->nusers, I = jb->nitems;
 	uint64_t *cnt = calloc(U > I ? U : I, sizeof *cnt);
 	if (!cnt)
 		app_die("out of memory");
 	for (size_t k = 0; k < tr->n; k++)
 		cnt[tr->v[k].u]++;
-	uint32_t *uw = app_deal(cnt, U, W); /* user -> global worker */
+	uint32_t *uw = app_deal(cnt, U, S); /* user -> share */
 
-	/* user keys: node n's users get keys n*C .. n*C + (its count) - 1
-	 * (n counts every node of every host).  U has nodes * C keys, so range
-	 * placement puts exactly n*C .. (n+1)*C - 1 on node n: host h is home
-	 * of [h*host_nodes*C, (h+1)*host_nodes*C) (psmem.h, ps_table_create)
-	 * and splits it evenly over its nodes.  Every user row is on the node
-	 * that trains it from the start, and never moves. */
-	uint64_t *per_node = calloc((size_t)N, sizeof *per_node);
+	/* user keys: share v's users get keys v*C .. v*C + (its count) - 1.
+	 * U has S * C keys; range placement puts host h's share of them on
+	 * it (psmem.h, ps_table_create) and splits it evenly over its nodes,
+	 * so when S is a multiple of the nodes of the start (the default:
+	 * S = workers) every share's user rows are created on the node of its
+	 * home worker (share_map), its owner while its host is present. */
+	uint64_t *per = calloc((size_t)S, sizeof *per);
 	jb->ukey = malloc((U ? U : 1) * sizeof *jb->ukey);
-	if (!per_node || !jb->ukey)
+	if (!per || !jb->ukey)
 		app_die("out of memory");
 	for (size_t u = 0; u < U; u++)
-		per_node[uw[u] / (uint32_t)T]++;
+		per[uw[u]]++;
 	uint64_t C = 1;
-	for (int n = 0; n < N; n++)
-		if (per_node[n] > C)
-			C = per_node[n];
-	memset(per_node, 0, (size_t)N * sizeof *per_node);
-	for (size_t u = 0; u < U; u++) {
-		uint32_t n = uw[u] / (uint32_t)T;
-		jb->ukey[u] = (uint64_t)n * C + per_node[n]++;
-	}
-	jb->ukeys = (uint64_t)N * C;
+	for (int v = 0; v < S; v++)
+		if (per[v] > C)
+			C = per[v];
+	memset(per, 0, (size_t)S * sizeof *per);
+	for (size_t u = 0; u < U; u++)
+		jb->ukey[u] = (uint64_t)uw[u] * C + per[uw[u]]++;
+	jb->ukeys = (uint64_t)S * C;
 
 	/* item blocks */
 	memset(cnt, 0, I * sizeof *cnt);
@@ -425,9 +556,24 @@ static void partition(struct job *jb, struct app_ratings *tr, struct app_ratings
 	jb->uw = uw;
 	jb->ib = ib;
 	jb->C = C;
+	jb->share_users = per; /* counted again: per[v] is share v's user count */
 	free(cnt);
-	free(per_node);
-	jb->wd = node_data(jb, tr, te, jb->node, &jb->max_groups);
+	if (jb->joiner) /* its shares: at its first ps_sync_hosts */
+		return;
+	/* the map at the start, every host of it present; this node's shares */
+	uint8_t *alive = calloc(MF_MAX_HOSTS, 1);
+	jb->owner0 = malloc((size_t)S * sizeof *jb->owner0);
+	jb->data0_share = malloc((size_t)S * sizeof *jb->data0_share);
+	if (!alive || !jb->owner0 || !jb->data0_share)
+		app_die("out of memory");
+	memset(alive, 1, (size_t)jb->hosts);
+	share_map(S, jb->host_workers, jb->hosts, alive, jb->owner0);
+	free(alive);
+	for (int t = 0; t < T; t++)
+		for (int v = 0; v < S; v++)
+			if (jb->owner0[v] == jb->node * T + t)
+				jb->data0_share[jb->ndata0++] = v;
+	jb->data0 = share_data(jb, tr, te, jb->data0_share, jb->ndata0, &jb->max_groups);
 }
 
 /* ------------------------------------------------------------- training */
@@ -471,25 +617,28 @@ static void step_order(size_t *perm, size_t n, uint64_t seed, int e, int s, int 
 	}
 }
 
-/* A lost host's worker this worker trains too (adopt). */
-struct adoptee {
-	int wg;                   /* the lost worker (global id) */
-	struct worker_data *all;  /* its node's workers' data (node_data) */
-	struct worker_data *d;    /* its own: all + wg mod threads */
+/* A share this worker trains. */
+struct share {
+	int v;                    /* the share */
+	struct worker_data *d;    /* its data (share_data, prepare_data) */
 };
 
 struct wstate {
 	struct job *jb;
 	ps_world *w;
-	int t, wg;
-	/* the data trained now: this worker's (d = &jb->wd[t], dwg = wg), or
-	 * while adopting one of a lost host's workers, that worker's data and
-	 * global id (its step order); adopting: no clocks, no progress */
+	int t, wg;            /* thread, physical worker id (every host's) */
+	/* the share trained now (its data and id: its step order) */
 	struct worker_data *d;
 	int dwg;
-	bool adopting;
-	struct adoptee *adopted; /* the lost workers this one trains too (adopt) */
-	int nadopted, seen_alive;
+	struct share *sh;     /* this worker's shares, in share order */
+	int nsh;
+	int *owner;           /* share -> physical worker: the map in force */
+	uint8_t *alive;       /* the hosts present it was made for */
+	int hosts0;           /* the hosts of the job's start */
+	int prefetched;       /* --policy localize: the block localized after the last sub-epoch, -1 none */
+	/* a step over several shares: clocks and progress count over all of them */
+	size_t clk_base, clk_total; /* ratings of the step's shares before this one; all of them */
+	int64_t unit_base;    /* units (tiles or groups) of the step's shares before this one */
 	size_t maxu, maxi, maxperm; /* the sizes of P, Q and perm */
 	float *pu, *qi, *dq;  /* --rule sgd/adagrad: rows of one rating */
 	float *gu;            /* --rule sgd/adagrad: the user row's gradient */
@@ -502,13 +651,17 @@ struct wstate {
 	ps_key *keys;         /* init_step's batch */
 };
 
-/* --sync: ends the slices of a block's `total` ratings that `done` ratings
- * complete (all of them when done == total). */
-static void clock_slices(struct wstate *ws, int *ticks, size_t done, size_t total)
+/* --sync: ends the slices of the step's ratings (clk_total, over every
+ * share the worker trains in it) that `done` ratings of the share trained
+ * now complete, after clk_base of the shares before (all of them when
+ * done reaches the total; all at once for a worker without shares, so
+ * every worker makes CLOCK_SLICES clocks between two barriers). */
+static void clock_slices(struct wstate *ws, int *ticks, size_t done)
 {
-	if (!ws->jb->c.sync || ws->adopting)
+	if (!ws->jb->c.sync)
 		return;
-	while (*ticks < CLOCK_SLICES && done * CLOCK_SLICES >= (size_t)(*ticks + 1) * total) {
+	done += ws->clk_base;
+	while (*ticks < CLOCK_SLICES && done * CLOCK_SLICES >= (size_t)(*ticks + 1) * ws->clk_total) {
 		check(ps_clock(ws->jb->w), "clock");
 		(*ticks)++;
 	}
@@ -898,21 +1051,23 @@ static double train_group_rule(struct wstate *ws, const struct group *g, const s
 }
 
 /*
- * The metrics table M: key (worker wg, epoch e) at wg * epochs + e, so
- * range placement puts a worker's keys on its own node (every worker's
- * pushes are local, on any number of hosts).  Value: [squared training
- * errors, squared test errors, ratings trained in 4 digits of 12 bits].
- * Floats add integers exactly below 2^24, so the count's digits stay exact
- * for up to 4096 pushes per key (a worker pushes once per step: B steps of
- * an epoch under localize, B = workers); a 48-bit count.
+ * The metrics table M: key (share v, epoch e) at v * epochs + e, so
+ * range placement puts a share's keys on its home node (its owner's
+ * pushes are local while the share is at home, on any number of hosts).
+ * Value: [squared training errors, squared test errors, ratings trained in
+ * 4 digits of 12 bits].  Floats add integers exactly below 2^24, so the
+ * count's digits stay exact for up to 4096 pushes per key (a share's owner
+ * pushes once per step: B steps of an epoch under localize, B = shares,
+ * hence MAX_LOCALIZE_SHARES); a 48-bit count.
  */
+#define MAX_LOCALIZE_SHARES 4096
 #define M_LEN 6
 #define M_DIGITS 4
 #define M_DIGIT_BITS 12
 
-static ps_key metrics_key(const struct job *jb, int e, int wg)
+static ps_key metrics_key(const struct job *jb, int e, int v)
 {
-	return (ps_key)wg * (ps_key)jb->c.epochs + (ps_key)e;
+	return (ps_key)v * (ps_key)jb->c.epochs + (ps_key)e;
 }
 
 static void count_put(float *m, uint64_t n)
@@ -934,7 +1089,7 @@ static void show_progress(struct wstate *ws, size_t n)
 {
 	ws->done += n;
 	if (ws->prog) {
-		uint64_t est = ws->done * (uint64_t)ws->jb->workers;
+		uint64_t est = ws->done * (uint64_t)ws->jb->shares / (uint64_t)(ws->nsh ? ws->nsh : 1);
 		app_progress_update(ws->prog, est < ws->jb->ntrain ? est : ws->jb->ntrain, NAN);
 	}
 }
@@ -955,13 +1110,13 @@ static double train_groups(struct wstate *ws, int e, int s, int b, int next, ps_
 			*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next],
 					       jb->bstart[next + 1] - jb->bstart[next]);
 		if ((int64_t)k >= first) {
-			if (!ws->adopting)
-				check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			/* before: lost, never twice */
+			check(ps_progress_set(ws->w, (uint64_t)ws->unit_base + k + 1), "progress");
 			sse += train_group_rule(ws, gk, d->r + gk->start);
 			ws->trained += gk->len;
 		}
 		done += gk->len;
-		clock_slices(ws, ticks, done, d->rcount[b]);
+		clock_slices(ws, ticks, done);
 		show_progress(ws, gk->len);
 	}
 	return sse;
@@ -981,7 +1136,7 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 	size_t nt = ts->nub * ts->nib, done = 0, trigger = d->rcount[b] * 3 / 4;
 	step_order(ws->perm, ts->nub, jb->c.seed, e, s, ws->dwg);
 	uint64_t h = jb->c.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)e * 0xd1b54a32d192ed03ULL + (uint64_t)s;
-	size_t shift = ts->nib ? (size_t)(app_rand(&h) % ts->nib) + (size_t)ws->dwg * ts->nib / (size_t)jb->workers : 0;
+	size_t shift = ts->nib ? (size_t)(app_rand(&h) % ts->nib) + (size_t)ws->dwg * ts->nib / (size_t)jb->shares : 0;
 	size_t loaded = SIZE_MAX; /* the user bin in P */
 	double sse = 0;
 	for (size_t k = 0; k < nt; k++) {
@@ -1001,8 +1156,8 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 				pull_rows(jb->U, ts->ukeys + u0, nu, ws->P, ws->P0, vl, "pull of user rows");
 				loaded = ub;
 			}
-			if (!ws->adopting)
-				check(ps_progress_set(ws->w, k + 1), "progress"); /* before: lost, never twice */
+			/* before: lost, never twice */
+			check(ps_progress_set(ws->w, (uint64_t)ws->unit_base + k + 1), "progress");
 			pull_rows(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q, ws->Q0, vl, "pull of item rows");
 			sse += train_tile(ts->r + tl->r0, tl->nr, ws->P, ws->Q, K, vl, lr, reg, mean);
 			ws->trained += tl->nr;
@@ -1010,7 +1165,7 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 			check(ps_push_sync(jb->V, ts->ikeys + tl->i0, tl->ni, ws->Q0), "push to item rows");
 		}
 		done += tl->nr;
-		clock_slices(ws, ticks, done, d->rcount[b]);
+		clock_slices(ws, ticks, done);
 		show_progress(ws, tl->nr);
 	}
 	if (loaded != SIZE_MAX) {
@@ -1021,36 +1176,69 @@ static double train_tiles(struct wstate *ws, int e, int s, int b, int next, ps_h
 	return sse;
 }
 
+/* Units of progress of share data d's step on block b: tiles or groups. */
+static int64_t step_units(const struct job *jb, const struct worker_data *d, int b)
+{
+	if (jb->c.rule == RULE_SUM)
+		return (int64_t)(d->tiles[b].nub * d->tiles[b].nib);
+	return (int64_t)(d->gstart[b + 1] - d->gstart[b]);
+}
+
+/* The block share v trains in sub-epoch s. */
+static int share_block(const struct job *jb, int v, int s)
+{
+	return jb->blocks > 1 ? (v + s) % jb->blocks : 0;
+}
+
+static void localize_block(struct job *jb, int b);
+
 /*
- * One training step: this worker's ratings of block b in the order of
- * (epoch e, sub-epoch s); issues the localize of block `next` (if >= 0)
- * once 3/4 of the ratings are done.  A step its predecessor finished is
- * skipped; one it had begun resumes after its last started unit (group or
- * tile).  The squared errors of the units trained here go into the epoch's
- * metrics.
+ * One training step: each of this worker's shares' ratings, share after
+ * share, share v's of its block of sub-epoch s (share_block) in the order
+ * of (epoch e, share v, sub-epoch s); issues the localize of block `next`
+ * (if >= 0) once 3/4 of the last share's ratings are done.  Under localize
+ * a share's block that is not the one prefetched is moved here first (a
+ * block this worker trained in the sub-epoch before is here already).  A
+ * step its predecessor finished is skipped; one it had begun resumes after
+ * its last started unit (group or tile), counted over the shares in
+ * order.  The squared errors and the count of the units trained here go
+ * into each share's metrics of the epoch.
  */
-static void train_step(struct wstate *ws, int e, int s, int b, int next, ps_handle *pending)
+static void train_step(struct wstate *ws, int e, int s, int next, ps_handle *pending)
 {
 	struct job *jb = ws->jb;
+	int ticks = 0;
+	ws->clk_base = ws->clk_total = 0;
 	if (ps_replaying(ws->w)) {
-		int ticks = 0;
-		clock_slices(ws, &ticks, 1, 1); /* the step's clocks, replayed (clock.c CL5) */
+		clock_slices(ws, &ticks, 0); /* the step's clocks, replayed (clock.c CL5) */
 		return;
 	}
-	struct worker_data *d = ws->d;
 	int64_t first = ps_progress_get(ws->w);
 	check((int)(first < 0 ? first : 0), "progress");
-	int ticks = 0;
-	ws->trained = 0;
-	double sse = jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, next, pending, first, &ticks)
-					    : train_groups(ws, e, s, b, next, pending, first, &ticks);
+	for (int k = 0; k < ws->nsh; k++)
+		ws->clk_total += ws->sh[k].d->rcount[share_block(jb, ws->sh[k].v, s)];
+	ws->unit_base = 0;
+	for (int k = 0; k < ws->nsh; k++) {
+		int v = ws->sh[k].v, b = share_block(jb, v, s);
+		bool last = k == ws->nsh - 1;
+		ws->d = ws->sh[k].d;
+		ws->dwg = v;
+		if (jb->c.localize && b != ws->prefetched && first - ws->unit_base < step_units(jb, ws->d, b))
+			localize_block(jb, b);
+		ws->trained = 0;
+		int64_t f = first - ws->unit_base;
+		double sse = jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, last ? next : -1, pending, f, &ticks)
+						    : train_groups(ws, e, s, b, last ? next : -1, pending, f, &ticks);
+		ws->clk_base += ws->d->rcount[b];
+		ws->unit_base += step_units(jb, ws->d, b);
+		ps_key mk = metrics_key(jb, e, v);
+		float m[M_LEN] = {(float)sse, 0};
+		count_put(m, ws->trained);
+		check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+	}
 	if (next >= 0 && !*pending)
 		*pending = ps_localize(jb->V, jb->block_items + jb->bstart[next], jb->bstart[next + 1] - jb->bstart[next]);
-	clock_slices(ws, &ticks, d->rcount[b], d->rcount[b]); /* the slices left, if any */
-	ps_key mk = metrics_key(jb, e, ws->wg);
-	float m[M_LEN] = {(float)sse, 0};
-	count_put(m, ws->trained);
-	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+	clock_slices(ws, &ticks, ws->clk_total - ws->clk_base); /* the slices left, if any */
 }
 
 /* This worker's squared test errors: chunk by chunk, the chunk's user and
@@ -1084,16 +1272,15 @@ static void eval_step(struct wstate *ws, int e)
 	struct job *jb = ws->jb;
 	if (ps_replaying(ws->w))
 		return;
-	double sse = eval_test(ws, &jb->wd[ws->t].ev);
-	for (int a = 0; a < ws->nadopted; a++) /* a lost host's test ratings too */
-		sse += eval_test(ws, &ws->adopted[a].d->ev);
-	float tsse = (float)sse, m[M_LEN];
-	ps_key mk = metrics_key(jb, e, ws->wg);
-	check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
-	m[1] = tsse - m[1];
-	m[0] = 0;
-	count_put(m, 0);
-	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+	for (int k = 0; k < ws->nsh; k++) {
+		float tsse = (float)eval_test(ws, &ws->sh[k].d->ev), m[M_LEN];
+		ps_key mk = metrics_key(jb, e, ws->sh[k].v);
+		check(ps_pull_sync(jb->M, &mk, 1, m), "pull of the epoch's sums");
+		m[1] = tsse - m[1];
+		m[0] = 0;
+		count_put(m, 0);
+		check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+	}
 }
 
 /* The node (of every host) where range placement puts key k of a table
@@ -1149,25 +1336,26 @@ static void init_step(struct wstate *ws)
 }
 
 /* The epoch's train and test RMSE (NAN without test ratings) from every
- * worker's sums (one batched pull), added in worker order: every worker
+ * share's sums (one batched pull), added in share order: every worker
  * that calls it gets the same two numbers.  trained (may be NULL): per
- * node (of every host), the ratings its workers trained in the epoch. */
-static void epoch_rmse(struct job *jb, int e, double *train, double *test, uint64_t *trained)
+ * node (gnode, of any host seen: owner / threads), the ratings the
+ * shares owner[v] trains counted in the epoch. */
+static void epoch_rmse(struct job *jb, int e, double *train, double *test, uint64_t *trained, const int *owner)
 {
-	size_t W = (size_t)jb->workers;
-	ps_key *mk = calloc(W, sizeof *mk);
-	float *m = calloc(W * M_LEN, sizeof *m);
+	size_t S = (size_t)jb->shares;
+	ps_key *mk = calloc(S, sizeof *mk);
+	float *m = calloc(S * M_LEN, sizeof *m);
 	if (!mk || !m)
 		app_die("out of memory");
-	for (size_t wg = 0; wg < W; wg++)
-		mk[wg] = metrics_key(jb, e, (int)wg);
-	check(ps_pull_sync(jb->M, mk, W, m), "pull of the epoch's sums");
+	for (size_t v = 0; v < S; v++)
+		mk[v] = metrics_key(jb, e, (int)v);
+	check(ps_pull_sync(jb->M, mk, S, m), "pull of the epoch's sums");
 	double m0 = 0, m1 = 0;
-	for (size_t wg = 0; wg < W; wg++) {
-		m0 += m[wg * M_LEN];
-		m1 += m[wg * M_LEN + 1];
+	for (size_t v = 0; v < S; v++) {
+		m0 += m[v * M_LEN];
+		m1 += m[v * M_LEN + 1];
 		if (trained)
-			trained[wg / (size_t)jb->threads] += count_get(m + wg * M_LEN);
+			trained[owner[v] / jb->threads] += count_get(m + v * M_LEN);
 	}
 	free(mk);
 	free(m);
@@ -1175,15 +1363,17 @@ static void epoch_rmse(struct job *jb, int e, double *train, double *test, uint6
 	*test = jb->ntest ? sqrt(m1 / (double)jb->ntest) : NAN;
 }
 
-/* Node 0, thread 0: the epoch's RMSEs and counts for the summary. */
-static void read_metrics(struct job *jb, int e)
+/* Thread 0 of every node, after each epoch: the epoch's RMSEs and counts
+ * for the summary (so whichever host reports at the end has them). */
+static void read_metrics(struct job *jb, int e, const int *owner)
 {
-	uint64_t *n = xmalloc((size_t)jb->nodes * sizeof *n);
-	memset(n, 0, (size_t)jb->nodes * sizeof *n);
-	epoch_rmse(jb, e, &jb->train_rmse, &jb->rmse, n);
+	int g = jb->trained_hosts * jb->host_nodes;
+	uint64_t *n = xmalloc((size_t)g * sizeof *n);
+	memset(n, 0, (size_t)g * sizeof *n);
+	epoch_rmse(jb, e, &jb->train_rmse, &jb->rmse, n, owner);
 	jb->epoch_rmse[e] = jb->rmse;
-	for (int g = 0; g < jb->nodes; g++)
-		jb->trained[(size_t)g * (size_t)jb->c.epochs + (size_t)e] = n[g];
+	for (int k = 0; k < g; k++)
+		jb->trained[(size_t)k * (size_t)jb->c.epochs + (size_t)e] = n[k];
 	free(n);
 }
 
@@ -1204,10 +1394,10 @@ static void sync_replicas(struct job *jb, ps_world *w, bool host_lead)
 	}
 }
 
-/* The host of worker wg (a global worker id). */
+/* The host of physical worker wg (a global worker id, any host's). */
 static int worker_host(const struct job *jb, int wg)
 {
-	return wg / jb->threads / jb->host_nodes;
+	return wg / jb->host_workers;
 }
 
 /*
@@ -1227,7 +1417,7 @@ static int worker_host(const struct job *jb, int wg)
  * put them and are trained there, remotely.  True when rc is that case. */
 static bool localize_lost(struct job *jb, int rc)
 {
-	return rc == PS_EHOSTDOWN && ps_hosts_alive(jb->w, NULL, 0) < jb->hosts;
+	return rc == PS_EHOSTDOWN && ps_hosts_alive(jb->w, NULL, 0) < ps_num_hosts(jb->w);
 }
 
 static void localize_block(struct job *jb, int b)
@@ -1325,92 +1515,161 @@ static void free_worker_data(struct worker_data *d, int B)
 }
 
 /*
- * Losing a host (psrun --on-host-failure continue).  The survivors'
- * barriers go on without it and its keys (its users' rows, its share of
- * the item rows) are promoted from their backups on the next host (lib
- * net/backup.c); what mf must do is train its ratings.  At each training
- * step and evaluation (right after a barrier) every worker asks
- * ps_hosts_alive; when the count changed it deals the lost hosts' workers
- * over the survivors' (the k-th lost worker, in global id order, to the
- * (k mod S)-th surviving one), rebuilds the data of those dealt to it
- * from the data files (read again, once per node, only now: the
- * undisturbed path keeps only its own share, as before) and from then on
- * trains, after each of its own steps, each adopted worker's step as that
- * worker would have (same block: under localize block (lost + s) mod B,
- * which no survivor trains in sub-epoch s, so DSGD stays exact; same step
- * order), and evaluates its test ratings.  The sums go into the adopter's
- * own metrics key, so node_epoch_ratings shows who trained them.  Adopted
- * steps make no clocks (every worker still makes the same number between
- * two barriers) and set no progress (a restarted node adopts again, from
- * the step in progress).  The lost worker's user rows stay where the
- * promotion put them (trained remotely: correct, slower).
+ * Re-splits (see "Shares"): joins, leaves and losses.
  *
- * Every survivor reads ps_hosts_alive after the same barrier; the bridge
- * delivers the loss before the release of a barrier that no longer waited
- * for the host (DESIGN, "Losing a host"), so all survivors see it at the
- * same step when the host died before arriving at that barrier.  A host
- * that dies in the instant between arriving at a barrier and its release
- * may be seen at this step by one survivor and at the next by another:
- * the lost share of one step is then trained in part.
+ * Joins and leaves take effect at ps_sync_hosts, at the start of an epoch;
+ * a host lost (psrun --on-host-failure continue) is dropped by psmem at
+ * any time, its keys (its shares' user rows, its part of the item rows)
+ * promoted from their backups on the next host (lib/net/backup.c).  After
+ * each barrier that starts a step (the training steps', the evaluation's)
+ * and after ps_sync_hosts every worker reads ps_hosts_alive; when the set
+ * changed it recomputes the map (share_map: every worker of every host
+ * gets the same one from the same set), drops the data of the shares it
+ * no longer trains and builds that of those it gains from the data files
+ * (read again, once per node, only now: the undisturbed path keeps only
+ * its own shares), and from this step on trains and evaluates them.  A
+ * share keeps its step order, its block and its metrics key wherever it
+ * goes, so DSGD stays exact under localize (block (v + s) mod B has one
+ * trainer in sub-epoch s) and node_epoch_ratings shows who trained what.
+ * After each re-split a worker moves its shares' user rows to its node
+ * (localize_users; those already there stay): the shares it gained, and
+ * rows psmem relocated to a joiner (it receives every Hp-th key of every
+ * table).
+ *
+ * psmem delivers a loss before the release of a barrier that no longer
+ * waited for the host (DESIGN, "Losing a host"), so every survivor sees it
+ * at the same step when the host died before arriving at that barrier.  A
+ * host that dies in the instant between arriving at a barrier and its
+ * release may be seen at this step by one survivor and at the next by
+ * another: the lost shares' step is then trained in part.
  *
  * Under --policy localize the item blocks move every sub-epoch, faster
  * than the backup rounds (20 a second by default): the block the lost
  * host held was usually moved there after its last round, and such keys
  * are lost (BK4) - accesses to them fail with PS_EHOSTDOWN or, when the
- * host died mid-move, wait 30 s (measured on MovieLens-100K: one run went
- * on, one stalled).  Use the classic policy with --on-host-failure
- * continue.  A localize of keys homed at the lost host fails with
- * PS_EHOSTDOWN and is ignored (localize_lost): they are trained where
- * they are.
+ * host died mid-move, wait 30 s.  Use the classic policy with
+ * --on-host-failure continue.  A localize of keys homed at the lost host
+ * fails with PS_EHOSTDOWN and is ignored (localize_lost): they are
+ * trained where they are.
  */
-static void drop_adopted(struct wstate *ws)
+static void drop_share(struct job *jb, struct share *sh)
 {
-	for (int a = 0; a < ws->nadopted; a++) {
-		for (int t = 0; t < ws->jb->threads; t++)
-			free_worker_data(&ws->adopted[a].all[t], ws->jb->blocks);
-		free(ws->adopted[a].all);
-	}
-	free(ws->adopted);
-	ws->adopted = NULL;
-	ws->nadopted = 0;
+	free_worker_data(sh->d, jb->blocks);
+	free(sh->d);
+	sh->d = NULL;
 }
 
-static void adopt(struct wstate *ws, int e)
+/* Thread 0: room in jb->trained for host ids below `hosts`. */
+static void trained_rows(struct job *jb, int hosts)
+{
+	if (hosts <= jb->trained_hosts)
+		return;
+	size_t row = (size_t)jb->host_nodes * (size_t)jb->c.epochs * sizeof *jb->trained;
+	uint64_t *t = realloc(jb->trained, (size_t)hosts * row);
+	if (!t)
+		app_die("out of memory");
+	memset((char *)t + (size_t)jb->trained_hosts * row, 0, (size_t)(hosts - jb->trained_hosts) * row);
+	jb->trained = t;
+	jb->trained_hosts = hosts;
+}
+
+/* The changes between the hosts present before (was) and now (is), seen
+ * at the start of a step of epoch e, described into why; first: a
+ * joiner's first view (nothing to compare with).  Thread 0 records them
+ * (joined_epoch, gone_epoch, hosts_seen, lead_host). */
+static void note_events(struct wstate *ws, int e, const uint8_t *was, const uint8_t *is, bool first, char *why,
+			size_t cap)
 {
 	struct job *jb = ws->jb;
-	if (jb->hosts == 1)
+	bool rec = ws->t == 0;
+	size_t n = 0;
+	int present = 0, ids = 0;
+	why[0] = 0;
+	for (int h = 0; h < MF_MAX_HOSTS; h++) {
+		present += is[h];
+		if (is[h] || (was && was[h]))
+			ids = h + 1;
+		if (rec && is[h] && h + 1 > jb->hosts_seen)
+			jb->hosts_seen = h + 1;
+		if (first)
+			continue;
+		if (is[h] && !was[h]) {
+			if (rec && !jb->joined_epoch[h])
+				jb->joined_epoch[h] = e + 1;
+			n += (size_t)snprintf(why + n, n < cap ? cap - n : 0, "%shost %d joined", n ? ", " : "", h);
+		} else if (was[h] && !is[h]) {
+			if (rec)
+				jb->gone_epoch[h] = e + 1;
+			n += (size_t)snprintf(why + n, n < cap ? cap - n : 0, "%shost %d gone", n ? ", " : "", h);
+		}
+	}
+	if (n < cap)
+		snprintf(why + n, cap - n, " (%d of %d hosts present)", present, ids);
+	if (!rec)
 		return;
-	uint8_t *alive = xmalloc((size_t)jb->hosts);
-	int n = ps_hosts_alive(ws->w, alive, jb->hosts);
-	check(n, "ps_hosts_alive");
-	if (n == ws->seen_alive) {
+	trained_rows(jb, jb->hosts_seen);
+	jb->lead_host = 0;
+	while (!is[jb->lead_host]) /* the first host present reports */
+		jb->lead_host++;
+}
+
+static void ws_buffers(struct wstate *ws, size_t maxu, size_t maxi, size_t maxperm);
+static void prepare_data(const struct job *jb, struct worker_data *d, size_t *maxu, size_t *maxi, size_t *maxperm);
+
+static bool localize_lost(struct job *jb, int rc);
+
+/* Share v's user rows to this node: created on its home node, they are
+ * elsewhere once the share left home, or when psmem moved some to a joiner
+ * (it receives a share of every table's keys).  A hint, as localize_block:
+ * rows that cannot move (a full pool, a lost home) are trained where they
+ * are. */
+static void localize_users(struct job *jb, int v)
+{
+	size_t n = (size_t)jb->share_users[v];
+	if (!n)
+		return;
+	ps_key *keys = xmalloc(n * sizeof *keys);
+	for (size_t k = 0; k < n; k++)
+		keys[k] = (ps_key)v * jb->C + k;
+	int rc = ps_localize_sync(jb->U, keys, n);
+	if (rc != PS_EFULL && !localize_lost(jb, rc))
+		check(rc, "localize of user rows");
+	free(keys);
+}
+
+/* After a barrier of epoch e (or ps_sync_hosts): re-splits if the hosts
+ * present changed (see above). */
+static void resplit(struct wstate *ws, int e)
+{
+	struct job *jb = ws->jb;
+	uint8_t *alive = calloc(MF_MAX_HOSTS, 1);
+	if (!alive)
+		app_die("out of memory");
+	check(ps_hosts_alive(ws->w, alive, MF_MAX_HOSTS), "ps_hosts_alive");
+	bool first = !ws->owner;
+	if (!first && memcmp(alive, ws->alive, MF_MAX_HOSTS) == 0) {
 		free(alive);
 		return;
 	}
-	ws->seen_alive = n;
-	if (ws->t == 0) {
-		for (int h = 0; h < jb->hosts; h++)
-			if (!alive[h] && !jb->lost_epoch[h])
-				jb->lost_epoch[h] = e + 1;
-		while (!alive[jb->lead_host]) /* host 0 lost: the first one left reports */
-			jb->lead_host++;
+	char why[256];
+	note_events(ws, e, ws->alive, alive, first, why, sizeof why);
+	free(ws->alive);
+	ws->alive = alive;
+	if (!ws->owner)
+		ws->owner = xmalloc((size_t)jb->shares * sizeof *ws->owner);
+	share_map(jb->shares, jb->host_workers, ws->hosts0, alive, ws->owner);
+	/* the new list, in share order: the shares kept keep their data; the
+	 * gained ones' is built in one pass over the data files */
+	int *gain = xmalloc((size_t)jb->shares * sizeof *gain), gained = 0, k = 0;
+	for (int v = 0; v < jb->shares; v++) {
+		while (k < ws->nsh && ws->sh[k].v < v)
+			k++;
+		if (ws->owner[v] == ws->wg && !(k < ws->nsh && ws->sh[k].v == v))
+			gain[gained++] = v;
 	}
-	drop_adopted(ws);
-	int W = jb->workers, S = 0, L = 0;
-	int *surv = xmalloc((size_t)W * sizeof *surv), *lost = xmalloc((size_t)W * sizeof *lost);
-	for (int wg = 0; wg < W; wg++) {
-		if (alive[worker_host(jb, wg)])
-			surv[S++] = wg;
-		else
-			lost[L++] = wg;
-	}
-	ws->adopted = calloc((size_t)L + 1, sizeof *ws->adopted);
-	if (!ws->adopted)
-		app_die("out of memory");
 	size_t maxu = 0, maxi = 0, maxperm = 0, nr = 0;
-	for (int k = 0; k < L; k++) {
-		if (surv[k % S] != ws->wg)
-			continue;
+	struct worker_data *gd = NULL;
+	if (gained) {
 		pthread_mutex_lock(&jb->reload_lock);
 		if (!jb->reloaded) { /* ids: every one is in the maps already (no insert) */
 			app_load_ratings(jb->c.train, false, jb->users, jb->items, &jb->rtr, NULL, NULL, NULL);
@@ -1419,68 +1678,133 @@ static void adopt(struct wstate *ws, int e)
 			jb->reloaded = true;
 		}
 		pthread_mutex_unlock(&jb->reload_lock);
-		struct adoptee *ad = &ws->adopted[ws->nadopted++];
-		ad->wg = lost[k];
-		ad->all = node_data(jb, &jb->rtr, &jb->rte, lost[k] / jb->threads, &maxperm);
-		ad->d = &ad->all[lost[k] % jb->threads];
-		prepare_data(jb, ad->d, &maxu, &maxi, &maxperm);
-		nr += ad->d->nr;
+		gd = share_data(jb, &jb->rtr, &jb->rte, gain, gained, &maxperm);
 	}
+	struct share *sh = calloc((size_t)jb->shares + 1, sizeof *sh);
+	if (!sh)
+		app_die("out of memory");
+	int n = 0, g = 0;
+	k = 0;
+	for (int v = 0; v < jb->shares; v++) {
+		while (k < ws->nsh && ws->sh[k].v < v)
+			drop_share(jb, &ws->sh[k++]);
+		if (ws->owner[v] != ws->wg)
+			continue;
+		if (k < ws->nsh && ws->sh[k].v == v) {
+			sh[n++] = ws->sh[k++];
+			continue;
+		}
+		sh[n].v = v; /* gain[g] == v */
+		sh[n].d = xmalloc(sizeof *sh[n].d);
+		*sh[n].d = gd[g++]; /* moved: gd keeps only the array */
+		prepare_data(jb, sh[n].d, &maxu, &maxi, &maxperm);
+		nr += sh[n].d->nr;
+		n++;
+	}
+	while (k < ws->nsh)
+		drop_share(jb, &ws->sh[k++]);
+	free(gd);
+	free(gain);
+	free(ws->sh);
+	ws->sh = sh;
+	ws->nsh = n;
+	ws->prefetched = -1;
 	ws_buffers(ws, maxu, maxi, maxperm);
-	if (ws->nadopted) {
-		printf("mf: epoch %d: host %d lost (%d of %d hosts left); worker %d takes over %d worker%s (%zu ratings)\n",
-		       e + 1, lost[0] / jb->threads / jb->host_nodes, n, jb->hosts, ws->wg, ws->nadopted,
-		       ws->nadopted > 1 ? "s" : "", nr);
+	for (int j = 0; j < n && !ps_replaying(ws->w); j++)
+		localize_users(jb, sh[j].v);
+	if (gained && !first)
+		printf("mf: epoch %d: %s; worker %d takes over %d share%s (%zu ratings)\n", e + 1, why, ws->wg, gained,
+		       gained > 1 ? "s" : "", nr);
+	else if (gained)
+		printf("mf: host %d joined at epoch %d%s: worker %d trains %d share%s (%zu ratings)\n", jb->host, e + 1,
+		       why, ws->wg, gained, gained > 1 ? "s" : "", nr);
+	if (gained)
 		fflush(stdout);
-	}
-	free(surv);
-	free(lost);
-	free(alive);
 }
 
-/* The adopted workers' step of (epoch e, sub-epoch s), after this
- * worker's own; the sums into this worker's metrics key. */
-static void train_adopted(struct wstate *ws, int e, int s)
+/* Thread 0 of the node whose host leaves at the start of epoch e: notes it
+ * (table L, read by whoever reports: a host gone with a note left, one
+ * without was lost). */
+static void note_leave(struct wstate *ws, int e)
 {
 	struct job *jb = ws->jb;
-	if (!ws->nadopted || ps_replaying(ws->w))
+	if (ws->t != 0 || ps_node_id(ws->w) != 0)
 		return;
-	double sse = 0;
-	uint64_t n = 0;
-	ps_handle none = NULL;
-	int ticks = 0;
-	ws->adopting = true;
-	for (int a = 0; a < ws->nadopted; a++) {
-		ws->d = ws->adopted[a].d;
-		ws->dwg = ws->adopted[a].wg;
-		int b = jb->blocks > 1 ? (ws->dwg + s) % jb->blocks : 0;
-		if (jb->c.localize)
-			localize_block(jb, b);
-		ws->trained = 0;
-		sse += jb->c.rule == RULE_SUM ? train_tiles(ws, e, s, b, -1, &none, 0, &ticks)
-					      : train_groups(ws, e, s, b, -1, &none, 0, &ticks);
-		n += ws->trained;
-	}
-	ws->adopting = false;
-	ws->d = &jb->wd[ws->t];
-	ws->dwg = ws->wg;
-	ps_key mk = metrics_key(jb, e, ws->wg);
-	float m[M_LEN] = {(float)sse, 0};
-	count_put(m, n);
-	check(ps_push_sync(jb->M, &mk, 1, m), "push of the epoch's sums");
+	ps_key k = (ps_key)jb->host;
+	float x = (float)(e + 1);
+	check(ps_push_sync(jb->L, &k, 1, &x), "push of the leave note");
+	printf("mf: host %d leaves the job at the start of epoch %d\n", jb->host, e + 1);
+	fflush(stdout);
 }
 
-/* Thread 0 of node 0 of the host that reports (lead_host): true when this
- * worker is it.  One that becomes it (host 0 lost) reads the metrics of
- * the epochs before e for the summary (the metrics table keeps them). */
-static bool new_lead(struct wstate *ws, bool lead, int e)
+/* The shares worker ws trains at the start (partition's map and data). */
+static void start_shares(struct wstate *ws)
 {
 	struct job *jb = ws->jb;
-	bool now = ws->t == 0 && ps_node_id(ws->w) == 0 && jb->host == jb->lead_host;
-	if (now && !lead)
-		for (int k = jb->start_epoch; k < e; k++)
-			read_metrics(jb, k);
-	return now;
+	ws->owner = xmalloc((size_t)jb->shares * sizeof *ws->owner);
+	memcpy(ws->owner, jb->owner0, (size_t)jb->shares * sizeof *ws->owner);
+	ws->alive = calloc(MF_MAX_HOSTS, 1);
+	ws->sh = calloc((size_t)jb->shares + 1, sizeof *ws->sh);
+	if (!ws->alive || !ws->sh)
+		app_die("out of memory");
+	memset(ws->alive, 1, (size_t)jb->hosts);
+	for (int k = 0; k < jb->ndata0; k++) {
+		if (jb->owner0[jb->data0_share[k]] != ws->wg)
+			continue;
+		struct share *sh = &ws->sh[ws->nsh++];
+		sh->v = jb->data0_share[k];
+		sh->d = xmalloc(sizeof *sh->d);
+		*sh->d = jb->data0[k]; /* moved: jb->data0 keeps only the array */
+	}
+}
+
+/* The membership point at the start of epoch e: ps_sync_hosts, again and
+ * again at epoch --wait-hosts E until N hosts are present (every host's
+ * workers make the same calls: each returns the same count everywhere).
+ * False when this host leaves. */
+static bool sync_hosts(struct wstate *ws, int e)
+{
+	const struct cfg *c = &ws->jb->c;
+	bool said = false;
+	for (;;) {
+		uint64_t x = sync_pack(e, ws->jb->shares, ws->hosts0);
+		int n = ps_sync_hosts(ws->w, &x);
+		check(n, "ps_sync_hosts");
+		if (n == 0)
+			return false;
+		if (e + 1 != c->wait_epoch || n >= c->wait_hosts)
+			return true;
+		if (!said && ws->t == 0 && ps_node_id(ws->w) == 0 && ws->jb->host == ws->jb->lead_host) {
+			printf("mf: epoch %d: waiting for %d hosts (%d present)\n", e + 1, c->wait_hosts, n);
+			fflush(stdout);
+			said = true;
+		}
+		usleep(2000); /* pace the rounds over hosts while a joiner starts */
+	}
+}
+
+/* A joiner's first ps_sync_hosts: the epoch to start from (the others'),
+ * the hosts of the start; -1 if this host leaves at once. */
+static int join_job(struct wstate *ws)
+{
+	struct job *jb = ws->jb;
+	uint64_t x = 0;
+	int n = ps_sync_hosts(ws->w, &x), e, shares, hosts0;
+	check(n, "ps_sync_hosts");
+	if (n == 0)
+		return -1;
+	sync_unpack(x, &e, &shares, &hosts0);
+	if (shares != jb->shares)
+		app_die("--shares %d, but the job trains %d shares: give the joining mf the job's --shares", jb->shares,
+			shares);
+	if (hosts0 < 1 || e >= jb->c.epochs)
+		app_die("cannot join: the job sent epoch %d of %d, %d hosts at its start (a different mf?)", e + 1,
+			jb->c.epochs, hosts0);
+	ws->hosts0 = hosts0;
+	if (ws->t == 0)
+		jb->hosts = hosts0;
+	resplit(ws, e);
+	return e;
 }
 
 static void worker(ps_world *w, int t, void *arg)
@@ -1488,38 +1812,55 @@ static void worker(ps_world *w, int t, void *arg)
 	struct job *jb = arg;
 	const struct cfg *c = &jb->c;
 	int B = jb->blocks;
-	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t}; /* global: every host */
-	struct worker_data *d = &jb->wd[t];
+	struct wstate ws = {.jb = jb, .w = w, .t = t, .wg = jb->node * jb->threads + t, /* global: every host */
+			    .hosts0 = jb->hosts, .prefetched = -1};
 	size_t vl = (size_t)jb->vl, maxu = 0, maxi = INIT_CHUNK, maxperm = jb->max_groups;
-	ws.d = d;
-	ws.dwg = ws.wg;
-	ws.seen_alive = jb->hosts;
-	prepare_data(jb, d, &maxu, &maxi, &maxperm);
+	if (!jb->joiner)
+		start_shares(&ws);
+	for (int k = 0; k < ws.nsh; k++)
+		prepare_data(jb, ws.sh[k].d, &maxu, &maxi, &maxperm);
 	ws_buffers(&ws, maxu, maxi, maxperm);
 	ws.keys = xmalloc(INIT_CHUNK * sizeof *ws.keys);
 	ws.pu = xmalloc(4 * vl * sizeof(float));
 	ws.qi = ws.pu + vl;
 	ws.dq = ws.qi + vl;
 	ws.gu = ws.dq + vl;
-	bool lead = jb->node == 0 && t == 0;          /* of the job: host 0's, or see adopt */
 	bool host_lead = ps_node_id(w) == 0 && t == 0; /* of this host */
+	int e0 = jb->start_epoch;
+	bool left = false;
 
-	if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
-		init_step(&ws);
-	ps_handle pending = NULL;
-	int b0 = ws.wg % B; /* sub-epoch 0's block */
-	if (c->localize && !ps_replaying(w)) /* the first block, before anyone trains */
-		localize_block(jb, b0);
-	barrier(w);
-	if (c->replicate) { /* the replicas start from the initial values */
-		if (host_lead) /* each host has its own replicated set */
-			app_replicate_top(jb->V, jb->icount, c->replicate, "most rated items");
+	if (jb->joiner) { /* the tables hold the job's values: no init, no first barriers */
+		e0 = join_job(&ws);
+		left = e0 < 0;
+	} else {
+		if (!jb->start_epoch) /* resumed: the rows come from the checkpoint */
+			init_step(&ws);
+		if (c->localize && !ps_replaying(w)) /* the first blocks, before anyone trains */
+			for (int k = 0; k < ws.nsh; k++)
+				localize_block(jb, share_block(jb, ws.sh[k].v, 0));
+		ws.prefetched = ws.nsh ? share_block(jb, ws.sh[ws.nsh - 1].v, 0) : -1;
 		barrier(w);
+		if (c->replicate) { /* the replicas start from the initial values */
+			if (host_lead) /* each host has its own replicated set */
+				app_replicate_top(jb->V, jb->icount, c->replicate, "most rated items");
+			barrier(w);
+		}
 	}
+	/* of the job: the first host present's node 0 (see note_events) */
+	bool lead = !left && t == 0 && ps_node_id(w) == 0 && jb->host == jb->lead_host;
 
 	app_progress prog;
 	double t_start = app_now(), t_train = 0, cpu_train = 0;
-	for (int e = jb->start_epoch; e < c->epochs; e++) {
+	ps_handle pending = NULL;
+	for (int e = e0; !left && e < c->epochs; e++) {
+		/* the membership point: joins and leaves take effect here */
+		if ((!jb->joiner || e != e0) && !sync_hosts(&ws, e)) { /* this host leaves: its shares go to the others */
+			note_leave(&ws, e);
+			left = true;
+			break;
+		}
+		resplit(&ws, e);
+		lead = t == 0 && ps_node_id(w) == 0 && jb->host == jb->lead_host;
 		char what[64];
 		snprintf(what, sizeof what, "epoch %d/%d", e + 1, c->epochs);
 		bool shown = lead && !ps_replaying(w);
@@ -1529,28 +1870,29 @@ static void worker(ps_world *w, int t, void *arg)
 		ws.done = 0;
 		double t0 = app_now(), c0 = app_cpu_now();
 		if (!c->localize) {
-			adopt(&ws, e);
-			lead = new_lead(&ws, lead, e);
-			train_step(&ws, e, 0, 0, -1, &pending);
-			train_adopted(&ws, e, 0);
+			train_step(&ws, e, 0, -1, &pending);
 			barrier(w);
 			sync_replicas(jb, w, host_lead);
 		} else {
 			for (int s = 0; s < B; s++) {
+				if (s)
+					resplit(&ws, e); /* a host lost in the sub-epoch before */
 				bool last = e == c->epochs - 1 && s == B - 1;
-				int next = last ? -1 : (ws.wg + s + 1) % B;
-				/* Worker wg + 1 trains block `next` in this sub-epoch.  On
-				 * this host, localize it ahead (3/4 through): its last
-				 * accesses to the block go to another node's memory, at
-				 * memory speed.  On another host every one of them would
-				 * be a round trip over the network (measured: training
-				 * 2-2.5x slower on ML-100K), so wait for the barrier,
-				 * when it is done with the block, and move it then. */
-				bool ahead = next >= 0 && worker_host(jb, (ws.wg + 1) % B) == jb->host;
-				adopt(&ws, e);
-				lead = new_lead(&ws, lead, e);
-				train_step(&ws, e, s, (ws.wg + s) % B, ahead ? next : -1, &pending);
-				train_adopted(&ws, e, s);
+				int vlast = ws.nsh ? ws.sh[ws.nsh - 1].v : -1;
+				int next = last || vlast < 0 ? -1 : share_block(jb, vlast, s + 1);
+				/* Share vlast + 1 trains block `next` in this sub-epoch.
+				 * When its worker is on this host, localize it ahead (3/4
+				 * through): its last accesses to the block go to another
+				 * node's memory, at memory speed.  On another host every
+				 * one of them would be a round trip over the network
+				 * (measured: training 2-2.5x slower on ML-100K), so wait
+				 * for the barrier, when it is done with the block, and
+				 * move it then.  (This worker's other shares' next blocks
+				 * are those of its shares trained now, when they follow
+				 * each other: here already; others move before their
+				 * step, train_step.) */
+				bool ahead = next >= 0 && worker_host(jb, ws.owner[(vlast + 1) % jb->shares]) == jb->host;
+				train_step(&ws, e, s, ahead ? next : -1, &pending);
 				barrier(w);
 				sync_replicas(jb, w, host_lead);
 				if (pending) {
@@ -1559,6 +1901,7 @@ static void worker(ps_world *w, int t, void *arg)
 				} else if (next >= 0 && !ps_replaying(w)) {
 					localize_block(jb, next);
 				}
+				ws.prefetched = next;
 			}
 		}
 		t_train += app_now() - t0;
@@ -1566,8 +1909,8 @@ static void worker(ps_world *w, int t, void *arg)
 		bool replayed = ps_replaying(w); /* the evaluation step */
 		if (t == 0) /* the model is quiescent until the next barrier */
 			app_epoch_checkpoints(w, c->ckpt, c->ckpt_every, e + 1, c->epochs);
-		adopt(&ws, e);
-		lead = new_lead(&ws, lead, e);
+		resplit(&ws, e);
+		lead = t == 0 && ps_node_id(w) == 0 && jb->host == jb->lead_host;
 		eval_step(&ws, e);
 		barrier(w);
 		if (jb->host && host_lead) { /* host 0 reports each epoch; the others say where they are */
@@ -1576,9 +1919,16 @@ static void worker(ps_world *w, int t, void *arg)
 		}
 		/* A diverged model (an RMSE of inf or NaN: --lr too large) cannot
 		 * come back: every worker reads the same sums and all stop after
-		 * this epoch, at the same barrier, and main reports it. */
+		 * this epoch, at the same barrier, and main reports it.  Thread 0
+		 * of every node keeps the epoch's figures (read_metrics). */
 		double tr_rmse, te_rmse;
-		epoch_rmse(jb, e, &tr_rmse, &te_rmse, NULL);
+		if (t == 0) {
+			read_metrics(jb, e, ws.owner);
+			tr_rmse = jb->train_rmse;
+			te_rmse = jb->rmse;
+		} else {
+			epoch_rmse(jb, e, &tr_rmse, &te_rmse, NULL, NULL);
+		}
 		if (!isfinite(tr_rmse) || (jb->ntest && !isfinite(te_rmse))) {
 			if (t == 0)
 				jb->diverged_epoch = e + 1;
@@ -1586,30 +1936,35 @@ static void worker(ps_world *w, int t, void *arg)
 				app_diverged(e + 1, "RMSE", c->lr);
 			break;
 		}
-		if (lead) {
-			read_metrics(jb, e);
-			if (!replayed) {
-				if (!shown) /* its training was done by a predecessor */
-					app_progress_start(&prog, what, jb->ntrain);
-				char extra[64] = "";
-				if (jb->ntest)
-					snprintf(extra, sizeof extra, "test RMSE %.4f", jb->rmse);
-				app_progress_end(&prog, jb->ntrain, jb->train_rmse, extra);
-				jb->epochs_trained++;
-			}
+		if (host_lead && !replayed)
+			jb->epochs_trained++;
+		if (lead && !replayed) {
+			if (!shown) /* its training was done by a predecessor */
+				app_progress_start(&prog, what, jb->ntrain);
+			char extra[64] = "";
+			if (jb->ntest)
+				snprintf(extra, sizeof extra, "test RMSE %.4f", jb->rmse);
+			app_progress_end(&prog, jb->ntrain, jb->train_rmse, extra);
 		}
 	}
-	if (t == 0)
-		jb->lead = lead;
-	if (lead) {
+	if (t == 0) {
+		jb->lead = lead && !left;
+		jb->left = left;
+	}
+	if (lead && !left) {
 		jb->train_seconds = t_train;
 		jb->train_cpu = cpu_train;
 		jb->total_seconds = app_now() - t_start;
 		if (c->save && !jb->diverged_epoch)
 			save_model(jb);
 	}
-	barrier(w); /* nobody leaves while node 0 reads the model */
-	drop_adopted(&ws);
+	if (!left)
+		barrier(w); /* nobody leaves while node 0 reads the model */
+	for (int k = 0; k < ws.nsh; k++)
+		drop_share(jb, &ws.sh[k]);
+	free(ws.sh);
+	free(ws.owner);
+	free(ws.alive);
 	free(ws.pu);
 	free(ws.perm);
 	free(ws.P);
@@ -1668,6 +2023,62 @@ static void save_model(struct job *jb)
 
 /* ---------------------------------------------------------------- main */
 
+/*
+ * The summary's membership: per host id seen, the epoch (1-based) from
+ * which it trained (joined), or from which the others trained its shares
+ * (lost: gone without a leave note; left: the note's epoch), 0 for none;
+ * the counts; ratings trained per epoch by each node and each host.
+ */
+static void json_hosts(struct job *jb, app_json *j)
+{
+	int H = jb->hosts_seen, E = jb->c.epochs, N = jb->host_nodes;
+	int64_t *joined = xmalloc((size_t)H * sizeof *joined), *lost = xmalloc((size_t)H * sizeof *lost);
+	int64_t *left = xmalloc((size_t)H * sizeof *left);
+	int64_t *per_host = xmalloc((size_t)H * (size_t)E * sizeof *per_host);
+	ps_key *k = xmalloc((size_t)H * sizeof *k);
+	float *note = xmalloc((size_t)H * sizeof *note);
+	for (int h = 0; h < H; h++)
+		k[h] = (ps_key)h;
+	check(ps_pull_sync(jb->L, k, (size_t)H, note), "pull of the leave notes");
+	for (int h = 0; h < H; h++) {
+		joined[h] = jb->joined_epoch[h];
+		left[h] = jb->gone_epoch[h] && note[h] > 0 ? (int64_t)note[h] : 0;
+		lost[h] = jb->gone_epoch[h] && !left[h] ? jb->gone_epoch[h] : 0;
+		for (int e = 0; e < E; e++) {
+			per_host[(size_t)h * E + e] = 0;
+			for (int n = 0; n < N; n++)
+				per_host[(size_t)h * E + e] += (int64_t)jb->trained[((size_t)h * N + n) * E + e];
+		}
+	}
+	app_json_host_events(j, "joined", joined, (size_t)H);
+	app_json_host_events(j, "left", left, (size_t)H);
+	app_json_host_events(j, "lost", lost, (size_t)H);
+	app_json_int(j, "shares", jb->shares);
+	/* ratings trained per epoch by each node of each host (row: node
+	 * host * nodes + n; column: epoch; 0 for the epochs before --resume
+	 * and those a host did not train) and by each host */
+	app_json_int_rows(j, "node_epoch_ratings", (const int64_t *)jb->trained, (size_t)H * (size_t)N, (size_t)E);
+	app_json_int_rows(j, "host_epoch_ratings", per_host, (size_t)H, (size_t)E);
+	free(joined), free(lost), free(left), free(per_host), free(k), free(note);
+}
+
+/* The hosts of the job at its start: 1 + the highest host id present.  In
+ * an elastic job ps_num_hosts counts the host ranks joiners may take, and
+ * before the first ps_sync_hosts the hosts present are those it started
+ * with (hosts 0 .. H-1; they home the keys); otherwise it is ps_num_hosts. */
+static int start_hosts(ps_world *w)
+{
+	uint8_t *alive = calloc(MF_MAX_HOSTS, 1);
+	if (!alive)
+		app_die("out of memory");
+	check(ps_hosts_alive(w, alive, MF_MAX_HOSTS), "ps_hosts_alive");
+	int h = MF_MAX_HOSTS;
+	while (h > 1 && !alive[h - 1])
+		h--;
+	free(alive);
+	return h;
+}
+
 /* The server-side rule of the user and item tables (--rule). */
 static void set_rule(const struct cfg *c, ps_table_opts *o)
 {
@@ -1679,6 +2090,24 @@ static void set_rule(const struct cfg *c, ps_table_opts *o)
 		o->rule_params[0] = (float)c->lr;
 		o->rule_params[1] = ADAGRAD_EPS;
 	}
+}
+
+/* --wait-hosts N@E: N hosts (1 .. 1024), epoch E (1 .. 1000000). */
+static void parse_wait_hosts(struct cfg *c, const char *arg)
+{
+	char *end;
+	long n = strtol(arg, &end, 10), e = 0;
+	bool ok = end != arg && *end == '@' && n >= 1 && n <= MF_MAX_HOSTS;
+	if (ok) {
+		const char *p = end + 1;
+		e = strtol(p, &end, 10);
+		ok = end != p && !*end && e >= 1 && e <= 1000000;
+	}
+	if (!ok)
+		app_die("--wait-hosts: '%s' is not N@E (N hosts from 1 to %d, epoch E from 1 to 1000000)", app_clip(arg),
+			MF_MAX_HOSTS);
+	c->wait_hosts = (int)n;
+	c->wait_epoch = (int)e;
 }
 
 static void usage(FILE *f)
@@ -1717,10 +2146,11 @@ static void usage(FILE *f)
 		"  --policy P        parameter management (default: classic):\n"
 		"                      classic   item rows stay where created (range placement);\n"
 		"                                workers update any item row (asynchronous SGD)\n"
-		"                      localize  DSGD blocking: items in N x T blocks (N: nodes\n"
-		"                                of every host), each worker trains one block\n"
-		"                                per sub-epoch and localizes it to its node\n"
-		"                                first (next block prefetched on one host)\n"
+		"                      localize  DSGD blocking: items in S blocks (S: --shares,\n"
+		"                                by default the workers of every host), each\n"
+		"                                share trains on one block per sub-epoch,\n"
+		"                                localized to its worker's node first (next\n"
+		"                                block prefetched on one host)\n"
 		"  --sync M          bound the workers' progress: bsp, ssp:S (at most S clocks\n"
 		"                    ahead of the slowest worker) or asp; a worker clocks %d\n"
 		"                    times per epoch (classic) or sub-epoch (localize), after\n"
@@ -1751,6 +2181,18 @@ static void usage(FILE *f)
 		"                    the last one it holds (--epochs counts them all); same\n"
 		"                    data, rank, hosts, nodes and threads (default: psrun\n"
 		"                    --restore's file, else none)\n"
+		"  --shares S        split the ratings into S shares (virtual workers: the\n"
+		"                    localize policy's DSGD grid is S x S), each trained by\n"
+		"                    one worker of a host present; a host that joins\n"
+		"                    (psrun --join: give it the job's --shares), leaves or is\n"
+		"                    lost re-splits them at the next epoch (a loss: the next\n"
+		"                    step).  Give more shares than workers (e.g. a multiple of\n"
+		"                    the worker counts to come) for a joiner to get a fair\n"
+		"                    part (default: the workers of the job at its start,\n"
+		"                    hosts x nodes x threads: one share each)\n"
+		"  --wait-hosts N@E  at the start of epoch E, wait until N hosts are present\n"
+		"                    (hosts joining by psrun --join are admitted meanwhile;\n"
+		"                    every host gives the same) (default: no wait)\n"
 		"  -h, --help        print this help and exit\n"
 		"  --version         print the version and exit\n"
 		"\n"
@@ -1762,6 +2204,12 @@ static void usage(FILE *f)
 		"Throughput is training ratings per second (evaluation excluded).\n"
 		"A run whose RMSE turns inf or NaN (--lr too large) stops after that epoch\n"
 		"with exit status 1, writing nothing.\n"
+		"\n"
+		"Several hosts: ps_sync_hosts at the start of each epoch is where hosts\n"
+		"join (psrun --elastic / --join) and leave (psstat --leave, psrun --drain);\n"
+		"under psrun --on-host-failure continue the survivors take a lost host's\n"
+		"shares.  The JSON summary has hosts_joined/left/lost, host_<event>_epoch\n"
+		"and host_epoch_ratings (ratings trained per epoch by each host).\n"
 		"\n"
 		"Under psrun --on-failure restart a node that dies is started again and\n"
 		"continues its share of the epoch where it stopped; psstat --checkpoint FILE\n"
@@ -1776,7 +2224,7 @@ int main(int argc, char **argv)
 			       .repl_rate = 200}};
 	struct cfg *c = &jb.c;
 	enum { O_TRAIN = 256, O_TEST, O_RANK, O_LR, O_REG, O_INIT, O_EPOCHS, O_THREADS, O_POLICY, O_SEED, O_JSON, O_SAVE,
-	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME };
+	       O_SYNC, O_RULE, O_REPL, O_REPL_RATE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_SHARES, O_WAIT_HOSTS };
 	static const struct option opts[] = {
 		{"train", 1, 0, O_TRAIN}, {"test", 1, 0, O_TEST},       {"rank", 1, 0, O_RANK},
 		{"lr", 1, 0, O_LR},       {"reg", 1, 0, O_REG},         {"init-std", 1, 0, O_INIT},
@@ -1784,7 +2232,8 @@ int main(int argc, char **argv)
 		{"seed", 1, 0, O_SEED},   {"json", 1, 0, O_JSON},       {"save", 1, 0, O_SAVE},
 		{"sync", 1, 0, O_SYNC}, {"rule", 1, 0, O_RULE}, {"replicate", 1, 0, O_REPL},
 		{"repl-rate", 1, 0, O_REPL_RATE}, {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
-		{"resume", 1, 0, O_RESUME}, {"help", 0, 0, 'h'}, {"version", 0, 0, APP_OPT_VERSION},
+		{"resume", 1, 0, O_RESUME}, {"shares", 1, 0, O_SHARES},
+		{"wait-hosts", 1, 0, O_WAIT_HOSTS}, {"help", 0, 0, 'h'}, {"version", 0, 0, APP_OPT_VERSION},
 		{0, 0, 0, 0}};
 	int o;
 	while ((o = app_getopt(argc, argv, "h", opts, NULL, false)) != -1) {
@@ -1826,6 +2275,8 @@ int main(int argc, char **argv)
 		case O_CKPT: c->ckpt = optarg; break;
 		case O_CKPT_EVERY: c->ckpt_every = (int)app_opt_long("--checkpoint-every", optarg, 1, 1000000); break;
 		case O_RESUME: c->resume = optarg; break;
+		case O_SHARES: c->shares = (int)app_opt_long("--shares", optarg, 1, MAX_SHARES); break;
+		case O_WAIT_HOSTS: parse_wait_hosts(c, optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: app_usage_error("unknown option '%s'", app_clip(argv[optind - 1]));
 		}
@@ -1876,24 +2327,44 @@ int main(int argc, char **argv)
 		app_die("cannot join the job: %s", ps_strerror(err));
 	if (c->sync)
 		check(ps_set_consistency(jb.w, c->sync_mode, c->staleness), "--sync");
-	jb.hosts = ps_num_hosts(jb.w);
+	jb.joiner = ps_joined(jb.w) == 1;
+	jb.hosts = jb.joiner ? 0 : start_hosts(jb.w); /* a joiner: at its first ps_sync_hosts */
 	jb.host = ps_host_id(jb.w);
 	jb.host_nodes = ps_num_nodes(jb.w);
-	jb.nodes = app_gnodes(jb.w); /* the data is split over every node of every host */
+	jb.nodes = jb.hosts * jb.host_nodes; /* the data is split over every node of every host */
 	jb.node = app_gnode(jb.w);
 	jb.threads = ps_num_threads(jb.w);
+	jb.host_workers = jb.host_nodes * jb.threads;
 	jb.workers = jb.nodes * jb.threads;
-	jb.blocks = c->localize ? jb.workers : 1;
+	if (jb.joiner && !c->shares)
+		app_die("a joining mf needs --shares S, the job's share count (the job's workers at its start, hosts x "
+			"nodes x threads, unless it was given --shares)");
+	if (jb.joiner && (c->replicate || c->resume)) /* replicas, checkpoints: from the start only */
+		app_die("%s is not supported on a joining host", c->replicate ? "--replicate" : "--resume");
+	if (!c->shares && jb.workers > MAX_SHARES)
+		app_die("%d workers: more than %d shares; give --shares", jb.workers, MAX_SHARES);
+	jb.shares = c->shares ? c->shares : jb.workers;
+	if (c->localize && jb.shares > MAX_LOCALIZE_SHARES)
+		app_die("--policy localize: %d shares, at most %d (--shares)", jb.shares, MAX_LOCALIZE_SHARES);
+	jb.blocks = c->localize ? jb.shares : 1;
 	partition(&jb, &tr, &te);
-	jb.lost_epoch = calloc((size_t)jb.hosts, sizeof *jb.lost_epoch);
-	if (!jb.lost_epoch || pthread_mutex_init(&jb.reload_lock, NULL))
+	jb.joined_epoch = calloc(MF_MAX_HOSTS, sizeof *jb.joined_epoch);
+	jb.gone_epoch = calloc(MF_MAX_HOSTS, sizeof *jb.gone_epoch);
+	if (!jb.joined_epoch || !jb.gone_epoch || pthread_mutex_init(&jb.reload_lock, NULL))
 		app_die("out of memory");
-	free(tr.v);
-	free(te.v);
+	if (jb.joiner) { /* it builds its shares' data from them at its first ps_sync_hosts */
+		jb.rtr = tr;
+		jb.rte = te;
+		jb.reloaded = true;
+	} else {
+		free(tr.v);
+		free(te.v);
+	}
+	jb.hosts_seen = jb.hosts;
 	jb.epoch_rmse = calloc((size_t)c->epochs, sizeof *jb.epoch_rmse);
-	jb.trained = calloc((size_t)c->epochs * (size_t)jb.nodes, sizeof *jb.trained);
-	if (!jb.epoch_rmse || !jb.trained)
+	if (!jb.epoch_rmse)
 		app_die("out of memory");
+	trained_rows(&jb, jb.hosts ? jb.hosts : jb.host + 1);
 
 	ps_table_opts to;
 	jb.vl = c->rule == RULE_SUM ? c->rank + 3 : c->rank + 1;
@@ -1908,17 +2379,24 @@ int main(int argc, char **argv)
 	set_rule(c, &to);
 	to.repl_max = (uint32_t)c->replicate;
 	to.repl_rate = c->repl_rate;
-	if (jb.hosts > 1) /* more room for the slots given to other hosts while they wait to be reused (virtual) */
+	/* several hosts (a joiner too): more room for the slots given to other
+	 * hosts while they wait to be reused (virtual) */
+	if (jb.hosts != 1)
 		to.slots_per_node = 2 * (uint64_t)jb.nitems + 4096;
 	jb.V = ps_table_create(jb.w, &to, &err);
 	if (!jb.V)
 		app_die("cannot create the item table: %s", ps_strerror(err));
-	ps_table_opts_init(&to, (uint64_t)c->epochs * (uint64_t)jb.workers, M_LEN);
+	ps_table_opts_init(&to, (uint64_t)c->epochs * (uint64_t)jb.shares, M_LEN);
 	to.flags = PS_TRANSIENT; /* not in checkpoints: --epochs may change on --resume */
 	jb.M = ps_table_create(jb.w, &to, &err);
 	if (!jb.M)
 		app_die("cannot create the metrics table: %s", ps_strerror(err));
-	jb.start_epoch = app_resume(jb.w, c->resume);
+	ps_table_opts_init(&to, MF_MAX_HOSTS, 1);
+	to.flags = PS_TRANSIENT;
+	jb.L = ps_table_create(jb.w, &to, &err);
+	if (!jb.L)
+		app_die("cannot create the leave notes' table: %s", ps_strerror(err));
+	jb.start_epoch = jb.joiner ? 0 : app_resume(jb.w, c->resume); /* a joiner: the epoch from ps_sync_hosts */
 	if (jb.start_epoch >= c->epochs)
 		app_die("cannot resume: the checkpoint has %d epochs done; --epochs %d leaves none to train",
 			jb.start_epoch, c->epochs);
@@ -1946,12 +2424,15 @@ int main(int argc, char **argv)
 		if (jb.start_epoch)
 			printf("mf: resumed after epoch %d\n", jb.start_epoch);
 		fflush(stdout);
-	} else if (ps_node_id(jb.w) == 0 && !ps_restarted(jb.w)) { /* another host: what it trains */
+	} else if (ps_node_id(jb.w) == 0 && !ps_restarted(jb.w) && !jb.joiner) { /* another host: what it trains */
 		size_t here = 0;
-		for (int t = 0; t < jb.threads; t++)
-			here += jb.wd[t].nr;
+		for (int k = 0; k < jb.ndata0; k++)
+			here += jb.data0[k].nr;
 		printf("mf: host %d of %d, node %d of %d: %zu of %zu training ratings per epoch; host 0 reports\n",
 		       jb.host, jb.hosts, jb.node, jb.nodes, here, jb.ntrain);
+		fflush(stdout);
+	} else if (ps_node_id(jb.w) == 0 && jb.joiner) {
+		printf("mf: host %d joining the job: %d shares; waiting for its next epoch\n", jb.host, jb.shares);
 		fflush(stdout);
 	}
 	int rc = ps_run_workers(jb.w, worker, &jb);
@@ -2000,22 +2481,7 @@ int main(int argc, char **argv)
 			app_json_num(j, "repl_rate", c->repl_rate);
 			app_json_num(j, "repl_share", repl);
 			app_json_num(j, "train_cpu_seconds", jb.train_cpu);
-			/* hosts lost (psrun --on-host-failure continue): how many, and
-			 * per host the epoch (1-based) from which the survivors trained
-			 * its share, 0 for a host present to the end */
-			int64_t *le = xmalloc((size_t)jb.hosts * sizeof *le), nlost = 0;
-			for (int h = 0; h < jb.hosts; h++) {
-				le[h] = jb.lost_epoch[h];
-				nlost += le[h] > 0;
-			}
-			app_json_int(j, "hosts_lost", nlost);
-			app_json_int_rows(j, "host_lost_epoch", le, 1, (size_t)jb.hosts);
-			free(le);
-			/* ratings trained per epoch by each node of each host (row:
-			 * node host * nodes + n; column: epoch; 0 for the epochs
-			 * before --resume) */
-			app_json_int_rows(j, "node_epoch_ratings", (const int64_t *)jb.trained, (size_t)jb.nodes,
-					  (size_t)c->epochs);
+			json_hosts(&jb, j);
 			ps_node_stats st;
 			if (ps_stats(jb.w, 0, &st) == 0) {
 				app_json_int(j, "relocations_node0", (int64_t)st.relocations);
@@ -2025,13 +2491,19 @@ int main(int argc, char **argv)
 			app_json_write(j, c->json);
 		}
 	}
+	if (jb.left && jb.node % jb.host_nodes == 0) {
+		printf("mf: host %d left the job\n", jb.host);
+		fflush(stdout);
+	}
 	ps_finalize(jb.w);
-	for (int t = 0; t < jb.threads; t++)
-		free_worker_data(&jb.wd[t], jb.blocks);
-	free(jb.wd);
+	free(jb.data0); /* its entries moved to the workers (start_shares) */
+	free(jb.data0_share);
+	free(jb.owner0);
 	free(jb.uw);
 	free(jb.ib);
-	free(jb.lost_epoch);
+	free(jb.share_users);
+	free(jb.joined_epoch);
+	free(jb.gone_epoch);
 	free(jb.rtr.v);
 	free(jb.rte.v);
 	pthread_mutex_destroy(&jb.reload_lock);

@@ -136,16 +136,23 @@ static void run_mf(int nodes, const char *const *extra)
 	run_prog(argv, NULL, 60, -1, 0, &res);
 }
 
-static double json_num(const char *json, const char *key)
+/* Where the JSON text after "key": and then `more` starts (fails the test
+ * when it is missing). */
+static const char *json_at(const char *json, const char *key, const char *more)
 {
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	char pat[96];
+	snprintf(pat, sizeof pat, "\"%s\": %s", key, more);
 	const char *p = strstr(json, pat);
 	if (!p) {
-		fprintf(stderr, "key %s missing from %s\n", key, json);
+		fprintf(stderr, "%s missing from %s\n", pat, json);
 		fail();
 	}
-	return strtod(p + strlen(pat), NULL);
+	return p + strlen(pat);
+}
+
+static double json_num(const char *json, const char *key)
+{
+	return strtod(json_at(json, key, ""), NULL);
 }
 
 static char *slurp(const char *path)
@@ -492,6 +499,19 @@ static void test_mf_rejects_bad_options(void **state)
 	run_mf(0, a6);
 	assert_int_equal(res.status, 1);
 	assert_string_equal(res.err, "mf: --rule: 'adam' is not sum, sgd or adagrad\n");
+	const char *a7[] = {"--train", path_of("train.txt"), "--shares", "0", NULL};
+	run_mf(0, a7);
+	assert_int_equal(res.status, 1);
+	assert_non_null(strstr(res.err, "mf: --shares: "));
+	const char *a8[] = {"--train", path_of("train.txt"), "--shares", "5000", "--policy", "localize", NULL};
+	run_mf(0, a8);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --policy localize: 5000 shares, at most 4096 (--shares)\n");
+	const char *a9[] = {"--train", path_of("train.txt"), "--wait-hosts", "3@", NULL};
+	run_mf(0, a9);
+	assert_int_equal(res.status, 1);
+	assert_string_equal(res.err, "mf: --wait-hosts: '3@' is not N@E (N hosts from 1 to 1024, epoch E from 1 to "
+				     "1000000)\n");
 	const char *a3[] = {"--test", path_of("test.txt"), NULL};
 	run_mf(0, a3);
 	assert_int_equal(res.status, 1);
@@ -635,7 +655,8 @@ static void test_mf_help_documents_every_option(void **state)
 	assert_int_equal(res.status, 0);
 	const char *opts[] = {"--train", "--test", "--rank", "--lr", "--reg", "--init-std", "--epochs",
 			      "--threads", "--policy", "classic", "localize", "--seed", "--json", "--save", "--help", "--version",
-			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate"};
+			      "--sync", "ssp:S", "--rule", "adagrad", "--replicate", "--repl-rate", "--shares", "--join",
+			      "--wait-hosts", "host_epoch_ratings"};
 	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
 		if (!strstr(res.out, opts[k]))
 			fail_msg("--help does not mention %s", opts[k]);
@@ -679,14 +700,9 @@ static void test_mfgen_help_and_skew(void **state)
 /* The "node_epoch_ratings" matrix of a JSON summary: rows (nodes of every
  * host) x epochs into v; returns the number of rows (asserts each row has
  * `epochs` numbers). */
-static int node_epoch_ratings(const char *json, int epochs, long long *v, int max_rows)
+static int epoch_rows(const char *json, const char *key, int epochs, long long *v, int max_rows)
 {
-	const char *p = strstr(json, "\"node_epoch_ratings\": [");
-	if (!p) {
-		fprintf(stderr, "node_epoch_ratings missing from %s\n", json);
-		fail();
-	}
-	p = strchr(p, '[') + 1;
+	const char *p = json_at(json, key, "[");
 	int rows = 0;
 	while (*p == '[' || (*p == ',' && p[1] == ' ' && p[2] == '[')) {
 		p = strchr(p, '[') + 1;
@@ -707,6 +723,32 @@ static int node_epoch_ratings(const char *json, int epochs, long long *v, int ma
 	}
 	assert_int_equal(*p, ']');
 	return rows;
+}
+
+static int node_epoch_ratings(const char *json, int epochs, long long *v, int max_rows)
+{
+	return epoch_rows(json, "node_epoch_ratings", epochs, v, max_rows);
+}
+
+/* The summary's "host_<what>_epoch": [[e0, e1, ...]] into ev (hosts of
+ * them); asserts "hosts_<what>" counts the non-zero ones. */
+static void host_events(const char *json, const char *what, int hosts, int *ev)
+{
+	char key[64];
+	snprintf(key, sizeof key, "host_%s_epoch", what);
+	const char *p = json_at(json, key, "[[");
+	int n = 0;
+	for (int h = 0; h < hosts; h++) {
+		char *end;
+		ev[h] = (int)strtol(p, &end, 10);
+		assert_true(end > p);
+		p = end;
+		assert_true(*p == (h < hosts - 1 ? ',' : ']'));
+		p += h < hosts - 1 ? 2 : 1;
+		n += ev[h] > 0;
+	}
+	snprintf(key, sizeof key, "hosts_%s", what);
+	assert_int_equal((int)json_num(json, key), n);
 }
 
 /*
@@ -780,6 +822,36 @@ static double two_hosts_split(int nodes, const char *policy)
 	return rh;
 }
 
+/*
+ * Shares on one host (psrun -n 2 -t 2: 4 workers): 5 shares (some workers
+ * train two, one after the other, between the same barriers) and 1 share
+ * (three workers idle) train every rating exactly once per epoch under
+ * both policies (localize: a 5 x 5 DSGD grid) and learn as well.
+ */
+static void test_mf_more_or_fewer_shares_than_workers(void **state)
+{
+	(void)state;
+	const int epochs = atoi(EPOCHS);
+	const char *shares[] = {"5", "1"};
+	const char *policies[] = {"classic", "localize"};
+	for (int k = 0; k < 2; k++)
+		for (int p = 0; p < 2; p++) {
+			const char *more[] = {"--threads", "2", "--shares", shares[k], NULL};
+			double r = train_with(2, policies[p], "shares.json", more);
+			const char *j = slurp(path_of("shares.json"));
+			assert_int_equal((int)json_num(j, "shares"), atoi(shares[k]));
+			long long ntrain = (long long)json_num(j, "train_ratings"), v[2 * 64];
+			assert_int_equal(node_epoch_ratings(j, epochs, v, 2), 2);
+			for (int e = 0; e < epochs; e++) {
+				assert_true(v[e] + v[epochs + e] == ntrain);
+				assert_true(k == 1 || (v[e] > 0 && v[epochs + e] > 0)); /* 1 share: node 0's */
+			}
+			fprintf(stderr, "# %s shares, %s: test RMSE %.4f, baseline %.4f\n", shares[k], policies[p], r,
+				baseline);
+			assert_true(r < 0.8 * baseline);
+		}
+}
+
 static void test_mf_two_hosts_train_each_rating_once_localize(void **state)
 {
 	(void)state;
@@ -815,13 +887,47 @@ static void test_mf_two_hosts_train_each_rating_once_classic(void **state)
 #define LOST_EPOCHS "20"
 #define LOST_AFTER "7"
 
-static void lose_host(int victim)
+/* The built program rel contains text (a message of a library feature it
+ * was linked with). */
+static bool binary_has(const char *rel, const char *text)
+{
+	FILE *f = fopen(build_path(rel), "rb");
+	assert_non_null(f);
+	static char buf[1 << 16];
+	size_t keep = 0, n, len = strlen(text);
+	bool hit = false;
+	while (!hit && (n = fread(buf + keep, 1, sizeof buf - keep, f)) > 0) {
+		n += keep;
+		hit = memmem(buf, n, text, len) != NULL;
+		keep = n < len ? n : len - 1;
+		memmove(buf, buf + n - keep, keep);
+	}
+	fclose(f);
+	return hit;
+}
+
+/* No segment created since *segs and no process of this test's
+ * directory is left: the psruns were reaped; their guardians end at once,
+ * given up to 5 s (other jobs on a shared machine slow them). */
+static void assert_left_clean(const struct seg_snapshot *segs)
+{
+	for (int i = 0; i < 500 && (seg_leaked_since(segs) || count_procs(dir)); i++)
+		usleep(10000);
+	assert_int_equal(seg_leaked_since(segs), 0);
+	assert_int_equal(count_procs(dir), 0);
+}
+
+static void lose_host_with(int victim, const char *const *more)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	const int epochs = atoi(LOST_EPOCHS);
-	const char *prog0[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
-			       "--rank", "6", "--epochs", LOST_EPOCHS, "--json", path_of("h3.json"), NULL};
+	const char *prog0[32] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+				 "--rank", "6", "--epochs", LOST_EPOCHS, "--json", path_of("h3.json"), NULL};
+	int n0 = 11;
+	for (int k = 0; more && more[k]; k++)
+		prog0[n0++] = more[k];
+	prog0[n0] = NULL;
 	struct mh_proc p[3];
 	mh_run_hosts(3, 1, prog0, p, 60);
 	for (int r = 0; r < 3; r++) {
@@ -832,9 +938,13 @@ static void lose_host(int victim)
 	double r3 = json_num(slurp(path_of("h3.json")), "rmse");
 
 	/* psrun's options go before the program: mh_psrun_argv appends prog */
-	const char *prog[] = {"--on-host-failure", "continue", "--backup-rate", "50", build_path("apps/mf"), "--train",
-			      path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs", LOST_EPOCHS,
-			      "--json", path_of("h3lost.json"), NULL};
+	const char *prog[40] = {"--on-host-failure", "continue", "--backup-rate", "50", build_path("apps/mf"), "--train",
+				path_of("train.txt"), "--test", path_of("test.txt"), "--rank", "6", "--epochs",
+				LOST_EPOCHS, "--json", path_of("h3lost.json"), NULL};
+	int n = 15;
+	for (int k = 0; more && more[k]; k++)
+		prog[n++] = more[k];
+	prog[n] = NULL;
 	unsigned port = mh_free_port();
 	static char store[3][96];
 	for (int r = 0; r < 3; r++) {
@@ -888,7 +998,8 @@ static void lose_host(int victim)
 		assert_true(ms < 1000);
 	}
 	char took[96];
-	snprintf(took, sizeof took, "host %d lost (2 of 3 hosts left); worker %d takes over 1 worker (", victim, adopter);
+	snprintf(took, sizeof took, "host %d gone (2 of 3 hosts present); worker %d takes over 1 share (", victim,
+		 adopter);
 	assert_non_null(strstr(mh_slurp(p[adopter].out), took));
 	/* the report comes from host 0, or host 1 when host 0 is lost */
 	assert_non_null(strstr(mh_slurp(p[victim ? 0 : 1].out), "mf: test RMSE"));
@@ -899,10 +1010,12 @@ static void lose_host(int victim)
 	char j[8192];
 	snprintf(j, sizeof j, "%s", slurp(path_of("h3lost.json")));
 	assert_int_equal((int)json_num(j, "hosts_lost"), 1);
-	const char *le = strstr(j, "\"host_lost_epoch\": [[");
-	assert_non_null(le);
-	int l[3] = {-1, -1, -1};
-	assert_int_equal(sscanf(le, "\"host_lost_epoch\": [[%d, %d, %d]]", &l[0], &l[1], &l[2]), 3);
+	int l[3] = {-1, -1, -1}, none[3];
+	host_events(j, "lost", 3, l);
+	host_events(j, "left", 3, none); /* a loss is not a leave, and nobody joined */
+	assert_true(none[0] == 0 && none[1] == 0 && none[2] == 0);
+	host_events(j, "joined", 3, none);
+	assert_true(none[0] == 0 && none[1] == 0 && none[2] == 0);
 	int lost_at = l[victim];
 	assert_int_equal(l[adopter], 0);
 	assert_int_equal(l[other], 0);
@@ -931,17 +1044,427 @@ static void lose_host(int victim)
 	fprintf(stderr, "# test RMSE 3 hosts %.4f, host %d killed after epoch %s (lost at %d) %.4f, baseline %.4f\n",
 		r3, victim, LOST_AFTER, lost_at, rl, baseline);
 	assert_true(fabs(rl - r3) < 0.01);
-	/* nothing left behind: psruns reaped above; their guardians end at once */
-	for (int i = 0; i < 500 && (seg_leaked_since(&segs) || count_procs(dir)); i++)
-		usleep(10000);
-	assert_int_equal(seg_leaked_since(&segs), 0);
-	assert_int_equal(count_procs(dir), 0);
+	assert_left_clean(&segs);
+}
+
+/* --policy localize under continue (six shares, so two move to the
+ * survivors): the blocks move every sub-epoch, faster than the backup
+ * rounds.  Without the library's backups of moved keys and the lost home's
+ * directory rebuilt at its backup host (helper bkmove, BK5-BK9) a
+ * survivor's pull of a block moved to the lost host fails; with them this
+ * passed 3 of 3 (a trial merge).  Skipped until the library has them
+ * (recognised by a message of BK9 in the built mf) unless
+ * MF_TEST_LOCALIZE_LOSS=1. */
+static void test_mf_lost_host_under_localize(void **state)
+{
+	(void)state;
+	if (!getenv("MF_TEST_LOCALIZE_LOSS") && !binary_has("apps/mf", "home range held here, told host")) {
+		print_message("SKIP: localize under --on-host-failure continue loses the item blocks moved to "
+				"the lost host since its last backup round (needs the backup of moved keys, "
+				"issue 16); MF_TEST_LOCALIZE_LOSS=1 runs it\n");
+		skip();
+	}
+	const char *more[] = {"--policy", "localize", "--shares", "6", NULL};
+	lose_host_with(2, more);
+}
+
+/* ------------------------------------------------- joining and leaving */
+
+/* psrun's --help names every one of flags (NULL-terminated): this build
+ * has the elastic job features the test needs. */
+static bool psrun_has(const char *const *flags)
+{
+	char *argv[] = {(char *)build_path("bin/psrun"), "--help", NULL};
+	run_prog(argv, NULL, 10, -1, 0, &res);
+	for (; *flags; flags++)
+		if (!strstr(res.out, *flags) && !strstr(res.err, *flags))
+			return false;
+	return true;
+}
+
+/* Sends sig to every process below root (its descendants) that runs
+ * apps/mf (argv[0]): the nodes of one host's psrun; returns how many. */
+static int signal_mf_nodes(pid_t root, int sig)
+{
+	enum { MAXP = 8192 };
+	static pid_t pid[MAXP], ppid[MAXP];
+	static bool under[MAXP];
+	int n = 0, hit = 0;
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < MAXP) {
+		int p = atoi(e->d_name);
+		if (p <= 0)
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%d/stat", p);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		const char *rp = strrchr(buf, ')'); /* "pid (comm) state ppid ..." */
+		int pp;
+		if (!rp || sscanf(rp + 1, " %*c %d", &pp) != 1)
+			continue;
+		pid[n] = p;
+		ppid[n] = pp;
+		under[n++] = false;
+	}
+	closedir(d);
+	for (bool grew = true; grew;) {
+		grew = false;
+		for (int k = 0; k < n; k++) {
+			if (under[k])
+				continue;
+			bool up = ppid[k] == root;
+			for (int j = 0; j < n && !up; j++)
+				up = under[j] && pid[j] == ppid[k];
+			if (up)
+				under[k] = grew = true;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		if (!under[k])
+			continue;
+		char path[64], cmd[4096];
+		snprintf(path, sizeof path, "/proc/%d/cmdline", pid[k]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(cmd, 1, sizeof cmd - 1, f);
+		fclose(f);
+		cmd[len] = 0; /* argv[0] only: psrun's own processes (its guardian) name apps/mf later */
+		len = strlen(cmd);
+		if (len >= 7 && strcmp(cmd + len - 7, "apps/mf") == 0 && kill(pid[k], sig) == 0)
+			hit++;
+	}
+	return hit;
+}
+
+/* Waits up to timeout_s for needle in file path; true when it is there. */
+static bool wait_for_text(const char *path, const char *needle, double timeout_s)
+{
+	for (int i = 0; i < (int)(timeout_s * 1000) && !strstr(mh_slurp(path), needle); i++)
+		usleep(1000);
+	return strstr(mh_slurp(path), needle) != NULL;
+}
+
+#define ELASTIC_EPOCHS "20"
+#define ELASTIC_SHARES "6" /* 2 hosts x 1 worker: 3 each; 3 hosts: 2 each */
+
+/* More mf options of the elastic tests' runs (NULL-terminated), or NULL;
+ * and whether the run holds epoch 5 until 3 hosts are present. */
+static const char *const *elastic_more;
+static bool elastic_wait;
+
+/* The mf arguments of the elastic tests, json its summary. */
+static void elastic_mf(const char **argv, const char *json, const char *policy)
+{
+	const char *a[] = {build_path("apps/mf"), "--train", path_of("train.txt"), "--test", path_of("test.txt"),
+			   "--rank", "6", "--epochs", ELASTIC_EPOCHS, "--shares", ELASTIC_SHARES, "--json",
+			   path_of(json), "--policy", policy, NULL};
+	int k = 0;
+	for (; a[k]; k++)
+		argv[k] = a[k];
+	for (int m = 0; elastic_more && elastic_more[m]; m++)
+		argv[k++] = elastic_more[m];
+	if (elastic_wait) {
+		argv[k++] = "--wait-hosts";
+		argv[k++] = "3@5";
+	}
+	argv[k] = NULL;
+}
+
+/* Test RMSE of an undisturbed run of the elastic tests' mf on `hosts` hosts. */
+static double elastic_reference(int hosts, int nodes, const char *json, const char *policy)
+{
+	const char *prog[20];
+	elastic_mf(prog, json, policy);
+	struct mh_proc p[3];
+	mh_run_hosts(hosts, nodes, prog, p, 60);
+	for (int r = 0; r < hosts; r++) {
+		if (p[r].status != 0)
+			mh_show(&p[r], "host");
+		assert_int_equal(p[r].status, 0);
+	}
+	return json_num(slurp(path_of(json)), "rmse");
+}
+
+/* The summary's host_epoch_ratings (hosts rows): every epoch's add up to
+ * the training set exactly; host `h` trained in epochs from..to (1-based,
+ * inclusive) and nothing in the others. */
+static void assert_host_trained(const char *j, int hosts, int h, int from, int to)
+{
+	const int epochs = atoi(ELASTIC_EPOCHS);
+	long long ntrain = (long long)json_num(j, "train_ratings"), v[4 * 64];
+	assert_int_equal(epoch_rows(j, "host_epoch_ratings", epochs, v, 4), hosts);
+	for (int e = 0; e < epochs; e++) {
+		long long sum = 0;
+		for (int r = 0; r < hosts; r++)
+			sum += v[r * epochs + e];
+		bool in = e + 1 >= from && e + 1 <= to;
+		if (sum != ntrain || (v[h * epochs + e] > 0) != in)
+			fprintf(stderr, "epoch %d: %lld %lld %lld of %lld; host %d should%s train\n", e + 1, v[e],
+				v[epochs + e], hosts > 2 ? v[2 * epochs + e] : 0, ntrain, h, in ? "" : " not");
+		assert_true(sum == ntrain);
+		assert_true((v[h * epochs + e] > 0) == in);
+	}
+}
+
+/* Starts the psruns of hosts 0 .. hosts-1 (nodes each) of a job at port,
+ * running prog (psrun options first), named tag0, tag1, ... */
+static void spawn_hosts(struct mh_proc *p, int hosts, int nodes, unsigned port, const char *const *prog,
+			const char *tag)
+{
+	static char store[4][96];
+	for (int r = 0; r < hosts; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], nodes, hosts, r, port, prog);
+		char name[16];
+		snprintf(name, sizeof name, "%s%d", tag, r);
+		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+	}
+}
+
+/* Holds an elastic test's job after epoch 4: when host h says epoch 4 is
+ * done, stops host 1's mf nodes (the others soon wait for them in a
+ * barrier); returns how many were stopped, -1 if the line never came. */
+static int hold_after_epoch_4(const struct mh_proc *p, int h)
+{
+	char mark[64];
+	snprintf(mark, sizeof mark, "mf: host %d: epoch 4/" ELASTIC_EPOCHS " done", h);
+	if (!wait_for_text(p[h].out, mark, 60))
+		return -1;
+	return signal_mf_nodes(p[1].pid, SIGSTOP);
+}
+
+/* Lets the held job go on and waits for its hosts' psruns. */
+static void release_and_finish(struct mh_proc *p, int hosts, int stopped)
+{
+	if (stopped > 0)
+		signal_mf_nodes(p[1].pid, SIGCONT);
+	for (int r = 0; r < hosts; r++)
+		mh_finish(&p[r], 60);
+	mh_show_failed(hosts, p);
+}
+
+static bool can_join(void)
+{
+	const char *need[] = {"--elastic", "--join", NULL};
+	if (psrun_has(need))
+		return true;
+	print_message("SKIP: this psrun has no --elastic/--join (elastic jobs, issue 16, not built yet)\n");
+	return false;
+}
+
+/*
+ * Joining: mf on 2 hosts (psrun --elastic, 6 shares, --wait-hosts 3@5: the
+ * job holds epoch 5 until a third host is in, so the joiner's start-up
+ * races nothing) and a third psrun --join started after epoch 4.  The
+ * joiner takes two shares from epoch 5 on; everybody exits 0; the summary
+ * says host 2 joined at epoch 5, and per epoch the hosts' ratings add up to
+ * the training set exactly, host 2's from epoch 5 on; the test RMSE is an
+ * undisturbed 2-host run's within 0.01.  Needs psrun --join (helper join).
+ */
+static void join_host(int nodes, const char *policy)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	double r2 = elastic_reference(2, nodes, "el2.json", policy);
+	elastic_wait = true; /* the job holds epoch 5 until the joiner is in */
+	const char *prog[24] = {"--elastic"};
+	elastic_mf(prog + 1, "eljoin.json", policy);
+	unsigned port = mh_free_port();
+	struct mh_proc p[3];
+	char ns[16];
+	snprintf(ns, sizeof ns, "%d", nodes);
+	spawn_hosts(p, 2, nodes, port, prog, "join");
+	bool at4 = wait_for_text(p[1].out, "mf: host 1: epoch 4/" ELASTIC_EPOCHS " done", 60);
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *jargv[32] = {build_path("bin/psrun"), "-n", ns, "--join", coord, "--token-file", mh_token_path};
+	elastic_mf(jargv + 7, "eljoin.json", policy);
+	elastic_wait = false;
+	mh_spawn(&p[2], "join2", (char *const *)jargv, NULL);
+	release_and_finish(p, 3, 0);
+	assert_true(at4);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	assert_non_null(strstr(mh_slurp(p[2].out), "mf: host 2 joined at epoch "));
+	assert_null(strstr(mh_slurp(p[2].out), "mf: test RMSE")); /* host 0 reports */
+
+	char j[16384];
+	snprintf(j, sizeof j, "%s", slurp(path_of("eljoin.json")));
+	int ev[3];
+	host_events(j, "joined", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+	assert_int_equal(ev[2], 5); /* started after epoch 4, awaited at 5 */
+	host_events(j, "left", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "lost", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "joined", 3, ev);
+	assert_host_trained(j, 3, 2, ev[2], atoi(ELASTIC_EPOCHS));
+	double rj = json_num(j, "rmse");
+	fprintf(stderr, "# %s, %d node%s per host: test RMSE 2 hosts %.4f, 2 hosts + host 2 joined at epoch %d %.4f\n",
+		policy, nodes, nodes > 1 ? "s" : "", r2, ev[2], rj);
+	assert_true(fabs(rj - r2) < 0.01);
+	assert_left_clean(&segs);
+}
+
+static void test_mf_a_joining_host_trains_a_share(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	join_host(1, "classic");
+}
+
+/* Two nodes per host (six shares, one per worker once host 2 is in), and
+ * the localize policy (DSGD over the six shares: the joiner's blocks move
+ * to it). */
+static void test_mf_a_joining_host_with_two_nodes_and_localize(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	join_host(2, "classic");
+	join_host(1, "localize");
+}
+
+/* A joiner must be told the job's share count (its tables' sizes depend
+ * on it): without --shares it stops with the reason before it is
+ * admitted, and the job finishes without it. */
+static void test_mf_a_joiner_without_shares_is_refused(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	const char *prog[24] = {"--elastic"};
+	elastic_mf(prog + 1, "elnoshares.json", "classic");
+	unsigned port = mh_free_port();
+	struct mh_proc p[3];
+	spawn_hosts(p, 2, 1, port, prog, "noshares");
+	int stopped = hold_after_epoch_4(p, 1);
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *jargv[32] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path};
+	int n = 7;
+	for (int k = 0; prog[1 + k]; k++) /* the same mf, less --shares S */
+		if (strcmp(prog[1 + k], "--shares") == 0)
+			k++;
+		else
+			jargv[n++] = prog[1 + k];
+	jargv[n] = NULL;
+	mh_spawn(&p[2], "noshares2", (char *const *)jargv, NULL);
+	mh_finish(&p[2], 30);
+	release_and_finish(p, 2, stopped);
+	assert_int_equal(stopped, 1);
+	assert_int_not_equal(p[2].status, 0);
+	if (!strstr(mh_slurp(p[2].err), "mf: a joining mf needs --shares S"))
+		mh_show(&p[2], "joiner");
+	assert_non_null(strstr(mh_slurp(p[2].err), "mf: a joining mf needs --shares S"));
+	assert_int_equal(p[0].status, 0);
+	assert_int_equal(p[1].status, 0);
+	int ev[2];
+	host_events(slurp(path_of("elnoshares.json")), "joined", 2, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+}
+
+/* Bounded staleness across the join: the joiner's clocks start at the
+ * slowest host's (psmem.h), and every worker makes the same clocks per
+ * step whatever shares it trains. */
+static void test_mf_a_joining_host_under_ssp_clocks(void **state)
+{
+	(void)state;
+	if (!can_join())
+		skip();
+	static const char *const more[] = {"--sync", "ssp:1", NULL};
+	elastic_more = more;
+	join_host(1, "classic");
+	elastic_more = NULL;
+}
+
+/*
+ * Leaving: mf on 3 hosts (psrun --elastic --drain, 6 shares); host 2's
+ * psrun gets SIGTERM after epoch 4 (host 1's nodes held stopped until
+ * host 2's psrun has it, so it lands before the job ends).  Host 2 leaves
+ * at the next epoch boundary (its mf says so and exits 0), the others
+ * take its shares and finish; the summary has host_left_epoch E >= 5 for
+ * host 2, nothing lost; per epoch the hosts' ratings add up to the
+ * training set exactly, host 2's only before E; the test RMSE is an
+ * undisturbed 3-host run's within 0.01.  Needs psrun --drain (helpers
+ * join and drain).
+ */
+static void test_mf_a_leaving_host_hands_its_shares_over(void **state)
+{
+	(void)state;
+	const char *need[] = {"--elastic", "--drain", NULL};
+	if (!psrun_has(need) || !binary_has("apps/mf", "drained to host")) {
+		print_message("SKIP: this build cannot leave a job: psrun --elastic/--drain and the library's "
+				"drain (a leaving host hands its keys over; issue 16) are not both built yet\n");
+		skip();
+	}
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	double r3 = elastic_reference(3, 1, "el3.json", "classic");
+	const char *prog[24] = {"--elastic", "--drain"};
+	elastic_mf(prog + 2, "elleave.json", "classic");
+	unsigned port = mh_free_port();
+	struct mh_proc p[3];
+	spawn_hosts(p, 3, 1, port, prog, "leave");
+	int stopped = hold_after_epoch_4(p, 2);
+	kill(p[2].pid, SIGTERM);
+	/* psrun --drain says it leaves (a fallback bound if it says nothing) */
+	bool said = wait_for_text(p[2].err, "leav", 10);
+	release_and_finish(p, 3, stopped);
+	assert_int_equal(stopped, 1);
+	if (!said)
+		fprintf(stderr, "# host 2's psrun said nothing about leaving within 10 s\n");
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(p[r].status, 0);
+	assert_non_null(strstr(mh_slurp(p[2].out), "mf: host 2 leaves the job at the start of epoch "));
+
+	char j[16384];
+	snprintf(j, sizeof j, "%s", slurp(path_of("elleave.json")));
+	int ev[3];
+	host_events(j, "joined", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "lost", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
+	host_events(j, "left", 3, ev);
+	assert_true(ev[0] == 0 && ev[1] == 0);
+	assert_true(ev[2] >= 5 && ev[2] <= atoi(ELASTIC_EPOCHS));
+	assert_host_trained(j, 3, 2, 1, ev[2] - 1);
+	double rl = json_num(j, "rmse");
+	fprintf(stderr, "# test RMSE 3 hosts %.4f, host 2 left at epoch %d %.4f\n", r3, ev[2], rl);
+	assert_true(fabs(rl - r3) < 0.01);
+	assert_left_clean(&segs);
+}
+
+static void lose_host(int victim)
+{
+	lose_host_with(victim, NULL);
 }
 
 static void test_mf_three_hosts_finish_on_the_survivors_when_host_2_is_killed(void **state)
 {
 	(void)state;
 	lose_host(2);
+}
+
+/* Six shares on three one-worker hosts: each worker trains two, the lost
+ * host's two go one each to the first two survivors' workers' quotas
+ * (three each), and the sums still come out exactly. */
+static void test_mf_lost_host_shares_spread_over_the_survivors(void **state)
+{
+	(void)state;
+	const char *more[] = {"--shares", "6", NULL};
+	lose_host_with(2, more);
+	lose_host_with(0, more);
 }
 
 /* host 0 reports: host 1 takes that over (the summary with the epochs
@@ -990,10 +1513,18 @@ int main(void)
 		T(test_mf_replicate_hot_items_on_zipf_data_localize),
 		T(test_mf_rejects_bad_replication_options),
 		T(test_mfgen_help_and_skew),
+		T(test_mf_more_or_fewer_shares_than_workers),
 		TH(test_mf_two_hosts_train_each_rating_once_localize),
 		TH(test_mf_two_hosts_train_each_rating_once_classic),
 		TH(test_mf_three_hosts_finish_on_the_survivors_when_host_2_is_killed),
 		TH(test_mf_three_hosts_finish_on_the_survivors_when_host_0_is_killed),
+		TH(test_mf_lost_host_shares_spread_over_the_survivors),
+		TH(test_mf_lost_host_under_localize),
+		TH(test_mf_a_joining_host_trains_a_share),
+		TH(test_mf_a_joining_host_with_two_nodes_and_localize),
+		TH(test_mf_a_joining_host_under_ssp_clocks),
+		TH(test_mf_a_joiner_without_shares_is_refused),
+		TH(test_mf_a_leaving_host_hands_its_shares_over),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
