@@ -19,9 +19,9 @@
  *      refused with the rendezvous' words; the job finishes normally;
  *  (c) a host leaving: SIGTERM to host 2's psrun started with --drain, or
  *      psstat --leave 2 on host 0: host 2's ps_sync_hosts returns 0, the
- *      others' returns 2 at the same epoch, and every psrun exits 0
- *      (drain's hand-over of the keys is the drain helper's; the leaver's
- *      keys are not used after it leaves);
+ *      others' returns 2 at the same epoch, every psrun exits 0 (the
+ *      leaver's drain returned 0), and after 3 epochs more every key
+ *      (host 2's range too) equals the sum of every host's pushes exactly;
  *  (e) the storm while host 3 joins and host 1 (a home host) leaves, at
  *      one ps_sync_hosts (gated: both requests are in before it), the
  *      leave first or the join first; every key (host 1's range, keys it
@@ -369,9 +369,14 @@ static int plain_main(const char *stop_file, bool extra)
 	return fail_node("never told to stop", me, -ETIMEDOUT);
 }
 
-/* (c): hosts 0-2 push to hosts 0-1's keys and sync in epochs until host 2
- * is asked to leave: its ps_sync_hosts returns 0 (it finalizes: drain),
- * the others' 2, then they sync twice more and finish. */
+/* (c): hosts 0-2 push +1 to every key (and +1 to their own counter, homed
+ * at the host: host 2's at host 2) and sync in epochs until host 2 is
+ * asked to leave: its ps_sync_hosts returns 0 (it finalizes: the drain
+ * hands its keys and directory to b(2) = host 0), the others' 2; they
+ * push 3 epochs more and check that every key equals the sum of the
+ * counters exactly and that no word names host 2. */
+static const ps_key leave_ckey[3] = {1, 30, 50}; /* homes 0, 1, 2 */
+
 static int leave_main(void)
 {
 	int err, rc;
@@ -382,17 +387,18 @@ static int leave_main(void)
 	ps_table *t, *cnt;
 	if ((rc = tables(w, &t, &cnt)) != 0)
 		return fail_node("tables", me, rc);
-	ps_key keys[200];
-	float one[200];
-	for (int i = 0; i < 200; i++)
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
 		keys[i] = (ps_key)i, one[i] = 1.0f;
 	if (me == 0) {
 		printf("elastic: host 0 segment %s\n", ps_segment_name(w));
 		fflush(stdout);
 	}
+	ps_key mine = leave_ckey[me];
 	uint64_t end = MAX_EPOCH;
 	for (uint64_t epoch = 1; epoch < end; epoch++) {
-		if ((rc = ps_push_sync(t, keys, 200, one)) != 0)
+		if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0 || (rc = ps_push_sync(cnt, &mine, 1, one)) != 0)
 			return fail_node("push", me, rc);
 		if (me == 2 && epoch <= 3) {
 			printf("elastic: host 2 epoch %llu\n", (unsigned long long)epoch);
@@ -403,8 +409,10 @@ static int leave_main(void)
 		if (n == 0) {
 			printf("elastic: host %d: left at epoch %llu\n", me, (unsigned long long)epoch);
 			fflush(stdout);
-			ps_finalize(w); /* drain: the drain helper's */
-			return 0;
+			rc = ps_finalize(w); /* the drain: keys and directory to b(2) */
+			printf("elastic: host %d: drained: %s\n", me, ps_strerror(rc));
+			fflush(stdout);
+			return rc ? 1 : 0;
 		}
 		if (n < 0)
 			return fail_node("ps_sync_hosts", me, n);
@@ -421,7 +429,24 @@ static int leave_main(void)
 		return fail_node("nobody left", me, -ETIMEDOUT);
 	if ((rc = ps_barrier(w)) != 0)
 		return fail_node("barrier after the leave", me, rc);
-	return ps_finalize(w) ? 1 : 0;
+	float c[3], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, leave_ckey, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("pull after the leave", me, rc);
+	float want = c[0] + c[1] + c[2];
+	int wrong = 0, named = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+		named += ps_owner_host(t, keys[i]) == 2;
+	}
+	for (int i = 0; i < 64; i++)
+		named += ps_owner_host(cnt, (ps_key)i) == 2;
+	printf("elastic: host %d: after the leave: pushes %.0f %.0f %.0f; %d wrong of %d; %d words name host 2\n", me,
+	       (double)c[0], (double)c[1], (double)c[2], wrong, KEYS, named);
+	fflush(stdout);
+	if ((rc = ps_barrier(w)) != 0) /* both checked before either finalizes */
+		return fail_node("barrier after the check", me, rc);
+	return ps_finalize(w) || wrong || named ? 1 : 0;
 }
 
 /* (e): the storm while a host joins and another leaves.  Hosts 0-2
@@ -1035,6 +1060,18 @@ static void leave(bool by_psstat)
 		assert_contains(mh_slurp(h[r].err), "leaves the job at barrier ");
 	}
 	assert_contains(mh_slurp(h[2].err), "this host leaves the job at barrier ");
+	snprintf(want, sizeof want, "elastic: host 2: drained: %s", ps_strerror(0));
+	assert_contains(mh_slurp(h[2].out), want);
+	for (int r = 0; r < 2; r++) {
+		/* the leaver's keys and counter were handed over: exact */
+		const char *l = strstr(mh_slurp(h[r].out), "after the leave: pushes ");
+		assert_non_null(l);
+		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
+		assert_non_null(strstr(l, "; 0 wrong of 300; 0 words name host 2"));
+		double c2 = 0;
+		assert_int_equal(sscanf(l, "after the leave: pushes %*f %*f %lf", &c2), 1);
+		assert_true(c2 > 0);
+	}
 	if (!by_psstat)
 		assert_contains(mh_slurp(h[2].err), "SIGTERM with --drain");
 	printf("host 2 left at epoch %llu (%s)\n", at, by_psstat ? "psstat --leave" : "SIGTERM --drain");
