@@ -1148,7 +1148,7 @@ static void ask_host1_to_leave(struct mh_proc *h, bool by_psstat)
 	assert_int_equal(s.status, 0);
 }
 
-static void join_and_leave(enum jl_order order, bool by_psstat, const char *nodes)
+static void join_and_leave(enum jl_order order, bool by_psstat, const char *nodes, bool cont)
 {
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
@@ -1161,7 +1161,7 @@ static void join_and_leave(enum jl_order order, bool by_psstat, const char *node
 	static char store[3][96], coord[32];
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
-		member_argv(argv, store[r], 3, r, port, prog, "--drain", NULL);
+		member_argv(argv, store[r], 3, r, port, prog, "--drain", cont ? "--on-host-failure=continue" : NULL);
 		argv[2] = nodes;
 		char name[32];
 		snprintf(name, sizeof name, "jl%d", r);
@@ -1169,6 +1169,14 @@ static void join_and_leave(enum jl_order order, bool by_psstat, const char *node
 	}
 	const char *jargv[64];
 	join_argv(jargv, coord, port, nodes, mh_token_path, prog);
+	if (cont) { /* the joiner's own flag, before the program */
+		int i = 0;
+		while (jargv[i] != prog[0])
+			i++;
+		for (int j = i + 4; j >= i; j--) /* the program's 4 words and NULL */
+			jargv[j + 1] = jargv[j];
+		jargv[i] = "--on-host-failure=continue";
+	}
 	switch (order) {
 	case JL_SAME_SYNC:
 		for (int r = 0; r < 3; r++) {
@@ -1238,9 +1246,9 @@ static void join_and_leave(enum jl_order order, bool by_psstat, const char *node
 		assert_int_equal(sscanf(strstr(l, "pushes "), "pushes %lf %lf %lf %lf", &c[0], &c[1], &c[2], &c[3]), 4);
 		assert_true(c[1] > 0 && c[3] > 0);
 	}
-	printf("host 1 left at epoch %llu, host 3 joined at epoch %llu (%s, %s, -n %s)\n", left, joined,
+	printf("host 1 left at epoch %llu, host 3 joined at epoch %llu (%s, %s, -n %s%s)\n", left, joined,
 	       order == JL_SAME_SYNC ? "same ps_sync_hosts" : order == JL_LEAVE_FIRST ? "leave first" : "join first",
-	       by_psstat ? "psstat --leave" : "SIGTERM --drain", nodes);
+	       by_psstat ? "psstat --leave" : "SIGTERM --drain", nodes, cont ? ", continue: backups on" : "");
 	assert_true(port_free(port));
 	mh_assert_clean(&segs);
 	unlink(gate);
@@ -1249,25 +1257,39 @@ static void join_and_leave(enum jl_order order, bool by_psstat, const char *node
 static void test_a_join_and_a_leave_at_one_sync_keep_every_push(void **state)
 {
 	(void)state;
-	join_and_leave(JL_SAME_SYNC, false, "1");
+	join_and_leave(JL_SAME_SYNC, false, "1", false);
 }
 
 static void test_a_join_and_a_psstat_leave_at_one_sync_two_nodes_keep_every_push(void **state)
 {
 	(void)state;
-	join_and_leave(JL_SAME_SYNC, true, "2");
+	join_and_leave(JL_SAME_SYNC, true, "2", false);
 }
 
 static void test_a_leave_then_a_join_keep_every_push(void **state)
 {
 	(void)state;
-	join_and_leave(JL_LEAVE_FIRST, false, "1");
+	join_and_leave(JL_LEAVE_FIRST, false, "1", false);
 }
 
 static void test_a_join_then_a_psstat_leave_keep_every_push(void **state)
 {
 	(void)state;
-	join_and_leave(JL_JOIN_FIRST, true, "1");
+	join_and_leave(JL_JOIN_FIRST, true, "1", false);
+}
+
+/* Backups on: host 1 is b(0) and the backup host of the joiner's keys
+ * (the initial hosts' ring: b(3) = 1); both re-form at its leave (BK2). */
+static void test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_SAME_SYNC, false, "1", true);
+}
+
+static void test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue(void **state)
+{
+	(void)state;
+	join_and_leave(JL_JOIN_FIRST, false, "1", true);
 }
 
 int main(int argc, char **argv)
@@ -1302,6 +1324,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_join_and_a_psstat_leave_at_one_sync_two_nodes_keep_every_push),
 		cmocka_unit_test(test_a_leave_then_a_join_keep_every_push),
 		cmocka_unit_test(test_a_join_then_a_psstat_leave_keep_every_push),
+		cmocka_unit_test(test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push),
+		cmocka_unit_test(test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue),
 	};
 	const char *filter = getenv("PSMEM_TEST_FILTER");
 	if (filter)
