@@ -385,6 +385,12 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 			    atomic_load_explicit(&w->seg.hdr->clocks.hmember[hh], memory_order_relaxed) == PS__HOST_LEFT &&
 			    ps__backup_host(w, hh) == w->host)
 				continue;
+			/* nor a hint naming a host that left (from a host that had
+			 * not seen its LEFT): written after this host's rewrite
+			 * (drain.c), it would name the leaver for ever */
+			if (h < PS__MAX_CLOCK_HOSTS &&
+			    atomic_load_explicit(&w->seg.hdr->clocks.hmember[h], memory_order_relaxed) == PS__HOST_LEFT)
+				continue;
 			/* a better guess for the next time (away from the home
 			 * only: there the word is the directory).  relaxed: a
 			 * hint; a word that is no longer this REMOTE one is kept */
