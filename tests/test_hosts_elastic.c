@@ -19,9 +19,15 @@
  *      refused with the rendezvous' words; the job finishes normally;
  *  (c) a host leaving: SIGTERM to host 2's psrun started with --drain, or
  *      psstat --leave 2 on host 0: host 2's ps_sync_hosts returns 0, the
- *      others' returns 2 at the same epoch, and every psrun exits 0
- *      (drain's hand-over of the keys is the drain helper's; the leaver's
- *      keys are not used after it leaves);
+ *      others' returns 2 at the same epoch, every psrun exits 0 (the
+ *      leaver's drain returned 0), and after 3 epochs more every key
+ *      (host 2's range too) equals the sum of every host's pushes exactly;
+ *  (e) the storm while host 3 joins and host 1 (a home host) leaves, at
+ *      one ps_sync_hosts (gated: both requests are in before it), the
+ *      leave first or the join first; every key (host 1's range, keys it
+ *      held after moves, the joiner's share) equals the sum of every push,
+ *      no word names host 1, the leaver's psrun exits 0 (its drain
+ *      returned 0), the others finish;
  *  (d) each: no segment, process or port left; a joiner lost after its
  *      admission (continue: its keys promoted), two joiners at once, a
  *      joiner still pending when the job ends (it stops, the job is fine);
@@ -363,9 +369,35 @@ static int plain_main(const char *stop_file, bool extra)
 	return fail_node("never told to stop", me, -ETIMEDOUT);
 }
 
-/* (c): hosts 0-2 push to hosts 0-1's keys and sync in epochs until host 2
- * is asked to leave: its ps_sync_hosts returns 0 (it finalizes: drain),
- * the others' 2, then they sync twice more and finish. */
+/* Words of t and cnt naming host x, once x's LEFT came here: the
+ * agreement (ps_sync_hosts) comes before the drain, and the drain's LEFT
+ * reaches this host whenever it is done (the sums are exact before it:
+ * requests are routed through the drain, DR1-DR2), so the count is polled
+ * until it is 0, bounded (60 s: then the count is the failure). */
+static int words_naming(ps_table *t, ps_table *cnt, int x)
+{
+	int named = 0;
+	for (int tries = 0; tries < 6000; tries++) {
+		named = 0;
+		for (int i = 0; i < KEYS; i++)
+			named += ps_owner_host(t, (ps_key)i) == x;
+		for (int i = 0; i < 64; i++)
+			named += ps_owner_host(cnt, (ps_key)i) == x;
+		if (!named)
+			break;
+		usleep(10 * 1000);
+	}
+	return named;
+}
+
+/* (c): hosts 0-2 push +1 to every key (and +1 to their own counter, homed
+ * at the host: host 2's at host 2) and sync in epochs until host 2 is
+ * asked to leave: its ps_sync_hosts returns 0 (it finalizes: the drain
+ * hands its keys and directory to b(2) = host 0), the others' 2; they
+ * push 3 epochs more and check that every key equals the sum of the
+ * counters exactly and that no word names host 2. */
+static const ps_key leave_ckey[3] = {1, 30, 50}; /* homes 0, 1, 2 */
+
 static int leave_main(void)
 {
 	int err, rc;
@@ -376,17 +408,18 @@ static int leave_main(void)
 	ps_table *t, *cnt;
 	if ((rc = tables(w, &t, &cnt)) != 0)
 		return fail_node("tables", me, rc);
-	ps_key keys[200];
-	float one[200];
-	for (int i = 0; i < 200; i++)
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
 		keys[i] = (ps_key)i, one[i] = 1.0f;
 	if (me == 0) {
 		printf("elastic: host 0 segment %s\n", ps_segment_name(w));
 		fflush(stdout);
 	}
+	ps_key mine = leave_ckey[me];
 	uint64_t end = MAX_EPOCH;
 	for (uint64_t epoch = 1; epoch < end; epoch++) {
-		if ((rc = ps_push_sync(t, keys, 200, one)) != 0)
+		if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0 || (rc = ps_push_sync(cnt, &mine, 1, one)) != 0)
 			return fail_node("push", me, rc);
 		if (me == 2 && epoch <= 3) {
 			printf("elastic: host 2 epoch %llu\n", (unsigned long long)epoch);
@@ -397,8 +430,10 @@ static int leave_main(void)
 		if (n == 0) {
 			printf("elastic: host %d: left at epoch %llu\n", me, (unsigned long long)epoch);
 			fflush(stdout);
-			ps_finalize(w); /* drain: the drain helper's */
-			return 0;
+			rc = ps_finalize(w); /* the drain: keys and directory to b(2) */
+			printf("elastic: host %d: drained: %s\n", me, ps_strerror(rc));
+			fflush(stdout);
+			return rc ? 1 : 0;
 		}
 		if (n < 0)
 			return fail_node("ps_sync_hosts", me, n);
@@ -415,7 +450,175 @@ static int leave_main(void)
 		return fail_node("nobody left", me, -ETIMEDOUT);
 	if ((rc = ps_barrier(w)) != 0)
 		return fail_node("barrier after the leave", me, rc);
-	return ps_finalize(w) ? 1 : 0;
+	float c[3], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, leave_ckey, 3, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("pull after the leave", me, rc);
+	float want = c[0] + c[1] + c[2];
+	int wrong = 0;
+	for (int i = 0; i < KEYS; i++)
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+	int named = words_naming(t, cnt, 2);
+	printf("elastic: host %d: after the leave: pushes %.0f %.0f %.0f; %d wrong of %d; %d words name host 2\n", me,
+	       (double)c[0], (double)c[1], (double)c[2], wrong, KEYS, named);
+	fflush(stdout);
+	if ((rc = ps_barrier(w)) != 0) /* both checked before either finalizes */
+		return fail_node("barrier after the check", me, rc);
+	return ps_finalize(w) || wrong || named ? 1 : 0;
+}
+
+/* (e): the storm while a host joins and another leaves.  Hosts 0-2
+ * (psrun --elastic --drain) push +1 to every key ROUNDS times an epoch and
+ * +1 to their own counter each round (a counter homed at the host: host
+ * 1's at host 1, so the drain hands it over too), then ps_clock and
+ * ps_sync_hosts.  Before the storm host 1 takes keys 0-9 (homed at host 0)
+ * and 250-259 (homed at host 2), host 0 takes 150-159 (homed at host 1):
+ * the leaver holds keys it does not home, and its directory names
+ * another holder.  With a gate file, every member waits before the
+ * ps_sync_hosts of epoch GATE_EPOCH until the file exists (the driver
+ * makes it once host 1 was asked to leave and every member has the
+ * joiner ready: both take effect at that one ps_sync_hosts).  Host 1's
+ * ps_sync_hosts returns 0 (it finalizes: the drain); the others go on
+ * until host 1 is gone and host 3 present, then K_AFTER epochs; every key
+ * must equal the sum of every host's counter exactly, and no word may
+ * name host 1. */
+#define GATE_EPOCH 3
+static const ps_key jl_ckey[4] = {1, 30, 50, 10}; /* homes 0, 1, 2, 0 */
+
+static int jl_main(const char *gate)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w), joined = ps_joined(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	if (me == 0) {
+		printf("elastic: host 0 segment %s\n", ps_segment_name(w));
+		fflush(stdout);
+	}
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	if (!joined) {
+		ps_key mv[20];
+		size_t n = 0;
+		for (int i = 0; i < 10 && me != 2; i++) {
+			if (me == 1)
+				mv[n++] = (ps_key)i, mv[n++] = (ps_key)(250 + i);
+			else
+				mv[n++] = (ps_key)(150 + i);
+		}
+		if (n && (rc = ps_localize_sync(t, mv, n)) != 0)
+			return fail_node("localize before the storm", me, rc);
+		if ((rc = ps_barrier(w)) != 0)
+			return fail_node("barrier before the storm", me, rc);
+	}
+	uint64_t epoch = 0, end = MAX_EPOCH;
+	uint8_t alive[4];
+	if (joined) {
+		int n = ps_sync_hosts(w, &epoch);
+		memset(alive, 9, sizeof alive);
+		ps_hosts_alive(w, alive, 4);
+		int held = 0;
+		for (int i = 0; i < KEYS; i++)
+			held += ps_owner_host(t, keys[i]) == me;
+		printf("elastic: host %d joined at epoch %llu: %d hosts [%d %d %d %d], holding %d keys\n", me,
+		       (unsigned long long)epoch, n, alive[0], alive[1], alive[2], alive[3], held);
+		fflush(stdout);
+		if (n != 3 && n != 4)
+			return fail_node("first ps_sync_hosts", me, n < 0 ? n : PS_EMISMATCH);
+		if (alive[1] == 0)
+			end = epoch + K_AFTER;
+	}
+	ps_key mine = jl_ckey[me];
+	float f1 = 1.0f;
+	for (; epoch < end;) {
+		for (int r = 0; r < ROUNDS; r++) {
+			if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0)
+				return fail_node("push", me, rc);
+			if ((rc = ps_push_sync(cnt, &mine, 1, &f1)) != 0)
+				return fail_node("count push", me, rc);
+		}
+		if ((rc = ps_clock(w)) != 0)
+			return fail_node("ps_clock", me, rc);
+		epoch++;
+		if (me == 0 && epoch <= 4) {
+			printf("elastic: host 0 epoch %llu\n", (unsigned long long)epoch);
+			fflush(stdout);
+		}
+		if (gate && !joined && epoch == GATE_EPOCH) {
+			printf("elastic: host %d at the gate\n", me);
+			fflush(stdout);
+			struct stat st;
+			for (int i = 0; stat(gate, &st) != 0; i++) { /* the driver's go, not a timing */
+				if (i > 6000)
+					return fail_node("gate", me, -ETIMEDOUT);
+				usleep(10 * 1000);
+			}
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (e != epoch)
+			return fail_node("epoch agreement", me, PS_EMISMATCH);
+		if (n == 0) {
+			printf("elastic: host %d: left at epoch %llu\n", me, (unsigned long long)epoch);
+			fflush(stdout);
+			rc = ps_finalize(w); /* the drain: keys and directory to b(1) */
+			printf("elastic: host %d: drained: %s\n", me, ps_strerror(rc));
+			fflush(stdout);
+			return rc ? 1 : 0;
+		}
+		memset(alive, 9, sizeof alive);
+		ps_hosts_alive(w, alive, 4);
+		if (end == MAX_EPOCH && alive[1] == 0 && alive[3] == 1) {
+			printf("elastic: host %d: host 1 gone, host 3 present from epoch %llu\n", me,
+			       (unsigned long long)epoch);
+			fflush(stdout);
+			end = epoch + K_AFTER; /* the same epoch on every host present */
+		}
+		if (alive[1] == 0 && !joined && me != 1) {
+			static bool said;
+			if (!said) {
+				printf("elastic: host %d: host 1 left at epoch %llu\n", me, (unsigned long long)epoch);
+				fflush(stdout);
+				said = true;
+			}
+		}
+	}
+	if (end == MAX_EPOCH)
+		return fail_node("no join and leave in time", me, -ETIMEDOUT);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("final barrier", me, rc);
+	float c[4], v[KEYS], cv[64];
+	ps_key ck[64];
+	for (int i = 0; i < 64; i++)
+		ck[i] = (ps_key)i;
+	if ((rc = ps_pull_sync(cnt, jl_ckey, 4, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0 ||
+	    (rc = ps_pull_sync(cnt, ck, 64, cv)) != 0)
+		return fail_node("final pull", me, rc);
+	float want = c[0] + c[1] + c[2] + c[3];
+	int wrong = 0, held = 0;
+	for (int i = 0; i < KEYS; i++) {
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+		held += ps_owner_host(t, keys[i]) == me;
+	}
+	int named1 = words_naming(t, cnt, 1);
+	int n = ps_hosts_alive(w, alive, 4);
+	printf("elastic: host %d: joined %d; alive %d [%d %d %d %d]; pushes %.0f %.0f %.0f %.0f; holds %d; "
+	       "%d wrong of %d; %d words name host 1\n",
+	       me, joined, n, alive[0], alive[1], alive[2], alive[3], (double)c[0], (double)c[1], (double)c[2],
+	       (double)c[3], held, wrong, KEYS, named1);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return fail_node("ps_finalize", me, rc);
+	return wrong || named1 ? 1 : 0;
 }
 
 /* ------------------------------------------------------------ driver */
@@ -873,6 +1076,18 @@ static void leave(bool by_psstat)
 		assert_contains(mh_slurp(h[r].err), "leaves the job at barrier ");
 	}
 	assert_contains(mh_slurp(h[2].err), "this host leaves the job at barrier ");
+	snprintf(want, sizeof want, "elastic: host 2: drained: %s", ps_strerror(0));
+	assert_contains(mh_slurp(h[2].out), want);
+	for (int r = 0; r < 2; r++) {
+		/* the leaver's keys and counter were handed over: exact */
+		const char *l = strstr(mh_slurp(h[r].out), "after the leave: pushes ");
+		assert_non_null(l);
+		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
+		assert_non_null(strstr(l, "; 0 wrong of 300; 0 words name host 2"));
+		double c2 = 0;
+		assert_int_equal(sscanf(l, "after the leave: pushes %*f %*f %lf", &c2), 1);
+		assert_true(c2 > 0);
+	}
 	if (!by_psstat)
 		assert_contains(mh_slurp(h[2].err), "SIGTERM with --drain");
 	printf("host 2 left at epoch %llu (%s)\n", at, by_psstat ? "psstat --leave" : "SIGTERM --drain");
@@ -892,6 +1107,191 @@ static void test_a_host_leaves_on_psstat_leave(void **state)
 	leave(true);
 }
 
+/* Waits (polled) until p's stderr has text. */
+static void wait_for_err(struct mh_proc *all, int n, int who, const char *text)
+{
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(all[who].err), text); i++)
+		usleep(50 * 1000);
+	if (!strstr(mh_slurp(all[who].err), text)) {
+		for (int r = 0; r < n; r++) {
+			mh_finish(&all[r], 0);
+			mh_show(&all[r], "host");
+		}
+		fail_msg("\"%s\" not in host %d's stderr within 60 s", text, who);
+	}
+}
+
+/* How the join and the leave meet in (e). */
+enum jl_order {
+	JL_SAME_SYNC,  /* both at the gated ps_sync_hosts of GATE_EPOCH */
+	JL_LEAVE_FIRST, /* host 1 left before the joiner connects */
+	JL_JOIN_FIRST,  /* host 1 asked to leave once the joiner is in */
+};
+
+/* Asks host 1 to leave: SIGTERM to its psrun (--drain), or psstat --leave
+ * 1 on host 0 (its psrun's bridge forwards the request). */
+static void ask_host1_to_leave(struct mh_proc *h, bool by_psstat)
+{
+	if (!by_psstat) {
+		kill(h[1].pid, SIGTERM);
+		return;
+	}
+	char seg[128];
+	const char *l = strstr(mh_slurp(h[0].out), "elastic: host 0 segment ");
+	assert_non_null(l);
+	snprintf(seg, sizeof seg, "%.*s", (int)strcspn(l + 24, "\n"), l + 24);
+	const char *argv[] = {build_path("bin/psstat"), "--leave", "1", seg, NULL};
+	struct mh_proc s;
+	mh_spawn(&s, "psstat", (char *const *)argv, NULL);
+	if (mh_finish(&s, 20) != 0)
+		mh_show(&s, "psstat");
+	assert_int_equal(s.status, 0);
+}
+
+static void join_and_leave(enum jl_order order, bool by_psstat, const char *nodes, bool cont)
+{
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	char gate[256];
+	snprintf(gate, sizeof gate, "%s/gate-jl", mh_tmpdir);
+	unlink(gate);
+	const char *prog[] = {mh_self, "--node", "jl", order == JL_SAME_SYNC ? gate : NULL, NULL};
+	static char store[3][96], coord[32];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 3, r, port, prog, "--drain", cont ? "--on-host-failure=continue" : NULL);
+		argv[2] = nodes;
+		char name[32];
+		snprintf(name, sizeof name, "jl%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	const char *jargv[64];
+	join_argv(jargv, coord, port, nodes, mh_token_path, prog);
+	if (cont) { /* the joiner's own flag, before the program */
+		int i = 0;
+		while (jargv[i] != prog[0])
+			i++;
+		for (int j = i + 4; j >= i; j--) /* the program's 4 words and NULL */
+			jargv[j + 1] = jargv[j];
+		jargv[i] = "--on-host-failure=continue";
+	}
+	switch (order) {
+	case JL_SAME_SYNC:
+		for (int r = 0; r < 3; r++) {
+			char at[64];
+			snprintf(at, sizeof at, "elastic: host %d at the gate", r);
+			wait_for_output(h, 3, r, at);
+		}
+		ask_host1_to_leave(h, by_psstat);
+		wait_for_err(h, 3, 1, "asked to leave");
+		mh_spawn(&h[3], "jl3", (char *const *)jargv, NULL);
+		for (int r = 0; r < 3; r++) /* READY: every member lists it at the gated sync */
+			wait_for_err(h, 4, r, "is ready to join");
+		FILE *f = fopen(gate, "w");
+		assert_non_null(f);
+		fclose(f);
+		break;
+	case JL_LEAVE_FIRST:
+		wait_for_output(h, 3, 0, "elastic: host 0 epoch 3");
+		ask_host1_to_leave(h, by_psstat);
+		wait_for_output(h, 3, 0, "elastic: host 0: host 1 left at epoch ");
+		mh_spawn(&h[3], "jl3", (char *const *)jargv, NULL);
+		break;
+	case JL_JOIN_FIRST:
+		wait_for_output(h, 3, 0, "elastic: host 0 epoch 3");
+		mh_spawn(&h[3], "jl3", (char *const *)jargv, NULL);
+		wait_for_output(h, 4, 3, "elastic: host 3 joined at epoch ");
+		ask_host1_to_leave(h, by_psstat);
+		break;
+	}
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	for (int r = 0; r < 4; r++)
+		assert_int_equal(h[r].status, 0);
+	const char *o1 = mh_slurp(h[1].out);
+	assert_contains(o1, "elastic: host 1: left at epoch ");
+	unsigned long long left = strtoull(strstr(o1, "left at epoch ") + 14, NULL, 10);
+	char want[160];
+	snprintf(want, sizeof want, "elastic: host 1: drained: %s", ps_strerror(0));
+	assert_contains(o1, want);
+	const char *o3 = mh_slurp(h[3].out);
+	assert_contains(o3, "elastic: host 3 joined at epoch ");
+	unsigned long long joined = strtoull(strstr(o3, "joined at epoch ") + 16, NULL, 10);
+	if (order == JL_SAME_SYNC) {
+		assert_int_equal(left, GATE_EPOCH);
+		assert_int_equal(joined, GATE_EPOCH);
+		/* admitted where host 1 left: its place among 0, 2, 3 is 2 */
+		assert_contains(o3, ": 3 hosts [1 0 1 1], holding 100 keys");
+	} else if (order == JL_LEAVE_FIRST) {
+		assert_true(joined > left);
+		assert_contains(o3, ": 3 hosts [1 0 1 1], holding 100 keys");
+	} else {
+		assert_true(left > joined);
+		assert_contains(o3, ": 4 hosts [1 1 1 1], holding ");
+	}
+	for (int r = 0; r < 4; r++) {
+		if (r == 1)
+			continue;
+		const char *out = mh_slurp(h[r].out);
+		snprintf(want, sizeof want, "elastic: host %d: joined %d; alive 3 [1 0 1 1]; pushes ", r, r == 3);
+		assert_contains(out, want);
+		assert_contains(out, "; 0 wrong of 300; 0 words name host 1");
+		const char *l = strstr(out, want);
+		printf("%.*s\n", (int)strcspn(l, "\n"), l);
+		/* the leaver's pushes count, and so do the joiner's */
+		double c[4];
+		assert_int_equal(sscanf(strstr(l, "pushes "), "pushes %lf %lf %lf %lf", &c[0], &c[1], &c[2], &c[3]), 4);
+		assert_true(c[1] > 0 && c[3] > 0);
+	}
+	printf("host 1 left at epoch %llu, host 3 joined at epoch %llu (%s, %s, -n %s%s)\n", left, joined,
+	       order == JL_SAME_SYNC ? "same ps_sync_hosts" : order == JL_LEAVE_FIRST ? "leave first" : "join first",
+	       by_psstat ? "psstat --leave" : "SIGTERM --drain", nodes, cont ? ", continue: backups on" : "");
+	assert_true(port_free(port));
+	mh_assert_clean(&segs);
+	unlink(gate);
+}
+
+static void test_a_join_and_a_leave_at_one_sync_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_SAME_SYNC, false, "1", false);
+}
+
+static void test_a_join_and_a_psstat_leave_at_one_sync_two_nodes_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_SAME_SYNC, true, "2", false);
+}
+
+static void test_a_leave_then_a_join_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_LEAVE_FIRST, false, "1", false);
+}
+
+static void test_a_join_then_a_psstat_leave_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_JOIN_FIRST, true, "1", false);
+}
+
+/* Backups on: host 1 is b(0) and the backup host of the joiner's keys
+ * (the initial hosts' ring: b(3) = 1); both re-form at its leave (BK2). */
+static void test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push(void **state)
+{
+	(void)state;
+	join_and_leave(JL_SAME_SYNC, false, "1", true);
+}
+
+static void test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue(void **state)
+{
+	(void)state;
+	join_and_leave(JL_JOIN_FIRST, false, "1", true);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
@@ -900,6 +1300,8 @@ int main(int argc, char **argv)
 		return plain_main(argv[3], argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "leave") == 0)
 		return leave_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jl") == 0)
+		return jl_main(argc >= 4 ? argv[3] : NULL);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
@@ -918,6 +1320,15 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_pending_joiner_stops_when_the_job_ends),
 		cmocka_unit_test(test_a_host_leaves_on_sigterm_with_drain),
 		cmocka_unit_test(test_a_host_leaves_on_psstat_leave),
+		cmocka_unit_test(test_a_join_and_a_leave_at_one_sync_keep_every_push),
+		cmocka_unit_test(test_a_join_and_a_psstat_leave_at_one_sync_two_nodes_keep_every_push),
+		cmocka_unit_test(test_a_leave_then_a_join_keep_every_push),
+		cmocka_unit_test(test_a_join_then_a_psstat_leave_keep_every_push),
+		cmocka_unit_test(test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push),
+		cmocka_unit_test(test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue),
 	};
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter)
+		cmocka_set_test_filter(filter);
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

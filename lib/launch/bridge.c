@@ -217,8 +217,11 @@ static void peer_left(struct ps__bridge *b, struct conn *c)
 	 * an ABORT would close them first, before the peer read our answers */
 	if (b->left_sent)
 		return;
-	if (!c->was_member)
-		return; /* a joiner never admitted: our nodes never knew it (EL1) */
+	/* a joiner never admitted: our nodes never knew it (EL1); but a
+	 * member our WELCOME listed that leaves while we are pending is in
+	 * our nodes' words: its LEFT reaches them (EL7) */
+	if (!c->was_member && !(c->gone_left && c->told_member))
+		return;
 	uint8_t body[6 + 32];
 	uint32_t len = c->gone_left ? ps__note_enc(body, PS__GONE_LEFT, "host left, job goes on")
 		       : c->dropped ? ps__note_enc(body, PS__GONE_LOST, "host lost, job goes on")
@@ -600,6 +603,20 @@ static void admitted(struct ps__bridge *b, const struct ps__sync_msg *m, uint8_t
 		c->member = c->was_member = true;
 		c->ready = false;
 		c->pgen = m->gen;
+	}
+	for (unsigned i = 0; i < m->nb; i++) {
+		/* EL7: a member that leaves at the barrier that admits us was
+		 * one when our nodes' tables were made (words name it); its
+		 * LEFT, after its drain, must reach our nodes as it reaches the
+		 * members' (ABORT(PS__GONE_LEFT), peer_left), or their words
+		 * keep naming it */
+		int r = m->b[i];
+		if (r == b->rank || r >= b->hosts)
+			continue;
+		struct conn *c = &b->peer[r];
+		c->member = false;
+		c->was_member = c->left_job = true;
+		blog(b, "%s leaves the job at barrier %" PRIu64 " (where this host was admitted)", b->name[r], m->gen);
 	}
 	b->member = true;
 	b->gen = m->gen;

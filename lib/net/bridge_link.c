@@ -546,6 +546,12 @@ static int take_share(ps_world *w)
 		place += alive[h];
 	if (hp < 2)
 		return 0;
+	/* an initial host gone before we came (its hgone set from the
+	 * WELCOME): our tables' words name it as home; they name b(x) now,
+	 * as at the members (drain.c, or a promotion under continue) */
+	for (int x = 0; w->node == 0 && x < w->home_hosts && x < cap; x++)
+		if (x != w->host && ps__host_lost(w, x))
+			ps__drain_rewrite(w, x);
 	const uint64_t N = (uint64_t)w->nnodes;
 	int rc = 0;
 	for (int id = 0; id < PS__MAX_TABLES && rc == 0; id++) {
@@ -562,8 +568,30 @@ static int take_share(ps_world *w)
 		for (uint64_t k = (uint64_t)place; k < t->num_keys && n < per; k += (uint64_t)hp)
 			if ((k / (uint64_t)hp) % N == (uint64_t)w->node)
 				keys[n++] = k;
-		if (n)
+		/* a key whose holder leaves at the barrier that admitted us is
+		 * in that host's drain: the move does not take it (the holder
+		 * gave it to b(x) meanwhile) and is asked again, the home
+		 * being b(x)'s once the LEFT came (bounded like the drain) */
+		/* (PS_EHOSTDOWN: a GIVE that reached the leaver after its
+		 * drain, from a home that had not seen its LEFT yet: asked
+		 * again after a pause, as the router does) */
+		uint64_t until = ps__now_ns() + 30ULL * 1000 * 1000 * 1000;
+		while (n && rc == 0) {
 			rc = ps_localize_sync(t, keys, n);
+			size_t left = 0;
+			for (size_t i = 0; i < n; i++)
+				if (ps_owner_host(t, keys[i]) != w->host)
+					keys[left++] = keys[i];
+			n = left;
+			/* acquire: the link thread's store when the job ends */
+			bool dead = atomic_load_explicit(&w->link->dead, memory_order_acquire);
+			if (rc == PS_EHOSTDOWN && n && !dead && ps__now_ns() < until) {
+				nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+				rc = 0;
+			}
+			if (rc == 0 && n && ps__now_ns() > until)
+				rc = -ETIMEDOUT;
+		}
 		free(keys);
 		if (rc)
 			fprintf(stderr, "psmem: host %d node %d: taking a share of table %d after joining: %s\n", w->host,

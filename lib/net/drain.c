@@ -575,6 +575,42 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 
 /* ------------------------------------------------------------ at every survivor */
 
+uint64_t ps__drain_rewrite(ps_world *w, int x)
+{
+	int y = ps__backup_host(w, x);
+	if (y < 0 || !w->link)
+		return 0;
+	uint64_t from = PS__LOC_MAKE_REMOTE(x), moving = PS__LOC_MAKE_MOVING(x), n = 0;
+	for (int id = 0; id < PS__MAX_TABLES; id++) {
+		ps_table *t = table_at(w->link, id);
+		for (uint64_t k = 0; t && k < t->num_keys; k++) {
+			int to = y;
+			if (y == w->host) /* a stale hint here: ask the key's home */
+				to = ps__home_of(w, t->num_keys, k);
+			if (to == x || to == w->host)
+				continue;
+			uint64_t lw = from;
+			/* relaxed: a REMOTE word publishes nothing */
+			if (atomic_compare_exchange_strong_explicit(&t->loc[k], &lw, PS__LOC_MAKE_REMOTE(to),
+								    memory_order_relaxed, memory_order_relaxed)) {
+				n++;
+				continue;
+			}
+			/* a home entry locked by a move in flight (MG2) that had
+			 * x as the holder: its lock stays the move's, but the
+			 * holder it names becomes y, so the move's UNLOCK (its
+			 * GIVE to x fails) restores REMOTE(y), not a word
+			 * naming x for ever (the join-and-leave storm found it:
+			 * the joiner's share could never be moved).  Relaxed:
+			 * as above; the move's own writes are stores */
+			lw = moving;
+			n += atomic_compare_exchange_strong_explicit(&t->loc[k], &lw, PS__LOC_MAKE_MOVING(to),
+								     memory_order_relaxed, memory_order_relaxed);
+		}
+	}
+	return n;
+}
+
 void ps__drain_left(struct ps__link *L, int x)
 {
 	ps_world *w = L->w;
@@ -592,21 +628,7 @@ void ps__drain_left(struct ps__link *L, int x)
 	}
 	int y = ps__backup_host(w, x);
 	if (w->node == 0 && y >= 0) {
-		uint64_t from = PS__LOC_MAKE_REMOTE(x), n = 0;
-		for (int id = 0; id < PS__MAX_TABLES; id++) {
-			ps_table *t = table_at(L, id);
-			for (uint64_t k = 0; t && k < t->num_keys; k++) {
-				int to = y;
-				if (y == w->host) /* a stale hint here: ask the key's home */
-					to = ps__home_of(w, t->num_keys, k);
-				if (to == x || to == w->host)
-					continue;
-				uint64_t lw = from;
-				/* relaxed: a REMOTE word publishes nothing */
-				n += atomic_compare_exchange_strong_explicit(&t->loc[k], &lw, PS__LOC_MAKE_REMOTE(to),
-									     memory_order_relaxed, memory_order_relaxed);
-			}
-		}
+		uint64_t n = ps__drain_rewrite(w, x);
 		fprintf(stderr, "psmem: host %d: host %d left: its keys are at host %d; %llu words naming it rewritten\n",
 			w->host, x, y, (unsigned long long)n);
 	}

@@ -241,5 +241,9 @@ bool ps__drain_conn_end(struct ps__link *L, struct ps__conn *c);
 uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct ps__move_req *m, uint8_t *out);
 /* Link thread, ABORT(x, PS__GONE_LEFT) from the bridge: x left. */
 void ps__drain_left(struct ps__link *L, int x);
+/* Node 0: the words naming gone host x (REMOTE(x)) name y = b(x) now (at
+ * y itself: the key's home); the count rewritten.  ps__drain_left, and a
+ * joiner for an initial host gone before it came (EL6). */
+uint64_t ps__drain_rewrite(ps_world *w, int x);
 
 #endif /* PSMEM_LINK_IN_H */

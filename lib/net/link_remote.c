@@ -380,6 +380,23 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 			pause |= h == -1;
 			if (h < 0 || h == w->host || ps__home_now(w, t->num_keys, g->keys[p]) == w->host)
 				continue;
+			/* nor at b(home) where the key's home left by agreement
+			 * (EL7): there the word is the directory from the
+			 * drain's TAKEDIR on, before this host saw the LEFT
+			 * (relaxed: set at the agreement, long before; a hint
+			 * skipped here costs a redirect, and a TAKEDIR replaces
+			 * any REMOTE word) */
+			int hh = ps__home_of(w, t->num_keys, g->keys[p]);
+			if (hh < PS__MAX_CLOCK_HOSTS &&
+			    atomic_load_explicit(&w->seg.hdr->clocks.hmember[hh], memory_order_relaxed) == PS__HOST_LEFT &&
+			    ps__backup_host(w, hh) == w->host)
+				continue;
+			/* nor a hint naming a host that left (from a host that had
+			 * not seen its LEFT): written after this host's rewrite
+			 * (drain.c), it would name the leaver for ever */
+			if (h < PS__MAX_CLOCK_HOSTS &&
+			    atomic_load_explicit(&w->seg.hdr->clocks.hmember[h], memory_order_relaxed) == PS__HOST_LEFT)
+				continue;
 			/* a better guess for the next time (away from the home
 			 * only: there the word is the directory).  relaxed: a
 			 * hint; a word that is no longer this REMOTE one is kept */
