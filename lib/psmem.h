@@ -764,7 +764,10 @@ int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_
  * checks this host's part before starting nodes.  A table with update-rule
  * state cannot be checkpointed while one of its keys is held away from its
  * home host (-ENOTSUP).  psstat --checkpoint may be pointed at any host:
- * every host writes its part at the same ps_checkpoint_poll.
+ * every host writes its part at the same ps_checkpoint_poll.  Not yet in
+ * an elastic job (psrun --elastic / --join) nor after a host was lost: the
+ * calls return -ENOTSUP before anything is written or read, and
+ * ps_checkpoint_error says so.
  */
 #define PS_CKPT_META_MAX 4096
 

@@ -302,6 +302,29 @@ static int nonelastic_main(void)
 	return ps_finalize(w) ? 1 : 0;
 }
 
+/* An elastic job refuses checkpoints with the reason (no file written). */
+static int ckpt_main(const char *path)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	uint64_t e = 1;
+	if ((rc = ps_sync_hosts(w, &e)) < 0)
+		return fail_node("ps_sync_hosts", me, rc);
+	rc = ps_checkpoint(w, path);
+	printf("elastic: host %d: checkpoint: %s: %s\n", me, ps_strerror(rc), ps_checkpoint_error(w));
+	fflush(stdout);
+	e = 2;
+	if ((rc = ps_sync_hosts(w, &e)) < 0)
+		return fail_node("ps_sync_hosts after the checkpoint", me, rc);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* A joiner that never reaches ps_sync_hosts (it waits for ever): the
  * job ends without it. */
 static int pending_main(void)
@@ -918,6 +941,43 @@ static void test_sync_hosts_without_elastic_is_a_barrier_over_hosts(void **state
 	mh_assert_clean(&segs);
 }
 
+/* ps_checkpoint in an elastic job: -ENOTSUP on every host with the
+ * reason, nothing written, the job goes on. */
+static void test_an_elastic_job_refuses_checkpoints_with_the_reason(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[2];
+	unsigned port = mh_free_port();
+	char path[96];
+	snprintf(path, sizeof path, "/tmp/psmem-elastic-ckpt-%d", (int)getpid());
+	unlink(path);
+	const char *prog[] = {mh_self, "--node", "ckpt", path, NULL};
+	static char store[2][96];
+	for (int r = 0; r < 2; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 2, r, port, prog, NULL, NULL);
+		char name[32];
+		snprintf(name, sizeof name, "ckpt%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	for (int r = 0; r < 2; r++)
+		mh_finish(&h[r], 60);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "elastic: host %d: checkpoint: %s: ps_checkpoint: checkpoints of an elastic job or of a job "
+			 "that lost a host are not supported",
+			 r, ps_strerror(-ENOTSUP));
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	assert_int_equal(access(path, F_OK), -1);
+	mh_assert_clean(&segs);
+}
+
 /* Flags that cannot work are refused with the reason (exit 2), before
  * anything starts. */
 static void test_bad_elastic_flags_are_refused(void **state)
@@ -1306,6 +1366,8 @@ int main(int argc, char **argv)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
 		return nonelastic_main();
+	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "ckpt") == 0)
+		return ckpt_main(argv[3]);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "pending") == 0)
 		return pending_main();
 	if (!self_exe(mh_self, sizeof mh_self))
@@ -1313,6 +1375,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_elastic_flags_are_refused),
 		cmocka_unit_test(test_sync_hosts_without_elastic_is_a_barrier_over_hosts),
+		cmocka_unit_test(test_an_elastic_job_refuses_checkpoints_with_the_reason),
 		cmocka_unit_test(test_a_joiner_takes_a_share_and_every_push_counts),
 		cmocka_unit_test(test_two_joiners_at_once),
 		cmocka_unit_test(test_a_joiner_that_differs_is_refused_and_the_job_goes_on),
