@@ -1207,8 +1207,9 @@ static void on_signal(struct job *j, int sig)
 			j->drain_asked = true;
 			fprintf(stderr, "psrun: SIGTERM with --drain: this host leaves at the next ps_sync_hosts "
 				"(SIGTERM again stops its nodes)\n");
-			hosts_request_leave(j->hosts, -1);
-			break;
+			if (hosts_request_leave(j->hosts, -1) == 0)
+				break;
+			fprintf(stderr, "psrun: so SIGTERM stops this host instead\n");
 		}
 		/* fall through */
 	case SIGINT:
@@ -1244,6 +1245,10 @@ static void read_signals(struct job *j)
 			 * a process of this user (the kernel says who sent it) */
 			if (si.ssi_code != SI_QUEUE || si.ssi_uid != getuid())
 				continue;
+			if (si.ssi_int < 0) { /* a rank, never "this host" (that is --drain) */
+				fprintf(stderr, "psrun: leave request for host %d ignored: not a host rank\n", si.ssi_int);
+				continue;
+			}
 			fprintf(stderr, "psrun: leave request for host %d (from pid %u)\n", si.ssi_int, si.ssi_pid);
 			hosts_request_leave(j->hosts, si.ssi_int);
 			continue;

@@ -37,6 +37,14 @@ void mh_show(const struct mh_proc *p, const char *name);
 void mh_show_failed(int hosts, const struct mh_proc *p);
 /* A port that was free a moment ago (the kernel's choice). */
 unsigned mh_free_port(void);
+/* Nobody listens on 127.0.0.1:port (a job's listener is gone). */
+bool mh_port_free(unsigned port);
+/* Fails the test unless needle is in hay, showing hay. */
+#define assert_contains(hay, needle)                                                   \
+	do {                                                                           \
+		if (!strstr((hay), (needle)))                                          \
+			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
+	} while (0)
 int mh_setup(void **state);    /* temp dir and a job token */
 int mh_teardown(void **state);
 /* No segment created since before is left, no process running mh_self. */

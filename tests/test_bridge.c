@@ -440,23 +440,6 @@ static void test_three_hosts_no_torn_100_float_vectors(void **state)
 
 /* ------------------------------------------------------------ tests: launch */
 
-static bool port_free(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
-
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (!strstr((hay), (needle)))                                          \
-			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
-	} while (0)
 
 static const char *const sh_true[] = {"/bin/sh", "-c", "true", NULL};
 
@@ -509,7 +492,7 @@ static void test_wrong_token_is_refused_and_a_missing_host_is_named(void **state
 	assert_contains(e0, "wrong job token");
 	assert_contains(e0, "host 1 did not join within 2 s");
 	assert_true(h0.t_end - t0 < 6.0);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -633,7 +616,7 @@ static void test_host_that_does_not_join_fails_the_job_named(void **state)
 	assert_int_equal(h2.status, 1);
 	assert_contains(mh_slurp(h2.err), "host 1 did not join within 1 s");
 	assert_true(h0.t_end - t0 < 5.0);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -824,7 +807,7 @@ static void malformed_case(enum bad_kind k)
 	assert_contains(e, bad[k].reason);
 	assert_contains(mh_slurp(h0.out), "watch: key 3 = 1 1 (success)");
 	assert_true(h0.t_end - sent < 2.0);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 }
 
 static void test_each_malformed_frame_closes_the_connection_and_changes_nothing(void **state)
@@ -955,7 +938,7 @@ static void test_host_killed_mid_pull_fails_the_pull_within_2s(void **state)
 	assert_contains(out, ps_strerror(PS_EHOSTDOWN));
 	assert_int_not_equal(h[0].status, 0); /* a peer died */
 	assert_true(h[0].t_end - t_sig < 2.0);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -1196,7 +1179,7 @@ static void peer_fault(int sig, const char *what, double limit)
 		assert_contains(e, what);
 		assert_true(h[r].t_end - t_sig < limit);
 	}
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 

@@ -646,23 +646,6 @@ static int jl_main(const char *gate)
 
 /* ------------------------------------------------------------ driver */
 
-static bool port_free(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
-
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (!strstr((hay), (needle)))                                          \
-			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
-	} while (0)
 
 /* psrun argv for member r of H (flags inserted before the program). */
 static void member_argv(const char **argv, char *store, int hosts, int r, unsigned port, const char *const prog[],
@@ -774,7 +757,7 @@ static void test_a_joiner_takes_a_share_and_every_push_counts(void **state)
 			assert_contains(err, ") joined the job at barrier ");
 		}
 	}
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -820,7 +803,7 @@ static void test_two_joiners_at_once(void **state)
 		if (r >= 2) /* each joiner holds keys at the end */
 			assert_true(strstr(l, "; holds 0;") == NULL);
 	}
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -866,7 +849,7 @@ static void test_a_pending_joiner_stops_when_the_job_ends(void **state)
 	assert_int_not_equal(h[2].status, 0);
 	assert_int_not_equal(h[2].status, -1);
 	assert_contains(mh_slurp(h[2].err), "the job ended before this host was admitted");
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -918,7 +901,7 @@ static void test_a_joiner_lost_after_admission_is_dropped_and_its_keys_promoted(
 		const char *l = strstr(out, "after the joiner's loss");
 		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
 	}
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -1084,7 +1067,7 @@ static void test_a_joiner_that_differs_is_refused_and_the_job_goes_on(void **sta
 	assert_contains(e0, "runs a different program binary (sha256 ");
 	assert_contains(e0, ": wrong job token; the job goes on");
 	free(e0);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -1151,7 +1134,7 @@ static void leave(bool by_psstat)
 	if (!by_psstat)
 		assert_contains(mh_slurp(h[2].err), "SIGTERM with --drain");
 	printf("host 2 left at epoch %llu (%s)\n", at, by_psstat ? "psstat --leave" : "SIGTERM --drain");
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -1309,7 +1292,7 @@ static void join_and_leave(enum jl_order order, bool by_psstat, const char *node
 	printf("host 1 left at epoch %llu, host 3 joined at epoch %llu (%s, %s, -n %s%s)\n", left, joined,
 	       order == JL_SAME_SYNC ? "same ps_sync_hosts" : order == JL_LEAVE_FIRST ? "leave first" : "join first",
 	       by_psstat ? "psstat --leave" : "SIGTERM --drain", nodes, cont ? ", continue: backups on" : "");
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 	unlink(gate);
 }

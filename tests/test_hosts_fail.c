@@ -572,23 +572,6 @@ static int storm_main(void)
 
 /* ------------------------------------------------------------ driver */
 
-static bool port_free(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
-
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (!strstr((hay), (needle)))                                          \
-			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
-	} while (0)
 
 /* Starts the job (mode NULL: the default), waits for host 2 to stop,
  * SIGKILLs its psrun, waits for the others.  Returns the kill's time. */
@@ -659,7 +642,7 @@ static double run_job_rate(struct mh_proc h[3], const char *mode, const char *ra
 		kill(h[2].pid, SIGKILL);
 		mh_finish(&h[2], 10);
 	}
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	return t_kill;
 }
 

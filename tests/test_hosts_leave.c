@@ -286,23 +286,6 @@ static int quorum_main(void)
 
 /* ------------------------------------------------------------ driver */
 
-static bool port_free(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
-
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (!strstr((hay), (needle)))                                          \
-			fail_msg("expected \"%s\" in:\n%s", (needle), (hay));          \
-	} while (0)
 
 /* Starts 3 psruns of nodes nodes running role, psrun flags extra first. */
 static unsigned start3(struct mh_proc h[3], int nodes, const char *tag, const char *role, const char *const extra[])
@@ -374,7 +357,7 @@ static void leave_job(int nodes, const char *tag, const char *const extra[], int
 	snprintf(want, sizeof want, "drained to host %d in ", y);
 	const char *d = strstr(mh_slurp(h[leaver].err), want);
 	printf("host %d: %.*s\n", leaver, (int)strcspn(d, "\n"), d);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -448,7 +431,7 @@ static void test_a_host_cut_off_from_the_majority_stops(void **state)
 	assert_true(strstr(err2, "promoted") == NULL);
 	const char *l = strstr(err2, "lost quorum");
 	printf("host 2: %.*s\n", (int)strcspn(l, "\n"), l);
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -528,7 +511,7 @@ static void test_backups_re_form_at_once_after_a_leave(void **state)
 	}
 	assert_contains(mh_slurp(h[2].err), "psmem: host 2 node 0: promoted 75 keys of lost host 0");
 	printf("%s", strstr(mh_slurp(h[2].out), "backup: host 2"));
-	assert_true(port_free(port));
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 

@@ -823,7 +823,13 @@ static bool heard_all(struct ps__link *L, int x)
 	ps_world *w = L->w;
 	size_t row = ((size_t)w->nhosts + 7) / 8;
 	for (int s = 0; s < w->nhosts; s++)
-		if (s != x && s != w->host && !ps__host_lost(w, s) && !(b->heard[(size_t)x * row + (size_t)s / 8] >> (s % 8) & 1))
+		/* relaxed: hmember of a rank only grows to MEMBER at a SYNC
+		 * result this thread applied, and a rank never used never
+		 * answers (EL4) */
+		if (s != x && s != w->host && !ps__host_lost(w, s) &&
+		    (s >= PS__MAX_CLOCK_HOSTS ||
+		     atomic_load_explicit(&w->seg.hdr->clocks.hmember[s], memory_order_relaxed) == PS__HOST_MEMBER) &&
+		    !(b->heard[(size_t)x * row + (size_t)s / 8] >> (s % 8) & 1))
 			return false;
 	return true;
 }

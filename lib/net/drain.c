@@ -40,8 +40,9 @@
  * connection to x is half-closed (nothing more is sent there: a send fails
  * PS_EHOSTDOWN and its keys are routed again), node 0 rewrites the words
  * naming x (to y; at y itself a stale hint to the key's home), nothing is
- * promoted from backups, and hgone[x] += 1 per node (== 2 + nodes: done
- * here; until then y answers "pause" for a key whose word names x).  Node
+ * promoted from backups, and each node sets its bit in hpromo[x] (all
+ * live nodes: done here, ps__host_promoted; until then y answers "pause"
+ * for a key whose word names x).  Node
  * j keeps reading its data connection from x until x's EOF; then it routes
  * again whatever is still in flight to x.
  *
@@ -444,7 +445,8 @@ void ps__drain_wait_ends(struct ps__link *L)
 		int open = -1;
 		for (int h = 0; h < w->nhosts && open < 0; h++)
 			/* acquire: as in ps__lk_send */
-			if (h != w->host && L->data[h].fd >= 0 && !atomic_load_explicit(&L->data[h].dead, memory_order_acquire))
+			if (h != w->host && atomic_load_explicit(&L->data[h].has_fd, memory_order_acquire) &&
+			    !atomic_load_explicit(&L->data[h].dead, memory_order_acquire))
 				open = h;
 		if (open < 0 || ps__link_down(w))
 			return;
@@ -586,7 +588,7 @@ uint64_t ps__drain_rewrite(ps_world *w, int x)
 		for (uint64_t k = 0; t && k < t->num_keys; k++) {
 			int to = y;
 			if (y == w->host) /* a stale hint here: ask the key's home */
-				to = ps__home_of(w, t->num_keys, k);
+				to = ps__home_now(w, t->num_keys, k);
 			if (to == x || to == w->host)
 				continue;
 			uint64_t lw = from;
@@ -637,9 +639,9 @@ void ps__drain_left(struct ps__link *L, int x)
 	 * lets a worker send anything there (one data connection, in order) */
 	ps__bk_round_now(L);
 	if (x >= 0 && x < PS__MAX_CLOCK_HOSTS)
-		/* release: the rewritten words before the count that says "done
-		 * here" (as a promotion's, BK3) */
-		atomic_fetch_add_explicit(&w->seg.hdr->clocks.hgone[x], 1, memory_order_release);
+		/* release: the rewritten words before the bit that says "done
+		 * on this node" (as a promotion's, BK3: ps__host_promoted) */
+		atomic_fetch_or_explicit(&w->seg.hdr->clocks.hpromo[x], 1ULL << w->node, memory_order_release);
 }
 
 #ifdef PS_TEST_HOOKS

@@ -298,7 +298,8 @@ void ps__migrate_held(struct ps__link *L, int x)
 		if (!t)
 			continue;
 		last = t;
-		const unsigned __int128 K = t->num_keys, H = (unsigned)w->nhosts;
+		/* homes are over the initial hosts (EL2), not the ranks */
+		const unsigned __int128 K = t->num_keys, H = (unsigned)w->home_hosts;
 		uint64_t k0 = (uint64_t)(((unsigned)x * K + H - 1) / H);
 		uint64_t k1 = (uint64_t)((((unsigned)x + 1) * K + H - 1) / H);
 		ps_key *keys = k1 > k0 ? malloc((k1 - k0) * sizeof *keys) : NULL;
