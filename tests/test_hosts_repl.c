@@ -625,7 +625,14 @@ static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 				"key of host 1 (pushed on host 0): p90 %lu us, worst %lu us, mean %lu us",
 				&p0, &w0, &m0, &p1, &w1, &m1),
 			 6);
+#ifdef PS_SANITIZE
+	/* ASan/TSan builds: every thread 2-10x slower and the suites run
+	 * beside others (p90 223 ms seen under ASan at load 10+); the plain
+	 * build (make test) keeps the 25 ms slack that tests the rounds */
+	const unsigned long bound = 2 * 1000000 / 50 + 250000;
+#else
 	const unsigned long bound = 2 * 1000000 / 50 + 25000;
+#endif
 	assert_true(p0 < bound);
 	assert_true(p1 < bound);
 	assert_true(w0 < 1000000);
