@@ -80,7 +80,7 @@ EOF
 )
 	fi
 	for ((r = 0; r < 3; r++)); do
-		if [ "$kind" = kill ] && [ "$r" = "$KILL_HOST" ]; then wait "${pids[$r]}" || true; else wait "${pids[$r]}"; fi
+		if [ "$kind" = kill ] && [ "$r" = "$KILL_HOST" ]; then wait "${pids[$r]}" 2>/dev/null || true; else wait "${pids[$r]}"; fi
 	done
 	local rec
 	rec=$(cat "$tag".h*.err | grep -o 'released [0-9.]* ms' | awk '{print $2}' | paste -sd/ || true)
