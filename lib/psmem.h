@@ -765,8 +765,8 @@ int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_
  * state cannot be checkpointed while one of its keys is held away from its
  * home host (-ENOTSUP).  psstat --checkpoint may be pointed at any host:
  * every host writes its part at the same ps_checkpoint_poll.  Not yet in
- * an elastic job (psrun --elastic / --join) nor after a host was lost:
- * ps_checkpoint and ps_restore return -ENOTSUP before anything is written
+ * an elastic job (psrun --elastic / --join): ps_checkpoint and
+ * ps_restore return -ENOTSUP before anything is written
  * or read, and ps_checkpoint_error says so; ps_checkpoint_poll returns 0
  * (a psstat --checkpoint request is not served: psstat times out).
  */

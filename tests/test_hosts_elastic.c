@@ -952,8 +952,8 @@ static void test_an_elastic_job_refuses_checkpoints_with_the_reason(void **state
 		assert_int_equal(h[r].status, 0);
 		char want[256];
 		snprintf(want, sizeof want,
-			 "elastic: host %d: checkpoint: %s: ps_checkpoint: checkpoints of an elastic job or of a job "
-			 "that lost a host are not supported",
+			 "elastic: host %d: checkpoint: %s: ps_checkpoint: checkpoints of an elastic job are not "
+			 "supported",
 			 r, ps_strerror(-ENOTSUP));
 		assert_contains(mh_slurp(h[r].out), want);
 	}

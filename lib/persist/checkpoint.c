@@ -379,17 +379,18 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
 	w->ckpt_err[0] = 0;
-	/* Elastic jobs (host ranks beyond the homes) and jobs that lost a
-	 * host: a host's part is its home range, which a joiner does not
-	 * have and a lost or departed host's backup host took over; no file
-	 * format says so yet.  Refused the same way on every host (the
-	 * condition is the job's, or a loss every survivor sees), before
-	 * anything is written or read. */
-	if (w->nhosts > 1 && (w->nhosts != w->home_hosts || ps_hosts_alive(w, NULL, 0) < w->nhosts)) {
+	/* Elastic jobs (host ranks beyond the homes): a host's part is its
+	 * home range, which a joiner does not have and a departed host's
+	 * backup host took over; no file format says so yet.  Refused the
+	 * same way on every host (the condition is the job's, known from its
+	 * start), before anything is written or read.  (Not on a loss: the
+	 * survivors see it at different moments, so they would disagree on
+	 * whether to enter the collective.) */
+	if (w->nhosts > 1 && w->nhosts != w->home_hosts) {
 		if (op == OP_POLL) /* apps poll every epoch: no psstat request is served here */
 			return 0;
 		snprintf(w->ckpt_err, sizeof w->ckpt_err,
-			 "%s: checkpoints of an elastic job or of a job that lost a host are not supported "
+			 "%s: checkpoints of an elastic job are not supported "
 			 "(a host's part is its home range; issue 16)",
 			 op == OP_RESTORE ? "ps_restore" : "ps_checkpoint");
 		return -ENOTSUP;
