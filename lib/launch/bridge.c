@@ -516,13 +516,19 @@ static void barrier_progress(struct ps__bridge *b)
  * EL3: the generation of a SYNC completed on every member.  Every member's
  * bridge computes the same result from the same arrivals: admitted = the
  * joiners every member listed (and still connected here), leaving = the
- * members that asked.  The result goes to our nodes before the RELEASE
+ * lowest-ranked member that asked: one leaver a generation (EL7), since
+ * two at once could drain into each other (x1's TAKE frames install keys
+ * at b(x1) = x2 while x2 hands its own over and exits with them).  The
+ * others keep their request (leave_req), which goes out again with their
+ * next arrival; every member picks the same one from the same arrivals.
+ * The result goes to our nodes before the RELEASE
  * (one stream: membership is in the segment when a worker returns) and to
  * each admitted joiner, whose bridge takes the first one.
  */
 static void send_sync_result(struct ps__bridge *b, uint64_t adm, uint64_t leaving)
 {
 	struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .flags = PS__SYNC_RESULT};
+	leaving &= ~leaving + 1; /* EL7: the lowest rank asking, alone */
 	uint64_t slow = b->sync_clock;
 	for (int p = 0; p < b->hosts && p < 64; p++) {
 		struct conn *c = &b->peer[p];
