@@ -1490,6 +1490,57 @@ static void test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one(void **st
 	unlink(gate);
 }
 
+/* psstat --leave (a SIGUSR2 from sigqueue) while psrun waits at the
+ * rendezvous for a host not started yet: the rendezvous goes on (the
+ * signal is read once the bridge runs: a rank of -1 is refused with the
+ * reason), then the missing host comes and the job finishes. */
+static void test_a_leave_signal_during_the_rendezvous_does_not_cancel_it(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[2];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "nonelastic", NULL};
+	static char store[2][96];
+	const char *argv[2][64];
+	for (int r = 0; r < 2; r++)
+		member_argv(argv[r], store[r], 2, r, port, prog, NULL, NULL);
+	mh_spawn(&h[0], "rdv0", (char *const *)argv[0], NULL);
+	/* a connection that says nothing: host 0 logs its refusal from
+	 * inside the rendezvous (its signals are set up by then) */
+	int fd = -1;
+	for (int i = 0; i < 1200; i++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+			break;
+		close(fd);
+		fd = -1;
+		usleep(50 * 1000); /* polled: host 0 not listening yet */
+	}
+	assert_true(fd >= 0);
+	close(fd);
+	wait_for_err(h, 1, 0, "refused a connection from");
+	union sigval v = {.sival_int = -1};
+	assert_int_equal(sigqueue(h[0].pid, SIGUSR2, v), 0);
+	mh_spawn(&h[1], "rdv1", (char *const *)argv[1], NULL);
+	for (int r = 0; r < 2; r++)
+		mh_finish(&h[r], 30);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[96];
+		snprintf(want, sizeof want, "elastic: host %d: joined 0, 5 syncs over 2 hosts", r);
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	assert_contains(mh_slurp(h[0].err), "leave request for host -1 ignored: not a host rank");
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
@@ -1530,6 +1581,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push),
 		cmocka_unit_test(test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue),
 		cmocka_unit_test(test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one),
+		cmocka_unit_test(test_a_leave_signal_during_the_rendezvous_does_not_cancel_it),
 	};
 	const char *filter = getenv("PSMEM_TEST_FILTER");
 	if (filter)
