@@ -1009,6 +1009,16 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		}
 		return;
 	case PS__F_LEAVE:
+		/* EL7: only a member asks (a pending joiner is no one to the
+		 * job yet), with an empty body */
+		if (f->len != 0) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
+		if (!c->member) {
+			protocol_error(b, c, "a leave request from a host that is not a member");
+			return;
+		}
 		if (b->member && !b->left && !b->leave_req) {
 			b->leave_req = true;
 			blog(b, "asked to leave by %s: at the next ps_sync_hosts", b->name[c->idx]);
@@ -1039,7 +1049,12 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	case PS__F_LEFT:
 		/* (BR-L2) it left after handing its keys over: dropped without
-		 * error in either mode; our nodes get ABORT(PS__GONE_LEFT) */
+		 * error in either mode; our nodes get ABORT(PS__GONE_LEFT).
+		 * Its body is 4 zero bytes (the leaving bridge's, above) */
+		if (f->len != 4) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
 		c->dropped = true;
 		c->gone_left = true;
 		c->said_bye = true;
@@ -1538,6 +1553,8 @@ int ps__bridge_request_leave(struct ps__bridge *b, int host)
 	struct conn *c = &b->peer[host];
 	if (!c->member || peer_gone(c))
 		return -ENOENT;
+	if (!b->member || b->left)
+		return -EINVAL; /* only a member asks another (EL7) */
 	send_small(b, c, PS__F_LEAVE, (uint16_t)b->rank, 0, NULL, 0);
 	blog(b, "asked %s to leave", b->name[host]);
 	return 0;
