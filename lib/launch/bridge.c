@@ -783,6 +783,24 @@ static void protocol_error(struct ps__bridge *b, struct conn *c, const char *wha
 	barrier_progress(b);
 }
 
+/*
+ * EL8: the job ends before this joiner was admitted: every member it was
+ * told of said goodbye, BYE or LEFT (one that leaves by agreement says
+ * LEFT, or BYE without the drain, and the others go on).  Called on each
+ * goodbye of c (said_bye set).
+ */
+static void job_ended_unadmitted(struct ps__bridge *b, const struct conn *c)
+{
+	if (b->member || b->left || !b->elastic || !c->told_member || b->stop)
+		return;
+	for (int p = 0; p < b->hosts; p++)
+		if (b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye)
+			return;
+	snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)", b->name[c->idx]);
+	blog(b, "%s", b->why);
+	b->stop = true;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static struct conn *executor(struct ps__bridge *b, uint64_t req)
@@ -1058,6 +1076,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		c->dropped = true;
 		c->gone_left = true;
 		c->said_bye = true;
+		job_ended_unadmitted(b, c);
 		blog(b, "%s left the job (its keys handed over); the job goes on with %d of %d hosts", b->name[c->idx],
 		     alive(b), b->hosts);
 		conn_close(b, c);
@@ -1066,20 +1085,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
-		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
-			/* EL8: the job ends before this joiner was admitted
-			 * (every member it knew said goodbye; one that leaves
-			 * by agreement says it too, and the others go on) */
-			bool any = false;
-			for (int p = 0; p < b->hosts; p++)
-				any |= b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye;
-			if (!any) {
-				snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)",
-					 b->name[c->idx]);
-				blog(b, "%s", b->why);
-				b->stop = true;
-			}
-		}
+		job_ended_unadmitted(b, c);
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
 			 * goodbye now, so it need not wait for the job's end */
