@@ -513,6 +513,11 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 		return PS__MOVE_REPLY_HDR;
 	}
 	uint32_t *vals = malloc(4 * (size_t)nf);
+	/* keys a TAKE installed, with their values, for BK5 */
+	const bool bk = m->op == PS__MV_TAKE && w->link && w->link->bk;
+	ps_key *inst = bk ? malloc(8 * (size_t)m->n + 1) : NULL;
+	uint32_t *ival = bk ? malloc(4 * (size_t)m->n * t->value_len + 1) : NULL;
+	size_t ninst = 0;
 	for (uint32_t i = 0; i < m->n; i++) {
 		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
 		const uint8_t *v = m->vals + 4ULL * m->nf * i;
@@ -556,6 +561,11 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 								    memory_order_release, memory_order_relaxed)) {
 				off = 0;
 				code = PS__MV_DONE;
+				if (inst && ival) {
+					inst[ninst] = k;
+					memcpy(ival + ninst * t->value_len, vals, 4 * (size_t)t->value_len);
+					ninst++;
+				}
 				break;
 			}
 		}
@@ -571,6 +581,15 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 		ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)w->host);
 	}
 	free(vals);
+	/* (BK5) as a move's install (migrate.c step 3): the keys taken over
+	 * go to this host's backup host now, before the DONE that lets x
+	 * forget them; a loss of this host before its next round keeps them.
+	 * Nothing for BK8: x leaves by agreement and its backups are never
+	 * promoted (DR5).  Without memory only the next round covers them */
+	if (inst && ival)
+		ps__bk_moved_in(w, t, inst, ival, t->value_len, ninst);
+	free(inst);
+	free(ival);
 	ps__move_reply_enc_hdr(out, 0, m->n, m->nf, 0);
 	return (uint32_t)ps__move_reply_size(m->n, m->nf, 0);
 }
