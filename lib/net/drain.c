@@ -393,6 +393,27 @@ static int drain_dir(struct ps__link *L, ps_table *t, int y)
 	return rc;
 }
 
+#ifdef PS_TEST_HOOKS
+/*
+ * Test builds only: PSMEM_DEBUG_DRAIN_STOP=HOST makes node 0 of a leaving
+ * host HOST stop after step 1 (every key it held is at y, nothing of the
+ * directory moved, no LEFT): it prints a line and never returns (the test
+ * kills y there, then this host: test_hosts_leave's BK5 case).
+ */
+static void drain_stop(ps_world *w)
+{
+	const char *e = getenv("PSMEM_DEBUG_DRAIN_STOP");
+	if (!e || atoi(e) != w->host || w->node != 0)
+		return;
+	printf("psmem: test hook: host %d stops after its drain's take step\n", w->host);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+#else
+#define drain_stop(w) ((void)0)
+#endif
+
 int ps__drain_host(ps_world *w)
 {
 	struct ps__link *L = w->link;
@@ -417,6 +438,7 @@ int ps__drain_host(ps_world *w)
 			rc = drain_held(L, t, y);
 		}
 	}
+	drain_stop(w);
 	/* step 2: every node's keys are at y before the directory is read */
 	int brc = ps__node_barrier(w, NULL);
 	rc = rc ? rc : brc;
