@@ -659,7 +659,7 @@ static int jl_main(const char *gate)
  * 1 or 2. */
 static const ps_key two_ckey[4] = {1, 20, 40, 60}; /* homes 0, 1, 2, 3 */
 
-static int two_main(const char *gate)
+static int two_main(const char *gate, bool trace)
 {
 	int err, rc;
 	ps_world *w = ps_init(&err);
@@ -678,7 +678,7 @@ static int two_main(const char *gate)
 	for (uint64_t epoch = 1; epoch < end; epoch++) {
 		if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0 || (rc = ps_push_sync(cnt, &mine, 1, one)) != 0)
 			return fail_node("push", me, rc);
-		if (epoch == GATE_EPOCH) {
+		if (gate && epoch == GATE_EPOCH) {
 			printf("elastic: host %d at the gate\n", me);
 			fflush(stdout);
 			struct stat st;
@@ -700,6 +700,13 @@ static int two_main(const char *gate)
 		}
 		if (n < 0)
 			return fail_node("ps_sync_hosts", me, n);
+		if (trace && me == 0) {
+			uint8_t a[4] = {9, 9, 9, 9};
+			ps_hosts_alive(w, a, 4);
+			printf("elastic: host 0 epoch %llu [%d %d %d %d]\n", (unsigned long long)epoch, a[0], a[1], a[2],
+			       a[3]);
+			fflush(stdout);
+		}
 		if (n == 2 && end == MAX_EPOCH) {
 			uint8_t alive[4] = {9, 9, 9, 9};
 			ps_hosts_alive(w, alive, 4);
@@ -1541,6 +1548,86 @@ static void test_a_leave_signal_during_the_rendezvous_does_not_cancel_it(void **
 	mh_assert_clean(&segs);
 }
 
+/* (f) again: host 1, asked to leave first, is held in its drain (the
+ * test-build hook PSMEM_DEBUG_DRAIN_STOP=1:GATE, after its TAKE step: its
+ * keys are at b(1) = host 2, no LEFT yet) while host 2 is asked to leave:
+ * host 2 must not be let go before host 1's LEFT (its drain would carry
+ * host 1's keys away while host 1 still sends its directory there):
+ * 20 syncs on it is still present; then the gate opens and both leave,
+ * every key exact. */
+static void test_a_leave_waits_while_another_host_drains(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	char gate[256], hook[300];
+	snprintf(gate, sizeof gate, "%s/gate-drain", mh_tmpdir);
+	unlink(gate);
+	snprintf(hook, sizeof hook, "1:%s", gate);
+	const char *prog[] = {mh_self, "--node", "two", "-", "trace", NULL};
+	static char store[4][96];
+	setenv("PSMEM_DEBUG_DRAIN_STOP", hook, 1);
+	for (int r = 0; r < 4; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 4, r, port, prog, "--drain", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "dw%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	unsetenv("PSMEM_DEBUG_DRAIN_STOP");
+	wait_for_output(h, 4, 0, "elastic: host 0 epoch 2 ");
+	kill(h[1].pid, SIGTERM);
+	wait_for_output(h, 4, 1, "psmem: test hook: host 1 waits after its drain's take step");
+	kill(h[2].pid, SIGTERM);
+	wait_for_err(h, 4, 2, "asked to leave");
+	/* host 0's latest epoch now, then 20 more */
+	const char *o = mh_slurp(h[0].out), *l = NULL;
+	for (const char *q = o; (q = strstr(q, "elastic: host 0 epoch ")); q++)
+		l = q;
+	assert_non_null(l);
+	unsigned long long now = strtoull(l + 22, NULL, 10);
+	char want[128];
+	snprintf(want, sizeof want, "elastic: host 0 epoch %llu [", now + 20);
+	wait_for_output(h, 4, 0, want);
+	snprintf(want, sizeof want, "elastic: host 0 epoch %llu [1 0 1 1]", now + 20);
+	char *o0 = strdup(mh_slurp(h[0].out));
+	assert_non_null(o0);
+	FILE *f = fopen(gate, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	assert_contains(o0, want); /* host 2 still present 20 syncs on */
+	free(o0);
+	for (int r = 0; r < 4; r++)
+		assert_int_equal(h[r].status, 0);
+	unsigned long long at[3] = {0};
+	for (int r = 1; r <= 2; r++) {
+		const char *out = mh_slurp(h[r].out);
+		snprintf(want, sizeof want, "elastic: host %d: left at epoch ", r);
+		assert_contains(out, want);
+		at[r] = strtoull(strstr(out, want) + strlen(want), NULL, 10);
+		snprintf(want, sizeof want, "elastic: host %d: drained: %s", r, ps_strerror(0));
+		assert_contains(out, want);
+	}
+	assert_true(at[2] > now + 20);
+	for (int r = 0; r <= 3; r += 3) {
+		const char *out = mh_slurp(h[r].out);
+		const char *a = strstr(out, "after the leaves: pushes ");
+		assert_non_null(a);
+		printf("host %d %.*s\n", r, (int)strcspn(a, "\n"), a);
+		assert_non_null(strstr(a, "; 0 wrong of 300; 0 words name host 1 or 2"));
+	}
+	printf("host 1 left at epoch %llu, held in its drain; host 2 asked at %llu, left at %llu\n", at[1], now,
+	       at[2]);
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+	unlink(gate);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
@@ -1552,7 +1639,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jl") == 0)
 		return jl_main(argc >= 4 ? argv[3] : NULL);
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "two") == 0)
-		return two_main(argv[3]);
+		return two_main(strcmp(argv[3], "-") ? argv[3] : NULL, argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
@@ -1582,6 +1669,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue),
 		cmocka_unit_test(test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one),
 		cmocka_unit_test(test_a_leave_signal_during_the_rendezvous_does_not_cancel_it),
+		cmocka_unit_test(test_a_leave_waits_while_another_host_drains),
 	};
 	const char *filter = getenv("PSMEM_TEST_FILTER");
 	if (filter)

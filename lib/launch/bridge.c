@@ -427,8 +427,16 @@ static void barrier_progress(struct ps__bridge *b)
 		if (b->sync) {
 			/* EL3: our arrival carries the joiners we hold pending
 			 * and whether we leave */
+			/* EL7: not while a host that left still drains (agreed,
+			 * its LEFT not here yet): its keys may be coming here,
+			 * or go where ours would; the request waits, every
+			 * member sees the same flag (ours) */
+			bool draining = false;
+			for (int p = 0; p < b->hosts; p++)
+				draining |= p != b->rank && b->peer[p].left_job && !peer_gone(&b->peer[p]);
+			const bool ask = b->leave_req && !draining;
 			struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .clock = b->sync_clock,
-						 .cfg = b->sync_cfg, .flags = b->leave_req ? PS__SYNC_LEAVE : 0};
+						 .cfg = b->sync_cfg, .flags = ask ? PS__SYNC_LEAVE : 0};
 			b->sent_pending = 0;
 			for (int p = 0; p < b->hosts && p < 64; p++) {
 				struct conn *c = &b->peer[p];
@@ -454,7 +462,7 @@ static void barrier_progress(struct ps__bridge *b)
 				b->sent_pending |= 1ULL << p;
 				m.a[m.na++] = (uint16_t)p;
 			}
-			b->sent_leave = b->leave_req;
+			b->sent_leave = ask;
 			uint8_t body[PS__SYNC_MAX];
 			uint32_t len = ps__sync_enc(body, &m);
 			uint8_t f[PS__FRAME_HDR + PS__SYNC_MAX];
@@ -520,7 +528,9 @@ static void barrier_progress(struct ps__bridge *b)
  * two at once could drain into each other (x1's TAKE frames install keys
  * at b(x1) = x2 while x2 hands its own over and exits with them).  The
  * others keep their request (leave_req), which goes out again with their
- * next arrival; every member picks the same one from the same arrivals.
+ * next arrival once every host that left before has said LEFT (its drain
+ * done: see the arrival above); every member picks the same one from the
+ * same arrivals.
  * The result goes to our nodes before the RELEASE
  * (one stream: membership is in the segment when a worker returns) and to
  * each admitted joiner, whose bridge takes the first one.

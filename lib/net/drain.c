@@ -96,6 +96,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <urcu/urcu-memb.h>
@@ -398,16 +399,23 @@ static int drain_dir(struct ps__link *L, ps_table *t, int y)
  * Test builds only: PSMEM_DEBUG_DRAIN_STOP=HOST makes node 0 of a leaving
  * host HOST stop after step 1 (every key it held is at y, nothing of the
  * directory moved, no LEFT): it prints a line and never returns (the test
- * kills y there, then this host: test_hosts_leave's BK5 case).
+ * kills y there, then this host: test_hosts_leave's BK5 case).  With
+ * HOST:FILE it waits there until FILE exists (at most 60 s), then goes on
+ * (test_hosts_elastic: no other host leaves meanwhile, EL7).
  */
 static void drain_stop(ps_world *w)
 {
 	const char *e = getenv("PSMEM_DEBUG_DRAIN_STOP");
-	if (!e || atoi(e) != w->host || w->node != 0)
+	char *end;
+	if (!e || strtol(e, &end, 10) != w->host || w->node != 0)
 		return;
-	printf("psmem: test hook: host %d stops after its drain's take step\n", w->host);
+	const char *gate = *end == ':' ? end + 1 : NULL;
+	printf("psmem: test hook: host %d %s after its drain's take step\n", w->host, gate ? "waits" : "stops");
 	fflush(stdout);
-	for (;;)
+	struct stat st;
+	for (int i = 0; gate && i < 6000 && stat(gate, &st) != 0; i++)
+		usleep(10 * 1000); /* the driver's go, not a timing */
+	while (!gate)
 		pause();
 }
 #else
