@@ -29,8 +29,10 @@
  *      no word names host 1, the leaver's psrun exits 0 (its drain
  *      returned 0), the others finish;
  *  (f) hosts 1 and 2 both asked to leave before one (gated) ps_sync_hosts:
- *      they leave at consecutive ones, host 1 first (one leaver a SYNC,
- *      EL7), both drains return 0, every key exact afterwards;
+ *      host 1 leaves there, host 2 at a later one (one leaver a SYNC, and
+ *      only once the one before said LEFT: EL7), both drains return 0,
+ *      every key exact afterwards; and with host 1 held in its drain (a
+ *      test-build hook), host 2 stays 20 syncs, then leaves;
  *  (d) each: no segment, process or port left; a joiner lost after its
  *      admission (continue: its keys promoted), two joiners at once, a
  *      joiner still pending when the job ends (it stops, the job is fine);
@@ -652,8 +654,8 @@ static int jl_main(const char *gate)
  * counter (homed at the host) each epoch; before the ps_sync_hosts of
  * GATE_EPOCH every host waits for the gate file, which the driver makes
  * once hosts 1 and 2 were both asked to leave: both requests are in that
- * one SYNC.  Hosts 1 and 2 must leave at consecutive ones (the lower rank
- * first, the other's request goes out again), each drain returning 0; the
+ * one SYNC.  Host 1 must leave there, host 2 at a later one (its request
+ * goes out again once host 1's LEFT came), each drain returning 0; the
  * others go on until 2 hosts are present, then 3 epochs, and check that
  * every key equals the sum of the counters exactly and no word names host
  * 1 or 2. */
@@ -1477,12 +1479,13 @@ static void test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one(void **st
 		snprintf(want, sizeof want, "elastic: host %d: drained: %s", r, ps_strerror(0));
 		assert_contains(o, want);
 	}
-	/* one leaver a SYNC: the lower rank at the gated one, the other next */
+	/* one leaver a SYNC: the lower rank at the gated one, the other at a
+	 * later one (once host 1's LEFT came: its drain is over) */
 	assert_int_equal(at[1], GATE_EPOCH);
-	assert_int_equal(at[2], GATE_EPOCH + 1);
+	assert_true(at[2] > at[1]);
 	for (int r = 0; r <= 3; r += 3) {
 		const char *out = mh_slurp(h[r].out);
-		snprintf(want, sizeof want, "elastic: host %d: 2 hosts from epoch %d [1 0 0 1]", r, GATE_EPOCH + 1);
+		snprintf(want, sizeof want, "elastic: host %d: 2 hosts from epoch %llu [1 0 0 1]", r, at[2]);
 		assert_contains(out, want);
 		const char *l = strstr(out, "after the leaves: pushes ");
 		assert_non_null(l);
