@@ -1397,24 +1397,45 @@ static void warn_oversubscribed(const struct opts *o)
 			o->nodes, o->threads, want, cpus, cpus);
 }
 
+/* The signals psrun reads from its signalfd (SIGUSR2 once the bridge runs). */
+static void job_sigset(sigset_t *set, bool usr2)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGHUP);
+	if (usr2)
+		sigaddset(set, SIGUSR2); /* psstat --leave (elastic jobs) */
+}
+
 static int block_signals(struct job *j)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR2); /* psstat --leave (elastic jobs) */
+	/* SIGUSR2 (psstat --leave) is blocked from here on but joins the
+	 * signalfd only once the bridge runs (read_usr2): the rendezvous takes
+	 * the signalfd as its cancel fd, and a leave request must not cancel
+	 * it; the signal stays pending until then. */
+	sigset_t set, block;
+	job_sigset(&set, false);
+	job_sigset(&block, true);
 	/* An inherited SIG_IGN for SIGCHLD would reap nodes behind our back.
 	 * INT/TERM/QUIT/HUP keep their disposition: a caller that ignores them
 	 * (e.g. a background job of a script) means it. */
 	signal(SIGCHLD, SIG_DFL);
-	if (sigprocmask(SIG_BLOCK, &set, &j->orig_mask) != 0)
+	if (sigprocmask(SIG_BLOCK, &block, &j->orig_mask) != 0)
 		return -errno;
 	j->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	return j->sfd < 0 ? -errno : 0;
+}
+
+/* The bridge runs: SIGUSR2 joins the signalfd (a request sent during the
+ * rendezvous, pending since, is read now). */
+static int read_usr2(struct job *j)
+{
+	sigset_t set;
+	job_sigset(&set, true);
+	return signalfd(j->sfd, &set, SFD_NONBLOCK | SFD_CLOEXEC) < 0 ? -errno : 0;
 }
 
 static int map_pgids(struct job *j)
@@ -1511,6 +1532,8 @@ int main(int argc, char **argv)
 	hosts_place(j->hosts, &j->nhosts, &j->host_rank); /* a joiner's: known now */
 	if (rc == 0)
 		rc = hosts_start_bridge(j->hosts, j->o.nodes);
+	if (rc == 0 && (rc = read_usr2(j)) != 0)
+		fprintf(stderr, "psrun: cannot set up signal handling: %s\n", strerror(-rc));
 	if (rc != 0) {
 		read_signals(j); /* -EINTR: the signal that stopped it */
 		remove_segment(j);

@@ -699,7 +699,12 @@ static size_t make_push(uint8_t *f, float add)
 	return PS__FRAME_HDR + len;
 }
 
-enum bad_kind { BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_NOCRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE, BAD_N };
+enum bad_kind {
+	BAD_MAGIC, BAD_VERSION, BAD_TYPE, BAD_SIZE, BAD_CRC, BAD_NOCRC, BAD_TRUNC, BAD_BODY, BAD_ROUTE,
+	BAD_LEAVE, /* a LEAVE with a body (it has none) */
+	BAD_LEFT,  /* a LEFT of 8 bytes (it has 4) */
+	BAD_N
+};
 
 static const struct {
 	const char *name, *reason;
@@ -714,6 +719,8 @@ static const struct {
 	[BAD_TRUNC] = {"trunc", "frame truncated"},
 	[BAD_BODY] = {"body", "frame payload malformed for its type"},
 	[BAD_ROUTE] = {"route", "claims to come from host 0"},
+	[BAD_LEAVE] = {"leave", "frame payload malformed for its type"},
+	[BAD_LEFT] = {"left", "frame payload malformed for its type"},
 };
 
 /* Sends a malformed PUSH of +100 to WATCH_KEY. */
@@ -735,6 +742,12 @@ static void send_bad(int fd, enum bad_kind k)
 		ps__frame_seal(f, PS__F_PUSH, 1, 7, (uint32_t)(n - PS__FRAME_HDR));
 		break;
 	case BAD_ROUTE: ps__frame_set_host(f, 0); break;
+	case BAD_LEAVE:
+	case BAD_LEFT:
+		memset(f + PS__FRAME_HDR, 0, 8);
+		n = PS__FRAME_HDR + (k == BAD_LEAVE ? 4 : 8);
+		ps__frame_seal(f, k == BAD_LEAVE ? PS__F_LEAVE : PS__F_LEFT, 1, 0, (uint32_t)(n - PS__FRAME_HDR));
+		break;
 	default: break;
 	}
 	assert_int_equal(ps__net_send(fd, f, n, ps__now_ns() + 1000000000ULL), 0);

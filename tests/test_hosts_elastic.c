@@ -28,6 +28,11 @@
  *      held after moves, the joiner's share) equals the sum of every push,
  *      no word names host 1, the leaver's psrun exits 0 (its drain
  *      returned 0), the others finish;
+ *  (f) hosts 1 and 2 both asked to leave before one (gated) ps_sync_hosts:
+ *      host 1 leaves there, host 2 at a later one (one leaver a SYNC, and
+ *      only once the one before said LEFT: EL7), both drains return 0,
+ *      every key exact afterwards; and with host 1 held in its drain (a
+ *      test-build hook), host 2 stays 20 syncs, then leaves;
  *  (d) each: no segment, process or port left; a joiner lost after its
  *      admission (continue: its keys promoted), two joiners at once, a
  *      joiner still pending when the job ends (it stops, the job is fine);
@@ -642,6 +647,97 @@ static int jl_main(const char *gate)
 	if ((rc = ps_finalize(w)) != 0)
 		return fail_node("ps_finalize", me, rc);
 	return wrong || named1 ? 1 : 0;
+}
+
+/* (f): two hosts leave at one ps_sync_hosts (EL7: one leaver a SYNC
+ * generation).  Hosts 0-3 push +1 to every key and +1 to their own
+ * counter (homed at the host) each epoch; before the ps_sync_hosts of
+ * GATE_EPOCH every host waits for the gate file, which the driver makes
+ * once hosts 1 and 2 were both asked to leave: both requests are in that
+ * one SYNC.  Host 1 must leave there, host 2 at a later one (its request
+ * goes out again once host 1's LEFT came), each drain returning 0; the
+ * others go on until 2 hosts are present, then 3 epochs, and check that
+ * every key equals the sum of the counters exactly and no word names host
+ * 1 or 2. */
+static const ps_key two_ckey[4] = {1, 20, 40, 60}; /* homes 0, 1, 2, 3 */
+
+static int two_main(const char *gate, bool trace)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	int me = ps_host_id(w);
+	ps_table *t, *cnt;
+	if ((rc = tables(w, &t, &cnt)) != 0)
+		return fail_node("tables", me, rc);
+	ps_key keys[KEYS];
+	float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		keys[i] = (ps_key)i, one[i] = 1.0f;
+	ps_key mine = two_ckey[me];
+	uint64_t end = MAX_EPOCH;
+	for (uint64_t epoch = 1; epoch < end; epoch++) {
+		if ((rc = ps_push_sync(t, keys, KEYS, one)) != 0 || (rc = ps_push_sync(cnt, &mine, 1, one)) != 0)
+			return fail_node("push", me, rc);
+		if (gate && epoch == GATE_EPOCH) {
+			printf("elastic: host %d at the gate\n", me);
+			fflush(stdout);
+			struct stat st;
+			for (int i = 0; stat(gate, &st) != 0; i++) { /* the driver's go, not a timing */
+				if (i > 6000)
+					return fail_node("gate", me, -ETIMEDOUT);
+				usleep(10 * 1000);
+			}
+		}
+		uint64_t e = epoch;
+		int n = ps_sync_hosts(w, &e);
+		if (n == 0) {
+			printf("elastic: host %d: left at epoch %llu\n", me, (unsigned long long)epoch);
+			fflush(stdout);
+			rc = ps_finalize(w); /* the drain */
+			printf("elastic: host %d: drained: %s\n", me, ps_strerror(rc));
+			fflush(stdout);
+			return rc ? 1 : 0;
+		}
+		if (n < 0)
+			return fail_node("ps_sync_hosts", me, n);
+		if (trace && me == 0) {
+			uint8_t a[4] = {9, 9, 9, 9};
+			ps_hosts_alive(w, a, 4);
+			printf("elastic: host 0 epoch %llu [%d %d %d %d]\n", (unsigned long long)epoch, a[0], a[1], a[2],
+			       a[3]);
+			fflush(stdout);
+		}
+		if (n == 2 && end == MAX_EPOCH) {
+			uint8_t alive[4] = {9, 9, 9, 9};
+			ps_hosts_alive(w, alive, 4);
+			printf("elastic: host %d: 2 hosts from epoch %llu [%d %d %d %d]\n", me, (unsigned long long)epoch,
+			       alive[0], alive[1], alive[2], alive[3]);
+			fflush(stdout);
+			end = epoch + 3;
+		}
+	}
+	if (end == MAX_EPOCH)
+		return fail_node("nobody left", me, -ETIMEDOUT);
+	if ((rc = ps_barrier(w)) != 0)
+		return fail_node("barrier after the leaves", me, rc);
+	float c[4], v[KEYS];
+	if ((rc = ps_pull_sync(cnt, two_ckey, 4, c)) != 0 || (rc = ps_pull_sync(t, keys, KEYS, v)) != 0)
+		return fail_node("pull after the leaves", me, rc);
+	float want = c[0] + c[1] + c[2] + c[3];
+	int wrong = 0;
+	for (int i = 0; i < KEYS; i++)
+		if (v[i] != want && wrong++ < 5)
+			printf("elastic: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+	int named = words_naming(t, cnt, 1) + words_naming(t, cnt, 2);
+	printf("elastic: host %d: after the leaves: pushes %.0f %.0f %.0f %.0f; %d wrong of %d; %d words name host 1 "
+	       "or 2\n",
+	       me, (double)c[0], (double)c[1], (double)c[2], (double)c[3], wrong, KEYS, named);
+	fflush(stdout);
+	if ((rc = ps_barrier(w)) != 0) /* both checked before either finalizes */
+		return fail_node("barrier after the check", me, rc);
+	return ps_finalize(w) || wrong || named ? 1 : 0;
 }
 
 /* ------------------------------------------------------------ driver */
@@ -1335,6 +1431,206 @@ static void test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue(v
 	join_and_leave(JL_JOIN_FIRST, false, "1", true);
 }
 
+/* (f): hosts 1 and 2 both asked to leave (SIGTERM, --drain) before one
+ * gated ps_sync_hosts. */
+static void test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	char gate[256];
+	snprintf(gate, sizeof gate, "%s/gate-two", mh_tmpdir);
+	unlink(gate);
+	const char *prog[] = {mh_self, "--node", "two", gate, NULL};
+	static char store[4][96];
+	for (int r = 0; r < 4; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 4, r, port, prog, "--drain", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "two%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	for (int r = 0; r < 4; r++) {
+		char at[64];
+		snprintf(at, sizeof at, "elastic: host %d at the gate", r);
+		wait_for_output(h, 4, r, at);
+	}
+	kill(h[1].pid, SIGTERM);
+	kill(h[2].pid, SIGTERM);
+	wait_for_err(h, 4, 1, "asked to leave");
+	wait_for_err(h, 4, 2, "asked to leave");
+	FILE *f = fopen(gate, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	for (int r = 0; r < 4; r++)
+		assert_int_equal(h[r].status, 0);
+	unsigned long long at[4] = {0};
+	char want[128];
+	for (int r = 1; r <= 2; r++) {
+		const char *o = mh_slurp(h[r].out);
+		snprintf(want, sizeof want, "elastic: host %d: left at epoch ", r);
+		assert_contains(o, want);
+		at[r] = strtoull(strstr(o, want) + strlen(want), NULL, 10);
+		snprintf(want, sizeof want, "elastic: host %d: drained: %s", r, ps_strerror(0));
+		assert_contains(o, want);
+	}
+	/* one leaver a SYNC: the lower rank at the gated one, the other at a
+	 * later one (once host 1's LEFT came: its drain is over) */
+	assert_int_equal(at[1], GATE_EPOCH);
+	assert_true(at[2] > at[1]);
+	for (int r = 0; r <= 3; r += 3) {
+		const char *out = mh_slurp(h[r].out);
+		snprintf(want, sizeof want, "elastic: host %d: 2 hosts from epoch %llu [1 0 0 1]", r, at[2]);
+		assert_contains(out, want);
+		const char *l = strstr(out, "after the leaves: pushes ");
+		assert_non_null(l);
+		printf("host %d %.*s\n", r, (int)strcspn(l, "\n"), l);
+		assert_non_null(strstr(l, "; 0 wrong of 300; 0 words name host 1 or 2"));
+		double c[4];
+		assert_int_equal(sscanf(l, "after the leaves: pushes %lf %lf %lf %lf", &c[0], &c[1], &c[2], &c[3]), 4);
+		assert_true(c[1] > 0 && c[2] > 0);
+	}
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+	unlink(gate);
+}
+
+/* psstat --leave (a SIGUSR2 from sigqueue) while psrun waits at the
+ * rendezvous for a host not started yet: the rendezvous goes on (the
+ * signal is read once the bridge runs: a rank of -1 is refused with the
+ * reason), then the missing host comes and the job finishes. */
+static void test_a_leave_signal_during_the_rendezvous_does_not_cancel_it(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[2];
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "nonelastic", NULL};
+	static char store[2][96];
+	const char *argv[2][64];
+	for (int r = 0; r < 2; r++)
+		member_argv(argv[r], store[r], 2, r, port, prog, NULL, NULL);
+	mh_spawn(&h[0], "rdv0", (char *const *)argv[0], NULL);
+	/* a connection that says nothing: host 0 logs its refusal from
+	 * inside the rendezvous (its signals are set up by then) */
+	int fd = -1;
+	for (int i = 0; i < 1200; i++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+			break;
+		close(fd);
+		fd = -1;
+		usleep(50 * 1000); /* polled: host 0 not listening yet */
+	}
+	assert_true(fd >= 0);
+	close(fd);
+	wait_for_err(h, 1, 0, "refused a connection from");
+	union sigval v = {.sival_int = -1};
+	assert_int_equal(sigqueue(h[0].pid, SIGUSR2, v), 0);
+	mh_spawn(&h[1], "rdv1", (char *const *)argv[1], NULL);
+	for (int r = 0; r < 2; r++)
+		mh_finish(&h[r], 30);
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[96];
+		snprintf(want, sizeof want, "elastic: host %d: joined 0, 5 syncs over 2 hosts", r);
+		assert_contains(mh_slurp(h[r].out), want);
+	}
+	assert_contains(mh_slurp(h[0].err), "leave request for host -1 ignored: not a host rank");
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+}
+
+/* (f) again: host 1, asked to leave first, is held in its drain (the
+ * test-build hook PSMEM_DEBUG_DRAIN_STOP=1:GATE, after its TAKE step: its
+ * keys are at b(1) = host 2, no LEFT yet) while host 2 is asked to leave:
+ * host 2 must not be let go before host 1's LEFT (its drain would carry
+ * host 1's keys away while host 1 still sends its directory there):
+ * 20 syncs on it is still present; then the gate opens and both leave,
+ * every key exact. */
+static void test_a_leave_waits_while_another_host_drains(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[4];
+	unsigned port = mh_free_port();
+	char gate[256], hook[300];
+	snprintf(gate, sizeof gate, "%s/gate-drain", mh_tmpdir);
+	unlink(gate);
+	snprintf(hook, sizeof hook, "1:%s", gate);
+	const char *prog[] = {mh_self, "--node", "two", "-", "trace", NULL};
+	static char store[4][96];
+	setenv("PSMEM_DEBUG_DRAIN_STOP", hook, 1);
+	for (int r = 0; r < 4; r++) {
+		const char *argv[64];
+		member_argv(argv, store[r], 4, r, port, prog, "--drain", NULL);
+		char name[32];
+		snprintf(name, sizeof name, "dw%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	unsetenv("PSMEM_DEBUG_DRAIN_STOP");
+	wait_for_output(h, 4, 0, "elastic: host 0 epoch 2 ");
+	kill(h[1].pid, SIGTERM);
+	wait_for_output(h, 4, 1, "psmem: test hook: host 1 waits after its drain's take step");
+	kill(h[2].pid, SIGTERM);
+	wait_for_err(h, 4, 2, "asked to leave");
+	/* host 0's latest epoch now, then 20 more */
+	const char *o = mh_slurp(h[0].out), *l = NULL;
+	for (const char *q = o; (q = strstr(q, "elastic: host 0 epoch ")); q++)
+		l = q;
+	assert_non_null(l);
+	unsigned long long now = strtoull(l + 22, NULL, 10);
+	char want[128];
+	snprintf(want, sizeof want, "elastic: host 0 epoch %llu [", now + 20);
+	wait_for_output(h, 4, 0, want);
+	snprintf(want, sizeof want, "elastic: host 0 epoch %llu [1 0 1 1]", now + 20);
+	char *o0 = strdup(mh_slurp(h[0].out));
+	assert_non_null(o0);
+	FILE *f = fopen(gate, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (int r = 0; r < 4; r++)
+		mh_finish(&h[r], 120);
+	mh_show_failed(4, h);
+	assert_contains(o0, want); /* host 2 still present 20 syncs on */
+	free(o0);
+	for (int r = 0; r < 4; r++)
+		assert_int_equal(h[r].status, 0);
+	unsigned long long at[3] = {0};
+	for (int r = 1; r <= 2; r++) {
+		const char *out = mh_slurp(h[r].out);
+		snprintf(want, sizeof want, "elastic: host %d: left at epoch ", r);
+		assert_contains(out, want);
+		at[r] = strtoull(strstr(out, want) + strlen(want), NULL, 10);
+		snprintf(want, sizeof want, "elastic: host %d: drained: %s", r, ps_strerror(0));
+		assert_contains(out, want);
+	}
+	assert_true(at[2] > now + 20);
+	for (int r = 0; r <= 3; r += 3) {
+		const char *out = mh_slurp(h[r].out);
+		const char *a = strstr(out, "after the leaves: pushes ");
+		assert_non_null(a);
+		printf("host %d %.*s\n", r, (int)strcspn(a, "\n"), a);
+		assert_non_null(strstr(a, "; 0 wrong of 300; 0 words name host 1 or 2"));
+	}
+	printf("host 1 left at epoch %llu, held in its drain; host 2 asked at %llu, left at %llu\n", at[1], now,
+	       at[2]);
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+	unlink(gate);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "storm") == 0)
@@ -1345,6 +1641,8 @@ int main(int argc, char **argv)
 		return leave_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jl") == 0)
 		return jl_main(argc >= 4 ? argv[3] : NULL);
+	if (argc >= 4 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "two") == 0)
+		return two_main(strcmp(argv[3], "-") ? argv[3] : NULL, argc >= 5);
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "jlost") == 0)
 		return jlost_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "nonelastic") == 0)
@@ -1372,6 +1670,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_join_then_a_psstat_leave_keep_every_push),
 		cmocka_unit_test(test_a_join_and_a_leave_at_one_sync_under_continue_keep_every_push),
 		cmocka_unit_test(test_a_join_then_a_leave_of_the_joiners_backup_host_under_continue),
+		cmocka_unit_test(test_two_hosts_asked_to_leave_at_one_sync_leave_one_by_one),
+		cmocka_unit_test(test_a_leave_signal_during_the_rendezvous_does_not_cancel_it),
+		cmocka_unit_test(test_a_leave_waits_while_another_host_drains),
 	};
 	const char *filter = getenv("PSMEM_TEST_FILTER");
 	if (filter)

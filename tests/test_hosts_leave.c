@@ -29,7 +29,8 @@
  *    (backups on: nothing is promoted from them), with 2 nodes per host,
  *    and with host 0 (the rendezvous' coordinator) as the one that leaves
  *    (b(0) = host 1).
- * Backups: see backup_main.
+ * Backups: see backup_main; keys taken over backed up at once: see
+ * takekill_main.
  *
  * Quorum: three hosts under continue storm; the driver SIGSTOPs host 2's
  * psrun; hosts 0 and 1 drop it after the silence bound and finish (exit
@@ -284,6 +285,71 @@ static int quorum_main(void)
 	return ps_finalize(w) ? 1 : 0;
 }
 
+/*
+ * Keys y takes over from a leaving host are backed up at once (BK5, as a
+ * move's): three hosts under continue with no backup round (SLOW_RATE:
+ * the first 20 s after start).  Host 1 takes keys 0-9 (homed at host 0),
+ * every host pushes +1 to them once, then host 1 drains with the test
+ * hook PSMEM_DEBUG_DRAIN_STOP=1: it stops after the TAKE step (keys 0-9
+ * installed at y = b(1) = host 2, no LEFT yet, so no full round either).
+ * The driver SIGKILLs host 2: only the backup that host 2 sent when it
+ * took them can bring them back at b(2) = host 0, which must hold all 10
+ * with the exact sum 3.  Then the driver kills host 1.
+ */
+#define SLOW_RATE "0.05"
+
+static int takekill_main(void)
+{
+	int rc;
+	ps_key all[KEYS];
+	float one[KEYS];
+	ps_table *t;
+	ps_world *w = node_start(&t, all, one);
+	if (!w)
+		return 1;
+	const int me = ps_host_id(w);
+	if (me == 1 && (rc = ps_localize_sync(t, all, 10)) != 0) {
+		printf("takekill: host 1: localize: %s\n", ps_strerror(rc));
+		return 1;
+	}
+	if ((rc = ps_barrier(w)) != 0 || (rc = ps_push_sync(t, all, 10, one)) != 0 || (rc = ps_barrier(w)) != 0) {
+		printf("takekill: host %d: before the drain: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 1) {
+		printf("takekill: host 1 leaves\n");
+		fflush(stdout);
+		rc = ps__test_leave(w);
+		rc = rc ? rc : ps_finalize(w); /* the hook stops it after the TAKE */
+		printf("takekill: host 1: drain returned: %s\n", ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		printf("takekill: host 2 ready\n");
+		fflush(stdout);
+		for (;;)
+			pause(); /* killed by the driver */
+	}
+	uint8_t alive[3] = {1, 1, 1};
+	for (int i = 0; i < 6000 && alive[2]; i++) { /* host 2's loss, polled */
+		ps_hosts_alive(w, alive, 3);
+		if (alive[2])
+			usleep(10 * 1000);
+	}
+	float v[10];
+	rc = ps_pull_sync(t, all, 10, v);
+	int exact = 0, at0 = 0;
+	for (int i = 0; i < 10; i++) {
+		exact += rc == 0 && v[i] == 3.0f;
+		at0 += ps_owner_host(t, all[i]) == 0;
+	}
+	printf("takekill: host 0: host 2 %s; pull: %s; %d exact of 10 (key 0 = %g); %d held at host 0\n",
+	       alive[2] ? "still present" : "lost", ps_strerror(rc), exact, rc == 0 ? (double)v[0] : -1.0, at0);
+	fflush(stdout);
+	for (;;)
+		pause(); /* killed by the driver: host 1 never says LEFT */
+}
+
 /* ------------------------------------------------------------ driver */
 
 
@@ -515,10 +581,59 @@ static void test_backups_re_form_at_once_after_a_leave(void **state)
 	mh_assert_clean(&segs);
 }
 
+static void wait_out(struct mh_proc *h, int n, int who, const char *text)
+{
+	for (int i = 0; i < 1200 && !strstr(mh_slurp(h[who].out), text); i++)
+		usleep(50 * 1000); /* polls the node's output, not a timing */
+	if (!strstr(mh_slurp(h[who].out), text)) {
+		for (int r = 0; r < n; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], "host");
+		}
+		fail_msg("\"%s\" not printed within 60 s", text);
+	}
+}
+
+static void test_keys_taken_over_are_backed_up_at_once(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	const char *const extra[] = {"--on-host-failure", "continue", "--backup-rate", SLOW_RATE, NULL};
+	setenv("PSMEM_DEBUG_DRAIN_STOP", "1", 1);
+	unsigned port = start3(h, 1, "takekill", "takekill", extra);
+	unsetenv("PSMEM_DEBUG_DRAIN_STOP");
+	wait_out(h, 3, 1, "psmem: test hook: host 1 stops after its drain's take step");
+	wait_out(h, 3, 2, "takekill: host 2 ready");
+	kill(h[2].pid, SIGKILL);
+	wait_out(h, 3, 0, "takekill: host 0: ");
+	kill(h[1].pid, SIGKILL);
+	kill(h[0].pid, SIGKILL);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 30);
+	char *o0 = strdup(mh_slurp(h[0].out)); /* mh_show below reuses mh_slurp's buffer */
+	assert_non_null(o0);
+	char want[160];
+	snprintf(want, sizeof want, "takekill: host 0: host 2 lost; pull: %s; 10 exact of 10 (key 0 = 3); 10 held at host 0",
+		 ps_strerror(0));
+	if (!strstr(o0, want))
+		for (int r = 0; r < 3; r++)
+			mh_show(&h[r], "host");
+	assert_contains(o0, want);
+	const char *l = strstr(o0, "takekill: host 0: ");
+	printf("%.*s\n", (int)strcspn(l, "\n"), l);
+	free(o0);
+	assert_true(mh_port_free(port));
+	mh_assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strncmp(argv[2], "leave", 5) == 0)
 		return leave_main(atoi(argv[2] + 5));
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "takekill") == 0)
+		return takekill_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "quorum") == 0)
 		return quorum_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "backup") == 0)
@@ -533,6 +648,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_every_node_of_a_leaving_host_drains),
 		cmocka_unit_test(test_backups_re_form_at_once_after_a_leave),
 		cmocka_unit_test(test_a_host_cut_off_from_the_majority_stops),
+		cmocka_unit_test(test_keys_taken_over_are_backed_up_at_once),
 	};
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter)
+		cmocka_set_test_filter(filter);
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

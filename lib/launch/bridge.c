@@ -427,8 +427,16 @@ static void barrier_progress(struct ps__bridge *b)
 		if (b->sync) {
 			/* EL3: our arrival carries the joiners we hold pending
 			 * and whether we leave */
+			/* EL7: not while a host that left still drains (agreed,
+			 * its LEFT not here yet): its keys may be coming here,
+			 * or go where ours would; the request waits, every
+			 * member sees the same flag (ours) */
+			bool draining = false;
+			for (int p = 0; p < b->hosts; p++)
+				draining |= p != b->rank && b->peer[p].left_job && !peer_gone(&b->peer[p]);
+			const bool ask = b->leave_req && !draining;
 			struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .clock = b->sync_clock,
-						 .cfg = b->sync_cfg, .flags = b->leave_req ? PS__SYNC_LEAVE : 0};
+						 .cfg = b->sync_cfg, .flags = ask ? PS__SYNC_LEAVE : 0};
 			b->sent_pending = 0;
 			for (int p = 0; p < b->hosts && p < 64; p++) {
 				struct conn *c = &b->peer[p];
@@ -454,7 +462,7 @@ static void barrier_progress(struct ps__bridge *b)
 				b->sent_pending |= 1ULL << p;
 				m.a[m.na++] = (uint16_t)p;
 			}
-			b->sent_leave = b->leave_req;
+			b->sent_leave = ask;
 			uint8_t body[PS__SYNC_MAX];
 			uint32_t len = ps__sync_enc(body, &m);
 			uint8_t f[PS__FRAME_HDR + PS__SYNC_MAX];
@@ -516,13 +524,21 @@ static void barrier_progress(struct ps__bridge *b)
  * EL3: the generation of a SYNC completed on every member.  Every member's
  * bridge computes the same result from the same arrivals: admitted = the
  * joiners every member listed (and still connected here), leaving = the
- * members that asked.  The result goes to our nodes before the RELEASE
+ * lowest-ranked member that asked: one leaver a generation (EL7), since
+ * two at once could drain into each other (x1's TAKE frames install keys
+ * at b(x1) = x2 while x2 hands its own over and exits with them).  The
+ * others keep their request (leave_req), which goes out again with their
+ * next arrival once every host that left before has said LEFT (its drain
+ * done: see the arrival above); every member picks the same one from the
+ * same arrivals.
+ * The result goes to our nodes before the RELEASE
  * (one stream: membership is in the segment when a worker returns) and to
  * each admitted joiner, whose bridge takes the first one.
  */
 static void send_sync_result(struct ps__bridge *b, uint64_t adm, uint64_t leaving)
 {
 	struct ps__sync_msg m = {.gen = b->gen, .epoch = b->tag, .flags = PS__SYNC_RESULT};
+	leaving &= ~leaving + 1; /* EL7: the lowest rank asking, alone */
 	uint64_t slow = b->sync_clock;
 	for (int p = 0; p < b->hosts && p < 64; p++) {
 		struct conn *c = &b->peer[p];
@@ -777,6 +793,24 @@ static void protocol_error(struct ps__bridge *b, struct conn *c, const char *wha
 	barrier_progress(b);
 }
 
+/*
+ * EL8: the job ends before this joiner was admitted: every member it was
+ * told of said goodbye, BYE or LEFT (one that leaves by agreement says
+ * LEFT, or BYE without the drain, and the others go on).  Called on each
+ * goodbye of c (said_bye set).
+ */
+static void job_ended_unadmitted(struct ps__bridge *b, const struct conn *c)
+{
+	if (b->member || b->left || !b->elastic || !c->told_member || b->stop)
+		return;
+	for (int p = 0; p < b->hosts; p++)
+		if (b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye)
+			return;
+	snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)", b->name[c->idx]);
+	blog(b, "%s", b->why);
+	b->stop = true;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static struct conn *executor(struct ps__bridge *b, uint64_t req)
@@ -1003,6 +1037,16 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		}
 		return;
 	case PS__F_LEAVE:
+		/* EL7: only a member asks (a pending joiner is no one to the
+		 * job yet), with an empty body */
+		if (f->len != 0) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
+		if (!c->member) {
+			protocol_error(b, c, "a leave request from a host that is not a member");
+			return;
+		}
 		if (b->member && !b->left && !b->leave_req) {
 			b->leave_req = true;
 			blog(b, "asked to leave by %s: at the next ps_sync_hosts", b->name[c->idx]);
@@ -1033,10 +1077,16 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		return;
 	case PS__F_LEFT:
 		/* (BR-L2) it left after handing its keys over: dropped without
-		 * error in either mode; our nodes get ABORT(PS__GONE_LEFT) */
+		 * error in either mode; our nodes get ABORT(PS__GONE_LEFT).
+		 * Its body is 4 zero bytes (the leaving bridge's, above) */
+		if (f->len != 4) {
+			protocol_error(b, c, ps_strerror(PS_EFRAME_BODY));
+			return;
+		}
 		c->dropped = true;
 		c->gone_left = true;
 		c->said_bye = true;
+		job_ended_unadmitted(b, c);
 		blog(b, "%s left the job (its keys handed over); the job goes on with %d of %d hosts", b->name[c->idx],
 		     alive(b), b->hosts);
 		conn_close(b, c);
@@ -1045,20 +1095,7 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 	case PS__F_BYE:
 		c->said_bye = true;
 		peer_left(b, c);
-		if (!b->member && !b->left && b->elastic && c->told_member && !b->stop) {
-			/* EL8: the job ends before this joiner was admitted
-			 * (every member it knew said goodbye; one that leaves
-			 * by agreement says it too, and the others go on) */
-			bool any = false;
-			for (int p = 0; p < b->hosts; p++)
-				any |= b->peer[p].told_member && b->peer[p].fd >= 0 && !b->peer[p].said_bye;
-			if (!any) {
-				snprintf(b->why, sizeof b->why, "the job ended before this host was admitted (last: %s)",
-					 b->name[c->idx]);
-				blog(b, "%s", b->why);
-				b->stop = true;
-			}
-		}
+		job_ended_unadmitted(b, c);
 		if (c->left_job || !c->was_member) {
 			/* EL7: it left by agreement (or never joined): our
 			 * goodbye now, so it need not wait for the job's end */
@@ -1532,6 +1569,8 @@ int ps__bridge_request_leave(struct ps__bridge *b, int host)
 	struct conn *c = &b->peer[host];
 	if (!c->member || peer_gone(c))
 		return -ENOENT;
+	if (!b->member || b->left)
+		return -EINVAL; /* only a member asks another (EL7) */
 	send_small(b, c, PS__F_LEAVE, (uint16_t)b->rank, 0, NULL, 0);
 	blog(b, "asked %s to leave", b->name[host]);
 	return 0;

@@ -96,6 +96,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <urcu/urcu-memb.h>
@@ -393,6 +394,34 @@ static int drain_dir(struct ps__link *L, ps_table *t, int y)
 	return rc;
 }
 
+#ifdef PS_TEST_HOOKS
+/*
+ * Test builds only: PSMEM_DEBUG_DRAIN_STOP=HOST makes node 0 of a leaving
+ * host HOST stop after step 1 (every key it held is at y, nothing of the
+ * directory moved, no LEFT): it prints a line and never returns (the test
+ * kills y there, then this host: test_hosts_leave's BK5 case).  With
+ * HOST:FILE it waits there until FILE exists (at most 60 s), then goes on
+ * (test_hosts_elastic: no other host leaves meanwhile, EL7).
+ */
+static void drain_stop(ps_world *w)
+{
+	const char *e = getenv("PSMEM_DEBUG_DRAIN_STOP");
+	char *end;
+	if (!e || strtol(e, &end, 10) != w->host || w->node != 0)
+		return;
+	const char *gate = *end == ':' ? end + 1 : NULL;
+	printf("psmem: test hook: host %d %s after its drain's take step\n", w->host, gate ? "waits" : "stops");
+	fflush(stdout);
+	struct stat st;
+	for (int i = 0; gate && i < 6000 && stat(gate, &st) != 0; i++)
+		usleep(10 * 1000); /* the driver's go, not a timing */
+	while (!gate)
+		pause();
+}
+#else
+#define drain_stop(w) ((void)0)
+#endif
+
 int ps__drain_host(ps_world *w)
 {
 	struct ps__link *L = w->link;
@@ -417,6 +446,7 @@ int ps__drain_host(ps_world *w)
 			rc = drain_held(L, t, y);
 		}
 	}
+	drain_stop(w);
 	/* step 2: every node's keys are at y before the directory is read */
 	int brc = ps__node_barrier(w, NULL);
 	rc = rc ? rc : brc;
@@ -513,6 +543,11 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 		return PS__MOVE_REPLY_HDR;
 	}
 	uint32_t *vals = malloc(4 * (size_t)nf);
+	/* keys a TAKE installed, with their values, for BK5 */
+	const bool bk = m->op == PS__MV_TAKE && w->link && w->link->bk;
+	ps_key *inst = bk ? malloc(8 * (size_t)m->n + 1) : NULL;
+	uint32_t *ival = bk ? malloc(4 * (size_t)m->n * t->value_len + 1) : NULL;
+	size_t ninst = 0;
 	for (uint32_t i = 0; i < m->n; i++) {
 		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
 		const uint8_t *v = m->vals + 4ULL * m->nf * i;
@@ -556,6 +591,11 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 								    memory_order_release, memory_order_relaxed)) {
 				off = 0;
 				code = PS__MV_DONE;
+				if (inst && ival) {
+					inst[ninst] = k;
+					memcpy(ival + ninst * t->value_len, vals, 4 * (size_t)t->value_len);
+					ninst++;
+				}
 				break;
 			}
 		}
@@ -571,6 +611,15 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 		ps__put32(codes + 8 * (size_t)i + 4, (uint32_t)w->host);
 	}
 	free(vals);
+	/* (BK5) as a move's install (migrate.c step 3): the keys taken over
+	 * go to this host's backup host now, before the DONE that lets x
+	 * forget them; a loss of this host before its next round keeps them.
+	 * Nothing for BK8: x leaves by agreement and its backups are never
+	 * promoted (DR5).  Without memory only the next round covers them */
+	if (inst && ival)
+		ps__bk_moved_in(w, t, inst, ival, t->value_len, ninst);
+	free(inst);
+	free(ival);
 	ps__move_reply_enc_hdr(out, 0, m->n, m->nf, 0);
 	return (uint32_t)ps__move_reply_size(m->n, m->nf, 0);
 }
