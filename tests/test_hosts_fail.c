@@ -469,6 +469,59 @@ static int gaveaway_main(void)
 	return ps_finalize(w) ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: regive */
+
+/*
+ * A key the lost host gave away and was taking back when it died (its
+ * move stopped after GIVE: PSMEM_DEBUG_MOVE_STOP=2:give:2).  Key 260 (home
+ * 2, value 3; no backup round ever runs): host 1 takes it, host 2 takes
+ * it back (host 1's give sends its value to host 0 for host 2, BK7),
+ * host 1 takes it again (it tells host 0 that host 2 gave it away, BK8),
+ * host 2 takes it back again and dies after host 1 gave it.  Host 0 must
+ * promote host 1's copy from that last give: before, its entry of 260
+ * was marked given away and the last give's copy, no newer by round,
+ * was dropped as "x's own, as new": no copy anywhere, pulls failed
+ * PS_EHOSTDOWN (mf --policy localize, DSGD blocks going round).
+ */
+static int regive_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key k = 260;
+	if ((rc = ps_push_sync(t, &k, 1, one)) == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 2)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0 && (rc = ps_barrier(w)) == 0 && me == 1)
+		rc = ps_localize_sync(t, &k, 1);
+	if (rc == 0)
+		rc = ps_barrier(w);
+	if (rc) {
+		printf("regive: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		int held = ps_owner_host(t, k);
+		ps_localize_sync(t, &k, 1); /* stops in the hook: killed there */
+		printf("regive: host 2: the move came back (held at %d before)\n", held);
+		return 1;
+	}
+	if ((rc = ps_barrier(w)) != 0) /* completes when host 2 is dropped */
+		return 1;
+	float v = 0;
+	double t0 = mono_now();
+	rc = ps_pull_sync(t, &k, 1, &v);
+	printf("regive: host %d: key 260: %s, %g, %s\n", me, ps_strerror(rc), (double)v,
+	       mono_now() - t0 < 5.0 ? "at once" : "after a wait");
+	fflush(stdout);
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -804,6 +857,27 @@ static void test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are
 	mh_assert_clean(&segs);
 }
 
+static void test_a_key_the_lost_host_took_back_is_promoted_from_its_last_give(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	setenv("PSMEM_DEBUG_MOVE_STOP", "2:give:2", 1);
+	run_job_rate(h, "continue", SLOW_RATE, 1, "regive", SIGKILL, "regive", "host 2 stops after its move's give step");
+	unsetenv("PSMEM_DEBUG_MOVE_STOP");
+	mh_show_failed(2, h);
+	for (int r = 0; r < 2; r++) {
+		char want[128];
+		snprintf(want, sizeof want, "regive: host %d: key 260: %s, 3, at once", r, ps_strerror(0));
+		if (!strstr(mh_slurp(h[r].out), want))
+			mh_show(&h[r], r ? "host 1" : "host 0");
+		assert_contains(mh_slurp(h[r].out), want);
+		assert_int_equal(h[r].status, 0);
+	}
+	mh_assert_clean(&segs);
+}
+
 static void survivors_go_on(int sig, const char *why, double limit)
 {
 	struct seg_snapshot segs;
@@ -885,6 +959,8 @@ int main(int argc, char **argv)
 		return midmove_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "gaveaway") == 0)
 		return gaveaway_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "regive") == 0)
+		return regive_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -903,6 +979,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_mover_lost_before_its_set_leaves_every_key_promoted),
 		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
 		cmocka_unit_test(test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are),
+		cmocka_unit_test(test_a_key_the_lost_host_took_back_is_promoted_from_its_last_give),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }

@@ -529,7 +529,12 @@ static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
  * had sent them after the last round of x seen here began: newer than
  * that round, older than x's next complete one (which, if it lacks the
  * key, says x gave it away again) and than an entry x sent itself after
- * that round began (its install's, BK5: kept) */
+ * that round began (its install's, BK5: kept) - unless that entry is
+ * marked given away (BK8): x gave the key away since and is taking it
+ * back now, so this give's value is the newest, and x's again.  (Before,
+ * the marked entry was kept, no older by ord: a key that went x -> y ->
+ * x within one round was promoted nowhere when x died before its
+ * install's BK5 frame; mf --policy localize lost DSGD blocks so.) */
 static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const uint8_t *keys, const uint8_t *vals,
 			uint32_t stride, uint32_t n)
 {
@@ -539,8 +544,8 @@ static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const 
 		struct bk_entry *e = slot_of(bt, k, true);
 		if (!e)
 			return;
-		if (e->src == x && e->ord >= ord && e->at < bt->n && e->ord != 0)
-			continue; /* x's own, as new or newer */
+		if (e->src == x && !e->gone && e->ord >= ord && e->at < bt->n && e->ord != 0)
+			continue; /* x's own, as new or newer, and x still has it */
 		e->src = x;
 		e->ord = ord;
 		e->gone = false;
