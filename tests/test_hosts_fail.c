@@ -522,6 +522,55 @@ static int regive_main(void)
 	return ps_finalize(w) ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: verdict */
+
+/*
+ * A move begun after the data connection to its host ended and before the
+ * bridge's verdict on that host.  Host 2's node prints its pid and waits;
+ * the driver stops host 2's psrun (SIGSTOP: its bridge stays connected,
+ * silent, so the survivors drop host 2 only at the 3 s silence bound) and
+ * kills the node (its data connections end at once).  Once host 0's link
+ * thread has said the data connection ended, the driver creates the file
+ * PSMEM_TEST_GO names; host 0 then localizes key 250 (home 2, held there):
+ * the LOCK cannot be sent.  It must fail PS_EHOSTDOWN with host 2 gone in
+ * ps_hosts_alive (2 present), as apps that skip a failed localize for a
+ * lost host expect; before, it failed at once with 3 present.
+ */
+static int verdict_main(void)
+{
+	ps_world *w;
+	ps_key live[200], gone[100];
+	float one[200];
+	ps_table *t = node_start(&w, live, one, gone);
+	if (!t)
+		return 1;
+	int me = ps_host_id(w), rc;
+	ps_key k = 250;
+	if ((rc = ps_push_sync(t, &k, 1, one)) != 0 || (rc = ps_barrier(w)) != 0) {
+		printf("verdict: host %d: setup: %s\n", me, ps_strerror(rc));
+		return 1;
+	}
+	if (me == 2) {
+		printf("verdict: host 2 node pid %d ready\n", (int)getpid());
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	if (me == 0) {
+		const char *go = getenv("PSMEM_TEST_GO");
+		/* the driver's go (a file), not a timing: bounded at 60 s */
+		for (int i = 0; go && i < 60000 && access(go, F_OK) != 0; i++)
+			usleep(1000);
+		rc = ps_localize_sync(t, &k, 1);
+		printf("verdict: host 0: localize: %s with %d hosts present\n", ps_strerror(rc),
+		       ps_hosts_alive(w, NULL, 0));
+		fflush(stdout);
+	}
+	if ((rc = ps_barrier(w)) != 0) /* completes when host 2 is dropped */
+		return 1;
+	return ps_finalize(w) ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ node: storm */
 
 #define STORM_AFTER 150   /* rounds the survivors make after the loss */
@@ -878,6 +927,72 @@ static void test_a_key_the_lost_host_took_back_is_promoted_from_its_last_give(vo
 	mh_assert_clean(&segs);
 }
 
+static void test_a_move_begun_before_the_verdict_fails_with_the_host_gone(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	unsigned port = mh_free_port();
+	const char *prog[] = {mh_self, "--node", "verdict", NULL};
+	static char store[3][96];
+	char go[160];
+	snprintf(go, sizeof go, "%s/verdict.go", mh_tmpdir);
+	unlink(go);
+	setenv("PSMEM_TEST_GO", go, 1);
+	struct mh_proc h[3];
+	for (int r = 0; r < 3; r++) {
+		const char *argv[64];
+		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
+		int i = 0, end;
+		while (argv[i] != mh_self)
+			i++;
+		for (end = i; argv[end]; end++)
+			;
+		for (int j = end; j >= i; j--)
+			argv[j + 4] = argv[j];
+		argv[i] = "--on-host-failure";
+		argv[i + 1] = "continue";
+		argv[i + 2] = "--backup-rate";
+		argv[i + 3] = SLOW_RATE;
+		char name[32];
+		snprintf(name, sizeof name, "verdict%d", r);
+		mh_spawn(&h[r], name, (char *const *)argv, NULL);
+	}
+	unsetenv("PSMEM_TEST_GO");
+	const char *l = NULL;
+	for (int i = 0; i < 60000 && !(l = strstr(mh_slurp(h[2].out), "node pid ")); i++)
+		usleep(1000);
+	int node = l ? atoi(l + strlen("node pid ")) : 0;
+	if (node <= 0) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], "host");
+		}
+		fail_msg("host 2's node did not say its pid within 60 s");
+	}
+	kill(h[2].pid, SIGSTOP); /* its bridge: silent from now on */
+	kill(node, SIGKILL);     /* its data connections end now */
+	for (int i = 0; i < 60000 && !strstr(mh_slurp(h[0].err), "data connection to host 2 ended"); i++)
+		usleep(1000);
+	FILE *f = fopen(go, "w");
+	assert_non_null(f);
+	fclose(f);
+	mh_finish(&h[0], 60);
+	mh_finish(&h[1], 60);
+	kill(h[2].pid, SIGKILL);
+	mh_finish(&h[2], 10);
+	mh_show_failed(2, h);
+	char want[128];
+	snprintf(want, sizeof want, "verdict: host 0: localize: %s with 2 hosts present", ps_strerror(PS_EHOSTDOWN));
+	assert_contains(mh_slurp(h[0].err), "data connection to host 2 ended");
+	assert_contains(mh_slurp(h[0].out), want);
+	assert_int_equal(h[0].status, 0);
+	assert_int_equal(h[1].status, 0);
+	assert_true(mh_port_free(port));
+	unlink(go);
+	mh_assert_clean(&segs);
+}
+
 static void survivors_go_on(int sig, const char *why, double limit)
 {
 	struct seg_snapshot segs;
@@ -961,6 +1076,8 @@ int main(int argc, char **argv)
 		return gaveaway_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "regive") == 0)
 		return regive_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "verdict") == 0)
+		return verdict_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -980,6 +1097,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_holder_lost_in_a_move_is_promoted_when_the_mover_unlocks),
 		cmocka_unit_test(test_keys_the_lost_host_gave_away_or_was_home_of_stay_where_they_are),
 		cmocka_unit_test(test_a_key_the_lost_host_took_back_is_promoted_from_its_last_give),
+		cmocka_unit_test(test_a_move_begun_before_the_verdict_fails_with_the_host_gone),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }
