@@ -1490,6 +1490,10 @@ static int hosts_teardown(void **state)
 
 int main(void)
 {
+	/* one test at a time while working (cmocka's * and ? patterns) */
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		T(test_mf_one_node_beats_the_global_mean),
 		T(test_mf_two_nodes_classic_beats_the_global_mean),

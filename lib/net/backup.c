@@ -68,10 +68,16 @@
  *        tagged BK_GIVEN for a, before the MOVE_REPLY leaves (or stores them
  *        itself if it is b(a)).  b(a) stores them as a's, with ord 2N + 1
  *        (N: the newest round of a seen there), keeping an entry of a's own
- *        that is as new (its BK5 one).  So from the moment a value leaves
- *        its giver it is at b(a): a mover lost with the value in flight, or
- *        before its BK5 frame, loses nothing.  Costs one more copy of every
- *        value moved (only with backups on).
+ *        that is as new (its BK5 one) and not marked given away (BK8).
+ *        Such an entry is marked given: until a's own frames cover the key
+ *        (BK5, a round) it is promoted whatever rounds of a completed since
+ *        (a round of a that began before its install lacks the key without
+ *        its having left; one that completes after the give is stored
+ *        made 2N + 1 too old, and the value was promoted nowhere).  So
+ *        from the moment a value leaves its giver it is at b(a): a mover
+ *        lost with the value in flight, or before its BK5 frame, loses
+ *        nothing.  Costs one more copy of every value moved (only with
+ *        backups on).
  *   (BK8) A mover that installed a key tells the giver's backup host (a
  *        BACKUP frame tagged BK_GONE for the giver, keys only): its entries
  *        of the key are marked gone, so b(g) does not promote, when g is
@@ -132,6 +138,10 @@ struct bk_entry {
 	/* its sender gave the key away since (BK8): promoted only where the
 	 * give is known not to have completed (BK10) */
 	bool gone;
+	/* a giver's copy for x (BK7), not yet confirmed by x's own frames
+	 * (its install's BK5 or a round): x's rounds that complete without
+	 * the key do not make it too old - x had not installed it yet */
+	bool given;
 	/* where its value stands among its sender's rounds (BK5): 2r for
 	 * round r, 2r + 1 for a move's keys sent after round r began */
 	uint64_t ord;
@@ -529,7 +539,12 @@ static struct bk_entry *slot_of(struct bk_table *bt, ps_key k, bool add)
  * had sent them after the last round of x seen here began: newer than
  * that round, older than x's next complete one (which, if it lacks the
  * key, says x gave it away again) and than an entry x sent itself after
- * that round began (its install's, BK5: kept) */
+ * that round began (its install's, BK5: kept) - unless that entry is
+ * marked given away (BK8): x gave the key away since and is taking it
+ * back now, so this give's value is the newest, and x's again.  (Before,
+ * the marked entry was kept, no older by ord: a key that went x -> y ->
+ * x within one round was promoted nowhere when x died before its
+ * install's BK5 frame; mf --policy localize lost DSGD blocks so.) */
 static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const uint8_t *keys, const uint8_t *vals,
 			uint32_t stride, uint32_t n)
 {
@@ -539,11 +554,12 @@ static void store_given(struct ps__backup *b, struct bk_table *bt, int x, const 
 		struct bk_entry *e = slot_of(bt, k, true);
 		if (!e)
 			return;
-		if (e->src == x && e->ord >= ord && e->at < bt->n && e->ord != 0)
-			continue; /* x's own, as new or newer */
+		if (e->src == x && !e->gone && e->ord >= ord && e->at < bt->n && e->ord != 0)
+			continue; /* x's own, as new or newer, and x still has it */
 		e->src = x;
 		e->ord = ord;
 		e->gone = false;
+		e->given = true;
 		memcpy(bt->vals + e->at * bt->vlen, vals + 4 * (size_t)i * stride, 4 * (size_t)bt->vlen);
 	}
 }
@@ -693,6 +709,7 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 		e->src = f->host;
 		e->ord = ord;
 		e->gone = false;
+		e->given = false;
 		memcpy(bt->vals + e->at * bt->vlen, m.values + 4 * (size_t)i * m.value_len, 4 * (size_t)m.value_len);
 	}
 	if (round > b->newest[f->host])
@@ -780,7 +797,7 @@ static const struct bk_entry *usable(struct ps__backup *b, const ps_table *t, ps
 	if (!bt->n || bt->vlen != t->value_len || x < 0 || x >= PS__MAX_HOSTS)
 		return NULL;
 	const struct bk_entry *e = slot_of(bt, k, false);
-	return e && e->src == x && e->ord >= 2 * (uint64_t)b->complete[x] ? e : NULL;
+	return e && e->src == x && (e->given || e->ord >= 2 * (uint64_t)b->complete[x]) ? e : NULL;
 }
 
 bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool force)
@@ -987,7 +1004,8 @@ void ps__bk_promote(struct ps__link *L, int x)
 				continue;
 			for (uint64_t i = 0; i < bt->cap; i++) {
 				struct bk_entry *e = &bt->e[i];
-				if (e->k == UINT64_MAX || e->src != x || e->ord < 2 * (uint64_t)from || e->k >= t->num_keys)
+				if (e->k == UINT64_MAX || e->src != x || (e->ord < 2 * (uint64_t)from && !e->given) ||
+				    e->k >= t->num_keys)
 					continue;
 				int r = promote_one(L, t, bt, e, x, false);
 				promoted += r == 1;

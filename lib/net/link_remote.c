@@ -432,6 +432,42 @@ int ps__remote_wait(ps_world *w, struct ps__rgroup *g)
 
 /* ------------------------------------------------------------ calls */
 
+/* A lost host's verdict comes this long at most after its data connection
+ * ended: an EOF's in milliseconds, a silent host's at the 3 s heartbeat
+ * bound; past it the call fails as before. */
+#define VERDICT_PATIENCE_NS (10ULL * 1000 * 1000 * 1000)
+
+/* Host h still counts as present (ps_hosts_alive's rule) */
+static bool host_present(ps_world *w, int h)
+{
+	if (h < 0 || h >= PS__MAX_CLOCK_HOSTS)
+		return false;
+	const struct ps__clocks *ck = &w->seg.hdr->clocks;
+	/* acquire: as in ps_hosts_alive, after the link thread's marks */
+	return atomic_load_explicit(&ck->hmember[h], memory_order_acquire) == PS__HOST_MEMBER &&
+	       atomic_load_explicit(&ck->hgone[h], memory_order_acquire) < 2;
+}
+
+/*
+ * (LK4 under --on-host-failure continue) A call to host h got no reply and
+ * failed PS_EHOSTDOWN: its data connection ended, and a send after that
+ * fails at once, before the bridge's verdict on h.  The caller waits for
+ * the verdict (h marked lost or gone, or the link down; bounded), so that
+ * whoever sees the PS_EHOSTDOWN also sees h gone in ps_hosts_alive: a
+ * localize is a hint whose failure for a lost host apps skip (mf), and
+ * one that fails while the host still counts as present looks like a
+ * real error.  Before, mf --policy localize died ("localize: a peer host
+ * failed or left the job") when a move began in the milliseconds between
+ * the EOF and the drop.  Calls run on a mover's or drainer's thread,
+ * never on a link thread (MG4).
+ */
+static void await_verdict(ps_world *w, int h)
+{
+	uint64_t until = ps__now_ns() + VERDICT_PATIENCE_NS;
+	while (!ps__link_down(w) && host_present(w, h) && ps__now_ns() < until)
+		usleep(1000);
+}
+
 int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t lens[], const int hosts[],
 		   uint8_t *replies[], uint32_t rlens[])
 {
@@ -466,7 +502,11 @@ int ps__link_calls(ps_world *w, int n, uint8_t *const frames[], const uint32_t l
 			ps__lk_group_done(&g, rc);
 	}
 	wait_round(w, &g);
-	return atomic_load_explicit(&g.err, memory_order_relaxed);
+	int err = atomic_load_explicit(&g.err, memory_order_relaxed);
+	for (int i = 0; err == PS_EHOSTDOWN && L->bk && i < n; i++)
+		if (!replies[i])
+			await_verdict(w, hosts[i]);
+	return err;
 }
 
 /* ------------------------------------------------------------ replica rounds */
