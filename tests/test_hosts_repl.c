@@ -599,7 +599,7 @@ static void test_three_hosts_storm_with_switches_every_push_counted_once(void **
 
 /* Bound (DESIGN.md): 1 / rate + a round trip for a push on the holder,
  * 2 / rate + 2 round trips for one on another host.  Asserted: the 90th
- * percentile of both below 2 / rate + 25 ms (slack for a loaded 2-core
+ * percentile of both below 2 / rate + 50 ms (slack for a loaded 2-core
  * machine), the worst below 1 s (50 / rate): a replica that stops being
  * refreshed exceeds it, while one late round does not (a single delay of
  * 122 ms was seen under ASan at load average 18, which is scheduling, not
@@ -627,11 +627,13 @@ static void test_staleness_across_hosts_at_50_rounds_per_second(void **state)
 			 6);
 #ifdef PS_SANITIZE
 	/* ASan/TSan builds: every thread 2-10x slower and the suites run
-	 * beside others (p90 223 ms seen under ASan at load 10+); the plain
-	 * build (make test) keeps the 25 ms slack that tests the rounds */
+	 * beside others (p90 223 ms seen under ASan at load 10+) */
 	const unsigned long bound = 2 * 1000000 / 50 + 250000;
 #else
-	const unsigned long bound = 2 * 1000000 / 50 + 25000;
+	/* 50 ms of slack: p90 69.9 ms was seen with three suites sharing the
+	 * two cores (load 8.7); rounds at half the rate would still exceed
+	 * it (p90 about 4 / rate = 80 ms + the round trips) */
+	const unsigned long bound = 2 * 1000000 / 50 + 50000;
 #endif
 	assert_true(p0 < bound);
 	assert_true(p1 < bound);
