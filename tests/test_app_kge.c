@@ -1160,6 +1160,10 @@ static void test_a_host_that_leaves_hands_its_share_to_the_others(void **state)
 
 int main(void)
 {
+	/* one test at a time while working (cmocka's * and ? patterns) */
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_node_learns_the_planted_structure),
 		cmocka_unit_test(test_one_node_two_threads_localize_learns),

@@ -1124,6 +1124,10 @@ int main(void)
 {
 	static char before[64][64], after[64][64];
 	int nb = dead_segments(before, 64);
+	/* one test at a time while working (cmocka's * and ? patterns) */
+	const char *filter = getenv("PSMEM_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_errors),

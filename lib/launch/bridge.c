@@ -56,6 +56,8 @@
  * forgotten with it: the generation completes on the survivors' arrivals.
  * Recovery time = from the drop to the first barrier released after it.
  * (BR-Q) Only a side that keeps a quorum drops: see quorum() below.
+ * (BR-W) A failed write is handled by the step, never inside the send:
+ * see write_failed() below.
  *
  * Leaving (BR-L2, net/drain.c): each node of a host that leaves sends LEFT
  * on its link once its keys are handed over; when all have, the bridge
@@ -109,6 +111,8 @@ struct conn {
 	bool drained;             /* link: the node said LEFT (its keys are handed over) */
 	bool final;               /* link: the node passed its final barrier */
 	bool want_out;            /* EPOLLOUT registered */
+	int werr;                 /* a write failed with this errno: handled by
+				   * ps__bridge_step (BR-W), frames to c dropped */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
@@ -239,25 +243,58 @@ static void conn_close(struct ps__bridge *b, struct conn *c)
 	c->fd = -1;
 	c->in_len = c->out_len = c->out_off = 0;
 	c->want_out = false;
+	c->werr = 0;
 	if (c->kind == K_PEER)
 		peer_left(b, c);
 }
 
 static void peer_failed(struct ps__bridge *b, struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+static void barrier_progress(struct ps__bridge *b);
 
-/* A write to c failed with err: the peer died, or the node's link broke. */
-static void flush_failed(struct ps__bridge *b, struct conn *c, int err)
+/*
+ * (BR-W) A write to c failed with err: the peer died, or the node's link
+ * broke.  Only noted here: the failure is handled by write_failures(),
+ * which ps__bridge_step calls between events, never inside a send.  The
+ * sender may be in the middle of a loop over connections (barrier_progress
+ * sending this host's arrival to every peer, release() to every node), and
+ * handling a peer's failure there drops it and makes the barrier progress
+ * again inside that loop: the arrival went twice to the peers after the
+ * dead one, which closed on "barrier out of sequence" (tests/
+ * test_bridge_step.c).  What was queued for c is dropped with it.
+ */
+static void write_failed(struct ps__bridge *b, struct conn *c, int err)
 {
-	if (c->kind == K_PEER)
-		peer_failed(b, c, "died: %s", strerror(err));
-	else
-		conn_close(b, c);
+	if (!c->werr)
+		c->werr = err ? err : EPIPE;
+	c->out_off = c->out_len = 0;
+	set_out_interest(b, c, false);
 }
 
-/* Writes what is buffered; false if the connection broke (and is closed). */
+/* BR-W: each connection whose write failed, handled now (dropped, or the
+ * job stops; a node's link closed). */
+static void write_failures(struct ps__bridge *b)
+{
+	for (int p = 0; p < b->hosts; p++) {
+		struct conn *c = &b->peer[p];
+		if (c->fd >= 0 && c->werr)
+			peer_failed(b, c, "died: %s", strerror(c->werr));
+	}
+	for (int i = 0; i < b->nodes; i++) {
+		struct conn *c = &b->link[i];
+		if (c->fd >= 0 && c->werr) {
+			conn_close(b, c);
+			barrier_progress(b); /* a node gone without its final barrier fails it */
+		}
+	}
+}
+
+/* Writes what is buffered; false if the connection broke (BR-W: noted,
+ * closed by the next step). */
 static bool flush(struct ps__bridge *b, struct conn *c)
 {
+	if (c->werr)
+		return false;
 	while (c->fd >= 0 && c->out_off < c->out_len) {
 		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
@@ -272,7 +309,7 @@ static bool flush(struct ps__bridge *b, struct conn *c)
 			set_out_interest(b, c, true);
 			return true;
 		}
-		flush_failed(b, c, errno);
+		write_failed(b, c, errno);
 		return false;
 	}
 	c->out_off = c->out_len = 0;
@@ -292,7 +329,7 @@ static bool flush(struct ps__bridge *b, struct conn *c)
  */
 static void enqueue(struct ps__bridge *b, struct conn *c, uint8_t *frame, size_t size, int host)
 {
-	if (c->fd < 0)
+	if (c->fd < 0 || c->werr)
 		return;
 	if (host >= 0)
 		ps__frame_set_host(frame, (uint16_t)host);
@@ -311,7 +348,7 @@ static void enqueue(struct ps__bridge *b, struct conn *c, uint8_t *frame, size_t
 		if (size == 0)
 			return;
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			flush_failed(b, c, errno);
+			write_failed(b, c, errno);
 			return;
 		}
 	}
@@ -985,7 +1022,11 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		struct ps__barrier_msg m;
 		if (ps__barrier_dec(f->body, f->len, &m) != 0 || m.gen < b->gen || m.gen > b->gen + 1 ||
 		    m.gen <= c->pgen || !c->member || !b->member) {
-			protocol_error(b, c, "barrier out of sequence");
+			char what[160];
+			snprintf(what, sizeof what, "barrier out of sequence (its generation %" PRIu64 ", ours %" PRIu64
+				 ", its last %" PRIu64 "%s%s)", m.gen, b->gen, c->pgen, c->member ? "" : ", not a member",
+				 b->member ? "" : ", we are not a member");
+			protocol_error(b, c, what);
 			return;
 		}
 		c->pgen = m.gen;
@@ -1008,7 +1049,11 @@ static void from_peer(struct ps__bridge *b, struct conn *c, const struct ps__fra
 		}
 		if (m.gen < b->gen || m.gen > b->gen + 1 || m.gen <= c->pgen || !c->member || !b->member ||
 		    m.nb || m.nm) {
-			protocol_error(b, c, "sync out of sequence");
+			char what[160];
+			snprintf(what, sizeof what, "sync out of sequence (its generation %" PRIu64 ", ours %" PRIu64
+				 ", its last %" PRIu64 "%s%s%s)", m.gen, b->gen, c->pgen, c->member ? "" : ", not a member",
+				 b->member ? "" : ", we are not a member", m.nb || m.nm ? ", a result's lists" : "");
+			protocol_error(b, c, what);
 			return;
 		}
 		c->pgen = m.gen;
@@ -1233,6 +1278,7 @@ static int add_conn(struct ps__bridge *b, struct conn *c, int fd, enum conn_kind
 	c->fd = fd;
 	c->kind = kind;
 	c->idx = idx;
+	c->werr = 0;
 	c->last_recv = c->last_send = ps__now_ns();
 	if (fd < 0)
 		return 0;
@@ -1334,7 +1380,9 @@ int ps__bridge_step(struct ps__bridge *b)
 	/* silence first (BR-Q): after a stall of this process (SIGSTOP), the
 	 * heartbeats buffered meanwhile must not make a peer that went away
 	 * look alive to the quorum of the first loss */
+	write_failures(b); /* BR-W: those noted outside a step (ps__bridge_local_done, ...) */
 	timers(b);
+	write_failures(b);
 	struct epoll_event ev[64];
 	int n = epoll_wait(b->ep, ev, 64, 0);
 	for (int i = 0; i < n; i++) {
@@ -1345,8 +1393,9 @@ int ps__bridge_step(struct ps__bridge *b)
 			continue;
 		if (ev[i].events & EPOLLOUT)
 			flush(b, c);
-		if (c->fd >= 0 && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		if (c->fd >= 0 && !c->werr && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			on_readable(b, c);
+		write_failures(b);
 	}
 	return b->stop ? PS_EHOSTDOWN : 0;
 }
@@ -1509,8 +1558,8 @@ int ps__bridge_add_data(struct ps__bridge *b, int rank, int node, int fd)
 		if (c->fd >= 0 && c->out_off < c->out_len)
 			poll(&q, 1, 10);
 	}
-	if (c->fd < 0 || c->out_off < c->out_len)
-		return c->fd < 0 ? -EPIPE : -ETIMEDOUT;
+	if (c->fd < 0 || c->werr || c->out_off < c->out_len)
+		return c->fd < 0 || c->werr ? -EPIPE : -ETIMEDOUT;
 	uint8_t f[PS__FRAME_HDR + 2];
 	ps__put16(f + PS__FRAME_HDR, (uint16_t)rank);
 	ps__frame_seal(f, PS__F_DATAFD, (uint16_t)rank, 0, 2);
