@@ -665,6 +665,10 @@ uint64_t ps__drain_rewrite(ps_world *w, int x)
 void ps__drain_left(struct ps__link *L, int x)
 {
 	ps_world *w = L->w;
+	/* left, not lost (where no agreement said so before: a test's leave,
+	 * ps__test_leave): keys homed at x move on, BK9's freeze is for lost
+	 * homes only (migrate.c home_frozen) */
+	ps__clock_member(w, x, PS__HOST_LEFT, 0, 0);
 	ps__clock_host_lost(w, x); /* gone: clocks skip it, routing maps it to y */
 	struct ps__conn *c = &L->data[x];
 	if (c->fd >= 0 && !c->closed) {

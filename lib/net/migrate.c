@@ -276,6 +276,18 @@ static int lost_key_cmp(const void *a, const void *b)
 	return (x->k > y->k) - (x->k < y->k);
 }
 
+/* (BK9) Keys homed at h are frozen where they are: h was lost (its
+ * directory is rebuilt at b(h) from the survivors' lists), not left by
+ * agreement (a leaver hands its directory over whole, TAKEDIR, and its
+ * keys move on as any others).  relaxed: hmember is set at the leave's
+ * agreement, long before the LEFT that sets hgone (drain.c). */
+static bool home_frozen(ps_world *w, int h)
+{
+	return h != w->host && ps__host_lost(w, h) &&
+	       (h >= PS__MAX_CLOCK_HOSTS ||
+		atomic_load_explicit(&w->seg.hdr->clocks.hmember[h], memory_order_relaxed) != PS__HOST_LEFT);
+}
+
 /*
  * (BK9) Node 0 of a survivor that is not lost host x's backup host: the
  * keys homed at x that this host holds go to b(x), whose words become the
@@ -868,8 +880,11 @@ uint32_t ps__migrate_serve(ps_world *w, ps_table *t, int from_host, const struct
 				break;
 			/* a lost home's keys stay where they are: this host told
 			 * the home's backup host it holds them (BK9), a give now
-			 * would make that list wrong */
-			if (m->op == PS__MV_GIVE && home != me && ps__host_lost(w, home))
+			 * would make that list wrong (b(x) applies a list that
+			 * arrives after the give: it drops the live copy it
+			 * installed and routes to us).  The key's own home, not
+			 * ps__home_now's: that names b(x), alive */
+			if (m->op == PS__MV_GIVE && home_frozen(w, ps__home_of(w, t->num_keys, k)))
 				break;
 			if (PS__LOC_IS_MOVING(lw) || (lw & PS__LOC_REPL))
 				break; /* moving already, or replicated here: stays */
