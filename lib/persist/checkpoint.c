@@ -355,15 +355,15 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 		}
 	}
 	int wrc = 0;
+	char where[PS__PATH_MAX];
 	if (op == OP_RESTORE)
-		wrc = ps__ck_hosts_restore(w, base, &lrc);
+		wrc = ps__ck_hosts_restore(w, base, &lrc, where, sizeof where);
 	else
-		wrc = ps__ck_hosts_write(w, base, meta, mlen, rc, &lrc);
+		wrc = ps__ck_hosts_write(w, base, meta, mlen, rc, &lrc, where, sizeof where);
 	if (n0) {
 		rc = wrc;
 		c->rc = rc;
-		if (op != OP_RESTORE)
-			ps__ck_host_file(base, w->host, c->path, sizeof c->path);
+		ps__ck_pathf(c->path, sizeof c->path, "%s", where); /* the part named in messages (CKH5) */
 		if (latched)
 			answer_request(w, rc);
 	}
@@ -379,22 +379,6 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
 	w->ckpt_err[0] = 0;
-	/* Elastic jobs (host ranks beyond the homes): a host's part is its
-	 * home range, which a joiner does not have and a departed host's
-	 * backup host took over; no file format says so yet.  Refused the
-	 * same way on every host (the condition is the job's, known from its
-	 * start), before anything is written or read.  (Not on a loss: the
-	 * survivors see it at different moments, so they would disagree on
-	 * whether to enter the collective.) */
-	if (w->nhosts > 1 && w->nhosts != w->home_hosts) {
-		if (op == OP_POLL) /* apps poll every epoch: no psstat request is served here */
-			return 0;
-		snprintf(w->ckpt_err, sizeof w->ckpt_err,
-			 "%s: checkpoints of an elastic job are not supported "
-			 "(a host's part is its home range; issue 16)",
-			 op == OP_RESTORE ? "ps_restore" : "ps_checkpoint");
-		return -ENOTSUP;
-	}
 	if (w->nhosts > 1)
 		return collective_hosts(w, op, path, meta, mlen, mo);
 	if (op == OP_POLL && w->node == 0 && !ps__node_replaying(w))
