@@ -218,19 +218,22 @@ static void view_fill(ps_world *w, struct view *v)
 }
 
 /* This node's view, once this host promoted the backups of every host lost
- * so far (bounded: a promotion takes milliseconds; past the bound the
- * part stays without a writer and the call fails, naming the host). */
-#define PROMOTE_PATIENCE_NS (30ULL * 1000 * 1000 * 1000)
+ * so far and every host that left by agreement has handed its keys over
+ * (its LEFT came: drain.c DR5).  Bounded: a promotion takes milliseconds
+ * and a drain fails after its own patience (30 s, DR6: the leaver is then
+ * a failed host); past the bound the part stays without a writer and the
+ * call fails, naming the host. */
+#define VIEW_PATIENCE_NS (60ULL * 1000 * 1000 * 1000)
 
 static void view_take(ps_world *w, struct view *v)
 {
-	uint64_t until = ps__now_ns() + PROMOTE_PATIENCE_NS;
+	uint64_t until = ps__now_ns() + VIEW_PATIENCE_NS;
 	for (;;) {
 		view_fill(w, v);
-		bool promoting = false;
+		bool moving = false;
 		for (int h = 0; h < v->ranks; h++)
-			promoting |= v->st[h] == RS_PROMOTING;
-		if (!promoting || ps__now_ns() >= until)
+			moving |= v->st[h] == RS_PROMOTING || v->st[h] == RS_LEAVING;
+		if (!moving || ps__now_ns() >= until)
 			return;
 		usleep(1000);
 	}
