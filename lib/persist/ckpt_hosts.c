@@ -1,7 +1,8 @@
 /*
- * ckpt_hosts.c - checkpoints of multi-host jobs (CKH1-CKH4): one part per
- * host, the id and the commit agreed over hosts through w->net, the
- * secondary parts committed after host 0's.  Format: checkpoint.c.
+ * ckpt_hosts.c - checkpoints of multi-host jobs (CKH1-CKH5): one part per
+ * initial home, written by that home now (the view agreed first), the id
+ * and the commit agreed over hosts through w->net, the parts R >= 1
+ * committed before part 0's.  Format: checkpoint.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -70,8 +71,8 @@ void ps__ck_agree(ps_world *w, int *lrc, uint64_t *v)
 
 /* Test hook (test builds only, libpsmem_test.a): PSMEM_DEBUG_CKPT_DIE=
  * R:STAGE:N kills node 0 of host R at STAGE of the process's N-th
- * checkpoint ("written": its temp file is durable; "commit": host 0, just
- * before it commits).  A release build ignores the variable. */
+ * checkpoint ("written": its temp files are durable; "commit": part 0's
+ * writer, just before it commits).  A release build ignores the variable. */
 static void debug_die(const ps_world *w, const char *stage, int nth)
 {
 #ifdef PS_TEST_HOOKS
@@ -86,9 +87,9 @@ static void debug_die(const ps_world *w, const char *stage, int nth)
 }
 
 /*
- * Node 0 of host R >= 1, once every host's temp file is durable: tmp
+ * The writer of part R >= 1, once every part's temp file is durable: tmp
  * becomes PATH.hostR; the file of the committed checkpoint (id committed,
- * host 0's PATH) is kept as PATH.hostR.prev until host 0 commits (CKH3).
+ * part 0's PATH) is kept as PATH.hostR.prev until part 0 commits (CKH3).
  */
 static int commit_secondary(const char *file, const char *tmp, uint64_t committed, char *msg)
 {

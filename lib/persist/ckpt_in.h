@@ -31,8 +31,9 @@ static inline void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 static inline uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-/* Which part of a job a file is: host rank of hosts, and the checkpoint's
- * id (the same in every host's file of one checkpoint).  hosts == 1: a
+/* Which part of a job a file is: part (home range) rank of hosts (the
+ * job's initial host count), and the checkpoint's id (the same in every
+ * part of one checkpoint).  hosts == 1: a
  * one-host job's file (format version 1, no id). */
 struct hinfo {
 	uint32_t hosts, rank;
