@@ -204,9 +204,13 @@ static void view_fill(ps_world *w, struct view *v)
 	v->ranks = w->nhosts < PS__MAX_HOSTS_CK ? w->nhosts : PS__MAX_HOSTS_CK;
 	v->homes = w->home_hosts < v->ranks ? w->home_hosts : v->ranks;
 	uint64_t d = ps__mix64(((uint64_t)(uint32_t)v->ranks << 32) | (uint32_t)v->homes);
-	for (int h = 0; h < v->ranks; h++) {
+	for (int h = 0; h < v->ranks && h < PS__MAX_HOSTS_CK; h++) {
 		v->st[h] = (uint8_t)rank_state(w, h);
-		d = ps__mix64(d ^ ((uint64_t)h << 8 | v->st[h]));
+		/* a rank beyond the homes (a joiner) writes no part: only
+		 * whether it is present counts, as hosts that came later mark
+		 * a joiner gone before them absent (psrun_hosts.c) */
+		uint8_t s = h < v->homes || v->st[h] == RS_PRESENT ? v->st[h] : RS_ABSENT;
+		d = ps__mix64(d ^ ((uint64_t)h << 8 | s));
 	}
 	v->digest = d;
 	v->orphan = -1;
@@ -248,7 +252,7 @@ static int view_changed(ps_world *w, const struct view *v)
 	if (now.digest == v->digest)
 		return -1;
 	for (int h = 0; h < v->ranks && h < now.ranks; h++)
-		if (now.st[h] != v->st[h])
+		if (now.st[h] != v->st[h] && (h < v->homes || now.st[h] == RS_PRESENT || v->st[h] == RS_PRESENT))
 			return h;
 	return v->ranks; /* the rank count itself (cannot change in a job) */
 }
