@@ -30,9 +30,13 @@
  *            PATH in which host 2's node dies once its temp file is
  *            durable (PSMEM_DEBUG_CKPT_DIE=2:written:2, test builds): the
  *            survivors' second ps_checkpoint fails with the reason;
+ *   poll     as join up to the admission, then epochs of a push and a
+ *            ps_checkpoint_poll until one wrote (psstat --checkpoint on
+ *            the joiner's segment);
  *   restore  ps_restore(NULL) of psrun --restore, then the values must
  *            equal PATH.want exactly.
- * A fresh job of the initial host count restores every checkpoint above.
+ * A fresh job of the initial host count restores every checkpoint above
+ * (the joiner's also as a fresh elastic job).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -148,7 +152,9 @@ static int want_and_running_restore(ps_world *w, ps_table *t, const char *path, 
 	return 0;
 }
 
-static int join_main(ps_world *w, ps_table *t, const char *path)
+/* Hosts 0 and 1 push in epochs until the joiner is admitted; *epoch: the
+ * last epoch synced (the joiner's first ps_sync_hosts returns it). */
+static int admit(ps_world *w, ps_table *t, uint64_t *ep)
 {
 	const int me = ps_host_id(w);
 	int rc, n = 0;
@@ -174,6 +180,17 @@ static int join_main(ps_world *w, ps_table *t, const char *path)
 			return say(me, "no joiner", -ETIMEDOUT);
 		epoch--;
 	}
+	*ep = epoch;
+	return 0;
+}
+
+static int join_main(ps_world *w, ps_table *t, const char *path)
+{
+	const int me = ps_host_id(w);
+	int rc, n;
+	uint64_t epoch;
+	if ((rc = admit(w, t, &epoch)) != 0)
+		return rc;
 	int held = 0;
 	for (int i = 0; i < KEYS; i++)
 		held += ps_owner_host(t, keys[i]) == me;
@@ -197,6 +214,42 @@ static int join_main(ps_world *w, ps_table *t, const char *path)
 	if ((n = ps_sync_hosts(w, &e)) != 3)
 		return say(me, "ps_sync_hosts at the end", n < 0 ? n : PS_EMISMATCH);
 	return 0;
+}
+
+/* After the join: epochs of a push and a ps_checkpoint_poll (meta: the
+ * epoch) until a poll wrote the checkpoint psstat --checkpoint asked the
+ * joiner for, or 300 s passed. */
+static int poll_main(ps_world *w, ps_table *t)
+{
+	const int me = ps_host_id(w);
+	int rc;
+	uint64_t epoch;
+	if ((rc = admit(w, t, &epoch)) != 0)
+		return rc;
+	double give_up = mh_now() + 300;
+	for (int e = 0;; e++) {
+		if (mh_now() > give_up)
+			return say(me, "no checkpoint asked", -ETIMEDOUT);
+		if ((rc = push_all(t)) != 0)
+			return say(me, "push", rc);
+		int r = ps_checkpoint_poll(w, &e, sizeof e);
+		if (r < 0) {
+			printf("ck: host %d poll failed at %d: %s\n", me, e, ps_checkpoint_error(w));
+			return 1;
+		}
+		if (r == 1) {
+			printf("ck: host %d poll wrote a checkpoint at %d\n", me, e);
+			break;
+		}
+		if (e == 0 && me == 2) {
+			printf("ck: host 2 polling\n");
+			fflush(stdout);
+		}
+		usleep(2000);
+	}
+	uint64_t e = epoch + 1;
+	int n = ps_sync_hosts(w, &e);
+	return n == 3 ? 0 : say(me, "ps_sync_hosts at the end", n < 0 ? n : PS_EMISMATCH);
 }
 
 static int lose_main(ps_world *w, ps_table *t, const char *path)
@@ -322,6 +375,7 @@ static int ck_main(const char *role, const char *path)
 	if (!t)
 		return say(ps_host_id(w), "table", err);
 	int rc = !strcmp(role, "join")      ? join_main(w, t, path)
+		 : !strcmp(role, "poll")    ? poll_main(w, t)
 		 : !strcmp(role, "lose")    ? lose_main(w, t, path)
 		 : !strcmp(role, "leave")   ? leave_main(w, t, path)
 		 : !strcmp(role, "midkill") ? midkill_main(w, t, path)
@@ -425,13 +479,13 @@ static void wait_for_output(struct mh_proc *all, int n, int who, const char *tex
 	}
 }
 
-/* A fresh job of hosts restores PATH (psrun --restore): every value
- * equals PATH.want. */
-static void restore_fresh(const char *path, int hosts)
+/* A fresh job of hosts (elastic: psrun --elastic) restores PATH (psrun
+ * --restore): every value equals PATH.want. */
+static void restore_fresh_as(const char *path, int hosts, bool elastic)
 {
 	unsigned port = mh_free_port();
 	struct mh_proc p[3];
-	const char *pre[] = {"--restore", path, NULL};
+	const char *pre[] = {"--restore", path, elastic ? "--elastic" : NULL, NULL};
 	for (int r = 0; r < hosts; r++)
 		start(&p[r], "restore", hosts, r, port, pre, "restore", path, NULL);
 	for (int r = 0; r < hosts; r++)
@@ -444,6 +498,11 @@ static void restore_fresh(const char *path, int hosts)
 		assert_contains(mh_slurp(p[r].out), want);
 	}
 	assert_true(mh_port_free(port));
+}
+
+static void restore_fresh(const char *path, int hosts)
+{
+	restore_fresh_as(path, hosts, false);
 }
 
 static void expect(const struct mh_proc *p, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -497,6 +556,69 @@ static void test_an_elastic_job_with_a_joiner_checkpoints_its_initial_homes(void
 	assert_int_equal(temps_left(), 0);
 	assert_true(mh_port_free(port));
 	restore_fresh(P, 2);
+	restore_fresh_as(P, 2, true); /* an elastic job of 2 (64 rank slots) too */
+	mh_assert_clean(&segs);
+}
+
+/* psstat --checkpoint pointed at the joiner: every host serves it at the
+ * same ps_checkpoint_poll (CKH4), the parts are the homes' (CKH5). */
+static void test_psstat_on_a_joiner_checkpoints_the_elastic_job(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	char q[300], qh1[300], qh2[300];
+	pathf(q, sizeof q, "%s/asked.ckpt", mh_tmpdir);
+	pathf(qh1, sizeof qh1, "%s.host1", q);
+	pathf(qh2, sizeof qh2, "%s.host2", q);
+	struct mh_proc h[3];
+	unsigned port = mh_free_port();
+	const char *pre[] = {"--elastic", NULL};
+	for (int r = 0; r < 2; r++)
+		start(&h[r], "poll", 2, r, port, pre, "poll", "-", NULL);
+	wait_for_output(h, 2, 0, "ck: host 0 epoch 3");
+	char coord[32];
+	snprintf(coord, sizeof coord, "127.0.0.1:%u", port);
+	const char *argv[] = {build_path("bin/psrun"), "-n", "1", "--join", coord, "--token-file", mh_token_path,
+			      mh_self, "--node", "ck", "poll", "-", NULL};
+	mh_spawn(&h[2], "poll2", (char *const *)argv, NULL);
+	wait_for_output(h, 3, 2, "ck: host 2 polling");
+	pid_t n0 = psrun_node_pid_wait(h[2].pid, 0, 60);
+	if (n0 <= 0) {
+		for (int r = 0; r < 3; r++) {
+			mh_finish(&h[r], 0);
+			mh_show(&h[r], "host");
+		}
+		fail_msg("node 0 of the joiner (psrun pid %d) not found", (int)h[2].pid);
+	}
+	char seg[256];
+	snprintf(seg, sizeof seg, "%s", proc_env(n0, "PSMEM_SEGMENT"));
+	struct run_result rr;
+	char *ps[] = {(char *)build_path("bin/psstat"), "--checkpoint", q, "--timeout", "20", seg, NULL};
+	run_prog(ps, NULL, 30, -1, 0, &rr);
+	if (rr.status != 0)
+		fprintf(stderr, "%s%s", rr.out, rr.err);
+	assert_int_equal(rr.status, 0);
+	for (int r = 0; r < 3; r++)
+		mh_finish(&h[r], 60);
+	mh_show_failed(3, h);
+	int e[3];
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(h[r].status, 0);
+		char want[64];
+		snprintf(want, sizeof want, "ck: host %d poll wrote a checkpoint at ", r);
+		const char *l = strstr(mh_slurp(h[r].out), want);
+		assert_non_null(l);
+		e[r] = atoi(l + strlen(want));
+	}
+	/* one poll on every host */
+	assert_int_equal(e[0], e[1]);
+	assert_int_equal(e[0], e[2]);
+	assert_part(q, 0, 2);
+	assert_part(q, 1, 2);
+	assert_false(exists(qh2));
+	assert_int_equal(temps_left(), 0);
+	assert_true(mh_port_free(port));
 	mh_assert_clean(&segs);
 }
 
@@ -622,6 +744,7 @@ int main(int argc, char **argv)
 		cmocka_set_test_filter(filter);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_an_elastic_job_with_a_joiner_checkpoints_its_initial_homes),
+		cmocka_unit_test(test_psstat_on_a_joiner_checkpoints_the_elastic_job),
 		cmocka_unit_test(test_a_checkpoint_after_a_lost_host_writes_its_part_at_its_backup_host),
 		cmocka_unit_test(test_a_checkpoint_after_a_host_left_writes_its_part_at_its_backup_host),
 		cmocka_unit_test(test_a_host_lost_during_a_checkpoint_fails_it_everywhere_and_keeps_the_previous),
