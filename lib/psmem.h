@@ -764,11 +764,17 @@ int ps_clock_parse(const char *text, int *mode, int *staleness, char *why, size_
  * checks this host's part before starting nodes.  A table with update-rule
  * state cannot be checkpointed while one of its keys is held away from its
  * home host (-ENOTSUP).  psstat --checkpoint may be pointed at any host:
- * every host writes its part at the same ps_checkpoint_poll.  Not yet in
- * an elastic job (psrun --elastic / --join): ps_checkpoint and
- * ps_restore return -ENOTSUP before anything is written
- * or read, and ps_checkpoint_error says so; ps_checkpoint_poll returns 0
- * (a psstat --checkpoint request is not served: psstat times out).
+ * every host writes its part at the same ps_checkpoint_poll.
+ *
+ * Elastic jobs and lost or departed hosts: there is one part per host the
+ * job started with (its homes), so a fresh job of that host count restores
+ * it.  A home that left (psrun --drain) or was lost (--on-host-failure
+ * continue) has its part written by the host that took its keys over (its
+ * backup host); a joiner writes none but takes part in the call.  A host
+ * lost during a checkpoint makes it fail on every survivor with the
+ * reason, and the previous checkpoint stays whole.  ps_restore in a running
+ * job needs every key at its home now (-ENOTSUP otherwise, e.g. after a
+ * joiner took its share of keys).
  */
 #define PS_CKPT_META_MAX 4096
 

@@ -21,12 +21,12 @@
  *                    value_len + state_len floats (values, then rule state)
  *   end - 4    4     crc32 of the data
  *
- * Version 2 is one host's part of a multi-host job's checkpoint: the same
- * with a 56-byte fixed part (bytes 40..56: hosts u32, host rank u32,
- * checkpoint id u64, the same in every host's part of one checkpoint) and
- * data for the host's home range [k0, k1) of each table only (the
- * partition of ps__host_keys), key k0 .. k1-1.  Host 0's part is PATH,
- * host R's PATH.hostR.  A one-host job writes version 1 as before.
+ * Version 2 is one part of a multi-host job's checkpoint: the same with a
+ * 56-byte fixed part (bytes 40..56: hosts u32, part rank u32, checkpoint
+ * id u64, the same in every part of one checkpoint) and data for home
+ * range R [k0, k1) of each table only (the partition of ps__host_keys over
+ * the job's initial hosts, w->home_hosts), key k0 .. k1-1.  Part 0 is
+ * PATH, part R PATH.hostR.  A one-host job writes version 1 as before.
  *
  * Invariants
  *   (CK1) PATH is only ever replaced by rename(2) of a complete, fsync'ed
@@ -54,11 +54,12 @@
  *        every node agrees on whether this poll writes; node 0 then
  *        answers DONE or FAILED with the outcome.
  *
- * Several hosts (collective_hosts; every node of every host makes the same
- * fixed sequence of PS__BAR_MIN agreements between A and B, node 0 of each
- * host works between them):
- *   (CKH1) Host R writes and reads only its part, PATH.hostR (PATH for host
- *        0), which names H and R: a file of another host count or rank is
+ * Several hosts (collective_hosts; every node of every present host makes
+ * the same fixed sequence of PS__BAR_MIN agreements between A and B, node 0
+ * of each host works between them).  "Host R" below is part R's writer of
+ * the agreed view (CKH5): host R itself while it is present.
+ *   (CKH1) Part R, PATH.hostR (PATH for part 0), names H = the initial host
+ *        count (home_hosts) and R: a file of another host count or rank is
  *        refused before anything changes (psrun --restore checks it too).
  *   (CKH2) A part holds the host's home range, whoever holds the keys: keys
  *        held by another host (a REMOTE word) are pulled through the
@@ -78,6 +79,24 @@
  *        every other host's node 0 (CKPT) before the agreement on "the
  *        lowest host that latched"; that host's path is used everywhere, a
  *        request latched on another host goes back to PENDING.
+ *   (CKH5) Parts by home now.  Part R is written and read by the present
+ *        host that is R's home now: R, or once R left (its LEFT came) or
+ *        was lost (and promoted), b(R), the next initial host in the ring
+ *        not gone (net/backup.c ps__backup_host's rule: where routing and
+ *        the promotion put R's range); a host may write several parts, a
+ *        joiner none.  Every role (part 0's writer gives the id and the
+ *        committed one and commits: what was host 0's) is a function of a
+ *        view - every rank's state from the segment's hmember, hgone and
+ *        hpromo - that all agree on first: the least digest and the least
+ *        complement (greatest digest) must match, else the call fails
+ *        everywhere before any file work.  A node takes its view once this
+ *        host promoted every lost host and every leaver said LEFT
+ *        (bounded wait).  Link threads store those marks before they hand
+ *        on the RELEASE that follows them (bridge.c BR-L1, clock.c CLH7),
+ *        so a writer lost before agreement 2 is in part 0's writer's view
+ *        taken after it: it then does not commit, and its verdict (the
+ *        last agreement) fails the call on every survivor; the previous
+ *        checkpoint stays (CKH3), the dead writer's temp file is swept.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -300,7 +319,7 @@ static int after_b(ps_world *w, enum op op, const char *path, int rc, const stru
 }
 
 /*
- * A multi-host job (CKH1-CKH4): the same two node barriers A and B as on one
+ * A multi-host job (CKH1-CKH5): the same two node barriers A and B as on one
  * host, and between them a fixed sequence of agreements over hosts that
  * every node of every host makes (node 0 works between them).  No restart
  * replay here: psrun refuses --on-failure restart with several hosts.
@@ -355,15 +374,15 @@ static int collective_hosts(ps_world *w, enum op op, const char *path, const voi
 		}
 	}
 	int wrc = 0;
+	char where[PS__PATH_MAX];
 	if (op == OP_RESTORE)
-		wrc = ps__ck_hosts_restore(w, base, &lrc);
+		wrc = ps__ck_hosts_restore(w, base, &lrc, where, sizeof where);
 	else
-		wrc = ps__ck_hosts_write(w, base, meta, mlen, rc, &lrc);
+		wrc = ps__ck_hosts_write(w, base, meta, mlen, rc, &lrc, where, sizeof where);
 	if (n0) {
 		rc = wrc;
 		c->rc = rc;
-		if (op != OP_RESTORE)
-			ps__ck_host_file(base, w->host, c->path, sizeof c->path);
+		ps__ck_pathf(c->path, sizeof c->path, "%s", where); /* the part named in messages (CKH5) */
 		if (latched)
 			answer_request(w, rc);
 	}
@@ -379,22 +398,6 @@ static int collective(ps_world *w, enum op op, const char *path, const void *met
 {
 	struct ps__ckpt *c = &w->seg.hdr->ckpt;
 	w->ckpt_err[0] = 0;
-	/* Elastic jobs (host ranks beyond the homes): a host's part is its
-	 * home range, which a joiner does not have and a departed host's
-	 * backup host took over; no file format says so yet.  Refused the
-	 * same way on every host (the condition is the job's, known from its
-	 * start), before anything is written or read.  (Not on a loss: the
-	 * survivors see it at different moments, so they would disagree on
-	 * whether to enter the collective.) */
-	if (w->nhosts > 1 && w->nhosts != w->home_hosts) {
-		if (op == OP_POLL) /* apps poll every epoch: no psstat request is served here */
-			return 0;
-		snprintf(w->ckpt_err, sizeof w->ckpt_err,
-			 "%s: checkpoints of an elastic job are not supported "
-			 "(a host's part is its home range; issue 16)",
-			 op == OP_RESTORE ? "ps_restore" : "ps_checkpoint");
-		return -ENOTSUP;
-	}
 	if (w->nhosts > 1)
 		return collective_hosts(w, op, path, meta, mlen, mo);
 	if (op == OP_POLL && w->node == 0 && !ps__node_replaying(w))

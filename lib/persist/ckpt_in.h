@@ -31,8 +31,9 @@ static inline void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 static inline uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-/* Which part of a job a file is: host rank of hosts, and the checkpoint's
- * id (the same in every host's file of one checkpoint).  hosts == 1: a
+/* Which part of a job a file is: part (home range) rank of hosts (the
+ * job's initial host count), and the checkpoint's id (the same in every
+ * part of one checkpoint).  hosts == 1: a
  * one-host job's file (format version 1, no id). */
 struct hinfo {
 	uint32_t hosts, rank;
@@ -69,6 +70,7 @@ size_t ps__ck_keys_access(ps_world *w, ps_table *t, ps_key k0, size_t n, uint32_
 size_t ps__ck_keys_per_chunk(const ps_table *t);
 int ps__ck_write_tmp(ps_world *w, const char *path, char *tmp, const void *meta, size_t mlen,
 		     const struct hinfo *hi, char *msg);
+void ps__ck_sweep_temps(const char *path);
 int ps__ck_commit_tmp(const char *tmp, const char *file, char *msg);
 int ps__ck_write_file(ps_world *w, const char *path, const void *meta, size_t mlen, char *msg);
 void ps__ck_in_close(struct in *f);
@@ -82,8 +84,9 @@ int ps__ck_restore_file(ps_world *w, const char *path, char *msg);
 int ps__ck_read_meta(const char *path, void *meta, size_t cap, size_t *len, char *msg);
 void ps__ck_host_file(const char *path, int rank, char *out, size_t len);
 void ps__ck_agree(ps_world *w, int *lrc, uint64_t *v);
-int ps__ck_hosts_write(ps_world *w, const char *path, const void *meta, size_t mlen, int prc, int *lrc);
-int ps__ck_hosts_restore(ps_world *w, const char *path, int *lrc);
+int ps__ck_hosts_write(ps_world *w, const char *path, const void *meta, size_t mlen, int prc, int *lrc,
+		       char *where, size_t wlen);
+int ps__ck_hosts_restore(ps_world *w, const char *path, int *lrc, char *where, size_t wlen);
 __attribute__((format(printf, 2, 3))) void ps__ck_say(char *msg, const char *fmt, ...);
 __attribute__((format(printf, 3, 4))) void ps__ck_pathf(char *out, size_t len, const char *fmt, ...);
 

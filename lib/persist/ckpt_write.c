@@ -177,7 +177,7 @@ static void dir_of(const char *path, char *dir, size_t len)
 }
 
 /* Removes PATH.tmp.PID files of writers that are gone (CK1). */
-static void sweep_temps(const char *path)
+void ps__ck_sweep_temps(const char *path)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX], full[PATH_MAX + 300];
 	dir_of(path, dir, sizeof dir);
@@ -231,7 +231,7 @@ int ps__ck_write_tmp(ps_world *w, const char *path, char *tmp, const void *meta,
 		ps__ck_say(msg, "out of memory");
 		return -ENOMEM;
 	}
-	sweep_temps(path);
+	ps__ck_sweep_temps(path);
 	snprintf(tmp, PATH_MAX, "%s.tmp.%d", path, (int)getpid());
 	uint64_t total;
 	uint32_t H = build_header(h, t, n, meta, mlen, &total, hi);
