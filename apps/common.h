@@ -167,6 +167,13 @@ void app_progress_update(app_progress *p, uint64_t done, double loss);
 /* extra: appended to the final line (e.g. "test RMSE 0.9312"), may be NULL */
 void app_progress_end(app_progress *p, uint64_t done, double loss, const char *extra);
 
+/* Tests only: with APP_TEST_STALL set to `what` (e.g. "epoch 7/20"), the
+ * caller stops for good once it reported that phase (app_progress_end
+ * calls it), so a test that kills this host after that line kills it
+ * there, not some epochs later: a small job's epochs take milliseconds,
+ * and a loaded machine let the others finish before the kill. */
+void app_test_stall(const char *what);
+
 /* ---------------------------------------------------------------- JSON */
 
 typedef struct app_json app_json;

@@ -195,6 +195,17 @@ void app_progress_update(app_progress *p, uint64_t done, double loss)
 void app_progress_end(app_progress *p, uint64_t done, double loss, const char *extra)
 {
 	progress_line(p, done, loss, extra, true);
+	app_test_stall(p->what);
+}
+
+void app_test_stall(const char *what)
+{
+	const char *e = getenv("APP_TEST_STALL");
+	if (!e || strcmp(e, what) != 0)
+		return;
+	fflush(stdout);
+	for (;;) /* until the test kills this host */
+		pause();
 }
 
 /* ---------------------------------------------------------------- JSON */

@@ -1916,6 +1916,9 @@ static void worker(ps_world *w, int t, void *arg)
 		if (jb->host && host_lead) { /* host 0 reports each epoch; the others say where they are */
 			printf("mf: host %d: epoch %d/%d done\n", jb->host, e + 1, c->epochs);
 			fflush(stdout);
+			char what[48];
+			snprintf(what, sizeof what, "epoch %d/%d", e + 1, c->epochs);
+			app_test_stall(what);
 		}
 		/* A diverged model (an RMSE of inf or NaN: --lr too large) cannot
 		 * come back: every worker reads the same sums and all stop after

@@ -104,12 +104,17 @@ static void run_three_hosts_losing(const char *app, const char *dir, int victim,
 	unsigned port = mh_free_port();
 	static char store[3][96];
 	struct mh_proc p[3];
+	/* the victim stops after its progress line of epoch `after` until it
+	 * is killed (app_test_stall): the kill lands there, not epochs later */
+	static char stall[64];
+	snprintf(stall, sizeof stall, "APP_TEST_STALL=epoch %s/%s", after, epochs);
+	char *const stall_env[] = {stall, NULL};
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
 		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
 		char name[16];
 		snprintf(name, sizeof name, "lost%d", r);
-		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+		mh_spawn(&p[r], name, (char *const *)argv, r == victim ? stall_env : NULL);
 	}
 	char mark[32];
 	snprintf(mark, sizeof mark, "epoch %s/%s: ", after, epochs);

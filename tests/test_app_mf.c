@@ -947,12 +947,19 @@ static void lose_host_with(int victim, const char *const *more)
 	prog[n] = NULL;
 	unsigned port = mh_free_port();
 	static char store[3][96];
+	/* the victim stops after its report of epoch LOST_AFTER (the mark
+	 * below) until it is killed: the others wait for it at the next
+	 * epoch's sync, so the kill lands there however late this process
+	 * sees the mark (epochs take milliseconds here) */
+	static char stall[64];
+	snprintf(stall, sizeof stall, "APP_TEST_STALL=epoch %s/%s", LOST_AFTER, LOST_EPOCHS);
+	char *const stall_env[] = {stall, NULL};
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
 		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
 		char name[16];
 		snprintf(name, sizeof name, "lost%d", r);
-		mh_spawn(&p[r], name, (char *const *)argv, NULL);
+		mh_spawn(&p[r], name, (char *const *)argv, r == victim ? stall_env : NULL);
 	}
 	/* host 0 shows its progress; the others say when an epoch is done */
 	char mark[64];
