@@ -278,6 +278,98 @@ static int statemove_main(void)
 	return pull_rc || wrong ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ node: repl */
+
+#define PER 4 /* pushes of +1 to every key per round */
+
+/*
+ * A replicated table (sum rule, repl_max 32, 100 rounds/s) of KEYS keys,
+ * 1 float: every host replicates keys 205-214 (held by host 2: a local
+ * primary there, a remote one at hosts 0 and 1), 5-9 (host 0's) and
+ * 105-109 (host 1's).  Rounds: every host pushes +1 PER times to every
+ * key, then ps_barrier; host 2 stops after STOP_AT and is killed 0.5 s
+ * later (50 backup rounds of host 2 and 25 of its backup host, 50 remote
+ * replica rounds: every delta pushed before its last barrier reached the
+ * primaries and their backups).  The survivors go on to ROUNDS, then
+ * ps_sync, barrier, ps_sync, barrier (psmem.h's guarantee over all hosts),
+ * and every key must read exactly PER x (3 STOP_AT + 2 (ROUNDS - STOP_AT)):
+ * host 2's ordinary keys promoted at host 0 as in any table, and 205-214
+ * with host 0's promoted copy as their primary (its replicas and host 1's,
+ * through RPUSH/RPULL routed to host 0, keep working).
+ */
+static int repl_main(void)
+{
+	int err, rc;
+	ps_world *w = ps_init(&err);
+	if (!w)
+		return 1;
+	ps_table_opts o;
+	ps_table_opts_init(&o, KEYS, 1);
+	o.repl_max = 32;
+	o.repl_rate = 100;
+	ps_table *t = ps_table_create(w, &o, &err);
+	if (!t) {
+		printf("repl: ps_table_create: %s\n", ps_strerror(err));
+		return 1;
+	}
+	int me = ps_host_id(w);
+	ps_key all[KEYS], rk[20];
+	static float one[KEYS];
+	for (int i = 0; i < KEYS; i++)
+		all[i] = (ps_key)i, one[i] = 1.0f;
+	for (int i = 0; i < 10; i++)
+		rk[i] = (ps_key)(205 + i);
+	for (int i = 0; i < 5; i++)
+		rk[10 + i] = (ps_key)(5 + i), rk[15 + i] = (ps_key)(105 + i);
+	if ((rc = ps_replicate(t, rk, 20)) != 20) {
+		printf("repl: host %d: ps_replicate: %d\n", me, rc);
+		return 1;
+	}
+	if ((rc = ps_barrier(w)) != 0)
+		return 1;
+	for (int r = 1; r <= ROUNDS; r++) {
+		if (me == 2 && r > STOP_AT) {
+			int n = 0;
+			for (int i = 0; i < 20; i++)
+				n += ps_is_replicated(t, rk[i]) == 1;
+			printf("repl: host 2 stops after round %d with %d keys replicated\n", STOP_AT, n);
+			fflush(stdout);
+			for (;;)
+				pause(); /* killed by the driver */
+		}
+		if (me != 2 && r == STOP_AT + 1 && (rc = ps_barrier(w)) != 0) {
+			printf("repl: host %d: barrier for the loss: %s\n", me, ps_strerror(rc));
+			return 1;
+		}
+		for (int p = 0; p < PER; p++)
+			if ((rc = ps_push_sync(t, all, KEYS, one)) != 0) {
+				printf("repl: host %d round %d: push: %s\n", me, r, ps_strerror(rc));
+				return 1;
+			}
+		if ((rc = ps_barrier(w)) != 0) {
+			printf("repl: host %d round %d: barrier: %s\n", me, r, ps_strerror(rc));
+			return 1;
+		}
+	}
+	int s1 = ps_sync(t), b1 = ps_barrier(w), s2 = ps_sync(t), b2 = ps_barrier(w);
+	static float v[KEYS];
+	int pull_rc = ps_pull_sync(t, all, KEYS, v);
+	const float want = (float)(PER * (3 * STOP_AT + 2 * (ROUNDS - STOP_AT)));
+	int wrong = 0, still = 0;
+	for (int i = 0; pull_rc == 0 && i < KEYS; i++)
+		if (v[i] != want && wrong++ < 5)
+			printf("repl: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
+	for (int i = 0; i < 20; i++)
+		still += ps_is_replicated(t, rk[i]) == 1;
+	printf("repl: host %d: syncs %s %s, barriers %s %s; pull %s; %d wrong of %d; %d of 20 still replicated\n", me,
+	       ps_strerror(s1), ps_strerror(s2), ps_strerror(b1), ps_strerror(b2), ps_strerror(pull_rc), wrong, KEYS,
+	       still);
+	fflush(stdout);
+	if ((rc = ps_finalize(w)) != 0)
+		return 1;
+	return s1 || s2 || b1 || b2 || pull_rc || wrong ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ driver */
 
 /* Starts 3 hosts x nodes of `role` under continue at `rate`, waits for
@@ -377,12 +469,37 @@ static void test_rule_state_of_moved_keys_survives_without_a_round(void **state)
 	mh_assert_clean(&segs);
 }
 
+static void test_a_replicated_table_keeps_every_update_of_a_lost_host(void **state)
+{
+	(void)state;
+	struct seg_snapshot segs;
+	seg_snapshot(&segs);
+	struct mh_proc h[3];
+	run_job(h, BACKUP_RATE, 1, "rp", "repl", "host 2 stops", 0.5);
+	assert_contains(mh_slurp(h[2].out), "repl: host 2 stops after round 12 with 20 keys replicated");
+	char want[2][160];
+	for (int r = 0; r < 2; r++)
+		snprintf(want[r], sizeof want[r], "repl: host %d: syncs %s %s, barriers %s %s; pull %s; 0 wrong of %d; 20 of 20",
+			 r, ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), KEYS);
+	if (h[0].status || h[1].status || !strstr(mh_slurp(h[0].out), want[0]) || !strstr(mh_slurp(h[1].out), want[1]))
+		for (int r = 0; r < 3; r++)
+			mh_show(&h[r], r == 2 ? "host 2" : r ? "host 1" : "host 0");
+	for (int r = 0; r < 2; r++) {
+		const char *out = mh_slurp(h[r].out);
+		assert_int_equal(h[r].status, 0);
+		assert_contains(out, want[r]);
+	}
+	mh_assert_clean(&segs);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "state") == 0)
 		return state_main();
 	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "statemove") == 0)
 		return statemove_main();
+	if (argc >= 3 && strcmp(argv[1], "--node") == 0 && strcmp(argv[2], "repl") == 0)
+		return repl_main();
 	if (!self_exe(mh_self, sizeof mh_self))
 		return 1;
 	/* one test at a time while working (cmocka's * and ? patterns) */
@@ -392,6 +509,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rule_state_survives_the_loss_of_its_host),
 		cmocka_unit_test(test_rule_state_of_moved_keys_survives_without_a_round),
+		cmocka_unit_test(test_a_replicated_table_keeps_every_update_of_a_lost_host),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }
