@@ -441,9 +441,9 @@ int ps__rp_backup_read(ps_table *t, ps_key k, int node, uint32_t *out)
  * from it (their delta key, 0 for a remote primary, never equals a slot's
  * seq: RP7 refreshes them), remote rounds no longer send them to x, and
  * other hosts' RPUSH/RPULL of k, routed here (BK3), are served (RP9).
- * repl_xlock (RP8: rprim of a remote primary changes under it) is only
- * tried: a link thread never waits for it (RP10); repl_lock as for an
- * RPUSH.  Returns 1 done, 0 not such a key (rprim[r] names something
+ * repl_xlock (RP8: rprim of a remote primary changes under it) and
+ * repl_lock are only tried: a link thread never waits for the first
+ * (RP10), and a caller may be in a read-side section.  Returns 1 done, 0 not such a key (rprim[r] names something
  * else, or k is not replicated any more), 2 repl_xlock busy, PS_EFULL
  * this node's pool full; on 2 and PS_EFULL the caller looks again later.
  */
@@ -452,7 +452,10 @@ int ps__rp_backup_promote(ps_table *t, ps_key k, int x, const uint32_t *vals)
 	ps_world *w = t->w;
 	if (!ps__rp_xtrylock(w, t->d))
 		return 2;
-	ps__rp_repl_lock(w, t->d);
+	if (!ps__rp_repl_trylock(w, t->d)) {
+		ps__rp_xunlock(w, t->d);
+		return 2;
+	}
 	int rc = 0;
 	/* acquire: as every load of a location word (kv.c KV1) */
 	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);

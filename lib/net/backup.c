@@ -14,8 +14,9 @@
  *        round that is lost is only lag.  This is chain replication of
  *        length 2 with the whole state as the round's aggregate: simple and
  *        idempotent, at the price of sending every held key every round
- *        (no dirty tracking in kv.c yet).  Tables with replication or rule
- *        state are not backed up (a remote pull carries values only).
+ *        (no dirty tracking in kv.c yet).  A key's values go with its
+ *        rule state (BK11); a replicated key goes from the node holding
+ *        its primary (BK12).
  *   (BK2) Store.  Node i of b keeps, per table, the last value of each key
  *        sent to it, the sending host and where the value stands among that
  *        host's rounds (ord: 2r for round r, 2r + 1 for values sent between
@@ -108,6 +109,40 @@
  *        and anywhere when the home, unlocking a key to lost holder x, asks
  *        b(x) to (MOVE op PROMOTE): the GIVE's reply never reached the
  *        mover, so x's backup is the value.
+ *   (BK11) Rule state.  Every copy of a key here - a round's, a mover's
+ *        (BK5), a giver's (BK7) - is value_len + state_len floats, values
+ *        then the update rule's state, as a slot keeps them (kv.c, rules.c):
+ *        a round reads them as one seqlock snapshot of the slot (a rule
+ *        writes both under the slot lock), a move carries them in its
+ *        MOVE_REPLY.  The frame's value_len field is that count; the
+ *        receiver refuses a frame whose count or num_keys is not the
+ *        table's (and the store keeps one length per table), and promotion
+ *        installs the state with the values.  Before, tables with state
+ *        were not backed up at all; a promotion with zeroed state would make
+ *        adagrad take steps of lr and adam restart its bias correction.
+ *   (BK12) Replicated tables (replica.c RP8-RP10).  Their ordinary keys are
+ *        backed up as any table's.  A key replicated here whose primary
+ *        node i of h holds (rprim[r] names a slot of node i) is sent by
+ *        node i's round with what an RPULL answers - the primary plus every
+ *        node's pending delta (sum rule) - and the primary's rule state,
+ *        read under repl_lock (replica_remote.c ps__rp_backup_read).  A key
+ *        replicated at b(x) with x's copy as its primary (rprim[r] =
+ *        REMOTE(x)) is promoted by making x's backup the primary there: a
+ *        fresh slot, MOVED-marked (RP6), rprim[r] := it, under repl_xlock
+ *        and repl_lock, both only tried (a link thread never waits for
+ *        repl_xlock, RP10: busy or a full pool wait as in BK6).  b(x)'s
+ *        local rounds then merge its deltas into it and refresh its
+ *        replicas, and other hosts' RPUSH/RPULL of keys whose primary
+ *        word names lost x go to b(x) (bridge_link.c replica_start; before
+ *        b(x) switched the key it refuses them and the deltas stay: a
+ *        ps_sync meanwhile fails, PS_EHOSTDOWN at b(x), PS_EMISMATCH
+ *        elsewhere).  Not covered: a key
+ *        b(x) replicates with x's copy as primary of which it has no
+ *        backup (never sent: a table younger than a round) keeps its
+ *        REMOTE(x) primary - its remote rounds fail PS_EHOSTDOWN and its
+ *        replicas stop being refreshed; with a rule other than sum, the
+ *        deltas of x's own nodes not yet merged by its local round are in
+ *        the BK4 window.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -385,9 +420,12 @@ static int round_chunk(struct ps__link *L, ps_table *t, int to, uint64_t k0, uin
 		} else if ((lw & PS__LOC_REPL) && t->rprim) {
 			/* (BK12) replicated here: its primary's value, state and
 			 * every node's pending delta, if node w->node holds the
-			 * primary */
+			 * primary; outside the read-side section (it takes
+			 * repl_lock, and sections never wait for a lock) */
+			urcu_memb_read_unlock();
 			if (ps__rp_backup_read(t, k, w->node, out))
 				b->keys[m++] = k;
+			urcu_memb_read_lock();
 		}
 	}
 	urcu_memb_read_unlock();
