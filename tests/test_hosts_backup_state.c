@@ -312,7 +312,7 @@ static int repl_main(void)
 		printf("repl: ps_table_create: %s\n", ps_strerror(err));
 		return 1;
 	}
-	int me = ps_host_id(w);
+	int me = ps_host_id(w), node = ps_node_id(w), nodes = ps_num_nodes(w);
 	ps_key all[KEYS], rk[20];
 	static float one[KEYS];
 	for (int i = 0; i < KEYS; i++)
@@ -321,7 +321,7 @@ static int repl_main(void)
 		rk[i] = (ps_key)(205 + i);
 	for (int i = 0; i < 5; i++)
 		rk[10 + i] = (ps_key)(5 + i), rk[15 + i] = (ps_key)(105 + i);
-	if ((rc = ps_replicate(t, rk, 20)) != 20) {
+	if (node == 0 && (rc = ps_replicate(t, rk, 20)) != 20) { /* for the host */
 		printf("repl: host %d: ps_replicate: %d\n", me, rc);
 		return 1;
 	}
@@ -332,7 +332,8 @@ static int repl_main(void)
 			int n = 0;
 			for (int i = 0; i < 20; i++)
 				n += ps_is_replicated(t, rk[i]) == 1;
-			printf("repl: host 2 stops after round %d with %d keys replicated\n", STOP_AT, n);
+			if (node == 0)
+				printf("repl: host 2 stops after round %d with %d keys replicated\n", STOP_AT, n);
 			fflush(stdout);
 			for (;;)
 				pause(); /* killed by the driver */
@@ -354,16 +355,17 @@ static int repl_main(void)
 	int s1 = ps_sync(t), b1 = ps_barrier(w), s2 = ps_sync(t), b2 = ps_barrier(w);
 	static float v[KEYS];
 	int pull_rc = ps_pull_sync(t, all, KEYS, v);
-	const float want = (float)(PER * (3 * STOP_AT + 2 * (ROUNDS - STOP_AT)));
+	const float want = (float)(PER * nodes * (3 * STOP_AT + 2 * (ROUNDS - STOP_AT)));
 	int wrong = 0, still = 0;
 	for (int i = 0; pull_rc == 0 && i < KEYS; i++)
 		if (v[i] != want && wrong++ < 5)
 			printf("repl: host %d: key %d = %g, want %g\n", me, i, (double)v[i], (double)want);
 	for (int i = 0; i < 20; i++)
 		still += ps_is_replicated(t, rk[i]) == 1;
-	printf("repl: host %d: syncs %s %s, barriers %s %s; pull %s; %d wrong of %d; %d of 20 still replicated\n", me,
-	       ps_strerror(s1), ps_strerror(s2), ps_strerror(b1), ps_strerror(b2), ps_strerror(pull_rc), wrong, KEYS,
-	       still);
+	printf("repl: host %d node %d: syncs %s %s, barriers %s %s; pull %s; %d wrong of %d; %d of 20 still "
+	       "replicated\n",
+	       me, node, ps_strerror(s1), ps_strerror(s2), ps_strerror(b1), ps_strerror(b2), ps_strerror(pull_rc), wrong,
+	       KEYS, still);
 	fflush(stdout);
 	if ((rc = ps_finalize(w)) != 0)
 		return 1;
@@ -469,27 +471,44 @@ static void test_rule_state_of_moved_keys_survives_without_a_round(void **state)
 	mh_assert_clean(&segs);
 }
 
-static void test_a_replicated_table_keeps_every_update_of_a_lost_host(void **state)
+static void repl_job(int nodes, const char *tag)
 {
-	(void)state;
 	struct seg_snapshot segs;
 	seg_snapshot(&segs);
 	struct mh_proc h[3];
-	run_job(h, BACKUP_RATE, 1, "rp", "repl", "host 2 stops", 0.5);
+	run_job(h, BACKUP_RATE, nodes, tag, "repl", "host 2 stops", 0.5);
 	assert_contains(mh_slurp(h[2].out), "repl: host 2 stops after round 12 with 20 keys replicated");
-	char want[2][160];
+	char want[2][2][160];
+	bool bad = h[0].status || h[1].status;
 	for (int r = 0; r < 2; r++)
-		snprintf(want[r], sizeof want[r], "repl: host %d: syncs %s %s, barriers %s %s; pull %s; 0 wrong of %d; 20 of 20",
-			 r, ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), KEYS);
-	if (h[0].status || h[1].status || !strstr(mh_slurp(h[0].out), want[0]) || !strstr(mh_slurp(h[1].out), want[1]))
+		for (int n = 0; n < nodes; n++) {
+			snprintf(want[r][n], sizeof want[r][n],
+				 "repl: host %d node %d: syncs %s %s, barriers %s %s; pull %s; 0 wrong of %d; 20 of 20", r, n,
+				 ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), ps_strerror(0), KEYS);
+			bad = bad || !strstr(mh_slurp(h[r].out), want[r][n]);
+		}
+	if (bad)
 		for (int r = 0; r < 3; r++)
 			mh_show(&h[r], r == 2 ? "host 2" : r ? "host 1" : "host 0");
 	for (int r = 0; r < 2; r++) {
-		const char *out = mh_slurp(h[r].out);
 		assert_int_equal(h[r].status, 0);
-		assert_contains(out, want[r]);
+		for (int n = 0; n < nodes; n++)
+			assert_contains(mh_slurp(h[r].out), want[r][n]);
 	}
 	mh_assert_clean(&segs);
+}
+
+static void test_a_replicated_table_keeps_every_update_of_a_lost_host(void **state)
+{
+	(void)state;
+	repl_job(1, "rp");
+}
+
+/* per-node deltas, and the primary at either node of host 2 */
+static void test_a_replicated_table_with_two_nodes_per_host_keeps_every_update(void **state)
+{
+	(void)state;
+	repl_job(2, "rp2");
 }
 
 int main(int argc, char **argv)
@@ -510,6 +529,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rule_state_survives_the_loss_of_its_host),
 		cmocka_unit_test(test_rule_state_of_moved_keys_survives_without_a_round),
 		cmocka_unit_test(test_a_replicated_table_keeps_every_update_of_a_lost_host),
+		cmocka_unit_test(test_a_replicated_table_with_two_nodes_per_host_keeps_every_update),
 	};
 	return cmocka_run_group_tests(tests, mh_setup, mh_teardown);
 }
