@@ -443,9 +443,10 @@ int ps__rp_backup_read(ps_table *t, ps_key k, int node, uint32_t *out)
  * other hosts' RPUSH/RPULL of k, routed here (BK3), are served (RP9).
  * repl_xlock (RP8: rprim of a remote primary changes under it) and
  * repl_lock are only tried: a link thread never waits for the first
- * (RP10), and a caller may be in a read-side section.  Returns 1 done, 0 not such a key (rprim[r] names something
- * else, or k is not replicated any more), 2 repl_xlock busy, PS_EFULL
- * this node's pool full; on 2 and PS_EFULL the caller looks again later.
+ * (RP10), and a caller may be in a read-side section.  Returns 1 done, 0
+ * not such a key (rprim[r] names something else, or k is not replicated
+ * any more), 2 a lock busy, PS_EFULL this node's pool full; on 2 and
+ * PS_EFULL the caller looks again later.
  */
 int ps__rp_backup_promote(ps_table *t, ps_key k, int x, const uint32_t *vals)
 {

@@ -136,13 +136,12 @@
  *        word names lost x go to b(x) (bridge_link.c replica_start; before
  *        b(x) switched the key it refuses them and the deltas stay: a
  *        ps_sync meanwhile fails, PS_EHOSTDOWN at b(x), PS_EMISMATCH
- *        elsewhere).  Not covered: a key
- *        b(x) replicates with x's copy as primary of which it has no
- *        backup (never sent: a table younger than a round) keeps its
- *        REMOTE(x) primary - its remote rounds fail PS_EHOSTDOWN and its
- *        replicas stop being refreshed; with a rule other than sum, the
- *        deltas of x's own nodes not yet merged by its local round are in
- *        the BK4 window.
+ *        elsewhere).  Not covered: a key b(x) replicates with x's copy as
+ *        primary of which it has no backup (never sent: a table younger
+ *        than a round) keeps its REMOTE(x) primary - its remote rounds
+ *        fail PS_EHOSTDOWN and its replicas stop being refreshed; with a
+ *        rule other than sum, the deltas of x's own nodes not yet merged
+ *        by its local round are in the BK4 window.
  */
 #include <errno.h>
 #include <stdio.h>
