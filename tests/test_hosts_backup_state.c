@@ -25,6 +25,11 @@
  * SIGKILLs it at once.  Only the giver's copy (BK7) and the move's own
  * backup (BK5) can bring them back with their state: the survivors push
  * two more rounds and every key must equal its reference, held at host 0.
+ *
+ * "--node repl": a replicated table (sum rule) with keys of every host
+ * replicated on every host, 1 and 2 nodes per host; host 2 is killed 0.5 s
+ * after its last push and every key must read the exact sum on both
+ * survivors (repl_main says how).
  */
 #include <math.h>
 #include <setjmp.h>
