@@ -137,10 +137,16 @@ int ps_num_hosts(const ps_world *w);
  * at the backup).  A key moved to a host is backed up from the moment
  * its value leaves the host that gives it (the move's own backup, not the
  * next round), and a host lost in the middle of a move leaves that key
- * where it was or promoted from that backup, never stuck.  Keys never
- * backed up (a table created less than a round before the loss; tables
- * with replication or rule state) are lost: requests for them fail with
- * PS_EHOSTDOWN.  Keys held by the survivors keep every update.
+ * where it was or promoted from that backup, never stuck.  Update-rule
+ * state (adagrad's, adam's, a custom rule's) is backed up and promoted
+ * with the values.  In a table with replication, keys not replicated are
+ * covered as in any table; a key replicated with its primary on the lost
+ * host gets its backup as the new primary (the pending deltas of every
+ * host are merged into it by the next rounds; until the backup host has
+ * switched it, ps_sync fails and the deltas stay).  Keys never backed up
+ * (a table created less than a round before the loss) are lost: requests
+ * for them fail with PS_EHOSTDOWN.  Keys held by the survivors keep every
+ * update.
  */
 /* Elastic jobs: hosts joined and not left count; alive[] has a slot for
  * every rank below cap (cap = ps_num_hosts covers them all). */

@@ -95,7 +95,11 @@
  *        takes only repl_lock and locks of keys this host holds (another
  *        host never asks about a key it holds itself: check_request),
  *        never repl_xlock, and never waits for another host.  So no wait
- *        for a reply waits, through any chain, for itself.
+ *        for a reply waits, through any chain, for itself.  (One link
+ *        thread use of repl_xlock: the backup host of a lost holder makes
+ *        its promoted copy the primary, lib/net/backup.c BK12; it only
+ *        tries repl_xlock and repl_lock, and waits for nothing while it
+ *        holds them.)
  */
 #include <errno.h>
 #include <math.h>

@@ -26,4 +26,11 @@ bool ps__replica_step(ps_world *w);    /* service: periodic rounds if due */
 int ps__replica_serve(ps_table *t, const ps_key *keys, size_t n, float *out, const float *in);
 void ps__replica_flush(ps_world *w);   /* finalize: merge this node's deltas */
 
+/* Backups (lib/net/backup.c BK12), link thread: the full value and rule
+ * state of a replicated key whose primary node `node` holds (1, or 0: not
+ * such a key), and the promotion of lost host x's backup of a key
+ * replicated here with x's copy as its primary (1, 0, 2: busy, PS_EFULL). */
+int ps__rp_backup_read(ps_table *t, ps_key k, int node, uint32_t *out);
+int ps__rp_backup_promote(ps_table *t, ps_key k, int x, const uint32_t *vals);
+
 #endif /* PSMEM_CORE_REPLICA_H */

@@ -384,3 +384,106 @@ int ps__rp_remote_round(ps_world *w, ps_table *t, int n0, int n1, bool refresh)
 	ps__free(w, buf);
 	return rc;
 }
+
+/* ------------------------------------------------ backups (backup.c BK12) */
+
+/*
+ * Link thread of node `node` (a backup round, lib/net/backup.c BK12): if k
+ * is replicated here with its primary in node's pool, copies what an RPULL
+ * answers for it (RP9: the primary plus every node's pending delta, sum
+ * rule) followed by the primary's rule state - value_len + state_len
+ * floats, the layout of a slot - under repl_lock, so no round moves a
+ * delta meanwhile and k stays replicated.  Returns 1, or 0 if k is not
+ * such a key (ordinary, its primary on another host or another node).
+ * Takes repl_lock and a primary's lock, as serving an RPULL does (RP10).
+ */
+int ps__rp_backup_read(ps_table *t, ps_key k, int node, uint32_t *out)
+{
+	ps_world *w = t->w;
+	const uint32_t len = t->value_len, nf = t->value_len + t->state_len;
+	float tmp[64], *dt = len <= 64 ? tmp : ps__alloc(w, sizeof(float) * len);
+	if (!dt)
+		return 0; /* only lag: the next round tries again */
+	int rc = 0;
+	ps__rp_repl_lock(w, t->d);
+	urcu_memb_read_lock();
+	/* acquire: as every load of a location word (kv.c KV1) */
+	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+	uint32_t r = PS__LOC_RIDX(lw);
+	/* relaxed: under repl_lock (RP1) */
+	uint64_t plw = (lw & PS__LOC_REPL) ? atomic_load_explicit(&t->rprim[r], memory_order_relaxed) : 0;
+	if ((lw & PS__LOC_REPL) && !PS__LOC_IS_REMOTE(plw) && PS__LOC_OWNER(plw) == node) {
+		struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(plw));
+		uint64_t s = ps__rp_lock_any(w, t, p); /* MOVED-marked (RP6) */
+		ps__copy_out(out, p, nf);
+		ps__slot_unlock(p, s, true); /* stays MOVED (RP6) */
+		if (t->rule == PS_RULE_SUM) { /* the deltas not merged yet (RP3) */
+			float *o = (float *)(void *)out;
+			for (int m = 0; m < w->nnodes; m++)
+				add_delta(w, t, m, r, o, dt);
+		}
+		rc = 1;
+	}
+	urcu_memb_read_unlock();
+	ps__rp_repl_unlock(t->d);
+	if (dt != tmp)
+		ps__free(w, dt);
+	return rc;
+}
+
+/*
+ * Link thread of the backup host of lost host x (lib/net/backup.c BK12):
+ * k is replicated here and its primary was x's copy (rprim[r] =
+ * REMOTE(x)).  vals (value_len + state_len floats: x's backup of the
+ * primary and its state) becomes the primary in a fresh slot of this node,
+ * MOVED-marked as every local primary (RP6), and rprim[r] names it: this
+ * host's local rounds merge the deltas into it and refresh the replicas
+ * from it (their delta key, 0 for a remote primary, never equals a slot's
+ * seq: RP7 refreshes them), remote rounds no longer send them to x, and
+ * other hosts' RPUSH/RPULL of k, routed here (BK3), are served (RP9).
+ * repl_xlock (RP8: rprim of a remote primary changes under it) and
+ * repl_lock are only tried: a link thread never waits for the first
+ * (RP10), and a caller may be in a read-side section.  Returns 1 done, 0
+ * not such a key (rprim[r] names something else, or k is not replicated
+ * any more), 2 a lock busy, PS_EFULL this node's pool full; on 2 and
+ * PS_EFULL the caller looks again later.
+ */
+int ps__rp_backup_promote(ps_table *t, ps_key k, int x, const uint32_t *vals)
+{
+	ps_world *w = t->w;
+	if (!ps__rp_xtrylock(w, t->d))
+		return 2;
+	if (!ps__rp_repl_trylock(w, t->d)) {
+		ps__rp_xunlock(w, t->d);
+		return 2;
+	}
+	int rc = 0;
+	/* acquire: as every load of a location word (kv.c KV1) */
+	uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+	uint32_t r = PS__LOC_RIDX(lw);
+	/* relaxed: under repl_lock and repl_xlock (RP1, RP8) */
+	if ((lw & PS__LOC_REPL) && atomic_load_explicit(&t->rprim[r], memory_order_relaxed) == PS__LOC_MAKE_REMOTE(x)) {
+		uint64_t off;
+		rc = ps__slot_alloc(w, t->id, w->node, t->slot_size, &off);
+		if (rc == 0) {
+			ps__slot_fill(w, t, off, k, vals);
+			struct ps__slot *p = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(PS__LOC_MAKE(w->node, off)));
+			/* relaxed: published with rprim[r] under repl_lock
+			 * (RP6: a primary is MOVED-marked) */
+			uint64_t s = atomic_load_explicit(&p->seq, memory_order_relaxed);
+			atomic_store_explicit(&p->seq, s | PS__SEQ_MOVED, memory_order_relaxed);
+			/* release: the slot's content before the word, for the
+			 * readers of rprim under repl_lock (the unlock orders it
+			 * too) */
+			atomic_store_explicit(&t->rprim[r], PS__LOC_MAKE(w->node, off), memory_order_release);
+			/* relaxed: a count, under repl_lock (replica_switch.c) */
+			atomic_fetch_sub_explicit(&t->d->repl_remote, 1, memory_order_relaxed);
+			rc = 1;
+		} else if (rc != PS_EFULL) {
+			rc = 0;
+		}
+	}
+	ps__rp_repl_unlock(t->d);
+	ps__rp_xunlock(w, t->d);
+	return rc;
+}

@@ -14,8 +14,9 @@
  *        round that is lost is only lag.  This is chain replication of
  *        length 2 with the whole state as the round's aggregate: simple and
  *        idempotent, at the price of sending every held key every round
- *        (no dirty tracking in kv.c yet).  Tables with replication or rule
- *        state are not backed up (a remote pull carries values only).
+ *        (no dirty tracking in kv.c yet).  A key's values go with its
+ *        rule state (BK11); a replicated key goes from the node holding
+ *        its primary (BK12).
  *   (BK2) Store.  Node i of b keeps, per table, the last value of each key
  *        sent to it, the sending host and where the value stands among that
  *        host's rounds (ord: 2r for round r, 2r + 1 for values sent between
@@ -108,6 +109,39 @@
  *        and anywhere when the home, unlocking a key to lost holder x, asks
  *        b(x) to (MOVE op PROMOTE): the GIVE's reply never reached the
  *        mover, so x's backup is the value.
+ *   (BK11) Rule state.  Every copy of a key here - a round's, a mover's
+ *        (BK5), a giver's (BK7) - is value_len + state_len floats, values
+ *        then the update rule's state, as a slot keeps them (kv.c, rules.c):
+ *        a round reads them as one seqlock snapshot of the slot (a rule
+ *        writes both under the slot lock), a move carries them in its
+ *        MOVE_REPLY.  The frame's value_len field is that count; the
+ *        receiver refuses a frame whose count or num_keys is not the
+ *        table's (and the store keeps one length per table), and promotion
+ *        installs the state with the values.  Before, tables with state
+ *        were not backed up at all; a promotion with zeroed state would make
+ *        adagrad take steps of lr and adam restart its bias correction.
+ *   (BK12) Replicated tables (replica.c RP8-RP10).  Their ordinary keys are
+ *        backed up as any table's.  A key replicated here whose primary
+ *        node i of h holds (rprim[r] names a slot of node i) is sent by
+ *        node i's round with what an RPULL answers - the primary plus every
+ *        node's pending delta (sum rule) - and the primary's rule state,
+ *        read under repl_lock (replica_remote.c ps__rp_backup_read).  A key
+ *        replicated at b(x) with x's copy as its primary (rprim[r] =
+ *        REMOTE(x)) is promoted by making x's backup the primary there: a
+ *        fresh slot, MOVED-marked (RP6), rprim[r] := it, under repl_xlock
+ *        and repl_lock, both only tried (a link thread never waits for
+ *        repl_xlock, RP10: busy or a full pool wait as in BK6).  b(x)'s
+ *        local rounds then merge its deltas into it and refresh its
+ *        replicas, and other hosts' RPUSH/RPULL of keys whose primary
+ *        word names lost x go to b(x) (bridge_link.c replica_start; before
+ *        b(x) switched the key it refuses them and the deltas stay: a
+ *        ps_sync meanwhile fails, PS_EHOSTDOWN at b(x), PS_EMISMATCH
+ *        elsewhere).  Not covered: a key b(x) replicates with x's copy as
+ *        primary of which it has no backup (never sent: a table younger
+ *        than a round) keeps its REMOTE(x) primary - its remote rounds
+ *        fail PS_EHOSTDOWN and its replicas stop being refreshed; with a
+ *        rule other than sum, the deltas of x's own nodes not yet merged
+ *        by its local round are in the BK4 window.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -120,6 +154,7 @@
 #include "grace.h"
 #include "kv.h"
 #include "link_in.h"
+#include "replica.h"
 #include "table.h"
 
 #define BK_END (1ULL << 55)
@@ -179,6 +214,7 @@ struct ps__backup {
 	uint32_t complete[PS__MAX_HOSTS]; /* last round with BK_END, per host */
 	uint32_t newest[PS__MAX_HOSTS];
 	uint64_t rounds_sent, keys_sent;
+	uint64_t refused;         /* frames whose length is not the table's (BK11) */
 	/* (BK6) keys of lost hosts waiting for their move to unlock, and the
 	 * hosts whose promotion waits for them */
 	struct bk_defer *df;
@@ -196,8 +232,7 @@ struct ps__backup {
 	uint64_t *dir_until;
 	/* scratch of a round */
 	ps_key *keys;
-	float *v;
-	uint32_t *miss;
+	float *v;                 /* value_len + state_len floats per key */
 	uint64_t scap;
 };
 
@@ -232,7 +267,6 @@ void ps__bk_free(struct ps__link *L)
 		free(b->tab[i].e), free(b->tab[i].vals);
 	free(b->keys);
 	free(b->v);
-	free(b->miss);
 	free(b->df);
 	free(b->dw);
 	free(b->hq);
@@ -304,16 +338,15 @@ int ps__bk_timeout_ms(struct ps__link *L)
  * their values) whatever the table's size. */
 #define BK_CHUNK 65536u
 
-static int scratch(struct ps__backup *b, uint32_t vlen)
+static int scratch(struct ps__backup *b, uint32_t nf)
 {
-	uint64_t c = (uint64_t)BK_CHUNK * vlen;
+	uint64_t c = (uint64_t)BK_CHUNK * nf;
 	if (c <= b->scap)
 		return 0;
-	free(b->keys), free(b->v), free(b->miss);
+	free(b->keys), free(b->v);
 	b->keys = malloc(BK_CHUNK * sizeof *b->keys);
 	b->v = malloc(c * sizeof *b->v);
-	b->miss = malloc(BK_CHUNK * sizeof *b->miss);
-	b->scap = b->keys && b->v && b->miss ? c : 0;
+	b->scap = b->keys && b->v ? c : 0;
 	return b->scap ? 0 : -ENOMEM;
 }
 
@@ -334,52 +367,81 @@ static void send_prev(struct ps__link *L, int to, uint8_t **last, uint32_t *last
 	*last_len = len;
 }
 
-/* Reads the keys of t in [k0, k1) that node w->node holds and queues them
- * as frames (0 or -ENOMEM). */
+/* Key k's values and rule state (nf = value_len + state_len floats, the
+ * layout of a slot) from the slot node w->node holds it in, read as a
+ * seqlock reader (kv.c pull_one): a rule writes values and state under the
+ * slot lock, so the copy is one state of the key.  1, or 0 when node
+ * w->node holds k no more (moved meanwhile: the next round follows it).  In
+ * a read-side section. */
+static int read_held(ps_world *w, ps_table *t, ps_key k, uint32_t nf, uint32_t *out)
+{
+	for (;;) {
+		/* acquire: the slot's content published with the word (KV1) */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_acquire);
+		if ((lw & 0xff) != PS__LOC_LOCAL || PS__LOC_OWNER(lw) != w->node)
+			return 0;
+		struct ps__slot *sl = (struct ps__slot *)(w->seg.base + PS__LOC_OFF(lw));
+		/* acquire: the data loads below stay after it */
+		uint64_t s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+		if (s1 & PS__SEQ_LOCKED)
+			s1 = ps__wait_unlocked(w, t, sl, s1);
+		if (s1 & (PS__SEQ_MOVED | PS__SEQ_FREED))
+			continue; /* relocated: re-read the word */
+		ps__copy_out(out, sl, nf);
+		/* relaxed: checked with the seq below */
+		uint64_t key = atomic_load_explicit(&sl->key, memory_order_relaxed);
+		/* acquire fence: the data loads above complete before the re-check */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != s1 || key != k)
+			continue;
+		return 1;
+	}
+}
+
+/* Reads the keys of t in [k0, k1) that node w->node holds (BK1) or whose
+ * primary it holds (BK12) and queues them as frames (0 or -ENOMEM). */
 static int round_chunk(struct ps__link *L, ps_table *t, int to, uint64_t k0, uint64_t k1, uint8_t **last,
 		       uint32_t *last_len)
 {
 	struct ps__backup *b = L->bk;
 	ps_world *w = L->w;
-	const uint32_t vlen = t->value_len;
-	uint64_t n = 0;
-	for (uint64_t k = k0; k < k1; k++) {
-		/* relaxed: ps__local_keys re-reads it (acquire) and misses a
-		 * key that moved meanwhile */
-		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
-		if ((lw & 0xff) == PS__LOC_LOCAL && PS__LOC_OWNER(lw) == w->node)
-			b->keys[n++] = k;
-	}
-	if (!n)
-		return 0;
-	size_t nmiss = 0;
-	uint64_t local = 0, repl = 0;
-	ps__local_keys(t, b->keys, NULL, n, b->v, NULL, b->miss, &nmiss, &local, &repl);
-	/* drop the misses (moved away meanwhile; in increasing order) */
+	const uint32_t nf = t->value_len + t->state_len;
 	uint64_t m = 0;
-	for (uint64_t i = 0, j = 0; i < n; i++) {
-		if (j < nmiss && b->miss[j] == i) {
-			j++;
-			continue;
+	urcu_memb_read_lock();
+	for (uint64_t k = k0; k < k1; k++) {
+		/* relaxed: read_held re-reads it (acquire) and skips a key
+		 * that moved meanwhile */
+		uint64_t lw = atomic_load_explicit(&t->loc[k], memory_order_relaxed);
+		uint32_t *out = (uint32_t *)(void *)(b->v + m * nf);
+		if ((lw & 0xff) == PS__LOC_LOCAL && PS__LOC_OWNER(lw) == w->node) {
+			if (read_held(w, t, k, nf, out))
+				b->keys[m++] = k;
+		} else if ((lw & PS__LOC_REPL) && t->rprim) {
+			/* (BK12) replicated here: its primary's value, state and
+			 * every node's pending delta, if node w->node holds the
+			 * primary; outside the read-side section (it takes
+			 * repl_lock, and sections never wait for a lock) */
+			urcu_memb_read_unlock();
+			if (ps__rp_backup_read(t, k, w->node, out))
+				b->keys[m++] = k;
+			urcu_memb_read_lock();
 		}
-		if (m != i) {
-			b->keys[m] = b->keys[i];
-			memcpy(b->v + m * vlen, b->v + i * vlen, 4 * (size_t)vlen);
-		}
-		m++;
 	}
-	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	urcu_memb_read_unlock();
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * nf);
 	for (uint64_t at = 0; at < m; at += per) {
 		uint32_t c = (uint32_t)(m - at < per ? m - at : per);
-		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, nf);
 		uint8_t *f = malloc(PS__FRAME_HDR + len);
 		if (!f)
 			return -ENOMEM;
-		struct ps__kv_req r = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		/* value_len on the wire: floats per key, values then rule
+		 * state (BK11); the receiver checks it against the table */
+		struct ps__kv_req r = {.table = (uint32_t)t->id, .value_len = nf, .num_keys = t->num_keys, .n = c};
 		uint8_t *body = f + PS__FRAME_HDR;
 		ps__kv_enc_hdr(body, &r);
 		memcpy(body + PS__KV_HDR, b->keys + at, 8 * (size_t)c);
-		memcpy(body + PS__KV_HDR + 8 * (size_t)c, b->v + at * vlen, 4 * (size_t)c * vlen);
+		memcpy(body + PS__KV_HDR + 8 * (size_t)c, b->v + at * nf, 4 * (size_t)c * nf);
 		send_prev(L, to, last, last_len, f, len, false);
 		b->keys_sent += c;
 	}
@@ -417,9 +479,9 @@ void ps__bk_tick(struct ps__link *L)
 	for (int id = 0; id < PS__MAX_TABLES && rc == 0; id++) {
 		/* acquire: pairs with the release in ps__link_table_created */
 		ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
-		if (!t || t->rprim || t->state_len)
+		if (!t)
 			continue;
-		rc = scratch(b, t->value_len);
+		rc = scratch(b, t->value_len + t->state_len);
 		for (uint64_t k0 = 0; rc == 0 && k0 < t->num_keys; k0 += BK_CHUNK)
 			rc = round_chunk(L, t, to, k0, k0 + BK_CHUNK < t->num_keys ? k0 + BK_CHUNK : t->num_keys, &last,
 					 &last_len);
@@ -449,7 +511,8 @@ void ps__bk_round_now(struct ps__link *L)
  * (BK5) Keys just installed here by a move (migrate.c step 3, on the
  * mover's thread): their values go to the backup host at once, so a host
  * lost before its next round does not lose what moved to it.  keys[i]'s
- * values are the first value_len words at vals + i * stride.  They travel
+ * values and rule state are the first value_len + state_len words at
+ * vals + i * stride (BK11).  They travel
  * as a BACKUP frame tagged BK_MOVE with the number R of the last round
  * begun, read after the install (the fence pairs with ps__bk_tick's): if
  * round R + 1 began before that read, its reads of the words see the
@@ -463,8 +526,9 @@ void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_
 {
 	struct ps__link *L = w->link;
 	struct ps__backup *b = L ? L->bk : NULL;
-	if (!b || n == 0 || t->rprim || t->state_len)
-		return; /* no backups, or a table they do not cover (BK1) */
+	const uint32_t nf = t->value_len + t->state_len;
+	if (!b || n == 0 || stride < nf)
+		return; /* no backups, or not values and state (BK11) */
 	int to = ps__backup_host(w, w->host);
 	if (to < 0)
 		return;
@@ -472,22 +536,21 @@ void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_
 	 * of the round's number (pairs with ps__bk_tick's fence) */
 	atomic_thread_fence(memory_order_seq_cst);
 	uint32_t r = atomic_load_explicit(&b->round, memory_order_relaxed);
-	const uint32_t vlen = t->value_len;
-	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * vlen);
+	uint64_t per = (PS__FRAME_MAX - PS__KV_HDR) / (8ULL + 4ULL * nf);
 	uint64_t req = ((uint64_t)w->node << 56) | BK_MOVE | r;
 	for (size_t at = 0; at < n; at += per) {
 		uint32_t c = (uint32_t)(n - at < per ? n - at : per);
-		uint32_t len = (uint32_t)ps__kv_size(true, c, vlen);
+		uint32_t len = (uint32_t)ps__kv_size(true, c, nf);
 		uint8_t *f = malloc(PS__FRAME_HDR + len);
 		if (!f)
 			return; /* only lag: the next round sends them */
-		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = vlen, .num_keys = t->num_keys, .n = c};
+		struct ps__kv_req q = {.table = (uint32_t)t->id, .value_len = nf, .num_keys = t->num_keys, .n = c};
 		uint8_t *body = f + PS__FRAME_HDR;
 		ps__kv_enc_hdr(body, &q);
 		memcpy(body + PS__KV_HDR, keys + at, 8 * (size_t)c);
 		for (uint32_t i = 0; i < c; i++)
-			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * vlen, vals + (at + i) * stride,
-			       4 * (size_t)vlen);
+			memcpy(body + PS__KV_HDR + 8 * (size_t)c + 4 * (size_t)i * nf, vals + (at + i) * stride,
+			       4 * (size_t)nf);
 		ps__lk_send(L, to, f, PS__F_BACKUP, req, len);
 		free(f);
 	}
@@ -578,13 +641,13 @@ void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys
 {
 	struct ps__backup *b = L->bk;
 	ps_world *w = L->w;
-	if (!b || n == 0 || t->rprim || t->state_len || mover < 0 || mover >= w->nhosts ||
-	    (uint32_t)mover > BK_FOR_MASK)
+	/* nf: values then rule state, as the MOVE_REPLY carries them (BK11) */
+	const uint32_t vlen = t->value_len + t->state_len;
+	if (!b || n == 0 || nf != vlen || mover < 0 || mover >= w->nhosts || (uint32_t)mover > BK_FOR_MASK)
 		return;
 	int to = ps__backup_host(w, mover);
 	if (to < 0)
 		return;
-	const uint32_t vlen = t->value_len;
 	if (to == w->host) {
 		struct bk_table *bt = &b->tab[t->id];
 		if (bt->vlen && bt->vlen != vlen)
@@ -635,7 +698,7 @@ void ps__bk_given(struct ps__link *L, ps_table *t, int mover, const ps_key *keys
 void ps__bk_got(ps_world *w, ps_table *t, const ps_key *keys, const int32_t *givers, size_t n)
 {
 	struct ps__link *L = w->link;
-	if (!L || !L->bk || n == 0 || t->rprim || t->state_len)
+	if (!L || !L->bk || n == 0)
 		return;
 	ps_key *k = malloc(n * sizeof *k);
 	bool *done = calloc(n, sizeof *done);
@@ -690,8 +753,21 @@ void ps__bk_on_frame(struct ps__link *L, const struct ps__frame *f)
 		return;
 	}
 	struct bk_table *bt = &b->tab[m.table];
-	if (bt->vlen && bt->vlen != m.value_len)
+	/* (BK11) floats per key: the table's values then its rule state;
+	 * anything else is refused, as a store of another length is.
+	 * acquire: as in ps__bk_tick (a table not created here yet: its
+	 * store's first frame sets the length, checked at promotion) */
+	ps_table *t = atomic_load_explicit(&L->tables[m.table], memory_order_acquire);
+	if ((t && (m.value_len != t->value_len + t->state_len || m.num_keys != t->num_keys)) ||
+	    (bt->vlen && bt->vlen != m.value_len)) {
+		if (b->refused++ == 0)
+			fprintf(stderr,
+				"psmem: host %d node %d: backup frame of host %d for table %u refused: %u floats per "
+				"key, %llu keys (the table has %u, %llu)\n",
+				L->w->host, L->w->node, f->host, m.table, m.value_len, (unsigned long long)m.num_keys,
+				t ? t->value_len + t->state_len : bt->vlen, t ? (unsigned long long)t->num_keys : 0ULL);
 		return;
+	}
 	bt->vlen = m.value_len;
 	if (f->req & BK_GIVEN) {
 		uint32_t x = (uint32_t)(f->req >> 32) & BK_FOR_MASK;
@@ -765,13 +841,20 @@ static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *b
 	 * to the mover), or the home asked (force) */
 	if (e->gone && !force && !(lw == PS__LOC_MAKE_REMOTE(x) && ps__home_of(w, t->num_keys, e->k) == w->host))
 		return 0;
+	/* values then rule state, as the slot keeps them (BK11; the caller
+	 * checked the store's length against the table) */
+	const uint32_t *vals = (const uint32_t *)(const void *)(bt->vals + e->at * bt->vlen);
+	if ((lw & PS__LOC_REPL) && t->rprim) {
+		/* (BK12) replicated here with x's copy as its primary: ours
+		 * becomes the primary (2: repl_xlock busy or the pool full) */
+		int r = ps__rp_backup_promote(t, e->k, x, vals);
+		if (r == PS_EFULL)
+			L->bk->full_waits++;
+		return r == PS_EFULL ? 2 : r;
+	}
 	uint64_t off;
-	uint32_t small[64], *vals = t->value_len + t->state_len <= 64 ? small
-		: malloc(4 * (size_t)(t->value_len + t->state_len));
 	int full = 0;
-	if (!vals || !PS__LOC_IS_REMOTE(lw) || (full = ps__slot_alloc(w, t->id, w->node, t->slot_size, &off)) != 0) {
-		if (vals != small)
-			free(vals);
+	if (!PS__LOC_IS_REMOTE(lw) || (full = ps__slot_alloc(w, t->id, w->node, t->slot_size, &off)) != 0) {
 		/* a full pool: slots retired by gives come back after a grace
 		 * period; wait for them like a move does (MG6), on the link
 		 * thread without blocking: BK6's deferral retries it */
@@ -779,11 +862,7 @@ static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *b
 			L->bk->full_waits++;
 		return full == PS_EFULL ? 2 : 0;
 	}
-	memcpy(vals, bt->vals + e->at * bt->vlen, 4 * (size_t)t->value_len);
-	memset(vals + t->value_len, 0, 4 * (size_t)t->state_len);
 	ps__slot_fill(w, t, off, e->k, vals);
-	if (vals != small)
-		free(vals);
 	/* release: the slot's content is visible to whoever acquires the
 	 * word (KV1) */
 	return atomic_compare_exchange_strong_explicit(&t->loc[e->k], &lw, PS__LOC_MAKE(w->node, off),
@@ -794,7 +873,7 @@ static int promote_one(struct ps__link *L, ps_table *t, const struct bk_table *b
 static const struct bk_entry *usable(struct ps__backup *b, const ps_table *t, ps_key k, int x)
 {
 	struct bk_table *bt = &b->tab[t->id];
-	if (!bt->n || bt->vlen != t->value_len || x < 0 || x >= PS__MAX_HOSTS)
+	if (!bt->n || bt->vlen != t->value_len + t->state_len || x < 0 || x >= PS__MAX_HOSTS)
 		return NULL;
 	const struct bk_entry *e = slot_of(bt, k, false);
 	return e && e->src == x && (e->given || e->ord >= 2 * (uint64_t)b->complete[x]) ? e : NULL;
@@ -1000,7 +1079,7 @@ void ps__bk_promote(struct ps__link *L, int x)
 			struct bk_table *bt = &b->tab[id];
 			/* acquire: as in ps__bk_tick */
 			ps_table *t = atomic_load_explicit(&L->tables[id], memory_order_acquire);
-			if (!t || !bt->n || bt->vlen != t->value_len)
+			if (!t || !bt->n || bt->vlen != t->value_len + t->state_len)
 				continue;
 			for (uint64_t i = 0; i < bt->cap; i++) {
 				struct bk_entry *e = &bt->e[i];

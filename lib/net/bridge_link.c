@@ -1317,7 +1317,30 @@ int ps__link_stop(ps_world *w)
 static int replica_start(ps_table *t, const ps_key *keys, const uint16_t *hosts, size_t n, float *out,
 			 const float *in, bool push, struct ps__rgroup **g)
 {
-	return ps__remote_start_to(t, keys, hosts, n, out, in, push ? PS__F_RPUSH : PS__F_RPULL, g);
+	/* a lost holder's primaries are at its backup host now (backup.c
+	 * BK12); this host's own promotion not done yet: try again later */
+	ps_world *w = t->w;
+	uint16_t *to = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!ps__host_lost(w, hosts[i]))
+			continue;
+		int b = ps__backup_host(w, hosts[i]);
+		if (b < 0 || b == w->host) {
+			ps__free(w, to);
+			*g = NULL;
+			return PS_EHOSTDOWN;
+		}
+		if (!to && (to = ps__alloc(w, n * sizeof *to)) != NULL)
+			memcpy(to, hosts, n * sizeof *to);
+		if (!to) {
+			*g = NULL;
+			return -ENOMEM;
+		}
+		to[i] = (uint16_t)b;
+	}
+	int rc = ps__remote_start_to(t, keys, to ? to : hosts, n, out, in, push ? PS__F_RPUSH : PS__F_RPULL, g);
+	ps__free(w, to);
+	return rc;
 }
 
 const struct ps__net_ops ps__link_ops = {

@@ -546,7 +546,7 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 	/* keys a TAKE installed, with their values, for BK5 */
 	const bool bk = m->op == PS__MV_TAKE && w->link && w->link->bk;
 	ps_key *inst = bk ? malloc(8 * (size_t)m->n + 1) : NULL;
-	uint32_t *ival = bk ? malloc(4 * (size_t)m->n * t->value_len + 1) : NULL;
+	uint32_t *ival = bk ? malloc(4 * (size_t)m->n * nf + 1) : NULL; /* values and rule state */
 	size_t ninst = 0;
 	for (uint32_t i = 0; i < m->n; i++) {
 		ps_key k = ps__get64(m->keys + 8 * (size_t)i);
@@ -593,7 +593,7 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 				code = PS__MV_DONE;
 				if (inst && ival) {
 					inst[ninst] = k;
-					memcpy(ival + ninst * t->value_len, vals, 4 * (size_t)t->value_len);
+					memcpy(ival + ninst * nf, vals, 4 * (size_t)nf);
 					ninst++;
 				}
 				break;
@@ -617,7 +617,7 @@ uint32_t ps__drain_serve(ps_world *w, ps_table *t, int from_host, const struct p
 	 * Nothing for BK8: x leaves by agreement and its backups are never
 	 * promoted (DR5).  Without memory only the next round covers them */
 	if (inst && ival)
-		ps__bk_moved_in(w, t, inst, ival, t->value_len, ninst);
+		ps__bk_moved_in(w, t, inst, ival, nf, ninst);
 	free(inst);
 	free(ival);
 	ps__move_reply_enc_hdr(out, 0, m->n, m->nf, 0);

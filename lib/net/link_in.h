@@ -215,8 +215,9 @@ bool ps__bk_promote_key(struct ps__link *L, ps_table *t, ps_key k, int x, bool f
  * unlocked (before BK3's promotion); the lock records freed at the end */
 void ps__migrate_lost(struct ps__link *L, int x);
 void ps__migrate_locks_free(struct ps__link *L);
-/* (BK5) keys a move installed on this node: their values (the first
- * value_len words at vals + i * stride) to the backup host now */
+/* (BK5) keys a move installed on this node: their values and rule state
+ * (the first value_len + state_len words at vals + i * stride, BK11) to
+ * the backup host now */
 void ps__bk_moved_in(ps_world *w, ps_table *t, const ps_key *keys, const uint32_t *vals, uint32_t stride,
 		     size_t n);
 /* host was dropped (--on-host-failure continue) / and every local node

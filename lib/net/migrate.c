@@ -691,7 +691,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	/* step 3 (also after a failure: a given value must land) */
 	size_t moved = 0;
 	ps_key *inst = malloc(nres * sizeof *inst + 1); /* keys installed, for BK5 */
-	uint32_t *ival = malloc(nres * sizeof *ival * t->value_len + 1);
+	uint32_t *ival = malloc(nres * sizeof *ival * mv.nf + 1); /* values and rule state */
 	int32_t *igiver = malloc(nres * sizeof *igiver + 1);
 	for (size_t i = 0; i < nres; i++) {
 		int home = ps__home_now(w, t->num_keys, keys[i]);
@@ -716,7 +716,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 		if (inst && ival && igiver) {
 			inst[moved] = keys[i];
 			igiver[moved] = mv.giver[i];
-			memcpy(ival + moved * t->value_len, mv.vals + i * mv.nf, 4 * (size_t)t->value_len);
+			memcpy(ival + moved * mv.nf, mv.vals + i * mv.nf, 4 * (size_t)mv.nf);
 		}
 		moved++;
 		if (mv.host[i] == me)
@@ -726,7 +726,7 @@ int ps__migrate_in(ps_table *t, const ps_key *keys, size_t n)
 	 * makes the home route to us (BK5): a loss before our next backup
 	 * round keeps them; without memory, only the round covers them */
 	if (inst && ival && igiver) {
-		ps__bk_moved_in(w, t, inst, ival, t->value_len, moved);
+		ps__bk_moved_in(w, t, inst, ival, mv.nf, moved);
 		ps__bk_got(w, t, inst, igiver, moved);
 	}
 	free(inst);
