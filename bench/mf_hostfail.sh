@@ -54,9 +54,15 @@ run() {
 		# polled in one process (a shell loop's greps lag an epoch or more)
 		local mark="mf: host $KILL_HOST: epoch $KILL_AFTER/$EPOCHS done"
 		[ "$KILL_HOST" = 0 ] && mark="epoch $KILL_AFTER/$EPOCHS: "
-		read -r t_kill t_res < <(python3 - "$tag" "${pids[$KILL_HOST]}" "$mark" "$KILL_HOST" <<'EOF'
+		read -r t_kill t_res < <(python3 - "$tag" "${pids[$KILL_HOST]}" "$mark" "$KILL_HOST" "${pids[@]}" <<'EOF'
 import os, signal, sys, time
 tag, pid, mark, kh = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+others = [int(p) for i, p in enumerate(sys.argv[5:]) if i != kh]
+def running(p):  # not exited (a zombie waits for the shell to reap it)
+    try:
+        return open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 def seen(paths, s):
     for p in paths:
         try:
@@ -74,14 +80,22 @@ except ProcessLookupError:  # the job ended before the kill: no loss to time
     print(0, 0)
     sys.exit(0)
 while not seen([tag + ".h%d.out" % h for h in range(3) if h != kh], "takes over"):
+    if not any(running(p) for p in others):  # the survivors died: nothing resumed
+        print(tk, 0)
+        sys.exit(0)
     time.sleep(0.0005)
 print(tk, time.time())
 EOF
 )
 	fi
+	local st=0
 	for ((r = 0; r < 3; r++)); do
-		if [ "$kind" = kill ] && [ "$r" = "$KILL_HOST" ]; then wait "${pids[$r]}" 2>/dev/null || true; else wait "${pids[$r]}"; fi
+		if [ "$kind" = kill ] && [ "$r" = "$KILL_HOST" ]; then wait "${pids[$r]}" 2>/dev/null || true; else wait "${pids[$r]}" || st=$?; fi
 	done
+	if [ "$st" != 0 ]; then # a survivor failed: say why, go on with the next run
+		echo "$kind $k died: $(cat "$tag".h*.err | grep -v '^psrun: \|^psmem: ' | head -1)"
+		return 0
+	fi
 	local rec
 	rec=$(cat "$tag".h*.err | grep -o 'released [0-9.]* ms' | awk '{print $2}' | paste -sd/ || true)
 	python3 - "$tag.json" "$kind" "$k" "${rec:--}" "$t_kill" "$t_res" <<'EOF'
@@ -89,7 +103,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 tk, tr = float(sys.argv[5]), float(sys.argv[6])
 print(sys.argv[2], sys.argv[3], "%.4f" % j["rmse"], "%.3f" % j["train_seconds"], sys.argv[4],
-      ("%.1f" % (1000 * (tr - tk))) if tk else "-", j.get("host_lost_epoch"))
+      ("%.1f" % (1000 * (tr - tk))) if tk and tr else "-", j.get("host_lost_epoch"))
 EOF
 }
 
