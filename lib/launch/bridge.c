@@ -147,6 +147,7 @@ struct ps__bridge {
 	/* barrier being collected */
 	uint64_t gen;
 	int arrived;              /* local nodes arrived at gen */
+	bool werr;                /* some connection's write failed (BR-W): write_failures has work */
 	uint64_t tag;
 	bool tag_differs;
 	bool min;                 /* PS__BAR_MIN: tag is the minimum so far */
@@ -267,6 +268,7 @@ static void write_failed(struct ps__bridge *b, struct conn *c, int err)
 {
 	if (!c->werr)
 		c->werr = err ? err : EPIPE;
+	b->werr = true;
 	c->out_off = c->out_len = 0;
 	set_out_interest(b, c, false);
 }
@@ -275,6 +277,9 @@ static void write_failed(struct ps__bridge *b, struct conn *c, int err)
  * job stops; a node's link closed). */
 static void write_failures(struct ps__bridge *b)
 {
+	if (!b->werr) /* the common case: one test per event, not one per connection */
+		return;
+	b->werr = false; /* a failure noted while these are handled sets it again */
 	for (int p = 0; p < b->hosts; p++) {
 		struct conn *c = &b->peer[p];
 		if (c->fd >= 0 && c->werr)
