@@ -175,8 +175,44 @@ void mh_assert_clean(const struct seg_snapshot *before)
 }
 
 /* argv of `psrun -n nodes --hosts H --host-rank r --coordinator ... prog...` */
+void mh_argv_on_failure(const char **argv, const char *mode, const char *rate)
+{
+	int i = 0, end;
+	while (argv[i] != mh_self)
+		i++;
+	for (end = i; argv[end]; end++)
+		;
+	for (int j = end; j >= i; j--) /* the NULL too */
+		argv[j + 4] = argv[j];
+	argv[i] = "--on-host-failure";
+	argv[i + 1] = mode;
+	argv[i + 2] = "--backup-rate";
+	argv[i + 3] = rate;
+}
+
+static bool line_in_any(struct mh_proc *h, int n, const char *line)
+{
+	for (int r = 0; r < n; r++)
+		if (strstr(mh_slurp(h[r].out), line))
+			return true;
+	return false;
+}
+
+void mh_wait_line(struct mh_proc *h, int n, const char *line)
+{
+	for (int i = 0; i < 1200 && !line_in_any(h, n, line); i++)
+		usleep(50 * 1000); /* polls the hosts' output */
+	if (line_in_any(h, n, line))
+		return;
+	for (int r = 0; r < n; r++) {
+		mh_finish(&h[r], 0);
+		mh_show(&h[r], "host");
+	}
+	fail_msg("\"%s\" did not come within 60 s", line);
+}
+
 void mh_psrun_argv(const char **argv, char *store, int nodes, int hosts, int rank, unsigned port,
-		       const char *const prog[])
+		   const char *const prog[])
 {
 	char *n = store, *h = store + 16, *r = store + 32, *c = store + 48;
 	snprintf(n, 16, "%d", nodes);

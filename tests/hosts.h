@@ -53,6 +53,13 @@ void mh_assert_clean(const struct seg_snapshot *before);
  * --token-file ... prog...` (store: 96 bytes per host) */
 void mh_psrun_argv(const char **argv, char *store, int nodes, int hosts, int rank, unsigned port,
 		   const char *const prog[]);
+/* Inserts `--on-host-failure mode --backup-rate rate` into an argv of
+ * mh_psrun_argv whose program is mh_self, before the program (psrun's
+ * options). */
+void mh_argv_on_failure(const char **argv, const char *mode, const char *rate);
+/* Waits up to 60 s for line in the output of any of h[0..n); fails the
+ * test (showing every host, all stopped) if it does not come. */
+void mh_wait_line(struct mh_proc *h, int n, const char *line);
 /* Runs H psruns of nodes nodes each on loopback and waits for them. */
 void mh_run_hosts(int hosts, int nodes, const char *const prog[], struct mh_proc *p, double timeout);
 

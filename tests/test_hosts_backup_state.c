@@ -392,34 +392,12 @@ static double run_job(struct mh_proc h[3], const char *rate, int nodes, const ch
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
 		mh_psrun_argv(argv, store[r], nodes, 3, r, port, prog);
-		int i = 0;
-		while (argv[i] != mh_self)
-			i++;
-		int end = i;
-		while (argv[end])
-			end++;
-		for (int j = end; j >= i; j--)
-			argv[j + 4] = argv[j];
-		argv[i] = "--on-host-failure";
-		argv[i + 1] = "continue";
-		argv[i + 2] = "--backup-rate";
-		argv[i + 3] = rate;
+		mh_argv_on_failure(argv, "continue", rate);
 		char name[32];
 		snprintf(name, sizeof name, "%s%d", tag, r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
-#define READY() (strstr(mh_slurp(h[0].out), ready) || strstr(mh_slurp(h[1].out), ready) || \
-		 strstr(mh_slurp(h[2].out), ready))
-	for (int i = 0; i < 1200 && !READY(); i++)
-		usleep(50 * 1000);
-	if (!READY()) {
-		for (int r = 0; r < 3; r++) {
-			mh_finish(&h[r], 0);
-			mh_show(&h[r], "host");
-		}
-		fail_msg("\"%s\" did not come within 60 s", ready);
-	}
-#undef READY
+	mh_wait_line(h, 3, ready);
 	if (pause_s > 0)
 		usleep((useconds_t)(pause_s * 1e6));
 	double t_kill = mh_now();

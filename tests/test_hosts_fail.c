@@ -699,36 +699,13 @@ static double run_job_rate(struct mh_proc h[3], const char *mode, const char *ra
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
 		mh_psrun_argv(argv, store[r], nodes, 3, r, port, prog);
-		if (mode) { /* insert before the program */
-			int i = 0;
-			while (argv[i] != mh_self)
-				i++;
-			int end = i;
-			while (argv[end])
-				end++;
-			for (int j = end; j >= i; j--)
-				argv[j + 4] = argv[j];
-			argv[i] = "--on-host-failure";
-			argv[i + 1] = mode;
-			argv[i + 2] = "--backup-rate";
-			argv[i + 3] = rate;
-		}
+		if (mode)
+			mh_argv_on_failure(argv, mode, rate);
 		char name[32];
 		snprintf(name, sizeof name, "%s%d", tag, r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
 	}
-	/* ready: a line of any host's output */
-#define READY() (strstr(mh_slurp(h[0].out), ready) || strstr(mh_slurp(h[1].out), ready) || \
-		 strstr(mh_slurp(h[2].out), ready))
-	for (int i = 0; i < 1200 && !READY(); i++)
-		usleep(50 * 1000);
-	if (!READY()) {
-		for (int r = 0; r < 3; r++) {
-			mh_finish(&h[r], 0);
-			mh_show(&h[r], "host");
-		}
-		fail_msg("host 2 did not reach round %d within 60 s", STOP_AT);
-	}
+	mh_wait_line(h, 3, ready); /* a line of any host's output */
 	/* outside the backup window (BK4): the kill comes 25 backup periods
 	 * after the last push anyone made to host 2's keys before the loss
 	 * (the survivors wait in a barrier for it), so every update must
@@ -977,17 +954,7 @@ static void test_a_move_begun_before_the_verdict_fails_with_the_host_gone(void *
 	for (int r = 0; r < 3; r++) {
 		const char *argv[64];
 		mh_psrun_argv(argv, store[r], 1, 3, r, port, prog);
-		int i = 0, end;
-		while (argv[i] != mh_self)
-			i++;
-		for (end = i; argv[end]; end++)
-			;
-		for (int j = end; j >= i; j--)
-			argv[j + 4] = argv[j];
-		argv[i] = "--on-host-failure";
-		argv[i + 1] = "continue";
-		argv[i + 2] = "--backup-rate";
-		argv[i + 3] = SLOW_RATE;
+		mh_argv_on_failure(argv, "continue", SLOW_RATE);
 		char name[32];
 		snprintf(name, sizeof name, "verdict%d", r);
 		mh_spawn(&h[r], name, (char *const *)argv, NULL);
