@@ -310,7 +310,9 @@ bool ps__host_promoted(ps_world *w, int h)
 int ps__backup_host(ps_world *w, int h)
 {
 	/* the ring of the initial hosts: a joiner is never a backup host
-	 * (elastic jobs, EL2: it homes no key and may come after a loss) */
+	 * (elastic jobs, EL2: it homes no key and may come after a loss).
+	 * persist/ckpt_hosts.c view_backup repeats this rule on a
+	 * checkpoint's agreed view (persist may not call net): change both */
 	const int H = w->home_hosts;
 	for (int d = 1; d <= H; d++) {
 		int x = (h + d) % H;
